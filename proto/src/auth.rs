@@ -1,0 +1,123 @@
+//! The exact bytes a device signs to enroll and to authenticate.
+//!
+//! Both transcripts bind three things together: a fresh nonce chosen by the
+//! server for this connection, a value exported from this connection's TLS
+//! session (channel binding, RFC 5705 / RFC 8446 section 7.5), and the
+//! device's identity. A signature captured on one connection is therefore
+//! useless on any other, even one the attacker terminates itself.
+
+use crate::identity::{DeviceId, IdentityPublicKey};
+use crate::invite::InviteToken;
+
+/// The TLS exporter label for channel binding.
+pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-hotline/1 channel binding";
+/// The TLS exporter context (empty).
+pub const EXPORTER_CONTEXT: &[u8] = b"";
+/// Bytes exported from the TLS session for channel binding.
+pub const CHANNEL_BINDING_LEN: usize = 32;
+/// Bytes in the server's nonce.
+pub const NONCE_LEN: usize = 32;
+
+const DEVICE_AUTH_CONTEXT: &[u8] = b"hotline/1 device-auth\0";
+const ENROLL_CONTEXT: &[u8] = b"hotline/1 enroll\0";
+
+/// The server's per-connection challenge.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Nonce(pub [u8; NONCE_LEN]);
+
+impl std::fmt::Debug for Nonce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Nonce(..)")
+    }
+}
+
+impl Nonce {
+    /// A fresh nonce from the system's secure random generator.
+    pub fn random() -> Result<Nonce, crate::identity::RandomnessUnavailable> {
+        let mut n = [0u8; NONCE_LEN];
+        crate::identity::fill_random(&mut n)?;
+        Ok(Nonce(n))
+    }
+}
+
+/// The keying material exported from the connection's TLS session with
+/// [`EXPORTER_LABEL`] and [`EXPORTER_CONTEXT`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ChannelBinding(pub [u8; CHANNEL_BINDING_LEN]);
+
+impl std::fmt::Debug for ChannelBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChannelBinding(..)")
+    }
+}
+
+/// What an enrolled device signs to authenticate:
+/// `"hotline/1 device-auth\0" || nonce (32) || channel binding (32) || device id (16)`.
+pub fn device_auth_transcript(
+    nonce: &Nonce,
+    binding: &ChannelBinding,
+    device: &DeviceId,
+) -> Vec<u8> {
+    let mut t = Vec::with_capacity(DEVICE_AUTH_CONTEXT.len() + 32 + 32 + 16);
+    t.extend_from_slice(DEVICE_AUTH_CONTEXT);
+    t.extend_from_slice(&nonce.0);
+    t.extend_from_slice(&binding.0);
+    t.extend_from_slice(device.as_bytes());
+    t
+}
+
+/// What a new device signs to enroll:
+/// `"hotline/1 enroll\0" || nonce (32) || channel binding (32) || identity key (32) || invite token (32)`.
+pub fn enroll_transcript(
+    nonce: &Nonce,
+    binding: &ChannelBinding,
+    identity: &IdentityPublicKey,
+    token: &InviteToken,
+) -> Vec<u8> {
+    let mut t = Vec::with_capacity(ENROLL_CONTEXT.len() + 32 * 4);
+    t.extend_from_slice(ENROLL_CONTEXT);
+    t.extend_from_slice(&nonce.0);
+    t.extend_from_slice(&binding.0);
+    t.extend_from_slice(identity.as_bytes());
+    t.extend_from_slice(token.as_bytes());
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{IdentityKeyPair, hex};
+
+    #[test]
+    fn transcripts_have_the_documented_layout() {
+        let nonce = Nonce([1; 32]);
+        let binding = ChannelBinding([2; 32]);
+        let pair = IdentityKeyPair::from_seed(&[3; 32]);
+        let t = device_auth_transcript(&nonce, &binding, &pair.device_id());
+        assert_eq!(t.len(), 22 + 32 + 32 + 16);
+        assert!(t.starts_with(b"hotline/1 device-auth\0"));
+        assert_eq!(&t[22..54], &[1; 32]);
+        assert_eq!(&t[54..86], &[2; 32]);
+        assert_eq!(&t[86..], pair.device_id().as_bytes());
+
+        let token = InviteToken::from_bytes([4; 32]);
+        let e = enroll_transcript(&nonce, &binding, &pair.public_key(), &token);
+        assert_eq!(e.len(), 17 + 32 * 4);
+        assert!(e.starts_with(b"hotline/1 enroll\0"));
+        assert_eq!(&e[81..113], pair.public_key().as_bytes());
+        assert_eq!(&e[113..], &[4; 32]);
+    }
+
+    #[test]
+    fn a_signature_does_not_carry_over_to_another_connection() {
+        let pair = IdentityKeyPair::from_seed(&[9; 32]);
+        let nonce = Nonce([1; 32]);
+        let t1 = device_auth_transcript(&nonce, &ChannelBinding([2; 32]), &pair.device_id());
+        let t2 = device_auth_transcript(&nonce, &ChannelBinding([3; 32]), &pair.device_id());
+        let sig = pair.sign(&t1);
+        assert!(pair.public_key().verify(&t1, &sig).is_ok());
+        assert!(pair.public_key().verify(&t2, &sig).is_err());
+        // A fixed vector for docs/protocol.md readers.
+        assert_eq!(hex(&t1[..4]), "686f746c");
+    }
+}

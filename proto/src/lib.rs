@@ -1,0 +1,43 @@
+//! The hotline wire protocol, shared by server and clients. It does no I/O.
+//!
+//! # Layout
+//!
+//! The modules follow the data path of a connection:
+//!
+//! * [`frame`]: the length-delimited framing every stream uses, with a hard
+//!   size limit checked before anything of that size is allocated.
+//! * [`message`]: the domain types a frame decodes into. The protobuf types
+//!   generated from `proto/hotline/v1/hotline.proto` stay private; every wire
+//!   message is parsed here into a type whose fields are known to be present
+//!   and in range (parse, don't validate).
+//! * [`error`]: the error codes both ends exchange, and why decoding failed.
+//! * [`identity`]: device identity keys (Ed25519), signatures and device ids.
+//! * [`auth`]: the exact bytes a device signs to enroll and to authenticate,
+//!   bound to the TLS session by a keying-material export.
+//! * [`invite`]: one-time invites and the certificate pin they carry.
+//! * [`role`]: what a device may be.
+//!
+//! `docs/protocol.md` at the repository root specifies all of it for
+//! independent implementations.
+
+pub mod auth;
+pub mod error;
+pub mod frame;
+pub mod identity;
+pub mod invite;
+pub mod message;
+pub mod role;
+
+mod pb;
+
+pub use error::{DecodeError, ErrorCode, WireError};
+pub use identity::{DeviceId, IdentityKeyPair, IdentityPublicKey, Signature};
+pub use invite::{CertPin, Invite, InviteToken};
+pub use role::Role;
+
+/// The protocol version carried in `Challenge` and `SetupRequest`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The TLS application-layer protocol name. A connection that does not
+/// negotiate exactly this is refused during the handshake.
+pub const ALPN: &[u8] = b"hotline/1";

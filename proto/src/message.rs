@@ -1,0 +1,526 @@
+//! The messages of protocol version 1, as domain types.
+//!
+//! Each type has `encode` (to a frame payload) and `decode` (from one). A
+//! decoded value always has every field it needs, of the right length and
+//! in range; anything else is a [`DecodeError`] naming the field.
+
+use prost::Message as _;
+
+use crate::auth::{NONCE_LEN, Nonce};
+use crate::error::{DecodeError, WireError};
+use crate::identity::{DeviceId, IdentityPublicKey, Signature};
+use crate::invite::{Invite, InviteToken};
+use crate::role::Role;
+use crate::{PROTOCOL_VERSION, pb};
+
+fn role_field(value: i32, field: &'static str) -> Result<Role, DecodeError> {
+    Role::from_wire(value).ok_or(DecodeError::Invalid(field))
+}
+
+fn check_version(v: u32) -> Result<(), DecodeError> {
+    if v == PROTOCOL_VERSION {
+        Ok(())
+    } else {
+        Err(DecodeError::UnsupportedVersion(v))
+    }
+}
+
+/// The server's first message on a new connection (on a unidirectional
+/// stream it opens).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// Fresh randomness the device must sign.
+    pub nonce: Nonce,
+}
+
+impl Challenge {
+    /// The frame payload.
+    pub fn encode(&self) -> Vec<u8> {
+        pb::Challenge {
+            protocol_version: PROTOCOL_VERSION,
+            nonce: self.nonce.0.to_vec().into(),
+        }
+        .encode_to_vec()
+    }
+
+    /// Parses a frame payload.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let m = pb::Challenge::decode(bytes)?;
+        check_version(m.protocol_version)?;
+        let nonce: [u8; NONCE_LEN] = m
+            .nonce
+            .as_ref()
+            .try_into()
+            .map_err(|_| DecodeError::Invalid("nonce"))?;
+        Ok(Challenge {
+            nonce: Nonce(nonce),
+        })
+    }
+}
+
+/// The device's set-up message: authenticate, or enroll with an invite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupRequest {
+    /// An enrolled device proves it holds its identity key.
+    Auth {
+        /// Which device.
+        device_id: DeviceId,
+        /// Signature over [`crate::auth::device_auth_transcript`].
+        signature: Signature,
+    },
+    /// A new device redeems an invite.
+    Enroll {
+        /// The invite's one-time token.
+        token: InviteToken,
+        /// The device's new identity key.
+        identity_key: IdentityPublicKey,
+        /// Signature over [`crate::auth::enroll_transcript`].
+        signature: Signature,
+    },
+}
+
+impl SetupRequest {
+    /// The frame payload.
+    pub fn encode(&self) -> Vec<u8> {
+        let kind = match self {
+            SetupRequest::Auth {
+                device_id,
+                signature,
+            } => pb::setup_request::Kind::Auth(pb::AuthProof {
+                device_id: device_id.as_bytes().to_vec().into(),
+                signature: signature.as_bytes().to_vec().into(),
+            }),
+            SetupRequest::Enroll {
+                token,
+                identity_key,
+                signature,
+            } => pb::setup_request::Kind::Enroll(pb::EnrollRequest {
+                invite_token: token.as_bytes().to_vec().into(),
+                identity_key: identity_key.as_bytes().to_vec().into(),
+                signature: signature.as_bytes().to_vec().into(),
+            }),
+        };
+        pb::SetupRequest {
+            protocol_version: PROTOCOL_VERSION,
+            kind: Some(kind),
+        }
+        .encode_to_vec()
+    }
+
+    /// Parses a frame payload.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let m = pb::SetupRequest::decode(bytes)?;
+        check_version(m.protocol_version)?;
+        match m.kind.ok_or(DecodeError::Missing("kind"))? {
+            pb::setup_request::Kind::Auth(a) => Ok(SetupRequest::Auth {
+                device_id: DeviceId::from_slice(&a.device_id, "device_id")?,
+                signature: Signature::from_slice(&a.signature, "signature")?,
+            }),
+            pb::setup_request::Kind::Enroll(e) => Ok(SetupRequest::Enroll {
+                token: InviteToken::from_slice(&e.invite_token, "invite_token")?,
+                identity_key: IdentityPublicKey::from_slice(&e.identity_key, "identity_key")?,
+                signature: Signature::from_slice(&e.signature, "signature")?,
+            }),
+        }
+    }
+}
+
+/// The server accepted the device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Welcome {
+    /// The authenticated device.
+    pub device_id: DeviceId,
+    /// Its role.
+    pub role: Role,
+    /// Server time, seconds since the Unix epoch.
+    pub server_time: u64,
+}
+
+/// The server's answer to a [`SetupRequest`].
+pub type SetupResponse = Result<Welcome, WireError>;
+
+/// Encodes a [`SetupResponse`] as a frame payload.
+pub fn encode_setup_response(r: &SetupResponse) -> Vec<u8> {
+    let result = match r {
+        Ok(w) => pb::setup_response::Result::Welcome(pb::Welcome {
+            device_id: w.device_id.as_bytes().to_vec().into(),
+            role: w.role.to_wire(),
+            server_time: w.server_time,
+        }),
+        Err(e) => pb::setup_response::Result::Error(e.to_wire()),
+    };
+    pb::SetupResponse {
+        result: Some(result),
+    }
+    .encode_to_vec()
+}
+
+/// Parses a [`SetupResponse`] frame payload.
+pub fn decode_setup_response(bytes: &[u8]) -> Result<SetupResponse, DecodeError> {
+    let m = pb::SetupResponse::decode(bytes)?;
+    match m.result.ok_or(DecodeError::Missing("result"))? {
+        pb::setup_response::Result::Welcome(w) => Ok(Ok(Welcome {
+            device_id: DeviceId::from_slice(&w.device_id, "device_id")?,
+            role: role_field(w.role, "role")?,
+            server_time: w.server_time,
+        })),
+        pb::setup_response::Result::Error(e) => Ok(Err(WireError::from_wire(e))),
+    }
+}
+
+/// Longest invite lifetime an admin may ask for: 30 days.
+pub const MAX_INVITE_TTL_SECS: u64 = 30 * 24 * 3600;
+
+/// A request from an authenticated device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Who am I, and is the server there?
+    Status,
+    /// Make a one-time invite for a new device.
+    CreateInvite {
+        /// The role the new device gets.
+        role: Role,
+        /// Lifetime in seconds, 1 to [`MAX_INVITE_TTL_SECS`].
+        ttl_seconds: u64,
+    },
+    /// List every enrolled device (admins only).
+    ListDevices,
+    /// Revoke a device (admins only).
+    RevokeDevice {
+        /// The device to revoke.
+        device_id: DeviceId,
+    },
+}
+
+impl Request {
+    /// A short name for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::CreateInvite { .. } => "create_invite",
+            Request::ListDevices => "list_devices",
+            Request::RevokeDevice { .. } => "revoke_device",
+        }
+    }
+
+    /// The frame payload.
+    pub fn encode(&self) -> Vec<u8> {
+        use pb::request::Kind;
+        let kind = match self {
+            Request::Status => Kind::Status(pb::StatusRequest {}),
+            Request::CreateInvite { role, ttl_seconds } => {
+                Kind::CreateInvite(pb::CreateInviteRequest {
+                    role: role.to_wire(),
+                    ttl_seconds: *ttl_seconds,
+                })
+            }
+            Request::ListDevices => Kind::ListDevices(pb::ListDevicesRequest {}),
+            Request::RevokeDevice { device_id } => Kind::RevokeDevice(pb::RevokeDeviceRequest {
+                device_id: device_id.as_bytes().to_vec().into(),
+            }),
+        };
+        pb::Request { kind: Some(kind) }.encode_to_vec()
+    }
+
+    /// Parses a frame payload.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        use pb::request::Kind;
+        let m = pb::Request::decode(bytes)?;
+        Ok(match m.kind.ok_or(DecodeError::Missing("kind"))? {
+            Kind::Status(_) => Request::Status,
+            Kind::CreateInvite(c) => {
+                if c.ttl_seconds == 0 || c.ttl_seconds > MAX_INVITE_TTL_SECS {
+                    return Err(DecodeError::Invalid("ttl_seconds"));
+                }
+                Request::CreateInvite {
+                    role: role_field(c.role, "role")?,
+                    ttl_seconds: c.ttl_seconds,
+                }
+            }
+            Kind::ListDevices(_) => Request::ListDevices,
+            Kind::RevokeDevice(r) => Request::RevokeDevice {
+                device_id: DeviceId::from_slice(&r.device_id, "device_id")?,
+            },
+        })
+    }
+}
+
+/// One enrolled device, as an admin sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// The device.
+    pub device_id: DeviceId,
+    /// Its role.
+    pub role: Role,
+    /// When it enrolled, seconds since the Unix epoch.
+    pub enrolled_at: u64,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<u64>,
+}
+
+/// What the server says about the requesting device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusInfo {
+    /// The requesting device.
+    pub device_id: DeviceId,
+    /// Its role.
+    pub role: Role,
+    /// Server time, seconds since the Unix epoch.
+    pub server_time: u64,
+    /// The server's software version.
+    pub server_version: String,
+}
+
+/// The server's answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// The request was refused; nothing changed.
+    Error(WireError),
+    /// Answer to [`Request::Status`].
+    Status(StatusInfo),
+    /// Answer to [`Request::CreateInvite`].
+    InviteCreated {
+        /// The invite to hand over.
+        invite: Invite,
+    },
+    /// Answer to [`Request::ListDevices`].
+    DeviceList(Vec<DeviceInfo>),
+    /// Answer to [`Request::RevokeDevice`].
+    DeviceRevoked {
+        /// The revoked device.
+        device_id: DeviceId,
+        /// When, seconds since the Unix epoch.
+        revoked_at: u64,
+    },
+}
+
+impl Response {
+    /// The frame payload.
+    pub fn encode(&self) -> Vec<u8> {
+        use pb::response::Kind;
+        let kind = match self {
+            Response::Error(e) => Kind::Error(e.to_wire()),
+            Response::Status(s) => Kind::Status(pb::StatusResponse {
+                device_id: s.device_id.as_bytes().to_vec().into(),
+                role: s.role.to_wire(),
+                server_time: s.server_time,
+                server_version: s.server_version.clone(),
+            }),
+            Response::InviteCreated { invite } => Kind::InviteCreated(pb::InviteCreated {
+                invite: invite.to_string(),
+                expires_at: invite.expires_at,
+            }),
+            Response::DeviceList(devices) => Kind::DeviceList(pb::DeviceList {
+                devices: devices
+                    .iter()
+                    .map(|d| pb::DeviceInfo {
+                        device_id: d.device_id.as_bytes().to_vec().into(),
+                        role: d.role.to_wire(),
+                        enrolled_at: d.enrolled_at,
+                        revoked_at: d.revoked_at.unwrap_or(0),
+                    })
+                    .collect(),
+            }),
+            Response::DeviceRevoked {
+                device_id,
+                revoked_at,
+            } => Kind::DeviceRevoked(pb::DeviceRevoked {
+                device_id: device_id.as_bytes().to_vec().into(),
+                revoked_at: *revoked_at,
+            }),
+        };
+        pb::Response { kind: Some(kind) }.encode_to_vec()
+    }
+
+    /// Parses a frame payload.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        use pb::response::Kind;
+        let m = pb::Response::decode(bytes)?;
+        Ok(match m.kind.ok_or(DecodeError::Missing("kind"))? {
+            Kind::Error(e) => Response::Error(WireError::from_wire(e)),
+            Kind::Status(s) => Response::Status(StatusInfo {
+                device_id: DeviceId::from_slice(&s.device_id, "device_id")?,
+                role: role_field(s.role, "role")?,
+                server_time: s.server_time,
+                server_version: s.server_version,
+            }),
+            Kind::InviteCreated(c) => Response::InviteCreated {
+                invite: c.invite.parse()?,
+            },
+            Kind::DeviceList(l) => Response::DeviceList(
+                l.devices
+                    .into_iter()
+                    .map(|d| {
+                        Ok(DeviceInfo {
+                            device_id: DeviceId::from_slice(&d.device_id, "device_id")?,
+                            role: role_field(d.role, "role")?,
+                            enrolled_at: d.enrolled_at,
+                            revoked_at: (d.revoked_at != 0).then_some(d.revoked_at),
+                        })
+                    })
+                    .collect::<Result<_, DecodeError>>()?,
+            ),
+            Kind::DeviceRevoked(r) => Response::DeviceRevoked {
+                device_id: DeviceId::from_slice(&r.device_id, "device_id")?,
+                revoked_at: r.revoked_at,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorCode;
+    use crate::identity::IdentityKeyPair;
+    use crate::invite::CertPin;
+
+    #[test]
+    fn setup_messages_round_trip() {
+        let pair = IdentityKeyPair::from_seed(&[5; 32]);
+        let c = Challenge {
+            nonce: Nonce([1; 32]),
+        };
+        assert_eq!(Challenge::decode(&c.encode()), Ok(c));
+        let reqs = [
+            SetupRequest::Auth {
+                device_id: pair.device_id(),
+                signature: pair.sign(b"x"),
+            },
+            SetupRequest::Enroll {
+                token: InviteToken::from_bytes([2; 32]),
+                identity_key: pair.public_key(),
+                signature: pair.sign(b"y"),
+            },
+        ];
+        for r in reqs {
+            assert_eq!(SetupRequest::decode(&r.encode()), Ok(r));
+        }
+        let ok: SetupResponse = Ok(Welcome {
+            device_id: pair.device_id(),
+            role: Role::Coordinator,
+            server_time: 12,
+        });
+        assert_eq!(decode_setup_response(&encode_setup_response(&ok)), Ok(ok));
+        let err: SetupResponse = Err(WireError::new(ErrorCode::DeviceRevoked, "revoked"));
+        assert_eq!(decode_setup_response(&encode_setup_response(&err)), Ok(err));
+    }
+
+    #[test]
+    fn requests_and_responses_round_trip() {
+        let pair = IdentityKeyPair::from_seed(&[6; 32]);
+        for r in [
+            Request::Status,
+            Request::CreateInvite {
+                role: Role::Defender,
+                ttl_seconds: 3600,
+            },
+            Request::ListDevices,
+            Request::RevokeDevice {
+                device_id: pair.device_id(),
+            },
+        ] {
+            assert_eq!(Request::decode(&r.encode()), Ok(r));
+        }
+        let invite = Invite {
+            server_addr: "127.0.0.1:1".into(),
+            server_name: "localhost".into(),
+            cert_pin: CertPin::from_bytes([3; 32]),
+            token: InviteToken::from_bytes([4; 32]),
+            role: Role::Admin,
+            expires_at: 99,
+        };
+        for r in [
+            Response::Error(WireError::new(ErrorCode::Forbidden, "no")),
+            Response::Status(StatusInfo {
+                device_id: pair.device_id(),
+                role: Role::Officer,
+                server_time: 5,
+                server_version: "0.1.0".into(),
+            }),
+            Response::InviteCreated { invite },
+            Response::DeviceList(vec![
+                DeviceInfo {
+                    device_id: pair.device_id(),
+                    role: Role::Admin,
+                    enrolled_at: 1,
+                    revoked_at: None,
+                },
+                DeviceInfo {
+                    device_id: pair.device_id(),
+                    role: Role::Defender,
+                    enrolled_at: 1,
+                    revoked_at: Some(2),
+                },
+            ]),
+            Response::DeviceRevoked {
+                device_id: pair.device_id(),
+                revoked_at: 7,
+            },
+        ] {
+            assert_eq!(Response::decode(&r.encode()), Ok(r));
+        }
+    }
+
+    #[test]
+    fn missing_and_wrong_fields_are_named() {
+        assert_eq!(Request::decode(&[]), Err(DecodeError::Missing("kind")));
+        assert_eq!(
+            SetupRequest::decode(&[]),
+            Err(DecodeError::UnsupportedVersion(0))
+        );
+        assert_eq!(
+            Request::decode(&[0xff, 0xff, 0xff]),
+            Err(DecodeError::Protobuf)
+        );
+        let bad_ttl = pb::Request {
+            kind: Some(pb::request::Kind::CreateInvite(pb::CreateInviteRequest {
+                role: Role::Officer.to_wire(),
+                ttl_seconds: MAX_INVITE_TTL_SECS + 1,
+            })),
+        };
+        assert_eq!(
+            Request::decode(&bad_ttl.encode_to_vec()),
+            Err(DecodeError::Invalid("ttl_seconds"))
+        );
+        let short_id = pb::Request {
+            kind: Some(pb::request::Kind::RevokeDevice(pb::RevokeDeviceRequest {
+                device_id: vec![1, 2, 3].into(),
+            })),
+        };
+        assert_eq!(
+            Request::decode(&short_id.encode_to_vec()),
+            Err(DecodeError::Invalid("device_id"))
+        );
+        let no_kind = pb::SetupRequest {
+            protocol_version: PROTOCOL_VERSION,
+            kind: None,
+        };
+        assert_eq!(
+            SetupRequest::decode(&no_kind.encode_to_vec()),
+            Err(DecodeError::Missing("kind"))
+        );
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // A cheap deterministic sweep over random-looking inputs.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for len in 0..300 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            let _ = Request::decode(&bytes);
+            let _ = Response::decode(&bytes);
+            let _ = SetupRequest::decode(&bytes);
+            let _ = decode_setup_response(&bytes);
+            let _ = Challenge::decode(&bytes);
+            let _ = Invite::from_bytes(&bytes);
+        }
+    }
+}
