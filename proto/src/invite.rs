@@ -240,6 +240,34 @@ impl FromStr for Invite {
     }
 }
 
+/// The text is not a lifetime such as `90s`, `30m`, `24h` or `7d`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a lifetime is a number followed by s, m, h or d (for example 24h), up to 30 days")]
+pub struct BadLifetime;
+
+/// Parses an invite lifetime (`90s`, `30m`, `24h`, `7d`; a bare number is
+/// seconds) into seconds, between 1 second and 30 days.
+pub fn parse_lifetime(s: &str) -> Result<u64, BadLifetime> {
+    let s = s.trim();
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = digits.parse().map_err(|_| BadLifetime)?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(BadLifetime),
+    };
+    let secs = n.checked_mul(scale).ok_or(BadLifetime)?;
+    if secs == 0 || secs > crate::message::MAX_INVITE_TTL_SECS {
+        return Err(BadLifetime);
+    }
+    Ok(secs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,6 +374,27 @@ mod tests {
         assert_eq!(hex(pin.as_bytes()).parse::<CertPin>(), Ok(pin));
         assert!("sha256:abcd".parse::<CertPin>().is_err());
         assert_eq!(pin.grouped().split(' ').count(), 16);
+    }
+
+    #[test]
+    fn lifetimes() {
+        assert_eq!(parse_lifetime("90"), Ok(90));
+        assert_eq!(parse_lifetime("90s"), Ok(90));
+        assert_eq!(parse_lifetime("30m"), Ok(1800));
+        assert_eq!(parse_lifetime(" 24h "), Ok(86_400));
+        assert_eq!(parse_lifetime("30d"), Ok(30 * 86_400));
+        for bad in [
+            "",
+            "0",
+            "31d",
+            "h",
+            "1w",
+            "-1h",
+            "1.5h",
+            "99999999999999999999d",
+        ] {
+            assert_eq!(parse_lifetime(bad), Err(BadLifetime), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,1 +1,54 @@
-//! placeholder
+//! The hotline server.
+//!
+//! # Layout
+//!
+//! The modules follow a connection's data path:
+//!
+//! * [`config`]: defaults, the TOML file and validation.
+//! * [`tls`]: the server's certificate (created on first run) and the
+//!   QUIC/TLS settings: TLS 1.3 only, ALPN `hotline/1`, no 0-RTT.
+//! * [`server`]: the endpoint, the accept loop and shutdown.
+//! * `connection`: one connection: challenge, set-up (enroll or
+//!   authenticate), then one task per request stream.
+//! * [`handler`]: what each request does and which roles may make it.
+//! * [`store`]: durable state behind the [`store::Store`] trait.
+//!
+//! `main.rs` is a thin command line over [`server::RunningServer`]; tests
+//! start the same server on `127.0.0.1:0`.
+
+pub mod config;
+mod connection;
+pub mod handler;
+mod rate;
+mod registry;
+pub mod server;
+pub mod store;
+pub mod tls;
+
+pub use config::Config;
+pub use server::{DataDir, RunningServer, StartError};
+
+use std::path::Path;
+
+/// Seconds since the Unix epoch (0 if the clock is before 1970).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Creates `dir` (and parents) if missing; a new directory is readable by
+/// its owner only.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}

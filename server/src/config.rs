@@ -1,0 +1,233 @@
+//! Server configuration: safe defaults, an optional TOML file, and flags on
+//! top (flags win).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The UDP port the server listens on by default.
+pub const DEFAULT_PORT: u16 = 4433;
+
+/// Everything the server needs to run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The UDP address to listen on. The default, `127.0.0.1:4433`, is for
+    /// development: only this machine can connect. In production, listen on
+    /// `0.0.0.0:4433` (or `[::]:4433`) and set `public_addr`.
+    pub listen: SocketAddr,
+    /// The `host:port` clients should connect to, written into invites.
+    /// Required when `listen` is a wildcard address.
+    pub public_addr: Option<String>,
+    /// The TLS server name put in the development certificate and in
+    /// invites. Clients check the certificate by pin, not by name.
+    pub server_name: String,
+    /// Where the store, the TLS key and certificate live. Created on first
+    /// run with owner-only permissions.
+    pub data_dir: PathBuf,
+    /// Use this PEM certificate chain instead of the generated one.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Resource limits.
+    pub limits: Limits,
+}
+
+/// Limits on what one peer may consume.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Connections served at once; more are refused during the handshake.
+    pub max_connections: usize,
+    /// Request streams a connection may have open at once.
+    pub max_streams_per_connection: u32,
+    /// Requests a connection may make in a burst.
+    pub request_burst: u32,
+    /// Requests per second a connection may sustain after the burst.
+    pub requests_per_second: u32,
+    /// Seconds of silence after which a connection is dropped. Clients send
+    /// keep-alives well within it.
+    pub idle_timeout_secs: u64,
+    /// Seconds a new connection has to enroll or authenticate.
+    pub auth_timeout_secs: u64,
+    /// Seconds a request stream may take to arrive in full.
+    pub request_timeout_secs: u64,
+    /// Bytes of memory the store may use for its cache.
+    pub store_cache_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            max_streams_per_connection: 16,
+            request_burst: 50,
+            requests_per_second: 10,
+            idle_timeout_secs: 60,
+            auth_timeout_secs: 10,
+            request_timeout_secs: 30,
+            store_cache_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// [`Limits::idle_timeout_secs`] as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+    /// [`Limits::auth_timeout_secs`] as a duration.
+    pub fn auth_timeout(&self) -> Duration {
+        Duration::from_secs(self.auth_timeout_secs)
+    }
+    /// [`Limits::request_timeout_secs`] as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
+            public_addr: None,
+            server_name: "localhost".to_owned(),
+            data_dir: PathBuf::from("hotline-data"),
+            tls_cert: None,
+            tls_key: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("invalid configuration file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// A value is out of range or values contradict each other.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML file. Keys that are absent keep their defaults; unknown
+    /// keys are an error (a typo must not silently fall back to a default).
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.message().to_owned(),
+        })
+    }
+
+    /// The `host:port` to put in invites.
+    pub fn advertised_addr(&self, bound: SocketAddr) -> String {
+        self.public_addr
+            .clone()
+            .unwrap_or_else(|| bound.to_string())
+    }
+
+    /// Checks values and combinations.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        if self.listen.ip().is_unspecified() && self.public_addr.is_none() {
+            return Err(ConfigError::Invalid(
+                "listening on a wildcard address needs public_addr (the host:port clients connect to)".into(),
+            ));
+        }
+        if self.server_name.is_empty() || self.server_name.len() > 253 {
+            return Err(ConfigError::Invalid(
+                "server_name must be 1 to 253 characters".into(),
+            ));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls_cert and tls_key go together".into(),
+            ));
+        }
+        if l.max_connections == 0 || l.max_streams_per_connection == 0 || l.request_burst == 0 {
+            return Err(ConfigError::Invalid(
+                "limits must be greater than zero".into(),
+            ));
+        }
+        if l.requests_per_second == 0 || l.auth_timeout_secs == 0 || l.request_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "limits must be greater than zero".into(),
+            ));
+        }
+        if !(5..=600).contains(&l.idle_timeout_secs) {
+            return Err(ConfigError::Invalid(
+                "idle_timeout_secs must be between 5 and 600".into(),
+            ));
+        }
+        if l.store_cache_bytes < 1024 * 1024 {
+            return Err(ConfigError::Invalid(
+                "store_cache_bytes must be at least 1 MiB".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_safe_and_valid() {
+        let c = Config::default();
+        assert!(c.listen.ip().is_loopback());
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn file_values_override_defaults_and_typos_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("server.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:5000\"\npublic_addr = \"hotline.example.org:5000\"\n[limits]\nauth_timeout_secs = 5\n",
+        )
+        .expect("write");
+        let c = Config::from_file(&path).expect("parses");
+        assert_eq!(c.listen.port(), 5000);
+        assert_eq!(c.limits.auth_timeout_secs, 5);
+        assert_eq!(c.limits.max_streams_per_connection, 16);
+        assert!(c.validate().is_ok());
+
+        std::fs::write(&path, "lisen = \"0.0.0.0:5000\"\n").expect("write");
+        assert!(matches!(
+            Config::from_file(&path),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn wildcard_listen_needs_a_public_address() {
+        let c = Config {
+            listen: "0.0.0.0:4433".parse().expect("addr"),
+            ..Config::default()
+        };
+        assert!(matches!(c.validate(), Err(ConfigError::Invalid(_))));
+    }
+}

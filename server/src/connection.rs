@@ -1,0 +1,418 @@
+//! One client connection: challenge, set-up (enroll or authenticate), then
+//! request streams.
+//!
+//! Until set-up succeeds the connection reaches nothing but the set-up
+//! step; a failure there closes the connection with the error code.
+//! After set-up each request is a bidirectional stream carrying one frame
+//! each way. A bad request stream gets an error frame and a closed stream;
+//! the connection and other streams carry on.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hotline_proto::auth::{
+    self, CHANNEL_BINDING_LEN, ChannelBinding, EXPORTER_CONTEXT, EXPORTER_LABEL, Nonce,
+};
+use hotline_proto::frame::{self, FrameError, MAX_FRAME_LEN, MAX_SETUP_FRAME_LEN};
+use hotline_proto::message::{
+    Challenge, Request, Response, SetupRequest, Welcome, encode_setup_response,
+};
+use hotline_proto::{ALPN, DeviceId, ErrorCode, Role, WireError};
+use quinn::{Connection, RecvStream, SendStream};
+use tokio::time::timeout;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::handler;
+use crate::rate::RateLimiter;
+use crate::server::Shared;
+use crate::store::{EnrollOutcome, StoreError};
+
+/// An authenticated device on this connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Session {
+    pub(crate) device_id: DeviceId,
+    pub(crate) role: Role,
+}
+
+/// How long to let a refused peer read its error before closing.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Serves one connection to its end.
+pub(crate) async fn serve(incoming: quinn::Incoming, shared: Arc<Shared>) {
+    let conn = match incoming.await {
+        Ok(conn) => conn,
+        Err(e) => {
+            debug!(reason = %e, "handshake failed");
+            return;
+        }
+    };
+    let span = info_span!("conn", id = conn.stable_id());
+    serve_connection(conn, shared).instrument(span).await;
+}
+
+async fn serve_connection(conn: Connection, shared: Arc<Shared>) {
+    if negotiated_alpn(&conn).as_deref() != Some(ALPN) {
+        // rustls already refuses a different ALPN; this catches a client
+        // that offered none at all.
+        debug!("refused: no ALPN");
+        close(
+            &conn,
+            ErrorCode::UnsupportedVersion,
+            "ALPN hotline/1 required",
+        );
+        return;
+    }
+    debug!("connected");
+    let session = match timeout(shared.limits.auth_timeout(), setup(&conn, &shared)).await {
+        Ok(Ok(session)) => session,
+        Ok(Err(SetupFailed::Refused(e))) => {
+            debug!(code = %e.code, "set-up refused");
+            close(&conn, e.code, &e.detail);
+            return;
+        }
+        Ok(Err(SetupFailed::Gone)) => {
+            debug!("peer left during set-up");
+            return;
+        }
+        Err(_) => {
+            debug!("set-up timed out");
+            close(
+                &conn,
+                ErrorCode::AuthTimeout,
+                "authenticate within the time limit",
+            );
+            return;
+        }
+    };
+    info!(role = %session.role, "device authenticated");
+    let _registration = shared.registry.register(session.device_id, conn.clone());
+    // A revocation that landed between the check in set-up and the
+    // registration above would otherwise miss this connection.
+    if let Ok(Some(d)) = shared
+        .store_call(move |s| s.device(&session.device_id))
+        .await
+    {
+        if d.revoked_at.is_some() {
+            close(
+                &conn,
+                ErrorCode::DeviceRevoked,
+                "this device has been revoked",
+            );
+            return;
+        }
+    }
+    let mut limiter = RateLimiter::new(
+        shared.limits.request_burst,
+        shared.limits.requests_per_second,
+    );
+    loop {
+        let (send, recv) = match conn.accept_bi().await {
+            Ok(streams) => streams,
+            Err(e) => {
+                debug!(reason = %e, "connection ended");
+                return;
+            }
+        };
+        let allowed = limiter.try_take(Instant::now());
+        let shared = Arc::clone(&shared);
+        let conn = conn.clone();
+        let span = info_span!("stream", id = %send.id());
+        tokio::spawn(
+            async move { serve_request(conn, shared, session, send, recv, allowed).await }
+                .instrument(span),
+        );
+    }
+}
+
+fn negotiated_alpn(conn: &Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
+}
+
+fn close(conn: &Connection, code: ErrorCode, reason: &str) {
+    conn.close(code.to_u32().into(), reason.as_bytes());
+}
+
+enum SetupFailed {
+    /// Refused with this error, already sent to the peer where possible.
+    Refused(WireError),
+    /// The peer went away.
+    Gone,
+}
+
+impl From<quinn::WriteError> for SetupFailed {
+    fn from(_: quinn::WriteError) -> Self {
+        SetupFailed::Gone
+    }
+}
+
+async fn setup(conn: &Connection, shared: &Shared) -> Result<Session, SetupFailed> {
+    let nonce = Nonce::random().map_err(|_| internal("randomness unavailable"))?;
+    let mut binding = [0u8; CHANNEL_BINDING_LEN];
+    conn.export_keying_material(&mut binding, EXPORTER_LABEL, EXPORTER_CONTEXT)
+        .map_err(|_| internal("keying material export failed"))?;
+    let binding = ChannelBinding(binding);
+
+    let challenge =
+        frame::encode(&Challenge { nonce }.encode()).map_err(|_| internal("challenge encoding"))?;
+    let mut uni = conn.open_uni().await.map_err(|_| SetupFailed::Gone)?;
+    uni.write_all(&challenge).await?;
+    let _ = uni.finish();
+
+    let (mut send, mut recv) = conn.accept_bi().await.map_err(|_| SetupFailed::Gone)?;
+    let result = match read_frame(&mut recv, MAX_SETUP_FRAME_LEN).await {
+        Ok(payload) => match SetupRequest::decode(&payload) {
+            Ok(req) => handle_setup(shared, req, &nonce, &binding).await,
+            Err(e) => Err(WireError::from(e)),
+        },
+        Err(ReadFailed::Frame(e)) => {
+            let _ = recv.stop(frame_error_code(e).to_u32().into());
+            Err(frame_error(e))
+        }
+        Err(ReadFailed::Stream) => return Err(SetupFailed::Gone),
+    };
+    send.write_all(&frame_bytes(&encode_setup_response(&result)))
+        .await?;
+    let _ = send.finish();
+    match result {
+        Ok(w) => Ok(Session {
+            device_id: w.device_id,
+            role: w.role,
+        }),
+        Err(e) => {
+            // Give the error frame time to arrive before the close, which
+            // would discard it.
+            let _ = timeout(LINGER, send.stopped()).await;
+            Err(SetupFailed::Refused(e))
+        }
+    }
+}
+
+fn internal(what: &'static str) -> SetupFailed {
+    warn!(what, "set-up failed on the server side");
+    SetupFailed::Refused(WireError::new(ErrorCode::Internal, "server error"))
+}
+
+async fn handle_setup(
+    shared: &Shared,
+    req: SetupRequest,
+    nonce: &Nonce,
+    binding: &ChannelBinding,
+) -> Result<Welcome, WireError> {
+    let now = crate::unix_now();
+    match req {
+        SetupRequest::Auth {
+            device_id,
+            signature,
+        } => {
+            let device = shared
+                .store_call(move |s| s.device(&device_id))
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| {
+                    WireError::new(
+                        ErrorCode::UnknownDevice,
+                        "no device is enrolled with this id",
+                    )
+                })?;
+            let transcript = auth::device_auth_transcript(nonce, binding, &device_id);
+            device
+                .identity_key
+                .verify(&transcript, &signature)
+                .map_err(|_| {
+                    WireError::new(
+                        ErrorCode::BadSignature,
+                        "the authentication signature does not verify",
+                    )
+                })?;
+            if device.revoked_at.is_some() {
+                return Err(WireError::new(
+                    ErrorCode::DeviceRevoked,
+                    "this device has been revoked",
+                ));
+            }
+            Ok(Welcome {
+                device_id,
+                role: device.role,
+                server_time: now,
+            })
+        }
+        SetupRequest::Enroll {
+            token,
+            identity_key,
+            signature,
+        } => {
+            let transcript = auth::enroll_transcript(nonce, binding, &identity_key, &token);
+            identity_key.verify(&transcript, &signature).map_err(|_| {
+                WireError::new(
+                    ErrorCode::BadSignature,
+                    "the enrollment signature does not verify",
+                )
+            })?;
+            let digest = token.digest();
+            let outcome = shared
+                .store_call(move |s| s.enroll(digest, identity_key, now))
+                .await
+                .map_err(store_error)?;
+            match outcome {
+                EnrollOutcome::Enrolled(device) => {
+                    info!(role = %device.role, "device enrolled");
+                    Ok(Welcome {
+                        device_id: device.id,
+                        role: device.role,
+                        server_time: now,
+                    })
+                }
+                EnrollOutcome::InviteUnknown => Err(WireError::new(
+                    ErrorCode::InviteUnknown,
+                    "this invite is not known to the server",
+                )),
+                EnrollOutcome::InviteUsed => Err(WireError::new(
+                    ErrorCode::InviteUsed,
+                    "this invite has already been used",
+                )),
+                EnrollOutcome::InviteExpired => Err(WireError::new(
+                    ErrorCode::InviteExpired,
+                    "this invite has expired",
+                )),
+                EnrollOutcome::AlreadyEnrolled => Err(WireError::new(
+                    ErrorCode::AlreadyEnrolled,
+                    "this identity key is already enrolled",
+                )),
+            }
+        }
+    }
+}
+
+/// The wire error for a storage failure. Damage is a bug or an attack
+/// and is logged as an error; the peer learns only that it failed.
+pub(crate) fn store_error(e: StoreError) -> WireError {
+    match e {
+        StoreError::Io(_) | StoreError::Locked => {
+            warn!(error = %e, "storage unavailable");
+            WireError::new(
+                ErrorCode::Unavailable,
+                "the server cannot save right now; try again",
+            )
+        }
+        StoreError::Corrupt(_) => {
+            tracing::error!(error = %e, "store damaged");
+            WireError::new(ErrorCode::Internal, "server error")
+        }
+    }
+}
+
+async fn serve_request(
+    conn: Connection,
+    shared: Arc<Shared>,
+    session: Session,
+    mut send: SendStream,
+    mut recv: RecvStream,
+    allowed: bool,
+) {
+    let response = if !allowed {
+        let _ = recv.stop(ErrorCode::RateLimited.to_u32().into());
+        Response::Error(WireError::new(
+            ErrorCode::RateLimited,
+            "too many requests; slow down",
+        ))
+    } else {
+        match timeout(
+            shared.limits.request_timeout(),
+            read_frame(&mut recv, MAX_FRAME_LEN),
+        )
+        .await
+        {
+            Err(_) => {
+                debug!("request timed out");
+                let _ = recv.stop(ErrorCode::Malformed.to_u32().into());
+                Response::Error(WireError::new(
+                    ErrorCode::Malformed,
+                    "the request did not arrive in time",
+                ))
+            }
+            Ok(Err(ReadFailed::Stream)) => return,
+            Ok(Err(ReadFailed::Frame(e))) => {
+                debug!(error = %e, "bad frame");
+                let _ = recv.stop(frame_error_code(e).to_u32().into());
+                Response::Error(frame_error(e))
+            }
+            Ok(Ok(payload)) => match Request::decode(&payload) {
+                Err(e) => {
+                    debug!(error = %e, "undecodable request");
+                    Response::Error(e.into())
+                }
+                Ok(req) => handler::handle(&conn, &shared, session, req).await,
+            },
+        }
+    };
+    if let Response::Error(e) = &response {
+        debug!(code = %e.code, "request refused");
+    }
+    if send
+        .write_all(&frame_bytes(&response.encode()))
+        .await
+        .is_ok()
+    {
+        let _ = send.finish();
+    }
+}
+
+/// Frames a payload this server built. Responses are bounded far below the
+/// frame limit; should one ever exceed it, the peer gets an error instead.
+fn frame_bytes(payload: &[u8]) -> Vec<u8> {
+    frame::encode(payload).unwrap_or_else(|_| {
+        tracing::error!("response larger than the frame limit");
+        let fallback =
+            Response::Error(WireError::new(ErrorCode::Internal, "response too large")).encode();
+        frame::encode(&fallback).unwrap_or_default()
+    })
+}
+
+fn frame_error_code(e: FrameError) -> ErrorCode {
+    match e {
+        FrameError::TooLarge { .. } => ErrorCode::FrameTooLarge,
+        FrameError::Truncated | FrameError::TrailingBytes => ErrorCode::Malformed,
+    }
+}
+
+fn frame_error(e: FrameError) -> WireError {
+    WireError::new(frame_error_code(e), e.to_string())
+}
+
+enum ReadFailed {
+    /// The bytes broke the framing rules.
+    Frame(FrameError),
+    /// The stream or connection failed underneath.
+    Stream,
+}
+
+/// Reads the single frame a stream carries, then its end. The length is
+/// checked against `max` before the payload buffer is allocated.
+async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Vec<u8>, ReadFailed> {
+    use quinn::ReadExactError;
+    let mut header = [0u8; frame::HEADER_LEN];
+    match recv.read_exact(&mut header).await {
+        Ok(()) => {}
+        Err(ReadExactError::FinishedEarly(_)) => {
+            return Err(ReadFailed::Frame(FrameError::Truncated));
+        }
+        Err(ReadExactError::ReadError(_)) => return Err(ReadFailed::Stream),
+    }
+    let len = frame::payload_len(header, max).map_err(ReadFailed::Frame)?;
+    let mut payload = vec![0u8; len];
+    match recv.read_exact(&mut payload).await {
+        Ok(()) => {}
+        Err(ReadExactError::FinishedEarly(_)) => {
+            return Err(ReadFailed::Frame(FrameError::Truncated));
+        }
+        Err(ReadExactError::ReadError(_)) => return Err(ReadFailed::Stream),
+    }
+    match recv.read(&mut [0u8; 1]).await {
+        Ok(None) => Ok(payload),
+        Ok(Some(_)) => Err(ReadFailed::Frame(FrameError::TrailingBytes)),
+        Err(_) => Err(ReadFailed::Stream),
+    }
+}

@@ -1,0 +1,281 @@
+//! The QUIC endpoint: binding, the accept loop, and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hotline_proto::{CertPin, ErrorCode, Invite, InviteToken, Role, WireError};
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::config::{Config, ConfigError, Limits};
+use crate::connection;
+use crate::registry::Registry;
+use crate::store::{InviteRecord, SledStore, Store, StoreError};
+use crate::tls::{TlsError, TlsIdentity};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The TLS identity could not be loaded or created.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The UDP socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// State shared by every connection.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) limits: Limits,
+    pub(crate) registry: Arc<Registry>,
+    pin: CertPin,
+    advertised_addr: String,
+    server_name: String,
+}
+
+impl std::fmt::Debug for dyn Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Shared {
+    /// Runs a (blocking) store operation off the async threads.
+    pub(crate) async fn store_call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|_| StoreError::Io("store task failed".into()))?
+    }
+
+    /// Makes and saves a one-time invite.
+    pub(crate) async fn create_invite(
+        &self,
+        role: Role,
+        ttl_seconds: u64,
+    ) -> Result<Invite, WireError> {
+        let token = InviteToken::random()
+            .map_err(|_| WireError::new(ErrorCode::Internal, "server error"))?;
+        let now = crate::unix_now();
+        let record = InviteRecord {
+            role,
+            created_at: now,
+            expires_at: now.saturating_add(ttl_seconds),
+            used_at: None,
+        };
+        let digest = token.digest();
+        let expires_at = record.expires_at;
+        self.store_call(move |s| s.put_invite(digest, &record))
+            .await
+            .map_err(connection::store_error)?;
+        Ok(Invite {
+            server_addr: self.advertised_addr.clone(),
+            server_name: self.server_name.clone(),
+            cert_pin: self.pin,
+            token,
+            role,
+            expires_at,
+        })
+    }
+}
+
+/// The data directory opened: its store and TLS identity.
+#[derive(Debug)]
+pub struct DataDir {
+    /// The store.
+    pub store: Arc<SledStore>,
+    /// The TLS identity.
+    pub tls: TlsIdentity,
+}
+
+impl DataDir {
+    /// Opens the data directory named in `config`, creating it, its store
+    /// and its development certificate on first use.
+    pub fn open(config: &Config) -> Result<DataDir, StartError> {
+        config.validate()?;
+        crate::create_private_dir(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let tls = TlsIdentity::load_or_create(config)?;
+        let store = SledStore::open(
+            &config.data_dir.join("store"),
+            config.limits.store_cache_bytes,
+        )?;
+        Ok(DataDir {
+            store: Arc::new(store),
+            tls,
+        })
+    }
+
+    /// Makes a one-time invite without a running server (on the server
+    /// host, for the first admin).
+    pub async fn create_invite(
+        &self,
+        config: &Config,
+        role: Role,
+        ttl_seconds: u64,
+    ) -> Result<Invite, WireError> {
+        let shared = Shared {
+            store: self.store.clone(),
+            limits: config.limits.clone(),
+            registry: Arc::default(),
+            pin: self.tls.pin,
+            advertised_addr: config.advertised_addr(config.listen),
+            server_name: config.server_name.clone(),
+        };
+        shared.create_invite(role, ttl_seconds).await
+    }
+}
+
+/// A server accepting connections in the background.
+#[derive(Debug)]
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Opens the data directory, binds the endpoint and starts serving.
+    pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+        let data = DataDir::open(&config)?;
+        Self::start_with(config, data).await
+    }
+
+    /// Starts serving an already opened data directory.
+    pub async fn start_with(config: Config, data: DataDir) -> Result<RunningServer, StartError> {
+        let server_config = data.tls.server_config(&config.limits)?;
+        let endpoint = quinn::Endpoint::server(server_config, config.listen).map_err(|source| {
+            StartError::Bind {
+                addr: config.listen,
+                source,
+            }
+        })?;
+        let local_addr = endpoint.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let shared = Arc::new(Shared {
+            store: data.store,
+            limits: config.limits.clone(),
+            registry: Arc::default(),
+            pin: data.tls.pin,
+            advertised_addr: config.advertised_addr(local_addr),
+            server_name: config.server_name.clone(),
+        });
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(
+            accept_loop(endpoint, Arc::clone(&shared), stopped).instrument(info_span!("server")),
+        );
+        info!(addr = %local_addr, "listening");
+        Ok(RunningServer {
+            local_addr,
+            shared,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// The address the endpoint is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The pin clients must see.
+    pub fn cert_pin(&self) -> CertPin {
+        self.shared.pin
+    }
+
+    /// Makes a one-time invite, as an admin's `hotline invite` would.
+    pub async fn create_invite(&self, role: Role, ttl_seconds: u64) -> Result<Invite, WireError> {
+        self.shared.create_invite(role, ttl_seconds).await
+    }
+
+    /// Whether an admin device is enrolled and not revoked.
+    pub async fn has_active_admin(&self) -> Result<bool, StoreError> {
+        self.shared.store_call(|s| s.has_active_admin()).await
+    }
+
+    /// Stops accepting, closes every connection, and waits (a few seconds
+    /// at most) for them to end.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Serves until `signal` completes, then shuts down.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        signal.await;
+        info!("shutting down");
+        self.shutdown().await;
+    }
+}
+
+/// How long shutdown waits for connections to close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
+    loop {
+        let incoming = tokio::select! {
+            _ = &mut stop => break,
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => incoming,
+                None => break,
+            },
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            warn!("connection limit reached; refusing");
+            incoming.refuse();
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            connection::serve(incoming, shared).await;
+            drop(permit);
+        });
+    }
+    endpoint.close(0u32.into(), b"server shutting down");
+    if tokio::time::timeout(SHUTDOWN_GRACE, endpoint.wait_idle())
+        .await
+        .is_err()
+    {
+        debug!("connections still open at shutdown");
+    }
+}

@@ -1,0 +1,166 @@
+//! The server's TLS identity and QUIC endpoint configuration.
+//!
+//! On first run a key pair and a self-signed certificate are created in
+//! `<data_dir>/tls/`. Clients do not trust it through any CA: they pin the
+//! SHA-256 of the certificate, which reaches them inside their invite.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hotline_proto::{ALPN, CertPin};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::{Config, Limits};
+
+/// The certificate chain and key the server presents.
+#[derive(Debug)]
+pub struct TlsIdentity {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    /// The pin of the end-entity certificate.
+    pub pin: CertPin,
+    /// True when the certificate was created by this call.
+    pub created: bool,
+}
+
+/// Why the TLS identity could not be loaded or made.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read or written.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file does not hold what it should.
+    #[error("{path} does not contain a usable {what}")]
+    BadPem {
+        /// What was expected.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
+    /// The certificate could not be generated.
+    #[error("cannot generate the development certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// rustls or quinn refused the configuration.
+    #[error("TLS configuration refused: {0}")]
+    Config(String),
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> TlsError {
+    let path = path.to_owned();
+    move |source| TlsError::Io { what, path, source }
+}
+
+/// Writes `bytes` to a new file readable by the owner only.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+impl TlsIdentity {
+    /// Loads the configured certificate, or the development one from the
+    /// data directory, creating it on first run.
+    pub fn load_or_create(config: &Config) -> Result<TlsIdentity, TlsError> {
+        if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+            return Self::load(cert, key, false);
+        }
+        let dir = config.data_dir.join("tls");
+        let cert = dir.join("cert.pem");
+        let key = dir.join("key.pem");
+        if cert.exists() || key.exists() {
+            return Self::load(&cert, &key, false);
+        }
+        crate::create_private_dir(&dir).map_err(io("cannot create", &dir))?;
+        let mut names = vec![config.server_name.clone(), "localhost".to_owned()];
+        if !config.listen.ip().is_unspecified() {
+            names.push(config.listen.ip().to_string());
+        }
+        names.dedup();
+        let generated = rcgen::generate_simple_self_signed(names)?;
+        // Key first: a crash in between leaves a key without a certificate,
+        // which the next start reports instead of silently replacing.
+        write_private(&key, generated.signing_key.serialize_pem().as_bytes())
+            .map_err(io("cannot write", &key))?;
+        write_private(&cert, generated.cert.pem().as_bytes()).map_err(io("cannot write", &cert))?;
+        let mut id = Self::load(&cert, &key, true)?;
+        id.created = true;
+        Ok(id)
+    }
+
+    fn load(cert: &Path, key: &Path, created: bool) -> Result<TlsIdentity, TlsError> {
+        let cert_pem = fs::read(cert).map_err(io("cannot read", cert))?;
+        let key_pem = fs::read(key).map_err(io("cannot read", key))?;
+        let chain = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| TlsError::BadPem {
+                what: "certificate",
+                path: cert.to_owned(),
+            })?;
+        let leaf = chain.first().ok_or_else(|| TlsError::BadPem {
+            what: "certificate",
+            path: cert.to_owned(),
+        })?;
+        let pin = CertPin::of_certificate(leaf.as_ref());
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::BadPem {
+            what: "private key",
+            path: key.to_owned(),
+        })?;
+        Ok(TlsIdentity {
+            chain,
+            key,
+            pin,
+            created,
+        })
+    }
+
+    /// The quinn server configuration: TLS 1.3 only with the ring provider,
+    /// ALPN `hotline/1`, no 0-RTT, and the transport limits.
+    pub fn server_config(&self, limits: &Limits) -> Result<quinn::ServerConfig, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        // 0-RTT data can be replayed by the network: never accept it.
+        tls.max_early_data_size = 0;
+        let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
+        let mut transport = quinn::TransportConfig::default();
+        transport
+            .max_concurrent_bidi_streams(limits.max_streams_per_connection.into())
+            // Clients have nothing to send on unidirectional streams yet.
+            .max_concurrent_uni_streams(0u32.into())
+            .max_idle_timeout(Some(
+                limits
+                    .idle_timeout()
+                    .try_into()
+                    .map_err(|_| TlsError::Config("idle timeout out of range".into()))?,
+            ));
+        server.transport_config(Arc::new(transport));
+        // Defenders move between networks: keep connections across address
+        // changes (the default, stated here on purpose).
+        server.migration(true);
+        Ok(server)
+    }
+}
