@@ -1,1 +1,91 @@
-//! placeholder
+//! The hotline client library, and the `hotline` command built on it.
+//!
+//! # Layout
+//!
+//! * [`keystore`]: the identity key sealed under a passphrase.
+//! * [`state`]: the state directory (sealed key, server profile).
+//! * [`connection`]: certificate pinning, the set-up exchange (enroll or
+//!   authenticate) and the request calls of an authenticated [`Session`].
+//! * [`error`]: every failure, worded for the person at the keyboard.
+//! * [`enroll`] and [`connect`]: the flows the commands use.
+
+pub mod connection;
+pub mod error;
+pub mod keystore;
+pub mod state;
+
+pub use connection::{ServerInfo, Session, authenticate};
+pub use error::ClientError;
+pub use state::{Profile, StateDir};
+
+use hotline_proto::{ErrorCode, IdentityKeyPair, Invite};
+
+/// Enrolls a new device with `invite`, saving its sealed identity and its
+/// profile in `state`.
+///
+/// The identity is saved before contacting the server, so that a crash
+/// after the server accepted cannot lose the key the server now knows; if
+/// such a half-finished enrollment is found, its key is reused (and the
+/// invite, already spent by it, is recognised).
+pub async fn enroll(
+    state: &StateDir,
+    invite: &Invite,
+    passphrase: &str,
+    iterations: u32,
+) -> Result<Session, ClientError> {
+    if state.is_enrolled() {
+        return Err(ClientError::State(format!(
+            "{} already holds an enrolled device; choose another directory with --home",
+            state.path().display()
+        )));
+    }
+    let (identity, fresh) = if state.has_identity() {
+        (state.load_identity(passphrase)?, false)
+    } else {
+        let (identity, seed) = IdentityKeyPair::generate()
+            .map_err(|_| ClientError::State("the system random number generator failed".into()))?;
+        state.save_identity(&seed, passphrase, iterations)?;
+        (identity, true)
+    };
+    let session = match connection::enroll(invite, &identity).await {
+        Ok(session) => session,
+        Err(e)
+            if !fresh
+                && matches!(
+                    e.code(),
+                    Some(ErrorCode::InviteUsed | ErrorCode::AlreadyEnrolled)
+                ) =>
+        {
+            // An earlier attempt enrolled this key but did not save the
+            // profile: authenticating proves it.
+            authenticate(&ServerInfo::from(invite), &identity).await?
+        }
+        Err(e) => {
+            if fresh && matches!(e, ClientError::Refused(_) | ClientError::PinMismatch) {
+                // The server never accepted this key: don't leave it behind.
+                let _ = state.remove_identity();
+            }
+            return Err(e);
+        }
+    };
+    state.save_profile(&Profile {
+        server_addr: invite.server_addr.clone(),
+        server_name: invite.server_name.clone(),
+        cert_pin: invite.cert_pin.to_string(),
+        device_id: session.device_id().to_string(),
+        role: session.role().to_string(),
+    })?;
+    Ok(session)
+}
+
+/// Opens the enrolled identity in `state` and authenticates to its server.
+pub async fn connect(state: &StateDir, passphrase: &str) -> Result<Session, ClientError> {
+    let profile = state.load_profile()?;
+    let identity = state.load_identity(passphrase)?;
+    if identity.device_id() != profile.device_id()? {
+        return Err(ClientError::State(
+            "the identity key does not match the profile (state directory damaged)".into(),
+        ));
+    }
+    authenticate(&profile.server()?, &identity).await
+}

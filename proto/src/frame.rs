@@ -84,6 +84,14 @@ pub fn split(bytes: &[u8], max: usize) -> Result<(&[u8], &[u8]), FrameError> {
     Ok(rest.split_at(len))
 }
 
+/// The payload of a buffer that must hold exactly one frame.
+pub fn decode_exact(bytes: &[u8], max: usize) -> Result<&[u8], FrameError> {
+    match split(bytes, max)? {
+        (payload, []) => Ok(payload),
+        _ => Err(FrameError::TrailingBytes),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +103,13 @@ mod tests {
         let (payload, rest) = split(&framed, MAX_FRAME_LEN).expect("complete frame");
         assert_eq!(payload, b"hello");
         assert!(rest.is_empty());
+        assert_eq!(decode_exact(&framed, MAX_FRAME_LEN), Ok(&b"hello"[..]));
+        let mut two = framed.clone();
+        two.push(0);
+        assert_eq!(
+            decode_exact(&two, MAX_FRAME_LEN),
+            Err(FrameError::TrailingBytes)
+        );
     }
 
     #[test]

@@ -259,7 +259,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Parses hexadecimal (either case). `None` on an odd length or a non-digit.
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     s.as_bytes()

@@ -18,10 +18,10 @@ fn role_field(value: i32, field: &'static str) -> Result<Role, DecodeError> {
 }
 
 fn check_version(v: u32) -> Result<(), DecodeError> {
-    if v == PROTOCOL_VERSION {
-        Ok(())
-    } else {
-        Err(DecodeError::UnsupportedVersion(v))
+    match v {
+        0 => Err(DecodeError::Missing("protocol_version")),
+        PROTOCOL_VERSION => Ok(()),
+        other => Err(DecodeError::UnsupportedVersion(other)),
     }
 }
 
@@ -467,7 +467,15 @@ mod tests {
         assert_eq!(Request::decode(&[]), Err(DecodeError::Missing("kind")));
         assert_eq!(
             SetupRequest::decode(&[]),
-            Err(DecodeError::UnsupportedVersion(0))
+            Err(DecodeError::Missing("protocol_version"))
+        );
+        let future = pb::SetupRequest {
+            protocol_version: 2,
+            kind: None,
+        };
+        assert_eq!(
+            SetupRequest::decode(&future.encode_to_vec()),
+            Err(DecodeError::UnsupportedVersion(2))
         );
         assert_eq!(
             Request::decode(&[0xff, 0xff, 0xff]),

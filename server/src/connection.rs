@@ -91,15 +91,14 @@ async fn serve_connection(conn: Connection, shared: Arc<Shared>) {
     if let Ok(Some(d)) = shared
         .store_call(move |s| s.device(&session.device_id))
         .await
+        && d.revoked_at.is_some()
     {
-        if d.revoked_at.is_some() {
-            close(
-                &conn,
-                ErrorCode::DeviceRevoked,
-                "this device has been revoked",
-            );
-            return;
-        }
+        close(
+            &conn,
+            ErrorCode::DeviceRevoked,
+            "this device has been revoked",
+        );
+        return;
     }
     let mut limiter = RateLimiter::new(
         shared.limits.request_burst,

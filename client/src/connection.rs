@@ -1,0 +1,417 @@
+//! Connecting to the server: certificate pinning, the set-up exchange and
+//! request streams.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hotline_proto::auth::{
+    self, CHANNEL_BINDING_LEN, ChannelBinding, EXPORTER_CONTEXT, EXPORTER_LABEL, Nonce,
+};
+use hotline_proto::frame::{self, HEADER_LEN, MAX_FRAME_LEN, MAX_SETUP_FRAME_LEN};
+use hotline_proto::message::{
+    Challenge, DeviceInfo, Request, Response, SetupRequest, StatusInfo, Welcome,
+    decode_setup_response,
+};
+use hotline_proto::{ALPN, CertPin, DeviceId, ErrorCode, IdentityKeyPair, Invite, Role, WireError};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use tokio::time::timeout;
+
+use crate::error::ClientError;
+
+/// How long to wait for the server to answer the handshake.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for any single answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// Keep-alive interval: keeps NAT bindings open on mobile networks.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where a server is and which certificate it must present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// `host:port`.
+    pub addr: String,
+    /// The TLS server name to present.
+    pub name: String,
+    /// The certificate pin.
+    pub pin: CertPin,
+}
+
+impl From<&Invite> for ServerInfo {
+    fn from(i: &Invite) -> Self {
+        ServerInfo {
+            addr: i.server_addr.clone(),
+            name: i.server_name.clone(),
+            pin: i.cert_pin,
+        }
+    }
+}
+
+/// Accepts exactly one certificate: the pinned one. The TLS handshake
+/// signature is still checked, so the server must hold its private key.
+#[derive(Debug)]
+struct PinVerifier {
+    pin: CertPin,
+    algorithms: WebPkiSupportedAlgorithms,
+    mismatch: Arc<AtomicBool>,
+}
+
+impl ServerCertVerifier for PinVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if CertPin::of_certificate(end_entity.as_ref()) == self.pin {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            self.mismatch.store(true, Ordering::SeqCst);
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// TLS settings for a pinned server: TLS 1.3 only, ALPN `hotline/1`, no
+/// early data, no session resumption (a resumed session would skip the
+/// certificate check).
+fn client_config(
+    pin: CertPin,
+    alpn: &[u8],
+    mismatch: Arc<AtomicBool>,
+) -> Result<quinn::ClientConfig, ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(PinVerifier {
+        pin,
+        algorithms: provider.signature_verification_algorithms,
+        mismatch,
+    });
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ClientError::State(format!("TLS set-up failed: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    tls.enable_early_data = false;
+    tls.resumption = rustls::client::Resumption::disabled();
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| ClientError::State(format!("TLS set-up failed: {e}")))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .keep_alive_interval(Some(KEEP_ALIVE))
+        .max_idle_timeout(IDLE_TIMEOUT.try_into().ok())
+        // The server never opens bidirectional streams.
+        .max_concurrent_bidi_streams(0u32.into());
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+async fn resolve(addr: &str) -> Result<SocketAddr, ClientError> {
+    let unreachable = |reason: String| ClientError::Unreachable {
+        addr: addr.to_owned(),
+        reason,
+    };
+    let mut addrs = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| unreachable(format!("cannot resolve the address ({e})")))?;
+    addrs
+        .next()
+        .ok_or_else(|| unreachable("the address resolves to nothing".into()))
+}
+
+/// Opens a QUIC connection to `server`, checking its certificate against
+/// the pin. `alpn` is [`ALPN`] except in tests of the refusal path.
+pub async fn connect_with_alpn(
+    server: &ServerInfo,
+    alpn: &[u8],
+) -> Result<quinn::Connection, ClientError> {
+    let remote = resolve(&server.addr).await?;
+    let bind: SocketAddr = if remote.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let unreachable = |reason: String| ClientError::Unreachable {
+        addr: server.addr.clone(),
+        reason,
+    };
+    let mut endpoint = quinn::Endpoint::client(bind)
+        .map_err(|e| unreachable(format!("cannot open a UDP socket ({e})")))?;
+    let mismatch = Arc::new(AtomicBool::new(false));
+    endpoint.set_default_client_config(client_config(server.pin, alpn, Arc::clone(&mismatch))?);
+    let connecting = endpoint
+        .connect(remote, &server.name)
+        .map_err(|e| unreachable(e.to_string()))?;
+    match timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(_)) if mismatch.load(Ordering::SeqCst) => Err(ClientError::PinMismatch),
+        Ok(Err(e)) => Err(connection_error(e, &server.addr)),
+        Err(_) => Err(unreachable("no answer (timed out)".into())),
+    }
+}
+
+/// What a connection failure means to the user.
+fn connection_error(e: quinn::ConnectionError, addr: &str) -> ClientError {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            let code = u32::try_from(close.error_code.into_inner())
+                .map_or(ErrorCode::Unknown(0), ErrorCode::from_u32);
+            let reason = String::from_utf8_lossy(&close.reason)
+                .chars()
+                .take(200)
+                .collect::<String>();
+            ClientError::Refused(WireError::new(code, reason))
+        }
+        // TLS alert 120, no_application_protocol: the ALPN was refused.
+        quinn::ConnectionError::ConnectionClosed(close)
+            if close.error_code == quinn::TransportErrorCode::crypto(120) =>
+        {
+            ClientError::IncompatibleServer
+        }
+        quinn::ConnectionError::TimedOut => ClientError::Unreachable {
+            addr: addr.to_owned(),
+            reason: "no answer (timed out)".into(),
+        },
+        other => ClientError::ConnectionLost(other.to_string()),
+    }
+}
+
+fn read_error(e: quinn::ReadToEndError) -> ClientError {
+    match e {
+        quinn::ReadToEndError::TooLong => ClientError::Protocol("answer too large".into()),
+        quinn::ReadToEndError::Read(quinn::ReadError::ConnectionLost(c)) => connection_error(c, ""),
+        quinn::ReadToEndError::Read(other) => ClientError::ConnectionLost(other.to_string()),
+    }
+}
+
+fn write_error(e: quinn::WriteError) -> ClientError {
+    match e {
+        quinn::WriteError::ConnectionLost(c) => connection_error(c, ""),
+        other => ClientError::ConnectionLost(other.to_string()),
+    }
+}
+
+/// Reads the one frame a stream carries, up to its end.
+async fn read_frame(recv: &mut quinn::RecvStream, max: usize) -> Result<Vec<u8>, ClientError> {
+    let bytes = timeout(REQUEST_TIMEOUT, recv.read_to_end(HEADER_LEN + max))
+        .await
+        .map_err(|_| ClientError::ConnectionLost("the server did not answer in time".into()))?
+        .map_err(read_error)?;
+    let payload =
+        frame::decode_exact(&bytes, max).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    Ok(payload.to_vec())
+}
+
+/// Sends one frame on a new stream and reads the one frame of the answer.
+async fn exchange(
+    conn: &quinn::Connection,
+    payload: &[u8],
+    max_answer: usize,
+) -> Result<Vec<u8>, ClientError> {
+    let framed = frame::encode(payload).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| connection_error(e, ""))?;
+    send.write_all(&framed).await.map_err(write_error)?;
+    let _ = send.finish();
+    read_frame(&mut recv, max_answer).await
+}
+
+/// An authenticated connection.
+#[derive(Debug)]
+pub struct Session {
+    conn: quinn::Connection,
+    welcome: Welcome,
+}
+
+impl Session {
+    /// This device's id.
+    pub fn device_id(&self) -> DeviceId {
+        self.welcome.device_id
+    }
+
+    /// This device's role.
+    pub fn role(&self) -> Role {
+        self.welcome.role
+    }
+
+    /// The server's clock at set-up, seconds since the Unix epoch.
+    pub fn server_time(&self) -> u64 {
+        self.welcome.server_time
+    }
+
+    /// The underlying QUIC connection.
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
+    /// Sends a request and returns the server's answer as it came, errors
+    /// included.
+    pub async fn request(&self, req: &Request) -> Result<Response, ClientError> {
+        let bytes = exchange(&self.conn, &req.encode(), MAX_FRAME_LEN).await?;
+        Response::decode(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    async fn call(&self, req: &Request) -> Result<Response, ClientError> {
+        match self.request(req).await? {
+            Response::Error(e) => Err(ClientError::Refused(e)),
+            other => Ok(other),
+        }
+    }
+
+    /// What the server knows about this device.
+    pub async fn status(&self) -> Result<StatusInfo, ClientError> {
+        match self.call(&Request::Status).await? {
+            Response::Status(s) => Ok(s),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Makes a one-time invite for a new device.
+    pub async fn create_invite(&self, role: Role, ttl_seconds: u64) -> Result<Invite, ClientError> {
+        match self
+            .call(&Request::CreateInvite { role, ttl_seconds })
+            .await?
+        {
+            Response::InviteCreated { invite } => Ok(invite),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Every enrolled device (admins only).
+    pub async fn devices(&self) -> Result<Vec<DeviceInfo>, ClientError> {
+        match self.call(&Request::ListDevices).await? {
+            Response::DeviceList(d) => Ok(d),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Revokes a device (admins only); returns when it was revoked.
+    pub async fn revoke(&self, device_id: DeviceId) -> Result<u64, ClientError> {
+        match self.call(&Request::RevokeDevice { device_id }).await? {
+            Response::DeviceRevoked { revoked_at, .. } => Ok(revoked_at),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(self) {
+        self.conn.close(0u32.into(), b"bye");
+    }
+}
+
+fn unexpected() -> ClientError {
+    ClientError::Protocol("an answer of the wrong kind".into())
+}
+
+/// Receives the server's challenge and the channel binding for `conn`.
+pub async fn challenge(conn: &quinn::Connection) -> Result<(Nonce, ChannelBinding), ClientError> {
+    let mut uni = timeout(REQUEST_TIMEOUT, conn.accept_uni())
+        .await
+        .map_err(|_| ClientError::ConnectionLost("the server did not send its challenge".into()))?
+        .map_err(|e| connection_error(e, ""))?;
+    let bytes = read_frame(&mut uni, MAX_SETUP_FRAME_LEN).await?;
+    let challenge = Challenge::decode(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let mut binding = [0u8; CHANNEL_BINDING_LEN];
+    conn.export_keying_material(&mut binding, EXPORTER_LABEL, EXPORTER_CONTEXT)
+        .map_err(|_| ClientError::Protocol("TLS keying material export failed".into()))?;
+    Ok((challenge.nonce, ChannelBinding(binding)))
+}
+
+/// Sends a set-up request and reads the answer.
+pub async fn setup(
+    conn: quinn::Connection,
+    request: &SetupRequest,
+) -> Result<Session, ClientError> {
+    let answer = exchange(&conn, &request.encode(), MAX_SETUP_FRAME_LEN).await;
+    let answer = match answer {
+        Ok(bytes) => {
+            decode_setup_response(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))?
+        }
+        // The server may have closed the connection with its reason.
+        Err(e) => return Err(closed_reason(&conn).unwrap_or(e)),
+    };
+    match answer {
+        Ok(welcome) => Ok(Session { conn, welcome }),
+        Err(e) => {
+            conn.close(0u32.into(), b"");
+            Err(ClientError::Refused(e))
+        }
+    }
+}
+
+fn closed_reason(conn: &quinn::Connection) -> Option<ClientError> {
+    conn.close_reason().map(|e| connection_error(e, ""))
+}
+
+/// Connects and authenticates as an enrolled device.
+pub async fn authenticate(
+    server: &ServerInfo,
+    identity: &IdentityKeyPair,
+) -> Result<Session, ClientError> {
+    let conn = connect_with_alpn(server, ALPN).await?;
+    let (nonce, binding) = challenge(&conn).await?;
+    let device_id = identity.device_id();
+    let signature = identity.sign(&auth::device_auth_transcript(&nonce, &binding, &device_id));
+    setup(
+        conn,
+        &SetupRequest::Auth {
+            device_id,
+            signature,
+        },
+    )
+    .await
+}
+
+/// Connects and enrolls a new device with an invite.
+pub async fn enroll(invite: &Invite, identity: &IdentityKeyPair) -> Result<Session, ClientError> {
+    let conn = connect_with_alpn(&ServerInfo::from(invite), ALPN).await?;
+    let (nonce, binding) = challenge(&conn).await?;
+    let identity_key = identity.public_key();
+    let signature = identity.sign(&auth::enroll_transcript(
+        &nonce,
+        &binding,
+        &identity_key,
+        &invite.token,
+    ));
+    setup(
+        conn,
+        &SetupRequest::Enroll {
+            token: invite.token.clone(),
+            identity_key,
+            signature,
+        },
+    )
+    .await
+}

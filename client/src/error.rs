@@ -1,0 +1,95 @@
+//! What can go wrong for a client, said so that the person at the keyboard
+//! knows what to do next.
+
+use hotline_proto::{ErrorCode, WireError};
+
+use crate::keystore::KeystoreError;
+
+/// A client operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server could not be reached at all.
+    #[error(
+        "cannot reach the server at {addr}: {reason}. Check your network connection and try again"
+    )]
+    Unreachable {
+        /// Where we tried.
+        addr: String,
+        /// Why it failed (transport-level).
+        reason: String,
+    },
+    /// The server presented a certificate other than the pinned one.
+    #[error(
+        "the server's certificate does not match the one in your invite. Someone may be impersonating \
+         the server: do not continue, and tell your organisation through another channel"
+    )]
+    PinMismatch,
+    /// The server does not speak this client's protocol (ALPN refused).
+    #[error(
+        "the server does not speak this client's protocol (hotline/1). Update the app, or check the invite"
+    )]
+    IncompatibleServer,
+    /// The server refused the request.
+    #[error("{}", refusal_text(.0))]
+    Refused(WireError),
+    /// The connection broke during the exchange.
+    #[error("the connection to the server was lost: {0}. Try again")]
+    ConnectionLost(String),
+    /// The server's answer broke the protocol.
+    #[error("the server sent an invalid answer ({0})")]
+    Protocol(String),
+    /// The local key file could not be opened or written.
+    #[error(transparent)]
+    Keystore(#[from] KeystoreError),
+    /// The local state directory could not be read or written.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The local state is not usable.
+    #[error("{0}")]
+    State(String),
+}
+
+impl ClientError {
+    /// The server's error code, if the server refused.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Refused(e) => Some(e.code),
+            _ => None,
+        }
+    }
+}
+
+fn refusal_text(e: &WireError) -> String {
+    let advice = match e.code {
+        ErrorCode::InviteUsed => {
+            "This invite has already been used. Ask whoever invited you for a new one"
+        }
+        ErrorCode::InviteExpired => {
+            "This invite has expired. Ask whoever invited you for a new one"
+        }
+        ErrorCode::InviteUnknown => {
+            "The server does not know this invite. Check that it was copied whole, or ask for a new one"
+        }
+        ErrorCode::UnknownDevice => {
+            "The server does not know this device. It may have been reset: ask an admin for a new invite"
+        }
+        ErrorCode::DeviceRevoked => {
+            "This device has been revoked by an admin. Ask an admin for a new invite"
+        }
+        ErrorCode::BadSignature => "The server could not verify this device's key",
+        ErrorCode::Forbidden => "Your role does not allow this",
+        ErrorCode::RateLimited => "Too many requests. Wait a moment and try again",
+        ErrorCode::Unavailable => "The server cannot do this right now. Try again shortly",
+        ErrorCode::AuthTimeout => "The connection was too slow to authenticate. Try again",
+        ErrorCode::AlreadyEnrolled => "This device is already enrolled",
+        _ => "The server refused the request",
+    };
+    format!("{advice} (server said: {e})")
+}

@@ -1,0 +1,249 @@
+//! The client's state directory: the sealed identity key and the profile
+//! of the server this device is enrolled with.
+//!
+//! ```text
+//! <home>/identity.key    the sealed Ed25519 seed (see `keystore`)
+//! <home>/profile.toml    server address, name, certificate pin, device id, role
+//! ```
+//!
+//! The directory is created readable by its owner only. Files are written
+//! to a temporary name, synced, then renamed, so a crash never leaves half
+//! a file.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use hotline_proto::identity::IdentitySeed;
+use hotline_proto::{CertPin, DeviceId, IdentityKeyPair, Role};
+use serde::{Deserialize, Serialize};
+
+use crate::connection::ServerInfo;
+use crate::error::ClientError;
+use crate::keystore;
+
+const IDENTITY_FILE: &str = "identity.key";
+const PROFILE_FILE: &str = "profile.toml";
+
+/// What a device remembers about its enrollment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// `host:port` of the server.
+    pub server_addr: String,
+    /// TLS server name.
+    pub server_name: String,
+    /// `sha256:<hex>` of the server certificate.
+    pub cert_pin: String,
+    /// This device's id (hex).
+    pub device_id: String,
+    /// This device's role.
+    pub role: String,
+}
+
+impl Profile {
+    /// The server to connect to.
+    pub fn server(&self) -> Result<ServerInfo, ClientError> {
+        let pin: CertPin = self
+            .cert_pin
+            .parse()
+            .map_err(|_| ClientError::State("profile.toml: cert_pin is not a valid pin".into()))?;
+        Ok(ServerInfo {
+            addr: self.server_addr.clone(),
+            name: self.server_name.clone(),
+            pin,
+        })
+    }
+
+    /// The enrolled role.
+    pub fn role(&self) -> Result<Role, ClientError> {
+        self.role
+            .parse()
+            .map_err(|_| ClientError::State("profile.toml: role is not a known role".into()))
+    }
+
+    /// The device id.
+    pub fn device_id(&self) -> Result<DeviceId, ClientError> {
+        self.device_id
+            .parse()
+            .map_err(|_| ClientError::State("profile.toml: device_id is not a valid id".into()))
+    }
+}
+
+/// A client state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ClientError {
+    let path = path.to_owned();
+    move |source| ClientError::Io { what, path, source }
+}
+
+impl StateDir {
+    /// The state directory at `dir` (not created until something is saved).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        StateDir { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn identity_path(&self) -> PathBuf {
+        self.dir.join(IDENTITY_FILE)
+    }
+
+    fn profile_path(&self) -> PathBuf {
+        self.dir.join(PROFILE_FILE)
+    }
+
+    /// Whether a sealed identity key is stored.
+    pub fn has_identity(&self) -> bool {
+        self.identity_path().exists()
+    }
+
+    /// Whether this directory holds an enrolled device.
+    pub fn is_enrolled(&self) -> bool {
+        self.profile_path().exists()
+    }
+
+    fn ensure_dir(&self) -> Result<(), ClientError> {
+        let mut b = fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(0o700);
+        }
+        b.create(&self.dir).map_err(io("cannot create", &self.dir))
+    }
+
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
+        self.ensure_dir()?;
+        let tmp = path.with_extension("tmp");
+        let _ = fs::remove_file(&tmp);
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp).map_err(io("cannot write", &tmp))?;
+        f.write_all(bytes).map_err(io("cannot write", &tmp))?;
+        f.sync_all().map_err(io("cannot write", &tmp))?;
+        fs::rename(&tmp, path).map_err(io("cannot write", path))?;
+        if let Ok(d) = fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Seals and saves the identity seed under `passphrase`.
+    pub fn save_identity(
+        &self,
+        seed: &IdentitySeed,
+        passphrase: &str,
+        iterations: u32,
+    ) -> Result<(), ClientError> {
+        let sealed = keystore::seal(seed, passphrase, iterations)?;
+        self.write_atomic(&self.identity_path(), &sealed)
+    }
+
+    /// Opens the identity key with `passphrase`.
+    pub fn load_identity(&self, passphrase: &str) -> Result<IdentityKeyPair, ClientError> {
+        let path = self.identity_path();
+        let sealed = fs::read(&path).map_err(io("cannot read", &path))?;
+        Ok(keystore::open(&sealed, passphrase)?)
+    }
+
+    /// Removes the identity key (after a failed enrollment).
+    pub fn remove_identity(&self) -> Result<(), ClientError> {
+        let path = self.identity_path();
+        fs::remove_file(&path).map_err(io("cannot remove", &path))
+    }
+
+    /// Saves the profile.
+    pub fn save_profile(&self, profile: &Profile) -> Result<(), ClientError> {
+        let text = toml::to_string(profile)
+            .map_err(|e| ClientError::State(format!("cannot encode profile: {e}")))?;
+        self.write_atomic(&self.profile_path(), text.as_bytes())
+    }
+
+    /// Loads the profile.
+    pub fn load_profile(&self) -> Result<Profile, ClientError> {
+        let path = self.profile_path();
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ClientError::State(format!(
+                    "this device is not enrolled yet (no {}). Run `hotline enroll <invite>` first",
+                    path.display()
+                )));
+            }
+            Err(e) => return Err(io("cannot read", &path)(e)),
+        };
+        toml::from_str(&text)
+            .map_err(|e| ClientError::State(format!("{}: {}", path.display(), e.message())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_and_profile_survive_a_reload() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path().join("home"));
+        assert!(!state.is_enrolled());
+        let (pair, seed) = IdentityKeyPair::generate().expect("randomness");
+        state
+            .save_identity(&seed, "a long passphrase", keystore::MIN_ITERATIONS)
+            .expect("save");
+        let profile = Profile {
+            server_addr: "127.0.0.1:4433".into(),
+            server_name: "localhost".into(),
+            cert_pin: CertPin::from_bytes([1; 32]).to_string(),
+            device_id: pair.device_id().to_string(),
+            role: "officer".into(),
+        };
+        state.save_profile(&profile).expect("save");
+        assert!(state.is_enrolled());
+        assert_eq!(state.load_profile().expect("load"), profile);
+        assert_eq!(
+            state
+                .load_identity("a long passphrase")
+                .expect("open")
+                .device_id(),
+            pair.device_id()
+        );
+        assert!(matches!(
+            state.load_identity("another passphrase"),
+            Err(ClientError::Keystore(
+                keystore::KeystoreError::WrongPassphrase
+            ))
+        ));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(state.path().join(IDENTITY_FILE))
+                .expect("stat")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "identity key readable by others");
+        }
+    }
+
+    #[test]
+    fn a_missing_profile_says_what_to_do() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = StateDir::new(dir.path())
+            .load_profile()
+            .expect_err("no profile");
+        assert!(err.to_string().contains("hotline enroll"));
+    }
+}

@@ -1,0 +1,138 @@
+//! The transport's defences: ALPN, frame limits, garbage, stream limits.
+
+use std::time::Duration;
+
+use hotline_client::ClientError;
+use hotline_client::connection;
+use hotline_proto::frame::{self, MAX_FRAME_LEN, MAX_SETUP_FRAME_LEN};
+use hotline_proto::message::{Request, Response, decode_setup_response};
+use hotline_proto::{ALPN, ErrorCode, Role};
+use hotline_tests::{TestServer, decode_response, raw_exchange};
+
+#[tokio::test]
+async fn a_connection_with_another_alpn_is_refused() {
+    let server = TestServer::start().await;
+    let err = connection::connect_with_alpn(&server.info(), b"h3")
+        .await
+        .expect_err("refused during the handshake");
+    // rustls answers with the no_application_protocol alert.
+    assert!(matches!(err, ClientError::IncompatibleServer), "{err:?}");
+    // The server goes on serving.
+    let (_, session) = server.enroll(Role::Defender).await;
+    assert!(session.status().await.is_ok());
+}
+
+#[tokio::test]
+async fn an_oversized_frame_gets_an_error_and_a_closed_stream_and_nothing_else_breaks() {
+    let server = TestServer::start().await;
+    let (_, bystander) = server.enroll(Role::Officer).await;
+    let (_, session) = server.enroll(Role::Defender).await;
+
+    // A header announcing one byte more than the limit, and a little data.
+    let announced = u32::try_from(MAX_FRAME_LEN + 1).expect("fits");
+    let mut bytes = announced.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&[0u8; 100]);
+    let answer = raw_exchange(session.connection(), &bytes)
+        .await
+        .expect("an answer, then end of stream");
+    match decode_response(&answer) {
+        Response::Error(e) => assert_eq!(e.code, ErrorCode::FrameTooLarge),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    // A header announcing 4 GiB: refused from the header alone.
+    let answer = raw_exchange(session.connection(), &[0xff; 4])
+        .await
+        .expect("answer");
+    assert!(
+        matches!(decode_response(&answer), Response::Error(e) if e.code == ErrorCode::FrameTooLarge)
+    );
+
+    // The same connection still serves, and so does everyone else.
+    assert!(session.status().await.is_ok());
+    assert!(bystander.status().await.is_ok());
+}
+
+#[tokio::test]
+async fn a_garbage_frame_gets_an_error_and_a_closed_stream_and_nothing_else_breaks() {
+    let server = TestServer::start().await;
+    let (_, bystander) = server.enroll(Role::Officer).await;
+    let (_, session) = server.enroll(Role::Defender).await;
+
+    let garbage: Vec<u8> = (0..200u32)
+        .map(|i| (i.wrapping_mul(7919) % 251) as u8 | 0x80)
+        .collect();
+    let cases: Vec<Vec<u8>> = vec![
+        frame::encode(&garbage).expect("frame"), // well framed, not protobuf
+        garbage.clone(),                         // not even framed: a huge length
+        vec![0, 0, 0, 10, 1, 2],                 // truncated
+        {
+            let mut b = frame::encode(&Request::Status.encode()).expect("frame");
+            b.push(0); // trailing byte after the frame
+            b
+        },
+        frame::encode(&[]).expect("frame"), // empty message: no request kind
+    ];
+    for (i, bytes) in cases.iter().enumerate() {
+        let answer = raw_exchange(session.connection(), bytes)
+            .await
+            .expect("an answer");
+        match decode_response(&answer) {
+            Response::Error(e) => assert!(
+                matches!(e.code, ErrorCode::Malformed | ErrorCode::FrameTooLarge),
+                "case {i}: {e}"
+            ),
+            other => panic!("case {i}: expected an error, got {other:?}"),
+        }
+    }
+    assert!(session.status().await.is_ok());
+    assert!(bystander.status().await.is_ok());
+}
+
+#[tokio::test]
+async fn an_oversized_set_up_frame_closes_the_unauthenticated_connection() {
+    let server = TestServer::start().await;
+    let conn = connection::connect_with_alpn(&server.info(), ALPN)
+        .await
+        .expect("connects");
+    let announced = u32::try_from(MAX_SETUP_FRAME_LEN + 1).expect("fits");
+    let answer = raw_exchange(&conn, &announced.to_be_bytes())
+        .await
+        .expect("answer");
+    let payload = frame::decode_exact(&answer, MAX_SETUP_FRAME_LEN).expect("one frame");
+    let err = decode_setup_response(payload)
+        .expect("decodes")
+        .expect_err("refused");
+    assert_eq!(err.code, ErrorCode::FrameTooLarge);
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn.closed())
+        .await
+        .expect("closed");
+    assert!(matches!(
+        closed,
+        quinn::ConnectionError::ApplicationClosed(_)
+    ));
+    // Others are unaffected.
+    let (_, session) = server.enroll(Role::Defender).await;
+    assert!(session.status().await.is_ok());
+}
+
+#[tokio::test]
+async fn a_burst_of_requests_beyond_the_limit_is_slowed_not_dropped() {
+    let server = TestServer::start_with(|c| {
+        c.limits.request_burst = 5;
+        c.limits.requests_per_second = 1;
+    })
+    .await;
+    let (_, session) = server.enroll(Role::Defender).await;
+    let mut limited = 0;
+    for _ in 0..10 {
+        match session.request(&Request::Status).await.expect("an answer") {
+            Response::Status(_) => {}
+            Response::Error(e) if e.code == ErrorCode::RateLimited => limited += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(limited >= 4, "only {limited} of 10 requests were limited");
+    // The connection survives and recovers after a pause.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(session.status().await.is_ok());
+}
