@@ -118,8 +118,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Fingerprint => {
-            let data = DataDir::open(&config)?;
-            println!("{}", data.tls.pin);
+            // Reads the certificate only, so it works beside a running server.
+            let tls = hotline_server::tls::TlsIdentity::load_or_create(&config)?;
+            println!("{}", tls.pin);
             Ok(())
         }
     }

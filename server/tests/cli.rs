@@ -1,0 +1,191 @@
+//! The `hotline-server` binary as an operator runs it: first run, the
+//! printed pin and admin invite, a client connecting, shutdown on SIGTERM,
+//! and a second run on the same data directory.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use hotline_client::connection::{self, ServerInfo};
+use hotline_proto::{CertPin, IdentityKeyPair, Invite, Role};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hotline-server");
+
+/// What the server printed before "Press Ctrl-C to stop.".
+struct Banner {
+    addr: String,
+    pin: CertPin,
+    invite: Option<Invite>,
+    created_certificate: bool,
+}
+
+fn start(data_dir: &Path) -> (Child, Banner) {
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("server binary starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut banner = Banner {
+        addr: String::new(),
+        pin: CertPin::from_bytes([0; 32]),
+        invite: None,
+        created_certificate: false,
+    };
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server prints its banner");
+        if let Some(rest) = line.split(" listening on ").nth(1) {
+            banner.addr = rest
+                .split_whitespace()
+                .next()
+                .expect("an address")
+                .to_owned();
+        } else if let Some(pin) = line.strip_prefix("certificate pin (clients check this): ") {
+            banner.pin = pin.parse().expect("a pin");
+        } else if line.trim_start().starts_with("hotline:") {
+            banner.invite = Some(line.trim().parse().expect("a valid invite"));
+        } else if line.contains("created a new TLS certificate") {
+            banner.created_certificate = true;
+        } else if line.starts_with("Press Ctrl-C") {
+            return (child, banner);
+        }
+    }
+}
+
+fn terminate(mut child: Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    panic!("the server did not stop within 10 s of SIGTERM");
+}
+
+#[tokio::test]
+async fn first_run_prints_pin_and_admin_invite_and_serves_clients() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (child, banner) = start(&data);
+    assert!(banner.created_certificate);
+    let invite = banner.invite.expect("first run prints an admin invite");
+    assert_eq!(invite.role, Role::Admin);
+    assert_eq!(invite.cert_pin, banner.pin);
+    assert_eq!(invite.server_addr, banner.addr);
+
+    // A client enrolls with the printed invite and authenticates.
+    let (admin, _) = IdentityKeyPair::generate().expect("randomness");
+    let session = connection::enroll(&invite, &admin).await.expect("enrolls");
+    assert_eq!(session.role(), Role::Admin);
+    assert_eq!(session.status().await.expect("status").role, Role::Admin);
+
+    // `fingerprint` works beside the running server and agrees.
+    let out = Command::new(BIN)
+        .arg("fingerprint")
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        banner.pin.to_string()
+    );
+
+    // `invite` on the host refuses clearly while the server holds the store.
+    let out = Command::new(BIN)
+        .args(["invite", "--role", "officer", "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use by another hotline-server"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    session.close().await;
+    assert!(terminate(child).success(), "clean exit on SIGTERM");
+
+    // Second run: same certificate, the admin is known, no new invite.
+    let (child, banner2) = start(&data);
+    assert!(!banner2.created_certificate);
+    assert_eq!(banner2.pin, banner.pin);
+    assert!(banner2.invite.is_none());
+    let info = ServerInfo {
+        addr: banner2.addr.clone(),
+        name: invite.server_name.clone(),
+        pin: banner2.pin,
+    };
+    let session = connection::authenticate(&info, &admin)
+        .await
+        .expect("still enrolled");
+    assert_eq!(session.role(), Role::Admin);
+    session.close().await;
+    assert!(terminate(child).success());
+
+    // With the server stopped, `invite` on the host works.
+    let out = Command::new(BIN)
+        .args(["invite", "--role", "officer", "--ttl", "2h", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("hotline:"))
+        .expect("an invite line");
+    let officer: Invite = line.trim().parse().expect("valid invite");
+    assert_eq!(officer.role, Role::Officer);
+    assert_eq!(officer.cert_pin, banner.pin);
+}
+
+#[test]
+fn a_bad_configuration_is_refused_with_a_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("server.toml");
+    std::fs::write(&config, "listen = \"0.0.0.0:4433\"\n").expect("write");
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("public_addr"), "{err}");
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing created on refusal"
+    );
+}
