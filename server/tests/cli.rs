@@ -21,7 +21,19 @@ struct Banner {
     created_certificate: bool,
 }
 
-fn start(data_dir: &Path) -> (Child, Banner) {
+/// The server process; killed if a test fails before stopping it.
+struct ServerProcess(Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn start(data_dir: &Path) -> (ServerProcess, Banner) {
     let mut child = Command::new(BIN)
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -32,6 +44,7 @@ fn start(data_dir: &Path) -> (Child, Banner) {
         .spawn()
         .expect("server binary starts");
     let stdout = child.stdout.take().expect("stdout is piped");
+    let child = ServerProcess(child);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -68,19 +81,18 @@ fn start(data_dir: &Path) -> (Child, Banner) {
     }
 }
 
-fn terminate(mut child: Child) -> std::process::ExitStatus {
+fn terminate(mut child: ServerProcess) -> std::process::ExitStatus {
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .expect("kill runs");
     assert!(status.success());
     for _ in 0..100 {
-        if let Some(status) = child.try_wait().expect("wait") {
+        if let Some(status) = child.0.try_wait().expect("wait") {
             return status;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = child.kill();
     panic!("the server did not stop within 10 s of SIGTERM");
 }
 
