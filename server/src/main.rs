@@ -52,6 +52,10 @@ enum Command {
     Fingerprint,
 }
 
+/// Log filter when `RUST_LOG` is unset. The transport libraries log peer
+/// addresses at their debug levels, so they are held at `warn`.
+const DEFAULT_LOG_FILTER: &str = "info,quinn=warn,quinn_proto=warn,rustls=warn";
+
 /// How long the first-run admin invite stays valid.
 const BOOTSTRAP_INVITE_TTL: u64 = 24 * 3600;
 
@@ -59,7 +63,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_writer(std::io::stderr)
         .init();

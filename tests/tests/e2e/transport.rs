@@ -136,3 +136,28 @@ async fn a_burst_of_requests_beyond_the_limit_is_slowed_not_dropped() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(session.status().await.is_ok());
 }
+
+#[tokio::test]
+async fn an_unreachable_server_is_reported_as_such() {
+    // A UDP socket that swallows everything: no QUIC answer ever comes.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let info = hotline_client::ServerInfo {
+        addr: silent.local_addr().expect("addr").to_string(),
+        name: "localhost".into(),
+        pin: hotline_proto::CertPin::from_bytes([0; 32]),
+    };
+    let err = connection::connect_with_alpn(&info, ALPN)
+        .await
+        .expect_err("no server");
+    assert!(matches!(err, ClientError::Unreachable { .. }), "{err:?}");
+    assert!(err.to_string().contains("cannot reach the server"), "{err}");
+
+    let info = hotline_client::ServerInfo {
+        addr: "no-such-host.invalid:4433".into(),
+        ..info
+    };
+    let err = connection::connect_with_alpn(&info, ALPN)
+        .await
+        .expect_err("no such host");
+    assert!(matches!(err, ClientError::Unreachable { .. }), "{err:?}");
+}
