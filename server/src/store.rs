@@ -238,27 +238,41 @@ pub struct SledStore {
     revoke_lock: Mutex<()>,
 }
 
+/// How long `open` waits for a lock held by a store being dropped.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// sled's error type inside transactions, with our outcome as the abort.
 type TxResult<T> = sled::transaction::ConflictableTransactionResult<T, StoreError>;
 
 impl SledStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
             .mode(sled::Mode::LowSpace)
-            .open()
-            .map_err(|e| match e {
-                // sled reports a held lock file as this I/O error.
-                sled::Error::Io(io)
+            // Every change is flushed before it is acknowledged; the
+            // background flusher would add nothing.
+            .flush_every_ms(None);
+        // sled's worker threads release the lock of a just-dropped store a
+        // moment after the drop (an in-process restart): wait briefly
+        // before reporting another process.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(io))
                     if io.kind() == std::io::ErrorKind::WouldBlock
                         || io.to_string().contains("lock") =>
                 {
-                    StoreError::Locked
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::Locked);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                other => other.into(),
-            })?;
+                Err(other) => return Err(other.into()),
+            }
+        };
         let devices = db.open_tree("devices")?;
         let invites = db.open_tree("invites")?;
         Ok(SledStore {
@@ -452,6 +466,17 @@ mod tests {
             store.enroll([2; 32], key(2), 6).expect("enroll"),
             EnrollOutcome::Enrolled(_)
         ));
+    }
+
+    #[test]
+    fn a_dropped_store_can_be_reopened_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for i in 0..50u8 {
+            let store = SledStore::open(dir.path(), 1 << 20).expect("reopen");
+            store
+                .put_invite([i; 32], &invite(Role::Defender, 100))
+                .expect("put");
+        }
     }
 
     #[test]
