@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use hotline_client::connection::{self, ServerInfo};
-use hotline_proto::auth::{self, ChannelBinding};
+use hotline_client::{ClientError, Session};
+use hotline_proto::auth::{self, ChannelBinding, Nonce};
 use hotline_proto::frame;
 use hotline_proto::message::{Request, SetupRequest, decode_setup_response};
-use hotline_proto::{ALPN, ErrorCode, IdentityKeyPair, Role};
+use hotline_proto::{ALPN, DeviceId, ErrorCode, IdentityKeyPair, Role, Signature};
 use hotline_tests::{TestServer, raw_exchange, refusal};
 
 #[tokio::test]
@@ -32,26 +33,38 @@ async fn an_unknown_device_is_refused() {
     assert_eq!(refusal(&err), Some(ErrorCode::UnknownDevice));
 }
 
-#[tokio::test]
-async fn a_signature_by_another_key_is_refused() {
-    let server = TestServer::start().await;
-    let (victim, _) = server.enroll(Role::Officer).await;
-    let (attacker, _) = IdentityKeyPair::generate().expect("randomness");
-
+/// Connects, and authenticates as `device_id` with whatever signature
+/// `sign` makes from this connection's nonce and channel binding.
+async fn auth_with(
+    server: &TestServer,
+    device_id: DeviceId,
+    sign: impl FnOnce(&Nonce, &ChannelBinding) -> Signature,
+) -> Result<Session, ClientError> {
     let conn = connection::connect_with_alpn(&server.info(), ALPN)
         .await
         .expect("connects");
     let (nonce, binding) = connection::challenge(&conn).await.expect("challenge");
-    // Claim the victim's id, sign with the attacker's key.
-    let device_id = victim.device_id();
-    let signature = attacker.sign(&auth::device_auth_transcript(&nonce, &binding, &device_id));
-    let err = connection::setup(
+    let signature = sign(&nonce, &binding);
+    connection::setup(
         conn,
         &SetupRequest::Auth {
             device_id,
             signature,
         },
     )
+    .await
+}
+
+#[tokio::test]
+async fn a_signature_by_another_key_is_refused() {
+    let server = TestServer::start().await;
+    let (victim, _) = server.enroll(Role::Officer).await;
+    let (attacker, _) = IdentityKeyPair::generate().expect("randomness");
+    // Claim the victim's id, sign with the attacker's key.
+    let id = victim.device_id();
+    let err = auth_with(&server, id, |n, b| {
+        attacker.sign(&auth::device_auth_transcript(n, b, &id))
+    })
     .await
     .expect_err("refused");
     assert_eq!(refusal(&err), Some(ErrorCode::BadSignature));
@@ -61,46 +74,36 @@ async fn a_signature_by_another_key_is_refused() {
 async fn a_signature_for_another_connection_is_refused() {
     let server = TestServer::start().await;
     let (device, _) = server.enroll(Role::Officer).await;
+    let id = device.device_id();
 
-    // The right key, but over a transcript with the wrong channel binding
-    // (as a relaying attacker would have to produce).
-    let conn = connection::connect_with_alpn(&server.info(), ALPN)
-        .await
-        .expect("connects");
-    let (nonce, _) = connection::challenge(&conn).await.expect("challenge");
-    let device_id = device.device_id();
-    let signature = device.sign(&auth::device_auth_transcript(
-        &nonce,
-        &ChannelBinding([0; 32]),
-        &device_id,
-    ));
-    let err = connection::setup(
-        conn,
-        &SetupRequest::Auth {
-            device_id,
-            signature,
-        },
-    )
+    // The right key, but over a transcript with another channel binding
+    // (what a relaying attacker would have to present).
+    let err = auth_with(&server, id, |n, _| {
+        device.sign(&auth::device_auth_transcript(
+            n,
+            &ChannelBinding([0; 32]),
+            &id,
+        ))
+    })
     .await
     .expect_err("refused");
     assert_eq!(refusal(&err), Some(ErrorCode::BadSignature));
 
-    // And a signature replayed from a previous connection's nonce.
-    let conn = connection::connect_with_alpn(&server.info(), ALPN)
-        .await
-        .expect("connects");
-    let (_, binding) = connection::challenge(&conn).await.expect("challenge");
-    let signature = device.sign(&auth::device_auth_transcript(&nonce, &binding, &device_id));
-    let err = connection::setup(
-        conn,
-        &SetupRequest::Auth {
-            device_id,
-            signature,
-        },
-    )
+    // And with a nonce other than this connection's.
+    let err = auth_with(&server, id, |_, b| {
+        device.sign(&auth::device_auth_transcript(&Nonce([7; 32]), b, &id))
+    })
     .await
     .expect_err("refused");
     assert_eq!(refusal(&err), Some(ErrorCode::BadSignature));
+
+    // The honest signature over the same connection's values works.
+    let session = auth_with(&server, id, |n, b| {
+        device.sign(&auth::device_auth_transcript(n, b, &id))
+    })
+    .await
+    .expect("authenticates");
+    assert_eq!(session.device_id(), id);
 }
 
 #[tokio::test]
