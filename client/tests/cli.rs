@@ -34,7 +34,11 @@ async fn server(dir: &Path) -> RunningServer {
         data_dir: dir.join("server"),
         ..Config::default()
     };
-    RunningServer::start(config).await.expect("server starts")
+    let key = dir.join("master.key");
+    hotline_server::log::keys::generate_key_file(&key).expect("key file");
+    RunningServer::start(config, &hotline_server::log::keys::KeySource::File(key))
+        .await
+        .expect("server starts")
 }
 
 #[tokio::test(flavor = "multi_thread")]

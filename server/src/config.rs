@@ -31,6 +31,14 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key for `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// A file holding the store's master key (32 bytes, or 64 hex digits),
+    /// on media other than the data directory's.
+    pub master_key_file: Option<PathBuf>,
+    /// With no other key source and a loopback-only listen address, keep a
+    /// generated master key in `<data_dir>.insecure-dev-master-key`, beside
+    /// the data. For development only: ignored (and start-up refused
+    /// without a key) when listening beyond this machine.
+    pub insecure_dev_master_key: bool,
     /// Resource limits.
     pub limits: Limits,
 }
@@ -97,6 +105,8 @@ impl Default for Config {
             data_dir: PathBuf::from("hotline-data"),
             tls_cert: None,
             tls_key: None,
+            master_key_file: None,
+            insecure_dev_master_key: true,
             limits: Limits::default(),
         }
     }
@@ -138,6 +148,18 @@ impl Config {
             path: path.to_owned(),
             message: e.message().to_owned(),
         })
+    }
+
+    /// Whether this is a development set-up: listening on loopback only.
+    pub fn is_dev(&self) -> bool {
+        self.listen.ip().is_loopback()
+    }
+
+    /// Where the insecure development master key is kept.
+    pub fn insecure_dev_key_path(&self) -> PathBuf {
+        let mut p = self.data_dir.clone().into_os_string();
+        p.push(".insecure-dev-master-key");
+        PathBuf::from(p)
     }
 
     /// The `host:port` to put in invites.

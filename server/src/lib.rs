@@ -11,7 +11,8 @@
 //! * `connection`: one connection: challenge, set-up (enroll or
 //!   authenticate), then one task per request stream.
 //! * [`handler`]: what each request does and which roles may make it.
-//! * [`store`]: durable state behind the [`store::Store`] trait.
+//! * [`store`]: durable state behind the [`store::Store`] trait, kept as
+//!   [`state`] derived from the encrypted, hash-chained event [`log`].
 //!
 //! `main.rs` is a thin command line over [`server::RunningServer`]; tests
 //! start the same server on `127.0.0.1:0`.
@@ -19,9 +20,11 @@
 pub mod config;
 mod connection;
 pub mod handler;
+pub mod log;
 mod rate;
 mod registry;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod tls;
 
@@ -51,4 +54,12 @@ pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         builder.mode(0o700);
     }
     builder.create(dir)
+}
+
+/// Syncs a directory so that entries created in it survive a power loss.
+/// Best effort: some filesystems do not support it.
+pub(crate) fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
 }

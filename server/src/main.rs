@@ -7,8 +7,11 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use hotline_proto::Role;
 use hotline_proto::invite::parse_lifetime;
+use hotline_server::log::keys::{self, KeySource, MASTER_KEY_ENV, MASTER_PASSPHRASE_ENV};
+use hotline_server::store::{self, Create};
 use hotline_server::{Config, DataDir, RunningServer};
 use tracing_subscriber::EnvFilter;
+use zeroize::Zeroizing;
 
 /// The hotline server: a secure emergency line between human-rights
 /// defenders and their duty team.
@@ -30,6 +33,13 @@ struct Cli {
     /// TLS server name for the development certificate and invites.
     #[arg(long, global = true)]
     server_name: Option<String>,
+    /// File holding the store's master key (32 bytes or 64 hex digits).
+    /// Keep it on other media than the data directory.
+    #[arg(long, global = true, env = "HOTLINE_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
+    /// Ask for the master passphrase at the terminal.
+    #[arg(long, global = true)]
+    passphrase: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -50,6 +60,25 @@ enum Command {
     },
     /// Print the certificate pin that clients check.
     Fingerprint,
+    /// Create the data directory, its store and TLS certificate, and stop.
+    Init {
+        /// Generate a new random master key into this file first (refuses
+        /// to overwrite). Put it on other media than the data directory.
+        #[arg(long)]
+        generate_key_file: Option<PathBuf>,
+    },
+    /// Check the whole store: key, every record, the hash chain and every
+    /// signed checkpoint. Exits non-zero naming the first bad record.
+    Verify {
+        /// A checkpoint exported earlier with `hotline-server checkpoint`:
+        /// also detects a rollback to an older copy of the store.
+        #[arg(long)]
+        checkpoint: Option<String>,
+    },
+    /// Rebuild the derived state from the log and save a fresh snapshot.
+    Rebuild,
+    /// Print the newest signed checkpoint, to keep off the server.
+    Checkpoint,
 }
 
 /// Log filter when `RUST_LOG` is unset. The transport libraries log peer
@@ -105,12 +134,138 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// Where the master key comes from: a key file (flag or configuration),
+/// `HOTLINE_MASTER_KEY`, `HOTLINE_MASTER_PASSPHRASE`, a prompt
+/// (`--passphrase`), or, for a development server on loopback only, a
+/// generated key file beside the data directory.
+fn key_source(cli: &Cli, config: &Config, new_store: bool) -> anyhow::Result<KeySource> {
+    if let Some(path) = cli
+        .master_key_file
+        .clone()
+        .or_else(|| config.master_key_file.clone())
+    {
+        return Ok(KeySource::File(path));
+    }
+    if let Ok(hex) = std::env::var(MASTER_KEY_ENV) {
+        return Ok(KeySource::Hex(Zeroizing::new(hex)));
+    }
+    if let Ok(pass) = std::env::var(MASTER_PASSPHRASE_ENV) {
+        return Ok(KeySource::Passphrase(Zeroizing::new(pass)));
+    }
+    if cli.passphrase {
+        let pass = Zeroizing::new(
+            rpassword::prompt_password("Master passphrase: ").with_context(|| {
+                format!("cannot ask for the passphrase (no terminal?); set {MASTER_PASSPHRASE_ENV}")
+            })?,
+        );
+        if new_store {
+            let again = Zeroizing::new(rpassword::prompt_password(
+                "Repeat the master passphrase: ",
+            )?);
+            if again != pass {
+                anyhow::bail!("the two passphrases differ; nothing was created");
+            }
+        }
+        return Ok(KeySource::Passphrase(pass));
+    }
+    if config.is_dev() && config.insecure_dev_master_key {
+        let path = config.insecure_dev_key_path();
+        if !path.exists() && !keys::exists(&config.data_dir) {
+            keys::generate_key_file(&path)?;
+        }
+        eprintln!(
+            "WARNING: development mode: the master key is {}, beside the data (insecure_dev_master_key). \
+             Do not keep real cases on this server.",
+            path.display()
+        );
+        return Ok(KeySource::File(path));
+    }
+    Err(keys::KeyError::Missing.into())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli)?;
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config).await,
+    let command = cli.command.as_ref().unwrap_or(&Command::Serve);
+    let new_store = !keys::exists(&config.data_dir);
+    match command {
+        Command::Fingerprint => {
+            // Reads the certificate only, so it works beside a running server.
+            let tls = hotline_server::tls::TlsIdentity::load_or_create(&config)?;
+            println!("{}", tls.pin);
+            return Ok(());
+        }
+        Command::Init {
+            generate_key_file: Some(path),
+        } => {
+            if !new_store {
+                anyhow::bail!("{} already holds a store", config.data_dir.display());
+            }
+            keys::generate_key_file(path)?;
+            println!(
+                "wrote a new master key to {}: keep it off this disk, and back it up",
+                path.display()
+            );
+        }
+        _ => {}
+    }
+    let key = match command {
+        Command::Init {
+            generate_key_file: Some(path),
+        } => KeySource::File(path.clone()),
+        _ => key_source(&cli, &config, new_store)?,
+    };
+    match command {
+        Command::Serve => serve(config, &key).await,
+        Command::Init { .. } => {
+            if !new_store {
+                anyhow::bail!("{} already holds a store", config.data_dir.display());
+            }
+            let data = DataDir::open(&config, &key)?;
+            data.store.close()?;
+            println!("created the store in {}", config.data_dir.display());
+            println!("certificate pin: {}", data.tls.pin);
+            Ok(())
+        }
+        Command::Verify { checkpoint } => {
+            let report = store::verify_store(
+                &config.data_dir,
+                &key,
+                config.limits.store_cache_bytes,
+                checkpoint.as_deref(),
+            )?;
+            let v = report.verified;
+            println!(
+                "store verified: {} records, chain head at {}, {} signed checkpoints (newest at {}), {} records shredded",
+                v.records, v.head_seq, v.checkpoints, v.last_checkpoint_seq, v.shredded
+            );
+            if let Some(seq) = report.external_checkpoint {
+                println!("the exported checkpoint at record {seq} matches: no rollback");
+            }
+            Ok(())
+        }
+        Command::Rebuild => {
+            let data = DataDir::open_with(&config, &key, Create::Never)?;
+            let n = data.store.rebuild()?;
+            data.store.close()?;
+            println!("rebuilt the state from {n} log records and saved a snapshot");
+            Ok(())
+        }
+        Command::Checkpoint => {
+            let data = DataDir::open_with(&config, &key, Create::Never)?;
+            // Closing signs a checkpoint of the current head.
+            data.store.close()?;
+            let cp = data
+                .store
+                .log()
+                .latest_checkpoint()?
+                .context("the store is empty: nothing to checkpoint yet")?;
+            println!("{}", cp.export(&data.store.log().keys().store_id()));
+            Ok(())
+        }
+        Command::Fingerprint => Ok(()),
         Command::Invite { role, ttl } => {
-            let data = DataDir::open(&config)?;
+            let (role, ttl) = (*role, *ttl);
+            let data = DataDir::open_with(&config, &key, Create::IfMissing(Default::default()))?;
             let invite = data
                 .create_invite(&config, role, ttl)
                 .await
@@ -120,19 +275,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("  {invite}");
             println!();
             println!("On the new device: hotline enroll '{invite}'");
-            Ok(())
-        }
-        Command::Fingerprint => {
-            // Reads the certificate only, so it works beside a running server.
-            let tls = hotline_server::tls::TlsIdentity::load_or_create(&config)?;
-            println!("{}", tls.pin);
+            data.store.close()?;
             Ok(())
         }
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let data = DataDir::open(&config)?;
+async fn serve(config: Config, key: &KeySource) -> anyhow::Result<()> {
+    let data = DataDir::open(&config, key)?;
     let created = data.tls.created;
     let server = RunningServer::start_with(config.clone(), data).await?;
     let pin = server.cert_pin();

@@ -12,8 +12,9 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::{Config, ConfigError, Limits};
 use crate::connection;
+use crate::log::keys::{KdfParams, KeySource};
 use crate::registry::Registry;
-use crate::store::{InviteRecord, SledStore, Store, StoreError};
+use crate::store::{Create, InviteRecord, LogStore, OpenError, Store, StoreError};
 use crate::tls::{TlsError, TlsIdentity};
 
 /// Why the server could not start.
@@ -27,7 +28,7 @@ pub enum StartError {
     Tls(#[from] TlsError),
     /// The store could not be opened.
     #[error("cannot open the store: {0}")]
-    Store(#[from] StoreError),
+    Store(#[from] OpenError),
     /// The data directory could not be created.
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
@@ -111,25 +112,42 @@ impl Shared {
 #[derive(Debug)]
 pub struct DataDir {
     /// The store.
-    pub store: Arc<SledStore>,
+    pub store: Arc<LogStore>,
     /// The TLS identity.
     pub tls: TlsIdentity,
 }
 
 impl DataDir {
-    /// Opens the data directory named in `config`, creating it, its store
-    /// and its development certificate on first use.
-    pub fn open(config: &Config) -> Result<DataDir, StartError> {
+    /// Opens the data directory named in `config` with the master key from
+    /// `key`, creating the directory, its store and its development
+    /// certificate on first use.
+    ///
+    /// The key is checked against the store header before anything else in
+    /// the directory is opened: a wrong key changes nothing.
+    pub fn open(config: &Config, key: &KeySource) -> Result<DataDir, StartError> {
+        Self::open_with(config, key, Create::IfMissing(KdfParams::default()))
+    }
+
+    /// Like [`DataDir::open`], with control over store creation.
+    pub fn open_with(
+        config: &Config,
+        key: &KeySource,
+        create: Create,
+    ) -> Result<DataDir, StartError> {
         config.validate()?;
+        if create == Create::Never && !crate::log::keys::exists(&config.data_dir) {
+            return Err(OpenError::from(crate::log::keys::KeyError::HeaderMissing(
+                config.data_dir.clone(),
+            ))
+            .into());
+        }
         crate::create_private_dir(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;
+        let keys = crate::store::open_keys(&config.data_dir, key, create)?;
         let tls = TlsIdentity::load_or_create(config)?;
-        let store = SledStore::open(
-            &config.data_dir.join("store"),
-            config.limits.store_cache_bytes,
-        )?;
+        let store = LogStore::open(&config.data_dir, keys, config.limits.store_cache_bytes)?;
         Ok(DataDir {
             store: Arc::new(store),
             tls,
@@ -167,8 +185,8 @@ pub struct RunningServer {
 
 impl RunningServer {
     /// Opens the data directory, binds the endpoint and starts serving.
-    pub async fn start(config: Config) -> Result<RunningServer, StartError> {
-        let data = DataDir::open(&config)?;
+    pub async fn start(config: Config, key: &KeySource) -> Result<RunningServer, StartError> {
+        let data = DataDir::open(&config, key)?;
         Self::start_with(config, data).await
     }
 
@@ -185,6 +203,7 @@ impl RunningServer {
             addr: config.listen,
             source,
         })?;
+        let store = Arc::clone(&data.store);
         let shared = Arc::new(Shared {
             store: data.store,
             limits: config.limits.clone(),
@@ -194,8 +213,19 @@ impl RunningServer {
             server_name: config.server_name.clone(),
         });
         let (stop, stopped) = oneshot::channel();
+        let shared_for_loop = Arc::clone(&shared);
         let task = tokio::spawn(
-            accept_loop(endpoint, Arc::clone(&shared), stopped).instrument(info_span!("server")),
+            async move {
+                accept_loop(endpoint, Arc::clone(&shared_for_loop), stopped).await;
+                // Connections are closed: save a snapshot and sign a final
+                // checkpoint.
+                match tokio::task::spawn_blocking(move || store.close()).await {
+                    Ok(Ok(())) => info!("store closed"),
+                    Ok(Err(e)) => tracing::error!(error = %e, "store did not close cleanly"),
+                    Err(_) => tracing::error!("store close task failed"),
+                }
+            }
+            .instrument(info_span!("server")),
         );
         info!(addr = %local_addr, "listening");
         Ok(RunningServer {

@@ -1,16 +1,23 @@
 //! Durable server state: enrolled devices and pending invites.
 //!
-//! Handlers see only the [`Store`] trait. [`SledStore`] keeps each kind of
-//! record in its own sled tree; the encrypted event log replaces it later
-//! behind the same trait. Every method that changes state returns only
-//! after the change is flushed to disk, so a client is never told "done"
-//! about something a crash could lose.
+//! Handlers see only the [`Store`] trait. [`LogStore`] implements it on the
+//! encrypted event log: every change is an event appended to the log, and
+//! the state handlers read is derived from the log (see [`crate::state`]).
+//! Every method that changes state returns only after its event is on
+//! disk, so a client is never told "done" about something a crash could
+//! lose.
 
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use hotline_proto::{DeviceId, IdentityPublicKey, Role};
-use prost::Message;
+use ring::aead::{Aad, NONCE_LEN, Nonce};
+use tracing::{info, warn};
+
+use crate::log::engine::{EngineError, LogEngine, SledEngine};
+use crate::log::keys::{self, KdfParams, KeyError, KeySource, StoreKeys};
+use crate::log::{Entry, Log, LogError, RecordKey, Verified};
+use crate::state::{Event, State};
 
 /// A device as the server knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,15 +87,15 @@ pub enum StoreError {
     Locked,
     /// A stored record does not decode: the store is damaged.
     #[error("the store is damaged: {0}")]
-    Corrupt(&'static str),
+    Corrupt(String),
 }
 
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
+impl From<LogError> for StoreError {
+    fn from(e: LogError) -> Self {
         match e {
-            sled::Error::Corruption { .. } => {
-                StoreError::Corrupt("storage engine reported corruption")
-            }
+            LogError::Engine(EngineError::Locked) => StoreError::Locked,
+            LogError::Engine(EngineError::Corrupt(m)) => StoreError::Corrupt(m),
+            LogError::Tampered { .. } => StoreError::Corrupt(e.to_string()),
             other => StoreError::Io(other.to_string()),
         }
     }
@@ -128,171 +135,281 @@ pub trait Store: Send + Sync + 'static {
 }
 
 // ---------------------------------------------------------------------------
-// Record encoding. Private prost structs; the domain types above are what
-// the rest of the server sees.
 
-#[derive(Clone, PartialEq, Message)]
-struct DeviceRow {
-    #[prost(bytes = "vec", tag = "1")]
-    identity_key: Vec<u8>,
-    #[prost(int32, tag = "2")]
-    role: i32,
-    #[prost(uint64, tag = "3")]
-    enrolled_at: u64,
-    #[prost(uint64, tag = "4")]
-    revoked_at: u64,
+/// A snapshot is written after this many events since the last one.
+pub const SNAPSHOT_EVERY: u64 = 10_000;
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The master key is wrong, missing or unreadable.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The log failed verification or could not be read.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The derived state could not be rebuilt.
+    #[error(transparent)]
+    State(#[from] StoreError),
 }
 
-#[derive(Clone, PartialEq, Message)]
-struct InviteRow {
-    #[prost(int32, tag = "1")]
-    role: i32,
-    #[prost(uint64, tag = "2")]
-    created_at: u64,
-    #[prost(uint64, tag = "3")]
-    expires_at: u64,
-    #[prost(uint64, tag = "4")]
-    used_at: u64,
+/// How the store should treat a missing header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Create {
+    /// Create a new store if the data directory has none.
+    IfMissing(KdfParams),
+    /// The store must exist.
+    Never,
 }
 
-fn role_code(role: Role) -> i32 {
-    match role {
-        Role::Defender => 1,
-        Role::Officer => 2,
-        Role::Coordinator => 3,
-        Role::Admin => 4,
+/// Paths of the store's files inside a data directory.
+fn engine_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("store")
+}
+
+fn keyring_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("keyring")
+}
+
+/// Opens the keys: checks an existing header, or creates one for a new
+/// store. Touches nothing else.
+pub fn open_keys(
+    data_dir: &Path,
+    source: &KeySource,
+    create: Create,
+) -> Result<StoreKeys, OpenError> {
+    if keys::exists(data_dir) {
+        return Ok(keys::open(data_dir, source)?.1);
     }
-}
-
-fn role_from_code(code: i32) -> Result<Role, StoreError> {
-    Ok(match code {
-        1 => Role::Defender,
-        2 => Role::Officer,
-        3 => Role::Coordinator,
-        4 => Role::Admin,
-        _ => return Err(StoreError::Corrupt("unknown role in a stored record")),
-    })
-}
-
-fn encode_device(d: &Device) -> Vec<u8> {
-    DeviceRow {
-        identity_key: d.identity_key.as_bytes().to_vec(),
-        role: role_code(d.role),
-        enrolled_at: d.enrolled_at,
-        revoked_at: d.revoked_at.unwrap_or(0),
-    }
-    .encode_to_vec()
-}
-
-fn decode_device(key: &[u8], bytes: &[u8]) -> Result<Device, StoreError> {
-    let row = DeviceRow::decode(bytes).map_err(|_| StoreError::Corrupt("device record"))?;
-    let identity: [u8; 32] = row
-        .identity_key
-        .as_slice()
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("device record"))?;
-    let identity_key = IdentityPublicKey::from_bytes(identity);
-    let id = identity_key.device_id();
-    if key != id.as_bytes() {
-        return Err(StoreError::Corrupt("device record under the wrong id"));
-    }
-    Ok(Device {
-        id,
-        identity_key,
-        role: role_from_code(row.role)?,
-        enrolled_at: row.enrolled_at,
-        revoked_at: (row.revoked_at != 0).then_some(row.revoked_at),
-    })
-}
-
-fn encode_invite(i: &InviteRecord) -> Vec<u8> {
-    InviteRow {
-        role: role_code(i.role),
-        created_at: i.created_at,
-        expires_at: i.expires_at,
-        used_at: i.used_at.unwrap_or(0),
-    }
-    .encode_to_vec()
-}
-
-fn decode_invite(bytes: &[u8]) -> Result<InviteRecord, StoreError> {
-    let row = InviteRow::decode(bytes).map_err(|_| StoreError::Corrupt("invite record"))?;
-    Ok(InviteRecord {
-        role: role_from_code(row.role)?,
-        created_at: row.created_at,
-        expires_at: row.expires_at,
-        used_at: (row.used_at != 0).then_some(row.used_at),
-    })
-}
-
-// ---------------------------------------------------------------------------
-
-/// The store on sled: one tree of devices keyed by device id, one of
-/// invites keyed by token digest.
-#[derive(Debug)]
-pub struct SledStore {
-    db: sled::Db,
-    devices: sled::Tree,
-    invites: sled::Tree,
-    /// Serialises revocations so the last-admin check cannot race.
-    revoke_lock: Mutex<()>,
-}
-
-/// How long `open` waits for a lock held by a store being dropped.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// sled's error type inside transactions, with our outcome as the abort.
-type TxResult<T> = sled::transaction::ConflictableTransactionResult<T, StoreError>;
-
-impl SledStore {
-    /// Opens (or creates) the store in `dir`.
-    pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
-        let config = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .mode(sled::Mode::LowSpace)
-            // Every change is flushed before it is acknowledged; the
-            // background flusher would add nothing.
-            .flush_every_ms(None);
-        // sled's worker threads release the lock of a just-dropped store a
-        // moment after the drop (an in-process restart): wait briefly
-        // before reporting another process.
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
-        let db = loop {
-            match config.open() {
-                Ok(db) => break db,
-                Err(sled::Error::Io(io))
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("lock") =>
-                {
-                    if std::time::Instant::now() >= deadline {
-                        return Err(StoreError::Locked);
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(other) => return Err(other.into()),
+    match create {
+        Create::Never => Err(KeyError::HeaderMissing(data_dir.to_owned()).into()),
+        Create::IfMissing(kdf) => {
+            if engine_dir(data_dir).exists() || keyring_path(data_dir).exists() {
+                // Data without a header: never start a new store over it.
+                return Err(KeyError::HeaderMissing(data_dir.to_owned()).into());
             }
+            Ok(keys::create(data_dir, source, kdf, crate::unix_now())?.1)
+        }
+    }
+}
+
+/// The store on the encrypted log, with its state in memory.
+pub struct LogStore {
+    log: Log,
+    state: Mutex<State>,
+    snapshot_seq: Mutex<u64>,
+}
+
+impl std::fmt::Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogStore(..)")
+    }
+}
+
+fn snapshot_aad(seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+    let mut a = b"hotline/1 snapshot\0".to_vec();
+    a.extend_from_slice(&seq.to_be_bytes());
+    a.extend_from_slice(hash);
+    a
+}
+
+impl LogStore {
+    /// Opens the store in `data_dir` with `keys`: verifies the whole log,
+    /// loads the newest valid snapshot and replays the events after it.
+    pub fn open(data_dir: &Path, keys: StoreKeys, cache_bytes: u64) -> Result<LogStore, OpenError> {
+        let engine: Arc<dyn LogEngine> =
+            Arc::new(SledEngine::open(&engine_dir(data_dir), cache_bytes).map_err(LogError::from)?);
+        let snapshot = engine.latest_snapshot().map_err(LogError::from)?;
+        let want: Vec<u64> = snapshot.iter().map(|(seq, _)| *seq).collect();
+        let (log, verified) = Log::open(engine, Arc::new(keys), &keyring_path(data_dir), &want)?;
+        let state = snapshot
+            .and_then(|(seq, bytes)| Self::open_snapshot(&log, &verified, seq, &bytes))
+            .unwrap_or_default();
+        let from = state.applied_seq;
+        let store = LogStore {
+            log,
+            state: Mutex::new(state),
+            snapshot_seq: Mutex::new(from),
         };
-        let devices = db.open_tree("devices")?;
-        let invites = db.open_tree("invites")?;
-        Ok(SledStore {
-            db,
-            devices,
-            invites,
-            revoke_lock: Mutex::new(()),
-        })
+        let replayed = store.replay(from)?;
+        info!(
+            records = verified.records,
+            checkpoints = verified.checkpoints,
+            replayed,
+            "store opened and verified"
+        );
+        Ok(store)
     }
 
-    fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+    fn open_snapshot(log: &Log, verified: &Verified, seq: u64, bytes: &[u8]) -> Option<State> {
+        let Some(hash) = verified.hashes.get(&seq) else {
+            warn!("snapshot is beyond the log; rebuilding from the log");
+            return None;
+        };
+        if bytes.len() < NONCE_LEN {
+            warn!("snapshot is damaged; rebuilding from the log");
+            return None;
+        }
+        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
+        let mut buf = sealed.to_vec();
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let Ok(plain) =
+            log.keys()
+                .snapshot
+                .open_in_place(nonce, Aad::from(snapshot_aad(seq, hash)), &mut buf)
+        else {
+            warn!("snapshot does not decrypt; rebuilding from the log");
+            return None;
+        };
+        match State::decode(plain) {
+            Ok(state) if state.applied_seq == seq => Some(state),
+            _ => {
+                warn!("snapshot does not decode; rebuilding from the log");
+                None
+            }
+        }
+    }
+
+    fn replay(&self, from: u64) -> Result<u64, OpenError> {
+        let mut state = self.lock();
+        let mut count = 0;
+        self.log.replay(from, |seq, entry| {
+            if let Entry::Event(bytes) = entry {
+                let event = Event::decode(&bytes).map_err(|e| LogError::Tampered {
+                    seq,
+                    reason: e.to_string(),
+                })?;
+                state.apply(seq, &event).map_err(|e| LogError::Tampered {
+                    seq,
+                    reason: e.to_string(),
+                })?;
+            }
+            state.applied_seq = seq;
+            count += 1;
+            Ok(())
+        })?;
+        Ok(count)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends `event` and applies it, in one step under the state lock
+    /// (so log order is apply order), then waits for it to be durable
+    /// outside the lock (so concurrent writers share a flush).
+    fn commit(&self, mut state: MutexGuard<'_, State>, event: Event) -> Result<(), StoreError> {
+        let ticket = self.log.submit(RecordKey::Main, &event.encode())?;
+        let seq = ticket.seq();
+        state.apply(seq, &event)?;
+        drop(state);
+        ticket.wait(&self.log)?;
+        if seq.saturating_sub(*self.snapshot_seq.lock().unwrap_or_else(|p| p.into_inner()))
+            >= SNAPSHOT_EVERY
+        {
+            self.snapshot()?;
+        }
+        Ok(())
+    }
+
+    /// Seals the current state and saves it as the newest snapshot.
+    pub fn snapshot(&self) -> Result<(), StoreError> {
+        let Ok(mut last) = self.snapshot_seq.try_lock() else {
+            return Ok(()); // another writer is taking one
+        };
+        let (seq, plain) = {
+            let state = self.lock();
+            (state.applied_seq, state.encode())
+        };
+        if seq == 0 {
+            return Ok(());
+        }
+        // Every submitted record is applied under the state lock, so the
+        // head at this moment may be later than `seq`; find seq's hash by
+        // waiting for durability and reading the chain.
+        self.log.wait_for(seq)?;
+        let hash = self.log.hash_at(seq)?;
+        let mut nonce = [0u8; NONCE_LEN];
+        hotline_proto::identity::fill_random(&mut nonce)
+            .map_err(|_| StoreError::Io("no randomness".into()))?;
+        let mut sealed = plain;
+        self.log
+            .keys()
+            .snapshot
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(snapshot_aad(seq, &hash)),
+                &mut sealed,
+            )
+            .map_err(|_| StoreError::Io("sealing failed".into()))?;
+        let mut bytes = nonce.to_vec();
+        bytes.extend_from_slice(&sealed);
+        self.log
+            .engine()
+            .put_snapshot(seq, &bytes)
+            .map_err(LogError::from)?;
+        *last = seq;
+        Ok(())
+    }
+
+    /// Discards snapshots and rebuilds the state by replaying the whole
+    /// log, then saves a fresh snapshot. Returns the events replayed.
+    pub fn rebuild(&self) -> Result<u64, StoreError> {
+        self.log
+            .engine()
+            .clear_snapshots()
+            .map_err(LogError::from)?;
+        *self.lock() = State::default();
+        let n = self
+            .replay(0)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        *self.snapshot_seq.lock().unwrap_or_else(|p| p.into_inner()) = 0;
+        self.snapshot()?;
+        Ok(n)
+    }
+
+    /// The log underneath (for case keys and verification).
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// A copy of the current state.
+    pub fn state(&self) -> State {
+        self.lock().clone()
+    }
+
+    /// Saves a snapshot if the log grew since the last one, commits what is
+    /// pending, signs a final checkpoint and closes. Later writes fail.
+    pub fn close(&self) -> Result<(), StoreError> {
+        let applied = self.lock().applied_seq;
+        if applied > *self.snapshot_seq.lock().unwrap_or_else(|p| p.into_inner()) {
+            self.snapshot()?;
+        }
+        self.log.close()?;
+        Ok(())
+    }
+
+    fn check_running(&self) -> Result<(), StoreError> {
+        if self.log.is_stopped() {
+            return Err(LogError::Stopped.into());
+        }
         Ok(())
     }
 }
 
-impl Store for SledStore {
+impl Store for LogStore {
     fn put_invite(&self, token_digest: [u8; 32], invite: &InviteRecord) -> Result<(), StoreError> {
-        self.invites.insert(token_digest, encode_invite(invite))?;
-        self.flush()
+        let state = self.lock();
+        if state.invites.contains_key(&token_digest) {
+            return Err(StoreError::Corrupt("invite token collision".into()));
+        }
+        self.commit(
+            state,
+            Event::InviteCreated {
+                digest: token_digest,
+                invite: invite.clone(),
+            },
+        )
     }
 
     fn enroll(
@@ -301,227 +418,150 @@ impl Store for SledStore {
         identity_key: IdentityPublicKey,
         now: u64,
     ) -> Result<EnrollOutcome, StoreError> {
-        use sled::Transactional;
-        use sled::transaction::{ConflictableTransactionError::Abort, TransactionError};
-        let id = identity_key.device_id();
-        let outcome = (&self.invites, &self.devices).transaction(
-            |(invites, devices)| -> TxResult<EnrollOutcome> {
-                let Some(raw) = invites.get(token_digest)? else {
-                    return Ok(EnrollOutcome::InviteUnknown);
-                };
-                let mut invite = decode_invite(&raw).map_err(Abort)?;
-                if invite.used_at.is_some() {
-                    return Ok(EnrollOutcome::InviteUsed);
-                }
-                if now >= invite.expires_at {
-                    return Ok(EnrollOutcome::InviteExpired);
-                }
-                if devices.get(id.as_bytes())?.is_some() {
-                    return Ok(EnrollOutcome::AlreadyEnrolled);
-                }
-                invite.used_at = Some(now);
-                let device = Device {
-                    id,
-                    identity_key,
-                    role: invite.role,
-                    enrolled_at: now,
-                    revoked_at: None,
-                };
-                invites.insert(&token_digest[..], encode_invite(&invite))?;
-                devices.insert(&id.as_bytes()[..], encode_device(&device))?;
-                Ok(EnrollOutcome::Enrolled(device))
-            },
-        );
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(TransactionError::Abort(e)) => return Err(e),
-            Err(TransactionError::Storage(e)) => return Err(e.into()),
+        self.check_running()?;
+        let state = self.lock();
+        let Some(invite) = state.invites.get(&token_digest) else {
+            return Ok(EnrollOutcome::InviteUnknown);
         };
-        if matches!(outcome, EnrollOutcome::Enrolled(_)) {
-            self.flush()?;
+        if invite.used_at.is_some() {
+            return Ok(EnrollOutcome::InviteUsed);
         }
-        Ok(outcome)
+        if now >= invite.expires_at {
+            return Ok(EnrollOutcome::InviteExpired);
+        }
+        let id = identity_key.device_id();
+        if state.devices.contains_key(&id) {
+            return Ok(EnrollOutcome::AlreadyEnrolled);
+        }
+        let device = Device {
+            id,
+            identity_key,
+            role: invite.role,
+            enrolled_at: now,
+            revoked_at: None,
+        };
+        self.commit(
+            state,
+            Event::DeviceEnrolled {
+                digest: token_digest,
+                device: device.clone(),
+            },
+        )?;
+        Ok(EnrollOutcome::Enrolled(device))
     }
 
     fn device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
-        self.devices
-            .get(id.as_bytes())?
-            .map(|raw| decode_device(id.as_bytes(), &raw))
-            .transpose()
+        self.check_running()?;
+        Ok(self.lock().devices.get(id).cloned())
     }
 
     fn devices(&self) -> Result<Vec<Device>, StoreError> {
-        self.devices
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                decode_device(&k, &v)
-            })
-            .collect()
+        self.check_running()?;
+        Ok(self.lock().devices.values().cloned().collect())
     }
 
     fn revoke(&self, id: &DeviceId, now: u64) -> Result<RevokeOutcome, StoreError> {
-        let _guard = self
-            .revoke_lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(mut device) = self.device(id)? else {
+        self.check_running()?;
+        let state = self.lock();
+        let Some(device) = state.devices.get(id) else {
             return Ok(RevokeOutcome::NotFound);
         };
         if let Some(revoked_at) = device.revoked_at {
             return Ok(RevokeOutcome::Revoked { revoked_at });
         }
-        if device.role == Role::Admin {
-            let other_admins = self
-                .devices()?
-                .iter()
-                .filter(|d| d.role == Role::Admin && d.revoked_at.is_none() && d.id != *id)
-                .count();
-            if other_admins == 0 {
-                return Ok(RevokeOutcome::LastAdmin);
-            }
+        if device.role == Role::Admin
+            && !state
+                .devices
+                .values()
+                .any(|d| d.role == Role::Admin && d.revoked_at.is_none() && d.id != *id)
+        {
+            return Ok(RevokeOutcome::LastAdmin);
         }
-        device.revoked_at = Some(now);
-        self.devices.insert(id.as_bytes(), encode_device(&device))?;
-        self.flush()?;
+        self.commit(
+            state,
+            Event::DeviceRevoked {
+                device_id: *id,
+                at: now,
+            },
+        )?;
         Ok(RevokeOutcome::Revoked { revoked_at: now })
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use hotline_proto::IdentityKeyPair;
+/// What `hotline-server verify` found.
+#[derive(Debug, Clone)]
+pub struct VerifyReport {
+    /// The chain walk's findings.
+    pub verified: Verified,
+    /// The exported checkpoint checked against the store, if one was given.
+    pub external_checkpoint: Option<u64>,
+}
 
-    fn key(seed: u8) -> IdentityPublicKey {
-        IdentityKeyPair::from_seed(&[seed; 32]).public_key()
-    }
-
-    fn invite(role: Role, expires_at: u64) -> InviteRecord {
-        InviteRecord {
-            role,
-            created_at: 1,
-            expires_at,
-            used_at: None,
-        }
-    }
-
-    #[test]
-    fn an_invite_enrolls_once_and_not_after_expiry() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SledStore::open(dir.path(), 1 << 20).expect("open");
-        store
-            .put_invite([1; 32], &invite(Role::Officer, 100))
-            .expect("put");
-        store
-            .put_invite([2; 32], &invite(Role::Officer, 100))
-            .expect("put");
-
-        let EnrollOutcome::Enrolled(d) = store.enroll([1; 32], key(1), 50).expect("enroll") else {
-            panic!("first use enrolls");
+/// Checks a whole store: the header against the key, every record, the
+/// chain, every checkpoint, and optionally a checkpoint exported earlier
+/// (which detects a rollback to an older copy of the store).
+pub fn verify_store(
+    data_dir: &Path,
+    key: &KeySource,
+    cache_bytes: u64,
+    exported: Option<&str>,
+) -> Result<VerifyReport, OpenError> {
+    let keys = open_keys(data_dir, key, Create::Never)?;
+    let external =
+        match exported {
+            None => None,
+            Some(text) => {
+                let (store_id, cp) = crate::log::record::Checkpoint::parse_export(text)
+                    .ok_or_else(|| LogError::Tampered {
+                        seq: 0,
+                        reason: "the exported checkpoint is not in the expected format".into(),
+                    })?;
+                if store_id != keys.store_id() {
+                    return Err(LogError::Tampered {
+                        seq: 0,
+                        reason: "the exported checkpoint belongs to another store".into(),
+                    }
+                    .into());
+                }
+                if !cp.verify(&keys.checkpoint_public_key(), &store_id) {
+                    return Err(LogError::Tampered {
+                        seq: cp.seq,
+                        reason: "the exported checkpoint's signature does not verify".into(),
+                    }
+                    .into());
+                }
+                Some(cp)
+            }
         };
-        assert_eq!(d.role, Role::Officer);
-        assert_eq!(
-            store.enroll([1; 32], key(2), 51).expect("enroll"),
-            EnrollOutcome::InviteUsed
-        );
-        assert_eq!(
-            store.enroll([2; 32], key(1), 51).expect("enroll"),
-            EnrollOutcome::AlreadyEnrolled
-        );
-        assert_eq!(
-            store.enroll([2; 32], key(3), 100).expect("enroll"),
-            EnrollOutcome::InviteExpired
-        );
-        assert_eq!(
-            store.enroll([9; 32], key(3), 1).expect("enroll"),
-            EnrollOutcome::InviteUnknown
-        );
-        // Failed attempts spent nothing: invite 2 still works before expiry.
-        assert!(matches!(
-            store.enroll([2; 32], key(3), 99).expect("enroll"),
-            EnrollOutcome::Enrolled(_)
-        ));
-    }
-
-    #[test]
-    fn state_survives_reopen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        {
-            let store = SledStore::open(dir.path(), 1 << 20).expect("open");
-            store
-                .put_invite([1; 32], &invite(Role::Admin, 100))
-                .expect("put");
-            store
-                .put_invite([2; 32], &invite(Role::Defender, 100))
-                .expect("put");
-            store.enroll([1; 32], key(1), 5).expect("enroll");
-        }
-        let store = SledStore::open(dir.path(), 1 << 20).expect("reopen");
-        let devices = store.devices().expect("devices");
-        assert_eq!(devices.len(), 1);
-        assert_eq!(devices[0].role, Role::Admin);
-        assert_eq!(devices[0].id, key(1).device_id());
-        assert!(matches!(
-            store.enroll([2; 32], key(2), 6).expect("enroll"),
-            EnrollOutcome::Enrolled(_)
-        ));
-    }
-
-    #[test]
-    fn a_dropped_store_can_be_reopened_at_once() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        for i in 0..50u8 {
-            let store = SledStore::open(dir.path(), 1 << 20).expect("reopen");
-            store
-                .put_invite([i; 32], &invite(Role::Defender, 100))
-                .expect("put");
+    let engine = SledEngine::open(&engine_dir(data_dir), cache_bytes).map_err(LogError::from)?;
+    let want: Vec<u64> = external.iter().map(|cp| cp.seq).collect();
+    let verified = crate::log::verify(&engine, &keys, &keyring_path(data_dir), &want)?;
+    if let Some(cp) = external {
+        match verified.hashes.get(&cp.seq) {
+            Some(hash) if *hash == cp.head => {}
+            Some(_) => {
+                return Err(LogError::Tampered {
+                    seq: cp.seq,
+                    reason:
+                        "the store differs from the exported checkpoint (replaced or rewritten)"
+                            .into(),
+                }
+                .into());
+            }
+            None => {
+                return Err(LogError::Tampered {
+                    seq: verified.head_seq + 1,
+                    reason: format!(
+                        "rolled back: the store ends at record {} but the exported checkpoint covers record {}",
+                        verified.head_seq, cp.seq
+                    ),
+                }
+                .into());
+            }
         }
     }
-
-    #[test]
-    fn the_last_admin_cannot_be_revoked() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SledStore::open(dir.path(), 1 << 20).expect("open");
-        store
-            .put_invite([1; 32], &invite(Role::Admin, 100))
-            .expect("put");
-        store
-            .put_invite([2; 32], &invite(Role::Admin, 100))
-            .expect("put");
-        store.enroll([1; 32], key(1), 5).expect("enroll");
-        store.enroll([2; 32], key(2), 5).expect("enroll");
-        let a = key(1).device_id();
-        let b = key(2).device_id();
-        assert_eq!(
-            store.revoke(&a, 7).expect("revoke"),
-            RevokeOutcome::Revoked { revoked_at: 7 }
-        );
-        assert_eq!(
-            store.revoke(&a, 8).expect("revoke"),
-            RevokeOutcome::Revoked { revoked_at: 7 }
-        );
-        assert_eq!(
-            store.revoke(&b, 9).expect("revoke"),
-            RevokeOutcome::LastAdmin
-        );
-        assert!(store.has_active_admin().expect("read"));
-        assert_eq!(
-            store.revoke(&key(3).device_id(), 9).expect("revoke"),
-            RevokeOutcome::NotFound
-        );
-    }
-
-    #[test]
-    fn a_damaged_record_is_reported_not_ignored() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SledStore::open(dir.path(), 1 << 20).expect("open");
-        let id = key(1).device_id();
-        store
-            .devices
-            .insert(id.as_bytes(), &b"\xff\xff"[..])
-            .expect("insert");
-        assert!(matches!(store.device(&id), Err(StoreError::Corrupt(_))));
-        assert!(matches!(store.devices(), Err(StoreError::Corrupt(_))));
-    }
+    Ok(VerifyReport {
+        external_checkpoint: external.map(|cp| cp.seq),
+        verified,
+    })
 }

@@ -12,6 +12,7 @@ use hotline_client::{ClientError, connection};
 use hotline_proto::frame::{self, HEADER_LEN, MAX_FRAME_LEN};
 use hotline_proto::message::Response;
 use hotline_proto::{IdentityKeyPair, Invite, Role};
+use hotline_server::log::keys::{KeySource, generate_key_file};
 use hotline_server::{Config, RunningServer};
 use tempfile::TempDir;
 
@@ -20,6 +21,7 @@ use tempfile::TempDir;
 pub struct TestServer {
     server: Option<RunningServer>,
     config: Config,
+    key: KeySource,
     /// Kept so the directory lives as long as the server.
     pub dir: TempDir,
 }
@@ -51,13 +53,37 @@ impl TestServer {
         };
         config.limits.store_cache_bytes = 4 * 1024 * 1024;
         adjust(&mut config);
-        let server = RunningServer::start(config.clone())
+        // The master key lives outside the data directory, as in production.
+        let key_path = dir.path().join("master.key");
+        generate_key_file(&key_path).expect("key file");
+        let key = KeySource::File(key_path);
+        let server = RunningServer::start(config.clone(), &key)
             .await
             .expect("server starts");
         TestServer {
             server: Some(server),
             config,
+            key,
             dir,
+        }
+    }
+
+    /// The server's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The master key source.
+    pub fn key(&self) -> &KeySource {
+        &self.key
+    }
+
+    /// Stops the server (committing and closing its store). The port is
+    /// kept for [`TestServer::start_again`].
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            self.config.listen = s.local_addr();
+            s.shutdown().await;
         }
     }
 
@@ -96,13 +122,17 @@ impl TestServer {
     /// Stops the server and starts it again on the same data directory
     /// (and the same port, so invites and profiles stay valid).
     pub async fn restart(&mut self) {
-        let old = self.server.take().expect("server is running");
-        let addr = old.local_addr();
-        old.shutdown().await;
-        self.config.listen = addr;
+        self.stop().await;
+        self.start_again().await;
+    }
+
+    /// Starts the server again after [`TestServer::stop`], on the same data
+    /// directory and port.
+    pub async fn start_again(&mut self) {
+        assert!(self.server.is_none(), "server is already running");
         // The port was just released; retry briefly in case the OS lags.
         for _ in 0..50 {
-            match RunningServer::start(self.config.clone()).await {
+            match RunningServer::start(self.config.clone(), &self.key).await {
                 Ok(s) => {
                     self.server = Some(s);
                     return;

@@ -1,0 +1,244 @@
+//! The storage engine under the log: ordered bytes by sequence number,
+//! made durable on request. The log seals, chains and checks; the engine
+//! only stores, so it can be replaced without touching either.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The engine failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    /// An I/O error (disk full, device error).
+    #[error("storage I/O failed: {0}")]
+    Io(String),
+    /// The engine found its files damaged.
+    #[error("storage files are damaged: {0}")]
+    Corrupt(String),
+    /// Another process holds the store.
+    #[error("the store is in use by another hotline-server process")]
+    Locked,
+}
+
+/// An item read back from the engine.
+pub type Item = Result<(u64, Vec<u8>), EngineError>;
+
+/// Ordered, durable storage of log records, checkpoints and snapshots.
+pub trait LogEngine: Send + Sync + 'static {
+    /// Stores `records` and, if given, a checkpoint, atomically, and
+    /// returns only once they would survive a power loss.
+    fn append(
+        &self,
+        records: &[(u64, Vec<u8>)],
+        checkpoint: Option<(u64, Vec<u8>)>,
+    ) -> Result<(), EngineError>;
+    /// The record stored under `seq`.
+    fn get(&self, seq: u64) -> Result<Option<Vec<u8>>, EngineError>;
+    /// Records from `from` on, in key order.
+    fn scan(&self, from: u64) -> Box<dyn Iterator<Item = Item> + '_>;
+    /// The record with the highest sequence number.
+    fn last(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError>;
+    /// Every stored checkpoint, in order.
+    fn checkpoints(&self) -> Box<dyn Iterator<Item = Item> + '_>;
+    /// Stores a state snapshot taken at `seq`, durably, replacing older ones.
+    fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<(), EngineError>;
+    /// The newest snapshot.
+    fn latest_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError>;
+    /// Removes every snapshot (they are derived; `rebuild` makes new ones).
+    fn clear_snapshots(&self) -> Result<(), EngineError>;
+}
+
+const RECORD: u8 = b'r';
+const CHECKPOINT: u8 = b'c';
+
+fn key(prefix: u8, seq: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = prefix;
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn seq_of(k: &[u8]) -> Result<u64, EngineError> {
+    let b: [u8; 8] = k
+        .get(k.len().saturating_sub(8)..)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| EngineError::Corrupt("a key of the wrong length".into()))?;
+    Ok(u64::from_be_bytes(b))
+}
+
+fn from_sled(e: sled::Error) -> EngineError {
+    match e {
+        sled::Error::Corruption { .. } => EngineError::Corrupt("sled reported corruption".into()),
+        sled::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") =>
+        {
+            EngineError::Locked
+        }
+        other => EngineError::Io(other.to_string()),
+    }
+}
+
+/// The engine on sled 0.34: one tree `chain` holding records (`r` ||
+/// seq) and checkpoints (`c` || seq), so that both are written by one
+/// atomic batch; one tree `snapshots`.
+///
+/// sled's `flush` writes with `sync_file_range`, which does not flush the
+/// device's volatile cache nor the file's metadata; after every flush the
+/// engine calls `fdatasync` on sled's data file, which does.
+#[derive(Debug)]
+pub struct SledEngine {
+    db: sled::Db,
+    chain: sled::Tree,
+    snapshots: sled::Tree,
+    data_file: Mutex<File>,
+    dir: PathBuf,
+}
+
+/// How long `open` waits for a lock held by a store being dropped in this
+/// process (sled's worker threads release it a moment after the drop).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl SledEngine {
+    /// Opens (or creates) the engine's files in `dir`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledEngine, EngineError> {
+        let config = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .mode(sled::Mode::LowSpace)
+            // Appends are flushed and synced by `append` itself.
+            .flush_every_ms(None);
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            // sled has panics on some damaged files: report them as damage.
+            let opened =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
+                    .map_err(|_| EngineError::Corrupt("sled could not read its files".into()))?;
+            match opened.map_err(from_sled) {
+                Ok(db) => break db,
+                Err(EngineError::Locked) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let chain = db.open_tree("chain").map_err(from_sled)?;
+        let snapshots = db.open_tree("snapshots").map_err(from_sled)?;
+        let data_file = File::open(dir.join("db")).map_err(|e| EngineError::Io(e.to_string()))?;
+        crate::sync_dir(dir);
+        Ok(SledEngine {
+            db,
+            chain,
+            snapshots,
+            data_file: Mutex::new(data_file),
+            dir: dir.to_owned(),
+        })
+    }
+
+    fn sync(&self) -> Result<(), EngineError> {
+        self.db.flush().map_err(from_sled)?;
+        let file = self.data_file.lock().unwrap_or_else(|p| p.into_inner());
+        file.sync_data()
+            .map_err(|e| EngineError::Io(e.to_string()))?;
+        // Large values go to separate blob files; records are kept below
+        // sled's blob threshold, but sync the directory should one appear.
+        if self
+            .dir
+            .join("blobs")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some())
+        {
+            crate::sync_dir(&self.dir.join("blobs"));
+        }
+        Ok(())
+    }
+}
+
+impl LogEngine for SledEngine {
+    fn append(
+        &self,
+        records: &[(u64, Vec<u8>)],
+        checkpoint: Option<(u64, Vec<u8>)>,
+    ) -> Result<(), EngineError> {
+        let mut batch = sled::Batch::default();
+        for (seq, bytes) in records {
+            batch.insert(&key(RECORD, *seq)[..], bytes.as_slice());
+        }
+        if let Some((seq, bytes)) = checkpoint {
+            batch.insert(&key(CHECKPOINT, seq)[..], bytes);
+        }
+        self.chain.apply_batch(batch).map_err(from_sled)?;
+        self.sync()
+    }
+
+    fn get(&self, seq: u64) -> Result<Option<Vec<u8>>, EngineError> {
+        Ok(self
+            .chain
+            .get(key(RECORD, seq))
+            .map_err(from_sled)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn scan(&self, from: u64) -> Box<dyn Iterator<Item = Item> + '_> {
+        Box::new(
+            self.chain
+                .range(key(RECORD, from)..key(RECORD + 1, 0))
+                .map(|kv| {
+                    let (k, v) = kv.map_err(from_sled)?;
+                    Ok((seq_of(&k)?, v.to_vec()))
+                }),
+        )
+    }
+
+    fn last(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
+        match self
+            .chain
+            .range(key(RECORD, 0)..key(RECORD + 1, 0))
+            .next_back()
+        {
+            None => Ok(None),
+            Some(kv) => {
+                let (k, v) = kv.map_err(from_sled)?;
+                Ok(Some((seq_of(&k)?, v.to_vec())))
+            }
+        }
+    }
+
+    fn checkpoints(&self) -> Box<dyn Iterator<Item = Item> + '_> {
+        Box::new(
+            self.chain
+                .range(key(CHECKPOINT, 0)..key(CHECKPOINT + 1, 0))
+                .map(|kv| {
+                    let (k, v) = kv.map_err(from_sled)?;
+                    Ok((seq_of(&k)?, v.to_vec()))
+                }),
+        )
+    }
+
+    fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<(), EngineError> {
+        self.snapshots
+            .insert(seq.to_be_bytes(), bytes)
+            .map_err(from_sled)?;
+        // Older snapshots are superseded.
+        for old in self.snapshots.range(..seq.to_be_bytes()).keys() {
+            self.snapshots
+                .remove(old.map_err(from_sled)?)
+                .map_err(from_sled)?;
+        }
+        self.sync()
+    }
+
+    fn latest_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
+        match self.snapshots.iter().next_back() {
+            None => Ok(None),
+            Some(kv) => {
+                let (k, v) = kv.map_err(from_sled)?;
+                Ok(Some((seq_of(&k)?, v.to_vec())))
+            }
+        }
+    }
+
+    fn clear_snapshots(&self) -> Result<(), EngineError> {
+        self.snapshots.clear().map_err(from_sled)?;
+        self.sync()
+    }
+}

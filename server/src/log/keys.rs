@@ -1,0 +1,614 @@
+//! The master key, the keys derived from it, and the store header.
+//!
+//! The master key never lies unprotected beside the store. It comes from a
+//! key file kept on other media, from the environment, or from a
+//! passphrase through Argon2id (parameters in the header). Everything else
+//! is derived from it with HKDF-SHA256, salted with the store's random id:
+//!
+//! ```text
+//! master ──HKDF(salt = store id)──┬─ "hotline/1 record key"      ChaCha20-Poly1305, log records
+//!                                 ├─ "hotline/1 snapshot key"    ChaCha20-Poly1305, state snapshots
+//!                                 ├─ "hotline/1 keyring key"     ChaCha20-Poly1305, wraps per-case subkeys
+//!                                 ├─ "hotline/1 index key"       HMAC-SHA256, keyed hashes of ids
+//!                                 ├─ "hotline/1 checkpoint key"  Ed25519 seed, signs checkpoints
+//!                                 └─ "hotline/1 header check"    HMAC-SHA256 over the header
+//! ```
+//!
+//! The header (`<data_dir>/store.header`) is read and checked against the
+//! key before anything else in the data directory is opened, so a wrong key
+//! is refused without a single byte of the store being touched.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use hotline_proto::identity::{fill_random, hex, unhex};
+use prost::Message;
+use ring::aead::{CHACHA20_POLY1305, LessSafeKey, UnboundKey};
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use ring::{hkdf, hmac};
+use zeroize::Zeroizing;
+
+/// Bytes in the master key.
+pub const MASTER_KEY_LEN: usize = 32;
+/// Bytes in the store id.
+pub const STORE_ID_LEN: usize = 16;
+const HEADER_MAGIC: &[u8; 8] = b"HLSTORE1";
+/// The environment variable holding a hex master key.
+pub const MASTER_KEY_ENV: &str = "HOTLINE_MASTER_KEY";
+/// The environment variable holding a master passphrase.
+pub const MASTER_PASSPHRASE_ENV: &str = "HOTLINE_MASTER_PASSPHRASE";
+/// Shortest master passphrase accepted when a store is created.
+pub const MIN_PASSPHRASE_CHARS: usize = 12;
+
+/// Why the master key or the header could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The key does not open this store.
+    #[error(
+        "wrong master key: it does not open this store (or the store header was altered). Nothing was changed"
+    )]
+    WrongKey,
+    /// No key source was given.
+    #[error(
+        "no master key: pass --master-key-file FILE, set {MASTER_KEY_ENV} (64 hex digits) or \
+         {MASTER_PASSPHRASE_ENV}, or use --passphrase to be asked"
+    )]
+    Missing,
+    /// The key file could not be read.
+    #[error("cannot read the master key file {path}: {source}")]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key file or variable does not hold a key.
+    #[error("{0} is truncated or not a master key (expected 32 bytes, or 64 hex digits)")]
+    Malformed(String),
+    /// The store was created with another kind of key.
+    #[error("this store's master key comes from {expected}, but {given} was given")]
+    WrongKind {
+        /// The kind the store needs.
+        expected: &'static str,
+        /// The kind given.
+        given: &'static str,
+    },
+    /// A new passphrase is too short.
+    #[error("the master passphrase must have at least {MIN_PASSPHRASE_CHARS} characters")]
+    WeakPassphrase,
+    /// The header file is damaged.
+    #[error("the store header {0} is damaged or not a hotline store header")]
+    BadHeader(PathBuf),
+    /// The store has data but no header: refusing to start a new one over it.
+    #[error("{0} holds a store but its header store.header is missing; restore it from backup")]
+    HeaderMissing(PathBuf),
+    /// Writing the header failed.
+    #[error("cannot write {path}: {source}")]
+    WriteHeader {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key derivation function failed.
+    #[error("key derivation failed: {0}")]
+    Kdf(String),
+    /// The system random generator failed.
+    #[error("the system random number generator failed")]
+    Randomness,
+}
+
+/// Where the master key comes from.
+#[derive(Clone)]
+pub enum KeySource {
+    /// A file holding 32 raw bytes or 64 hex digits, on media other than
+    /// the data directory's.
+    File(PathBuf),
+    /// The hex key itself (from [`MASTER_KEY_ENV`]).
+    Hex(Zeroizing<String>),
+    /// A passphrase, stretched with Argon2id.
+    Passphrase(Zeroizing<String>),
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::File(p) => write!(f, "KeySource::File({})", p.display()),
+            KeySource::Hex(_) => f.write_str("KeySource::Hex(..)"),
+            KeySource::Passphrase(_) => f.write_str("KeySource::Passphrase(..)"),
+        }
+    }
+}
+
+impl KeySource {
+    fn kind(&self) -> i32 {
+        match self {
+            KeySource::File(_) | KeySource::Hex(_) => KIND_RAW,
+            KeySource::Passphrase(_) => KIND_PASSPHRASE,
+        }
+    }
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    if kind == KIND_PASSPHRASE {
+        "a passphrase"
+    } else {
+        "a key file or HOTLINE_MASTER_KEY"
+    }
+}
+
+const KIND_RAW: i32 = 1;
+const KIND_PASSPHRASE: i32 = 2;
+
+/// Argon2id parameters, stored in the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for KdfParams {
+    /// 64 MiB, 3 passes, 1 lane: about half a second on a small server,
+    /// and 64 MiB of memory per guess for an attacker.
+    fn default() -> Self {
+        KdfParams {
+            memory_kib: 64 * 1024,
+            iterations: 3,
+            parallelism: 1,
+        }
+    }
+}
+
+impl KdfParams {
+    fn in_bounds(&self) -> bool {
+        (8 * 1024..=4 * 1024 * 1024).contains(&self.memory_kib)
+            && (1..=64).contains(&self.iterations)
+            && (1..=16).contains(&self.parallelism)
+    }
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct HeaderBody {
+    #[prost(uint32, tag = "1")]
+    version: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    store_id: Vec<u8>,
+    #[prost(int32, tag = "3")]
+    key_kind: i32,
+    #[prost(bytes = "vec", tag = "4")]
+    kdf_salt: Vec<u8>,
+    #[prost(uint32, tag = "5")]
+    kdf_memory_kib: u32,
+    #[prost(uint32, tag = "6")]
+    kdf_iterations: u32,
+    #[prost(uint32, tag = "7")]
+    kdf_parallelism: u32,
+    #[prost(bytes = "vec", tag = "8")]
+    checkpoint_public_key: Vec<u8>,
+    #[prost(uint64, tag = "9")]
+    created_at: u64,
+}
+
+/// The store header: `HLSTORE1` || u32 body length || body (protobuf) ||
+/// HMAC-SHA256(header check key, everything before it).
+#[derive(Debug, Clone)]
+pub struct Header {
+    body: HeaderBody,
+}
+
+impl Header {
+    /// The store's random id.
+    pub fn store_id(&self) -> [u8; STORE_ID_LEN] {
+        let mut id = [0u8; STORE_ID_LEN];
+        id.copy_from_slice(&self.body.store_id);
+        id
+    }
+
+    /// The public key that verifies checkpoints.
+    pub fn checkpoint_public_key(&self) -> &[u8] {
+        &self.body.checkpoint_public_key
+    }
+
+    fn kdf(&self) -> KdfParams {
+        KdfParams {
+            memory_kib: self.body.kdf_memory_kib,
+            iterations: self.body.kdf_iterations,
+            parallelism: self.body.kdf_parallelism,
+        }
+    }
+
+    fn parse(bytes: &[u8], path: &Path) -> Result<(Header, Vec<u8>, Vec<u8>), KeyError> {
+        let bad = || KeyError::BadHeader(path.to_owned());
+        let rest = bytes
+            .strip_prefix(HEADER_MAGIC.as_slice())
+            .ok_or_else(bad)?;
+        let (len, rest) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if rest.len() != len + 32 {
+            return Err(bad());
+        }
+        let (body, mac) = rest.split_at(len);
+        let body = HeaderBody::decode(body).map_err(|_| bad())?;
+        let kind_ok = body.key_kind == KIND_RAW || body.key_kind == KIND_PASSPHRASE;
+        if body.version != 1
+            || body.store_id.len() != STORE_ID_LEN
+            || !kind_ok
+            || body.checkpoint_public_key.len() != 32
+        {
+            return Err(bad());
+        }
+        let header = Header { body };
+        if header.body.key_kind == KIND_PASSPHRASE
+            && (header.body.kdf_salt.len() != 16 || !header.kdf().in_bounds())
+        {
+            return Err(bad());
+        }
+        let signed = bytes[..bytes.len() - 32].to_vec();
+        Ok((header, signed, mac.to_vec()))
+    }
+}
+
+/// The keys derived from the master key.
+pub struct StoreKeys {
+    store_id: [u8; STORE_ID_LEN],
+    pub(crate) record: LessSafeKey,
+    pub(crate) snapshot: LessSafeKey,
+    pub(crate) keyring: LessSafeKey,
+    index: hmac::Key,
+    pub(crate) signing: Ed25519KeyPair,
+    check: hmac::Key,
+}
+
+impl std::fmt::Debug for StoreKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreKeys(..)")
+    }
+}
+
+struct Len(usize);
+
+impl hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+fn expand(prk: &hkdf::Prk, info: &[u8]) -> Zeroizing<[u8; 32]> {
+    let mut out = Zeroizing::new([0u8; 32]);
+    let info = [info];
+    // Expanding 32 bytes from SHA-256 never exceeds HKDF's limit.
+    prk.expand(&info, Len(32))
+        .and_then(|okm| okm.fill(out.as_mut()))
+        .expect("32 bytes is within HKDF-SHA256's output limit");
+    out
+}
+
+fn aead_key(bytes: &[u8; 32]) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, bytes).expect("32-byte ChaCha20 key"))
+}
+
+impl StoreKeys {
+    fn derive(master: &[u8; MASTER_KEY_LEN], store_id: [u8; STORE_ID_LEN]) -> StoreKeys {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &store_id).extract(master);
+        let signing_seed = expand(&prk, b"hotline/1 checkpoint key");
+        StoreKeys {
+            store_id,
+            record: aead_key(&expand(&prk, b"hotline/1 record key")),
+            snapshot: aead_key(&expand(&prk, b"hotline/1 snapshot key")),
+            keyring: aead_key(&expand(&prk, b"hotline/1 keyring key")),
+            index: hmac::Key::new(
+                hmac::HMAC_SHA256,
+                expand(&prk, b"hotline/1 index key").as_ref(),
+            ),
+            signing: Ed25519KeyPair::from_seed_unchecked(signing_seed.as_ref())
+                .expect("a 32-byte seed is a valid Ed25519 key"),
+            check: hmac::Key::new(
+                hmac::HMAC_SHA256,
+                expand(&prk, b"hotline/1 header check").as_ref(),
+            ),
+        }
+    }
+
+    /// The store's id.
+    pub fn store_id(&self) -> [u8; STORE_ID_LEN] {
+        self.store_id
+    }
+
+    /// A keyed hash of an identifier, for use as an index key: the raw id
+    /// never appears on disk.
+    pub fn index_id(&self, domain: &[u8], id: &[u8]) -> [u8; 16] {
+        let mut ctx = hmac::Context::with_key(&self.index);
+        ctx.update(&(domain.len() as u32).to_be_bytes());
+        ctx.update(domain);
+        ctx.update(id);
+        let tag = ctx.sign();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&tag.as_ref()[..16]);
+        out
+    }
+
+    /// The checkpoint verification key.
+    pub fn checkpoint_public_key(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.signing.public_key().as_ref());
+        out
+    }
+}
+
+/// Path of the header in a data directory.
+pub fn header_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("store.header")
+}
+
+fn read_key_file(path: &Path) -> Result<Zeroizing<[u8; MASTER_KEY_LEN]>, KeyError> {
+    let bytes = Zeroizing::new(fs::read(path).map_err(|source| KeyError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?);
+    let name = format!("the key file {}", path.display());
+    if bytes.len() == MASTER_KEY_LEN {
+        let mut key = Zeroizing::new([0u8; MASTER_KEY_LEN]);
+        key.copy_from_slice(&bytes);
+        return Ok(key);
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::Malformed(name.clone()))?;
+    parse_hex_key(text.trim(), name)
+}
+
+fn parse_hex_key(text: &str, name: String) -> Result<Zeroizing<[u8; MASTER_KEY_LEN]>, KeyError> {
+    let raw = Zeroizing::new(unhex(text).ok_or_else(|| KeyError::Malformed(name.clone()))?);
+    let mut key = Zeroizing::new([0u8; MASTER_KEY_LEN]);
+    if raw.len() != MASTER_KEY_LEN {
+        return Err(KeyError::Malformed(name));
+    }
+    key.copy_from_slice(&raw);
+    Ok(key)
+}
+
+fn stretch(
+    passphrase: &str,
+    salt: &[u8],
+    kdf: KdfParams,
+) -> Result<Zeroizing<[u8; MASTER_KEY_LEN]>, KeyError> {
+    let params = argon2::Params::new(
+        kdf.memory_kib,
+        kdf.iterations,
+        kdf.parallelism,
+        Some(MASTER_KEY_LEN),
+    )
+    .map_err(|e| KeyError::Kdf(e.to_string()))?;
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut key = Zeroizing::new([0u8; MASTER_KEY_LEN]);
+    argon
+        .hash_password_into(passphrase.as_bytes(), salt, key.as_mut())
+        .map_err(|e| KeyError::Kdf(e.to_string()))?;
+    Ok(key)
+}
+
+fn master_key(
+    source: &KeySource,
+    header: &Header,
+) -> Result<Zeroizing<[u8; MASTER_KEY_LEN]>, KeyError> {
+    match source {
+        KeySource::File(path) => read_key_file(path),
+        KeySource::Hex(text) => parse_hex_key(text.trim(), MASTER_KEY_ENV.to_owned()),
+        KeySource::Passphrase(p) => stretch(p, &header.body.kdf_salt, header.kdf()),
+    }
+}
+
+/// Opens the keys of an existing store: reads the header, derives the keys
+/// and checks them against it. Reads only; writes nothing.
+pub fn open(data_dir: &Path, source: &KeySource) -> Result<(Header, StoreKeys), KeyError> {
+    let path = header_path(data_dir);
+    let bytes = fs::read(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            KeyError::HeaderMissing(data_dir.to_owned())
+        } else {
+            KeyError::ReadFile {
+                path: path.clone(),
+                source: e,
+            }
+        }
+    })?;
+    let (header, signed, mac) = Header::parse(&bytes, &path)?;
+    if header.body.key_kind != source.kind() {
+        return Err(KeyError::WrongKind {
+            expected: kind_name(header.body.key_kind),
+            given: kind_name(source.kind()),
+        });
+    }
+    let master = master_key(source, &header)?;
+    let keys = StoreKeys::derive(&master, header.store_id());
+    hmac::verify(&keys.check, &signed, &mac).map_err(|_| KeyError::WrongKey)?;
+    if keys.checkpoint_public_key().as_slice() != header.checkpoint_public_key() {
+        return Err(KeyError::WrongKey);
+    }
+    Ok((header, keys))
+}
+
+/// Whether the data directory already has a store header.
+pub fn exists(data_dir: &Path) -> bool {
+    header_path(data_dir).exists()
+}
+
+/// Creates the header of a new store keyed by `source`.
+pub fn create(
+    data_dir: &Path,
+    source: &KeySource,
+    kdf: KdfParams,
+    now: u64,
+) -> Result<(Header, StoreKeys), KeyError> {
+    let mut store_id = [0u8; STORE_ID_LEN];
+    fill_random(&mut store_id).map_err(|_| KeyError::Randomness)?;
+    let mut salt = vec![0u8; 16];
+    let mut body = HeaderBody {
+        version: 1,
+        store_id: store_id.to_vec(),
+        key_kind: source.kind(),
+        kdf_salt: Vec::new(),
+        kdf_memory_kib: 0,
+        kdf_iterations: 0,
+        kdf_parallelism: 0,
+        checkpoint_public_key: Vec::new(),
+        created_at: now,
+    };
+    if let KeySource::Passphrase(p) = source {
+        if p.chars().count() < MIN_PASSPHRASE_CHARS {
+            return Err(KeyError::WeakPassphrase);
+        }
+        if !kdf.in_bounds() {
+            return Err(KeyError::Kdf("Argon2 parameters out of range".into()));
+        }
+        fill_random(&mut salt).map_err(|_| KeyError::Randomness)?;
+        body.kdf_salt = salt;
+        body.kdf_memory_kib = kdf.memory_kib;
+        body.kdf_iterations = kdf.iterations;
+        body.kdf_parallelism = kdf.parallelism;
+    }
+    let mut header = Header { body };
+    let master = master_key(source, &header)?;
+    let keys = StoreKeys::derive(&master, store_id);
+    header.body.checkpoint_public_key = keys.checkpoint_public_key().to_vec();
+    let encoded = header.body.encode_to_vec();
+    let mut bytes = Vec::with_capacity(12 + encoded.len() + 32);
+    bytes.extend_from_slice(HEADER_MAGIC);
+    bytes.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&encoded);
+    let mac = hmac::sign(&keys.check, &bytes);
+    bytes.extend_from_slice(mac.as_ref());
+    let path = header_path(data_dir);
+    crate::tls::write_private(&path, &bytes)
+        .map_err(|source| KeyError::WriteHeader { path, source })?;
+    crate::sync_dir(data_dir);
+    Ok((header, keys))
+}
+
+/// Writes a new random master key to `path` (64 hex digits), readable by
+/// the owner only. Refuses to overwrite.
+pub fn generate_key_file(path: &Path) -> Result<(), KeyError> {
+    let mut key = Zeroizing::new([0u8; MASTER_KEY_LEN]);
+    fill_random(key.as_mut()).map_err(|_| KeyError::Randomness)?;
+    let text = Zeroizing::new(format!("{}\n", hex(key.as_ref())));
+    crate::tls::write_private(path, text.as_bytes()).map_err(|source| KeyError::WriteHeader {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small_kdf() -> KdfParams {
+        KdfParams {
+            memory_kib: 8 * 1024,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    #[test]
+    fn a_key_file_opens_its_store_and_no_other_key_does() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("master.key");
+        generate_key_file(&key).expect("key file");
+        let data = dir.path().join("data");
+        fs::create_dir(&data).expect("mkdir");
+        let source = KeySource::File(key.clone());
+        let (_, created) = create(&data, &source, KdfParams::default(), 1).expect("create");
+        let (_, opened) = open(&data, &source).expect("open");
+        assert_eq!(
+            created.checkpoint_public_key(),
+            opened.checkpoint_public_key()
+        );
+
+        let other = dir.path().join("other.key");
+        generate_key_file(&other).expect("key file");
+        assert!(matches!(
+            open(&data, &KeySource::File(other)),
+            Err(KeyError::WrongKey)
+        ));
+        let hex_key = fs::read_to_string(&key).expect("read");
+        assert!(open(&data, &KeySource::Hex(Zeroizing::new(hex_key.clone()))).is_ok());
+        assert!(matches!(
+            open(
+                &data,
+                &KeySource::Hex(Zeroizing::new(hex_key[..63].to_owned()))
+            ),
+            Err(KeyError::Malformed(_))
+        ));
+        fs::write(&key, &hex_key.as_bytes()[..40]).expect("truncate");
+        assert!(matches!(open(&data, &source), Err(KeyError::Malformed(_))));
+        fs::remove_file(&key).expect("remove");
+        assert!(matches!(
+            open(&data, &source),
+            Err(KeyError::ReadFile { .. })
+        ));
+        assert!(matches!(
+            open(
+                &data,
+                &KeySource::Passphrase(Zeroizing::new("long enough passphrase".into()))
+            ),
+            Err(KeyError::WrongKind { .. })
+        ));
+    }
+
+    #[test]
+    fn a_passphrase_store_needs_the_same_passphrase() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pass = |s: &str| KeySource::Passphrase(Zeroizing::new(s.to_owned()));
+        assert!(matches!(
+            create(dir.path(), &pass("short"), small_kdf(), 1),
+            Err(KeyError::WeakPassphrase)
+        ));
+        create(dir.path(), &pass("correct horse battery"), small_kdf(), 1).expect("create");
+        assert!(open(dir.path(), &pass("correct horse battery")).is_ok());
+        assert!(matches!(
+            open(dir.path(), &pass("correct horse batterz")),
+            Err(KeyError::WrongKey)
+        ));
+    }
+
+    #[test]
+    fn any_change_to_the_header_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("k");
+        generate_key_file(&key).expect("key");
+        create(dir.path(), &KeySource::File(key.clone()), small_kdf(), 1).expect("create");
+        let path = header_path(dir.path());
+        let good = fs::read(&path).expect("read");
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x04;
+            fs::write(&path, &bad).expect("write");
+            let r = open(dir.path(), &KeySource::File(key.clone()));
+            assert!(
+                matches!(
+                    r,
+                    Err(KeyError::WrongKey | KeyError::BadHeader(_) | KeyError::WrongKind { .. })
+                ),
+                "byte {i}: {r:?}"
+            );
+        }
+        fs::write(&path, &good[..good.len() - 1]).expect("write");
+        assert!(matches!(
+            open(dir.path(), &KeySource::File(key.clone())),
+            Err(KeyError::BadHeader(_))
+        ));
+        fs::write(&path, &good).expect("write");
+        assert!(open(dir.path(), &KeySource::File(key)).is_ok());
+    }
+
+    #[test]
+    fn index_ids_are_keyed_and_domain_separated() {
+        let a = StoreKeys::derive(&[1; 32], [9; 16]);
+        let b = StoreKeys::derive(&[2; 32], [9; 16]);
+        assert_ne!(a.index_id(b"case", b"x"), b.index_id(b"case", b"x"));
+        assert_ne!(a.index_id(b"case", b"x"), a.index_id(b"device", b"x"));
+        assert_eq!(a.index_id(b"case", b"x"), a.index_id(b"case", b"x"));
+    }
+}

@@ -1,0 +1,628 @@
+//! The append-only, encrypted, hash-chained event log: the server's source
+//! of truth.
+//!
+//! * [`keys`]: the master key, the keys derived from it, the store header.
+//! * [`record`]: how a record and a checkpoint are laid out on disk.
+//! * [`keyring`]: per-case subkeys that can be destroyed (crypto-shredding).
+//! * [`engine`]: where the bytes go ([`engine::LogEngine`], on sled).
+//!
+//! Appends are group-committed: [`Log::submit`] seals and chains a record
+//! at once (in the caller's order) and hands it to a committer thread;
+//! [`Ticket::wait`] returns when the batch holding it is on disk. Many
+//! writers waiting together share one flush and one `fdatasync`.
+//!
+//! If the engine ever fails to make a batch durable, the log stops taking
+//! writes (every later call fails) until the process restarts and rebuilds
+//! its state from what is really on disk: nothing that was acknowledged can
+//! be missing, and nothing that was not is pretended.
+
+pub mod engine;
+pub mod keyring;
+pub mod keys;
+pub mod record;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use engine::{EngineError, LogEngine};
+use keyring::{Keyring, KeyringError};
+use keys::StoreKeys;
+use record::{Checkpoint, Hash, MAIN_KEY_ID, RecordError};
+
+/// Largest plaintext a record may hold (well below sled's blob threshold,
+/// so records stay inline in sled's log).
+pub const MAX_RECORD_LEN: usize = 64 * 1024;
+/// A checkpoint is signed at least every this many records ...
+pub const CHECKPOINT_EVERY_RECORDS: u64 = 1000;
+/// ... and at least this often while records are being written.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
+
+/// Envelope kinds inside a record's plaintext.
+const KIND_EVENT: u8 = 1;
+const KIND_KEY_ERASED: u8 = 2;
+
+/// Which key seals a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKey {
+    /// The store's record key.
+    Main,
+    /// The subkey of one case; see [`Log::case_key`].
+    Case(CaseKey),
+}
+
+/// The keyed-hash id of a case's subkey.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CaseKey([u8; 16]);
+
+impl std::fmt::Debug for CaseKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CaseKey(..)")
+    }
+}
+
+/// Why the log failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The keyring failed.
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+    /// Verification found the store altered. `seq` is the first bad record.
+    #[error("the store fails verification at record {seq}: {reason}")]
+    Tampered {
+        /// The first record (or checkpoint position) that is wrong.
+        seq: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An earlier write failed to reach the disk; the log takes no more
+    /// writes until the server restarts.
+    #[error("the log stopped after a write failed to reach the disk; restart the server")]
+    Stopped,
+    /// A record was too large.
+    #[error("record of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    /// Sealing failed (no randomness).
+    #[error("sealing failed: {0}")]
+    Seal(#[from] RecordError),
+}
+
+fn tampered(seq: u64, reason: impl Into<String>) -> LogError {
+    LogError::Tampered {
+        seq,
+        reason: reason.into(),
+    }
+}
+
+/// One record read back from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// An application event.
+    Event(Vec<u8>),
+    /// A record whose case subkey was destroyed.
+    Shredded,
+    /// The log's own record of a destroyed subkey.
+    KeyErased,
+}
+
+/// What a verification walk found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verified {
+    /// Records in the chain.
+    pub records: u64,
+    /// Sequence number of the last record (0 if empty).
+    pub head_seq: u64,
+    /// Chain hash of the last record.
+    pub head: Hash,
+    /// Valid checkpoints found.
+    pub checkpoints: u64,
+    /// Sequence number of the newest checkpoint (0 if none).
+    pub last_checkpoint_seq: u64,
+    /// Records whose case subkey was destroyed (still chained).
+    pub shredded: u64,
+    /// Chain hashes at the sequence numbers asked for.
+    pub hashes: HashMap<u64, Hash>,
+}
+
+struct Tail {
+    next_seq: u64,
+    head: Hash,
+    pending: Vec<(u64, Vec<u8>)>,
+    durable_seq: u64,
+    failed: bool,
+    closing: bool,
+    last_checkpoint_seq: u64,
+    last_checkpoint_at: Instant,
+}
+
+struct Shared {
+    engine: Arc<dyn LogEngine>,
+    keys: Arc<StoreKeys>,
+    tail: Mutex<Tail>,
+    /// Signalled when there is work for the committer.
+    work: Condvar,
+    /// Signalled when a batch is durable (or failed).
+    done: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Tail> {
+        self.tail.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The log. Dropping it (or [`Log::close`]) commits what is pending and
+/// signs a final checkpoint.
+pub struct Log {
+    shared: Arc<Shared>,
+    keyring: Mutex<Keyring>,
+    committer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Log(..)")
+    }
+}
+
+/// A submitted record; [`Ticket::wait`] blocks until it is durable.
+#[derive(Debug)]
+#[must_use = "a record is not durable until its ticket is waited on"]
+pub struct Ticket {
+    seq: u64,
+}
+
+impl Ticket {
+    /// The record's sequence number.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Blocks until the record is on disk.
+    pub fn wait(self, log: &Log) -> Result<u64, LogError> {
+        log.wait_durable(self.seq)?;
+        Ok(self.seq)
+    }
+}
+
+impl Log {
+    /// Verifies the whole chain in `engine` and opens the log for appends.
+    /// `want` lists sequence numbers whose chain hashes the caller needs
+    /// (for snapshots).
+    pub fn open(
+        engine: Arc<dyn LogEngine>,
+        keys: Arc<StoreKeys>,
+        keyring_path: &std::path::Path,
+        want: &[u64],
+    ) -> Result<(Log, Verified), LogError> {
+        let mut keyring = Keyring::open(keyring_path, &keys, true)?;
+        let (verified, erased_live) = walk(engine.as_ref(), &keys, &keyring, want)?;
+        // Finish an erasure that a crash interrupted after its record.
+        for key_id in erased_live {
+            keyring.erase(&key_id)?;
+        }
+        let tail = Tail {
+            next_seq: verified.head_seq + 1,
+            head: verified.head,
+            pending: Vec::new(),
+            durable_seq: verified.head_seq,
+            failed: false,
+            closing: false,
+            last_checkpoint_seq: verified.last_checkpoint_seq,
+            last_checkpoint_at: Instant::now(),
+        };
+        let shared = Arc::new(Shared {
+            engine,
+            keys,
+            tail: Mutex::new(tail),
+            work: Condvar::new(),
+            done: Condvar::new(),
+        });
+        let committer = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("hotline-log-commit".into())
+                .spawn(move || commit_loop(&shared))
+                .map_err(|e| LogError::Engine(EngineError::Io(e.to_string())))?
+        };
+        Ok((
+            Log {
+                shared,
+                keyring: Mutex::new(keyring),
+                committer: Mutex::new(Some(committer)),
+            },
+            verified,
+        ))
+    }
+
+    fn keyring(&self) -> MutexGuard<'_, Keyring> {
+        self.keyring.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The subkey id of `case_id`, creating the subkey (durably) if needed.
+    pub fn case_key(&self, case_id: &[u8]) -> Result<CaseKey, LogError> {
+        let id = self.shared.keys.index_id(b"case", case_id);
+        self.keyring().create(id, &self.shared.keys)?;
+        Ok(CaseKey(id))
+    }
+
+    /// Seals `event` as the next record and queues it for commit. The
+    /// order of `submit` calls is the order of the log.
+    pub fn submit(&self, key: RecordKey, event: &[u8]) -> Result<Ticket, LogError> {
+        let mut plain = Vec::with_capacity(1 + event.len());
+        plain.push(KIND_EVENT);
+        plain.extend_from_slice(event);
+        self.submit_raw(key, &plain)
+    }
+
+    fn submit_raw(&self, key: RecordKey, plain: &[u8]) -> Result<Ticket, LogError> {
+        if plain.len() > MAX_RECORD_LEN {
+            return Err(LogError::TooLarge(plain.len()));
+        }
+        // Lock order: keyring, then tail.
+        let keyring = self.keyring();
+        let (aead, key_id) = match key {
+            RecordKey::Main => (&self.shared.keys.record, MAIN_KEY_ID),
+            RecordKey::Case(CaseKey(id)) => match keyring.get(&id) {
+                Some(k) => (k, id),
+                None => return Err(LogError::Keyring(KeyringError::Damaged)),
+            },
+        };
+        let mut tail = self.shared.lock();
+        if tail.failed || tail.closing {
+            return Err(LogError::Stopped);
+        }
+        let seq = tail.next_seq;
+        let stored = record::seal(aead, key_id, seq, &tail.head, plain)?;
+        tail.head = record::chain_hash(seq, &stored);
+        tail.next_seq += 1;
+        tail.pending.push((seq, stored));
+        drop(tail);
+        self.shared.work.notify_one();
+        Ok(Ticket { seq })
+    }
+
+    /// Appends one event and waits until it is durable.
+    pub fn append(&self, key: RecordKey, event: &[u8]) -> Result<u64, LogError> {
+        self.submit(key, event)?.wait(self)
+    }
+
+    /// Blocks until every record up to `seq` is durable.
+    pub fn wait_for(&self, seq: u64) -> Result<(), LogError> {
+        self.wait_durable(seq)
+    }
+
+    /// Whether a failed write stopped the log.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.lock().failed
+    }
+
+    /// The chain hash of durable record `seq`.
+    pub fn hash_at(&self, seq: u64) -> Result<Hash, LogError> {
+        let stored = self
+            .shared
+            .engine
+            .get(seq)?
+            .ok_or_else(|| tampered(seq, "record missing"))?;
+        Ok(record::chain_hash(seq, &stored))
+    }
+
+    fn wait_durable(&self, seq: u64) -> Result<(), LogError> {
+        let mut tail = self.shared.lock();
+        loop {
+            if tail.durable_seq >= seq {
+                return Ok(());
+            }
+            if tail.failed {
+                return Err(LogError::Stopped);
+            }
+            tail = self
+                .shared
+                .done
+                .wait(tail)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Destroys a case's subkey: records a `KeyErased` entry (durably),
+    /// then overwrites the subkey. Its records stay in the chain, unreadable.
+    pub fn erase_case(&self, key: CaseKey) -> Result<(), LogError> {
+        let mut plain = vec![KIND_KEY_ERASED];
+        plain.extend_from_slice(&key.0);
+        self.submit_raw(RecordKey::Main, &plain)?.wait(self)?;
+        self.keyring().erase(&key.0)?;
+        Ok(())
+    }
+
+    /// The last submitted record's sequence number and chain hash.
+    pub fn head(&self) -> (u64, Hash) {
+        let tail = self.shared.lock();
+        (tail.next_seq - 1, tail.head)
+    }
+
+    /// Reads and opens record `seq`.
+    pub fn read(&self, seq: u64) -> Result<Option<Entry>, LogError> {
+        let Some(stored) = self.shared.engine.get(seq)? else {
+            return Ok(None);
+        };
+        let keyring = self.keyring();
+        open_entry(&self.shared.keys, &keyring, seq, &stored).map(Some)
+    }
+
+    /// Calls `f` for every record after `from`, in order.
+    pub fn replay(
+        &self,
+        from: u64,
+        mut f: impl FnMut(u64, Entry) -> Result<(), LogError>,
+    ) -> Result<(), LogError> {
+        let keyring = self.keyring();
+        for item in self.shared.engine.scan(from + 1) {
+            let (seq, stored) = item?;
+            f(seq, open_entry(&self.shared.keys, &keyring, seq, &stored)?)?;
+        }
+        Ok(())
+    }
+
+    /// The newest checkpoint in the store.
+    pub fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, LogError> {
+        let mut latest = None;
+        for item in self.shared.engine.checkpoints() {
+            let (seq, bytes) = item?;
+            latest = Some(
+                Checkpoint::from_bytes(&bytes)
+                    .ok_or_else(|| tampered(seq, "checkpoint is malformed"))?,
+            );
+        }
+        Ok(latest)
+    }
+
+    /// The engine (for snapshots).
+    pub fn engine(&self) -> &dyn LogEngine {
+        self.shared.engine.as_ref()
+    }
+
+    /// The keys (for snapshots).
+    pub fn keys(&self) -> &StoreKeys {
+        &self.shared.keys
+    }
+
+    /// Commits what is pending, signs a final checkpoint and stops the
+    /// committer. Later writes fail with [`LogError::Stopped`].
+    pub fn close(&self) -> Result<(), LogError> {
+        {
+            let mut tail = self.shared.lock();
+            tail.closing = true;
+        }
+        self.shared.work.notify_all();
+        let handle = self
+            .committer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+        let tail = self.shared.lock();
+        if tail.failed {
+            return Err(LogError::Stopped);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+fn open_entry(
+    keys: &StoreKeys,
+    keyring: &Keyring,
+    seq: u64,
+    stored: &[u8],
+) -> Result<Entry, LogError> {
+    let header = record::header(stored).map_err(|e| tampered(seq, e.to_string()))?;
+    let key = if header.key_id == MAIN_KEY_ID {
+        &keys.record
+    } else {
+        match keyring.get(&header.key_id) {
+            Some(k) => k,
+            None => return Ok(Entry::Shredded),
+        }
+    };
+    let plain = record::open(key, seq, stored).map_err(|e| tampered(seq, e.to_string()))?;
+    match plain.split_first() {
+        Some((&KIND_EVENT, body)) => Ok(Entry::Event(body.to_vec())),
+        Some((&KIND_KEY_ERASED, body)) if body.len() == 16 => Ok(Entry::KeyErased),
+        _ => Err(tampered(seq, "unknown record kind")),
+    }
+}
+
+/// Walks the whole store: sequence numbers contiguous from 1, every
+/// `prev_hash` equal to the previous record's chain hash, every record
+/// authentic under its key (or its key recorded as erased), every
+/// checkpoint signed and matching the chain, and none beyond its end.
+///
+/// Returns the findings and the erased keys that are still live (an
+/// erasure a crash interrupted).
+fn walk(
+    engine: &dyn LogEngine,
+    keys: &StoreKeys,
+    keyring: &Keyring,
+    want: &[u64],
+) -> Result<(Verified, Vec<[u8; 16]>), LogError> {
+    let store_id = keys.store_id();
+    let public_key = keys.checkpoint_public_key();
+    let mut checkpoints = BTreeMap::new();
+    for item in engine.checkpoints() {
+        let (seq, bytes) = item?;
+        let cp = Checkpoint::from_bytes(&bytes)
+            .ok_or_else(|| tampered(seq, "checkpoint is malformed"))?;
+        if cp.seq != seq || !cp.verify(&public_key, &store_id) {
+            return Err(tampered(seq, "checkpoint signature does not verify"));
+        }
+        checkpoints.insert(seq, cp);
+    }
+    let wanted: HashSet<u64> = want.iter().copied().collect();
+    let mut v = Verified {
+        head: record::genesis(&store_id),
+        ..Verified::default()
+    };
+    let mut erased: HashSet<[u8; 16]> = HashSet::new();
+    let mut missing_key: Vec<(u64, [u8; 16])> = Vec::new();
+    for item in engine.scan(1) {
+        let (seq, stored) = item?;
+        let expected = v.head_seq + 1;
+        if seq != expected {
+            return Err(tampered(
+                expected,
+                if seq > expected {
+                    "record missing (deleted)"
+                } else {
+                    "record out of order"
+                },
+            ));
+        }
+        let header = record::header(&stored).map_err(|e| tampered(seq, e.to_string()))?;
+        if header.prev_hash != v.head {
+            return Err(tampered(
+                seq,
+                "chain broken: record altered, reordered or duplicated",
+            ));
+        }
+        if header.key_id != MAIN_KEY_ID && !keyring.contains(&header.key_id) {
+            missing_key.push((seq, header.key_id));
+            v.shredded += 1;
+        } else {
+            let key = if header.key_id == MAIN_KEY_ID {
+                &keys.record
+            } else {
+                keyring
+                    .get(&header.key_id)
+                    .ok_or_else(|| tampered(seq, "key vanished"))?
+            };
+            let plain =
+                record::open(key, seq, &stored).map_err(|e| tampered(seq, e.to_string()))?;
+            match plain.split_first() {
+                Some((&KIND_EVENT, _)) => {}
+                Some((&KIND_KEY_ERASED, body)) if body.len() == 16 => {
+                    let mut id = [0u8; 16];
+                    id.copy_from_slice(body);
+                    erased.insert(id);
+                }
+                _ => return Err(tampered(seq, "unknown record kind")),
+            }
+        }
+        v.head = record::chain_hash(seq, &stored);
+        v.head_seq = seq;
+        v.records += 1;
+        if wanted.contains(&seq) {
+            v.hashes.insert(seq, v.head);
+        }
+        if let Some(cp) = checkpoints.get(&seq) {
+            if cp.head != v.head {
+                return Err(tampered(seq, "chain does not match the signed checkpoint"));
+            }
+            v.checkpoints += 1;
+            v.last_checkpoint_seq = seq;
+        }
+    }
+    if let Some((&seq, _)) = checkpoints.range(v.head_seq + 1..).next() {
+        return Err(tampered(
+            v.head_seq + 1,
+            format!(
+                "records {}..={seq} were deleted: a signed checkpoint covers them",
+                v.head_seq + 1
+            ),
+        ));
+    }
+    // A record whose key is gone is only legitimate if the log says the
+    // key was erased.
+    if let Some((seq, _)) = missing_key.iter().find(|(_, id)| !erased.contains(id)) {
+        return Err(tampered(
+            *seq,
+            "record sealed under a key missing from the keyring",
+        ));
+    }
+    let erased_live = erased
+        .into_iter()
+        .filter(|id| keyring.contains(id))
+        .collect();
+    Ok((v, erased_live))
+}
+
+fn commit_loop(shared: &Shared) {
+    loop {
+        let (batch, checkpoint) = {
+            let mut tail = shared.lock();
+            while tail.pending.is_empty() && !tail.closing {
+                tail = shared.work.wait(tail).unwrap_or_else(|p| p.into_inner());
+            }
+            if tail.pending.is_empty() && tail.closing {
+                // Sign a final checkpoint if the head is not covered yet.
+                let head_seq = tail.next_seq - 1;
+                if head_seq > tail.last_checkpoint_seq && !tail.failed {
+                    let cp = sign_checkpoint(shared, head_seq, tail.head);
+                    drop(tail);
+                    let _ = shared.engine.append(&[], Some((head_seq, cp.to_bytes())));
+                }
+                return;
+            }
+            let batch = std::mem::take(&mut tail.pending);
+            let last = batch.last().map_or(0, |(s, _)| *s);
+            let due = last - tail.last_checkpoint_seq >= CHECKPOINT_EVERY_RECORDS
+                || tail.last_checkpoint_at.elapsed() >= CHECKPOINT_EVERY;
+            // `head` is the hash of the last submitted record, which is the
+            // last in this batch: everything pending was taken.
+            let checkpoint = due.then(|| sign_checkpoint(shared, last, tail.head));
+            (batch, checkpoint)
+        };
+        let last = batch.last().map_or(0, |(s, _)| *s);
+        let result = shared
+            .engine
+            .append(&batch, checkpoint.map(|cp| (cp.seq, cp.to_bytes())));
+        let mut tail = shared.lock();
+        match result {
+            Ok(()) => {
+                tail.durable_seq = last;
+                if let Some(cp) = checkpoint {
+                    tail.last_checkpoint_seq = cp.seq;
+                    tail.last_checkpoint_at = Instant::now();
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "log write failed; the log stops taking writes");
+                tail.failed = true;
+            }
+        }
+        drop(tail);
+        shared.done.notify_all();
+    }
+}
+
+fn sign_checkpoint(shared: &Shared, seq: u64, head: Hash) -> Checkpoint {
+    Checkpoint::sign(
+        &shared.keys.signing,
+        &shared.keys.store_id(),
+        seq,
+        head,
+        crate::unix_now(),
+    )
+}
+
+/// Verifies a store without opening it for appends: the same walk as
+/// start-up. `want` lists sequence numbers whose chain hashes to return.
+pub fn verify(
+    engine: &dyn LogEngine,
+    keys: &StoreKeys,
+    keyring_path: &std::path::Path,
+    want: &[u64],
+) -> Result<Verified, LogError> {
+    let keyring = Keyring::open(keyring_path, keys, false)?;
+    walk(engine, keys, &keyring, want).map(|(v, _)| v)
+}
