@@ -168,7 +168,7 @@ fn engine_dir(data_dir: &Path) -> PathBuf {
 }
 
 fn keyring_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("keyring")
+    data_dir.join(crate::log::KEYRING_FILE)
 }
 
 /// Opens the keys: checks an existing header, or creates one for a new
@@ -221,7 +221,7 @@ impl LogStore {
             Arc::new(SledEngine::open(&engine_dir(data_dir), cache_bytes).map_err(LogError::from)?);
         let snapshot = engine.latest_snapshot().map_err(LogError::from)?;
         let want: Vec<u64> = snapshot.iter().map(|(seq, _)| *seq).collect();
-        let (log, verified) = Log::open(engine, Arc::new(keys), &keyring_path(data_dir), &want)?;
+        let (log, verified) = Log::open(engine, Arc::new(keys), data_dir, &want)?;
         let state = snapshot
             .and_then(|(seq, bytes)| Self::open_snapshot(&log, &verified, seq, &bytes))
             .unwrap_or_default();
@@ -535,7 +535,7 @@ pub fn verify_store(
         };
     let engine = SledEngine::open(&engine_dir(data_dir), cache_bytes).map_err(LogError::from)?;
     let want: Vec<u64> = external.iter().map(|cp| cp.seq).collect();
-    let verified = crate::log::verify(&engine, &keys, &keyring_path(data_dir), &want)?;
+    let verified = crate::log::verify(&engine, &keys, data_dir, &want)?;
     if let Some(cp) = external {
         match verified.hashes.get(&cp.seq) {
             Some(hash) if *hash == cp.head => {}

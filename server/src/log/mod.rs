@@ -17,6 +17,7 @@
 //! be missing, and nothing that was not is pretended.
 
 pub mod engine;
+pub mod head;
 pub mod keyring;
 pub mod keys;
 pub mod record;
@@ -27,6 +28,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use engine::{EngineError, LogEngine};
+use head::{Head, HeadFile};
 use keyring::{Keyring, KeyringError};
 use keys::StoreKeys;
 use record::{Checkpoint, Hash, MAIN_KEY_ID, RecordError};
@@ -37,7 +39,7 @@ pub const MAX_RECORD_LEN: usize = 64 * 1024;
 /// A checkpoint is signed at least every this many records ...
 pub const CHECKPOINT_EVERY_RECORDS: u64 = 1000;
 /// ... and at least this often while records are being written.
-pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// Envelope kinds inside a record's plaintext.
 const KIND_EVENT: u8 = 1;
@@ -141,6 +143,7 @@ struct Tail {
 
 struct Shared {
     engine: Arc<dyn LogEngine>,
+    head_file: Mutex<HeadFile>,
     keys: Arc<StoreKeys>,
     tail: Mutex<Tail>,
     /// Signalled when there is work for the committer.
@@ -196,11 +199,22 @@ impl Log {
     pub fn open(
         engine: Arc<dyn LogEngine>,
         keys: Arc<StoreKeys>,
-        keyring_path: &std::path::Path,
+        dir: &std::path::Path,
         want: &[u64],
     ) -> Result<(Log, Verified), LogError> {
-        let mut keyring = Keyring::open(keyring_path, &keys, true)?;
-        let (verified, erased_live) = walk(engine.as_ref(), &keys, &keyring, want)?;
+        let mut keyring = Keyring::open(&dir.join(KEYRING_FILE), &keys, true)?;
+        let (head_file, head) = HeadFile::open(
+            &dir.join(HEAD_FILE),
+            true,
+            &keys.checkpoint_public_key(),
+            &keys.store_id(),
+        )
+        .map_err(|e| LogError::Engine(EngineError::Io(e.to_string())))?;
+        let head_file = head_file
+            .ok_or_else(|| LogError::Engine(EngineError::Io("head file not writable".into())))?;
+        let verified = walk_against_head(engine.as_ref(), &keys, &keyring, want, head)?;
+        let erased_live = verified.1;
+        let verified = verified.0;
         // Finish an erasure that a crash interrupted after its record.
         for key_id in erased_live {
             keyring.erase(&key_id)?;
@@ -217,6 +231,7 @@ impl Log {
         };
         let shared = Arc::new(Shared {
             engine,
+            head_file: Mutex::new(head_file),
             keys,
             tail: Mutex::new(tail),
             work: Condvar::new(),
@@ -569,7 +584,13 @@ fn commit_loop(shared: &Shared) {
                 if head_seq > tail.last_checkpoint_seq && !tail.failed {
                     let cp = sign_checkpoint(shared, head_seq, tail.head);
                     drop(tail);
-                    let _ = shared.engine.append(&[], Some((head_seq, cp.to_bytes())));
+                    if shared
+                        .engine
+                        .append(&[], Some((head_seq, cp.to_bytes())))
+                        .is_ok()
+                    {
+                        let _ = write_head(shared, &cp);
+                    }
                 }
                 return;
             }
@@ -586,6 +607,12 @@ fn commit_loop(shared: &Shared) {
         let result = shared
             .engine
             .append(&batch, checkpoint.map(|cp| (cp.seq, cp.to_bytes())));
+        // The head file follows the engine: it never names a checkpoint
+        // that is not durable there.
+        let result = result.and_then(|()| match checkpoint {
+            Some(cp) => write_head(shared, &cp),
+            None => Ok(()),
+        });
         let mut tail = shared.lock();
         match result {
             Ok(()) => {
@@ -605,6 +632,15 @@ fn commit_loop(shared: &Shared) {
     }
 }
 
+fn write_head(shared: &Shared, cp: &Checkpoint) -> Result<(), EngineError> {
+    shared
+        .head_file
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .write(cp)
+        .map_err(|e| EngineError::Io(e.to_string()))
+}
+
 fn sign_checkpoint(shared: &Shared, seq: u64, head: Hash) -> Checkpoint {
     Checkpoint::sign(
         &shared.keys.signing,
@@ -615,14 +651,70 @@ fn sign_checkpoint(shared: &Shared, seq: u64, head: Hash) -> Checkpoint {
     )
 }
 
+/// The keyring's file name in the store directory.
+pub const KEYRING_FILE: &str = "keyring";
+/// The head file's name in the store directory.
+pub const HEAD_FILE: &str = "chain.head";
+
 /// Verifies a store without opening it for appends: the same walk as
 /// start-up. `want` lists sequence numbers whose chain hashes to return.
 pub fn verify(
     engine: &dyn LogEngine,
     keys: &StoreKeys,
-    keyring_path: &std::path::Path,
+    dir: &std::path::Path,
     want: &[u64],
 ) -> Result<Verified, LogError> {
-    let keyring = Keyring::open(keyring_path, keys, false)?;
-    walk(engine, keys, &keyring, want).map(|(v, _)| v)
+    let keyring = Keyring::open(&dir.join(KEYRING_FILE), keys, false)?;
+    let (_, head) = HeadFile::open(
+        &dir.join(HEAD_FILE),
+        false,
+        &keys.checkpoint_public_key(),
+        &keys.store_id(),
+    )
+    .map_err(|e| LogError::Engine(EngineError::Io(e.to_string())))?;
+    walk_against_head(engine, keys, &keyring, want, head).map(|(v, _)| v)
+}
+
+/// [`walk`], then checks that the chain reaches the head file's
+/// checkpoint and agrees with it.
+fn walk_against_head(
+    engine: &dyn LogEngine,
+    keys: &StoreKeys,
+    keyring: &Keyring,
+    want: &[u64],
+    head: Head,
+) -> Result<(Verified, Vec<[u8; 16]>), LogError> {
+    let cp = match head {
+        Head::Empty => None,
+        Head::Checkpoint(cp) => Some(cp),
+        Head::Damaged => return Err(tampered(0, "the head file is damaged")),
+    };
+    let mut want = want.to_vec();
+    want.extend(cp.map(|cp| cp.seq));
+    let (verified, erased) = walk(engine, keys, keyring, &want)?;
+    if let Some(cp) = cp {
+        match verified.hashes.get(&cp.seq) {
+            Some(h) if *h == cp.head => {}
+            Some(_) => {
+                return Err(tampered(
+                    cp.seq,
+                    "the chain differs from the head file's signed checkpoint",
+                ));
+            }
+            None => {
+                return Err(tampered(
+                    verified.head_seq + 1,
+                    format!(
+                        "records {}..={} are missing: the head file holds a signed checkpoint at {}",
+                        verified.head_seq + 1,
+                        cp.seq,
+                        cp.seq
+                    ),
+                ));
+            }
+        }
+    } else if verified.records > 0 && verified.checkpoints > 0 {
+        return Err(tampered(0, "the head file is missing"));
+    }
+    Ok((verified, erased))
 }

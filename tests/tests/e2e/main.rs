@@ -4,4 +4,5 @@
 mod authentication;
 mod enrollment;
 mod roles;
+mod storage;
 mod transport;

@@ -1,0 +1,88 @@
+//! The head file: the newest signed checkpoint, kept outside the engine.
+//!
+//! sled treats a damaged message in its log as the torn end of a crash and
+//! silently drops everything after it. A chain that simply ends earlier
+//! looks valid, so the newest checkpoint is also written here, after the
+//! engine has made it durable: at start-up a chain that ends before this
+//! checkpoint, or differs from it, is reported as damaged.
+//!
+//! Two fixed slots are written alternately, each a stored checkpoint
+//! ([`super::record::CHECKPOINT_LEN`] bytes); a torn write spoils at most
+//! the slot being written, and the reader takes the valid slot with the
+//! higher sequence number.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+
+use super::record::{CHECKPOINT_LEN, Checkpoint};
+
+/// The head file.
+#[derive(Debug)]
+pub struct HeadFile {
+    file: File,
+    next_slot: u64,
+}
+
+/// What the head file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// A new store: nothing recorded yet.
+    Empty,
+    /// The newest valid checkpoint.
+    Checkpoint(Checkpoint),
+    /// Bytes are there but no slot verifies.
+    Damaged,
+}
+
+impl HeadFile {
+    /// Opens (creating if `create`) the head file and reads it, keeping
+    /// only slots whose signature verifies under `public_key`.
+    pub fn open(
+        path: &Path,
+        create: bool,
+        public_key: &[u8],
+        store_id: &[u8; 16],
+    ) -> std::io::Result<(Option<HeadFile>, Head)> {
+        if !create && !path.exists() {
+            return Ok((None, Head::Empty));
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(create)
+            .create(create)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let slots: Vec<Option<Checkpoint>> = bytes
+            .chunks(CHECKPOINT_LEN)
+            .take(2)
+            .map(|b| Checkpoint::from_bytes(b).filter(|cp| cp.verify(public_key, store_id)))
+            .collect();
+        let best = slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, cp)| cp.map(|cp| (i, cp)))
+            .max_by_key(|(_, cp)| cp.seq);
+        let head = match best {
+            Some((_, cp)) => Head::Checkpoint(cp),
+            None if bytes.is_empty() => Head::Empty,
+            None => Head::Damaged,
+        };
+        // Overwrite the other slot next.
+        let next_slot = best.map_or(0, |(i, _)| 1 - i as u64);
+        Ok((create.then_some(HeadFile { file, next_slot }), head))
+    }
+
+    /// Records `cp` durably.
+    pub fn write(&mut self, cp: &Checkpoint) -> std::io::Result<()> {
+        self.file
+            .write_all_at(&cp.to_bytes(), self.next_slot * CHECKPOINT_LEN as u64)?;
+        self.file.sync_data()?;
+        self.next_slot = 1 - self.next_slot;
+        Ok(())
+    }
+}
