@@ -122,7 +122,8 @@ fn a_reopened_store_has_every_record() {
 
 #[test]
 fn logical_edits_through_sled_are_detected_at_the_first_bad_record() {
-    let cases: Vec<(&str, u64, Box<dyn Fn(&sled::Tree)>)> = vec![
+    type Edit = Box<dyn Fn(&sled::Tree)>;
+    let cases: Vec<(&str, u64, Edit)> = vec![
         (
             "changed",
             40,
