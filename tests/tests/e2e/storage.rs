@@ -289,3 +289,164 @@ fn flipped_bytes_in_the_store_files_are_detected_without_panic() {
         }
     }
 }
+
+#[test]
+fn wrong_missing_and_truncated_master_keys_change_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, key) = build_store(dir.path(), 50);
+    let KeySource::File(good_path) = &key else {
+        unreachable!("build_store uses a key file")
+    };
+    let good = std::fs::read_to_string(good_path).expect("key");
+    let other = dir.path().join("other.key");
+    generate_key_file(&other).expect("key");
+    let truncated = dir.path().join("truncated.key");
+    std::fs::write(&truncated, &good.as_bytes()[..40]).expect("write");
+    let empty = dir.path().join("empty.key");
+    std::fs::write(&empty, b"").expect("write");
+
+    let before = snapshot_files(&data);
+    let cases: Vec<(KeySource, &str)> = vec![
+        (KeySource::File(other), "wrong master key"),
+        (
+            KeySource::File(dir.path().join("missing.key")),
+            "cannot read the master key file",
+        ),
+        (KeySource::File(truncated), "truncated or not a master key"),
+        (KeySource::File(empty), "truncated or not a master key"),
+        (
+            KeySource::Hex(zeroize::Zeroizing::new("00".repeat(32))),
+            "wrong master key",
+        ),
+        (
+            KeySource::Passphrase(zeroize::Zeroizing::new("a long passphrase here".into())),
+            "comes from a key file",
+        ),
+    ];
+    for (source, says) in cases {
+        let err = start_up(&data, &source).expect_err("refused");
+        assert!(err.to_string().contains(says), "{source:?}: {err}");
+        let err = verify_store(&data, &source, 4 << 20, None).expect_err("refused");
+        assert!(err.to_string().contains(says), "{source:?}: {err}");
+        assert!(
+            snapshot_files(&data) == before,
+            "{source:?}: the store's bytes changed"
+        );
+    }
+    // The right key still opens it.
+    assert_eq!(
+        start_up(&data, &key).expect("opens").state().invites.len(),
+        50
+    );
+}
+
+#[test]
+fn no_plaintext_reaches_the_disk() {
+    use hotline_server::log::engine::SledEngine;
+    use hotline_server::log::{Log, RecordKey};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let key = KeySource::File(dir.path().join("master.key"));
+    generate_key_file(&dir.path().join("master.key")).expect("key");
+    let keys = open_keys(&data, &key, Create::IfMissing(Default::default())).expect("keys");
+    let engine = Arc::new(SledEngine::open(&data.join("store"), 4 << 20).expect("engine"));
+    let (log, _) = Log::open(engine, Arc::new(keys), &data, &[]).expect("log");
+    let marker = b"MARKER-7f3a-Maria-Gonzalez-Tegucigalpa";
+    let case = log.case_key(b"case-42").expect("case key");
+    for i in 0..200 {
+        let mut event = marker.to_vec();
+        event.extend_from_slice(format!(" #{i}").as_bytes());
+        let key = if i % 2 == 0 {
+            RecordKey::Main
+        } else {
+            RecordKey::Case(case)
+        };
+        log.append(key, &event).expect("append");
+    }
+    log.close().expect("close");
+    drop(log);
+    for (path, bytes) in snapshot_files(&data) {
+        for needle in [&marker[..], b"MARKER", b"Maria", b"Tegucigalpa", b"case-42"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} holds {:?} in clear",
+                path.display(),
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+}
+
+#[test]
+fn erasing_a_case_shreds_its_records_and_the_chain_still_verifies() {
+    use hotline_server::log::engine::SledEngine;
+    use hotline_server::log::{Entry, Log, RecordKey};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    generate_key_file(&dir.path().join("master.key")).expect("key");
+    let key = KeySource::File(dir.path().join("master.key"));
+    let open = || {
+        let keys = open_keys(&data, &key, Create::IfMissing(Default::default())).expect("keys");
+        let engine = Arc::new(SledEngine::open(&data.join("store"), 4 << 20).expect("engine"));
+        Log::open(engine, Arc::new(keys), &data, &[]).expect("log")
+    };
+    let (log, _) = open();
+    let case_a = log.case_key(b"case-a").expect("key");
+    let case_b = log.case_key(b"case-b").expect("key");
+    let a1 = log
+        .append(RecordKey::Case(case_a), b"a: arrested at home")
+        .expect("append");
+    let m = log.append(RecordKey::Main, b"main record").expect("append");
+    let b1 = log
+        .append(RecordKey::Case(case_b), b"b: relocation to host")
+        .expect("append");
+    let a2 = log
+        .append(RecordKey::Case(case_a), b"a: lawyer paid")
+        .expect("append");
+    assert_eq!(
+        log.read(a1).expect("read"),
+        Some(Entry::Event(b"a: arrested at home".to_vec()))
+    );
+
+    log.erase_case(case_a).expect("erase");
+    assert_eq!(log.read(a1).expect("read"), Some(Entry::Shredded));
+    assert_eq!(log.read(a2).expect("read"), Some(Entry::Shredded));
+    assert_eq!(
+        log.read(m).expect("read"),
+        Some(Entry::Event(b"main record".to_vec()))
+    );
+    assert_eq!(
+        log.read(b1).expect("read"),
+        Some(Entry::Event(b"b: relocation to host".to_vec()))
+    );
+    log.close().expect("close");
+    drop(log);
+
+    // After a restart: still shredded, still verifying, other cases intact.
+    let report = verify_store(&data, &key, 4 << 20, None).expect("the chain still verifies");
+    assert_eq!(report.verified.shredded, 2);
+    let (log, verified) = open();
+    assert_eq!(verified.records, 5);
+    assert_eq!(log.read(a1).expect("read"), Some(Entry::Shredded));
+    assert_eq!(
+        log.read(b1).expect("read"),
+        Some(Entry::Event(b"b: relocation to host".to_vec()))
+    );
+    log.close().expect("close");
+    drop(log);
+
+    // Losing the keyring is not an erasure: case b's records have no
+    // erasure on record, so this is reported as damage.
+    std::fs::remove_file(data.join("keyring")).expect("remove");
+    let err = verify_store(&data, &key, 4 << 20, None).expect_err("damage");
+    assert!(
+        err.to_string().contains("missing from the keyring"),
+        "{err}"
+    );
+}
