@@ -198,6 +198,7 @@ pub struct LogStore {
     log: Log,
     state: Mutex<State>,
     snapshot_seq: Mutex<u64>,
+    replayed_at_open: u64,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -226,12 +227,14 @@ impl LogStore {
             .and_then(|(seq, bytes)| Self::open_snapshot(&log, &verified, seq, &bytes))
             .unwrap_or_default();
         let from = state.applied_seq;
-        let store = LogStore {
+        let mut store = LogStore {
             log,
             state: Mutex::new(state),
             snapshot_seq: Mutex::new(from),
+            replayed_at_open: 0,
         };
         let replayed = store.replay(from)?;
+        store.replayed_at_open = replayed;
         info!(
             records = verified.records,
             checkpoints = verified.checkpoints,
@@ -366,6 +369,12 @@ impl LogStore {
         *self.snapshot_seq.lock().unwrap_or_else(|p| p.into_inner()) = 0;
         self.snapshot()?;
         Ok(n)
+    }
+
+    /// How many log records the last open replayed (the rest came from
+    /// the snapshot).
+    pub fn replayed_at_open(&self) -> u64 {
+        self.replayed_at_open
     }
 
     /// The log underneath (for case keys and verification).
@@ -564,4 +573,157 @@ pub fn verify_store(
         external_checkpoint: external.map(|cp| cp.seq),
         verified,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hotline_proto::IdentityKeyPair;
+
+    fn open(dir: &Path) -> LogStore {
+        let key = dir.join("master.key");
+        if !key.exists() {
+            keys::generate_key_file(&key).expect("key");
+        }
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).expect("mkdir");
+        let keys = open_keys(
+            &data,
+            &KeySource::File(key),
+            Create::IfMissing(KdfParams::default()),
+        )
+        .expect("keys");
+        LogStore::open(&data, keys, 1 << 20).expect("open")
+    }
+
+    fn invite(role: Role, expires_at: u64) -> InviteRecord {
+        InviteRecord {
+            role,
+            created_at: 1,
+            expires_at,
+            used_at: None,
+        }
+    }
+
+    fn key(seed: u8) -> IdentityPublicKey {
+        IdentityKeyPair::from_seed(&[seed; 32]).public_key()
+    }
+
+    #[test]
+    fn an_invite_enrolls_once_and_not_after_expiry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        store
+            .put_invite([1; 32], &invite(Role::Officer, 100))
+            .expect("put");
+        store
+            .put_invite([2; 32], &invite(Role::Officer, 100))
+            .expect("put");
+        let EnrollOutcome::Enrolled(d) = store.enroll([1; 32], key(1), 50).expect("enroll") else {
+            panic!("first use enrolls");
+        };
+        assert_eq!(d.role, Role::Officer);
+        assert_eq!(
+            store.enroll([1; 32], key(2), 51).expect("enroll"),
+            EnrollOutcome::InviteUsed
+        );
+        assert_eq!(
+            store.enroll([2; 32], key(1), 51).expect("enroll"),
+            EnrollOutcome::AlreadyEnrolled
+        );
+        assert_eq!(
+            store.enroll([2; 32], key(3), 100).expect("enroll"),
+            EnrollOutcome::InviteExpired
+        );
+        assert_eq!(
+            store.enroll([9; 32], key(3), 1).expect("enroll"),
+            EnrollOutcome::InviteUnknown
+        );
+        assert!(matches!(
+            store.enroll([2; 32], key(3), 99).expect("enroll"),
+            EnrollOutcome::Enrolled(_)
+        ));
+    }
+
+    #[test]
+    fn the_last_admin_cannot_be_revoked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        store
+            .put_invite([1; 32], &invite(Role::Admin, 100))
+            .expect("put");
+        store
+            .put_invite([2; 32], &invite(Role::Admin, 100))
+            .expect("put");
+        store.enroll([1; 32], key(1), 5).expect("enroll");
+        store.enroll([2; 32], key(2), 5).expect("enroll");
+        let (a, b) = (key(1).device_id(), key(2).device_id());
+        assert_eq!(
+            store.revoke(&a, 7).expect("revoke"),
+            RevokeOutcome::Revoked { revoked_at: 7 }
+        );
+        assert_eq!(
+            store.revoke(&a, 8).expect("revoke"),
+            RevokeOutcome::Revoked { revoked_at: 7 }
+        );
+        assert_eq!(
+            store.revoke(&b, 9).expect("revoke"),
+            RevokeOutcome::LastAdmin
+        );
+        assert_eq!(
+            store.revoke(&key(3).device_id(), 9).expect("revoke"),
+            RevokeOutcome::NotFound
+        );
+    }
+
+    #[test]
+    fn a_start_replays_only_what_the_snapshot_does_not_hold() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        for i in 0..100u8 {
+            store
+                .put_invite([i; 32], &invite(Role::Defender, 1000))
+                .expect("put");
+        }
+        store.close().expect("close");
+        drop(store);
+
+        let store = open(dir.path());
+        assert_eq!(
+            store.replayed_at_open(),
+            0,
+            "everything came from the snapshot"
+        );
+        assert_eq!(store.state().invites.len(), 100);
+        for i in 100..105u8 {
+            store
+                .put_invite([i; 32], &invite(Role::Defender, 1000))
+                .expect("put");
+        }
+        // Dropped without a snapshot (as in a crash after the appends).
+        drop(store);
+
+        let store = open(dir.path());
+        assert_eq!(store.replayed_at_open(), 5);
+        let before = store.state();
+        assert_eq!(before.invites.len(), 105);
+        // A full rebuild from the log arrives at the same state.
+        assert_eq!(store.rebuild().expect("rebuild"), 105);
+        assert_eq!(store.state(), before);
+        drop(store);
+
+        // A damaged snapshot is ignored and the state rebuilt from the log.
+        let db = sled::open(dir.path().join("data").join("store")).expect("sled");
+        let snaps = db.open_tree("snapshots").expect("tree");
+        let (k, v) = snaps.iter().next_back().expect("one").expect("read");
+        let mut bad = v.to_vec();
+        bad[20] ^= 1;
+        snaps.insert(k, bad).expect("insert");
+        db.flush().expect("flush");
+        drop(snaps);
+        drop(db);
+        let store = open(dir.path());
+        assert_eq!(store.replayed_at_open(), 105);
+        assert_eq!(store.state(), before);
+    }
 }
