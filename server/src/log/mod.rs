@@ -7,9 +7,12 @@
 //! * [`engine`]: where the bytes go ([`engine::LogEngine`], on sled).
 //!
 //! Appends are group-committed: [`Log::submit`] seals and chains a record
-//! at once (in the caller's order) and hands it to a committer thread;
-//! [`Ticket::wait`] returns when the batch holding it is on disk. Many
-//! writers waiting together share one flush and one `fdatasync`.
+//! at once (in the caller's order) and queues it; [`Ticket::wait`] returns
+//! when the batch holding it is on disk. The first waiter to find no commit
+//! running becomes the leader: it takes everything queued, writes it as one
+//! batch with one flush and one `fdatasync`, and wakes the others. A lone
+//! writer commits in its own thread, with no hand-off; many writers share
+//! each commit.
 //!
 //! If the engine ever fails to make a batch durable, the log stops taking
 //! writes (every later call fails) until the process restarts and rebuilds
@@ -24,7 +27,6 @@ pub mod record;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use engine::{EngineError, LogEngine};
@@ -137,6 +139,8 @@ struct Tail {
     durable_seq: u64,
     failed: bool,
     closing: bool,
+    /// A leader is writing a batch.
+    committing: bool,
     last_checkpoint_seq: u64,
     last_checkpoint_at: Instant,
 }
@@ -146,8 +150,6 @@ struct Shared {
     head_file: Mutex<HeadFile>,
     keys: Arc<StoreKeys>,
     tail: Mutex<Tail>,
-    /// Signalled when there is work for the committer.
-    work: Condvar,
     /// Signalled when a batch is durable (or failed).
     done: Condvar,
 }
@@ -163,7 +165,6 @@ impl Shared {
 pub struct Log {
     shared: Arc<Shared>,
     keyring: Mutex<Keyring>,
-    committer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Log {
@@ -226,6 +227,7 @@ impl Log {
             durable_seq: verified.head_seq,
             failed: false,
             closing: false,
+            committing: false,
             last_checkpoint_seq: verified.last_checkpoint_seq,
             last_checkpoint_at: Instant::now(),
         };
@@ -234,21 +236,12 @@ impl Log {
             head_file: Mutex::new(head_file),
             keys,
             tail: Mutex::new(tail),
-            work: Condvar::new(),
             done: Condvar::new(),
         });
-        let committer = {
-            let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name("hotline-log-commit".into())
-                .spawn(move || commit_loop(&shared))
-                .map_err(|e| LogError::Engine(EngineError::Io(e.to_string())))?
-        };
         Ok((
             Log {
                 shared,
                 keyring: Mutex::new(keyring),
-                committer: Mutex::new(Some(committer)),
             },
             verified,
         ))
@@ -296,8 +289,6 @@ impl Log {
         tail.head = record::chain_hash(seq, &stored);
         tail.next_seq += 1;
         tail.pending.push((seq, stored));
-        drop(tail);
-        self.shared.work.notify_one();
         Ok(Ticket { seq })
     }
 
@@ -335,11 +326,15 @@ impl Log {
             if tail.failed {
                 return Err(LogError::Stopped);
             }
-            tail = self
-                .shared
-                .done
-                .wait(tail)
-                .unwrap_or_else(|p| p.into_inner());
+            if tail.committing {
+                tail = self
+                    .shared
+                    .done
+                    .wait(tail)
+                    .unwrap_or_else(|p| p.into_inner());
+            } else {
+                tail = commit(&self.shared, tail, false);
+            }
         }
     }
 
@@ -405,27 +400,36 @@ impl Log {
         &self.shared.keys
     }
 
-    /// Commits what is pending, signs a final checkpoint and stops the
-    /// committer. Later writes fail with [`LogError::Stopped`].
+    /// Commits what is pending and signs a final checkpoint of the head.
+    /// Later writes fail with [`LogError::Stopped`].
     pub fn close(&self) -> Result<(), LogError> {
-        {
-            let mut tail = self.shared.lock();
-            tail.closing = true;
+        let mut tail = self.shared.lock();
+        if tail.closing {
+            return if tail.failed {
+                Err(LogError::Stopped)
+            } else {
+                Ok(())
+            };
         }
-        self.shared.work.notify_all();
-        let handle = self
-            .committer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(handle) = handle {
-            let _ = handle.join();
+        tail.closing = true;
+        loop {
+            if tail.failed {
+                return Err(LogError::Stopped);
+            }
+            if tail.committing {
+                tail = self
+                    .shared
+                    .done
+                    .wait(tail)
+                    .unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            let head_seq = tail.next_seq - 1;
+            if tail.durable_seq == head_seq && tail.last_checkpoint_seq == head_seq {
+                return Ok(());
+            }
+            tail = commit(&self.shared, tail, true);
         }
-        let tail = self.shared.lock();
-        if tail.failed {
-            return Err(LogError::Stopped);
-        }
-        Ok(())
     }
 }
 
@@ -571,65 +575,52 @@ fn walk(
     Ok((v, erased_live))
 }
 
-fn commit_loop(shared: &Shared) {
-    loop {
-        let (batch, checkpoint) = {
-            let mut tail = shared.lock();
-            while tail.pending.is_empty() && !tail.closing {
-                tail = shared.work.wait(tail).unwrap_or_else(|p| p.into_inner());
-            }
-            if tail.pending.is_empty() && tail.closing {
-                // Sign a final checkpoint if the head is not covered yet.
-                let head_seq = tail.next_seq - 1;
-                if head_seq > tail.last_checkpoint_seq && !tail.failed {
-                    let cp = sign_checkpoint(shared, head_seq, tail.head);
-                    drop(tail);
-                    if shared
-                        .engine
-                        .append(&[], Some((head_seq, cp.to_bytes())))
-                        .is_ok()
-                    {
-                        let _ = write_head(shared, &cp);
-                    }
-                }
-                return;
-            }
-            let batch = std::mem::take(&mut tail.pending);
-            let last = batch.last().map_or(0, |(s, _)| *s);
-            let due = last - tail.last_checkpoint_seq >= CHECKPOINT_EVERY_RECORDS
-                || tail.last_checkpoint_at.elapsed() >= CHECKPOINT_EVERY;
-            // `head` is the hash of the last submitted record, which is the
-            // last in this batch: everything pending was taken.
-            let checkpoint = due.then(|| sign_checkpoint(shared, last, tail.head));
-            (batch, checkpoint)
-        };
-        let last = batch.last().map_or(0, |(s, _)| *s);
-        let result = shared
-            .engine
-            .append(&batch, checkpoint.map(|cp| (cp.seq, cp.to_bytes())));
-        // The head file follows the engine: it never names a checkpoint
-        // that is not durable there.
-        let result = result.and_then(|()| match checkpoint {
-            Some(cp) => write_head(shared, &cp),
-            None => Ok(()),
-        });
-        let mut tail = shared.lock();
-        match result {
-            Ok(()) => {
-                tail.durable_seq = last;
-                if let Some(cp) = checkpoint {
-                    tail.last_checkpoint_seq = cp.seq;
-                    tail.last_checkpoint_at = Instant::now();
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "log write failed; the log stops taking writes");
-                tail.failed = true;
+/// Writes everything pending as one batch, as the leader. Called with the
+/// tail locked and no commit running; unlocks while writing; returns the
+/// lock. `force_checkpoint` signs the head even if none is due.
+fn commit<'a>(
+    shared: &'a Shared,
+    mut tail: MutexGuard<'a, Tail>,
+    force_checkpoint: bool,
+) -> MutexGuard<'a, Tail> {
+    tail.committing = true;
+    let batch = std::mem::take(&mut tail.pending);
+    let last = batch.last().map_or(tail.durable_seq, |(s, _)| *s);
+    let due = force_checkpoint
+        || last - tail.last_checkpoint_seq >= CHECKPOINT_EVERY_RECORDS
+        || (last > tail.last_checkpoint_seq
+            && tail.last_checkpoint_at.elapsed() >= CHECKPOINT_EVERY);
+    // Everything pending was taken, so `head` is the hash of `last`.
+    let checkpoint =
+        (due && last > tail.last_checkpoint_seq).then(|| sign_checkpoint(shared, last, tail.head));
+    drop(tail);
+
+    let mut result = shared
+        .engine
+        .append(&batch, checkpoint.map(|cp| (cp.seq, cp.to_bytes())));
+    // The head file follows the engine: it never names a checkpoint that
+    // is not durable there.
+    if let (Ok(()), Some(cp)) = (&result, &checkpoint) {
+        result = write_head(shared, cp);
+    }
+
+    let mut tail = shared.lock();
+    tail.committing = false;
+    match result {
+        Ok(()) => {
+            tail.durable_seq = last;
+            if let Some(cp) = checkpoint {
+                tail.last_checkpoint_seq = cp.seq;
+                tail.last_checkpoint_at = Instant::now();
             }
         }
-        drop(tail);
-        shared.done.notify_all();
+        Err(e) => {
+            tracing::error!(error = %e, "log write failed; the log stops taking writes");
+            tail.failed = true;
+        }
     }
+    shared.done.notify_all();
+    tail
 }
 
 fn write_head(shared: &Shared, cp: &Checkpoint) -> Result<(), EngineError> {
