@@ -201,3 +201,193 @@ fn a_bad_configuration_is_refused_with_a_reason() {
         "nothing created on refusal"
     );
 }
+
+fn run(args: &[&str], data: &Path, key: Option<&Path>) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUST_LOG", "off");
+    if let Some(k) = key {
+        cmd.arg("--master-key-file").arg(k);
+    }
+    cmd.output().expect("runs")
+}
+
+fn files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).expect("read")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn master_keys_verify_and_rollback_detection_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("usb").join("master.key");
+    std::fs::create_dir_all(key.parent().expect("parent")).expect("mkdir");
+
+    // init with a newly generated key file on "other media".
+    let out = run(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(key.exists());
+    // Make some records: two host invites.
+    for _ in 0..2 {
+        let out = run(&["invite", "--role", "officer"], &data, Some(&key));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = run(&["checkpoint"], &data, Some(&key));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let old_checkpoint = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        old_checkpoint.starts_with("hotline-checkpoint:1:"),
+        "{old_checkpoint}"
+    );
+    let old_copy = files(&data);
+
+    let out = run(&["invite", "--role", "officer"], &data, Some(&key));
+    assert!(out.status.success());
+    let out = run(&["checkpoint"], &data, Some(&key));
+    let new_checkpoint = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+
+    let out = run(
+        &["verify", "--checkpoint", &new_checkpoint],
+        &data,
+        Some(&key),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("store verified: 3 records"), "{text}");
+    assert!(text.contains("no rollback"), "{text}");
+
+    // Wrong, missing and truncated keys: refused, non-zero, nothing changed.
+    let before = files(&data);
+    let wrong = dir.path().join("wrong.key");
+    let out = run(
+        &[
+            "init",
+            "--generate-key-file",
+            wrong.to_str().expect("utf-8"),
+        ],
+        &dir.path().join("other"),
+        None,
+    );
+    assert!(out.status.success());
+    let truncated = dir.path().join("truncated.key");
+    std::fs::write(&truncated, &std::fs::read(&key).expect("key")[..20]).expect("write");
+    for (k, says) in [
+        (wrong.as_path(), "wrong master key"),
+        (
+            dir.path().join("nowhere.key").as_path(),
+            "cannot read the master key file",
+        ),
+        (truncated.as_path(), "truncated or not a master key"),
+    ] {
+        for cmd in [&["serve"][..], &["verify"][..]] {
+            let out = run(cmd, &data, Some(k));
+            assert!(!out.status.success(), "{cmd:?} with {}", k.display());
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(says), "{cmd:?}: {err}");
+        }
+    }
+    assert!(files(&data) == before, "a refused key changed the store");
+
+    // Roll the store back to the older copy: verify alone cannot tell,
+    // the exported newer checkpoint can.
+    std::fs::remove_dir_all(&data).expect("remove");
+    for (path, bytes) in &old_copy {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, bytes).expect("restore");
+    }
+    let out = run(&["verify"], &data, Some(&key));
+    assert!(out.status.success());
+    let out = run(
+        &["verify", "--checkpoint", &new_checkpoint],
+        &data,
+        Some(&key),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rolled back"), "{err}");
+    let out = run(
+        &["verify", "--checkpoint", &old_checkpoint],
+        &data,
+        Some(&key),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Tampering: delete a record through sled; verify names it.
+    {
+        let db = sled::open(data.join("store")).expect("sled");
+        let chain = db.open_tree("chain").expect("tree");
+        let mut k = vec![b'r'];
+        k.extend_from_slice(&1u64.to_be_bytes());
+        chain.remove(k).expect("remove");
+        db.flush().expect("flush");
+    }
+    let out = run(&["verify"], &data, Some(&key));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("fails verification at record 1"), "{err}");
+    let out = run(&["serve", "--listen", "127.0.0.1:0"], &data, Some(&key));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fails verification at record 1"));
+}
+
+#[test]
+fn outside_development_a_master_key_is_required() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(BIN)
+        .args([
+            "--listen",
+            "0.0.0.0:0",
+            "--public-addr",
+            "hotline.example.org:4433",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "off")
+        .env_remove("HOTLINE_MASTER_KEY")
+        .env_remove("HOTLINE_MASTER_PASSPHRASE")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no master key"), "{err}");
+    assert!(!dir.path().join("data").exists(), "nothing created");
+}

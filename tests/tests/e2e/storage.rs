@@ -450,3 +450,33 @@ fn erasing_a_case_shreds_its_records_and_the_chain_still_verifies() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_seized_data_directory_shows_no_keys_or_ids_in_clear() {
+    let mut server = hotline_tests::TestServer::start().await;
+    let (admin, session) = server.enroll(Role::Admin).await;
+    let (defender, _) = server.enroll(Role::Defender).await;
+    session.revoke(defender.device_id()).await.expect("revoke");
+    let data = server.config().data_dir.clone();
+    server.stop().await;
+    for (path, bytes) in snapshot_files(&data) {
+        for who in [&admin, &defender] {
+            for needle in [
+                &who.public_key().as_bytes()[..],
+                &who.device_id().as_bytes()[..],
+            ] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "{} holds a device key or id in clear",
+                    path.display()
+                );
+            }
+        }
+    }
+    // And the store still has them, for whoever holds the key.
+    server.start_again().await;
+    let session = hotline_client::connection::authenticate(&server.info(), &admin)
+        .await
+        .expect("admin authenticates");
+    assert_eq!(session.devices().await.expect("list").len(), 2);
+}
