@@ -189,9 +189,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let new_store = !keys::exists(&config.data_dir);
     match command {
         Command::Fingerprint => {
-            // Reads the certificate only, so it works beside a running server.
-            let tls = hotline_server::tls::TlsIdentity::load_or_create(&config)?;
-            println!("{}", tls.pin);
+            // Reads the certificate only: needs no key and works beside a
+            // running server.
+            let pin = hotline_server::tls::TlsIdentity::certificate_pin(&config).context(
+                "no certificate yet: run `hotline-server init` or start the server once",
+            )?;
+            println!("{pin}");
             return Ok(());
         }
         Command::Init {

@@ -146,7 +146,7 @@ impl DataDir {
             source,
         })?;
         let keys = crate::store::open_keys(&config.data_dir, key, create)?;
-        let tls = TlsIdentity::load_or_create(config)?;
+        let tls = TlsIdentity::load_or_create(config, &keys)?;
         let store = LogStore::open(&config.data_dir, keys, config.limits.store_cache_bytes)?;
         Ok(DataDir {
             store: Arc::new(store),

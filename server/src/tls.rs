@@ -14,6 +14,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::{Config, Limits};
+use crate::log::keys::StoreKeys;
 
 /// The certificate chain and key the server presents.
 #[derive(Debug)]
@@ -76,16 +77,33 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 impl TlsIdentity {
     /// Loads the configured certificate, or the development one from the
-    /// data directory, creating it on first run.
-    pub fn load_or_create(config: &Config) -> Result<TlsIdentity, TlsError> {
+    /// data directory, creating it on first run. The generated private key
+    /// is stored sealed under the store's keys (`tls/key.sealed`), so a
+    /// seized disk does not give it away.
+    pub fn load_or_create(config: &Config, keys: &StoreKeys) -> Result<TlsIdentity, TlsError> {
         if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
-            return Self::load(cert, key, false);
+            let key_pem = fs::read(key).map_err(io("cannot read", key))?;
+            let key_der =
+                PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::BadPem {
+                    what: "private key",
+                    path: key.to_owned(),
+                })?;
+            return Self::load(cert, key_der, false);
         }
         let dir = config.data_dir.join("tls");
         let cert = dir.join("cert.pem");
-        let key = dir.join("key.pem");
+        let key = dir.join("key.sealed");
         if cert.exists() || key.exists() {
-            return Self::load(&cert, &key, false);
+            let sealed = fs::read(&key).map_err(io("cannot read", &key))?;
+            let der = keys.open_tls_key(&sealed).ok_or_else(|| TlsError::BadPem {
+                what: "sealed private key for this store",
+                path: key.clone(),
+            })?;
+            let key_der = PrivateKeyDer::try_from(der).map_err(|_| TlsError::BadPem {
+                what: "private key",
+                path: key.clone(),
+            })?;
+            return Self::load(&cert, key_der, false);
         }
         crate::create_private_dir(&dir).map_err(io("cannot create", &dir))?;
         let mut names = vec![config.server_name.clone(), "localhost".to_owned()];
@@ -94,19 +112,32 @@ impl TlsIdentity {
         }
         names.dedup();
         let generated = rcgen::generate_simple_self_signed(names)?;
+        let der = generated.signing_key.serialize_der();
+        let sealed = keys
+            .seal_tls_key(&der)
+            .ok_or_else(|| TlsError::Config("cannot seal the TLS key".into()))?;
         // Key first: a crash in between leaves a key without a certificate,
         // which the next start reports instead of silently replacing.
-        write_private(&key, generated.signing_key.serialize_pem().as_bytes())
-            .map_err(io("cannot write", &key))?;
+        write_private(&key, &sealed).map_err(io("cannot write", &key))?;
         write_private(&cert, generated.cert.pem().as_bytes()).map_err(io("cannot write", &cert))?;
-        let mut id = Self::load(&cert, &key, true)?;
-        id.created = true;
-        Ok(id)
+        crate::sync_dir(&dir);
+        let key_der =
+            PrivateKeyDer::try_from(der).map_err(|_| TlsError::Config("generated key".into()))?;
+        Self::load(&cert, key_der, true)
     }
 
-    fn load(cert: &Path, key: &Path, created: bool) -> Result<TlsIdentity, TlsError> {
+    /// The pin of the server's certificate, read without any key (the
+    /// certificate is public).
+    pub fn certificate_pin(config: &Config) -> Result<CertPin, TlsError> {
+        let cert = config
+            .tls_cert
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("tls").join("cert.pem"));
+        Ok(Self::read_chain(&cert)?.1)
+    }
+
+    fn read_chain(cert: &Path) -> Result<(Vec<CertificateDer<'static>>, CertPin), TlsError> {
         let cert_pem = fs::read(cert).map_err(io("cannot read", cert))?;
-        let key_pem = fs::read(key).map_err(io("cannot read", key))?;
         let chain = CertificateDer::pem_slice_iter(&cert_pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| TlsError::BadPem {
@@ -118,10 +149,15 @@ impl TlsIdentity {
             path: cert.to_owned(),
         })?;
         let pin = CertPin::of_certificate(leaf.as_ref());
-        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::BadPem {
-            what: "private key",
-            path: key.to_owned(),
-        })?;
+        Ok((chain, pin))
+    }
+
+    fn load(
+        cert: &Path,
+        key: PrivateKeyDer<'static>,
+        created: bool,
+    ) -> Result<TlsIdentity, TlsError> {
+        let (chain, pin) = Self::read_chain(cert)?;
         Ok(TlsIdentity {
             chain,
             key,

@@ -11,6 +11,7 @@
 //!                                 ├─ "hotline/1 keyring key"     ChaCha20-Poly1305, wraps per-case subkeys
 //!                                 ├─ "hotline/1 index key"       HMAC-SHA256, keyed hashes of ids
 //!                                 ├─ "hotline/1 checkpoint key"  Ed25519 seed, signs checkpoints
+//!                                 ├─ "hotline/1 tls key"         ChaCha20-Poly1305, the TLS private key
 //!                                 └─ "hotline/1 header check"    HMAC-SHA256 over the header
 //! ```
 //!
@@ -23,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use hotline_proto::identity::{fill_random, hex, unhex};
 use prost::Message;
-use ring::aead::{CHACHA20_POLY1305, LessSafeKey, UnboundKey};
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use ring::{hkdf, hmac};
 use zeroize::Zeroizing;
@@ -261,6 +262,7 @@ pub struct StoreKeys {
     index: hmac::Key,
     pub(crate) signing: Ed25519KeyPair,
     check: hmac::Key,
+    tls: LessSafeKey,
 }
 
 impl std::fmt::Debug for StoreKeys {
@@ -310,6 +312,7 @@ impl StoreKeys {
                 hmac::HMAC_SHA256,
                 expand(&prk, b"hotline/1 header check").as_ref(),
             ),
+            tls: aead_key(&expand(&prk, b"hotline/1 tls key")),
         }
     }
 
@@ -329,6 +332,46 @@ impl StoreKeys {
         let mut out = [0u8; 16];
         out.copy_from_slice(&tag.as_ref()[..16]);
         out
+    }
+
+    fn tls_aad(&self) -> Vec<u8> {
+        let mut aad = b"hotline/1 tls key\0".to_vec();
+        aad.extend_from_slice(&self.store_id);
+        aad
+    }
+
+    /// Seals the TLS private key (DER) for storage: nonce || ciphertext.
+    pub fn seal_tls_key(&self, der: &[u8]) -> Option<Vec<u8>> {
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce).ok()?;
+        let mut body = der.to_vec();
+        self.tls
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(self.tls_aad()),
+                &mut body,
+            )
+            .ok()?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&body);
+        Some(out)
+    }
+
+    /// Opens a sealed TLS private key.
+    pub fn open_tls_key(&self, sealed: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        let mut body = body.to_vec();
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let len = self
+            .tls
+            .open_in_place(nonce, Aad::from(self.tls_aad()), &mut body)
+            .ok()?
+            .len();
+        body.truncate(len);
+        Some(body)
     }
 
     /// The checkpoint verification key.

@@ -460,6 +460,11 @@ async fn a_seized_data_directory_shows_no_keys_or_ids_in_clear() {
     let data = server.config().data_dir.clone();
     server.stop().await;
     for (path, bytes) in snapshot_files(&data) {
+        assert!(
+            !bytes.windows(11).any(|w| w == b"PRIVATE KEY"),
+            "{} holds a private key in clear",
+            path.display()
+        );
         for who in [&admin, &defender] {
             for needle in [
                 &who.public_key().as_bytes()[..],
