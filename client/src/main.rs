@@ -217,18 +217,6 @@ fn date(unix: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::date;
-
-    #[test]
-    fn dates() {
-        assert_eq!(date(0), "1970-01-01");
-        assert_eq!(date(951_782_400), "2000-02-29");
-        assert_eq!(date(1_795_910_400), "2026-11-29");
-    }
-}
-
 /// The error and its causes on one line, skipping a cause whose text the
 /// line already holds (many errors quote their source).
 fn report(e: &anyhow::Error) -> String {
@@ -243,4 +231,16 @@ fn report(e: &anyhow::Error) -> String {
         }
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::date;
+
+    #[test]
+    fn dates() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(951_782_400), "2000-02-29");
+        assert_eq!(date(1_795_910_400), "2026-11-29");
+    }
 }
