@@ -158,6 +158,11 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Tail> {
         self.tail.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Waits for the running commit to finish.
+    fn wait_done<'a>(&'a self, tail: MutexGuard<'a, Tail>) -> MutexGuard<'a, Tail> {
+        self.done.wait(tail).unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The log. Dropping it (or [`Log::close`]) commits what is pending and
@@ -327,11 +332,7 @@ impl Log {
                 return Err(LogError::Stopped);
             }
             if tail.committing {
-                tail = self
-                    .shared
-                    .done
-                    .wait(tail)
-                    .unwrap_or_else(|p| p.into_inner());
+                tail = self.shared.wait_done(tail);
             } else {
                 tail = commit(&self.shared, tail, false);
             }
@@ -417,11 +418,7 @@ impl Log {
                 return Err(LogError::Stopped);
             }
             if tail.committing {
-                tail = self
-                    .shared
-                    .done
-                    .wait(tail)
-                    .unwrap_or_else(|p| p.into_inner());
+                tail = self.shared.wait_done(tail);
                 continue;
             }
             let head_seq = tail.next_seq - 1;
