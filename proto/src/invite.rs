@@ -149,6 +149,9 @@ pub struct Invite {
     pub role: Role,
     /// Seconds since the Unix epoch after which the server refuses it.
     pub expires_at: u64,
+    /// The organisation root key that signs the staff roster, once the
+    /// organisation has one. Clients pin it at enrollment.
+    pub org_root: Option<crate::e2e::org::OrgPublicKey>,
 }
 
 impl fmt::Debug for Invite {
@@ -181,6 +184,11 @@ impl Invite {
             token: self.token.0.to_vec().into(),
             role: self.role.to_wire(),
             expires_at: self.expires_at,
+            org_root: self
+                .org_root
+                .map(|k| k.as_bytes().to_vec())
+                .unwrap_or_default()
+                .into(),
         }
         .encode_to_vec()
     }
@@ -203,6 +211,14 @@ impl Invite {
             token: InviteToken::from_slice(&m.token, "token")?,
             role: Role::from_wire(m.role).ok_or(DecodeError::Invalid("role"))?,
             expires_at: m.expires_at,
+            org_root: match m.org_root.len() {
+                0 => None,
+                32 => Some(crate::e2e::org::OrgPublicKey::from_slice(
+                    &m.org_root,
+                    "org_root",
+                )?),
+                _ => return Err(DecodeError::Invalid("org_root")),
+            },
         })
     }
 }
@@ -280,6 +296,7 @@ mod tests {
             token: InviteToken::from_bytes([7; 32]),
             role: Role::Officer,
             expires_at: 1_900_000_000,
+            org_root: Some(crate::e2e::org::OrgPublicKey::from_bytes([9; 32])),
         }
     }
 
@@ -288,7 +305,7 @@ mod tests {
         let invite = sample();
         let text = invite.to_string();
         assert!(text.starts_with("hotline:"));
-        assert!(text.len() < 200, "short enough to paste: {}", text.len());
+        assert!(text.len() < 260, "short enough to paste: {}", text.len());
         assert_eq!(text.parse::<Invite>(), Ok(invite.clone()));
         // Wrapped by a chat app, with a trailing newline.
         let wrapped = format!("  {}\n{}\n", &text[..40], &text[40..]);

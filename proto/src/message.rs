@@ -429,6 +429,7 @@ mod tests {
             token: InviteToken::from_bytes([4; 32]),
             role: Role::Admin,
             expires_at: 99,
+            org_root: None,
         };
         for r in [
             Response::Error(WireError::new(ErrorCode::Forbidden, "no")),

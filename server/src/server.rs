@@ -104,6 +104,7 @@ impl Shared {
             token,
             role,
             expires_at,
+            org_root: None,
         })
     }
 }

@@ -1,0 +1,319 @@
+//! The staff roster: which devices are staff, with which role and which
+//! identity key, signed by the organisation's offline root key.
+//!
+//! Clients seal messages only to devices in a roster that verifies against
+//! the root they pinned at enrollment, has not expired, and is not older
+//! than one they have already seen. The server stores and serves rosters
+//! but cannot make one: it cannot add a recipient of its own.
+
+use prost::Message;
+use ring::digest;
+
+use crate::error::DecodeError;
+use crate::identity::{DeviceId, IdentityPublicKey, Signature};
+use crate::pb;
+use crate::role::Role;
+
+use super::org::{OrgKeyPair, OrgPublicKey};
+
+const LABEL: &[u8] = b"hotline/1 roster";
+const FORMAT: u32 = 1;
+
+/// One staff device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterEntry {
+    /// Derived from the identity key.
+    pub device_id: DeviceId,
+    /// Officer, coordinator or admin.
+    pub role: Role,
+    /// The device's identity key, which signs its prekeys and envelopes.
+    pub identity_key: IdentityPublicKey,
+    /// From when the entry is valid.
+    pub valid_from: u64,
+    /// Until when.
+    pub valid_until: u64,
+}
+
+/// A verified roster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roster {
+    /// Strictly increasing.
+    pub version: u64,
+    /// When it was signed.
+    pub issued_at: u64,
+    /// After this clients refuse it.
+    pub expires_at: u64,
+    /// SHA-256 of the previous roster's body (zeros for the first).
+    pub previous_hash: [u8; 32],
+    /// The staff devices.
+    pub entries: Vec<RosterEntry>,
+}
+
+/// A roster as it travels: the signed bytes and the root's signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRoster {
+    /// The exact bytes signed (a `RosterBody`).
+    pub body: Vec<u8>,
+    /// The root's signature.
+    pub signature: Signature,
+}
+
+/// Why a roster was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RosterError {
+    /// Not signed by the pinned organisation root.
+    #[error("the roster is not signed by your organisation's root key")]
+    BadSignature,
+    /// Past its expiry.
+    #[error("the roster has expired; an admin must sign a new one")]
+    Expired,
+    /// Older than a roster this client already accepted.
+    #[error(
+        "the roster is older (version {got}) than one already seen (version {seen}): rollback refused"
+    )]
+    Rollback {
+        /// The version offered.
+        got: u64,
+        /// The newest version seen.
+        seen: u64,
+    },
+    /// Same version as one seen, different contents: the root signed two
+    /// different rosters under one version, or it is forged.
+    #[error("two different rosters carry version {0}")]
+    Equivocation(u64),
+    /// A field is wrong.
+    #[error("the roster is malformed: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+impl Roster {
+    /// Signs the roster with the organisation root (offline, by an admin).
+    pub fn sign(&self, root: &OrgKeyPair) -> SignedRoster {
+        let body = pb::RosterBody {
+            format: FORMAT,
+            version: self.version,
+            issued_at: self.issued_at,
+            expires_at: self.expires_at,
+            previous_hash: self.previous_hash.to_vec().into(),
+            entries: self
+                .entries
+                .iter()
+                .map(|e| pb::RosterEntry {
+                    device_id: e.device_id.as_bytes().to_vec().into(),
+                    role: e.role.to_wire(),
+                    identity_key: e.identity_key.as_bytes().to_vec().into(),
+                    valid_from: e.valid_from,
+                    valid_until: e.valid_until,
+                })
+                .collect(),
+        }
+        .encode_to_vec();
+        let signature = root.sign(&super::signed_message(LABEL, &body));
+        SignedRoster { body, signature }
+    }
+
+    /// The entries valid at `now`.
+    pub fn members(&self, now: u64) -> impl Iterator<Item = &RosterEntry> {
+        self.entries
+            .iter()
+            .filter(move |e| e.valid_from <= now && now < e.valid_until)
+    }
+
+    /// The entry for `device`, if it is valid at `now`.
+    pub fn member(&self, device: &DeviceId, now: u64) -> Option<&RosterEntry> {
+        self.members(now).find(|e| e.device_id == *device)
+    }
+}
+
+/// What a client remembers of the newest roster it accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeenRoster {
+    /// Its version.
+    pub version: u64,
+    /// SHA-256 of its body.
+    pub hash: [u8; 32],
+}
+
+impl SignedRoster {
+    /// SHA-256 of the body: what the next roster's `previous_hash` names.
+    pub fn hash(&self) -> [u8; 32] {
+        let mut h = [0u8; 32];
+        h.copy_from_slice(digest::digest(&digest::SHA256, &self.body).as_ref());
+        h
+    }
+
+    /// Verifies against the pinned `root` (before parsing), then checks
+    /// expiry at `now`, the entries, and that it is not older than `seen`.
+    pub fn verify(
+        &self,
+        root: &OrgPublicKey,
+        now: u64,
+        seen: Option<SeenRoster>,
+    ) -> Result<Roster, RosterError> {
+        root.verify(&super::signed_message(LABEL, &self.body), &self.signature)
+            .map_err(|_| RosterError::BadSignature)?;
+        let m = pb::RosterBody::decode(self.body.as_slice()).map_err(DecodeError::from)?;
+        if m.format != FORMAT {
+            return Err(DecodeError::UnsupportedVersion(m.format).into());
+        }
+        if now >= m.expires_at {
+            return Err(RosterError::Expired);
+        }
+        if let Some(seen) = seen {
+            if m.version < seen.version {
+                return Err(RosterError::Rollback {
+                    got: m.version,
+                    seen: seen.version,
+                });
+            }
+            if m.version == seen.version && self.hash() != seen.hash {
+                return Err(RosterError::Equivocation(m.version));
+            }
+        }
+        let previous_hash: [u8; 32] = m
+            .previous_hash
+            .as_ref()
+            .try_into()
+            .map_err(|_| DecodeError::Invalid("previous_hash"))?;
+        let mut entries: Vec<RosterEntry> = Vec::with_capacity(m.entries.len());
+        for e in m.entries {
+            let identity_key = IdentityPublicKey::from_slice(&e.identity_key, "identity_key")?;
+            let device_id = DeviceId::from_slice(&e.device_id, "device_id")?;
+            let role = Role::from_wire(e.role).ok_or(DecodeError::Invalid("role"))?;
+            if device_id != identity_key.device_id()
+                || !role.is_staff()
+                || entries.iter().any(|x| x.device_id == device_id)
+            {
+                return Err(DecodeError::Invalid("entries").into());
+            }
+            entries.push(RosterEntry {
+                device_id,
+                role,
+                identity_key,
+                valid_from: e.valid_from,
+                valid_until: e.valid_until,
+            });
+        }
+        Ok(Roster {
+            version: m.version,
+            issued_at: m.issued_at,
+            expires_at: m.expires_at,
+            previous_hash,
+            entries,
+        })
+    }
+
+    /// The wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        pb::SignedRoster {
+            body: self.body.clone().into(),
+            signature: self.signature.as_bytes().to_vec().into(),
+        }
+        .encode_to_vec()
+    }
+
+    /// Decodes the wire form (not yet verified).
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let m = pb::SignedRoster::decode(bytes)?;
+        Ok(SignedRoster {
+            body: m.body.to_vec(),
+            signature: Signature::from_slice(&m.signature, "signature")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::IdentityKeyPair;
+
+    fn roster(version: u64, expires_at: u64) -> Roster {
+        let officer = IdentityKeyPair::from_seed(&[1; 32]);
+        Roster {
+            version,
+            issued_at: 10,
+            expires_at,
+            previous_hash: [0; 32],
+            entries: vec![RosterEntry {
+                device_id: officer.device_id(),
+                role: Role::Officer,
+                identity_key: officer.public_key(),
+                valid_from: 0,
+                valid_until: 1000,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_pinned_root_expiry_and_rollback_rules() {
+        let root = OrgKeyPair::from_seed(&[7; 32]);
+        let impostor = OrgKeyPair::from_seed(&[8; 32]);
+        let v2 = roster(2, 500).sign(&root);
+        let wire = SignedRoster::decode(&v2.encode()).expect("decodes");
+        let accepted = wire.verify(&root.public_key(), 100, None).expect("valid");
+        assert_eq!(accepted.version, 2);
+        assert_eq!(accepted.members(100).count(), 1);
+        assert_eq!(accepted.members(1000).count(), 0);
+
+        // Not signed by the pinned root.
+        let forged = roster(3, 500).sign(&impostor);
+        assert_eq!(
+            forged.verify(&root.public_key(), 100, None),
+            Err(RosterError::BadSignature)
+        );
+        // Expired.
+        assert_eq!(
+            v2.verify(&root.public_key(), 500, None),
+            Err(RosterError::Expired)
+        );
+        // Rolled back below what was seen.
+        let seen = SeenRoster {
+            version: 3,
+            hash: [1; 32],
+        };
+        assert_eq!(
+            v2.verify(&root.public_key(), 100, Some(seen)),
+            Err(RosterError::Rollback { got: 2, seen: 3 })
+        );
+        // Same version, other contents.
+        let seen = SeenRoster {
+            version: 2,
+            hash: [1; 32],
+        };
+        assert_eq!(
+            v2.verify(&root.public_key(), 100, Some(seen)),
+            Err(RosterError::Equivocation(2))
+        );
+        let seen = SeenRoster {
+            version: 2,
+            hash: v2.hash(),
+        };
+        assert!(v2.verify(&root.public_key(), 100, Some(seen)).is_ok());
+        // Any flipped byte of the body breaks the signature.
+        for i in 0..v2.body.len() {
+            let mut bad = v2.clone();
+            bad.body[i] ^= 1;
+            assert_eq!(
+                bad.verify(&root.public_key(), 100, None),
+                Err(RosterError::BadSignature)
+            );
+        }
+    }
+
+    #[test]
+    fn defenders_and_mismatched_ids_are_not_roster_entries() {
+        let root = OrgKeyPair::from_seed(&[7; 32]);
+        let mut r = roster(1, 500);
+        r.entries[0].role = Role::Defender;
+        assert!(matches!(
+            r.sign(&root).verify(&root.public_key(), 1, None),
+            Err(RosterError::Decode(_))
+        ));
+        let mut r = roster(1, 500);
+        r.entries[0].device_id = IdentityKeyPair::from_seed(&[9; 32]).device_id();
+        assert!(matches!(
+            r.sign(&root).verify(&root.public_key(), 1, None),
+            Err(RosterError::Decode(_))
+        ));
+    }
+}
