@@ -7,6 +7,9 @@
 use prost::Message as _;
 
 use crate::auth::{NONCE_LEN, Nonce};
+use crate::e2e::envelope::SignedEnvelope;
+use crate::e2e::prekey::SignedPrekey;
+use crate::e2e::roster::SignedRoster;
 use crate::error::{DecodeError, WireError};
 use crate::identity::{DeviceId, IdentityPublicKey, Signature};
 use crate::invite::{Invite, InviteToken};
@@ -190,7 +193,34 @@ pub enum Request {
         /// The device to revoke.
         device_id: DeviceId,
     },
+    /// Store a roster signed offline by the organisation root (admins only).
+    PutRoster(SignedRoster),
+    /// The newest stored roster.
+    GetRoster,
+    /// Publish this device's prekeys.
+    PublishPrekeys(Vec<SignedPrekey>),
+    /// One prekey for each listed device.
+    FetchPrekeys(Vec<DeviceId>),
+    /// Store an envelope for its recipients.
+    SendEnvelope(SignedEnvelope),
+    /// Envelopes for this device after `after`.
+    FetchInbox {
+        /// The last id already held.
+        after: u64,
+        /// At most this many (1 to [`MAX_INBOX_BATCH`]).
+        limit: u32,
+    },
+    /// Everything up to `up_to` is safely stored by the device.
+    AckInbox {
+        /// The highest id held.
+        up_to: u64,
+    },
 }
+
+/// Most prekeys one request may publish.
+pub const MAX_PREKEYS_PER_REQUEST: usize = 200;
+/// Most envelopes one inbox answer carries.
+pub const MAX_INBOX_BATCH: u32 = 100;
 
 impl Request {
     /// A short name for logs.
@@ -200,6 +230,13 @@ impl Request {
             Request::CreateInvite { .. } => "create_invite",
             Request::ListDevices => "list_devices",
             Request::RevokeDevice { .. } => "revoke_device",
+            Request::PutRoster(_) => "put_roster",
+            Request::GetRoster => "get_roster",
+            Request::PublishPrekeys(_) => "publish_prekeys",
+            Request::FetchPrekeys(_) => "fetch_prekeys",
+            Request::SendEnvelope(_) => "send_envelope",
+            Request::FetchInbox { .. } => "fetch_inbox",
+            Request::AckInbox { .. } => "ack_inbox",
         }
     }
 
@@ -218,6 +255,24 @@ impl Request {
             Request::RevokeDevice { device_id } => Kind::RevokeDevice(pb::RevokeDeviceRequest {
                 device_id: device_id.as_bytes().to_vec().into(),
             }),
+            Request::PutRoster(r) => Kind::PutRoster(pb::PutRosterRequest {
+                roster: Some(r.to_wire()),
+            }),
+            Request::GetRoster => Kind::GetRoster(pb::GetRosterRequest {}),
+            Request::PublishPrekeys(p) => Kind::PublishPrekeys(pb::PublishPrekeysRequest {
+                prekeys: p.iter().map(SignedPrekey::to_wire).collect(),
+            }),
+            Request::FetchPrekeys(ids) => Kind::FetchPrekeys(pb::FetchPrekeysRequest {
+                device_ids: ids.iter().map(|d| d.as_bytes().to_vec().into()).collect(),
+            }),
+            Request::SendEnvelope(e) => Kind::SendEnvelope(pb::SendEnvelopeRequest {
+                envelope: Some(e.to_wire()),
+            }),
+            Request::FetchInbox { after, limit } => Kind::FetchInbox(pb::FetchInboxRequest {
+                after: *after,
+                limit: *limit,
+            }),
+            Request::AckInbox { up_to } => Kind::AckInbox(pb::AckInboxRequest { up_to: *up_to }),
         };
         pb::Request { kind: Some(kind) }.encode_to_vec()
     }
@@ -241,6 +296,45 @@ impl Request {
             Kind::RevokeDevice(r) => Request::RevokeDevice {
                 device_id: DeviceId::from_slice(&r.device_id, "device_id")?,
             },
+            Kind::PutRoster(r) => Request::PutRoster(SignedRoster::from_wire(
+                r.roster.ok_or(DecodeError::Missing("roster"))?,
+            )?),
+            Kind::GetRoster(_) => Request::GetRoster,
+            Kind::PublishPrekeys(p) => {
+                if p.prekeys.is_empty() || p.prekeys.len() > MAX_PREKEYS_PER_REQUEST {
+                    return Err(DecodeError::Invalid("prekeys"));
+                }
+                Request::PublishPrekeys(
+                    p.prekeys
+                        .into_iter()
+                        .map(SignedPrekey::from_wire)
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+            Kind::FetchPrekeys(f) => {
+                if f.device_ids.is_empty() || f.device_ids.len() > crate::e2e::envelope::MAX_RECIPIENTS {
+                    return Err(DecodeError::Invalid("device_ids"));
+                }
+                Request::FetchPrekeys(
+                    f.device_ids
+                        .iter()
+                        .map(|d| DeviceId::from_slice(d, "device_ids"))
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+            Kind::SendEnvelope(e) => Request::SendEnvelope(SignedEnvelope::from_wire(
+                e.envelope.ok_or(DecodeError::Missing("envelope"))?,
+            )?),
+            Kind::FetchInbox(f) => {
+                if f.limit == 0 || f.limit > MAX_INBOX_BATCH {
+                    return Err(DecodeError::Invalid("limit"));
+                }
+                Request::FetchInbox {
+                    after: f.after,
+                    limit: f.limit,
+                }
+            }
+            Kind::AckInbox(a) => Request::AckInbox { up_to: a.up_to },
         })
     }
 }
@@ -256,6 +350,23 @@ pub struct DeviceInfo {
     pub enrolled_at: u64,
     /// When it was revoked, if it was.
     pub revoked_at: Option<u64>,
+    /// Its identity key (what a roster entry must carry).
+    pub identity_key: IdentityPublicKey,
+}
+
+/// One device's keys, as the server hands them to a sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrekeyBundle {
+    /// The device.
+    pub device_id: DeviceId,
+    /// Its identity key, as enrolled (staff clients check it against the
+    /// roster; for defenders it is the enrolled key).
+    pub identity_key: IdentityPublicKey,
+    /// Its role.
+    pub role: Role,
+    /// One of its prekeys, signed by `identity_key`; `None` if it has
+    /// published none.
+    pub prekey: Option<SignedPrekey>,
 }
 
 /// What the server says about the requesting device.
@@ -292,6 +403,21 @@ pub enum Response {
         /// When, seconds since the Unix epoch.
         revoked_at: u64,
     },
+    /// A change was saved.
+    Done,
+    /// Answer to [`Request::GetRoster`].
+    Roster(Option<SignedRoster>),
+    /// Answer to [`Request::FetchPrekeys`].
+    PrekeyBundles(Vec<PrekeyBundle>),
+    /// Answer to [`Request::SendEnvelope`].
+    EnvelopeAccepted {
+        /// The server's sequence number for it.
+        id: u64,
+        /// It had been accepted before.
+        duplicate: bool,
+    },
+    /// Answer to [`Request::FetchInbox`].
+    Inbox(Vec<(u64, SignedEnvelope)>),
 }
 
 impl Response {
@@ -318,6 +444,7 @@ impl Response {
                         role: d.role.to_wire(),
                         enrolled_at: d.enrolled_at,
                         revoked_at: d.revoked_at.unwrap_or(0),
+                        identity_key: d.identity_key.as_bytes().to_vec().into(),
                     })
                     .collect(),
             }),
@@ -327,6 +454,34 @@ impl Response {
             } => Kind::DeviceRevoked(pb::DeviceRevoked {
                 device_id: device_id.as_bytes().to_vec().into(),
                 revoked_at: *revoked_at,
+            }),
+            Response::Done => Kind::Done(pb::Done {}),
+            Response::Roster(r) => Kind::Roster(pb::RosterResponse {
+                roster: r.as_ref().map(SignedRoster::to_wire),
+            }),
+            Response::PrekeyBundles(b) => Kind::PrekeyBundles(pb::PrekeyBundles {
+                bundles: b
+                    .iter()
+                    .map(|b| pb::PrekeyBundle {
+                        device_id: b.device_id.as_bytes().to_vec().into(),
+                        identity_key: b.identity_key.as_bytes().to_vec().into(),
+                        role: b.role.to_wire(),
+                        prekey: b.prekey.as_ref().map(SignedPrekey::to_wire),
+                    })
+                    .collect(),
+            }),
+            Response::EnvelopeAccepted { id, duplicate } => Kind::EnvelopeAccepted(pb::EnvelopeAccepted {
+                id: *id,
+                duplicate: *duplicate,
+            }),
+            Response::Inbox(items) => Kind::Inbox(pb::Inbox {
+                items: items
+                    .iter()
+                    .map(|(id, e)| pb::InboxItem {
+                        id: *id,
+                        envelope: Some(e.to_wire()),
+                    })
+                    .collect(),
             }),
         };
         pb::Response { kind: Some(kind) }.encode_to_vec()
@@ -356,6 +511,7 @@ impl Response {
                             role: role_field(d.role, "role")?,
                             enrolled_at: d.enrolled_at,
                             revoked_at: (d.revoked_at != 0).then_some(d.revoked_at),
+                            identity_key: IdentityPublicKey::from_slice(&d.identity_key, "identity_key")?,
                         })
                     })
                     .collect::<Result<_, DecodeError>>()?,
@@ -364,6 +520,36 @@ impl Response {
                 device_id: DeviceId::from_slice(&r.device_id, "device_id")?,
                 revoked_at: r.revoked_at,
             },
+            Kind::Done(_) => Response::Done,
+            Kind::Roster(r) => Response::Roster(r.roster.map(SignedRoster::from_wire).transpose()?),
+            Kind::PrekeyBundles(b) => Response::PrekeyBundles(
+                b.bundles
+                    .into_iter()
+                    .map(|b| {
+                        Ok(PrekeyBundle {
+                            device_id: DeviceId::from_slice(&b.device_id, "device_id")?,
+                            identity_key: IdentityPublicKey::from_slice(&b.identity_key, "identity_key")?,
+                            role: role_field(b.role, "role")?,
+                            prekey: b.prekey.map(SignedPrekey::from_wire).transpose()?,
+                        })
+                    })
+                    .collect::<Result<_, DecodeError>>()?,
+            ),
+            Kind::EnvelopeAccepted(a) => Response::EnvelopeAccepted {
+                id: a.id,
+                duplicate: a.duplicate,
+            },
+            Kind::Inbox(i) => Response::Inbox(
+                i.items
+                    .into_iter()
+                    .map(|item| {
+                        Ok((
+                            item.id,
+                            SignedEnvelope::from_wire(item.envelope.ok_or(DecodeError::Missing("envelope"))?)?,
+                        ))
+                    })
+                    .collect::<Result<_, DecodeError>>()?,
+            ),
         })
     }
 }
@@ -446,12 +632,14 @@ mod tests {
                     role: Role::Admin,
                     enrolled_at: 1,
                     revoked_at: None,
+                    identity_key: pair.public_key(),
                 },
                 DeviceInfo {
                     device_id: pair.device_id(),
                     role: Role::Defender,
                     enrolled_at: 1,
                     revoked_at: Some(2),
+                    identity_key: pair.public_key(),
                 },
             ]),
             Response::DeviceRevoked {
@@ -461,6 +649,86 @@ mod tests {
         ] {
             assert_eq!(Response::decode(&r.encode()), Ok(r));
         }
+    }
+
+    #[test]
+    fn e2e_requests_and_responses_round_trip() {
+        use crate::e2e::envelope::{Content, Recipient, seal};
+        use crate::e2e::org::OrgKeyPair;
+        use crate::e2e::prekey::{Prekey, PrekeyKind};
+        use crate::e2e::roster::Roster;
+        use crate::e2e::suite::{EncryptionKeyPair, SystemRandomness};
+
+        let pair = IdentityKeyPair::from_seed(&[6; 32]);
+        let key = EncryptionKeyPair::derive(&[1; 32]);
+        let prekey = Prekey {
+            device_id: pair.device_id(),
+            kind: PrekeyKind::LastResort,
+            id: 1,
+            public_key: key.public_key(),
+            created_at: 1,
+            expires_at: 2,
+        }
+        .sign(&pair);
+        let roster = Roster {
+            version: 1,
+            issued_at: 1,
+            expires_at: 2,
+            previous_hash: [0; 32],
+            entries: vec![],
+        }
+        .sign(&OrgKeyPair::from_seed(&[2; 32]));
+        let envelope = seal(
+            &pair,
+            1,
+            &[Recipient {
+                device_id: pair.device_id(),
+                prekey_id: 1,
+                key: key.public_key(),
+            }],
+            &Content {
+                message_id: [0; 16],
+                counter: 0,
+                timestamp: 0,
+                body: vec![],
+            },
+            &mut SystemRandomness,
+        )
+        .expect("seal");
+        for r in [
+            Request::PutRoster(roster.clone()),
+            Request::GetRoster,
+            Request::PublishPrekeys(vec![prekey.clone()]),
+            Request::FetchPrekeys(vec![pair.device_id()]),
+            Request::SendEnvelope(envelope.clone()),
+            Request::FetchInbox { after: 3, limit: 10 },
+            Request::AckInbox { up_to: 3 },
+        ] {
+            assert_eq!(Request::decode(&r.encode()), Ok(r));
+        }
+        for r in [
+            Response::Done,
+            Response::Roster(None),
+            Response::Roster(Some(roster)),
+            Response::PrekeyBundles(vec![PrekeyBundle {
+                device_id: pair.device_id(),
+                identity_key: pair.public_key(),
+                role: Role::Officer,
+                prekey: Some(prekey),
+            }]),
+            Response::EnvelopeAccepted { id: 4, duplicate: true },
+            Response::Inbox(vec![(4, envelope)]),
+        ] {
+            assert_eq!(Response::decode(&r.encode()), Ok(r));
+        }
+        assert_eq!(
+            Request::decode(&Request::FetchInbox { after: 0, limit: 0 }.encode()),
+            Err(DecodeError::Invalid("limit"))
+        );
+        assert_eq!(
+            Request::decode(&Request::PublishPrekeys(vec![]).encode()),
+            Err(DecodeError::Invalid("prekeys"))
+        );
     }
 
     #[test]

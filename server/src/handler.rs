@@ -83,12 +83,20 @@ pub(crate) async fn handle(
                             role: d.role,
                             enrolled_at: d.enrolled_at,
                             revoked_at: d.revoked_at,
+                            identity_key: d.identity_key,
                         })
                         .collect(),
                 ),
                 Err(e) => Response::Error(store_error(e)),
             }
         }
+        Request::PutRoster(_)
+        | Request::GetRoster
+        | Request::PublishPrekeys(_)
+        | Request::FetchPrekeys(_)
+        | Request::SendEnvelope(_)
+        | Request::FetchInbox { .. }
+        | Request::AckInbox { .. } => crate::messaging::handle(shared, session, req).await,
         Request::RevokeDevice { device_id } => {
             if session.role != Role::Admin {
                 return forbidden("revoke devices");

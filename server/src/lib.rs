@@ -21,6 +21,8 @@ pub mod config;
 mod connection;
 pub mod handler;
 pub mod log;
+pub mod mailbox;
+mod messaging;
 mod rate;
 mod registry;
 pub mod server;

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use hotline_proto::{DeviceId, IdentityPublicKey, Role};
 use prost::Message;
 
+use crate::mailbox::{MailEvent, MailEventRow, Mailbox, MailboxRow};
 use crate::store::{Device, InviteRecord, StoreError};
 
 /// Something that happened, as recorded in the log.
@@ -35,6 +36,8 @@ pub enum Event {
         /// When.
         at: u64,
     },
+    /// Something happened to the roster, prekeys or envelopes.
+    Mail(MailEvent),
 }
 
 // ---------------------------------------------------------------------------
@@ -90,11 +93,13 @@ enum Kind {
     DeviceEnrolled(EnrolledRow),
     #[prost(message, tag = "3")]
     DeviceRevoked(RevokedRow),
+    #[prost(message, tag = "4")]
+    Mail(MailEventRow),
 }
 
 #[derive(Clone, PartialEq, Message)]
 struct EventRow {
-    #[prost(oneof = "Kind", tags = "1, 2, 3")]
+    #[prost(oneof = "Kind", tags = "1, 2, 3, 4")]
     kind: Option<Kind>,
 }
 
@@ -106,6 +111,8 @@ struct SnapshotRow {
     devices: Vec<DeviceRow>,
     #[prost(message, repeated, tag = "3")]
     invites: Vec<InviteRow>,
+    #[prost(message, optional, tag = "4")]
+    mailbox: Option<MailboxRow>,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -199,6 +206,7 @@ impl Event {
                 device_id: device_id.as_bytes().to_vec(),
                 at: *at,
             }),
+            Event::Mail(m) => Kind::Mail(m.to_row()),
         };
         EventRow { kind: Some(kind) }.encode_to_vec()
     }
@@ -228,6 +236,7 @@ impl Event {
                 ),
                 at: r.at,
             },
+            Kind::Mail(m) => Event::Mail(MailEvent::from_row(m)?),
         })
     }
 }
@@ -239,6 +248,8 @@ pub struct State {
     pub devices: BTreeMap<DeviceId, Device>,
     /// Invites by token digest, used ones included.
     pub invites: HashMap<[u8; 32], InviteRecord>,
+    /// Roster, prekeys and envelopes.
+    pub mailbox: Mailbox,
     /// The sequence number of the last event applied.
     pub applied_seq: u64,
 }
@@ -271,6 +282,7 @@ impl State {
                     .ok_or_else(|| corrupt("revocation of an unknown device"))?;
                 device.revoked_at = Some(*at);
             }
+            Event::Mail(m) => self.mailbox.apply(seq, m)?,
         }
         self.applied_seq = seq;
         Ok(())
@@ -282,6 +294,7 @@ impl State {
             applied_seq: self.applied_seq,
             devices: self.devices.values().map(device_row).collect(),
             invites: self.invites.iter().map(|(d, i)| invite_row(d, i)).collect(),
+            mailbox: Some(self.mailbox.to_row()),
         }
         .encode_to_vec()
     }
@@ -291,6 +304,7 @@ impl State {
         let row = SnapshotRow::decode(bytes).map_err(|_| corrupt("snapshot does not decode"))?;
         let mut state = State {
             applied_seq: row.applied_seq,
+            mailbox: row.mailbox.map(Mailbox::from_row).transpose()?.unwrap_or_default(),
             ..State::default()
         };
         for d in &row.devices {

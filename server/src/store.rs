@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use crate::log::engine::{EngineError, LogEngine, SledEngine};
 use crate::log::keys::{self, KdfParams, KeyError, KeySource, StoreKeys};
 use crate::log::{Entry, Log, LogError, RecordKey, Verified};
+use crate::mailbox::{MailEvent, StoredPrekey};
 use crate::state::{Event, State};
 
 /// A device as the server knows it.
@@ -124,6 +125,30 @@ pub trait Store: Send + Sync + 'static {
 
     /// Revokes a device, refusing to revoke the last active admin.
     fn revoke(&self, id: &DeviceId, now: u64) -> Result<RevokeOutcome, StoreError>;
+
+    /// Stores a roster if its version is higher than the stored one's;
+    /// otherwise returns the stored version.
+    fn put_roster(&self, version: u64, bytes: Vec<u8>) -> Result<Result<(), u64>, StoreError>;
+
+    /// The newest roster's wire bytes.
+    fn roster(&self) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stores prekeys a device published (already verified).
+    fn publish_prekeys(&self, device: DeviceId, prekeys: Vec<StoredPrekey>) -> Result<(), StoreError>;
+
+    /// Hands out one prekey of `device`: a one-time prekey (which is then
+    /// gone) or the last-resort prekey. Returns its `SignedPrekey` bytes.
+    fn take_prekey(&self, device: &DeviceId, now: u64) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stores an envelope for `recipients`; returns its id and whether the
+    /// same envelope had been stored before.
+    fn store_envelope(&self, digest: [u8; 32], recipients: Vec<DeviceId>, bytes: Vec<u8>) -> Result<(u64, bool), StoreError>;
+
+    /// Envelopes waiting for `device` after `after`.
+    fn inbox(&self, device: &DeviceId, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+
+    /// `device` holds everything up to `up_to`.
+    fn ack_inbox(&self, device: DeviceId, up_to: u64) -> Result<(), StoreError>;
 
     /// Whether any admin device is active.
     fn has_active_admin(&self) -> Result<bool, StoreError> {
@@ -301,7 +326,7 @@ impl LogStore {
     /// Appends `event` and applies it, in one step under the state lock
     /// (so log order is apply order), then waits for it to be durable
     /// outside the lock (so concurrent writers share a flush).
-    fn commit(&self, mut state: MutexGuard<'_, State>, event: Event) -> Result<(), StoreError> {
+    fn commit(&self, mut state: MutexGuard<'_, State>, event: Event) -> Result<u64, StoreError> {
         let ticket = self.log.submit(RecordKey::Main, &event.encode())?;
         let seq = ticket.seq();
         state.apply(seq, &event)?;
@@ -312,7 +337,7 @@ impl LogStore {
         {
             self.snapshot()?;
         }
-        Ok(())
+        Ok(seq)
     }
 
     /// Seals the current state and saves it as the newest snapshot.
@@ -418,7 +443,8 @@ impl Store for LogStore {
                 digest: token_digest,
                 invite: invite.clone(),
             },
-        )
+        )?;
+        Ok(())
     }
 
     fn enroll(
@@ -494,6 +520,76 @@ impl Store for LogStore {
             },
         )?;
         Ok(RevokeOutcome::Revoked { revoked_at: now })
+    }
+
+    fn put_roster(&self, version: u64, bytes: Vec<u8>) -> Result<Result<(), u64>, StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        if let Some((current, _)) = &state.mailbox.roster
+            && *current >= version
+        {
+            return Ok(Err(*current));
+        }
+        self.commit(state, Event::Mail(MailEvent::RosterStored { version, bytes }))?;
+        Ok(Ok(()))
+    }
+
+    fn roster(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.check_running()?;
+        Ok(self.lock().mailbox.roster.as_ref().map(|(_, b)| b.clone()))
+    }
+
+    fn publish_prekeys(&self, device: DeviceId, prekeys: Vec<StoredPrekey>) -> Result<(), StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        self.commit(state, Event::Mail(MailEvent::PrekeysPublished { device, prekeys }))?;
+        Ok(())
+    }
+
+    fn take_prekey(&self, device: &DeviceId, now: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        let Some(prekey) = state.mailbox.prekey_for(device, now).cloned() else {
+            return Ok(None);
+        };
+        if prekey.one_time {
+            let taken = MailEvent::PrekeyTaken {
+                device: *device,
+                id: prekey.id,
+            };
+            self.commit(state, Event::Mail(taken))?;
+        }
+        Ok(Some(prekey.signed))
+    }
+
+    fn store_envelope(&self, digest: [u8; 32], recipients: Vec<DeviceId>, bytes: Vec<u8>) -> Result<(u64, bool), StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        if let Some(id) = state.mailbox.digests.get(&digest) {
+            return Ok((*id, true));
+        }
+        let stored = MailEvent::EnvelopeStored {
+            digest,
+            recipients,
+            bytes,
+        };
+        let seq = self.commit(state, Event::Mail(stored))?;
+        Ok((seq, false))
+    }
+
+    fn inbox(&self, device: &DeviceId, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.check_running()?;
+        Ok(self.lock().mailbox.inbox(device, after, limit))
+    }
+
+    fn ack_inbox(&self, device: DeviceId, up_to: u64) -> Result<(), StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        if state.mailbox.acked.get(&device).is_some_and(|a| *a >= up_to) {
+            return Ok(());
+        }
+        self.commit(state, Event::Mail(MailEvent::InboxAcked { device, up_to }))?;
+        Ok(())
     }
 }
 

@@ -247,20 +247,18 @@ pub fn seal(
 }
 
 impl SignedEnvelope {
-    /// The wire form.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn to_wire(&self) -> pb::SignedEnvelope {
         pb::SignedEnvelope {
             sender: self.sender.as_bytes().to_vec().into(),
             body: self.body.clone().into(),
             signature: self.signature.as_bytes().to_vec().into(),
         }
-        .encode_to_vec()
     }
 
-    /// Decodes the outer wrapper only; the body is parsed by
-    /// [`SignedEnvelope::open`] after the signature is checked.
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let m = pb::SignedEnvelope::decode(bytes)?;
+    pub(crate) fn from_wire(m: pb::SignedEnvelope) -> Result<Self, DecodeError> {
+        if m.body.len() > crate::frame::MAX_FRAME_LEN {
+            return Err(DecodeError::Invalid("body"));
+        }
         Ok(SignedEnvelope {
             sender: DeviceId::from_slice(&m.sender, "sender")?,
             body: m.body.to_vec(),
@@ -268,11 +266,46 @@ impl SignedEnvelope {
         })
     }
 
+    /// The wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        self.to_wire().encode_to_vec()
+    }
+
+    /// Decodes the outer wrapper only; the body is parsed by
+    /// [`SignedEnvelope::open`] after the signature is checked.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::from_wire(pb::SignedEnvelope::decode(bytes)?)
+    }
+
+    /// The recipient device ids, read from the body without verifying the
+    /// signature: for the server, which routes by them but cannot open
+    /// anything. Fails if the body does not decode.
+    pub fn recipients_unverified(&self) -> Result<Vec<DeviceId>, DecodeError> {
+        let body = pb::EnvelopeBody::decode(self.body.as_slice())?;
+        if body.recipients.is_empty() || body.recipients.len() > MAX_RECIPIENTS {
+            return Err(DecodeError::Invalid("recipients"));
+        }
+        body.recipients
+            .iter()
+            .map(|w| DeviceId::from_slice(&w.device_id, "device_id"))
+            .collect()
+    }
+
     /// SHA-256 of the wire form: what the server de-duplicates by.
     pub fn digest(&self) -> [u8; 32] {
         let mut h = [0u8; 32];
         h.copy_from_slice(digest::digest(&digest::SHA256, &self.encode()).as_ref());
         h
+    }
+
+    /// Checks only the signature (what a server can check).
+    pub fn verify_signature(&self, sender_key: &IdentityPublicKey) -> Result<(), EnvelopeError> {
+        if sender_key.device_id() != self.sender {
+            return Err(EnvelopeError::BadSignature);
+        }
+        sender_key
+            .verify(&super::signed_message(LABEL, &self.body), &self.signature)
+            .map_err(|_| EnvelopeError::BadSignature)
     }
 
     /// Verifies the signature with the sender's identity key, then opens the
@@ -284,12 +317,7 @@ impl SignedEnvelope {
         me: &DeviceId,
         key_for: impl FnOnce(u32) -> Option<EncryptionKeyPair>,
     ) -> Result<Opened, EnvelopeError> {
-        if sender_key.device_id() != self.sender {
-            return Err(EnvelopeError::BadSignature);
-        }
-        sender_key
-            .verify(&super::signed_message(LABEL, &self.body), &self.signature)
-            .map_err(|_| EnvelopeError::BadSignature)?;
+        self.verify_signature(sender_key)?;
         let body = pb::EnvelopeBody::decode(self.body.as_slice()).map_err(DecodeError::from)?;
         if body.version != VERSION {
             return Err(DecodeError::UnsupportedVersion(body.version).into());

@@ -203,22 +203,34 @@ impl SignedRoster {
         })
     }
 
-    /// The wire form.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn to_wire(&self) -> pb::SignedRoster {
         pb::SignedRoster {
             body: self.body.clone().into(),
             signature: self.signature.as_bytes().to_vec().into(),
         }
-        .encode_to_vec()
     }
 
-    /// Decodes the wire form (not yet verified).
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let m = pb::SignedRoster::decode(bytes)?;
+    pub(crate) fn from_wire(m: pb::SignedRoster) -> Result<Self, DecodeError> {
         Ok(SignedRoster {
             body: m.body.to_vec(),
             signature: Signature::from_slice(&m.signature, "signature")?,
         })
+    }
+
+    /// The wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        self.to_wire().encode_to_vec()
+    }
+
+    /// Decodes the wire form (not yet verified).
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::from_wire(pb::SignedRoster::decode(bytes)?)
+    }
+
+    /// The version, read without verifying the signature: for the server,
+    /// which keeps the newest roster but cannot check who signed it.
+    pub fn version_unverified(&self) -> Result<u64, DecodeError> {
+        Ok(pb::RosterBody::decode(self.body.as_slice())?.version)
     }
 }
 

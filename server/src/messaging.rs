@@ -1,0 +1,193 @@
+//! Requests for end-to-end messaging: the roster, prekeys and envelopes.
+//!
+//! The server opens nothing here. It checks what it can without keys it
+//! does not have: that prekeys and envelopes are signed by the device that
+//! sends them, that envelopes go only to enrolled devices a sender of that
+//! role may write to, and that rosters only move forward.
+
+use hotline_proto::e2e::envelope::SignedEnvelope;
+use hotline_proto::e2e::prekey::{PrekeyKind, SignedPrekey};
+use hotline_proto::message::{MAX_INBOX_BATCH, PrekeyBundle, Request, Response};
+use hotline_proto::{DeviceId, ErrorCode, Role, WireError};
+use tracing::info;
+
+use crate::connection::{Session, store_error};
+use crate::mailbox::StoredPrekey;
+use crate::server::Shared;
+
+fn refuse(code: ErrorCode, detail: &str) -> Response {
+    Response::Error(WireError::new(code, detail))
+}
+
+/// Answers one messaging request.
+pub(crate) async fn handle(shared: &Shared, session: Session, req: Request) -> Response {
+    let result = match req {
+        Request::PutRoster(roster) => put_roster(shared, session, roster).await,
+        Request::GetRoster => get_roster(shared).await,
+        Request::PublishPrekeys(prekeys) => publish_prekeys(shared, session, prekeys).await,
+        Request::FetchPrekeys(devices) => fetch_prekeys(shared, session, devices).await,
+        Request::SendEnvelope(envelope) => send_envelope(shared, session, envelope).await,
+        Request::FetchInbox { after, limit } => fetch_inbox(shared, session, after, limit).await,
+        Request::AckInbox { up_to } => {
+            let id = session.device_id;
+            shared
+                .store_call(move |s| s.ack_inbox(id, up_to))
+                .await
+                .map(|()| Response::Done)
+                .map_err(store_error)
+        }
+        _ => Err(WireError::new(ErrorCode::Internal, "server error")),
+    };
+    result.unwrap_or_else(Response::Error)
+}
+
+async fn put_roster(
+    shared: &Shared,
+    session: Session,
+    roster: hotline_proto::e2e::roster::SignedRoster,
+) -> Result<Response, WireError> {
+    if session.role != Role::Admin {
+        return Ok(refuse(ErrorCode::Forbidden, "your role may not upload the roster"));
+    }
+    // The server cannot check the organisation's signature (it does not
+    // trust itself with that); clients do. It only keeps versions moving
+    // forward.
+    let version = roster
+        .version_unverified()
+        .map_err(|_| WireError::new(ErrorCode::Malformed, "the roster does not decode"))?;
+    let bytes = roster.encode();
+    match shared
+        .store_call(move |s| s.put_roster(version, bytes))
+        .await
+        .map_err(store_error)?
+    {
+        Ok(()) => {
+            info!("roster stored");
+            Ok(Response::Done)
+        }
+        Err(_current) => Ok(refuse(
+            ErrorCode::FailedPrecondition,
+            "a roster with this or a higher version is already stored",
+        )),
+    }
+}
+
+async fn get_roster(shared: &Shared) -> Result<Response, WireError> {
+    let bytes = shared.store_call(|s| s.roster()).await.map_err(store_error)?;
+    let roster = bytes
+        .map(|b| hotline_proto::e2e::roster::SignedRoster::decode(&b))
+        .transpose()
+        .map_err(|_| WireError::new(ErrorCode::Internal, "server error"))?;
+    Ok(Response::Roster(roster))
+}
+
+async fn publish_prekeys(shared: &Shared, session: Session, prekeys: Vec<SignedPrekey>) -> Result<Response, WireError> {
+    let id = session.device_id;
+    let device = shared
+        .store_call(move |s| s.device(&id))
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| WireError::new(ErrorCode::UnknownDevice, "no device is enrolled with this id"))?;
+    let now = crate::unix_now();
+    let mut stored = Vec::with_capacity(prekeys.len());
+    for signed in prekeys {
+        let prekey = signed
+            .verify(&device.identity_key, now)
+            .map_err(|_| WireError::new(ErrorCode::BadSignature, "a prekey is not validly signed by this device"))?;
+        stored.push(StoredPrekey {
+            one_time: prekey.kind == PrekeyKind::OneTime,
+            id: prekey.id,
+            expires_at: prekey.expires_at,
+            signed: signed.encode(),
+        });
+    }
+    shared
+        .store_call(move |s| s.publish_prekeys(id, stored))
+        .await
+        .map_err(store_error)?;
+    Ok(Response::Done)
+}
+
+/// Defenders write only to staff (and themselves); staff write to anyone.
+fn may_address(sender: Role, sender_id: &DeviceId, recipient: Role, recipient_id: &DeviceId) -> bool {
+    sender.is_staff() || recipient.is_staff() || sender_id == recipient_id
+}
+
+async fn fetch_prekeys(shared: &Shared, session: Session, devices: Vec<DeviceId>) -> Result<Response, WireError> {
+    let now = crate::unix_now();
+    let mut bundles = Vec::with_capacity(devices.len());
+    for id in devices {
+        let Some(device) = shared.store_call(move |s| s.device(&id)).await.map_err(store_error)? else {
+            return Ok(refuse(ErrorCode::NotFound, "a requested device is not enrolled"));
+        };
+        if device.revoked_at.is_some() {
+            continue;
+        }
+        if !may_address(session.role, &session.device_id, device.role, &id) {
+            return Ok(refuse(ErrorCode::Forbidden, "your role may not write to that device"));
+        }
+        let prekey = shared
+            .store_call(move |s| s.take_prekey(&id, now))
+            .await
+            .map_err(store_error)?
+            .map(|b| SignedPrekey::decode(&b))
+            .transpose()
+            .map_err(|_| WireError::new(ErrorCode::Internal, "server error"))?;
+        bundles.push(PrekeyBundle {
+            device_id: id,
+            identity_key: device.identity_key,
+            role: device.role,
+            prekey,
+        });
+    }
+    Ok(Response::PrekeyBundles(bundles))
+}
+
+async fn send_envelope(shared: &Shared, session: Session, envelope: SignedEnvelope) -> Result<Response, WireError> {
+    if envelope.sender != session.device_id {
+        return Ok(refuse(ErrorCode::Forbidden, "an envelope must be sent by its signer"));
+    }
+    let sender_id = session.device_id;
+    let sender = shared
+        .store_call(move |s| s.device(&sender_id))
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| WireError::new(ErrorCode::UnknownDevice, "no device is enrolled with this id"))?;
+    envelope
+        .verify_signature(&sender.identity_key)
+        .map_err(|_| WireError::new(ErrorCode::BadSignature, "the envelope is not signed by this device"))?;
+    let recipients = envelope
+        .recipients_unverified()
+        .map_err(|_| WireError::new(ErrorCode::Malformed, "the envelope does not decode"))?;
+    for id in &recipients {
+        let id = *id;
+        let Some(device) = shared.store_call(move |s| s.device(&id)).await.map_err(store_error)? else {
+            return Ok(refuse(ErrorCode::NotFound, "a recipient is not enrolled"));
+        };
+        if !may_address(session.role, &session.device_id, device.role, &id) {
+            return Ok(refuse(ErrorCode::Forbidden, "your role may not write to that device"));
+        }
+    }
+    let digest = envelope.digest();
+    let bytes = envelope.encode();
+    let (id, duplicate) = shared
+        .store_call(move |s| s.store_envelope(digest, recipients, bytes))
+        .await
+        .map_err(store_error)?;
+    Ok(Response::EnvelopeAccepted { id, duplicate })
+}
+
+async fn fetch_inbox(shared: &Shared, session: Session, after: u64, limit: u32) -> Result<Response, WireError> {
+    let id = session.device_id;
+    let limit = limit.min(MAX_INBOX_BATCH) as usize;
+    let items = shared
+        .store_call(move |s| s.inbox(&id, after, limit))
+        .await
+        .map_err(store_error)?;
+    let items = items
+        .into_iter()
+        .map(|(id, b)| SignedEnvelope::decode(&b).map(|e| (id, e)))
+        .collect::<Result<_, _>>()
+        .map_err(|_| WireError::new(ErrorCode::Internal, "server error"))?;
+    Ok(Response::Inbox(items))
+}
