@@ -104,8 +104,61 @@ pub fn seal(
     Ok(out)
 }
 
+/// A key for the device's other local secrets (prekeys, replay state),
+/// derived from the identity seed: `HKDF-SHA256(salt = "", ikm = seed,
+/// info = "hotline/1 device storage")`.
+pub type StorageKey = Zeroizing<[u8; 32]>;
+
+fn storage_key(seed: &[u8; SEED_LEN]) -> StorageKey {
+    struct Len;
+    impl ring::hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            32
+        }
+    }
+    let mut out = Zeroizing::new([0u8; 32]);
+    let info = [&b"hotline/1 device storage"[..]];
+    ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"")
+        .extract(seed)
+        .expand(&info, Len)
+        .and_then(|okm| okm.fill(out.as_mut()))
+        .expect("32 bytes is within HKDF-SHA256's output limit");
+    out
+}
+
 /// Opens a sealed keystore.
 pub fn open(sealed: &[u8], passphrase: &str) -> Result<IdentityKeyPair, KeystoreError> {
+    open_with_storage_key(sealed, passphrase).map(|(k, _)| k)
+}
+
+/// Opens a sealed keystore and returns the seed itself (for keys other
+/// than a device identity, such as the organisation root).
+pub fn open_seed(
+    sealed: &[u8],
+    passphrase: &str,
+) -> Result<Zeroizing<[u8; SEED_LEN]>, KeystoreError> {
+    let mut out = Zeroizing::new([0u8; SEED_LEN]);
+    open_raw(sealed, passphrase, |seed| out.copy_from_slice(seed))?;
+    Ok(out)
+}
+
+/// Opens a sealed keystore, also deriving the device storage key.
+pub fn open_with_storage_key(
+    sealed: &[u8],
+    passphrase: &str,
+) -> Result<(IdentityKeyPair, StorageKey), KeystoreError> {
+    let mut out = None;
+    open_raw(sealed, passphrase, |seed| {
+        out = Some((IdentityKeyPair::from_seed(seed), storage_key(seed)))
+    })?;
+    out.ok_or(KeystoreError::Damaged)
+}
+
+fn open_raw(
+    sealed: &[u8],
+    passphrase: &str,
+    take: impl FnOnce(&[u8; SEED_LEN]),
+) -> Result<(), KeystoreError> {
     if sealed.len() != SEALED_LEN || &sealed[..4] != MAGIC || sealed[4] != VERSION {
         return Err(KeystoreError::Damaged);
     }
@@ -129,7 +182,8 @@ pub fn open(sealed: &[u8], passphrase: &str) -> Result<IdentityKeyPair, Keystore
         )
         .map_err(|_| KeystoreError::WrongPassphrase)?;
     let seed: &[u8; SEED_LEN] = (&*plain).try_into().map_err(|_| KeystoreError::Damaged)?;
-    Ok(IdentityKeyPair::from_seed(seed))
+    take(seed);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,12 +6,17 @@
 //! * [`state`]: the state directory (sealed key, server profile).
 //! * [`connection`]: certificate pinning, the set-up exchange (enroll or
 //!   authenticate) and the request calls of an authenticated [`Session`].
+//! * [`messenger`]: end-to-end messaging on an unlocked device: prekeys,
+//!   the roster it trusts, sealing to the right devices, opening.
+//! * [`org`]: the organisation root key (offline) and roster signing.
 //! * [`error`]: every failure, worded for the person at the keyboard.
 //! * [`enroll`] and [`connect`]: the flows the commands use.
 
 pub mod connection;
 pub mod error;
 pub mod keystore;
+pub mod messenger;
+pub mod org;
 pub mod state;
 
 pub use connection::{ServerInfo, Session, authenticate};
@@ -74,6 +79,11 @@ pub async fn enroll(
         cert_pin: invite.cert_pin.to_string(),
         device_id: session.device_id().to_string(),
         role: session.role().to_string(),
+        org_root: invite
+            .org_root
+            .map(|k| hotline_proto::identity::hex(k.as_bytes())),
+        roster_version: None,
+        roster_hash: None,
     })?;
     Ok(session)
 }

@@ -39,6 +39,15 @@ pub struct Profile {
     pub device_id: String,
     /// This device's role.
     pub role: String,
+    /// The organisation root key (hex) pinned at enrollment, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_root: Option<String>,
+    /// The newest roster accepted: its version ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roster_version: Option<u64>,
+    /// ... and the SHA-256 of its body (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roster_hash: Option<String>,
 }
 
 impl Profile {
@@ -155,9 +164,67 @@ impl StateDir {
 
     /// Opens the identity key with `passphrase`.
     pub fn load_identity(&self, passphrase: &str) -> Result<IdentityKeyPair, ClientError> {
+        Ok(self.unlock(passphrase)?.0)
+    }
+
+    /// Opens the identity key and derives the device storage key.
+    pub fn unlock(
+        &self,
+        passphrase: &str,
+    ) -> Result<(IdentityKeyPair, keystore::StorageKey), ClientError> {
         let path = self.identity_path();
         let sealed = fs::read(&path).map_err(io("cannot read", &path))?;
-        Ok(keystore::open(&sealed, passphrase)?)
+        Ok(keystore::open_with_storage_key(&sealed, passphrase)?)
+    }
+
+    /// Saves `plain` sealed under `key` as `name` (nonce || ciphertext).
+    pub fn save_sealed(&self, name: &str, key: &[u8; 32], plain: &[u8]) -> Result<(), ClientError> {
+        use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+        let mut nonce = [0u8; 12];
+        hotline_proto::identity::fill_random(&mut nonce)
+            .map_err(|_| ClientError::State("the system random number generator failed".into()))?;
+        let k = LessSafeKey::new(
+            UnboundKey::new(&CHACHA20_POLY1305, key)
+                .map_err(|_| ClientError::State("bad key".into()))?,
+        );
+        let mut body = plain.to_vec();
+        k.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(name.as_bytes()),
+            &mut body,
+        )
+        .map_err(|_| ClientError::State("sealing failed".into()))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&body);
+        self.write_atomic(&self.dir.join(name), &out)
+    }
+
+    /// Loads what [`StateDir::save_sealed`] saved; `None` if there is none.
+    pub fn load_sealed(&self, name: &str, key: &[u8; 32]) -> Result<Option<Vec<u8>>, ClientError> {
+        use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+        let path = self.dir.join(name);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("cannot read", &path)(e)),
+        };
+        let damaged = || ClientError::State(format!("{} is damaged", path.display()));
+        if bytes.len() < 12 {
+            return Err(damaged());
+        }
+        let (nonce, body) = bytes.split_at(12);
+        let k = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key).map_err(|_| damaged())?);
+        let mut body = body.to_vec();
+        let len = k
+            .open_in_place(
+                Nonce::try_assume_unique_for_key(nonce).map_err(|_| damaged())?,
+                Aad::from(name.as_bytes()),
+                &mut body,
+            )
+            .map_err(|_| damaged())?
+            .len();
+        body.truncate(len);
+        Ok(Some(body))
     }
 
     /// Removes the identity key (after a failed enrollment).
@@ -210,6 +277,9 @@ mod tests {
             cert_pin: CertPin::from_bytes([1; 32]).to_string(),
             device_id: pair.device_id().to_string(),
             role: "officer".into(),
+            org_root: None,
+            roster_version: None,
+            roster_hash: None,
         };
         state.save_profile(&profile).expect("save");
         assert!(state.is_enrolled());

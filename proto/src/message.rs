@@ -312,7 +312,9 @@ impl Request {
                 )
             }
             Kind::FetchPrekeys(f) => {
-                if f.device_ids.is_empty() || f.device_ids.len() > crate::e2e::envelope::MAX_RECIPIENTS {
+                if f.device_ids.is_empty()
+                    || f.device_ids.len() > crate::e2e::envelope::MAX_RECIPIENTS
+                {
                     return Err(DecodeError::Invalid("device_ids"));
                 }
                 Request::FetchPrekeys(
@@ -417,7 +419,18 @@ pub enum Response {
         duplicate: bool,
     },
     /// Answer to [`Request::FetchInbox`].
-    Inbox(Vec<(u64, SignedEnvelope)>),
+    Inbox(Vec<InboxItem>),
+}
+
+/// One envelope waiting for this device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxItem {
+    /// The server's id for it.
+    pub id: u64,
+    /// The envelope.
+    pub envelope: SignedEnvelope,
+    /// The sender's identity key as enrolled (checked by the receiver).
+    pub sender_identity_key: IdentityPublicKey,
 }
 
 impl Response {
@@ -470,16 +483,19 @@ impl Response {
                     })
                     .collect(),
             }),
-            Response::EnvelopeAccepted { id, duplicate } => Kind::EnvelopeAccepted(pb::EnvelopeAccepted {
-                id: *id,
-                duplicate: *duplicate,
-            }),
+            Response::EnvelopeAccepted { id, duplicate } => {
+                Kind::EnvelopeAccepted(pb::EnvelopeAccepted {
+                    id: *id,
+                    duplicate: *duplicate,
+                })
+            }
             Response::Inbox(items) => Kind::Inbox(pb::Inbox {
                 items: items
                     .iter()
-                    .map(|(id, e)| pb::InboxItem {
-                        id: *id,
-                        envelope: Some(e.to_wire()),
+                    .map(|i| pb::InboxItem {
+                        id: i.id,
+                        envelope: Some(i.envelope.to_wire()),
+                        sender_identity_key: i.sender_identity_key.as_bytes().to_vec().into(),
                     })
                     .collect(),
             }),
@@ -511,7 +527,10 @@ impl Response {
                             role: role_field(d.role, "role")?,
                             enrolled_at: d.enrolled_at,
                             revoked_at: (d.revoked_at != 0).then_some(d.revoked_at),
-                            identity_key: IdentityPublicKey::from_slice(&d.identity_key, "identity_key")?,
+                            identity_key: IdentityPublicKey::from_slice(
+                                &d.identity_key,
+                                "identity_key",
+                            )?,
                         })
                     })
                     .collect::<Result<_, DecodeError>>()?,
@@ -528,7 +547,10 @@ impl Response {
                     .map(|b| {
                         Ok(PrekeyBundle {
                             device_id: DeviceId::from_slice(&b.device_id, "device_id")?,
-                            identity_key: IdentityPublicKey::from_slice(&b.identity_key, "identity_key")?,
+                            identity_key: IdentityPublicKey::from_slice(
+                                &b.identity_key,
+                                "identity_key",
+                            )?,
                             role: role_field(b.role, "role")?,
                             prekey: b.prekey.map(SignedPrekey::from_wire).transpose()?,
                         })
@@ -543,10 +565,16 @@ impl Response {
                 i.items
                     .into_iter()
                     .map(|item| {
-                        Ok((
-                            item.id,
-                            SignedEnvelope::from_wire(item.envelope.ok_or(DecodeError::Missing("envelope"))?)?,
-                        ))
+                        Ok(InboxItem {
+                            id: item.id,
+                            envelope: SignedEnvelope::from_wire(
+                                item.envelope.ok_or(DecodeError::Missing("envelope"))?,
+                            )?,
+                            sender_identity_key: IdentityPublicKey::from_slice(
+                                &item.sender_identity_key,
+                                "sender_identity_key",
+                            )?,
+                        })
                     })
                     .collect::<Result<_, DecodeError>>()?,
             ),
@@ -701,7 +729,10 @@ mod tests {
             Request::PublishPrekeys(vec![prekey.clone()]),
             Request::FetchPrekeys(vec![pair.device_id()]),
             Request::SendEnvelope(envelope.clone()),
-            Request::FetchInbox { after: 3, limit: 10 },
+            Request::FetchInbox {
+                after: 3,
+                limit: 10,
+            },
             Request::AckInbox { up_to: 3 },
         ] {
             assert_eq!(Request::decode(&r.encode()), Ok(r));
@@ -716,8 +747,15 @@ mod tests {
                 role: Role::Officer,
                 prekey: Some(prekey),
             }]),
-            Response::EnvelopeAccepted { id: 4, duplicate: true },
-            Response::Inbox(vec![(4, envelope)]),
+            Response::EnvelopeAccepted {
+                id: 4,
+                duplicate: true,
+            },
+            Response::Inbox(vec![InboxItem {
+                id: 4,
+                envelope,
+                sender_identity_key: pair.public_key(),
+            }]),
         ] {
             assert_eq!(Response::decode(&r.encode()), Ok(r));
         }

@@ -270,7 +270,9 @@ pub(crate) struct MailboxRow {
 
 fn device(bytes: &[u8]) -> Result<DeviceId, StoreError> {
     Ok(DeviceId::from_bytes(
-        bytes.try_into().map_err(|_| corrupt("device id of the wrong length"))?,
+        bytes
+            .try_into()
+            .map_err(|_| corrupt("device id of the wrong length"))?,
     ))
 }
 
@@ -357,7 +359,11 @@ impl MailEvent {
                     .as_slice()
                     .try_into()
                     .map_err(|_| corrupt("digest of the wrong length"))?,
-                recipients: row.devices.iter().map(|d| device(d)).collect::<Result<_, _>>()?,
+                recipients: row
+                    .devices
+                    .iter()
+                    .map(|d| device(d))
+                    .collect::<Result<_, _>>()?,
                 bytes: row.bytes,
             },
             ACKED => MailEvent::InboxAcked {
@@ -378,7 +384,11 @@ impl Mailbox {
         }
         MailboxRow {
             roster_version: self.roster.as_ref().map_or(0, |(v, _)| *v),
-            roster: self.roster.as_ref().map(|(_, b)| b.clone()).unwrap_or_default(),
+            roster: self
+                .roster
+                .as_ref()
+                .map(|(_, b)| b.clone())
+                .unwrap_or_default(),
             prekeys,
             envelopes: self
                 .envelopes
@@ -426,7 +436,11 @@ impl Mailbox {
                 e.id,
                 StoredEnvelope {
                     bytes: e.bytes,
-                    pending: e.pending.iter().map(|d| device(d)).collect::<Result<_, _>>()?,
+                    pending: e
+                        .pending
+                        .iter()
+                        .map(|d| device(d))
+                        .collect::<Result<_, _>>()?,
                 },
             );
         }
@@ -468,12 +482,29 @@ mod tests {
         .expect("apply");
         assert_eq!(m.inbox(&a, 0, 10), vec![(10, b"env".to_vec())]);
         assert!(m.inbox(&c, 0, 10).is_empty());
-        m.apply(11, &MailEvent::InboxAcked { device: a, up_to: 10 }).expect("apply");
+        m.apply(
+            11,
+            &MailEvent::InboxAcked {
+                device: a,
+                up_to: 10,
+            },
+        )
+        .expect("apply");
         assert!(m.inbox(&a, 0, 10).is_empty());
         assert_eq!(m.inbox(&b, 0, 10).len(), 1);
-        m.apply(12, &MailEvent::InboxAcked { device: b, up_to: 10 }).expect("apply");
+        m.apply(
+            12,
+            &MailEvent::InboxAcked {
+                device: b,
+                up_to: 10,
+            },
+        )
+        .expect("apply");
         assert!(m.envelopes.is_empty(), "forgotten once everyone has it");
-        assert!(m.digests.contains_key(&[1; 32]), "still recognised as a retry");
+        assert!(
+            m.digests.contains_key(&[1; 32]),
+            "still recognised as a retry"
+        );
         // Round trip through events and snapshots.
         let round = Mailbox::from_row(m.to_row()).expect("decodes");
         assert_eq!(round, m);
@@ -497,10 +528,18 @@ mod tests {
         assert_eq!(MailEvent::from_row(row).expect("decodes"), published);
         m.apply(1, &published).expect("apply");
         assert_eq!(m.prekey_for(&a, 10).map(|p| p.id), Some(2));
-        m.apply(2, &MailEvent::PrekeyTaken { device: a, id: 2 }).expect("apply");
+        m.apply(2, &MailEvent::PrekeyTaken { device: a, id: 2 })
+            .expect("apply");
         assert_eq!(m.prekey_for(&a, 10).map(|p| p.id), Some(3));
-        assert_eq!(m.prekey_for(&a, 60).map(|p| p.id), Some(1), "expired one-time skipped");
+        assert_eq!(
+            m.prekey_for(&a, 60).map(|p| p.id),
+            Some(1),
+            "expired one-time skipped"
+        );
         assert_eq!(m.prekey_for(&a, 100), None);
-        assert!(m.apply(3, &MailEvent::PrekeyTaken { device: a, id: 2 }).is_err());
+        assert!(
+            m.apply(3, &MailEvent::PrekeyTaken { device: a, id: 2 })
+                .is_err()
+        );
     }
 }

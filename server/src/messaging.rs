@@ -7,7 +7,7 @@
 
 use hotline_proto::e2e::envelope::SignedEnvelope;
 use hotline_proto::e2e::prekey::{PrekeyKind, SignedPrekey};
-use hotline_proto::message::{MAX_INBOX_BATCH, PrekeyBundle, Request, Response};
+use hotline_proto::message::{InboxItem, MAX_INBOX_BATCH, PrekeyBundle, Request, Response};
 use hotline_proto::{DeviceId, ErrorCode, Role, WireError};
 use tracing::info;
 
@@ -47,7 +47,10 @@ async fn put_roster(
     roster: hotline_proto::e2e::roster::SignedRoster,
 ) -> Result<Response, WireError> {
     if session.role != Role::Admin {
-        return Ok(refuse(ErrorCode::Forbidden, "your role may not upload the roster"));
+        return Ok(refuse(
+            ErrorCode::Forbidden,
+            "your role may not upload the roster",
+        ));
     }
     // The server cannot check the organisation's signature (it does not
     // trust itself with that); clients do. It only keeps versions moving
@@ -73,7 +76,10 @@ async fn put_roster(
 }
 
 async fn get_roster(shared: &Shared) -> Result<Response, WireError> {
-    let bytes = shared.store_call(|s| s.roster()).await.map_err(store_error)?;
+    let bytes = shared
+        .store_call(|s| s.roster())
+        .await
+        .map_err(store_error)?;
     let roster = bytes
         .map(|b| hotline_proto::e2e::roster::SignedRoster::decode(&b))
         .transpose()
@@ -81,19 +87,31 @@ async fn get_roster(shared: &Shared) -> Result<Response, WireError> {
     Ok(Response::Roster(roster))
 }
 
-async fn publish_prekeys(shared: &Shared, session: Session, prekeys: Vec<SignedPrekey>) -> Result<Response, WireError> {
+async fn publish_prekeys(
+    shared: &Shared,
+    session: Session,
+    prekeys: Vec<SignedPrekey>,
+) -> Result<Response, WireError> {
     let id = session.device_id;
     let device = shared
         .store_call(move |s| s.device(&id))
         .await
         .map_err(store_error)?
-        .ok_or_else(|| WireError::new(ErrorCode::UnknownDevice, "no device is enrolled with this id"))?;
+        .ok_or_else(|| {
+            WireError::new(
+                ErrorCode::UnknownDevice,
+                "no device is enrolled with this id",
+            )
+        })?;
     let now = crate::unix_now();
     let mut stored = Vec::with_capacity(prekeys.len());
     for signed in prekeys {
-        let prekey = signed
-            .verify(&device.identity_key, now)
-            .map_err(|_| WireError::new(ErrorCode::BadSignature, "a prekey is not validly signed by this device"))?;
+        let prekey = signed.verify(&device.identity_key, now).map_err(|_| {
+            WireError::new(
+                ErrorCode::BadSignature,
+                "a prekey is not validly signed by this device",
+            )
+        })?;
         stored.push(StoredPrekey {
             one_time: prekey.kind == PrekeyKind::OneTime,
             id: prekey.id,
@@ -109,22 +127,41 @@ async fn publish_prekeys(shared: &Shared, session: Session, prekeys: Vec<SignedP
 }
 
 /// Defenders write only to staff (and themselves); staff write to anyone.
-fn may_address(sender: Role, sender_id: &DeviceId, recipient: Role, recipient_id: &DeviceId) -> bool {
+fn may_address(
+    sender: Role,
+    sender_id: &DeviceId,
+    recipient: Role,
+    recipient_id: &DeviceId,
+) -> bool {
     sender.is_staff() || recipient.is_staff() || sender_id == recipient_id
 }
 
-async fn fetch_prekeys(shared: &Shared, session: Session, devices: Vec<DeviceId>) -> Result<Response, WireError> {
+async fn fetch_prekeys(
+    shared: &Shared,
+    session: Session,
+    devices: Vec<DeviceId>,
+) -> Result<Response, WireError> {
     let now = crate::unix_now();
     let mut bundles = Vec::with_capacity(devices.len());
     for id in devices {
-        let Some(device) = shared.store_call(move |s| s.device(&id)).await.map_err(store_error)? else {
-            return Ok(refuse(ErrorCode::NotFound, "a requested device is not enrolled"));
+        let Some(device) = shared
+            .store_call(move |s| s.device(&id))
+            .await
+            .map_err(store_error)?
+        else {
+            return Ok(refuse(
+                ErrorCode::NotFound,
+                "a requested device is not enrolled",
+            ));
         };
         if device.revoked_at.is_some() {
             continue;
         }
         if !may_address(session.role, &session.device_id, device.role, &id) {
-            return Ok(refuse(ErrorCode::Forbidden, "your role may not write to that device"));
+            return Ok(refuse(
+                ErrorCode::Forbidden,
+                "your role may not write to that device",
+            ));
         }
         let prekey = shared
             .store_call(move |s| s.take_prekey(&id, now))
@@ -143,29 +180,53 @@ async fn fetch_prekeys(shared: &Shared, session: Session, devices: Vec<DeviceId>
     Ok(Response::PrekeyBundles(bundles))
 }
 
-async fn send_envelope(shared: &Shared, session: Session, envelope: SignedEnvelope) -> Result<Response, WireError> {
+async fn send_envelope(
+    shared: &Shared,
+    session: Session,
+    envelope: SignedEnvelope,
+) -> Result<Response, WireError> {
     if envelope.sender != session.device_id {
-        return Ok(refuse(ErrorCode::Forbidden, "an envelope must be sent by its signer"));
+        return Ok(refuse(
+            ErrorCode::Forbidden,
+            "an envelope must be sent by its signer",
+        ));
     }
     let sender_id = session.device_id;
     let sender = shared
         .store_call(move |s| s.device(&sender_id))
         .await
         .map_err(store_error)?
-        .ok_or_else(|| WireError::new(ErrorCode::UnknownDevice, "no device is enrolled with this id"))?;
+        .ok_or_else(|| {
+            WireError::new(
+                ErrorCode::UnknownDevice,
+                "no device is enrolled with this id",
+            )
+        })?;
     envelope
         .verify_signature(&sender.identity_key)
-        .map_err(|_| WireError::new(ErrorCode::BadSignature, "the envelope is not signed by this device"))?;
+        .map_err(|_| {
+            WireError::new(
+                ErrorCode::BadSignature,
+                "the envelope is not signed by this device",
+            )
+        })?;
     let recipients = envelope
         .recipients_unverified()
         .map_err(|_| WireError::new(ErrorCode::Malformed, "the envelope does not decode"))?;
     for id in &recipients {
         let id = *id;
-        let Some(device) = shared.store_call(move |s| s.device(&id)).await.map_err(store_error)? else {
+        let Some(device) = shared
+            .store_call(move |s| s.device(&id))
+            .await
+            .map_err(store_error)?
+        else {
             return Ok(refuse(ErrorCode::NotFound, "a recipient is not enrolled"));
         };
         if !may_address(session.role, &session.device_id, device.role, &id) {
-            return Ok(refuse(ErrorCode::Forbidden, "your role may not write to that device"));
+            return Ok(refuse(
+                ErrorCode::Forbidden,
+                "your role may not write to that device",
+            ));
         }
     }
     let digest = envelope.digest();
@@ -177,17 +238,35 @@ async fn send_envelope(shared: &Shared, session: Session, envelope: SignedEnvelo
     Ok(Response::EnvelopeAccepted { id, duplicate })
 }
 
-async fn fetch_inbox(shared: &Shared, session: Session, after: u64, limit: u32) -> Result<Response, WireError> {
+async fn fetch_inbox(
+    shared: &Shared,
+    session: Session,
+    after: u64,
+    limit: u32,
+) -> Result<Response, WireError> {
     let id = session.device_id;
     let limit = limit.min(MAX_INBOX_BATCH) as usize;
     let items = shared
         .store_call(move |s| s.inbox(&id, after, limit))
         .await
         .map_err(store_error)?;
-    let items = items
-        .into_iter()
-        .map(|(id, b)| SignedEnvelope::decode(&b).map(|e| (id, e)))
-        .collect::<Result<_, _>>()
-        .map_err(|_| WireError::new(ErrorCode::Internal, "server error"))?;
-    Ok(Response::Inbox(items))
+    let mut out = Vec::with_capacity(items.len());
+    for (id, bytes) in items {
+        let envelope = SignedEnvelope::decode(&bytes)
+            .map_err(|_| WireError::new(ErrorCode::Internal, "server error"))?;
+        let sender = envelope.sender;
+        let Some(device) = shared
+            .store_call(move |s| s.device(&sender))
+            .await
+            .map_err(store_error)?
+        else {
+            continue;
+        };
+        out.push(InboxItem {
+            id,
+            envelope,
+            sender_identity_key: device.identity_key,
+        });
+    }
+    Ok(Response::Inbox(out))
 }

@@ -304,7 +304,11 @@ impl State {
         let row = SnapshotRow::decode(bytes).map_err(|_| corrupt("snapshot does not decode"))?;
         let mut state = State {
             applied_seq: row.applied_seq,
-            mailbox: row.mailbox.map(Mailbox::from_row).transpose()?.unwrap_or_default(),
+            mailbox: row
+                .mailbox
+                .map(Mailbox::from_row)
+                .transpose()?
+                .unwrap_or_default(),
             ..State::default()
         };
         for d in &row.devices {

@@ -134,7 +134,11 @@ pub trait Store: Send + Sync + 'static {
     fn roster(&self) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Stores prekeys a device published (already verified).
-    fn publish_prekeys(&self, device: DeviceId, prekeys: Vec<StoredPrekey>) -> Result<(), StoreError>;
+    fn publish_prekeys(
+        &self,
+        device: DeviceId,
+        prekeys: Vec<StoredPrekey>,
+    ) -> Result<(), StoreError>;
 
     /// Hands out one prekey of `device`: a one-time prekey (which is then
     /// gone) or the last-resort prekey. Returns its `SignedPrekey` bytes.
@@ -142,10 +146,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores an envelope for `recipients`; returns its id and whether the
     /// same envelope had been stored before.
-    fn store_envelope(&self, digest: [u8; 32], recipients: Vec<DeviceId>, bytes: Vec<u8>) -> Result<(u64, bool), StoreError>;
+    fn store_envelope(
+        &self,
+        digest: [u8; 32],
+        recipients: Vec<DeviceId>,
+        bytes: Vec<u8>,
+    ) -> Result<(u64, bool), StoreError>;
 
     /// Envelopes waiting for `device` after `after`.
-    fn inbox(&self, device: &DeviceId, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+    fn inbox(
+        &self,
+        device: &DeviceId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
 
     /// `device` holds everything up to `up_to`.
     fn ack_inbox(&self, device: DeviceId, up_to: u64) -> Result<(), StoreError>;
@@ -530,7 +544,10 @@ impl Store for LogStore {
         {
             return Ok(Err(*current));
         }
-        self.commit(state, Event::Mail(MailEvent::RosterStored { version, bytes }))?;
+        self.commit(
+            state,
+            Event::Mail(MailEvent::RosterStored { version, bytes }),
+        )?;
         Ok(Ok(()))
     }
 
@@ -539,10 +556,17 @@ impl Store for LogStore {
         Ok(self.lock().mailbox.roster.as_ref().map(|(_, b)| b.clone()))
     }
 
-    fn publish_prekeys(&self, device: DeviceId, prekeys: Vec<StoredPrekey>) -> Result<(), StoreError> {
+    fn publish_prekeys(
+        &self,
+        device: DeviceId,
+        prekeys: Vec<StoredPrekey>,
+    ) -> Result<(), StoreError> {
         self.check_running()?;
         let state = self.lock();
-        self.commit(state, Event::Mail(MailEvent::PrekeysPublished { device, prekeys }))?;
+        self.commit(
+            state,
+            Event::Mail(MailEvent::PrekeysPublished { device, prekeys }),
+        )?;
         Ok(())
     }
 
@@ -562,7 +586,12 @@ impl Store for LogStore {
         Ok(Some(prekey.signed))
     }
 
-    fn store_envelope(&self, digest: [u8; 32], recipients: Vec<DeviceId>, bytes: Vec<u8>) -> Result<(u64, bool), StoreError> {
+    fn store_envelope(
+        &self,
+        digest: [u8; 32],
+        recipients: Vec<DeviceId>,
+        bytes: Vec<u8>,
+    ) -> Result<(u64, bool), StoreError> {
         self.check_running()?;
         let state = self.lock();
         if let Some(id) = state.mailbox.digests.get(&digest) {
@@ -577,7 +606,12 @@ impl Store for LogStore {
         Ok((seq, false))
     }
 
-    fn inbox(&self, device: &DeviceId, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    fn inbox(
+        &self,
+        device: &DeviceId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         self.check_running()?;
         Ok(self.lock().mailbox.inbox(device, after, limit))
     }
@@ -585,7 +619,12 @@ impl Store for LogStore {
     fn ack_inbox(&self, device: DeviceId, up_to: u64) -> Result<(), StoreError> {
         self.check_running()?;
         let state = self.lock();
-        if state.mailbox.acked.get(&device).is_some_and(|a| *a >= up_to) {
+        if state
+            .mailbox
+            .acked
+            .get(&device)
+            .is_some_and(|a| *a >= up_to)
+        {
             return Ok(());
         }
         self.commit(state, Event::Mail(MailEvent::InboxAcked { device, up_to }))?;

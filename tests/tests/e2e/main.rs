@@ -3,6 +3,7 @@
 
 mod authentication;
 mod enrollment;
+mod messaging;
 mod roles;
 mod storage;
 mod transport;

@@ -1,0 +1,425 @@
+//! End-to-end encryption through a real server: the roster decides who can
+//! read, the server cannot, and replays and used keys go nowhere.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use hotline_client::keystore::MIN_ITERATIONS;
+use hotline_client::messenger::Device;
+use hotline_client::org::{create_org_key, load_org_key, sign_roster};
+use hotline_client::{Session, StateDir};
+use hotline_proto::Role;
+use hotline_proto::e2e::envelope::{self, Content, EnvelopeError, Recipient, SignedEnvelope};
+use hotline_proto::e2e::org::{OrgKeyPair, OrgPublicKey};
+use hotline_proto::e2e::roster::Roster;
+use hotline_proto::e2e::suite::SystemRandomness;
+use hotline_proto::message::{Request, Response};
+use hotline_tests::TestServer;
+
+const PASS: &str = "a long test passphrase";
+
+struct Person {
+    device: Device,
+    session: Session,
+}
+
+/// Enrolls a device of `role` with its own state directory, pins `root`
+/// (as the invite or `hotline trust-org` would) and publishes its prekeys.
+async fn person(server: &TestServer, role: Role, name: &str, root: Option<OrgPublicKey>) -> Person {
+    let mut invite = server.invite(role).await;
+    invite.org_root = root;
+    let state = StateDir::new(server.dir.path().join(name));
+    let session = hotline_client::enroll(&state, &invite, PASS, MIN_ITERATIONS)
+        .await
+        .expect("enrolls");
+    let mut device = Device::open(&state, PASS).expect("unlocks");
+    assert_eq!(device.org_root(), root, "the invite's root is pinned");
+    device
+        .sync_prekeys(&session)
+        .await
+        .expect("publishes prekeys");
+    Person { device, session }
+}
+
+struct Org {
+    root: OrgKeyPair,
+    admin: Person,
+}
+
+async fn org(server: &TestServer) -> Org {
+    let path = server.dir.path().join("org.key");
+    let public = create_org_key(&path, PASS, MIN_ITERATIONS).expect("org key");
+    let root = load_org_key(&path, PASS).expect("loads");
+    assert_eq!(root.public_key(), public);
+    let admin = person(server, Role::Admin, "admin", Some(public)).await;
+    Org { root, admin }
+}
+
+impl Org {
+    async fn sign(&mut self) -> Roster {
+        sign_roster(
+            &self.admin.session,
+            &mut self.admin.device,
+            &self.root,
+            hotline_server::unix_now(),
+            3600,
+        )
+        .await
+        .expect("roster signed and uploaded")
+    }
+}
+
+fn bodies(received: &[hotline_client::messenger::Received]) -> Vec<Vec<u8>> {
+    received.iter().map(|r| r.body.clone()).collect()
+}
+
+#[tokio::test]
+async fn a_defenders_message_reaches_every_staff_device_on_the_roster_and_no_one_else() {
+    let server = TestServer::start().await;
+    let mut org = org(&server).await;
+    let root = org.root.public_key();
+    let mut officer = person(&server, Role::Officer, "officer", Some(root)).await;
+    let mut coordinator = person(&server, Role::Coordinator, "coordinator", Some(root)).await;
+    let roster = org.sign().await;
+    assert_eq!(roster.entries.len(), 3);
+    // Enrolled after the roster was signed: staff, but not on it.
+    let mut latecomer = person(&server, Role::Officer, "latecomer", Some(root)).await;
+    let mut defender = person(&server, Role::Defender, "defender", Some(root)).await;
+
+    defender
+        .device
+        .send(
+            &defender.session,
+            b"detained at the northern checkpoint",
+            None,
+        )
+        .await
+        .expect("sent");
+
+    for p in [&mut officer, &mut coordinator, &mut org.admin] {
+        let got = p.device.receive(&p.session).await.expect("inbox");
+        assert_eq!(
+            bodies(&got),
+            vec![b"detained at the northern checkpoint".to_vec()]
+        );
+        assert_eq!(got[0].sender, defender.device.identity().device_id());
+        assert_eq!(got[0].sender_role, None, "a defender is not on the roster");
+    }
+    let got = latecomer
+        .device
+        .receive(&latecomer.session)
+        .await
+        .expect("inbox");
+    assert!(got.is_empty(), "a device off the roster receives nothing");
+
+    // An officer answers; the defender reads it, and so do the other staff.
+    officer
+        .device
+        .send(
+            &officer.session,
+            b"we are calling your lawyer",
+            Some(defender.device.identity().device_id()),
+        )
+        .await
+        .expect("sent");
+    let got = defender
+        .device
+        .receive(&defender.session)
+        .await
+        .expect("inbox");
+    assert_eq!(bodies(&got), vec![b"we are calling your lawyer".to_vec()]);
+    assert_eq!(got[0].sender_role, Some(Role::Officer));
+    let got = coordinator
+        .device
+        .receive(&coordinator.session)
+        .await
+        .expect("inbox");
+    assert_eq!(bodies(&got), vec![b"we are calling your lawyer".to_vec()]);
+}
+
+#[tokio::test]
+async fn rosters_not_signed_by_the_pinned_root_or_rolled_back_are_refused() {
+    let server = TestServer::start().await;
+    let mut org = org(&server).await;
+    let root = org.root.public_key();
+    let _officer = person(&server, Role::Officer, "officer", Some(root)).await;
+    org.sign().await;
+    org.sign().await; // version 2
+    let mut defender = person(&server, Role::Defender, "defender", Some(root)).await;
+    defender
+        .device
+        .roster(&defender.session)
+        .await
+        .expect("v2 accepted");
+
+    // An admin (or the server's operator) uploads a roster signed by
+    // another key: the defender refuses it and sends nothing.
+    let impostor = OrgKeyPair::from_seed(&[66; 32]);
+    let forged = Roster {
+        version: 9,
+        issued_at: hotline_server::unix_now(),
+        expires_at: hotline_server::unix_now() + 3600,
+        previous_hash: [0; 32],
+        entries: vec![],
+    }
+    .sign(&impostor);
+    let stored = org
+        .admin
+        .session
+        .request(&Request::PutRoster(forged))
+        .await
+        .expect("answer");
+    assert_eq!(
+        stored,
+        Response::Done,
+        "the server cannot tell; clients can"
+    );
+    let err = defender
+        .device
+        .send(&defender.session, b"hello", None)
+        .await
+        .expect_err("refused");
+    assert!(
+        err.to_string()
+            .contains("not signed by your organisation's root key"),
+        "{err}"
+    );
+
+    // A rollback to version 1 is refused even though the root signed it.
+    let v1 = Roster {
+        version: 1,
+        issued_at: hotline_server::unix_now(),
+        expires_at: hotline_server::unix_now() + 3600,
+        previous_hash: [0; 32],
+        entries: vec![],
+    }
+    .sign(&org.root);
+    let err = defender
+        .device
+        .accept_roster(&root, &v1)
+        .expect_err("rollback");
+    assert!(err.to_string().contains("rollback refused"), "{err}");
+
+    // An expired roster is refused.
+    let expired = Roster {
+        version: 10,
+        issued_at: 1,
+        expires_at: 2,
+        previous_hash: [0; 32],
+        entries: vec![],
+    }
+    .sign(&org.root);
+    let err = defender
+        .device
+        .accept_roster(&root, &expired)
+        .expect_err("expired");
+    assert!(err.to_string().contains("expired"), "{err}");
+}
+
+/// Seals `body` from `sender` to `to`'s next prekey, by hand (as a client
+/// would), so a test can hold the exact envelope.
+async fn seal_by_hand(
+    sender: &Person,
+    to: &Person,
+    roster_version: u64,
+    body: &[u8],
+) -> (SignedEnvelope, u32) {
+    let to_id = to.device.identity().device_id();
+    let Response::PrekeyBundles(bundles) = sender
+        .session
+        .request(&Request::FetchPrekeys(vec![to_id]))
+        .await
+        .expect("answer")
+    else {
+        panic!("prekey bundles expected");
+    };
+    let prekey = bundles[0]
+        .prekey
+        .clone()
+        .expect("published")
+        .verify(&bundles[0].identity_key, hotline_server::unix_now())
+        .expect("valid");
+    let env = envelope::seal(
+        sender.device.identity(),
+        roster_version,
+        &[Recipient {
+            device_id: to_id,
+            prekey_id: prekey.id,
+            key: prekey.public_key,
+        }],
+        &Content {
+            message_id: [0x5a; 16],
+            counter: 1,
+            timestamp: hotline_server::unix_now(),
+            body: body.to_vec(),
+        },
+        &mut SystemRandomness,
+    )
+    .expect("seal");
+    (env, prekey.id)
+}
+
+async fn send_raw(p: &Person, env: &SignedEnvelope) -> (u64, bool) {
+    match p
+        .session
+        .request(&Request::SendEnvelope(env.clone()))
+        .await
+        .expect("answer")
+    {
+        Response::EnvelopeAccepted { id, duplicate } => (id, duplicate),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn replays_are_refused_across_a_restart_and_a_used_one_time_prekey_opens_nothing_again() {
+    let mut server = TestServer::start().await;
+    let mut org = org(&server).await;
+    let root = org.root.public_key();
+    let mut officer = person(&server, Role::Officer, "officer", Some(root)).await;
+    let roster = org.sign().await;
+    let defender = person(&server, Role::Defender, "defender", Some(root)).await;
+
+    let (env, prekey_id) = seal_by_hand(&defender, &officer, roster.version, b"first").await;
+    let (id, duplicate) = send_raw(&defender, &env).await;
+    assert!(!duplicate);
+    assert!(officer.device.prekey_ids().contains(&prekey_id));
+    let got = officer
+        .device
+        .receive(&officer.session)
+        .await
+        .expect("inbox");
+    assert_eq!(bodies(&got), vec![b"first".to_vec()]);
+    // The one-time prekey's private half is gone, on disk too.
+    assert!(!officer.device.prekey_ids().contains(&prekey_id));
+    let reloaded =
+        Device::open(&StateDir::new(server.dir.path().join("officer")), PASS).expect("unlock");
+    assert!(!reloaded.prekey_ids().contains(&prekey_id));
+    let me = officer.device.identity().device_id();
+    assert_eq!(
+        env.open(&defender.device.identity().public_key(), &me, |_| None),
+        Err(EnvelopeError::KeyGone)
+    );
+
+    // After a restart, the same envelope is recognised and not delivered.
+    server.restart().await;
+    let defender_session = defender.device.connect().await.expect("reconnects");
+    let defender = Person {
+        session: defender_session,
+        ..defender
+    };
+    officer.session = officer.device.connect().await.expect("reconnects");
+    assert_eq!(send_raw(&defender, &env).await, (id, true));
+    let got = officer
+        .device
+        .receive(&officer.session)
+        .await
+        .expect("inbox");
+    assert!(got.is_empty(), "a replayed envelope is not delivered again");
+}
+
+#[tokio::test]
+async fn a_tampered_envelope_is_refused_by_the_server_and_by_the_recipient() {
+    let server = TestServer::start().await;
+    let mut org = org(&server).await;
+    let root = org.root.public_key();
+    let mut officer = person(&server, Role::Officer, "officer", Some(root)).await;
+    let roster = org.sign().await;
+    let defender = person(&server, Role::Defender, "defender", Some(root)).await;
+    let (env, _) = seal_by_hand(&defender, &officer, roster.version, b"x").await;
+    let mut bad = env.clone();
+    let at = bad.body.len() - 5;
+    bad.body[at] ^= 1;
+    match defender
+        .session
+        .request(&Request::SendEnvelope(bad))
+        .await
+        .expect("answer")
+    {
+        Response::Error(e) => assert_eq!(e.code, hotline_proto::ErrorCode::BadSignature),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(
+        officer
+            .device
+            .receive(&officer.session)
+            .await
+            .expect("inbox")
+            .is_empty()
+    );
+}
+
+/// A writer that keeps everything the server logs.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_server_sees_no_message_content_on_disk_or_in_its_logs() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+        .with_writer(move || writer.clone())
+        .finish();
+    // The test's runtime runs every server task on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut server = TestServer::start().await;
+    let mut org = org(&server).await;
+    let root = org.root.public_key();
+    let mut officer = person(&server, Role::Officer, "officer", Some(root)).await;
+    org.sign().await;
+    let mut defender = person(&server, Role::Defender, "defender", Some(root)).await;
+    let marker = "MARKER-91c2 Ana Lucia at Hotel Miramar room 12";
+    defender
+        .device
+        .send(&defender.session, marker.as_bytes(), None)
+        .await
+        .expect("sent");
+    officer
+        .device
+        .send(
+            &officer.session,
+            b"MARKER-91c2 reply",
+            Some(defender.device.identity().device_id()),
+        )
+        .await
+        .expect("sent");
+    assert_eq!(
+        officer
+            .device
+            .receive(&officer.session)
+            .await
+            .expect("inbox")
+            .len(),
+        1
+    );
+    let data = server.config().data_dir.clone();
+    server.stop().await;
+
+    let logs = String::from_utf8_lossy(&logs.0.lock().expect("lock")).into_owned();
+    assert!(logs.contains("device authenticated"), "the capture works");
+    for needle in ["MARKER", "Ana Lucia", "Miramar"] {
+        assert!(!logs.contains(needle), "the logs hold {needle:?}");
+    }
+    for (path, bytes) in crate::storage::snapshot_files(&data) {
+        for needle in [&b"MARKER"[..], b"Ana Lucia", b"Miramar"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} holds {:?}",
+                path.display(),
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+}
