@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use hotline_client::keystore::DEFAULT_ITERATIONS;
+use hotline_client::messenger::Device;
 use hotline_client::{ClientError, StateDir};
+use hotline_proto::e2e::org::OrgPublicKey;
+use hotline_proto::identity::{hex, unhex};
 use hotline_proto::invite::parse_lifetime;
 use hotline_proto::{DeviceId, Invite, Role};
 use tracing_subscriber::EnvFilter;
@@ -54,7 +57,50 @@ enum Command {
         /// The device id, as shown by `hotline devices`.
         device_id: DeviceId,
     },
+    /// Send an end-to-end encrypted message to the duty team (every staff
+    /// device on the signed roster), and to one more device with --to.
+    Send {
+        /// The message.
+        message: String,
+        /// Also send to this device (staff only; for example a defender).
+        #[arg(long)]
+        to: Option<DeviceId>,
+    },
+    /// Fetch, verify and decrypt the messages waiting for this device.
+    Inbox,
+    /// Pin the organisation root key (64 hex digits), after comparing its
+    /// fingerprint with an admin over another channel.
+    TrustOrg {
+        /// The root public key, in hex.
+        public_key: String,
+    },
+    /// Organisation root key tasks (admins, on a machine the key never leaves).
+    #[command(subcommand)]
+    Org(OrgCommand),
 }
+
+#[derive(Debug, Subcommand)]
+enum OrgCommand {
+    /// Create the organisation root key in a new file (keep it offline),
+    /// and pin it on this device.
+    Init {
+        /// Where to write the key (sealed under a passphrase).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a roster of every active staff device and upload it.
+    SignRoster {
+        /// The organisation root key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// How long the roster stays valid: 7d, 30d (max 30d).
+        #[arg(long, default_value = "30d", value_parser = parse_lifetime)]
+        valid: u64,
+    },
+}
+
+/// The environment variable for the organisation key's passphrase.
+const ORG_PASSPHRASE_ENV: &str = "HOTLINE_ORG_PASSPHRASE";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -146,7 +192,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Invite { role, ttl } => {
             let session = connect(&state).await?;
-            let invite = session.create_invite(role, ttl).await?;
+            let mut invite = session.create_invite(role, ttl).await?;
+            // Vouch with what this device trusts, not what the server says:
+            // the pin it checked and the organisation root it pinned.
+            let profile = state.load_profile()?;
+            invite.cert_pin = profile.server()?.pin;
+            if let Some(root) = profile
+                .org_root
+                .as_deref()
+                .and_then(unhex)
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            {
+                invite.org_root = Some(OrgPublicKey::from_bytes(root));
+            }
             println!("One-time {role} invite. Hand it over by a safe channel; it works once.");
             println!();
             println!("  {invite}");
@@ -189,8 +247,109 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             session.close().await;
         }
+        Command::Send { message, to } => {
+            let mut device = open_device(&state)?;
+            let session = device.connect().await?;
+            device.sync_prekeys(&session).await?;
+            device.send(&session, message.as_bytes(), to).await?;
+            println!("sent, end-to-end encrypted, to the staff on the signed roster");
+            session.close().await;
+        }
+        Command::Inbox => {
+            let mut device = open_device(&state)?;
+            let session = device.connect().await?;
+            device.sync_prekeys(&session).await?;
+            let messages = device.receive(&session).await?;
+            for w in device.take_warnings() {
+                eprintln!("WARNING: {w}");
+            }
+            if messages.is_empty() {
+                println!("no new messages");
+            }
+            for m in messages {
+                let who = match m.sender_role {
+                    Some(role) => format!("{role} {}", m.sender),
+                    None => format!("defender {}", m.sender),
+                };
+                println!("[{}] from {who}:", date(m.timestamp));
+                println!("  {}", String::from_utf8_lossy(&m.body));
+            }
+            session.close().await;
+        }
+        Command::TrustOrg { public_key } => {
+            let bytes: [u8; 32] = unhex(public_key.trim())
+                .and_then(|b| b.try_into().ok())
+                .context("an organisation root key is 64 hexadecimal digits")?;
+            let root = OrgPublicKey::from_bytes(bytes);
+            let mut device = open_device(&state)?;
+            device.pin_org_root(root)?;
+            println!(
+                "pinned organisation root, fingerprint {}",
+                root.fingerprint()
+            );
+        }
+        Command::Org(OrgCommand::Init { out }) => {
+            let pass = org_passphrase(true)?;
+            let root = hotline_client::org::create_org_key(&out, &pass, DEFAULT_ITERATIONS)?;
+            println!(
+                "organisation root key written to {} — keep it offline",
+                out.display()
+            );
+            println!("public key:  {}", hex(root.as_bytes()));
+            println!("fingerprint: {}", root.fingerprint());
+            if state.is_enrolled() {
+                let mut device = open_device(&state)?;
+                device.pin_org_root(root)?;
+                println!(
+                    "pinned on this device; next: hotline org sign-roster --key {}",
+                    out.display()
+                );
+            }
+        }
+        Command::Org(OrgCommand::SignRoster { key, valid }) => {
+            let pass = org_passphrase(false)?;
+            let root = hotline_client::org::load_org_key(&key, &pass)?;
+            let mut device = open_device(&state)?;
+            let session = device.connect().await?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let roster =
+                hotline_client::org::sign_roster(&session, &mut device, &root, now, valid).await?;
+            println!(
+                "roster version {} signed and uploaded: {} staff devices, valid until {}",
+                roster.version,
+                roster.entries.len(),
+                date(roster.expires_at)
+            );
+            session.close().await;
+        }
     }
     Ok(())
+}
+
+fn open_device(state: &StateDir) -> Result<Device, ClientError> {
+    state.load_profile()?;
+    let pass =
+        passphrase("Passphrase: ", false).map_err(|e| ClientError::State(format!("{e:#}")))?;
+    Device::open(state, &pass)
+}
+
+fn org_passphrase(confirm: bool) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var(ORG_PASSPHRASE_ENV) {
+        return Ok(p);
+    }
+    let first = rpassword::prompt_password("Organisation key passphrase: ").with_context(|| {
+        format!("cannot ask for the passphrase (no terminal?); set {ORG_PASSPHRASE_ENV}")
+    })?;
+    if confirm {
+        let again =
+            rpassword::prompt_password("Repeat it: ").context("cannot read the passphrase")?;
+        if again != first {
+            bail!("the two passphrases differ; nothing was written");
+        }
+    }
+    Ok(first)
 }
 
 async fn connect(state: &StateDir) -> Result<hotline_client::Session, ClientError> {

@@ -65,6 +65,7 @@ pub struct Device {
     profile: Profile,
     local: DeviceRow,
     replay: ReplayGuard,
+    warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for Device {
@@ -125,6 +126,7 @@ impl Device {
             profile,
             local,
             replay,
+            warnings: Vec::new(),
         })
     }
 
@@ -147,6 +149,12 @@ impl Device {
         self.local.replay = self.replay.encode();
         let bytes = self.local.encode_to_vec();
         self.state.save_sealed(DEVICE_FILE, &self.storage, &bytes)
+    }
+
+    /// Warnings collected while receiving (keys that did not match), to
+    /// show the person loudly.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// Ids of the private prekeys this device still holds.
@@ -431,16 +439,26 @@ impl Device {
     ) -> Result<Option<Received>, ClientError> {
         let now = now();
         if sender_key.device_id() != env.sender {
+            self.warnings.push(format!(
+                "the server presented an identity key that is not device {}'s: a message was dropped (possible impersonation)",
+                env.sender
+            ));
             return Ok(None);
         }
         let on_roster = roster.and_then(|r| r.member(&env.sender, now));
         if let Some(entry) = on_roster
             && entry.identity_key != *sender_key
         {
+            self.warnings.push(format!(
+                "device {}'s key differs from the signed roster: a message was dropped",
+                env.sender
+            ));
             return Ok(None);
         }
         // A defender trusts only staff on the signed roster.
         if on_roster.is_none() && !self.profile.role()?.is_staff() {
+            self.warnings
+                .push("a message from a device not on the staff roster was dropped".into());
             return Ok(None);
         }
         let me = self.identity.device_id();

@@ -174,3 +174,103 @@ async fn local_mistakes_are_explained() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("does not match"), "{}", stderr(&out));
 }
+
+fn invite_line(o: &Output) -> String {
+    stdout(o)
+        .lines()
+        .find(|l| l.trim_start().starts_with("hotline:"))
+        .expect("an invite line")
+        .trim()
+        .to_owned()
+}
+
+fn hotline_org(home: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("HOTLINE_PASSPHRASE", PASS)
+        .env(
+            "HOTLINE_ORG_PASSPHRASE",
+            "the organisation's own passphrase",
+        )
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("the client binary runs")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn organisation_roster_and_an_end_to_end_message_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let admin = dir.path().join("admin");
+    let invite = server
+        .create_invite(Role::Admin, 600)
+        .await
+        .expect("invite")
+        .to_string();
+    assert!(hotline(&admin, PASS, &["enroll", &invite]).status.success());
+
+    // The admin creates the organisation root offline and pins it.
+    let key = dir.path().join("org.key");
+    let out = hotline_org(
+        &admin,
+        &["org", "init", "--out", key.to_str().expect("utf-8")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("fingerprint:"), "{}", stdout(&out));
+
+    // An officer, invited by the admin's client: the invite carries the root.
+    let out = hotline(&admin, PASS, &["invite", "--role", "officer"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let officer_invite: hotline_proto::Invite = invite_line(&out).parse().expect("invite");
+    assert!(
+        officer_invite.org_root.is_some(),
+        "the invite carries the organisation root"
+    );
+    let officer = dir.path().join("officer");
+    assert!(
+        hotline(&officer, PASS, &["enroll", &officer_invite.to_string()])
+            .status
+            .success()
+    );
+
+    let out = hotline_org(
+        &admin,
+        &["org", "sign-roster", "--key", key.to_str().expect("utf-8")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("2 staff devices"), "{}", stdout(&out));
+
+    // The officer invites a defender; the defender writes; the officer reads.
+    let out = hotline(&officer, PASS, &["invite", "--role", "defender"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let defender = dir.path().join("defender");
+    assert!(
+        hotline(&defender, PASS, &["enroll", &invite_line(&out)])
+            .status
+            .success()
+    );
+    // The officer publishes its prekeys the first time it checks its inbox.
+    let out = hotline(&officer, PASS, &["inbox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("no new messages"));
+
+    let out = hotline(
+        &defender,
+        PASS,
+        &["send", "they took my phone, call me at the office"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["inbox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("they took my phone, call me at the office"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("from defender"), "{}", stdout(&out));
+    // Read once: the next look finds nothing new.
+    let out = hotline(&officer, PASS, &["inbox"]);
+    assert!(stdout(&out).contains("no new messages"), "{}", stdout(&out));
+}
