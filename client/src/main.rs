@@ -172,6 +172,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let pass = passphrase(prompt, new_key)?;
             let session =
                 hotline_client::enroll(&state, &invite, &pass, DEFAULT_ITERATIONS).await?;
+            // Publish prekeys now, so that messages can reach this device
+            // before it first looks at its inbox.
+            let mut device = Device::open(&state, &pass)?;
+            device.sync_prekeys(&session).await?;
             println!("Enrolled as {} on {}.", session.role(), invite.server_addr);
             println!("device id: {}", session.device_id());
             println!("state directory: {}", state.path().display());
