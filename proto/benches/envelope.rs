@@ -63,7 +63,7 @@ fn main() {
                 &mut buf,
             )
             .expect("seal");
-        black_box(tag);
+        let _ = black_box(tag);
     });
     let rng = SystemRandom::new();
     let peer = agreement::EphemeralPrivateKey::generate(&agreement::X25519, &rng).expect("key");
