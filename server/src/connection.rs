@@ -206,16 +206,7 @@ async fn handle_setup(
             device_id,
             signature,
         } => {
-            let device = shared
-                .store_call(move |s| s.device(&device_id))
-                .await
-                .map_err(store_error)?
-                .ok_or_else(|| {
-                    WireError::new(
-                        ErrorCode::UnknownDevice,
-                        "no device is enrolled with this id",
-                    )
-                })?;
+            let device = shared.enrolled_device(device_id).await?;
             let transcript = auth::device_auth_transcript(nonce, binding, &device_id);
             device
                 .identity_key

@@ -93,16 +93,7 @@ async fn publish_prekeys(
     prekeys: Vec<SignedPrekey>,
 ) -> Result<Response, WireError> {
     let id = session.device_id;
-    let device = shared
-        .store_call(move |s| s.device(&id))
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| {
-            WireError::new(
-                ErrorCode::UnknownDevice,
-                "no device is enrolled with this id",
-            )
-        })?;
+    let device = shared.enrolled_device(id).await?;
     let now = crate::unix_now();
     let mut stored = Vec::with_capacity(prekeys.len());
     for signed in prekeys {
@@ -191,17 +182,7 @@ async fn send_envelope(
             "an envelope must be sent by its signer",
         ));
     }
-    let sender_id = session.device_id;
-    let sender = shared
-        .store_call(move |s| s.device(&sender_id))
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| {
-            WireError::new(
-                ErrorCode::UnknownDevice,
-                "no device is enrolled with this id",
-            )
-        })?;
+    let sender = shared.enrolled_device(session.device_id).await?;
     envelope
         .verify_signature(&sender.identity_key)
         .map_err(|_| {

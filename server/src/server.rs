@@ -77,6 +77,22 @@ impl Shared {
             .map_err(|_| StoreError::Io("store task failed".into()))?
     }
 
+    /// The enrolled device `id` (revoked or not), or `UNKNOWN_DEVICE`.
+    pub(crate) async fn enrolled_device(
+        &self,
+        id: hotline_proto::DeviceId,
+    ) -> Result<crate::store::Device, WireError> {
+        self.store_call(move |s| s.device(&id))
+            .await
+            .map_err(connection::store_error)?
+            .ok_or_else(|| {
+                WireError::new(
+                    ErrorCode::UnknownDevice,
+                    "no device is enrolled with this id",
+                )
+            })
+    }
+
     /// Makes and saves a one-time invite.
     pub(crate) async fn create_invite(
         &self,
