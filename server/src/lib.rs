@@ -17,6 +17,7 @@
 //! `main.rs` is a thin command line over [`server::RunningServer`]; tests
 //! start the same server on `127.0.0.1:0`.
 
+pub mod alerts;
 pub mod config;
 mod connection;
 pub mod handler;

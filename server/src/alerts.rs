@@ -1,0 +1,528 @@
+//! Alerts and their escalation, as pure state: no I/O, no clock of its own.
+//!
+//! An alert is raised by a defender with a priority (the category travels
+//! end-to-end encrypted with the message; the server does not need it).
+//! Until an officer acknowledges it, it climbs the escalation policy for
+//! its priority: each step pages a tier of staff and waits; a step with
+//! nobody to page is passed at once; the steps repeat a set number of
+//! rounds, after which the alert stays open and paged.
+//!
+//! Every decision is an [`AlertEvent`] appended to the log before anyone
+//! is notified, and the current step is part of the derived state. A
+//! restart therefore resumes an escalation from its last recorded step:
+//! no step is lost, none is repeated. This module is the state machine
+//! and the policy; it is not yet wired to requests, duty or push.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use hotline_proto::DeviceId;
+
+/// How urgent an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Priority {
+    /// Immediate danger: escalates in minutes.
+    Immediate,
+    /// Urgent.
+    Urgent,
+    /// Routine.
+    Routine,
+}
+
+/// Who a step pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tier {
+    /// Officers on duty now.
+    OnDuty,
+    /// The backup officers (on the rota's backup list).
+    Backup,
+    /// Coordinators.
+    Coordinators,
+    /// Every staff device.
+    Everyone,
+}
+
+/// One escalation step: page a tier, then wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// Who to page.
+    pub tier: Tier,
+    /// Seconds to wait for an acknowledgement before the next step.
+    pub wait_secs: u64,
+}
+
+/// The escalation policy for one priority.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+    /// How many times the whole sequence runs (at least 1).
+    pub rounds: u32,
+}
+
+/// The policies for every priority.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policies {
+    /// For immediate danger.
+    pub immediate: Policy,
+    /// For urgent alerts.
+    pub urgent: Policy,
+    /// For routine alerts.
+    pub routine: Policy,
+}
+
+fn step(tier: Tier, minutes: u64) -> Step {
+    Step {
+        tier,
+        wait_secs: minutes * 60,
+    }
+}
+
+impl Default for Policies {
+    /// Immediate danger: on-duty officers, 2 minutes; backup, 3; coordinators,
+    /// 5; everyone, 5; three rounds. Urgent: 10, 15, 30, 30 minutes, two
+    /// rounds. Routine: on duty for an hour, coordinators for four, then
+    /// everyone.
+    fn default() -> Self {
+        Policies {
+            immediate: Policy {
+                steps: vec![
+                    step(Tier::OnDuty, 2),
+                    step(Tier::Backup, 3),
+                    step(Tier::Coordinators, 5),
+                    step(Tier::Everyone, 5),
+                ],
+                rounds: 3,
+            },
+            urgent: Policy {
+                steps: vec![
+                    step(Tier::OnDuty, 10),
+                    step(Tier::Backup, 15),
+                    step(Tier::Coordinators, 30),
+                    step(Tier::Everyone, 30),
+                ],
+                rounds: 2,
+            },
+            routine: Policy {
+                steps: vec![
+                    step(Tier::OnDuty, 60),
+                    step(Tier::Coordinators, 240),
+                    step(Tier::Everyone, 480),
+                ],
+                rounds: 1,
+            },
+        }
+    }
+}
+
+impl Policies {
+    /// The policy for `priority`.
+    pub fn for_priority(&self, priority: Priority) -> &Policy {
+        match priority {
+            Priority::Immediate => &self.immediate,
+            Priority::Urgent => &self.urgent,
+            Priority::Routine => &self.routine,
+        }
+    }
+}
+
+/// Where an alert stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertState {
+    /// Raised, nobody has claimed it.
+    Raised,
+    /// Claimed by one officer.
+    Acknowledged {
+        /// Who holds it.
+        by: DeviceId,
+    },
+    /// Closed by staff.
+    Resolved,
+    /// Called off by the defender or staff; `false_alarm` if it never was one.
+    Cancelled {
+        /// It was a false alarm.
+        false_alarm: bool,
+    },
+}
+
+impl AlertState {
+    /// Whether the alert still needs someone.
+    pub fn is_open(&self) -> bool {
+        matches!(self, AlertState::Raised | AlertState::Acknowledged { .. })
+    }
+}
+
+/// An alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    /// The log sequence number that raised it.
+    pub id: u64,
+    /// The defender's device.
+    pub defender: DeviceId,
+    /// How urgent.
+    pub priority: Priority,
+    /// When it was raised.
+    pub raised_at: u64,
+    /// Where it stands.
+    pub state: AlertState,
+    /// Every device paged so far (who must hear the all clear).
+    pub paged: BTreeSet<DeviceId>,
+    /// The escalation position last recorded: `(round, step)`, and when.
+    pub position: Option<(u32, usize, u64)>,
+    /// The policy ran all its rounds.
+    pub exhausted: bool,
+}
+
+/// What happened to alerts, as recorded in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertEvent {
+    /// A defender raised an alert.
+    Raised {
+        /// The defender's device.
+        defender: DeviceId,
+        /// How urgent.
+        priority: Priority,
+        /// When.
+        at: u64,
+    },
+    /// An escalation step was taken (possibly paging nobody).
+    Stepped {
+        /// Which alert.
+        alert: u64,
+        /// Round (from 0).
+        round: u32,
+        /// Step within the round (from 0).
+        step: usize,
+        /// The devices paged by this step.
+        paged: Vec<DeviceId>,
+        /// When.
+        at: u64,
+    },
+    /// The policy ran out of rounds; the alert stays open.
+    Exhausted {
+        /// Which alert.
+        alert: u64,
+    },
+    /// An officer claimed the alert.
+    Acknowledged {
+        /// Which alert.
+        alert: u64,
+        /// Who.
+        by: DeviceId,
+    },
+    /// Staff closed it.
+    Resolved {
+        /// Which alert.
+        alert: u64,
+    },
+    /// It was called off.
+    Cancelled {
+        /// Which alert.
+        alert: u64,
+        /// Never a real alarm.
+        false_alarm: bool,
+    },
+}
+
+/// Why a change to an alert was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AlertError {
+    /// No such alert.
+    #[error("no such alert")]
+    NotFound,
+    /// Another officer holds it.
+    #[error("the alert is already held by another officer")]
+    HeldBy(DeviceId),
+    /// It is closed.
+    #[error("the alert is closed")]
+    Closed,
+}
+
+/// Every alert, by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Alerts {
+    /// The alerts.
+    pub alerts: BTreeMap<u64, Alert>,
+}
+
+impl Alerts {
+    /// Applies an event recorded at log position `seq`.
+    pub fn apply(&mut self, seq: u64, event: &AlertEvent) -> Result<(), &'static str> {
+        match event {
+            AlertEvent::Raised {
+                defender,
+                priority,
+                at,
+            } => {
+                self.alerts.insert(
+                    seq,
+                    Alert {
+                        id: seq,
+                        defender: *defender,
+                        priority: *priority,
+                        raised_at: *at,
+                        state: AlertState::Raised,
+                        paged: BTreeSet::new(),
+                        position: None,
+                        exhausted: false,
+                    },
+                );
+            }
+            AlertEvent::Stepped {
+                alert,
+                round,
+                step,
+                paged,
+                at,
+            } => {
+                let a = self
+                    .alerts
+                    .get_mut(alert)
+                    .ok_or("a step for an unknown alert")?;
+                a.paged.extend(paged.iter().copied());
+                a.position = Some((*round, *step, *at));
+            }
+            AlertEvent::Exhausted { alert } => {
+                self.alerts
+                    .get_mut(alert)
+                    .ok_or("an unknown alert")?
+                    .exhausted = true;
+            }
+            AlertEvent::Acknowledged { alert, by } => {
+                self.alerts.get_mut(alert).ok_or("an unknown alert")?.state =
+                    AlertState::Acknowledged { by: *by };
+            }
+            AlertEvent::Resolved { alert } => {
+                self.alerts.get_mut(alert).ok_or("an unknown alert")?.state = AlertState::Resolved;
+            }
+            AlertEvent::Cancelled { alert, false_alarm } => {
+                self.alerts.get_mut(alert).ok_or("an unknown alert")?.state =
+                    AlertState::Cancelled {
+                        false_alarm: *false_alarm,
+                    };
+            }
+        }
+        Ok(())
+    }
+
+    /// The event for `by` claiming `alert`, or why not. Claiming an alert
+    /// one already holds is harmless.
+    pub fn acknowledge(&self, alert: u64, by: DeviceId) -> Result<Option<AlertEvent>, AlertError> {
+        let a = self.alerts.get(&alert).ok_or(AlertError::NotFound)?;
+        match a.state {
+            AlertState::Raised => Ok(Some(AlertEvent::Acknowledged { alert, by })),
+            AlertState::Acknowledged { by: holder } if holder == by => Ok(None),
+            AlertState::Acknowledged { by: holder } => Err(AlertError::HeldBy(holder)),
+            AlertState::Resolved | AlertState::Cancelled { .. } => Err(AlertError::Closed),
+        }
+    }
+
+    /// When the next escalation step of `alert` is due, if one is.
+    pub fn next_due(&self, alert: &Alert, policies: &Policies) -> Option<u64> {
+        if alert.state != AlertState::Raised || alert.exhausted {
+            return None;
+        }
+        let policy = policies.for_priority(alert.priority);
+        match alert.position {
+            None => Some(alert.raised_at),
+            Some((_, step, at)) => Some(at.saturating_add(policy.steps.get(step)?.wait_secs)),
+        }
+    }
+
+    /// The escalation events due at `now` for every open alert, in order.
+    /// `members(tier)` lists the devices a tier pages at this moment. A
+    /// step that pages nobody is taken and passed at once.
+    pub fn escalate(
+        &self,
+        policies: &Policies,
+        now: u64,
+        members: impl Fn(Tier) -> Vec<DeviceId>,
+    ) -> Vec<AlertEvent> {
+        let mut events = Vec::new();
+        for alert in self.alerts.values() {
+            let Some(mut due) = self.next_due(alert, policies) else {
+                continue;
+            };
+            let policy = policies.for_priority(alert.priority);
+            let mut position = alert.position.map(|(r, s, _)| (r, s));
+            while due <= now {
+                let next = match position {
+                    None => Some((0, 0)),
+                    Some((r, s)) if s + 1 < policy.steps.len() => Some((r, s + 1)),
+                    Some((r, _)) if r + 1 < policy.rounds.max(1) => Some((r + 1, 0)),
+                    Some(_) => None,
+                };
+                let Some((round, step)) = next else {
+                    events.push(AlertEvent::Exhausted { alert: alert.id });
+                    break;
+                };
+                let Some(s) = policy.steps.get(step) else {
+                    events.push(AlertEvent::Exhausted { alert: alert.id });
+                    break;
+                };
+                let paged = members(s.tier);
+                let at = due.max(alert.raised_at);
+                events.push(AlertEvent::Stepped {
+                    alert: alert.id,
+                    round,
+                    step,
+                    paged: paged.clone(),
+                    at,
+                });
+                position = Some((round, step));
+                // Nobody to page: pass the step at once.
+                due = if paged.is_empty() {
+                    at
+                } else {
+                    at.saturating_add(s.wait_secs)
+                };
+            }
+        }
+        events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(b: u8) -> DeviceId {
+        DeviceId::from_bytes([b; 16])
+    }
+
+    fn policies() -> Policies {
+        Policies {
+            immediate: Policy {
+                steps: vec![
+                    Step {
+                        tier: Tier::OnDuty,
+                        wait_secs: 60,
+                    },
+                    Step {
+                        tier: Tier::Backup,
+                        wait_secs: 60,
+                    },
+                    Step {
+                        tier: Tier::Coordinators,
+                        wait_secs: 60,
+                    },
+                ],
+                rounds: 2,
+            },
+            ..Policies::default()
+        }
+    }
+
+    fn members(tier: Tier) -> Vec<DeviceId> {
+        match tier {
+            Tier::OnDuty => vec![dev(1)],
+            Tier::Backup => vec![],
+            Tier::Coordinators => vec![dev(3)],
+            Tier::Everyone => vec![dev(1), dev(3)],
+        }
+    }
+
+    fn run(alerts: &mut Alerts, now: u64) -> Vec<AlertEvent> {
+        let events = alerts.escalate(&policies(), now, members);
+        for (i, e) in events.iter().enumerate() {
+            alerts.apply(1000 + now + i as u64, e).expect("apply");
+        }
+        events
+    }
+
+    fn steps(events: &[AlertEvent]) -> Vec<(u32, usize)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                AlertEvent::Stepped { round, step, .. } => Some((*round, *step)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn escalation_runs_its_steps_in_order_skipping_empty_tiers() {
+        let mut alerts = Alerts::default();
+        alerts
+            .apply(
+                1,
+                &AlertEvent::Raised {
+                    defender: dev(9),
+                    priority: Priority::Immediate,
+                    at: 100,
+                },
+            )
+            .expect("raise");
+        // At once: on-duty officers are paged.
+        assert_eq!(steps(&run(&mut alerts, 100)), vec![(0, 0)]);
+        assert_eq!(alerts.alerts[&1].paged, [dev(1)].into());
+        // Nothing more until the wait is over.
+        assert!(run(&mut alerts, 159).is_empty());
+        // The backup tier is empty: passed at once to coordinators.
+        assert_eq!(steps(&run(&mut alerts, 160)), vec![(0, 1), (0, 2)]);
+        assert_eq!(alerts.alerts[&1].paged, [dev(1), dev(3)].into());
+        // The second round, then exhaustion.
+        assert_eq!(steps(&run(&mut alerts, 220)), vec![(1, 0)]);
+        let last = run(&mut alerts, 1000);
+        assert_eq!(steps(&last), vec![(1, 1), (1, 2)]);
+        assert_eq!(last.last(), Some(&AlertEvent::Exhausted { alert: 1 }));
+        assert!(
+            run(&mut alerts, 5000).is_empty(),
+            "exhausted alerts stay open, unpaged"
+        );
+        assert_eq!(alerts.alerts[&1].state, AlertState::Raised);
+    }
+
+    #[test]
+    fn a_late_run_catches_up_without_repeating_a_step() {
+        // As after a restart: the state holds the last recorded step; one
+        // run takes every step that fell due while the server was down.
+        let mut alerts = Alerts::default();
+        alerts
+            .apply(
+                1,
+                &AlertEvent::Raised {
+                    defender: dev(9),
+                    priority: Priority::Immediate,
+                    at: 100,
+                },
+            )
+            .expect("raise");
+        assert_eq!(steps(&run(&mut alerts, 100)), vec![(0, 0)]);
+        let rebuilt = alerts.clone();
+        let mut again = rebuilt;
+        assert_eq!(steps(&run(&mut again, 165)), vec![(0, 1), (0, 2)]);
+        assert!(run(&mut again, 165).is_empty(), "nothing taken twice");
+    }
+
+    #[test]
+    fn one_officer_claims_and_escalation_stops() {
+        let mut alerts = Alerts::default();
+        alerts
+            .apply(
+                1,
+                &AlertEvent::Raised {
+                    defender: dev(9),
+                    priority: Priority::Urgent,
+                    at: 0,
+                },
+            )
+            .expect("raise");
+        run(&mut alerts, 0);
+        let claim = alerts
+            .acknowledge(1, dev(1))
+            .expect("claim")
+            .expect("an event");
+        alerts.apply(2, &claim).expect("apply");
+        assert_eq!(
+            alerts.acknowledge(1, dev(3)),
+            Err(AlertError::HeldBy(dev(1)))
+        );
+        assert_eq!(alerts.acknowledge(1, dev(1)), Ok(None));
+        assert!(run(&mut alerts, 100_000).is_empty());
+        alerts
+            .apply(3, &AlertEvent::Resolved { alert: 1 })
+            .expect("apply");
+        assert_eq!(alerts.acknowledge(1, dev(3)), Err(AlertError::Closed));
+        assert_eq!(alerts.acknowledge(7, dev(3)), Err(AlertError::NotFound));
+    }
+}
