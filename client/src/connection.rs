@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use hotline_proto::alert::{AlertInfo, CloseReason, Push};
 use hotline_proto::auth::{
     self, CHANNEL_BINDING_LEN, ChannelBinding, EXPORTER_CONTEXT, EXPORTER_LABEL, Nonce,
 };
@@ -323,6 +324,65 @@ impl Session {
             Response::DeviceRevoked { revoked_at, .. } => Ok(revoked_at),
             _ => Err(unexpected()),
         }
+    }
+
+    /// Alerts this device may see (staff: all; defenders: their own).
+    pub async fn alerts(&self, open_only: bool) -> Result<Vec<AlertInfo>, ClientError> {
+        match self.call(&Request::ListAlerts { open_only }).await? {
+            Response::Alerts(a) => Ok(a),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Claims an alert. `Ok(Ok(()))` if this device now holds it,
+    /// `Ok(Err(holder))` if another device already does.
+    pub async fn claim_alert(&self, alert_id: u64) -> Result<Result<(), DeviceId>, ClientError> {
+        match self.call(&Request::ClaimAlert { alert_id }).await? {
+            Response::Claim { granted: true, .. } => Ok(Ok(())),
+            Response::Claim {
+                granted: false,
+                holder,
+            } => Ok(Err(holder)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Resolves, cancels or calls a false alarm on an alert.
+    pub async fn close_alert(&self, alert_id: u64, reason: CloseReason) -> Result<(), ClientError> {
+        match self.call(&Request::CloseAlert { alert_id, reason }).await? {
+            Response::Done => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Goes on or off duty.
+    pub async fn set_duty(&self, on_duty: bool) -> Result<(), ClientError> {
+        match self.call(&Request::SetDuty { on_duty }).await? {
+            Response::Done => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Waits (up to `wait`) for the next push from the server, and confirms
+    /// receipt of a page. `None` if nothing came.
+    pub async fn next_push(&self, wait: Duration) -> Result<Option<Push>, ClientError> {
+        let mut stream = match timeout(wait, self.conn.accept_uni()).await {
+            Err(_) => return Ok(None),
+            Ok(Err(e)) => return Err(connection_error(e, "")),
+            Ok(Ok(s)) => s,
+        };
+        let bytes = read_frame(&mut stream, MAX_FRAME_LEN).await?;
+        let push = Push::decode(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if let Push::Alert(a) = &push {
+            match self
+                .call(&Request::AlertDelivered { alert_id: a.id })
+                .await?
+            {
+                Response::Done => {}
+                _ => return Err(unexpected()),
+            }
+        }
+        Ok(Some(push))
     }
 
     /// Closes the connection politely.

@@ -7,6 +7,7 @@
 //! atomically. A one-time prekey's private half is deleted as soon as the
 //! message it opened has been handed to the caller.
 
+use hotline_proto::alert::{AlertInfo, Priority};
 use hotline_proto::e2e::envelope::{self, Content, EnvelopeError, Recipient, SignedEnvelope};
 use hotline_proto::e2e::org::OrgPublicKey;
 use hotline_proto::e2e::prekey::{Prekey, PrekeyKind, SignedPrekey};
@@ -281,15 +282,14 @@ impl Device {
         Ok(roster)
     }
 
-    /// Seals `body` and sends it: a defender writes to every staff device
-    /// on the roster; staff write to every staff device on the roster and,
-    /// with `to`, to that device too. Returns the server's id for it.
-    pub async fn send(
+    /// Seals `body` for the staff on the roster (and `to`, for staff): see
+    /// [`Device::send`].
+    pub async fn seal(
         &mut self,
         session: &Session,
         body: &[u8],
         to: Option<DeviceId>,
-    ) -> Result<u64, ClientError> {
+    ) -> Result<SignedEnvelope, ClientError> {
         let roster = self.roster(session).await?;
         let now = now();
         let me = self.identity.device_id();
@@ -324,16 +324,48 @@ impl Device {
             timestamp: now,
             body: body.to_vec(),
         };
-        let env = envelope::seal(
+        envelope::seal(
             &self.identity,
             roster.version,
             &recipients,
             &content,
             &mut SystemRandomness,
         )
-        .map_err(refused)?;
+        .map_err(refused)
+    }
+
+    /// Seals `body` and sends it: a defender writes to every staff device
+    /// on the roster; staff write to every staff device on the roster and,
+    /// with `to`, to that device too. Returns the server's id for it.
+    pub async fn send(
+        &mut self,
+        session: &Session,
+        body: &[u8],
+        to: Option<DeviceId>,
+    ) -> Result<u64, ClientError> {
+        let env = self.seal(session, body, to).await?;
         match session.request(&Request::SendEnvelope(env)).await? {
             Response::EnvelopeAccepted { id, .. } => Ok(id),
+            Response::Error(e) => Err(ClientError::Refused(e)),
+            _ => Err(ClientError::Protocol("an answer of the wrong kind".into())),
+        }
+    }
+
+    /// Raises an alert (defenders): `body` (what happened, with its
+    /// category) goes end-to-end encrypted to the staff on the roster; the
+    /// server sees only the priority.
+    pub async fn raise_alert(
+        &mut self,
+        session: &Session,
+        priority: Priority,
+        body: &[u8],
+    ) -> Result<AlertInfo, ClientError> {
+        let envelope = self.seal(session, body, None).await?;
+        match session
+            .request(&Request::RaiseAlert { priority, envelope })
+            .await?
+        {
+            Response::Alerts(mut a) if a.len() == 1 => Ok(a.remove(0)),
             Response::Error(e) => Err(ClientError::Refused(e)),
             _ => Err(ClientError::Protocol("an answer of the wrong kind".into())),
         }

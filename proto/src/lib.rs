@@ -16,12 +16,14 @@
 //!   bound to the TLS session by a keying-material export.
 //! * [`invite`]: one-time invites and the certificate pin they carry.
 //! * [`role`]: what a device may be.
+//! * [`alert`]: alert priorities, states, summaries and server pushes.
 //! * [`e2e`]: end-to-end encryption: organisation root, signed staff
 //!   roster, prekeys, sealed envelopes, replay protection.
 //!
 //! `docs/protocol.md` at the repository root specifies all of it for
 //! independent implementations.
 
+pub mod alert;
 pub mod auth;
 pub mod e2e;
 pub mod error;

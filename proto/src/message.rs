@@ -6,6 +6,7 @@
 
 use prost::Message as _;
 
+use crate::alert::{AlertInfo, CloseReason, Priority};
 use crate::auth::{NONCE_LEN, Nonce};
 use crate::e2e::envelope::SignedEnvelope;
 use crate::e2e::prekey::SignedPrekey;
@@ -215,6 +216,40 @@ pub enum Request {
         /// The highest id held.
         up_to: u64,
     },
+    /// A defender raises an alert; the envelope says what happened.
+    RaiseAlert {
+        /// How urgent.
+        priority: Priority,
+        /// The end-to-end encrypted message, sealed to the staff.
+        envelope: SignedEnvelope,
+    },
+    /// Alerts this device may see.
+    ListAlerts {
+        /// Only those still open.
+        open_only: bool,
+    },
+    /// Claim an alert (staff).
+    ClaimAlert {
+        /// Which.
+        alert_id: u64,
+    },
+    /// Close an alert.
+    CloseAlert {
+        /// Which.
+        alert_id: u64,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// Go on or off duty (staff).
+    SetDuty {
+        /// On duty.
+        on_duty: bool,
+    },
+    /// This device received the page for an alert.
+    AlertDelivered {
+        /// Which.
+        alert_id: u64,
+    },
 }
 
 /// Most prekeys one request may publish.
@@ -237,6 +272,12 @@ impl Request {
             Request::SendEnvelope(_) => "send_envelope",
             Request::FetchInbox { .. } => "fetch_inbox",
             Request::AckInbox { .. } => "ack_inbox",
+            Request::RaiseAlert { .. } => "raise_alert",
+            Request::ListAlerts { .. } => "list_alerts",
+            Request::ClaimAlert { .. } => "claim_alert",
+            Request::CloseAlert { .. } => "close_alert",
+            Request::SetDuty { .. } => "set_duty",
+            Request::AlertDelivered { .. } => "alert_delivered",
         }
     }
 
@@ -273,6 +314,26 @@ impl Request {
                 limit: *limit,
             }),
             Request::AckInbox { up_to } => Kind::AckInbox(pb::AckInboxRequest { up_to: *up_to }),
+            Request::RaiseAlert { priority, envelope } => Kind::RaiseAlert(pb::RaiseAlertRequest {
+                priority: priority.to_wire(),
+                envelope: Some(envelope.to_wire()),
+            }),
+            Request::ListAlerts { open_only } => Kind::ListAlerts(pb::ListAlertsRequest {
+                open_only: *open_only,
+            }),
+            Request::ClaimAlert { alert_id } => Kind::ClaimAlert(pb::ClaimAlertRequest {
+                alert_id: *alert_id,
+            }),
+            Request::CloseAlert { alert_id, reason } => Kind::CloseAlert(pb::CloseAlertRequest {
+                alert_id: *alert_id,
+                reason: reason.to_wire(),
+            }),
+            Request::SetDuty { on_duty } => Kind::SetDuty(pb::SetDutyRequest { on_duty: *on_duty }),
+            Request::AlertDelivered { alert_id } => {
+                Kind::AlertDelivered(pb::AlertDeliveredRequest {
+                    alert_id: *alert_id,
+                })
+            }
         };
         pb::Request { kind: Some(kind) }.encode_to_vec()
     }
@@ -337,6 +398,26 @@ impl Request {
                 }
             }
             Kind::AckInbox(a) => Request::AckInbox { up_to: a.up_to },
+            Kind::RaiseAlert(r) => Request::RaiseAlert {
+                priority: Priority::from_wire(r.priority)?,
+                envelope: SignedEnvelope::from_wire(
+                    r.envelope.ok_or(DecodeError::Missing("envelope"))?,
+                )?,
+            },
+            Kind::ListAlerts(l) => Request::ListAlerts {
+                open_only: l.open_only,
+            },
+            Kind::ClaimAlert(c) => Request::ClaimAlert {
+                alert_id: c.alert_id,
+            },
+            Kind::CloseAlert(c) => Request::CloseAlert {
+                alert_id: c.alert_id,
+                reason: CloseReason::from_wire(c.reason)?,
+            },
+            Kind::SetDuty(d) => Request::SetDuty { on_duty: d.on_duty },
+            Kind::AlertDelivered(d) => Request::AlertDelivered {
+                alert_id: d.alert_id,
+            },
         })
     }
 }
@@ -420,6 +501,16 @@ pub enum Response {
     },
     /// Answer to [`Request::FetchInbox`].
     Inbox(Vec<InboxItem>),
+    /// Answer to [`Request::ListAlerts`] (and [`Request::RaiseAlert`]: the
+    /// new alert alone).
+    Alerts(Vec<AlertInfo>),
+    /// Answer to [`Request::ClaimAlert`].
+    Claim {
+        /// This device now holds the alert.
+        granted: bool,
+        /// Who holds it.
+        holder: DeviceId,
+    },
 }
 
 /// One envelope waiting for this device.
@@ -489,6 +580,13 @@ impl Response {
                     duplicate: *duplicate,
                 })
             }
+            Response::Alerts(a) => Kind::Alerts(pb::AlertList {
+                alerts: a.iter().map(AlertInfo::to_wire).collect(),
+            }),
+            Response::Claim { granted, holder } => Kind::Claim(pb::ClaimResult {
+                granted: *granted,
+                holder: holder.as_bytes().to_vec().into(),
+            }),
             Response::Inbox(items) => Kind::Inbox(pb::Inbox {
                 items: items
                     .iter()
@@ -560,6 +658,16 @@ impl Response {
             Kind::EnvelopeAccepted(a) => Response::EnvelopeAccepted {
                 id: a.id,
                 duplicate: a.duplicate,
+            },
+            Kind::Alerts(a) => Response::Alerts(
+                a.alerts
+                    .into_iter()
+                    .map(AlertInfo::from_wire)
+                    .collect::<Result<_, _>>()?,
+            ),
+            Kind::Claim(c) => Response::Claim {
+                granted: c.granted,
+                holder: DeviceId::from_slice(&c.holder, "holder")?,
             },
             Kind::Inbox(i) => Response::Inbox(
                 i.items

@@ -17,19 +17,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use hotline_proto::DeviceId;
 
-/// How urgent an alert is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Priority {
-    /// Immediate danger: escalates in minutes.
-    Immediate,
-    /// Urgent.
-    Urgent,
-    /// Routine.
-    Routine,
-}
+pub use hotline_proto::alert::Priority;
 
 /// Who a step pages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Tier {
     /// Officers on duty now.
     OnDuty,
@@ -42,7 +34,8 @@ pub enum Tier {
 }
 
 /// One escalation step: page a tier, then wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Step {
     /// Who to page.
     pub tier: Tier,
@@ -51,7 +44,8 @@ pub struct Step {
 }
 
 /// The escalation policy for one priority.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Policy {
     /// The steps, in order.
     pub steps: Vec<Step>,
@@ -60,7 +54,8 @@ pub struct Policy {
 }
 
 /// The policies for every priority.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Policies {
     /// For immediate danger.
     pub immediate: Policy,
@@ -170,6 +165,10 @@ pub struct Alert {
     pub position: Option<(u32, usize, u64)>,
     /// The policy ran all its rounds.
     pub exhausted: bool,
+    /// The inbox id of the alert's end-to-end encrypted message.
+    pub envelope_id: u64,
+    /// Devices that confirmed they received the page.
+    pub delivered: BTreeSet<DeviceId>,
 }
 
 /// What happened to alerts, as recorded in the log.
@@ -183,6 +182,8 @@ pub enum AlertEvent {
         priority: Priority,
         /// When.
         at: u64,
+        /// The inbox id of its message.
+        envelope_id: u64,
     },
     /// An escalation step was taken (possibly paging nobody).
     Stepped {
@@ -221,6 +222,13 @@ pub enum AlertEvent {
         /// Never a real alarm.
         false_alarm: bool,
     },
+    /// A paged device confirmed it received the page.
+    Delivered {
+        /// Which alert.
+        alert: u64,
+        /// Which device.
+        device: DeviceId,
+    },
 }
 
 /// Why a change to an alert was refused.
@@ -252,6 +260,7 @@ impl Alerts {
                 defender,
                 priority,
                 at,
+                envelope_id,
             } => {
                 self.alerts.insert(
                     seq,
@@ -264,6 +273,8 @@ impl Alerts {
                         paged: BTreeSet::new(),
                         position: None,
                         exhausted: false,
+                        envelope_id: *envelope_id,
+                        delivered: BTreeSet::new(),
                     },
                 );
             }
@@ -299,6 +310,13 @@ impl Alerts {
                     AlertState::Cancelled {
                         false_alarm: *false_alarm,
                     };
+            }
+            AlertEvent::Delivered { alert, device } => {
+                self.alerts
+                    .get_mut(alert)
+                    .ok_or("an unknown alert")?
+                    .delivered
+                    .insert(*device);
             }
         }
         Ok(())
@@ -449,6 +467,7 @@ mod tests {
                     defender: dev(9),
                     priority: Priority::Immediate,
                     at: 100,
+                    envelope_id: 0,
                 },
             )
             .expect("raise");
@@ -484,6 +503,7 @@ mod tests {
                     defender: dev(9),
                     priority: Priority::Immediate,
                     at: 100,
+                    envelope_id: 0,
                 },
             )
             .expect("raise");
@@ -504,6 +524,7 @@ mod tests {
                     defender: dev(9),
                     priority: Priority::Urgent,
                     at: 0,
+                    envelope_id: 0,
                 },
             )
             .expect("raise");
@@ -526,3 +547,272 @@ mod tests {
         assert_eq!(alerts.acknowledge(7, dev(3)), Err(AlertError::NotFound));
     }
 }
+
+// ---------------------------------------------------------------------------
+// Encoding (log events and snapshots).
+
+mod encoding {
+    use std::collections::BTreeSet;
+
+    use hotline_proto::DeviceId;
+    use prost::Message;
+
+    use super::{Alert, AlertEvent, AlertState, Alerts, Priority};
+
+    #[derive(Clone, PartialEq, Message)]
+    pub(crate) struct AlertEventRow {
+        #[prost(uint32, tag = "1")]
+        kind: u32,
+        #[prost(uint64, tag = "2")]
+        alert: u64,
+        #[prost(bytes = "vec", tag = "3")]
+        device: Vec<u8>,
+        #[prost(uint32, tag = "4")]
+        priority: u32,
+        #[prost(uint64, tag = "5")]
+        at: u64,
+        #[prost(uint64, tag = "6")]
+        number: u64,
+        #[prost(uint32, tag = "7")]
+        round: u32,
+        #[prost(uint32, tag = "8")]
+        step: u32,
+        #[prost(bytes = "vec", repeated, tag = "9")]
+        devices: Vec<Vec<u8>>,
+        #[prost(bool, tag = "10")]
+        flag: bool,
+    }
+
+    #[derive(Clone, PartialEq, Message)]
+    struct AlertRow {
+        #[prost(uint64, tag = "1")]
+        id: u64,
+        #[prost(bytes = "vec", tag = "2")]
+        defender: Vec<u8>,
+        #[prost(uint32, tag = "3")]
+        priority: u32,
+        #[prost(uint64, tag = "4")]
+        raised_at: u64,
+        #[prost(uint32, tag = "5")]
+        state: u32,
+        #[prost(bytes = "vec", tag = "6")]
+        holder: Vec<u8>,
+        #[prost(bytes = "vec", repeated, tag = "7")]
+        paged: Vec<Vec<u8>>,
+        #[prost(bool, tag = "8")]
+        positioned: bool,
+        #[prost(uint32, tag = "9")]
+        round: u32,
+        #[prost(uint32, tag = "10")]
+        step: u32,
+        #[prost(uint64, tag = "11")]
+        step_at: u64,
+        #[prost(bool, tag = "12")]
+        exhausted: bool,
+        #[prost(uint64, tag = "13")]
+        envelope_id: u64,
+        #[prost(bytes = "vec", repeated, tag = "14")]
+        delivered: Vec<Vec<u8>>,
+    }
+
+    #[derive(Clone, PartialEq, Message)]
+    pub(crate) struct AlertsRow {
+        #[prost(message, repeated, tag = "1")]
+        alerts: Vec<AlertRow>,
+    }
+
+    fn priority(p: Priority) -> u32 {
+        match p {
+            Priority::Immediate => 1,
+            Priority::Urgent => 2,
+            Priority::Routine => 3,
+        }
+    }
+
+    fn priority_from(v: u32) -> Result<Priority, &'static str> {
+        match v {
+            1 => Ok(Priority::Immediate),
+            2 => Ok(Priority::Urgent),
+            3 => Ok(Priority::Routine),
+            _ => Err("unknown priority"),
+        }
+    }
+
+    fn device(b: &[u8]) -> Result<DeviceId, &'static str> {
+        Ok(DeviceId::from_bytes(
+            b.try_into().map_err(|_| "device id of the wrong length")?,
+        ))
+    }
+
+    fn devices(v: &[Vec<u8>]) -> Result<BTreeSet<DeviceId>, &'static str> {
+        v.iter().map(|d| device(d)).collect()
+    }
+
+    fn bytes<'a>(ids: impl IntoIterator<Item = &'a DeviceId>) -> Vec<Vec<u8>> {
+        ids.into_iter().map(|d| d.as_bytes().to_vec()).collect()
+    }
+
+    impl AlertEvent {
+        pub(crate) fn to_row(&self) -> AlertEventRow {
+            let mut r = AlertEventRow::default();
+            match self {
+                AlertEvent::Raised {
+                    defender,
+                    priority: p,
+                    at,
+                    envelope_id,
+                } => {
+                    r.kind = 1;
+                    r.device = defender.as_bytes().to_vec();
+                    r.priority = priority(*p);
+                    r.at = *at;
+                    r.number = *envelope_id;
+                }
+                AlertEvent::Stepped {
+                    alert,
+                    round,
+                    step,
+                    paged,
+                    at,
+                } => {
+                    r.kind = 2;
+                    r.alert = *alert;
+                    r.round = *round;
+                    r.step = u32::try_from(*step).unwrap_or(u32::MAX);
+                    r.devices = bytes(paged);
+                    r.at = *at;
+                }
+                AlertEvent::Exhausted { alert } => {
+                    r.kind = 3;
+                    r.alert = *alert;
+                }
+                AlertEvent::Acknowledged { alert, by } => {
+                    r.kind = 4;
+                    r.alert = *alert;
+                    r.device = by.as_bytes().to_vec();
+                }
+                AlertEvent::Resolved { alert } => {
+                    r.kind = 5;
+                    r.alert = *alert;
+                }
+                AlertEvent::Cancelled { alert, false_alarm } => {
+                    r.kind = 6;
+                    r.alert = *alert;
+                    r.flag = *false_alarm;
+                }
+                AlertEvent::Delivered { alert, device } => {
+                    r.kind = 7;
+                    r.alert = *alert;
+                    r.device = device.as_bytes().to_vec();
+                }
+            }
+            r
+        }
+
+        pub(crate) fn from_row(r: AlertEventRow) -> Result<AlertEvent, &'static str> {
+            Ok(match r.kind {
+                1 => AlertEvent::Raised {
+                    defender: device(&r.device)?,
+                    priority: priority_from(r.priority)?,
+                    at: r.at,
+                    envelope_id: r.number,
+                },
+                2 => AlertEvent::Stepped {
+                    alert: r.alert,
+                    round: r.round,
+                    step: r.step as usize,
+                    paged: devices(&r.devices)?.into_iter().collect(),
+                    at: r.at,
+                },
+                3 => AlertEvent::Exhausted { alert: r.alert },
+                4 => AlertEvent::Acknowledged {
+                    alert: r.alert,
+                    by: device(&r.device)?,
+                },
+                5 => AlertEvent::Resolved { alert: r.alert },
+                6 => AlertEvent::Cancelled {
+                    alert: r.alert,
+                    false_alarm: r.flag,
+                },
+                7 => AlertEvent::Delivered {
+                    alert: r.alert,
+                    device: device(&r.device)?,
+                },
+                _ => return Err("unknown alert event"),
+            })
+        }
+    }
+
+    impl Alerts {
+        pub(crate) fn to_row(&self) -> AlertsRow {
+            AlertsRow {
+                alerts: self
+                    .alerts
+                    .values()
+                    .map(|a| {
+                        let (state, holder) = match a.state {
+                            AlertState::Raised => (1, Vec::new()),
+                            AlertState::Acknowledged { by } => (2, by.as_bytes().to_vec()),
+                            AlertState::Resolved => (3, Vec::new()),
+                            AlertState::Cancelled { false_alarm: false } => (4, Vec::new()),
+                            AlertState::Cancelled { false_alarm: true } => (5, Vec::new()),
+                        };
+                        let (round, step, step_at) = a.position.unwrap_or((0, 0, 0));
+                        AlertRow {
+                            id: a.id,
+                            defender: a.defender.as_bytes().to_vec(),
+                            priority: priority(a.priority),
+                            raised_at: a.raised_at,
+                            state,
+                            holder,
+                            paged: bytes(&a.paged),
+                            positioned: a.position.is_some(),
+                            round,
+                            step: u32::try_from(step).unwrap_or(u32::MAX),
+                            step_at,
+                            exhausted: a.exhausted,
+                            envelope_id: a.envelope_id,
+                            delivered: bytes(&a.delivered),
+                        }
+                    })
+                    .collect(),
+            }
+        }
+
+        pub(crate) fn from_row(row: AlertsRow) -> Result<Alerts, &'static str> {
+            let mut out = Alerts::default();
+            for r in row.alerts {
+                let state = match r.state {
+                    1 => AlertState::Raised,
+                    2 => AlertState::Acknowledged {
+                        by: device(&r.holder)?,
+                    },
+                    3 => AlertState::Resolved,
+                    4 => AlertState::Cancelled { false_alarm: false },
+                    5 => AlertState::Cancelled { false_alarm: true },
+                    _ => return Err("unknown alert state"),
+                };
+                out.alerts.insert(
+                    r.id,
+                    Alert {
+                        id: r.id,
+                        defender: device(&r.defender)?,
+                        priority: priority_from(r.priority)?,
+                        raised_at: r.raised_at,
+                        state,
+                        paged: devices(&r.paged)?,
+                        position: r
+                            .positioned
+                            .then_some((r.round, r.step as usize, r.step_at)),
+                        exhausted: r.exhausted,
+                        envelope_id: r.envelope_id,
+                        delivered: devices(&r.delivered)?,
+                    },
+                );
+            }
+            Ok(out)
+        }
+    }
+}
+
+pub(crate) use encoding::{AlertEventRow, AlertsRow};

@@ -41,6 +41,10 @@ pub struct Config {
     pub insecure_dev_master_key: bool,
     /// Resource limits.
     pub limits: Limits,
+    /// Escalation policy per priority (see docs/operations.md).
+    pub escalation: crate::alerts::Policies,
+    /// Milliseconds between checks for escalation steps that fell due.
+    pub escalation_tick_ms: u64,
 }
 
 /// Limits on what one peer may consume.
@@ -108,6 +112,8 @@ impl Default for Config {
             master_key_file: None,
             insecure_dev_master_key: true,
             limits: Limits::default(),
+            escalation: crate::alerts::Policies::default(),
+            escalation_tick_ms: 1000,
         }
     }
 }
@@ -201,6 +207,22 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "idle_timeout_secs must be between 5 and 600".into(),
             ));
+        }
+        if !(10..=60_000).contains(&self.escalation_tick_ms) {
+            return Err(ConfigError::Invalid(
+                "escalation_tick_ms must be between 10 and 60000".into(),
+            ));
+        }
+        for p in [
+            &self.escalation.immediate,
+            &self.escalation.urgent,
+            &self.escalation.routine,
+        ] {
+            if p.steps.is_empty() || p.rounds == 0 {
+                return Err(ConfigError::Invalid(
+                    "every escalation policy needs steps and at least one round".into(),
+                ));
+            }
         }
         if l.store_cache_bytes < 1024 * 1024 {
             return Err(ConfigError::Invalid(

@@ -25,7 +25,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::handler;
 use crate::rate::RateLimiter;
 use crate::server::Shared;
-use crate::store::{EnrollOutcome, StoreError};
+use crate::store::{EnrollOutcome, Store, StoreError};
 
 /// An authenticated device on this connection.
 #[derive(Debug, Clone, Copy)]
@@ -100,6 +100,8 @@ async fn serve_connection(conn: Connection, shared: Arc<Shared>) {
         );
         return;
     }
+    // Pages this device missed while it was away.
+    crate::alert_requests::catch_up(&shared, session.device_id).await;
     let mut limiter = RateLimiter::new(
         shared.limits.request_burst,
         shared.limits.requests_per_second,

@@ -6,7 +6,7 @@ use tracing::info;
 
 use crate::connection::{Session, store_error};
 use crate::server::Shared;
-use crate::store::RevokeOutcome;
+use crate::store::{RevokeOutcome, Store};
 
 /// Whether a device with role `inviter` may invite a device with role
 /// `invitee`. Admins invite anyone; duty officers and coordinators may
@@ -97,6 +97,14 @@ pub(crate) async fn handle(
         | Request::SendEnvelope(_)
         | Request::FetchInbox { .. }
         | Request::AckInbox { .. } => crate::messaging::handle(shared, session, req).await,
+        Request::RaiseAlert { .. }
+        | Request::ListAlerts { .. }
+        | Request::ClaimAlert { .. }
+        | Request::CloseAlert { .. }
+        | Request::SetDuty { .. }
+        | Request::AlertDelivered { .. } => {
+            crate::alert_requests::handle(shared, session, req).await
+        }
         Request::RevokeDevice { device_id } => {
             if session.role != Role::Admin {
                 return forbidden("revoke devices");

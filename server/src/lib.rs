@@ -17,6 +17,8 @@
 //! `main.rs` is a thin command line over [`server::RunningServer`]; tests
 //! start the same server on `127.0.0.1:0`.
 
+mod alert_requests;
+pub mod alerting;
 pub mod alerts;
 pub mod config;
 mod connection;

@@ -14,6 +14,7 @@ use tracing::info;
 use crate::connection::{Session, store_error};
 use crate::mailbox::StoredPrekey;
 use crate::server::Shared;
+use crate::store::Store;
 
 fn refuse(code: ErrorCode, detail: &str) -> Response {
     Response::Error(WireError::new(code, detail))
@@ -171,16 +172,19 @@ async fn fetch_prekeys(
     Ok(Response::PrekeyBundles(bundles))
 }
 
-async fn send_envelope(
+/// Checks an envelope a device sends: signed by that device, addressed
+/// to enrolled devices it may write to. Returns its recipients, or the
+/// refusal to answer with.
+pub(crate) async fn check_envelope(
     shared: &Shared,
     session: Session,
-    envelope: SignedEnvelope,
-) -> Result<Response, WireError> {
+    envelope: &SignedEnvelope,
+) -> Result<Result<Vec<DeviceId>, Response>, WireError> {
     if envelope.sender != session.device_id {
-        return Ok(refuse(
+        return Ok(Err(refuse(
             ErrorCode::Forbidden,
             "an envelope must be sent by its signer",
-        ));
+        )));
     }
     let sender = shared.enrolled_device(session.device_id).await?;
     envelope
@@ -201,15 +205,30 @@ async fn send_envelope(
             .await
             .map_err(store_error)?
         else {
-            return Ok(refuse(ErrorCode::NotFound, "a recipient is not enrolled"));
+            return Ok(Err(refuse(
+                ErrorCode::NotFound,
+                "a recipient is not enrolled",
+            )));
         };
         if !may_address(session.role, &session.device_id, device.role, &id) {
-            return Ok(refuse(
+            return Ok(Err(refuse(
                 ErrorCode::Forbidden,
                 "your role may not write to that device",
-            ));
+            )));
         }
     }
+    Ok(Ok(recipients))
+}
+
+async fn send_envelope(
+    shared: &Shared,
+    session: Session,
+    envelope: SignedEnvelope,
+) -> Result<Response, WireError> {
+    let recipients = match check_envelope(shared, session, &envelope).await? {
+        Ok(r) => r,
+        Err(refusal) => return Ok(refusal),
+    };
     let digest = envelope.digest();
     let bytes = envelope.encode();
     let (id, duplicate) = shared

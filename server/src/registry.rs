@@ -39,6 +39,14 @@ impl Registry {
         }
     }
 
+    /// The live connections of `device`.
+    pub(crate) fn connections(&self, device: &DeviceId) -> Vec<quinn::Connection> {
+        self.lock()
+            .get(device)
+            .map(|c| c.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Closes every connection of `device` with `code`.
     pub(crate) fn disconnect(&self, device: &DeviceId, code: ErrorCode, reason: &str) {
         let conns = self.lock().remove(device).unwrap_or_default();

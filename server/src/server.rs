@@ -50,18 +50,13 @@ pub enum StartError {
 /// State shared by every connection.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) store: Arc<dyn Store>,
+    pub(crate) store: Arc<LogStore>,
     pub(crate) limits: Limits,
     pub(crate) registry: Arc<Registry>,
+    pub(crate) policies: crate::alerts::Policies,
     pin: CertPin,
     advertised_addr: String,
     server_name: String,
-}
-
-impl std::fmt::Debug for dyn Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Store")
-    }
 }
 
 impl Shared {
@@ -69,7 +64,7 @@ impl Shared {
     pub(crate) async fn store_call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&LogStore) -> Result<T, StoreError> + Send + 'static,
     {
         let store = Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || f(store.as_ref()))
@@ -183,6 +178,7 @@ impl DataDir {
             store: self.store.clone(),
             limits: config.limits.clone(),
             registry: Arc::default(),
+            policies: config.escalation.clone(),
             pin: self.tls.pin,
             advertised_addr: config.advertised_addr(config.listen),
             server_name: config.server_name.clone(),
@@ -225,15 +221,34 @@ impl RunningServer {
             store: data.store,
             limits: config.limits.clone(),
             registry: Arc::default(),
+            policies: config.escalation.clone(),
             pin: data.tls.pin,
             advertised_addr: config.advertised_addr(local_addr),
             server_name: config.server_name.clone(),
         });
+        // Escalation: check for due steps on a steady tick. Steps are
+        // derived from the log, so a restart picks up where it stopped.
+        let ticker = {
+            let shared = Arc::clone(&shared);
+            let tick = Duration::from_millis(config.escalation_tick_ms);
+            tokio::spawn(
+                async move {
+                    let mut interval = tokio::time::interval(tick);
+                    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        interval.tick().await;
+                        crate::alert_requests::escalate(&shared).await;
+                    }
+                }
+                .instrument(info_span!("escalation")),
+            )
+        };
         let (stop, stopped) = oneshot::channel();
         let shared_for_loop = Arc::clone(&shared);
         let task = tokio::spawn(
             async move {
                 accept_loop(endpoint, Arc::clone(&shared_for_loop), stopped).await;
+                ticker.abort();
                 // Connections are closed: save a snapshot and sign a final
                 // checkpoint.
                 match tokio::task::spawn_blocking(move || store.close()).await {

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use hotline_proto::{DeviceId, IdentityPublicKey, Role};
 use prost::Message;
 
+use crate::alerts::{AlertEvent, AlertEventRow, Alerts, AlertsRow};
 use crate::mailbox::{MailEvent, MailEventRow, Mailbox, MailboxRow};
 use crate::store::{Device, InviteRecord, StoreError};
 
@@ -38,6 +39,15 @@ pub enum Event {
     },
     /// Something happened to the roster, prekeys or envelopes.
     Mail(MailEvent),
+    /// Something happened to an alert.
+    Alert(AlertEvent),
+    /// A staff device went on or off duty.
+    Duty {
+        /// Which.
+        device: DeviceId,
+        /// On duty.
+        on: bool,
+    },
 }
 
 // ---------------------------------------------------------------------------
@@ -95,11 +105,23 @@ enum Kind {
     DeviceRevoked(RevokedRow),
     #[prost(message, tag = "4")]
     Mail(MailEventRow),
+    #[prost(message, tag = "5")]
+    Alert(AlertEventRow),
+    #[prost(message, tag = "6")]
+    Duty(DutyRow),
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct DutyRow {
+    #[prost(bytes = "vec", tag = "1")]
+    device: Vec<u8>,
+    #[prost(bool, tag = "2")]
+    on: bool,
 }
 
 #[derive(Clone, PartialEq, Message)]
 struct EventRow {
-    #[prost(oneof = "Kind", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6")]
     kind: Option<Kind>,
 }
 
@@ -113,6 +135,10 @@ struct SnapshotRow {
     invites: Vec<InviteRow>,
     #[prost(message, optional, tag = "4")]
     mailbox: Option<MailboxRow>,
+    #[prost(message, optional, tag = "5")]
+    alerts: Option<AlertsRow>,
+    #[prost(bytes = "vec", repeated, tag = "6")]
+    on_duty: Vec<Vec<u8>>,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -207,6 +233,11 @@ impl Event {
                 at: *at,
             }),
             Event::Mail(m) => Kind::Mail(m.to_row()),
+            Event::Alert(a) => Kind::Alert(a.to_row()),
+            Event::Duty { device, on } => Kind::Duty(DutyRow {
+                device: device.as_bytes().to_vec(),
+                on: *on,
+            }),
         };
         EventRow { kind: Some(kind) }.encode_to_vec()
     }
@@ -237,6 +268,16 @@ impl Event {
                 at: r.at,
             },
             Kind::Mail(m) => Event::Mail(MailEvent::from_row(m)?),
+            Kind::Alert(a) => Event::Alert(AlertEvent::from_row(a).map_err(corrupt)?),
+            Kind::Duty(d) => Event::Duty {
+                device: DeviceId::from_bytes(
+                    d.device
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| corrupt("device id of the wrong length"))?,
+                ),
+                on: d.on,
+            },
         })
     }
 }
@@ -250,6 +291,10 @@ pub struct State {
     pub invites: HashMap<[u8; 32], InviteRecord>,
     /// Roster, prekeys and envelopes.
     pub mailbox: Mailbox,
+    /// Alerts.
+    pub alerts: Alerts,
+    /// Staff devices on duty now.
+    pub on_duty: std::collections::BTreeSet<DeviceId>,
     /// The sequence number of the last event applied.
     pub applied_seq: u64,
 }
@@ -283,6 +328,14 @@ impl State {
                 device.revoked_at = Some(*at);
             }
             Event::Mail(m) => self.mailbox.apply(seq, m)?,
+            Event::Alert(a) => self.alerts.apply(seq, a).map_err(corrupt)?,
+            Event::Duty { device, on } => {
+                if *on {
+                    self.on_duty.insert(*device);
+                } else {
+                    self.on_duty.remove(device);
+                }
+            }
         }
         self.applied_seq = seq;
         Ok(())
@@ -295,6 +348,8 @@ impl State {
             devices: self.devices.values().map(device_row).collect(),
             invites: self.invites.iter().map(|(d, i)| invite_row(d, i)).collect(),
             mailbox: Some(self.mailbox.to_row()),
+            alerts: Some(self.alerts.to_row()),
+            on_duty: self.on_duty.iter().map(|d| d.as_bytes().to_vec()).collect(),
         }
         .encode_to_vec()
     }
@@ -309,6 +364,21 @@ impl State {
                 .map(Mailbox::from_row)
                 .transpose()?
                 .unwrap_or_default(),
+            alerts: row
+                .alerts
+                .map(Alerts::from_row)
+                .transpose()
+                .map_err(corrupt)?
+                .unwrap_or_default(),
+            on_duty: row
+                .on_duty
+                .iter()
+                .map(|d| {
+                    <[u8; 16]>::try_from(d.as_slice())
+                        .map(DeviceId::from_bytes)
+                        .map_err(|_| corrupt("device id of the wrong length"))
+                })
+                .collect::<Result<_, _>>()?,
             ..State::default()
         };
         for d in &row.devices {

@@ -333,14 +333,18 @@ impl LogStore {
         Ok(count)
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Appends `event` and applies it, in one step under the state lock
     /// (so log order is apply order), then waits for it to be durable
     /// outside the lock (so concurrent writers share a flush).
-    fn commit(&self, mut state: MutexGuard<'_, State>, event: Event) -> Result<u64, StoreError> {
+    pub(crate) fn commit(
+        &self,
+        mut state: MutexGuard<'_, State>,
+        event: Event,
+    ) -> Result<u64, StoreError> {
         let ticket = self.log.submit(RecordKey::Main, &event.encode())?;
         let seq = ticket.seq();
         state.apply(seq, &event)?;
@@ -437,7 +441,7 @@ impl LogStore {
         Ok(())
     }
 
-    fn check_running(&self) -> Result<(), StoreError> {
+    pub(crate) fn check_running(&self) -> Result<(), StoreError> {
         if self.log.is_stopped() {
             return Err(LogError::Stopped.into());
         }

@@ -1,6 +1,7 @@
 //! End-to-end tests: a real server on 127.0.0.1:0 with real QUIC, real TLS
 //! and a real store on disk, and real clients.
 
+mod alerts;
 mod authentication;
 mod enrollment;
 mod messaging;

@@ -1,0 +1,267 @@
+//! Alerts as the wire carries them: priority, status, the summary staff
+//! see, and server pushes.
+
+use prost::Message as _;
+
+use crate::error::DecodeError;
+use crate::identity::DeviceId;
+use crate::pb;
+
+/// How urgent an alert is: decides how fast it escalates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Priority {
+    /// Immediate danger.
+    Immediate,
+    /// Urgent.
+    Urgent,
+    /// Routine.
+    Routine,
+}
+
+impl Priority {
+    pub(crate) fn to_wire(self) -> i32 {
+        (match self {
+            Priority::Immediate => pb::Priority::Immediate,
+            Priority::Urgent => pb::Priority::Urgent,
+            Priority::Routine => pb::Priority::Routine,
+        }) as i32
+    }
+
+    pub(crate) fn from_wire(v: i32) -> Result<Priority, DecodeError> {
+        match pb::Priority::try_from(v) {
+            Ok(pb::Priority::Immediate) => Ok(Priority::Immediate),
+            Ok(pb::Priority::Urgent) => Ok(Priority::Urgent),
+            Ok(pb::Priority::Routine) => Ok(Priority::Routine),
+            _ => Err(DecodeError::Invalid("priority")),
+        }
+    }
+
+    /// A lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Immediate => "immediate",
+            Priority::Urgent => "urgent",
+            Priority::Routine => "routine",
+        }
+    }
+}
+
+impl std::fmt::Display for Priority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Priority {
+    type Err = DecodeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "immediate" | "immediate-danger" => Ok(Priority::Immediate),
+            "urgent" => Ok(Priority::Urgent),
+            "routine" => Ok(Priority::Routine),
+            _ => Err(DecodeError::Invalid("priority")),
+        }
+    }
+}
+
+/// Where an alert stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertStatus {
+    /// Raised; nobody claimed it yet.
+    Raised,
+    /// Claimed by one staff device.
+    Acknowledged,
+    /// Handled.
+    Resolved,
+    /// Called off.
+    Cancelled,
+    /// Never was one.
+    FalseAlarm,
+}
+
+impl AlertStatus {
+    fn to_wire(self) -> i32 {
+        (match self {
+            AlertStatus::Raised => pb::AlertStatus::Raised,
+            AlertStatus::Acknowledged => pb::AlertStatus::Acknowledged,
+            AlertStatus::Resolved => pb::AlertStatus::Resolved,
+            AlertStatus::Cancelled => pb::AlertStatus::Cancelled,
+            AlertStatus::FalseAlarm => pb::AlertStatus::FalseAlarm,
+        }) as i32
+    }
+
+    fn from_wire(v: i32) -> Result<AlertStatus, DecodeError> {
+        match pb::AlertStatus::try_from(v) {
+            Ok(pb::AlertStatus::Raised) => Ok(AlertStatus::Raised),
+            Ok(pb::AlertStatus::Acknowledged) => Ok(AlertStatus::Acknowledged),
+            Ok(pb::AlertStatus::Resolved) => Ok(AlertStatus::Resolved),
+            Ok(pb::AlertStatus::Cancelled) => Ok(AlertStatus::Cancelled),
+            Ok(pb::AlertStatus::FalseAlarm) => Ok(AlertStatus::FalseAlarm),
+            _ => Err(DecodeError::Invalid("status")),
+        }
+    }
+
+    /// A lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Raised => "raised",
+            AlertStatus::Acknowledged => "acknowledged",
+            AlertStatus::Resolved => "resolved",
+            AlertStatus::Cancelled => "cancelled",
+            AlertStatus::FalseAlarm => "false alarm",
+        }
+    }
+}
+
+impl std::fmt::Display for AlertStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// Why an alert is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Handled (staff).
+    Resolved,
+    /// Called off.
+    Cancelled,
+    /// Never was one.
+    FalseAlarm,
+}
+
+impl CloseReason {
+    pub(crate) fn to_wire(self) -> i32 {
+        (match self {
+            CloseReason::Resolved => pb::CloseReason::Resolved,
+            CloseReason::Cancelled => pb::CloseReason::Cancelled,
+            CloseReason::FalseAlarm => pb::CloseReason::FalseAlarm,
+        }) as i32
+    }
+
+    pub(crate) fn from_wire(v: i32) -> Result<CloseReason, DecodeError> {
+        match pb::CloseReason::try_from(v) {
+            Ok(pb::CloseReason::Resolved) => Ok(CloseReason::Resolved),
+            Ok(pb::CloseReason::Cancelled) => Ok(CloseReason::Cancelled),
+            Ok(pb::CloseReason::FalseAlarm) => Ok(CloseReason::FalseAlarm),
+            _ => Err(DecodeError::Invalid("reason")),
+        }
+    }
+}
+
+/// An alert as staff (and its defender) see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertInfo {
+    /// Its id.
+    pub id: u64,
+    /// The defender's device.
+    pub defender: DeviceId,
+    /// How urgent.
+    pub priority: Priority,
+    /// Where it stands.
+    pub status: AlertStatus,
+    /// Who holds it, while acknowledged.
+    pub holder: Option<DeviceId>,
+    /// When it was raised.
+    pub raised_at: u64,
+    /// The escalation round and step last taken.
+    pub position: (u32, u32),
+    /// How many devices were paged so far.
+    pub paged: u32,
+    /// The inbox id of the alert's message.
+    pub envelope_id: u64,
+}
+
+impl AlertInfo {
+    pub(crate) fn to_wire(&self) -> pb::AlertInfo {
+        pb::AlertInfo {
+            id: self.id,
+            defender: self.defender.as_bytes().to_vec().into(),
+            priority: self.priority.to_wire(),
+            status: self.status.to_wire(),
+            holder: self
+                .holder
+                .map(|h| h.as_bytes().to_vec())
+                .unwrap_or_default()
+                .into(),
+            raised_at: self.raised_at,
+            round: self.position.0,
+            step: self.position.1,
+            paged: self.paged,
+            envelope_id: self.envelope_id,
+        }
+    }
+
+    pub(crate) fn from_wire(m: pb::AlertInfo) -> Result<AlertInfo, DecodeError> {
+        Ok(AlertInfo {
+            id: m.id,
+            defender: DeviceId::from_slice(&m.defender, "defender")?,
+            priority: Priority::from_wire(m.priority)?,
+            status: AlertStatus::from_wire(m.status)?,
+            holder: match m.holder.len() {
+                0 => None,
+                _ => Some(DeviceId::from_slice(&m.holder, "holder")?),
+            },
+            raised_at: m.raised_at,
+            position: (m.round, m.step),
+            paged: m.paged,
+            envelope_id: m.envelope_id,
+        })
+    }
+}
+
+/// What the server pushes on a stream it opens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Push {
+    /// This device is paged for an alert.
+    Alert(AlertInfo),
+    /// The alert with this id was called off: all clear.
+    AllClear(u64),
+}
+
+impl Push {
+    /// The frame payload.
+    pub fn encode(&self) -> Vec<u8> {
+        let kind = match self {
+            Push::Alert(a) => pb::push::Kind::Alert(a.to_wire()),
+            Push::AllClear(id) => pb::push::Kind::AllClear(*id),
+        };
+        pb::Push { kind: Some(kind) }.encode_to_vec()
+    }
+
+    /// Parses a frame payload.
+    pub fn decode(bytes: &[u8]) -> Result<Push, DecodeError> {
+        match pb::Push::decode(bytes)?
+            .kind
+            .ok_or(DecodeError::Missing("kind"))?
+        {
+            pb::push::Kind::Alert(a) => Ok(Push::Alert(AlertInfo::from_wire(a)?)),
+            pb::push::Kind::AllClear(id) => Ok(Push::AllClear(id)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pushes_round_trip() {
+        let info = AlertInfo {
+            id: 7,
+            defender: DeviceId::from_bytes([1; 16]),
+            priority: Priority::Immediate,
+            status: AlertStatus::Acknowledged,
+            holder: Some(DeviceId::from_bytes([2; 16])),
+            raised_at: 100,
+            position: (1, 2),
+            paged: 3,
+            envelope_id: 6,
+        };
+        for p in [Push::Alert(info), Push::AllClear(7)] {
+            assert_eq!(Push::decode(&p.encode()), Ok(p));
+        }
+        assert!(Push::decode(&[]).is_err());
+        assert_eq!("Urgent".parse::<Priority>(), Ok(Priority::Urgent));
+    }
+}

@@ -1,0 +1,211 @@
+//! Requests about alerts and duty, and the pages and all-clears they push.
+
+use hotline_proto::alert::{AlertInfo, AlertStatus, CloseReason, Push};
+use hotline_proto::e2e::envelope::SignedEnvelope;
+use hotline_proto::frame;
+use hotline_proto::message::{Request, Response};
+use hotline_proto::{DeviceId, ErrorCode, Role, WireError};
+use tracing::{Instrument, debug, info, info_span};
+
+use crate::alerting::{Close, CloseOutcome};
+use crate::alerts::{Alert, AlertError, AlertState, Priority};
+use crate::connection::{Session, store_error};
+use crate::server::Shared;
+
+fn refuse(code: ErrorCode, detail: &str) -> Response {
+    Response::Error(WireError::new(code, detail))
+}
+
+/// The summary of an alert on the wire.
+pub(crate) fn info(a: &Alert) -> AlertInfo {
+    let (status, holder) = match a.state {
+        AlertState::Raised => (AlertStatus::Raised, None),
+        AlertState::Acknowledged { by } => (AlertStatus::Acknowledged, Some(by)),
+        AlertState::Resolved => (AlertStatus::Resolved, None),
+        AlertState::Cancelled { false_alarm: false } => (AlertStatus::Cancelled, None),
+        AlertState::Cancelled { false_alarm: true } => (AlertStatus::FalseAlarm, None),
+    };
+    let (round, step, _) = a.position.unwrap_or((0, 0, 0));
+    AlertInfo {
+        id: a.id,
+        defender: a.defender,
+        priority: a.priority,
+        status,
+        holder,
+        raised_at: a.raised_at,
+        position: (round, u32::try_from(step).unwrap_or(u32::MAX)),
+        paged: u32::try_from(a.paged.len()).unwrap_or(u32::MAX),
+        envelope_id: a.envelope_id,
+    }
+}
+
+/// Answers one alert or duty request.
+pub(crate) async fn handle(shared: &Shared, session: Session, req: Request) -> Response {
+    let me = session.device_id;
+    let result: Result<Response, WireError> = match req {
+        Request::RaiseAlert { priority, envelope } => {
+            raise(shared, session, priority, envelope).await
+        }
+        Request::ListAlerts { open_only } => shared
+            .store_call(move |s| s.alerts_for(&me, session.role, open_only))
+            .await
+            .map(|a| Response::Alerts(a.iter().map(info).collect()))
+            .map_err(store_error),
+        Request::ClaimAlert { alert_id } => {
+            if !session.role.is_staff() {
+                return refuse(ErrorCode::Forbidden, "your role may not claim alerts");
+            }
+            match shared
+                .store_call(move |s| s.claim_alert(alert_id, me))
+                .await
+            {
+                Ok(Ok(holder)) => {
+                    info!("alert claimed");
+                    Ok(Response::Claim {
+                        granted: true,
+                        holder,
+                    })
+                }
+                Ok(Err(AlertError::HeldBy(holder))) => Ok(Response::Claim {
+                    granted: false,
+                    holder,
+                }),
+                Ok(Err(AlertError::NotFound)) => Ok(refuse(ErrorCode::NotFound, "no such alert")),
+                Ok(Err(AlertError::Closed)) => {
+                    Ok(refuse(ErrorCode::FailedPrecondition, "the alert is closed"))
+                }
+                Err(e) => Err(store_error(e)),
+            }
+        }
+        Request::CloseAlert { alert_id, reason } => {
+            let how = match reason {
+                CloseReason::Resolved => Close::Resolved,
+                CloseReason::Cancelled => Close::Cancelled,
+                CloseReason::FalseAlarm => Close::FalseAlarm,
+            };
+            match shared
+                .store_call(move |s| s.close_alert(alert_id, me, session.role, how))
+                .await
+            {
+                Ok(CloseOutcome::Closed(paged)) => {
+                    info!("alert closed");
+                    push(shared, &paged, &Push::AllClear(alert_id));
+                    Ok(Response::Done)
+                }
+                Ok(CloseOutcome::Forbidden) => Ok(refuse(
+                    ErrorCode::Forbidden,
+                    "your role may not close this alert",
+                )),
+                Ok(CloseOutcome::Refused(AlertError::NotFound)) => {
+                    Ok(refuse(ErrorCode::NotFound, "no such alert"))
+                }
+                Ok(CloseOutcome::Refused(_)) => {
+                    Ok(refuse(ErrorCode::FailedPrecondition, "the alert is closed"))
+                }
+                Err(e) => Err(store_error(e)),
+            }
+        }
+        Request::SetDuty { on_duty } => {
+            if !session.role.is_staff() {
+                return refuse(ErrorCode::Forbidden, "your role has no duty");
+            }
+            let done = shared.store_call(move |s| s.set_duty(me, on_duty)).await;
+            if done.is_ok() && on_duty {
+                // Someone new to page: steps that had nobody may now reach them.
+                escalate(shared).await;
+            }
+            done.map(|()| Response::Done).map_err(store_error)
+        }
+        Request::AlertDelivered { alert_id } => shared
+            .store_call(move |s| s.alert_delivered(alert_id, me))
+            .await
+            .map(|()| Response::Done)
+            .map_err(store_error),
+        _ => Err(WireError::new(ErrorCode::Internal, "server error")),
+    };
+    result.unwrap_or_else(Response::Error)
+}
+
+async fn raise(
+    shared: &Shared,
+    session: Session,
+    priority: Priority,
+    envelope: SignedEnvelope,
+) -> Result<Response, WireError> {
+    if session.role != Role::Defender {
+        return Ok(refuse(ErrorCode::Forbidden, "only defenders raise alerts"));
+    }
+    let recipients = match crate::messaging::check_envelope(shared, session, &envelope).await? {
+        Ok(r) => r,
+        Err(refusal) => return Ok(refusal),
+    };
+    let digest = envelope.digest();
+    let bytes = envelope.encode();
+    let me = session.device_id;
+    let now = crate::unix_now();
+    let alert = shared
+        .store_call(move |s| s.raise_alert(me, priority, digest, recipients, bytes, now))
+        .await
+        .map_err(store_error)?;
+    info!(priority = %priority, "alert raised");
+    escalate(shared).await;
+    let current = shared
+        .store_call(move |s| s.alerts_for(&me, Role::Defender, false))
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .find(|a| a.id == alert.id)
+        .unwrap_or(alert);
+    Ok(Response::Alerts(vec![info(&current)]))
+}
+
+/// Takes the escalation steps that are due and pages their devices.
+pub(crate) async fn escalate(shared: &Shared) {
+    let policies = shared.policies.clone();
+    let now = crate::unix_now();
+    match shared.store_call(move |s| s.escalate(&policies, now)).await {
+        Ok(pagings) => {
+            for p in pagings {
+                debug!(paged = p.paged.len(), "escalation step");
+                push(shared, &p.paged, &Push::Alert(info(&p.alert)));
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "escalation check failed"),
+    }
+}
+
+/// Pages a device that just connected with the alerts it has not yet
+/// confirmed receiving.
+pub(crate) async fn catch_up(shared: &Shared, device: DeviceId) {
+    if let Ok(alerts) = shared
+        .store_call(move |s| s.undelivered_pages(&device))
+        .await
+    {
+        for a in alerts {
+            push(shared, &[device], &Push::Alert(info(&a)));
+        }
+    }
+}
+
+/// Sends `push` to every live connection of `devices`, each on its own
+/// unidirectional stream. Devices offline now get pages when they connect.
+pub(crate) fn push(shared: &Shared, devices: &[DeviceId], push: &Push) {
+    let Ok(bytes) = frame::encode(&push.encode()) else {
+        return;
+    };
+    for device in devices {
+        for conn in shared.registry.connections(device) {
+            let bytes = bytes.clone();
+            tokio::spawn(
+                async move {
+                    if let Ok(mut stream) = conn.open_uni().await
+                        && stream.write_all(&bytes).await.is_ok()
+                    {
+                        let _ = stream.finish();
+                    }
+                }
+                .instrument(info_span!("push")),
+            );
+        }
+    }
+}

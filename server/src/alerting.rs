@@ -1,0 +1,265 @@
+//! Alerts and duty on the store: raising, claiming, closing, duty, and the
+//! escalation steps that fall due, each an event in the log.
+
+use hotline_proto::{DeviceId, Role};
+
+use crate::alerts::{Alert, AlertError, AlertEvent, AlertState, Policies, Priority, Tier};
+use crate::mailbox::MailEvent;
+use crate::state::{Event, State};
+use crate::store::{LogStore, StoreError};
+
+/// Why an alert was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// Handled by staff.
+    Resolved,
+    /// Called off.
+    Cancelled,
+    /// Never was one.
+    FalseAlarm,
+}
+
+/// What became of a close request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseOutcome {
+    /// Closed; these devices were paged and must hear the all clear.
+    Closed(Vec<DeviceId>),
+    /// Refused.
+    Refused(AlertError),
+    /// This device may not close it that way.
+    Forbidden,
+}
+
+/// An escalation step taken: the alert as it now stands and the devices
+/// this step paged (to notify now).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paging {
+    /// The alert after the step.
+    pub alert: Alert,
+    /// Newly paged devices.
+    pub paged: Vec<DeviceId>,
+}
+
+fn members(state: &State, tier: Tier) -> Vec<DeviceId> {
+    let active = state.devices.values().filter(|d| d.revoked_at.is_none());
+    match tier {
+        Tier::OnDuty => active
+            .filter(|d| d.role.is_staff() && state.on_duty.contains(&d.id))
+            .map(|d| d.id)
+            .collect(),
+        Tier::Backup => active
+            .filter(|d| d.role == Role::Officer && !state.on_duty.contains(&d.id))
+            .map(|d| d.id)
+            .collect(),
+        Tier::Coordinators => active
+            .filter(|d| d.role == Role::Coordinator)
+            .map(|d| d.id)
+            .collect(),
+        Tier::Everyone => active.filter(|d| d.role.is_staff()).map(|d| d.id).collect(),
+    }
+}
+
+impl LogStore {
+    /// Stores the alert's envelope for its recipients and raises the alert.
+    /// Raising with an envelope already stored (a retry) returns the alert
+    /// it raised.
+    pub fn raise_alert(
+        &self,
+        defender: DeviceId,
+        priority: Priority,
+        digest: [u8; 32],
+        recipients: Vec<DeviceId>,
+        envelope: Vec<u8>,
+        now: u64,
+    ) -> Result<Alert, StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        if let Some(envelope_id) = state.mailbox.digests.get(&digest).copied()
+            && let Some(a) = state
+                .alerts
+                .alerts
+                .values()
+                .find(|a| a.envelope_id == envelope_id)
+        {
+            return Ok(a.clone());
+        }
+        let envelope_id = self.commit(
+            state,
+            Event::Mail(MailEvent::EnvelopeStored {
+                digest,
+                recipients,
+                bytes: envelope,
+            }),
+        )?;
+        let state = self.lock();
+        let id = self.commit(
+            state,
+            Event::Alert(AlertEvent::Raised {
+                defender,
+                priority,
+                at: now,
+                envelope_id,
+            }),
+        )?;
+        self.lock()
+            .alerts
+            .alerts
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt("a raised alert is missing".into()))
+    }
+
+    /// The alerts `device` may see: staff see all, a defender its own.
+    pub fn alerts_for(
+        &self,
+        device: &DeviceId,
+        role: Role,
+        open_only: bool,
+    ) -> Result<Vec<Alert>, StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        Ok(state
+            .alerts
+            .alerts
+            .values()
+            .filter(|a| role.is_staff() || a.defender == *device)
+            .filter(|a| !open_only || a.state.is_open())
+            .cloned()
+            .collect())
+    }
+
+    /// `by` claims `alert`. Returns who holds it afterwards.
+    pub fn claim_alert(
+        &self,
+        alert: u64,
+        by: DeviceId,
+    ) -> Result<Result<DeviceId, AlertError>, StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        match state.alerts.acknowledge(alert, by) {
+            Ok(Some(event)) => {
+                self.commit(state, Event::Alert(event))?;
+                Ok(Ok(by))
+            }
+            Ok(None) => Ok(Ok(by)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    /// Closes `alert` on behalf of `by`: staff may resolve or cancel; the
+    /// alert's defender may cancel (or call a false alarm).
+    pub fn close_alert(
+        &self,
+        alert: u64,
+        by: DeviceId,
+        role: Role,
+        how: Close,
+    ) -> Result<CloseOutcome, StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        let Some(a) = state.alerts.alerts.get(&alert) else {
+            return Ok(CloseOutcome::Refused(AlertError::NotFound));
+        };
+        if !a.state.is_open() {
+            return Ok(CloseOutcome::Refused(AlertError::Closed));
+        }
+        let allowed = match how {
+            Close::Resolved => role.is_staff(),
+            Close::Cancelled | Close::FalseAlarm => role.is_staff() || a.defender == by,
+        };
+        if !allowed {
+            return Ok(CloseOutcome::Forbidden);
+        }
+        let paged: Vec<DeviceId> = a.paged.iter().copied().collect();
+        let event = match how {
+            Close::Resolved => AlertEvent::Resolved { alert },
+            Close::Cancelled => AlertEvent::Cancelled {
+                alert,
+                false_alarm: false,
+            },
+            Close::FalseAlarm => AlertEvent::Cancelled {
+                alert,
+                false_alarm: true,
+            },
+        };
+        self.commit(state, Event::Alert(event))?;
+        Ok(CloseOutcome::Closed(paged))
+    }
+
+    /// Puts a staff device on or off duty.
+    pub fn set_duty(&self, device: DeviceId, on: bool) -> Result<(), StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        if state.on_duty.contains(&device) == on {
+            return Ok(());
+        }
+        self.commit(state, Event::Duty { device, on })?;
+        Ok(())
+    }
+
+    /// Records that `device` received the page for `alert`.
+    pub fn alert_delivered(&self, alert: u64, device: DeviceId) -> Result<(), StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        let Some(a) = state.alerts.alerts.get(&alert) else {
+            return Ok(());
+        };
+        if a.delivered.contains(&device) || !a.paged.contains(&device) {
+            return Ok(());
+        }
+        self.commit(state, Event::Alert(AlertEvent::Delivered { alert, device }))?;
+        Ok(())
+    }
+
+    /// Open alerts paged to `device` that it has not confirmed receiving.
+    pub fn undelivered_pages(&self, device: &DeviceId) -> Result<Vec<Alert>, StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        Ok(state
+            .alerts
+            .alerts
+            .values()
+            .filter(|a| {
+                a.state == AlertState::Raised
+                    && a.paged.contains(device)
+                    && !a.delivered.contains(device)
+            })
+            .cloned()
+            .collect())
+    }
+
+    /// Takes every escalation step due at `now`, each recorded before it is
+    /// returned for notification.
+    pub fn escalate(&self, policies: &Policies, now: u64) -> Result<Vec<Paging>, StoreError> {
+        self.check_running()?;
+        let due = {
+            let state = self.lock();
+            state
+                .alerts
+                .escalate(policies, now, |tier| members(&state, tier))
+        };
+        let mut out = Vec::new();
+        for event in due {
+            let state = self.lock();
+            let (alert, paged) = match &event {
+                AlertEvent::Stepped { alert, paged, .. } => (*alert, paged.clone()),
+                AlertEvent::Exhausted { alert } => (*alert, Vec::new()),
+                _ => continue,
+            };
+            // Skip what became moot since the plan was made (acknowledged).
+            if state
+                .alerts
+                .alerts
+                .get(&alert)
+                .is_none_or(|a| a.state != AlertState::Raised)
+            {
+                continue;
+            }
+            self.commit(state, Event::Alert(event))?;
+            if let Some(a) = self.lock().alerts.alerts.get(&alert).cloned() {
+                out.push(Paging { alert: a, paged });
+            }
+        }
+        Ok(out)
+    }
+}

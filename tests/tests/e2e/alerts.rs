@@ -1,0 +1,273 @@
+//! Alerts through a real server: pages pushed to on-duty officers, caught
+//! up on reconnect, one claim, escalation in order across a restart, and
+//! the all clear.
+
+use std::time::Duration;
+
+use hotline_client::keystore::MIN_ITERATIONS;
+use hotline_client::messenger::Device;
+use hotline_client::org::{create_org_key, load_org_key, sign_roster};
+use hotline_client::{Session, StateDir};
+use hotline_proto::Role;
+use hotline_proto::alert::{AlertStatus, CloseReason, Priority, Push};
+use hotline_proto::e2e::org::{OrgKeyPair, OrgPublicKey};
+use hotline_server::alerts::{Policies, Policy, Step, Tier};
+use hotline_tests::TestServer;
+
+const PASS: &str = "a long test passphrase";
+
+struct Person {
+    device: Device,
+    session: Session,
+}
+
+async fn person(server: &TestServer, role: Role, name: &str, root: OrgPublicKey) -> Person {
+    let mut invite = server.invite(role).await;
+    invite.org_root = Some(root);
+    let state = StateDir::new(server.dir.path().join(name));
+    let session = hotline_client::enroll(&state, &invite, PASS, MIN_ITERATIONS)
+        .await
+        .expect("enrolls");
+    let mut device = Device::open(&state, PASS).expect("unlocks");
+    device.sync_prekeys(&session).await.expect("prekeys");
+    Person { device, session }
+}
+
+/// A staffed hotline: an admin holding the organisation root, two
+/// officers, a coordinator, a defender, and a signed roster.
+struct Hotline {
+    admin: Person,
+    root: OrgKeyPair,
+    first: Person,
+    second: Person,
+    coordinator: Person,
+    defender: Person,
+}
+
+async fn hotline(server: &TestServer) -> Hotline {
+    let path = server.dir.path().join("org.key");
+    let public = create_org_key(&path, PASS, MIN_ITERATIONS).expect("org key");
+    let root = load_org_key(&path, PASS).expect("loads");
+    let mut admin = person(server, Role::Admin, "admin", public).await;
+    let first = person(server, Role::Officer, "first", public).await;
+    let second = person(server, Role::Officer, "second", public).await;
+    let coordinator = person(server, Role::Coordinator, "coordinator", public).await;
+    sign_roster(
+        &admin.session,
+        &mut admin.device,
+        &root,
+        hotline_server::unix_now(),
+        3600,
+    )
+    .await
+    .expect("roster");
+    let defender = person(server, Role::Defender, "defender", public).await;
+    Hotline {
+        admin,
+        root,
+        first,
+        second,
+        coordinator,
+        defender,
+    }
+}
+
+/// Every push that arrives within `wait`.
+async fn pushes(p: &Person, wait: Duration) -> Vec<Push> {
+    let mut out = Vec::new();
+    while let Some(push) = p.session.next_push(wait).await.expect("push") {
+        out.push(push);
+    }
+    out
+}
+
+fn pages(pushes: &[Push]) -> Vec<u64> {
+    pushes
+        .iter()
+        .filter_map(|p| match p {
+            Push::Alert(a) => Some(a.id),
+            Push::AllClear(_) => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_alert_reaches_every_connected_officer_on_duty_and_an_offline_one_on_reconnect() {
+    let server = TestServer::start().await;
+    let mut h = hotline(&server).await;
+    h.first.session.set_duty(true).await.expect("on duty");
+    h.second.session.set_duty(true).await.expect("on duty");
+    // The second officer's phone is off.
+    h.second.session.close().await;
+
+    let alert = h
+        .defender
+        .device
+        .raise_alert(
+            &h.defender.session,
+            Priority::Immediate,
+            b"category: arrest\nthey are at my door",
+        )
+        .await
+        .expect("raised");
+    assert_eq!(alert.status, AlertStatus::Raised);
+    assert_eq!(alert.paged, 2, "both on-duty officers paged at once");
+
+    let got = pushes(&h.first, Duration::from_secs(2)).await;
+    assert_eq!(pages(&got), vec![alert.id]);
+    // The coordinator is not on duty: not paged yet.
+    assert!(pages(&pushes(&h.coordinator, Duration::from_millis(300)).await).is_empty());
+
+    // The offline officer connects and gets the page.
+    h.second.session = h.second.device.connect().await.expect("reconnects");
+    let got = pushes(&h.second, Duration::from_secs(2)).await;
+    assert_eq!(pages(&got), vec![alert.id]);
+    // Once confirmed, it is not pushed again on the next connection.
+    h.second.session = h.second.device.connect().await.expect("reconnects");
+    assert!(
+        pushes(&h.second, Duration::from_millis(300))
+            .await
+            .is_empty()
+    );
+
+    // The message itself is end-to-end encrypted, readable by staff.
+    let msgs = h
+        .first
+        .device
+        .receive(&h.first.session)
+        .await
+        .expect("inbox");
+    assert_eq!(msgs.len(), 1);
+    assert!(String::from_utf8_lossy(&msgs[0].body).contains("at my door"));
+
+    // One officer claims it; the second claim is refused and names the holder.
+    assert_eq!(
+        h.first.session.claim_alert(alert.id).await.expect("claim"),
+        Ok(())
+    );
+    let me = h.first.device.identity().device_id();
+    assert_eq!(
+        h.second.session.claim_alert(alert.id).await.expect("claim"),
+        Err(me)
+    );
+    // The defender sees who holds it.
+    let mine = h.defender.session.alerts(true).await.expect("alerts");
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].status, AlertStatus::Acknowledged);
+    assert_eq!(mine[0].holder, Some(me));
+    // A defender cannot claim, and cannot see others' alerts.
+    assert!(h.defender.session.claim_alert(alert.id).await.is_err());
+    let _ = (&h.admin, &h.root);
+}
+
+fn quick_policy() -> Policies {
+    let policy = Policy {
+        steps: vec![
+            Step {
+                tier: Tier::OnDuty,
+                wait_secs: 1,
+            },
+            Step {
+                tier: Tier::Backup,
+                wait_secs: 1,
+            },
+            Step {
+                tier: Tier::Coordinators,
+                wait_secs: 1,
+            },
+        ],
+        rounds: 1,
+    };
+    Policies {
+        immediate: policy.clone(),
+        urgent: policy.clone(),
+        routine: policy,
+    }
+}
+
+#[tokio::test]
+async fn unanswered_alerts_escalate_in_order_and_resume_after_a_restart() {
+    let mut server = TestServer::start_with(|c| {
+        c.escalation = quick_policy();
+        c.escalation_tick_ms = 100;
+    })
+    .await;
+    let mut h = hotline(&server).await;
+    h.first.session.set_duty(true).await.expect("on duty");
+    // `second` is off duty: the backup tier.
+
+    let alert = h
+        .defender
+        .device
+        .raise_alert(
+            &h.defender.session,
+            Priority::Immediate,
+            b"followed by a car",
+        )
+        .await
+        .expect("raised");
+    // Step 1: the on-duty officer, at once.
+    assert_eq!(
+        pages(&pushes(&h.first, Duration::from_millis(500)).await),
+        vec![alert.id]
+    );
+    // Step 2, a second later: the backup officer.
+    let p = h
+        .second
+        .session
+        .next_push(Duration::from_secs(5))
+        .await
+        .expect("push");
+    assert!(
+        matches!(p, Some(Push::Alert(ref a)) if a.id == alert.id && a.position == (0, 1)),
+        "{p:?}"
+    );
+
+    // The server goes down before the coordinators' step is due, and comes
+    // back after it should have happened.
+    server.stop().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.start_again().await;
+    for p in [
+        &mut h.first,
+        &mut h.second,
+        &mut h.coordinator,
+        &mut h.defender,
+    ] {
+        p.session = p.device.connect().await.expect("reconnects");
+    }
+    // Step 3 is taken once, on resuming: the coordinator is paged. (Pages
+    // are delivered at least once: the step's push and the catch-up on
+    // connecting can both reach a device that connects just then.)
+    let mut got = pages(&pushes(&h.coordinator, Duration::from_secs(3)).await);
+    got.dedup();
+    assert_eq!(got, vec![alert.id]);
+    // The officers, who confirmed their pages, are not paged again.
+    assert!(
+        pushes(&h.first, Duration::from_millis(300))
+            .await
+            .is_empty()
+    );
+    assert!(
+        pushes(&h.second, Duration::from_millis(300))
+            .await
+            .is_empty()
+    );
+    let state = &h.defender.session.alerts(false).await.expect("alerts")[0];
+    assert_eq!(state.position, (0, 2), "the last step, taken once");
+    assert_eq!(state.paged, 3);
+
+    // Cancelling sends the all clear to everyone paged.
+    h.defender
+        .session
+        .close_alert(alert.id, CloseReason::FalseAlarm)
+        .await
+        .expect("cancelled");
+    for p in [&h.first, &h.second, &h.coordinator] {
+        let got = pushes(p, Duration::from_secs(2)).await;
+        assert_eq!(got, vec![Push::AllClear(alert.id)]);
+    }
+    let state = &h.defender.session.alerts(false).await.expect("alerts")[0];
+    assert_eq!(state.status, AlertStatus::FalseAlarm);
+    let _ = (&h.admin, &h.root);
+}
