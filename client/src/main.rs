@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use hotline_client::keystore::DEFAULT_ITERATIONS;
 use hotline_client::messenger::Device;
 use hotline_client::{ClientError, StateDir};
+use hotline_proto::alert::{CloseReason, Priority, Push};
 use hotline_proto::e2e::org::OrgPublicKey;
 use hotline_proto::identity::{hex, unhex};
 use hotline_proto::invite::parse_lifetime;
@@ -59,6 +60,7 @@ enum Command {
     },
     /// Send an end-to-end encrypted message to the duty team (every staff
     /// device on the signed roster), and to one more device with --to.
+    #[command(alias = "reply")]
     Send {
         /// The message.
         message: String,
@@ -67,6 +69,7 @@ enum Command {
         to: Option<DeviceId>,
     },
     /// Fetch, verify and decrypt the messages waiting for this device.
+    #[command(alias = "messages")]
     Inbox,
     /// Pin the organisation root key (64 hex digits), after comparing its
     /// fingerprint with an admin over another channel.
@@ -77,6 +80,55 @@ enum Command {
     /// Organisation root key tasks (admins, on a machine the key never leaves).
     #[command(subcommand)]
     Org(OrgCommand),
+    /// Raise an alert (defenders): the duty team is paged at once and the
+    /// alert escalates until someone answers.
+    Sos {
+        /// What is happening (end-to-end encrypted).
+        message: String,
+        /// immediate, urgent or routine.
+        #[arg(long, default_value = "immediate")]
+        priority: Priority,
+        /// arrest, attack, surveillance, leave-country, medical, legal, other.
+        #[arg(long, default_value = "other")]
+        category: String,
+    },
+    /// List alerts: open ones (--all for every one), with state, age and holder.
+    Alerts {
+        /// Include closed alerts.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Claim an alert (staff).
+    Ack {
+        /// The alert id.
+        alert: u64,
+    },
+    /// Mark an alert resolved (staff).
+    Resolve {
+        /// The alert id.
+        alert: u64,
+    },
+    /// Call an alert off; everyone paged gets the all clear.
+    Cancel {
+        /// The alert id.
+        alert: u64,
+        /// It never was an emergency.
+        #[arg(long)]
+        false_alarm: bool,
+    },
+    /// Go on or off duty (staff).
+    Duty {
+        /// on or off.
+        state: OnOff,
+    },
+    /// Show pages and all clears live as they arrive (staff). Ctrl-C stops.
+    Watch,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Debug, Subcommand)]
@@ -277,6 +329,105 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 println!("[{}] from {who}:", date(m.timestamp));
                 println!("  {}", String::from_utf8_lossy(&m.body));
+            }
+            session.close().await;
+        }
+        Command::Sos {
+            message,
+            priority,
+            category,
+        } => {
+            let mut device = open_device(&state)?;
+            let session = device.connect().await?;
+            let body = format!("category: {category}\n{message}");
+            let alert = device
+                .raise_alert(&session, priority, body.as_bytes())
+                .await?;
+            println!(
+                "alert {} raised ({}); {} duty staff paged. You will be contacted.",
+                alert.id, alert.priority, alert.paged
+            );
+            session.close().await;
+        }
+        Command::Alerts { all } => {
+            let session = connect(&state).await?;
+            let alerts = session.alerts(!all).await?;
+            if alerts.is_empty() {
+                println!("no open alerts");
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            for a in alerts {
+                let holder = a
+                    .holder
+                    .map(|h| format!(" held by {h}"))
+                    .unwrap_or_default();
+                println!(
+                    "#{:<6} {:<9} {:<12} {:>5} min  defender {}  paged {}{holder}",
+                    a.id,
+                    a.priority,
+                    a.status,
+                    now.saturating_sub(a.raised_at) / 60,
+                    a.defender,
+                    a.paged
+                );
+            }
+            session.close().await;
+        }
+        Command::Ack { alert } => {
+            let session = connect(&state).await?;
+            match session.claim_alert(alert).await? {
+                Ok(()) => println!("you hold alert {alert}; the defender sees it is claimed"),
+                Err(holder) => bail!("alert {alert} is already held by device {holder}"),
+            }
+            session.close().await;
+        }
+        Command::Resolve { alert } => {
+            let session = connect(&state).await?;
+            session.close_alert(alert, CloseReason::Resolved).await?;
+            println!("alert {alert} resolved");
+            session.close().await;
+        }
+        Command::Cancel { alert, false_alarm } => {
+            let session = connect(&state).await?;
+            let reason = if false_alarm {
+                CloseReason::FalseAlarm
+            } else {
+                CloseReason::Cancelled
+            };
+            session.close_alert(alert, reason).await?;
+            println!("alert {alert} called off; everyone paged gets the all clear");
+            session.close().await;
+        }
+        Command::Duty { state: on_off } => {
+            let session = connect(&state).await?;
+            session.set_duty(matches!(on_off, OnOff::On)).await?;
+            println!(
+                "you are {} duty",
+                if matches!(on_off, OnOff::On) {
+                    "on"
+                } else {
+                    "off"
+                }
+            );
+            session.close().await;
+        }
+        Command::Watch => {
+            let session = connect(&state).await?;
+            println!("watching for alerts (Ctrl-C to stop)");
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    push = session.next_push(std::time::Duration::from_secs(3600)) => match push? {
+                        Some(Push::Alert(a)) => println!(
+                            "[{}] ALERT #{} {} from defender {}: {} (step {}.{}, {} paged)",
+                            date(a.raised_at), a.id, a.priority, a.defender, a.status, a.position.0 + 1, a.position.1 + 1, a.paged
+                        ),
+                        Some(Push::AllClear(id)) => println!("all clear: alert #{id} was called off"),
+                        None => {}
+                    },
+                }
             }
             session.close().await;
         }
