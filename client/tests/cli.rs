@@ -273,4 +273,34 @@ async fn organisation_roster_and_an_end_to_end_message_from_the_command_line() {
     // Read once: the next look finds nothing new.
     let out = hotline(&officer, PASS, &["inbox"]);
     assert!(stdout(&out).contains("no new messages"), "{}", stdout(&out));
+
+    // SOS: the officer on duty is paged; one claim holds it.
+    assert!(hotline(&officer, PASS, &["duty", "on"]).status.success());
+    let out = hotline(
+        &defender,
+        PASS,
+        &["sos", "--category", "arrest", "police at the door"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("1 duty staff paged"), "{text}");
+    let id = text.split_whitespace().nth(1).expect("alert id").to_owned();
+    let out = hotline(&officer, PASS, &["alerts"]);
+    assert!(stdout(&out).contains(&format!("#{id}")), "{}", stdout(&out));
+    assert!(stdout(&out).contains("raised"), "{}", stdout(&out));
+    assert!(hotline(&officer, PASS, &["ack", &id]).status.success());
+    let out = hotline(&admin, PASS, &["ack", &id]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already held"), "{}", stderr(&out));
+    let out = hotline(&defender, PASS, &["alerts"]);
+    assert!(stdout(&out).contains("acknowledged"), "{}", stdout(&out));
+    let out = hotline(&officer, PASS, &["messages"]);
+    assert!(
+        stdout(&out).contains("police at the door"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(hotline(&officer, PASS, &["resolve", &id]).status.success());
+    let out = hotline(&defender, PASS, &["alerts"]);
+    assert!(stdout(&out).contains("no open alerts"), "{}", stdout(&out));
 }
