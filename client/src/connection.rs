@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use hotline_proto::alert::{AlertInfo, CloseReason, Push};
+use hotline_proto::alert::{AlertInfo, CloseReason, Push, checkin_digest};
 use hotline_proto::auth::{
     self, CHANNEL_BINDING_LEN, ChannelBinding, EXPORTER_CONTEXT, EXPORTER_LABEL, Nonce,
 };
@@ -350,6 +350,38 @@ impl Session {
     /// Resolves, cancels or calls a false alarm on an alert.
     pub async fn close_alert(&self, alert_id: u64, reason: CloseReason) -> Result<(), ClientError> {
         match self.call(&Request::CloseAlert { alert_id, reason }).await? {
+            Response::Done => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Sets (interval 0: stops) this defender's check-in schedule, with its
+    /// normal and duress codes.
+    pub async fn set_checkin(
+        &self,
+        interval_secs: u64,
+        grace_secs: u64,
+        code: &str,
+        duress: &str,
+    ) -> Result<(), ClientError> {
+        let me = self.device_id();
+        let req = Request::SetCheckin {
+            interval_secs,
+            grace_secs,
+            code_digest: checkin_digest(&me, code),
+            duress_digest: checkin_digest(&me, duress),
+        };
+        match self.call(&req).await? {
+            Response::Done => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Checks in with the code typed. A duress code is answered exactly
+    /// like the normal one.
+    pub async fn checkin(&self, code: &str) -> Result<(), ClientError> {
+        let code_digest = checkin_digest(&self.device_id(), code);
+        match self.call(&Request::Checkin { code_digest }).await? {
             Response::Done => Ok(()),
             _ => Err(unexpected()),
         }

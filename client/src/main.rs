@@ -123,6 +123,29 @@ enum Command {
     },
     /// Show pages and all clears live as they arrive (staff). Ctrl-C stops.
     Watch,
+    /// Check in with your code (defenders).
+    Checkin {
+        /// The code (asked for if not given).
+        #[arg(long)]
+        code: Option<String>,
+    },
+    /// Set up safety check-ins (defenders): if you miss one, the duty team
+    /// is alerted. Also sets the duress code: typed instead of the normal
+    /// code, it looks the same but silently raises an immediate alert.
+    CheckinSetup {
+        /// How often: 30m, 6h, 1d (or "off").
+        #[arg(long)]
+        every: String,
+        /// Grace after a missed check-in before the alert.
+        #[arg(long, default_value = "15m", value_parser = parse_lifetime)]
+        grace: u64,
+        /// The normal code (asked for if not given).
+        #[arg(long)]
+        code: Option<String>,
+        /// The duress code (asked for if not given).
+        #[arg(long)]
+        duress_code: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -364,9 +387,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map(|h| format!(" held by {h}"))
                     .unwrap_or_default();
                 println!(
-                    "#{:<6} {:<9} {:<12} {:>5} min  defender {}  paged {}{holder}",
+                    "#{:<6} {:<9} {:<15} {:<12} {:>5} min  defender {}  paged {}{holder}",
                     a.id,
                     a.priority,
+                    a.origin.as_str(),
                     a.status,
                     now.saturating_sub(a.raised_at) / 60,
                     a.defender,
@@ -421,13 +445,55 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     _ = tokio::signal::ctrl_c() => break,
                     push = session.next_push(std::time::Duration::from_secs(3600)) => match push? {
                         Some(Push::Alert(a)) => println!(
-                            "[{}] ALERT #{} {} from defender {}: {} (step {}.{}, {} paged)",
-                            date(a.raised_at), a.id, a.priority, a.defender, a.status, a.position.0 + 1, a.position.1 + 1, a.paged
+                            "[{}] ALERT #{} {} {} from defender {}: {} (step {}.{}, {} paged)",
+                            date(a.raised_at), a.id, a.priority, a.origin.as_str(), a.defender, a.status, a.position.0 + 1, a.position.1 + 1, a.paged
                         ),
                         Some(Push::AllClear(id)) => println!("all clear: alert #{id} was called off"),
                         None => {}
                     },
                 }
+            }
+            session.close().await;
+        }
+        Command::Checkin { code } => {
+            let code = match code {
+                Some(c) => c,
+                None => {
+                    rpassword::prompt_password("Check-in code: ").context("cannot read the code")?
+                }
+            };
+            let session = connect(&state).await?;
+            session.checkin(&code).await?;
+            println!("checked in");
+            session.close().await;
+        }
+        Command::CheckinSetup {
+            every,
+            grace,
+            code,
+            duress_code,
+        } => {
+            let session = connect(&state).await?;
+            if every.trim() == "off" {
+                session.set_checkin(0, 0, "-", "--").await?;
+                println!("check-ins stopped");
+            } else {
+                let interval =
+                    parse_lifetime(&every).map_err(|e| anyhow::anyhow!("--every: {e}"))?;
+                let code = match code {
+                    Some(c) => c,
+                    None => rpassword::prompt_password("Normal check-in code: ")
+                        .context("cannot read the code")?,
+                };
+                let duress = match duress_code {
+                    Some(c) => c,
+                    None => rpassword::prompt_password("Duress code: ")
+                        .context("cannot read the code")?,
+                };
+                session.set_checkin(interval, grace, &code, &duress).await?;
+                println!(
+                    "check in every {every}; the duty team is alerted if you miss one by more than the grace"
+                );
             }
             session.close().await;
         }

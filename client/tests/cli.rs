@@ -303,4 +303,29 @@ async fn organisation_roster_and_an_end_to_end_message_from_the_command_line() {
     assert!(hotline(&officer, PASS, &["resolve", &id]).status.success());
     let out = hotline(&defender, PASS, &["alerts"]);
     assert!(stdout(&out).contains("no open alerts"), "{}", stdout(&out));
+
+    // Check-ins: the duress code looks exactly like the normal one.
+    let out = hotline(
+        &defender,
+        PASS,
+        &[
+            "checkin-setup",
+            "--every",
+            "6h",
+            "--code",
+            "4711",
+            "--duress-code",
+            "0815",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let normal = hotline(&defender, PASS, &["checkin", "--code", "4711"]);
+    let duress = hotline(&defender, PASS, &["checkin", "--code", "0815"]);
+    assert!(normal.status.success() && duress.status.success());
+    assert_eq!(normal.stdout, duress.stdout);
+    assert_eq!(normal.stderr, duress.stderr);
+    let out = hotline(&defender, PASS, &["alerts"]);
+    assert!(stdout(&out).contains("no open alerts"), "{}", stdout(&out));
+    let out = hotline(&officer, PASS, &["alerts"]);
+    assert!(stdout(&out).contains("DURESS"), "{}", stdout(&out));
 }

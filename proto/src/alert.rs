@@ -149,6 +149,57 @@ impl CloseReason {
     }
 }
 
+/// What raised an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlertOrigin {
+    /// The defender raised it.
+    Sos,
+    /// The defender missed a check-in.
+    MissedCheckin,
+    /// The defender entered the duress code (never shown to the defender).
+    Duress,
+}
+
+impl AlertOrigin {
+    fn to_wire(self) -> i32 {
+        (match self {
+            AlertOrigin::Sos => pb::AlertOrigin::Sos,
+            AlertOrigin::MissedCheckin => pb::AlertOrigin::MissedCheckin,
+            AlertOrigin::Duress => pb::AlertOrigin::Duress,
+        }) as i32
+    }
+
+    fn from_wire(v: i32) -> Result<AlertOrigin, DecodeError> {
+        match pb::AlertOrigin::try_from(v) {
+            Ok(pb::AlertOrigin::Sos) => Ok(AlertOrigin::Sos),
+            Ok(pb::AlertOrigin::MissedCheckin) => Ok(AlertOrigin::MissedCheckin),
+            Ok(pb::AlertOrigin::Duress) => Ok(AlertOrigin::Duress),
+            _ => Err(DecodeError::Invalid("origin")),
+        }
+    }
+
+    /// A lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertOrigin::Sos => "sos",
+            AlertOrigin::MissedCheckin => "missed check-in",
+            AlertOrigin::Duress => "DURESS",
+        }
+    }
+}
+
+/// The digest a check-in code travels as:
+/// `SHA-256("hotline/1 checkin code\0" || device id || code)`.
+pub fn checkin_digest(device: &DeviceId, code: &str) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"hotline/1 checkin code\0");
+    ctx.update(device.as_bytes());
+    ctx.update(code.trim().as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
 /// An alert as staff (and its defender) see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertInfo {
@@ -168,8 +219,10 @@ pub struct AlertInfo {
     pub position: (u32, u32),
     /// How many devices were paged so far.
     pub paged: u32,
-    /// The inbox id of the alert's message.
+    /// The inbox id of the alert's message (0: none).
     pub envelope_id: u64,
+    /// What raised it.
+    pub origin: AlertOrigin,
 }
 
 impl AlertInfo {
@@ -189,6 +242,7 @@ impl AlertInfo {
             step: self.position.1,
             paged: self.paged,
             envelope_id: self.envelope_id,
+            origin: self.origin.to_wire(),
         }
     }
 
@@ -206,6 +260,7 @@ impl AlertInfo {
             position: (m.round, m.step),
             paged: m.paged,
             envelope_id: m.envelope_id,
+            origin: AlertOrigin::from_wire(m.origin)?,
         })
     }
 }
@@ -257,6 +312,7 @@ mod tests {
             position: (1, 2),
             paged: 3,
             envelope_id: 6,
+            origin: AlertOrigin::Duress,
         };
         for p in [Push::Alert(info), Push::AllClear(7)] {
             assert_eq!(Push::decode(&p.encode()), Ok(p));

@@ -250,6 +250,22 @@ pub enum Request {
         /// Which.
         alert_id: u64,
     },
+    /// A defender sets (interval 0: stops) its safety check-ins.
+    SetCheckin {
+        /// Seconds between check-ins.
+        interval_secs: u64,
+        /// Seconds of grace after a missed one before the alert.
+        grace_secs: u64,
+        /// Digest of the normal code ([`crate::alert::checkin_digest`]).
+        code_digest: [u8; 32],
+        /// Digest of the duress code.
+        duress_digest: [u8; 32],
+    },
+    /// A check-in with the digest of the code typed.
+    Checkin {
+        /// The digest.
+        code_digest: [u8; 32],
+    },
 }
 
 /// Most prekeys one request may publish.
@@ -278,6 +294,8 @@ impl Request {
             Request::CloseAlert { .. } => "close_alert",
             Request::SetDuty { .. } => "set_duty",
             Request::AlertDelivered { .. } => "alert_delivered",
+            // Both check-in kinds log alike: nothing tells a duress one apart.
+            Request::SetCheckin { .. } | Request::Checkin { .. } => "checkin",
         }
     }
 
@@ -334,6 +352,20 @@ impl Request {
                     alert_id: *alert_id,
                 })
             }
+            Request::SetCheckin {
+                interval_secs,
+                grace_secs,
+                code_digest,
+                duress_digest,
+            } => Kind::SetCheckin(pb::SetCheckinRequest {
+                interval_secs: *interval_secs,
+                grace_secs: *grace_secs,
+                code_digest: code_digest.to_vec().into(),
+                duress_digest: duress_digest.to_vec().into(),
+            }),
+            Request::Checkin { code_digest } => Kind::Checkin(pb::CheckinRequest {
+                code_digest: code_digest.to_vec().into(),
+            }),
         };
         pb::Request { kind: Some(kind) }.encode_to_vec()
     }
@@ -417,6 +449,27 @@ impl Request {
             Kind::SetDuty(d) => Request::SetDuty { on_duty: d.on_duty },
             Kind::AlertDelivered(d) => Request::AlertDelivered {
                 alert_id: d.alert_id,
+            },
+            Kind::SetCheckin(c) => Request::SetCheckin {
+                interval_secs: c.interval_secs,
+                grace_secs: c.grace_secs,
+                code_digest: c
+                    .code_digest
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| DecodeError::Invalid("code_digest"))?,
+                duress_digest: c
+                    .duress_digest
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| DecodeError::Invalid("duress_digest"))?,
+            },
+            Kind::Checkin(c) => Request::Checkin {
+                code_digest: c
+                    .code_digest
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| DecodeError::Invalid("code_digest"))?,
             },
         })
     }

@@ -9,6 +9,7 @@ use tracing::{Instrument, debug, info, info_span};
 
 use crate::alerting::{Close, CloseOutcome};
 use crate::alerts::{Alert, AlertError, AlertState, Priority};
+use crate::checkins::CheckinKind;
 use crate::connection::{Session, store_error};
 use crate::server::Shared;
 
@@ -36,6 +37,7 @@ pub(crate) fn info(a: &Alert) -> AlertInfo {
         position: (round, u32::try_from(step).unwrap_or(u32::MAX)),
         paged: u32::try_from(a.paged.len()).unwrap_or(u32::MAX),
         envelope_id: a.envelope_id,
+        origin: a.origin,
     }
 }
 
@@ -115,6 +117,55 @@ pub(crate) async fn handle(shared: &Shared, session: Session, req: Request) -> R
                 escalate(shared).await;
             }
             done.map(|()| Response::Done).map_err(store_error)
+        }
+        Request::SetCheckin {
+            interval_secs,
+            grace_secs,
+            code_digest,
+            duress_digest,
+        } => {
+            if session.role != Role::Defender {
+                return refuse(ErrorCode::Forbidden, "check-ins are for defenders");
+            }
+            if interval_secs != 0
+                && (code_digest == duress_digest || !(1..=30 * 86_400).contains(&interval_secs))
+            {
+                return refuse(
+                    ErrorCode::InvalidArgument,
+                    "the interval must be 1 second to 30 days, and the duress code must differ from the normal code",
+                );
+            }
+            let now = crate::unix_now();
+            shared
+                .store_call(move |s| {
+                    s.set_checkin(
+                        me,
+                        interval_secs,
+                        grace_secs,
+                        code_digest,
+                        duress_digest,
+                        now,
+                    )
+                })
+                .await
+                .map(|()| Response::Done)
+                .map_err(store_error)
+        }
+        Request::Checkin { code_digest } => {
+            let now = crate::unix_now();
+            match shared
+                .store_call(move |s| s.checkin(me, code_digest, now))
+                .await
+            {
+                // Normal and duress answer alike; the alert pages on the
+                // next escalation tick, so the answer's timing is the same.
+                Ok(CheckinKind::Normal | CheckinKind::Duress) => Ok(Response::Done),
+                Ok(CheckinKind::Wrong) => Ok(refuse(
+                    ErrorCode::InvalidArgument,
+                    "that is not your check-in code",
+                )),
+                Err(e) => Err(store_error(e)),
+            }
         }
         Request::AlertDelivered { alert_id } => shared
             .store_call(move |s| s.alert_delivered(alert_id, me))

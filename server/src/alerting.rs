@@ -3,7 +3,10 @@
 
 use hotline_proto::{DeviceId, Role};
 
-use crate::alerts::{Alert, AlertError, AlertEvent, AlertState, Policies, Priority, Tier};
+use crate::alerts::{
+    Alert, AlertError, AlertEvent, AlertOrigin, AlertState, Policies, Priority, Tier,
+};
+use crate::checkins::{CheckinEvent, CheckinKind};
 use crate::mailbox::MailEvent;
 use crate::state::{Event, State};
 use crate::store::{LogStore, StoreError};
@@ -99,6 +102,7 @@ impl LogStore {
                 priority,
                 at: now,
                 envelope_id,
+                origin: AlertOrigin::Sos,
             }),
         )?;
         self.lock()
@@ -109,7 +113,8 @@ impl LogStore {
             .ok_or_else(|| StoreError::Corrupt("a raised alert is missing".into()))
     }
 
-    /// The alerts `device` may see: staff see all, a defender its own.
+    /// The alerts `device` may see: staff see all; a defender its own,
+    /// except a duress alert, which its screen must never show.
     pub fn alerts_for(
         &self,
         device: &DeviceId,
@@ -122,7 +127,9 @@ impl LogStore {
             .alerts
             .alerts
             .values()
-            .filter(|a| role.is_staff() || a.defender == *device)
+            .filter(|a| {
+                role.is_staff() || (a.defender == *device && a.origin != AlertOrigin::Duress)
+            })
             .filter(|a| !open_only || a.state.is_open())
             .cloned()
             .collect())
@@ -160,6 +167,11 @@ impl LogStore {
         let Some(a) = state.alerts.alerts.get(&alert) else {
             return Ok(CloseOutcome::Refused(AlertError::NotFound));
         };
+        // A coerced defender must not be able to call off (or even learn
+        // of) the alert its duress code raised.
+        if a.origin == AlertOrigin::Duress && !role.is_staff() {
+            return Ok(CloseOutcome::Refused(AlertError::NotFound));
+        }
         if !a.state.is_open() {
             return Ok(CloseOutcome::Refused(AlertError::Closed));
         }
@@ -228,10 +240,94 @@ impl LogStore {
             .collect())
     }
 
-    /// Takes every escalation step due at `now`, each recorded before it is
-    /// returned for notification.
+    /// Sets (interval 0: stops) a defender's check-in schedule.
+    pub fn set_checkin(
+        &self,
+        defender: DeviceId,
+        interval_secs: u64,
+        grace_secs: u64,
+        code: [u8; 32],
+        duress: [u8; 32],
+        now: u64,
+    ) -> Result<(), StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        let event = CheckinEvent::Set {
+            defender,
+            interval_secs,
+            grace_secs,
+            code,
+            duress,
+            at: now,
+        };
+        self.commit(state, Event::Checkin(event))?;
+        Ok(())
+    }
+
+    /// A check-in. A normal and a duress code are recorded alike (a
+    /// check-in); a duress code also raises an immediate-danger alert.
+    /// Returns what the code was.
+    pub fn checkin(
+        &self,
+        defender: DeviceId,
+        digest: [u8; 32],
+        now: u64,
+    ) -> Result<CheckinKind, StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        let kind = state.checkins.classify(&defender, &digest);
+        if kind == CheckinKind::Wrong {
+            return Ok(kind);
+        }
+        self.commit(
+            state,
+            Event::Checkin(CheckinEvent::CheckedIn { defender, at: now }),
+        )?;
+        if kind == CheckinKind::Duress {
+            let state = self.lock();
+            self.commit(
+                state,
+                Event::Alert(AlertEvent::Raised {
+                    defender,
+                    priority: Priority::Immediate,
+                    at: now,
+                    envelope_id: 0,
+                    origin: AlertOrigin::Duress,
+                }),
+            )?;
+        }
+        Ok(kind)
+    }
+
+    /// Raises an alert for every check-in missed past its grace at `now`.
+    fn raise_missed_checkins(&self, now: u64) -> Result<(), StoreError> {
+        let missed = self.lock().checkins.missed(now);
+        for (defender, last) in missed {
+            let state = self.lock();
+            self.commit(
+                state,
+                Event::Checkin(CheckinEvent::MissedAlerted { defender, last }),
+            )?;
+            let state = self.lock();
+            self.commit(
+                state,
+                Event::Alert(AlertEvent::Raised {
+                    defender,
+                    priority: Priority::Urgent,
+                    at: now,
+                    envelope_id: 0,
+                    origin: AlertOrigin::MissedCheckin,
+                }),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Raises alerts for missed check-ins, then takes every escalation step
+    /// due at `now`, each recorded before it is returned for notification.
     pub fn escalate(&self, policies: &Policies, now: u64) -> Result<Vec<Paging>, StoreError> {
         self.check_running()?;
+        self.raise_missed_checkins(now)?;
         let due = {
             let state = self.lock();
             state

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use hotline_proto::DeviceId;
 
-pub use hotline_proto::alert::Priority;
+pub use hotline_proto::alert::{AlertOrigin, Priority};
 
 /// Who a step pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
@@ -165,8 +165,10 @@ pub struct Alert {
     pub position: Option<(u32, usize, u64)>,
     /// The policy ran all its rounds.
     pub exhausted: bool,
-    /// The inbox id of the alert's end-to-end encrypted message.
+    /// The inbox id of the alert's end-to-end encrypted message (0: none).
     pub envelope_id: u64,
+    /// What raised it.
+    pub origin: AlertOrigin,
     /// Devices that confirmed they received the page.
     pub delivered: BTreeSet<DeviceId>,
 }
@@ -182,8 +184,10 @@ pub enum AlertEvent {
         priority: Priority,
         /// When.
         at: u64,
-        /// The inbox id of its message.
+        /// The inbox id of its message (0: none).
         envelope_id: u64,
+        /// What raised it.
+        origin: AlertOrigin,
     },
     /// An escalation step was taken (possibly paging nobody).
     Stepped {
@@ -261,6 +265,7 @@ impl Alerts {
                 priority,
                 at,
                 envelope_id,
+                origin,
             } => {
                 self.alerts.insert(
                     seq,
@@ -274,6 +279,7 @@ impl Alerts {
                         position: None,
                         exhausted: false,
                         envelope_id: *envelope_id,
+                        origin: *origin,
                         delivered: BTreeSet::new(),
                     },
                 );
@@ -468,6 +474,7 @@ mod tests {
                     priority: Priority::Immediate,
                     at: 100,
                     envelope_id: 0,
+                    origin: AlertOrigin::Sos,
                 },
             )
             .expect("raise");
@@ -504,6 +511,7 @@ mod tests {
                     priority: Priority::Immediate,
                     at: 100,
                     envelope_id: 0,
+                    origin: AlertOrigin::Sos,
                 },
             )
             .expect("raise");
@@ -525,6 +533,7 @@ mod tests {
                     priority: Priority::Urgent,
                     at: 0,
                     envelope_id: 0,
+                    origin: AlertOrigin::Sos,
                 },
             )
             .expect("raise");
@@ -557,7 +566,7 @@ mod encoding {
     use hotline_proto::DeviceId;
     use prost::Message;
 
-    use super::{Alert, AlertEvent, AlertState, Alerts, Priority};
+    use super::{Alert, AlertEvent, AlertOrigin, AlertState, Alerts, Priority};
 
     #[derive(Clone, PartialEq, Message)]
     pub(crate) struct AlertEventRow {
@@ -581,6 +590,8 @@ mod encoding {
         devices: Vec<Vec<u8>>,
         #[prost(bool, tag = "10")]
         flag: bool,
+        #[prost(uint32, tag = "11")]
+        origin: u32,
     }
 
     #[derive(Clone, PartialEq, Message)]
@@ -613,6 +624,8 @@ mod encoding {
         envelope_id: u64,
         #[prost(bytes = "vec", repeated, tag = "14")]
         delivered: Vec<Vec<u8>>,
+        #[prost(uint32, tag = "15")]
+        origin: u32,
     }
 
     #[derive(Clone, PartialEq, Message)]
@@ -635,6 +648,23 @@ mod encoding {
             2 => Ok(Priority::Urgent),
             3 => Ok(Priority::Routine),
             _ => Err("unknown priority"),
+        }
+    }
+
+    fn origin(o: AlertOrigin) -> u32 {
+        match o {
+            AlertOrigin::Sos => 1,
+            AlertOrigin::MissedCheckin => 2,
+            AlertOrigin::Duress => 3,
+        }
+    }
+
+    fn origin_from(v: u32) -> Result<AlertOrigin, &'static str> {
+        match v {
+            1 => Ok(AlertOrigin::Sos),
+            2 => Ok(AlertOrigin::MissedCheckin),
+            3 => Ok(AlertOrigin::Duress),
+            _ => Err("unknown alert origin"),
         }
     }
 
@@ -661,8 +691,10 @@ mod encoding {
                     priority: p,
                     at,
                     envelope_id,
+                    origin: o,
                 } => {
                     r.kind = 1;
+                    r.origin = origin(*o);
                     r.device = defender.as_bytes().to_vec();
                     r.priority = priority(*p);
                     r.at = *at;
@@ -716,6 +748,7 @@ mod encoding {
                     priority: priority_from(r.priority)?,
                     at: r.at,
                     envelope_id: r.number,
+                    origin: origin_from(r.origin)?,
                 },
                 2 => AlertEvent::Stepped {
                     alert: r.alert,
@@ -773,6 +806,7 @@ mod encoding {
                             exhausted: a.exhausted,
                             envelope_id: a.envelope_id,
                             delivered: bytes(&a.delivered),
+                            origin: origin(a.origin),
                         }
                     })
                     .collect(),
@@ -806,6 +840,7 @@ mod encoding {
                             .then_some((r.round, r.step as usize, r.step_at)),
                         exhausted: r.exhausted,
                         envelope_id: r.envelope_id,
+                        origin: origin_from(r.origin)?,
                         delivered: devices(&r.delivered)?,
                     },
                 );

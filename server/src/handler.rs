@@ -102,9 +102,9 @@ pub(crate) async fn handle(
         | Request::ClaimAlert { .. }
         | Request::CloseAlert { .. }
         | Request::SetDuty { .. }
-        | Request::AlertDelivered { .. } => {
-            crate::alert_requests::handle(shared, session, req).await
-        }
+        | Request::AlertDelivered { .. }
+        | Request::SetCheckin { .. }
+        | Request::Checkin { .. } => crate::alert_requests::handle(shared, session, req).await,
         Request::RevokeDevice { device_id } => {
             if session.role != Role::Admin {
                 return forbidden("revoke devices");

@@ -20,6 +20,7 @@
 mod alert_requests;
 pub mod alerting;
 pub mod alerts;
+pub mod checkins;
 pub mod config;
 mod connection;
 pub mod handler;

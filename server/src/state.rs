@@ -10,6 +10,7 @@ use hotline_proto::{DeviceId, IdentityPublicKey, Role};
 use prost::Message;
 
 use crate::alerts::{AlertEvent, AlertEventRow, Alerts, AlertsRow};
+use crate::checkins::{CheckinEvent, CheckinEventRow, Checkins, CheckinsRow};
 use crate::mailbox::{MailEvent, MailEventRow, Mailbox, MailboxRow};
 use crate::store::{Device, InviteRecord, StoreError};
 
@@ -41,6 +42,8 @@ pub enum Event {
     Mail(MailEvent),
     /// Something happened to an alert.
     Alert(AlertEvent),
+    /// A check-in schedule changed, or a defender checked in.
+    Checkin(CheckinEvent),
     /// A staff device went on or off duty.
     Duty {
         /// Which.
@@ -109,6 +112,8 @@ enum Kind {
     Alert(AlertEventRow),
     #[prost(message, tag = "6")]
     Duty(DutyRow),
+    #[prost(message, tag = "7")]
+    Checkin(CheckinEventRow),
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -121,7 +126,7 @@ struct DutyRow {
 
 #[derive(Clone, PartialEq, Message)]
 struct EventRow {
-    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6")]
+    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7")]
     kind: Option<Kind>,
 }
 
@@ -139,6 +144,8 @@ struct SnapshotRow {
     alerts: Option<AlertsRow>,
     #[prost(bytes = "vec", repeated, tag = "6")]
     on_duty: Vec<Vec<u8>>,
+    #[prost(message, optional, tag = "7")]
+    checkins: Option<CheckinsRow>,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -234,6 +241,7 @@ impl Event {
             }),
             Event::Mail(m) => Kind::Mail(m.to_row()),
             Event::Alert(a) => Kind::Alert(a.to_row()),
+            Event::Checkin(c) => Kind::Checkin(c.to_row()),
             Event::Duty { device, on } => Kind::Duty(DutyRow {
                 device: device.as_bytes().to_vec(),
                 on: *on,
@@ -269,6 +277,7 @@ impl Event {
             },
             Kind::Mail(m) => Event::Mail(MailEvent::from_row(m)?),
             Kind::Alert(a) => Event::Alert(AlertEvent::from_row(a).map_err(corrupt)?),
+            Kind::Checkin(c) => Event::Checkin(CheckinEvent::from_row(c).map_err(corrupt)?),
             Kind::Duty(d) => Event::Duty {
                 device: DeviceId::from_bytes(
                     d.device
@@ -295,6 +304,8 @@ pub struct State {
     pub alerts: Alerts,
     /// Staff devices on duty now.
     pub on_duty: std::collections::BTreeSet<DeviceId>,
+    /// Check-in schedules.
+    pub checkins: Checkins,
     /// The sequence number of the last event applied.
     pub applied_seq: u64,
 }
@@ -329,6 +340,7 @@ impl State {
             }
             Event::Mail(m) => self.mailbox.apply(seq, m)?,
             Event::Alert(a) => self.alerts.apply(seq, a).map_err(corrupt)?,
+            Event::Checkin(c) => self.checkins.apply(c).map_err(corrupt)?,
             Event::Duty { device, on } => {
                 if *on {
                     self.on_duty.insert(*device);
@@ -350,6 +362,7 @@ impl State {
             mailbox: Some(self.mailbox.to_row()),
             alerts: Some(self.alerts.to_row()),
             on_duty: self.on_duty.iter().map(|d| d.as_bytes().to_vec()).collect(),
+            checkins: Some(self.checkins.to_row()),
         }
         .encode_to_vec()
     }
@@ -379,6 +392,12 @@ impl State {
                         .map_err(|_| corrupt("device id of the wrong length"))
                 })
                 .collect::<Result<_, _>>()?,
+            checkins: row
+                .checkins
+                .map(Checkins::from_row)
+                .transpose()
+                .map_err(corrupt)?
+                .unwrap_or_default(),
             ..State::default()
         };
         for d in &row.devices {

@@ -271,3 +271,88 @@ async fn unanswered_alerts_escalate_in_order_and_resume_after_a_restart() {
     assert_eq!(state.status, AlertStatus::FalseAlarm);
     let _ = (&h.admin, &h.root);
 }
+
+#[tokio::test]
+async fn a_missed_check_in_raises_an_alert_by_itself() {
+    let server = TestServer::start_with(|c| {
+        c.escalation = quick_policy();
+        c.escalation_tick_ms = 100;
+    })
+    .await;
+    let h = hotline(&server).await;
+    h.first.session.set_duty(true).await.expect("on duty");
+    h.defender
+        .session
+        .set_checkin(1, 0, "4711", "0815")
+        .await
+        .expect("schedule set");
+    // Nobody checks in: within a couple of seconds the officer is paged.
+    let p = h
+        .first
+        .session
+        .next_push(Duration::from_secs(5))
+        .await
+        .expect("push");
+    let Some(Push::Alert(a)) = p else {
+        panic!("expected a page, got {p:?}");
+    };
+    assert_eq!(a.origin, hotline_proto::alert::AlertOrigin::MissedCheckin);
+    assert_eq!(a.defender, h.defender.device.identity().device_id());
+    // One alert per lapse, not one per tick.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let open = h.first.session.alerts(true).await.expect("alerts");
+    assert_eq!(open.len(), 1);
+    let _ = (&h.admin, &h.root, &h.second, &h.coordinator);
+}
+
+#[tokio::test]
+async fn a_duress_check_in_looks_normal_and_silently_raises_an_immediate_alert() {
+    let server = TestServer::start_with(|c| c.escalation_tick_ms = 100).await;
+    let h = hotline(&server).await;
+    h.first.session.set_duty(true).await.expect("on duty");
+    let d = &h.defender;
+    d.session
+        .set_checkin(6 * 3600, 1800, "4711", "0815")
+        .await
+        .expect("schedule set");
+
+    // On the wire, the two check-ins are the same size...
+    let me = d.device.identity().device_id();
+    let normal = hotline_proto::message::Request::Checkin {
+        code_digest: hotline_proto::alert::checkin_digest(&me, "4711"),
+    };
+    let duress = hotline_proto::message::Request::Checkin {
+        code_digest: hotline_proto::alert::checkin_digest(&me, "0815"),
+    };
+    assert_eq!(normal.encode().len(), duress.encode().len());
+    // ...and get the same answer.
+    let a1 = d.session.request(&normal).await.expect("answer");
+    let a2 = d.session.request(&duress).await.expect("answer");
+    assert_eq!(a1, a2);
+    assert_eq!(a1.encode(), a2.encode());
+    // A wrong code is refused (the defender sees a typo, not a duress).
+    assert!(d.session.checkin("1234").await.is_err());
+
+    // The duty officer is paged with an immediate-danger duress alert...
+    let p = h
+        .first
+        .session
+        .next_push(Duration::from_secs(3))
+        .await
+        .expect("push");
+    let Some(Push::Alert(a)) = p else {
+        panic!("expected a page, got {p:?}");
+    };
+    assert_eq!(a.origin, hotline_proto::alert::AlertOrigin::Duress);
+    assert_eq!(a.priority, Priority::Immediate);
+    // ...which the defender's own screen never shows, and which the
+    // defender cannot call off.
+    assert!(d.session.alerts(false).await.expect("alerts").is_empty());
+    let err = d
+        .session
+        .close_alert(a.id, CloseReason::Cancelled)
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), Some(hotline_proto::ErrorCode::NotFound));
+    let _ = (&h.admin, &h.root, &h.second, &h.coordinator);
+}

@@ -1,0 +1,338 @@
+//! Safety check-ins: a defender promises to check in every so often; a
+//! missed check-in (past a grace period) raises an alert by itself, and the
+//! duress code, typed where the normal code goes, raises an
+//! immediate-danger alert while looking exactly like a normal check-in.
+
+use std::collections::BTreeMap;
+
+use hotline_proto::DeviceId;
+use prost::Message;
+
+/// One defender's check-in schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    /// Seconds between check-ins.
+    pub interval_secs: u64,
+    /// Grace after a missed check-in before the alert.
+    pub grace_secs: u64,
+    /// Digest of the normal code.
+    pub code: [u8; 32],
+    /// Digest of the duress code.
+    pub duress: [u8; 32],
+    /// When the defender last checked in (or set the schedule).
+    pub last: u64,
+    /// The `last` for which a missed-check-in alert was raised already.
+    pub alerted_for: Option<u64>,
+}
+
+impl Schedule {
+    /// Whether the check-in is overdue past its grace at `now`, and not yet
+    /// alerted.
+    pub fn missed(&self, now: u64) -> bool {
+        self.alerted_for != Some(self.last)
+            && now
+                > self
+                    .last
+                    .saturating_add(self.interval_secs)
+                    .saturating_add(self.grace_secs)
+    }
+}
+
+/// What a check-in code turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckinKind {
+    /// The normal code.
+    Normal,
+    /// The duress code.
+    Duress,
+    /// Neither.
+    Wrong,
+}
+
+/// Check-in events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckinEvent {
+    /// A schedule was set (interval 0: removed).
+    Set {
+        /// The defender.
+        defender: DeviceId,
+        /// Seconds between check-ins.
+        interval_secs: u64,
+        /// Grace seconds.
+        grace_secs: u64,
+        /// Normal code digest.
+        code: [u8; 32],
+        /// Duress code digest.
+        duress: [u8; 32],
+        /// When.
+        at: u64,
+    },
+    /// The defender checked in (with either code).
+    CheckedIn {
+        /// The defender.
+        defender: DeviceId,
+        /// When.
+        at: u64,
+    },
+    /// A missed check-in was alerted.
+    MissedAlerted {
+        /// The defender.
+        defender: DeviceId,
+        /// The check-in time it was missed after.
+        last: u64,
+    },
+}
+
+/// Every schedule, by defender.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checkins {
+    /// The schedules.
+    pub schedules: BTreeMap<DeviceId, Schedule>,
+}
+
+impl Checkins {
+    /// Applies an event.
+    pub fn apply(&mut self, event: &CheckinEvent) -> Result<(), &'static str> {
+        match event {
+            CheckinEvent::Set {
+                defender,
+                interval_secs,
+                grace_secs,
+                code,
+                duress,
+                at,
+            } => {
+                if *interval_secs == 0 {
+                    self.schedules.remove(defender);
+                } else {
+                    self.schedules.insert(
+                        *defender,
+                        Schedule {
+                            interval_secs: *interval_secs,
+                            grace_secs: *grace_secs,
+                            code: *code,
+                            duress: *duress,
+                            last: *at,
+                            alerted_for: None,
+                        },
+                    );
+                }
+            }
+            CheckinEvent::CheckedIn { defender, at } => {
+                if let Some(s) = self.schedules.get_mut(defender) {
+                    s.last = (*at).max(s.last);
+                }
+            }
+            CheckinEvent::MissedAlerted { defender, last } => {
+                self.schedules
+                    .get_mut(defender)
+                    .ok_or("a missed check-in without a schedule")?
+                    .alerted_for = Some(*last);
+            }
+        }
+        Ok(())
+    }
+
+    /// What `digest` is for `defender`'s schedule. Both comparisons always
+    /// run, in constant time, so neither answer takes longer.
+    pub fn classify(&self, defender: &DeviceId, digest: &[u8; 32]) -> CheckinKind {
+        let Some(s) = self.schedules.get(defender) else {
+            return CheckinKind::Wrong;
+        };
+        let same = |a: &[u8; 32]| a.iter().zip(digest).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
+        let normal = same(&s.code);
+        let duress = same(&s.duress);
+        match (normal, duress) {
+            (true, _) => CheckinKind::Normal,
+            (_, true) => CheckinKind::Duress,
+            _ => CheckinKind::Wrong,
+        }
+    }
+
+    /// Defenders whose check-in is overdue at `now`, with the missed `last`.
+    pub fn missed(&self, now: u64) -> Vec<(DeviceId, u64)> {
+        self.schedules
+            .iter()
+            .filter(|(_, s)| s.missed(now))
+            .map(|(d, s)| (*d, s.last))
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Encoding.
+
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct CheckinEventRow {
+    #[prost(uint32, tag = "1")]
+    kind: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    defender: Vec<u8>,
+    #[prost(uint64, tag = "3")]
+    interval_secs: u64,
+    #[prost(uint64, tag = "4")]
+    grace_secs: u64,
+    #[prost(bytes = "vec", tag = "5")]
+    code: Vec<u8>,
+    #[prost(bytes = "vec", tag = "6")]
+    duress: Vec<u8>,
+    #[prost(uint64, tag = "7")]
+    at: u64,
+    #[prost(bool, tag = "8")]
+    alerted: bool,
+    #[prost(uint64, tag = "9")]
+    alerted_for: u64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct CheckinsRow {
+    #[prost(message, repeated, tag = "1")]
+    schedules: Vec<CheckinEventRow>,
+}
+
+fn id(b: &[u8]) -> Result<DeviceId, &'static str> {
+    Ok(DeviceId::from_bytes(
+        b.try_into().map_err(|_| "device id of the wrong length")?,
+    ))
+}
+
+fn digest(b: &[u8]) -> Result<[u8; 32], &'static str> {
+    b.try_into().map_err(|_| "digest of the wrong length")
+}
+
+impl CheckinEvent {
+    pub(crate) fn to_row(&self) -> CheckinEventRow {
+        let mut r = CheckinEventRow::default();
+        match self {
+            CheckinEvent::Set {
+                defender,
+                interval_secs,
+                grace_secs,
+                code,
+                duress,
+                at,
+            } => {
+                r.kind = 1;
+                r.defender = defender.as_bytes().to_vec();
+                r.interval_secs = *interval_secs;
+                r.grace_secs = *grace_secs;
+                r.code = code.to_vec();
+                r.duress = duress.to_vec();
+                r.at = *at;
+            }
+            CheckinEvent::CheckedIn { defender, at } => {
+                r.kind = 2;
+                r.defender = defender.as_bytes().to_vec();
+                r.at = *at;
+            }
+            CheckinEvent::MissedAlerted { defender, last } => {
+                r.kind = 3;
+                r.defender = defender.as_bytes().to_vec();
+                r.at = *last;
+            }
+        }
+        r
+    }
+
+    pub(crate) fn from_row(r: CheckinEventRow) -> Result<CheckinEvent, &'static str> {
+        Ok(match r.kind {
+            1 => CheckinEvent::Set {
+                defender: id(&r.defender)?,
+                interval_secs: r.interval_secs,
+                grace_secs: r.grace_secs,
+                code: digest(&r.code)?,
+                duress: digest(&r.duress)?,
+                at: r.at,
+            },
+            2 => CheckinEvent::CheckedIn {
+                defender: id(&r.defender)?,
+                at: r.at,
+            },
+            3 => CheckinEvent::MissedAlerted {
+                defender: id(&r.defender)?,
+                last: r.at,
+            },
+            _ => return Err("unknown check-in event"),
+        })
+    }
+}
+
+impl Checkins {
+    pub(crate) fn to_row(&self) -> CheckinsRow {
+        CheckinsRow {
+            schedules: self
+                .schedules
+                .iter()
+                .map(|(d, s)| CheckinEventRow {
+                    kind: 1,
+                    defender: d.as_bytes().to_vec(),
+                    interval_secs: s.interval_secs,
+                    grace_secs: s.grace_secs,
+                    code: s.code.to_vec(),
+                    duress: s.duress.to_vec(),
+                    at: s.last,
+                    alerted: s.alerted_for.is_some(),
+                    alerted_for: s.alerted_for.unwrap_or(0),
+                })
+                .collect(),
+        }
+    }
+
+    pub(crate) fn from_row(row: CheckinsRow) -> Result<Checkins, &'static str> {
+        let mut out = Checkins::default();
+        for r in row.schedules {
+            out.schedules.insert(
+                id(&r.defender)?,
+                Schedule {
+                    interval_secs: r.interval_secs,
+                    grace_secs: r.grace_secs,
+                    code: digest(&r.code)?,
+                    duress: digest(&r.duress)?,
+                    last: r.at,
+                    alerted_for: r.alerted.then_some(r.alerted_for),
+                },
+            );
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missed_once_per_lapse_and_codes_told_apart() {
+        let d = DeviceId::from_bytes([1; 16]);
+        let mut c = Checkins::default();
+        let set = CheckinEvent::Set {
+            defender: d,
+            interval_secs: 100,
+            grace_secs: 10,
+            code: [1; 32],
+            duress: [2; 32],
+            at: 1000,
+        };
+        assert_eq!(CheckinEvent::from_row(set.to_row()), Ok(set.clone()));
+        c.apply(&set).expect("apply");
+        assert!(c.missed(1110).is_empty());
+        assert_eq!(c.missed(1111), vec![(d, 1000)]);
+        c.apply(&CheckinEvent::MissedAlerted {
+            defender: d,
+            last: 1000,
+        })
+        .expect("apply");
+        assert!(c.missed(5000).is_empty(), "one alert per lapse");
+        c.apply(&CheckinEvent::CheckedIn {
+            defender: d,
+            at: 5000,
+        })
+        .expect("apply");
+        assert!(c.missed(5110).is_empty());
+        assert_eq!(c.missed(5111), vec![(d, 5000)]);
+        assert_eq!(c.classify(&d, &[1; 32]), CheckinKind::Normal);
+        assert_eq!(c.classify(&d, &[2; 32]), CheckinKind::Duress);
+        assert_eq!(c.classify(&d, &[3; 32]), CheckinKind::Wrong);
+        assert_eq!(Checkins::from_row(c.to_row()), Ok(c));
+    }
+}
