@@ -68,6 +68,8 @@ enum Command {
         #[arg(long)]
         to: Option<DeviceId>,
     },
+    /// Show what is waiting to be sent, and try to send it.
+    Outbox,
     /// Fetch, verify and decrypt the messages waiting for this device.
     #[command(alias = "messages")]
     Inbox,
@@ -328,16 +330,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Send { message, to } => {
             let mut device = open_device(&state)?;
-            let session = device.connect().await?;
-            device.sync_prekeys(&session).await?;
-            device.send(&session, message.as_bytes(), to).await?;
-            println!("sent, end-to-end encrypted, to the staff on the signed roster");
-            session.close().await;
+            device.queue(message.as_bytes(), to, None)?;
+            match deliver(&mut device).await? {
+                None => {}
+                Some(_) => {
+                    println!("sent, end-to-end encrypted, to the staff on the signed roster")
+                }
+            }
+        }
+        Command::Outbox => {
+            let mut device = open_device(&state)?;
+            if device.pending().is_empty() {
+                println!("nothing waiting to be sent");
+            } else if deliver(&mut device).await?.is_some() {
+                println!("everything waiting was sent");
+            }
         }
         Command::Inbox => {
             let mut device = open_device(&state)?;
             let session = device.connect().await?;
             device.sync_prekeys(&session).await?;
+            let waiting = device.pending().len();
+            if waiting > 0 {
+                device.flush(&session).await?;
+                println!("sent {waiting} item(s) that were waiting in the outbox");
+            }
             let messages = device.receive(&session).await?;
             for w in device.take_warnings() {
                 eprintln!("WARNING: {w}");
@@ -361,16 +378,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             category,
         } => {
             let mut device = open_device(&state)?;
-            let session = device.connect().await?;
             let body = format!("category: {category}\n{message}");
-            let alert = device
-                .raise_alert(&session, priority, body.as_bytes())
-                .await?;
-            println!(
-                "alert {} raised ({}); {} duty staff paged. You will be contacted.",
-                alert.id, alert.priority, alert.paged
-            );
-            session.close().await;
+            device.queue(body.as_bytes(), None, Some(priority))?;
+            if let Some(sent) = deliver(&mut device).await? {
+                for s in sent {
+                    if let hotline_client::messenger::Sent::Alert(alert) = s {
+                        println!(
+                            "alert {} raised ({}); {} duty staff paged. You will be contacted.",
+                            alert.id, alert.priority, alert.paged
+                        );
+                    }
+                }
+            }
         }
         Command::Alerts { all } => {
             let session = connect(&state).await?;
@@ -554,6 +573,29 @@ fn open_device(state: &StateDir) -> Result<Device, ClientError> {
     let pass =
         passphrase("Passphrase: ", false).map_err(|e| ClientError::State(format!("{e:#}")))?;
     Device::open(state, &pass)
+}
+
+/// Sends what the outbox holds. If the server cannot be reached, says what
+/// is waiting and returns `None`: it goes out on the next command that
+/// reaches the server.
+async fn deliver(
+    device: &mut Device,
+) -> Result<Option<Vec<hotline_client::messenger::Sent>>, ClientError> {
+    let session = match device.connect().await {
+        Ok(s) => s,
+        Err(ClientError::Unreachable { .. } | ClientError::ConnectionLost(_)) => {
+            let n = device.pending().len();
+            println!(
+                "the server cannot be reached: {n} item(s) waiting in the outbox, sent as soon as it can be (try `hotline outbox`)"
+            );
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    device.sync_prekeys(&session).await?;
+    let sent = device.flush(&session).await?;
+    session.close().await;
+    Ok(Some(sent))
 }
 
 fn org_passphrase(confirm: bool) -> anyhow::Result<String> {

@@ -56,6 +56,42 @@ struct DeviceRow {
     prekeys: Vec<LocalPrekeyRow>,
     #[prost(bytes = "vec", tag = "5")]
     replay: Vec<u8>,
+    #[prost(message, repeated, tag = "6")]
+    outbox: Vec<OutboxRow>,
+}
+
+/// A message waiting to be sent: written first, sealed once (so a retry
+/// sends the very same bytes, which the server recognises), removed when
+/// the server has it.
+#[derive(Clone, PartialEq, Message)]
+struct OutboxRow {
+    #[prost(bytes = "vec", tag = "1")]
+    message_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    body: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    to: Vec<u8>,
+    /// 0: a message; 1, 2, 3: an alert of priority immediate, urgent, routine.
+    #[prost(uint32, tag = "4")]
+    alert: u32,
+    #[prost(uint64, tag = "5")]
+    created_at: u64,
+    #[prost(bytes = "vec", tag = "6")]
+    sealed: Vec<u8>,
+}
+
+/// What sending one queued item gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// A message: the server's id for it, and whether it had it already.
+    Message {
+        /// The server's id.
+        id: u64,
+        /// It was a retry of something the server already had.
+        duplicate: bool,
+    },
+    /// An alert was raised (or found raised already).
+    Alert(AlertInfo),
 }
 
 /// An unlocked, enrolled device.
@@ -282,13 +318,14 @@ impl Device {
         Ok(roster)
     }
 
-    /// Seals `body` for the staff on the roster (and `to`, for staff): see
-    /// [`Device::send`].
-    pub async fn seal(
+    /// Seals `body` for the staff on the roster (and `to`, for staff),
+    /// under `message_id`.
+    async fn seal(
         &mut self,
         session: &Session,
         body: &[u8],
         to: Option<DeviceId>,
+        message_id: [u8; 16],
     ) -> Result<SignedEnvelope, ClientError> {
         let roster = self.roster(session).await?;
         let now = now();
@@ -313,11 +350,7 @@ impl Device {
             _ => return Err(ClientError::Protocol("an answer of the wrong kind".into())),
         };
         let recipients = self.check_bundles(&roster, bundles, to, now)?;
-        let mut message_id = [0u8; 16];
-        fill_random(&mut message_id)
-            .map_err(|_| ClientError::State("the system random number generator failed".into()))?;
         self.local.counter += 1;
-        self.save()?;
         let content = Content {
             message_id,
             counter: self.local.counter,
@@ -334,40 +367,149 @@ impl Device {
         .map_err(refused)
     }
 
-    /// Seals `body` and sends it: a defender writes to every staff device
-    /// on the roster; staff write to every staff device on the roster and,
-    /// with `to`, to that device too. Returns the server's id for it.
+    /// Puts a message (or, with `alert`, an alert) in the outbox, saved on
+    /// disk before anything is sent. Returns how many items are pending.
+    pub fn queue(
+        &mut self,
+        body: &[u8],
+        to: Option<DeviceId>,
+        alert: Option<Priority>,
+    ) -> Result<usize, ClientError> {
+        let mut message_id = [0u8; 16];
+        fill_random(&mut message_id)
+            .map_err(|_| ClientError::State("the system random number generator failed".into()))?;
+        self.local.outbox.push(OutboxRow {
+            message_id: message_id.to_vec(),
+            body: body.to_vec(),
+            to: to.map(|d| d.as_bytes().to_vec()).unwrap_or_default(),
+            alert: match alert {
+                None => 0,
+                Some(Priority::Immediate) => 1,
+                Some(Priority::Urgent) => 2,
+                Some(Priority::Routine) => 3,
+            },
+            created_at: now(),
+            sealed: Vec::new(),
+        });
+        self.save()?;
+        Ok(self.local.outbox.len())
+    }
+
+    /// Items waiting in the outbox: when each was written, and whether it
+    /// is an alert.
+    pub fn pending(&self) -> Vec<(u64, bool)> {
+        self.local
+            .outbox
+            .iter()
+            .map(|o| (o.created_at, o.alert != 0))
+            .collect()
+    }
+
+    /// Sends everything in the outbox, oldest first, each exactly once: an
+    /// item is sealed once and kept until the server has it, so a retry
+    /// after a lost answer sends the same bytes and the server recognises
+    /// them. Stops at the first failure, keeping what is left.
+    pub async fn flush(&mut self, session: &Session) -> Result<Vec<Sent>, ClientError> {
+        let mut sent = Vec::new();
+        while let Some(item) = self.local.outbox.first().cloned() {
+            let envelope = if item.sealed.is_empty() {
+                let message_id: [u8; 16] = item
+                    .message_id
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| ClientError::State("device.sealed is damaged".into()))?;
+                let to = match item.to.len() {
+                    0 => None,
+                    _ => Some(DeviceId::from_bytes(
+                        item.to
+                            .as_slice()
+                            .try_into()
+                            .map_err(|_| ClientError::State("device.sealed is damaged".into()))?,
+                    )),
+                };
+                let env = self.seal(session, &item.body, to, message_id).await?;
+                if let Some(first) = self.local.outbox.first_mut() {
+                    first.sealed = env.encode();
+                }
+                self.save()?;
+                env
+            } else {
+                SignedEnvelope::decode(&item.sealed).map_err(refused)?
+            };
+            let result = match item.alert {
+                0 => match session.request(&Request::SendEnvelope(envelope)).await? {
+                    Response::EnvelopeAccepted { id, duplicate } => Sent::Message { id, duplicate },
+                    Response::Error(e) => return Err(self.refused_item(e)),
+                    _ => return Err(ClientError::Protocol("an answer of the wrong kind".into())),
+                },
+                p => {
+                    let priority = match p {
+                        1 => Priority::Immediate,
+                        2 => Priority::Urgent,
+                        _ => Priority::Routine,
+                    };
+                    match session
+                        .request(&Request::RaiseAlert { priority, envelope })
+                        .await?
+                    {
+                        Response::Alerts(mut a) if a.len() == 1 => Sent::Alert(a.remove(0)),
+                        Response::Error(e) => return Err(self.refused_item(e)),
+                        _ => {
+                            return Err(ClientError::Protocol("an answer of the wrong kind".into()));
+                        }
+                    }
+                }
+            };
+            self.local.outbox.remove(0);
+            self.save()?;
+            sent.push(result);
+        }
+        Ok(sent)
+    }
+
+    /// The server refused the first outbox item. If retrying cannot help,
+    /// the item is dropped (so the outbox is not stuck behind it).
+    fn refused_item(&mut self, e: hotline_proto::WireError) -> ClientError {
+        use hotline_proto::ErrorCode::{Internal, RateLimited, Unavailable};
+        if !matches!(e.code, Unavailable | RateLimited | Internal) && !self.local.outbox.is_empty()
+        {
+            self.local.outbox.remove(0);
+            if let Err(save) = self.save() {
+                return save;
+            }
+        }
+        ClientError::Refused(e)
+    }
+
+    /// Sends `body` now, through the outbox: a defender writes to every
+    /// staff device on the roster; staff write to every staff device on the
+    /// roster and, with `to`, to that device too. Returns the server's id.
     pub async fn send(
         &mut self,
         session: &Session,
         body: &[u8],
         to: Option<DeviceId>,
     ) -> Result<u64, ClientError> {
-        let env = self.seal(session, body, to).await?;
-        match session.request(&Request::SendEnvelope(env)).await? {
-            Response::EnvelopeAccepted { id, .. } => Ok(id),
-            Response::Error(e) => Err(ClientError::Refused(e)),
-            _ => Err(ClientError::Protocol("an answer of the wrong kind".into())),
+        self.queue(body, to, None)?;
+        match self.flush(session).await?.pop() {
+            Some(Sent::Message { id, .. }) => Ok(id),
+            _ => Err(ClientError::Protocol("the message was not sent".into())),
         }
     }
 
-    /// Raises an alert (defenders): `body` (what happened, with its
-    /// category) goes end-to-end encrypted to the staff on the roster; the
-    /// server sees only the priority.
+    /// Raises an alert (defenders), through the outbox: `body` (what
+    /// happened, with its category) goes end-to-end encrypted to the staff
+    /// on the roster; the server sees only the priority.
     pub async fn raise_alert(
         &mut self,
         session: &Session,
         priority: Priority,
         body: &[u8],
     ) -> Result<AlertInfo, ClientError> {
-        let envelope = self.seal(session, body, None).await?;
-        match session
-            .request(&Request::RaiseAlert { priority, envelope })
-            .await?
-        {
-            Response::Alerts(mut a) if a.len() == 1 => Ok(a.remove(0)),
-            Response::Error(e) => Err(ClientError::Refused(e)),
-            _ => Err(ClientError::Protocol("an answer of the wrong kind".into())),
+        self.queue(body, None, Some(priority))?;
+        match self.flush(session).await?.pop() {
+            Some(Sent::Alert(a)) => Ok(a),
+            _ => Err(ClientError::Protocol("the alert was not raised".into())),
         }
     }
 

@@ -423,3 +423,57 @@ async fn the_server_sees_no_message_content_on_disk_or_in_its_logs() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_message_written_while_the_network_is_down_is_delivered_once_when_it_returns() {
+    let mut server = TestServer::start().await;
+    let mut org = org(&server).await;
+    let root = org.root.public_key();
+    let mut officer = person(&server, Role::Officer, "officer", Some(root)).await;
+    org.sign().await;
+    let mut defender = person(&server, Role::Defender, "defender", Some(root)).await;
+
+    // The network goes away.
+    server.stop().await;
+    assert!(defender.device.connect().await.is_err());
+    let pending = defender
+        .device
+        .queue(b"written in the dark", None, None)
+        .expect("queued on disk");
+    assert_eq!(pending, 1);
+    // The outbox survives the client restarting too.
+    let mut defender_device =
+        Device::open(&StateDir::new(server.dir.path().join("defender")), PASS).expect("unlock");
+    assert_eq!(defender_device.pending().len(), 1);
+
+    // It comes back: the next flush sends it, once.
+    server.start_again().await;
+    let session = defender_device.connect().await.expect("reconnects");
+    let sent = defender_device.flush(&session).await.expect("flushed");
+    assert_eq!(sent.len(), 1);
+    assert!(defender_device.pending().is_empty());
+    assert!(
+        defender_device
+            .flush(&session)
+            .await
+            .expect("flushed")
+            .is_empty()
+    );
+    defender.session = session;
+
+    officer.session = officer.device.connect().await.expect("reconnects");
+    let got = officer
+        .device
+        .receive(&officer.session)
+        .await
+        .expect("inbox");
+    assert_eq!(bodies(&got), vec![b"written in the dark".to_vec()]);
+    assert!(
+        officer
+            .device
+            .receive(&officer.session)
+            .await
+            .expect("inbox")
+            .is_empty()
+    );
+}
