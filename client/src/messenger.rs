@@ -455,7 +455,9 @@ impl Device {
                         Response::Alerts(mut a) if a.len() == 1 => Sent::Alert(a.remove(0)),
                         Response::Error(e) => return Err(self.refused_item(e)),
                         _ => {
-                            return Err(ClientError::Protocol("an answer of the wrong kind".into()));
+                            return Err(ClientError::Protocol(
+                                "an answer of the wrong kind".into(),
+                            ));
                         }
                     }
                 }

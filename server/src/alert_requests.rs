@@ -214,7 +214,11 @@ async fn raise(
 pub(crate) async fn escalate(shared: &Shared) {
     let policies = shared.policies.clone();
     let now = crate::unix_now();
-    match shared.store_call(move |s| s.escalate(&policies, now)).await {
+    let on_shift = crate::rota::on_shift(&shared.rota, now);
+    match shared
+        .store_call(move |s| s.escalate(&policies, &on_shift, now))
+        .await
+    {
         Ok(pagings) => {
             for p in pagings {
                 debug!(paged = p.paged.len(), "escalation step");

@@ -43,15 +43,16 @@ pub struct Paging {
     pub paged: Vec<DeviceId>,
 }
 
-fn members(state: &State, tier: Tier) -> Vec<DeviceId> {
+fn members(state: &State, on_shift: &[DeviceId], tier: Tier) -> Vec<DeviceId> {
     let active = state.devices.values().filter(|d| d.revoked_at.is_none());
+    let on_duty = |id: &DeviceId| state.on_duty.contains(id) || on_shift.contains(id);
     match tier {
         Tier::OnDuty => active
-            .filter(|d| d.role.is_staff() && state.on_duty.contains(&d.id))
+            .filter(|d| d.role.is_staff() && on_duty(&d.id))
             .map(|d| d.id)
             .collect(),
         Tier::Backup => active
-            .filter(|d| d.role == Role::Officer && !state.on_duty.contains(&d.id))
+            .filter(|d| d.role == Role::Officer && !on_duty(&d.id))
             .map(|d| d.id)
             .collect(),
         Tier::Coordinators => active
@@ -325,14 +326,20 @@ impl LogStore {
 
     /// Raises alerts for missed check-ins, then takes every escalation step
     /// due at `now`, each recorded before it is returned for notification.
-    pub fn escalate(&self, policies: &Policies, now: u64) -> Result<Vec<Paging>, StoreError> {
+    /// `on_shift` lists the devices the rota has on duty now.
+    pub fn escalate(
+        &self,
+        policies: &Policies,
+        on_shift: &[DeviceId],
+        now: u64,
+    ) -> Result<Vec<Paging>, StoreError> {
         self.check_running()?;
         self.raise_missed_checkins(now)?;
         let due = {
             let state = self.lock();
             state
                 .alerts
-                .escalate(policies, now, |tier| members(&state, tier))
+                .escalate(policies, now, |tier| members(&state, on_shift, tier))
         };
         let mut out = Vec::new();
         for event in due {

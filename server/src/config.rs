@@ -45,6 +45,8 @@ pub struct Config {
     pub escalation: crate::alerts::Policies,
     /// Milliseconds between checks for escalation steps that fell due.
     pub escalation_tick_ms: u64,
+    /// Weekly duty shifts (see docs/operations.md).
+    pub rota: Vec<crate::rota::ShiftConfig>,
 }
 
 /// Limits on what one peer may consume.
@@ -114,6 +116,7 @@ impl Default for Config {
             limits: Limits::default(),
             escalation: crate::alerts::Policies::default(),
             escalation_tick_ms: 1000,
+            rota: Vec::new(),
         }
     }
 }
@@ -208,6 +211,7 @@ impl Config {
                 "idle_timeout_secs must be between 5 and 600".into(),
             ));
         }
+        crate::rota::parse(&self.rota).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if !(10..=60_000).contains(&self.escalation_tick_ms) {
             return Err(ConfigError::Invalid(
                 "escalation_tick_ms must be between 10 and 60000".into(),

@@ -29,6 +29,7 @@ pub mod mailbox;
 mod messaging;
 mod rate;
 mod registry;
+pub mod rota;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -126,6 +126,13 @@ impl TestServer {
         self.start_again().await;
     }
 
+    /// Stops the server, changes its configuration, and starts it again.
+    pub async fn restart_with(&mut self, adjust: impl FnOnce(&mut Config)) {
+        self.stop().await;
+        adjust(&mut self.config);
+        self.start_again().await;
+    }
+
     /// Starts the server again after [`TestServer::stop`], on the same data
     /// directory and port.
     pub async fn start_again(&mut self) {

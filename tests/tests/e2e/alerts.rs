@@ -356,3 +356,42 @@ async fn a_duress_check_in_looks_normal_and_silently_raises_an_immediate_alert()
     assert_eq!(err.code(), Some(hotline_proto::ErrorCode::NotFound));
     let _ = (&h.admin, &h.root, &h.second, &h.coordinator);
 }
+
+#[tokio::test]
+async fn an_officer_on_a_rota_shift_is_paged_without_going_on_duty() {
+    let mut server = TestServer::start().await;
+    let mut h = hotline(&server).await;
+    let officer = h.first.device.identity().device_id().to_string();
+    server
+        .restart_with(|c| {
+            // Two shifts a day, every day: the officer is always on one.
+            let shift = |start: &str, end: &str| hotline_server::rota::ShiftConfig {
+                device: officer.clone(),
+                days: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+                    .map(String::from)
+                    .to_vec(),
+                start: start.into(),
+                end: end.into(),
+                utc_offset: "+03:00".into(),
+            };
+            c.rota = vec![shift("00:00", "12:00"), shift("12:00", "00:00")];
+        })
+        .await;
+    for p in [&mut h.first, &mut h.second, &mut h.defender] {
+        p.session = p.device.connect().await.expect("reconnects");
+    }
+    let alert = h
+        .defender
+        .device
+        .raise_alert(&h.defender.session, Priority::Urgent, b"need to talk")
+        .await
+        .expect("raised");
+    // Nobody said `duty on`: the rota's officer is on duty, the other not.
+    assert_eq!(alert.paged, 1);
+    assert_eq!(
+        pages(&pushes(&h.first, Duration::from_secs(1)).await),
+        vec![alert.id]
+    );
+    assert!(pages(&pushes(&h.second, Duration::from_millis(300)).await).is_empty());
+    let _ = (&h.admin, &h.root, &h.coordinator);
+}
