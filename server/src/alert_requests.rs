@@ -194,20 +194,26 @@ async fn raise(
     let bytes = envelope.encode();
     let me = session.device_id;
     let now = crate::unix_now();
-    let alert = shared
-        .store_call(move |s| s.raise_alert(me, priority, digest, recipients, bytes, now))
+    let policies = shared.policies.clone();
+    let on_shift = crate::rota::on_shift(&shared.rota, now);
+    let (alert, pagings) = shared
+        .store_call(move |s| {
+            s.raise_alert(
+                me, priority, digest, recipients, bytes, &policies, &on_shift, now,
+            )
+        })
         .await
         .map_err(store_error)?;
     info!(priority = %priority, "alert raised");
-    escalate(shared).await;
-    let current = shared
-        .store_call(move |s| s.alerts_for(&me, Role::Defender, false))
-        .await
-        .map_err(store_error)?
-        .into_iter()
-        .find(|a| a.id == alert.id)
-        .unwrap_or(alert);
-    Ok(Response::Alerts(vec![info(&current)]))
+    notify(shared, pagings);
+    Ok(Response::Alerts(vec![info(&alert)]))
+}
+
+fn notify(shared: &Shared, pagings: Vec<crate::alerting::Paging>) {
+    for p in pagings {
+        debug!(paged = p.paged.len(), "escalation step");
+        push(shared, &p.paged, &Push::Alert(info(&p.alert)));
+    }
 }
 
 /// Takes the escalation steps that are due and pages their devices.

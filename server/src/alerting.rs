@@ -64,9 +64,11 @@ fn members(state: &State, on_shift: &[DeviceId], tier: Tier) -> Vec<DeviceId> {
 }
 
 impl LogStore {
-    /// Stores the alert's envelope for its recipients and raises the alert.
-    /// Raising with an envelope already stored (a retry) returns the alert
-    /// it raised.
+    /// Stores the alert's envelope for its recipients, raises the alert
+    /// and takes the escalation steps now due (paging the on-duty tier), as
+    /// one durable batch. Raising with an envelope already stored (a retry)
+    /// returns the alert it raised.
+    #[allow(clippy::too_many_arguments)]
     pub fn raise_alert(
         &self,
         defender: DeviceId,
@@ -74,10 +76,12 @@ impl LogStore {
         digest: [u8; 32],
         recipients: Vec<DeviceId>,
         envelope: Vec<u8>,
+        policies: &Policies,
+        on_shift: &[DeviceId],
         now: u64,
-    ) -> Result<Alert, StoreError> {
+    ) -> Result<(Alert, Vec<Paging>), StoreError> {
         self.check_running()?;
-        let state = self.lock();
+        let mut state = self.lock();
         if let Some(envelope_id) = state.mailbox.digests.get(&digest).copied()
             && let Some(a) = state
                 .alerts
@@ -85,33 +89,38 @@ impl LogStore {
                 .values()
                 .find(|a| a.envelope_id == envelope_id)
         {
-            return Ok(a.clone());
+            return Ok((a.clone(), Vec::new()));
         }
-        let envelope_id = self.commit(
-            state,
+        let stored = self.stage(
+            &mut state,
             Event::Mail(MailEvent::EnvelopeStored {
                 digest,
                 recipients,
                 bytes: envelope,
             }),
         )?;
-        let state = self.lock();
-        let id = self.commit(
-            state,
+        let raised = self.stage(
+            &mut state,
             Event::Alert(AlertEvent::Raised {
                 defender,
                 priority,
                 at: now,
-                envelope_id,
+                envelope_id: stored.seq(),
                 origin: AlertOrigin::Sos,
             }),
         )?;
-        self.lock()
+        let id = raised.seq();
+        let (pagings, last) = self.stage_escalation(&mut state, policies, on_shift, now)?;
+        let alert = state
             .alerts
             .alerts
             .get(&id)
             .cloned()
-            .ok_or_else(|| StoreError::Corrupt("a raised alert is missing".into()))
+            .ok_or_else(|| StoreError::Corrupt("a raised alert is missing".into()))?;
+        drop(state);
+        // One wait covers all three records: they were submitted in order.
+        self.wait(last.unwrap_or(raised))?;
+        Ok((alert, pagings))
     }
 
     /// The alerts `device` may see: staff see all; a defender its own,
@@ -324,9 +333,39 @@ impl LogStore {
         Ok(())
     }
 
+    /// Stages every escalation step due at `now`; returns what to push
+    /// and the last ticket to wait for (before pushing).
+    fn stage_escalation(
+        &self,
+        state: &mut std::sync::MutexGuard<'_, State>,
+        policies: &Policies,
+        on_shift: &[DeviceId],
+        now: u64,
+    ) -> Result<(Vec<Paging>, Option<crate::log::Ticket>), StoreError> {
+        let due = {
+            let st: &State = state;
+            st.alerts
+                .escalate(policies, now, |tier| members(st, on_shift, tier))
+        };
+        let mut out = Vec::new();
+        let mut last = None;
+        for event in due {
+            let (alert, paged) = match &event {
+                AlertEvent::Stepped { alert, paged, .. } => (*alert, paged.clone()),
+                AlertEvent::Exhausted { alert } => (*alert, Vec::new()),
+                _ => continue,
+            };
+            last = Some(self.stage(state, Event::Alert(event))?);
+            if let Some(a) = state.alerts.alerts.get(&alert).cloned() {
+                out.push(Paging { alert: a, paged });
+            }
+        }
+        Ok((out, last))
+    }
+
     /// Raises alerts for missed check-ins, then takes every escalation step
-    /// due at `now`, each recorded before it is returned for notification.
-    /// `on_shift` lists the devices the rota has on duty now.
+    /// due at `now`, recorded durably before it is returned for
+    /// notification. `on_shift` lists the devices the rota has on duty now.
     pub fn escalate(
         &self,
         policies: &Policies,
@@ -335,34 +374,12 @@ impl LogStore {
     ) -> Result<Vec<Paging>, StoreError> {
         self.check_running()?;
         self.raise_missed_checkins(now)?;
-        let due = {
-            let state = self.lock();
-            state
-                .alerts
-                .escalate(policies, now, |tier| members(&state, on_shift, tier))
-        };
-        let mut out = Vec::new();
-        for event in due {
-            let state = self.lock();
-            let (alert, paged) = match &event {
-                AlertEvent::Stepped { alert, paged, .. } => (*alert, paged.clone()),
-                AlertEvent::Exhausted { alert } => (*alert, Vec::new()),
-                _ => continue,
-            };
-            // Skip what became moot since the plan was made (acknowledged).
-            if state
-                .alerts
-                .alerts
-                .get(&alert)
-                .is_none_or(|a| a.state != AlertState::Raised)
-            {
-                continue;
-            }
-            self.commit(state, Event::Alert(event))?;
-            if let Some(a) = self.lock().alerts.alerts.get(&alert).cloned() {
-                out.push(Paging { alert: a, paged });
-            }
+        let mut state = self.lock();
+        let (pagings, last) = self.stage_escalation(&mut state, policies, on_shift, now)?;
+        drop(state);
+        if let Some(ticket) = last {
+            self.wait(ticket)?;
         }
-        Ok(out)
+        Ok(pagings)
     }
 }

@@ -198,19 +198,19 @@ pub(crate) async fn check_envelope(
     let recipients = envelope
         .recipients_unverified()
         .map_err(|_| WireError::new(ErrorCode::Malformed, "the envelope does not decode"))?;
-    for id in &recipients {
-        let id = *id;
-        let Some(device) = shared
-            .store_call(move |s| s.device(&id))
-            .await
-            .map_err(store_error)?
-        else {
+    let ids = recipients.clone();
+    let devices = shared
+        .store_call(move |s| s.devices_by_id(&ids))
+        .await
+        .map_err(store_error)?;
+    for (id, device) in recipients.iter().zip(devices) {
+        let Some(device) = device else {
             return Ok(Err(refuse(
                 ErrorCode::NotFound,
                 "a recipient is not enrolled",
             )));
         };
-        if !may_address(session.role, &session.device_id, device.role, &id) {
+        if !may_address(session.role, &session.device_id, device.role, id) {
             return Ok(Err(refuse(
                 ErrorCode::Forbidden,
                 "your role may not write to that device",

@@ -345,17 +345,44 @@ impl LogStore {
         mut state: MutexGuard<'_, State>,
         event: Event,
     ) -> Result<u64, StoreError> {
-        let ticket = self.log.submit(RecordKey::Main, &event.encode())?;
-        let seq = ticket.seq();
-        state.apply(seq, &event)?;
+        let ticket = self.stage(&mut state, event)?;
         drop(state);
-        ticket.wait(&self.log)?;
+        self.wait(ticket)
+    }
+
+    /// Appends `event` and applies it, without waiting for it to be
+    /// durable: for several events that must be acknowledged together (one
+    /// flush for all), followed by [`LogStore::wait`] on the last ticket
+    /// after the state lock is released.
+    pub(crate) fn stage(
+        &self,
+        state: &mut MutexGuard<'_, State>,
+        event: Event,
+    ) -> Result<crate::log::Ticket, StoreError> {
+        let ticket = self.log.submit(RecordKey::Main, &event.encode())?;
+        state.apply(ticket.seq(), &event)?;
+        Ok(ticket)
+    }
+
+    /// Waits until `ticket` (and every record before it) is durable.
+    pub(crate) fn wait(&self, ticket: crate::log::Ticket) -> Result<u64, StoreError> {
+        let seq = ticket.wait(&self.log)?;
         if seq.saturating_sub(*self.snapshot_seq.lock().unwrap_or_else(|p| p.into_inner()))
             >= SNAPSHOT_EVERY
         {
             self.snapshot()?;
         }
         Ok(seq)
+    }
+
+    /// The devices with these ids, as far as they are enrolled.
+    pub fn devices_by_id(&self, ids: &[DeviceId]) -> Result<Vec<Option<Device>>, StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        Ok(ids
+            .iter()
+            .map(|id| state.devices.get(id).cloned())
+            .collect())
     }
 
     /// Seals the current state and saves it as the newest snapshot.
