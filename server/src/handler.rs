@@ -36,7 +36,7 @@ pub(crate) async fn handle(
     // Every request re-reads the device, so a revocation takes effect at
     // once even on a connection that was set up before it.
     let id = session.device_id;
-    match shared.store_call(move |s| s.device(&id)).await {
+    match shared.store_read(|s| s.device(&id)) {
         Ok(Some(d)) if d.revoked_at.is_none() => {}
         Ok(_) => {
             conn.close(

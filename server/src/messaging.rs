@@ -200,8 +200,7 @@ pub(crate) async fn check_envelope(
         .map_err(|_| WireError::new(ErrorCode::Malformed, "the envelope does not decode"))?;
     let ids = recipients.clone();
     let devices = shared
-        .store_call(move |s| s.devices_by_id(&ids))
-        .await
+        .store_read(|s| s.devices_by_id(&ids))
         .map_err(store_error)?;
     for (id, device) in recipients.iter().zip(devices) {
         let Some(device) = device else {

@@ -73,13 +73,21 @@ impl Shared {
             .map_err(|_| StoreError::Io("store task failed".into()))?
     }
 
+    /// Runs a store read that touches only the in-memory state (no disk,
+    /// no waiting): cheaper than a trip to the blocking pool.
+    pub(crate) fn store_read<T>(
+        &self,
+        f: impl FnOnce(&LogStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        f(&self.store)
+    }
+
     /// The enrolled device `id` (revoked or not), or `UNKNOWN_DEVICE`.
     pub(crate) async fn enrolled_device(
         &self,
         id: hotline_proto::DeviceId,
     ) -> Result<crate::store::Device, WireError> {
-        self.store_call(move |s| s.device(&id))
-            .await
+        self.store_read(|s| s.device(&id))
             .map_err(connection::store_error)?
             .ok_or_else(|| {
                 WireError::new(

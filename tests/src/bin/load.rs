@@ -214,14 +214,26 @@ async fn main() {
             key: prekey.public_key(),
         });
         let pages = Arc::clone(&first_page);
+        let session = Arc::new(session);
         tokio::spawn(async move {
-            while let Ok(Some(push)) = session.next_push(Duration::from_secs(3600)).await {
-                if let Push::Alert(a) = push {
-                    pages
-                        .lock()
-                        .expect("lock")
-                        .entry(a.id)
-                        .or_insert_with(Instant::now);
+            // Time the page when it arrives; confirm it afterwards, off the
+            // measured path.
+            while let Ok(mut stream) = session.connection().accept_uni().await {
+                let Ok(bytes) = stream.read_to_end(64 * 1024).await else {
+                    break;
+                };
+                let arrived = Instant::now();
+                let Ok(payload) = hotline_proto::frame::decode_exact(&bytes, 64 * 1024) else {
+                    continue;
+                };
+                if let Ok(Push::Alert(a)) = Push::decode(payload) {
+                    pages.lock().expect("lock").entry(a.id).or_insert(arrived);
+                    let session = Arc::clone(&session);
+                    tokio::spawn(async move {
+                        let _ = session
+                            .request(&Request::AlertDelivered { alert_id: a.id })
+                            .await;
+                    });
                 }
             }
         });
