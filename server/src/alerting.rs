@@ -284,19 +284,20 @@ impl LogStore {
         now: u64,
     ) -> Result<CheckinKind, StoreError> {
         self.check_running()?;
-        let state = self.lock();
+        let mut state = self.lock();
         let kind = state.checkins.classify(&defender, &digest);
         if kind == CheckinKind::Wrong {
             return Ok(kind);
         }
-        self.commit(
-            state,
+        let mut last = self.stage(
+            &mut state,
             Event::Checkin(CheckinEvent::CheckedIn { defender, at: now }),
         )?;
         if kind == CheckinKind::Duress {
-            let state = self.lock();
-            self.commit(
-                state,
+            // Written in the same batch as the check-in: the answer takes
+            // one flush either way, so its timing does not tell them apart.
+            last = self.stage(
+                &mut state,
                 Event::Alert(AlertEvent::Raised {
                     defender,
                     priority: Priority::Immediate,
@@ -306,6 +307,8 @@ impl LogStore {
                 }),
             )?;
         }
+        drop(state);
+        self.wait(last)?;
         Ok(kind)
     }
 
