@@ -12,7 +12,7 @@ use hotline_proto::auth::{
 };
 use hotline_proto::frame::{self, HEADER_LEN, MAX_FRAME_LEN, MAX_SETUP_FRAME_LEN};
 use hotline_proto::message::{
-    Challenge, DeviceInfo, Request, Response, SetupRequest, StatusInfo, Welcome,
+    Challenge, DeliveryState, DeviceInfo, Request, Response, SetupRequest, StatusInfo, Welcome,
     decode_setup_response,
 };
 use hotline_proto::{ALPN, CertPin, DeviceId, ErrorCode, IdentityKeyPair, Invite, Role, WireError};
@@ -383,6 +383,22 @@ impl Session {
         let code_digest = checkin_digest(&self.device_id(), code);
         match self.call(&Request::Checkin { code_digest }).await? {
             Response::Done => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Tells senders these messages were shown to the person.
+    pub async fn mark_read(&self, ids: Vec<u64>) -> Result<(), ClientError> {
+        match self.call(&Request::MarkRead(ids)).await? {
+            Response::Done => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// How far messages this device sent got: recipients, delivered, read.
+    pub async fn delivery(&self, ids: Vec<u64>) -> Result<Vec<DeliveryState>, ClientError> {
+        match self.call(&Request::Delivery(ids)).await? {
+            Response::Delivery(d) => Ok(d),
             _ => Err(unexpected()),
         }
     }

@@ -70,6 +70,11 @@ enum Command {
     },
     /// Show what is waiting to be sent, and try to send it.
     Outbox,
+    /// How far messages you sent got: delivered to and read by how many devices.
+    Delivery {
+        /// Message ids, as `hotline send` printed them.
+        ids: Vec<u64>,
+    },
     /// Fetch, verify and decrypt the messages waiting for this device.
     #[command(alias = "messages")]
     Inbox,
@@ -331,12 +336,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Send { message, to } => {
             let mut device = open_device(&state)?;
             device.queue(message.as_bytes(), to, None)?;
-            match deliver(&mut device).await? {
-                None => {}
-                Some(_) => {
-                    println!("sent, end-to-end encrypted, to the staff on the signed roster")
+            if let Some(sent) = deliver(&mut device).await? {
+                for s in sent {
+                    if let hotline_client::messenger::Sent::Message { id, .. } = s {
+                        println!(
+                            "message {id} sent, end-to-end encrypted, to the staff on the signed roster"
+                        );
+                    }
                 }
             }
+        }
+        Command::Delivery { ids } => {
+            let session = connect(&state).await?;
+            let states = session.delivery(ids).await?;
+            if states.is_empty() {
+                println!("no such messages sent by this device");
+            }
+            for d in states {
+                println!(
+                    "message {}: delivered to {} of {} devices, read on {}",
+                    d.id, d.delivered, d.recipients, d.read
+                );
+            }
+            session.close().await;
         }
         Command::Outbox => {
             let mut device = open_device(&state)?;
@@ -362,6 +384,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if messages.is_empty() {
                 println!("no new messages");
             }
+            let shown: Vec<u64> = messages.iter().map(|m| m.id).collect();
             for m in messages {
                 let who = match m.sender_role {
                     Some(role) => format!("{role} {}", m.sender),
@@ -369,6 +392,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 println!("[{}] from {who}:", date(m.timestamp));
                 println!("  {}", String::from_utf8_lossy(&m.body));
+            }
+            if !shown.is_empty() {
+                session.mark_read(shown).await?;
             }
             session.close().await;
         }

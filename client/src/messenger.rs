@@ -116,6 +116,8 @@ impl std::fmt::Debug for Device {
 /// A message received and verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
+    /// The server's id for it (to mark it read).
+    pub id: u64,
     /// The sending device.
     pub sender: DeviceId,
     /// Its role on the roster, or `None` for a device not on it (a defender).
@@ -586,7 +588,7 @@ impl Device {
                 if let Some(r) =
                     self.open_one(roster.as_ref(), &item.envelope, &item.sender_identity_key)?
                 {
-                    received.push(r);
+                    received.push(Received { id: item.id, ..r });
                 }
                 self.local.inbox_after = self.local.inbox_after.max(item.id);
             }
@@ -670,6 +672,7 @@ impl Device {
             return Ok(None);
         }
         Ok(Some(Received {
+            id: 0,
             sender: opened.sender,
             sender_role: on_roster.map(|e| e.role),
             timestamp: opened.content.timestamp,

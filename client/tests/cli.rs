@@ -262,6 +262,18 @@ async fn organisation_roster_and_an_end_to_end_message_from_the_command_line() {
         &["send", "they took my phone, call me at the office"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    let message_id = stdout(&out)
+        .split_whitespace()
+        .nth(1)
+        .expect("message id")
+        .to_owned();
+    let out = hotline(&defender, PASS, &["delivery", &message_id]);
+    assert!(
+        stdout(&out).contains("delivered to 0 of 2 devices, read on 0"),
+        "{} {}",
+        stdout(&out),
+        stderr(&out)
+    );
     let out = hotline(&officer, PASS, &["inbox"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -270,6 +282,13 @@ async fn organisation_roster_and_an_end_to_end_message_from_the_command_line() {
         stdout(&out)
     );
     assert!(stdout(&out).contains("from defender"), "{}", stdout(&out));
+    // The defender sees it delivered to and read on the officer's device.
+    let out = hotline(&defender, PASS, &["delivery", &message_id]);
+    assert!(
+        stdout(&out).contains("delivered to 1 of 2 devices, read on 1"),
+        "{}",
+        stdout(&out)
+    );
     // Read once: the next look finds nothing new.
     let out = hotline(&officer, PASS, &["inbox"]);
     assert!(stdout(&out).contains("no new messages"), "{}", stdout(&out));

@@ -266,7 +266,27 @@ pub enum Request {
         /// The digest.
         code_digest: [u8; 32],
     },
+    /// These inbox items were shown to the person.
+    MarkRead(Vec<u64>),
+    /// How far did these envelopes (sent by this device) get?
+    Delivery(Vec<u64>),
 }
+
+/// How far one envelope got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryState {
+    /// Its id.
+    pub id: u64,
+    /// Devices it was sealed to.
+    pub recipients: u32,
+    /// Devices that fetched and stored it.
+    pub delivered: u32,
+    /// Devices that showed it to their person.
+    pub read: u32,
+}
+
+/// Most ids one mark-read or delivery request may name.
+pub const MAX_IDS_PER_REQUEST: usize = 500;
 
 /// Most prekeys one request may publish.
 pub const MAX_PREKEYS_PER_REQUEST: usize = 200;
@@ -296,6 +316,8 @@ impl Request {
             Request::AlertDelivered { .. } => "alert_delivered",
             // Both check-in kinds log alike: nothing tells a duress one apart.
             Request::SetCheckin { .. } | Request::Checkin { .. } => "checkin",
+            Request::MarkRead(_) => "mark_read",
+            Request::Delivery(_) => "delivery",
         }
     }
 
@@ -366,6 +388,8 @@ impl Request {
             Request::Checkin { code_digest } => Kind::Checkin(pb::CheckinRequest {
                 code_digest: code_digest.to_vec().into(),
             }),
+            Request::MarkRead(ids) => Kind::MarkRead(pb::MarkReadRequest { ids: ids.clone() }),
+            Request::Delivery(ids) => Kind::Delivery(pb::DeliveryRequest { ids: ids.clone() }),
         };
         pb::Request { kind: Some(kind) }.encode_to_vec()
     }
@@ -471,6 +495,9 @@ impl Request {
                     .try_into()
                     .map_err(|_| DecodeError::Invalid("code_digest"))?,
             },
+            Kind::MarkRead(m) if m.ids.len() <= MAX_IDS_PER_REQUEST => Request::MarkRead(m.ids),
+            Kind::Delivery(d) if d.ids.len() <= MAX_IDS_PER_REQUEST => Request::Delivery(d.ids),
+            Kind::MarkRead(_) | Kind::Delivery(_) => return Err(DecodeError::Invalid("ids")),
         })
     }
 }
@@ -557,6 +584,8 @@ pub enum Response {
     /// Answer to [`Request::ListAlerts`] (and [`Request::RaiseAlert`]: the
     /// new alert alone).
     Alerts(Vec<AlertInfo>),
+    /// Answer to [`Request::Delivery`].
+    Delivery(Vec<DeliveryState>),
     /// Answer to [`Request::ClaimAlert`].
     Claim {
         /// This device now holds the alert.
@@ -635,6 +664,17 @@ impl Response {
             }
             Response::Alerts(a) => Kind::Alerts(pb::AlertList {
                 alerts: a.iter().map(AlertInfo::to_wire).collect(),
+            }),
+            Response::Delivery(states) => Kind::Delivery(pb::DeliveryList {
+                states: states
+                    .iter()
+                    .map(|d| pb::DeliveryState {
+                        id: d.id,
+                        recipients: d.recipients,
+                        delivered: d.delivered,
+                        read: d.read,
+                    })
+                    .collect(),
             }),
             Response::Claim { granted, holder } => Kind::Claim(pb::ClaimResult {
                 granted: *granted,
@@ -717,6 +757,17 @@ impl Response {
                     .into_iter()
                     .map(AlertInfo::from_wire)
                     .collect::<Result<_, _>>()?,
+            ),
+            Kind::Delivery(d) => Response::Delivery(
+                d.states
+                    .into_iter()
+                    .map(|d| DeliveryState {
+                        id: d.id,
+                        recipients: d.recipients,
+                        delivered: d.delivered,
+                        read: d.read,
+                    })
+                    .collect(),
             ),
             Kind::Claim(c) => Response::Claim {
                 granted: c.granted,

@@ -94,6 +94,7 @@ impl LogStore {
         let stored = self.stage(
             &mut state,
             Event::Mail(MailEvent::EnvelopeStored {
+                sender: defender,
                 digest,
                 recipients,
                 bytes: envelope,

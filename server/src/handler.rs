@@ -96,6 +96,8 @@ pub(crate) async fn handle(
         | Request::FetchPrekeys(_)
         | Request::SendEnvelope(_)
         | Request::FetchInbox { .. }
+        | Request::MarkRead(_)
+        | Request::Delivery(_)
         | Request::AckInbox { .. } => crate::messaging::handle(shared, session, req).await,
         Request::RaiseAlert { .. }
         | Request::ListAlerts { .. }

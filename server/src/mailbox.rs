@@ -59,6 +59,21 @@ pub struct Mailbox {
     pub digests: HashMap<[u8; 32], u64>,
     /// The highest id each device acknowledged.
     pub acked: HashMap<DeviceId, u64>,
+    /// How far each envelope got, for its sender.
+    pub delivery: BTreeMap<u64, Delivery>,
+}
+
+/// How far one envelope got.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// Who sent it.
+    pub sender: Option<DeviceId>,
+    /// Devices it was sealed to.
+    pub recipients: BTreeSet<DeviceId>,
+    /// Devices that fetched and stored it.
+    pub delivered: BTreeSet<DeviceId>,
+    /// Devices that showed it to their person.
+    pub read: BTreeSet<DeviceId>,
 }
 
 /// Messaging events.
@@ -87,12 +102,21 @@ pub enum MailEvent {
     },
     /// An envelope was accepted for its recipients.
     EnvelopeStored {
+        /// Who sent it.
+        sender: DeviceId,
         /// SHA-256 of its wire bytes.
         digest: [u8; 32],
         /// Who may fetch it.
         recipients: Vec<DeviceId>,
         /// Its wire bytes.
         bytes: Vec<u8>,
+    },
+    /// A device showed these envelopes to its person.
+    Read {
+        /// The device.
+        device: DeviceId,
+        /// The envelope ids.
+        ids: Vec<u64>,
     },
     /// A device acknowledged its inbox up to an id.
     InboxAcked {
@@ -134,6 +158,7 @@ impl Mailbox {
                     .ok_or_else(|| corrupt("a prekey taken that was not there"))?;
             }
             MailEvent::EnvelopeStored {
+                sender,
                 digest,
                 recipients,
                 bytes,
@@ -141,6 +166,14 @@ impl Mailbox {
                 if self.digests.insert(*digest, seq).is_some() {
                     return Err(corrupt("an envelope stored twice"));
                 }
+                self.delivery.insert(
+                    seq,
+                    Delivery {
+                        sender: Some(*sender),
+                        recipients: recipients.iter().copied().collect(),
+                        ..Delivery::default()
+                    },
+                );
                 self.envelopes.insert(
                     seq,
                     StoredEnvelope {
@@ -149,9 +182,23 @@ impl Mailbox {
                     },
                 );
             }
+            MailEvent::Read { device, ids } => {
+                for id in ids {
+                    if let Some(d) = self.delivery.get_mut(id)
+                        && d.recipients.contains(device)
+                    {
+                        d.read.insert(*device);
+                    }
+                }
+            }
             MailEvent::InboxAcked { device, up_to } => {
                 let acked = self.acked.entry(*device).or_default();
                 *acked = (*acked).max(*up_to);
+                for (_, d) in self.delivery.range_mut(..=*up_to) {
+                    if d.recipients.contains(device) {
+                        d.delivered.insert(*device);
+                    }
+                }
                 let done: Vec<u64> = self
                     .envelopes
                     .range_mut(..=*up_to)
@@ -224,6 +271,22 @@ pub(crate) struct MailEventRow {
     devices: Vec<Vec<u8>>,
     #[prost(bytes = "vec", tag = "7")]
     digest: Vec<u8>,
+    #[prost(uint64, repeated, tag = "8")]
+    ids: Vec<u64>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct DeliveryRow {
+    #[prost(uint64, tag = "1")]
+    id: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    sender: Vec<u8>,
+    #[prost(bytes = "vec", repeated, tag = "3")]
+    recipients: Vec<Vec<u8>>,
+    #[prost(bytes = "vec", repeated, tag = "4")]
+    delivered: Vec<Vec<u8>>,
+    #[prost(bytes = "vec", repeated, tag = "5")]
+    read: Vec<Vec<u8>>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -266,6 +329,8 @@ pub(crate) struct MailboxRow {
     digests: Vec<DigestRow>,
     #[prost(message, repeated, tag = "6")]
     acked: Vec<AckRow>,
+    #[prost(message, repeated, tag = "7")]
+    delivery: Vec<DeliveryRow>,
 }
 
 fn device(bytes: &[u8]) -> Result<DeviceId, StoreError> {
@@ -300,6 +365,7 @@ const PUBLISHED: u32 = 2;
 const TAKEN: u32 = 3;
 const STORED: u32 = 4;
 const ACKED: u32 = 5;
+const READ: u32 = 6;
 
 impl MailEvent {
     pub(crate) fn to_row(&self) -> MailEventRow {
@@ -321,14 +387,21 @@ impl MailEvent {
                 row.number = u64::from(*id);
             }
             MailEvent::EnvelopeStored {
+                sender,
                 digest,
                 recipients,
                 bytes,
             } => {
                 row.kind = STORED;
+                row.device = sender.as_bytes().to_vec();
                 row.digest = digest.to_vec();
                 row.devices = recipients.iter().map(|d| d.as_bytes().to_vec()).collect();
                 row.bytes = bytes.clone();
+            }
+            MailEvent::Read { device, ids } => {
+                row.kind = READ;
+                row.device = device.as_bytes().to_vec();
+                row.ids = ids.clone();
             }
             MailEvent::InboxAcked { device, up_to } => {
                 row.kind = ACKED;
@@ -354,6 +427,7 @@ impl MailEvent {
                 id: u32::try_from(row.number).map_err(|_| corrupt("prekey id out of range"))?,
             },
             STORED => MailEvent::EnvelopeStored {
+                sender: device(&row.device)?,
                 digest: row
                     .digest
                     .as_slice()
@@ -365,6 +439,10 @@ impl MailEvent {
                     .map(|d| device(d))
                     .collect::<Result<_, _>>()?,
                 bytes: row.bytes,
+            },
+            READ => MailEvent::Read {
+                device: device(&row.device)?,
+                ids: row.ids,
             },
             ACKED => MailEvent::InboxAcked {
                 device: device(&row.device)?,
@@ -415,6 +493,17 @@ impl Mailbox {
                     up_to: *up_to,
                 })
                 .collect(),
+            delivery: self
+                .delivery
+                .iter()
+                .map(|(id, d)| DeliveryRow {
+                    id: *id,
+                    sender: d.sender.map(|s| s.as_bytes().to_vec()).unwrap_or_default(),
+                    recipients: d.recipients.iter().map(|x| x.as_bytes().to_vec()).collect(),
+                    delivered: d.delivered.iter().map(|x| x.as_bytes().to_vec()).collect(),
+                    read: d.read.iter().map(|x| x.as_bytes().to_vec()).collect(),
+                })
+                .collect(),
         }
     }
 
@@ -455,6 +544,24 @@ impl Mailbox {
         for a in row.acked {
             m.acked.insert(device(&a.device)?, a.up_to);
         }
+        let set = |v: &[Vec<u8>]| {
+            v.iter()
+                .map(|d| device(d))
+                .collect::<Result<BTreeSet<_>, _>>()
+        };
+        for d in row.delivery {
+            m.delivery.insert(
+                d.id,
+                Delivery {
+                    sender: (!d.sender.is_empty())
+                        .then(|| device(&d.sender))
+                        .transpose()?,
+                    recipients: set(&d.recipients)?,
+                    delivered: set(&d.delivered)?,
+                    read: set(&d.read)?,
+                },
+            );
+        }
         Ok(m)
     }
 }
@@ -474,6 +581,7 @@ mod tests {
         m.apply(
             10,
             &MailEvent::EnvelopeStored {
+                sender: dev(9),
                 digest: [1; 32],
                 recipients: vec![a, b],
                 bytes: b"env".to_vec(),

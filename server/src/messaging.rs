@@ -37,6 +37,18 @@ pub(crate) async fn handle(shared: &Shared, session: Session, req: Request) -> R
                 .map(|()| Response::Done)
                 .map_err(store_error)
         }
+        Request::MarkRead(ids) => {
+            let me = session.device_id;
+            shared
+                .store_call(move |s| s.mark_read(me, ids))
+                .await
+                .map(|()| Response::Done)
+                .map_err(store_error)
+        }
+        Request::Delivery(ids) => shared
+            .store_read(|s| s.delivery(&session.device_id, &ids))
+            .map(Response::Delivery)
+            .map_err(store_error),
         _ => Err(WireError::new(ErrorCode::Internal, "server error")),
     };
     result.unwrap_or_else(Response::Error)
@@ -230,8 +242,9 @@ async fn send_envelope(
     };
     let digest = envelope.digest();
     let bytes = envelope.encode();
+    let sender = session.device_id;
     let (id, duplicate) = shared
-        .store_call(move |s| s.store_envelope(digest, recipients, bytes))
+        .store_call(move |s| s.store_envelope(sender, digest, recipients, bytes))
         .await
         .map_err(store_error)?;
     Ok(Response::EnvelopeAccepted { id, duplicate })

@@ -148,6 +148,7 @@ pub trait Store: Send + Sync + 'static {
     /// same envelope had been stored before.
     fn store_envelope(
         &self,
+        sender: DeviceId,
         digest: [u8; 32],
         recipients: Vec<DeviceId>,
         bytes: Vec<u8>,
@@ -373,6 +374,49 @@ impl LogStore {
             self.snapshot()?;
         }
         Ok(seq)
+    }
+
+    /// Records that `device` showed these envelopes to its person.
+    pub fn mark_read(&self, device: DeviceId, ids: Vec<u64>) -> Result<(), StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        let ids: Vec<u64> =
+            ids.into_iter()
+                .filter(|id| {
+                    state.mailbox.delivery.get(id).is_some_and(|d| {
+                        d.recipients.contains(&device) && !d.read.contains(&device)
+                    })
+                })
+                .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.commit(state, Event::Mail(MailEvent::Read { device, ids }))?;
+        Ok(())
+    }
+
+    /// How far the envelopes `sender` sent with these ids got (others are
+    /// left out).
+    pub fn delivery(
+        &self,
+        sender: &DeviceId,
+        ids: &[u64],
+    ) -> Result<Vec<hotline_proto::message::DeliveryState>, StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                let d = state.mailbox.delivery.get(id)?;
+                (d.sender == Some(*sender)).then(|| hotline_proto::message::DeliveryState {
+                    id: *id,
+                    recipients: count(d.recipients.len()),
+                    delivered: count(d.delivered.len()),
+                    read: count(d.read.len()),
+                })
+            })
+            .collect())
     }
 
     /// The devices with these ids, as far as they are enrolled.
@@ -619,6 +663,7 @@ impl Store for LogStore {
 
     fn store_envelope(
         &self,
+        sender: DeviceId,
         digest: [u8; 32],
         recipients: Vec<DeviceId>,
         bytes: Vec<u8>,
@@ -629,6 +674,7 @@ impl Store for LogStore {
             return Ok((*id, true));
         }
         let stored = MailEvent::EnvelopeStored {
+            sender,
             digest,
             recipients,
             bytes,
