@@ -159,6 +159,15 @@ pub async fn connect_with_alpn(
     server: &ServerInfo,
     alpn: &[u8],
 ) -> Result<quinn::Connection, ClientError> {
+    connect_endpoint(server, alpn).await.map(|(_, conn)| conn)
+}
+
+/// [`connect_with_alpn`], also returning the endpoint (to move the
+/// connection to another socket when the network changes).
+async fn connect_endpoint(
+    server: &ServerInfo,
+    alpn: &[u8],
+) -> Result<(quinn::Endpoint, quinn::Connection), ClientError> {
     let remote = resolve(&server.addr).await?;
     let bind: SocketAddr = if remote.is_ipv4() {
         (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
@@ -177,7 +186,7 @@ pub async fn connect_with_alpn(
         .connect(remote, &server.name)
         .map_err(|e| unreachable(e.to_string()))?;
     match timeout(CONNECT_TIMEOUT, connecting).await {
-        Ok(Ok(conn)) => Ok(conn),
+        Ok(Ok(conn)) => Ok((endpoint, conn)),
         Ok(Err(_)) if mismatch.load(Ordering::SeqCst) => Err(ClientError::PinMismatch),
         Ok(Err(e)) => Err(connection_error(e, &server.addr)),
         Err(_) => Err(unreachable("no answer (timed out)".into())),
@@ -254,6 +263,7 @@ async fn exchange(
 pub struct Session {
     conn: quinn::Connection,
     welcome: Welcome,
+    endpoint: Option<quinn::Endpoint>,
 }
 
 impl Session {
@@ -433,6 +443,34 @@ impl Session {
         Ok(Some(push))
     }
 
+    /// Moves the connection to a new local UDP socket, as when a phone
+    /// switches from Wi-Fi to mobile data: QUIC migrates the connection and
+    /// the session carries on without a new handshake.
+    pub fn rebind(&self) -> Result<(), ClientError> {
+        let endpoint = self
+            .endpoint
+            .as_ref()
+            .ok_or_else(|| ClientError::State("this session cannot change sockets".into()))?;
+        let local = endpoint
+            .local_addr()
+            .map_err(|e| ClientError::ConnectionLost(e.to_string()))?;
+        let bind: SocketAddr = if local.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let socket = std::net::UdpSocket::bind(bind)
+            .map_err(|e| ClientError::ConnectionLost(e.to_string()))?;
+        endpoint
+            .rebind(socket)
+            .map_err(|e| ClientError::ConnectionLost(e.to_string()))
+    }
+
+    /// The local address the session currently sends from.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.endpoint.as_ref().and_then(|e| e.local_addr().ok())
+    }
+
     /// Closes the connection politely.
     pub async fn close(self) {
         self.conn.close(0u32.into(), b"bye");
@@ -471,7 +509,11 @@ pub async fn setup(
         Err(e) => return Err(closed_reason(&conn).unwrap_or(e)),
     };
     match answer {
-        Ok(welcome) => Ok(Session { conn, welcome }),
+        Ok(welcome) => Ok(Session {
+            conn,
+            welcome,
+            endpoint: None,
+        }),
         Err(e) => {
             conn.close(0u32.into(), b"");
             Err(ClientError::Refused(e))
@@ -488,23 +530,25 @@ pub async fn authenticate(
     server: &ServerInfo,
     identity: &IdentityKeyPair,
 ) -> Result<Session, ClientError> {
-    let conn = connect_with_alpn(server, ALPN).await?;
+    let (endpoint, conn) = connect_endpoint(server, ALPN).await?;
     let (nonce, binding) = challenge(&conn).await?;
     let device_id = identity.device_id();
     let signature = identity.sign(&auth::device_auth_transcript(&nonce, &binding, &device_id));
-    setup(
+    let mut session = setup(
         conn,
         &SetupRequest::Auth {
             device_id,
             signature,
         },
     )
-    .await
+    .await?;
+    session.endpoint = Some(endpoint);
+    Ok(session)
 }
 
 /// Connects and enrolls a new device with an invite.
 pub async fn enroll(invite: &Invite, identity: &IdentityKeyPair) -> Result<Session, ClientError> {
-    let conn = connect_with_alpn(&ServerInfo::from(invite), ALPN).await?;
+    let (endpoint, conn) = connect_endpoint(&ServerInfo::from(invite), ALPN).await?;
     let (nonce, binding) = challenge(&conn).await?;
     let identity_key = identity.public_key();
     let signature = identity.sign(&auth::enroll_transcript(
@@ -513,7 +557,7 @@ pub async fn enroll(invite: &Invite, identity: &IdentityKeyPair) -> Result<Sessi
         &identity_key,
         &invite.token,
     ));
-    setup(
+    let mut session = setup(
         conn,
         &SetupRequest::Enroll {
             token: invite.token.clone(),
@@ -521,5 +565,7 @@ pub async fn enroll(invite: &Invite, identity: &IdentityKeyPair) -> Result<Sessi
             signature,
         },
     )
-    .await
+    .await?;
+    session.endpoint = Some(endpoint);
+    Ok(session)
 }

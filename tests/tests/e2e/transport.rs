@@ -161,3 +161,20 @@ async fn an_unreachable_server_is_reported_as_such() {
         .expect_err("no such host");
     assert!(matches!(err, ClientError::Unreachable { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_session_survives_a_change_of_network_address() {
+    let server = TestServer::start().await;
+    let (_, session) = server.enroll(Role::Defender).await;
+    let before = session.local_addr().expect("bound");
+    assert!(session.status().await.is_ok());
+    // The phone moves from Wi-Fi to mobile data: a new local socket.
+    session.rebind().expect("rebinds");
+    let after = session.local_addr().expect("bound");
+    assert_ne!(before.port(), after.port(), "a different socket");
+    // The same session, no new handshake, keeps working.
+    for _ in 0..3 {
+        assert!(session.status().await.is_ok());
+    }
+    assert!(session.connection().close_reason().is_none());
+}
