@@ -292,6 +292,7 @@ async fn main() {
 
     // Latency: one SOS at a time, from different defenders.
     let mut latency = Vec::new();
+    let mut answered = Vec::new();
     for i in 0..200u64 {
         let d = &list[(i as usize * 7) % list.len()];
         let req = raise(d, i);
@@ -299,6 +300,7 @@ async fn main() {
         let Response::Alerts(a) = d.session.request(&req).await.expect("raise") else {
             panic!("alert expected");
         };
+        answered.push(t0.elapsed());
         let id = a[0].id;
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
@@ -313,7 +315,13 @@ async fn main() {
         }
     }
     latency.sort();
+    answered.sort();
     let p50 = percentile(&latency, 0.5);
+    println!(
+        "SOS answered to the defender:                 p50 {:>7.0} µs   p99 {:>7.0} µs",
+        us(percentile(&answered, 0.5)),
+        us(percentile(&answered, 0.99))
+    );
     println!(
         "SOS to first officer page (one at a time):    p50 {:>7.0} µs   p99 {:>7.0} µs",
         us(p50),
