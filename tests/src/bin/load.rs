@@ -270,32 +270,12 @@ async fn main() {
     let list = Arc::new(list);
     let recipients = Arc::new(recipients);
 
-    let raise = |d: &Defender, n: u64| {
-        let env = envelope::seal(
-            &d.identity,
-            1,
-            &recipients,
-            &Content {
-                message_id: rand_id(n),
-                counter: n,
-                timestamp: hotline_server::unix_now(),
-                body: b"category: threat\nload test".to_vec(),
-            },
-            &mut SystemRandomness,
-        )
-        .expect("seal");
-        Request::RaiseAlert {
-            priority: Priority::Immediate,
-            envelope: env,
-        }
-    };
-
     // Latency: one SOS at a time, from different defenders.
     let mut latency = Vec::new();
     let mut answered = Vec::new();
     for i in 0..200u64 {
         let d = &list[(i as usize * 7) % list.len()];
-        let req = raise(d, i);
+        let req = sos(d, &recipients, i);
         let t0 = Instant::now();
         let Response::Alerts(a) = d.session.request(&req).await.expect("raise") else {
             panic!("alert expected");
@@ -343,23 +323,7 @@ async fn main() {
             while Instant::now() < stop {
                 let d = &list[(n as usize) % list.len()];
                 n += 1;
-                let env = envelope::seal(
-                    &d.identity,
-                    1,
-                    &recipients,
-                    &Content {
-                        message_id: rand_id(n),
-                        counter: n,
-                        timestamp: hotline_server::unix_now(),
-                        body: b"category: threat\nload test".to_vec(),
-                    },
-                    &mut SystemRandomness,
-                )
-                .expect("seal");
-                let req = Request::RaiseAlert {
-                    priority: Priority::Immediate,
-                    envelope: env,
-                };
+                let req = sos(d, &recipients, n);
                 if let Ok(Response::Alerts(_)) = d.session.request(&req).await {
                     raised.fetch_add(1, Ordering::Relaxed);
                 }
@@ -379,6 +343,27 @@ async fn main() {
         if us(p50) <= goal { "met" } else { "NOT met" }
     );
     server.shutdown().await;
+}
+
+/// An SOS from `d`, sealed to the officers' prekeys.
+fn sos(d: &Defender, recipients: &[Recipient], n: u64) -> Request {
+    let envelope = envelope::seal(
+        &d.identity,
+        1,
+        recipients,
+        &Content {
+            message_id: rand_id(n),
+            counter: n,
+            timestamp: hotline_server::unix_now(),
+            body: b"category: threat\nload test".to_vec(),
+        },
+        &mut SystemRandomness,
+    )
+    .expect("seal");
+    Request::RaiseAlert {
+        priority: Priority::Immediate,
+        envelope,
+    }
 }
 
 fn rand_id(n: u64) -> [u8; 16] {

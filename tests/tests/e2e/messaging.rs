@@ -137,6 +137,17 @@ async fn a_defenders_message_reaches_every_staff_device_on_the_roster_and_no_one
     assert_eq!(bodies(&got), vec![b"we are calling your lawyer".to_vec()]);
 }
 
+/// A roster with no entries.
+fn empty_roster(version: u64, issued_at: u64, expires_at: u64) -> Roster {
+    Roster {
+        version,
+        issued_at,
+        expires_at,
+        previous_hash: [0; 32],
+        entries: vec![],
+    }
+}
+
 #[tokio::test]
 async fn rosters_not_signed_by_the_pinned_root_or_rolled_back_are_refused() {
     let server = TestServer::start().await;
@@ -155,14 +166,8 @@ async fn rosters_not_signed_by_the_pinned_root_or_rolled_back_are_refused() {
     // An admin (or the server's operator) uploads a roster signed by
     // another key: the defender refuses it and sends nothing.
     let impostor = OrgKeyPair::from_seed(&[66; 32]);
-    let forged = Roster {
-        version: 9,
-        issued_at: hotline_server::unix_now(),
-        expires_at: hotline_server::unix_now() + 3600,
-        previous_hash: [0; 32],
-        entries: vec![],
-    }
-    .sign(&impostor);
+    let now = hotline_server::unix_now();
+    let forged = empty_roster(9, now, now + 3600).sign(&impostor);
     let stored = org
         .admin
         .session
@@ -186,14 +191,8 @@ async fn rosters_not_signed_by_the_pinned_root_or_rolled_back_are_refused() {
     );
 
     // A rollback to version 1 is refused even though the root signed it.
-    let v1 = Roster {
-        version: 1,
-        issued_at: hotline_server::unix_now(),
-        expires_at: hotline_server::unix_now() + 3600,
-        previous_hash: [0; 32],
-        entries: vec![],
-    }
-    .sign(&org.root);
+    let now = hotline_server::unix_now();
+    let v1 = empty_roster(1, now, now + 3600).sign(&org.root);
     let err = defender
         .device
         .accept_roster(&root, &v1)
@@ -201,14 +200,7 @@ async fn rosters_not_signed_by_the_pinned_root_or_rolled_back_are_refused() {
     assert!(err.to_string().contains("rollback refused"), "{err}");
 
     // An expired roster is refused.
-    let expired = Roster {
-        version: 10,
-        issued_at: 1,
-        expires_at: 2,
-        previous_hash: [0; 32],
-        entries: vec![],
-    }
-    .sign(&org.root);
+    let expired = empty_roster(10, 1, 2).sign(&org.root);
     let err = defender
         .device
         .accept_roster(&root, &expired)
