@@ -187,11 +187,22 @@ async fn fetch_prekeys(
 /// Checks an envelope a device sends: signed by that device, addressed
 /// to enrolled devices it may write to. Returns its recipients, or the
 /// refusal to answer with.
+/// The largest envelope the server stores (its wire form): the largest
+/// padded content (64 KiB) sealed to a few hundred devices, and within one
+/// log record.
+pub const MAX_ENVELOPE_BYTES: usize = 96 * 1024;
+
 pub(crate) async fn check_envelope(
     shared: &Shared,
     session: Session,
     envelope: &SignedEnvelope,
 ) -> Result<Result<Vec<DeviceId>, Response>, WireError> {
+    if envelope.body.len() + 128 > MAX_ENVELOPE_BYTES {
+        return Ok(Err(refuse(
+            ErrorCode::InvalidArgument,
+            "the message is too large",
+        )));
+    }
     if envelope.sender != session.device_id {
         return Ok(Err(refuse(
             ErrorCode::Forbidden,

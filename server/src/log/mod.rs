@@ -35,9 +35,10 @@ use keyring::{Keyring, KeyringError};
 use keys::StoreKeys;
 use record::{Checkpoint, Hash, MAIN_KEY_ID, RecordError};
 
-/// Largest plaintext a record may hold (well below sled's blob threshold,
-/// so records stay inline in sled's log).
-pub const MAX_RECORD_LEN: usize = 64 * 1024;
+/// Largest plaintext a record may hold: below sled's blob threshold
+/// (128 KiB with its default 512 KiB segments), so records stay inline in
+/// sled's data file, which is what `fdatasync` covers.
+pub const MAX_RECORD_LEN: usize = 112 * 1024;
 /// A checkpoint is signed at least every this many records ...
 pub const CHECKPOINT_EVERY_RECORDS: u64 = 1000;
 /// ... and at least this often while records are being written.

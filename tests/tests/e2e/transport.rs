@@ -178,3 +178,27 @@ async fn a_session_survives_a_change_of_network_address() {
     }
     assert!(session.connection().close_reason().is_none());
 }
+
+#[tokio::test]
+async fn an_envelope_too_large_to_store_is_refused_clearly() {
+    let server = TestServer::start().await;
+    let (identity, session) = server.enroll(Role::Defender).await;
+    // Within the frame limit, beyond what the server stores.
+    let envelope = hotline_proto::e2e::envelope::SignedEnvelope {
+        sender: identity.device_id(),
+        body: vec![0u8; 120 * 1024],
+        signature: identity.sign(b"not over this body"),
+    };
+    match session
+        .request(&Request::SendEnvelope(envelope))
+        .await
+        .expect("answer")
+    {
+        Response::Error(e) => {
+            assert_eq!(e.code, ErrorCode::InvalidArgument);
+            assert!(e.detail.contains("too large"), "{}", e.detail);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(session.status().await.is_ok());
+}
