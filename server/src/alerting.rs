@@ -91,36 +91,66 @@ impl LogStore {
         {
             return Ok((a.clone(), Vec::new()));
         }
-        let stored = self.stage(
-            &mut state,
+        if state.mailbox.digests.contains_key(&digest) {
+            // The same envelope was sent before as a plain message.
+            return Err(StoreError::Io(
+                "this message was already sent; seal the alert anew".into(),
+            ));
+        }
+        // One record holds the message, the alert and the steps due now
+        // (paging the on-duty tier): one flush, and all or nothing.
+        let seq = self.next_seq(&state);
+        let mut events = vec![
             Event::Mail(MailEvent::EnvelopeStored {
                 sender: defender,
                 digest,
                 recipients,
                 bytes: envelope,
             }),
-        )?;
-        let raised = self.stage(
-            &mut state,
             Event::Alert(AlertEvent::Raised {
                 defender,
                 priority,
                 at: now,
-                envelope_id: stored.seq(),
+                envelope_id: seq,
                 origin: AlertOrigin::Sos,
             }),
-        )?;
-        let id = raised.seq();
-        let (pagings, last) = self.stage_escalation(&mut state, policies, on_shift, now)?;
+        ];
+        if events.iter().map(|e| e.encode().len()).sum::<usize>() + 1024
+            > crate::log::MAX_RECORD_LEN
+        {
+            return Err(StoreError::Io("the message is too large to store".into()));
+        }
+        for e in &events {
+            state.apply(seq, e)?;
+        }
+        let due = {
+            let st: &State = &state;
+            st.alerts
+                .escalate(policies, now, |tier| members(st, on_shift, tier))
+        };
+        let mut pagings = Vec::new();
+        for step in due {
+            let event = Event::Alert(step.clone());
+            state.apply(seq, &event)?;
+            events.push(event);
+            let (alert, paged) = match step {
+                AlertEvent::Stepped { alert, paged, .. } => (alert, paged),
+                AlertEvent::Exhausted { alert } => (alert, Vec::new()),
+                _ => continue,
+            };
+            if let Some(a) = state.alerts.alerts.get(&alert).cloned() {
+                pagings.push(Paging { alert: a, paged });
+            }
+        }
+        let ticket = self.submit_applied(&state, seq, &Event::Batch(events))?;
         let alert = state
             .alerts
             .alerts
-            .get(&id)
+            .get(&seq)
             .cloned()
             .ok_or_else(|| StoreError::Corrupt("a raised alert is missing".into()))?;
         drop(state);
-        // One wait covers all three records: they were submitted in order.
-        self.wait(last.unwrap_or(raised))?;
+        self.wait(ticket)?;
         Ok((alert, pagings))
     }
 

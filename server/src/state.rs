@@ -51,6 +51,10 @@ pub enum Event {
         /// On duty.
         on: bool,
     },
+    /// Several events recorded as one log record (one sequence number),
+    /// applied in order: what must be durable together, such as an SOS's
+    /// message, the alert and its first page.
+    Batch(Vec<Event>),
 }
 
 // ---------------------------------------------------------------------------
@@ -114,6 +118,14 @@ enum Kind {
     Duty(DutyRow),
     #[prost(message, tag = "7")]
     Checkin(CheckinEventRow),
+    #[prost(message, tag = "8")]
+    Batch(BatchRow),
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct BatchRow {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    events: Vec<Vec<u8>>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -126,7 +138,7 @@ struct DutyRow {
 
 #[derive(Clone, PartialEq, Message)]
 struct EventRow {
-    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7")]
+    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
     kind: Option<Kind>,
 }
 
@@ -246,6 +258,9 @@ impl Event {
                 device: device.as_bytes().to_vec(),
                 on: *on,
             }),
+            Event::Batch(events) => Kind::Batch(BatchRow {
+                events: events.iter().map(Event::encode).collect(),
+            }),
         };
         EventRow { kind: Some(kind) }.encode_to_vec()
     }
@@ -287,6 +302,15 @@ impl Event {
                 ),
                 on: d.on,
             },
+            Kind::Batch(b) => Event::Batch(
+                b.events
+                    .iter()
+                    .map(|e| match Event::decode(e)? {
+                        Event::Batch(_) => Err(corrupt("a batch inside a batch")),
+                        other => Ok(other),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
         })
     }
 }
@@ -341,6 +365,14 @@ impl State {
             Event::Mail(m) => self.mailbox.apply(seq, m)?,
             Event::Alert(a) => self.alerts.apply(seq, a).map_err(corrupt)?,
             Event::Checkin(c) => self.checkins.apply(c).map_err(corrupt)?,
+            Event::Batch(events) => {
+                for e in events {
+                    if matches!(e, Event::Batch(_)) {
+                        return Err(corrupt("a batch inside a batch"));
+                    }
+                    self.apply(seq, e)?;
+                }
+            }
             Event::Duty { device, on } => {
                 if *on {
                     self.on_duty.insert(*device);
@@ -456,5 +488,29 @@ mod tests {
         assert_eq!(State::decode(&state.encode()).expect("decodes"), state);
         // Replaying an enrollment is an inconsistency, not a no-op.
         assert!(state.apply(4, &events[1]).is_err());
+
+        // A batch is one record: round trip, applied in order, no nesting.
+        let batch = Event::Batch(vec![
+            Event::InviteCreated {
+                digest: [5; 32],
+                invite: InviteRecord {
+                    role: Role::Defender,
+                    created_at: 1,
+                    expires_at: 100,
+                    used_at: None,
+                },
+            },
+            Event::Duty {
+                device: device.id,
+                on: true,
+            },
+        ]);
+        assert_eq!(Event::decode(&batch.encode()).expect("decodes"), batch);
+        state.apply(9, &batch).expect("applies");
+        assert!(state.invites.contains_key(&[5; 32]));
+        assert!(state.on_duty.contains(&device.id));
+        assert_eq!(state.applied_seq, 9);
+        let nested = Event::Batch(vec![batch]);
+        assert!(Event::decode(&nested.encode()).is_err());
     }
 }

@@ -365,6 +365,31 @@ impl LogStore {
         Ok(ticket)
     }
 
+    /// Appends an `event` already applied to `state` at `seq`, the sequence
+    /// number it must get (the next one: callers hold the state lock, under
+    /// which every record is submitted). Fails, leaving the store unusable,
+    /// if the log disagrees.
+    pub(crate) fn submit_applied(
+        &self,
+        _state: &MutexGuard<'_, State>,
+        seq: u64,
+        event: &Event,
+    ) -> Result<crate::log::Ticket, StoreError> {
+        let ticket = self.log.submit(RecordKey::Main, &event.encode())?;
+        if ticket.seq() != seq {
+            return Err(StoreError::Corrupt(
+                "log order differs from state order".into(),
+            ));
+        }
+        Ok(ticket)
+    }
+
+    /// The sequence number the next record will get (stable while the
+    /// state lock is held).
+    pub(crate) fn next_seq(&self, _state: &MutexGuard<'_, State>) -> u64 {
+        self.log.head().0 + 1
+    }
+
     /// Waits until `ticket` (and every record before it) is durable.
     pub(crate) fn wait(&self, ticket: crate::log::Ticket) -> Result<u64, StoreError> {
         let seq = ticket.wait(&self.log)?;
