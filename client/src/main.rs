@@ -67,6 +67,9 @@ enum Command {
         /// Also send to this device (staff only; for example a defender).
         #[arg(long)]
         to: Option<DeviceId>,
+        /// In the thread of this alert, to its defender (staff).
+        #[arg(long, conflicts_with = "to")]
+        alert: Option<u64>,
     },
     /// Show what is waiting to be sent, and try to send it.
     Outbox,
@@ -333,9 +336,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             session.close().await;
         }
-        Command::Send { message, to } => {
+        Command::Send { message, to, alert } => {
             let mut device = open_device(&state)?;
-            device.queue(message.as_bytes(), to, None)?;
+            match alert {
+                Some(alert_id) => {
+                    // Threads need the alert's defender: this asks the server.
+                    let session = device.connect().await?;
+                    let found = session
+                        .alerts(false)
+                        .await?
+                        .into_iter()
+                        .find(|a| a.id == alert_id);
+                    let Some(a) = found else {
+                        bail!("no alert {alert_id} visible to this device");
+                    };
+                    device.queue_reply(message.as_bytes(), a.defender, alert_id)?;
+                    session.close().await;
+                }
+                None => {
+                    device.queue(message.as_bytes(), to, None)?;
+                }
+            }
             if let Some(sent) = deliver(&mut device).await? {
                 for s in sent {
                     if let hotline_client::messenger::Sent::Message { id, .. } = s {
@@ -390,7 +411,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Some(role) => format!("{role} {}", m.sender),
                     None => format!("defender {}", m.sender),
                 };
-                println!("[{}] from {who}:", date(m.timestamp));
+                let thread = if m.thread != 0 {
+                    format!(" [alert #{}]", m.thread)
+                } else {
+                    String::new()
+                };
+                println!("[{}] from {who}{thread}:", date(m.timestamp));
                 println!("  {}", String::from_utf8_lossy(&m.body));
             }
             if !shown.is_empty() {

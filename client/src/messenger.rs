@@ -78,6 +78,8 @@ struct OutboxRow {
     created_at: u64,
     #[prost(bytes = "vec", tag = "6")]
     sealed: Vec<u8>,
+    #[prost(uint64, tag = "7")]
+    thread: u64,
 }
 
 /// What sending one queued item gave.
@@ -124,6 +126,8 @@ pub struct Received {
     pub sender_role: Option<Role>,
     /// The sender's clock when it sent.
     pub timestamp: u64,
+    /// The alert the message belongs to (0: none).
+    pub thread: u64,
     /// The message.
     pub body: Vec<u8>,
 }
@@ -328,6 +332,7 @@ impl Device {
         body: &[u8],
         to: Option<DeviceId>,
         message_id: [u8; 16],
+        thread: u64,
     ) -> Result<SignedEnvelope, ClientError> {
         let roster = self.roster(session).await?;
         let now = now();
@@ -358,6 +363,7 @@ impl Device {
             counter: self.local.counter,
             timestamp: now,
             body: body.to_vec(),
+            thread,
         };
         envelope::seal(
             &self.identity,
@@ -392,7 +398,24 @@ impl Device {
             },
             created_at: now(),
             sealed: Vec::new(),
+            thread: 0,
         });
+        self.save()?;
+        Ok(self.local.outbox.len())
+    }
+
+    /// Queues a message in the thread of alert `thread`, to its defender
+    /// `to` (and, as always, the staff on the roster).
+    pub fn queue_reply(
+        &mut self,
+        body: &[u8],
+        to: DeviceId,
+        thread: u64,
+    ) -> Result<usize, ClientError> {
+        self.queue(body, Some(to), None)?;
+        if let Some(last) = self.local.outbox.last_mut() {
+            last.thread = thread;
+        }
         self.save()?;
         Ok(self.local.outbox.len())
     }
@@ -429,7 +452,9 @@ impl Device {
                             .map_err(|_| ClientError::State("device.sealed is damaged".into()))?,
                     )),
                 };
-                let env = self.seal(session, &item.body, to, message_id).await?;
+                let env = self
+                    .seal(session, &item.body, to, message_id, item.thread)
+                    .await?;
                 if let Some(first) = self.local.outbox.first_mut() {
                     first.sealed = env.encode();
                 }
@@ -676,6 +701,7 @@ impl Device {
             sender: opened.sender,
             sender_role: on_roster.map(|e| e.role),
             timestamp: opened.content.timestamp,
+            thread: opened.content.thread,
             body: opened.content.body,
         }))
     }

@@ -319,6 +319,24 @@ async fn organisation_roster_and_an_end_to_end_message_from_the_command_line() {
         "{}",
         stdout(&out)
     );
+    // The officer answers in the alert's thread; the defender sees which alert.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["reply", "--alert", &id, "a lawyer is on the way"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&defender, PASS, &["messages"]);
+    assert!(
+        stdout(&out).contains("a lawyer is on the way"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!("[alert #{id}]")),
+        "{}",
+        stdout(&out)
+    );
     assert!(hotline(&officer, PASS, &["resolve", &id]).status.success());
     let out = hotline(&defender, PASS, &["alerts"]);
     assert!(stdout(&out).contains("no open alerts"), "{}", stdout(&out));

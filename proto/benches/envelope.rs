@@ -50,6 +50,7 @@ fn main() {
         counter: 1,
         timestamp: 1_800_000_000,
         body: vec![b'x'; 200],
+        thread: 0,
     };
 
     // Baselines: what sealing one 1 KiB bucket and one key exchange cost.

@@ -931,6 +931,7 @@ mod tests {
                 counter: 0,
                 timestamp: 0,
                 body: vec![],
+                thread: 0,
             },
             &mut SystemRandomness,
         )

@@ -199,6 +199,7 @@ fn envelope_vectors() {
         counter: 5,
         timestamp: 1_800_000_123,
         body: b"SOS: detained at the border post".to_vec(),
+        thread: 0,
     };
     let randomness = b"hotline/1 test vector randomness";
     let env = envelope::seal(

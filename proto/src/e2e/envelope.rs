@@ -56,6 +56,8 @@ pub struct Content {
     pub timestamp: u64,
     /// The application message.
     pub body: Vec<u8>,
+    /// The alert the message belongs to (0: none). Only the recipients see it.
+    pub thread: u64,
 }
 
 /// An envelope as it travels.
@@ -193,6 +195,7 @@ pub fn seal(
         counter: content.counter,
         timestamp: content.timestamp,
         body: content.body.clone().into(),
+        thread: content.thread,
     }
     .encode_to_vec();
     let mut buf = Zeroizing::new(pad(&inner)?);
@@ -373,6 +376,7 @@ impl SignedEnvelope {
                 counter: inner.counter,
                 timestamp: inner.timestamp,
                 body: inner.body.to_vec(),
+                thread: inner.thread,
             },
         })
     }
@@ -409,6 +413,7 @@ mod tests {
             counter: 9,
             timestamp: 1_800_000_000,
             body: body.to_vec(),
+            thread: 0,
         }
     }
 

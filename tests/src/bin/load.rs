@@ -356,6 +356,7 @@ fn sos(d: &Defender, recipients: &[Recipient], n: u64) -> Request {
             counter: n,
             timestamp: hotline_server::unix_now(),
             body: b"category: threat\nload test".to_vec(),
+            thread: 0,
         },
         &mut SystemRandomness,
     )

@@ -244,6 +244,7 @@ async fn seal_by_hand(
             counter: 1,
             timestamp: hotline_server::unix_now(),
             body: body.to_vec(),
+            thread: 0,
         },
         &mut SystemRandomness,
     )
