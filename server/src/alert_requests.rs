@@ -11,7 +11,9 @@ use crate::alerting::{Close, CloseOutcome};
 use crate::alerts::{Alert, AlertError, AlertState, Priority};
 use crate::checkins::CheckinKind;
 use crate::connection::{Session, store_error};
+use crate::registry::Registry;
 use crate::server::Shared;
+use std::sync::Arc;
 
 fn refuse(code: ErrorCode, detail: &str) -> Response {
     Response::Error(WireError::new(code, detail))
@@ -91,7 +93,7 @@ pub(crate) async fn handle(shared: &Shared, session: Session, req: Request) -> R
             {
                 Ok(CloseOutcome::Closed(paged)) => {
                     info!("alert closed");
-                    push(shared, &paged, &Push::AllClear(alert_id));
+                    push(&shared.registry, &paged, &Push::AllClear(alert_id));
                     Ok(Response::Done)
                 }
                 Ok(CloseOutcome::Forbidden) => Ok(refuse(
@@ -196,23 +198,27 @@ async fn raise(
     let now = crate::unix_now();
     let policies = shared.policies.clone();
     let on_shift = crate::rota::on_shift(&shared.rota, now);
-    let (alert, pagings) = shared
+    let registry = Arc::clone(&shared.registry);
+    let alert = shared
         .store_call(move |s| {
-            s.raise_alert(
+            let (alert, pagings) = s.raise_alert(
                 me, priority, digest, recipients, bytes, &policies, &on_shift, now,
-            )
+            )?;
+            // Page at once, from here: the alert is durable, and this saves
+            // the hop back to the request's task before officers hear of it.
+            notify(&registry, pagings);
+            Ok(alert)
         })
         .await
         .map_err(store_error)?;
     info!(priority = %priority, "alert raised");
-    notify(shared, pagings);
     Ok(Response::Alerts(vec![info(&alert)]))
 }
 
-fn notify(shared: &Shared, pagings: Vec<crate::alerting::Paging>) {
+fn notify(registry: &Registry, pagings: Vec<crate::alerting::Paging>) {
     for p in pagings {
         debug!(paged = p.paged.len(), "escalation step");
-        push(shared, &p.paged, &Push::Alert(info(&p.alert)));
+        push(registry, &p.paged, &Push::Alert(info(&p.alert)));
     }
 }
 
@@ -225,12 +231,7 @@ pub(crate) async fn escalate(shared: &Shared) {
         .store_call(move |s| s.escalate(&policies, &on_shift, now))
         .await
     {
-        Ok(pagings) => {
-            for p in pagings {
-                debug!(paged = p.paged.len(), "escalation step");
-                push(shared, &p.paged, &Push::Alert(info(&p.alert)));
-            }
-        }
+        Ok(pagings) => notify(&shared.registry, pagings),
         Err(e) => tracing::warn!(error = %e, "escalation check failed"),
     }
 }
@@ -243,19 +244,19 @@ pub(crate) async fn catch_up(shared: &Shared, device: DeviceId) {
         .await
     {
         for a in alerts {
-            push(shared, &[device], &Push::Alert(info(&a)));
+            push(&shared.registry, &[device], &Push::Alert(info(&a)));
         }
     }
 }
 
 /// Sends `push` to every live connection of `devices`, each on its own
 /// unidirectional stream. Devices offline now get pages when they connect.
-pub(crate) fn push(shared: &Shared, devices: &[DeviceId], push: &Push) {
+pub(crate) fn push(registry: &Registry, devices: &[DeviceId], push: &Push) {
     let Ok(bytes) = frame::encode(&push.encode()) else {
         return;
     };
     for device in devices {
-        for conn in shared.registry.connections(device) {
+        for conn in registry.connections(device) {
             let bytes = bytes.clone();
             tokio::spawn(
                 async move {
