@@ -155,8 +155,39 @@ async fn an_alert_reaches_every_connected_officer_on_duty_and_an_offline_one_on_
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].status, AlertStatus::Acknowledged);
     assert_eq!(mine[0].holder, Some(me));
-    // A defender cannot claim, and cannot see others' alerts.
+    // A defender cannot claim.
     assert!(h.defender.session.claim_alert(alert.id).await.is_err());
+
+    // A second defender raises one too: staff see both, each defender
+    // only its own.
+    let mut other = person(
+        &server,
+        Role::Defender,
+        "other-defender",
+        h.root.public_key(),
+    )
+    .await;
+    let second = other
+        .device
+        .raise_alert(
+            &other.session,
+            Priority::Urgent,
+            b"category: surveillance\nfollowed home",
+        )
+        .await
+        .expect("raised");
+    assert_ne!(second.id, alert.id);
+    assert_eq!(h.first.session.alerts(true).await.expect("alerts").len(), 2);
+    let theirs = other.session.alerts(false).await.expect("alerts");
+    assert_eq!(
+        theirs.iter().map(|a| a.id).collect::<Vec<_>>(),
+        vec![second.id]
+    );
+    let mine = h.defender.session.alerts(false).await.expect("alerts");
+    assert_eq!(
+        mine.iter().map(|a| a.id).collect::<Vec<_>>(),
+        vec![alert.id]
+    );
     let _ = (&h.admin, &h.root);
 }
 
