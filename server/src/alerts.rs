@@ -445,6 +445,20 @@ mod tests {
         }
     }
 
+    /// Alerts holding alert 1, raised by a defender at `at`.
+    fn raised(priority: Priority, at: u64) -> Alerts {
+        let mut alerts = Alerts::default();
+        let event = AlertEvent::Raised {
+            defender: dev(9),
+            priority,
+            at,
+            envelope_id: 0,
+            origin: AlertOrigin::Sos,
+        };
+        alerts.apply(1, &event).expect("raise");
+        alerts
+    }
+
     fn run(alerts: &mut Alerts, now: u64) -> Vec<AlertEvent> {
         let events = alerts.escalate(&policies(), now, members);
         for (i, e) in events.iter().enumerate() {
@@ -465,19 +479,7 @@ mod tests {
 
     #[test]
     fn escalation_runs_its_steps_in_order_skipping_empty_tiers() {
-        let mut alerts = Alerts::default();
-        alerts
-            .apply(
-                1,
-                &AlertEvent::Raised {
-                    defender: dev(9),
-                    priority: Priority::Immediate,
-                    at: 100,
-                    envelope_id: 0,
-                    origin: AlertOrigin::Sos,
-                },
-            )
-            .expect("raise");
+        let mut alerts = raised(Priority::Immediate, 100);
         // At once: on-duty officers are paged.
         assert_eq!(steps(&run(&mut alerts, 100)), vec![(0, 0)]);
         assert_eq!(alerts.alerts[&1].paged, [dev(1)].into());
@@ -502,41 +504,16 @@ mod tests {
     fn a_late_run_catches_up_without_repeating_a_step() {
         // As after a restart: the state holds the last recorded step; one
         // run takes every step that fell due while the server was down.
-        let mut alerts = Alerts::default();
-        alerts
-            .apply(
-                1,
-                &AlertEvent::Raised {
-                    defender: dev(9),
-                    priority: Priority::Immediate,
-                    at: 100,
-                    envelope_id: 0,
-                    origin: AlertOrigin::Sos,
-                },
-            )
-            .expect("raise");
+        let mut alerts = raised(Priority::Immediate, 100);
         assert_eq!(steps(&run(&mut alerts, 100)), vec![(0, 0)]);
-        let rebuilt = alerts.clone();
-        let mut again = rebuilt;
+        let mut again = alerts.clone();
         assert_eq!(steps(&run(&mut again, 165)), vec![(0, 1), (0, 2)]);
         assert!(run(&mut again, 165).is_empty(), "nothing taken twice");
     }
 
     #[test]
     fn one_officer_claims_and_escalation_stops() {
-        let mut alerts = Alerts::default();
-        alerts
-            .apply(
-                1,
-                &AlertEvent::Raised {
-                    defender: dev(9),
-                    priority: Priority::Urgent,
-                    at: 0,
-                    envelope_id: 0,
-                    origin: AlertOrigin::Sos,
-                },
-            )
-            .expect("raise");
+        let mut alerts = raised(Priority::Urgent, 0);
         run(&mut alerts, 0);
         let claim = alerts
             .acknowledge(1, dev(1))

@@ -88,9 +88,7 @@ async fn serve_connection(conn: Connection, shared: Arc<Shared>) {
     let _registration = shared.registry.register(session.device_id, conn.clone());
     // A revocation that landed between the check in set-up and the
     // registration above would otherwise miss this connection.
-    if let Ok(Some(d)) = shared
-        .store_call(move |s| s.device(&session.device_id))
-        .await
+    if let Ok(Some(d)) = shared.store_read(|s| s.device(&session.device_id))
         && d.revoked_at.is_some()
     {
         close(
@@ -208,7 +206,7 @@ async fn handle_setup(
             device_id,
             signature,
         } => {
-            let device = shared.enrolled_device(device_id).await?;
+            let device = shared.enrolled_device(device_id)?;
             let transcript = auth::device_auth_transcript(nonce, binding, &device_id);
             device
                 .identity_key

@@ -11,7 +11,7 @@
 //! * `connection`: one connection: challenge, set-up (enroll or
 //!   authenticate), then one task per request stream.
 //! * [`handler`]: what each request does and which roles may make it.
-//! * [`store`]: durable state behind the [`store::Store`] trait, kept as
+//! * [`store`]: durable state ([`store::LogStore`]), kept as
 //!   [`state`] derived from the encrypted, hash-chained event [`log`].
 //!
 //! `main.rs` is a thin command line over [`server::RunningServer`]; tests

@@ -106,7 +106,7 @@ async fn publish_prekeys(
     prekeys: Vec<SignedPrekey>,
 ) -> Result<Response, WireError> {
     let id = session.device_id;
-    let device = shared.enrolled_device(id).await?;
+    let device = shared.enrolled_device(id)?;
     let now = crate::unix_now();
     let mut stored = Vec::with_capacity(prekeys.len());
     for signed in prekeys {
@@ -209,7 +209,7 @@ pub(crate) async fn check_envelope(
             "an envelope must be sent by its signer",
         )));
     }
-    let sender = shared.enrolled_device(session.device_id).await?;
+    let sender = shared.enrolled_device(session.device_id)?;
     envelope
         .verify_signature(&sender.identity_key)
         .map_err(|_| {

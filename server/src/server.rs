@@ -83,7 +83,7 @@ impl Shared {
     }
 
     /// The enrolled device `id` (revoked or not), or `UNKNOWN_DEVICE`.
-    pub(crate) async fn enrolled_device(
+    pub(crate) fn enrolled_device(
         &self,
         id: hotline_proto::DeviceId,
     ) -> Result<crate::store::Device, WireError> {

@@ -1,6 +1,6 @@
 //! Durable server state: enrolled devices and pending invites.
 //!
-//! Handlers see only the [`Store`] trait. [`LogStore`] implements it on the
+//! [`LogStore`] keeps it, and implements the [`Store`] trait, on the
 //! encrypted event log: every change is an event appended to the log, and
 //! the state handlers read is derived from the log (see [`crate::state`]).
 //! Every method that changes state returns only after its event is on
