@@ -13,7 +13,9 @@ use crate::checkins::CheckinKind;
 use crate::connection::{Session, store_error};
 use crate::registry::Registry;
 use crate::server::Shared;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Waker};
 
 fn refuse(code: ErrorCode, detail: &str) -> Response {
     Response::Error(WireError::new(code, detail))
@@ -251,6 +253,11 @@ pub(crate) async fn catch_up(shared: &Shared, device: DeviceId) {
 
 /// Sends `push` to every live connection of `devices`, each on its own
 /// unidirectional stream. Devices offline now get pages when they connect.
+///
+/// A page nearly always goes out at once (a stream is free and it fits the
+/// flow-control window): that first attempt is made here, saving a task's
+/// trip through the scheduler on the way to a duty officer; a page that
+/// has to wait is finished by a task of its own.
 pub(crate) fn push(registry: &Registry, devices: &[DeviceId], push: &Push) {
     let Ok(bytes) = frame::encode(&push.encode()) else {
         return;
@@ -258,7 +265,7 @@ pub(crate) fn push(registry: &Registry, devices: &[DeviceId], push: &Push) {
     for device in devices {
         for conn in registry.connections(device) {
             let bytes = bytes.clone();
-            tokio::spawn(
+            let mut send = Box::pin(
                 async move {
                     if let Ok(mut stream) = conn.open_uni().await
                         && stream.write_all(&bytes).await.is_ok()
@@ -268,6 +275,12 @@ pub(crate) fn push(registry: &Registry, devices: &[DeviceId], push: &Push) {
                 }
                 .instrument(info_span!("push")),
             );
+            // Polling with a waker that does nothing is allowed: a pending
+            // future registers the task's real waker when polled again.
+            let mut cx = Context::from_waker(Waker::noop());
+            if send.as_mut().poll(&mut cx).is_pending() {
+                tokio::spawn(send);
+            }
         }
     }
 }

@@ -44,22 +44,29 @@ pub struct Paging {
 }
 
 fn members(state: &State, on_shift: &[DeviceId], tier: Tier) -> Vec<DeviceId> {
-    let active = state.devices.values().filter(|d| d.revoked_at.is_none());
+    let staff = state.staff.iter();
     let on_duty = |id: &DeviceId| state.on_duty.contains(id) || on_shift.contains(id);
     match tier {
-        Tier::OnDuty => active
-            .filter(|d| d.role.is_staff() && on_duty(&d.id))
-            .map(|d| d.id)
+        Tier::OnDuty => {
+            // Walk the (few) devices on duty, not the whole staff.
+            let on: std::collections::BTreeSet<DeviceId> = state
+                .on_duty
+                .iter()
+                .chain(on_shift)
+                .filter(|id| state.staff.contains_key(id))
+                .copied()
+                .collect();
+            on.into_iter().collect()
+        }
+        Tier::Backup => staff
+            .filter(|(id, role)| **role == Role::Officer && !on_duty(id))
+            .map(|(id, _)| *id)
             .collect(),
-        Tier::Backup => active
-            .filter(|d| d.role == Role::Officer && !on_duty(&d.id))
-            .map(|d| d.id)
+        Tier::Coordinators => staff
+            .filter(|(_, role)| **role == Role::Coordinator)
+            .map(|(id, _)| *id)
             .collect(),
-        Tier::Coordinators => active
-            .filter(|d| d.role == Role::Coordinator)
-            .map(|d| d.id)
-            .collect(),
-        Tier::Everyone => active.filter(|d| d.role.is_staff()).map(|d| d.id).collect(),
+        Tier::Everyone => staff.map(|(id, _)| *id).collect(),
     }
 }
 
@@ -126,10 +133,12 @@ impl LogStore {
         for e in &events {
             state.apply(seq, e)?;
         }
+        // This alert's first steps only; any other alert's due steps are
+        // the escalation tick's.
         let due = {
             let st: &State = &state;
             st.alerts
-                .escalate(policies, now, |tier| members(st, on_shift, tier))
+                .escalate_alert(seq, policies, now, |tier| members(st, on_shift, tier))
         };
         let mut pagings = Vec::new();
         for step in due {

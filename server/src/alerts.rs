@@ -254,6 +254,9 @@ pub enum AlertError {
 pub struct Alerts {
     /// The alerts.
     pub alerts: BTreeMap<u64, Alert>,
+    /// The alerts still escalating (raised, unclaimed, rounds left): the
+    /// only ones an escalation check looks at, however long the history.
+    escalating: BTreeSet<u64>,
 }
 
 impl Alerts {
@@ -267,6 +270,7 @@ impl Alerts {
                 envelope_id,
                 origin,
             } => {
+                self.escalating.insert(seq);
                 self.alerts.insert(
                     seq,
                     Alert {
@@ -299,19 +303,23 @@ impl Alerts {
                 a.position = Some((*round, *step, *at));
             }
             AlertEvent::Exhausted { alert } => {
+                self.escalating.remove(alert);
                 self.alerts
                     .get_mut(alert)
                     .ok_or("an unknown alert")?
                     .exhausted = true;
             }
             AlertEvent::Acknowledged { alert, by } => {
+                self.escalating.remove(alert);
                 self.alerts.get_mut(alert).ok_or("an unknown alert")?.state =
                     AlertState::Acknowledged { by: *by };
             }
             AlertEvent::Resolved { alert } => {
+                self.escalating.remove(alert);
                 self.alerts.get_mut(alert).ok_or("an unknown alert")?.state = AlertState::Resolved;
             }
             AlertEvent::Cancelled { alert, false_alarm } => {
+                self.escalating.remove(alert);
                 self.alerts.get_mut(alert).ok_or("an unknown alert")?.state =
                     AlertState::Cancelled {
                         false_alarm: *false_alarm,
@@ -362,46 +370,74 @@ impl Alerts {
         members: impl Fn(Tier) -> Vec<DeviceId>,
     ) -> Vec<AlertEvent> {
         let mut events = Vec::new();
-        for alert in self.alerts.values() {
-            let Some(mut due) = self.next_due(alert, policies) else {
-                continue;
-            };
-            let policy = policies.for_priority(alert.priority);
-            let mut position = alert.position.map(|(r, s, _)| (r, s));
-            while due <= now {
-                let next = match position {
-                    None => Some((0, 0)),
-                    Some((r, s)) if s + 1 < policy.steps.len() => Some((r, s + 1)),
-                    Some((r, _)) if r + 1 < policy.rounds.max(1) => Some((r + 1, 0)),
-                    Some(_) => None,
-                };
-                let Some((round, step)) = next else {
-                    events.push(AlertEvent::Exhausted { alert: alert.id });
-                    break;
-                };
-                let Some(s) = policy.steps.get(step) else {
-                    events.push(AlertEvent::Exhausted { alert: alert.id });
-                    break;
-                };
-                let paged = members(s.tier);
-                let at = due.max(alert.raised_at);
-                events.push(AlertEvent::Stepped {
-                    alert: alert.id,
-                    round,
-                    step,
-                    paged: paged.clone(),
-                    at,
-                });
-                position = Some((round, step));
-                // Nobody to page: pass the step at once.
-                due = if paged.is_empty() {
-                    at
-                } else {
-                    at.saturating_add(s.wait_secs)
-                };
-            }
+        for id in &self.escalating {
+            self.escalate_into(*id, policies, now, &members, &mut events);
         }
         events
+    }
+
+    /// The escalation events due at `now` for alert `id` alone (a new
+    /// alert's first steps, without looking at any other).
+    pub fn escalate_alert(
+        &self,
+        id: u64,
+        policies: &Policies,
+        now: u64,
+        members: impl Fn(Tier) -> Vec<DeviceId>,
+    ) -> Vec<AlertEvent> {
+        let mut events = Vec::new();
+        self.escalate_into(id, policies, now, &members, &mut events);
+        events
+    }
+
+    fn escalate_into(
+        &self,
+        id: u64,
+        policies: &Policies,
+        now: u64,
+        members: &impl Fn(Tier) -> Vec<DeviceId>,
+        events: &mut Vec<AlertEvent>,
+    ) {
+        let Some(alert) = self.alerts.get(&id) else {
+            return;
+        };
+        let Some(mut due) = self.next_due(alert, policies) else {
+            return;
+        };
+        let policy = policies.for_priority(alert.priority);
+        let mut position = alert.position.map(|(r, s, _)| (r, s));
+        while due <= now {
+            let next = match position {
+                None => Some((0, 0)),
+                Some((r, s)) if s + 1 < policy.steps.len() => Some((r, s + 1)),
+                Some((r, _)) if r + 1 < policy.rounds.max(1) => Some((r + 1, 0)),
+                Some(_) => None,
+            };
+            let Some((round, step)) = next else {
+                events.push(AlertEvent::Exhausted { alert: alert.id });
+                break;
+            };
+            let Some(s) = policy.steps.get(step) else {
+                events.push(AlertEvent::Exhausted { alert: alert.id });
+                break;
+            };
+            let paged = members(s.tier);
+            let at = due.max(alert.raised_at);
+            events.push(AlertEvent::Stepped {
+                alert: alert.id,
+                round,
+                step,
+                paged: paged.clone(),
+                at,
+            });
+            position = Some((round, step));
+            // Nobody to page: pass the step at once.
+            due = if paged.is_empty() {
+                at
+            } else {
+                at.saturating_add(s.wait_secs)
+            };
+        }
     }
 }
 
@@ -531,6 +567,75 @@ mod tests {
             .expect("apply");
         assert_eq!(alerts.acknowledge(1, dev(3)), Err(AlertError::Closed));
         assert_eq!(alerts.acknowledge(7, dev(3)), Err(AlertError::NotFound));
+    }
+
+    #[test]
+    fn only_alerts_still_escalating_are_looked_at_and_a_snapshot_keeps_that() {
+        let raise = |alerts: &mut Alerts, id: u64| {
+            let event = AlertEvent::Raised {
+                defender: dev(9),
+                priority: Priority::Immediate,
+                at: 100,
+                envelope_id: 0,
+                origin: AlertOrigin::Sos,
+            };
+            alerts.apply(id, &event).expect("raise");
+        };
+        let mut alerts = Alerts::default();
+        for id in 1..=4 {
+            raise(&mut alerts, id);
+        }
+        let closing = [
+            (
+                1,
+                AlertEvent::Acknowledged {
+                    alert: 1,
+                    by: dev(1),
+                },
+            ),
+            (2, AlertEvent::Resolved { alert: 2 }),
+            (
+                3,
+                AlertEvent::Cancelled {
+                    alert: 3,
+                    false_alarm: true,
+                },
+            ),
+        ];
+        for (seq, e) in &closing {
+            alerts.apply(10 + seq, e).expect("apply");
+        }
+        let due: Vec<u64> = alerts
+            .escalate(&policies(), 100, members)
+            .iter()
+            .filter_map(|e| match e {
+                AlertEvent::Stepped { alert, .. } => Some(*alert),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            due,
+            vec![4],
+            "claimed, resolved and cancelled alerts stay quiet"
+        );
+        // One alert's first steps, without the others'.
+        raise(&mut alerts, 5);
+        assert_eq!(
+            steps(&alerts.escalate_alert(5, &policies(), 100, members)),
+            vec![(0, 0)]
+        );
+        assert!(
+            alerts
+                .escalate_alert(1, &policies(), 100, members)
+                .is_empty()
+        );
+        // The index is rebuilt from a snapshot, exhausted alerts left out.
+        alerts
+            .apply(20, &AlertEvent::Exhausted { alert: 4 })
+            .expect("apply");
+        let restored = Alerts::from_row(alerts.to_row()).expect("decode");
+        assert_eq!(restored, alerts);
+        assert_eq!(restored.escalating, [5].into());
     }
 }
 
@@ -803,6 +908,9 @@ mod encoding {
                     5 => AlertState::Cancelled { false_alarm: true },
                     _ => return Err("unknown alert state"),
                 };
+                if state == AlertState::Raised && !r.exhausted {
+                    out.escalating.insert(r.id);
+                }
                 out.alerts.insert(
                     r.id,
                     Alert {

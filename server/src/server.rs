@@ -61,12 +61,23 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Runs a (blocking) store operation off the async threads.
+    /// Runs a (blocking) store operation without stalling other tasks.
+    ///
+    /// On a multi-threaded runtime (the server's) the calling worker
+    /// thread runs it in place and hands its other tasks to another
+    /// thread: no wait for a blocking-pool thread to wake, which is on the
+    /// path of every SOS. Elsewhere (a single-threaded test runtime) it
+    /// goes to the blocking pool.
     pub(crate) async fn store_call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&LogStore) -> Result<T, StoreError> + Send + 'static,
     {
+        if tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            return tokio::task::block_in_place(|| f(&self.store));
+        }
         let store = Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || f(store.as_ref()))
             .await

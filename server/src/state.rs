@@ -328,6 +328,9 @@ pub struct State {
     pub alerts: Alerts,
     /// Staff devices on duty now.
     pub on_duty: std::collections::BTreeSet<DeviceId>,
+    /// Staff devices not revoked, with their roles: who an escalation step
+    /// can page, without a walk over every defender's device.
+    pub staff: BTreeMap<DeviceId, Role>,
     /// Check-in schedules.
     pub checkins: Checkins,
     /// The sequence number of the last event applied.
@@ -353,6 +356,9 @@ impl State {
                     return Err(corrupt("enrollment with a used invite or a known key"));
                 }
                 invite.used_at = Some(device.enrolled_at);
+                if device.role.is_staff() && device.revoked_at.is_none() {
+                    self.staff.insert(device.id, device.role);
+                }
                 self.devices.insert(device.id, device.clone());
             }
             Event::DeviceRevoked { device_id, at } => {
@@ -361,6 +367,7 @@ impl State {
                     .get_mut(device_id)
                     .ok_or_else(|| corrupt("revocation of an unknown device"))?;
                 device.revoked_at = Some(*at);
+                self.staff.remove(device_id);
             }
             Event::Mail(m) => self.mailbox.apply(seq, m)?,
             Event::Alert(a) => self.alerts.apply(seq, a).map_err(corrupt)?,
@@ -434,6 +441,9 @@ impl State {
         };
         for d in &row.devices {
             let device = device_from(d)?;
+            if device.role.is_staff() && device.revoked_at.is_none() {
+                state.staff.insert(device.id, device.role);
+            }
             state.devices.insert(device.id, device);
         }
         for i in &row.invites {
@@ -448,6 +458,66 @@ impl State {
 mod tests {
     use super::*;
     use hotline_proto::IdentityKeyPair;
+
+    #[test]
+    fn staff_index_follows_enrolments_and_revocations_and_snapshots() {
+        let mut state = State::default();
+        let mut seq = 0;
+        let mut enroll = |state: &mut State, n: u8, role: Role| {
+            let key = IdentityKeyPair::from_seed(&[n; 32]).public_key();
+            let device = Device {
+                id: key.device_id(),
+                identity_key: key,
+                role,
+                enrolled_at: 5,
+                revoked_at: None,
+            };
+            let invite = InviteRecord {
+                role,
+                created_at: 1,
+                expires_at: 100,
+                used_at: None,
+            };
+            seq += 2;
+            state
+                .apply(
+                    seq - 1,
+                    &Event::InviteCreated {
+                        digest: [n; 32],
+                        invite,
+                    },
+                )
+                .expect("invite");
+            state
+                .apply(
+                    seq,
+                    &Event::DeviceEnrolled {
+                        digest: [n; 32],
+                        device: device.clone(),
+                    },
+                )
+                .expect("enroll");
+            device.id
+        };
+        let officer = enroll(&mut state, 1, Role::Officer);
+        let coordinator = enroll(&mut state, 2, Role::Coordinator);
+        let _defender = enroll(&mut state, 3, Role::Defender);
+        assert_eq!(
+            state.staff,
+            [(officer, Role::Officer), (coordinator, Role::Coordinator)].into()
+        );
+        state
+            .apply(
+                99,
+                &Event::DeviceRevoked {
+                    device_id: officer,
+                    at: 9,
+                },
+            )
+            .expect("revoke");
+        assert_eq!(state.staff, [(coordinator, Role::Coordinator)].into());
+        assert_eq!(State::decode(&state.encode()).expect("decode"), state);
+    }
 
     #[test]
     fn events_and_snapshots_round_trip() {

@@ -91,7 +91,7 @@ fn pages(pushes: &[Push]) -> Vec<u64> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_reaches_every_connected_officer_on_duty_and_an_offline_one_on_reconnect() {
     let server = TestServer::start().await;
     let mut h = hotline(&server).await;
@@ -216,7 +216,7 @@ fn quick_policy() -> Policies {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unanswered_alerts_escalate_in_order_and_resume_after_a_restart() {
     let mut server = TestServer::start_with(|c| {
         c.escalation = quick_policy();
@@ -303,7 +303,7 @@ async fn unanswered_alerts_escalate_in_order_and_resume_after_a_restart() {
     let _ = (&h.admin, &h.root);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missed_check_in_raises_an_alert_by_itself() {
     let server = TestServer::start_with(|c| {
         c.escalation = quick_policy();
@@ -336,7 +336,7 @@ async fn a_missed_check_in_raises_an_alert_by_itself() {
     let _ = (&h.admin, &h.root, &h.second, &h.coordinator);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duress_check_in_looks_normal_and_silently_raises_an_immediate_alert() {
     let server = TestServer::start_with(|c| c.escalation_tick_ms = 100).await;
     let h = hotline(&server).await;
@@ -388,7 +388,7 @@ async fn a_duress_check_in_looks_normal_and_silently_raises_an_immediate_alert()
     let _ = (&h.admin, &h.root, &h.second, &h.coordinator);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_officer_on_a_rota_shift_is_paged_without_going_on_duty() {
     let mut server = TestServer::start().await;
     let mut h = hotline(&server).await;
