@@ -206,9 +206,11 @@ async fn raise(
             let (alert, pagings) = s.raise_alert(
                 me, priority, digest, recipients, bytes, &policies, &on_shift, now,
             )?;
-            // Page at once, from here: the alert is durable, and this saves
-            // the hop back to the request's task before officers hear of it.
-            notify(&registry, pagings);
+            // Page at once, from here: the alert is durable. One task
+            // sends every page: this thread is outside the scheduler (a
+            // store call), where each wake-up of a connection would cost a
+            // system call; from a worker thread it costs next to nothing.
+            tokio::spawn(async move { notify(&registry, pagings) });
             Ok(alert)
         })
         .await
