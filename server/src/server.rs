@@ -76,7 +76,12 @@ impl Shared {
         if tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::MultiThread
         {
-            return tokio::task::block_in_place(|| f(&self.store));
+            // A panic in the store (sled has some on damaged files) is an
+            // error for this request, as it is from the blocking pool.
+            return tokio::task::block_in_place(|| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&self.store)))
+                    .unwrap_or_else(|_| Err(StoreError::Io("store task failed".into())))
+            });
         }
         let store = Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || f(store.as_ref()))
