@@ -271,6 +271,28 @@ mod tests {
     }
 
     #[test]
+    fn a_rota_in_the_file_names_its_time_zones_and_a_bad_one_stops_the_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("server.toml");
+        let rota = |zone: &str| {
+            format!(
+                "[[rota]]\ndevice = \"{}\"\ndays = [\"mon\"]\nstart = \"08:00\"\nend = \"16:00\"\ntime_zone = \"{zone}\"\n",
+                "ab".repeat(16)
+            )
+        };
+        std::fs::write(&path, rota("America/Mexico_City")).expect("write");
+        let c = Config::from_file(&path).expect("parses");
+        assert_eq!(c.rota[0].time_zone.as_deref(), Some("America/Mexico_City"));
+        assert!(c.validate().is_ok());
+        std::fs::write(&path, rota("Mars/Olympus_Mons")).expect("write");
+        let e = Config::from_file(&path)
+            .expect("parses")
+            .validate()
+            .expect_err("unknown zone");
+        assert!(e.to_string().contains("rota shift 1"), "{e}");
+    }
+
+    #[test]
     fn wildcard_listen_needs_a_public_address() {
         let c = Config {
             listen: "0.0.0.0:4433".parse().expect("addr"),

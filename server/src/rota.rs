@@ -1,8 +1,12 @@
 //! The duty rota: weekly shifts per staff device, each in its own time
-//! zone (a fixed offset from UTC). A device on shift counts as on duty,
-//! as if it had said `hotline duty on`.
+//! zone: an IANA zone such as `Europe/Zurich` (daylight saving included,
+//! from the system's time zone database, or the copy built into the
+//! server where the system has none) or a fixed offset from UTC. A device
+//! on shift counts as on duty, as if it had said `hotline duty on`.
 
 use hotline_proto::DeviceId;
+use jiff::Timestamp;
+use jiff::tz::{Offset, TimeZone};
 use serde::Deserialize;
 
 /// One weekly shift, as written in the configuration:
@@ -13,7 +17,7 @@ use serde::Deserialize;
 /// days = ["mon", "tue", "wed", "thu", "fri"]
 /// start = "08:00"
 /// end = "16:00"        # an end before the start runs past midnight
-/// utc_offset = "+01:00"
+/// time_zone = "Europe/Zurich"   # or utc_offset = "+01:00"; neither: UTC
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,17 +30,17 @@ pub struct ShiftConfig {
     pub start: String,
     /// Local end time, HH:MM.
     pub end: String,
-    /// The local time zone as an offset from UTC, such as "+01:00" or "-05:00".
-    #[serde(default = "utc")]
-    pub utc_offset: String,
-}
-
-fn utc() -> String {
-    "+00:00".to_owned()
+    /// The local time zone by its IANA name, such as "Europe/Zurich" or
+    /// "America/Bogota": local times follow its daylight saving rules.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// Or a fixed offset from UTC, such as "+01:00" or "-05:00".
+    #[serde(default)]
+    pub utc_offset: Option<String>,
 }
 
 /// A parsed shift.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shift {
     /// Who.
     pub device: DeviceId,
@@ -46,8 +50,8 @@ pub struct Shift {
     start: u32,
     /// Minutes after local midnight.
     end: u32,
-    /// Seconds east of UTC.
-    offset: i64,
+    /// Where its local times are.
+    zone: TimeZone,
 }
 
 /// Why a shift is not valid.
@@ -66,14 +70,14 @@ fn minutes(hhmm: &str) -> Option<u32> {
     (h < 24 && m < 60).then_some(h * 60 + m)
 }
 
-fn offset(s: &str) -> Option<i64> {
+fn offset(s: &str) -> Option<i32> {
     let s = s.trim();
     let (sign, rest) = match s.as_bytes().first()? {
         b'+' => (1, &s[1..]),
         b'-' => (-1, &s[1..]),
         _ => return None,
     };
-    let m = i64::from(minutes(rest)?);
+    let m = i32::try_from(minutes(rest)?).ok()?;
     (m <= 14 * 60).then_some(sign * m * 60)
 }
 
@@ -100,12 +104,23 @@ impl ShiftConfig {
         if start == end {
             return Err(err("start and end are the same"));
         }
+        let zone = match (&self.time_zone, &self.utc_offset) {
+            (Some(_), Some(_)) => return Err(err("give time_zone or utc_offset, not both")),
+            (Some(name), None) => TimeZone::get(name.trim()).map_err(|_| {
+                err("time_zone is not a known IANA time zone (such as Europe/Zurich)")
+            })?,
+            (None, Some(o)) => offset(o)
+                .and_then(|secs| Offset::from_seconds(secs).ok())
+                .map(TimeZone::fixed)
+                .ok_or(err("utc_offset must look like +01:00"))?,
+            (None, None) => TimeZone::UTC,
+        };
         Ok(Shift {
             device,
             days,
             start,
             end,
-            offset: offset(&self.utc_offset).ok_or(err("utc_offset must look like +01:00"))?,
+            zone,
         })
     }
 }
@@ -122,13 +137,17 @@ pub fn parse(shifts: &[ShiftConfig]) -> Result<Vec<Shift>, ShiftError> {
 impl Shift {
     /// Whether the shift covers the moment `unix` (seconds since the epoch).
     pub fn covers(&self, unix: u64) -> bool {
-        let local = i64::try_from(unix)
-            .unwrap_or(i64::MAX)
-            .saturating_add(self.offset);
-        let day_index = local.div_euclid(86_400);
-        // 1970-01-01 was a Thursday (weekday 3 counting Monday as 0).
-        let weekday = (day_index + 3).rem_euclid(7) as u32;
-        let minute = (local.rem_euclid(86_400) / 60) as u32;
+        let Some(instant) = i64::try_from(unix)
+            .ok()
+            .and_then(|s| Timestamp::from_second(s).ok())
+        else {
+            return false;
+        };
+        // The wall clock where the officer is, at that instant.
+        let local = self.zone.to_datetime(instant);
+        let weekday = u32::from(local.weekday().to_monday_zero_offset().unsigned_abs());
+        let minute =
+            u32::from(local.hour().unsigned_abs()) * 60 + u32::from(local.minute().unsigned_abs());
         let starts_on = |d: u32| self.days & (1 << d) != 0;
         if self.start < self.end {
             starts_on(weekday) && (self.start..self.end).contains(&minute)
@@ -157,13 +176,30 @@ pub fn on_shift(shifts: &[Shift], unix: u64) -> Vec<DeviceId> {
 mod tests {
     use super::*;
 
-    fn shift(days: &[&str], start: &str, end: &str, offset: &str) -> Shift {
+    fn config(days: &[&str], start: &str, end: &str) -> ShiftConfig {
         ShiftConfig {
             device: "00".repeat(16),
             days: days.iter().map(|d| (*d).to_owned()).collect(),
             start: start.into(),
             end: end.into(),
-            utc_offset: offset.into(),
+            time_zone: None,
+            utc_offset: None,
+        }
+    }
+
+    fn shift(days: &[&str], start: &str, end: &str, offset: &str) -> Shift {
+        ShiftConfig {
+            utc_offset: Some(offset.into()),
+            ..config(days, start, end)
+        }
+        .parse(1)
+        .expect("valid")
+    }
+
+    fn zoned(days: &[&str], start: &str, end: &str, zone: &str) -> Shift {
+        ShiftConfig {
+            time_zone: Some(zone.into()),
+            ..config(days, start, end)
         }
         .parse(1)
         .expect("valid")
@@ -196,15 +232,56 @@ mod tests {
     }
 
     #[test]
+    fn a_named_zone_follows_daylight_saving() {
+        // 08:00-16:00 in Zurich: 07:00 UTC in winter (CET, +01:00) and
+        // 06:00 UTC in summer (CEST, +02:00). 2026-07-06 is a Monday.
+        let s = zoned(&["mon"], "08:00", "16:00", "Europe/Zurich");
+        assert!(s.covers(MONDAY + 7 * 3600));
+        assert!(!s.covers(MONDAY + 6 * 3600 + 59 * 60));
+        const SUMMER_MONDAY: u64 = 1_783_296_000;
+        assert!(s.covers(SUMMER_MONDAY + 6 * 3600), "08:00 CEST");
+        assert!(!s.covers(SUMMER_MONDAY + 5 * 3600 + 59 * 60));
+        assert!(!s.covers(SUMMER_MONDAY + 14 * 3600), "16:00 CEST ends it");
+        // The night the clock goes forward (2026-03-29, 02:00 CET becomes
+        // 03:00 CEST at 01:00 UTC), a shift starting at 02:30 starts at
+        // the jump.
+        let night = zoned(&["sun"], "02:30", "04:00", "Europe/Zurich");
+        const SPRING_SUNDAY: u64 = 1_774_742_400;
+        assert!(!night.covers(SPRING_SUNDAY + 59 * 60), "01:59 CET");
+        assert!(night.covers(SPRING_SUNDAY + 3600), "03:00 CEST");
+        assert!(!night.covers(SPRING_SUNDAY + 2 * 3600), "04:00 CEST");
+        // Bogota has no daylight saving: -05:00 all year.
+        let b = zoned(&["mon"], "08:00", "16:00", "America/Bogota");
+        assert!(b.covers(MONDAY + 13 * 3600) && b.covers(SUMMER_MONDAY + 13 * 3600));
+        assert!(!b.covers(SUMMER_MONDAY + 12 * 3600 + 59 * 60));
+    }
+
+    #[test]
     fn bad_shifts_are_refused_with_their_number() {
         let bad = ShiftConfig {
-            device: "00".repeat(16),
             days: vec!["funday".into()],
-            start: "08:00".into(),
-            end: "16:00".into(),
-            utc_offset: utc(),
+            ..config(&[], "08:00", "16:00")
         };
         assert_eq!(parse(&[bad]).expect_err("invalid").index, 1);
+        let unknown = ShiftConfig {
+            time_zone: Some("Europe/Atlantis".into()),
+            ..config(&["mon"], "08:00", "16:00")
+        };
+        let both = ShiftConfig {
+            time_zone: Some("Europe/Zurich".into()),
+            utc_offset: Some("+01:00".into()),
+            ..config(&["mon"], "08:00", "16:00")
+        };
+        let ok = config(&["mon"], "08:00", "16:00");
+        let e = parse(&[ok, unknown]).expect_err("unknown zone");
+        assert_eq!(e.index, 2);
+        assert!(e.reason.contains("time_zone"), "{e}");
+        assert!(
+            parse(&[both])
+                .expect_err("both")
+                .reason
+                .contains("not both")
+        );
         assert!(offset("+15:00").is_none());
         assert!(minutes("24:00").is_none());
     }
