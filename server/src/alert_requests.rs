@@ -14,7 +14,6 @@ use crate::connection::{Session, store_error};
 use crate::registry::Registry;
 use crate::server::Shared;
 use std::future::Future;
-use std::sync::Arc;
 use std::task::{Context, Waker};
 
 fn refuse(code: ErrorCode, detail: &str) -> Response {
@@ -200,21 +199,16 @@ async fn raise(
     let now = crate::unix_now();
     let policies = shared.policies.clone();
     let on_shift = crate::rota::on_shift(&shared.rota, now);
-    let registry = Arc::clone(&shared.registry);
-    let alert = shared
+    let (alert, pagings) = shared
         .store_call(move |s| {
-            let (alert, pagings) = s.raise_alert(
+            s.raise_alert(
                 me, priority, digest, recipients, bytes, &policies, &on_shift, now,
-            )?;
-            // Page at once, from here: the alert is durable. One task
-            // sends every page: this thread is outside the scheduler (a
-            // store call), where each wake-up of a connection would cost a
-            // system call; from a worker thread it costs next to nothing.
-            tokio::spawn(async move { notify(&registry, pagings) });
-            Ok(alert)
+            )
         })
         .await
         .map_err(store_error)?;
+    // The alert is durable: page before answering the defender.
+    notify(&shared.registry, pagings);
     info!(priority = %priority, "alert raised");
     Ok(Response::Alerts(vec![info(&alert)]))
 }

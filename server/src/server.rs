@@ -67,7 +67,8 @@ impl Shared {
     /// thread runs it in place and hands its other tasks to another
     /// thread: no wait for a blocking-pool thread to wake, which is on the
     /// path of every SOS. Elsewhere (a single-threaded test runtime) it
-    /// goes to the blocking pool.
+    /// goes to the blocking pool. Either way the caller continues on a
+    /// worker thread.
     pub(crate) async fn store_call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -78,10 +79,16 @@ impl Shared {
         {
             // A panic in the store (sled has some on damaged files) is an
             // error for this request, as it is from the blocking pool.
-            return tokio::task::block_in_place(|| {
+            let result = tokio::task::block_in_place(|| {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&self.store)))
                     .unwrap_or_else(|_| Err(StoreError::Io("store task failed".into())))
             });
+            // A call that waited for the disk has handed this thread's
+            // worker role to another thread; what the task does next
+            // (answer, page) wakes connections, which from outside a
+            // worker costs a system call each. Continue on a worker.
+            tokio::task::yield_now().await;
+            return result;
         }
         let store = Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || f(store.as_ref()))
