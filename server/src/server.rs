@@ -262,6 +262,7 @@ impl RunningServer {
         });
         // Escalation: check for due steps on a steady tick. Steps are
         // derived from the log, so a restart picks up where it stopped.
+        // The same tick saves a snapshot when one is due.
         let ticker = {
             let shared = Arc::clone(&shared);
             let tick = Duration::from_millis(config.escalation_tick_ms);
@@ -272,6 +273,13 @@ impl RunningServer {
                     loop {
                         interval.tick().await;
                         crate::alert_requests::escalate(&shared).await;
+                        // Snapshots are taken here, off every request's path.
+                        if let Err(e) = shared
+                            .store_call(|s| s.snapshot_if_due(crate::store::SNAPSHOT_EVERY))
+                            .await
+                        {
+                            tracing::warn!(error = %e, "snapshot failed");
+                        }
                     }
                 }
                 .instrument(info_span!("escalation")),

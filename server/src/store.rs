@@ -176,7 +176,8 @@ pub trait Store: Send + Sync + 'static {
 
 // ---------------------------------------------------------------------------
 
-/// A snapshot is written after this many events since the last one.
+/// A snapshot is written once this many events followed the last one (by
+/// the server's background tick, never on a request's path).
 pub const SNAPSHOT_EVERY: u64 = 10_000;
 
 /// Why a store could not be opened.
@@ -392,13 +393,22 @@ impl LogStore {
 
     /// Waits until `ticket` (and every record before it) is durable.
     pub(crate) fn wait(&self, ticket: crate::log::Ticket) -> Result<u64, StoreError> {
-        let seq = ticket.wait(&self.log)?;
-        if seq.saturating_sub(*self.snapshot_seq.lock().unwrap_or_else(|p| p.into_inner()))
-            >= SNAPSHOT_EVERY
-        {
-            self.snapshot()?;
+        Ok(ticket.wait(&self.log)?)
+    }
+
+    /// Saves a snapshot if at least `every` events were applied since the
+    /// last one; whether it did. Sealing and writing a snapshot of a large
+    /// state takes a while, so the server calls this from its background
+    /// tick rather than making some request (an SOS, say) wait for it.
+    pub fn snapshot_if_due(&self, every: u64) -> Result<bool, StoreError> {
+        self.check_running()?;
+        let applied = self.lock().applied_seq;
+        let last = *self.snapshot_seq.lock().unwrap_or_else(|p| p.into_inner());
+        if applied.saturating_sub(last) < every.max(1) {
+            return Ok(false);
         }
-        Ok(seq)
+        self.snapshot()?;
+        Ok(true)
     }
 
     /// Records that `device` showed these envelopes to its person.
@@ -942,6 +952,13 @@ mod tests {
 
         let store = open(dir.path());
         assert_eq!(store.replayed_at_open(), 5);
+        // Not due until `every` events followed the last snapshot.
+        assert!(!store.snapshot_if_due(6).expect("check"));
+        assert!(store.snapshot_if_due(5).expect("snapshot"));
+        assert!(!store.snapshot_if_due(1).expect("nothing new"));
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(store.replayed_at_open(), 0, "the due snapshot holds all");
         let before = store.state();
         assert_eq!(before.invites.len(), 105);
         // A full rebuild from the log arrives at the same state.
