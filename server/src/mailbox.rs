@@ -193,15 +193,22 @@ impl Mailbox {
             }
             MailEvent::InboxAcked { device, up_to } => {
                 let acked = self.acked.entry(*device).or_default();
-                *acked = (*acked).max(*up_to);
-                for (_, d) in self.delivery.range_mut(..=*up_to) {
+                let before = *acked;
+                if *up_to <= before {
+                    return Ok(()); // nothing new: acks only move forward
+                }
+                *acked = *up_to;
+                // Only what this ack adds: the ids up to the previous one
+                // were marked then (the history is never walked again).
+                let new = before + 1..=*up_to;
+                for (_, d) in self.delivery.range_mut(new.clone()) {
                     if d.recipients.contains(device) {
                         d.delivered.insert(*device);
                     }
                 }
                 let done: Vec<u64> = self
                     .envelopes
-                    .range_mut(..=*up_to)
+                    .range_mut(new)
                     .filter_map(|(id, e)| {
                         e.pending.remove(device);
                         e.pending.is_empty().then_some(*id)
@@ -613,6 +620,29 @@ mod tests {
             m.digests.contains_key(&[1; 32]),
             "still recognised as a retry"
         );
+        // A later envelope: an old or repeated ack changes nothing; a new
+        // one marks only what it adds.
+        m.apply(
+            13,
+            &MailEvent::EnvelopeStored {
+                sender: dev(9),
+                digest: [2; 32],
+                recipients: vec![a, c],
+                bytes: b"env2".to_vec(),
+            },
+        )
+        .expect("apply");
+        let ack = |device, up_to| MailEvent::InboxAcked { device, up_to };
+        m.apply(14, &ack(a, 10)).expect("apply");
+        m.apply(15, &ack(a, 5)).expect("apply");
+        assert_eq!(m.acked[&a], 10);
+        assert_eq!(m.inbox(&a, 0, 10), vec![(13, b"env2".to_vec())]);
+        assert!(!m.delivery[&13].delivered.contains(&a));
+        m.apply(16, &ack(a, 13)).expect("apply");
+        assert!(m.inbox(&a, 0, 10).is_empty());
+        assert_eq!(m.delivery[&13].delivered, [a].into());
+        assert_eq!(m.delivery[&10].delivered, [a, b].into());
+        assert_eq!(m.inbox(&c, 0, 10).len(), 1, "c still has it");
         // Round trip through events and snapshots.
         let round = Mailbox::from_row(m.to_row()).expect("decodes");
         assert_eq!(round, m);
