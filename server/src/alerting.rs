@@ -176,16 +176,20 @@ impl LogStore {
     ) -> Result<Vec<Alert>, StoreError> {
         self.check_running()?;
         let state = self.lock();
-        Ok(state
-            .alerts
-            .alerts
-            .values()
-            .filter(|a| {
-                role.is_staff() || (a.defender == *device && a.origin != AlertOrigin::Duress)
-            })
-            .filter(|a| !open_only || a.state.is_open())
-            .cloned()
-            .collect())
+        let visible = |a: &&Alert| {
+            role.is_staff() || (a.defender == *device && a.origin != AlertOrigin::Duress)
+        };
+        Ok(if open_only {
+            state.alerts.open().filter(visible).cloned().collect()
+        } else {
+            state
+                .alerts
+                .alerts
+                .values()
+                .filter(visible)
+                .cloned()
+                .collect()
+        })
     }
 
     /// `by` claims `alert`. Returns who holds it afterwards.
@@ -282,8 +286,7 @@ impl LogStore {
         let state = self.lock();
         Ok(state
             .alerts
-            .alerts
-            .values()
+            .open()
             .filter(|a| {
                 a.state == AlertState::Raised
                     && a.paged.contains(device)

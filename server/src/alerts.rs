@@ -257,6 +257,9 @@ pub struct Alerts {
     /// The alerts still escalating (raised, unclaimed, rounds left): the
     /// only ones an escalation check looks at, however long the history.
     escalating: BTreeSet<u64>,
+    /// The open alerts (raised or acknowledged): what lists of open alerts
+    /// and catch-up pages look at.
+    open: BTreeSet<u64>,
 }
 
 impl Alerts {
@@ -271,6 +274,7 @@ impl Alerts {
                 origin,
             } => {
                 self.escalating.insert(seq);
+                self.open.insert(seq);
                 self.alerts.insert(
                     seq,
                     Alert {
@@ -316,10 +320,12 @@ impl Alerts {
             }
             AlertEvent::Resolved { alert } => {
                 self.escalating.remove(alert);
+                self.open.remove(alert);
                 self.alerts.get_mut(alert).ok_or("an unknown alert")?.state = AlertState::Resolved;
             }
             AlertEvent::Cancelled { alert, false_alarm } => {
                 self.escalating.remove(alert);
+                self.open.remove(alert);
                 self.alerts.get_mut(alert).ok_or("an unknown alert")?.state =
                     AlertState::Cancelled {
                         false_alarm: *false_alarm,
@@ -334,6 +340,11 @@ impl Alerts {
             }
         }
         Ok(())
+    }
+
+    /// The open alerts (raised or acknowledged), oldest first.
+    pub fn open(&self) -> impl Iterator<Item = &Alert> {
+        self.open.iter().filter_map(|id| self.alerts.get(id))
     }
 
     /// The event for `by` claiming `alert`, or why not. Claiming an alert
@@ -636,6 +647,9 @@ mod tests {
         let restored = Alerts::from_row(alerts.to_row()).expect("decode");
         assert_eq!(restored, alerts);
         assert_eq!(restored.escalating, [5].into());
+        // Claimed alerts stay open; resolved and cancelled ones do not.
+        let open: Vec<u64> = restored.open().map(|a| a.id).collect();
+        assert_eq!(open, vec![1, 4, 5]);
     }
 }
 
@@ -910,6 +924,9 @@ mod encoding {
                 };
                 if state == AlertState::Raised && !r.exhausted {
                     out.escalating.insert(r.id);
+                }
+                if state.is_open() {
+                    out.open.insert(r.id);
                 }
                 out.alerts.insert(
                     r.id,
