@@ -64,6 +64,24 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// Whether trying again later may work: the network or the server's
+    /// availability failed, rather than the server refusing this device or
+    /// the local state being wrong.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Unreachable { .. } | ClientError::ConnectionLost(_) => true,
+            ClientError::Refused(e) => matches!(
+                e.code,
+                ErrorCode::Unavailable
+                    | ErrorCode::RateLimited
+                    | ErrorCode::AuthTimeout
+                    // A server older than this client closed with code 0.
+                    | ErrorCode::Unknown(0)
+            ),
+            _ => false,
+        }
+    }
 }
 
 fn refusal_text(e: &WireError) -> String {

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
@@ -508,24 +509,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             session.close().await;
         }
-        Command::Watch => {
-            let session = connect(&state).await?;
-            println!("watching for alerts (Ctrl-C to stop)");
-            loop {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => break,
-                    push = session.next_push(std::time::Duration::from_secs(3600)) => match push? {
-                        Some(Push::Alert(a)) => println!(
-                            "[{}] ALERT #{} {} {} from defender {}: {} (step {}.{}, {} paged)",
-                            date(a.raised_at), a.id, a.priority, a.origin.as_str(), a.defender, a.status, a.position.0 + 1, a.position.1 + 1, a.paged
-                        ),
-                        Some(Push::AllClear(id)) => println!("all clear: alert #{id} was called off"),
-                        None => {}
-                    },
-                }
-            }
-            session.close().await;
-        }
+        Command::Watch => watch(&state).await?,
         Command::Checkin { code } => {
             let code = match code {
                 Some(c) => c,
@@ -665,6 +649,76 @@ fn org_passphrase(confirm: bool) -> anyhow::Result<String> {
         }
     }
     Ok(first)
+}
+
+/// The live view: pages and all clears as they arrive. A dropped
+/// connection (network change, server restart) is retried with backoff
+/// for as long as it takes; pages sent meanwhile are pushed again by the
+/// server on reconnection, so none is missed. Refusals (a revoked device)
+/// end it.
+async fn watch(state: &StateDir) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    const FIRST_RETRY: Duration = Duration::from_secs(1);
+    const LAST_RETRY: Duration = Duration::from_secs(30);
+    state.load_profile()?;
+    // Asked once: reconnecting at 3 a.m. must not wait for a person.
+    let pass = zeroize::Zeroizing::new(passphrase("Passphrase: ", false)?);
+    let bell = if std::io::stdout().is_terminal() {
+        "\x07"
+    } else {
+        ""
+    };
+    println!("watching for alerts (Ctrl-C to stop)");
+    let mut retry = FIRST_RETRY;
+    let mut away = false;
+    loop {
+        let connected = tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            c = hotline_client::connect(state, &pass) => c,
+        };
+        let session = match connected {
+            Ok(s) => s,
+            Err(e) if e.is_transient() => {
+                eprintln!("{e}; trying again in {} s", retry.as_secs());
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                    _ = tokio::time::sleep(retry) => {}
+                }
+                retry = (retry * 2).min(LAST_RETRY);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if away {
+            println!("reconnected; pages sent while away follow");
+        }
+        retry = FIRST_RETRY;
+        let lost = loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break None,
+                push = session.next_push(Duration::from_secs(3600)) => match push {
+                    Ok(Some(Push::Alert(a))) => println!(
+                        "{bell}[{}] ALERT #{} {} {} from defender {}: {} (step {}.{}, {} paged)",
+                        date(a.raised_at), a.id, a.priority, a.origin.as_str(), a.defender, a.status, a.position.0 + 1, a.position.1 + 1, a.paged
+                    ),
+                    Ok(Some(Push::AllClear(id))) => println!("all clear: alert #{id} was called off"),
+                    Ok(None) => {}
+                    Err(e) => break Some(e),
+                },
+            }
+        };
+        match lost {
+            None => {
+                session.close().await;
+                return Ok(());
+            }
+            Some(e) if e.is_transient() => {
+                eprintln!("{e}; reconnecting");
+                away = true;
+            }
+            Some(e) => return Err(e.into()),
+        }
+    }
 }
 
 async fn connect(state: &StateDir) -> Result<hotline_client::Session, ClientError> {

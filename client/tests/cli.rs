@@ -29,16 +29,26 @@ fn stderr(o: &Output) -> String {
 }
 
 async fn server(dir: &Path) -> RunningServer {
+    hotline_server::log::keys::generate_key_file(&dir.join("master.key")).expect("key file");
+    server_on(dir, "127.0.0.1:0".parse().expect("addr")).await
+}
+
+/// The server of `dir` (its key file made already) listening on `listen`.
+async fn server_on(dir: &Path, listen: std::net::SocketAddr) -> RunningServer {
     let config = Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
+        listen,
         data_dir: dir.join("server"),
         ..Config::default()
     };
-    let key = dir.join("master.key");
-    hotline_server::log::keys::generate_key_file(&key).expect("key file");
-    RunningServer::start(config, &hotline_server::log::keys::KeySource::File(key))
-        .await
-        .expect("server starts")
+    let key = hotline_server::log::keys::KeySource::File(dir.join("master.key"));
+    // A port just released may take a moment to be free again.
+    for _ in 0..50 {
+        if let Ok(s) = RunningServer::start(config.clone(), &key).await {
+            return s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the server does not start");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -199,11 +209,14 @@ fn hotline_org(home: &Path, args: &[&str]) -> Output {
         .expect("the client binary runs")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn organisation_roster_and_an_end_to_end_message_from_the_command_line() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = server(dir.path()).await;
-    let admin = dir.path().join("admin");
+/// An admin with an organisation root, an officer invited by the admin
+/// (on the signed roster) and a defender invited by the officer: their
+/// home directories under `dir`.
+async fn organisation(
+    dir: &Path,
+    server: &RunningServer,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let admin = dir.join("admin");
     let invite = server
         .create_invite(Role::Admin, 600)
         .await
@@ -212,7 +225,7 @@ async fn organisation_roster_and_an_end_to_end_message_from_the_command_line() {
     assert!(hotline(&admin, PASS, &["enroll", &invite]).status.success());
 
     // The admin creates the organisation root offline and pins it.
-    let key = dir.path().join("org.key");
+    let key = dir.join("org.key");
     let out = hotline_org(
         &admin,
         &["org", "init", "--out", key.to_str().expect("utf-8")],
@@ -228,7 +241,7 @@ async fn organisation_roster_and_an_end_to_end_message_from_the_command_line() {
         officer_invite.org_root.is_some(),
         "the invite carries the organisation root"
     );
-    let officer = dir.path().join("officer");
+    let officer = dir.join("officer");
     assert!(
         hotline(&officer, PASS, &["enroll", &officer_invite.to_string()])
             .status
@@ -242,15 +255,23 @@ async fn organisation_roster_and_an_end_to_end_message_from_the_command_line() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("2 staff devices"), "{}", stdout(&out));
 
-    // The officer invites a defender; the defender writes; the officer reads.
+    // The officer invites a defender.
     let out = hotline(&officer, PASS, &["invite", "--role", "defender"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let defender = dir.path().join("defender");
+    let defender = dir.join("defender");
     assert!(
         hotline(&defender, PASS, &["enroll", &invite_line(&out)])
             .status
             .success()
     );
+    (admin, officer, defender)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn organisation_roster_and_an_end_to_end_message_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
     // The officer publishes its prekeys the first time it checks its inbox.
     let out = hotline(&officer, PASS, &["inbox"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -365,4 +386,78 @@ async fn organisation_roster_and_an_end_to_end_message_from_the_command_line() {
     assert!(stdout(&out).contains("no open alerts"), "{}", stdout(&out));
     let out = hotline(&officer, PASS, &["alerts"]);
     assert!(stdout(&out).contains("DURESS"), "{}", stdout(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_shows_pages_live_and_rides_out_a_server_restart() {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    assert!(hotline(&officer, PASS, &["duty", "on"]).status.success());
+
+    let mut watch = Command::new(BIN)
+        .arg("--home")
+        .arg(&officer)
+        .arg("watch")
+        .env("HOTLINE_PASSPHRASE", PASS)
+        .env("RUST_LOG", "off")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("watch starts");
+    let (tx, lines) = std::sync::mpsc::channel();
+    for pipe in [
+        Box::new(watch.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+        Box::new(watch.stderr.take().expect("stderr")),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let wait_for = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match lines.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!("watch never printed {what:?}; it printed {seen:?}");
+    };
+    wait_for("watching for alerts");
+
+    let sos = |text: &str| {
+        let out = hotline(&defender, PASS, &["sos", "--category", "threat", text]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+            .split_whitespace()
+            .nth(1)
+            .expect("alert id")
+            .to_owned()
+    };
+    let first = sos("followed since the airport");
+    assert!(wait_for("ALERT").contains(&format!("#{first}")));
+
+    // The server goes down and comes back on the same address: the watch
+    // keeps going and the next page reaches it.
+    server.shutdown().await;
+    wait_for("reconnecting");
+    let server = server_on(dir.path(), addr).await;
+    wait_for("reconnected");
+    let second = sos("they are at the door");
+    assert!(wait_for("ALERT").contains(&format!("#{second}")));
+
+    let _ = watch.kill();
+    let _ = watch.wait();
+    server.shutdown().await;
 }

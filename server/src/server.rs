@@ -375,7 +375,11 @@ async fn accept_loop(
             drop(permit);
         });
     }
-    endpoint.close(0u32.into(), b"server shutting down");
+    // Unavailable: clients may come back (a watching officer reconnects).
+    endpoint.close(
+        ErrorCode::Unavailable.to_u32().into(),
+        b"server shutting down",
+    );
     if tokio::time::timeout(SHUTDOWN_GRACE, endpoint.wait_idle())
         .await
         .is_err()
