@@ -585,36 +585,20 @@ mod tests {
     fn envelopes_wait_until_every_recipient_acknowledges() {
         let mut m = Mailbox::default();
         let (a, b, c) = (dev(1), dev(2), dev(3));
-        m.apply(
-            10,
-            &MailEvent::EnvelopeStored {
-                sender: dev(9),
-                digest: [1; 32],
-                recipients: vec![a, b],
-                bytes: b"env".to_vec(),
-            },
-        )
-        .expect("apply");
-        assert_eq!(m.inbox(&a, 0, 10), vec![(10, b"env".to_vec())]);
+        let stored = |n: u8, recipients: Vec<DeviceId>| MailEvent::EnvelopeStored {
+            sender: dev(9),
+            digest: [n; 32],
+            recipients,
+            bytes: format!("env{n}").into_bytes(),
+        };
+        let ack = |device, up_to| MailEvent::InboxAcked { device, up_to };
+        m.apply(10, &stored(1, vec![a, b])).expect("apply");
+        assert_eq!(m.inbox(&a, 0, 10), vec![(10, b"env1".to_vec())]);
         assert!(m.inbox(&c, 0, 10).is_empty());
-        m.apply(
-            11,
-            &MailEvent::InboxAcked {
-                device: a,
-                up_to: 10,
-            },
-        )
-        .expect("apply");
+        m.apply(11, &ack(a, 10)).expect("apply");
         assert!(m.inbox(&a, 0, 10).is_empty());
         assert_eq!(m.inbox(&b, 0, 10).len(), 1);
-        m.apply(
-            12,
-            &MailEvent::InboxAcked {
-                device: b,
-                up_to: 10,
-            },
-        )
-        .expect("apply");
+        m.apply(12, &ack(b, 10)).expect("apply");
         assert!(m.envelopes.is_empty(), "forgotten once everyone has it");
         assert!(
             m.digests.contains_key(&[1; 32]),
@@ -622,17 +606,7 @@ mod tests {
         );
         // A later envelope: an old or repeated ack changes nothing; a new
         // one marks only what it adds.
-        m.apply(
-            13,
-            &MailEvent::EnvelopeStored {
-                sender: dev(9),
-                digest: [2; 32],
-                recipients: vec![a, c],
-                bytes: b"env2".to_vec(),
-            },
-        )
-        .expect("apply");
-        let ack = |device, up_to| MailEvent::InboxAcked { device, up_to };
+        m.apply(13, &stored(2, vec![a, c])).expect("apply");
         m.apply(14, &ack(a, 10)).expect("apply");
         m.apply(15, &ack(a, 5)).expect("apply");
         assert_eq!(m.acked[&a], 10);
