@@ -424,6 +424,17 @@ impl Session {
     /// Waits (up to `wait`) for the next push from the server, and confirms
     /// receipt of a page. `None` if nothing came.
     pub async fn next_push(&self, wait: Duration) -> Result<Option<Push>, ClientError> {
+        self.next_push_shown(wait, |_| {}).await
+    }
+
+    /// As [`Session::next_push`], calling `show` with the push before a
+    /// page is confirmed: a page the device confirms has been put in front
+    /// of its person (if this stops in between, the server pages again).
+    pub async fn next_push_shown(
+        &self,
+        wait: Duration,
+        show: impl FnOnce(&Push),
+    ) -> Result<Option<Push>, ClientError> {
         let mut stream = match timeout(wait, self.conn.accept_uni()).await {
             Err(_) => return Ok(None),
             Ok(Err(e)) => return Err(connection_error(e, "")),
@@ -431,6 +442,7 @@ impl Session {
         };
         let bytes = read_frame(&mut stream, MAX_FRAME_LEN).await?;
         let push = Push::decode(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        show(&push);
         if let Push::Alert(a) = &push {
             match self
                 .call(&Request::AlertDelivered { alert_id: a.id })

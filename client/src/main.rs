@@ -696,13 +696,15 @@ async fn watch(state: &StateDir) -> anyhow::Result<()> {
         let lost = loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break None,
-                push = session.next_push(Duration::from_secs(3600)) => match push {
-                    Ok(Some(Push::Alert(a))) => println!(
+                // Shown first, confirmed after: a confirmed page was seen.
+                push = session.next_push_shown(Duration::from_secs(3600), |push| match push {
+                    Push::Alert(a) => println!(
                         "{bell}[{}] ALERT #{} {} {} from defender {}: {} (step {}.{}, {} paged)",
                         date(a.raised_at), a.id, a.priority, a.origin.as_str(), a.defender, a.status, a.position.0 + 1, a.position.1 + 1, a.paged
                     ),
-                    Ok(Some(Push::AllClear(id))) => println!("all clear: alert #{id} was called off"),
-                    Ok(None) => {}
+                    Push::AllClear(id) => println!("all clear: alert #{id} was called off"),
+                }) => match push {
+                    Ok(_) => {}
                     Err(e) => break Some(e),
                 },
             }
