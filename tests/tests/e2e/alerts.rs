@@ -9,7 +9,7 @@ use hotline_client::messenger::Device;
 use hotline_client::org::{create_org_key, load_org_key, sign_roster};
 use hotline_client::{Session, StateDir};
 use hotline_proto::Role;
-use hotline_proto::alert::{AlertStatus, CloseReason, Priority, Push};
+use hotline_proto::alert::{AlertInfo, AlertStatus, CloseReason, Priority, Push};
 use hotline_proto::e2e::org::{OrgKeyPair, OrgPublicKey};
 use hotline_server::alerts::{Policies, Policy, Step, Tier};
 use hotline_tests::TestServer;
@@ -79,6 +79,14 @@ async fn pushes(p: &Person, wait: Duration) -> Vec<Push> {
         out.push(push);
     }
     out
+}
+
+/// The next push, which must be a page arriving within `wait`.
+async fn page(p: &Person, wait: Duration) -> AlertInfo {
+    match p.session.next_push(wait).await.expect("push") {
+        Some(Push::Alert(a)) => a,
+        other => panic!("expected a page, got {other:?}"),
+    }
 }
 
 fn pages(pushes: &[Push]) -> Vec<u64> {
@@ -243,16 +251,8 @@ async fn unanswered_alerts_escalate_in_order_and_resume_after_a_restart() {
         vec![alert.id]
     );
     // Step 2, a second later: the backup officer.
-    let p = h
-        .second
-        .session
-        .next_push(Duration::from_secs(5))
-        .await
-        .expect("push");
-    assert!(
-        matches!(p, Some(Push::Alert(ref a)) if a.id == alert.id && a.position == (0, 1)),
-        "{p:?}"
-    );
+    let a = page(&h.second, Duration::from_secs(5)).await;
+    assert!(a.id == alert.id && a.position == (0, 1), "{a:?}");
 
     // The server goes down before the coordinators' step is due, and comes
     // back after it should have happened.
@@ -318,15 +318,7 @@ async fn a_missed_check_in_raises_an_alert_by_itself() {
         .await
         .expect("schedule set");
     // Nobody checks in: within a couple of seconds the officer is paged.
-    let p = h
-        .first
-        .session
-        .next_push(Duration::from_secs(5))
-        .await
-        .expect("push");
-    let Some(Push::Alert(a)) = p else {
-        panic!("expected a page, got {p:?}");
-    };
+    let a = page(&h.first, Duration::from_secs(5)).await;
     assert_eq!(a.origin, hotline_proto::alert::AlertOrigin::MissedCheckin);
     assert_eq!(a.defender, h.defender.device.identity().device_id());
     // One alert per lapse, not one per tick.
@@ -365,15 +357,7 @@ async fn a_duress_check_in_looks_normal_and_silently_raises_an_immediate_alert()
     assert!(d.session.checkin("1234").await.is_err());
 
     // The duty officer is paged with an immediate-danger duress alert...
-    let p = h
-        .first
-        .session
-        .next_push(Duration::from_secs(3))
-        .await
-        .expect("push");
-    let Some(Push::Alert(a)) = p else {
-        panic!("expected a page, got {p:?}");
-    };
+    let a = page(&h.first, Duration::from_secs(3)).await;
     assert_eq!(a.origin, hotline_proto::alert::AlertOrigin::Duress);
     assert_eq!(a.priority, Priority::Immediate);
     // ...which the defender's own screen never shows, and which the
