@@ -263,6 +263,10 @@ impl RunningServer {
         // Escalation: check for due steps on a steady tick. Steps are
         // derived from the log, so a restart picks up where it stopped.
         // The same tick saves a snapshot when one is due.
+        // At shutdown it is told to stop and awaited, never aborted: an
+        // aborted tick could leave a store call running on its own, still
+        // holding the store open after the server says it stopped.
+        let (stop_ticker, mut ticker_stopped) = oneshot::channel::<()>();
         let ticker = {
             let shared = Arc::clone(&shared);
             let tick = Duration::from_millis(config.escalation_tick_ms);
@@ -271,7 +275,10 @@ impl RunningServer {
                     let mut interval = tokio::time::interval(tick);
                     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
-                        interval.tick().await;
+                        tokio::select! {
+                            _ = interval.tick() => {}
+                            _ = &mut ticker_stopped => break,
+                        }
                         crate::alert_requests::escalate(&shared).await;
                         // Snapshots are taken here, off every request's path.
                         if let Err(e) = shared
@@ -290,7 +297,8 @@ impl RunningServer {
         let task = tokio::spawn(
             async move {
                 accept_loop(endpoint, Arc::clone(&shared_for_loop), stopped).await;
-                ticker.abort();
+                let _ = stop_ticker.send(());
+                let _ = ticker.await;
                 // Connections are closed: save a snapshot and sign a final
                 // checkpoint.
                 match tokio::task::spawn_blocking(move || store.close()).await {
