@@ -7,4 +7,5 @@ mod enrollment;
 mod messaging;
 mod roles;
 mod storage;
+mod stored_fixture;
 mod transport;

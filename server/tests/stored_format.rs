@@ -1,0 +1,359 @@
+//! The stored format, byte for byte: one event of every kind and a small
+//! state snapshot, encoded and compared with bytes checked into the
+//! repository (`tests/golden/`).
+//!
+//! A store written by an earlier build must open with this one, so these
+//! bytes only ever change on purpose. To write them anew after a
+//! deliberate format change (and say why in the commit):
+//! `HOTLINE_BLESS=1 cargo test -p hotline-server --test stored_format`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use hotline_proto::alert::{AlertOrigin, Priority};
+use hotline_proto::{DeviceId, IdentityKeyPair, IdentityPublicKey, Role};
+use hotline_server::alerts::AlertEvent;
+use hotline_server::checkins::CheckinEvent;
+use hotline_server::mailbox::{MailEvent, StoredPrekey};
+use hotline_server::state::{Event, State};
+use hotline_server::store::{Device, InviteRecord};
+
+fn key(seed: u8) -> IdentityPublicKey {
+    IdentityKeyPair::from_seed(&[seed; 32]).public_key()
+}
+
+fn device(seed: u8, role: Role) -> Device {
+    let identity_key = key(seed);
+    Device {
+        id: identity_key.device_id(),
+        identity_key,
+        role,
+        enrolled_at: 1_700_000_100,
+        revoked_at: None,
+    }
+}
+
+fn id(seed: u8) -> DeviceId {
+    key(seed).device_id()
+}
+
+/// One event of every kind, each with a name and the sequence number it is
+/// applied at, in an order that applies cleanly to an empty state (so the
+/// same list also builds the snapshot).
+fn events() -> Vec<(&'static str, u64, Event)> {
+    let officer = id(1);
+    let defender = id(2);
+    let admin = id(3);
+    let prekey = |one_time, id| StoredPrekey {
+        one_time,
+        id,
+        expires_at: 1_800_000_000,
+        signed: vec![0xA0, id as u8, 0x5E],
+    };
+    vec![
+        (
+            "invite_created",
+            1,
+            Event::InviteCreated {
+                digest: [0x11; 32],
+                invite: InviteRecord {
+                    role: Role::Officer,
+                    created_at: 1_700_000_000,
+                    expires_at: 1_700_003_600,
+                    used_at: None,
+                },
+            },
+        ),
+        (
+            "device_enrolled",
+            2,
+            Event::DeviceEnrolled {
+                digest: [0x11; 32],
+                device: device(1, Role::Officer),
+            },
+        ),
+        (
+            "roster_stored",
+            3,
+            Event::Mail(MailEvent::RosterStored {
+                version: 7,
+                bytes: b"signed roster bytes".to_vec(),
+            }),
+        ),
+        (
+            "prekeys_published",
+            4,
+            Event::Mail(MailEvent::PrekeysPublished {
+                device: officer,
+                prekeys: vec![prekey(false, 1), prekey(true, 2), prekey(true, 3)],
+            }),
+        ),
+        (
+            "prekey_taken",
+            5,
+            Event::Mail(MailEvent::PrekeyTaken {
+                device: officer,
+                id: 2,
+            }),
+        ),
+        (
+            "envelope_stored",
+            6,
+            Event::Mail(MailEvent::EnvelopeStored {
+                sender: defender,
+                digest: [0x22; 32],
+                recipients: vec![officer, defender],
+                bytes: b"sealed envelope".to_vec(),
+            }),
+        ),
+        (
+            "read",
+            7,
+            Event::Mail(MailEvent::Read {
+                device: officer,
+                ids: vec![6],
+            }),
+        ),
+        (
+            "inbox_acked",
+            8,
+            Event::Mail(MailEvent::InboxAcked {
+                device: officer,
+                up_to: 6,
+            }),
+        ),
+        (
+            "alert_raised",
+            9,
+            Event::Alert(AlertEvent::Raised {
+                defender,
+                priority: Priority::Immediate,
+                at: 1_700_000_200,
+                envelope_id: 6,
+                origin: AlertOrigin::Sos,
+            }),
+        ),
+        (
+            "alert_stepped",
+            10,
+            Event::Alert(AlertEvent::Stepped {
+                alert: 9,
+                round: 1,
+                step: 2,
+                paged: vec![officer, admin],
+                at: 1_700_000_260,
+            }),
+        ),
+        (
+            "alert_delivered",
+            11,
+            Event::Alert(AlertEvent::Delivered {
+                alert: 9,
+                device: officer,
+            }),
+        ),
+        (
+            "alert_acknowledged",
+            12,
+            Event::Alert(AlertEvent::Acknowledged {
+                alert: 9,
+                by: officer,
+            }),
+        ),
+        (
+            "alert_resolved",
+            13,
+            Event::Alert(AlertEvent::Resolved { alert: 9 }),
+        ),
+        (
+            "alert_raised_missed_checkin",
+            14,
+            Event::Alert(AlertEvent::Raised {
+                defender,
+                priority: Priority::Urgent,
+                at: 1_700_000_300,
+                envelope_id: 0,
+                origin: AlertOrigin::MissedCheckin,
+            }),
+        ),
+        (
+            "alert_exhausted",
+            15,
+            Event::Alert(AlertEvent::Exhausted { alert: 14 }),
+        ),
+        (
+            "alert_cancelled",
+            16,
+            Event::Alert(AlertEvent::Cancelled {
+                alert: 14,
+                false_alarm: true,
+            }),
+        ),
+        (
+            "alert_raised_duress",
+            17,
+            Event::Alert(AlertEvent::Raised {
+                defender,
+                priority: Priority::Routine,
+                at: 1_700_000_400,
+                envelope_id: 0,
+                origin: AlertOrigin::Duress,
+            }),
+        ),
+        (
+            "checkin_set",
+            18,
+            Event::Checkin(CheckinEvent::Set {
+                defender,
+                interval_secs: 3600,
+                grace_secs: 600,
+                code: [0x33; 32],
+                duress: [0x44; 32],
+                at: 1_700_000_500,
+            }),
+        ),
+        (
+            "checkin_missed_alerted",
+            19,
+            Event::Checkin(CheckinEvent::MissedAlerted {
+                defender,
+                last: 1_700_000_500,
+            }),
+        ),
+        (
+            "duty",
+            20,
+            Event::Duty {
+                device: officer,
+                on: true,
+            },
+        ),
+        (
+            "batch",
+            21,
+            Event::Batch(vec![
+                Event::Checkin(CheckinEvent::CheckedIn {
+                    defender,
+                    at: 1_700_009_000,
+                }),
+                Event::Duty {
+                    device: officer,
+                    on: false,
+                },
+            ]),
+        ),
+        (
+            "device_revoked",
+            22,
+            Event::DeviceRevoked {
+                device_id: officer,
+                at: 1_700_010_000,
+            },
+        ),
+    ]
+}
+
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digits"))
+        .collect()
+}
+
+fn bless() -> bool {
+    std::env::var_os("HOTLINE_BLESS").is_some()
+}
+
+/// `name hex` lines, as stored in a golden file.
+fn read_golden(file: &str) -> BTreeMap<String, Vec<u8>> {
+    let text = std::fs::read_to_string(golden_dir().join(file))
+        .unwrap_or_else(|e| panic!("golden file {file}: {e}"));
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (name, hex) = l.split_once(' ').expect("a name and hex bytes");
+            (name.to_owned(), unhex(hex))
+        })
+        .collect()
+}
+
+fn write_golden(file: &str, header: &str, rows: &[(&str, Vec<u8>)]) {
+    let mut text =
+        format!("# {header}\n# Written by tests/stored_format.rs; never edited by hand.\n");
+    for (name, bytes) in rows {
+        text.push_str(&format!("{name} {}\n", hex(bytes)));
+    }
+    std::fs::create_dir_all(golden_dir()).expect("golden dir");
+    std::fs::write(golden_dir().join(file), text).expect("write golden file");
+}
+
+#[test]
+fn every_event_kind_encodes_to_the_checked_in_bytes() {
+    let events = events();
+    let rows: Vec<(&str, Vec<u8>)> = events.iter().map(|(n, _, e)| (*n, e.encode())).collect();
+    if bless() {
+        write_golden("events.hex", "One log event of every kind.", &rows);
+    }
+    let golden = read_golden("events.hex");
+    assert_eq!(golden.len(), rows.len(), "one golden line per event");
+    for (name, _, event) in &events {
+        let stored = &golden[*name];
+        assert_eq!(
+            hex(&event.encode()),
+            hex(stored),
+            "event {name} encodes differently from the stored format"
+        );
+        assert_eq!(
+            &Event::decode(stored).expect("stored bytes decode"),
+            event,
+            "stored bytes of {name} decode to something else"
+        );
+    }
+}
+
+#[test]
+fn a_snapshot_encodes_to_the_checked_in_bytes() {
+    let mut state = State::default();
+    for (name, seq, event) in events() {
+        state
+            .apply(seq, &event)
+            .unwrap_or_else(|e| panic!("{name} applies: {e}"));
+    }
+    // Every part of the state holds something.
+    assert_eq!(state.devices.len(), 1);
+    assert_eq!(state.invites.len(), 1);
+    assert!(state.mailbox.roster.is_some());
+    assert_eq!(
+        state.mailbox.envelopes.len(),
+        1,
+        "the defender has not acked"
+    );
+    assert_eq!(state.alerts.alerts.len(), 3);
+    assert_eq!(state.checkins.schedules.len(), 1);
+    let encoded = state.encode();
+    if bless() {
+        write_golden(
+            "snapshot.hex",
+            "The state after every event in events.hex, as a snapshot.",
+            &[("snapshot", encoded.clone())],
+        );
+    }
+    let stored = &read_golden("snapshot.hex")["snapshot"];
+    assert_eq!(
+        hex(&encoded),
+        hex(stored),
+        "the snapshot encodes differently from the stored format"
+    );
+    assert_eq!(
+        State::decode(stored).expect("stored snapshot decodes"),
+        state
+    );
+}
