@@ -293,31 +293,148 @@ pub const MAX_PREKEYS_PER_REQUEST: usize = 200;
 /// Most envelopes one inbox answer carries.
 pub const MAX_INBOX_BATCH: u32 = 100;
 
-impl Request {
-    /// A short name for logs.
-    pub fn kind(&self) -> &'static str {
+/// What a request asks, without its arguments: the rows of the role table
+/// and the names in logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RequestKind {
+    /// [`Request::Status`].
+    Status,
+    /// [`Request::CreateInvite`].
+    CreateInvite,
+    /// [`Request::ListDevices`].
+    ListDevices,
+    /// [`Request::RevokeDevice`].
+    RevokeDevice,
+    /// [`Request::PutRoster`].
+    PutRoster,
+    /// [`Request::GetRoster`].
+    GetRoster,
+    /// [`Request::PublishPrekeys`].
+    PublishPrekeys,
+    /// [`Request::FetchPrekeys`].
+    FetchPrekeys,
+    /// [`Request::SendEnvelope`].
+    SendEnvelope,
+    /// [`Request::FetchInbox`].
+    FetchInbox,
+    /// [`Request::AckInbox`].
+    AckInbox,
+    /// [`Request::RaiseAlert`].
+    RaiseAlert,
+    /// [`Request::ListAlerts`].
+    ListAlerts,
+    /// [`Request::ClaimAlert`].
+    ClaimAlert,
+    /// [`Request::CloseAlert`].
+    CloseAlert,
+    /// [`Request::SetDuty`].
+    SetDuty,
+    /// [`Request::AlertDelivered`].
+    AlertDelivered,
+    /// [`Request::SetCheckin`].
+    SetCheckin,
+    /// [`Request::Checkin`].
+    Checkin,
+    /// [`Request::MarkRead`].
+    MarkRead,
+    /// [`Request::Delivery`].
+    Delivery,
+}
+
+impl RequestKind {
+    /// Every kind, in the order of the `.proto` file's request fields.
+    pub const ALL: [RequestKind; 21] = [
+        RequestKind::Status,
+        RequestKind::CreateInvite,
+        RequestKind::ListDevices,
+        RequestKind::RevokeDevice,
+        RequestKind::PutRoster,
+        RequestKind::GetRoster,
+        RequestKind::PublishPrekeys,
+        RequestKind::FetchPrekeys,
+        RequestKind::SendEnvelope,
+        RequestKind::FetchInbox,
+        RequestKind::AckInbox,
+        RequestKind::RaiseAlert,
+        RequestKind::ListAlerts,
+        RequestKind::ClaimAlert,
+        RequestKind::CloseAlert,
+        RequestKind::SetDuty,
+        RequestKind::AlertDelivered,
+        RequestKind::SetCheckin,
+        RequestKind::Checkin,
+        RequestKind::MarkRead,
+        RequestKind::Delivery,
+    ];
+
+    /// The request's name in `docs/protocol.md` (the `.proto` field name).
+    pub fn name(self) -> &'static str {
         match self {
-            Request::Status => "status",
-            Request::CreateInvite { .. } => "create_invite",
-            Request::ListDevices => "list_devices",
-            Request::RevokeDevice { .. } => "revoke_device",
-            Request::PutRoster(_) => "put_roster",
-            Request::GetRoster => "get_roster",
-            Request::PublishPrekeys(_) => "publish_prekeys",
-            Request::FetchPrekeys(_) => "fetch_prekeys",
-            Request::SendEnvelope(_) => "send_envelope",
-            Request::FetchInbox { .. } => "fetch_inbox",
-            Request::AckInbox { .. } => "ack_inbox",
-            Request::RaiseAlert { .. } => "raise_alert",
-            Request::ListAlerts { .. } => "list_alerts",
-            Request::ClaimAlert { .. } => "claim_alert",
-            Request::CloseAlert { .. } => "close_alert",
-            Request::SetDuty { .. } => "set_duty",
-            Request::AlertDelivered { .. } => "alert_delivered",
-            // Both check-in kinds log alike: nothing tells a duress one apart.
-            Request::SetCheckin { .. } | Request::Checkin { .. } => "checkin",
-            Request::MarkRead(_) => "mark_read",
-            Request::Delivery(_) => "delivery",
+            RequestKind::Status => "status",
+            RequestKind::CreateInvite => "create_invite",
+            RequestKind::ListDevices => "list_devices",
+            RequestKind::RevokeDevice => "revoke_device",
+            RequestKind::PutRoster => "put_roster",
+            RequestKind::GetRoster => "get_roster",
+            RequestKind::PublishPrekeys => "publish_prekeys",
+            RequestKind::FetchPrekeys => "fetch_prekeys",
+            RequestKind::SendEnvelope => "send_envelope",
+            RequestKind::FetchInbox => "fetch_inbox",
+            RequestKind::AckInbox => "ack_inbox",
+            RequestKind::RaiseAlert => "raise_alert",
+            RequestKind::ListAlerts => "list_alerts",
+            RequestKind::ClaimAlert => "claim_alert",
+            RequestKind::CloseAlert => "close_alert",
+            RequestKind::SetDuty => "set_duty",
+            RequestKind::AlertDelivered => "alert_delivered",
+            RequestKind::SetCheckin => "set_checkin",
+            RequestKind::Checkin => "checkin",
+            RequestKind::MarkRead => "mark_read",
+            RequestKind::Delivery => "delivery",
+        }
+    }
+
+    /// The name logs carry. Both check-in kinds log alike, so that nothing
+    /// in a log line sets a check-in apart from a change of schedule.
+    pub fn log_name(self) -> &'static str {
+        match self {
+            RequestKind::SetCheckin | RequestKind::Checkin => "checkin",
+            other => other.name(),
+        }
+    }
+}
+
+impl std::fmt::Display for RequestKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Request {
+    /// What it asks, without its arguments.
+    pub fn kind(&self) -> RequestKind {
+        match self {
+            Request::Status => RequestKind::Status,
+            Request::CreateInvite { .. } => RequestKind::CreateInvite,
+            Request::ListDevices => RequestKind::ListDevices,
+            Request::RevokeDevice { .. } => RequestKind::RevokeDevice,
+            Request::PutRoster(_) => RequestKind::PutRoster,
+            Request::GetRoster => RequestKind::GetRoster,
+            Request::PublishPrekeys(_) => RequestKind::PublishPrekeys,
+            Request::FetchPrekeys(_) => RequestKind::FetchPrekeys,
+            Request::SendEnvelope(_) => RequestKind::SendEnvelope,
+            Request::FetchInbox { .. } => RequestKind::FetchInbox,
+            Request::AckInbox { .. } => RequestKind::AckInbox,
+            Request::RaiseAlert { .. } => RequestKind::RaiseAlert,
+            Request::ListAlerts { .. } => RequestKind::ListAlerts,
+            Request::ClaimAlert { .. } => RequestKind::ClaimAlert,
+            Request::CloseAlert { .. } => RequestKind::CloseAlert,
+            Request::SetDuty { .. } => RequestKind::SetDuty,
+            Request::AlertDelivered { .. } => RequestKind::AlertDelivered,
+            Request::SetCheckin { .. } => RequestKind::SetCheckin,
+            Request::Checkin { .. } => RequestKind::Checkin,
+            Request::MarkRead(_) => RequestKind::MarkRead,
+            Request::Delivery(_) => RequestKind::Delivery,
         }
     }
 
@@ -800,6 +917,36 @@ mod tests {
     use crate::ErrorCode;
     use crate::identity::IdentityKeyPair;
     use crate::invite::CertPin;
+
+    /// `RequestKind::ALL` is every request of the wire format: each field of
+    /// the `.proto` file's `Request.kind` oneof, by name and number, once.
+    /// A request added to the schema but not to `ALL` (and so missing from
+    /// the server's role table test) fails here.
+    #[test]
+    fn every_request_of_the_schema_has_a_kind() {
+        let schema = include_str!("../proto/hotline/v1/hotline.proto");
+        let body = schema
+            .split("message Request {")
+            .nth(1)
+            .and_then(|s| s.split("oneof kind {").nth(1))
+            .and_then(|s| s.split('}').next())
+            .expect("the Request message and its oneof");
+        let fields: Vec<(String, usize)> = body
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim().trim_end_matches(';');
+                let (lhs, number) = l.split_once('=')?;
+                let name = lhs.split_whitespace().nth(1)?.to_owned();
+                Some((name, number.trim().parse().ok()?))
+            })
+            .collect();
+        let kinds: Vec<(String, usize)> = RequestKind::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.name().to_owned(), i + 1))
+            .collect();
+        assert_eq!(fields, kinds);
+    }
 
     #[test]
     fn setup_messages_round_trip() {

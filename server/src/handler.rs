@@ -50,7 +50,7 @@ pub(crate) async fn handle(
         }
         Err(e) => return Response::Error(store_error(e)),
     }
-    let kind = req.kind();
+    let kind = req.kind().log_name();
     let response = match req {
         Request::Status => Response::Status(StatusInfo {
             device_id: session.device_id,
