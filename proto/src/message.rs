@@ -924,7 +924,10 @@ mod tests {
     /// the server's role table test) fails here.
     #[test]
     fn every_request_of_the_schema_has_a_kind() {
-        let schema = include_str!("../proto/hotline/v1/hotline.proto");
+        let schema = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/proto/hotline/v1/hotline.proto"
+        ));
         let body = schema
             .split("message Request {")
             .nth(1)
