@@ -24,6 +24,8 @@ pub const INVITE_PREFIX: &str = "hotline:";
 pub const MAX_INVITE_LEN: usize = 2048;
 /// Bytes in an invite token.
 pub const TOKEN_LEN: usize = 32;
+/// Longest invite lifetime an admin may ask for: 30 days.
+pub const MAX_INVITE_TTL_SECS: u64 = 30 * 24 * 3600;
 const INVITE_VERSION: u32 = 1;
 const MAX_HOST_LEN: usize = 255;
 
@@ -278,7 +280,7 @@ pub fn parse_lifetime(s: &str) -> Result<u64, BadLifetime> {
         _ => return Err(BadLifetime),
     };
     let secs = n.checked_mul(scale).ok_or(BadLifetime)?;
-    if secs == 0 || secs > crate::message::MAX_INVITE_TTL_SECS {
+    if secs == 0 || secs > MAX_INVITE_TTL_SECS {
         return Err(BadLifetime);
     }
     Ok(secs)

@@ -17,6 +17,8 @@ use crate::invite::{Invite, InviteToken};
 use crate::role::Role;
 use crate::{PROTOCOL_VERSION, pb};
 
+pub use crate::invite::MAX_INVITE_TTL_SECS;
+
 fn role_field(value: i32, field: &'static str) -> Result<Role, DecodeError> {
     Role::from_wire(value).ok_or(DecodeError::Invalid(field))
 }
@@ -171,9 +173,6 @@ pub fn decode_setup_response(bytes: &[u8]) -> Result<SetupResponse, DecodeError>
         pb::setup_response::Result::Error(e) => Ok(Err(WireError::from_wire(e))),
     }
 }
-
-/// Longest invite lifetime an admin may ask for: 30 days.
-pub const MAX_INVITE_TTL_SECS: u64 = 30 * 24 * 3600;
 
 /// A request from an authenticated device.
 #[derive(Debug, Clone, PartialEq, Eq)]
