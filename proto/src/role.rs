@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::error::DecodeError;
 use crate::pb;
 
 /// The role a device is enrolled with. Decided by the invite, fixed for the
@@ -51,6 +52,12 @@ impl Role {
             pb::Role::Coordinator => Some(Role::Coordinator),
             pb::Role::Admin => Some(Role::Admin),
         }
+    }
+
+    /// The role in the wire field `field`; an unknown or unspecified
+    /// value is an error naming the field.
+    pub(crate) fn from_wire_field(value: i32, field: &'static str) -> Result<Role, DecodeError> {
+        Role::from_wire(value).ok_or(DecodeError::Invalid(field))
     }
 
     pub(crate) fn to_wire(self) -> i32 {

@@ -19,10 +19,6 @@ use crate::{PROTOCOL_VERSION, pb};
 
 pub use crate::invite::MAX_INVITE_TTL_SECS;
 
-fn role_field(value: i32, field: &'static str) -> Result<Role, DecodeError> {
-    Role::from_wire(value).ok_or(DecodeError::Invalid(field))
-}
-
 fn check_version(v: u32) -> Result<(), DecodeError> {
     match v {
         0 => Err(DecodeError::Missing("protocol_version")),
@@ -167,7 +163,7 @@ pub fn decode_setup_response(bytes: &[u8]) -> Result<SetupResponse, DecodeError>
     match m.result.ok_or(DecodeError::Missing("result"))? {
         pb::setup_response::Result::Welcome(w) => Ok(Ok(Welcome {
             device_id: DeviceId::from_slice(&w.device_id, "device_id")?,
-            role: role_field(w.role, "role")?,
+            role: Role::from_wire_field(w.role, "role")?,
             server_time: w.server_time,
         })),
         pb::setup_response::Result::Error(e) => Ok(Err(WireError::from_wire(e))),
@@ -521,7 +517,7 @@ impl Request {
                     return Err(DecodeError::Invalid("ttl_seconds"));
                 }
                 Request::CreateInvite {
-                    role: role_field(c.role, "role")?,
+                    role: Role::from_wire_field(c.role, "role")?,
                     ttl_seconds: c.ttl_seconds,
                 }
             }
@@ -818,7 +814,7 @@ impl Response {
             Kind::Error(e) => Response::Error(WireError::from_wire(e)),
             Kind::Status(s) => Response::Status(StatusInfo {
                 device_id: DeviceId::from_slice(&s.device_id, "device_id")?,
-                role: role_field(s.role, "role")?,
+                role: Role::from_wire_field(s.role, "role")?,
                 server_time: s.server_time,
                 server_version: s.server_version,
             }),
@@ -831,7 +827,7 @@ impl Response {
                     .map(|d| {
                         Ok(DeviceInfo {
                             device_id: DeviceId::from_slice(&d.device_id, "device_id")?,
-                            role: role_field(d.role, "role")?,
+                            role: Role::from_wire_field(d.role, "role")?,
                             enrolled_at: d.enrolled_at,
                             revoked_at: (d.revoked_at != 0).then_some(d.revoked_at),
                             identity_key: IdentityPublicKey::from_slice(
@@ -858,7 +854,7 @@ impl Response {
                                 &b.identity_key,
                                 "identity_key",
                             )?,
-                            role: role_field(b.role, "role")?,
+                            role: Role::from_wire_field(b.role, "role")?,
                             prekey: b.prekey.map(SignedPrekey::from_wire).transpose()?,
                         })
                     })
