@@ -17,10 +17,12 @@ use crate::pb;
 use crate::role::Role;
 
 pub use crate::invite::MAX_INVITE_TTL_SECS;
+pub use devices::{DeviceInfo, StatusInfo};
 pub use setup::{
     Challenge, SetupRequest, SetupResponse, Welcome, decode_setup_response, encode_setup_response,
 };
 
+mod devices;
 mod setup;
 
 /// A request from an authenticated device.
@@ -467,21 +469,6 @@ impl Request {
     }
 }
 
-/// One enrolled device, as an admin sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceInfo {
-    /// The device.
-    pub device_id: DeviceId,
-    /// Its role.
-    pub role: Role,
-    /// When it enrolled, seconds since the Unix epoch.
-    pub enrolled_at: u64,
-    /// When it was revoked, if it was.
-    pub revoked_at: Option<u64>,
-    /// Its identity key (what a roster entry must carry).
-    pub identity_key: IdentityPublicKey,
-}
-
 /// One device's keys, as the server hands them to a sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrekeyBundle {
@@ -495,19 +482,6 @@ pub struct PrekeyBundle {
     /// One of its prekeys, signed by `identity_key`; `None` if it has
     /// published none.
     pub prekey: Option<SignedPrekey>,
-}
-
-/// What the server says about the requesting device.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusInfo {
-    /// The requesting device.
-    pub device_id: DeviceId,
-    /// Its role.
-    pub role: Role,
-    /// Server time, seconds since the Unix epoch.
-    pub server_time: u64,
-    /// The server's software version.
-    pub server_version: String,
 }
 
 /// The server's answer to a [`Request`].
@@ -577,27 +551,13 @@ impl Response {
         use pb::response::Kind;
         let kind = match self {
             Response::Error(e) => Kind::Error(e.to_wire()),
-            Response::Status(s) => Kind::Status(pb::StatusResponse {
-                device_id: s.device_id.as_bytes().to_vec().into(),
-                role: s.role.to_wire(),
-                server_time: s.server_time,
-                server_version: s.server_version.clone(),
-            }),
+            Response::Status(s) => Kind::Status(s.to_wire()),
             Response::InviteCreated { invite } => Kind::InviteCreated(pb::InviteCreated {
                 invite: invite.to_string(),
                 expires_at: invite.expires_at,
             }),
             Response::DeviceList(devices) => Kind::DeviceList(pb::DeviceList {
-                devices: devices
-                    .iter()
-                    .map(|d| pb::DeviceInfo {
-                        device_id: d.device_id.as_bytes().to_vec().into(),
-                        role: d.role.to_wire(),
-                        enrolled_at: d.enrolled_at,
-                        revoked_at: d.revoked_at.unwrap_or(0),
-                        identity_key: d.identity_key.as_bytes().to_vec().into(),
-                    })
-                    .collect(),
+                devices: devices.iter().map(DeviceInfo::to_wire).collect(),
             }),
             Response::DeviceRevoked {
                 device_id,
@@ -665,31 +625,15 @@ impl Response {
         let m = pb::Response::decode(bytes)?;
         Ok(match m.kind.ok_or(DecodeError::Missing("kind"))? {
             Kind::Error(e) => Response::Error(WireError::from_wire(e)),
-            Kind::Status(s) => Response::Status(StatusInfo {
-                device_id: DeviceId::from_slice(&s.device_id, "device_id")?,
-                role: Role::from_wire_field(s.role, "role")?,
-                server_time: s.server_time,
-                server_version: s.server_version,
-            }),
+            Kind::Status(s) => Response::Status(StatusInfo::from_wire(s)?),
             Kind::InviteCreated(c) => Response::InviteCreated {
                 invite: c.invite.parse()?,
             },
             Kind::DeviceList(l) => Response::DeviceList(
                 l.devices
                     .into_iter()
-                    .map(|d| {
-                        Ok(DeviceInfo {
-                            device_id: DeviceId::from_slice(&d.device_id, "device_id")?,
-                            role: Role::from_wire_field(d.role, "role")?,
-                            enrolled_at: d.enrolled_at,
-                            revoked_at: (d.revoked_at != 0).then_some(d.revoked_at),
-                            identity_key: IdentityPublicKey::from_slice(
-                                &d.identity_key,
-                                "identity_key",
-                            )?,
-                        })
-                    })
-                    .collect::<Result<_, DecodeError>>()?,
+                    .map(DeviceInfo::from_wire)
+                    .collect::<Result<_, _>>()?,
             ),
             Kind::DeviceRevoked(r) => Response::DeviceRevoked {
                 device_id: DeviceId::from_slice(&r.device_id, "device_id")?,

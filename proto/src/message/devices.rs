@@ -1,0 +1,78 @@
+//! What the server tells a device about itself and, for admins, about
+//! every enrolled device. Invites and revocations need no type of their
+//! own: their answers carry an [`crate::invite::Invite`] and a time.
+
+use crate::error::DecodeError;
+use crate::identity::{DeviceId, IdentityPublicKey};
+use crate::pb;
+use crate::role::Role;
+
+/// What the server says about the requesting device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusInfo {
+    /// The requesting device.
+    pub device_id: DeviceId,
+    /// Its role.
+    pub role: Role,
+    /// Server time, seconds since the Unix epoch.
+    pub server_time: u64,
+    /// The server's software version.
+    pub server_version: String,
+}
+
+impl StatusInfo {
+    pub(crate) fn to_wire(&self) -> pb::StatusResponse {
+        pb::StatusResponse {
+            device_id: self.device_id.as_bytes().to_vec().into(),
+            role: self.role.to_wire(),
+            server_time: self.server_time,
+            server_version: self.server_version.clone(),
+        }
+    }
+
+    pub(crate) fn from_wire(s: pb::StatusResponse) -> Result<StatusInfo, DecodeError> {
+        Ok(StatusInfo {
+            device_id: DeviceId::from_slice(&s.device_id, "device_id")?,
+            role: Role::from_wire_field(s.role, "role")?,
+            server_time: s.server_time,
+            server_version: s.server_version,
+        })
+    }
+}
+
+/// One enrolled device, as an admin sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// The device.
+    pub device_id: DeviceId,
+    /// Its role.
+    pub role: Role,
+    /// When it enrolled, seconds since the Unix epoch.
+    pub enrolled_at: u64,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<u64>,
+    /// Its identity key (what a roster entry must carry).
+    pub identity_key: IdentityPublicKey,
+}
+
+impl DeviceInfo {
+    pub(crate) fn to_wire(&self) -> pb::DeviceInfo {
+        pb::DeviceInfo {
+            device_id: self.device_id.as_bytes().to_vec().into(),
+            role: self.role.to_wire(),
+            enrolled_at: self.enrolled_at,
+            revoked_at: self.revoked_at.unwrap_or(0),
+            identity_key: self.identity_key.as_bytes().to_vec().into(),
+        }
+    }
+
+    pub(crate) fn from_wire(d: pb::DeviceInfo) -> Result<DeviceInfo, DecodeError> {
+        Ok(DeviceInfo {
+            device_id: DeviceId::from_slice(&d.device_id, "device_id")?,
+            role: Role::from_wire_field(d.role, "role")?,
+            enrolled_at: d.enrolled_at,
+            revoked_at: (d.revoked_at != 0).then_some(d.revoked_at),
+            identity_key: IdentityPublicKey::from_slice(&d.identity_key, "identity_key")?,
+        })
+    }
+}
