@@ -3,6 +3,19 @@
 //! Each type has `encode` (to a frame payload) and `decode` (from one). A
 //! decoded value always has every field it needs, of the right length and
 //! in range; anything else is a [`DecodeError`] naming the field.
+//!
+//! This file holds what a request stream carries, [`Request`] and
+//! [`Response`], with [`RequestKind`] and their encoding. The types they
+//! carry live in one file per domain and are re-exported here:
+//!
+//! * `setup`: the exchange that opens a connection ([`Challenge`],
+//!   [`SetupRequest`], [`Welcome`] or a refusal).
+//! * `devices`: [`StatusInfo`] and the admins' [`DeviceInfo`] list.
+//! * `messaging`: [`PrekeyBundle`], [`InboxItem`], [`DeliveryState`] and
+//!   the limits on one request.
+//!
+//! Alerts, duty and check-ins carry the types of [`crate::alert`]; invites
+//! those of [`crate::invite`].
 
 use prost::Message as _;
 
@@ -11,18 +24,23 @@ use crate::e2e::envelope::SignedEnvelope;
 use crate::e2e::prekey::SignedPrekey;
 use crate::e2e::roster::SignedRoster;
 use crate::error::{DecodeError, WireError};
-use crate::identity::{DeviceId, IdentityPublicKey};
+use crate::identity::DeviceId;
 use crate::invite::Invite;
 use crate::pb;
 use crate::role::Role;
 
 pub use crate::invite::MAX_INVITE_TTL_SECS;
 pub use devices::{DeviceInfo, StatusInfo};
+pub use messaging::{
+    DeliveryState, InboxItem, MAX_IDS_PER_REQUEST, MAX_INBOX_BATCH, MAX_PREKEYS_PER_REQUEST,
+    PrekeyBundle,
+};
 pub use setup::{
     Challenge, SetupRequest, SetupResponse, Welcome, decode_setup_response, encode_setup_response,
 };
 
 mod devices;
+mod messaging;
 mod setup;
 
 /// A request from an authenticated device.
@@ -121,27 +139,6 @@ pub enum Request {
     /// How far did these envelopes (sent by this device) get?
     Delivery(Vec<u64>),
 }
-
-/// How far one envelope got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeliveryState {
-    /// Its id.
-    pub id: u64,
-    /// Devices it was sealed to.
-    pub recipients: u32,
-    /// Devices that fetched and stored it.
-    pub delivered: u32,
-    /// Devices that showed it to their person.
-    pub read: u32,
-}
-
-/// Most ids one mark-read or delivery request may name.
-pub const MAX_IDS_PER_REQUEST: usize = 500;
-
-/// Most prekeys one request may publish.
-pub const MAX_PREKEYS_PER_REQUEST: usize = 200;
-/// Most envelopes one inbox answer carries.
-pub const MAX_INBOX_BATCH: u32 = 100;
 
 /// What a request asks, without its arguments: the rows of the role table
 /// and the names in logs.
@@ -469,21 +466,6 @@ impl Request {
     }
 }
 
-/// One device's keys, as the server hands them to a sender.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrekeyBundle {
-    /// The device.
-    pub device_id: DeviceId,
-    /// Its identity key, as enrolled (staff clients check it against the
-    /// roster; for defenders it is the enrolled key).
-    pub identity_key: IdentityPublicKey,
-    /// Its role.
-    pub role: Role,
-    /// One of its prekeys, signed by `identity_key`; `None` if it has
-    /// published none.
-    pub prekey: Option<SignedPrekey>,
-}
-
 /// The server's answer to a [`Request`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
@@ -534,17 +516,6 @@ pub enum Response {
     },
 }
 
-/// One envelope waiting for this device.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InboxItem {
-    /// The server's id for it.
-    pub id: u64,
-    /// The envelope.
-    pub envelope: SignedEnvelope,
-    /// The sender's identity key as enrolled (checked by the receiver).
-    pub sender_identity_key: IdentityPublicKey,
-}
-
 impl Response {
     /// The frame payload.
     pub fn encode(&self) -> Vec<u8> {
@@ -571,15 +542,7 @@ impl Response {
                 roster: r.as_ref().map(SignedRoster::to_wire),
             }),
             Response::PrekeyBundles(b) => Kind::PrekeyBundles(pb::PrekeyBundles {
-                bundles: b
-                    .iter()
-                    .map(|b| pb::PrekeyBundle {
-                        device_id: b.device_id.as_bytes().to_vec().into(),
-                        identity_key: b.identity_key.as_bytes().to_vec().into(),
-                        role: b.role.to_wire(),
-                        prekey: b.prekey.as_ref().map(SignedPrekey::to_wire),
-                    })
-                    .collect(),
+                bundles: b.iter().map(PrekeyBundle::to_wire).collect(),
             }),
             Response::EnvelopeAccepted { id, duplicate } => {
                 Kind::EnvelopeAccepted(pb::EnvelopeAccepted {
@@ -591,29 +554,14 @@ impl Response {
                 alerts: a.iter().map(AlertInfo::to_wire).collect(),
             }),
             Response::Delivery(states) => Kind::Delivery(pb::DeliveryList {
-                states: states
-                    .iter()
-                    .map(|d| pb::DeliveryState {
-                        id: d.id,
-                        recipients: d.recipients,
-                        delivered: d.delivered,
-                        read: d.read,
-                    })
-                    .collect(),
+                states: states.iter().copied().map(DeliveryState::to_wire).collect(),
             }),
             Response::Claim { granted, holder } => Kind::Claim(pb::ClaimResult {
                 granted: *granted,
                 holder: holder.as_bytes().to_vec().into(),
             }),
             Response::Inbox(items) => Kind::Inbox(pb::Inbox {
-                items: items
-                    .iter()
-                    .map(|i| pb::InboxItem {
-                        id: i.id,
-                        envelope: Some(i.envelope.to_wire()),
-                        sender_identity_key: i.sender_identity_key.as_bytes().to_vec().into(),
-                    })
-                    .collect(),
+                items: items.iter().map(InboxItem::to_wire).collect(),
             }),
         };
         pb::Response { kind: Some(kind) }.encode_to_vec()
@@ -644,18 +592,8 @@ impl Response {
             Kind::PrekeyBundles(b) => Response::PrekeyBundles(
                 b.bundles
                     .into_iter()
-                    .map(|b| {
-                        Ok(PrekeyBundle {
-                            device_id: DeviceId::from_slice(&b.device_id, "device_id")?,
-                            identity_key: IdentityPublicKey::from_slice(
-                                &b.identity_key,
-                                "identity_key",
-                            )?,
-                            role: Role::from_wire_field(b.role, "role")?,
-                            prekey: b.prekey.map(SignedPrekey::from_wire).transpose()?,
-                        })
-                    })
-                    .collect::<Result<_, DecodeError>>()?,
+                    .map(PrekeyBundle::from_wire)
+                    .collect::<Result<_, _>>()?,
             ),
             Kind::EnvelopeAccepted(a) => Response::EnvelopeAccepted {
                 id: a.id,
@@ -667,17 +605,9 @@ impl Response {
                     .map(AlertInfo::from_wire)
                     .collect::<Result<_, _>>()?,
             ),
-            Kind::Delivery(d) => Response::Delivery(
-                d.states
-                    .into_iter()
-                    .map(|d| DeliveryState {
-                        id: d.id,
-                        recipients: d.recipients,
-                        delivered: d.delivered,
-                        read: d.read,
-                    })
-                    .collect(),
-            ),
+            Kind::Delivery(d) => {
+                Response::Delivery(d.states.into_iter().map(DeliveryState::from_wire).collect())
+            }
             Kind::Claim(c) => Response::Claim {
                 granted: c.granted,
                 holder: DeviceId::from_slice(&c.holder, "holder")?,
@@ -685,19 +615,8 @@ impl Response {
             Kind::Inbox(i) => Response::Inbox(
                 i.items
                     .into_iter()
-                    .map(|item| {
-                        Ok(InboxItem {
-                            id: item.id,
-                            envelope: SignedEnvelope::from_wire(
-                                item.envelope.ok_or(DecodeError::Missing("envelope"))?,
-                            )?,
-                            sender_identity_key: IdentityPublicKey::from_slice(
-                                &item.sender_identity_key,
-                                "sender_identity_key",
-                            )?,
-                        })
-                    })
-                    .collect::<Result<_, DecodeError>>()?,
+                    .map(InboxItem::from_wire)
+                    .collect::<Result<_, _>>()?,
             ),
         })
     }
