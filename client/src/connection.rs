@@ -6,14 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use hotline_proto::alert::{AlertInfo, CloseReason, Push, checkin_digest};
+use hotline_proto::alert::{AlertInfo, CloseReason, Priority, Push, checkin_digest};
 use hotline_proto::auth::{
     self, CHANNEL_BINDING_LEN, ChannelBinding, EXPORTER_CONTEXT, EXPORTER_LABEL, Nonce,
 };
+use hotline_proto::e2e::envelope::SignedEnvelope;
+use hotline_proto::e2e::prekey::SignedPrekey;
+use hotline_proto::e2e::roster::SignedRoster;
 use hotline_proto::frame::{self, HEADER_LEN, MAX_FRAME_LEN, MAX_SETUP_FRAME_LEN};
 use hotline_proto::message::{
-    Challenge, DeliveryState, DeviceInfo, Request, Response, SetupRequest, StatusInfo, Welcome,
-    decode_setup_response,
+    Challenge, DeliveryState, DeviceInfo, InboxItem, PrekeyBundle, Request, Response, SetupRequest,
+    StatusInfo, Welcome, decode_setup_response,
 };
 use hotline_proto::{ALPN, CertPin, DeviceId, ErrorCode, IdentityKeyPair, Invite, Role, WireError};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -258,6 +261,15 @@ async fn exchange(
     read_frame(&mut recv, max_answer).await
 }
 
+/// The server's receipt for an envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// The server's id for it.
+    pub id: u64,
+    /// The server had it already (this was a retry).
+    pub duplicate: bool,
+}
+
 /// An authenticated connection.
 #[derive(Debug)]
 pub struct Session {
@@ -294,75 +306,157 @@ impl Session {
         Response::decode(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
-    async fn call(&self, req: &Request) -> Result<Response, ClientError> {
+    /// Sends `req` and returns what `expected` takes from the answer. A
+    /// refusal is [`ClientError::Refused`]; an answer `expected` does not
+    /// take (`None`) is a protocol error.
+    async fn ask<T>(
+        &self,
+        req: &Request,
+        expected: impl FnOnce(Response) -> Option<T>,
+    ) -> Result<T, ClientError> {
         match self.request(req).await? {
             Response::Error(e) => Err(ClientError::Refused(e)),
-            other => Ok(other),
+            other => expected(other)
+                .ok_or_else(|| ClientError::Protocol("an answer of the wrong kind".into())),
         }
+    }
+
+    /// Sends `req`, a change whose answer is [`Response::Done`].
+    async fn change(&self, req: &Request) -> Result<(), ClientError> {
+        self.ask(req, |r| matches!(r, Response::Done).then_some(()))
+            .await
     }
 
     /// What the server knows about this device.
     pub async fn status(&self) -> Result<StatusInfo, ClientError> {
-        match self.call(&Request::Status).await? {
-            Response::Status(s) => Ok(s),
-            _ => Err(unexpected()),
-        }
+        self.ask(&Request::Status, |r| match r {
+            Response::Status(s) => Some(s),
+            _ => None,
+        })
+        .await
     }
 
     /// Makes a one-time invite for a new device.
     pub async fn create_invite(&self, role: Role, ttl_seconds: u64) -> Result<Invite, ClientError> {
-        match self
-            .call(&Request::CreateInvite { role, ttl_seconds })
-            .await?
-        {
-            Response::InviteCreated { invite } => Ok(invite),
-            _ => Err(unexpected()),
-        }
+        self.ask(&Request::CreateInvite { role, ttl_seconds }, |r| match r {
+            Response::InviteCreated { invite } => Some(invite),
+            _ => None,
+        })
+        .await
     }
 
     /// Every enrolled device (admins only).
     pub async fn devices(&self) -> Result<Vec<DeviceInfo>, ClientError> {
-        match self.call(&Request::ListDevices).await? {
-            Response::DeviceList(d) => Ok(d),
-            _ => Err(unexpected()),
-        }
+        self.ask(&Request::ListDevices, |r| match r {
+            Response::DeviceList(d) => Some(d),
+            _ => None,
+        })
+        .await
     }
 
     /// Revokes a device (admins only); returns when it was revoked.
     pub async fn revoke(&self, device_id: DeviceId) -> Result<u64, ClientError> {
-        match self.call(&Request::RevokeDevice { device_id }).await? {
-            Response::DeviceRevoked { revoked_at, .. } => Ok(revoked_at),
-            _ => Err(unexpected()),
-        }
+        self.ask(&Request::RevokeDevice { device_id }, |r| match r {
+            Response::DeviceRevoked { revoked_at, .. } => Some(revoked_at),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The newest roster the server stores, if any (not yet verified).
+    pub async fn get_roster(&self) -> Result<Option<SignedRoster>, ClientError> {
+        self.ask(&Request::GetRoster, |r| match r {
+            Response::Roster(r) => Some(r),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Stores a roster signed by the organisation root (admins only).
+    pub async fn put_roster(&self, roster: SignedRoster) -> Result<(), ClientError> {
+        self.change(&Request::PutRoster(roster)).await
+    }
+
+    /// Publishes this device's prekeys.
+    pub async fn publish_prekeys(&self, prekeys: Vec<SignedPrekey>) -> Result<(), ClientError> {
+        self.change(&Request::PublishPrekeys(prekeys)).await
+    }
+
+    /// One prekey bundle for each listed device the server knows.
+    pub async fn fetch_prekeys(
+        &self,
+        devices: Vec<DeviceId>,
+    ) -> Result<Vec<PrekeyBundle>, ClientError> {
+        self.ask(&Request::FetchPrekeys(devices), |r| match r {
+            Response::PrekeyBundles(b) => Some(b),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Hands an envelope to the server for its recipients.
+    pub async fn send_envelope(&self, envelope: SignedEnvelope) -> Result<Accepted, ClientError> {
+        self.ask(&Request::SendEnvelope(envelope), |r| match r {
+            Response::EnvelopeAccepted { id, duplicate } => Some(Accepted { id, duplicate }),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Raises an alert (defenders) with the envelope that says what
+    /// happened; returns the alert.
+    pub async fn raise_alert(
+        &self,
+        priority: Priority,
+        envelope: SignedEnvelope,
+    ) -> Result<AlertInfo, ClientError> {
+        self.ask(&Request::RaiseAlert { priority, envelope }, |r| match r {
+            Response::Alerts(mut a) if a.len() == 1 => Some(a.remove(0)),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Up to `limit` envelopes waiting for this device, after id `after`.
+    pub async fn fetch_inbox(&self, after: u64, limit: u32) -> Result<Vec<InboxItem>, ClientError> {
+        self.ask(&Request::FetchInbox { after, limit }, |r| match r {
+            Response::Inbox(items) => Some(items),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Tells the server everything up to id `up_to` is stored on the device.
+    pub async fn ack_inbox(&self, up_to: u64) -> Result<(), ClientError> {
+        self.change(&Request::AckInbox { up_to }).await
     }
 
     /// Alerts this device may see (staff: all; defenders: their own).
     pub async fn alerts(&self, open_only: bool) -> Result<Vec<AlertInfo>, ClientError> {
-        match self.call(&Request::ListAlerts { open_only }).await? {
-            Response::Alerts(a) => Ok(a),
-            _ => Err(unexpected()),
-        }
+        self.ask(&Request::ListAlerts { open_only }, |r| match r {
+            Response::Alerts(a) => Some(a),
+            _ => None,
+        })
+        .await
     }
 
     /// Claims an alert. `Ok(Ok(()))` if this device now holds it,
     /// `Ok(Err(holder))` if another device already does.
     pub async fn claim_alert(&self, alert_id: u64) -> Result<Result<(), DeviceId>, ClientError> {
-        match self.call(&Request::ClaimAlert { alert_id }).await? {
-            Response::Claim { granted: true, .. } => Ok(Ok(())),
+        self.ask(&Request::ClaimAlert { alert_id }, |r| match r {
+            Response::Claim { granted: true, .. } => Some(Ok(())),
             Response::Claim {
                 granted: false,
                 holder,
-            } => Ok(Err(holder)),
-            _ => Err(unexpected()),
-        }
+            } => Some(Err(holder)),
+            _ => None,
+        })
+        .await
     }
 
     /// Resolves, cancels or calls a false alarm on an alert.
     pub async fn close_alert(&self, alert_id: u64, reason: CloseReason) -> Result<(), ClientError> {
-        match self.call(&Request::CloseAlert { alert_id, reason }).await? {
-            Response::Done => Ok(()),
-            _ => Err(unexpected()),
-        }
+        self.change(&Request::CloseAlert { alert_id, reason }).await
     }
 
     /// Sets (interval 0: stops) this defender's check-in schedule, with its
@@ -375,50 +469,39 @@ impl Session {
         duress: &str,
     ) -> Result<(), ClientError> {
         let me = self.device_id();
-        let req = Request::SetCheckin {
+        self.change(&Request::SetCheckin {
             interval_secs,
             grace_secs,
             code_digest: checkin_digest(&me, code),
             duress_digest: checkin_digest(&me, duress),
-        };
-        match self.call(&req).await? {
-            Response::Done => Ok(()),
-            _ => Err(unexpected()),
-        }
+        })
+        .await
     }
 
     /// Checks in with the code typed. A duress code is answered exactly
     /// like the normal one.
     pub async fn checkin(&self, code: &str) -> Result<(), ClientError> {
         let code_digest = checkin_digest(&self.device_id(), code);
-        match self.call(&Request::Checkin { code_digest }).await? {
-            Response::Done => Ok(()),
-            _ => Err(unexpected()),
-        }
+        self.change(&Request::Checkin { code_digest }).await
     }
 
     /// Tells senders these messages were shown to the person.
     pub async fn mark_read(&self, ids: Vec<u64>) -> Result<(), ClientError> {
-        match self.call(&Request::MarkRead(ids)).await? {
-            Response::Done => Ok(()),
-            _ => Err(unexpected()),
-        }
+        self.change(&Request::MarkRead(ids)).await
     }
 
     /// How far messages this device sent got: recipients, delivered, read.
     pub async fn delivery(&self, ids: Vec<u64>) -> Result<Vec<DeliveryState>, ClientError> {
-        match self.call(&Request::Delivery(ids)).await? {
-            Response::Delivery(d) => Ok(d),
-            _ => Err(unexpected()),
-        }
+        self.ask(&Request::Delivery(ids), |r| match r {
+            Response::Delivery(d) => Some(d),
+            _ => None,
+        })
+        .await
     }
 
     /// Goes on or off duty.
     pub async fn set_duty(&self, on_duty: bool) -> Result<(), ClientError> {
-        match self.call(&Request::SetDuty { on_duty }).await? {
-            Response::Done => Ok(()),
-            _ => Err(unexpected()),
-        }
+        self.change(&Request::SetDuty { on_duty }).await
     }
 
     /// Waits (up to `wait`) for the next push from the server, and confirms
@@ -444,13 +527,8 @@ impl Session {
         let push = Push::decode(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))?;
         show(&push);
         if let Push::Alert(a) = &push {
-            match self
-                .call(&Request::AlertDelivered { alert_id: a.id })
-                .await?
-            {
-                Response::Done => {}
-                _ => return Err(unexpected()),
-            }
+            self.change(&Request::AlertDelivered { alert_id: a.id })
+                .await?;
         }
         Ok(Some(push))
     }
@@ -487,10 +565,6 @@ impl Session {
     pub async fn close(self) {
         self.conn.close(0u32.into(), b"bye");
     }
-}
-
-fn unexpected() -> ClientError {
-    ClientError::Protocol("an answer of the wrong kind".into())
 }
 
 /// Receives the server's challenge and the channel binding for `conn`.

@@ -15,7 +15,7 @@ use hotline_proto::e2e::replay::ReplayGuard;
 use hotline_proto::e2e::roster::{Roster, SeenRoster, SignedRoster};
 use hotline_proto::e2e::suite::{EncryptionKeyPair, SystemRandomness};
 use hotline_proto::identity::{fill_random, hex, unhex};
-use hotline_proto::message::{MAX_INBOX_BATCH, PrekeyBundle, Request, Response};
+use hotline_proto::message::{MAX_INBOX_BATCH, PrekeyBundle};
 use hotline_proto::{DeviceId, IdentityKeyPair, Role};
 use prost::Message;
 
@@ -249,11 +249,8 @@ impl Device {
         // Keep the private halves before publishing: a crash after the server
         // took them must not leave public keys nobody can use.
         self.save()?;
-        match session.request(&Request::PublishPrekeys(new)).await? {
-            Response::Done => Ok(count),
-            Response::Error(e) => Err(ClientError::Refused(e)),
-            _ => Err(ClientError::Protocol("an answer of the wrong kind".into())),
-        }
+        session.publish_prekeys(new).await?;
+        Ok(count)
     }
 
     fn new_prekey(&mut self, kind: PrekeyKind, now: u64) -> SignedPrekey {
@@ -286,16 +283,9 @@ impl Device {
                     .into(),
             )
         })?;
-        let signed = match session.request(&Request::GetRoster).await? {
-            Response::Roster(Some(r)) => r,
-            Response::Roster(None) => {
-                return Err(ClientError::State(
-                    "the organisation has not published a staff roster yet".into(),
-                ));
-            }
-            Response::Error(e) => return Err(ClientError::Refused(e)),
-            _ => return Err(ClientError::Protocol("an answer of the wrong kind".into())),
-        };
+        let signed = session.get_roster().await?.ok_or_else(|| {
+            ClientError::State("the organisation has not published a staff roster yet".into())
+        })?;
         self.accept_roster(&root, &signed)
     }
 
@@ -351,11 +341,7 @@ impl Device {
         if ids.is_empty() {
             return Err(ClientError::State("nobody on the roster to send to".into()));
         }
-        let bundles = match session.request(&Request::FetchPrekeys(ids)).await? {
-            Response::PrekeyBundles(b) => b,
-            Response::Error(e) => return Err(ClientError::Refused(e)),
-            _ => return Err(ClientError::Protocol("an answer of the wrong kind".into())),
-        };
+        let bundles = session.fetch_prekeys(ids).await?;
         let recipients = self.check_bundles(&roster, bundles, to, now)?;
         self.local.counter += 1;
         let content = Content {
@@ -463,31 +449,35 @@ impl Device {
             } else {
                 SignedEnvelope::decode(&item.sealed).map_err(refused)?
             };
-            let result = match item.alert {
-                0 => match session.request(&Request::SendEnvelope(envelope)).await? {
-                    Response::EnvelopeAccepted { id, duplicate } => Sent::Message { id, duplicate },
-                    Response::Error(e) => return Err(self.refused_item(e)),
-                    _ => return Err(ClientError::Protocol("an answer of the wrong kind".into())),
-                },
+            let answer = match item.alert {
+                0 => session
+                    .send_envelope(envelope)
+                    .await
+                    .map(|a| Sent::Message {
+                        id: a.id,
+                        duplicate: a.duplicate,
+                    }),
                 p => {
                     let priority = match p {
                         1 => Priority::Immediate,
                         2 => Priority::Urgent,
                         _ => Priority::Routine,
                     };
-                    match session
-                        .request(&Request::RaiseAlert { priority, envelope })
-                        .await?
-                    {
-                        Response::Alerts(mut a) if a.len() == 1 => Sent::Alert(a.remove(0)),
-                        Response::Error(e) => return Err(self.refused_item(e)),
-                        _ => {
-                            return Err(ClientError::Protocol(
-                                "an answer of the wrong kind".into(),
-                            ));
-                        }
-                    }
+                    session
+                        .raise_alert(priority, envelope)
+                        .await
+                        .map(Sent::Alert)
                 }
+            };
+            let result = match answer {
+                Ok(sent) => sent,
+                // A refusal the server answered; a connection it closed
+                // with a code (a revocation, a shutdown) says nothing about
+                // this item, which stays.
+                Err(ClientError::Refused(e)) if session.connection().close_reason().is_none() => {
+                    return Err(self.refused_item(e));
+                }
+                Err(e) => return Err(e),
             };
             self.local.outbox.remove(0);
             self.save()?;
@@ -595,17 +585,9 @@ impl Device {
         };
         let mut received = Vec::new();
         loop {
-            let items = match session
-                .request(&Request::FetchInbox {
-                    after: self.local.inbox_after,
-                    limit: MAX_INBOX_BATCH,
-                })
-                .await?
-            {
-                Response::Inbox(items) => items,
-                Response::Error(e) => return Err(ClientError::Refused(e)),
-                _ => return Err(ClientError::Protocol("an answer of the wrong kind".into())),
-            };
+            let items = session
+                .fetch_inbox(self.local.inbox_after, MAX_INBOX_BATCH)
+                .await?;
             if items.is_empty() {
                 break;
             }
@@ -618,16 +600,7 @@ impl Device {
                 self.local.inbox_after = self.local.inbox_after.max(item.id);
             }
             self.save()?;
-            match session
-                .request(&Request::AckInbox {
-                    up_to: self.local.inbox_after,
-                })
-                .await?
-            {
-                Response::Done => {}
-                Response::Error(e) => return Err(ClientError::Refused(e)),
-                _ => return Err(ClientError::Protocol("an answer of the wrong kind".into())),
-            }
+            session.ack_inbox(self.local.inbox_after).await?;
         }
         Ok(received)
     }

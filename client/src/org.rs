@@ -6,7 +6,6 @@ use std::path::Path;
 
 use hotline_proto::e2e::org::{OrgKeyPair, OrgPublicKey};
 use hotline_proto::e2e::roster::{Roster, RosterEntry, SignedRoster};
-use hotline_proto::message::{Request, Response};
 
 use crate::connection::Session;
 use crate::error::ClientError;
@@ -62,11 +61,7 @@ pub async fn sign_roster(
     validity_secs: u64,
 ) -> Result<Roster, ClientError> {
     device.pin_org_root(root.public_key())?;
-    let current = match session.request(&Request::GetRoster).await? {
-        Response::Roster(r) => r,
-        Response::Error(e) => return Err(ClientError::Refused(e)),
-        _ => return Err(ClientError::Protocol("an answer of the wrong kind".into())),
-    };
+    let current = session.get_roster().await?;
     let (version, previous_hash) = match &current {
         Some(signed) => {
             let r = signed
@@ -96,11 +91,7 @@ pub async fn sign_roster(
             .collect(),
     };
     let signed: SignedRoster = roster.sign(root);
-    match session.request(&Request::PutRoster(signed.clone())).await? {
-        Response::Done => {}
-        Response::Error(e) => return Err(ClientError::Refused(e)),
-        _ => return Err(ClientError::Protocol("an answer of the wrong kind".into())),
-    }
+    session.put_roster(signed.clone()).await?;
     device.accept_roster(&root.public_key(), &signed)?;
     Ok(roster)
 }
