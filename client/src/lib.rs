@@ -8,6 +8,8 @@
 //!   authenticate) and the request calls of an authenticated [`Session`].
 //! * [`messenger`]: end-to-end messaging on an unlocked device: prekeys,
 //!   the roster it trusts, sealing to the right devices, opening.
+//! * [`outbox`]: what waits to be sent, as stored in the device's sealed
+//!   state; the messenger sends it.
 //! * [`org`]: the organisation root key (offline) and roster signing.
 //! * [`error`]: every failure, worded for the person at the keyboard.
 //! * [`enroll`] and [`connect`]: the flows the commands use.
@@ -17,6 +19,7 @@ pub mod error;
 pub mod keystore;
 pub mod messenger;
 pub mod org;
+pub mod outbox;
 pub mod state;
 
 pub use connection::{ServerInfo, Session, authenticate};

@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use hotline_client::keystore::DEFAULT_ITERATIONS;
 use hotline_client::messenger::Device;
+use hotline_client::outbox::Outgoing;
 use hotline_client::{ClientError, StateDir};
 use hotline_proto::alert::{CloseReason, Priority, Push};
 use hotline_proto::e2e::org::OrgPublicKey;
@@ -351,11 +352,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     let Some(a) = found else {
                         bail!("no alert {alert_id} visible to this device");
                     };
-                    device.queue_reply(message.as_bytes(), a.defender, alert_id)?;
+                    device.queue(
+                        message.as_bytes(),
+                        Outgoing::Reply {
+                            alert: alert_id,
+                            to: a.defender,
+                        },
+                    )?;
                     session.close().await;
                 }
                 None => {
-                    device.queue(message.as_bytes(), to, None)?;
+                    device.queue(message.as_bytes(), Outgoing::Message { to })?;
                 }
             }
             if let Some(sent) = deliver(&mut device).await? {
@@ -432,7 +439,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let mut device = open_device(&state)?;
             let body = format!("category: {category}\n{message}");
-            device.queue(body.as_bytes(), None, Some(priority))?;
+            device.queue(body.as_bytes(), Outgoing::Alert(priority))?;
             if let Some(sent) = deliver(&mut device).await? {
                 for s in sent {
                     if let hotline_client::messenger::Sent::Alert(alert) = s {

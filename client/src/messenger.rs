@@ -14,7 +14,7 @@ use hotline_proto::e2e::prekey::{Prekey, PrekeyKind, SignedPrekey};
 use hotline_proto::e2e::replay::ReplayGuard;
 use hotline_proto::e2e::roster::{Roster, SeenRoster, SignedRoster};
 use hotline_proto::e2e::suite::{EncryptionKeyPair, SystemRandomness};
-use hotline_proto::identity::{fill_random, hex, unhex};
+use hotline_proto::identity::{hex, unhex};
 use hotline_proto::message::{MAX_INBOX_BATCH, PrekeyBundle};
 use hotline_proto::{DeviceId, IdentityKeyPair, Role};
 use prost::Message;
@@ -22,6 +22,7 @@ use prost::Message;
 use crate::connection::Session;
 use crate::error::ClientError;
 use crate::keystore::StorageKey;
+use crate::outbox::{Item, OutboxRow, Outgoing};
 use crate::state::{Profile, StateDir};
 
 const DEVICE_FILE: &str = "device.sealed";
@@ -60,28 +61,6 @@ struct DeviceRow {
     outbox: Vec<OutboxRow>,
 }
 
-/// A message waiting to be sent: written first, sealed once (so a retry
-/// sends the very same bytes, which the server recognises), removed when
-/// the server has it.
-#[derive(Clone, PartialEq, Message)]
-struct OutboxRow {
-    #[prost(bytes = "vec", tag = "1")]
-    message_id: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    body: Vec<u8>,
-    #[prost(bytes = "vec", tag = "3")]
-    to: Vec<u8>,
-    /// 0: a message; 1, 2, 3: an alert of priority immediate, urgent, routine.
-    #[prost(uint32, tag = "4")]
-    alert: u32,
-    #[prost(uint64, tag = "5")]
-    created_at: u64,
-    #[prost(bytes = "vec", tag = "6")]
-    sealed: Vec<u8>,
-    #[prost(uint64, tag = "7")]
-    thread: u64,
-}
-
 /// What sending one queued item gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sent {
@@ -102,8 +81,11 @@ pub struct Device {
     storage: StorageKey,
     state: StateDir,
     profile: Profile,
+    /// The stored state; its `replay` and `outbox` are rewritten from the
+    /// fields below on every save.
     local: DeviceRow,
     replay: ReplayGuard,
+    outbox: Vec<Item>,
     warnings: Vec<String>,
 }
 
@@ -162,6 +144,11 @@ impl Device {
         };
         let replay = ReplayGuard::decode(&local.replay)
             .ok_or_else(|| ClientError::State("device.sealed is damaged".into()))?;
+        let outbox = local
+            .outbox
+            .iter()
+            .map(Item::from_row)
+            .collect::<Result<_, _>>()?;
         Ok(Device {
             identity,
             storage,
@@ -169,6 +156,7 @@ impl Device {
             profile,
             local,
             replay,
+            outbox,
             warnings: Vec::new(),
         })
     }
@@ -190,6 +178,7 @@ impl Device {
 
     fn save(&mut self) -> Result<(), ClientError> {
         self.local.replay = self.replay.encode();
+        self.local.outbox = self.outbox.iter().map(Item::to_row).collect();
         let bytes = self.local.encode_to_vec();
         self.state.save_sealed(DEVICE_FILE, &self.storage, &bytes)
     }
@@ -361,113 +350,63 @@ impl Device {
         .map_err(refused)
     }
 
-    /// Puts a message (or, with `alert`, an alert) in the outbox, saved on
-    /// disk before anything is sent. Returns how many items are pending.
-    pub fn queue(
-        &mut self,
-        body: &[u8],
-        to: Option<DeviceId>,
-        alert: Option<Priority>,
-    ) -> Result<usize, ClientError> {
-        let mut message_id = [0u8; 16];
-        fill_random(&mut message_id)
-            .map_err(|_| ClientError::State("the system random number generator failed".into()))?;
-        self.local.outbox.push(OutboxRow {
-            message_id: message_id.to_vec(),
-            body: body.to_vec(),
-            to: to.map(|d| d.as_bytes().to_vec()).unwrap_or_default(),
-            alert: match alert {
-                None => 0,
-                Some(Priority::Immediate) => 1,
-                Some(Priority::Urgent) => 2,
-                Some(Priority::Routine) => 3,
-            },
-            created_at: now(),
-            sealed: Vec::new(),
-            thread: 0,
-        });
+    /// Puts `body` in the outbox as `what`, saved on disk before anything
+    /// is sent. Returns how many items are pending.
+    pub fn queue(&mut self, body: &[u8], what: Outgoing) -> Result<usize, ClientError> {
+        self.outbox.push(Item::new(body, what, now())?);
         self.save()?;
-        Ok(self.local.outbox.len())
-    }
-
-    /// Queues a message in the thread of alert `thread`, to its defender
-    /// `to` (and, as always, the staff on the roster).
-    pub fn queue_reply(
-        &mut self,
-        body: &[u8],
-        to: DeviceId,
-        thread: u64,
-    ) -> Result<usize, ClientError> {
-        self.queue(body, Some(to), None)?;
-        if let Some(last) = self.local.outbox.last_mut() {
-            last.thread = thread;
-        }
-        self.save()?;
-        Ok(self.local.outbox.len())
+        Ok(self.outbox.len())
     }
 
     /// Items waiting in the outbox: when each was written, and whether it
     /// is an alert.
     pub fn pending(&self) -> Vec<(u64, bool)> {
-        self.local
-            .outbox
+        self.outbox
             .iter()
-            .map(|o| (o.created_at, o.alert != 0))
+            .map(|i| (i.created_at, matches!(i.what, Outgoing::Alert(_))))
             .collect()
     }
 
     /// Sends everything in the outbox, oldest first, each exactly once: an
     /// item is sealed once and kept until the server has it, so a retry
     /// after a lost answer sends the same bytes and the server recognises
-    /// them. Stops at the first failure, keeping what is left.
+    /// them. Stops at the first failure, keeping what is left, except an
+    /// item the server refuses in a way retrying cannot fix, which is
+    /// dropped.
     pub async fn flush(&mut self, session: &Session) -> Result<Vec<Sent>, ClientError> {
         let mut sent = Vec::new();
-        while let Some(item) = self.local.outbox.first().cloned() {
-            let envelope = if item.sealed.is_empty() {
-                let message_id: [u8; 16] = item
-                    .message_id
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| ClientError::State("device.sealed is damaged".into()))?;
-                let to = match item.to.len() {
-                    0 => None,
-                    _ => Some(DeviceId::from_bytes(
-                        item.to
-                            .as_slice()
-                            .try_into()
-                            .map_err(|_| ClientError::State("device.sealed is damaged".into()))?,
-                    )),
-                };
-                let env = self
-                    .seal(session, &item.body, to, message_id, item.thread)
-                    .await?;
-                if let Some(first) = self.local.outbox.first_mut() {
-                    first.sealed = env.encode();
+        while let Some(item) = self.outbox.first().cloned() {
+            let envelope = match item.sealed {
+                Some(sealed) => SignedEnvelope::decode(&sealed).map_err(refused)?,
+                None => {
+                    let env = self
+                        .seal(
+                            session,
+                            &item.body,
+                            item.what.to(),
+                            item.message_id,
+                            item.what.thread(),
+                        )
+                        .await?;
+                    if let Some(first) = self.outbox.first_mut() {
+                        first.sealed = Some(env.encode());
+                    }
+                    self.save()?;
+                    env
                 }
-                self.save()?;
-                env
-            } else {
-                SignedEnvelope::decode(&item.sealed).map_err(refused)?
             };
-            let answer = match item.alert {
-                0 => session
+            let answer = match item.what {
+                Outgoing::Message { .. } | Outgoing::Reply { .. } => session
                     .send_envelope(envelope)
                     .await
                     .map(|a| Sent::Message {
                         id: a.id,
                         duplicate: a.duplicate,
                     }),
-                p => {
-                    let priority = match p {
-                        1 => Priority::Immediate,
-                        2 => Priority::Urgent,
-                        _ => Priority::Routine,
-                    };
-                    session
-                        .raise_alert(priority, envelope)
-                        .await
-                        .map(Sent::Alert)
-                }
+                Outgoing::Alert(priority) => session
+                    .raise_alert(priority, envelope)
+                    .await
+                    .map(Sent::Alert),
             };
             let result = match answer {
                 Ok(sent) => sent,
@@ -479,20 +418,22 @@ impl Device {
                 }
                 Err(e) => return Err(e),
             };
-            self.local.outbox.remove(0);
+            self.outbox.remove(0);
             self.save()?;
             sent.push(result);
         }
         Ok(sent)
     }
 
-    /// The server refused the first outbox item. If retrying cannot help,
-    /// the item is dropped (so the outbox is not stuck behind it).
+    /// The server answered the first outbox item with a refusal. Unless
+    /// retrying may fix it (UNAVAILABLE, RATE_LIMITED, INTERNAL), the item
+    /// is dropped from the outbox, so that what was written after it is
+    /// not stuck behind it; either way the refusal is returned, for the
+    /// person to see.
     fn refused_item(&mut self, e: hotline_proto::WireError) -> ClientError {
         use hotline_proto::ErrorCode::{Internal, RateLimited, Unavailable};
-        if !matches!(e.code, Unavailable | RateLimited | Internal) && !self.local.outbox.is_empty()
-        {
-            self.local.outbox.remove(0);
+        if !matches!(e.code, Unavailable | RateLimited | Internal) && !self.outbox.is_empty() {
+            self.outbox.remove(0);
             if let Err(save) = self.save() {
                 return save;
             }
@@ -509,7 +450,7 @@ impl Device {
         body: &[u8],
         to: Option<DeviceId>,
     ) -> Result<u64, ClientError> {
-        self.queue(body, to, None)?;
+        self.queue(body, Outgoing::Message { to })?;
         match self.flush(session).await?.pop() {
             Some(Sent::Message { id, .. }) => Ok(id),
             _ => Err(ClientError::Protocol("the message was not sent".into())),
@@ -525,7 +466,7 @@ impl Device {
         priority: Priority,
         body: &[u8],
     ) -> Result<AlertInfo, ClientError> {
-        self.queue(body, None, Some(priority))?;
+        self.queue(body, Outgoing::Alert(priority))?;
         match self.flush(session).await?.pop() {
             Some(Sent::Alert(a)) => Ok(a),
             _ => Err(ClientError::Protocol("the alert was not raised".into())),

@@ -5,15 +5,17 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use hotline_client::keystore::MIN_ITERATIONS;
-use hotline_client::messenger::Device;
+use hotline_client::messenger::{Device, Sent};
 use hotline_client::org::{create_org_key, load_org_key, sign_roster};
+use hotline_client::outbox::Outgoing;
 use hotline_client::{Session, StateDir};
-use hotline_proto::Role;
+use hotline_proto::alert::Priority;
 use hotline_proto::e2e::envelope::{self, Content, EnvelopeError, Recipient, SignedEnvelope};
 use hotline_proto::e2e::org::{OrgKeyPair, OrgPublicKey};
 use hotline_proto::e2e::roster::Roster;
 use hotline_proto::e2e::suite::SystemRandomness;
 use hotline_proto::message::{Request, Response};
+use hotline_proto::{ErrorCode, Role};
 use hotline_tests::TestServer;
 
 const PASS: &str = "a long test passphrase";
@@ -417,6 +419,43 @@ async fn the_server_sees_no_message_content_on_disk_or_in_its_logs() {
     }
 }
 
+/// The outbox's rule: an item the server refuses in a way retrying cannot
+/// fix is dropped (and the refusal shown), so what was written after it is
+/// not stuck behind it.
+#[tokio::test]
+async fn an_item_the_server_refuses_for_good_leaves_the_outbox() {
+    let server = TestServer::start().await;
+    let mut org = org(&server).await;
+    let root = org.root.public_key();
+    let mut officer = person(&server, Role::Officer, "officer", Some(root)).await;
+    org.sign().await;
+
+    // Only defenders raise alerts.
+    officer
+        .device
+        .queue(b"not mine to raise", Outgoing::Alert(Priority::Urgent))
+        .expect("queued");
+    officer
+        .device
+        .queue(b"written after it", Outgoing::Message { to: None })
+        .expect("queued");
+    let refused = officer
+        .device
+        .flush(&officer.session)
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.code(), Some(ErrorCode::Forbidden));
+    assert_eq!(officer.device.pending().len(), 1, "the alert is dropped");
+
+    let sent = officer
+        .device
+        .flush(&officer.session)
+        .await
+        .expect("the message goes");
+    assert!(matches!(sent[..], [Sent::Message { .. }]), "{sent:?}");
+    assert!(officer.device.pending().is_empty());
+}
+
 #[tokio::test]
 async fn a_message_written_while_the_network_is_down_is_delivered_once_when_it_returns() {
     let mut server = TestServer::start().await;
@@ -431,7 +470,7 @@ async fn a_message_written_while_the_network_is_down_is_delivered_once_when_it_r
     assert!(defender.device.connect().await.is_err());
     let pending = defender
         .device
-        .queue(b"written in the dark", None, None)
+        .queue(b"written in the dark", Outgoing::Message { to: None })
         .expect("queued on disk");
     assert_eq!(pending, 1);
     // The outbox survives the client restarting too.

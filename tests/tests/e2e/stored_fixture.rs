@@ -16,6 +16,7 @@ use hotline_client::connection::{ServerInfo, authenticate};
 use hotline_client::keystore::MIN_ITERATIONS;
 use hotline_client::messenger::Device;
 use hotline_client::org::{create_org_key, load_org_key, sign_roster};
+use hotline_client::outbox::Outgoing;
 use hotline_client::{Session, StateDir};
 use hotline_proto::Role;
 use hotline_proto::alert::{AlertOrigin, AlertStatus, Priority};
@@ -104,7 +105,13 @@ async fn write_store_fixture() {
         .await
         .expect("read");
     officer_dev
-        .queue_reply(b"we are on it", defender.device_id(), sos.id)
+        .queue(
+            b"we are on it",
+            Outgoing::Reply {
+                alert: sos.id,
+                to: defender.device_id(),
+            },
+        )
         .expect("queue");
     officer_dev.flush(&officer).await.expect("reply");
     defender
