@@ -1,0 +1,53 @@
+//! Safety check-ins (defenders): checking in, and the schedule with its
+//! normal and duress codes.
+
+use anyhow::Context as _;
+use hotline_client::StateDir;
+use hotline_proto::invite::parse_lifetime;
+
+use super::unlock::connect;
+
+/// `hotline checkin`.
+pub(super) async fn checkin(state: &StateDir, code: Option<String>) -> anyhow::Result<()> {
+    let code = match code {
+        Some(c) => c,
+        None => rpassword::prompt_password("Check-in code: ").context("cannot read the code")?,
+    };
+    let session = connect(state).await?;
+    session.checkin(&code).await?;
+    println!("checked in");
+    session.close().await;
+    Ok(())
+}
+
+/// `hotline checkin-setup`.
+pub(super) async fn setup(
+    state: &StateDir,
+    every: &str,
+    grace: u64,
+    code: Option<String>,
+    duress_code: Option<String>,
+) -> anyhow::Result<()> {
+    let session = connect(state).await?;
+    if every.trim() == "off" {
+        session.set_checkin(0, 0, "-", "--").await?;
+        println!("check-ins stopped");
+    } else {
+        let interval = parse_lifetime(every).map_err(|e| anyhow::anyhow!("--every: {e}"))?;
+        let code = match code {
+            Some(c) => c,
+            None => rpassword::prompt_password("Normal check-in code: ")
+                .context("cannot read the code")?,
+        };
+        let duress = match duress_code {
+            Some(c) => c,
+            None => rpassword::prompt_password("Duress code: ").context("cannot read the code")?,
+        };
+        session.set_checkin(interval, grace, &code, &duress).await?;
+        println!(
+            "check in every {every}; the duty team is alerted if you miss one by more than the grace"
+        );
+    }
+    session.close().await;
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! Where this device's state is, and unlocking it: passphrases (from the
+//! environment or asked at the terminal), the device, a session.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use hotline_client::messenger::Device;
+use hotline_client::{ClientError, Session, StateDir};
+
+/// The environment variable that supplies the passphrase without a prompt
+/// (for automation; anyone who can read this process's environment can
+/// read it).
+const PASSPHRASE_ENV: &str = "HOTLINE_PASSPHRASE";
+
+/// The environment variable for the organisation key's passphrase.
+const ORG_PASSPHRASE_ENV: &str = "HOTLINE_ORG_PASSPHRASE";
+
+/// The state directory: `home` if given, else `$HOME/.hotline`.
+pub(super) fn home(home: Option<&Path>) -> anyhow::Result<StateDir> {
+    if let Some(h) = home {
+        return Ok(StateDir::new(h));
+    }
+    let Some(user_home) = std::env::var_os("HOME") else {
+        bail!("no state directory: set HOTLINE_HOME or pass --home");
+    };
+    Ok(StateDir::new(PathBuf::from(user_home).join(".hotline")))
+}
+
+/// The passphrase from the environment, or asked at the terminal (twice
+/// when `confirm`).
+pub(super) fn passphrase(prompt: &str, confirm: bool) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
+        return Ok(p);
+    }
+    let first = rpassword::prompt_password(prompt).with_context(|| {
+        format!("cannot ask for the passphrase (no terminal?); set {PASSPHRASE_ENV}")
+    })?;
+    if confirm {
+        let again = rpassword::prompt_password("Repeat the passphrase: ")
+            .context("cannot read the passphrase")?;
+        if again != first {
+            bail!("the two passphrases differ; nothing was saved");
+        }
+    }
+    Ok(first)
+}
+
+/// The organisation key's passphrase, as [`passphrase`] for the device's.
+pub(super) fn org_passphrase(confirm: bool) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var(ORG_PASSPHRASE_ENV) {
+        return Ok(p);
+    }
+    let first = rpassword::prompt_password("Organisation key passphrase: ").with_context(|| {
+        format!("cannot ask for the passphrase (no terminal?); set {ORG_PASSPHRASE_ENV}")
+    })?;
+    if confirm {
+        let again =
+            rpassword::prompt_password("Repeat it: ").context("cannot read the passphrase")?;
+        if again != first {
+            bail!("the two passphrases differ; nothing was written");
+        }
+    }
+    Ok(first)
+}
+
+/// Unlocks the enrolled device in `state`.
+pub(super) fn open_device(state: &StateDir) -> Result<Device, ClientError> {
+    state.load_profile()?;
+    let pass =
+        passphrase("Passphrase: ", false).map_err(|e| ClientError::State(format!("{e:#}")))?;
+    Device::open(state, &pass)
+}
+
+/// Connects and authenticates as the enrolled device in `state`.
+pub(super) async fn connect(state: &StateDir) -> Result<Session, ClientError> {
+    // Fail on a missing profile before asking for a passphrase.
+    state.load_profile()?;
+    let pass =
+        passphrase("Passphrase: ", false).map_err(|e| ClientError::State(format!("{e:#}")))?;
+    hotline_client::connect(state, &pass).await
+}
