@@ -42,11 +42,11 @@ pub struct Config {
     /// Resource limits.
     pub limits: Limits,
     /// Escalation policy per priority (see docs/operations.md).
-    pub escalation: crate::alerts::Policies,
+    pub escalation: crate::domain::alerts::Policies,
     /// Milliseconds between checks for escalation steps that fell due.
     pub escalation_tick_ms: u64,
     /// Weekly duty shifts (see docs/operations.md).
-    pub rota: Vec<crate::rota::ShiftConfig>,
+    pub rota: Vec<crate::domain::rota::ShiftConfig>,
 }
 
 /// Limits on what one peer may consume.
@@ -114,7 +114,7 @@ impl Default for Config {
             master_key_file: None,
             insecure_dev_master_key: true,
             limits: Limits::default(),
-            escalation: crate::alerts::Policies::default(),
+            escalation: crate::domain::alerts::Policies::default(),
             escalation_tick_ms: 1000,
             rota: Vec::new(),
         }
@@ -211,7 +211,7 @@ impl Config {
                 "idle_timeout_secs must be between 5 and 600".into(),
             ));
         }
-        crate::rota::parse(&self.rota).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        crate::domain::rota::parse(&self.rota).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if !(10..=60_000).contains(&self.escalation_tick_ms) {
             return Err(ConfigError::Invalid(
                 "escalation_tick_ms must be between 10 and 60000".into(),

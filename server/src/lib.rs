@@ -17,41 +17,15 @@
 //! `main.rs` is a thin command line over [`server::RunningServer`]; tests
 //! start the same server on `127.0.0.1:0`.
 
-#[path = "requests/alerts.rs"]
-mod alert_requests;
-#[path = "store/alerts.rs"]
-pub mod alerting;
-#[path = "domain/alerts.rs"]
-pub mod alerts;
-#[path = "domain/checkins.rs"]
-pub mod checkins;
 pub mod config;
-#[path = "endpoint/connection.rs"]
-mod connection;
-#[path = "requests/mod.rs"]
-pub mod handler;
+pub mod domain;
+pub mod endpoint;
 pub mod log;
-#[path = "domain/mailbox.rs"]
-pub mod mailbox;
-#[path = "requests/messaging.rs"]
-mod messaging;
-#[path = "endpoint/rate.rs"]
-mod rate;
-#[path = "endpoint/registry.rs"]
-mod registry;
-#[path = "domain/rota.rs"]
-pub mod rota;
-#[path = "endpoint/mod.rs"]
-pub mod server;
-#[path = "domain/mod.rs"]
-pub mod state;
-#[path = "store/mod.rs"]
+pub mod requests;
 pub mod store;
-#[path = "endpoint/tls.rs"]
-pub mod tls;
 
 pub use config::Config;
-pub use server::{DataDir, RunningServer, StartError};
+pub use endpoint::{DataDir, RunningServer, StartError};
 
 use std::path::Path;
 

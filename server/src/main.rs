@@ -191,9 +191,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fingerprint => {
             // Reads the certificate only: needs no key and works beside a
             // running server.
-            let pin = hotline_server::tls::TlsIdentity::certificate_pin(&config).context(
-                "no certificate yet: run `hotline-server init` or start the server once",
-            )?;
+            let pin = hotline_server::endpoint::tls::TlsIdentity::certificate_pin(&config)
+                .context(
+                    "no certificate yet: run `hotline-server init` or start the server once",
+                )?;
             println!("{pin}");
             return Ok(());
         }

@@ -12,10 +12,10 @@ use std::path::PathBuf;
 
 use hotline_proto::alert::{AlertOrigin, Priority};
 use hotline_proto::{DeviceId, IdentityKeyPair, IdentityPublicKey, Role};
-use hotline_server::alerts::AlertEvent;
-use hotline_server::checkins::CheckinEvent;
-use hotline_server::mailbox::{MailEvent, StoredPrekey};
-use hotline_server::state::{Event, State};
+use hotline_server::domain::alerts::AlertEvent;
+use hotline_server::domain::checkins::CheckinEvent;
+use hotline_server::domain::mailbox::{MailEvent, StoredPrekey};
+use hotline_server::domain::{Event, State};
 use hotline_server::store::{Device, InviteRecord};
 
 fn key(seed: u8) -> IdentityPublicKey {

@@ -4,14 +4,19 @@
 //! rebuilt by applying events in log order, and saved as sealed snapshots
 //! so that a start does not replay the whole log.
 
+pub mod alerts;
+pub mod checkins;
+pub mod mailbox;
+pub mod rota;
+
 use std::collections::{BTreeMap, HashMap};
 
 use hotline_proto::{DeviceId, IdentityPublicKey, Role};
 use prost::Message;
 
-use crate::alerts::{AlertEvent, AlertEventRow, Alerts, AlertsRow};
-use crate::checkins::{CheckinEvent, CheckinEventRow, Checkins, CheckinsRow};
-use crate::mailbox::{MailEvent, MailEventRow, Mailbox, MailboxRow};
+use crate::domain::alerts::{AlertEvent, AlertEventRow, Alerts, AlertsRow};
+use crate::domain::checkins::{CheckinEvent, CheckinEventRow, Checkins, CheckinsRow};
+use crate::domain::mailbox::{MailEvent, MailEventRow, Mailbox, MailboxRow};
 use crate::store::{Device, InviteRecord, StoreError};
 
 /// Something that happened, as recorded in the log.

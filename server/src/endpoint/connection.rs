@@ -22,9 +22,9 @@ use quinn::{Connection, RecvStream, SendStream};
 use tokio::time::timeout;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::handler;
-use crate::rate::RateLimiter;
-use crate::server::Shared;
+use crate::endpoint::Shared;
+use crate::endpoint::rate::RateLimiter;
+use crate::requests;
 use crate::store::{EnrollOutcome, Store, StoreError};
 
 /// An authenticated device on this connection.
@@ -99,7 +99,7 @@ async fn serve_connection(conn: Connection, shared: Arc<Shared>) {
         return;
     }
     // Pages this device missed while it was away.
-    crate::alert_requests::catch_up(&shared, session.device_id).await;
+    crate::requests::alerts::catch_up(&shared, session.device_id).await;
     let mut limiter = RateLimiter::new(
         shared.limits.request_burst,
         shared.limits.requests_per_second,
@@ -334,7 +334,7 @@ async fn serve_request(
                     debug!(error = %e, "undecodable request");
                     Response::Error(e.into())
                 }
-                Ok(req) => handler::handle(&conn, &shared, session, req).await,
+                Ok(req) => requests::handle(&conn, &shared, session, req).await,
             },
         }
     };

@@ -1,5 +1,10 @@
 //! The QUIC endpoint: binding, the accept loop, and graceful shutdown.
 
+pub(crate) mod connection;
+mod rate;
+pub(crate) mod registry;
+pub mod tls;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,11 +16,10 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::{Config, ConfigError, Limits};
-use crate::connection;
+use crate::endpoint::registry::Registry;
+use crate::endpoint::tls::{TlsError, TlsIdentity};
 use crate::log::keys::{KdfParams, KeySource};
-use crate::registry::Registry;
 use crate::store::{Create, InviteRecord, LogStore, OpenError, Store, StoreError};
-use crate::tls::{TlsError, TlsIdentity};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -53,8 +57,8 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<LogStore>,
     pub(crate) limits: Limits,
     pub(crate) registry: Arc<Registry>,
-    pub(crate) policies: crate::alerts::Policies,
-    pub(crate) rota: Vec<crate::rota::Shift>,
+    pub(crate) policies: crate::domain::alerts::Policies,
+    pub(crate) rota: Vec<crate::domain::rota::Shift>,
     pin: CertPin,
     advertised_addr: String,
     server_name: String,
@@ -211,7 +215,7 @@ impl DataDir {
             limits: config.limits.clone(),
             registry: Arc::default(),
             policies: config.escalation.clone(),
-            rota: crate::rota::parse(&config.rota).unwrap_or_default(),
+            rota: crate::domain::rota::parse(&config.rota).unwrap_or_default(),
             pin: self.tls.pin,
             advertised_addr: config.advertised_addr(config.listen),
             server_name: config.server_name.clone(),
@@ -255,7 +259,7 @@ impl RunningServer {
             limits: config.limits.clone(),
             registry: Arc::default(),
             policies: config.escalation.clone(),
-            rota: crate::rota::parse(&config.rota).unwrap_or_default(),
+            rota: crate::domain::rota::parse(&config.rota).unwrap_or_default(),
             pin: data.tls.pin,
             advertised_addr: config.advertised_addr(local_addr),
             server_name: config.server_name.clone(),
@@ -279,7 +283,7 @@ impl RunningServer {
                             _ = interval.tick() => {}
                             _ = &mut ticker_stopped => break,
                         }
-                        crate::alert_requests::escalate(&shared).await;
+                        crate::requests::alerts::escalate(&shared).await;
                         // Snapshots are taken here, off every request's path.
                         if let Err(e) = shared
                             .store_call(|s| s.snapshot_if_due(crate::store::SNAPSHOT_EVERY))

@@ -7,12 +7,12 @@ use hotline_proto::message::{Request, Response};
 use hotline_proto::{DeviceId, ErrorCode, Role, WireError};
 use tracing::{Instrument, debug, info, info_span};
 
-use crate::alerting::{Close, CloseOutcome};
-use crate::alerts::{Alert, AlertError, AlertState, Priority};
-use crate::checkins::CheckinKind;
-use crate::connection::{Session, store_error};
-use crate::registry::Registry;
-use crate::server::Shared;
+use crate::domain::alerts::{Alert, AlertError, AlertState, Priority};
+use crate::domain::checkins::CheckinKind;
+use crate::endpoint::Shared;
+use crate::endpoint::connection::{Session, store_error};
+use crate::endpoint::registry::Registry;
+use crate::store::alerts::{Close, CloseOutcome};
 use std::future::Future;
 use std::task::{Context, Waker};
 
@@ -189,16 +189,17 @@ async fn raise(
     if session.role != Role::Defender {
         return Ok(refuse(ErrorCode::Forbidden, "only defenders raise alerts"));
     }
-    let recipients = match crate::messaging::check_envelope(shared, session, &envelope).await? {
-        Ok(r) => r,
-        Err(refusal) => return Ok(refusal),
-    };
+    let recipients =
+        match crate::requests::messaging::check_envelope(shared, session, &envelope).await? {
+            Ok(r) => r,
+            Err(refusal) => return Ok(refusal),
+        };
     let digest = envelope.digest();
     let bytes = envelope.encode();
     let me = session.device_id;
     let now = crate::unix_now();
     let policies = shared.policies.clone();
-    let on_shift = crate::rota::on_shift(&shared.rota, now);
+    let on_shift = crate::domain::rota::on_shift(&shared.rota, now);
     let (alert, pagings) = shared
         .store_call(move |s| {
             s.raise_alert(
@@ -213,7 +214,7 @@ async fn raise(
     Ok(Response::Alerts(vec![info(&alert)]))
 }
 
-fn notify(registry: &Registry, pagings: Vec<crate::alerting::Paging>) {
+fn notify(registry: &Registry, pagings: Vec<crate::store::alerts::Paging>) {
     for p in pagings {
         debug!(paged = p.paged.len(), "escalation step");
         push(registry, &p.paged, &Push::Alert(info(&p.alert)));
@@ -224,7 +225,7 @@ fn notify(registry: &Registry, pagings: Vec<crate::alerting::Paging>) {
 pub(crate) async fn escalate(shared: &Shared) {
     let policies = shared.policies.clone();
     let now = crate::unix_now();
-    let on_shift = crate::rota::on_shift(&shared.rota, now);
+    let on_shift = crate::domain::rota::on_shift(&shared.rota, now);
     match shared
         .store_call(move |s| s.escalate(&policies, &on_shift, now))
         .await

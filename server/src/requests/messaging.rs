@@ -11,9 +11,9 @@ use hotline_proto::message::{InboxItem, MAX_INBOX_BATCH, PrekeyBundle, Request, 
 use hotline_proto::{DeviceId, ErrorCode, Role, WireError};
 use tracing::info;
 
-use crate::connection::{Session, store_error};
-use crate::mailbox::StoredPrekey;
-use crate::server::Shared;
+use crate::domain::mailbox::StoredPrekey;
+use crate::endpoint::Shared;
+use crate::endpoint::connection::{Session, store_error};
 use crate::store::Store;
 
 fn refuse(code: ErrorCode, detail: &str) -> Response {

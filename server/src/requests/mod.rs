@@ -1,11 +1,14 @@
 //! Requests from authenticated devices, and who may make them.
 
+pub(crate) mod alerts;
+pub(crate) mod messaging;
+
 use hotline_proto::message::{DeviceInfo, Request, Response, StatusInfo};
 use hotline_proto::{ErrorCode, Role, WireError};
 use tracing::info;
 
-use crate::connection::{Session, store_error};
-use crate::server::Shared;
+use crate::endpoint::Shared;
+use crate::endpoint::connection::{Session, store_error};
 use crate::store::{RevokeOutcome, Store};
 
 /// Whether a device with role `inviter` may invite a device with role
@@ -98,7 +101,9 @@ pub(crate) async fn handle(
         | Request::FetchInbox { .. }
         | Request::MarkRead(_)
         | Request::Delivery(_)
-        | Request::AckInbox { .. } => crate::messaging::handle(shared, session, req).await,
+        | Request::AckInbox { .. } => {
+            crate::requests::messaging::handle(shared, session, req).await
+        }
         Request::RaiseAlert { .. }
         | Request::ListAlerts { .. }
         | Request::ClaimAlert { .. }
@@ -106,7 +111,7 @@ pub(crate) async fn handle(
         | Request::SetDuty { .. }
         | Request::AlertDelivered { .. }
         | Request::SetCheckin { .. }
-        | Request::Checkin { .. } => crate::alert_requests::handle(shared, session, req).await,
+        | Request::Checkin { .. } => crate::requests::alerts::handle(shared, session, req).await,
         Request::RevokeDevice { device_id } => {
             if session.role != Role::Admin {
                 return forbidden("revoke devices");

@@ -3,12 +3,12 @@
 
 use hotline_proto::{DeviceId, Role};
 
-use crate::alerts::{
+use crate::domain::alerts::{
     Alert, AlertError, AlertEvent, AlertOrigin, AlertState, Policies, Priority, Tier,
 };
-use crate::checkins::{CheckinEvent, CheckinKind};
-use crate::mailbox::MailEvent;
-use crate::state::{Event, State};
+use crate::domain::checkins::{CheckinEvent, CheckinKind};
+use crate::domain::mailbox::MailEvent;
+use crate::domain::{Event, State};
 use crate::store::{LogStore, StoreError};
 
 /// Why an alert was closed.

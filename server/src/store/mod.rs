@@ -2,10 +2,12 @@
 //!
 //! [`LogStore`] keeps it, and implements the [`Store`] trait, on the
 //! encrypted event log: every change is an event appended to the log, and
-//! the state handlers read is derived from the log (see [`crate::state`]).
+//! the state handlers read is derived from the log (see [`crate::domain`]).
 //! Every method that changes state returns only after its event is on
 //! disk, so a client is never told "done" about something a crash could
 //! lose.
+
+pub mod alerts;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,11 +16,11 @@ use hotline_proto::{DeviceId, IdentityPublicKey, Role};
 use ring::aead::{Aad, NONCE_LEN, Nonce};
 use tracing::{info, warn};
 
+use crate::domain::mailbox::{MailEvent, StoredPrekey};
+use crate::domain::{Event, State};
 use crate::log::engine::{EngineError, LogEngine, SledEngine};
 use crate::log::keys::{self, KdfParams, KeyError, KeySource, StoreKeys};
 use crate::log::{Entry, Log, LogError, RecordKey, Verified};
-use crate::mailbox::{MailEvent, StoredPrekey};
-use crate::state::{Event, State};
 
 /// A device as the server knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

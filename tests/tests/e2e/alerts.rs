@@ -11,7 +11,7 @@ use hotline_client::{Session, StateDir};
 use hotline_proto::Role;
 use hotline_proto::alert::{AlertInfo, AlertStatus, CloseReason, Priority, Push};
 use hotline_proto::e2e::org::{OrgKeyPair, OrgPublicKey};
-use hotline_server::alerts::{Policies, Policy, Step, Tier};
+use hotline_server::domain::alerts::{Policies, Policy, Step, Tier};
 use hotline_tests::TestServer;
 
 const PASS: &str = "a long test passphrase";
@@ -380,7 +380,7 @@ async fn an_officer_on_a_rota_shift_is_paged_without_going_on_duty() {
     server
         .restart_with(|c| {
             // Two shifts a day, every day: the officer is always on one.
-            let shift = |start: &str, end: &str| hotline_server::rota::ShiftConfig {
+            let shift = |start: &str, end: &str| hotline_server::domain::rota::ShiftConfig {
                 device: officer.clone(),
                 days: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
                     .map(String::from)
