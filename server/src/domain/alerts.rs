@@ -11,11 +11,13 @@
 //! is notified, and the current step is part of the derived state. A
 //! restart therefore resumes an escalation from its last recorded step:
 //! no step is lost, none is repeated. This module is the state machine
-//! and the policy; it is not yet wired to requests, duty or push.
+//! and the policy.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use hotline_proto::DeviceId;
+
+use super::ApplyError;
 
 pub use hotline_proto::alert::{AlertOrigin, Priority};
 
@@ -264,7 +266,7 @@ pub struct Alerts {
 
 impl Alerts {
     /// Applies an event recorded at log position `seq`.
-    pub fn apply(&mut self, seq: u64, event: &AlertEvent) -> Result<(), &'static str> {
+    pub fn apply(&mut self, seq: u64, event: &AlertEvent) -> Result<(), ApplyError> {
         match event {
             AlertEvent::Raised {
                 defender,
@@ -302,7 +304,7 @@ impl Alerts {
                 let a = self
                     .alerts
                     .get_mut(alert)
-                    .ok_or("a step for an unknown alert")?;
+                    .ok_or(ApplyError("a step for an unknown alert"))?;
                 a.paged.extend(paged.iter().copied());
                 a.position = Some((*round, *step, *at));
             }
@@ -310,36 +312,59 @@ impl Alerts {
                 self.escalating.remove(alert);
                 self.alerts
                     .get_mut(alert)
-                    .ok_or("an unknown alert")?
+                    .ok_or(ApplyError("an unknown alert"))?
                     .exhausted = true;
             }
             AlertEvent::Acknowledged { alert, by } => {
                 self.escalating.remove(alert);
-                self.alerts.get_mut(alert).ok_or("an unknown alert")?.state =
-                    AlertState::Acknowledged { by: *by };
+                self.alerts
+                    .get_mut(alert)
+                    .ok_or(ApplyError("an unknown alert"))?
+                    .state = AlertState::Acknowledged { by: *by };
             }
             AlertEvent::Resolved { alert } => {
                 self.escalating.remove(alert);
                 self.open.remove(alert);
-                self.alerts.get_mut(alert).ok_or("an unknown alert")?.state = AlertState::Resolved;
+                self.alerts
+                    .get_mut(alert)
+                    .ok_or(ApplyError("an unknown alert"))?
+                    .state = AlertState::Resolved;
             }
             AlertEvent::Cancelled { alert, false_alarm } => {
                 self.escalating.remove(alert);
                 self.open.remove(alert);
-                self.alerts.get_mut(alert).ok_or("an unknown alert")?.state =
-                    AlertState::Cancelled {
-                        false_alarm: *false_alarm,
-                    };
+                self.alerts
+                    .get_mut(alert)
+                    .ok_or(ApplyError("an unknown alert"))?
+                    .state = AlertState::Cancelled {
+                    false_alarm: *false_alarm,
+                };
             }
             AlertEvent::Delivered { alert, device } => {
                 self.alerts
                     .get_mut(alert)
-                    .ok_or("an unknown alert")?
+                    .ok_or(ApplyError("an unknown alert"))?
                     .delivered
                     .insert(*device);
             }
         }
         Ok(())
+    }
+
+    /// The alerts given, with the indexes derived from their states (as
+    /// when a snapshot is read).
+    pub fn from_alerts(alerts: impl IntoIterator<Item = Alert>) -> Alerts {
+        let mut out = Alerts::default();
+        for a in alerts {
+            if a.state == AlertState::Raised && !a.exhausted {
+                out.escalating.insert(a.id);
+            }
+            if a.state.is_open() {
+                out.open.insert(a.id);
+            }
+            out.alerts.insert(a.id, a);
+        }
+        out
     }
 
     /// The open alerts (raised or acknowledged), oldest first.
@@ -644,7 +669,7 @@ mod tests {
         alerts
             .apply(20, &AlertEvent::Exhausted { alert: 4 })
             .expect("apply");
-        let restored = Alerts::from_row(alerts.to_row()).expect("decode");
+        let restored = Alerts::from_alerts(alerts.alerts.values().cloned());
         assert_eq!(restored, alerts);
         assert_eq!(restored.escalating, [5].into());
         // Claimed alerts stay open; resolved and cancelled ones do not.
@@ -652,304 +677,3 @@ mod tests {
         assert_eq!(open, vec![1, 4, 5]);
     }
 }
-
-// ---------------------------------------------------------------------------
-// Encoding (log events and snapshots).
-
-mod encoding {
-    use std::collections::BTreeSet;
-
-    use hotline_proto::DeviceId;
-    use prost::Message;
-
-    use super::{Alert, AlertEvent, AlertOrigin, AlertState, Alerts, Priority};
-
-    #[derive(Clone, PartialEq, Message)]
-    pub(crate) struct AlertEventRow {
-        #[prost(uint32, tag = "1")]
-        kind: u32,
-        #[prost(uint64, tag = "2")]
-        alert: u64,
-        #[prost(bytes = "vec", tag = "3")]
-        device: Vec<u8>,
-        #[prost(uint32, tag = "4")]
-        priority: u32,
-        #[prost(uint64, tag = "5")]
-        at: u64,
-        #[prost(uint64, tag = "6")]
-        number: u64,
-        #[prost(uint32, tag = "7")]
-        round: u32,
-        #[prost(uint32, tag = "8")]
-        step: u32,
-        #[prost(bytes = "vec", repeated, tag = "9")]
-        devices: Vec<Vec<u8>>,
-        #[prost(bool, tag = "10")]
-        flag: bool,
-        #[prost(uint32, tag = "11")]
-        origin: u32,
-    }
-
-    #[derive(Clone, PartialEq, Message)]
-    struct AlertRow {
-        #[prost(uint64, tag = "1")]
-        id: u64,
-        #[prost(bytes = "vec", tag = "2")]
-        defender: Vec<u8>,
-        #[prost(uint32, tag = "3")]
-        priority: u32,
-        #[prost(uint64, tag = "4")]
-        raised_at: u64,
-        #[prost(uint32, tag = "5")]
-        state: u32,
-        #[prost(bytes = "vec", tag = "6")]
-        holder: Vec<u8>,
-        #[prost(bytes = "vec", repeated, tag = "7")]
-        paged: Vec<Vec<u8>>,
-        #[prost(bool, tag = "8")]
-        positioned: bool,
-        #[prost(uint32, tag = "9")]
-        round: u32,
-        #[prost(uint32, tag = "10")]
-        step: u32,
-        #[prost(uint64, tag = "11")]
-        step_at: u64,
-        #[prost(bool, tag = "12")]
-        exhausted: bool,
-        #[prost(uint64, tag = "13")]
-        envelope_id: u64,
-        #[prost(bytes = "vec", repeated, tag = "14")]
-        delivered: Vec<Vec<u8>>,
-        #[prost(uint32, tag = "15")]
-        origin: u32,
-    }
-
-    #[derive(Clone, PartialEq, Message)]
-    pub(crate) struct AlertsRow {
-        #[prost(message, repeated, tag = "1")]
-        alerts: Vec<AlertRow>,
-    }
-
-    fn priority(p: Priority) -> u32 {
-        match p {
-            Priority::Immediate => 1,
-            Priority::Urgent => 2,
-            Priority::Routine => 3,
-        }
-    }
-
-    fn priority_from(v: u32) -> Result<Priority, &'static str> {
-        match v {
-            1 => Ok(Priority::Immediate),
-            2 => Ok(Priority::Urgent),
-            3 => Ok(Priority::Routine),
-            _ => Err("unknown priority"),
-        }
-    }
-
-    fn origin(o: AlertOrigin) -> u32 {
-        match o {
-            AlertOrigin::Sos => 1,
-            AlertOrigin::MissedCheckin => 2,
-            AlertOrigin::Duress => 3,
-        }
-    }
-
-    fn origin_from(v: u32) -> Result<AlertOrigin, &'static str> {
-        match v {
-            1 => Ok(AlertOrigin::Sos),
-            2 => Ok(AlertOrigin::MissedCheckin),
-            3 => Ok(AlertOrigin::Duress),
-            _ => Err("unknown alert origin"),
-        }
-    }
-
-    fn device(b: &[u8]) -> Result<DeviceId, &'static str> {
-        Ok(DeviceId::from_bytes(
-            b.try_into().map_err(|_| "device id of the wrong length")?,
-        ))
-    }
-
-    fn devices(v: &[Vec<u8>]) -> Result<BTreeSet<DeviceId>, &'static str> {
-        v.iter().map(|d| device(d)).collect()
-    }
-
-    fn bytes<'a>(ids: impl IntoIterator<Item = &'a DeviceId>) -> Vec<Vec<u8>> {
-        ids.into_iter().map(|d| d.as_bytes().to_vec()).collect()
-    }
-
-    impl AlertEvent {
-        pub(crate) fn to_row(&self) -> AlertEventRow {
-            let mut r = AlertEventRow::default();
-            match self {
-                AlertEvent::Raised {
-                    defender,
-                    priority: p,
-                    at,
-                    envelope_id,
-                    origin: o,
-                } => {
-                    r.kind = 1;
-                    r.origin = origin(*o);
-                    r.device = defender.as_bytes().to_vec();
-                    r.priority = priority(*p);
-                    r.at = *at;
-                    r.number = *envelope_id;
-                }
-                AlertEvent::Stepped {
-                    alert,
-                    round,
-                    step,
-                    paged,
-                    at,
-                } => {
-                    r.kind = 2;
-                    r.alert = *alert;
-                    r.round = *round;
-                    r.step = u32::try_from(*step).unwrap_or(u32::MAX);
-                    r.devices = bytes(paged);
-                    r.at = *at;
-                }
-                AlertEvent::Exhausted { alert } => {
-                    r.kind = 3;
-                    r.alert = *alert;
-                }
-                AlertEvent::Acknowledged { alert, by } => {
-                    r.kind = 4;
-                    r.alert = *alert;
-                    r.device = by.as_bytes().to_vec();
-                }
-                AlertEvent::Resolved { alert } => {
-                    r.kind = 5;
-                    r.alert = *alert;
-                }
-                AlertEvent::Cancelled { alert, false_alarm } => {
-                    r.kind = 6;
-                    r.alert = *alert;
-                    r.flag = *false_alarm;
-                }
-                AlertEvent::Delivered { alert, device } => {
-                    r.kind = 7;
-                    r.alert = *alert;
-                    r.device = device.as_bytes().to_vec();
-                }
-            }
-            r
-        }
-
-        pub(crate) fn from_row(r: AlertEventRow) -> Result<AlertEvent, &'static str> {
-            Ok(match r.kind {
-                1 => AlertEvent::Raised {
-                    defender: device(&r.device)?,
-                    priority: priority_from(r.priority)?,
-                    at: r.at,
-                    envelope_id: r.number,
-                    origin: origin_from(r.origin)?,
-                },
-                2 => AlertEvent::Stepped {
-                    alert: r.alert,
-                    round: r.round,
-                    step: r.step as usize,
-                    paged: devices(&r.devices)?.into_iter().collect(),
-                    at: r.at,
-                },
-                3 => AlertEvent::Exhausted { alert: r.alert },
-                4 => AlertEvent::Acknowledged {
-                    alert: r.alert,
-                    by: device(&r.device)?,
-                },
-                5 => AlertEvent::Resolved { alert: r.alert },
-                6 => AlertEvent::Cancelled {
-                    alert: r.alert,
-                    false_alarm: r.flag,
-                },
-                7 => AlertEvent::Delivered {
-                    alert: r.alert,
-                    device: device(&r.device)?,
-                },
-                _ => return Err("unknown alert event"),
-            })
-        }
-    }
-
-    impl Alerts {
-        pub(crate) fn to_row(&self) -> AlertsRow {
-            AlertsRow {
-                alerts: self
-                    .alerts
-                    .values()
-                    .map(|a| {
-                        let (state, holder) = match a.state {
-                            AlertState::Raised => (1, Vec::new()),
-                            AlertState::Acknowledged { by } => (2, by.as_bytes().to_vec()),
-                            AlertState::Resolved => (3, Vec::new()),
-                            AlertState::Cancelled { false_alarm: false } => (4, Vec::new()),
-                            AlertState::Cancelled { false_alarm: true } => (5, Vec::new()),
-                        };
-                        let (round, step, step_at) = a.position.unwrap_or((0, 0, 0));
-                        AlertRow {
-                            id: a.id,
-                            defender: a.defender.as_bytes().to_vec(),
-                            priority: priority(a.priority),
-                            raised_at: a.raised_at,
-                            state,
-                            holder,
-                            paged: bytes(&a.paged),
-                            positioned: a.position.is_some(),
-                            round,
-                            step: u32::try_from(step).unwrap_or(u32::MAX),
-                            step_at,
-                            exhausted: a.exhausted,
-                            envelope_id: a.envelope_id,
-                            delivered: bytes(&a.delivered),
-                            origin: origin(a.origin),
-                        }
-                    })
-                    .collect(),
-            }
-        }
-
-        pub(crate) fn from_row(row: AlertsRow) -> Result<Alerts, &'static str> {
-            let mut out = Alerts::default();
-            for r in row.alerts {
-                let state = match r.state {
-                    1 => AlertState::Raised,
-                    2 => AlertState::Acknowledged {
-                        by: device(&r.holder)?,
-                    },
-                    3 => AlertState::Resolved,
-                    4 => AlertState::Cancelled { false_alarm: false },
-                    5 => AlertState::Cancelled { false_alarm: true },
-                    _ => return Err("unknown alert state"),
-                };
-                if state == AlertState::Raised && !r.exhausted {
-                    out.escalating.insert(r.id);
-                }
-                if state.is_open() {
-                    out.open.insert(r.id);
-                }
-                out.alerts.insert(
-                    r.id,
-                    Alert {
-                        id: r.id,
-                        defender: device(&r.defender)?,
-                        priority: priority_from(r.priority)?,
-                        raised_at: r.raised_at,
-                        state,
-                        paged: devices(&r.paged)?,
-                        position: r
-                            .positioned
-                            .then_some((r.round, r.step as usize, r.step_at)),
-                        exhausted: r.exhausted,
-                        envelope_id: r.envelope_id,
-                        origin: origin_from(r.origin)?,
-                        delivered: devices(&r.delivered)?,
-                    },
-                );
-            }
-            Ok(out)
-        }
-    }
-}
-
-pub(crate) use encoding::{AlertEventRow, AlertsRow};

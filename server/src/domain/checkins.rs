@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use hotline_proto::DeviceId;
-use prost::Message;
+
+use super::ApplyError;
 
 /// One defender's check-in schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +93,7 @@ pub struct Checkins {
 
 impl Checkins {
     /// Applies an event.
-    pub fn apply(&mut self, event: &CheckinEvent) -> Result<(), &'static str> {
+    pub fn apply(&mut self, event: &CheckinEvent) -> Result<(), ApplyError> {
         match event {
             CheckinEvent::Set {
                 defender,
@@ -126,7 +127,7 @@ impl Checkins {
             CheckinEvent::MissedAlerted { defender, last } => {
                 self.schedules
                     .get_mut(defender)
-                    .ok_or("a missed check-in without a schedule")?
+                    .ok_or(ApplyError("a missed check-in without a schedule"))?
                     .alerted_for = Some(*last);
             }
         }
@@ -159,144 +160,6 @@ impl Checkins {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Encoding.
-
-#[derive(Clone, PartialEq, Message)]
-pub(crate) struct CheckinEventRow {
-    #[prost(uint32, tag = "1")]
-    kind: u32,
-    #[prost(bytes = "vec", tag = "2")]
-    defender: Vec<u8>,
-    #[prost(uint64, tag = "3")]
-    interval_secs: u64,
-    #[prost(uint64, tag = "4")]
-    grace_secs: u64,
-    #[prost(bytes = "vec", tag = "5")]
-    code: Vec<u8>,
-    #[prost(bytes = "vec", tag = "6")]
-    duress: Vec<u8>,
-    #[prost(uint64, tag = "7")]
-    at: u64,
-    #[prost(bool, tag = "8")]
-    alerted: bool,
-    #[prost(uint64, tag = "9")]
-    alerted_for: u64,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub(crate) struct CheckinsRow {
-    #[prost(message, repeated, tag = "1")]
-    schedules: Vec<CheckinEventRow>,
-}
-
-fn id(b: &[u8]) -> Result<DeviceId, &'static str> {
-    Ok(DeviceId::from_bytes(
-        b.try_into().map_err(|_| "device id of the wrong length")?,
-    ))
-}
-
-fn digest(b: &[u8]) -> Result<[u8; 32], &'static str> {
-    b.try_into().map_err(|_| "digest of the wrong length")
-}
-
-impl CheckinEvent {
-    pub(crate) fn to_row(&self) -> CheckinEventRow {
-        let mut r = CheckinEventRow::default();
-        match self {
-            CheckinEvent::Set {
-                defender,
-                interval_secs,
-                grace_secs,
-                code,
-                duress,
-                at,
-            } => {
-                r.kind = 1;
-                r.defender = defender.as_bytes().to_vec();
-                r.interval_secs = *interval_secs;
-                r.grace_secs = *grace_secs;
-                r.code = code.to_vec();
-                r.duress = duress.to_vec();
-                r.at = *at;
-            }
-            CheckinEvent::CheckedIn { defender, at } => {
-                r.kind = 2;
-                r.defender = defender.as_bytes().to_vec();
-                r.at = *at;
-            }
-            CheckinEvent::MissedAlerted { defender, last } => {
-                r.kind = 3;
-                r.defender = defender.as_bytes().to_vec();
-                r.at = *last;
-            }
-        }
-        r
-    }
-
-    pub(crate) fn from_row(r: CheckinEventRow) -> Result<CheckinEvent, &'static str> {
-        Ok(match r.kind {
-            1 => CheckinEvent::Set {
-                defender: id(&r.defender)?,
-                interval_secs: r.interval_secs,
-                grace_secs: r.grace_secs,
-                code: digest(&r.code)?,
-                duress: digest(&r.duress)?,
-                at: r.at,
-            },
-            2 => CheckinEvent::CheckedIn {
-                defender: id(&r.defender)?,
-                at: r.at,
-            },
-            3 => CheckinEvent::MissedAlerted {
-                defender: id(&r.defender)?,
-                last: r.at,
-            },
-            _ => return Err("unknown check-in event"),
-        })
-    }
-}
-
-impl Checkins {
-    pub(crate) fn to_row(&self) -> CheckinsRow {
-        CheckinsRow {
-            schedules: self
-                .schedules
-                .iter()
-                .map(|(d, s)| CheckinEventRow {
-                    kind: 1,
-                    defender: d.as_bytes().to_vec(),
-                    interval_secs: s.interval_secs,
-                    grace_secs: s.grace_secs,
-                    code: s.code.to_vec(),
-                    duress: s.duress.to_vec(),
-                    at: s.last,
-                    alerted: s.alerted_for.is_some(),
-                    alerted_for: s.alerted_for.unwrap_or(0),
-                })
-                .collect(),
-        }
-    }
-
-    pub(crate) fn from_row(row: CheckinsRow) -> Result<Checkins, &'static str> {
-        let mut out = Checkins::default();
-        for r in row.schedules {
-            out.schedules.insert(
-                id(&r.defender)?,
-                Schedule {
-                    interval_secs: r.interval_secs,
-                    grace_secs: r.grace_secs,
-                    code: digest(&r.code)?,
-                    duress: digest(&r.duress)?,
-                    last: r.at,
-                    alerted_for: r.alerted.then_some(r.alerted_for),
-                },
-            );
-        }
-        Ok(out)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,7 +176,6 @@ mod tests {
             duress: [2; 32],
             at: 1000,
         };
-        assert_eq!(CheckinEvent::from_row(set.to_row()), Ok(set.clone()));
         c.apply(&set).expect("apply");
         assert!(c.missed(1110).is_empty());
         assert_eq!(c.missed(1111), vec![(d, 1000)]);
@@ -333,6 +195,5 @@ mod tests {
         assert_eq!(c.classify(&d, &[1; 32]), CheckinKind::Normal);
         assert_eq!(c.classify(&d, &[2; 32]), CheckinKind::Duress);
         assert_eq!(c.classify(&d, &[3; 32]), CheckinKind::Wrong);
-        assert_eq!(Checkins::from_row(c.to_row()), Ok(c));
     }
 }

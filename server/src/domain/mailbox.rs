@@ -10,9 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use hotline_proto::DeviceId;
-use prost::Message;
 
-use crate::store::StoreError;
+use super::ApplyError;
 
 /// A prekey as published: its signed wire form and what the server needs
 /// to hand it out.
@@ -127,17 +126,13 @@ pub enum MailEvent {
     },
 }
 
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_owned())
-}
-
 impl Mailbox {
     /// Applies an event recorded at `seq`.
-    pub fn apply(&mut self, seq: u64, event: &MailEvent) -> Result<(), StoreError> {
+    pub fn apply(&mut self, seq: u64, event: &MailEvent) -> Result<(), ApplyError> {
         match event {
             MailEvent::RosterStored { version, bytes } => {
                 if self.roster.as_ref().is_some_and(|(v, _)| v >= version) {
-                    return Err(corrupt("a roster stored over a newer one"));
+                    return Err(ApplyError("a roster stored over a newer one"));
                 }
                 self.roster = Some((*version, bytes.clone()));
             }
@@ -155,7 +150,7 @@ impl Mailbox {
                 self.prekeys
                     .get_mut(device)
                     .and_then(|p| p.one_time.remove(id))
-                    .ok_or_else(|| corrupt("a prekey taken that was not there"))?;
+                    .ok_or(ApplyError("a prekey taken that was not there"))?;
             }
             MailEvent::EnvelopeStored {
                 sender,
@@ -164,7 +159,7 @@ impl Mailbox {
                 bytes,
             } => {
                 if self.digests.insert(*digest, seq).is_some() {
-                    return Err(corrupt("an envelope stored twice"));
+                    return Err(ApplyError("an envelope stored twice"));
                 }
                 self.delivery.insert(
                     seq,
@@ -245,334 +240,6 @@ impl Mailbox {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Encoding.
-
-#[derive(Clone, PartialEq, Message)]
-pub(crate) struct PrekeyRow {
-    #[prost(bool, tag = "1")]
-    one_time: bool,
-    #[prost(uint32, tag = "2")]
-    id: u32,
-    #[prost(uint64, tag = "3")]
-    expires_at: u64,
-    #[prost(bytes = "vec", tag = "4")]
-    signed: Vec<u8>,
-    #[prost(bytes = "vec", tag = "5")]
-    device: Vec<u8>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub(crate) struct MailEventRow {
-    #[prost(uint32, tag = "1")]
-    kind: u32,
-    #[prost(uint64, tag = "2")]
-    number: u64,
-    #[prost(bytes = "vec", tag = "3")]
-    bytes: Vec<u8>,
-    #[prost(bytes = "vec", tag = "4")]
-    device: Vec<u8>,
-    #[prost(message, repeated, tag = "5")]
-    prekeys: Vec<PrekeyRow>,
-    #[prost(bytes = "vec", repeated, tag = "6")]
-    devices: Vec<Vec<u8>>,
-    #[prost(bytes = "vec", tag = "7")]
-    digest: Vec<u8>,
-    #[prost(uint64, repeated, tag = "8")]
-    ids: Vec<u64>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct DeliveryRow {
-    #[prost(uint64, tag = "1")]
-    id: u64,
-    #[prost(bytes = "vec", tag = "2")]
-    sender: Vec<u8>,
-    #[prost(bytes = "vec", repeated, tag = "3")]
-    recipients: Vec<Vec<u8>>,
-    #[prost(bytes = "vec", repeated, tag = "4")]
-    delivered: Vec<Vec<u8>>,
-    #[prost(bytes = "vec", repeated, tag = "5")]
-    read: Vec<Vec<u8>>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct EnvelopeRow {
-    #[prost(uint64, tag = "1")]
-    id: u64,
-    #[prost(bytes = "vec", tag = "2")]
-    bytes: Vec<u8>,
-    #[prost(bytes = "vec", repeated, tag = "3")]
-    pending: Vec<Vec<u8>>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct DigestRow {
-    #[prost(bytes = "vec", tag = "1")]
-    digest: Vec<u8>,
-    #[prost(uint64, tag = "2")]
-    id: u64,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct AckRow {
-    #[prost(bytes = "vec", tag = "1")]
-    device: Vec<u8>,
-    #[prost(uint64, tag = "2")]
-    up_to: u64,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub(crate) struct MailboxRow {
-    #[prost(uint64, tag = "1")]
-    roster_version: u64,
-    #[prost(bytes = "vec", tag = "2")]
-    roster: Vec<u8>,
-    #[prost(message, repeated, tag = "3")]
-    prekeys: Vec<PrekeyRow>,
-    #[prost(message, repeated, tag = "4")]
-    envelopes: Vec<EnvelopeRow>,
-    #[prost(message, repeated, tag = "5")]
-    digests: Vec<DigestRow>,
-    #[prost(message, repeated, tag = "6")]
-    acked: Vec<AckRow>,
-    #[prost(message, repeated, tag = "7")]
-    delivery: Vec<DeliveryRow>,
-}
-
-fn device(bytes: &[u8]) -> Result<DeviceId, StoreError> {
-    Ok(DeviceId::from_bytes(
-        bytes
-            .try_into()
-            .map_err(|_| corrupt("device id of the wrong length"))?,
-    ))
-}
-
-fn prekey_row(device: &DeviceId, p: &StoredPrekey) -> PrekeyRow {
-    PrekeyRow {
-        one_time: p.one_time,
-        id: p.id,
-        expires_at: p.expires_at,
-        signed: p.signed.clone(),
-        device: device.as_bytes().to_vec(),
-    }
-}
-
-fn prekey_from(r: &PrekeyRow) -> StoredPrekey {
-    StoredPrekey {
-        one_time: r.one_time,
-        id: r.id,
-        expires_at: r.expires_at,
-        signed: r.signed.clone(),
-    }
-}
-
-const ROSTER: u32 = 1;
-const PUBLISHED: u32 = 2;
-const TAKEN: u32 = 3;
-const STORED: u32 = 4;
-const ACKED: u32 = 5;
-const READ: u32 = 6;
-
-impl MailEvent {
-    pub(crate) fn to_row(&self) -> MailEventRow {
-        let mut row = MailEventRow::default();
-        match self {
-            MailEvent::RosterStored { version, bytes } => {
-                row.kind = ROSTER;
-                row.number = *version;
-                row.bytes = bytes.clone();
-            }
-            MailEvent::PrekeysPublished { device, prekeys } => {
-                row.kind = PUBLISHED;
-                row.device = device.as_bytes().to_vec();
-                row.prekeys = prekeys.iter().map(|p| prekey_row(device, p)).collect();
-            }
-            MailEvent::PrekeyTaken { device, id } => {
-                row.kind = TAKEN;
-                row.device = device.as_bytes().to_vec();
-                row.number = u64::from(*id);
-            }
-            MailEvent::EnvelopeStored {
-                sender,
-                digest,
-                recipients,
-                bytes,
-            } => {
-                row.kind = STORED;
-                row.device = sender.as_bytes().to_vec();
-                row.digest = digest.to_vec();
-                row.devices = recipients.iter().map(|d| d.as_bytes().to_vec()).collect();
-                row.bytes = bytes.clone();
-            }
-            MailEvent::Read { device, ids } => {
-                row.kind = READ;
-                row.device = device.as_bytes().to_vec();
-                row.ids = ids.clone();
-            }
-            MailEvent::InboxAcked { device, up_to } => {
-                row.kind = ACKED;
-                row.device = device.as_bytes().to_vec();
-                row.number = *up_to;
-            }
-        }
-        row
-    }
-
-    pub(crate) fn from_row(row: MailEventRow) -> Result<MailEvent, StoreError> {
-        Ok(match row.kind {
-            ROSTER => MailEvent::RosterStored {
-                version: row.number,
-                bytes: row.bytes,
-            },
-            PUBLISHED => MailEvent::PrekeysPublished {
-                device: device(&row.device)?,
-                prekeys: row.prekeys.iter().map(prekey_from).collect(),
-            },
-            TAKEN => MailEvent::PrekeyTaken {
-                device: device(&row.device)?,
-                id: u32::try_from(row.number).map_err(|_| corrupt("prekey id out of range"))?,
-            },
-            STORED => MailEvent::EnvelopeStored {
-                sender: device(&row.device)?,
-                digest: row
-                    .digest
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| corrupt("digest of the wrong length"))?,
-                recipients: row
-                    .devices
-                    .iter()
-                    .map(|d| device(d))
-                    .collect::<Result<_, _>>()?,
-                bytes: row.bytes,
-            },
-            READ => MailEvent::Read {
-                device: device(&row.device)?,
-                ids: row.ids,
-            },
-            ACKED => MailEvent::InboxAcked {
-                device: device(&row.device)?,
-                up_to: row.number,
-            },
-            _ => return Err(corrupt("unknown messaging event")),
-        })
-    }
-}
-
-impl Mailbox {
-    pub(crate) fn to_row(&self) -> MailboxRow {
-        let mut prekeys = Vec::new();
-        for (d, p) in &self.prekeys {
-            prekeys.extend(p.last_resort.iter().map(|p| prekey_row(d, p)));
-            prekeys.extend(p.one_time.values().map(|p| prekey_row(d, p)));
-        }
-        MailboxRow {
-            roster_version: self.roster.as_ref().map_or(0, |(v, _)| *v),
-            roster: self
-                .roster
-                .as_ref()
-                .map(|(_, b)| b.clone())
-                .unwrap_or_default(),
-            prekeys,
-            envelopes: self
-                .envelopes
-                .iter()
-                .map(|(id, e)| EnvelopeRow {
-                    id: *id,
-                    bytes: e.bytes.clone(),
-                    pending: e.pending.iter().map(|d| d.as_bytes().to_vec()).collect(),
-                })
-                .collect(),
-            digests: self
-                .digests
-                .iter()
-                .map(|(d, id)| DigestRow {
-                    digest: d.to_vec(),
-                    id: *id,
-                })
-                .collect(),
-            acked: self
-                .acked
-                .iter()
-                .map(|(d, up_to)| AckRow {
-                    device: d.as_bytes().to_vec(),
-                    up_to: *up_to,
-                })
-                .collect(),
-            delivery: self
-                .delivery
-                .iter()
-                .map(|(id, d)| DeliveryRow {
-                    id: *id,
-                    sender: d.sender.map(|s| s.as_bytes().to_vec()).unwrap_or_default(),
-                    recipients: d.recipients.iter().map(|x| x.as_bytes().to_vec()).collect(),
-                    delivered: d.delivered.iter().map(|x| x.as_bytes().to_vec()).collect(),
-                    read: d.read.iter().map(|x| x.as_bytes().to_vec()).collect(),
-                })
-                .collect(),
-        }
-    }
-
-    pub(crate) fn from_row(row: MailboxRow) -> Result<Mailbox, StoreError> {
-        let mut m = Mailbox {
-            roster: (!row.roster.is_empty()).then_some((row.roster_version, row.roster)),
-            ..Mailbox::default()
-        };
-        for p in &row.prekeys {
-            let entry = m.prekeys.entry(device(&p.device)?).or_default();
-            if p.one_time {
-                entry.one_time.insert(p.id, prekey_from(p));
-            } else {
-                entry.last_resort = Some(prekey_from(p));
-            }
-        }
-        for e in row.envelopes {
-            m.envelopes.insert(
-                e.id,
-                StoredEnvelope {
-                    bytes: e.bytes,
-                    pending: e
-                        .pending
-                        .iter()
-                        .map(|d| device(d))
-                        .collect::<Result<_, _>>()?,
-                },
-            );
-        }
-        for d in row.digests {
-            let digest: [u8; 32] = d
-                .digest
-                .as_slice()
-                .try_into()
-                .map_err(|_| corrupt("digest of the wrong length"))?;
-            m.digests.insert(digest, d.id);
-        }
-        for a in row.acked {
-            m.acked.insert(device(&a.device)?, a.up_to);
-        }
-        let set = |v: &[Vec<u8>]| {
-            v.iter()
-                .map(|d| device(d))
-                .collect::<Result<BTreeSet<_>, _>>()
-        };
-        for d in row.delivery {
-            m.delivery.insert(
-                d.id,
-                Delivery {
-                    sender: (!d.sender.is_empty())
-                        .then(|| device(&d.sender))
-                        .transpose()?,
-                    recipients: set(&d.recipients)?,
-                    delivered: set(&d.delivered)?,
-                    read: set(&d.read)?,
-                },
-            );
-        }
-        Ok(m)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -617,9 +284,6 @@ mod tests {
         assert_eq!(m.delivery[&13].delivered, [a].into());
         assert_eq!(m.delivery[&10].delivered, [a, b].into());
         assert_eq!(m.inbox(&c, 0, 10).len(), 1, "c still has it");
-        // Round trip through events and snapshots.
-        let round = Mailbox::from_row(m.to_row()).expect("decodes");
-        assert_eq!(round, m);
     }
 
     #[test]
@@ -636,8 +300,6 @@ mod tests {
             device: a,
             prekeys: vec![p(false, 1, 100), p(true, 2, 100), p(true, 3, 50)],
         };
-        let row = published.to_row();
-        assert_eq!(MailEvent::from_row(row).expect("decodes"), published);
         m.apply(1, &published).expect("apply");
         assert_eq!(m.prekey_for(&a, 10).map(|p| p.id), Some(2));
         m.apply(2, &MailEvent::PrekeyTaken { device: a, id: 2 })

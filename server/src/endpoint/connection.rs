@@ -22,10 +22,11 @@ use quinn::{Connection, RecvStream, SendStream};
 use tokio::time::timeout;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::domain::devices::EnrollOutcome;
 use crate::endpoint::Shared;
 use crate::endpoint::rate::RateLimiter;
 use crate::requests;
-use crate::store::{EnrollOutcome, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// An authenticated device on this connection.
 #[derive(Debug, Clone, Copy)]

@@ -16,10 +16,11 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::{Config, ConfigError, Limits};
+use crate::domain::devices::{Device, InviteRecord};
 use crate::endpoint::registry::Registry;
 use crate::endpoint::tls::{TlsError, TlsIdentity};
 use crate::log::keys::{KdfParams, KeySource};
-use crate::store::{Create, InviteRecord, LogStore, OpenError, Store, StoreError};
+use crate::store::{Create, LogStore, OpenError, Store, StoreError};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -110,10 +111,7 @@ impl Shared {
     }
 
     /// The enrolled device `id` (revoked or not), or `UNKNOWN_DEVICE`.
-    pub(crate) fn enrolled_device(
-        &self,
-        id: hotline_proto::DeviceId,
-    ) -> Result<crate::store::Device, WireError> {
+    pub(crate) fn enrolled_device(&self, id: hotline_proto::DeviceId) -> Result<Device, WireError> {
         self.store_read(|s| s.device(&id))
             .map_err(connection::store_error)?
             .ok_or_else(|| {

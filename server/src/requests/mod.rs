@@ -7,9 +7,10 @@ use hotline_proto::message::{DeviceInfo, Request, Response, StatusInfo};
 use hotline_proto::{ErrorCode, Role, WireError};
 use tracing::info;
 
+use crate::domain::devices::RevokeOutcome;
 use crate::endpoint::Shared;
 use crate::endpoint::connection::{Session, store_error};
-use crate::store::{RevokeOutcome, Store};
+use crate::store::Store;
 
 /// Whether a device with role `inviter` may invite a device with role
 /// `invitee`. Admins invite anyone; duty officers and coordinators may

@@ -125,7 +125,11 @@ impl LogStore {
         // Room is left for the escalation steps that join this record (each
         // names the devices it pages): the record must fit, since the
         // state changes before it is written.
-        if events.iter().map(|e| e.encode().len()).sum::<usize>() + 16 * 1024
+        if events
+            .iter()
+            .map(|e| super::codec::encode_event(e).len())
+            .sum::<usize>()
+            + 16 * 1024
             > crate::log::MAX_RECORD_LEN
         {
             return Err(StoreError::Io("the message is too large to store".into()));

@@ -8,6 +8,7 @@
 //! lose.
 
 pub mod alerts;
+pub mod codec;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,68 +17,12 @@ use hotline_proto::{DeviceId, IdentityPublicKey, Role};
 use ring::aead::{Aad, NONCE_LEN, Nonce};
 use tracing::{info, warn};
 
+use crate::domain::devices::{Device, EnrollOutcome, InviteRecord, RevokeOutcome};
 use crate::domain::mailbox::{MailEvent, StoredPrekey};
-use crate::domain::{Event, State};
+use crate::domain::{ApplyError, Event, State};
 use crate::log::engine::{EngineError, LogEngine, SledEngine};
 use crate::log::keys::{self, KdfParams, KeyError, KeySource, StoreKeys};
 use crate::log::{Entry, Log, LogError, RecordKey, Verified};
-
-/// A device as the server knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Device {
-    /// Derived from the identity key.
-    pub id: DeviceId,
-    /// The key it authenticates with.
-    pub identity_key: IdentityPublicKey,
-    /// What it may do.
-    pub role: Role,
-    /// When it enrolled (seconds since the Unix epoch).
-    pub enrolled_at: u64,
-    /// When it was revoked, if it was.
-    pub revoked_at: Option<u64>,
-}
-
-/// A pending or used invite, stored under the SHA-256 of its token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InviteRecord {
-    /// The role a device enrolled with it gets.
-    pub role: Role,
-    /// When it was made.
-    pub created_at: u64,
-    /// After this it is refused.
-    pub expires_at: u64,
-    /// When a device used it, if one did.
-    pub used_at: Option<u64>,
-}
-
-/// What became of an enrollment attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EnrollOutcome {
-    /// The device is enrolled and the invite is spent.
-    Enrolled(Device),
-    /// No invite has this token.
-    InviteUnknown,
-    /// The invite was used before.
-    InviteUsed,
-    /// The invite expired.
-    InviteExpired,
-    /// This identity key is already enrolled.
-    AlreadyEnrolled,
-}
-
-/// What became of a revocation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RevokeOutcome {
-    /// Revoked now, or earlier at the given time (revoking twice is harmless).
-    Revoked {
-        /// When.
-        revoked_at: u64,
-    },
-    /// No such device.
-    NotFound,
-    /// It is the last active admin: revoking it would lock everyone out.
-    LastAdmin,
-}
 
 /// The store could not do what was asked; nothing was changed.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +36,18 @@ pub enum StoreError {
     /// A stored record does not decode: the store is damaged.
     #[error("the store is damaged: {0}")]
     Corrupt(String),
+}
+
+impl From<ApplyError> for StoreError {
+    fn from(e: ApplyError) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+impl From<codec::CodecError> for StoreError {
+    fn from(e: codec::CodecError) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
 }
 
 impl From<LogError> for StoreError {
@@ -307,7 +264,7 @@ impl LogStore {
             warn!("snapshot does not decrypt; rebuilding from the log");
             return None;
         };
-        match State::decode(plain) {
+        match codec::decode_snapshot(plain) {
             Ok(state) if state.applied_seq == seq => Some(state),
             _ => {
                 warn!("snapshot does not decode; rebuilding from the log");
@@ -321,7 +278,7 @@ impl LogStore {
         let mut count = 0;
         self.log.replay(from, |seq, entry| {
             if let Entry::Event(bytes) = entry {
-                let event = Event::decode(&bytes).map_err(|e| LogError::Tampered {
+                let event = codec::decode_event(&bytes).map_err(|e| LogError::Tampered {
                     seq,
                     reason: e.to_string(),
                 })?;
@@ -363,7 +320,9 @@ impl LogStore {
         state: &mut MutexGuard<'_, State>,
         event: Event,
     ) -> Result<crate::log::Ticket, StoreError> {
-        let ticket = self.log.submit(RecordKey::Main, &event.encode())?;
+        let ticket = self
+            .log
+            .submit(RecordKey::Main, &codec::encode_event(&event))?;
         state.apply(ticket.seq(), &event)?;
         Ok(ticket)
     }
@@ -378,7 +337,9 @@ impl LogStore {
         seq: u64,
         event: &Event,
     ) -> Result<crate::log::Ticket, StoreError> {
-        let ticket = self.log.submit(RecordKey::Main, &event.encode())?;
+        let ticket = self
+            .log
+            .submit(RecordKey::Main, &codec::encode_event(event))?;
         if ticket.seq() != seq {
             return Err(StoreError::Corrupt(
                 "log order differs from state order".into(),
@@ -473,7 +434,7 @@ impl LogStore {
         };
         let (seq, plain) = {
             let state = self.lock();
-            (state.applied_seq, state.encode())
+            (state.applied_seq, codec::encode_snapshot(&state))
         };
         if seq == 0 {
             return Ok(());

@@ -1,0 +1,266 @@
+//! Stored forms of alerts.
+
+use prost::Message;
+
+use super::{CodecError, device_id, device_ids, id_bytes};
+use crate::domain::alerts::{Alert, AlertEvent, AlertOrigin, AlertState, Alerts, Priority};
+
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct AlertEventRow {
+    #[prost(uint32, tag = "1")]
+    kind: u32,
+    #[prost(uint64, tag = "2")]
+    alert: u64,
+    #[prost(bytes = "vec", tag = "3")]
+    device: Vec<u8>,
+    #[prost(uint32, tag = "4")]
+    priority: u32,
+    #[prost(uint64, tag = "5")]
+    at: u64,
+    #[prost(uint64, tag = "6")]
+    number: u64,
+    #[prost(uint32, tag = "7")]
+    round: u32,
+    #[prost(uint32, tag = "8")]
+    step: u32,
+    #[prost(bytes = "vec", repeated, tag = "9")]
+    devices: Vec<Vec<u8>>,
+    #[prost(bool, tag = "10")]
+    flag: bool,
+    #[prost(uint32, tag = "11")]
+    origin: u32,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct AlertRow {
+    #[prost(uint64, tag = "1")]
+    id: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    defender: Vec<u8>,
+    #[prost(uint32, tag = "3")]
+    priority: u32,
+    #[prost(uint64, tag = "4")]
+    raised_at: u64,
+    #[prost(uint32, tag = "5")]
+    state: u32,
+    #[prost(bytes = "vec", tag = "6")]
+    holder: Vec<u8>,
+    #[prost(bytes = "vec", repeated, tag = "7")]
+    paged: Vec<Vec<u8>>,
+    #[prost(bool, tag = "8")]
+    positioned: bool,
+    #[prost(uint32, tag = "9")]
+    round: u32,
+    #[prost(uint32, tag = "10")]
+    step: u32,
+    #[prost(uint64, tag = "11")]
+    step_at: u64,
+    #[prost(bool, tag = "12")]
+    exhausted: bool,
+    #[prost(uint64, tag = "13")]
+    envelope_id: u64,
+    #[prost(bytes = "vec", repeated, tag = "14")]
+    delivered: Vec<Vec<u8>>,
+    #[prost(uint32, tag = "15")]
+    origin: u32,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct AlertsRow {
+    #[prost(message, repeated, tag = "1")]
+    alerts: Vec<AlertRow>,
+}
+
+fn priority(p: Priority) -> u32 {
+    match p {
+        Priority::Immediate => 1,
+        Priority::Urgent => 2,
+        Priority::Routine => 3,
+    }
+}
+
+fn priority_from(v: u32) -> Result<Priority, CodecError> {
+    match v {
+        1 => Ok(Priority::Immediate),
+        2 => Ok(Priority::Urgent),
+        3 => Ok(Priority::Routine),
+        _ => Err(CodecError("unknown priority")),
+    }
+}
+
+fn origin(o: AlertOrigin) -> u32 {
+    match o {
+        AlertOrigin::Sos => 1,
+        AlertOrigin::MissedCheckin => 2,
+        AlertOrigin::Duress => 3,
+    }
+}
+
+fn origin_from(v: u32) -> Result<AlertOrigin, CodecError> {
+    match v {
+        1 => Ok(AlertOrigin::Sos),
+        2 => Ok(AlertOrigin::MissedCheckin),
+        3 => Ok(AlertOrigin::Duress),
+        _ => Err(CodecError("unknown alert origin")),
+    }
+}
+
+pub(super) fn event_row(event: &AlertEvent) -> AlertEventRow {
+    let mut r = AlertEventRow::default();
+    match event {
+        AlertEvent::Raised {
+            defender,
+            priority: p,
+            at,
+            envelope_id,
+            origin: o,
+        } => {
+            r.kind = 1;
+            r.origin = origin(*o);
+            r.device = defender.as_bytes().to_vec();
+            r.priority = priority(*p);
+            r.at = *at;
+            r.number = *envelope_id;
+        }
+        AlertEvent::Stepped {
+            alert,
+            round,
+            step,
+            paged,
+            at,
+        } => {
+            r.kind = 2;
+            r.alert = *alert;
+            r.round = *round;
+            r.step = u32::try_from(*step).unwrap_or(u32::MAX);
+            r.devices = id_bytes(paged);
+            r.at = *at;
+        }
+        AlertEvent::Exhausted { alert } => {
+            r.kind = 3;
+            r.alert = *alert;
+        }
+        AlertEvent::Acknowledged { alert, by } => {
+            r.kind = 4;
+            r.alert = *alert;
+            r.device = by.as_bytes().to_vec();
+        }
+        AlertEvent::Resolved { alert } => {
+            r.kind = 5;
+            r.alert = *alert;
+        }
+        AlertEvent::Cancelled { alert, false_alarm } => {
+            r.kind = 6;
+            r.alert = *alert;
+            r.flag = *false_alarm;
+        }
+        AlertEvent::Delivered { alert, device } => {
+            r.kind = 7;
+            r.alert = *alert;
+            r.device = device.as_bytes().to_vec();
+        }
+    }
+    r
+}
+
+pub(super) fn event_from(r: AlertEventRow) -> Result<AlertEvent, CodecError> {
+    Ok(match r.kind {
+        1 => AlertEvent::Raised {
+            defender: device_id(&r.device)?,
+            priority: priority_from(r.priority)?,
+            at: r.at,
+            envelope_id: r.number,
+            origin: origin_from(r.origin)?,
+        },
+        2 => AlertEvent::Stepped {
+            alert: r.alert,
+            round: r.round,
+            step: r.step as usize,
+            paged: device_ids(&r.devices)?,
+            at: r.at,
+        },
+        3 => AlertEvent::Exhausted { alert: r.alert },
+        4 => AlertEvent::Acknowledged {
+            alert: r.alert,
+            by: device_id(&r.device)?,
+        },
+        5 => AlertEvent::Resolved { alert: r.alert },
+        6 => AlertEvent::Cancelled {
+            alert: r.alert,
+            false_alarm: r.flag,
+        },
+        7 => AlertEvent::Delivered {
+            alert: r.alert,
+            device: device_id(&r.device)?,
+        },
+        _ => return Err(CodecError("unknown alert event")),
+    })
+}
+
+pub(super) fn alerts_row(alerts: &Alerts) -> AlertsRow {
+    AlertsRow {
+        alerts: alerts
+            .alerts
+            .values()
+            .map(|a| {
+                let (state, holder) = match a.state {
+                    AlertState::Raised => (1, Vec::new()),
+                    AlertState::Acknowledged { by } => (2, by.as_bytes().to_vec()),
+                    AlertState::Resolved => (3, Vec::new()),
+                    AlertState::Cancelled { false_alarm: false } => (4, Vec::new()),
+                    AlertState::Cancelled { false_alarm: true } => (5, Vec::new()),
+                };
+                let (round, step, step_at) = a.position.unwrap_or((0, 0, 0));
+                AlertRow {
+                    id: a.id,
+                    defender: a.defender.as_bytes().to_vec(),
+                    priority: priority(a.priority),
+                    raised_at: a.raised_at,
+                    state,
+                    holder,
+                    paged: id_bytes(&a.paged),
+                    positioned: a.position.is_some(),
+                    round,
+                    step: u32::try_from(step).unwrap_or(u32::MAX),
+                    step_at,
+                    exhausted: a.exhausted,
+                    envelope_id: a.envelope_id,
+                    delivered: id_bytes(&a.delivered),
+                    origin: origin(a.origin),
+                }
+            })
+            .collect(),
+    }
+}
+
+pub(super) fn alerts_from(row: AlertsRow) -> Result<Alerts, CodecError> {
+    let mut alerts = Vec::with_capacity(row.alerts.len());
+    for r in row.alerts {
+        let state = match r.state {
+            1 => AlertState::Raised,
+            2 => AlertState::Acknowledged {
+                by: device_id(&r.holder)?,
+            },
+            3 => AlertState::Resolved,
+            4 => AlertState::Cancelled { false_alarm: false },
+            5 => AlertState::Cancelled { false_alarm: true },
+            _ => return Err(CodecError("unknown alert state")),
+        };
+        alerts.push(Alert {
+            id: r.id,
+            defender: device_id(&r.defender)?,
+            priority: priority_from(r.priority)?,
+            raised_at: r.raised_at,
+            state,
+            paged: device_ids(&r.paged)?,
+            position: r
+                .positioned
+                .then_some((r.round, r.step as usize, r.step_at)),
+            exhausted: r.exhausted,
+            envelope_id: r.envelope_id,
+            origin: origin_from(r.origin)?,
+            delivered: device_ids(&r.delivered)?,
+        });
+    }
+    Ok(Alerts::from_alerts(alerts))
+}

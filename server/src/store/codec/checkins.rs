@@ -1,0 +1,127 @@
+//! Stored forms of check-in schedules.
+
+use prost::Message;
+
+use super::{CodecError, device_id, digest};
+use crate::domain::checkins::{CheckinEvent, Checkins, Schedule};
+
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct CheckinEventRow {
+    #[prost(uint32, tag = "1")]
+    kind: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    defender: Vec<u8>,
+    #[prost(uint64, tag = "3")]
+    interval_secs: u64,
+    #[prost(uint64, tag = "4")]
+    grace_secs: u64,
+    #[prost(bytes = "vec", tag = "5")]
+    code: Vec<u8>,
+    #[prost(bytes = "vec", tag = "6")]
+    duress: Vec<u8>,
+    #[prost(uint64, tag = "7")]
+    at: u64,
+    #[prost(bool, tag = "8")]
+    alerted: bool,
+    #[prost(uint64, tag = "9")]
+    alerted_for: u64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct CheckinsRow {
+    #[prost(message, repeated, tag = "1")]
+    schedules: Vec<CheckinEventRow>,
+}
+
+pub(super) fn event_row(event: &CheckinEvent) -> CheckinEventRow {
+    let mut r = CheckinEventRow::default();
+    match event {
+        CheckinEvent::Set {
+            defender,
+            interval_secs,
+            grace_secs,
+            code,
+            duress,
+            at,
+        } => {
+            r.kind = 1;
+            r.defender = defender.as_bytes().to_vec();
+            r.interval_secs = *interval_secs;
+            r.grace_secs = *grace_secs;
+            r.code = code.to_vec();
+            r.duress = duress.to_vec();
+            r.at = *at;
+        }
+        CheckinEvent::CheckedIn { defender, at } => {
+            r.kind = 2;
+            r.defender = defender.as_bytes().to_vec();
+            r.at = *at;
+        }
+        CheckinEvent::MissedAlerted { defender, last } => {
+            r.kind = 3;
+            r.defender = defender.as_bytes().to_vec();
+            r.at = *last;
+        }
+    }
+    r
+}
+
+pub(super) fn event_from(r: CheckinEventRow) -> Result<CheckinEvent, CodecError> {
+    Ok(match r.kind {
+        1 => CheckinEvent::Set {
+            defender: device_id(&r.defender)?,
+            interval_secs: r.interval_secs,
+            grace_secs: r.grace_secs,
+            code: digest(&r.code)?,
+            duress: digest(&r.duress)?,
+            at: r.at,
+        },
+        2 => CheckinEvent::CheckedIn {
+            defender: device_id(&r.defender)?,
+            at: r.at,
+        },
+        3 => CheckinEvent::MissedAlerted {
+            defender: device_id(&r.defender)?,
+            last: r.at,
+        },
+        _ => return Err(CodecError("unknown check-in event")),
+    })
+}
+
+pub(super) fn checkins_row(checkins: &Checkins) -> CheckinsRow {
+    CheckinsRow {
+        schedules: checkins
+            .schedules
+            .iter()
+            .map(|(d, s)| CheckinEventRow {
+                kind: 1,
+                defender: d.as_bytes().to_vec(),
+                interval_secs: s.interval_secs,
+                grace_secs: s.grace_secs,
+                code: s.code.to_vec(),
+                duress: s.duress.to_vec(),
+                at: s.last,
+                alerted: s.alerted_for.is_some(),
+                alerted_for: s.alerted_for.unwrap_or(0),
+            })
+            .collect(),
+    }
+}
+
+pub(super) fn checkins_from(row: CheckinsRow) -> Result<Checkins, CodecError> {
+    let mut out = Checkins::default();
+    for r in row.schedules {
+        out.schedules.insert(
+            device_id(&r.defender)?,
+            Schedule {
+                interval_secs: r.interval_secs,
+                grace_secs: r.grace_secs,
+                code: digest(&r.code)?,
+                duress: digest(&r.duress)?,
+                last: r.at,
+                alerted_for: r.alerted.then_some(r.alerted_for),
+            },
+        );
+    }
+    Ok(out)
+}

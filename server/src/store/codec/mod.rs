@@ -1,0 +1,289 @@
+//! Every stored form: how events are written into log records and how the
+//! state is written into snapshots, with one error and one set of code
+//! tables.
+//!
+//! The forms are private prost messages; the domain types know nothing of
+//! them. Field numbers and codes never change meaning: a store written by
+//! an earlier build must open with this one (`tests/stored_format.rs`
+//! holds the bytes of one event of every kind and of a snapshot).
+
+mod alerts;
+mod checkins;
+mod devices;
+mod mailbox;
+
+use hotline_proto::{DeviceId, Role};
+use prost::Message;
+
+use crate::domain::{Event, State};
+
+/// A stored record or snapshot does not decode: the store is damaged (or
+/// was written by a newer build).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a stored record does not decode: {0}")]
+pub struct CodecError(pub &'static str);
+
+// ---------------------------------------------------------------------------
+// Code tables shared by every stored form.
+
+/// Roles as stored.
+fn role_code(role: Role) -> i32 {
+    match role {
+        Role::Defender => 1,
+        Role::Officer => 2,
+        Role::Coordinator => 3,
+        Role::Admin => 4,
+    }
+}
+
+fn role_from_code(code: i32) -> Result<Role, CodecError> {
+    Ok(match code {
+        1 => Role::Defender,
+        2 => Role::Officer,
+        3 => Role::Coordinator,
+        4 => Role::Admin,
+        _ => return Err(CodecError("unknown role")),
+    })
+}
+
+/// A device id from its stored bytes.
+fn device_id(bytes: &[u8]) -> Result<DeviceId, CodecError> {
+    <[u8; 16]>::try_from(bytes)
+        .map(DeviceId::from_bytes)
+        .map_err(|_| CodecError("device id of the wrong length"))
+}
+
+/// Device ids from their stored bytes, into any collection.
+fn device_ids<C: FromIterator<DeviceId>>(v: &[Vec<u8>]) -> Result<C, CodecError> {
+    v.iter().map(|d| device_id(d)).collect()
+}
+
+/// Device ids as stored.
+fn id_bytes<'a>(ids: impl IntoIterator<Item = &'a DeviceId>) -> Vec<Vec<u8>> {
+    ids.into_iter().map(|d| d.as_bytes().to_vec()).collect()
+}
+
+/// A SHA-256 digest from its stored bytes.
+fn digest(bytes: &[u8]) -> Result<[u8; 32], CodecError> {
+    bytes
+        .try_into()
+        .map_err(|_| CodecError("digest of the wrong length"))
+}
+
+// ---------------------------------------------------------------------------
+// Events.
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum Kind {
+    #[prost(message, tag = "1")]
+    InviteCreated(devices::InviteRow),
+    #[prost(message, tag = "2")]
+    DeviceEnrolled(devices::EnrolledRow),
+    #[prost(message, tag = "3")]
+    DeviceRevoked(devices::RevokedRow),
+    #[prost(message, tag = "4")]
+    Mail(mailbox::MailEventRow),
+    #[prost(message, tag = "5")]
+    Alert(alerts::AlertEventRow),
+    #[prost(message, tag = "6")]
+    Duty(DutyRow),
+    #[prost(message, tag = "7")]
+    Checkin(checkins::CheckinEventRow),
+    #[prost(message, tag = "8")]
+    Batch(BatchRow),
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct BatchRow {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    events: Vec<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct DutyRow {
+    #[prost(bytes = "vec", tag = "1")]
+    device: Vec<u8>,
+    #[prost(bool, tag = "2")]
+    on: bool,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct EventRow {
+    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
+    kind: Option<Kind>,
+}
+
+/// The bytes of `event` as stored (sealed) in a log record.
+pub fn encode_event(event: &Event) -> Vec<u8> {
+    let kind = match event {
+        Event::InviteCreated { digest, invite } => {
+            Kind::InviteCreated(devices::invite_row(digest, invite))
+        }
+        Event::DeviceEnrolled { digest, device } => {
+            Kind::DeviceEnrolled(devices::enrolled_row(digest, device))
+        }
+        Event::DeviceRevoked { device_id, at } => {
+            Kind::DeviceRevoked(devices::revoked_row(device_id, *at))
+        }
+        Event::Mail(m) => Kind::Mail(mailbox::event_row(m)),
+        Event::Alert(a) => Kind::Alert(alerts::event_row(a)),
+        Event::Checkin(c) => Kind::Checkin(checkins::event_row(c)),
+        Event::Duty { device, on } => Kind::Duty(DutyRow {
+            device: device.as_bytes().to_vec(),
+            on: *on,
+        }),
+        Event::Batch(events) => Kind::Batch(BatchRow {
+            events: events.iter().map(encode_event).collect(),
+        }),
+    };
+    EventRow { kind: Some(kind) }.encode_to_vec()
+}
+
+/// Parses the bytes of a log record's event.
+pub fn decode_event(bytes: &[u8]) -> Result<Event, CodecError> {
+    let row = EventRow::decode(bytes).map_err(|_| CodecError("event does not decode"))?;
+    Ok(match row.kind.ok_or(CodecError("event of no kind"))? {
+        Kind::InviteCreated(r) => {
+            let (digest, invite) = devices::invite_from(&r)?;
+            Event::InviteCreated { digest, invite }
+        }
+        Kind::DeviceEnrolled(r) => {
+            let (digest, device) = devices::enrolled_from(&r)?;
+            Event::DeviceEnrolled { digest, device }
+        }
+        Kind::DeviceRevoked(r) => Event::DeviceRevoked {
+            device_id: device_id(&r.device_id)?,
+            at: r.at,
+        },
+        Kind::Mail(m) => Event::Mail(mailbox::event_from(m)?),
+        Kind::Alert(a) => Event::Alert(alerts::event_from(a)?),
+        Kind::Checkin(c) => Event::Checkin(checkins::event_from(c)?),
+        Kind::Duty(d) => Event::Duty {
+            device: device_id(&d.device)?,
+            on: d.on,
+        },
+        Kind::Batch(b) => Event::Batch(
+            b.events
+                .iter()
+                .map(|e| match decode_event(e)? {
+                    Event::Batch(_) => Err(CodecError("a batch inside a batch")),
+                    other => Ok(other),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Snapshots.
+
+#[derive(Clone, PartialEq, Message)]
+struct SnapshotRow {
+    #[prost(uint64, tag = "1")]
+    applied_seq: u64,
+    #[prost(message, repeated, tag = "2")]
+    devices: Vec<devices::DeviceRow>,
+    #[prost(message, repeated, tag = "3")]
+    invites: Vec<devices::InviteRow>,
+    #[prost(message, optional, tag = "4")]
+    mailbox: Option<mailbox::MailboxRow>,
+    #[prost(message, optional, tag = "5")]
+    alerts: Option<alerts::AlertsRow>,
+    #[prost(bytes = "vec", repeated, tag = "6")]
+    on_duty: Vec<Vec<u8>>,
+    #[prost(message, optional, tag = "7")]
+    checkins: Option<checkins::CheckinsRow>,
+}
+
+/// The bytes of a snapshot of `state` (sealed before they are stored).
+pub fn encode_snapshot(state: &State) -> Vec<u8> {
+    SnapshotRow {
+        applied_seq: state.applied_seq,
+        devices: state.devices.values().map(devices::device_row).collect(),
+        invites: state
+            .invites
+            .iter()
+            .map(|(d, i)| devices::invite_row(d, i))
+            .collect(),
+        mailbox: Some(mailbox::mailbox_row(&state.mailbox)),
+        alerts: Some(alerts::alerts_row(&state.alerts)),
+        on_duty: id_bytes(&state.on_duty),
+        checkins: Some(checkins::checkins_row(&state.checkins)),
+    }
+    .encode_to_vec()
+}
+
+/// Parses snapshot bytes.
+pub fn decode_snapshot(bytes: &[u8]) -> Result<State, CodecError> {
+    let row = SnapshotRow::decode(bytes).map_err(|_| CodecError("snapshot does not decode"))?;
+    let devices = row
+        .devices
+        .iter()
+        .map(devices::device_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    let invites = row
+        .invites
+        .iter()
+        .map(devices::invite_from)
+        .collect::<Result<_, _>>()?;
+    Ok(State::from_parts(
+        row.applied_seq,
+        devices,
+        invites,
+        row.mailbox
+            .map(mailbox::mailbox_from)
+            .transpose()?
+            .unwrap_or_default(),
+        row.alerts
+            .map(alerts::alerts_from)
+            .transpose()?
+            .unwrap_or_default(),
+        device_ids(&row.on_duty)?,
+        row.checkins
+            .map(checkins::checkins_from)
+            .transpose()?
+            .unwrap_or_default(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damaged_forms_are_refused_not_guessed() {
+        let duty = Event::Duty {
+            device: DeviceId::from_bytes([7; 16]),
+            on: true,
+        };
+        let batch = Event::Batch(vec![duty.clone()]);
+        assert_eq!(decode_event(&encode_event(&batch)), Ok(batch.clone()));
+        let nested = Event::Batch(vec![batch]);
+        assert_eq!(
+            decode_event(&encode_event(&nested)),
+            Err(CodecError("a batch inside a batch"))
+        );
+        // A device id cut short, an event of no kind, bytes that are not
+        // a record at all.
+        let mut short = DutyRow {
+            device: vec![7; 15],
+            on: true,
+        };
+        let row = EventRow {
+            kind: Some(Kind::Duty(short.clone())),
+        };
+        assert!(decode_event(&row.encode_to_vec()).is_err());
+        short.device.push(7);
+        let row = EventRow {
+            kind: Some(Kind::Duty(short)),
+        };
+        assert_eq!(decode_event(&row.encode_to_vec()), Ok(duty));
+        assert_eq!(
+            decode_event(&EventRow { kind: None }.encode_to_vec()),
+            Err(CodecError("event of no kind"))
+        );
+        assert!(decode_event(&[0xff, 0xff, 0xff]).is_err());
+        assert!(decode_snapshot(&[0xff, 0xff, 0xff]).is_err());
+        assert_eq!(role_from_code(9), Err(CodecError("unknown role")));
+    }
+}
