@@ -251,6 +251,30 @@ pub enum AlertError {
     Closed,
 }
 
+/// Why an alert was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// Handled by staff.
+    Resolved,
+    /// Called off.
+    Cancelled,
+    /// Never was one.
+    FalseAlarm,
+}
+
+/// Why an SOS cannot be raised with the envelope given. Both are the
+/// sending client's to fix (seal anew, write less); retrying the same
+/// request cannot help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RaiseError {
+    /// The same envelope was stored before as a plain message.
+    #[error("this message was already sent")]
+    SentAsMessage,
+    /// The alert's record would not fit in the log.
+    #[error("the message is too large to store")]
+    TooLarge,
+}
+
 /// Every alert, by id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Alerts {

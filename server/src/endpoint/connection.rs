@@ -11,35 +11,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hotline_proto::auth::{
-    self, CHANNEL_BINDING_LEN, ChannelBinding, EXPORTER_CONTEXT, EXPORTER_LABEL, Nonce,
+    CHANNEL_BINDING_LEN, ChannelBinding, EXPORTER_CONTEXT, EXPORTER_LABEL, Nonce,
 };
 use hotline_proto::frame::{self, FrameError, MAX_FRAME_LEN, MAX_SETUP_FRAME_LEN};
-use hotline_proto::message::{
-    Challenge, Request, Response, SetupRequest, Welcome, encode_setup_response,
-};
-use hotline_proto::{ALPN, DeviceId, ErrorCode, Role, WireError};
+use hotline_proto::message::{Challenge, Request, Response, SetupRequest, encode_setup_response};
+use hotline_proto::{ALPN, ErrorCode, WireError};
 use quinn::{Connection, RecvStream, SendStream};
 use tokio::time::timeout;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::domain::devices::EnrollOutcome;
-use crate::endpoint::Shared;
-use crate::endpoint::rate::RateLimiter;
-use crate::requests;
-use crate::store::{Store, StoreError};
-
-/// An authenticated device on this connection.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Session {
-    pub(crate) device_id: DeviceId,
-    pub(crate) role: Role,
-}
+use super::Node;
+use super::push;
+use super::rate::RateLimiter;
+use crate::requests::{self, Reply, Session};
+use crate::store::Store;
 
 /// How long to let a refused peer read its error before closing.
 const LINGER: Duration = Duration::from_secs(2);
 
 /// Serves one connection to its end.
-pub(crate) async fn serve(incoming: quinn::Incoming, shared: Arc<Shared>) {
+pub(crate) async fn serve(incoming: quinn::Incoming, node: Arc<Node>) {
     let conn = match incoming.await {
         Ok(conn) => conn,
         Err(e) => {
@@ -48,10 +39,11 @@ pub(crate) async fn serve(incoming: quinn::Incoming, shared: Arc<Shared>) {
         }
     };
     let span = info_span!("conn", id = conn.stable_id());
-    serve_connection(conn, shared).instrument(span).await;
+    serve_connection(conn, node).instrument(span).await;
 }
 
-async fn serve_connection(conn: Connection, shared: Arc<Shared>) {
+async fn serve_connection(conn: Connection, node: Arc<Node>) {
+    let shared = &node.shared;
     if negotiated_alpn(&conn).as_deref() != Some(ALPN) {
         // rustls already refuses a different ALPN; this catches a client
         // that offered none at all.
@@ -64,7 +56,7 @@ async fn serve_connection(conn: Connection, shared: Arc<Shared>) {
         return;
     }
     debug!("connected");
-    let session = match timeout(shared.limits.auth_timeout(), setup(&conn, &shared)).await {
+    let session = match timeout(shared.limits.auth_timeout(), setup(&conn, shared)).await {
         Ok(Ok(session)) => session,
         Ok(Err(SetupFailed::Refused(e))) => {
             debug!(code = %e.code, "set-up refused");
@@ -86,7 +78,7 @@ async fn serve_connection(conn: Connection, shared: Arc<Shared>) {
         }
     };
     info!(role = %session.role, "device authenticated");
-    let _registration = shared.registry.register(session.device_id, conn.clone());
+    let _registration = node.registry.register(session.device_id, conn.clone());
     // A revocation that landed between the check in set-up and the
     // registration above would otherwise miss this connection.
     if let Ok(Some(d)) = shared.store_read(|s| s.device(&session.device_id))
@@ -100,7 +92,8 @@ async fn serve_connection(conn: Connection, shared: Arc<Shared>) {
         return;
     }
     // Pages this device missed while it was away.
-    crate::requests::alerts::catch_up(&shared, session.device_id).await;
+    let missed = requests::alerts::catch_up(shared, session.device_id).await;
+    push::send(&node.registry, &missed);
     let mut limiter = RateLimiter::new(
         shared.limits.request_burst,
         shared.limits.requests_per_second,
@@ -114,11 +107,11 @@ async fn serve_connection(conn: Connection, shared: Arc<Shared>) {
             }
         };
         let allowed = limiter.try_take(Instant::now());
-        let shared = Arc::clone(&shared);
+        let node = Arc::clone(&node);
         let conn = conn.clone();
         let span = info_span!("stream", id = %send.id());
         tokio::spawn(
-            async move { serve_request(conn, shared, session, send, recv, allowed).await }
+            async move { serve_request(conn, node, session, send, recv, allowed).await }
                 .instrument(span),
         );
     }
@@ -148,7 +141,7 @@ impl From<quinn::WriteError> for SetupFailed {
     }
 }
 
-async fn setup(conn: &Connection, shared: &Shared) -> Result<Session, SetupFailed> {
+async fn setup(conn: &Connection, shared: &requests::Shared) -> Result<Session, SetupFailed> {
     let nonce = Nonce::random().map_err(|_| internal("randomness unavailable"))?;
     let mut binding = [0u8; CHANNEL_BINDING_LEN];
     conn.export_keying_material(&mut binding, EXPORTER_LABEL, EXPORTER_CONTEXT)
@@ -164,7 +157,9 @@ async fn setup(conn: &Connection, shared: &Shared) -> Result<Session, SetupFaile
     let (mut send, mut recv) = conn.accept_bi().await.map_err(|_| SetupFailed::Gone)?;
     let result = match read_frame(&mut recv, MAX_SETUP_FRAME_LEN).await {
         Ok(payload) => match SetupRequest::decode(&payload) {
-            Ok(req) => handle_setup(shared, req, &nonce, &binding).await,
+            Ok(req) => requests::devices::setup(shared, req, &nonce, &binding)
+                .await
+                .map_err(WireError::from),
             Err(e) => Err(WireError::from(e)),
         },
         Err(ReadFailed::Frame(e)) => {
@@ -195,123 +190,24 @@ fn internal(what: &'static str) -> SetupFailed {
     SetupFailed::Refused(WireError::new(ErrorCode::Internal, "server error"))
 }
 
-async fn handle_setup(
-    shared: &Shared,
-    req: SetupRequest,
-    nonce: &Nonce,
-    binding: &ChannelBinding,
-) -> Result<Welcome, WireError> {
-    let now = crate::unix_now();
-    match req {
-        SetupRequest::Auth {
-            device_id,
-            signature,
-        } => {
-            let device = shared.enrolled_device(device_id)?;
-            let transcript = auth::device_auth_transcript(nonce, binding, &device_id);
-            device
-                .identity_key
-                .verify(&transcript, &signature)
-                .map_err(|_| {
-                    WireError::new(
-                        ErrorCode::BadSignature,
-                        "the authentication signature does not verify",
-                    )
-                })?;
-            if device.revoked_at.is_some() {
-                return Err(WireError::new(
-                    ErrorCode::DeviceRevoked,
-                    "this device has been revoked",
-                ));
-            }
-            Ok(Welcome {
-                device_id,
-                role: device.role,
-                server_time: now,
-            })
-        }
-        SetupRequest::Enroll {
-            token,
-            identity_key,
-            signature,
-        } => {
-            let transcript = auth::enroll_transcript(nonce, binding, &identity_key, &token);
-            identity_key.verify(&transcript, &signature).map_err(|_| {
-                WireError::new(
-                    ErrorCode::BadSignature,
-                    "the enrollment signature does not verify",
-                )
-            })?;
-            let digest = token.digest();
-            let outcome = shared
-                .store_call(move |s| s.enroll(digest, identity_key, now))
-                .await
-                .map_err(store_error)?;
-            match outcome {
-                EnrollOutcome::Enrolled(device) => {
-                    info!(role = %device.role, "device enrolled");
-                    Ok(Welcome {
-                        device_id: device.id,
-                        role: device.role,
-                        server_time: now,
-                    })
-                }
-                EnrollOutcome::InviteUnknown => Err(WireError::new(
-                    ErrorCode::InviteUnknown,
-                    "this invite is not known to the server",
-                )),
-                EnrollOutcome::InviteUsed => Err(WireError::new(
-                    ErrorCode::InviteUsed,
-                    "this invite has already been used",
-                )),
-                EnrollOutcome::InviteExpired => Err(WireError::new(
-                    ErrorCode::InviteExpired,
-                    "this invite has expired",
-                )),
-                EnrollOutcome::AlreadyEnrolled => Err(WireError::new(
-                    ErrorCode::AlreadyEnrolled,
-                    "this identity key is already enrolled",
-                )),
-            }
-        }
-    }
-}
-
-/// The wire error for a storage failure. Damage is a bug or an attack
-/// and is logged as an error; the peer learns only that it failed.
-pub(crate) fn store_error(e: StoreError) -> WireError {
-    match e {
-        StoreError::Io(_) | StoreError::Locked => {
-            warn!(error = %e, "storage unavailable");
-            WireError::new(
-                ErrorCode::Unavailable,
-                "the server cannot save right now; try again",
-            )
-        }
-        StoreError::Corrupt(_) => {
-            tracing::error!(error = %e, "store damaged");
-            WireError::new(ErrorCode::Internal, "server error")
-        }
-    }
-}
-
 async fn serve_request(
     conn: Connection,
-    shared: Arc<Shared>,
+    node: Arc<Node>,
     session: Session,
     mut send: SendStream,
     mut recv: RecvStream,
     allowed: bool,
 ) {
-    let response = if !allowed {
+    let reply: Reply = if !allowed {
         let _ = recv.stop(ErrorCode::RateLimited.to_u32().into());
         Response::Error(WireError::new(
             ErrorCode::RateLimited,
             "too many requests; slow down",
         ))
+        .into()
     } else {
         match timeout(
-            shared.limits.request_timeout(),
+            node.shared.limits.request_timeout(),
             read_frame(&mut recv, MAX_FRAME_LEN),
         )
         .await
@@ -323,22 +219,39 @@ async fn serve_request(
                     ErrorCode::Malformed,
                     "the request did not arrive in time",
                 ))
+                .into()
             }
             Ok(Err(ReadFailed::Stream)) => return,
             Ok(Err(ReadFailed::Frame(e))) => {
                 debug!(error = %e, "bad frame");
                 let _ = recv.stop(frame_error_code(e).to_u32().into());
-                Response::Error(frame_error(e))
+                Response::Error(frame_error(e)).into()
             }
             Ok(Ok(payload)) => match Request::decode(&payload) {
                 Err(e) => {
                     debug!(error = %e, "undecodable request");
-                    Response::Error(e.into())
+                    Response::Error(e.into()).into()
                 }
-                Ok(req) => requests::handle(&conn, &shared, session, req).await,
+                Ok(req) => requests::handle(&node.shared, session, req).await,
             },
         }
     };
+    let Reply {
+        response,
+        pushes,
+        close: close_with,
+        disconnect,
+    } = reply;
+    // Pages first: an SOS reaches the officers before its defender hears
+    // back.
+    push::send(&node.registry, &pushes);
+    for device in &disconnect {
+        node.registry.disconnect(
+            device,
+            ErrorCode::DeviceRevoked,
+            "this device has been revoked",
+        );
+    }
     if let Response::Error(e) = &response {
         debug!(code = %e.code, "request refused");
     }
@@ -348,6 +261,9 @@ async fn serve_request(
         .is_ok()
     {
         let _ = send.finish();
+    }
+    if let Some(e) = close_with {
+        close(&conn, e.code, &e.detail);
     }
 }
 

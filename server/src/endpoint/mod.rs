@@ -1,8 +1,9 @@
 //! The QUIC endpoint: binding, the accept loop, and graceful shutdown.
 
-pub(crate) mod connection;
+mod connection;
+mod push;
 mod rate;
-pub(crate) mod registry;
+mod registry;
 pub mod tls;
 
 use std::future::Future;
@@ -10,17 +11,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hotline_proto::{CertPin, ErrorCode, Invite, InviteToken, Role, WireError};
+use hotline_proto::{CertPin, ErrorCode, Invite, Role, WireError};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::config::{Config, ConfigError, Limits};
-use crate::domain::devices::{Device, InviteRecord};
-use crate::endpoint::registry::Registry;
-use crate::endpoint::tls::{TlsError, TlsIdentity};
+use crate::config::{Config, ConfigError};
 use crate::log::keys::{KdfParams, KeySource};
+use crate::requests::{self, Shared};
 use crate::store::{Create, LogStore, OpenError, Store, StoreError};
+use registry::Registry;
+use tls::{TlsError, TlsIdentity};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,106 +53,12 @@ pub enum StartError {
     },
 }
 
-/// State shared by every connection.
+/// What every connection task shares: the request context and the live
+/// connections that pushes go to.
 #[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) store: Arc<LogStore>,
-    pub(crate) limits: Limits,
+pub(crate) struct Node {
+    pub(crate) shared: Shared,
     pub(crate) registry: Arc<Registry>,
-    pub(crate) policies: crate::domain::alerts::Policies,
-    pub(crate) rota: Vec<crate::domain::rota::Shift>,
-    pin: CertPin,
-    advertised_addr: String,
-    server_name: String,
-}
-
-impl Shared {
-    /// Runs a (blocking) store operation without stalling other tasks.
-    ///
-    /// On a multi-threaded runtime (the server's) the calling worker
-    /// thread runs it in place and hands its other tasks to another
-    /// thread: no wait for a blocking-pool thread to wake, which is on the
-    /// path of every SOS. Elsewhere (a single-threaded test runtime) it
-    /// goes to the blocking pool. Either way the caller continues on a
-    /// worker thread.
-    pub(crate) async fn store_call<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&LogStore) -> Result<T, StoreError> + Send + 'static,
-    {
-        if tokio::runtime::Handle::current().runtime_flavor()
-            == tokio::runtime::RuntimeFlavor::MultiThread
-        {
-            // A panic in the store (sled has some on damaged files) is an
-            // error for this request, as it is from the blocking pool.
-            let result = tokio::task::block_in_place(|| {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&self.store)))
-                    .unwrap_or_else(|_| Err(StoreError::Io("store task failed".into())))
-            });
-            // A call that waited for the disk has handed this thread's
-            // worker role to another thread; what the task does next
-            // (answer, page) wakes connections, which from outside a
-            // worker costs a system call each. Continue on a worker.
-            tokio::task::yield_now().await;
-            return result;
-        }
-        let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || f(store.as_ref()))
-            .await
-            .map_err(|_| StoreError::Io("store task failed".into()))?
-    }
-
-    /// Runs a store read that touches only the in-memory state (no disk,
-    /// no waiting): cheaper than a trip to the blocking pool.
-    pub(crate) fn store_read<T>(
-        &self,
-        f: impl FnOnce(&LogStore) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        f(&self.store)
-    }
-
-    /// The enrolled device `id` (revoked or not), or `UNKNOWN_DEVICE`.
-    pub(crate) fn enrolled_device(&self, id: hotline_proto::DeviceId) -> Result<Device, WireError> {
-        self.store_read(|s| s.device(&id))
-            .map_err(connection::store_error)?
-            .ok_or_else(|| {
-                WireError::new(
-                    ErrorCode::UnknownDevice,
-                    "no device is enrolled with this id",
-                )
-            })
-    }
-
-    /// Makes and saves a one-time invite.
-    pub(crate) async fn create_invite(
-        &self,
-        role: Role,
-        ttl_seconds: u64,
-    ) -> Result<Invite, WireError> {
-        let token = InviteToken::random()
-            .map_err(|_| WireError::new(ErrorCode::Internal, "server error"))?;
-        let now = crate::unix_now();
-        let record = InviteRecord {
-            role,
-            created_at: now,
-            expires_at: now.saturating_add(ttl_seconds),
-            used_at: None,
-        };
-        let digest = token.digest();
-        let expires_at = record.expires_at;
-        self.store_call(move |s| s.put_invite(digest, &record))
-            .await
-            .map_err(connection::store_error)?;
-        Ok(Invite {
-            server_addr: self.advertised_addr.clone(),
-            server_name: self.server_name.clone(),
-            cert_pin: self.pin,
-            token,
-            role,
-            expires_at,
-            org_root: None,
-        })
-    }
 }
 
 /// The data directory opened: its store and TLS identity.
@@ -208,17 +115,15 @@ impl DataDir {
         role: Role,
         ttl_seconds: u64,
     ) -> Result<Invite, WireError> {
-        let shared = Shared {
-            store: self.store.clone(),
-            limits: config.limits.clone(),
-            registry: Arc::default(),
-            policies: config.escalation.clone(),
-            rota: crate::domain::rota::parse(&config.rota).unwrap_or_default(),
-            pin: self.tls.pin,
-            advertised_addr: config.advertised_addr(config.listen),
-            server_name: config.server_name.clone(),
-        };
-        shared.create_invite(role, ttl_seconds).await
+        let shared = Shared::new(
+            Arc::clone(&self.store),
+            config,
+            self.tls.pin,
+            config.advertised_addr(config.listen),
+        );
+        requests::devices::make_invite(&shared, role, ttl_seconds)
+            .await
+            .map_err(WireError::from)
     }
 }
 
@@ -226,7 +131,7 @@ impl DataDir {
 #[derive(Debug)]
 pub struct RunningServer {
     local_addr: SocketAddr,
-    shared: Arc<Shared>,
+    node: Arc<Node>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -252,15 +157,14 @@ impl RunningServer {
             source,
         })?;
         let store = Arc::clone(&data.store);
-        let shared = Arc::new(Shared {
-            store: data.store,
-            limits: config.limits.clone(),
+        let node = Arc::new(Node {
+            shared: Shared::new(
+                data.store,
+                &config,
+                data.tls.pin,
+                config.advertised_addr(local_addr),
+            ),
             registry: Arc::default(),
-            policies: config.escalation.clone(),
-            rota: crate::domain::rota::parse(&config.rota).unwrap_or_default(),
-            pin: data.tls.pin,
-            advertised_addr: config.advertised_addr(local_addr),
-            server_name: config.server_name.clone(),
         });
         // Escalation: check for due steps on a steady tick. Steps are
         // derived from the log, so a restart picks up where it stopped.
@@ -270,7 +174,7 @@ impl RunningServer {
         // holding the store open after the server says it stopped.
         let (stop_ticker, mut ticker_stopped) = oneshot::channel::<()>();
         let ticker = {
-            let shared = Arc::clone(&shared);
+            let node = Arc::clone(&node);
             let tick = Duration::from_millis(config.escalation_tick_ms);
             tokio::spawn(
                 async move {
@@ -281,9 +185,11 @@ impl RunningServer {
                             _ = interval.tick() => {}
                             _ = &mut ticker_stopped => break,
                         }
-                        crate::requests::alerts::escalate(&shared).await;
+                        let pages = requests::alerts::escalate(&node.shared).await;
+                        push::send(&node.registry, &pages);
                         // Snapshots are taken here, off every request's path.
-                        if let Err(e) = shared
+                        if let Err(e) = node
+                            .shared
                             .store_call(|s| s.snapshot_if_due(crate::store::SNAPSHOT_EVERY))
                             .await
                         {
@@ -295,26 +201,28 @@ impl RunningServer {
             )
         };
         let (stop, stopped) = oneshot::channel();
-        let shared_for_loop = Arc::clone(&shared);
-        let task = tokio::spawn(
-            async move {
-                accept_loop(endpoint, Arc::clone(&shared_for_loop), stopped).await;
-                let _ = stop_ticker.send(());
-                let _ = ticker.await;
-                // Connections are closed: save a snapshot and sign a final
-                // checkpoint.
-                match tokio::task::spawn_blocking(move || store.close()).await {
-                    Ok(Ok(())) => info!("store closed"),
-                    Ok(Err(e)) => tracing::error!(error = %e, "store did not close cleanly"),
-                    Err(_) => tracing::error!("store close task failed"),
+        let task = {
+            let node = Arc::clone(&node);
+            tokio::spawn(
+                async move {
+                    accept_loop(endpoint, node, stopped).await;
+                    let _ = stop_ticker.send(());
+                    let _ = ticker.await;
+                    // Connections are closed: save a snapshot and sign a final
+                    // checkpoint.
+                    match tokio::task::spawn_blocking(move || store.close()).await {
+                        Ok(Ok(())) => info!("store closed"),
+                        Ok(Err(e)) => tracing::error!(error = %e, "store did not close cleanly"),
+                        Err(_) => tracing::error!("store close task failed"),
+                    }
                 }
-            }
-            .instrument(info_span!("server")),
-        );
+                .instrument(info_span!("server")),
+            )
+        };
         info!(addr = %local_addr, "listening");
         Ok(RunningServer {
             local_addr,
-            shared,
+            node,
             stop: Some(stop),
             task,
         })
@@ -327,17 +235,19 @@ impl RunningServer {
 
     /// The pin clients must see.
     pub fn cert_pin(&self) -> CertPin {
-        self.shared.pin
+        self.node.shared.pin()
     }
 
     /// Makes a one-time invite, as an admin's `hotline invite` would.
     pub async fn create_invite(&self, role: Role, ttl_seconds: u64) -> Result<Invite, WireError> {
-        self.shared.create_invite(role, ttl_seconds).await
+        requests::devices::make_invite(&self.node.shared, role, ttl_seconds)
+            .await
+            .map_err(WireError::from)
     }
 
     /// Whether an admin device is enrolled and not revoked.
     pub async fn has_active_admin(&self) -> Result<bool, StoreError> {
-        self.shared.store_call(|s| s.has_active_admin()).await
+        self.node.shared.store_call(|s| s.has_active_admin()).await
     }
 
     /// Stops accepting, closes every connection, and waits (a few seconds
@@ -360,12 +270,8 @@ impl RunningServer {
 /// How long shutdown waits for connections to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-async fn accept_loop(
-    endpoint: quinn::Endpoint,
-    shared: Arc<Shared>,
-    mut stop: oneshot::Receiver<()>,
-) {
-    let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
+async fn accept_loop(endpoint: quinn::Endpoint, node: Arc<Node>, mut stop: oneshot::Receiver<()>) {
+    let slots = Arc::new(Semaphore::new(node.shared.limits.max_connections));
     loop {
         let incoming = tokio::select! {
             _ = &mut stop => break,
@@ -379,9 +285,9 @@ async fn accept_loop(
             incoming.refuse();
             continue;
         };
-        let shared = Arc::clone(&shared);
+        let node = Arc::clone(&node);
         tokio::spawn(async move {
-            connection::serve(incoming, shared).await;
+            connection::serve(incoming, node).await;
             drop(permit);
         });
     }

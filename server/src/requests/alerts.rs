@@ -1,24 +1,18 @@
-//! Requests about alerts and duty, and the pages and all-clears they push.
+//! Alerts and duty: raising, listing, claiming and closing alerts, going
+//! on and off duty, confirming pages; and the pages and all-clears these
+//! cause, returned as pushes for the endpoint to send. The escalation tick
+//! ([`escalate`]) and the catch-up of a device that connects
+//! ([`catch_up`]) return pushes the same way.
 
+use hotline_proto::DeviceId;
 use hotline_proto::alert::{AlertInfo, AlertStatus, CloseReason, Push};
 use hotline_proto::e2e::envelope::SignedEnvelope;
-use hotline_proto::frame;
-use hotline_proto::message::{Request, Response};
-use hotline_proto::{DeviceId, ErrorCode, Role, WireError};
-use tracing::{Instrument, debug, info, info_span};
+use hotline_proto::message::Response;
+use tracing::{debug, info, warn};
 
-use crate::domain::alerts::{Alert, AlertError, AlertState, Priority};
-use crate::domain::checkins::CheckinKind;
-use crate::endpoint::Shared;
-use crate::endpoint::connection::{Session, store_error};
-use crate::endpoint::registry::Registry;
-use crate::store::alerts::{Close, CloseOutcome};
-use std::future::Future;
-use std::task::{Context, Waker};
-
-fn refuse(code: ErrorCode, detail: &str) -> Response {
-    Response::Error(WireError::new(code, detail))
-}
+use super::{PushTo, Reply, RequestError, Session, Shared};
+use crate::domain::alerts::{Alert, AlertError, AlertState, Close, Priority, RaiseError};
+use crate::store::alerts::{CloseOutcome, Paging};
 
 /// The summary of an alert on the wire.
 pub(crate) fn info(a: &Alert) -> AlertInfo {
@@ -44,156 +38,55 @@ pub(crate) fn info(a: &Alert) -> AlertInfo {
     }
 }
 
-/// Answers one alert or duty request.
-pub(crate) async fn handle(shared: &Shared, session: Session, req: Request) -> Response {
-    let me = session.device_id;
-    let result: Result<Response, WireError> = match req {
-        Request::RaiseAlert { priority, envelope } => {
-            raise(shared, session, priority, envelope).await
-        }
-        Request::ListAlerts { open_only } => shared
-            .store_call(move |s| s.alerts_for(&me, session.role, open_only))
-            .await
-            .map(|a| Response::Alerts(a.iter().map(info).collect()))
-            .map_err(store_error),
-        Request::ClaimAlert { alert_id } => {
-            if !session.role.is_staff() {
-                return refuse(ErrorCode::Forbidden, "your role may not claim alerts");
-            }
-            match shared
-                .store_call(move |s| s.claim_alert(alert_id, me))
-                .await
-            {
-                Ok(Ok(holder)) => {
-                    info!("alert claimed");
-                    Ok(Response::Claim {
-                        granted: true,
-                        holder,
-                    })
-                }
-                Ok(Err(AlertError::HeldBy(holder))) => Ok(Response::Claim {
-                    granted: false,
-                    holder,
-                }),
-                Ok(Err(AlertError::NotFound)) => Ok(refuse(ErrorCode::NotFound, "no such alert")),
-                Ok(Err(AlertError::Closed)) => {
-                    Ok(refuse(ErrorCode::FailedPrecondition, "the alert is closed"))
-                }
-                Err(e) => Err(store_error(e)),
+impl From<AlertError> for RequestError {
+    fn from(e: AlertError) -> RequestError {
+        match e {
+            AlertError::NotFound => RequestError::NotFound("no such alert"),
+            AlertError::Closed => RequestError::FailedPrecondition("the alert is closed"),
+            // A claim on a held alert is an answer (Claim { granted:
+            // false }), never this error; anything else held is closed to
+            // this device.
+            AlertError::HeldBy(_) => {
+                RequestError::FailedPrecondition("the alert is held by another officer")
             }
         }
-        Request::CloseAlert { alert_id, reason } => {
-            let how = match reason {
-                CloseReason::Resolved => Close::Resolved,
-                CloseReason::Cancelled => Close::Cancelled,
-                CloseReason::FalseAlarm => Close::FalseAlarm,
-            };
-            match shared
-                .store_call(move |s| s.close_alert(alert_id, me, session.role, how))
-                .await
-            {
-                Ok(CloseOutcome::Closed(paged)) => {
-                    info!("alert closed");
-                    push(&shared.registry, &paged, &Push::AllClear(alert_id));
-                    Ok(Response::Done)
-                }
-                Ok(CloseOutcome::Forbidden) => Ok(refuse(
-                    ErrorCode::Forbidden,
-                    "your role may not close this alert",
-                )),
-                Ok(CloseOutcome::Refused(AlertError::NotFound)) => {
-                    Ok(refuse(ErrorCode::NotFound, "no such alert"))
-                }
-                Ok(CloseOutcome::Refused(_)) => {
-                    Ok(refuse(ErrorCode::FailedPrecondition, "the alert is closed"))
-                }
-                Err(e) => Err(store_error(e)),
-            }
-        }
-        Request::SetDuty { on_duty } => {
-            if !session.role.is_staff() {
-                return refuse(ErrorCode::Forbidden, "your role has no duty");
-            }
-            let done = shared.store_call(move |s| s.set_duty(me, on_duty)).await;
-            if done.is_ok() && on_duty {
-                // Someone new to page: steps that had nobody may now reach them.
-                escalate(shared).await;
-            }
-            done.map(|()| Response::Done).map_err(store_error)
-        }
-        Request::SetCheckin {
-            interval_secs,
-            grace_secs,
-            code_digest,
-            duress_digest,
-        } => {
-            if session.role != Role::Defender {
-                return refuse(ErrorCode::Forbidden, "check-ins are for defenders");
-            }
-            if interval_secs != 0
-                && (code_digest == duress_digest || !(1..=30 * 86_400).contains(&interval_secs))
-            {
-                return refuse(
-                    ErrorCode::InvalidArgument,
-                    "the interval must be 1 second to 30 days, and the duress code must differ from the normal code",
-                );
-            }
-            let now = crate::unix_now();
-            shared
-                .store_call(move |s| {
-                    s.set_checkin(
-                        me,
-                        interval_secs,
-                        grace_secs,
-                        code_digest,
-                        duress_digest,
-                        now,
-                    )
-                })
-                .await
-                .map(|()| Response::Done)
-                .map_err(store_error)
-        }
-        Request::Checkin { code_digest } => {
-            let now = crate::unix_now();
-            match shared
-                .store_call(move |s| s.checkin(me, code_digest, now))
-                .await
-            {
-                // Normal and duress answer alike; the alert pages on the
-                // next escalation tick, so the answer's timing is the same.
-                Ok(CheckinKind::Normal | CheckinKind::Duress) => Ok(Response::Done),
-                Ok(CheckinKind::Wrong) => Ok(refuse(
-                    ErrorCode::InvalidArgument,
-                    "that is not your check-in code",
-                )),
-                Err(e) => Err(store_error(e)),
-            }
-        }
-        Request::AlertDelivered { alert_id } => shared
-            .store_call(move |s| s.alert_delivered(alert_id, me))
-            .await
-            .map(|()| Response::Done)
-            .map_err(store_error),
-        _ => Err(WireError::new(ErrorCode::Internal, "server error")),
-    };
-    result.unwrap_or_else(Response::Error)
+    }
 }
 
-async fn raise(
+impl From<RaiseError> for RequestError {
+    fn from(e: RaiseError) -> RequestError {
+        match e {
+            RaiseError::SentAsMessage => {
+                RequestError::InvalidArgument("this message was already sent; seal the alert anew")
+            }
+            RaiseError::TooLarge => {
+                RequestError::InvalidArgument("the message is too large to store")
+            }
+        }
+    }
+}
+
+/// The pages of escalation steps just taken.
+fn pages(pagings: Vec<Paging>) -> Vec<PushTo> {
+    pagings
+        .into_iter()
+        .map(|p| {
+            debug!(paged = p.paged.len(), "escalation step");
+            PushTo {
+                push: Push::Alert(info(&p.alert)),
+                devices: p.paged,
+            }
+        })
+        .collect()
+}
+
+pub(super) async fn raise(
     shared: &Shared,
     session: Session,
     priority: Priority,
     envelope: SignedEnvelope,
-) -> Result<Response, WireError> {
-    if session.role != Role::Defender {
-        return Ok(refuse(ErrorCode::Forbidden, "only defenders raise alerts"));
-    }
-    let recipients =
-        match crate::requests::messaging::check_envelope(shared, session, &envelope).await? {
-            Ok(r) => r,
-            Err(refusal) => return Ok(refusal),
-        };
+) -> Result<Reply, RequestError> {
+    let recipients = super::messaging::check_envelope(shared, session, &envelope)?;
     let digest = envelope.digest();
     let bytes = envelope.encode();
     let me = session.device_id;
@@ -206,23 +99,116 @@ async fn raise(
                 me, priority, digest, recipients, bytes, &policies, &on_shift, now,
             )
         })
-        .await
-        .map_err(store_error)?;
-    // The alert is durable: page before answering the defender.
-    notify(&shared.registry, pagings);
+        .await??;
     info!(priority = %priority, "alert raised");
-    Ok(Response::Alerts(vec![info(&alert)]))
+    // The alert is durable: the pages go out before the defender's answer.
+    Ok(Reply::with_pushes(
+        Response::Alerts(vec![info(&alert)]),
+        pages(pagings),
+    ))
 }
 
-fn notify(registry: &Registry, pagings: Vec<crate::store::alerts::Paging>) {
-    for p in pagings {
-        debug!(paged = p.paged.len(), "escalation step");
-        push(registry, &p.paged, &Push::Alert(info(&p.alert)));
+pub(super) async fn list(
+    shared: &Shared,
+    session: Session,
+    open_only: bool,
+) -> Result<Reply, RequestError> {
+    let me = session.device_id;
+    let alerts = shared
+        .store_call(move |s| s.alerts_for(&me, session.role, open_only))
+        .await?;
+    Ok(Response::Alerts(alerts.iter().map(info).collect()).into())
+}
+
+pub(super) async fn claim(
+    shared: &Shared,
+    session: Session,
+    alert_id: u64,
+) -> Result<Reply, RequestError> {
+    let me = session.device_id;
+    match shared
+        .store_call(move |s| s.claim_alert(alert_id, me))
+        .await?
+    {
+        Ok(holder) => {
+            info!("alert claimed");
+            Ok(Response::Claim {
+                granted: true,
+                holder,
+            }
+            .into())
+        }
+        Err(AlertError::HeldBy(holder)) => Ok(Response::Claim {
+            granted: false,
+            holder,
+        }
+        .into()),
+        Err(e) => Err(e.into()),
     }
 }
 
-/// Takes the escalation steps that are due and pages their devices.
-pub(crate) async fn escalate(shared: &Shared) {
+pub(super) async fn close(
+    shared: &Shared,
+    session: Session,
+    alert_id: u64,
+    reason: CloseReason,
+) -> Result<Reply, RequestError> {
+    let how = match reason {
+        CloseReason::Resolved => Close::Resolved,
+        CloseReason::Cancelled => Close::Cancelled,
+        CloseReason::FalseAlarm => Close::FalseAlarm,
+    };
+    let me = session.device_id;
+    match shared
+        .store_call(move |s| s.close_alert(alert_id, me, session.role, how))
+        .await?
+    {
+        CloseOutcome::Closed(paged) => {
+            info!("alert closed");
+            let all_clear = PushTo {
+                devices: paged,
+                push: Push::AllClear(alert_id),
+            };
+            Ok(Reply::with_pushes(Response::Done, vec![all_clear]))
+        }
+        CloseOutcome::Forbidden => Err(RequestError::Forbidden(
+            "your role may not close this alert".into(),
+        )),
+        CloseOutcome::Refused(e) => Err(e.into()),
+    }
+}
+
+pub(super) async fn set_duty(
+    shared: &Shared,
+    session: Session,
+    on_duty: bool,
+) -> Result<Reply, RequestError> {
+    let me = session.device_id;
+    shared.store_call(move |s| s.set_duty(me, on_duty)).await?;
+    // Someone new to page: steps that had nobody may now reach them.
+    let pushes = if on_duty {
+        escalate(shared).await
+    } else {
+        Vec::new()
+    };
+    Ok(Reply::with_pushes(Response::Done, pushes))
+}
+
+pub(super) async fn delivered(
+    shared: &Shared,
+    session: Session,
+    alert_id: u64,
+) -> Result<Reply, RequestError> {
+    let me = session.device_id;
+    shared
+        .store_call(move |s| s.alert_delivered(alert_id, me))
+        .await?;
+    Ok(Response::Done.into())
+}
+
+/// Takes the escalation steps that are due (raising alerts for missed
+/// check-ins first); returns their pages.
+pub(crate) async fn escalate(shared: &Shared) -> Vec<PushTo> {
     let policies = shared.policies.clone();
     let now = crate::unix_now();
     let on_shift = crate::domain::rota::on_shift(&shared.rota, now);
@@ -230,54 +216,30 @@ pub(crate) async fn escalate(shared: &Shared) {
         .store_call(move |s| s.escalate(&policies, &on_shift, now))
         .await
     {
-        Ok(pagings) => notify(&shared.registry, pagings),
-        Err(e) => tracing::warn!(error = %e, "escalation check failed"),
-    }
-}
-
-/// Pages a device that just connected with the alerts it has not yet
-/// confirmed receiving.
-pub(crate) async fn catch_up(shared: &Shared, device: DeviceId) {
-    if let Ok(alerts) = shared
-        .store_call(move |s| s.undelivered_pages(&device))
-        .await
-    {
-        for a in alerts {
-            push(&shared.registry, &[device], &Push::Alert(info(&a)));
+        Ok(pagings) => pages(pagings),
+        Err(e) => {
+            warn!(error = %e, "escalation check failed");
+            Vec::new()
         }
     }
 }
 
-/// Sends `push` to every live connection of `devices`, each on its own
-/// unidirectional stream. Devices offline now get pages when they connect.
-///
-/// A page nearly always goes out at once (a stream is free and it fits the
-/// flow-control window): that first attempt is made here, saving a task's
-/// trip through the scheduler on the way to a duty officer; a page that
-/// has to wait is finished by a task of its own.
-pub(crate) fn push(registry: &Registry, devices: &[DeviceId], push: &Push) {
-    let Ok(bytes) = frame::encode(&push.encode()) else {
-        return;
-    };
-    for device in devices {
-        for conn in registry.connections(device) {
-            let bytes = bytes.clone();
-            let mut send = Box::pin(
-                async move {
-                    if let Ok(mut stream) = conn.open_uni().await
-                        && stream.write_all(&bytes).await.is_ok()
-                    {
-                        let _ = stream.finish();
-                    }
-                }
-                .instrument(info_span!("push")),
-            );
-            // Polling with a waker that does nothing is allowed: a pending
-            // future registers the task's real waker when polled again.
-            let mut cx = Context::from_waker(Waker::noop());
-            if send.as_mut().poll(&mut cx).is_pending() {
-                tokio::spawn(send);
-            }
+/// The pages a device that just connected has not confirmed receiving.
+pub(crate) async fn catch_up(shared: &Shared, device: DeviceId) -> Vec<PushTo> {
+    match shared
+        .store_call(move |s| s.undelivered_pages(&device))
+        .await
+    {
+        Ok(alerts) => alerts
+            .iter()
+            .map(|a| PushTo {
+                devices: vec![device],
+                push: Push::Alert(info(a)),
+            })
+            .collect(),
+        Err(e) => {
+            warn!(error = %e, "catch-up failed");
+            Vec::new()
         }
     }
 }

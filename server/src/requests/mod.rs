@@ -1,166 +1,393 @@
-//! Requests from authenticated devices, and who may make them.
+//! Who may do what: a request from a device becomes calls on the store,
+//! and their outcome becomes an answer and the pushes it causes.
+//!
+//! Nothing here touches the network. [`handle`] takes the request context
+//! and returns a [`Reply`]: the endpoint sends its pushes, then its
+//! response, and closes the connection if it says so. The escalation tick
+//! and the catch-up on connect use the same pushes
+//! ([`alerts::escalate`], [`alerts::catch_up`]).
+//!
+//! The order of a request: the device is re-read (a revoked device is
+//! answered `DEVICE_REVOKED` and its connection closed), the role table
+//! ([`allowed`]) is consulted, then the ONE exhaustive [`dispatch`] calls
+//! the request's function in the file of its domain: `devices.rs`,
+//! `messaging.rs`, `alerts.rs`, `checkins.rs`. Every refusal is a
+//! [`RequestError`], turned into the wire error in one place.
 
 pub(crate) mod alerts;
-pub(crate) mod messaging;
+mod checkins;
+pub(crate) mod devices;
+mod messaging;
 
-use hotline_proto::message::{DeviceInfo, Request, Response, StatusInfo};
-use hotline_proto::{ErrorCode, Role, WireError};
-use tracing::info;
+use std::sync::Arc;
 
-use crate::domain::devices::RevokeOutcome;
-use crate::endpoint::Shared;
-use crate::endpoint::connection::{Session, store_error};
-use crate::store::Store;
+use hotline_proto::alert::Push;
+use hotline_proto::message::{Request, RequestKind, Response};
+use hotline_proto::{CertPin, DeviceId, ErrorCode, Role, WireError};
+use tracing::{debug, warn};
 
-/// Whether a device with role `inviter` may invite a device with role
-/// `invitee`. Admins invite anyone; duty officers and coordinators may
-/// invite the defenders their partner organisations refer.
-pub fn may_invite(inviter: Role, invitee: Role) -> bool {
-    match inviter {
-        Role::Admin => true,
-        Role::Officer | Role::Coordinator => invitee == Role::Defender,
-        Role::Defender => false,
+use crate::config::{Config, Limits};
+use crate::domain::alerts::Policies;
+use crate::domain::devices::Device;
+use crate::domain::rota::Shift;
+use crate::store::{LogStore, Store, StoreError};
+
+/// What every request sees: the store and the server's rules.
+#[derive(Debug)]
+pub struct Shared {
+    pub(crate) store: Arc<LogStore>,
+    pub(crate) limits: Limits,
+    pub(crate) policies: Policies,
+    pub(crate) rota: Vec<Shift>,
+    /// What an invite says about this server.
+    pin: CertPin,
+    advertised_addr: String,
+    server_name: String,
+}
+
+impl Shared {
+    /// The request context of a server with `config`, serving `store`
+    /// under the certificate `pin`, reachable at `advertised_addr`.
+    pub fn new(
+        store: Arc<LogStore>,
+        config: &Config,
+        pin: CertPin,
+        advertised_addr: String,
+    ) -> Shared {
+        Shared {
+            store,
+            limits: config.limits.clone(),
+            policies: config.escalation.clone(),
+            // Validated with the configuration before the server starts.
+            rota: crate::domain::rota::parse(&config.rota).unwrap_or_default(),
+            pin,
+            advertised_addr,
+            server_name: config.server_name.clone(),
+        }
+    }
+
+    /// The certificate pin clients must see.
+    pub fn pin(&self) -> CertPin {
+        self.pin
+    }
+
+    /// Runs a (blocking) store operation without stalling other tasks.
+    ///
+    /// On a multi-threaded runtime (the server's) the calling worker
+    /// thread runs it in place and hands its other tasks to another
+    /// thread: no wait for a blocking-pool thread to wake, which is on the
+    /// path of every SOS. Elsewhere (a single-threaded test runtime) it
+    /// goes to the blocking pool. Either way the caller continues on a
+    /// worker thread.
+    pub(crate) async fn store_call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&LogStore) -> Result<T, StoreError> + Send + 'static,
+    {
+        if tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            // A panic in the store (sled has some on damaged files) is an
+            // error for this request, as it is from the blocking pool.
+            let result = tokio::task::block_in_place(|| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&self.store)))
+                    .unwrap_or_else(|_| Err(StoreError::Io("store task failed".into())))
+            });
+            // A call that waited for the disk has handed this thread's
+            // worker role to another thread; what the task does next
+            // (answer, page) wakes connections, which from outside a
+            // worker costs a system call each. Continue on a worker.
+            tokio::task::yield_now().await;
+            return result;
+        }
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|_| StoreError::Io("store task failed".into()))?
+    }
+
+    /// Runs a store read that touches only the in-memory state (no disk,
+    /// no waiting): cheaper than a trip to the blocking pool.
+    pub(crate) fn store_read<T>(
+        &self,
+        f: impl FnOnce(&LogStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        f(&self.store)
+    }
+
+    /// The enrolled device `id` (revoked or not).
+    pub(crate) fn enrolled_device(&self, id: DeviceId) -> Result<Device, RequestError> {
+        self.store_read(|s| s.device(&id))?
+            .ok_or(RequestError::UnknownDevice)
     }
 }
 
-fn forbidden(what: &str) -> Response {
-    Response::Error(WireError::new(
-        ErrorCode::Forbidden,
-        format!("your role may not {what}"),
-    ))
+/// The authenticated device on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    /// Which device.
+    pub device_id: DeviceId,
+    /// Its role, as enrolled.
+    pub role: Role,
 }
 
-/// Answers one request.
-pub(crate) async fn handle(
-    conn: &quinn::Connection,
-    shared: &Shared,
-    session: Session,
-    req: Request,
-) -> Response {
+/// A push to send to every live connection of some devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushTo {
+    /// Who gets it.
+    pub devices: Vec<DeviceId>,
+    /// What.
+    pub push: Push,
+}
+
+/// What a request leads to, for the endpoint to send: the pushes first
+/// (an SOS pages the officers before the defender hears back), then the
+/// response; then, if `close` says so, the connection is closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The answer on the request's stream.
+    pub response: Response,
+    /// Pushes to send before the answer.
+    pub pushes: Vec<PushTo>,
+    /// Close this connection with this error after answering.
+    pub close: Option<WireError>,
+    /// Close every connection of these devices (they were revoked).
+    pub disconnect: Vec<DeviceId>,
+}
+
+impl From<Response> for Reply {
+    fn from(response: Response) -> Reply {
+        Reply {
+            response,
+            pushes: Vec::new(),
+            close: None,
+            disconnect: Vec::new(),
+        }
+    }
+}
+
+impl From<RequestError> for Reply {
+    fn from(e: RequestError) -> Reply {
+        Response::Error(e.into()).into()
+    }
+}
+
+impl Reply {
+    /// This answer, after these pushes.
+    fn with_pushes(response: Response, pushes: Vec<PushTo>) -> Reply {
+        Reply {
+            pushes,
+            ..response.into()
+        }
+    }
+}
+
+/// Why a request was refused. Each variant becomes one wire error code
+/// ([`RequestError::code`]); details are fixed English text for operators
+/// and never carry ids, names or content.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// `FORBIDDEN`: this role may not make this request, or not on this
+    /// object.
+    #[error("{0}")]
+    Forbidden(String),
+    /// `INVALID_ARGUMENT`: well-formed but unacceptable (a client mistake
+    /// the person can fix; retrying the same request cannot help).
+    #[error("{0}")]
+    InvalidArgument(&'static str),
+    /// `FAILED_PRECONDITION`: the state forbids it.
+    #[error("{0}")]
+    FailedPrecondition(&'static str),
+    /// `NOT_FOUND`: the named thing does not exist.
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// `BAD_SIGNATURE`: a signature does not verify.
+    #[error("{0}")]
+    BadSignature(&'static str),
+    /// `MALFORMED`: something inside the request does not decode.
+    #[error("{0}")]
+    Malformed(&'static str),
+    /// `UNKNOWN_DEVICE`: no device is enrolled with this id.
+    #[error("no device is enrolled with this id")]
+    UnknownDevice,
+    /// `DEVICE_REVOKED`: the device was revoked.
+    #[error("this device has been revoked")]
+    Revoked,
+    /// `INVITE_UNKNOWN`: no invite has this token.
+    #[error("this invite is not known to the server")]
+    InviteUnknown,
+    /// `INVITE_USED`: the invite was used before.
+    #[error("this invite has already been used")]
+    InviteUsed,
+    /// `INVITE_EXPIRED`: the invite expired.
+    #[error("this invite has expired")]
+    InviteExpired,
+    /// `ALREADY_ENROLLED`: the identity key is already enrolled.
+    #[error("this identity key is already enrolled")]
+    AlreadyEnrolled,
+    /// `UNAVAILABLE` (the store cannot save now: retry) or `INTERNAL`
+    /// (the store is damaged).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// `INTERNAL`: a bug on the server's side.
+    #[error("server error")]
+    Internal(&'static str),
+}
+
+impl RequestError {
+    /// The wire code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            RequestError::Forbidden(_) => ErrorCode::Forbidden,
+            RequestError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            RequestError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
+            RequestError::NotFound(_) => ErrorCode::NotFound,
+            RequestError::BadSignature(_) => ErrorCode::BadSignature,
+            RequestError::Malformed(_) => ErrorCode::Malformed,
+            RequestError::UnknownDevice => ErrorCode::UnknownDevice,
+            RequestError::Revoked => ErrorCode::DeviceRevoked,
+            RequestError::InviteUnknown => ErrorCode::InviteUnknown,
+            RequestError::InviteUsed => ErrorCode::InviteUsed,
+            RequestError::InviteExpired => ErrorCode::InviteExpired,
+            RequestError::AlreadyEnrolled => ErrorCode::AlreadyEnrolled,
+            RequestError::Store(StoreError::Io(_) | StoreError::Locked) => ErrorCode::Unavailable,
+            RequestError::Store(StoreError::Corrupt(_)) | RequestError::Internal(_) => {
+                ErrorCode::Internal
+            }
+        }
+    }
+}
+
+impl From<RequestError> for WireError {
+    /// The one conversion to the wire. Store failures and bugs are logged
+    /// here; the peer learns only that it failed.
+    fn from(e: RequestError) -> WireError {
+        let code = e.code();
+        match &e {
+            RequestError::Store(StoreError::Io(_) | StoreError::Locked) => {
+                warn!(error = %e, "storage unavailable");
+                WireError::new(code, "the server cannot save right now; try again")
+            }
+            RequestError::Store(StoreError::Corrupt(_)) => {
+                tracing::error!(error = %e, "store damaged");
+                WireError::new(code, "server error")
+            }
+            RequestError::Internal(what) => {
+                tracing::error!(what, "request failed on the server side");
+                WireError::new(code, "server error")
+            }
+            _ => WireError::new(code, e.to_string()),
+        }
+    }
+}
+
+/// The role table: whether a device of `role` may make a request of
+/// `kind` at all. Finer rules (whose alert, whose envelope, which role an
+/// invite is for) belong to the request's function. `docs/protocol.md`
+/// §4.2 shows the same table; a unit test holds the two together.
+pub fn allowed(role: Role, kind: RequestKind) -> bool {
+    use RequestKind as K;
+    let defender = role == Role::Defender;
+    let staff = role.is_staff();
+    let admin = role == Role::Admin;
+    match kind {
+        K::Status
+        | K::GetRoster
+        | K::PublishPrekeys
+        | K::FetchPrekeys
+        | K::SendEnvelope
+        | K::FetchInbox
+        | K::AckInbox
+        | K::ListAlerts
+        | K::CloseAlert
+        | K::AlertDelivered
+        | K::MarkRead
+        | K::Delivery => true,
+        K::CreateInvite | K::ClaimAlert | K::SetDuty => staff,
+        K::ListDevices | K::RevokeDevice | K::PutRoster => admin,
+        K::RaiseAlert | K::SetCheckin | K::Checkin => defender,
+    }
+}
+
+/// Answers one request from the device of `session`.
+pub async fn handle(shared: &Shared, session: Session, req: Request) -> Reply {
     // Every request re-reads the device, so a revocation takes effect at
     // once even on a connection that was set up before it.
-    let id = session.device_id;
-    match shared.store_read(|s| s.device(&id)) {
+    match shared.store_read(|s| s.device(&session.device_id)) {
         Ok(Some(d)) if d.revoked_at.is_none() => {}
         Ok(_) => {
-            conn.close(
-                ErrorCode::DeviceRevoked.to_u32().into(),
-                b"this device has been revoked",
-            );
-            return Response::Error(WireError::new(
-                ErrorCode::DeviceRevoked,
-                "this device has been revoked",
-            ));
+            let e = WireError::from(RequestError::Revoked);
+            return Reply {
+                close: Some(e.clone()),
+                ..Response::Error(e).into()
+            };
         }
-        Err(e) => return Response::Error(store_error(e)),
+        Err(e) => return RequestError::from(e).into(),
     }
-    let kind = req.kind().log_name();
-    let response = match req {
-        Request::Status => Response::Status(StatusInfo {
-            device_id: session.device_id,
-            role: session.role,
-            server_time: crate::unix_now(),
-            server_version: env!("CARGO_PKG_VERSION").to_owned(),
-        }),
-        Request::CreateInvite { role, ttl_seconds } => {
-            if !may_invite(session.role, role) {
-                return forbidden(&format!("invite a {role}"));
-            }
-            match shared.create_invite(role, ttl_seconds).await {
-                Ok(invite) => {
-                    info!(role = %role, "invite created");
-                    Response::InviteCreated { invite }
-                }
-                Err(e) => Response::Error(e),
-            }
-        }
-        Request::ListDevices => {
-            if session.role != Role::Admin {
-                return forbidden("list devices");
-            }
-            match shared.store_call(|s| s.devices()).await {
-                Ok(devices) => Response::DeviceList(
-                    devices
-                        .into_iter()
-                        .map(|d| DeviceInfo {
-                            device_id: d.id,
-                            role: d.role,
-                            enrolled_at: d.enrolled_at,
-                            revoked_at: d.revoked_at,
-                            identity_key: d.identity_key,
-                        })
-                        .collect(),
-                ),
-                Err(e) => Response::Error(store_error(e)),
-            }
-        }
-        Request::PutRoster(_)
-        | Request::GetRoster
-        | Request::PublishPrekeys(_)
-        | Request::FetchPrekeys(_)
-        | Request::SendEnvelope(_)
-        | Request::FetchInbox { .. }
-        | Request::MarkRead(_)
-        | Request::Delivery(_)
-        | Request::AckInbox { .. } => {
-            crate::requests::messaging::handle(shared, session, req).await
-        }
-        Request::RaiseAlert { .. }
-        | Request::ListAlerts { .. }
-        | Request::ClaimAlert { .. }
-        | Request::CloseAlert { .. }
-        | Request::SetDuty { .. }
-        | Request::AlertDelivered { .. }
-        | Request::SetCheckin { .. }
-        | Request::Checkin { .. } => crate::requests::alerts::handle(shared, session, req).await,
-        Request::RevokeDevice { device_id } => {
-            if session.role != Role::Admin {
-                return forbidden("revoke devices");
-            }
-            let now = crate::unix_now();
-            match shared.store_call(move |s| s.revoke(&device_id, now)).await {
-                Ok(RevokeOutcome::Revoked { revoked_at }) => {
-                    info!("device revoked");
-                    shared.registry.disconnect(
-                        &device_id,
-                        ErrorCode::DeviceRevoked,
-                        "this device has been revoked",
-                    );
-                    Response::DeviceRevoked {
-                        device_id,
-                        revoked_at,
-                    }
-                }
-                Ok(RevokeOutcome::NotFound) => Response::Error(WireError::new(
-                    ErrorCode::NotFound,
-                    "no device is enrolled with this id",
-                )),
-                Ok(RevokeOutcome::LastAdmin) => Response::Error(WireError::new(
-                    ErrorCode::FailedPrecondition,
-                    "this is the last active admin device; enroll another admin first",
-                )),
-                Err(e) => Response::Error(store_error(e)),
-            }
-        }
-    };
-    tracing::debug!(kind, "request served");
-    response
+    let kind = req.kind();
+    if !allowed(session.role, kind) {
+        debug!(kind = kind.log_name(), "refused by the role table");
+        return RequestError::Forbidden(format!(
+            "a {} may not make {} requests",
+            session.role, kind
+        ))
+        .into();
+    }
+    let reply = dispatch(shared, session, req)
+        .await
+        .unwrap_or_else(Reply::from);
+    debug!(kind = kind.log_name(), "request served");
+    reply
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn invitation_rights() {
-        for r in Role::ALL {
-            assert!(may_invite(Role::Admin, r));
-            assert!(!may_invite(Role::Defender, r));
+/// The one dispatch: every request kind, one function each, no catch-all.
+async fn dispatch(shared: &Shared, session: Session, req: Request) -> Result<Reply, RequestError> {
+    match req {
+        Request::Status => devices::status(session),
+        Request::CreateInvite { role, ttl_seconds } => {
+            devices::create_invite(shared, session, role, ttl_seconds).await
         }
-        for staff in [Role::Officer, Role::Coordinator] {
-            assert!(may_invite(staff, Role::Defender));
-            assert!(!may_invite(staff, Role::Officer));
-            assert!(!may_invite(staff, Role::Admin));
+        Request::ListDevices => devices::list(shared).await,
+        Request::RevokeDevice { device_id } => devices::revoke(shared, device_id).await,
+        Request::PutRoster(roster) => messaging::put_roster(shared, roster).await,
+        Request::GetRoster => messaging::get_roster(shared).await,
+        Request::PublishPrekeys(prekeys) => {
+            messaging::publish_prekeys(shared, session, prekeys).await
         }
+        Request::FetchPrekeys(devices) => messaging::fetch_prekeys(shared, session, devices).await,
+        Request::SendEnvelope(envelope) => {
+            messaging::send_envelope(shared, session, envelope).await
+        }
+        Request::FetchInbox { after, limit } => {
+            messaging::fetch_inbox(shared, session, after, limit).await
+        }
+        Request::AckInbox { up_to } => messaging::ack_inbox(shared, session, up_to).await,
+        Request::MarkRead(ids) => messaging::mark_read(shared, session, ids).await,
+        Request::Delivery(ids) => messaging::delivery(shared, session, &ids),
+        Request::RaiseAlert { priority, envelope } => {
+            alerts::raise(shared, session, priority, envelope).await
+        }
+        Request::ListAlerts { open_only } => alerts::list(shared, session, open_only).await,
+        Request::ClaimAlert { alert_id } => alerts::claim(shared, session, alert_id).await,
+        Request::CloseAlert { alert_id, reason } => {
+            alerts::close(shared, session, alert_id, reason).await
+        }
+        Request::SetDuty { on_duty } => alerts::set_duty(shared, session, on_duty).await,
+        Request::AlertDelivered { alert_id } => alerts::delivered(shared, session, alert_id).await,
+        Request::SetCheckin {
+            interval_secs,
+            grace_secs,
+            code_digest,
+            duress_digest,
+        } => {
+            let schedule = checkins::Schedule {
+                interval_secs,
+                grace_secs,
+                code_digest,
+                duress_digest,
+            };
+            checkins::set(shared, session, schedule).await
+        }
+        Request::Checkin { code_digest } => checkins::checkin(shared, session, code_digest).await,
     }
 }

@@ -4,23 +4,13 @@
 use hotline_proto::{DeviceId, Role};
 
 use crate::domain::alerts::{
-    Alert, AlertError, AlertEvent, AlertOrigin, AlertState, Policies, Priority, Tier,
+    Alert, AlertError, AlertEvent, AlertOrigin, AlertState, Close, Policies, Priority, RaiseError,
+    Tier,
 };
 use crate::domain::checkins::{CheckinEvent, CheckinKind};
 use crate::domain::mailbox::MailEvent;
 use crate::domain::{Event, State};
 use crate::store::{LogStore, StoreError};
-
-/// Why an alert was closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Close {
-    /// Handled by staff.
-    Resolved,
-    /// Called off.
-    Cancelled,
-    /// Never was one.
-    FalseAlarm,
-}
 
 /// What became of a close request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +76,7 @@ impl LogStore {
         policies: &Policies,
         on_shift: &[DeviceId],
         now: u64,
-    ) -> Result<(Alert, Vec<Paging>), StoreError> {
+    ) -> Result<Result<(Alert, Vec<Paging>), RaiseError>, StoreError> {
         self.check_running()?;
         let mut state = self.lock();
         if let Some(envelope_id) = state.mailbox.digests.get(&digest).copied()
@@ -96,13 +86,10 @@ impl LogStore {
                 .values()
                 .find(|a| a.envelope_id == envelope_id)
         {
-            return Ok((a.clone(), Vec::new()));
+            return Ok(Ok((a.clone(), Vec::new())));
         }
         if state.mailbox.digests.contains_key(&digest) {
-            // The same envelope was sent before as a plain message.
-            return Err(StoreError::Io(
-                "this message was already sent; seal the alert anew".into(),
-            ));
+            return Ok(Err(RaiseError::SentAsMessage));
         }
         // One record holds the message, the alert and the steps due now
         // (paging the on-duty tier): one flush, and all or nothing.
@@ -132,7 +119,7 @@ impl LogStore {
             + 16 * 1024
             > crate::log::MAX_RECORD_LEN
         {
-            return Err(StoreError::Io("the message is too large to store".into()));
+            return Ok(Err(RaiseError::TooLarge));
         }
         for e in &events {
             state.apply(seq, e)?;
@@ -167,7 +154,7 @@ impl LogStore {
             .ok_or_else(|| StoreError::Corrupt("a raised alert is missing".into()))?;
         drop(state);
         self.wait(ticket)?;
-        Ok((alert, pagings))
+        Ok(Ok((alert, pagings)))
     }
 
     /// The alerts `device` may see: staff see all; a defender its own,

@@ -1,0 +1,74 @@
+//! Safety check-ins: a defender sets a schedule, then checks in with the
+//! normal code or, under coercion, the duress code. Both answer alike.
+
+use hotline_proto::message::Response;
+
+use super::{Reply, RequestError, Session, Shared};
+use crate::domain::checkins::CheckinKind;
+
+/// The longest check-in interval: 30 days.
+pub const MAX_INTERVAL_SECS: u64 = 30 * 86_400;
+
+/// A schedule as a defender asks for it (interval 0: stop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Schedule {
+    pub(super) interval_secs: u64,
+    pub(super) grace_secs: u64,
+    pub(super) code_digest: [u8; 32],
+    pub(super) duress_digest: [u8; 32],
+}
+
+pub(super) async fn set(
+    shared: &Shared,
+    session: Session,
+    schedule: Schedule,
+) -> Result<Reply, RequestError> {
+    let Schedule {
+        interval_secs,
+        grace_secs,
+        code_digest,
+        duress_digest,
+    } = schedule;
+    if interval_secs != 0
+        && (code_digest == duress_digest || !(1..=MAX_INTERVAL_SECS).contains(&interval_secs))
+    {
+        return Err(RequestError::InvalidArgument(
+            "the interval must be 1 second to 30 days, and the duress code must differ from the normal code",
+        ));
+    }
+    let me = session.device_id;
+    let now = crate::unix_now();
+    shared
+        .store_call(move |s| {
+            s.set_checkin(
+                me,
+                interval_secs,
+                grace_secs,
+                code_digest,
+                duress_digest,
+                now,
+            )
+        })
+        .await?;
+    Ok(Response::Done.into())
+}
+
+pub(super) async fn checkin(
+    shared: &Shared,
+    session: Session,
+    code_digest: [u8; 32],
+) -> Result<Reply, RequestError> {
+    let me = session.device_id;
+    let now = crate::unix_now();
+    match shared
+        .store_call(move |s| s.checkin(me, code_digest, now))
+        .await?
+    {
+        // Normal and duress answer alike; the alert pages on the next
+        // escalation tick, so the answer's timing is the same.
+        CheckinKind::Normal | CheckinKind::Duress => Ok(Response::Done.into()),
+        CheckinKind::Wrong => Err(RequestError::InvalidArgument(
+            "that is not your check-in code",
+        )),
+    }
+}
