@@ -391,3 +391,254 @@ async fn dispatch(shared: &Shared, session: Session, req: Request) -> Result<Rep
         Request::Checkin { code_digest } => checkins::checkin(shared, session, code_digest).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use hotline_proto::alert::{CloseReason, Priority};
+    use hotline_proto::e2e::envelope::SignedEnvelope;
+    use hotline_proto::e2e::org::OrgKeyPair;
+    use hotline_proto::e2e::roster::Roster;
+    use hotline_proto::{IdentityKeyPair, Signature};
+
+    use super::*;
+    use crate::domain::devices::{EnrollOutcome, InviteRecord};
+
+    /// The role table of `docs/protocol.md` §4.2: request name -> the
+    /// roles marked `yes`.
+    fn documented_table() -> BTreeMap<String, Vec<Role>> {
+        let doc = include_str!("../../../docs/protocol.md");
+        let section = doc
+            .split("### 4.2 The role table")
+            .nth(1)
+            .expect("protocol.md has the role table");
+        let mut lines = section
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'));
+        let header: Vec<&str> = lines
+            .next()
+            .expect("a header row")
+            .split('|')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        let roles: Vec<Role> = header[1..]
+            .iter()
+            .map(|r| r.parse().expect("a role name in the header"))
+            .collect();
+        let mut table = BTreeMap::new();
+        for line in lines.skip(1) {
+            let cells: Vec<&str> = line
+                .split('|')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect();
+            let name = cells[0].trim_matches('`').to_owned();
+            let allowed = roles
+                .iter()
+                .zip(&cells[1..])
+                .filter_map(|(role, cell)| match *cell {
+                    "yes" => Some(*role),
+                    "no" => None,
+                    other => panic!("cell {other:?} of {name} is neither yes nor no"),
+                })
+                .collect();
+            assert!(table.insert(name, allowed).is_none(), "a row twice");
+        }
+        table
+    }
+
+    fn key(seed: u8) -> IdentityKeyPair {
+        IdentityKeyPair::from_seed(&[seed; 32])
+    }
+
+    /// A request of `kind` from `me` that passes every rule but the role
+    /// table's (a message signed by its sender, a check-in schedule with
+    /// two codes, an invite for a defender, ...), so that a refusal
+    /// names the role table or nothing.
+    fn sample(kind: RequestKind, me: &IdentityKeyPair, other: DeviceId) -> Request {
+        let envelope = SignedEnvelope {
+            sender: me.device_id(),
+            body: vec![1, 2, 3],
+            signature: Signature::from_bytes([0; 64]),
+        };
+        match kind {
+            RequestKind::Status => Request::Status,
+            RequestKind::CreateInvite => Request::CreateInvite {
+                role: Role::Defender,
+                ttl_seconds: 3600,
+            },
+            RequestKind::ListDevices => Request::ListDevices,
+            RequestKind::RevokeDevice => Request::RevokeDevice { device_id: other },
+            RequestKind::PutRoster => Request::PutRoster(
+                Roster {
+                    version: 1,
+                    issued_at: 1,
+                    expires_at: u64::MAX,
+                    previous_hash: [0; 32],
+                    entries: Vec::new(),
+                }
+                .sign(&OrgKeyPair::from_seed(&[9; 32])),
+            ),
+            RequestKind::GetRoster => Request::GetRoster,
+            RequestKind::PublishPrekeys => Request::PublishPrekeys(Vec::new()),
+            RequestKind::FetchPrekeys => Request::FetchPrekeys(Vec::new()),
+            RequestKind::SendEnvelope => Request::SendEnvelope(envelope),
+            RequestKind::FetchInbox => Request::FetchInbox {
+                after: 0,
+                limit: 10,
+            },
+            RequestKind::AckInbox => Request::AckInbox { up_to: 0 },
+            RequestKind::RaiseAlert => Request::RaiseAlert {
+                priority: Priority::Immediate,
+                envelope,
+            },
+            RequestKind::ListAlerts => Request::ListAlerts { open_only: true },
+            RequestKind::ClaimAlert => Request::ClaimAlert { alert_id: 999 },
+            RequestKind::CloseAlert => Request::CloseAlert {
+                alert_id: 999,
+                reason: CloseReason::Cancelled,
+            },
+            RequestKind::SetDuty => Request::SetDuty { on_duty: true },
+            RequestKind::AlertDelivered => Request::AlertDelivered { alert_id: 999 },
+            RequestKind::SetCheckin => Request::SetCheckin {
+                interval_secs: 3600,
+                grace_secs: 60,
+                code_digest: [1; 32],
+                duress_digest: [2; 32],
+            },
+            RequestKind::Checkin => Request::Checkin {
+                code_digest: [1; 32],
+            },
+            RequestKind::MarkRead => Request::MarkRead(Vec::new()),
+            RequestKind::Delivery => Request::Delivery(Vec::new()),
+        }
+    }
+
+    /// Every role × every request kind over a real store, no QUIC: the
+    /// role table in the code is the one in the protocol document, and the
+    /// server holds to it: a `no` is FORBIDDEN and changes nothing; a
+    /// `yes` is never refused as FORBIDDEN.
+    #[tokio::test]
+    async fn every_role_and_every_request_follow_the_documented_table() {
+        let documented = documented_table();
+        let names: Vec<&str> = RequestKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(
+            documented.keys().map(String::as_str).collect::<Vec<_>>(),
+            {
+                let mut sorted = names.clone();
+                sorted.sort_unstable();
+                sorted
+            },
+            "one row per request kind, no more"
+        );
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(crate::store::open_in(dir.path()));
+        let config = Config::default();
+        let shared = Shared::new(
+            Arc::clone(&store),
+            &config,
+            CertPin::of_certificate(b"test"),
+            "127.0.0.1:1".into(),
+        );
+        let mut seed = 0u8;
+        let mut enroll = |role: Role| {
+            seed += 1;
+            let me = key(seed);
+            let invite = InviteRecord {
+                role,
+                created_at: 1,
+                expires_at: u64::MAX,
+                used_at: None,
+            };
+            store.put_invite([seed; 32], &invite).expect("invite");
+            let outcome = store
+                .enroll([seed; 32], me.public_key(), 2)
+                .expect("enroll");
+            assert!(matches!(outcome, EnrollOutcome::Enrolled(_)));
+            me
+        };
+        // Devices to revoke, and an admin to keep: the last admin is
+        // never revoked.
+        let spare = enroll(Role::Defender).device_id();
+        let _keeper = enroll(Role::Admin);
+
+        let mut checked = 0;
+        for role in Role::ALL {
+            let me = enroll(role);
+            let session = Session {
+                device_id: me.device_id(),
+                role,
+            };
+            for kind in RequestKind::ALL {
+                let documented_yes = documented[kind.name()].contains(&role);
+                assert_eq!(
+                    allowed(role, kind),
+                    documented_yes,
+                    "allowed({role}, {kind}) differs from docs/protocol.md"
+                );
+                let before = store.state().applied_seq;
+                let reply = handle(&shared, session, sample(kind, &me, spare)).await;
+                let code = match &reply.response {
+                    Response::Error(e) => Some(e.code),
+                    _ => None,
+                };
+                if documented_yes {
+                    assert_ne!(
+                        code,
+                        Some(ErrorCode::Forbidden),
+                        "a {role} may make {kind} requests: {:?}",
+                        reply.response
+                    );
+                } else {
+                    assert_eq!(
+                        code,
+                        Some(ErrorCode::Forbidden),
+                        "a {role} may not make {kind} requests"
+                    );
+                    assert_eq!(store.state().applied_seq, before, "nothing changed");
+                    assert!(reply.pushes.is_empty() && reply.disconnect.is_empty());
+                }
+                assert!(reply.close.is_none(), "only a revoked device is closed");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, Role::ALL.len() * RequestKind::ALL.len());
+    }
+
+    /// A revoked device's request is refused and its connection closed,
+    /// whatever it asks.
+    #[tokio::test]
+    async fn a_revoked_device_is_answered_and_closed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(crate::store::open_in(dir.path()));
+        let shared = Shared::new(
+            Arc::clone(&store),
+            &Config::default(),
+            CertPin::of_certificate(b"test"),
+            "127.0.0.1:1".into(),
+        );
+        let me = key(1);
+        let invite = InviteRecord {
+            role: Role::Officer,
+            created_at: 1,
+            expires_at: u64::MAX,
+            used_at: None,
+        };
+        store.put_invite([1; 32], &invite).expect("invite");
+        store.enroll([1; 32], me.public_key(), 2).expect("enroll");
+        store.revoke(&me.device_id(), 3).expect("revoke");
+        let session = Session {
+            device_id: me.device_id(),
+            role: Role::Officer,
+        };
+        let reply = handle(&shared, session, Request::Status).await;
+        assert!(
+            matches!(&reply.response, Response::Error(e) if e.code == ErrorCode::DeviceRevoked)
+        );
+        assert_eq!(reply.close.map(|e| e.code), Some(ErrorCode::DeviceRevoked));
+    }
+}

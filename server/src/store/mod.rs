@@ -785,25 +785,32 @@ pub fn verify_store(
     })
 }
 
+/// A store in `dir` (created on first use, with a key file beside it),
+/// for unit tests of the layers above.
+#[cfg(test)]
+pub(crate) fn open_in(dir: &Path) -> LogStore {
+    let key = dir.join("master.key");
+    if !key.exists() {
+        keys::generate_key_file(&key).expect("key");
+    }
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let keys = open_keys(
+        &data,
+        &KeySource::File(key),
+        Create::IfMissing(KdfParams::default()),
+    )
+    .expect("keys");
+    LogStore::open(&data, keys, 1 << 20).expect("open")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use hotline_proto::IdentityKeyPair;
 
     fn open(dir: &Path) -> LogStore {
-        let key = dir.join("master.key");
-        if !key.exists() {
-            keys::generate_key_file(&key).expect("key");
-        }
-        let data = dir.join("data");
-        std::fs::create_dir_all(&data).expect("mkdir");
-        let keys = open_keys(
-            &data,
-            &KeySource::File(key),
-            Create::IfMissing(KdfParams::default()),
-        )
-        .expect("keys");
-        LogStore::open(&data, keys, 1 << 20).expect("open")
+        open_in(dir)
     }
 
     fn invite(role: Role, expires_at: u64) -> InviteRecord {
