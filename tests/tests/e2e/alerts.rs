@@ -412,3 +412,101 @@ async fn an_officer_on_a_rota_shift_is_paged_without_going_on_duty() {
     assert!(pages(&pushes(&h.second, Duration::from_millis(300)).await).is_empty());
     let _ = (&h.admin, &h.root, &h.coordinator);
 }
+
+/// A client mistake in an alert request (an envelope too large to store,
+/// or one already sent as a plain message) is answered INVALID_ARGUMENT:
+/// the defender's client is told retrying cannot help, instead of
+/// UNAVAILABLE ("try again"), which an outbox keeps retrying forever.
+/// Nothing is raised, and the defender's next SOS goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_mistake_in_an_alert_is_invalid_argument_and_raises_nothing() {
+    use hotline_proto::e2e::envelope::SignedEnvelope;
+    use hotline_proto::message::{Request, Response};
+    use hotline_proto::{ErrorCode, Signature};
+
+    let server = TestServer::start().await;
+    let mut h = hotline(&server).await;
+    h.first.session.set_duty(true).await.expect("on duty");
+    let refusal = |r: Response| match r {
+        Response::Error(e) => e.code,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+
+    // Too large to store (the size is checked before the signature).
+    let huge = SignedEnvelope {
+        sender: h.defender.session.device_id(),
+        body: vec![0; 97 * 1024],
+        signature: Signature::from_bytes([0; 64]),
+    };
+    let answer = h
+        .defender
+        .session
+        .request(&Request::RaiseAlert {
+            priority: Priority::Immediate,
+            envelope: huge,
+        })
+        .await
+        .expect("answered");
+    assert_eq!(refusal(answer), ErrorCode::InvalidArgument);
+
+    // The very envelope of a message sent before, as an alert: the
+    // officer's inbox gives back the exact bytes the defender signed.
+    h.defender
+        .device
+        .send(&h.defender.session, b"category: other\nhello", None)
+        .await
+        .expect("sent");
+    let envelope = match h
+        .first
+        .session
+        .request(&Request::FetchInbox {
+            after: 0,
+            limit: 10,
+        })
+        .await
+        .expect("inbox")
+    {
+        Response::Inbox(mut items) => items.pop().expect("the message").envelope,
+        other => panic!("unexpected answer {other:?}"),
+    };
+    let answer = h
+        .defender
+        .session
+        .request(&Request::RaiseAlert {
+            priority: Priority::Immediate,
+            envelope,
+        })
+        .await
+        .expect("answered");
+    assert_eq!(refusal(answer), ErrorCode::InvalidArgument);
+
+    assert!(
+        h.first
+            .session
+            .alerts(false)
+            .await
+            .expect("alerts")
+            .is_empty(),
+        "nothing was raised"
+    );
+    assert!(
+        pushes(&h.first, Duration::from_millis(300))
+            .await
+            .is_empty()
+    );
+    let alert = h
+        .defender
+        .device
+        .raise_alert(
+            &h.defender.session,
+            Priority::Immediate,
+            b"category: other\nSOS",
+        )
+        .await
+        .expect("the next SOS goes through");
+    assert_eq!(page(&h.first, Duration::from_secs(5)).await.id, alert.id);
+    assert!(
+        h.defender.device.pending().is_empty(),
+        "nothing left to retry"
+    );
+}
