@@ -59,3 +59,72 @@ pub enum RevokeOutcome {
     /// It is the last active admin: revoking it would lock everyone out.
     LastAdmin,
 }
+
+impl super::State {
+    /// Enrolling `identity_key` with the invite whose token has `digest`,
+    /// at `now`: what becomes of it, and the event that records it when
+    /// it enrolls.
+    pub fn decide_enroll(
+        &self,
+        digest: [u8; 32],
+        identity_key: IdentityPublicKey,
+        now: u64,
+    ) -> (EnrollOutcome, Option<super::Event>) {
+        let Some(invite) = self.invites.get(&digest) else {
+            return (EnrollOutcome::InviteUnknown, None);
+        };
+        if invite.used_at.is_some() {
+            return (EnrollOutcome::InviteUsed, None);
+        }
+        if now >= invite.expires_at {
+            return (EnrollOutcome::InviteExpired, None);
+        }
+        let id = identity_key.device_id();
+        if self.devices.contains_key(&id) {
+            return (EnrollOutcome::AlreadyEnrolled, None);
+        }
+        let device = Device {
+            id,
+            identity_key,
+            role: invite.role,
+            enrolled_at: now,
+            revoked_at: None,
+        };
+        let event = super::Event::DeviceEnrolled {
+            digest,
+            device: device.clone(),
+        };
+        (EnrollOutcome::Enrolled(device), Some(event))
+    }
+
+    /// Revoking device `id` at `now`: what becomes of it, and the event
+    /// that records it when it is revoked now. Revoking twice is harmless
+    /// (the first time stands); the last active admin is never revoked,
+    /// which would lock everyone out.
+    pub fn decide_revoke(&self, id: &DeviceId, now: u64) -> (RevokeOutcome, Option<super::Event>) {
+        let Some(device) = self.devices.get(id) else {
+            return (RevokeOutcome::NotFound, None);
+        };
+        if let Some(revoked_at) = device.revoked_at {
+            return (RevokeOutcome::Revoked { revoked_at }, None);
+        }
+        if device.role == Role::Admin
+            && !self
+                .devices
+                .values()
+                .any(|d| d.role == Role::Admin && d.revoked_at.is_none() && d.id != *id)
+        {
+            return (RevokeOutcome::LastAdmin, None);
+        }
+        let event = super::Event::DeviceRevoked {
+            device_id: *id,
+            at: now,
+        };
+        (RevokeOutcome::Revoked { revoked_at: now }, Some(event))
+    }
+
+    /// Whether any admin device is active.
+    pub fn has_active_admin(&self) -> bool {
+        self.staff.values().any(|r| *r == Role::Admin)
+    }
+}

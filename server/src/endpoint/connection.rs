@@ -24,7 +24,6 @@ use super::Node;
 use super::push;
 use super::rate::RateLimiter;
 use crate::requests::{self, Reply, Session};
-use crate::store::Store;
 
 /// How long to let a refused peer read its error before closing.
 const LINGER: Duration = Duration::from_secs(2);

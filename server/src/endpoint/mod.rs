@@ -19,7 +19,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::config::{Config, ConfigError};
 use crate::log::keys::{KdfParams, KeySource};
 use crate::requests::{self, Shared};
-use crate::store::{Create, LogStore, OpenError, Store, StoreError};
+use crate::store::{Create, LogStore, OpenError, StoreError};
 use registry::Registry;
 use tls::{TlsError, TlsIdentity};
 

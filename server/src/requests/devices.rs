@@ -8,7 +8,6 @@ use tracing::info;
 
 use super::{Reply, RequestError, Session, Shared};
 use crate::domain::devices::{EnrollOutcome, InviteRecord, RevokeOutcome};
-use crate::store::Store;
 
 /// Whether a device with role `inviter` may invite a device with role
 /// `invitee`. Admins invite anyone; duty officers and coordinators may

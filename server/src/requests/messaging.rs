@@ -14,7 +14,6 @@ use tracing::info;
 
 use super::{Reply, RequestError, Session, Shared};
 use crate::domain::mailbox::StoredPrekey;
-use crate::store::Store;
 
 /// The largest envelope the server stores (its wire form): the largest
 /// padded content (64 KiB) sealed to a few hundred devices, and within one

@@ -30,7 +30,7 @@ use crate::config::{Config, Limits};
 use crate::domain::alerts::Policies;
 use crate::domain::devices::Device;
 use crate::domain::rota::Shift;
-use crate::store::{LogStore, Store, StoreError};
+use crate::store::{LogStore, StoreError};
 
 /// What every request sees: the store and the server's rules.
 #[derive(Debug)]

@@ -1,28 +1,38 @@
-//! Durable server state: enrolled devices and pending invites.
+//! Durability: every change is an event, committed to the encrypted log
+//! and flushed before the answer.
 //!
-//! [`LogStore`] keeps it, and implements the [`Store`] trait, on the
-//! encrypted event log: every change is an event appended to the log, and
-//! the state handlers read is derived from the log (see [`crate::domain`]).
-//! Every method that changes state returns only after its event is on
-//! disk, so a client is never told "done" about something a crash could
-//! lose.
+//! [`LogStore`] keeps the server's state on the log: each operation takes
+//! the state lock, asks the domain what the change is (the pure decisions
+//! of [`crate::domain`]), then stages the event (sealed under the key it
+//! belongs to, chained, applied to the state) and waits for the flush
+//! outside the lock, so that concurrent writers share one `fdatasync`. A
+//! client is never told "done" about something a crash could lose.
+//!
+//! This file opens, replays and commits; the operations live with their
+//! domain: `devices.rs`, `mailbox.rs`, `alerts.rs`, `checkins.rs`; then
+//! `snapshot.rs`, `verify.rs` and `codec/` (every stored form). The
+//! storage engine underneath is behind [`crate::log::engine::LogEngine`].
 
 pub mod alerts;
+mod checkins;
 pub mod codec;
+mod devices;
+mod mailbox;
+mod snapshot;
+mod verify;
+
+pub use snapshot::SNAPSHOT_EVERY;
+pub use verify::{VerifyReport, verify_store};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use hotline_proto::{DeviceId, IdentityPublicKey, Role};
-use ring::aead::{Aad, NONCE_LEN, Nonce};
-use tracing::{info, warn};
+use tracing::info;
 
-use crate::domain::devices::{Device, EnrollOutcome, InviteRecord, RevokeOutcome};
-use crate::domain::mailbox::{MailEvent, StoredPrekey};
 use crate::domain::{ApplyError, Event, State};
 use crate::log::engine::{EngineError, LogEngine, SledEngine};
 use crate::log::keys::{self, KdfParams, KeyError, KeySource, StoreKeys};
-use crate::log::{Entry, Log, LogError, RecordKey, Verified};
+use crate::log::{Entry, Log, LogError, RecordKey};
 
 /// The store could not do what was asked; nothing was changed.
 #[derive(Debug, thiserror::Error)]
@@ -61,83 +71,7 @@ impl From<LogError> for StoreError {
     }
 }
 
-/// Durable server state. Implementations must make every change durable
-/// before returning from the method that made it.
-pub trait Store: Send + Sync + 'static {
-    /// Saves a new invite under the digest of its token.
-    fn put_invite(&self, token_digest: [u8; 32], invite: &InviteRecord) -> Result<(), StoreError>;
-
-    /// Spends the invite and enrolls `identity_key`, atomically: either both
-    /// happen or neither.
-    fn enroll(
-        &self,
-        token_digest: [u8; 32],
-        identity_key: IdentityPublicKey,
-        now: u64,
-    ) -> Result<EnrollOutcome, StoreError>;
-
-    /// The device with this id.
-    fn device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError>;
-
-    /// Every enrolled device, revoked ones included.
-    fn devices(&self) -> Result<Vec<Device>, StoreError>;
-
-    /// Revokes a device, refusing to revoke the last active admin.
-    fn revoke(&self, id: &DeviceId, now: u64) -> Result<RevokeOutcome, StoreError>;
-
-    /// Stores a roster if its version is higher than the stored one's;
-    /// otherwise returns the stored version.
-    fn put_roster(&self, version: u64, bytes: Vec<u8>) -> Result<Result<(), u64>, StoreError>;
-
-    /// The newest roster's wire bytes.
-    fn roster(&self) -> Result<Option<Vec<u8>>, StoreError>;
-
-    /// Stores prekeys a device published (already verified).
-    fn publish_prekeys(
-        &self,
-        device: DeviceId,
-        prekeys: Vec<StoredPrekey>,
-    ) -> Result<(), StoreError>;
-
-    /// Hands out one prekey of `device`: a one-time prekey (which is then
-    /// gone) or the last-resort prekey. Returns its `SignedPrekey` bytes.
-    fn take_prekey(&self, device: &DeviceId, now: u64) -> Result<Option<Vec<u8>>, StoreError>;
-
-    /// Stores an envelope for `recipients`; returns its id and whether the
-    /// same envelope had been stored before.
-    fn store_envelope(
-        &self,
-        sender: DeviceId,
-        digest: [u8; 32],
-        recipients: Vec<DeviceId>,
-        bytes: Vec<u8>,
-    ) -> Result<(u64, bool), StoreError>;
-
-    /// Envelopes waiting for `device` after `after`.
-    fn inbox(
-        &self,
-        device: &DeviceId,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
-
-    /// `device` holds everything up to `up_to`.
-    fn ack_inbox(&self, device: DeviceId, up_to: u64) -> Result<(), StoreError>;
-
-    /// Whether any admin device is active.
-    fn has_active_admin(&self) -> Result<bool, StoreError> {
-        Ok(self
-            .devices()?
-            .iter()
-            .any(|d| d.role == Role::Admin && d.revoked_at.is_none()))
-    }
-}
-
 // ---------------------------------------------------------------------------
-
-/// A snapshot is written once this many events followed the last one (by
-/// the server's background tick, never on a request's path).
-pub const SNAPSHOT_EVERY: u64 = 10_000;
 
 /// Why a store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -207,13 +141,6 @@ impl std::fmt::Debug for LogStore {
     }
 }
 
-fn snapshot_aad(seq: u64, hash: &[u8; 32]) -> Vec<u8> {
-    let mut a = b"hotline/1 snapshot\0".to_vec();
-    a.extend_from_slice(&seq.to_be_bytes());
-    a.extend_from_slice(hash);
-    a
-}
-
 impl LogStore {
     /// Opens the store in `data_dir` with `keys`: verifies the whole log,
     /// loads the newest valid snapshot and replays the events after it.
@@ -242,35 +169,6 @@ impl LogStore {
             "store opened and verified"
         );
         Ok(store)
-    }
-
-    fn open_snapshot(log: &Log, verified: &Verified, seq: u64, bytes: &[u8]) -> Option<State> {
-        let Some(hash) = verified.hashes.get(&seq) else {
-            warn!("snapshot is beyond the log; rebuilding from the log");
-            return None;
-        };
-        if bytes.len() < NONCE_LEN {
-            warn!("snapshot is damaged; rebuilding from the log");
-            return None;
-        }
-        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
-        let mut buf = sealed.to_vec();
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let Ok(plain) =
-            log.keys()
-                .snapshot
-                .open_in_place(nonce, Aad::from(snapshot_aad(seq, hash)), &mut buf)
-        else {
-            warn!("snapshot does not decrypt; rebuilding from the log");
-            return None;
-        };
-        match codec::decode_snapshot(plain) {
-            Ok(state) if state.applied_seq == seq => Some(state),
-            _ => {
-                warn!("snapshot does not decode; rebuilding from the log");
-                None
-            }
-        }
     }
 
     fn replay(&self, from: u64) -> Result<u64, OpenError> {
@@ -359,130 +257,6 @@ impl LogStore {
         Ok(ticket.wait(&self.log)?)
     }
 
-    /// Saves a snapshot if at least `every` events were applied since the
-    /// last one; whether it did. Sealing and writing a snapshot of a large
-    /// state takes a while, so the server calls this from its background
-    /// tick rather than making some request (an SOS, say) wait for it.
-    pub fn snapshot_if_due(&self, every: u64) -> Result<bool, StoreError> {
-        self.check_running()?;
-        let applied = self.lock().applied_seq;
-        let last = *self.snapshot_seq.lock().unwrap_or_else(|p| p.into_inner());
-        if applied.saturating_sub(last) < every.max(1) {
-            return Ok(false);
-        }
-        self.snapshot()?;
-        Ok(true)
-    }
-
-    /// Records that `device` showed these envelopes to its person.
-    pub fn mark_read(&self, device: DeviceId, ids: Vec<u64>) -> Result<(), StoreError> {
-        self.check_running()?;
-        let state = self.lock();
-        let ids: Vec<u64> =
-            ids.into_iter()
-                .filter(|id| {
-                    state.mailbox.delivery.get(id).is_some_and(|d| {
-                        d.recipients.contains(&device) && !d.read.contains(&device)
-                    })
-                })
-                .collect();
-        if ids.is_empty() {
-            return Ok(());
-        }
-        self.commit(state, Event::Mail(MailEvent::Read { device, ids }))?;
-        Ok(())
-    }
-
-    /// How far the envelopes `sender` sent with these ids got (others are
-    /// left out).
-    pub fn delivery(
-        &self,
-        sender: &DeviceId,
-        ids: &[u64],
-    ) -> Result<Vec<hotline_proto::message::DeliveryState>, StoreError> {
-        self.check_running()?;
-        let state = self.lock();
-        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        Ok(ids
-            .iter()
-            .filter_map(|id| {
-                let d = state.mailbox.delivery.get(id)?;
-                (d.sender == Some(*sender)).then(|| hotline_proto::message::DeliveryState {
-                    id: *id,
-                    recipients: count(d.recipients.len()),
-                    delivered: count(d.delivered.len()),
-                    read: count(d.read.len()),
-                })
-            })
-            .collect())
-    }
-
-    /// The devices with these ids, as far as they are enrolled.
-    pub fn devices_by_id(&self, ids: &[DeviceId]) -> Result<Vec<Option<Device>>, StoreError> {
-        self.check_running()?;
-        let state = self.lock();
-        Ok(ids
-            .iter()
-            .map(|id| state.devices.get(id).cloned())
-            .collect())
-    }
-
-    /// Seals the current state and saves it as the newest snapshot.
-    pub fn snapshot(&self) -> Result<(), StoreError> {
-        let Ok(mut last) = self.snapshot_seq.try_lock() else {
-            return Ok(()); // another writer is taking one
-        };
-        let (seq, plain) = {
-            let state = self.lock();
-            (state.applied_seq, codec::encode_snapshot(&state))
-        };
-        if seq == 0 {
-            return Ok(());
-        }
-        // Every submitted record is applied under the state lock, so the
-        // head at this moment may be later than `seq`; find seq's hash by
-        // waiting for durability and reading the chain.
-        self.log.wait_for(seq)?;
-        let hash = self.log.hash_at(seq)?;
-        let mut nonce = [0u8; NONCE_LEN];
-        hotline_proto::identity::fill_random(&mut nonce)
-            .map_err(|_| StoreError::Io("no randomness".into()))?;
-        let mut sealed = plain;
-        self.log
-            .keys()
-            .snapshot
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(snapshot_aad(seq, &hash)),
-                &mut sealed,
-            )
-            .map_err(|_| StoreError::Io("sealing failed".into()))?;
-        let mut bytes = nonce.to_vec();
-        bytes.extend_from_slice(&sealed);
-        self.log
-            .engine()
-            .put_snapshot(seq, &bytes)
-            .map_err(LogError::from)?;
-        *last = seq;
-        Ok(())
-    }
-
-    /// Discards snapshots and rebuilds the state by replaying the whole
-    /// log, then saves a fresh snapshot. Returns the events replayed.
-    pub fn rebuild(&self) -> Result<u64, StoreError> {
-        self.log
-            .engine()
-            .clear_snapshots()
-            .map_err(LogError::from)?;
-        *self.lock() = State::default();
-        let n = self
-            .replay(0)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        *self.snapshot_seq.lock().unwrap_or_else(|p| p.into_inner()) = 0;
-        self.snapshot()?;
-        Ok(n)
-    }
-
     /// How many log records the last open replayed (the rest came from
     /// the snapshot).
     pub fn replayed_at_open(&self) -> u64 {
@@ -518,273 +292,6 @@ impl LogStore {
     }
 }
 
-impl Store for LogStore {
-    fn put_invite(&self, token_digest: [u8; 32], invite: &InviteRecord) -> Result<(), StoreError> {
-        let state = self.lock();
-        if state.invites.contains_key(&token_digest) {
-            return Err(StoreError::Corrupt("invite token collision".into()));
-        }
-        self.commit(
-            state,
-            Event::InviteCreated {
-                digest: token_digest,
-                invite: invite.clone(),
-            },
-        )?;
-        Ok(())
-    }
-
-    fn enroll(
-        &self,
-        token_digest: [u8; 32],
-        identity_key: IdentityPublicKey,
-        now: u64,
-    ) -> Result<EnrollOutcome, StoreError> {
-        self.check_running()?;
-        let state = self.lock();
-        let Some(invite) = state.invites.get(&token_digest) else {
-            return Ok(EnrollOutcome::InviteUnknown);
-        };
-        if invite.used_at.is_some() {
-            return Ok(EnrollOutcome::InviteUsed);
-        }
-        if now >= invite.expires_at {
-            return Ok(EnrollOutcome::InviteExpired);
-        }
-        let id = identity_key.device_id();
-        if state.devices.contains_key(&id) {
-            return Ok(EnrollOutcome::AlreadyEnrolled);
-        }
-        let device = Device {
-            id,
-            identity_key,
-            role: invite.role,
-            enrolled_at: now,
-            revoked_at: None,
-        };
-        self.commit(
-            state,
-            Event::DeviceEnrolled {
-                digest: token_digest,
-                device: device.clone(),
-            },
-        )?;
-        Ok(EnrollOutcome::Enrolled(device))
-    }
-
-    fn device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
-        self.check_running()?;
-        Ok(self.lock().devices.get(id).cloned())
-    }
-
-    fn devices(&self) -> Result<Vec<Device>, StoreError> {
-        self.check_running()?;
-        Ok(self.lock().devices.values().cloned().collect())
-    }
-
-    fn revoke(&self, id: &DeviceId, now: u64) -> Result<RevokeOutcome, StoreError> {
-        self.check_running()?;
-        let state = self.lock();
-        let Some(device) = state.devices.get(id) else {
-            return Ok(RevokeOutcome::NotFound);
-        };
-        if let Some(revoked_at) = device.revoked_at {
-            return Ok(RevokeOutcome::Revoked { revoked_at });
-        }
-        if device.role == Role::Admin
-            && !state
-                .devices
-                .values()
-                .any(|d| d.role == Role::Admin && d.revoked_at.is_none() && d.id != *id)
-        {
-            return Ok(RevokeOutcome::LastAdmin);
-        }
-        self.commit(
-            state,
-            Event::DeviceRevoked {
-                device_id: *id,
-                at: now,
-            },
-        )?;
-        Ok(RevokeOutcome::Revoked { revoked_at: now })
-    }
-
-    fn put_roster(&self, version: u64, bytes: Vec<u8>) -> Result<Result<(), u64>, StoreError> {
-        self.check_running()?;
-        let state = self.lock();
-        if let Some((current, _)) = &state.mailbox.roster
-            && *current >= version
-        {
-            return Ok(Err(*current));
-        }
-        self.commit(
-            state,
-            Event::Mail(MailEvent::RosterStored { version, bytes }),
-        )?;
-        Ok(Ok(()))
-    }
-
-    fn roster(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        self.check_running()?;
-        Ok(self.lock().mailbox.roster.as_ref().map(|(_, b)| b.clone()))
-    }
-
-    fn publish_prekeys(
-        &self,
-        device: DeviceId,
-        prekeys: Vec<StoredPrekey>,
-    ) -> Result<(), StoreError> {
-        self.check_running()?;
-        let state = self.lock();
-        self.commit(
-            state,
-            Event::Mail(MailEvent::PrekeysPublished { device, prekeys }),
-        )?;
-        Ok(())
-    }
-
-    fn take_prekey(&self, device: &DeviceId, now: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.check_running()?;
-        let state = self.lock();
-        let Some(prekey) = state.mailbox.prekey_for(device, now).cloned() else {
-            return Ok(None);
-        };
-        if prekey.one_time {
-            let taken = MailEvent::PrekeyTaken {
-                device: *device,
-                id: prekey.id,
-            };
-            self.commit(state, Event::Mail(taken))?;
-        }
-        Ok(Some(prekey.signed))
-    }
-
-    fn store_envelope(
-        &self,
-        sender: DeviceId,
-        digest: [u8; 32],
-        recipients: Vec<DeviceId>,
-        bytes: Vec<u8>,
-    ) -> Result<(u64, bool), StoreError> {
-        self.check_running()?;
-        let state = self.lock();
-        if let Some(id) = state.mailbox.digests.get(&digest) {
-            return Ok((*id, true));
-        }
-        let stored = MailEvent::EnvelopeStored {
-            sender,
-            digest,
-            recipients,
-            bytes,
-        };
-        let seq = self.commit(state, Event::Mail(stored))?;
-        Ok((seq, false))
-    }
-
-    fn inbox(
-        &self,
-        device: &DeviceId,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.check_running()?;
-        Ok(self.lock().mailbox.inbox(device, after, limit))
-    }
-
-    fn ack_inbox(&self, device: DeviceId, up_to: u64) -> Result<(), StoreError> {
-        self.check_running()?;
-        let state = self.lock();
-        if state
-            .mailbox
-            .acked
-            .get(&device)
-            .is_some_and(|a| *a >= up_to)
-        {
-            return Ok(());
-        }
-        self.commit(state, Event::Mail(MailEvent::InboxAcked { device, up_to }))?;
-        Ok(())
-    }
-}
-
-/// What `hotline-server verify` found.
-#[derive(Debug, Clone)]
-pub struct VerifyReport {
-    /// The chain walk's findings.
-    pub verified: Verified,
-    /// The exported checkpoint checked against the store, if one was given.
-    pub external_checkpoint: Option<u64>,
-}
-
-/// Checks a whole store: the header against the key, every record, the
-/// chain, every checkpoint, and optionally a checkpoint exported earlier
-/// (which detects a rollback to an older copy of the store).
-pub fn verify_store(
-    data_dir: &Path,
-    key: &KeySource,
-    cache_bytes: u64,
-    exported: Option<&str>,
-) -> Result<VerifyReport, OpenError> {
-    let keys = open_keys(data_dir, key, Create::Never)?;
-    let external =
-        match exported {
-            None => None,
-            Some(text) => {
-                let (store_id, cp) = crate::log::record::Checkpoint::parse_export(text)
-                    .ok_or_else(|| LogError::Tampered {
-                        seq: 0,
-                        reason: "the exported checkpoint is not in the expected format".into(),
-                    })?;
-                if store_id != keys.store_id() {
-                    return Err(LogError::Tampered {
-                        seq: 0,
-                        reason: "the exported checkpoint belongs to another store".into(),
-                    }
-                    .into());
-                }
-                if !cp.verify(&keys.checkpoint_public_key(), &store_id) {
-                    return Err(LogError::Tampered {
-                        seq: cp.seq,
-                        reason: "the exported checkpoint's signature does not verify".into(),
-                    }
-                    .into());
-                }
-                Some(cp)
-            }
-        };
-    let engine = SledEngine::open(&engine_dir(data_dir), cache_bytes).map_err(LogError::from)?;
-    let want: Vec<u64> = external.iter().map(|cp| cp.seq).collect();
-    let verified = crate::log::verify(&engine, &keys, data_dir, &want)?;
-    if let Some(cp) = external {
-        match verified.hashes.get(&cp.seq) {
-            Some(hash) if *hash == cp.head => {}
-            Some(_) => {
-                return Err(LogError::Tampered {
-                    seq: cp.seq,
-                    reason:
-                        "the store differs from the exported checkpoint (replaced or rewritten)"
-                            .into(),
-                }
-                .into());
-            }
-            None => {
-                return Err(LogError::Tampered {
-                    seq: verified.head_seq + 1,
-                    reason: format!(
-                        "rolled back: the store ends at record {} but the exported checkpoint covers record {}",
-                        verified.head_seq, cp.seq
-                    ),
-                }
-                .into());
-            }
-        }
-    }
-    Ok(VerifyReport {
-        external_checkpoint: external.map(|cp| cp.seq),
-        verified,
-    })
-}
-
 /// A store in `dir` (created on first use, with a key file beside it),
 /// for unit tests of the layers above.
 #[cfg(test)]
@@ -807,7 +314,8 @@ pub(crate) fn open_in(dir: &Path) -> LogStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hotline_proto::IdentityKeyPair;
+    use crate::domain::devices::{EnrollOutcome, InviteRecord, RevokeOutcome};
+    use hotline_proto::{IdentityKeyPair, IdentityPublicKey, Role};
 
     fn open(dir: &Path) -> LogStore {
         open_in(dir)

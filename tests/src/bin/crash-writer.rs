@@ -12,7 +12,7 @@ use hotline_proto::Role;
 use hotline_proto::identity::{fill_random, hex};
 use hotline_server::domain::devices::InviteRecord;
 use hotline_server::log::keys::KeySource;
-use hotline_server::store::{Create, LogStore, Store, open_keys};
+use hotline_server::store::{Create, LogStore, open_keys};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use hotline_proto::Role;
 use hotline_server::domain::devices::InviteRecord;
 use hotline_server::log::keys::{KeySource, generate_key_file};
-use hotline_server::store::{Create, LogStore, OpenError, Store, open_keys, verify_store};
+use hotline_server::store::{Create, LogStore, OpenError, open_keys, verify_store};
 
 /// A store with `n` invites, closed cleanly. Returns the data directory and key.
 pub fn build_store(root: &Path, n: usize) -> (PathBuf, KeySource) {

@@ -1,0 +1,159 @@
+//! End-to-end messaging on the store: the roster, prekeys, envelopes and
+//! how far each got.
+
+use hotline_proto::DeviceId;
+use hotline_proto::message::DeliveryState;
+
+use super::{LogStore, StoreError};
+use crate::domain::Event;
+use crate::domain::mailbox::{MailEvent, StoredPrekey};
+
+impl LogStore {
+    /// Stores a roster if its version is higher than the stored one's;
+    /// otherwise returns the stored version.
+    pub fn put_roster(&self, version: u64, bytes: Vec<u8>) -> Result<Result<(), u64>, StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        if let Some((current, _)) = &state.mailbox.roster
+            && *current >= version
+        {
+            return Ok(Err(*current));
+        }
+        self.commit(
+            state,
+            Event::Mail(MailEvent::RosterStored { version, bytes }),
+        )?;
+        Ok(Ok(()))
+    }
+
+    /// The newest roster's wire bytes.
+    pub fn roster(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.check_running()?;
+        Ok(self.lock().mailbox.roster.as_ref().map(|(_, b)| b.clone()))
+    }
+
+    /// Stores prekeys a device published (already verified).
+    pub fn publish_prekeys(
+        &self,
+        device: DeviceId,
+        prekeys: Vec<StoredPrekey>,
+    ) -> Result<(), StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        let event = Event::Mail(MailEvent::PrekeysPublished { device, prekeys });
+        self.commit(state, event)?;
+        Ok(())
+    }
+
+    /// Hands out one prekey of `device`: a one-time prekey (which is then
+    /// gone) or the last-resort prekey. Returns its `SignedPrekey` bytes.
+    pub fn take_prekey(&self, device: &DeviceId, now: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        let Some(prekey) = state.mailbox.prekey_for(device, now).cloned() else {
+            return Ok(None);
+        };
+        if prekey.one_time {
+            let taken = MailEvent::PrekeyTaken {
+                device: *device,
+                id: prekey.id,
+            };
+            self.commit(state, Event::Mail(taken))?;
+        }
+        Ok(Some(prekey.signed))
+    }
+
+    /// Stores an envelope for `recipients`; returns its id and whether the
+    /// same envelope had been stored before.
+    pub fn store_envelope(
+        &self,
+        sender: DeviceId,
+        digest: [u8; 32],
+        recipients: Vec<DeviceId>,
+        bytes: Vec<u8>,
+    ) -> Result<(u64, bool), StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        if let Some(id) = state.mailbox.digests.get(&digest) {
+            return Ok((*id, true));
+        }
+        let stored = MailEvent::EnvelopeStored {
+            sender,
+            digest,
+            recipients,
+            bytes,
+        };
+        let seq = self.commit(state, Event::Mail(stored))?;
+        Ok((seq, false))
+    }
+
+    /// Envelopes waiting for `device` after `after`, at most `limit`.
+    pub fn inbox(
+        &self,
+        device: &DeviceId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.check_running()?;
+        Ok(self.lock().mailbox.inbox(device, after, limit))
+    }
+
+    /// `device` holds everything up to `up_to`.
+    pub fn ack_inbox(&self, device: DeviceId, up_to: u64) -> Result<(), StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        if state
+            .mailbox
+            .acked
+            .get(&device)
+            .is_some_and(|a| *a >= up_to)
+        {
+            return Ok(());
+        }
+        self.commit(state, Event::Mail(MailEvent::InboxAcked { device, up_to }))?;
+        Ok(())
+    }
+
+    /// Records that `device` showed these envelopes to its person.
+    pub fn mark_read(&self, device: DeviceId, ids: Vec<u64>) -> Result<(), StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        let ids: Vec<u64> =
+            ids.into_iter()
+                .filter(|id| {
+                    state.mailbox.delivery.get(id).is_some_and(|d| {
+                        d.recipients.contains(&device) && !d.read.contains(&device)
+                    })
+                })
+                .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.commit(state, Event::Mail(MailEvent::Read { device, ids }))?;
+        Ok(())
+    }
+
+    /// How far the envelopes `sender` sent with these ids got (others are
+    /// left out).
+    pub fn delivery(
+        &self,
+        sender: &DeviceId,
+        ids: &[u64],
+    ) -> Result<Vec<DeliveryState>, StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                let d = state.mailbox.delivery.get(id)?;
+                (d.sender == Some(*sender)).then(|| DeliveryState {
+                    id: *id,
+                    recipients: count(d.recipients.len()),
+                    delivered: count(d.delivered.len()),
+                    read: count(d.read.len()),
+                })
+            })
+            .collect())
+    }
+}
