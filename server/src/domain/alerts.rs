@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hotline_proto::DeviceId;
+use hotline_proto::{DeviceId, Role};
 
 use super::ApplyError;
 
@@ -249,6 +249,9 @@ pub enum AlertError {
     /// It is closed.
     #[error("the alert is closed")]
     Closed,
+    /// This device may not do that to it.
+    #[error("this device may not do that to this alert")]
+    Forbidden,
 }
 
 /// Why an alert was closed.
@@ -273,6 +276,16 @@ pub enum RaiseError {
     /// The alert's record would not fit in the log.
     #[error("the message is too large to store")]
     TooLarge,
+}
+
+/// What raising an SOS writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Raise {
+    /// This envelope raised an alert before (a retry): that alert.
+    Again(Alert),
+    /// A new alert: the events of its record (its message, then the
+    /// alert), to which the escalation steps due now are added.
+    New(Vec<super::Event>),
 }
 
 /// Every alert, by id.
@@ -408,6 +421,47 @@ impl Alerts {
         }
     }
 
+    /// The event for `by` (of `role`) closing `alert` as `how`, with the
+    /// devices paged so far (who must hear the all clear), or why not.
+    /// Staff may resolve or cancel; the alert's defender may cancel (or
+    /// call a false alarm). A coerced defender can neither call off nor
+    /// even learn of the alert its duress code raised: to them it does not
+    /// exist.
+    pub fn close(
+        &self,
+        alert: u64,
+        by: DeviceId,
+        role: Role,
+        how: Close,
+    ) -> Result<(AlertEvent, Vec<DeviceId>), AlertError> {
+        let a = self.alerts.get(&alert).ok_or(AlertError::NotFound)?;
+        if a.origin == AlertOrigin::Duress && !role.is_staff() {
+            return Err(AlertError::NotFound);
+        }
+        if !a.state.is_open() {
+            return Err(AlertError::Closed);
+        }
+        let allowed = match how {
+            Close::Resolved => role.is_staff(),
+            Close::Cancelled | Close::FalseAlarm => role.is_staff() || a.defender == by,
+        };
+        if !allowed {
+            return Err(AlertError::Forbidden);
+        }
+        let event = match how {
+            Close::Resolved => AlertEvent::Resolved { alert },
+            Close::Cancelled => AlertEvent::Cancelled {
+                alert,
+                false_alarm: false,
+            },
+            Close::FalseAlarm => AlertEvent::Cancelled {
+                alert,
+                false_alarm: true,
+            },
+        };
+        Ok((event, a.paged.iter().copied().collect()))
+    }
+
     /// When the next escalation step of `alert` is due, if one is.
     pub fn next_due(&self, alert: &Alert, policies: &Policies) -> Option<u64> {
         if alert.state != AlertState::Raised || alert.exhausted {
@@ -498,6 +552,78 @@ impl Alerts {
                 at.saturating_add(s.wait_secs)
             };
         }
+    }
+}
+
+impl super::State {
+    /// The devices tier `tier` pages now; `on_shift` lists the devices
+    /// the rota has on duty at this moment.
+    pub fn tier_members(&self, on_shift: &[DeviceId], tier: Tier) -> Vec<DeviceId> {
+        let staff = self.staff.iter();
+        let on_duty = |id: &DeviceId| self.on_duty.contains(id) || on_shift.contains(id);
+        match tier {
+            Tier::OnDuty => {
+                // Walk the (few) devices on duty, not the whole staff.
+                let on: BTreeSet<DeviceId> = self
+                    .on_duty
+                    .iter()
+                    .chain(on_shift)
+                    .filter(|id| self.staff.contains_key(id))
+                    .copied()
+                    .collect();
+                on.into_iter().collect()
+            }
+            Tier::Backup => staff
+                .filter(|(id, role)| **role == Role::Officer && !on_duty(id))
+                .map(|(id, _)| *id)
+                .collect(),
+            Tier::Coordinators => staff
+                .filter(|(_, role)| **role == Role::Coordinator)
+                .map(|(id, _)| *id)
+                .collect(),
+            Tier::Everyone => staff.map(|(id, _)| *id).collect(),
+        }
+    }
+
+    /// A defender raising an SOS with the envelope whose SHA-256 is
+    /// `digest`, in the record that will get sequence number `seq`. An
+    /// envelope that raised an alert before is a retry and returns that
+    /// alert; one stored before as a plain message is refused.
+    #[allow(clippy::too_many_arguments)]
+    pub fn decide_raise(
+        &self,
+        defender: DeviceId,
+        priority: Priority,
+        digest: [u8; 32],
+        recipients: Vec<DeviceId>,
+        envelope: Vec<u8>,
+        seq: u64,
+        now: u64,
+    ) -> Result<Raise, RaiseError> {
+        if let Some(envelope_id) = self.mailbox.digests.get(&digest).copied() {
+            return self
+                .alerts
+                .alerts
+                .values()
+                .find(|a| a.envelope_id == envelope_id)
+                .map(|a| Raise::Again(a.clone()))
+                .ok_or(RaiseError::SentAsMessage);
+        }
+        Ok(Raise::New(vec![
+            super::Event::Mail(super::mailbox::MailEvent::EnvelopeStored {
+                sender: defender,
+                digest,
+                recipients,
+                bytes: envelope,
+            }),
+            super::Event::Alert(AlertEvent::Raised {
+                defender,
+                priority,
+                at: now,
+                envelope_id: seq,
+                origin: AlertOrigin::Sos,
+            }),
+        ]))
     }
 }
 
@@ -699,5 +825,63 @@ mod tests {
         // Claimed alerts stay open; resolved and cancelled ones do not.
         let open: Vec<u64> = restored.open().map(|a| a.id).collect();
         assert_eq!(open, vec![1, 4, 5]);
+    }
+
+    #[test]
+    fn who_may_close_which_alert_and_a_duress_alert_hides_from_its_defender() {
+        let defender = dev(9);
+        let mut alerts = raised(Priority::Urgent, 0);
+        run(&mut alerts, 0);
+        let duress = AlertEvent::Raised {
+            defender,
+            priority: Priority::Immediate,
+            at: 0,
+            envelope_id: 0,
+            origin: AlertOrigin::Duress,
+        };
+        alerts.apply(2, &duress).expect("raise");
+        // The defender cancels their own SOS, but may not resolve it, and
+        // another defender may do neither.
+        assert_eq!(
+            alerts.close(1, defender, Role::Defender, Close::Resolved),
+            Err(AlertError::Forbidden)
+        );
+        assert_eq!(
+            alerts.close(1, dev(8), Role::Defender, Close::Cancelled),
+            Err(AlertError::Forbidden)
+        );
+        let (event, paged) = alerts
+            .close(1, defender, Role::Defender, Close::FalseAlarm)
+            .expect("cancel");
+        assert_eq!(
+            event,
+            AlertEvent::Cancelled {
+                alert: 1,
+                false_alarm: true
+            }
+        );
+        assert_eq!(
+            paged,
+            alerts.alerts[&1].paged.iter().copied().collect::<Vec<_>>()
+        );
+        alerts.apply(3, &event).expect("apply");
+        assert_eq!(
+            alerts.close(1, dev(1), Role::Officer, Close::Resolved),
+            Err(AlertError::Closed)
+        );
+        // The duress alert does not exist for its defender; staff close it.
+        assert_eq!(
+            alerts.close(2, defender, Role::Defender, Close::Cancelled),
+            Err(AlertError::NotFound)
+        );
+        assert!(
+            alerts
+                .close(2, dev(1), Role::Officer, Close::Resolved)
+                .is_ok()
+        );
+        assert_eq!(
+            alerts.close(7, dev(1), Role::Officer, Close::Resolved),
+            Err(AlertError::NotFound)
+        );
     }
 }

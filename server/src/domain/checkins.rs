@@ -160,6 +160,64 @@ impl Checkins {
     }
 }
 
+impl super::State {
+    /// A check-in by `defender` at `now` with a code whose digest is
+    /// `digest`: what the code was, and the events that record it, each
+    /// a record of its own. A normal and a duress code are recorded alike
+    /// (a check-in); a duress code also raises an immediate-danger alert.
+    pub fn decide_checkin(
+        &self,
+        defender: DeviceId,
+        digest: &[u8; 32],
+        now: u64,
+    ) -> (CheckinKind, Vec<super::Event>) {
+        use super::Event;
+        use super::alerts::{AlertEvent, AlertOrigin, Priority};
+        let kind = self.checkins.classify(&defender, digest);
+        let mut events = Vec::new();
+        if kind != CheckinKind::Wrong {
+            events.push(Event::Checkin(CheckinEvent::CheckedIn {
+                defender,
+                at: now,
+            }));
+        }
+        if kind == CheckinKind::Duress {
+            events.push(Event::Alert(AlertEvent::Raised {
+                defender,
+                priority: Priority::Immediate,
+                at: now,
+                envelope_id: 0,
+                origin: AlertOrigin::Duress,
+            }));
+        }
+        (kind, events)
+    }
+
+    /// The events that raise an alert for every check-in missed past its
+    /// grace at `now`, two for each: the lapse noted (so it alerts once),
+    /// then the alert.
+    pub fn decide_missed_checkins(&self, now: u64) -> Vec<super::Event> {
+        use super::Event;
+        use super::alerts::{AlertEvent, AlertOrigin, Priority};
+        self.checkins
+            .missed(now)
+            .into_iter()
+            .flat_map(|(defender, last)| {
+                [
+                    Event::Checkin(CheckinEvent::MissedAlerted { defender, last }),
+                    Event::Alert(AlertEvent::Raised {
+                        defender,
+                        priority: Priority::Urgent,
+                        at: now,
+                        envelope_id: 0,
+                        origin: AlertOrigin::MissedCheckin,
+                    }),
+                ]
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +253,47 @@ mod tests {
         assert_eq!(c.classify(&d, &[1; 32]), CheckinKind::Normal);
         assert_eq!(c.classify(&d, &[2; 32]), CheckinKind::Duress);
         assert_eq!(c.classify(&d, &[3; 32]), CheckinKind::Wrong);
+    }
+
+    #[test]
+    fn a_duress_check_in_records_a_check_in_and_an_alert_a_wrong_code_nothing() {
+        use crate::domain::alerts::{AlertEvent, AlertOrigin};
+        use crate::domain::{Event, State};
+        let d = DeviceId::from_bytes([1; 16]);
+        let mut state = State::default();
+        let set = CheckinEvent::Set {
+            defender: d,
+            interval_secs: 100,
+            grace_secs: 10,
+            code: [1; 32],
+            duress: [2; 32],
+            at: 1000,
+        };
+        state.apply(1, &Event::Checkin(set)).expect("apply");
+        let (kind, normal) = state.decide_checkin(d, &[1; 32], 1050);
+        assert_eq!(kind, CheckinKind::Normal);
+        assert_eq!(
+            normal,
+            vec![Event::Checkin(CheckinEvent::CheckedIn {
+                defender: d,
+                at: 1050
+            })]
+        );
+        let (kind, duress) = state.decide_checkin(d, &[2; 32], 1050);
+        assert_eq!(kind, CheckinKind::Duress);
+        assert_eq!(duress[0], normal[0], "recorded as a check-in first");
+        assert!(matches!(
+            duress[1],
+            Event::Alert(AlertEvent::Raised {
+                origin: AlertOrigin::Duress,
+                ..
+            })
+        ));
+        assert_eq!(
+            state.decide_checkin(d, &[3; 32], 1050),
+            (CheckinKind::Wrong, vec![])
+        );
+        assert!(state.decide_missed_checkins(1110).is_empty());
+        assert_eq!(state.decide_missed_checkins(1111).len(), 2);
     }
 }

@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::{PushTo, Reply, RequestError, Session, Shared};
 use crate::domain::alerts::{Alert, AlertError, AlertState, Close, Priority, RaiseError};
-use crate::store::alerts::{CloseOutcome, Paging};
+use crate::store::alerts::Paging;
 
 /// The summary of an alert on the wire.
 pub(crate) fn info(a: &Alert) -> AlertInfo {
@@ -48,6 +48,9 @@ impl From<AlertError> for RequestError {
             // this device.
             AlertError::HeldBy(_) => {
                 RequestError::FailedPrecondition("the alert is held by another officer")
+            }
+            AlertError::Forbidden => {
+                RequestError::Forbidden("your role may not close this alert".into())
             }
         }
     }
@@ -163,7 +166,7 @@ pub(super) async fn close(
         .store_call(move |s| s.close_alert(alert_id, me, session.role, how))
         .await?
     {
-        CloseOutcome::Closed(paged) => {
+        Ok(paged) => {
             info!("alert closed");
             let all_clear = PushTo {
                 devices: paged,
@@ -171,10 +174,7 @@ pub(super) async fn close(
             };
             Ok(Reply::with_pushes(Response::Done, vec![all_clear]))
         }
-        CloseOutcome::Forbidden => Err(RequestError::Forbidden(
-            "your role may not close this alert".into(),
-        )),
-        CloseOutcome::Refused(e) => Err(e.into()),
+        Err(e) => Err(e.into()),
     }
 }
 

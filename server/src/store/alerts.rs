@@ -4,23 +4,12 @@
 use hotline_proto::{DeviceId, Role};
 
 use crate::domain::alerts::{
-    Alert, AlertError, AlertEvent, AlertOrigin, AlertState, Close, Policies, Priority, RaiseError,
-    Tier,
+    Alert, AlertError, AlertEvent, AlertOrigin, AlertState, Close, Policies, Priority, Raise,
+    RaiseError,
 };
-use crate::domain::mailbox::MailEvent;
 use crate::domain::{Event, State};
+use crate::log::RecordKey;
 use crate::store::{LogStore, StoreError};
-
-/// What became of a close request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CloseOutcome {
-    /// Closed; these devices were paged and must hear the all clear.
-    Closed(Vec<DeviceId>),
-    /// Refused.
-    Refused(AlertError),
-    /// This device may not close it that way.
-    Forbidden,
-}
 
 /// An escalation step taken: the alert as it now stands and the devices
 /// this step paged (to notify now).
@@ -30,33 +19,6 @@ pub struct Paging {
     pub alert: Alert,
     /// Newly paged devices.
     pub paged: Vec<DeviceId>,
-}
-
-fn members(state: &State, on_shift: &[DeviceId], tier: Tier) -> Vec<DeviceId> {
-    let staff = state.staff.iter();
-    let on_duty = |id: &DeviceId| state.on_duty.contains(id) || on_shift.contains(id);
-    match tier {
-        Tier::OnDuty => {
-            // Walk the (few) devices on duty, not the whole staff.
-            let on: std::collections::BTreeSet<DeviceId> = state
-                .on_duty
-                .iter()
-                .chain(on_shift)
-                .filter(|id| state.staff.contains_key(id))
-                .copied()
-                .collect();
-            on.into_iter().collect()
-        }
-        Tier::Backup => staff
-            .filter(|(id, role)| **role == Role::Officer && !on_duty(id))
-            .map(|(id, _)| *id)
-            .collect(),
-        Tier::Coordinators => staff
-            .filter(|(_, role)| **role == Role::Coordinator)
-            .map(|(id, _)| *id)
-            .collect(),
-        Tier::Everyone => staff.map(|(id, _)| *id).collect(),
-    }
 }
 
 impl LogStore {
@@ -78,36 +40,13 @@ impl LogStore {
     ) -> Result<Result<(Alert, Vec<Paging>), RaiseError>, StoreError> {
         self.check_running()?;
         let mut state = self.lock();
-        if let Some(envelope_id) = state.mailbox.digests.get(&digest).copied()
-            && let Some(a) = state
-                .alerts
-                .alerts
-                .values()
-                .find(|a| a.envelope_id == envelope_id)
-        {
-            return Ok(Ok((a.clone(), Vec::new())));
-        }
-        if state.mailbox.digests.contains_key(&digest) {
-            return Ok(Err(RaiseError::SentAsMessage));
-        }
-        // One record holds the message, the alert and the steps due now
-        // (paging the on-duty tier): one flush, and all or nothing.
         let seq = self.next_seq(&state);
-        let mut events = vec![
-            Event::Mail(MailEvent::EnvelopeStored {
-                sender: defender,
-                digest,
-                recipients,
-                bytes: envelope,
-            }),
-            Event::Alert(AlertEvent::Raised {
-                defender,
-                priority,
-                at: now,
-                envelope_id: seq,
-                origin: AlertOrigin::Sos,
-            }),
-        ];
+        let mut events =
+            match state.decide_raise(defender, priority, digest, recipients, envelope, seq, now) {
+                Ok(Raise::New(events)) => events,
+                Ok(Raise::Again(alert)) => return Ok(Ok((alert, Vec::new()))),
+                Err(e) => return Ok(Err(e)),
+            };
         // Room is left for the escalation steps that join this record (each
         // names the devices it pages): the record must fit, since the
         // state changes before it is written.
@@ -128,7 +67,7 @@ impl LogStore {
         let due = {
             let st: &State = &state;
             st.alerts
-                .escalate_alert(seq, policies, now, |tier| members(st, on_shift, tier))
+                .escalate_alert(seq, policies, now, |tier| st.tier_members(on_shift, tier))
         };
         let mut pagings = Vec::new();
         for step in due {
@@ -200,49 +139,24 @@ impl LogStore {
         }
     }
 
-    /// Closes `alert` on behalf of `by`: staff may resolve or cancel; the
-    /// alert's defender may cancel (or call a false alarm).
+    /// Closes `alert` on behalf of `by` (see [`crate::domain::alerts::Alerts::close`]).
+    /// Returns the devices paged so far, who must hear the all clear.
     pub fn close_alert(
         &self,
         alert: u64,
         by: DeviceId,
         role: Role,
         how: Close,
-    ) -> Result<CloseOutcome, StoreError> {
+    ) -> Result<Result<Vec<DeviceId>, AlertError>, StoreError> {
         self.check_running()?;
         let state = self.lock();
-        let Some(a) = state.alerts.alerts.get(&alert) else {
-            return Ok(CloseOutcome::Refused(AlertError::NotFound));
-        };
-        // A coerced defender must not be able to call off (or even learn
-        // of) the alert its duress code raised.
-        if a.origin == AlertOrigin::Duress && !role.is_staff() {
-            return Ok(CloseOutcome::Refused(AlertError::NotFound));
+        match state.alerts.close(alert, by, role, how) {
+            Ok((event, paged)) => {
+                self.commit(state, Event::Alert(event))?;
+                Ok(Ok(paged))
+            }
+            Err(e) => Ok(Err(e)),
         }
-        if !a.state.is_open() {
-            return Ok(CloseOutcome::Refused(AlertError::Closed));
-        }
-        let allowed = match how {
-            Close::Resolved => role.is_staff(),
-            Close::Cancelled | Close::FalseAlarm => role.is_staff() || a.defender == by,
-        };
-        if !allowed {
-            return Ok(CloseOutcome::Forbidden);
-        }
-        let paged: Vec<DeviceId> = a.paged.iter().copied().collect();
-        let event = match how {
-            Close::Resolved => AlertEvent::Resolved { alert },
-            Close::Cancelled => AlertEvent::Cancelled {
-                alert,
-                false_alarm: false,
-            },
-            Close::FalseAlarm => AlertEvent::Cancelled {
-                alert,
-                false_alarm: true,
-            },
-        };
-        self.commit(state, Event::Alert(event))?;
-        Ok(CloseOutcome::Closed(paged))
     }
 
     /// Puts a staff device on or off duty.
@@ -298,7 +212,7 @@ impl LogStore {
         let due = {
             let st: &State = state;
             st.alerts
-                .escalate(policies, now, |tier| members(st, on_shift, tier))
+                .escalate(policies, now, |tier| st.tier_members(on_shift, tier))
         };
         let mut out = Vec::new();
         let mut last = None;
@@ -308,7 +222,7 @@ impl LogStore {
                 AlertEvent::Exhausted { alert } => (*alert, Vec::new()),
                 _ => continue,
             };
-            last = Some(self.stage(state, Event::Alert(event))?);
+            last = Some(self.stage(state, RecordKey::Main, Event::Alert(event))?);
             if let Some(a) = state.alerts.alerts.get(&alert).cloned() {
                 out.push(Paging { alert: a, paged });
             }

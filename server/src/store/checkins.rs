@@ -5,8 +5,8 @@ use hotline_proto::DeviceId;
 
 use super::{LogStore, StoreError};
 use crate::domain::Event;
-use crate::domain::alerts::{AlertEvent, AlertOrigin, Priority};
 use crate::domain::checkins::{CheckinEvent, CheckinKind};
+use crate::log::RecordKey;
 
 impl LogStore {
     /// Sets (interval 0: stops) a defender's check-in schedule.
@@ -44,53 +44,26 @@ impl LogStore {
     ) -> Result<CheckinKind, StoreError> {
         self.check_running()?;
         let mut state = self.lock();
-        let kind = state.checkins.classify(&defender, &digest);
-        if kind == CheckinKind::Wrong {
-            return Ok(kind);
-        }
-        let mut last = self.stage(
-            &mut state,
-            Event::Checkin(CheckinEvent::CheckedIn { defender, at: now }),
-        )?;
-        if kind == CheckinKind::Duress {
-            // Written in the same batch as the check-in: the answer takes
-            // one flush either way, so its timing does not tell them apart.
-            last = self.stage(
-                &mut state,
-                Event::Alert(AlertEvent::Raised {
-                    defender,
-                    priority: Priority::Immediate,
-                    at: now,
-                    envelope_id: 0,
-                    origin: AlertOrigin::Duress,
-                }),
-            )?;
+        let (kind, events) = state.decide_checkin(defender, &digest, now);
+        // Staged together and waited for once: the answer takes one flush
+        // either way, so its timing does not tell a duress code apart.
+        let mut last = None;
+        for event in events {
+            last = Some(self.stage(&mut state, RecordKey::Main, event)?);
         }
         drop(state);
-        self.wait(last)?;
+        if let Some(ticket) = last {
+            self.wait(ticket)?;
+        }
         Ok(kind)
     }
 
     /// Raises an alert for every check-in missed past its grace at `now`.
     pub(super) fn raise_missed_checkins(&self, now: u64) -> Result<(), StoreError> {
-        let missed = self.lock().checkins.missed(now);
-        for (defender, last) in missed {
+        let events = self.lock().decide_missed_checkins(now);
+        for event in events {
             let state = self.lock();
-            self.commit(
-                state,
-                Event::Checkin(CheckinEvent::MissedAlerted { defender, last }),
-            )?;
-            let state = self.lock();
-            self.commit(
-                state,
-                Event::Alert(AlertEvent::Raised {
-                    defender,
-                    priority: Priority::Urgent,
-                    at: now,
-                    envelope_id: 0,
-                    origin: AlertOrigin::MissedCheckin,
-                }),
-            )?;
+            self.commit(state, event)?;
         }
         Ok(())
     }

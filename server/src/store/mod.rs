@@ -204,23 +204,24 @@ impl LogStore {
         mut state: MutexGuard<'_, State>,
         event: Event,
     ) -> Result<u64, StoreError> {
-        let ticket = self.stage(&mut state, event)?;
+        let ticket = self.stage(&mut state, RecordKey::Main, event)?;
         drop(state);
         self.wait(ticket)
     }
 
-    /// Appends `event` and applies it, without waiting for it to be
-    /// durable: for several events that must be acknowledged together (one
-    /// flush for all), followed by [`LogStore::wait`] on the last ticket
-    /// after the state lock is released.
+    /// Appends `event`, sealed under `key` (the store's record key, or
+    /// the subkey of the case it belongs to, which erasing the case
+    /// destroys), and applies it, without waiting for it to be durable:
+    /// for several events that must be acknowledged together (one flush
+    /// for all), followed by [`LogStore::wait`] on the last ticket after
+    /// the state lock is released.
     pub(crate) fn stage(
         &self,
         state: &mut MutexGuard<'_, State>,
+        key: RecordKey,
         event: Event,
     ) -> Result<crate::log::Ticket, StoreError> {
-        let ticket = self
-            .log
-            .submit(RecordKey::Main, &codec::encode_event(&event))?;
+        let ticket = self.log.submit(key, &codec::encode_event(&event))?;
         state.apply(ticket.seq(), &event)?;
         Ok(ticket)
     }
