@@ -20,6 +20,7 @@
 pub mod config;
 pub mod domain;
 pub mod endpoint;
+mod files;
 pub mod log;
 pub mod requests;
 pub mod store;
@@ -27,35 +28,9 @@ pub mod store;
 pub use config::Config;
 pub use endpoint::{DataDir, RunningServer, StartError};
 
-use std::path::Path;
-
 /// Seconds since the Unix epoch (0 if the clock is before 1970).
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// Creates `dir` (and parents) if missing; a new directory is readable by
-/// its owner only.
-pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
-}
-
-/// Syncs a directory so that entries created in it survive a power loss.
-/// Best effort: some filesystems do not support it.
-pub(crate) fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
 }

@@ -94,9 +94,11 @@ impl DataDir {
             ))
             .into());
         }
-        crate::create_private_dir(&config.data_dir).map_err(|source| StartError::DataDir {
-            path: config.data_dir.clone(),
-            source,
+        crate::files::create_private_dir(&config.data_dir).map_err(|source| {
+            StartError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            }
         })?;
         let keys = crate::store::open_keys(&config.data_dir, key, create)?;
         let tls = TlsIdentity::load_or_create(config, &keys)?;

@@ -5,7 +5,6 @@
 //! SHA-256 of the certificate, which reaches them inside their invite.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -61,20 +60,6 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> TlsErro
     move |source| TlsError::Io { what, path, source }
 }
 
-/// Writes `bytes` to a new file readable by the owner only.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
-
 impl TlsIdentity {
     /// Loads the configured certificate, or the development one from the
     /// data directory, creating it on first run. The generated private key
@@ -105,7 +90,7 @@ impl TlsIdentity {
             })?;
             return Self::load(&cert, key_der, false);
         }
-        crate::create_private_dir(&dir).map_err(io("cannot create", &dir))?;
+        crate::files::create_private_dir(&dir).map_err(io("cannot create", &dir))?;
         let mut names = vec![config.server_name.clone(), "localhost".to_owned()];
         if !config.listen.ip().is_unspecified() {
             names.push(config.listen.ip().to_string());
@@ -118,9 +103,10 @@ impl TlsIdentity {
             .ok_or_else(|| TlsError::Config("cannot seal the TLS key".into()))?;
         // Key first: a crash in between leaves a key without a certificate,
         // which the next start reports instead of silently replacing.
-        write_private(&key, &sealed).map_err(io("cannot write", &key))?;
-        write_private(&cert, generated.cert.pem().as_bytes()).map_err(io("cannot write", &cert))?;
-        crate::sync_dir(&dir);
+        crate::files::write_private(&key, &sealed).map_err(io("cannot write", &key))?;
+        crate::files::write_private(&cert, generated.cert.pem().as_bytes())
+            .map_err(io("cannot write", &cert))?;
+        crate::files::sync_dir(&dir);
         let key_der =
             PrivateKeyDer::try_from(der).map_err(|_| TlsError::Config("generated key".into()))?;
         Self::load(&cert, key_der, true)

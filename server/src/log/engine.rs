@@ -123,7 +123,7 @@ impl SledEngine {
         let chain = db.open_tree("chain").map_err(from_sled)?;
         let snapshots = db.open_tree("snapshots").map_err(from_sled)?;
         let data_file = File::open(dir.join("db")).map_err(|e| EngineError::Io(e.to_string()))?;
-        crate::sync_dir(dir);
+        crate::files::sync_dir(dir);
         Ok(SledEngine {
             db,
             chain,

@@ -102,7 +102,7 @@ impl Keyring {
             file.write_all_at(MAGIC, 0)?;
             file.sync_all()?;
             if let Some(dir) = path.parent() {
-                crate::sync_dir(dir);
+                crate::files::sync_dir(dir);
             }
             bytes = MAGIC.to_vec();
         }

@@ -524,9 +524,9 @@ pub fn create(
     let mac = hmac::sign(&keys.check, &bytes);
     bytes.extend_from_slice(mac.as_ref());
     let path = header_path(data_dir);
-    crate::endpoint::tls::write_private(&path, &bytes)
+    crate::files::write_private(&path, &bytes)
         .map_err(|source| KeyError::WriteHeader { path, source })?;
-    crate::sync_dir(data_dir);
+    crate::files::sync_dir(data_dir);
     Ok((header, keys))
 }
 
@@ -536,11 +536,9 @@ pub fn generate_key_file(path: &Path) -> Result<(), KeyError> {
     let mut key = Zeroizing::new([0u8; MASTER_KEY_LEN]);
     fill_random(key.as_mut()).map_err(|_| KeyError::Randomness)?;
     let text = Zeroizing::new(format!("{}\n", hex(key.as_ref())));
-    crate::endpoint::tls::write_private(path, text.as_bytes()).map_err(|source| {
-        KeyError::WriteHeader {
-            path: path.to_owned(),
-            source,
-        }
+    crate::files::write_private(path, text.as_bytes()).map_err(|source| KeyError::WriteHeader {
+        path: path.to_owned(),
+        source,
     })
 }
 
