@@ -1,21 +1,46 @@
-//! The hotline server.
+//! The hotline server: a QUIC endpoint that carries end-to-end encrypted
+//! messages, alerts and check-ins between devices, and keeps its state in
+//! an encrypted, tamper-evident log.
 //!
 //! # Layout
 //!
-//! The modules follow a connection's data path:
+//! One room per layer; read top to bottom, the tree is the path of a
+//! request. Every domain (devices, messaging, alerts, check-ins) has a file
+//! of the same name on each layer it touches.
 //!
-//! * [`config`]: defaults, the TOML file and validation.
-//! * [`tls`]: the server's certificate (created on first run) and the
-//!   QUIC/TLS settings: TLS 1.3 only, ALPN `hotline/1`, no 0-RTT.
-//! * [`server`]: the endpoint, the accept loop and shutdown.
-//! * `connection`: one connection: challenge, set-up (enroll or
-//!   authenticate), then one task per request stream.
-//! * [`handler`]: what each request does and which roles may make it.
-//! * [`store`]: durable state ([`store::LogStore`]), kept as
-//!   [`state`] derived from the encrypted, hash-chained event [`log`].
+//! ```text
+//! main.rs, config.rs   the command line; defaults, the TOML file, validation
+//! endpoint/            the async shell, the only code that touches quinn
+//!   mod.rs             bind, accept loop, escalation tick, shutdown; DataDir, RunningServer
+//!   connection.rs      one connection: challenge and set-up, then one task per request stream
+//!   push.rs            pushes to every live connection of their devices
+//!   registry.rs        the live connections of each device
+//!   rate.rs            the per-connection token bucket
+//!   tls.rs             the certificate (made on first run) and the QUIC/TLS settings
+//! requests/            who may do what; wire types <-> domain calls; no quinn
+//!   mod.rs             the context (Shared, Session), Reply, RequestError, the role
+//!                      table and the one exhaustive dispatch
+//!   devices.rs         set-up (enroll, authenticate), status, invites, device list, revoke
+//!   messaging.rs       roster, prekeys, envelopes, inbox, delivery
+//!   alerts.rs          raise, list, claim, close, duty, pages; the escalation tick's pages
+//!   checkins.rs        check-in schedules and check-ins
+//! store/               durability: decide (domain) -> stage under a key -> wait for the flush
+//!   mod.rs             LogStore: open, replay, commit, stage, wait; StoreError, OpenError
+//!   devices.rs, mailbox.rs, alerts.rs, checkins.rs    each domain's operations
+//!   snapshot.rs        sealed snapshots of the state
+//!   verify.rs          `hotline-server verify`
+//!   codec/             every stored form: events and snapshots, one error, one set of tables
+//! domain/              pure: events in, decisions out; no I/O, no clock, no prost
+//!   mod.rs             Event, State, apply, ApplyError
+//!   devices.rs, mailbox.rs, alerts.rs, checkins.rs, rota.rs
+//! log/                 the sealed, hash-chained log, its keys and its storage engine
+//! files.rs             private files and directories
+//! ```
 //!
-//! `main.rs` is a thin command line over [`server::RunningServer`]; tests
-//! start the same server on `127.0.0.1:0`.
+//! Each layer uses only the layers below it (`tests/tests/layout.rs` in
+//! the workspace checks that, and that no two modules import each other
+//! in a circle). `main.rs` is a thin command line over
+//! [`RunningServer`]; tests start the same server on `127.0.0.1:0`.
 
 pub mod config;
 pub mod domain;

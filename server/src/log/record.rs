@@ -166,7 +166,7 @@ pub struct Checkpoint {
     pub head: Hash,
     /// When it was signed.
     pub time: u64,
-    /// Ed25519 signature over [`Checkpoint::signed_bytes`].
+    /// Ed25519 signature over `Checkpoint::signed_bytes`.
     pub signature: [u8; 64],
 }
 

@@ -5,11 +5,11 @@
 //! and returns a [`Reply`]: the endpoint sends its pushes, then its
 //! response, and closes the connection if it says so. The escalation tick
 //! and the catch-up on connect use the same pushes
-//! ([`alerts::escalate`], [`alerts::catch_up`]).
+//! (`alerts::escalate`, `alerts::catch_up`).
 //!
 //! The order of a request: the device is re-read (a revoked device is
 //! answered `DEVICE_REVOKED` and its connection closed), the role table
-//! ([`allowed`]) is consulted, then the ONE exhaustive [`dispatch`] calls
+//! ([`allowed`]) is consulted, then the one exhaustive `dispatch` calls
 //! the request's function in the file of its domain: `devices.rs`,
 //! `messaging.rs`, `alerts.rs`, `checkins.rs`. Every refusal is a
 //! [`RequestError`], turned into the wire error in one place.
