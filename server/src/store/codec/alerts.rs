@@ -2,8 +2,10 @@
 
 use prost::Message;
 
-use super::{CodecError, device_id, device_ids, id_bytes};
-use crate::domain::alerts::{Alert, AlertEvent, AlertOrigin, AlertState, Alerts, Priority};
+use super::{
+    CodecError, device_id, device_ids, id_bytes, origin, origin_from, priority, priority_from,
+};
+use crate::domain::alerts::{Alert, AlertEvent, AlertState, Alerts};
 
 #[derive(Clone, PartialEq, Message)]
 pub(super) struct AlertEventRow {
@@ -69,40 +71,6 @@ struct AlertRow {
 pub(super) struct AlertsRow {
     #[prost(message, repeated, tag = "1")]
     alerts: Vec<AlertRow>,
-}
-
-fn priority(p: Priority) -> u32 {
-    match p {
-        Priority::Immediate => 1,
-        Priority::Urgent => 2,
-        Priority::Routine => 3,
-    }
-}
-
-fn priority_from(v: u32) -> Result<Priority, CodecError> {
-    match v {
-        1 => Ok(Priority::Immediate),
-        2 => Ok(Priority::Urgent),
-        3 => Ok(Priority::Routine),
-        _ => Err(CodecError("unknown priority")),
-    }
-}
-
-fn origin(o: AlertOrigin) -> u32 {
-    match o {
-        AlertOrigin::Sos => 1,
-        AlertOrigin::MissedCheckin => 2,
-        AlertOrigin::Duress => 3,
-    }
-}
-
-fn origin_from(v: u32) -> Result<AlertOrigin, CodecError> {
-    match v {
-        1 => Ok(AlertOrigin::Sos),
-        2 => Ok(AlertOrigin::MissedCheckin),
-        3 => Ok(AlertOrigin::Duress),
-        _ => Err(CodecError("unknown alert origin")),
-    }
 }
 
 pub(super) fn event_row(event: &AlertEvent) -> AlertEventRow {

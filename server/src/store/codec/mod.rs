@@ -12,6 +12,7 @@ mod checkins;
 mod devices;
 mod mailbox;
 
+use hotline_proto::alert::{AlertOrigin, Priority};
 use hotline_proto::{DeviceId, Role};
 use prost::Message;
 
@@ -44,6 +45,42 @@ fn role_from_code(code: i32) -> Result<Role, CodecError> {
         4 => Role::Admin,
         _ => return Err(CodecError("unknown role")),
     })
+}
+
+/// Priorities as stored.
+fn priority(p: Priority) -> u32 {
+    match p {
+        Priority::Immediate => 1,
+        Priority::Urgent => 2,
+        Priority::Routine => 3,
+    }
+}
+
+fn priority_from(v: u32) -> Result<Priority, CodecError> {
+    match v {
+        1 => Ok(Priority::Immediate),
+        2 => Ok(Priority::Urgent),
+        3 => Ok(Priority::Routine),
+        _ => Err(CodecError("unknown priority")),
+    }
+}
+
+/// Alert origins as stored.
+fn origin(o: AlertOrigin) -> u32 {
+    match o {
+        AlertOrigin::Sos => 1,
+        AlertOrigin::MissedCheckin => 2,
+        AlertOrigin::Duress => 3,
+    }
+}
+
+fn origin_from(v: u32) -> Result<AlertOrigin, CodecError> {
+    match v {
+        1 => Ok(AlertOrigin::Sos),
+        2 => Ok(AlertOrigin::MissedCheckin),
+        3 => Ok(AlertOrigin::Duress),
+        _ => Err(CodecError("unknown alert origin")),
+    }
 }
 
 /// A device id from its stored bytes.
@@ -285,5 +322,23 @@ mod tests {
         assert!(decode_event(&[0xff, 0xff, 0xff]).is_err());
         assert!(decode_snapshot(&[0xff, 0xff, 0xff]).is_err());
         assert_eq!(role_from_code(9), Err(CodecError("unknown role")));
+    }
+
+    #[test]
+    fn every_code_table_reads_back_what_it_writes() {
+        for r in Role::ALL {
+            assert_eq!(role_from_code(role_code(r)), Ok(r));
+        }
+        for p in [Priority::Immediate, Priority::Urgent, Priority::Routine] {
+            assert_eq!(priority_from(priority(p)), Ok(p));
+        }
+        for o in [
+            AlertOrigin::Sos,
+            AlertOrigin::MissedCheckin,
+            AlertOrigin::Duress,
+        ] {
+            assert_eq!(origin_from(origin(o)), Ok(o));
+        }
+        assert!(priority_from(0).is_err() && origin_from(4).is_err());
     }
 }
