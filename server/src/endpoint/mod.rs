@@ -1,4 +1,10 @@
-//! The QUIC endpoint: binding, the accept loop, and graceful shutdown.
+//! The async shell, and the only code that touches quinn: binding, the
+//! accept loop, the escalation tick and graceful shutdown (here); a
+//! connection's set-up and one task per request stream (`connection.rs`);
+//! pushes to live connections (`push.rs`, `registry.rs`); the per
+//! connection rate limit (`rate.rs`); the certificate and QUIC/TLS
+//! settings (`tls.rs`). What to answer and what to push is the request
+//! layer's ([`crate::requests`]); this layer sends it.
 
 mod connection;
 mod push;
