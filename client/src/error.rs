@@ -32,6 +32,12 @@ pub enum ClientError {
     /// The server refused the request.
     #[error("{}", refusal_text(.0))]
     Refused(WireError),
+    /// The server refused an item of the outbox for a reason that
+    /// retrying cannot fix (a mistake in it, or a role that may not send
+    /// it): the item was removed from the outbox, so that what was written
+    /// after it is not stuck behind it.
+    #[error("{}. It was removed from the outbox and will not be sent again", refusal_text(.0))]
+    Dropped(WireError),
     /// The connection broke during the exchange.
     #[error("the connection to the server was lost: {0}. Try again")]
     ConnectionLost(String),
@@ -60,7 +66,7 @@ impl ClientError {
     /// The server's error code, if the server refused.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            ClientError::Refused(e) => Some(e.code),
+            ClientError::Refused(e) | ClientError::Dropped(e) => Some(e.code),
             _ => None,
         }
     }

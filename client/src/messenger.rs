@@ -144,11 +144,24 @@ impl Device {
         };
         let replay = ReplayGuard::decode(&local.replay)
             .ok_or_else(|| ClientError::State("device.sealed is damaged".into()))?;
+        // An item this client cannot read (only a bug writes one) is
+        // dropped with a warning rather than locking the device: an
+        // outbox must never stand between a defender and an SOS.
+        let mut warnings = Vec::new();
         let outbox = local
             .outbox
             .iter()
-            .map(Item::from_row)
-            .collect::<Result<_, _>>()?;
+            .filter_map(|row| match Item::from_row(row) {
+                Ok(item) => Some(item),
+                Err(_) => {
+                    warnings.push(
+                        "an unreadable item was dropped from the outbox (device.sealed is damaged)"
+                            .to_owned(),
+                    );
+                    None
+                }
+            })
+            .collect();
         Ok(Device {
             identity,
             storage,
@@ -157,7 +170,7 @@ impl Device {
             local,
             replay,
             outbox,
-            warnings: Vec::new(),
+            warnings,
         })
     }
 
@@ -428,17 +441,19 @@ impl Device {
     /// The server answered the first outbox item with a refusal. Unless
     /// retrying may fix it (UNAVAILABLE, RATE_LIMITED, INTERNAL), the item
     /// is dropped from the outbox, so that what was written after it is
-    /// not stuck behind it; either way the refusal is returned, for the
-    /// person to see.
+    /// not stuck behind it, and the error says so
+    /// ([`ClientError::Dropped`]); an item kept for a retry returns the
+    /// refusal as it is.
     fn refused_item(&mut self, e: hotline_proto::WireError) -> ClientError {
         use hotline_proto::ErrorCode::{Internal, RateLimited, Unavailable};
-        if !matches!(e.code, Unavailable | RateLimited | Internal) && !self.outbox.is_empty() {
-            self.outbox.remove(0);
-            if let Err(save) = self.save() {
-                return save;
-            }
+        if matches!(e.code, Unavailable | RateLimited | Internal) || self.outbox.is_empty() {
+            return ClientError::Refused(e);
         }
-        ClientError::Refused(e)
+        self.outbox.remove(0);
+        if let Err(save) = self.save() {
+            return save;
+        }
+        ClientError::Dropped(e)
     }
 
     /// Sends `body` now, through the outbox: a defender writes to every

@@ -445,6 +445,16 @@ async fn an_item_the_server_refuses_for_good_leaves_the_outbox() {
         .await
         .expect_err("refused");
     assert_eq!(refused.code(), Some(ErrorCode::Forbidden));
+    assert!(
+        matches!(refused, hotline_client::ClientError::Dropped(_)),
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .to_string()
+            .contains("removed from the outbox and will not be sent again"),
+        "the person is told: {refused}"
+    );
     assert_eq!(officer.device.pending().len(), 1, "the alert is dropped");
 
     let sent = officer
