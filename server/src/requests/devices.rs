@@ -101,7 +101,7 @@ pub(super) async fn create_invite(
 ) -> Result<Reply, RequestError> {
     if !may_invite(session.role, role) {
         return Err(RequestError::Forbidden(format!(
-            "a {} may not invite a {role}",
+            "{}s may not invite {role}s",
             session.role
         )));
     }

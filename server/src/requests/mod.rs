@@ -328,7 +328,7 @@ pub async fn handle(shared: &Shared, session: Session, req: Request) -> Reply {
     if !allowed(session.role, kind) {
         debug!(kind = kind.log_name(), "refused by the role table");
         return RequestError::Forbidden(format!(
-            "a {} may not make {} requests",
+            "{}s may not make {} requests",
             session.role, kind
         ))
         .into();
