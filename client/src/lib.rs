@@ -28,6 +28,14 @@ pub use state::{Profile, StateDir};
 
 use hotline_proto::{ErrorCode, IdentityKeyPair, Invite};
 
+/// Seconds since the Unix epoch, by this device's clock (0 if the clock
+/// is before 1970).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Enrolls a new device with `invite`, saving its sealed identity and its
 /// profile in `state`.
 ///

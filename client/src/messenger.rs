@@ -114,12 +114,6 @@ pub struct Received {
     pub body: Vec<u8>,
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 fn refused(e: impl std::fmt::Display) -> ClientError {
     ClientError::State(e.to_string())
 }
@@ -229,7 +223,7 @@ impl Device {
     /// Makes sure this device has a fresh last-resort prekey and enough
     /// one-time prekeys published. Returns how many were published.
     pub async fn sync_prekeys(&mut self, session: &Session) -> Result<usize, ClientError> {
-        let now = now();
+        let now = crate::unix_now();
         self.local.prekeys.retain(|p| p.expires_at > now);
         let mut new = Vec::new();
         let need_last_resort = !self
@@ -306,7 +300,7 @@ impl Device {
         signed: &SignedRoster,
     ) -> Result<Roster, ClientError> {
         let roster = signed
-            .verify(root, now(), self.seen_roster())
+            .verify(root, crate::unix_now(), self.seen_roster())
             .map_err(refused)?;
         if self.profile.roster_version != Some(roster.version) {
             self.profile.roster_version = Some(roster.version);
@@ -327,7 +321,7 @@ impl Device {
         thread: u64,
     ) -> Result<SignedEnvelope, ClientError> {
         let roster = self.roster(session).await?;
-        let now = now();
+        let now = crate::unix_now();
         let me = self.identity.device_id();
         let mut ids: Vec<DeviceId> = roster
             .members(now)
@@ -366,7 +360,7 @@ impl Device {
     /// Puts `body` in the outbox as `what`, saved on disk before anything
     /// is sent. Returns how many items are pending.
     pub fn queue(&mut self, body: &[u8], what: Outgoing) -> Result<usize, ClientError> {
-        self.outbox.push(Item::new(body, what, now())?);
+        self.outbox.push(Item::new(body, what, crate::unix_now())?);
         self.save()?;
         Ok(self.outbox.len())
     }
@@ -569,7 +563,7 @@ impl Device {
         env: &SignedEnvelope,
         sender_key: &hotline_proto::IdentityPublicKey,
     ) -> Result<Option<Received>, ClientError> {
-        let now = now();
+        let now = crate::unix_now();
         if sender_key.device_id() != env.sender {
             self.warnings.push(format!(
                 "the server presented an identity key that is not device {}'s: a message was dropped (possible impersonation)",

@@ -43,9 +43,7 @@ pub(super) async fn list(state: &StateDir, all: bool) -> anyhow::Result<()> {
     if alerts.is_empty() {
         println!("no open alerts");
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = hotline_client::unix_now();
     for a in alerts {
         let holder = a
             .holder

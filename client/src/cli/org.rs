@@ -54,9 +54,7 @@ pub(super) async fn sign_roster(state: &StateDir, key: &Path, valid: u64) -> any
     let root = hotline_client::org::load_org_key(key, &pass)?;
     let mut device = open_device(state)?;
     let session = device.connect().await?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = hotline_client::unix_now();
     let roster = hotline_client::org::sign_roster(&session, &mut device, &root, now, valid).await?;
     println!(
         "roster version {} signed and uploaded: {} staff devices, valid until {}",
