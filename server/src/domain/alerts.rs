@@ -278,6 +278,23 @@ pub enum RaiseError {
     TooLarge,
 }
 
+/// An SOS as the server receives it: who raises it, how urgent, and its
+/// end-to-end encrypted message (checked, with the devices it is sealed
+/// to).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sos {
+    /// The defender's device.
+    pub defender: DeviceId,
+    /// How urgent.
+    pub priority: Priority,
+    /// SHA-256 of the envelope's wire bytes.
+    pub digest: [u8; 32],
+    /// The devices the envelope is sealed to.
+    pub recipients: Vec<DeviceId>,
+    /// The envelope's wire bytes.
+    pub envelope: Vec<u8>,
+}
+
 /// What raising an SOS writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Raise {
@@ -585,21 +602,18 @@ impl super::State {
         }
     }
 
-    /// A defender raising an SOS with the envelope whose SHA-256 is
-    /// `digest`, in the record that will get sequence number `seq`. An
-    /// envelope that raised an alert before is a retry and returns that
-    /// alert; one stored before as a plain message is refused.
-    #[allow(clippy::too_many_arguments)]
-    pub fn decide_raise(
-        &self,
-        defender: DeviceId,
-        priority: Priority,
-        digest: [u8; 32],
-        recipients: Vec<DeviceId>,
-        envelope: Vec<u8>,
-        seq: u64,
-        now: u64,
-    ) -> Result<Raise, RaiseError> {
+    /// A defender raising `sos` at `now`, in the record that will get
+    /// sequence number `seq`. An envelope that raised an alert before is a
+    /// retry and returns that alert; one stored before as a plain message
+    /// is refused.
+    pub fn decide_raise(&self, sos: Sos, seq: u64, now: u64) -> Result<Raise, RaiseError> {
+        let Sos {
+            defender,
+            priority,
+            digest,
+            recipients,
+            envelope,
+        } = sos;
         if let Some(envelope_id) = self.mailbox.digests.get(&digest).copied() {
             return self
                 .alerts

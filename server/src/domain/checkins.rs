@@ -222,18 +222,23 @@ impl super::State {
 mod tests {
     use super::*;
 
-    #[test]
-    fn missed_once_per_lapse_and_codes_told_apart() {
-        let d = DeviceId::from_bytes([1; 16]);
-        let mut c = Checkins::default();
-        let set = CheckinEvent::Set {
-            defender: d,
+    /// Every 100 s from 1000, 10 s of grace; code [1; 32], duress [2; 32].
+    fn schedule(defender: DeviceId) -> CheckinEvent {
+        CheckinEvent::Set {
+            defender,
             interval_secs: 100,
             grace_secs: 10,
             code: [1; 32],
             duress: [2; 32],
             at: 1000,
-        };
+        }
+    }
+
+    #[test]
+    fn missed_once_per_lapse_and_codes_told_apart() {
+        let d = DeviceId::from_bytes([1; 16]);
+        let mut c = Checkins::default();
+        let set = schedule(d);
         c.apply(&set).expect("apply");
         assert!(c.missed(1110).is_empty());
         assert_eq!(c.missed(1111), vec![(d, 1000)]);
@@ -261,14 +266,7 @@ mod tests {
         use crate::domain::{Event, State};
         let d = DeviceId::from_bytes([1; 16]);
         let mut state = State::default();
-        let set = CheckinEvent::Set {
-            defender: d,
-            interval_secs: 100,
-            grace_secs: 10,
-            code: [1; 32],
-            duress: [2; 32],
-            at: 1000,
-        };
+        let set = schedule(d);
         state.apply(1, &Event::Checkin(set)).expect("apply");
         let (kind, normal) = state.decide_checkin(d, &[1; 32], 1050);
         assert_eq!(kind, CheckinKind::Normal);

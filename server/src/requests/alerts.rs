@@ -11,7 +11,7 @@ use hotline_proto::message::Response;
 use tracing::{debug, info, warn};
 
 use super::{PushTo, Reply, RequestError, Session, Shared};
-use crate::domain::alerts::{Alert, AlertError, AlertState, Close, Priority, RaiseError};
+use crate::domain::alerts::{Alert, AlertError, AlertState, Close, Priority, RaiseError, Sos};
 use crate::store::alerts::Paging;
 
 /// The summary of an alert on the wire.
@@ -89,19 +89,18 @@ pub(super) async fn raise(
     priority: Priority,
     envelope: SignedEnvelope,
 ) -> Result<Reply, RequestError> {
-    let recipients = super::messaging::check_envelope(shared, session, &envelope)?;
-    let digest = envelope.digest();
-    let bytes = envelope.encode();
-    let me = session.device_id;
+    let sos = Sos {
+        defender: session.device_id,
+        priority,
+        recipients: super::messaging::check_envelope(shared, session, &envelope)?,
+        digest: envelope.digest(),
+        envelope: envelope.encode(),
+    };
     let now = crate::unix_now();
     let policies = shared.policies.clone();
     let on_shift = crate::domain::rota::on_shift(&shared.rota, now);
     let (alert, pagings) = shared
-        .store_call(move |s| {
-            s.raise_alert(
-                me, priority, digest, recipients, bytes, &policies, &on_shift, now,
-            )
-        })
+        .store_call(move |s| s.raise_alert(sos, &policies, &on_shift, now))
         .await??;
     info!(priority = %priority, "alert raised");
     // The alert is durable: the pages go out before the defender's answer.

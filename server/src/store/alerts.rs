@@ -4,8 +4,7 @@
 use hotline_proto::{DeviceId, Role};
 
 use crate::domain::alerts::{
-    Alert, AlertError, AlertEvent, AlertOrigin, AlertState, Close, Policies, Priority, Raise,
-    RaiseError,
+    Alert, AlertError, AlertEvent, AlertOrigin, AlertState, Close, Policies, Raise, RaiseError, Sos,
 };
 use crate::domain::{Event, State};
 use crate::log::RecordKey;
@@ -26,14 +25,9 @@ impl LogStore {
     /// and takes the escalation steps now due (paging the on-duty tier), as
     /// one durable batch. Raising with an envelope already stored (a retry)
     /// returns the alert it raised.
-    #[allow(clippy::too_many_arguments)]
     pub fn raise_alert(
         &self,
-        defender: DeviceId,
-        priority: Priority,
-        digest: [u8; 32],
-        recipients: Vec<DeviceId>,
-        envelope: Vec<u8>,
+        sos: Sos,
         policies: &Policies,
         on_shift: &[DeviceId],
         now: u64,
@@ -41,12 +35,11 @@ impl LogStore {
         self.check_running()?;
         let mut state = self.lock();
         let seq = self.next_seq(&state);
-        let mut events =
-            match state.decide_raise(defender, priority, digest, recipients, envelope, seq, now) {
-                Ok(Raise::New(events)) => events,
-                Ok(Raise::Again(alert)) => return Ok(Ok((alert, Vec::new()))),
-                Err(e) => return Ok(Err(e)),
-            };
+        let mut events = match state.decide_raise(sos, seq, now) {
+            Ok(Raise::New(events)) => events,
+            Ok(Raise::Again(alert)) => return Ok(Ok((alert, Vec::new()))),
+            Err(e) => return Ok(Err(e)),
+        };
         // Room is left for the escalation steps that join this record (each
         // names the devices it pages): the record must fit, since the
         // state changes before it is written.
