@@ -309,6 +309,36 @@ pub fn allowed(role: Role, kind: RequestKind) -> bool {
     }
 }
 
+/// What a request of `kind` does, as a refusal names it ("officers may
+/// not set up check-ins"): the person reads the command they typed, not
+/// the request's name on the wire.
+fn action(kind: RequestKind) -> &'static str {
+    use RequestKind as K;
+    match kind {
+        K::Status => "ask for their status",
+        K::CreateInvite => "invite devices",
+        K::ListDevices => "list devices",
+        K::RevokeDevice => "revoke devices",
+        K::PutRoster => "upload the roster",
+        K::GetRoster => "fetch the roster",
+        K::PublishPrekeys => "publish prekeys",
+        K::FetchPrekeys => "fetch prekeys",
+        K::SendEnvelope => "send messages",
+        K::FetchInbox => "read their inbox",
+        K::AckInbox => "acknowledge their inbox",
+        K::RaiseAlert => "raise an SOS (only defenders do)",
+        K::ListAlerts => "list alerts",
+        K::ClaimAlert => "claim alerts",
+        K::CloseAlert => "close alerts",
+        K::SetDuty => "go on or off duty",
+        K::AlertDelivered => "confirm pages",
+        K::SetCheckin => "set up check-ins (only defenders do)",
+        K::Checkin => "check in (only defenders do)",
+        K::MarkRead => "mark messages read",
+        K::Delivery => "ask how far messages got",
+    }
+}
+
 /// Answers one request from the device of `session`.
 pub async fn handle(shared: &Shared, session: Session, req: Request) -> Reply {
     // Every request re-reads the device, so a revocation takes effect at
@@ -327,11 +357,8 @@ pub async fn handle(shared: &Shared, session: Session, req: Request) -> Reply {
     let kind = req.kind();
     if !allowed(session.role, kind) {
         debug!(kind = kind.log_name(), "refused by the role table");
-        return RequestError::Forbidden(format!(
-            "{}s may not make {} requests",
-            session.role, kind
-        ))
-        .into();
+        return RequestError::Forbidden(format!("{}s may not {}", session.role, action(kind)))
+            .into();
     }
     let reply = dispatch(shared, session, req)
         .await
