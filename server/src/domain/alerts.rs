@@ -441,9 +441,9 @@ impl Alerts {
     /// The event for `by` (of `role`) closing `alert` as `how`, with the
     /// devices paged so far (who must hear the all clear), or why not.
     /// Staff may resolve or cancel; the alert's defender may cancel (or
-    /// call a false alarm). A coerced defender can neither call off nor
-    /// even learn of the alert its duress code raised: to them it does not
-    /// exist.
+    /// call a false alarm). To a defender, other defenders' alerts do not
+    /// exist, and neither does the one their duress code raised: a coerced
+    /// defender can neither call it off nor learn of it.
     pub fn close(
         &self,
         alert: u64,
@@ -452,7 +452,11 @@ impl Alerts {
         how: Close,
     ) -> Result<(AlertEvent, Vec<DeviceId>), AlertError> {
         let a = self.alerts.get(&alert).ok_or(AlertError::NotFound)?;
-        if a.origin == AlertOrigin::Duress && !role.is_staff() {
+        // To a defender, only their own alerts exist: another defender's
+        // must answer as an unknown id does (else a defender could probe
+        // which ids are alerts), and so must the one their duress code
+        // raised.
+        if !role.is_staff() && (a.defender != by || a.origin == AlertOrigin::Duress) {
             return Err(AlertError::NotFound);
         }
         if !a.state.is_open() {
@@ -860,9 +864,10 @@ mod tests {
             alerts.close(1, defender, Role::Defender, Close::Resolved),
             Err(AlertError::Forbidden)
         );
+        // Another defender's alert answers as an unknown id does.
         assert_eq!(
             alerts.close(1, dev(8), Role::Defender, Close::Cancelled),
-            Err(AlertError::Forbidden)
+            Err(AlertError::NotFound)
         );
         let (event, paged) = alerts
             .close(1, defender, Role::Defender, Close::FalseAlarm)
