@@ -314,6 +314,19 @@ async fn organisation_roster_and_an_end_to_end_message_from_the_command_line() {
     let out = hotline(&officer, PASS, &["inbox"]);
     assert!(stdout(&out).contains("no new messages"), "{}", stdout(&out));
 
+    // Staff do not raise an SOS: said before anything is queued, in the
+    // words of the commands.
+    let out = hotline(&officer, PASS, &["sos", "--category", "other", "test"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("only defenders raise an SOS"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("outbox"), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["outbox"]);
+    assert!(stdout(&out).contains("nothing waiting"), "{}", stdout(&out));
+
     // SOS: the officer on duty is paged; one claim holds it.
     assert!(hotline(&officer, PASS, &["duty", "on"]).status.success());
     let out = hotline(

@@ -20,6 +20,14 @@ pub(super) async fn sos(
     priority: Priority,
     category: &str,
 ) -> anyhow::Result<()> {
+    // Only defenders raise an SOS: say so before anything is written.
+    if let Ok(role) = state.load_profile().and_then(|p| p.role())
+        && role.is_staff()
+    {
+        bail!(
+            "only defenders raise an SOS; to write to the team, use `hotline send`, or `hotline reply --alert N` in an alert's thread"
+        );
+    }
     let mut device = open_device(state)?;
     let body = format!("category: {category}\n{message}");
     device.queue(body.as_bytes(), Outgoing::Alert(priority))?;
