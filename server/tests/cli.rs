@@ -391,3 +391,35 @@ fn outside_development_a_master_key_is_required() {
     assert!(err.contains("no master key"), "{err}");
     assert!(!dir.path().join("data").exists(), "nothing created");
 }
+
+/// Logs written to a file or a pipe are plain text: no terminal colour
+/// codes for an operator's `grep` to trip on.
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("server binary starts");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let child = ServerProcess(child);
+    let mut seen = Vec::new();
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        let listening = line.contains("listening");
+        seen.push(line);
+        if listening {
+            break;
+        }
+    }
+    drop(child);
+    assert!(seen.iter().any(|l| l.contains("listening")), "{seen:?}");
+    assert!(
+        seen.iter().all(|l| !l.contains('\u{1b}')),
+        "colour codes in a piped log: {seen:?}"
+    );
+}

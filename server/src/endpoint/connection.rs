@@ -8,6 +8,7 @@
 //! the connection and other streams carry on.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hotline_proto::auth::{
@@ -25,6 +26,9 @@ use super::push;
 use super::rate::RateLimiter;
 use crate::requests::{self, Reply, Session};
 
+/// The number the next accepted connection carries in logs.
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
 /// How long to let a refused peer read its error before closing.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -37,7 +41,9 @@ pub(crate) async fn serve(incoming: quinn::Incoming, node: Arc<Node>) {
             return;
         }
     };
-    let span = info_span!("conn", id = conn.stable_id());
+    // Numbered in the order they were accepted: quinn's stable id is an
+    // address in the server's memory, and a freed one is used again.
+    let span = info_span!("conn", id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed));
     serve_connection(conn, node).instrument(span).await;
 }
 
