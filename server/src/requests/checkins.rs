@@ -9,26 +9,16 @@ use crate::domain::checkins::CheckinKind;
 /// The longest check-in interval: 30 days.
 pub const MAX_INTERVAL_SECS: u64 = 30 * 86_400;
 
-/// A schedule as a defender asks for it (interval 0: stop).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Schedule {
-    pub(super) interval_secs: u64,
-    pub(super) grace_secs: u64,
-    pub(super) code_digest: [u8; 32],
-    pub(super) duress_digest: [u8; 32],
-}
-
+/// Sets (interval 0: stops) the defender's check-in schedule, with the
+/// digests of the normal and the duress code.
 pub(super) async fn set(
     shared: &Shared,
     session: Session,
-    schedule: Schedule,
+    interval_secs: u64,
+    grace_secs: u64,
+    code_digest: [u8; 32],
+    duress_digest: [u8; 32],
 ) -> Result<Reply, RequestError> {
-    let Schedule {
-        interval_secs,
-        grace_secs,
-        code_digest,
-        duress_digest,
-    } = schedule;
     if interval_secs != 0
         && (code_digest == duress_digest || !(1..=MAX_INTERVAL_SECS).contains(&interval_secs))
     {

@@ -407,13 +407,15 @@ async fn dispatch(shared: &Shared, session: Session, req: Request) -> Result<Rep
             code_digest,
             duress_digest,
         } => {
-            let schedule = checkins::Schedule {
+            checkins::set(
+                shared,
+                session,
                 interval_secs,
                 grace_secs,
                 code_digest,
                 duress_digest,
-            };
-            checkins::set(shared, session, schedule).await
+            )
+            .await
         }
         Request::Checkin { code_digest } => checkins::checkin(shared, session, code_digest).await,
     }
