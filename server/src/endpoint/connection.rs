@@ -268,6 +268,9 @@ async fn serve_request(
         let _ = send.finish();
     }
     if let Some(e) = close_with {
+        // Give the answer time to arrive before the close, which would
+        // discard it.
+        let _ = timeout(LINGER, send.stopped()).await;
         close(&conn, e.code, &e.detail);
     }
 }
