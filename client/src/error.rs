@@ -32,12 +32,22 @@ pub enum ClientError {
     /// The server refused the request.
     #[error("{}", refusal_text(.0))]
     Refused(WireError),
-    /// The server refused an item of the outbox for a reason that
-    /// retrying cannot fix (a mistake in it, or a role that may not send
-    /// it): the item was removed from the outbox, so that what was written
+    /// An item of the outbox can never be sent: the server refused it for
+    /// a reason a retry cannot fix (a mistake in it, a recipient that does
+    /// not exist, a role that may not send it), or it is too large to
+    /// seal. It was removed from the outbox, so that what was written
     /// after it is not stuck behind it.
-    #[error("{}. It was removed from the outbox and will not be sent again", refusal_text(.0))]
-    Dropped(WireError),
+    #[error("{reason}. It was removed from the outbox and will not be sent again")]
+    Dropped {
+        /// The server's code, if the server refused it.
+        code: Option<ErrorCode>,
+        /// Why, as the refusal or the local error said it.
+        reason: String,
+    },
+    /// A message too large to seal (a body of at most
+    /// `envelope::MAX_BODY_LEN` bytes always fits).
+    #[error("the message is too large to send")]
+    TooLarge,
     /// The connection broke during the exchange.
     #[error("the connection to the server was lost: {0}. Try again")]
     ConnectionLost(String),
@@ -66,7 +76,8 @@ impl ClientError {
     /// The server's error code, if the server refused.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            ClientError::Refused(e) | ClientError::Dropped(e) => Some(e.code),
+            ClientError::Refused(e) => Some(e.code),
+            ClientError::Dropped { code, .. } => *code,
             _ => None,
         }
     }

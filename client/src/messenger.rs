@@ -8,7 +8,9 @@
 //! message it opened has been handed to the caller.
 
 use hotline_proto::alert::{AlertInfo, Priority};
-use hotline_proto::e2e::envelope::{self, Content, EnvelopeError, Recipient, SignedEnvelope};
+use hotline_proto::e2e::envelope::{
+    self, Content, EnvelopeError, MAX_BODY_LEN, Recipient, SignedEnvelope,
+};
 use hotline_proto::e2e::org::OrgPublicKey;
 use hotline_proto::e2e::prekey::{Prekey, PrekeyKind, SignedPrekey};
 use hotline_proto::e2e::replay::ReplayGuard;
@@ -73,6 +75,28 @@ pub enum Sent {
     },
     /// An alert was raised (or found raised already).
     Alert(AlertInfo),
+    /// The item can never be sent (the server refused it for good, or it
+    /// cannot be sealed): it was removed from the outbox, so that it does
+    /// not stand in front of what follows.
+    Dropped {
+        /// What it was.
+        what: Outgoing,
+        /// The server's refusal, if it was one.
+        code: Option<hotline_proto::ErrorCode>,
+        /// Why, for the person.
+        reason: String,
+    },
+}
+
+/// An item waiting in the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiting {
+    /// What it is.
+    pub what: Outgoing,
+    /// When it was written, seconds since the Unix epoch.
+    pub created_at: u64,
+    /// Its text's length in bytes.
+    pub len: usize,
 }
 
 /// An unlocked, enrolled device.
@@ -354,100 +378,209 @@ impl Device {
             &content,
             &mut SystemRandomness,
         )
-        .map_err(refused)
+        .map_err(|e| match e {
+            EnvelopeError::TooLarge => ClientError::TooLarge,
+            other => refused(other),
+        })
     }
 
     /// Puts `body` in the outbox as `what`, saved on disk before anything
     /// is sent. Returns how many items are pending.
+    ///
+    /// A message too long to seal is refused here, before anything is
+    /// queued. The text of an alert is cut to fit instead, with a warning:
+    /// an SOS is never refused for its length.
     pub fn queue(&mut self, body: &[u8], what: Outgoing) -> Result<usize, ClientError> {
-        self.outbox.push(Item::new(body, what, crate::unix_now())?);
+        self.queue_item(body, what).map(|_| self.outbox.len())
+    }
+
+    /// Like [`Device::queue`]; returns the item's message id.
+    pub fn queue_item(&mut self, body: &[u8], what: Outgoing) -> Result<[u8; 16], ClientError> {
+        let body = if body.len() <= MAX_BODY_LEN {
+            body
+        } else if matches!(what, Outgoing::Alert(_)) {
+            self.warnings.push(format!(
+                "the alert's text was too long and was cut to its first {MAX_BODY_LEN} bytes"
+            ));
+            // Cut at a character boundary when the text is UTF-8.
+            let mut end = MAX_BODY_LEN;
+            while end > MAX_BODY_LEN - 4 && std::str::from_utf8(&body[..end]).is_err() {
+                end -= 1;
+            }
+            &body[..end]
+        } else {
+            return Err(ClientError::State(format!(
+                "the message is too long ({} bytes; at most {MAX_BODY_LEN}): nothing was queued",
+                body.len()
+            )));
+        };
+        let item = Item::new(body, what, crate::unix_now())?;
+        let id = item.message_id;
+        self.outbox.push(item);
         self.save()?;
-        Ok(self.outbox.len())
+        Ok(id)
     }
 
-    /// Items waiting in the outbox: when each was written, and whether it
-    /// is an alert.
-    pub fn pending(&self) -> Vec<(u64, bool)> {
-        self.outbox
+    /// The items waiting in the outbox, in the order they will go.
+    pub fn pending(&self) -> Vec<Waiting> {
+        let mut items: Vec<Waiting> = self
+            .outbox
             .iter()
-            .map(|i| (i.created_at, matches!(i.what, Outgoing::Alert(_))))
-            .collect()
+            .map(|i| Waiting {
+                what: i.what,
+                created_at: i.created_at,
+                len: i.body.len(),
+            })
+            .collect();
+        // As a flush sends them: alerts first.
+        items.sort_by_key(|w| !matches!(w.what, Outgoing::Alert(_)));
+        items
     }
 
-    /// Sends everything in the outbox, oldest first, each exactly once: an
-    /// item is sealed once and kept until the server has it, so a retry
+    /// Removes the item at `index` of [`Device::pending`] from the
+    /// outbox, for good; returns what it was.
+    pub fn drop_pending(&mut self, index: usize) -> Result<Waiting, ClientError> {
+        self.outbox
+            .sort_by_key(|i| !matches!(i.what, Outgoing::Alert(_)));
+        if index >= self.outbox.len() {
+            return Err(ClientError::State(format!(
+                "there is no item {} in the outbox ({} waiting)",
+                index + 1,
+                self.outbox.len()
+            )));
+        }
+        let item = self.outbox.remove(index);
+        self.save()?;
+        Ok(Waiting {
+            what: item.what,
+            created_at: item.created_at,
+            len: item.body.len(),
+        })
+    }
+
+    /// Sends everything in the outbox, each exactly once, alerts first
+    /// (an SOS never waits behind messages), then the rest, oldest first.
+    /// An item is sealed once and kept until the server has it, so a retry
     /// after a lost answer sends the same bytes and the server recognises
-    /// them. Stops at the first failure, keeping what is left, except an
-    /// item the server refuses in a way retrying cannot fix, which is
-    /// dropped.
+    /// them. An item that can never be sent (the server refused it for
+    /// good, or it cannot be sealed) is removed and reported as
+    /// [`Sent::Dropped`], and the items behind it go on. Any other failure
+    /// (the network, the server busy) stops the flush, keeping what is
+    /// left for the next one.
     pub async fn flush(&mut self, session: &Session) -> Result<Vec<Sent>, ClientError> {
-        let mut sent = Vec::new();
+        Ok(self
+            .flush_tracked(session)
+            .await?
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect())
+    }
+
+    /// [`Device::flush`], with the message id of each item it settled (as
+    /// [`Device::queue_item`] returned it).
+    pub async fn flush_tracked(
+        &mut self,
+        session: &Session,
+    ) -> Result<Vec<([u8; 16], Sent)>, ClientError> {
+        // Alerts first; a stable sort keeps each kind in its order.
+        if self
+            .outbox
+            .iter()
+            .any(|i| matches!(i.what, Outgoing::Alert(_)))
+        {
+            self.outbox
+                .sort_by_key(|i| !matches!(i.what, Outgoing::Alert(_)));
+            self.save()?;
+        }
+        let mut settled = Vec::new();
         while let Some(item) = self.outbox.first().cloned() {
-            let envelope = match item.sealed {
-                Some(sealed) => SignedEnvelope::decode(&sealed).map_err(refused)?,
-                None => {
-                    let env = self
-                        .seal(
-                            session,
-                            &item.body,
-                            item.what.to(),
-                            item.message_id,
-                            item.what.thread(),
-                        )
-                        .await?;
-                    if let Some(first) = self.outbox.first_mut() {
-                        first.sealed = Some(env.encode());
-                    }
-                    self.save()?;
-                    env
-                }
-            };
-            let answer = match item.what {
-                Outgoing::Message { .. } | Outgoing::Reply { .. } => session
-                    .send_envelope(envelope)
-                    .await
-                    .map(|a| Sent::Message {
-                        id: a.id,
-                        duplicate: a.duplicate,
-                    }),
-                Outgoing::Alert(priority) => session
-                    .raise_alert(priority, envelope)
-                    .await
-                    .map(Sent::Alert),
-            };
-            let result = match answer {
+            let outcome = match self.send_item(session, &item).await {
                 Ok(sent) => sent,
-                // A refusal the server answered; a connection it closed
-                // with a code (a revocation, a shutdown) says nothing about
-                // this item, which stays.
-                Err(ClientError::Refused(e)) if session.connection().close_reason().is_none() => {
-                    return Err(self.refused_item(e));
-                }
-                Err(e) => return Err(e),
+                Err(e) => match Self::never_sendable(session, &e) {
+                    Some(code) => Sent::Dropped {
+                        what: item.what,
+                        code,
+                        reason: e.to_string(),
+                    },
+                    None => return Err(e),
+                },
             };
             self.outbox.remove(0);
             self.save()?;
-            sent.push(result);
+            settled.push((item.message_id, outcome));
         }
-        Ok(sent)
+        Ok(settled)
     }
 
-    /// The server answered the first outbox item with a refusal. Unless
-    /// retrying may fix it (UNAVAILABLE, RATE_LIMITED, INTERNAL), the item
-    /// is dropped from the outbox, so that what was written after it is
-    /// not stuck behind it, and the error says so
-    /// ([`ClientError::Dropped`]); an item kept for a retry returns the
-    /// refusal as it is.
-    fn refused_item(&mut self, e: hotline_proto::WireError) -> ClientError {
+    /// Seals the first item of the outbox, `item` (once), and sends it.
+    async fn send_item(&mut self, session: &Session, item: &Item) -> Result<Sent, ClientError> {
+        let envelope = match &item.sealed {
+            Some(sealed) => SignedEnvelope::decode(sealed).map_err(refused)?,
+            None => {
+                let env = self
+                    .seal(
+                        session,
+                        &item.body,
+                        item.what.to(),
+                        item.message_id,
+                        item.what.thread(),
+                    )
+                    .await?;
+                if let Some(first) = self.outbox.first_mut() {
+                    first.sealed = Some(env.encode());
+                }
+                self.save()?;
+                env
+            }
+        };
+        match item.what {
+            Outgoing::Message { .. } | Outgoing::Reply { .. } => {
+                let a = session.send_envelope(envelope).await?;
+                Ok(Sent::Message {
+                    id: a.id,
+                    duplicate: a.duplicate,
+                })
+            }
+            Outgoing::Alert(priority) => session
+                .raise_alert(priority, envelope)
+                .await
+                .map(Sent::Alert),
+        }
+    }
+
+    /// Whether `e`, met sending an item, means it can never be sent: the
+    /// server's refusal for a reason a retry cannot fix (anything but
+    /// UNAVAILABLE, RATE_LIMITED, INTERNAL), while sealing (an unknown
+    /// recipient) or sending, or an item too large to seal. Returns the
+    /// server's code, if there was one. A connection the server closed
+    /// with a code (a revocation, a shutdown) says nothing about the item.
+    fn never_sendable(
+        session: &Session,
+        e: &ClientError,
+    ) -> Option<Option<hotline_proto::ErrorCode>> {
         use hotline_proto::ErrorCode::{Internal, RateLimited, Unavailable};
-        if matches!(e.code, Unavailable | RateLimited | Internal) || self.outbox.is_empty() {
-            return ClientError::Refused(e);
+        match e {
+            ClientError::Refused(w)
+                if session.connection().close_reason().is_none()
+                    && !matches!(w.code, Unavailable | RateLimited | Internal) =>
+            {
+                Some(Some(w.code))
+            }
+            ClientError::TooLarge => Some(None),
+            _ => None,
         }
-        self.outbox.remove(0);
-        if let Err(save) = self.save() {
-            return save;
+    }
+
+    /// The outcome of the item `id` among those a flush settled; an error
+    /// saying so if it was dropped.
+    fn outcome(settled: Vec<([u8; 16], Sent)>, id: [u8; 16]) -> Result<Sent, ClientError> {
+        match settled.into_iter().find(|(i, _)| *i == id) {
+            Some((_, Sent::Dropped { code, reason, .. })) => {
+                Err(ClientError::Dropped { code, reason })
+            }
+            Some((_, sent)) => Ok(sent),
+            None => Err(ClientError::Protocol("the item was not settled".into())),
         }
-        ClientError::Dropped(e)
     }
 
     /// Sends `body` now, through the outbox: a defender writes to every
@@ -459,9 +592,10 @@ impl Device {
         body: &[u8],
         to: Option<DeviceId>,
     ) -> Result<u64, ClientError> {
-        self.queue(body, Outgoing::Message { to })?;
-        match self.flush(session).await?.pop() {
-            Some(Sent::Message { id, .. }) => Ok(id),
+        let mine = self.queue_item(body, Outgoing::Message { to })?;
+        let settled = self.flush_tracked(session).await?;
+        match Self::outcome(settled, mine)? {
+            Sent::Message { id, .. } => Ok(id),
             _ => Err(ClientError::Protocol("the message was not sent".into())),
         }
     }
@@ -475,9 +609,10 @@ impl Device {
         priority: Priority,
         body: &[u8],
     ) -> Result<AlertInfo, ClientError> {
-        self.queue(body, Outgoing::Alert(priority))?;
-        match self.flush(session).await?.pop() {
-            Some(Sent::Alert(a)) => Ok(a),
+        let mine = self.queue_item(body, Outgoing::Alert(priority))?;
+        let settled = self.flush_tracked(session).await?;
+        match Self::outcome(settled, mine)? {
+            Sent::Alert(a) => Ok(a),
             _ => Err(ClientError::Protocol("the alert was not raised".into())),
         }
     }

@@ -314,6 +314,25 @@ async fn organisation_roster_and_an_end_to_end_message_from_the_command_line() {
     let out = hotline(&officer, PASS, &["inbox"]);
     assert!(stdout(&out).contains("no new messages"), "{}", stdout(&out));
 
+    // A message to a mistyped device id can never be sent: the command
+    // fails, says it was removed, and nothing is left waiting.
+    let out = hotline(
+        &defender,
+        PASS,
+        &["send", "--to", "07070707070707070707070707070707", "hello"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("removed from the outbox and will not be sent again"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&defender, PASS, &["outbox", "--list"]);
+    assert!(stdout(&out).contains("nothing waiting"), "{}", stdout(&out));
+    let out = hotline(&defender, PASS, &["outbox", "--drop", "1"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no item 1"), "{}", stderr(&out));
+
     // Staff do not raise an SOS: said before anything is queued, in the
     // words of the commands.
     let out = hotline(&officer, PASS, &["sos", "--category", "other", "test"]);

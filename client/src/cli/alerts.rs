@@ -30,9 +30,14 @@ pub(super) async fn sos(
     }
     let mut device = open_device(state)?;
     let body = format!("category: {category}\n{message}");
-    device.queue(body.as_bytes(), Outgoing::Alert(priority))?;
-    if let Some(sent) = deliver(&mut device).await? {
-        for s in sent {
+    let mine = device.queue_item(body.as_bytes(), Outgoing::Alert(priority))?;
+    if let Some(settled) = deliver(&mut device, Some(mine)).await? {
+        for (id, s) in settled {
+            if let Sent::Dropped { reason, .. } = &s
+                && id == mine
+            {
+                bail!("{reason}. It was removed from the outbox and will not be sent again");
+            }
             if let Sent::Alert(alert) = s {
                 println!(
                     "alert {} raised ({}); {} duty staff paged. You will be contacted.",

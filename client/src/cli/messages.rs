@@ -18,7 +18,7 @@ pub(super) async fn send(
     alert: Option<u64>,
 ) -> anyhow::Result<()> {
     let mut device = open_device(state)?;
-    match alert {
+    let mine = match alert {
         Some(alert_id) => {
             // Threads need the alert's defender: this asks the server.
             let session = device.connect().await?;
@@ -30,25 +30,26 @@ pub(super) async fn send(
             let Some(a) = found else {
                 bail!("no alert {alert_id} visible to this device");
             };
-            device.queue(
-                message.as_bytes(),
-                Outgoing::Reply {
-                    alert: alert_id,
-                    to: a.defender,
-                },
-            )?;
+            let what = Outgoing::Reply {
+                alert: alert_id,
+                to: a.defender,
+            };
+            let mine = device.queue_item(message.as_bytes(), what)?;
             session.close().await;
+            mine
         }
-        None => {
-            device.queue(message.as_bytes(), Outgoing::Message { to })?;
-        }
-    }
-    if let Some(sent) = deliver(&mut device).await? {
-        for s in sent {
-            if let Sent::Message { id, .. } = s {
-                println!(
-                    "message {id} sent, end-to-end encrypted, to the staff on the signed roster"
-                );
+        None => device.queue_item(message.as_bytes(), Outgoing::Message { to })?,
+    };
+    if let Some(settled) = deliver(&mut device, Some(mine)).await? {
+        for (id, s) in settled {
+            match s {
+                Sent::Message { id: server_id, .. } => println!(
+                    "message {server_id} sent, end-to-end encrypted, to the staff on the signed roster"
+                ),
+                Sent::Dropped { reason, .. } if id == mine => {
+                    bail!("{reason}. It was removed from the outbox and will not be sent again")
+                }
+                _ => {}
             }
         }
     }
@@ -72,15 +73,69 @@ pub(super) async fn delivery(state: &StateDir, ids: Vec<u64>) -> anyhow::Result<
     Ok(())
 }
 
-/// `hotline outbox`.
-pub(super) async fn outbox(state: &StateDir) -> anyhow::Result<()> {
+/// `hotline outbox`: lists what waits, in the order it will go; then
+/// sends it, unless `list_only`. `--drop N` removes item N instead.
+pub(super) async fn outbox(
+    state: &StateDir,
+    list_only: bool,
+    drop: Option<usize>,
+) -> anyhow::Result<()> {
     let mut device = open_device(state)?;
-    if device.pending().is_empty() {
+    if let Some(n) = drop {
+        let Some(index) = n.checked_sub(1) else {
+            bail!("items are numbered from 1, as `hotline outbox --list` shows them");
+        };
+        let gone = device.drop_pending(index)?;
+        println!(
+            "removed item {n} ({}, written {}): it will not be sent",
+            describe(&gone.what),
+            date(gone.created_at)
+        );
+        return Ok(());
+    }
+    let waiting = device.pending();
+    if waiting.is_empty() {
         println!("nothing waiting to be sent");
-    } else if deliver(&mut device).await?.is_some() {
-        println!("everything waiting was sent");
+        return Ok(());
+    }
+    for (i, w) in waiting.iter().enumerate() {
+        println!(
+            "{:>3}  {:<28} written {}  {} bytes",
+            i + 1,
+            describe(&w.what),
+            date(w.created_at),
+            w.len
+        );
+    }
+    if list_only {
+        return Ok(());
+    }
+    if let Some(settled) = deliver(&mut device, None).await? {
+        let sent = settled
+            .iter()
+            .filter(|(_, s)| !matches!(s, Sent::Dropped { .. }))
+            .count();
+        println!("sent {sent} of {} item(s)", waiting.len());
+        for (_, s) in settled {
+            if let Sent::Alert(a) = s {
+                println!(
+                    "  alert {} raised ({}); {} paged",
+                    a.id, a.priority, a.paged
+                );
+            }
+        }
     }
     Ok(())
+}
+
+/// What an outbox item is, in a few words.
+fn describe(what: &Outgoing) -> String {
+    match what {
+        Outgoing::Message { to: None } => "a message to the staff".into(),
+        Outgoing::Message { to: Some(_) } => "a message to one device".into(),
+        Outgoing::Reply { alert, .. } => format!("a reply in alert #{alert}"),
+        Outgoing::Alert(p) => format!("an SOS ({p})"),
+    }
 }
 
 /// `hotline inbox` (and `hotline messages`).
@@ -121,10 +176,15 @@ pub(super) async fn inbox(state: &StateDir) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sends what the outbox holds. If the server cannot be reached, says what
-/// is waiting and returns `None`: it goes out on the next command that
-/// reaches the server.
-pub(super) async fn deliver(device: &mut Device) -> Result<Option<Vec<Sent>>, ClientError> {
+/// Sends what the outbox holds, and says plainly what could not be sent
+/// and was removed (but for `mine`, the command's own item, which the
+/// command reports itself). If the server cannot be reached, says what is waiting
+/// and returns `None`: it goes out on the next command that reaches the
+/// server.
+pub(super) async fn deliver(
+    device: &mut Device,
+    mine: Option<[u8; 16]>,
+) -> Result<Option<Vec<([u8; 16], Sent)>>, ClientError> {
     let session = match device.connect().await {
         Ok(s) => s,
         Err(ClientError::Unreachable { .. } | ClientError::ConnectionLost(_)) => {
@@ -137,7 +197,20 @@ pub(super) async fn deliver(device: &mut Device) -> Result<Option<Vec<Sent>>, Cl
         Err(e) => return Err(e),
     };
     device.sync_prekeys(&session).await?;
-    let sent = device.flush(&session).await?;
+    let settled = device.flush_tracked(&session).await?;
     session.close().await;
-    Ok(Some(sent))
+    for (id, s) in &settled {
+        if let Sent::Dropped { what, reason, .. } = s
+            && Some(*id) != mine
+        {
+            eprintln!(
+                "NOT SENT: {} was removed from the outbox: {reason}",
+                describe(what)
+            );
+        }
+    }
+    for w in device.take_warnings() {
+        eprintln!("WARNING: {w}");
+    }
+    Ok(Some(settled))
 }

@@ -76,8 +76,16 @@ enum Command {
         #[arg(long, conflicts_with = "to")]
         alert: Option<u64>,
     },
-    /// Show what is waiting to be sent, and try to send it.
-    Outbox,
+    /// List what is waiting to be sent (SOS first, as it will go), then
+    /// try to send it.
+    Outbox {
+        /// Only list; send nothing.
+        #[arg(long)]
+        list: bool,
+        /// Remove item N (as listed) from the outbox, for good.
+        #[arg(long, value_name = "N", conflicts_with = "list")]
+        drop: Option<usize>,
+    },
     /// How far messages you sent got: delivered to and read by how many devices.
     Delivery {
         /// Message ids, as `hotline send` printed them.
@@ -199,7 +207,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices => devices::list(&state).await,
         Command::Revoke { device_id } => devices::revoke(&state, device_id).await,
         Command::Send { message, to, alert } => messages::send(&state, &message, to, alert).await,
-        Command::Outbox => messages::outbox(&state).await,
+        Command::Outbox { list, drop } => messages::outbox(&state, list, drop).await,
         Command::Delivery { ids } => messages::delivery(&state, ids).await,
         Command::Inbox => messages::inbox(&state).await,
         Command::TrustOrg { public_key } => org::trust(&state, &public_key),

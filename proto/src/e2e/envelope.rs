@@ -28,6 +28,11 @@ pub const VERSION: u32 = 1;
 pub const BUCKETS: [usize; 4] = [1024, 4096, 16384, 65536];
 /// Most recipient devices one envelope may carry.
 pub const MAX_RECIPIENTS: usize = 256;
+/// The longest `body` that always fits the largest bucket, whatever the
+/// other fields of [`Content`] hold: the bucket less the 4-byte length
+/// prefix and the largest protobuf encoding of the other fields and of
+/// the body's own tag and length (64 bytes in all, rounded up).
+pub const MAX_BODY_LEN: usize = BUCKETS[BUCKETS.len() - 1] - 4 - 64;
 const LABEL: &[u8] = b"hotline/1 envelope";
 const CONTENT_LABEL: &[u8] = b"hotline/1 content";
 const WRAP_LABEL: &[u8] = b"hotline/1 wrap";
@@ -385,6 +390,31 @@ impl SignedEnvelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_of_max_body_len_always_fits_and_one_more_byte_may_not() {
+        let content = |len: usize| Content {
+            message_id: [0xff; 16],
+            counter: u64::MAX,
+            timestamp: u64::MAX,
+            body: vec![0xff; len],
+            thread: u64::MAX,
+        };
+        let fits = |c: &Content| {
+            let inner = pb::SealedContent {
+                message_id: c.message_id.to_vec().into(),
+                counter: c.counter,
+                timestamp: c.timestamp,
+                body: c.body.clone().into(),
+                thread: c.thread,
+            }
+            .encode_to_vec();
+            pad(&inner).is_ok()
+        };
+        assert!(fits(&content(MAX_BODY_LEN)));
+        // The margin is small: the largest bucket is nearly reached.
+        assert!(!fits(&content(MAX_BODY_LEN + 64)));
+    }
     use crate::e2e::suite::{DeterministicRandomness, SystemRandomness};
 
     struct Device {

@@ -510,3 +510,84 @@ async fn a_client_mistake_in_an_alert_is_invalid_argument_and_raises_nothing() {
         "nothing left to retry"
     );
 }
+
+/// Nothing in the outbox stands between a defender and an SOS: an item
+/// refused while it is sealed (a message to a mistyped device id) is
+/// removed and reported in the same run that raises the SOS, which goes
+/// first anyway; a message too long to seal is refused before it is
+/// queued; an SOS too long is cut to fit, never refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsendable_item_never_stands_between_a_defender_and_an_sos() {
+    use hotline_client::messenger::Sent;
+    use hotline_client::outbox::Outgoing;
+    use hotline_proto::DeviceId;
+    use hotline_proto::e2e::envelope::MAX_BODY_LEN;
+
+    let server = TestServer::start().await;
+    let mut h = hotline(&server).await;
+    h.first.session.set_duty(true).await.expect("on duty");
+    let d = &mut h.defender;
+
+    let mistyped = DeviceId::from_bytes([7; 16]);
+    d.device
+        .queue(b"call my lawyer", Outgoing::Message { to: Some(mistyped) })
+        .expect("queued");
+    let long = vec![b'x'; MAX_BODY_LEN + 1];
+    assert!(
+        d.device
+            .queue(&long, Outgoing::Message { to: None })
+            .is_err(),
+        "too long to seal: refused before it is queued"
+    );
+    assert_eq!(d.device.pending().len(), 1);
+    d.device
+        .queue(
+            b"category: arrest\nthey are here",
+            Outgoing::Alert(Priority::Immediate),
+        )
+        .expect("queued");
+    assert!(
+        matches!(d.device.pending()[0].what, Outgoing::Alert(_)),
+        "the SOS is listed first"
+    );
+
+    let settled = d.device.flush(&d.session).await.expect("one flush");
+    let alert = match &settled[..] {
+        [
+            Sent::Alert(alert),
+            Sent::Dropped {
+                what: Outgoing::Message { .. },
+                code: Some(_),
+                reason,
+            },
+        ] => {
+            assert!(!reason.is_empty());
+            alert.clone()
+        }
+        other => panic!("the SOS first, then the message dropped: {other:?}"),
+    };
+    assert_eq!(page(&h.first, Duration::from_secs(5)).await.id, alert.id);
+    assert!(
+        h.defender.device.pending().is_empty(),
+        "nothing left behind"
+    );
+
+    // An SOS longer than a message may be is cut to fit, with a warning.
+    let mut long_sos = b"category: other\n".to_vec();
+    long_sos.extend(std::iter::repeat_n(b'y', MAX_BODY_LEN + 100));
+    let alert = h
+        .defender
+        .device
+        .raise_alert(&h.defender.session, Priority::Urgent, &long_sos)
+        .await
+        .expect("a long SOS is raised");
+    assert_eq!(page(&h.first, Duration::from_secs(5)).await.id, alert.id);
+    assert!(
+        h.defender
+            .device
+            .take_warnings()
+            .iter()
+            .any(|w| w.contains("cut")),
+        "the defender is told the text was cut"
+    );
+}
