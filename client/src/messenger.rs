@@ -741,7 +741,15 @@ impl Device {
             ) => {
                 return Ok(None);
             }
-            Err(e) => return Err(refused(e)),
+            // A malformed envelope (padding, sizes, fields) is dropped
+            // with a warning: one bad message never stops the others.
+            Err(e) => {
+                self.warnings.push(format!(
+                    "a malformed message from device {} was dropped ({e})",
+                    env.sender
+                ));
+                return Ok(None);
+            }
         };
         // A one-time prekey opens exactly one envelope.
         if let Some((id, true)) = used {

@@ -287,9 +287,16 @@ impl SignedEnvelope {
 
     /// The recipient device ids, read from the body without verifying the
     /// signature: for the server, which routes by them but cannot open
-    /// anything. Fails if the body does not decode.
+    /// anything. Fails if the body does not decode, or names a sender
+    /// other than the envelope's (which every recipient refuses).
     pub fn recipients_unverified(&self) -> Result<Vec<DeviceId>, DecodeError> {
         let body = pb::EnvelopeBody::decode(self.body.as_slice())?;
+        // The sender inside the signed body must be the one outside it:
+        // every recipient checks it, so an envelope that fails here could
+        // only be dropped by them.
+        if DeviceId::from_slice(&body.sender, "sender")? != self.sender {
+            return Err(DecodeError::Invalid("sender"));
+        }
         if body.recipients.is_empty() || body.recipients.len() > MAX_RECIPIENTS {
             return Err(DecodeError::Invalid("recipients"));
         }

@@ -670,4 +670,82 @@ mod tests {
         );
         assert_eq!(reply.close.map(|e| e.code), Some(ErrorCode::DeviceRevoked));
     }
+
+    /// An envelope signed by its sender but naming another sender inside
+    /// its body is refused MALFORMED and not stored: every recipient would
+    /// refuse it, and before clients dropped such envelopes one of them
+    /// stopped an officer's inbox for good.
+    #[tokio::test]
+    async fn an_envelope_whose_inner_sender_differs_is_refused() {
+        use hotline_proto::e2e::envelope::{self, Content, Recipient};
+        use hotline_proto::e2e::suite::{EncryptionKeyPair, SystemRandomness};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(crate::store::open_in(dir.path()));
+        let shared = Shared::new(
+            Arc::clone(&store),
+            &Config::default(),
+            CertPin::of_certificate(b"test"),
+            "127.0.0.1:1".into(),
+        );
+        for (n, role) in [(1u8, Role::Defender), (2, Role::Officer)] {
+            let invite = InviteRecord {
+                role,
+                created_at: 1,
+                expires_at: u64::MAX,
+                used_at: None,
+            };
+            store.put_invite([n; 32], &invite).expect("invite");
+            store
+                .enroll([n; 32], key(n).public_key(), 2)
+                .expect("enroll");
+        }
+        let (defender, officer, other) = (key(1), key(2), key(9));
+        let prekey = EncryptionKeyPair::from_secret(&[5; 32]).expect("a key");
+        let to = [Recipient {
+            device_id: officer.device_id(),
+            prekey_id: 1,
+            key: prekey.public_key(),
+        }];
+        let content = Content {
+            message_id: [3; 16],
+            counter: 1,
+            timestamp: 1,
+            body: b"hello".to_vec(),
+            thread: 0,
+        };
+        let session = Session {
+            device_id: defender.device_id(),
+            role: Role::Defender,
+        };
+        let sign = |body: &[u8]| {
+            let mut m = b"hotline/1 envelope\0".to_vec();
+            m.extend_from_slice(body);
+            defender.sign(&m)
+        };
+        // Sealed by another device, then signed by the defender.
+        let inner = envelope::seal(&other, 1, &to, &content, &mut SystemRandomness).expect("seal");
+        let forged = SignedEnvelope {
+            sender: defender.device_id(),
+            signature: sign(&inner.body),
+            body: inner.body,
+        };
+        let before = store.state().applied_seq;
+        let reply = handle(&shared, session, Request::SendEnvelope(forged)).await;
+        assert!(
+            matches!(&reply.response, Response::Error(e) if e.code == ErrorCode::Malformed),
+            "{:?}",
+            reply.response
+        );
+        assert_eq!(store.state().applied_seq, before, "nothing stored");
+        // The same, sealed by the defender itself, is accepted.
+        let good =
+            envelope::seal(&defender, 1, &to, &content, &mut SystemRandomness).expect("seal");
+        let reply = handle(&shared, session, Request::SendEnvelope(good)).await;
+        assert!(
+            matches!(reply.response, Response::EnvelopeAccepted { .. }),
+            "{:?}",
+            reply.response
+        );
+    }
 }
