@@ -483,6 +483,34 @@ mod tests {
         IdentityKeyPair::from_seed(&[seed; 32])
     }
 
+    /// A store in `dir` and the request context over it.
+    fn context(dir: &std::path::Path) -> (Arc<LogStore>, Shared) {
+        let store = Arc::new(crate::store::open_in(dir));
+        let shared = Shared::new(
+            Arc::clone(&store),
+            &Config::default(),
+            CertPin::of_certificate(b"test"),
+            "127.0.0.1:1".into(),
+        );
+        (store, shared)
+    }
+
+    /// Enrolls the device of `key(seed)` with `role`.
+    fn enroll(store: &LogStore, seed: u8, role: Role) -> IdentityKeyPair {
+        let invite = InviteRecord {
+            role,
+            created_at: 1,
+            expires_at: u64::MAX,
+            used_at: None,
+        };
+        store.put_invite([seed; 32], &invite).expect("invite");
+        let outcome = store
+            .enroll([seed; 32], key(seed).public_key(), 2)
+            .expect("enroll");
+        assert!(matches!(outcome, EnrollOutcome::Enrolled(_)));
+        key(seed)
+    }
+
     /// A request of `kind` from `me` that passes every rule but the role
     /// table's (a message signed by its sender, a check-in schedule with
     /// two codes, an invite for a defender, ...), so that a refusal
@@ -565,30 +593,11 @@ mod tests {
         );
 
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(crate::store::open_in(dir.path()));
-        let config = Config::default();
-        let shared = Shared::new(
-            Arc::clone(&store),
-            &config,
-            CertPin::of_certificate(b"test"),
-            "127.0.0.1:1".into(),
-        );
+        let (store, shared) = context(dir.path());
         let mut seed = 0u8;
         let mut enroll = |role: Role| {
             seed += 1;
-            let me = key(seed);
-            let invite = InviteRecord {
-                role,
-                created_at: 1,
-                expires_at: u64::MAX,
-                used_at: None,
-            };
-            store.put_invite([seed; 32], &invite).expect("invite");
-            let outcome = store
-                .enroll([seed; 32], me.public_key(), 2)
-                .expect("enroll");
-            assert!(matches!(outcome, EnrollOutcome::Enrolled(_)));
-            me
+            enroll(&store, seed, role)
         };
         // Devices to revoke, and an admin to keep: the last admin is
         // never revoked.
@@ -643,22 +652,8 @@ mod tests {
     #[tokio::test]
     async fn a_revoked_device_is_answered_and_closed() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(crate::store::open_in(dir.path()));
-        let shared = Shared::new(
-            Arc::clone(&store),
-            &Config::default(),
-            CertPin::of_certificate(b"test"),
-            "127.0.0.1:1".into(),
-        );
-        let me = key(1);
-        let invite = InviteRecord {
-            role: Role::Officer,
-            created_at: 1,
-            expires_at: u64::MAX,
-            used_at: None,
-        };
-        store.put_invite([1; 32], &invite).expect("invite");
-        store.enroll([1; 32], me.public_key(), 2).expect("enroll");
+        let (store, shared) = context(dir.path());
+        let me = enroll(&store, 1, Role::Officer);
         store.revoke(&me.device_id(), 3).expect("revoke");
         let session = Session {
             device_id: me.device_id(),
@@ -681,25 +676,9 @@ mod tests {
         use hotline_proto::e2e::suite::{EncryptionKeyPair, SystemRandomness};
 
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(crate::store::open_in(dir.path()));
-        let shared = Shared::new(
-            Arc::clone(&store),
-            &Config::default(),
-            CertPin::of_certificate(b"test"),
-            "127.0.0.1:1".into(),
-        );
-        for (n, role) in [(1u8, Role::Defender), (2, Role::Officer)] {
-            let invite = InviteRecord {
-                role,
-                created_at: 1,
-                expires_at: u64::MAX,
-                used_at: None,
-            };
-            store.put_invite([n; 32], &invite).expect("invite");
-            store
-                .enroll([n; 32], key(n).public_key(), 2)
-                .expect("enroll");
-        }
+        let (store, shared) = context(dir.path());
+        enroll(&store, 1, Role::Defender);
+        enroll(&store, 2, Role::Officer);
         let (defender, officer, other) = (key(1), key(2), key(9));
         let prekey = EncryptionKeyPair::from_secret(&[5; 32]).expect("a key");
         let to = [Recipient {
