@@ -148,6 +148,18 @@ fn wrap_aad(
     super::signed_message(WRAP_LABEL, &a)
 }
 
+/// The content as it is padded and encrypted (a `SealedContent`).
+fn encode_content(content: &Content) -> Vec<u8> {
+    pb::SealedContent {
+        message_id: content.message_id.to_vec().into(),
+        counter: content.counter,
+        timestamp: content.timestamp,
+        body: content.body.clone().into(),
+        thread: content.thread,
+    }
+    .encode_to_vec()
+}
+
 /// `u32 length || bytes || zeros`, to the smallest bucket that fits.
 pub fn pad(bytes: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
     let need = 4 + bytes.len();
@@ -195,15 +207,7 @@ pub fn seal(
         return Err(EnvelopeError::Recipients);
     }
     let sender_id = sender.device_id();
-    let inner = pb::SealedContent {
-        message_id: content.message_id.to_vec().into(),
-        counter: content.counter,
-        timestamp: content.timestamp,
-        body: content.body.clone().into(),
-        thread: content.thread,
-    }
-    .encode_to_vec();
-    let mut buf = Zeroizing::new(pad(&inner)?);
+    let mut buf = Zeroizing::new(pad(&encode_content(content))?);
     let mut key = Zeroizing::new([0u8; 32]);
     rng.fill(key.as_mut());
     let mut nonce = [0u8; 12];
@@ -407,17 +411,7 @@ mod tests {
             body: vec![0xff; len],
             thread: u64::MAX,
         };
-        let fits = |c: &Content| {
-            let inner = pb::SealedContent {
-                message_id: c.message_id.to_vec().into(),
-                counter: c.counter,
-                timestamp: c.timestamp,
-                body: c.body.clone().into(),
-                thread: c.thread,
-            }
-            .encode_to_vec();
-            pad(&inner).is_ok()
-        };
+        let fits = |c: &Content| pad(&encode_content(c)).is_ok();
         assert!(fits(&content(MAX_BODY_LEN)));
         // The margin is small: the largest bucket is nearly reached.
         assert!(!fits(&content(MAX_BODY_LEN + 64)));
