@@ -203,11 +203,26 @@ pub fn seal(
     content: &Content,
     rng: &mut impl Randomness,
 ) -> Result<SignedEnvelope, EnvelopeError> {
+    let padded = Zeroizing::new(pad(&encode_content(content))?);
+    seal_padded(sender, roster_version, recipients, &padded, rng)
+}
+
+/// Seals `padded` exactly as given, without checking that it is a padded
+/// `SealedContent`. Receivers refuse anything else; this exists so that
+/// conformance tests can build the malformed envelopes a hostile sender
+/// could. Everything else uses [`seal`].
+pub fn seal_padded(
+    sender: &IdentityKeyPair,
+    roster_version: u64,
+    recipients: &[Recipient],
+    padded: &[u8],
+    rng: &mut impl Randomness,
+) -> Result<SignedEnvelope, EnvelopeError> {
     if recipients.is_empty() || recipients.len() > MAX_RECIPIENTS {
         return Err(EnvelopeError::Recipients);
     }
     let sender_id = sender.device_id();
-    let mut buf = Zeroizing::new(pad(&encode_content(content))?);
+    let mut buf = Zeroizing::new(padded.to_vec());
     let mut key = Zeroizing::new([0u8; 32]);
     rng.fill(key.as_mut());
     let mut nonce = [0u8; 12];

@@ -218,6 +218,72 @@ async fn seal_by_hand(
     roster_version: u64,
     body: &[u8],
 ) -> (SignedEnvelope, u32) {
+    let content = Content {
+        message_id: [0x5a; 16],
+        counter: 1,
+        timestamp: hotline_server::unix_now(),
+        body: body.to_vec(),
+        thread: 0,
+    };
+    let padded = envelope::pad(&sealed_content(&content, &content.message_id)).expect("fits");
+    seal_padded_by_hand(sender, to, roster_version, &padded).await
+}
+
+/// `SealedContent` as `docs/protocol.md` §5 defines it, encoded here
+/// rather than by the crate under test, so that a test can break it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct WireSealedContent {
+    #[prost(bytes = "vec", tag = "1")]
+    message_id: Vec<u8>,
+    #[prost(uint64, tag = "2")]
+    counter: u64,
+    #[prost(uint64, tag = "3")]
+    timestamp: u64,
+    #[prost(bytes = "vec", tag = "4")]
+    body: Vec<u8>,
+    #[prost(uint64, tag = "5")]
+    thread: u64,
+}
+
+/// `EnvelopeBody` as `docs/protocol.md` defines it (the wrapped keys kept
+/// as raw bytes: a test only rewrites the sender).
+#[derive(Clone, PartialEq, prost::Message)]
+struct WireEnvelopeBody {
+    #[prost(uint32, tag = "1")]
+    version: u32,
+    #[prost(uint32, tag = "2")]
+    suite: u32,
+    #[prost(bytes = "vec", tag = "3")]
+    sender: Vec<u8>,
+    #[prost(uint64, tag = "4")]
+    roster_version: u64,
+    #[prost(bytes = "vec", repeated, tag = "5")]
+    recipients: Vec<Vec<u8>>,
+    #[prost(bytes = "vec", tag = "6")]
+    nonce: Vec<u8>,
+    #[prost(bytes = "vec", tag = "7")]
+    ciphertext: Vec<u8>,
+}
+
+fn sealed_content(content: &Content, message_id: &[u8]) -> Vec<u8> {
+    use prost::Message;
+    WireSealedContent {
+        message_id: message_id.to_vec(),
+        counter: content.counter,
+        timestamp: content.timestamp,
+        body: content.body.clone(),
+        thread: content.thread,
+    }
+    .encode_to_vec()
+}
+
+/// Seals already padded bytes (well formed or not) to `to`'s next prekey.
+async fn seal_padded_by_hand(
+    sender: &Person,
+    to: &Person,
+    roster_version: u64,
+    padded: &[u8],
+) -> (SignedEnvelope, u32) {
     let to_id = to.device.identity().device_id();
     let Response::PrekeyBundles(bundles) = sender
         .session
@@ -233,7 +299,7 @@ async fn seal_by_hand(
         .expect("published")
         .verify(&bundles[0].identity_key, hotline_server::unix_now())
         .expect("valid");
-    let env = envelope::seal(
+    let env = envelope::seal_padded(
         sender.device.identity(),
         roster_version,
         &[Recipient {
@@ -241,13 +307,7 @@ async fn seal_by_hand(
             prekey_id: prekey.id,
             key: prekey.public_key,
         }],
-        &Content {
-            message_id: [0x5a; 16],
-            counter: 1,
-            timestamp: hotline_server::unix_now(),
-            body: body.to_vec(),
-            thread: 0,
-        },
+        padded,
         &mut SystemRandomness,
     )
     .expect("seal");
@@ -340,6 +400,95 @@ async fn a_tampered_envelope_is_refused_by_the_server_and_by_the_recipient() {
             .receive(&officer.session)
             .await
             .expect("inbox")
+            .is_empty()
+    );
+}
+
+/// A signed but malformed envelope is one defender's to send; it must never
+/// cost an officer the messages after it. Three kinds reach the officer's
+/// device and are dropped there with a warning naming their sender; the
+/// fourth (an inner sender that is not the signer) the server refuses.
+#[tokio::test]
+async fn a_malformed_envelope_of_any_kind_never_hides_the_next_message() {
+    let server = TestServer::start().await;
+    let mut org = org(&server).await;
+    let root = org.root.public_key();
+    let mut officer = person(&server, Role::Officer, "officer", Some(root)).await;
+    let roster = org.sign().await;
+    let defender = person(&server, Role::Defender, "defender", Some(root)).await;
+    let other = person(&server, Role::Defender, "other", Some(root)).await;
+    let content = |n: u8| Content {
+        message_id: [n; 16],
+        counter: u64::from(n),
+        timestamp: hotline_server::unix_now(),
+        body: format!("message {n}").into_bytes(),
+        thread: 0,
+    };
+    let v = roster.version;
+
+    // Non-zero padding after the content.
+    let mut padded = envelope::pad(&sealed_content(&content(1), &[1; 16])).expect("fits");
+    *padded.last_mut().expect("padded") = 1;
+    let (nonzero_padding, _) = seal_padded_by_hand(&defender, &officer, v, &padded).await;
+    // A padded length that is no bucket size.
+    let mut padded = envelope::pad(&sealed_content(&content(2), &[2; 16])).expect("fits");
+    padded.push(0);
+    let (odd_length, _) = seal_padded_by_hand(&defender, &officer, v, &padded).await;
+    // A message id of 8 bytes instead of 16.
+    let padded = envelope::pad(&sealed_content(&content(3), &[3; 8])).expect("fits");
+    let (short_id, _) = seal_padded_by_hand(&defender, &officer, v, &padded).await;
+    // An inner sender other than the signer, correctly signed.
+    let (good, _) = seal_by_hand(&defender, &officer, v, b"m").await;
+    let mut body = <WireEnvelopeBody as prost::Message>::decode(good.body.as_slice())
+        .expect("an envelope body");
+    body.sender = other.device.identity().device_id().as_bytes().to_vec();
+    let body = prost::Message::encode_to_vec(&body);
+    let mut signed = b"hotline/1 envelope\0".to_vec();
+    signed.extend_from_slice(&body);
+    let other_sender = SignedEnvelope {
+        signature: defender.device.identity().sign(&signed),
+        body,
+        ..good
+    };
+
+    for bad in [&nonzero_padding, &odd_length, &short_id] {
+        send_raw(&defender, bad).await;
+    }
+    match defender
+        .session
+        .request(&Request::SendEnvelope(other_sender))
+        .await
+        .expect("answer")
+    {
+        Response::Error(e) => assert_eq!(e.code, ErrorCode::Malformed, "{e:?}"),
+        other => panic!("the server stored an envelope with another inner sender: {other:?}"),
+    }
+    let (valid, _) = seal_by_hand(&defender, &officer, v, b"the one that matters").await;
+    send_raw(&defender, &valid).await;
+
+    let got = officer
+        .device
+        .receive(&officer.session)
+        .await
+        .expect("the inbox opens despite the malformed envelopes");
+    assert_eq!(bodies(&got), vec![b"the one that matters".to_vec()]);
+    let warnings = officer.device.take_warnings();
+    let sender = defender.device.identity().device_id().to_string();
+    assert_eq!(
+        warnings
+            .iter()
+            .filter(|w| w.contains("malformed") && w.contains(&sender))
+            .count(),
+        3,
+        "{warnings:?}"
+    );
+    // And on the next run, nothing is stuck.
+    assert!(
+        officer
+            .device
+            .receive(&officer.session)
+            .await
+            .expect("the next run opens its inbox too")
             .is_empty()
     );
 }
