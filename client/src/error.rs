@@ -104,7 +104,7 @@ impl ClientError {
 fn refusal_text(e: &WireError) -> String {
     let advice = match e.code {
         ErrorCode::InviteUsed => {
-            "This invite has already been used. Ask whoever invited you for a new one"
+            "This invite has already been used, or a newer one replaced it. Use the newest invite, or ask whoever invited you for a new one"
         }
         ErrorCode::InviteExpired => {
             "This invite has expired. Ask whoever invited you for a new one"

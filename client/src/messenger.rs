@@ -244,6 +244,18 @@ impl Device {
         }
     }
 
+    /// Pins `root` in place of whatever is pinned (the person has compared
+    /// fingerprints and asked for it). The roster accepted under the old
+    /// root is forgotten: only one the new root signed is trusted now.
+    pub fn replace_org_root(&mut self, root: OrgPublicKey) -> Result<(), ClientError> {
+        if self.org_root() != Some(root) {
+            self.profile.roster_version = None;
+            self.profile.roster_hash = None;
+        }
+        self.profile.org_root = Some(hex(root.as_bytes()));
+        self.state.save_profile(&self.profile)
+    }
+
     /// Makes sure this device has a fresh last-resort prekey and enough
     /// one-time prekeys published. Returns how many were published.
     pub async fn sync_prekeys(&mut self, session: &Session) -> Result<usize, ClientError> {

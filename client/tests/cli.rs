@@ -495,3 +495,100 @@ async fn watch_shows_pages_live_and_rides_out_a_server_restart() {
     let _ = watch.wait();
     server.shutdown().await;
 }
+
+/// The line of `out` that starts with `label`, without it.
+fn field(out: &Output, label: &str) -> String {
+    stdout(out)
+        .lines()
+        .find_map(|l| l.strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label:?} in {}", stdout(out)))
+        .trim()
+        .to_owned()
+}
+
+/// A device enrolled before the root existed pins it from what `org show`
+/// prints; a pasted fingerprint is refused with what to paste instead, and
+/// another root replaces the pinned one only when asked to, after both
+/// fingerprints are shown.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_root_is_pinned_from_its_public_key_never_its_fingerprint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let admin = dir.path().join("admin");
+    let early = dir.path().join("early");
+    for home in [&admin, &early] {
+        let invite = server
+            .create_invite(Role::Admin, 600)
+            .await
+            .expect("invite")
+            .to_string();
+        assert!(hotline(home, PASS, &["enroll", &invite]).status.success());
+    }
+    let key = dir.path().join("org.key");
+    let out = hotline_org(
+        &admin,
+        &["org", "init", "--out", key.to_str().expect("utf-8")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // `org show` prints the pinned root again, from the device or the key file.
+    let shown = hotline_org(&admin, &["org", "show"]);
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let public_key = field(&shown, "public key:");
+    let fingerprint = field(&shown, "fingerprint:");
+    let from_file = hotline_org(
+        &early,
+        &["org", "show", "--key", key.to_str().expect("utf-8")],
+    );
+    assert_eq!(field(&from_file, "public key:"), public_key);
+    let out = hotline_org(&early, &["org", "show"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no organisation root is pinned"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The fingerprint, however pasted, is refused and nothing is pinned.
+    let out = hotline(&early, PASS, &["trust-org", &fingerprint]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("fingerprint, not its public key")
+            && stderr(&out).contains("hotline org show"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&early, PASS, &["trust-org", &format!("'{fingerprint}'")]);
+    assert!(!out.status.success());
+    assert!(!hotline_org(&early, &["org", "show"]).status.success());
+
+    // The public key pins, and shows the fingerprint to compare.
+    let out = hotline(&early, PASS, &["trust-org", &public_key]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&fingerprint), "{}", stdout(&out));
+
+    // Another root: refused without --replace, both fingerprints shown.
+    let other_key = dir.path().join("other.key");
+    let other = hotline_org(
+        &dir.path().join("nobody"),
+        &["org", "init", "--out", other_key.to_str().expect("utf-8")],
+    );
+    assert!(other.status.success(), "{}", stderr(&other));
+    let other_public = field(&other, "public key:");
+    let other_fingerprint = field(&other, "fingerprint:");
+    let out = hotline(&early, PASS, &["trust-org", &other_public]);
+    assert!(!out.status.success());
+    for shown in [&fingerprint, &other_fingerprint, &"--replace".to_owned()] {
+        assert!(stderr(&out).contains(shown.as_str()), "{}", stderr(&out));
+    }
+    assert_eq!(
+        field(&hotline_org(&early, &["org", "show"]), "public key:"),
+        public_key
+    );
+    let out = hotline(&early, PASS, &["trust-org", &other_public, "--replace"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        field(&hotline_org(&early, &["org", "show"]), "public key:"),
+        other_public
+    );
+}

@@ -17,6 +17,7 @@
 //! * [`invite`]: one-time invites and the certificate pin they carry.
 //! * [`role`]: what a device may be.
 //! * [`alert`]: alert priorities, states, summaries and server pushes.
+//! * [`time`]: how both ends show a time to a person (UTC).
 //! * [`e2e`]: end-to-end encryption: organisation root, signed staff
 //!   roster, prekeys, sealed envelopes, replay protection.
 //!
@@ -32,6 +33,7 @@ pub mod identity;
 pub mod invite;
 pub mod message;
 pub mod role;
+pub mod time;
 
 mod pb;
 

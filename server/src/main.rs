@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use hotline_proto::Role;
 use hotline_proto::invite::parse_lifetime;
+use hotline_proto::time::date_time;
 use hotline_server::log::keys::{self, KeySource, MASTER_KEY_ENV, MASTER_PASSPHRASE_ENV};
 use hotline_server::store::{self, Create};
 use hotline_server::{Config, DataDir, RunningServer};
@@ -276,7 +277,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .create_invite(&config, role, ttl)
                 .await
                 .context("cannot create the invite")?;
-            println!("One-time {role} invite, valid for {}:", human_ttl(ttl));
+            println!(
+                "One-time {role} invite, valid for {}, until {}:",
+                human_ttl(ttl),
+                date_time(invite.expires_at)
+            );
+            if role == Role::Admin {
+                println!("(it replaces any admin invite this server printed before)");
+            }
             println!();
             println!("  {invite}");
             println!();
@@ -305,11 +313,16 @@ async fn serve(config: Config, key: &KeySource) -> anyhow::Result<()> {
     println!("                              groups: {}", pin.grouped());
     if !server.has_active_admin().await? {
         let invite = server
-            .create_invite(Role::Admin, BOOTSTRAP_INVITE_TTL)
+            .create_bootstrap_invite(BOOTSTRAP_INVITE_TTL)
             .await
             .context("cannot create the first admin invite")?;
         println!();
-        println!("No admin device is enrolled yet. One-time admin invite (valid 24 hours):");
+        println!(
+            "No admin device is enrolled yet. One-time admin invite, valid for {}, until {}",
+            human_ttl(BOOTSTRAP_INVITE_TTL),
+            date_time(invite.expires_at)
+        );
+        println!("(it replaces any admin invite printed before; only this one enrolls):");
         println!();
         println!("  {invite}");
         println!();

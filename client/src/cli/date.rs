@@ -1,29 +1,3 @@
-//! How the commands show a time.
+//! How the commands show a time (UTC; see `hotline_proto::time`).
 
-/// `YYYY-MM-DD` (UTC) of a Unix time.
-pub(super) fn date(unix: u64) -> String {
-    // Civil-from-days (Howard Hinnant's algorithm), to avoid a date crate.
-    let days = (unix / 86_400) as i64;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::date;
-
-    #[test]
-    fn dates() {
-        assert_eq!(date(0), "1970-01-01");
-        assert_eq!(date(951_782_400), "2000-02-29");
-        assert_eq!(date(1_795_910_400), "2026-11-29");
-    }
-}
+pub(super) use hotline_proto::time::{date, date_time};

@@ -9,7 +9,7 @@ use hotline_proto::e2e::org::OrgPublicKey;
 use hotline_proto::identity::unhex;
 use hotline_proto::{DeviceId, Invite, Role};
 
-use super::date::date;
+use super::date::{date, date_time};
 use super::unlock::{connect, passphrase};
 
 /// `hotline enroll`.
@@ -66,7 +66,17 @@ pub(super) async fn invite(state: &StateDir, role: Role, ttl: u64) -> anyhow::Re
     {
         invite.org_root = Some(OrgPublicKey::from_bytes(root));
     }
-    println!("One-time {role} invite. Hand it over by a safe channel; it works once.");
+    if invite.org_root.is_none() {
+        eprintln!(
+            "warning: this device has no organisation root pinned, so the invite carries none: \
+             the new device will need `hotline trust-org` before its messages and SOS texts \
+             can be protected. Create the root first (`hotline org init`), or pin it here."
+        );
+    }
+    println!(
+        "One-time {role} invite, valid until {}. Hand it over by a safe channel; it works once.",
+        date_time(invite.expires_at)
+    );
     println!();
     println!("  {invite}");
     println!();

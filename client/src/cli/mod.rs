@@ -5,7 +5,7 @@
 //! * `messages`: send (and reply), outbox, delivery, inbox.
 //! * `alerts`: sos, alerts, ack, resolve, cancel, duty, watch.
 //! * `checkins`: checkin, checkin-setup.
-//! * `org`: trust-org, org init, org sign-roster.
+//! * `org`: trust-org, org init, org show, org sign-roster.
 //!
 //! They share `unlock` (the state directory, passphrases, unlocking the
 //! device, connecting) and `date` (how a time is shown).
@@ -94,11 +94,15 @@ enum Command {
     /// Fetch, verify and decrypt the messages waiting for this device.
     #[command(alias = "messages")]
     Inbox,
-    /// Pin the organisation root key (64 hex digits), after comparing its
-    /// fingerprint with an admin over another channel.
+    /// Pin the organisation root key (64 hex digits, as `hotline org show`
+    /// prints it; not the fingerprint), after comparing its fingerprint with
+    /// an admin over another channel.
     TrustOrg {
         /// The root public key, in hex.
         public_key: String,
+        /// Replace a different root pinned before (shows both fingerprints).
+        #[arg(long)]
+        replace: bool,
     },
     /// Organisation root key tasks (admins, on a machine the key never leaves).
     #[command(subcommand)]
@@ -186,6 +190,13 @@ enum OrgCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Print the organisation root's public key and fingerprint: the one
+    /// pinned on this device, or that of a key file.
+    Show {
+        /// The organisation root key file (asks its passphrase).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
     /// Sign a roster of every active staff device and upload it.
     SignRoster {
         /// The organisation root key file.
@@ -210,8 +221,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Outbox { list, drop } => messages::outbox(&state, list, drop).await,
         Command::Delivery { ids } => messages::delivery(&state, ids).await,
         Command::Inbox => messages::inbox(&state).await,
-        Command::TrustOrg { public_key } => org::trust(&state, &public_key),
+        Command::TrustOrg {
+            public_key,
+            replace,
+        } => org::trust(&state, &public_key, replace),
         Command::Org(OrgCommand::Init { out }) => org::init(&state, &out),
+        Command::Org(OrgCommand::Show { key }) => org::show(&state, key.as_deref()),
         Command::Org(OrgCommand::SignRoster { key, valid }) => {
             org::sign_roster(&state, &key, valid).await
         }

@@ -29,6 +29,10 @@ pub struct InviteRecord {
     pub expires_at: u64,
     /// When a device used it, if one did.
     pub used_at: Option<u64>,
+    /// For an admin invite the server made itself (at a start with no
+    /// admin, or `hotline-server invite`): its number among those, from 1.
+    /// Only the newest of them enrolls: each one replaces the one before.
+    pub bootstrap: Option<u64>,
 }
 
 /// What became of an enrollment attempt.
@@ -40,6 +44,8 @@ pub enum EnrollOutcome {
     InviteUnknown,
     /// The invite was used before.
     InviteUsed,
+    /// A newer bootstrap admin invite replaced this one.
+    InviteReplaced,
     /// The invite expired.
     InviteExpired,
     /// This identity key is already enrolled.
@@ -75,6 +81,9 @@ impl super::State {
         };
         if invite.used_at.is_some() {
             return (EnrollOutcome::InviteUsed, None);
+        }
+        if invite.bootstrap.is_some() && invite.bootstrap != self.latest_bootstrap() {
+            return (EnrollOutcome::InviteReplaced, None);
         }
         if now >= invite.expires_at {
             return (EnrollOutcome::InviteExpired, None);
@@ -121,6 +130,12 @@ impl super::State {
             at: now,
         };
         (RevokeOutcome::Revoked { revoked_at: now }, Some(event))
+    }
+
+    /// The number of the newest bootstrap invite, the only one that
+    /// enrolls.
+    pub fn latest_bootstrap(&self) -> Option<u64> {
+        self.invites.values().filter_map(|i| i.bootstrap).max()
     }
 
     /// Whether any admin device is active.

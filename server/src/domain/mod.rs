@@ -198,6 +198,7 @@ mod tests {
                 created_at: 1,
                 expires_at: 100,
                 used_at: None,
+                bootstrap: None,
             };
             seq += 2;
             state
@@ -268,6 +269,7 @@ mod tests {
                     created_at: 1,
                     expires_at: 100,
                     used_at: None,
+                    bootstrap: None,
                 },
             },
             Event::DeviceEnrolled {
@@ -297,6 +299,7 @@ mod tests {
                     created_at: 1,
                     expires_at: 100,
                     used_at: None,
+                    bootstrap: None,
                 },
             },
             Event::Duty {

@@ -116,7 +116,8 @@ impl DataDir {
     }
 
     /// Makes a one-time invite without a running server (on the server
-    /// host, for the first admin).
+    /// host, for the first admin). An admin invite made this way is a
+    /// bootstrap invite: it replaces every earlier one.
     pub async fn create_invite(
         &self,
         config: &Config,
@@ -129,7 +130,7 @@ impl DataDir {
             self.tls.pin,
             config.advertised_addr(config.listen),
         );
-        requests::devices::make_invite(&shared, role, ttl_seconds)
+        requests::devices::make_invite(&shared, role, ttl_seconds, role == Role::Admin)
             .await
             .map_err(WireError::from)
     }
@@ -248,7 +249,15 @@ impl RunningServer {
 
     /// Makes a one-time invite, as an admin's `hotline invite` would.
     pub async fn create_invite(&self, role: Role, ttl_seconds: u64) -> Result<Invite, WireError> {
-        requests::devices::make_invite(&self.node.shared, role, ttl_seconds)
+        requests::devices::make_invite(&self.node.shared, role, ttl_seconds, false)
+            .await
+            .map_err(WireError::from)
+    }
+
+    /// Makes the bootstrap admin invite a start with no admin prints: it
+    /// replaces every earlier one, so only the newest banner enrolls.
+    pub async fn create_bootstrap_invite(&self, ttl_seconds: u64) -> Result<Invite, WireError> {
+        requests::devices::make_invite(&self.node.shared, Role::Admin, ttl_seconds, true)
             .await
             .map_err(WireError::from)
     }

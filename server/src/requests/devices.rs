@@ -76,6 +76,7 @@ pub async fn setup(
                 }
                 EnrollOutcome::InviteUnknown => Err(RequestError::InviteUnknown),
                 EnrollOutcome::InviteUsed => Err(RequestError::InviteUsed),
+                EnrollOutcome::InviteReplaced => Err(RequestError::InviteReplaced),
                 EnrollOutcome::InviteExpired => Err(RequestError::InviteExpired),
                 EnrollOutcome::AlreadyEnrolled => Err(RequestError::AlreadyEnrolled),
             }
@@ -105,16 +106,19 @@ pub(super) async fn create_invite(
             session.role
         )));
     }
-    let invite = make_invite(shared, role, ttl_seconds).await?;
+    let invite = make_invite(shared, role, ttl_seconds, false).await?;
     info!(role = %role, "invite created");
     Ok(Response::InviteCreated { invite }.into())
 }
 
-/// Makes and saves a one-time invite for a device of `role`.
+/// Makes and saves a one-time invite for a device of `role`. A
+/// `bootstrap` one (an admin invite the server makes itself) replaces every
+/// earlier bootstrap invite: only the newest enrolls.
 pub async fn make_invite(
     shared: &Shared,
     role: Role,
     ttl_seconds: u64,
+    bootstrap: bool,
 ) -> Result<Invite, RequestError> {
     let token = InviteToken::random().map_err(|_| RequestError::Internal("no randomness"))?;
     let now = crate::unix_now();
@@ -123,12 +127,19 @@ pub async fn make_invite(
         created_at: now,
         expires_at: now.saturating_add(ttl_seconds),
         used_at: None,
+        bootstrap: None,
     };
     let digest = token.digest();
     let expires_at = record.expires_at;
-    shared
-        .store_call(move |s| s.put_invite(digest, &record))
-        .await?;
+    if bootstrap {
+        shared
+            .store_call(move |s| s.put_bootstrap_invite(digest, &record))
+            .await?;
+    } else {
+        shared
+            .store_call(move |s| s.put_invite(digest, &record))
+            .await?;
+    }
     Ok(Invite {
         server_addr: shared.advertised_addr.clone(),
         server_name: shared.server_name.clone(),

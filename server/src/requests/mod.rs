@@ -219,6 +219,11 @@ pub enum RequestError {
     /// `INVITE_USED`: the invite was used before.
     #[error("this invite has already been used")]
     InviteUsed,
+    /// `INVITE_USED`: a newer bootstrap admin invite replaced this one.
+    #[error(
+        "this admin invite was replaced by a newer one: use the invite the server printed last"
+    )]
+    InviteReplaced,
     /// `INVITE_EXPIRED`: the invite expired.
     #[error("this invite has expired")]
     InviteExpired,
@@ -247,7 +252,7 @@ impl RequestError {
             RequestError::UnknownDevice => ErrorCode::UnknownDevice,
             RequestError::Revoked => ErrorCode::DeviceRevoked,
             RequestError::InviteUnknown => ErrorCode::InviteUnknown,
-            RequestError::InviteUsed => ErrorCode::InviteUsed,
+            RequestError::InviteUsed | RequestError::InviteReplaced => ErrorCode::InviteUsed,
             RequestError::InviteExpired => ErrorCode::InviteExpired,
             RequestError::AlreadyEnrolled => ErrorCode::AlreadyEnrolled,
             RequestError::Store(StoreError::Io(_) | StoreError::Locked) => ErrorCode::Unavailable,
@@ -502,6 +507,7 @@ mod tests {
             created_at: 1,
             expires_at: u64::MAX,
             used_at: None,
+            bootstrap: None,
         };
         store.put_invite([seed; 32], &invite).expect("invite");
         let outcome = store

@@ -26,6 +26,30 @@ impl LogStore {
         Ok(())
     }
 
+    /// Saves a bootstrap admin invite (one the server makes itself),
+    /// numbered after every earlier one, which it thereby replaces.
+    pub fn put_bootstrap_invite(
+        &self,
+        token_digest: [u8; 32],
+        invite: &InviteRecord,
+    ) -> Result<InviteRecord, StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        if state.invites.contains_key(&token_digest) {
+            return Err(StoreError::Corrupt("invite token collision".into()));
+        }
+        let invite = InviteRecord {
+            bootstrap: Some(state.latest_bootstrap().unwrap_or(0) + 1),
+            ..invite.clone()
+        };
+        let event = Event::InviteCreated {
+            digest: token_digest,
+            invite: invite.clone(),
+        };
+        self.commit(state, event)?;
+        Ok(invite)
+    }
+
     /// Spends the invite and enrolls `identity_key`, atomically: either
     /// both happen or neither.
     pub fn enroll(

@@ -328,6 +328,7 @@ mod tests {
             created_at: 1,
             expires_at,
             used_at: None,
+            bootstrap: None,
         }
     }
 

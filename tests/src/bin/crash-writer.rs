@@ -43,6 +43,7 @@ fn main() {
                         created_at: 1,
                         expires_at: u64::MAX,
                         used_at: None,
+                        bootstrap: None,
                     };
                     store.put_invite(digest, &invite).expect("durable append");
                     // One write per line, so lines never interleave.

@@ -106,3 +106,41 @@ async fn devices_and_invites_survive_a_restart() {
     assert_eq!(c.role(), Role::Coordinator);
     assert_eq!(session.devices().await.expect("list").len(), 2);
 }
+
+/// Every start with no admin prints an admin invite. Only the newest one
+/// enrolls: a banner left in an old terminal or log cannot make a second
+/// admin, across a restart too, and the person holding it is told why.
+#[tokio::test]
+async fn a_new_bootstrap_admin_invite_replaces_the_one_before() {
+    let mut server = TestServer::start().await;
+    let first = server
+        .server()
+        .create_bootstrap_invite(3600)
+        .await
+        .expect("first banner");
+    server.restart().await;
+    let second = server
+        .server()
+        .create_bootstrap_invite(3600)
+        .await
+        .expect("second banner");
+    // An admin invite an admin makes is not a bootstrap invite: it stays.
+    let made_by_admin = server.invite(Role::Admin).await;
+
+    let (old, _) = IdentityKeyPair::generate().expect("randomness");
+    let err = connection::enroll(&first, &old)
+        .await
+        .expect_err("the replaced banner is refused");
+    assert_eq!(refusal(&err), Some(ErrorCode::InviteUsed));
+    assert!(err.to_string().contains("replaced by a newer one"), "{err}");
+
+    let (new, _) = IdentityKeyPair::generate().expect("randomness");
+    let session = connection::enroll(&second, &new)
+        .await
+        .expect("the newest banner enrolls");
+    assert_eq!(session.role(), Role::Admin);
+    let (other, _) = IdentityKeyPair::generate().expect("randomness");
+    connection::enroll(&made_by_admin, &other)
+        .await
+        .expect("an admin's own invite is unaffected");
+}

@@ -28,6 +28,7 @@ pub fn build_store(root: &Path, n: usize) -> (PathBuf, KeySource) {
                     created_at: i as u64,
                     expires_at: u64::MAX,
                     used_at: None,
+                    bootstrap: None,
                 },
             )
             .expect("append");

@@ -18,6 +18,9 @@ pub(super) struct InviteRow {
     expires_at: u64,
     #[prost(uint64, tag = "5")]
     used_at: u64,
+    /// 0: not a bootstrap invite (and absent, so older rows read as such).
+    #[prost(uint64, tag = "6")]
+    bootstrap: u64,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -55,6 +58,7 @@ pub(super) fn invite_row(digest: &[u8; 32], i: &InviteRecord) -> InviteRow {
         created_at: i.created_at,
         expires_at: i.expires_at,
         used_at: i.used_at.unwrap_or(0),
+        bootstrap: i.bootstrap.unwrap_or(0),
     }
 }
 
@@ -66,6 +70,7 @@ pub(super) fn invite_from(row: &InviteRow) -> Result<([u8; 32], InviteRecord), C
             created_at: row.created_at,
             expires_at: row.expires_at,
             used_at: (row.used_at != 0).then_some(row.used_at),
+            bootstrap: (row.bootstrap != 0).then_some(row.bootstrap),
         },
     ))
 }
