@@ -15,8 +15,8 @@ use hotline_proto::e2e::prekey::SignedPrekey;
 use hotline_proto::e2e::roster::SignedRoster;
 use hotline_proto::frame::{self, HEADER_LEN, MAX_FRAME_LEN, MAX_SETUP_FRAME_LEN};
 use hotline_proto::message::{
-    Challenge, DeliveryState, DeviceInfo, InboxItem, PrekeyBundle, Request, Response, SetupRequest,
-    StatusInfo, Welcome, decode_setup_response,
+    Challenge, DeliveryState, DeviceInfo, DutyEntry, InboxItem, PrekeyBundle, Request, Response,
+    SetupRequest, StatusInfo, Welcome, decode_setup_response,
 };
 use hotline_proto::{ALPN, CertPin, DeviceId, ErrorCode, IdentityKeyPair, Invite, Role, WireError};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -502,6 +502,15 @@ impl Session {
     /// Goes on or off duty.
     pub async fn set_duty(&self, on_duty: bool) -> Result<(), ClientError> {
         self.change(&Request::SetDuty { on_duty }).await
+    }
+
+    /// Who is on duty now, and this device's own duty state (staff).
+    pub async fn duty_status(&self) -> Result<Vec<DutyEntry>, ClientError> {
+        self.ask(&Request::DutyStatus, |r| match r {
+            Response::Duty(d) => Some(d),
+            _ => None,
+        })
+        .await
     }
 
     /// Waits (up to `wait`) for the next push from the server, and confirms

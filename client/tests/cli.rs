@@ -592,3 +592,42 @@ async fn a_root_is_pinned_from_its_public_key_never_its_fingerprint() {
         other_public
     );
 }
+
+/// A woken officer can tell whether they are on duty, and anyone on the
+/// team who else is; going off duty with nobody left says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn duty_shows_ones_own_state_and_who_is_on_duty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    let officer_id = field(&hotline(&officer, PASS, &["status"]), "device id:");
+
+    let out = hotline(&officer, PASS, &["duty"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("you are off duty"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("WARNING: nobody is on duty"), "{}", stdout(&out));
+
+    let out = hotline(&officer, PASS, &["duty", "on"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("you are ON duty (said `duty on`)"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("WARNING"), "{}", stdout(&out));
+
+    let out = hotline(&admin, PASS, &["duty", "who"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("you are off duty"), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains(&officer_id) && l.contains("officer")),
+        "{text}"
+    );
+
+    let out = hotline(&officer, PASS, &["duty", "off"]);
+    assert!(stdout(&out).contains("WARNING: nobody is on duty"), "{}", stdout(&out));
+    let out = hotline(&admin, PASS, &["duty", "who"]);
+    assert!(stdout(&out).contains("nobody else is on duty"), "{}", stdout(&out));
+
+    // Who is on duty is the team's business, not a defender's.
+    let out = hotline(&defender, PASS, &["duty", "who"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("may not see who is on duty"), "{}", stderr(&out));
+}

@@ -7,7 +7,9 @@ use anyhow::bail;
 use hotline_client::StateDir;
 use hotline_client::messenger::Sent;
 use hotline_client::outbox::Outgoing;
+use hotline_proto::DeviceId;
 use hotline_proto::alert::{CloseReason, Priority, Push};
+use hotline_proto::message::DutyEntry;
 
 use super::date::date;
 use super::messages::deliver;
@@ -111,13 +113,67 @@ pub(super) async fn cancel(state: &StateDir, alert: u64, false_alarm: bool) -> a
     Ok(())
 }
 
-/// `hotline duty on|off`.
+/// `hotline duty on|off`: changes this device's state, then says where
+/// that leaves the team.
 pub(super) async fn duty(state: &StateDir, on: bool) -> anyhow::Result<()> {
     let session = connect(state).await?;
     session.set_duty(on).await?;
-    println!("you are {} duty", if on { "on" } else { "off" });
+    let entries = session.duty_status().await?;
+    let me = session.device_id();
     session.close().await;
+    print_duty(&entries, me, false);
     Ok(())
+}
+
+/// `hotline duty` (own state) and `hotline duty who` (everyone on duty).
+pub(super) async fn duty_show(state: &StateDir, everyone: bool) -> anyhow::Result<()> {
+    let session = connect(state).await?;
+    let entries = session.duty_status().await?;
+    let me = session.device_id();
+    session.close().await;
+    print_duty(&entries, me, everyone);
+    Ok(())
+}
+
+fn print_duty(entries: &[DutyEntry], me: DeviceId, everyone: bool) {
+    let mine = entries.iter().find(|e| e.device_id == me);
+    let why = |e: &DutyEntry| match (e.declared, e.on_shift) {
+        (true, true) => "said `duty on`, and on shift by the rota",
+        (true, false) => "said `duty on`",
+        (false, true) => "on shift by the rota",
+        (false, false) => "",
+    };
+    match mine {
+        Some(e) if e.on_duty() => {
+            println!("you are ON duty ({}): new alerts page you first", why(e))
+        }
+        _ => println!("you are off duty: alerts reach you only if nobody on duty answers"),
+    }
+    let others: Vec<&DutyEntry> = entries
+        .iter()
+        .filter(|e| e.on_duty() && e.device_id != me)
+        .collect();
+    if everyone {
+        if others.is_empty() {
+            println!("nobody else is on duty now");
+        } else {
+            println!("also on duty now:");
+            for e in &others {
+                println!("  {}  {:<11}  {}", e.device_id, e.role.as_str(), why(e));
+            }
+        }
+    } else {
+        println!(
+            "{} other staff device(s) on duty now (`hotline duty who`)",
+            others.len()
+        );
+    }
+    if mine.is_none_or(|e| !e.on_duty()) && others.is_empty() {
+        println!(
+            "WARNING: nobody is on duty. A new alert goes straight to the backup officers, \
+             then the coordinators."
+        );
+    }
 }
 
 /// `hotline watch`: pages and all clears as they arrive. A dropped

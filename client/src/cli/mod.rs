@@ -143,10 +143,11 @@ enum Command {
         #[arg(long)]
         false_alarm: bool,
     },
-    /// Go on or off duty (staff).
+    /// Staff: `duty` shows your duty state, `duty on`/`duty off` changes
+    /// it, `duty who` shows who is on duty now.
     Duty {
-        /// on or off.
-        state: OnOff,
+        /// on, off or who (nothing: your own state).
+        state: Option<DutyArg>,
     },
     /// Show pages and all clears live as they arrive (staff). Ctrl-C stops.
     Watch,
@@ -176,9 +177,13 @@ enum Command {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum OnOff {
+enum DutyArg {
+    /// Go on duty: pages reach you first.
     On,
+    /// Go off duty.
     Off,
+    /// Who is on duty now.
+    Who,
 }
 
 #[derive(Debug, Subcommand)]
@@ -239,7 +244,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ack { alert } => alerts::ack(&state, alert).await,
         Command::Resolve { alert } => alerts::resolve(&state, alert).await,
         Command::Cancel { alert, false_alarm } => alerts::cancel(&state, alert, false_alarm).await,
-        Command::Duty { state: on_off } => alerts::duty(&state, matches!(on_off, OnOff::On)).await,
+        Command::Duty { state: arg } => match arg {
+            None => alerts::duty_show(&state, false).await,
+            Some(DutyArg::Who) => alerts::duty_show(&state, true).await,
+            Some(DutyArg::On) => alerts::duty(&state, true).await,
+            Some(DutyArg::Off) => alerts::duty(&state, false).await,
+        },
         Command::Watch => alerts::watch(&state).await,
         Command::Checkin { code } => checkins::checkin(&state, code).await,
         Command::CheckinSetup {

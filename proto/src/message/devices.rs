@@ -76,3 +76,42 @@ impl DeviceInfo {
         })
     }
 }
+
+/// One staff device's duty state, as [`crate::message::Response::Duty`]
+/// lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DutyEntry {
+    /// The device.
+    pub device_id: DeviceId,
+    /// Its role.
+    pub role: Role,
+    /// It went on duty (`set_duty`) and has not gone off since.
+    pub declared: bool,
+    /// The server's rota has it on shift now.
+    pub on_shift: bool,
+}
+
+impl DutyEntry {
+    /// Pages reach it now.
+    pub fn on_duty(&self) -> bool {
+        self.declared || self.on_shift
+    }
+
+    pub(crate) fn to_wire(self) -> pb::DutyEntry {
+        pb::DutyEntry {
+            device_id: self.device_id.as_bytes().to_vec().into(),
+            role: self.role.to_wire(),
+            declared: self.declared,
+            on_shift: self.on_shift,
+        }
+    }
+
+    pub(crate) fn from_wire(d: pb::DutyEntry) -> Result<DutyEntry, DecodeError> {
+        Ok(DutyEntry {
+            device_id: DeviceId::from_slice(&d.device_id, "device_id")?,
+            role: Role::from_wire_field(d.role, "role")?,
+            declared: d.declared,
+            on_shift: d.on_shift,
+        })
+    }
+}

@@ -10,7 +10,8 @@
 //!
 //! * `setup`: the exchange that opens a connection ([`Challenge`],
 //!   [`SetupRequest`], [`Welcome`] or a refusal).
-//! * `devices`: [`StatusInfo`] and the admins' [`DeviceInfo`] list.
+//! * `devices`: [`StatusInfo`], the admins' [`DeviceInfo`] list and the
+//!   staff's [`DutyEntry`] list.
 //! * `messaging`: [`PrekeyBundle`], [`InboxItem`], [`DeliveryState`] and
 //!   the limits on one request.
 //!
@@ -30,7 +31,7 @@ use crate::pb;
 use crate::role::Role;
 
 pub use crate::invite::MAX_INVITE_TTL_SECS;
-pub use devices::{DeviceInfo, StatusInfo};
+pub use devices::{DeviceInfo, DutyEntry, StatusInfo};
 pub use messaging::{
     DeliveryState, InboxItem, MAX_IDS_PER_REQUEST, MAX_INBOX_BATCH, MAX_PREKEYS_PER_REQUEST,
     PrekeyBundle,
@@ -138,6 +139,8 @@ pub enum Request {
     MarkRead(Vec<u64>),
     /// How far did these envelopes (sent by this device) get?
     Delivery(Vec<u64>),
+    /// Who is on duty now, and this device's own duty state (staff).
+    DutyStatus,
 }
 
 /// What a request asks, without its arguments: the rows of the role table
@@ -186,11 +189,13 @@ pub enum RequestKind {
     MarkRead,
     /// [`Request::Delivery`].
     Delivery,
+    /// [`Request::DutyStatus`].
+    DutyStatus,
 }
 
 impl RequestKind {
     /// Every kind, in the order of the `.proto` file's request fields.
-    pub const ALL: [RequestKind; 21] = [
+    pub const ALL: [RequestKind; 22] = [
         RequestKind::Status,
         RequestKind::CreateInvite,
         RequestKind::ListDevices,
@@ -212,6 +217,7 @@ impl RequestKind {
         RequestKind::Checkin,
         RequestKind::MarkRead,
         RequestKind::Delivery,
+        RequestKind::DutyStatus,
     ];
 
     /// The request's name in `docs/protocol.md` (the `.proto` field name).
@@ -238,6 +244,7 @@ impl RequestKind {
             RequestKind::Checkin => "checkin",
             RequestKind::MarkRead => "mark_read",
             RequestKind::Delivery => "delivery",
+            RequestKind::DutyStatus => "duty_status",
         }
     }
 
@@ -282,6 +289,7 @@ impl Request {
             Request::Checkin { .. } => RequestKind::Checkin,
             Request::MarkRead(_) => RequestKind::MarkRead,
             Request::Delivery(_) => RequestKind::Delivery,
+            Request::DutyStatus => RequestKind::DutyStatus,
         }
     }
 
@@ -354,6 +362,7 @@ impl Request {
             }),
             Request::MarkRead(ids) => Kind::MarkRead(pb::MarkReadRequest { ids: ids.clone() }),
             Request::Delivery(ids) => Kind::Delivery(pb::DeliveryRequest { ids: ids.clone() }),
+            Request::DutyStatus => Kind::DutyStatus(pb::DutyStatusRequest {}),
         };
         pb::Request { kind: Some(kind) }.encode_to_vec()
     }
@@ -462,6 +471,7 @@ impl Request {
             Kind::MarkRead(m) if m.ids.len() <= MAX_IDS_PER_REQUEST => Request::MarkRead(m.ids),
             Kind::Delivery(d) if d.ids.len() <= MAX_IDS_PER_REQUEST => Request::Delivery(d.ids),
             Kind::MarkRead(_) | Kind::Delivery(_) => return Err(DecodeError::Invalid("ids")),
+            Kind::DutyStatus(_) => Request::DutyStatus,
         })
     }
 }
@@ -507,6 +517,8 @@ pub enum Response {
     Alerts(Vec<AlertInfo>),
     /// Answer to [`Request::Delivery`].
     Delivery(Vec<DeliveryState>),
+    /// Answer to [`Request::DutyStatus`].
+    Duty(Vec<DutyEntry>),
     /// Answer to [`Request::ClaimAlert`].
     Claim {
         /// This device now holds the alert.
@@ -555,6 +567,9 @@ impl Response {
             }),
             Response::Delivery(states) => Kind::Delivery(pb::DeliveryList {
                 states: states.iter().copied().map(DeliveryState::to_wire).collect(),
+            }),
+            Response::Duty(entries) => Kind::Duty(pb::DutyList {
+                entries: entries.iter().copied().map(DutyEntry::to_wire).collect(),
             }),
             Response::Claim { granted, holder } => Kind::Claim(pb::ClaimResult {
                 granted: *granted,
@@ -608,6 +623,12 @@ impl Response {
             Kind::Delivery(d) => {
                 Response::Delivery(d.states.into_iter().map(DeliveryState::from_wire).collect())
             }
+            Kind::Duty(d) => Response::Duty(
+                d.entries
+                    .into_iter()
+                    .map(DutyEntry::from_wire)
+                    .collect::<Result<_, _>>()?,
+            ),
             Kind::Claim(c) => Response::Claim {
                 granted: c.granted,
                 holder: DeviceId::from_slice(&c.holder, "holder")?,

@@ -576,7 +576,38 @@ impl Alerts {
     }
 }
 
+/// One staff device's duty state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DutyState {
+    /// Which.
+    pub device: DeviceId,
+    /// Its role.
+    pub role: Role,
+    /// It went on duty and has not gone off since.
+    pub declared: bool,
+    /// The rota has it on shift now.
+    pub on_shift: bool,
+}
+
 impl super::State {
+    /// Every staff device on duty now (declared, or in `on_shift`), and
+    /// `me` (if staff) whether on duty or not, ordered by device id.
+    pub fn duty_status(&self, on_shift: &[DeviceId], me: DeviceId) -> Vec<DutyState> {
+        let mut out: Vec<DutyState> = self
+            .staff
+            .iter()
+            .map(|(id, role)| DutyState {
+                device: *id,
+                role: *role,
+                declared: self.on_duty.contains(id),
+                on_shift: on_shift.contains(id),
+            })
+            .filter(|d| d.declared || d.on_shift || d.device == me)
+            .collect();
+        out.sort_by_key(|d| d.device);
+        out
+    }
+
     /// The devices tier `tier` pages now; `on_shift` lists the devices
     /// the rota has on duty at this moment.
     pub fn tier_members(&self, on_shift: &[DeviceId], tier: Tier) -> Vec<DeviceId> {

@@ -7,7 +7,7 @@
 use hotline_proto::DeviceId;
 use hotline_proto::alert::{AlertInfo, AlertStatus, CloseReason, Push};
 use hotline_proto::e2e::envelope::SignedEnvelope;
-use hotline_proto::message::Response;
+use hotline_proto::message::{DutyEntry, Response};
 use tracing::{debug, info, warn};
 
 use super::{PushTo, Reply, RequestError, Session, Shared};
@@ -175,6 +175,24 @@ pub(super) async fn close(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Who is on duty now (declared or on shift), and the asking device's own
+/// entry whether on duty or not.
+pub(super) async fn duty_status(shared: &Shared, session: Session) -> Result<Reply, RequestError> {
+    let on_shift = crate::domain::rota::on_shift(&shared.rota, crate::unix_now());
+    let me = session.device_id;
+    let entries = shared.store_read(|s| s.duty_status(&on_shift, me))?;
+    let entries = entries
+        .into_iter()
+        .map(|d| DutyEntry {
+            device_id: d.device,
+            role: d.role,
+            declared: d.declared,
+            on_shift: d.on_shift,
+        })
+        .collect();
+    Ok(Response::Duty(entries).into())
 }
 
 pub(super) async fn set_duty(

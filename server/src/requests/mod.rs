@@ -308,7 +308,7 @@ pub fn allowed(role: Role, kind: RequestKind) -> bool {
         | K::AlertDelivered
         | K::MarkRead
         | K::Delivery => true,
-        K::CreateInvite | K::ClaimAlert | K::SetDuty => staff,
+        K::CreateInvite | K::ClaimAlert | K::SetDuty | K::DutyStatus => staff,
         K::ListDevices | K::RevokeDevice | K::PutRoster => admin,
         K::RaiseAlert | K::SetCheckin | K::Checkin => defender,
     }
@@ -341,6 +341,7 @@ fn action(kind: RequestKind) -> &'static str {
         K::Checkin => "check in (only defenders do)",
         K::MarkRead => "mark messages read",
         K::Delivery => "ask how far messages got",
+        K::DutyStatus => "see who is on duty",
     }
 }
 
@@ -405,6 +406,7 @@ async fn dispatch(shared: &Shared, session: Session, req: Request) -> Result<Rep
             alerts::close(shared, session, alert_id, reason).await
         }
         Request::SetDuty { on_duty } => alerts::set_duty(shared, session, on_duty).await,
+        Request::DutyStatus => alerts::duty_status(shared, session).await,
         Request::AlertDelivered { alert_id } => alerts::delivered(shared, session, alert_id).await,
         Request::SetCheckin {
             interval_secs,
@@ -577,6 +579,7 @@ mod tests {
             },
             RequestKind::MarkRead => Request::MarkRead(Vec::new()),
             RequestKind::Delivery => Request::Delivery(Vec::new()),
+            RequestKind::DutyStatus => Request::DutyStatus,
         }
     }
 

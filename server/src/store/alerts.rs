@@ -4,7 +4,8 @@
 use hotline_proto::{DeviceId, Role};
 
 use crate::domain::alerts::{
-    Alert, AlertError, AlertEvent, AlertOrigin, AlertState, Close, Policies, Raise, RaiseError, Sos,
+    Alert, AlertError, AlertEvent, AlertOrigin, AlertState, Close, DutyState, Policies, Raise,
+    RaiseError, Sos,
 };
 use crate::domain::{Event, State};
 use crate::log::RecordKey;
@@ -161,6 +162,17 @@ impl LogStore {
         }
         self.commit(state, Event::Duty { device, on })?;
         Ok(())
+    }
+
+    /// Every staff device on duty now (declared, or in `on_shift`), and
+    /// `me` whether on duty or not.
+    pub fn duty_status(
+        &self,
+        on_shift: &[DeviceId],
+        me: DeviceId,
+    ) -> Result<Vec<DutyState>, StoreError> {
+        self.check_running()?;
+        Ok(self.lock().duty_status(on_shift, me))
     }
 
     /// Records that `device` received the page for `alert`.
