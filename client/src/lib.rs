@@ -15,6 +15,7 @@
 //! * [`enroll`] and [`connect`]: the flows the commands use.
 
 pub mod connection;
+pub mod contacts;
 pub mod error;
 pub mod keystore;
 pub mod messenger;
@@ -96,6 +97,10 @@ pub async fn enroll(
         roster_version: None,
         roster_hash: None,
     })?;
+    if let Some(label) = &invite.label {
+        // Sealed with the device's state, never in the plain profile.
+        messenger::Device::open(state, passphrase)?.set_own_label(label)?;
+    }
     Ok(session)
 }
 

@@ -22,6 +22,7 @@ use hotline_proto::{DeviceId, IdentityKeyPair, Role};
 use prost::Message;
 
 use crate::connection::Session;
+use crate::contacts::{Contact, ContactRow};
 use crate::error::ClientError;
 use crate::keystore::StorageKey;
 use crate::outbox::{Item, OutboxRow, Outgoing};
@@ -61,6 +62,12 @@ struct DeviceRow {
     replay: Vec<u8>,
     #[prost(message, repeated, tag = "6")]
     outbox: Vec<OutboxRow>,
+    /// Devices known by name (see `contacts`).
+    #[prost(message, repeated, tag = "20")]
+    contacts: Vec<ContactRow>,
+    /// The label this device's invite gave it (empty: none).
+    #[prost(string, tag = "21")]
+    own_label: String,
 }
 
 /// What sending one queued item gave.
@@ -136,6 +143,15 @@ pub struct Received {
     pub thread: u64,
     /// The message.
     pub body: Vec<u8>,
+    /// The label the sender gave itself (empty: none).
+    pub sender_label: String,
+}
+
+fn bad_label(label: &str) -> String {
+    format!(
+        "{label:?} cannot be a name: 1 to {} bytes, no control characters, no spaces at either end",
+        hotline_proto::invite::MAX_LABEL_BYTES
+    )
 }
 
 fn refused(e: impl std::fmt::Display) -> ClientError {
@@ -218,6 +234,86 @@ impl Device {
     /// show the person loudly.
     pub fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
+    }
+
+    /// The label this device's invite gave it, which it puts in what it
+    /// seals.
+    pub fn own_label(&self) -> Option<&str> {
+        (!self.local.own_label.is_empty()).then_some(self.local.own_label.as_str())
+    }
+
+    /// Sets the label this device puts in what it seals (from its invite).
+    pub fn set_own_label(&mut self, label: &str) -> Result<(), ClientError> {
+        hotline_proto::invite::check_label(label)
+            .map_err(|_| ClientError::State(bad_label(label)))?;
+        self.local.own_label = label.to_owned();
+        self.save()
+    }
+
+    /// Every device this one knows something about by name.
+    pub fn contacts(&self) -> Vec<Contact> {
+        self.local
+            .contacts
+            .iter()
+            .filter_map(Contact::from_row)
+            .collect()
+    }
+
+    /// What this device knows of `id` by name.
+    pub fn contact(&self, id: &DeviceId) -> Option<Contact> {
+        self.local
+            .contacts
+            .iter()
+            .filter_map(Contact::from_row)
+            .find(|c| c.device_id == *id)
+    }
+
+    /// How `id` is shown to this device's person: `Ana P. (3f9a1c2e)`.
+    pub fn shown(&self, id: &DeviceId) -> String {
+        crate::contacts::shown(id, self.contact(id).as_ref())
+    }
+
+    /// Names device `id` for this device's person (`None`: forgets the
+    /// name). Saved at once.
+    pub fn set_name(&mut self, id: DeviceId, name: Option<&str>) -> Result<(), ClientError> {
+        if let Some(name) = name {
+            hotline_proto::invite::check_label(name)
+                .map_err(|_| ClientError::State(bad_label(name)))?;
+        }
+        let mut contact = self.contact(&id).unwrap_or(Contact {
+            device_id: id,
+            label: None,
+            name: None,
+        });
+        contact.name = name.map(str::to_owned);
+        self.put_contact(contact);
+        self.save()
+    }
+
+    /// Records the label a sender gave itself (saved with the inbox).
+    fn learn_label(&mut self, id: DeviceId, label: &str) {
+        let mut contact = self.contact(&id).unwrap_or(Contact {
+            device_id: id,
+            label: None,
+            name: None,
+        });
+        if contact.label.as_deref() != Some(label) {
+            contact.label = Some(label.to_owned());
+            self.put_contact(contact);
+        }
+    }
+
+    fn put_contact(&mut self, contact: Contact) {
+        let row = contact.to_row();
+        match self
+            .local
+            .contacts
+            .iter_mut()
+            .find(|r| r.device_id == row.device_id)
+        {
+            Some(r) => *r = row,
+            None => self.local.contacts.push(row),
+        }
     }
 
     /// Ids of the private prekeys this device still holds.
@@ -382,6 +478,7 @@ impl Device {
             timestamp: now,
             body: body.to_vec(),
             thread,
+            sender_label: self.local.own_label.clone(),
         };
         envelope::seal(
             &self.identity,
@@ -774,6 +871,9 @@ impl Device {
         {
             return Ok(None);
         }
+        if !opened.content.sender_label.is_empty() {
+            self.learn_label(opened.sender, &opened.content.sender_label);
+        }
         Ok(Some(Received {
             id: 0,
             sender: opened.sender,
@@ -781,6 +881,7 @@ impl Device {
             timestamp: opened.content.timestamp,
             thread: opened.content.thread,
             body: opened.content.body,
+            sender_label: opened.content.sender_label,
         }))
     }
 }

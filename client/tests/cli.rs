@@ -604,12 +604,24 @@ async fn duty_shows_ones_own_state_and_who_is_on_duty() {
 
     let out = hotline(&officer, PASS, &["duty"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("you are off duty"), "{}", stdout(&out));
-    assert!(stdout(&out).contains("WARNING: nobody is on duty"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("you are off duty"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("WARNING: nobody is on duty"),
+        "{}",
+        stdout(&out)
+    );
 
     let out = hotline(&officer, PASS, &["duty", "on"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("you are ON duty (said `duty on`)"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("you are ON duty (said `duty on`)"),
+        "{}",
+        stdout(&out)
+    );
     assert!(!stdout(&out).contains("WARNING"), "{}", stdout(&out));
 
     let out = hotline(&admin, PASS, &["duty", "who"]);
@@ -617,17 +629,126 @@ async fn duty_shows_ones_own_state_and_who_is_on_duty() {
     let text = stdout(&out);
     assert!(text.contains("you are off duty"), "{text}");
     assert!(
-        text.lines().any(|l| l.contains(&officer_id) && l.contains("officer")),
+        text.lines()
+            .any(|l| l.contains(&officer_id) && l.contains("officer")),
         "{text}"
     );
 
     let out = hotline(&officer, PASS, &["duty", "off"]);
-    assert!(stdout(&out).contains("WARNING: nobody is on duty"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("WARNING: nobody is on duty"),
+        "{}",
+        stdout(&out)
+    );
     let out = hotline(&admin, PASS, &["duty", "who"]);
-    assert!(stdout(&out).contains("nobody else is on duty"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("nobody else is on duty"),
+        "{}",
+        stdout(&out)
+    );
 
     // Who is on duty is the team's business, not a defender's.
     let out = hotline(&defender, PASS, &["duty", "who"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("may not see who is on duty"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("may not see who is on duty"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// People, not hex: a device invited with a label is shown by it (next to
+/// the start of its id) to those it writes to; a person may name a device
+/// for themselves; the start of an id, a name, and `#35` are accepted
+/// where ids were.
+#[tokio::test(flavor = "multi_thread")]
+async fn labels_names_prefixes_and_hash_alert_ids() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, _) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success());
+
+    // A control character never reaches anyone's terminal.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["invite", "--role", "defender", "--label", "Ana\u{1b}[2J"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot be a label"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = hotline(
+        &officer,
+        PASS,
+        &["invite", "--role", "defender", "--label", "Ana P. (Bogotá)"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ana = dir.path().join("ana");
+    assert!(
+        hotline(&ana, PASS, &["enroll", &invite_line(&out)])
+            .status
+            .success()
+    );
+    let ana_id = field(&hotline(&ana, PASS, &["status"]), "device id:");
+    let out = hotline(&ana, PASS, &["send", "I am safe for now"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = hotline(&officer, PASS, &["inbox"]);
+    assert!(
+        stdout(&out).contains(&format!("from defender Ana P. (Bogotá) ({})", &ana_id[..8])),
+        "{}",
+        stdout(&out)
+    );
+    // The officer's own name for her wins, and is found by that name.
+    let out = hotline(&officer, PASS, &["label", &ana_id[..8], "Ana (journalist)"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["label", "ana (JOURNALIST)"]);
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("Ana (journalist) ({})", &ana_id[..8])
+    );
+    let out = hotline(&officer, PASS, &["label"]);
+    assert!(
+        stdout(&out).contains("calls itself \"Ana P. (Bogotá)\""),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&officer, PASS, &["label", "nobody-here", "x"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no device known here matches"),
+        "{}",
+        stderr(&out)
+    );
+
+    // An alert id is taken with or without '#'.
+    assert!(hotline(&officer, PASS, &["duty", "on"]).status.success());
+    let out = hotline(&ana, PASS, &["sos", "they are here"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out)
+        .split_whitespace()
+        .nth(1)
+        .expect("alert id")
+        .to_owned();
+    let out = hotline(&officer, PASS, &["ack", &format!("#{id}")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["ack", "#x1"]);
+    assert!(
+        stderr(&out).contains("is not an alert id"),
+        "{}",
+        stderr(&out)
+    );
+
+    // An admin revokes by the start of the id shown.
+    let out = hotline(&admin, PASS, &["revoke", &ana_id[..8]]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("device {} revoked", &ana_id[..8])),
+        "{}",
+        stdout(&out)
+    );
 }

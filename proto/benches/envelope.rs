@@ -51,6 +51,7 @@ fn main() {
         timestamp: 1_800_000_000,
         body: vec![b'x'; 200],
         thread: 0,
+        sender_label: String::new(),
     };
 
     // Baselines: what sealing one 1 KiB bucket and one key exchange cost.

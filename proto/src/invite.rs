@@ -154,6 +154,26 @@ pub struct Invite {
     /// The organisation root key that signs the staff roster, once the
     /// organisation has one. Clients pin it at enrollment.
     pub org_root: Option<crate::e2e::org::OrgPublicKey>,
+    /// A name for the new device, chosen by whoever invites it (see
+    /// [`check_label`]). The server never sees it.
+    pub label: Option<String>,
+}
+
+/// Longest device label, in bytes of UTF-8.
+pub const MAX_LABEL_BYTES: usize = 64;
+
+/// A device label is 1 to [`MAX_LABEL_BYTES`] bytes of UTF-8 with no
+/// control characters (nothing that could move a terminal's cursor or
+/// colour it), and neither starts nor ends with a space.
+pub fn check_label(label: &str) -> Result<(), DecodeError> {
+    if label.is_empty()
+        || label.len() > MAX_LABEL_BYTES
+        || label.chars().any(char::is_control)
+        || label.trim() != label
+    {
+        return Err(DecodeError::Invalid("label"));
+    }
+    Ok(())
 }
 
 impl fmt::Debug for Invite {
@@ -191,6 +211,7 @@ impl Invite {
                 .map(|k| k.as_bytes().to_vec())
                 .unwrap_or_default()
                 .into(),
+            label: self.label.clone().unwrap_or_default(),
         }
         .encode_to_vec()
     }
@@ -220,6 +241,13 @@ impl Invite {
                     "org_root",
                 )?),
                 _ => return Err(DecodeError::Invalid("org_root")),
+            },
+            label: match m.label.as_str() {
+                "" => None,
+                label => {
+                    check_label(label)?;
+                    Some(m.label)
+                }
             },
         })
     }
@@ -299,6 +327,7 @@ mod tests {
             role: Role::Officer,
             expires_at: 1_900_000_000,
             org_root: Some(crate::e2e::org::OrgPublicKey::from_bytes([9; 32])),
+            label: Some("Ana P. (Bogotá)".into()),
         }
     }
 
@@ -379,6 +408,27 @@ mod tests {
                     ..good.clone()
                 },
                 DecodeError::Invalid("role"),
+            ),
+            (
+                pb::Invite {
+                    label: "Ana\u{1b}[2J".into(),
+                    ..good.clone()
+                },
+                DecodeError::Invalid("label"),
+            ),
+            (
+                pb::Invite {
+                    label: "é".repeat(MAX_LABEL_BYTES / 2 + 1),
+                    ..good.clone()
+                },
+                DecodeError::Invalid("label"),
+            ),
+            (
+                pb::Invite {
+                    label: " Ana".into(),
+                    ..good.clone()
+                },
+                DecodeError::Invalid("label"),
             ),
         ];
         for (m, want) in cases {

@@ -200,6 +200,7 @@ fn envelope_vectors() {
         timestamp: 1_800_000_123,
         body: b"SOS: detained at the border post".to_vec(),
         thread: 0,
+        sender_label: String::new(),
     };
     let randomness = b"hotline/1 test vector randomness";
     let env = envelope::seal(

@@ -7,10 +7,12 @@ use hotline_client::keystore::DEFAULT_ITERATIONS;
 use hotline_client::messenger::Device;
 use hotline_proto::e2e::org::OrgPublicKey;
 use hotline_proto::identity::unhex;
+use hotline_proto::invite::{MAX_LABEL_BYTES, check_label};
 use hotline_proto::{DeviceId, Invite, Role};
 
 use super::date::{date, date_time};
-use super::unlock::{connect, passphrase};
+use super::names::device_arg;
+use super::unlock::{connect, open_device, passphrase};
 
 /// `hotline enroll`.
 pub(super) async fn enroll(state: &StateDir, invite: &str) -> anyhow::Result<()> {
@@ -51,9 +53,24 @@ pub(super) async fn status(state: &StateDir) -> anyhow::Result<()> {
 }
 
 /// `hotline invite`.
-pub(super) async fn invite(state: &StateDir, role: Role, ttl: u64) -> anyhow::Result<()> {
+pub(super) async fn invite(
+    state: &StateDir,
+    role: Role,
+    ttl: u64,
+    label: Option<&str>,
+) -> anyhow::Result<()> {
+    if let Some(label) = label {
+        check_label(label).map_err(|_| {
+            anyhow::anyhow!(
+                "{label:?} cannot be a label: 1 to {MAX_LABEL_BYTES} bytes, no control characters, \
+                 no spaces at either end"
+            )
+        })?;
+    }
     let session = connect(state).await?;
     let mut invite = session.create_invite(role, ttl).await?;
+    // The label goes to the new device only, never to the server.
+    invite.label = label.map(str::to_owned);
     // Vouch with what this device trusts, not what the server says:
     // the pin it checked and the organisation root it pinned.
     let profile = state.load_profile()?;
@@ -87,11 +104,12 @@ pub(super) async fn invite(state: &StateDir, role: Role, ttl: u64) -> anyhow::Re
 
 /// `hotline devices`.
 pub(super) async fn list(state: &StateDir) -> anyhow::Result<()> {
-    let session = connect(state).await?;
+    let device = open_device(state)?;
+    let session = device.connect().await?;
     let devices = session.devices().await?;
     println!(
-        "{:<32}  {:<11}  {:<10}  status",
-        "device id", "role", "enrolled"
+        "{:<32}  {:<11}  {:<10}  {:<16}  name",
+        "device id", "role", "enrolled", "status"
     );
     for d in devices {
         let status = match d.revoked_at {
@@ -103,8 +121,12 @@ pub(super) async fn list(state: &StateDir) -> anyhow::Result<()> {
         } else {
             ""
         };
+        let name = device
+            .contact(&d.device_id)
+            .and_then(|c| c.called().map(str::to_owned))
+            .unwrap_or_default();
         println!(
-            "{}  {:<11}  {:<10}  {status}{me}",
+            "{}  {:<11}  {:<10}  {status:<16}  {name}{me}",
             d.device_id,
             d.role,
             date(d.enrolled_at)
@@ -114,14 +136,66 @@ pub(super) async fn list(state: &StateDir) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `hotline revoke`.
-pub(super) async fn revoke(state: &StateDir, device_id: DeviceId) -> anyhow::Result<()> {
-    let session = connect(state).await?;
+/// `hotline revoke`: the device named by its id, the start of it or a
+/// name, among the devices the server lists.
+pub(super) async fn revoke(state: &StateDir, named: &str) -> anyhow::Result<()> {
+    let device = open_device(state)?;
+    let session = device.connect().await?;
+    let listed: Vec<DeviceId> = match session.devices().await {
+        Ok(list) => list.into_iter().map(|d| d.device_id).collect(),
+        // Not an admin: the server refuses below, with the reason.
+        Err(_) => Vec::new(),
+    };
+    let device_id = device_arg(&device, named, &listed)?;
     let at = session.revoke(device_id).await?;
     println!(
-        "device {device_id} revoked ({}); its connections were closed.",
+        "device {} revoked ({}); its connections were closed.",
+        device.shown(&device_id),
         date(at)
     );
     session.close().await;
+    Ok(())
+}
+
+/// `hotline label`: lists the devices known here by name, or names one.
+pub(super) fn label(
+    state: &StateDir,
+    named: Option<&str>,
+    name: Option<&str>,
+    forget: bool,
+) -> anyhow::Result<()> {
+    let mut device = open_device(state)?;
+    let Some(named) = named else {
+        let contacts = device.contacts();
+        if contacts.is_empty() {
+            println!("no device is known here by name yet");
+        }
+        for c in contacts {
+            println!(
+                "{}  {:<24}  {}",
+                c.device_id,
+                c.name.as_deref().unwrap_or("-"),
+                c.label
+                    .map(|l| format!("calls itself {l:?}"))
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(own) = device.own_label() {
+            println!("this device calls itself {own:?} to those it writes to");
+        }
+        return Ok(());
+    };
+    let id = device_arg(&device, named, &[])?;
+    match (name, forget) {
+        (Some(name), _) => {
+            device.set_name(id, Some(name))?;
+            println!("device {} is now called {name:?} here", device.shown(&id));
+        }
+        (None, true) => {
+            device.set_name(id, None)?;
+            println!("device {} has no name given here", device.shown(&id));
+        }
+        (None, false) => println!("{}", device.shown(&id)),
+    }
     Ok(())
 }

@@ -158,8 +158,8 @@ pub(super) async fn inbox(state: &StateDir) -> anyhow::Result<()> {
     let shown: Vec<u64> = messages.iter().map(|m| m.id).collect();
     for m in messages {
         let who = match m.sender_role {
-            Some(role) => format!("{role} {}", m.sender),
-            None => format!("defender {}", m.sender),
+            Some(role) => format!("{role} {}", device.shown(&m.sender)),
+            None => format!("defender {}", device.shown(&m.sender)),
         };
         let thread = if m.thread != 0 {
             format!(" [alert #{}]", m.thread)

@@ -22,6 +22,7 @@ mod checkins;
 mod date;
 mod devices;
 mod messages;
+mod names;
 mod org;
 mod unlock;
 
@@ -55,13 +56,29 @@ enum Command {
         /// How long it stays valid: 90s, 30m, 24h, 7d (max 30d).
         #[arg(long, default_value = "24h", value_parser = parse_lifetime)]
         ttl: u64,
+        /// A name for the new device, shown to the people it writes to next
+        /// to its id (end-to-end encrypted; the server never sees it).
+        #[arg(long)]
+        label: Option<String>,
     },
     /// List enrolled devices (admins).
     Devices,
     /// Revoke a device so it can no longer connect (admins).
     Revoke {
-        /// The device id, as shown by `hotline devices`.
-        device_id: DeviceId,
+        /// The device: its id as `hotline devices` shows it (the first 8
+        /// digits are enough), or its name.
+        device: String,
+    },
+    /// Name a device for yourself (shown instead of its own label, next to
+    /// its id), or list the devices known here by name.
+    Label {
+        /// The device: its id, the start of it, or its current name.
+        device: Option<String>,
+        /// The name to give it.
+        name: Option<String>,
+        /// Forget the name given here.
+        #[arg(long, conflicts_with = "name")]
+        forget: bool,
     },
     /// Send an end-to-end encrypted message to the duty team (every staff
     /// device on the signed roster), and to one more device with --to.
@@ -72,8 +89,8 @@ enum Command {
         /// Also send to this device (staff only; for example a defender).
         #[arg(long)]
         to: Option<DeviceId>,
-        /// In the thread of this alert, to its defender (staff).
-        #[arg(long, conflicts_with = "to")]
+        /// In the thread of this alert, to its defender (staff): 35 or #35.
+        #[arg(long, conflicts_with = "to", value_parser = names::parse_alert_id)]
         alert: Option<u64>,
     },
     /// List what is waiting to be sent (SOS first, as it will go), then
@@ -127,17 +144,20 @@ enum Command {
     },
     /// Claim an alert (staff).
     Ack {
-        /// The alert id.
+        /// The alert id, as `hotline alerts` shows it: 35 or #35.
+        #[arg(value_parser = names::parse_alert_id)]
         alert: u64,
     },
     /// Mark an alert resolved (staff).
     Resolve {
-        /// The alert id.
+        /// The alert id, as `hotline alerts` shows it: 35 or #35.
+        #[arg(value_parser = names::parse_alert_id)]
         alert: u64,
     },
     /// Call an alert off; everyone paged gets the all clear.
     Cancel {
-        /// The alert id.
+        /// The alert id, as `hotline alerts` shows it: 35 or #35.
+        #[arg(value_parser = names::parse_alert_id)]
         alert: u64,
         /// It never was an emergency.
         #[arg(long)]
@@ -219,9 +239,16 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Enroll { invite } => devices::enroll(&state, &invite).await,
         Command::Status => devices::status(&state).await,
-        Command::Invite { role, ttl } => devices::invite(&state, role, ttl).await,
+        Command::Invite { role, ttl, label } => {
+            devices::invite(&state, role, ttl, label.as_deref()).await
+        }
         Command::Devices => devices::list(&state).await,
-        Command::Revoke { device_id } => devices::revoke(&state, device_id).await,
+        Command::Revoke { device } => devices::revoke(&state, &device).await,
+        Command::Label {
+            device,
+            name,
+            forget,
+        } => devices::label(&state, device.as_deref(), name.as_deref(), forget),
         Command::Send { message, to, alert } => messages::send(&state, &message, to, alert).await,
         Command::Outbox { list, drop } => messages::outbox(&state, list, drop).await,
         Command::Delivery { ids } => messages::delivery(&state, ids).await,

@@ -30,9 +30,11 @@ pub const BUCKETS: [usize; 4] = [1024, 4096, 16384, 65536];
 pub const MAX_RECIPIENTS: usize = 256;
 /// The longest `body` that always fits the largest bucket, whatever the
 /// other fields of [`Content`] hold: the bucket less the 4-byte length
-/// prefix and the largest protobuf encoding of the other fields and of
-/// the body's own tag and length (64 bytes in all, rounded up).
-pub const MAX_BODY_LEN: usize = BUCKETS[BUCKETS.len() - 1] - 4 - 64;
+/// prefix, the largest protobuf encoding of the other fields and of the
+/// body's own tag and length (64 bytes in all, rounded up), and of the
+/// longest sender label (its bytes, a tag and a length).
+pub const MAX_BODY_LEN: usize =
+    BUCKETS[BUCKETS.len() - 1] - 4 - 64 - (crate::invite::MAX_LABEL_BYTES + 2);
 const LABEL: &[u8] = b"hotline/1 envelope";
 const CONTENT_LABEL: &[u8] = b"hotline/1 content";
 const WRAP_LABEL: &[u8] = b"hotline/1 wrap";
@@ -63,6 +65,9 @@ pub struct Content {
     pub body: Vec<u8>,
     /// The alert the message belongs to (0: none). Only the recipients see it.
     pub thread: u64,
+    /// The sender's label from its invite (empty: none), as the sender
+    /// describes itself: see [`crate::invite::check_label`].
+    pub sender_label: String,
 }
 
 /// An envelope as it travels.
@@ -156,6 +161,7 @@ fn encode_content(content: &Content) -> Vec<u8> {
         timestamp: content.timestamp,
         body: content.body.clone().into(),
         thread: content.thread,
+        sender_label: content.sender_label.clone(),
     }
     .encode_to_vec()
 }
@@ -399,6 +405,10 @@ impl SignedEnvelope {
             .as_ref()
             .try_into()
             .map_err(|_| DecodeError::Invalid("message_id"))?;
+        if !inner.sender_label.is_empty() {
+            crate::invite::check_label(&inner.sender_label)
+                .map_err(|_| DecodeError::Invalid("sender_label"))?;
+        }
         Ok(Opened {
             sender: self.sender,
             roster_version: body.roster_version,
@@ -408,6 +418,7 @@ impl SignedEnvelope {
                 timestamp: inner.timestamp,
                 body: inner.body.to_vec(),
                 thread: inner.thread,
+                sender_label: inner.sender_label,
             },
         })
     }
@@ -425,6 +436,7 @@ mod tests {
             timestamp: u64::MAX,
             body: vec![0xff; len],
             thread: u64::MAX,
+            sender_label: "é".repeat(crate::invite::MAX_LABEL_BYTES / 2),
         };
         let fits = |c: &Content| pad(&encode_content(c)).is_ok();
         assert!(fits(&content(MAX_BODY_LEN)));
@@ -460,6 +472,7 @@ mod tests {
             timestamp: 1_800_000_000,
             body: body.to_vec(),
             thread: 0,
+            sender_label: String::new(),
         }
     }
 

@@ -707,6 +707,7 @@ mod tests {
             role: Role::Admin,
             expires_at: 99,
             org_root: None,
+            label: None,
         };
         for r in [
             Response::Error(WireError::new(ErrorCode::Forbidden, "no")),
@@ -783,6 +784,7 @@ mod tests {
                 timestamp: 0,
                 body: vec![],
                 thread: 0,
+                sender_label: String::new(),
             },
             &mut SystemRandomness,
         )

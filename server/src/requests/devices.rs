@@ -148,6 +148,7 @@ pub async fn make_invite(
         role,
         expires_at,
         org_root: None,
+        label: None,
     })
 }
 

@@ -701,6 +701,7 @@ mod tests {
             timestamp: 1,
             body: b"hello".to_vec(),
             thread: 0,
+            sender_label: String::new(),
         };
         let session = Session {
             device_id: defender.device_id(),

@@ -474,6 +474,7 @@ fn sos(identity: &IdentityKeyPair, recipients: &[Recipient], n: u64) -> Request 
             timestamp: hotline_server::unix_now(),
             body: b"category: threat\nload test".to_vec(),
             thread: 0,
+            sender_label: String::new(),
         },
         &mut SystemRandomness,
     )

@@ -224,6 +224,7 @@ async fn seal_by_hand(
         timestamp: hotline_server::unix_now(),
         body: body.to_vec(),
         thread: 0,
+        sender_label: String::new(),
     };
     let padded = envelope::pad(&sealed_content(&content, &content.message_id)).expect("fits");
     seal_padded_by_hand(sender, to, roster_version, &padded).await
@@ -243,6 +244,8 @@ struct WireSealedContent {
     body: Vec<u8>,
     #[prost(uint64, tag = "5")]
     thread: u64,
+    #[prost(string, tag = "6")]
+    sender_label: String,
 }
 
 /// `EnvelopeBody` as `docs/protocol.md` defines it (the wrapped keys kept
@@ -273,6 +276,7 @@ fn sealed_content(content: &Content, message_id: &[u8]) -> Vec<u8> {
         timestamp: content.timestamp,
         body: content.body.clone(),
         thread: content.thread,
+        sender_label: content.sender_label.clone(),
     }
     .encode_to_vec()
 }
@@ -405,9 +409,11 @@ async fn a_tampered_envelope_is_refused_by_the_server_and_by_the_recipient() {
 }
 
 /// A signed but malformed envelope is one defender's to send; it must never
-/// cost an officer the messages after it. Three kinds reach the officer's
-/// device and are dropped there with a warning naming their sender; the
-/// fourth (an inner sender that is not the signer) the server refuses.
+/// cost an officer the messages after it. Four kinds reach the officer's
+/// device and are dropped there with a warning naming their sender (bad
+/// padding, a padded length that is no bucket, a short message id, a
+/// sender label with control characters); an inner sender that is not the
+/// signer the server refuses.
 #[tokio::test]
 async fn a_malformed_envelope_of_any_kind_never_hides_the_next_message() {
     let server = TestServer::start().await;
@@ -423,6 +429,7 @@ async fn a_malformed_envelope_of_any_kind_never_hides_the_next_message() {
         timestamp: hotline_server::unix_now(),
         body: format!("message {n}").into_bytes(),
         thread: 0,
+        sender_label: String::new(),
     };
     let v = roster.version;
 
@@ -437,6 +444,13 @@ async fn a_malformed_envelope_of_any_kind_never_hides_the_next_message() {
     // A message id of 8 bytes instead of 16.
     let padded = envelope::pad(&sealed_content(&content(3), &[3; 8])).expect("fits");
     let (short_id, _) = seal_padded_by_hand(&defender, &officer, v, &padded).await;
+    // A sender label that would drive the officer's terminal.
+    let escape = Content {
+        sender_label: "Ana\u{1b}[2J".into(),
+        ..content(4)
+    };
+    let padded = envelope::pad(&sealed_content(&escape, &[4; 16])).expect("fits");
+    let (bad_label, _) = seal_padded_by_hand(&defender, &officer, v, &padded).await;
     // An inner sender other than the signer, correctly signed.
     let (good, _) = seal_by_hand(&defender, &officer, v, b"m").await;
     let mut body = <WireEnvelopeBody as prost::Message>::decode(good.body.as_slice())
@@ -451,7 +465,7 @@ async fn a_malformed_envelope_of_any_kind_never_hides_the_next_message() {
         ..good
     };
 
-    for bad in [&nonzero_padding, &odd_length, &short_id] {
+    for bad in [&nonzero_padding, &odd_length, &short_id, &bad_label] {
         send_raw(&defender, bad).await;
     }
     match defender
@@ -479,7 +493,7 @@ async fn a_malformed_envelope_of_any_kind_never_hides_the_next_message() {
             .iter()
             .filter(|w| w.contains("malformed") && w.contains(&sender))
             .count(),
-        3,
+        4,
         "{warnings:?}"
     );
     // And on the next run, nothing is stuck.
