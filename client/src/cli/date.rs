@@ -16,9 +16,32 @@ pub(super) fn date(unix: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// `HH:MM UTC` of a Unix time.
+pub(super) fn hh_mm(unix: u64) -> String {
+    format!("{:02}:{:02} UTC", unix / 3600 % 24, unix / 60 % 60)
+}
+
+/// What staff see on a missed check-in alert the defender checked in
+/// after: ` (checked in late at HH:MM UTC on YYYY-MM-DD)`, else nothing.
+pub(super) fn late(checked_in_at: Option<u64>) -> String {
+    checked_in_at
+        .map(|t| format!(" (checked in late at {} on {})", hh_mm(t), date(t)))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::date;
+    use super::{date, hh_mm, late};
+
+    #[test]
+    fn times_of_day() {
+        assert_eq!(hh_mm(1_795_910_400 + 13 * 3600 + 7 * 60 + 59), "13:07 UTC");
+        assert_eq!(
+            late(Some(1_795_910_400 + 60)),
+            " (checked in late at 00:01 UTC on 2026-11-29)"
+        );
+        assert_eq!(late(None), "");
+    }
 
     #[test]
     fn dates() {
