@@ -16,12 +16,12 @@ use hotline_tests::TestServer;
 
 const PASS: &str = "a long test passphrase";
 
-struct Person {
-    device: Device,
-    session: Session,
+pub(crate) struct Person {
+    pub(crate) device: Device,
+    pub(crate) session: Session,
 }
 
-async fn person(server: &TestServer, role: Role, name: &str, root: OrgPublicKey) -> Person {
+pub(crate) async fn person(server: &TestServer, role: Role, name: &str, root: OrgPublicKey) -> Person {
     let mut invite = server.invite(role).await;
     invite.org_root = Some(root);
     let state = StateDir::new(server.dir.path().join(name));
@@ -35,16 +35,16 @@ async fn person(server: &TestServer, role: Role, name: &str, root: OrgPublicKey)
 
 /// A staffed hotline: an admin holding the organisation root, two
 /// officers, a coordinator, a defender, and a signed roster.
-struct Hotline {
-    admin: Person,
-    root: OrgKeyPair,
-    first: Person,
-    second: Person,
-    coordinator: Person,
-    defender: Person,
+pub(crate) struct Hotline {
+    pub(crate) admin: Person,
+    pub(crate) root: OrgKeyPair,
+    pub(crate) first: Person,
+    pub(crate) second: Person,
+    pub(crate) coordinator: Person,
+    pub(crate) defender: Person,
 }
 
-async fn hotline(server: &TestServer) -> Hotline {
+pub(crate) async fn hotline(server: &TestServer) -> Hotline {
     let path = server.dir.path().join("org.key");
     let public = create_org_key(&path, PASS, MIN_ITERATIONS).expect("org key");
     let root = load_org_key(&path, PASS).expect("loads");
@@ -82,7 +82,7 @@ async fn pushes(p: &Person, wait: Duration) -> Vec<Push> {
 }
 
 /// The next push, which must be a page arriving within `wait`.
-async fn page(p: &Person, wait: Duration) -> AlertInfo {
+pub(crate) async fn page(p: &Person, wait: Duration) -> AlertInfo {
     match p.session.next_push(wait).await.expect("push") {
         Some(Push::Alert(a)) => a,
         other => panic!("expected a page, got {other:?}"),
@@ -199,7 +199,7 @@ async fn an_alert_reaches_every_connected_officer_on_duty_and_an_offline_one_on_
     let _ = (&h.admin, &h.root);
 }
 
-fn quick_policy() -> Policies {
+pub(crate) fn quick_policy() -> Policies {
     let policy = Policy {
         steps: vec![
             Step {
