@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use hotline_proto::alert::{
-    AlertInfo, CheckinKey, CloseReason, Priority, Push, checkin_digest,
-};
+use hotline_proto::alert::{AlertInfo, CheckinKey, CloseReason, Priority, Push, checkin_digest};
 use hotline_proto::auth::{
     self, CHANNEL_BINDING_LEN, ChannelBinding, EXPORTER_CONTEXT, EXPORTER_LABEL, Nonce,
 };

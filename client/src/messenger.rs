@@ -538,7 +538,9 @@ impl Device {
                 // A reply names its alert to the server, which refuses it
                 // if that alert must stay hidden from its defender.
                 let a = match item.what {
-                    Outgoing::Reply { alert, .. } => session.send_in_thread(envelope, alert).await?,
+                    Outgoing::Reply { alert, .. } => {
+                        session.send_in_thread(envelope, alert).await?
+                    }
                     _ => session.send_envelope(envelope).await?,
                 };
                 Ok(Sent::Message {

@@ -645,13 +645,7 @@ impl super::State {
     /// the record that will get sequence number `seq`. An envelope that
     /// raised an alert before is a retry and returns that alert; one
     /// stored before as a plain message is refused.
-    pub fn decide_raise(
-        &self,
-        sos: Sos,
-        seq: u64,
-        id: u64,
-        now: u64,
-    ) -> Result<Raise, RaiseError> {
+    pub fn decide_raise(&self, sos: Sos, seq: u64, id: u64, now: u64) -> Result<Raise, RaiseError> {
         let Sos {
             defender,
             priority,

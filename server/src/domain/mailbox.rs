@@ -186,7 +186,16 @@ impl Mailbox {
                 let recipients: BTreeSet<DeviceId> = recipients.iter().copied().collect();
                 let inbox_ids = recipients
                     .iter()
-                    .map(|r| (*r, if *numbered { self.next_inbox_id(r) } else { seq }))
+                    .map(|r| {
+                        (
+                            *r,
+                            if *numbered {
+                                self.next_inbox_id(r)
+                            } else {
+                                seq
+                            },
+                        )
+                    })
                     .collect();
                 let sent_id = if *numbered {
                     self.sent_ids
@@ -403,8 +412,14 @@ mod tests {
         m.apply(40, &stored(1, vec![a], false)).expect("apply");
         assert_eq!(m.inbox(&a, 0, 10), vec![(40, vec![1])]);
         // b acknowledged up to 50 under the old numbering.
-        m.apply(41, &MailEvent::InboxAcked { device: b, up_to: 50 })
-            .expect("apply");
+        m.apply(
+            41,
+            &MailEvent::InboxAcked {
+                device: b,
+                up_to: 50,
+            },
+        )
+        .expect("apply");
         // Numbered envelopes, far apart in the log: ids count per device,
         // above every id the device has seen or acknowledged.
         m.apply(100, &stored(2, vec![a, b], true)).expect("apply");
@@ -422,11 +437,23 @@ mod tests {
         assert_eq!(m.id_seen_by(100, &b), 51);
         assert_eq!(m.id_seen_by(100, &dev(7)), 0, "not its message");
         // Reads and acks are in the device's own numbering.
-        m.apply(5001, &MailEvent::Read { device: b, ids: vec![51] })
-            .expect("apply");
+        m.apply(
+            5001,
+            &MailEvent::Read {
+                device: b,
+                ids: vec![51],
+            },
+        )
+        .expect("apply");
         assert_eq!(m.delivery[&100].read, [b].into());
-        m.apply(5002, &MailEvent::InboxAcked { device: a, up_to: 41 })
-            .expect("apply");
+        m.apply(
+            5002,
+            &MailEvent::InboxAcked {
+                device: a,
+                up_to: 41,
+            },
+        )
+        .expect("apply");
         assert_eq!(m.inbox(&a, 0, 10), vec![(42, vec![3])]);
         assert_eq!(m.delivery[&100].delivered, [a].into());
         // A snapshot holds the numbering; the indexes are derived again.

@@ -127,9 +127,8 @@ impl LogStore {
     ) -> Result<Vec<Alert>, StoreError> {
         self.check_running()?;
         let state = self.lock();
-        let visible = |a: &&Alert| {
-            role.is_staff() || (a.defender == *device && a.origin.shown_to_defender())
-        };
+        let visible =
+            |a: &&Alert| role.is_staff() || (a.defender == *device && a.origin.shown_to_defender());
         Ok(by_time(if open_only {
             state.alerts.open().filter(visible).cloned().collect()
         } else {

@@ -22,8 +22,15 @@ impl LogStore {
         self.check_running()?;
         let state = self.lock();
         let notice = super::alerts::fresh_alert_id(&state)?;
-        let event =
-            state.decide_set_checkin(defender, interval_secs, grace_secs, code, duress, now, notice);
+        let event = state.decide_set_checkin(
+            defender,
+            interval_secs,
+            grace_secs,
+            code,
+            duress,
+            now,
+            notice,
+        );
         self.commit(state, event)?;
         Ok(())
     }

@@ -126,18 +126,16 @@ impl LogStore {
     pub fn mark_read(&self, device: DeviceId, ids: Vec<u64>) -> Result<(), StoreError> {
         self.check_running()?;
         let state = self.lock();
-        let ids: Vec<u64> =
-            ids.into_iter()
-                .filter(|id| {
-                    state
-                        .mailbox
-                        .envelope_of_inbox_id(&device, *id)
-                        .and_then(|seq| state.mailbox.delivery.get(&seq))
-                        .is_some_and(|d| {
-                            d.recipients.contains(&device) && !d.read.contains(&device)
-                        })
-                })
-                .collect();
+        let ids: Vec<u64> = ids
+            .into_iter()
+            .filter(|id| {
+                state
+                    .mailbox
+                    .envelope_of_inbox_id(&device, *id)
+                    .and_then(|seq| state.mailbox.delivery.get(&seq))
+                    .is_some_and(|d| d.recipients.contains(&device) && !d.read.contains(&device))
+            })
+            .collect();
         if ids.is_empty() {
             return Ok(());
         }

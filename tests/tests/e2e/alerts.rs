@@ -21,7 +21,12 @@ pub(crate) struct Person {
     pub(crate) session: Session,
 }
 
-pub(crate) async fn person(server: &TestServer, role: Role, name: &str, root: OrgPublicKey) -> Person {
+pub(crate) async fn person(
+    server: &TestServer,
+    role: Role,
+    name: &str,
+    root: OrgPublicKey,
+) -> Person {
     let mut invite = server.invite(role).await;
     invite.org_root = Some(root);
     let state = StateDir::new(server.dir.path().join(name));

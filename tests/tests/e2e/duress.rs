@@ -164,7 +164,12 @@ async fn no_byte_about_a_duress_alert_reaches_the_defenders_device() {
     let duress = page(&h.first, Duration::from_secs(3)).await;
     assert_eq!(duress.origin, AlertOrigin::Duress);
     assert_eq!(duress.defender, coerced.session.device_id());
-    let got = h.first.device.receive(&h.first.session).await.expect("inbox");
+    let got = h
+        .first
+        .device
+        .receive(&h.first.session)
+        .await
+        .expect("inbox");
     assert_eq!(got.len(), 2);
     h.first
         .session
@@ -192,7 +197,14 @@ async fn no_byte_about_a_duress_alert_reaches_the_defenders_device() {
             },
         )
         .expect("queue");
-    match h.first.device.flush(&h.first.session).await.expect("flush").as_slice() {
+    match h
+        .first
+        .device
+        .flush(&h.first.session)
+        .await
+        .expect("flush")
+        .as_slice()
+    {
         [Sent::Dropped { code, .. }] => {
             assert_eq!(*code, Some(ErrorCode::FailedPrecondition));
         }
