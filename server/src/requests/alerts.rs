@@ -95,10 +95,12 @@ pub(crate) fn to_each(shared: &Shared, a: &Alert, devices: Vec<DeviceId>) -> Vec
             devices,
         }];
     }
+    let ids = shared.store.envelope_ids_seen_by(a.envelope_id, &devices);
     devices
         .into_iter()
-        .map(|d| PushTo {
-            push: Push::Alert(info_for(shared, a, &d)),
+        .zip(ids)
+        .map(|(d, id)| PushTo {
+            push: Push::Alert(info(a, id)),
             devices: vec![d],
         })
         .collect()

@@ -157,6 +157,19 @@ impl LogStore {
         self.lock().mailbox.id_seen_by(envelope, viewer)
     }
 
+    /// [`LogStore::envelope_id_seen_by`] for each of `viewers`, under one
+    /// lock.
+    pub fn envelope_ids_seen_by(&self, envelope: u64, viewers: &[DeviceId]) -> Vec<u64> {
+        if envelope == 0 {
+            return vec![0; viewers.len()];
+        }
+        let state = self.lock();
+        viewers
+            .iter()
+            .map(|v| state.mailbox.id_seen_by(envelope, v))
+            .collect()
+    }
+
     /// `by` claims `alert`. Returns who holds it afterwards.
     pub fn claim_alert(
         &self,
