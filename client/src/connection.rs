@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use hotline_proto::alert::{AlertInfo, CloseReason, Priority, Push, checkin_digest};
+use hotline_proto::alert::{AlertInfo, CheckinKey, CloseReason, Priority, Push, checkin_digest};
 use hotline_proto::auth::{
     self, CHANNEL_BINDING_LEN, ChannelBinding, EXPORTER_CONTEXT, EXPORTER_LABEL, Nonce,
 };
@@ -460,11 +460,13 @@ impl Session {
     }
 
     /// Sets (interval 0: stops) this defender's check-in schedule, with its
-    /// normal and duress codes.
+    /// normal and duress codes, sent as tags under the device's check-in
+    /// `key` (which never leaves the device).
     pub async fn set_checkin(
         &self,
         interval_secs: u64,
         grace_secs: u64,
+        key: &CheckinKey,
         code: &str,
         duress: &str,
     ) -> Result<(), ClientError> {
@@ -472,17 +474,38 @@ impl Session {
         self.change(&Request::SetCheckin {
             interval_secs,
             grace_secs,
-            code_digest: checkin_digest(&me, code),
-            duress_digest: checkin_digest(&me, duress),
+            code_digest: key.tag(&me, code),
+            duress_digest: key.tag(&me, duress),
         })
         .await
     }
 
-    /// Checks in with the code typed. A duress code is answered exactly
-    /// like the normal one.
-    pub async fn checkin(&self, code: &str) -> Result<(), ClientError> {
-        let code_digest = checkin_digest(&self.device_id(), code);
+    /// Checks in with the code typed, as a tag under the device's check-in
+    /// `key`; without one (a schedule set by an earlier client), as the
+    /// unkeyed digest that schedule holds. A duress code is answered
+    /// exactly like the normal one.
+    pub async fn checkin(&self, key: Option<&CheckinKey>, code: &str) -> Result<(), ClientError> {
+        let me = self.device_id();
+        let code_digest = match key {
+            Some(k) => k.tag(&me, code),
+            None => checkin_digest(&me, code),
+        };
         self.change(&Request::Checkin { code_digest }).await
+    }
+
+    /// Hands an envelope to the server as a reply in alert `alert_id`'s
+    /// thread (the server refuses it if the alert must stay hidden from
+    /// a recipient).
+    pub async fn send_in_thread(
+        &self,
+        envelope: SignedEnvelope,
+        alert_id: u64,
+    ) -> Result<Accepted, ClientError> {
+        self.ask(&Request::SendInThread { envelope, alert_id }, |r| match r {
+            Response::EnvelopeAccepted { id, duplicate } => Some(Accepted { id, duplicate }),
+            _ => None,
+        })
+        .await
     }
 
     /// Tells senders these messages were shown to the person.

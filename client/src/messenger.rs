@@ -644,7 +644,14 @@ impl Device {
         };
         match item.what {
             Outgoing::Message { .. } | Outgoing::Reply { .. } => {
-                let a = session.send_envelope(envelope).await?;
+                // A reply names its alert to the server, which refuses it
+                // if that alert must stay hidden from its defender.
+                let a = match item.what {
+                    Outgoing::Reply { alert, .. } => {
+                        session.send_in_thread(envelope, alert).await?
+                    }
+                    _ => session.send_envelope(envelope).await?,
+                };
                 Ok(Sent::Message {
                     id: a.id,
                     duplicate: a.duplicate,

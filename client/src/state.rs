@@ -4,6 +4,8 @@
 //! ```text
 //! <home>/identity.key    the sealed Ed25519 seed (see `keystore`)
 //! <home>/profile.toml    server address, name, certificate pin, device id, role
+//! <home>/checkin.key     the defender's check-in key: 32 random bytes, not
+//!                        sealed (check-ins work without the passphrase)
 //! ```
 //!
 //! The directory is created readable by its owner only. Files are written
@@ -14,6 +16,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use hotline_proto::alert::CheckinKey;
 use hotline_proto::identity::IdentitySeed;
 use hotline_proto::{CertPin, DeviceId, IdentityKeyPair, Role};
 use serde::{Deserialize, Serialize};
@@ -24,6 +27,7 @@ use crate::keystore;
 
 const IDENTITY_FILE: &str = "identity.key";
 const PROFILE_FILE: &str = "profile.toml";
+const CHECKIN_KEY_FILE: &str = "checkin.key";
 
 /// What a device remembers about its enrollment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +153,35 @@ impl StateDir {
             let _ = d.sync_all();
         }
         Ok(())
+    }
+
+    /// The check-in key, if this device has one (a schedule set by an
+    /// earlier client used unkeyed digests). Readable without the
+    /// passphrase, on purpose: a check-in must not wait for it.
+    pub fn load_checkin_key(&self) -> Result<Option<CheckinKey>, ClientError> {
+        let path = self.dir.join(CHECKIN_KEY_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(b) => zeroize::Zeroizing::new(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("cannot read", &path)(e)),
+        };
+        let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+            ClientError::State("checkin.key is damaged: run `hotline checkin-setup` again".into())
+        })?;
+        Ok(Some(CheckinKey::from_bytes(key)))
+    }
+
+    /// A new random check-in key (not saved: see [`StateDir::save_checkin_key`]).
+    pub fn new_checkin_key() -> Result<CheckinKey, ClientError> {
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        hotline_proto::identity::fill_random(key.as_mut())
+            .map_err(|_| ClientError::State("the system random number generator failed".into()))?;
+        Ok(CheckinKey::from_bytes(*key))
+    }
+
+    /// Saves the check-in key (owner-only, written atomically).
+    pub fn save_checkin_key(&self, key: &CheckinKey) -> Result<(), ClientError> {
+        self.write_atomic(&self.dir.join(CHECKIN_KEY_FILE), key.as_bytes())
     }
 
     /// Seals and saves the identity seed under `passphrase`.

@@ -752,3 +752,106 @@ async fn labels_names_prefixes_and_hash_alert_ids() {
         stdout(&out)
     );
 }
+
+/// The number after the first word of a line such as "message 3 sent ...".
+fn second_word(o: &Output) -> u64 {
+    stdout(o)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("a number in {:?}", stdout(o)))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duress_from_the_command_line_leaves_no_trace_on_the_phone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success());
+    assert!(hotline(&officer, PASS, &["duty", "on"]).status.success());
+
+    let setup = |every: &str, code: &str, duress: &str| {
+        hotline(
+            &defender,
+            PASS,
+            &[
+                "checkin-setup",
+                "--every",
+                every,
+                "--code",
+                code,
+                "--duress-code",
+                duress,
+            ],
+        )
+    };
+    let out = setup("6h", "4711", "0815");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The check-in key stays on the phone, readable without the passphrase.
+    let key = std::fs::read(defender.join("checkin.key")).expect("checkin.key");
+    assert_eq!(key.len(), 32);
+
+    // Sends between check-ins: ids and words are the same after a normal
+    // and after a duress code, and count only this phone's messages.
+    let mut ids = Vec::new();
+    let mut outputs = Vec::new();
+    for code in ["4711", "0815", "4711", "0815"] {
+        let out = hotline(&defender, PASS, &["send", "still here"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        ids.push(second_word(&out));
+        let out = hotline(&defender, PASS, &["checkin", "--code", code]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        outputs.push((out.stdout, out.stderr));
+    }
+    assert_eq!(ids, vec![1, 2, 3, 4]);
+    assert!(outputs.windows(2).all(|w| w[0] == w[1]), "{outputs:?}");
+
+    // Staff see the duress alerts; the phone sees nothing.
+    let out = hotline(&officer, PASS, &["alerts"]);
+    let listed = stdout(&out);
+    let duress_id = listed
+        .lines()
+        .find(|l| l.contains("DURESS"))
+        .and_then(|l| l.split_whitespace().next())
+        .map(|w| w.trim_start_matches('#').to_owned())
+        .unwrap_or_else(|| panic!("a duress alert in {listed}"));
+    let out = hotline(&officer, PASS, &["ack", &duress_id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("the defender is NOT told"),
+        "{}",
+        stdout(&out)
+    );
+    // A reply in its thread is refused before anything is sent.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["reply", "--alert", &duress_id, "we got your signal"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("Nothing was sent"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&officer, PASS, &["outbox", "--list"]);
+    assert!(stdout(&out).contains("nothing waiting"), "{}", stdout(&out));
+    let out = hotline(&defender, PASS, &["inbox"]);
+    assert!(stdout(&out).contains("no new messages"), "{}", stdout(&out));
+    let out = hotline(&defender, PASS, &["alerts", "--all"]);
+    assert!(stdout(&out).contains("no open alerts"), "{}", stdout(&out));
+
+    // A coercer stops the check-ins: the phone says what it always said;
+    // staff see it.
+    let out = setup("off", "", "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "check-ins stopped");
+    let out = hotline(&officer, PASS, &["alerts"]);
+    assert!(
+        stdout(&out).contains("check-ins stopped"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&defender, PASS, &["alerts", "--all"]);
+    assert!(stdout(&out).contains("no open alerts"), "{}", stdout(&out));
+}

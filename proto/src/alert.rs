@@ -158,6 +158,11 @@ pub enum AlertOrigin {
     MissedCheckin,
     /// The defender entered the duress code (never shown to the defender).
     Duress,
+    /// The defender's check-in schedule was changed (never shown to the
+    /// defender: a coercer may have made the change).
+    CheckinChanged,
+    /// The defender's check-ins were stopped (never shown to the defender).
+    CheckinStopped,
 }
 
 impl AlertOrigin {
@@ -166,6 +171,8 @@ impl AlertOrigin {
             AlertOrigin::Sos => pb::AlertOrigin::Sos,
             AlertOrigin::MissedCheckin => pb::AlertOrigin::MissedCheckin,
             AlertOrigin::Duress => pb::AlertOrigin::Duress,
+            AlertOrigin::CheckinChanged => pb::AlertOrigin::CheckinChanged,
+            AlertOrigin::CheckinStopped => pb::AlertOrigin::CheckinStopped,
         }) as i32
     }
 
@@ -174,6 +181,8 @@ impl AlertOrigin {
             Ok(pb::AlertOrigin::Sos) => Ok(AlertOrigin::Sos),
             Ok(pb::AlertOrigin::MissedCheckin) => Ok(AlertOrigin::MissedCheckin),
             Ok(pb::AlertOrigin::Duress) => Ok(AlertOrigin::Duress),
+            Ok(pb::AlertOrigin::CheckinChanged) => Ok(AlertOrigin::CheckinChanged),
+            Ok(pb::AlertOrigin::CheckinStopped) => Ok(AlertOrigin::CheckinStopped),
             _ => Err(DecodeError::Invalid("origin")),
         }
     }
@@ -184,12 +193,23 @@ impl AlertOrigin {
             AlertOrigin::Sos => "sos",
             AlertOrigin::MissedCheckin => "missed check-in",
             AlertOrigin::Duress => "DURESS",
+            AlertOrigin::CheckinChanged => "check-ins changed",
+            AlertOrigin::CheckinStopped => "check-ins stopped",
         }
+    }
+
+    /// Whether the alert's defender may see it: not one their duress code
+    /// raised, nor a notice of a schedule change (the person holding the
+    /// phone may be a coercer who made it).
+    pub fn shown_to_defender(self) -> bool {
+        matches!(self, AlertOrigin::Sos | AlertOrigin::MissedCheckin)
     }
 }
 
-/// The digest a check-in code travels as:
-/// `SHA-256("hotline/1 checkin code\0" || device id || code)`.
+/// The unkeyed digest a check-in code travelled as before check-in keys:
+/// `SHA-256("hotline/1 checkin code\0" || device id || code)`. Computable
+/// by anyone from the code and the device id: used only for a schedule
+/// set before the device had a [`CheckinKey`], until it is set again.
 pub fn checkin_digest(device: &DeviceId, code: &str) -> [u8; 32] {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(b"hotline/1 checkin code\0");
@@ -198,6 +218,54 @@ pub fn checkin_digest(device: &DeviceId, code: &str) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());
     out
+}
+
+/// The label of a keyed check-in tag (version 2: the unkeyed digest was
+/// version 1).
+pub const CHECKIN_TAG_LABEL: &[u8] = b"hotline/2 checkin tag\0";
+
+/// A device's secret check-in key: 32 random bytes that never leave the
+/// device. Codes reach the server only as tags keyed with it, so the
+/// server's copy of them gives nothing to a brute force of the codes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CheckinKey([u8; 32]);
+
+impl std::fmt::Debug for CheckinKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CheckinKey(..)")
+    }
+}
+
+impl Drop for CheckinKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl CheckinKey {
+    /// The key with these bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> CheckinKey {
+        CheckinKey(bytes)
+    }
+
+    /// Its bytes (to store on the device).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The tag a code travels as:
+    /// `HMAC-SHA256(key, "hotline/2 checkin tag\0" || device id || code)`,
+    /// the code with surrounding whitespace removed.
+    pub fn tag(&self, device: &DeviceId, code: &str) -> [u8; 32] {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.0);
+        let mut ctx = ring::hmac::Context::with_key(&key);
+        ctx.update(CHECKIN_TAG_LABEL);
+        ctx.update(device.as_bytes());
+        ctx.update(code.trim().as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
 }
 
 /// An alert as staff (and its defender) see it.
@@ -219,10 +287,14 @@ pub struct AlertInfo {
     pub position: (u32, u32),
     /// How many devices were paged so far.
     pub paged: u32,
-    /// The inbox id of the alert's message (0: none).
+    /// The alert's message as the asking device numbers it: its inbox id
+    /// for a recipient, its sent id for the defender who raised it (0:
+    /// none).
     pub envelope_id: u64,
     /// What raised it.
     pub origin: AlertOrigin,
+    /// A missed check-in alert: when the defender checked in after it.
+    pub checked_in_at: Option<u64>,
 }
 
 impl AlertInfo {
@@ -243,6 +315,7 @@ impl AlertInfo {
             paged: self.paged,
             envelope_id: self.envelope_id,
             origin: self.origin.to_wire(),
+            checked_in_at: self.checked_in_at.unwrap_or(0),
         }
     }
 
@@ -261,6 +334,7 @@ impl AlertInfo {
             paged: m.paged,
             envelope_id: m.envelope_id,
             origin: AlertOrigin::from_wire(m.origin)?,
+            checked_in_at: (m.checked_in_at != 0).then_some(m.checked_in_at),
         })
     }
 }
@@ -301,6 +375,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_check_in_tag_needs_the_device_key() {
+        // RFC 4231-style check with ring's HMAC computed independently:
+        // the tag is HMAC-SHA256 over label || device id || trimmed code.
+        let device = DeviceId::from_bytes([7; 16]);
+        let key = CheckinKey::from_bytes([9; 32]);
+        let mut msg = CHECKIN_TAG_LABEL.to_vec();
+        msg.extend_from_slice(device.as_bytes());
+        msg.extend_from_slice(b"4711");
+        let expected = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[9; 32]),
+            &msg,
+        );
+        assert_eq!(key.tag(&device, " 4711\n"), expected.as_ref());
+        // Another key, another tag; and never the unkeyed digest.
+        let other = CheckinKey::from_bytes([8; 32]);
+        assert_ne!(key.tag(&device, "4711"), other.tag(&device, "4711"));
+        assert_ne!(key.tag(&device, "4711"), checkin_digest(&device, "4711"));
+        assert_eq!(format!("{key:?}"), "CheckinKey(..)");
+    }
+
+    #[test]
     fn pushes_round_trip() {
         let info = AlertInfo {
             id: 7,
@@ -313,11 +408,16 @@ mod tests {
             paged: 3,
             envelope_id: 6,
             origin: AlertOrigin::Duress,
+            checked_in_at: Some(120),
         };
         for p in [Push::Alert(info), Push::AllClear(7)] {
             assert_eq!(Push::decode(&p.encode()), Ok(p));
         }
         assert!(Push::decode(&[]).is_err());
+        for o in [AlertOrigin::CheckinChanged, AlertOrigin::CheckinStopped] {
+            assert_eq!(AlertOrigin::from_wire(o.to_wire()), Ok(o));
+            assert!(!o.shown_to_defender());
+        }
         assert_eq!("Urgent".parse::<Priority>(), Ok(Priority::Urgent));
     }
 }

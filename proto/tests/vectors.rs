@@ -10,6 +10,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use hotline_proto::alert::CheckinKey;
 use hotline_proto::auth::{ChannelBinding, Nonce, device_auth_transcript, enroll_transcript};
 use hotline_proto::e2e::envelope::{self, Content, Recipient, SignedEnvelope};
 use hotline_proto::e2e::org::OrgKeyPair;
@@ -101,6 +102,21 @@ fn identity_and_authentication_vectors() {
     o.hex("signature", device.sign(&t).as_bytes());
     o.hex("invite_token_digest", &token.digest());
     check("identity.txt", &o.0);
+}
+
+#[test]
+fn checkin_tag_vectors() {
+    let mut o = Out(String::new());
+    let device = IdentityKeyPair::from_seed(&seed(0x10)).device_id();
+    let key = CheckinKey::from_bytes(seed(0x90));
+    for code in ["4711", "0815"] {
+        o.section("checkin-tag");
+        o.hex("checkin_key", &seed(0x90));
+        o.hex("device_id", device.as_bytes());
+        o.text("code", code);
+        o.hex("tag", &key.tag(&device, code));
+    }
+    check("checkin.txt", &o.0);
 }
 
 #[test]

@@ -8,10 +8,10 @@ use hotline_client::StateDir;
 use hotline_client::messenger::Sent;
 use hotline_client::outbox::Outgoing;
 use hotline_proto::DeviceId;
-use hotline_proto::alert::{CloseReason, Priority, Push};
+use hotline_proto::alert::{AlertOrigin, CloseReason, Priority, Push};
 use hotline_proto::message::DutyEntry;
 
-use super::date::date;
+use super::date::{date, late};
 use super::messages::deliver;
 use super::unlock::{connect, open_device, passphrase};
 
@@ -65,14 +65,15 @@ pub(super) async fn list(state: &StateDir, all: bool) -> anyhow::Result<()> {
             .map(|h| format!(" held by {h}"))
             .unwrap_or_default();
         println!(
-            "#{:<6} {:<9} {:<15} {:<12} {:>5} min  defender {}  paged {}{holder}",
+            "#{:<6} {:<9} {:<15} {:<12} {:>5} min  defender {}  paged {}{holder}{}",
             a.id,
             a.priority,
             a.origin.as_str(),
             a.status,
             now.saturating_sub(a.raised_at) / 60,
             a.defender,
-            a.paged
+            a.paged,
+            late(a.checked_in_at)
         );
     }
     session.close().await;
@@ -82,12 +83,30 @@ pub(super) async fn list(state: &StateDir, all: bool) -> anyhow::Result<()> {
 /// `hotline ack`.
 pub(super) async fn ack(state: &StateDir, alert: u64) -> anyhow::Result<()> {
     let session = connect(state).await?;
+    let origin = session
+        .alerts(false)
+        .await?
+        .into_iter()
+        .find(|a| a.id == alert)
+        .map(|a| a.origin);
     match session.claim_alert(alert).await? {
-        Ok(()) => println!("you hold alert {alert}; the defender sees it is claimed"),
+        Ok(()) => println!("{}", claimed_words(alert, origin)),
         Err(holder) => bail!("alert {alert} is already held by device {holder}"),
     }
     session.close().await;
     Ok(())
+}
+
+/// What `ack` says the defender learns of a claim.
+fn claimed_words(alert: u64, origin: Option<AlertOrigin>) -> String {
+    match origin {
+        Some(o) if !o.shown_to_defender() => format!(
+            "you hold alert {alert}; the defender is NOT told: this alert is never shown on their device, and nothing you send in its thread reaches them"
+        ),
+        _ => format!(
+            "you hold alert {alert}; the defender sees it as acknowledged, held by your device, in `hotline alerts`, and no message unless you send one"
+        ),
+    }
 }
 
 /// `hotline resolve`.
@@ -224,8 +243,8 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                 // Shown first, confirmed after: a confirmed page was seen.
                 push = session.next_push_shown(Duration::from_secs(3600), |push| match push {
                     Push::Alert(a) => println!(
-                        "{bell}[{}] ALERT #{} {} {} from defender {}: {} (step {}.{}, {} paged)",
-                        date(a.raised_at), a.id, a.priority, a.origin.as_str(), a.defender, a.status, a.position.0 + 1, a.position.1 + 1, a.paged
+                        "{bell}[{}] ALERT #{} {} {} from defender {}: {} (step {}.{}, {} paged){}",
+                        date(a.raised_at), a.id, a.priority, a.origin.as_str(), a.defender, a.status, a.position.0 + 1, a.position.1 + 1, a.paged, late(a.checked_in_at)
                     ),
                     Push::AllClear(id) => println!("all clear: alert #{id} was called off"),
                 }) => match push {

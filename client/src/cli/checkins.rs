@@ -13,8 +13,9 @@ pub(super) async fn checkin(state: &StateDir, code: Option<String>) -> anyhow::R
         Some(c) => c,
         None => rpassword::prompt_password("Check-in code: ").context("cannot read the code")?,
     };
+    let key = state.load_checkin_key()?;
     let session = connect(state).await?;
-    session.checkin(&code).await?;
+    session.checkin(key.as_ref(), &code).await?;
     println!("checked in");
     session.close().await;
     Ok(())
@@ -28,9 +29,16 @@ pub(super) async fn setup(
     code: Option<String>,
     duress_code: Option<String>,
 ) -> anyhow::Result<()> {
+    // The check-in key: the device's own, or a new one, saved only once
+    // the server holds tags made with it (until then, check-ins keep using
+    // what the server holds).
+    let (key, new) = match state.load_checkin_key()? {
+        Some(k) => (k, false),
+        None => (StateDir::new_checkin_key()?, true),
+    };
     let session = connect(state).await?;
     if every.trim() == "off" {
-        session.set_checkin(0, 0, "-", "--").await?;
+        session.set_checkin(0, 0, &key, "-", "--").await?;
         println!("check-ins stopped");
     } else {
         let interval = parse_lifetime(every).map_err(|e| anyhow::anyhow!("--every: {e}"))?;
@@ -43,7 +51,12 @@ pub(super) async fn setup(
             Some(c) => c,
             None => rpassword::prompt_password("Duress code: ").context("cannot read the code")?,
         };
-        session.set_checkin(interval, grace, &code, &duress).await?;
+        session
+            .set_checkin(interval, grace, &key, &code, &duress)
+            .await?;
+        if new {
+            state.save_checkin_key(&key)?;
+        }
         println!(
             "check in every {every}; the duty team is alerted if you miss one by more than the grace"
         );

@@ -30,6 +30,12 @@ pub(super) async fn send(
             let Some(a) = found else {
                 bail!("no alert {alert_id} visible to this device");
             };
+            if !a.origin.shown_to_defender() {
+                bail!(
+                    "alert {alert_id} is a {} alert: its defender's device must never receive anything about it (the person holding it may be a coercer). Nothing was sent. Write to the team instead (`hotline send`), and reach the defender only by a channel your duress procedure allows",
+                    a.origin.as_str()
+                );
+            }
             let what = Outgoing::Reply {
                 alert: alert_id,
                 to: a.defender,

@@ -73,6 +73,15 @@ pub enum Request {
     FetchPrekeys(Vec<DeviceId>),
     /// Store an envelope for its recipients.
     SendEnvelope(SignedEnvelope),
+    /// Hand an envelope to the server as a reply in an alert's thread,
+    /// naming the alert so that the server can refuse a reply in a duress
+    /// alert's thread (the same request kind as [`Request::SendEnvelope`]).
+    SendInThread {
+        /// The envelope.
+        envelope: SignedEnvelope,
+        /// The alert whose thread it answers (never 0).
+        alert_id: u64,
+    },
     /// Envelopes for this device after `after`.
     FetchInbox {
         /// The last id already held.
@@ -125,14 +134,14 @@ pub enum Request {
         interval_secs: u64,
         /// Seconds of grace after a missed one before the alert.
         grace_secs: u64,
-        /// Digest of the normal code ([`crate::alert::checkin_digest`]).
+        /// Tag of the normal code ([`crate::alert::CheckinKey::tag`]).
         code_digest: [u8; 32],
-        /// Digest of the duress code.
+        /// Tag of the duress code.
         duress_digest: [u8; 32],
     },
-    /// A check-in with the digest of the code typed.
+    /// A check-in with the tag of the code typed.
     Checkin {
-        /// The digest.
+        /// The tag.
         code_digest: [u8; 32],
     },
     /// These inbox items were shown to the person.
@@ -276,7 +285,7 @@ impl Request {
             Request::GetRoster => RequestKind::GetRoster,
             Request::PublishPrekeys(_) => RequestKind::PublishPrekeys,
             Request::FetchPrekeys(_) => RequestKind::FetchPrekeys,
-            Request::SendEnvelope(_) => RequestKind::SendEnvelope,
+            Request::SendEnvelope(_) | Request::SendInThread { .. } => RequestKind::SendEnvelope,
             Request::FetchInbox { .. } => RequestKind::FetchInbox,
             Request::AckInbox { .. } => RequestKind::AckInbox,
             Request::RaiseAlert { .. } => RequestKind::RaiseAlert,
@@ -320,7 +329,14 @@ impl Request {
             }),
             Request::SendEnvelope(e) => Kind::SendEnvelope(pb::SendEnvelopeRequest {
                 envelope: Some(e.to_wire()),
+                alert_id: 0,
             }),
+            Request::SendInThread { envelope, alert_id } => {
+                Kind::SendEnvelope(pb::SendEnvelopeRequest {
+                    envelope: Some(envelope.to_wire()),
+                    alert_id: *alert_id,
+                })
+            }
             Request::FetchInbox { after, limit } => Kind::FetchInbox(pb::FetchInboxRequest {
                 after: *after,
                 limit: *limit,
@@ -414,9 +430,14 @@ impl Request {
                         .collect::<Result<_, _>>()?,
                 )
             }
-            Kind::SendEnvelope(e) => Request::SendEnvelope(SignedEnvelope::from_wire(
-                e.envelope.ok_or(DecodeError::Missing("envelope"))?,
-            )?),
+            Kind::SendEnvelope(e) => {
+                let envelope =
+                    SignedEnvelope::from_wire(e.envelope.ok_or(DecodeError::Missing("envelope"))?)?;
+                match e.alert_id {
+                    0 => Request::SendEnvelope(envelope),
+                    alert_id => Request::SendInThread { envelope, alert_id },
+                }
+            }
             Kind::FetchInbox(f) => {
                 if f.limit == 0 || f.limit > MAX_INBOX_BATCH {
                     return Err(DecodeError::Invalid("limit"));
@@ -795,6 +816,10 @@ mod tests {
             Request::PublishPrekeys(vec![prekey.clone()]),
             Request::FetchPrekeys(vec![pair.device_id()]),
             Request::SendEnvelope(envelope.clone()),
+            Request::SendInThread {
+                envelope: envelope.clone(),
+                alert_id: 4_711_008,
+            },
             Request::FetchInbox {
                 after: 3,
                 limit: 10,

@@ -148,10 +148,15 @@ impl AlertState {
     }
 }
 
+/// The largest alert id: ids are drawn at random from 1 to this (seven
+/// digits, short enough to type as `#N`), never a log position.
+pub const MAX_ALERT_ID: u64 = 9_999_999;
+
 /// An alert.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alert {
-    /// The log sequence number that raised it.
+    /// Its id: random (1 to [`MAX_ALERT_ID`]), or, for an alert stored
+    /// before ids were random, the log sequence number that raised it.
     pub id: u64,
     /// The defender's device.
     pub defender: DeviceId,
@@ -173,6 +178,8 @@ pub struct Alert {
     pub origin: AlertOrigin,
     /// Devices that confirmed they received the page.
     pub delivered: BTreeSet<DeviceId>,
+    /// A missed check-in alert: when the defender checked in after it.
+    pub checked_in_at: Option<u64>,
 }
 
 /// What happened to alerts, as recorded in the log.
@@ -180,6 +187,9 @@ pub struct Alert {
 pub enum AlertEvent {
     /// A defender raised an alert.
     Raised {
+        /// Its id (random); 0 in records written before ids were random,
+        /// whose id is the log position.
+        id: u64,
         /// The defender's device.
         defender: DeviceId,
         /// How urgent.
@@ -234,6 +244,13 @@ pub enum AlertEvent {
         alert: u64,
         /// Which device.
         device: DeviceId,
+    },
+    /// The defender checked in after this missed check-in alert.
+    CheckedInLate {
+        /// Which alert.
+        alert: u64,
+        /// When.
+        at: u64,
     },
 }
 
@@ -323,18 +340,23 @@ impl Alerts {
     pub fn apply(&mut self, seq: u64, event: &AlertEvent) -> Result<(), ApplyError> {
         match event {
             AlertEvent::Raised {
+                id,
                 defender,
                 priority,
                 at,
                 envelope_id,
                 origin,
             } => {
-                self.escalating.insert(seq);
-                self.open.insert(seq);
+                let id = if *id == 0 { seq } else { *id };
+                if self.alerts.contains_key(&id) {
+                    return Err(ApplyError("two alerts with one id"));
+                }
+                self.escalating.insert(id);
+                self.open.insert(id);
                 self.alerts.insert(
-                    seq,
+                    id,
                     Alert {
-                        id: seq,
+                        id,
                         defender: *defender,
                         priority: *priority,
                         raised_at: *at,
@@ -345,6 +367,7 @@ impl Alerts {
                         envelope_id: *envelope_id,
                         origin: *origin,
                         delivered: BTreeSet::new(),
+                        checked_in_at: None,
                     },
                 );
             }
@@ -401,8 +424,19 @@ impl Alerts {
                     .delivered
                     .insert(*device);
             }
+            AlertEvent::CheckedInLate { alert, at } => {
+                self.alerts
+                    .get_mut(alert)
+                    .ok_or(ApplyError("an unknown alert"))?
+                    .checked_in_at = Some(*at);
+            }
         }
         Ok(())
+    }
+
+    /// Whether `id` can be given to a new alert.
+    pub fn is_free(&self, id: u64) -> bool {
+        (1..=MAX_ALERT_ID).contains(&id) && !self.alerts.contains_key(&id)
     }
 
     /// The alerts given, with the indexes derived from their states (as
@@ -421,7 +455,8 @@ impl Alerts {
         out
     }
 
-    /// The open alerts (raised or acknowledged), oldest first.
+    /// The open alerts (raised or acknowledged), in no particular order
+    /// (ids are random).
     pub fn open(&self) -> impl Iterator<Item = &Alert> {
         self.open.iter().filter_map(|id| self.alerts.get(id))
     }
@@ -456,7 +491,7 @@ impl Alerts {
         // must answer as an unknown id does (else a defender could probe
         // which ids are alerts), and so must the one their duress code
         // raised.
-        if !role.is_staff() && (a.defender != by || a.origin == AlertOrigin::Duress) {
+        if !role.is_staff() && (a.defender != by || !a.origin.shown_to_defender()) {
             return Err(AlertError::NotFound);
         }
         if !a.state.is_open() {
@@ -637,11 +672,11 @@ impl super::State {
         }
     }
 
-    /// A defender raising `sos` at `now`, in the record that will get
-    /// sequence number `seq`. An envelope that raised an alert before is a
-    /// retry and returns that alert; one stored before as a plain message
-    /// is refused.
-    pub fn decide_raise(&self, sos: Sos, seq: u64, now: u64) -> Result<Raise, RaiseError> {
+    /// A defender raising `sos` at `now` as alert `id` (random, free), in
+    /// the record that will get sequence number `seq`. An envelope that
+    /// raised an alert before is a retry and returns that alert; one
+    /// stored before as a plain message is refused.
+    pub fn decide_raise(&self, sos: Sos, seq: u64, id: u64, now: u64) -> Result<Raise, RaiseError> {
         let Sos {
             defender,
             priority,
@@ -664,8 +699,10 @@ impl super::State {
                 digest,
                 recipients,
                 bytes: envelope,
+                numbered: true,
             }),
             super::Event::Alert(AlertEvent::Raised {
+                id,
                 defender,
                 priority,
                 at: now,
@@ -720,6 +757,7 @@ mod tests {
     fn raised(priority: Priority, at: u64) -> Alerts {
         let mut alerts = Alerts::default();
         let event = AlertEvent::Raised {
+            id: 0,
             defender: dev(9),
             priority,
             at,
@@ -808,6 +846,7 @@ mod tests {
     fn only_alerts_still_escalating_are_looked_at_and_a_snapshot_keeps_that() {
         let raise = |alerts: &mut Alerts, id: u64| {
             let event = AlertEvent::Raised {
+                id: 0,
                 defender: dev(9),
                 priority: Priority::Immediate,
                 at: 100,
@@ -882,6 +921,7 @@ mod tests {
         let mut alerts = raised(Priority::Urgent, 0);
         run(&mut alerts, 0);
         let duress = AlertEvent::Raised {
+            id: 0,
             defender,
             priority: Priority::Immediate,
             at: 0,

@@ -24,6 +24,8 @@ pub struct Schedule {
     pub last: u64,
     /// The `last` for which a missed-check-in alert was raised already.
     pub alerted_for: Option<u64>,
+    /// That alert's id (unknown for alerts raised by earlier builds).
+    pub missed_alert: Option<u64>,
 }
 
 impl Schedule {
@@ -81,6 +83,8 @@ pub enum CheckinEvent {
         defender: DeviceId,
         /// The check-in time it was missed after.
         last: u64,
+        /// The alert raised (absent in records of earlier builds).
+        alert: Option<u64>,
     },
 }
 
@@ -115,6 +119,7 @@ impl Checkins {
                             duress: *duress,
                             last: *at,
                             alerted_for: None,
+                            missed_alert: None,
                         },
                     );
                 }
@@ -124,23 +129,29 @@ impl Checkins {
                     s.last = (*at).max(s.last);
                 }
             }
-            CheckinEvent::MissedAlerted { defender, last } => {
-                self.schedules
+            CheckinEvent::MissedAlerted {
+                defender,
+                last,
+                alert,
+            } => {
+                let s = self
+                    .schedules
                     .get_mut(defender)
-                    .ok_or(ApplyError("a missed check-in without a schedule"))?
-                    .alerted_for = Some(*last);
+                    .ok_or(ApplyError("a missed check-in without a schedule"))?;
+                s.alerted_for = Some(*last);
+                s.missed_alert = *alert;
             }
         }
         Ok(())
     }
 
-    /// What `digest` is for `defender`'s schedule. Both comparisons always
+    /// What `tag` is for `defender`'s schedule. Both comparisons always
     /// run, in constant time, so neither answer takes longer.
-    pub fn classify(&self, defender: &DeviceId, digest: &[u8; 32]) -> CheckinKind {
+    pub fn classify(&self, defender: &DeviceId, tag: &[u8; 32]) -> CheckinKind {
         let Some(s) = self.schedules.get(defender) else {
             return CheckinKind::Wrong;
         };
-        let same = |a: &[u8; 32]| a.iter().zip(digest).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
+        let same = |a: &[u8; 32]| a.iter().zip(tag).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
         let normal = same(&s.code);
         let duress = same(&s.duress);
         match (normal, duress) {
@@ -161,28 +172,35 @@ impl Checkins {
 }
 
 impl super::State {
-    /// A check-in by `defender` at `now` with a code whose digest is
-    /// `digest`: what the code was, and the events that record it, each
-    /// a record of its own. A normal and a duress code are recorded alike
-    /// (a check-in); a duress code also raises an immediate-danger alert.
+    /// A check-in by `defender` at `now` with a code whose tag is `tag`:
+    /// what the code was, and the one event that records it (none for a
+    /// wrong code). A normal and a duress code are recorded alike (a
+    /// check-in, and the late check-in noted on a missed check-in alert
+    /// it follows); a duress code also raises an immediate-danger alert
+    /// with id `duress_id` (random, free), in the same record.
     pub fn decide_checkin(
         &self,
         defender: DeviceId,
-        digest: &[u8; 32],
+        tag: &[u8; 32],
         now: u64,
-    ) -> (CheckinKind, Vec<super::Event>) {
+        duress_id: u64,
+    ) -> (CheckinKind, Option<super::Event>) {
         use super::Event;
         use super::alerts::{AlertEvent, AlertOrigin, Priority};
-        let kind = self.checkins.classify(&defender, digest);
-        let mut events = Vec::new();
-        if kind != CheckinKind::Wrong {
-            events.push(Event::Checkin(CheckinEvent::CheckedIn {
-                defender,
-                at: now,
-            }));
+        let kind = self.checkins.classify(&defender, tag);
+        if kind == CheckinKind::Wrong {
+            return (kind, None);
+        }
+        let mut events = vec![Event::Checkin(CheckinEvent::CheckedIn {
+            defender,
+            at: now,
+        })];
+        if let Some(alert) = self.late_for(&defender) {
+            events.push(Event::Alert(AlertEvent::CheckedInLate { alert, at: now }));
         }
         if kind == CheckinKind::Duress {
             events.push(Event::Alert(AlertEvent::Raised {
+                id: duress_id,
                 defender,
                 priority: Priority::Immediate,
                 at: now,
@@ -190,31 +208,96 @@ impl super::State {
                 origin: AlertOrigin::Duress,
             }));
         }
-        (kind, events)
+        let event = if events.len() == 1 {
+            events.remove(0)
+        } else {
+            Event::Batch(events)
+        };
+        (kind, Some(event))
     }
 
-    /// The events that raise an alert for every check-in missed past its
-    /// grace at `now`, two for each: the lapse noted (so it alerts once),
-    /// then the alert.
-    pub fn decide_missed_checkins(&self, now: u64) -> Vec<super::Event> {
+    /// The missed check-in alert a check-in by `defender` now comes late
+    /// for: the one raised for the current lapse, if any.
+    pub fn late_for(&self, defender: &DeviceId) -> Option<u64> {
+        let s = self.checkins.schedules.get(defender)?;
+        let alert = s.missed_alert.filter(|_| s.alerted_for == Some(s.last))?;
+        self.alerts.alerts.contains_key(&alert).then_some(alert)
+    }
+
+    /// `defender` sets its schedule (interval 0: stops it) at `now`: the
+    /// event that records it. A change to a schedule that exists, or its
+    /// stop, also raises a routine notice to staff (alert `notice_id`,
+    /// random, free) in the same record: a coercer holding the phone may
+    /// have made it. The defender's device is answered alike either way.
+    #[allow(clippy::too_many_arguments)]
+    pub fn decide_set_checkin(
+        &self,
+        defender: DeviceId,
+        interval_secs: u64,
+        grace_secs: u64,
+        code: [u8; 32],
+        duress: [u8; 32],
+        now: u64,
+        notice_id: u64,
+    ) -> super::Event {
         use super::Event;
         use super::alerts::{AlertEvent, AlertOrigin, Priority};
-        self.checkins
-            .missed(now)
-            .into_iter()
-            .flat_map(|(defender, last)| {
-                [
-                    Event::Checkin(CheckinEvent::MissedAlerted { defender, last }),
-                    Event::Alert(AlertEvent::Raised {
-                        defender,
-                        priority: Priority::Urgent,
-                        at: now,
-                        envelope_id: 0,
-                        origin: AlertOrigin::MissedCheckin,
-                    }),
-                ]
-            })
-            .collect()
+        let set = Event::Checkin(CheckinEvent::Set {
+            defender,
+            interval_secs,
+            grace_secs,
+            code,
+            duress,
+            at: now,
+        });
+        if !self.checkins.schedules.contains_key(&defender) {
+            return set;
+        }
+        let origin = if interval_secs == 0 {
+            AlertOrigin::CheckinStopped
+        } else {
+            AlertOrigin::CheckinChanged
+        };
+        Event::Batch(vec![
+            set,
+            Event::Alert(AlertEvent::Raised {
+                id: notice_id,
+                defender,
+                priority: Priority::Routine,
+                at: now,
+                envelope_id: 0,
+                origin,
+            }),
+        ])
+    }
+
+    /// The event that raises alert `id` for `defender`'s check-in missed
+    /// after `last`, as one record: the lapse noted (so it alerts once, and
+    /// a late check-in finds the alert), then the alert.
+    pub fn decide_missed_checkin(
+        &self,
+        defender: DeviceId,
+        last: u64,
+        id: u64,
+        now: u64,
+    ) -> super::Event {
+        use super::Event;
+        use super::alerts::{AlertEvent, AlertOrigin, Priority};
+        Event::Batch(vec![
+            Event::Checkin(CheckinEvent::MissedAlerted {
+                defender,
+                last,
+                alert: Some(id),
+            }),
+            Event::Alert(AlertEvent::Raised {
+                id,
+                defender,
+                priority: Priority::Urgent,
+                at: now,
+                envelope_id: 0,
+                origin: AlertOrigin::MissedCheckin,
+            }),
+        ])
     }
 }
 
@@ -245,6 +328,7 @@ mod tests {
         c.apply(&CheckinEvent::MissedAlerted {
             defender: d,
             last: 1000,
+            alert: None,
         })
         .expect("apply");
         assert!(c.missed(5000).is_empty(), "one alert per lapse");
@@ -268,30 +352,98 @@ mod tests {
         let mut state = State::default();
         let set = schedule(d);
         state.apply(1, &Event::Checkin(set)).expect("apply");
-        let (kind, normal) = state.decide_checkin(d, &[1; 32], 1050);
+        let (kind, normal) = state.decide_checkin(d, &[1; 32], 1050, 77);
         assert_eq!(kind, CheckinKind::Normal);
-        assert_eq!(
-            normal,
-            vec![Event::Checkin(CheckinEvent::CheckedIn {
-                defender: d,
-                at: 1050
-            })]
-        );
-        let (kind, duress) = state.decide_checkin(d, &[2; 32], 1050);
+        let checked_in = Event::Checkin(CheckinEvent::CheckedIn {
+            defender: d,
+            at: 1050,
+        });
+        assert_eq!(normal, Some(checked_in.clone()));
+        let (kind, duress) = state.decide_checkin(d, &[2; 32], 1050, 77);
         assert_eq!(kind, CheckinKind::Duress);
-        assert_eq!(duress[0], normal[0], "recorded as a check-in first");
+        // One record either way: the check-in, then the alert.
+        let Some(Event::Batch(duress)) = duress else {
+            panic!("a duress check-in is one record");
+        };
+        assert_eq!(duress[0], checked_in, "recorded as a check-in first");
         assert!(matches!(
             duress[1],
             Event::Alert(AlertEvent::Raised {
+                id: 77,
                 origin: AlertOrigin::Duress,
                 ..
             })
         ));
         assert_eq!(
-            state.decide_checkin(d, &[3; 32], 1050),
-            (CheckinKind::Wrong, vec![])
+            state.decide_checkin(d, &[3; 32], 1050, 77),
+            (CheckinKind::Wrong, None)
         );
-        assert!(state.decide_missed_checkins(1110).is_empty());
-        assert_eq!(state.decide_missed_checkins(1111).len(), 2);
+        assert!(state.checkins.missed(1110).is_empty());
+        assert_eq!(state.checkins.missed(1111), vec![(d, 1000)]);
+    }
+
+    #[test]
+    fn a_late_check_in_is_noted_on_its_missed_check_in_alert_once() {
+        use crate::domain::alerts::AlertEvent;
+        use crate::domain::{Event, State};
+        let d = DeviceId::from_bytes([1; 16]);
+        let mut state = State::default();
+        state.apply(1, &Event::Checkin(schedule(d))).expect("apply");
+        let missed = state.decide_missed_checkin(d, 1000, 4242, 1111);
+        state.apply(2, &missed).expect("apply");
+        assert!(state.checkins.missed(9999).is_empty(), "alerted once");
+        assert_eq!(state.late_for(&d), Some(4242));
+        // Normal and duress codes note it alike.
+        for code in [[1; 32], [2; 32]] {
+            let (_, event) = state.decide_checkin(d, &code, 1200, 55);
+            let Some(Event::Batch(events)) = event else {
+                panic!("a batch");
+            };
+            assert_eq!(
+                events[1],
+                Event::Alert(AlertEvent::CheckedInLate {
+                    alert: 4242,
+                    at: 1200
+                })
+            );
+        }
+        let (_, event) = state.decide_checkin(d, &[1; 32], 1200, 55);
+        state.apply(3, &event.expect("an event")).expect("apply");
+        assert_eq!(state.alerts.alerts[&4242].checked_in_at, Some(1200));
+        // The next check-in is on time: nothing more is noted.
+        assert_eq!(state.late_for(&d), None);
+        let (_, event) = state.decide_checkin(d, &[1; 32], 1250, 55);
+        assert!(matches!(event, Some(Event::Checkin(_))));
+    }
+
+    #[test]
+    fn changing_or_stopping_a_schedule_raises_a_notice_setting_one_does_not() {
+        use crate::domain::alerts::{AlertEvent, AlertOrigin, Priority};
+        use crate::domain::{Event, State};
+        let d = DeviceId::from_bytes([1; 16]);
+        let mut state = State::default();
+        let first = state.decide_set_checkin(d, 100, 10, [1; 32], [2; 32], 1000, 9);
+        assert!(matches!(first, Event::Checkin(CheckinEvent::Set { .. })));
+        state.apply(1, &first).expect("apply");
+        for (interval, origin) in [
+            (200, AlertOrigin::CheckinChanged),
+            (0, AlertOrigin::CheckinStopped),
+        ] {
+            let event = state.decide_set_checkin(d, interval, 10, [3; 32], [4; 32], 1010, 9);
+            let Event::Batch(events) = event else {
+                panic!("the change and its notice are one record");
+            };
+            assert_eq!(
+                events[1],
+                Event::Alert(AlertEvent::Raised {
+                    id: 9,
+                    defender: d,
+                    priority: Priority::Routine,
+                    at: 1010,
+                    envelope_id: 0,
+                    origin,
+                })
+            );
+        }
     }
 }

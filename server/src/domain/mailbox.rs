@@ -2,6 +2,14 @@
 //! the newest signed roster, each device's published prekeys, and
 //! envelopes waiting for their recipients.
 //!
+//! Ids that devices see are never log positions (which would show them
+//! how many records anything else wrote, a duress check-in included):
+//! each recipient numbers the envelopes it receives 1, 2, 3, ... (its
+//! inbox ids) and each sender the envelopes it sends (its sent ids).
+//! Envelopes stored before this numbering keep their log position as both
+//! ids, and a device's next inbox id is always above every id it has seen
+//! or acknowledged, so cursors held by devices stay valid.
+//!
 //! The server can open none of it. It keeps the roster only to serve it
 //! (clients check the organisation's signature), checks that prekeys and
 //! envelopes are signed by the device that sends them, and routes
@@ -60,6 +68,12 @@ pub struct Mailbox {
     pub acked: HashMap<DeviceId, u64>,
     /// How far each envelope got, for its sender.
     pub delivery: BTreeMap<u64, Delivery>,
+    /// Derived from `delivery`: each device's inbox ids, with the envelope
+    /// (log position) each names.
+    inbox_ids: HashMap<DeviceId, BTreeMap<u64, u64>>,
+    /// Derived from `delivery`: each sender's sent ids, with the envelope
+    /// each names.
+    sent_ids: HashMap<DeviceId, BTreeMap<u64, u64>>,
 }
 
 /// How far one envelope got.
@@ -73,6 +87,10 @@ pub struct Delivery {
     pub delivered: BTreeSet<DeviceId>,
     /// Devices that showed it to their person.
     pub read: BTreeSet<DeviceId>,
+    /// Each recipient's inbox id for it.
+    pub inbox_ids: BTreeMap<DeviceId, u64>,
+    /// The sender's sent id for it.
+    pub sent_id: u64,
 }
 
 /// Messaging events.
@@ -109,15 +127,18 @@ pub enum MailEvent {
         recipients: Vec<DeviceId>,
         /// Its wire bytes.
         bytes: Vec<u8>,
+        /// Numbered per device (inbox and sent ids); `false` in records
+        /// written before, whose ids are the log position.
+        numbered: bool,
     },
     /// A device showed these envelopes to its person.
     Read {
         /// The device.
         device: DeviceId,
-        /// The envelope ids.
+        /// The envelopes' inbox ids on that device.
         ids: Vec<u64>,
     },
-    /// A device acknowledged its inbox up to an id.
+    /// A device acknowledged its inbox up to an inbox id.
     InboxAcked {
         /// The device.
         device: DeviceId,
@@ -157,29 +178,56 @@ impl Mailbox {
                 digest,
                 recipients,
                 bytes,
+                numbered,
             } => {
                 if self.digests.insert(*digest, seq).is_some() {
                     return Err(ApplyError("an envelope stored twice"));
                 }
-                self.delivery.insert(
-                    seq,
-                    Delivery {
-                        sender: Some(*sender),
-                        recipients: recipients.iter().copied().collect(),
-                        ..Delivery::default()
-                    },
-                );
+                let recipients: BTreeSet<DeviceId> = recipients.iter().copied().collect();
+                let inbox_ids = recipients
+                    .iter()
+                    .map(|r| {
+                        (
+                            *r,
+                            if *numbered {
+                                self.next_inbox_id(r)
+                            } else {
+                                seq
+                            },
+                        )
+                    })
+                    .collect();
+                let sent_id = if *numbered {
+                    self.sent_ids
+                        .get(sender)
+                        .and_then(|m| m.keys().next_back())
+                        .map_or(1, |last| last + 1)
+                } else {
+                    seq
+                };
+                let delivery = Delivery {
+                    sender: Some(*sender),
+                    recipients: recipients.clone(),
+                    inbox_ids,
+                    sent_id,
+                    ..Delivery::default()
+                };
+                self.index(seq, &delivery);
+                self.delivery.insert(seq, delivery);
                 self.envelopes.insert(
                     seq,
                     StoredEnvelope {
                         bytes: bytes.clone(),
-                        pending: recipients.iter().copied().collect(),
+                        pending: recipients,
                     },
                 );
             }
             MailEvent::Read { device, ids } => {
                 for id in ids {
-                    if let Some(d) = self.delivery.get_mut(id)
+                    let Some(seq) = self.envelope_of_inbox_id(device, *id) else {
+                        continue;
+                    };
+                    if let Some(d) = self.delivery.get_mut(&seq)
                         && d.recipients.contains(device)
                     {
                         d.read.insert(*device);
@@ -195,38 +243,100 @@ impl Mailbox {
                 *acked = *up_to;
                 // Only what this ack adds: the ids up to the previous one
                 // were marked then (the history is never walked again).
-                let new = before + 1..=*up_to;
-                for (_, d) in self.delivery.range_mut(new.clone()) {
-                    if d.recipients.contains(device) {
+                let new: Vec<u64> = self
+                    .inbox_ids
+                    .get(device)
+                    .map(|m| m.range(before + 1..=*up_to).map(|(_, seq)| *seq).collect())
+                    .unwrap_or_default();
+                for seq in new {
+                    if let Some(d) = self.delivery.get_mut(&seq) {
                         d.delivered.insert(*device);
                     }
-                }
-                let done: Vec<u64> = self
-                    .envelopes
-                    .range_mut(new)
-                    .filter_map(|(id, e)| {
+                    if let Some(e) = self.envelopes.get_mut(&seq) {
                         e.pending.remove(device);
-                        e.pending.is_empty().then_some(*id)
-                    })
-                    .collect();
-                for id in done {
-                    self.envelopes.remove(&id);
+                        if e.pending.is_empty() {
+                            self.envelopes.remove(&seq);
+                        }
+                    }
                 }
             }
         }
         Ok(())
     }
 
-    /// Envelopes for `device` with an id above `after` (and above what it
-    /// acknowledged), at most `limit`.
+    /// Envelopes for `device` with an inbox id above `after` (and above
+    /// what it acknowledged), at most `limit`, with their inbox ids.
     pub fn inbox(&self, device: &DeviceId, after: u64, limit: usize) -> Vec<(u64, Vec<u8>)> {
         let from = after.max(self.acked.get(device).copied().unwrap_or(0));
-        self.envelopes
-            .range(from + 1..)
-            .filter(|(_, e)| e.pending.contains(device))
+        let Some(ids) = self.inbox_ids.get(device) else {
+            return Vec::new();
+        };
+        ids.range(from.saturating_add(1)..)
+            .filter_map(|(id, seq)| {
+                let e = self.envelopes.get(seq)?;
+                e.pending.contains(device).then(|| (*id, e.bytes.clone()))
+            })
             .take(limit)
-            .map(|(id, e)| (*id, e.bytes.clone()))
             .collect()
+    }
+
+    /// The inbox id `device` will give the next envelope it receives: above
+    /// every inbox id it has and every id it acknowledged.
+    fn next_inbox_id(&self, device: &DeviceId) -> u64 {
+        let last = self
+            .inbox_ids
+            .get(device)
+            .and_then(|m| m.keys().next_back().copied())
+            .unwrap_or(0);
+        last.max(self.acked.get(device).copied().unwrap_or(0)) + 1
+    }
+
+    /// Adds the ids of the envelope at `seq` to the indexes.
+    fn index(&mut self, seq: u64, d: &Delivery) {
+        for (device, id) in &d.inbox_ids {
+            self.inbox_ids.entry(*device).or_default().insert(*id, seq);
+        }
+        if let Some(sender) = d.sender {
+            self.sent_ids
+                .entry(sender)
+                .or_default()
+                .insert(d.sent_id, seq);
+        }
+    }
+
+    /// The mailbox with `delivery` states and the other parts given, with
+    /// the id indexes derived from them (as when a snapshot is read).
+    pub fn with_indexes(mut self) -> Mailbox {
+        self.inbox_ids.clear();
+        self.sent_ids.clear();
+        let delivery = std::mem::take(&mut self.delivery);
+        for (seq, d) in &delivery {
+            self.index(*seq, d);
+        }
+        self.delivery = delivery;
+        self
+    }
+
+    /// The envelope (log position) `device`'s inbox id `id` names.
+    pub fn envelope_of_inbox_id(&self, device: &DeviceId, id: u64) -> Option<u64> {
+        self.inbox_ids.get(device)?.get(&id).copied()
+    }
+
+    /// The envelope (log position) `sender`'s sent id `id` names.
+    pub fn envelope_of_sent_id(&self, sender: &DeviceId, id: u64) -> Option<u64> {
+        self.sent_ids.get(sender)?.get(&id).copied()
+    }
+
+    /// The id `viewer` knows the envelope at `seq` by: its sent id if it
+    /// sent it, else its inbox id if it received it, else 0.
+    pub fn id_seen_by(&self, seq: u64, viewer: &DeviceId) -> u64 {
+        let Some(d) = self.delivery.get(&seq) else {
+            return 0;
+        };
+        if d.sender == Some(*viewer) {
+            return d.sent_id;
+        }
+        d.inbox_ids.get(viewer).copied().unwrap_or(0)
     }
 
     /// The prekey to hand out for `device` now: the lowest-numbered unexpired
@@ -257,6 +367,7 @@ mod tests {
             digest: [n; 32],
             recipients,
             bytes: format!("env{n}").into_bytes(),
+            numbered: false,
         };
         let ack = |device, up_to| MailEvent::InboxAcked { device, up_to };
         m.apply(10, &stored(1, vec![a, b])).expect("apply");
@@ -284,6 +395,70 @@ mod tests {
         assert_eq!(m.delivery[&13].delivered, [a].into());
         assert_eq!(m.delivery[&10].delivered, [a, b].into());
         assert_eq!(m.inbox(&c, 0, 10).len(), 1, "c still has it");
+    }
+
+    #[test]
+    fn devices_see_their_own_numbering_never_log_positions() {
+        let mut m = Mailbox::default();
+        let (a, b, s) = (dev(1), dev(2), dev(9));
+        let stored = |n: u8, recipients: Vec<DeviceId>, numbered| MailEvent::EnvelopeStored {
+            sender: s,
+            digest: [n; 32],
+            recipients,
+            bytes: vec![n],
+            numbered,
+        };
+        // A record of an earlier build keeps its log position as its ids.
+        m.apply(40, &stored(1, vec![a], false)).expect("apply");
+        assert_eq!(m.inbox(&a, 0, 10), vec![(40, vec![1])]);
+        // b acknowledged up to 50 under the old numbering.
+        m.apply(
+            41,
+            &MailEvent::InboxAcked {
+                device: b,
+                up_to: 50,
+            },
+        )
+        .expect("apply");
+        // Numbered envelopes, far apart in the log: ids count per device,
+        // above every id the device has seen or acknowledged.
+        m.apply(100, &stored(2, vec![a, b], true)).expect("apply");
+        m.apply(5000, &stored(3, vec![a], true)).expect("apply");
+        assert_eq!(
+            m.inbox(&a, 0, 10),
+            vec![(40, vec![1]), (41, vec![2]), (42, vec![3])]
+        );
+        assert_eq!(m.inbox(&a, 40, 10).len(), 2, "the cursor `after` works");
+        assert_eq!(m.inbox(&b, 0, 10), vec![(51, vec![2])]);
+        // The sender counts what it sent: 40 (old), then 41, 42.
+        assert_eq!(m.id_seen_by(100, &s), 41);
+        assert_eq!(m.id_seen_by(5000, &s), 42);
+        assert_eq!(m.envelope_of_sent_id(&s, 42), Some(5000));
+        assert_eq!(m.id_seen_by(100, &b), 51);
+        assert_eq!(m.id_seen_by(100, &dev(7)), 0, "not its message");
+        // Reads and acks are in the device's own numbering.
+        m.apply(
+            5001,
+            &MailEvent::Read {
+                device: b,
+                ids: vec![51],
+            },
+        )
+        .expect("apply");
+        assert_eq!(m.delivery[&100].read, [b].into());
+        m.apply(
+            5002,
+            &MailEvent::InboxAcked {
+                device: a,
+                up_to: 41,
+            },
+        )
+        .expect("apply");
+        assert_eq!(m.inbox(&a, 0, 10), vec![(42, vec![3])]);
+        assert_eq!(m.delivery[&100].delivered, [a].into());
+        // A snapshot holds the numbering; the indexes are derived again.
+        let again = m.clone().with_indexes();
+        assert_eq!(again, m);
     }
 
     #[test]

@@ -14,8 +14,14 @@ use super::{PushTo, Reply, RequestError, Session, Shared};
 use crate::domain::alerts::{Alert, AlertError, AlertState, Close, Priority, RaiseError, Sos};
 use crate::store::alerts::Paging;
 
-/// The summary of an alert on the wire.
-pub(crate) fn info(a: &Alert) -> AlertInfo {
+/// The summary of an alert on the wire, for `viewer`: the alert's message
+/// appears under the id that device knows it by (its inbox or sent id).
+pub(crate) fn info_for(shared: &Shared, a: &Alert, viewer: &DeviceId) -> AlertInfo {
+    info(a, shared.store.envelope_id_seen_by(a.envelope_id, viewer))
+}
+
+/// The summary of an alert on the wire, its message named `envelope_id`.
+fn info(a: &Alert, envelope_id: u64) -> AlertInfo {
     let (status, holder) = match a.state {
         AlertState::Raised => (AlertStatus::Raised, None),
         AlertState::Acknowledged { by } => (AlertStatus::Acknowledged, Some(by)),
@@ -33,8 +39,9 @@ pub(crate) fn info(a: &Alert) -> AlertInfo {
         raised_at: a.raised_at,
         position: (round, u32::try_from(step).unwrap_or(u32::MAX)),
         paged: u32::try_from(a.paged.len()).unwrap_or(u32::MAX),
-        envelope_id: a.envelope_id,
+        envelope_id,
         origin: a.origin,
+        checked_in_at: a.checked_in_at,
     }
 }
 
@@ -70,15 +77,31 @@ impl From<RaiseError> for RequestError {
 }
 
 /// The pages of escalation steps just taken.
-fn pages(pagings: Vec<Paging>) -> Vec<PushTo> {
-    pagings
+fn pages(shared: &Shared, pagings: Vec<Paging>) -> Vec<PushTo> {
+    let mut out = Vec::new();
+    for p in pagings {
+        debug!(paged = p.paged.len(), "escalation step");
+        out.extend(to_each(shared, &p.alert, p.paged));
+    }
+    out
+}
+
+/// The alert pushed to `devices`, each seeing the alert's message under
+/// its own id (one push for all when there is no message).
+pub(crate) fn to_each(shared: &Shared, a: &Alert, devices: Vec<DeviceId>) -> Vec<PushTo> {
+    if a.envelope_id == 0 {
+        return vec![PushTo {
+            push: Push::Alert(info(a, 0)),
+            devices,
+        }];
+    }
+    let ids = shared.store.envelope_ids_seen_by(a.envelope_id, &devices);
+    devices
         .into_iter()
-        .map(|p| {
-            debug!(paged = p.paged.len(), "escalation step");
-            PushTo {
-                push: Push::Alert(info(&p.alert)),
-                devices: p.paged,
-            }
+        .zip(ids)
+        .map(|(d, id)| PushTo {
+            push: Push::Alert(info(a, id)),
+            devices: vec![d],
         })
         .collect()
 }
@@ -104,9 +127,10 @@ pub(super) async fn raise(
         .await??;
     info!(priority = %priority, "alert raised");
     // The alert is durable: the pages go out before the defender's answer.
+    let me = session.device_id;
     Ok(Reply::with_pushes(
-        Response::Alerts(vec![info(&alert)]),
-        pages(pagings),
+        Response::Alerts(vec![info_for(shared, &alert, &me)]),
+        pages(shared, pagings),
     ))
 }
 
@@ -119,7 +143,7 @@ pub(super) async fn list(
     let alerts = shared
         .store_call(move |s| s.alerts_for(&me, session.role, open_only))
         .await?;
-    Ok(Response::Alerts(alerts.iter().map(info).collect()).into())
+    Ok(Response::Alerts(alerts.iter().map(|a| info_for(shared, a, &me)).collect()).into())
 }
 
 pub(super) async fn claim(
@@ -233,7 +257,7 @@ pub(crate) async fn escalate(shared: &Shared) -> Vec<PushTo> {
         .store_call(move |s| s.escalate(&policies, &on_shift, now))
         .await
     {
-        Ok(pagings) => pages(pagings),
+        Ok(pagings) => pages(shared, pagings),
         Err(e) => {
             warn!(error = %e, "escalation check failed");
             Vec::new()
@@ -251,7 +275,7 @@ pub(crate) async fn catch_up(shared: &Shared, device: DeviceId) -> Vec<PushTo> {
             .iter()
             .map(|a| PushTo {
                 devices: vec![device],
-                push: Push::Alert(info(a)),
+                push: Push::Alert(info_for(shared, a, &device)),
             })
             .collect(),
         Err(e) => {

@@ -10,7 +10,8 @@ use crate::domain::checkins::CheckinKind;
 pub const MAX_INTERVAL_SECS: u64 = 30 * 86_400;
 
 /// Sets (interval 0: stops) the defender's check-in schedule, with the
-/// digests of the normal and the duress code.
+/// tags of the normal and the duress code. A change or a stop raises a
+/// routine notice to staff, never shown to the defender.
 pub(super) async fn set(
     shared: &Shared,
     session: Session,
@@ -50,13 +51,20 @@ pub(super) async fn checkin(
 ) -> Result<Reply, RequestError> {
     let me = session.device_id;
     let now = crate::unix_now();
-    match shared
+    let (kind, late) = shared
         .store_call(move |s| s.checkin(me, code_digest, now))
-        .await?
-    {
-        // Normal and duress answer alike; the alert pages on the next
-        // escalation tick, so the answer's timing is the same.
-        CheckinKind::Normal | CheckinKind::Duress => Ok(Response::Done.into()),
+        .await?;
+    match kind {
+        // Normal and duress answer alike; the duress alert pages on the
+        // next escalation tick, so the answer's timing is the same. A
+        // late check-in is shown on its missed check-in alert to the
+        // staff it paged, for either code alike.
+        CheckinKind::Normal | CheckinKind::Duress => {
+            let pushes = late
+                .map(|a| super::alerts::to_each(shared, &a, a.paged.iter().copied().collect()))
+                .unwrap_or_default();
+            Ok(Reply::with_pushes(Response::Done, pushes))
+        }
         CheckinKind::Wrong => Err(RequestError::InvalidArgument(
             "that is not your check-in code",
         )),

@@ -162,12 +162,30 @@ pub(super) fn check_envelope(
     Ok(recipients)
 }
 
+/// Sends an envelope; `thread`, the alert a staff device says it answers
+/// (the only binding of a message to an alert the server can see: the
+/// thread inside the envelope is end-to-end encrypted). A staff reply in
+/// the thread of an alert its defender must never learn of (a duress
+/// alert, a notice of a schedule change) is refused if it would reach the
+/// defender's device. A defender's binding is not looked at: whatever the
+/// answer, it must not tell a defender's device such an alert exists.
 pub(super) async fn send_envelope(
     shared: &Shared,
     session: Session,
     envelope: SignedEnvelope,
+    thread: Option<u64>,
 ) -> Result<Reply, RequestError> {
     let recipients = check_envelope(shared, session, &envelope)?;
+    if let Some(alert) = thread.filter(|_| session.role.is_staff()) {
+        let Some(a) = shared.store_read(|s| s.alert(alert))? else {
+            return Err(RequestError::NotFound("no such alert"));
+        };
+        if !a.origin.shown_to_defender() && recipients.contains(&a.defender) {
+            return Err(RequestError::FailedPrecondition(
+                "nothing about this alert may reach its defender's device (the person holding it may be a coercer); write to the team instead",
+            ));
+        }
+    }
     let digest = envelope.digest();
     let bytes = envelope.encode();
     let sender = session.device_id;

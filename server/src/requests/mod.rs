@@ -389,7 +389,10 @@ async fn dispatch(shared: &Shared, session: Session, req: Request) -> Result<Rep
         }
         Request::FetchPrekeys(devices) => messaging::fetch_prekeys(shared, session, devices).await,
         Request::SendEnvelope(envelope) => {
-            messaging::send_envelope(shared, session, envelope).await
+            messaging::send_envelope(shared, session, envelope, None).await
+        }
+        Request::SendInThread { envelope, alert_id } => {
+            messaging::send_envelope(shared, session, envelope, Some(alert_id)).await
         }
         Request::FetchInbox { after, limit } => {
             messaging::fetch_inbox(shared, session, after, limit).await

@@ -4,7 +4,7 @@
 use hotline_proto::{DeviceId, Role};
 
 use crate::domain::alerts::{
-    Alert, AlertError, AlertEvent, AlertOrigin, AlertState, Close, DutyState, Policies, Raise,
+    Alert, AlertError, AlertEvent, AlertState, Close, DutyState, MAX_ALERT_ID, Policies, Raise,
     RaiseError, Sos,
 };
 use crate::domain::{Event, State};
@@ -19,6 +19,32 @@ pub struct Paging {
     pub alert: Alert,
     /// Newly paged devices.
     pub paged: Vec<DeviceId>,
+}
+
+/// A new alert id: random in 1 to [`MAX_ALERT_ID`], not used by any alert
+/// (so ids tell nobody how many alerts, records or check-ins came before).
+pub(crate) fn fresh_alert_id(state: &State) -> Result<u64, StoreError> {
+    use ring::rand::SecureRandom as _;
+    let rng = ring::rand::SystemRandom::new();
+    // Far fewer alerts than ids: a free one comes at the first draw but
+    // for a one-in-a-million chance per existing thousand alerts.
+    for _ in 0..1000 {
+        let mut b = [0u8; 8];
+        rng.fill(&mut b)
+            .map_err(|_| StoreError::Io("no randomness".into()))?;
+        // The bias of a 64-bit draw reduced to seven digits is below 2^-40.
+        let id = u64::from_be_bytes(b) % MAX_ALERT_ID + 1;
+        if state.alerts.is_free(id) {
+            return Ok(id);
+        }
+    }
+    Err(StoreError::Io("no free alert id".into()))
+}
+
+/// Alerts in the order they were raised (ids are random).
+fn by_time(mut alerts: Vec<Alert>) -> Vec<Alert> {
+    alerts.sort_by_key(|a| (a.raised_at, a.id));
+    alerts
 }
 
 impl LogStore {
@@ -36,7 +62,8 @@ impl LogStore {
         self.check_running()?;
         let mut state = self.lock();
         let seq = self.next_seq(&state);
-        let mut events = match state.decide_raise(sos, seq, now) {
+        let id = fresh_alert_id(&state)?;
+        let mut events = match state.decide_raise(sos, seq, id, now) {
             Ok(Raise::New(events)) => events,
             Ok(Raise::Again(alert)) => return Ok(Ok((alert, Vec::new()))),
             Err(e) => return Ok(Err(e)),
@@ -61,7 +88,7 @@ impl LogStore {
         let due = {
             let st: &State = &state;
             st.alerts
-                .escalate_alert(seq, policies, now, |tier| st.tier_members(on_shift, tier))
+                .escalate_alert(id, policies, now, |tier| st.tier_members(on_shift, tier))
         };
         let mut pagings = Vec::new();
         for step in due {
@@ -81,7 +108,7 @@ impl LogStore {
         let alert = state
             .alerts
             .alerts
-            .get(&seq)
+            .get(&id)
             .cloned()
             .ok_or_else(|| StoreError::Corrupt("a raised alert is missing".into()))?;
         drop(state);
@@ -89,8 +116,9 @@ impl LogStore {
         Ok(Ok((alert, pagings)))
     }
 
-    /// The alerts `device` may see: staff see all; a defender its own,
-    /// except a duress alert, which its screen must never show.
+    /// The alerts `device` may see, oldest first: staff see all; a
+    /// defender its own, except a duress alert and a notice of a schedule
+    /// change, which its screen must never show.
     pub fn alerts_for(
         &self,
         device: &DeviceId,
@@ -99,10 +127,9 @@ impl LogStore {
     ) -> Result<Vec<Alert>, StoreError> {
         self.check_running()?;
         let state = self.lock();
-        let visible = |a: &&Alert| {
-            role.is_staff() || (a.defender == *device && a.origin != AlertOrigin::Duress)
-        };
-        Ok(if open_only {
+        let visible =
+            |a: &&Alert| role.is_staff() || (a.defender == *device && a.origin.shown_to_defender());
+        Ok(by_time(if open_only {
             state.alerts.open().filter(visible).cloned().collect()
         } else {
             state
@@ -112,7 +139,35 @@ impl LogStore {
                 .filter(visible)
                 .cloned()
                 .collect()
-        })
+        }))
+    }
+
+    /// The alert with this id.
+    pub fn alert(&self, id: u64) -> Result<Option<Alert>, StoreError> {
+        self.check_running()?;
+        Ok(self.lock().alerts.alerts.get(&id).cloned())
+    }
+
+    /// The id `viewer` knows the message at log position `envelope` by
+    /// (0: none, or not one of its messages).
+    pub fn envelope_id_seen_by(&self, envelope: u64, viewer: &DeviceId) -> u64 {
+        if envelope == 0 {
+            return 0;
+        }
+        self.lock().mailbox.id_seen_by(envelope, viewer)
+    }
+
+    /// [`LogStore::envelope_id_seen_by`] for each of `viewers`, under one
+    /// lock.
+    pub fn envelope_ids_seen_by(&self, envelope: u64, viewers: &[DeviceId]) -> Vec<u64> {
+        if envelope == 0 {
+            return vec![0; viewers.len()];
+        }
+        let state = self.lock();
+        viewers
+            .iter()
+            .map(|v| state.mailbox.id_seen_by(envelope, v))
+            .collect()
     }
 
     /// `by` claims `alert`. Returns who holds it afterwards.
@@ -193,16 +248,18 @@ impl LogStore {
     pub fn undelivered_pages(&self, device: &DeviceId) -> Result<Vec<Alert>, StoreError> {
         self.check_running()?;
         let state = self.lock();
-        Ok(state
-            .alerts
-            .open()
-            .filter(|a| {
-                a.state == AlertState::Raised
-                    && a.paged.contains(device)
-                    && !a.delivered.contains(device)
-            })
-            .cloned()
-            .collect())
+        Ok(by_time(
+            state
+                .alerts
+                .open()
+                .filter(|a| {
+                    a.state == AlertState::Raised
+                        && a.paged.contains(device)
+                        && !a.delivered.contains(device)
+                })
+                .cloned()
+                .collect(),
+        ))
     }
 
     /// Stages every escalation step due at `now`; returns what to push

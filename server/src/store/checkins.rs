@@ -4,8 +4,8 @@
 use hotline_proto::DeviceId;
 
 use super::{LogStore, StoreError};
-use crate::domain::Event;
-use crate::domain::checkins::{CheckinEvent, CheckinKind};
+use crate::domain::alerts::Alert;
+use crate::domain::checkins::CheckinKind;
 use crate::log::RecordKey;
 
 impl LogStore {
@@ -21,48 +21,54 @@ impl LogStore {
     ) -> Result<(), StoreError> {
         self.check_running()?;
         let state = self.lock();
-        let event = CheckinEvent::Set {
+        let notice = super::alerts::fresh_alert_id(&state)?;
+        let event = state.decide_set_checkin(
             defender,
             interval_secs,
             grace_secs,
             code,
             duress,
-            at: now,
-        };
-        self.commit(state, Event::Checkin(event))?;
+            now,
+            notice,
+        );
+        self.commit(state, event)?;
         Ok(())
     }
 
     /// A check-in. A normal and a duress code are recorded alike (a
-    /// check-in); a duress code also raises an immediate-danger alert.
-    /// Returns what the code was.
+    /// check-in, noted on the missed check-in alert it comes late for); a
+    /// duress code also raises an immediate-danger alert. Returns what the
+    /// code was, and the missed check-in alert noted, if any.
     pub fn checkin(
         &self,
         defender: DeviceId,
-        digest: [u8; 32],
+        tag: [u8; 32],
         now: u64,
-    ) -> Result<CheckinKind, StoreError> {
+    ) -> Result<(CheckinKind, Option<Alert>), StoreError> {
         self.check_running()?;
         let mut state = self.lock();
-        let (kind, events) = state.decide_checkin(defender, &digest, now);
-        // Staged together and waited for once: the answer takes one flush
-        // either way, so its timing does not tell a duress code apart.
-        let mut last = None;
-        for event in events {
-            last = Some(self.stage(&mut state, RecordKey::Main, event)?);
-        }
+        let duress_id = super::alerts::fresh_alert_id(&state)?;
+        let late = state.late_for(&defender);
+        let (kind, event) = state.decide_checkin(defender, &tag, now, duress_id);
+        let Some(event) = event else {
+            return Ok((kind, None));
+        };
+        // One record, one flush, either way: neither the answer's timing
+        // nor any id tells a duress code apart.
+        let ticket = self.stage(&mut state, RecordKey::Main, event)?;
+        let noted = late.and_then(|id| state.alerts.alerts.get(&id).cloned());
         drop(state);
-        if let Some(ticket) = last {
-            self.wait(ticket)?;
-        }
-        Ok(kind)
+        self.wait(ticket)?;
+        Ok((kind, noted))
     }
 
     /// Raises an alert for every check-in missed past its grace at `now`.
     pub(super) fn raise_missed_checkins(&self, now: u64) -> Result<(), StoreError> {
-        let events = self.lock().decide_missed_checkins(now);
-        for event in events {
+        let missed = self.lock().checkins.missed(now);
+        for (defender, last) in missed {
             let state = self.lock();
+            let id = super::alerts::fresh_alert_id(&state)?;
+            let event = state.decide_missed_checkin(defender, last, id, now);
             self.commit(state, event)?;
         }
         Ok(())

@@ -7,6 +7,7 @@ use hotline_proto::message::DeliveryState;
 use super::{LogStore, StoreError};
 use crate::domain::Event;
 use crate::domain::mailbox::{MailEvent, StoredPrekey};
+use crate::log::RecordKey;
 
 impl LogStore {
     /// Stores a roster if its version is higher than the stored one's;
@@ -63,8 +64,9 @@ impl LogStore {
         Ok(Some(prekey.signed))
     }
 
-    /// Stores an envelope for `recipients`; returns its id and whether the
-    /// same envelope had been stored before.
+    /// Stores an envelope for `recipients`; returns its sent id (the
+    /// sender's own numbering, never a log position) and whether the same
+    /// envelope had been stored before.
     pub fn store_envelope(
         &self,
         sender: DeviceId,
@@ -74,17 +76,22 @@ impl LogStore {
     ) -> Result<(u64, bool), StoreError> {
         self.check_running()?;
         let state = self.lock();
-        if let Some(id) = state.mailbox.digests.get(&digest) {
-            return Ok((*id, true));
+        if let Some(seq) = state.mailbox.digests.get(&digest) {
+            return Ok((state.mailbox.id_seen_by(*seq, &sender), true));
         }
         let stored = MailEvent::EnvelopeStored {
             sender,
             digest,
             recipients,
             bytes,
+            numbered: true,
         };
-        let seq = self.commit(state, Event::Mail(stored))?;
-        Ok((seq, false))
+        let mut state = state;
+        let ticket = self.stage(&mut state, RecordKey::Main, Event::Mail(stored))?;
+        let id = state.mailbox.id_seen_by(ticket.seq(), &sender);
+        drop(state);
+        self.wait(ticket)?;
+        Ok((id, false))
     }
 
     /// Envelopes waiting for `device` after `after`, at most `limit`.
@@ -98,7 +105,7 @@ impl LogStore {
         Ok(self.lock().mailbox.inbox(device, after, limit))
     }
 
-    /// `device` holds everything up to `up_to`.
+    /// `device` holds everything up to its inbox id `up_to`.
     pub fn ack_inbox(&self, device: DeviceId, up_to: u64) -> Result<(), StoreError> {
         self.check_running()?;
         let state = self.lock();
@@ -114,18 +121,21 @@ impl LogStore {
         Ok(())
     }
 
-    /// Records that `device` showed these envelopes to its person.
+    /// Records that `device` showed these envelopes (its inbox ids) to its
+    /// person.
     pub fn mark_read(&self, device: DeviceId, ids: Vec<u64>) -> Result<(), StoreError> {
         self.check_running()?;
         let state = self.lock();
-        let ids: Vec<u64> =
-            ids.into_iter()
-                .filter(|id| {
-                    state.mailbox.delivery.get(id).is_some_and(|d| {
-                        d.recipients.contains(&device) && !d.read.contains(&device)
-                    })
-                })
-                .collect();
+        let ids: Vec<u64> = ids
+            .into_iter()
+            .filter(|id| {
+                state
+                    .mailbox
+                    .envelope_of_inbox_id(&device, *id)
+                    .and_then(|seq| state.mailbox.delivery.get(&seq))
+                    .is_some_and(|d| d.recipients.contains(&device) && !d.read.contains(&device))
+            })
+            .collect();
         if ids.is_empty() {
             return Ok(());
         }
@@ -133,8 +143,8 @@ impl LogStore {
         Ok(())
     }
 
-    /// How far the envelopes `sender` sent with these ids got (others are
-    /// left out).
+    /// How far the envelopes `sender` sent with these sent ids got (others
+    /// are left out).
     pub fn delivery(
         &self,
         sender: &DeviceId,
@@ -146,7 +156,8 @@ impl LogStore {
         Ok(ids
             .iter()
             .filter_map(|id| {
-                let d = state.mailbox.delivery.get(id)?;
+                let seq = state.mailbox.envelope_of_sent_id(sender, *id)?;
+                let d = state.mailbox.delivery.get(&seq)?;
                 (d.sender == Some(*sender)).then(|| DeliveryState {
                     id: *id,
                     recipients: count(d.recipients.len()),

@@ -457,6 +457,7 @@ fn sos_sizes(officers: usize) -> (usize, usize) {
         paged: u32::try_from(officers).unwrap_or(u32::MAX),
         envelope_id: 1_000_000,
         origin: AlertOrigin::Sos,
+        checked_in_at: None,
     });
     let framed = |b: Vec<u8>| hotline_proto::frame::encode(&b).expect("frame").len();
     (framed(request.encode()), framed(page.encode()))

@@ -9,19 +9,24 @@ use hotline_client::messenger::Device;
 use hotline_client::org::{create_org_key, load_org_key, sign_roster};
 use hotline_client::{Session, StateDir};
 use hotline_proto::Role;
-use hotline_proto::alert::{AlertInfo, AlertStatus, CloseReason, Priority, Push};
+use hotline_proto::alert::{AlertInfo, AlertStatus, CheckinKey, CloseReason, Priority, Push};
 use hotline_proto::e2e::org::{OrgKeyPair, OrgPublicKey};
 use hotline_server::domain::alerts::{Policies, Policy, Step, Tier};
 use hotline_tests::TestServer;
 
 const PASS: &str = "a long test passphrase";
 
-struct Person {
-    device: Device,
-    session: Session,
+pub(crate) struct Person {
+    pub(crate) device: Device,
+    pub(crate) session: Session,
 }
 
-async fn person(server: &TestServer, role: Role, name: &str, root: OrgPublicKey) -> Person {
+pub(crate) async fn person(
+    server: &TestServer,
+    role: Role,
+    name: &str,
+    root: OrgPublicKey,
+) -> Person {
     let mut invite = server.invite(role).await;
     invite.org_root = Some(root);
     let state = StateDir::new(server.dir.path().join(name));
@@ -35,16 +40,16 @@ async fn person(server: &TestServer, role: Role, name: &str, root: OrgPublicKey)
 
 /// A staffed hotline: an admin holding the organisation root, two
 /// officers, a coordinator, a defender, and a signed roster.
-struct Hotline {
-    admin: Person,
-    root: OrgKeyPair,
-    first: Person,
-    second: Person,
-    coordinator: Person,
-    defender: Person,
+pub(crate) struct Hotline {
+    pub(crate) admin: Person,
+    pub(crate) root: OrgKeyPair,
+    pub(crate) first: Person,
+    pub(crate) second: Person,
+    pub(crate) coordinator: Person,
+    pub(crate) defender: Person,
 }
 
-async fn hotline(server: &TestServer) -> Hotline {
+pub(crate) async fn hotline(server: &TestServer) -> Hotline {
     let path = server.dir.path().join("org.key");
     let public = create_org_key(&path, PASS, MIN_ITERATIONS).expect("org key");
     let root = load_org_key(&path, PASS).expect("loads");
@@ -82,7 +87,7 @@ async fn pushes(p: &Person, wait: Duration) -> Vec<Push> {
 }
 
 /// The next push, which must be a page arriving within `wait`.
-async fn page(p: &Person, wait: Duration) -> AlertInfo {
+pub(crate) async fn page(p: &Person, wait: Duration) -> AlertInfo {
     match p.session.next_push(wait).await.expect("push") {
         Some(Push::Alert(a)) => a,
         other => panic!("expected a page, got {other:?}"),
@@ -199,7 +204,7 @@ async fn an_alert_reaches_every_connected_officer_on_duty_and_an_offline_one_on_
     let _ = (&h.admin, &h.root);
 }
 
-fn quick_policy() -> Policies {
+pub(crate) fn quick_policy() -> Policies {
     let policy = Policy {
         steps: vec![
             Step {
@@ -312,9 +317,10 @@ async fn a_missed_check_in_raises_an_alert_by_itself() {
     .await;
     let h = hotline(&server).await;
     h.first.session.set_duty(true).await.expect("on duty");
+    let key = CheckinKey::from_bytes([7; 32]);
     h.defender
         .session
-        .set_checkin(1, 0, "4711", "0815")
+        .set_checkin(1, 0, &key, "4711", "0815")
         .await
         .expect("schedule set");
     // Nobody checks in: within a couple of seconds the officer is paged.
@@ -334,18 +340,19 @@ async fn a_duress_check_in_looks_normal_and_silently_raises_an_immediate_alert()
     let h = hotline(&server).await;
     h.first.session.set_duty(true).await.expect("on duty");
     let d = &h.defender;
+    let key = CheckinKey::from_bytes([7; 32]);
     d.session
-        .set_checkin(6 * 3600, 1800, "4711", "0815")
+        .set_checkin(6 * 3600, 1800, &key, "4711", "0815")
         .await
         .expect("schedule set");
 
     // On the wire, the two check-ins are the same size...
     let me = d.device.identity().device_id();
     let normal = hotline_proto::message::Request::Checkin {
-        code_digest: hotline_proto::alert::checkin_digest(&me, "4711"),
+        code_digest: key.tag(&me, "4711"),
     };
     let duress = hotline_proto::message::Request::Checkin {
-        code_digest: hotline_proto::alert::checkin_digest(&me, "0815"),
+        code_digest: key.tag(&me, "0815"),
     };
     assert_eq!(normal.encode().len(), duress.encode().len());
     // ...and get the same answer.
@@ -354,7 +361,7 @@ async fn a_duress_check_in_looks_normal_and_silently_raises_an_immediate_alert()
     assert_eq!(a1, a2);
     assert_eq!(a1.encode(), a2.encode());
     // A wrong code is refused (the defender sees a typo, not a duress).
-    assert!(d.session.checkin("1234").await.is_err());
+    assert!(d.session.checkin(Some(&key), "1234").await.is_err());
 
     // The duty officer is paged with an immediate-danger duress alert...
     let a = page(&h.first, Duration::from_secs(3)).await;

@@ -3,6 +3,7 @@
 
 mod alerts;
 mod authentication;
+mod duress;
 mod enrollment;
 mod messaging;
 mod roles;

@@ -114,11 +114,16 @@ async fn write_store_fixture() {
         )
         .expect("queue");
     officer_dev.flush(&officer).await.expect("reply");
-    defender
-        .set_checkin(3600, 600, "1234", "9999")
-        .await
-        .expect("schedule");
-    defender.checkin("1234").await.expect("check-in");
+    // As clients before check-in keys set it: unkeyed digests.
+    let me = defender.device_id();
+    let set = Request::SetCheckin {
+        interval_secs: 3600,
+        grace_secs: 600,
+        code_digest: hotline_proto::alert::checkin_digest(&me, "1234"),
+        duress_digest: hotline_proto::alert::checkin_digest(&me, "9999"),
+    };
+    defender.request(&set).await.expect("schedule");
+    defender.checkin(None, "1234").await.expect("check-in");
     admin.revoke(leaver.device_id()).await.expect("revoke");
     let _ = coordinator.status().await.expect("status");
     server.restart().await;
@@ -249,7 +254,9 @@ async fn a_store_written_by_an_earlier_build_opens_verifies_and_serves() {
     // And the old store takes new records: the check-in still counts, the
     // admin signs a new roster (the fixture's may have expired), and a new
     // SOS pages the officer on duty.
-    defender.checkin("1234").await.expect("check-in");
+    // A schedule of unkeyed digests is still accepted until the defender
+    // sets it again.
+    defender.checkin(None, "1234").await.expect("check-in");
     officer.set_duty(true).await.expect("on duty");
     let org = load_org_key(&dir.path().join("org.key"), PASS).expect("org key");
     let mut admin_dev =

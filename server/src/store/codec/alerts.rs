@@ -65,6 +65,10 @@ struct AlertRow {
     delivered: Vec<Vec<u8>>,
     #[prost(uint32, tag = "15")]
     origin: u32,
+    /// When the defender checked in after this missed check-in alert (0:
+    /// not yet; absent in earlier snapshots).
+    #[prost(uint64, tag = "16")]
+    checked_in_at: u64,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -77,6 +81,7 @@ pub(super) fn event_row(event: &AlertEvent) -> AlertEventRow {
     let mut r = AlertEventRow::default();
     match event {
         AlertEvent::Raised {
+            id,
             defender,
             priority: p,
             at,
@@ -84,6 +89,7 @@ pub(super) fn event_row(event: &AlertEvent) -> AlertEventRow {
             origin: o,
         } => {
             r.kind = 1;
+            r.alert = *id;
             r.origin = origin(*o);
             r.device = defender.as_bytes().to_vec();
             r.priority = priority(*p);
@@ -127,6 +133,11 @@ pub(super) fn event_row(event: &AlertEvent) -> AlertEventRow {
             r.alert = *alert;
             r.device = device.as_bytes().to_vec();
         }
+        AlertEvent::CheckedInLate { alert, at } => {
+            r.kind = 8;
+            r.alert = *alert;
+            r.at = *at;
+        }
     }
     r
 }
@@ -134,6 +145,7 @@ pub(super) fn event_row(event: &AlertEvent) -> AlertEventRow {
 pub(super) fn event_from(r: AlertEventRow) -> Result<AlertEvent, CodecError> {
     Ok(match r.kind {
         1 => AlertEvent::Raised {
+            id: r.alert,
             defender: device_id(&r.device)?,
             priority: priority_from(r.priority)?,
             at: r.at,
@@ -160,6 +172,10 @@ pub(super) fn event_from(r: AlertEventRow) -> Result<AlertEvent, CodecError> {
         7 => AlertEvent::Delivered {
             alert: r.alert,
             device: device_id(&r.device)?,
+        },
+        8 => AlertEvent::CheckedInLate {
+            alert: r.alert,
+            at: r.at,
         },
         _ => return Err(CodecError("unknown alert event")),
     })
@@ -195,6 +211,7 @@ pub(super) fn alerts_row(alerts: &Alerts) -> AlertsRow {
                     envelope_id: a.envelope_id,
                     delivered: id_bytes(&a.delivered),
                     origin: origin(a.origin),
+                    checked_in_at: a.checked_in_at.unwrap_or(0),
                 }
             })
             .collect(),
@@ -228,6 +245,7 @@ pub(super) fn alerts_from(row: AlertsRow) -> Result<Alerts, CodecError> {
             envelope_id: r.envelope_id,
             origin: origin_from(r.origin)?,
             delivered: device_ids(&r.delivered)?,
+            checked_in_at: (r.checked_in_at != 0).then_some(r.checked_in_at),
         });
     }
     Ok(Alerts::from_alerts(alerts))

@@ -25,6 +25,10 @@ pub(super) struct CheckinEventRow {
     alerted: bool,
     #[prost(uint64, tag = "9")]
     alerted_for: u64,
+    /// The missed check-in alert raised (0: unknown; absent in earlier
+    /// records and snapshots).
+    #[prost(uint64, tag = "10")]
+    alert: u64,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -57,10 +61,15 @@ pub(super) fn event_row(event: &CheckinEvent) -> CheckinEventRow {
             r.defender = defender.as_bytes().to_vec();
             r.at = *at;
         }
-        CheckinEvent::MissedAlerted { defender, last } => {
+        CheckinEvent::MissedAlerted {
+            defender,
+            last,
+            alert,
+        } => {
             r.kind = 3;
             r.defender = defender.as_bytes().to_vec();
             r.at = *last;
+            r.alert = alert.unwrap_or(0);
         }
     }
     r
@@ -83,6 +92,7 @@ pub(super) fn event_from(r: CheckinEventRow) -> Result<CheckinEvent, CodecError>
         3 => CheckinEvent::MissedAlerted {
             defender: device_id(&r.defender)?,
             last: r.at,
+            alert: (r.alert != 0).then_some(r.alert),
         },
         _ => return Err(CodecError("unknown check-in event")),
     })
@@ -103,6 +113,7 @@ pub(super) fn checkins_row(checkins: &Checkins) -> CheckinsRow {
                 at: s.last,
                 alerted: s.alerted_for.is_some(),
                 alerted_for: s.alerted_for.unwrap_or(0),
+                alert: s.missed_alert.unwrap_or(0),
             })
             .collect(),
     }
@@ -120,6 +131,7 @@ pub(super) fn checkins_from(row: CheckinsRow) -> Result<Checkins, CodecError> {
                 duress: digest(&r.duress)?,
                 last: r.at,
                 alerted_for: r.alerted.then_some(r.alerted_for),
+                missed_alert: (r.alert != 0).then_some(r.alert),
             },
         );
     }

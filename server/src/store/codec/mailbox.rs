@@ -38,6 +38,10 @@ pub(super) struct MailEventRow {
     digest: Vec<u8>,
     #[prost(uint64, repeated, tag = "8")]
     ids: Vec<u64>,
+    /// An envelope numbered per device (absent in earlier records: its
+    /// ids are its log position).
+    #[prost(bool, tag = "9")]
+    numbered: bool,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -52,6 +56,14 @@ struct DeliveryRow {
     delivered: Vec<Vec<u8>>,
     #[prost(bytes = "vec", repeated, tag = "5")]
     read: Vec<Vec<u8>>,
+    /// Each recipient's inbox id, in the order of `recipients` (absent in
+    /// earlier snapshots: the log position).
+    #[prost(uint64, repeated, tag = "6")]
+    inbox_ids: Vec<u64>,
+    /// The sender's sent id (absent in earlier snapshots: the log
+    /// position).
+    #[prost(uint64, tag = "7")]
+    sent_id: u64,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -147,12 +159,14 @@ pub(super) fn event_row(event: &MailEvent) -> MailEventRow {
             digest,
             recipients,
             bytes,
+            numbered,
         } => {
             row.kind = STORED;
             row.device = sender.as_bytes().to_vec();
             row.digest = digest.to_vec();
             row.devices = id_bytes(recipients);
             row.bytes = bytes.clone();
+            row.numbered = *numbered;
         }
         MailEvent::Read { device, ids } => {
             row.kind = READ;
@@ -187,6 +201,7 @@ pub(super) fn event_from(row: MailEventRow) -> Result<MailEvent, CodecError> {
             digest: digest(&row.digest)?,
             recipients: device_ids(&row.devices)?,
             bytes: row.bytes,
+            numbered: row.numbered,
         },
         READ => MailEvent::Read {
             device: device_id(&row.device)?,
@@ -202,7 +217,10 @@ pub(super) fn event_from(row: MailEventRow) -> Result<MailEvent, CodecError> {
 
 pub(super) fn mailbox_row(m: &Mailbox) -> MailboxRow {
     let mut prekeys = Vec::new();
-    for (d, p) in &m.prekeys {
+    // Hash maps in a fixed order: the same state, the same bytes.
+    let mut devices: Vec<_> = m.prekeys.iter().collect();
+    devices.sort_by_key(|(d, _)| **d);
+    for (d, p) in devices {
         prekeys.extend(p.last_resort.iter().map(|p| prekey_row(d, p)));
         prekeys.extend(p.one_time.values().map(|p| prekey_row(d, p)));
     }
@@ -226,6 +244,8 @@ pub(super) fn mailbox_row(m: &Mailbox) -> MailboxRow {
         digests: m
             .digests
             .iter()
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_iter()
             .map(|(d, id)| DigestRow {
                 digest: d.to_vec(),
                 id: *id,
@@ -234,6 +254,8 @@ pub(super) fn mailbox_row(m: &Mailbox) -> MailboxRow {
         acked: m
             .acked
             .iter()
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_iter()
             .map(|(d, up_to)| AckRow {
                 device: d.as_bytes().to_vec(),
                 up_to: *up_to,
@@ -248,16 +270,25 @@ pub(super) fn mailbox_row(m: &Mailbox) -> MailboxRow {
                 recipients: id_bytes(&d.recipients),
                 delivered: id_bytes(&d.delivered),
                 read: id_bytes(&d.read),
+                // Ids equal to the log position (envelopes of earlier
+                // builds) are left out, as earlier snapshots have them.
+                inbox_ids: if d.inbox_ids.values().all(|n| n == id) {
+                    Vec::new()
+                } else {
+                    d.recipients
+                        .iter()
+                        .map(|r| d.inbox_ids.get(r).copied().unwrap_or(*id))
+                        .collect()
+                },
+                sent_id: if d.sent_id == *id { 0 } else { d.sent_id },
             })
             .collect(),
     }
 }
 
 pub(super) fn mailbox_from(row: MailboxRow) -> Result<Mailbox, CodecError> {
-    let mut m = Mailbox {
-        roster: (!row.roster.is_empty()).then_some((row.roster_version, row.roster)),
-        ..Mailbox::default()
-    };
+    let mut m = Mailbox::default();
+    m.roster = (!row.roster.is_empty()).then_some((row.roster_version, row.roster));
     for p in &row.prekeys {
         let entry = m.prekeys.entry(device_id(&p.device)?).or_default();
         if p.one_time {
@@ -280,15 +311,23 @@ pub(super) fn mailbox_from(row: MailboxRow) -> Result<Mailbox, CodecError> {
         m.acked.insert(device_id(&a.device)?, a.up_to);
     }
     for d in row.delivery {
+        let recipients: Vec<DeviceId> = device_ids(&d.recipients)?;
+        let inbox_ids = match d.inbox_ids.len() {
+            0 => recipients.iter().map(|r| (*r, d.id)).collect(),
+            n if n == recipients.len() => recipients.iter().copied().zip(d.inbox_ids).collect(),
+            _ => return Err(CodecError("inbox ids do not match the recipients")),
+        };
         let delivery = Delivery {
             sender: (!d.sender.is_empty())
                 .then(|| device_id(&d.sender))
                 .transpose()?,
-            recipients: device_ids(&d.recipients)?,
+            recipients: recipients.into_iter().collect(),
             delivered: device_ids(&d.delivered)?,
             read: device_ids(&d.read)?,
+            inbox_ids,
+            sent_id: if d.sent_id == 0 { d.id } else { d.sent_id },
         };
         m.delivery.insert(d.id, delivery);
     }
-    Ok(m)
+    Ok(m.with_indexes())
 }

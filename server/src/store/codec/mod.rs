@@ -71,6 +71,8 @@ fn origin(o: AlertOrigin) -> u32 {
         AlertOrigin::Sos => 1,
         AlertOrigin::MissedCheckin => 2,
         AlertOrigin::Duress => 3,
+        AlertOrigin::CheckinChanged => 4,
+        AlertOrigin::CheckinStopped => 5,
     }
 }
 
@@ -79,6 +81,8 @@ fn origin_from(v: u32) -> Result<AlertOrigin, CodecError> {
         1 => Ok(AlertOrigin::Sos),
         2 => Ok(AlertOrigin::MissedCheckin),
         3 => Ok(AlertOrigin::Duress),
+        4 => Ok(AlertOrigin::CheckinChanged),
+        5 => Ok(AlertOrigin::CheckinStopped),
         _ => Err(CodecError("unknown alert origin")),
     }
 }
@@ -237,11 +241,14 @@ pub fn encode_snapshot(state: &State) -> Vec<u8> {
     SnapshotRow {
         applied_seq: state.applied_seq,
         devices: state.devices.values().map(devices::device_row).collect(),
-        invites: state
-            .invites
-            .iter()
-            .map(|(d, i)| devices::invite_row(d, i))
-            .collect(),
+        // In digest order, so that one state always gives the same bytes.
+        invites: {
+            let mut all: Vec<_> = state.invites.iter().collect();
+            all.sort_by_key(|(digest, _)| **digest);
+            all.into_iter()
+                .map(|(d, i)| devices::invite_row(d, i))
+                .collect()
+        },
         mailbox: Some(mailbox::mailbox_row(&state.mailbox)),
         alerts: Some(alerts::alerts_row(&state.alerts)),
         on_duty: id_bytes(&state.on_duty),
@@ -336,9 +343,11 @@ mod tests {
             AlertOrigin::Sos,
             AlertOrigin::MissedCheckin,
             AlertOrigin::Duress,
+            AlertOrigin::CheckinChanged,
+            AlertOrigin::CheckinStopped,
         ] {
             assert_eq!(origin_from(origin(o)), Ok(o));
         }
-        assert!(priority_from(0).is_err() && origin_from(4).is_err());
+        assert!(priority_from(0).is_err() && origin_from(6).is_err());
     }
 }
