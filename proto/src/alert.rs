@@ -295,6 +295,10 @@ pub struct AlertInfo {
     pub origin: AlertOrigin,
     /// A missed check-in alert: when the defender checked in after it.
     pub checked_in_at: Option<u64>,
+    /// In the answer to a raise only: how many of the `paged` devices had
+    /// a live connection when the page was pushed to them (the others get
+    /// it when they next connect). 0 elsewhere.
+    pub paged_now: u32,
 }
 
 impl AlertInfo {
@@ -316,6 +320,7 @@ impl AlertInfo {
             envelope_id: self.envelope_id,
             origin: self.origin.to_wire(),
             checked_in_at: self.checked_in_at.unwrap_or(0),
+            paged_now: self.paged_now,
         }
     }
 
@@ -335,6 +340,7 @@ impl AlertInfo {
             envelope_id: m.envelope_id,
             origin: AlertOrigin::from_wire(m.origin)?,
             checked_in_at: (m.checked_in_at != 0).then_some(m.checked_in_at),
+            paged_now: m.paged_now,
         })
     }
 }
@@ -346,6 +352,9 @@ pub enum Push {
     Alert(AlertInfo),
     /// The alert with this id was called off: all clear.
     AllClear(u64),
+    /// A new message waits in this device's inbox, under this inbox id
+    /// (nothing readable: the device fetches and opens it).
+    Message(u64),
 }
 
 impl Push {
@@ -354,6 +363,7 @@ impl Push {
         let kind = match self {
             Push::Alert(a) => pb::push::Kind::Alert(a.to_wire()),
             Push::AllClear(id) => pb::push::Kind::AllClear(*id),
+            Push::Message(id) => pb::push::Kind::Message(*id),
         };
         pb::Push { kind: Some(kind) }.encode_to_vec()
     }
@@ -366,6 +376,7 @@ impl Push {
         {
             pb::push::Kind::Alert(a) => Ok(Push::Alert(AlertInfo::from_wire(a)?)),
             pb::push::Kind::AllClear(id) => Ok(Push::AllClear(id)),
+            pb::push::Kind::Message(id) => Ok(Push::Message(id)),
         }
     }
 }
@@ -409,8 +420,9 @@ mod tests {
             envelope_id: 6,
             origin: AlertOrigin::Duress,
             checked_in_at: Some(120),
+            paged_now: 2,
         };
-        for p in [Push::Alert(info), Push::AllClear(7)] {
+        for p in [Push::Alert(info), Push::AllClear(7), Push::Message(9)] {
             assert_eq!(Push::decode(&p.encode()), Ok(p));
         }
         assert!(Push::decode(&[]).is_err());

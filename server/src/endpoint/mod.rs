@@ -166,14 +166,16 @@ impl RunningServer {
             source,
         })?;
         let store = Arc::clone(&data.store);
+        let registry: Arc<Registry> = Arc::default();
         let node = Arc::new(Node {
             shared: Shared::new(
                 data.store,
                 &config,
                 data.tls.pin,
                 config.advertised_addr(local_addr),
-            ),
-            registry: Arc::default(),
+            )
+            .with_presence(Arc::clone(&registry) as Arc<dyn requests::Presence>),
+            registry,
         });
         // Escalation: check for due steps on a steady tick. Steps are
         // derived from the log, so a restart picks up where it stopped.

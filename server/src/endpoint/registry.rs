@@ -1,7 +1,8 @@
 //! The live, authenticated connections, by device.
 //!
-//! Used to cut a device off the moment it is revoked (and, later, to push
-//! alerts to the devices that are online).
+//! Used to cut a device off the moment it is revoked, to push to the
+//! devices that are online, and to tell the request layer who is
+//! connected (`requests::Presence`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -53,6 +54,12 @@ impl Registry {
         for conn in conns.into_values() {
             conn.close(code.to_u32().into(), reason.as_bytes());
         }
+    }
+}
+
+impl crate::requests::Presence for Registry {
+    fn is_connected(&self, device: &DeviceId) -> bool {
+        self.lock().get(device).is_some_and(|c| !c.is_empty())
     }
 }
 

@@ -42,6 +42,7 @@ fn info(a: &Alert, envelope_id: u64) -> AlertInfo {
         envelope_id,
         origin: a.origin,
         checked_in_at: a.checked_in_at,
+        paged_now: 0,
     }
 }
 
@@ -126,10 +127,20 @@ pub(super) async fn raise(
         .store_call(move |s| s.raise_alert(sos, &policies, &on_shift, now))
         .await??;
     info!(priority = %priority, "alert raised");
-    // The alert is durable: the pages go out before the defender's answer.
+    // How many of the devices paged are online now, so that the page is
+    // pushed to them at once; the others get it when they connect. (A
+    // raise repeated with the same envelope counts the same way.)
     let me = session.device_id;
+    let mut answer = info_for(shared, &alert, &me);
+    let paged_now = alert
+        .paged
+        .iter()
+        .filter(|d| shared.presence.is_connected(d))
+        .count();
+    answer.paged_now = u32::try_from(paged_now).unwrap_or(u32::MAX);
+    // The alert is durable: the pages go out before the defender's answer.
     Ok(Reply::with_pushes(
-        Response::Alerts(vec![info_for(shared, &alert, &me)]),
+        Response::Alerts(vec![answer]),
         pages(shared, pagings),
     ))
 }

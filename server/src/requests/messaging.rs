@@ -5,6 +5,7 @@
 //! sends them, that envelopes go only to enrolled devices a sender of that
 //! role may write to, and that rosters only move forward.
 
+use hotline_proto::alert::Push;
 use hotline_proto::e2e::envelope::SignedEnvelope;
 use hotline_proto::e2e::prekey::{PrekeyKind, SignedPrekey};
 use hotline_proto::e2e::roster::SignedRoster;
@@ -12,7 +13,7 @@ use hotline_proto::message::{InboxItem, MAX_INBOX_BATCH, PrekeyBundle, Response}
 use hotline_proto::{DeviceId, Role};
 use tracing::info;
 
-use super::{Reply, RequestError, Session, Shared};
+use super::{PushTo, Reply, RequestError, Session, Shared};
 use crate::domain::mailbox::StoredPrekey;
 
 /// The largest envelope the server stores (its wire form): the largest
@@ -189,10 +190,36 @@ pub(super) async fn send_envelope(
     let digest = envelope.digest();
     let bytes = envelope.encode();
     let sender = session.device_id;
+    let devices: Vec<DeviceId> = recipients
+        .iter()
+        .copied()
+        .filter(|d| *d != sender)
+        .collect();
     let (id, duplicate) = shared
         .store_call(move |s| s.store_envelope(sender, digest, recipients, bytes))
         .await?;
-    Ok(Response::EnvelopeAccepted { id, duplicate }.into())
+    // Stored: the recipients online now hear of it at once, each by the
+    // id it has in that device's own inbox (nothing readable, and not the
+    // sender's id); the others find it in their inbox. A retry delivers
+    // nothing new and pushes nothing.
+    let pushes = if duplicate {
+        Vec::new()
+    } else {
+        let ids = shared.store_read(|s| Ok(s.inbox_ids_of(&digest, &devices)))?;
+        devices
+            .into_iter()
+            .zip(ids)
+            .filter(|(_, inbox_id)| *inbox_id != 0)
+            .map(|(d, inbox_id)| PushTo {
+                devices: vec![d],
+                push: Push::Message(inbox_id),
+            })
+            .collect()
+    };
+    Ok(Reply::with_pushes(
+        Response::EnvelopeAccepted { id, duplicate },
+        pushes,
+    ))
 }
 
 pub(super) async fn fetch_inbox(

@@ -32,10 +32,31 @@ use crate::domain::devices::Device;
 use crate::domain::rota::Shift;
 use crate::store::{LogStore, StoreError};
 
+/// Which devices have a live, authenticated connection right now. The
+/// endpoint knows (it holds the connections); the request layer asks, to
+/// tell a defender how many staff devices its page reached at once.
+pub trait Presence: Send + Sync + std::fmt::Debug {
+    /// Whether `device` has at least one live connection.
+    fn is_connected(&self, device: &DeviceId) -> bool;
+}
+
+/// No device connected: the presence of a context without an endpoint
+/// (an invite made on the server host, unit tests).
+#[derive(Debug)]
+struct Nobody;
+
+impl Presence for Nobody {
+    fn is_connected(&self, _: &DeviceId) -> bool {
+        false
+    }
+}
+
 /// What every request sees: the store and the server's rules.
 #[derive(Debug)]
 pub struct Shared {
     pub(crate) store: Arc<LogStore>,
+    /// Who is connected now (see [`Shared::with_presence`]).
+    pub(crate) presence: Arc<dyn Presence>,
     pub(crate) limits: Limits,
     pub(crate) policies: Policies,
     pub(crate) rota: Vec<Shift>,
@@ -56,6 +77,7 @@ impl Shared {
     ) -> Shared {
         Shared {
             store,
+            presence: Arc::new(Nobody),
             limits: config.limits.clone(),
             policies: config.escalation.clone(),
             // Validated with the configuration before the server starts.
@@ -64,6 +86,11 @@ impl Shared {
             advertised_addr,
             server_name: config.server_name.clone(),
         }
+    }
+
+    /// This context, asking `presence` who is connected.
+    pub fn with_presence(self, presence: Arc<dyn Presence>) -> Shared {
+        Shared { presence, ..self }
     }
 
     /// The certificate pin clients must see.
@@ -739,5 +766,97 @@ mod tests {
             "{:?}",
             reply.response
         );
+    }
+
+    /// A device online now, for the tests of what a request pushes.
+    #[derive(Debug)]
+    struct Online(Vec<DeviceId>);
+
+    impl Presence for Online {
+        fn is_connected(&self, device: &DeviceId) -> bool {
+            self.0.contains(device)
+        }
+    }
+
+    /// A stored message is pushed to its recipients (its inbox id, not
+    /// to its sender, not again for a retry); a raised alert says how
+    /// many of the devices paged were online to get the page at once.
+    #[tokio::test]
+    async fn messages_are_pushed_and_a_raise_counts_who_was_paged_now() {
+        use hotline_proto::alert::AlertInfo;
+        use hotline_proto::e2e::envelope::{self, Content, Recipient};
+        use hotline_proto::e2e::suite::{EncryptionKeyPair, SystemRandomness};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, shared) = context(dir.path());
+        let defender = enroll(&store, 1, Role::Defender);
+        let online = enroll(&store, 2, Role::Officer).device_id();
+        let offline = enroll(&store, 3, Role::Officer).device_id();
+        let shared = shared.with_presence(Arc::new(Online(vec![online])));
+        store.set_duty(online, true).expect("duty");
+        store.set_duty(offline, true).expect("duty");
+        let prekey = EncryptionKeyPair::from_secret(&[5; 32]).expect("a key");
+        let to: Vec<Recipient> = [online, offline]
+            .into_iter()
+            .map(|device_id| Recipient {
+                device_id,
+                prekey_id: 1,
+                key: prekey.public_key(),
+            })
+            .collect();
+        let seal = |n: u8| {
+            let content = Content {
+                message_id: [n; 16],
+                counter: u64::from(n),
+                timestamp: 1,
+                body: b"hello".to_vec(),
+                thread: 0,
+                sender_label: String::new(),
+            };
+            envelope::seal(&defender, 1, &to, &content, &mut SystemRandomness).expect("seal")
+        };
+        let session = Session {
+            device_id: defender.device_id(),
+            role: Role::Defender,
+        };
+
+        let message = seal(1);
+        let reply = handle(&shared, session, Request::SendEnvelope(message.clone())).await;
+        let Response::EnvelopeAccepted { id, duplicate } = reply.response else {
+            panic!("{:?}", reply.response);
+        };
+        assert!(!duplicate && id != 0);
+        // One push per recipient, each with the id that device's own inbox
+        // shows it under.
+        assert_eq!(reply.pushes.len(), 2, "{:?}", reply.pushes);
+        for (push, device) in reply.pushes.iter().zip([online, offline]) {
+            assert_eq!(push.devices, vec![device]);
+            let Push::Message(inbox_id) = push.push else {
+                panic!("{push:?}");
+            };
+            let inbox = store.inbox(&device, 0, 10).expect("inbox");
+            let ids: Vec<u64> = inbox.iter().map(|(i, _)| *i).collect();
+            assert_eq!(ids, vec![inbox_id]);
+        }
+        let again = handle(&shared, session, Request::SendEnvelope(message)).await;
+        assert!(again.pushes.is_empty(), "a retry pushes nothing");
+
+        let raise = Request::RaiseAlert {
+            priority: Priority::Immediate,
+            envelope: seal(2),
+        };
+        let reply = handle(&shared, session, raise).await;
+        let Response::Alerts(alerts) = reply.response else {
+            panic!("{:?}", reply.response);
+        };
+        let [
+            AlertInfo {
+                paged, paged_now, ..
+            },
+        ] = alerts.as_slice()
+        else {
+            panic!("one alert: {alerts:?}");
+        };
+        assert_eq!((*paged, *paged_now), (2, 1), "two paged, one of them now");
     }
 }

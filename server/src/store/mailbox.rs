@@ -94,6 +94,19 @@ impl LogStore {
         Ok((id, false))
     }
 
+    /// The id under which each of `devices` finds the envelope with this
+    /// digest in its inbox (0 where there is none: an unknown envelope).
+    pub fn inbox_ids_of(&self, digest: &[u8; 32], devices: &[DeviceId]) -> Vec<u64> {
+        let state = self.lock();
+        match state.mailbox.digests.get(digest) {
+            Some(seq) => devices
+                .iter()
+                .map(|d| state.mailbox.id_seen_by(*seq, d))
+                .collect(),
+            None => vec![0; devices.len()],
+        }
+    }
+
     /// Envelopes waiting for `device` after `after`, at most `limit`.
     pub fn inbox(
         &self,

@@ -458,6 +458,7 @@ fn sos_sizes(officers: usize) -> (usize, usize) {
         envelope_id: 1_000_000,
         origin: AlertOrigin::Sos,
         checked_in_at: None,
+        paged_now: 0,
     });
     let framed = |b: Vec<u8>| hotline_proto::frame::encode(&b).expect("frame").len();
     (framed(request.encode()), framed(page.encode()))

@@ -99,7 +99,7 @@ fn pages(pushes: &[Push]) -> Vec<u64> {
         .iter()
         .filter_map(|p| match p {
             Push::Alert(a) => Some(a.id),
-            Push::AllClear(_) => None,
+            Push::AllClear(_) | Push::Message(_) => None,
         })
         .collect()
 }
