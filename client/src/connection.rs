@@ -34,6 +34,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Keep-alive interval: keeps NAT bindings open on mobile networks.
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long closing waits for the close to reach the server.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// Where a server is and which certificate it must present.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -593,9 +595,15 @@ impl Session {
         self.endpoint.as_ref().and_then(|e| e.local_addr().ok())
     }
 
-    /// Closes the connection politely.
+    /// Closes the connection politely, and waits (briefly) until the
+    /// server has been told: a device that has gone must not count as
+    /// connected (the server tells a defender how many staff devices it
+    /// reached at once).
     pub async fn close(self) {
         self.conn.close(0u32.into(), b"bye");
+        if let Some(endpoint) = &self.endpoint {
+            let _ = timeout(CLOSE_WAIT, endpoint.wait_idle()).await;
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 //!   the roster it trusts, sealing to the right devices, opening.
 //! * [`outbox`]: what waits to be sent, as stored in the device's sealed
 //!   state; the messenger sends it.
+//! * [`history`]: the messages a device received and sent, kept sealed.
 //! * [`org`]: the organisation root key (offline) and roster signing.
 //! * [`error`]: every failure, worded for the person at the keyboard.
 //! * [`enroll`] and [`connect`]: the flows the commands use.
@@ -17,6 +18,7 @@
 pub mod connection;
 pub mod contacts;
 pub mod error;
+pub mod history;
 pub mod keystore;
 pub mod messenger;
 pub mod org;

@@ -28,6 +28,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // Not an error: the command said what waits and why.
+        Err(e) if e.downcast_ref::<cli::Queued>().is_some() => ExitCode::from(cli::EXIT_QUEUED),
         Err(e) => {
             eprintln!("error: {}", report(&e));
             ExitCode::FAILURE

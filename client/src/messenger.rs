@@ -5,7 +5,14 @@
 //! the inbox position) live in `device.sealed` in the state directory,
 //! sealed under a key derived from the identity seed, and are rewritten
 //! atomically. A one-time prekey's private half is deleted as soon as the
-//! message it opened has been handed to the caller.
+//! message it opened has been handed to the caller. Messages received and
+//! sent are kept in the history (`messages.sealed`, see [`crate::history`]),
+//! saved before the server is told they are held.
+//!
+//! Several commands may run at once on one device (a `hotline watch` and
+//! an `sos`): a command that changes the state holds the directory's lock
+//! ([`Device::hold`]), which re-reads the files, and lets go of it
+//! ([`Device::release`]) while it only waits.
 
 use hotline_proto::alert::{AlertInfo, Priority};
 use hotline_proto::e2e::envelope::{
@@ -24,11 +31,13 @@ use prost::Message;
 use crate::connection::Session;
 use crate::contacts::{Contact, ContactRow};
 use crate::error::ClientError;
+use crate::history::{Entry, History};
 use crate::keystore::StorageKey;
 use crate::outbox::{Item, OutboxRow, Outgoing};
-use crate::state::{Profile, StateDir};
+use crate::state::{Profile, StateDir, StateLock};
 
 const DEVICE_FILE: &str = "device.sealed";
+const HISTORY_FILE: &str = "messages.sealed";
 /// One-time prekeys kept published.
 pub const ONE_TIME_PREKEYS: usize = 20;
 /// Lifetime of a prekey.
@@ -95,6 +104,18 @@ pub enum Sent {
     },
 }
 
+/// What a flush did: the items it settled, in order, and what stopped it
+/// before the outbox was empty, if anything did. Items settled before the
+/// stop were sent (or removed) all the same.
+#[derive(Debug)]
+pub struct Flushed {
+    /// Each item settled, with its message id (as [`Device::queue_item`]
+    /// returned it).
+    pub settled: Vec<([u8; 16], Sent)>,
+    /// Why the rest is still waiting (the network, the server busy, ...).
+    pub stopped: Option<ClientError>,
+}
+
 /// An item waiting in the outbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Waiting {
@@ -118,6 +139,8 @@ pub struct Device {
     replay: ReplayGuard,
     outbox: Vec<Item>,
     warnings: Vec<String>,
+    /// The state directory's lock, while this device holds it.
+    lock: Option<StateLock>,
 }
 
 impl std::fmt::Debug for Device {
@@ -168,34 +191,7 @@ impl Device {
                 "the identity key does not match the profile (state directory damaged)".into(),
             ));
         }
-        let local = match state.load_sealed(DEVICE_FILE, &storage)? {
-            Some(bytes) => DeviceRow::decode(bytes.as_slice())
-                .map_err(|_| ClientError::State("device.sealed is damaged".into()))?,
-            None => DeviceRow {
-                next_prekey_id: 1,
-                ..DeviceRow::default()
-            },
-        };
-        let replay = ReplayGuard::decode(&local.replay)
-            .ok_or_else(|| ClientError::State("device.sealed is damaged".into()))?;
-        // An item this client cannot read (only a bug writes one) is
-        // dropped with a warning rather than locking the device: an
-        // outbox must never stand between a defender and an SOS.
-        let mut warnings = Vec::new();
-        let outbox = local
-            .outbox
-            .iter()
-            .filter_map(|row| match Item::from_row(row) {
-                Ok(item) => Some(item),
-                Err(_) => {
-                    warnings.push(
-                        "an unreadable item was dropped from the outbox (device.sealed is damaged)"
-                            .to_owned(),
-                    );
-                    None
-                }
-            })
-            .collect();
+        let (local, replay, outbox, warnings) = read_local(state, &storage)?;
         Ok(Device {
             identity,
             storage,
@@ -205,7 +201,36 @@ impl Device {
             replay,
             outbox,
             warnings,
+            lock: None,
         })
+    }
+
+    /// Takes the state directory's lock (waiting while another command
+    /// holds it) and re-reads the state, which another command may have
+    /// changed meanwhile. Held until [`Device::release`] or the end.
+    pub fn hold(&mut self) -> Result<(), ClientError> {
+        if self.lock.is_none() {
+            self.lock = Some(self.state.lock()?);
+            self.reload()?;
+        }
+        Ok(())
+    }
+
+    /// Lets go of the state directory's lock (another command may now
+    /// change the state; [`Device::hold`] reads it again).
+    pub fn release(&mut self) {
+        self.lock = None;
+    }
+
+    /// Re-reads the profile and the sealed state from disk.
+    fn reload(&mut self) -> Result<(), ClientError> {
+        self.profile = self.state.load_profile()?;
+        let (local, replay, outbox, warnings) = read_local(&self.state, &self.storage)?;
+        self.local = local;
+        self.replay = replay;
+        self.outbox = outbox;
+        self.warnings.extend(warnings);
+        Ok(())
     }
 
     /// This device's identity.
@@ -511,12 +536,7 @@ impl Device {
             self.warnings.push(format!(
                 "the alert's text was too long and was cut to its first {MAX_BODY_LEN} bytes"
             ));
-            // Cut at a character boundary when the text is UTF-8.
-            let mut end = MAX_BODY_LEN;
-            while end > MAX_BODY_LEN - 4 && std::str::from_utf8(&body[..end]).is_err() {
-                end -= 1;
-            }
-            &body[..end]
+            cut_to_fit(body)
         } else {
             return Err(ClientError::State(format!(
                 "the message is too long ({} bytes; at most {MAX_BODY_LEN}): nothing was queued",
@@ -528,6 +548,106 @@ impl Device {
         self.outbox.push(item);
         self.save()?;
         Ok(id)
+    }
+
+    /// Queues an SOS like [`Device::queue_item`], but if an SOS not sealed
+    /// yet (so never sent) already waits in the outbox, adds to it
+    /// instead: its text gets this one's appended, and it takes the more
+    /// urgent of the two priorities. Two SOSes typed while offline raise
+    /// one alert. Returns the item's message id and whether it was added
+    /// to an earlier SOS.
+    ///
+    /// An SOS already sealed may have reached the server (its answer
+    /// lost): it is left as it is, and this one queued on its own.
+    pub fn queue_sos(
+        &mut self,
+        body: &[u8],
+        priority: Priority,
+    ) -> Result<([u8; 16], bool), ClientError> {
+        let waiting = self
+            .outbox
+            .iter_mut()
+            .find(|i| matches!(i.what, Outgoing::Alert(_)) && i.sealed.is_none());
+        let Some(item) = waiting else {
+            return Ok((self.queue_item(body, Outgoing::Alert(priority))?, false));
+        };
+        if let Outgoing::Alert(earlier) = item.what {
+            // Immediate sorts first: the smaller is the more urgent.
+            item.what = Outgoing::Alert(earlier.min(priority));
+        }
+        let mut merged = std::mem::take(&mut item.body);
+        merged.extend_from_slice(b"\n---\n");
+        merged.extend_from_slice(body);
+        if merged.len() > MAX_BODY_LEN {
+            self.warnings.push(format!(
+                "the alert's text was too long and was cut to its first {MAX_BODY_LEN} bytes"
+            ));
+            merged = cut_to_fit(&merged).to_vec();
+        }
+        item.body = merged;
+        let id = item.message_id;
+        self.save()?;
+        Ok((id, true))
+    }
+
+    /// Whether the item `id` (as queued) still waits in the outbox.
+    pub fn is_waiting(&self, id: [u8; 16]) -> bool {
+        self.outbox.iter().any(|i| i.message_id == id)
+    }
+
+    /// The message history (see [`crate::history`]).
+    pub fn history(&self) -> Result<History, ClientError> {
+        match self.state.load_sealed(HISTORY_FILE, &self.storage)? {
+            Some(bytes) => History::decode(&bytes),
+            None => Ok(History::default()),
+        }
+    }
+
+    fn save_history(&self, history: &History) -> Result<(), ClientError> {
+        self.state
+            .save_sealed(HISTORY_FILE, &self.storage, &history.encode())
+    }
+
+    /// What this device sent as the item `id`, if the history holds it
+    /// (another command may have sent it).
+    pub fn sent_entry(&self, id: [u8; 16]) -> Result<Option<Entry>, ClientError> {
+        Ok(self
+            .history()?
+            .entries()
+            .iter()
+            .find(|e| e.sent && e.message_id == id)
+            .cloned())
+    }
+
+    /// The messages received and not shown to the person yet, oldest
+    /// first.
+    pub fn unshown(&self) -> Result<Vec<Entry>, ClientError> {
+        Ok(self
+            .history()?
+            .entries()
+            .iter()
+            .filter(|e| !e.sent && !e.shown)
+            .cloned()
+            .collect())
+    }
+
+    /// Records that these received messages (by message id) were shown.
+    pub fn mark_shown(&mut self, ids: &[[u8; 16]]) -> Result<(), ClientError> {
+        let mut history = self.history()?;
+        if history.mark_shown(ids) > 0 {
+            self.save_history(&history)?;
+        }
+        Ok(())
+    }
+
+    /// Files the message an alert was raised with (inbox id
+    /// `envelope_id`), if this device received it, in the alert's thread.
+    pub fn link_alert(&mut self, envelope_id: u64, alert: u64) -> Result<(), ClientError> {
+        let mut history = self.history()?;
+        if history.link(envelope_id, alert) {
+            self.save_history(&history)?;
+        }
+        Ok(())
     }
 
     /// The items waiting in the outbox, in the order they will go.
@@ -544,6 +664,14 @@ impl Device {
         // As a flush sends them: alerts first.
         items.sort_by_key(|w| !matches!(w.what, Outgoing::Alert(_)));
         items
+    }
+
+    /// The message ids of the items waiting, in the order of
+    /// [`Device::pending`].
+    pub fn pending_ids(&self) -> Vec<[u8; 16]> {
+        let mut items: Vec<&Item> = self.outbox.iter().collect();
+        items.sort_by_key(|i| !matches!(i.what, Outgoing::Alert(_)));
+        items.iter().map(|i| i.message_id).collect()
     }
 
     /// Removes the item at `index` of [`Device::pending`] from the
@@ -591,6 +719,28 @@ impl Device {
         &mut self,
         session: &Session,
     ) -> Result<Vec<([u8; 16], Sent)>, ClientError> {
+        let flushed = self.flush_report(session).await;
+        match flushed.stopped {
+            Some(e) => Err(e),
+            None => Ok(flushed.settled),
+        }
+    }
+
+    /// [`Device::flush_tracked`], reporting what was settled also when
+    /// the flush stops part way (the items sent before the stop were
+    /// sent, and the person must hear so). Each message and SOS sent is
+    /// added to the history.
+    pub async fn flush_report(&mut self, session: &Session) -> Flushed {
+        let mut settled = Vec::new();
+        let stopped = self.flush_into(session, &mut settled).await.err();
+        Flushed { settled, stopped }
+    }
+
+    async fn flush_into(
+        &mut self,
+        session: &Session,
+        settled: &mut Vec<([u8; 16], Sent)>,
+    ) -> Result<(), ClientError> {
         // Alerts first; a stable sort keeps each kind in its order.
         if self
             .outbox
@@ -601,7 +751,6 @@ impl Device {
                 .sort_by_key(|i| !matches!(i.what, Outgoing::Alert(_)));
             self.save()?;
         }
-        let mut settled = Vec::new();
         while let Some(item) = self.outbox.first().cloned() {
             let outcome = match self.send_item(session, &item).await {
                 Ok(sent) => sent,
@@ -614,11 +763,19 @@ impl Device {
                     None => return Err(e),
                 },
             };
+            // Into the history before it leaves the outbox: a crash in
+            // between sends it again, which the server and the history
+            // both recognise.
+            if let Some(entry) = sent_entry(&item, &outcome) {
+                let mut history = self.history()?;
+                history.add(entry);
+                self.save_history(&history)?;
+            }
             self.outbox.remove(0);
             self.save()?;
             settled.push((item.message_id, outcome));
         }
-        Ok(settled)
+        Ok(())
     }
 
     /// Seals the first item of the outbox, `item` (once), and sends it.
@@ -792,28 +949,50 @@ impl Device {
             if items.is_empty() {
                 break;
             }
+            let mut opened = Vec::new();
             for item in items {
-                if let Some(r) =
+                if let Some((r, message_id)) =
                     self.open_one(roster.as_ref(), &item.envelope, &item.sender_identity_key)?
                 {
-                    received.push(Received { id: item.id, ..r });
+                    opened.push((Received { id: item.id, ..r }, message_id));
                 }
                 self.local.inbox_after = self.local.inbox_after.max(item.id);
             }
+            // Kept before the server is told they are held.
+            if !opened.is_empty() {
+                let mut history = self.history()?;
+                for (r, message_id) in &opened {
+                    history.add(Entry {
+                        message_id: *message_id,
+                        sent: false,
+                        peer: Some(r.sender),
+                        sender_role: r.sender_role,
+                        timestamp: r.timestamp,
+                        thread: r.thread,
+                        body: r.body.clone(),
+                        server_id: r.id,
+                        sos: false,
+                        shown: false,
+                    });
+                }
+                self.save_history(&history)?;
+            }
+            received.extend(opened.into_iter().map(|(r, _)| r));
             self.save()?;
             session.ack_inbox(self.local.inbox_after).await?;
         }
         Ok(received)
     }
 
-    /// Opens one envelope. `Ok(None)` for one that must be dropped (a
-    /// replay, a sender a defender must not trust, one not for this device).
+    /// Opens one envelope, returning it with its message id. `Ok(None)`
+    /// for one that must be dropped (a replay, a sender a defender must
+    /// not trust, one not for this device).
     fn open_one(
         &mut self,
         roster: Option<&Roster>,
         env: &SignedEnvelope,
         sender_key: &hotline_proto::IdentityPublicKey,
-    ) -> Result<Option<Received>, ClientError> {
+    ) -> Result<Option<(Received, [u8; 16])>, ClientError> {
         let now = crate::unix_now();
         if sender_key.device_id() != env.sender {
             self.warnings.push(format!(
@@ -881,14 +1060,90 @@ impl Device {
         if !opened.content.sender_label.is_empty() {
             self.learn_label(opened.sender, &opened.content.sender_label);
         }
-        Ok(Some(Received {
-            id: 0,
-            sender: opened.sender,
-            sender_role: on_roster.map(|e| e.role),
-            timestamp: opened.content.timestamp,
-            thread: opened.content.thread,
-            body: opened.content.body,
-            sender_label: opened.content.sender_label,
-        }))
+        let message_id = opened.content.message_id;
+        Ok(Some((
+            Received {
+                id: 0,
+                sender: opened.sender,
+                sender_role: on_roster.map(|e| e.role),
+                timestamp: opened.content.timestamp,
+                thread: opened.content.thread,
+                body: opened.content.body,
+                sender_label: opened.content.sender_label,
+            },
+            message_id,
+        )))
     }
+}
+
+/// The device's sealed state as stored: its row, replay guard and outbox
+/// (and warnings about items that could not be read).
+fn read_local(
+    state: &StateDir,
+    storage: &StorageKey,
+) -> Result<(DeviceRow, ReplayGuard, Vec<Item>, Vec<String>), ClientError> {
+    let local = match state.load_sealed(DEVICE_FILE, storage)? {
+        Some(bytes) => DeviceRow::decode(bytes.as_slice())
+            .map_err(|_| ClientError::State("device.sealed is damaged".into()))?,
+        None => DeviceRow {
+            next_prekey_id: 1,
+            ..DeviceRow::default()
+        },
+    };
+    let replay = ReplayGuard::decode(&local.replay)
+        .ok_or_else(|| ClientError::State("device.sealed is damaged".into()))?;
+    // An item this client cannot read (only a bug writes one) is
+    // dropped with a warning rather than locking the device: an
+    // outbox must never stand between a defender and an SOS.
+    let mut warnings = Vec::new();
+    let outbox = local
+        .outbox
+        .iter()
+        .filter_map(|row| match Item::from_row(row) {
+            Ok(item) => Some(item),
+            Err(_) => {
+                warnings.push(
+                    "an unreadable item was dropped from the outbox (device.sealed is damaged)"
+                        .to_owned(),
+                );
+                None
+            }
+        })
+        .collect();
+    Ok((local, replay, outbox, warnings))
+}
+
+/// Cuts `body` to at most [`MAX_BODY_LEN`] bytes, at a character boundary
+/// when it is UTF-8.
+fn cut_to_fit(body: &[u8]) -> &[u8] {
+    if body.len() <= MAX_BODY_LEN {
+        return body;
+    }
+    let mut end = MAX_BODY_LEN;
+    while end > MAX_BODY_LEN - 4 && std::str::from_utf8(&body[..end]).is_err() {
+        end -= 1;
+    }
+    &body[..end]
+}
+
+/// The history entry of an item the server took: what was sent, to which
+/// thread (an SOS: its alert's), under which server id.
+fn sent_entry(item: &Item, outcome: &Sent) -> Option<Entry> {
+    let (server_id, thread, sos) = match outcome {
+        Sent::Message { id, .. } => (*id, item.what.thread(), false),
+        Sent::Alert(a) => (a.envelope_id, a.id, true),
+        Sent::Dropped { .. } => return None,
+    };
+    Some(Entry {
+        message_id: item.message_id,
+        sent: true,
+        peer: item.what.to(),
+        sender_role: None,
+        timestamp: item.created_at,
+        thread,
+        body: item.body.clone(),
+        server_id,
+        sos,
+        shown: true,
+    })
 }

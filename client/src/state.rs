@@ -6,6 +6,9 @@
 //! <home>/profile.toml    server address, name, certificate pin, device id, role
 //! <home>/checkin.key     the defender's check-in key: 32 random bytes, not
 //!                        sealed (check-ins work without the passphrase)
+//! <home>/device.sealed   prekeys, counters, the outbox (see `messenger`)
+//! <home>/messages.sealed the message history (see `history`)
+//! <home>/state.lock      held by a command while it changes the files above
 //! ```
 //!
 //! The directory is created readable by its owner only. Files are written
@@ -28,6 +31,17 @@ use crate::keystore;
 const IDENTITY_FILE: &str = "identity.key";
 const PROFILE_FILE: &str = "profile.toml";
 const CHECKIN_KEY_FILE: &str = "checkin.key";
+const LOCK_FILE: &str = "state.lock";
+
+/// An exclusive hold on a state directory: while one command holds it,
+/// no other reads and rewrites the device's sealed files (a running
+/// `hotline watch` and an `sos` typed meanwhile would otherwise each
+/// write back their own copy, and one could lose the other's SOS).
+/// Released when dropped (or when the process ends, however it ends).
+#[derive(Debug)]
+pub struct StateLock {
+    _file: fs::File,
+}
 
 /// What a device remembers about its enrollment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,6 +196,22 @@ impl StateDir {
     /// Saves the check-in key (owner-only, written atomically).
     pub fn save_checkin_key(&self, key: &CheckinKey) -> Result<(), ClientError> {
         self.write_atomic(&self.dir.join(CHECKIN_KEY_FILE), key.as_bytes())
+    }
+
+    /// Takes the directory's lock, waiting while another command holds it.
+    pub fn lock(&self) -> Result<StateLock, ClientError> {
+        self.ensure_dir()?;
+        let path = self.dir.join(LOCK_FILE);
+        let mut opts = fs::OpenOptions::new();
+        opts.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let file = opts.open(&path).map_err(io("cannot open", &path))?;
+        file.lock().map_err(io("cannot lock", &path))?;
+        Ok(StateLock { _file: file })
     }
 
     /// Seals and saves the identity seed under `passphrase`.

@@ -355,7 +355,13 @@ async fn organisation_roster_and_an_end_to_end_message_from_the_command_line() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("1 duty staff paged"), "{text}");
+    // No staff device is connected: the defender is told nobody has
+    // seen it yet, and how many get it when they connect.
+    assert!(
+        text.contains("NO STAFF DEVICE IS CONNECTED RIGHT NOW")
+            && text.contains("1 staff device(s) get the page when they connect"),
+        "{text}"
+    );
     let id = text.split_whitespace().nth(1).expect("alert id").to_owned();
     let out = hotline(&officer, PASS, &["alerts"]);
     assert!(stdout(&out).contains(&format!("#{id}")), "{}", stdout(&out));
@@ -854,4 +860,254 @@ async fn duress_from_the_command_line_leaves_no_trace_on_the_phone() {
     );
     let out = hotline(&defender, PASS, &["alerts", "--all"]);
     assert!(stdout(&out).contains("no open alerts"), "{}", stdout(&out));
+}
+
+/// A `hotline watch` running on `home`, and a way to wait for a line it
+/// prints (stdout or stderr).
+struct Watch {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Watch {
+    fn start(home: &Path) -> Watch {
+        use std::io::BufRead;
+        let mut child = Command::new(BIN)
+            .arg("--home")
+            .arg(home)
+            .arg("watch")
+            .env("HOTLINE_PASSPHRASE", PASS)
+            .env("RUST_LOG", "off")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("watch starts");
+        let (tx, lines) = std::sync::mpsc::channel();
+        for pipe in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let w = Watch { child, lines };
+        w.wait_for("watching for alerts and messages");
+        w
+    }
+
+    /// The next line containing `what`, within 30 s (lines before it are
+    /// passed over).
+    fn wait_for(&self, what: &str) -> String {
+        use std::time::{Duration, Instant};
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!("watch never printed {what:?}; it printed {seen:?}");
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The alert id from `sos` output ("alert N raised ...").
+fn alert_id(o: &Output) -> String {
+    stdout(o)
+        .lines()
+        .find_map(|l| l.strip_prefix("alert "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no alert raised: {} {}", stdout(o), stderr(o)))
+        .to_owned()
+}
+
+/// Offline, `sos` keeps trying for the time given, says in capitals that
+/// nobody has been alerted, and exits 3 (queued), not 1; a second SOS
+/// typed meanwhile joins the first; a message is queued with the same
+/// words and status; the outbox lists and drops items; and once the
+/// server is back, the two SOSes raise one alert, whose thread holds
+/// both texts.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_offline_sos_says_nobody_is_alerted_and_two_become_one_alert() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    assert!(hotline(&officer, PASS, &["duty", "on"]).status.success());
+    server.shutdown().await;
+
+    let started = std::time::Instant::now();
+    let out = hotline(
+        &defender,
+        PASS,
+        &[
+            "sos",
+            "--wait",
+            "3",
+            "--category",
+            "arrest",
+            "police at the door",
+        ],
+    );
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(3), "{all}");
+    assert!(all.contains("NOBODY HAS BEEN ALERTED YET"), "{all}");
+    assert!(all.contains("giving up in"), "a countdown: {all}");
+    assert!(all.contains("waits in this device's outbox"), "{all}");
+    assert!(!all.contains("error:"), "{all}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+
+    let out = hotline(
+        &defender,
+        PASS,
+        &[
+            "sos",
+            "--wait",
+            "0",
+            "--priority",
+            "urgent",
+            "they took my phone",
+        ],
+    );
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(3), "{all}");
+    assert!(all.contains("added to the SOS already waiting"), "{all}");
+    assert!(all.contains("NOBODY HAS BEEN ALERTED YET"), "{all}");
+
+    // A message offline: queued, said so, status 3.
+    let out = hotline(&defender, PASS, &["send", "a note for later"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stdout(&out).contains("NOT SENT YET"), "{}", stdout(&out));
+    let out = hotline(&defender, PASS, &["outbox", "--list"]);
+    let list = stdout(&out);
+    assert!(
+        list.contains("  1  an SOS (immediate)"),
+        "one SOS, the more urgent priority: {list}"
+    );
+    assert!(list.contains("  2  a message to the staff"), "{list}");
+    assert!(!list.contains("  3  "), "{list}");
+    let out = hotline(&defender, PASS, &["outbox", "--drop", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&defender, PASS, &["outbox", "--list"]);
+    assert!(!stdout(&out).contains("  2  "), "{}", stdout(&out));
+
+    // Back up: one `outbox` sends the one SOS, which raises one alert.
+    let server = server_on(dir.path(), addr).await;
+    let out = hotline(&defender, PASS, &["outbox"]);
+    assert!(out.status.success(), "{} {}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("sent 1 of 1"), "{}", stdout(&out));
+    let out = hotline(&officer, PASS, &["alerts", "--all"]);
+    let alerts: Vec<String> = stdout(&out)
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let id = alerts[0][1..]
+        .split_whitespace()
+        .next()
+        .expect("id")
+        .to_owned();
+    let out = hotline(&officer, PASS, &["messages", "--alert", &id]);
+    let thread = stdout(&out);
+    assert!(thread.contains("police at the door"), "{thread}");
+    assert!(thread.contains("they took my phone"), "{thread}");
+    // Nothing waits, and nothing more goes out.
+    let out = hotline(&defender, PASS, &["outbox", "--list"]);
+    assert!(stdout(&out).contains("nothing waiting"), "{}", stdout(&out));
+    server.shutdown().await;
+}
+
+/// `sos` without text sends a default one, and says how many staff
+/// devices got the page now and how many get it later; messages are
+/// pushed to running watches and shown in their threads, both ways; and
+/// the thread is kept on the device after `inbox` has shown it.
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_shows_messages_in_their_threads_and_the_device_keeps_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for staff in [&admin, &officer] {
+        assert!(hotline(staff, PASS, &["inbox"]).status.success()); // prekeys
+        assert!(hotline(staff, PASS, &["duty", "on"]).status.success());
+    }
+    assert!(hotline(&defender, PASS, &["inbox"]).status.success()); // prekeys
+    let officer_watch = Watch::start(&officer);
+    let defender_watch = Watch::start(&defender);
+
+    // Two on duty, one of them connected.
+    let out = hotline(&defender, PASS, &["sos"]);
+    assert!(out.status.success(), "{} {}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out)
+            .contains("1 staff device(s) received the page now; 1 more get it when they connect"),
+        "{}",
+        stdout(&out)
+    );
+    let id = alert_id(&out);
+    officer_watch.wait_for(&format!("ALERT #{id} "));
+    // The alert's text, filed in its thread: the default text.
+    officer_watch.wait_for(&format!("[alert #{id}]:"));
+    officer_watch.wait_for("SOS — I need help now");
+
+    // The defender follows up; the officer's watch shows it in the thread.
+    let out = hotline(
+        &defender,
+        PASS,
+        &["reply", "--alert", &id, "they are breaking the door"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let heading = officer_watch.wait_for(&format!("[alert #{id}]:"));
+    assert!(heading.contains("from defender"), "{heading}");
+    officer_watch.wait_for("they are breaking the door");
+
+    // The officer answers; the defender's watch shows it in the thread.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["reply", "--alert", &id, "a lawyer is on the way"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let heading = defender_watch.wait_for(&format!("[alert #{id}]:"));
+    assert!(heading.contains("from officer"), "{heading}");
+    defender_watch.wait_for("a lawyer is on the way");
+    drop(defender_watch);
+    drop(officer_watch);
+
+    // Shown by the watch: nothing new for `inbox`; but the thread is kept.
+    let out = hotline(&defender, PASS, &["inbox"]);
+    assert!(stdout(&out).contains("no new messages"), "{}", stdout(&out));
+    let out = hotline(&defender, PASS, &["messages", "--alert", &id]);
+    let thread = stdout(&out);
+    for text in [
+        "your SOS",
+        "SOS — I need help now",
+        "they are breaking the door",
+        "a lawyer is on the way",
+    ] {
+        assert!(thread.contains(text), "{text:?} missing from {thread}");
+    }
+    // And again: kept, not consumed.
+    let again = hotline(&defender, PASS, &["messages", "--alert", &id]);
+    assert_eq!(stdout(&again), thread);
+    // `reply` and `messages` are in the help, with the exit statuses.
+    let help = Command::new(BIN).arg("--help").output().expect("help");
+    let help = stdout(&help);
+    for word in ["reply", "messages", "3 queued"] {
+        assert!(help.contains(word), "{word:?} missing from {help}");
+    }
+    server.shutdown().await;
 }

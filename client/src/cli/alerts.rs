@@ -1,26 +1,32 @@
 //! Alerts: raising one (defenders), listing, claiming, resolving and
 //! calling them off, duty, and the live watch for pages (staff).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use hotline_client::StateDir;
-use hotline_client::messenger::Sent;
-use hotline_client::outbox::Outgoing;
+use hotline_client::messenger::{Device, Flushed, Sent};
 use hotline_proto::DeviceId;
-use hotline_proto::alert::{AlertOrigin, CloseReason, Priority, Push};
+use hotline_proto::alert::{AlertInfo, AlertOrigin, CloseReason, Priority, Push};
 use hotline_proto::message::DutyEntry;
 
 use super::date::{date, late};
-use super::messages::deliver;
+use super::messages::{Fate, fate, fetch_new, mark_shown, send_over, show};
 use super::unlock::{connect, open_device, passphrase};
 
-/// `hotline sos`.
+/// How often an offline `sos` tries again, at most.
+const SOS_RETRY_EVERY: Duration = Duration::from_secs(5);
+
+/// `hotline sos`: queues the SOS (adding it to one still waiting, if
+/// any), then tries to raise it for up to `wait` seconds, saying all along
+/// that nobody has been alerted yet. Exits 0 once raised, with status 3
+/// (queued) if it never got through.
 pub(super) async fn sos(
     state: &StateDir,
-    message: &str,
+    message: Option<&str>,
     priority: Priority,
     category: &str,
+    wait: u64,
 ) -> anyhow::Result<()> {
     // Only defenders raise an SOS: say so before anything is written.
     if let Ok(role) = state.load_profile().and_then(|p| p.role())
@@ -30,25 +36,169 @@ pub(super) async fn sos(
             "only defenders raise an SOS; to write to the team, use `hotline send`, or `hotline reply --alert N` in an alert's thread"
         );
     }
+    let text = match message.map(str::trim) {
+        Some(m) if !m.is_empty() => m.to_owned(),
+        _ => default_sos_text().to_owned(),
+    };
     let mut device = open_device(state)?;
-    let body = format!("category: {category}\n{message}");
-    let mine = device.queue_item(body.as_bytes(), Outgoing::Alert(priority))?;
-    if let Some(settled) = deliver(&mut device, Some(mine)).await? {
-        for (id, s) in settled {
-            if let Sent::Dropped { reason, .. } = &s
-                && id == mine
-            {
-                bail!("{reason}. It was removed from the outbox and will not be sent again");
-            }
-            if let Sent::Alert(alert) = s {
-                println!(
-                    "alert {} raised ({}); {} duty staff paged. You will be contacted.",
-                    alert.id, alert.priority, alert.paged
-                );
-            }
-        }
+    let body = format!("category: {category}\n{text}");
+    let (mine, merged) = device.queue_sos(body.as_bytes(), priority)?;
+    if merged {
+        eprintln!(
+            "added to the SOS already waiting in this device's outbox: both go out together, as one alert"
+        );
     }
-    Ok(())
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    let last = loop {
+        // While it tries, a countdown says that nobody knows yet.
+        let flushed = {
+            let attempt = sos_attempt(&mut device, mine, deadline);
+            tokio::pin!(attempt);
+            let mut ticks = tokio::time::interval_at(
+                tokio::time::Instant::now() + Duration::from_secs(1),
+                SOS_RETRY_EVERY,
+            );
+            loop {
+                tokio::select! {
+                    f = &mut attempt => break f,
+                    _ = ticks.tick() => countdown(deadline),
+                }
+            }
+        };
+        match fate(&device, &flushed, mine)? {
+            Fate::Settled(Sent::Alert(a)) => {
+                raised(&a);
+                return Ok(());
+            }
+            Fate::Settled(Sent::Dropped { reason, .. }) => {
+                bail!("{reason}. It was removed from the outbox and will not be sent again")
+            }
+            Fate::Settled(Sent::Message { .. }) => return Ok(()),
+            Fate::SentElsewhere(e) => {
+                println!(
+                    "alert {} raised: your SOS was sent by another hotline command running at the same time (`hotline alerts` shows it)",
+                    e.thread
+                );
+                return Ok(());
+            }
+            Fate::Gone => bail!(
+                "the SOS was removed from the outbox by another command; NOBODY HAS BEEN ALERTED"
+            ),
+            Fate::Waiting => {}
+        }
+        let why = flushed
+            .stopped
+            .as_ref()
+            .map_or_else(|| "it could not be sent".to_owned(), ToString::to_string);
+        let left = deadline.saturating_duration_since(Instant::now());
+        // A refusal a retry cannot fix (no root pinned, say) ends the
+        // wait at once: the person must hear it now.
+        let retry_may_help = flushed
+            .stopped
+            .as_ref()
+            .is_none_or(hotline_client::ClientError::is_transient);
+        if left.is_zero() || !retry_may_help {
+            break flushed;
+        }
+        eprintln!("NOBODY HAS BEEN ALERTED YET: {why}");
+        device.release();
+        let pause = left.min(SOS_RETRY_EVERY);
+        eprintln!(
+            "  trying again in {} s; giving up in {} s (Ctrl-C stops; the SOS stays in the outbox)",
+            pause.as_secs().max(1),
+            left.as_secs().max(1)
+        );
+        tokio::time::sleep(pause).await;
+        device.hold()?;
+    };
+    println!("NOBODY HAS BEEN ALERTED YET.");
+    Err(super::messages::queued(&device, mine, &last, "Your SOS"))
+}
+
+/// Says, while an SOS is still trying, that nobody knows yet and how
+/// long it keeps trying.
+fn countdown(deadline: Instant) {
+    eprintln!(
+        "NOBODY HAS BEEN ALERTED YET: still trying to reach the server; giving up in {} s (Ctrl-C stops; the SOS stays in the outbox)",
+        deadline.saturating_duration_since(Instant::now()).as_secs()
+    );
+}
+
+/// One try at raising the SOS `mine` (and sending whatever else waits):
+/// the network part of `hotline sos`, connecting within what is left
+/// until `deadline` (at least a few seconds). The state lock is let go
+/// while connecting, so that a second `sos` typed meanwhile can add to
+/// the waiting SOS.
+async fn sos_attempt(device: &mut Device, mine: [u8; 16], deadline: Instant) -> Flushed {
+    device.release();
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_secs(2));
+    let connected = match tokio::time::timeout(left, device.connect()).await {
+        Ok(c) => c,
+        Err(_) => Err(hotline_client::ClientError::Unreachable {
+            addr: device.profile().server_addr.clone(),
+            reason: "no answer (timed out)".into(),
+        }),
+    };
+    let relocked = device.hold();
+    let session = match (connected, relocked) {
+        (_, Err(e)) | (Err(e), _) => {
+            return Flushed {
+                settled: Vec::new(),
+                stopped: Some(e),
+            };
+        }
+        (Ok(s), Ok(())) => s,
+    };
+    let flushed = if device.is_waiting(mine) {
+        send_over(device, &session, Some(mine)).await
+    } else {
+        Flushed {
+            settled: Vec::new(),
+            stopped: None,
+        }
+    };
+    session.close().await;
+    flushed
+}
+
+/// Says that alert `a` was raised, and how many staff devices got the
+/// page now and how many get it when they connect.
+fn raised(a: &AlertInfo) {
+    println!("alert {} raised ({}).", a.id, a.priority);
+    let later = a.paged.saturating_sub(a.paged_now);
+    if a.paged_now > 0 {
+        println!(
+            "{} staff device(s) received the page now; {later} more get it when they connect. You will be contacted.",
+            a.paged_now
+        );
+    } else if later > 0 {
+        println!(
+            "NO STAFF DEVICE IS CONNECTED RIGHT NOW: nobody has seen your alert yet. {later} staff device(s) get the page when they connect, and it escalates until someone answers."
+        );
+    } else {
+        println!(
+            "NO STAFF DEVICE HAS BEEN PAGED YET: the alert is raised on the server and escalates until someone answers."
+        );
+    }
+}
+
+/// The text of an SOS sent without one, in the language of the person's
+/// settings (`HOTLINE_LANG`, else the locale), English otherwise.
+fn default_sos_text() -> &'static str {
+    let lang = ["HOTLINE_LANG", "LC_ALL", "LC_MESSAGES", "LANG"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|l| !l.is_empty()))
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if lang.starts_with("fr") {
+        "SOS — j'ai besoin d'aide maintenant"
+    } else if lang.starts_with("es") {
+        "SOS — necesito ayuda ahora"
+    } else {
+        "SOS — I need help now"
+    }
 }
 
 /// `hotline alerts`.
@@ -195,11 +345,16 @@ fn print_duty(entries: &[DutyEntry], me: DeviceId, everyone: bool) {
     }
 }
 
-/// `hotline watch`: pages and all clears as they arrive. A dropped
-/// connection (network change, server restart) is retried with backoff
-/// for as long as it takes; pages sent meanwhile are pushed again by the
-/// server on reconnection, so none is missed. Refusals (a revoked device)
-/// end it.
+/// `hotline watch`: pages, all clears and messages as they arrive. A
+/// dropped connection (network change, server restart) is retried with
+/// backoff for as long as it takes; pages sent meanwhile are pushed again
+/// by the server on reconnection, and messages wait in the inbox, so none
+/// is missed. Refusals (a revoked device) end it.
+///
+/// On each connection it first sends what waits in the outbox and shows
+/// the messages not shown yet; then each message pushed is fetched,
+/// opened, kept and shown in its thread. The state lock is held only
+/// while doing so, so that other commands run meanwhile.
 pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -207,18 +362,19 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
     state.load_profile()?;
     // Asked once: reconnecting at 3 a.m. must not wait for a person.
     let pass = zeroize::Zeroizing::new(passphrase("Passphrase: ", false)?);
+    let mut device = Device::open(state, &pass)?;
     let bell = if std::io::stdout().is_terminal() {
         "\x07"
     } else {
         ""
     };
-    println!("watching for alerts (Ctrl-C to stop)");
+    println!("watching for alerts and messages (Ctrl-C to stop)");
     let mut retry = FIRST_RETRY;
     let mut away = false;
     loop {
         let connected = tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
-            c = hotline_client::connect(state, &pass) => c,
+            c = device.connect() => c,
         };
         let session = match connected {
             Ok(s) => s,
@@ -237,9 +393,18 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
             println!("reconnected; pages sent while away follow");
         }
         retry = FIRST_RETRY;
-        let lost = loop {
+        // What waits in the outbox goes out now, and what came meanwhile
+        // is shown.
+        let mut lost = match catch_up(&mut device, &session).await {
+            Err(e) if e.is_transient() => Some(e),
+            _ => None,
+        };
+        while lost.is_none() {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => break None,
+                _ = tokio::signal::ctrl_c() => {
+                    session.close().await;
+                    return Ok(());
+                }
                 // Shown first, confirmed after: a confirmed page was seen.
                 push = session.next_push_shown(Duration::from_secs(3600), |push| match push {
                     Push::Alert(a) => println!(
@@ -247,22 +412,82 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                         date(a.raised_at), a.id, a.priority, a.origin.as_str(), a.defender, a.status, a.position.0 + 1, a.position.1 + 1, a.paged, late(a.checked_in_at)
                     ),
                     Push::AllClear(id) => println!("all clear: alert #{id} was called off"),
-                }) => match push {
-                    Ok(_) => {}
-                    Err(e) => break Some(e),
-                },
+                    Push::Message(_) => {}
+                }) => {
+                    let shown = match push {
+                        Ok(Some(Push::Message(_))) => show_new(&mut device, &session, None, bell).await,
+                        // The alert's text reaches staff as a message:
+                        // shown in the alert's thread.
+                        Ok(Some(Push::Alert(a))) => {
+                            show_new(&mut device, &session, Some((a.envelope_id, a.id)), bell).await
+                        }
+                        Ok(_) => Ok(()),
+                        Err(e) => Err(e),
+                    };
+                    match shown {
+                        Ok(()) => {}
+                        Err(e) if e.is_transient() => lost = Some(e),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
             }
-        };
-        match lost {
-            None => {
-                session.close().await;
-                return Ok(());
-            }
-            Some(e) if e.is_transient() => {
-                eprintln!("{e}; reconnecting");
-                away = true;
-            }
-            Some(e) => return Err(e.into()),
         }
+        if let Some(e) = lost {
+            eprintln!("{e}; reconnecting");
+            away = true;
+        }
+    }
+}
+
+/// On (re)connecting: sends what waits in the outbox, then shows what
+/// came while away.
+async fn catch_up(
+    device: &mut Device,
+    session: &hotline_client::Session,
+) -> Result<(), hotline_client::ClientError> {
+    device.hold()?;
+    if !device.pending().is_empty() {
+        let flushed = send_over(device, session, None).await;
+        if let Some(e) = flushed.stopped {
+            eprintln!(
+                "NOT SENT YET: {} item(s) still wait in the outbox: {e}",
+                device.pending().len()
+            );
+        }
+    }
+    device.release();
+    show_new(device, session, None, "").await
+}
+
+/// Fetches what waits for this device, keeps it, and shows each message
+/// not shown yet, in its thread; `link` files an alert's text (its
+/// envelope id, the alert) in the alert's thread. A failure that is not
+/// the network's is shown and the watch goes on.
+async fn show_new(
+    device: &mut Device,
+    session: &hotline_client::Session,
+    link: Option<(u64, u64)>,
+    bell: &str,
+) -> Result<(), hotline_client::ClientError> {
+    device.hold()?;
+    let result = async {
+        fetch_new(device, session).await?;
+        if let Some((envelope_id, alert)) = link {
+            device.link_alert(envelope_id, alert)?;
+        }
+        let new = device.unshown()?;
+        for e in &new {
+            print!("{bell}{}", show(device, e));
+        }
+        mark_shown(device, session, &new).await
+    }
+    .await;
+    device.release();
+    match result {
+        Err(e) if !e.is_transient() => {
+            eprintln!("WARNING: messages could not be shown: {e}");
+            Ok(())
+        }
+        other => other,
     }
 }

@@ -1,12 +1,19 @@
 //! End-to-end messages: sending (and replying in an alert's thread), the
-//! outbox, delivery states and the inbox.
+//! outbox, delivery states, the inbox and the kept history.
+//!
+//! A command that writes something either sends it now (exit 0), or says
+//! plainly that it waits in the outbox and exits with [`super::Queued`]
+//! (status 3); if it can never be sent it is removed and the command
+//! fails (status 1). Never an error and a later send.
 
 use anyhow::bail;
-use hotline_client::messenger::{Device, Sent};
+use hotline_client::history::Entry;
+use hotline_client::messenger::{Device, Flushed, Sent};
 use hotline_client::outbox::Outgoing;
-use hotline_client::{ClientError, StateDir};
+use hotline_client::{ClientError, Session, StateDir};
 use hotline_proto::DeviceId;
 
+use super::Queued;
 use super::date::date;
 use super::unlock::{connect, open_device};
 
@@ -18,9 +25,10 @@ pub(super) async fn send(
     alert: Option<u64>,
 ) -> anyhow::Result<()> {
     let mut device = open_device(state)?;
-    let mine = match alert {
+    let (mine, flushed) = match alert {
         Some(alert_id) => {
-            // Threads need the alert's defender: this asks the server.
+            // Threads need the alert's defender: this asks the server
+            // before anything is queued.
             let session = device.connect().await?;
             let found = session
                 .alerts(false)
@@ -28,7 +36,7 @@ pub(super) async fn send(
                 .into_iter()
                 .find(|a| a.id == alert_id);
             let Some(a) = found else {
-                bail!("no alert {alert_id} visible to this device");
+                bail!("no alert {alert_id} visible to this device; nothing was sent");
             };
             if !a.origin.shown_to_defender() {
                 bail!(
@@ -41,25 +49,84 @@ pub(super) async fn send(
                 to: a.defender,
             };
             let mine = device.queue_item(message.as_bytes(), what)?;
+            let flushed = send_over(&mut device, &session, Some(mine)).await;
             session.close().await;
-            mine
+            (mine, flushed)
         }
-        None => device.queue_item(message.as_bytes(), Outgoing::Message { to })?,
+        None => {
+            let mine = device.queue_item(message.as_bytes(), Outgoing::Message { to })?;
+            (mine, deliver(&mut device, Some(mine)).await)
+        }
     };
-    if let Some(settled) = deliver(&mut device, Some(mine)).await? {
-        for (id, s) in settled {
-            match s {
-                Sent::Message { id: server_id, .. } => println!(
-                    "message {server_id} sent, end-to-end encrypted, to the staff on the signed roster"
-                ),
-                Sent::Dropped { reason, .. } if id == mine => {
-                    bail!("{reason}. It was removed from the outbox and will not be sent again")
-                }
-                _ => {}
-            }
+    match fate(&device, &flushed, mine)? {
+        Fate::Settled(Sent::Message { id, .. }) => {
+            println!("message {id} sent, end-to-end encrypted, to the staff on the signed roster")
         }
+        Fate::Settled(Sent::Dropped { reason, .. }) => {
+            bail!("{reason}. It was removed from the outbox and will not be sent again")
+        }
+        Fate::Settled(Sent::Alert(_)) => {}
+        Fate::SentElsewhere(e) => println!(
+            "message {} sent, end-to-end encrypted (by another hotline command running at the same time)",
+            e.server_id
+        ),
+        Fate::Gone => {
+            bail!("the message was removed from the outbox by another command; it was not sent")
+        }
+        Fate::Waiting => return Err(queued(&device, mine, &flushed, "The message")),
     }
     Ok(())
+}
+
+/// What became of the item a command queued.
+pub(super) enum Fate {
+    /// This command settled it.
+    Settled(Sent),
+    /// Another command running at the same time sent it.
+    SentElsewhere(Entry),
+    /// Another command removed it unsent (`hotline outbox --drop`).
+    Gone,
+    /// It still waits in the outbox.
+    Waiting,
+}
+
+/// What became of `mine` after `flushed`.
+pub(super) fn fate(device: &Device, flushed: &Flushed, mine: [u8; 16]) -> anyhow::Result<Fate> {
+    if let Some((_, s)) = flushed.settled.iter().find(|(id, _)| *id == mine) {
+        return Ok(Fate::Settled(s.clone()));
+    }
+    if device.is_waiting(mine) {
+        return Ok(Fate::Waiting);
+    }
+    Ok(match device.sent_entry(mine)? {
+        Some(e) => Fate::SentElsewhere(e),
+        None => Fate::Gone,
+    })
+}
+
+/// Says plainly that `what` (the item `mine`) was not sent and waits in
+/// the outbox, and why; the command then exits with status 3.
+pub(super) fn queued(
+    device: &Device,
+    mine: [u8; 16],
+    flushed: &Flushed,
+    what: &str,
+) -> anyhow::Error {
+    let why = flushed
+        .stopped
+        .as_ref()
+        .map_or_else(|| "it could not be sent".to_owned(), ToString::to_string);
+    let place = device
+        .pending_ids()
+        .iter()
+        .position(|id| *id == mine)
+        .map(|i| format!(" as item {}", i + 1))
+        .unwrap_or_default();
+    println!("NOT SENT YET: {why}");
+    println!(
+        "{what} waits in this device's outbox{place} and goes out, once, with the next hotline command that reaches the server (`hotline outbox` tries now; `hotline outbox --drop N` removes item N)."
+    );
+    Queued.into()
 }
 
 /// `hotline delivery`.
@@ -116,26 +183,28 @@ pub(super) async fn outbox(
     if list_only {
         return Ok(());
     }
-    if let Some(settled) = deliver(&mut device, None).await? {
-        let sent = settled
-            .iter()
-            .filter(|(_, s)| !matches!(s, Sent::Dropped { .. }))
-            .count();
-        println!("sent {sent} of {} item(s)", waiting.len());
-        for (_, s) in settled {
-            if let Sent::Alert(a) = s {
-                println!(
-                    "  alert {} raised ({}); {} paged",
-                    a.id, a.priority, a.paged
-                );
-            }
-        }
+    let flushed = deliver(&mut device, None).await;
+    let sent = flushed
+        .settled
+        .iter()
+        .filter(|(_, s)| !matches!(s, Sent::Dropped { .. }))
+        .count();
+    println!("sent {sent} of {} item(s)", waiting.len());
+    let left = device.pending().len();
+    if left > 0 {
+        let why = flushed
+            .stopped
+            .as_ref()
+            .map_or_else(|| "it could not be sent".to_owned(), ToString::to_string);
+        println!("NOT SENT YET: {why}");
+        println!("{left} item(s) still wait in the outbox.");
+        return Err(Queued.into());
     }
     Ok(())
 }
 
 /// What an outbox item is, in a few words.
-fn describe(what: &Outgoing) -> String {
+pub(super) fn describe(what: &Outgoing) -> String {
     match what {
         Outgoing::Message { to: None } => "a message to the staff".into(),
         Outgoing::Message { to: Some(_) } => "a message to one device".into(),
@@ -144,79 +213,192 @@ fn describe(what: &Outgoing) -> String {
     }
 }
 
-/// `hotline inbox` (and `hotline messages`).
+/// `hotline inbox`: the messages not shown yet (fetched now, or kept
+/// from before), then marked shown; they stay in `hotline messages`.
 pub(super) async fn inbox(state: &StateDir) -> anyhow::Result<()> {
     let mut device = open_device(state)?;
     let session = device.connect().await?;
-    device.sync_prekeys(&session).await?;
     let waiting = device.pending().len();
     if waiting > 0 {
-        device.flush(&session).await?;
-        println!("sent {waiting} item(s) that were waiting in the outbox");
+        let flushed = send_over(&mut device, &session, None).await;
+        let left = device.pending().len();
+        if let Some(e) = &flushed.stopped {
+            eprintln!("NOT SENT YET: {left} item(s) still wait in the outbox: {e}");
+        }
     }
-    let messages = device.receive(&session).await?;
-    for w in device.take_warnings() {
-        eprintln!("WARNING: {w}");
-    }
-    if messages.is_empty() {
+    fetch_new(&mut device, &session).await?;
+    let new = device.unshown()?;
+    if new.is_empty() {
         println!("no new messages");
     }
-    let shown: Vec<u64> = messages.iter().map(|m| m.id).collect();
-    for m in messages {
-        let who = match m.sender_role {
-            Some(role) => format!("{role} {}", device.shown(&m.sender)),
-            None => format!("defender {}", device.shown(&m.sender)),
-        };
-        let thread = if m.thread != 0 {
-            format!(" [alert #{}]", m.thread)
-        } else {
-            String::new()
-        };
-        println!("[{}] from {who}{thread}:", date(m.timestamp));
-        println!("  {}", String::from_utf8_lossy(&m.body));
+    for e in &new {
+        print!("{}", show(&device, e));
     }
-    if !shown.is_empty() {
-        session.mark_read(shown).await?;
-    }
+    mark_shown(&mut device, &session, &new).await?;
     session.close().await;
     Ok(())
 }
 
-/// Sends what the outbox holds, and says plainly what could not be sent
-/// and was removed (but for `mine`, the command's own item, which the
-/// command reports itself). If the server cannot be reached, says what is waiting
-/// and returns `None`: it goes out on the next command that reaches the
-/// server.
-pub(super) async fn deliver(
+/// `hotline messages [--alert N]`: the messages this device holds (all,
+/// or the thread of alert N), after fetching what is new if the server
+/// can be reached.
+pub(super) async fn messages(state: &StateDir, alert: Option<u64>) -> anyhow::Result<()> {
+    let mut device = open_device(state)?;
+    let session = match device.connect().await {
+        Ok(session) => {
+            if let Err(e) = fetch_new(&mut device, &session).await {
+                eprintln!("WARNING: new messages could not be fetched: {e}");
+            }
+            Some(session)
+        }
+        Err(e) => {
+            eprintln!("offline ({e}); showing the messages this device holds");
+            None
+        }
+    };
+    let history = device.history()?;
+    let entries: Vec<Entry> = match alert {
+        Some(n) => history.thread(n).into_iter().cloned().collect(),
+        None => history.entries().to_vec(),
+    };
+    match (entries.is_empty(), alert) {
+        (true, Some(n)) => println!("no messages in the thread of alert #{n} on this device"),
+        (true, None) => println!("no messages on this device"),
+        _ => {}
+    }
+    for e in &entries {
+        print!("{}", show(&device, e));
+    }
+    let unshown: Vec<Entry> = entries.into_iter().filter(|e| !e.shown).collect();
+    match &session {
+        Some(s) => mark_shown(&mut device, s, &unshown).await?,
+        None => device.mark_shown(&unshown.iter().map(|e| e.message_id).collect::<Vec<_>>())?,
+    }
+    if let Some(s) = session {
+        s.close().await;
+    }
+    Ok(())
+}
+
+/// Fetches, opens and keeps what waits for this device, and files the
+/// text of each alert (as staff receive it) in the alert's thread.
+pub(super) async fn fetch_new(device: &mut Device, session: &Session) -> Result<(), ClientError> {
+    device.sync_prekeys(session).await?;
+    let received = device.receive(session).await;
+    for w in device.take_warnings() {
+        eprintln!("WARNING: {w}");
+    }
+    if !received?.is_empty() {
+        for a in session.alerts(false).await? {
+            device.link_alert(a.envelope_id, a.id)?;
+        }
+    }
+    Ok(())
+}
+
+/// Records `entries` as shown, here and (for those received) to their
+/// senders.
+pub(super) async fn mark_shown(
     device: &mut Device,
-    mine: Option<[u8; 16]>,
-) -> Result<Option<Vec<([u8; 16], Sent)>>, ClientError> {
+    session: &Session,
+    entries: &[Entry],
+) -> Result<(), ClientError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    device.mark_shown(&entries.iter().map(|e| e.message_id).collect::<Vec<_>>())?;
+    let read: Vec<u64> = entries
+        .iter()
+        .filter(|e| !e.sent)
+        .map(|e| e.server_id)
+        .collect();
+    if !read.is_empty() {
+        session.mark_read(read).await?;
+    }
+    Ok(())
+}
+
+/// A message as the commands show it: a heading line (when, who, by the
+/// name `device` knows them by, which thread) and the text, indented.
+pub(super) fn show(device: &Device, e: &Entry) -> String {
+    let thread = if e.thread != 0 {
+        format!(" [alert #{}]", e.thread)
+    } else {
+        String::new()
+    };
+    let heading = match (e.sent, e.sos) {
+        (true, true) => "your SOS".to_owned(),
+        (true, false) => "you wrote".to_owned(),
+        (false, _) => {
+            let sender = e.peer.map(|p| device.shown(&p)).unwrap_or_default();
+            match e.sender_role {
+                Some(role) => format!("from {role} {sender}"),
+                None => format!("from defender {sender}"),
+            }
+        }
+    };
+    let mut out = format!("[{}] {heading}{thread}:\n", date(e.timestamp));
+    for line in String::from_utf8_lossy(&e.body).lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Connects and sends what the outbox holds (see [`send_over`]). A
+/// failure to connect is reported as what stopped the flush: everything
+/// stays queued.
+pub(super) async fn deliver(device: &mut Device, mine: Option<[u8; 16]>) -> Flushed {
     let session = match device.connect().await {
         Ok(s) => s,
-        Err(ClientError::Unreachable { .. } | ClientError::ConnectionLost(_)) => {
-            let n = device.pending().len();
-            println!(
-                "the server cannot be reached: {n} item(s) waiting in the outbox, sent as soon as it can be (try `hotline outbox`)"
-            );
-            return Ok(None);
+        Err(e) => {
+            return Flushed {
+                settled: Vec::new(),
+                stopped: Some(e),
+            };
         }
-        Err(e) => return Err(e),
     };
-    device.sync_prekeys(&session).await?;
-    let settled = device.flush_tracked(&session).await?;
+    let flushed = send_over(device, &session, mine).await;
     session.close().await;
-    for (id, s) in &settled {
-        if let Sent::Dropped { what, reason, .. } = s
-            && Some(*id) != mine
-        {
-            eprintln!(
+    flushed
+}
+
+/// Sends what the outbox holds over `session` (SOSes first), then keeps
+/// this device's prekeys published. Says what else it settled: each item
+/// sent, and each that could not be sent and was removed (but for
+/// `mine`, the command's own item, which the command reports itself).
+pub(super) async fn send_over(
+    device: &mut Device,
+    session: &Session,
+    mine: Option<[u8; 16]>,
+) -> Flushed {
+    let mut flushed = device.flush_report(session).await;
+    for (id, s) in &flushed.settled {
+        if Some(*id) == mine {
+            continue;
+        }
+        match s {
+            Sent::Dropped { what, reason, .. } => eprintln!(
                 "NOT SENT: {} was removed from the outbox: {reason}",
                 describe(what)
-            );
+            ),
+            Sent::Message { id, .. } => {
+                println!("sent from the outbox: message {id}")
+            }
+            Sent::Alert(a) => println!(
+                "sent from the outbox: an SOS, alert {} raised ({}; {} paged)",
+                a.id, a.priority, a.paged
+            ),
         }
+    }
+    if flushed.stopped.is_none()
+        && let Err(e) = device.sync_prekeys(session).await
+    {
+        flushed.stopped = Some(e);
     }
     for w in device.take_warnings() {
         eprintln!("WARNING: {w}");
     }
-    Ok(Some(settled))
+    flushed
 }

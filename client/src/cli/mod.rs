@@ -2,7 +2,7 @@
 //! them. Each group of commands has its own file:
 //!
 //! * `devices`: enroll, status, invite, devices, revoke.
-//! * `messages`: send (and reply), outbox, delivery, inbox.
+//! * `messages`: send (and reply), outbox, delivery, inbox, messages.
 //! * `alerts`: sos, alerts, ack, resolve, cancel, duty, watch.
 //! * `checkins`: checkin, checkin-setup.
 //! * `org`: trust-org, org init, org show, org sign-roster.
@@ -26,9 +26,29 @@ mod names;
 mod org;
 mod unlock;
 
+/// The exit status of a command whose message or SOS was not sent now and
+/// waits in the outbox (it said so).
+pub(crate) const EXIT_QUEUED: u8 = 3;
+
+/// What `--help` says about exit statuses.
+const EXIT_STATUSES: &str = "Exit status: 0 done (a message or SOS was sent now); 1 error (nothing was queued, or the item can never be sent and was removed); 3 queued: NOT sent yet, it waits in this device's outbox and goes out, once, with the next command that reaches the server (`hotline outbox`).";
+
+/// A command's message or SOS waits in the outbox, and the command has
+/// said so: it ends with [`EXIT_QUEUED`], not as an error.
+#[derive(Debug)]
+pub(crate) struct Queued;
+
+impl std::fmt::Display for Queued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not sent yet: it waits in the outbox")
+    }
+}
+
+impl std::error::Error for Queued {}
+
 /// hotline: reach the duty team securely.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, after_help = EXIT_STATUSES)]
 pub(crate) struct Cli {
     /// State directory holding this device's key and profile
     /// (default: $HOME/.hotline).
@@ -82,7 +102,7 @@ enum Command {
     },
     /// Send an end-to-end encrypted message to the duty team (every staff
     /// device on the signed roster), and to one more device with --to.
-    #[command(alias = "reply")]
+    #[command(after_help = EXIT_STATUSES)]
     Send {
         /// The message.
         message: String,
@@ -93,8 +113,19 @@ enum Command {
         #[arg(long, conflicts_with = "to", value_parser = names::parse_alert_id)]
         alert: Option<u64>,
     },
+    /// Write in the thread of an alert: staff to its defender and the
+    /// team, a defender to the team (a follow-up to its SOS).
+    #[command(after_help = EXIT_STATUSES)]
+    Reply {
+        /// The alert: 35 or #35.
+        #[arg(long, value_parser = names::parse_alert_id)]
+        alert: u64,
+        /// The message.
+        message: String,
+    },
     /// List what is waiting to be sent (SOS first, as it will go), then
     /// try to send it.
+    #[command(after_help = EXIT_STATUSES)]
     Outbox {
         /// Only list; send nothing.
         #[arg(long)]
@@ -108,9 +139,16 @@ enum Command {
         /// Message ids, as `hotline send` printed them.
         ids: Vec<u64>,
     },
-    /// Fetch, verify and decrypt the messages waiting for this device.
-    #[command(alias = "messages")]
+    /// Fetch, verify and decrypt the messages waiting for this device,
+    /// and show those not shown before.
     Inbox,
+    /// Show the messages this device keeps (after fetching new ones):
+    /// all, or the thread of one alert.
+    Messages {
+        /// Only the thread of this alert: 35 or #35.
+        #[arg(long, value_parser = names::parse_alert_id)]
+        alert: Option<u64>,
+    },
     /// Pin the organisation root key (64 hex digits, as `hotline org show`
     /// prints it; not the fingerprint), after comparing its fingerprint with
     /// an admin over another channel.
@@ -125,10 +163,19 @@ enum Command {
     #[command(subcommand)]
     Org(OrgCommand),
     /// Raise an alert (defenders): the duty team is paged at once and the
-    /// alert escalates until someone answers.
+    /// alert escalates until someone answers. Offline, it keeps trying for
+    /// --wait seconds, saying that nobody has been alerted yet; two SOSes
+    /// still waiting in the outbox go out together as one alert.
+    #[command(after_help = EXIT_STATUSES)]
     Sos {
-        /// What is happening (end-to-end encrypted).
-        message: String,
+        /// What is happening (end-to-end encrypted); without it, "SOS — I
+        /// need help now" (in French or Spanish if HOTLINE_LANG or the
+        /// locale says so).
+        message: Option<String>,
+        /// How long to keep trying while the server cannot be reached, in
+        /// seconds (0: try once).
+        #[arg(long, env = "HOTLINE_SOS_WAIT", default_value_t = 90)]
+        wait: u64,
         /// immediate, urgent or routine.
         #[arg(long, default_value = "immediate")]
         priority: Priority,
@@ -169,7 +216,8 @@ enum Command {
         /// on, off or who (nothing: your own state).
         state: Option<DutyArg>,
     },
-    /// Show pages and all clears live as they arrive (staff). Ctrl-C stops.
+    /// Show pages, all clears and messages (in their threads) live as
+    /// they arrive; sends what waits in the outbox. Ctrl-C stops.
     Watch,
     /// Check in with your code (defenders).
     Checkin {
@@ -252,7 +300,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Send { message, to, alert } => messages::send(&state, &message, to, alert).await,
         Command::Outbox { list, drop } => messages::outbox(&state, list, drop).await,
         Command::Delivery { ids } => messages::delivery(&state, ids).await,
+        Command::Reply { alert, message } => {
+            messages::send(&state, &message, None, Some(alert)).await
+        }
         Command::Inbox => messages::inbox(&state).await,
+        Command::Messages { alert } => messages::messages(&state, alert).await,
         Command::TrustOrg {
             public_key,
             replace,
@@ -264,9 +316,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sos {
             message,
+            wait,
             priority,
             category,
-        } => alerts::sos(&state, &message, priority, &category).await,
+        } => alerts::sos(&state, message.as_deref(), priority, &category, wait).await,
         Command::Alerts { all } => alerts::list(&state, all).await,
         Command::Ack { alert } => alerts::ack(&state, alert).await,
         Command::Resolve { alert } => alerts::resolve(&state, alert).await,

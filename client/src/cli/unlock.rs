@@ -63,12 +63,16 @@ pub(super) fn org_passphrase(confirm: bool) -> anyhow::Result<String> {
     Ok(first)
 }
 
-/// Unlocks the enrolled device in `state`.
+/// Unlocks the enrolled device in `state`, holding the state directory's
+/// lock (so that a `hotline watch` running meanwhile does not write back
+/// an older copy of what this command changes).
 pub(super) fn open_device(state: &StateDir) -> Result<Device, ClientError> {
     state.load_profile()?;
     let pass =
         passphrase("Passphrase: ", false).map_err(|e| ClientError::State(format!("{e:#}")))?;
-    Device::open(state, &pass)
+    let mut device = Device::open(state, &pass)?;
+    device.hold()?;
+    Ok(device)
 }
 
 /// Connects and authenticates as the enrolled device in `state`.
