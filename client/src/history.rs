@@ -223,7 +223,7 @@ mod tests {
         h.add(entry(1, true)); // the same id, the other way: another message
         assert_eq!(h.entries().len(), 3);
         assert_eq!(h.mark_shown(&[[1; 16]]), 1);
-        assert!(h.link(20, 99) == false, "a sent message is not linked");
+        assert!(!h.link(20, 99), "a sent message is not linked");
         let back = History::decode(&h.encode()).expect("reads back");
         assert_eq!(back, h);
         assert_eq!(back.thread(1).len(), 2);

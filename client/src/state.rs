@@ -210,7 +210,7 @@ impl StateDir {
             opts.mode(0o600);
         }
         let file = opts.open(&path).map_err(io("cannot open", &path))?;
-        file.lock().map_err(io("cannot lock", &path))?;
+        fs2::FileExt::lock_exclusive(&file).map_err(io("cannot lock", &path))?;
         Ok(StateLock { _file: file })
     }
 

@@ -676,3 +676,71 @@ async fn a_message_written_while_the_network_is_down_is_delivered_once_when_it_r
             .is_empty()
     );
 }
+
+/// A flush that stops part way (here: the server's rate limit) still
+/// reports every item it sent, keeps the rest, and sends each of those
+/// once on the next connection: the person hears of everything that went
+/// out, and nothing goes out twice. Each message sent is in the sender's
+/// history, and each received in the recipient's.
+#[tokio::test]
+async fn a_flush_stopped_part_way_reports_every_item_it_sent() {
+    let server = TestServer::start_with(|c| {
+        c.limits.request_burst = 12;
+        c.limits.requests_per_second = 1;
+    })
+    .await;
+    let mut org = org(&server).await;
+    let root = org.root.public_key();
+    let mut officer = person(&server, Role::Officer, "officer", Some(root)).await;
+    org.sign().await;
+    let mut defender = person(&server, Role::Defender, "defender", Some(root)).await;
+    for i in 0..6 {
+        defender
+            .device
+            .queue(
+                format!("note {i}").as_bytes(),
+                Outgoing::Message { to: None },
+            )
+            .expect("queued");
+    }
+    let flushed = defender.device.flush_report(&defender.session).await;
+    let code = flushed.stopped.as_ref().and_then(|e| e.code());
+    assert_eq!(code, Some(ErrorCode::RateLimited), "{:?}", flushed.stopped);
+    let first = flushed.settled.len();
+    assert!((1..6).contains(&first), "sent {first} before the stop");
+    assert!(flushed.settled.iter().all(|(_, s)| matches!(
+        s,
+        Sent::Message {
+            duplicate: false,
+            ..
+        }
+    )));
+    assert_eq!(defender.device.pending().len(), 6 - first);
+
+    // A new connection sends the rest, each once.
+    let session = defender.device.connect().await.expect("connects");
+    let rest = defender.device.flush_report(&session).await;
+    assert!(rest.stopped.is_none(), "{:?}", rest.stopped);
+    assert_eq!(rest.settled.len(), 6 - first);
+    assert!(defender.device.pending().is_empty());
+    let got = officer
+        .device
+        .receive(&officer.session)
+        .await
+        .expect("inbox");
+    let mut bodies = bodies(&got);
+    bodies.sort();
+    let expected: Vec<Vec<u8>> = (0..6).map(|i| format!("note {i}").into_bytes()).collect();
+    assert_eq!(bodies, expected, "each note once");
+    // Both ends keep them.
+    let kept = |d: &Device, sent: bool| {
+        d.history()
+            .expect("history")
+            .entries()
+            .iter()
+            .filter(|e| e.sent == sent)
+            .count()
+    };
+    assert_eq!(kept(&defender.device, true), 6);
+    assert_eq!(kept(&officer.device, false), 6);
+}
