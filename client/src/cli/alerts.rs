@@ -109,7 +109,13 @@ pub(super) async fn sos(
             left.as_secs().max(1)
         );
         tokio::time::sleep(pause).await;
-        device.hold()?;
+        if let Err(e) = device.hold() {
+            // The SOS is queued: say so, never a bare error.
+            break Flushed {
+                settled: Vec::new(),
+                stopped: Some(e),
+            };
+        }
     };
     println!("NOBODY HAS BEEN ALERTED YET.");
     Err(super::messages::queued(&device, mine, &last, "Your SOS"))
