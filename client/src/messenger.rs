@@ -1147,3 +1147,97 @@ fn sent_entry(item: &Item, outcome: &Sent) -> Option<Entry> {
         shown: true,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use hotline_proto::CertPin;
+
+    use super::*;
+    use crate::keystore::MIN_ITERATIONS;
+
+    const PASS: &str = "a long test passphrase";
+
+    /// An enrolled device's state directory, without a server.
+    fn enrolled(dir: &std::path::Path) -> StateDir {
+        let state = StateDir::new(dir.join("home"));
+        let (pair, seed) = IdentityKeyPair::generate().expect("randomness");
+        state
+            .save_identity(&seed, PASS, MIN_ITERATIONS)
+            .expect("identity");
+        state
+            .save_profile(&Profile {
+                server_addr: "127.0.0.1:9".into(),
+                server_name: "localhost".into(),
+                cert_pin: CertPin::from_bytes([1; 32]).to_string(),
+                device_id: pair.device_id().to_string(),
+                role: "defender".into(),
+                org_root: None,
+                roster_version: None,
+                roster_hash: None,
+            })
+            .expect("profile");
+        state
+    }
+
+    /// A `hotline watch` keeps its device open for hours while other
+    /// commands run: when it takes the state lock again it sees the SOS
+    /// another command queued meanwhile, and what it saves keeps it.
+    #[test]
+    fn a_device_holding_the_lock_again_sees_and_keeps_what_another_command_queued() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = enrolled(dir.path());
+        let mut watch = Device::open(&state, PASS).expect("opens");
+        {
+            let mut sos = Device::open(&state, PASS).expect("opens");
+            sos.hold().expect("lock");
+            sos.queue_sos(b"help", Priority::Immediate).expect("queued");
+        }
+        watch.hold().expect("lock");
+        assert_eq!(watch.pending().len(), 1, "the SOS is seen");
+        watch
+            .queue(b"a note", Outgoing::Message { to: None })
+            .expect("queued");
+        watch.release();
+        let mut later = Device::open(&state, PASS).expect("opens");
+        later.hold().expect("lock");
+        let kinds: Vec<Outgoing> = later.pending().iter().map(|w| w.what).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                Outgoing::Alert(Priority::Immediate),
+                Outgoing::Message { to: None }
+            ]
+        );
+    }
+
+    /// Two SOSes typed before either went out are one item: both texts,
+    /// the more urgent priority, the first one's id.
+    #[test]
+    fn an_sos_not_sent_yet_absorbs_the_next() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = enrolled(dir.path());
+        let mut device = Device::open(&state, PASS).expect("opens");
+        let (first, merged) = device
+            .queue_sos(b"followed", Priority::Routine)
+            .expect("queued");
+        assert!(!merged);
+        let (second, merged) = device
+            .queue_sos(b"they are here", Priority::Immediate)
+            .expect("queued");
+        assert!(merged);
+        assert_eq!(first, second);
+        let waiting = device.pending();
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].what, Outgoing::Alert(Priority::Immediate));
+        assert_eq!(device.outbox[0].body, b"followed\n---\nthey are here");
+        // One already sealed (it may have reached the server) is left as
+        // it is: the next SOS is an item of its own.
+        device.outbox[0].sealed = Some(vec![1, 2, 3]);
+        let (third, merged) = device
+            .queue_sos(b"again", Priority::Urgent)
+            .expect("queued");
+        assert!(!merged);
+        assert_ne!(third, first);
+        assert_eq!(device.pending().len(), 2);
+    }
+}

@@ -371,6 +371,30 @@ mod tests {
         }
     }
 
+    /// While one command holds the lock, another waits; it gets the lock
+    /// once the first lets go.
+    #[test]
+    fn a_second_command_waits_for_the_lock() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path().join("home"));
+        let held = state.lock().expect("lock");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let other = state.clone();
+        let waiter = std::thread::spawn(move || {
+            let _lock = other.lock().expect("lock");
+            let _ = tx.send(());
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "it waits while the lock is held"
+        );
+        drop(held);
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("it gets the lock once released");
+        waiter.join().expect("joins");
+    }
+
     #[test]
     fn a_missing_profile_says_what_to_do() {
         let dir = tempfile::tempdir().expect("tempdir");
