@@ -11,7 +11,7 @@ use hotline_proto::alert::{AlertInfo, AlertOrigin, CloseReason, Priority, Push};
 use hotline_proto::message::DutyEntry;
 
 use super::date::{date, late};
-use super::messages::{Fate, fate, fetch_new, mark_shown, send_over, show};
+use super::messages::{Fate, fate, fetch_new, finish, mark_shown, send_over, show};
 use super::unlock::{connect, open_device, passphrase};
 
 /// How often an offline `sos` tries again, at most.
@@ -51,7 +51,7 @@ pub(super) async fn sos(
     let deadline = Instant::now() + Duration::from_secs(wait);
     let last = loop {
         // While it tries, a countdown says that nobody knows yet.
-        let flushed = {
+        let (flushed, session) = {
             let attempt = sos_attempt(&mut device, mine, deadline);
             tokio::pin!(attempt);
             let mut ticks = tokio::time::interval_at(
@@ -65,26 +65,33 @@ pub(super) async fn sos(
                 }
             }
         };
-        match fate(&device, &flushed, mine)? {
+        // Said first; the session is closed after.
+        let done = match fate(&device, &flushed, mine)? {
             Fate::Settled(Sent::Alert(a)) => {
                 raised(&a);
-                return Ok(());
+                Some(Ok(()))
             }
-            Fate::Settled(Sent::Dropped { reason, .. }) => {
-                bail!("{reason}. It was removed from the outbox and will not be sent again")
-            }
-            Fate::Settled(Sent::Message { .. }) => return Ok(()),
+            Fate::Settled(Sent::Dropped { reason, .. }) => Some(Err(anyhow::anyhow!(
+                "{reason}. It was removed from the outbox and will not be sent again"
+            ))),
+            Fate::Settled(Sent::Message { .. }) => Some(Ok(())),
             Fate::SentElsewhere(e) => {
                 println!(
                     "alert {} raised: your SOS was sent by another hotline command running at the same time (`hotline alerts` shows it)",
                     e.thread
                 );
-                return Ok(());
+                Some(Ok(()))
             }
-            Fate::Gone => bail!(
+            Fate::Gone => Some(Err(anyhow::anyhow!(
                 "the SOS was removed from the outbox by another command; NOBODY HAS BEEN ALERTED"
-            ),
-            Fate::Waiting => {}
+            ))),
+            Fate::Waiting => None,
+        };
+        if let Some(session) = session {
+            finish(&mut device, session).await;
+        }
+        if let Some(done) = done {
+            return done;
         }
         let why = flushed
             .stopped
@@ -135,7 +142,11 @@ fn countdown(deadline: Instant) {
 /// until `deadline` (at least a few seconds). The state lock is let go
 /// while connecting, so that a second `sos` typed meanwhile can add to
 /// the waiting SOS.
-async fn sos_attempt(device: &mut Device, mine: [u8; 16], deadline: Instant) -> Flushed {
+async fn sos_attempt(
+    device: &mut Device,
+    mine: [u8; 16],
+    deadline: Instant,
+) -> (Flushed, Option<hotline_client::Session>) {
     device.release();
     let left = deadline
         .saturating_duration_since(Instant::now())
@@ -150,10 +161,11 @@ async fn sos_attempt(device: &mut Device, mine: [u8; 16], deadline: Instant) -> 
     let relocked = device.hold();
     let session = match (connected, relocked) {
         (_, Err(e)) | (Err(e), _) => {
-            return Flushed {
+            let flushed = Flushed {
                 settled: Vec::new(),
                 stopped: Some(e),
             };
+            return (flushed, None);
         }
         (Ok(s), Ok(())) => s,
     };
@@ -165,8 +177,7 @@ async fn sos_attempt(device: &mut Device, mine: [u8; 16], deadline: Instant) -> 
             stopped: None,
         }
     };
-    session.close().await;
-    flushed
+    (flushed, Some(session))
 }
 
 /// Says that alert `a` was raised, and how many staff devices got the

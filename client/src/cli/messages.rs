@@ -50,7 +50,7 @@ pub(super) async fn send(
             };
             let mine = device.queue_item(message.as_bytes(), what)?;
             let flushed = send_over(&mut device, &session, Some(mine)).await;
-            session.close().await;
+            finish(&mut device, session).await;
             (mine, flushed)
         }
         None => {
@@ -360,20 +360,29 @@ pub(super) async fn deliver(device: &mut Device, mine: Option<[u8; 16]>) -> Flus
         }
     };
     let flushed = send_over(device, &session, mine).await;
-    session.close().await;
+    finish(device, session).await;
     flushed
 }
 
-/// Sends what the outbox holds over `session` (SOSes first), then keeps
-/// this device's prekeys published. Says what else it settled: each item
-/// sent, and each that could not be sent and was removed (but for
-/// `mine`, the command's own item, which the command reports itself).
+/// Ends a session that sent: keeps this device's prekeys published (so
+/// that answers can reach it; a failure is only a warning), then closes.
+pub(super) async fn finish(device: &mut Device, session: Session) {
+    if let Err(e) = device.sync_prekeys(&session).await {
+        eprintln!("WARNING: this device's keys could not be renewed: {e}");
+    }
+    session.close().await;
+}
+
+/// Sends what the outbox holds over `session` (SOSes first). Says what
+/// else it settled: each item sent, and each that could not be sent and
+/// was removed (but for `mine`, the command's own item, which the command
+/// reports itself).
 pub(super) async fn send_over(
     device: &mut Device,
     session: &Session,
     mine: Option<[u8; 16]>,
 ) -> Flushed {
-    let mut flushed = device.flush_report(session).await;
+    let flushed = device.flush_report(session).await;
     for (id, s) in &flushed.settled {
         if Some(*id) == mine {
             continue;
@@ -391,11 +400,6 @@ pub(super) async fn send_over(
                 a.id, a.priority, a.paged
             ),
         }
-    }
-    if flushed.stopped.is_none()
-        && let Err(e) = device.sync_prekeys(session).await
-    {
-        flushed.stopped = Some(e);
     }
     for w in device.take_warnings() {
         eprintln!("WARNING: {w}");
