@@ -231,6 +231,43 @@ mod tests {
         assert!(History::decode(&[0xff, 0xff]).is_err());
     }
 
+    /// The stored form, spelled out: devices keep histories written by
+    /// earlier versions, so it must not change.
+    #[test]
+    fn the_stored_form_does_not_change() {
+        let mut h = History::default();
+        h.add(entry(1, false));
+        let mut sent = entry(2, true);
+        sent.peer = None;
+        sent.sos = true;
+        sent.shown = true;
+        h.add(sent);
+        let expected = concat!(
+            "0a39",
+            "0a1001010101010101010101010101010101",
+            "1a1007070707070707070707070707070707",
+            "22076f666669636572",
+            "28e907",
+            "3001",
+            "3a03010101",
+            "400a",
+            "0a22",
+            "0a1002020202020202020202020202020202",
+            "1001",
+            "28ea07",
+            "3a03020202",
+            "4014",
+            "4801",
+            "5001",
+        );
+        assert_eq!(hotline_proto::identity::hex(&h.encode()), expected);
+        assert_eq!(
+            History::decode(&hotline_proto::identity::unhex(expected).expect("hex"))
+                .expect("reads"),
+            h
+        );
+    }
+
     #[test]
     fn the_oldest_entries_go_first() {
         let mut h = History::default();

@@ -987,6 +987,19 @@ async fn an_offline_sos_says_nobody_is_alerted_and_two_become_one_alert() {
     assert!(all.contains("added to the SOS already waiting"), "{all}");
     assert!(all.contains("NOBODY HAS BEEN ALERTED YET"), "{all}");
 
+    // A third, without text, in French: it joins them too.
+    let out = Command::new(BIN)
+        .arg("--home")
+        .arg(&defender)
+        .args(["sos", "--wait", "0"])
+        .env("HOTLINE_PASSPHRASE", PASS)
+        .env("HOTLINE_LANG", "fr")
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("added to the SOS already waiting"));
+
     // A message offline: queued, said so, status 3.
     let out = hotline(&defender, PASS, &["send", "a note for later"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
@@ -1025,6 +1038,7 @@ async fn an_offline_sos_says_nobody_is_alerted_and_two_become_one_alert() {
     let thread = stdout(&out);
     assert!(thread.contains("police at the door"), "{thread}");
     assert!(thread.contains("they took my phone"), "{thread}");
+    assert!(thread.contains("j'ai besoin d'aide"), "{thread}");
     // Nothing waits, and nothing more goes out.
     let out = hotline(&defender, PASS, &["outbox", "--list"]);
     assert!(stdout(&out).contains("nothing waiting"), "{}", stdout(&out));
