@@ -136,6 +136,9 @@ pub struct Received {
     pub thread: u64,
     /// The message.
     pub body: Vec<u8>,
+    /// Signed by the sender's panic key: an SOS sent without the
+    /// passphrase (whoever held the phone could send it).
+    pub via_panic_key: bool,
 }
 
 fn refused(e: impl std::fmt::Display) -> ClientError {
@@ -227,8 +230,7 @@ impl Device {
 
     /// The pinned organisation root.
     pub fn org_root(&self) -> Option<OrgPublicKey> {
-        let bytes: [u8; 32] = unhex(self.profile.org_root.as_deref()?)?.try_into().ok()?;
-        Some(OrgPublicKey::from_bytes(bytes))
+        crate::org::pinned_root(&self.profile)
     }
 
     /// Pins an organisation root (when none is pinned yet).
@@ -512,8 +514,56 @@ impl Device {
         Ok(settled)
     }
 
+    /// Seals an SOS from the outbox as [`crate::sos::seal_sos`] does:
+    /// to an expired roster, or to nobody (the alert then goes without
+    /// its text), rather than not at all. Warnings go to the person.
+    async fn seal_alert(
+        &mut self,
+        session: &Session,
+        item: &Item,
+    ) -> Result<Option<SignedEnvelope>, ClientError> {
+        let now = crate::unix_now();
+        let content = Content {
+            message_id: item.message_id,
+            counter: self.local.counter + 1,
+            timestamp: now,
+            body: item.body.clone(),
+            thread: 0,
+        };
+        let me = self.identity.device_id();
+        let sealed = crate::sos::seal_sos(
+            session,
+            &self.state,
+            &mut self.profile,
+            me,
+            &self.identity,
+            content,
+            now,
+        )
+        .await?;
+        self.warnings.extend(sealed.warnings);
+        if let Some(env) = &sealed.envelope {
+            self.local.counter += 1;
+            if let Some(first) = self.outbox.first_mut() {
+                first.sealed = Some(env.encode());
+            }
+            self.save()?;
+        }
+        Ok(sealed.envelope)
+    }
+
     /// Seals the first item of the outbox, `item` (once), and sends it.
     async fn send_item(&mut self, session: &Session, item: &Item) -> Result<Sent, ClientError> {
+        if let Outgoing::Alert(priority) = item.what {
+            let envelope = match &item.sealed {
+                Some(sealed) => Some(SignedEnvelope::decode(sealed).map_err(refused)?),
+                None => self.seal_alert(session, item).await?,
+            };
+            return session
+                .raise_alert_with(priority, envelope)
+                .await
+                .map(Sent::Alert);
+        }
         let envelope = match &item.sealed {
             Some(sealed) => SignedEnvelope::decode(sealed).map_err(refused)?,
             None => {
@@ -541,6 +591,7 @@ impl Device {
                     duplicate: a.duplicate,
                 })
             }
+            // Sent above.
             Outgoing::Alert(priority) => session
                 .raise_alert(priority, envelope)
                 .await
@@ -617,10 +668,7 @@ impl Device {
         }
     }
 
-    /// Keeps only recipients whose keys check out: staff keys must be the
-    /// roster's; any other device only if it is the explicit `to` (the
-    /// server cannot add one), and every prekey must be signed by its
-    /// device's identity key.
+    /// Keeps only recipients whose keys check out (see [`check_bundles`]).
     fn check_bundles(
         &self,
         roster: &Roster,
@@ -628,37 +676,14 @@ impl Device {
         to: Option<DeviceId>,
         now: u64,
     ) -> Result<Vec<Recipient>, ClientError> {
-        let mut out = Vec::new();
-        for b in bundles {
-            if b.identity_key.device_id() != b.device_id {
-                return Err(ClientError::State(
-                    "the server sent a key that does not match its device".into(),
-                ));
-            }
-            match roster.member(&b.device_id, now) {
-                Some(entry) if entry.identity_key == b.identity_key => {}
-                Some(_) => {
-                    return Err(ClientError::State(
-                        "the server sent a staff key that differs from the signed roster".into(),
-                    ));
-                }
-                None if Some(b.device_id) == to && self.profile.role()?.is_staff() => {}
-                None => continue, // not on the roster, not asked for: never a recipient
-            }
-            let Some(signed) = b.prekey else { continue };
-            let prekey = signed.verify(&b.identity_key, now).map_err(refused)?;
-            out.push(Recipient {
-                device_id: b.device_id,
-                prekey_id: prekey.id,
-                key: prekey.public_key,
-            });
-        }
-        if out.is_empty() {
-            return Err(ClientError::State(
-                "no recipient has published keys yet".into(),
-            ));
-        }
-        Ok(out)
+        check_bundles(
+            roster,
+            bundles,
+            to,
+            self.profile.role()?.is_staff(),
+            now,
+            now,
+        )
     }
 
     /// Fetches, verifies and opens everything waiting, then tells the
@@ -677,9 +702,12 @@ impl Device {
                 break;
             }
             for item in items {
-                if let Some(r) =
-                    self.open_one(roster.as_ref(), &item.envelope, &item.sender_identity_key)?
-                {
+                if let Some(r) = self.open_one(
+                    roster.as_ref(),
+                    &item.envelope,
+                    &item.sender_identity_key,
+                    item.sender_panic_key.as_ref(),
+                )? {
                     received.push(Received { id: item.id, ..r });
                 }
                 self.local.inbox_after = self.local.inbox_after.max(item.id);
@@ -697,6 +725,7 @@ impl Device {
         roster: Option<&Roster>,
         env: &SignedEnvelope,
         sender_key: &hotline_proto::IdentityPublicKey,
+        panic_key: Option<&hotline_proto::IdentityPublicKey>,
     ) -> Result<Option<Received>, ClientError> {
         let now = crate::unix_now();
         if sender_key.device_id() != env.sender {
@@ -725,12 +754,24 @@ impl Device {
         let me = self.identity.device_id();
         let mut used = None;
         let local = &self.local.prekeys;
-        let opened = env.open(sender_key, &me, |id| {
+        let key_for = |id| {
             let p = local.iter().find(|p| p.id == id)?;
             let secret: [u8; 32] = p.secret.as_slice().try_into().ok()?;
             used = Some((id, p.one_time));
             EncryptionKeyPair::from_secret(&secret)
-        });
+        };
+        // A defender's SOS sent without the passphrase is signed by its
+        // panic key, which the server presents next to its identity key.
+        let panic_signed = match panic_key {
+            Some(k) if on_roster.is_none() && env.verify_signature(sender_key).is_err() => {
+                env.verify_signed_by(k).is_ok().then_some(*k)
+            }
+            _ => None,
+        };
+        let opened = match &panic_signed {
+            Some(k) => env.open_signed_by(k, &me, key_for),
+            None => env.open(sender_key, &me, key_for),
+        };
         let opened = match opened {
             Ok(o) => o,
             Err(
@@ -769,6 +810,53 @@ impl Device {
             timestamp: opened.content.timestamp,
             thread: opened.content.thread,
             body: opened.content.body,
+            via_panic_key: panic_signed.is_some(),
         }))
     }
+}
+
+/// Keeps only recipients whose keys check out: staff keys must be the
+/// roster's (its members at `at`: now, or an expired roster's last valid
+/// moment); any other device only if it is the explicit `to` of a staff
+/// sender (the server cannot add one); and every prekey must be signed by
+/// its device's identity key and unexpired at `now`.
+pub(crate) fn check_bundles(
+    roster: &Roster,
+    bundles: Vec<PrekeyBundle>,
+    to: Option<DeviceId>,
+    sender_is_staff: bool,
+    at: u64,
+    now: u64,
+) -> Result<Vec<Recipient>, ClientError> {
+    let mut out = Vec::new();
+    for b in bundles {
+        if b.identity_key.device_id() != b.device_id {
+            return Err(ClientError::State(
+                "the server sent a key that does not match its device".into(),
+            ));
+        }
+        match roster.member(&b.device_id, at) {
+            Some(entry) if entry.identity_key == b.identity_key => {}
+            Some(_) => {
+                return Err(ClientError::State(
+                    "the server sent a staff key that differs from the signed roster".into(),
+                ));
+            }
+            None if Some(b.device_id) == to && sender_is_staff => {}
+            None => continue, // not on the roster, not asked for: never a recipient
+        }
+        let Some(signed) = b.prekey else { continue };
+        let prekey = signed.verify(&b.identity_key, now).map_err(refused)?;
+        out.push(Recipient {
+            device_id: b.device_id,
+            prekey_id: prekey.id,
+            key: prekey.public_key,
+        });
+    }
+    if out.is_empty() {
+        return Err(ClientError::State(
+            "no recipient has published keys yet".into(),
+        ));
+    }
+    Ok(out)
 }

@@ -4,7 +4,14 @@
 //! ```text
 //! <home>/identity.key    the sealed Ed25519 seed (see `keystore`)
 //! <home>/profile.toml    server address, name, certificate pin, device id, role
+//! <home>/panic.key       a defender device's panic key seed, NOT sealed (see below)
 //! ```
+//!
+//! The panic key is stored in the clear (readable by the owner only) on
+//! purpose: `hotline sos` and `hotline checkin` must work without the
+//! passphrase. It can do nothing but raise an alert and check in (the
+//! server refuses it anything else); `docs/threat-model.md` says what a
+//! thief of the phone can do with it.
 //!
 //! The directory is created readable by its owner only. Files are written
 //! to a temporary name, synced, then renamed, so a crash never leaves half
@@ -24,6 +31,7 @@ use crate::keystore;
 
 const IDENTITY_FILE: &str = "identity.key";
 const PROFILE_FILE: &str = "profile.toml";
+const PANIC_KEY_FILE: &str = "panic.key";
 
 /// What a device remembers about its enrollment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,6 +233,39 @@ impl StateDir {
             .len();
         body.truncate(len);
         Ok(Some(body))
+    }
+
+    /// Saves a defender device's panic key seed, in the clear (owner-only
+    /// file): it must open without the passphrase.
+    pub fn save_panic_key(&self, seed: &IdentitySeed) -> Result<(), ClientError> {
+        self.write_atomic(&self.dir.join(PANIC_KEY_FILE), seed.as_ref())
+    }
+
+    /// The panic key, if this device has one.
+    pub fn load_panic_key(&self) -> Result<Option<IdentityKeyPair>, ClientError> {
+        let path = self.dir.join(PANIC_KEY_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(b) => zeroize::Zeroizing::new(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("cannot read", &path)(e)),
+        };
+        let seed: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| ClientError::State(format!("{} is damaged", path.display())))?;
+        let seed = zeroize::Zeroizing::new(seed);
+        Ok(Some(IdentityKeyPair::from_seed(&seed)))
+    }
+
+    /// Removes the panic key (after a failed enrollment).
+    pub fn remove_panic_key(&self) -> Result<(), ClientError> {
+        let path = self.dir.join(PANIC_KEY_FILE);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(io("cannot remove", &path)(e))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Removes the identity key (after a failed enrollment).

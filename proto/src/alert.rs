@@ -223,6 +223,54 @@ pub struct AlertInfo {
     pub envelope_id: u64,
     /// What raised it.
     pub origin: AlertOrigin,
+    /// What the server can tell of its message.
+    pub content: AlertContent,
+}
+
+/// What the server can tell of an alert's message: whether the defender's
+/// device sealed it to the roster the server holds, to one that had
+/// expired (or been replaced, so staff who joined since cannot read it),
+/// or could not seal it at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlertContent {
+    /// Sealed to the current roster (or, for check-in alerts, no message
+    /// by nature).
+    Sealed,
+    /// Sealed to a roster that had expired or been replaced.
+    ExpiredRoster,
+    /// Raised without content: the defender's device had no verified
+    /// roster to seal to.
+    None,
+}
+
+impl AlertContent {
+    fn to_wire(self) -> i32 {
+        (match self {
+            AlertContent::Sealed => pb::AlertContent::Sealed,
+            AlertContent::ExpiredRoster => pb::AlertContent::ExpiredRoster,
+            AlertContent::None => pb::AlertContent::None,
+        }) as i32
+    }
+
+    fn from_wire(v: i32) -> Result<AlertContent, DecodeError> {
+        match pb::AlertContent::try_from(v) {
+            Ok(pb::AlertContent::Sealed) => Ok(AlertContent::Sealed),
+            Ok(pb::AlertContent::ExpiredRoster) => Ok(AlertContent::ExpiredRoster),
+            Ok(pb::AlertContent::None) => Ok(AlertContent::None),
+            Err(_) => Err(DecodeError::Invalid("content")),
+        }
+    }
+
+    /// A mark for staff, empty when there is nothing to say.
+    pub fn mark(self) -> &'static str {
+        match self {
+            AlertContent::Sealed => "",
+            AlertContent::ExpiredRoster => {
+                "[sealed to an EXPIRED roster: staff added since cannot read it]"
+            }
+            AlertContent::None => "[NO TEXT: the defender's device had no roster to seal to]",
+        }
+    }
 }
 
 impl AlertInfo {
@@ -243,6 +291,7 @@ impl AlertInfo {
             paged: self.paged,
             envelope_id: self.envelope_id,
             origin: self.origin.to_wire(),
+            content: self.content.to_wire(),
         }
     }
 
@@ -261,6 +310,7 @@ impl AlertInfo {
             paged: m.paged,
             envelope_id: m.envelope_id,
             origin: AlertOrigin::from_wire(m.origin)?,
+            content: AlertContent::from_wire(m.content)?,
         })
     }
 }
@@ -272,6 +322,9 @@ pub enum Push {
     Alert(AlertInfo),
     /// The alert with this id was called off: all clear.
     AllClear(u64),
+    /// The device holding this alert was revoked: it is raised again and
+    /// its escalation resumes (sent to the staff paged for it and on duty).
+    Released(AlertInfo),
 }
 
 impl Push {
@@ -280,6 +333,7 @@ impl Push {
         let kind = match self {
             Push::Alert(a) => pb::push::Kind::Alert(a.to_wire()),
             Push::AllClear(id) => pb::push::Kind::AllClear(*id),
+            Push::Released(a) => pb::push::Kind::Released(a.to_wire()),
         };
         pb::Push { kind: Some(kind) }.encode_to_vec()
     }
@@ -292,6 +346,7 @@ impl Push {
         {
             pb::push::Kind::Alert(a) => Ok(Push::Alert(AlertInfo::from_wire(a)?)),
             pb::push::Kind::AllClear(id) => Ok(Push::AllClear(id)),
+            pb::push::Kind::Released(a) => Ok(Push::Released(AlertInfo::from_wire(a)?)),
         }
     }
 }
@@ -313,8 +368,13 @@ mod tests {
             paged: 3,
             envelope_id: 6,
             origin: AlertOrigin::Duress,
+            content: AlertContent::ExpiredRoster,
         };
-        for p in [Push::Alert(info), Push::AllClear(7)] {
+        for p in [
+            Push::Alert(info.clone()),
+            Push::AllClear(7),
+            Push::Released(info),
+        ] {
             assert_eq!(Push::decode(&p.encode()), Ok(p));
         }
         assert!(Push::decode(&[]).is_err());

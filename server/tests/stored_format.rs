@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use hotline_proto::alert::{AlertOrigin, Priority};
+use hotline_proto::alert::{AlertContent, AlertOrigin, Priority};
 use hotline_proto::{DeviceId, IdentityKeyPair, IdentityPublicKey, Role};
 use hotline_server::domain::alerts::AlertEvent;
 use hotline_server::domain::checkins::CheckinEvent;
@@ -31,6 +31,7 @@ fn device(seed: u8, role: Role) -> Device {
         role,
         enrolled_at: 1_700_000_100,
         revoked_at: None,
+        panic_key: None,
     }
 }
 
@@ -132,6 +133,7 @@ fn events() -> Vec<(&'static str, u64, Event)> {
                 at: 1_700_000_200,
                 envelope_id: 6,
                 origin: AlertOrigin::Sos,
+                content: AlertContent::Sealed,
             }),
         ),
         (
@@ -175,6 +177,7 @@ fn events() -> Vec<(&'static str, u64, Event)> {
                 at: 1_700_000_300,
                 envelope_id: 0,
                 origin: AlertOrigin::MissedCheckin,
+                content: AlertContent::Sealed,
             }),
         ),
         (
@@ -199,6 +202,7 @@ fn events() -> Vec<(&'static str, u64, Event)> {
                 at: 1_700_000_400,
                 envelope_id: 0,
                 origin: AlertOrigin::Duress,
+                content: AlertContent::Sealed,
             }),
         ),
         (

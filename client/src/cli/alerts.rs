@@ -11,7 +11,7 @@ use hotline_proto::alert::{CloseReason, Priority, Push};
 
 use super::date::date;
 use super::messages::deliver;
-use super::unlock::{connect, open_device, passphrase};
+use super::unlock::{connect, open_device, passphrase, use_panic_key};
 
 /// `hotline sos`.
 pub(super) async fn sos(
@@ -28,8 +28,27 @@ pub(super) async fn sos(
             "only defenders raise an SOS; to write to the team, use `hotline send`, or `hotline reply --alert N` in an alert's thread"
         );
     }
-    let mut device = open_device(state)?;
     let body = format!("category: {category}\n{message}");
+    if use_panic_key(state) {
+        // No passphrase: the panic key raises it now or says it could not.
+        let (alert, warnings) = hotline_client::sos::raise_with_panic_key(
+            state,
+            priority,
+            body.as_bytes(),
+        )
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e}. NOBODY HAS BEEN ALERTED: try again, or call the hotline by another way"
+            )
+        })?;
+        for w in warnings {
+            eprintln!("WARNING: {w}");
+        }
+        print_raised(&alert);
+        return Ok(());
+    }
+    let mut device = open_device(state)?;
     let mine = device.queue_item(body.as_bytes(), Outgoing::Alert(priority))?;
     if let Some(settled) = deliver(&mut device, Some(mine)).await? {
         for (id, s) in settled {
@@ -39,14 +58,29 @@ pub(super) async fn sos(
                 bail!("{reason}. It was removed from the outbox and will not be sent again");
             }
             if let Sent::Alert(alert) = s {
-                println!(
-                    "alert {} raised ({}); {} duty staff paged. You will be contacted.",
-                    alert.id, alert.priority, alert.paged
-                );
+                print_raised(&alert);
             }
         }
     }
     Ok(())
+}
+
+/// What the defender is told of an alert raised.
+fn print_raised(alert: &hotline_proto::alert::AlertInfo) {
+    use hotline_proto::alert::AlertContent;
+    println!(
+        "alert {} raised ({}); {} duty staff paged. You will be contacted.",
+        alert.id, alert.priority, alert.paged
+    );
+    match alert.content {
+        AlertContent::Sealed => {}
+        AlertContent::ExpiredRoster => println!(
+            "Your text was sealed to an expired staff roster: some staff may not be able to read it."
+        ),
+        AlertContent::None => println!(
+            "Your text could NOT be protected and was NOT sent, but the alert WAS raised: the team knows you need help."
+        ),
+    }
 }
 
 /// `hotline alerts`.
@@ -62,8 +96,12 @@ pub(super) async fn list(state: &StateDir, all: bool) -> anyhow::Result<()> {
             .holder
             .map(|h| format!(" held by {h}"))
             .unwrap_or_default();
+        let mark = match a.content.mark() {
+            "" => String::new(),
+            m => format!("  {m}"),
+        };
         println!(
-            "#{:<6} {:<9} {:<15} {:<12} {:>5} min  defender {}  paged {}{holder}",
+            "#{:<6} {:<9} {:<15} {:<12} {:>5} min  defender {}  paged {}{holder}{mark}",
             a.id,
             a.priority,
             a.origin.as_str(),
@@ -116,6 +154,11 @@ pub(super) async fn duty(state: &StateDir, on: bool) -> anyhow::Result<()> {
     let session = connect(state).await?;
     session.set_duty(on).await?;
     println!("you are {} duty", if on { "on" } else { "off" });
+    if on && session.roster_standing() == hotline_proto::message::RosterStanding::NotOnRoster {
+        println!(
+            "BUT you will not be paged: this device is not on the organisation's signed roster. Ask an admin to run `hotline org sign-roster`."
+        );
+    }
     session.close().await;
     Ok(())
 }
@@ -168,10 +211,15 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                 // Shown first, confirmed after: a confirmed page was seen.
                 push = session.next_push_shown(Duration::from_secs(3600), |push| match push {
                     Push::Alert(a) => println!(
-                        "{bell}[{}] ALERT #{} {} {} from defender {}: {} (step {}.{}, {} paged)",
-                        date(a.raised_at), a.id, a.priority, a.origin.as_str(), a.defender, a.status, a.position.0 + 1, a.position.1 + 1, a.paged
+                        "{bell}[{}] ALERT #{} {} {} from defender {}: {} (step {}.{}, {} paged){}",
+                        date(a.raised_at), a.id, a.priority, a.origin.as_str(), a.defender, a.status, a.position.0 + 1, a.position.1 + 1, a.paged,
+                        match a.content.mark() { "" => String::new(), m => format!(" {m}") }
                     ),
                     Push::AllClear(id) => println!("all clear: alert #{id} was called off"),
+                    Push::Released(a) => println!(
+                        "{bell}[{}] ALERT #{} {} is BACK: the device holding it was revoked; nobody holds it now and escalation resumes. Claim it with `hotline ack {}`",
+                        date(a.raised_at), a.id, a.priority, a.id
+                    ),
                 }) => match push {
                     Ok(_) => {}
                     Err(e) => break Some(e),

@@ -46,6 +46,19 @@ pub(super) async fn status(state: &StateDir) -> anyhow::Result<()> {
     println!("device id: {}", status.device_id);
     println!("role: {}", status.role);
     println!("server version: {}", status.server_version);
+    if status.role.is_staff() {
+        use hotline_proto::message::RosterStanding;
+        let standing = match session.roster_standing() {
+            RosterStanding::OnRoster => "this device is on it",
+            RosterStanding::NotOnRoster => "this device is NOT on it",
+            RosterStanding::NoRoster => "none has been signed yet",
+            RosterStanding::Unknown => "the server did not say",
+        };
+        match session.roster_expires_at() {
+            Some(at) => println!("staff roster: expires {}; {standing}", date(at)),
+            None => println!("staff roster: {standing}"),
+        }
+    }
     session.close().await;
     Ok(())
 }

@@ -142,6 +142,7 @@ fn describe(what: &Outgoing) -> String {
 pub(super) async fn inbox(state: &StateDir) -> anyhow::Result<()> {
     let mut device = open_device(state)?;
     let session = device.connect().await?;
+    super::unlock::warn_staff(&session);
     device.sync_prekeys(&session).await?;
     let waiting = device.pending().len();
     if waiting > 0 {
@@ -166,7 +167,12 @@ pub(super) async fn inbox(state: &StateDir) -> anyhow::Result<()> {
         } else {
             String::new()
         };
-        println!("[{}] from {who}{thread}:", date(m.timestamp));
+        let panic = if m.via_panic_key {
+            " (SOS sent with the panic key, without the passphrase)"
+        } else {
+            ""
+        };
+        println!("[{}] from {who}{thread}{panic}:", date(m.timestamp));
         println!("  {}", String::from_utf8_lossy(&m.body));
     }
     if !shown.is_empty() {
@@ -196,6 +202,7 @@ pub(super) async fn deliver(
         }
         Err(e) => return Err(e),
     };
+    super::unlock::warn_staff(&session);
     device.sync_prekeys(&session).await?;
     let settled = device.flush_tracked(&session).await?;
     session.close().await;

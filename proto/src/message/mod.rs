@@ -36,7 +36,8 @@ pub use messaging::{
     PrekeyBundle,
 };
 pub use setup::{
-    Challenge, SetupRequest, SetupResponse, Welcome, decode_setup_response, encode_setup_response,
+    Challenge, RosterStanding, SetupRequest, SetupResponse, Welcome, decode_setup_response,
+    encode_setup_response,
 };
 
 mod devices;
@@ -88,8 +89,10 @@ pub enum Request {
     RaiseAlert {
         /// How urgent.
         priority: Priority,
-        /// The end-to-end encrypted message, sealed to the staff.
-        envelope: SignedEnvelope,
+        /// The end-to-end encrypted message, sealed to the staff; `None`
+        /// when the device had no verified roster to seal to (on the wire:
+        /// absent, or with an empty body).
+        envelope: Option<SignedEnvelope>,
     },
     /// Alerts this device may see.
     ListAlerts {
@@ -320,7 +323,7 @@ impl Request {
             Request::AckInbox { up_to } => Kind::AckInbox(pb::AckInboxRequest { up_to: *up_to }),
             Request::RaiseAlert { priority, envelope } => Kind::RaiseAlert(pb::RaiseAlertRequest {
                 priority: priority.to_wire(),
-                envelope: Some(envelope.to_wire()),
+                envelope: envelope.as_ref().map(SignedEnvelope::to_wire),
             }),
             Request::ListAlerts { open_only } => Kind::ListAlerts(pb::ListAlertsRequest {
                 open_only: *open_only,
@@ -420,9 +423,10 @@ impl Request {
             Kind::AckInbox(a) => Request::AckInbox { up_to: a.up_to },
             Kind::RaiseAlert(r) => Request::RaiseAlert {
                 priority: Priority::from_wire(r.priority)?,
-                envelope: SignedEnvelope::from_wire(
-                    r.envelope.ok_or(DecodeError::Missing("envelope"))?,
-                )?,
+                envelope: match r.envelope {
+                    Some(e) if !e.body.is_empty() => Some(SignedEnvelope::from_wire(e)?),
+                    _ => None,
+                },
             },
             Kind::ListAlerts(l) => Request::ListAlerts {
                 open_only: l.open_only,
@@ -798,6 +802,7 @@ mod tests {
                 id: 4,
                 envelope,
                 sender_identity_key: pair.public_key(),
+                sender_panic_key: Some(pair.public_key()),
             }]),
         ] {
             assert_eq!(Response::decode(&r.encode()), Ok(r));
@@ -810,6 +815,35 @@ mod tests {
             Request::decode(&Request::PublishPrekeys(vec![]).encode()),
             Err(DecodeError::Invalid("prekeys"))
         );
+    }
+
+    /// An SOS raised without content: the envelope absent, or present
+    /// with an empty body, both decode as none; an envelope with a body
+    /// is kept.
+    #[test]
+    fn an_alert_may_be_raised_without_an_envelope() {
+        let none = Request::RaiseAlert {
+            priority: Priority::Immediate,
+            envelope: None,
+        };
+        assert_eq!(Request::decode(&none.encode()), Ok(none.clone()));
+        let empty = pb::Request {
+            kind: Some(pb::request::Kind::RaiseAlert(pb::RaiseAlertRequest {
+                priority: Priority::Immediate.to_wire(),
+                envelope: Some(pb::SignedEnvelope::default()),
+            })),
+        };
+        assert_eq!(Request::decode(&empty.encode_to_vec()), Ok(none));
+        let pair = IdentityKeyPair::from_seed(&[6; 32]);
+        let some = Request::RaiseAlert {
+            priority: Priority::Urgent,
+            envelope: Some(SignedEnvelope {
+                sender: pair.device_id(),
+                body: vec![1, 2, 3],
+                signature: pair.sign(b"x"),
+            }),
+        };
+        assert_eq!(Request::decode(&some.encode()), Ok(some));
     }
 
     #[test]

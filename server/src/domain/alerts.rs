@@ -19,7 +19,7 @@ use hotline_proto::{DeviceId, Role};
 
 use super::ApplyError;
 
-pub use hotline_proto::alert::{AlertOrigin, Priority};
+pub use hotline_proto::alert::{AlertContent, AlertOrigin, Priority};
 
 /// Who a step pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
@@ -173,6 +173,9 @@ pub struct Alert {
     pub origin: AlertOrigin,
     /// Devices that confirmed they received the page.
     pub delivered: BTreeSet<DeviceId>,
+    /// What the server can tell of its message (sealed to the current
+    /// roster, to an expired one, or none).
+    pub content: AlertContent,
 }
 
 /// What happened to alerts, as recorded in the log.
@@ -190,6 +193,8 @@ pub enum AlertEvent {
         envelope_id: u64,
         /// What raised it.
         origin: AlertOrigin,
+        /// What the server can tell of its message.
+        content: AlertContent,
     },
     /// An escalation step was taken (possibly paging nobody).
     Stepped {
@@ -235,6 +240,15 @@ pub enum AlertEvent {
         /// Which device.
         device: DeviceId,
     },
+    /// The device holding the alert was revoked: the alert is raised
+    /// again and its escalation resumes at the step it had reached, whose
+    /// wait starts over at `at`.
+    Released {
+        /// Which alert.
+        alert: u64,
+        /// When.
+        at: u64,
+    },
 }
 
 /// Why a change to an alert was refused.
@@ -279,14 +293,24 @@ pub enum RaiseError {
 }
 
 /// An SOS as the server receives it: who raises it, how urgent, and its
-/// end-to-end encrypted message (checked, with the devices it is sealed
-/// to).
+/// end-to-end encrypted message, if the defender's device could seal one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sos {
     /// The defender's device.
     pub defender: DeviceId,
     /// How urgent.
     pub priority: Priority,
+    /// The message (checked, with the devices it is sealed to), or `None`
+    /// for an alert raised without content.
+    pub message: Option<SosMessage>,
+    /// What the server can tell of the message ([`AlertContent::None`]
+    /// when there is none).
+    pub content: AlertContent,
+}
+
+/// The end-to-end encrypted message of an SOS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SosMessage {
     /// SHA-256 of the envelope's wire bytes.
     pub digest: [u8; 32],
     /// The devices the envelope is sealed to.
@@ -328,6 +352,7 @@ impl Alerts {
                 at,
                 envelope_id,
                 origin,
+                content,
             } => {
                 self.escalating.insert(seq);
                 self.open.insert(seq);
@@ -345,6 +370,7 @@ impl Alerts {
                         envelope_id: *envelope_id,
                         origin: *origin,
                         delivered: BTreeSet::new(),
+                        content: *content,
                     },
                 );
             }
@@ -401,8 +427,36 @@ impl Alerts {
                     .delivered
                     .insert(*device);
             }
+            AlertEvent::Released { alert, at } => {
+                let a = self
+                    .alerts
+                    .get_mut(alert)
+                    .ok_or(ApplyError("an unknown alert"))?;
+                if !matches!(a.state, AlertState::Acknowledged { .. }) {
+                    return Err(ApplyError("a release of an alert nobody holds"));
+                }
+                a.state = AlertState::Raised;
+                if let Some((round, step, _)) = a.position {
+                    a.position = Some((round, step, *at));
+                }
+                if !a.exhausted {
+                    self.escalating.insert(*alert);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The events releasing every open alert `holder` holds, at `now`
+    /// (its device is being revoked).
+    pub fn release_held_by(&self, holder: &DeviceId, now: u64) -> Vec<AlertEvent> {
+        self.open()
+            .filter(|a| a.state == AlertState::Acknowledged { by: *holder })
+            .map(|a| AlertEvent::Released {
+                alert: a.id,
+                at: now,
+            })
+            .collect()
     }
 
     /// The alerts given, with the indexes derived from their states (as
@@ -579,8 +633,11 @@ impl Alerts {
 impl super::State {
     /// The devices tier `tier` pages now; `on_shift` lists the devices
     /// the rota has on duty at this moment.
+    ///
+    /// Only staff who can read the alert are paged: those on the newest
+    /// roster the server holds ([`super::State::may_read_alerts`]).
     pub fn tier_members(&self, on_shift: &[DeviceId], tier: Tier) -> Vec<DeviceId> {
-        let staff = self.staff.iter();
+        let staff = self.staff.iter().filter(|(id, _)| self.may_read_alerts(id));
         let on_duty = |id: &DeviceId| self.on_duty.contains(id) || on_shift.contains(id);
         match tier {
             Tier::OnDuty => {
@@ -589,7 +646,7 @@ impl super::State {
                     .on_duty
                     .iter()
                     .chain(on_shift)
-                    .filter(|id| self.staff.contains_key(id))
+                    .filter(|id| self.staff.contains_key(id) && self.may_read_alerts(id))
                     .copied()
                     .collect();
                 on.into_iter().collect()
@@ -609,15 +666,38 @@ impl super::State {
     /// A defender raising `sos` at `now`, in the record that will get
     /// sequence number `seq`. An envelope that raised an alert before is a
     /// retry and returns that alert; one stored before as a plain message
-    /// is refused.
+    /// is refused. An SOS without content while the same defender's
+    /// earlier one without content is still open is that one again (a
+    /// retry cannot be told from a second press, and the team is on it).
     pub fn decide_raise(&self, sos: Sos, seq: u64, now: u64) -> Result<Raise, RaiseError> {
         let Sos {
             defender,
             priority,
+            message,
+            content,
+        } = sos;
+        let Some(SosMessage {
             digest,
             recipients,
             envelope,
-        } = sos;
+        }) = message
+        else {
+            if let Some(open) = self.alerts.open().find(|a| {
+                a.defender == defender
+                    && a.origin == AlertOrigin::Sos
+                    && a.content == AlertContent::None
+            }) {
+                return Ok(Raise::Again(open.clone()));
+            }
+            return Ok(Raise::New(vec![super::Event::Alert(AlertEvent::Raised {
+                defender,
+                priority,
+                at: now,
+                envelope_id: 0,
+                origin: AlertOrigin::Sos,
+                content: AlertContent::None,
+            })]));
+        };
         if let Some(envelope_id) = self.mailbox.digests.get(&digest).copied() {
             return self
                 .alerts
@@ -640,6 +720,7 @@ impl super::State {
                 at: now,
                 envelope_id: seq,
                 origin: AlertOrigin::Sos,
+                content,
             }),
         ]))
     }
@@ -694,6 +775,7 @@ mod tests {
             at,
             envelope_id: 0,
             origin: AlertOrigin::Sos,
+            content: AlertContent::Sealed,
         };
         alerts.apply(1, &event).expect("raise");
         alerts
@@ -782,6 +864,7 @@ mod tests {
                 at: 100,
                 envelope_id: 0,
                 origin: AlertOrigin::Sos,
+                content: AlertContent::Sealed,
             };
             alerts.apply(id, &event).expect("raise");
         };
@@ -856,6 +939,7 @@ mod tests {
             at: 0,
             envelope_id: 0,
             origin: AlertOrigin::Duress,
+            content: AlertContent::Sealed,
         };
         alerts.apply(2, &duress).expect("raise");
         // The defender cancels their own SOS, but may not resolve it, and

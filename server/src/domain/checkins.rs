@@ -172,7 +172,7 @@ impl super::State {
         now: u64,
     ) -> (CheckinKind, Vec<super::Event>) {
         use super::Event;
-        use super::alerts::{AlertEvent, AlertOrigin, Priority};
+        use super::alerts::{AlertContent, AlertEvent, AlertOrigin, Priority};
         let kind = self.checkins.classify(&defender, digest);
         let mut events = Vec::new();
         if kind != CheckinKind::Wrong {
@@ -188,6 +188,7 @@ impl super::State {
                 at: now,
                 envelope_id: 0,
                 origin: AlertOrigin::Duress,
+                content: AlertContent::Sealed,
             }));
         }
         (kind, events)
@@ -198,7 +199,7 @@ impl super::State {
     /// then the alert.
     pub fn decide_missed_checkins(&self, now: u64) -> Vec<super::Event> {
         use super::Event;
-        use super::alerts::{AlertEvent, AlertOrigin, Priority};
+        use super::alerts::{AlertContent, AlertEvent, AlertOrigin, Priority};
         self.checkins
             .missed(now)
             .into_iter()
@@ -211,6 +212,7 @@ impl super::State {
                         at: now,
                         envelope_id: 0,
                         origin: AlertOrigin::MissedCheckin,
+                        content: AlertContent::Sealed,
                     }),
                 ]
             })

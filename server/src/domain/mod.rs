@@ -16,7 +16,7 @@ use hotline_proto::{DeviceId, Role};
 
 use alerts::{AlertEvent, Alerts};
 use checkins::{CheckinEvent, Checkins};
-use devices::{Device, InviteRecord};
+use devices::{Device, InviteRecord, RosterView};
 use mailbox::{MailEvent, Mailbox};
 
 /// An event contradicts the state it is applied to: the log is
@@ -86,6 +86,9 @@ pub struct State {
     pub staff: BTreeMap<DeviceId, Role>,
     /// Check-in schedules.
     pub checkins: Checkins,
+    /// The newest roster, as the server reads it (derived from
+    /// `mailbox.roster`).
+    pub roster: Option<RosterView>,
     /// The sequence number of the last event applied.
     pub applied_seq: u64,
 }
@@ -122,7 +125,12 @@ impl State {
                 device.revoked_at = Some(*at);
                 self.staff.remove(device_id);
             }
-            Event::Mail(m) => self.mailbox.apply(seq, m)?,
+            Event::Mail(m) => {
+                self.mailbox.apply(seq, m)?;
+                if let MailEvent::RosterStored { bytes, .. } = m {
+                    self.roster = RosterView::read(bytes);
+                }
+            }
             Event::Alert(a) => self.alerts.apply(seq, a)?,
             Event::Checkin(c) => self.checkins.apply(c)?,
             Event::Batch(events) => {
@@ -159,6 +167,10 @@ impl State {
         let mut state = State {
             applied_seq,
             invites,
+            roster: mailbox
+                .roster
+                .as_ref()
+                .and_then(|(_, bytes)| RosterView::read(bytes)),
             mailbox,
             alerts,
             on_duty,
@@ -192,6 +204,7 @@ mod tests {
                 role,
                 enrolled_at: 5,
                 revoked_at: None,
+                panic_key: None,
             };
             let invite = InviteRecord {
                 role,
@@ -259,6 +272,7 @@ mod tests {
             role: Role::Officer,
             enrolled_at: 5,
             revoked_at: None,
+            panic_key: None,
         };
         let events = [
             Event::InviteCreated {

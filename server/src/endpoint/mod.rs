@@ -228,6 +228,15 @@ impl RunningServer {
             )
         };
         info!(addr = %local_addr, "listening");
+        // An expired roster does not stop SOSes, but it must be renewed:
+        // say so where the operator looks first.
+        let roster = node.shared.store_read(|s| s.newest_roster());
+        if let Ok(Some(r)) = roster
+            && let Some(w) =
+                hotline_proto::e2e::roster::expiry_warning(Some(r.expires_at), crate::unix_now())
+        {
+            warn!("{w}");
+        }
         Ok(RunningServer {
             local_addr,
             node,

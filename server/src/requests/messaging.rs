@@ -27,9 +27,12 @@ pub(super) async fn put_roster(
     // The server cannot check the organisation's signature (it does not
     // trust itself with that); clients do. It only keeps versions moving
     // forward.
+    // It must read as a roster, though: the server pages only the staff
+    // it lists.
     let version = roster
-        .version_unverified()
-        .map_err(|_| RequestError::Malformed("the roster does not decode"))?;
+        .read_unverified()
+        .map_err(|_| RequestError::Malformed("the roster does not decode"))?
+        .version;
     let bytes = roster.encode();
     match shared
         .store_call(move |s| s.put_roster(version, bytes))
@@ -144,8 +147,15 @@ pub(super) fn check_envelope(
         ));
     }
     let sender = shared.enrolled_device(session.device_id)?;
-    envelope
-        .verify_signature(&sender.identity_key)
+    // A panic-key session signs with the panic key (it cannot reach the
+    // identity key without the passphrase); any other with the identity
+    // key. Receivers get both keys with the envelope.
+    let verified = match (session.panic, sender.panic_key) {
+        (true, Some(panic_key)) => envelope.verify_signed_by(&panic_key),
+        (true, None) => Err(hotline_proto::e2e::envelope::EnvelopeError::BadSignature),
+        (false, _) => envelope.verify_signature(&sender.identity_key),
+    };
+    verified
         .map_err(|_| RequestError::BadSignature("the envelope is not signed by this device"))?;
     let recipients = envelope
         .recipients_unverified()
@@ -167,6 +177,9 @@ pub(super) async fn send_envelope(
     session: Session,
     envelope: SignedEnvelope,
 ) -> Result<Reply, RequestError> {
+    // Staff who cannot read alerts may not answer defenders: the defender
+    // would drop a reply from a device not on its roster anyway.
+    super::alerts::require_on_roster(shared, session)?;
     let recipients = check_envelope(shared, session, &envelope)?;
     let digest = envelope.digest();
     let bytes = envelope.encode();
@@ -200,6 +213,7 @@ pub(super) async fn fetch_inbox(
             id,
             envelope,
             sender_identity_key: device.identity_key,
+            sender_panic_key: device.panic_key,
         });
     }
     Ok(Response::Inbox(out).into())

@@ -129,6 +129,10 @@ pub struct Session {
     pub device_id: DeviceId,
     /// Its role, as enrolled.
     pub role: Role,
+    /// Authenticated with the defender's panic key (no passphrase): only
+    /// what raising an alert and checking in need is allowed
+    /// ([`allowed_with_panic_key`]).
+    pub panic: bool,
 }
 
 /// A push to send to every live connection of some devices.
@@ -309,6 +313,36 @@ pub fn allowed(role: Role, kind: RequestKind) -> bool {
     }
 }
 
+/// Whether a session authenticated with a defender's panic key may make
+/// a request of `kind`: raising an alert and checking in, and what sealing
+/// the SOS's text needs (the roster and the staff's prekeys, both public
+/// and signed). Nothing that reads or changes anything else: no inbox, no
+/// messages, no alerts list, no cancelling, no check-in schedule.
+/// `docs/protocol.md` §4.2 shows it as the "defender (panic key)" column.
+pub fn allowed_with_panic_key(kind: RequestKind) -> bool {
+    use RequestKind as K;
+    match kind {
+        K::RaiseAlert | K::Checkin | K::GetRoster | K::FetchPrekeys => true,
+        K::Status
+        | K::CreateInvite
+        | K::ListDevices
+        | K::RevokeDevice
+        | K::PutRoster
+        | K::PublishPrekeys
+        | K::SendEnvelope
+        | K::FetchInbox
+        | K::AckInbox
+        | K::ListAlerts
+        | K::ClaimAlert
+        | K::CloseAlert
+        | K::SetDuty
+        | K::AlertDelivered
+        | K::SetCheckin
+        | K::MarkRead
+        | K::Delivery => false,
+    }
+}
+
 /// What a request of `kind` does, as a refusal names it ("officers may
 /// not set up check-ins"): the person reads the command they typed, not
 /// the request's name on the wire.
@@ -359,6 +393,14 @@ pub async fn handle(shared: &Shared, session: Session, req: Request) -> Reply {
         debug!(kind = kind.log_name(), "refused by the role table");
         return RequestError::Forbidden(format!("{}s may not {}", session.role, action(kind)))
             .into();
+    }
+    if session.panic && !allowed_with_panic_key(kind) {
+        debug!(kind = kind.log_name(), "refused to a panic-key session");
+        return RequestError::Forbidden(format!(
+            "the panic key may only raise an alert or check in, not {}; unlock the device with its passphrase",
+            action(kind)
+        ))
+        .into();
     }
     let reply = dispatch(shared, session, req)
         .await
@@ -434,9 +476,17 @@ mod tests {
     use super::*;
     use crate::domain::devices::{EnrollOutcome, InviteRecord};
 
+    /// A column of the role table: a role, or a defender's session
+    /// authenticated with its panic key.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Column {
+        Role(Role),
+        PanicKey,
+    }
+
     /// The role table of `docs/protocol.md` §4.2: request name -> the
-    /// roles marked `yes`.
-    fn documented_table() -> BTreeMap<String, Vec<Role>> {
+    /// columns marked `yes`.
+    fn documented_table() -> BTreeMap<String, Vec<Column>> {
         let doc = include_str!("../../../docs/protocol.md");
         let section = doc
             .split("### 4.2 The role table")
@@ -453,10 +503,14 @@ mod tests {
             .map(str::trim)
             .filter(|c| !c.is_empty())
             .collect();
-        let roles: Vec<Role> = header[1..]
+        let roles: Vec<Column> = header[1..]
             .iter()
-            .map(|r| r.parse().expect("a role name in the header"))
+            .map(|r| match *r {
+                "defender (panic key)" => Column::PanicKey,
+                r => Column::Role(r.parse().expect("a role name in the header")),
+            })
             .collect();
+        assert!(roles.contains(&Column::PanicKey), "a panic-key column");
         let mut table = BTreeMap::new();
         for line in lines.skip(1) {
             let cells: Vec<&str> = line
@@ -550,7 +604,7 @@ mod tests {
             RequestKind::AckInbox => Request::AckInbox { up_to: 0 },
             RequestKind::RaiseAlert => Request::RaiseAlert {
                 priority: Priority::Immediate,
-                envelope,
+                envelope: Some(envelope),
             },
             RequestKind::ListAlerts => Request::ListAlerts { open_only: true },
             RequestKind::ClaimAlert => Request::ClaimAlert { alert_id: 999 },
@@ -605,18 +659,27 @@ mod tests {
         let _keeper = enroll(Role::Admin);
 
         let mut checked = 0;
-        for role in Role::ALL {
+        let columns = Role::ALL
+            .into_iter()
+            .map(Column::Role)
+            .chain([Column::PanicKey]);
+        for column in columns {
+            let (role, panic) = match column {
+                Column::Role(role) => (role, false),
+                Column::PanicKey => (Role::Defender, true),
+            };
             let me = enroll(role);
             let session = Session {
                 device_id: me.device_id(),
                 role,
+                panic,
             };
             for kind in RequestKind::ALL {
-                let documented_yes = documented[kind.name()].contains(&role);
+                let documented_yes = documented[kind.name()].contains(&column);
                 assert_eq!(
-                    allowed(role, kind),
+                    allowed(role, kind) && (!panic || allowed_with_panic_key(kind)),
                     documented_yes,
-                    "allowed({role}, {kind}) differs from docs/protocol.md"
+                    "allowed({column:?}, {kind}) differs from docs/protocol.md"
                 );
                 let before = store.state().applied_seq;
                 let reply = handle(&shared, session, sample(kind, &me, spare)).await;
@@ -644,7 +707,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, Role::ALL.len() * RequestKind::ALL.len());
+        assert_eq!(checked, (Role::ALL.len() + 1) * RequestKind::ALL.len());
     }
 
     /// A revoked device's request is refused and its connection closed,
@@ -658,6 +721,7 @@ mod tests {
         let session = Session {
             device_id: me.device_id(),
             role: Role::Officer,
+            panic: false,
         };
         let reply = handle(&shared, session, Request::Status).await;
         assert!(
@@ -696,6 +760,7 @@ mod tests {
         let session = Session {
             device_id: defender.device_id(),
             role: Role::Defender,
+            panic: false,
         };
         let sign = |body: &[u8]| {
             let mut m = b"hotline/1 envelope\0".to_vec();

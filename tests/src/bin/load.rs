@@ -457,6 +457,7 @@ fn sos_sizes(officers: usize) -> (usize, usize) {
         paged: u32::try_from(officers).unwrap_or(u32::MAX),
         envelope_id: 1_000_000,
         origin: AlertOrigin::Sos,
+        content: hotline_proto::alert::AlertContent::Sealed,
     });
     let framed = |b: Vec<u8>| hotline_proto::frame::encode(&b).expect("frame").len();
     (framed(request.encode()), framed(page.encode()))
@@ -480,7 +481,7 @@ fn sos(identity: &IdentityKeyPair, recipients: &[Recipient], n: u64) -> Request 
     .expect("seal");
     Request::RaiseAlert {
         priority: Priority::Immediate,
-        envelope,
+        envelope: Some(envelope),
     }
 }
 

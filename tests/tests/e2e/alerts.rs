@@ -94,7 +94,7 @@ fn pages(pushes: &[Push]) -> Vec<u64> {
         .iter()
         .filter_map(|p| match p {
             Push::Alert(a) => Some(a.id),
-            Push::AllClear(_) => None,
+            Push::AllClear(_) | Push::Released(_) => None,
         })
         .collect()
 }
@@ -443,7 +443,7 @@ async fn a_client_mistake_in_an_alert_is_invalid_argument_and_raises_nothing() {
         .session
         .request(&Request::RaiseAlert {
             priority: Priority::Immediate,
-            envelope: huge,
+            envelope: Some(huge),
         })
         .await
         .expect("answered");
@@ -474,7 +474,7 @@ async fn a_client_mistake_in_an_alert_is_invalid_argument_and_raises_nothing() {
         .session
         .request(&Request::RaiseAlert {
             priority: Priority::Immediate,
-            envelope,
+            envelope: Some(envelope),
         })
         .await
         .expect("answered");

@@ -3,7 +3,8 @@
 use prost::Message;
 
 use super::{
-    CodecError, device_id, device_ids, id_bytes, origin, origin_from, priority, priority_from,
+    CodecError, content, content_from, device_id, device_ids, id_bytes, origin, origin_from,
+    priority, priority_from,
 };
 use crate::domain::alerts::{Alert, AlertEvent, AlertState, Alerts};
 
@@ -31,6 +32,10 @@ pub(super) struct AlertEventRow {
     flag: bool,
     #[prost(uint32, tag = "11")]
     origin: u32,
+    /// What the server can tell of a raised alert's message (0: sealed to
+    /// the current roster, as every alert stored before this field).
+    #[prost(uint32, tag = "12")]
+    content: u32,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -65,6 +70,8 @@ struct AlertRow {
     delivered: Vec<Vec<u8>>,
     #[prost(uint32, tag = "15")]
     origin: u32,
+    #[prost(uint32, tag = "16")]
+    content: u32,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -82,9 +89,11 @@ pub(super) fn event_row(event: &AlertEvent) -> AlertEventRow {
             at,
             envelope_id,
             origin: o,
+            content: c,
         } => {
             r.kind = 1;
             r.origin = origin(*o);
+            r.content = content(*c);
             r.device = defender.as_bytes().to_vec();
             r.priority = priority(*p);
             r.at = *at;
@@ -127,6 +136,11 @@ pub(super) fn event_row(event: &AlertEvent) -> AlertEventRow {
             r.alert = *alert;
             r.device = device.as_bytes().to_vec();
         }
+        AlertEvent::Released { alert, at } => {
+            r.kind = 8;
+            r.alert = *alert;
+            r.at = *at;
+        }
     }
     r
 }
@@ -139,6 +153,7 @@ pub(super) fn event_from(r: AlertEventRow) -> Result<AlertEvent, CodecError> {
             at: r.at,
             envelope_id: r.number,
             origin: origin_from(r.origin)?,
+            content: content_from(r.content)?,
         },
         2 => AlertEvent::Stepped {
             alert: r.alert,
@@ -160,6 +175,10 @@ pub(super) fn event_from(r: AlertEventRow) -> Result<AlertEvent, CodecError> {
         7 => AlertEvent::Delivered {
             alert: r.alert,
             device: device_id(&r.device)?,
+        },
+        8 => AlertEvent::Released {
+            alert: r.alert,
+            at: r.at,
         },
         _ => return Err(CodecError("unknown alert event")),
     })
@@ -195,6 +214,7 @@ pub(super) fn alerts_row(alerts: &Alerts) -> AlertsRow {
                     envelope_id: a.envelope_id,
                     delivered: id_bytes(&a.delivered),
                     origin: origin(a.origin),
+                    content: content(a.content),
                 }
             })
             .collect(),
@@ -228,6 +248,7 @@ pub(super) fn alerts_from(row: AlertsRow) -> Result<Alerts, CodecError> {
             envelope_id: r.envelope_id,
             origin: origin_from(r.origin)?,
             delivered: device_ids(&r.delivered)?,
+            content: content_from(r.content)?,
         });
     }
     Ok(Alerts::from_alerts(alerts))

@@ -12,7 +12,7 @@ mod checkins;
 mod devices;
 mod mailbox;
 
-use hotline_proto::alert::{AlertOrigin, Priority};
+use hotline_proto::alert::{AlertContent, AlertOrigin, Priority};
 use hotline_proto::{DeviceId, Role};
 use prost::Message;
 
@@ -80,6 +80,25 @@ fn origin_from(v: u32) -> Result<AlertOrigin, CodecError> {
         2 => Ok(AlertOrigin::MissedCheckin),
         3 => Ok(AlertOrigin::Duress),
         _ => Err(CodecError("unknown alert origin")),
+    }
+}
+
+/// What the server can tell of an alert's message, as stored (0, the
+/// default of every alert stored before it was recorded: sealed).
+fn content(c: AlertContent) -> u32 {
+    match c {
+        AlertContent::Sealed => 0,
+        AlertContent::ExpiredRoster => 1,
+        AlertContent::None => 2,
+    }
+}
+
+fn content_from(v: u32) -> Result<AlertContent, CodecError> {
+    match v {
+        0 => Ok(AlertContent::Sealed),
+        1 => Ok(AlertContent::ExpiredRoster),
+        2 => Ok(AlertContent::None),
+        _ => Err(CodecError("unknown alert content")),
     }
 }
 
@@ -339,6 +358,13 @@ mod tests {
         ] {
             assert_eq!(origin_from(origin(o)), Ok(o));
         }
-        assert!(priority_from(0).is_err() && origin_from(4).is_err());
+        for c in [
+            AlertContent::Sealed,
+            AlertContent::ExpiredRoster,
+            AlertContent::None,
+        ] {
+            assert_eq!(content_from(content(c)), Ok(c));
+        }
+        assert!(priority_from(0).is_err() && origin_from(4).is_err() && content_from(3).is_err());
     }
 }
