@@ -690,7 +690,7 @@ impl Device {
     /// server it is held. Envelopes seen before are dropped (replays).
     pub async fn receive(&mut self, session: &Session) -> Result<Vec<Received>, ClientError> {
         let roster = match self.org_root() {
-            Some(_) => Some(self.roster(session).await?),
+            Some(_) => Some(self.roster_for_reading(session).await?),
             None => None,
         };
         let mut received = Vec::new();
@@ -703,7 +703,7 @@ impl Device {
             }
             for item in items {
                 if let Some(r) = self.open_one(
-                    roster.as_ref(),
+                    roster.as_ref().map(|(r, at)| (r, *at)),
                     &item.envelope,
                     &item.sender_identity_key,
                     item.sender_panic_key.as_ref(),
@@ -718,11 +718,46 @@ impl Device {
         Ok(received)
     }
 
+    /// The roster to check senders against when reading, and the moment
+    /// whose members count: now, or, once it has expired, its last valid
+    /// moment (with a warning): an SOS sealed to an expired roster, and
+    /// the replies to it, must still be read.
+    async fn roster_for_reading(
+        &mut self,
+        session: &Session,
+    ) -> Result<(Roster, u64), ClientError> {
+        let root = self.org_root().ok_or_else(|| {
+            ClientError::State("no organisation root is pinned on this device".into())
+        })?;
+        let signed = session.get_roster().await?.ok_or_else(|| {
+            ClientError::State("the organisation has not published a staff roster yet".into())
+        })?;
+        let now = crate::unix_now();
+        let roster = signed
+            .verify_even_if_expired(&root, self.seen_roster())
+            .map_err(refused)?;
+        if self.profile.roster_version != Some(roster.version) {
+            self.profile.roster_version = Some(roster.version);
+            self.profile.roster_hash = Some(hex(&signed.hash()));
+            self.state.save_profile(&self.profile)?;
+        }
+        if now >= roster.expires_at {
+            self.warnings.push(
+                "the staff roster has expired: messages are checked against its last members; an admin must sign a new one"
+                    .into(),
+            );
+            let at = roster.last_valid_moment();
+            return Ok((roster, at));
+        }
+        Ok((roster, now))
+    }
+
     /// Opens one envelope. `Ok(None)` for one that must be dropped (a
     /// replay, a sender a defender must not trust, one not for this device).
+    /// `roster` comes with the moment whose members count.
     fn open_one(
         &mut self,
-        roster: Option<&Roster>,
+        roster: Option<(&Roster, u64)>,
         env: &SignedEnvelope,
         sender_key: &hotline_proto::IdentityPublicKey,
         panic_key: Option<&hotline_proto::IdentityPublicKey>,
@@ -735,7 +770,7 @@ impl Device {
             ));
             return Ok(None);
         }
-        let on_roster = roster.and_then(|r| r.member(&env.sender, now));
+        let on_roster = roster.and_then(|(r, at)| r.member(&env.sender, at));
         if let Some(entry) = on_roster
             && entry.identity_key != *sender_key
         {

@@ -6,6 +6,7 @@ mod authentication;
 mod enrollment;
 mod messaging;
 mod roles;
+mod sos;
 mod storage;
 mod stored_fixture;
 mod transport;
