@@ -365,3 +365,166 @@ fn a_snapshot_encodes_to_the_checked_in_bytes() {
         state
     );
 }
+
+/// The forms added for issue 10 (an SOS always gets through), in a file
+/// of their own so that `events.hex` and `snapshot.hex` stay as they were:
+/// a defender device enrolled with a panic key (`DeviceRow.panic_key`,
+/// field 5), alerts raised without content and sealed to an expired
+/// roster (`AlertEventRow.content`, field 12), an alert released when its
+/// holder is revoked (alert event kind 8), and a snapshot holding them
+/// (`AlertRow.content`, field 16).
+fn sos_events() -> Vec<(&'static str, u64, Event)> {
+    let mut defender = device(2, Role::Defender);
+    defender.panic_key = Some(key(9));
+    let officer = id(1);
+    let invite = |role| InviteRecord {
+        role,
+        created_at: 1_700_000_000,
+        expires_at: 1_700_003_600,
+        used_at: None,
+    };
+    vec![
+        (
+            "invite_defender",
+            1,
+            Event::InviteCreated {
+                digest: [0x12; 32],
+                invite: invite(Role::Defender),
+            },
+        ),
+        (
+            "device_enrolled_with_panic_key",
+            2,
+            Event::DeviceEnrolled {
+                digest: [0x12; 32],
+                device: defender.clone(),
+            },
+        ),
+        (
+            "invite_officer",
+            3,
+            Event::InviteCreated {
+                digest: [0x11; 32],
+                invite: invite(Role::Officer),
+            },
+        ),
+        (
+            "officer_enrolled",
+            4,
+            Event::DeviceEnrolled {
+                digest: [0x11; 32],
+                device: device(1, Role::Officer),
+            },
+        ),
+        (
+            "alert_raised_without_content",
+            5,
+            Event::Alert(AlertEvent::Raised {
+                defender: defender.id,
+                priority: Priority::Immediate,
+                at: 1_700_000_200,
+                envelope_id: 0,
+                origin: AlertOrigin::Sos,
+                content: AlertContent::None,
+            }),
+        ),
+        (
+            "alert_raised_sealed_to_an_expired_roster",
+            6,
+            Event::Alert(AlertEvent::Raised {
+                defender: defender.id,
+                priority: Priority::Urgent,
+                at: 1_700_000_300,
+                envelope_id: 6,
+                origin: AlertOrigin::Sos,
+                content: AlertContent::ExpiredRoster,
+            }),
+        ),
+        (
+            "alert_stepped",
+            7,
+            Event::Alert(AlertEvent::Stepped {
+                alert: 6,
+                round: 0,
+                step: 0,
+                paged: vec![officer],
+                at: 1_700_000_300,
+            }),
+        ),
+        (
+            "alert_acknowledged",
+            8,
+            Event::Alert(AlertEvent::Acknowledged {
+                alert: 6,
+                by: officer,
+            }),
+        ),
+        (
+            "alert_released",
+            9,
+            Event::Batch(vec![
+                Event::DeviceRevoked {
+                    device_id: officer,
+                    at: 1_700_000_400,
+                },
+                Event::Alert(AlertEvent::Released {
+                    alert: 6,
+                    at: 1_700_000_400,
+                }),
+            ]),
+        ),
+    ]
+}
+
+#[test]
+fn the_forms_added_for_sos_delivery_encode_to_their_checked_in_bytes() {
+    let events = sos_events();
+    let mut state = State::default();
+    for (name, seq, event) in &events {
+        state
+            .apply(*seq, event)
+            .unwrap_or_else(|e| panic!("{name} applies: {e}"));
+    }
+    // What the forms carry reaches the state.
+    let defender = state.devices.get(&id(2)).expect("defender");
+    assert_eq!(defender.panic_key, Some(key(9)));
+    let released = &state.alerts.alerts[&6];
+    assert_eq!(
+        released.state,
+        hotline_server::domain::alerts::AlertState::Raised
+    );
+    assert_eq!(released.position, Some((0, 0, 1_700_000_400)));
+    assert_eq!(released.content, AlertContent::ExpiredRoster);
+    assert_eq!(state.alerts.alerts[&5].content, AlertContent::None);
+
+    let mut rows: Vec<(&str, Vec<u8>)> = events
+        .iter()
+        .map(|(n, _, e)| (*n, encode_event(e)))
+        .collect();
+    rows.push(("snapshot", encode_snapshot(&state)));
+    if bless() {
+        write_golden(
+            "sos.hex",
+            "Forms added for issue 10: panic keys, alert content marks, released alerts; then the snapshot after them.",
+            &rows,
+        );
+    }
+    let golden = read_golden("sos.hex");
+    assert_eq!(golden.len(), rows.len(), "one golden line per form");
+    for (name, _, event) in &events {
+        let stored = &golden[*name];
+        assert_eq!(
+            hex(&encode_event(event)),
+            hex(stored),
+            "event {name} encodes differently from the stored format"
+        );
+        assert_eq!(
+            &decode_event(stored).expect("stored bytes decode"),
+            event,
+            "stored bytes of {name} decode to something else"
+        );
+    }
+    let stored = &golden["snapshot"];
+    assert_eq!(hex(&encode_snapshot(&state)), hex(stored));
+    assert_eq!(decode_snapshot(stored).expect("decodes"), state);
+}
