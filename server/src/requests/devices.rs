@@ -212,9 +212,9 @@ pub(super) async fn revoke(shared: &Shared, device_id: DeviceId) -> Result<Reply
             // The team hears that what the device held is theirs again.
             let pushes = released
                 .iter()
-                .map(|(alert, devices)| PushTo {
-                    devices: devices.clone(),
-                    push: Push::Released(super::alerts::info(alert)),
+                .map(|r| PushTo {
+                    devices: r.tell.clone(),
+                    push: Push::Released(super::alerts::info(&r.alert)),
                 })
                 .collect();
             Ok(Reply {

@@ -11,6 +11,15 @@ use crate::domain::alerts::{Alert, AlertEvent, Tier};
 use crate::domain::devices::{Device, EnrollOutcome, InviteRecord, RevokeOutcome};
 use crate::log::RecordKey;
 
+/// An alert released because the device holding it was revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Released {
+    /// The alert as it now stands (raised again).
+    pub alert: Alert,
+    /// The staff to tell: paged for it so far, or on duty now.
+    pub tell: Vec<DeviceId>,
+}
+
 impl LogStore {
     /// Saves a new invite under the digest of its token.
     pub fn put_invite(
@@ -98,7 +107,7 @@ impl LogStore {
         id: &DeviceId,
         now: u64,
         on_shift: &[DeviceId],
-    ) -> Result<(RevokeOutcome, Vec<(Alert, Vec<DeviceId>)>), StoreError> {
+    ) -> Result<(RevokeOutcome, Vec<Released>), StoreError> {
         self.check_running()?;
         let state = self.lock();
         let (outcome, event) = state.decide_revoke(id, now);
@@ -129,7 +138,10 @@ impl LogStore {
                     .chain(&on_duty)
                     .copied()
                     .collect();
-                (a, devices.into_iter().collect())
+                Released {
+                    alert: a,
+                    tell: devices.into_iter().collect(),
+                }
             })
             .collect();
         drop(state);
