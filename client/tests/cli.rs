@@ -577,7 +577,11 @@ async fn staff_are_warned_of_the_roster_expiring_and_of_not_being_on_it() {
         "{}",
         stdout(&out)
     );
-    assert!(stdout(&out).contains("this device is on it"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("this device is on it"),
+        "{}",
+        stdout(&out)
+    );
     assert!(!stderr(&out).contains("WARNING"), "{}", stderr(&out));
 
     // The admin renews it for two days only: every staff command warns.
