@@ -420,6 +420,15 @@ impl Session {
         .await
     }
 
+    /// Registers a panic key for this defender device (one enrolled
+    /// before panic keys existed).
+    pub async fn register_panic_key(
+        &self,
+        key: hotline_proto::IdentityPublicKey,
+    ) -> Result<(), ClientError> {
+        self.change(&Request::RegisterPanicKey(key)).await
+    }
+
     /// Raises an alert (defenders) with the envelope that says what
     /// happened; returns the alert.
     pub async fn raise_alert(

@@ -205,6 +205,11 @@ impl Device {
         &self.profile
     }
 
+    /// The state directory.
+    pub fn state(&self) -> &StateDir {
+        &self.state
+    }
+
     /// Connects and authenticates.
     pub async fn connect(&self) -> Result<Session, ClientError> {
         crate::connection::authenticate(&self.profile.server()?, &self.identity).await

@@ -201,6 +201,33 @@ fn panic_identity(state: &StateDir) -> Result<(Profile, IdentityKeyPair), Client
     Ok((profile, key))
 }
 
+/// Gives the defender device of `session` (opened with the passphrase) a
+/// panic key if it has none (it was enrolled before panic keys existed):
+/// made and saved as pending, registered, then made this device's panic
+/// key, so that it is never used before the server knows it. Returns
+/// whether it did.
+pub async fn ensure_panic_key(state: &StateDir, session: &Session) -> Result<bool, ClientError> {
+    if session.role() != hotline_proto::Role::Defender
+        || session.is_panic()
+        || state.load_panic_key()?.is_some()
+    {
+        return Ok(false);
+    }
+    let key = match state.load_pending_panic_key()? {
+        Some(k) => k,
+        None => {
+            let (pair, seed) = IdentityKeyPair::generate().map_err(|_| {
+                ClientError::State("the system random number generator failed".into())
+            })?;
+            state.save_pending_panic_key(&seed)?;
+            pair
+        }
+    };
+    session.register_panic_key(key.public_key()).await?;
+    state.promote_pending_panic_key()?;
+    Ok(true)
+}
+
 /// Whether the enrolled device in `state` has a panic key.
 pub fn has_panic_key(state: &StateDir) -> bool {
     matches!(state.load_panic_key(), Ok(Some(_)))

@@ -32,6 +32,9 @@ use crate::keystore;
 const IDENTITY_FILE: &str = "identity.key";
 const PROFILE_FILE: &str = "profile.toml";
 const PANIC_KEY_FILE: &str = "panic.key";
+/// A panic key made for a device enrolled without one, until the server
+/// has registered it.
+const PENDING_PANIC_KEY_FILE: &str = "panic.key.pending";
 
 /// What a device remembers about its enrollment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,9 +244,35 @@ impl StateDir {
         self.write_atomic(&self.dir.join(PANIC_KEY_FILE), seed.as_ref())
     }
 
+    /// Saves a panic key the server has not registered yet.
+    pub fn save_pending_panic_key(&self, seed: &IdentitySeed) -> Result<(), ClientError> {
+        self.write_atomic(&self.dir.join(PENDING_PANIC_KEY_FILE), seed.as_ref())
+    }
+
+    /// The panic key saved by [`StateDir::save_pending_panic_key`], if any.
+    pub fn load_pending_panic_key(&self) -> Result<Option<IdentityKeyPair>, ClientError> {
+        self.load_key_file(PENDING_PANIC_KEY_FILE)
+    }
+
+    /// Makes the pending panic key this device's panic key (the server
+    /// registered it).
+    pub fn promote_pending_panic_key(&self) -> Result<(), ClientError> {
+        let from = self.dir.join(PENDING_PANIC_KEY_FILE);
+        let to = self.dir.join(PANIC_KEY_FILE);
+        fs::rename(&from, &to).map_err(io("cannot write", &to))?;
+        if let Ok(d) = fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
     /// The panic key, if this device has one.
     pub fn load_panic_key(&self) -> Result<Option<IdentityKeyPair>, ClientError> {
-        let path = self.dir.join(PANIC_KEY_FILE);
+        self.load_key_file(PANIC_KEY_FILE)
+    }
+
+    fn load_key_file(&self, name: &str) -> Result<Option<IdentityKeyPair>, ClientError> {
+        let path = self.dir.join(name);
         let bytes = match fs::read(&path) {
             Ok(b) => zeroize::Zeroizing::new(b),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -371,8 +371,9 @@ fn a_snapshot_encodes_to_the_checked_in_bytes() {
 /// a defender device enrolled with a panic key (`DeviceRow.panic_key`,
 /// field 5), alerts raised without content and sealed to an expired
 /// roster (`AlertEventRow.content`, field 12), an alert released when its
-/// holder is revoked (alert event kind 8), and a snapshot holding them
-/// (`AlertRow.content`, field 16).
+/// holder is revoked (alert event kind 8), a panic key registered later
+/// (event kind 9), and a snapshot holding them (`AlertRow.content`,
+/// field 16).
 fn sos_events() -> Vec<(&'static str, u64, Event)> {
     let mut defender = device(2, Role::Defender);
     defender.panic_key = Some(key(9));
@@ -473,6 +474,30 @@ fn sos_events() -> Vec<(&'static str, u64, Event)> {
                 }),
             ]),
         ),
+        (
+            "invite_older_defender",
+            10,
+            Event::InviteCreated {
+                digest: [0x13; 32],
+                invite: invite(Role::Defender),
+            },
+        ),
+        (
+            "device_enrolled_without_panic_key",
+            11,
+            Event::DeviceEnrolled {
+                digest: [0x13; 32],
+                device: device(3, Role::Defender),
+            },
+        ),
+        (
+            "panic_key_registered",
+            12,
+            Event::PanicKeyRegistered {
+                device_id: id(3),
+                key: key(8),
+            },
+        ),
     ]
 }
 
@@ -496,6 +521,7 @@ fn the_forms_added_for_sos_delivery_encode_to_their_checked_in_bytes() {
     assert_eq!(released.position, Some((0, 0, 1_700_000_400)));
     assert_eq!(released.content, AlertContent::ExpiredRoster);
     assert_eq!(state.alerts.alerts[&5].content, AlertContent::None);
+    assert_eq!(state.devices[&id(3)].panic_key, Some(key(8)));
 
     let mut rows: Vec<(&str, Vec<u8>)> = events
         .iter()

@@ -31,22 +31,23 @@ pub(super) async fn sos(
     let body = format!("category: {category}\n{message}");
     if use_panic_key(state) {
         // No passphrase: the panic key raises it now or says it could not.
-        let (alert, warnings) = hotline_client::sos::raise_with_panic_key(
-            state,
-            priority,
-            body.as_bytes(),
-        )
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{e}. NOBODY HAS BEEN ALERTED: try again, or call the hotline by another way"
-            )
-        })?;
-        for w in warnings {
-            eprintln!("WARNING: {w}");
+        match hotline_client::sos::raise_with_panic_key(state, priority, body.as_bytes()).await {
+            Ok((alert, warnings)) => {
+                for w in warnings {
+                    eprintln!("WARNING: {w}");
+                }
+                print_raised(&alert);
+                return Ok(());
+            }
+            // The server does not know this panic key (a registration that
+            // never completed): the passphrase still works.
+            Err(e) if e.code() == Some(hotline_proto::ErrorCode::BadSignature) => {
+                eprintln!("WARNING: the panic key was refused ({e}); using the passphrase instead");
+            }
+            Err(e) => {
+                bail!("{e}. NOBODY HAS BEEN ALERTED: try again, or call the hotline by another way")
+            }
         }
-        print_raised(&alert);
-        return Ok(());
     }
     let mut device = open_device(state)?;
     let mine = device.queue_item(body.as_bytes(), Outgoing::Alert(priority))?;
@@ -201,6 +202,9 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
             }
             Err(e) => return Err(e.into()),
         };
+        if !away {
+            super::unlock::warn_staff(&session);
+        }
         if away {
             println!("reconnected; pages sent while away follow");
         }

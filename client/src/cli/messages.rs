@@ -142,7 +142,7 @@ fn describe(what: &Outgoing) -> String {
 pub(super) async fn inbox(state: &StateDir) -> anyhow::Result<()> {
     let mut device = open_device(state)?;
     let session = device.connect().await?;
-    super::unlock::warn_staff(&session);
+    super::unlock::after_unlock(device.state(), &session).await;
     device.sync_prekeys(&session).await?;
     let waiting = device.pending().len();
     if waiting > 0 {
@@ -202,7 +202,7 @@ pub(super) async fn deliver(
         }
         Err(e) => return Err(e),
     };
-    super::unlock::warn_staff(&session);
+    super::unlock::after_unlock(device.state(), &session).await;
     device.sync_prekeys(&session).await?;
     let settled = device.flush_tracked(&session).await?;
     session.close().await;

@@ -78,8 +78,22 @@ pub(super) async fn connect(state: &StateDir) -> Result<Session, ClientError> {
     let pass =
         passphrase("Passphrase: ", false).map_err(|e| ClientError::State(format!("{e:#}")))?;
     let session = hotline_client::connect(state, &pass).await?;
-    warn_staff(&session);
+    after_unlock(state, &session).await;
     Ok(session)
+}
+
+/// What every session opened with the passphrase does first: warn staff
+/// about the roster, and give a defender device enrolled before panic keys
+/// existed its panic key (a failure there is reported, never fatal).
+pub(super) async fn after_unlock(state: &StateDir, session: &Session) {
+    warn_staff(session);
+    match hotline_client::sos::ensure_panic_key(state, session).await {
+        Ok(true) => eprintln!(
+            "note: this device now has a panic key: `hotline sos` and `hotline checkin` work without the passphrase"
+        ),
+        Ok(false) => {}
+        Err(e) => eprintln!("WARNING: could not register a panic key for this device: {e}"),
+    }
 }
 
 /// Whether `hotline sos` and `hotline checkin` use the panic key: the

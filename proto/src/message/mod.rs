@@ -24,7 +24,7 @@ use crate::e2e::envelope::SignedEnvelope;
 use crate::e2e::prekey::SignedPrekey;
 use crate::e2e::roster::SignedRoster;
 use crate::error::{DecodeError, WireError};
-use crate::identity::DeviceId;
+use crate::identity::{DeviceId, IdentityPublicKey};
 use crate::invite::Invite;
 use crate::pb;
 use crate::role::Role;
@@ -141,6 +141,8 @@ pub enum Request {
     MarkRead(Vec<u64>),
     /// How far did these envelopes (sent by this device) get?
     Delivery(Vec<u64>),
+    /// A defender device without a panic key registers one.
+    RegisterPanicKey(IdentityPublicKey),
 }
 
 /// What a request asks, without its arguments: the rows of the role table
@@ -189,11 +191,13 @@ pub enum RequestKind {
     MarkRead,
     /// [`Request::Delivery`].
     Delivery,
+    /// [`Request::RegisterPanicKey`].
+    RegisterPanicKey,
 }
 
 impl RequestKind {
     /// Every kind, in the order of the `.proto` file's request fields.
-    pub const ALL: [RequestKind; 21] = [
+    pub const ALL: [RequestKind; 22] = [
         RequestKind::Status,
         RequestKind::CreateInvite,
         RequestKind::ListDevices,
@@ -215,6 +219,7 @@ impl RequestKind {
         RequestKind::Checkin,
         RequestKind::MarkRead,
         RequestKind::Delivery,
+        RequestKind::RegisterPanicKey,
     ];
 
     /// The request's name in `docs/protocol.md` (the `.proto` field name).
@@ -241,6 +246,7 @@ impl RequestKind {
             RequestKind::Checkin => "checkin",
             RequestKind::MarkRead => "mark_read",
             RequestKind::Delivery => "delivery",
+            RequestKind::RegisterPanicKey => "register_panic_key",
         }
     }
 
@@ -285,6 +291,7 @@ impl Request {
             Request::Checkin { .. } => RequestKind::Checkin,
             Request::MarkRead(_) => RequestKind::MarkRead,
             Request::Delivery(_) => RequestKind::Delivery,
+            Request::RegisterPanicKey(_) => RequestKind::RegisterPanicKey,
         }
     }
 
@@ -357,6 +364,9 @@ impl Request {
             }),
             Request::MarkRead(ids) => Kind::MarkRead(pb::MarkReadRequest { ids: ids.clone() }),
             Request::Delivery(ids) => Kind::Delivery(pb::DeliveryRequest { ids: ids.clone() }),
+            Request::RegisterPanicKey(key) => Kind::RegisterPanicKey(pb::RegisterPanicKeyRequest {
+                panic_key: key.as_bytes().to_vec().into(),
+            }),
         };
         pb::Request { kind: Some(kind) }.encode_to_vec()
     }
@@ -466,6 +476,9 @@ impl Request {
             Kind::MarkRead(m) if m.ids.len() <= MAX_IDS_PER_REQUEST => Request::MarkRead(m.ids),
             Kind::Delivery(d) if d.ids.len() <= MAX_IDS_PER_REQUEST => Request::Delivery(d.ids),
             Kind::MarkRead(_) | Kind::Delivery(_) => return Err(DecodeError::Invalid("ids")),
+            Kind::RegisterPanicKey(r) => {
+                Request::RegisterPanicKey(IdentityPublicKey::from_slice(&r.panic_key, "panic_key")?)
+            }
         })
     }
 }
@@ -679,6 +692,7 @@ mod tests {
             Request::RevokeDevice {
                 device_id: pair.device_id(),
             },
+            Request::RegisterPanicKey(pair.public_key()),
         ] {
             assert_eq!(Request::decode(&r.encode()), Ok(r));
         }

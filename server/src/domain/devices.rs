@@ -179,6 +179,27 @@ impl super::State {
         (RevokeOutcome::Revoked { revoked_at: now }, Some(event))
     }
 
+    /// Device `id` registering `key` as its panic key: the event, none if
+    /// it has this key already (a retry), `Err` if it has another, is not
+    /// a defender's or is not enrolled.
+    #[allow(clippy::result_unit_err)]
+    pub fn decide_panic_key(
+        &self,
+        id: &DeviceId,
+        key: IdentityPublicKey,
+    ) -> Result<Option<super::Event>, ()> {
+        let device = self.devices.get(id).ok_or(())?;
+        match device.panic_key {
+            Some(k) if k == key => Ok(None),
+            Some(_) => Err(()),
+            None if device.role != Role::Defender => Err(()),
+            None => Ok(Some(super::Event::PanicKeyRegistered {
+                device_id: *id,
+                key,
+            })),
+        }
+    }
+
     /// Whether any admin device is active.
     pub fn has_active_admin(&self) -> bool {
         self.staff.values().any(|r| *r == Role::Admin)

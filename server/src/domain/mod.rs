@@ -49,6 +49,14 @@ pub enum Event {
         /// When.
         at: u64,
     },
+    /// A defender device enrolled before panic keys existed registered
+    /// one.
+    PanicKeyRegistered {
+        /// Which device.
+        device_id: DeviceId,
+        /// Its panic key.
+        key: hotline_proto::IdentityPublicKey,
+    },
     /// Something happened to the roster, prekeys or envelopes.
     Mail(MailEvent),
     /// Something happened to an alert.
@@ -124,6 +132,16 @@ impl State {
                     .ok_or(ApplyError("revocation of an unknown device"))?;
                 device.revoked_at = Some(*at);
                 self.staff.remove(device_id);
+            }
+            Event::PanicKeyRegistered { device_id, key } => {
+                let device = self
+                    .devices
+                    .get_mut(device_id)
+                    .ok_or(ApplyError("a panic key for an unknown device"))?;
+                if device.panic_key.is_some() || device.role != Role::Defender {
+                    return Err(ApplyError("a second panic key, or one for staff"));
+                }
+                device.panic_key = Some(*key);
             }
             Event::Mail(m) => {
                 self.mailbox.apply(seq, m)?;

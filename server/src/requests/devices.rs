@@ -4,7 +4,7 @@
 use hotline_proto::alert::Push;
 use hotline_proto::auth::{self, ChannelBinding, Nonce};
 use hotline_proto::message::{DeviceInfo, Response, SetupRequest, StatusInfo, Welcome};
-use hotline_proto::{DeviceId, Invite, InviteToken, Role};
+use hotline_proto::{DeviceId, IdentityPublicKey, Invite, InviteToken, Role};
 use tracing::info;
 
 use super::{PushTo, Reply, RequestError, Session, Shared};
@@ -136,6 +136,29 @@ pub(super) fn status(session: Session) -> Result<Reply, RequestError> {
         server_version: env!("CARGO_PKG_VERSION").to_owned(),
     })
     .into())
+}
+
+/// A defender device enrolled before panic keys existed registers one,
+/// from a session opened with its identity key (the passphrase). The key
+/// it already has is accepted again (a retry); another is refused.
+pub(super) async fn register_panic_key(
+    shared: &Shared,
+    session: Session,
+    key: IdentityPublicKey,
+) -> Result<Reply, RequestError> {
+    let me = session.device_id;
+    match shared
+        .store_call(move |s| s.register_panic_key(&me, key))
+        .await?
+    {
+        Ok(()) => {
+            info!("panic key registered");
+            Ok(Response::Done.into())
+        }
+        Err(()) => Err(RequestError::FailedPrecondition(
+            "this device already has another panic key",
+        )),
+    }
 }
 
 pub(super) async fn create_invite(

@@ -309,7 +309,7 @@ pub fn allowed(role: Role, kind: RequestKind) -> bool {
         | K::Delivery => true,
         K::CreateInvite | K::ClaimAlert | K::SetDuty => staff,
         K::ListDevices | K::RevokeDevice | K::PutRoster => admin,
-        K::RaiseAlert | K::SetCheckin | K::Checkin => defender,
+        K::RaiseAlert | K::SetCheckin | K::Checkin | K::RegisterPanicKey => defender,
     }
 }
 
@@ -339,7 +339,8 @@ pub fn allowed_with_panic_key(kind: RequestKind) -> bool {
         | K::AlertDelivered
         | K::SetCheckin
         | K::MarkRead
-        | K::Delivery => false,
+        | K::Delivery
+        | K::RegisterPanicKey => false,
     }
 }
 
@@ -370,6 +371,7 @@ fn action(kind: RequestKind) -> &'static str {
         K::Checkin => "check in (only defenders do)",
         K::MarkRead => "mark messages read",
         K::Delivery => "ask how far messages got",
+        K::RegisterPanicKey => "register a panic key (only defenders do)",
     }
 }
 
@@ -460,6 +462,7 @@ async fn dispatch(shared: &Shared, session: Session, req: Request) -> Result<Rep
             .await
         }
         Request::Checkin { code_digest } => checkins::checkin(shared, session, code_digest).await,
+        Request::RegisterPanicKey(key) => devices::register_panic_key(shared, session, key).await,
     }
 }
 
@@ -625,6 +628,7 @@ mod tests {
             },
             RequestKind::MarkRead => Request::MarkRead(Vec::new()),
             RequestKind::Delivery => Request::Delivery(Vec::new()),
+            RequestKind::RegisterPanicKey => Request::RegisterPanicKey(key(77).public_key()),
         }
     }
 

@@ -149,6 +149,25 @@ impl LogStore {
         Ok((outcome, told))
     }
 
+    /// Registers `key` as device `id`'s panic key: `Ok(Err(()))` if it
+    /// has another one already (the same one again changes nothing).
+    pub fn register_panic_key(
+        &self,
+        id: &DeviceId,
+        key: IdentityPublicKey,
+    ) -> Result<Result<(), ()>, StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        match state.decide_panic_key(id, key) {
+            Ok(Some(event)) => {
+                self.commit(state, event)?;
+                Ok(Ok(()))
+            }
+            Ok(None) => Ok(Ok(())),
+            Err(()) => Ok(Err(())),
+        }
+    }
+
     /// Whether any admin device is active.
     pub fn has_active_admin(&self) -> Result<bool, StoreError> {
         self.check_running()?;

@@ -461,3 +461,58 @@ async fn revoking_the_holder_gives_the_alert_back_and_its_escalation_resumes() {
     );
     let _ = &mut defender;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_enrolled_without_a_panic_key_registers_one_with_its_passphrase() {
+    let server = TestServer::start().await;
+    // Enrolled the old way: no panic key.
+    let (identity, session) = server.enroll(Role::Defender).await;
+    let info = server.info();
+    let bogus = hotline_proto::IdentityKeyPair::from_seed(&[42; 32]);
+    let err = hotline_client::connection::authenticate_panic(&info, identity.device_id(), &bogus)
+        .await
+        .expect_err("no panic key yet");
+    assert_eq!(code(&err), Some(ErrorCode::BadSignature));
+
+    // Its next run with the passphrase gives it one.
+    let state = StateDir::new(server.dir.path().join("old-defender"));
+    assert!(
+        hotline_client::sos::ensure_panic_key(&state, &session)
+            .await
+            .expect("registered")
+    );
+    assert!(
+        !hotline_client::sos::ensure_panic_key(&state, &session)
+            .await
+            .expect("nothing to do"),
+        "once"
+    );
+    let key = state.load_panic_key().expect("reads").expect("a panic key");
+    let panic = hotline_client::connection::authenticate_panic(&info, identity.device_id(), &key)
+        .await
+        .expect("the panic key now opens a panic session");
+    assert!(panic.is_panic());
+    // Registering it again is harmless; replacing it is refused, and a
+    // panic session may not register one.
+    session
+        .register_panic_key(key.public_key())
+        .await
+        .expect("the same key again");
+    let err = session
+        .register_panic_key(bogus.public_key())
+        .await
+        .expect_err("another key");
+    assert_eq!(code(&err), Some(ErrorCode::FailedPrecondition));
+    let err = panic
+        .register_panic_key(bogus.public_key())
+        .await
+        .expect_err("not from a panic session");
+    assert_eq!(code(&err), Some(ErrorCode::Forbidden));
+    // Staff have none.
+    let (_, officer) = server.enroll(Role::Officer).await;
+    let err = officer
+        .register_panic_key(bogus.public_key())
+        .await
+        .expect_err("staff");
+    assert_eq!(code(&err), Some(ErrorCode::Forbidden));
+}

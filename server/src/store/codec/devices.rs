@@ -52,6 +52,35 @@ pub(super) struct RevokedRow {
     pub(super) at: u64,
 }
 
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct PanicKeyRow {
+    #[prost(bytes = "vec", tag = "1")]
+    device_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    key: Vec<u8>,
+}
+
+pub(super) fn panic_key_row(device_id: &DeviceId, key: &IdentityPublicKey) -> PanicKeyRow {
+    PanicKeyRow {
+        device_id: device_id.as_bytes().to_vec(),
+        key: key.as_bytes().to_vec(),
+    }
+}
+
+pub(super) fn panic_key_from(
+    row: &PanicKeyRow,
+) -> Result<(DeviceId, IdentityPublicKey), CodecError> {
+    let key: [u8; 32] = row
+        .key
+        .as_slice()
+        .try_into()
+        .map_err(|_| CodecError("panic key of the wrong length"))?;
+    Ok((
+        super::device_id(&row.device_id)?,
+        IdentityPublicKey::from_bytes(key),
+    ))
+}
+
 pub(super) fn invite_row(digest: &[u8; 32], i: &InviteRecord) -> InviteRow {
     InviteRow {
         digest: digest.to_vec(),

@@ -147,6 +147,8 @@ enum Kind {
     Checkin(checkins::CheckinEventRow),
     #[prost(message, tag = "8")]
     Batch(BatchRow),
+    #[prost(message, tag = "9")]
+    PanicKeyRegistered(devices::PanicKeyRow),
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -165,7 +167,7 @@ struct DutyRow {
 
 #[derive(Clone, PartialEq, Message)]
 struct EventRow {
-    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
+    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
     kind: Option<Kind>,
 }
 
@@ -180,6 +182,9 @@ pub fn encode_event(event: &Event) -> Vec<u8> {
         }
         Event::DeviceRevoked { device_id, at } => {
             Kind::DeviceRevoked(devices::revoked_row(device_id, *at))
+        }
+        Event::PanicKeyRegistered { device_id, key } => {
+            Kind::PanicKeyRegistered(devices::panic_key_row(device_id, key))
         }
         Event::Mail(m) => Kind::Mail(mailbox::event_row(m)),
         Event::Alert(a) => Kind::Alert(alerts::event_row(a)),
@@ -211,6 +216,10 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event, CodecError> {
             device_id: device_id(&r.device_id)?,
             at: r.at,
         },
+        Kind::PanicKeyRegistered(r) => {
+            let (device_id, key) = devices::panic_key_from(&r)?;
+            Event::PanicKeyRegistered { device_id, key }
+        }
         Kind::Mail(m) => Event::Mail(mailbox::event_from(m)?),
         Kind::Alert(a) => Event::Alert(alerts::event_from(a)?),
         Kind::Checkin(c) => Event::Checkin(checkins::event_from(c)?),
