@@ -558,6 +558,8 @@ impl Device {
     }
 
     /// Seals the first item of the outbox, `item` (once), and sends it.
+    /// An SOS is raised even when its text cannot be sealed
+    /// ([`Device::seal_alert`]).
     async fn send_item(&mut self, session: &Session, item: &Item) -> Result<Sent, ClientError> {
         if let Outgoing::Alert(priority) = item.what {
             let envelope = match &item.sealed {
@@ -588,20 +590,12 @@ impl Device {
                 env
             }
         };
-        match item.what {
-            Outgoing::Message { .. } | Outgoing::Reply { .. } => {
-                let a = session.send_envelope(envelope).await?;
-                Ok(Sent::Message {
-                    id: a.id,
-                    duplicate: a.duplicate,
-                })
-            }
-            // Sent above.
-            Outgoing::Alert(priority) => session
-                .raise_alert(priority, envelope)
-                .await
-                .map(Sent::Alert),
-        }
+        // A message or a reply (an alert went above).
+        let a = session.send_envelope(envelope).await?;
+        Ok(Sent::Message {
+            id: a.id,
+            duplicate: a.duplicate,
+        })
     }
 
     /// Whether `e`, met sending an item, means it can never be sent: the
