@@ -11,6 +11,8 @@
 //! * [`outbox`]: what waits to be sent, as stored in the device's sealed
 //!   state; the messenger sends it.
 //! * [`org`]: the organisation root key (offline) and roster signing.
+//! * [`recipients`]: the devices a message is sealed to, checked against
+//!   the roster.
 //! * [`sos`]: sealing an SOS whatever the roster's state (or raising it
 //!   without its text), and the panic key: SOS and check-in without the
 //!   passphrase.
@@ -23,6 +25,7 @@ pub mod keystore;
 pub mod messenger;
 pub mod org;
 pub mod outbox;
+pub mod recipients;
 pub mod sos;
 pub mod state;
 

@@ -235,7 +235,7 @@ impl Device {
 
     /// The pinned organisation root.
     pub fn org_root(&self) -> Option<OrgPublicKey> {
-        crate::org::pinned_root(&self.profile)
+        self.profile.org_root_key()
     }
 
     /// Pins an organisation root (when none is pinned yet).
@@ -675,7 +675,7 @@ impl Device {
         to: Option<DeviceId>,
         now: u64,
     ) -> Result<Vec<Recipient>, ClientError> {
-        check_bundles(
+        crate::recipients::check_bundles(
             roster,
             bundles,
             to,
@@ -847,50 +847,4 @@ impl Device {
             via_panic_key: panic_signed.is_some(),
         }))
     }
-}
-
-/// Keeps only recipients whose keys check out: staff keys must be the
-/// roster's (its members at `at`: now, or an expired roster's last valid
-/// moment); any other device only if it is the explicit `to` of a staff
-/// sender (the server cannot add one); and every prekey must be signed by
-/// its device's identity key and unexpired at `now`.
-pub(crate) fn check_bundles(
-    roster: &Roster,
-    bundles: Vec<PrekeyBundle>,
-    to: Option<DeviceId>,
-    sender_is_staff: bool,
-    at: u64,
-    now: u64,
-) -> Result<Vec<Recipient>, ClientError> {
-    let mut out = Vec::new();
-    for b in bundles {
-        if b.identity_key.device_id() != b.device_id {
-            return Err(ClientError::State(
-                "the server sent a key that does not match its device".into(),
-            ));
-        }
-        match roster.member(&b.device_id, at) {
-            Some(entry) if entry.identity_key == b.identity_key => {}
-            Some(_) => {
-                return Err(ClientError::State(
-                    "the server sent a staff key that differs from the signed roster".into(),
-                ));
-            }
-            None if Some(b.device_id) == to && sender_is_staff => {}
-            None => continue, // not on the roster, not asked for: never a recipient
-        }
-        let Some(signed) = b.prekey else { continue };
-        let prekey = signed.verify(&b.identity_key, now).map_err(refused)?;
-        out.push(Recipient {
-            device_id: b.device_id,
-            prekey_id: prekey.id,
-            key: prekey.public_key,
-        });
-    }
-    if out.is_empty() {
-        return Err(ClientError::State(
-            "no recipient has published keys yet".into(),
-        ));
-    }
-    Ok(out)
 }

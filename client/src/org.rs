@@ -43,13 +43,6 @@ pub fn create_org_key(
     Ok(pair.public_key())
 }
 
-/// The organisation root pinned in `profile`, if one is.
-pub fn pinned_root(profile: &crate::state::Profile) -> Option<OrgPublicKey> {
-    let hex = profile.org_root.as_deref()?;
-    let bytes: [u8; 32] = hotline_proto::identity::unhex(hex)?.try_into().ok()?;
-    Some(OrgPublicKey::from_bytes(bytes))
-}
-
 /// Opens the organisation root key file.
 pub fn load_org_key(path: &Path, passphrase: &str) -> Result<OrgKeyPair, ClientError> {
     let sealed = std::fs::read(path).map_err(io("cannot read", path))?;

@@ -48,7 +48,7 @@ pub fn choose_roster(
     signed: Option<&SignedRoster>,
     now: u64,
 ) -> Result<SosRoster, ClientError> {
-    let Some(root) = crate::org::pinned_root(profile) else {
+    let Some(root) = profile.org_root_key() else {
         return Ok(SosRoster::Unavailable(
             "no organisation root is pinned on this device".into(),
         ));
@@ -149,7 +149,7 @@ pub async fn seal_sos(
     }
     use hotline_proto::ErrorCode::{Internal, RateLimited, Unavailable};
     let recipients = match session.fetch_prekeys(ids).await {
-        Ok(bundles) => crate::messenger::check_bundles(&roster, bundles, None, false, at, now),
+        Ok(bundles) => crate::recipients::check_bundles(&roster, bundles, None, false, at, now),
         // Refused for good while sealing: the alert still goes.
         Err(ClientError::Refused(e)) if !matches!(e.code, Unavailable | RateLimited | Internal) => {
             Err(ClientError::Refused(e))

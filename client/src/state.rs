@@ -82,6 +82,14 @@ impl Profile {
             .map_err(|_| ClientError::State("profile.toml: role is not a known role".into()))
     }
 
+    /// The organisation root pinned at enrollment (or with `trust-org`),
+    /// if one is.
+    pub fn org_root_key(&self) -> Option<hotline_proto::e2e::org::OrgPublicKey> {
+        let hex = self.org_root.as_deref()?;
+        let bytes: [u8; 32] = hotline_proto::identity::unhex(hex)?.try_into().ok()?;
+        Some(hotline_proto::e2e::org::OrgPublicKey::from_bytes(bytes))
+    }
+
     /// The device id.
     pub fn device_id(&self) -> Result<DeviceId, ClientError> {
         self.device_id

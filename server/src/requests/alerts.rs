@@ -41,19 +41,6 @@ pub(crate) fn info(a: &Alert) -> AlertInfo {
     }
 }
 
-/// Refuses a staff device that is not on the newest roster
-/// (`FAILED_PRECONDITION`: an admin can fix it by signing a roster that
-/// lists it): it could not read what it would claim or answer. Says what
-/// to ask an admin.
-pub(super) fn require_on_roster(shared: &Shared, session: Session) -> Result<(), RequestError> {
-    if !session.role.is_staff() || shared.store_read(|s| s.may_read_alerts(&session.device_id))? {
-        return Ok(());
-    }
-    Err(RequestError::FailedPrecondition(
-        "this device is not on the organisation's signed roster, so it cannot read alerts, claim them or answer defenders; ask an admin to sign a new roster (hotline org sign-roster) that lists it",
-    ))
-}
-
 impl From<AlertError> for RequestError {
     fn from(e: AlertError) -> RequestError {
         match e {
@@ -172,7 +159,7 @@ pub(super) async fn claim(
     session: Session,
     alert_id: u64,
 ) -> Result<Reply, RequestError> {
-    require_on_roster(shared, session)?;
+    shared.require_on_roster(session)?;
     let me = session.device_id;
     match shared
         .store_call(move |s| s.claim_alert(alert_id, me))

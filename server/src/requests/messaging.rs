@@ -179,7 +179,7 @@ pub(super) async fn send_envelope(
 ) -> Result<Reply, RequestError> {
     // Staff who cannot read alerts may not answer defenders: the defender
     // would drop a reply from a device not on its roster anyway.
-    super::alerts::require_on_roster(shared, session)?;
+    shared.require_on_roster(session)?;
     let recipients = check_envelope(shared, session, &envelope)?;
     let digest = envelope.digest();
     let bytes = envelope.encode();

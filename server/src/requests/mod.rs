@@ -115,6 +115,19 @@ impl Shared {
         f(&self.store)
     }
 
+    /// Refuses a staff device that is not on the newest roster
+    /// (`FAILED_PRECONDITION`: an admin can fix it by signing a roster
+    /// that lists it): it could not read what it would claim or answer.
+    /// Says what to ask an admin.
+    pub(crate) fn require_on_roster(&self, session: Session) -> Result<(), RequestError> {
+        if !session.role.is_staff() || self.store_read(|s| s.may_read_alerts(&session.device_id))? {
+            return Ok(());
+        }
+        Err(RequestError::FailedPrecondition(
+            "this device is not on the organisation's signed roster, so it cannot read alerts, claim them or answer defenders; ask an admin to sign a new roster (hotline org sign-roster) that lists it",
+        ))
+    }
+
     /// The enrolled device `id` (revoked or not).
     pub(crate) fn enrolled_device(&self, id: DeviceId) -> Result<Device, RequestError> {
         self.store_read(|s| s.device(&id))?
