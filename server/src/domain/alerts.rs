@@ -855,6 +855,37 @@ mod tests {
         assert_eq!(alerts.acknowledge(7, dev(3)), Err(AlertError::NotFound));
     }
 
+    /// Revoking the holder releases the alert: raised again, no holder,
+    /// and its escalation resumes at the step it had reached, that step's
+    /// wait starting over. Nothing else is released.
+    #[test]
+    fn a_released_alert_is_raised_again_and_resumes_at_its_step() {
+        let mut alerts = raised(Priority::Immediate, 100);
+        assert_eq!(steps(&run(&mut alerts, 100)), vec![(0, 0)]);
+        let claim = alerts
+            .acknowledge(1, dev(1))
+            .expect("claim")
+            .expect("an event");
+        alerts.apply(2, &claim).expect("apply");
+        assert!(run(&mut alerts, 400).is_empty(), "held: no escalation");
+        assert!(alerts.release_held_by(&dev(3), 500).is_empty());
+
+        let released = alerts.release_held_by(&dev(1), 500);
+        assert_eq!(released, vec![AlertEvent::Released { alert: 1, at: 500 }]);
+        alerts.apply(3, &released[0]).expect("apply");
+        let a = &alerts.alerts[&1];
+        assert_eq!(a.state, AlertState::Raised);
+        assert_eq!(a.position, Some((0, 0, 500)));
+        // The on-duty step's wait (60 s) starts over at the release...
+        assert!(run(&mut alerts, 559).is_empty());
+        // ... then the next steps: backup (nobody, passed at once), then
+        // the coordinators.
+        assert_eq!(steps(&run(&mut alerts, 560)), vec![(0, 1), (0, 2)]);
+        assert!(alerts.alerts[&1].paged.contains(&dev(3)));
+        // A release of an alert nobody holds contradicts the log.
+        assert!(alerts.apply(9, &released[0]).is_err());
+    }
+
     #[test]
     fn only_alerts_still_escalating_are_looked_at_and_a_snapshot_keeps_that() {
         let raise = |alerts: &mut Alerts, id: u64| {
