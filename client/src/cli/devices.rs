@@ -30,6 +30,11 @@ pub(super) async fn enroll(state: &StateDir, invite: &str) -> anyhow::Result<()>
     println!("Enrolled as {} on {}.", session.role(), invite.server_addr);
     println!("device id: {}", session.device_id());
     println!("state directory: {}", state.path().display());
+    if hotline_client::sos::has_panic_key(state) {
+        println!(
+            "`hotline sos` and `hotline checkin` work without the passphrase on this device (its panic key can do nothing else)"
+        );
+    }
     session.close().await;
     Ok(())
 }
