@@ -634,3 +634,50 @@ async fn staff_are_warned_of_the_roster_expiring_and_of_not_being_on_it() {
     );
     assert!(stdout(&out).contains("hotline org sign-roster"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sos_from_a_device_with_no_root_is_raised_without_its_text_and_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    // People first, no organisation root yet.
+    let admin = dir.path().join("admin");
+    let invite = server
+        .create_invite(Role::Admin, 600)
+        .await
+        .expect("invite")
+        .to_string();
+    assert!(hotline(&admin, PASS, &["enroll", &invite]).status.success());
+    let out = hotline(&admin, PASS, &["invite", "--role", "officer"]);
+    let officer = dir.path().join("officer");
+    assert!(
+        hotline(&officer, PASS, &["enroll", &invite_line(&out)])
+            .status
+            .success()
+    );
+    let out = hotline(&officer, PASS, &["invite", "--role", "defender"]);
+    let defender = dir.path().join("defender");
+    let out = hotline(&defender, PASS, &["enroll", &invite_line(&out)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("without the passphrase"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(hotline(&officer, PASS, &["duty", "on"]).status.success());
+
+    let out = hotline_without_passphrase(&defender, &["sos", "they are here"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("1 duty staff paged"), "{text}");
+    assert!(
+        text.contains("could NOT be protected and was NOT sent, but the alert WAS raised"),
+        "{text}"
+    );
+    assert!(
+        stderr(&out).contains("no organisation root is pinned"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&officer, PASS, &["alerts"]);
+    assert!(stdout(&out).contains("[NO TEXT"), "{}", stdout(&out));
+}
