@@ -296,6 +296,23 @@ impl Session {
         self.welcome.server_time
     }
 
+    /// Whether this session was opened with the panic key (it may only
+    /// raise alerts and check in).
+    pub fn is_panic(&self) -> bool {
+        self.welcome.panic
+    }
+
+    /// When the newest roster the server holds expires (`None`: none, or
+    /// an older server), as the server reads it.
+    pub fn roster_expires_at(&self) -> Option<u64> {
+        self.welcome.roster_expires_at
+    }
+
+    /// Whether this device is on the newest roster, as the server reads it.
+    pub fn roster_standing(&self) -> hotline_proto::message::RosterStanding {
+        self.welcome.roster_standing
+    }
+
     /// The underlying QUIC connection.
     pub fn connection(&self) -> &quinn::Connection {
         &self.conn
@@ -405,12 +422,31 @@ impl Session {
         .await
     }
 
+    /// Registers a panic key for this defender device (one enrolled
+    /// before panic keys existed).
+    pub async fn register_panic_key(
+        &self,
+        key: hotline_proto::IdentityPublicKey,
+    ) -> Result<(), ClientError> {
+        self.change(&Request::RegisterPanicKey(key)).await
+    }
+
     /// Raises an alert (defenders) with the envelope that says what
     /// happened; returns the alert.
     pub async fn raise_alert(
         &self,
         priority: Priority,
         envelope: SignedEnvelope,
+    ) -> Result<AlertInfo, ClientError> {
+        self.raise_alert_with(priority, Some(envelope)).await
+    }
+
+    /// Raises an alert (defenders), with its envelope or, when the device
+    /// has no verified roster to seal to, without content.
+    pub async fn raise_alert_with(
+        &self,
+        priority: Priority,
+        envelope: Option<SignedEnvelope>,
     ) -> Result<AlertInfo, ClientError> {
         self.ask(&Request::RaiseAlert { priority, envelope }, |r| match r {
             Response::Alerts(mut a) if a.len() == 1 => Some(a.remove(0)),
@@ -672,16 +708,51 @@ pub async fn authenticate(
     Ok(session)
 }
 
+/// Connects and authenticates as an enrolled defender device with its
+/// panic key: a session that may only raise alerts and check in (and
+/// fetch what sealing an SOS needs).
+pub async fn authenticate_panic(
+    server: &ServerInfo,
+    device_id: DeviceId,
+    panic_key: &IdentityKeyPair,
+) -> Result<Session, ClientError> {
+    let (endpoint, conn) = connect_endpoint(server, ALPN).await?;
+    let (nonce, binding) = challenge(&conn).await?;
+    let signature = panic_key.sign(&auth::panic_auth_transcript(&nonce, &binding, &device_id));
+    let mut session = setup(
+        conn,
+        &SetupRequest::PanicAuth {
+            device_id,
+            signature,
+        },
+    )
+    .await?;
+    session.endpoint = Some(endpoint);
+    Ok(session)
+}
+
 /// Connects and enrolls a new device with an invite.
 pub async fn enroll(invite: &Invite, identity: &IdentityKeyPair) -> Result<Session, ClientError> {
+    enroll_with_panic_key(invite, identity, None).await
+}
+
+/// Connects and enrolls a new device with an invite, registering a
+/// defender device's panic key with it.
+pub async fn enroll_with_panic_key(
+    invite: &Invite,
+    identity: &IdentityKeyPair,
+    panic_key: Option<&IdentityKeyPair>,
+) -> Result<Session, ClientError> {
     let (endpoint, conn) = connect_endpoint(&ServerInfo::from(invite), ALPN).await?;
     let (nonce, binding) = challenge(&conn).await?;
     let identity_key = identity.public_key();
-    let signature = identity.sign(&auth::enroll_transcript(
+    let panic_key = panic_key.map(IdentityKeyPair::public_key);
+    let signature = identity.sign(&auth::enroll_transcript_with_panic_key(
         &nonce,
         &binding,
         &identity_key,
         &invite.token,
+        panic_key.as_ref(),
     ));
     let mut session = setup(
         conn,
@@ -689,6 +760,7 @@ pub async fn enroll(invite: &Invite, identity: &IdentityKeyPair) -> Result<Sessi
             token: invite.token.clone(),
             identity_key,
             signature,
+            panic_key,
         },
     )
     .await?;

@@ -41,6 +41,9 @@ pub struct Entry {
     pub sos: bool,
     /// It has been shown to the person (by `inbox`, `messages` or `watch`).
     pub shown: bool,
+    /// Received: signed by the sender's panic key (an SOS sent without the
+    /// passphrase: whoever held the phone could have sent it).
+    pub via_panic_key: bool,
 }
 
 /// The history as stored.
@@ -72,6 +75,8 @@ struct EntryRow {
     sos: bool,
     #[prost(bool, tag = "10")]
     shown: bool,
+    #[prost(bool, tag = "11")]
+    via_panic_key: bool,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -110,6 +115,7 @@ impl History {
                 server_id: row.server_id,
                 sos: row.sos,
                 shown: row.shown,
+                via_panic_key: row.via_panic_key,
             });
         }
         Ok(History { entries })
@@ -132,6 +138,7 @@ impl History {
                     server_id: e.server_id,
                     sos: e.sos,
                     shown: e.shown,
+                    via_panic_key: e.via_panic_key,
                 })
                 .collect(),
         }
@@ -210,6 +217,7 @@ mod tests {
             body: vec![n; 3],
             server_id: u64::from(n) * 10,
             sos: false,
+            via_panic_key: false,
             shown: false,
         }
     }

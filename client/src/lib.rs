@@ -12,6 +12,11 @@
 //!   state; the messenger sends it.
 //! * [`history`]: the messages a device received and sent, kept sealed.
 //! * [`org`]: the organisation root key (offline) and roster signing.
+//! * [`recipients`]: the devices a message is sealed to, checked against
+//!   the roster.
+//! * [`sos`]: sealing an SOS whatever the roster's state (or raising it
+//!   without its text), and the panic key: SOS and check-in without the
+//!   passphrase.
 //! * [`error`]: every failure, worded for the person at the keyboard.
 //! * [`enroll`] and [`connect`]: the flows the commands use.
 
@@ -23,13 +28,15 @@ pub mod keystore;
 pub mod messenger;
 pub mod org;
 pub mod outbox;
+pub mod recipients;
+pub mod sos;
 pub mod state;
 
 pub use connection::{ServerInfo, Session, authenticate};
 pub use error::ClientError;
 pub use state::{Profile, StateDir};
 
-use hotline_proto::{ErrorCode, IdentityKeyPair, Invite};
+use hotline_proto::{ErrorCode, IdentityKeyPair, Invite, Role};
 
 /// Seconds since the Unix epoch, by this device's clock (0 if the clock
 /// is before 1970).
@@ -66,27 +73,42 @@ pub async fn enroll(
         state.save_identity(&seed, passphrase, iterations)?;
         (identity, true)
     };
-    let session = match connection::enroll(invite, &identity).await {
-        Ok(session) => session,
-        Err(e)
-            if !fresh
-                && matches!(
-                    e.code(),
-                    Some(ErrorCode::InviteUsed | ErrorCode::AlreadyEnrolled)
-                ) =>
-        {
-            // An earlier attempt enrolled this key but did not save the
-            // profile: authenticating proves it.
-            authenticate(&ServerInfo::from(invite), &identity).await?
-        }
-        Err(e) => {
-            if fresh && matches!(e, ClientError::Refused(_) | ClientError::PinMismatch) {
-                // The server never accepted this key: don't leave it behind.
-                let _ = state.remove_identity();
-            }
-            return Err(e);
-        }
+    // A defender's device also gets a panic key, saved (like the identity)
+    // before the server learns it: `hotline sos` uses it without the
+    // passphrase.
+    let panic_key = if invite.role != Role::Defender {
+        None
+    } else if let Some(existing) = state.load_panic_key()?.filter(|_| !fresh) {
+        Some(existing)
+    } else {
+        let (pair, seed) = IdentityKeyPair::generate()
+            .map_err(|_| ClientError::State("the system random number generator failed".into()))?;
+        state.save_panic_key(&seed)?;
+        Some(pair)
     };
+    let session =
+        match connection::enroll_with_panic_key(invite, &identity, panic_key.as_ref()).await {
+            Ok(session) => session,
+            Err(e)
+                if !fresh
+                    && matches!(
+                        e.code(),
+                        Some(ErrorCode::InviteUsed | ErrorCode::AlreadyEnrolled)
+                    ) =>
+            {
+                // An earlier attempt enrolled this key but did not save the
+                // profile: authenticating proves it.
+                authenticate(&ServerInfo::from(invite), &identity).await?
+            }
+            Err(e) => {
+                if fresh && matches!(e, ClientError::Refused(_) | ClientError::PinMismatch) {
+                    // The server never accepted this key: don't leave it behind.
+                    let _ = state.remove_identity();
+                    let _ = state.remove_panic_key();
+                }
+                return Err(e);
+            }
+        };
     state.save_profile(&Profile {
         server_addr: invite.server_addr.clone(),
         server_name: invite.server_name.clone(),

@@ -168,6 +168,9 @@ pub struct Received {
     pub body: Vec<u8>,
     /// The label the sender gave itself (empty: none).
     pub sender_label: String,
+    /// Signed by the sender's panic key: an SOS sent without the
+    /// passphrase (whoever held the phone could send it).
+    pub via_panic_key: bool,
 }
 
 fn bad_label(label: &str) -> String {
@@ -241,6 +244,11 @@ impl Device {
     /// The profile.
     pub fn profile(&self) -> &Profile {
         &self.profile
+    }
+
+    /// The state directory.
+    pub fn state(&self) -> &StateDir {
+        &self.state
     }
 
     /// Connects and authenticates.
@@ -348,8 +356,7 @@ impl Device {
 
     /// The pinned organisation root.
     pub fn org_root(&self) -> Option<OrgPublicKey> {
-        let bytes: [u8; 32] = unhex(self.profile.org_root.as_deref()?)?.try_into().ok()?;
-        Some(OrgPublicKey::from_bytes(bytes))
+        self.profile.org_root_key()
     }
 
     /// Pins an organisation root (when none is pinned yet).
@@ -778,8 +785,59 @@ impl Device {
         Ok(())
     }
 
+    /// Seals an SOS from the outbox as [`crate::sos::seal_sos`] does:
+    /// to an expired roster, or to nobody (the alert then goes without
+    /// its text), rather than not at all. Warnings go to the person.
+    async fn seal_alert(
+        &mut self,
+        session: &Session,
+        item: &Item,
+    ) -> Result<Option<SignedEnvelope>, ClientError> {
+        let now = crate::unix_now();
+        let content = Content {
+            message_id: item.message_id,
+            counter: self.local.counter + 1,
+            timestamp: now,
+            body: item.body.clone(),
+            thread: 0,
+            sender_label: self.local.own_label.clone(),
+        };
+        let me = self.identity.device_id();
+        let sealed = crate::sos::seal_sos(
+            session,
+            &self.state,
+            &mut self.profile,
+            me,
+            &self.identity,
+            content,
+            now,
+        )
+        .await?;
+        self.warnings.extend(sealed.warnings);
+        if let Some(env) = &sealed.envelope {
+            self.local.counter += 1;
+            if let Some(first) = self.outbox.first_mut() {
+                first.sealed = Some(env.encode());
+            }
+            self.save()?;
+        }
+        Ok(sealed.envelope)
+    }
+
     /// Seals the first item of the outbox, `item` (once), and sends it.
+    /// An SOS is raised even when its text cannot be sealed
+    /// ([`Device::seal_alert`]).
     async fn send_item(&mut self, session: &Session, item: &Item) -> Result<Sent, ClientError> {
+        if let Outgoing::Alert(priority) = item.what {
+            let envelope = match &item.sealed {
+                Some(sealed) => Some(SignedEnvelope::decode(sealed).map_err(refused)?),
+                None => self.seal_alert(session, item).await?,
+            };
+            return session
+                .raise_alert_with(priority, envelope)
+                .await
+                .map(Sent::Alert);
+        }
         let envelope = match &item.sealed {
             Some(sealed) => SignedEnvelope::decode(sealed).map_err(refused)?,
             None => {
@@ -799,26 +857,17 @@ impl Device {
                 env
             }
         };
-        match item.what {
-            Outgoing::Message { .. } | Outgoing::Reply { .. } => {
-                // A reply names its alert to the server, which refuses it
-                // if that alert must stay hidden from its defender.
-                let a = match item.what {
-                    Outgoing::Reply { alert, .. } => {
-                        session.send_in_thread(envelope, alert).await?
-                    }
-                    _ => session.send_envelope(envelope).await?,
-                };
-                Ok(Sent::Message {
-                    id: a.id,
-                    duplicate: a.duplicate,
-                })
-            }
-            Outgoing::Alert(priority) => session
-                .raise_alert(priority, envelope)
-                .await
-                .map(Sent::Alert),
-        }
+        // A message or a reply (an alert went above). A reply names its
+        // alert to the server, which refuses it if that alert must stay
+        // hidden from its defender.
+        let a = match item.what {
+            Outgoing::Reply { alert, .. } => session.send_in_thread(envelope, alert).await?,
+            _ => session.send_envelope(envelope).await?,
+        };
+        Ok(Sent::Message {
+            id: a.id,
+            duplicate: a.duplicate,
+        })
     }
 
     /// Whether `e`, met sending an item, means it can never be sent: the
@@ -890,10 +939,7 @@ impl Device {
         }
     }
 
-    /// Keeps only recipients whose keys check out: staff keys must be the
-    /// roster's; any other device only if it is the explicit `to` (the
-    /// server cannot add one), and every prekey must be signed by its
-    /// device's identity key.
+    /// Keeps only recipients whose keys check out (see [`check_bundles`]).
     fn check_bundles(
         &self,
         roster: &Roster,
@@ -901,44 +947,21 @@ impl Device {
         to: Option<DeviceId>,
         now: u64,
     ) -> Result<Vec<Recipient>, ClientError> {
-        let mut out = Vec::new();
-        for b in bundles {
-            if b.identity_key.device_id() != b.device_id {
-                return Err(ClientError::State(
-                    "the server sent a key that does not match its device".into(),
-                ));
-            }
-            match roster.member(&b.device_id, now) {
-                Some(entry) if entry.identity_key == b.identity_key => {}
-                Some(_) => {
-                    return Err(ClientError::State(
-                        "the server sent a staff key that differs from the signed roster".into(),
-                    ));
-                }
-                None if Some(b.device_id) == to && self.profile.role()?.is_staff() => {}
-                None => continue, // not on the roster, not asked for: never a recipient
-            }
-            let Some(signed) = b.prekey else { continue };
-            let prekey = signed.verify(&b.identity_key, now).map_err(refused)?;
-            out.push(Recipient {
-                device_id: b.device_id,
-                prekey_id: prekey.id,
-                key: prekey.public_key,
-            });
-        }
-        if out.is_empty() {
-            return Err(ClientError::State(
-                "no recipient has published keys yet".into(),
-            ));
-        }
-        Ok(out)
+        crate::recipients::check_bundles(
+            roster,
+            bundles,
+            to,
+            self.profile.role()?.is_staff(),
+            now,
+            now,
+        )
     }
 
     /// Fetches, verifies and opens everything waiting, then tells the
     /// server it is held. Envelopes seen before are dropped (replays).
     pub async fn receive(&mut self, session: &Session) -> Result<Vec<Received>, ClientError> {
         let roster = match self.org_root() {
-            Some(_) => Some(self.roster(session).await?),
+            Some(_) => Some(self.roster_for_reading(session).await?),
             None => None,
         };
         let mut received = Vec::new();
@@ -951,9 +974,12 @@ impl Device {
             }
             let mut opened = Vec::new();
             for item in items {
-                if let Some((r, message_id)) =
-                    self.open_one(roster.as_ref(), &item.envelope, &item.sender_identity_key)?
-                {
+                if let Some((r, message_id)) = self.open_one(
+                    roster.as_ref().map(|(r, at)| (r, *at)),
+                    &item.envelope,
+                    &item.sender_identity_key,
+                    item.sender_panic_key.as_ref(),
+                )? {
                     opened.push((Received { id: item.id, ..r }, message_id));
                 }
                 self.local.inbox_after = self.local.inbox_after.max(item.id);
@@ -973,6 +999,7 @@ impl Device {
                         server_id: r.id,
                         sos: false,
                         shown: false,
+                        via_panic_key: r.via_panic_key,
                     });
                 }
                 self.save_history(&history)?;
@@ -984,14 +1011,50 @@ impl Device {
         Ok(received)
     }
 
+    /// The roster to check senders against when reading, and the moment
+    /// whose members count: now, or, once it has expired, its last valid
+    /// moment (with a warning): an SOS sealed to an expired roster, and
+    /// the replies to it, must still be read.
+    async fn roster_for_reading(
+        &mut self,
+        session: &Session,
+    ) -> Result<(Roster, u64), ClientError> {
+        let root = self.org_root().ok_or_else(|| {
+            ClientError::State("no organisation root is pinned on this device".into())
+        })?;
+        let signed = session.get_roster().await?.ok_or_else(|| {
+            ClientError::State("the organisation has not published a staff roster yet".into())
+        })?;
+        let now = crate::unix_now();
+        let roster = signed
+            .verify_even_if_expired(&root, self.seen_roster())
+            .map_err(refused)?;
+        if self.profile.roster_version != Some(roster.version) {
+            self.profile.roster_version = Some(roster.version);
+            self.profile.roster_hash = Some(hex(&signed.hash()));
+            self.state.save_profile(&self.profile)?;
+        }
+        if now >= roster.expires_at {
+            self.warnings.push(
+                "the staff roster has expired: messages are checked against its last members; an admin must sign a new one"
+                    .into(),
+            );
+            let at = roster.last_valid_moment();
+            return Ok((roster, at));
+        }
+        Ok((roster, now))
+    }
+
     /// Opens one envelope, returning it with its message id. `Ok(None)`
     /// for one that must be dropped (a replay, a sender a defender must
-    /// not trust, one not for this device).
+    /// not trust, one not for this device). `roster` comes with the moment
+    /// whose members count.
     fn open_one(
         &mut self,
-        roster: Option<&Roster>,
+        roster: Option<(&Roster, u64)>,
         env: &SignedEnvelope,
         sender_key: &hotline_proto::IdentityPublicKey,
+        panic_key: Option<&hotline_proto::IdentityPublicKey>,
     ) -> Result<Option<(Received, [u8; 16])>, ClientError> {
         let now = crate::unix_now();
         if sender_key.device_id() != env.sender {
@@ -1001,7 +1064,7 @@ impl Device {
             ));
             return Ok(None);
         }
-        let on_roster = roster.and_then(|r| r.member(&env.sender, now));
+        let on_roster = roster.and_then(|(r, at)| r.member(&env.sender, at));
         if let Some(entry) = on_roster
             && entry.identity_key != *sender_key
         {
@@ -1020,12 +1083,24 @@ impl Device {
         let me = self.identity.device_id();
         let mut used = None;
         let local = &self.local.prekeys;
-        let opened = env.open(sender_key, &me, |id| {
+        let key_for = |id| {
             let p = local.iter().find(|p| p.id == id)?;
             let secret: [u8; 32] = p.secret.as_slice().try_into().ok()?;
             used = Some((id, p.one_time));
             EncryptionKeyPair::from_secret(&secret)
-        });
+        };
+        // A defender's SOS sent without the passphrase is signed by its
+        // panic key, which the server presents next to its identity key.
+        let panic_signed = match panic_key {
+            Some(k) if on_roster.is_none() && env.verify_signature(sender_key).is_err() => {
+                env.verify_signed_by(k).is_ok().then_some(*k)
+            }
+            _ => None,
+        };
+        let opened = match &panic_signed {
+            Some(k) => env.open_signed_by(k, &me, key_for),
+            None => env.open(sender_key, &me, key_for),
+        };
         let opened = match opened {
             Ok(o) => o,
             Err(
@@ -1070,6 +1145,7 @@ impl Device {
                 thread: opened.content.thread,
                 body: opened.content.body,
                 sender_label: opened.content.sender_label,
+                via_panic_key: panic_signed.is_some(),
             },
             message_id,
         )))
@@ -1145,6 +1221,7 @@ fn sent_entry(item: &Item, outcome: &Sent) -> Option<Entry> {
         server_id,
         sos,
         shown: true,
+        via_panic_key: false,
     })
 }
 

@@ -9,7 +9,14 @@
 //! <home>/device.sealed   prekeys, counters, the outbox (see `messenger`)
 //! <home>/messages.sealed the message history (see `history`)
 //! <home>/state.lock      held by a command while it changes the files above
+//! <home>/panic.key       a defender device's panic key seed, NOT sealed (see below)
 //! ```
+//!
+//! The panic key is stored in the clear (readable by the owner only) on
+//! purpose: `hotline sos` and `hotline checkin` must work without the
+//! passphrase. It can do nothing but raise an alert and check in (the
+//! server refuses it anything else); `docs/threat-model.md` says what a
+//! thief of the phone can do with it.
 //!
 //! The directory is created readable by its owner only. Files are written
 //! to a temporary name, synced, then renamed, so a crash never leaves half
@@ -42,6 +49,10 @@ const LOCK_FILE: &str = "state.lock";
 pub struct StateLock {
     _file: fs::File,
 }
+const PANIC_KEY_FILE: &str = "panic.key";
+/// A panic key made for a device enrolled without one, until the server
+/// has registered it.
+const PENDING_PANIC_KEY_FILE: &str = "panic.key.pending";
 
 /// What a device remembers about its enrollment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +98,14 @@ impl Profile {
         self.role
             .parse()
             .map_err(|_| ClientError::State("profile.toml: role is not a known role".into()))
+    }
+
+    /// The organisation root pinned at enrollment (or with `trust-org`),
+    /// if one is.
+    pub fn org_root_key(&self) -> Option<hotline_proto::e2e::org::OrgPublicKey> {
+        let hex = self.org_root.as_deref()?;
+        let bytes: [u8; 32] = hotline_proto::identity::unhex(hex)?.try_into().ok()?;
+        Some(hotline_proto::e2e::org::OrgPublicKey::from_bytes(bytes))
     }
 
     /// The device id.
@@ -288,6 +307,65 @@ impl StateDir {
             .len();
         body.truncate(len);
         Ok(Some(body))
+    }
+
+    /// Saves a defender device's panic key seed, in the clear (owner-only
+    /// file): it must open without the passphrase.
+    pub fn save_panic_key(&self, seed: &IdentitySeed) -> Result<(), ClientError> {
+        self.write_atomic(&self.dir.join(PANIC_KEY_FILE), seed.as_ref())
+    }
+
+    /// Saves a panic key the server has not registered yet.
+    pub fn save_pending_panic_key(&self, seed: &IdentitySeed) -> Result<(), ClientError> {
+        self.write_atomic(&self.dir.join(PENDING_PANIC_KEY_FILE), seed.as_ref())
+    }
+
+    /// The panic key saved by [`StateDir::save_pending_panic_key`], if any.
+    pub fn load_pending_panic_key(&self) -> Result<Option<IdentityKeyPair>, ClientError> {
+        self.load_key_file(PENDING_PANIC_KEY_FILE)
+    }
+
+    /// Makes the pending panic key this device's panic key (the server
+    /// registered it).
+    pub fn promote_pending_panic_key(&self) -> Result<(), ClientError> {
+        let from = self.dir.join(PENDING_PANIC_KEY_FILE);
+        let to = self.dir.join(PANIC_KEY_FILE);
+        fs::rename(&from, &to).map_err(io("cannot write", &to))?;
+        if let Ok(d) = fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// The panic key, if this device has one.
+    pub fn load_panic_key(&self) -> Result<Option<IdentityKeyPair>, ClientError> {
+        self.load_key_file(PANIC_KEY_FILE)
+    }
+
+    fn load_key_file(&self, name: &str) -> Result<Option<IdentityKeyPair>, ClientError> {
+        let path = self.dir.join(name);
+        let bytes = match fs::read(&path) {
+            Ok(b) => zeroize::Zeroizing::new(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("cannot read", &path)(e)),
+        };
+        let seed: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| ClientError::State(format!("{} is damaged", path.display())))?;
+        let seed = zeroize::Zeroizing::new(seed);
+        Ok(Some(IdentityKeyPair::from_seed(&seed)))
+    }
+
+    /// Removes the panic key (after a failed enrollment).
+    pub fn remove_panic_key(&self) -> Result<(), ClientError> {
+        let path = self.dir.join(PANIC_KEY_FILE);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(io("cannot remove", &path)(e))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Removes the identity key (after a failed enrollment).

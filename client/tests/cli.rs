@@ -1125,3 +1125,192 @@ async fn watch_shows_messages_in_their_threads_and_the_device_keeps_them() {
     }
     server.shutdown().await;
 }
+
+/// The `hotline` binary with no passphrase in its environment and nothing
+/// on its standard input: what a defender's panic-stricken thumb runs.
+fn hotline_without_passphrase(home: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env_remove("HOTLINE_PASSPHRASE")
+        .env("RUST_LOG", "off")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the client binary runs")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sos_and_checkin_need_no_passphrase_through_the_panic_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    // The officer publishes its prekeys and goes on duty.
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success());
+    assert!(hotline(&officer, PASS, &["duty", "on"]).status.success());
+    let out = hotline(
+        &defender,
+        PASS,
+        &[
+            "checkin-setup",
+            "--every",
+            "6h",
+            "--code",
+            "4711",
+            "--duress-code",
+            "0815",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Without the passphrase, anything else cannot unlock the device...
+    let out = hotline_without_passphrase(&defender, &["inbox"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("passphrase"), "{}", stderr(&out));
+    // ... but an SOS goes out at once, and a check-in too.
+    let out = hotline_without_passphrase(
+        &defender,
+        &["sos", "--category", "arrest", "they are taking me away"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("1 staff device(s) get the page when they connect"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline_without_passphrase(&defender, &["checkin", "--code", "4711"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("checked in"), "{}", stdout(&out));
+
+    // The officer reads it, marked as sent with the panic key.
+    let out = hotline(&officer, PASS, &["messages"]);
+    assert!(
+        stdout(&out).contains("they are taking me away"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("panic key"), "{}", stdout(&out));
+    let out = hotline(&officer, PASS, &["alerts"]);
+    assert!(stdout(&out).contains("sos"), "{}", stdout(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn staff_are_warned_of_the_roster_expiring_and_of_not_being_on_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    // A month-long roster: nothing to say.
+    let out = hotline(&officer, PASS, &["status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("staff roster: expires"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("this device is on it"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stderr(&out).contains("WARNING"), "{}", stderr(&out));
+
+    // The admin renews it for two days only: every staff command warns.
+    let key = dir.path().join("org.key");
+    let out = hotline_org(
+        &admin,
+        &[
+            "org",
+            "sign-roster",
+            "--key",
+            key.to_str().expect("utf-8"),
+            "--valid",
+            "2d",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for args in [&["status"][..], &["alerts"][..]] {
+        let out = hotline(&officer, PASS, args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("WARNING: the staff roster expires in "),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains("hotline org sign-roster"));
+    }
+
+    // An officer enrolled after the roster is told it is not on it, and
+    // what to ask, when it goes on duty and in its status.
+    let out = hotline(&admin, PASS, &["invite", "--role", "officer"]);
+    let late = dir.path().join("late");
+    assert!(
+        hotline(&late, PASS, &["enroll", &invite_line(&out)])
+            .status
+            .success()
+    );
+    let out = hotline(&late, PASS, &["status"]);
+    assert!(
+        stdout(&out).contains("this device is NOT on it"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).contains("NOT on the organisation's signed roster"));
+    let out = hotline(&late, PASS, &["duty", "on"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("you will not be paged"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("hotline org sign-roster"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sos_from_a_device_with_no_root_is_raised_without_its_text_and_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    // People first, no organisation root yet.
+    let admin = dir.path().join("admin");
+    let invite = server
+        .create_invite(Role::Admin, 600)
+        .await
+        .expect("invite")
+        .to_string();
+    assert!(hotline(&admin, PASS, &["enroll", &invite]).status.success());
+    let out = hotline(&admin, PASS, &["invite", "--role", "officer"]);
+    let officer = dir.path().join("officer");
+    assert!(
+        hotline(&officer, PASS, &["enroll", &invite_line(&out)])
+            .status
+            .success()
+    );
+    let out = hotline(&officer, PASS, &["invite", "--role", "defender"]);
+    let defender = dir.path().join("defender");
+    let out = hotline(&defender, PASS, &["enroll", &invite_line(&out)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("without the passphrase"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(hotline(&officer, PASS, &["duty", "on"]).status.success());
+
+    let out = hotline_without_passphrase(&defender, &["sos", "they are here"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("1 staff device(s) get the page when they connect"),
+        "{text}"
+    );
+    assert!(
+        text.contains("could NOT be protected and was NOT sent, but the alert WAS raised"),
+        "{text}"
+    );
+    assert!(
+        stderr(&out).contains("no organisation root is pinned"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&officer, PASS, &["alerts"]);
+    assert!(stdout(&out).contains("[NO TEXT"), "{}", stdout(&out));
+}

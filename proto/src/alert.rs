@@ -299,6 +299,54 @@ pub struct AlertInfo {
     /// a live connection when the page was pushed to them (the others get
     /// it when they next connect). 0 elsewhere.
     pub paged_now: u32,
+    /// What the server can tell of its message.
+    pub content: AlertContent,
+}
+
+/// What the server can tell of an alert's message: whether the defender's
+/// device sealed it to the roster the server holds, to one that had
+/// expired (or been replaced, so staff who joined since cannot read it),
+/// or could not seal it at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlertContent {
+    /// Sealed to the current roster (or, for check-in alerts, no message
+    /// by nature).
+    Sealed,
+    /// Sealed to a roster that had expired or been replaced.
+    ExpiredRoster,
+    /// Raised without content: the defender's device had no verified
+    /// roster to seal to.
+    None,
+}
+
+impl AlertContent {
+    fn to_wire(self) -> i32 {
+        (match self {
+            AlertContent::Sealed => pb::AlertContent::Sealed,
+            AlertContent::ExpiredRoster => pb::AlertContent::ExpiredRoster,
+            AlertContent::None => pb::AlertContent::None,
+        }) as i32
+    }
+
+    fn from_wire(v: i32) -> Result<AlertContent, DecodeError> {
+        match pb::AlertContent::try_from(v) {
+            Ok(pb::AlertContent::Sealed) => Ok(AlertContent::Sealed),
+            Ok(pb::AlertContent::ExpiredRoster) => Ok(AlertContent::ExpiredRoster),
+            Ok(pb::AlertContent::None) => Ok(AlertContent::None),
+            Err(_) => Err(DecodeError::Invalid("content")),
+        }
+    }
+
+    /// A mark for staff, empty when there is nothing to say.
+    pub fn mark(self) -> &'static str {
+        match self {
+            AlertContent::Sealed => "",
+            AlertContent::ExpiredRoster => {
+                "[sealed to an EXPIRED roster: staff added since cannot read it]"
+            }
+            AlertContent::None => "[NO TEXT: the defender's device had no roster to seal to]",
+        }
+    }
 }
 
 impl AlertInfo {
@@ -321,6 +369,7 @@ impl AlertInfo {
             origin: self.origin.to_wire(),
             checked_in_at: self.checked_in_at.unwrap_or(0),
             paged_now: self.paged_now,
+            content: self.content.to_wire(),
         }
     }
 
@@ -341,6 +390,7 @@ impl AlertInfo {
             origin: AlertOrigin::from_wire(m.origin)?,
             checked_in_at: (m.checked_in_at != 0).then_some(m.checked_in_at),
             paged_now: m.paged_now,
+            content: AlertContent::from_wire(m.content)?,
         })
     }
 }
@@ -355,6 +405,9 @@ pub enum Push {
     /// A new message waits in this device's inbox, under this inbox id
     /// (nothing readable: the device fetches and opens it).
     Message(u64),
+    /// The device holding this alert was revoked: it is raised again and
+    /// its escalation resumes (sent to the staff paged for it and on duty).
+    Released(AlertInfo),
 }
 
 impl Push {
@@ -364,6 +417,7 @@ impl Push {
             Push::Alert(a) => pb::push::Kind::Alert(a.to_wire()),
             Push::AllClear(id) => pb::push::Kind::AllClear(*id),
             Push::Message(id) => pb::push::Kind::Message(*id),
+            Push::Released(a) => pb::push::Kind::Released(a.to_wire()),
         };
         pb::Push { kind: Some(kind) }.encode_to_vec()
     }
@@ -377,6 +431,7 @@ impl Push {
             pb::push::Kind::Alert(a) => Ok(Push::Alert(AlertInfo::from_wire(a)?)),
             pb::push::Kind::AllClear(id) => Ok(Push::AllClear(id)),
             pb::push::Kind::Message(id) => Ok(Push::Message(id)),
+            pb::push::Kind::Released(a) => Ok(Push::Released(AlertInfo::from_wire(a)?)),
         }
     }
 }
@@ -421,8 +476,14 @@ mod tests {
             origin: AlertOrigin::Duress,
             checked_in_at: Some(120),
             paged_now: 2,
+            content: AlertContent::ExpiredRoster,
         };
-        for p in [Push::Alert(info), Push::AllClear(7), Push::Message(9)] {
+        for p in [
+            Push::Alert(info.clone()),
+            Push::AllClear(7),
+            Push::Message(9),
+            Push::Released(info),
+        ] {
             assert_eq!(Push::decode(&p.encode()), Ok(p));
         }
         assert!(Push::decode(&[]).is_err());

@@ -20,6 +20,7 @@ pub const NONCE_LEN: usize = 32;
 
 const DEVICE_AUTH_CONTEXT: &[u8] = b"hotline/1 device-auth\0";
 const ENROLL_CONTEXT: &[u8] = b"hotline/1 enroll\0";
+const PANIC_AUTH_CONTEXT: &[u8] = b"hotline/1 panic-auth\0";
 
 /// The server's per-connection challenge.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -66,6 +67,41 @@ pub fn device_auth_transcript(
     t
 }
 
+/// What a defender device signs with its panic key to open a panic
+/// session (one that may only raise alerts and check in):
+/// `"hotline/1 panic-auth\0" || nonce (32) || channel binding (32) || device id (16)`.
+/// The distinct label keeps a signature of one kind from passing as the
+/// other.
+pub fn panic_auth_transcript(
+    nonce: &Nonce,
+    binding: &ChannelBinding,
+    device: &DeviceId,
+) -> Vec<u8> {
+    let mut t = Vec::with_capacity(PANIC_AUTH_CONTEXT.len() + 32 + 32 + 16);
+    t.extend_from_slice(PANIC_AUTH_CONTEXT);
+    t.extend_from_slice(&nonce.0);
+    t.extend_from_slice(&binding.0);
+    t.extend_from_slice(device.as_bytes());
+    t
+}
+
+/// What a new device signs to enroll when it also registers a panic key:
+/// [`enroll_transcript`] followed by the panic public key (32 bytes).
+/// Without one it is exactly [`enroll_transcript`].
+pub fn enroll_transcript_with_panic_key(
+    nonce: &Nonce,
+    binding: &ChannelBinding,
+    identity: &IdentityPublicKey,
+    token: &InviteToken,
+    panic_key: Option<&IdentityPublicKey>,
+) -> Vec<u8> {
+    let mut t = enroll_transcript(nonce, binding, identity, token);
+    if let Some(k) = panic_key {
+        t.extend_from_slice(k.as_bytes());
+    }
+    t
+}
+
 /// What a new device signs to enroll:
 /// `"hotline/1 enroll\0" || nonce (32) || channel binding (32) || identity key (32) || invite token (32)`.
 pub fn enroll_transcript(
@@ -106,6 +142,25 @@ mod tests {
         assert!(e.starts_with(b"hotline/1 enroll\0"));
         assert_eq!(&e[81..113], pair.public_key().as_bytes());
         assert_eq!(&e[113..], &[4; 32]);
+
+        let panic = IdentityKeyPair::from_seed(&[5; 32]).public_key();
+        let with = enroll_transcript_with_panic_key(
+            &nonce,
+            &binding,
+            &pair.public_key(),
+            &token,
+            Some(&panic),
+        );
+        assert_eq!(&with[..e.len()], e.as_slice());
+        assert_eq!(&with[e.len()..], panic.as_bytes());
+        let without =
+            enroll_transcript_with_panic_key(&nonce, &binding, &pair.public_key(), &token, None);
+        assert_eq!(without, e);
+
+        let p = panic_auth_transcript(&nonce, &binding, &pair.device_id());
+        assert_eq!(p.len(), 21 + 32 + 32 + 16);
+        assert!(p.starts_with(b"hotline/1 panic-auth\0"));
+        assert_eq!(&p[21..], &t[22..], "the same fields after another label");
     }
 
     #[test]

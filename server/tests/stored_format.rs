@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use hotline_proto::alert::{AlertOrigin, Priority};
+use hotline_proto::alert::{AlertContent, AlertOrigin, Priority};
 use hotline_proto::{DeviceId, IdentityKeyPair, IdentityPublicKey, Role};
 use hotline_server::domain::alerts::AlertEvent;
 use hotline_server::domain::checkins::CheckinEvent;
@@ -31,6 +31,7 @@ fn device(seed: u8, role: Role) -> Device {
         role,
         enrolled_at: 1_700_000_100,
         revoked_at: None,
+        panic_key: None,
     }
 }
 
@@ -135,6 +136,7 @@ fn events() -> Vec<(&'static str, u64, Event)> {
                 at: 1_700_000_200,
                 envelope_id: 6,
                 origin: AlertOrigin::Sos,
+                content: AlertContent::Sealed,
             }),
         ),
         (
@@ -179,6 +181,7 @@ fn events() -> Vec<(&'static str, u64, Event)> {
                 at: 1_700_000_300,
                 envelope_id: 0,
                 origin: AlertOrigin::MissedCheckin,
+                content: AlertContent::Sealed,
             }),
         ),
         (
@@ -204,6 +207,7 @@ fn events() -> Vec<(&'static str, u64, Event)> {
                 at: 1_700_000_400,
                 envelope_id: 0,
                 origin: AlertOrigin::Duress,
+                content: AlertContent::Sealed,
             }),
         ),
         (
@@ -288,6 +292,7 @@ fn events_v2() -> Vec<(&'static str, u64, Event)> {
                 at: 1_700_020_000,
                 envelope_id: 23,
                 origin: AlertOrigin::Sos,
+                content: AlertContent::Sealed,
             }),
         ),
         (
@@ -300,6 +305,7 @@ fn events_v2() -> Vec<(&'static str, u64, Event)> {
                 at: 1_700_020_100,
                 envelope_id: 0,
                 origin: AlertOrigin::CheckinChanged,
+                content: AlertContent::Sealed,
             }),
         ),
         (
@@ -312,6 +318,7 @@ fn events_v2() -> Vec<(&'static str, u64, Event)> {
                 at: 1_700_020_200,
                 envelope_id: 0,
                 origin: AlertOrigin::CheckinStopped,
+                content: AlertContent::Sealed,
             }),
         ),
         (
@@ -506,4 +513,199 @@ fn a_snapshot_encodes_to_the_checked_in_bytes() {
         decode_snapshot(stored).expect("stored snapshot decodes"),
         state
     );
+}
+
+/// The forms added for issue 10 (an SOS always gets through), in a file
+/// of their own so that `events.hex` and `snapshot.hex` stay as they were:
+/// a defender device enrolled with a panic key (`DeviceRow.panic_key`,
+/// field 5), alerts raised without content and sealed to an expired
+/// roster (`AlertEventRow.content`, field 12), an alert released when its
+/// holder is revoked (alert event kind 9), a panic key registered later
+/// (event kind 9), and a snapshot holding them (`AlertRow.content`,
+/// field 17).
+fn sos_events() -> Vec<(&'static str, u64, Event)> {
+    let mut defender = device(2, Role::Defender);
+    defender.panic_key = Some(key(9));
+    let officer = id(1);
+    let invite = |role| InviteRecord {
+        role,
+        created_at: 1_700_000_000,
+        expires_at: 1_700_003_600,
+        used_at: None,
+        bootstrap: None,
+    };
+    vec![
+        (
+            "invite_defender",
+            1,
+            Event::InviteCreated {
+                digest: [0x12; 32],
+                invite: invite(Role::Defender),
+            },
+        ),
+        (
+            "device_enrolled_with_panic_key",
+            2,
+            Event::DeviceEnrolled {
+                digest: [0x12; 32],
+                device: defender.clone(),
+            },
+        ),
+        (
+            "invite_officer",
+            3,
+            Event::InviteCreated {
+                digest: [0x11; 32],
+                invite: invite(Role::Officer),
+            },
+        ),
+        (
+            "officer_enrolled",
+            4,
+            Event::DeviceEnrolled {
+                digest: [0x11; 32],
+                device: device(1, Role::Officer),
+            },
+        ),
+        (
+            "alert_raised_without_content",
+            5,
+            Event::Alert(AlertEvent::Raised {
+                // 0: the log position, as in records of earlier builds.
+                id: 0,
+                defender: defender.id,
+                priority: Priority::Immediate,
+                at: 1_700_000_200,
+                envelope_id: 0,
+                origin: AlertOrigin::Sos,
+                content: AlertContent::None,
+            }),
+        ),
+        (
+            "alert_raised_sealed_to_an_expired_roster",
+            6,
+            Event::Alert(AlertEvent::Raised {
+                // 0: the log position, as in records of earlier builds.
+                id: 0,
+                defender: defender.id,
+                priority: Priority::Urgent,
+                at: 1_700_000_300,
+                envelope_id: 6,
+                origin: AlertOrigin::Sos,
+                content: AlertContent::ExpiredRoster,
+            }),
+        ),
+        (
+            "alert_stepped",
+            7,
+            Event::Alert(AlertEvent::Stepped {
+                alert: 6,
+                round: 0,
+                step: 0,
+                paged: vec![officer],
+                at: 1_700_000_300,
+            }),
+        ),
+        (
+            "alert_acknowledged",
+            8,
+            Event::Alert(AlertEvent::Acknowledged {
+                alert: 6,
+                by: officer,
+            }),
+        ),
+        (
+            "alert_released",
+            9,
+            Event::Batch(vec![
+                Event::DeviceRevoked {
+                    device_id: officer,
+                    at: 1_700_000_400,
+                },
+                Event::Alert(AlertEvent::Released {
+                    alert: 6,
+                    at: 1_700_000_400,
+                }),
+            ]),
+        ),
+        (
+            "invite_older_defender",
+            10,
+            Event::InviteCreated {
+                digest: [0x13; 32],
+                invite: invite(Role::Defender),
+            },
+        ),
+        (
+            "device_enrolled_without_panic_key",
+            11,
+            Event::DeviceEnrolled {
+                digest: [0x13; 32],
+                device: device(3, Role::Defender),
+            },
+        ),
+        (
+            "panic_key_registered",
+            12,
+            Event::PanicKeyRegistered {
+                device_id: id(3),
+                key: key(8),
+            },
+        ),
+    ]
+}
+
+#[test]
+fn the_forms_added_for_sos_delivery_encode_to_their_checked_in_bytes() {
+    let events = sos_events();
+    let mut state = State::default();
+    for (name, seq, event) in &events {
+        state
+            .apply(*seq, event)
+            .unwrap_or_else(|e| panic!("{name} applies: {e}"));
+    }
+    // What the forms carry reaches the state.
+    let defender = state.devices.get(&id(2)).expect("defender");
+    assert_eq!(defender.panic_key, Some(key(9)));
+    let released = &state.alerts.alerts[&6];
+    assert_eq!(
+        released.state,
+        hotline_server::domain::alerts::AlertState::Raised
+    );
+    assert_eq!(released.position, Some((0, 0, 1_700_000_400)));
+    assert_eq!(released.content, AlertContent::ExpiredRoster);
+    assert_eq!(state.alerts.alerts[&5].content, AlertContent::None);
+    assert_eq!(state.devices[&id(3)].panic_key, Some(key(8)));
+
+    let mut rows: Vec<(&str, Vec<u8>)> = events
+        .iter()
+        .map(|(n, _, e)| (*n, encode_event(e)))
+        .collect();
+    rows.push(("snapshot", encode_snapshot(&state)));
+    if bless() {
+        write_golden(
+            "sos.hex",
+            "Forms added for issue 10: panic keys, alert content marks, released alerts; then the snapshot after them.",
+            &rows,
+        );
+    }
+    let golden = read_golden("sos.hex");
+    assert_eq!(golden.len(), rows.len(), "one golden line per form");
+    for (name, _, event) in &events {
+        let stored = &golden[*name];
+        assert_eq!(
+            hex(&encode_event(event)),
+            hex(stored),
+            "event {name} encodes differently from the stored format"
+        );
+        assert_eq!(
+            &decode_event(stored).expect("stored bytes decode"),
+            event,
+            "stored bytes of {name} decode to something else"
+        );
+    }
+    // A snapshot lists invites in digest order: one state, one encoding.
+    let stored = &golden["snapshot"];
+    assert_eq!(hex(&encode_snapshot(&state)), hex(stored), "the snapshot");
+    assert_eq!(decode_snapshot(stored).expect("decodes"), state);
 }

@@ -7,12 +7,12 @@ use anyhow::bail;
 use hotline_client::StateDir;
 use hotline_client::messenger::{Device, Flushed, Sent};
 use hotline_proto::DeviceId;
-use hotline_proto::alert::{AlertInfo, AlertOrigin, CloseReason, Priority, Push};
+use hotline_proto::alert::{AlertContent, AlertInfo, AlertOrigin, CloseReason, Priority, Push};
 use hotline_proto::message::DutyEntry;
 
 use super::date::{date, late};
 use super::messages::{Fate, fate, fetch_new, finish, mark_shown, send_over, show};
-use super::unlock::{connect, open_device, passphrase};
+use super::unlock::{connect, open_device, passphrase, use_panic_key};
 
 /// How often an offline `sos` tries again, at most.
 const SOS_RETRY_EVERY: Duration = Duration::from_secs(5);
@@ -40,8 +40,18 @@ pub(super) async fn sos(
         Some(m) if !m.is_empty() => m.to_owned(),
         _ => default_sos_text().to_owned(),
     };
-    let mut device = open_device(state)?;
     let body = format!("category: {category}\n{text}");
+    if use_panic_key(state) {
+        match sos_with_panic_key(state, priority, body.as_bytes(), wait).await {
+            PanicOutcome::Done(result) => return result,
+            // The server does not know this panic key (a registration
+            // that never completed): the passphrase still works.
+            PanicOutcome::Refused(e) => {
+                eprintln!("WARNING: the panic key was refused ({e}); using the passphrase instead")
+            }
+        }
+    }
+    let mut device = open_device(state)?;
     let (mine, merged) = device.queue_sos(body.as_bytes(), priority)?;
     if merged {
         eprintln!(
@@ -180,10 +190,76 @@ async fn sos_attempt(
     (flushed, Some(session))
 }
 
+/// What became of an SOS sent with the panic key.
+enum PanicOutcome {
+    /// Raised, or given up on: the command's result.
+    Done(anyhow::Result<()>),
+    /// The server does not know the panic key: try the passphrase.
+    Refused(hotline_client::ClientError),
+}
+
+/// `hotline sos` without the passphrase: raises the alert through the
+/// panic key, trying again for up to `wait` seconds while the server
+/// cannot be reached, saying all along that nobody has been alerted yet.
+/// Nothing can be queued without the passphrase (the outbox is sealed
+/// under it), so giving up says so.
+async fn sos_with_panic_key(
+    state: &StateDir,
+    priority: Priority,
+    body: &[u8],
+    wait: u64,
+) -> PanicOutcome {
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    loop {
+        match hotline_client::sos::raise_with_panic_key(state, priority, body).await {
+            Ok((alert, warnings)) => {
+                for w in warnings {
+                    eprintln!("WARNING: {w}");
+                }
+                raised(&alert);
+                return PanicOutcome::Done(Ok(()));
+            }
+            Err(e) if e.code() == Some(hotline_proto::ErrorCode::BadSignature) => {
+                return PanicOutcome::Refused(e);
+            }
+            Err(e)
+                if e.is_transient()
+                    && !deadline.saturating_duration_since(Instant::now()).is_zero() =>
+            {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let pause = left.min(SOS_RETRY_EVERY);
+                eprintln!("NOBODY HAS BEEN ALERTED YET: {e}");
+                eprintln!(
+                    "  trying again in {} s; giving up in {} s (Ctrl-C stops)",
+                    pause.as_secs().max(1),
+                    left.as_secs().max(1)
+                );
+                tokio::time::sleep(pause).await;
+            }
+            Err(e) => {
+                return PanicOutcome::Done(Err(anyhow::anyhow!(
+                    "{e}. NOBODY HAS BEEN ALERTED, and nothing was queued (without the passphrase \
+                     the outbox cannot be opened): try again, run `hotline sos` with the \
+                     passphrase to queue it, or reach the hotline another way"
+                )));
+            }
+        }
+    }
+}
+
 /// Says that alert `a` was raised, and how many staff devices got the
 /// page now and how many get it when they connect.
 fn raised(a: &AlertInfo) {
     println!("alert {} raised ({}).", a.id, a.priority);
+    match a.content {
+        AlertContent::Sealed => {}
+        AlertContent::ExpiredRoster => println!(
+            "Your text was sealed to an expired staff roster: some staff may not be able to read it."
+        ),
+        AlertContent::None => println!(
+            "Your text could NOT be protected and was NOT sent, but the alert WAS raised: the team knows you need help."
+        ),
+    }
     let later = a.paged.saturating_sub(a.paged_now);
     if a.paged_now > 0 {
         println!(
@@ -231,8 +307,12 @@ pub(super) async fn list(state: &StateDir, all: bool) -> anyhow::Result<()> {
             .holder
             .map(|h| format!(" held by {h}"))
             .unwrap_or_default();
+        let mark = match a.content.mark() {
+            "" => String::new(),
+            m => format!("  {m}"),
+        };
         println!(
-            "#{:<6} {:<9} {:<15} {:<12} {:>5} min  defender {}  paged {}{holder}{}",
+            "#{:<6} {:<9} {:<15} {:<12} {:>5} min  defender {}  paged {}{holder}{}{mark}",
             a.id,
             a.priority,
             a.origin.as_str(),
@@ -306,6 +386,11 @@ pub(super) async fn duty(state: &StateDir, on: bool) -> anyhow::Result<()> {
     session.set_duty(on).await?;
     let entries = session.duty_status().await?;
     let me = session.device_id();
+    if on && session.roster_standing() == hotline_proto::message::RosterStanding::NotOnRoster {
+        println!(
+            "BUT you will not be paged: this device is not on the organisation's signed roster. Ask an admin to run `hotline org sign-roster`."
+        );
+    }
     session.close().await;
     print_duty(&entries, me, false);
     Ok(())
@@ -406,6 +491,9 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
             }
             Err(e) => return Err(e.into()),
         };
+        if !away {
+            super::unlock::warn_staff(&session);
+        }
         if away {
             println!("reconnected; pages sent while away follow");
         }
@@ -425,10 +513,15 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                 // Shown first, confirmed after: a confirmed page was seen.
                 push = session.next_push_shown(Duration::from_secs(3600), |push| match push {
                     Push::Alert(a) => println!(
-                        "{bell}[{}] ALERT #{} {} {} from defender {}: {} (step {}.{}, {} paged){}",
-                        date(a.raised_at), a.id, a.priority, a.origin.as_str(), a.defender, a.status, a.position.0 + 1, a.position.1 + 1, a.paged, late(a.checked_in_at)
+                        "{bell}[{}] ALERT #{} {} {} from defender {}: {} (step {}.{}, {} paged){}{}",
+                        date(a.raised_at), a.id, a.priority, a.origin.as_str(), a.defender, a.status, a.position.0 + 1, a.position.1 + 1, a.paged, late(a.checked_in_at),
+                        match a.content.mark() { "" => String::new(), m => format!(" {m}") }
                     ),
                     Push::AllClear(id) => println!("all clear: alert #{id} was called off"),
+                    Push::Released(a) => println!(
+                        "{bell}[{}] ALERT #{} {} is BACK: the device holding it was revoked; nobody holds it now and escalation resumes. Claim it with `hotline ack {}`",
+                        date(a.raised_at), a.id, a.priority, a.id
+                    ),
                     Push::Message(_) => {}
                 }) => {
                     let shown = match push {

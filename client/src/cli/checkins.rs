@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use hotline_client::StateDir;
 use hotline_proto::invite::parse_lifetime;
 
-use super::unlock::connect;
+use super::unlock::{connect, use_panic_key};
 
 /// `hotline checkin`.
 pub(super) async fn checkin(state: &StateDir, code: Option<String>) -> anyhow::Result<()> {
@@ -14,6 +14,11 @@ pub(super) async fn checkin(state: &StateDir, code: Option<String>) -> anyhow::R
         None => rpassword::prompt_password("Check-in code: ").context("cannot read the code")?,
     };
     let key = state.load_checkin_key()?;
+    if use_panic_key(state) {
+        hotline_client::sos::checkin_with_panic_key(state, key.as_ref(), &code).await?;
+        println!("checked in");
+        return Ok(());
+    }
     let session = connect(state).await?;
     session.checkin(key.as_ref(), &code).await?;
     println!("checked in");

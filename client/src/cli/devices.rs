@@ -32,6 +32,11 @@ pub(super) async fn enroll(state: &StateDir, invite: &str) -> anyhow::Result<()>
     println!("Enrolled as {} on {}.", session.role(), invite.server_addr);
     println!("device id: {}", session.device_id());
     println!("state directory: {}", state.path().display());
+    if hotline_client::sos::has_panic_key(state) {
+        println!(
+            "`hotline sos` and `hotline checkin` work without the passphrase on this device (its panic key can do nothing else)"
+        );
+    }
     session.close().await;
     Ok(())
 }
@@ -48,6 +53,19 @@ pub(super) async fn status(state: &StateDir) -> anyhow::Result<()> {
     println!("device id: {}", status.device_id);
     println!("role: {}", status.role);
     println!("server version: {}", status.server_version);
+    if status.role.is_staff() {
+        use hotline_proto::message::RosterStanding;
+        let standing = match session.roster_standing() {
+            RosterStanding::OnRoster => "this device is on it",
+            RosterStanding::NotOnRoster => "this device is NOT on it",
+            RosterStanding::NoRoster => "none has been signed yet",
+            RosterStanding::Unknown => "the server did not say",
+        };
+        match session.roster_expires_at() {
+            Some(at) => println!("staff roster: expires {}; {standing}", date(at)),
+            None => println!("staff roster: {standing}"),
+        }
+    }
     session.close().await;
     Ok(())
 }

@@ -218,6 +218,7 @@ pub(super) fn describe(what: &Outgoing) -> String {
 pub(super) async fn inbox(state: &StateDir) -> anyhow::Result<()> {
     let mut device = open_device(state)?;
     let session = device.connect().await?;
+    super::unlock::after_unlock(device.state(), &session).await;
     let waiting = device.pending().len();
     if waiting > 0 {
         let flushed = send_over(&mut device, &session, None).await;
@@ -337,7 +338,12 @@ pub(super) fn show(device: &Device, e: &Entry) -> String {
             }
         }
     };
-    let mut out = format!("[{}] {heading}{thread}:\n", date(e.timestamp));
+    let panic = if e.via_panic_key {
+        " (SOS sent with the panic key, without the passphrase)"
+    } else {
+        ""
+    };
+    let mut out = format!("[{}] {heading}{thread}{panic}:\n", date(e.timestamp));
     for line in String::from_utf8_lossy(&e.body).lines() {
         out.push_str("  ");
         out.push_str(line);
@@ -360,6 +366,8 @@ pub(super) async fn deliver(device: &mut Device, mine: Option<[u8; 16]>) -> Flus
         }
     };
     let flushed = send_over(device, &session, mine).await;
+    // After what it came to send: nothing stands before an SOS.
+    super::unlock::after_unlock(device.state(), &session).await;
     finish(device, session).await;
     flushed
 }

@@ -81,5 +81,58 @@ pub(super) async fn connect(state: &StateDir) -> Result<Session, ClientError> {
     state.load_profile()?;
     let pass =
         passphrase("Passphrase: ", false).map_err(|e| ClientError::State(format!("{e:#}")))?;
-    hotline_client::connect(state, &pass).await
+    let session = hotline_client::connect(state, &pass).await?;
+    after_unlock(state, &session).await;
+    Ok(session)
+}
+
+/// What every session opened with the passphrase does first: warn staff
+/// about the roster, and give a defender device enrolled before panic keys
+/// existed its panic key (a failure there is reported, never fatal).
+pub(super) async fn after_unlock(state: &StateDir, session: &Session) {
+    warn_staff(session);
+    match hotline_client::sos::ensure_panic_key(state, session).await {
+        Ok(true) => eprintln!(
+            "note: this device now has a panic key: `hotline sos` and `hotline checkin` work without the passphrase"
+        ),
+        Ok(false) => {}
+        Err(e) => eprintln!("WARNING: could not register a panic key for this device: {e}"),
+    }
+}
+
+/// Whether `hotline sos` and `hotline checkin` use the panic key: the
+/// device has one and no passphrase is given in the environment (with
+/// one, the unlocked device is used, outbox included).
+pub(super) fn use_panic_key(state: &StateDir) -> bool {
+    std::env::var_os(PASSPHRASE_ENV).is_none() && hotline_client::sos::has_panic_key(state)
+}
+
+/// What staff must hear about the roster, from what the server said at
+/// set-up: it expires within a week (or has), or this device is not on it.
+pub(super) fn roster_notices(session: &Session) -> Vec<String> {
+    use hotline_proto::message::RosterStanding;
+    let mut out = Vec::new();
+    if !session.role().is_staff() {
+        return out;
+    }
+    if let Some(w) = hotline_proto::e2e::roster::expiry_warning(
+        session.roster_expires_at(),
+        hotline_client::unix_now(),
+    ) {
+        out.push(w);
+    }
+    if session.roster_standing() == RosterStanding::NotOnRoster {
+        out.push(
+            "this device is NOT on the organisation's signed roster: it is not paged, cannot read SOSes, and may not claim alerts or answer defenders. Ask an admin to run `hotline org sign-roster` (it lists every active staff device)".into(),
+        );
+    }
+    out
+}
+
+/// Prints [`roster_notices`] on standard error: every command of a staff
+/// device shows them.
+pub(super) fn warn_staff(session: &Session) {
+    for n in roster_notices(session) {
+        eprintln!("WARNING: {n}");
+    }
 }

@@ -209,8 +209,30 @@ pub fn seal(
     content: &Content,
     rng: &mut impl Randomness,
 ) -> Result<SignedEnvelope, EnvelopeError> {
+    seal_signed_by(
+        sender.device_id(),
+        sender,
+        roster_version,
+        recipients,
+        content,
+        rng,
+    )
+}
+
+/// Seals `content` from device `sender_id` for `recipients`, signed by
+/// `signer`: the device's identity key ([`seal`]), or its panic key for
+/// an SOS sent without the passphrase (receivers verify such an envelope
+/// with the sender's panic key, [`SignedEnvelope::open_signed_by`]).
+pub fn seal_signed_by(
+    sender_id: DeviceId,
+    signer: &IdentityKeyPair,
+    roster_version: u64,
+    recipients: &[Recipient],
+    content: &Content,
+    rng: &mut impl Randomness,
+) -> Result<SignedEnvelope, EnvelopeError> {
     let padded = Zeroizing::new(pad(&encode_content(content))?);
-    seal_padded(sender, roster_version, recipients, &padded, rng)
+    seal_padded_signed_by(sender_id, signer, roster_version, recipients, &padded, rng)
 }
 
 /// Seals `padded` exactly as given, without checking that it is a padded
@@ -224,10 +246,27 @@ pub fn seal_padded(
     padded: &[u8],
     rng: &mut impl Randomness,
 ) -> Result<SignedEnvelope, EnvelopeError> {
+    seal_padded_signed_by(
+        sender.device_id(),
+        sender,
+        roster_version,
+        recipients,
+        padded,
+        rng,
+    )
+}
+
+fn seal_padded_signed_by(
+    sender_id: DeviceId,
+    signer: &IdentityKeyPair,
+    roster_version: u64,
+    recipients: &[Recipient],
+    padded: &[u8],
+    rng: &mut impl Randomness,
+) -> Result<SignedEnvelope, EnvelopeError> {
     if recipients.is_empty() || recipients.len() > MAX_RECIPIENTS {
         return Err(EnvelopeError::Recipients);
     }
-    let sender_id = sender.device_id();
     let mut buf = Zeroizing::new(padded.to_vec());
     let mut key = Zeroizing::new([0u8; 32]);
     rng.fill(key.as_mut());
@@ -271,7 +310,7 @@ pub fn seal_padded(
         ciphertext: ciphertext.into(),
     }
     .encode_to_vec();
-    let signature = sender.sign(&super::signed_message(LABEL, &body));
+    let signature = signer.sign(&super::signed_message(LABEL, &body));
     Ok(SignedEnvelope {
         sender: sender_id,
         body,
@@ -331,6 +370,13 @@ impl SignedEnvelope {
             .collect()
     }
 
+    /// The roster version the sender chose its recipients from, read from
+    /// the body without verifying the signature (for the server, which
+    /// marks an SOS sealed to an old or expired roster).
+    pub fn roster_version_unverified(&self) -> Result<u64, DecodeError> {
+        Ok(pb::EnvelopeBody::decode(self.body.as_slice())?.roster_version)
+    }
+
     /// SHA-256 of the wire form: what the server de-duplicates by.
     pub fn digest(&self) -> [u8; 32] {
         let mut h = [0u8; 32];
@@ -343,9 +389,28 @@ impl SignedEnvelope {
         if sender_key.device_id() != self.sender {
             return Err(EnvelopeError::BadSignature);
         }
-        sender_key
+        self.verify_signed_by(sender_key)
+    }
+
+    /// Checks only the signature, under `signing_key`, which the caller
+    /// has tied to the sender by other means (the panic key the sender
+    /// enrolled with): no device id derives from it.
+    pub fn verify_signed_by(&self, signing_key: &IdentityPublicKey) -> Result<(), EnvelopeError> {
+        signing_key
             .verify(&super::signed_message(LABEL, &self.body), &self.signature)
             .map_err(|_| EnvelopeError::BadSignature)
+    }
+
+    /// Like [`SignedEnvelope::open`], for an envelope signed by the
+    /// sender's panic key `signing_key` rather than its identity key.
+    pub fn open_signed_by(
+        &self,
+        signing_key: &IdentityPublicKey,
+        me: &DeviceId,
+        key_for: impl FnOnce(u32) -> Option<EncryptionKeyPair>,
+    ) -> Result<Opened, EnvelopeError> {
+        self.verify_signed_by(signing_key)?;
+        self.open_verified(me, key_for)
     }
 
     /// Verifies the signature with the sender's identity key, then opens the
@@ -358,6 +423,15 @@ impl SignedEnvelope {
         key_for: impl FnOnce(u32) -> Option<EncryptionKeyPair>,
     ) -> Result<Opened, EnvelopeError> {
         self.verify_signature(sender_key)?;
+        self.open_verified(me, key_for)
+    }
+
+    /// Opens an envelope whose signature was checked.
+    fn open_verified(
+        &self,
+        me: &DeviceId,
+        key_for: impl FnOnce(u32) -> Option<EncryptionKeyPair>,
+    ) -> Result<Opened, EnvelopeError> {
         let body = pb::EnvelopeBody::decode(self.body.as_slice()).map_err(DecodeError::from)?;
         if body.version != VERSION {
             return Err(DecodeError::UnsupportedVersion(body.version).into());
@@ -516,6 +590,44 @@ mod tests {
                 |_| Some(outsider.prekey.clone())
             ),
             Err(EnvelopeError::Undecryptable)
+        );
+    }
+
+    /// An SOS sent without the passphrase is signed by the sender's
+    /// panic key: it opens with that key, and neither the identity key
+    /// nor the plain `open` accepts it.
+    #[test]
+    fn an_envelope_signed_by_the_panic_key_opens_only_with_it() {
+        let sender = device(1);
+        let panic = IdentityKeyPair::from_seed(&[7; 32]);
+        let a = device(2);
+        let env = seal_signed_by(
+            sender.identity.device_id(),
+            &panic,
+            5,
+            &[recipient(&a)],
+            &content(b"help"),
+            &mut SystemRandomness,
+        )
+        .expect("seal");
+        assert_eq!(env.sender, sender.identity.device_id());
+        let me = a.identity.device_id();
+        let opened = env
+            .open_signed_by(&panic.public_key(), &me, |_| Some(a.prekey.clone()))
+            .expect("opens with the panic key");
+        assert_eq!(opened.content, content(b"help"));
+        assert_eq!(opened.sender, sender.identity.device_id());
+        assert_eq!(
+            env.open(&sender.identity.public_key(), &me, |_| Some(
+                a.prekey.clone()
+            )),
+            Err(EnvelopeError::BadSignature)
+        );
+        assert_eq!(
+            env.open_signed_by(&sender.identity.public_key(), &me, |_| Some(
+                a.prekey.clone()
+            )),
+            Err(EnvelopeError::BadSignature)
         );
     }
 

@@ -20,6 +20,31 @@ const LABEL: &[u8] = b"hotline/1 roster";
 const FORMAT: u32 = 1;
 
 /// One staff device.
+/// How long before a roster expires staff and admins are warned (7 days).
+pub const EXPIRY_WARNING_SECS: u64 = 7 * 24 * 3600;
+
+/// The warning for staff and admins about a roster that expires at
+/// `expires_at` (`None`: there is none), at `now`: `None` while it has
+/// more than [`EXPIRY_WARNING_SECS`] left. Carries no id, name or key, so
+/// the server may log it.
+pub fn expiry_warning(expires_at: Option<u64>, now: u64) -> Option<String> {
+    let expires_at = expires_at?;
+    if now >= expires_at {
+        let ago = (now - expires_at) / 3600;
+        return Some(format!(
+            "the staff roster EXPIRED {ago} h ago: SOSes are sealed to it with a warning and staff added since cannot read them; an admin must run `hotline org sign-roster` now"
+        ));
+    }
+    let left = expires_at - now;
+    (left <= EXPIRY_WARNING_SECS).then(|| {
+        format!(
+            "the staff roster expires in {} d {} h: an admin must run `hotline org sign-roster` before then",
+            left / 86_400,
+            left % 86_400 / 3600
+        )
+    })
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RosterEntry {
     /// Derived from the identity key.
@@ -123,6 +148,12 @@ impl Roster {
     pub fn member(&self, device: &DeviceId, now: u64) -> Option<&RosterEntry> {
         self.members(now).find(|e| e.device_id == *device)
     }
+
+    /// The last second at which the roster was valid: the moment whose
+    /// members an SOS is sealed to once the roster has expired.
+    pub fn last_valid_moment(&self) -> u64 {
+        self.expires_at.saturating_sub(1)
+    }
 }
 
 /// What a client remembers of the newest roster it accepted.
@@ -150,25 +181,60 @@ impl SignedRoster {
         now: u64,
         seen: Option<SeenRoster>,
     ) -> Result<Roster, RosterError> {
+        self.check(root, Some(now), seen)
+    }
+
+    /// Like [`SignedRoster::verify`], without step 2's expiry check: what
+    /// an SOS is sealed to when the roster has expired (an SOS is never
+    /// refused for a reason the defender cannot fix). The caller checks
+    /// `expires_at` and warns; the members to seal to are those valid at
+    /// its last valid moment ([`Roster::last_valid_moment`]).
+    pub fn verify_even_if_expired(
+        &self,
+        root: &OrgPublicKey,
+        seen: Option<SeenRoster>,
+    ) -> Result<Roster, RosterError> {
+        self.check(root, None, seen)
+    }
+
+    /// The checks of section 7.3 in their order; expiry only with `now`.
+    fn check(
+        &self,
+        root: &OrgPublicKey,
+        now: Option<u64>,
+        seen: Option<SeenRoster>,
+    ) -> Result<Roster, RosterError> {
         root.verify(&super::signed_message(LABEL, &self.body), &self.signature)
             .map_err(|_| RosterError::BadSignature)?;
-        let m = pb::RosterBody::decode(self.body.as_slice()).map_err(DecodeError::from)?;
-        if m.format != FORMAT {
-            return Err(DecodeError::UnsupportedVersion(m.format).into());
-        }
-        if now >= m.expires_at {
+        let roster = self.read_unverified()?;
+        if let Some(now) = now
+            && now >= roster.expires_at
+        {
             return Err(RosterError::Expired);
         }
         if let Some(seen) = seen {
-            if m.version < seen.version {
+            if roster.version < seen.version {
                 return Err(RosterError::Rollback {
-                    got: m.version,
+                    got: roster.version,
                     seen: seen.version,
                 });
             }
-            if m.version == seen.version && self.hash() != seen.hash {
-                return Err(RosterError::Equivocation(m.version));
+            if roster.version == seen.version && self.hash() != seen.hash {
+                return Err(RosterError::Equivocation(roster.version));
             }
+        }
+        Ok(roster)
+    }
+
+    /// The roster's body, parsed and checked (format, entries) but with
+    /// its signature **not** verified: for the server, which cannot verify
+    /// it (it holds no root) yet routes by it, pages only the staff it
+    /// lists and warns before it expires. Clients use
+    /// [`SignedRoster::verify`].
+    pub fn read_unverified(&self) -> Result<Roster, RosterError> {
+        let m = pb::RosterBody::decode(self.body.as_slice()).map_err(DecodeError::from)?;
+        if m.format != FORMAT {
+            return Err(DecodeError::UnsupportedVersion(m.format).into());
         }
         let previous_hash: [u8; 32] = m
             .previous_hash
@@ -278,6 +344,15 @@ mod tests {
             v2.verify(&root.public_key(), 500, None),
             Err(RosterError::Expired)
         );
+        // Expired, yet still verifiable for an SOS, with its last members.
+        let expired = v2
+            .verify_even_if_expired(&root.public_key(), None)
+            .expect("verifies without the expiry check");
+        assert_eq!(expired.members(expired.last_valid_moment()).count(), 1);
+        assert_eq!(
+            forged.verify_even_if_expired(&root.public_key(), None),
+            Err(RosterError::BadSignature)
+        );
         // Rolled back below what was seen.
         let seen = SeenRoster {
             version: 3,
@@ -310,6 +385,20 @@ mod tests {
                 Err(RosterError::BadSignature)
             );
         }
+    }
+
+    #[test]
+    fn expiry_is_warned_a_week_ahead_and_after() {
+        let now = 1_000_000;
+        assert_eq!(expiry_warning(None, now), None);
+        assert_eq!(
+            expiry_warning(Some(now + EXPIRY_WARNING_SECS + 1), now),
+            None
+        );
+        let soon = expiry_warning(Some(now + 3 * 86_400 + 7200), now).expect("warned");
+        assert!(soon.contains("expires in 3 d 2 h"), "{soon}");
+        let gone = expiry_warning(Some(now - 7200), now).expect("warned");
+        assert!(gone.contains("EXPIRED 2 h ago"), "{gone}");
     }
 
     #[test]

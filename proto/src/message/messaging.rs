@@ -61,6 +61,9 @@ pub struct InboxItem {
     pub envelope: SignedEnvelope,
     /// The sender's identity key as enrolled (checked by the receiver).
     pub sender_identity_key: IdentityPublicKey,
+    /// The sender's panic key as enrolled, if it has one: an SOS sent
+    /// without the passphrase is signed with it.
+    pub sender_panic_key: Option<IdentityPublicKey>,
 }
 
 impl InboxItem {
@@ -69,6 +72,11 @@ impl InboxItem {
             id: self.id,
             envelope: Some(self.envelope.to_wire()),
             sender_identity_key: self.sender_identity_key.as_bytes().to_vec().into(),
+            sender_panic_key: self
+                .sender_panic_key
+                .map(|k| k.as_bytes().to_vec())
+                .unwrap_or_default()
+                .into(),
         }
     }
 
@@ -82,6 +90,13 @@ impl InboxItem {
                 &item.sender_identity_key,
                 "sender_identity_key",
             )?,
+            sender_panic_key: match item.sender_panic_key.len() {
+                0 => None,
+                _ => Some(IdentityPublicKey::from_slice(
+                    &item.sender_panic_key,
+                    "sender_panic_key",
+                )?),
+            },
         })
     }
 }

@@ -25,7 +25,7 @@ use crate::e2e::envelope::SignedEnvelope;
 use crate::e2e::prekey::SignedPrekey;
 use crate::e2e::roster::SignedRoster;
 use crate::error::{DecodeError, WireError};
-use crate::identity::DeviceId;
+use crate::identity::{DeviceId, IdentityPublicKey};
 use crate::invite::Invite;
 use crate::pb;
 use crate::role::Role;
@@ -37,7 +37,8 @@ pub use messaging::{
     PrekeyBundle,
 };
 pub use setup::{
-    Challenge, SetupRequest, SetupResponse, Welcome, decode_setup_response, encode_setup_response,
+    Challenge, RosterStanding, SetupRequest, SetupResponse, Welcome, decode_setup_response,
+    encode_setup_response,
 };
 
 mod devices;
@@ -98,8 +99,10 @@ pub enum Request {
     RaiseAlert {
         /// How urgent.
         priority: Priority,
-        /// The end-to-end encrypted message, sealed to the staff.
-        envelope: SignedEnvelope,
+        /// The end-to-end encrypted message, sealed to the staff; `None`
+        /// when the device had no verified roster to seal to (on the wire:
+        /// absent, or with an empty body).
+        envelope: Option<SignedEnvelope>,
     },
     /// Alerts this device may see.
     ListAlerts {
@@ -150,6 +153,8 @@ pub enum Request {
     Delivery(Vec<u64>),
     /// Who is on duty now, and this device's own duty state (staff).
     DutyStatus,
+    /// A defender device without a panic key registers one.
+    RegisterPanicKey(IdentityPublicKey),
 }
 
 /// What a request asks, without its arguments: the rows of the role table
@@ -200,11 +205,13 @@ pub enum RequestKind {
     Delivery,
     /// [`Request::DutyStatus`].
     DutyStatus,
+    /// [`Request::RegisterPanicKey`].
+    RegisterPanicKey,
 }
 
 impl RequestKind {
     /// Every kind, in the order of the `.proto` file's request fields.
-    pub const ALL: [RequestKind; 22] = [
+    pub const ALL: [RequestKind; 23] = [
         RequestKind::Status,
         RequestKind::CreateInvite,
         RequestKind::ListDevices,
@@ -227,6 +234,7 @@ impl RequestKind {
         RequestKind::MarkRead,
         RequestKind::Delivery,
         RequestKind::DutyStatus,
+        RequestKind::RegisterPanicKey,
     ];
 
     /// The request's name in `docs/protocol.md` (the `.proto` field name).
@@ -254,6 +262,7 @@ impl RequestKind {
             RequestKind::MarkRead => "mark_read",
             RequestKind::Delivery => "delivery",
             RequestKind::DutyStatus => "duty_status",
+            RequestKind::RegisterPanicKey => "register_panic_key",
         }
     }
 
@@ -299,6 +308,7 @@ impl Request {
             Request::MarkRead(_) => RequestKind::MarkRead,
             Request::Delivery(_) => RequestKind::Delivery,
             Request::DutyStatus => RequestKind::DutyStatus,
+            Request::RegisterPanicKey(_) => RequestKind::RegisterPanicKey,
         }
     }
 
@@ -344,7 +354,7 @@ impl Request {
             Request::AckInbox { up_to } => Kind::AckInbox(pb::AckInboxRequest { up_to: *up_to }),
             Request::RaiseAlert { priority, envelope } => Kind::RaiseAlert(pb::RaiseAlertRequest {
                 priority: priority.to_wire(),
-                envelope: Some(envelope.to_wire()),
+                envelope: envelope.as_ref().map(SignedEnvelope::to_wire),
             }),
             Request::ListAlerts { open_only } => Kind::ListAlerts(pb::ListAlertsRequest {
                 open_only: *open_only,
@@ -379,6 +389,9 @@ impl Request {
             Request::MarkRead(ids) => Kind::MarkRead(pb::MarkReadRequest { ids: ids.clone() }),
             Request::Delivery(ids) => Kind::Delivery(pb::DeliveryRequest { ids: ids.clone() }),
             Request::DutyStatus => Kind::DutyStatus(pb::DutyStatusRequest {}),
+            Request::RegisterPanicKey(key) => Kind::RegisterPanicKey(pb::RegisterPanicKeyRequest {
+                panic_key: key.as_bytes().to_vec().into(),
+            }),
         };
         pb::Request { kind: Some(kind) }.encode_to_vec()
     }
@@ -450,9 +463,10 @@ impl Request {
             Kind::AckInbox(a) => Request::AckInbox { up_to: a.up_to },
             Kind::RaiseAlert(r) => Request::RaiseAlert {
                 priority: Priority::from_wire(r.priority)?,
-                envelope: SignedEnvelope::from_wire(
-                    r.envelope.ok_or(DecodeError::Missing("envelope"))?,
-                )?,
+                envelope: match r.envelope {
+                    Some(e) if !e.body.is_empty() => Some(SignedEnvelope::from_wire(e)?),
+                    _ => None,
+                },
             },
             Kind::ListAlerts(l) => Request::ListAlerts {
                 open_only: l.open_only,
@@ -493,6 +507,9 @@ impl Request {
             Kind::Delivery(d) if d.ids.len() <= MAX_IDS_PER_REQUEST => Request::Delivery(d.ids),
             Kind::MarkRead(_) | Kind::Delivery(_) => return Err(DecodeError::Invalid("ids")),
             Kind::DutyStatus(_) => Request::DutyStatus,
+            Kind::RegisterPanicKey(r) => {
+                Request::RegisterPanicKey(IdentityPublicKey::from_slice(&r.panic_key, "panic_key")?)
+            }
         })
     }
 }
@@ -717,6 +734,7 @@ mod tests {
             Request::RevokeDevice {
                 device_id: pair.device_id(),
             },
+            Request::RegisterPanicKey(pair.public_key()),
         ] {
             assert_eq!(Request::decode(&r.encode()), Ok(r));
         }
@@ -846,6 +864,7 @@ mod tests {
                 id: 4,
                 envelope,
                 sender_identity_key: pair.public_key(),
+                sender_panic_key: Some(pair.public_key()),
             }]),
         ] {
             assert_eq!(Response::decode(&r.encode()), Ok(r));
@@ -858,6 +877,35 @@ mod tests {
             Request::decode(&Request::PublishPrekeys(vec![]).encode()),
             Err(DecodeError::Invalid("prekeys"))
         );
+    }
+
+    /// An SOS raised without content: the envelope absent, or present
+    /// with an empty body, both decode as none; an envelope with a body
+    /// is kept.
+    #[test]
+    fn an_alert_may_be_raised_without_an_envelope() {
+        let none = Request::RaiseAlert {
+            priority: Priority::Immediate,
+            envelope: None,
+        };
+        assert_eq!(Request::decode(&none.encode()), Ok(none.clone()));
+        let empty = pb::Request {
+            kind: Some(pb::request::Kind::RaiseAlert(pb::RaiseAlertRequest {
+                priority: Priority::Immediate.to_wire(),
+                envelope: Some(pb::SignedEnvelope::default()),
+            })),
+        };
+        assert_eq!(Request::decode(&empty.encode_to_vec()), Ok(none));
+        let pair = IdentityKeyPair::from_seed(&[6; 32]);
+        let some = Request::RaiseAlert {
+            priority: Priority::Urgent,
+            envelope: Some(SignedEnvelope {
+                sender: pair.device_id(),
+                body: vec![1, 2, 3],
+                signature: pair.sign(b"x"),
+            }),
+        };
+        assert_eq!(Request::decode(&some.encode()), Ok(some));
     }
 
     #[test]

@@ -70,6 +70,17 @@ pub enum SetupRequest {
         identity_key: IdentityPublicKey,
         /// Signature over [`crate::auth::enroll_transcript`].
         signature: Signature,
+        /// A defender device's panic key, which then ends the transcript.
+        panic_key: Option<IdentityPublicKey>,
+    },
+    /// An enrolled defender device proves it holds its panic key: the
+    /// session may only raise alerts and check in.
+    PanicAuth {
+        /// Which device.
+        device_id: DeviceId,
+        /// Signature with the panic key over
+        /// [`crate::auth::panic_auth_transcript`].
+        signature: Signature,
     },
 }
 
@@ -83,15 +94,29 @@ impl SetupRequest {
             } => pb::setup_request::Kind::Auth(pb::AuthProof {
                 device_id: device_id.as_bytes().to_vec().into(),
                 signature: signature.as_bytes().to_vec().into(),
+                panic: false,
+            }),
+            SetupRequest::PanicAuth {
+                device_id,
+                signature,
+            } => pb::setup_request::Kind::Auth(pb::AuthProof {
+                device_id: device_id.as_bytes().to_vec().into(),
+                signature: signature.as_bytes().to_vec().into(),
+                panic: true,
             }),
             SetupRequest::Enroll {
                 token,
                 identity_key,
                 signature,
+                panic_key,
             } => pb::setup_request::Kind::Enroll(pb::EnrollRequest {
                 invite_token: token.as_bytes().to_vec().into(),
                 identity_key: identity_key.as_bytes().to_vec().into(),
                 signature: signature.as_bytes().to_vec().into(),
+                panic_key: panic_key
+                    .map(|k| k.as_bytes().to_vec())
+                    .unwrap_or_default()
+                    .into(),
             }),
         };
         pb::SetupRequest {
@@ -106,6 +131,10 @@ impl SetupRequest {
         let m = pb::SetupRequest::decode(bytes)?;
         check_version(m.protocol_version)?;
         match m.kind.ok_or(DecodeError::Missing("kind"))? {
+            pb::setup_request::Kind::Auth(a) if a.panic => Ok(SetupRequest::PanicAuth {
+                device_id: DeviceId::from_slice(&a.device_id, "device_id")?,
+                signature: Signature::from_slice(&a.signature, "signature")?,
+            }),
             pb::setup_request::Kind::Auth(a) => Ok(SetupRequest::Auth {
                 device_id: DeviceId::from_slice(&a.device_id, "device_id")?,
                 signature: Signature::from_slice(&a.signature, "signature")?,
@@ -114,6 +143,10 @@ impl SetupRequest {
                 token: InviteToken::from_slice(&e.invite_token, "invite_token")?,
                 identity_key: IdentityPublicKey::from_slice(&e.identity_key, "identity_key")?,
                 signature: Signature::from_slice(&e.signature, "signature")?,
+                panic_key: match e.panic_key.len() {
+                    0 => None,
+                    _ => Some(IdentityPublicKey::from_slice(&e.panic_key, "panic_key")?),
+                },
             }),
         }
     }
@@ -128,6 +161,50 @@ pub struct Welcome {
     pub role: Role,
     /// Server time, seconds since the Unix epoch.
     pub server_time: u64,
+    /// The session was authenticated with the panic key: it may only
+    /// raise alerts and check in.
+    pub panic: bool,
+    /// When the newest roster the server holds expires (`None`: it holds
+    /// none, or did not say).
+    pub roster_expires_at: Option<u64>,
+    /// Whether this device is on that roster.
+    pub roster_standing: RosterStanding,
+}
+
+/// Where a device stands with the newest roster the server holds, as the
+/// server reads it (it cannot check the roster's signature; clients that
+/// pinned the root can).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RosterStanding {
+    /// The server did not say (an older server).
+    Unknown,
+    /// No roster has been uploaded yet.
+    NoRoster,
+    /// The device is on it.
+    OnRoster,
+    /// The device is not on it: staff pages, claims and replies are
+    /// refused until an admin signs a roster that lists it.
+    NotOnRoster,
+}
+
+impl RosterStanding {
+    fn to_wire(self) -> i32 {
+        (match self {
+            RosterStanding::Unknown => pb::RosterStanding::Unspecified,
+            RosterStanding::NoRoster => pb::RosterStanding::NoRoster,
+            RosterStanding::OnRoster => pb::RosterStanding::OnRoster,
+            RosterStanding::NotOnRoster => pb::RosterStanding::NotOnRoster,
+        }) as i32
+    }
+
+    fn from_wire(v: i32) -> RosterStanding {
+        match pb::RosterStanding::try_from(v) {
+            Ok(pb::RosterStanding::NoRoster) => RosterStanding::NoRoster,
+            Ok(pb::RosterStanding::OnRoster) => RosterStanding::OnRoster,
+            Ok(pb::RosterStanding::NotOnRoster) => RosterStanding::NotOnRoster,
+            _ => RosterStanding::Unknown,
+        }
+    }
 }
 
 /// The server's answer to a [`SetupRequest`].
@@ -140,6 +217,9 @@ pub fn encode_setup_response(r: &SetupResponse) -> Vec<u8> {
             device_id: w.device_id.as_bytes().to_vec().into(),
             role: w.role.to_wire(),
             server_time: w.server_time,
+            panic: w.panic,
+            roster_expires_at: w.roster_expires_at.unwrap_or(0),
+            roster_standing: w.roster_standing.to_wire(),
         }),
         Err(e) => pb::setup_response::Result::Error(e.to_wire()),
     };
@@ -157,6 +237,9 @@ pub fn decode_setup_response(bytes: &[u8]) -> Result<SetupResponse, DecodeError>
             device_id: DeviceId::from_slice(&w.device_id, "device_id")?,
             role: Role::from_wire_field(w.role, "role")?,
             server_time: w.server_time,
+            panic: w.panic,
+            roster_expires_at: (w.roster_expires_at != 0).then_some(w.roster_expires_at),
+            roster_standing: RosterStanding::from_wire(w.roster_standing),
         })),
         pb::setup_response::Result::Error(e) => Ok(Err(WireError::from_wire(e))),
     }
@@ -184,6 +267,17 @@ mod tests {
                 token: InviteToken::from_bytes([2; 32]),
                 identity_key: pair.public_key(),
                 signature: pair.sign(b"y"),
+                panic_key: None,
+            },
+            SetupRequest::Enroll {
+                token: InviteToken::from_bytes([2; 32]),
+                identity_key: pair.public_key(),
+                signature: pair.sign(b"y"),
+                panic_key: Some(IdentityKeyPair::from_seed(&[6; 32]).public_key()),
+            },
+            SetupRequest::PanicAuth {
+                device_id: pair.device_id(),
+                signature: pair.sign(b"z"),
             },
         ];
         for r in reqs {
@@ -193,6 +287,9 @@ mod tests {
             device_id: pair.device_id(),
             role: Role::Coordinator,
             server_time: 12,
+            panic: true,
+            roster_expires_at: Some(99),
+            roster_standing: RosterStanding::NotOnRoster,
         });
         assert_eq!(decode_setup_response(&encode_setup_response(&ok)), Ok(ok));
         let err: SetupResponse = Err(WireError::new(ErrorCode::DeviceRevoked, "revoked"));

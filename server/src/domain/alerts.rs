@@ -19,7 +19,7 @@ use hotline_proto::{DeviceId, Role};
 
 use super::ApplyError;
 
-pub use hotline_proto::alert::{AlertOrigin, Priority};
+pub use hotline_proto::alert::{AlertContent, AlertOrigin, Priority};
 
 /// Who a step pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
@@ -180,6 +180,9 @@ pub struct Alert {
     pub delivered: BTreeSet<DeviceId>,
     /// A missed check-in alert: when the defender checked in after it.
     pub checked_in_at: Option<u64>,
+    /// What the server can tell of its message (sealed to the current
+    /// roster, to an expired one, or none).
+    pub content: AlertContent,
 }
 
 /// What happened to alerts, as recorded in the log.
@@ -200,6 +203,8 @@ pub enum AlertEvent {
         envelope_id: u64,
         /// What raised it.
         origin: AlertOrigin,
+        /// What the server can tell of its message.
+        content: AlertContent,
     },
     /// An escalation step was taken (possibly paging nobody).
     Stepped {
@@ -252,6 +257,15 @@ pub enum AlertEvent {
         /// When.
         at: u64,
     },
+    /// The device holding the alert was revoked: the alert is raised
+    /// again and its escalation resumes at the step it had reached, whose
+    /// wait starts over at `at`.
+    Released {
+        /// Which alert.
+        alert: u64,
+        /// When.
+        at: u64,
+    },
 }
 
 /// Why a change to an alert was refused.
@@ -296,14 +310,24 @@ pub enum RaiseError {
 }
 
 /// An SOS as the server receives it: who raises it, how urgent, and its
-/// end-to-end encrypted message (checked, with the devices it is sealed
-/// to).
+/// end-to-end encrypted message, if the defender's device could seal one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sos {
     /// The defender's device.
     pub defender: DeviceId,
     /// How urgent.
     pub priority: Priority,
+    /// The message (checked, with the devices it is sealed to), or `None`
+    /// for an alert raised without content.
+    pub message: Option<SosMessage>,
+    /// What the server can tell of the message ([`AlertContent::None`]
+    /// when there is none).
+    pub content: AlertContent,
+}
+
+/// The end-to-end encrypted message of an SOS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SosMessage {
     /// SHA-256 of the envelope's wire bytes.
     pub digest: [u8; 32],
     /// The devices the envelope is sealed to.
@@ -346,6 +370,7 @@ impl Alerts {
                 at,
                 envelope_id,
                 origin,
+                content,
             } => {
                 let id = if *id == 0 { seq } else { *id };
                 if self.alerts.contains_key(&id) {
@@ -368,6 +393,7 @@ impl Alerts {
                         origin: *origin,
                         delivered: BTreeSet::new(),
                         checked_in_at: None,
+                        content: *content,
                     },
                 );
             }
@@ -430,6 +456,22 @@ impl Alerts {
                     .ok_or(ApplyError("an unknown alert"))?
                     .checked_in_at = Some(*at);
             }
+            AlertEvent::Released { alert, at } => {
+                let a = self
+                    .alerts
+                    .get_mut(alert)
+                    .ok_or(ApplyError("an unknown alert"))?;
+                if !matches!(a.state, AlertState::Acknowledged { .. }) {
+                    return Err(ApplyError("a release of an alert nobody holds"));
+                }
+                a.state = AlertState::Raised;
+                if let Some((round, step, _)) = a.position {
+                    a.position = Some((round, step, *at));
+                }
+                if !a.exhausted {
+                    self.escalating.insert(*alert);
+                }
+            }
         }
         Ok(())
     }
@@ -437,6 +479,18 @@ impl Alerts {
     /// Whether `id` can be given to a new alert.
     pub fn is_free(&self, id: u64) -> bool {
         (1..=MAX_ALERT_ID).contains(&id) && !self.alerts.contains_key(&id)
+    }
+
+    /// The events releasing every open alert `holder` holds, at `now`
+    /// (its device is being revoked).
+    pub fn release_held_by(&self, holder: &DeviceId, now: u64) -> Vec<AlertEvent> {
+        self.open()
+            .filter(|a| a.state == AlertState::Acknowledged { by: *holder })
+            .map(|a| AlertEvent::Released {
+                alert: a.id,
+                at: now,
+            })
+            .collect()
     }
 
     /// The alerts given, with the indexes derived from their states (as
@@ -645,8 +699,11 @@ impl super::State {
 
     /// The devices tier `tier` pages now; `on_shift` lists the devices
     /// the rota has on duty at this moment.
+    ///
+    /// Only staff who can read the alert are paged: those on the newest
+    /// roster the server holds ([`super::State::may_read_alerts`]).
     pub fn tier_members(&self, on_shift: &[DeviceId], tier: Tier) -> Vec<DeviceId> {
-        let staff = self.staff.iter();
+        let staff = self.staff.iter().filter(|(id, _)| self.may_read_alerts(id));
         let on_duty = |id: &DeviceId| self.on_duty.contains(id) || on_shift.contains(id);
         match tier {
             Tier::OnDuty => {
@@ -655,7 +712,7 @@ impl super::State {
                     .on_duty
                     .iter()
                     .chain(on_shift)
-                    .filter(|id| self.staff.contains_key(id))
+                    .filter(|id| self.staff.contains_key(id) && self.may_read_alerts(id))
                     .copied()
                     .collect();
                 on.into_iter().collect()
@@ -675,15 +732,40 @@ impl super::State {
     /// A defender raising `sos` at `now` as alert `id` (random, free), in
     /// the record that will get sequence number `seq`. An envelope that
     /// raised an alert before is a retry and returns that alert; one
-    /// stored before as a plain message is refused.
+    /// stored before as a plain message is refused. An SOS without content
+    /// while the same defender's earlier one without content is still open
+    /// is that one again (a retry cannot be told from a second press, and
+    /// the team is on it).
     pub fn decide_raise(&self, sos: Sos, seq: u64, id: u64, now: u64) -> Result<Raise, RaiseError> {
         let Sos {
             defender,
             priority,
+            message,
+            content,
+        } = sos;
+        let Some(SosMessage {
             digest,
             recipients,
             envelope,
-        } = sos;
+        }) = message
+        else {
+            if let Some(open) = self.alerts.open().find(|a| {
+                a.defender == defender
+                    && a.origin == AlertOrigin::Sos
+                    && a.content == AlertContent::None
+            }) {
+                return Ok(Raise::Again(open.clone()));
+            }
+            return Ok(Raise::New(vec![super::Event::Alert(AlertEvent::Raised {
+                id,
+                defender,
+                priority,
+                at: now,
+                envelope_id: 0,
+                origin: AlertOrigin::Sos,
+                content: AlertContent::None,
+            })]));
+        };
         if let Some(envelope_id) = self.mailbox.digests.get(&digest).copied() {
             return self
                 .alerts
@@ -708,6 +790,7 @@ impl super::State {
                 at: now,
                 envelope_id: seq,
                 origin: AlertOrigin::Sos,
+                content,
             }),
         ]))
     }
@@ -763,6 +846,7 @@ mod tests {
             at,
             envelope_id: 0,
             origin: AlertOrigin::Sos,
+            content: AlertContent::Sealed,
         };
         alerts.apply(1, &event).expect("raise");
         alerts
@@ -842,6 +926,37 @@ mod tests {
         assert_eq!(alerts.acknowledge(7, dev(3)), Err(AlertError::NotFound));
     }
 
+    /// Revoking the holder releases the alert: raised again, no holder,
+    /// and its escalation resumes at the step it had reached, that step's
+    /// wait starting over. Nothing else is released.
+    #[test]
+    fn a_released_alert_is_raised_again_and_resumes_at_its_step() {
+        let mut alerts = raised(Priority::Immediate, 100);
+        assert_eq!(steps(&run(&mut alerts, 100)), vec![(0, 0)]);
+        let claim = alerts
+            .acknowledge(1, dev(1))
+            .expect("claim")
+            .expect("an event");
+        alerts.apply(2, &claim).expect("apply");
+        assert!(run(&mut alerts, 400).is_empty(), "held: no escalation");
+        assert!(alerts.release_held_by(&dev(3), 500).is_empty());
+
+        let released = alerts.release_held_by(&dev(1), 500);
+        assert_eq!(released, vec![AlertEvent::Released { alert: 1, at: 500 }]);
+        alerts.apply(3, &released[0]).expect("apply");
+        let a = &alerts.alerts[&1];
+        assert_eq!(a.state, AlertState::Raised);
+        assert_eq!(a.position, Some((0, 0, 500)));
+        // The on-duty step's wait (60 s) starts over at the release...
+        assert!(run(&mut alerts, 559).is_empty());
+        // ... then the next steps: backup (nobody, passed at once), then
+        // the coordinators.
+        assert_eq!(steps(&run(&mut alerts, 560)), vec![(0, 1), (0, 2)]);
+        assert!(alerts.alerts[&1].paged.contains(&dev(3)));
+        // A release of an alert nobody holds contradicts the log.
+        assert!(alerts.apply(9, &released[0]).is_err());
+    }
+
     #[test]
     fn only_alerts_still_escalating_are_looked_at_and_a_snapshot_keeps_that() {
         let raise = |alerts: &mut Alerts, id: u64| {
@@ -852,6 +967,7 @@ mod tests {
                 at: 100,
                 envelope_id: 0,
                 origin: AlertOrigin::Sos,
+                content: AlertContent::Sealed,
             };
             alerts.apply(id, &event).expect("raise");
         };
@@ -927,6 +1043,7 @@ mod tests {
             at: 0,
             envelope_id: 0,
             origin: AlertOrigin::Duress,
+            content: AlertContent::Sealed,
         };
         alerts.apply(2, &duress).expect("raise");
         // The defender cancels their own SOS, but may not resolve it, and

@@ -186,7 +186,7 @@ impl super::State {
         duress_id: u64,
     ) -> (CheckinKind, Option<super::Event>) {
         use super::Event;
-        use super::alerts::{AlertEvent, AlertOrigin, Priority};
+        use super::alerts::{AlertContent, AlertEvent, AlertOrigin, Priority};
         let kind = self.checkins.classify(&defender, tag);
         if kind == CheckinKind::Wrong {
             return (kind, None);
@@ -206,6 +206,7 @@ impl super::State {
                 at: now,
                 envelope_id: 0,
                 origin: AlertOrigin::Duress,
+                content: AlertContent::Sealed,
             }));
         }
         let event = if events.len() == 1 {
@@ -241,7 +242,7 @@ impl super::State {
         notice_id: u64,
     ) -> super::Event {
         use super::Event;
-        use super::alerts::{AlertEvent, AlertOrigin, Priority};
+        use super::alerts::{AlertContent, AlertEvent, AlertOrigin, Priority};
         let set = Event::Checkin(CheckinEvent::Set {
             defender,
             interval_secs,
@@ -267,6 +268,7 @@ impl super::State {
                 at: now,
                 envelope_id: 0,
                 origin,
+                content: AlertContent::Sealed,
             }),
         ])
     }
@@ -282,7 +284,7 @@ impl super::State {
         now: u64,
     ) -> super::Event {
         use super::Event;
-        use super::alerts::{AlertEvent, AlertOrigin, Priority};
+        use super::alerts::{AlertContent, AlertEvent, AlertOrigin, Priority};
         Event::Batch(vec![
             Event::Checkin(CheckinEvent::MissedAlerted {
                 defender,
@@ -296,6 +298,7 @@ impl super::State {
                 at: now,
                 envelope_id: 0,
                 origin: AlertOrigin::MissedCheckin,
+                content: AlertContent::Sealed,
             }),
         ])
     }
@@ -418,7 +421,7 @@ mod tests {
 
     #[test]
     fn changing_or_stopping_a_schedule_raises_a_notice_setting_one_does_not() {
-        use crate::domain::alerts::{AlertEvent, AlertOrigin, Priority};
+        use crate::domain::alerts::{AlertContent, AlertEvent, AlertOrigin, Priority};
         use crate::domain::{Event, State};
         let d = DeviceId::from_bytes([1; 16]);
         let mut state = State::default();
@@ -442,6 +445,7 @@ mod tests {
                     at: 1010,
                     envelope_id: 0,
                     origin,
+                    content: AlertContent::Sealed,
                 })
             );
         }

@@ -1,6 +1,10 @@
 //! Devices and invites: who is enrolled, with which role, and the
 //! one-time invites they enrolled with.
 
+use std::collections::BTreeSet;
+
+use hotline_proto::e2e::roster::SignedRoster;
+use hotline_proto::message::RosterStanding;
 use hotline_proto::{DeviceId, IdentityPublicKey, Role};
 
 /// A device as the server knows it.
@@ -16,6 +20,39 @@ pub struct Device {
     pub enrolled_at: u64,
     /// When it was revoked, if it was.
     pub revoked_at: Option<u64>,
+    /// A defender device's panic key: it authenticates a session that may
+    /// only raise alerts and check in (none for staff, and for devices
+    /// enrolled before panic keys existed).
+    pub panic_key: Option<IdentityPublicKey>,
+}
+
+/// The newest roster the server holds, as the server reads it: it cannot
+/// verify the organisation's signature (clients do), but only an admin
+/// uploads one, and it decides only whom the server pages and lets claim
+/// and reply: staff it does not list could not read an alert anyway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterView {
+    /// Its version.
+    pub version: u64,
+    /// When clients stop accepting it.
+    pub expires_at: u64,
+    /// The devices it lists (whatever their entries' validity: an expired
+    /// roster is still what an SOS is sealed to).
+    pub members: BTreeSet<DeviceId>,
+}
+
+impl RosterView {
+    /// Reads the `SignedRoster` wire bytes the server stored; `None` if
+    /// they do not parse (the server then treats every staff device as
+    /// on the roster rather than paging nobody).
+    pub fn read(bytes: &[u8]) -> Option<RosterView> {
+        let roster = SignedRoster::decode(bytes).ok()?.read_unverified().ok()?;
+        Some(RosterView {
+            version: roster.version,
+            expires_at: roster.expires_at,
+            members: roster.entries.iter().map(|e| e.device_id).collect(),
+        })
+    }
 }
 
 /// A pending or used invite, stored under the SHA-256 of its token.
@@ -50,6 +87,9 @@ pub enum EnrollOutcome {
     InviteExpired,
     /// This identity key is already enrolled.
     AlreadyEnrolled,
+    /// A panic key came with an invite for staff: only a defender's
+    /// device has one.
+    PanicKeyNotForStaff,
 }
 
 /// What became of a revocation.
@@ -74,6 +114,7 @@ impl super::State {
         &self,
         digest: [u8; 32],
         identity_key: IdentityPublicKey,
+        panic_key: Option<IdentityPublicKey>,
         now: u64,
     ) -> (EnrollOutcome, Option<super::Event>) {
         let Some(invite) = self.invites.get(&digest) else {
@@ -92,12 +133,16 @@ impl super::State {
         if self.devices.contains_key(&id) {
             return (EnrollOutcome::AlreadyEnrolled, None);
         }
+        if panic_key.is_some() && invite.role != Role::Defender {
+            return (EnrollOutcome::PanicKeyNotForStaff, None);
+        }
         let device = Device {
             id,
             identity_key,
             role: invite.role,
             enrolled_at: now,
             revoked_at: None,
+            panic_key,
         };
         let event = super::Event::DeviceEnrolled {
             digest,
@@ -109,7 +154,10 @@ impl super::State {
     /// Revoking device `id` at `now`: what becomes of it, and the event
     /// that records it when it is revoked now. Revoking twice is harmless
     /// (the first time stands); the last active admin is never revoked,
-    /// which would lock everyone out.
+    /// which would lock everyone out. Every alert the device holds is
+    /// released in the same record (back to raised, its escalation
+    /// resuming at the step it had reached): a lost or stolen device must
+    /// not keep an SOS from the team.
     pub fn decide_revoke(&self, id: &DeviceId, now: u64) -> (RevokeOutcome, Option<super::Event>) {
         let Some(device) = self.devices.get(id) else {
             return (RevokeOutcome::NotFound, None);
@@ -125,9 +173,17 @@ impl super::State {
         {
             return (RevokeOutcome::LastAdmin, None);
         }
-        let event = super::Event::DeviceRevoked {
+        let revoked = super::Event::DeviceRevoked {
             device_id: *id,
             at: now,
+        };
+        let released = self.alerts.release_held_by(id, now);
+        let event = if released.is_empty() {
+            revoked
+        } else {
+            let mut events = vec![revoked];
+            events.extend(released.into_iter().map(super::Event::Alert));
+            super::Event::Batch(events)
         };
         (RevokeOutcome::Revoked { revoked_at: now }, Some(event))
     }
@@ -138,8 +194,47 @@ impl super::State {
         self.invites.values().filter_map(|i| i.bootstrap).max()
     }
 
+    /// Device `id` registering `key` as its panic key: the event, none if
+    /// it has this key already (a retry), `Err` if it has another, is not
+    /// a defender's or is not enrolled.
+    #[allow(clippy::result_unit_err)]
+    pub fn decide_panic_key(
+        &self,
+        id: &DeviceId,
+        key: IdentityPublicKey,
+    ) -> Result<Option<super::Event>, ()> {
+        let device = self.devices.get(id).ok_or(())?;
+        match device.panic_key {
+            Some(k) if k == key => Ok(None),
+            Some(_) => Err(()),
+            None if device.role != Role::Defender => Err(()),
+            None => Ok(Some(super::Event::PanicKeyRegistered {
+                device_id: *id,
+                key,
+            })),
+        }
+    }
+
     /// Whether any admin device is active.
     pub fn has_active_admin(&self) -> bool {
         self.staff.values().any(|r| *r == Role::Admin)
+    }
+
+    /// Whether staff device `id` can read alerts, and so may be paged,
+    /// claim them and reply to defenders: it is on the newest roster, or
+    /// there is no roster yet (before the organisation signs one, nobody
+    /// can read anything and every staff device counts, so that an SOS
+    /// still reaches someone).
+    pub fn may_read_alerts(&self, id: &DeviceId) -> bool {
+        self.roster.as_ref().is_none_or(|r| r.members.contains(id))
+    }
+
+    /// Where device `id` stands with the newest roster.
+    pub fn roster_standing(&self, id: &DeviceId) -> RosterStanding {
+        match &self.roster {
+            None => RosterStanding::NoRoster,
+            Some(r) if r.members.contains(id) => RosterStanding::OnRoster,
+            Some(_) => RosterStanding::NotOnRoster,
+        }
     }
 }

@@ -16,7 +16,7 @@ use hotline_proto::{DeviceId, Role};
 
 use alerts::{AlertEvent, Alerts};
 use checkins::{CheckinEvent, Checkins};
-use devices::{Device, InviteRecord};
+use devices::{Device, InviteRecord, RosterView};
 use mailbox::{MailEvent, Mailbox};
 
 /// An event contradicts the state it is applied to: the log is
@@ -48,6 +48,14 @@ pub enum Event {
         device_id: DeviceId,
         /// When.
         at: u64,
+    },
+    /// A defender device enrolled before panic keys existed registered
+    /// one.
+    PanicKeyRegistered {
+        /// Which device.
+        device_id: DeviceId,
+        /// Its panic key.
+        key: hotline_proto::IdentityPublicKey,
     },
     /// Something happened to the roster, prekeys or envelopes.
     Mail(MailEvent),
@@ -86,6 +94,9 @@ pub struct State {
     pub staff: BTreeMap<DeviceId, Role>,
     /// Check-in schedules.
     pub checkins: Checkins,
+    /// The newest roster, as the server reads it (derived from
+    /// `mailbox.roster`).
+    pub roster: Option<RosterView>,
     /// The sequence number of the last event applied.
     pub applied_seq: u64,
 }
@@ -122,7 +133,22 @@ impl State {
                 device.revoked_at = Some(*at);
                 self.staff.remove(device_id);
             }
-            Event::Mail(m) => self.mailbox.apply(seq, m)?,
+            Event::PanicKeyRegistered { device_id, key } => {
+                let device = self
+                    .devices
+                    .get_mut(device_id)
+                    .ok_or(ApplyError("a panic key for an unknown device"))?;
+                if device.panic_key.is_some() || device.role != Role::Defender {
+                    return Err(ApplyError("a second panic key, or one for staff"));
+                }
+                device.panic_key = Some(*key);
+            }
+            Event::Mail(m) => {
+                self.mailbox.apply(seq, m)?;
+                if let MailEvent::RosterStored { bytes, .. } = m {
+                    self.roster = RosterView::read(bytes);
+                }
+            }
             Event::Alert(a) => self.alerts.apply(seq, a)?,
             Event::Checkin(c) => self.checkins.apply(c)?,
             Event::Batch(events) => {
@@ -159,6 +185,10 @@ impl State {
         let mut state = State {
             applied_seq,
             invites,
+            roster: mailbox
+                .roster
+                .as_ref()
+                .and_then(|(_, bytes)| RosterView::read(bytes)),
             mailbox,
             alerts,
             on_duty,
@@ -192,6 +222,7 @@ mod tests {
                 role,
                 enrolled_at: 5,
                 revoked_at: None,
+                panic_key: None,
             };
             let invite = InviteRecord {
                 role,
@@ -251,6 +282,151 @@ mod tests {
         assert_eq!(parts, state);
     }
 
+    /// Enrolls the device of seed `n` with `role` (and `panic`) at `seq`.
+    fn enroll_at(
+        state: &mut State,
+        seq: u64,
+        n: u8,
+        role: Role,
+        panic: Option<hotline_proto::IdentityPublicKey>,
+    ) -> Result<DeviceId, devices::EnrollOutcome> {
+        let key = IdentityKeyPair::from_seed(&[n; 32]).public_key();
+        let invite = InviteRecord {
+            role,
+            created_at: 1,
+            expires_at: 100,
+            used_at: None,
+            bootstrap: None,
+        };
+        state
+            .apply(
+                seq,
+                &Event::InviteCreated {
+                    digest: [n; 32],
+                    invite,
+                },
+            )
+            .expect("invite");
+        match state.decide_enroll([n; 32], key, panic, 5) {
+            (devices::EnrollOutcome::Enrolled(d), Some(event)) => {
+                state.apply(seq + 1, &event).expect("enroll");
+                Ok(d.id)
+            }
+            (other, _) => Err(other),
+        }
+    }
+
+    #[test]
+    fn a_panic_key_comes_only_with_a_defender_and_only_once() {
+        let mut state = State::default();
+        let panic = IdentityKeyPair::from_seed(&[50; 32]).public_key();
+        let other = IdentityKeyPair::from_seed(&[51; 32]).public_key();
+        assert_eq!(
+            enroll_at(&mut state, 1, 1, Role::Officer, Some(panic)),
+            Err(devices::EnrollOutcome::PanicKeyNotForStaff)
+        );
+        let defender = enroll_at(&mut state, 3, 2, Role::Defender, Some(panic)).expect("enrolls");
+        assert_eq!(state.devices[&defender].panic_key, Some(panic));
+        // Registering it again changes nothing; another is refused.
+        assert_eq!(state.decide_panic_key(&defender, panic), Ok(None));
+        assert_eq!(state.decide_panic_key(&defender, other), Err(()));
+        let old = enroll_at(&mut state, 5, 3, Role::Defender, None).expect("enrolls");
+        let event = state
+            .decide_panic_key(&old, other)
+            .expect("allowed")
+            .expect("an event");
+        state.apply(7, &event).expect("applies");
+        assert_eq!(state.devices[&old].panic_key, Some(other));
+        assert!(state.apply(8, &event).is_err(), "a second one contradicts");
+        let officer = enroll_at(&mut state, 9, 4, Role::Officer, None).expect("enrolls");
+        assert_eq!(state.decide_panic_key(&officer, other), Err(()));
+    }
+
+    /// Once a roster exists, only the staff it lists are paged (and may
+    /// claim); before, every staff device counts. Revoking the holder of
+    /// an alert releases it in the same record.
+    #[test]
+    fn only_roster_staff_are_paged_and_a_revoked_holder_lets_go() {
+        use alerts::{AlertEvent, AlertState, Tier};
+        use hotline_proto::e2e::org::OrgKeyPair;
+        use hotline_proto::e2e::roster::{Roster, RosterEntry};
+
+        let mut state = State::default();
+        let listed = enroll_at(&mut state, 1, 1, Role::Officer, None).expect("enrolls");
+        let late = enroll_at(&mut state, 3, 2, Role::Officer, None).expect("enrolls");
+        let _admin = enroll_at(&mut state, 5, 3, Role::Admin, None).expect("enrolls");
+        assert_eq!(
+            state.tier_members(&[], Tier::Everyone).len(),
+            3,
+            "no roster yet: every staff device counts"
+        );
+        let key = IdentityKeyPair::from_seed(&[1; 32]).public_key();
+        let roster = Roster {
+            version: 1,
+            issued_at: 1,
+            expires_at: 10,
+            previous_hash: [0; 32],
+            entries: vec![RosterEntry {
+                device_id: listed,
+                role: Role::Officer,
+                identity_key: key,
+                valid_from: 0,
+                valid_until: 10,
+            }],
+        }
+        .sign(&OrgKeyPair::from_seed(&[9; 32]));
+        state
+            .apply(
+                7,
+                &Event::Mail(MailEvent::RosterStored {
+                    version: 1,
+                    bytes: roster.encode(),
+                }),
+            )
+            .expect("roster");
+        // Expired or not, the roster decides.
+        assert_eq!(state.tier_members(&[], Tier::Everyone), vec![listed]);
+        state
+            .apply(
+                8,
+                &Event::Duty {
+                    device: late,
+                    on: true,
+                },
+            )
+            .expect("duty");
+        assert!(state.tier_members(&[], Tier::OnDuty).is_empty());
+        assert!(state.may_read_alerts(&listed) && !state.may_read_alerts(&late));
+
+        let raise = Event::Alert(AlertEvent::Raised {
+            id: 0,
+            defender: DeviceId::from_bytes([7; 16]),
+            priority: alerts::Priority::Immediate,
+            at: 20,
+            envelope_id: 0,
+            origin: alerts::AlertOrigin::Sos,
+            content: alerts::AlertContent::None,
+        });
+        state.apply(9, &raise).expect("raise");
+        state
+            .apply(
+                10,
+                &Event::Alert(AlertEvent::Acknowledged {
+                    alert: 9,
+                    by: listed,
+                }),
+            )
+            .expect("claim");
+        let (_, event) = state.decide_revoke(&listed, 30);
+        let event = event.expect("revoked");
+        assert!(
+            matches!(&event, Event::Batch(e) if e.len() == 2),
+            "revocation and release in one record: {event:?}"
+        );
+        state.apply(11, &event).expect("applies");
+        assert_eq!(state.alerts.alerts[&9].state, AlertState::Raised);
+    }
+
     #[test]
     fn events_apply_in_order_and_contradictions_are_refused() {
         let key = IdentityKeyPair::from_seed(&[1; 32]).public_key();
@@ -260,6 +436,7 @@ mod tests {
             role: Role::Officer,
             enrolled_at: 5,
             revoked_at: None,
+            panic_key: None,
         };
         let events = [
             Event::InviteCreated {

@@ -180,6 +180,7 @@ async fn setup(conn: &Connection, shared: &requests::Shared) -> Result<Session, 
         Ok(w) => Ok(Session {
             device_id: w.device_id,
             role: w.role,
+            panic: w.panic,
         }),
         Err(e) => {
             // Give the error frame time to arrive before the close, which

@@ -145,6 +145,21 @@ pub struct RunningServer {
     task: JoinHandle<()>,
 }
 
+/// How often a running server repeats its roster-expiry warning.
+const ROSTER_CHECK_EVERY: Duration = Duration::from_secs(6 * 3600);
+
+/// Logs a warning if the newest roster expires within a week or has
+/// expired: an expired roster does not stop SOSes, but it must be renewed,
+/// and the log is where the operator looks. Carries no id, name or key.
+fn warn_roster_expiry(shared: &Shared) {
+    if let Ok(Some(r)) = shared.store_read(|s| s.newest_roster())
+        && let Some(w) =
+            hotline_proto::e2e::roster::expiry_warning(Some(r.expires_at), crate::unix_now())
+    {
+        warn!("{w}");
+    }
+}
+
 impl RunningServer {
     /// Opens the data directory, binds the endpoint and starts serving.
     pub async fn start(config: Config, key: &KeySource) -> Result<RunningServer, StartError> {
@@ -191,10 +206,15 @@ impl RunningServer {
                 async move {
                     let mut interval = tokio::time::interval(tick);
                     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    let mut roster_check = tokio::time::Instant::now() + ROSTER_CHECK_EVERY;
                     loop {
                         tokio::select! {
                             _ = interval.tick() => {}
                             _ = &mut ticker_stopped => break,
+                        }
+                        if tokio::time::Instant::now() >= roster_check {
+                            warn_roster_expiry(&node.shared);
+                            roster_check += ROSTER_CHECK_EVERY;
                         }
                         let pages = requests::alerts::escalate(&node.shared).await;
                         push::send(&node.registry, &pages);
@@ -231,6 +251,7 @@ impl RunningServer {
             )
         };
         info!(addr = %local_addr, "listening");
+        warn_roster_expiry(&node.shared);
         Ok(RunningServer {
             local_addr,
             node,

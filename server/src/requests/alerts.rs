@@ -11,7 +11,9 @@ use hotline_proto::message::{DutyEntry, Response};
 use tracing::{debug, info, warn};
 
 use super::{PushTo, Reply, RequestError, Session, Shared};
-use crate::domain::alerts::{Alert, AlertError, AlertState, Close, Priority, RaiseError, Sos};
+use crate::domain::alerts::{
+    Alert, AlertContent, AlertError, AlertState, Close, Priority, RaiseError, Sos, SosMessage,
+};
 use crate::store::alerts::Paging;
 
 /// The summary of an alert on the wire, for `viewer`: the alert's message
@@ -43,6 +45,7 @@ fn info(a: &Alert, envelope_id: u64) -> AlertInfo {
         origin: a.origin,
         checked_in_at: a.checked_in_at,
         paged_now: 0,
+        content: a.content,
     }
 }
 
@@ -107,20 +110,49 @@ pub(crate) fn to_each(shared: &Shared, a: &Alert, devices: Vec<DeviceId>) -> Vec
         .collect()
 }
 
+/// What the server can tell of an SOS's message sealed to roster
+/// `version` at `now`: sealed to the newest roster it holds, or to one
+/// that had expired or been replaced (staff added since cannot read it).
+fn content_of(shared: &Shared, version: Option<u64>, now: u64) -> AlertContent {
+    let Some(version) = version else {
+        return AlertContent::Sealed;
+    };
+    let newest = shared.store_read(|s| s.newest_roster());
+    match newest {
+        Ok(Some(r)) if version < r.version || now >= r.expires_at => AlertContent::ExpiredRoster,
+        _ => AlertContent::Sealed,
+    }
+}
+
+/// Raises an SOS: with its message if the device sealed one, without
+/// content if it could not (no verified roster). Never refused for the
+/// roster's state: an expired roster is marked, not refused.
 pub(super) async fn raise(
     shared: &Shared,
     session: Session,
     priority: Priority,
-    envelope: SignedEnvelope,
+    envelope: Option<SignedEnvelope>,
 ) -> Result<Reply, RequestError> {
+    let now = crate::unix_now();
+    let (message, content) = match envelope {
+        Some(envelope) => {
+            let recipients = super::messaging::check_envelope(shared, session, &envelope)?;
+            let content = content_of(shared, envelope.roster_version_unverified().ok(), now);
+            let message = SosMessage {
+                recipients,
+                digest: envelope.digest(),
+                envelope: envelope.encode(),
+            };
+            (Some(message), content)
+        }
+        None => (None, AlertContent::None),
+    };
     let sos = Sos {
         defender: session.device_id,
         priority,
-        recipients: super::messaging::check_envelope(shared, session, &envelope)?,
-        digest: envelope.digest(),
-        envelope: envelope.encode(),
+        message,
+        content,
     };
-    let now = crate::unix_now();
     let policies = shared.policies.clone();
     let on_shift = crate::domain::rota::on_shift(&shared.rota, now);
     let (alert, pagings) = shared
@@ -162,6 +194,7 @@ pub(super) async fn claim(
     session: Session,
     alert_id: u64,
 ) -> Result<Reply, RequestError> {
+    shared.require_on_roster(session)?;
     let me = session.device_id;
     match shared
         .store_call(move |s| s.claim_alert(alert_id, me))

@@ -1,12 +1,13 @@
 //! Devices: set-up (enroll with an invite, or authenticate), status,
 //! invites, the device list and revocation.
 
+use hotline_proto::alert::Push;
 use hotline_proto::auth::{self, ChannelBinding, Nonce};
 use hotline_proto::message::{DeviceInfo, Response, SetupRequest, StatusInfo, Welcome};
-use hotline_proto::{DeviceId, Invite, InviteToken, Role};
+use hotline_proto::{DeviceId, IdentityPublicKey, Invite, InviteToken, Role};
 use tracing::info;
 
-use super::{Reply, RequestError, Session, Shared};
+use super::{PushTo, Reply, RequestError, Session, Shared};
 use crate::domain::devices::{EnrollOutcome, InviteRecord, RevokeOutcome};
 
 /// Whether a device with role `inviter` may invite a device with role
@@ -20,8 +21,30 @@ pub fn may_invite(inviter: Role, invitee: Role) -> bool {
     }
 }
 
+/// The welcome of a device authenticated at `now` (with its panic key if
+/// `panic`): its role, and the roster it is (or is not) on.
+fn welcome(
+    shared: &Shared,
+    device_id: DeviceId,
+    role: Role,
+    panic: bool,
+    now: u64,
+) -> Result<Welcome, RequestError> {
+    let (roster_expires_at, roster_standing) =
+        shared.store_read(|s| s.roster_standing(&device_id))?;
+    Ok(Welcome {
+        device_id,
+        role,
+        server_time: now,
+        panic,
+        roster_expires_at,
+        roster_standing,
+    })
+}
+
 /// The set-up step of a connection: enrolls a new device with an invite,
-/// or authenticates an enrolled one. `nonce` and `binding` are this
+/// or authenticates an enrolled one (with its identity key, or a
+/// defender's with its panic key). `nonce` and `binding` are this
 /// connection's challenge and channel binding, which the signature covers.
 pub async fn setup(
     shared: &Shared,
@@ -46,39 +69,61 @@ pub async fn setup(
             if device.revoked_at.is_some() {
                 return Err(RequestError::Revoked);
             }
-            Ok(Welcome {
-                device_id,
-                role: device.role,
-                server_time: now,
-            })
+            welcome(shared, device_id, device.role, false, now)
+        }
+        SetupRequest::PanicAuth {
+            device_id,
+            signature,
+        } => {
+            let device = shared.enrolled_device(device_id)?;
+            let transcript = auth::panic_auth_transcript(nonce, binding, &device_id);
+            device
+                .panic_key
+                .ok_or(RequestError::BadSignature(
+                    "this device has no panic key; raise the alert with the passphrase",
+                ))?
+                .verify(&transcript, &signature)
+                .map_err(|_| {
+                    RequestError::BadSignature("the panic key signature does not verify")
+                })?;
+            if device.revoked_at.is_some() {
+                return Err(RequestError::Revoked);
+            }
+            welcome(shared, device_id, device.role, true, now)
         }
         SetupRequest::Enroll {
             token,
             identity_key,
             signature,
+            panic_key,
         } => {
-            let transcript = auth::enroll_transcript(nonce, binding, &identity_key, &token);
+            let transcript = auth::enroll_transcript_with_panic_key(
+                nonce,
+                binding,
+                &identity_key,
+                &token,
+                panic_key.as_ref(),
+            );
             identity_key.verify(&transcript, &signature).map_err(|_| {
                 RequestError::BadSignature("the enrollment signature does not verify")
             })?;
             let digest = token.digest();
             let outcome = shared
-                .store_call(move |s| s.enroll(digest, identity_key, now))
+                .store_call(move |s| s.enroll_with_panic_key(digest, identity_key, panic_key, now))
                 .await?;
             match outcome {
                 EnrollOutcome::Enrolled(device) => {
-                    info!(role = %device.role, "device enrolled");
-                    Ok(Welcome {
-                        device_id: device.id,
-                        role: device.role,
-                        server_time: now,
-                    })
+                    info!(role = %device.role, panic_key = device.panic_key.is_some(), "device enrolled");
+                    welcome(shared, device.id, device.role, false, now)
                 }
                 EnrollOutcome::InviteUnknown => Err(RequestError::InviteUnknown),
                 EnrollOutcome::InviteUsed => Err(RequestError::InviteUsed),
                 EnrollOutcome::InviteReplaced => Err(RequestError::InviteReplaced),
                 EnrollOutcome::InviteExpired => Err(RequestError::InviteExpired),
                 EnrollOutcome::AlreadyEnrolled => Err(RequestError::AlreadyEnrolled),
+                EnrollOutcome::PanicKeyNotForStaff => Err(RequestError::InvalidArgument(
+                    "only a defender's device has a panic key; this invite is for staff",
+                )),
             }
         }
     }
@@ -92,6 +137,29 @@ pub(super) fn status(session: Session) -> Result<Reply, RequestError> {
         server_version: env!("CARGO_PKG_VERSION").to_owned(),
     })
     .into())
+}
+
+/// A defender device enrolled before panic keys existed registers one,
+/// from a session opened with its identity key (the passphrase). The key
+/// it already has is accepted again (a retry); another is refused.
+pub(super) async fn register_panic_key(
+    shared: &Shared,
+    session: Session,
+    key: IdentityPublicKey,
+) -> Result<Reply, RequestError> {
+    let me = session.device_id;
+    match shared
+        .store_call(move |s| s.register_panic_key(&me, key))
+        .await?
+    {
+        Ok(()) => {
+            info!("panic key registered");
+            Ok(Response::Done.into())
+        }
+        Err(()) => Err(RequestError::FailedPrecondition(
+            "this device already has another panic key",
+        )),
+    }
 }
 
 pub(super) async fn create_invite(
@@ -169,14 +237,27 @@ pub(super) async fn list(shared: &Shared) -> Result<Reply, RequestError> {
 
 pub(super) async fn revoke(shared: &Shared, device_id: DeviceId) -> Result<Reply, RequestError> {
     let now = crate::unix_now();
-    match shared
-        .store_call(move |s| s.revoke(&device_id, now))
-        .await?
-    {
+    let on_shift = crate::domain::rota::on_shift(&shared.rota, now);
+    let (outcome, released) = shared
+        .store_call(move |s| s.revoke_releasing(&device_id, now, &on_shift))
+        .await?;
+    match outcome {
         RevokeOutcome::Revoked { revoked_at } => {
-            info!("device revoked");
+            info!(released = released.len(), "device revoked");
+            // The team hears that what the device held is theirs again.
+            // Each device gets the alert under its own id for the message.
+            let pushes = released
+                .iter()
+                .flat_map(|r| {
+                    r.tell.iter().map(|device| PushTo {
+                        devices: vec![*device],
+                        push: Push::Released(super::alerts::info_for(shared, &r.alert, device)),
+                    })
+                })
+                .collect();
             Ok(Reply {
                 disconnect: vec![device_id],
+                pushes,
                 ..Response::DeviceRevoked {
                     device_id,
                     revoked_at,

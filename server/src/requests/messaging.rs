@@ -28,9 +28,12 @@ pub(super) async fn put_roster(
     // The server cannot check the organisation's signature (it does not
     // trust itself with that); clients do. It only keeps versions moving
     // forward.
+    // It must read as a roster, though: the server pages only the staff
+    // it lists.
     let version = roster
-        .version_unverified()
-        .map_err(|_| RequestError::Malformed("the roster does not decode"))?;
+        .read_unverified()
+        .map_err(|_| RequestError::Malformed("the roster does not decode"))?
+        .version;
     let bytes = roster.encode();
     match shared
         .store_call(move |s| s.put_roster(version, bytes))
@@ -145,8 +148,15 @@ pub(super) fn check_envelope(
         ));
     }
     let sender = shared.enrolled_device(session.device_id)?;
-    envelope
-        .verify_signature(&sender.identity_key)
+    // A panic-key session signs with the panic key (it cannot reach the
+    // identity key without the passphrase); any other with the identity
+    // key. Receivers get both keys with the envelope.
+    let verified = match (session.panic, sender.panic_key) {
+        (true, Some(panic_key)) => envelope.verify_signed_by(&panic_key),
+        (true, None) => Err(hotline_proto::e2e::envelope::EnvelopeError::BadSignature),
+        (false, _) => envelope.verify_signature(&sender.identity_key),
+    };
+    verified
         .map_err(|_| RequestError::BadSignature("the envelope is not signed by this device"))?;
     let recipients = envelope
         .recipients_unverified()
@@ -176,6 +186,9 @@ pub(super) async fn send_envelope(
     envelope: SignedEnvelope,
     thread: Option<u64>,
 ) -> Result<Reply, RequestError> {
+    // Staff who cannot read alerts may not answer defenders: the defender
+    // would drop a reply from a device not on its roster anyway.
+    shared.require_on_roster(session)?;
     let recipients = check_envelope(shared, session, &envelope)?;
     if let Some(alert) = thread.filter(|_| session.role.is_staff()) {
         let Some(a) = shared.store_read(|s| s.alert(alert))? else {
@@ -245,6 +258,7 @@ pub(super) async fn fetch_inbox(
             id,
             envelope,
             sender_identity_key: device.identity_key,
+            sender_panic_key: device.panic_key,
         });
     }
     Ok(Response::Inbox(out).into())

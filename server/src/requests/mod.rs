@@ -142,6 +142,19 @@ impl Shared {
         f(&self.store)
     }
 
+    /// Refuses a staff device that is not on the newest roster
+    /// (`FAILED_PRECONDITION`: an admin can fix it by signing a roster
+    /// that lists it): it could not read what it would claim or answer.
+    /// Says what to ask an admin.
+    pub(crate) fn require_on_roster(&self, session: Session) -> Result<(), RequestError> {
+        if !session.role.is_staff() || self.store_read(|s| s.may_read_alerts(&session.device_id))? {
+            return Ok(());
+        }
+        Err(RequestError::FailedPrecondition(
+            "this device is not on the organisation's signed roster, so it cannot read alerts, claim them or answer defenders; ask an admin to sign a new roster (hotline org sign-roster) that lists it",
+        ))
+    }
+
     /// The enrolled device `id` (revoked or not).
     pub(crate) fn enrolled_device(&self, id: DeviceId) -> Result<Device, RequestError> {
         self.store_read(|s| s.device(&id))?
@@ -156,6 +169,10 @@ pub struct Session {
     pub device_id: DeviceId,
     /// Its role, as enrolled.
     pub role: Role,
+    /// Authenticated with the defender's panic key (no passphrase): only
+    /// what raising an alert and checking in need is allowed
+    /// ([`allowed_with_panic_key`]).
+    pub panic: bool,
 }
 
 /// A push to send to every live connection of some devices.
@@ -337,7 +354,39 @@ pub fn allowed(role: Role, kind: RequestKind) -> bool {
         | K::Delivery => true,
         K::CreateInvite | K::ClaimAlert | K::SetDuty | K::DutyStatus => staff,
         K::ListDevices | K::RevokeDevice | K::PutRoster => admin,
-        K::RaiseAlert | K::SetCheckin | K::Checkin => defender,
+        K::RaiseAlert | K::SetCheckin | K::Checkin | K::RegisterPanicKey => defender,
+    }
+}
+
+/// Whether a session authenticated with a defender's panic key may make
+/// a request of `kind`: raising an alert and checking in, and what sealing
+/// the SOS's text needs (the roster and the staff's prekeys, both public
+/// and signed). Nothing that reads or changes anything else: no inbox, no
+/// messages, no alerts list, no cancelling, no check-in schedule.
+/// `docs/protocol.md` §4.2 shows it as the "defender (panic key)" column.
+pub fn allowed_with_panic_key(kind: RequestKind) -> bool {
+    use RequestKind as K;
+    match kind {
+        K::RaiseAlert | K::Checkin | K::GetRoster | K::FetchPrekeys => true,
+        K::Status
+        | K::CreateInvite
+        | K::ListDevices
+        | K::RevokeDevice
+        | K::PutRoster
+        | K::PublishPrekeys
+        | K::SendEnvelope
+        | K::FetchInbox
+        | K::AckInbox
+        | K::ListAlerts
+        | K::ClaimAlert
+        | K::CloseAlert
+        | K::SetDuty
+        | K::AlertDelivered
+        | K::SetCheckin
+        | K::MarkRead
+        | K::Delivery
+        | K::DutyStatus
+        | K::RegisterPanicKey => false,
     }
 }
 
@@ -369,6 +418,7 @@ fn action(kind: RequestKind) -> &'static str {
         K::MarkRead => "mark messages read",
         K::Delivery => "ask how far messages got",
         K::DutyStatus => "see who is on duty",
+        K::RegisterPanicKey => "register a panic key (only defenders do)",
     }
 }
 
@@ -392,6 +442,14 @@ pub async fn handle(shared: &Shared, session: Session, req: Request) -> Reply {
         debug!(kind = kind.log_name(), "refused by the role table");
         return RequestError::Forbidden(format!("{}s may not {}", session.role, action(kind)))
             .into();
+    }
+    if session.panic && !allowed_with_panic_key(kind) {
+        debug!(kind = kind.log_name(), "refused to a panic-key session");
+        return RequestError::Forbidden(format!(
+            "the panic key may only raise an alert or check in, not {}; unlock the device with its passphrase",
+            action(kind)
+        ))
+        .into();
     }
     let reply = dispatch(shared, session, req)
         .await
@@ -455,6 +513,7 @@ async fn dispatch(shared: &Shared, session: Session, req: Request) -> Result<Rep
             .await
         }
         Request::Checkin { code_digest } => checkins::checkin(shared, session, code_digest).await,
+        Request::RegisterPanicKey(key) => devices::register_panic_key(shared, session, key).await,
     }
 }
 
@@ -471,9 +530,17 @@ mod tests {
     use super::*;
     use crate::domain::devices::{EnrollOutcome, InviteRecord};
 
+    /// A column of the role table: a role, or a defender's session
+    /// authenticated with its panic key.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Column {
+        Role(Role),
+        PanicKey,
+    }
+
     /// The role table of `docs/protocol.md` §4.2: request name -> the
-    /// roles marked `yes`.
-    fn documented_table() -> BTreeMap<String, Vec<Role>> {
+    /// columns marked `yes`.
+    fn documented_table() -> BTreeMap<String, Vec<Column>> {
         let doc = include_str!("../../../docs/protocol.md");
         let section = doc
             .split("### 4.2 The role table")
@@ -490,10 +557,14 @@ mod tests {
             .map(str::trim)
             .filter(|c| !c.is_empty())
             .collect();
-        let roles: Vec<Role> = header[1..]
+        let roles: Vec<Column> = header[1..]
             .iter()
-            .map(|r| r.parse().expect("a role name in the header"))
+            .map(|r| match *r {
+                "defender (panic key)" => Column::PanicKey,
+                r => Column::Role(r.parse().expect("a role name in the header")),
+            })
             .collect();
+        assert!(roles.contains(&Column::PanicKey), "a panic-key column");
         let mut table = BTreeMap::new();
         for line in lines.skip(1) {
             let cells: Vec<&str> = line
@@ -588,7 +659,7 @@ mod tests {
             RequestKind::AckInbox => Request::AckInbox { up_to: 0 },
             RequestKind::RaiseAlert => Request::RaiseAlert {
                 priority: Priority::Immediate,
-                envelope,
+                envelope: Some(envelope),
             },
             RequestKind::ListAlerts => Request::ListAlerts { open_only: true },
             RequestKind::ClaimAlert => Request::ClaimAlert { alert_id: 999 },
@@ -610,6 +681,7 @@ mod tests {
             RequestKind::MarkRead => Request::MarkRead(Vec::new()),
             RequestKind::Delivery => Request::Delivery(Vec::new()),
             RequestKind::DutyStatus => Request::DutyStatus,
+            RequestKind::RegisterPanicKey => Request::RegisterPanicKey(key(77).public_key()),
         }
     }
 
@@ -644,18 +716,27 @@ mod tests {
         let _keeper = enroll(Role::Admin);
 
         let mut checked = 0;
-        for role in Role::ALL {
+        let columns = Role::ALL
+            .into_iter()
+            .map(Column::Role)
+            .chain([Column::PanicKey]);
+        for column in columns {
+            let (role, panic) = match column {
+                Column::Role(role) => (role, false),
+                Column::PanicKey => (Role::Defender, true),
+            };
             let me = enroll(role);
             let session = Session {
                 device_id: me.device_id(),
                 role,
+                panic,
             };
             for kind in RequestKind::ALL {
-                let documented_yes = documented[kind.name()].contains(&role);
+                let documented_yes = documented[kind.name()].contains(&column);
                 assert_eq!(
-                    allowed(role, kind),
+                    allowed(role, kind) && (!panic || allowed_with_panic_key(kind)),
                     documented_yes,
-                    "allowed({role}, {kind}) differs from docs/protocol.md"
+                    "allowed({column:?}, {kind}) differs from docs/protocol.md"
                 );
                 let before = store.state().applied_seq;
                 let reply = handle(&shared, session, sample(kind, &me, spare)).await;
@@ -683,7 +764,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, Role::ALL.len() * RequestKind::ALL.len());
+        assert_eq!(checked, (Role::ALL.len() + 1) * RequestKind::ALL.len());
     }
 
     /// A revoked device's request is refused and its connection closed,
@@ -697,6 +778,7 @@ mod tests {
         let session = Session {
             device_id: me.device_id(),
             role: Role::Officer,
+            panic: false,
         };
         let reply = handle(&shared, session, Request::Status).await;
         assert!(
@@ -736,6 +818,7 @@ mod tests {
         let session = Session {
             device_id: defender.device_id(),
             role: Role::Defender,
+            panic: false,
         };
         let sign = |body: &[u8]| {
             let mut m = b"hotline/1 envelope\0".to_vec();
@@ -818,6 +901,7 @@ mod tests {
         let session = Session {
             device_id: defender.device_id(),
             role: Role::Defender,
+            panic: false,
         };
 
         let message = seal(1);
@@ -843,7 +927,7 @@ mod tests {
 
         let raise = Request::RaiseAlert {
             priority: Priority::Immediate,
-            envelope: seal(2),
+            envelope: Some(seal(2)),
         };
         let reply = handle(&shared, session, raise).await;
         let Response::Alerts(alerts) = reply.response else {

@@ -459,6 +459,7 @@ fn sos_sizes(officers: usize) -> (usize, usize) {
         origin: AlertOrigin::Sos,
         checked_in_at: None,
         paged_now: 0,
+        content: hotline_proto::alert::AlertContent::Sealed,
     });
     let framed = |b: Vec<u8>| hotline_proto::frame::encode(&b).expect("frame").len();
     (framed(request.encode()), framed(page.encode()))
@@ -483,7 +484,7 @@ fn sos(identity: &IdentityKeyPair, recipients: &[Recipient], n: u64) -> Request 
     .expect("seal");
     Request::RaiseAlert {
         priority: Priority::Immediate,
-        envelope,
+        envelope: Some(envelope),
     }
 }
 

@@ -103,7 +103,7 @@ fn pages(pushes: &[Push]) -> Vec<u64> {
         .iter()
         .filter_map(|p| match p {
             Push::Alert(a) => Some(a.id),
-            Push::AllClear(_) | Push::Message(_) => None,
+            Push::AllClear(_) | Push::Message(_) | Push::Released(_) => None,
         })
         .collect()
 }
@@ -454,7 +454,7 @@ async fn a_client_mistake_in_an_alert_is_invalid_argument_and_raises_nothing() {
         .session
         .request(&Request::RaiseAlert {
             priority: Priority::Immediate,
-            envelope: huge,
+            envelope: Some(huge),
         })
         .await
         .expect("answered");
@@ -485,7 +485,7 @@ async fn a_client_mistake_in_an_alert_is_invalid_argument_and_raises_nothing() {
         .session
         .request(&Request::RaiseAlert {
             priority: Priority::Immediate,
-            envelope,
+            envelope: Some(envelope),
         })
         .await
         .expect("answered");

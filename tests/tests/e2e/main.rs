@@ -7,6 +7,7 @@ mod duress;
 mod enrollment;
 mod messaging;
 mod roles;
+mod sos;
 mod storage;
 mod stored_fixture;
 mod transport;

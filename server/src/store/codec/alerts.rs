@@ -3,7 +3,8 @@
 use prost::Message;
 
 use super::{
-    CodecError, device_id, device_ids, id_bytes, origin, origin_from, priority, priority_from,
+    CodecError, content, content_from, device_id, device_ids, id_bytes, origin, origin_from,
+    priority, priority_from,
 };
 use crate::domain::alerts::{Alert, AlertEvent, AlertState, Alerts};
 
@@ -31,6 +32,10 @@ pub(super) struct AlertEventRow {
     flag: bool,
     #[prost(uint32, tag = "11")]
     origin: u32,
+    /// What the server can tell of a raised alert's message (0: sealed to
+    /// the current roster, as every alert stored before this field).
+    #[prost(uint32, tag = "12")]
+    content: u32,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -69,6 +74,8 @@ struct AlertRow {
     /// not yet; absent in earlier snapshots).
     #[prost(uint64, tag = "16")]
     checked_in_at: u64,
+    #[prost(uint32, tag = "17")]
+    content: u32,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -87,10 +94,12 @@ pub(super) fn event_row(event: &AlertEvent) -> AlertEventRow {
             at,
             envelope_id,
             origin: o,
+            content: c,
         } => {
             r.kind = 1;
             r.alert = *id;
             r.origin = origin(*o);
+            r.content = content(*c);
             r.device = defender.as_bytes().to_vec();
             r.priority = priority(*p);
             r.at = *at;
@@ -138,6 +147,11 @@ pub(super) fn event_row(event: &AlertEvent) -> AlertEventRow {
             r.alert = *alert;
             r.at = *at;
         }
+        AlertEvent::Released { alert, at } => {
+            r.kind = 9;
+            r.alert = *alert;
+            r.at = *at;
+        }
     }
     r
 }
@@ -151,6 +165,7 @@ pub(super) fn event_from(r: AlertEventRow) -> Result<AlertEvent, CodecError> {
             at: r.at,
             envelope_id: r.number,
             origin: origin_from(r.origin)?,
+            content: content_from(r.content)?,
         },
         2 => AlertEvent::Stepped {
             alert: r.alert,
@@ -174,6 +189,10 @@ pub(super) fn event_from(r: AlertEventRow) -> Result<AlertEvent, CodecError> {
             device: device_id(&r.device)?,
         },
         8 => AlertEvent::CheckedInLate {
+            alert: r.alert,
+            at: r.at,
+        },
+        9 => AlertEvent::Released {
             alert: r.alert,
             at: r.at,
         },
@@ -212,6 +231,7 @@ pub(super) fn alerts_row(alerts: &Alerts) -> AlertsRow {
                     delivered: id_bytes(&a.delivered),
                     origin: origin(a.origin),
                     checked_in_at: a.checked_in_at.unwrap_or(0),
+                    content: content(a.content),
                 }
             })
             .collect(),
@@ -246,6 +266,7 @@ pub(super) fn alerts_from(row: AlertsRow) -> Result<Alerts, CodecError> {
             origin: origin_from(r.origin)?,
             delivered: device_ids(&r.delivered)?,
             checked_in_at: (r.checked_in_at != 0).then_some(r.checked_in_at),
+            content: content_from(r.content)?,
         });
     }
     Ok(Alerts::from_alerts(alerts))

@@ -33,6 +33,10 @@ pub(super) struct DeviceRow {
     enrolled_at: u64,
     #[prost(uint64, tag = "4")]
     revoked_at: u64,
+    /// Empty (no panic key: staff, and devices enrolled before panic keys
+    /// existed), or 32 bytes.
+    #[prost(bytes = "vec", tag = "5")]
+    panic_key: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -49,6 +53,35 @@ pub(super) struct RevokedRow {
     pub(super) device_id: Vec<u8>,
     #[prost(uint64, tag = "2")]
     pub(super) at: u64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct PanicKeyRow {
+    #[prost(bytes = "vec", tag = "1")]
+    device_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    key: Vec<u8>,
+}
+
+pub(super) fn panic_key_row(device_id: &DeviceId, key: &IdentityPublicKey) -> PanicKeyRow {
+    PanicKeyRow {
+        device_id: device_id.as_bytes().to_vec(),
+        key: key.as_bytes().to_vec(),
+    }
+}
+
+pub(super) fn panic_key_from(
+    row: &PanicKeyRow,
+) -> Result<(DeviceId, IdentityPublicKey), CodecError> {
+    let key: [u8; 32] = row
+        .key
+        .as_slice()
+        .try_into()
+        .map_err(|_| CodecError("panic key of the wrong length"))?;
+    Ok((
+        super::device_id(&row.device_id)?,
+        IdentityPublicKey::from_bytes(key),
+    ))
 }
 
 pub(super) fn invite_row(digest: &[u8; 32], i: &InviteRecord) -> InviteRow {
@@ -81,6 +114,10 @@ pub(super) fn device_row(d: &Device) -> DeviceRow {
         role: role_code(d.role),
         enrolled_at: d.enrolled_at,
         revoked_at: d.revoked_at.unwrap_or(0),
+        panic_key: d
+            .panic_key
+            .map(|k| k.as_bytes().to_vec())
+            .unwrap_or_default(),
     }
 }
 
@@ -91,12 +128,22 @@ pub(super) fn device_from(row: &DeviceRow) -> Result<Device, CodecError> {
         .try_into()
         .map_err(|_| CodecError("identity key of the wrong length"))?;
     let identity_key = IdentityPublicKey::from_bytes(key);
+    let panic_key = match row.panic_key.len() {
+        0 => None,
+        _ => Some(IdentityPublicKey::from_bytes(
+            row.panic_key
+                .as_slice()
+                .try_into()
+                .map_err(|_| CodecError("panic key of the wrong length"))?,
+        )),
+    };
     Ok(Device {
         id: identity_key.device_id(),
         identity_key,
         role: role_from_code(row.role)?,
         enrolled_at: row.enrolled_at,
         revoked_at: (row.revoked_at != 0).then_some(row.revoked_at),
+        panic_key,
     })
 }
 

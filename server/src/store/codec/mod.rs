@@ -12,7 +12,7 @@ mod checkins;
 mod devices;
 mod mailbox;
 
-use hotline_proto::alert::{AlertOrigin, Priority};
+use hotline_proto::alert::{AlertContent, AlertOrigin, Priority};
 use hotline_proto::{DeviceId, Role};
 use prost::Message;
 
@@ -87,6 +87,25 @@ fn origin_from(v: u32) -> Result<AlertOrigin, CodecError> {
     }
 }
 
+/// What the server can tell of an alert's message, as stored (0, the
+/// default of every alert stored before it was recorded: sealed).
+fn content(c: AlertContent) -> u32 {
+    match c {
+        AlertContent::Sealed => 0,
+        AlertContent::ExpiredRoster => 1,
+        AlertContent::None => 2,
+    }
+}
+
+fn content_from(v: u32) -> Result<AlertContent, CodecError> {
+    match v {
+        0 => Ok(AlertContent::Sealed),
+        1 => Ok(AlertContent::ExpiredRoster),
+        2 => Ok(AlertContent::None),
+        _ => Err(CodecError("unknown alert content")),
+    }
+}
+
 /// A device id from its stored bytes.
 fn device_id(bytes: &[u8]) -> Result<DeviceId, CodecError> {
     <[u8; 16]>::try_from(bytes)
@@ -132,6 +151,8 @@ enum Kind {
     Checkin(checkins::CheckinEventRow),
     #[prost(message, tag = "8")]
     Batch(BatchRow),
+    #[prost(message, tag = "9")]
+    PanicKeyRegistered(devices::PanicKeyRow),
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -150,7 +171,7 @@ struct DutyRow {
 
 #[derive(Clone, PartialEq, Message)]
 struct EventRow {
-    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
+    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
     kind: Option<Kind>,
 }
 
@@ -165,6 +186,9 @@ pub fn encode_event(event: &Event) -> Vec<u8> {
         }
         Event::DeviceRevoked { device_id, at } => {
             Kind::DeviceRevoked(devices::revoked_row(device_id, *at))
+        }
+        Event::PanicKeyRegistered { device_id, key } => {
+            Kind::PanicKeyRegistered(devices::panic_key_row(device_id, key))
         }
         Event::Mail(m) => Kind::Mail(mailbox::event_row(m)),
         Event::Alert(a) => Kind::Alert(alerts::event_row(a)),
@@ -196,6 +220,10 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event, CodecError> {
             device_id: device_id(&r.device_id)?,
             at: r.at,
         },
+        Kind::PanicKeyRegistered(r) => {
+            let (device_id, key) = devices::panic_key_from(&r)?;
+            Event::PanicKeyRegistered { device_id, key }
+        }
         Kind::Mail(m) => Event::Mail(mailbox::event_from(m)?),
         Kind::Alert(a) => Event::Alert(alerts::event_from(a)?),
         Kind::Checkin(c) => Event::Checkin(checkins::event_from(c)?),
@@ -348,6 +376,13 @@ mod tests {
         ] {
             assert_eq!(origin_from(origin(o)), Ok(o));
         }
-        assert!(priority_from(0).is_err() && origin_from(6).is_err());
+        for c in [
+            AlertContent::Sealed,
+            AlertContent::ExpiredRoster,
+            AlertContent::None,
+        ] {
+            assert_eq!(content_from(content(c)), Ok(c));
+        }
+        assert!(priority_from(0).is_err() && origin_from(6).is_err() && content_from(3).is_err());
     }
 }

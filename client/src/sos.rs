@@ -1,0 +1,288 @@
+//! An SOS whatever state the roster is in, and with or without the
+//! passphrase.
+//!
+//! An SOS is never refused for a reason the defender cannot fix on the
+//! spot. Its text is sealed to the newest roster this device verifies
+//! against its pinned root; if that roster has expired, to its last
+//! members anyway (with a warning: staff added since cannot read it); and
+//! if the device has no verified roster at all (no root pinned, a wrong
+//! root, no roster published), the alert is raised without its text, and
+//! the defender is told so plainly.
+//!
+//! [`raise_with_panic_key`] and [`checkin_with_panic_key`] do the same
+//! with the defender device's panic key, which opens without the
+//! passphrase and which the server allows nothing but this.
+
+use hotline_proto::alert::{AlertInfo, CheckinKey, Priority};
+use hotline_proto::e2e::envelope::{self, Content, EnvelopeError, SignedEnvelope};
+use hotline_proto::e2e::roster::{Roster, SeenRoster, SignedRoster};
+use hotline_proto::e2e::suite::SystemRandomness;
+use hotline_proto::identity::{hex, unhex};
+use hotline_proto::{DeviceId, IdentityKeyPair};
+
+use crate::connection::{Session, authenticate_panic};
+use crate::error::ClientError;
+use crate::state::{Profile, StateDir};
+
+/// The roster an SOS is sealed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SosRoster {
+    /// Verified and current.
+    Current(Roster),
+    /// Verified, but expired: the SOS is sealed to the members it had at
+    /// its last valid moment.
+    Expired(Roster),
+    /// No roster verifies on this device: the alert goes without its
+    /// text. Why, for the defender.
+    Unavailable(String),
+}
+
+/// Chooses the roster to seal an SOS to from the one the server holds
+/// (`signed`), checked against the root pinned in `profile` and the
+/// newest version it saw (rollback is never accepted, expiry is). A
+/// roster newer than the one seen is remembered in `profile`, saved in
+/// `state`.
+pub fn choose_roster(
+    state: &StateDir,
+    profile: &mut Profile,
+    signed: Option<&SignedRoster>,
+    now: u64,
+) -> Result<SosRoster, ClientError> {
+    let Some(root) = profile.org_root_key() else {
+        return Ok(SosRoster::Unavailable(
+            "no organisation root is pinned on this device".into(),
+        ));
+    };
+    let Some(signed) = signed else {
+        return Ok(SosRoster::Unavailable(
+            "the organisation has not published a staff roster yet".into(),
+        ));
+    };
+    let seen = profile
+        .roster_version
+        .zip(profile.roster_hash.as_deref().and_then(unhex))
+        .and_then(|(version, hash)| {
+            Some(SeenRoster {
+                version,
+                hash: hash.try_into().ok()?,
+            })
+        });
+    let roster = match signed.verify_even_if_expired(&root, seen) {
+        Ok(r) => r,
+        Err(e) => return Ok(SosRoster::Unavailable(e.to_string())),
+    };
+    if profile.roster_version != Some(roster.version) {
+        profile.roster_version = Some(roster.version);
+        profile.roster_hash = Some(hex(&signed.hash()));
+        state.save_profile(profile)?;
+    }
+    Ok(if now >= roster.expires_at {
+        SosRoster::Expired(roster)
+    } else {
+        SosRoster::Current(roster)
+    })
+}
+
+/// What sealing an SOS gave: the envelope, or none, and what the
+/// defender must be told.
+#[derive(Debug)]
+pub struct SealedSos {
+    /// The envelope; `None`: raise the alert without its text.
+    pub envelope: Option<SignedEnvelope>,
+    /// Warnings for the defender.
+    pub warnings: Vec<String>,
+}
+
+/// The warning for an SOS raised without its text, for `reason`.
+pub fn not_sent_warning(reason: &str) -> String {
+    format!(
+        "your text could not be protected ({reason}) and was NOT sent; the alert itself is raised without it"
+    )
+}
+
+/// Seals an SOS's `body` from device `sender`, signed by `signer` (its
+/// identity key, or its panic key), to the roster the server holds, as
+/// [`choose_roster`] chooses it. Sealing problems that a retry cannot fix
+/// (no roster, keys that do not check out, nobody with keys) give no
+/// envelope and a warning; only a failure to reach the server is an
+/// error.
+#[allow(clippy::too_many_arguments)]
+pub async fn seal_sos(
+    session: &Session,
+    state: &StateDir,
+    profile: &mut Profile,
+    sender: DeviceId,
+    signer: &IdentityKeyPair,
+    content: Content,
+    now: u64,
+) -> Result<SealedSos, ClientError> {
+    let signed = session.get_roster().await?;
+    let mut warnings = Vec::new();
+    let (roster, at) = match choose_roster(state, profile, signed.as_ref(), now)? {
+        SosRoster::Current(r) => (r, now),
+        SosRoster::Expired(r) => {
+            warnings.push(
+                "the organisation's staff roster has EXPIRED: your SOS was sealed to its last members anyway; staff added since cannot read it. Tell the team when you can".into(),
+            );
+            let at = r.last_valid_moment();
+            (r, at)
+        }
+        SosRoster::Unavailable(reason) => {
+            warnings.push(not_sent_warning(&reason));
+            return Ok(SealedSos {
+                envelope: None,
+                warnings,
+            });
+        }
+    };
+    let ids: Vec<DeviceId> = roster
+        .members(at)
+        .map(|e| e.device_id)
+        .filter(|d| *d != sender)
+        .collect();
+    if ids.is_empty() {
+        warnings.push(not_sent_warning("nobody is on the staff roster"));
+        return Ok(SealedSos {
+            envelope: None,
+            warnings,
+        });
+    }
+    use hotline_proto::ErrorCode::{Internal, RateLimited, Unavailable};
+    let recipients = match session.fetch_prekeys(ids).await {
+        Ok(bundles) => crate::recipients::check_bundles(&roster, bundles, None, false, at, now),
+        // Refused for good while sealing: the alert still goes.
+        Err(ClientError::Refused(e)) if !matches!(e.code, Unavailable | RateLimited | Internal) => {
+            Err(ClientError::Refused(e))
+        }
+        Err(e) => return Err(e),
+    };
+    let recipients = match recipients {
+        Ok(r) => r,
+        Err(e) => {
+            warnings.push(not_sent_warning(&e.to_string()));
+            return Ok(SealedSos {
+                envelope: None,
+                warnings,
+            });
+        }
+    };
+    match envelope::seal_signed_by(
+        sender,
+        signer,
+        roster.version,
+        &recipients,
+        &content,
+        &mut SystemRandomness,
+    ) {
+        Ok(env) => Ok(SealedSos {
+            envelope: Some(env),
+            warnings,
+        }),
+        Err(EnvelopeError::TooLarge) => Err(ClientError::TooLarge),
+        Err(e) => {
+            warnings.push(not_sent_warning(&e.to_string()));
+            Ok(SealedSos {
+                envelope: None,
+                warnings,
+            })
+        }
+    }
+}
+
+/// The panic key of the enrolled device in `state`, and its profile.
+fn panic_identity(state: &StateDir) -> Result<(Profile, IdentityKeyPair), ClientError> {
+    let profile = state.load_profile()?;
+    let key = state.load_panic_key()?.ok_or_else(|| {
+        ClientError::State(
+            "this device has no panic key (enrolled before panic keys existed); the passphrase is needed"
+                .into(),
+        )
+    })?;
+    Ok((profile, key))
+}
+
+/// Gives the defender device of `session` (opened with the passphrase) a
+/// panic key if it has none (it was enrolled before panic keys existed):
+/// made and saved as pending, registered, then made this device's panic
+/// key, so that it is never used before the server knows it. Returns
+/// whether it did.
+pub async fn ensure_panic_key(state: &StateDir, session: &Session) -> Result<bool, ClientError> {
+    if session.role() != hotline_proto::Role::Defender
+        || session.is_panic()
+        || state.load_panic_key()?.is_some()
+    {
+        return Ok(false);
+    }
+    let key = match state.load_pending_panic_key()? {
+        Some(k) => k,
+        None => {
+            let (pair, seed) = IdentityKeyPair::generate().map_err(|_| {
+                ClientError::State("the system random number generator failed".into())
+            })?;
+            state.save_pending_panic_key(&seed)?;
+            pair
+        }
+    };
+    session.register_panic_key(key.public_key()).await?;
+    state.promote_pending_panic_key()?;
+    Ok(true)
+}
+
+/// Whether the enrolled device in `state` has a panic key.
+pub fn has_panic_key(state: &StateDir) -> bool {
+    matches!(state.load_panic_key(), Ok(Some(_)))
+}
+
+/// Raises an SOS with the panic key, without the passphrase: connects
+/// with the panic key, seals `body` as [`seal_sos`] does (signed by the
+/// panic key) and raises the alert. Returns the alert and the warnings for
+/// the defender. Nothing is queued: if the server cannot be reached, the
+/// error says so and nobody has been alerted.
+pub async fn raise_with_panic_key(
+    state: &StateDir,
+    priority: Priority,
+    body: &[u8],
+) -> Result<(AlertInfo, Vec<String>), ClientError> {
+    let (mut profile, key) = panic_identity(state)?;
+    let device = profile.device_id()?;
+    let mut end = body.len().min(envelope::MAX_BODY_LEN);
+    // Cut at a character boundary when the text is UTF-8.
+    while end < body.len() && end > 0 && std::str::from_utf8(&body[..end]).is_err() {
+        end -= 1;
+    }
+    let body = &body[..end];
+    let session = authenticate_panic(&profile.server()?, device, &key).await?;
+    let mut message_id = [0u8; 16];
+    hotline_proto::identity::fill_random(&mut message_id)
+        .map_err(|_| ClientError::State("the system random number generator failed".into()))?;
+    let now = crate::unix_now();
+    let content = Content {
+        message_id,
+        // The message counter lives in the sealed device state, out of
+        // reach without the passphrase: 0 marks a panic-key message.
+        counter: 0,
+        timestamp: now,
+        body: body.to_vec(),
+        thread: 0,
+        // The label lives in the sealed device state too: staff know the
+        // device by what it sent before.
+        sender_label: String::new(),
+    };
+    let sealed = seal_sos(&session, state, &mut profile, device, &key, content, now).await?;
+    let alert = session.raise_alert_with(priority, sealed.envelope).await;
+    session.close().await;
+    Ok((alert?, sealed.warnings))
+}
+
+/// Checks in with `code`, with the panic key, without the passphrase.
+pub async fn checkin_with_panic_key(
+    state: &StateDir,
+    checkin_key: Option<&CheckinKey>,
+    code: &str,
+) -> Result<(), ClientError> {
+    let (profile, key) = panic_identity(state)?;
+    let session = authenticate_panic(&profile.server()?, profile.device_id()?, &key).await?;
+    let done = session.checkin(checkin_key, code).await;
+    session.close().await;
+    done
+}
