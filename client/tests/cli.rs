@@ -365,7 +365,11 @@ async fn organisation_roster_and_an_end_to_end_message_from_the_command_line() {
     let id = text.split_whitespace().nth(1).expect("alert id").to_owned();
     let out = hotline(&officer, PASS, &["alerts"]);
     assert!(stdout(&out).contains(&format!("#{id}")), "{}", stdout(&out));
-    assert!(stdout(&out).contains("raised"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("paging the staff on duty"),
+        "{}",
+        stdout(&out)
+    );
     assert!(hotline(&officer, PASS, &["ack", &id]).status.success());
     let out = hotline(&admin, PASS, &["ack", &id]);
     assert!(!out.status.success());
@@ -1191,7 +1195,7 @@ async fn sos_and_checkin_need_no_passphrase_through_the_panic_key() {
     );
     assert!(stdout(&out).contains("panic key"), "{}", stdout(&out));
     let out = hotline(&officer, PASS, &["alerts"]);
-    assert!(stdout(&out).contains("sos"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("SOS"), "{}", stdout(&out));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1313,4 +1317,86 @@ async fn an_sos_from_a_device_with_no_root_is_raised_without_its_text_and_says_s
     );
     let out = hotline(&officer, PASS, &["alerts"]);
     assert!(stdout(&out).contains("[NO TEXT"), "{}", stdout(&out));
+}
+
+/// What a tired officer reads: `alerts` under a header row, and a `watch`
+/// that starts with what is already open; each alert with the time of day,
+/// what happened (the SOS's category and words), who by name, and where
+/// it stands in words; an all clear that says how it ended.
+#[tokio::test(flavor = "multi_thread")]
+async fn alerts_and_watch_read_as_words_names_and_times() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (_, officer, _) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success());
+    let out = hotline(
+        &officer,
+        PASS,
+        &["invite", "--role", "defender", "--label", "Ana P."],
+    );
+    let ana = dir.path().join("ana");
+    assert!(
+        hotline(&ana, PASS, &["enroll", &invite_line(&out)])
+            .status
+            .success()
+    );
+    let ana_id = field(&hotline(&ana, PASS, &["status"]), "device id:");
+
+    // Nobody is on duty: the first step has nobody and is passed at once.
+    let out = hotline(
+        &ana,
+        PASS,
+        &[
+            "sos",
+            "--category",
+            "arrest",
+            "police at the door\nthey have my laptop",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = alert_id(&out);
+
+    let out = hotline(&officer, PASS, &["alerts"]);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("ALERT") && lines[0].contains("RAISED"),
+        "{text}"
+    );
+    assert!(lines[1].starts_with(&format!("#{id}")), "{text}");
+    for want in [
+        " UTC ",
+        "immediate",
+        "SOS: arrest",
+        &format!("from Ana P. ({})", &ana_id[..8]),
+    ] {
+        assert!(lines[1].contains(want), "{want:?} missing from {text}");
+    }
+    assert!(lines[2].contains("\"police at the door\" […]"), "{text}");
+    assert!(
+        lines[3].contains("now paging the backup officers"),
+        "{text}"
+    );
+
+    // A watch begun later starts with what is open.
+    let watch = Watch::start(&officer);
+    watch.wait_for("open alerts right now:");
+    let line = watch.wait_for(&format!("#{id}"));
+    assert!(line.contains("Ana P."), "{line}");
+    watch.wait_for("\"police at the door\"");
+    watch.wait_for("now paging the backup officers");
+
+    assert!(hotline(&officer, PASS, &["ack", &id]).status.success());
+    let out = hotline(&officer, PASS, &["alerts"]);
+    assert!(
+        stdout(&out).contains("acknowledged, held by YOU"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(hotline(&officer, PASS, &["resolve", &id]).status.success());
+    let line = watch.wait_for("all clear");
+    assert!(
+        line.contains(&format!("alert #{id} was resolved")),
+        "{line}"
+    );
 }

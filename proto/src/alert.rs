@@ -301,6 +301,58 @@ pub struct AlertInfo {
     pub paged_now: u32,
     /// What the server can tell of its message.
     pub content: AlertContent,
+    /// Who the escalation step last taken paged (`None`: none taken).
+    pub tier: Option<EscalationTier>,
+    /// When that step was taken (0: none).
+    pub step_at: u64,
+    /// The policy ran all its rounds and nobody claimed the alert.
+    pub exhausted: bool,
+}
+
+/// Who an escalation step pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EscalationTier {
+    /// The staff on duty now.
+    OnDuty,
+    /// Officers not on duty.
+    Backup,
+    /// Coordinators.
+    Coordinators,
+    /// Every staff device on the roster.
+    Everyone,
+}
+
+impl EscalationTier {
+    fn to_wire(tier: Option<EscalationTier>) -> i32 {
+        (match tier {
+            None => pb::EscalationTier::Unspecified,
+            Some(EscalationTier::OnDuty) => pb::EscalationTier::OnDuty,
+            Some(EscalationTier::Backup) => pb::EscalationTier::Backup,
+            Some(EscalationTier::Coordinators) => pb::EscalationTier::Coordinators,
+            Some(EscalationTier::Everyone) => pb::EscalationTier::Everyone,
+        }) as i32
+    }
+
+    fn from_wire(v: i32) -> Result<Option<EscalationTier>, DecodeError> {
+        match pb::EscalationTier::try_from(v) {
+            Ok(pb::EscalationTier::Unspecified) => Ok(None),
+            Ok(pb::EscalationTier::OnDuty) => Ok(Some(EscalationTier::OnDuty)),
+            Ok(pb::EscalationTier::Backup) => Ok(Some(EscalationTier::Backup)),
+            Ok(pb::EscalationTier::Coordinators) => Ok(Some(EscalationTier::Coordinators)),
+            Ok(pb::EscalationTier::Everyone) => Ok(Some(EscalationTier::Everyone)),
+            Err(_) => Err(DecodeError::Invalid("tier")),
+        }
+    }
+
+    /// Who it pages, in words.
+    pub fn words(self) -> &'static str {
+        match self {
+            EscalationTier::OnDuty => "the staff on duty",
+            EscalationTier::Backup => "the backup officers",
+            EscalationTier::Coordinators => "the coordinators",
+            EscalationTier::Everyone => "every staff device",
+        }
+    }
 }
 
 /// What the server can tell of an alert's message: whether the defender's
@@ -370,6 +422,9 @@ impl AlertInfo {
             checked_in_at: self.checked_in_at.unwrap_or(0),
             paged_now: self.paged_now,
             content: self.content.to_wire(),
+            tier: EscalationTier::to_wire(self.tier),
+            step_at: self.step_at,
+            exhausted: self.exhausted,
         }
     }
 
@@ -391,6 +446,9 @@ impl AlertInfo {
             checked_in_at: (m.checked_in_at != 0).then_some(m.checked_in_at),
             paged_now: m.paged_now,
             content: AlertContent::from_wire(m.content)?,
+            tier: EscalationTier::from_wire(m.tier)?,
+            step_at: m.step_at,
+            exhausted: m.exhausted,
         })
     }
 }
@@ -477,6 +535,9 @@ mod tests {
             checked_in_at: Some(120),
             paged_now: 2,
             content: AlertContent::ExpiredRoster,
+            tier: Some(EscalationTier::Backup),
+            step_at: 110,
+            exhausted: true,
         };
         for p in [
             Push::Alert(info.clone()),

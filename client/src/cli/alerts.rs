@@ -5,12 +5,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use hotline_client::StateDir;
+use hotline_client::history::History;
 use hotline_client::messenger::{Device, Flushed, Sent};
 use hotline_proto::DeviceId;
 use hotline_proto::alert::{AlertContent, AlertInfo, AlertOrigin, CloseReason, Priority, Push};
 use hotline_proto::message::DutyEntry;
+use hotline_proto::time::time_of_day;
 
-use super::date::{date, late};
+use super::alert_view;
 use super::messages::{Fate, fate, fetch_new, finish, mark_shown, send_over, show};
 use super::unlock::{connect, open_device, passphrase, use_panic_key};
 
@@ -294,42 +296,50 @@ fn default_sos_text() -> &'static str {
     }
 }
 
-/// `hotline alerts`.
+/// `hotline alerts`: the open alerts (every one with `--all`), oldest
+/// first, under a header row: when, how urgent, what (the SOS's category
+/// and words when this device can read them), from whom by name, and
+/// where each stands in words.
 pub(super) async fn list(state: &StateDir, all: bool) -> anyhow::Result<()> {
-    let session = connect(state).await?;
+    let mut device = open_device(state)?;
+    let session = device.connect().await?;
     let alerts = session.alerts(!all).await?;
-    if alerts.is_empty() {
-        println!("no open alerts");
+    // What came for this device is opened and kept (not marked shown):
+    // an SOS's words are among it.
+    if !alerts.is_empty()
+        && let Err(e) = fetch_new(&mut device, &session).await
+    {
+        eprintln!("WARNING: new messages could not be fetched: {e}");
     }
-    let now = hotline_client::unix_now();
-    for a in alerts {
-        let holder = a
-            .holder
-            .map(|h| format!(" held by {h}"))
-            .unwrap_or_default();
-        let mark = match a.content.mark() {
-            "" => String::new(),
-            m => format!("  {m}"),
-        };
-        println!(
-            "#{:<6} {:<9} {:<15} {:<12} {:>5} min  defender {}  paged {}{holder}{}{mark}",
-            a.id,
-            a.priority,
-            a.origin.as_str(),
-            a.status,
-            now.saturating_sub(a.raised_at) / 60,
-            a.defender,
-            a.paged,
-            late(a.checked_in_at)
-        );
-    }
+    super::unlock::warn_staff(&session);
     session.close().await;
+    print_alerts(&device, &alerts, all);
     Ok(())
+}
+
+/// A list of alerts under its header row, or a line saying there is none.
+fn print_alerts(device: &Device, alerts: &[AlertInfo], all: bool) {
+    if alerts.is_empty() {
+        println!(
+            "no open alerts{}",
+            if all { " and none closed" } else { "" }
+        );
+        return;
+    }
+    let history = device.history().unwrap_or_default();
+    let now = hotline_client::unix_now();
+    println!("{}", alert_view::header());
+    for a in alerts {
+        for line in alert_view::lines(device, &history, a, now) {
+            println!("{line}");
+        }
+    }
 }
 
 /// `hotline ack`.
 pub(super) async fn ack(state: &StateDir, alert: u64) -> anyhow::Result<()> {
-    let session = connect(state).await?;
+    let device = open_device(state)?;
+    let session = device.connect().await?;
     let origin = session
         .alerts(false)
         .await?
@@ -338,7 +348,10 @@ pub(super) async fn ack(state: &StateDir, alert: u64) -> anyhow::Result<()> {
         .map(|a| a.origin);
     match session.claim_alert(alert).await? {
         Ok(()) => println!("{}", claimed_words(alert, origin)),
-        Err(holder) => bail!("alert {alert} is already held by device {holder}"),
+        Err(holder) => bail!(
+            "alert {alert} is already held by {}: ask them, or see `hotline alerts`",
+            device.shown(&holder)
+        ),
     }
     session.close().await;
     Ok(())
@@ -504,6 +517,19 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
             Err(e) if e.is_transient() => Some(e),
             _ => None,
         };
+        // What is open now, so that nothing raised before the watch began
+        // (or while it was away) goes unseen.
+        if lost.is_none() {
+            match session.alerts(true).await {
+                Ok(open) if open.is_empty() => println!("no open alerts right now"),
+                Ok(open) => {
+                    println!("open alerts right now:");
+                    print_alerts(&device, &open, false);
+                }
+                Err(e) if e.is_transient() => lost = Some(e),
+                Err(e) => eprintln!("WARNING: the open alerts could not be listed: {e}"),
+            }
+        }
         while lost.is_none() {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {
@@ -511,20 +537,38 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                     return Ok(());
                 }
                 // Shown first, confirmed after: a confirmed page was seen.
-                push = session.next_push_shown(Duration::from_secs(3600), |push| match push {
-                    Push::Alert(a) => println!(
-                        "{bell}[{}] ALERT #{} {} {} from defender {}: {} (step {}.{}, {} paged){}{}",
-                        date(a.raised_at), a.id, a.priority, a.origin.as_str(), a.defender, a.status, a.position.0 + 1, a.position.1 + 1, a.paged, late(a.checked_in_at),
-                        match a.content.mark() { "" => String::new(), m => format!(" {m}") }
-                    ),
-                    Push::AllClear(id) => println!("all clear: alert #{id} was called off"),
-                    Push::Released(a) => println!(
-                        "{bell}[{}] ALERT #{} {} is BACK: the device holding it was revoked; nobody holds it now and escalation resumes. Claim it with `hotline ack {}`",
-                        date(a.raised_at), a.id, a.priority, a.id
-                    ),
-                    Push::Message(_) => {}
+                push = session.next_push_shown(Duration::from_secs(3600), |push| {
+                    let now = hotline_client::unix_now();
+                    let history = History::default();
+                    match push {
+                        Push::Alert(a) => {
+                            println!(
+                                "{bell}[{} UTC] ALERT #{} — claim it: hotline ack {}",
+                                time_of_day(now),
+                                a.id,
+                                a.id
+                            );
+                            for line in alert_view::lines(&device, &history, a, now) {
+                                println!("{line}");
+                            }
+                        }
+                        Push::Released(a) => {
+                            println!(
+                                "{bell}[{} UTC] ALERT #{} is BACK: the device holding it was revoked; nobody holds it now and escalation resumes. Claim it: hotline ack {}",
+                                time_of_day(now), a.id, a.id
+                            );
+                            for line in alert_view::lines(&device, &history, a, now) {
+                                println!("{line}");
+                            }
+                        }
+                        Push::AllClear(_) | Push::Message(_) => {}
+                    }
                 }) => {
                     let shown = match push {
+                        Ok(Some(Push::AllClear(id))) => {
+                            all_clear(&device, &session, id).await;
+                            Ok(())
+                        }
                         Ok(Some(Push::Message(_))) => show_new(&mut device, &session, None, bell).await,
                         // The alert's text reaches staff as a message:
                         // shown in the alert's thread.
@@ -547,6 +591,24 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
             away = true;
         }
     }
+}
+
+/// Says an alert was closed, and how (resolved, called off, a false
+/// alarm), as far as this device may see it.
+async fn all_clear(device: &Device, session: &hotline_client::Session, id: u64) {
+    let now = hotline_client::unix_now();
+    let how = match session.alerts(false).await {
+        Ok(all) => all
+            .iter()
+            .find(|a| a.id == id)
+            .map(|a| alert_view::state_words(device, a, now)),
+        Err(_) => None,
+    };
+    println!(
+        "[{} UTC] all clear: alert #{id} {}",
+        time_of_day(now),
+        how.map_or_else(|| "is closed".to_owned(), |h| format!("was {h}"))
+    );
 }
 
 /// On (re)connecting: sends what waits in the outbox, then shows what

@@ -343,7 +343,10 @@ pub(super) fn show(device: &Device, e: &Entry) -> String {
     } else {
         ""
     };
-    let mut out = format!("[{}] {heading}{thread}{panic}:\n", date(e.timestamp));
+    let mut out = format!(
+        "[{}] {heading}{thread}{panic}:\n",
+        super::alert_view::when(e.timestamp, hotline_client::unix_now())
+    );
     for line in String::from_utf8_lossy(&e.body).lines() {
         out.push_str("  ");
         out.push_str(line);

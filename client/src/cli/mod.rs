@@ -17,6 +17,7 @@ use hotline_proto::alert::Priority;
 use hotline_proto::invite::parse_lifetime;
 use hotline_proto::{DeviceId, Role};
 
+mod alert_view;
 mod alerts;
 mod checkins;
 mod date;

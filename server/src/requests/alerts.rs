@@ -5,25 +5,30 @@
 //! ([`catch_up`]) return pushes the same way.
 
 use hotline_proto::DeviceId;
-use hotline_proto::alert::{AlertInfo, AlertStatus, CloseReason, Push};
+use hotline_proto::alert::{AlertInfo, AlertStatus, CloseReason, EscalationTier, Push};
 use hotline_proto::e2e::envelope::SignedEnvelope;
 use hotline_proto::message::{DutyEntry, Response};
 use tracing::{debug, info, warn};
 
 use super::{PushTo, Reply, RequestError, Session, Shared};
 use crate::domain::alerts::{
-    Alert, AlertContent, AlertError, AlertState, Close, Priority, RaiseError, Sos, SosMessage,
+    Alert, AlertContent, AlertError, AlertState, Close, Priority, RaiseError, Sos, SosMessage, Tier,
 };
 use crate::store::alerts::Paging;
 
 /// The summary of an alert on the wire, for `viewer`: the alert's message
 /// appears under the id that device knows it by (its inbox or sent id).
 pub(crate) fn info_for(shared: &Shared, a: &Alert, viewer: &DeviceId) -> AlertInfo {
-    info(a, shared.store.envelope_id_seen_by(a.envelope_id, viewer))
+    info(
+        shared,
+        a,
+        shared.store.envelope_id_seen_by(a.envelope_id, viewer),
+    )
 }
 
-/// The summary of an alert on the wire, its message named `envelope_id`.
-fn info(a: &Alert, envelope_id: u64) -> AlertInfo {
+/// The summary of an alert on the wire, its message named `envelope_id`;
+/// the tier of its last step is read from the escalation policy.
+fn info(shared: &Shared, a: &Alert, envelope_id: u64) -> AlertInfo {
     let (status, holder) = match a.state {
         AlertState::Raised => (AlertStatus::Raised, None),
         AlertState::Acknowledged { by } => (AlertStatus::Acknowledged, Some(by)),
@@ -31,7 +36,16 @@ fn info(a: &Alert, envelope_id: u64) -> AlertInfo {
         AlertState::Cancelled { false_alarm: false } => (AlertStatus::Cancelled, None),
         AlertState::Cancelled { false_alarm: true } => (AlertStatus::FalseAlarm, None),
     };
-    let (round, step, _) = a.position.unwrap_or((0, 0, 0));
+    let (round, step, step_at) = a.position.unwrap_or((0, 0, 0));
+    let tier = a.position.and_then(|_| {
+        let policy = shared.policies.for_priority(a.priority);
+        policy.steps.get(step).map(|s| match s.tier {
+            Tier::OnDuty => EscalationTier::OnDuty,
+            Tier::Backup => EscalationTier::Backup,
+            Tier::Coordinators => EscalationTier::Coordinators,
+            Tier::Everyone => EscalationTier::Everyone,
+        })
+    });
     AlertInfo {
         id: a.id,
         defender: a.defender,
@@ -46,6 +60,9 @@ fn info(a: &Alert, envelope_id: u64) -> AlertInfo {
         checked_in_at: a.checked_in_at,
         paged_now: 0,
         content: a.content,
+        tier,
+        step_at,
+        exhausted: a.exhausted,
     }
 }
 
@@ -95,7 +112,7 @@ fn pages(shared: &Shared, pagings: Vec<Paging>) -> Vec<PushTo> {
 pub(crate) fn to_each(shared: &Shared, a: &Alert, devices: Vec<DeviceId>) -> Vec<PushTo> {
     if a.envelope_id == 0 {
         return vec![PushTo {
-            push: Push::Alert(info(a, 0)),
+            push: Push::Alert(info(shared, a, 0)),
             devices,
         }];
     }
@@ -104,7 +121,7 @@ pub(crate) fn to_each(shared: &Shared, a: &Alert, devices: Vec<DeviceId>) -> Vec
         .into_iter()
         .zip(ids)
         .map(|(d, id)| PushTo {
-            push: Push::Alert(info(a, id)),
+            push: Push::Alert(info(shared, a, id)),
             devices: vec![d],
         })
         .collect()

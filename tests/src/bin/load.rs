@@ -460,6 +460,9 @@ fn sos_sizes(officers: usize) -> (usize, usize) {
         checked_in_at: None,
         paged_now: 0,
         content: hotline_proto::alert::AlertContent::Sealed,
+        tier: None,
+        step_at: 0,
+        exhausted: false,
     });
     let framed = |b: Vec<u8>| hotline_proto::frame::encode(&b).expect("frame").len();
     (framed(request.encode()), framed(page.encode()))

@@ -1,0 +1,128 @@
+//! How an alert reads to a person woken at 3 a.m.: when (time of day),
+//! how urgent, what raised it, the category and first words of the SOS if
+//! this device could read them, who raised it and who holds it by name,
+//! and where it stands in words, not step numbers.
+
+use hotline_client::history::History;
+use hotline_client::messenger::Device;
+use hotline_proto::alert::{AlertInfo, AlertOrigin, AlertStatus};
+use hotline_proto::time::time_of_day;
+
+use super::date::{date, late};
+
+/// The category and the text of the SOS an alert was raised with, as the
+/// client writes them (`category: arrest` on the first line), if this
+/// device holds the message.
+pub(super) fn sos_text(history: &History, a: &AlertInfo) -> Option<(Option<String>, String)> {
+    let first = history
+        .thread(a.id)
+        .into_iter()
+        .find(|e| e.sos || e.peer == Some(a.defender) || e.server_id == a.envelope_id)?;
+    let body = String::from_utf8_lossy(&first.body).into_owned();
+    Some(match body.split_once('\n') {
+        Some((head, rest)) if head.starts_with("category: ") => (
+            Some(head.trim_start_matches("category: ").trim().to_owned()),
+            rest.trim().to_owned(),
+        ),
+        _ => (None, body.trim().to_owned()),
+    })
+}
+
+/// `13:02 UTC`, with the date when it was not today.
+pub(super) fn when(at: u64, now: u64) -> String {
+    if at / 86_400 == now / 86_400 {
+        format!("{} UTC", time_of_day(at))
+    } else {
+        format!("{} {} UTC", date(at), time_of_day(at))
+    }
+}
+
+/// Minutes, in words.
+fn minutes(secs: u64) -> String {
+    match secs / 60 {
+        0 => "less than a minute".to_owned(),
+        1 => "1 min".to_owned(),
+        m if m < 120 => format!("{m} min"),
+        m => format!("{} h {} min", m / 60, m % 60),
+    }
+}
+
+/// Where the alert stands, in words.
+pub(super) fn state_words(device: &Device, a: &AlertInfo, now: u64) -> String {
+    let waiting = minutes(now.saturating_sub(a.raised_at));
+    let words = match a.status {
+        AlertStatus::Acknowledged => match a.holder {
+            Some(h) if h == device.identity().device_id() => "acknowledged, held by YOU".to_owned(),
+            Some(h) => format!("acknowledged, held by {}", device.shown(&h)),
+            None => "acknowledged".to_owned(),
+        },
+        AlertStatus::Resolved => "resolved".to_owned(),
+        AlertStatus::Cancelled => "called off".to_owned(),
+        AlertStatus::FalseAlarm => "called off as a false alarm".to_owned(),
+        AlertStatus::Raised if a.exhausted => format!(
+            "NOBODY HAS ANSWERED for {waiting}: every escalation step was tried; it stays open until someone claims it"
+        ),
+        AlertStatus::Raised => match a.tier {
+            None => format!("nobody paged yet; raised {waiting} ago"),
+            Some(t) if a.position == (0, 0) => format!(
+                "paging {} ({} device(s) paged); nobody has answered for {waiting}",
+                t.words(),
+                a.paged
+            ),
+            Some(t) => format!(
+                "nobody answered for {waiting}; now paging {} ({} device(s) paged so far)",
+                t.words(),
+                a.paged
+            ),
+        },
+    };
+    let mark = match a.content.mark() {
+        "" => String::new(),
+        m => format!(" {m}"),
+    };
+    format!("{words}{}{mark}", late(a.checked_in_at))
+}
+
+/// What raised it: `SOS: arrest`, `missed check-in`, `DURESS`.
+fn what(a: &AlertInfo, text: Option<&(Option<String>, String)>) -> String {
+    match (a.origin, text) {
+        (AlertOrigin::Sos, Some((Some(category), _))) => format!("SOS: {category}"),
+        (AlertOrigin::Sos, _) => "SOS".to_owned(),
+        (origin, _) => origin.as_str().to_owned(),
+    }
+}
+
+/// The alert in three lines at most: a heading, the SOS's words (if this
+/// device holds them), and where it stands.
+pub(super) fn lines(device: &Device, history: &History, a: &AlertInfo, now: u64) -> Vec<String> {
+    let text = sos_text(history, a);
+    let mut out = vec![format!(
+        "#{:<8} {:<16} {:<9}  {:<22} from {}",
+        a.id,
+        when(a.raised_at, now),
+        a.priority,
+        what(a, text.as_ref()),
+        device.shown(&a.defender)
+    )];
+    if let Some((_, words)) = &text
+        && !words.is_empty()
+    {
+        let first = words.lines().next().unwrap_or_default();
+        let more = if words.lines().nth(1).is_some() {
+            " […]"
+        } else {
+            ""
+        };
+        out.push(format!("          \"{first}\"{more}"));
+    }
+    out.push(format!("          {}", state_words(device, a, now)));
+    out
+}
+
+/// The header row of a list of alerts.
+pub(super) fn header() -> String {
+    format!(
+        "{:<9} {:<16} {:<9}  {:<22} {}",
+        "ALERT", "RAISED", "PRIORITY", "WHAT", "FROM / WHERE IT STANDS"
+    )
+}
