@@ -1400,3 +1400,30 @@ async fn alerts_and_watch_read_as_words_names_and_times() {
         "{line}"
     );
 }
+
+/// Without the passphrase an SOS cannot be queued (the outbox is sealed
+/// under it): offline, the panic key keeps trying for the time given,
+/// says all along that nobody has been alerted, and at the end says that
+/// nothing waits, with what to do, and fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_offline_sos_through_the_panic_key_says_nothing_was_queued() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (_admin, _officer, defender) = organisation(dir.path(), &server).await;
+    server.shutdown().await;
+    let started = std::time::Instant::now();
+    let out = hotline_without_passphrase(&defender, &["sos", "--wait", "6", "they are here"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(started.elapsed() >= std::time::Duration::from_secs(5));
+    let err = stderr(&out);
+    assert!(err.contains("NOBODY HAS BEEN ALERTED YET"), "{err}");
+    assert!(
+        err.contains("giving up in") && err.contains("nothing is queued without the passphrase"),
+        "{err}"
+    );
+    assert!(
+        err.contains("NOBODY HAS BEEN ALERTED, and nothing was queued"),
+        "{err}"
+    );
+    assert!(!stdout(&out).contains("raised"), "{}", stdout(&out));
+}

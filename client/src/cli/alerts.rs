@@ -73,7 +73,7 @@ pub(super) async fn sos(
             loop {
                 tokio::select! {
                     f = &mut attempt => break f,
-                    _ = ticks.tick() => countdown(deadline),
+                    _ = ticks.tick() => countdown(deadline, QUEUED),
                 }
             }
         };
@@ -140,11 +140,16 @@ pub(super) async fn sos(
     Err(super::messages::queued(&device, mine, &last, "Your SOS"))
 }
 
+/// What stopping does to an SOS in the outbox, and to one sent without
+/// the passphrase (which cannot be queued).
+const QUEUED: &str = "Ctrl-C stops; the SOS stays in the outbox";
+const NOT_QUEUED: &str = "nothing is queued without the passphrase";
+
 /// Says, while an SOS is still trying, that nobody knows yet and how
 /// long it keeps trying.
-fn countdown(deadline: Instant) {
+fn countdown(deadline: Instant, stopping: &str) {
     eprintln!(
-        "NOBODY HAS BEEN ALERTED YET: still trying to reach the server; giving up in {} s (Ctrl-C stops; the SOS stays in the outbox)",
+        "NOBODY HAS BEEN ALERTED YET: still trying to reach the server; giving up in {} s ({stopping})",
         deadline.saturating_duration_since(Instant::now()).as_secs()
     );
 }
@@ -213,7 +218,36 @@ async fn sos_with_panic_key(
 ) -> PanicOutcome {
     let deadline = Instant::now() + Duration::from_secs(wait);
     loop {
-        match hotline_client::sos::raise_with_panic_key(state, priority, body).await {
+        // Each try is bounded by what is left (a few seconds at least),
+        // and a countdown says meanwhile that nobody knows yet.
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(2));
+        let attempt = tokio::time::timeout(
+            left,
+            hotline_client::sos::raise_with_panic_key(state, priority, body),
+        );
+        tokio::pin!(attempt);
+        let mut ticks = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(1),
+            SOS_RETRY_EVERY,
+        );
+        let tried = loop {
+            tokio::select! {
+                a = &mut attempt => break a,
+                _ = ticks.tick() => countdown(deadline, NOT_QUEUED),
+            }
+        };
+        let tried = tried.unwrap_or_else(|_| {
+            Err(hotline_client::ClientError::Unreachable {
+                addr: state
+                    .load_profile()
+                    .map(|p| p.server_addr)
+                    .unwrap_or_default(),
+                reason: "no answer (timed out)".into(),
+            })
+        });
+        match tried {
             Ok((alert, warnings)) => {
                 for w in warnings {
                     eprintln!("WARNING: {w}");
