@@ -432,51 +432,14 @@ async fn organisation_roster_and_an_end_to_end_message_from_the_command_line() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn watch_shows_pages_live_and_rides_out_a_server_restart() {
-    use std::io::BufRead;
-    use std::time::{Duration, Instant};
-
     let dir = tempfile::tempdir().expect("tempdir");
     let server = server(dir.path()).await;
     let addr = server.local_addr();
     let (_admin, officer, defender) = organisation(dir.path(), &server).await;
     assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
     assert!(hotline(&officer, PASS, &["duty", "on"]).status.success());
-
-    let mut watch = Command::new(BIN)
-        .arg("--home")
-        .arg(&officer)
-        .arg("watch")
-        .env("HOTLINE_PASSPHRASE", PASS)
-        .env("RUST_LOG", "off")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("watch starts");
-    let (tx, lines) = std::sync::mpsc::channel();
-    for pipe in [
-        Box::new(watch.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-        Box::new(watch.stderr.take().expect("stderr")),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    let wait_for = |what: &str| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut seen = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match lines.recv_timeout(left) {
-                Ok(line) if line.contains(what) => return line,
-                Ok(line) => seen.push(line),
-                Err(_) => break,
-            }
-        }
-        panic!("watch never printed {what:?}; it printed {seen:?}");
-    };
-    wait_for("watching for alerts");
+    let watch = Watch::start(&officer);
+    let wait_for = |what: &str| watch.wait_for(what);
 
     let sos = |text: &str| {
         let out = hotline(&defender, PASS, &["sos", "--category", "threat", text]);
@@ -500,9 +463,7 @@ async fn watch_shows_pages_live_and_rides_out_a_server_restart() {
     // confirmation arrived, it is pushed again on reconnection.)
     let second = sos("they are at the door");
     wait_for(&format!("ALERT #{second} "));
-
-    let _ = watch.kill();
-    let _ = watch.wait();
+    drop(watch);
     server.shutdown().await;
 }
 

@@ -5,38 +5,14 @@
 use std::time::Duration;
 
 use hotline_client::keystore::MIN_ITERATIONS;
-use hotline_client::messenger::Device;
 use hotline_client::org::{create_org_key, load_org_key, sign_roster};
-use hotline_client::{Session, StateDir};
 use hotline_proto::Role;
 use hotline_proto::alert::{AlertInfo, AlertStatus, CheckinKey, CloseReason, Priority, Push};
-use hotline_proto::e2e::org::{OrgKeyPair, OrgPublicKey};
+use hotline_proto::e2e::org::OrgKeyPair;
 use hotline_server::domain::alerts::{Policies, Policy, Step, Tier};
 use hotline_tests::TestServer;
 
-const PASS: &str = "a long test passphrase";
-
-pub(crate) struct Person {
-    pub(crate) device: Device,
-    pub(crate) session: Session,
-}
-
-pub(crate) async fn person(
-    server: &TestServer,
-    role: Role,
-    name: &str,
-    root: OrgPublicKey,
-) -> Person {
-    let mut invite = server.invite(role).await;
-    invite.org_root = Some(root);
-    let state = StateDir::new(server.dir.path().join(name));
-    let session = hotline_client::enroll(&state, &invite, PASS, MIN_ITERATIONS)
-        .await
-        .expect("enrolls");
-    let mut device = Device::open(&state, PASS).expect("unlocks");
-    device.sync_prekeys(&session).await.expect("prekeys");
-    Person { device, session }
-}
+pub(crate) use super::people::{PASS, Person, person};
 
 /// A staffed hotline: an admin holding the organisation root, two
 /// officers, a coordinator, a defender, and a signed roster.
@@ -53,10 +29,10 @@ pub(crate) async fn hotline(server: &TestServer) -> Hotline {
     let path = server.dir.path().join("org.key");
     let public = create_org_key(&path, PASS, MIN_ITERATIONS).expect("org key");
     let root = load_org_key(&path, PASS).expect("loads");
-    let mut admin = person(server, Role::Admin, "admin", public).await;
-    let first = person(server, Role::Officer, "first", public).await;
-    let second = person(server, Role::Officer, "second", public).await;
-    let coordinator = person(server, Role::Coordinator, "coordinator", public).await;
+    let mut admin = person(server, Role::Admin, "admin", Some(public)).await;
+    let first = person(server, Role::Officer, "first", Some(public)).await;
+    let second = person(server, Role::Officer, "second", Some(public)).await;
+    let coordinator = person(server, Role::Coordinator, "coordinator", Some(public)).await;
     sign_roster(
         &admin.session,
         &mut admin.device,
@@ -66,7 +42,7 @@ pub(crate) async fn hotline(server: &TestServer) -> Hotline {
     )
     .await
     .expect("roster");
-    let defender = person(server, Role::Defender, "defender", public).await;
+    let defender = person(server, Role::Defender, "defender", Some(public)).await;
     Hotline {
         admin,
         root,
@@ -181,7 +157,7 @@ async fn an_alert_reaches_every_connected_officer_on_duty_and_an_offline_one_on_
         &server,
         Role::Defender,
         "other-defender",
-        h.root.public_key(),
+        Some(h.root.public_key()),
     )
     .await;
     let second = other

@@ -101,7 +101,7 @@ async fn ids_answers_and_sizes_do_not_tell_a_duress_check_in_from_a_normal_one()
 
     // Another defender's ids start at 1 whatever the server did before.
     let root = h.root.public_key();
-    let mut other = person(&server, Role::Defender, "other", root).await;
+    let mut other = person(&server, Role::Defender, "other", Some(root)).await;
     assert_eq!(send(&mut other, "hello").await, 1);
 
     // Alert ids are random, not positions: two SOSes around a duress
@@ -143,7 +143,7 @@ async fn no_byte_about_a_duress_alert_reaches_the_defenders_device() {
     // Two defenders with the same history, but for the code they type.
     let mut coerced = std::mem::replace(
         &mut h.defender,
-        person(&server, Role::Defender, "calm", root).await,
+        person(&server, Role::Defender, "calm", Some(root)).await,
     );
     let calm = &mut h.defender;
     let (ck, mk) = (new_key(), new_key());

@@ -6,6 +6,7 @@ mod authentication;
 mod duress;
 mod enrollment;
 mod messaging;
+mod people;
 mod roles;
 mod sos;
 mod storage;

@@ -4,44 +4,21 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use hotline_client::StateDir;
 use hotline_client::keystore::MIN_ITERATIONS;
 use hotline_client::messenger::{Device, Sent};
 use hotline_client::org::{create_org_key, load_org_key, sign_roster};
 use hotline_client::outbox::Outgoing;
-use hotline_client::{Session, StateDir};
 use hotline_proto::alert::Priority;
 use hotline_proto::e2e::envelope::{self, Content, EnvelopeError, Recipient, SignedEnvelope};
-use hotline_proto::e2e::org::{OrgKeyPair, OrgPublicKey};
+use hotline_proto::e2e::org::OrgKeyPair;
 use hotline_proto::e2e::roster::Roster;
 use hotline_proto::e2e::suite::SystemRandomness;
 use hotline_proto::message::{Request, Response};
 use hotline_proto::{ErrorCode, Role};
 use hotline_tests::TestServer;
 
-const PASS: &str = "a long test passphrase";
-
-struct Person {
-    device: Device,
-    session: Session,
-}
-
-/// Enrolls a device of `role` with its own state directory, pins `root`
-/// (as the invite or `hotline trust-org` would) and publishes its prekeys.
-async fn person(server: &TestServer, role: Role, name: &str, root: Option<OrgPublicKey>) -> Person {
-    let mut invite = server.invite(role).await;
-    invite.org_root = root;
-    let state = StateDir::new(server.dir.path().join(name));
-    let session = hotline_client::enroll(&state, &invite, PASS, MIN_ITERATIONS)
-        .await
-        .expect("enrolls");
-    let mut device = Device::open(&state, PASS).expect("unlocks");
-    assert_eq!(device.org_root(), root, "the invite's root is pinned");
-    device
-        .sync_prekeys(&session)
-        .await
-        .expect("publishes prekeys");
-    Person { device, session }
-}
+use super::people::{PASS, Person, person};
 
 struct Org {
     root: OrgKeyPair,

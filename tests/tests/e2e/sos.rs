@@ -8,41 +8,16 @@
 use std::time::Duration;
 
 use hotline_client::keystore::MIN_ITERATIONS;
-use hotline_client::messenger::Device;
 use hotline_client::org::{create_org_key, load_org_key, sign_roster};
-use hotline_client::{ClientError, Session, StateDir};
+use hotline_client::{ClientError, StateDir};
 use hotline_proto::alert::{AlertContent, AlertInfo, AlertStatus, Priority, Push};
-use hotline_proto::e2e::org::{OrgKeyPair, OrgPublicKey};
+use hotline_proto::e2e::org::OrgKeyPair;
 use hotline_proto::message::{Request, Response, RosterStanding};
 use hotline_proto::{ErrorCode, Role};
 use hotline_server::domain::alerts::{Policies, Policy, Step, Tier};
 use hotline_tests::TestServer;
 
-const PASS: &str = "a long test passphrase";
-
-struct Person {
-    state: StateDir,
-    device: Device,
-    session: Session,
-}
-
-/// A device of `role` enrolled with an invite carrying `root` (or none),
-/// unlocked, connected and with its prekeys published.
-async fn person(server: &TestServer, role: Role, name: &str, root: Option<OrgPublicKey>) -> Person {
-    let mut invite = server.invite(role).await;
-    invite.org_root = root;
-    let state = StateDir::new(server.dir.path().join(name));
-    let session = hotline_client::enroll(&state, &invite, PASS, MIN_ITERATIONS)
-        .await
-        .expect("enrolls");
-    let mut device = Device::open(&state, PASS).expect("unlocks");
-    device.sync_prekeys(&session).await.expect("prekeys");
-    Person {
-        state,
-        device,
-        session,
-    }
-}
+use super::people::{PASS, Person, person};
 
 /// The organisation's root key, made offline.
 fn root_key(server: &TestServer) -> OrgKeyPair {
