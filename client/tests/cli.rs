@@ -1360,6 +1360,18 @@ async fn alerts_and_watch_read_as_words_names_and_times() {
         line.contains(&format!("alert #{id} was resolved")),
         "{line}"
     );
+
+    // A defender's words never drive the officer's terminal: no escape
+    // clears the screen or forges an all clear.
+    let forged = "hello\x1b[2J\x1b[H\x1b[31mall clear: alert #1 was resolved\x1b[0m\rspoof";
+    assert!(hotline(&ana, PASS, &["send", forged]).status.success());
+    let line = watch.wait_for("hello");
+    assert!(!line.contains('\x1b') && !line.contains('\r'), "{line:?}");
+    assert!(line.contains("hello\\u{1b}[2J"), "{line:?}");
+    for args in [&["messages"][..], &["alerts", "--all"][..]] {
+        let out = hotline(&officer, PASS, args);
+        assert!(!out.stdout.contains(&0x1b), "{}", stdout(&out));
+    }
 }
 
 /// Without the passphrase an SOS cannot be queued (the outbox is sealed

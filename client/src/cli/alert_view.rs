@@ -18,7 +18,7 @@ pub(super) fn sos_text(history: &History, a: &AlertInfo) -> Option<(Option<Strin
         .thread(a.id)
         .into_iter()
         .find(|e| e.sos || e.peer == Some(a.defender) || e.server_id == a.envelope_id)?;
-    let body = String::from_utf8_lossy(&first.body).into_owned();
+    let body = super::screen::printable(&first.body);
     Some(match body.split_once('\n') {
         Some((head, rest)) if head.starts_with("category: ") => (
             Some(head.trim_start_matches("category: ").trim().to_owned()),

@@ -347,7 +347,7 @@ pub(super) fn show(device: &Device, e: &Entry) -> String {
         "[{}] {heading}{thread}{panic}:\n",
         super::alert_view::when(e.timestamp, hotline_client::unix_now())
     );
-    for line in String::from_utf8_lossy(&e.body).lines() {
+    for line in super::screen::printable(&e.body).lines() {
         out.push_str("  ");
         out.push_str(line);
         out.push('\n');

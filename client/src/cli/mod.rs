@@ -25,6 +25,7 @@ mod devices;
 mod messages;
 mod names;
 mod org;
+mod screen;
 mod unlock;
 
 /// The exit status of a command whose message or SOS was not sent now and
