@@ -1157,6 +1157,17 @@ async fn sos_and_checkin_need_no_passphrase_through_the_panic_key() {
     assert!(stdout(&out).contains("panic key"), "{}", stdout(&out));
     let out = hotline(&officer, PASS, &["alerts"]);
     assert!(stdout(&out).contains("SOS"), "{}", stdout(&out));
+
+    // A wrong passphrase (a stale launcher script, a shaking hand) does
+    // not cost the SOS: the panic key raises it, and says so.
+    let out = hotline(&defender, "not the passphrase", &["sos", "second"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("raising the SOS with the panic key instead"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("raised"), "{}", stdout(&out));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -53,7 +53,28 @@ pub(super) async fn sos(
             }
         }
     }
-    let mut device = open_device(state)?;
+    let mut device = match open_device(state) {
+        Ok(d) => d,
+        // A wrong or stale passphrase (a launcher script, a shaking hand)
+        // must not cost the SOS: the panic key raises it.
+        Err(e) if !use_panic_key(state) && hotline_client::sos::has_panic_key(state) => {
+            eprintln!(
+                "WARNING: this device could not be unlocked ({e}); raising the SOS with the panic key instead"
+            );
+            return match sos_with_panic_key(state, priority, body.as_bytes(), wait).await {
+                PanicOutcome::Done(result) => result,
+                PanicOutcome::Refused(refused) => Err(anyhow::anyhow!(
+                    "{e}; and the panic key was refused ({refused}). NOBODY HAS BEEN ALERTED: \
+                     try again with the right passphrase, or reach the hotline another way"
+                )),
+            };
+        }
+        Err(e) => {
+            return Err(anyhow::anyhow!(
+                "{e}. NOBODY HAS BEEN ALERTED: try again with the right passphrase, or reach the hotline another way"
+            ));
+        }
+    };
     let (mine, merged) = device.queue_sos(body.as_bytes(), priority)?;
     if merged {
         eprintln!(
