@@ -520,6 +520,21 @@ async fn a_root_is_pinned_from_its_public_key_never_its_fingerprint() {
         stderr(&out)
     );
 
+    // The fingerprint without its spaces is 64 hex digits too: the
+    // server's roster, signed by the real root, refuses it.
+    let out = hotline_org(
+        &admin,
+        &["org", "sign-roster", "--key", key.to_str().expect("utf-8")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&early, PASS, &["trust-org", &fingerprint.replace(' ', "")]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not signed by this key") && stderr(&out).contains("fingerprint"),
+        "{}",
+        stderr(&out)
+    );
+
     // The fingerprint, however pasted, is refused and nothing is pinned.
     let out = hotline(&early, PASS, &["trust-org", &fingerprint]);
     assert!(!out.status.success());
@@ -557,6 +572,15 @@ async fn a_root_is_pinned_from_its_public_key_never_its_fingerprint() {
         public_key
     );
     let out = hotline(&early, PASS, &["trust-org", &other_public, "--replace"]);
+    assert!(
+        !out.status.success(),
+        "the server's roster is not signed by it"
+    );
+    let out = hotline(
+        &early,
+        PASS,
+        &["trust-org", &other_public, "--replace", "--force"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         field(&hotline_org(&early, &["org", "show"]), "public key:"),

@@ -160,6 +160,9 @@ enum Command {
         /// Replace a different root pinned before (shows both fingerprints).
         #[arg(long)]
         replace: bool,
+        /// Pin it even if the server's roster is not signed by it.
+        #[arg(long)]
+        force: bool,
     },
     /// Organisation root key tasks (admins, on a machine the key never leaves).
     #[command(subcommand)]
@@ -310,7 +313,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::TrustOrg {
             public_key,
             replace,
-        } => org::trust(&state, &public_key, replace),
+            force,
+        } => org::trust(&state, &public_key, replace, force).await,
         Command::Org(OrgCommand::Init { out }) => org::init(&state, &out),
         Command::Org(OrgCommand::Show { key }) => org::show(&state, key.as_deref()),
         Command::Org(OrgCommand::SignRoster { key, valid }) => {

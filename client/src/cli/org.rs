@@ -36,10 +36,19 @@ fn parse_public_key(text: &str) -> anyhow::Result<OrgPublicKey> {
 }
 
 /// `hotline trust-org`.
-pub(super) fn trust(state: &StateDir, public_key: &str, replace: bool) -> anyhow::Result<()> {
+pub(super) async fn trust(
+    state: &StateDir,
+    public_key: &str,
+    replace: bool,
+    force: bool,
+) -> anyhow::Result<()> {
     let root = parse_public_key(public_key)?;
     let mut device = open_device(state)?;
-    match device.org_root() {
+    let pinned = device.org_root();
+    if !force && pinned != Some(root) && (pinned.is_none() || replace) {
+        check_against_the_servers_roster(&device, &root).await?;
+    }
+    match pinned {
         Some(pinned) if pinned == root => {
             println!(
                 "this root is already pinned; fingerprint {}",
@@ -72,6 +81,49 @@ pub(super) fn trust(state: &StateDir, public_key: &str, replace: bool) -> anyhow
     }
     println!("Compare this fingerprint with an admin's, by another channel, before relying on it.");
     Ok(())
+}
+
+/// A fingerprint pasted without its spaces is 64 hex digits too, and
+/// would pin a root nobody holds. The server's roster tells them apart:
+/// one signed by another key refuses the pin (the server cannot make a
+/// key trusted this way, only refused; `--force` pins it regardless).
+/// With no roster yet, or no server, nothing can be checked.
+async fn check_against_the_servers_roster(
+    device: &hotline_client::messenger::Device,
+    root: &OrgPublicKey,
+) -> anyhow::Result<()> {
+    let roster = match device.connect().await {
+        Ok(session) => {
+            let roster = session.get_roster().await;
+            session.close().await;
+            roster
+        }
+        Err(e) => Err(e),
+    };
+    match roster {
+        Ok(Some(signed)) => match signed.verify_even_if_expired(root, None) {
+            Ok(_) => Ok(()),
+            Err(_) => anyhow::bail!(
+                "the staff roster on the server is not signed by this key, so it is not your \
+                 organisation's root. If you pasted the fingerprint, paste the public key instead. \
+                 {PASTE_THE_KEY}. (If you are sure, --force pins it anyway.)"
+            ),
+        },
+        Ok(None) => {
+            eprintln!(
+                "note: the organisation has no roster on the server yet, so this key could not be \
+                 checked against one: compare its fingerprint with an admin's"
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!(
+                "WARNING: could not check this key against the server's roster ({e}): compare its \
+                 fingerprint with an admin's"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// `hotline org show`: the root this device trusts, or (with `--key`)
