@@ -738,7 +738,15 @@ async fn labels_names_prefixes_and_hash_alert_ids() {
         stderr(&out)
     );
 
-    // An admin revokes by the start of the id shown.
+    // An admin revokes by the start of the id shown, never by a prefix so
+    // short that a slip finds someone else.
+    let out = hotline(&admin, PASS, &["revoke", &ana_id[..4]]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("at least the first 8 digits"),
+        "{}",
+        stderr(&out)
+    );
     let out = hotline(&admin, PASS, &["revoke", &ana_id[..8]]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(

@@ -159,18 +159,35 @@ pub(super) async fn list(state: &StateDir) -> anyhow::Result<()> {
 pub(super) async fn revoke(state: &StateDir, named: &str) -> anyhow::Result<()> {
     let device = open_device(state)?;
     let session = device.connect().await?;
-    let listed: Vec<DeviceId> = match session.devices().await {
-        Ok(list) => list.into_iter().map(|d| d.device_id).collect(),
-        // Not an admin: the server refuses below, with the reason.
-        Err(_) => Vec::new(),
-    };
-    let device_id = device_arg(&device, named, &listed)?;
+    // Cutting a device off is not undone: a mistyped short prefix must
+    // not find someone else's.
+    let short = named.trim();
+    if short.len() < hotline_client::contacts::SHOWN_ID_DIGITS
+        && short.chars().all(|c| c.is_ascii_hexdigit())
+    {
+        anyhow::bail!(
+            "to revoke, give at least the first {} digits of the device id (as `hotline devices` shows it), or its name",
+            hotline_client::contacts::SHOWN_ID_DIGITS
+        );
+    }
+    let listed = session.devices().await.unwrap_or_default();
+    let ids: Vec<DeviceId> = listed.iter().map(|d| d.device_id).collect();
+    let device_id = device_arg(&device, named, &ids)?;
     let at = session.revoke(device_id).await?;
     println!(
-        "device {} revoked ({}); its connections were closed.",
+        "device {} revoked ({}); its connections were closed, and any alert it held is back with the team.",
         device.shown(&device_id),
         date(at)
     );
+    if listed
+        .iter()
+        .any(|d| d.device_id == device_id && d.role.is_staff())
+    {
+        println!(
+            "It was a staff device: sign a new roster now (hotline org sign-roster --key <file>), \
+             so that defenders stop sealing their messages to it."
+        );
+    }
     session.close().await;
     Ok(())
 }

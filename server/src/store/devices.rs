@@ -151,17 +151,24 @@ impl LogStore {
         let mut state = state;
         let ticket = self.stage(&mut state, RecordKey::Main, event)?;
         let on_duty = state.tier_members(on_shift, Tier::OnDuty);
+        let everyone = state.tier_members(on_shift, Tier::Everyone);
         let told = released
             .iter()
             .filter_map(|a| state.alerts.alerts.get(a).cloned())
             .map(|a| {
-                let devices: BTreeSet<DeviceId> = a
+                let mut devices: BTreeSet<DeviceId> = a
                     .paged
                     .iter()
                     .filter(|d| state.staff.contains_key(d) && state.may_read_alerts(d))
                     .chain(&on_duty)
                     .copied()
                     .collect();
+                // Held by the only device that knew of it (a duress alert
+                // paged to one officer, say): the whole team hears it is
+                // back, rather than nobody until its wait runs out.
+                if devices.is_empty() {
+                    devices.extend(everyone.iter().copied());
+                }
                 Released {
                     alert: a,
                     tell: devices.into_iter().collect(),

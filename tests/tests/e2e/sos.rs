@@ -443,6 +443,54 @@ async fn revoking_the_holder_gives_the_alert_back_and_its_escalation_resumes() {
     let _ = &mut defender;
 }
 
+/// A walk-through found a duress alert paged to one officer only, held by
+/// that officer, revoked: nobody else had been paged or was on duty, so
+/// nobody heard it was back until its wait ran out. The whole team hears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_released_by_its_only_reader_is_announced_to_the_whole_team() {
+    let step = |tier| Step {
+        tier,
+        wait_secs: 600,
+    };
+    let policy = Policy {
+        steps: vec![step(Tier::OnDuty), step(Tier::Backup)],
+        rounds: 1,
+    };
+    let server = TestServer::start_with(|c| {
+        c.escalation = Policies {
+            immediate: policy.clone(),
+            urgent: policy.clone(),
+            routine: policy,
+        };
+        c.escalation_tick_ms = 100;
+    })
+    .await;
+    let root = root_key(&server);
+    let public = root.public_key();
+    let mut admin = person(&server, Role::Admin, "admin", Some(public)).await;
+    let lost = person(&server, Role::Officer, "only-one", Some(public)).await;
+    let colleague = person(&server, Role::Officer, "off-duty", Some(public)).await;
+    sign(&mut admin, &root, 3600).await;
+    let mut defender = person(&server, Role::Defender, "defender", Some(public)).await;
+    lost.session.set_duty(true).await.expect("on duty");
+    let alert = defender
+        .device
+        .raise_alert(&defender.session, Priority::Immediate, b"help")
+        .await
+        .expect("raised");
+    assert_eq!(alert.paged, 1, "only the officer on duty");
+    let lost_id = lost.device.identity().device_id();
+    assert_eq!(
+        lost.session.claim_alert(alert.id).await.expect("claim"),
+        Ok(())
+    );
+    admin.session.revoke(lost_id).await.expect("revoked");
+    match push(&colleague, Duration::from_secs(3)).await {
+        Some(Push::Released(a)) => assert_eq!((a.id, a.holder), (alert.id, None)),
+        other => panic!("the off-duty colleague was not told: {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_enrolled_without_a_panic_key_registers_one_with_its_passphrase() {
     let server = TestServer::start().await;
