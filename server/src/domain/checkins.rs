@@ -254,17 +254,20 @@ impl super::State {
         if !self.checkins.schedules.contains_key(&defender) {
             return set;
         }
-        let origin = if interval_secs == 0 {
-            AlertOrigin::CheckinStopped
+        // Stopped, nothing will ever be missed again: that is answered
+        // as fast as a missed check-in (a coercer must not gain time by
+        // stopping rather than letting one lapse). A change is routine.
+        let (origin, priority) = if interval_secs == 0 {
+            (AlertOrigin::CheckinStopped, Priority::Urgent)
         } else {
-            AlertOrigin::CheckinChanged
+            (AlertOrigin::CheckinChanged, Priority::Routine)
         };
         Event::Batch(vec![
             set,
             Event::Alert(AlertEvent::Raised {
                 id: notice_id,
                 defender,
-                priority: Priority::Routine,
+                priority,
                 at: now,
                 envelope_id: 0,
                 origin,
@@ -428,9 +431,9 @@ mod tests {
         let first = state.decide_set_checkin(d, 100, 10, [1; 32], [2; 32], 1000, 9);
         assert!(matches!(first, Event::Checkin(CheckinEvent::Set { .. })));
         state.apply(1, &first).expect("apply");
-        for (interval, origin) in [
-            (200, AlertOrigin::CheckinChanged),
-            (0, AlertOrigin::CheckinStopped),
+        for (interval, origin, priority) in [
+            (200, AlertOrigin::CheckinChanged, Priority::Routine),
+            (0, AlertOrigin::CheckinStopped, Priority::Urgent),
         ] {
             let event = state.decide_set_checkin(d, interval, 10, [3; 32], [4; 32], 1010, 9);
             let Event::Batch(events) = event else {
@@ -441,7 +444,7 @@ mod tests {
                 Event::Alert(AlertEvent::Raised {
                     id: 9,
                     defender: d,
-                    priority: Priority::Routine,
+                    priority,
                     at: 1010,
                     envelope_id: 0,
                     origin,
