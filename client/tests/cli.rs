@@ -698,6 +698,16 @@ async fn labels_names_prefixes_and_hash_alert_ids() {
         "{}",
         stdout(&out)
     );
+    // The officer answers her by her name, or the start of her id.
+    for to in ["Ana P. (Bogotá)", &ana_id[..8]] {
+        let out = hotline(&officer, PASS, &["send", "--to", to, "we are on it"]);
+        assert!(out.status.success(), "{to}: {}", stderr(&out));
+        assert!(
+            stdout(&out).contains(&format!("and to Ana P. (Bogotá) ({})", &ana_id[..8])),
+            "{}",
+            stdout(&out)
+        );
+    }
     // The officer's own name for her wins, and is found by that name.
     let out = hotline(&officer, PASS, &["label", &ana_id[..8], "Ana (journalist)"]);
     assert!(out.status.success(), "{}", stderr(&out));

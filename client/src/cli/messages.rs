@@ -21,10 +21,14 @@ use super::unlock::{connect, open_device};
 pub(super) async fn send(
     state: &StateDir,
     message: &str,
-    to: Option<DeviceId>,
+    to: Option<String>,
     alert: Option<u64>,
 ) -> anyhow::Result<()> {
     let mut device = open_device(state)?;
+    let to = match to {
+        Some(named) => Some(recipient(&device, &named).await?),
+        None => None,
+    };
     let (mine, flushed) = match alert {
         Some(alert_id) => {
             // Threads need the alert's defender: this asks the server
@@ -58,10 +62,15 @@ pub(super) async fn send(
             (mine, deliver(&mut device, Some(mine)).await)
         }
     };
+    let also = match (to, alert) {
+        (Some(to), _) => format!(" and to {}", device.shown(&to)),
+        (None, Some(alert)) => format!(" and to the defender of alert #{alert}"),
+        (None, None) => String::new(),
+    };
     match fate(&device, &flushed, mine)? {
-        Fate::Settled(Sent::Message { id, .. }) => {
-            println!("message {id} sent, end-to-end encrypted, to the staff on the signed roster")
-        }
+        Fate::Settled(Sent::Message { id, .. }) => println!(
+            "message {id} sent, end-to-end encrypted, to the staff on the signed roster{also}"
+        ),
         Fate::Settled(Sent::Dropped { reason, .. }) => {
             bail!("{reason}. It was removed from the outbox and will not be sent again")
         }
@@ -127,6 +136,23 @@ pub(super) fn queued(
         "{what} waits in this device's outbox{place} and goes out, once, with the next hotline command that reaches the server (`hotline outbox` tries now; `hotline outbox --drop N` removes item N)."
     );
     Queued.into()
+}
+
+/// The device a person named with `--to`: a whole id, the start of one or
+/// a name, among the devices known here by name, or else those of the
+/// alerts this device can see (asked of the server).
+async fn recipient(device: &Device, named: &str) -> anyhow::Result<DeviceId> {
+    if let Ok(id) = super::names::device_arg(device, named, &[]) {
+        return Ok(id);
+    }
+    let session = device.connect().await?;
+    let seen: Vec<DeviceId> = session
+        .alerts(false)
+        .await
+        .map(|all| all.into_iter().map(|a| a.defender).collect())
+        .unwrap_or_default();
+    session.close().await;
+    super::names::device_arg(device, named, &seen)
 }
 
 /// `hotline delivery`.

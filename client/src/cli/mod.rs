@@ -13,9 +13,9 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use hotline_proto::Role;
 use hotline_proto::alert::Priority;
 use hotline_proto::invite::parse_lifetime;
-use hotline_proto::{DeviceId, Role};
 
 mod alert_view;
 mod alerts;
@@ -33,7 +33,7 @@ mod unlock;
 pub(crate) const EXIT_QUEUED: u8 = 3;
 
 /// What `--help` says about exit statuses.
-const EXIT_STATUSES: &str = "Exit status: 0 done (a message or SOS was sent now); 1 error (nothing was queued, or the item can never be sent and was removed); 3 queued: NOT sent yet, it waits in this device's outbox and goes out, once, with the next command that reaches the server (`hotline outbox`).";
+const EXIT_STATUSES: &str = "Exit status: 0 done (a message or SOS was sent now); 1 error (nothing was queued, or the item can never be sent and was removed); 2 the command line was not understood (nothing was done); 3 queued: NOT sent yet, it waits in this device's outbox and goes out, once, with the next command that reaches the server (`hotline outbox`).";
 
 /// A command's message or SOS waits in the outbox, and the command has
 /// said so: it ends with [`EXIT_QUEUED`], not as an error.
@@ -108,9 +108,10 @@ enum Command {
     Send {
         /// The message.
         message: String,
-        /// Also send to this device (staff only; for example a defender).
+        /// Also send to this device (staff only; for example a defender): its
+        /// id, the start of it (8 digits, as shown next to names), or its name.
         #[arg(long)]
-        to: Option<DeviceId>,
+        to: Option<String>,
         /// In the thread of this alert, to its defender (staff): 35 or #35.
         #[arg(long, conflicts_with = "to", value_parser = names::parse_alert_id)]
         alert: Option<u64>,
