@@ -62,7 +62,7 @@ pub(super) async fn status(state: &StateDir) -> anyhow::Result<()> {
             RosterStanding::Unknown => "the server did not say",
         };
         match session.roster_expires_at() {
-            Some(at) => println!("staff roster: expires {}; {standing}", date(at)),
+            Some(at) => println!("staff roster: expires {}; {standing}", date_time(at)),
             None => println!("staff roster: {standing}"),
         }
     }

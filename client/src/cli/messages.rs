@@ -14,7 +14,7 @@ use hotline_client::{ClientError, Session, StateDir};
 use hotline_proto::DeviceId;
 
 use super::Queued;
-use super::date::date;
+use super::date::date_time;
 use super::unlock::{connect, open_device};
 
 /// `hotline send` (and `hotline reply`).
@@ -188,7 +188,7 @@ pub(super) async fn outbox(
         println!(
             "removed item {n} ({}, written {}): it will not be sent",
             describe(&gone.what),
-            date(gone.created_at)
+            date_time(gone.created_at)
         );
         return Ok(());
     }
@@ -202,7 +202,7 @@ pub(super) async fn outbox(
             "{:>3}  {:<28} written {}  {} bytes",
             i + 1,
             describe(&w.what),
-            date(w.created_at),
+            date_time(w.created_at),
             w.len
         );
     }

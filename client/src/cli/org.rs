@@ -9,7 +9,7 @@ use hotline_client::keystore::DEFAULT_ITERATIONS;
 use hotline_proto::e2e::org::OrgPublicKey;
 use hotline_proto::identity::{hex, unhex};
 
-use super::date::date;
+use super::date::date_time;
 use super::unlock::{open_device, org_passphrase};
 
 /// What to paste into `trust-org`, said whenever something else was.
@@ -186,7 +186,7 @@ pub(super) async fn sign_roster(state: &StateDir, key: &Path, valid: u64) -> any
         "roster version {} signed and uploaded: {} staff devices, valid until {}",
         roster.version,
         roster.entries.len(),
-        date(roster.expires_at)
+        date_time(roster.expires_at)
     );
     session.close().await;
     Ok(())

@@ -30,19 +30,29 @@ pub const EXPIRY_WARNING_SECS: u64 = 7 * 24 * 3600;
 pub fn expiry_warning(expires_at: Option<u64>, now: u64) -> Option<String> {
     let expires_at = expires_at?;
     if now >= expires_at {
-        let ago = (now - expires_at) / 3600;
         return Some(format!(
-            "the staff roster EXPIRED {ago} h ago: SOSes are sealed to it with a warning and staff added since cannot read them; an admin must run `hotline org sign-roster` now"
+            "the staff roster EXPIRED {} ago (at {}): SOSes are sealed to it with a warning and staff added since cannot read them; an admin must run `hotline org sign-roster` now",
+            span(now - expires_at),
+            crate::time::date_time(expires_at)
         ));
     }
     let left = expires_at - now;
     (left <= EXPIRY_WARNING_SECS).then(|| {
         format!(
-            "the staff roster expires in {} d {} h: an admin must run `hotline org sign-roster` before then",
-            left / 86_400,
-            left % 86_400 / 3600
+            "the staff roster expires in {} (at {}): an admin must run `hotline org sign-roster` before then",
+            span(left),
+            crate::time::date_time(expires_at)
         )
     })
+}
+
+/// A span of time in words: `3 d 4 h`, `5 h 10 min`, `12 min`.
+fn span(secs: u64) -> String {
+    match secs {
+        s if s >= 86_400 => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
+        s if s >= 3600 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        s => format!("{} min", s.div_ceil(60)),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -398,7 +408,10 @@ mod tests {
         let soon = expiry_warning(Some(now + 3 * 86_400 + 7200), now).expect("warned");
         assert!(soon.contains("expires in 3 d 2 h"), "{soon}");
         let gone = expiry_warning(Some(now - 7200), now).expect("warned");
-        assert!(gone.contains("EXPIRED 2 h ago"), "{gone}");
+        assert!(gone.contains("EXPIRED 2 h 0 min ago"), "{gone}");
+        // An hour's roster is not "0 d 0 h" from expiry.
+        let hour = expiry_warning(Some(now + 3000), now).expect("warned");
+        assert!(hour.contains("expires in 50 min (at 1970-01-12"), "{hour}");
     }
 
     #[test]
