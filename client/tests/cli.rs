@@ -1019,6 +1019,17 @@ async fn an_offline_sos_says_nobody_is_alerted_and_two_become_one_alert() {
     );
     assert!(list.contains("  2  a message to the staff"), "{list}");
     assert!(!list.contains("  3  "), "{list}");
+    // The message was "item 1" when queued; the SOS came first since.
+    // Dropping item 1 now would cost the SOS: refused, nothing removed.
+    let out = hotline(&defender, PASS, &["outbox", "--drop", "1"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("item 1 is an SOS") && stderr(&out).contains("--sos-too"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&defender, PASS, &["outbox", "--list"]);
+    assert!(stdout(&out).contains("  1  an SOS"), "{}", stdout(&out));
     let out = hotline(&defender, PASS, &["outbox", "--drop", "2"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = hotline(&defender, PASS, &["outbox", "--list"]);

@@ -178,12 +178,25 @@ pub(super) async fn outbox(
     state: &StateDir,
     list_only: bool,
     drop: Option<usize>,
+    sos_too: bool,
 ) -> anyhow::Result<()> {
     let mut device = open_device(state)?;
     if let Some(n) = drop {
         let Some(index) = n.checked_sub(1) else {
             bail!("items are numbered from 1, as `hotline outbox --list` shows them");
         };
+        // Numbers move when an SOS is queued (SOSes go first): an SOS is
+        // dropped only when the person says so knowingly.
+        if let Some(w) = device.pending().get(index)
+            && matches!(w.what, Outgoing::Alert(_))
+            && !sos_too
+        {
+            bail!(
+                "item {n} is an SOS, written {}: dropped, it will never alert anyone. Nothing was removed. \
+                 Check `hotline outbox --list`; to drop it all the same: hotline outbox --drop {n} --sos-too",
+                date_time(w.created_at)
+            );
+        }
         let gone = device.drop_pending(index)?;
         println!(
             "removed item {n} ({}, written {}): it will not be sent",

@@ -133,9 +133,13 @@ enum Command {
         /// Only list; send nothing.
         #[arg(long)]
         list: bool,
-        /// Remove item N (as listed) from the outbox, for good.
+        /// Remove item N (as listed now: SOSes are listed first) from the
+        /// outbox, for good.
         #[arg(long, value_name = "N", conflicts_with = "list")]
         drop: Option<usize>,
+        /// With --drop: remove it even though it is an SOS.
+        #[arg(long, requires = "drop")]
+        sos_too: bool,
     },
     /// How far messages you sent got: delivered to and read by how many devices.
     Delivery {
@@ -304,7 +308,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             forget,
         } => devices::label(&state, device.as_deref(), name.as_deref(), forget),
         Command::Send { message, to, alert } => messages::send(&state, &message, to, alert).await,
-        Command::Outbox { list, drop } => messages::outbox(&state, list, drop).await,
+        Command::Outbox {
+            list,
+            drop,
+            sos_too,
+        } => messages::outbox(&state, list, drop, sos_too).await,
         Command::Delivery { ids } => messages::delivery(&state, ids).await,
         Command::Reply { alert, message } => {
             messages::send(&state, &message, None, Some(alert)).await
