@@ -1116,6 +1116,20 @@ async fn watch_shows_messages_in_their_threads_and_the_device_keeps_them() {
     let heading = defender_watch.wait_for(&format!("[alert #{id}]:"));
     assert!(heading.contains("from officer"), "{heading}");
     defender_watch.wait_for("a lawyer is on the way");
+    // The defender's watch hears that someone has the alert, and how it
+    // ended.
+    assert!(hotline(&officer, PASS, &["ack", &id]).status.success());
+    let line = defender_watch.wait_for(&format!("your alert #{id}"));
+    assert!(
+        line.contains("acknowledged") && line.contains("Someone is on it"),
+        "{line}"
+    );
+    assert!(hotline(&officer, PASS, &["resolve", &id]).status.success());
+    let line = defender_watch.wait_for("all clear");
+    assert!(
+        line.contains(&format!("alert #{id} was resolved")),
+        "{line}"
+    );
     drop(defender_watch);
     drop(officer_watch);
 

@@ -419,7 +419,7 @@ fn claimed_words(alert: u64, origin: Option<AlertOrigin>) -> String {
             "you hold alert {alert}; the defender is NOT told: this alert is never shown on their device, and nothing you send in its thread reaches them"
         ),
         _ => format!(
-            "you hold alert {alert}; the defender sees it as acknowledged, held by your device, in `hotline alerts`, and no message unless you send one"
+            "you hold alert {alert}; the defender's device is told it is acknowledged and held by your device (a running `hotline watch` shows it at once), but gets no message unless you send one"
         ),
     }
 }
@@ -596,6 +596,13 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                     let now = hotline_client::unix_now();
                     let history = History::default();
                     match push {
+                        // This device's own alert: someone has it.
+                        Push::Alert(a) if a.defender == device.identity().device_id() => println!(
+                            "{bell}[{} UTC] your alert #{}: {}. Someone is on it.",
+                            time_of_day(now),
+                            a.id,
+                            alert_view::state_words(&device, a, now)
+                        ),
                         Push::Alert(a) => {
                             println!(
                                 "{bell}[{} UTC] ALERT #{} — claim it: hotline ack {}",

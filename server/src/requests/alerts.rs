@@ -219,11 +219,21 @@ pub(super) async fn claim(
     {
         Ok(holder) => {
             info!("alert claimed");
-            Ok(Response::Claim {
-                granted: true,
-                holder,
-            }
-            .into())
+            // A defender in danger hears that someone has it.
+            let pushes = match shared.store_read(|s| s.alert(alert_id))? {
+                Some(a) if a.origin.shown_to_defender() => vec![PushTo {
+                    push: Push::Alert(info_for(shared, &a, &a.defender)),
+                    devices: vec![a.defender],
+                }],
+                _ => Vec::new(),
+            };
+            Ok(Reply::with_pushes(
+                Response::Claim {
+                    granted: true,
+                    holder,
+                },
+                pushes,
+            ))
         }
         Err(AlertError::HeldBy(holder)) => Ok(Response::Claim {
             granted: false,
@@ -250,8 +260,16 @@ pub(super) async fn close(
         .store_call(move |s| s.close_alert(alert_id, me, session.role, how))
         .await?
     {
-        Ok(paged) => {
+        Ok(mut paged) => {
             info!("alert closed");
+            // The defender hears it too (unless it closed it itself, or
+            // the alert is one it must never learn of).
+            if let Some(a) = shared.store_read(|s| s.alert(alert_id))?
+                && a.origin.shown_to_defender()
+                && a.defender != me
+            {
+                paged.push(a.defender);
+            }
             let all_clear = PushTo {
                 devices: paged,
                 push: Push::AllClear(alert_id),
