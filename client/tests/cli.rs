@@ -605,7 +605,7 @@ async fn duty_shows_ones_own_state_and_who_is_on_duty() {
         stdout(&out)
     );
     assert!(
-        stdout(&out).contains("WARNING: nobody is on duty"),
+        stdout(&out).contains("WARNING: nobody who can be paged is on duty"),
         "{}",
         stdout(&out)
     );
@@ -625,13 +625,13 @@ async fn duty_shows_ones_own_state_and_who_is_on_duty() {
     assert!(text.contains("you are off duty"), "{text}");
     assert!(
         text.lines()
-            .any(|l| l.contains(&officer_id) && l.contains("officer")),
+            .any(|l| l.contains(&officer_id[..8]) && l.contains("officer")),
         "{text}"
     );
 
     let out = hotline(&officer, PASS, &["duty", "off"]);
     assert!(
-        stdout(&out).contains("WARNING: nobody is on duty"),
+        stdout(&out).contains("WARNING: nobody who can be paged is on duty"),
         "{}",
         stdout(&out)
     );
@@ -1301,11 +1301,24 @@ async fn staff_are_warned_of_the_roster_expiring_and_of_not_being_on_it() {
     let out = hotline(&late, PASS, &["duty", "on"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("you will not be paged"),
+        stdout(&out).contains("NOT on the signed roster, so NOT paged"),
         "{}",
         stdout(&out)
     );
     assert!(stdout(&out).contains("hotline org sign-roster"));
+    // Colleagues are not misled: it is listed as not paged, and does not
+    // count as someone covering.
+    let out = hotline(&officer, PASS, &["duty", "who"]);
+    assert!(
+        stdout(&out).contains("NOT on the signed roster, so NOT paged"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("WARNING: nobody who can be paged is on duty"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,7 +7,6 @@ use anyhow::bail;
 use hotline_client::StateDir;
 use hotline_client::history::History;
 use hotline_client::messenger::{Device, Flushed, Sent};
-use hotline_proto::DeviceId;
 use hotline_proto::alert::{AlertContent, AlertInfo, AlertOrigin, CloseReason, Priority, Push};
 use hotline_proto::message::DutyEntry;
 use hotline_proto::time::time_of_day;
@@ -450,31 +449,27 @@ pub(super) async fn cancel(state: &StateDir, alert: u64, false_alarm: bool) -> a
 /// `hotline duty on|off`: changes this device's state, then says where
 /// that leaves the team.
 pub(super) async fn duty(state: &StateDir, on: bool) -> anyhow::Result<()> {
-    let session = connect(state).await?;
+    let device = open_device(state)?;
+    let session = device.connect().await?;
     session.set_duty(on).await?;
     let entries = session.duty_status().await?;
-    let me = session.device_id();
-    if on && session.roster_standing() == hotline_proto::message::RosterStanding::NotOnRoster {
-        println!(
-            "BUT you will not be paged: this device is not on the organisation's signed roster. Ask an admin to run `hotline org sign-roster`."
-        );
-    }
     session.close().await;
-    print_duty(&entries, me, false);
+    print_duty(&device, &entries, false);
     Ok(())
 }
 
 /// `hotline duty` (own state) and `hotline duty who` (everyone on duty).
 pub(super) async fn duty_show(state: &StateDir, everyone: bool) -> anyhow::Result<()> {
-    let session = connect(state).await?;
+    let device = open_device(state)?;
+    let session = device.connect().await?;
     let entries = session.duty_status().await?;
-    let me = session.device_id();
     session.close().await;
-    print_duty(&entries, me, everyone);
+    print_duty(&device, &entries, everyone);
     Ok(())
 }
 
-fn print_duty(entries: &[DutyEntry], me: DeviceId, everyone: bool) {
+fn print_duty(device: &Device, entries: &[DutyEntry], everyone: bool) {
+    let me = device.identity().device_id();
     let mine = entries.iter().find(|e| e.device_id == me);
     let why = |e: &DutyEntry| match (e.declared, e.on_shift) {
         (true, true) => "said `duty on`, and on shift by the rota",
@@ -482,7 +477,12 @@ fn print_duty(entries: &[DutyEntry], me: DeviceId, everyone: bool) {
         (false, true) => "on shift by the rota",
         (false, false) => "",
     };
+    const NOT_PAGED: &str = "NOT on the signed roster, so NOT paged";
     match mine {
+        Some(e) if e.on_duty() && e.off_roster => println!(
+            "you are on duty ({}), BUT this device is {NOT_PAGED}: ask an admin to run `hotline org sign-roster`",
+            why(e)
+        ),
         Some(e) if e.on_duty() => {
             println!("you are ON duty ({}): new alerts page you first", why(e))
         }
@@ -492,25 +492,37 @@ fn print_duty(entries: &[DutyEntry], me: DeviceId, everyone: bool) {
         .iter()
         .filter(|e| e.on_duty() && e.device_id != me)
         .collect();
+    let paged_first = |e: &&&DutyEntry| !e.off_roster;
     if everyone {
         if others.is_empty() {
             println!("nobody else is on duty now");
         } else {
             println!("also on duty now:");
             for e in &others {
-                println!("  {}  {:<11}  {}", e.device_id, e.role.as_str(), why(e));
+                let off = if e.off_roster {
+                    format!("; {NOT_PAGED}")
+                } else {
+                    String::new()
+                };
+                println!(
+                    "  {:<32}  {:<11}  {}{off}",
+                    device.shown(&e.device_id),
+                    e.role.as_str(),
+                    why(e)
+                );
             }
         }
     } else {
         println!(
             "{} other staff device(s) on duty now (`hotline duty who`)",
-            others.len()
+            others.iter().filter(paged_first).count()
         );
     }
-    if mine.is_none_or(|e| !e.on_duty()) && others.is_empty() {
+    if mine.is_none_or(|e| !e.on_duty() || e.off_roster) && !others.iter().any(|e| paged_first(&e))
+    {
         println!(
-            "WARNING: nobody is on duty. A new alert goes straight to the backup officers, \
-             then the coordinators."
+            "WARNING: nobody who can be paged is on duty. A new alert goes straight to the backup \
+             officers, then the coordinators."
         );
     }
 }

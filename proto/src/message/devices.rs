@@ -89,10 +89,12 @@ pub struct DutyEntry {
     pub declared: bool,
     /// The server's rota has it on shift now.
     pub on_shift: bool,
+    /// It is not on the newest signed roster, so it is not paged.
+    pub off_roster: bool,
 }
 
 impl DutyEntry {
-    /// Pages reach it now.
+    /// It counts as on duty (said so, or on shift).
     pub fn on_duty(&self) -> bool {
         self.declared || self.on_shift
     }
@@ -103,6 +105,7 @@ impl DutyEntry {
             role: self.role.to_wire(),
             declared: self.declared,
             on_shift: self.on_shift,
+            off_roster: self.off_roster,
         }
     }
 
@@ -112,6 +115,7 @@ impl DutyEntry {
             role: Role::from_wire_field(d.role, "role")?,
             declared: d.declared,
             on_shift: d.on_shift,
+            off_roster: d.off_roster,
         })
     }
 }

@@ -676,6 +676,8 @@ pub struct DutyState {
     pub declared: bool,
     /// The rota has it on shift now.
     pub on_shift: bool,
+    /// Not on the newest roster: it is not paged.
+    pub off_roster: bool,
 }
 
 impl super::State {
@@ -690,6 +692,7 @@ impl super::State {
                 role: *role,
                 declared: self.on_duty.contains(id),
                 on_shift: on_shift.contains(id),
+                off_roster: !self.may_read_alerts(id),
             })
             .filter(|d| d.declared || d.on_shift || d.device == me)
             .collect();

@@ -293,6 +293,7 @@ pub(super) async fn duty_status(shared: &Shared, session: Session) -> Result<Rep
             role: d.role,
             declared: d.declared,
             on_shift: d.on_shift,
+            off_roster: d.off_roster,
         })
         .collect();
     Ok(Response::Duty(entries).into())
