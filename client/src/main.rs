@@ -9,6 +9,23 @@ use tracing_subscriber::EnvFilter;
 mod cli;
 
 fn main() -> ExitCode {
+    // Output piped into `head` or a pager that closes early ends the
+    // command quietly, as for any Unix tool, instead of a panic message
+    // and a backtrace: Rust ignores SIGPIPE, so the next print fails, and
+    // the workspace forbids the unsafe code that would restore it.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

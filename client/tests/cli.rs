@@ -502,6 +502,20 @@ async fn a_root_is_pinned_from_its_public_key_never_its_fingerprint() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
 
+    // A second `org init` on the same device writes nothing.
+    let again = dir.path().join("org2.key");
+    let out = hotline_org(
+        &admin,
+        &["org", "init", "--out", again.to_str().expect("utf-8")],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("already trusts an organisation root"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!again.exists(), "no second key file was left behind");
+
     // `org show` prints the pinned root again, from the device or the key file.
     let shown = hotline_org(&admin, &["org", "show"]);
     assert!(shown.status.success(), "{}", stderr(&shown));
@@ -757,6 +771,23 @@ async fn labels_names_prefixes_and_hash_alert_ids() {
         "{}",
         stderr(&out)
     );
+    // Output into a pipe closed early (`| head`) ends quietly, without a
+    // panic and a backtrace.
+    let mut child = Command::new(BIN)
+        .arg("--home")
+        .arg(&officer)
+        .arg("label")
+        .env("HOTLINE_PASSPHRASE", PASS)
+        .env("RUST_LOG", "off")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("ends");
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(141), "{}", stderr(&out));
+
     let out = hotline(&admin, PASS, &["revoke", &ana_id[..8]]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(

@@ -155,6 +155,21 @@ pub(super) fn show(state: &StateDir, key: Option<&Path>) -> anyhow::Result<()> {
 
 /// `hotline org init`.
 pub(super) fn init(state: &StateDir, out: &Path) -> anyhow::Result<()> {
+    // Checked before anything is written: a second root is almost always a
+    // mistake, and its key file would be left behind.
+    if state.is_enrolled()
+        && let Some(pinned) = state.load_profile()?.org_root
+    {
+        let pinned = unhex(&pinned)
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .map(|b| OrgPublicKey::from_bytes(b).fingerprint())
+            .unwrap_or_default();
+        anyhow::bail!(
+            "this device already trusts an organisation root (fingerprint {pinned}): nothing was \
+             written. To see it: hotline org show. A new root would make every device re-pin; if \
+             that is really meant, run org init with another --home, then hotline trust-org --replace"
+        );
+    }
     let pass = org_passphrase(true)?;
     let root = hotline_client::org::create_org_key(out, &pass, DEFAULT_ITERATIONS)?;
     println!(
