@@ -795,6 +795,15 @@ async fn labels_names_prefixes_and_hash_alert_ids() {
         "{}",
         stdout(&out)
     );
+
+    // The revoked device is told plainly that nothing it queues will go.
+    let out = hotline(&ana, PASS, &["sos", "--wait", "5", "after revocation"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nothing ever will be from this device"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// The number after the first word of a line such as "message 3 sent ...".

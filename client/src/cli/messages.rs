@@ -121,6 +121,19 @@ pub(super) fn queued(
     flushed: &Flushed,
     what: &str,
 ) -> anyhow::Error {
+    // A device the server no longer knows, or revoked, will never send
+    // what waits: saying it "goes out with the next command" would be a
+    // lie to someone who may be in danger.
+    if let Some(e) = &flushed.stopped
+        && matches!(
+            e.code(),
+            Some(hotline_proto::ErrorCode::DeviceRevoked | hotline_proto::ErrorCode::UnknownDevice)
+        )
+    {
+        return anyhow::anyhow!(
+            "{e}. NOTHING WAS SENT, and nothing ever will be from this device: reach the hotline another way"
+        );
+    }
     let why = flushed
         .stopped
         .as_ref()
