@@ -163,6 +163,9 @@ pub enum AlertOrigin {
     CheckinChanged,
     /// The defender's check-ins were stopped (never shown to the defender).
     CheckinStopped,
+    /// Wrong check-in codes were entered again and again: someone may be
+    /// guessing them (never shown to the defender).
+    WrongCheckinCodes,
 }
 
 impl AlertOrigin {
@@ -173,6 +176,7 @@ impl AlertOrigin {
             AlertOrigin::Duress => pb::AlertOrigin::Duress,
             AlertOrigin::CheckinChanged => pb::AlertOrigin::CheckinChanged,
             AlertOrigin::CheckinStopped => pb::AlertOrigin::CheckinStopped,
+            AlertOrigin::WrongCheckinCodes => pb::AlertOrigin::WrongCheckinCodes,
         }) as i32
     }
 
@@ -183,6 +187,7 @@ impl AlertOrigin {
             Ok(pb::AlertOrigin::Duress) => Ok(AlertOrigin::Duress),
             Ok(pb::AlertOrigin::CheckinChanged) => Ok(AlertOrigin::CheckinChanged),
             Ok(pb::AlertOrigin::CheckinStopped) => Ok(AlertOrigin::CheckinStopped),
+            Ok(pb::AlertOrigin::WrongCheckinCodes) => Ok(AlertOrigin::WrongCheckinCodes),
             _ => Err(DecodeError::Invalid("origin")),
         }
     }
@@ -195,6 +200,7 @@ impl AlertOrigin {
             AlertOrigin::Duress => "DURESS",
             AlertOrigin::CheckinChanged => "check-ins changed",
             AlertOrigin::CheckinStopped => "check-ins stopped",
+            AlertOrigin::WrongCheckinCodes => "wrong check-in codes",
         }
     }
 
@@ -548,7 +554,11 @@ mod tests {
             assert_eq!(Push::decode(&p.encode()), Ok(p));
         }
         assert!(Push::decode(&[]).is_err());
-        for o in [AlertOrigin::CheckinChanged, AlertOrigin::CheckinStopped] {
+        for o in [
+            AlertOrigin::CheckinChanged,
+            AlertOrigin::CheckinStopped,
+            AlertOrigin::WrongCheckinCodes,
+        ] {
             assert_eq!(AlertOrigin::from_wire(o.to_wire()), Ok(o));
             assert!(!o.shown_to_defender());
         }

@@ -339,9 +339,22 @@ fn events_v2() -> Vec<(&'static str, u64, Event)> {
             }),
         ),
         (
+            "alert_raised_wrong_checkin_codes",
+            29,
+            Event::Alert(AlertEvent::Raised {
+                id: 2_468_024,
+                defender,
+                priority: Priority::Urgent,
+                at: 1_700_020_400,
+                envelope_id: 0,
+                origin: AlertOrigin::WrongCheckinCodes,
+                content: AlertContent::Sealed,
+            }),
+        ),
+        (
             // A bootstrap admin invite carries its number.
             "bootstrap_invite_created",
-            29,
+            30,
             Event::InviteCreated {
                 digest: [0x12; 32],
                 invite: InviteRecord {

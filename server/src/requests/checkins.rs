@@ -1,10 +1,53 @@
 //! Safety check-ins: a defender sets a schedule, then checks in with the
 //! normal code or, under coercion, the duress code. Both answer alike.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hotline_proto::DeviceId;
 use hotline_proto::message::Response;
+use tracing::warn;
 
 use super::{Reply, RequestError, Session, Shared};
 use crate::domain::checkins::CheckinKind;
+
+/// Wrong check-in codes a device may send in [`GUESS_WINDOW_SECS`] before
+/// staff are alerted and every check-in of that device is slowed.
+pub const WRONG_CODES_ALLOWED: u32 = 5;
+/// The window the wrong codes are counted in.
+pub const GUESS_WINDOW_SECS: u64 = 3600;
+/// How long each check-in of a device past the limit waits before it is
+/// answered: right, wrong and duress alike, so that the wait tells
+/// nothing, and 10,000 four-digit codes take over five hours.
+pub const GUESS_DELAY: Duration = Duration::from_secs(2);
+
+/// Wrong check-in codes per device, in memory: a thief holding a phone
+/// (the panic key needs no passphrase) must not be able to try codes at
+/// network speed until one works and keep the missed check-ins quiet.
+#[derive(Debug, Default)]
+pub struct Guesses(Mutex<HashMap<DeviceId, (u64, u32)>>);
+
+impl Guesses {
+    /// Whether `device` is past the limit now (its check-ins are slowed).
+    fn slowed(&self, device: &DeviceId, now: u64) -> bool {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(device).is_some_and(|(since, n)| {
+            now.saturating_sub(*since) < GUESS_WINDOW_SECS && *n >= WRONG_CODES_ALLOWED
+        })
+    }
+
+    /// Counts a wrong code; true exactly when this one reaches the limit.
+    fn wrong(&self, device: DeviceId, now: u64) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map.entry(device).or_insert((now, 0));
+        if now.saturating_sub(entry.0) >= GUESS_WINDOW_SECS {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        entry.1 == WRONG_CODES_ALLOWED
+    }
+}
 
 /// The longest check-in interval: 30 days.
 pub const MAX_INTERVAL_SECS: u64 = 30 * 86_400;
@@ -51,9 +94,19 @@ pub(super) async fn checkin(
 ) -> Result<Reply, RequestError> {
     let me = session.device_id;
     let now = crate::unix_now();
+    if shared.guesses.slowed(&me, now) {
+        tokio::time::sleep(GUESS_DELAY).await;
+    }
     let (kind, late) = shared
         .store_call(move |s| s.checkin(me, code_digest, now))
         .await?;
+    if kind == CheckinKind::Wrong && shared.guesses.wrong(me, now) {
+        // The answer stays the same; staff hear of it.
+        warn!("repeated wrong check-in codes: staff alerted");
+        shared
+            .store_call(move |s| s.wrong_checkin_codes(me, now))
+            .await?;
+    }
     match kind {
         // Normal and duress answer alike; the duress alert pages on the
         // next escalation tick, so the answer's timing is the same. A

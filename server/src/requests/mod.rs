@@ -15,7 +15,7 @@
 //! [`RequestError`], turned into the wire error in one place.
 
 pub(crate) mod alerts;
-mod checkins;
+pub mod checkins;
 pub(crate) mod devices;
 mod messaging;
 
@@ -60,6 +60,8 @@ pub struct Shared {
     pub(crate) limits: Limits,
     pub(crate) policies: Policies,
     pub(crate) rota: Vec<Shift>,
+    /// Wrong check-in codes per device (see `checkins::Guesses`).
+    pub(crate) guesses: checkins::Guesses,
     /// What an invite says about this server.
     pin: CertPin,
     advertised_addr: String,
@@ -82,6 +84,7 @@ impl Shared {
             policies: config.escalation.clone(),
             // Validated with the configuration before the server starts.
             rota: crate::domain::rota::parse(&config.rota).unwrap_or_default(),
+            guesses: checkins::Guesses::default(),
             pin,
             advertised_addr,
             server_name: config.server_name.clone(),

@@ -35,6 +35,28 @@ impl LogStore {
         Ok(())
     }
 
+    /// Raises the urgent, staff-only notice that wrong check-in codes keep
+    /// coming for `defender` (someone may be guessing them). Paged on the
+    /// next escalation tick, like a duress alert, never in the answer.
+    pub fn wrong_checkin_codes(&self, defender: DeviceId, now: u64) -> Result<(), StoreError> {
+        use crate::domain::Event;
+        use crate::domain::alerts::{AlertContent, AlertEvent, AlertOrigin, Priority};
+        self.check_running()?;
+        let state = self.lock();
+        let id = super::alerts::fresh_alert_id(&state)?;
+        let event = Event::Alert(AlertEvent::Raised {
+            id,
+            defender,
+            priority: Priority::Urgent,
+            at: now,
+            envelope_id: 0,
+            origin: AlertOrigin::WrongCheckinCodes,
+            content: AlertContent::Sealed,
+        });
+        self.commit(state, event)?;
+        Ok(())
+    }
+
     /// A check-in. A normal and a duress code are recorded alike (a
     /// check-in, noted on the missed check-in alert it comes late for); a
     /// duress code also raises an immediate-danger alert. Returns what the

@@ -441,3 +441,54 @@ async fn the_server_holds_no_check_in_value_computable_from_the_code_alone() {
         .expect("replay");
     assert!(records > 0);
 }
+
+/// A thief holding the phone (the panic key needs no passphrase) must not
+/// try codes at network speed until one works and so keep missed
+/// check-ins quiet. After five wrong codes in an hour staff get an urgent
+/// alert the phone never sees, and every further check-in of that device,
+/// right or wrong, waits before it is answered; the answers themselves do
+/// not change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_check_in_codes_alerts_staff_and_is_slowed() {
+    use hotline_server::requests::checkins::{GUESS_DELAY, WRONG_CODES_ALLOWED};
+    let server = TestServer::start_with(|c| c.escalation_tick_ms = 100).await;
+    let h = hotline(&server).await;
+    h.first.session.set_duty(true).await.expect("on duty");
+    let key = new_key();
+    h.defender
+        .session
+        .set_checkin(6 * 3600, 1800, &key, "4711", "0815")
+        .await
+        .expect("schedule");
+    let wrong = answer(&h.defender, &checkin(&h.defender, &key, "0000")).await;
+    for guess in 1..WRONG_CODES_ALLOWED {
+        let again = answer(
+            &h.defender,
+            &checkin(&h.defender, &key, &format!("{guess:04}")),
+        )
+        .await;
+        assert_eq!(again, wrong, "every wrong code is answered alike");
+    }
+    let paged = page(&h.first, Duration::from_secs(5)).await;
+    assert_eq!(paged.origin, AlertOrigin::WrongCheckinCodes);
+    assert_eq!(paged.priority, Priority::Urgent);
+    assert!(
+        h.defender
+            .session
+            .alerts(false)
+            .await
+            .expect("alerts")
+            .is_empty(),
+        "the phone never sees it"
+    );
+    // Slowed now: the right code too (the wait tells nothing), and it
+    // still checks in.
+    let started = std::time::Instant::now();
+    h.defender
+        .session
+        .checkin(Some(&key), "4711")
+        .await
+        .expect("checks in");
+    assert!(started.elapsed() >= GUESS_DELAY);
+    let _ = (&h.admin, &h.root, &h.second, &h.coordinator);
+}

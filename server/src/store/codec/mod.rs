@@ -73,6 +73,7 @@ fn origin(o: AlertOrigin) -> u32 {
         AlertOrigin::Duress => 3,
         AlertOrigin::CheckinChanged => 4,
         AlertOrigin::CheckinStopped => 5,
+        AlertOrigin::WrongCheckinCodes => 6,
     }
 }
 
@@ -83,6 +84,7 @@ fn origin_from(v: u32) -> Result<AlertOrigin, CodecError> {
         3 => Ok(AlertOrigin::Duress),
         4 => Ok(AlertOrigin::CheckinChanged),
         5 => Ok(AlertOrigin::CheckinStopped),
+        6 => Ok(AlertOrigin::WrongCheckinCodes),
         _ => Err(CodecError("unknown alert origin")),
     }
 }
@@ -373,6 +375,7 @@ mod tests {
             AlertOrigin::Duress,
             AlertOrigin::CheckinChanged,
             AlertOrigin::CheckinStopped,
+            AlertOrigin::WrongCheckinCodes,
         ] {
             assert_eq!(origin_from(origin(o)), Ok(o));
         }
@@ -383,6 +386,6 @@ mod tests {
         ] {
             assert_eq!(content_from(content(c)), Ok(c));
         }
-        assert!(priority_from(0).is_err() && origin_from(6).is_err() && content_from(3).is_err());
+        assert!(priority_from(0).is_err() && origin_from(7).is_err() && content_from(3).is_err());
     }
 }
