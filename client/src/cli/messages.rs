@@ -145,9 +145,21 @@ pub(super) fn queued(
         .map(|i| format!(" as item {}", i + 1))
         .unwrap_or_default();
     println!("NOT SENT YET: {why}");
-    println!(
-        "{what} waits in this device's outbox{place} and goes out, once, with the next hotline command that reaches the server (`hotline outbox` tries now; `hotline outbox --drop N` removes item N)."
-    );
+    let network = flushed
+        .stopped
+        .as_ref()
+        .is_none_or(hotline_client::ClientError::is_transient);
+    if network {
+        println!(
+            "{what} waits in this device's outbox{place} and goes out, once, with the next hotline command that reaches the server (`hotline outbox` tries now; `hotline outbox --drop N` removes item N)."
+        );
+    } else {
+        // Not the network: the next command will not send it either,
+        // until what stopped it is put right.
+        println!(
+            "{what} waits in this device's outbox{place} and goes out, once, with the first hotline command after that is put right (`hotline outbox` tries; `hotline outbox --drop N` removes item N)."
+        );
+    }
     Queued.into()
 }
 
