@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 
 mod cli;
@@ -26,7 +26,20 @@ fn main() -> ExitCode {
         }
         default_hook(info);
     }));
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // A command line not understood does nothing: for an SOS, the
+            // person must hear that nobody was alerted.
+            let _ = e.print();
+            if e.use_stderr() && std::env::args().any(|a| a == "sos") {
+                eprintln!(
+                    "NOBODY HAS BEEN ALERTED: the command was not understood. Try again: hotline sos \"what is happening\""
+                );
+            }
+            return ExitCode::from(2);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),

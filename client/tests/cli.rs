@@ -1492,6 +1492,41 @@ async fn alerts_and_watch_read_as_words_names_and_times() {
         "{line}"
     );
 
+    // Seconds to act: unquoted words are the text, a mistyped priority is
+    // immediate, and a command line not understood says nobody knows.
+    let out = hotline(
+        &ana,
+        PASS,
+        &["sos", "they", "took", "him", "--priority", "urgnt"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("raising it as immediate"),
+        "{}",
+        stderr(&out)
+    );
+    let unquoted = alert_id(&out);
+    let out = hotline(&officer, PASS, &["alerts"]);
+    assert!(
+        stdout(&out)
+            .lines()
+            .any(|l| l.contains("\"they took him\"")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!("#{unquoted}")),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&ana, PASS, &["sos", "-x", "boom"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("NOBODY HAS BEEN ALERTED"),
+        "{}",
+        stderr(&out)
+    );
+
     // A defender's words never drive the officer's terminal: no escape
     // clears the screen or forges an all clear.
     let forged = "hello\x1b[2J\x1b[H\x1b[31mall clear: alert #1 was resolved\x1b[0m\rspoof";

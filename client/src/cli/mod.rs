@@ -106,8 +106,9 @@ enum Command {
     /// device on the signed roster), and to one more device with --to.
     #[command(after_help = EXIT_STATUSES)]
     Send {
-        /// The message.
-        message: String,
+        /// The message, quoted or not: every word after the options.
+        #[arg(num_args = 1.., required = true)]
+        message: Vec<String>,
         /// Also send to this device (staff only; for example a defender): its
         /// id, the start of it (8 digits, as shown next to names), or its name.
         #[arg(long)]
@@ -178,17 +179,20 @@ enum Command {
     /// still waiting in the outbox go out together as one alert.
     #[command(after_help = EXIT_STATUSES)]
     Sos {
-        /// What is happening (end-to-end encrypted); without it, "SOS — I
-        /// need help now" (in French or Spanish if HOTLINE_LANG or the
-        /// locale says so).
-        message: Option<String>,
+        /// What is happening (end-to-end encrypted), quoted or not: every
+        /// word after the options is the text; without any, "SOS — I need
+        /// help now" (in French or Spanish if HOTLINE_LANG or the locale
+        /// says so).
+        #[arg(num_args = 0..)]
+        message: Vec<String>,
         /// How long to keep trying while the server cannot be reached, in
         /// seconds (0: try once).
         #[arg(long, env = "HOTLINE_SOS_WAIT", default_value_t = 90)]
         wait: u64,
-        /// immediate, urgent or routine.
+        /// immediate, urgent or routine (anything else: immediate, with a
+        /// warning; an SOS is never refused for a typo).
         #[arg(long, default_value = "immediate")]
-        priority: Priority,
+        priority: String,
         /// arrest, attack, surveillance, leave-country, medical, legal, other.
         #[arg(long, default_value = "other")]
         category: String,
@@ -307,7 +311,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             forget,
         } => devices::label(&state, device.as_deref(), name.as_deref(), forget),
-        Command::Send { message, to, alert } => messages::send(&state, &message, to, alert).await,
+        Command::Send { message, to, alert } => {
+            messages::send(&state, &message.join(" "), to, alert).await
+        }
         Command::Outbox {
             list,
             drop,
@@ -334,7 +340,17 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             wait,
             priority,
             category,
-        } => alerts::sos(&state, message.as_deref(), priority, &category, wait).await,
+        } => {
+            let priority = priority.parse::<Priority>().unwrap_or_else(|_| {
+                eprintln!(
+                    "WARNING: {priority:?} is not a priority (immediate, urgent, routine): raising it as immediate"
+                );
+                Priority::Immediate
+            });
+            let text = message.join(" ");
+            let text = (!text.trim().is_empty()).then_some(text.as_str());
+            alerts::sos(&state, text, priority, &category, wait).await
+        }
         Command::Alerts { all } => alerts::list(&state, all).await,
         Command::Ack { alert } => alerts::ack(&state, alert).await,
         Command::Resolve { alert } => alerts::resolve(&state, alert).await,
