@@ -647,11 +647,17 @@ impl Device {
         Ok(())
     }
 
-    /// Files the message an alert was raised with (inbox id
-    /// `envelope_id`), if this device received it, in the alert's thread.
-    pub fn link_alert(&mut self, envelope_id: u64, alert: u64) -> Result<(), ClientError> {
+    /// Files the message alert `a` was raised with, if this device
+    /// received it, in the alert's thread. The device that raised it knows
+    /// that message by its own sent id, which says nothing about what it
+    /// received: its own alerts are left alone (a staff message received
+    /// under the same number would otherwise pass for its SOS).
+    pub fn link_alert(&mut self, a: &AlertInfo) -> Result<(), ClientError> {
+        if a.defender == self.identity.device_id() {
+            return Ok(());
+        }
         let mut history = self.history()?;
-        if history.link(envelope_id, alert) {
+        if history.link(a.envelope_id, a.id) {
             self.save_history(&history)?;
         }
         Ok(())

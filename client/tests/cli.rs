@@ -1566,3 +1566,45 @@ async fn an_offline_sos_through_the_panic_key_says_nothing_was_queued() {
     );
     assert!(!stdout(&out).contains("raised"), "{}", stdout(&out));
 }
+
+/// On the defender's own device, its SOS reads as its SOS: a staff message
+/// it received under the same number as the SOS's sent id (each device
+/// counts from 1) was shown as the SOS's text and filed in its thread.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_defenders_own_sos_is_never_confused_with_a_message_it_received() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success());
+    assert!(hotline(&defender, PASS, &["inbox"]).status.success());
+    let defender_id = field(&hotline(&defender, PASS, &["status"]), "device id:");
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "send",
+            "--to",
+            &defender_id,
+            "staff note: your lawyer is Mr X",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(hotline(&defender, PASS, &["inbox"]).status.success());
+    let out = hotline(&defender, PASS, &["sos", "men with guns outside"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = alert_id(&out);
+    // Something new arrives: fetching it is when alerts' messages are filed.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["send", "--to", &defender_id, "a second note"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = hotline(&defender, PASS, &["alerts"]);
+    let text = stdout(&out);
+    assert!(text.contains("\"men with guns outside\""), "{text}");
+    assert!(!text.contains("staff note"), "{text}");
+    let out = hotline(&defender, PASS, &["messages", "--alert", &id]);
+    assert!(!stdout(&out).contains("staff note"), "{}", stdout(&out));
+}

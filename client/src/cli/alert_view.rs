@@ -14,10 +14,16 @@ use super::date::{date, late};
 /// client writes them (`category: arrest` on the first line), if this
 /// device holds the message.
 pub(super) fn sos_text(history: &History, a: &AlertInfo) -> Option<(Option<String>, String)> {
-    let first = history
-        .thread(a.id)
-        .into_iter()
-        .find(|e| e.sos || e.peer == Some(a.defender) || e.server_id == a.envelope_id)?;
+    // This device's own SOS, or the one the defender sent it: never a
+    // staff message in the same thread.
+    let first = history.thread(a.id).into_iter().find(|e| {
+        e.sos
+            && if e.sent {
+                true
+            } else {
+                e.peer == Some(a.defender)
+            }
+    })?;
     let body = super::screen::printable(&first.body);
     Some(match body.split_once('\n') {
         Some((head, rest)) if head.starts_with("category: ") => (

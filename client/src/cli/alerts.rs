@@ -647,7 +647,7 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                         // The alert's text reaches staff as a message:
                         // shown in the alert's thread.
                         Ok(Some(Push::Alert(a))) => {
-                            show_new(&mut device, &session, Some((a.envelope_id, a.id)), bell).await
+                            show_new(&mut device, &session, Some(&a), bell).await
                         }
                         Ok(_) => Ok(()),
                         Err(e) => Err(e),
@@ -712,14 +712,14 @@ async fn catch_up(
 async fn show_new(
     device: &mut Device,
     session: &hotline_client::Session,
-    link: Option<(u64, u64)>,
+    link: Option<&AlertInfo>,
     bell: &str,
 ) -> Result<(), hotline_client::ClientError> {
     device.hold()?;
     let result = async {
         fetch_new(device, session).await?;
-        if let Some((envelope_id, alert)) = link {
-            device.link_alert(envelope_id, alert)?;
+        if let Some(a) = link {
+            device.link_alert(a)?;
         }
         let new = device.unshown()?;
         for e in &new {

@@ -355,7 +355,7 @@ pub(super) async fn fetch_new(device: &mut Device, session: &Session) -> Result<
     }
     if !received?.is_empty() {
         for a in session.alerts(false).await? {
-            device.link_alert(a.envelope_id, a.id)?;
+            device.link_alert(&a)?;
         }
     }
     Ok(())
