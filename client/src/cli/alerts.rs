@@ -626,6 +626,11 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                                 println!("{line}");
                             }
                         }
+                        Push::Released(a) if a.defender == device.identity().device_id() => println!(
+                            "{bell}[{} UTC] your alert #{}: the staff member who held it can no longer answer; it is back with the team and they are being paged again.",
+                            time_of_day(now),
+                            a.id
+                        ),
                         Push::Released(a) => {
                             println!(
                                 "{bell}[{} UTC] ALERT #{} is BACK: the device holding it was revoked; nobody holds it now and escalation resumes. Claim it: hotline ack {}",

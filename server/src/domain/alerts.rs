@@ -681,6 +681,45 @@ pub struct DutyState {
 }
 
 impl super::State {
+    /// `event` (a revocation of `revoked`, with the releases of the alerts
+    /// it held) with each release whose current step now pages nobody
+    /// (its only reader was the revoked device) made due at once: a step
+    /// with nobody to page is passed at once, here as anywhere, rather
+    /// than waiting out its time with nobody paged.
+    pub fn hasten_empty_releases(
+        &self,
+        event: super::Event,
+        revoked: &DeviceId,
+        policies: &Policies,
+        on_shift: &[DeviceId],
+    ) -> super::Event {
+        let super::Event::Batch(events) = event else {
+            return event;
+        };
+        let hasten = |e: super::Event| -> super::Event {
+            let super::Event::Alert(AlertEvent::Released { alert, at }) = e else {
+                return e;
+            };
+            let step = self.alerts.alerts.get(&alert).and_then(|a| {
+                let (_, step, _) = a.position?;
+                policies.for_priority(a.priority).steps.get(step).copied()
+            });
+            let at = match step {
+                Some(s)
+                    if self
+                        .tier_members(on_shift, s.tier)
+                        .iter()
+                        .all(|d| d == revoked || !self.may_read_alerts(d)) =>
+                {
+                    at.saturating_sub(s.wait_secs)
+                }
+                _ => at,
+            };
+            super::Event::Alert(AlertEvent::Released { alert, at })
+        };
+        super::Event::Batch(events.into_iter().map(hasten).collect())
+    }
+
     /// Every staff device on duty now (declared, or in `on_shift`), and
     /// `me` (if staff) whether on duty or not, ordered by device id.
     pub fn duty_status(&self, on_shift: &[DeviceId], me: DeviceId) -> Vec<DutyState> {

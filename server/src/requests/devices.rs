@@ -239,19 +239,29 @@ pub(super) async fn revoke(shared: &Shared, device_id: DeviceId) -> Result<Reply
     let now = crate::unix_now();
     let on_shift = crate::domain::rota::on_shift(&shared.rota, now);
     let (outcome, released) = shared
-        .store_call(move |s| s.revoke_releasing(&device_id, now, &on_shift))
+        .store_call({
+            let policies = shared.policies.clone();
+            move |s| s.revoke_releasing(&device_id, now, &on_shift, &policies)
+        })
         .await?;
     match outcome {
         RevokeOutcome::Revoked { revoked_at } => {
             info!(released = released.len(), "device revoked");
             // The team hears that what the device held is theirs again.
             // Each device gets the alert under its own id for the message.
+            // The defender, told its alert was held, hears it is not any
+            // more (never of an alert it must not see).
             let pushes = released
                 .iter()
                 .flat_map(|r| {
-                    r.tell.iter().map(|device| PushTo {
-                        devices: vec![*device],
-                        push: Push::Released(super::alerts::info_for(shared, &r.alert, device)),
+                    let defender = r
+                        .alert
+                        .origin
+                        .shown_to_defender()
+                        .then_some(r.alert.defender);
+                    r.tell.iter().copied().chain(defender).map(|device| PushTo {
+                        devices: vec![device],
+                        push: Push::Released(super::alerts::info_for(shared, &r.alert, &device)),
                     })
                 })
                 .collect();

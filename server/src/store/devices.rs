@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use super::{LogStore, StoreError};
 use crate::domain::Event;
-use crate::domain::alerts::{Alert, AlertEvent, Tier};
+use crate::domain::alerts::{Alert, AlertEvent, Policies, Tier};
 use crate::domain::devices::{Device, EnrollOutcome, InviteRecord, RevokeOutcome};
 use crate::log::RecordKey;
 
@@ -117,7 +117,7 @@ impl LogStore {
 
     /// Revokes a device, refusing to revoke the last active admin.
     pub fn revoke(&self, id: &DeviceId, now: u64) -> Result<RevokeOutcome, StoreError> {
-        self.revoke_releasing(id, now, &[])
+        self.revoke_releasing(id, now, &[], &Policies::default())
             .map(|(outcome, _)| outcome)
     }
 
@@ -126,11 +126,14 @@ impl LogStore {
     /// released alert, the alert as it now stands and the staff to tell:
     /// every device paged for it so far and every one on duty now
     /// (`on_shift`: those the rota has on duty), if they may read alerts.
+    /// A release whose current step pages nobody now is due at once
+    /// (under `policies`).
     pub fn revoke_releasing(
         &self,
         id: &DeviceId,
         now: u64,
         on_shift: &[DeviceId],
+        policies: &Policies,
     ) -> Result<(RevokeOutcome, Vec<Released>), StoreError> {
         self.check_running()?;
         let state = self.lock();
@@ -138,6 +141,7 @@ impl LogStore {
         let Some(event) = event else {
             return Ok((outcome, Vec::new()));
         };
+        let event = state.hasten_empty_releases(event, id, policies, on_shift);
         let released: Vec<u64> = match &event {
             Event::Batch(events) => events
                 .iter()

@@ -489,6 +489,28 @@ async fn an_alert_released_by_its_only_reader_is_announced_to_the_whole_team() {
         Some(Push::Released(a)) => assert_eq!((a.id, a.holder), (alert.id, None)),
         other => panic!("the off-duty colleague was not told: {other:?}"),
     }
+    // Nobody is left on duty: the step is passed at once, not waited out
+    // (600 s here), and the backup officer is paged.
+    let paged = page(&colleague, Duration::from_secs(3))
+        .await
+        .expect("the backup step is taken at once");
+    assert_eq!(paged.id, alert.id);
+    // The defender, told its alert was held, hears it is not any more.
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut told = false;
+    while let Some(p) = push(
+        &defender,
+        until.saturating_duration_since(tokio::time::Instant::now()),
+    )
+    .await
+    {
+        if let Push::Released(a) = p {
+            assert_eq!((a.id, a.holder), (alert.id, None));
+            told = true;
+            break;
+        }
+    }
+    assert!(told, "the defender was not told its alert is back");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
