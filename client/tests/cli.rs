@@ -358,7 +358,7 @@ async fn organisation_roster_and_an_end_to_end_message_from_the_command_line() {
     // No staff device is connected: the defender is told nobody has
     // seen it yet, and how many get it when they connect.
     assert!(
-        text.contains("NO STAFF DEVICE IS CONNECTED RIGHT NOW")
+        text.contains("NONE OF THE STAFF PAGED SO FAR IS CONNECTED")
             && text.contains("1 staff device(s) get the page when they connect"),
         "{text}"
     );

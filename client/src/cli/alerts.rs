@@ -292,6 +292,19 @@ async fn sos_with_panic_key(
                 );
                 tokio::time::sleep(pause).await;
             }
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some(
+                        hotline_proto::ErrorCode::DeviceRevoked
+                            | hotline_proto::ErrorCode::UnknownDevice
+                    )
+                ) =>
+            {
+                return PanicOutcome::Done(Err(anyhow::anyhow!(
+                    "{e}. NOBODY HAS BEEN ALERTED, and nothing can be sent from this device: reach the hotline another way"
+                )));
+            }
             Err(e) => {
                 return PanicOutcome::Done(Err(anyhow::anyhow!(
                     "{e}. NOBODY HAS BEEN ALERTED, and nothing was queued (without the passphrase \
@@ -324,7 +337,7 @@ fn raised(a: &AlertInfo) {
         );
     } else if later > 0 {
         println!(
-            "NO STAFF DEVICE IS CONNECTED RIGHT NOW: nobody has seen your alert yet. {later} staff device(s) get the page when they connect, and it escalates until someone answers."
+            "NONE OF THE STAFF PAGED SO FAR IS CONNECTED: nobody has seen your alert yet. {later} staff device(s) get the page when they connect, and it goes on to more staff (backup officers, then coordinators) until someone answers."
         );
     } else {
         println!(
@@ -394,6 +407,7 @@ fn print_alerts(device: &Device, alerts: &[AlertInfo], all: bool) {
 pub(super) async fn ack(state: &StateDir, alert: u64) -> anyhow::Result<()> {
     let device = open_device(state)?;
     let session = device.connect().await?;
+    super::unlock::warn_staff(&session);
     let origin = session
         .alerts(false)
         .await?
@@ -453,6 +467,7 @@ pub(super) async fn duty(state: &StateDir, on: bool) -> anyhow::Result<()> {
     let session = device.connect().await?;
     session.set_duty(on).await?;
     let entries = session.duty_status().await?;
+    super::unlock::warn_staff(&session);
     session.close().await;
     print_duty(&device, &entries, false);
     Ok(())
@@ -463,6 +478,7 @@ pub(super) async fn duty_show(state: &StateDir, everyone: bool) -> anyhow::Resul
     let device = open_device(state)?;
     let session = device.connect().await?;
     let entries = session.duty_status().await?;
+    super::unlock::warn_staff(&session);
     session.close().await;
     print_duty(&device, &entries, everyone);
     Ok(())
@@ -497,7 +513,15 @@ fn print_duty(device: &Device, entries: &[DutyEntry], everyone: bool) {
         if others.is_empty() {
             println!("nobody else is on duty now");
         } else {
-            println!("also on duty now:");
+            let on = mine.is_some_and(|e| e.on_duty());
+            println!(
+                "{}",
+                if on {
+                    "also on duty now:"
+                } else {
+                    "on duty now:"
+                }
+            );
             for e in &others {
                 let off = if e.off_roster {
                     format!("; {NOT_PAGED}")

@@ -62,9 +62,11 @@ pub(super) async fn send(
             (mine, deliver(&mut device, Some(mine)).await)
         }
     };
+    let defender = !device.profile().role()?.is_staff();
     let also = match (to, alert) {
         (Some(to), _) => format!(" and to {}", device.shown(&to)),
-        (None, Some(alert)) => format!(" and to the defender of alert #{alert}"),
+        (None, Some(alert)) if !defender => format!(" and to the defender of alert #{alert}"),
+        (None, Some(alert)) => format!(", in the thread of your alert #{alert}"),
         (None, None) => String::new(),
     };
     match fate(&device, &flushed, mine)? {
@@ -217,7 +219,7 @@ pub(super) async fn outbox(
             && !sos_too
         {
             bail!(
-                "item {n} is an SOS, written {}: dropped, it will never alert anyone. Nothing was removed. \
+                "item {n} is an SOS (written {}). Nothing was removed: an SOS dropped never alerts anyone. \
                  Check `hotline outbox --list`; to drop it all the same: hotline outbox --drop {n} --sos-too",
                 date_time(w.created_at)
             );
