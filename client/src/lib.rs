@@ -122,8 +122,13 @@ pub async fn enroll(
         roster_hash: None,
     })?;
     if let Some(label) = &invite.label {
-        // Sealed with the device's state, never in the plain profile.
+        // Sealed with the device's state, never in the plain profile; a
+        // defender's also next to its panic key, so that an SOS sent
+        // without the passphrase says who it is from.
         messenger::Device::open(state, passphrase)?.set_own_label(label)?;
+        if sos::has_panic_key(state) {
+            state.save_panic_label(label)?;
+        }
     }
     Ok(session)
 }

@@ -264,9 +264,9 @@ pub async fn raise_with_panic_key(
         timestamp: now,
         body: body.to_vec(),
         thread: 0,
-        // The label lives in the sealed device state too: staff know the
-        // device by what it sent before.
-        sender_label: String::new(),
+        // Saved next to the panic key at enrollment (a defender's own
+        // label): staff see even a first SOS by name.
+        sender_label: state.load_panic_label().unwrap_or_default(),
     };
     let sealed = seal_sos(&session, state, &mut profile, device, &key, content, now).await?;
     let alert = session.raise_alert_with(priority, sealed.envelope).await;

@@ -10,6 +10,7 @@
 //! <home>/messages.sealed the message history (see `history`)
 //! <home>/state.lock      held by a command while it changes the files above
 //! <home>/panic.key       a defender device's panic key seed, NOT sealed (see below)
+//! <home>/panic.label     its label from the invite, NOT sealed, for an SOS sent with the panic key
 //! ```
 //!
 //! The panic key is stored in the clear (readable by the owner only) on
@@ -50,6 +51,7 @@ pub struct StateLock {
     _file: fs::File,
 }
 const PANIC_KEY_FILE: &str = "panic.key";
+const PANIC_LABEL_FILE: &str = "panic.label";
 /// A panic key made for a device enrolled without one, until the server
 /// has registered it.
 const PENDING_PANIC_KEY_FILE: &str = "panic.key.pending";
@@ -335,6 +337,20 @@ impl StateDir {
             let _ = d.sync_all();
         }
         Ok(())
+    }
+
+    /// Saves the device's label where an SOS sent with the panic key (no
+    /// passphrase) can read it, so that staff see the SOS by name.
+    pub fn save_panic_label(&self, label: &str) -> Result<(), ClientError> {
+        self.write_atomic(&self.dir.join(PANIC_LABEL_FILE), label.as_bytes())
+    }
+
+    /// The label saved by [`StateDir::save_panic_label`]; none if it is
+    /// missing or not a valid label.
+    pub fn load_panic_label(&self) -> Option<String> {
+        let label = String::from_utf8(fs::read(self.dir.join(PANIC_LABEL_FILE)).ok()?).ok()?;
+        hotline_proto::invite::check_label(&label).ok()?;
+        Some(label)
     }
 
     /// The panic key, if this device has one.
