@@ -1489,7 +1489,7 @@ async fn alerts_and_watch_read_as_words_names_and_times() {
     assert!(hotline(&officer, PASS, &["resolve", &id]).status.success());
     let line = watch.wait_for("all clear");
     assert!(
-        line.contains(&format!("alert #{id} was resolved")),
+        line.contains(&format!("alert #{id} was resolved by you")),
         "{line}"
     );
 
@@ -1520,6 +1520,11 @@ async fn alerts_and_watch_read_as_words_names_and_times() {
         "{}",
         stdout(&out)
     );
+    // A call-off from the defender's own device may be coerced: staff
+    // see whose it was.
+    assert!(hotline(&ana, PASS, &["cancel", &unquoted]).status.success());
+    let line = watch.wait_for(&format!("alert #{unquoted} was called off"));
+    assert!(line.contains("by the defender's own device"), "{line}");
     let out = hotline(&ana, PASS, &["sos", "-x", "boom"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(

@@ -313,6 +313,8 @@ pub struct AlertInfo {
     pub step_at: u64,
     /// The policy ran all its rounds and nobody claimed the alert.
     pub exhausted: bool,
+    /// The device that resolved or called it off, when recorded.
+    pub closed_by: Option<DeviceId>,
 }
 
 /// Who an escalation step pages.
@@ -431,6 +433,11 @@ impl AlertInfo {
             tier: EscalationTier::to_wire(self.tier),
             step_at: self.step_at,
             exhausted: self.exhausted,
+            closed_by: self
+                .closed_by
+                .map(|d| d.as_bytes().to_vec())
+                .unwrap_or_default()
+                .into(),
         }
     }
 
@@ -455,6 +462,10 @@ impl AlertInfo {
             tier: EscalationTier::from_wire(m.tier)?,
             step_at: m.step_at,
             exhausted: m.exhausted,
+            closed_by: match m.closed_by.len() {
+                0 => None,
+                _ => Some(DeviceId::from_slice(&m.closed_by, "closed_by")?),
+            },
         })
     }
 }
@@ -544,6 +555,7 @@ mod tests {
             tier: Some(EscalationTier::Backup),
             step_at: 110,
             exhausted: true,
+            closed_by: Some(DeviceId::from_bytes([5; 16])),
         };
         for p in [
             Push::Alert(info.clone()),

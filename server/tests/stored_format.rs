@@ -366,6 +366,17 @@ fn events_v2() -> Vec<(&'static str, u64, Event)> {
                 },
             },
         ),
+        (
+            "alert_closed_by",
+            31,
+            Event::Batch(vec![
+                Event::Alert(AlertEvent::Resolved { alert: 4_711_008 }),
+                Event::Alert(AlertEvent::ClosedBy {
+                    alert: 4_711_008,
+                    by: officer,
+                }),
+            ]),
+        ),
     ]
 }
 

@@ -62,9 +62,9 @@ pub(super) fn state_words(device: &Device, a: &AlertInfo, now: u64) -> String {
             Some(h) => format!("acknowledged, held by {}", device.shown(&h)),
             None => "acknowledged".to_owned(),
         },
-        AlertStatus::Resolved => "resolved".to_owned(),
-        AlertStatus::Cancelled => "called off".to_owned(),
-        AlertStatus::FalseAlarm => "called off as a false alarm".to_owned(),
+        AlertStatus::Resolved => format!("resolved{}", by(device, a)),
+        AlertStatus::Cancelled => format!("called off{}", by(device, a)),
+        AlertStatus::FalseAlarm => format!("called off as a false alarm{}", by(device, a)),
         AlertStatus::Raised if a.exhausted => format!(
             "NOBODY HAS ANSWERED for {waiting}: every escalation step was tried; it stays open until someone claims it"
         ),
@@ -87,6 +87,19 @@ pub(super) fn state_words(device: &Device, a: &AlertInfo, now: u64) -> String {
         m => format!(" {m}"),
     };
     format!("{words}{}{mark}", late(a.checked_in_at))
+}
+
+/// ` by …`: who closed it, when the server recorded it. A call-off by the
+/// defender's own device is named as such: it may have been coerced.
+fn by(device: &Device, a: &AlertInfo) -> String {
+    match a.closed_by {
+        None => String::new(),
+        Some(d) if d == device.identity().device_id() => " by you".to_owned(),
+        Some(d) if d == a.defender => {
+            format!(" by the defender's own device ({})", device.shown(&d))
+        }
+        Some(d) => format!(" by {}", device.shown(&d)),
+    }
 }
 
 /// What raised it: `SOS: arrest`, `missed check-in`, `DURESS`.

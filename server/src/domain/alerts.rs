@@ -180,6 +180,9 @@ pub struct Alert {
     pub delivered: BTreeSet<DeviceId>,
     /// A missed check-in alert: when the defender checked in after it.
     pub checked_in_at: Option<u64>,
+    /// The device that closed it (none for alerts closed before this was
+    /// recorded, or still open).
+    pub closed_by: Option<DeviceId>,
     /// What the server can tell of its message (sealed to the current
     /// roster, to an expired one, or none).
     pub content: AlertContent,
@@ -242,6 +245,13 @@ pub enum AlertEvent {
         alert: u64,
         /// Never a real alarm.
         false_alarm: bool,
+    },
+    /// Who closed it (recorded with the close, in the same record).
+    ClosedBy {
+        /// Which alert.
+        alert: u64,
+        /// The device that resolved or called it off.
+        by: DeviceId,
     },
     /// A paged device confirmed it received the page.
     Delivered {
@@ -393,6 +403,7 @@ impl Alerts {
                         origin: *origin,
                         delivered: BTreeSet::new(),
                         checked_in_at: None,
+                        closed_by: None,
                         content: *content,
                     },
                 );
@@ -455,6 +466,12 @@ impl Alerts {
                     .get_mut(alert)
                     .ok_or(ApplyError("an unknown alert"))?
                     .checked_in_at = Some(*at);
+            }
+            AlertEvent::ClosedBy { alert, by } => {
+                self.alerts
+                    .get_mut(alert)
+                    .ok_or(ApplyError("an unknown alert"))?
+                    .closed_by = Some(*by);
             }
             AlertEvent::Released { alert, at } => {
                 let a = self

@@ -63,6 +63,7 @@ fn info(shared: &Shared, a: &Alert, envelope_id: u64) -> AlertInfo {
         tier,
         step_at,
         exhausted: a.exhausted,
+        closed_by: a.closed_by,
     }
 }
 

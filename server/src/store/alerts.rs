@@ -201,7 +201,11 @@ impl LogStore {
         let state = self.lock();
         match state.alerts.close(alert, by, role, how) {
             Ok((event, paged)) => {
-                self.commit(state, Event::Alert(event))?;
+                let event = Event::Batch(vec![
+                    Event::Alert(event),
+                    Event::Alert(AlertEvent::ClosedBy { alert, by }),
+                ]);
+                self.commit(state, event)?;
                 Ok(Ok(paged))
             }
             Err(e) => Ok(Err(e)),

@@ -463,6 +463,7 @@ fn sos_sizes(officers: usize) -> (usize, usize) {
         tier: None,
         step_at: 0,
         exhausted: false,
+        closed_by: None,
     });
     let framed = |b: Vec<u8>| hotline_proto::frame::encode(&b).expect("frame").len();
     (framed(request.encode()), framed(page.encode()))

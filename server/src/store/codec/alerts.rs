@@ -76,6 +76,9 @@ struct AlertRow {
     checked_in_at: u64,
     #[prost(uint32, tag = "17")]
     content: u32,
+    /// The device that closed it (empty: not recorded).
+    #[prost(bytes = "vec", tag = "18")]
+    closed_by: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -137,6 +140,11 @@ pub(super) fn event_row(event: &AlertEvent) -> AlertEventRow {
             r.alert = *alert;
             r.flag = *false_alarm;
         }
+        AlertEvent::ClosedBy { alert, by } => {
+            r.kind = 10;
+            r.alert = *alert;
+            r.device = by.as_bytes().to_vec();
+        }
         AlertEvent::Delivered { alert, device } => {
             r.kind = 7;
             r.alert = *alert;
@@ -196,6 +204,10 @@ pub(super) fn event_from(r: AlertEventRow) -> Result<AlertEvent, CodecError> {
             alert: r.alert,
             at: r.at,
         },
+        10 => AlertEvent::ClosedBy {
+            alert: r.alert,
+            by: device_id(&r.device)?,
+        },
         _ => return Err(CodecError("unknown alert event")),
     })
 }
@@ -231,6 +243,10 @@ pub(super) fn alerts_row(alerts: &Alerts) -> AlertsRow {
                     delivered: id_bytes(&a.delivered),
                     origin: origin(a.origin),
                     checked_in_at: a.checked_in_at.unwrap_or(0),
+                    closed_by: a
+                        .closed_by
+                        .map(|d| d.as_bytes().to_vec())
+                        .unwrap_or_default(),
                     content: content(a.content),
                 }
             })
@@ -266,6 +282,10 @@ pub(super) fn alerts_from(row: AlertsRow) -> Result<Alerts, CodecError> {
             origin: origin_from(r.origin)?,
             delivered: device_ids(&r.delivered)?,
             checked_in_at: (r.checked_in_at != 0).then_some(r.checked_in_at),
+            closed_by: match r.closed_by.len() {
+                0 => None,
+                _ => Some(device_id(&r.closed_by)?),
+            },
             content: content_from(r.content)?,
         });
     }
