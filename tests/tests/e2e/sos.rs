@@ -58,6 +58,24 @@ async fn page(p: &Person, wait: Duration) -> Option<AlertInfo> {
     }
 }
 
+/// A server whose every priority pages `tiers` in turn, `wait_secs` each,
+/// once, and looks for due steps every 100 ms.
+async fn stepping_server(tiers: &[Tier], wait_secs: u64) -> TestServer {
+    let policy = Policy {
+        steps: tiers.iter().map(|&tier| Step { tier, wait_secs }).collect(),
+        rounds: 1,
+    };
+    TestServer::start_with(|c| {
+        c.escalation = Policies {
+            immediate: policy.clone(),
+            urgent: policy.clone(),
+            routine: policy,
+        };
+        c.escalation_tick_ms = 100;
+    })
+    .await
+}
+
 fn code(e: &ClientError) -> Option<ErrorCode> {
     e.code()
 }
@@ -352,24 +370,7 @@ async fn staff_off_the_roster_are_neither_paged_nor_allowed_to_claim_or_answer()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_the_holder_gives_the_alert_back_and_its_escalation_resumes() {
-    let step = |tier| Step { tier, wait_secs: 1 };
-    let policy = Policy {
-        steps: vec![
-            step(Tier::OnDuty),
-            step(Tier::Backup),
-            step(Tier::Coordinators),
-        ],
-        rounds: 1,
-    };
-    let server = TestServer::start_with(|c| {
-        c.escalation = Policies {
-            immediate: policy.clone(),
-            urgent: policy.clone(),
-            routine: policy,
-        };
-        c.escalation_tick_ms = 100;
-    })
-    .await;
+    let server = stepping_server(&[Tier::OnDuty, Tier::Backup, Tier::Coordinators], 1).await;
     let root = root_key(&server);
     let public = root.public_key();
     let mut admin = person(&server, Role::Admin, "admin", Some(public)).await;
@@ -448,23 +449,7 @@ async fn revoking_the_holder_gives_the_alert_back_and_its_escalation_resumes() {
 /// nobody heard it was back until its wait ran out. The whole team hears.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_released_by_its_only_reader_is_announced_to_the_whole_team() {
-    let step = |tier| Step {
-        tier,
-        wait_secs: 600,
-    };
-    let policy = Policy {
-        steps: vec![step(Tier::OnDuty), step(Tier::Backup)],
-        rounds: 1,
-    };
-    let server = TestServer::start_with(|c| {
-        c.escalation = Policies {
-            immediate: policy.clone(),
-            urgent: policy.clone(),
-            routine: policy,
-        };
-        c.escalation_tick_ms = 100;
-    })
-    .await;
+    let server = stepping_server(&[Tier::OnDuty, Tier::Backup], 600).await;
     let root = root_key(&server);
     let public = root.public_key();
     let mut admin = person(&server, Role::Admin, "admin", Some(public)).await;
