@@ -119,6 +119,87 @@ pub fn enroll_transcript(
     t
 }
 
+/// The hash of the TLS 1.3 cipher suite a connection negotiated, which the
+/// exporter uses: SHA-256 for `TLS_AES_128_GCM_SHA256` and
+/// `TLS_CHACHA20_POLY1305_SHA256`, SHA-384 for `TLS_AES_256_GCM_SHA384`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuiteHash {
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+}
+
+/// The channel binding as RFC 8446 §7.5 computes it from the connection's
+/// `exporter_master_secret` (what a TLS stack logs as `EXPORTER_SECRET`):
+/// `HKDF-Expand-Label(Derive-Secret(secret, EXPORTER_LABEL, ""), "exporter",
+/// Hash(EXPORTER_CONTEXT), 32)`. TLS stacks compute this themselves; it is
+/// here so that the published vector (`docs/test-vectors/channel-binding.txt`)
+/// can be checked, and checked against a real TLS stack, by the test suite.
+pub fn channel_binding_from_exporter_secret(
+    hash: SuiteHash,
+    exporter_secret: &[u8],
+) -> ChannelBinding {
+    let (alg, digest) = match hash {
+        SuiteHash::Sha256 => (ring::hkdf::HKDF_SHA256, &ring::digest::SHA256),
+        SuiteHash::Sha384 => (ring::hkdf::HKDF_SHA384, &ring::digest::SHA384),
+    };
+    let empty = ring::digest::digest(digest, b"");
+    let derived = hkdf_expand_label(
+        alg,
+        exporter_secret,
+        EXPORTER_LABEL,
+        empty.as_ref(),
+        digest.output_len(),
+    );
+    let context = ring::digest::digest(digest, EXPORTER_CONTEXT);
+    let out = hkdf_expand_label(
+        alg,
+        &derived,
+        b"exporter",
+        context.as_ref(),
+        CHANNEL_BINDING_LEN,
+    );
+    let mut binding = [0u8; CHANNEL_BINDING_LEN];
+    binding.copy_from_slice(&out);
+    ChannelBinding(binding)
+}
+
+/// RFC 8446 §7.1 `HKDF-Expand-Label(secret, label, context, length)`.
+fn hkdf_expand_label(
+    alg: ring::hkdf::Algorithm,
+    secret: &[u8],
+    label: &[u8],
+    context: &[u8],
+    length: usize,
+) -> Vec<u8> {
+    struct Len(usize);
+    impl ring::hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            self.0
+        }
+    }
+    // Lengths here are fixed and small (labels under 50 bytes, digests,
+    // outputs of at most 48 bytes), so the casts cannot truncate.
+    let out_len = (length as u16).to_be_bytes();
+    let label_len = [(6 + label.len()) as u8];
+    let context_len = [context.len() as u8];
+    let info: [&[u8]; 6] = [
+        &out_len,
+        &label_len,
+        b"tls13 ",
+        label,
+        &context_len,
+        context,
+    ];
+    let mut out = vec![0u8; length];
+    ring::hkdf::Prk::new_less_safe(alg, secret)
+        .expand(&info, Len(length))
+        .and_then(|okm| okm.fill(&mut out))
+        .unwrap_or_else(|_| unreachable!("a length ring's HKDF accepts"));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

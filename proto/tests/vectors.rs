@@ -11,7 +11,10 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use hotline_proto::alert::CheckinKey;
-use hotline_proto::auth::{ChannelBinding, Nonce, device_auth_transcript, enroll_transcript};
+use hotline_proto::auth::{
+    ChannelBinding, EXPORTER_CONTEXT, EXPORTER_LABEL, Nonce, SuiteHash,
+    channel_binding_from_exporter_secret, device_auth_transcript, enroll_transcript,
+};
 use hotline_proto::e2e::envelope::{self, Content, Recipient, SignedEnvelope};
 use hotline_proto::e2e::org::OrgKeyPair;
 use hotline_proto::e2e::prekey::{Prekey, PrekeyKind};
@@ -102,6 +105,37 @@ fn identity_and_authentication_vectors() {
     o.hex("signature", device.sign(&t).as_bytes());
     o.hex("invite_token_digest", &token.digest());
     check("identity.txt", &o.0);
+}
+
+/// The channel-binding step end to end: the TLS exporter secret a stack
+/// logs as `EXPORTER_SECRET` in, the exported value, the device-auth
+/// transcript and its signature out; for both hashes a TLS 1.3 suite can
+/// have. The e2e suite checks the same computation against rustls on a
+/// real connection.
+#[test]
+fn channel_binding_vectors() {
+    let mut o = Out(String::new());
+    let device = IdentityKeyPair::from_seed(&seed(0x10));
+    let nonce = Nonce(seed(0x20));
+    for (name, hash, len) in [
+        ("sha256", SuiteHash::Sha256, 32),
+        ("sha384", SuiteHash::Sha384, 48),
+    ] {
+        let secret: Vec<u8> = (0..len).map(|i| 0x50u8.wrapping_add(i as u8)).collect();
+        let binding = channel_binding_from_exporter_secret(hash, &secret);
+        let t = device_auth_transcript(&nonce, &binding, &device.device_id());
+        o.section(&format!("channel-binding-{name}"));
+        o.hex("exporter_secret", &secret);
+        o.text("exporter_label", &String::from_utf8_lossy(EXPORTER_LABEL));
+        o.hex("exporter_context", EXPORTER_CONTEXT);
+        o.hex("channel_binding", &binding.0);
+        o.hex("identity_seed", &seed(0x10));
+        o.hex("device_id", device.device_id().as_bytes());
+        o.hex("nonce", &nonce.0);
+        o.hex("transcript", &t);
+        o.hex("signature", device.sign(&t).as_bytes());
+    }
+    check("channel-binding.txt", &o.0);
 }
 
 #[test]

@@ -195,3 +195,122 @@ async fn a_client_refuses_a_server_whose_certificate_does_not_match_the_pin() {
             .is_ok()
     );
 }
+
+/// Keeps the `EXPORTER_SECRET` a TLS stack logs for a connection.
+#[derive(Debug, Default)]
+struct ExporterSecret(std::sync::Mutex<Option<Vec<u8>>>);
+
+impl rustls::KeyLog for ExporterSecret {
+    fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
+        if label == "EXPORTER_SECRET" {
+            *self.0.lock().expect("lock") = Some(secret.to_vec());
+        }
+    }
+    fn will_log(&self, label: &str) -> bool {
+        label == "EXPORTER_SECRET"
+    }
+}
+
+/// Accepts whatever certificate (this test checks the exporter, not the
+/// pin), still checking the handshake signatures.
+#[derive(Debug)]
+struct AnyCertificate(rustls::crypto::WebPkiSupportedAlgorithms);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+/// The published channel-binding computation (docs/test-vectors/
+/// channel-binding.txt: exporter secret in, binding out) is what a real
+/// TLS stack exports on a real connection to the server, for each suite
+/// the server may negotiate: an implementation in another QUIC stack can
+/// trust the vector.
+#[tokio::test]
+async fn the_channel_binding_vector_matches_a_real_tls_exporter() {
+    use std::sync::Arc;
+    let server = TestServer::start().await;
+    let all = rustls::crypto::ring::default_provider().cipher_suites;
+    // QUIC's initial packets need TLS_AES_128_GCM_SHA256: each suite is
+    // offered first, with that one after it.
+    let initial = rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
+    let mut hashes = std::collections::BTreeSet::new();
+    for suite in all {
+        let mut provider = rustls::crypto::ring::default_provider();
+        provider.cipher_suites = vec![suite, initial];
+        provider.cipher_suites.dedup_by_key(|s| s.suite());
+        let algorithms = provider.signature_verification_algorithms;
+        let log = Arc::new(ExporterSecret::default());
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(algorithms)))
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        tls.key_log = log.clone();
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC TLS");
+        let mut endpoint =
+            quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+        let conn = endpoint
+            .connect(server.info().addr.parse().expect("addr"), "localhost")
+            .expect("connect")
+            .await
+            .expect("handshake");
+        let mut exported = [0u8; auth::CHANNEL_BINDING_LEN];
+        conn.export_keying_material(&mut exported, auth::EXPORTER_LABEL, auth::EXPORTER_CONTEXT)
+            .expect("exported");
+        let secret = log
+            .0
+            .lock()
+            .expect("lock")
+            .clone()
+            .expect("the secret was logged");
+        hashes.insert(secret.len());
+        let hash = match secret.len() {
+            32 => auth::SuiteHash::Sha256,
+            48 => auth::SuiteHash::Sha384,
+            n => panic!("an exporter secret of {n} bytes"),
+        };
+        assert_eq!(
+            auth::channel_binding_from_exporter_secret(hash, &secret),
+            ChannelBinding(exported),
+            "suite {:?}",
+            suite.suite()
+        );
+        conn.close(0u32.into(), b"");
+    }
+    assert_eq!(
+        hashes.into_iter().collect::<Vec<_>>(),
+        vec![32, 48],
+        "both hashes a suite may have were exercised"
+    );
+}
