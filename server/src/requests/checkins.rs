@@ -63,11 +63,14 @@ pub(super) async fn set(
     code_digest: [u8; 32],
     duress_digest: [u8; 32],
 ) -> Result<Reply, RequestError> {
+    // A grace without bound would keep a missed check-in quiet for ever.
     if interval_secs != 0
-        && (code_digest == duress_digest || !(1..=MAX_INTERVAL_SECS).contains(&interval_secs))
+        && (code_digest == duress_digest
+            || !(1..=MAX_INTERVAL_SECS).contains(&interval_secs)
+            || grace_secs > MAX_INTERVAL_SECS)
     {
         return Err(RequestError::InvalidArgument(
-            "the interval must be 1 second to 30 days, and the duress code must differ from the normal code",
+            "the interval must be 1 second to 30 days, the grace at most 30 days, and the duress code must differ from the normal code",
         ));
     }
     let me = session.device_id;

@@ -773,6 +773,39 @@ mod tests {
     /// A revoked device's request is refused and its connection closed,
     /// whatever it asks.
     #[tokio::test]
+    async fn a_schedule_out_of_bounds_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, shared) = context(dir.path());
+        let defender = enroll(&store, 3, Role::Defender);
+        let session = Session {
+            device_id: defender.device_id(),
+            role: Role::Defender,
+            panic: false,
+        };
+        let set = |interval_secs, grace_secs, duress: u8| Request::SetCheckin {
+            interval_secs,
+            grace_secs,
+            code_digest: [1; 32],
+            duress_digest: [duress; 32],
+        };
+        for bad in [
+            set(checkins::MAX_INTERVAL_SECS + 1, 60, 2),
+            set(3600, checkins::MAX_INTERVAL_SECS + 1, 2),
+            set(3600, 60, 1),
+        ] {
+            let reply = handle(&shared, session, bad).await;
+            match reply.response {
+                Response::Error(e) => assert_eq!(e.code, ErrorCode::InvalidArgument, "{e:?}"),
+                other => panic!("accepted: {other:?}"),
+            }
+        }
+        assert!(
+            store.lock().checkins.schedules.is_empty(),
+            "nothing was set"
+        );
+    }
+
+    #[tokio::test]
     async fn a_revoked_device_is_answered_and_closed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, shared) = context(dir.path());
