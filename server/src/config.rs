@@ -70,6 +70,10 @@ pub struct Limits {
     pub request_timeout_secs: u64,
     /// Bytes of memory the store may use for its cache.
     pub store_cache_bytes: u64,
+    /// One-time prekeys of one target device that one requesting device
+    /// gets per hour; past that it gets the target's last-resort prekey,
+    /// so that no one can drain another device's one-time prekeys.
+    pub one_time_prekeys_per_hour: u32,
 }
 
 impl Default for Limits {
@@ -83,6 +87,7 @@ impl Default for Limits {
             auth_timeout_secs: 10,
             request_timeout_secs: 30,
             store_cache_bytes: 64 * 1024 * 1024,
+            one_time_prekeys_per_hour: 2,
         }
     }
 }
