@@ -266,6 +266,7 @@ mod tests {
         assert_eq!(c.listen.port(), 5000);
         assert_eq!(c.limits.auth_timeout_secs, 5);
         assert_eq!(c.limits.max_streams_per_connection, 16);
+        assert_eq!(c.limits.one_time_prekeys_per_hour, 2, "the default");
         assert!(c.validate().is_ok());
 
         std::fs::write(&path, "lisen = \"0.0.0.0:5000\"\n").expect("write");

@@ -342,7 +342,10 @@ impl Mailbox {
     /// How many unexpired one-time prekeys of `device` are left to hand out.
     pub fn one_time_left(&self, device: &DeviceId, now: u64) -> usize {
         self.prekeys.get(device).map_or(0, |keys| {
-            keys.one_time.values().filter(|p| p.expires_at > now).count()
+            keys.one_time
+                .values()
+                .filter(|p| p.expires_at > now)
+                .count()
         })
     }
 

@@ -396,3 +396,32 @@ pub(super) fn delivery(
     let states = shared.store_read(|s| s.delivery(&session.device_id, ids))?;
     Ok(Response::Delivery(states).into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(b: u8) -> DeviceId {
+        DeviceId::from_bytes([b; 16])
+    }
+
+    #[test]
+    fn a_requester_gets_a_few_one_time_prekeys_of_a_target_an_hour() {
+        let budget = PrekeyBudget::new(2);
+        let (me, staff, other) = (dev(1), dev(2), dev(3));
+        assert!(budget.take(me, staff, 100));
+        assert!(budget.take(me, staff, 101));
+        assert!(!budget.take(me, staff, 102), "the third in the hour");
+        // Others, and other targets, have their own budgets.
+        assert!(budget.take(other, staff, 102));
+        assert!(budget.take(me, other, 102));
+        // One given back (the target had none left) can be taken again.
+        budget.give_back(me, staff);
+        assert!(budget.take(me, staff, 103));
+        assert!(!budget.take(me, staff, 104));
+        // An hour after the first, the budget starts afresh.
+        assert!(budget.take(me, staff, 100 + PREKEY_WINDOW_SECS));
+        // Zero: never a one-time prekey.
+        assert!(!PrekeyBudget::new(0).take(me, staff, 100));
+    }
+}

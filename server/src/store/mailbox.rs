@@ -71,7 +71,9 @@ impl LogStore {
     /// Hands out one prekey of `device`: a one-time prekey (which is then
     /// gone) or the last-resort prekey. Returns its `SignedPrekey` bytes.
     pub fn take_prekey(&self, device: &DeviceId, now: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.take_prekey_marked(device, now)?.map(|(bytes, _)| bytes))
+        Ok(self
+            .take_prekey_marked(device, now)?
+            .map(|(bytes, _)| bytes))
     }
 
     /// As [`LogStore::take_prekey`], and says whether the prekey handed

@@ -74,7 +74,11 @@ async fn a_prekey_drain_leaves_one_time_prekeys_for_others_and_gets_the_last_res
         .filter(|(k, _)| *k == PrekeyKind::OneTime)
         .map(|(_, id)| *id)
         .collect();
-    assert_eq!(one_time.len(), 2, "two one-time prekeys an hour: {drained:?}");
+    assert_eq!(
+        one_time.len(),
+        2,
+        "two one-time prekeys an hour: {drained:?}"
+    );
     assert!(
         drained[2..]
             .iter()
