@@ -188,7 +188,7 @@ pub(super) async fn fetch_prekeys(
             .map_err(|_| RequestError::Internal("a stored prekey does not decode"))?;
         bundles.push(PrekeyBundle {
             device_id: id,
-            identity_key: device.identity_key.clone(),
+            identity_key: device.identity_key,
             role: device.role,
             prekey,
         });
