@@ -396,9 +396,19 @@ impl Session {
         self.change(&Request::PutRoster(roster)).await
     }
 
-    /// Publishes this device's prekeys.
-    pub async fn publish_prekeys(&self, prekeys: Vec<SignedPrekey>) -> Result<(), ClientError> {
-        self.change(&Request::PublishPrekeys(prekeys)).await
+    /// Publishes this device's prekeys (none: only asks). Returns how many
+    /// unexpired one-time prekeys of this device the server holds now
+    /// (`None` from a server that does not say).
+    pub async fn publish_prekeys(
+        &self,
+        prekeys: Vec<SignedPrekey>,
+    ) -> Result<Option<u32>, ClientError> {
+        self.ask(&Request::PublishPrekeys(prekeys), |r| match r {
+            Response::PrekeysPublished { one_time } => Some(Some(one_time)),
+            Response::Done => Some(None),
+            _ => None,
+        })
+        .await
     }
 
     /// One prekey bundle for each listed device the server knows.

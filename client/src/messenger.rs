@@ -386,6 +386,11 @@ impl Device {
 
     /// Makes sure this device has a fresh last-resort prekey and enough
     /// one-time prekeys published. Returns how many were published.
+    ///
+    /// How many one-time prekeys are left is the server's count, not this
+    /// device's: others take them (and may take more than they use). The
+    /// private halves of keys handed out stay here until they expire, so
+    /// an envelope sealed to one still opens.
     pub async fn sync_prekeys(&mut self, session: &Session) -> Result<usize, ClientError> {
         let now = crate::unix_now();
         self.local.prekeys.retain(|p| p.expires_at > now);
@@ -398,18 +403,28 @@ impl Device {
         if need_last_resort {
             new.push(self.new_prekey(PrekeyKind::LastResort, now));
         }
-        let one_time = self.local.prekeys.iter().filter(|p| p.one_time).count();
-        for _ in one_time..ONE_TIME_PREKEYS {
-            new.push(self.new_prekey(PrekeyKind::OneTime, now));
-        }
-        if new.is_empty() {
-            return Ok(0);
-        }
-        let count = new.len();
+        let mut count = new.len();
         // Keep the private halves before publishing: a crash after the server
         // took them must not leave public keys nobody can use.
+        if !new.is_empty() {
+            self.save()?;
+        }
+        // Publishing nothing still answers the server's count.
+        let held = match session.publish_prekeys(new).await? {
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            // A server that does not say: this device's own count.
+            None => self.local.prekeys.iter().filter(|p| p.one_time).count(),
+        };
+        let mut top_up = Vec::new();
+        for _ in held..ONE_TIME_PREKEYS {
+            top_up.push(self.new_prekey(PrekeyKind::OneTime, now));
+        }
+        if top_up.is_empty() {
+            return Ok(count);
+        }
+        count += top_up.len();
         self.save()?;
-        session.publish_prekeys(new).await?;
+        session.publish_prekeys(top_up).await?;
         Ok(count)
     }
 

@@ -70,6 +70,10 @@ pub struct Limits {
     pub request_timeout_secs: u64,
     /// Bytes of memory the store may use for its cache.
     pub store_cache_bytes: u64,
+    /// One-time prekeys of one target device that one requesting device
+    /// gets per hour; past that it gets the target's last-resort prekey,
+    /// so that no one can drain another device's one-time prekeys.
+    pub one_time_prekeys_per_hour: u32,
 }
 
 impl Default for Limits {
@@ -83,6 +87,7 @@ impl Default for Limits {
             auth_timeout_secs: 10,
             request_timeout_secs: 30,
             store_cache_bytes: 64 * 1024 * 1024,
+            one_time_prekeys_per_hour: 2,
         }
     }
 }
@@ -261,6 +266,7 @@ mod tests {
         assert_eq!(c.listen.port(), 5000);
         assert_eq!(c.limits.auth_timeout_secs, 5);
         assert_eq!(c.limits.max_streams_per_connection, 16);
+        assert_eq!(c.limits.one_time_prekeys_per_hour, 2, "the default");
         assert!(c.validate().is_ok());
 
         std::fs::write(&path, "lisen = \"0.0.0.0:5000\"\n").expect("write");

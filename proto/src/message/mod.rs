@@ -420,7 +420,8 @@ impl Request {
             )?),
             Kind::GetRoster(_) => Request::GetRoster,
             Kind::PublishPrekeys(p) => {
-                if p.prekeys.is_empty() || p.prekeys.len() > MAX_PREKEYS_PER_REQUEST {
+                // None: the device only asks how many the server holds.
+                if p.prekeys.len() > MAX_PREKEYS_PER_REQUEST {
                     return Err(DecodeError::Invalid("prekeys"));
                 }
                 Request::PublishPrekeys(
@@ -537,6 +538,13 @@ pub enum Response {
     },
     /// A change was saved.
     Done,
+    /// Answer to [`Request::PublishPrekeys`] (on the wire, a `Done` that
+    /// carries the count): the prekeys were saved, and the server now holds
+    /// this many unexpired one-time prekeys of the device.
+    PrekeysPublished {
+        /// Unexpired one-time prekeys the server holds for the device.
+        one_time: u32,
+    },
     /// Answer to [`Request::GetRoster`].
     Roster(Option<SignedRoster>),
     /// Answer to [`Request::FetchPrekeys`].
@@ -587,7 +595,12 @@ impl Response {
                 device_id: device_id.as_bytes().to_vec().into(),
                 revoked_at: *revoked_at,
             }),
-            Response::Done => Kind::Done(pb::Done {}),
+            Response::Done => Kind::Done(pb::Done {
+                one_time_prekeys: None,
+            }),
+            Response::PrekeysPublished { one_time } => Kind::Done(pb::Done {
+                one_time_prekeys: Some(*one_time),
+            }),
             Response::Roster(r) => Kind::Roster(pb::RosterResponse {
                 roster: r.as_ref().map(SignedRoster::to_wire),
             }),
@@ -640,7 +653,10 @@ impl Response {
                 device_id: DeviceId::from_slice(&r.device_id, "device_id")?,
                 revoked_at: r.revoked_at,
             },
-            Kind::Done(_) => Response::Done,
+            Kind::Done(d) => match d.one_time_prekeys {
+                None => Response::Done,
+                Some(one_time) => Response::PrekeysPublished { one_time },
+            },
             Kind::Roster(r) => Response::Roster(r.roster.map(SignedRoster::from_wire).transpose()?),
             Kind::PrekeyBundles(b) => Response::PrekeyBundles(
                 b.bundles
@@ -848,6 +864,8 @@ mod tests {
         }
         for r in [
             Response::Done,
+            Response::PrekeysPublished { one_time: 0 },
+            Response::PrekeysPublished { one_time: 20 },
             Response::Roster(None),
             Response::Roster(Some(roster)),
             Response::PrekeyBundles(vec![PrekeyBundle {
@@ -873,9 +891,10 @@ mod tests {
             Request::decode(&Request::FetchInbox { after: 0, limit: 0 }.encode()),
             Err(DecodeError::Invalid("limit"))
         );
+        // An empty list only asks for the count.
         assert_eq!(
             Request::decode(&Request::PublishPrekeys(vec![]).encode()),
-            Err(DecodeError::Invalid("prekeys"))
+            Ok(Request::PublishPrekeys(vec![]))
         );
     }
 

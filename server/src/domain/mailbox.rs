@@ -339,6 +339,22 @@ impl Mailbox {
         d.inbox_ids.get(viewer).copied().unwrap_or(0)
     }
 
+    /// How many unexpired one-time prekeys of `device` are left to hand out.
+    pub fn one_time_left(&self, device: &DeviceId, now: u64) -> usize {
+        self.prekeys.get(device).map_or(0, |keys| {
+            keys.one_time
+                .values()
+                .filter(|p| p.expires_at > now)
+                .count()
+        })
+    }
+
+    /// The unexpired last-resort prekey of `device`, if it has one.
+    pub fn last_resort_for(&self, device: &DeviceId, now: u64) -> Option<&StoredPrekey> {
+        let keys = self.prekeys.get(device)?;
+        keys.last_resort.as_ref().filter(|p| p.expires_at > now)
+    }
+
     /// The prekey to hand out for `device` now: the lowest-numbered unexpired
     /// one-time prekey, else the last-resort prekey if unexpired.
     pub fn prekey_for(&self, device: &DeviceId, now: u64) -> Option<&StoredPrekey> {
@@ -480,6 +496,10 @@ mod tests {
         m.apply(2, &MailEvent::PrekeyTaken { device: a, id: 2 })
             .expect("apply");
         assert_eq!(m.prekey_for(&a, 10).map(|p| p.id), Some(3));
+        assert_eq!(m.one_time_left(&a, 10), 1);
+        assert_eq!(m.one_time_left(&a, 60), 0, "an expired one is not counted");
+        assert_eq!(m.last_resort_for(&a, 10).map(|p| p.id), Some(1));
+        assert_eq!(m.one_time_left(&dev(9), 10), 0);
         assert_eq!(
             m.prekey_for(&a, 60).map(|p| p.id),
             Some(1),

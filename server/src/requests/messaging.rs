@@ -11,6 +11,9 @@ use hotline_proto::e2e::prekey::{PrekeyKind, SignedPrekey};
 use hotline_proto::e2e::roster::SignedRoster;
 use hotline_proto::message::{InboxItem, MAX_INBOX_BATCH, PrekeyBundle, Response};
 use hotline_proto::{DeviceId, Role};
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
 use tracing::info;
 
 use super::{PushTo, Reply, RequestError, Session, Shared};
@@ -78,10 +81,67 @@ pub(super) async fn publish_prekeys(
             signed: signed.encode(),
         });
     }
-    shared
-        .store_call(move |s| s.publish_prekeys(id, stored))
-        .await?;
-    Ok(Response::Done.into())
+    // An empty list only asks how many are left: nothing to store.
+    if !stored.is_empty() {
+        shared
+            .store_call(move |s| s.publish_prekeys(id, stored))
+            .await?;
+    }
+    // The owner tops up from the server's count: others may have taken
+    // one-time prekeys its own count still holds.
+    let one_time = shared.store_read(|s| s.one_time_prekeys_left(&id, now))?;
+    Ok(Response::PrekeysPublished { one_time }.into())
+}
+
+/// The window of [`PrekeyBudget`].
+const PREKEY_WINDOW_SECS: u64 = 3600;
+
+/// How many one-time prekeys of each target device each requesting device
+/// was handed in the current hour. Past the limit a requester gets the
+/// target's last-resort prekey, so that no one device can use up another
+/// device's one-time prekeys (and with them its forward secrecy). Kept in
+/// memory: a restart of the server starts every budget afresh.
+#[derive(Debug)]
+pub struct PrekeyBudget {
+    per_hour: u32,
+    used: Mutex<HashMap<(DeviceId, DeviceId), (u64, u32)>>,
+}
+
+impl PrekeyBudget {
+    /// A budget of `per_hour` one-time prekeys per requester and target.
+    pub fn new(per_hour: u32) -> PrekeyBudget {
+        PrekeyBudget {
+            per_hour,
+            used: Mutex::default(),
+        }
+    }
+
+    /// Takes one from `requester`'s budget for `target`; false if none is
+    /// left this hour.
+    fn take(&self, requester: DeviceId, target: DeviceId, now: u64) -> bool {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        if used.len() >= 4096 {
+            used.retain(|_, (since, _)| now.saturating_sub(*since) < PREKEY_WINDOW_SECS);
+        }
+        let entry = used.entry((requester, target)).or_insert((now, 0));
+        if now.saturating_sub(entry.0) >= PREKEY_WINDOW_SECS {
+            *entry = (now, 0);
+        }
+        if entry.1 >= self.per_hour {
+            return false;
+        }
+        entry.1 += 1;
+        true
+    }
+
+    /// Gives back one taken by [`PrekeyBudget::take`] that was not used
+    /// (the target had no one-time prekey left).
+    fn give_back(&self, requester: DeviceId, target: DeviceId) {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = used.get_mut(&(requester, target)) {
+            entry.1 = entry.1.saturating_sub(1);
+        }
+    }
 }
 
 /// Defenders write only to staff (and themselves); staff write to anyone.
@@ -100,20 +160,29 @@ pub(super) async fn fetch_prekeys(
     devices: Vec<DeviceId>,
 ) -> Result<Reply, RequestError> {
     let now = crate::unix_now();
+    // A device listed twice is answered once.
+    let mut seen = HashSet::with_capacity(devices.len());
+    let devices: Vec<DeviceId> = devices.into_iter().filter(|d| seen.insert(*d)).collect();
     let mut bundles = Vec::with_capacity(devices.len());
     for id in devices {
-        let Some(device) = shared.store_read(|s| s.device(&id))? else {
-            return Err(RequestError::NotFound("a requested device is not enrolled"));
-        };
-        if device.revoked_at.is_some() {
+        let device = shared.store_read(|s| s.device(&id))?;
+        let Some(device) = check_recipient(session, &id, device.as_ref())? else {
             continue;
-        }
-        if !may_address(session.role, &session.device_id, device.role, &id) {
-            return Err(forbidden_recipient());
-        }
-        let prekey = shared
-            .store_call(move |s| s.take_prekey(&id, now))
-            .await?
+        };
+        let requester = session.device_id;
+        let prekey = if shared.prekey_budget.take(requester, id, now) {
+            let (bytes, one_time) = shared
+                .store_call(move |s| s.take_prekey_marked(&id, now))
+                .await?
+                .unzip();
+            if one_time != Some(true) {
+                shared.prekey_budget.give_back(requester, id);
+            }
+            bytes
+        } else {
+            shared.store_read(|s| s.last_resort_prekey(&id, now))?
+        };
+        let prekey = prekey
             .map(|b| SignedPrekey::decode(&b))
             .transpose()
             .map_err(|_| RequestError::Internal("a stored prekey does not decode"))?;
@@ -129,6 +198,36 @@ pub(super) async fn fetch_prekeys(
 
 fn forbidden_recipient() -> RequestError {
     RequestError::Forbidden("your role may not write to that device".into())
+}
+
+/// The one answer a defender gets for a device it may not write to,
+/// whether that device is unknown, revoked or another defender: anything
+/// finer would tell a defender which ids belong to other defenders.
+fn not_a_staff_device() -> RequestError {
+    RequestError::Forbidden("a defender may write only to staff devices and itself".into())
+}
+
+/// Whether `session` may seal to device `id` (`device`: what the store
+/// holds of it). `Ok(None)`: a revoked staff device, left out. A defender
+/// gets one answer for every device that is not staff (and not itself);
+/// staff get the precise one.
+fn check_recipient<'d>(
+    session: Session,
+    id: &DeviceId,
+    device: Option<&'d crate::domain::devices::Device>,
+) -> Result<Option<&'d crate::domain::devices::Device>, RequestError> {
+    let defender = !session.role.is_staff();
+    let own = *id == session.device_id;
+    match device {
+        Some(d) if defender && !own && !d.role.is_staff() => Err(not_a_staff_device()),
+        None if defender => Err(not_a_staff_device()),
+        None => Err(RequestError::NotFound("a requested device is not enrolled")),
+        Some(d) if d.revoked_at.is_some() => Ok(None),
+        Some(d) if !may_address(session.role, &session.device_id, d.role, id) => {
+            Err(forbidden_recipient())
+        }
+        Some(d) => Ok(Some(d)),
+    }
 }
 
 /// Checks an envelope a device sends: not too large, signed by that
@@ -163,6 +262,11 @@ pub(super) fn check_envelope(
         .map_err(|_| RequestError::Malformed("the envelope does not decode"))?;
     let devices = shared.store_read(|s| s.devices_by_id(&recipients))?;
     for (id, device) in recipients.iter().zip(devices) {
+        if !session.role.is_staff() {
+            // One answer for unknown, revoked and other defenders' devices.
+            check_recipient(session, id, device.as_ref())?;
+            continue;
+        }
         let Some(device) = device else {
             return Err(RequestError::NotFound("a recipient is not enrolled"));
         };
@@ -291,4 +395,33 @@ pub(super) fn delivery(
 ) -> Result<Reply, RequestError> {
     let states = shared.store_read(|s| s.delivery(&session.device_id, ids))?;
     Ok(Response::Delivery(states).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(b: u8) -> DeviceId {
+        DeviceId::from_bytes([b; 16])
+    }
+
+    #[test]
+    fn a_requester_gets_a_few_one_time_prekeys_of_a_target_an_hour() {
+        let budget = PrekeyBudget::new(2);
+        let (me, staff, other) = (dev(1), dev(2), dev(3));
+        assert!(budget.take(me, staff, 100));
+        assert!(budget.take(me, staff, 101));
+        assert!(!budget.take(me, staff, 102), "the third in the hour");
+        // Others, and other targets, have their own budgets.
+        assert!(budget.take(other, staff, 102));
+        assert!(budget.take(me, other, 102));
+        // One given back (the target had none left) can be taken again.
+        budget.give_back(me, staff);
+        assert!(budget.take(me, staff, 103));
+        assert!(!budget.take(me, staff, 104));
+        // An hour after the first, the budget starts afresh.
+        assert!(budget.take(me, staff, 100 + PREKEY_WINDOW_SECS));
+        // Zero: never a one-time prekey.
+        assert!(!PrekeyBudget::new(0).take(me, staff, 100));
+    }
 }

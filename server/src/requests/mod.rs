@@ -62,6 +62,9 @@ pub struct Shared {
     pub(crate) rota: Vec<Shift>,
     /// Wrong check-in codes per device (see `checkins::Guesses`).
     pub(crate) guesses: checkins::Guesses,
+    /// One-time prekeys handed out per requester and target (see
+    /// `messaging::PrekeyBudget`).
+    pub(crate) prekey_budget: messaging::PrekeyBudget,
     /// What an invite says about this server.
     pin: CertPin,
     advertised_addr: String,
@@ -85,6 +88,7 @@ impl Shared {
             // Validated with the configuration before the server starts.
             rota: crate::domain::rota::parse(&config.rota).unwrap_or_default(),
             guesses: checkins::Guesses::default(),
+            prekey_budget: messaging::PrekeyBudget::new(config.limits.one_time_prekeys_per_hour),
             pin,
             advertised_addr,
             server_name: config.server_name.clone(),

@@ -46,9 +46,43 @@ impl LogStore {
         Ok(())
     }
 
+    /// How many unexpired one-time prekeys of `device` are left.
+    pub fn one_time_prekeys_left(&self, device: &DeviceId, now: u64) -> Result<u32, StoreError> {
+        self.check_running()?;
+        let left = self.lock().mailbox.one_time_left(device, now);
+        Ok(u32::try_from(left).unwrap_or(u32::MAX))
+    }
+
+    /// Hands out the last-resort prekey of `device` (never used up).
+    /// Returns its `SignedPrekey` bytes.
+    pub fn last_resort_prekey(
+        &self,
+        device: &DeviceId,
+        now: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.check_running()?;
+        let state = self.lock();
+        Ok(state
+            .mailbox
+            .last_resort_for(device, now)
+            .map(|p| p.signed.clone()))
+    }
+
     /// Hands out one prekey of `device`: a one-time prekey (which is then
     /// gone) or the last-resort prekey. Returns its `SignedPrekey` bytes.
     pub fn take_prekey(&self, device: &DeviceId, now: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .take_prekey_marked(device, now)?
+            .map(|(bytes, _)| bytes))
+    }
+
+    /// As [`LogStore::take_prekey`], and says whether the prekey handed
+    /// out was a one-time prekey.
+    pub fn take_prekey_marked(
+        &self,
+        device: &DeviceId,
+        now: u64,
+    ) -> Result<Option<(Vec<u8>, bool)>, StoreError> {
         self.check_running()?;
         let state = self.lock();
         let Some(prekey) = state.mailbox.prekey_for(device, now).cloned() else {
@@ -61,7 +95,7 @@ impl LogStore {
             };
             self.commit(state, Event::Mail(taken))?;
         }
-        Ok(Some(prekey.signed))
+        Ok(Some((prekey.signed, prekey.one_time)))
     }
 
     /// Stores an envelope for `recipients`; returns its sent id (the

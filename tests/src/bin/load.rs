@@ -265,7 +265,7 @@ async fn main() {
                 .request(&Request::PublishPrekeys(vec![signed]))
                 .await
                 .expect("publish"),
-            Response::Done
+            Response::PrekeysPublished { one_time: 0 }
         );
         recipients.push(Recipient {
             device_id: identity.device_id(),

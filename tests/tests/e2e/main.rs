@@ -7,6 +7,7 @@ mod duress;
 mod enrollment;
 mod messaging;
 mod people;
+mod prekeys;
 mod roles;
 mod sos;
 mod storage;
