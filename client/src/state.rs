@@ -124,7 +124,11 @@ impl Profile {
     /// one accepted (its chain link checked) clears an alarm raised at a
     /// lower version: the root's signer carried this device's history on.
     /// Returns whether anything changed (the caller saves the profile).
-    pub fn record_roster(&mut self, signed: &SignedRoster, outcome: &Result<Roster, RosterError>) -> bool {
+    pub fn record_roster(
+        &mut self,
+        signed: &SignedRoster,
+        outcome: &Result<Roster, RosterError>,
+    ) -> bool {
         match outcome {
             Ok(roster) => {
                 if self.roster_version == Some(roster.version) {
@@ -155,7 +159,7 @@ impl Profile {
     pub fn roster_alarm_text(&self) -> Option<String> {
         self.roster_alarm.map(|version| {
             format!(
-                "ROSTER ALARM: this device was shown two different staff rosters signed by your organisation's root key for version {version} (or one that does not follow the roster it accepted). Either the root key is in someone else's hands or the roster was forged: it was NOT accepted: until an admin signs a roster that follows the one this device accepted, messages are not sent and an SOS is raised WITHOUT its text. Tell an admin over another channel (not through this hotline)."
+                "ROSTER ALARM: this device was shown two different staff rosters signed by your organisation's root key for version {version} (or one that does not follow the roster it accepted). Either the root key is in someone else's hands or the roster was forged: it was NOT accepted: until an admin signs a roster that follows the one this device accepted, messages wait in the outbox and an SOS is raised WITHOUT its text. Tell an admin over another channel (not through this hotline)."
             )
         })
     }

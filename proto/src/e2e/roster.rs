@@ -240,8 +240,7 @@ impl SignedRoster {
             }
             // Only the link to the very next version can be checked: a
             // device that missed versions never saw the rosters between.
-            if roster.version == seen.version.saturating_add(1)
-                && roster.previous_hash != seen.hash
+            if roster.version == seen.version.saturating_add(1) && roster.previous_hash != seen.hash
             {
                 return Err(RosterError::BrokenChain(roster.version));
             }

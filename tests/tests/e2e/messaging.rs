@@ -237,7 +237,8 @@ async fn a_roster_that_does_not_chain_is_refused_by_the_server_and_by_clients() 
             "{err}"
         );
         assert!(
-            err.to_string().contains("not the hash of the roster it replaces"),
+            err.to_string()
+                .contains("not the hash of the roster it replaces"),
             "{err}"
         );
     }
