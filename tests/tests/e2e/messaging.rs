@@ -624,7 +624,7 @@ async fn a_malformed_envelope_of_any_kind_never_hides_the_next_message() {
 
 /// A writer that keeps everything the server logs.
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Captured(pub(crate) Arc<Mutex<Vec<u8>>>);
 
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
