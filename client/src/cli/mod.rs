@@ -302,7 +302,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     // The roster alarm is loud on every command, before and (if the
     // command raised it) after.
     let alarm_before = roster_alarm(&state);
-    let result = run_command(cli.command, &state).await;
+    let result = run_command(cli.command, state.clone()).await;
     let alarm_after = roster_alarm(&state);
     if alarm_after.is_some() && alarm_after != alarm_before {
         warn_roster_alarm(&state);
@@ -326,8 +326,8 @@ fn warn_roster_alarm(state: &StateDir) {
     }
 }
 
-async fn run_command(command: Command, state: &StateDir) -> anyhow::Result<()> {
-    warn_roster_alarm(state);
+async fn run_command(command: Command, state: StateDir) -> anyhow::Result<()> {
+    warn_roster_alarm(&state);
     match command {
         Command::Enroll { invite } => devices::enroll(&state, &invite).await,
         Command::Status => devices::status(&state).await,
