@@ -120,6 +120,7 @@ pub async fn enroll(
             .map(|k| hotline_proto::identity::hex(k.as_bytes())),
         roster_version: None,
         roster_hash: None,
+        roster_alarm: None,
     })?;
     if let Some(label) = &invite.label {
         // Sealed with the device's state, never in the plain profile; a

@@ -472,21 +472,19 @@ impl Device {
         Some(SeenRoster { version, hash })
     }
 
-    /// Verifies `signed` and remembers it as the newest seen.
+    /// Verifies `signed` and remembers it as the newest seen; two rosters
+    /// with one version, or a next version that does not chain to the one
+    /// accepted, are refused and raise the alarm ([`Profile::record_roster`]).
     pub fn accept_roster(
         &mut self,
         root: &OrgPublicKey,
         signed: &SignedRoster,
     ) -> Result<Roster, ClientError> {
-        let roster = signed
-            .verify(root, crate::unix_now(), self.seen_roster())
-            .map_err(refused)?;
-        if self.profile.roster_version != Some(roster.version) {
-            self.profile.roster_version = Some(roster.version);
-            self.profile.roster_hash = Some(hex(&signed.hash()));
+        let outcome = signed.verify(root, crate::unix_now(), self.seen_roster());
+        if self.profile.record_roster(signed, &outcome) {
             self.state.save_profile(&self.profile)?;
         }
-        Ok(roster)
+        outcome.map_err(refused)
     }
 
     /// Seals `body` for the staff on the roster (and `to`, for staff),
@@ -1047,14 +1045,11 @@ impl Device {
             ClientError::State("the organisation has not published a staff roster yet".into())
         })?;
         let now = crate::unix_now();
-        let roster = signed
-            .verify_even_if_expired(&root, self.seen_roster())
-            .map_err(refused)?;
-        if self.profile.roster_version != Some(roster.version) {
-            self.profile.roster_version = Some(roster.version);
-            self.profile.roster_hash = Some(hex(&signed.hash()));
+        let outcome = signed.verify_even_if_expired(&root, self.seen_roster());
+        if self.profile.record_roster(&signed, &outcome) {
             self.state.save_profile(&self.profile)?;
         }
+        let roster = outcome.map_err(refused)?;
         if now >= roster.expires_at {
             self.warnings.push(
                 "the staff roster has expired: messages are checked against its last members; an admin must sign a new one"
@@ -1272,6 +1267,7 @@ mod tests {
                 org_root: None,
                 roster_version: None,
                 roster_hash: None,
+                roster_alarm: None,
             })
             .expect("profile");
         state

@@ -17,7 +17,7 @@ use hotline_proto::alert::{AlertInfo, CheckinKey, Priority};
 use hotline_proto::e2e::envelope::{self, Content, EnvelopeError, SignedEnvelope};
 use hotline_proto::e2e::roster::{Roster, SeenRoster, SignedRoster};
 use hotline_proto::e2e::suite::SystemRandomness;
-use hotline_proto::identity::{hex, unhex};
+use hotline_proto::identity::unhex;
 use hotline_proto::{DeviceId, IdentityKeyPair};
 
 use crate::connection::{Session, authenticate_panic};
@@ -67,15 +67,14 @@ pub fn choose_roster(
                 hash: hash.try_into().ok()?,
             })
         });
-    let roster = match signed.verify_even_if_expired(&root, seen) {
+    let outcome = signed.verify_even_if_expired(&root, seen);
+    if profile.record_roster(signed, &outcome) {
+        state.save_profile(profile)?;
+    }
+    let roster = match outcome {
         Ok(r) => r,
         Err(e) => return Ok(SosRoster::Unavailable(e.to_string())),
     };
-    if profile.roster_version != Some(roster.version) {
-        profile.roster_version = Some(roster.version);
-        profile.roster_hash = Some(hex(&signed.hash()));
-        state.save_profile(profile)?;
-    }
     Ok(if now >= roster.expires_at {
         SosRoster::Expired(roster)
     } else {

@@ -28,6 +28,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use hotline_proto::alert::CheckinKey;
+use hotline_proto::e2e::roster::{Roster, RosterError, SignedRoster};
 use hotline_proto::identity::IdentitySeed;
 use hotline_proto::{CertPin, DeviceId, IdentityKeyPair, Role};
 use serde::{Deserialize, Serialize};
@@ -79,6 +80,12 @@ pub struct Profile {
     /// ... and the SHA-256 of its body (hex).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roster_hash: Option<String>,
+    /// Set when this device saw two different rosters with one version, or
+    /// a next version that does not chain to the one it accepted: the
+    /// highest version concerned. Shown on every command until a roster
+    /// that chains to the accepted one clears it (see [`Profile::record_roster`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roster_alarm: Option<u64>,
 }
 
 impl Profile {
@@ -108,6 +115,53 @@ impl Profile {
         let hex = self.org_root.as_deref()?;
         let bytes: [u8; 32] = hotline_proto::identity::unhex(hex)?.try_into().ok()?;
         Some(hotline_proto::e2e::org::OrgPublicKey::from_bytes(bytes))
+    }
+
+    /// Records what checking `signed` against the newest roster accepted
+    /// gave: an accepted roster becomes the newest seen; two different
+    /// rosters with one version, or a next version that does not chain,
+    /// raise the alarm. A roster accepted as the very next version of the
+    /// one accepted (its chain link checked) clears an alarm raised at a
+    /// lower version: the root's signer carried this device's history on.
+    /// Returns whether anything changed (the caller saves the profile).
+    pub fn record_roster(
+        &mut self,
+        signed: &SignedRoster,
+        outcome: &Result<Roster, RosterError>,
+    ) -> bool {
+        match outcome {
+            Ok(roster) => {
+                if self.roster_version == Some(roster.version) {
+                    return false;
+                }
+                let linked = self
+                    .roster_version
+                    .is_some_and(|seen| roster.version == seen.saturating_add(1));
+                if linked && self.roster_alarm.is_some_and(|at| at < roster.version) {
+                    self.roster_alarm = None;
+                }
+                self.roster_version = Some(roster.version);
+                self.roster_hash = Some(hotline_proto::identity::hex(&signed.hash()));
+                true
+            }
+            Err(RosterError::Equivocation(version) | RosterError::BrokenChain(version)) => {
+                let at = self.roster_alarm.map_or(*version, |a| a.max(*version));
+                let changed = self.roster_alarm != Some(at);
+                self.roster_alarm = Some(at);
+                changed
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The alarm to show on every command, if two roster histories were
+    /// seen (see [`Profile::roster_alarm`]).
+    pub fn roster_alarm_text(&self) -> Option<String> {
+        self.roster_alarm.map(|version| {
+            format!(
+                "ROSTER ALARM: this device was shown two different staff rosters signed by your organisation's root key for version {version} (or one that does not follow the roster it accepted). Either the root key is in someone else's hands or the roster was forged: it was NOT accepted: until an admin signs a roster that follows the one this device accepted, messages wait in the outbox and an SOS is raised WITHOUT its text. Tell an admin over another channel (not through this hotline)."
+            )
+        })
     }
 
     /// The device id.
@@ -437,6 +491,7 @@ mod tests {
             org_root: None,
             roster_version: None,
             roster_hash: None,
+            roster_alarm: None,
         };
         state.save_profile(&profile).expect("save");
         assert!(state.is_enrolled());

@@ -1614,3 +1614,92 @@ async fn a_defenders_own_sos_is_never_confused_with_a_message_it_received() {
     let out = hotline(&defender, PASS, &["messages", "--alert", &id]);
     assert!(!stdout(&out).contains("staff note"), "{}", stdout(&out));
 }
+
+/// Copies the directory `from` to `to` (made), files and subdirectories.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// A server put back to an old copy of its store (seized and restored,
+/// or its operator lying) serves a second roster with a version the
+/// defender already accepted: the defender's every command and its
+/// status carry the alarm, and the second roster is not used.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_rosters_with_one_version_raise_an_alarm_on_every_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    let out = hotline(&defender, PASS, &["send", "first message"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("ALARM"), "{}", stderr(&out));
+
+    // The store as it is with roster version 1.
+    server.shutdown().await;
+    copy_dir(&dir.path().join("server"), &dir.path().join("server-v1"));
+    let server = server_on(dir.path(), addr).await;
+
+    // Version 2, which the defender accepts.
+    let key = dir.path().join("org.key");
+    let key = key.to_str().expect("utf-8");
+    let out = hotline_org(&admin, &["org", "sign-roster", "--key", key]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&defender, PASS, &["send", "second message"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The server is put back to the old store, and a different version 2
+    // is signed over it.
+    server.shutdown().await;
+    std::fs::remove_dir_all(dir.path().join("server")).expect("rm");
+    std::fs::rename(dir.path().join("server-v1"), dir.path().join("server")).expect("mv");
+    let server = server_on(dir.path(), addr).await;
+    let out = hotline_org(
+        &admin,
+        &["org", "sign-roster", "--key", key, "--valid", "2d"],
+    );
+    // The admin's own device saw the first version 2 too.
+    assert!(stderr(&out).contains("ROSTER ALARM"), "{}", stderr(&out));
+
+    // The defender refuses it, loudly: its message is not sealed to it
+    // and waits in the outbox.
+    let out = hotline(&defender, PASS, &["send", "third message"]);
+    assert!(
+        stdout(&out).contains("NOT SENT YET: two different rosters carry version 2"),
+        "{} {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("WARNING: ROSTER ALARM"),
+        "{}",
+        stderr(&out)
+    );
+    // Every later command says so, and so does the status.
+    for args in [&["inbox"][..], &["alerts"][..]] {
+        let out = hotline(&defender, PASS, args);
+        assert!(
+            stderr(&out).contains("WARNING: ROSTER ALARM"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let out = hotline(&defender, PASS, &["status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("staff roster: ROSTER ALARM"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).contains("WARNING: ROSTER ALARM"));
+    server.shutdown().await;
+}

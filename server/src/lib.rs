@@ -35,6 +35,7 @@
 //!   devices.rs, mailbox.rs, alerts.rs, checkins.rs, rota.rs
 //! log/                 the sealed, hash-chained log, its keys and its storage engine
 //! files.rs             private files and directories
+//! logging.rs           the diagnostic output (stderr): filter, and no peer address at any level
 //! ```
 //!
 //! Each layer uses only the layers below it (`tests/tests/layout.rs` in
@@ -47,6 +48,7 @@ pub mod domain;
 pub mod endpoint;
 mod files;
 pub mod log;
+pub mod logging;
 pub mod requests;
 pub mod store;
 

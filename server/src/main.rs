@@ -9,9 +9,9 @@ use hotline_proto::Role;
 use hotline_proto::invite::parse_lifetime;
 use hotline_proto::time::date_time;
 use hotline_server::log::keys::{self, KeySource, MASTER_KEY_ENV, MASTER_PASSPHRASE_ENV};
+use hotline_server::logging;
 use hotline_server::store::{self, Create};
 use hotline_server::{Config, DataDir, RunningServer};
-use tracing_subscriber::EnvFilter;
 use zeroize::Zeroizing;
 
 /// The hotline server: a secure emergency line between human-rights
@@ -82,24 +82,18 @@ enum Command {
     Checkpoint,
 }
 
-/// Log filter when `RUST_LOG` is unset. The transport libraries log peer
-/// addresses at their debug levels, so they are held at `warn`.
-const DEFAULT_LOG_FILTER: &str = "info,quinn=warn,quinn_proto=warn,rustls=warn";
-
 /// How long the first-run admin invite stays valid.
 const BOOTSTRAP_INVITE_TTL: u64 = 24 * 3600;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER)),
-        )
-        // Colours only on a terminal: a log file gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    // No peer address at any level: see `hotline_server::logging`.
+    // Colours only on a terminal: a log file gets plain text.
+    tracing_subscriber::util::SubscriberInitExt::init(logging::subscriber(
+        logging::filter_from_env(),
+        std::io::stderr,
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    ));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

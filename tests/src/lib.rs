@@ -26,14 +26,18 @@ pub struct TestServer {
     pub dir: TempDir,
 }
 
-/// Sends test logs to the test harness's captured output.
+/// Sends test logs to the test harness's captured output, through the
+/// server's own set-up (no peer address at any level).
 pub fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "hotline_server=debug".into()),
-        ))
-        .with_test_writer()
-        .try_init();
+    let filter = tracing_subscriber::EnvFilter::new(
+        std::env::var("RUST_LOG").unwrap_or_else(|_| "hotline_server=debug".into()),
+    );
+    let _ =
+        tracing_subscriber::util::SubscriberInitExt::try_init(hotline_server::logging::subscriber(
+            filter,
+            tracing_subscriber::fmt::TestWriter::new(),
+            false,
+        ));
 }
 
 impl TestServer {

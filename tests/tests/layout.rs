@@ -268,6 +268,7 @@ fn the_server_layers_depend_only_downwards() {
         ("domain", &[][..]),
         ("config", &["domain", "log"][..]),
         ("files", &[][..]),
+        ("logging", &[][..]),
     ]
     .into_iter()
     .collect();

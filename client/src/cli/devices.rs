@@ -53,6 +53,9 @@ pub(super) async fn status(state: &StateDir) -> anyhow::Result<()> {
     println!("device id: {}", status.device_id);
     println!("role: {}", status.role);
     println!("server version: {}", status.server_version);
+    if let Some(alarm) = profile.roster_alarm_text() {
+        println!("staff roster: {alarm}");
+    }
     if status.role.is_staff() {
         use hotline_proto::message::RosterStanding;
         let standing = match session.roster_standing() {

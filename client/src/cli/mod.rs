@@ -13,6 +13,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use hotline_client::StateDir;
 use hotline_proto::Role;
 use hotline_proto::alert::Priority;
 use hotline_proto::invite::parse_lifetime;
@@ -298,7 +299,36 @@ enum OrgCommand {
 /// Runs one command.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     let state = unlock::home(cli.home.as_deref())?;
-    match cli.command {
+    // The roster alarm is loud on every command, before and (if the
+    // command raised it) after.
+    let alarm_before = roster_alarm(&state);
+    let result = run_command(cli.command, state.clone()).await;
+    let alarm_after = roster_alarm(&state);
+    if alarm_after.is_some() && alarm_after != alarm_before {
+        warn_roster_alarm(&state);
+    }
+    result
+}
+
+/// The roster alarm's version in this state directory's profile, if any.
+fn roster_alarm(state: &StateDir) -> Option<u64> {
+    state.load_profile().ok().and_then(|p| p.roster_alarm)
+}
+
+/// Prints the roster alarm, if raised, on standard error.
+fn warn_roster_alarm(state: &StateDir) {
+    if let Some(text) = state
+        .load_profile()
+        .ok()
+        .and_then(|p| p.roster_alarm_text())
+    {
+        eprintln!("WARNING: {text}");
+    }
+}
+
+async fn run_command(command: Command, state: StateDir) -> anyhow::Result<()> {
+    warn_roster_alarm(&state);
+    match command {
         Command::Enroll { invite } => devices::enroll(&state, &invite).await,
         Command::Status => devices::status(&state).await,
         Command::Invite { role, ttl, label } => {

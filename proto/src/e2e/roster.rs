@@ -116,6 +116,12 @@ pub enum RosterError {
     /// different rosters under one version, or it is forged.
     #[error("two different rosters carry version {0}")]
     Equivocation(u64),
+    /// The next version after the one accepted, but its `previous_hash`
+    /// does not name the accepted roster: the chain was forked or forged.
+    #[error(
+        "roster version {0} does not chain to the version before it that this device accepted: refused"
+    )]
+    BrokenChain(u64),
     /// A field is wrong.
     #[error("the roster is malformed: {0}")]
     Decode(#[from] DecodeError),
@@ -232,6 +238,12 @@ impl SignedRoster {
             if roster.version == seen.version && self.hash() != seen.hash {
                 return Err(RosterError::Equivocation(roster.version));
             }
+            // Only the link to the very next version can be checked: a
+            // device that missed versions never saw the rosters between.
+            if roster.version == seen.version.saturating_add(1) && roster.previous_hash != seen.hash
+            {
+                return Err(RosterError::BrokenChain(roster.version));
+            }
         }
         Ok(roster)
     }
@@ -301,6 +313,15 @@ impl SignedRoster {
     /// Decodes the wire form (not yet verified).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         Self::from_wire(pb::SignedRoster::decode(bytes)?)
+    }
+
+    /// Whether this roster may replace `current` (the roster it follows,
+    /// `None` for the first): its `previous_hash` must be the SHA-256 of
+    /// `current`'s body, or all zeros for the first roster. Checked by the
+    /// server before it stores a roster, without the root's signature.
+    pub fn chains_to(&self, current: Option<&SignedRoster>) -> Result<bool, RosterError> {
+        let expected = current.map_or([0; 32], SignedRoster::hash);
+        Ok(self.read_unverified()?.previous_hash == expected)
     }
 
     /// The version, read without verifying the signature: for the server,
@@ -395,6 +416,37 @@ mod tests {
                 Err(RosterError::BadSignature)
             );
         }
+    }
+
+    #[test]
+    fn the_next_version_must_chain_to_the_one_accepted() {
+        let root = OrgKeyPair::from_seed(&[7; 32]);
+        let v1 = roster(1, 500).sign(&root);
+        let seen = Some(SeenRoster {
+            version: 1,
+            hash: v1.hash(),
+        });
+        // The first roster names no predecessor.
+        assert_eq!(v1.chains_to(None), Ok(true));
+        let mut next = roster(2, 500);
+        next.previous_hash = v1.hash();
+        let v2 = next.sign(&root);
+        assert_eq!(v2.chains_to(Some(&v1)), Ok(true));
+        assert!(v2.verify(&root.public_key(), 100, seen).is_ok());
+        // All zeros (or any other hash) after version 1 does not chain.
+        let unchained = roster(2, 500).sign(&root);
+        assert_eq!(unchained.chains_to(Some(&v1)), Ok(false));
+        assert_eq!(
+            unchained.verify(&root.public_key(), 100, seen),
+            Err(RosterError::BrokenChain(2))
+        );
+        assert_eq!(
+            unchained.verify_even_if_expired(&root.public_key(), seen),
+            Err(RosterError::BrokenChain(2))
+        );
+        // After a gap the missing link cannot be checked: accepted.
+        let v3 = roster(3, 500).sign(&root);
+        assert!(v3.verify(&root.public_key(), 100, seen).is_ok());
     }
 
     #[test]

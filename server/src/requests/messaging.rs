@@ -18,6 +18,7 @@ use tracing::info;
 
 use super::{PushTo, Reply, RequestError, Session, Shared};
 use crate::domain::mailbox::StoredPrekey;
+use crate::store::RosterRefused;
 
 /// The largest envelope the server stores (its wire form): the largest
 /// padded content (64 KiB) sealed to a few hundred devices, and within one
@@ -30,24 +31,26 @@ pub(super) async fn put_roster(
 ) -> Result<Reply, RequestError> {
     // The server cannot check the organisation's signature (it does not
     // trust itself with that); clients do. It only keeps versions moving
-    // forward.
+    // forward, each roster chained to the one it replaces.
     // It must read as a roster, though: the server pages only the staff
     // it lists.
-    let version = roster
+    let body = roster
         .read_unverified()
-        .map_err(|_| RequestError::Malformed("the roster does not decode"))?
-        .version;
+        .map_err(|_| RequestError::Malformed("the roster does not decode"))?;
     let bytes = roster.encode();
     match shared
-        .store_call(move |s| s.put_roster(version, bytes))
+        .store_call(move |s| s.put_roster(body.version, body.previous_hash, bytes))
         .await?
     {
         Ok(()) => {
             info!("roster stored");
             Ok(Response::Done.into())
         }
-        Err(_current) => Err(RequestError::FailedPrecondition(
+        Err(RosterRefused::NotNewer(_)) => Err(RequestError::FailedPrecondition(
             "a roster with this or a higher version is already stored",
+        )),
+        Err(RosterRefused::BrokenChain) => Err(RequestError::FailedPrecondition(
+            "the roster's previous_hash is not the hash of the roster it replaces (all zeros for the first): sign it again over the current roster",
         )),
     }
 }

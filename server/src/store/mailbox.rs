@@ -2,6 +2,7 @@
 //! how far each got.
 
 use hotline_proto::DeviceId;
+use hotline_proto::e2e::roster::SignedRoster;
 use hotline_proto::message::DeliveryState;
 
 use super::{LogStore, StoreError};
@@ -9,16 +10,42 @@ use crate::domain::Event;
 use crate::domain::mailbox::{MailEvent, StoredPrekey};
 use crate::log::RecordKey;
 
+/// Why [`LogStore::put_roster`] did not store a roster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RosterRefused {
+    /// A roster with this or a higher version (given) is already stored.
+    NotNewer(u64),
+    /// Its `previous_hash` is not the hash of the stored roster (or not all
+    /// zeros, when none is stored).
+    BrokenChain,
+}
+
 impl LogStore {
-    /// Stores a roster if its version is higher than the stored one's;
-    /// otherwise returns the stored version.
-    pub fn put_roster(&self, version: u64, bytes: Vec<u8>) -> Result<Result<(), u64>, StoreError> {
+    /// Stores a roster (its wire `bytes`, its `version` and `previous_hash`
+    /// already read) if its version is higher than the stored one's and
+    /// its `previous_hash` is the SHA-256 of the stored roster's body (all
+    /// zeros for the first); otherwise says why not. Both are
+    /// checked under the state's lock, so two uploads cannot both pass
+    /// against the same predecessor.
+    pub fn put_roster(
+        &self,
+        version: u64,
+        previous_hash: [u8; 32],
+        bytes: Vec<u8>,
+    ) -> Result<Result<(), RosterRefused>, StoreError> {
         self.check_running()?;
         let state = self.lock();
-        if let Some((current, _)) = &state.mailbox.roster
-            && *current >= version
-        {
-            return Ok(Err(*current));
+        let expected = match &state.mailbox.roster {
+            Some((current, _)) if *current >= version => {
+                return Ok(Err(RosterRefused::NotNewer(*current)));
+            }
+            Some((_, stored)) => SignedRoster::decode(stored)
+                .map_err(|_| StoreError::Corrupt("a stored roster does not decode".into()))?
+                .hash(),
+            None => [0; 32],
+        };
+        if previous_hash != expected {
+            return Ok(Err(RosterRefused::BrokenChain));
         }
         self.commit(
             state,

@@ -21,6 +21,7 @@ mod mailbox;
 mod snapshot;
 mod verify;
 
+pub use mailbox::RosterRefused;
 pub use snapshot::SNAPSHOT_EVERY;
 pub use verify::{VerifyReport, verify_store};
 

@@ -144,9 +144,19 @@ async fn rosters_not_signed_by_the_pinned_root_or_rolled_back_are_refused() {
 
     // An admin (or the server's operator) uploads a roster signed by
     // another key: the defender refuses it and sends nothing.
+    // It chains to the stored roster: the server checks that much, not
+    // who signed it.
     let impostor = OrgKeyPair::from_seed(&[66; 32]);
     let now = hotline_server::unix_now();
-    let forged = empty_roster(9, now, now + 3600).sign(&impostor);
+    let current = defender
+        .session
+        .get_roster()
+        .await
+        .expect("roster")
+        .expect("stored");
+    let mut forged = empty_roster(9, now, now + 3600);
+    forged.previous_hash = current.hash();
+    let forged = forged.sign(&impostor);
     let stored = org
         .admin
         .session
@@ -185,6 +195,134 @@ async fn rosters_not_signed_by_the_pinned_root_or_rolled_back_are_refused() {
         .accept_roster(&root, &expired)
         .expect_err("expired");
     assert!(err.to_string().contains("expired"), "{err}");
+}
+
+#[tokio::test]
+async fn a_roster_that_does_not_chain_is_refused_by_the_server_and_by_clients() {
+    let server = TestServer::start().await;
+    let mut org = org(&server).await;
+    let root = org.root.public_key();
+    let _officer = person(&server, Role::Officer, "officer", Some(root)).await;
+    let v1 = org.sign().await;
+    let mut defender = person(&server, Role::Defender, "defender", Some(root)).await;
+    defender
+        .device
+        .roster(&defender.session)
+        .await
+        .expect("v1 accepted");
+    let stored_v1 = defender
+        .session
+        .get_roster()
+        .await
+        .expect("roster")
+        .expect("stored");
+    assert_eq!(v1.previous_hash, [0; 32], "the first roster names none");
+
+    // Signed by the real root, one version up, but naming no predecessor
+    // (all zeros) or another one: the server refuses both and keeps v1.
+    let now = hotline_server::unix_now();
+    let unchained = empty_roster(2, now, now + 3600).sign(&org.root);
+    let mut elsewhere = empty_roster(2, now, now + 3600);
+    elsewhere.previous_hash = [0x42; 32];
+    for roster in [unchained.clone(), elsewhere.sign(&org.root)] {
+        let err = org
+            .admin
+            .session
+            .put_roster(roster)
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            hotline_tests::refusal(&err),
+            Some(ErrorCode::FailedPrecondition),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("not the hash of the roster it replaces"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        defender.session.get_roster().await.expect("roster"),
+        Some(stored_v1.clone()),
+        "the server still serves v1"
+    );
+
+    // A client shown the unchained v2 (by a server that stored it anyway)
+    // refuses it, raises the alarm, and keeps v1.
+    let err = defender
+        .device
+        .accept_roster(&root, &unchained)
+        .expect_err("does not chain");
+    assert!(err.to_string().contains("does not chain"), "{err}");
+    assert_eq!(defender.device.profile().roster_alarm, Some(2));
+    assert_eq!(defender.device.profile().roster_version, Some(1));
+    let on_disk = defender.state.load_profile().expect("profile");
+    assert_eq!(on_disk.roster_alarm, Some(2), "the alarm lasts");
+    assert!(
+        on_disk
+            .roster_alarm_text()
+            .expect("alarm")
+            .contains("ROSTER ALARM")
+    );
+
+    // The admin's properly chained v2 is stored; the defender, who saw
+    // another v2, accepts it but keeps the alarm: two rosters carry
+    // version 2. A v3 chained to the v2 it accepted clears it.
+    org.sign().await;
+    defender
+        .device
+        .roster(&defender.session)
+        .await
+        .expect("the chained v2 is accepted");
+    assert_eq!(defender.device.profile().roster_alarm, Some(2));
+    let v3 = org.sign().await;
+    assert_eq!(v3.version, 3);
+    defender
+        .device
+        .roster(&defender.session)
+        .await
+        .expect("v3 accepted");
+    assert_eq!(defender.device.profile().roster_alarm, None);
+    assert_eq!(defender.device.profile().roster_version, Some(3));
+}
+
+#[tokio::test]
+async fn two_rosters_with_one_version_raise_the_alarm_and_the_second_is_refused() {
+    let server = TestServer::start().await;
+    let mut org = org(&server).await;
+    let root = org.root.public_key();
+    let _officer = person(&server, Role::Officer, "officer", Some(root)).await;
+    let v1 = org.sign().await;
+    let mut defender = person(&server, Role::Defender, "defender", Some(root)).await;
+    defender
+        .device
+        .roster(&defender.session)
+        .await
+        .expect("v1 accepted");
+    // The root signs another version 1 (a second admin machine, or a
+    // stolen key): the defender refuses it and the alarm is up.
+    let mut other = v1.clone();
+    other.entries.clear();
+    let err = defender
+        .device
+        .accept_roster(&root, &other.sign(&org.root))
+        .expect_err("equivocation");
+    assert!(err.to_string().contains("two different rosters"), "{err}");
+    assert_eq!(defender.device.profile().roster_alarm, Some(1));
+    assert_eq!(
+        defender.device.profile().roster_hash,
+        Some(hotline_proto::identity::hex(
+            &defender
+                .session
+                .get_roster()
+                .await
+                .expect("roster")
+                .expect("stored")
+                .hash()
+        )),
+        "the first one stays the one accepted"
+    );
 }
 
 /// Seals `body` from `sender` to `to`'s next prekey, by hand (as a client
@@ -486,7 +624,7 @@ async fn a_malformed_envelope_of_any_kind_never_hides_the_next_message() {
 
 /// A writer that keeps everything the server logs.
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Captured(pub(crate) Arc<Mutex<Vec<u8>>>);
 
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -202,3 +202,67 @@ async fn an_envelope_too_large_to_store_is_refused_clearly() {
     }
     assert!(session.status().await.is_ok());
 }
+
+/// Logs never carry a client's address, at any level: connections that
+/// are refused, enrol, authenticate, send garbage and move to another
+/// network, all logged at trace level, and not one line names a client's
+/// IP or port. The server's own lines are still there.
+#[tokio::test]
+async fn no_client_address_reaches_the_logs_even_at_trace_level() {
+    let logs = crate::messaging::Captured::default();
+    let writer = logs.clone();
+    let subscriber = hotline_server::logging::subscriber(
+        tracing_subscriber::EnvFilter::new("trace"),
+        move || writer.clone(),
+        false,
+    );
+    // The test's runtime runs every server task on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut server = TestServer::start().await;
+    let server_port = server.server().local_addr().port();
+    let mut clients = Vec::new();
+    // Refused during the handshake.
+    let _ = connection::connect_with_alpn(&server.info(), b"h3").await;
+    let (_, defender) = server.enroll(Role::Defender).await;
+    let (_, officer) = server.enroll(Role::Officer).await;
+    for session in [&defender, &officer] {
+        clients.push(session.local_addr().expect("bound"));
+        assert!(session.status().await.is_ok());
+    }
+    // Garbage, then a move to another network (connection migration).
+    let _ = raw_exchange(defender.connection(), &[0, 0, 0, 3, 0xff, 0xff, 0xff]).await;
+    defender.rebind().expect("rebinds");
+    clients.push(defender.local_addr().expect("bound"));
+    for _ in 0..3 {
+        assert!(defender.status().await.is_ok());
+    }
+    defender.close().await;
+    officer.close().await;
+    server.stop().await;
+
+    let logs = String::from_utf8_lossy(&logs.0.lock().expect("lock")).into_owned();
+    // The server's own lines, from info to debug, are kept.
+    for line in [
+        "listening",
+        "device authenticated",
+        "connected",
+        "undecodable request",
+    ] {
+        assert!(logs.contains(line), "the logs lack {line:?}:\n{logs}");
+    }
+    for line in logs.lines() {
+        // The one address the server prints is its own, once, at start.
+        if line.contains("listening") && line.contains(&format!("127.0.0.1:{server_port}")) {
+            continue;
+        }
+        assert!(!line.contains("127.0.0.1"), "a client's IP: {line}");
+        for client in &clients {
+            let port = format!(":{}", client.port());
+            let named = line
+                .match_indices(&port)
+                .any(|(i, _)| !line[i + port.len()..].starts_with(|c: char| c.is_ascii_digit()));
+            assert!(!named, "a client's port {}: {line}", client.port());
+        }
+    }
+}
