@@ -18,6 +18,8 @@ pub(crate) mod alerts;
 pub mod checkins;
 pub(crate) mod devices;
 mod messaging;
+#[cfg(test)]
+mod limits_doc;
 
 use std::sync::Arc;
 
