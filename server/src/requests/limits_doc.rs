@@ -40,7 +40,10 @@ fn documented() -> BTreeMap<String, (Vec<u64>, String)> {
             .filter(|n| !n.is_empty())
             .map(|n| n.parse().expect("a number"))
             .collect();
-        let previous = rows.insert(limit.to_owned(), (numbers, key.trim_matches('`').to_owned()));
+        let previous = rows.insert(
+            limit.to_owned(),
+            (numbers, key.trim_matches('`').to_owned()),
+        );
         assert!(previous.is_none(), "the row {limit} twice");
     }
     rows
@@ -56,16 +59,32 @@ fn the_documented_limits_are_the_limits_in_code() {
     // Numbers this module cannot see (the endpoint's) are `None`: the row
     // must exist, its value is not checked here.
     let expected: Vec<(&str, Option<Vec<u64>>, &str)> = vec![
-        ("set-up and challenge frame payload", Some(vec![n(MAX_SETUP_FRAME_LEN)]), "—"),
-        ("request, response and push frame payload", Some(vec![n(MAX_FRAME_LEN)]), "—"),
+        (
+            "set-up and challenge frame payload",
+            Some(vec![n(MAX_SETUP_FRAME_LEN)]),
+            "—",
+        ),
+        (
+            "request, response and push frame payload",
+            Some(vec![n(MAX_FRAME_LEN)]),
+            "—",
+        ),
         (
             "bidirectional streams open at once per connection",
             Some(vec![d.max_streams_per_connection.into()]),
             "max_streams_per_connection",
         ),
         ("unidirectional streams a client may open", None, "—"),
-        ("connections at once", Some(vec![n(d.max_connections)]), "max_connections"),
-        ("idle timeout", Some(vec![d.idle_timeout_secs, 5, 600]), "idle_timeout_secs"),
+        (
+            "connections at once",
+            Some(vec![n(d.max_connections)]),
+            "max_connections",
+        ),
+        (
+            "idle timeout",
+            Some(vec![d.idle_timeout_secs, 5, 600]),
+            "idle_timeout_secs",
+        ),
         (
             "set-up, from the handshake to `welcome`",
             Some(vec![d.auth_timeout_secs]),
@@ -76,7 +95,11 @@ fn the_documented_limits_are_the_limits_in_code() {
             Some(vec![d.request_timeout_secs]),
             "request_timeout_secs",
         ),
-        ("request burst per connection", Some(vec![d.request_burst.into()]), "request_burst"),
+        (
+            "request burst per connection",
+            Some(vec![d.request_burst.into()]),
+            "request_burst",
+        ),
         (
             "requests per second per connection, sustained",
             Some(vec![d.requests_per_second.into()]),
@@ -88,26 +111,62 @@ fn the_documented_limits_are_the_limits_in_code() {
             "one_time_prekeys_per_hour",
         ),
         ("answer and refusal grace before a close", None, "—"),
-        ("`create_invite.ttl_seconds`", Some(vec![1, MAX_INVITE_TTL_SECS]), "—"),
-        ("`publish_prekeys.prekeys`", Some(vec![0, n(MAX_PREKEYS_PER_REQUEST)]), "—"),
-        ("`fetch_prekeys.device_ids`", Some(vec![1, n(MAX_RECIPIENTS)]), "—"),
+        (
+            "`create_invite.ttl_seconds`",
+            Some(vec![1, MAX_INVITE_TTL_SECS]),
+            "—",
+        ),
+        (
+            "`publish_prekeys.prekeys`",
+            Some(vec![0, n(MAX_PREKEYS_PER_REQUEST)]),
+            "—",
+        ),
+        (
+            "`fetch_prekeys.device_ids`",
+            Some(vec![1, n(MAX_RECIPIENTS)]),
+            "—",
+        ),
         ("envelope recipients", Some(vec![1, n(MAX_RECIPIENTS)]), "—"),
         (
             "`SignedEnvelope.body` (`send_envelope`, `raise_alert`)",
             Some(vec![n(MAX_ENVELOPE_BYTES - 128)]),
             "—",
         ),
-        ("`fetch_inbox.limit`", Some(vec![1, MAX_INBOX_BATCH.into()]), "—"),
-        ("`mark_read.ids`, `delivery.ids`", Some(vec![0, n(MAX_IDS_PER_REQUEST)]), "—"),
-        ("`set_checkin.interval_secs`", Some(vec![1, MAX_INTERVAL_SECS, 0]), "—"),
-        ("`set_checkin.grace_secs`", Some(vec![0, MAX_INTERVAL_SECS]), "—"),
+        (
+            "`fetch_inbox.limit`",
+            Some(vec![1, MAX_INBOX_BATCH.into()]),
+            "—",
+        ),
+        (
+            "`mark_read.ids`, `delivery.ids`",
+            Some(vec![0, n(MAX_IDS_PER_REQUEST)]),
+            "—",
+        ),
+        (
+            "`set_checkin.interval_secs`",
+            Some(vec![1, MAX_INTERVAL_SECS, 0]),
+            "—",
+        ),
+        (
+            "`set_checkin.grace_secs`",
+            Some(vec![0, MAX_INTERVAL_SECS]),
+            "—",
+        ),
         (
             "wrong check-in codes before staff are alerted and answers slowed",
             Some(vec![WRONG_CODES_ALLOWED.into()]),
             "—",
         ),
-        ("delay of a check-in answer while slowed", Some(vec![GUESS_DELAY.as_secs()]), "—"),
-        ("`Error.detail` kept by a client", Some(vec![n(MAX_DETAIL_LEN)]), "—"),
+        (
+            "delay of a check-in answer while slowed",
+            Some(vec![GUESS_DELAY.as_secs()]),
+            "—",
+        ),
+        (
+            "`Error.detail` kept by a client",
+            Some(vec![n(MAX_DETAIL_LEN)]),
+            "—",
+        ),
         ("alert ids", Some(vec![1, MAX_ALERT_ID]), "—"),
     ];
     assert_eq!(GUESS_WINDOW_SECS, 3600, "the table says \"in an hour\"");

@@ -17,9 +17,9 @@
 pub(crate) mod alerts;
 pub mod checkins;
 pub(crate) mod devices;
-mod messaging;
 #[cfg(test)]
 mod limits_doc;
+mod messaging;
 
 use std::sync::Arc;
 
