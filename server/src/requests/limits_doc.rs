@@ -138,6 +138,11 @@ fn the_documented_limits_are_the_limits_in_code() {
             "—",
         ),
         (
+            "bytes of stored envelopes in one `Inbox` answer (at least one item; the client fetches again)",
+            Some(vec![n(super::messaging::INBOX_ANSWER_BUDGET)]),
+            "—",
+        ),
+        (
             "`mark_read.ids`, `delivery.ids`",
             Some(vec![0, n(MAX_IDS_PER_REQUEST)]),
             "—",

@@ -342,6 +342,13 @@ pub(super) async fn send_envelope(
     ))
 }
 
+/// The bytes an inbox answer may hold: a frame, less room for the
+/// message's own framing.
+pub const INBOX_ANSWER_BUDGET: usize = hotline_proto::frame::MAX_FRAME_LEN - 4096;
+/// What an inbox item adds to its envelope's bytes, at most: its id, the
+/// sender's identity and panic keys, and the protobuf tags and lengths.
+const INBOX_ITEM_OVERHEAD: usize = 128;
+
 pub(super) async fn fetch_inbox(
     shared: &Shared,
     session: Session,
@@ -354,7 +361,16 @@ pub(super) async fn fetch_inbox(
         .store_call(move |s| s.inbox(&id, after, limit))
         .await?;
     let mut out = Vec::with_capacity(items.len());
+    // An answer must fit one frame: a few large envelopes (a defender can
+    // send them) must never make every fetch of an inbox fail. The batch
+    // stops before the one that would not fit; the client fetches again
+    // from where it stands. One envelope always fits.
+    let mut size = 0usize;
     for (id, bytes) in items {
+        size = size.saturating_add(bytes.len() + INBOX_ITEM_OVERHEAD);
+        if !out.is_empty() && size > INBOX_ANSWER_BUDGET {
+            break;
+        }
         let envelope = SignedEnvelope::decode(&bytes)
             .map_err(|_| RequestError::Internal("a stored envelope does not decode"))?;
         let sender = envelope.sender;

@@ -859,3 +859,48 @@ async fn a_flush_stopped_part_way_reports_every_item_it_sent() {
     assert_eq!(kept(&defender.device, true), 6);
     assert_eq!(kept(&officer.device, false), 6);
 }
+
+/// Found auditing the protocol: an inbox answer had no byte cap, so four
+/// envelopes of the largest size waiting made every fetch of the inbox
+/// fail ("response too large"): any defender could silence an officer's
+/// inbox. The answer now stops before the frame is full and the client
+/// fetches on.
+#[tokio::test]
+async fn large_messages_never_jam_an_inbox() {
+    let server = TestServer::start().await;
+    let mut org = org(&server).await;
+    let root = org.root.public_key();
+    let mut officer = person(&server, Role::Officer, "officer", Some(root)).await;
+    org.sign().await;
+    let mut defender = person(&server, Role::Defender, "defender", Some(root)).await;
+    let big = |n: u8| vec![b'a' + n; envelope::MAX_BODY_LEN];
+    for n in 0..5 {
+        defender
+            .device
+            .queue(&big(n), Outgoing::Message { to: None })
+            .expect("queued");
+    }
+    defender
+        .device
+        .queue(b"and a short one", Outgoing::Message { to: None })
+        .expect("queued");
+    let sent = defender
+        .device
+        .flush(&defender.session)
+        .await
+        .expect("sent");
+    assert_eq!(sent.len(), 6);
+    officer
+        .device
+        .sync_prekeys(&officer.session)
+        .await
+        .expect("prekeys");
+    let got = officer
+        .device
+        .receive(&officer.session)
+        .await
+        .expect("the inbox opens");
+    let mut want: Vec<Vec<u8>> = (0..5).map(big).collect();
+    want.push(b"and a short one".to_vec());
+    assert_eq!(bodies(&got), want);
+}
