@@ -166,12 +166,17 @@ pub(super) async fn fetch_prekeys(
     // A device listed twice is answered once.
     let mut seen = HashSet::with_capacity(devices.len());
     let devices: Vec<DeviceId> = devices.into_iter().filter(|d| seen.insert(*d)).collect();
-    let mut bundles = Vec::with_capacity(devices.len());
-    for id in devices {
-        let device = shared.store_read(|s| s.device(&id))?;
-        let Some(device) = check_recipient(session, &id, device.as_ref())? else {
-            continue;
-        };
+    // Every device is checked before any prekey is taken: a refusal for one
+    // (a defender naming another defender, say) costs the others nothing.
+    let stored = shared.store_read(|s| s.devices_by_id(&devices))?;
+    let mut allowed = Vec::with_capacity(devices.len());
+    for (id, device) in devices.iter().zip(stored) {
+        if let Some(device) = check_recipient(session, id, device.as_ref())? {
+            allowed.push((*id, device.clone()));
+        }
+    }
+    let mut bundles = Vec::with_capacity(allowed.len());
+    for (id, device) in allowed {
         let requester = session.device_id;
         let prekey = if shared.prekey_budget.take(requester, id, now) {
             let (bytes, one_time) = shared

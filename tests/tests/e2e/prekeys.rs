@@ -223,3 +223,26 @@ async fn unknown_and_forbidden_recipients_answer_alike_for_a_defender() {
     let staff = officer.device.identity().device_id();
     assert_eq!(fetch(&asker, vec![me, staff]).await.len(), 2);
 }
+
+/// Found by the protocol audit: a `fetch_prekeys` refused for one device
+/// had already taken the one-time prekeys of the devices before it. Bad
+/// input changes nothing: every device is checked first.
+#[tokio::test]
+async fn a_refused_fetch_takes_no_prekey_of_anyone() {
+    let server = TestServer::start().await;
+    let officer = person(&server, Role::Officer, "officer", None).await;
+    let defender = person(&server, Role::Defender, "defender", None).await;
+    let other = person(&server, Role::Defender, "other", None).await;
+    assert_eq!(held(&officer).await, 20);
+    let ids = vec![
+        officer.device.identity().device_id(),
+        other.device.identity().device_id(),
+    ];
+    let err = defender
+        .session
+        .fetch_prekeys(ids)
+        .await
+        .expect_err("another defender is not a recipient");
+    assert_eq!(err.code(), Some(hotline_proto::ErrorCode::Forbidden));
+    assert_eq!(held(&officer).await, 20, "nothing was taken");
+}
