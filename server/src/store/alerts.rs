@@ -21,6 +21,11 @@ pub struct Paging {
     pub paged: Vec<DeviceId>,
 }
 
+/// What wrapping one event in a batch record adds to it, at most.
+const RECORD_EVENT_OVERHEAD: usize = 8;
+/// Room kept in a record for the batch's own framing.
+const RECORD_MARGIN: usize = 1024;
+
 /// A new alert id: random in 1 to [`MAX_ALERT_ID`], not used by any alert
 /// (so ids tell nobody how many alerts, records or check-ins came before).
 pub(crate) fn fresh_alert_id(state: &State) -> Result<u64, StoreError> {
@@ -68,16 +73,15 @@ impl LogStore {
             Ok(Raise::Again(alert)) => return Ok(Ok((alert, Vec::new()))),
             Err(e) => return Ok(Err(e)),
         };
-        // Room is left for the escalation steps that join this record (each
-        // names the devices it pages): the record must fit, since the
-        // state changes before it is written.
-        if events
+        // The record must fit, since the state changes before it is
+        // written. The raise itself always does for an envelope the server
+        // accepts; the escalation steps due at once join it only as far as
+        // they fit (below), and the next tick takes the rest.
+        let mut size = events
             .iter()
-            .map(|e| super::codec::encode_event(e).len())
-            .sum::<usize>()
-            + 16 * 1024
-            > crate::log::MAX_RECORD_LEN
-        {
+            .map(|e| super::codec::encode_event(e).len() + RECORD_EVENT_OVERHEAD)
+            .sum::<usize>();
+        if size + RECORD_MARGIN > crate::log::MAX_RECORD_LEN {
             return Ok(Err(RaiseError::TooLarge));
         }
         for e in &events {
@@ -93,6 +97,13 @@ impl LogStore {
         let mut pagings = Vec::new();
         for step in due {
             let event = Event::Alert(step.clone());
+            size += super::codec::encode_event(&event).len() + RECORD_EVENT_OVERHEAD;
+            if size + RECORD_MARGIN > crate::log::MAX_RECORD_LEN {
+                // A large SOS to a large team: this step and the later ones
+                // are taken by the next escalation tick, a moment later,
+                // rather than the SOS refused.
+                break;
+            }
             state.apply(seq, &event)?;
             events.push(event);
             let (alert, paged) = match step {
@@ -314,5 +325,71 @@ impl LogStore {
             self.wait(ticket)?;
         }
         Ok(pagings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hotline_proto::{IdentityKeyPair, Role};
+
+    use crate::domain::alerts::{AlertContent, Policies, Priority, Sos, SosMessage};
+    use crate::domain::devices::InviteRecord;
+    /// The largest envelope the request layer accepts
+    /// (`requests::messaging::MAX_ENVELOPE_BYTES`, above this layer).
+    const MAX_ENVELOPE_BYTES: usize = 96 * 1024;
+
+    /// Found by the protocol audit: the largest envelope the server
+    /// accepts, sealed to the most recipients an envelope may have, was
+    /// refused as an SOS ("too large to store"), because room was kept for
+    /// escalation steps that would not have needed it. It is raised; steps
+    /// that do not fit its record are the next tick's.
+    #[test]
+    fn the_largest_sos_to_the_largest_team_is_raised() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = super::super::open_in(dir.path());
+        let mut staff = Vec::new();
+        for n in 0..255u8 {
+            let key = IdentityKeyPair::from_seed(&[n; 32]).public_key();
+            let invite = InviteRecord {
+                role: Role::Officer,
+                created_at: 1,
+                expires_at: u64::MAX,
+                used_at: None,
+                bootstrap: None,
+            };
+            store.put_invite([n; 32], &invite).expect("invite");
+            store.enroll([n; 32], key, 2).expect("enroll");
+            store.set_duty(key.device_id(), true).expect("on duty");
+            staff.push(key.device_id());
+        }
+        let defender = IdentityKeyPair::from_seed(&[0xff; 32]).public_key();
+        store
+            .put_invite(
+                [0xff; 32],
+                &InviteRecord {
+                    role: Role::Defender,
+                    created_at: 1,
+                    expires_at: u64::MAX,
+                    used_at: None,
+                    bootstrap: None,
+                },
+            )
+            .expect("invite");
+        store.enroll([0xff; 32], defender, 2).expect("enroll");
+        let sos = Sos {
+            defender: defender.device_id(),
+            priority: Priority::Immediate,
+            message: Some(SosMessage {
+                digest: [7; 32],
+                recipients: staff,
+                envelope: vec![0x5a; MAX_ENVELOPE_BYTES - 128],
+            }),
+            content: AlertContent::Sealed,
+        };
+        let raised = store
+            .raise_alert(sos, &Policies::default(), &[], 100)
+            .expect("stored")
+            .expect("raised, never refused as too large");
+        assert_eq!(raised.0.defender, defender.device_id());
     }
 }
