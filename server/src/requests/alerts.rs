@@ -201,11 +201,34 @@ pub(super) async fn list(
     open_only: bool,
 ) -> Result<Reply, RequestError> {
     let me = session.device_id;
-    let alerts = shared
+    let mut alerts = shared
         .store_call(move |s| s.alerts_for(&me, session.role, open_only))
         .await?;
+    // The answer must fit one frame however long the history: every open
+    // alert, then the most recently raised closed ones, oldest first.
+    if alerts.len() > MAX_LISTED_ALERTS {
+        let open = alerts.iter().filter(|a| a.state.is_open()).count();
+        let mut closed_left = MAX_LISTED_ALERTS.saturating_sub(open);
+        let mut kept: Vec<Alert> = alerts
+            .into_iter()
+            .rev()
+            .filter(|a| {
+                a.state.is_open()
+                    || closed_left.checked_sub(1).is_some_and(|left| {
+                        closed_left = left;
+                        true
+                    })
+            })
+            .collect();
+        kept.reverse();
+        alerts = kept;
+    }
     Ok(Response::Alerts(alerts.iter().map(|a| info_for(shared, a, &me)).collect()).into())
 }
+
+/// The most alerts one answer lists: what fits a frame, at the largest an
+/// `AlertInfo` can be (about 150 bytes with its tags), with room to spare.
+pub const MAX_LISTED_ALERTS: usize = 1500;
 
 pub(super) async fn claim(
     shared: &Shared,

@@ -143,6 +143,11 @@ fn the_documented_limits_are_the_limits_in_code() {
             "—",
         ),
         (
+            "alerts in one `list_alerts` answer (every open one, then the most recently raised closed ones)",
+            Some(vec![n(super::alerts::MAX_LISTED_ALERTS)]),
+            "—",
+        ),
+        (
             "`mark_read.ids`, `delivery.ids`",
             Some(vec![0, n(MAX_IDS_PER_REQUEST)]),
             "—",

@@ -811,6 +811,60 @@ mod tests {
         );
     }
 
+    /// Found by the protocol audit: every alert ever raised went into one
+    /// `list_alerts` answer, so after some thousands of alerts the answer
+    /// no longer fit a frame and listing (which claiming and replying use)
+    /// failed. The open ones and the newest closed ones are listed.
+    #[tokio::test]
+    async fn a_long_history_of_alerts_still_lists() {
+        use crate::domain::alerts::{AlertContent, Close, Policies, Priority, Sos};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, shared) = context(dir.path());
+        let officer = enroll(&store, 1, Role::Officer);
+        let defender = enroll(&store, 2, Role::Defender);
+        let raise = |at| {
+            let sos = Sos {
+                defender: defender.device_id(),
+                priority: Priority::Routine,
+                message: None,
+                content: AlertContent::None,
+            };
+            store
+                .raise_alert(sos, &Policies::default(), &[], at)
+                .expect("stored")
+                .expect("raised")
+                .0
+        };
+        // Enough that all of them would not fit one frame (about 60 bytes
+        // each here).
+        let total = 4500;
+        let mut ids = Vec::new();
+        for n in 0..total as u64 {
+            let a = raise(1000 + n);
+            ids.push(a.id);
+            if n + 1 < total as u64 {
+                store
+                    .close_alert(a.id, officer.device_id(), Role::Officer, Close::Resolved)
+                    .expect("stored")
+                    .expect("closed");
+            }
+        }
+        let session = Session {
+            device_id: officer.device_id(),
+            role: Role::Officer,
+            panic: false,
+        };
+        let reply = handle(&shared, session, Request::ListAlerts { open_only: false }).await;
+        assert!(reply.response.encode().len() <= hotline_proto::frame::MAX_FRAME_LEN);
+        let Response::Alerts(listed) = reply.response else {
+            panic!("{:?}", reply.response);
+        };
+        assert_eq!(listed.len(), alerts::MAX_LISTED_ALERTS);
+        // The newest, oldest first, the open one last.
+        let want = &ids[ids.len() - alerts::MAX_LISTED_ALERTS..];
+        assert_eq!(listed.iter().map(|a| a.id).collect::<Vec<_>>(), want);
+    }
+
     #[tokio::test]
     async fn a_revoked_device_is_answered_and_closed() {
         let dir = tempfile::tempdir().expect("tempdir");
