@@ -556,7 +556,7 @@ impl Device {
             self.warnings.push(format!(
                 "the alert's text was too long and was cut to its first {MAX_BODY_LEN} bytes"
             ));
-            cut_to_fit(body)
+            envelope::cut_to_fit(body)
         } else {
             return Err(ClientError::State(format!(
                 "the message is too long ({} bytes; at most {MAX_BODY_LEN}): nothing was queued",
@@ -602,7 +602,7 @@ impl Device {
             self.warnings.push(format!(
                 "the alert's text was too long and was cut to its first {MAX_BODY_LEN} bytes"
             ));
-            merged = cut_to_fit(&merged).to_vec();
+            merged = envelope::cut_to_fit(&merged).to_vec();
         }
         item.body = merged;
         let id = item.message_id;
@@ -1203,19 +1203,6 @@ fn read_local(
         })
         .collect();
     Ok((local, replay, outbox, warnings))
-}
-
-/// Cuts `body` to at most [`MAX_BODY_LEN`] bytes, at a character boundary
-/// when it is UTF-8.
-fn cut_to_fit(body: &[u8]) -> &[u8] {
-    if body.len() <= MAX_BODY_LEN {
-        return body;
-    }
-    let mut end = MAX_BODY_LEN;
-    while end > MAX_BODY_LEN - 4 && std::str::from_utf8(&body[..end]).is_err() {
-        end -= 1;
-    }
-    &body[..end]
 }
 
 /// The history entry of an item the server took: what was sent, to which

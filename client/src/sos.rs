@@ -244,12 +244,8 @@ pub async fn raise_with_panic_key(
 ) -> Result<(AlertInfo, Vec<String>), ClientError> {
     let (mut profile, key) = panic_identity(state)?;
     let device = profile.device_id()?;
-    let mut end = body.len().min(envelope::MAX_BODY_LEN);
-    // Cut at a character boundary when the text is UTF-8.
-    while end < body.len() && end > 0 && std::str::from_utf8(&body[..end]).is_err() {
-        end -= 1;
-    }
-    let body = &body[..end];
+    let full = body.len();
+    let body = envelope::cut_to_fit(body);
     let session = authenticate_panic(&profile.server()?, device, &key).await?;
     let mut message_id = [0u8; 16];
     hotline_proto::identity::fill_random(&mut message_id)
@@ -270,7 +266,14 @@ pub async fn raise_with_panic_key(
     let sealed = seal_sos(&session, state, &mut profile, device, &key, content, now).await?;
     let alert = session.raise_alert_with(priority, sealed.envelope).await;
     session.close().await;
-    Ok((alert?, sealed.warnings))
+    let mut warnings = sealed.warnings;
+    if body.len() < full {
+        warnings.push(format!(
+            "the alert's text was too long and was cut to its first {} bytes",
+            body.len()
+        ));
+    }
+    Ok((alert?, warnings))
 }
 
 /// Checks in with `code`, with the panic key, without the passphrase.

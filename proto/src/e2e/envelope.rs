@@ -166,6 +166,19 @@ fn encode_content(content: &Content) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// Cuts `body` to at most [`MAX_BODY_LEN`] bytes, at a character boundary
+/// when it is UTF-8 (an SOS too long is cut, never refused).
+pub fn cut_to_fit(body: &[u8]) -> &[u8] {
+    if body.len() <= MAX_BODY_LEN {
+        return body;
+    }
+    let mut end = MAX_BODY_LEN;
+    while end > MAX_BODY_LEN - 4 && std::str::from_utf8(&body[..end]).is_err() {
+        end -= 1;
+    }
+    &body[..end]
+}
+
 /// `u32 length || bytes || zeros`, to the smallest bucket that fits.
 pub fn pad(bytes: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
     let need = 4 + bytes.len();

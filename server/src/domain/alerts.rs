@@ -808,10 +808,14 @@ impl super::State {
             envelope,
         }) = message
         else {
+            // The same press again, as long as the open one is at least as
+            // urgent (Immediate sorts first): a more urgent SOS is never
+            // folded into a calmer one.
             if let Some(open) = self.alerts.open().find(|a| {
                 a.defender == defender
                     && a.origin == AlertOrigin::Sos
                     && a.content == AlertContent::None
+                    && a.priority <= priority
             }) {
                 return Ok(Raise::Again(open.clone()));
             }
@@ -1149,5 +1153,42 @@ mod tests {
             alerts.close(7, dev(1), Role::Officer, Close::Resolved),
             Err(AlertError::NotFound)
         );
+    }
+}
+
+#[cfg(test)]
+mod raise_without_content {
+    use super::*;
+    use crate::domain::State;
+
+    fn sos(priority: Priority) -> Sos {
+        Sos {
+            defender: DeviceId::from_bytes([7; 16]),
+            priority,
+            message: None,
+            content: AlertContent::None,
+        }
+    }
+
+    /// A walk-through of the code found a more urgent SOS without text
+    /// folded into an open calmer one (no new page, the calmer policy): a
+    /// repeat is only one at least as urgent as the open alert.
+    #[test]
+    fn a_more_urgent_sos_without_text_is_a_new_alert() {
+        let mut state = State::default();
+        let Ok(Raise::New(events)) = state.decide_raise(sos(Priority::Routine), 1, 11, 100) else {
+            panic!("a first SOS is new");
+        };
+        for e in &events {
+            state.apply(1, e).expect("apply");
+        }
+        assert!(matches!(
+            state.decide_raise(sos(Priority::Routine), 2, 12, 101),
+            Ok(Raise::Again(a)) if a.id == 11
+        ));
+        assert!(matches!(
+            state.decide_raise(sos(Priority::Immediate), 2, 12, 101),
+            Ok(Raise::New(_))
+        ));
     }
 }

@@ -224,9 +224,13 @@ impl super::State {
     /// claim them and reply to defenders: it is on the newest roster, or
     /// there is no roster yet (before the organisation signs one, nobody
     /// can read anything and every staff device counts, so that an SOS
-    /// still reaches someone).
+    /// still reaches someone), or no device on the roster is an active
+    /// staff device any more (a roster left stale: every listed device
+    /// revoked), for the same reason.
     pub fn may_read_alerts(&self, id: &DeviceId) -> bool {
-        self.roster.as_ref().is_none_or(|r| r.members.contains(id))
+        self.roster.as_ref().is_none_or(|r| {
+            r.members.contains(id) || !r.members.iter().any(|m| self.staff.contains_key(m))
+        })
     }
 
     /// Where device `id` stands with the newest roster.

@@ -425,6 +425,10 @@ mod tests {
         );
         state.apply(11, &event).expect("applies");
         assert_eq!(state.alerts.alerts[&9].state, AlertState::Raised);
+        // Every device the roster lists is gone: a stale roster must not
+        // leave alerts paging nobody, so every staff device counts again.
+        assert!(state.may_read_alerts(&late));
+        assert_eq!(state.tier_members(&[], Tier::OnDuty), vec![late]);
     }
 
     #[test]

@@ -26,26 +26,48 @@ pub const GUESS_DELAY: Duration = Duration::from_secs(2);
 /// (the panic key needs no passphrase) must not be able to try codes at
 /// network speed until one works and keep the missed check-ins quiet.
 #[derive(Debug, Default)]
-pub struct Guesses(Mutex<HashMap<DeviceId, (u64, u32)>>);
+pub struct Guesses(Mutex<HashMap<DeviceId, Count>>);
+
+/// One device's wrong codes in the current window, and when its next
+/// slowed check-in may be answered.
+#[derive(Debug)]
+struct Count {
+    since: u64,
+    wrong: u32,
+    next_answer: tokio::time::Instant,
+}
 
 impl Guesses {
-    /// Whether `device` is past the limit now (its check-ins are slowed).
-    fn slowed(&self, device: &DeviceId, now: u64) -> bool {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(device).is_some_and(|(since, n)| {
-            now.saturating_sub(*since) < GUESS_WINDOW_SECS && *n >= WRONG_CODES_ALLOWED
-        })
+    /// How long this check-in of `device` waits before it is handled:
+    /// nothing below the limit; past it, a turn [`GUESS_DELAY`] after the
+    /// last one handed out, so that check-ins sent side by side on many
+    /// streams wait one after another rather than together.
+    fn wait(&self, device: &DeviceId, now: u64) -> Option<Duration> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let c = map.get_mut(device)?;
+        if now.saturating_sub(c.since) >= GUESS_WINDOW_SECS || c.wrong < WRONG_CODES_ALLOWED {
+            return None;
+        }
+        let start = tokio::time::Instant::now();
+        let turn = c.next_answer.max(start) + GUESS_DELAY;
+        c.next_answer = turn;
+        Some(turn - start)
     }
 
     /// Counts a wrong code; true exactly when this one reaches the limit.
     fn wrong(&self, device: DeviceId, now: u64) -> bool {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = map.entry(device).or_insert((now, 0));
-        if now.saturating_sub(entry.0) >= GUESS_WINDOW_SECS {
-            *entry = (now, 0);
+        let c = map.entry(device).or_insert_with(|| Count {
+            since: now,
+            wrong: 0,
+            next_answer: tokio::time::Instant::now(),
+        });
+        if now.saturating_sub(c.since) >= GUESS_WINDOW_SECS {
+            c.since = now;
+            c.wrong = 0;
         }
-        entry.1 = entry.1.saturating_add(1);
-        entry.1 == WRONG_CODES_ALLOWED
+        c.wrong = c.wrong.saturating_add(1);
+        c.wrong == WRONG_CODES_ALLOWED
     }
 }
 
@@ -97,18 +119,24 @@ pub(super) async fn checkin(
 ) -> Result<Reply, RequestError> {
     let me = session.device_id;
     let now = crate::unix_now();
-    if shared.guesses.slowed(&me, now) {
-        tokio::time::sleep(GUESS_DELAY).await;
+    if let Some(wait) = shared.guesses.wait(&me, now) {
+        tokio::time::sleep(wait).await;
     }
     let (kind, late) = shared
         .store_call(move |s| s.checkin(me, code_digest, now))
         .await?;
     if kind == CheckinKind::Wrong && shared.guesses.wrong(me, now) {
-        // The answer stays the same; staff hear of it.
-        warn!("repeated wrong check-in codes: staff alerted");
-        shared
+        // The answer stays the same whatever becomes of the notice; staff
+        // hear of it if it can be stored.
+        match shared
             .store_call(move |s| s.wrong_checkin_codes(me, now))
-            .await?;
+            .await
+        {
+            Ok(()) => warn!("repeated wrong check-in codes: staff alerted"),
+            Err(e) => {
+                warn!(error = %e, "repeated wrong check-in codes: the staff notice could not be stored")
+            }
+        }
     }
     match kind {
         // Normal and duress answer alike; the duress alert pages on the

@@ -89,6 +89,17 @@ impl LogStore {
         let missed = self.lock().checkins.missed(now);
         for (defender, last) in missed {
             let state = self.lock();
+            // Checked again under this lock: a check-in or a stopped
+            // schedule between the two locks ends the lapse, and a record
+            // for a lapse that no longer is would not apply at replay.
+            let still = state
+                .checkins
+                .schedules
+                .get(&defender)
+                .is_some_and(|s| s.last == last && s.missed(now));
+            if !still {
+                continue;
+            }
             let id = super::alerts::fresh_alert_id(&state)?;
             let event = state.decide_missed_checkin(defender, last, id, now);
             self.commit(state, event)?;
