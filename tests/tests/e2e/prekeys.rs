@@ -14,7 +14,7 @@ use hotline_proto::message::{PrekeyBundle, Request, Response};
 use hotline_proto::{DeviceId, ErrorCode, Role};
 use hotline_tests::{TestServer, decode_response, raw_exchange};
 
-use super::people::{Person, person};
+use super::people::{PASS, Person, person};
 
 /// The kind and id of the prekey in a bundle (checked against its owner's
 /// signature, as a client does).
@@ -245,4 +245,60 @@ async fn a_refused_fetch_takes_no_prekey_of_anyone() {
         .expect_err("another defender is not a recipient");
     assert_eq!(err.code(), Some(hotline_proto::ErrorCode::Forbidden));
     assert_eq!(held(&officer).await, 20, "nothing was taken");
+}
+
+/// Revoking a staff device before a new roster is signed must not cut
+/// defenders off: their messages and SOS texts go to the staff still
+/// active on the roster (a revoked device is left out, not refused).
+#[tokio::test]
+async fn a_revoked_staff_device_on_the_roster_does_not_stop_a_defender() {
+    use hotline_client::org::{create_org_key, load_org_key, sign_roster};
+    use hotline_client::outbox::Outgoing;
+    use hotline_proto::alert::Priority;
+    let server = TestServer::start().await;
+    let path = server.dir.path().join("org.key");
+    let root_public =
+        create_org_key(&path, PASS, hotline_client::keystore::MIN_ITERATIONS).expect("org key");
+    let root = load_org_key(&path, PASS).expect("loads");
+    let mut admin = person(&server, Role::Admin, "admin", Some(root_public)).await;
+    let officer = person(&server, Role::Officer, "officer", Some(root_public)).await;
+    let gone = person(&server, Role::Officer, "gone", Some(root_public)).await;
+    sign_roster(
+        &admin.session,
+        &mut admin.device,
+        &root,
+        hotline_server::unix_now(),
+        3600,
+    )
+    .await
+    .expect("roster");
+    let mut defender = person(&server, Role::Defender, "defender", Some(root_public)).await;
+    admin
+        .session
+        .revoke(gone.device.identity().device_id())
+        .await
+        .expect("revoked");
+    defender
+        .device
+        .queue(b"still reaching the team", Outgoing::Message { to: None })
+        .expect("queued");
+    let sent = defender
+        .device
+        .flush(&defender.session)
+        .await
+        .expect("sent");
+    assert!(
+        matches!(
+            sent.as_slice(),
+            [hotline_client::messenger::Sent::Message { .. }]
+        ),
+        "{sent:?}"
+    );
+    let alert = defender
+        .device
+        .raise_alert(&defender.session, Priority::Immediate, b"help")
+        .await
+        .expect("raised");
+    assert_eq!(alert.content, hotline_proto::alert::AlertContent::Sealed);
+    let _ = officer;
 }
