@@ -5,9 +5,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use hotline_client::StateDir;
-use hotline_client::keystore::MIN_ITERATIONS;
 use hotline_client::messenger::{Device, Sent};
-use hotline_client::org::{create_org_key, load_org_key, sign_roster};
 use hotline_client::outbox::Outgoing;
 use hotline_proto::alert::Priority;
 use hotline_proto::e2e::envelope::{self, Content, EnvelopeError, Recipient, SignedEnvelope};
@@ -18,7 +16,7 @@ use hotline_proto::message::{Request, Response};
 use hotline_proto::{ErrorCode, Role};
 use hotline_tests::TestServer;
 
-use super::people::{PASS, Person, person};
+use super::people::{PASS, Person, person, root_key, sign};
 
 struct Org {
     root: OrgKeyPair,
@@ -26,25 +24,14 @@ struct Org {
 }
 
 async fn org(server: &TestServer) -> Org {
-    let path = server.dir.path().join("org.key");
-    let public = create_org_key(&path, PASS, MIN_ITERATIONS).expect("org key");
-    let root = load_org_key(&path, PASS).expect("loads");
-    assert_eq!(root.public_key(), public);
-    let admin = person(server, Role::Admin, "admin", Some(public)).await;
+    let root = root_key(server);
+    let admin = person(server, Role::Admin, "admin", Some(root.public_key())).await;
     Org { root, admin }
 }
 
 impl Org {
     async fn sign(&mut self) -> Roster {
-        sign_roster(
-            &self.admin.session,
-            &mut self.admin.device,
-            &self.root,
-            hotline_server::unix_now(),
-            3600,
-        )
-        .await
-        .expect("roster signed and uploaded")
+        sign(&mut self.admin, &self.root, 3600).await
     }
 }
 

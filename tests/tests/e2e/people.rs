@@ -3,9 +3,11 @@
 
 use hotline_client::keystore::MIN_ITERATIONS;
 use hotline_client::messenger::Device;
+use hotline_client::org::{create_org_key, load_org_key, sign_roster};
 use hotline_client::{Session, StateDir};
 use hotline_proto::Role;
-use hotline_proto::e2e::org::OrgPublicKey;
+use hotline_proto::e2e::org::{OrgKeyPair, OrgPublicKey};
+use hotline_proto::e2e::roster::Roster;
 use hotline_tests::TestServer;
 
 /// Every test device's passphrase.
@@ -41,4 +43,25 @@ pub(crate) async fn person(
         device,
         session,
     }
+}
+
+/// The organisation's root key, made offline.
+pub(crate) fn root_key(server: &TestServer) -> OrgKeyPair {
+    let path = server.dir.path().join("org.key");
+    create_org_key(&path, PASS, MIN_ITERATIONS).expect("org key");
+    load_org_key(&path, PASS).expect("loads")
+}
+
+/// An admin who signs a roster valid for `valid_secs`, listing every
+/// staff device enrolled so far.
+pub(crate) async fn sign(admin: &mut Person, root: &OrgKeyPair, valid_secs: u64) -> Roster {
+    sign_roster(
+        &admin.session,
+        &mut admin.device,
+        root,
+        hotline_server::unix_now(),
+        valid_secs,
+    )
+    .await
+    .expect("roster signed and uploaded")
 }

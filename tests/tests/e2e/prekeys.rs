@@ -14,7 +14,7 @@ use hotline_proto::message::{PrekeyBundle, Request, Response};
 use hotline_proto::{DeviceId, ErrorCode, Role};
 use hotline_tests::{TestServer, decode_response, raw_exchange};
 
-use super::people::{PASS, Person, person};
+use super::people::{Person, person, root_key, sign};
 
 /// The kind and id of the prekey in a bundle (checked against its owner's
 /// signature, as a client does).
@@ -252,26 +252,15 @@ async fn a_refused_fetch_takes_no_prekey_of_anyone() {
 /// active on the roster (a revoked device is left out, not refused).
 #[tokio::test]
 async fn a_revoked_staff_device_on_the_roster_does_not_stop_a_defender() {
-    use hotline_client::org::{create_org_key, load_org_key, sign_roster};
     use hotline_client::outbox::Outgoing;
     use hotline_proto::alert::Priority;
     let server = TestServer::start().await;
-    let path = server.dir.path().join("org.key");
-    let root_public =
-        create_org_key(&path, PASS, hotline_client::keystore::MIN_ITERATIONS).expect("org key");
-    let root = load_org_key(&path, PASS).expect("loads");
+    let root = root_key(&server);
+    let root_public = root.public_key();
     let mut admin = person(&server, Role::Admin, "admin", Some(root_public)).await;
     let officer = person(&server, Role::Officer, "officer", Some(root_public)).await;
     let gone = person(&server, Role::Officer, "gone", Some(root_public)).await;
-    sign_roster(
-        &admin.session,
-        &mut admin.device,
-        &root,
-        hotline_server::unix_now(),
-        3600,
-    )
-    .await
-    .expect("roster");
+    sign(&mut admin, &root, 3600).await;
     let mut defender = person(&server, Role::Defender, "defender", Some(root_public)).await;
     admin
         .session

@@ -7,38 +7,14 @@
 
 use std::time::Duration;
 
-use hotline_client::keystore::MIN_ITERATIONS;
-use hotline_client::org::{create_org_key, load_org_key, sign_roster};
 use hotline_client::{ClientError, StateDir};
 use hotline_proto::alert::{AlertContent, AlertInfo, AlertStatus, Priority, Push};
-use hotline_proto::e2e::org::OrgKeyPair;
 use hotline_proto::message::{Request, Response, RosterStanding};
 use hotline_proto::{ErrorCode, Role};
 use hotline_server::domain::alerts::{Policies, Policy, Step, Tier};
 use hotline_tests::TestServer;
 
-use super::people::{PASS, Person, person};
-
-/// The organisation's root key, made offline.
-fn root_key(server: &TestServer) -> OrgKeyPair {
-    let path = server.dir.path().join("org.key");
-    create_org_key(&path, PASS, MIN_ITERATIONS).expect("org key");
-    load_org_key(&path, PASS).expect("loads")
-}
-
-/// An admin who signs a roster valid for `valid_secs`, listing every
-/// staff device enrolled so far.
-async fn sign(admin: &mut Person, root: &OrgKeyPair, valid_secs: u64) {
-    sign_roster(
-        &admin.session,
-        &mut admin.device,
-        root,
-        hotline_server::unix_now(),
-        valid_secs,
-    )
-    .await
-    .expect("roster");
-}
+use super::people::{Person, person, root_key, sign};
 
 /// The first push within `wait`.
 async fn push(p: &Person, wait: Duration) -> Option<Push> {
