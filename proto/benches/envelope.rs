@@ -8,6 +8,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use hotline_proto::IdentityKeyPair;
+use hotline_proto::e2e::content::Message;
 use hotline_proto::e2e::envelope::{Content, Recipient, SignedEnvelope, seal};
 use hotline_proto::e2e::suite::{EncryptionKeyPair, SystemRandomness};
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
@@ -49,7 +50,7 @@ fn main() {
         message_id: [7; 16],
         counter: 1,
         timestamp: 1_800_000_000,
-        body: vec![b'x'; 200],
+        message: Message::message(&"x".repeat(200), "en"),
         thread: 0,
         sender_label: String::new(),
     };

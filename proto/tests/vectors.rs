@@ -15,6 +15,8 @@ use hotline_proto::auth::{
     ChannelBinding, EXPORTER_CONTEXT, EXPORTER_LABEL, Nonce, SuiteHash,
     channel_binding_from_exporter_secret, device_auth_transcript, enroll_transcript,
 };
+use hotline_proto::alert::Priority;
+use hotline_proto::e2e::content::{Category, Kind, Message};
 use hotline_proto::e2e::envelope::{self, Content, Recipient, SignedEnvelope};
 use hotline_proto::e2e::org::OrgKeyPair;
 use hotline_proto::e2e::prekey::{Prekey, PrekeyKind};
@@ -65,6 +67,125 @@ impl Out {
     fn text(&mut self, key: &str, value: &str) {
         let _ = writeln!(self.0, "{key} = {value}");
     }
+}
+
+/// A protobuf writer independent of the library's (prost) encoder: the
+/// vectors' bodies are rebuilt with it from the inputs the files state,
+/// field by field, as another implementation would (proto3: fields in
+/// number order, zero values and empty bytes left out).
+#[derive(Default)]
+struct Pb(Vec<u8>);
+
+impl Pb {
+    fn varint_raw(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+    fn uint(&mut self, field: u64, v: u64) -> &mut Self {
+        if v != 0 {
+            self.varint_raw(field << 3);
+            self.varint_raw(v);
+        }
+        self
+    }
+    /// An enum (int32): negative numbers as ten-byte varints.
+    fn int(&mut self, field: u64, v: i32) -> &mut Self {
+        self.uint(field, i64::from(v) as u64)
+    }
+    fn bytes(&mut self, field: u64, v: &[u8]) -> &mut Self {
+        if !v.is_empty() {
+            self.varint_raw((field << 3) | 2);
+            self.varint_raw(v.len() as u64);
+            self.0.extend_from_slice(v);
+        }
+        self
+    }
+    fn done(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+/// The `SealedContent` encoding of `c`, rebuilt by [`Pb`].
+fn sealed_content_by_hand(c: &Content) -> Vec<u8> {
+    let m = &c.message;
+    let kind = match m.kind {
+        Kind::Sos => 1,
+        Kind::Message => 2,
+        Kind::Unknown(n) => n,
+    };
+    let priority = priority_code(m.priority);
+    Pb::default()
+        .bytes(1, &c.message_id)
+        .uint(2, c.counter)
+        .uint(3, c.timestamp)
+        .uint(5, c.thread)
+        .bytes(6, c.sender_label.as_bytes())
+        .int(7, kind)
+        .int(8, m.category.map_or(0, Category::code))
+        .int(9, priority)
+        .bytes(10, m.text.as_bytes())
+        .bytes(11, m.language.as_bytes())
+        .done()
+}
+
+/// The wire number of a priority (`Priority` in the `.proto`).
+fn priority_code(p: Option<Priority>) -> i32 {
+    match p {
+        None => 0,
+        Some(Priority::Immediate) => 1,
+        Some(Priority::Urgent) => 2,
+        Some(Priority::Routine) => 3,
+    }
+}
+
+/// `u32_be(len) || bytes || zeros` to the smallest bucket, rebuilt.
+fn padded_by_hand(bytes: &[u8]) -> Vec<u8> {
+    let size = [1024, 4096, 16384, 65536]
+        .into_iter()
+        .find(|&b| b >= 4 + bytes.len())
+        .expect("fits");
+    let mut out = (bytes.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(bytes);
+    out.resize(size, 0);
+    out
+}
+
+/// Writes a content's fields as a vector states them.
+fn content_inputs(o: &mut Out, c: &Content) {
+    let m = &c.message;
+    o.hex("message_id", &c.message_id);
+    o.num("counter", c.counter);
+    o.num("timestamp", c.timestamp);
+    o.num("thread", c.thread);
+    o.hex("sender_label_utf8", c.sender_label.as_bytes());
+    o.text(
+        "kind",
+        &match m.kind {
+            Kind::Sos => "1 (CONTENT_KIND_SOS)".to_owned(),
+            Kind::Message => "2 (CONTENT_KIND_MESSAGE)".to_owned(),
+            Kind::Unknown(n) => format!("{n}"),
+        },
+    );
+    o.text(
+        "category",
+        &match m.category {
+            None => "0 (not given)".to_owned(),
+            Some(Category::Unknown(n)) => format!("{n}"),
+            Some(c) => format!("{} ({})", c.code(), c.name()),
+        },
+    );
+    o.text(
+        "priority",
+        &match m.priority {
+            None => "0 (not given)".to_owned(),
+            Some(p) => format!("{} ({p})", priority_code(Some(p))),
+        },
+    );
+    o.hex("text_utf8", m.text.as_bytes());
+    o.text("language", &m.language);
 }
 
 fn seed(byte: u8) -> [u8; 32] {
@@ -188,12 +309,58 @@ fn roster_and_prekey_vectors() {
         .verify(&root.public_key(), 1_800_000_001, None)
         .expect("verifies");
     assert_eq!(checked, roster);
+    // The body is exactly the stated fields, encoded field by field
+    // (RosterBody, format 1; each RosterEntry a nested message, field 6).
+    let role_code = |r: Role| match r {
+        Role::Defender => 1,
+        Role::Officer => 2,
+        Role::Coordinator => 3,
+        Role::Admin => 4,
+    };
+    let mut by_hand = Pb::default();
+    by_hand
+        .uint(1, 1)
+        .uint(2, roster.version)
+        .uint(3, roster.issued_at)
+        .uint(4, roster.expires_at)
+        .bytes(5, &roster.previous_hash);
+    for e in &roster.entries {
+        let entry = Pb::default()
+            .bytes(1, e.device_id.as_bytes())
+            .int(2, role_code(e.role))
+            .bytes(3, e.identity_key.as_bytes())
+            .uint(4, e.valid_from)
+            .uint(5, e.valid_until)
+            .done();
+        by_hand.bytes(6, &entry);
+    }
+    assert_eq!(by_hand.done(), signed.body, "roster body");
     o.section("roster");
     o.hex("root_seed", &seed(0x50));
     o.hex("root_public_key", root.public_key().as_bytes());
     o.text("root_fingerprint", &root.public_key().fingerprint());
-    o.hex("officer_identity_seed", &seed(0x60));
-    o.hex("admin_identity_seed", &seed(0x70));
+    o.num("format", 1);
+    o.num("version", roster.version);
+    o.num("issued_at", roster.issued_at);
+    o.num("expires_at", roster.expires_at);
+    o.hex("previous_hash", &roster.previous_hash);
+    let seeds = [("officer", seed(0x60)), ("admin", seed(0x70))];
+    for (i, (e, (who, s))) in roster.entries.iter().zip(seeds).enumerate() {
+        let n = i + 1;
+        o.hex(&format!("entry{n}_identity_seed"), &s);
+        o.text(&format!("entry{n}_holder"), who);
+        o.hex(
+            &format!("entry{n}_identity_key"),
+            e.identity_key.as_bytes(),
+        );
+        o.hex(&format!("entry{n}_device_id"), e.device_id.as_bytes());
+        o.text(
+            &format!("entry{n}_role"),
+            &format!("{} ({})", role_code(e.role), e.role),
+        );
+        o.num(&format!("entry{n}_valid_from"), e.valid_from);
+        o.num(&format!("entry{n}_valid_until"), e.valid_until);
+    }
     o.hex("body", &signed.body);
     o.hex("signature", signed.signature.as_bytes());
     o.hex("roster_hash", &signed.hash());
@@ -213,8 +380,22 @@ fn roster_and_prekey_vectors() {
         signed.verify(&officer.public_key(), 1_800_000_001),
         Ok(prekey.clone())
     );
+    let by_hand = Pb::default()
+        .bytes(1, prekey.device_id.as_bytes())
+        .int(2, 2)
+        .uint(3, u64::from(prekey.id))
+        .bytes(4, prekey.public_key.as_bytes())
+        .uint(5, prekey.created_at)
+        .uint(6, prekey.expires_at)
+        .done();
+    assert_eq!(by_hand, signed.body, "prekey body");
     o.section("prekey");
     o.hex("owner_identity_seed", &seed(0x60));
+    o.hex("device_id", prekey.device_id.as_bytes());
+    o.text("kind", "2 (PREKEY_KIND_ONE_TIME)");
+    o.num("id", u64::from(prekey.id));
+    o.num("created_at", prekey.created_at);
+    o.num("expires_at", prekey.expires_at);
     o.hex("prekey_ikm", &seed(0x90));
     o.hex("prekey_private_key", prekey_pair.secret_bytes());
     o.hex("prekey_public_key", prekey_pair.public_key().as_bytes());
@@ -222,6 +403,94 @@ fn roster_and_prekey_vectors() {
     o.hex("signature", signed.signature.as_bytes());
     o.hex("signed_prekey", &signed.encode());
     check("roster-prekey.txt", &o.0);
+}
+
+/// The sealed content (the plaintext inside an envelope): the stated
+/// fields in, the exact `SealedContent` bytes and the padded plaintext
+/// out; and how contents this version must still read (the old form, an
+/// unknown category and field) are read.
+#[test]
+fn sealed_content_vectors() {
+    let mut o = Out(String::new());
+    let sos = Content {
+        message_id: [0x11; 16],
+        counter: 5,
+        timestamp: 1_800_000_123,
+        message: Message::sos(
+            Category::Arrest,
+            Priority::Immediate,
+            "Détenue au poste frontière",
+            "fr",
+        ),
+        thread: 0,
+        sender_label: "Ana".into(),
+    };
+    let reply = Content {
+        message_id: [0x22; 16],
+        counter: 6,
+        timestamp: 1_800_000_456,
+        message: Message::message("¿Dónde estás ahora?", "es"),
+        thread: 35,
+        sender_label: String::new(),
+    };
+    for (name, c) in [("sealed-content-sos", &sos), ("sealed-content-message", &reply)] {
+        let bytes = envelope::encode_sealed_content(c);
+        assert_eq!(bytes, sealed_content_by_hand(c), "{name}");
+        let padded = envelope::pad(&bytes).expect("fits");
+        assert_eq!(padded, padded_by_hand(&bytes), "{name}");
+        o.section(name);
+        content_inputs(&mut o, c);
+        o.hex("sealed_content", &bytes);
+        o.num("padded_len", padded.len() as u64);
+        o.hex("padded", &padded);
+    }
+
+    // Read, not written: the old form (kind 0, the text in `body`, an
+    // SOS's category on its first line), as clients before the content
+    // message sealed it, and what a receiver makes of it.
+    let old_body = "category: arrest\nthey took my brother".as_bytes();
+    let old = Pb::default()
+        .bytes(1, &[0x33; 16])
+        .uint(2, 7)
+        .uint(3, 1_800_000_789)
+        .bytes(4, old_body)
+        .done();
+    let read = envelope::decode_sealed_content(&old).expect("reads");
+    assert_eq!(
+        read.message,
+        Message {
+            kind: Kind::Sos,
+            category: Some(Category::Arrest),
+            priority: None,
+            text: "they took my brother".into(),
+            language: String::new(),
+        }
+    );
+    o.section("sealed-content-old-form");
+    o.hex("sealed_content", &old);
+    o.text("reads_as_kind", "1 (CONTENT_KIND_SOS)");
+    o.text("reads_as_category", "1 (arrest)");
+    o.hex("reads_as_text_utf8", read.message.text.as_bytes());
+
+    // A later version's content: a category and a field this version does
+    // not know. The message is kept; the category shows with its number.
+    let later = sealed_content_by_hand(&Content {
+        message: Message {
+            category: Some(Category::Unknown(42)),
+            ..sos.message.clone()
+        },
+        ..sos.clone()
+    });
+    let mut w = Pb(later);
+    w.bytes(20, b"later");
+    let later = w.done();
+    let read = envelope::decode_sealed_content(&later).expect("reads");
+    assert_eq!(read.message.category, Some(Category::Unknown(42)));
+    assert_eq!(read.message.text, sos.message.text);
+    o.section("sealed-content-unknown-category");
+    o.hex("sealed_content", &later);
+    o.text("reads_as_category", "42, shown as: other (category 42)");
+    check("sealed-content.txt", &o.0);
 }
 
 #[test]
@@ -248,7 +517,12 @@ fn envelope_vectors() {
         message_id: [0x11; 16],
         counter: 5,
         timestamp: 1_800_000_123,
-        body: b"SOS: detained at the border post".to_vec(),
+        message: Message::sos(
+            Category::Arrest,
+            Priority::Immediate,
+            "SOS: detained at the border post",
+            "en",
+        ),
         thread: 0,
         sender_label: String::new(),
     };
@@ -278,11 +552,35 @@ fn envelope_vectors() {
     o.hex("recipient2_prekey_ikm", &seed(0xc8));
     o.num("recipient2_prekey_id", 1);
     o.num("roster_version", 3);
-    o.hex("message_id", &content.message_id);
-    o.num("counter", content.counter);
-    o.num("timestamp", content.timestamp);
-    o.hex("body", &content.body);
+    content_inputs(&mut o, &content);
+    o.hex("sealed_content", &sealed_content_by_hand(&content));
     o.hex("randomness_seed", randomness);
     o.hex("signed_envelope", &env.encode());
     check("envelope.txt", &o.0);
+}
+
+/// An envelope sealed by a client before the content message (the old
+/// form: its text, with the SOS category line, in `body`), as servers
+/// store them today: it still opens, and reads as an SOS of its category.
+/// The bytes are the `envelope.txt` vector as this project published it
+/// before the content message.
+#[test]
+fn an_envelope_of_the_old_form_still_opens_and_reads() {
+    let r1 = IdentityKeyPair::from_seed(&seed(0xb0));
+    let sender = IdentityKeyPair::from_seed(&seed(0xa0));
+    let k1 = EncryptionKeyPair::derive(&seed(0xb8));
+    let committed = std::fs::read_to_string(path("envelope-old-form.txt")).expect("read");
+    let hexed = committed
+        .lines()
+        .find_map(|l| l.strip_prefix("signed_envelope = "))
+        .expect("signed_envelope");
+    let bytes = hotline_proto::identity::unhex(hexed.trim()).expect("hex");
+    let opened = SignedEnvelope::decode(&bytes)
+        .expect("decodes")
+        .open(&sender.public_key(), &r1.device_id(), |_| Some(k1.clone()))
+        .expect("opens");
+    assert_eq!(opened.content.message_id, [0x11; 16]);
+    assert_eq!(opened.content.message.kind, Kind::Message);
+    assert_eq!(opened.content.message.text, "SOS: detained at the border post");
+    assert_eq!(opened.content.message.category, None);
 }

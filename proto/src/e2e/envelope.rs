@@ -1,7 +1,7 @@
 //! Envelopes: one message sealed once, readable by each chosen device.
 //!
 //! 1. The content (a random message id, the sender's counter, a timestamp
-//!    and the body) is encoded, length-prefixed and zero-padded to a fixed
+//!    and the message: see [`super::content`]) is encoded, length-prefixed and zero-padded to a fixed
 //!    bucket size, so an SOS looks like any other short message.
 //! 2. It is sealed with ChaCha20-Poly1305 under a fresh random content key.
 //! 3. The content key is sealed to every recipient device's prekey with
@@ -11,7 +11,7 @@
 //!
 //! Exact layouts are in docs/protocol.md; vectors in docs/test-vectors/.
 
-use prost::Message;
+use prost::Message as _;
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use ring::digest;
 use zeroize::Zeroizing;
@@ -20,6 +20,7 @@ use crate::error::DecodeError;
 use crate::identity::{DeviceId, IdentityKeyPair, IdentityPublicKey, Signature};
 use crate::pb;
 
+use super::content::Message;
 use super::suite::{self, EncryptionKeyPair, EncryptionPublicKey, Randomness, SUITE};
 
 /// Envelope format version.
@@ -28,13 +29,16 @@ pub const VERSION: u32 = 1;
 pub const BUCKETS: [usize; 4] = [1024, 4096, 16384, 65536];
 /// Most recipient devices one envelope may carry.
 pub const MAX_RECIPIENTS: usize = 256;
-/// The longest `body` that always fits the largest bucket, whatever the
-/// other fields of [`Content`] hold: the bucket less the 4-byte length
-/// prefix, the largest protobuf encoding of the other fields and of the
-/// body's own tag and length (64 bytes in all, rounded up), and of the
-/// longest sender label (its bytes, a tag and a length).
+/// The longest text (in bytes) that always fits the largest bucket,
+/// whatever the other fields of [`Content`] hold: the bucket less the
+/// 4-byte length prefix, the largest protobuf encoding of the other
+/// fields and of the text's own tag and length (128 bytes in all, rounded
+/// up: 55 for the id, counter, timestamp, thread and the text's tag and
+/// length; 33 for kind, category and priority, negative numbers
+/// included; 37 for the longest language tag), and of the longest sender
+/// label (its bytes, a tag and a length).
 pub const MAX_BODY_LEN: usize =
-    BUCKETS[BUCKETS.len() - 1] - 4 - 64 - (crate::invite::MAX_LABEL_BYTES + 2);
+    BUCKETS[BUCKETS.len() - 1] - 4 - 128 - (crate::invite::MAX_LABEL_BYTES + 2);
 const LABEL: &[u8] = b"hotline/1 envelope";
 const CONTENT_LABEL: &[u8] = b"hotline/1 content";
 const WRAP_LABEL: &[u8] = b"hotline/1 wrap";
@@ -61,9 +65,10 @@ pub struct Content {
     pub counter: u64,
     /// The sender's clock, seconds since the Unix epoch.
     pub timestamp: u64,
-    /// The application message.
-    pub body: Vec<u8>,
-    /// The alert the message belongs to (0: none). Only the recipients see it.
+    /// What it says: kind, category, priority, text, language.
+    pub message: Message,
+    /// The alert the message belongs to (0: none; an SOS: 0, its alert is
+    /// the one raised with it). Only the recipients see it.
     pub thread: u64,
     /// The sender's label from its invite (empty: none), as the sender
     /// describes itself: see [`crate::invite::check_label`].
@@ -155,15 +160,27 @@ fn wrap_aad(
 
 /// The content as it is padded and encrypted (a `SealedContent`).
 fn encode_content(content: &Content) -> Vec<u8> {
-    pb::SealedContent {
+    sealed_content(content).encode_to_vec()
+}
+
+/// The `SealedContent` of `content`, in the new form (`body` empty).
+fn sealed_content(content: &Content) -> pb::SealedContent {
+    let mut c = pb::SealedContent {
         message_id: content.message_id.to_vec().into(),
         counter: content.counter,
         timestamp: content.timestamp,
-        body: content.body.clone().into(),
         thread: content.thread,
         sender_label: content.sender_label.clone(),
-    }
-    .encode_to_vec()
+        ..Default::default()
+    };
+    content.message.to_wire(&mut c);
+    c
+}
+
+/// The bytes [`seal`] pads and encrypts for `content`: its protobuf
+/// encoding (published as a test vector).
+pub fn encode_sealed_content(content: &Content) -> Vec<u8> {
+    encode_content(content)
 }
 
 /// Cuts `body` to at most [`MAX_BODY_LEN`] bytes, at a character boundary
@@ -486,29 +503,39 @@ impl SignedEnvelope {
                 buf.as_mut_slice(),
             )
             .map_err(|_| EnvelopeError::Undecryptable)?;
-        let inner = pb::SealedContent::decode(unpad(plain)?).map_err(DecodeError::from)?;
-        let message_id: [u8; 16] = inner
-            .message_id
-            .as_ref()
-            .try_into()
-            .map_err(|_| DecodeError::Invalid("message_id"))?;
-        if !inner.sender_label.is_empty() {
-            crate::invite::check_label(&inner.sender_label)
-                .map_err(|_| DecodeError::Invalid("sender_label"))?;
-        }
+        let content = decode_sealed_content(unpad(plain)?)?;
         Ok(Opened {
             sender: self.sender,
             roster_version: body.roster_version,
-            content: Content {
-                message_id,
-                counter: inner.counter,
-                timestamp: inner.timestamp,
-                body: inner.body.to_vec(),
-                thread: inner.thread,
-                sender_label: inner.sender_label,
-            },
+            content,
         })
     }
+}
+
+/// Reads the bytes [`encode_sealed_content`] writes (the plaintext of an
+/// envelope, unpadded), in the new form or the old, as the version rule
+/// in docs/protocol.md says. Fails only on a malformed encoding, a
+/// message id that is not 16 bytes, a `text` that is not UTF-8 or a bad
+/// sender label.
+pub fn decode_sealed_content(bytes: &[u8]) -> Result<Content, EnvelopeError> {
+    let inner = pb::SealedContent::decode(bytes).map_err(DecodeError::from)?;
+    let message_id: [u8; 16] = inner
+        .message_id
+        .as_ref()
+        .try_into()
+        .map_err(|_| DecodeError::Invalid("message_id"))?;
+    if !inner.sender_label.is_empty() {
+        crate::invite::check_label(&inner.sender_label)
+            .map_err(|_| DecodeError::Invalid("sender_label"))?;
+    }
+    Ok(Content {
+        message_id,
+        counter: inner.counter,
+        timestamp: inner.timestamp,
+        message: Message::from_wire(&inner),
+        thread: inner.thread,
+        sender_label: inner.sender_label,
+    })
 }
 
 #[cfg(test)]
@@ -521,7 +548,13 @@ mod tests {
             message_id: [0xff; 16],
             counter: u64::MAX,
             timestamp: u64::MAX,
-            body: vec![0xff; len],
+            message: Message {
+                kind: crate::e2e::content::Kind::Unknown(-1),
+                category: Some(crate::e2e::content::Category::Unknown(-1)),
+                priority: Some(crate::alert::Priority::Routine),
+                text: "x".repeat(len),
+                language: "abcdefgh-abcdefgh-abcdefgh-abcdefg".into(),
+            },
             thread: u64::MAX,
             sender_label: "é".repeat(crate::invite::MAX_LABEL_BYTES / 2),
         };
@@ -557,7 +590,7 @@ mod tests {
             message_id: [3; 16],
             counter: 9,
             timestamp: 1_800_000_000,
-            body: body.to_vec(),
+            message: Message::message(std::str::from_utf8(body).expect("text"), "en"),
             thread: 0,
             sender_label: String::new(),
         }

@@ -6,6 +6,8 @@
 //!   applies before trusting it (signature, expiry, no rollback).
 //! * [`prekey`]: X25519 keys a device publishes, signed by its identity.
 //! * [`suite`]: the HPKE suite (RFC 9180) and randomness.
+//! * [`content`]: what a sealed message says (kind, SOS category and
+//!   priority, text, language) and how the old form reads.
 //! * [`envelope`]: sealing one message for many devices, and opening it.
 //! * [`replay`]: refusing an envelope seen before.
 //!
@@ -13,6 +15,7 @@
 //! verified before it is parsed. `docs/protocol.md` specifies every byte;
 //! `docs/test-vectors/` holds vectors the tests check.
 
+pub mod content;
 pub mod envelope;
 pub mod org;
 pub mod prekey;
