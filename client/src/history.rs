@@ -7,8 +7,10 @@
 //! Entries are kept in the order this device learnt of them, never by the
 //! server's ids (which are opaque to a device).
 
+use hotline_proto::alert::Priority;
+use hotline_proto::e2e::content::{Category, Kind, Message};
 use hotline_proto::{DeviceId, Role};
-use prost::Message;
+use prost::Message as _;
 
 use crate::error::ClientError;
 
@@ -32,8 +34,8 @@ pub struct Entry {
     pub timestamp: u64,
     /// The alert whose thread it belongs to (0: none).
     pub thread: u64,
-    /// The message.
-    pub body: Vec<u8>,
+    /// What it says (kind, an SOS's category and priority, text, language).
+    pub message: Message,
     /// The server's id: the inbox id of a message received, the id of a
     /// message sent, the message id of an SOS's alert.
     pub server_id: u64,
@@ -52,7 +54,10 @@ pub struct History {
     entries: Vec<Entry>,
 }
 
-#[derive(Clone, PartialEq, Message)]
+/// An entry as stored. Fields 12-15 came with the content message; a
+/// row without them (kind 0) was written before, with the text, and an
+/// SOS's category line, in `body`, and reads as the old form.
+#[derive(Clone, PartialEq, prost::Message)]
 struct EntryRow {
     #[prost(bytes = "vec", tag = "1")]
     message_id: Vec<u8>,
@@ -77,9 +82,20 @@ struct EntryRow {
     shown: bool,
     #[prost(bool, tag = "11")]
     via_panic_key: bool,
+    /// `ContentKind` (0: the old form, see above).
+    #[prost(int32, tag = "12")]
+    kind: i32,
+    /// `SosCategory` (0: none).
+    #[prost(int32, tag = "13")]
+    category: i32,
+    /// `Priority` (0: none).
+    #[prost(int32, tag = "14")]
+    priority: i32,
+    #[prost(string, tag = "15")]
+    language: String,
 }
 
-#[derive(Clone, PartialEq, Message)]
+#[derive(Clone, PartialEq, prost::Message)]
 struct HistoryFile {
     #[prost(message, repeated, tag = "1")]
     entries: Vec<EntryRow>,
@@ -111,7 +127,7 @@ impl History {
                 },
                 timestamp: row.timestamp,
                 thread: row.thread,
-                body: row.body,
+                message: message_of(&row),
                 server_id: row.server_id,
                 sos: row.sos,
                 shown: row.shown,
@@ -134,11 +150,25 @@ impl History {
                     role: e.sender_role.map(|r| r.to_string()).unwrap_or_default(),
                     timestamp: e.timestamp,
                     thread: e.thread,
-                    body: e.body.clone(),
+                    body: e.message.text.as_bytes().to_vec(),
                     server_id: e.server_id,
                     sos: e.sos,
                     shown: e.shown,
                     via_panic_key: e.via_panic_key,
+                    kind: match e.message.kind {
+                        Kind::Sos => 1,
+                        Kind::Message => 2,
+                        // Never 0, which would read back as the old form.
+                        Kind::Unknown(n) => n,
+                    },
+                    category: e.message.category.map_or(0, Category::code),
+                    priority: match e.message.priority {
+                        None => 0,
+                        Some(Priority::Immediate) => 1,
+                        Some(Priority::Urgent) => 2,
+                        Some(Priority::Routine) => 3,
+                    },
+                    language: e.message.language.clone(),
                 })
                 .collect(),
         }
@@ -202,6 +232,30 @@ impl History {
     }
 }
 
+/// The message of a stored row: fields 12-15 and the text in `body`, or
+/// the old form when `kind` is 0.
+fn message_of(row: &EntryRow) -> Message {
+    if row.kind == 0 {
+        return Message::from_old_body(&row.body);
+    }
+    Message {
+        kind: match row.kind {
+            1 => Kind::Sos,
+            2 => Kind::Message,
+            n => Kind::Unknown(n),
+        },
+        category: Category::from_code(row.category),
+        priority: match row.priority {
+            1 => Some(Priority::Immediate),
+            2 => Some(Priority::Urgent),
+            3 => Some(Priority::Routine),
+            _ => None,
+        },
+        text: String::from_utf8_lossy(&row.body).into_owned(),
+        language: row.language.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,7 +268,13 @@ mod tests {
             sender_role: (!sent).then_some(Role::Officer),
             timestamp: 1000 + u64::from(n),
             thread: u64::from(n % 2),
-            body: vec![n; 3],
+            message: Message {
+                kind: if n % 3 == 0 { Kind::Sos } else { Kind::Message },
+                category: (n % 3 == 0).then_some(Category::Unknown(40 + i32::from(n))),
+                priority: (n % 3 == 0).then_some(Priority::Urgent),
+                text: format!("text {n}"),
+                language: "fr".into(),
+            },
             server_id: u64::from(n) * 10,
             sos: false,
             via_panic_key: false,
@@ -237,20 +297,52 @@ mod tests {
         assert_eq!(back.thread(1).len(), 2);
         assert!(back.entries()[0].shown);
         assert!(History::decode(&[0xff, 0xff]).is_err());
+        let mut h = History::default();
+        h.add(entry(3, false));
+        assert_eq!(History::decode(&h.encode()).expect("reads back"), h);
+    }
+
+    /// A history written before the content message (no fields 12-15,
+    /// an SOS's category on the first line of its body) still reads: the
+    /// SOS with its category, the message as it was.
+    #[test]
+    fn a_history_of_the_old_form_reads_with_its_categories() {
+        let old = HistoryFile {
+            entries: vec![
+                EntryRow {
+                    message_id: vec![1; 16],
+                    body: b"category: arrest\nthey took him".to_vec(),
+                    sos: true,
+                    ..Default::default()
+                },
+                EntryRow {
+                    message_id: vec![2; 16],
+                    body: b"we are on it".to_vec(),
+                    ..Default::default()
+                },
+            ],
+        }
+        .encode_to_vec();
+        let h = History::decode(&old).expect("reads");
+        let sos = &h.entries()[0].message;
+        assert_eq!(
+            (sos.kind, sos.category, sos.text.as_str()),
+            (Kind::Sos, Some(Category::Arrest), "they took him")
+        );
+        let reply = &h.entries()[1].message;
+        assert_eq!(
+            (reply.kind, reply.text.as_str()),
+            (Kind::Message, "we are on it")
+        );
     }
 
     /// The stored form, spelled out: devices keep histories written by
-    /// earlier versions, so it must not change.
+    /// earlier versions, so it must not change. Rows written before the
+    /// content message (no fields 12-15) read as the old form, and are
+    /// written back as they were, the kind of content added after.
     #[test]
     fn the_stored_form_does_not_change() {
-        let mut h = History::default();
-        h.add(entry(1, false));
-        let mut sent = entry(2, true);
-        sent.peer = None;
-        sent.sos = true;
-        sent.shown = true;
-        h.add(sent);
-        let expected = concat!(
+        let old = concat!(
             "0a39",
             "0a1001010101010101010101010101010101",
             "1a1007070707070707070707070707070707",
@@ -268,12 +360,56 @@ mod tests {
             "4801",
             "5001",
         );
-        assert_eq!(hotline_proto::identity::hex(&h.encode()), expected);
-        assert_eq!(
-            History::decode(&hotline_proto::identity::unhex(expected).expect("hex"))
-                .expect("reads"),
-            h
+        let h = History::decode(&hotline_proto::identity::unhex(old).expect("hex")).expect("reads");
+        let mut first = entry(1, false);
+        first.message = Message::from_old_body(&[1, 1, 1]);
+        let mut sent = entry(2, true);
+        sent.peer = None;
+        sent.sos = true;
+        sent.shown = true;
+        sent.sender_role = None;
+        sent.message = Message::from_old_body(&[2, 2, 2]);
+        assert_eq!(h.entries(), &[first, sent]);
+        let expected = concat!(
+            "0a3b",
+            "0a1001010101010101010101010101010101",
+            "1a1007070707070707070707070707070707",
+            "22076f666669636572",
+            "28e907",
+            "3001",
+            "3a03010101",
+            "400a",
+            "6002", // kind: message
+            "0a24",
+            "0a1002020202020202020202020202020202",
+            "1001",
+            "28ea07",
+            "3a03020202",
+            "4014",
+            "4801",
+            "5001",
+            "6002",
         );
+        assert_eq!(hotline_proto::identity::hex(&h.encode()), expected);
+        // A new entry: every content field, after the old ones.
+        let mut h = History::default();
+        let mut sos = entry(3, true);
+        sos.peer = None;
+        h.add(sos);
+        let expected = concat!(
+            "0a2d",
+            "0a1003030303030303030303030303030303",
+            "1001",
+            "28eb07",
+            "3001",
+            "3a06746578742033", // body: the text, "text 3"
+            "401e",
+            "6001",     // kind: SOS
+            "682b",     // category 43 (unknown)
+            "7002",     // priority: urgent
+            "7a026672", // language "fr"
+        );
+        assert_eq!(hotline_proto::identity::hex(&h.encode()), expected);
     }
 
     #[test]

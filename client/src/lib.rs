@@ -38,6 +38,19 @@ pub use state::{Profile, StateDir};
 
 use hotline_proto::{ErrorCode, IdentityKeyPair, Invite, Role};
 
+/// The language this device's person writes in, as a BCP 47 tag: from
+/// `HOTLINE_LANG`, else the locale (`LC_ALL`, `LC_MESSAGES`, `LANG`: the
+/// first one set), `fr_FR.UTF-8` read as `fr-FR`; "en" when none is set
+/// or it names no language (`C`, `POSIX`). Sealed with every message and
+/// SOS, so staff know what they are reading.
+pub fn language() -> String {
+    ["HOTLINE_LANG", "LC_ALL", "LC_MESSAGES", "LANG"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|l| !l.is_empty()))
+        .and_then(|l| hotline_proto::e2e::content::language_of_locale(&l))
+        .unwrap_or_else(|| "en".to_owned())
+}
+
 /// Seconds since the Unix epoch, by this device's clock (0 if the clock
 /// is before 1970).
 pub fn unix_now() -> u64 {

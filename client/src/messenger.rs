@@ -15,6 +15,7 @@
 //! ([`Device::release`]) while it only waits.
 
 use hotline_proto::alert::{AlertInfo, Priority};
+use hotline_proto::e2e::content::{Category, Message as ContentMessage};
 use hotline_proto::e2e::envelope::{
     self, Content, EnvelopeError, MAX_BODY_LEN, Recipient, SignedEnvelope,
 };
@@ -164,8 +165,9 @@ pub struct Received {
     pub timestamp: u64,
     /// The alert the message belongs to (0: none).
     pub thread: u64,
-    /// The message.
-    pub body: Vec<u8>,
+    /// What it says (kind, an SOS's category and priority, text,
+    /// language), in the new form or read from the old.
+    pub message: ContentMessage,
     /// The label the sender gave itself (empty: none).
     pub sender_label: String,
     /// Signed by the sender's panic key: an SOS sent without the
@@ -487,12 +489,12 @@ impl Device {
         outcome.map_err(refused)
     }
 
-    /// Seals `body` for the staff on the roster (and `to`, for staff),
+    /// Seals `message` for the staff on the roster (and `to`, for staff),
     /// under `message_id`.
     async fn seal(
         &mut self,
         session: &Session,
-        body: &[u8],
+        message: ContentMessage,
         to: Option<DeviceId>,
         message_id: [u8; 16],
         thread: u64,
@@ -521,7 +523,7 @@ impl Device {
             message_id,
             counter: self.local.counter,
             timestamp: now,
-            body: body.to_vec(),
+            message,
             thread,
             sender_label: self.local.own_label.clone(),
         };
@@ -550,6 +552,16 @@ impl Device {
 
     /// Like [`Device::queue`]; returns the item's message id.
     pub fn queue_item(&mut self, body: &[u8], what: Outgoing) -> Result<[u8; 16], ClientError> {
+        self.queue_with(body, what, None)
+    }
+
+    /// Like [`Device::queue_item`], for an SOS of `category`.
+    fn queue_with(
+        &mut self,
+        body: &[u8],
+        what: Outgoing,
+        category: Option<Category>,
+    ) -> Result<[u8; 16], ClientError> {
         let body = if body.len() <= MAX_BODY_LEN {
             body
         } else if matches!(what, Outgoing::Alert(_)) {
@@ -563,17 +575,19 @@ impl Device {
                 body.len()
             )));
         };
-        let item = Item::new(body, what, crate::unix_now())?;
+        let mut item = Item::new(body, what, crate::unix_now())?;
+        item.category = category;
         let id = item.message_id;
         self.outbox.push(item);
         self.save()?;
         Ok(id)
     }
 
-    /// Queues an SOS like [`Device::queue_item`], but if an SOS not sealed
-    /// yet (so never sent) already waits in the outbox, adds to it
-    /// instead: its text gets this one's appended, and it takes the more
-    /// urgent of the two priorities. Two SOSes typed while offline raise
+    /// Queues an SOS of `category` like [`Device::queue_item`], but if an
+    /// SOS not sealed yet (so never sent) already waits in the outbox, adds
+    /// to it instead: its text gets this one's appended, it takes the more
+    /// urgent of the two priorities, and this category if it had none or
+    /// "other". Two SOSes typed while offline raise
     /// one alert. Returns the item's message id and whether it was added
     /// to an earlier SOS.
     ///
@@ -582,6 +596,7 @@ impl Device {
     pub fn queue_sos(
         &mut self,
         body: &[u8],
+        category: Category,
         priority: Priority,
     ) -> Result<([u8; 16], bool), ClientError> {
         let waiting = self
@@ -589,8 +604,18 @@ impl Device {
             .iter_mut()
             .find(|i| matches!(i.what, Outgoing::Alert(_)) && i.sealed.is_none());
         let Some(item) = waiting else {
-            return Ok((self.queue_item(body, Outgoing::Alert(priority))?, false));
+            let id = self.queue_with(body, Outgoing::Alert(priority), Some(category))?;
+            return Ok((id, false));
         };
+        if item.category.is_none() {
+            // An item of the old form: its category line becomes the field.
+            let old = item.content();
+            item.body = old.text.into_bytes();
+            item.category = old.category;
+        }
+        if matches!(item.category, None | Some(Category::Other)) {
+            item.category = Some(category);
+        }
         if let Outgoing::Alert(earlier) = item.what {
             // Immediate sorts first: the smaller is the more urgent.
             item.what = Outgoing::Alert(earlier.min(priority));
@@ -817,7 +842,7 @@ impl Device {
             message_id: item.message_id,
             counter: self.local.counter + 1,
             timestamp: now,
-            body: item.body.clone(),
+            message: item.content(),
             thread: 0,
             sender_label: self.local.own_label.clone(),
         };
@@ -863,7 +888,7 @@ impl Device {
                 let env = self
                     .seal(
                         session,
-                        &item.body,
+                        item.content(),
                         item.what.to(),
                         item.message_id,
                         item.what.thread(),
@@ -1014,7 +1039,7 @@ impl Device {
                         sender_role: r.sender_role,
                         timestamp: r.timestamp,
                         thread: r.thread,
-                        body: r.body.clone(),
+                        message: r.message.clone(),
                         server_id: r.id,
                         sos: false,
                         shown: false,
@@ -1159,7 +1184,7 @@ impl Device {
                 sender_role: on_roster.map(|e| e.role),
                 timestamp: opened.content.timestamp,
                 thread: opened.content.thread,
-                body: opened.content.body,
+                message: opened.content.message,
                 sender_label: opened.content.sender_label,
                 via_panic_key: panic_signed.is_some(),
             },
@@ -1220,7 +1245,7 @@ fn sent_entry(item: &Item, outcome: &Sent) -> Option<Entry> {
         sender_role: None,
         timestamp: item.created_at,
         thread,
-        body: item.body.clone(),
+        message: item.content(),
         server_id,
         sos,
         shown: true,
@@ -1271,7 +1296,8 @@ mod tests {
         {
             let mut sos = Device::open(&state, PASS).expect("opens");
             sos.hold().expect("lock");
-            sos.queue_sos(b"help", Priority::Immediate).expect("queued");
+            sos.queue_sos(b"help", Category::Other, Priority::Immediate)
+                .expect("queued");
         }
         watch.hold().expect("lock");
         assert_eq!(watch.pending().len(), 1, "the SOS is seen");
@@ -1299,11 +1325,11 @@ mod tests {
         let state = enrolled(dir.path());
         let mut device = Device::open(&state, PASS).expect("opens");
         let (first, merged) = device
-            .queue_sos(b"followed", Priority::Routine)
+            .queue_sos(b"followed", Category::Other, Priority::Routine)
             .expect("queued");
         assert!(!merged);
         let (second, merged) = device
-            .queue_sos(b"they are here", Priority::Immediate)
+            .queue_sos(b"they are here", Category::Arrest, Priority::Immediate)
             .expect("queued");
         assert!(merged);
         assert_eq!(first, second);
@@ -1311,11 +1337,13 @@ mod tests {
         assert_eq!(waiting.len(), 1);
         assert_eq!(waiting[0].what, Outgoing::Alert(Priority::Immediate));
         assert_eq!(device.outbox[0].body, b"followed\n---\nthey are here");
+        // "other" gives way to the category the second one names.
+        assert_eq!(device.outbox[0].category, Some(Category::Arrest));
         // One already sealed (it may have reached the server) is left as
         // it is: the next SOS is an item of its own.
         device.outbox[0].sealed = Some(vec![1, 2, 3]);
         let (third, merged) = device
-            .queue_sos(b"again", Priority::Urgent)
+            .queue_sos(b"again", Category::Legal, Priority::Urgent)
             .expect("queued");
         assert!(!merged);
         assert_ne!(third, first);

@@ -10,6 +10,7 @@
 
 use hotline_proto::DeviceId;
 use hotline_proto::alert::Priority;
+use hotline_proto::e2e::content::{Category, Kind, Message as Content};
 use hotline_proto::identity::fill_random;
 use prost::Message;
 
@@ -63,8 +64,13 @@ impl Outgoing {
 pub(crate) struct Item {
     /// The id the envelope carries, chosen when the item was written.
     pub(crate) message_id: [u8; 16],
-    /// The message.
+    /// The text (UTF-8), or in an item written before the content
+    /// message, the old form (an SOS's category on its first line).
     pub(crate) body: Vec<u8>,
+    /// An SOS's category (`None`: not given, or an item of the old form).
+    pub(crate) category: Option<Category>,
+    /// The language of the text, a BCP 47 tag (empty: not given).
+    pub(crate) language: String,
     /// What it is.
     pub(crate) what: Outgoing,
     /// When it was written, seconds since the Unix epoch.
@@ -75,7 +81,8 @@ pub(crate) struct Item {
 }
 
 impl Item {
-    /// A new item, with a fresh message id, not sealed yet.
+    /// A new item, with a fresh message id, not sealed yet, written in
+    /// the language of this device's settings ([`crate::language`]).
     pub(crate) fn new(body: &[u8], what: Outgoing, now: u64) -> Result<Item, ClientError> {
         let mut message_id = [0u8; 16];
         fill_random(&mut message_id)
@@ -83,6 +90,8 @@ impl Item {
         Ok(Item {
             message_id,
             body: body.to_vec(),
+            category: None,
+            language: crate::language(),
             what,
             created_at: now,
             sealed: None,
@@ -115,6 +124,8 @@ impl Item {
         Ok(Item {
             message_id,
             body: row.body.clone(),
+            category: Category::from_code(row.category),
+            language: row.language.clone(),
             what,
             created_at: row.created_at,
             sealed: (!row.sealed.is_empty()).then(|| row.sealed.clone()),
@@ -140,6 +151,36 @@ impl Item {
             created_at: self.created_at,
             sealed: self.sealed.clone().unwrap_or_default(),
             thread: self.what.thread(),
+            category: self.category.map_or(0, Category::code),
+            language: self.language.clone(),
+        }
+    }
+
+    /// What the item says, as it is sealed: an alert is an SOS (its
+    /// category and text from the old form when the item has no category:
+    /// see [`Content::from_old_body`]), anything else a message.
+    pub(crate) fn content(&self) -> Content {
+        let text = String::from_utf8_lossy(&self.body);
+        match self.what {
+            Outgoing::Alert(priority) => {
+                let (category, text) = match self.category {
+                    Some(c) => (Some(c), text.into_owned()),
+                    None => {
+                        let old = Content::from_old_body(&self.body);
+                        (old.category, old.text)
+                    }
+                };
+                Content {
+                    kind: Kind::Sos,
+                    category,
+                    priority: Some(priority),
+                    text,
+                    language: self.language.clone(),
+                }
+            }
+            Outgoing::Message { .. } | Outgoing::Reply { .. } => {
+                Content::message(&text, &self.language)
+            }
         }
     }
 }
@@ -166,6 +207,13 @@ pub(crate) struct OutboxRow {
     /// The alert a reply belongs to (0: none).
     #[prost(uint64, tag = "7")]
     thread: u64,
+    /// An alert's `SosCategory` (0: none; rows written before the content
+    /// message have none and carry it in `body`).
+    #[prost(int32, tag = "8")]
+    category: i32,
+    /// The language of the text, a BCP 47 tag (empty: not given).
+    #[prost(string, tag = "9")]
+    language: String,
 }
 
 #[cfg(test)]
@@ -228,6 +276,50 @@ mod tests {
             );
             assert_eq!(hex(&item.to_row().encode_to_vec()), stored);
         }
+    }
+
+    /// An SOS queued before the content message (its category on the
+    /// first line of `body`, no field 8) is sealed as an SOS of that
+    /// category; one queued now keeps its category and language in fields
+    /// 8 and 9, and reads back the same.
+    #[test]
+    fn an_sos_queued_before_the_content_message_is_sealed_with_its_category() {
+        let old = OutboxRow {
+            message_id: vec![0x11; 16],
+            body: b"category: medical\nshot in the leg".to_vec(),
+            alert: 2,
+            created_at: 1000,
+            ..Default::default()
+        };
+        let item = Item::from_row(&old).expect("an item");
+        let content = item.content();
+        assert_eq!(content.kind, Kind::Sos);
+        assert_eq!(content.category, Some(Category::Medical));
+        assert_eq!(content.priority, Some(Priority::Urgent));
+        assert_eq!(content.text, "shot in the leg");
+        assert_eq!(item.to_row(), old, "written back as it was");
+
+        let mut item =
+            Item::new(b"shot in the leg", Outgoing::Alert(Priority::Routine), 1).expect("item");
+        item.category = Some(Category::Medical);
+        item.language = "es".into();
+        let row = item.to_row();
+        assert_eq!((row.category, row.language.as_str()), (5, "es"));
+        let back = Item::from_row(&OutboxRow::decode(row.encode_to_vec().as_slice()).expect("row"))
+            .expect("item");
+        assert_eq!(back, item);
+        assert_eq!(
+            back.content(),
+            Content::sos(
+                Category::Medical,
+                Priority::Routine,
+                "shot in the leg",
+                "es"
+            )
+        );
+        let message = Item::new(b"hola", Outgoing::Message { to: None }, 1).expect("item");
+        assert_eq!(message.content().kind, Kind::Message);
+        assert_eq!(message.content().category, None);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! passphrase and which the server allows nothing but this.
 
 use hotline_proto::alert::{AlertInfo, CheckinKey, Priority};
+use hotline_proto::e2e::content::{Category, Message};
 use hotline_proto::e2e::envelope::{self, Content, EnvelopeError, SignedEnvelope};
 use hotline_proto::e2e::roster::{Roster, SeenRoster, SignedRoster};
 use hotline_proto::e2e::suite::SystemRandomness;
@@ -233,19 +234,21 @@ pub fn has_panic_key(state: &StateDir) -> bool {
 }
 
 /// Raises an SOS with the panic key, without the passphrase: connects
-/// with the panic key, seals `body` as [`seal_sos`] does (signed by the
+/// with the panic key, seals `text` (an SOS of `category`, in the
+/// language of [`crate::language`]) as [`seal_sos`] does (signed by the
 /// panic key) and raises the alert. Returns the alert and the warnings for
 /// the defender. Nothing is queued: if the server cannot be reached, the
 /// error says so and nobody has been alerted.
 pub async fn raise_with_panic_key(
     state: &StateDir,
     priority: Priority,
-    body: &[u8],
+    category: Category,
+    text: &str,
 ) -> Result<(AlertInfo, Vec<String>), ClientError> {
     let (mut profile, key) = panic_identity(state)?;
     let device = profile.device_id()?;
-    let full = body.len();
-    let body = envelope::cut_to_fit(body);
+    let full = text.len();
+    let body = envelope::cut_to_fit(text.as_bytes());
     let session = authenticate_panic(&profile.server()?, device, &key).await?;
     let mut message_id = [0u8; 16];
     hotline_proto::identity::fill_random(&mut message_id)
@@ -257,7 +260,12 @@ pub async fn raise_with_panic_key(
         // reach without the passphrase: 0 marks a panic-key message.
         counter: 0,
         timestamp: now,
-        body: body.to_vec(),
+        message: Message::sos(
+            category,
+            priority,
+            &String::from_utf8_lossy(body),
+            &crate::language(),
+        ),
         thread: 0,
         // Saved next to the panic key at enrollment (a defender's own
         // label): staff see even a first SOS by name.

@@ -1703,3 +1703,177 @@ async fn two_rosters_with_one_version_raise_an_alarm_on_every_command() {
     assert!(stderr(&out).contains("WARNING: ROSTER ALARM"));
     server.shutdown().await;
 }
+
+/// The SOS's category and the language it is written in reach the
+/// officer's alert view and messages. An SOS from another client, with a
+/// category number this version does not know, shows as "other" with its
+/// number, never dropped; and an SOS sealed the way clients did before
+/// the content message (its category on the first line of the text in
+/// `body`, as servers hold them today) still reads with its category.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sos_category_and_language_reach_staff_from_this_client_another_and_an_old_one() {
+    use hotline_client::messenger::{Device, Sent};
+    use hotline_proto::alert::Priority;
+    use hotline_proto::e2e::content::Category;
+    use hotline_proto::e2e::envelope::{self, Recipient};
+    use hotline_proto::e2e::suite::SystemRandomness;
+    use prost::Message as _;
+
+    /// `SealedContent` as clients wrote it before the content message.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct OldSealedContent {
+        #[prost(bytes = "vec", tag = "1")]
+        message_id: Vec<u8>,
+        #[prost(uint64, tag = "2")]
+        counter: u64,
+        #[prost(uint64, tag = "3")]
+        timestamp: u64,
+        #[prost(bytes = "vec", tag = "4")]
+        body: Vec<u8>,
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (_, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+
+    // This client, in French.
+    let out = Command::new(BIN)
+        .arg("--home")
+        .arg(&defender)
+        .args([
+            "sos",
+            "--category",
+            "surveillance",
+            "on me suit depuis la gare",
+        ])
+        .env("HOTLINE_PASSPHRASE", PASS)
+        .env("HOTLINE_LANG", "fr_FR.UTF-8")
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("the client binary runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let french = alert_id(&out);
+
+    // Another client, which knows a category this one does not (42).
+    let state = hotline_client::StateDir::new(&defender);
+    let mut device = Device::open(&state, PASS).expect("opens");
+    device.hold().expect("lock");
+    let session = device.connect().await.expect("connects");
+    device
+        .queue_sos(
+            b"um carro nos segue",
+            Category::Unknown(42),
+            Priority::Urgent,
+        )
+        .expect("queued");
+    let later = match device.flush(&session).await.expect("sent").as_slice() {
+        [Sent::Alert(a)] => a.id.to_string(),
+        other => panic!("one alert expected, got {other:?}"),
+    };
+
+    // A client of before the content message, sealing to the officer.
+    let roster = session
+        .get_roster()
+        .await
+        .expect("roster")
+        .expect("signed")
+        .read_unverified()
+        .expect("reads");
+    let officer_entry = roster
+        .entries
+        .iter()
+        .find(|e| e.role == Role::Officer)
+        .expect("the officer is on the roster");
+    let bundles = session
+        .fetch_prekeys(vec![officer_entry.device_id])
+        .await
+        .expect("prekeys");
+    let now = hotline_client::unix_now();
+    let prekey = bundles[0]
+        .prekey
+        .clone()
+        .expect("published")
+        .verify(&bundles[0].identity_key, now)
+        .expect("valid");
+    let old = OldSealedContent {
+        message_id: vec![0x0d; 16],
+        counter: 1,
+        timestamp: now,
+        body: b"category: arrest\nthey took my brother".to_vec(),
+    }
+    .encode_to_vec();
+    let env = envelope::seal_padded(
+        device.identity(),
+        roster.version,
+        &[Recipient {
+            device_id: officer_entry.device_id,
+            prekey_id: prekey.id,
+            key: prekey.public_key,
+        }],
+        &envelope::pad(&old).expect("fits"),
+        &mut SystemRandomness,
+    )
+    .expect("sealed");
+    let old_alert = session
+        .raise_alert_with(Priority::Immediate, Some(env))
+        .await
+        .expect("raised")
+        .id
+        .to_string();
+    session.close().await;
+    drop(device);
+
+    let out = hotline(&officer, PASS, &["alerts"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    // The lines of one alert: its heading and the lines under it.
+    let alert = |id: &str| -> String {
+        let mut lines = text
+            .lines()
+            .skip_while(|l| !l.starts_with(&format!("#{id} ")));
+        let head = lines
+            .next()
+            .unwrap_or_else(|| panic!("#{id} missing: {text}"));
+        std::iter::once(head)
+            .chain(lines.take_while(|l| l.starts_with(' ')))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let shown = alert(&french);
+    for want in [
+        "SOS: surveillance",
+        "\"on me suit depuis la gare\"",
+        "(written in fr-FR)",
+    ] {
+        assert!(shown.contains(want), "{want:?} missing from {shown}");
+    }
+    let shown = alert(&later);
+    for want in [
+        "SOS: other (category 42)",
+        "urgent",
+        "\"um carro nos segue\"",
+    ] {
+        assert!(shown.contains(want), "{want:?} missing from {shown}");
+    }
+    let shown = alert(&old_alert);
+    for want in ["SOS: arrest", "\"they took my brother\""] {
+        assert!(shown.contains(want), "{want:?} missing from {shown}");
+    }
+    assert!(!shown.contains("category: arrest"), "{shown}");
+
+    // The messages view says it too.
+    let out = hotline(&officer, PASS, &["messages"]);
+    let text = stdout(&out);
+    for want in [
+        "(category surveillance, written in fr-FR)",
+        "on me suit depuis la gare",
+        "category other (category 42)",
+        "um carro nos segue",
+        "(category arrest)",
+        "they took my brother",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from {text}");
+    }
+    server.shutdown().await;
+}

@@ -11,11 +11,11 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use hotline_proto::alert::CheckinKey;
+use hotline_proto::alert::Priority;
 use hotline_proto::auth::{
     ChannelBinding, EXPORTER_CONTEXT, EXPORTER_LABEL, Nonce, SuiteHash,
     channel_binding_from_exporter_secret, device_auth_transcript, enroll_transcript,
 };
-use hotline_proto::alert::Priority;
 use hotline_proto::e2e::content::{Category, Kind, Message};
 use hotline_proto::e2e::envelope::{self, Content, Recipient, SignedEnvelope};
 use hotline_proto::e2e::org::OrgKeyPair;
@@ -349,10 +349,7 @@ fn roster_and_prekey_vectors() {
         let n = i + 1;
         o.hex(&format!("entry{n}_identity_seed"), &s);
         o.text(&format!("entry{n}_holder"), who);
-        o.hex(
-            &format!("entry{n}_identity_key"),
-            e.identity_key.as_bytes(),
-        );
+        o.hex(&format!("entry{n}_identity_key"), e.identity_key.as_bytes());
         o.hex(&format!("entry{n}_device_id"), e.device_id.as_bytes());
         o.text(
             &format!("entry{n}_role"),
@@ -433,7 +430,10 @@ fn sealed_content_vectors() {
         thread: 35,
         sender_label: String::new(),
     };
-    for (name, c) in [("sealed-content-sos", &sos), ("sealed-content-message", &reply)] {
+    for (name, c) in [
+        ("sealed-content-sos", &sos),
+        ("sealed-content-message", &reply),
+    ] {
         let bytes = envelope::encode_sealed_content(c);
         assert_eq!(bytes, sealed_content_by_hand(c), "{name}");
         let padded = envelope::pad(&bytes).expect("fits");
@@ -581,6 +581,9 @@ fn an_envelope_of_the_old_form_still_opens_and_reads() {
         .expect("opens");
     assert_eq!(opened.content.message_id, [0x11; 16]);
     assert_eq!(opened.content.message.kind, Kind::Message);
-    assert_eq!(opened.content.message.text, "SOS: detained at the border post");
+    assert_eq!(
+        opened.content.message.text,
+        "SOS: detained at the border post"
+    );
     assert_eq!(opened.content.message.category, None);
 }

@@ -6,14 +6,16 @@
 use hotline_client::history::History;
 use hotline_client::messenger::Device;
 use hotline_proto::alert::{AlertInfo, AlertOrigin, AlertStatus};
+use hotline_proto::e2e::content::Message;
 use hotline_proto::time::time_of_day;
 
 use super::date::{date, late};
 
-/// The category and the text of the SOS an alert was raised with, as the
-/// client writes them (`category: arrest` on the first line), if this
-/// device holds the message.
-pub(super) fn sos_text(history: &History, a: &AlertInfo) -> Option<(Option<String>, String)> {
+/// What the SOS an alert was raised with says (category, priority the
+/// defender chose, language, text, made printable and trimmed), if this
+/// device holds it: sealed as the content message, or in the old form
+/// (`category: arrest` on the first line of the text).
+pub(super) fn sos_text(history: &History, a: &AlertInfo) -> Option<Message> {
     // This device's own SOS, or the one the defender sent it: never a
     // staff message in the same thread.
     let first = history.thread(a.id).into_iter().find(|e| {
@@ -24,14 +26,27 @@ pub(super) fn sos_text(history: &History, a: &AlertInfo) -> Option<(Option<Strin
                 e.peer == Some(a.defender)
             }
     })?;
-    let body = super::screen::printable(&first.body);
-    Some(match body.split_once('\n') {
-        Some((head, rest)) if head.starts_with("category: ") => (
-            Some(head.trim_start_matches("category: ").trim().to_owned()),
-            rest.trim().to_owned(),
-        ),
-        _ => (None, body.trim().to_owned()),
-    })
+    let mut m = first.message.clone();
+    m.text = super::screen::printable(m.text.as_bytes())
+        .trim()
+        .to_owned();
+    Some(m)
+}
+
+/// `(written in fr)`, and the priority the defender chose if it is not
+/// the alert's (two SOSes merged offline): what the SOS says about itself
+/// besides its category (in the heading) and its words.
+fn details(m: &Message, a: &AlertInfo) -> Option<String> {
+    let mut parts = Vec::new();
+    if !m.language.is_empty() {
+        parts.push(format!("written in {}", m.language));
+    }
+    if let Some(p) = m.priority
+        && p != a.priority
+    {
+        parts.push(format!("the defender chose: {p}"));
+    }
+    (!parts.is_empty()).then(|| format!("({})", parts.join("; ")))
 }
 
 /// `13:02 UTC`, with the date when it was not today.
@@ -103,9 +118,9 @@ fn by(device: &Device, a: &AlertInfo) -> String {
 }
 
 /// What raised it: `SOS: arrest`, `missed check-in`, `DURESS`.
-fn what(a: &AlertInfo, text: Option<&(Option<String>, String)>) -> String {
-    match (a.origin, text) {
-        (AlertOrigin::Sos, Some((Some(category), _))) => format!("SOS: {category}"),
+fn what(a: &AlertInfo, text: Option<&Message>) -> String {
+    match (a.origin, text.and_then(|m| m.category)) {
+        (AlertOrigin::Sos, Some(category)) => format!("SOS: {category}"),
         (AlertOrigin::Sos, _) => "SOS".to_owned(),
         (origin, _) => origin.as_str().to_owned(),
     }
@@ -123,16 +138,23 @@ pub(super) fn lines(device: &Device, history: &History, a: &AlertInfo, now: u64)
         what(a, text.as_ref()),
         device.shown(&a.defender)
     )];
-    if let Some((_, words)) = &text
-        && !words.is_empty()
-    {
-        let first = words.lines().next().unwrap_or_default();
-        let more = if words.lines().nth(1).is_some() {
-            " […]"
-        } else {
-            ""
+    if let Some(m) = &text {
+        let details = details(m, a);
+        let words = match m.text.lines().next() {
+            Some(first) => {
+                let more = if m.text.lines().nth(1).is_some() {
+                    " […]"
+                } else {
+                    ""
+                };
+                Some(format!("\"{first}\"{more}"))
+            }
+            None => None,
         };
-        out.push(format!("          \"{first}\"{more}"));
+        let line: Vec<String> = words.into_iter().chain(details).collect();
+        if !line.is_empty() {
+            out.push(format!("          {}", line.join(" ")));
+        }
     }
     out.push(format!("          {}", state_words(device, a, now)));
     out

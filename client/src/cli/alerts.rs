@@ -8,6 +8,7 @@ use hotline_client::StateDir;
 use hotline_client::history::History;
 use hotline_client::messenger::{Device, Flushed, Sent};
 use hotline_proto::alert::{AlertContent, AlertInfo, AlertOrigin, CloseReason, Priority, Push};
+use hotline_proto::e2e::content::Category;
 use hotline_proto::message::DutyEntry;
 use hotline_proto::time::time_of_day;
 
@@ -41,9 +42,22 @@ pub(super) async fn sos(
         Some(m) if !m.is_empty() => m.to_owned(),
         _ => default_sos_text().to_owned(),
     };
-    let body = format!("category: {category}\n{text}");
+    // A category that is not one of the list is never a reason to refuse:
+    // it goes as "other", the word typed kept at the head of the text.
+    let (category, text) = match Category::from_name(category) {
+        Some(c) => (c, text),
+        None => {
+            let names: Vec<&str> = Category::ALL.iter().map(|c| c.name()).collect();
+            eprintln!(
+                "WARNING: {category:?} is not a category ({}): raising it as \"other\"",
+                names.join(", ")
+            );
+            (Category::Other, format!("({}) {text}", category.trim()))
+        }
+    };
+    let body = text;
     if use_panic_key(state) {
-        match sos_with_panic_key(state, priority, body.as_bytes(), wait).await {
+        match sos_with_panic_key(state, priority, category, &body, wait).await {
             PanicOutcome::Done(result) => return result,
             // The server does not know this panic key (a registration
             // that never completed): the passphrase still works.
@@ -60,7 +74,7 @@ pub(super) async fn sos(
             eprintln!(
                 "WARNING: this device could not be unlocked ({e}); raising the SOS with the panic key instead"
             );
-            return match sos_with_panic_key(state, priority, body.as_bytes(), wait).await {
+            return match sos_with_panic_key(state, priority, category, &body, wait).await {
                 PanicOutcome::Done(result) => result,
                 PanicOutcome::Refused(refused) => Err(anyhow::anyhow!(
                     "{e}; and the panic key was refused ({refused}). NOBODY HAS BEEN ALERTED: \
@@ -74,7 +88,7 @@ pub(super) async fn sos(
             ));
         }
     };
-    let (mine, merged) = device.queue_sos(body.as_bytes(), priority)?;
+    let (mine, merged) = device.queue_sos(body.as_bytes(), category, priority)?;
     if merged {
         eprintln!(
             "added to the SOS already waiting in this device's outbox: both go out together, as one alert"
@@ -233,7 +247,8 @@ enum PanicOutcome {
 async fn sos_with_panic_key(
     state: &StateDir,
     priority: Priority,
-    body: &[u8],
+    category: Category,
+    body: &str,
     wait: u64,
 ) -> PanicOutcome {
     let deadline = Instant::now() + Duration::from_secs(wait);
@@ -245,7 +260,7 @@ async fn sos_with_panic_key(
             .max(Duration::from_secs(2));
         let attempt = tokio::time::timeout(
             left,
-            hotline_client::sos::raise_with_panic_key(state, priority, body),
+            hotline_client::sos::raise_with_panic_key(state, priority, category, body),
         );
         tokio::pin!(attempt);
         let mut ticks = tokio::time::interval_at(

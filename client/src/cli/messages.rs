@@ -12,6 +12,7 @@ use hotline_client::messenger::{Device, Flushed, Sent};
 use hotline_client::outbox::Outgoing;
 use hotline_client::{ClientError, Session, StateDir};
 use hotline_proto::DeviceId;
+use hotline_proto::e2e::content::Kind;
 
 use super::Queued;
 use super::date::date_time;
@@ -413,7 +414,25 @@ pub(super) fn show(device: &Device, e: &Entry) -> String {
         "[{}] {heading}{thread}{panic}:\n",
         super::alert_view::when(e.timestamp, hotline_client::unix_now())
     );
-    for line in super::screen::printable(&e.body).lines() {
+    // An SOS says its category and language; a kind this version does not
+    // know is shown all the same, with its number.
+    let m = &e.message;
+    let mut about = Vec::new();
+    if let Kind::Unknown(n) = m.kind {
+        about.push(format!(
+            "a kind of message this version does not know ({n})"
+        ));
+    }
+    if let Some(c) = m.category {
+        about.push(format!("category {c}"));
+    }
+    if !m.language.is_empty() && !about.is_empty() {
+        about.push(format!("written in {}", m.language));
+    }
+    if !about.is_empty() {
+        out.push_str(&format!("  ({})\n", about.join(", ")));
+    }
+    for line in super::screen::printable(m.text.as_bytes()).lines() {
         out.push_str("  ");
         out.push_str(line);
         out.push('\n');

@@ -194,7 +194,10 @@ enum Command {
         /// warning; an SOS is never refused for a typo).
         #[arg(long, default_value = "immediate")]
         priority: String,
-        /// arrest, attack, surveillance, leave-country, medical, legal, other.
+        /// arrest, attack, surveillance, leave-country, medical, legal, other
+        /// (anything else: other, with a warning and the word kept in the
+        /// text). Staff see it with the language of the text (HOTLINE_LANG,
+        /// else the locale; English if neither says).
         #[arg(long, default_value = "other")]
         category: String,
     },

@@ -301,7 +301,10 @@ mod tests {
         c.priority = 77;
         let m = Message::from_wire(&c);
         assert_eq!(m.category, Some(Category::Unknown(42)));
-        assert_eq!(m.category.map(|c| c.to_string()).as_deref(), Some("other (category 42)"));
+        assert_eq!(
+            m.category.map(|c| c.to_string()).as_deref(),
+            Some("other (category 42)")
+        );
         assert_eq!(m.kind, Kind::Unknown(9));
         assert_eq!(m.priority, None);
         assert_eq!(m.text, "x");
@@ -344,7 +347,16 @@ mod tests {
         for good in ["en", "fr", "es", "pt-BR", "zh-Hant-TW", "es-419"] {
             assert_eq!(language_tag(good).as_deref(), Some(good));
         }
-        for bad in ["", "e", "en_US", "fr-", "-fr", "en US", "toolongtag9", &"a-b".repeat(20)] {
+        for bad in [
+            "",
+            "e",
+            "en_US",
+            "fr-",
+            "-fr",
+            "en US",
+            "toolongtag9",
+            &"a-b".repeat(20),
+        ] {
             assert_eq!(language_tag(bad), None, "{bad:?}");
         }
         assert_eq!(language_of_locale("fr_FR.UTF-8").as_deref(), Some("fr-FR"));

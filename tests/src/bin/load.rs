@@ -479,7 +479,12 @@ fn sos(identity: &IdentityKeyPair, recipients: &[Recipient], n: u64) -> Request 
             message_id: rand_id(n),
             counter: n,
             timestamp: hotline_server::unix_now(),
-            body: b"category: threat\nload test".to_vec(),
+            message: hotline_proto::e2e::content::Message::sos(
+                hotline_proto::e2e::content::Category::Other,
+                hotline_proto::alert::Priority::Immediate,
+                "load test",
+                "en",
+            ),
             thread: 0,
             sender_label: String::new(),
         },

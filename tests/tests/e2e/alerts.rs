@@ -131,7 +131,7 @@ async fn an_alert_reaches_every_connected_officer_on_duty_and_an_offline_one_on_
         .await
         .expect("inbox");
     assert_eq!(msgs.len(), 1);
-    assert!(String::from_utf8_lossy(&msgs[0].body).contains("at my door"));
+    assert!(msgs[0].message.text.contains("at my door"));
 
     // One officer claims it; the second claim is refused and names the holder.
     assert_eq!(

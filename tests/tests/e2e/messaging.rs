@@ -8,6 +8,7 @@ use hotline_client::StateDir;
 use hotline_client::messenger::{Device, Sent};
 use hotline_client::outbox::Outgoing;
 use hotline_proto::alert::Priority;
+use hotline_proto::e2e::content::{Category, Kind, Message};
 use hotline_proto::e2e::envelope::{self, Content, EnvelopeError, Recipient, SignedEnvelope};
 use hotline_proto::e2e::org::OrgKeyPair;
 use hotline_proto::e2e::roster::Roster;
@@ -36,7 +37,10 @@ impl Org {
 }
 
 fn bodies(received: &[hotline_client::messenger::Received]) -> Vec<Vec<u8>> {
-    received.iter().map(|r| r.body.clone()).collect()
+    received
+        .iter()
+        .map(|r| r.message.text.clone().into_bytes())
+        .collect()
 }
 
 #[tokio::test]
@@ -324,7 +328,7 @@ async fn seal_by_hand(
         message_id: [0x5a; 16],
         counter: 1,
         timestamp: hotline_server::unix_now(),
-        body: body.to_vec(),
+        message: Message::message(&String::from_utf8_lossy(body), "en"),
         thread: 0,
         sender_label: String::new(),
     };
@@ -333,7 +337,8 @@ async fn seal_by_hand(
 }
 
 /// `SealedContent` as `docs/protocol.md` §5 defines it, encoded here
-/// rather than by the crate under test, so that a test can break it.
+/// rather than by the crate under test, so that a test can break it (or
+/// write what another client, older or newer, would).
 #[derive(Clone, PartialEq, prost::Message)]
 struct WireSealedContent {
     #[prost(bytes = "vec", tag = "1")]
@@ -348,6 +353,19 @@ struct WireSealedContent {
     thread: u64,
     #[prost(string, tag = "6")]
     sender_label: String,
+    #[prost(int32, tag = "7")]
+    kind: i32,
+    #[prost(int32, tag = "8")]
+    category: i32,
+    #[prost(int32, tag = "9")]
+    priority: i32,
+    #[prost(string, tag = "10")]
+    text: String,
+    #[prost(string, tag = "11")]
+    language: String,
+    /// A field a later version might add (attachments are to come).
+    #[prost(bytes = "vec", tag = "20")]
+    later: Vec<u8>,
 }
 
 /// `EnvelopeBody` as `docs/protocol.md` defines it (the wrapped keys kept
@@ -376,9 +394,12 @@ fn sealed_content(content: &Content, message_id: &[u8]) -> Vec<u8> {
         message_id: message_id.to_vec(),
         counter: content.counter,
         timestamp: content.timestamp,
-        body: content.body.clone(),
         thread: content.thread,
         sender_label: content.sender_label.clone(),
+        kind: 2,
+        text: content.message.text.clone(),
+        language: content.message.language.clone(),
+        ..Default::default()
     }
     .encode_to_vec()
 }
@@ -529,7 +550,7 @@ async fn a_malformed_envelope_of_any_kind_never_hides_the_next_message() {
         message_id: [n; 16],
         counter: u64::from(n),
         timestamp: hotline_server::unix_now(),
-        body: format!("message {n}").into_bytes(),
+        message: Message::message(&format!("message {n}"), "en"),
         thread: 0,
         sender_label: String::new(),
     };
@@ -890,4 +911,100 @@ async fn large_messages_never_jam_an_inbox() {
     let mut want: Vec<Vec<u8>> = (0..5).map(big).collect();
     want.push(b"and a short one".to_vec());
     assert_eq!(bodies(&got), want);
+}
+
+/// What other clients seal reaches the officer: an SOS of the old form
+/// (the text in `body`, its category on the first line: what clients
+/// before the content message sealed, and what servers hold today), and
+/// from a later version an SOS with a category number, a priority number,
+/// a kind and a field this version does not know. Nothing is dropped:
+/// the old form reads with its category, the unknown category as "other"
+/// with its number, the unknown kind with its number.
+#[tokio::test]
+async fn contents_of_the_old_form_and_of_a_later_version_reach_the_officer() {
+    use prost::Message as _;
+    let server = TestServer::start().await;
+    let mut org = org(&server).await;
+    let root = org.root.public_key();
+    let mut officer = person(&server, Role::Officer, "officer", Some(root)).await;
+    let roster = org.sign().await;
+    let defender = person(&server, Role::Defender, "defender", Some(root)).await;
+    let now = hotline_server::unix_now();
+    let old = WireSealedContent {
+        message_id: vec![1; 16],
+        counter: 1,
+        timestamp: now,
+        body: b"category: arrest\nthey took my brother".to_vec(),
+        ..Default::default()
+    };
+    let later = WireSealedContent {
+        message_id: vec![2; 16],
+        counter: 2,
+        timestamp: now,
+        kind: 1,
+        category: 42,
+        priority: 9,
+        text: "levaram meu irmão".into(),
+        language: "pt-BR".into(),
+        later: vec![1, 2, 3],
+        ..Default::default()
+    };
+    let unknown_kind = WireSealedContent {
+        message_id: vec![3; 16],
+        counter: 3,
+        timestamp: now,
+        kind: 77,
+        text: "a poll: are you safe?".into(),
+        ..Default::default()
+    };
+    for c in [&old, &later, &unknown_kind] {
+        let padded = envelope::pad(&c.encode_to_vec()).expect("fits");
+        let (env, _) = seal_padded_by_hand(&defender, &officer, roster.version, &padded).await;
+        send_raw(&defender, &env).await;
+    }
+
+    let got = officer
+        .device
+        .receive(&officer.session)
+        .await
+        .expect("inbox");
+    assert!(officer.device.take_warnings().is_empty());
+    let by_text = |t: &str| {
+        got.iter()
+            .find(|r| r.message.text == t)
+            .unwrap_or_else(|| panic!("{t:?} was dropped: {got:?}"))
+            .message
+            .clone()
+    };
+    assert_eq!(
+        by_text("they took my brother"),
+        Message {
+            kind: Kind::Sos,
+            category: Some(Category::Arrest),
+            priority: None,
+            text: "they took my brother".into(),
+            language: String::new(),
+        }
+    );
+    let m = by_text("levaram meu irmão");
+    assert_eq!(m.kind, Kind::Sos);
+    assert_eq!(m.category, Some(Category::Unknown(42)));
+    assert_eq!(
+        m.category.map(|c| c.to_string()).as_deref(),
+        Some("other (category 42)")
+    );
+    assert_eq!(m.priority, None, "an unknown priority reads as not given");
+    assert_eq!(m.language, "pt-BR");
+    assert_eq!(by_text("a poll: are you safe?").kind, Kind::Unknown(77));
+    // And the officer's device keeps them as read.
+    let history = officer.device.history().expect("history");
+    assert_eq!(
+        history
+            .entries()
+            .iter()
+            .filter(|e| !e.sent)
+            .map(|e| e.message.category)
+            .collect::<Vec<_>>(),
+        vec![Some(Category::Arrest), Some(Category::Unknown(42)), None]
+    );
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use hotline_client::{ClientError, StateDir};
 use hotline_proto::alert::{AlertContent, AlertInfo, AlertStatus, Priority, Push};
+use hotline_proto::e2e::content::Category;
 use hotline_proto::message::{Request, Response, RosterStanding};
 use hotline_proto::{ErrorCode, Role};
 use hotline_server::domain::alerts::{Policies, Policy, Step, Tier};
@@ -103,8 +104,7 @@ async fn an_expired_roster_still_raises_the_alert_pages_the_team_and_marks_it() 
         .await
         .expect("inbox");
     assert!(
-        read.iter()
-            .any(|m| String::from_utf8_lossy(&m.body).contains("at the door")),
+        read.iter().any(|m| m.message.text.contains("at the door")),
         "{read:?}"
     );
     let _ = &defender.state;
@@ -181,7 +181,8 @@ async fn the_panic_key_raises_an_alert_and_checks_in_and_does_nothing_else() {
     let (alert, warnings) = hotline_client::sos::raise_with_panic_key(
         &defender.state,
         Priority::Immediate,
-        b"category: arrest\nthey took my phone",
+        Category::Arrest,
+        "they took my phone",
     )
     .await
     .expect("raised with the panic key");
@@ -197,7 +198,7 @@ async fn the_panic_key_raises_an_alert_and_checks_in_and_does_nothing_else() {
         .expect("inbox");
     let sos = read
         .iter()
-        .find(|m| String::from_utf8_lossy(&m.body).contains("took my phone"))
+        .find(|m| m.message.text.contains("took my phone"))
         .expect("the SOS text is readable");
     assert!(sos.via_panic_key);
     hotline_client::sos::checkin_with_panic_key(&defender.state, Some(&checkin_key), "1234")
@@ -527,4 +528,52 @@ async fn a_device_enrolled_without_a_panic_key_registers_one_with_its_passphrase
         .await
         .expect_err("staff");
     assert_eq!(code(&err), Some(ErrorCode::Forbidden));
+}
+
+/// An SOS's category, the priority the defender chose and the language
+/// of its text (this device's settings) reach the officer, sealed in the
+/// content message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sos_category_priority_and_language_reach_the_officer() {
+    use hotline_client::messenger::Sent;
+    use hotline_proto::e2e::content::Kind;
+    let server = TestServer::start().await;
+    let root = root_key(&server);
+    let public = root.public_key();
+    let mut admin = person(&server, Role::Admin, "admin", Some(public)).await;
+    let mut officer = person(&server, Role::Officer, "officer", Some(public)).await;
+    sign(&mut admin, &root, 3600).await;
+    let mut defender = person(&server, Role::Defender, "defender", Some(public)).await;
+    defender
+        .device
+        .queue_sos(
+            b"a car follows us",
+            Category::Surveillance,
+            Priority::Urgent,
+        )
+        .expect("queued");
+    let sent = defender
+        .device
+        .flush(&defender.session)
+        .await
+        .expect("sent");
+    let alert = match sent.as_slice() {
+        [Sent::Alert(a)] => a.clone(),
+        other => panic!("one alert expected: {other:?}"),
+    };
+    assert_eq!(alert.priority, Priority::Urgent);
+    let read = officer
+        .device
+        .receive(&officer.session)
+        .await
+        .expect("inbox");
+    let sos = read
+        .iter()
+        .find(|m| m.message.text == "a car follows us")
+        .expect("the SOS reaches the officer");
+    assert_eq!(sos.message.kind, Kind::Sos);
+    assert_eq!(sos.message.category, Some(Category::Surveillance));
+    assert_eq!(sos.message.priority, Some(Priority::Urgent));
+    assert_eq!(sos.message.language, hotline_client::language());
+    assert!(!sos.message.language.is_empty());
 }
