@@ -269,9 +269,13 @@ mod tests {
             timestamp: 1000 + u64::from(n),
             thread: u64::from(n % 2),
             message: Message {
-                kind: if n % 3 == 0 { Kind::Sos } else { Kind::Message },
-                category: (n % 3 == 0).then_some(Category::Unknown(40 + i32::from(n))),
-                priority: (n % 3 == 0).then_some(Priority::Urgent),
+                kind: if n.is_multiple_of(3) {
+                    Kind::Sos
+                } else {
+                    Kind::Message
+                },
+                category: (n.is_multiple_of(3)).then_some(Category::Unknown(40 + i32::from(n))),
+                priority: (n.is_multiple_of(3)).then_some(Priority::Urgent),
                 text: format!("text {n}"),
                 language: "fr".into(),
             },

@@ -967,8 +967,11 @@ impl Device {
     }
 
     /// Raises an alert (defenders), through the outbox: `body` (what
-    /// happened, with its category) goes end-to-end encrypted to the staff
-    /// on the roster; the server sees only the priority.
+    /// happened) goes end-to-end encrypted to the staff on the roster, as
+    /// an SOS whose category, if `body` begins with a line
+    /// `category: NAME`, is read from it as from the old form (see
+    /// [`ContentMessage::from_old_body`]; [`Device::queue_sos`] takes the
+    /// category apart); the server sees only the priority.
     pub async fn raise_alert(
         &mut self,
         session: &Session,

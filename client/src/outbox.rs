@@ -179,7 +179,7 @@ impl Item {
                 }
             }
             Outgoing::Message { .. } | Outgoing::Reply { .. } => {
-                Content::message(&text, &self.language)
+                Content::chat(&text, &self.language)
             }
         }
     }

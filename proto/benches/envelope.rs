@@ -50,7 +50,7 @@ fn main() {
         message_id: [7; 16],
         counter: 1,
         timestamp: 1_800_000_000,
-        message: Message::message(&"x".repeat(200), "en"),
+        message: Message::chat(&"x".repeat(200), "en"),
         thread: 0,
         sender_label: String::new(),
     };

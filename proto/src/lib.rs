@@ -19,7 +19,8 @@
 //! * [`alert`]: alert priorities, states, summaries and server pushes.
 //! * [`time`]: how both ends show a time to a person (UTC).
 //! * [`e2e`]: end-to-end encryption: organisation root, signed staff
-//!   roster, prekeys, sealed envelopes, replay protection.
+//!   roster, prekeys, the content message sealed inside envelopes, sealed
+//!   envelopes, replay protection.
 //!
 //! `docs/protocol.md` at the repository root specifies all of it for
 //! independent implementations.

@@ -426,7 +426,7 @@ fn sealed_content_vectors() {
         message_id: [0x22; 16],
         counter: 6,
         timestamp: 1_800_000_456,
-        message: Message::message("¿Dónde estás ahora?", "es"),
+        message: Message::chat("¿Dónde estás ahora?", "es"),
         thread: 35,
         sender_label: String::new(),
     };

@@ -173,7 +173,7 @@ impl Message {
     }
 
     /// A conversation message.
-    pub fn message(text: &str, language: &str) -> Message {
+    pub fn chat(text: &str, language: &str) -> Message {
         Message {
             kind: Kind::Message,
             category: None,
@@ -313,12 +313,12 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_ignored_and_a_missing_text_reads_as_empty() {
-        let mut bytes = wire(&Message::message("", "es")).encode_to_vec();
+        let mut bytes = wire(&Message::chat("", "es")).encode_to_vec();
         // Field 99, varint 1, and field 12 (reserved for attachments), bytes.
         bytes.extend_from_slice(&[0x98, 0x06, 0x01, 0x62, 0x02, 0xab, 0xcd]);
         let c = pb::SealedContent::decode(bytes.as_slice()).expect("decodes");
         let m = Message::from_wire(&c);
-        assert_eq!(m, Message::message("", "es"));
+        assert_eq!(m, Message::chat("", "es"));
     }
 
     #[test]
@@ -364,7 +364,7 @@ mod tests {
         assert_eq!(language_of_locale("C.UTF-8"), None);
         assert_eq!(language_of_locale("POSIX"), None);
         // A bad tag on the wire reads as not given; the message stays.
-        let mut c = wire(&Message::message("hi", "en"));
+        let mut c = wire(&Message::chat("hi", "en"));
         c.language = "en US".into();
         assert_eq!(Message::from_wire(&c).language, "");
     }

@@ -590,7 +590,7 @@ mod tests {
             message_id: [3; 16],
             counter: 9,
             timestamp: 1_800_000_000,
-            message: Message::message(std::str::from_utf8(body).expect("text"), "en"),
+            message: Message::chat(std::str::from_utf8(body).expect("text"), "en"),
             thread: 0,
             sender_label: String::new(),
         }

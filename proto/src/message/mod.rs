@@ -837,7 +837,7 @@ mod tests {
                 message_id: [0; 16],
                 counter: 0,
                 timestamp: 0,
-                message: crate::e2e::content::Message::message("", "en"),
+                message: crate::e2e::content::Message::chat("", "en"),
                 thread: 0,
                 sender_label: String::new(),
             },

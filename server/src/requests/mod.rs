@@ -907,7 +907,7 @@ mod tests {
             message_id: [3; 16],
             counter: 1,
             timestamp: 1,
-            message: hotline_proto::e2e::content::Message::message("hello", "en"),
+            message: hotline_proto::e2e::content::Message::chat("hello", "en"),
             thread: 0,
             sender_label: String::new(),
         };
@@ -988,7 +988,7 @@ mod tests {
                 message_id: [n; 16],
                 counter: u64::from(n),
                 timestamp: 1,
-                message: hotline_proto::e2e::content::Message::message("hello", "en"),
+                message: hotline_proto::e2e::content::Message::chat("hello", "en"),
                 thread: 0,
                 sender_label: String::new(),
             };

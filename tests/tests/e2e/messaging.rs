@@ -328,7 +328,7 @@ async fn seal_by_hand(
         message_id: [0x5a; 16],
         counter: 1,
         timestamp: hotline_server::unix_now(),
-        message: Message::message(&String::from_utf8_lossy(body), "en"),
+        message: Message::chat(&String::from_utf8_lossy(body), "en"),
         thread: 0,
         sender_label: String::new(),
     };
@@ -550,7 +550,7 @@ async fn a_malformed_envelope_of_any_kind_never_hides_the_next_message() {
         message_id: [n; 16],
         counter: u64::from(n),
         timestamp: hotline_server::unix_now(),
-        message: Message::message(&format!("message {n}"), "en"),
+        message: Message::chat(&format!("message {n}"), "en"),
         thread: 0,
         sender_label: String::new(),
     };

@@ -149,7 +149,7 @@ fn envelope_to(sender: &Person, to: DeviceId) -> Request {
         message_id: [7; 16],
         counter: 1,
         timestamp: hotline_server::unix_now(),
-        message: hotline_proto::e2e::content::Message::message("hello", "en"),
+        message: hotline_proto::e2e::content::Message::chat("hello", "en"),
         thread: 0,
         sender_label: String::new(),
     };
