@@ -1754,6 +1754,19 @@ async fn an_sos_category_and_language_reach_staff_from_this_client_another_and_a
         .expect("the client binary runs");
     assert!(out.status.success(), "{}", stderr(&out));
     let french = alert_id(&out);
+    // A word that is no category is never refused: "other", the word kept.
+    let out = hotline(
+        &defender,
+        PASS,
+        &["sos", "--category", "kidnap", "they took Leo"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("\"kidnap\" is not a category"),
+        "{}",
+        stderr(&out)
+    );
+    let typo = alert_id(&out);
 
     // Another client, which knows a category this one does not (42).
     let state = hotline_client::StateDir::new(&defender);
@@ -1846,6 +1859,10 @@ async fn an_sos_category_and_language_reach_staff_from_this_client_another_and_a
         "\"on me suit depuis la gare\"",
         "(written in fr-FR)",
     ] {
+        assert!(shown.contains(want), "{want:?} missing from {shown}");
+    }
+    let shown = alert(&typo);
+    for want in ["SOS: other", "\"(kidnap) they took Leo\""] {
         assert!(shown.contains(want), "{want:?} missing from {shown}");
     }
     let shown = alert(&later);
