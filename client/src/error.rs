@@ -124,6 +124,9 @@ fn refusal_text(e: &WireError) -> String {
         ErrorCode::Unavailable => "The server cannot do this right now. Try again shortly",
         ErrorCode::AuthTimeout => "The connection was too slow to authenticate. Try again",
         ErrorCode::AlreadyEnrolled => "This device is already enrolled",
+        ErrorCode::Superseded => {
+            "This device opened more connections at once than the server allows (another `hotline watch` or command of this device is running), so the server closed this, its oldest. It is not reconnecting on its own: stop the other one, or run this again"
+        }
         _ => "The server refused the request",
     };
     format!("{advice} (server said: {e})")

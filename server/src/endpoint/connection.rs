@@ -22,6 +22,7 @@ use tokio::time::timeout;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::Node;
+use super::budget::PreAuth;
 use super::push;
 use super::rate::RateLimiter;
 use crate::requests::{self, Reply, Session};
@@ -29,25 +30,49 @@ use crate::requests::{self, Reply, Session};
 /// The number the next accepted connection carries in logs.
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
+/// The close reason of a connection superseded by a newer one of its
+/// device (`SUPERSEDED`).
+const SUPERSEDED_REASON: &str = "this device opened a newer connection; this, its oldest, is closed";
+
 /// How long to let a refused peer read its error before closing.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// Serves one connection to its end.
-pub(crate) async fn serve(incoming: quinn::Incoming, node: Arc<Node>) {
-    let conn = match incoming.await {
-        Ok(conn) => conn,
-        Err(e) => {
+/// Serves one connection to its end. `preauth` is its unauthenticated
+/// place: given up when set-up succeeds (for a place in the device's
+/// budget) or when the connection ends.
+pub(crate) async fn serve(
+    incoming: quinn::Incoming,
+    node: Arc<Node>,
+    preauth: PreAuth<Connection>,
+) {
+    // The set-up time counts from the first packet: a handshake that never
+    // finishes holds its place no longer than one that never authenticates.
+    let deadline = tokio::time::Instant::now() + node.shared.limits.auth_timeout();
+    let conn = match tokio::time::timeout_at(deadline, incoming).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
             debug!(reason = %e, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            debug!("handshake timed out");
             return;
         }
     };
     // Numbered in the order they were accepted: quinn's stable id is an
     // address in the server's memory, and a freed one is used again.
     let span = info_span!("conn", id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed));
-    serve_connection(conn, node).instrument(span).await;
+    serve_connection(conn, node, preauth, deadline)
+        .instrument(span)
+        .await;
 }
 
-async fn serve_connection(conn: Connection, node: Arc<Node>) {
+async fn serve_connection(
+    conn: Connection,
+    node: Arc<Node>,
+    preauth: PreAuth<Connection>,
+    deadline: tokio::time::Instant,
+) {
     let shared = &node.shared;
     if negotiated_alpn(&conn).as_deref() != Some(ALPN) {
         // rustls already refuses a different ALPN; this catches a client
@@ -61,7 +86,7 @@ async fn serve_connection(conn: Connection, node: Arc<Node>) {
         return;
     }
     debug!("connected");
-    let session = match timeout(shared.limits.auth_timeout(), setup(&conn, shared)).await {
+    let session = match tokio::time::timeout_at(deadline, setup(&conn, shared)).await {
         Ok(Ok(session)) => session,
         Ok(Err(SetupFailed::Refused(e))) => {
             debug!(code = %e.code, "set-up refused");
@@ -78,6 +103,25 @@ async fn serve_connection(conn: Connection, node: Arc<Node>) {
                 &conn,
                 ErrorCode::AuthTimeout,
                 "authenticate within the time limit",
+            );
+            return;
+        }
+    };
+    // From the unauthenticated budget to the device's.
+    let _enrolled = match preauth.authenticate(session.device_id, session.role.is_staff(), conn.clone()) {
+        Ok((enrolled, superseded)) => {
+            for old in superseded {
+                debug!("oldest connection of the device superseded");
+                close(&old, ErrorCode::Superseded, SUPERSEDED_REASON);
+            }
+            enrolled
+        }
+        Err(why) => {
+            warn!(role = %session.role, reason = %why, "authenticated connection refused");
+            close(
+                &conn,
+                ErrorCode::Unavailable,
+                "the server holds as many connections as it may; try again shortly",
             );
             return;
         }
