@@ -365,7 +365,10 @@ mod tests {
                 with(|l| l.max_unauthenticated_per_address = l.max_unauthenticated + 1),
                 "per address above the total",
             ),
-            (with(|l| l.max_connections_per_device = 0), "zero per device"),
+            (
+                with(|l| l.max_connections_per_device = 0),
+                "zero per device",
+            ),
             (with(|l| l.max_unauthenticated = 0), "zero unauthenticated"),
             (
                 with(|l| l.max_unauthenticated_per_address = 0),

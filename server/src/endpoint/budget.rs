@@ -175,7 +175,8 @@ impl<C> Budget<C> {
                 Admission::ValidateFirst
             };
         }
-        if !validated && (at_address > 0 || s.unauthenticated * 2 >= self.limits.max_unauthenticated)
+        if !validated
+            && (at_address > 0 || s.unauthenticated * 2 >= self.limits.max_unauthenticated)
         {
             return Admission::ValidateFirst;
         }
@@ -262,12 +263,17 @@ impl<C> PreAuth<C> {
     /// authenticated one for `conn`. If the device already holds its limit,
     /// its oldest connections are handed back, to be closed, and `conn`
     /// takes their place; otherwise `conn` needs a free place in the
-    /// total (defenders: outside the staff reserve).
+    /// total (defenders: outside the staff reserve). `enrolled_now` (the
+    /// device just used its invite on this connection) always gets a
+    /// place, over the total if it must: turning it away would leave a
+    /// device enrolled that does not know it. Each enrollment uses up an
+    /// invite, so this cannot be repeated at will.
     pub(crate) fn authenticate(
         mut self,
         device: DeviceId,
         staff: bool,
         conn: C,
+        enrolled_now: bool,
     ) -> Result<(Enrolled<C>, Vec<C>), Refusal> {
         let Some(budget) = self.budget.take() else {
             return Err(Refusal::ConnectionsFull);
@@ -281,6 +287,7 @@ impl<C> PreAuth<C> {
         // it takes (the same role, the same share): it always gets in.
         let total = s.staff + s.defenders;
         let room = at_limit
+            || enrolled_now
             || if staff {
                 total < limits.max_connections
             } else {
@@ -316,7 +323,10 @@ impl<C> PreAuth<C> {
         } else {
             s.defenders += 1;
         }
-        s.devices.entry(device).or_default().push_back(Held { key, staff, conn });
+        s.devices
+            .entry(device)
+            .or_default()
+            .push_back(Held { key, staff, conn });
         drop(s);
         Ok((
             Enrolled {
@@ -463,7 +473,7 @@ mod tests {
         assert_eq!(b.addresses(), 0, "no trace of the address is kept");
         // Authentication also releases it.
         let p = admitted(&b, v4(3));
-        let (_e, _) = p.authenticate(device(1), false, 1).expect("room");
+        let (_e, _) = p.authenticate(device(1), false, 1, false).expect("room");
         assert_eq!(b.addresses(), 0);
         assert_eq!(b.unauthenticated(), 0);
     }
@@ -473,7 +483,7 @@ mod tests {
         let b = budget();
         // On success: moved to the authenticated budget.
         let (enrolled, superseded) = admitted(&b, v4(1))
-            .authenticate(device(1), true, 1)
+            .authenticate(device(1), true, 1, false)
             .expect("room");
         assert!(superseded.is_empty());
         assert_eq!(b.unauthenticated(), 0);
@@ -496,7 +506,7 @@ mod tests {
         let mut closed = Vec::new();
         for conn in 1..=5u32 {
             let (e, gone) = admitted(&b, v4(1))
-                .authenticate(device(1), false, conn)
+                .authenticate(device(1), false, conn, false)
                 .expect("a device always gets in by giving up its oldest");
             kept.push(e);
             closed.extend(gone);
@@ -518,26 +528,26 @@ mod tests {
         let mut held = Vec::new();
         for d in 1..=4u8 {
             let (e, _) = admitted(&b, v4(d))
-                .authenticate(device(d), false, u32::from(d))
+                .authenticate(device(d), false, u32::from(d), false)
                 .expect("room");
             held.push(e);
         }
         assert_eq!(
             admitted(&b, v4(5))
-                .authenticate(device(5), false, 5)
+                .authenticate(device(5), false, 5, false)
                 .err(),
             Some(Refusal::ConnectionsFull)
         );
         assert_eq!(b.unauthenticated(), 0, "refused, and its place released");
         for d in 10..=11u8 {
             let (e, _) = admitted(&b, v4(d))
-                .authenticate(device(d), true, u32::from(d))
+                .authenticate(device(d), true, u32::from(d), false)
                 .expect("staff use the reserve");
             held.push(e);
         }
         assert_eq!(
             admitted(&b, v4(12))
-                .authenticate(device(12), true, 12)
+                .authenticate(device(12), true, 12, false)
                 .err(),
             Some(Refusal::ConnectionsFull),
             "the total holds for staff too"
@@ -545,7 +555,7 @@ mod tests {
         // A defender device below its limit does not get a fifth place...
         assert_eq!(
             admitted(&b, v4(1))
-                .authenticate(device(1), false, 100)
+                .authenticate(device(1), false, 100, false)
                 .err(),
             Some(Refusal::ConnectionsFull)
         );
@@ -553,13 +563,18 @@ mod tests {
         // with the defenders' share full.
         held.remove(0);
         let (e, _) = admitted(&b, v4(1))
-            .authenticate(device(2), false, 200)
+            .authenticate(device(2), false, 200, false)
             .expect("room: device 1 left");
         held.push(e);
         let (_e, gone) = admitted(&b, v4(1))
-            .authenticate(device(2), false, 201)
+            .authenticate(device(2), false, 201, false)
             .expect("replaces its oldest");
         assert_eq!(gone, vec![2]);
         assert_eq!(b.enrolled(), (2, 4), "no fifth defender place");
+        // An enrollment always gets its place: its invite is used.
+        let (_new, _) = admitted(&b, v4(9))
+            .authenticate(device(30), false, 300, true)
+            .expect("an enrollment is never turned away");
+        assert_eq!(b.enrolled(), (2, 5));
     }
 }

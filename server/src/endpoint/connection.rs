@@ -22,7 +22,7 @@ use tokio::time::timeout;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::Node;
-use super::budget::PreAuth;
+use super::budget::{Enrolled, PreAuth};
 use super::push;
 use super::rate::RateLimiter;
 use crate::requests::{self, Reply, Session};
@@ -32,7 +32,8 @@ static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
 /// The close reason of a connection superseded by a newer one of its
 /// device (`SUPERSEDED`).
-const SUPERSEDED_REASON: &str = "this device opened a newer connection; this, its oldest, is closed";
+const SUPERSEDED_REASON: &str =
+    "this device opened a newer connection; this, its oldest, is closed";
 
 /// How long to let a refused peer read its error before closing.
 const LINGER: Duration = Duration::from_secs(2);
@@ -86,46 +87,34 @@ async fn serve_connection(
         return;
     }
     debug!("connected");
-    let session = match tokio::time::timeout_at(deadline, setup(&conn, shared)).await {
-        Ok(Ok(session)) => session,
-        Ok(Err(SetupFailed::Refused(e))) => {
-            debug!(code = %e.code, "set-up refused");
-            close(&conn, e.code, &e.detail);
-            return;
-        }
-        Ok(Err(SetupFailed::Gone)) => {
-            debug!("peer left during set-up");
-            return;
-        }
-        Err(_) => {
-            debug!("set-up timed out");
-            close(
-                &conn,
-                ErrorCode::AuthTimeout,
-                "authenticate within the time limit",
-            );
-            return;
-        }
-    };
-    // From the unauthenticated budget to the device's.
-    let _enrolled = match preauth.authenticate(session.device_id, session.role.is_staff(), conn.clone()) {
-        Ok((enrolled, superseded)) => {
-            for old in superseded {
-                debug!("oldest connection of the device superseded");
-                close(&old, ErrorCode::Superseded, SUPERSEDED_REASON);
+    let (session, _enrolled) =
+        match tokio::time::timeout_at(deadline, setup(&conn, shared, preauth)).await {
+            Ok(Ok((session, enrolled, superseded))) => {
+                for old in superseded {
+                    debug!("oldest connection of the device superseded");
+                    close(&old, ErrorCode::Superseded, SUPERSEDED_REASON);
+                }
+                (session, enrolled)
             }
-            enrolled
-        }
-        Err(why) => {
-            warn!(role = %session.role, reason = %why, "authenticated connection refused");
-            close(
-                &conn,
-                ErrorCode::Unavailable,
-                "the server holds as many connections as it may; try again shortly",
-            );
-            return;
-        }
-    };
+            Ok(Err(SetupFailed::Refused(e))) => {
+                debug!(code = %e.code, "set-up refused");
+                close(&conn, e.code, &e.detail);
+                return;
+            }
+            Ok(Err(SetupFailed::Gone)) => {
+                debug!("peer left during set-up");
+                return;
+            }
+            Err(_) => {
+                debug!("set-up timed out");
+                close(
+                    &conn,
+                    ErrorCode::AuthTimeout,
+                    "authenticate within the time limit",
+                );
+                return;
+            }
+        };
     info!(role = %session.role, "device authenticated");
     let _registration = node.registry.register(session.device_id, conn.clone());
     // A revocation that landed between the check in set-up and the
@@ -190,7 +179,16 @@ impl From<quinn::WriteError> for SetupFailed {
     }
 }
 
-async fn setup(conn: &Connection, shared: &requests::Shared) -> Result<Session, SetupFailed> {
+/// A connection that completed set-up: its session, its place in its
+/// device's budget, and the device's older connections it supersedes (to
+/// be closed).
+type SetUp = (Session, Enrolled<Connection>, Vec<Connection>);
+
+async fn setup(
+    conn: &Connection,
+    shared: &requests::Shared,
+    preauth: PreAuth<Connection>,
+) -> Result<SetUp, SetupFailed> {
     let nonce = Nonce::random().map_err(|_| internal("randomness unavailable"))?;
     let mut binding = [0u8; CHANNEL_BINDING_LEN];
     conn.export_keying_material(&mut binding, EXPORTER_LABEL, EXPORTER_CONTEXT)
@@ -204,11 +202,15 @@ async fn setup(conn: &Connection, shared: &requests::Shared) -> Result<Session, 
     let _ = uni.finish();
 
     let (mut send, mut recv) = conn.accept_bi().await.map_err(|_| SetupFailed::Gone)?;
+    let mut enrolling = false;
     let result = match read_frame(&mut recv, MAX_SETUP_FRAME_LEN).await {
         Ok(payload) => match SetupRequest::decode(&payload) {
-            Ok(req) => requests::devices::setup(shared, req, &nonce, &binding)
-                .await
-                .map_err(WireError::from),
+            Ok(req) => {
+                enrolling = matches!(req, SetupRequest::Enroll { .. });
+                requests::devices::setup(shared, req, &nonce, &binding)
+                    .await
+                    .map_err(WireError::from)
+            }
             Err(e) => Err(WireError::from(e)),
         },
         Err(ReadFailed::Frame(e)) => {
@@ -217,16 +219,40 @@ async fn setup(conn: &Connection, shared: &requests::Shared) -> Result<Session, 
         }
         Err(ReadFailed::Stream) => return Err(SetupFailed::Gone),
     };
+    // From the unauthenticated budget to the device's, before the answer:
+    // a device refused a place hears why on the set-up stream. An
+    // enrollment has used its invite: it always gets its place.
+    let mut places = None;
+    let result = result.and_then(|w| {
+        match preauth.authenticate(w.device_id, w.role.is_staff(), conn.clone(), enrolling) {
+            Ok(p) => {
+                places = Some(p);
+                Ok(w)
+            }
+            Err(why) => {
+                warn!(role = %w.role, reason = %why, "authenticated connection refused");
+                Err(WireError::new(
+                    ErrorCode::Unavailable,
+                    "the server holds as many connections as it may; try again shortly",
+                ))
+            }
+        }
+    });
     send.write_all(&frame_bytes(&encode_setup_response(&result)))
         .await?;
     let _ = send.finish();
-    match result {
-        Ok(w) => Ok(Session {
-            device_id: w.device_id,
-            role: w.role,
-            panic: w.panic,
-        }),
-        Err(e) => {
+    match (result, places) {
+        (Ok(w), Some((enrolled, superseded))) => Ok((
+            Session {
+                device_id: w.device_id,
+                role: w.role,
+                panic: w.panic,
+            },
+            enrolled,
+            superseded,
+        )),
+        (Ok(_), None) => Err(internal("set-up without a place")),
+        (Err(e), _) => {
             // Give the error frame time to arrive before the close, which
             // would discard it.
             let _ = timeout(LINGER, send.stopped()).await;
