@@ -503,11 +503,16 @@ async fn a_second_watch_of_one_device_supersedes_the_first_which_says_so_and_sto
     assert!(!status.success(), "the superseded watch stops: {status}");
 
     // The newer watch is the one paged, and stays connected.
-    let out = hotline(&defender, PASS, &["sos", "--category", "threat", "at the door"]);
+    let out = hotline(
+        &defender,
+        PASS,
+        &["sos", "--category", "threat", "at the door"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     second.wait_for("ALERT #");
     assert!(
-        second.lines_for(std::time::Duration::from_secs(3))
+        second
+            .lines_for(std::time::Duration::from_secs(3))
             .iter()
             .all(|l| !l.contains("reconnect") && !l.contains("superseded")),
         "the remaining watch is left alone"

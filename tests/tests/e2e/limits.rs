@@ -181,7 +181,10 @@ async fn a_pre_auth_flood_from_one_address_leaves_officers_and_defenders_served(
     let started = Instant::now();
     let (officer, defender) = officer_and_defender_are_served(&server).await;
     // The flood was held open all along.
-    assert!(started.elapsed() < Duration::from_secs(15), "within the flood");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "within the flood"
+    );
     assert!(
         flood.iter().all(|c| c.close_reason().is_none()),
         "the flood is still open"
@@ -312,7 +315,10 @@ async fn the_staff_reserve_lets_officers_in_when_defenders_fill_the_rest() {
         .raise_alert_with(Priority::Immediate, None)
         .await
         .expect("raised");
-    assert_eq!(officer.claim_alert(alert.id).await.expect("answered"), Ok(()));
+    assert_eq!(
+        officer.claim_alert(alert.id).await.expect("answered"),
+        Ok(())
+    );
     // When a defender leaves, another gets its place.
     second.close().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
