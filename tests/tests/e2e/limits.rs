@@ -325,3 +325,79 @@ async fn the_staff_reserve_lets_officers_in_when_defenders_fill_the_rest() {
     let back = connect(2).await.expect("a place again");
     assert!(back.status().await.is_ok());
 }
+
+/// Refusals are logged, at any level, without the address they came from
+/// or the device they concern: a flood of handshakes and one device's
+/// superseded connections, logged at trace level, leave no trace of
+/// 127.0.0.2 or of a client's port, and the refusal line is there.
+#[tokio::test]
+async fn refusals_are_logged_without_addresses_even_at_trace_level() {
+    let logs = crate::messaging::Captured::default();
+    let writer = logs.clone();
+    let subscriber = hotline_server::logging::subscriber(
+        tracing_subscriber::EnvFilter::new("trace"),
+        move || writer.clone(),
+        false,
+    );
+    // The test's runtime runs every server task on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut server = TestServer::start_with(|c| {
+        small_limits(c);
+        c.limits.max_connections = 4;
+        c.limits.staff_reserved_connections = 2;
+        c.limits.max_connections_per_device = 1;
+    })
+    .await;
+    let addr = server.server().local_addr();
+    let raw = handshakes_that_never_finish(addr, 5);
+    let (flood_endpoint, flood) = handshakes_that_never_authenticate(addr, 10).await;
+    let mut ports = vec![
+        raw.local_addr().expect("bound").port(),
+        flood_endpoint.local_addr().expect("bound").port(),
+    ];
+    assert!(flood.len() <= 3);
+    let (late, early) = server.enroll(Role::Defender).await;
+    ports.push(early.local_addr().expect("bound").port());
+    early.close().await;
+    let (identity, first) = server.enroll(Role::Defender).await;
+    let second = connection::authenticate(&server.info(), &identity)
+        .await
+        .expect("supersedes the first");
+    let (_, other) = server.enroll(Role::Defender).await;
+    for s in [&first, &second, &other] {
+        ports.push(s.local_addr().expect("bound").port());
+    }
+    // The defenders' two places are taken.
+    let err = connection::authenticate(&server.info(), &late)
+        .await
+        .expect_err("no place left");
+    assert_eq!(refusal(&err), Some(ErrorCode::Unavailable), "{err}");
+    let _ = first.status().await;
+    flood_endpoint.close(0u32.into(), b"");
+    server.stop().await;
+
+    let logs = String::from_utf8_lossy(&logs.0.lock().expect("lock")).into_owned();
+    for line in [
+        "connections refused during the handshake",
+        "oldest connection of the device superseded",
+        "authenticated connection refused",
+    ] {
+        assert!(logs.contains(line), "the logs lack {line:?}:\n{logs}");
+    }
+    let server_port = addr.port();
+    for line in logs.lines() {
+        assert!(!line.contains("127.0.0.2"), "the flood's address: {line}");
+        if line.contains("listening") && line.contains(&format!("127.0.0.1:{server_port}")) {
+            continue;
+        }
+        assert!(!line.contains("127.0.0.1"), "a client's IP: {line}");
+        for port in &ports {
+            let port = format!(":{port}");
+            let named = line
+                .match_indices(&port)
+                .any(|(i, _)| !line[i + port.len()..].starts_with(|c: char| c.is_ascii_digit()));
+            assert!(!named, "a client's port {port}: {line}");
+        }
+    }
+}
