@@ -60,14 +60,14 @@ pub(crate) enum Refusal {
     /// One address (or IPv6 /64) holds as many unauthenticated
     /// connections as it may.
     #[error("unauthenticated connections from one address at their limit")]
-    AddressFull,
+    PerAddress,
     /// The server holds as many unauthenticated connections as it may.
     #[error("unauthenticated connections at their limit")]
-    UnauthenticatedFull,
+    Unauthenticated,
     /// The server holds as many authenticated connections as this role
     /// may use (defenders: the total less the staff reserve).
     #[error("authenticated connections at their limit")]
-    ConnectionsFull,
+    Authenticated,
 }
 
 /// What to do with a new connection's first packet.
@@ -163,14 +163,14 @@ impl<C> Budget<C> {
         let at_address = s.by_address.get(&bucket).copied().unwrap_or(0);
         if at_address >= self.limits.max_unauthenticated_per_address {
             return if validated {
-                Admission::Refused(Refusal::AddressFull)
+                Admission::Refused(Refusal::PerAddress)
             } else {
                 Admission::ValidateFirst
             };
         }
         if s.unauthenticated >= self.limits.max_unauthenticated {
             return if validated {
-                Admission::Refused(Refusal::UnauthenticatedFull)
+                Admission::Refused(Refusal::Unauthenticated)
             } else {
                 Admission::ValidateFirst
             };
@@ -276,7 +276,7 @@ impl<C> PreAuth<C> {
         enrolled_now: bool,
     ) -> Result<(Enrolled<C>, Vec<C>), Refusal> {
         let Some(budget) = self.budget.take() else {
-            return Err(Refusal::ConnectionsFull);
+            return Err(Refusal::Authenticated);
         };
         budget.release_unauthenticated(self.bucket);
         let limits = budget.limits;
@@ -298,7 +298,7 @@ impl<C> PreAuth<C> {
                             .saturating_sub(limits.staff_reserved_connections)
             };
         if !room {
-            return Err(Refusal::ConnectionsFull);
+            return Err(Refusal::Authenticated);
         }
         let mut superseded = Vec::new();
         if at_limit {
@@ -402,7 +402,7 @@ mod tests {
         let held: Vec<_> = (0..3).map(|_| admitted(&b, v4(1))).collect();
         assert!(matches!(
             b.admit(v4(1), true),
-            Admission::Refused(Refusal::AddressFull)
+            Admission::Refused(Refusal::PerAddress)
         ));
         // Another address is not affected.
         let _other = admitted(&b, v4(2));
@@ -417,7 +417,7 @@ mod tests {
         let held: Vec<_> = (0..8u8).map(|i| admitted(&b, v4(i))).collect();
         assert!(matches!(
             b.admit(v4(100), true),
-            Admission::Refused(Refusal::UnauthenticatedFull)
+            Admission::Refused(Refusal::Unauthenticated)
         ));
         assert_eq!(held.len(), 8);
     }
@@ -449,7 +449,7 @@ mod tests {
         let _held: Vec<_> = (1..=3).map(|i| admitted(&b, host(i))).collect();
         assert!(matches!(
             b.admit(host(999), true),
-            Admission::Refused(Refusal::AddressFull)
+            Admission::Refused(Refusal::PerAddress)
         ));
         // Another /64 is another bucket.
         let other = IpAddr::V6(Ipv6Addr::from(0x2001_0db8_0000_0002u128 << 64));
@@ -536,7 +536,7 @@ mod tests {
             admitted(&b, v4(5))
                 .authenticate(device(5), false, 5, false)
                 .err(),
-            Some(Refusal::ConnectionsFull)
+            Some(Refusal::Authenticated)
         );
         assert_eq!(b.unauthenticated(), 0, "refused, and its place released");
         for d in 10..=11u8 {
@@ -549,7 +549,7 @@ mod tests {
             admitted(&b, v4(12))
                 .authenticate(device(12), true, 12, false)
                 .err(),
-            Some(Refusal::ConnectionsFull),
+            Some(Refusal::Authenticated),
             "the total holds for staff too"
         );
         // A defender device below its limit does not get a fifth place...
@@ -557,7 +557,7 @@ mod tests {
             admitted(&b, v4(1))
                 .authenticate(device(1), false, 100, false)
                 .err(),
-            Some(Refusal::ConnectionsFull)
+            Some(Refusal::Authenticated)
         );
         // ...but one at its limit gets in by giving up its oldest, even
         // with the defenders' share full.
