@@ -481,6 +481,8 @@ async fn watch_shows_pages_live_and_rides_out_a_server_restart() {
 /// connection per device: the newer one takes the place, the older says
 /// it was superseded and stops instead of reconnecting (the two would
 /// otherwise push each other out for ever), and pages reach the one left.
+/// A defender's SOS likewise takes its device's place from the defender's
+/// own watch: it is raised, never kept out.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_watch_of_one_device_supersedes_the_first_which_says_so_and_stops() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -502,6 +504,10 @@ async fn a_second_watch_of_one_device_supersedes_the_first_which_says_so_and_sto
     let status = first.wait_exit();
     assert!(!status.success(), "the superseded watch stops: {status}");
 
+    // A defender's SOS is never kept out by its own watch: it takes the
+    // device's one place, and the defender's watch says so and stops.
+    let mut defender_watch = Watch::start(&defender);
+    defender_watch.wait_for("open alerts");
     // The newer watch is the one paged, and stays connected.
     let out = hotline(
         &defender,
@@ -510,6 +516,8 @@ async fn a_second_watch_of_one_device_supersedes_the_first_which_says_so_and_sto
     );
     assert!(out.status.success(), "{}", stderr(&out));
     second.wait_for("ALERT #");
+    defender_watch.wait_for("superseded");
+    assert!(!defender_watch.wait_exit().success());
     assert!(
         second
             .lines_for(std::time::Duration::from_secs(3))
