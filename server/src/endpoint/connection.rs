@@ -89,13 +89,7 @@ async fn serve_connection(
     debug!("connected");
     let (session, _enrolled) =
         match tokio::time::timeout_at(deadline, setup(&conn, shared, preauth)).await {
-            Ok(Ok((session, enrolled, superseded))) => {
-                for old in superseded {
-                    debug!("oldest connection of the device superseded");
-                    close(&old, ErrorCode::Superseded, SUPERSEDED_REASON);
-                }
-                (session, enrolled)
-            }
+            Ok(Ok(set_up)) => set_up,
             Ok(Err(SetupFailed::Refused(e))) => {
                 debug!(code = %e.code, "set-up refused");
                 close(&conn, e.code, &e.detail);
@@ -179,10 +173,9 @@ impl From<quinn::WriteError> for SetupFailed {
     }
 }
 
-/// A connection that completed set-up: its session, its place in its
-/// device's budget, and the device's older connections it supersedes (to
-/// be closed).
-type SetUp = (Session, Enrolled<Connection>, Vec<Connection>);
+/// A connection that completed set-up: its session and its place in its
+/// device's budget.
+type SetUp = (Session, Enrolled<Connection>);
 
 async fn setup(
     conn: &Connection,
@@ -225,8 +218,13 @@ async fn setup(
     let mut places = None;
     let result = result.and_then(|w| {
         match preauth.authenticate(w.device_id, w.role.is_staff(), conn.clone(), enrolling) {
-            Ok(p) => {
-                places = Some(p);
+            Ok((enrolled, superseded)) => {
+                // Closed at once: they no longer count in the budget.
+                for old in superseded {
+                    debug!("oldest connection of the device superseded");
+                    close(&old, ErrorCode::Superseded, SUPERSEDED_REASON);
+                }
+                places = Some(enrolled);
                 Ok(w)
             }
             Err(why) => {
@@ -242,14 +240,13 @@ async fn setup(
         .await?;
     let _ = send.finish();
     match (result, places) {
-        (Ok(w), Some((enrolled, superseded))) => Ok((
+        (Ok(w), Some(enrolled)) => Ok((
             Session {
                 device_id: w.device_id,
                 role: w.role,
                 panic: w.panic,
             },
             enrolled,
-            superseded,
         )),
         (Ok(_), None) => Err(internal("set-up without a place")),
         (Err(e), _) => {
