@@ -82,6 +82,14 @@ impl ClientError {
         }
     }
 
+    /// Whether the server closed this connection because the same device
+    /// opened newer ones beyond its limit (`SUPERSEDED`). Not transient:
+    /// a long-running command (`watch`) must not reconnect on its own and
+    /// push the other out in turn; an SOS still tries again.
+    pub fn is_superseded(&self) -> bool {
+        self.code() == Some(ErrorCode::Superseded)
+    }
+
     /// Whether trying again later may work: the network or the server's
     /// availability failed, rather than the server refusing this device or
     /// the local state being wrong.
@@ -124,7 +132,26 @@ fn refusal_text(e: &WireError) -> String {
         ErrorCode::Unavailable => "The server cannot do this right now. Try again shortly",
         ErrorCode::AuthTimeout => "The connection was too slow to authenticate. Try again",
         ErrorCode::AlreadyEnrolled => "This device is already enrolled",
+        ErrorCode::Superseded => {
+            "This device opened more connections at once than the server allows (another `hotline watch` or command of this device is running), so the server closed this, its oldest. It is not reconnecting on its own: stop the other one, or run this again"
+        }
         _ => "The server refused the request",
     };
     format!("{advice} (server said: {e})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_superseded_connection_is_said_so_and_not_retried_as_a_network_failure() {
+        let e = ClientError::Refused(WireError::new(ErrorCode::Superseded, "newer connection"));
+        assert!(e.is_superseded());
+        assert!(!e.is_transient(), "a watch must not reconnect on its own");
+        let text = e.to_string();
+        assert!(text.contains("not reconnecting"), "{text}");
+        let unavailable = ClientError::Refused(WireError::new(ErrorCode::Unavailable, "full"));
+        assert!(unavailable.is_transient() && !unavailable.is_superseded());
+    }
 }

@@ -35,11 +35,21 @@ async fn server(dir: &Path) -> RunningServer {
 
 /// The server of `dir` (its key file made already) listening on `listen`.
 async fn server_on(dir: &Path, listen: std::net::SocketAddr) -> RunningServer {
-    let config = Config {
+    server_configured(dir, listen, |_| {}).await
+}
+
+/// [`server_on`], after letting `adjust` change the configuration.
+async fn server_configured(
+    dir: &Path,
+    listen: std::net::SocketAddr,
+    adjust: impl FnOnce(&mut Config),
+) -> RunningServer {
+    let mut config = Config {
         listen,
         data_dir: dir.join("server"),
         ..Config::default()
     };
+    adjust(&mut config);
     let key = hotline_server::log::keys::KeySource::File(dir.join("master.key"));
     // A port just released may take a moment to be free again.
     for _ in 0..50 {
@@ -464,6 +474,58 @@ async fn watch_shows_pages_live_and_rides_out_a_server_restart() {
     let second = sos("they are at the door");
     wait_for(&format!("ALERT #{second} "));
     drop(watch);
+    server.shutdown().await;
+}
+
+/// Two `hotline watch` of one device, with the server allowing one
+/// connection per device: the newer one takes the place, the older says
+/// it was superseded and stops instead of reconnecting (the two would
+/// otherwise push each other out for ever), and pages reach the one left.
+/// A defender's SOS likewise takes its device's place from the defender's
+/// own watch: it is raised, never kept out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_watch_of_one_device_supersedes_the_first_which_says_so_and_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    hotline_server::log::keys::generate_key_file(&dir.path().join("master.key")).expect("key");
+    let server = server_configured(dir.path(), "127.0.0.1:0".parse().expect("addr"), |c| {
+        c.limits.max_connections_per_device = 1;
+    })
+    .await;
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    assert!(hotline(&officer, PASS, &["duty", "on"]).status.success());
+    let mut first = Watch::start(&officer);
+    first.wait_for("open alerts");
+    let second = Watch::start(&officer);
+    second.wait_for("open alerts");
+
+    let line = first.wait_for("superseded");
+    assert!(line.contains("not reconnecting"), "{line}");
+    let status = first.wait_exit();
+    assert!(!status.success(), "the superseded watch stops: {status}");
+
+    // A defender's SOS is never kept out by its own watch: it takes the
+    // device's one place, and the defender's watch says so and stops.
+    let mut defender_watch = Watch::start(&defender);
+    defender_watch.wait_for("open alerts");
+    // The newer watch is the one paged, and stays connected.
+    let out = hotline(
+        &defender,
+        PASS,
+        &["sos", "--category", "threat", "at the door"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    second.wait_for("ALERT #");
+    defender_watch.wait_for("superseded");
+    assert!(!defender_watch.wait_exit().success());
+    assert!(
+        second
+            .lines_for(std::time::Duration::from_secs(3))
+            .iter()
+            .all(|l| !l.contains("reconnect") && !l.contains("superseded")),
+        "the remaining watch is left alone"
+    );
+    drop(second);
     server.shutdown().await;
 }
 
@@ -960,6 +1022,36 @@ impl Watch {
             }
         }
         panic!("watch never printed {what:?}; it printed {seen:?}");
+    }
+
+    /// Every line printed within `wait`.
+    fn lines_for(&self, wait: std::time::Duration) -> Vec<String> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => seen.push(line),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
+                // Both pipes closed: the watch ended.
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(left);
+                    break;
+                }
+            }
+        }
+        seen
+    }
+
+    /// How the watch ended, within 30 s.
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the watch did not stop");
     }
 }
 

@@ -51,6 +51,9 @@ pub enum ErrorCode {
     AlreadyEnrolled,
     /// The current state forbids the request.
     FailedPrecondition,
+    /// The device opened a newer connection beyond its limit and this one,
+    /// its oldest, was closed (a connection close code only).
+    Superseded,
     /// A code this version does not know (sent by a newer peer).
     Unknown(u32),
 }
@@ -78,6 +81,7 @@ impl ErrorCode {
             ErrorCode::Internal => pb::ErrorCode::Internal,
             ErrorCode::AlreadyEnrolled => pb::ErrorCode::AlreadyEnrolled,
             ErrorCode::FailedPrecondition => pb::ErrorCode::FailedPrecondition,
+            ErrorCode::Superseded => pb::ErrorCode::Superseded,
             ErrorCode::Unknown(n) => return n,
         };
         code as u32
@@ -109,6 +113,7 @@ impl ErrorCode {
             Ok(pb::ErrorCode::Internal) => ErrorCode::Internal,
             Ok(pb::ErrorCode::AlreadyEnrolled) => ErrorCode::AlreadyEnrolled,
             Ok(pb::ErrorCode::FailedPrecondition) => ErrorCode::FailedPrecondition,
+            Ok(pb::ErrorCode::Superseded) => ErrorCode::Superseded,
             Ok(pb::ErrorCode::Unspecified) | Err(_) => ErrorCode::Unknown(n),
         }
     }
@@ -135,6 +140,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::AlreadyEnrolled => "already_enrolled",
             ErrorCode::FailedPrecondition => "failed_precondition",
+            ErrorCode::Superseded => "superseded",
             ErrorCode::Unknown(_) => "unknown",
         }
     }
@@ -245,7 +251,7 @@ mod tests {
 
     #[test]
     fn codes_round_trip_through_numbers() {
-        for n in 1..=19 {
+        for n in 1..=20 {
             let code = ErrorCode::from_u32(n);
             assert!(!matches!(code, ErrorCode::Unknown(_)), "code {n} is known");
             assert_eq!(code.to_u32(), n);

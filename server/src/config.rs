@@ -53,8 +53,24 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Connections served at once; more are refused during the handshake.
+    /// Authenticated connections held at once, staff and defenders
+    /// together; past it a newly authenticated connection is closed with
+    /// `UNAVAILABLE`. Connections still in set-up count separately
+    /// (`max_unauthenticated`).
     pub max_connections: usize,
+    /// Of `max_connections`, the places only staff devices (officers,
+    /// coordinators, admins) may take, so that defenders' connections
+    /// cannot keep the duty team out.
+    pub staff_reserved_connections: usize,
+    /// Authenticated connections one device may hold at once; when it opens
+    /// one more, its oldest is closed with `SUPERSEDED`.
+    pub max_connections_per_device: usize,
+    /// Connections in the handshake or set-up (not yet authenticated) held
+    /// at once; more are refused during the handshake.
+    pub max_unauthenticated: usize,
+    /// Of `max_unauthenticated`, how many one IPv4 address (or one IPv6
+    /// /64 prefix) may hold; more are refused during the handshake.
+    pub max_unauthenticated_per_address: usize,
     /// Request streams a connection may have open at once.
     pub max_streams_per_connection: u32,
     /// Requests a connection may make in a burst.
@@ -80,6 +96,10 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 4096,
+            staff_reserved_connections: 256,
+            max_connections_per_device: 4,
+            max_unauthenticated: 1024,
+            max_unauthenticated_per_address: 32,
             max_streams_per_connection: 16,
             request_burst: 50,
             requests_per_second: 10,
@@ -211,6 +231,29 @@ impl Config {
                 "limits must be greater than zero".into(),
             ));
         }
+        if l.max_connections_per_device == 0
+            || l.max_unauthenticated == 0
+            || l.max_unauthenticated_per_address == 0
+        {
+            return Err(ConfigError::Invalid(
+                "limits must be greater than zero".into(),
+            ));
+        }
+        if l.staff_reserved_connections >= l.max_connections {
+            return Err(ConfigError::Invalid(
+                "staff_reserved_connections must be less than max_connections (defenders need places too)".into(),
+            ));
+        }
+        if l.max_connections_per_device > l.max_connections - l.staff_reserved_connections {
+            return Err(ConfigError::Invalid(
+                "max_connections_per_device must be at most max_connections less staff_reserved_connections".into(),
+            ));
+        }
+        if l.max_unauthenticated_per_address > l.max_unauthenticated {
+            return Err(ConfigError::Invalid(
+                "max_unauthenticated_per_address must be at most max_unauthenticated".into(),
+            ));
+        }
         if !(5..=600).contains(&l.idle_timeout_secs) {
             return Err(ConfigError::Invalid(
                 "idle_timeout_secs must be between 5 and 600".into(),
@@ -296,6 +339,53 @@ mod tests {
             .validate()
             .expect_err("unknown zone");
         assert!(e.to_string().contains("rota shift 1"), "{e}");
+    }
+
+    #[test]
+    fn contradictory_connection_limits_stop_the_start() {
+        let with = |f: fn(&mut Limits)| {
+            let mut c = Config::default();
+            f(&mut c.limits);
+            c.validate()
+        };
+        for (bad, why) in [
+            (
+                with(|l| l.staff_reserved_connections = l.max_connections),
+                "reserve equal to the total",
+            ),
+            (
+                with(|l| {
+                    l.max_connections = 10;
+                    l.staff_reserved_connections = 8;
+                    l.max_connections_per_device = 3;
+                }),
+                "a device may hold more than defenders' share",
+            ),
+            (
+                with(|l| l.max_unauthenticated_per_address = l.max_unauthenticated + 1),
+                "per address above the total",
+            ),
+            (
+                with(|l| l.max_connections_per_device = 0),
+                "zero per device",
+            ),
+            (with(|l| l.max_unauthenticated = 0), "zero unauthenticated"),
+            (
+                with(|l| l.max_unauthenticated_per_address = 0),
+                "zero per address",
+            ),
+        ] {
+            assert!(matches!(bad, Err(ConfigError::Invalid(_))), "{why}");
+        }
+        assert!(
+            with(|l| {
+                l.max_connections = 10;
+                l.staff_reserved_connections = 0;
+                l.max_connections_per_device = 10;
+            })
+            .is_ok(),
+            "no reserve and one device may fill the rest: allowed"
+        );
     }
 
     #[test]

@@ -146,10 +146,12 @@ pub(super) async fn sos(
         let left = deadline.saturating_duration_since(Instant::now());
         // A refusal a retry cannot fix (no root pinned, say) ends the
         // wait at once: the person must hear it now.
+        // Superseded (other connections of this device opened meanwhile):
+        // the SOS tries again on a connection of its own.
         let retry_may_help = flushed
             .stopped
             .as_ref()
-            .is_none_or(hotline_client::ClientError::is_transient);
+            .is_none_or(|e| e.is_transient() || e.is_superseded());
         if left.is_zero() || !retry_may_help {
             break flushed;
         }
@@ -294,7 +296,7 @@ async fn sos_with_panic_key(
                 return PanicOutcome::Refused(e);
             }
             Err(e)
-                if e.is_transient()
+                if (e.is_transient() || e.is_superseded())
                     && !deadline.saturating_duration_since(Instant::now()).is_zero() =>
             {
                 let left = deadline.saturating_duration_since(Instant::now());

@@ -22,6 +22,7 @@ use tokio::time::timeout;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::Node;
+use super::budget::{Enrolled, PreAuth};
 use super::push;
 use super::rate::RateLimiter;
 use crate::requests::{self, Reply, Session};
@@ -29,25 +30,50 @@ use crate::requests::{self, Reply, Session};
 /// The number the next accepted connection carries in logs.
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
+/// The close reason of a connection superseded by a newer one of its
+/// device (`SUPERSEDED`).
+const SUPERSEDED_REASON: &str =
+    "this device opened a newer connection; this, its oldest, is closed";
+
 /// How long to let a refused peer read its error before closing.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// Serves one connection to its end.
-pub(crate) async fn serve(incoming: quinn::Incoming, node: Arc<Node>) {
-    let conn = match incoming.await {
-        Ok(conn) => conn,
-        Err(e) => {
+/// Serves one connection to its end. `preauth` is its unauthenticated
+/// place: given up when set-up succeeds (for a place in the device's
+/// budget) or when the connection ends.
+pub(crate) async fn serve(
+    incoming: quinn::Incoming,
+    node: Arc<Node>,
+    preauth: PreAuth<Connection>,
+) {
+    // The set-up time counts from the first packet: a handshake that never
+    // finishes holds its place no longer than one that never authenticates.
+    let deadline = tokio::time::Instant::now() + node.shared.limits.auth_timeout();
+    let conn = match tokio::time::timeout_at(deadline, incoming).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
             debug!(reason = %e, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            debug!("handshake timed out");
             return;
         }
     };
     // Numbered in the order they were accepted: quinn's stable id is an
     // address in the server's memory, and a freed one is used again.
     let span = info_span!("conn", id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed));
-    serve_connection(conn, node).instrument(span).await;
+    serve_connection(conn, node, preauth, deadline)
+        .instrument(span)
+        .await;
 }
 
-async fn serve_connection(conn: Connection, node: Arc<Node>) {
+async fn serve_connection(
+    conn: Connection,
+    node: Arc<Node>,
+    preauth: PreAuth<Connection>,
+    deadline: tokio::time::Instant,
+) {
     let shared = &node.shared;
     if negotiated_alpn(&conn).as_deref() != Some(ALPN) {
         // rustls already refuses a different ALPN; this catches a client
@@ -61,27 +87,28 @@ async fn serve_connection(conn: Connection, node: Arc<Node>) {
         return;
     }
     debug!("connected");
-    let session = match timeout(shared.limits.auth_timeout(), setup(&conn, shared)).await {
-        Ok(Ok(session)) => session,
-        Ok(Err(SetupFailed::Refused(e))) => {
-            debug!(code = %e.code, "set-up refused");
-            close(&conn, e.code, &e.detail);
-            return;
-        }
-        Ok(Err(SetupFailed::Gone)) => {
-            debug!("peer left during set-up");
-            return;
-        }
-        Err(_) => {
-            debug!("set-up timed out");
-            close(
-                &conn,
-                ErrorCode::AuthTimeout,
-                "authenticate within the time limit",
-            );
-            return;
-        }
-    };
+    let (session, _enrolled) =
+        match tokio::time::timeout_at(deadline, setup(&conn, shared, preauth)).await {
+            Ok(Ok(set_up)) => set_up,
+            Ok(Err(SetupFailed::Refused(e))) => {
+                debug!(code = %e.code, "set-up refused");
+                close(&conn, e.code, &e.detail);
+                return;
+            }
+            Ok(Err(SetupFailed::Gone)) => {
+                debug!("peer left during set-up");
+                return;
+            }
+            Err(_) => {
+                debug!("set-up timed out");
+                close(
+                    &conn,
+                    ErrorCode::AuthTimeout,
+                    "authenticate within the time limit",
+                );
+                return;
+            }
+        };
     info!(role = %session.role, "device authenticated");
     let _registration = node.registry.register(session.device_id, conn.clone());
     // A revocation that landed between the check in set-up and the
@@ -146,7 +173,15 @@ impl From<quinn::WriteError> for SetupFailed {
     }
 }
 
-async fn setup(conn: &Connection, shared: &requests::Shared) -> Result<Session, SetupFailed> {
+/// A connection that completed set-up: its session and its place in its
+/// device's budget.
+type SetUp = (Session, Enrolled<Connection>);
+
+async fn setup(
+    conn: &Connection,
+    shared: &requests::Shared,
+    preauth: PreAuth<Connection>,
+) -> Result<SetUp, SetupFailed> {
     let nonce = Nonce::random().map_err(|_| internal("randomness unavailable"))?;
     let mut binding = [0u8; CHANNEL_BINDING_LEN];
     conn.export_keying_material(&mut binding, EXPORTER_LABEL, EXPORTER_CONTEXT)
@@ -160,11 +195,15 @@ async fn setup(conn: &Connection, shared: &requests::Shared) -> Result<Session, 
     let _ = uni.finish();
 
     let (mut send, mut recv) = conn.accept_bi().await.map_err(|_| SetupFailed::Gone)?;
+    let mut enrolling = false;
     let result = match read_frame(&mut recv, MAX_SETUP_FRAME_LEN).await {
         Ok(payload) => match SetupRequest::decode(&payload) {
-            Ok(req) => requests::devices::setup(shared, req, &nonce, &binding)
-                .await
-                .map_err(WireError::from),
+            Ok(req) => {
+                enrolling = matches!(req, SetupRequest::Enroll { .. });
+                requests::devices::setup(shared, req, &nonce, &binding)
+                    .await
+                    .map_err(WireError::from)
+            }
             Err(e) => Err(WireError::from(e)),
         },
         Err(ReadFailed::Frame(e)) => {
@@ -173,16 +212,44 @@ async fn setup(conn: &Connection, shared: &requests::Shared) -> Result<Session, 
         }
         Err(ReadFailed::Stream) => return Err(SetupFailed::Gone),
     };
+    // From the unauthenticated budget to the device's, before the answer:
+    // a device refused a place hears why on the set-up stream. An
+    // enrollment has used its invite: it always gets its place.
+    let mut places = None;
+    let result = result.and_then(|w| {
+        match preauth.authenticate(w.device_id, w.role.is_staff(), conn.clone(), enrolling) {
+            Ok((enrolled, superseded)) => {
+                // Closed at once: they no longer count in the budget.
+                for old in superseded {
+                    debug!("oldest connection of the device superseded");
+                    close(&old, ErrorCode::Superseded, SUPERSEDED_REASON);
+                }
+                places = Some(enrolled);
+                Ok(w)
+            }
+            Err(why) => {
+                warn!(role = %w.role, reason = %why, "authenticated connection refused");
+                Err(WireError::new(
+                    ErrorCode::Unavailable,
+                    "the server holds as many connections as it may; try again shortly",
+                ))
+            }
+        }
+    });
     send.write_all(&frame_bytes(&encode_setup_response(&result)))
         .await?;
     let _ = send.finish();
-    match result {
-        Ok(w) => Ok(Session {
-            device_id: w.device_id,
-            role: w.role,
-            panic: w.panic,
-        }),
-        Err(e) => {
+    match (result, places) {
+        (Ok(w), Some(enrolled)) => Ok((
+            Session {
+                device_id: w.device_id,
+                role: w.role,
+                panic: w.panic,
+            },
+            enrolled,
+        )),
+        (Ok(_), None) => Err(internal("set-up without a place")),
+        (Err(e), _) => {
             // Give the error frame time to arrive before the close, which
             // would discard it.
             let _ = timeout(LINGER, send.stopped()).await;

@@ -1,11 +1,13 @@
 //! The async shell, and the only code that touches quinn: binding, the
-//! accept loop, the escalation tick and graceful shutdown (here); a
-//! connection's set-up and one task per request stream (`connection.rs`);
+//! accept loop, the escalation tick and graceful shutdown (here); who may
+//! hold a connection, per address, per device and in total (`budget.rs`);
+//! a connection's set-up and one task per request stream (`connection.rs`);
 //! pushes to live connections (`push.rs`, `registry.rs`); the per
 //! connection rate limit (`rate.rs`); the certificate and QUIC/TLS
 //! settings (`tls.rs`). What to answer and what to push is the request
 //! layer's ([`crate::requests`]); this layer sends it.
 
+mod budget;
 mod connection;
 mod push;
 mod rate;
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hotline_proto::{CertPin, ErrorCode, Invite, Role, WireError};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -310,8 +312,42 @@ impl RunningServer {
 /// How long shutdown waits for connections to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
+/// How often, at most, refusals during the handshake are logged (with
+/// their count): a flood must not flood the log too.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Counts refusals during the handshake and logs them now and then. Holds
+/// no address: only how many, and the last reason.
+#[derive(Debug, Default)]
+struct Refusals {
+    since_logged: u64,
+    logged_at: Option<tokio::time::Instant>,
+}
+
+impl Refusals {
+    fn note(&mut self, why: budget::Refusal) {
+        self.since_logged += 1;
+        let now = tokio::time::Instant::now();
+        if self
+            .logged_at
+            .is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_EVERY)
+        {
+            warn!(
+                refused = self.since_logged,
+                reason = %why,
+                "connections refused during the handshake"
+            );
+            self.since_logged = 0;
+            self.logged_at = Some(now);
+        }
+    }
+}
+
 async fn accept_loop(endpoint: quinn::Endpoint, node: Arc<Node>, mut stop: oneshot::Receiver<()>) {
-    let slots = Arc::new(Semaphore::new(node.shared.limits.max_connections));
+    let budget = Arc::new(budget::Budget::new(budget::BudgetLimits::from(
+        &node.shared.limits,
+    )));
+    let mut refusals = Refusals::default();
     loop {
         let incoming = tokio::select! {
             _ = &mut stop => break,
@@ -320,16 +356,27 @@ async fn accept_loop(endpoint: quinn::Endpoint, node: Arc<Node>, mut stop: onesh
                 None => break,
             },
         };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            warn!("connection limit reached; refusing");
-            incoming.refuse();
-            continue;
+        // The address is used here, to count, and never logged or kept
+        // once its count is back to zero.
+        let ip = incoming.remote_address().ip();
+        let preauth = match budget.admit(ip, incoming.remote_address_validated()) {
+            budget::Admission::Admitted(preauth) => preauth,
+            budget::Admission::ValidateFirst => {
+                if let Err(e) = incoming.retry() {
+                    // Only a peer that already validated cannot be asked
+                    // again; `admit` does not ask those.
+                    e.into_incoming().refuse();
+                }
+                continue;
+            }
+            budget::Admission::Refused(why) => {
+                refusals.note(why);
+                incoming.refuse();
+                continue;
+            }
         };
         let node = Arc::clone(&node);
-        tokio::spawn(async move {
-            connection::serve(incoming, node).await;
-            drop(permit);
-        });
+        tokio::spawn(connection::serve(incoming, node, preauth));
     }
     // Unavailable: clients may come back (a watching officer reconnects).
     endpoint.close(

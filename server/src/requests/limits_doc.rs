@@ -76,9 +76,29 @@ fn the_documented_limits_are_the_limits_in_code() {
         ),
         ("unidirectional streams a client may open", None, "—"),
         (
-            "connections at once",
+            "authenticated connections at once, staff and defenders",
             Some(vec![n(d.max_connections)]),
             "max_connections",
+        ),
+        (
+            "of those, places only staff devices may hold",
+            Some(vec![n(d.staff_reserved_connections)]),
+            "staff_reserved_connections",
+        ),
+        (
+            "authenticated connections of one device (one more closes its oldest with `SUPERSEDED`)",
+            Some(vec![n(d.max_connections_per_device)]),
+            "max_connections_per_device",
+        ),
+        (
+            "unauthenticated connections at once (from the first packet to `welcome`)",
+            Some(vec![n(d.max_unauthenticated)]),
+            "max_unauthenticated",
+        ),
+        (
+            "unauthenticated connections of one IPv4 address or IPv6 /64",
+            Some(vec![n(d.max_unauthenticated_per_address)]),
+            "max_unauthenticated_per_address",
         ),
         (
             "idle timeout",
@@ -86,7 +106,7 @@ fn the_documented_limits_are_the_limits_in_code() {
             "idle_timeout_secs",
         ),
         (
-            "set-up, from the handshake to `welcome`",
+            "set-up, from the first packet (the handshake included) to `welcome`",
             Some(vec![d.auth_timeout_secs]),
             "auth_timeout_secs",
         ),
