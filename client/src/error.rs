@@ -84,8 +84,9 @@ impl ClientError {
 
     /// Whether the server closed this connection because the same device
     /// opened newer ones beyond its limit (`SUPERSEDED`). Not transient:
-    /// a long-running command (`watch`) must not reconnect on its own and
-    /// push the other out in turn; an SOS still tries again.
+    /// a command does not simply retry (it would push the other out in
+    /// turn); an SOS tries again, and `watch` comes back after a wait that
+    /// grows while it keeps being pushed out.
     pub fn is_superseded(&self) -> bool {
         self.code() == Some(ErrorCode::Superseded)
     }
@@ -133,7 +134,7 @@ fn refusal_text(e: &WireError) -> String {
         ErrorCode::AuthTimeout => "The connection was too slow to authenticate. Try again",
         ErrorCode::AlreadyEnrolled => "This device is already enrolled",
         ErrorCode::Superseded => {
-            "This device opened more connections at once than the server allows (another `hotline watch` or command of this device is running), so the server closed this, its oldest. It is not reconnecting on its own: stop the other one, or run this again"
+            "This device opened more connections at once than the server allows (is another `hotline watch` of this device running? Stop one of them), so the server closed this, its oldest"
         }
         _ => "The server refused the request",
     };
@@ -148,9 +149,12 @@ mod tests {
     fn a_superseded_connection_is_said_so_and_not_retried_as_a_network_failure() {
         let e = ClientError::Refused(WireError::new(ErrorCode::Superseded, "newer connection"));
         assert!(e.is_superseded());
-        assert!(!e.is_transient(), "a watch must not reconnect on its own");
+        assert!(
+            !e.is_transient(),
+            "not retried at once, like a network failure"
+        );
         let text = e.to_string();
-        assert!(text.contains("not reconnecting"), "{text}");
+        assert!(text.contains("Stop one of them"), "{text}");
         let unavailable = ClientError::Refused(WireError::new(ErrorCode::Unavailable, "full"));
         assert!(unavailable.is_transient() && !unavailable.is_superseded());
     }

@@ -97,7 +97,7 @@ impl Default for Limits {
         Limits {
             max_connections: 4096,
             staff_reserved_connections: 256,
-            max_connections_per_device: 4,
+            max_connections_per_device: 8,
             max_unauthenticated: 1024,
             max_unauthenticated_per_address: 32,
             max_streams_per_connection: 16,

@@ -582,6 +582,14 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     const FIRST_RETRY: Duration = Duration::from_secs(1);
     const LAST_RETRY: Duration = Duration::from_secs(30);
+    // Superseded (this device opened more connections than the server
+    // allows, so it closed this, its oldest): the pager must not die, so
+    // it comes back, but after a wait that grows while it keeps being
+    // pushed out, so that two watches of one device do not fight.
+    const FIRST_SUPERSEDED_WAIT: Duration = Duration::from_secs(10);
+    const LAST_SUPERSEDED_WAIT: Duration = Duration::from_secs(120);
+    // A connection that lasted this long ends a run of supersedings.
+    const SETTLED: Duration = Duration::from_secs(600);
     state.load_profile()?;
     // Asked once: reconnecting at 3 a.m. must not wait for a person.
     let pass = zeroize::Zeroizing::new(passphrase("Passphrase: ", false)?);
@@ -593,6 +601,7 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
     };
     println!("watching for alerts and messages (Ctrl-C to stop)");
     let mut retry = FIRST_RETRY;
+    let mut superseded_wait = FIRST_SUPERSEDED_WAIT;
     let mut away = false;
     loop {
         let connected = tokio::select! {
@@ -601,6 +610,13 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
         };
         let session = match connected {
             Ok(s) => s,
+            Err(e) if e.is_superseded() => {
+                if !wait_superseded(&e, &mut superseded_wait, LAST_SUPERSEDED_WAIT).await {
+                    return Ok(());
+                }
+                away = true;
+                continue;
+            }
             Err(e) if e.is_transient() => {
                 eprintln!("{e}; trying again in {} s", retry.as_secs());
                 tokio::select! {
@@ -619,10 +635,11 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
             println!("reconnected; pages sent while away follow");
         }
         retry = FIRST_RETRY;
+        let connected_at = Instant::now();
         // What waits in the outbox goes out now, and what came meanwhile
         // is shown.
         let mut lost = match catch_up(&mut device, &session).await {
-            Err(e) if e.is_transient() => Some(e),
+            Err(e) if e.is_transient() || e.is_superseded() => Some(e),
             _ => None,
         };
         // What is open now, so that nothing raised before the watch began
@@ -634,7 +651,7 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                     println!("open alerts right now:");
                     print_alerts(&device, &open, false);
                 }
-                Err(e) if e.is_transient() => lost = Some(e),
+                Err(e) if e.is_transient() || e.is_superseded() => lost = Some(e),
                 Err(e) => eprintln!("WARNING: the open alerts could not be listed: {e}"),
             }
         }
@@ -700,17 +717,46 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                     };
                     match shown {
                         Ok(()) => {}
-                        Err(e) if e.is_transient() => lost = Some(e),
+                        Err(e) if e.is_transient() || e.is_superseded() => lost = Some(e),
                         Err(e) => return Err(e.into()),
                     }
                 }
             }
         }
         if let Some(e) = lost {
-            eprintln!("{e}; reconnecting");
+            if connected_at.elapsed() >= SETTLED {
+                superseded_wait = FIRST_SUPERSEDED_WAIT;
+            }
+            if e.is_superseded() {
+                if !wait_superseded(&e, &mut superseded_wait, LAST_SUPERSEDED_WAIT).await {
+                    return Ok(());
+                }
+            } else {
+                eprintln!("{e}; reconnecting");
+            }
             away = true;
         }
     }
+}
+
+/// Tells the person this watch was pushed out by newer connections of the
+/// same device and waits `wait` (doubled for the next time, up to `last`)
+/// before it reconnects. False if Ctrl-C ended the watch meanwhile.
+async fn wait_superseded(
+    e: &hotline_client::ClientError,
+    wait: &mut Duration,
+    last: Duration,
+) -> bool {
+    eprintln!(
+        "WARNING: this watch was superseded: {e}. NOT CONNECTED: reconnecting in {} s; pages sent meanwhile will follow",
+        wait.as_secs()
+    );
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => return false,
+        _ = tokio::time::sleep(*wait) => {}
+    }
+    *wait = (*wait * 2).min(last);
+    true
 }
 
 /// Says an alert was closed, and how (resolved, called off, a false

@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use hotline_proto::e2e::envelope::MAX_RECIPIENTS;
+use hotline_proto::e2e::content::MAX_LANGUAGE_LEN;
+use hotline_proto::e2e::envelope::{BUCKETS, MAX_BODY_LEN, MAX_RECIPIENTS};
 use hotline_proto::error::MAX_DETAIL_LEN;
 use hotline_proto::frame::{MAX_FRAME_LEN, MAX_SETUP_FRAME_LEN};
+use hotline_proto::invite::MAX_LABEL_BYTES;
 use hotline_proto::message::{
     MAX_IDS_PER_REQUEST, MAX_INBOX_BATCH, MAX_INVITE_TTL_SECS, MAX_PREKEYS_PER_REQUEST,
 };
@@ -34,7 +36,7 @@ fn documented() -> BTreeMap<String, (Vec<u64>, String)> {
         let [_, limit, value, key, _] = cells[..] else {
             panic!("a row of three cells: {line}");
         };
-        let numbers = value
+        let numbers = without_section_refs(value)
             .replace(',', "")
             .split(|c: char| !c.is_ascii_digit())
             .filter(|n| !n.is_empty())
@@ -47,6 +49,19 @@ fn documented() -> BTreeMap<String, (Vec<u64>, String)> {
         assert!(previous.is_none(), "the row {limit} twice");
     }
     rows
+}
+
+/// `cell` without its "(section 7.5)" references, whose numbers are no
+/// limit.
+fn without_section_refs(cell: &str) -> String {
+    let mut out = String::new();
+    let mut rest = cell;
+    while let Some(at) = rest.find("(section ") {
+        out.push_str(&rest[..at]);
+        rest = rest[at..].split_once(')').map_or("", |(_, after)| after);
+    }
+    out.push_str(rest);
+    out
 }
 
 fn n(x: usize) -> u64 {
@@ -198,6 +213,26 @@ fn the_documented_limits_are_the_limits_in_code() {
             "—",
         ),
         ("alert ids", Some(vec![1, MAX_ALERT_ID]), "—"),
+        (
+            "padded sealed content (end to end, checked by receivers)",
+            Some(BUCKETS.iter().map(|b| n(*b)).collect()),
+            "—",
+        ),
+        (
+            "`SealedContent.text` that always fits (longer: a client cuts an SOS, refuses a message)",
+            Some(vec![n(MAX_BODY_LEN)]),
+            "—",
+        ),
+        (
+            "`SealedContent.language`",
+            Some(vec![0, n(MAX_LANGUAGE_LEN), 47]),
+            "—",
+        ),
+        (
+            "`SealedContent.sender_label`",
+            Some(vec![0, n(MAX_LABEL_BYTES)]),
+            "—",
+        ),
     ];
     assert_eq!(GUESS_WINDOW_SECS, 3600, "the table says \"in an hour\"");
     let documented = documented();
