@@ -1894,3 +1894,64 @@ async fn an_sos_category_and_language_reach_staff_from_this_client_another_and_a
     }
     server.shutdown().await;
 }
+
+/// The check-in key is saved before the server is given tags made with it
+/// (issue 11): when it cannot be saved (a full disk; a crash at that
+/// moment is the same), the server must not be left holding a schedule
+/// this device can no longer answer, whose missed check-ins the defender
+/// could not stop. Once the disk is fixed, set-up and check-ins work.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_check_in_key_that_cannot_be_saved_leaves_no_schedule_the_defender_cannot_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    // Something in the way of writing the key file.
+    let obstacle = defender.join("checkin.tmp");
+    std::fs::create_dir_all(obstacle.join("in-the-way")).expect("obstacle");
+    let out = hotline(
+        &defender,
+        PASS,
+        &[
+            "checkin-setup",
+            "--every",
+            "1s",
+            "--grace",
+            "1s",
+            "--code",
+            "4711",
+            "--duress-code",
+            "0815",
+        ],
+    );
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let refusal = stderr(&out);
+    // Past the interval, the grace and an escalation tick: no check-in
+    // was due, so none was missed.
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let out = hotline(&officer, PASS, &["alerts"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stdout(&out).contains("missed check-in"),
+        "a schedule the defender cannot answer: {}",
+        stdout(&out)
+    );
+    assert!(refusal.contains("check-in key"), "{refusal}");
+    std::fs::remove_dir_all(&obstacle).expect("clear");
+    let out = hotline(
+        &defender,
+        PASS,
+        &[
+            "checkin-setup",
+            "--every",
+            "6h",
+            "--code",
+            "4711",
+            "--duress-code",
+            "0815",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&defender, PASS, &["checkin", "--code", "4711"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    server.shutdown().await;
+}
