@@ -733,3 +733,81 @@ fn the_forms_added_for_sos_delivery_encode_to_their_checked_in_bytes() {
     assert_eq!(hex(&encode_snapshot(&state)), hex(stored), "the snapshot");
     assert_eq!(decode_snapshot(stored).expect("decodes"), state);
 }
+
+/// The forms added for issue 11 (a hostile enrolled device), applied after
+/// [`events`] and [`events_v2`]: each a new kind, or a snapshot part that
+/// earlier snapshots leave out.
+fn events_i11() -> Vec<(&'static str, u64, Event)> {
+    let defender = id(2);
+    vec![
+        (
+            "checkin_wrong_code",
+            32,
+            Event::Checkin(CheckinEvent::WrongCode {
+                defender,
+                at: 1_700_030_000,
+            }),
+        ),
+        (
+            "checkin_wrong_code_again",
+            33,
+            Event::Checkin(CheckinEvent::WrongCode {
+                defender,
+                at: 1_700_030_060,
+            }),
+        ),
+    ]
+}
+
+#[test]
+fn the_forms_of_issue_11_encode_to_their_checked_in_bytes() {
+    let events = events_i11();
+    let rows: Vec<(&str, Vec<u8>)> = events
+        .iter()
+        .map(|(n, _, e)| (*n, encode_event(e)))
+        .collect();
+    let mut state = State::default();
+    for (name, seq, event) in self::events()
+        .into_iter()
+        .chain(events_v2())
+        .chain(events_i11())
+    {
+        state
+            .apply(seq, &event)
+            .unwrap_or_else(|e| panic!("{name} applies: {e}"));
+    }
+    let snapshot = encode_snapshot(&state);
+    if bless() {
+        write_golden(
+            "events-i11.hex",
+            "Log events of the forms added for issue 11 (hostile enrolled devices).",
+            &rows,
+        );
+        write_golden(
+            "snapshot-i11.hex",
+            "The state after every event in events.hex, events-v2.hex, then events-i11.hex.",
+            &[("snapshot", snapshot.clone())],
+        );
+    }
+    let golden = read_golden("events-i11.hex");
+    assert_eq!(golden.len(), rows.len(), "one golden line per event");
+    for (name, _, event) in &events {
+        let stored = &golden[*name];
+        assert_eq!(hex(&encode_event(event)), hex(stored), "event {name}");
+        assert_eq!(&decode_event(stored).expect("decodes"), event, "{name}");
+    }
+    let stored = &read_golden("snapshot-i11.hex")["snapshot"];
+    assert_eq!(hex(&snapshot), hex(stored), "the snapshot's stored format");
+    assert_eq!(decode_snapshot(stored).expect("decodes"), state);
+    // What the new forms mean: two wrong check-in codes in one window,
+    // kept in the snapshot.
+    assert_eq!(state.checkins.wrong_codes(&id(2), 1_700_030_100), 2);
+    assert_eq!(
+        state.checkins.wrong_codes(
+            &id(2),
+            1_700_030_000 + hotline_server::domain::checkins::GUESS_WINDOW_SECS
+        ),
+        0,
+        "the window ends"
+    );
+}
