@@ -756,6 +756,41 @@ fn events_i11() -> Vec<(&'static str, u64, Event)> {
                 at: 1_700_030_060,
             }),
         ),
+        (
+            "alert_raised_sos_to_join",
+            34,
+            Event::Alert(AlertEvent::Raised {
+                id: 3_141_592,
+                defender,
+                priority: Priority::Urgent,
+                at: 1_700_030_100,
+                envelope_id: 0,
+                origin: AlertOrigin::Sos,
+                content: AlertContent::None,
+            }),
+        ),
+        (
+            // An SOS past the open-alert limit joins the newest open
+            // alert: its message, then the join, in one record.
+            "alert_joined",
+            35,
+            Event::Batch(vec![
+                Event::Mail(MailEvent::EnvelopeStored {
+                    sender: defender,
+                    digest: [0x66; 32],
+                    recipients: vec![id(1)],
+                    bytes: b"joined envelope".to_vec(),
+                    numbered: true,
+                }),
+                Event::Alert(AlertEvent::Joined {
+                    alert: 3_141_592,
+                    priority: Priority::Immediate,
+                    envelope_id: 35,
+                    at: 1_700_030_200,
+                    repage: true,
+                }),
+            ]),
+        ),
     ]
 }
 
@@ -799,8 +834,13 @@ fn the_forms_of_issue_11_encode_to_their_checked_in_bytes() {
     let stored = &read_golden("snapshot-i11.hex")["snapshot"];
     assert_eq!(hex(&snapshot), hex(stored), "the snapshot's stored format");
     assert_eq!(decode_snapshot(stored).expect("decodes"), state);
-    // What the new forms mean: two wrong check-in codes in one window,
-    // kept in the snapshot.
+    // What the new forms mean: the joined alert keeps the join's message,
+    // its more urgent priority and when its staff were paged again; two
+    // wrong check-in codes in one window, kept in the snapshot.
+    let joined = &state.alerts.alerts[&3_141_592];
+    assert_eq!(joined.joined, vec![35]);
+    assert_eq!(joined.priority, Priority::Immediate);
+    assert_eq!(joined.repaged_at, Some(1_700_030_200));
     assert_eq!(state.checkins.wrong_codes(&id(2), 1_700_030_100), 2);
     assert_eq!(
         state.checkins.wrong_codes(

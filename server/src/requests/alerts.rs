@@ -173,8 +173,9 @@ pub(super) async fn raise(
     };
     let policies = shared.policies.clone();
     let on_shift = crate::domain::rota::on_shift(&shared.rota, now);
+    let open_limit = shared.limits.open_alerts_per_device;
     let (alert, pagings) = shared
-        .store_call(move |s| s.raise_alert(sos, &policies, &on_shift, now))
+        .store_call(move |s| s.raise_alert(sos, &policies, &on_shift, now, open_limit))
         .await??;
     info!(priority = %priority, "alert raised");
     // How many of the devices paged are online now, so that the page is

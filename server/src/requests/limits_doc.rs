@@ -14,7 +14,7 @@ use hotline_proto::message::{
 use super::checkins::{GUESS_DELAY, GUESS_WINDOW_SECS, MAX_INTERVAL_SECS, WRONG_CODES_ALLOWED};
 use super::messaging::MAX_ENVELOPE_BYTES;
 use crate::config::Limits;
-use crate::domain::alerts::MAX_ALERT_ID;
+use crate::domain::alerts::{MAX_ALERT_ID, REPAGE_SECS};
 
 /// The rows of §4.8: limit → (every number in its value cell, its key).
 fn documented() -> BTreeMap<String, (Vec<u64>, String)> {
@@ -178,6 +178,16 @@ fn the_documented_limits_are_the_limits_in_code() {
             "—",
         ),
         ("alert ids", Some(vec![1, MAX_ALERT_ID]), "—"),
+        (
+            "open SOS alerts per defender device (an SOS beyond joins the newest)",
+            Some(vec![d.open_alerts_per_device.into(), 0]),
+            "open_alerts_per_device",
+        ),
+        (
+            "pages of an alert's staff when its defender raises again",
+            Some(vec![1, REPAGE_SECS]),
+            "—",
+        ),
     ];
     assert_eq!(GUESS_WINDOW_SECS, 3600, "the table says \"in an hour\"");
     let documented = documented();

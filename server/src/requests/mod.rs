@@ -870,7 +870,7 @@ mod tests {
                 content: AlertContent::None,
             };
             store
-                .raise_alert(sos, &Policies::default(), &[], at)
+                .raise_alert(sos, &Policies::default(), &[], at, 0)
                 .expect("stored")
                 .expect("raised")
                 .0
