@@ -695,7 +695,13 @@ impl Device {
             return Ok(());
         }
         let mut history = self.history()?;
-        if history.link(a.envelope_id, a.id) {
+        // The SOS that raised it, and those that joined it later (past
+        // the defender's open-alert limit): all in the alert's thread.
+        let mut changed = history.link(a.envelope_id, a.id);
+        for joined in &a.joined {
+            changed |= history.link(*joined, a.id);
+        }
+        if changed {
             self.save_history(&history)?;
         }
         Ok(())

@@ -630,6 +630,12 @@ async fn a_defender_raising_in_a_loop_joins_its_newest_alert_and_pages_at_most_o
         .await
         .expect("raised");
     assert_eq!((five.id, five.priority), (two, Priority::Immediate));
+    assert_eq!(five.joined_count, 3, "three SOSes joined it");
+    assert_eq!(
+        five.joined.len(),
+        3,
+        "their messages, as the defender numbers them"
+    );
     let paged = page(&h.first, Duration::from_secs(2)).await;
     assert_eq!((paged.id, paged.priority), (two, Priority::Immediate));
     // Two open alerts, staff's list and the defender's alike.
