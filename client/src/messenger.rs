@@ -695,7 +695,13 @@ impl Device {
             return Ok(());
         }
         let mut history = self.history()?;
-        if history.link(a.envelope_id, a.id) {
+        // The SOS that raised it, and those that joined it later (past
+        // the defender's open-alert limit): all in the alert's thread.
+        let mut changed = history.link(a.envelope_id, a.id);
+        for joined in &a.joined {
+            changed |= history.link(*joined, a.id);
+        }
+        if changed {
             self.save_history(&history)?;
         }
         Ok(())
@@ -873,14 +879,37 @@ impl Device {
     /// ([`Device::seal_alert`]).
     async fn send_item(&mut self, session: &Session, item: &Item) -> Result<Sent, ClientError> {
         if let Outgoing::Alert(priority) = item.what {
+            // Never dropped for its text: sealed bytes that no longer
+            // decode, a text too large to seal, or an envelope the server
+            // refuses for good, and the alert goes without it (the person
+            // is told the text was not sent).
             let envelope = match &item.sealed {
-                Some(sealed) => Some(SignedEnvelope::decode(sealed).map_err(refused)?),
-                None => self.seal_alert(session, item).await?,
+                Some(sealed) => match SignedEnvelope::decode(sealed) {
+                    Ok(env) => Some(env),
+                    Err(e) => {
+                        self.warnings.push(crate::sos::not_sent_warning(&format!(
+                            "its sealed form is damaged: {e}"
+                        )));
+                        None
+                    }
+                },
+                None => match self.seal_alert(session, item).await {
+                    Err(ClientError::TooLarge) => {
+                        self.warnings
+                            .push(crate::sos::not_sent_warning("it is too large to seal"));
+                        None
+                    }
+                    other => other?,
+                },
             };
-            return session
-                .raise_alert_with(priority, envelope)
-                .await
-                .map(Sent::Alert);
+            return crate::sos::raise_text_or_alone(
+                session,
+                priority,
+                envelope,
+                &mut self.warnings,
+            )
+            .await
+            .map(Sent::Alert);
         }
         let envelope = match &item.sealed {
             Some(sealed) => SignedEnvelope::decode(sealed).map_err(refused)?,
@@ -1351,5 +1380,68 @@ mod tests {
         assert!(!merged);
         assert_ne!(third, first);
         assert_eq!(device.pending().len(), 2);
+    }
+
+    /// An SOS whose sealed text the server refuses for good (here an
+    /// envelope whose signature does not verify, as a server would refuse
+    /// one it can never accept) is raised without its text, never dropped,
+    /// and the person is told the text was not sent (issue 11).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_sos_whose_text_is_refused_for_good_is_raised_without_it() {
+        use hotline_proto::Signature;
+        use hotline_proto::alert::AlertContent;
+        let dir = tempfile::tempdir().expect("tempdir");
+        hotline_server::log::keys::generate_key_file(&dir.path().join("master.key"))
+            .expect("key file");
+        let config = hotline_server::Config {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            data_dir: dir.path().join("server"),
+            ..hotline_server::Config::default()
+        };
+        let key = hotline_server::log::keys::KeySource::File(dir.path().join("master.key"));
+        let server = hotline_server::RunningServer::start(config, &key)
+            .await
+            .expect("server");
+        let invite = server
+            .create_invite(Role::Defender, 600)
+            .await
+            .expect("invite");
+        let state = StateDir::new(dir.path().join("defender"));
+        let session = crate::enroll(&state, &invite, PASS, MIN_ITERATIONS)
+            .await
+            .expect("enrolled");
+        let mut device = Device::open(&state, PASS).expect("opens");
+        let mine = device
+            .queue_item(
+                b"they are at the door",
+                Outgoing::Alert(Priority::Immediate),
+            )
+            .expect("queued");
+        // Sealed earlier (say before a lost answer); the server will never
+        // take these bytes.
+        let refused_for_good = SignedEnvelope {
+            sender: device.identity.device_id(),
+            body: vec![1, 2, 3],
+            signature: Signature::from_bytes([0; 64]),
+        };
+        device.outbox[0].sealed = Some(refused_for_good.encode());
+        device.save().expect("saved");
+
+        let settled = device.flush_tracked(&session).await.expect("flushed");
+        match settled.as_slice() {
+            [(id, Sent::Alert(a))] if *id == mine => {
+                assert_eq!(a.content, AlertContent::None, "raised without its text");
+                assert_eq!(a.priority, Priority::Immediate);
+            }
+            other => panic!("the SOS was not raised: {other:?}"),
+        }
+        let warnings = device.take_warnings();
+        assert!(
+            warnings.iter().any(|w| w.contains("NOT sent")),
+            "the person is told the text was not sent: {warnings:?}"
+        );
+        assert!(device.outbox.is_empty(), "nothing left to send");
+        session.close().await;
+        server.shutdown().await;
     }
 }

@@ -189,6 +189,40 @@ pub async fn seal_sos(
     }
 }
 
+/// Whether `e`, the server's answer to an SOS with its sealed text, is a
+/// refusal for good (anything but UNAVAILABLE, RATE_LIMITED, INTERNAL, on a
+/// connection the server has not closed): the same envelope can never be
+/// accepted, but the alert without it can.
+pub fn text_refused_for_good(session: &Session, e: &ClientError) -> bool {
+    use hotline_proto::ErrorCode::{Internal, RateLimited, Unavailable};
+    matches!(e, ClientError::Refused(w)
+        if session.connection().close_reason().is_none()
+            && !matches!(w.code, Unavailable | RateLimited | Internal))
+}
+
+/// Raises an SOS of `priority` with `envelope`. If the server refuses the
+/// envelope for good ([`text_refused_for_good`]: too large, a bad
+/// signature, already sent as a message, ...), the alert is raised again
+/// without its text, and `warnings` tell the defender the text was not
+/// sent: an SOS is never dropped for its text. Any other failure (the
+/// network, the server busy) is the error, for the caller to retry.
+pub async fn raise_text_or_alone(
+    session: &Session,
+    priority: Priority,
+    envelope: Option<SignedEnvelope>,
+    warnings: &mut Vec<String>,
+) -> Result<AlertInfo, ClientError> {
+    let had_text = envelope.is_some();
+    match session.raise_alert_with(priority, envelope).await {
+        Err(e) if had_text && text_refused_for_good(session, &e) => {
+            let alert = session.raise_alert_with(priority, None).await?;
+            warnings.push(not_sent_warning(&format!("the server refused it: {e}")));
+            Ok(alert)
+        }
+        other => other,
+    }
+}
+
 /// The panic key of the enrolled device in `state`, and its profile.
 fn panic_identity(state: &StateDir) -> Result<(Profile, IdentityKeyPair), ClientError> {
     let profile = state.load_profile()?;
@@ -272,9 +306,9 @@ pub async fn raise_with_panic_key(
         sender_label: state.load_panic_label().unwrap_or_default(),
     };
     let sealed = seal_sos(&session, state, &mut profile, device, &key, content, now).await?;
-    let alert = session.raise_alert_with(priority, sealed.envelope).await;
-    session.close().await;
     let mut warnings = sealed.warnings;
+    let alert = raise_text_or_alone(&session, priority, sealed.envelope, &mut warnings).await;
+    session.close().await;
     if body.len() < full {
         warnings.push(format!(
             "the alert's text was too long and was cut to its first {} bytes",

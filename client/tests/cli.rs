@@ -33,6 +33,20 @@ async fn server(dir: &Path) -> RunningServer {
     server_on(dir, "127.0.0.1:0".parse().expect("addr")).await
 }
 
+/// A server of `dir` (with a new key file) where one defender device may
+/// have `open_alerts` open SOS alerts before further ones join its newest.
+async fn server_with_open_alerts(dir: &Path, open_alerts: u32) -> RunningServer {
+    hotline_server::log::keys::generate_key_file(&dir.join("master.key")).expect("key file");
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.join("server"),
+        ..Config::default()
+    };
+    config.limits.open_alerts_per_device = open_alerts;
+    let key = hotline_server::log::keys::KeySource::File(dir.join("master.key"));
+    RunningServer::start(config, &key).await.expect("server")
+}
+
 /// The server of `dir` (its key file made already) listening on `listen`.
 async fn server_on(dir: &Path, listen: std::net::SocketAddr) -> RunningServer {
     server_configured(dir, listen, |_| {}).await
@@ -1821,7 +1835,8 @@ async fn an_sos_category_and_language_reach_staff_from_this_client_another_and_a
     }
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = server(dir.path()).await;
+    // Four SOSes of one defender, each its own alert.
+    let server = server_with_open_alerts(dir.path(), 4).await;
     let (_, officer, defender) = organisation(dir.path(), &server).await;
     assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
 
@@ -1978,6 +1993,105 @@ async fn an_sos_category_and_language_reach_staff_from_this_client_another_and_a
         "(category arrest)",
         "they took my brother",
     ] {
+        assert!(text.contains(want), "{want:?} missing from {text}");
+    }
+    server.shutdown().await;
+}
+
+/// The check-in key is saved before the server is given tags made with it
+/// (issue 11): when it cannot be saved (a full disk; a crash at that
+/// moment is the same), the server must not be left holding a schedule
+/// this device can no longer answer, whose missed check-ins the defender
+/// could not stop. Once the disk is fixed, set-up and check-ins work.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_check_in_key_that_cannot_be_saved_leaves_no_schedule_the_defender_cannot_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    // Something in the way of writing the key file.
+    let obstacle = defender.join("checkin.tmp");
+    std::fs::create_dir_all(obstacle.join("in-the-way")).expect("obstacle");
+    let out = hotline(
+        &defender,
+        PASS,
+        &[
+            "checkin-setup",
+            "--every",
+            "1s",
+            "--grace",
+            "1s",
+            "--code",
+            "4711",
+            "--duress-code",
+            "0815",
+        ],
+    );
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let refusal = stderr(&out);
+    // Past the interval, the grace and an escalation tick: no check-in
+    // was due, so none was missed.
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let out = hotline(&officer, PASS, &["alerts"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stdout(&out).contains("missed check-in"),
+        "a schedule the defender cannot answer: {}",
+        stdout(&out)
+    );
+    assert!(refusal.contains("check-in key"), "{refusal}");
+    std::fs::remove_dir_all(&obstacle).expect("clear");
+    let out = hotline(
+        &defender,
+        PASS,
+        &[
+            "checkin-setup",
+            "--every",
+            "6h",
+            "--code",
+            "4711",
+            "--duress-code",
+            "0815",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&defender, PASS, &["checkin", "--code", "4711"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    server.shutdown().await;
+}
+
+/// Past the open-alert limit a defender's SOS joins its newest open alert
+/// (issue 11): the defender is told it was raised, as always; the officer
+/// sees one alert that says it was raised again, and reads every text.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sos_past_the_open_alert_limit_joins_the_open_alert_and_staff_read_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server_with_open_alerts(dir.path(), 1).await;
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    let sos = |text: &str| {
+        let out = hotline(&defender, PASS, &["sos", "--category", "threat", text]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+            .split_whitespace()
+            .nth(1)
+            .expect("alert id")
+            .to_owned()
+    };
+    let first = sos("a car outside since noon");
+    let second = sos("they are at the door now");
+    assert_eq!(first, second, "the second SOS joined the first alert");
+    let out = hotline(&officer, PASS, &["alerts"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with('#')).count(),
+        1,
+        "one alert: {text}"
+    );
+    assert!(text.contains("raised it again 1 more time(s)"), "{text}");
+    let out = hotline(&officer, PASS, &["messages"]);
+    let text = stdout(&out);
+    for want in ["a car outside since noon", "they are at the door now"] {
         assert!(text.contains(want), "{want:?} missing from {text}");
     }
     server.shutdown().await;

@@ -315,7 +315,17 @@ pub struct AlertInfo {
     pub exhausted: bool,
     /// The device that resolved or called it off, when recorded.
     pub closed_by: Option<DeviceId>,
+    /// How many later SOSes of its defender joined it (past the device's
+    /// open-alert limit).
+    pub joined_count: u32,
+    /// The newest of their messages ([`MAX_JOINED_SHOWN`] at most, oldest
+    /// first), as the asking device numbers them.
+    pub joined: Vec<u64>,
 }
+
+/// The most joined messages an [`AlertInfo`] names: a defender raising in
+/// a loop must not make alert lists too large to answer.
+pub const MAX_JOINED_SHOWN: usize = 8;
 
 /// Who an escalation step pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -438,6 +448,8 @@ impl AlertInfo {
                 .map(|d| d.as_bytes().to_vec())
                 .unwrap_or_default()
                 .into(),
+            joined_count: self.joined_count,
+            joined: self.joined.clone(),
         }
     }
 
@@ -466,6 +478,8 @@ impl AlertInfo {
                 0 => None,
                 _ => Some(DeviceId::from_slice(&m.closed_by, "closed_by")?),
             },
+            joined_count: m.joined_count,
+            joined: m.joined,
         })
     }
 }
@@ -556,6 +570,8 @@ mod tests {
             step_at: 110,
             exhausted: true,
             closed_by: Some(DeviceId::from_bytes([5; 16])),
+            joined_count: 9,
+            joined: vec![11, 12],
         };
         for p in [
             Push::Alert(info.clone()),

@@ -90,6 +90,11 @@ pub struct Limits {
     /// gets per hour; past that it gets the target's last-resort prekey,
     /// so that no one can drain another device's one-time prekeys.
     pub one_time_prekeys_per_hour: u32,
+    /// Open SOS alerts one defender's device may have; an SOS beyond that
+    /// is not refused but joins the device's newest open alert (its text
+    /// kept with it, its staff paged again at most once a minute). 0: no
+    /// limit.
+    pub open_alerts_per_device: u32,
 }
 
 impl Default for Limits {
@@ -108,6 +113,7 @@ impl Default for Limits {
             request_timeout_secs: 30,
             store_cache_bytes: 64 * 1024 * 1024,
             one_time_prekeys_per_hour: 2,
+            open_alerts_per_device: 3,
         }
     }
 }

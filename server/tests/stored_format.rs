@@ -733,3 +733,121 @@ fn the_forms_added_for_sos_delivery_encode_to_their_checked_in_bytes() {
     assert_eq!(hex(&encode_snapshot(&state)), hex(stored), "the snapshot");
     assert_eq!(decode_snapshot(stored).expect("decodes"), state);
 }
+
+/// The forms added for issue 11 (a hostile enrolled device), applied after
+/// [`events`] and [`events_v2`]: each a new kind, or a snapshot part that
+/// earlier snapshots leave out.
+fn events_i11() -> Vec<(&'static str, u64, Event)> {
+    let defender = id(2);
+    vec![
+        (
+            "checkin_wrong_code",
+            32,
+            Event::Checkin(CheckinEvent::WrongCode {
+                defender,
+                at: 1_700_030_000,
+            }),
+        ),
+        (
+            "checkin_wrong_code_again",
+            33,
+            Event::Checkin(CheckinEvent::WrongCode {
+                defender,
+                at: 1_700_030_060,
+            }),
+        ),
+        (
+            "alert_raised_sos_to_join",
+            34,
+            Event::Alert(AlertEvent::Raised {
+                id: 3_141_592,
+                defender,
+                priority: Priority::Urgent,
+                at: 1_700_030_100,
+                envelope_id: 0,
+                origin: AlertOrigin::Sos,
+                content: AlertContent::None,
+            }),
+        ),
+        (
+            // An SOS past the open-alert limit joins the newest open
+            // alert: its message, then the join, in one record.
+            "alert_joined",
+            35,
+            Event::Batch(vec![
+                Event::Mail(MailEvent::EnvelopeStored {
+                    sender: defender,
+                    digest: [0x66; 32],
+                    recipients: vec![id(1)],
+                    bytes: b"joined envelope".to_vec(),
+                    numbered: true,
+                }),
+                Event::Alert(AlertEvent::Joined {
+                    alert: 3_141_592,
+                    priority: Priority::Immediate,
+                    envelope_id: 35,
+                    at: 1_700_030_200,
+                    repage: true,
+                }),
+            ]),
+        ),
+    ]
+}
+
+#[test]
+fn the_forms_of_issue_11_encode_to_their_checked_in_bytes() {
+    let events = events_i11();
+    let rows: Vec<(&str, Vec<u8>)> = events
+        .iter()
+        .map(|(n, _, e)| (*n, encode_event(e)))
+        .collect();
+    let mut state = State::default();
+    for (name, seq, event) in self::events()
+        .into_iter()
+        .chain(events_v2())
+        .chain(events_i11())
+    {
+        state
+            .apply(seq, &event)
+            .unwrap_or_else(|e| panic!("{name} applies: {e}"));
+    }
+    let snapshot = encode_snapshot(&state);
+    if bless() {
+        write_golden(
+            "events-i11.hex",
+            "Log events of the forms added for issue 11 (hostile enrolled devices).",
+            &rows,
+        );
+        write_golden(
+            "snapshot-i11.hex",
+            "The state after every event in events.hex, events-v2.hex, then events-i11.hex.",
+            &[("snapshot", snapshot.clone())],
+        );
+    }
+    let golden = read_golden("events-i11.hex");
+    assert_eq!(golden.len(), rows.len(), "one golden line per event");
+    for (name, _, event) in &events {
+        let stored = &golden[*name];
+        assert_eq!(hex(&encode_event(event)), hex(stored), "event {name}");
+        assert_eq!(&decode_event(stored).expect("decodes"), event, "{name}");
+    }
+    let stored = &read_golden("snapshot-i11.hex")["snapshot"];
+    assert_eq!(hex(&snapshot), hex(stored), "the snapshot's stored format");
+    assert_eq!(decode_snapshot(stored).expect("decodes"), state);
+    // What the new forms mean: the joined alert keeps the join's message,
+    // its more urgent priority and when its staff were paged again; two
+    // wrong check-in codes in one window, kept in the snapshot.
+    let joined = &state.alerts.alerts[&3_141_592];
+    assert_eq!(joined.joined, vec![35]);
+    assert_eq!(joined.priority, Priority::Immediate);
+    assert_eq!(joined.repaged_at, Some(1_700_030_200));
+    assert_eq!(state.checkins.wrong_codes(&id(2), 1_700_030_100), 2);
+    assert_eq!(
+        state.checkins.wrong_codes(
+            &id(2),
+            1_700_030_000 + hotline_server::domain::checkins::GUESS_WINDOW_SECS
+        ),
+        0,
+        "the window ends"
+    );
+}

@@ -126,8 +126,9 @@ fn what(a: &AlertInfo, text: Option<&Message>) -> String {
     }
 }
 
-/// The alert in three lines at most: a heading, the SOS's words (if this
-/// device holds them), and where it stands.
+/// The alert in four lines at most: a heading, the SOS's words (if this
+/// device holds them), whether the defender raised it again, and where it
+/// stands.
 pub(super) fn lines(device: &Device, history: &History, a: &AlertInfo, now: u64) -> Vec<String> {
     let text = sos_text(history, a);
     let mut out = vec![format!(
@@ -155,6 +156,14 @@ pub(super) fn lines(device: &Device, history: &History, a: &AlertInfo, now: u64)
         if !line.is_empty() {
             out.push(format!("          {}", line.join(" ")));
         }
+    }
+    if a.joined_count > 0 {
+        // Past its open-alert limit the defender's further SOSes joined
+        // this alert: their words are in its thread.
+        out.push(format!(
+            "          the defender raised it again {} more time(s); every text is in `hotline messages`",
+            a.joined_count
+        ));
     }
     out.push(format!("          {}", state_words(device, a, now)));
     out

@@ -34,12 +34,22 @@ pub(super) async fn setup(
     code: Option<String>,
     duress_code: Option<String>,
 ) -> anyhow::Result<()> {
-    // The check-in key: the device's own, or a new one, saved only once
-    // the server holds tags made with it (until then, check-ins keep using
-    // what the server holds).
-    let (key, new) = match state.load_checkin_key()? {
-        Some(k) => (k, false),
-        None => (StateDir::new_checkin_key()?, true),
+    // The check-in key: the device's own, or a new one, saved before the
+    // server is given any tag made with it. Saved after, a crash or a lost
+    // answer between the server accepting the tags and the save would
+    // leave a schedule this device can no longer answer: missed check-ins
+    // the defender cannot stop. Saved first, a refusal or a failure leaves
+    // a key the server may not hold yet; the next set-up uses the same
+    // key, so both sides agree again.
+    let key = match state.load_checkin_key()? {
+        Some(k) => k,
+        None => {
+            let k = StateDir::new_checkin_key()?;
+            state
+                .save_checkin_key(&k)
+                .context("cannot save the check-in key; nothing was sent to the server")?;
+            k
+        }
     };
     let session = connect(state).await?;
     if every.trim() == "off" {
@@ -59,9 +69,6 @@ pub(super) async fn setup(
         session
             .set_checkin(interval, grace, &key, &code, &duress)
             .await?;
-        if new {
-            state.save_checkin_key(&key)?;
-        }
         println!(
             "check in every {every}; the duty team is alerted if you miss one by more than the grace"
         );

@@ -186,7 +186,18 @@ pub struct Alert {
     /// What the server can tell of its message (sealed to the current
     /// roster, to an expired one, or none).
     pub content: AlertContent,
+    /// The inbox ids of the messages of later SOSes of its defender that
+    /// joined it (the defender had as many open SOS alerts as a device
+    /// may), oldest first.
+    pub joined: Vec<u64>,
+    /// When its staff were last paged again because its defender raised
+    /// again (see [`REPAGE_SECS`]).
+    pub repaged_at: Option<u64>,
 }
+
+/// The shortest time between two pages of one alert's staff caused by its
+/// defender raising again: a loop of SOSes cannot buzz a phone more often.
+pub const REPAGE_SECS: u64 = 60;
 
 /// What happened to alerts, as recorded in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,6 +287,24 @@ pub enum AlertEvent {
         /// When.
         at: u64,
     },
+    /// Its defender raised an SOS while it had as many open SOS alerts as
+    /// a device may: the SOS joined this alert (its newest open one)
+    /// instead of opening another. A more urgent `priority` raises the
+    /// alert's and, while nobody holds it, restarts its escalation under
+    /// the stricter policy (a `Stepped` in the same record pages the first
+    /// tier).
+    Joined {
+        /// Which alert.
+        alert: u64,
+        /// The SOS's priority.
+        priority: Priority,
+        /// The inbox id of the SOS's message (0: none).
+        envelope_id: u64,
+        /// When.
+        at: u64,
+        /// Its staff are paged again now (at most once per [`REPAGE_SECS`]).
+        repage: bool,
+    },
 }
 
 /// Why a change to an alert was refused.
@@ -354,6 +383,19 @@ pub enum Raise {
     /// A new alert: the events of its record (its message, then the
     /// alert), to which the escalation steps due now are added.
     New(Vec<super::Event>),
+    /// The defender has as many open SOS alerts as a device may: the SOS
+    /// joins the newest of them, `alert`. The events of its record (its
+    /// message, then [`AlertEvent::Joined`]); a more urgent SOS also
+    /// restarts the alert's escalation, whose first step the store adds.
+    Joined {
+        /// The alert joined.
+        alert: u64,
+        /// The SOS made the alert more urgent and nobody holds it: its
+        /// escalation starts over under the stricter policy.
+        escalate: bool,
+        /// The events.
+        events: Vec<super::Event>,
+    },
 }
 
 /// Every alert, by id.
@@ -405,6 +447,8 @@ impl Alerts {
                         checked_in_at: None,
                         closed_by: None,
                         content: *content,
+                        joined: Vec::new(),
+                        repaged_at: None,
                     },
                 );
             }
@@ -487,6 +531,39 @@ impl Alerts {
                 }
                 if !a.exhausted {
                     self.escalating.insert(*alert);
+                }
+            }
+            AlertEvent::Joined {
+                alert,
+                priority,
+                envelope_id,
+                at,
+                repage,
+            } => {
+                let a = self
+                    .alerts
+                    .get_mut(alert)
+                    .ok_or(ApplyError("a join of an unknown alert"))?;
+                if !a.state.is_open() {
+                    return Err(ApplyError("a join of a closed alert"));
+                }
+                if *envelope_id != 0 {
+                    a.joined.push(*envelope_id);
+                }
+                if *repage {
+                    a.repaged_at = Some(*at);
+                }
+                // Immediate sorts first: more urgent only. The escalation
+                // starts over under the stricter policy (a step index of
+                // the calmer one may not exist in it), now if nobody holds
+                // the alert, else when it is released.
+                if *priority < a.priority {
+                    a.priority = *priority;
+                    a.position = Some((0, 0, *at));
+                    if a.state == AlertState::Raised {
+                        a.exhausted = false;
+                        self.escalating.insert(*alert);
+                    }
                 }
             }
         }
@@ -788,6 +865,54 @@ impl super::State {
         }
     }
 
+    /// The join of an SOS of `defender` (of `priority`, its message stored
+    /// as inbox id `envelope_id`, 0: none, by the `events` given) into its
+    /// newest open SOS alert, if it has `open_limit` open SOS alerts or
+    /// more; `None` if it may open another.
+    fn join(
+        &self,
+        defender: DeviceId,
+        priority: Priority,
+        envelope_id: u64,
+        now: u64,
+        open_limit: u32,
+        mut events: Vec<super::Event>,
+    ) -> Option<Raise> {
+        if open_limit == 0 {
+            return None;
+        }
+        let mut open = 0usize;
+        let mut newest: Option<&Alert> = None;
+        for a in self
+            .alerts
+            .open()
+            .filter(|a| a.defender == defender && a.origin == AlertOrigin::Sos)
+        {
+            open += 1;
+            if newest.is_none_or(|n| (a.raised_at, a.id) > (n.raised_at, n.id)) {
+                newest = Some(a);
+            }
+        }
+        let target = newest.filter(|_| open >= open_limit as usize)?;
+        let more_urgent = priority < target.priority;
+        let repage = more_urgent
+            || target
+                .repaged_at
+                .is_none_or(|at| now >= at.saturating_add(REPAGE_SECS));
+        events.push(super::Event::Alert(AlertEvent::Joined {
+            alert: target.id,
+            priority,
+            envelope_id,
+            at: now,
+            repage,
+        }));
+        Some(Raise::Joined {
+            alert: target.id,
+            escalate: more_urgent && target.state == AlertState::Raised,
+            events,
+        })
+    }
+
     /// A defender raising `sos` at `now` as alert `id` (random, free), in
     /// the record that will get sequence number `seq`. An envelope that
     /// raised an alert before is a retry and returns that alert; one
@@ -795,7 +920,22 @@ impl super::State {
     /// while the same defender's earlier one without content is still open
     /// is that one again (a retry cannot be told from a second press, and
     /// the team is on it).
-    pub fn decide_raise(&self, sos: Sos, seq: u64, id: u64, now: u64) -> Result<Raise, RaiseError> {
+    ///
+    /// A defender may have at most `open_limit` open SOS alerts (0: no
+    /// limit). An SOS beyond that is not refused: it joins the newest of
+    /// them ([`Raise::Joined`]), its message kept with that alert, its
+    /// priority raising the alert's, its staff paged again at most once
+    /// per [`REPAGE_SECS`]. Only SOS alerts count and are joined: a duress
+    /// alert (or any alert its device never sees) changes nothing that
+    /// device can observe.
+    pub fn decide_raise(
+        &self,
+        sos: Sos,
+        seq: u64,
+        id: u64,
+        now: u64,
+        open_limit: u32,
+    ) -> Result<Raise, RaiseError> {
         let Sos {
             defender,
             priority,
@@ -819,6 +959,9 @@ impl super::State {
             }) {
                 return Ok(Raise::Again(open.clone()));
             }
+            if let Some(joined) = self.join(defender, priority, 0, now, open_limit, Vec::new()) {
+                return Ok(joined);
+            }
             return Ok(Raise::New(vec![super::Event::Alert(AlertEvent::Raised {
                 id,
                 defender,
@@ -834,9 +977,19 @@ impl super::State {
                 .alerts
                 .alerts
                 .values()
-                .find(|a| a.envelope_id == envelope_id)
+                .find(|a| a.envelope_id == envelope_id || a.joined.contains(&envelope_id))
                 .map(|a| Raise::Again(a.clone()))
                 .ok_or(RaiseError::SentAsMessage);
+        }
+        let stored = super::Event::Mail(super::mailbox::MailEvent::EnvelopeStored {
+            sender: defender,
+            digest,
+            recipients: recipients.clone(),
+            bytes: envelope.clone(),
+            numbered: true,
+        });
+        if let Some(joined) = self.join(defender, priority, seq, now, open_limit, vec![stored]) {
+            return Ok(joined);
         }
         Ok(Raise::New(vec![
             super::Event::Mail(super::mailbox::MailEvent::EnvelopeStored {
@@ -1176,19 +1329,116 @@ mod raise_without_content {
     #[test]
     fn a_more_urgent_sos_without_text_is_a_new_alert() {
         let mut state = State::default();
-        let Ok(Raise::New(events)) = state.decide_raise(sos(Priority::Routine), 1, 11, 100) else {
+        let Ok(Raise::New(events)) = state.decide_raise(sos(Priority::Routine), 1, 11, 100, 3)
+        else {
             panic!("a first SOS is new");
         };
         for e in &events {
             state.apply(1, e).expect("apply");
         }
         assert!(matches!(
-            state.decide_raise(sos(Priority::Routine), 2, 12, 101),
+            state.decide_raise(sos(Priority::Routine), 2, 12, 101, 3),
             Ok(Raise::Again(a)) if a.id == 11
         ));
         assert!(matches!(
-            state.decide_raise(sos(Priority::Immediate), 2, 12, 101),
+            state.decide_raise(sos(Priority::Immediate), 2, 12, 101, 3),
             Ok(Raise::New(_))
+        ));
+    }
+}
+
+#[cfg(test)]
+mod open_alert_limit {
+    use super::*;
+    use crate::domain::State;
+
+    fn sos(priority: Priority, digest: u8) -> Sos {
+        Sos {
+            defender: DeviceId::from_bytes([7; 16]),
+            priority,
+            message: Some(SosMessage {
+                digest: [digest; 32],
+                recipients: vec![DeviceId::from_bytes([1; 16])],
+                envelope: vec![digest; 8],
+            }),
+            content: AlertContent::Sealed,
+        }
+    }
+
+    fn apply(state: &mut State, seq: u64, raise: &Raise) {
+        let events = match raise {
+            Raise::New(events) | Raise::Joined { events, .. } => events,
+            Raise::Again(_) => return,
+        };
+        for e in events {
+            state.apply(seq, e).expect("apply");
+        }
+    }
+
+    /// Past the limit an SOS joins the newest open SOS alert, its
+    /// message kept with it; its staff are paged again at most once per
+    /// REPAGE_SECS; a retry of a joined SOS is recognised; closing one
+    /// alert makes room for a new one.
+    #[test]
+    fn sos_past_the_limit_joins_and_repages_at_most_once_a_minute() {
+        let mut state = State::default();
+        let mut seq = 1;
+        let mut raise = |state: &mut State, p: Priority, d: u8, now: u64| {
+            seq += 1;
+            let r = state
+                .decide_raise(sos(p, d), seq, 100 + seq, now, 2)
+                .expect("never refused");
+            apply(state, seq, &r);
+            r
+        };
+        assert!(matches!(
+            raise(&mut state, Priority::Urgent, 1, 1000),
+            Raise::New(_)
+        ));
+        assert!(matches!(
+            raise(&mut state, Priority::Urgent, 2, 1001),
+            Raise::New(_)
+        ));
+        let newest = 103;
+        let repaged = |r: &Raise| match r {
+            Raise::Joined { alert, events, .. } => {
+                assert_eq!(*alert, newest, "the newest open alert");
+                events.iter().any(|e| {
+                    matches!(
+                        e,
+                        super::super::Event::Alert(AlertEvent::Joined { repage: true, .. })
+                    )
+                })
+            }
+            other => panic!("expected a join: {other:?}"),
+        };
+        assert!(repaged(&raise(&mut state, Priority::Urgent, 3, 1002)));
+        assert!(!repaged(&raise(&mut state, Priority::Urgent, 4, 1061)));
+        assert!(repaged(&raise(&mut state, Priority::Urgent, 5, 1062)));
+        assert_eq!(state.alerts.alerts[&newest].joined, vec![4, 5, 6]);
+        assert_eq!(state.alerts.open().count(), 2);
+        // A retry of a joined SOS is that alert again, not an error.
+        assert!(matches!(
+            state.decide_raise(sos(Priority::Urgent, 4), 99, 199, 1063, 2),
+            Ok(Raise::Again(a)) if a.id == newest
+        ));
+        // More urgent: paged again whatever the minute, and the alert
+        // becomes that urgent, its escalation starting over.
+        let r = raise(&mut state, Priority::Immediate, 6, 1064);
+        assert!(matches!(r, Raise::Joined { escalate: true, .. }));
+        assert!(repaged(&r));
+        assert_eq!(state.alerts.alerts[&newest].priority, Priority::Immediate);
+        assert_eq!(state.alerts.alerts[&newest].position, Some((0, 0, 1064)));
+        // Room again once one is closed.
+        state
+            .apply(
+                50,
+                &super::super::Event::Alert(AlertEvent::Resolved { alert: 102 }),
+            )
+            .expect("apply");
+        assert!(matches!(
+            raise(&mut state, Priority::Urgent, 7, 1065),
+            Raise::New(_)
         ));
     }
 }

@@ -9,6 +9,34 @@ use hotline_proto::DeviceId;
 
 use super::ApplyError;
 
+/// Wrong check-in codes a device may send in [`GUESS_WINDOW_SECS`] before
+/// staff are alerted and every check-in of that device is slowed.
+pub const WRONG_CODES_ALLOWED: u32 = 5;
+/// The window the wrong codes are counted in (from the first of them).
+pub const GUESS_WINDOW_SECS: u64 = 3600;
+
+/// One device's wrong check-in codes in its current window. Derived from
+/// the log ([`CheckinEvent::WrongCode`]), so a restart of the server gives
+/// a guesser no fresh guesses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrongCodes {
+    /// When the window began (the first wrong code in it).
+    pub since: u64,
+    /// Wrong codes recorded in it (recording stops at the limit).
+    pub wrong: u32,
+}
+
+impl WrongCodes {
+    /// The wrong codes that count at `now`: none once the window is over.
+    pub fn at(&self, now: u64) -> u32 {
+        if now.saturating_sub(self.since) >= GUESS_WINDOW_SECS {
+            0
+        } else {
+            self.wrong
+        }
+    }
+}
+
 /// One defender's check-in schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
@@ -86,6 +114,15 @@ pub enum CheckinEvent {
         /// The alert raised (absent in records of earlier builds).
         alert: Option<u64>,
     },
+    /// A check-in with a code that is neither the normal nor the duress
+    /// one, counted towards [`WRONG_CODES_ALLOWED`] (recorded only below
+    /// the limit: past it the device is slowed until the window ends).
+    WrongCode {
+        /// The device.
+        defender: DeviceId,
+        /// When.
+        at: u64,
+    },
 }
 
 /// Every schedule, by defender.
@@ -93,6 +130,8 @@ pub enum CheckinEvent {
 pub struct Checkins {
     /// The schedules.
     pub schedules: BTreeMap<DeviceId, Schedule>,
+    /// Wrong codes per device (see [`WrongCodes`]).
+    pub guesses: BTreeMap<DeviceId, WrongCodes>,
 }
 
 impl Checkins {
@@ -141,8 +180,32 @@ impl Checkins {
                 s.alerted_for = Some(*last);
                 s.missed_alert = *alert;
             }
+            CheckinEvent::WrongCode { defender, at } => {
+                let c = self.guesses.entry(*defender).or_insert(WrongCodes {
+                    since: *at,
+                    wrong: 0,
+                });
+                if c.at(*at) == 0 {
+                    *c = WrongCodes {
+                        since: *at,
+                        wrong: 0,
+                    };
+                }
+                c.wrong = c.wrong.saturating_add(1);
+            }
         }
         Ok(())
+    }
+
+    /// The wrong codes of `device` that count at `now`.
+    pub fn wrong_codes(&self, device: &DeviceId, now: u64) -> u32 {
+        self.guesses.get(device).map_or(0, |c| c.at(now))
+    }
+
+    /// Whether `device` sent [`WRONG_CODES_ALLOWED`] wrong codes in the
+    /// window that holds `now`: each of its check-ins is then slowed.
+    pub fn over_guess_limit(&self, device: &DeviceId, now: u64) -> bool {
+        self.wrong_codes(device, now) >= WRONG_CODES_ALLOWED
     }
 
     /// What `tag` is for `defender`'s schedule. Both comparisons always
@@ -177,7 +240,10 @@ impl super::State {
     /// wrong code). A normal and a duress code are recorded alike (a
     /// check-in, and the late check-in noted on a missed check-in alert
     /// it follows); a duress code also raises an immediate-danger alert
-    /// with id `duress_id` (random, free), in the same record.
+    /// with id `duress_id` (random, free), in the same record. A wrong
+    /// code below the limit is recorded (so that no restart forgets it);
+    /// the one that reaches it also raises the urgent, staff-only notice
+    /// that someone may be guessing (alert `duress_id`), in its record.
     pub fn decide_checkin(
         &self,
         defender: DeviceId,
@@ -189,7 +255,26 @@ impl super::State {
         use super::alerts::{AlertContent, AlertEvent, AlertOrigin, Priority};
         let kind = self.checkins.classify(&defender, tag);
         if kind == CheckinKind::Wrong {
-            return (kind, None);
+            let wrong = self.checkins.wrong_codes(&defender, now);
+            if wrong >= WRONG_CODES_ALLOWED {
+                return (kind, None);
+            }
+            let counted = Event::Checkin(CheckinEvent::WrongCode { defender, at: now });
+            if wrong + 1 < WRONG_CODES_ALLOWED {
+                return (kind, Some(counted));
+            }
+            // The notice pages on the next escalation tick, like a duress
+            // alert, never in the answer.
+            let notice = Event::Alert(AlertEvent::Raised {
+                id: duress_id,
+                defender,
+                priority: Priority::Urgent,
+                at: now,
+                envelope_id: 0,
+                origin: AlertOrigin::WrongCheckinCodes,
+                content: AlertContent::Sealed,
+            });
+            return (kind, Some(Event::Batch(vec![counted, notice])));
         }
         let mut events = vec![Event::Checkin(CheckinEvent::CheckedIn {
             defender,
@@ -380,10 +465,18 @@ mod tests {
                 ..
             })
         ));
+        // A wrong code is counted in the log (a restart forgets nothing),
+        // and changes no schedule.
+        let wrong = Event::Checkin(CheckinEvent::WrongCode {
+            defender: d,
+            at: 1050,
+        });
         assert_eq!(
             state.decide_checkin(d, &[3; 32], 1050, 77),
-            (CheckinKind::Wrong, None)
+            (CheckinKind::Wrong, Some(wrong.clone()))
         );
+        state.apply(2, &wrong).expect("apply");
+        assert_eq!(state.checkins.wrong_codes(&d, 1050), 1);
         assert!(state.checkins.missed(1110).is_empty());
         assert_eq!(state.checkins.missed(1111), vec![(d, 1000)]);
     }
@@ -452,5 +545,54 @@ mod tests {
                 })
             );
         }
+    }
+
+    /// The wrong codes are counted per window; the one that reaches the
+    /// limit raises the staff's notice in its record; past it nothing more
+    /// is recorded until the window ends, when counting starts again.
+    #[test]
+    fn wrong_codes_are_counted_to_the_limit_and_the_window_starts_over() {
+        use crate::domain::alerts::{AlertEvent, AlertOrigin};
+        use crate::domain::{Event, State};
+        let d = DeviceId::from_bytes([1; 16]);
+        let mut state = State::default();
+        state.apply(1, &Event::Checkin(schedule(d))).expect("apply");
+        let mut seq = 2;
+        for n in 1..WRONG_CODES_ALLOWED {
+            let (_, event) = state.decide_checkin(d, &[3; 32], 2000 + u64::from(n), 77);
+            let event = event.expect("recorded");
+            assert!(matches!(
+                event,
+                Event::Checkin(CheckinEvent::WrongCode { .. })
+            ));
+            state.apply(seq, &event).expect("apply");
+            seq += 1;
+        }
+        assert!(!state.checkins.over_guess_limit(&d, 2010));
+        let (_, last) = state.decide_checkin(d, &[3; 32], 2010, 77);
+        let Some(Event::Batch(last)) = last else {
+            panic!("the code that reaches the limit is one record with the notice");
+        };
+        assert!(matches!(
+            last[1],
+            Event::Alert(AlertEvent::Raised {
+                id: 77,
+                origin: AlertOrigin::WrongCheckinCodes,
+                ..
+            })
+        ));
+        for e in &last {
+            state.apply(seq, e).expect("apply");
+        }
+        assert!(state.checkins.over_guess_limit(&d, 2010));
+        assert_eq!(state.decide_checkin(d, &[3; 32], 2020, 78).1, None);
+        // The window began at the first wrong code (2001).
+        let over = 2001 + GUESS_WINDOW_SECS;
+        assert!(!state.checkins.over_guess_limit(&d, over));
+        let (_, again) = state.decide_checkin(d, &[3; 32], over, 79);
+        state
+            .apply(seq + 1, &again.expect("counted again"))
+            .expect("apply");
+        assert_eq!(state.checkins.wrong_codes(&d, over), 1);
     }
 }

@@ -15,7 +15,7 @@ use hotline_proto::auth::{
     CHANNEL_BINDING_LEN, ChannelBinding, EXPORTER_CONTEXT, EXPORTER_LABEL, Nonce,
 };
 use hotline_proto::frame::{self, FrameError, MAX_FRAME_LEN, MAX_SETUP_FRAME_LEN};
-use hotline_proto::message::{Challenge, Request, Response, SetupRequest, encode_setup_response};
+use hotline_proto::message::{Challenge, Response, SetupRequest, encode_setup_response};
 use hotline_proto::{ALPN, ErrorCode, WireError};
 use quinn::{Connection, RecvStream, SendStream};
 use tokio::time::timeout;
@@ -300,13 +300,7 @@ async fn serve_request(
                 let _ = recv.stop(frame_error_code(e).to_u32().into());
                 Response::Error(frame_error(e)).into()
             }
-            Ok(Ok(payload)) => match Request::decode(&payload) {
-                Err(e) => {
-                    debug!(error = %e, "undecodable request");
-                    Response::Error(e.into()).into()
-                }
-                Ok(req) => requests::handle(&node.shared, session, req).await,
-            },
+            Ok(Ok(payload)) => requests::handle_payload(&node.shared, session, &payload).await,
         }
     };
     let Reply {

@@ -5,7 +5,9 @@
 //! ([`catch_up`]) return pushes the same way.
 
 use hotline_proto::DeviceId;
-use hotline_proto::alert::{AlertInfo, AlertStatus, CloseReason, EscalationTier, Push};
+use hotline_proto::alert::{
+    AlertInfo, AlertStatus, CloseReason, EscalationTier, MAX_JOINED_SHOWN, Push,
+};
 use hotline_proto::e2e::envelope::SignedEnvelope;
 use hotline_proto::message::{DutyEntry, Response};
 use tracing::{debug, info, warn};
@@ -17,13 +19,25 @@ use crate::domain::alerts::{
 use crate::store::alerts::Paging;
 
 /// The summary of an alert on the wire, for `viewer`: the alert's message
-/// appears under the id that device knows it by (its inbox or sent id).
+/// (and those of SOSes that joined it) appear under the ids that device
+/// knows them by (its inbox or sent ids).
 pub(crate) fn info_for(shared: &Shared, a: &Alert, viewer: &DeviceId) -> AlertInfo {
-    info(
+    let mut out = info(
         shared,
         a,
         shared.store.envelope_id_seen_by(a.envelope_id, viewer),
-    )
+    );
+    out.joined = newest_joined(a)
+        .iter()
+        .map(|id| shared.store.envelope_id_seen_by(*id, viewer))
+        .collect();
+    out
+}
+
+/// The newest messages that joined `a`, as many as a summary names.
+fn newest_joined(a: &Alert) -> &[u64] {
+    let from = a.joined.len().saturating_sub(MAX_JOINED_SHOWN);
+    &a.joined[from..]
 }
 
 /// The summary of an alert on the wire, its message named `envelope_id`;
@@ -64,6 +78,8 @@ fn info(shared: &Shared, a: &Alert, envelope_id: u64) -> AlertInfo {
         step_at,
         exhausted: a.exhausted,
         closed_by: a.closed_by,
+        joined_count: u32::try_from(a.joined.len()).unwrap_or(u32::MAX),
+        joined: Vec::new(),
     }
 }
 
@@ -111,7 +127,7 @@ fn pages(shared: &Shared, pagings: Vec<Paging>) -> Vec<PushTo> {
 /// The alert pushed to `devices`, each seeing the alert's message under
 /// its own id (one push for all when there is no message).
 pub(crate) fn to_each(shared: &Shared, a: &Alert, devices: Vec<DeviceId>) -> Vec<PushTo> {
-    if a.envelope_id == 0 {
+    if a.envelope_id == 0 && a.joined.is_empty() {
         return vec![PushTo {
             push: Push::Alert(info(shared, a, 0)),
             devices,
@@ -121,9 +137,16 @@ pub(crate) fn to_each(shared: &Shared, a: &Alert, devices: Vec<DeviceId>) -> Vec
     devices
         .into_iter()
         .zip(ids)
-        .map(|(d, id)| PushTo {
-            push: Push::Alert(info(shared, a, id)),
-            devices: vec![d],
+        .map(|(d, id)| {
+            let mut info = info(shared, a, id);
+            info.joined = newest_joined(a)
+                .iter()
+                .map(|j| shared.store.envelope_id_seen_by(*j, &d))
+                .collect();
+            PushTo {
+                push: Push::Alert(info),
+                devices: vec![d],
+            }
         })
         .collect()
 }
@@ -173,8 +196,9 @@ pub(super) async fn raise(
     };
     let policies = shared.policies.clone();
     let on_shift = crate::domain::rota::on_shift(&shared.rota, now);
+    let open_limit = shared.limits.open_alerts_per_device;
     let (alert, pagings) = shared
-        .store_call(move |s| s.raise_alert(sos, &policies, &on_shift, now))
+        .store_call(move |s| s.raise_alert(sos, &policies, &on_shift, now, open_limit))
         .await??;
     info!(priority = %priority, "alert raised");
     // How many of the devices paged are online now, so that the page is

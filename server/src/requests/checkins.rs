@@ -12,62 +12,35 @@ use tracing::warn;
 use super::{Reply, RequestError, Session, Shared};
 use crate::domain::checkins::CheckinKind;
 
-/// Wrong check-in codes a device may send in [`GUESS_WINDOW_SECS`] before
-/// staff are alerted and every check-in of that device is slowed.
-pub const WRONG_CODES_ALLOWED: u32 = 5;
-/// The window the wrong codes are counted in.
-pub const GUESS_WINDOW_SECS: u64 = 3600;
+pub use crate::domain::checkins::{GUESS_WINDOW_SECS, WRONG_CODES_ALLOWED};
+
 /// How long each check-in of a device past the limit waits before it is
 /// answered: right, wrong and duress alike, so that the wait tells
 /// nothing, and 10,000 four-digit codes take over five hours.
 pub const GUESS_DELAY: Duration = Duration::from_secs(2);
 
-/// Wrong check-in codes per device, in memory: a thief holding a phone
-/// (the panic key needs no passphrase) must not be able to try codes at
-/// network speed until one works and keep the missed check-ins quiet.
+/// When each slowed device's next check-in may be answered. The wrong
+/// codes themselves are counted in the log (`CheckinEvent::WrongCode`):
+/// a thief holding a phone (the panic key needs no passphrase) must not be
+/// able to try codes at network speed until one works and keep the missed
+/// check-ins quiet, nor get fresh guesses from a restart of the server.
+/// Only these turns live in memory: after a restart a slowed device's
+/// next check-in waits one [`GUESS_DELAY`] from then.
 #[derive(Debug, Default)]
-pub struct Guesses(Mutex<HashMap<DeviceId, Count>>);
-
-/// One device's wrong codes in the current window, and when its next
-/// slowed check-in may be answered.
-#[derive(Debug)]
-struct Count {
-    since: u64,
-    wrong: u32,
-    next_answer: tokio::time::Instant,
-}
+pub struct Guesses(Mutex<HashMap<DeviceId, tokio::time::Instant>>);
 
 impl Guesses {
-    /// How long this check-in of `device` waits before it is handled:
-    /// nothing below the limit; past it, a turn [`GUESS_DELAY`] after the
-    /// last one handed out, so that check-ins sent side by side on many
-    /// streams wait one after another rather than together.
-    fn wait(&self, device: &DeviceId, now: u64) -> Option<Duration> {
+    /// How long this check-in of a slowed `device` waits before it is
+    /// handled: a turn [`GUESS_DELAY`] after the last one handed out, so
+    /// that check-ins sent side by side on many streams wait one after
+    /// another rather than together.
+    fn turn(&self, device: &DeviceId) -> Duration {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let c = map.get_mut(device)?;
-        if now.saturating_sub(c.since) >= GUESS_WINDOW_SECS || c.wrong < WRONG_CODES_ALLOWED {
-            return None;
-        }
         let start = tokio::time::Instant::now();
-        let turn = c.next_answer.max(start) + GUESS_DELAY;
-        c.next_answer = turn;
-        Some(turn - start)
-    }
-
-    /// Counts a wrong code; true exactly when this one reaches the limit.
-    fn wrong(&self, device: DeviceId, now: u64) -> bool {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let c = map.entry(device).or_insert_with(|| Count {
-            since: now,
-            wrong: 0,
-            next_answer: tokio::time::Instant::now(),
-        });
-        if now.saturating_sub(c.since) >= GUESS_WINDOW_SECS {
-            c.since = now;
-            c.wrong = 0;
-        }
-        c.wrong = c.wrong.saturating_add(1);
-        c.wrong == WRONG_CODES_ALLOWED
+        let next = map.entry(*device).or_insert(start);
+        let turn = (*next).max(start) + GUESS_DELAY;
+        *next = turn;
+        turn - start
     }
 }
 
@@ -119,24 +92,21 @@ pub(super) async fn checkin(
 ) -> Result<Reply, RequestError> {
     let me = session.device_id;
     let now = crate::unix_now();
-    if let Some(wait) = shared.guesses.wait(&me, now) {
-        tokio::time::sleep(wait).await;
+    let slowed = shared.store_read(|s| s.over_guess_limit(&me, now))?;
+    if slowed {
+        tokio::time::sleep(shared.guesses.turn(&me)).await;
     }
+    // A wrong code is recorded, and the one that reaches the limit raises
+    // the staff's notice in its record: the answer is the same whatever
+    // the count.
     let (kind, late) = shared
         .store_call(move |s| s.checkin(me, code_digest, now))
         .await?;
-    if kind == CheckinKind::Wrong && shared.guesses.wrong(me, now) {
-        // The answer stays the same whatever becomes of the notice; staff
-        // hear of it if it can be stored.
-        match shared
-            .store_call(move |s| s.wrong_checkin_codes(me, now))
-            .await
-        {
-            Ok(()) => warn!("repeated wrong check-in codes: staff alerted"),
-            Err(e) => {
-                warn!(error = %e, "repeated wrong check-in codes: the staff notice could not be stored")
-            }
-        }
+    if kind == CheckinKind::Wrong
+        && !slowed
+        && shared.store_read(|s| s.over_guess_limit(&me, now))?
+    {
+        warn!("repeated wrong check-in codes: staff alerted");
     }
     match kind {
         // Normal and duress answer alike; the duress alert pages on the

@@ -16,7 +16,7 @@ use hotline_proto::message::{
 use super::checkins::{GUESS_DELAY, GUESS_WINDOW_SECS, MAX_INTERVAL_SECS, WRONG_CODES_ALLOWED};
 use super::messaging::MAX_ENVELOPE_BYTES;
 use crate::config::Limits;
-use crate::domain::alerts::MAX_ALERT_ID;
+use crate::domain::alerts::{MAX_ALERT_ID, REPAGE_SECS};
 
 /// The rows of §4.8: limit → (every number in its value cell, its key).
 fn documented() -> BTreeMap<String, (Vec<u64>, String)> {
@@ -231,6 +231,16 @@ fn the_documented_limits_are_the_limits_in_code() {
         (
             "`SealedContent.sender_label`",
             Some(vec![0, n(MAX_LABEL_BYTES)]),
+            "—",
+        ),
+        (
+            "open SOS alerts per defender device (an SOS beyond joins the newest)",
+            Some(vec![d.open_alerts_per_device.into(), 0]),
+            "open_alerts_per_device",
+        ),
+        (
+            "pages of an alert's staff when its defender raises again",
+            Some(vec![1, REPAGE_SECS]),
             "—",
         ),
     ];

@@ -7,7 +7,7 @@
 
 use hotline_proto::alert::Push;
 use hotline_proto::e2e::envelope::SignedEnvelope;
-use hotline_proto::e2e::prekey::{PrekeyKind, SignedPrekey};
+use hotline_proto::e2e::prekey::{PrekeyError, PrekeyKind, SignedPrekey};
 use hotline_proto::e2e::roster::SignedRoster;
 use hotline_proto::message::{InboxItem, MAX_INBOX_BATCH, PrekeyBundle, Response};
 use hotline_proto::{DeviceId, Role};
@@ -74,9 +74,9 @@ pub(super) async fn publish_prekeys(
     let now = crate::unix_now();
     let mut stored = Vec::with_capacity(prekeys.len());
     for signed in prekeys {
-        let prekey = signed.verify(&device.identity_key, now).map_err(|_| {
-            RequestError::BadSignature("a prekey is not validly signed by this device")
-        })?;
+        let prekey = signed
+            .verify(&device.identity_key, now)
+            .map_err(prekey_refused)?;
         stored.push(StoredPrekey {
             one_time: prekey.kind == PrekeyKind::OneTime,
             id: prekey.id,
@@ -94,6 +94,22 @@ pub(super) async fn publish_prekeys(
     // one-time prekeys its own count still holds.
     let one_time = shared.store_read(|s| s.one_time_prekeys_left(&id, now))?;
     Ok(Response::PrekeysPublished { one_time }.into())
+}
+
+/// Why a prekey being published is refused, as the wire names it: an
+/// expired one is `INVALID_ARGUMENT` (the device signs fresh ones; its
+/// signature is good), an undecodable one `MALFORMED`, and one not signed
+/// by this device (or naming another) `BAD_SIGNATURE`.
+fn prekey_refused(e: PrekeyError) -> RequestError {
+    match e {
+        PrekeyError::Expired => RequestError::InvalidArgument(
+            "a prekey has expired; sign fresh prekeys (check this device's clock) and publish them",
+        ),
+        PrekeyError::Decode(_) => RequestError::Malformed("a prekey does not decode"),
+        PrekeyError::BadSignature | PrekeyError::WrongDevice => {
+            RequestError::BadSignature("a prekey is not validly signed by this device")
+        }
+    }
 }
 
 /// The window of [`PrekeyBudget`].

@@ -142,13 +142,28 @@ impl Shared {
             .map_err(|_| StoreError::Io("store task failed".into()))?
     }
 
-    /// Runs a store read that touches only the in-memory state (no disk,
-    /// no waiting): cheaper than a trip to the blocking pool.
+    /// Runs a store read that touches only the in-memory state (no disk).
+    ///
+    /// It still waits for the state lock, which a writer holds while it
+    /// seals a record (up to 112 KiB) and a snapshot holds while it encodes
+    /// the whole state: on a large store that is far from short, and a
+    /// worker thread blocked on it stalls every connection it serves. So
+    /// when the lock is taken, a multi-threaded runtime's worker hands its
+    /// other tasks to another thread first (as [`Shared::store_call`]
+    /// does); when it is free (nearly always) the read runs in place,
+    /// without that hand-over's cost.
     pub(crate) fn store_read<T>(
         &self,
         f: impl FnOnce(&LogStore) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        f(&self.store)
+        if !self.store.state_is_busy()
+            || tokio::runtime::Handle::try_current()
+                .map(|h| h.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread)
+                .unwrap_or(true)
+        {
+            return f(&self.store);
+        }
+        tokio::task::block_in_place(|| f(&self.store))
     }
 
     /// Refuses a staff device that is not on the newest roster
@@ -431,20 +446,45 @@ fn action(kind: RequestKind) -> &'static str {
     }
 }
 
-/// Answers one request from the device of `session`.
-pub async fn handle(shared: &Shared, session: Session, req: Request) -> Reply {
-    // Every request re-reads the device, so a revocation takes effect at
-    // once even on a connection that was set up before it.
+/// Answers one request's payload (the frame's bytes) from the device of
+/// `session`. A revoked device is answered `DEVICE_REVOKED` before its
+/// payload is even decoded: it can fix nothing else, so it must not be
+/// told of a mistake in its request first.
+pub async fn handle_payload(shared: &Shared, session: Session, payload: &[u8]) -> Reply {
+    if let Err(reply) = still_enrolled(shared, session) {
+        return *reply;
+    }
+    match Request::decode(payload) {
+        Err(e) => {
+            debug!(error = %e, "undecodable request");
+            Response::Error(e.into()).into()
+        }
+        Ok(req) => handle(shared, session, req).await,
+    }
+}
+
+/// `Ok` if the device of `session` is still enrolled, else the answer to
+/// give it: `DEVICE_REVOKED`, closing the connection (or the store's
+/// error). Every request re-reads the device, so a revocation takes effect
+/// at once even on a connection that was set up before it.
+fn still_enrolled(shared: &Shared, session: Session) -> Result<(), Box<Reply>> {
     match shared.store_read(|s| s.device(&session.device_id)) {
-        Ok(Some(d)) if d.revoked_at.is_none() => {}
+        Ok(Some(d)) if d.revoked_at.is_none() => Ok(()),
         Ok(_) => {
             let e = WireError::from(RequestError::Revoked);
-            return Reply {
+            Err(Box::new(Reply {
                 close: Some(e.clone()),
                 ..Response::Error(e).into()
-            };
+            }))
         }
-        Err(e) => return RequestError::from(e).into(),
+        Err(e) => Err(Box::new(RequestError::from(e).into())),
+    }
+}
+
+/// Answers one request from the device of `session`.
+pub async fn handle(shared: &Shared, session: Session, req: Request) -> Reply {
+    if let Err(reply) = still_enrolled(shared, session) {
+        return *reply;
     }
     let kind = req.kind();
     if !allowed(session.role, kind) {
@@ -830,7 +870,7 @@ mod tests {
                 content: AlertContent::None,
             };
             store
-                .raise_alert(sos, &Policies::default(), &[], at)
+                .raise_alert(sos, &Policies::default(), &[], at, 0)
                 .expect("stored")
                 .expect("raised")
                 .0
@@ -1038,5 +1078,138 @@ mod tests {
             panic!("one alert: {alerts:?}");
         };
         assert_eq!((*paged, *paged_now), (2, 1), "two paged, one of them now");
+    }
+
+    /// A revoked device's request that does not even decode is answered
+    /// DEVICE_REVOKED (and its connection closed): it can fix nothing
+    /// else, so it is not told of the mistake in its bytes first.
+    #[tokio::test]
+    async fn a_revoked_device_hears_it_is_revoked_before_its_request_is_decoded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, shared) = context(dir.path());
+        let _admin = enroll(&store, 1, Role::Admin);
+        let me = enroll(&store, 2, Role::Defender);
+        let session = Session {
+            device_id: me.device_id(),
+            role: Role::Defender,
+            panic: false,
+        };
+        let garbage = [0xff_u8, 0xff, 0xff, 0x07];
+        let before = handle_payload(&shared, session, &garbage).await;
+        match &before.response {
+            Response::Error(e) => assert_eq!(e.code, ErrorCode::Malformed),
+            other => panic!("undecodable: {other:?}"),
+        }
+        store.revoke(&me.device_id(), 3).expect("revoke");
+        let reply = handle_payload(&shared, session, &garbage).await;
+        match &reply.response {
+            Response::Error(e) => assert_eq!(e.code, ErrorCode::DeviceRevoked),
+            other => panic!("revoked: {other:?}"),
+        }
+        assert_eq!(
+            reply.close.map(|e| e.code),
+            Some(ErrorCode::DeviceRevoked),
+            "the connection is closed"
+        );
+    }
+
+    /// An expired prekey is answered INVALID_ARGUMENT (its signature is
+    /// good: the device must sign fresh ones), not BAD_SIGNATURE; and
+    /// nothing is stored.
+    #[tokio::test]
+    async fn an_expired_prekey_is_refused_as_expired_not_as_a_bad_signature() {
+        use hotline_proto::e2e::prekey::{Prekey, PrekeyKind};
+        use hotline_proto::e2e::suite::EncryptionPublicKey;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, shared) = context(dir.path());
+        let me = enroll(&store, 1, Role::Defender);
+        let session = Session {
+            device_id: me.device_id(),
+            role: Role::Defender,
+            panic: false,
+        };
+        let prekey = |expires_at| {
+            Prekey {
+                device_id: me.device_id(),
+                kind: PrekeyKind::OneTime,
+                id: 7,
+                public_key: EncryptionPublicKey::from_bytes([9; 32]),
+                created_at: 1,
+                expires_at,
+            }
+            .sign(&me)
+        };
+        let reply = handle(&shared, session, Request::PublishPrekeys(vec![prekey(2)])).await;
+        match &reply.response {
+            Response::Error(e) => {
+                assert_eq!(e.code, ErrorCode::InvalidArgument);
+                assert!(e.detail.contains("expired"), "{}", e.detail);
+            }
+            other => panic!("expired prekey: {other:?}"),
+        }
+        let now = crate::unix_now();
+        assert_eq!(
+            store
+                .one_time_prekeys_left(&me.device_id(), now)
+                .expect("count"),
+            0
+        );
+        // A bad signature is still BAD_SIGNATURE.
+        let mut forged = prekey(u64::MAX);
+        forged.signature = Signature::from_bytes([0; 64]);
+        let reply = handle(&shared, session, Request::PublishPrekeys(vec![forged])).await;
+        match &reply.response {
+            Response::Error(e) => assert_eq!(e.code, ErrorCode::BadSignature),
+            other => panic!("forged prekey: {other:?}"),
+        }
+    }
+
+    /// A read that must wait for the state lock (held here as a long
+    /// snapshot or a large write would hold it) does not stall the other
+    /// tasks of its worker thread: with one worker, another task still
+    /// runs while the read waits.
+    #[test]
+    fn a_read_waiting_for_the_store_does_not_stall_other_connections() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, shared) = context(dir.path());
+        let me = enroll(&store, 1, Role::Defender).device_id();
+        let shared = Arc::new(shared);
+        let released = Arc::new(AtomicBool::new(false));
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let holder = {
+            let store = Arc::clone(&store);
+            let released = Arc::clone(&released);
+            std::thread::spawn(move || {
+                let guard = store.lock();
+                held_tx.send(()).expect("send");
+                std::thread::sleep(std::time::Duration::from_millis(1500));
+                released.store(true, Ordering::SeqCst);
+                drop(guard);
+            })
+        };
+        held_rx.recv().expect("held");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let other_ran_while_waiting = rt.block_on(async {
+            let reader = {
+                let shared = Arc::clone(&shared);
+                tokio::spawn(async move { shared.store_read(|s| s.device(&me)).is_ok() })
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let released = Arc::clone(&released);
+            let other = tokio::spawn(async move { !released.load(Ordering::SeqCst) });
+            let ran_early = other.await.expect("other task");
+            assert!(reader.await.expect("reader"), "the read succeeds");
+            ran_early
+        });
+        holder.join().expect("holder");
+        assert!(
+            other_ran_while_waiting,
+            "another task on the only worker waited for the store read"
+        );
     }
 }

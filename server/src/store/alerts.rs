@@ -56,21 +56,32 @@ impl LogStore {
     /// Stores the alert's envelope for its recipients, raises the alert
     /// and takes the escalation steps now due (paging the on-duty tier), as
     /// one durable batch. Raising with an envelope already stored (a retry)
-    /// returns the alert it raised.
+    /// returns the alert it raised. A defender with `open_limit` open SOS
+    /// alerts (0: no limit) joins its newest instead (see
+    /// [`State::decide_raise`]), which is returned.
     pub fn raise_alert(
         &self,
         sos: Sos,
         policies: &Policies,
         on_shift: &[DeviceId],
         now: u64,
+        open_limit: u32,
     ) -> Result<Result<(Alert, Vec<Paging>), RaiseError>, StoreError> {
         self.check_running()?;
         let mut state = self.lock();
         let seq = self.next_seq(&state);
         let id = fresh_alert_id(&state)?;
-        let mut events = match state.decide_raise(sos, seq, id, now) {
+        let mut events = match state.decide_raise(sos, seq, id, now, open_limit) {
             Ok(Raise::New(events)) => events,
             Ok(Raise::Again(alert)) => return Ok(Ok((alert, Vec::new()))),
+            Ok(Raise::Joined {
+                alert,
+                escalate,
+                events,
+            }) => {
+                return self
+                    .join_alert(state, seq, alert, escalate, events, policies, on_shift, now);
+            }
             Err(e) => return Ok(Err(e)),
         };
         // The record must fit, since the state changes before it is
@@ -124,6 +135,79 @@ impl LogStore {
             .ok_or_else(|| StoreError::Corrupt("a raised alert is missing".into()))?;
         drop(state);
         self.wait(ticket)?;
+        Ok(Ok((alert, pagings)))
+    }
+
+    /// Writes the join of an SOS into open alert `id` (`events`, in the
+    /// record `seq`): with, if the SOS made it more urgent while nobody
+    /// holds it (`escalate`), the first step of the stricter policy,
+    /// paging its tier now. Returns the alert and, if its staff are paged
+    /// again, every device paged so far.
+    #[allow(clippy::too_many_arguments)]
+    fn join_alert(
+        &self,
+        mut state: std::sync::MutexGuard<'_, State>,
+        seq: u64,
+        id: u64,
+        escalate: bool,
+        mut events: Vec<Event>,
+        policies: &Policies,
+        on_shift: &[DeviceId],
+        now: u64,
+    ) -> Result<Result<(Alert, Vec<Paging>), RaiseError>, StoreError> {
+        let size = events
+            .iter()
+            .map(|e| super::codec::encode_event(e).len() + RECORD_EVENT_OVERHEAD)
+            .sum::<usize>();
+        if size + RECORD_MARGIN > crate::log::MAX_RECORD_LEN {
+            return Ok(Err(RaiseError::TooLarge));
+        }
+        let repage = events
+            .iter()
+            .any(|e| matches!(e, Event::Alert(AlertEvent::Joined { repage: true, .. })));
+        for e in &events {
+            state.apply(seq, e)?;
+        }
+        let priority = state
+            .alerts
+            .alerts
+            .get(&id)
+            .map(|a| a.priority)
+            .ok_or_else(|| StoreError::Corrupt("a joined alert is missing".into()))?;
+        if escalate {
+            let first = policies
+                .for_priority(priority)
+                .steps
+                .first()
+                .map(|s| state.tier_members(on_shift, s.tier))
+                .unwrap_or_default();
+            let step = Event::Alert(AlertEvent::Stepped {
+                alert: id,
+                round: 0,
+                step: 0,
+                paged: first,
+                at: now,
+            });
+            state.apply(seq, &step)?;
+            events.push(step);
+        }
+        let ticket = self.submit_applied(&state, seq, &Event::Batch(events))?;
+        let alert = state
+            .alerts
+            .alerts
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt("a joined alert is missing".into()))?;
+        drop(state);
+        self.wait(ticket)?;
+        let pagings = if repage {
+            vec![Paging {
+                paged: alert.paged.iter().copied().collect(),
+                alert: alert.clone(),
+            }]
+        } else {
+            Vec::new()
+        };
         Ok(Ok((alert, pagings)))
     }
 
@@ -387,7 +471,7 @@ mod tests {
             content: AlertContent::Sealed,
         };
         let raised = store
-            .raise_alert(sos, &Policies::default(), &[], 100)
+            .raise_alert(sos, &Policies::default(), &[], 100, 0)
             .expect("stored")
             .expect("raised, never refused as too large");
         assert_eq!(raised.0.defender, defender.device_id());

@@ -35,26 +35,10 @@ impl LogStore {
         Ok(())
     }
 
-    /// Raises the urgent, staff-only notice that wrong check-in codes keep
-    /// coming for `defender` (someone may be guessing them). Paged on the
-    /// next escalation tick, like a duress alert, never in the answer.
-    pub fn wrong_checkin_codes(&self, defender: DeviceId, now: u64) -> Result<(), StoreError> {
-        use crate::domain::Event;
-        use crate::domain::alerts::{AlertContent, AlertEvent, AlertOrigin, Priority};
-        self.check_running()?;
-        let state = self.lock();
-        let id = super::alerts::fresh_alert_id(&state)?;
-        let event = Event::Alert(AlertEvent::Raised {
-            id,
-            defender,
-            priority: Priority::Urgent,
-            at: now,
-            envelope_id: 0,
-            origin: AlertOrigin::WrongCheckinCodes,
-            content: AlertContent::Sealed,
-        });
-        self.commit(state, event)?;
-        Ok(())
+    /// Whether `device` sent too many wrong check-in codes in the window
+    /// that holds `now` (its check-ins are slowed).
+    pub fn over_guess_limit(&self, device: &DeviceId, now: u64) -> Result<bool, StoreError> {
+        Ok(self.lock().checkins.over_guess_limit(device, now))
     }
 
     /// A check-in. A normal and a duress code are recorded alike (a

@@ -193,6 +193,15 @@ impl LogStore {
         Ok(count)
     }
 
+    /// Whether another thread holds the state lock at this moment (a
+    /// reader would wait for it).
+    pub(crate) fn state_is_busy(&self) -> bool {
+        matches!(
+            self.state.try_lock(),
+            Err(std::sync::TryLockError::WouldBlock)
+        )
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -464,6 +464,8 @@ fn sos_sizes(officers: usize) -> (usize, usize) {
         step_at: 0,
         exhausted: false,
         closed_by: None,
+        joined_count: 0,
+        joined: Vec::new(),
     });
     let framed = |b: Vec<u8>| hotline_proto::frame::encode(&b).expect("frame").len();
     (framed(request.encode()), framed(page.encode()))

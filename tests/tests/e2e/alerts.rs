@@ -576,3 +576,146 @@ async fn an_unsendable_item_never_stands_between_a_defender_and_an_sos() {
         "the defender is told the text was cut"
     );
 }
+
+/// One defender raising alerts in a loop cannot page the team again and
+/// again nor fill the open-alert list staff see (issue 11): past
+/// `limits.open_alerts_per_device` open SOS alerts, an SOS is not refused
+/// but joins the defender's newest open alert (the defender's client is
+/// answered with it, as for any SOS), its text reaches staff, and the
+/// alert's staff are paged again at most once a minute, unless the SOS
+/// is more urgent, which raises the alert's priority and pages at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_defender_raising_in_a_loop_joins_its_newest_alert_and_pages_at_most_once_a_minute() {
+    let server = TestServer::start_with(|c| {
+        c.limits.open_alerts_per_device = 2;
+        c.escalation_tick_ms = 100;
+    })
+    .await;
+    let mut h = hotline(&server).await;
+    h.first.session.set_duty(true).await.expect("on duty");
+    let raise = |p: Priority, text: &'static str| (p, text);
+    let mut raised = Vec::new();
+    for (priority, text) in [
+        raise(Priority::Urgent, "one"),
+        raise(Priority::Urgent, "two"),
+        raise(Priority::Urgent, "three"),
+        raise(Priority::Urgent, "four"),
+    ] {
+        let a = h
+            .defender
+            .device
+            .raise_alert(&h.defender.session, priority, text.as_bytes())
+            .await
+            .expect("an SOS is never refused");
+        let got = pages(&pushes(&h.first, Duration::from_millis(700)).await);
+        raised.push((a, got));
+    }
+    let (one, two) = (raised[0].0.id, raised[1].0.id);
+    assert_ne!(one, two);
+    assert_eq!(raised[0].1, vec![one], "paged");
+    assert_eq!(raised[1].1, vec![two], "paged");
+    assert_eq!(raised[2].0.id, two, "the third joins the newest open alert");
+    assert_eq!(raised[2].1, vec![two], "its staff are paged again");
+    assert_eq!(raised[3].0.id, two, "so does the fourth");
+    assert!(
+        raised[3].1.is_empty(),
+        "but not paged again within the minute: {:?}",
+        raised[3].1
+    );
+    // More urgent: the alert becomes so, and its staff hear at once.
+    let five = h
+        .defender
+        .device
+        .raise_alert(&h.defender.session, Priority::Immediate, b"five")
+        .await
+        .expect("raised");
+    assert_eq!((five.id, five.priority), (two, Priority::Immediate));
+    assert_eq!(five.joined_count, 3, "three SOSes joined it");
+    assert_eq!(
+        five.joined.len(),
+        3,
+        "their messages, as the defender numbers them"
+    );
+    let paged = page(&h.first, Duration::from_secs(2)).await;
+    assert_eq!((paged.id, paged.priority), (two, Priority::Immediate));
+    // Two open alerts, staff's list and the defender's alike.
+    let open = |l: Vec<AlertInfo>| l.iter().map(|a| a.id).collect::<Vec<_>>();
+    let staff = open(h.first.session.alerts(true).await.expect("alerts"));
+    assert_eq!(staff.len(), 2, "{staff:?}");
+    let mine = open(h.defender.session.alerts(true).await.expect("alerts"));
+    assert_eq!(mine.len(), 2, "{mine:?}");
+    // Every text reached the officer.
+    let texts: Vec<String> = h
+        .first
+        .device
+        .receive(&h.first.session)
+        .await
+        .expect("inbox")
+        .into_iter()
+        .map(|r| r.message.text)
+        .collect();
+    for t in ["one", "two", "three", "four", "five"] {
+        assert!(texts.iter().any(|x| x == t), "{t} in {texts:?}");
+    }
+    let _ = (&h.admin, &h.root, &h.second, &h.coordinator);
+}
+
+/// The join never reveals a duress alert (issue 11): only SOS alerts
+/// count and are joined, so a defender whose newest open alert is the one
+/// its duress code raised gets the answer it would get without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duress_alert_neither_counts_nor_is_joined_by_a_later_sos() {
+    let server = TestServer::start_with(|c| {
+        c.limits.open_alerts_per_device = 1;
+        c.escalation_tick_ms = 100;
+    })
+    .await;
+    let mut h = hotline(&server).await;
+    h.first.session.set_duty(true).await.expect("on duty");
+    let key = CheckinKey::from_bytes([7; 32]);
+    h.defender
+        .session
+        .set_checkin(6 * 3600, 1800, &key, "4711", "0815")
+        .await
+        .expect("schedule set");
+    // A duress alert before any SOS: it does not count.
+    h.defender
+        .session
+        .checkin(Some(&key), "0815")
+        .await
+        .expect("looks normal");
+    let first = h
+        .defender
+        .device
+        .raise_alert(&h.defender.session, Priority::Urgent, b"first")
+        .await
+        .expect("raised");
+    // Another duress alert, now the newest open one of this defender.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    h.defender
+        .session
+        .checkin(Some(&key), "0815")
+        .await
+        .expect("looks normal");
+    let again = h
+        .defender
+        .device
+        .raise_alert(&h.defender.session, Priority::Urgent, b"again")
+        .await
+        .expect("raised");
+    assert_eq!(
+        again.id, first.id,
+        "joined the SOS alert, not the duress one"
+    );
+    assert_eq!(again.origin, first.origin);
+    let mine = h.defender.session.alerts(false).await.expect("alerts");
+    assert_eq!(
+        mine.iter().map(|a| a.id).collect::<Vec<_>>(),
+        vec![first.id],
+        "the defender sees one alert"
+    );
+    // Staff see the SOS and both duress alerts, none of them joined.
+    let staff = h.first.session.alerts(true).await.expect("alerts");
+    assert_eq!(staff.len(), 3, "{staff:?}");
+    let _ = (&h.admin, &h.root, &h.second, &h.coordinator);
+}

@@ -492,3 +492,64 @@ async fn guessing_check_in_codes_alerts_staff_and_is_slowed() {
     assert!(started.elapsed() >= GUESS_DELAY);
     let _ = (&h.admin, &h.root, &h.second, &h.coordinator);
 }
+
+/// The wrong codes are counted in the log, not only in memory (issue 11):
+/// a guesser who waits for a restart of the server, or causes one, gets no
+/// fresh guesses. Four wrong codes, a restart, and the fifth still alerts
+/// staff, and the device's check-ins are slowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_check_in_codes_still_count_after_a_server_restart() {
+    use hotline_server::requests::checkins::{GUESS_DELAY, WRONG_CODES_ALLOWED};
+    let mut server = TestServer::start_with(|c| c.escalation_tick_ms = 100).await;
+    let mut h = hotline(&server).await;
+    h.first.session.set_duty(true).await.expect("on duty");
+    let key = new_key();
+    h.defender
+        .session
+        .set_checkin(6 * 3600, 1800, &key, "4711", "0815")
+        .await
+        .expect("schedule");
+    let wrong = answer(&h.defender, &checkin(&h.defender, &key, "0000")).await;
+    for guess in 1..WRONG_CODES_ALLOWED - 1 {
+        let again = answer(
+            &h.defender,
+            &checkin(&h.defender, &key, &format!("{guess:04}")),
+        )
+        .await;
+        assert_eq!(again, wrong, "every wrong code is answered alike");
+    }
+    server.restart().await;
+    for p in [&mut h.first, &mut h.defender] {
+        p.session = p.device.connect().await.expect("reconnects");
+    }
+    // Not slowed yet: four wrong codes are below the limit.
+    let started = std::time::Instant::now();
+    let again = answer(&h.defender, &checkin(&h.defender, &key, "9999")).await;
+    assert_eq!(again, wrong, "the fifth wrong code is answered alike");
+    assert!(started.elapsed() < GUESS_DELAY);
+    let paged = page(&h.first, Duration::from_secs(5)).await;
+    assert_eq!(
+        paged.origin,
+        AlertOrigin::WrongCheckinCodes,
+        "the wrong codes before the restart still count"
+    );
+    let started = std::time::Instant::now();
+    h.defender
+        .session
+        .checkin(Some(&key), "4711")
+        .await
+        .expect("checks in");
+    assert!(started.elapsed() >= GUESS_DELAY, "slowed");
+    // And after another restart, still slowed (the count stays at the
+    // limit for the rest of the hour).
+    server.restart().await;
+    h.defender.session = h.defender.device.connect().await.expect("reconnects");
+    let started = std::time::Instant::now();
+    h.defender
+        .session
+        .checkin(Some(&key), "4711")
+        .await
+        .expect("checks in");
+    assert!(started.elapsed() >= GUESS_DELAY, "still slowed");
+    let _ = (&h.admin, &h.root, &h.second, &h.coordinator);
+}

@@ -79,6 +79,14 @@ struct AlertRow {
     /// The device that closed it (empty: not recorded).
     #[prost(bytes = "vec", tag = "18")]
     closed_by: Vec<u8>,
+    /// The inbox ids of the messages of SOSes that joined it (absent in
+    /// earlier snapshots: none).
+    #[prost(uint64, repeated, tag = "19")]
+    joined: Vec<u64>,
+    /// When its staff were last paged again for a join (0: never; absent
+    /// in earlier snapshots).
+    #[prost(uint64, tag = "20")]
+    repaged_at: u64,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -155,6 +163,20 @@ pub(super) fn event_row(event: &AlertEvent) -> AlertEventRow {
             r.alert = *alert;
             r.at = *at;
         }
+        AlertEvent::Joined {
+            alert,
+            priority: p,
+            envelope_id,
+            at,
+            repage,
+        } => {
+            r.kind = 11;
+            r.alert = *alert;
+            r.priority = priority(*p);
+            r.number = *envelope_id;
+            r.at = *at;
+            r.flag = *repage;
+        }
         AlertEvent::Released { alert, at } => {
             r.kind = 9;
             r.alert = *alert;
@@ -208,6 +230,13 @@ pub(super) fn event_from(r: AlertEventRow) -> Result<AlertEvent, CodecError> {
             alert: r.alert,
             by: device_id(&r.device)?,
         },
+        11 => AlertEvent::Joined {
+            alert: r.alert,
+            priority: priority_from(r.priority)?,
+            envelope_id: r.number,
+            at: r.at,
+            repage: r.flag,
+        },
         _ => return Err(CodecError("unknown alert event")),
     })
 }
@@ -248,6 +277,8 @@ pub(super) fn alerts_row(alerts: &Alerts) -> AlertsRow {
                         .map(|d| d.as_bytes().to_vec())
                         .unwrap_or_default(),
                     content: content(a.content),
+                    joined: a.joined.clone(),
+                    repaged_at: a.repaged_at.unwrap_or(0),
                 }
             })
             .collect(),
@@ -287,6 +318,8 @@ pub(super) fn alerts_from(row: AlertsRow) -> Result<Alerts, CodecError> {
                 _ => Some(device_id(&r.closed_by)?),
             },
             content: content_from(r.content)?,
+            joined: r.joined,
+            repaged_at: (r.repaged_at != 0).then_some(r.repaged_at),
         });
     }
     Ok(Alerts::from_alerts(alerts))

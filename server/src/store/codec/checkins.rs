@@ -3,7 +3,7 @@
 use prost::Message;
 
 use super::{CodecError, device_id, digest};
-use crate::domain::checkins::{CheckinEvent, Checkins, Schedule};
+use crate::domain::checkins::{CheckinEvent, Checkins, Schedule, WrongCodes};
 
 #[derive(Clone, PartialEq, Message)]
 pub(super) struct CheckinEventRow {
@@ -29,12 +29,20 @@ pub(super) struct CheckinEventRow {
     /// records and snapshots).
     #[prost(uint64, tag = "10")]
     alert: u64,
+    /// In a snapshot's `guesses` (kind 4): the wrong codes counted in the
+    /// window that began at `at` (absent in earlier snapshots).
+    #[prost(uint32, tag = "11")]
+    wrong: u32,
 }
 
 #[derive(Clone, PartialEq, Message)]
 pub(super) struct CheckinsRow {
     #[prost(message, repeated, tag = "1")]
     schedules: Vec<CheckinEventRow>,
+    /// Wrong check-in codes per device (kind 4 rows; absent in earlier
+    /// snapshots: none counted).
+    #[prost(message, repeated, tag = "2")]
+    guesses: Vec<CheckinEventRow>,
 }
 
 pub(super) fn event_row(event: &CheckinEvent) -> CheckinEventRow {
@@ -71,6 +79,11 @@ pub(super) fn event_row(event: &CheckinEvent) -> CheckinEventRow {
             r.at = *last;
             r.alert = alert.unwrap_or(0);
         }
+        CheckinEvent::WrongCode { defender, at } => {
+            r.kind = 4;
+            r.defender = defender.as_bytes().to_vec();
+            r.at = *at;
+        }
     }
     r
 }
@@ -94,6 +107,10 @@ pub(super) fn event_from(r: CheckinEventRow) -> Result<CheckinEvent, CodecError>
             last: r.at,
             alert: (r.alert != 0).then_some(r.alert),
         },
+        4 => CheckinEvent::WrongCode {
+            defender: device_id(&r.defender)?,
+            at: r.at,
+        },
         _ => return Err(CodecError("unknown check-in event")),
     })
 }
@@ -114,6 +131,18 @@ pub(super) fn checkins_row(checkins: &Checkins) -> CheckinsRow {
                 alerted: s.alerted_for.is_some(),
                 alerted_for: s.alerted_for.unwrap_or(0),
                 alert: s.missed_alert.unwrap_or(0),
+                wrong: 0,
+            })
+            .collect(),
+        guesses: checkins
+            .guesses
+            .iter()
+            .map(|(d, c)| CheckinEventRow {
+                kind: 4,
+                defender: d.as_bytes().to_vec(),
+                at: c.since,
+                wrong: c.wrong,
+                ..CheckinEventRow::default()
             })
             .collect(),
     }
@@ -132,6 +161,18 @@ pub(super) fn checkins_from(row: CheckinsRow) -> Result<Checkins, CodecError> {
                 last: r.at,
                 alerted_for: r.alerted.then_some(r.alerted_for),
                 missed_alert: (r.alert != 0).then_some(r.alert),
+            },
+        );
+    }
+    for r in row.guesses {
+        if r.kind != 4 {
+            return Err(CodecError("a wrong-code count of another kind"));
+        }
+        out.guesses.insert(
+            device_id(&r.defender)?,
+            WrongCodes {
+                since: r.at,
+                wrong: r.wrong,
             },
         );
     }
