@@ -889,7 +889,11 @@ impl super::State {
             .filter(|a| a.defender == defender && a.origin == AlertOrigin::Sos)
         {
             open += 1;
-            if newest.is_none_or(|n| (a.raised_at, a.id) > (n.raised_at, n.id)) {
+            // Raised in the same second: the later record (its message's
+            // inbox id is the record's sequence number) is the newer.
+            if newest.is_none_or(|n| {
+                (a.raised_at, a.envelope_id, a.id) > (n.raised_at, n.envelope_id, n.id)
+            }) {
                 newest = Some(a);
             }
         }
@@ -1440,5 +1444,26 @@ mod open_alert_limit {
             raise(&mut state, Priority::Urgent, 7, 1065),
             Raise::New(_)
         ));
+    }
+
+    /// Two alerts raised in the same second: the later one is the newest,
+    /// whatever their random ids (the earlier with the larger id here).
+    #[test]
+    fn the_newest_of_alerts_raised_in_one_second_is_the_later() {
+        let mut state = State::default();
+        for (seq, id, digest) in [(2, 900, 1), (3, 100, 2)] {
+            let r = state
+                .decide_raise(sos(Priority::Urgent, digest), seq, id, 1000, 2)
+                .expect("raised");
+            assert!(matches!(r, Raise::New(_)));
+            apply(&mut state, seq, &r);
+        }
+        let r = state
+            .decide_raise(sos(Priority::Urgent, 3), 4, 500, 1000, 2)
+            .expect("joined");
+        assert!(
+            matches!(r, Raise::Joined { alert: 100, .. }),
+            "joins the later: {r:?}"
+        );
     }
 }
