@@ -20,6 +20,7 @@ pub(crate) mod devices;
 #[cfg(test)]
 mod limits_doc;
 mod messaging;
+pub mod protocol_doc;
 
 use std::sync::Arc;
 
@@ -536,64 +537,15 @@ mod tests {
     use hotline_proto::e2e::roster::Roster;
     use hotline_proto::{IdentityKeyPair, Signature};
 
+    use super::protocol_doc::Column;
     use super::*;
     use crate::domain::devices::{EnrollOutcome, InviteRecord};
-
-    /// A column of the role table: a role, or a defender's session
-    /// authenticated with its panic key.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    enum Column {
-        Role(Role),
-        PanicKey,
-    }
 
     /// The role table of `docs/protocol.md` §4.2: request name -> the
     /// columns marked `yes`.
     fn documented_table() -> BTreeMap<String, Vec<Column>> {
-        let doc = include_str!("../../../docs/protocol.md");
-        let section = doc
-            .split("### 4.2 The role table")
-            .nth(1)
-            .expect("protocol.md has the role table");
-        let mut lines = section
-            .lines()
-            .skip_while(|l| !l.starts_with('|'))
-            .take_while(|l| l.starts_with('|'));
-        let header: Vec<&str> = lines
-            .next()
-            .expect("a header row")
-            .split('|')
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .collect();
-        let roles: Vec<Column> = header[1..]
-            .iter()
-            .map(|r| match *r {
-                "defender (panic key)" => Column::PanicKey,
-                r => Column::Role(r.parse().expect("a role name in the header")),
-            })
-            .collect();
-        assert!(roles.contains(&Column::PanicKey), "a panic-key column");
-        let mut table = BTreeMap::new();
-        for line in lines.skip(1) {
-            let cells: Vec<&str> = line
-                .split('|')
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .collect();
-            let name = cells[0].trim_matches('`').to_owned();
-            let allowed = roles
-                .iter()
-                .zip(&cells[1..])
-                .filter_map(|(role, cell)| match *cell {
-                    "yes" => Some(*role),
-                    "no" => None,
-                    other => panic!("cell {other:?} of {name} is neither yes nor no"),
-                })
-                .collect();
-            assert!(table.insert(name, allowed).is_none(), "a row twice");
-        }
-        table
+        protocol_doc::role_table(include_str!("../../../docs/protocol.md"))
+            .expect("protocol.md has the role table")
     }
 
     fn key(seed: u8) -> IdentityKeyPair {
