@@ -817,6 +817,82 @@ mod tests {
         assert_eq!(listed.iter().map(|a| a.id).collect::<Vec<_>>(), want);
     }
 
+    /// Found by the end-to-end property test: `ack_inbox { up_to:
+    /// u64::MAX }` was stored, and the next envelope for that device
+    /// overflowed its inbox id: the sender was answered UNAVAILABLE (an
+    /// SOS with content among them) and the store's state was left half
+    /// applied. Such an ack is refused and changes nothing; the device's
+    /// messages keep arriving.
+    #[tokio::test]
+    async fn an_ack_past_the_last_inbox_id_is_refused_and_messages_still_arrive() {
+        use hotline_proto::e2e::envelope::{self, Content, Recipient};
+        use hotline_proto::e2e::suite::{EncryptionKeyPair, SystemRandomness};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, shared) = context(dir.path());
+        let defender = enroll(&store, 1, Role::Defender);
+        let officer = enroll(&store, 2, Role::Officer);
+        let as_defender = Session {
+            device_id: defender.device_id(),
+            role: Role::Defender,
+            panic: false,
+        };
+        let as_officer = Session {
+            device_id: officer.device_id(),
+            role: Role::Officer,
+            panic: false,
+        };
+        let before = store.state().applied_seq;
+        for up_to in [u64::MAX, 1] {
+            let reply = handle(&shared, as_defender, Request::AckInbox { up_to }).await;
+            assert!(
+                matches!(&reply.response, Response::Error(e) if e.code == ErrorCode::InvalidArgument),
+                "{:?}",
+                reply.response
+            );
+        }
+        assert_eq!(store.state().applied_seq, before, "nothing stored");
+        let reply = handle(&shared, as_defender, Request::AckInbox { up_to: 0 }).await;
+        assert_eq!(reply.response, Response::Done, "acknowledging nothing is fine");
+
+        let prekey = EncryptionKeyPair::from_secret(&[5; 32]).expect("a key");
+        let to = [Recipient {
+            device_id: defender.device_id(),
+            prekey_id: 1,
+            key: prekey.public_key(),
+        }];
+        let content = Content {
+            message_id: [3; 16],
+            counter: 1,
+            timestamp: 1,
+            body: b"we are on our way".to_vec(),
+            thread: 0,
+            sender_label: String::new(),
+        };
+        let sealed = envelope::seal(&officer, 0, &to, &content, &mut SystemRandomness).expect("seal");
+        let reply = handle(&shared, as_officer, Request::SendEnvelope(sealed)).await;
+        assert!(
+            matches!(reply.response, Response::EnvelopeAccepted { .. }),
+            "{:?}",
+            reply.response
+        );
+        let reply = handle(
+            &shared,
+            as_defender,
+            Request::FetchInbox {
+                after: 0,
+                limit: 10,
+            },
+        )
+        .await;
+        let Response::Inbox(items) = reply.response else {
+            panic!("{:?}", reply.response);
+        };
+        assert_eq!(items.iter().map(|i| i.id).collect::<Vec<_>>(), vec![1]);
+        let reply = handle(&shared, as_defender, Request::AckInbox { up_to: 1 }).await;
+        assert_eq!(reply.response, Response::Done);
+    }
+
     #[tokio::test]
     async fn a_revoked_device_is_answered_and_closed() {
         let dir = tempfile::tempdir().expect("tempdir");
