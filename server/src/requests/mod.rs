@@ -853,7 +853,11 @@ mod tests {
         }
         assert_eq!(store.state().applied_seq, before, "nothing stored");
         let reply = handle(&shared, as_defender, Request::AckInbox { up_to: 0 }).await;
-        assert_eq!(reply.response, Response::Done, "acknowledging nothing is fine");
+        assert_eq!(
+            reply.response,
+            Response::Done,
+            "acknowledging nothing is fine"
+        );
 
         let prekey = EncryptionKeyPair::from_secret(&[5; 32]).expect("a key");
         let to = [Recipient {
@@ -869,7 +873,8 @@ mod tests {
             thread: 0,
             sender_label: String::new(),
         };
-        let sealed = envelope::seal(&officer, 0, &to, &content, &mut SystemRandomness).expect("seal");
+        let sealed =
+            envelope::seal(&officer, 0, &to, &content, &mut SystemRandomness).expect("seal");
         let reply = handle(&shared, as_officer, Request::SendEnvelope(sealed)).await;
         assert!(
             matches!(reply.response, Response::EnvelopeAccepted { .. }),

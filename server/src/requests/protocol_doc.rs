@@ -132,7 +132,10 @@ pub fn errors_per_request(doc: &str) -> Result<BTreeMap<String, DocumentedErrors
     let mut out = BTreeMap::new();
     for cells in &rows[1..] {
         let [name, malformed_when, refusals] = cells[..] else {
-            return Err(DocError(format!("the row {:?} is not three cells", cells[0])));
+            return Err(DocError(format!(
+                "the row {:?} is not three cells",
+                cells[0]
+            )));
         };
         let name = if name.starts_with("set-up") {
             "set-up".to_owned()

@@ -8,6 +8,7 @@ mod enrollment;
 mod messaging;
 mod people;
 mod prekeys;
+mod property;
 mod roles;
 mod sos;
 mod storage;
