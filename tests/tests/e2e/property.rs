@@ -27,7 +27,7 @@
 //! Deterministic for a seed (the server's own randomness, such as alert
 //! ids, aside): `HOTLINE_PROPTEST_SEED=N` replays a run, whose seed is
 //! printed first; `HOTLINE_PROPTEST_CASES=N` sets how many requests are
-//! sent (default 420, a few seconds of a debug build).
+//! sent (default 2,500: about 5 s of a debug build).
 //!
 //! Three things are held back so that the run stays short and the
 //! probes stay meaningful, each of them tested elsewhere: the per-
@@ -64,7 +64,7 @@ const PROTO_FILE: &str = include_str!("../../../proto/proto/hotline/v1/hotline.p
 /// Requests per actor between two probes of the server's health.
 const PER_BATCH: usize = 12;
 /// Requests sent in all, unless `HOTLINE_PROPTEST_CASES` says otherwise.
-const DEFAULT_CASES: usize = 420;
+const DEFAULT_CASES: usize = 2500;
 /// The largest `SignedEnvelope.body` the server accepts (§4.8).
 const MAX_ENVELOPE_BODY: usize = 98_176;
 /// Longest the test waits for any one answer or push.
@@ -240,6 +240,11 @@ struct Run {
     world: Mutex<World>,
     /// (actor, kind) pairs sent, for the coverage check.
     sent: Mutex<BTreeMap<(Actor, &'static str), usize>>,
+    /// Held around a check-in or a schedule change of the defender's
+    /// device (its identity and panic sessions, and set-ups as it), so
+    /// that no check-in is sent with the tags of a schedule being
+    /// replaced: each such check-in would count as a wrong code.
+    checkins: tokio::sync::Mutex<()>,
     /// (actor, outcome) counts, printed at the end: what the run reached.
     outcomes: Mutex<BTreeMap<(Actor, String), usize>>,
     seed: u64,
@@ -430,11 +435,13 @@ impl Run {
             world: Mutex::new(world),
             sent: Mutex::new(BTreeMap::new()),
             outcomes: Mutex::new(BTreeMap::new()),
+            checkins: tokio::sync::Mutex::new(()),
             seed,
         };
         let probe = Probe {
             officer: probe_officer.1,
             defender: probe_defender.1,
+            keys: (probe_officer.0.identity, probe_defender.0.identity),
         };
         (run, probe)
     }
@@ -689,6 +696,44 @@ impl Run {
         }
     }
 
+    /// For a check-in or a schedule change, waits for the defender's
+    /// device to be free of others (see [`Run::checkins`]); for a check-in
+    /// with no schedule set and no wrong code left to spend, sets a
+    /// schedule first (every check-in without one counts as wrong).
+    async fn checkin_turn(
+        &self,
+        kind: RequestKind,
+        rng: &mut Rng,
+    ) -> Result<Option<tokio::sync::MutexGuard<'_, ()>>, String> {
+        if !matches!(kind, RequestKind::Checkin | RequestKind::SetCheckin) {
+            return Ok(None);
+        }
+        let turn = self.checkins.lock().await;
+        let stopped = {
+            let w = self.world();
+            w.schedule.is_none() && w.wrong_codes_left == 0
+        };
+        if kind == RequestKind::Checkin && stopped {
+            let req = Request::SetCheckin {
+                interval_secs: 3600,
+                grace_secs: 60,
+                code_digest: rng.bytes(),
+                duress_digest: rng.bytes(),
+            };
+            match self.defender.1.request(&req).await {
+                Ok(response @ Response::Done) => {
+                    self.learn(self.defender.0.identity.device_id(), &req, &response);
+                }
+                other => {
+                    return Err(format!(
+                        "the defender could not set its schedule: {other:?}"
+                    ));
+                }
+            }
+        }
+        Ok(Some(turn))
+    }
+
     /// A random well-formed request of `kind` from `actor`. One arm per
     /// kind, no wildcard: a new kind does not compile until it is drawn
     /// here.
@@ -922,6 +967,7 @@ impl Run {
         };
         let mut previous: Option<String> = None;
         for &kind in kinds {
+            let _checkins = self.checkin_turn(kind, rng).await?;
             let req = self.request(kind, actor, rng);
             self.count(actor, kind);
             let response = match tokio::time::timeout(WAIT, session.request(&req)).await {
@@ -935,6 +981,7 @@ impl Run {
                 Err(_) => return Err(format!("{actor:?}: no answer to {kind} within {WAIT:?}")),
             };
             self.check(column, &req, &response)?;
+            shown_to_defender(column, session.device_id(), &response)?;
             self.learn(session.device_id(), &req, &response);
             self.tally(actor, kind, &answer_name(&response));
             previous = Some(match &response {
@@ -1008,6 +1055,7 @@ impl Run {
     ) -> Result<(), String> {
         let setup_errors = self.errors["set-up"].codes.clone();
         for &kind in kinds {
+            let _checkins = self.checkin_turn(kind, rng).await?;
             let req = self.request(kind, Actor::Unauthenticated, rng);
             self.count(Actor::Unauthenticated, kind);
             // Whether this set-up should succeed, and as which column.
@@ -1169,6 +1217,7 @@ impl Run {
                     match &outcome.pipelined {
                         Some(Ok(response)) => {
                             self.check(column, &req, response)?;
+                            shown_to_defender(column, outcome.device, response)?;
                             self.tally(
                                 Actor::Unauthenticated,
                                 kind,
@@ -1347,6 +1396,58 @@ async fn close_code(conn: &quinn::Connection, wait: Duration) -> Result<ErrorCod
     }
 }
 
+/// What an admin sees of the server's state: every device, every alert
+/// (id, defender, origin, status and holder: what a restart must keep),
+/// and the roster.
+async fn state_seen_by(
+    admin: &Session,
+) -> (
+    Vec<hotline_proto::message::DeviceInfo>,
+    Vec<(u64, DeviceId, String, String, Option<DeviceId>)>,
+    Option<SignedRoster>,
+) {
+    let devices = admin.devices().await.expect("devices");
+    let alerts = admin
+        .alerts(false)
+        .await
+        .expect("alerts")
+        .into_iter()
+        .map(|a| {
+            (
+                a.id,
+                a.defender,
+                format!("{:?}", a.origin),
+                format!("{:?}", a.status),
+                a.holder,
+            )
+        })
+        .collect();
+    let roster = admin.get_roster().await.expect("roster");
+    (devices, alerts, roster)
+}
+
+/// A defender's device is shown only its own alerts, and never one its
+/// duress code raised or a notice about its schedule: nothing it observes
+/// tells a duress check-in from a normal one.
+fn shown_to_defender(column: Column, me: DeviceId, response: &Response) -> Result<(), String> {
+    let Response::Alerts(alerts) = response else {
+        return Ok(());
+    };
+    if !matches!(column, Column::Role(Role::Defender) | Column::PanicKey) {
+        return Ok(());
+    }
+    match alerts
+        .iter()
+        .find(|a| a.defender != me || !a.origin.shown_to_defender())
+    {
+        Some(a) => Err(format!(
+            "a defender's device was shown an alert it must not see (origin {:?})",
+            a.origin
+        )),
+        None => Ok(()),
+    }
+}
+
 /// An answer in the run's summary: "ok" or the refusal's code.
 fn answer_name(response: &Response) -> String {
     match response {
@@ -1404,9 +1505,24 @@ fn answers(kind: RequestKind, response: &Response) -> bool {
 struct Probe {
     officer: Session,
     defender: Session,
+    keys: (IdentityKeyPair, IdentityKeyPair),
 }
 
 impl Probe {
+    /// The same devices, connected again (after a restart).
+    async fn reconnect(self, server: &TestServer) -> Result<Probe, String> {
+        let (officer, defender) = self.keys;
+        Ok(Probe {
+            officer: connection::authenticate(&server.info(), &officer)
+                .await
+                .map_err(|e| format!("the officer connecting again: {e}"))?,
+            defender: connection::authenticate(&server.info(), &defender)
+                .await
+                .map_err(|e| format!("the defender connecting again: {e}"))?,
+            keys: (officer, defender),
+        })
+    }
+
     /// Both still ask their status, and the defender's SOS pages the
     /// officer at once; the officer then resolves it.
     async fn still_serves(&self) -> Result<(), String> {
@@ -1465,6 +1581,7 @@ async fn random_requests_from_every_role_follow_the_documents() {
         .still_serves()
         .await
         .unwrap_or_else(|e| panic!("seed {seed}: before any random request: {e}"));
+    let started = std::time::Instant::now();
     let mut rng = Rng(seed);
     // Each actor goes through every kind in a shuffled order, again and
     // again: every (actor, kind) pair is sent once per 23 of its requests.
@@ -1537,7 +1654,37 @@ async fn random_requests_from_every_role_follow_the_documents() {
             .still_serves()
             .await
             .unwrap_or_else(|e| panic!("seed {seed}, after batch {batch}: {e}"));
+        println!("batch {batch} done after {:?}", started.elapsed());
     }
+    // The log of all that replays: the server starts again on it, the
+    // devices and alerts are those it served before, and the probes
+    // are served as before.
+    let mut run = run;
+    let before = state_seen_by(&run.admin.1).await;
+    run.server.restart().await;
+    let admin = connection::authenticate(&run.server.info(), &run.admin.0.identity)
+        .await
+        .unwrap_or_else(|e| panic!("seed {seed}: the admin after a restart: {e}"));
+    let after = state_seen_by(&admin).await;
+    assert_eq!(
+        before.0, after.0,
+        "seed {seed}: the devices after a restart"
+    );
+    for alert in &before.1 {
+        assert!(
+            after.1.contains(alert),
+            "seed {seed}: alert {alert:?} after a restart"
+        );
+    }
+    assert_eq!(before.2, after.2, "seed {seed}: the roster after a restart");
+    let probe = probe
+        .reconnect(&run.server)
+        .await
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    probe
+        .still_serves()
+        .await
+        .unwrap_or_else(|e| panic!("seed {seed}, after a restart: {e}"));
     {
         let outcomes = run.outcomes.lock().expect("not poisoned");
         let mut summary = String::new();
