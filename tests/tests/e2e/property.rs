@@ -918,12 +918,12 @@ impl Run {
             ) if device == self.defender.0.identity.device_id() => {
                 w.schedule = (*interval_secs != 0).then_some((*code_digest, *duress_digest));
             }
-            (Request::RevokeDevice { device_id }, Response::DeviceRevoked { .. }) => {
-                // Revoked staff leave the rosters the test signs (the
-                // probe officer, fourth, is never revoked).
-                if w.staff[3].device_id != *device_id {
-                    w.staff.retain(|e| e.device_id != *device_id);
-                }
+            // Revoked staff leave the rosters the test signs (the probe
+            // officer, fourth, is never revoked).
+            (Request::RevokeDevice { device_id }, Response::DeviceRevoked { .. })
+                if w.staff[3].device_id != *device_id =>
+            {
+                w.staff.retain(|e| e.device_id != *device_id);
             }
             _ => {}
         }
@@ -1029,7 +1029,7 @@ impl Run {
                 )
                 .await?;
             match outcome.setup {
-                Err(code) if code == ErrorCode::DeviceRevoked => {}
+                Err(ErrorCode::DeviceRevoked) => {}
                 other => return Err(format!("a revoked device's set-up: {other:?}")),
             }
             if let Some(Ok(answer)) = outcome.pipelined {
@@ -1465,7 +1465,7 @@ fn short(req: &Request) -> String {
             end -= 1;
         }
         s.truncate(end);
-        s.push_str("…");
+        s.push('…');
     }
     s
 }
