@@ -982,6 +982,7 @@ impl Run {
             };
             self.check(column, &req, &response)?;
             shown_to_defender(column, session.device_id(), &response)?;
+            consistent(column, session.device_id(), &req, &response)?;
             self.learn(session.device_id(), &req, &response);
             self.tally(actor, kind, &answer_name(&response));
             previous = Some(match &response {
@@ -1221,6 +1222,7 @@ impl Run {
                         Some(Ok(response)) => {
                             self.check(column, &req, response)?;
                             shown_to_defender(column, outcome.device, response)?;
+                            consistent(column, outcome.device, &req, response)?;
                             self.tally(
                                 Actor::Unauthenticated,
                                 kind,
@@ -1449,6 +1451,80 @@ fn shown_to_defender(column: Column, me: DeviceId, response: &Response) -> Resul
         )),
         None => Ok(()),
     }
+}
+
+/// A success says what §4 promises of it, as far as the one answer
+/// shows: the asking device's own status; an inbox after the cursor,
+/// within the limit, in order; one bundle per distinct device named and
+/// none of a device not named; delivery states only of ids asked for;
+/// open alerts only when asked for; the asker's own duty entry.
+fn consistent(
+    column: Column,
+    me: DeviceId,
+    req: &Request,
+    response: &Response,
+) -> Result<(), String> {
+    use hotline_proto::alert::AlertStatus;
+    let fail = |what: &str| Err(format!("{column:?} {}: {what}", req.kind()));
+    match (req, response) {
+        (Request::Status, Response::Status(status)) => {
+            let role_ok = match column {
+                Column::Role(role) => status.role == role,
+                Column::PanicKey => status.role == Role::Defender,
+            };
+            if status.device_id != me || !role_ok {
+                return fail("the status of another device or role");
+            }
+        }
+        (Request::FetchInbox { after, limit }, Response::Inbox(items)) => {
+            if items.len() > *limit as usize {
+                return fail("more items than the limit");
+            }
+            if items.iter().any(|i| i.id <= *after) {
+                return fail("an item at or before the cursor");
+            }
+            if items.windows(2).any(|w| w[0].id >= w[1].id) {
+                return fail("items out of order");
+            }
+        }
+        (Request::FetchPrekeys(ids), Response::PrekeyBundles(bundles)) => {
+            let mut seen = Vec::new();
+            for b in bundles {
+                if !ids.contains(&b.device_id) {
+                    return fail("a bundle of a device not asked for");
+                }
+                if seen.contains(&b.device_id) {
+                    return fail("two bundles of one device");
+                }
+                seen.push(b.device_id);
+            }
+        }
+        (Request::Delivery(ids), Response::Delivery(states)) => {
+            if states.iter().any(|d| !ids.contains(&d.id)) {
+                return fail("the delivery of an id not asked for");
+            }
+        }
+        (Request::ListAlerts { open_only: true }, Response::Alerts(alerts)) => {
+            if alerts
+                .iter()
+                .any(|a| !matches!(a.status, AlertStatus::Raised | AlertStatus::Acknowledged))
+            {
+                return fail("a closed alert among the open ones");
+            }
+        }
+        (Request::RaiseAlert { .. }, Response::Alerts(alerts)) => {
+            if alerts.iter().any(|a| a.defender != me) {
+                return fail("an alert raised for another device");
+            }
+        }
+        (Request::DutyStatus, Response::Duty(entries)) => {
+            if !entries.iter().any(|e| e.device_id == me) {
+                return fail("no entry of the asking device");
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// An answer in the run's summary: "ok" or the refusal's code.
