@@ -1465,66 +1465,61 @@ fn consistent(
     response: &Response,
 ) -> Result<(), String> {
     use hotline_proto::alert::AlertStatus;
-    let fail = |what: &str| Err(format!("{column:?} {}: {what}", req.kind()));
-    match (req, response) {
+    let problem = match (req, response) {
         (Request::Status, Response::Status(status)) => {
-            let role_ok = match column {
-                Column::Role(role) => status.role == role,
-                Column::PanicKey => status.role == Role::Defender,
+            let role = match column {
+                Column::Role(role) => role,
+                Column::PanicKey => Role::Defender,
             };
-            if status.device_id != me || !role_ok {
-                return fail("the status of another device or role");
-            }
+            (status.device_id != me || status.role != role)
+                .then_some("the status of another device or role")
         }
         (Request::FetchInbox { after, limit }, Response::Inbox(items)) => {
             if items.len() > *limit as usize {
-                return fail("more items than the limit");
-            }
-            if items.iter().any(|i| i.id <= *after) {
-                return fail("an item at or before the cursor");
-            }
-            if items.windows(2).any(|w| w[0].id >= w[1].id) {
-                return fail("items out of order");
+                Some("more items than the limit")
+            } else if items.iter().any(|i| i.id <= *after) {
+                Some("an item at or before the cursor")
+            } else {
+                items
+                    .windows(2)
+                    .any(|w| w[0].id >= w[1].id)
+                    .then_some("items out of order")
             }
         }
         (Request::FetchPrekeys(ids), Response::PrekeyBundles(bundles)) => {
             let mut seen = Vec::new();
-            for b in bundles {
+            bundles.iter().find_map(|b| {
                 if !ids.contains(&b.device_id) {
-                    return fail("a bundle of a device not asked for");
+                    Some("a bundle of a device not asked for")
+                } else if seen.contains(&b.device_id) {
+                    Some("two bundles of one device")
+                } else {
+                    seen.push(b.device_id);
+                    None
                 }
-                if seen.contains(&b.device_id) {
-                    return fail("two bundles of one device");
-                }
-                seen.push(b.device_id);
-            }
+            })
         }
-        (Request::Delivery(ids), Response::Delivery(states)) => {
-            if states.iter().any(|d| !ids.contains(&d.id)) {
-                return fail("the delivery of an id not asked for");
-            }
-        }
-        (Request::ListAlerts { open_only: true }, Response::Alerts(alerts)) => {
-            if alerts
-                .iter()
-                .any(|a| !matches!(a.status, AlertStatus::Raised | AlertStatus::Acknowledged))
-            {
-                return fail("a closed alert among the open ones");
-            }
-        }
-        (Request::RaiseAlert { .. }, Response::Alerts(alerts)) => {
-            if alerts.iter().any(|a| a.defender != me) {
-                return fail("an alert raised for another device");
-            }
-        }
+        (Request::Delivery(ids), Response::Delivery(states)) => states
+            .iter()
+            .any(|d| !ids.contains(&d.id))
+            .then_some("the delivery of an id not asked for"),
+        (Request::ListAlerts { open_only: true }, Response::Alerts(alerts)) => alerts
+            .iter()
+            .any(|a| !matches!(a.status, AlertStatus::Raised | AlertStatus::Acknowledged))
+            .then_some("a closed alert among the open ones"),
+        (Request::RaiseAlert { .. }, Response::Alerts(alerts)) => alerts
+            .iter()
+            .any(|a| a.defender != me)
+            .then_some("an alert raised for another device"),
         (Request::DutyStatus, Response::Duty(entries)) => {
-            if !entries.iter().any(|e| e.device_id == me) {
-                return fail("no entry of the asking device");
-            }
+            (!entries.iter().any(|e| e.device_id == me)).then_some("no entry of the asking device")
         }
-        _ => {}
+        _ => None,
+    };
+    match problem {
+        Some(what) => Err(format!("{column:?} {}: {what}", req.kind())),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// An answer in the run's summary: "ok" or the refusal's code.
