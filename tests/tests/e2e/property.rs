@@ -326,7 +326,7 @@ impl Run {
         let officer = enroll(Role::Officer, false).await;
         let coordinator = enroll(Role::Coordinator, false).await;
         let defender = enroll(Role::Defender, true).await;
-        let revoked = enroll(Role::Defender, false).await;
+        let revoked = enroll(Role::Defender, true).await;
         let probe_officer = enroll(Role::Officer, false).await;
         let probe_defender = enroll(Role::Defender, false).await;
         let mut spares = Vec::new();
@@ -1017,14 +1017,24 @@ impl Run {
                 }
                 continue;
             }
-            let keys = &self.revoked.0.identity;
-            let device_id = keys.device_id();
+            // With its identity key, or its panic key.
+            let keys = &self.revoked.0;
+            let device_id = keys.identity.device_id();
+            let panic = keys.panic.as_ref().filter(|_| rng.one_in(2));
             let outcome = self
                 .raw_setup(
-                    |nonce, binding| SetupRequest::Auth {
-                        device_id,
-                        signature: keys
-                            .sign(&auth::device_auth_transcript(nonce, binding, &device_id)),
+                    |nonce, binding| match panic {
+                        Some(panic) => SetupRequest::PanicAuth {
+                            device_id,
+                            signature: panic
+                                .sign(&auth::panic_auth_transcript(nonce, binding, &device_id)),
+                        },
+                        None => SetupRequest::Auth {
+                            device_id,
+                            signature: keys
+                                .identity
+                                .sign(&auth::device_auth_transcript(nonce, binding, &device_id)),
+                        },
                     },
                     Some(&req),
                 )
