@@ -966,29 +966,65 @@ impl Run {
             Actor::Revoked | Actor::Unauthenticated => unreachable!("not a session actor"),
         };
         let mut previous: Option<String> = None;
-        for &kind in kinds {
-            let _checkins = self.checkin_turn(kind, rng).await?;
-            let req = self.request(kind, actor, rng);
-            self.count(actor, kind);
-            let response = match tokio::time::timeout(WAIT, session.request(&req)).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => {
-                    return Err(format!(
-                        "{actor:?}: the connection failed on {kind} ({e}) after {}",
-                        previous.as_deref().unwrap_or("nothing")
-                    ));
+        let checkin_kind =
+            |k: RequestKind| matches!(k, RequestKind::Checkin | RequestKind::SetCheckin);
+        let mut i = 0;
+        while i < kinds.len() {
+            // Now and then two requests at once, on two streams of the
+            // connection (never two check-in requests: see `checkins`).
+            let pair = i + 1 < kinds.len()
+                && rng.one_in(4)
+                && !(checkin_kind(kinds[i]) && checkin_kind(kinds[i + 1]));
+            let group = &kinds[i..if pair { i + 2 } else { i + 1 }];
+            i += group.len();
+            let turn_kind = group
+                .iter()
+                .copied()
+                .find(|k| checkin_kind(*k))
+                .unwrap_or(group[0]);
+            let _checkins = self.checkin_turn(turn_kind, rng).await?;
+            let requests: Vec<Request> = group
+                .iter()
+                .map(|&kind| {
+                    self.count(actor, kind);
+                    self.request(kind, actor, rng)
+                })
+                .collect();
+            let answers = match requests.as_slice() {
+                [one] => vec![tokio::time::timeout(WAIT, session.request(one)).await],
+                [a, b] => {
+                    let (a, b) = tokio::join!(
+                        tokio::time::timeout(WAIT, session.request(a)),
+                        tokio::time::timeout(WAIT, session.request(b)),
+                    );
+                    vec![a, b]
                 }
-                Err(_) => return Err(format!("{actor:?}: no answer to {kind} within {WAIT:?}")),
+                _ => unreachable!("one or two at once"),
             };
-            self.check(column, &req, &response)?;
-            shown_to_defender(column, session.device_id(), &response)?;
-            consistent(column, session.device_id(), &req, &response)?;
-            self.learn(session.device_id(), &req, &response);
-            self.tally(actor, kind, &answer_name(&response));
-            previous = Some(match &response {
-                Response::Error(e) => format!("{kind} refused with {}", e.code),
-                _ => format!("{kind} answered"),
-            });
+            for (req, answer) in requests.iter().zip(answers) {
+                let kind = req.kind();
+                let response = match answer {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => {
+                        return Err(format!(
+                            "{actor:?}: the connection failed on {kind} ({e}) after {}",
+                            previous.as_deref().unwrap_or("nothing")
+                        ));
+                    }
+                    Err(_) => {
+                        return Err(format!("{actor:?}: no answer to {kind} within {WAIT:?}"));
+                    }
+                };
+                self.check(column, req, &response)?;
+                shown_to_defender(column, session.device_id(), &response)?;
+                consistent(column, session.device_id(), req, &response)?;
+                self.learn(session.device_id(), req, &response);
+                self.tally(actor, kind, &answer_name(&response));
+                previous = Some(match &response {
+                    Response::Error(e) => format!("{kind} refused with {}", e.code),
+                    _ => format!("{kind} answered"),
+                });
+            }
         }
         Ok(())
     }
