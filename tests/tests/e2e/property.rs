@@ -7,35 +7,50 @@
 //! coordinator, an admin and a revoked device. It holds the server to
 //! what `docs/protocol.md` says, as a user of the protocol would notice:
 //!
-//! 1. the server keeps serving: after every batch, an officer and a
-//!    defender on connections of their own still ask their status, and
-//!    the defender's SOS still pages the officer;
+//! 1. the server never panics (it runs on threads of the test's own
+//!    runtime, and a panic on any of them fails the test) and keeps
+//!    serving: after every batch, an officer and a defender on
+//!    connections of their own still ask their status, and the
+//!    defender's SOS still pages the officer; at the end the server is
+//!    restarted on the log it wrote, and serves the same devices, alerts
+//!    and roster, and the probes, again;
 //! 2. every success is allowed by the role table (§4.2, read from the
-//!    document by `hotline_server::requests::protocol_doc`), and answers
-//!    with the kind of response the request asks for;
+//!    document by `hotline_server::requests::protocol_doc`), answers
+//!    with the kind of response the request asks for, and holds what
+//!    §4 promises of it that one answer can show (a device's own status,
+//!    an inbox after its cursor, one prekey bundle per device named, a
+//!    defender shown only its own alerts and never a duress one, ...);
 //! 3. every refusal is a code §4.7 lists for that request ("errors,
-//!    request by request"), or `FORBIDDEN` where the role table says no;
-//! 4. a connection that got an error still answers its next request,
-//!    except where the document says the error closes it (a refused
-//!    set-up, `DEVICE_REVOKED`), and then it is closed with that code.
+//!    request by request"), or `FORBIDDEN` where the role table says no.
+//!    Stricter than the document: `INTERNAL`, `UNAVAILABLE` and
+//!    `DEVICE_REVOKED` (for a device that is not revoked), which any
+//!    request may get, fail the test: nothing here should cause them;
+//! 4. a connection that got an error still answers its next request
+//!    (also with two requests in flight at once), except where the
+//!    document says the error closes it (a refused set-up,
+//!    `DEVICE_REVOKED`), and then it is closed with that code.
 //!
 //! The generator is an exhaustive `match` over [`RequestKind`] without a
 //! wildcard arm, and the test checks that [`RequestKind::ALL`] names every
 //! field of the `.proto` file's `Request` oneof: a request kind added
 //! without being covered here fails to compile or fails this test.
 //!
-//! Deterministic for a seed (the server's own randomness, such as alert
-//! ids, aside): `HOTLINE_PROPTEST_SEED=N` replays a run, whose seed is
-//! printed first; `HOTLINE_PROPTEST_CASES=N` sets how many requests are
-//! sent (default 2,500: about 5 s of a debug build).
+//! Each actor draws its requests from the seed (a small SplitMix64, no
+//! crate): `HOTLINE_PROPTEST_SEED=N` replays a run, whose seed is printed
+//! first and named in every failure; `HOTLINE_PROPTEST_CASES=N` sets how
+//! many requests are sent (default 2,500: about 5 s of a debug build).
+//! The replay is close rather than exact: the actors run at once, so
+//! which ids the test has learnt when one is drawn depends on timing,
+//! and the server draws alert ids of its own.
 //!
-//! Three things are held back so that the run stays short and the
+//! Four things are held back so that the run stays short and the
 //! probes stay meaningful, each of them tested elsewhere: the per-
 //! connection rate limit is raised (`RATE_LIMITED` is still an accepted
 //! answer), wrong check-in codes stay under the five that slow a device
-//! down (`tests/tests/e2e/duress.rs`), and the admin never revokes the
+//! down (`tests/tests/e2e/duress.rs`), the admin never revokes the
 //! devices that make requests (it revokes spare devices, itself while it
-//! is the last admin, the revoked device and unknown ids).
+//! is the last admin, the revoked device and unknown ids), and no second
+//! admin is enrolled (so that the last admin stays the last).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
