@@ -1054,11 +1054,19 @@ impl Run {
             self.count(Actor::Revoked, kind);
             if rng.one_in(2) {
                 match tokio::time::timeout(WAIT, self.revoked.1.request(&req)).await {
-                    Ok(Ok(Response::Error(e))) if e.code == ErrorCode::DeviceRevoked => {}
+                    Ok(Ok(Response::Error(e))) if e.code == ErrorCode::DeviceRevoked => {
+                        self.tally(Actor::Revoked, kind, "old connection: device_revoked");
+                    }
                     Ok(Ok(other)) => {
                         return Err(format!("a revoked device's {kind} was answered {other:?}"));
                     }
-                    Ok(Err(e)) if e.code() == Some(ErrorCode::DeviceRevoked) => {}
+                    Ok(Err(e)) if e.code() == Some(ErrorCode::DeviceRevoked) => {
+                        self.tally(
+                            Actor::Revoked,
+                            kind,
+                            "old connection: closed device_revoked",
+                        );
+                    }
                     Ok(Err(e)) => {
                         return Err(format!(
                             "a revoked device's connection ended otherwise than DEVICE_REVOKED: {e}"
@@ -1091,7 +1099,18 @@ impl Run {
                 )
                 .await?;
             match outcome.setup {
-                Err(ErrorCode::DeviceRevoked) => {}
+                Err(ErrorCode::DeviceRevoked) => {
+                    let with = if panic.is_some() {
+                        "panic key"
+                    } else {
+                        "identity"
+                    };
+                    self.tally(
+                        Actor::Revoked,
+                        kind,
+                        &format!("set-up ({with}) refused device_revoked"),
+                    );
+                }
                 other => return Err(format!("a revoked device's set-up: {other:?}")),
             }
             if let Some(Ok(answer)) = outcome.pipelined {
@@ -1205,7 +1224,14 @@ impl Run {
                     let token = known
                         .as_ref()
                         .map_or_else(|| InviteToken::from_bytes(rng.bytes()), |t| t.token.clone());
-                    let identity = IdentityKeyPair::from_seed(&rng.bytes());
+                    // A new key, or one enrolled already (ALREADY_ENROLLED).
+                    let fresh = IdentityKeyPair::from_seed(&rng.bytes());
+                    let enrolled = rng.one_in(8);
+                    let identity = if enrolled {
+                        &self.officer.0.identity
+                    } else {
+                        &fresh
+                    };
                     let panic = rng
                         .one_in(2)
                         .then(|| IdentityKeyPair::from_seed(&rng.bytes()).public_key());
@@ -1215,6 +1241,7 @@ impl Run {
                         !rng.one_in(4) && known.as_ref().is_none_or(|t| t.role != Role::Admin);
                     if let Some(t) = &known
                         && !t.used
+                        && !enrolled
                         && good_signature
                         && (panic.is_none() || t.role == Role::Defender)
                     {
