@@ -4,7 +4,10 @@
 //! valid and invalid signatures, random text), sent as every role: a
 //! connection still in set-up (enrolling or authenticating), a defender,
 //! the same defender through its panic-key session, an officer, a
-//! coordinator, an admin and a revoked device. It holds the server to
+//! coordinator, an admin, a revoked device, and an officer and a
+//! defender that the admin may revoke while they work (from then on
+//! every request of theirs must be refused `DEVICE_REVOKED` or find the
+//! connection closed with that code). It holds the server to
 //! what `docs/protocol.md` says, as a user of the protocol would notice:
 //!
 //! 1. the server never panics (it runs on threads of the test's own
@@ -49,7 +52,8 @@
 //! answer), wrong check-in codes stay under the five that slow a device
 //! down (`tests/tests/e2e/duress.rs`), the admin never revokes the
 //! devices that make requests (it revokes spare devices, itself while it
-//! is the last admin, the revoked device and unknown ids), and no second
+//! is the last admin, the spares, the revoked device and unknown ids),
+//! and no second
 //! admin is enrolled (so that the last admin stays the last).
 
 use std::collections::BTreeMap;
@@ -174,17 +178,23 @@ enum Actor {
     Coordinator,
     Defender,
     Panic,
+    /// An officer the admin may revoke at any moment, while it works.
+    SpareOfficer,
+    /// A defender the admin may revoke at any moment, while it works.
+    SpareDefender,
     Revoked,
     Unauthenticated,
 }
 
 impl Actor {
-    const ALL: [Actor; 7] = [
+    const ALL: [Actor; 9] = [
         Actor::Admin,
         Actor::Officer,
         Actor::Coordinator,
         Actor::Defender,
         Actor::Panic,
+        Actor::SpareOfficer,
+        Actor::SpareDefender,
         Actor::Revoked,
         Actor::Unauthenticated,
     ];
@@ -199,6 +209,10 @@ struct World {
     staff: Vec<RosterEntry>,
     /// Devices the admin may revoke (see the module comment).
     revocable: Vec<DeviceId>,
+    /// Devices a revocation was sent for (it may be in flight).
+    revoke_sent: Vec<DeviceId>,
+    /// Devices whose revocation the admin has been answered.
+    revoked: Vec<DeviceId>,
     /// Active admins besides the acting one (enrolled during the run).
     other_admins: usize,
     /// Alert ids seen in answers.
@@ -209,11 +223,26 @@ struct World {
     tokens: Vec<Token>,
     /// The newest stored roster: version and SHA-256 of its body.
     roster: (u64, [u8; 32]),
-    /// The defender's check-in tags (normal, duress) while a schedule is set.
+    /// Each defender device's check-ins, as far as the test set them.
+    checkins: BTreeMap<DeviceId, Checkins>,
+}
+
+/// A defender device's check-ins as the test set them.
+struct Checkins {
+    /// The tags (normal, duress) while a schedule is set.
     schedule: Option<([u8; 32], [u8; 32])>,
-    /// Wrong check-in codes the defender may still send without being
-    /// slowed down (fewer than five in an hour).
+    /// Wrong check-in codes it may still send without being slowed down
+    /// (fewer than five in an hour).
     wrong_codes_left: u32,
+}
+
+impl Default for Checkins {
+    fn default() -> Checkins {
+        Checkins {
+            schedule: None,
+            wrong_codes_left: 4,
+        }
+    }
 }
 
 /// An invite the server made, as the test knows it.
@@ -250,6 +279,8 @@ struct Run {
     coordinator: (Keys, Session),
     defender: (Keys, Session),
     panic: Session,
+    spare_officer: (Keys, Session),
+    spare_defender: (Keys, Session),
     revoked: (Keys, Session),
     root: OrgKeyPair,
     world: Mutex<World>,
@@ -344,6 +375,8 @@ impl Run {
         let revoked = enroll(Role::Defender, true).await;
         let probe_officer = enroll(Role::Officer, false).await;
         let probe_defender = enroll(Role::Defender, false).await;
+        let spare_officer = enroll(Role::Officer, false).await;
+        let spare_defender = enroll(Role::Defender, false).await;
         let mut spares = Vec::new();
         for role in [Role::Officer, Role::Defender, Role::Coordinator] {
             spares.push((role, enroll(role, false).await.0));
@@ -372,6 +405,7 @@ impl Run {
             entry(&coordinator.0, Role::Coordinator),
             entry(&probe_officer.0, Role::Officer),
         ];
+        staff.push(entry(&spare_officer.0, Role::Officer));
         for (role, keys) in &spares {
             if role.is_staff() {
                 staff.push(entry(keys, *role));
@@ -420,7 +454,11 @@ impl Run {
         .map(|k| k.identity.device_id())
         .collect();
         let mut revocable = vec![revoked.0.identity.device_id()];
-        for (_, keys) in &spares {
+        for keys in spares
+            .iter()
+            .map(|(_, k)| k)
+            .chain([&spare_officer.0, &spare_defender.0])
+        {
             devices.push(keys.identity.device_id());
             revocable.push(keys.identity.device_id());
         }
@@ -428,13 +466,21 @@ impl Run {
             devices,
             staff,
             revocable,
+            revoke_sent: Vec::new(),
+            revoked: Vec::new(),
             other_admins: 0,
             alerts: Vec::new(),
             ids: Vec::new(),
             tokens: Vec::new(),
             roster: (1, sha256(&roster.body)),
-            schedule: Some((code, duress)),
-            wrong_codes_left: 4,
+            checkins: [(
+                defender.0.identity.device_id(),
+                Checkins {
+                    schedule: Some((code, duress)),
+                    wrong_codes_left: 4,
+                },
+            )]
+            .into(),
         };
         let run = Run {
             server,
@@ -445,6 +491,8 @@ impl Run {
             coordinator,
             defender,
             panic,
+            spare_officer,
+            spare_defender,
             revoked,
             root,
             world: Mutex::new(world),
@@ -476,6 +524,8 @@ impl Run {
                 let panic = self.defender.0.panic.as_ref().expect("a panic key");
                 return (panic, self.defender.0.identity.device_id());
             }
+            Actor::SpareOfficer => &self.spare_officer.0,
+            Actor::SpareDefender => &self.spare_defender.0,
             Actor::Revoked => &self.revoked.0,
         };
         (&keys.identity, keys.identity.device_id())
@@ -693,8 +743,10 @@ impl Run {
 
     /// A check-in tag: the normal or duress code while a schedule is set,
     /// or a wrong one while the budget lasts.
-    fn checkin_tag(&self, rng: &mut Rng) -> [u8; 32] {
+    fn checkin_tag(&self, actor: Actor, rng: &mut Rng) -> [u8; 32] {
+        let device = self.keys(actor).1;
         let mut w = self.world();
+        let w = w.checkins.entry(device).or_default();
         let wrong = w.wrong_codes_left > 0 && (w.schedule.is_none() || rng.one_in(3));
         match w.schedule {
             Some((code, duress)) if !wrong => {
@@ -718,15 +770,30 @@ impl Run {
     async fn checkin_turn(
         &self,
         kind: RequestKind,
+        actor: Actor,
         rng: &mut Rng,
     ) -> Result<Option<tokio::sync::MutexGuard<'_, ()>>, String> {
         if !matches!(kind, RequestKind::Checkin | RequestKind::SetCheckin) {
             return Ok(None);
         }
         let turn = self.checkins.lock().await;
+        let device = self.keys(actor).1;
+        // The session of the defender device whose check-ins these are
+        // (staff check-ins are refused by the role table: nothing to set).
+        let session = match actor {
+            Actor::SpareDefender => &self.spare_defender.1,
+            Actor::Defender | Actor::Panic | Actor::Unauthenticated => &self.defender.1,
+            Actor::Admin
+            | Actor::Officer
+            | Actor::Coordinator
+            | Actor::SpareOfficer
+            | Actor::Revoked => return Ok(Some(turn)),
+        };
         let stopped = {
-            let w = self.world();
-            w.schedule.is_none() && w.wrong_codes_left == 0
+            let mut w = self.world();
+            let revoked = w.revoke_sent.contains(&device);
+            let c = w.checkins.entry(device).or_default();
+            c.schedule.is_none() && c.wrong_codes_left == 0 && !revoked
         };
         if kind == RequestKind::Checkin && stopped {
             let req = Request::SetCheckin {
@@ -735,10 +802,12 @@ impl Run {
                 code_digest: rng.bytes(),
                 duress_digest: rng.bytes(),
             };
-            match self.defender.1.request(&req).await {
+            match session.request(&req).await {
                 Ok(response @ Response::Done) => {
-                    self.learn(self.defender.0.identity.device_id(), &req, &response);
+                    self.learn(device, &req, &response);
                 }
+                // Revoked meanwhile: its check-in will be refused anyway.
+                _ if self.world().revoke_sent.contains(&device) => {}
                 other => {
                     return Err(format!(
                         "the defender could not set its schedule: {other:?}"
@@ -768,13 +837,17 @@ impl Run {
                     targets.push(me);
                 }
                 drop(w);
-                Request::RevokeDevice {
-                    device_id: if rng.one_in(3) {
-                        DeviceId::from_bytes(rng.bytes())
-                    } else {
-                        rng.pick(&targets)
-                    },
+                let device_id = if rng.one_in(3) {
+                    DeviceId::from_bytes(rng.bytes())
+                } else {
+                    rng.pick(&targets)
+                };
+                // Only the admin's are carried out (another device's
+                // is refused, or never answered).
+                if actor == Actor::Admin {
+                    self.world().revoke_sent.push(device_id);
                 }
+                Request::RevokeDevice { device_id }
             }
             RequestKind::PutRoster => Request::PutRoster(self.roster(rng)),
             RequestKind::GetRoster => Request::GetRoster,
@@ -839,7 +912,7 @@ impl Run {
                 }
             }
             RequestKind::Checkin => Request::Checkin {
-                code_digest: self.checkin_tag(rng),
+                code_digest: self.checkin_tag(actor, rng),
             },
             RequestKind::MarkRead => Request::MarkRead(
                 (0..rng.len(MAX_IDS_PER_REQUEST))
@@ -930,15 +1003,17 @@ impl Run {
                     ..
                 },
                 Response::Done,
-            ) if device == self.defender.0.identity.device_id() => {
-                w.schedule = (*interval_secs != 0).then_some((*code_digest, *duress_digest));
+            ) => {
+                w.checkins.entry(device).or_default().schedule =
+                    (*interval_secs != 0).then_some((*code_digest, *duress_digest));
             }
             // Revoked staff leave the rosters the test signs (the probe
             // officer, fourth, is never revoked).
-            (Request::RevokeDevice { device_id }, Response::DeviceRevoked { .. })
-                if w.staff[3].device_id != *device_id =>
-            {
-                w.staff.retain(|e| e.device_id != *device_id);
+            (Request::RevokeDevice { device_id }, Response::DeviceRevoked { .. }) => {
+                w.revoked.push(*device_id);
+                if w.staff[3].device_id != *device_id {
+                    w.staff.retain(|e| e.device_id != *device_id);
+                }
             }
             _ => {}
         }
@@ -978,6 +1053,8 @@ impl Run {
             Actor::Coordinator => Column::Role(Role::Coordinator),
             Actor::Defender => Column::Role(Role::Defender),
             Actor::Panic => Column::PanicKey,
+            Actor::SpareOfficer => Column::Role(Role::Officer),
+            Actor::SpareDefender => Column::Role(Role::Defender),
             Actor::Revoked | Actor::Unauthenticated => unreachable!("not a session actor"),
         };
         let mut previous: Option<String> = None;
@@ -997,7 +1074,9 @@ impl Run {
                 .copied()
                 .find(|k| checkin_kind(*k))
                 .unwrap_or(group[0]);
-            let _checkins = self.checkin_turn(turn_kind, rng).await?;
+            let _checkins = self.checkin_turn(turn_kind, actor, rng).await?;
+            let me = session.device_id();
+            let revoked_before = self.world().revoked.contains(&me);
             let requests: Vec<Request> = group
                 .iter()
                 .map(|&kind| {
@@ -1018,6 +1097,26 @@ impl Run {
             };
             for (req, answer) in requests.iter().zip(answers) {
                 let kind = req.kind();
+                // Revoked while it works: refused DEVICE_REVOKED, or its
+                // connection closed with that code, once the admin's
+                // revocation was sent; anything else once it was done is
+                // a revoked device served.
+                let revoke_sent = self.world().revoke_sent.contains(&me);
+                let revoked_code = match &answer {
+                    Ok(Ok(Response::Error(e))) => Some(e.code),
+                    Ok(Err(e)) => e.code(),
+                    _ => None,
+                };
+                if revoke_sent && revoked_code == Some(ErrorCode::DeviceRevoked) {
+                    self.tally(actor, kind, "revoked: device_revoked");
+                    continue;
+                }
+                if revoked_before {
+                    return Err(format!(
+                        "{actor:?}: revoked, yet {kind} was answered {:?}",
+                        answer.map(|a| a.map(|r| answer_name(&r)))
+                    ));
+                }
                 let response = match answer {
                     Ok(Ok(r)) => r,
                     Ok(Err(e)) => {
@@ -1136,7 +1235,7 @@ impl Run {
     ) -> Result<(), String> {
         let setup_errors = self.errors["set-up"].codes.clone();
         for &kind in kinds {
-            let _checkins = self.checkin_turn(kind, rng).await?;
+            let _checkins = self.checkin_turn(kind, Actor::Unauthenticated, rng).await?;
             let req = self.request(kind, Actor::Unauthenticated, rng);
             self.count(Actor::Unauthenticated, kind);
             // Whether this set-up should succeed, and as which column.
@@ -1805,6 +1904,8 @@ async fn random_requests() {
             mut coordinator,
             mut defender,
             mut panic,
+            mut spare_officer,
+            mut spare_defender,
             mut revoked,
             mut unauth,
         ) = (
@@ -1813,6 +1914,8 @@ async fn random_requests() {
             take(Actor::Coordinator),
             take(Actor::Defender),
             take(Actor::Panic),
+            take(Actor::SpareOfficer),
+            take(Actor::SpareDefender),
             take(Actor::Revoked),
             take(Actor::Unauthenticated),
         );
@@ -1832,11 +1935,24 @@ async fn random_requests() {
                 &mut defender.1
             ),
             run.session_actor(Actor::Panic, &run.panic, &panic.0, &mut panic.1),
+            run.session_actor(
+                Actor::SpareOfficer,
+                &run.spare_officer.1,
+                &spare_officer.0,
+                &mut spare_officer.1
+            ),
+            run.session_actor(
+                Actor::SpareDefender,
+                &run.spare_defender.1,
+                &spare_defender.0,
+                &mut spare_defender.1
+            ),
             run.revoked_actor(&revoked.0, &mut revoked.1),
             run.unauthenticated_actor(&unauth.0, &mut unauth.1),
         );
         for result in [
-            results.0, results.1, results.2, results.3, results.4, results.5, results.6,
+            results.0, results.1, results.2, results.3, results.4, results.5, results.6, results.7,
+            results.8,
         ] {
             if let Err(e) = result {
                 panic!("seed {seed}, batch {batch}: {e}");
