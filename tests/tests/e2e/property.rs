@@ -350,6 +350,18 @@ impl Run {
             c.limits.request_burst = 100_000;
             c.limits.requests_per_second = 100_000;
             c.escalation_tick_ms = 200;
+            // Escalation steps every second, so that the escalation tick
+            // pages backup officers, coordinators and everyone, and
+            // exhausts its rounds, while the requests go on.
+            for policy in [
+                &mut c.escalation.immediate,
+                &mut c.escalation.urgent,
+                &mut c.escalation.routine,
+            ] {
+                for step in &mut policy.steps {
+                    step.wait_secs = 1;
+                }
+            }
         })
         .await;
         let roles = protocol_doc::role_table(PROTOCOL_DOC).expect("the role table reads");
