@@ -414,6 +414,13 @@ pub(super) async fn ack_inbox(
     up_to: u64,
 ) -> Result<Reply, RequestError> {
     let id = session.device_id;
+    // An id above every one this device was given names nothing (ids
+    // only grow, so one checked now stays valid until the ack is stored).
+    if up_to > shared.store_read(|s| s.last_inbox_id(&id))? {
+        return Err(RequestError::InvalidArgument(
+            "this inbox id was never given to this device: acknowledge the last id fetch_inbox returned",
+        ));
+    }
     shared.store_call(move |s| s.ack_inbox(id, up_to)).await?;
     Ok(Response::Done.into())
 }

@@ -20,6 +20,7 @@ pub(crate) mod devices;
 #[cfg(test)]
 mod limits_doc;
 mod messaging;
+pub mod protocol_doc;
 
 use std::sync::Arc;
 
@@ -576,64 +577,15 @@ mod tests {
     use hotline_proto::e2e::roster::Roster;
     use hotline_proto::{IdentityKeyPair, Signature};
 
+    use super::protocol_doc::Column;
     use super::*;
     use crate::domain::devices::{EnrollOutcome, InviteRecord};
-
-    /// A column of the role table: a role, or a defender's session
-    /// authenticated with its panic key.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    enum Column {
-        Role(Role),
-        PanicKey,
-    }
 
     /// The role table of `docs/protocol.md` §4.2: request name -> the
     /// columns marked `yes`.
     fn documented_table() -> BTreeMap<String, Vec<Column>> {
-        let doc = include_str!("../../../docs/protocol.md");
-        let section = doc
-            .split("### 4.2 The role table")
-            .nth(1)
-            .expect("protocol.md has the role table");
-        let mut lines = section
-            .lines()
-            .skip_while(|l| !l.starts_with('|'))
-            .take_while(|l| l.starts_with('|'));
-        let header: Vec<&str> = lines
-            .next()
-            .expect("a header row")
-            .split('|')
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .collect();
-        let roles: Vec<Column> = header[1..]
-            .iter()
-            .map(|r| match *r {
-                "defender (panic key)" => Column::PanicKey,
-                r => Column::Role(r.parse().expect("a role name in the header")),
-            })
-            .collect();
-        assert!(roles.contains(&Column::PanicKey), "a panic-key column");
-        let mut table = BTreeMap::new();
-        for line in lines.skip(1) {
-            let cells: Vec<&str> = line
-                .split('|')
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .collect();
-            let name = cells[0].trim_matches('`').to_owned();
-            let allowed = roles
-                .iter()
-                .zip(&cells[1..])
-                .filter_map(|(role, cell)| match *cell {
-                    "yes" => Some(*role),
-                    "no" => None,
-                    other => panic!("cell {other:?} of {name} is neither yes nor no"),
-                })
-                .collect();
-            assert!(table.insert(name, allowed).is_none(), "a row twice");
-        }
-        table
+        protocol_doc::role_table(include_str!("../../../docs/protocol.md"))
+            .expect("protocol.md has the role table")
     }
 
     fn key(seed: u8) -> IdentityKeyPair {
@@ -903,6 +855,87 @@ mod tests {
         // The newest, oldest first, the open one last.
         let want = &ids[ids.len() - alerts::MAX_LISTED_ALERTS..];
         assert_eq!(listed.iter().map(|a| a.id).collect::<Vec<_>>(), want);
+    }
+
+    /// Found by the end-to-end property test: `ack_inbox { up_to:
+    /// u64::MAX }` was stored, and the next envelope for that device
+    /// overflowed its inbox id: the sender was answered UNAVAILABLE (an
+    /// SOS with content among them) and the store's state was left half
+    /// applied. Such an ack is refused and changes nothing; the device's
+    /// messages keep arriving.
+    #[tokio::test]
+    async fn an_ack_past_the_last_inbox_id_is_refused_and_messages_still_arrive() {
+        use hotline_proto::e2e::envelope::{self, Content, Recipient};
+        use hotline_proto::e2e::suite::{EncryptionKeyPair, SystemRandomness};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, shared) = context(dir.path());
+        let defender = enroll(&store, 1, Role::Defender);
+        let officer = enroll(&store, 2, Role::Officer);
+        let as_defender = Session {
+            device_id: defender.device_id(),
+            role: Role::Defender,
+            panic: false,
+        };
+        let as_officer = Session {
+            device_id: officer.device_id(),
+            role: Role::Officer,
+            panic: false,
+        };
+        let before = store.state().applied_seq;
+        for up_to in [u64::MAX, 1] {
+            let reply = handle(&shared, as_defender, Request::AckInbox { up_to }).await;
+            assert!(
+                matches!(&reply.response, Response::Error(e) if e.code == ErrorCode::InvalidArgument),
+                "{:?}",
+                reply.response
+            );
+        }
+        assert_eq!(store.state().applied_seq, before, "nothing stored");
+        let reply = handle(&shared, as_defender, Request::AckInbox { up_to: 0 }).await;
+        assert_eq!(
+            reply.response,
+            Response::Done,
+            "acknowledging nothing is fine"
+        );
+
+        let prekey = EncryptionKeyPair::from_secret(&[5; 32]).expect("a key");
+        let to = [Recipient {
+            device_id: defender.device_id(),
+            prekey_id: 1,
+            key: prekey.public_key(),
+        }];
+        let content = Content {
+            message_id: [3; 16],
+            counter: 1,
+            timestamp: 1,
+            message: hotline_proto::e2e::content::Message::chat("we are on our way", "en"),
+            thread: 0,
+            sender_label: String::new(),
+        };
+        let sealed =
+            envelope::seal(&officer, 0, &to, &content, &mut SystemRandomness).expect("seal");
+        let reply = handle(&shared, as_officer, Request::SendEnvelope(sealed)).await;
+        assert!(
+            matches!(reply.response, Response::EnvelopeAccepted { .. }),
+            "{:?}",
+            reply.response
+        );
+        let reply = handle(
+            &shared,
+            as_defender,
+            Request::FetchInbox {
+                after: 0,
+                limit: 10,
+            },
+        )
+        .await;
+        let Response::Inbox(items) = reply.response else {
+            panic!("{:?}", reply.response);
+        };
+        assert_eq!(items.iter().map(|i| i.id).collect::<Vec<_>>(), vec![1]);
+        let reply = handle(&shared, as_defender, Request::AckInbox { up_to: 1 }).await;
+        assert_eq!(reply.response, Response::Done);
     }
 
     #[tokio::test]

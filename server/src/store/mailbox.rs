@@ -179,6 +179,12 @@ impl LogStore {
         Ok(self.lock().mailbox.inbox(device, after, limit))
     }
 
+    /// The highest inbox id `device` has been given or acknowledged.
+    pub fn last_inbox_id(&self, device: &DeviceId) -> Result<u64, StoreError> {
+        self.check_running()?;
+        Ok(self.lock().mailbox.last_inbox_id(device))
+    }
+
     /// `device` holds everything up to its inbox id `up_to`.
     pub fn ack_inbox(&self, device: DeviceId, up_to: u64) -> Result<(), StoreError> {
         self.check_running()?;

@@ -9,6 +9,7 @@ mod limits;
 mod messaging;
 mod people;
 mod prekeys;
+mod property;
 mod roles;
 mod sos;
 mod storage;
