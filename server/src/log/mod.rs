@@ -422,6 +422,13 @@ impl Log {
         &self.shared.keys
     }
 
+    /// Closes a log that was only opened (nothing submitted) without
+    /// writing anything: no final checkpoint (for a start that stops
+    /// before serving, e.g. because another process holds the store).
+    pub fn discard(self) {
+        self.shared.lock().closing = true;
+    }
+
     /// Commits what is pending and signs a final checkpoint of the head.
     /// Later writes fail with [`LogError::Stopped`].
     pub fn close(&self) -> Result<(), LogError> {

@@ -8,7 +8,9 @@
 //! * Opening changes no byte of any segment, with one exception: the end
 //!   of the newest segment, after its last whole frame, may be an
 //!   incomplete frame or zero bytes (a write that never completed, so was
-//!   never acknowledged). A writable open copies those bytes aside to
+//!   never acknowledged). [`SegmentEngine::set_torn_tail_aside`] (called
+//!   once the log has verified the chain against `chain.head`, and in any
+//!   case before the first append) copies those bytes aside to
 //!   `torn-<seq>-<unix time>.bin` (synced) and then cuts them off. Anything
 //!   else wrong is [`Damage`]: nothing is changed and the store is refused.
 //! * An append writes every frame of a group commit with one positioned
@@ -106,7 +108,7 @@ pub struct SegmentEngine {
     mode: Mode,
     files: Mutex<Files>,
     cache: Mutex<Option<SledCache>>,
-    torn: Option<TornTail>,
+    torn: Mutex<Option<TornTail>>,
 }
 
 fn io(e: std::io::Error) -> EngineError {
@@ -233,8 +235,9 @@ impl SegmentEngine {
                 } else {
                     debug_assert_eq!(frame.kind, KIND_CHECKPOINT);
                     let after_last = files.checkpoints.last().is_none_or(|(s, _)| frame.seq > *s);
-                    if frame.seq >= next || !after_last {
-                        return Err(bad("a checkpoint is out of place"));
+                    // Whether it matches the chain is the log's to check.
+                    if !after_last {
+                        return Err(bad("a checkpoint is out of order"));
                     }
                     files.checkpoints.push((frame.seq, loc));
                 }
@@ -267,31 +270,38 @@ impl SegmentEngine {
             files.segments.push(Segment { name, file });
             files.open_len = len;
         }
-        let mut engine = SegmentEngine {
+        let engine = SegmentEngine {
             dir: dir.to_owned(),
             store_id,
             mode,
             files: Mutex::new(files),
             cache: Mutex::new(None),
-            torn,
+            torn: Mutex::new(torn),
         };
         if let Mode::Writable { .. } = mode {
-            engine.set_torn_tail_aside()?;
             engine.reopen_newest_for_writing()?;
         }
         Ok(engine)
     }
 
     /// The incomplete final write this open found, if any.
-    pub fn torn_tail(&self) -> Option<&TornTail> {
-        self.torn.as_ref()
+    pub fn torn_tail(&self) -> Option<TornTail> {
+        self.torn.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Copies a torn tail aside (synced), then cuts it off.
-    fn set_torn_tail_aside(&mut self) -> Result<(), EngineError> {
-        let Some(mut torn) = self.torn.take() else {
-            return Ok(());
+    /// Copies the incomplete final write found by a writable open aside
+    /// (synced), then cuts it off; nothing if there is none or it is done.
+    pub fn set_torn_tail_aside(&self) -> Result<Option<TornTail>, EngineError> {
+        if let Mode::ReadOnly = self.mode {
+            return Err(EngineError::Io("the log is open read-only".into()));
+        }
+        let mut slot = self.torn.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(torn) = slot.as_mut() else {
+            return Ok(None);
         };
+        if torn.saved_to.is_some() {
+            return Ok(Some(torn.clone()));
+        }
         let path = self.dir.join(&torn.segment);
         let bytes = std::fs::read(&path).map_err(io)?;
         let tail = bytes.get(torn.offset as usize..).unwrap_or(&[]);
@@ -324,8 +334,7 @@ impl SegmentEngine {
         );
         info!(file = %aside.display(), "incomplete write kept");
         torn.saved_to = Some(aside);
-        self.torn = Some(torn);
-        Ok(())
+        Ok(Some(torn.clone()))
     }
 
     fn reopen_newest_for_writing(&self) -> Result<(), EngineError> {
@@ -487,6 +496,7 @@ impl LogEngine for SegmentEngine {
         let Mode::Writable { max_segment_bytes } = self.mode else {
             return Err(EngineError::Io("the log is open read-only".into()));
         };
+        self.set_torn_tail_aside()?;
         let mut files = self.lock();
         let next = files.records.len() as u64 + 1;
         if records.iter().enumerate().any(|(i, (s, _))| *s != next + i as u64) {
@@ -703,9 +713,11 @@ mod tests {
             assert_eq!(files_of(&log), before, "a read-only open wrote");
 
             let engine = writable(&log, 1 << 20);
+            assert_eq!(files_of(&log), before, "opening alone changes nothing");
             let saved = engine
-                .torn_tail()
-                .and_then(|t| t.saved_to.clone())
+                .set_torn_tail_aside()
+                .expect("aside")
+                .and_then(|t| t.saved_to)
                 .expect("saved");
             assert_eq!(std::fs::read(&saved).expect("aside"), tail);
             assert_eq!(std::fs::read(&seg).expect("seg"), whole);

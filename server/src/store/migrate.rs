@@ -96,12 +96,15 @@ fn derived_state(
     Ok(state)
 }
 
-/// Migrates a store of the earlier layout if `data_dir` holds one and no
-/// segment directory yet. Whether it did.
-pub(super) fn migrate_if_needed(data_dir: &Path, keys: &StoreKeys) -> Result<bool, OpenError> {
-    if log_dir(data_dir).exists() || !old_store_dir(data_dir).exists() {
-        return Ok(false);
-    }
+/// Whether `data_dir` holds a store of the earlier layout and no segment
+/// directory yet.
+pub(super) fn needed(data_dir: &Path) -> bool {
+    !log_dir(data_dir).exists() && old_store_dir(data_dir).exists()
+}
+
+/// Migrates the store of the earlier layout in `data_dir` (see the module
+/// documentation). The caller holds the data directory's lock.
+pub(super) fn migrate(data_dir: &Path, keys: &StoreKeys) -> Result<(), OpenError> {
     info!("migrating the store from its earlier layout (store/) to segment files (log/)");
     let (old, _copy) = open_old_copy(data_dir, data_dir)?;
     let before = crate::log::verify(&old, keys, data_dir, &[])?;
@@ -146,7 +149,7 @@ pub(super) fn migrate_if_needed(data_dir: &Path, keys: &StoreKeys) -> Result<boo
         checkpoints = after.checkpoints,
         "migration done: same chain head and state; the old store/ is kept untouched"
     );
-    Ok(true)
+    Ok(())
 }
 
 /// Copies every record and checkpoint, each checkpoint right after the

@@ -179,25 +179,50 @@ impl LogStore {
         cache_bytes: u64,
         max_segment_bytes: u64,
     ) -> Result<LogStore, OpenError> {
-        // sled's lock on the cache keeps a second server process out:
-        // take it before anything in the directory may change.
-        let cache = segments::open_cache(&cache_dir(data_dir), cache_bytes)
-            .map_err(LogError::from_engine)?;
-        migrate::migrate_if_needed(data_dir, &keys)?;
+        // The segments are read and verified before anything in the data
+        // directory is opened for writing (sled's open rewrites its files):
+        // a store refused for damage is left exactly as it was.
+        let mut cache = None;
+        if migrate::needed(data_dir) {
+            // sled's lock on the cache keeps a second server process out.
+            cache = Some(
+                segments::open_cache(&cache_dir(data_dir), cache_bytes)
+                    .map_err(LogError::from_engine)?,
+            );
+            migrate::migrate(data_dir, &keys)?;
+        }
         if old_store_dir(data_dir).exists() {
             info!(
                 "the store's earlier layout (store/) was migrated to log/ and is no longer used; \
                  remove it once a backup of the new layout is taken"
             );
         }
-        let engine = SegmentEngine::open(
-            &log_dir(data_dir),
-            keys.store_id(),
-            Mode::Writable { max_segment_bytes },
-        )
-        .map_err(LogError::from_engine)?;
+        let engine = Arc::new(
+            SegmentEngine::open(
+                &log_dir(data_dir),
+                keys.store_id(),
+                Mode::Writable { max_segment_bytes },
+            )
+            .map_err(LogError::from_engine)?,
+        );
+        let (log, mut verified) = Log::open(engine.clone(), Arc::new(keys), data_dir, &[])?;
+        let cache = match cache {
+            Some(c) => c,
+            None => match segments::open_cache(&cache_dir(data_dir), cache_bytes) {
+                Ok(c) => c,
+                Err(e) => {
+                    // Another process has the store: leave without a write.
+                    log.discard();
+                    return Err(LogError::from_engine(e).into());
+                }
+            },
+        };
         engine.set_cache(cache);
-        let engine = Arc::new(engine);
+        // The chain verified, up to chain.head's checkpoint: an incomplete
+        // final write after it was never acknowledged.
+        engine
+            .set_torn_tail_aside()
+            .map_err(LogError::from_engine)?;
         let snapshot = match engine.latest_snapshot() {
             Ok(s) => s,
             Err(e) => {
@@ -208,10 +233,14 @@ impl LogStore {
                 None
             }
         };
-        let want: Vec<u64> = snapshot.iter().map(|(seq, _)| *seq).collect();
+        if let Some((seq, _)) = &snapshot
+            && *seq <= verified.head_seq
+        {
+            verified.hashes.insert(*seq, log.hash_at(*seq)?);
+        }
         let had_snapshot = snapshot.is_some();
-        let (log, verified) = Log::open(engine.clone(), Arc::new(keys), data_dir, &want)?;
-        let state = snapshot.and_then(|(seq, bytes)| Self::open_snapshot(&log, &verified, seq, &bytes));
+        let state =
+            snapshot.and_then(|(seq, bytes)| Self::open_snapshot(&log, &verified, seq, &bytes));
         if had_snapshot && state.is_none() {
             engine
                 .reset_cache(&cache_dir(data_dir), cache_bytes)

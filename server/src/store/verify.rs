@@ -79,7 +79,7 @@ pub fn verify_store(
     } else {
         let engine = SegmentEngine::open(&log_dir(data_dir), keys.store_id(), Mode::ReadOnly)
             .map_err(LogError::from_engine)?;
-        torn_tail = engine.torn_tail().cloned();
+        torn_tail = engine.torn_tail();
         Box::new(engine)
     };
     let want: Vec<u64> = external.iter().map(|cp| cp.seq).collect();
