@@ -103,12 +103,24 @@ pub(super) fn needed(data_dir: &Path) -> bool {
 }
 
 /// Migrates the store of the earlier layout in `data_dir` (see the module
-/// documentation). The caller holds the data directory's lock.
-pub(super) fn migrate(data_dir: &Path, keys: &StoreKeys) -> Result<(), OpenError> {
+/// documentation). The old store is copied (into the system's temporary
+/// directory) and verified before anything in `data_dir` changes;
+/// `take_lock` is then called to hold the data directory against another
+/// process while the new layout is written. Returns what it returned.
+pub(super) fn migrate<L>(
+    data_dir: &Path,
+    keys: &StoreKeys,
+    take_lock: impl FnOnce() -> Result<L, OpenError>,
+) -> Result<L, OpenError> {
     info!("migrating the store from its earlier layout (store/) to segment files (log/)");
-    let (old, _copy) = open_old_copy(data_dir, data_dir)?;
+    let (old, _copy) = open_old_copy(data_dir, &std::env::temp_dir())?;
     let before = crate::log::verify(&old, keys, data_dir, &[])?;
     let old_state = derived_state(&old, keys, data_dir)?;
+    let lock = take_lock()?;
+    if !needed(data_dir) {
+        // Another process migrated it meanwhile.
+        return Ok(lock);
+    }
 
     let staging = data_dir.join("log.migrating");
     if staging.exists() {
@@ -149,7 +161,7 @@ pub(super) fn migrate(data_dir: &Path, keys: &StoreKeys) -> Result<(), OpenError
         checkpoints = after.checkpoints,
         "migration done: same chain head and state; the old store/ is kept untouched"
     );
-    Ok(())
+    Ok(lock)
 }
 
 /// Copies every record and checkpoint, each checkpoint right after the

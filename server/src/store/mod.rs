@@ -185,11 +185,10 @@ impl LogStore {
         let mut cache = None;
         if migrate::needed(data_dir) {
             // sled's lock on the cache keeps a second server process out.
-            cache = Some(
+            cache = Some(migrate::migrate(data_dir, &keys, || {
                 segments::open_cache(&cache_dir(data_dir), cache_bytes)
-                    .map_err(LogError::from_engine)?,
-            );
-            migrate::migrate(data_dir, &keys)?;
+                    .map_err(|e| LogError::from_engine(e).into())
+            })?);
         }
         if old_store_dir(data_dir).exists() {
             info!(
