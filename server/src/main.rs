@@ -78,6 +78,15 @@ enum Command {
     },
     /// Rebuild the derived state from the log and save a fresh snapshot.
     Rebuild,
+    /// After `verify` named damage that no backup can repair: give up
+    /// everything from the first bad record on, keeping a copy of it in
+    /// `<data_dir>/recovered-<time>/`, then verify. Stop the server first.
+    Recover {
+        /// Required: copy everything from the first bad frame on aside,
+        /// then cut the log there.
+        #[arg(long)]
+        truncate_after_copy: bool,
+    },
     /// Print the newest signed checkpoint, to keep off the server.
     Checkpoint,
 }
@@ -189,7 +198,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli)?;
     let command = cli.command.as_ref().unwrap_or(&Command::Serve);
     let new_store = !keys::exists(&config.data_dir);
-    if matches!(command, Command::Verify { .. }) && !config.data_dir.is_dir() {
+    if matches!(command, Command::Verify { .. } | Command::Recover { .. })
+        && !config.data_dir.is_dir()
+    {
         // Before choosing a key: nothing may be created for a verify.
         return Err(keys::KeyError::DataDirMissing(config.data_dir.clone()).into());
     }
@@ -263,6 +274,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "the store is in the earlier layout (store/), verified through a temporary copy: \
                      the next start migrates it to log/"
                 );
+            }
+            Ok(())
+        }
+        Command::Recover {
+            truncate_after_copy,
+        } => {
+            if !truncate_after_copy {
+                anyhow::bail!(
+                    "recover gives up records: say so with --truncate-after-copy \
+                     (first try restoring the damaged file from a backup; see docs/operations.md)"
+                );
+            }
+            let report = store::recover_truncate_after_copy(
+                &config.data_dir,
+                &key,
+                config.limits.store_cache_bytes,
+            )?;
+            match (report.first_cut, report.copied_to) {
+                (Some(seq), Some(to)) => println!(
+                    "cut the log before record {seq}; everything from there on was copied to {}; \
+                     the store verifies with {} records",
+                    to.display(),
+                    report.kept
+                ),
+                _ => println!(
+                    "nothing to recover: the store verifies with {} records",
+                    report.kept
+                ),
             }
             Ok(())
         }

@@ -430,6 +430,17 @@ impl SegmentEngine {
         Ok(())
     }
 
+    /// Where the frame of record `seq` starts: its segment file's name and
+    /// offset.
+    pub fn frame_of(&self, seq: u64) -> Option<(String, u64)> {
+        let files = self.lock();
+        let loc = files.records.get(seq.checked_sub(1)? as usize)?;
+        Some((
+            files.segments[loc.segment].name.clone(),
+            loc.offset - segment::FRAME_HEADER_LEN as u64,
+        ))
+    }
+
     /// The segment files' names, oldest first.
     pub fn segment_names(&self) -> Vec<String> {
         self.lock().segments.iter().map(|s| s.name.clone()).collect()

@@ -19,10 +19,12 @@ pub mod codec;
 mod devices;
 mod mailbox;
 mod migrate;
+mod recover;
 mod snapshot;
 mod verify;
 
 pub use mailbox::RosterRefused;
+pub use recover::{RecoverReport, recover_truncate_after_copy};
 pub use snapshot::SNAPSHOT_EVERY;
 pub use verify::{VerifyReport, verify_store};
 

@@ -716,3 +716,59 @@ async fn a_seized_data_directory_shows_no_keys_or_ids_in_clear() {
         .expect("admin authenticates");
     assert_eq!(session.devices().await.expect("list").len(), 2);
 }
+
+#[test]
+fn recover_truncate_after_copy_keeps_a_copy_of_what_it_cuts_and_leaves_a_sound_store() {
+    use hotline_server::store::recover_truncate_after_copy;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, key) = build_store_with(dir.path(), 300, 8 << 10);
+    let segments = segment_files(&data);
+    let damaged = &segments[2];
+    let middle = std::fs::read(damaged).expect("read").len() / 2;
+    flip(damaged, middle);
+    let bad_bytes = std::fs::read(damaged).expect("read");
+    let later: Vec<(PathBuf, Vec<u8>)> = segments[3..]
+        .iter()
+        .map(|p| (p.clone(), std::fs::read(p).expect("read")))
+        .collect();
+    let seq = refused_naming(&data, &key, damaged, "before recovery");
+
+    let report = recover_truncate_after_copy(&data, &key, 4 << 20).expect("recovers");
+    assert_eq!(report.first_cut, Some(seq));
+    assert_eq!(report.kept, seq - 1);
+    let copy = report.copied_to.expect("a copy");
+    // The segment up to the cut plus the copy is the damaged segment, and
+    // every later segment is in the copy, whole.
+    let kept = std::fs::read(damaged).expect("read");
+    let name = damaged.file_name().and_then(|n| n.to_str()).expect("name");
+    let tail = std::fs::read(copy.join(format!("{name}.from-{}", kept.len()))).expect("copy");
+    assert_eq!([kept, tail].concat(), bad_bytes);
+    for (path, bytes) in &later {
+        assert!(!path.exists(), "{} still in the log", path.display());
+        let copied = copy.join(path.file_name().expect("name"));
+        assert_eq!(&std::fs::read(copied).expect("copied"), bytes);
+    }
+    // What remains verifies and serves, and takes new records.
+    let store = start_up(&data, &key).expect("starts");
+    assert_eq!(store.state().invites.len() as u64, seq - 1);
+    store
+        .put_invite(
+            [0xee; 32],
+            &InviteRecord {
+                role: Role::Officer,
+                created_at: 1,
+                expires_at: u64::MAX,
+                used_at: None,
+                bootstrap: None,
+            },
+        )
+        .expect("append");
+    drop(store);
+    assert_eq!(
+        verify_store(&data, &key, 4 << 20, None)
+            .expect("verifies")
+            .verified
+            .records,
+        seq
+    );
+}
