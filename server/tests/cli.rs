@@ -359,7 +359,10 @@ fn master_keys_verify_and_rollback_detection_from_the_command_line() {
         let bytes = std::fs::read(&path).expect("segment");
         let (frames, _) = segment::parse_frames(&bytes);
         let mut out = bytes[..segment::HEADER_LEN].to_vec();
-        for f in frames.iter().filter(|f| f.seq != 1 || f.kind != segment::KIND_RECORD) {
+        for f in frames
+            .iter()
+            .filter(|f| f.seq != 1 || f.kind != segment::KIND_RECORD)
+        {
             segment::encode_frame(f.kind, f.seq, &bytes[f.payload.clone()], &mut out);
         }
         std::fs::write(&path, out).expect("write");

@@ -41,7 +41,11 @@ fn verify_of_a_missing_data_directory_says_it_does_not_exist_and_creates_nothing
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("does not exist"), "{err}");
     assert!(!err.contains("restore it from backup"), "{err}");
-    assert!(names(dir.path()).is_empty(), "created {:?}", names(dir.path()));
+    assert!(
+        names(dir.path()).is_empty(),
+        "created {:?}",
+        names(dir.path())
+    );
 }
 
 #[test]
@@ -59,7 +63,11 @@ fn a_key_file_store_given_no_key_is_told_to_give_its_key_file() {
         ],
         dir.path(),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let before = names(dir.path());
     for command in ["verify", "serve"] {
         let out = run(&[command, "-d", data.to_str().expect("utf-8")], dir.path());

@@ -443,7 +443,11 @@ impl SegmentEngine {
 
     /// The segment files' names, oldest first.
     pub fn segment_names(&self) -> Vec<String> {
-        self.lock().segments.iter().map(|s| s.name.clone()).collect()
+        self.lock()
+            .segments
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
     }
 
     fn cache(&self) -> MutexGuard<'_, Option<SledCache>> {
@@ -510,7 +514,11 @@ impl LogEngine for SegmentEngine {
         self.set_torn_tail_aside()?;
         let mut files = self.lock();
         let next = files.records.len() as u64 + 1;
-        if records.iter().enumerate().any(|(i, (s, _))| *s != next + i as u64) {
+        if records
+            .iter()
+            .enumerate()
+            .any(|(i, (s, _))| *s != next + i as u64)
+        {
             return Err(EngineError::Io("records appended out of order".into()));
         }
         if files.dirty {
@@ -551,7 +559,10 @@ impl LogEngine for SegmentEngine {
             )
         });
         let file = &files.segments[segment].file;
-        if let Err(e) = file.write_all_at(&buf, base).and_then(|()| file.sync_data()) {
+        if let Err(e) = file
+            .write_all_at(&buf, base)
+            .and_then(|()| file.sync_data())
+        {
             files.dirty = true;
             return Err(io(e));
         }

@@ -195,8 +195,12 @@ fn copy_log(old: &SledEngine, new: &SegmentEngine) -> Result<(), OpenError> {
 }
 
 fn same_chain(before: &Verified, after: &Verified) -> Result<(), OpenError> {
-    if (before.records, before.head_seq, before.head, before.checkpoints)
-        != (after.records, after.head_seq, after.head, after.checkpoints)
+    if (
+        before.records,
+        before.head_seq,
+        before.head,
+        before.checkpoints,
+    ) != (after.records, after.head_seq, after.head, after.checkpoints)
     {
         return Err(StoreError::Corrupt(
             "migration check failed: the new layout has another chain head; nothing was switched"

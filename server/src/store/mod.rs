@@ -35,8 +35,8 @@ use tracing::info;
 
 use crate::domain::{ApplyError, Event, State};
 use crate::log::engine::{EngineError, LogEngine};
-use crate::log::segments::{self, MAX_SEGMENT_BYTES, Mode, SegmentEngine};
 use crate::log::keys::{self, KdfParams, KeyError, KeySource, StoreKeys};
+use crate::log::segments::{self, MAX_SEGMENT_BYTES, Mode, SegmentEngine};
 use crate::log::{Entry, Log, LogError, RecordKey};
 
 /// The store could not do what was asked; nothing was changed.

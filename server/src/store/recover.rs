@@ -69,8 +69,8 @@ pub fn recover_truncate_after_copy(
 ) -> Result<RecoverReport, OpenError> {
     let keys = open_keys(data_dir, key, Create::Never)?;
     // Hold the data directory against a running server.
-    let _lock = segments::open_cache(&cache_dir(data_dir), cache_bytes)
-        .map_err(LogError::from_engine)?;
+    let _lock =
+        segments::open_cache(&cache_dir(data_dir), cache_bytes).map_err(LogError::from_engine)?;
     let Some((seq, name, offset)) = first_damage(data_dir, &keys)? else {
         let report = verify_store(data_dir, key, cache_bytes, None)?;
         return Ok(RecoverReport {
@@ -130,7 +130,8 @@ pub fn recover_truncate_after_copy(
             .write(true)
             .open(log.join(&name))
             .map_err(io("cannot open the segment"))?;
-        f.set_len(cut as u64).map_err(io("cannot cut the segment"))?;
+        f.set_len(cut as u64)
+            .map_err(io("cannot cut the segment"))?;
         f.sync_all().map_err(io("cannot sync the segment"))?;
     }
     crate::files::sync_dir(&log);
@@ -146,13 +147,8 @@ pub fn recover_truncate_after_copy(
     if head.exists() {
         std::fs::remove_file(&head).map_err(io("cannot replace chain.head"))?;
     }
-    let (file, _) = HeadFile::open(
-        &head,
-        true,
-        &keys.checkpoint_public_key(),
-        &keys.store_id(),
-    )
-    .map_err(io("cannot write chain.head"))?;
+    let (file, _) = HeadFile::open(&head, true, &keys.checkpoint_public_key(), &keys.store_id())
+        .map_err(io("cannot write chain.head"))?;
     if let (Some(mut file), Some(cp)) = (file, newest) {
         file.write(&cp).map_err(io("cannot write chain.head"))?;
     }

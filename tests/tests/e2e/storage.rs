@@ -77,8 +77,11 @@ pub fn segment_files(data: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Frames as (kind, seq, payload).
+type Frames = Vec<(u8, u64, Vec<u8>)>;
+
 /// Every frame of every segment, as (kind, seq, payload), and the store id.
-fn read_frames(data: &Path) -> (Vec<(u8, u64, Vec<u8>)>, [u8; 16]) {
+fn read_frames(data: &Path) -> (Frames, [u8; 16]) {
     let mut frames = Vec::new();
     let mut store_id = None;
     for path in segment_files(data) {
@@ -113,7 +116,7 @@ fn write_frames(data: &Path, store_id: [u8; 16], frames: &[(u8, u64, Vec<u8>)]) 
 }
 
 /// Applies `edit` to the log's frames, as an attacker with the disk would.
-fn edit_frames(data: &Path, edit: impl FnOnce(&mut Vec<(u8, u64, Vec<u8>)>)) {
+fn edit_frames(data: &Path, edit: impl FnOnce(&mut Frames)) {
     let (mut frames, store_id) = read_frames(data);
     edit(&mut frames);
     write_frames(data, store_id, &frames);
@@ -166,8 +169,6 @@ fn a_reopened_store_has_every_record() {
         "close signs the head"
     );
 }
-
-type Frames = Vec<(u8, u64, Vec<u8>)>;
 
 #[test]
 fn logical_edits_of_the_segments_are_detected_at_the_first_bad_record() {
@@ -297,19 +298,24 @@ fn refused_naming(data: &Path, key: &KeySource, segment: &Path, what: &str) -> u
         text.contains(&name) && text.contains("offset") && text.contains(&format!("record {seq}")),
         "{what}: verify says {text}"
     );
-    assert!(snapshot_files(data) == before, "{what}: verify changed the data directory");
+    assert!(
+        snapshot_files(data) == before,
+        "{what}: verify changed the data directory"
+    );
     let err = start_up(data, key).expect_err(what).to_string();
     assert!(
         err.contains(&name) && err.contains(&format!("record {seq}")),
         "{what}: start-up says {err}"
     );
-    assert!(snapshot_files(data) == before, "{what}: start-up changed the data directory");
+    assert!(
+        snapshot_files(data) == before,
+        "{what}: start-up changed the data directory"
+    );
     seq
 }
 
 #[test]
-fn a_flipped_byte_in_a_segment_is_named_changes_nothing_and_restoring_it_makes_the_store_whole()
-{
+fn a_flipped_byte_in_a_segment_is_named_changes_nothing_and_restoring_it_makes_the_store_whole() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (data, key) = build_store_with(dir.path(), 300, 8 << 10);
     let segments = segment_files(&data);
@@ -330,11 +336,13 @@ fn a_flipped_byte_in_a_segment_is_named_changes_nothing_and_restoring_it_makes_t
     let middle = std::fs::read(closed).expect("read").len() / 2;
     flip(closed, middle);
     let seq = refused_naming(&data, &key, closed, "closed segment");
-    let first_in_it = segment::parse_file_name(
-        closed.file_name().and_then(|n| n.to_str()).expect("name"),
-    )
-    .expect("seg");
-    assert!(seq > first_in_it, "the first bad record is inside that segment: {seq}");
+    let first_in_it =
+        segment::parse_file_name(closed.file_name().and_then(|n| n.to_str()).expect("name"))
+            .expect("seg");
+    assert!(
+        seq > first_in_it,
+        "the first bad record is inside that segment: {seq}"
+    );
     flip(closed, middle);
     whole("the byte restored");
 
@@ -405,10 +413,7 @@ fn an_incomplete_final_write_is_set_aside_and_nothing_acknowledged_is_lost() {
     let before = snapshot_files(&data);
     let report = verify_store(&data, &key, 4 << 20, None).expect("verifies");
     assert_eq!(report.verified.records, 50);
-    assert_eq!(
-        report.torn_tail.map(|t| t.bytes),
-        Some(torn.len() as u64)
-    );
+    assert_eq!(report.torn_tail.map(|t| t.bytes), Some(torn.len() as u64));
     assert!(snapshot_files(&data) == before, "verify wrote");
 
     // A start keeps the bytes aside, cuts them off, and serves everything.
@@ -417,7 +422,11 @@ fn an_incomplete_final_write_is_set_aside_and_nothing_acknowledged_is_lost() {
     let aside: Vec<PathBuf> = std::fs::read_dir(data.join("log"))
         .expect("dir")
         .map(|e| e.expect("entry").path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("torn-51-")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("torn-51-"))
+        })
         .collect();
     assert_eq!(aside.len(), 1, "{aside:?}");
     assert_eq!(std::fs::read(&aside[0]).expect("aside"), torn);
@@ -437,7 +446,11 @@ fn an_incomplete_final_write_is_set_aside_and_nothing_acknowledged_is_lost() {
         .expect("append");
     drop(store);
     assert_eq!(
-        start_up(&data, &key).expect("reopens").state().invites.len(),
+        start_up(&data, &key)
+            .expect("reopens")
+            .state()
+            .invites
+            .len(),
         51
     );
     assert_eq!(

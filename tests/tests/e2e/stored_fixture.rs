@@ -339,7 +339,10 @@ fn the_earlier_layout_migrates_with_the_same_head_and_state_and_its_files_untouc
     let data = dir.path().join("data");
     let key = KeySource::File(dir.path().join("master.key"));
     let before = crate::storage::snapshot_files(&data);
-    assert!(!data.join("log").exists(), "the fixture is of the earlier layout");
+    assert!(
+        !data.join("log").exists(),
+        "the fixture is of the earlier layout"
+    );
 
     // verify works through a temporary copy and writes nothing here.
     let old = verify_store(&data, &key, 4 << 20, None).expect("the old store verifies");
@@ -366,7 +369,10 @@ fn the_earlier_layout_migrates_with_the_same_head_and_state_and_its_files_untouc
 
     // The old files are byte for byte as they were, and still there.
     let after = crate::storage::snapshot_files(&data);
-    for (path, bytes) in before.iter().filter(|(p, _)| p.starts_with(data.join("store"))) {
+    for (path, bytes) in before
+        .iter()
+        .filter(|(p, _)| p.starts_with(data.join("store")))
+    {
         assert!(after.get(path) == Some(bytes), "{} changed", path.display());
     }
 
@@ -414,6 +420,9 @@ fn an_earlier_layout_store_that_fails_verification_is_not_migrated_and_not_chang
     let keys = open_keys(&data, &key, Create::Never).expect("keys");
     let err = LogStore::open(&data, keys, 4 << 20).expect_err("refused");
     assert!(err.to_string().contains("head file"), "{err}");
-    assert!(crate::storage::snapshot_files(&data) == before, "bytes changed");
+    assert!(
+        crate::storage::snapshot_files(&data) == before,
+        "bytes changed"
+    );
     assert_eq!(names(&data), names_before, "files were created");
 }
