@@ -18,10 +18,23 @@ pub enum EngineError {
     /// Another process holds the store.
     #[error("the store is in use by another hotline-server process")]
     Locked,
-    /// A segment file is damaged at a named place (see
-    /// [`super::segments::Damage`]); nothing was changed.
+    /// A segment file is damaged at a named place; nothing was changed.
     #[error("the log's files are damaged: {0}")]
-    Damaged(#[from] super::segments::Damage),
+    Damaged(#[from] Damage),
+}
+
+/// Where and how a store's files were found damaged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}, in {segment} at offset {offset}")]
+pub struct Damage {
+    /// The first record that cannot be read as written.
+    pub seq: u64,
+    /// The segment file's name.
+    pub segment: String,
+    /// The byte offset in it.
+    pub offset: u64,
+    /// What is wrong.
+    pub reason: String,
 }
 
 /// An item read back from the engine.

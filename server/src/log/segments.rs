@@ -29,25 +29,11 @@ use std::sync::{Mutex, MutexGuard};
 
 use tracing::{info, warn};
 
-use super::engine::{EngineError, Item, LogEngine, SledCache};
+use super::engine::{Damage, EngineError, Item, LogEngine, SledCache};
 use super::segment::{self, End, KIND_CHECKPOINT, KIND_RECORD, SegmentHeader};
 
 /// A new segment is started once the newest one holds this many bytes.
 pub const MAX_SEGMENT_BYTES: u64 = 64 << 20;
-
-/// Where and how a store's files were found damaged.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}, in {segment} at offset {offset}")]
-pub struct Damage {
-    /// The first record that cannot be read as written.
-    pub seq: u64,
-    /// The segment file's name.
-    pub segment: String,
-    /// The byte offset in it.
-    pub offset: u64,
-    /// What is wrong.
-    pub reason: String,
-}
 
 /// An incomplete final write found by an open.
 #[derive(Debug, Clone, PartialEq, Eq)]
