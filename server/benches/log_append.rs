@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hotline_server::log::segments::{MAX_SEGMENT_BYTES, Mode, SegmentEngine};
 use hotline_server::log::keys::{self, KdfParams, KeySource};
+use hotline_server::log::segments::{MAX_SEGMENT_BYTES, Mode, SegmentEngine};
 use hotline_server::log::{Log, RecordKey};
 
 const RECORD: usize = 1024;

@@ -229,8 +229,21 @@ impl Log {
         dir: &std::path::Path,
         want: &[u64],
     ) -> Result<(Log, Verified), LogError> {
+        // Verify with the keyring and head file opened read-only: a store
+        // refused here gets no file created or changed.
+        let (verified, erased_live) = {
+            let keyring = Keyring::open(&dir.join(KEYRING_FILE), &keys, false)?;
+            let (_, head) = HeadFile::open(
+                &dir.join(HEAD_FILE),
+                false,
+                &keys.checkpoint_public_key(),
+                &keys.store_id(),
+            )
+            .map_err(|e| LogError::Engine(EngineError::Io(e.to_string())))?;
+            walk_against_head(engine.as_ref(), &keys, &keyring, want, head)?
+        };
         let mut keyring = Keyring::open(&dir.join(KEYRING_FILE), &keys, true)?;
-        let (head_file, head) = HeadFile::open(
+        let (head_file, _) = HeadFile::open(
             &dir.join(HEAD_FILE),
             true,
             &keys.checkpoint_public_key(),
@@ -239,9 +252,6 @@ impl Log {
         .map_err(|e| LogError::Engine(EngineError::Io(e.to_string())))?;
         let head_file = head_file
             .ok_or_else(|| LogError::Engine(EngineError::Io("head file not writable".into())))?;
-        let verified = walk_against_head(engine.as_ref(), &keys, &keyring, want, head)?;
-        let erased_live = verified.1;
-        let verified = verified.0;
         // Finish an erasure that a crash interrupted after its record.
         for key_id in erased_live {
             keyring.erase(&key_id)?;

@@ -126,14 +126,12 @@ fn list(dir: &Path) -> Result<Vec<(u64, String)>, EngineError> {
 }
 
 impl SegmentEngine {
-    /// Opens the segments in `dir` of the store `store_id` (a writable
-    /// open creates `dir` if missing). Fails with
+    /// Opens the segments in `dir` of the store `store_id`, changing
+    /// nothing (a missing `dir` is an empty log). Fails with
     /// [`EngineError::Damaged`] naming the first bad record, segment and
     /// offset, having changed nothing.
     pub fn open(dir: &Path, store_id: [u8; 16], mode: Mode) -> Result<SegmentEngine, EngineError> {
-        if let Mode::Writable { .. } = mode {
-            crate::files::create_private_dir(dir).map_err(io)?;
-        }
+        // A missing directory is an empty log; the first append creates it.
         let names = list(dir)?;
         let mut files = Files {
             segments: Vec::new(),
@@ -383,6 +381,12 @@ impl SegmentEngine {
     /// Starts a new segment whose first record is `first_seq`; the file
     /// and the directory are synced before it is used.
     fn roll(&self, files: &mut Files, first_seq: u64) -> Result<(), EngineError> {
+        if !self.dir.exists() {
+            crate::files::create_private_dir(&self.dir).map_err(io)?;
+            if let Some(parent) = self.dir.parent() {
+                sync_dir_strict(parent)?;
+            }
+        }
         let name = segment::file_name(first_seq);
         let path = self.dir.join(&name);
         let header = SegmentHeader {

@@ -128,6 +128,8 @@ pub(super) fn migrate<L>(
         std::fs::remove_dir_all(&staging)
             .map_err(|e| StoreError::Io(format!("cannot remove log.migrating: {e}")))?;
     }
+    crate::files::create_private_dir(&staging)
+        .map_err(|e| StoreError::Io(format!("cannot create log.migrating: {e}")))?;
     let new = SegmentEngine::open(
         &staging,
         keys.store_id(),

@@ -785,3 +785,36 @@ fn recover_truncate_after_copy_keeps_a_copy_of_what_it_cuts_and_leaves_a_sound_s
         seq
     );
 }
+
+#[test]
+fn a_start_refused_for_a_missing_head_file_creates_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, key) = build_store(dir.path(), 30);
+    std::fs::remove_file(data.join("chain.head")).expect("rm");
+    let before = snapshot_files(&data);
+    let err = start_up(&data, &key).expect_err("refused");
+    assert!(err.to_string().contains("head file is missing"), "{err}");
+    assert!(
+        snapshot_files(&data) == before,
+        "a file was created or changed"
+    );
+}
+
+#[test]
+fn a_start_refused_for_a_missing_log_creates_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, key) = build_store(dir.path(), 30);
+    let log = data.join("log");
+    let moved = dir.path().join("log-elsewhere");
+    std::fs::rename(&log, &moved).expect("mv");
+    let before = snapshot_files(&data);
+    let err = start_up(&data, &key).expect_err("refused");
+    assert!(err.to_string().contains("are missing"), "{err}");
+    assert!(!log.exists(), "the log directory was created");
+    assert!(snapshot_files(&data) == before);
+    std::fs::rename(&moved, &log).expect("mv back");
+    assert_eq!(
+        start_up(&data, &key).expect("whole").state().invites.len(),
+        30
+    );
+}
