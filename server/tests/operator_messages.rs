@@ -81,3 +81,108 @@ fn a_key_file_store_given_no_key_is_told_to_give_its_key_file() {
         assert_eq!(names(dir.path()), before, "{command} created a file");
     }
 }
+
+/// Every file under `dir` (names and bytes), sorted.
+fn files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).expect("read")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The drill with the binary: a flipped byte in the log is named by
+/// `verify` and by a start, neither changes a byte or a file name, and
+/// putting the byte back makes the store whole.
+#[test]
+fn a_flipped_byte_is_named_by_verify_and_serve_and_restoring_it_repairs_the_store() {
+    use hotline_server::log::segment;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    let d = data.to_str().expect("utf-8");
+    let k = key.to_str().expect("utf-8");
+    let out = run(&["init", "-d", d, "--generate-key-file", k], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for _ in 0..5 {
+        let out = run(
+            &[
+                "invite",
+                "--role",
+                "officer",
+                "-d",
+                d,
+                "--master-key-file",
+                k,
+            ],
+            dir.path(),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = run(&["verify", "-d", d, "--master-key-file", k], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let seg = data.join("log").join(segment::file_name(1));
+    let mut bytes = std::fs::read(&seg).expect("segment");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x04;
+    std::fs::write(&seg, &bytes).expect("write");
+    let before = files(&data);
+    for command in ["verify", "serve"] {
+        let out = run(
+            &[
+                command,
+                "-d",
+                d,
+                "--master-key-file",
+                k,
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            dir.path(),
+        );
+        assert!(!out.status.success(), "{command} accepted a damaged store");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("fails verification at record")
+                && err.contains("seg-00000000000000000001.hlog")
+                && err.contains("offset"),
+            "{command}: {err}"
+        );
+        assert!(
+            files(&data) == before,
+            "{command} changed the data directory"
+        );
+    }
+    bytes[at] ^= 0x04;
+    std::fs::write(&seg, &bytes).expect("restore");
+    let out = run(&["verify", "-d", d, "--master-key-file", k], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("store verified"), "{said}");
+}
