@@ -701,6 +701,18 @@ pub fn verify(
     walk_against_head(engine, keys, &keyring, want, head).map(|(v, _)| v)
 }
 
+/// Verifies the records an engine holds (for the records before damage
+/// found in the files), without the check against `chain.head`, which
+/// covers records beyond them. Reads only.
+pub fn verify_prefix(
+    engine: &dyn LogEngine,
+    keys: &StoreKeys,
+    dir: &std::path::Path,
+) -> Result<Verified, LogError> {
+    let keyring = Keyring::open(&dir.join(KEYRING_FILE), keys, false)?;
+    walk(engine, keys, &keyring, &[]).map(|(v, _)| v)
+}
+
 /// Calls `f` for every record of a verified store, in order, opened with
 /// its key (reading the keyring without changing it): for comparing the
 /// state two copies of a store derive, without opening either for writes.

@@ -74,7 +74,7 @@ struct Segment {
     file: File,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Files {
     segments: Vec<Segment>,
     /// Index `seq - 1`.
@@ -131,141 +131,50 @@ impl SegmentEngine {
     /// [`EngineError::Damaged`] naming the first bad record, segment and
     /// offset, having changed nothing.
     pub fn open(dir: &Path, store_id: [u8; 16], mode: Mode) -> Result<SegmentEngine, EngineError> {
-        // A missing directory is an empty log; the first append creates it.
-        let names = list(dir)?;
-        let mut files = Files {
-            segments: Vec::new(),
-            records: Vec::new(),
-            checkpoints: Vec::new(),
-            open_len: 0,
-            dirty: false,
-        };
+        let mut files = Files::default();
         let mut torn = None;
-        let count = names.len();
-        for (i, (first_seq, name)) in names.into_iter().enumerate() {
-            let newest = i + 1 == count;
-            let path = dir.join(&name);
-            let bytes = std::fs::read(&path).map_err(io)?;
-            let next = files.records.len() as u64 + 1;
-            let damage = |offset: u64, reason: &str| {
-                EngineError::Damaged(Damage {
-                    seq: next,
-                    segment: name.clone(),
-                    offset,
-                    reason: reason.to_owned(),
-                })
-            };
-            let header = match SegmentHeader::parse(&bytes) {
-                Ok(h) => h,
-                // A new segment whose header never reached the disk: it
-                // was synced before anything in it was acknowledged.
-                Err(_)
-                    if newest
-                        && (bytes.len() < segment::HEADER_LEN
-                            || bytes[..segment::HEADER_LEN].iter().all(|b| *b == 0)) =>
-                {
-                    torn = Some(TornTail {
-                        segment: name.clone(),
-                        offset: 0,
-                        bytes: bytes.len() as u64,
-                        saved_to: None,
-                    });
-                    continue;
-                }
-                Err(reason) => return Err(damage(0, reason)),
-            };
-            if header.store_id != store_id {
-                return Err(damage(0, "the segment belongs to another store"));
-            }
-            if header.first_seq != first_seq {
-                return Err(damage(0, "the segment's header and file name disagree"));
-            }
-            if first_seq != next {
-                return Err(damage(
-                    0,
-                    if first_seq > next {
-                        "a segment is missing: records are absent before this one"
-                    } else {
-                        "segments overlap: records are duplicated"
-                    },
-                ));
-            }
-            let (frames, end) = segment::parse_frames(&bytes);
-            let index = files.segments.len();
-            for frame in frames {
-                let next = files.records.len() as u64 + 1;
-                let loc = Loc {
-                    segment: index,
-                    offset: frame.payload.start as u64,
-                    len: frame.payload.len(),
-                };
-                let bad = |reason: &str| {
-                    EngineError::Damaged(Damage {
-                        seq: next,
-                        segment: name.clone(),
-                        offset: frame.offset,
-                        reason: reason.to_owned(),
-                    })
-                };
-                if frame.kind == KIND_RECORD {
-                    if frame.seq != next {
-                        return Err(bad(if frame.seq > next {
-                            "a record is missing (deleted)"
-                        } else {
-                            "a record is out of order or duplicated"
-                        }));
-                    }
-                    files.records.push(loc);
-                } else {
-                    debug_assert_eq!(frame.kind, KIND_CHECKPOINT);
-                    let after_last = files.checkpoints.last().is_none_or(|(s, _)| frame.seq > *s);
-                    // Whether it matches the chain is the log's to check.
-                    if !after_last {
-                        return Err(bad("a checkpoint is out of order"));
-                    }
-                    files.checkpoints.push((frame.seq, loc));
-                }
-            }
-            let mut len = bytes.len() as u64;
-            match end {
-                End::Clean => {}
-                End::Torn { offset } if newest => {
-                    torn = Some(TornTail {
-                        segment: name.clone(),
-                        offset,
-                        bytes: len - offset,
-                        saved_to: None,
-                    });
-                    len = offset;
-                }
-                End::Torn { offset } => {
-                    return Err(damage_at(
-                        &files,
-                        &name,
-                        offset,
-                        "a closed segment ends in an incomplete frame",
-                    ));
-                }
-                End::Bad { offset, reason } => {
-                    return Err(damage_at(&files, &name, offset, reason));
-                }
-            }
-            let file = File::open(&path).map_err(io)?;
-            files.segments.push(Segment { name, file });
-            files.open_len = len;
+        scan(dir, store_id, &mut files, &mut torn)?;
+        let engine = SegmentEngine::new(dir, store_id, mode, files, torn);
+        if let Mode::Writable { .. } = mode {
+            engine.reopen_newest_for_writing()?;
         }
-        let engine = SegmentEngine {
+        Ok(engine)
+    }
+
+    /// Opens the segments read-only up to the first damage, if any: the
+    /// engine holds the records before it, for inspecting a damaged store.
+    pub fn open_until_damage(
+        dir: &Path,
+        store_id: [u8; 16],
+    ) -> Result<(SegmentEngine, Option<Damage>), EngineError> {
+        let mut files = Files::default();
+        let mut torn = None;
+        let damage = match scan(dir, store_id, &mut files, &mut torn) {
+            Ok(()) => None,
+            Err(EngineError::Damaged(d)) => Some(d),
+            Err(e) => return Err(e),
+        };
+        Ok((
+            SegmentEngine::new(dir, store_id, Mode::ReadOnly, files, torn),
+            damage,
+        ))
+    }
+
+    fn new(
+        dir: &Path,
+        store_id: [u8; 16],
+        mode: Mode,
+        files: Files,
+        torn: Option<TornTail>,
+    ) -> SegmentEngine {
+        SegmentEngine {
             dir: dir.to_owned(),
             store_id,
             mode,
             files: Mutex::new(files),
             cache: Mutex::new(None),
             torn: Mutex::new(torn),
-        };
-        if let Mode::Writable { .. } = mode {
-            engine.reopen_newest_for_writing()?;
         }
-        Ok(engine)
     }
 
     /// The incomplete final write this open found, if any.
@@ -443,6 +352,137 @@ impl SegmentEngine {
     fn cache(&self) -> MutexGuard<'_, Option<SledCache>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Reads every segment in `dir` into `files` (the index), stopping at the
+/// first damage; an incomplete final write goes to `torn`.
+fn scan(
+    dir: &Path,
+    store_id: [u8; 16],
+    files: &mut Files,
+    torn: &mut Option<TornTail>,
+) -> Result<(), EngineError> {
+    // A missing directory is an empty log; the first append creates it.
+    let names = list(dir)?;
+    let count = names.len();
+    for (i, (first_seq, name)) in names.into_iter().enumerate() {
+        let newest = i + 1 == count;
+        let path = dir.join(&name);
+        let bytes = std::fs::read(&path).map_err(io)?;
+        let next = files.records.len() as u64 + 1;
+        let damage = |offset: u64, reason: &str| {
+            EngineError::Damaged(Damage {
+                seq: next,
+                segment: name.clone(),
+                offset,
+                reason: reason.to_owned(),
+            })
+        };
+        let header = match SegmentHeader::parse(&bytes) {
+            Ok(h) => h,
+            // A new segment whose header never reached the disk: it
+            // was synced before anything in it was acknowledged.
+            Err(_)
+                if newest
+                    && (bytes.len() < segment::HEADER_LEN
+                        || bytes[..segment::HEADER_LEN].iter().all(|b| *b == 0)) =>
+            {
+                *torn = Some(TornTail {
+                    segment: name.clone(),
+                    offset: 0,
+                    bytes: bytes.len() as u64,
+                    saved_to: None,
+                });
+                continue;
+            }
+            Err(reason) => return Err(damage(0, reason)),
+        };
+        if header.store_id != store_id {
+            return Err(damage(0, "the segment belongs to another store"));
+        }
+        if header.first_seq != first_seq {
+            return Err(damage(0, "the segment's header and file name disagree"));
+        }
+        if first_seq != next {
+            return Err(damage(
+                0,
+                if first_seq > next {
+                    "a segment is missing: records are absent before this one"
+                } else {
+                    "segments overlap: records are duplicated"
+                },
+            ));
+        }
+        // Kept before its frames are read, so that the records before
+        // a damaged frame can still be read (`open_until_damage`).
+        let file = File::open(&path).map_err(io)?;
+        let index = files.segments.len();
+        files.segments.push(Segment {
+            name: name.clone(),
+            file,
+        });
+        let (frames, end) = segment::parse_frames(&bytes);
+        for frame in frames {
+            let next = files.records.len() as u64 + 1;
+            let loc = Loc {
+                segment: index,
+                offset: frame.payload.start as u64,
+                len: frame.payload.len(),
+            };
+            let bad = |reason: &str| {
+                EngineError::Damaged(Damage {
+                    seq: next,
+                    segment: name.clone(),
+                    offset: frame.offset,
+                    reason: reason.to_owned(),
+                })
+            };
+            if frame.kind == KIND_RECORD {
+                if frame.seq != next {
+                    return Err(bad(if frame.seq > next {
+                        "a record is missing (deleted)"
+                    } else {
+                        "a record is out of order or duplicated"
+                    }));
+                }
+                files.records.push(loc);
+            } else {
+                debug_assert_eq!(frame.kind, KIND_CHECKPOINT);
+                let after_last = files.checkpoints.last().is_none_or(|(s, _)| frame.seq > *s);
+                // Whether it matches the chain is the log's to check.
+                if !after_last {
+                    return Err(bad("a checkpoint is out of order"));
+                }
+                files.checkpoints.push((frame.seq, loc));
+            }
+        }
+        let mut len = bytes.len() as u64;
+        match end {
+            End::Clean => {}
+            End::Torn { offset } if newest => {
+                *torn = Some(TornTail {
+                    segment: name.clone(),
+                    offset,
+                    bytes: len - offset,
+                    saved_to: None,
+                });
+                len = offset;
+            }
+            End::Torn { offset } => {
+                return Err(damage_at(
+                    files,
+                    &name,
+                    offset,
+                    "a closed segment ends in an incomplete frame",
+                ));
+            }
+            End::Bad { offset, reason } => {
+                return Err(damage_at(files, &name, offset, reason));
+            }
+        }
+        files.open_len = len;
+    }
+    Ok(())
 }
 
 /// Opens the snapshot cache in `dir` (sled). If it does not open, it is

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use super::{Create, OpenError, log_dir, migrate, old_store_dir, open_keys};
-use crate::log::engine::LogEngine;
-use crate::log::keys::{KeyError, KeySource};
+use crate::log::engine::{Damage, EngineError, LogEngine};
+use crate::log::keys::{KeyError, KeySource, StoreKeys};
 use crate::log::segments::{Mode, SegmentEngine, TornTail};
 use crate::log::{LogError, Verified};
 
@@ -22,6 +22,35 @@ pub struct VerifyReport {
     /// Whether the store is in the earlier layout (sled only), verified
     /// through a temporary copy; the next start migrates it.
     pub old_layout: bool,
+}
+
+/// Damage found in the segment files, with what a read-only inspection of
+/// the records before it finds: they verify (said so), or the first of
+/// them that does not (then that is the first bad record).
+fn damage_report(data_dir: &Path, keys: &StoreKeys, damage: Damage) -> LogError {
+    let prefix = SegmentEngine::open_until_damage(&log_dir(data_dir), keys.store_id())
+        .map_err(LogError::from_engine)
+        .and_then(|(engine, _)| crate::log::verify_prefix(&engine, keys, data_dir));
+    match prefix {
+        Ok(v) => {
+            let mut reason = damage.to_string();
+            if v.records > 0 {
+                reason.push_str(&format!(
+                    "; records 1 to {} before it verify (chain, seals, checkpoints)",
+                    v.head_seq
+                ));
+            }
+            LogError::Tampered {
+                seq: damage.seq,
+                reason,
+            }
+        }
+        Err(LogError::Tampered { seq, reason }) => LogError::Tampered {
+            seq,
+            reason: format!("{reason}; the files are also damaged further on: {damage}"),
+        },
+        Err(other) => other,
+    }
 }
 
 /// Checks a whole store: the header against the key, every record, the
@@ -77,8 +106,12 @@ pub fn verify_store(
         old_copy = Some(copy);
         Box::new(engine)
     } else {
-        let engine = SegmentEngine::open(&log_dir(data_dir), keys.store_id(), Mode::ReadOnly)
-            .map_err(LogError::from_engine)?;
+        let engine = match SegmentEngine::open(&log_dir(data_dir), keys.store_id(), Mode::ReadOnly)
+        {
+            Ok(e) => e,
+            Err(EngineError::Damaged(d)) => return Err(damage_report(data_dir, &keys, d).into()),
+            Err(e) => return Err(LogError::from_engine(e).into()),
+        };
         torn_tail = engine.torn_tail();
         Box::new(engine)
     };

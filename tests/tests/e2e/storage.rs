@@ -343,6 +343,13 @@ fn a_flipped_byte_in_a_segment_is_named_changes_nothing_and_restoring_it_makes_t
         seq > first_in_it,
         "the first bad record is inside that segment: {seq}"
     );
+    let said = verify_store(&data, &key, 4 << 20, None)
+        .expect_err("damaged")
+        .to_string();
+    assert!(
+        said.contains(&format!("records 1 to {} before it verify", seq - 1)),
+        "verify inspects the records before the damage: {said}"
+    );
     flip(closed, middle);
     whole("the byte restored");
 
