@@ -783,6 +783,33 @@ mod tests {
     }
 
     #[test]
+    fn a_new_segment_whose_header_never_reached_the_disk_is_set_aside_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        fill(&writable(&log, 1 << 20), 1, 12);
+        // A roll interrupted before its header was written and synced.
+        let next = log.join(segment::file_name(13));
+        std::fs::write(&next, [0u8; 7]).expect("write");
+        let before = files_of(&log);
+        let ro = SegmentEngine::open(&log, ID, Mode::ReadOnly).expect("read-only");
+        assert_eq!(ro.torn_tail().map(|t| (t.offset, t.bytes)), Some((0, 7)));
+        drop(ro);
+        let engine = writable(&log, 1 << 20);
+        assert_eq!(files_of(&log), before, "opening alone changes nothing");
+        let saved = engine
+            .set_torn_tail_aside()
+            .expect("aside")
+            .and_then(|t| t.saved_to)
+            .expect("saved");
+        assert_eq!(std::fs::read(saved).expect("aside"), vec![0u8; 7]);
+        assert!(!next.exists());
+        fill(&engine, 13, 14);
+        drop(engine);
+        let engine = SegmentEngine::open(&log, ID, Mode::ReadOnly).expect("reopen");
+        assert_eq!(engine.last().expect("last"), Some(rec(14)));
+    }
+
+    #[test]
     fn damage_is_named_and_nothing_is_changed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("log");
