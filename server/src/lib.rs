@@ -28,12 +28,15 @@
 //!   mod.rs             LogStore: open, replay, commit, stage, wait; StoreError, OpenError
 //!   devices.rs, mailbox.rs, alerts.rs, checkins.rs    each domain's operations
 //!   snapshot.rs        sealed snapshots of the state
-//!   verify.rs          `hotline-server verify`
+//!   verify.rs          `hotline-server verify` (reads only)
+//!   migrate.rs         the upgrade from the sled-only layout, through a verified copy
+//!   recover.rs         `hotline-server recover --truncate-after-copy`
 //!   codec/             every stored form: events and snapshots, one error, one set of tables
 //! domain/              pure: events in, decisions out; no I/O, no clock, no prost
 //!   mod.rs             Event, State, apply, ApplyError
 //!   devices.rs, mailbox.rs, alerts.rs, checkins.rs, rota.rs
 //! log/                 the sealed, hash-chained log, its keys and its storage engine
+//!                      (append-only segment files; sled only for snapshots)
 //! files.rs             private files and directories
 //! logging.rs           the diagnostic output (stderr): filter, and no peer address at any level
 //! ```

@@ -78,6 +78,15 @@ enum Command {
     },
     /// Rebuild the derived state from the log and save a fresh snapshot.
     Rebuild,
+    /// After `verify` named damage that no backup can repair: give up
+    /// everything from the first bad record on, keeping a copy of it in
+    /// `<data_dir>/recovered-<time>/`, then verify. Stop the server first.
+    Recover {
+        /// Required: copy everything from the first bad frame on aside,
+        /// then cut the log there.
+        #[arg(long)]
+        truncate_after_copy: bool,
+    },
     /// Print the newest signed checkpoint, to keep off the server.
     Checkpoint,
 }
@@ -167,6 +176,11 @@ fn key_source(cli: &Cli, config: &Config, new_store: bool) -> anyhow::Result<Key
     }
     if config.is_dev() && config.insecure_dev_master_key {
         let path = config.insecure_dev_key_path();
+        if !path.exists() && keys::exists(&config.data_dir) {
+            // The store was not made with the development key: name what
+            // it needs rather than the development key file.
+            anyhow::bail!("{}", keys::needed_key(&config.data_dir));
+        }
         if !path.exists() && !keys::exists(&config.data_dir) {
             keys::generate_key_file(&path)?;
         }
@@ -184,6 +198,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli)?;
     let command = cli.command.as_ref().unwrap_or(&Command::Serve);
     let new_store = !keys::exists(&config.data_dir);
+    if matches!(command, Command::Verify { .. } | Command::Recover { .. })
+        && !config.data_dir.is_dir()
+    {
+        // Before choosing a key: nothing may be created for a verify.
+        return Err(keys::KeyError::DataDirMissing(config.data_dir.clone()).into());
+    }
     match command {
         Command::Fingerprint => {
             // Reads the certificate only: needs no key and works beside a
@@ -241,6 +261,47 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             if let Some(seq) = report.external_checkpoint {
                 println!("the exported checkpoint at record {seq} matches: no rollback");
+            }
+            if let Some(torn) = report.torn_tail {
+                println!(
+                    "{} ends in an incomplete write of {} bytes at offset {} (never acknowledged): \
+                     the next start copies it aside and cuts it off",
+                    torn.segment, torn.bytes, torn.offset
+                );
+            }
+            if report.old_layout {
+                println!(
+                    "the store is in the earlier layout (store/), verified through a temporary copy: \
+                     the next start migrates it to log/"
+                );
+            }
+            Ok(())
+        }
+        Command::Recover {
+            truncate_after_copy,
+        } => {
+            if !truncate_after_copy {
+                anyhow::bail!(
+                    "recover gives up records: say so with --truncate-after-copy \
+                     (first try restoring the damaged file from a backup; see docs/operations.md)"
+                );
+            }
+            let report = store::recover_truncate_after_copy(
+                &config.data_dir,
+                &key,
+                config.limits.store_cache_bytes,
+            )?;
+            match (report.first_cut, report.copied_to) {
+                (Some(seq), Some(to)) => println!(
+                    "cut the log before record {seq}; everything from there on was copied to {}; \
+                     the store verifies with {} records",
+                    to.display(),
+                    report.kept
+                ),
+                _ => println!(
+                    "nothing to recover: the store verifies with {} records",
+                    report.kept
+                ),
             }
             Ok(())
         }

@@ -851,3 +851,50 @@ fn the_forms_of_issue_11_encode_to_their_checked_in_bytes() {
         "the window ends"
     );
 }
+
+/// The segment file format (issue 13): a header and one frame of each
+/// kind, byte for byte, and the frames read back from their bytes.
+#[test]
+fn the_segment_file_format_is_the_stored_one() {
+    use hotline_server::log::segment::{self, End, KIND_CHECKPOINT, KIND_RECORD, SegmentHeader};
+    let header = SegmentHeader {
+        store_id: [0x5a; 16],
+        first_seq: 1,
+    }
+    .to_bytes();
+    let record = |seq: u64| -> Vec<u8> { (0..40u8).map(|i| i ^ seq as u8).collect() };
+    let checkpoint: Vec<u8> = vec![0xcc; 112];
+    let mut frames = Vec::new();
+    let mut rows: Vec<(&str, Vec<u8>)> = vec![("header", header.clone())];
+    for (name, kind, seq, payload) in [
+        ("record_1", KIND_RECORD, 1, record(1)),
+        ("record_2", KIND_RECORD, 2, record(2)),
+        ("checkpoint_2", KIND_CHECKPOINT, 2, checkpoint.clone()),
+    ] {
+        let mut frame = Vec::new();
+        segment::encode_frame(kind, seq, &payload, &mut frame);
+        frames.push((kind, seq, payload));
+        rows.push((name, frame));
+    }
+    if bless() {
+        write_golden(
+            "segment.hex",
+            "Segment file format of issue 13: a header (store id 5a.., first seq 1), two record frames and a checkpoint frame.",
+            &rows,
+        );
+    }
+    let golden = read_golden("segment.hex");
+    assert_eq!(golden.len(), rows.len(), "one golden line per form");
+    for (name, bytes) in &rows {
+        assert_eq!(hex(bytes), hex(&golden[*name]), "{name}");
+    }
+    let file: Vec<u8> = rows.iter().flat_map(|(_, b)| b.clone()).collect();
+    assert_eq!(SegmentHeader::parse(&file).expect("header").first_seq, 1);
+    let (found, end) = segment::parse_frames(&file);
+    assert_eq!(end, End::Clean);
+    let found: Vec<(u8, u64, Vec<u8>)> = found
+        .into_iter()
+        .map(|f| (f.kind, f.seq, file[f.payload].to_vec()))
+        .collect();
+    assert_eq!(found, frames);
+}

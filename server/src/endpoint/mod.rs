@@ -96,6 +96,12 @@ impl DataDir {
         create: Create,
     ) -> Result<DataDir, StartError> {
         config.validate()?;
+        if create == Create::Never && !config.data_dir.exists() {
+            return Err(OpenError::from(crate::log::keys::KeyError::DataDirMissing(
+                config.data_dir.clone(),
+            ))
+            .into());
+        }
         if create == Create::Never && !crate::log::keys::exists(&config.data_dir) {
             return Err(OpenError::from(crate::log::keys::KeyError::HeaderMissing(
                 config.data_dir.clone(),

@@ -18,6 +18,23 @@ pub enum EngineError {
     /// Another process holds the store.
     #[error("the store is in use by another hotline-server process")]
     Locked,
+    /// A segment file is damaged at a named place; nothing was changed.
+    #[error("the log's files are damaged: {0}")]
+    Damaged(#[from] Damage),
+}
+
+/// Where and how a store's files were found damaged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}, in {segment} at offset {offset}")]
+pub struct Damage {
+    /// The first record that cannot be read as written.
+    pub seq: u64,
+    /// The segment file's name.
+    pub segment: String,
+    /// The byte offset in it.
+    pub offset: u64,
+    /// What is wrong.
+    pub reason: String,
 }
 
 /// An item read back from the engine.
@@ -78,13 +95,18 @@ fn from_sled(e: sled::Error) -> EngineError {
     }
 }
 
-/// The engine on sled 0.34: one tree `chain` holding records (`r` ||
+/// The engine on sled 0.34, the layout before segment files: one tree `chain` holding records (`r` ||
 /// seq) and checkpoints (`c` || seq), so that both are written by one
 /// atomic batch; one tree `snapshots`.
 ///
 /// sled's `flush` writes with `sync_file_range`, which does not flush the
 /// device's volatile cache nor the file's metadata; after every flush the
 /// engine calls `fdatasync` on sled's data file, which does.
+///
+/// The server no longer stores the log here
+/// ([`super::segments::SegmentEngine`] does); this engine remains to read
+/// stores of the earlier layout, always through a copy (sled's recovery
+/// may rewrite the files it opens), for their migration.
 #[derive(Debug)]
 pub struct SledEngine {
     db: sled::Db,
@@ -238,5 +260,73 @@ impl LogEngine for SledEngine {
     fn clear_snapshots(&self) -> Result<(), EngineError> {
         self.snapshots.clear().map_err(from_sled)?;
         self.sync()
+    }
+}
+
+/// The snapshot cache: sled 0.34, one tree `snapshots`. It holds only
+/// what can be rebuilt from the log, so damage to it costs a rebuild.
+#[derive(Debug)]
+pub struct SledCache {
+    db: sled::Db,
+    snapshots: sled::Tree,
+}
+
+impl SledCache {
+    /// Opens (or creates) the cache in `dir`. sled's lock on it is also
+    /// the data directory's lock against a second server process.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledCache, EngineError> {
+        crate::files::create_private_dir(dir).map_err(|e| EngineError::Io(e.to_string()))?;
+        let config = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .mode(sled::Mode::LowSpace)
+            .flush_every_ms(None);
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            let opened =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
+                    .map_err(|_| EngineError::Corrupt("sled could not read its files".into()))?;
+            match opened.map_err(from_sled) {
+                Ok(db) => break db,
+                Err(EngineError::Locked) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let snapshots = db.open_tree("snapshots").map_err(from_sled)?;
+        Ok(SledCache { db, snapshots })
+    }
+
+    /// Stores a snapshot taken at `seq`, replacing older ones.
+    pub fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<(), EngineError> {
+        self.snapshots
+            .insert(seq.to_be_bytes(), bytes)
+            .map_err(from_sled)?;
+        for old in self.snapshots.range(..seq.to_be_bytes()).keys() {
+            self.snapshots
+                .remove(old.map_err(from_sled)?)
+                .map_err(from_sled)?;
+        }
+        self.db.flush().map_err(from_sled)?;
+        Ok(())
+    }
+
+    /// The newest snapshot.
+    pub fn latest_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
+        match self.snapshots.iter().next_back() {
+            None => Ok(None),
+            Some(kv) => {
+                let (k, v) = kv.map_err(from_sled)?;
+                Ok(Some((seq_of(&k)?, v.to_vec())))
+            }
+        }
+    }
+
+    /// Removes every snapshot.
+    pub fn clear_snapshots(&self) -> Result<(), EngineError> {
+        self.snapshots.clear().map_err(from_sled)?;
+        self.db.flush().map_err(from_sled)?;
+        Ok(())
     }
 }

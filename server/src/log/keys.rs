@@ -80,6 +80,9 @@ pub enum KeyError {
     /// The header file is damaged.
     #[error("the store header {0} is damaged or not a hotline store header")]
     BadHeader(PathBuf),
+    /// The data directory does not exist.
+    #[error("the data directory {0} does not exist")]
+    DataDirMissing(PathBuf),
     /// The store has data but no header: refusing to start a new one over it.
     #[error("{0} holds a store but its header store.header is missing; restore it from backup")]
     HeaderMissing(PathBuf),
@@ -447,6 +450,9 @@ fn master_key(
 /// and checks them against it. Reads only; writes nothing.
 pub fn open(data_dir: &Path, source: &KeySource) -> Result<(Header, StoreKeys), KeyError> {
     let path = header_path(data_dir);
+    if !data_dir.exists() {
+        return Err(KeyError::DataDirMissing(data_dir.to_owned()));
+    }
     let bytes = fs::read(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             KeyError::HeaderMissing(data_dir.to_owned())
@@ -471,6 +477,30 @@ pub fn open(data_dir: &Path, source: &KeySource) -> Result<(Header, StoreKeys), 
         return Err(KeyError::WrongKey);
     }
     Ok((header, keys))
+}
+
+/// What kind of master key the store in `data_dir` needs, as advice to
+/// give when none was given (the header does not record a key file's path).
+pub fn needed_key(data_dir: &Path) -> String {
+    let path = header_path(data_dir);
+    let kind = fs::read(&path)
+        .ok()
+        .and_then(|b| Header::parse(&b, &path).ok())
+        .map(|(h, _, _)| h.body.key_kind);
+    match kind {
+        Some(KIND_PASSPHRASE) => format!(
+            "no master key given: this store was created with a passphrase; \
+             give it with --passphrase or {MASTER_PASSPHRASE_ENV}"
+        ),
+        Some(_) => format!(
+            "no master key given: this store was created with a key file; \
+             give it with --master-key-file (or the key in {MASTER_KEY_ENV})"
+        ),
+        None => format!(
+            "no master key given, and the store header {} does not read",
+            path.display()
+        ),
+    }
 }
 
 /// Whether the data directory already has a store header.

@@ -4,7 +4,10 @@
 //! * [`keys`]: the master key, the keys derived from it, the store header.
 //! * [`record`]: how a record and a checkpoint are laid out on disk.
 //! * [`keyring`]: per-case subkeys that can be destroyed (crypto-shredding).
-//! * [`engine`]: where the bytes go ([`engine::LogEngine`], on sled).
+//! * [`engine`]: where the bytes go: the [`engine::LogEngine`] seam.
+//! * [`segment`]: the segment file format (header, frames, checksums).
+//! * [`segments`]: the engine on append-only segment files, with the
+//!   snapshot cache (sled) beside them.
 //!
 //! Appends are group-committed: [`Log::submit`] seals and chains a record
 //! at once (in the caller's order) and queues it; [`Ticket::wait`] returns
@@ -24,6 +27,8 @@ pub mod head;
 pub mod keyring;
 pub mod keys;
 pub mod record;
+pub mod segment;
+pub mod segments;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -35,9 +40,10 @@ use keyring::{Keyring, KeyringError};
 use keys::StoreKeys;
 use record::{Checkpoint, Hash, MAIN_KEY_ID, RecordError};
 
-/// Largest plaintext a record may hold: below sled's blob threshold
-/// (128 KiB with its default 512 KiB segments), so records stay inline in
-/// sled's data file, which is what `fdatasync` covers.
+/// Largest plaintext a record may hold. A record's event arrived in one
+/// protocol frame, so it is far below this; the limit keeps every segment
+/// frame small enough that a declared length beyond it is damage, never a
+/// torn write ([`segment::MAX_PAYLOAD`]).
 pub const MAX_RECORD_LEN: usize = 112 * 1024;
 /// A checkpoint is signed at least every this many records ...
 pub const CHECKPOINT_EVERY_RECORDS: u64 = 1000;
@@ -94,6 +100,20 @@ pub enum LogError {
     /// Sealing failed (no randomness).
     #[error("sealing failed: {0}")]
     Seal(#[from] RecordError),
+}
+
+impl LogError {
+    /// The engine's error, with damage found in its files reported like
+    /// any other verification failure: naming the first bad record.
+    pub fn from_engine(e: EngineError) -> LogError {
+        match e {
+            EngineError::Damaged(d) => LogError::Tampered {
+                seq: d.seq,
+                reason: d.to_string(),
+            },
+            other => LogError::Engine(other),
+        }
+    }
 }
 
 fn tampered(seq: u64, reason: impl Into<String>) -> LogError {
@@ -209,8 +229,21 @@ impl Log {
         dir: &std::path::Path,
         want: &[u64],
     ) -> Result<(Log, Verified), LogError> {
+        // Verify with the keyring and head file opened read-only: a store
+        // refused here gets no file created or changed.
+        let (verified, erased_live) = {
+            let keyring = Keyring::open(&dir.join(KEYRING_FILE), &keys, false)?;
+            let (_, head) = HeadFile::open(
+                &dir.join(HEAD_FILE),
+                false,
+                &keys.checkpoint_public_key(),
+                &keys.store_id(),
+            )
+            .map_err(|e| LogError::Engine(EngineError::Io(e.to_string())))?;
+            walk_against_head(engine.as_ref(), &keys, &keyring, want, head)?
+        };
         let mut keyring = Keyring::open(&dir.join(KEYRING_FILE), &keys, true)?;
-        let (head_file, head) = HeadFile::open(
+        let (head_file, _) = HeadFile::open(
             &dir.join(HEAD_FILE),
             true,
             &keys.checkpoint_public_key(),
@@ -219,9 +252,6 @@ impl Log {
         .map_err(|e| LogError::Engine(EngineError::Io(e.to_string())))?;
         let head_file = head_file
             .ok_or_else(|| LogError::Engine(EngineError::Io("head file not writable".into())))?;
-        let verified = walk_against_head(engine.as_ref(), &keys, &keyring, want, head)?;
-        let erased_live = verified.1;
-        let verified = verified.0;
         // Finish an erasure that a crash interrupted after its record.
         for key_id in erased_live {
             keyring.erase(&key_id)?;
@@ -400,6 +430,13 @@ impl Log {
     /// The keys (for snapshots).
     pub fn keys(&self) -> &StoreKeys {
         &self.shared.keys
+    }
+
+    /// Closes a log that was only opened (nothing submitted) without
+    /// writing anything: no final checkpoint (for a start that stops
+    /// before serving, e.g. because another process holds the store).
+    pub fn discard(self) {
+        self.shared.lock().closing = true;
     }
 
     /// Commits what is pending and signs a final checkpoint of the head.
@@ -664,6 +701,35 @@ pub fn verify(
     walk_against_head(engine, keys, &keyring, want, head).map(|(v, _)| v)
 }
 
+/// Verifies the records an engine holds (for the records before damage
+/// found in the files), without the check against `chain.head`, which
+/// covers records beyond them. Reads only.
+pub fn verify_prefix(
+    engine: &dyn LogEngine,
+    keys: &StoreKeys,
+    dir: &std::path::Path,
+) -> Result<Verified, LogError> {
+    let keyring = Keyring::open(&dir.join(KEYRING_FILE), keys, false)?;
+    walk(engine, keys, &keyring, &[]).map(|(v, _)| v)
+}
+
+/// Calls `f` for every record of a verified store, in order, opened with
+/// its key (reading the keyring without changing it): for comparing the
+/// state two copies of a store derive, without opening either for writes.
+pub fn entries(
+    engine: &dyn LogEngine,
+    keys: &StoreKeys,
+    dir: &std::path::Path,
+    mut f: impl FnMut(u64, Entry) -> Result<(), LogError>,
+) -> Result<(), LogError> {
+    let keyring = Keyring::open(&dir.join(KEYRING_FILE), keys, false)?;
+    for item in engine.scan(1) {
+        let (seq, stored) = item?;
+        f(seq, open_entry(keys, &keyring, seq, &stored)?)?;
+    }
+    Ok(())
+}
+
 /// [`walk`], then checks that the chain reaches the head file's
 /// checkpoint and agrees with it.
 fn walk_against_head(
@@ -710,14 +776,15 @@ fn walk_against_head(
 
 #[cfg(test)]
 mod tests {
-    use super::engine::{Item, SledEngine};
+    use super::engine::Item;
+    use super::segments::{MAX_SEGMENT_BYTES, Mode, SegmentEngine};
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    /// The sled engine, with appends that fail on demand (a full disk, a
+    /// The segment engine, with appends that fail on demand (a full disk, a
     /// dying device).
     struct Failing {
-        inner: SledEngine,
+        inner: SegmentEngine,
         fail: AtomicBool,
     }
 
@@ -755,6 +822,17 @@ mod tests {
         }
     }
 
+    fn segments(dir: &std::path::Path, keys: &StoreKeys) -> SegmentEngine {
+        SegmentEngine::open(
+            &dir.join("log"),
+            keys.store_id(),
+            Mode::Writable {
+                max_segment_bytes: MAX_SEGMENT_BYTES,
+            },
+        )
+        .expect("engine")
+    }
+
     fn keys(dir: &std::path::Path) -> Arc<StoreKeys> {
         let key = dir.join("master.key");
         if !key.exists() {
@@ -775,7 +853,7 @@ mod tests {
     fn a_failed_write_is_never_acknowledged_and_stops_the_log() {
         let dir = tempfile::tempdir().expect("tempdir");
         let engine = Arc::new(Failing {
-            inner: SledEngine::open(&dir.path().join("store"), 1 << 20).expect("engine"),
+            inner: segments(dir.path(), &keys(dir.path())),
             fail: AtomicBool::new(false),
         });
         let (log, _) = Log::open(engine.clone(), keys(dir.path()), dir.path(), &[]).expect("open");
@@ -798,8 +876,7 @@ mod tests {
         drop(engine);
 
         // A restart sees exactly the acknowledged records, verified.
-        let engine =
-            Arc::new(SledEngine::open(&dir.path().join("store"), 1 << 20).expect("engine"));
+        let engine = Arc::new(segments(dir.path(), &keys(dir.path())));
         let (log, verified) = Log::open(engine, keys(dir.path()), dir.path(), &[]).expect("reopen");
         assert_eq!(verified.records, 10);
         for seq in 1..=10u64 {
@@ -815,8 +892,7 @@ mod tests {
     #[test]
     fn concurrent_writers_share_commits_and_keep_order() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let engine =
-            Arc::new(SledEngine::open(&dir.path().join("store"), 1 << 20).expect("engine"));
+        let engine = Arc::new(segments(dir.path(), &keys(dir.path())));
         let (log, _) = Log::open(engine, keys(dir.path()), dir.path(), &[]).expect("open");
         let log = Arc::new(log);
         let threads: Vec<_> = (0..8u8)

@@ -18,10 +18,13 @@ mod checkins;
 pub mod codec;
 mod devices;
 mod mailbox;
+mod migrate;
+mod recover;
 mod snapshot;
 mod verify;
 
 pub use mailbox::RosterRefused;
+pub use recover::{RecoverReport, recover_truncate_after_copy};
 pub use snapshot::SNAPSHOT_EVERY;
 pub use verify::{VerifyReport, verify_store};
 
@@ -31,8 +34,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tracing::info;
 
 use crate::domain::{ApplyError, Event, State};
-use crate::log::engine::{EngineError, LogEngine, SledEngine};
+use crate::log::engine::{EngineError, LogEngine};
 use crate::log::keys::{self, KdfParams, KeyError, KeySource, StoreKeys};
+use crate::log::segments::{self, MAX_SEGMENT_BYTES, Mode, SegmentEngine};
 use crate::log::{Entry, Log, LogError, RecordKey};
 
 /// The store could not do what was asked; nothing was changed.
@@ -66,6 +70,7 @@ impl From<LogError> for StoreError {
         match e {
             LogError::Engine(EngineError::Locked) => StoreError::Locked,
             LogError::Engine(EngineError::Corrupt(m)) => StoreError::Corrupt(m),
+            LogError::Engine(EngineError::Damaged(d)) => StoreError::Corrupt(d.to_string()),
             LogError::Tampered { .. } => StoreError::Corrupt(e.to_string()),
             other => StoreError::Io(other.to_string()),
         }
@@ -97,8 +102,20 @@ pub enum Create {
     Never,
 }
 
-/// Paths of the store's files inside a data directory.
-fn engine_dir(data_dir: &Path) -> PathBuf {
+/// Paths of the store's files inside a data directory: the log's
+/// segment files ...
+fn log_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("log")
+}
+
+/// ... the snapshot cache (sled; rebuildable) ...
+fn cache_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("cache")
+}
+
+/// ... and the store of the earlier layout (sled holding the log), kept
+/// after its migration until the operator removes it.
+fn old_store_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("store")
 }
 
@@ -117,9 +134,15 @@ pub fn open_keys(
         return Ok(keys::open(data_dir, source)?.1);
     }
     match create {
+        Create::Never if !data_dir.exists() => {
+            Err(KeyError::DataDirMissing(data_dir.to_owned()).into())
+        }
         Create::Never => Err(KeyError::HeaderMissing(data_dir.to_owned()).into()),
         Create::IfMissing(kdf) => {
-            if engine_dir(data_dir).exists() || keyring_path(data_dir).exists() {
+            if old_store_dir(data_dir).exists()
+                || log_dir(data_dir).exists()
+                || keyring_path(data_dir).exists()
+            {
                 // Data without a header: never start a new store over it.
                 return Err(KeyError::HeaderMissing(data_dir.to_owned()).into());
             }
@@ -144,16 +167,87 @@ impl std::fmt::Debug for LogStore {
 
 impl LogStore {
     /// Opens the store in `data_dir` with `keys`: verifies the whole log,
-    /// loads the newest valid snapshot and replays the events after it.
+    /// loads the newest valid snapshot and replays the events after it. A
+    /// store of the earlier layout (sled only) is migrated first.
     pub fn open(data_dir: &Path, keys: StoreKeys, cache_bytes: u64) -> Result<LogStore, OpenError> {
-        let engine: Arc<dyn LogEngine> =
-            Arc::new(SledEngine::open(&engine_dir(data_dir), cache_bytes).map_err(LogError::from)?);
-        let snapshot = engine.latest_snapshot().map_err(LogError::from)?;
-        let want: Vec<u64> = snapshot.iter().map(|(seq, _)| *seq).collect();
-        let (log, verified) = Log::open(engine, Arc::new(keys), data_dir, &want)?;
-        let state = snapshot
-            .and_then(|(seq, bytes)| Self::open_snapshot(&log, &verified, seq, &bytes))
-            .unwrap_or_default();
+        Self::open_with(data_dir, keys, cache_bytes, MAX_SEGMENT_BYTES)
+    }
+
+    /// [`LogStore::open`], starting a new segment file every
+    /// `max_segment_bytes` (tests use small segments).
+    pub fn open_with(
+        data_dir: &Path,
+        keys: StoreKeys,
+        cache_bytes: u64,
+        max_segment_bytes: u64,
+    ) -> Result<LogStore, OpenError> {
+        // The segments are read and verified before anything in the data
+        // directory is opened for writing (sled's open rewrites its files):
+        // a store refused for damage is left exactly as it was.
+        let mut cache = None;
+        if migrate::needed(data_dir) {
+            // sled's lock on the cache keeps a second server process out.
+            cache = Some(migrate::migrate(data_dir, &keys, || {
+                segments::open_cache(&cache_dir(data_dir), cache_bytes)
+                    .map_err(|e| LogError::from_engine(e).into())
+            })?);
+        }
+        if old_store_dir(data_dir).exists() {
+            info!(
+                "the store's earlier layout (store/) was migrated to log/ and is no longer used; \
+                 remove it once a backup of the new layout is taken"
+            );
+        }
+        let engine = Arc::new(
+            SegmentEngine::open(
+                &log_dir(data_dir),
+                keys.store_id(),
+                Mode::Writable { max_segment_bytes },
+            )
+            .map_err(LogError::from_engine)?,
+        );
+        let (log, mut verified) = Log::open(engine.clone(), Arc::new(keys), data_dir, &[])?;
+        let cache = match cache {
+            Some(c) => c,
+            None => match segments::open_cache(&cache_dir(data_dir), cache_bytes) {
+                Ok(c) => c,
+                Err(e) => {
+                    // Another process has the store: leave without a write.
+                    log.discard();
+                    return Err(LogError::from_engine(e).into());
+                }
+            },
+        };
+        engine.set_cache(cache);
+        // The chain verified, up to chain.head's checkpoint: an incomplete
+        // final write after it was never acknowledged.
+        engine
+            .set_torn_tail_aside()
+            .map_err(LogError::from_engine)?;
+        let snapshot = match engine.latest_snapshot() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "the snapshot cache does not read; rebuilding");
+                engine
+                    .reset_cache(&cache_dir(data_dir), cache_bytes)
+                    .map_err(LogError::from_engine)?;
+                None
+            }
+        };
+        if let Some((seq, _)) = &snapshot
+            && *seq <= verified.head_seq
+        {
+            verified.hashes.insert(*seq, log.hash_at(*seq)?);
+        }
+        let had_snapshot = snapshot.is_some();
+        let state =
+            snapshot.and_then(|(seq, bytes)| Self::open_snapshot(&log, &verified, seq, &bytes));
+        if had_snapshot && state.is_none() {
+            engine
+                .reset_cache(&cache_dir(data_dir), cache_bytes)
+                .map_err(LogError::from_engine)?;
+        }
+        let state = state.unwrap_or_default();
         let from = state.applied_seq;
         let mut store = LogStore {
             log,
@@ -176,17 +270,7 @@ impl LogStore {
         let mut state = self.lock();
         let mut count = 0;
         self.log.replay(from, |seq, entry| {
-            if let Entry::Event(bytes) = entry {
-                let event = codec::decode_event(&bytes).map_err(|e| LogError::Tampered {
-                    seq,
-                    reason: e.to_string(),
-                })?;
-                state.apply(seq, &event).map_err(|e| LogError::Tampered {
-                    seq,
-                    reason: e.to_string(),
-                })?;
-            }
-            state.applied_seq = seq;
+            apply_entry(&mut state, seq, entry)?;
             count += 1;
             Ok(())
         })?;
@@ -301,6 +385,22 @@ impl LogStore {
         }
         Ok(())
     }
+}
+
+/// Applies one replayed log entry to `state`.
+fn apply_entry(state: &mut State, seq: u64, entry: Entry) -> Result<(), LogError> {
+    if let Entry::Event(bytes) = entry {
+        let event = codec::decode_event(&bytes).map_err(|e| LogError::Tampered {
+            seq,
+            reason: e.to_string(),
+        })?;
+        state.apply(seq, &event).map_err(|e| LogError::Tampered {
+            seq,
+            reason: e.to_string(),
+        })?;
+    }
+    state.applied_seq = seq;
+    Ok(())
 }
 
 /// A store in `dir` (created on first use, with a key file beside it),
@@ -457,7 +557,7 @@ mod tests {
         drop(store);
 
         // A damaged snapshot is ignored and the state rebuilt from the log.
-        let db = sled::open(dir.path().join("data").join("store")).expect("sled");
+        let db = sled::open(dir.path().join("data").join("cache")).expect("sled");
         let snaps = db.open_tree("snapshots").expect("tree");
         let (k, v) = snaps.iter().next_back().expect("one").expect("read");
         let mut bad = v.to_vec();

@@ -2,9 +2,10 @@
 
 use std::path::Path;
 
-use super::{Create, OpenError, engine_dir, open_keys};
-use crate::log::engine::SledEngine;
-use crate::log::keys::KeySource;
+use super::{Create, OpenError, log_dir, migrate, old_store_dir, open_keys};
+use crate::log::engine::{Damage, EngineError, LogEngine};
+use crate::log::keys::{KeyError, KeySource, StoreKeys};
+use crate::log::segments::{Mode, SegmentEngine, TornTail};
 use crate::log::{LogError, Verified};
 
 /// What `hotline-server verify` found.
@@ -14,17 +15,61 @@ pub struct VerifyReport {
     pub verified: Verified,
     /// The exported checkpoint checked against the store, if one was given.
     pub external_checkpoint: Option<u64>,
+    /// An incomplete final write (never acknowledged) at the end of the
+    /// newest segment, left in place: the next start copies it aside and
+    /// cuts it off.
+    pub torn_tail: Option<TornTail>,
+    /// Whether the store is in the earlier layout (sled only), verified
+    /// through a temporary copy; the next start migrates it.
+    pub old_layout: bool,
+}
+
+/// Damage found in the segment files, with what a read-only inspection of
+/// the records before it finds: they verify (said so), or the first of
+/// them that does not (then that is the first bad record).
+fn damage_report(data_dir: &Path, keys: &StoreKeys, damage: Damage) -> LogError {
+    let prefix = SegmentEngine::open_until_damage(&log_dir(data_dir), keys.store_id())
+        .map_err(LogError::from_engine)
+        .and_then(|(engine, _)| crate::log::verify_prefix(&engine, keys, data_dir));
+    match prefix {
+        Ok(v) => {
+            let mut reason = damage.to_string();
+            if v.records > 0 {
+                reason.push_str(&format!(
+                    "; records 1 to {} before it verify (chain, seals, checkpoints)",
+                    v.head_seq
+                ));
+            }
+            LogError::Tampered {
+                seq: damage.seq,
+                reason,
+            }
+        }
+        Err(LogError::Tampered { seq, reason }) => LogError::Tampered {
+            seq,
+            reason: format!("{reason}; the files are also damaged further on: {damage}"),
+        },
+        Err(other) => other,
+    }
 }
 
 /// Checks a whole store: the header against the key, every record, the
 /// chain, every checkpoint, and optionally a checkpoint exported earlier
 /// (which detects a rollback to an older copy of the store).
+///
+/// Writes nothing: the segments, header, `chain.head` and keyring are only
+/// read, the snapshot cache is not opened, and no file is created in the
+/// data directory. A store of the earlier layout is verified through a
+/// copy in the system's temporary directory.
 pub fn verify_store(
     data_dir: &Path,
     key: &KeySource,
     cache_bytes: u64,
     exported: Option<&str>,
 ) -> Result<VerifyReport, OpenError> {
+    if !data_dir.is_dir() {
+        return Err(KeyError::DataDirMissing(data_dir.to_owned()).into());
+    }
     let keys = open_keys(data_dir, key, Create::Never)?;
     let external =
         match exported {
@@ -52,9 +97,29 @@ pub fn verify_store(
                 Some(cp)
             }
         };
-    let engine = SledEngine::open(&engine_dir(data_dir), cache_bytes).map_err(LogError::from)?;
+    let _ = cache_bytes; // the snapshot cache is not needed to verify
+    let old_layout = !log_dir(data_dir).exists() && old_store_dir(data_dir).exists();
+    let mut old_copy = None;
+    let mut torn_tail = None;
+    let engine: Box<dyn LogEngine> = if old_layout {
+        let (engine, copy) = migrate::open_old_copy(data_dir, &std::env::temp_dir())?;
+        old_copy = Some(copy);
+        Box::new(engine)
+    } else {
+        let engine = match SegmentEngine::open(&log_dir(data_dir), keys.store_id(), Mode::ReadOnly)
+        {
+            Ok(e) => e,
+            Err(EngineError::Damaged(d)) => return Err(damage_report(data_dir, &keys, d).into()),
+            Err(e) => return Err(LogError::from_engine(e).into()),
+        };
+        torn_tail = engine.torn_tail();
+        Box::new(engine)
+    };
     let want: Vec<u64> = external.iter().map(|cp| cp.seq).collect();
-    let verified = crate::log::verify(&engine, &keys, data_dir, &want)?;
+    let verified = crate::log::verify(engine.as_ref(), &keys, data_dir, &want);
+    drop(engine);
+    drop(old_copy);
+    let verified = verified?;
     if let Some(cp) = external {
         match verified.hashes.get(&cp.seq) {
             Some(hash) if *hash == cp.head => {}
@@ -82,5 +147,7 @@ pub fn verify_store(
     Ok(VerifyReport {
         external_checkpoint: external.map(|cp| cp.seq),
         verified,
+        torn_tail,
+        old_layout,
     })
 }

@@ -172,6 +172,35 @@ fn durable_append(
         .collect()
 }
 
+/// A plain file (what the log's segments are): append `size` bytes,
+/// fdatasync.
+fn file_append(
+    dir: &std::path::Path,
+    samples: usize,
+    size: usize,
+    pause: Duration,
+) -> Vec<Duration> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("raw.hlog"))
+        .expect("file");
+    let value = vec![1u8; size];
+    (0..samples)
+        .map(|_| {
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
+            }
+            let t = Instant::now();
+            file.write_all(&value).expect("write");
+            file.sync_data().expect("fdatasync");
+            t.elapsed()
+        })
+        .collect()
+}
+
 struct Defender {
     identity: IdentityKeyPair,
     session: Session,
@@ -221,6 +250,11 @@ async fn main() {
         durable_append(&dir.path().join("raw-paced"), 300, request, PAUSE),
     ];
     row("raw durable append (sled + fdatasync)", &append);
+    let file = [
+        file_append(&dir.path().join("file"), 500, request, Duration::ZERO),
+        file_append(&dir.path().join("file-paced"), 300, request, PAUSE),
+    ];
+    row("raw durable append (file + fdatasync)", &file);
 
     // The server.
     let key = dir.path().join("master.key");

@@ -1,4 +1,6 @@
-//! The store on disk: tamper evidence, wrong keys, no plaintext, reopen.
+//! The store on disk: segment files, tamper evidence and damage named
+//! without a byte changed, torn writes set aside, the snapshot cache
+//! rebuilt, wrong keys, no plaintext, reopen.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -6,17 +8,39 @@ use std::path::{Path, PathBuf};
 use hotline_proto::Role;
 use hotline_server::domain::devices::InviteRecord;
 use hotline_server::log::keys::{KeySource, generate_key_file};
+use hotline_server::log::segment::{self, SegmentHeader};
 use hotline_server::store::{Create, LogStore, OpenError, open_keys, verify_store};
 
 /// A store with `n` invites, closed cleanly. Returns the data directory and key.
 pub fn build_store(root: &Path, n: usize) -> (PathBuf, KeySource) {
+    build_store_with(root, n, 64 << 20)
+}
+
+/// Opens the store as the server does at start-up.
+pub fn start_up(data: &Path, key: &KeySource) -> Result<LogStore, OpenError> {
+    let keys = open_keys(data, key, Create::Never)?;
+    LogStore::open(data, keys, 4 << 20)
+}
+
+/// The sequence number verification reports as the first bad record.
+fn first_bad(data: &Path, key: &KeySource) -> Option<u64> {
+    match verify_store(data, key, 4 << 20, None) {
+        Ok(_) => None,
+        Err(OpenError::Log(hotline_server::log::LogError::Tampered { seq, .. })) => Some(seq),
+        Err(other) => panic!("verification failed with an unexpected error: {other}"),
+    }
+}
+
+/// A store with `n` invites written in segments of `segment_bytes`,
+/// closed cleanly.
+pub fn build_store_with(root: &Path, n: usize, segment_bytes: u64) -> (PathBuf, KeySource) {
     let data = root.join("data");
     std::fs::create_dir_all(&data).expect("mkdir");
     let key_path = root.join("master.key");
     generate_key_file(&key_path).expect("key");
     let key = KeySource::File(key_path);
     let keys = open_keys(&data, &key, Create::IfMissing(Default::default())).expect("keys");
-    let store = LogStore::open(&data, keys, 4 << 20).expect("open");
+    let store = LogStore::open_with(&data, keys, 4 << 20, segment_bytes).expect("open");
     for i in 0..n {
         let mut digest = [0u8; 32];
         digest[..8].copy_from_slice(&(i as u64).to_be_bytes());
@@ -37,34 +61,72 @@ pub fn build_store(root: &Path, n: usize) -> (PathBuf, KeySource) {
     (data, key)
 }
 
-/// Opens the store as the server does at start-up.
-pub fn start_up(data: &Path, key: &KeySource) -> Result<LogStore, OpenError> {
-    let keys = open_keys(data, key, Create::Never)?;
-    LogStore::open(data, keys, 4 << 20)
+/// The segment files of a data directory, oldest first.
+pub fn segment_files(data: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(data.join("log"))
+        .expect("log dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(segment::parse_file_name)
+                .is_some()
+        })
+        .collect();
+    out.sort();
+    out
 }
 
-/// The sequence number verification reports as the first bad record.
-fn first_bad(data: &Path, key: &KeySource) -> Option<u64> {
-    match verify_store(data, key, 4 << 20, None) {
-        Ok(_) => None,
-        Err(OpenError::Log(hotline_server::log::LogError::Tampered { seq, .. })) => Some(seq),
-        Err(other) => panic!("verification failed with an unexpected error: {other}"),
+/// Frames as (kind, seq, payload).
+type Frames = Vec<(u8, u64, Vec<u8>)>;
+
+/// Every frame of every segment, as (kind, seq, payload), and the store id.
+fn read_frames(data: &Path) -> (Frames, [u8; 16]) {
+    let mut frames = Vec::new();
+    let mut store_id = None;
+    for path in segment_files(data) {
+        let bytes = std::fs::read(&path).expect("read");
+        store_id = Some(SegmentHeader::parse(&bytes).expect("header").store_id);
+        let (found, end) = segment::parse_frames(&bytes);
+        assert_eq!(end, segment::End::Clean);
+        frames.extend(
+            found
+                .into_iter()
+                .map(|f| (f.kind, f.seq, bytes[f.payload].to_vec())),
+        );
     }
+    (frames, store_id.expect("a segment"))
 }
 
-fn record_key(seq: u64) -> Vec<u8> {
-    let mut k = vec![b'r'];
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
+/// Rewrites the log as one segment holding `frames`, with valid
+/// checksums: what an attacker who knows the format can do.
+fn write_frames(data: &Path, store_id: [u8; 16], frames: &[(u8, u64, Vec<u8>)]) {
+    for path in segment_files(data) {
+        std::fs::remove_file(path).expect("rm");
+    }
+    let mut bytes = SegmentHeader {
+        store_id,
+        first_seq: 1,
+    }
+    .to_bytes();
+    for (kind, seq, payload) in frames {
+        segment::encode_frame(*kind, *seq, payload, &mut bytes);
+    }
+    std::fs::write(data.join("log").join(segment::file_name(1)), bytes).expect("write");
 }
 
-/// Opens the store's sled database directly, as an attacker with the disk
-/// would, and applies `edit` to the chain tree.
-fn edit_chain(data: &Path, edit: impl FnOnce(&sled::Tree)) {
-    let db = sled::open(data.join("store")).expect("sled opens");
-    let chain = db.open_tree("chain").expect("tree");
-    edit(&chain);
-    db.flush().expect("flush");
+/// Applies `edit` to the log's frames, as an attacker with the disk would.
+fn edit_frames(data: &Path, edit: impl FnOnce(&mut Frames)) {
+    let (mut frames, store_id) = read_frames(data);
+    edit(&mut frames);
+    write_frames(data, store_id, &frames);
+}
+
+fn record_at(frames: &[(u8, u64, Vec<u8>)], seq: u64) -> usize {
+    frames
+        .iter()
+        .position(|(k, s, _)| *k == segment::KIND_RECORD && *s == seq)
+        .expect("record present")
 }
 
 /// Every file under `dir`, with its bytes.
@@ -82,18 +144,6 @@ pub fn snapshot_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         }
     }
     out
-}
-
-/// Writes the files taken by [`snapshot_files`] of `from` into
-/// `root/data`, and returns that directory.
-fn restore(files: &BTreeMap<PathBuf, Vec<u8>>, from: &Path, root: &Path) -> PathBuf {
-    let data = root.join("data");
-    for (path, bytes) in files {
-        let target = data.join(path.strip_prefix(from).expect("inside"));
-        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&target, bytes).expect("copy");
-    }
-    data
 }
 
 #[test]
@@ -121,80 +171,98 @@ fn a_reopened_store_has_every_record() {
 }
 
 #[test]
-fn logical_edits_through_sled_are_detected_at_the_first_bad_record() {
-    type Edit = Box<dyn Fn(&sled::Tree)>;
+fn logical_edits_of_the_segments_are_detected_at_the_first_bad_record() {
+    type Edit = Box<dyn Fn(&mut Frames)>;
     let cases: Vec<(&str, u64, Edit)> = vec![
         (
             "changed",
             40,
-            Box::new(|t: &sled::Tree| {
-                let mut v = t
-                    .get(record_key(40))
-                    .expect("get")
-                    .expect("present")
-                    .to_vec();
-                let last = v.len() - 1;
-                v[last] ^= 1;
-                t.insert(record_key(40), v).expect("insert");
+            Box::new(|f: &mut Frames| {
+                let i = record_at(f, 40);
+                let last = f[i].2.len() - 1;
+                f[i].2[last] ^= 1;
             }),
         ),
         (
             "deleted",
             40,
-            Box::new(|t: &sled::Tree| {
-                t.remove(record_key(40)).expect("remove");
+            Box::new(|f: &mut Frames| {
+                let i = record_at(f, 40);
+                f.remove(i);
+            }),
+        ),
+        (
+            "deleted, later records renumbered",
+            40,
+            Box::new(|f: &mut Frames| {
+                let i = record_at(f, 40);
+                f.remove(i);
+                for frame in f.iter_mut().skip(i) {
+                    if frame.0 == segment::KIND_RECORD {
+                        frame.1 -= 1;
+                    }
+                }
             }),
         ),
         (
             "reordered",
             40,
-            Box::new(|t: &sled::Tree| {
-                let a = t.get(record_key(40)).expect("get").expect("present");
-                let b = t.get(record_key(41)).expect("get").expect("present");
-                t.insert(record_key(40), b).expect("insert");
-                t.insert(record_key(41), a).expect("insert");
+            Box::new(|f: &mut Frames| {
+                let (a, b) = (record_at(f, 40), record_at(f, 41));
+                let pa = f[a].2.clone();
+                f[a].2 = f[b].2.clone();
+                f[b].2 = pa;
+            }),
+        ),
+        (
+            "frames swapped",
+            40,
+            Box::new(|f: &mut Frames| {
+                let (a, b) = (record_at(f, 40), record_at(f, 41));
+                f.swap(a, b);
             }),
         ),
         (
             "duplicated",
             41,
-            Box::new(|t: &sled::Tree| {
-                let a = t.get(record_key(40)).expect("get").expect("present");
-                t.insert(record_key(41), a).expect("insert");
+            Box::new(|f: &mut Frames| {
+                let (a, b) = (record_at(f, 40), record_at(f, 41));
+                f[b].2 = f[a].2.clone();
             }),
         ),
         (
             "duplicated at the end",
             101,
-            Box::new(|t: &sled::Tree| {
-                let a = t.get(record_key(100)).expect("get").expect("present");
-                t.insert(record_key(101), a).expect("insert");
+            Box::new(|f: &mut Frames| {
+                let a = record_at(f, 100);
+                let copy = f[a].2.clone();
+                f.push((segment::KIND_RECORD, 101, copy));
             }),
         ),
         (
             "tail deleted",
             99,
-            Box::new(|t: &sled::Tree| {
-                t.remove(record_key(100)).expect("remove");
-                t.remove(record_key(99)).expect("remove");
+            Box::new(|f: &mut Frames| {
+                let i = record_at(f, 99);
+                f.truncate(i);
             }),
         ),
         (
             "checkpoint forged",
             100,
-            Box::new(|t: &sled::Tree| {
-                let mut k = vec![b'c'];
-                k.extend_from_slice(&100u64.to_be_bytes());
-                let mut v = t.get(&k).expect("get").expect("final checkpoint").to_vec();
-                v[20] ^= 1;
-                t.insert(k, v).expect("insert");
+            Box::new(|f: &mut Frames| {
+                let i = f
+                    .iter()
+                    .rposition(|(k, s, _)| *k == segment::KIND_CHECKPOINT && *s == 100)
+                    .expect("final checkpoint");
+                f[i].2[20] ^= 1;
             }),
         ),
     ];
     for (name, expected, edit) in cases {
         let dir = tempfile::tempdir().expect("tempdir");
         let (data, key) = build_store(dir.path(), 100);
-        edit_chain(&data, |t| edit(t));
+        edit_frames(&data, |f| edit(f));
         assert_eq!(first_bad(&data, &key), Some(expected), "{name}: verify");
         let err = start_up(&data, &key).expect_err(name);
         assert!(
@@ -204,90 +272,255 @@ fn logical_edits_through_sled_are_detected_at_the_first_bad_record() {
     }
 }
 
-#[test]
-fn flipped_bytes_in_the_store_files_are_detected_without_panic() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (pristine, key) = build_store(dir.path(), 300);
-    let files = snapshot_files(&pristine);
-    let db_path = pristine.join("store").join("db");
-    let db = files[&db_path].clone();
-    // Flip bytes where our records are: find each stored record in sled's
-    // file (sled may hold several copies of a page; change every copy, as
-    // an attacker would).
-    let records: Vec<Vec<u8>> = {
-        let sled = sled::open(pristine.join("store")).expect("sled");
-        let chain = sled.open_tree("chain").expect("tree");
-        (1..=300u64)
-            .map(|s| {
-                chain
-                    .get(record_key(s))
-                    .expect("get")
-                    .expect("present")
-                    .to_vec()
-            })
-            .collect()
-    };
-    let mut detected = 0;
-    for (i, rec) in records.iter().enumerate().step_by(37) {
-        let places: Vec<usize> = db
-            .windows(rec.len())
-            .enumerate()
-            .filter(|(_, w)| *w == rec.as_slice())
-            .map(|(at, _)| at)
-            .collect();
-        if places.is_empty() {
-            continue;
-        }
-        for offset in [1, rec.len() / 2, rec.len() - 1] {
-            let trial = tempfile::tempdir().expect("tempdir");
-            let data = restore(&files, &pristine, trial.path());
-            let mut bad = db.clone();
-            for at in &places {
-                bad[at + offset] ^= 0x20;
-            }
-            std::fs::write(data.join("store").join("db"), &bad).expect("write");
-            let verdict = first_bad(&data, &key);
-            assert!(
-                verdict.is_some(),
-                "record {} byte {offset}: flip not detected by verify",
-                i + 1
-            );
-            assert!(
-                start_up(&data, &key).is_err(),
-                "record {} byte {offset}: start-up accepted it",
-                i + 1
-            );
-            detected += 1;
-        }
-    }
-    assert!(detected >= 9, "only {detected} flips were placed");
+/// Flips one bit of `path` at `at`.
+fn flip(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).expect("read");
+    bytes[at] ^= 0x10;
+    std::fs::write(path, bytes).expect("write");
+}
 
-    // Anywhere else in the file: either nothing that matters changed (all
-    // 300 records are there) or the damage is reported. Never a panic, and
-    // never fewer records without an error.
+/// Verify and start-up both refuse the store in `data`, naming a record
+/// and `segment`, and change no byte and no file name.
+fn refused_naming(data: &Path, key: &KeySource, segment: &Path, what: &str) -> u64 {
+    let name = segment
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name")
+        .to_owned();
+    let before = snapshot_files(data);
+    let err = verify_store(data, key, 4 << 20, None).expect_err(what);
+    let OpenError::Log(hotline_server::log::LogError::Tampered { seq, .. }) = &err else {
+        panic!("{what}: verify says {err}")
+    };
+    let seq = *seq;
+    let text = err.to_string();
+    assert!(
+        text.contains(&name) && text.contains("offset") && text.contains(&format!("record {seq}")),
+        "{what}: verify says {text}"
+    );
+    assert!(
+        snapshot_files(data) == before,
+        "{what}: verify changed the data directory"
+    );
+    let err = start_up(data, key).expect_err(what).to_string();
+    assert!(
+        err.contains(&name) && err.contains(&format!("record {seq}")),
+        "{what}: start-up says {err}"
+    );
+    assert!(
+        snapshot_files(data) == before,
+        "{what}: start-up changed the data directory"
+    );
+    seq
+}
+
+#[test]
+fn a_flipped_byte_in_a_segment_is_named_changes_nothing_and_restoring_it_makes_the_store_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, key) = build_store_with(dir.path(), 300, 8 << 10);
+    let segments = segment_files(&data);
+    assert!(segments.len() >= 4, "several segments: {}", segments.len());
+    let pristine = snapshot_files(&data.join("log"));
+    let whole = |why: &str| {
+        let report = verify_store(&data, &key, 4 << 20, None).expect(why);
+        assert_eq!(report.verified.records, 300, "{why}");
+        assert_eq!(
+            start_up(&data, &key).expect(why).state().invites.len(),
+            300,
+            "{why}"
+        );
+    };
+
+    // The drill: one byte in the middle of a closed segment.
+    let closed = &segments[1];
+    let middle = std::fs::read(closed).expect("read").len() / 2;
+    flip(closed, middle);
+    let seq = refused_naming(&data, &key, closed, "closed segment");
+    let first_in_it =
+        segment::parse_file_name(closed.file_name().and_then(|n| n.to_str()).expect("name"))
+            .expect("seg");
+    assert!(
+        seq > first_in_it,
+        "the first bad record is inside that segment: {seq}"
+    );
+    let said = verify_store(&data, &key, 4 << 20, None)
+        .expect_err("damaged")
+        .to_string();
+    assert!(
+        said.contains(&format!("records 1 to {} before it verify", seq - 1)),
+        "verify inspects the records before the damage: {said}"
+    );
+    flip(closed, middle);
+    whole("the byte restored");
+
+    // One byte of the last frame of the newest segment (the final checkpoint).
+    let newest = segments.last().expect("newest");
+    let last = std::fs::read(newest).expect("read").len() - 1;
+    flip(newest, last);
+    refused_naming(&data, &key, newest, "newest segment");
+    flip(newest, last);
+    whole("the byte restored");
+
+    // A segment header.
+    flip(&segments[2], 20);
+    refused_naming(&data, &key, &segments[2], "segment header");
+    flip(&segments[2], 20);
+
+    // Anywhere in any closed segment: always named, never a change.
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    for _ in 0..40 {
+    for _ in 0..12 {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        let at = (state % db.len() as u64) as usize;
-        let trial = tempfile::tempdir().expect("tempdir");
-        let data = restore(&files, &pristine, trial.path());
-        let mut bad = db.clone();
-        bad[at] ^= 0x01;
-        std::fs::write(data.join("store").join("db"), &bad).expect("write");
-        match verify_store(&data, &key, 4 << 20, None) {
-            Ok(report) => assert_eq!(
-                report.verified.records, 300,
-                "offset {at}: records lost silently"
-            ),
-            Err(e) => assert!(!e.to_string().is_empty()),
-        }
-        match start_up(&data, &key) {
-            Ok(store) => assert_eq!(store.state().invites.len(), 300, "offset {at}"),
-            Err(e) => assert!(!e.to_string().is_empty()),
-        }
+        let seg = &segments[(state % (segments.len() as u64 - 1)) as usize];
+        let at = ((state >> 20) % std::fs::read(seg).expect("read").len() as u64) as usize;
+        flip(seg, at);
+        refused_naming(&data, &key, seg, &format!("byte {at}"));
+        flip(seg, at);
     }
+    assert!(snapshot_files(&data.join("log")) == pristine);
+    whole("every byte restored");
+}
+
+#[test]
+fn a_missing_segment_is_named_and_putting_it_back_makes_the_store_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, key) = build_store_with(dir.path(), 200, 8 << 10);
+    let segments = segment_files(&data);
+    let kept = std::fs::read(&segments[1]).expect("read");
+    std::fs::remove_file(&segments[1]).expect("rm");
+    let err = refused_naming(&data, &key, &segments[2], "missing segment");
+    assert!(err > 1);
+    let text = verify_store(&data, &key, 4 << 20, None)
+        .expect_err("missing")
+        .to_string();
+    assert!(text.contains("segment is missing"), "{text}");
+    std::fs::write(&segments[1], kept).expect("restore");
+    assert_eq!(
+        start_up(&data, &key).expect("whole").state().invites.len(),
+        200
+    );
+}
+
+#[test]
+fn an_incomplete_final_write_is_set_aside_and_nothing_acknowledged_is_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, key) = build_store(dir.path(), 50);
+    let newest = segment_files(&data).pop().expect("segment");
+    let written = std::fs::read(&newest).expect("read");
+    // A crash in the middle of a write: a frame cut short.
+    let mut frame = Vec::new();
+    segment::encode_frame(segment::KIND_RECORD, 51, &[0x5a; 300], &mut frame);
+    let torn = &frame[..frame.len() - 123];
+    let mut bytes = written.clone();
+    bytes.extend_from_slice(torn);
+    std::fs::write(&newest, &bytes).expect("write");
+
+    // verify reports it and writes nothing.
+    let before = snapshot_files(&data);
+    let report = verify_store(&data, &key, 4 << 20, None).expect("verifies");
+    assert_eq!(report.verified.records, 50);
+    assert_eq!(report.torn_tail.map(|t| t.bytes), Some(torn.len() as u64));
+    assert!(snapshot_files(&data) == before, "verify wrote");
+
+    // A start keeps the bytes aside, cuts them off, and serves everything.
+    let store = start_up(&data, &key).expect("starts");
+    assert_eq!(store.state().invites.len(), 50);
+    let aside: Vec<PathBuf> = std::fs::read_dir(data.join("log"))
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("torn-51-"))
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(std::fs::read(&aside[0]).expect("aside"), torn);
+    assert_eq!(std::fs::read(&newest).expect("segment"), written);
+    // And goes on writing.
+    store
+        .put_invite(
+            [0xee; 32],
+            &InviteRecord {
+                role: Role::Officer,
+                created_at: 1,
+                expires_at: u64::MAX,
+                used_at: None,
+                bootstrap: None,
+            },
+        )
+        .expect("append");
+    drop(store);
+    assert_eq!(
+        start_up(&data, &key)
+            .expect("reopens")
+            .state()
+            .invites
+            .len(),
+        51
+    );
+    assert_eq!(
+        verify_store(&data, &key, 4 << 20, None)
+            .expect("verifies")
+            .verified
+            .records,
+        51
+    );
+}
+
+#[test]
+fn a_lost_or_damaged_snapshot_cache_costs_a_rebuild_never_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, key) = build_store(dir.path(), 200);
+    let expected = {
+        let store = start_up(&data, &key).expect("opens");
+        assert_eq!(store.replayed_at_open(), 0, "the snapshot holds it all");
+        store.state()
+    };
+    // Deleted.
+    std::fs::remove_dir_all(data.join("cache")).expect("rm");
+    let store = start_up(&data, &key).expect("rebuilds");
+    assert_eq!(store.replayed_at_open(), 200);
+    assert_eq!(store.state(), expected);
+    store.close().expect("close");
+    drop(store);
+
+    // Bytes flipped all over sled's files: verify does not look at them
+    // (and changes nothing); a start serves the same state.
+    let cache_files: Vec<PathBuf> = snapshot_files(&data.join("cache")).into_keys().collect();
+    for path in &cache_files {
+        let mut bytes = std::fs::read(path).expect("read");
+        for at in (0..bytes.len()).step_by(97) {
+            bytes[at] ^= 0x41;
+        }
+        std::fs::write(path, bytes).expect("write");
+    }
+    let before = snapshot_files(&data);
+    verify_store(&data, &key, 4 << 20, None).expect("the log is sound");
+    assert!(snapshot_files(&data) == before, "verify wrote");
+    let store = start_up(&data, &key).expect("starts");
+    assert_eq!(store.state(), expected);
+    drop(store);
+    // Whatever sled made of it, nothing was deleted: a cache that did not
+    // open or verify is kept beside the new one.
+    let names: Vec<String> = std::fs::read_dir(&data)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n == "cache"), "{names:?}");
+}
+
+#[test]
+fn verify_of_a_missing_directory_says_so_and_creates_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("nonexistent");
+    let key = KeySource::File(dir.path().join("master.key"));
+    let err = verify_store(&missing, &key, 4 << 20, None).expect_err("missing");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    assert!(!err.to_string().contains("backup"), "{err}");
+    assert!(!missing.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
 }
 
 #[test]
@@ -342,7 +575,7 @@ fn wrong_missing_and_truncated_master_keys_change_nothing() {
 
 #[test]
 fn no_plaintext_reaches_the_disk() {
-    use hotline_server::log::engine::SledEngine;
+    use hotline_server::log::segments::{Mode, SegmentEngine};
     use hotline_server::log::{Log, RecordKey};
     use std::sync::Arc;
 
@@ -352,7 +585,16 @@ fn no_plaintext_reaches_the_disk() {
     let key = KeySource::File(dir.path().join("master.key"));
     generate_key_file(&dir.path().join("master.key")).expect("key");
     let keys = open_keys(&data, &key, Create::IfMissing(Default::default())).expect("keys");
-    let engine = Arc::new(SledEngine::open(&data.join("store"), 4 << 20).expect("engine"));
+    let engine = Arc::new(
+        SegmentEngine::open(
+            &data.join("log"),
+            keys.store_id(),
+            Mode::Writable {
+                max_segment_bytes: 4096,
+            },
+        )
+        .expect("engine"),
+    );
     let (log, _) = Log::open(engine, Arc::new(keys), &data, &[]).expect("log");
     let marker = b"MARKER-7f3a-Maria-Gonzalez-Tegucigalpa";
     let case = log.case_key(b"case-42").expect("case key");
@@ -382,7 +624,7 @@ fn no_plaintext_reaches_the_disk() {
 
 #[test]
 fn erasing_a_case_shreds_its_records_and_the_chain_still_verifies() {
-    use hotline_server::log::engine::SledEngine;
+    use hotline_server::log::segments::{Mode, SegmentEngine};
     use hotline_server::log::{Entry, Log, RecordKey};
     use std::sync::Arc;
 
@@ -393,7 +635,16 @@ fn erasing_a_case_shreds_its_records_and_the_chain_still_verifies() {
     let key = KeySource::File(dir.path().join("master.key"));
     let open = || {
         let keys = open_keys(&data, &key, Create::IfMissing(Default::default())).expect("keys");
-        let engine = Arc::new(SledEngine::open(&data.join("store"), 4 << 20).expect("engine"));
+        let engine = Arc::new(
+            SegmentEngine::open(
+                &data.join("log"),
+                keys.store_id(),
+                Mode::Writable {
+                    max_segment_bytes: 4096,
+                },
+            )
+            .expect("engine"),
+        );
         Log::open(engine, Arc::new(keys), &data, &[]).expect("log")
     };
     let (log, _) = open();
@@ -484,4 +735,93 @@ async fn a_seized_data_directory_shows_no_keys_or_ids_in_clear() {
         .await
         .expect("admin authenticates");
     assert_eq!(session.devices().await.expect("list").len(), 2);
+}
+
+#[test]
+fn recover_truncate_after_copy_keeps_a_copy_of_what_it_cuts_and_leaves_a_sound_store() {
+    use hotline_server::store::recover_truncate_after_copy;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, key) = build_store_with(dir.path(), 300, 8 << 10);
+    let segments = segment_files(&data);
+    let damaged = &segments[2];
+    let middle = std::fs::read(damaged).expect("read").len() / 2;
+    flip(damaged, middle);
+    let bad_bytes = std::fs::read(damaged).expect("read");
+    let later: Vec<(PathBuf, Vec<u8>)> = segments[3..]
+        .iter()
+        .map(|p| (p.clone(), std::fs::read(p).expect("read")))
+        .collect();
+    let seq = refused_naming(&data, &key, damaged, "before recovery");
+
+    let report = recover_truncate_after_copy(&data, &key, 4 << 20).expect("recovers");
+    assert_eq!(report.first_cut, Some(seq));
+    assert_eq!(report.kept, seq - 1);
+    let copy = report.copied_to.expect("a copy");
+    // The segment up to the cut plus the copy is the damaged segment, and
+    // every later segment is in the copy, whole.
+    let kept = std::fs::read(damaged).expect("read");
+    let name = damaged.file_name().and_then(|n| n.to_str()).expect("name");
+    let tail = std::fs::read(copy.join(format!("{name}.from-{}", kept.len()))).expect("copy");
+    assert_eq!([kept, tail].concat(), bad_bytes);
+    for (path, bytes) in &later {
+        assert!(!path.exists(), "{} still in the log", path.display());
+        let copied = copy.join(path.file_name().expect("name"));
+        assert_eq!(&std::fs::read(copied).expect("copied"), bytes);
+    }
+    // What remains verifies and serves, and takes new records.
+    let store = start_up(&data, &key).expect("starts");
+    assert_eq!(store.state().invites.len() as u64, seq - 1);
+    store
+        .put_invite(
+            [0xee; 32],
+            &InviteRecord {
+                role: Role::Officer,
+                created_at: 1,
+                expires_at: u64::MAX,
+                used_at: None,
+                bootstrap: None,
+            },
+        )
+        .expect("append");
+    drop(store);
+    assert_eq!(
+        verify_store(&data, &key, 4 << 20, None)
+            .expect("verifies")
+            .verified
+            .records,
+        seq
+    );
+}
+
+#[test]
+fn a_start_refused_for_a_missing_head_file_creates_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, key) = build_store(dir.path(), 30);
+    std::fs::remove_file(data.join("chain.head")).expect("rm");
+    let before = snapshot_files(&data);
+    let err = start_up(&data, &key).expect_err("refused");
+    assert!(err.to_string().contains("head file is missing"), "{err}");
+    assert!(
+        snapshot_files(&data) == before,
+        "a file was created or changed"
+    );
+}
+
+#[test]
+fn a_start_refused_for_a_missing_log_creates_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, key) = build_store(dir.path(), 30);
+    let log = data.join("log");
+    let moved = dir.path().join("log-elsewhere");
+    std::fs::rename(&log, &moved).expect("mv");
+    let before = snapshot_files(&data);
+    let err = start_up(&data, &key).expect_err("refused");
+    assert!(err.to_string().contains("are missing"), "{err}");
+    assert!(!log.exists(), "the log directory was created");
+    assert!(snapshot_files(&data) == before);
+    std::fs::rename(&moved, &log).expect("mv back");
+    assert_eq!(
+        start_up(&data, &key).expect("whole").state().invites.len(),
+        30
+    );
 }

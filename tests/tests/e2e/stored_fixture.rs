@@ -308,3 +308,121 @@ async fn a_store_written_by_an_earlier_build_opens_verifies_and_serves() {
     server.shutdown().await;
     assert!(verify_store(&data, &key, 4 << 20, None).is_ok());
 }
+
+/// The state a store of the earlier layout derives, read through a copy
+/// of its sled directory with this build's own decoder (not through the
+/// migration under test).
+fn state_of_old_layout(data: &Path, key: &KeySource) -> hotline_server::domain::State {
+    use hotline_server::log::engine::SledEngine;
+    let copy = tempfile::tempdir().expect("tempdir");
+    copy_dir(&data.join("store"), copy.path());
+    let keys = open_keys(data, key, Create::Never).expect("keys");
+    let engine = SledEngine::open(copy.path(), 4 << 20).expect("sled copy");
+    let mut state = hotline_server::domain::State::default();
+    hotline_server::log::entries(&engine, &keys, data, |seq, entry| {
+        if let hotline_server::log::Entry::Event(bytes) = entry {
+            let event = hotline_server::store::codec::decode_event(&bytes).expect("decodes");
+            state.apply(seq, &event).expect("applies");
+        }
+        state.applied_seq = seq;
+        Ok(())
+    })
+    .expect("entries");
+    state
+}
+
+#[test]
+fn the_earlier_layout_migrates_with_the_same_head_and_state_and_its_files_untouched() {
+    let checked_in = crate::storage::snapshot_files(&fixture());
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&fixture(), dir.path());
+    let data = dir.path().join("data");
+    let key = KeySource::File(dir.path().join("master.key"));
+    let before = crate::storage::snapshot_files(&data);
+    assert!(
+        !data.join("log").exists(),
+        "the fixture is of the earlier layout"
+    );
+
+    // verify works through a temporary copy and writes nothing here.
+    let old = verify_store(&data, &key, 4 << 20, None).expect("the old store verifies");
+    assert!(old.old_layout);
+    assert!(
+        crate::storage::snapshot_files(&data) == before,
+        "verify changed the data directory"
+    );
+    let old_state = state_of_old_layout(&data, &key);
+
+    // The first start migrates.
+    let keys = open_keys(&data, &key, Create::Never).expect("keys");
+    let store = LogStore::open(&data, keys, 4 << 20).expect("migrates and opens");
+    assert_eq!(
+        store.log().head(),
+        (old.verified.head_seq, old.verified.head),
+        "the same chain head"
+    );
+    assert_eq!(store.state(), old_state, "the same derived state");
+    store.close().expect("close");
+    drop(store);
+    assert!(data.join("log").is_dir());
+    assert!(!data.join("log.migrating").exists());
+
+    // The old files are byte for byte as they were, and still there.
+    let after = crate::storage::snapshot_files(&data);
+    for (path, bytes) in before
+        .iter()
+        .filter(|(p, _)| p.starts_with(data.join("store")))
+    {
+        assert!(after.get(path) == Some(bytes), "{} changed", path.display());
+    }
+
+    // The new layout verifies to the same head; a second start does not
+    // migrate again and finds everything.
+    let new = verify_store(&data, &key, 4 << 20, None).expect("the new layout verifies");
+    assert!(!new.old_layout);
+    assert_eq!(new.verified.records, old.verified.records);
+    assert_eq!(
+        (new.verified.head_seq, new.verified.head),
+        (old.verified.head_seq, old.verified.head)
+    );
+    let keys = open_keys(&data, &key, Create::Never).expect("keys");
+    let store = LogStore::open(&data, keys, 4 << 20).expect("opens again");
+    assert_eq!(store.state(), old_state);
+    drop(store);
+
+    // The checked-in fixture itself was never touched.
+    assert!(crate::storage::snapshot_files(&fixture()) == checked_in);
+}
+
+#[test]
+fn an_earlier_layout_store_that_fails_verification_is_not_migrated_and_not_changed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&fixture(), dir.path());
+    let data = dir.path().join("data");
+    let key = KeySource::File(dir.path().join("master.key"));
+    // The head file's newest checkpoint no longer verifies.
+    let head = data.join("chain.head");
+    let mut bytes = std::fs::read(&head).expect("head");
+    for b in bytes.iter_mut() {
+        *b ^= 0x01;
+    }
+    std::fs::write(&head, bytes).expect("write");
+    let before = crate::storage::snapshot_files(&data);
+    let names = |d: &Path| -> Vec<std::ffi::OsString> {
+        let mut n: Vec<_> = std::fs::read_dir(d)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        n.sort();
+        n
+    };
+    let names_before = names(&data);
+    let keys = open_keys(&data, &key, Create::Never).expect("keys");
+    let err = LogStore::open(&data, keys, 4 << 20).expect_err("refused");
+    assert!(err.to_string().contains("head file"), "{err}");
+    assert!(
+        crate::storage::snapshot_files(&data) == before,
+        "bytes changed"
+    );
+    assert_eq!(names(&data), names_before, "files were created");
+}

@@ -1,0 +1,292 @@
+//! The segment file format: how the log's stored records and checkpoints
+//! are framed in append-only files. Pure functions over bytes; the engine
+//! that reads and writes the files is [`super::segments`].
+//!
+//! ```text
+//! segment = header | frame*
+//! header  = "HOTLSEG1" | version (u32 LE) = 1 | store id (16) | first seq (u64 LE)
+//!           | checksum (16) = SHA-256(everything before it)[..16]
+//! frame   = len (u32 LE, of payload) | kind (u8: 1 record, 2 checkpoint) | seq (u64 LE)
+//!           | checksum (16) = SHA-256(kind | seq | len | payload)[..16] | payload
+//! ```
+//!
+//! The payload is the stored record (or checkpoint) exactly as the log
+//! seals (or signs) it: framing adds nothing the chain depends on.
+
+use std::ops::Range;
+
+use ring::digest;
+
+/// The first bytes of every segment file.
+pub const MAGIC: &[u8; 8] = b"HOTLSEG1";
+/// The segment format version.
+pub const VERSION: u32 = 1;
+/// Bytes of a checksum (a truncated SHA-256).
+pub const CHECKSUM_LEN: usize = 16;
+/// Bytes of a segment header.
+pub const HEADER_LEN: usize = 8 + 4 + 16 + 8 + CHECKSUM_LEN;
+/// Bytes of a frame before its payload.
+pub const FRAME_HEADER_LEN: usize = 4 + 1 + 8 + CHECKSUM_LEN;
+/// Frame kind of a stored record.
+pub const KIND_RECORD: u8 = 1;
+/// Frame kind of a stored checkpoint.
+pub const KIND_CHECKPOINT: u8 = 2;
+/// The largest payload a frame may declare: a sealed record of
+/// [`super::MAX_RECORD_LEN`] plaintext with its header and tag, with room
+/// to spare. A longer declared length is damage, never a torn write.
+pub const MAX_PAYLOAD: usize = super::MAX_RECORD_LEN + 4096;
+
+/// A segment's file name: `seg-<first seq, 20 digits>.hlog`.
+pub fn file_name(first_seq: u64) -> String {
+    format!("seg-{first_seq:020}.hlog")
+}
+
+/// The first sequence number a segment file name stands for.
+pub fn parse_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("seg-")?.strip_suffix(".hlog")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn checksum(parts: &[&[u8]]) -> [u8; CHECKSUM_LEN] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    for p in parts {
+        ctx.update(p);
+    }
+    let mut out = [0u8; CHECKSUM_LEN];
+    out.copy_from_slice(&ctx.finish().as_ref()[..CHECKSUM_LEN]);
+    out
+}
+
+/// A segment's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// The store the segment belongs to.
+    pub store_id: [u8; 16],
+    /// The sequence number of its first record.
+    pub first_seq: u64,
+}
+
+impl SegmentHeader {
+    /// The header's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(HEADER_LEN);
+        b.extend_from_slice(MAGIC);
+        b.extend_from_slice(&VERSION.to_le_bytes());
+        b.extend_from_slice(&self.store_id);
+        b.extend_from_slice(&self.first_seq.to_le_bytes());
+        let sum = checksum(&[&b]);
+        b.extend_from_slice(&sum);
+        b
+    }
+
+    /// Reads a header from the start of `bytes`.
+    pub fn parse(bytes: &[u8]) -> Result<SegmentHeader, &'static str> {
+        let h = bytes
+            .get(..HEADER_LEN)
+            .ok_or("the segment is shorter than its header")?;
+        if &h[..8] != MAGIC {
+            return Err("the segment header does not start with HOTLSEG1");
+        }
+        let (body, sum) = h.split_at(HEADER_LEN - CHECKSUM_LEN);
+        if checksum(&[body]) != sum {
+            return Err("the segment header's checksum does not match");
+        }
+        let version = u32::from_le_bytes(body[8..12].try_into().map_err(|_| "short")?);
+        if version != VERSION {
+            return Err("the segment has an unknown format version");
+        }
+        let mut store_id = [0u8; 16];
+        store_id.copy_from_slice(&body[12..28]);
+        let first_seq = u64::from_le_bytes(body[28..36].try_into().map_err(|_| "short")?);
+        Ok(SegmentHeader {
+            store_id,
+            first_seq,
+        })
+    }
+}
+
+/// Appends the frame of `payload` to `out`.
+pub fn encode_frame(kind: u8, seq: u64, payload: &[u8], out: &mut Vec<u8>) {
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    let sum = checksum(&[&[kind], &seq.to_le_bytes(), &len.to_le_bytes(), payload]);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.push(kind);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&sum);
+    out.extend_from_slice(payload);
+}
+
+/// One frame found in a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// [`KIND_RECORD`] or [`KIND_CHECKPOINT`].
+    pub kind: u8,
+    /// The record's (or checkpoint's) sequence number.
+    pub seq: u64,
+    /// Where the frame starts in the file.
+    pub offset: u64,
+    /// Where its payload lies in the file.
+    pub payload: Range<usize>,
+}
+
+/// How the frames of a segment end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// At the end of the file, after a whole frame.
+    Clean,
+    /// In an incomplete frame (the file ends before the frame's declared
+    /// end) or in zero bytes only, starting at `offset`: a write that
+    /// never completed. Only acceptable at the end of the newest segment.
+    Torn {
+        /// Where the incomplete bytes start.
+        offset: u64,
+    },
+    /// At a frame that is whole but wrong, at `offset`.
+    Bad {
+        /// Where the bad frame starts.
+        offset: u64,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// Reads the frames of a segment's `bytes` after its header, stopping at
+/// the first that is incomplete or wrong.
+pub fn parse_frames(bytes: &[u8]) -> (Vec<Frame>, End) {
+    let mut frames = Vec::new();
+    let mut pos = HEADER_LEN.min(bytes.len());
+    loop {
+        let rest = &bytes[pos..];
+        if rest.is_empty() {
+            return (frames, End::Clean);
+        }
+        let offset = pos as u64;
+        if rest.iter().all(|b| *b == 0) {
+            return (frames, End::Torn { offset });
+        }
+        let Some(head) = rest.get(..FRAME_HEADER_LEN) else {
+            return (frames, End::Torn { offset });
+        };
+        let len_bytes: [u8; 4] = [head[0], head[1], head[2], head[3]];
+        let len = u32::from_le_bytes(len_bytes) as usize;
+        let kind = head[4];
+        let mut seq_bytes = [0u8; 8];
+        seq_bytes.copy_from_slice(&head[5..13]);
+        let seq = u64::from_le_bytes(seq_bytes);
+        if len > MAX_PAYLOAD {
+            return (
+                frames,
+                End::Bad {
+                    offset,
+                    reason: "a frame declares an impossible length",
+                },
+            );
+        }
+        let Some(payload) = rest.get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + len) else {
+            return (frames, End::Torn { offset });
+        };
+        if checksum(&[&[kind], &seq_bytes, &len_bytes, payload]) != head[13..FRAME_HEADER_LEN] {
+            return (
+                frames,
+                End::Bad {
+                    offset,
+                    reason: "a frame's checksum does not match",
+                },
+            );
+        }
+        if kind != KIND_RECORD && kind != KIND_CHECKPOINT {
+            return (
+                frames,
+                End::Bad {
+                    offset,
+                    reason: "a frame has an unknown kind",
+                },
+            );
+        }
+        let start = pos + FRAME_HEADER_LEN;
+        frames.push(Frame {
+            kind,
+            seq,
+            offset,
+            payload: start..start + len,
+        });
+        pos = start + len;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(frames: &[(u8, u64, &[u8])]) -> Vec<u8> {
+        let mut b = SegmentHeader {
+            store_id: [7; 16],
+            first_seq: 1,
+        }
+        .to_bytes();
+        for (kind, seq, payload) in frames {
+            encode_frame(*kind, *seq, payload, &mut b);
+        }
+        b
+    }
+
+    #[test]
+    fn frames_read_back_as_written() {
+        let b = segment(&[(KIND_RECORD, 1, b"one"), (KIND_CHECKPOINT, 1, b"cp")]);
+        assert_eq!(
+            SegmentHeader::parse(&b).expect("header"),
+            SegmentHeader {
+                store_id: [7; 16],
+                first_seq: 1
+            }
+        );
+        let (frames, end) = parse_frames(&b);
+        assert_eq!(end, End::Clean);
+        assert_eq!(frames.len(), 2);
+        assert_eq!(&b[frames[0].payload.clone()], b"one");
+        assert_eq!(frames[1].kind, KIND_CHECKPOINT);
+        assert_eq!(file_name(42), "seg-00000000000000000042.hlog");
+        assert_eq!(parse_file_name(&file_name(42)), Some(42));
+        assert_eq!(parse_file_name("seg-42.hlog"), None);
+    }
+
+    #[test]
+    fn an_incomplete_or_zero_tail_is_torn_and_a_whole_bad_frame_is_damage() {
+        let good = segment(&[(KIND_RECORD, 1, b"one"), (KIND_RECORD, 2, b"two")]);
+        let second = parse_frames(&good).0[1].offset;
+        // Cut anywhere inside the last frame: torn at its start.
+        for cut in second as usize + 1..good.len() {
+            let (frames, end) = parse_frames(&good[..cut]);
+            assert_eq!(frames.len(), 1, "cut at {cut}");
+            assert_eq!(end, End::Torn { offset: second });
+        }
+        // Zeros after the last frame (a file extended but never written).
+        let mut zeros = good.clone();
+        zeros.extend_from_slice(&[0; 100]);
+        assert_eq!(
+            parse_frames(&zeros).1,
+            End::Torn {
+                offset: good.len() as u64
+            }
+        );
+        // Any flipped byte of a whole frame is damage (or, in its length,
+        // an impossible or too-long frame: never silently accepted).
+        for at in second as usize..good.len() {
+            let mut bad = good.clone();
+            bad[at] ^= 0x01;
+            let (frames, end) = parse_frames(&bad);
+            assert_eq!(frames.len(), 1, "flip at {at}");
+            assert!(end != End::Clean, "flip at {at}");
+            if at >= second as usize + 4 {
+                assert!(matches!(end, End::Bad { .. }), "flip at {at}: {end:?}");
+            }
+        }
+        // A flipped byte in a header.
+        let mut bad = good.clone();
+        bad[20] ^= 1;
+        assert!(SegmentHeader::parse(&bad).is_err());
+    }
+}

@@ -1,0 +1,883 @@
+//! The log's engine on append-only segment files ([`super::segment`]),
+//! with snapshots (derived, rebuildable) in a sled cache beside them.
+//!
+//! * Opening reads every segment, checks every frame's checksum and that
+//!   records follow each other from 1 with no gap or duplicate, and keeps
+//!   an index (sequence number → segment and offset) in memory. Reads are
+//!   positioned reads of the files.
+//! * Opening changes no byte of any segment, with one exception: the end
+//!   of the newest segment, after its last whole frame, may be an
+//!   incomplete frame or zero bytes (a write that never completed, so was
+//!   never acknowledged). [`SegmentEngine::set_torn_tail_aside`] (called
+//!   once the log has verified the chain against `chain.head`, and in any
+//!   case before the first append) copies those bytes aside to
+//!   `torn-<seq>-<unix time>.bin` (synced) and then cuts them off. Anything
+//!   else wrong is [`Damage`]: nothing is changed and the store is refused.
+//! * An append writes every frame of a group commit with one positioned
+//!   write at the end of the newest segment and one `fdatasync`. When the
+//!   segment has reached its size limit, a new one is created first, and it
+//!   and the directory are synced before anything in it is acknowledged. A
+//!   closed segment is never opened for writing again.
+//! * A failed write leaves the in-memory end where it was: the next append
+//!   first cuts the file back to it (so unsynced bytes are never taken as
+//!   written), and [`SegmentEngine::reread_tail`] re-reads what is on disk.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use tracing::{info, warn};
+
+use super::engine::{Damage, EngineError, Item, LogEngine, SledCache};
+use super::segment::{self, End, KIND_CHECKPOINT, KIND_RECORD, SegmentHeader};
+
+/// A new segment is started once the newest one holds this many bytes.
+pub const MAX_SEGMENT_BYTES: u64 = 64 << 20;
+
+/// An incomplete final write found by an open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment file's name.
+    pub segment: String,
+    /// Where the incomplete bytes start.
+    pub offset: u64,
+    /// How many bytes there are.
+    pub bytes: u64,
+    /// Where they were copied (a writable open), or `None` (read-only).
+    pub saved_to: Option<PathBuf>,
+}
+
+/// How to open the segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Read only: nothing is created or changed; a torn tail is reported
+    /// and left in place.
+    ReadOnly,
+    /// For appends: a torn tail is copied aside and cut off.
+    Writable {
+        /// Size at which a new segment is started.
+        max_segment_bytes: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Loc {
+    segment: usize,
+    offset: u64,
+    len: usize,
+}
+
+#[derive(Debug)]
+struct Segment {
+    name: String,
+    file: File,
+}
+
+#[derive(Debug, Default)]
+struct Files {
+    segments: Vec<Segment>,
+    /// Index `seq - 1`.
+    records: Vec<Loc>,
+    checkpoints: Vec<(u64, Loc)>,
+    /// Length of the newest segment up to its last acknowledged frame.
+    open_len: u64,
+    /// A write failed: bytes past `open_len` may be on disk.
+    dirty: bool,
+}
+
+/// The segment engine. See the module documentation.
+#[derive(Debug)]
+pub struct SegmentEngine {
+    dir: PathBuf,
+    store_id: [u8; 16],
+    mode: Mode,
+    files: Mutex<Files>,
+    cache: Mutex<Option<SledCache>>,
+    torn: Mutex<Option<TornTail>>,
+}
+
+fn io(e: std::io::Error) -> EngineError {
+    EngineError::Io(e.to_string())
+}
+
+fn sync_dir_strict(dir: &Path) -> Result<(), EngineError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+}
+
+/// The segment files in `dir`, by first sequence number.
+fn list(dir: &Path) -> Result<Vec<(u64, String)>, EngineError> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io(e)),
+    };
+    for entry in entries {
+        let name = entry.map_err(io)?.file_name();
+        if let Some(name) = name.to_str()
+            && let Some(first) = segment::parse_file_name(name)
+        {
+            out.push((first, name.to_owned()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+impl SegmentEngine {
+    /// Opens the segments in `dir` of the store `store_id`, changing
+    /// nothing (a missing `dir` is an empty log). Fails with
+    /// [`EngineError::Damaged`] naming the first bad record, segment and
+    /// offset, having changed nothing.
+    pub fn open(dir: &Path, store_id: [u8; 16], mode: Mode) -> Result<SegmentEngine, EngineError> {
+        let mut files = Files::default();
+        let mut torn = None;
+        scan(dir, store_id, &mut files, &mut torn)?;
+        let engine = SegmentEngine::new(dir, store_id, mode, files, torn);
+        if let Mode::Writable { .. } = mode {
+            engine.reopen_newest_for_writing()?;
+        }
+        Ok(engine)
+    }
+
+    /// Opens the segments read-only up to the first damage, if any: the
+    /// engine holds the records before it, for inspecting a damaged store.
+    pub fn open_until_damage(
+        dir: &Path,
+        store_id: [u8; 16],
+    ) -> Result<(SegmentEngine, Option<Damage>), EngineError> {
+        let mut files = Files::default();
+        let mut torn = None;
+        let damage = match scan(dir, store_id, &mut files, &mut torn) {
+            Ok(()) => None,
+            Err(EngineError::Damaged(d)) => Some(d),
+            Err(e) => return Err(e),
+        };
+        Ok((
+            SegmentEngine::new(dir, store_id, Mode::ReadOnly, files, torn),
+            damage,
+        ))
+    }
+
+    fn new(
+        dir: &Path,
+        store_id: [u8; 16],
+        mode: Mode,
+        files: Files,
+        torn: Option<TornTail>,
+    ) -> SegmentEngine {
+        SegmentEngine {
+            dir: dir.to_owned(),
+            store_id,
+            mode,
+            files: Mutex::new(files),
+            cache: Mutex::new(None),
+            torn: Mutex::new(torn),
+        }
+    }
+
+    /// The incomplete final write this open found, if any.
+    pub fn torn_tail(&self) -> Option<TornTail> {
+        self.torn.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Copies the incomplete final write found by a writable open aside
+    /// (synced), then cuts it off; nothing if there is none or it is done.
+    pub fn set_torn_tail_aside(&self) -> Result<Option<TornTail>, EngineError> {
+        if let Mode::ReadOnly = self.mode {
+            return Err(EngineError::Io("the log is open read-only".into()));
+        }
+        let mut slot = self.torn.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(torn) = slot.as_mut() else {
+            return Ok(None);
+        };
+        if torn.saved_to.is_some() {
+            return Ok(Some(torn.clone()));
+        }
+        let path = self.dir.join(&torn.segment);
+        let bytes = std::fs::read(&path).map_err(io)?;
+        let tail = bytes.get(torn.offset as usize..).unwrap_or(&[]);
+        let next = self.lock().records.len() as u64 + 1;
+        let mut aside = self
+            .dir
+            .join(format!("torn-{next}-{}.bin", crate::unix_now()));
+        let mut n = 1;
+        while aside.exists() {
+            aside = self
+                .dir
+                .join(format!("torn-{next}-{}-{n}.bin", crate::unix_now()));
+            n += 1;
+        }
+        crate::files::write_private(&aside, tail).map_err(io)?;
+        sync_dir_strict(&self.dir)?;
+        if torn.offset == 0 {
+            // Not even a header: the whole file goes aside.
+            std::fs::remove_file(&path).map_err(io)?;
+        } else {
+            let f = OpenOptions::new().write(true).open(&path).map_err(io)?;
+            f.set_len(torn.offset).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        sync_dir_strict(&self.dir)?;
+        warn!(
+            bytes = tail.len(),
+            "the newest segment ended in an incomplete write (never acknowledged); \
+             copied aside and cut off"
+        );
+        info!(file = %aside.display(), "incomplete write kept");
+        torn.saved_to = Some(aside);
+        Ok(Some(torn.clone()))
+    }
+
+    fn reopen_newest_for_writing(&self) -> Result<(), EngineError> {
+        let mut files = self.lock();
+        let dir = self.dir.clone();
+        if let Some(newest) = files.segments.last_mut() {
+            newest.file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(dir.join(&newest.name))
+                .map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Gives the engine its snapshot cache (see [`open_cache`]).
+    pub fn set_cache(&self, cache: SledCache) {
+        *self.cache() = Some(cache);
+    }
+
+    /// Moves the snapshot cache in `dir` aside and starts an empty one
+    /// (after a snapshot that did not open or verify).
+    pub fn reset_cache(&self, dir: &Path, cache_bytes: u64) -> Result<(), EngineError> {
+        let old = self.cache().take();
+        drop(old);
+        move_aside(dir)?;
+        self.set_cache(open_cache(dir, cache_bytes)?);
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Files> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self, files: &Files, loc: Loc) -> Result<Vec<u8>, EngineError> {
+        let mut buf = vec![0u8; loc.len];
+        files.segments[loc.segment]
+            .file
+            .read_exact_at(&mut buf, loc.offset)
+            .map_err(io)?;
+        Ok(buf)
+    }
+
+    /// Re-reads the end of the newest segment after a failed write: the
+    /// frames that made it to disk whole are kept only if they are the
+    /// acknowledged ones; anything past them is cut off again on the next
+    /// append. Returns the number of records the engine holds.
+    pub fn reread_tail(&self) -> Result<u64, EngineError> {
+        let mut files = self.lock();
+        let Some(newest) = files.segments.last() else {
+            return Ok(0);
+        };
+        let len = newest.file.metadata().map_err(io)?.len();
+        if len > files.open_len {
+            files.dirty = true;
+        }
+        Ok(files.records.len() as u64)
+    }
+
+    /// Starts a new segment whose first record is `first_seq`; the file
+    /// and the directory are synced before it is used.
+    fn roll(&self, files: &mut Files, first_seq: u64) -> Result<(), EngineError> {
+        if !self.dir.exists() {
+            crate::files::create_private_dir(&self.dir).map_err(io)?;
+            if let Some(parent) = self.dir.parent() {
+                sync_dir_strict(parent)?;
+            }
+        }
+        let name = segment::file_name(first_seq);
+        let path = self.dir.join(&name);
+        let header = SegmentHeader {
+            store_id: self.store_id,
+            first_seq,
+        }
+        .to_bytes();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        let result = file
+            .write_all_at(&header, 0)
+            .and_then(|()| file.sync_all())
+            .map_err(io)
+            .and_then(|()| sync_dir_strict(&self.dir));
+        if let Err(e) = result {
+            // Nothing in it was acknowledged: the next attempt starts over.
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        // The previous segment is closed: keep it open for reading only.
+        if let Some(prev) = files.segments.last_mut() {
+            prev.file = File::open(self.dir.join(&prev.name)).map_err(io)?;
+        }
+        files.segments.push(Segment { name, file });
+        files.open_len = segment::HEADER_LEN as u64;
+        Ok(())
+    }
+
+    /// Where the frame of record `seq` starts: its segment file's name and
+    /// offset.
+    pub fn frame_of(&self, seq: u64) -> Option<(String, u64)> {
+        let files = self.lock();
+        let loc = files.records.get(seq.checked_sub(1)? as usize)?;
+        Some((
+            files.segments[loc.segment].name.clone(),
+            loc.offset - segment::FRAME_HEADER_LEN as u64,
+        ))
+    }
+
+    /// The segment files' names, oldest first.
+    pub fn segment_names(&self) -> Vec<String> {
+        self.lock()
+            .segments
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    fn cache(&self) -> MutexGuard<'_, Option<SledCache>> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Reads every segment in `dir` into `files` (the index), stopping at the
+/// first damage; an incomplete final write goes to `torn`.
+fn scan(
+    dir: &Path,
+    store_id: [u8; 16],
+    files: &mut Files,
+    torn: &mut Option<TornTail>,
+) -> Result<(), EngineError> {
+    // A missing directory is an empty log; the first append creates it.
+    let names = list(dir)?;
+    let count = names.len();
+    for (i, (first_seq, name)) in names.into_iter().enumerate() {
+        let newest = i + 1 == count;
+        let path = dir.join(&name);
+        let bytes = std::fs::read(&path).map_err(io)?;
+        let next = files.records.len() as u64 + 1;
+        let damage = |offset: u64, reason: &str| {
+            EngineError::Damaged(Damage {
+                seq: next,
+                segment: name.clone(),
+                offset,
+                reason: reason.to_owned(),
+            })
+        };
+        let header = match SegmentHeader::parse(&bytes) {
+            Ok(h) => h,
+            // A new segment whose header never reached the disk: it
+            // was synced before anything in it was acknowledged.
+            Err(_)
+                if newest
+                    && (bytes.len() < segment::HEADER_LEN
+                        || bytes[..segment::HEADER_LEN].iter().all(|b| *b == 0)) =>
+            {
+                *torn = Some(TornTail {
+                    segment: name.clone(),
+                    offset: 0,
+                    bytes: bytes.len() as u64,
+                    saved_to: None,
+                });
+                continue;
+            }
+            Err(reason) => return Err(damage(0, reason)),
+        };
+        if header.store_id != store_id {
+            return Err(damage(0, "the segment belongs to another store"));
+        }
+        if header.first_seq != first_seq {
+            return Err(damage(0, "the segment's header and file name disagree"));
+        }
+        if first_seq != next {
+            return Err(damage(
+                0,
+                if first_seq > next {
+                    "a segment is missing: records are absent before this one"
+                } else {
+                    "segments overlap: records are duplicated"
+                },
+            ));
+        }
+        // Kept before its frames are read, so that the records before
+        // a damaged frame can still be read (`open_until_damage`).
+        let file = File::open(&path).map_err(io)?;
+        let index = files.segments.len();
+        files.segments.push(Segment {
+            name: name.clone(),
+            file,
+        });
+        let (frames, end) = segment::parse_frames(&bytes);
+        for frame in frames {
+            let next = files.records.len() as u64 + 1;
+            let loc = Loc {
+                segment: index,
+                offset: frame.payload.start as u64,
+                len: frame.payload.len(),
+            };
+            let bad = |reason: &str| {
+                EngineError::Damaged(Damage {
+                    seq: next,
+                    segment: name.clone(),
+                    offset: frame.offset,
+                    reason: reason.to_owned(),
+                })
+            };
+            if frame.kind == KIND_RECORD {
+                if frame.seq != next {
+                    return Err(bad(if frame.seq > next {
+                        "a record is missing (deleted)"
+                    } else {
+                        "a record is out of order or duplicated"
+                    }));
+                }
+                files.records.push(loc);
+            } else {
+                debug_assert_eq!(frame.kind, KIND_CHECKPOINT);
+                let after_last = files.checkpoints.last().is_none_or(|(s, _)| frame.seq > *s);
+                // Whether it matches the chain is the log's to check.
+                if !after_last {
+                    return Err(bad("a checkpoint is out of order"));
+                }
+                files.checkpoints.push((frame.seq, loc));
+            }
+        }
+        let mut len = bytes.len() as u64;
+        match end {
+            End::Clean => {}
+            End::Torn { offset } if newest => {
+                *torn = Some(TornTail {
+                    segment: name.clone(),
+                    offset,
+                    bytes: len - offset,
+                    saved_to: None,
+                });
+                len = offset;
+            }
+            End::Torn { offset } => {
+                return Err(damage_at(
+                    files,
+                    &name,
+                    offset,
+                    "a closed segment ends in an incomplete frame",
+                ));
+            }
+            End::Bad { offset, reason } => {
+                return Err(damage_at(files, &name, offset, reason));
+            }
+        }
+        files.open_len = len;
+    }
+    Ok(())
+}
+
+/// Opens the snapshot cache in `dir` (sled). If it does not open, it is
+/// moved aside (never deleted) and a new one is started: it holds nothing
+/// that cannot be rebuilt from the segments.
+pub fn open_cache(dir: &Path, cache_bytes: u64) -> Result<SledCache, EngineError> {
+    match SledCache::open(dir, cache_bytes) {
+        Ok(c) => Ok(c),
+        Err(EngineError::Locked) => Err(EngineError::Locked),
+        Err(e) => {
+            warn!(error = %e, "the snapshot cache does not open; moving it aside and rebuilding");
+            move_aside(dir)?;
+            SledCache::open(dir, cache_bytes)
+        }
+    }
+}
+
+fn damage_at(files: &Files, name: &str, offset: u64, reason: &str) -> EngineError {
+    EngineError::Damaged(Damage {
+        seq: files.records.len() as u64 + 1,
+        segment: name.to_owned(),
+        offset,
+        reason: reason.to_owned(),
+    })
+}
+
+/// Renames `dir` to `<dir>.damaged-<unix time>`.
+fn move_aside(dir: &Path) -> Result<(), EngineError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let mut target = dir.as_os_str().to_owned();
+    target.push(format!(".damaged-{}", crate::unix_now()));
+    let mut target = PathBuf::from(target);
+    let mut n = 1;
+    while target.exists() {
+        let mut t = dir.as_os_str().to_owned();
+        t.push(format!(".damaged-{}-{n}", crate::unix_now()));
+        target = PathBuf::from(t);
+        n += 1;
+    }
+    std::fs::rename(dir, &target).map_err(io)?;
+    if let Some(parent) = dir.parent() {
+        crate::files::sync_dir(parent);
+    }
+    warn!(moved_to = %target.display(), "the snapshot cache was moved aside");
+    Ok(())
+}
+
+impl LogEngine for SegmentEngine {
+    fn append(
+        &self,
+        records: &[(u64, Vec<u8>)],
+        checkpoint: Option<(u64, Vec<u8>)>,
+    ) -> Result<(), EngineError> {
+        let Mode::Writable { max_segment_bytes } = self.mode else {
+            return Err(EngineError::Io("the log is open read-only".into()));
+        };
+        self.set_torn_tail_aside()?;
+        let mut files = self.lock();
+        let next = files.records.len() as u64 + 1;
+        if records
+            .iter()
+            .enumerate()
+            .any(|(i, (s, _))| *s != next + i as u64)
+        {
+            return Err(EngineError::Io("records appended out of order".into()));
+        }
+        if files.dirty {
+            // A failed write may have left bytes past the acknowledged end.
+            let newest = files.segments.last().ok_or_else(|| {
+                EngineError::Io("a failed write left no segment to cut back".into())
+            })?;
+            newest.file.set_len(files.open_len).map_err(io)?;
+            newest.file.sync_all().map_err(io)?;
+            files.dirty = false;
+        }
+        if files.segments.is_empty() || files.open_len >= max_segment_bytes {
+            self.roll(&mut files, next)?;
+        }
+        let mut buf = Vec::new();
+        let mut locs = Vec::with_capacity(records.len());
+        let segment = files.segments.len() - 1;
+        let base = files.open_len;
+        for (seq, bytes) in records {
+            let offset = base + buf.len() as u64 + segment::FRAME_HEADER_LEN as u64;
+            segment::encode_frame(KIND_RECORD, *seq, bytes, &mut buf);
+            locs.push(Loc {
+                segment,
+                offset,
+                len: bytes.len(),
+            });
+        }
+        let cp = checkpoint.map(|(seq, bytes)| {
+            let offset = base + buf.len() as u64 + segment::FRAME_HEADER_LEN as u64;
+            segment::encode_frame(KIND_CHECKPOINT, seq, &bytes, &mut buf);
+            (
+                seq,
+                Loc {
+                    segment,
+                    offset,
+                    len: bytes.len(),
+                },
+            )
+        });
+        let file = &files.segments[segment].file;
+        if let Err(e) = file
+            .write_all_at(&buf, base)
+            .and_then(|()| file.sync_data())
+        {
+            files.dirty = true;
+            return Err(io(e));
+        }
+        files.open_len = base + buf.len() as u64;
+        files.records.extend(locs);
+        files.checkpoints.extend(cp);
+        Ok(())
+    }
+
+    fn get(&self, seq: u64) -> Result<Option<Vec<u8>>, EngineError> {
+        let files = self.lock();
+        let Some(loc) = seq
+            .checked_sub(1)
+            .and_then(|i| files.records.get(i as usize).copied())
+        else {
+            return Ok(None);
+        };
+        self.read(&files, loc).map(Some)
+    }
+
+    fn scan(&self, from: u64) -> Box<dyn Iterator<Item = Item> + '_> {
+        let mut seq = from.max(1);
+        Box::new(std::iter::from_fn(move || {
+            let files = self.lock();
+            let loc = files.records.get(seq as usize - 1).copied()?;
+            let item = self.read(&files, loc).map(|b| (seq, b));
+            seq += 1;
+            Some(item)
+        }))
+    }
+
+    fn last(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
+        let files = self.lock();
+        let Some(loc) = files.records.last().copied() else {
+            return Ok(None);
+        };
+        let seq = files.records.len() as u64;
+        self.read(&files, loc).map(|b| Some((seq, b)))
+    }
+
+    fn checkpoints(&self) -> Box<dyn Iterator<Item = Item> + '_> {
+        let files = self.lock();
+        let items: Vec<Item> = files
+            .checkpoints
+            .iter()
+            .map(|(seq, loc)| self.read(&files, *loc).map(|b| (*seq, b)))
+            .collect();
+        Box::new(items.into_iter())
+    }
+
+    fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<(), EngineError> {
+        match self.cache().as_ref() {
+            Some(c) => c.put_snapshot(seq, bytes),
+            None => Err(EngineError::Io("no snapshot cache is open".into())),
+        }
+    }
+
+    fn latest_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
+        match self.cache().as_ref() {
+            Some(c) => c.latest_snapshot(),
+            None => Ok(None),
+        }
+    }
+
+    fn clear_snapshots(&self) -> Result<(), EngineError> {
+        match self.cache().as_ref() {
+            Some(c) => c.clear_snapshots(),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: [u8; 16] = [3; 16];
+
+    fn writable(dir: &Path, max: u64) -> SegmentEngine {
+        SegmentEngine::open(
+            dir,
+            ID,
+            Mode::Writable {
+                max_segment_bytes: max,
+            },
+        )
+        .expect("opens")
+    }
+
+    fn rec(seq: u64) -> (u64, Vec<u8>) {
+        (seq, format!("record {seq}").into_bytes())
+    }
+
+    fn fill(engine: &SegmentEngine, from: u64, to: u64) {
+        for seq in from..=to {
+            let cp = (seq % 10 == 0).then(|| (seq, format!("cp {seq}").into_bytes()));
+            engine.append(&[rec(seq)], cp).expect("append");
+        }
+    }
+
+    fn files_of(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(dir)
+            .expect("dir")
+            .map(|e| {
+                let e = e.expect("entry");
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).expect("read"),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_roll_across_segments_and_read_back_after_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        let engine = writable(&log, 300);
+        fill(&engine, 1, 50);
+        let names = engine.segment_names();
+        assert!(names.len() > 5, "rolled: {names:?}");
+        drop(engine);
+        for engine in [
+            writable(&log, 300),
+            SegmentEngine::open(&log, ID, Mode::ReadOnly).expect("read-only"),
+        ] {
+            assert_eq!(engine.segment_names(), names);
+            assert_eq!(engine.last().expect("last"), Some(rec(50)));
+            assert_eq!(engine.get(17).expect("get"), Some(rec(17).1));
+            assert_eq!(engine.get(51).expect("get"), None);
+            assert_eq!(engine.get(0).expect("get"), None);
+            let scanned: Vec<_> = engine.scan(20).map(|i| i.expect("item")).collect();
+            assert_eq!(scanned, (20..=50).map(rec).collect::<Vec<_>>());
+            let cps: Vec<u64> = engine.checkpoints().map(|i| i.expect("cp").0).collect();
+            assert_eq!(cps, vec![10, 20, 30, 40, 50]);
+        }
+        // Appends continue after a reopen, in a new segment once full.
+        let engine = writable(&log, 300);
+        fill(&engine, 51, 60);
+        drop(engine);
+        let engine = SegmentEngine::open(&log, ID, Mode::ReadOnly).expect("reopen");
+        assert_eq!(engine.last().expect("last"), Some(rec(60)));
+        assert!(engine.torn_tail().is_none());
+    }
+
+    #[test]
+    fn a_torn_tail_is_copied_aside_then_cut_and_a_read_only_open_changes_nothing() {
+        for zeros in [false, true] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let log = dir.path().join("log");
+            fill(&writable(&log, 1 << 20), 1, 20);
+            let seg = log.join(segment::file_name(1));
+            let whole = std::fs::read(&seg).expect("read");
+            let tail: Vec<u8> = if zeros {
+                vec![0; 4096]
+            } else {
+                let mut frame = Vec::new();
+                segment::encode_frame(KIND_RECORD, 21, b"never acknowledged", &mut frame);
+                frame[..frame.len() - 5].to_vec()
+            };
+            let mut torn = whole.clone();
+            torn.extend_from_slice(&tail);
+            std::fs::write(&seg, &torn).expect("write");
+
+            let before = files_of(&log);
+            let ro = SegmentEngine::open(&log, ID, Mode::ReadOnly).expect("read-only");
+            assert_eq!(ro.torn_tail().map(|t| t.bytes), Some(tail.len() as u64));
+            assert_eq!(ro.last().expect("last"), Some(rec(20)));
+            drop(ro);
+            assert_eq!(files_of(&log), before, "a read-only open wrote");
+
+            let engine = writable(&log, 1 << 20);
+            assert_eq!(files_of(&log), before, "opening alone changes nothing");
+            let saved = engine
+                .set_torn_tail_aside()
+                .expect("aside")
+                .and_then(|t| t.saved_to)
+                .expect("saved");
+            assert_eq!(std::fs::read(&saved).expect("aside"), tail);
+            assert_eq!(std::fs::read(&seg).expect("seg"), whole);
+            assert_eq!(engine.last().expect("last"), Some(rec(20)));
+            fill(&engine, 21, 22);
+            drop(engine);
+            let engine = writable(&log, 1 << 20);
+            assert!(engine.torn_tail().is_none());
+            assert_eq!(engine.last().expect("last"), Some(rec(22)));
+        }
+    }
+
+    #[test]
+    fn a_new_segment_whose_header_never_reached_the_disk_is_set_aside_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        fill(&writable(&log, 1 << 20), 1, 12);
+        // A roll interrupted before its header was written and synced.
+        let next = log.join(segment::file_name(13));
+        std::fs::write(&next, [0u8; 7]).expect("write");
+        let before = files_of(&log);
+        let ro = SegmentEngine::open(&log, ID, Mode::ReadOnly).expect("read-only");
+        assert_eq!(ro.torn_tail().map(|t| (t.offset, t.bytes)), Some((0, 7)));
+        drop(ro);
+        let engine = writable(&log, 1 << 20);
+        assert_eq!(files_of(&log), before, "opening alone changes nothing");
+        let saved = engine
+            .set_torn_tail_aside()
+            .expect("aside")
+            .and_then(|t| t.saved_to)
+            .expect("saved");
+        assert_eq!(std::fs::read(saved).expect("aside"), vec![0u8; 7]);
+        assert!(!next.exists());
+        fill(&engine, 13, 14);
+        drop(engine);
+        let engine = SegmentEngine::open(&log, ID, Mode::ReadOnly).expect("reopen");
+        assert_eq!(engine.last().expect("last"), Some(rec(14)));
+    }
+
+    #[test]
+    fn damage_is_named_and_nothing_is_changed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        fill(&writable(&log, 300), 1, 40);
+        let pristine = files_of(&log);
+        let names: Vec<String> = pristine
+            .keys()
+            .filter(|n| n.starts_with("seg-"))
+            .cloned()
+            .collect();
+        let restore = || {
+            for (n, b) in &pristine {
+                std::fs::write(log.join(n), b).expect("restore");
+            }
+        };
+        // A flipped byte in the last byte of each segment (a full-length
+        // frame whose checksum fails), including the newest.
+        for name in &names {
+            let mut bad = pristine[name].clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 0x40;
+            std::fs::write(log.join(name), &bad).expect("write");
+            let before = files_of(&log);
+            for mode in [
+                Mode::ReadOnly,
+                Mode::Writable {
+                    max_segment_bytes: 300,
+                },
+            ] {
+                let err = SegmentEngine::open(&log, ID, mode).expect_err("damage");
+                let EngineError::Damaged(d) = err else {
+                    panic!("{err}")
+                };
+                assert_eq!(&d.segment, name);
+                assert!(d.reason.contains("checksum"), "{d}");
+                assert!(d.offset > 0 && d.offset < bad.len() as u64);
+                assert_eq!(files_of(&log), before, "{name}: bytes changed");
+            }
+            restore();
+        }
+        // A missing segment in the middle.
+        std::fs::remove_file(log.join(&names[1])).expect("rm");
+        let err = SegmentEngine::open(&log, ID, Mode::ReadOnly).expect_err("gap");
+        assert!(err.to_string().contains("segment is missing"), "{err}");
+        restore();
+        // Another store's segment.
+        let err = SegmentEngine::open(&log, [4; 16], Mode::ReadOnly).expect_err("other store");
+        assert!(err.to_string().contains("another store"), "{err}");
+        // Restored: whole again.
+        let engine = writable(&log, 300);
+        assert_eq!(engine.last().expect("last"), Some(rec(40)));
+    }
+
+    #[test]
+    fn a_failed_write_is_cut_back_before_the_next_append() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        let engine = writable(&log, 1 << 20);
+        fill(&engine, 1, 5);
+        // Bytes past the acknowledged end, as a failed write leaves them.
+        let seg = log.join(segment::file_name(1));
+        let mut f = OpenOptions::new().append(true).open(&seg).expect("open");
+        std::io::Write::write_all(&mut f, b"half a frame").expect("write");
+        assert_eq!(engine.reread_tail().expect("reread"), 5);
+        fill(&engine, 6, 7);
+        drop(engine);
+        let engine = SegmentEngine::open(&log, ID, Mode::ReadOnly).expect("open");
+        assert!(engine.torn_tail().is_none());
+        assert_eq!(engine.last().expect("last"), Some(rec(7)));
+    }
+}

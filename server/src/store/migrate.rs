@@ -1,0 +1,214 @@
+//! The upgrade from the earlier layout, where sled held the log
+//! (`<data_dir>/store/`, tree `chain`), to segment files (`<data_dir>/log/`).
+//!
+//! sled's recovery may rewrite the files it opens, so the old directory is
+//! never opened: a copy of it is. The copy is verified in full (chain,
+//! checkpoints, `chain.head`), its records and checkpoints are written to
+//! segments in `log.migrating/`, the new layout is verified, and it must
+//! reach the same chain head and derive the same state; only then is
+//! `log.migrating/` renamed to `log/`. A failure at any step leaves the
+//! data directory as it was (apart from the staging directory, which the
+//! next attempt starts afresh). The old `store/` is never changed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use tracing::{info, warn};
+
+use super::{OpenError, StoreError, apply_entry, log_dir, old_store_dir};
+use crate::domain::State;
+use crate::log::engine::{LogEngine, SledEngine};
+use crate::log::keys::StoreKeys;
+use crate::log::segments::{MAX_SEGMENT_BYTES, Mode, SegmentEngine};
+use crate::log::{LogError, Verified};
+
+/// A copy of a directory, removed when dropped.
+pub(super) struct TempCopy {
+    path: PathBuf,
+}
+
+impl TempCopy {
+    /// Copies `from` into a new directory `at` (which must not exist).
+    pub(super) fn of(from: &Path, at: PathBuf) -> std::io::Result<TempCopy> {
+        crate::files::create_private_dir(&at)?;
+        let copy = TempCopy { path: at };
+        copy_dir(from, &copy.path)?;
+        Ok(copy)
+    }
+
+    /// Where the copy is.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    crate::files::create_private_dir(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// A unique name for a temporary directory under `parent`.
+pub(super) fn temp_name(parent: &Path, what: &str) -> PathBuf {
+    let mut r = [0u8; 8];
+    let _ = hotline_proto::identity::fill_random(&mut r);
+    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    parent.join(format!("hotline-{what}-{}-{hex}", std::process::id()))
+}
+
+/// Opens a copy of the earlier layout's sled directory in `data_dir`,
+/// under `parent` (never the original: opening may rewrite it).
+pub(super) fn open_old_copy(
+    data_dir: &Path,
+    parent: &Path,
+) -> Result<(SledEngine, TempCopy), OpenError> {
+    let copy = TempCopy::of(&old_store_dir(data_dir), temp_name(parent, "old-store"))
+        .map_err(|e| StoreError::Io(format!("cannot copy the old store to migrate it: {e}")))?;
+    // A small cache: the copy is read once, in order.
+    let engine = SledEngine::open(copy.path(), 16 << 20).map_err(LogError::from_engine)?;
+    Ok((engine, copy))
+}
+
+/// The state a verified store derives, replayed from its first record.
+fn derived_state(
+    engine: &dyn LogEngine,
+    keys: &StoreKeys,
+    data_dir: &Path,
+) -> Result<State, OpenError> {
+    let mut state = State::default();
+    crate::log::entries(engine, keys, data_dir, |seq, entry| {
+        apply_entry(&mut state, seq, entry)
+    })?;
+    Ok(state)
+}
+
+/// Whether `data_dir` holds a store of the earlier layout and no segment
+/// directory yet.
+pub(super) fn needed(data_dir: &Path) -> bool {
+    !log_dir(data_dir).exists() && old_store_dir(data_dir).exists()
+}
+
+/// Migrates the store of the earlier layout in `data_dir` (see the module
+/// documentation). The old store is copied (into the system's temporary
+/// directory) and verified before anything in `data_dir` changes;
+/// `take_lock` is then called to hold the data directory against another
+/// process while the new layout is written. Returns what it returned.
+pub(super) fn migrate<L>(
+    data_dir: &Path,
+    keys: &StoreKeys,
+    take_lock: impl FnOnce() -> Result<L, OpenError>,
+) -> Result<L, OpenError> {
+    info!("migrating the store from its earlier layout (store/) to segment files (log/)");
+    let (old, _copy) = open_old_copy(data_dir, &std::env::temp_dir())?;
+    let before = crate::log::verify(&old, keys, data_dir, &[])?;
+    let old_state = derived_state(&old, keys, data_dir)?;
+    let lock = take_lock()?;
+    if !needed(data_dir) {
+        // Another process migrated it meanwhile.
+        return Ok(lock);
+    }
+
+    let staging = data_dir.join("log.migrating");
+    if staging.exists() {
+        warn!("removing log.migrating/ left by an interrupted migration");
+        std::fs::remove_dir_all(&staging)
+            .map_err(|e| StoreError::Io(format!("cannot remove log.migrating: {e}")))?;
+    }
+    crate::files::create_private_dir(&staging)
+        .map_err(|e| StoreError::Io(format!("cannot create log.migrating: {e}")))?;
+    let new = SegmentEngine::open(
+        &staging,
+        keys.store_id(),
+        Mode::Writable {
+            max_segment_bytes: MAX_SEGMENT_BYTES,
+        },
+    )
+    .map_err(LogError::from_engine)?;
+    copy_log(&old, &new)?;
+    drop(new);
+    drop(old);
+
+    let new = SegmentEngine::open(&staging, keys.store_id(), Mode::ReadOnly)
+        .map_err(LogError::from_engine)?;
+    let after = crate::log::verify(&new, keys, data_dir, &[])?;
+    same_chain(&before, &after)?;
+    if derived_state(&new, keys, data_dir)? != old_state {
+        return Err(StoreError::Corrupt(
+            "migration check failed: the new layout derives another state; nothing was switched"
+                .into(),
+        )
+        .into());
+    }
+    drop(new);
+    crate::files::sync_dir(&staging);
+    std::fs::rename(&staging, log_dir(data_dir))
+        .map_err(|e| StoreError::Io(format!("cannot move log.migrating to log: {e}")))?;
+    crate::files::sync_dir(data_dir);
+    info!(
+        records = after.records,
+        checkpoints = after.checkpoints,
+        "migration done: same chain head and state; the old store/ is kept untouched"
+    );
+    Ok(lock)
+}
+
+/// Copies every record and checkpoint, each checkpoint right after the
+/// record it signs, as the log wrote them.
+fn copy_log(old: &SledEngine, new: &SegmentEngine) -> Result<(), OpenError> {
+    let mut checkpoints = BTreeMap::new();
+    for item in old.checkpoints() {
+        let (seq, bytes) = item.map_err(LogError::from_engine)?;
+        checkpoints.insert(seq, bytes);
+    }
+    let mut batch = Vec::new();
+    for item in old.scan(1) {
+        let (seq, bytes) = item.map_err(LogError::from_engine)?;
+        batch.push((seq, bytes));
+        let cp = checkpoints.remove(&seq).map(|b| (seq, b));
+        if cp.is_some() || batch.len() >= 1000 {
+            new.append(&batch, cp).map_err(LogError::from_engine)?;
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        new.append(&batch, None).map_err(LogError::from_engine)?;
+    }
+    if !checkpoints.is_empty() {
+        return Err(StoreError::Corrupt(
+            "migration check failed: a checkpoint lies beyond the last record".into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn same_chain(before: &Verified, after: &Verified) -> Result<(), OpenError> {
+    if (
+        before.records,
+        before.head_seq,
+        before.head,
+        before.checkpoints,
+    ) != (after.records, after.head_seq, after.head, after.checkpoints)
+    {
+        return Err(StoreError::Corrupt(
+            "migration check failed: the new layout has another chain head; nothing was switched"
+                .into(),
+        )
+        .into());
+    }
+    Ok(())
+}
