@@ -415,10 +415,10 @@ fn responses(keys: &Keys, out: &mut Vec<Seed>) {
 fn e2e(keys: &Keys, out: &mut Vec<Seed>) {
     let t = "e2e";
     let plain = sealed(keys, &content(b"category: arrest\nhelp", 0, ""));
-    let labelled = sealed(keys, &content(&[0xE2, 0x82, 0xAC, 0x20], 9, "field team"));
+    let labelled_env = sealed(keys, &content(&[0xE2, 0x82, 0xAC, 0x20], 9, "field team"));
     out.push(seed(t, "envelope", 0, &plain.encode()));
     out.push(seed(t, "envelope-body", 1, &plain.body));
-    out.push(seed(t, "envelope-body-labelled", 1, &labelled.body));
+    out.push(seed(t, "envelope-body-labelled", 1, &labelled_env.body));
     // The SealedContent a sender writes, before and after padding.
     let text = hotline_proto::fuzzing::encode_content(&content(b"category: arrest\nhelp", 0, ""));
     out.push(seed(t, "content-text", 2, &text));
