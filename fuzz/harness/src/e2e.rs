@@ -9,6 +9,8 @@
 //! the same without padding (the padding check); 4 a roster; 5 a prekey;
 //! 6 the replay guard's saved form.
 
+use std::sync::OnceLock;
+
 use hotline_proto::e2e::envelope::{
     self, EnvelopeError, Opened, Recipient, SignedEnvelope, pad, unpad,
 };
@@ -75,11 +77,17 @@ impl Default for Keys {
     }
 }
 
+/// The keys, made once (deriving them costs more than most checks).
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(Keys::new)
+}
+
 pub fn check(data: &[u8]) {
     let Some((which, bytes)) = select(data, 7) else {
         return;
     };
-    let keys = Keys::new();
+    let keys = keys();
     match which {
         0 => {
             if let Ok(env) = SignedEnvelope::decode(bytes) {
@@ -91,7 +99,7 @@ pub fn check(data: &[u8]) {
                 );
                 read_as_server(&env);
                 if let Ok(opened) = keys.open(&env) {
-                    opened_is_sound(&keys, &env, &opened);
+                    opened_is_sound(keys, &env, &opened);
                 }
             }
         }
@@ -99,7 +107,7 @@ pub fn check(data: &[u8]) {
             let env = sign_envelope_body(&keys.sender, bytes);
             read_as_server(&env);
             match keys.open(&env) {
-                Ok(opened) => opened_is_sound(&keys, &env, &opened),
+                Ok(opened) => opened_is_sound(keys, &env, &opened),
                 Err(EnvelopeError::BadSignature) => {
                     panic!("a signed envelope failed its signature")
                 }
@@ -108,12 +116,12 @@ pub fn check(data: &[u8]) {
         }
         2 => {
             if let Ok(padded) = pad(bytes) {
-                content(&keys, &padded, true);
+                content(keys, &padded, true);
             }
         }
-        3 => content(&keys, bytes, unpad(bytes).is_ok()),
-        4 => roster(&keys, bytes),
-        5 => prekey(&keys, bytes),
+        3 => content(keys, bytes, unpad(bytes).is_ok()),
+        4 => roster(keys, bytes),
+        5 => prekey(keys, bytes),
         _ => replay(bytes),
     }
 }
