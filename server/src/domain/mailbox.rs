@@ -180,6 +180,13 @@ impl Mailbox {
                 bytes,
                 numbered,
             } => {
+                // Its log position names it in every index: one already
+                // taken (a snapshot that holds records past its own
+                // position) would leave the old ids pointing at the new
+                // envelope. Found by fuzzing.
+                if self.delivery.contains_key(&seq) || self.envelopes.contains_key(&seq) {
+                    return Err(ApplyError("an envelope stored at a position already taken"));
+                }
                 if self.digests.insert(*digest, seq).is_some() {
                     return Err(ApplyError("an envelope stored twice"));
                 }
@@ -372,6 +379,30 @@ mod tests {
 
     fn dev(b: u8) -> DeviceId {
         DeviceId::from_bytes([b; 16])
+    }
+
+    /// Found by fuzzing (fuzz/corpus/store_codec/crash-envelope-position-taken):
+    /// an envelope applied at a log position that a snapshot already holds
+    /// one at replaced it and left the old one's ids pointing at it.
+    #[test]
+    fn an_envelope_at_a_position_already_taken_is_refused() {
+        let mut m = Mailbox::default();
+        let stored = |n: u8, recipient: DeviceId| MailEvent::EnvelopeStored {
+            sender: dev(9),
+            digest: [n; 32],
+            recipients: vec![recipient],
+            bytes: vec![n],
+            numbered: true,
+        };
+        m.apply(23, &stored(1, dev(1))).expect("apply");
+        let before = m.clone();
+        assert_eq!(
+            m.apply(23, &stored(2, dev(2))),
+            Err(ApplyError("an envelope stored at a position already taken"))
+        );
+        assert_eq!(m, before, "nothing changed");
+        assert_eq!(m.envelope_of_inbox_id(&dev(1), 1), Some(23));
+        assert_eq!(m.envelope_of_inbox_id(&dev(2), 1), None);
     }
 
     #[test]
