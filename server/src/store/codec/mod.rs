@@ -295,6 +295,12 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<State, CodecError> {
         .iter()
         .map(devices::device_from)
         .collect::<Result<Vec<_>, _>>()?;
+    // A device listed twice would be indexed from one row and kept from
+    // the other (a revoked device left among the staff). Found by fuzzing.
+    let ids: std::collections::BTreeSet<DeviceId> = devices.iter().map(|d| d.id).collect();
+    if ids.len() != devices.len() {
+        return Err(CodecError("a device stored twice in a snapshot"));
+    }
     let invites = row
         .invites
         .iter()
@@ -384,6 +390,40 @@ mod tests {
         let mut state = State::default();
         state.apply(1, &stored).expect("applies");
         assert_eq!(decode_snapshot(&encode_snapshot(&state)), Ok(state));
+    }
+
+    /// Found by fuzzing (fuzz/corpus/store_codec/crash-device-twice): a
+    /// snapshot listing one device twice, as staff then revoked, read back
+    /// with the revoked device among the staff.
+    #[test]
+    fn a_snapshot_listing_a_device_twice_is_refused() {
+        use crate::domain::devices::Device;
+        let officer = Device {
+            id: DeviceId::from_bytes([4; 16]),
+            identity_key: hotline_proto::IdentityKeyPair::from_seed(&[4; 32]).public_key(),
+            role: Role::Officer,
+            enrolled_at: 10,
+            revoked_at: None,
+            panic_key: None,
+        };
+        let revoked = Device {
+            revoked_at: Some(20),
+            ..officer.clone()
+        };
+        let row = SnapshotRow {
+            devices: vec![devices::device_row(&officer), devices::device_row(&revoked)],
+            ..SnapshotRow::default()
+        };
+        assert_eq!(
+            decode_snapshot(&row.encode_to_vec()),
+            Err(CodecError("a device stored twice in a snapshot"))
+        );
+        let once = SnapshotRow {
+            devices: vec![devices::device_row(&revoked)],
+            ..SnapshotRow::default()
+        };
+        let state = decode_snapshot(&once.encode_to_vec()).expect("decodes");
+        assert!(state.staff.is_empty(), "a revoked device is not staff");
     }
 
     #[test]
