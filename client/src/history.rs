@@ -256,6 +256,24 @@ fn message_of(row: &EntryRow) -> Message {
     }
 }
 
+/// What the fuzz targets read `messages.sealed` with: [`History::decode`],
+/// and the bytes the device would write back.
+#[doc(hidden)]
+pub fn fuzz_history_file(plain: &[u8]) -> Result<Vec<u8>, ClientError> {
+    History::decode(plain).map(|h| h.encode())
+}
+
+/// The bytes of a history holding `entries`, added as the device adds
+/// them: seeds for the fuzz targets.
+#[doc(hidden)]
+pub fn fuzz_encode_history(entries: Vec<Entry>) -> Vec<u8> {
+    let mut h = History::default();
+    for e in entries {
+        h.add(e);
+    }
+    h.encode()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

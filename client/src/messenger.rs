@@ -1231,8 +1231,16 @@ fn read_local(
     state: &StateDir,
     storage: &StorageKey,
 ) -> Result<(DeviceRow, ReplayGuard, Vec<Item>, Vec<String>), ClientError> {
-    let local = match state.load_sealed(DEVICE_FILE, storage)? {
-        Some(bytes) => DeviceRow::decode(bytes.as_slice())
+    decode_local(state.load_sealed(DEVICE_FILE, storage)?.as_deref())
+}
+
+/// The device's state from the opened bytes of `device.sealed` (`None`:
+/// there is no such file yet).
+fn decode_local(
+    bytes: Option<&[u8]>,
+) -> Result<(DeviceRow, ReplayGuard, Vec<Item>, Vec<String>), ClientError> {
+    let local = match bytes {
+        Some(bytes) => DeviceRow::decode(bytes)
             .map_err(|_| ClientError::State("device.sealed is damaged".into()))?,
         None => DeviceRow {
             next_prekey_id: 1,
@@ -1283,6 +1291,28 @@ fn sent_entry(item: &Item, outcome: &Sent) -> Option<Entry> {
         shown: true,
         via_panic_key: false,
     })
+}
+
+/// What the fuzz targets read `device.sealed` with: [`decode_local`], and
+/// the bytes [`Device::save`] would write back (items that could not be
+/// read left out, as the device leaves them out), with the warnings.
+#[doc(hidden)]
+pub fn fuzz_device_file(plain: &[u8]) -> Result<(Vec<u8>, Vec<String>), ClientError> {
+    let (mut local, replay, outbox, warnings) = decode_local(Some(plain))?;
+    // What the device does with its contacts and prekeys once open.
+    let _known: Vec<Contact> = local
+        .contacts
+        .iter()
+        .filter_map(Contact::from_row)
+        .collect();
+    for p in &local.prekeys {
+        if let Ok(secret) = <[u8; 32]>::try_from(p.secret.as_slice()) {
+            let _key = EncryptionKeyPair::from_secret(&secret);
+        }
+    }
+    local.replay = replay.encode();
+    local.outbox = outbox.iter().map(Item::to_row).collect();
+    Ok((local.encode_to_vec(), warnings))
 }
 
 #[cfg(test)]

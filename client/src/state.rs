@@ -89,6 +89,12 @@ pub struct Profile {
 }
 
 impl Profile {
+    /// Parses the text of `profile.toml` (the fields; their values are
+    /// checked where they are used). The error is the parser's message.
+    pub fn from_toml(text: &str) -> Result<Profile, String> {
+        toml::from_str(text).map_err(|e: toml::de::Error| e.message().to_owned())
+    }
+
     /// The server to connect to.
     pub fn server(&self) -> Result<ServerInfo, ClientError> {
         let pin: CertPin = self
@@ -464,8 +470,8 @@ impl StateDir {
             }
             Err(e) => return Err(io("cannot read", &path)(e)),
         };
-        toml::from_str(&text)
-            .map_err(|e| ClientError::State(format!("{}: {}", path.display(), e.message())))
+        Profile::from_toml(&text)
+            .map_err(|e| ClientError::State(format!("{}: {e}", path.display())))
     }
 }
 

@@ -30,6 +30,8 @@ pub mod auth;
 pub mod e2e;
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod invite;
 pub mod message;

@@ -39,7 +39,7 @@ pub const MAX_RECIPIENTS: usize = 256;
 /// label (its bytes, a tag and a length).
 pub const MAX_BODY_LEN: usize =
     BUCKETS[BUCKETS.len() - 1] - 4 - 128 - (crate::invite::MAX_LABEL_BYTES + 2);
-const LABEL: &[u8] = b"hotline/1 envelope";
+pub(crate) const LABEL: &[u8] = b"hotline/1 envelope";
 const CONTENT_LABEL: &[u8] = b"hotline/1 content";
 const WRAP_LABEL: &[u8] = b"hotline/1 wrap";
 /// The HPKE `info` for wrapping content keys.
@@ -159,7 +159,7 @@ fn wrap_aad(
 }
 
 /// The content as it is padded and encrypted (a `SealedContent`).
-fn encode_content(content: &Content) -> Vec<u8> {
+pub(crate) fn encode_content(content: &Content) -> Vec<u8> {
     sealed_content(content).encode_to_vec()
 }
 

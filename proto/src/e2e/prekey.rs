@@ -14,7 +14,7 @@ use crate::pb;
 
 use super::suite::EncryptionPublicKey;
 
-const LABEL: &[u8] = b"hotline/1 prekey";
+pub(crate) const LABEL: &[u8] = b"hotline/1 prekey";
 
 /// What a prekey is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

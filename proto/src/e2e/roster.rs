@@ -16,7 +16,7 @@ use crate::role::Role;
 
 use super::org::{OrgKeyPair, OrgPublicKey};
 
-const LABEL: &[u8] = b"hotline/1 roster";
+pub(crate) const LABEL: &[u8] = b"hotline/1 roster";
 const FORMAT: u32 = 1;
 
 /// One staff device.

@@ -157,6 +157,9 @@ impl Mailbox {
                 }
                 self.roster = Some((*version, bytes.clone()));
             }
+            // A device holding no prekey has no entry (a snapshot cannot
+            // hold an empty one, so replay must not make one either).
+            MailEvent::PrekeysPublished { prekeys, .. } if prekeys.is_empty() => {}
             MailEvent::PrekeysPublished { device, prekeys } => {
                 let entry = self.prekeys.entry(*device).or_default();
                 for p in prekeys {
@@ -168,10 +171,16 @@ impl Mailbox {
                 }
             }
             MailEvent::PrekeyTaken { device, id } => {
-                self.prekeys
+                let keys = self
+                    .prekeys
                     .get_mut(device)
-                    .and_then(|p| p.one_time.remove(id))
                     .ok_or(ApplyError("a prekey taken that was not there"))?;
+                keys.one_time
+                    .remove(id)
+                    .ok_or(ApplyError("a prekey taken that was not there"))?;
+                if keys.one_time.is_empty() && keys.last_resort.is_none() {
+                    self.prekeys.remove(device);
+                }
             }
             MailEvent::EnvelopeStored {
                 sender,
@@ -180,6 +189,13 @@ impl Mailbox {
                 bytes,
                 numbered,
             } => {
+                // Its log position names it in every index: one already
+                // taken (a snapshot that holds records past its own
+                // position) would leave the old ids pointing at the new
+                // envelope. Found by fuzzing.
+                if self.delivery.contains_key(&seq) || self.envelopes.contains_key(&seq) {
+                    return Err(ApplyError("an envelope stored at a position already taken"));
+                }
                 if self.digests.insert(*digest, seq).is_some() {
                     return Err(ApplyError("an envelope stored twice"));
                 }
@@ -379,6 +395,81 @@ mod tests {
 
     fn dev(b: u8) -> DeviceId {
         DeviceId::from_bytes([b; 16])
+    }
+
+    /// Found by fuzzing (fuzz/corpus/store_codec/crash-envelope-position-taken):
+    /// an envelope applied at a log position that a snapshot already holds
+    /// one at replaced it and left the old one's ids pointing at it.
+    #[test]
+    fn an_envelope_at_a_position_already_taken_is_refused() {
+        let mut m = Mailbox::default();
+        let stored = |n: u8, recipient: DeviceId| MailEvent::EnvelopeStored {
+            sender: dev(9),
+            digest: [n; 32],
+            recipients: vec![recipient],
+            bytes: vec![n],
+            numbered: true,
+        };
+        m.apply(23, &stored(1, dev(1))).expect("apply");
+        let before = m.clone();
+        assert_eq!(
+            m.apply(23, &stored(2, dev(2))),
+            Err(ApplyError("an envelope stored at a position already taken"))
+        );
+        assert_eq!(m, before, "nothing changed");
+        assert_eq!(m.envelope_of_inbox_id(&dev(1), 1), Some(23));
+        assert_eq!(m.envelope_of_inbox_id(&dev(2), 1), None);
+    }
+
+    /// Found by fuzzing (fuzz/corpus/store_codec/crash-empty-prekeys): an
+    /// empty list of prekeys published, or the last one-time prekey of a
+    /// device without a last-resort one taken, left an empty entry that a
+    /// snapshot does not hold, so replay and snapshot disagreed.
+    #[test]
+    fn a_device_without_prekeys_has_no_entry() {
+        let mut m = Mailbox::default();
+        m.apply(
+            1,
+            &MailEvent::PrekeysPublished {
+                device: dev(1),
+                prekeys: Vec::new(),
+            },
+        )
+        .expect("apply");
+        assert!(m.prekeys.is_empty());
+        let one = StoredPrekey {
+            one_time: true,
+            id: 3,
+            expires_at: 10,
+            signed: vec![3],
+        };
+        m.apply(
+            2,
+            &MailEvent::PrekeysPublished {
+                device: dev(1),
+                prekeys: vec![one],
+            },
+        )
+        .expect("apply");
+        m.apply(
+            3,
+            &MailEvent::PrekeyTaken {
+                device: dev(1),
+                id: 3,
+            },
+        )
+        .expect("apply");
+        assert!(m.prekeys.is_empty(), "{:?}", m.prekeys);
+        assert_eq!(
+            m.apply(
+                4,
+                &MailEvent::PrekeyTaken {
+                    device: dev(1),
+                    id: 3
+                }
+            ),
+            Err(ApplyError("a prekey taken that was not there"))
+        );
     }
 
     #[test]

@@ -322,5 +322,60 @@ pub(super) fn alerts_from(row: AlertsRow) -> Result<Alerts, CodecError> {
             repaged_at: (r.repaged_at != 0).then_some(r.repaged_at),
         });
     }
+    // An alert listed twice would be indexed from one row and kept from
+    // the other (a closed alert left escalating). Found by fuzzing.
+    let ids: std::collections::BTreeSet<u64> = alerts.iter().map(|a| a.id).collect();
+    if ids.len() != alerts.len() {
+        return Err(CodecError("an alert stored twice in a snapshot"));
+    }
     Ok(Alerts::from_alerts(alerts))
+}
+
+#[cfg(test)]
+mod tests {
+    use hotline_proto::DeviceId;
+    use hotline_proto::alert::{AlertContent, AlertOrigin, Priority};
+
+    use super::*;
+
+    /// Found by fuzzing (fuzz/corpus/store_codec/crash-alert-twice): a
+    /// snapshot listing one alert twice, raised then resolved, read back
+    /// with the resolved alert still escalating.
+    #[test]
+    fn a_snapshot_listing_an_alert_twice_is_refused() {
+        let raised = Alert {
+            id: 6,
+            defender: DeviceId::from_bytes([5; 16]),
+            priority: Priority::Immediate,
+            raised_at: 10,
+            state: AlertState::Raised,
+            paged: Default::default(),
+            position: None,
+            exhausted: false,
+            envelope_id: 0,
+            origin: AlertOrigin::Sos,
+            delivered: Default::default(),
+            checked_in_at: None,
+            closed_by: None,
+            content: AlertContent::None,
+            joined: Vec::new(),
+            repaged_at: None,
+        };
+        let resolved = Alert {
+            state: AlertState::Resolved,
+            ..raised.clone()
+        };
+        let rows = |a: &Alert| alerts_row(&Alerts::from_alerts([a.clone()])).alerts;
+        let twice = AlertsRow {
+            alerts: [rows(&raised), rows(&resolved)].concat(),
+        };
+        assert_eq!(
+            alerts_from(twice),
+            Err(CodecError("an alert stored twice in a snapshot"))
+        );
+        let once = AlertsRow {
+            alerts: rows(&resolved),
+        };
+        assert_eq!(alerts_from(once), Ok(Alerts::from_alerts([resolved])));
+    }
 }

@@ -295,6 +295,12 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<State, CodecError> {
         .iter()
         .map(devices::device_from)
         .collect::<Result<Vec<_>, _>>()?;
+    // A device listed twice would be indexed from one row and kept from
+    // the other (a revoked device left among the staff). Found by fuzzing.
+    let ids: std::collections::BTreeSet<DeviceId> = devices.iter().map(|d| d.id).collect();
+    if ids.len() != devices.len() {
+        return Err(CodecError("a device stored twice in a snapshot"));
+    }
     let invites = row
         .invites
         .iter()
@@ -359,6 +365,65 @@ mod tests {
         assert!(decode_event(&[0xff, 0xff, 0xff]).is_err());
         assert!(decode_snapshot(&[0xff, 0xff, 0xff]).is_err());
         assert_eq!(role_from_code(9), Err(CodecError("unknown role")));
+    }
+
+    /// Found by fuzzing (fuzz/corpus/store_codec/crash-empty-roster): a
+    /// stored roster with no bytes decoded, and a snapshot taken after it
+    /// read back with no roster at all.
+    #[test]
+    fn a_roster_stored_without_its_bytes_is_refused() {
+        use crate::domain::mailbox::MailEvent;
+        let empty = Event::Mail(MailEvent::RosterStored {
+            version: 7,
+            bytes: Vec::new(),
+        });
+        assert_eq!(
+            decode_event(&encode_event(&empty)),
+            Err(CodecError("a roster stored without its bytes"))
+        );
+        let stored = Event::Mail(MailEvent::RosterStored {
+            version: 7,
+            bytes: b"signed roster bytes".to_vec(),
+        });
+        assert_eq!(decode_event(&encode_event(&stored)), Ok(stored.clone()));
+        // What replay builds from it survives a snapshot.
+        let mut state = State::default();
+        state.apply(1, &stored).expect("applies");
+        assert_eq!(decode_snapshot(&encode_snapshot(&state)), Ok(state));
+    }
+
+    /// Found by fuzzing (fuzz/corpus/store_codec/crash-device-twice): a
+    /// snapshot listing one device twice, as staff then revoked, read back
+    /// with the revoked device among the staff.
+    #[test]
+    fn a_snapshot_listing_a_device_twice_is_refused() {
+        use crate::domain::devices::Device;
+        let officer = Device {
+            id: DeviceId::from_bytes([4; 16]),
+            identity_key: hotline_proto::IdentityKeyPair::from_seed(&[4; 32]).public_key(),
+            role: Role::Officer,
+            enrolled_at: 10,
+            revoked_at: None,
+            panic_key: None,
+        };
+        let revoked = Device {
+            revoked_at: Some(20),
+            ..officer.clone()
+        };
+        let row = SnapshotRow {
+            devices: vec![devices::device_row(&officer), devices::device_row(&revoked)],
+            ..SnapshotRow::default()
+        };
+        assert_eq!(
+            decode_snapshot(&row.encode_to_vec()),
+            Err(CodecError("a device stored twice in a snapshot"))
+        );
+        let once = SnapshotRow {
+            devices: vec![devices::device_row(&revoked)],
+            ..SnapshotRow::default()
+        };
+        let state = decode_snapshot(&once.encode_to_vec()).expect("decodes");
+        assert!(state.staff.is_empty(), "a revoked device is not staff");
     }
 
     #[test]
