@@ -7,13 +7,17 @@ use anyhow::bail;
 use hotline_client::StateDir;
 use hotline_client::history::History;
 use hotline_client::messenger::{Device, Flushed, Sent};
-use hotline_proto::alert::{AlertContent, AlertInfo, AlertOrigin, CloseReason, Priority, Push};
+use hotline_proto::alert::{
+    AlertContent, AlertInfo, AlertOrigin, AlertStatus, CloseReason, Priority, Push,
+};
 use hotline_proto::e2e::content::Category;
 use hotline_proto::message::DutyEntry;
 use hotline_proto::time::time_of_day;
 
 use super::alert_view;
-use super::messages::{Fate, fate, fetch_new, finish, mark_shown, send_over, show};
+use super::messages::{
+    Fate, fate, fetch_new, fetch_new_listing, finish, mark_shown, send_over, show,
+};
 use super::unlock::{connect, open_device, passphrase, use_panic_key};
 
 /// How often an offline `sos` tries again, at most.
@@ -336,6 +340,9 @@ async fn sos_with_panic_key(
 /// Says that alert `a` was raised, and how many staff devices got the
 /// page now and how many get it when they connect.
 fn raised(a: &AlertInfo) {
+    if a.joined_now {
+        return joined(a);
+    }
     println!("alert {} raised ({}).", a.id, a.priority);
     match a.content {
         AlertContent::Sealed => {}
@@ -359,6 +366,46 @@ fn raised(a: &AlertInfo) {
     } else {
         println!(
             "NO STAFF DEVICE HAS BEEN PAGED YET: the alert is raised on the server and escalates until someone answers."
+        );
+    }
+}
+
+/// Says that the SOS joined the defender's open alert `a` (past its
+/// open-alert limit): whether its staff were paged again now or, paged
+/// less than a minute before, have its new text all the same; and that
+/// an officer is on it if one holds it.
+fn joined(a: &AlertInfo) {
+    println!(
+        "alert {} joined: your SOS was added to this open alert of yours ({}), with its text; no new alert was opened.",
+        a.id, a.priority
+    );
+    match a.content {
+        AlertContent::Sealed => {}
+        AlertContent::ExpiredRoster => println!(
+            "Your text was sealed to an expired staff roster: some staff may not be able to read it."
+        ),
+        AlertContent::None => {
+            println!(
+                "Your text could NOT be protected and was NOT sent, but the team knows you need help."
+            )
+        }
+    }
+    if a.status == AlertStatus::Acknowledged {
+        println!("An officer is on it: they hold this alert, and your new text goes to them.");
+    }
+    let later = a.paged.saturating_sub(a.paged_now);
+    if a.paged_again && a.paged_now > 0 {
+        println!(
+            "Its staff were paged again now: {} staff device(s) received the page now; {later} more get it when they connect. You will be contacted.",
+            a.paged_now
+        );
+    } else if a.paged_again {
+        println!(
+            "Its staff were paged again, but NONE OF THEM IS CONNECTED now: {later} staff device(s) get the page when they connect, and it goes on to more staff until someone answers."
+        );
+    } else {
+        println!(
+            "Its staff were paged less than a minute ago, so they were not paged again; your new text is delivered to them."
         );
     }
 }
@@ -603,6 +650,12 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
     let mut retry = FIRST_RETRY;
     let mut superseded_wait = FIRST_SUPERSEDED_WAIT;
     let mut away = false;
+    // The alerts as last shown (listed or paged), so that a page pushed
+    // again unchanged (on reconnection, or while the open alerts are
+    // listed) is not printed twice; and their states as last heard, so
+    // that a message of a closed alert says so.
+    let mut pages_shown = PagesShown::default();
+    let mut states = Alerts::default();
     loop {
         let connected = tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
@@ -638,7 +691,7 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
         let connected_at = Instant::now();
         // What waits in the outbox goes out now, and what came meanwhile
         // is shown.
-        let mut lost = match catch_up(&mut device, &session).await {
+        let mut lost = match catch_up(&mut device, &session, &mut states).await {
             Err(e) if e.is_transient() || e.is_superseded() => Some(e),
             _ => None,
         };
@@ -650,6 +703,9 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                 Ok(open) => {
                     println!("open alerts right now:");
                     print_alerts(&device, &open, false);
+                    for a in &open {
+                        pages_shown.note(a);
+                    }
                 }
                 Err(e) if e.is_transient() || e.is_superseded() => lost = Some(e),
                 Err(e) => eprintln!("WARNING: the open alerts could not be listed: {e}"),
@@ -673,6 +729,9 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                             a.id,
                             alert_view::state_words(&device, a, now)
                         ),
+                        // Shown already as it stands (listed on connecting,
+                        // or pushed again): not printed twice.
+                        Push::Alert(a) if !pages_shown.note(a) => {}
                         Push::Alert(a) => {
                             println!(
                                 "{bell}[{} UTC] ALERT #{} — claim it: hotline ack {}",
@@ -706,11 +765,14 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                             all_clear(&device, &session, id).await;
                             Ok(())
                         }
-                        Ok(Some(Push::Message(_))) => show_new(&mut device, &session, None, bell).await,
+                        Ok(Some(Push::Message(_))) => {
+                            show_new(&mut device, &session, None, bell, &mut states).await
+                        }
                         // The alert's text reaches staff as a message:
                         // shown in the alert's thread.
                         Ok(Some(Push::Alert(a))) => {
-                            show_new(&mut device, &session, Some(&a), bell).await
+                            states.insert(a.id, a.clone());
+                            show_new(&mut device, &session, Some(&a), bell, &mut states).await
                         }
                         Ok(_) => Ok(()),
                         Err(e) => Err(e),
@@ -777,11 +839,29 @@ async fn all_clear(device: &Device, session: &hotline_client::Session, id: u64) 
     );
 }
 
+/// Alerts by id, as this watch last heard of them.
+type Alerts = std::collections::HashMap<u64, AlertInfo>;
+
+/// The alerts a watch has put in front of its person, as they stood then.
+#[derive(Default)]
+struct PagesShown(std::collections::HashMap<u64, (AlertStatus, (u32, u32), Priority, u32, u32)>);
+
+impl PagesShown {
+    /// Notes that `a` is shown as it stands; false if it was shown so
+    /// already (the same state, escalation step, priority, number of
+    /// devices paged and of SOSes joined): a page pushed again unchanged.
+    fn note(&mut self, a: &AlertInfo) -> bool {
+        let now = (a.status, a.position, a.priority, a.paged, a.joined_count);
+        self.0.insert(a.id, now) != Some(now)
+    }
+}
+
 /// On (re)connecting: sends what waits in the outbox, then shows what
-/// came while away.
+/// came while away, each message of a closed alert marked as such.
 async fn catch_up(
     device: &mut Device,
     session: &hotline_client::Session,
+    states: &mut Alerts,
 ) -> Result<(), hotline_client::ClientError> {
     device.hold()?;
     if !device.pending().is_empty() {
@@ -794,28 +874,57 @@ async fn catch_up(
         }
     }
     device.release();
-    show_new(device, session, None, "").await
+    show_new(device, session, None, "", states).await
 }
 
 /// Fetches what waits for this device, keeps it, and shows each message
 /// not shown yet, in its thread; `link` files an alert's text (its
-/// envelope id, the alert) in the alert's thread. A failure that is not
-/// the network's is shown and the watch goes on.
+/// envelope id, the alert) in the alert's thread (the text of an SOS that
+/// joined an open alert, pushed without a page, is filed by the listing
+/// of alerts that comes with anything received). A message of a closed
+/// alert is headed by the alert's state, so that an old emergency does not
+/// read as a new one. A failure that is not the network's is shown and
+/// the watch goes on.
 async fn show_new(
     device: &mut Device,
     session: &hotline_client::Session,
     link: Option<&AlertInfo>,
     bell: &str,
+    states: &mut Alerts,
 ) -> Result<(), hotline_client::ClientError> {
     device.hold()?;
     let result = async {
-        fetch_new(device, session).await?;
+        for a in fetch_new_listing(device, session).await? {
+            states.insert(a.id, a);
+        }
         if let Some(a) = link {
             device.link_alert(a)?;
         }
         let new = device.unshown()?;
+        // Kept from before (fetched by another command): the alerts'
+        // states are heard now.
+        if new
+            .iter()
+            .any(|e| e.thread != 0 && !states.contains_key(&e.thread))
+        {
+            for a in session.alerts(false).await? {
+                states.insert(a.id, a);
+            }
+        }
+        let now = hotline_client::unix_now();
         for e in &new {
-            print!("{bell}{}", show(device, e));
+            if let Some(a) = states.get(&e.thread)
+                && !matches!(a.status, AlertStatus::Raised | AlertStatus::Acknowledged)
+            {
+                print!(
+                    "[alert #{}, {}: an earlier alert, not a new one]\n",
+                    a.id,
+                    alert_view::state_words(device, a, now)
+                );
+                print!("{}", show(device, e));
+            } else {
+                print!("{bell}{}", show(device, e));
+            }
         }
         mark_shown(device, session, &new).await
     }
