@@ -99,6 +99,7 @@ pub(super) async fn sos(
         );
     }
     let deadline = Instant::now() + Duration::from_secs(wait);
+    let mut superseded_before = false;
     let last = loop {
         // While it tries, a countdown says that nobody knows yet.
         let (flushed, session) = {
@@ -161,10 +162,11 @@ pub(super) async fn sos(
         }
         eprintln!("NOBODY HAS BEEN ALERTED YET: {why}");
         device.release();
-        let pause = left.min(SOS_RETRY_EVERY);
+        let superseded = flushed.stopped.as_ref().is_some_and(|e| e.is_superseded());
+        let pause = sos_pause(left, superseded, &mut superseded_before);
         eprintln!(
-            "  trying again in {} s; giving up in {} s (Ctrl-C stops; the SOS stays in the outbox)",
-            pause.as_secs().max(1),
+            "  trying again {}; giving up in {} s (Ctrl-C stops; the SOS stays in the outbox)",
+            again_in(pause),
             left.as_secs().max(1)
         );
         tokio::time::sleep(pause).await;
@@ -178,6 +180,27 @@ pub(super) async fn sos(
     };
     println!("NOBODY HAS BEEN ALERTED YET.");
     Err(super::messages::queued(&device, mine, &last, "Your SOS"))
+}
+
+/// How long an SOS waits before it tries again, with `left` until it gives
+/// up: at once the first time its connection was superseded (another
+/// connection of this device opened meanwhile; the place is there to
+/// take, and an SOS is short-lived), else [`SOS_RETRY_EVERY`] at most, so
+/// that two commands of one device do not push each other out in a loop.
+fn sos_pause(left: Duration, superseded: bool, superseded_before: &mut bool) -> Duration {
+    if superseded && !*superseded_before {
+        *superseded_before = true;
+        return Duration::ZERO;
+    }
+    left.min(SOS_RETRY_EVERY)
+}
+
+/// `at once`, or `in 5 s`.
+fn again_in(pause: Duration) -> String {
+    match pause.as_secs() {
+        0 => "at once".to_owned(),
+        n => format!("in {n} s"),
+    }
 }
 
 /// What stopping does to an SOS in the outbox, and to one sent without
@@ -258,6 +281,7 @@ async fn sos_with_panic_key(
     wait: u64,
 ) -> PanicOutcome {
     let deadline = Instant::now() + Duration::from_secs(wait);
+    let mut superseded_before = false;
     loop {
         // Each try is bounded by what is left (a few seconds at least),
         // and a countdown says meanwhile that nobody knows yet.
@@ -304,11 +328,11 @@ async fn sos_with_panic_key(
                     && !deadline.saturating_duration_since(Instant::now()).is_zero() =>
             {
                 let left = deadline.saturating_duration_since(Instant::now());
-                let pause = left.min(SOS_RETRY_EVERY);
+                let pause = sos_pause(left, e.is_superseded(), &mut superseded_before);
                 eprintln!("NOBODY HAS BEEN ALERTED YET: {e}");
                 eprintln!(
-                    "  trying again in {} s; giving up in {} s (Ctrl-C stops)",
-                    pause.as_secs().max(1),
+                    "  trying again {}; giving up in {} s (Ctrl-C stops)",
+                    again_in(pause),
                     left.as_secs().max(1)
                 );
                 tokio::time::sleep(pause).await;
@@ -936,5 +960,64 @@ async fn show_new(
             Ok(())
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An SOS pushed out by another connection of its device tries again
+    /// at once, once; after that, and after any other failure, it waits
+    /// its usual pause (never past its deadline).
+    #[test]
+    fn a_superseded_sos_tries_again_at_once_the_first_time() {
+        let mut before = false;
+        let left = Duration::from_secs(60);
+        assert_eq!(sos_pause(left, true, &mut before), Duration::ZERO);
+        assert_eq!(sos_pause(left, true, &mut before), SOS_RETRY_EVERY);
+        let mut before = false;
+        assert_eq!(sos_pause(left, false, &mut before), SOS_RETRY_EVERY);
+        assert_eq!(
+            sos_pause(Duration::from_secs(2), false, &mut before),
+            Duration::from_secs(2)
+        );
+        assert_eq!(sos_pause(left, true, &mut before), Duration::ZERO);
+    }
+
+    /// A page pushed again unchanged is not shown twice; one that moved
+    /// on (another step, another SOS joined) is.
+    #[test]
+    fn a_page_is_shown_again_only_when_it_changed() {
+        let mut shown = PagesShown::default();
+        let mut a = AlertInfo {
+            id: 7,
+            defender: hotline_proto::DeviceId::from_bytes([1; 16]),
+            priority: Priority::Urgent,
+            status: AlertStatus::Raised,
+            holder: None,
+            raised_at: 1,
+            position: (0, 0),
+            paged: 1,
+            envelope_id: 3,
+            origin: AlertOrigin::Sos,
+            checked_in_at: None,
+            paged_now: 0,
+            content: AlertContent::Sealed,
+            tier: None,
+            step_at: 0,
+            exhausted: false,
+            closed_by: None,
+            joined_count: 0,
+            joined: Vec::new(),
+            joined_now: false,
+            paged_again: false,
+        };
+        assert!(shown.note(&a));
+        assert!(!shown.note(&a), "the same page again");
+        a.joined_count = 1;
+        assert!(shown.note(&a), "an SOS joined it");
+        a.position = (0, 1);
+        assert!(shown.note(&a), "the next escalation step");
     }
 }
