@@ -868,7 +868,11 @@ type Alerts = std::collections::HashMap<u64, AlertInfo>;
 
 /// The alerts a watch has put in front of its person, as they stood then.
 #[derive(Default)]
-struct PagesShown(std::collections::HashMap<u64, (AlertStatus, (u32, u32), Priority, u32, u32)>);
+struct PagesShown(std::collections::HashMap<u64, PageState>);
+
+/// What of a page a watch compares: its state, escalation step, priority,
+/// devices paged and SOSes joined.
+type PageState = (AlertStatus, (u32, u32), Priority, u32, u32);
 
 impl PagesShown {
     /// Notes that `a` is shown as it stands; false if it was shown so
@@ -940,8 +944,8 @@ async fn show_new(
             if let Some(a) = states.get(&e.thread)
                 && !matches!(a.status, AlertStatus::Raised | AlertStatus::Acknowledged)
             {
-                print!(
-                    "[alert #{}, {}: an earlier alert, not a new one]\n",
+                println!(
+                    "[alert #{}, {}: an earlier alert, not a new one]",
                     a.id,
                     alert_view::state_words(device, a, now)
                 );
