@@ -2304,3 +2304,38 @@ async fn a_reconnecting_watch_marks_old_texts_and_prints_each_open_alert_once() 
     drop(watch);
     server.shutdown().await;
 }
+
+/// A page reaches a watch before the SOS's text (and the name its sender
+/// gives): once the text is fetched, the watch says what the alert is
+/// about and who sent it by name (issue 11 walk-through).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_in_watch_is_followed_by_its_category_and_the_senders_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, _) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    assert!(hotline(&officer, PASS, &["duty", "on"]).status.success());
+    let out = hotline(
+        &admin,
+        PASS,
+        &["invite", "--role", "defender", "--label", "Ana P."],
+    );
+    let ana = dir.path().join("ana");
+    assert!(
+        hotline(&ana, PASS, &["enroll", &invite_line(&out)])
+            .status
+            .success()
+    );
+    let watch = Watch::start(&officer);
+    watch.wait_for("open alerts");
+    let out = hotline(&ana, PASS, &["sos", "--category", "arrest", "at the door"]);
+    let id = alert_id(&out);
+    watch.wait_for(&format!("ALERT #{id} — claim it"));
+    let line = watch.wait_for(&format!("ALERT #{id}: "));
+    assert!(
+        line.contains("SOS: arrest") && line.contains("from Ana P. ("),
+        "{line}"
+    );
+    drop(watch);
+    server.shutdown().await;
+}

@@ -133,6 +133,17 @@ fn what(a: &AlertInfo, texts: &[Message]) -> String {
     }
 }
 
+/// What raised the alert and who, as far as this device can tell now:
+/// `SOS: arrest from Ana P. (3f9a1c2e)`. A page comes before its text (and
+/// the name its sender gives), so a watch says this again once fetched.
+pub(super) fn what_and_who(device: &Device, history: &History, a: &AlertInfo) -> String {
+    format!(
+        "{} from {}",
+        what(a, &sos_texts(history, a)),
+        device.shown(&a.defender)
+    )
+}
+
 /// The first line of `m`'s words in quotes, `[…]` if there is more.
 fn quoted(m: &Message) -> Option<String> {
     let first = m.text.lines().next()?;

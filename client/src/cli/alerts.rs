@@ -796,7 +796,24 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                         // shown in the alert's thread.
                         Ok(Some(Push::Alert(a))) => {
                             states.insert(a.id, a.clone());
-                            show_new(&mut device, &session, Some(&a), bell, &mut states).await
+                            let before = alert_view::what_and_who(&device, &History::default(), &a);
+                            let shown = show_new(&mut device, &session, Some(&a), bell, &mut states).await;
+                            // Its text fetched: what it is about and who
+                            // sent it by name, if the page could not say.
+                            if shown.is_ok() && a.defender != device.identity().device_id() {
+                                let after = device
+                                    .history()
+                                    .map(|h| alert_view::what_and_who(&device, &h, &a))
+                                    .unwrap_or_default();
+                                if !after.is_empty() && after != before {
+                                    println!(
+                                        "[{} UTC] ALERT #{}: {after}",
+                                        time_of_day(hotline_client::unix_now()),
+                                        a.id
+                                    );
+                                }
+                            }
+                            shown
                         }
                         Ok(_) => Ok(()),
                         Err(e) => Err(e),
