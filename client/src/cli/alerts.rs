@@ -715,6 +715,8 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
         let connected_at = Instant::now();
         // What waits in the outbox goes out now, and what came meanwhile
         // is shown.
+        // What changed while away is heard anew.
+        states.clear();
         let mut lost = match catch_up(&mut device, &session, &mut states).await {
             Err(e) if e.is_transient() || e.is_superseded() => Some(e),
             _ => None,
@@ -786,6 +788,8 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                 }) => {
                     let shown = match push {
                         Ok(Some(Push::AllClear(id))) => {
+                            // Closed: heard anew for a message in its thread.
+                            states.remove(&id);
                             all_clear(&device, &session, id).await;
                             Ok(())
                         }
