@@ -134,7 +134,7 @@ fn refusal_text(e: &WireError) -> String {
         ErrorCode::AuthTimeout => "The connection was too slow to authenticate. Try again",
         ErrorCode::AlreadyEnrolled => "This device is already enrolled",
         ErrorCode::Superseded => {
-            "This device opened more connections at once than the server allows (is another `hotline watch` of this device running? Stop one of them), so the server closed this, its oldest"
+            "This device has more connections open at once than the server allows (other `hotline` commands or watches of this device running now), so the server closed this, its oldest. If a `hotline watch` of this device keeps running elsewhere, stop the one you do not need"
         }
         _ => "The server refused the request",
     };
@@ -154,7 +154,14 @@ mod tests {
             "not retried at once, like a network failure"
         );
         let text = e.to_string();
-        assert!(text.contains("Stop one of them"), "{text}");
+        // It names every cause: the officer's own short command as much
+        // as a second watch.
+        assert!(
+            text.contains("more connections open at once than the server allows")
+                && text.contains("other `hotline` commands or watches of this device"),
+            "{text}"
+        );
+        assert!(!text.contains("is another hotline watch"), "{text}");
         let unavailable = ClientError::Refused(WireError::new(ErrorCode::Unavailable, "full"));
         assert!(unavailable.is_transient() && !unavailable.is_superseded());
     }

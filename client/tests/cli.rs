@@ -2096,3 +2096,246 @@ async fn an_sos_past_the_open_alert_limit_joins_the_open_alert_and_staff_read_it
     }
     server.shutdown().await;
 }
+
+/// Six quick SOSes with an open-alert limit of two (issue 11 walk-through):
+/// the officer's running watch shows every text, each in its alert's
+/// thread, although the re-page of the joined alert is throttled to once a
+/// minute; the defender is told truthfully that its SOS was added to its
+/// open alert, and whether its staff were paged again now or had been a
+/// moment before, and that an officer is on it once one holds it; and
+/// `alerts` names the category of every text, not just the first, with
+/// no single press's priority passed off as the defender's choice.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_text_of_sos_that_joined_an_open_alert_reaches_the_watch_and_the_defender_hears_the_truth()
+ {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server_with_open_alerts(dir.path(), 2).await;
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    assert!(hotline(&officer, PASS, &["duty", "on"]).status.success());
+    let watch = Watch::start(&officer);
+    watch.wait_for("open alerts");
+    let sos = |priority: &str, category: &str, text: &str| {
+        let out = hotline(
+            &defender,
+            PASS,
+            &["sos", "--priority", priority, "--category", category, text],
+        );
+        assert!(out.status.success(), "{} {}", stdout(&out), stderr(&out));
+        (alert_id(&out), stdout(&out))
+    };
+    let texts = [
+        ("urgent", "surveillance", "police outside the office"),
+        ("urgent", "surveillance", "they are coming up the stairs"),
+        ("immediate", "arrest", "they took Ali"),
+        ("immediate", "medical", "he is bleeding"),
+        ("immediate", "medical", "we need a doctor"),
+        ("immediate", "attack", "they are beating him"),
+    ];
+    let mut answers = Vec::new();
+    for (priority, category, text) in texts {
+        answers.push(sos(priority, category, text));
+    }
+    let (first, said) = &answers[0];
+    assert!(said.contains("raised (urgent)"), "{said}");
+    let (second, said) = &answers[1];
+    assert_ne!(first, second);
+    assert!(said.contains("raised (urgent)"), "{said}");
+    for (id, said) in &answers[2..] {
+        assert_eq!(
+            id, second,
+            "past the limit, each SOS joined the newest alert"
+        );
+        assert!(
+            said.contains(&format!(
+                "alert {second} joined: your SOS was added to this open alert of yours"
+            )),
+            "{said}"
+        );
+        assert!(!said.contains("raised ("), "{said}");
+    }
+    // The first join (more urgent) paged the staff again; the next ones,
+    // within the minute, did not, and say so.
+    assert!(
+        answers[2]
+            .1
+            .contains("Its staff were paged again now: 1 staff device(s) received the page now"),
+        "{}",
+        answers[2].1
+    );
+    for (_, said) in &answers[3..] {
+        assert!(
+            said.contains("paged less than a minute ago, so they were not paged again")
+                && !said.contains("received the page now"),
+            "{said}"
+        );
+    }
+    // Every text reaches the officer's watch, in its alert's thread.
+    let lines = watch.lines_for(std::time::Duration::from_secs(6));
+    for (i, (_, _, text)) in texts.iter().enumerate() {
+        let at = lines
+            .iter()
+            .position(|l| l.contains(text))
+            .unwrap_or_else(|| panic!("{text:?} never shown: {lines:#?}"));
+        let alert = if i == 0 { first } else { second };
+        assert!(
+            lines[..at]
+                .iter()
+                .rev()
+                .find(|l| l.contains("from defender"))
+                .is_some_and(|h| h.contains(&format!("[alert #{alert}]"))),
+            "{text:?} not in the thread of alert {alert}: {lines:#?}"
+        );
+    }
+    // The alert list names what every text is about.
+    let out = hotline(&officer, PASS, &["alerts"]);
+    let listed = stdout(&out);
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with(&format!("#{second}")))
+        .unwrap_or_else(|| panic!("{listed}"));
+    for category in ["surveillance", "arrest", "medical", "attack"] {
+        assert!(row.contains(category), "{category} missing from {row}");
+    }
+    assert!(
+        listed.contains("newest: \"they are beating him\""),
+        "{listed}"
+    );
+    assert!(!listed.contains("the defender chose"), "{listed}");
+    assert!(
+        listed.contains(&format!("`hotline messages --alert {second}`")),
+        "{listed}"
+    );
+    // Once an officer holds it, a further SOS hears so.
+    assert!(hotline(&officer, PASS, &["ack", second]).status.success());
+    let (id, said) = sos("immediate", "attack", "still here");
+    assert_eq!(&id, second);
+    assert!(said.contains("An officer is on it"), "{said}");
+    watch.wait_for("still here");
+    drop(watch);
+    server.shutdown().await;
+}
+
+/// After a restart, a watch shows what came while it was away once, the
+/// text of an alert closed meanwhile marked as an earlier alert (not a
+/// new emergency), and each open alert once, although the server pushes
+/// its unconfirmed page again as the watch lists the open alerts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reconnecting_watch_marks_old_texts_and_prints_each_open_alert_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for staff in [&admin, &officer] {
+        assert!(hotline(staff, PASS, &["inbox"]).status.success()); // prekeys
+        assert!(hotline(staff, PASS, &["duty", "on"]).status.success());
+    }
+    // Raised and resolved while the admin's watch is not running: its
+    // text waits, unshown.
+    let out = hotline(
+        &defender,
+        PASS,
+        &["sos", "--category", "threat", "an old scare"],
+    );
+    let old = alert_id(&out);
+    assert!(hotline(&officer, PASS, &["resolve", &old]).status.success());
+    let watch = Watch::start(&admin);
+    let lines = watch.lines_for(std::time::Duration::from_secs(4));
+    let at = lines
+        .iter()
+        .position(|l| l.contains("an old scare"))
+        .unwrap_or_else(|| panic!("the old text is not shown: {lines:#?}"));
+    assert!(
+        lines[..at]
+            .iter()
+            .any(|l| l.contains(&format!("[alert #{old}, resolved")) && l.contains("not a new one")),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("an old scare")).count(),
+        1,
+        "{lines:#?}"
+    );
+
+    // A new alert while the server is down for the watch: it is listed
+    // once on reconnection, not listed and paged again.
+    server.shutdown().await;
+    watch.wait_for("reconnecting");
+    let server = server_on(dir.path(), addr).await;
+    watch.wait_for("reconnected");
+    let out = hotline(
+        &defender,
+        PASS,
+        &["sos", "--category", "arrest", "taken at the border"],
+    );
+    let new = alert_id(&out);
+    watch.wait_for(&format!("ALERT #{new} "));
+    drop(watch);
+    // The admin's watch never confirmed... restart it: the page it
+    // confirmed is not pushed again; the open alert is listed once.
+    server.shutdown().await;
+    let server = server_on(dir.path(), addr).await;
+    let out = hotline(
+        &defender,
+        PASS,
+        &["sos", "--category", "attack", "a second one"],
+    );
+    let newer = alert_id(&out);
+    let watch = Watch::start(&admin);
+    let lines = watch.lines_for(std::time::Duration::from_secs(5));
+    for id in [&new, &newer] {
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.starts_with(&format!("#{id} ")))
+                .count(),
+            1,
+            "alert {id} listed once: {lines:#?}"
+        );
+        assert!(
+            !lines.iter().any(|l| l.contains(&format!("ALERT #{id} "))),
+            "alert {id} listed, then paged again: {lines:#?}"
+        );
+    }
+    assert!(
+        !lines.iter().any(|l| l.contains("an old scare")),
+        "shown already, not again: {lines:#?}"
+    );
+    drop(watch);
+    server.shutdown().await;
+}
+
+/// A page reaches a watch before the SOS's text (and the name its sender
+/// gives): once the text is fetched, the watch says what the alert is
+/// about and who sent it by name (issue 11 walk-through).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_in_watch_is_followed_by_its_category_and_the_senders_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, _) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    assert!(hotline(&officer, PASS, &["duty", "on"]).status.success());
+    let out = hotline(
+        &admin,
+        PASS,
+        &["invite", "--role", "defender", "--label", "Ana P."],
+    );
+    let ana = dir.path().join("ana");
+    assert!(
+        hotline(&ana, PASS, &["enroll", &invite_line(&out)])
+            .status
+            .success()
+    );
+    let watch = Watch::start(&officer);
+    watch.wait_for("open alerts");
+    let out = hotline(&ana, PASS, &["sos", "--category", "arrest", "at the door"]);
+    let id = alert_id(&out);
+    watch.wait_for(&format!("ALERT #{id} — claim it"));
+    let line = watch.wait_for(&format!("ALERT #{id}: "));
+    assert!(
+        line.contains("SOS: arrest") && line.contains("from Ana P. ("),
+        "{line}"
+    );
+    drop(watch);
+    server.shutdown().await;
+}

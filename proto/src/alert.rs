@@ -321,6 +321,14 @@ pub struct AlertInfo {
     /// The newest of their messages ([`MAX_JOINED_SHOWN`] at most, oldest
     /// first), as the asking device numbers them.
     pub joined: Vec<u64>,
+    /// In the answer to a raise only: the SOS joined this open alert
+    /// instead of opening one. False elsewhere.
+    pub joined_now: bool,
+    /// With `joined_now`: the join paged the alert's staff again now
+    /// (`paged_now` counts those reached at once); false: they were paged
+    /// less than a minute before and are not paged again (the SOS's text
+    /// reaches them all the same).
+    pub paged_again: bool,
 }
 
 /// The most joined messages an [`AlertInfo`] names: a defender raising in
@@ -450,6 +458,8 @@ impl AlertInfo {
                 .into(),
             joined_count: self.joined_count,
             joined: self.joined.clone(),
+            joined_now: self.joined_now,
+            paged_again: self.paged_again,
         }
     }
 
@@ -480,6 +490,8 @@ impl AlertInfo {
             },
             joined_count: m.joined_count,
             joined: m.joined,
+            joined_now: m.joined_now,
+            paged_again: m.paged_again,
         })
     }
 }
@@ -572,6 +584,8 @@ mod tests {
             closed_by: Some(DeviceId::from_bytes([5; 16])),
             joined_count: 9,
             joined: vec![11, 12],
+            joined_now: true,
+            paged_again: true,
         };
         for p in [
             Push::Alert(info.clone()),

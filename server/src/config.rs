@@ -133,6 +133,34 @@ impl Limits {
     }
 }
 
+impl Limits {
+    /// The connection limits in effect, in one line for the start-up log
+    /// (numbers only: no address).
+    pub fn connection_summary(&self) -> String {
+        format!(
+            "max_connections={} (staff_reserved_connections={}), max_connections_per_device={}, max_unauthenticated={}, max_unauthenticated_per_address={}, max_streams_per_connection={}, request_burst={}, requests_per_second={}",
+            self.max_connections,
+            self.staff_reserved_connections,
+            self.max_connections_per_device,
+            self.max_unauthenticated,
+            self.max_unauthenticated_per_address,
+            self.max_streams_per_connection,
+            self.request_burst,
+            self.requests_per_second,
+        )
+    }
+}
+
+/// `, the default` after a value equal to its default: a refusal must
+/// say where a value the operator never wrote comes from.
+fn default_mark<T: PartialEq>(value: T, default: T) -> &'static str {
+    if value == default {
+        ", the default"
+    } else {
+        ""
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -227,38 +255,77 @@ impl Config {
                 "tls_cert and tls_key go together".into(),
             ));
         }
-        if l.max_connections == 0 || l.max_streams_per_connection == 0 || l.request_burst == 0 {
-            return Err(ConfigError::Invalid(
-                "limits must be greater than zero".into(),
-            ));
+        let zero: Vec<&str> = [
+            ("max_connections", l.max_connections == 0),
+            ("staff_reserved_connections", false),
+            (
+                "max_connections_per_device",
+                l.max_connections_per_device == 0,
+            ),
+            ("max_unauthenticated", l.max_unauthenticated == 0),
+            (
+                "max_unauthenticated_per_address",
+                l.max_unauthenticated_per_address == 0,
+            ),
+            (
+                "max_streams_per_connection",
+                l.max_streams_per_connection == 0,
+            ),
+            ("request_burst", l.request_burst == 0),
+            ("requests_per_second", l.requests_per_second == 0),
+            ("auth_timeout_secs", l.auth_timeout_secs == 0),
+            ("request_timeout_secs", l.request_timeout_secs == 0),
+        ]
+        .into_iter()
+        .filter_map(|(key, is_zero)| is_zero.then_some(key))
+        .collect();
+        if !zero.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "{} in [limits] must be greater than zero",
+                zero.join(", ")
+            )));
         }
-        if l.requests_per_second == 0 || l.auth_timeout_secs == 0 || l.request_timeout_secs == 0 {
-            return Err(ConfigError::Invalid(
-                "limits must be greater than zero".into(),
-            ));
-        }
-        if l.max_connections_per_device == 0
-            || l.max_unauthenticated == 0
-            || l.max_unauthenticated_per_address == 0
-        {
-            return Err(ConfigError::Invalid(
-                "limits must be greater than zero".into(),
-            ));
-        }
+        let defaults = Limits::default();
         if l.staff_reserved_connections >= l.max_connections {
-            return Err(ConfigError::Invalid(
-                "staff_reserved_connections must be less than max_connections (defenders need places too)".into(),
-            ));
+            return Err(ConfigError::Invalid(format!(
+                "staff_reserved_connections ({}{}) must be less than max_connections ({}{}): defenders need places too; set both in [limits]",
+                l.staff_reserved_connections,
+                default_mark(
+                    l.staff_reserved_connections,
+                    defaults.staff_reserved_connections
+                ),
+                l.max_connections,
+                default_mark(l.max_connections, defaults.max_connections),
+            )));
         }
         if l.max_connections_per_device > l.max_connections - l.staff_reserved_connections {
-            return Err(ConfigError::Invalid(
-                "max_connections_per_device must be at most max_connections less staff_reserved_connections".into(),
-            ));
+            return Err(ConfigError::Invalid(format!(
+                "max_connections_per_device ({}{}) must be at most max_connections ({}{}) less staff_reserved_connections ({}{})",
+                l.max_connections_per_device,
+                default_mark(
+                    l.max_connections_per_device,
+                    defaults.max_connections_per_device
+                ),
+                l.max_connections,
+                default_mark(l.max_connections, defaults.max_connections),
+                l.staff_reserved_connections,
+                default_mark(
+                    l.staff_reserved_connections,
+                    defaults.staff_reserved_connections
+                ),
+            )));
         }
         if l.max_unauthenticated_per_address > l.max_unauthenticated {
-            return Err(ConfigError::Invalid(
-                "max_unauthenticated_per_address must be at most max_unauthenticated".into(),
-            ));
+            return Err(ConfigError::Invalid(format!(
+                "max_unauthenticated_per_address ({}{}) must be at most max_unauthenticated ({}{})",
+                l.max_unauthenticated_per_address,
+                default_mark(
+                    l.max_unauthenticated_per_address,
+                    defaults.max_unauthenticated_per_address
+                ),
+                l.max_unauthenticated,
+                default_mark(l.max_unauthenticated, defaults.max_unauthenticated),
+            )));
         }
         if !(5..=600).contains(&l.idle_timeout_secs) {
             return Err(ConfigError::Invalid(
@@ -392,6 +459,54 @@ mod tests {
             .is_ok(),
             "no reserve and one device may fill the rest: allowed"
         );
+    }
+
+    /// A refusal names the key at fault, every one of them, and a value
+    /// the operator did not write is said to be the default.
+    #[test]
+    fn a_refused_limit_is_named_with_the_value_in_effect() {
+        let with = |f: fn(&mut Limits)| {
+            let mut c = Config::default();
+            f(&mut c.limits);
+            c.validate().expect_err("refused").to_string()
+        };
+        let e = with(|l| l.max_connections_per_device = 0);
+        assert!(
+            e.contains("max_connections_per_device in [limits] must be greater than zero"),
+            "{e}"
+        );
+        let e = with(|l| {
+            l.requests_per_second = 0;
+            l.request_burst = 0;
+        });
+        assert!(
+            e.contains("request_burst, requests_per_second in [limits]"),
+            "{e}"
+        );
+        let e = with(|l| l.max_connections = 4);
+        assert!(
+            e.contains("staff_reserved_connections (256, the default) must be less than max_connections (4)"),
+            "{e}"
+        );
+        let e = with(|l| {
+            l.max_connections = 300;
+            l.max_connections_per_device = 60;
+        });
+        assert!(
+            e.contains("max_connections_per_device (60) must be at most max_connections (300) less staff_reserved_connections (256, the default)"),
+            "{e}"
+        );
+        let e = with(|l| l.max_unauthenticated_per_address = 2000);
+        assert!(e.contains("max_unauthenticated (1024, the default)"), "{e}");
+        let line = Limits::default().connection_summary();
+        for want in [
+            "max_connections=4096",
+            "staff_reserved_connections=256",
+            "max_connections_per_device=8",
+            "max_unauthenticated_per_address=32",
+        ] {
+            assert!(line.contains(want), "{want} missing from {line}");
+        }
     }
 
     #[test]

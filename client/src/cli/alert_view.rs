@@ -11,26 +11,24 @@ use hotline_proto::time::time_of_day;
 
 use super::date::{date, late};
 
-/// What the SOS an alert was raised with says (category, priority the
-/// defender chose, language, text, made printable and trimmed), if this
-/// device holds it: sealed as the content message, or in the old form
-/// (`category: arrest` on the first line of the text).
-pub(super) fn sos_text(history: &History, a: &AlertInfo) -> Option<Message> {
-    // This device's own SOS, or the one the defender sent it: never a
-    // staff message in the same thread.
-    let first = history.thread(a.id).into_iter().find(|e| {
-        e.sos
-            && if e.sent {
-                true
-            } else {
-                e.peer == Some(a.defender)
-            }
-    })?;
-    let mut m = first.message.clone();
-    m.text = super::screen::printable(m.text.as_bytes())
-        .trim()
-        .to_owned();
-    Some(m)
+/// Every SOS text of the alert this device holds, oldest first: the one
+/// it was raised with and those that joined it (past the defender's
+/// open-alert limit), each made printable and trimmed.
+pub(super) fn sos_texts(history: &History, a: &AlertInfo) -> Vec<Message> {
+    let mut texts: Vec<(u64, u64, Message)> = history
+        .thread(a.id)
+        .into_iter()
+        .filter(|e| e.sos && (e.sent || e.peer == Some(a.defender)))
+        .map(|e| {
+            let mut m = e.message.clone();
+            m.text = super::screen::printable(m.text.as_bytes())
+                .trim()
+                .to_owned();
+            (e.timestamp, e.server_id, m)
+        })
+        .collect();
+    texts.sort_by_key(|(at, id, _)| (*at, *id));
+    texts.into_iter().map(|(_, _, m)| m).collect()
 }
 
 /// `(written in fr)`, and the priority the defender chose if it is not
@@ -117,52 +115,83 @@ fn by(device: &Device, a: &AlertInfo) -> String {
     }
 }
 
-/// What raised it: `SOS: arrest`, `missed check-in`, `DURESS`.
-fn what(a: &AlertInfo, text: Option<&Message>) -> String {
-    match (a.origin, text.and_then(|m| m.category)) {
-        (AlertOrigin::Sos, Some(category)) => format!("SOS: {category}"),
-        (AlertOrigin::Sos, _) => "SOS".to_owned(),
-        (origin, _) => origin.as_str().to_owned(),
+/// What raised it: `SOS: arrest`, `missed check-in`, `DURESS`; an SOS
+/// that others joined names the category of each of its texts, oldest
+/// first, once each (`SOS: threat+medical`).
+fn what(a: &AlertInfo, texts: &[Message]) -> String {
+    let mut categories = Vec::new();
+    for c in texts.iter().filter_map(|m| m.category) {
+        let c = c.to_string();
+        if !categories.contains(&c) {
+            categories.push(c);
+        }
     }
+    match a.origin {
+        AlertOrigin::Sos if categories.is_empty() => "SOS".to_owned(),
+        AlertOrigin::Sos => format!("SOS: {}", categories.join("+")),
+        origin => origin.as_str().to_owned(),
+    }
+}
+
+/// What raised the alert and who, as far as this device can tell now:
+/// `SOS: arrest from Ana P. (3f9a1c2e)`. A page comes before its text (and
+/// the name its sender gives), so a watch says this again once fetched.
+pub(super) fn what_and_who(device: &Device, history: &History, a: &AlertInfo) -> String {
+    format!(
+        "{} from {}",
+        what(a, &sos_texts(history, a)),
+        device.shown(&a.defender)
+    )
+}
+
+/// The first line of `m`'s words in quotes, `[…]` if there is more.
+fn quoted(m: &Message) -> Option<String> {
+    let first = m.text.lines().next()?;
+    let more = if m.text.lines().nth(1).is_some() {
+        " […]"
+    } else {
+        ""
+    };
+    Some(format!("\"{first}\"{more}"))
 }
 
 /// The alert in four lines at most: a heading, the SOS's words (if this
 /// device holds them), whether the defender raised it again, and where it
 /// stands.
 pub(super) fn lines(device: &Device, history: &History, a: &AlertInfo, now: u64) -> Vec<String> {
-    let text = sos_text(history, a);
+    let texts = sos_texts(history, a);
     let mut out = vec![format!(
         "#{:<8} {:<16} {:<9}  {:<22} from {}",
         a.id,
         when(a.raised_at, now),
         a.priority,
-        what(a, text.as_ref()),
+        what(a, &texts),
         device.shown(&a.defender)
     )];
-    if let Some(m) = &text {
-        let details = details(m, a);
-        let words = match m.text.lines().next() {
-            Some(first) => {
-                let more = if m.text.lines().nth(1).is_some() {
-                    " […]"
-                } else {
-                    ""
-                };
-                Some(format!("\"{first}\"{more}"))
+    if a.joined_count == 0 {
+        if let Some(m) = texts.first() {
+            let line: Vec<String> = quoted(m).into_iter().chain(details(m, a)).collect();
+            if !line.is_empty() {
+                out.push(format!("          {}", line.join(" ")));
             }
-            None => None,
-        };
-        let line: Vec<String> = words.into_iter().chain(details).collect();
-        if !line.is_empty() {
-            out.push(format!("          {}", line.join(" ")));
         }
-    }
-    if a.joined_count > 0 {
+    } else {
         // Past its open-alert limit the defender's further SOSes joined
-        // this alert: their words are in its thread.
+        // this alert: the newest words are shown (the alert's priority is
+        // the most urgent of them, so no single press's choice is named),
+        // the others are in its thread.
+        if let Some(m) = texts.last() {
+            let line: Vec<String> = quoted(m)
+                .into_iter()
+                .chain((!m.language.is_empty()).then(|| format!("(written in {})", m.language)))
+                .collect();
+            if !line.is_empty() {
+                out.push(format!("          newest: {}", line.join(" ")));
+            }
+        }
         out.push(format!(
-            "          the defender raised it again {} more time(s); every text is in `hotline messages`",
-            a.joined_count
+            "          the defender raised it again {} more time(s); every text: `hotline messages --alert {}`",
+            a.joined_count, a.id
         ));
     }
     out.push(format!("          {}", state_words(device, a, now)));

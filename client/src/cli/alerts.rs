@@ -7,13 +7,17 @@ use anyhow::bail;
 use hotline_client::StateDir;
 use hotline_client::history::History;
 use hotline_client::messenger::{Device, Flushed, Sent};
-use hotline_proto::alert::{AlertContent, AlertInfo, AlertOrigin, CloseReason, Priority, Push};
+use hotline_proto::alert::{
+    AlertContent, AlertInfo, AlertOrigin, AlertStatus, CloseReason, Priority, Push,
+};
 use hotline_proto::e2e::content::Category;
 use hotline_proto::message::DutyEntry;
 use hotline_proto::time::time_of_day;
 
 use super::alert_view;
-use super::messages::{Fate, fate, fetch_new, finish, mark_shown, send_over, show};
+use super::messages::{
+    Fate, fate, fetch_new, fetch_new_listing, finish, mark_shown, send_over, show,
+};
 use super::unlock::{connect, open_device, passphrase, use_panic_key};
 
 /// How often an offline `sos` tries again, at most.
@@ -95,6 +99,7 @@ pub(super) async fn sos(
         );
     }
     let deadline = Instant::now() + Duration::from_secs(wait);
+    let mut superseded_before = false;
     let last = loop {
         // While it tries, a countdown says that nobody knows yet.
         let (flushed, session) = {
@@ -157,10 +162,11 @@ pub(super) async fn sos(
         }
         eprintln!("NOBODY HAS BEEN ALERTED YET: {why}");
         device.release();
-        let pause = left.min(SOS_RETRY_EVERY);
+        let superseded = flushed.stopped.as_ref().is_some_and(|e| e.is_superseded());
+        let pause = sos_pause(left, superseded, &mut superseded_before);
         eprintln!(
-            "  trying again in {} s; giving up in {} s (Ctrl-C stops; the SOS stays in the outbox)",
-            pause.as_secs().max(1),
+            "  trying again {}; giving up in {} s (Ctrl-C stops; the SOS stays in the outbox)",
+            again_in(pause),
             left.as_secs().max(1)
         );
         tokio::time::sleep(pause).await;
@@ -174,6 +180,27 @@ pub(super) async fn sos(
     };
     println!("NOBODY HAS BEEN ALERTED YET.");
     Err(super::messages::queued(&device, mine, &last, "Your SOS"))
+}
+
+/// How long an SOS waits before it tries again, with `left` until it gives
+/// up: at once the first time its connection was superseded (another
+/// connection of this device opened meanwhile; the place is there to
+/// take, and an SOS is short-lived), else [`SOS_RETRY_EVERY`] at most, so
+/// that two commands of one device do not push each other out in a loop.
+fn sos_pause(left: Duration, superseded: bool, superseded_before: &mut bool) -> Duration {
+    if superseded && !*superseded_before {
+        *superseded_before = true;
+        return Duration::ZERO;
+    }
+    left.min(SOS_RETRY_EVERY)
+}
+
+/// `at once`, or `in 5 s`.
+fn again_in(pause: Duration) -> String {
+    match pause.as_secs() {
+        0 => "at once".to_owned(),
+        n => format!("in {n} s"),
+    }
 }
 
 /// What stopping does to an SOS in the outbox, and to one sent without
@@ -254,6 +281,7 @@ async fn sos_with_panic_key(
     wait: u64,
 ) -> PanicOutcome {
     let deadline = Instant::now() + Duration::from_secs(wait);
+    let mut superseded_before = false;
     loop {
         // Each try is bounded by what is left (a few seconds at least),
         // and a countdown says meanwhile that nobody knows yet.
@@ -300,11 +328,11 @@ async fn sos_with_panic_key(
                     && !deadline.saturating_duration_since(Instant::now()).is_zero() =>
             {
                 let left = deadline.saturating_duration_since(Instant::now());
-                let pause = left.min(SOS_RETRY_EVERY);
+                let pause = sos_pause(left, e.is_superseded(), &mut superseded_before);
                 eprintln!("NOBODY HAS BEEN ALERTED YET: {e}");
                 eprintln!(
-                    "  trying again in {} s; giving up in {} s (Ctrl-C stops)",
-                    pause.as_secs().max(1),
+                    "  trying again {}; giving up in {} s (Ctrl-C stops)",
+                    again_in(pause),
                     left.as_secs().max(1)
                 );
                 tokio::time::sleep(pause).await;
@@ -336,6 +364,9 @@ async fn sos_with_panic_key(
 /// Says that alert `a` was raised, and how many staff devices got the
 /// page now and how many get it when they connect.
 fn raised(a: &AlertInfo) {
+    if a.joined_now {
+        return joined(a);
+    }
     println!("alert {} raised ({}).", a.id, a.priority);
     match a.content {
         AlertContent::Sealed => {}
@@ -359,6 +390,46 @@ fn raised(a: &AlertInfo) {
     } else {
         println!(
             "NO STAFF DEVICE HAS BEEN PAGED YET: the alert is raised on the server and escalates until someone answers."
+        );
+    }
+}
+
+/// Says that the SOS joined the defender's open alert `a` (past its
+/// open-alert limit): whether its staff were paged again now or, paged
+/// less than a minute before, have its new text all the same; and that
+/// an officer is on it if one holds it.
+fn joined(a: &AlertInfo) {
+    println!(
+        "alert {} joined: your SOS was added to this open alert of yours ({}), with its text; no new alert was opened.",
+        a.id, a.priority
+    );
+    match a.content {
+        AlertContent::Sealed => {}
+        AlertContent::ExpiredRoster => println!(
+            "Your text was sealed to an expired staff roster: some staff may not be able to read it."
+        ),
+        AlertContent::None => {
+            println!(
+                "Your text could NOT be protected and was NOT sent, but the team knows you need help."
+            )
+        }
+    }
+    if a.status == AlertStatus::Acknowledged {
+        println!("An officer is on it: they hold this alert, and your new text goes to them.");
+    }
+    let later = a.paged.saturating_sub(a.paged_now);
+    if a.paged_again && a.paged_now > 0 {
+        println!(
+            "Its staff were paged again now: {} staff device(s) received the page now; {later} more get it when they connect. You will be contacted.",
+            a.paged_now
+        );
+    } else if a.paged_again {
+        println!(
+            "Its staff were paged again, but NONE OF THEM IS CONNECTED now: {later} staff device(s) get the page when they connect, and it goes on to more staff until someone answers."
+        );
+    } else {
+        println!(
+            "Its staff were paged less than a minute ago, so they were not paged again; your new text is delivered to them."
         );
     }
 }
@@ -603,6 +674,12 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
     let mut retry = FIRST_RETRY;
     let mut superseded_wait = FIRST_SUPERSEDED_WAIT;
     let mut away = false;
+    // The alerts as last shown (listed or paged), so that a page pushed
+    // again unchanged (on reconnection, or while the open alerts are
+    // listed) is not printed twice; and their states as last heard, so
+    // that a message of a closed alert says so.
+    let mut pages_shown = PagesShown::default();
+    let mut states = Alerts::default();
     loop {
         let connected = tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
@@ -638,7 +715,9 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
         let connected_at = Instant::now();
         // What waits in the outbox goes out now, and what came meanwhile
         // is shown.
-        let mut lost = match catch_up(&mut device, &session).await {
+        // What changed while away is heard anew.
+        states.clear();
+        let mut lost = match catch_up(&mut device, &session, &mut states).await {
             Err(e) if e.is_transient() || e.is_superseded() => Some(e),
             _ => None,
         };
@@ -650,6 +729,9 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                 Ok(open) => {
                     println!("open alerts right now:");
                     print_alerts(&device, &open, false);
+                    for a in &open {
+                        pages_shown.note(a);
+                    }
                 }
                 Err(e) if e.is_transient() || e.is_superseded() => lost = Some(e),
                 Err(e) => eprintln!("WARNING: the open alerts could not be listed: {e}"),
@@ -673,6 +755,9 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                             a.id,
                             alert_view::state_words(&device, a, now)
                         ),
+                        // Shown already as it stands (listed on connecting,
+                        // or pushed again): not printed twice.
+                        Push::Alert(a) if !pages_shown.note(a) => {}
                         Push::Alert(a) => {
                             println!(
                                 "{bell}[{} UTC] ALERT #{} — claim it: hotline ack {}",
@@ -703,14 +788,36 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                 }) => {
                     let shown = match push {
                         Ok(Some(Push::AllClear(id))) => {
+                            // Closed: heard anew for a message in its thread.
+                            states.remove(&id);
                             all_clear(&device, &session, id).await;
                             Ok(())
                         }
-                        Ok(Some(Push::Message(_))) => show_new(&mut device, &session, None, bell).await,
+                        Ok(Some(Push::Message(_))) => {
+                            show_new(&mut device, &session, None, bell, &mut states).await
+                        }
                         // The alert's text reaches staff as a message:
                         // shown in the alert's thread.
                         Ok(Some(Push::Alert(a))) => {
-                            show_new(&mut device, &session, Some(&a), bell).await
+                            states.insert(a.id, a.clone());
+                            let before = alert_view::what_and_who(&device, &History::default(), &a);
+                            let shown = show_new(&mut device, &session, Some(&a), bell, &mut states).await;
+                            // Its text fetched: what it is about and who
+                            // sent it by name, if the page could not say.
+                            if shown.is_ok() && a.defender != device.identity().device_id() {
+                                let after = device
+                                    .history()
+                                    .map(|h| alert_view::what_and_who(&device, &h, &a))
+                                    .unwrap_or_default();
+                                if !after.is_empty() && after != before {
+                                    println!(
+                                        "[{} UTC] ALERT #{}: {after}",
+                                        time_of_day(hotline_client::unix_now()),
+                                        a.id
+                                    );
+                                }
+                            }
+                            shown
                         }
                         Ok(_) => Ok(()),
                         Err(e) => Err(e),
@@ -777,11 +884,33 @@ async fn all_clear(device: &Device, session: &hotline_client::Session, id: u64) 
     );
 }
 
+/// Alerts by id, as this watch last heard of them.
+type Alerts = std::collections::HashMap<u64, AlertInfo>;
+
+/// The alerts a watch has put in front of its person, as they stood then.
+#[derive(Default)]
+struct PagesShown(std::collections::HashMap<u64, PageState>);
+
+/// What of a page a watch compares: its state, escalation step, priority,
+/// devices paged and SOSes joined.
+type PageState = (AlertStatus, (u32, u32), Priority, u32, u32);
+
+impl PagesShown {
+    /// Notes that `a` is shown as it stands; false if it was shown so
+    /// already (the same state, escalation step, priority, number of
+    /// devices paged and of SOSes joined): a page pushed again unchanged.
+    fn note(&mut self, a: &AlertInfo) -> bool {
+        let now = (a.status, a.position, a.priority, a.paged, a.joined_count);
+        self.0.insert(a.id, now) != Some(now)
+    }
+}
+
 /// On (re)connecting: sends what waits in the outbox, then shows what
-/// came while away.
+/// came while away, each message of a closed alert marked as such.
 async fn catch_up(
     device: &mut Device,
     session: &hotline_client::Session,
+    states: &mut Alerts,
 ) -> Result<(), hotline_client::ClientError> {
     device.hold()?;
     if !device.pending().is_empty() {
@@ -794,28 +923,57 @@ async fn catch_up(
         }
     }
     device.release();
-    show_new(device, session, None, "").await
+    show_new(device, session, None, "", states).await
 }
 
 /// Fetches what waits for this device, keeps it, and shows each message
 /// not shown yet, in its thread; `link` files an alert's text (its
-/// envelope id, the alert) in the alert's thread. A failure that is not
-/// the network's is shown and the watch goes on.
+/// envelope id, the alert) in the alert's thread (the text of an SOS that
+/// joined an open alert, pushed without a page, is filed by the listing
+/// of alerts that comes with anything received). A message of a closed
+/// alert is headed by the alert's state, so that an old emergency does not
+/// read as a new one. A failure that is not the network's is shown and
+/// the watch goes on.
 async fn show_new(
     device: &mut Device,
     session: &hotline_client::Session,
     link: Option<&AlertInfo>,
     bell: &str,
+    states: &mut Alerts,
 ) -> Result<(), hotline_client::ClientError> {
     device.hold()?;
     let result = async {
-        fetch_new(device, session).await?;
+        for a in fetch_new_listing(device, session).await? {
+            states.insert(a.id, a);
+        }
         if let Some(a) = link {
             device.link_alert(a)?;
         }
         let new = device.unshown()?;
+        // Kept from before (fetched by another command): the alerts'
+        // states are heard now.
+        if new
+            .iter()
+            .any(|e| e.thread != 0 && !states.contains_key(&e.thread))
+        {
+            for a in session.alerts(false).await? {
+                states.insert(a.id, a);
+            }
+        }
+        let now = hotline_client::unix_now();
         for e in &new {
-            print!("{bell}{}", show(device, e));
+            if let Some(a) = states.get(&e.thread)
+                && !matches!(a.status, AlertStatus::Raised | AlertStatus::Acknowledged)
+            {
+                println!(
+                    "[alert #{}, {}: an earlier alert, not a new one]",
+                    a.id,
+                    alert_view::state_words(device, a, now)
+                );
+                print!("{}", show(device, e));
+            } else {
+                print!("{bell}{}", show(device, e));
+            }
         }
         mark_shown(device, session, &new).await
     }
@@ -827,5 +985,64 @@ async fn show_new(
             Ok(())
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An SOS pushed out by another connection of its device tries again
+    /// at once, once; after that, and after any other failure, it waits
+    /// its usual pause (never past its deadline).
+    #[test]
+    fn a_superseded_sos_tries_again_at_once_the_first_time() {
+        let mut before = false;
+        let left = Duration::from_secs(60);
+        assert_eq!(sos_pause(left, true, &mut before), Duration::ZERO);
+        assert_eq!(sos_pause(left, true, &mut before), SOS_RETRY_EVERY);
+        let mut before = false;
+        assert_eq!(sos_pause(left, false, &mut before), SOS_RETRY_EVERY);
+        assert_eq!(
+            sos_pause(Duration::from_secs(2), false, &mut before),
+            Duration::from_secs(2)
+        );
+        assert_eq!(sos_pause(left, true, &mut before), Duration::ZERO);
+    }
+
+    /// A page pushed again unchanged is not shown twice; one that moved
+    /// on (another step, another SOS joined) is.
+    #[test]
+    fn a_page_is_shown_again_only_when_it_changed() {
+        let mut shown = PagesShown::default();
+        let mut a = AlertInfo {
+            id: 7,
+            defender: hotline_proto::DeviceId::from_bytes([1; 16]),
+            priority: Priority::Urgent,
+            status: AlertStatus::Raised,
+            holder: None,
+            raised_at: 1,
+            position: (0, 0),
+            paged: 1,
+            envelope_id: 3,
+            origin: AlertOrigin::Sos,
+            checked_in_at: None,
+            paged_now: 0,
+            content: AlertContent::Sealed,
+            tier: None,
+            step_at: 0,
+            exhausted: false,
+            closed_by: None,
+            joined_count: 0,
+            joined: Vec::new(),
+            joined_now: false,
+            paged_again: false,
+        };
+        assert!(shown.note(&a));
+        assert!(!shown.note(&a), "the same page again");
+        a.joined_count = 1;
+        assert!(shown.note(&a), "an SOS joined it");
+        a.position = (0, 1);
+        assert!(shown.note(&a), "the next escalation step");
     }
 }

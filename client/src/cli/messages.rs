@@ -12,6 +12,7 @@ use hotline_client::messenger::{Device, Flushed, Sent};
 use hotline_client::outbox::Outgoing;
 use hotline_client::{ClientError, Session, StateDir};
 use hotline_proto::DeviceId;
+use hotline_proto::alert::AlertInfo;
 use hotline_proto::e2e::content::Kind;
 
 use super::Queued;
@@ -351,17 +352,28 @@ pub(super) async fn messages(state: &StateDir, alert: Option<u64>) -> anyhow::Re
 /// Fetches, opens and keeps what waits for this device, and files the
 /// text of each alert (as staff receive it) in the alert's thread.
 pub(super) async fn fetch_new(device: &mut Device, session: &Session) -> Result<(), ClientError> {
+    fetch_new_listing(device, session).await.map(|_| ())
+}
+
+/// [`fetch_new`], returning the alerts it listed to file what came in
+/// their threads (empty if nothing came).
+pub(super) async fn fetch_new_listing(
+    device: &mut Device,
+    session: &Session,
+) -> Result<Vec<AlertInfo>, ClientError> {
     device.sync_prekeys(session).await?;
     let received = device.receive(session).await;
     for w in device.take_warnings() {
         eprintln!("WARNING: {w}");
     }
+    let mut alerts = Vec::new();
     if !received?.is_empty() {
-        for a in session.alerts(false).await? {
-            device.link_alert(&a)?;
+        alerts = session.alerts(false).await?;
+        for a in &alerts {
+            device.link_alert(a)?;
         }
     }
-    Ok(())
+    Ok(alerts)
 }
 
 /// Records `entries` as shown, here and (for those received) to their

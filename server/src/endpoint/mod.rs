@@ -259,6 +259,11 @@ impl RunningServer {
             )
         };
         info!(addr = %local_addr, "listening");
+        // What an operator checks first when someone is kept out.
+        info!(
+            limits = %node.shared.limits.connection_summary(),
+            "connection limits in effect"
+        );
         warn_roster_expiry(&node.shared);
         Ok(RunningServer {
             local_addr,

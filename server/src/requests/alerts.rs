@@ -80,6 +80,8 @@ fn info(shared: &Shared, a: &Alert, envelope_id: u64) -> AlertInfo {
         closed_by: a.closed_by,
         joined_count: u32::try_from(a.joined.len()).unwrap_or(u32::MAX),
         joined: Vec::new(),
+        joined_now: false,
+        paged_again: false,
     }
 }
 
@@ -175,10 +177,12 @@ pub(super) async fn raise(
     envelope: Option<SignedEnvelope>,
 ) -> Result<Reply, RequestError> {
     let now = crate::unix_now();
+    let mut sealed_to = None;
     let (message, content) = match envelope {
         Some(envelope) => {
             let recipients = super::messaging::check_envelope(shared, session, &envelope)?;
             let content = content_of(shared, envelope.roster_version_unverified().ok(), now);
+            sealed_to = Some((envelope.digest(), recipients.clone()));
             let message = SosMessage {
                 recipients,
                 digest: envelope.digest(),
@@ -206,17 +210,50 @@ pub(super) async fn raise(
     // raise repeated with the same envelope counts the same way.)
     let me = session.device_id;
     let mut answer = info_for(shared, &alert, &me);
-    let paged_now = alert
-        .paged
-        .iter()
-        .filter(|d| shared.presence.is_connected(d))
-        .count();
+    // Did this SOS join an open alert rather than raise it? Its message is
+    // then not the alert's own (an SOS without a message can only have
+    // joined an alert that has one).
+    let joined = match &sealed_to {
+        Some((digest, _)) => {
+            let mine = shared.store_read(|s| Ok(s.inbox_ids_of(digest, &[me])))?;
+            mine.first().is_some_and(|id| *id != answer.envelope_id)
+        }
+        None => alert.content != AlertContent::None,
+    };
+    let paged_again = !pagings.is_empty();
+    let paged_now = if joined && !paged_again {
+        0
+    } else {
+        alert
+            .paged
+            .iter()
+            .filter(|d| shared.presence.is_connected(d))
+            .count()
+    };
     answer.paged_now = u32::try_from(paged_now).unwrap_or(u32::MAX);
+    answer.joined_now = joined;
+    answer.paged_again = joined && paged_again;
+    let mut pushes = pages(shared, pagings);
+    // The text of a joined SOS reaches its recipients online now every
+    // time, as any stored message does, whether or not the page went out
+    // again (it is throttled; the words are not). A retry pushes it again:
+    // a client shows what it has not shown yet, once.
+    if joined && let Some((digest, recipients)) = sealed_to {
+        let devices: Vec<DeviceId> = recipients.into_iter().filter(|d| *d != me).collect();
+        let ids = shared.store_read(|s| Ok(s.inbox_ids_of(&digest, &devices)))?;
+        pushes.extend(
+            devices
+                .into_iter()
+                .zip(ids)
+                .filter(|(_, inbox_id)| *inbox_id != 0)
+                .map(|(d, inbox_id)| PushTo {
+                    devices: vec![d],
+                    push: Push::Message(inbox_id),
+                }),
+        );
+    }
     // The alert is durable: the pages go out before the defender's answer.
-    Ok(Reply::with_pushes(
-        Response::Alerts(vec![answer]),
-        pages(shared, pagings),
-    ))
+    Ok(Reply::with_pushes(Response::Alerts(vec![answer]), pushes))
 }
 
 pub(super) async fn list(

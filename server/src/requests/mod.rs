@@ -1113,6 +1113,111 @@ mod tests {
         assert_eq!((*paged, *paged_now), (2, 1), "two paged, one of them now");
     }
 
+    /// Past the open-alert limit (3 by default) an SOS joins the newest
+    /// open alert: its text is pushed to its recipients online every time,
+    /// whether the page goes out again (the first join) or is throttled
+    /// (the next within the minute); the answer says the SOS joined and
+    /// whether the staff were paged again, never that a page went out
+    /// when none did.
+    #[tokio::test]
+    async fn a_joined_sos_pushes_its_text_every_time_and_its_answer_says_what_happened() {
+        use hotline_proto::e2e::envelope::{self, Content, Recipient};
+        use hotline_proto::e2e::suite::{EncryptionKeyPair, SystemRandomness};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, shared) = context(dir.path());
+        let defender = enroll(&store, 1, Role::Defender);
+        let officer = enroll(&store, 2, Role::Officer).device_id();
+        let shared = shared.with_presence(Arc::new(Online(vec![officer])));
+        store.set_duty(officer, true).expect("duty");
+        let prekey = EncryptionKeyPair::from_secret(&[5; 32]).expect("a key");
+        let to = vec![Recipient {
+            device_id: officer,
+            prekey_id: 1,
+            key: prekey.public_key(),
+        }];
+        let seal = |n: u8| {
+            let content = Content {
+                message_id: [n; 16],
+                counter: u64::from(n),
+                timestamp: 1,
+                message: hotline_proto::e2e::content::Message::chat("help", "en"),
+                thread: 0,
+                sender_label: String::new(),
+            };
+            envelope::seal(&defender, 1, &to, &content, &mut SystemRandomness).expect("seal")
+        };
+        let session = Session {
+            device_id: defender.device_id(),
+            role: Role::Defender,
+            panic: false,
+        };
+        let raise = |n: u8| {
+            let shared = &shared;
+            let envelope = seal(n);
+            async move {
+                let reply = handle(
+                    shared,
+                    session,
+                    Request::RaiseAlert {
+                        priority: Priority::Immediate,
+                        envelope: Some(envelope),
+                    },
+                )
+                .await;
+                let Response::Alerts(alerts) = reply.response else {
+                    panic!("{:?}", reply.response);
+                };
+                (alerts[0].clone(), reply.pushes)
+            }
+        };
+        let mut opened = Vec::new();
+        for n in 1..=3 {
+            let (a, pushes) = raise(n).await;
+            assert!(!a.joined_now && !a.paged_again && a.paged_now == 1, "{a:?}");
+            assert!(
+                pushes.iter().all(|p| matches!(p.push, Push::Alert(_))),
+                "an SOS that opens an alert is paged, not pushed as a message: {pushes:?}"
+            );
+            opened.push(a.id);
+        }
+        let inbox_ids = |pushes: &[PushTo]| -> Vec<u64> {
+            pushes
+                .iter()
+                .filter_map(|p| match p.push {
+                    Push::Message(id) => {
+                        assert_eq!(p.devices, vec![officer]);
+                        Some(id)
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        // The first join pages the staff again, and pushes the text.
+        let (a, pushes) = raise(4).await;
+        assert_eq!(a.id, opened[2], "joined the newest");
+        assert!(a.joined_now && a.paged_again && a.paged_now == 1, "{a:?}");
+        assert!(pushes.iter().any(|p| matches!(p.push, Push::Alert(_))));
+        let fourth = inbox_ids(&pushes);
+        assert_eq!(fourth.len(), 1, "{pushes:?}");
+        // The next within the minute is not paged again: its text is
+        // pushed all the same, and the answer says nobody was paged now.
+        let (a, pushes) = raise(5).await;
+        assert_eq!(a.id, opened[2]);
+        assert!(a.joined_now && !a.paged_again && a.paged_now == 0, "{a:?}");
+        assert!(!pushes.iter().any(|p| matches!(p.push, Push::Alert(_))));
+        let fifth = inbox_ids(&pushes);
+        assert_eq!(fifth.len(), 1, "{pushes:?}");
+        let inbox: Vec<u64> = store
+            .inbox(&officer, 0, 10)
+            .expect("inbox")
+            .iter()
+            .map(|(i, _)| *i)
+            .collect();
+        assert!(inbox.contains(&fourth[0]) && inbox.contains(&fifth[0]));
+        assert_ne!(fourth, fifth);
+    }
+
     /// A revoked device's request that does not even decode is answered
     /// DEVICE_REVOKED (and its connection closed): it can fix nothing
     /// else, so it is not told of the mistake in its bytes first.

@@ -500,6 +500,8 @@ fn sos_sizes(officers: usize) -> (usize, usize) {
         closed_by: None,
         joined_count: 0,
         joined: Vec::new(),
+        joined_now: false,
+        paged_again: false,
     });
     let framed = |b: Vec<u8>| hotline_proto::frame::encode(&b).expect("frame").len();
     (framed(request.encode()), framed(page.encode()))
