@@ -301,6 +301,8 @@ fn alert(keys: &Keys) -> AlertInfo {
         closed_by: None,
         joined_count: 2,
         joined: vec![13, 14],
+        joined_now: true,
+        paged_again: false,
     }
 }
 
