@@ -41,6 +41,41 @@ pub(super) async fn enroll(state: &StateDir, invite: &str) -> anyhow::Result<()>
     Ok(())
 }
 
+/// What an admin reads of the server's storage in `hotline status`.
+fn storage_line(s: &hotline_proto::message::StorageInfo) -> String {
+    let free = s.free_bytes.map_or_else(
+        || "free space unknown".to_owned(),
+        |b| format!("{} free", human_bytes(b)),
+    );
+    match (&s.degraded, s.read_only) {
+        (Some((since, reason)), _) => format!(
+            "server storage: DEGRADED since {}: writes are refused (nothing new can be saved; \
+             SOSes wait on the defenders' devices), reads work; the server retries by itself \
+             ({reason}); {free}",
+            date_time(*since)
+        ),
+        (None, true) => {
+            format!("server storage: READ-ONLY (recovery): writes are refused, reads work; {free}")
+        }
+        (None, false) => format!("server storage: ok; {free}"),
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
 /// `hotline status`.
 pub(super) async fn status(state: &StateDir) -> anyhow::Result<()> {
     let session = connect(state).await?;
@@ -53,6 +88,9 @@ pub(super) async fn status(state: &StateDir) -> anyhow::Result<()> {
     println!("device id: {}", status.device_id);
     println!("role: {}", status.role);
     println!("server version: {}", status.server_version);
+    if let Some(storage) = &status.storage {
+        println!("{}", storage_line(storage));
+    }
     if let Some(alarm) = profile.roster_alarm_text() {
         println!("staff roster: {alarm}");
     }

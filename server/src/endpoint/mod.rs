@@ -12,6 +12,7 @@ mod connection;
 mod push;
 mod rate;
 mod registry;
+mod storage;
 pub mod tls;
 
 use std::future::Future;
@@ -239,6 +240,13 @@ impl RunningServer {
                 .instrument(info_span!("escalation")),
             )
         };
+        let (stop_watch, watch_stopped) = oneshot::channel::<()>();
+        let watch = storage::spawn(
+            Arc::clone(&store),
+            config.data_dir.clone(),
+            config.storage.clone(),
+            watch_stopped,
+        );
         let (stop, stopped) = oneshot::channel();
         let task = {
             let node = Arc::clone(&node);
@@ -247,6 +255,8 @@ impl RunningServer {
                     accept_loop(endpoint, node, stopped).await;
                     let _ = stop_ticker.send(());
                     let _ = ticker.await;
+                    let _ = stop_watch.send(());
+                    let _ = watch.await;
                     // Connections are closed: save a snapshot and sign a final
                     // checkpoint.
                     match tokio::task::spawn_blocking(move || store.close()).await {

@@ -29,6 +29,7 @@ pub use snapshot::SNAPSHOT_EVERY;
 pub use verify::{VerifyReport, verify_store};
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tracing::info;
@@ -51,6 +52,14 @@ pub enum StoreError {
     /// A stored record does not decode: the store is damaged.
     #[error("the store is damaged: {0}")]
     Corrupt(String),
+    /// The disk is full or failing: nothing was saved, and writes are
+    /// refused until the log heals by itself (reads go on).
+    #[error("storage is full or failing; nothing was saved: {0}")]
+    Degraded(String),
+    /// The store is served read-only (a recovery choice): nothing can be
+    /// saved.
+    #[error("the store is served read-only; nothing can be saved")]
+    ReadOnly,
 }
 
 impl From<ApplyError> for StoreError {
@@ -72,6 +81,8 @@ impl From<LogError> for StoreError {
             LogError::Engine(EngineError::Corrupt(m)) => StoreError::Corrupt(m),
             LogError::Engine(EngineError::Damaged(d)) => StoreError::Corrupt(d.to_string()),
             LogError::Tampered { .. } => StoreError::Corrupt(e.to_string()),
+            LogError::Degraded { reason } => StoreError::Degraded(reason),
+            LogError::ReadOnly => StoreError::ReadOnly,
             other => StoreError::Io(other.to_string()),
         }
     }
@@ -157,6 +168,10 @@ pub struct LogStore {
     state: Mutex<State>,
     snapshot_seq: Mutex<u64>,
     replayed_at_open: u64,
+    /// The log generation the state was derived in ([`Log::generation`]).
+    state_generation: AtomicU64,
+    /// An event was applied to the state but its record refused.
+    state_dirty: AtomicBool,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -254,6 +269,8 @@ impl LogStore {
             state: Mutex::new(state),
             snapshot_seq: Mutex::new(from),
             replayed_at_open: 0,
+            state_generation: AtomicU64::new(0),
+            state_dirty: AtomicBool::new(false),
         };
         let replayed = store.replay(from)?;
         store.replayed_at_open = replayed;
@@ -315,6 +332,9 @@ impl LogStore {
         key: RecordKey,
         event: Event,
     ) -> Result<crate::log::Ticket, StoreError> {
+        if self.needs_resync() {
+            self.resync_locked(state)?;
+        }
         let ticket = self.log.submit(key, &codec::encode_event(&event))?;
         state.apply(ticket.seq(), &event)?;
         Ok(ticket)
@@ -330,9 +350,18 @@ impl LogStore {
         seq: u64,
         event: &Event,
     ) -> Result<crate::log::Ticket, StoreError> {
-        let ticket = self
+        let ticket = match self
             .log
-            .submit(RecordKey::Main, &codec::encode_event(event))?;
+            .submit(RecordKey::Main, &codec::encode_event(event))
+        {
+            Ok(t) => t,
+            Err(e) => {
+                // Applied but not logged: the state is rebuilt before
+                // it is read or written again.
+                self.state_dirty.store(true, Ordering::SeqCst);
+                return Err(e.into());
+            }
+        };
         if ticket.seq() != seq {
             return Err(StoreError::Corrupt(
                 "log order differs from state order".into(),
@@ -379,12 +408,88 @@ impl LogStore {
         Ok(())
     }
 
-    pub(crate) fn check_running(&self) -> Result<(), StoreError> {
+    /// The read check: the store is open (a degraded or read-only store
+    /// still answers reads), and the state holds no record that a failed
+    /// write lost (rebuilt from the durable log first if it may).
+    pub(crate) fn check_readable(&self) -> Result<(), StoreError> {
         if self.log.is_stopped() {
             return Err(LogError::Stopped.into());
         }
+        if self.needs_resync() {
+            let mut state = self.lock();
+            self.resync_locked(&mut state)?;
+        }
         Ok(())
     }
+
+    /// The write check: [`LogStore::check_readable`], and the log takes
+    /// writes (not degraded, not read-only). For paths that decide and
+    /// apply before they submit: refused here, nothing is applied.
+    pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
+        self.check_readable()?;
+        if self.log.is_read_only() {
+            return Err(StoreError::ReadOnly);
+        }
+        if let Some(d) = self.log.degraded() {
+            return Err(StoreError::Degraded(d.reason));
+        }
+        Ok(())
+    }
+
+    fn needs_resync(&self) -> bool {
+        self.state_dirty.load(Ordering::SeqCst)
+            || self.state_generation.load(Ordering::SeqCst) != self.log.generation()
+    }
+
+    /// Rebuilds `state` from the durable records alone (after a failed
+    /// write, it may hold events whose records were lost).
+    fn resync_locked(&self, state: &mut State) -> Result<(), StoreError> {
+        let generation = self.log.generation();
+        if !self.needs_resync() {
+            return Ok(());
+        }
+        let mut fresh = State::default();
+        self.log
+            .replay(0, |seq, entry| apply_entry(&mut fresh, seq, entry))?;
+        *state = fresh;
+        self.state_generation.store(generation, Ordering::SeqCst);
+        self.state_dirty.store(false, Ordering::SeqCst);
+        info!(
+            applied = state.applied_seq,
+            "the state was rebuilt from the durable log after a write failed"
+        );
+        Ok(())
+    }
+
+    /// What an admin sees of the store's storage.
+    pub fn storage_state(&self) -> StorageState {
+        StorageState {
+            degraded: self.log.degraded(),
+            read_only: self.log.is_read_only(),
+        }
+    }
+
+    /// After a failed write: rebuilds the state from the durable records,
+    /// then lets the log try to heal ([`Log::try_heal`]). `Ok(true)` once
+    /// writes are taken again (or were never refused).
+    pub fn try_heal(&self) -> Result<bool, StoreError> {
+        if self.log.degraded().is_none() {
+            return Ok(true);
+        }
+        // Held across the heal: no write is decided on a stale state.
+        let mut state = self.lock();
+        self.resync_locked(&mut state)?;
+        Ok(self.log.try_heal()?)
+    }
+}
+
+/// The store's storage, as admins see it in `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StorageState {
+    /// Why and since when writes are refused, if they are.
+    pub degraded: Option<crate::log::Degraded>,
+    /// Served read-only (a recovery choice).
+    pub read_only: bool,
 }
 
 /// Applies one replayed log entry to `state`.
