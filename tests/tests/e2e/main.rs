@@ -5,6 +5,7 @@ mod alerts;
 mod authentication;
 mod duress;
 mod enrollment;
+mod full_disk;
 mod limits;
 mod messaging;
 mod people;
