@@ -87,8 +87,24 @@ enum Command {
         #[arg(long)]
         truncate_after_copy: bool,
     },
-    /// Print the newest signed checkpoint, to keep off the server.
+    /// Print the newest signed checkpoint, to keep off the server. With
+    /// the server running: the newest one it signed (in `chain.head`, at
+    /// most about a second behind its writes); stopped: a fresh one.
     Checkpoint,
+    /// Copy the store into a new directory and verify the copy. Works
+    /// while the server runs; changes nothing in the data directory.
+    Backup {
+        /// The new directory for the backup (must not exist, or be empty).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Make a new data directory (`-d`) from a backup, and verify it. Give
+    /// the master key the store was made with.
+    Restore {
+        /// The backup's directory (written by `hotline-server backup`).
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 /// How long the first-run admin invite stays valid.
@@ -198,8 +214,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli)?;
     let command = cli.command.as_ref().unwrap_or(&Command::Serve);
     let new_store = !keys::exists(&config.data_dir);
-    if matches!(command, Command::Verify { .. } | Command::Recover { .. })
-        && !config.data_dir.is_dir()
+    if matches!(
+        command,
+        Command::Verify { .. } | Command::Recover { .. } | Command::Backup { .. }
+    ) && !config.data_dir.is_dir()
     {
         // Before choosing a key: nothing may be created for a verify.
         return Err(keys::KeyError::DataDirMissing(config.data_dir.clone()).into());
@@ -233,6 +251,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init {
             generate_key_file: Some(path),
         } => KeySource::File(path.clone()),
+        Command::Restore { from } => {
+            // The backup's key: never a new development key for the target.
+            let mut at_backup = config.clone();
+            at_backup.data_dir = from.clone();
+            key_source(&cli, &at_backup, false)?
+        }
         _ => key_source(&cli, &config, new_store)?,
     };
     match command {
@@ -312,7 +336,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("rebuilt the state from {n} log records and saved a snapshot");
             Ok(())
         }
+        Command::Backup { to } => {
+            let report = store::backup(&config.data_dir, &key, to)?;
+            print_backup("backup", &report);
+            Ok(())
+        }
+        Command::Restore { from } => {
+            let report = store::restore(from, &key, &config.data_dir)?;
+            print_backup("restored", &report);
+            println!(
+                "start the server on {} with the same master key: it rebuilds its snapshot cache and serves",
+                config.data_dir.display()
+            );
+            Ok(())
+        }
         Command::Checkpoint => {
+            if let Some(cp) = store::running_checkpoint(&config.data_dir, &key)? {
+                // A server holds the store: its newest signed checkpoint.
+                eprintln!(
+                    "the server is running: this is the newest checkpoint it signed (record {}, {})",
+                    cp.0.seq,
+                    date_time(cp.0.time)
+                );
+                println!("{}", cp.1);
+                return Ok(());
+            }
             let data = DataDir::open_with(&config, &key, Create::Never)?;
             // Closing signs a checkpoint of the current head.
             data.store.close()?;
@@ -388,6 +436,32 @@ async fn serve(config: Config, key: &KeySource) -> anyhow::Result<()> {
     println!("Press Ctrl-C to stop.");
     server.run_until(shutdown_signal()).await;
     Ok(())
+}
+
+fn print_backup(what: &str, r: &store::BackupReport) {
+    let v = &r.verified;
+    println!(
+        "{what} in {} verified: {} records, chain head at {}, {} signed checkpoints, {} segment files",
+        r.dir.display(),
+        v.records,
+        v.head_seq,
+        v.checkpoints,
+        r.segments
+    );
+    match &r.checkpoint {
+        Some(cp) => println!(
+            "newest signed checkpoint: record {}, signed {}",
+            cp.seq,
+            date_time(cp.time)
+        ),
+        None => println!("no signed checkpoint yet (an empty store)"),
+    }
+    if r.left_out_bytes > 0 {
+        println!(
+            "a record being written at that moment ({} bytes) is not in it",
+            r.left_out_bytes
+        );
+    }
 }
 
 fn human_ttl(secs: u64) -> String {

@@ -901,7 +901,15 @@ pub fn verify(
     dir: &std::path::Path,
     want: &[u64],
 ) -> Result<Verified, LogError> {
-    let keyring = Keyring::open(&dir.join(KEYRING_FILE), keys, false)?;
+    let head = read_head(keys, dir)?;
+    verify_against(engine, keys, dir, want, head)
+}
+
+/// Reads `chain.head` (read-only). For a store a server is writing, read
+/// it before the segments: the server writes it only after the records
+/// it names are durable, so every record it names is then in the
+/// segments read after it.
+pub fn read_head(keys: &StoreKeys, dir: &std::path::Path) -> Result<Head, LogError> {
     let (_, head) = HeadFile::open(
         &dir.join(HEAD_FILE),
         false,
@@ -909,6 +917,18 @@ pub fn verify(
         &keys.store_id(),
     )
     .map_err(|e| LogError::Engine(EngineError::Io(e.to_string())))?;
+    Ok(head)
+}
+
+/// [`verify`] against a `head` read earlier ([`read_head`]).
+pub fn verify_against(
+    engine: &dyn LogEngine,
+    keys: &StoreKeys,
+    dir: &std::path::Path,
+    want: &[u64],
+    head: Head,
+) -> Result<Verified, LogError> {
+    let keyring = Keyring::open(&dir.join(KEYRING_FILE), keys, false)?;
     walk_against_head(engine, keys, &keyring, want, head).map(|(v, _)| v)
 }
 

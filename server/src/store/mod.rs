@@ -14,6 +14,7 @@
 //! storage engine underneath is behind [`crate::log::engine::LogEngine`].
 
 pub mod alerts;
+mod backup;
 mod checkins;
 pub mod codec;
 mod devices;
@@ -23,6 +24,7 @@ mod recover;
 mod snapshot;
 mod verify;
 
+pub use backup::{BackupReport, backup, restore, running_checkpoint};
 pub use mailbox::RosterRefused;
 pub use recover::{RecoverReport, recover_truncate_after_copy};
 pub use snapshot::SNAPSHOT_EVERY;

@@ -8,6 +8,7 @@ mod enrollment;
 mod full_disk;
 mod limits;
 mod messaging;
+mod online;
 mod people;
 mod prekeys;
 mod property;
