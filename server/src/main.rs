@@ -41,6 +41,11 @@ struct Cli {
     /// Ask for the master passphrase at the terminal.
     #[arg(long, global = true)]
     passphrase: bool,
+    /// Serve a (damaged) store read-only, up to its last sound record:
+    /// reads are answered, every write is refused, and no byte of the
+    /// data directory changes. A recovery choice; see docs/operations.md.
+    #[arg(long, global = true)]
+    read_only: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -259,7 +264,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         _ => key_source(&cli, &config, new_store)?,
     };
+    if cli.read_only && !matches!(command, Command::Serve) {
+        anyhow::bail!("--read-only is for serving only (hotline-server --read-only, or serve --read-only)");
+    }
     match command {
+        Command::Serve if cli.read_only => serve_read_only(config, &key).await,
         Command::Serve => serve(config, &key).await,
         Command::Init { .. } => {
             if !new_store {
@@ -432,6 +441,29 @@ async fn serve(config: Config, key: &KeySource) -> anyhow::Result<()> {
         println!("Connect a client with:  hotline enroll '{invite}'");
         println!("then:                   hotline status");
     }
+    println!();
+    println!("Press Ctrl-C to stop.");
+    server.run_until(shutdown_signal()).await;
+    Ok(())
+}
+
+async fn serve_read_only(config: Config, key: &KeySource) -> anyhow::Result<()> {
+    let (data, left_out) = DataDir::open_read_only(&config, key)?;
+    let server = RunningServer::start_with(config.clone(), data).await?;
+    println!(
+        "hotline-server {} listening on {} (QUIC/UDP), READ-ONLY",
+        env!("CARGO_PKG_VERSION"),
+        server.local_addr()
+    );
+    println!("data directory: {} (nothing in it is changed)", config.data_dir.display());
+    match left_out {
+        Some((seq, why)) => println!(
+            "serving the records before record {seq}, which is damaged: {why}"
+        ),
+        None => println!("serving every record (no damage found)"),
+    }
+    println!("reads are answered; every write (an SOS included) is refused until a normal start");
+    println!("certificate pin (clients check this): {}", server.cert_pin());
     println!();
     println!("Press Ctrl-C to stop.");
     server.run_until(shutdown_signal()).await;

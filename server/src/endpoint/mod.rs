@@ -124,6 +124,37 @@ impl DataDir {
         })
     }
 
+    /// Opens the data directory named in `config` for reading only, up to
+    /// its last sound record (see [`LogStore::open_read_only`]): creates
+    /// and changes nothing, so the TLS certificate must be there already.
+    /// Returns, if records were left out, the first of them and why.
+    pub fn open_read_only(
+        config: &Config,
+        key: &KeySource,
+    ) -> Result<(DataDir, Option<(u64, String)>), StartError> {
+        config.validate()?;
+        let keys = crate::store::open_keys(&config.data_dir, key, Create::Never)?;
+        let own_cert = config.data_dir.join("tls").join("cert.pem");
+        if config.tls_cert.is_none() && !own_cert.exists() {
+            return Err(StartError::Store(
+                StoreError::Io(
+                    "no TLS certificate in the data directory: read-only serving creates nothing"
+                        .into(),
+                )
+                .into(),
+            ));
+        }
+        let tls = TlsIdentity::load_or_create(config, &keys)?;
+        let (store, left_out) = LogStore::open_read_only(&config.data_dir, keys)?;
+        Ok((
+            DataDir {
+                store: Arc::new(store),
+                tls,
+            },
+            left_out,
+        ))
+    }
+
     /// Makes a one-time invite without a running server (on the server
     /// host, for the first admin). An admin invite made this way is a
     /// bootstrap invite: it replaces every earlier one.

@@ -204,7 +204,8 @@ struct Tail {
 
 struct Shared {
     engine: Arc<dyn LogEngine>,
-    head_file: Mutex<HeadFile>,
+    /// `None` for a log opened read-only.
+    head_file: Mutex<Option<HeadFile>>,
     keys: Arc<StoreKeys>,
     tail: Mutex<Tail>,
     /// Signalled when a batch is durable (or failed).
@@ -310,7 +311,7 @@ impl Log {
         };
         let shared = Arc::new(Shared {
             engine,
-            head_file: Mutex::new(head_file),
+            head_file: Mutex::new(Some(head_file)),
             keys,
             tail: Mutex::new(tail),
             done: Condvar::new(),
@@ -321,6 +322,61 @@ impl Log {
                 keyring: Mutex::new(keyring),
             },
             verified,
+        ))
+    }
+
+    /// Opens the records of `engine` (opened read-only, up to any damage
+    /// in its files) for reading only: they are walked as
+    /// [`verify_prefix`] does, and if a record fails (a seal, the chain),
+    /// only the records before it are kept. Nothing is opened for writing
+    /// and nothing is written; every write is refused
+    /// ([`LogError::ReadOnly`]). Returns the log, what it holds, and the
+    /// first record left out, if one was, with why.
+    pub fn open_read_only(
+        engine: Arc<dyn LogEngine>,
+        keys: Arc<StoreKeys>,
+        dir: &std::path::Path,
+    ) -> Result<(Log, Verified, Option<(u64, String)>), LogError> {
+        let keyring = Keyring::open(&dir.join(KEYRING_FILE), &keys, false)?;
+        let (engine, verified, bad): (Arc<dyn LogEngine>, Verified, _) =
+            match walk(engine.as_ref(), &keys, &keyring, &[]) {
+                Ok((v, _)) => (engine, v, None),
+                Err(LogError::Tampered { seq, reason }) if seq >= 1 => {
+                    let prefix: Arc<dyn LogEngine> = Arc::new(engine::Prefix::new(engine, seq - 1));
+                    let (v, _) = walk(prefix.as_ref(), &keys, &keyring, &[])?;
+                    (prefix, v, Some((seq, reason)))
+                }
+                Err(e) => return Err(e),
+            };
+        let tail = Tail {
+            next_seq: verified.head_seq + 1,
+            head: verified.head,
+            pending: Vec::new(),
+            durable_seq: verified.head_seq,
+            durable_head: verified.head,
+            degraded: None,
+            generation: 0,
+            ended: Vec::new(),
+            read_only: true,
+            closing: false,
+            committing: false,
+            last_checkpoint_seq: verified.last_checkpoint_seq,
+            last_checkpoint_at: Instant::now(),
+        };
+        let shared = Arc::new(Shared {
+            engine,
+            head_file: Mutex::new(None),
+            keys,
+            tail: Mutex::new(tail),
+            done: Condvar::new(),
+        });
+        Ok((
+            Log {
+                shared,
+                keyring: Mutex::new(keyring),
+            },
+            verified,
+            bad,
         ))
     }
 
@@ -870,12 +926,15 @@ fn refuse_writes(tail: &Tail) -> Result<(), LogError> {
 }
 
 fn write_head(shared: &Shared, cp: &Checkpoint) -> Result<(), EngineError> {
-    shared
+    match shared
         .head_file
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .write(cp)
-        .map_err(|e| EngineError::Io(e.to_string()))
+        .as_mut()
+    {
+        Some(f) => f.write(cp).map_err(|e| EngineError::Io(e.to_string())),
+        None => Err(EngineError::Io("the log is open read-only".into())),
+    }
 }
 
 fn sign_checkpoint(shared: &Shared, seq: u64, head: Hash) -> Checkpoint {

@@ -285,6 +285,58 @@ impl LogStore {
         Ok(store)
     }
 
+    /// Opens the store in `data_dir` for reading only, up to its last
+    /// sound record (a recovery choice for a damaged store): the segments
+    /// are read up to the first damaged frame, the records before it
+    /// walked (chain, seals, checkpoints) and, if one fails, only those
+    /// before it kept; the state is built in memory by replaying them.
+    /// Nothing in the data directory is opened for writing or changed: no
+    /// torn tail is cut, no snapshot cache is opened, no file is created.
+    /// Every write is refused ([`StoreError::ReadOnly`]). Returns the store
+    /// and, if records were left out, the first of them and why.
+    pub fn open_read_only(
+        data_dir: &Path,
+        keys: StoreKeys,
+    ) -> Result<(LogStore, Option<(u64, String)>), OpenError> {
+        if !log_dir(data_dir).exists() && old_store_dir(data_dir).exists() {
+            return Err(StoreError::Io(
+                "the store is in the earlier layout (store/): start it normally once to migrate it"
+                    .into(),
+            )
+            .into());
+        }
+        let (engine, damage) = SegmentEngine::open_until_damage(&log_dir(data_dir), keys.store_id())
+            .map_err(LogError::from_engine)?;
+        let (log, verified, bad) = Log::open_read_only(Arc::new(engine), Arc::new(keys), data_dir)?;
+        let left_out = match (bad, damage) {
+            (Some(bad), _) => Some(bad),
+            (None, Some(d)) => Some((d.seq, d.to_string())),
+            (None, None) => None,
+        };
+        let store = LogStore {
+            log,
+            state: Mutex::new(State::default()),
+            snapshot_seq: Mutex::new(0),
+            replayed_at_open: 0,
+            state_generation: AtomicU64::new(0),
+            state_dirty: AtomicBool::new(false),
+        };
+        let replayed = store.replay(0)?;
+        tracing::warn!(
+            records = verified.records,
+            replayed,
+            left_out = left_out.as_ref().map(|(seq, _)| *seq),
+            "store opened READ-ONLY: reads are served, every write is refused"
+        );
+        Ok((
+            LogStore {
+                replayed_at_open: replayed,
+                ..store
+            },
+            left_out,
+        ))
+    }
+
     fn replay(&self, from: u64) -> Result<u64, OpenError> {
         let mut state = self.lock();
         let mut count = 0;
@@ -402,6 +454,11 @@ impl LogStore {
     /// Saves a snapshot if the log grew since the last one, commits what is
     /// pending, signs a final checkpoint and closes. Later writes fail.
     pub fn close(&self) -> Result<(), StoreError> {
+        if self.log.is_read_only() {
+            // Nothing was written, nothing is.
+            self.log.close()?;
+            return Ok(());
+        }
         let applied = self.lock().applied_seq;
         if applied > *self.snapshot_seq.lock().unwrap_or_else(|p| p.into_inner()) {
             self.snapshot()?;

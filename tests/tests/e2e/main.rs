@@ -12,6 +12,7 @@ mod online;
 mod people;
 mod prekeys;
 mod property;
+mod read_only;
 mod roles;
 mod sos;
 mod storage;
