@@ -265,7 +265,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => key_source(&cli, &config, new_store)?,
     };
     if cli.read_only && !matches!(command, Command::Serve) {
-        anyhow::bail!("--read-only is for serving only (hotline-server --read-only, or serve --read-only)");
+        anyhow::bail!(
+            "--read-only is for serving only (hotline-server --read-only, or serve --read-only)"
+        );
     }
     match command {
         Command::Serve if cli.read_only => serve_read_only(config, &key).await,
@@ -455,15 +457,21 @@ async fn serve_read_only(config: Config, key: &KeySource) -> anyhow::Result<()> 
         env!("CARGO_PKG_VERSION"),
         server.local_addr()
     );
-    println!("data directory: {} (nothing in it is changed)", config.data_dir.display());
+    println!(
+        "data directory: {} (nothing in it is changed)",
+        config.data_dir.display()
+    );
     match left_out {
-        Some((seq, why)) => println!(
-            "serving the records before record {seq}, which is damaged: {why}"
-        ),
+        Some((seq, why)) => {
+            println!("serving the records before record {seq}, which is damaged: {why}")
+        }
         None => println!("serving every record (no damage found)"),
     }
     println!("reads are answered; every write (an SOS included) is refused until a normal start");
-    println!("certificate pin (clients check this): {}", server.cert_pin());
+    println!(
+        "certificate pin (clients check this): {}",
+        server.cert_pin()
+    );
     println!();
     println!("Press Ctrl-C to stop.");
     server.run_until(shutdown_signal()).await;

@@ -43,7 +43,11 @@ impl StatusInfo {
             storage: self.storage.as_ref().map(|s| pb::StorageStatus {
                 degraded: s.degraded.is_some(),
                 degraded_since: s.degraded.as_ref().map_or(0, |(t, _)| *t),
-                reason: s.degraded.as_ref().map(|(_, r)| r.clone()).unwrap_or_default(),
+                reason: s
+                    .degraded
+                    .as_ref()
+                    .map(|(_, r)| r.clone())
+                    .unwrap_or_default(),
                 free_bytes: s.free_bytes.unwrap_or(0),
                 free_known: s.free_bytes.is_some(),
                 read_only: s.read_only,

@@ -85,7 +85,9 @@ pub struct Prefix {
 
 impl std::fmt::Debug for Prefix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prefix").field("limit", &self.limit).finish()
+        f.debug_struct("Prefix")
+            .field("limit", &self.limit)
+            .finish()
     }
 }
 

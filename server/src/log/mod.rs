@@ -169,6 +169,9 @@ pub struct Verified {
     pub hashes: HashMap<u64, Hash>,
 }
 
+/// The first record a read-only open left out, and why.
+pub type LeftOut = (u64, String);
+
 /// Why and since when the log refuses writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Degraded {
@@ -336,7 +339,7 @@ impl Log {
         engine: Arc<dyn LogEngine>,
         keys: Arc<StoreKeys>,
         dir: &std::path::Path,
-    ) -> Result<(Log, Verified, Option<(u64, String)>), LogError> {
+    ) -> Result<(Log, Verified, Option<LeftOut>), LogError> {
         let keyring = Keyring::open(&dir.join(KEYRING_FILE), &keys, false)?;
         let (engine, verified, bad): (Arc<dyn LogEngine>, Verified, _) =
             match walk(engine.as_ref(), &keys, &keyring, &[]) {
@@ -496,13 +499,13 @@ impl Log {
                     ),
                 ));
             }
-            if let Some((seq, stored)) = self.shared.engine.last()? {
-                if seq != durable_seq || record::chain_hash(seq, &stored) != durable_head {
-                    return Err(tampered(
-                        seq,
-                        "after a failed write the last record on disk is not the last durable one",
-                    ));
-                }
+            if let Some((seq, stored)) = self.shared.engine.last()?
+                && (seq != durable_seq || record::chain_hash(seq, &stored) != durable_head)
+            {
+                return Err(tampered(
+                    seq,
+                    "after a failed write the last record on disk is not the last durable one",
+                ));
             }
             self.shared.engine.probe_write()?;
             // Rewrite the head file with the newest durable checkpoint
@@ -1228,7 +1231,10 @@ mod tests {
             .filter(|e| !e.file_name().to_string_lossy().starts_with("seg-"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
-        assert_eq!(log.read(11).expect("read"), Some(Entry::Event(b"after".to_vec())));
+        assert_eq!(
+            log.read(11).expect("read"),
+            Some(Entry::Event(b"after".to_vec()))
+        );
         for seq in 1..=10u64 {
             assert_eq!(
                 log.read(seq).expect("read"),
@@ -1265,7 +1271,10 @@ mod tests {
         };
         assert_eq!(log.append(RecordKey::Main, b"next").expect("w"), 2);
         assert_eq!(log.append(RecordKey::Main, b"then").expect("w"), 3);
-        assert!(lost.wait(&log).is_err(), "a lost record is never acknowledged");
+        assert!(
+            lost.wait(&log).is_err(),
+            "a lost record is never acknowledged"
+        );
         let durable = Ticket {
             seq: 1,
             generation: 0,

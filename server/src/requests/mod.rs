@@ -355,9 +355,7 @@ impl From<RequestError> for WireError {
                 tracing::debug!("write refused: storage degraded");
                 WireError::new(code, DEGRADED_DETAIL)
             }
-            RequestError::Store(StoreError::ReadOnly) => {
-                WireError::new(code, READ_ONLY_DETAIL)
-            }
+            RequestError::Store(StoreError::ReadOnly) => WireError::new(code, READ_ONLY_DETAIL),
             RequestError::Store(StoreError::Corrupt(_)) => {
                 tracing::error!(error = %e, "store damaged");
                 WireError::new(code, "server error")

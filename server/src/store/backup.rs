@@ -244,10 +244,12 @@ fn check(
     let mut newest = None;
     for item in crate::log::engine::LogEngine::checkpoints(&engine) {
         let (seq, bytes) = item.map_err(LogError::from_engine)?;
-        newest = Some(Checkpoint::from_bytes(&bytes).ok_or_else(|| LogError::Tampered {
-            seq,
-            reason: "checkpoint is malformed".into(),
-        })?);
+        newest = Some(
+            Checkpoint::from_bytes(&bytes).ok_or_else(|| LogError::Tampered {
+                seq,
+                reason: "checkpoint is malformed".into(),
+            })?,
+        );
     }
     Ok((verified, newest))
 }
@@ -284,10 +286,9 @@ pub fn running_checkpoint(
             let line = cp.export(&keys.store_id());
             Ok(Some((cp, line)))
         }
-        crate::log::head::Head::Empty => Err(StoreError::Io(
-            "the store is empty: nothing to checkpoint yet".into(),
-        )
-        .into()),
+        crate::log::head::Head::Empty => {
+            Err(StoreError::Io("the store is empty: nothing to checkpoint yet".into()).into())
+        }
         crate::log::head::Head::Damaged => Err(LogError::Tampered {
             seq: 0,
             reason: "the head file is damaged".into(),
@@ -303,7 +304,7 @@ fn in_use(data_dir: &Path) -> bool {
     let Ok(f) = std::fs::File::open(super::cache_dir(data_dir).join("db")) else {
         return false;
     };
-    match f.try_lock_shared() {
+    match FileExt::try_lock_shared(&f) {
         Ok(()) => {
             let _ = FileExt::unlock(&f);
             false

@@ -305,8 +305,9 @@ impl LogStore {
             )
             .into());
         }
-        let (engine, damage) = SegmentEngine::open_until_damage(&log_dir(data_dir), keys.store_id())
-            .map_err(LogError::from_engine)?;
+        let (engine, damage) =
+            SegmentEngine::open_until_damage(&log_dir(data_dir), keys.store_id())
+                .map_err(LogError::from_engine)?;
         let (log, verified, bad) = Log::open_read_only(Arc::new(engine), Arc::new(keys), data_dir)?;
         let left_out = match (bad, damage) {
             (Some(bad), _) => Some(bad),

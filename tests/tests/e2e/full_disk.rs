@@ -138,7 +138,10 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_heals_without_a_restart() {
     assert!(since > 0 && !reason.is_empty());
     let officer_status = officer.status().await.expect("status");
     assert!(officer_status.storage.is_none(), "only admins see it");
-    let alerts = officer.alerts(true).await.expect("alerts answer while full");
+    let alerts = officer
+        .alerts(true)
+        .await
+        .expect("alerts answer while full");
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0].id, first.id);
     // Still refused on a retry while full.

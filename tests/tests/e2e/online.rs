@@ -74,7 +74,9 @@ async fn backup_and_verify_while_the_server_writes_and_the_restored_copy_serves(
             while !stop.load(Ordering::SeqCst) {
                 if let Some(invite) = invites.next() {
                     let (identity, _) = hotline_proto::IdentityKeyPair::generate().expect("rng");
-                    let s = connection::enroll(&invite, &identity).await.expect("enroll");
+                    let s = connection::enroll(&invite, &identity)
+                        .await
+                        .expect("enroll");
                     s.raise_alert_with(Priority::Urgent, None)
                         .await
                         .expect("raised while verify and backup run");
@@ -130,7 +132,9 @@ async fn backup_and_verify_while_the_server_writes_and_the_restored_copy_serves(
     // two slots aside) grew by appends only.
     let after = files(&data);
     for (path, old) in &before {
-        let new = after.get(path).unwrap_or_else(|| panic!("{path:?} vanished"));
+        let new = after
+            .get(path)
+            .unwrap_or_else(|| panic!("{path:?} vanished"));
         if path.ends_with("chain.head") {
             continue; // the server signs checkpoints into it as it writes
         }
