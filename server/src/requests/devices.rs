@@ -138,7 +138,7 @@ pub(super) fn status(shared: &Shared, session: Session) -> Result<Reply, Request
             free_bytes: shared
                 .data_dir
                 .as_deref()
-                .and_then(crate::files::free_bytes),
+                .and_then(crate::store::free_bytes),
             read_only: st.read_only,
         }
     });

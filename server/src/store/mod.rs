@@ -543,6 +543,12 @@ impl LogStore {
     }
 }
 
+/// Free bytes for the server on the filesystem holding `dir` (the data
+/// directory), if they can be read.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    crate::files::free_bytes(dir)
+}
+
 /// The store's storage, as admins see it in `status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StorageState {
