@@ -275,3 +275,41 @@ pub(super) fn label(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hotline_proto::message::StorageInfo;
+
+    #[test]
+    fn an_admin_reads_the_storage_state_and_free_space() {
+        let ok = StorageInfo {
+            degraded: None,
+            free_bytes: Some(3 * 1024 * 1024 * 1024 / 2),
+            read_only: false,
+        };
+        assert_eq!(storage_line(&ok), "server storage: ok; 1.5 GiB free");
+        let full = StorageInfo {
+            degraded: Some((1_700_000_000, "No space left on device".into())),
+            free_bytes: Some(0),
+            read_only: false,
+        };
+        let line = storage_line(&full);
+        assert!(
+            line.starts_with("server storage: DEGRADED since "),
+            "{line}"
+        );
+        assert!(line.contains("writes are refused"), "{line}");
+        assert!(line.contains("No space left on device"), "{line}");
+        assert!(line.ends_with("0 B free"), "{line}");
+        let ro = StorageInfo {
+            degraded: None,
+            free_bytes: None,
+            read_only: true,
+        };
+        assert_eq!(
+            storage_line(&ro),
+            "server storage: READ-ONLY (recovery): writes are refused, reads work; free space unknown"
+        );
+    }
+}
