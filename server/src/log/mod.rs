@@ -454,21 +454,11 @@ impl Log {
         self.shared.lock().read_only
     }
 
-    /// Refuses every write from now on (a store served read-only).
-    pub fn set_read_only(&self) {
-        self.shared.lock().read_only = true;
-    }
-
     /// How many times a write failed since the log was opened. State
     /// derived from records submitted in an earlier generation may hold
     /// records that were lost: rebuild it from the durable records.
     pub fn generation(&self) -> u64 {
         self.shared.lock().generation
-    }
-
-    /// The last durable record's sequence number.
-    pub fn durable_seq(&self) -> u64 {
-        self.shared.lock().durable_seq
     }
 
     /// After a failed write: re-reads the tail from disk (whatever was
