@@ -60,6 +60,14 @@ pub fn backup(data_dir: &Path, key: &KeySource, to: &Path) -> Result<BackupRepor
         return Err(KeyError::DataDirMissing(data_dir.to_owned()).into());
     }
     let keys = open_keys(data_dir, key, Create::Never)?;
+    if !log_dir(data_dir).exists() && super::old_store_dir(data_dir).exists() {
+        return Err(StoreError::Io(
+            "the store is in the earlier layout (store/): start the server once to migrate it, \
+             then back it up (or copy the stopped data directory whole)"
+                .into(),
+        )
+        .into());
+    }
     if to.starts_with(data_dir) {
         return Err(StoreError::Io("the backup must be outside the data directory".into()).into());
     }

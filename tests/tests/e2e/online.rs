@@ -193,3 +193,34 @@ async fn backup_and_verify_while_the_server_writes_and_the_restored_copy_serves(
     // And it verifies after serving.
     hotline_server::store::verify_store(&restored, &key, 1 << 20, None).expect("verifies");
 }
+
+/// A store of the earlier layout (sled only) is not backed up by
+/// `backup`, which would find no segments: it says to migrate first, and
+/// creates nothing.
+#[test]
+fn a_store_of_the_earlier_layout_is_not_backed_up_and_the_operator_is_told_why() {
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for e in std::fs::read_dir(from).expect("read").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                copy_dir(&p, &to.join(e.file_name()));
+            } else {
+                std::fs::copy(&p, to.join(e.file_name())).expect("copy");
+            }
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/store-v1"),
+        dir.path(),
+    );
+    let data = dir.path().join("data");
+    let key = hotline_server::log::keys::KeySource::File(dir.path().join("master.key"));
+    let before = files(&data);
+    let to = dir.path().join("backup");
+    let err = hotline_server::store::backup(&data, &key, &to).expect_err("refused");
+    assert!(err.to_string().contains("earlier layout"), "{err}");
+    assert!(!to.exists(), "nothing created");
+    assert_eq!(files(&data), before, "nothing changed");
+}
