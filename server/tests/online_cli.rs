@@ -43,18 +43,20 @@ fn ok(out: &std::process::Output) -> String {
 
 /// Starts `hotline-server` on `data` and waits for its banner.
 fn serve(data: &Path, key: &Path) -> ServerProcess {
-    let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .arg("--master-key-file")
-        .arg(key)
-        .env("RUST_LOG", "off")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server starts");
-    let stdout = child.stdout.take().expect("piped");
+    let mut child = ServerProcess(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .arg("--master-key-file")
+            .arg(key)
+            .env("RUST_LOG", "off")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("server starts"),
+    );
+    let stdout = child.0.stdout.take().expect("piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -68,7 +70,7 @@ fn serve(data: &Path, key: &Path) -> ServerProcess {
             .recv_timeout(Duration::from_secs(30))
             .expect("the server prints its banner");
         if line.starts_with("Press Ctrl-C") {
-            return ServerProcess(child);
+            return child;
         }
     }
 }
