@@ -86,7 +86,7 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_heals_without_a_restart() {
     })
     .await;
     let (_, admin) = server.enroll(Role::Admin).await;
-    let (_, officer) = server.enroll(Role::Officer).await;
+    let (officer_identity, officer) = server.enroll(Role::Officer).await;
     let (_, defender) = server.enroll(Role::Defender).await;
     let (_, second) = server.enroll(Role::Defender).await;
     officer.set_duty(true).await.expect("on duty");
@@ -144,6 +144,13 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_heals_without_a_restart() {
         .expect("alerts answer while full");
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0].id, first.id);
+    // An officer who reconnects now signs in and reads (and is given the
+    // pages already stored).
+    let again = hotline_client::connection::authenticate(&server.info(), &officer_identity)
+        .await
+        .expect("signing in needs no write");
+    assert_eq!(again.alerts(true).await.expect("alerts").len(), 1);
+    drop(again);
     // Still refused on a retry while full.
     assert!(
         second
