@@ -477,7 +477,11 @@ impl Log {
             tail = self.shared.wait_done(tail);
         }
         let (durable_seq, durable_head) = (tail.durable_seq, tail.durable_head);
-        // Holding the tail lock: nothing is submitted meanwhile.
+        let generation = tail.generation;
+        // The disk may be slow to fail: readers (which take this lock for
+        // a moment) must not wait for it. While degraded nothing is
+        // submitted or committed, so the tail cannot move meanwhile.
+        drop(tail);
         let probe = (|| -> Result<(), LogError> {
             let held = self.shared.engine.reread_tail()?;
             if held != durable_seq {
@@ -505,6 +509,11 @@ impl Log {
             }
             Ok(())
         })();
+        let mut tail = self.shared.lock();
+        if tail.generation != generation || tail.durable_seq != durable_seq {
+            // Not expected while degraded; try again on the next round.
+            return Ok(false);
+        }
         match probe {
             Ok(()) => {
                 let since = tail.degraded.take().map_or(0, |d| d.since);

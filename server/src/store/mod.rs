@@ -536,9 +536,12 @@ impl LogStore {
         if self.log.degraded().is_none() {
             return Ok(true);
         }
-        // Held across the heal: no write is decided on a stale state.
-        let mut state = self.lock();
-        self.resync_locked(&mut state)?;
+        // The state is rebuilt before writes can resume: while the log is
+        // degraded nothing is written, so it stays the durable state.
+        {
+            let mut state = self.lock();
+            self.resync_locked(&mut state)?;
+        }
         Ok(self.log.try_heal()?)
     }
 }
