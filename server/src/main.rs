@@ -297,7 +297,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(seq) = report.external_checkpoint {
                 println!("the exported checkpoint at record {seq} matches: no rollback");
             }
-            if let Some(torn) = report.torn_tail {
+            if let Some(torn) = report
+                .torn_tail
+                .as_ref()
+                .filter(|_| store::in_use(&config.data_dir))
+            {
+                println!(
+                    "{} ends in a record being written at this moment ({} bytes at offset {}): \
+                     not part of what was verified",
+                    torn.segment, torn.bytes, torn.offset
+                );
+            } else if let Some(torn) = report.torn_tail {
                 println!(
                     "{} ends in an incomplete write of {} bytes at offset {} (never acknowledged): \
                      the next start copies it aside and cuts it off",

@@ -308,7 +308,7 @@ pub fn running_checkpoint(
 /// Whether a process holds the snapshot cache's lock (sled's exclusive
 /// `flock` on `cache/db`): tested with a shared lock on a read-only
 /// handle, released at once; nothing is written.
-fn in_use(data_dir: &Path) -> bool {
+pub fn in_use(data_dir: &Path) -> bool {
     let Ok(f) = std::fs::File::open(super::cache_dir(data_dir).join("db")) else {
         return false;
     };

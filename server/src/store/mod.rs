@@ -24,7 +24,7 @@ mod recover;
 mod snapshot;
 mod verify;
 
-pub use backup::{BackupReport, backup, restore, running_checkpoint};
+pub use backup::{BackupReport, backup, in_use, restore, running_checkpoint};
 pub use mailbox::RosterRefused;
 pub use recover::{RecoverReport, recover_truncate_after_copy};
 pub use snapshot::SNAPSHOT_EVERY;
