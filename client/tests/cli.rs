@@ -2339,3 +2339,110 @@ async fn a_page_in_watch_is_followed_by_its_category_and_the_senders_name() {
     drop(watch);
     server.shutdown().await;
 }
+
+/// On a server whose disk is full (a real tmpfs filled by a ballast file;
+/// skipped with a reason when not root, as mounting needs it), `hotline
+/// sos` says in capitals that nobody has been alerted, with the server's
+/// reason, and keeps the SOS; an admin's `hotline status` shows the
+/// storage degraded; once space returns the server heals by itself and the
+/// defender's retry raises the alert.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_full_disk_sos_says_nobody_is_alerted_and_the_retry_succeeds_once_space_returns() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("server");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let root = Command::new("id").arg("-u").output().expect("id");
+    if String::from_utf8_lossy(&root.stdout).trim() != "0" {
+        println!("skipped: not root: a tmpfs cannot be mounted");
+        return;
+    }
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+        .arg(&data)
+        .status()
+        .expect("mount runs");
+    if !mounted.success() {
+        println!("skipped: mount failed");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(data.clone());
+    hotline_server::log::keys::generate_key_file(&dir.path().join("master.key")).expect("key");
+    let server = server_configured(dir.path(), "127.0.0.1:0".parse().expect("addr"), |c| {
+        c.limits.request_burst = 10_000;
+        c.limits.requests_per_second = 10_000;
+    })
+    .await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    assert!(hotline(&officer, PASS, &["duty", "on"]).status.success());
+    let out = hotline(&admin, PASS, &["status"]);
+    assert!(
+        stdout(&out).contains("server storage: ok"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Fill the disk, then write until a write needs space and fails.
+    let ballast = data.join("ballast");
+    {
+        let mut f = std::fs::File::create(&ballast).expect("ballast");
+        let mut chunk = vec![0x5Au8; 1 << 20];
+        loop {
+            match f.write_all(&chunk) {
+                Ok(()) => {}
+                Err(_) if chunk.len() > 512 => chunk.truncate(chunk.len() / 2),
+                Err(_) => break,
+            }
+        }
+    }
+    let mut tries = 0;
+    loop {
+        let word = if tries % 2 == 0 { "off" } else { "on" };
+        if !hotline(&officer, PASS, &["duty", word]).status.success() {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 500, "a full disk never refused a write");
+    }
+
+    let out = hotline(
+        &defender,
+        PASS,
+        &["sos", "--wait", "2", "--category", "arrest", "at the door"],
+    );
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(3), "queued, not failed: {all}");
+    assert!(all.contains("NOBODY HAS BEEN ALERTED YET"), "{all}");
+    assert!(
+        all.contains("storage is full or failing"),
+        "the server's reason: {all}"
+    );
+    assert!(all.contains("waits in this device's outbox"), "{all}");
+    let out = hotline(&admin, PASS, &["status"]);
+    assert!(
+        stdout(&out).contains("server storage: DEGRADED since"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Space returns: no restart; the retry raises the alert.
+    std::fs::remove_file(&ballast).expect("remove ballast");
+    let out = hotline(&defender, PASS, &["sos", "--wait", "60", "still here"]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("raised"), "{all}");
+    let out = hotline(&admin, PASS, &["status"]);
+    assert!(
+        stdout(&out).contains("server storage: ok"),
+        "{}",
+        stdout(&out)
+    );
+    server.shutdown().await;
+}

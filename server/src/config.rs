@@ -47,6 +47,28 @@ pub struct Config {
     pub escalation_tick_ms: u64,
     /// Weekly duty shifts (see docs/operations.md).
     pub rota: Vec<crate::domain::rota::ShiftConfig>,
+    /// The data directory's disk: when to warn (see docs/operations.md).
+    pub storage: Storage,
+}
+
+/// How the server watches the disk under its data directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Storage {
+    /// Log a warning (at start, then every `check_every_secs`) when the
+    /// data directory's filesystem has fewer free bytes than this.
+    pub warn_free_bytes: u64,
+    /// Seconds between checks of the free space.
+    pub check_every_secs: u64,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            warn_free_bytes: 1 << 30,
+            check_every_secs: 60,
+        }
+    }
 }
 
 /// Limits on what one peer may consume.
@@ -176,6 +198,7 @@ impl Default for Config {
             escalation: crate::domain::alerts::Policies::default(),
             escalation_tick_ms: 1000,
             rota: Vec::new(),
+            storage: Storage::default(),
         }
     }
 }

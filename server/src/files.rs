@@ -41,3 +41,9 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)?;
     f.sync_all()
 }
+
+/// Free bytes for an unprivileged writer on the filesystem holding `dir`
+/// (`statvfs`), if it can be read.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    fs2::available_space(dir).ok()
+}

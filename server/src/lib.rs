@@ -17,6 +17,7 @@
 //!   registry.rs        the live connections of each device
 //!   rate.rs            the per-connection token bucket
 //!   tls.rs             the certificate (made on first run) and the QUIC/TLS settings
+//!   storage.rs         the storage watch: heals a degraded log with back-off, warns on low disk
 //! requests/            who may do what; wire types <-> domain calls; no quinn
 //!   mod.rs             the context (Shared, Session), Reply, RequestError, the role
 //!                      table and the one exhaustive dispatch
@@ -31,6 +32,7 @@
 //!   verify.rs          `hotline-server verify` (reads only)
 //!   migrate.rs         the upgrade from the sled-only layout, through a verified copy
 //!   recover.rs         `hotline-server recover --truncate-after-copy`
+//!   backup.rs          `backup --to`, `restore --from` (while a server runs), online `checkpoint`
 //!   codec/             every stored form: events and snapshots, one error, one set of tables
 //! domain/              pure: events in, decisions out; no I/O, no clock, no prost
 //!   mod.rs             Event, State, apply, ApplyError

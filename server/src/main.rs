@@ -41,6 +41,11 @@ struct Cli {
     /// Ask for the master passphrase at the terminal.
     #[arg(long, global = true)]
     passphrase: bool,
+    /// Serve a (damaged) store read-only, up to its last sound record:
+    /// reads are answered, every write is refused, and no byte of the
+    /// data directory changes. A recovery choice; see docs/operations.md.
+    #[arg(long, global = true)]
+    read_only: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -87,8 +92,24 @@ enum Command {
         #[arg(long)]
         truncate_after_copy: bool,
     },
-    /// Print the newest signed checkpoint, to keep off the server.
+    /// Print the newest signed checkpoint, to keep off the server. With
+    /// the server running: the newest one it signed (in `chain.head`, at
+    /// most about a second behind its writes); stopped: a fresh one.
     Checkpoint,
+    /// Copy the store into a new directory and verify the copy. Works
+    /// while the server runs; changes nothing in the data directory.
+    Backup {
+        /// The new directory for the backup (must not exist, or be empty).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Make a new data directory (`-d`) from a backup, and verify it. Give
+    /// the master key the store was made with.
+    Restore {
+        /// The backup's directory (written by `hotline-server backup`).
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 /// How long the first-run admin invite stays valid.
@@ -198,8 +219,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli)?;
     let command = cli.command.as_ref().unwrap_or(&Command::Serve);
     let new_store = !keys::exists(&config.data_dir);
-    if matches!(command, Command::Verify { .. } | Command::Recover { .. })
-        && !config.data_dir.is_dir()
+    if matches!(
+        command,
+        Command::Verify { .. } | Command::Recover { .. } | Command::Backup { .. }
+    ) && !config.data_dir.is_dir()
     {
         // Before choosing a key: nothing may be created for a verify.
         return Err(keys::KeyError::DataDirMissing(config.data_dir.clone()).into());
@@ -233,9 +256,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init {
             generate_key_file: Some(path),
         } => KeySource::File(path.clone()),
+        Command::Restore { from } => {
+            // The backup's key: never a new development key for the target.
+            let mut at_backup = config.clone();
+            at_backup.data_dir = from.clone();
+            key_source(&cli, &at_backup, false)?
+        }
         _ => key_source(&cli, &config, new_store)?,
     };
+    if cli.read_only && !matches!(command, Command::Serve) {
+        anyhow::bail!(
+            "--read-only is for serving only (hotline-server --read-only, or serve --read-only)"
+        );
+    }
     match command {
+        Command::Serve if cli.read_only => serve_read_only(config, &key).await,
         Command::Serve => serve(config, &key).await,
         Command::Init { .. } => {
             if !new_store {
@@ -262,7 +297,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(seq) = report.external_checkpoint {
                 println!("the exported checkpoint at record {seq} matches: no rollback");
             }
-            if let Some(torn) = report.torn_tail {
+            if let Some(torn) = report
+                .torn_tail
+                .as_ref()
+                .filter(|_| store::in_use(&config.data_dir))
+            {
+                println!(
+                    "{} ends in a record being written at this moment ({} bytes at offset {}): \
+                     not part of what was verified",
+                    torn.segment, torn.bytes, torn.offset
+                );
+            } else if let Some(torn) = report.torn_tail {
                 println!(
                     "{} ends in an incomplete write of {} bytes at offset {} (never acknowledged): \
                      the next start copies it aside and cuts it off",
@@ -312,7 +357,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("rebuilt the state from {n} log records and saved a snapshot");
             Ok(())
         }
+        Command::Backup { to } => {
+            let report = store::backup(&config.data_dir, &key, to)?;
+            print_backup("backup", &report);
+            Ok(())
+        }
+        Command::Restore { from } => {
+            let report = store::restore(from, &key, &config.data_dir)?;
+            print_backup("restored", &report);
+            println!(
+                "start the server on {} with the same master key: it rebuilds its snapshot cache and serves",
+                config.data_dir.display()
+            );
+            Ok(())
+        }
         Command::Checkpoint => {
+            if let Some(cp) = store::running_checkpoint(&config.data_dir, &key)? {
+                // A server holds the store: its newest signed checkpoint.
+                eprintln!(
+                    "the server is running: this is the newest checkpoint it signed (record {}, {})",
+                    cp.0.seq,
+                    date_time(cp.0.time)
+                );
+                println!("{}", cp.1);
+                return Ok(());
+            }
             let data = DataDir::open_with(&config, &key, Create::Never)?;
             // Closing signs a checkpoint of the current head.
             data.store.close()?;
@@ -388,6 +457,61 @@ async fn serve(config: Config, key: &KeySource) -> anyhow::Result<()> {
     println!("Press Ctrl-C to stop.");
     server.run_until(shutdown_signal()).await;
     Ok(())
+}
+
+async fn serve_read_only(config: Config, key: &KeySource) -> anyhow::Result<()> {
+    let (data, left_out) = DataDir::open_read_only(&config, key)?;
+    let server = RunningServer::start_with(config.clone(), data).await?;
+    println!(
+        "hotline-server {} listening on {} (QUIC/UDP), READ-ONLY",
+        env!("CARGO_PKG_VERSION"),
+        server.local_addr()
+    );
+    println!(
+        "data directory: {} (nothing in it is changed)",
+        config.data_dir.display()
+    );
+    match left_out {
+        Some((seq, why)) => {
+            println!("serving the records before record {seq}, which is damaged: {why}")
+        }
+        None => println!("serving every record (no damage found)"),
+    }
+    println!("reads are answered; every write (an SOS included) is refused until a normal start");
+    println!(
+        "certificate pin (clients check this): {}",
+        server.cert_pin()
+    );
+    println!();
+    println!("Press Ctrl-C to stop.");
+    server.run_until(shutdown_signal()).await;
+    Ok(())
+}
+
+fn print_backup(what: &str, r: &store::BackupReport) {
+    let v = &r.verified;
+    println!(
+        "{what} in {} verified: {} records, chain head at {}, {} signed checkpoints, {} segment files",
+        r.dir.display(),
+        v.records,
+        v.head_seq,
+        v.checkpoints,
+        r.segments
+    );
+    match &r.checkpoint {
+        Some(cp) => println!(
+            "newest signed checkpoint: record {}, signed {}",
+            cp.seq,
+            date_time(cp.time)
+        ),
+        None => println!("no signed checkpoint yet (an empty store)"),
+    }
+    if r.left_out_bytes > 0 {
+        println!(
+            "a record being written at that moment ({} bytes) is not in it",
+            r.left_out_bytes
+        );
+    }
 }
 
 fn human_ttl(secs: u64) -> String {

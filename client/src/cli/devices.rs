@@ -41,6 +41,41 @@ pub(super) async fn enroll(state: &StateDir, invite: &str) -> anyhow::Result<()>
     Ok(())
 }
 
+/// What an admin reads of the server's storage in `hotline status`.
+fn storage_line(s: &hotline_proto::message::StorageInfo) -> String {
+    let free = s.free_bytes.map_or_else(
+        || "free space unknown".to_owned(),
+        |b| format!("{} free", human_bytes(b)),
+    );
+    match (&s.degraded, s.read_only) {
+        (Some((since, reason)), _) => format!(
+            "server storage: DEGRADED since {}: writes are refused (nothing new can be saved; \
+             SOSes wait on the defenders' devices), reads work; the server retries by itself \
+             ({reason}); {free}",
+            date_time(*since)
+        ),
+        (None, true) => {
+            format!("server storage: READ-ONLY (recovery): writes are refused, reads work; {free}")
+        }
+        (None, false) => format!("server storage: ok; {free}"),
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
 /// `hotline status`.
 pub(super) async fn status(state: &StateDir) -> anyhow::Result<()> {
     let session = connect(state).await?;
@@ -53,6 +88,9 @@ pub(super) async fn status(state: &StateDir) -> anyhow::Result<()> {
     println!("device id: {}", status.device_id);
     println!("role: {}", status.role);
     println!("server version: {}", status.server_version);
+    if let Some(storage) = &status.storage {
+        println!("{}", storage_line(storage));
+    }
     if let Some(alarm) = profile.roster_alarm_text() {
         println!("staff roster: {alarm}");
     }
@@ -236,4 +274,42 @@ pub(super) fn label(
         (None, false) => println!("{}", device.shown(&id)),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hotline_proto::message::StorageInfo;
+
+    #[test]
+    fn an_admin_reads_the_storage_state_and_free_space() {
+        let ok = StorageInfo {
+            degraded: None,
+            free_bytes: Some(3 * 1024 * 1024 * 1024 / 2),
+            read_only: false,
+        };
+        assert_eq!(storage_line(&ok), "server storage: ok; 1.5 GiB free");
+        let full = StorageInfo {
+            degraded: Some((1_700_000_000, "No space left on device".into())),
+            free_bytes: Some(0),
+            read_only: false,
+        };
+        let line = storage_line(&full);
+        assert!(
+            line.starts_with("server storage: DEGRADED since "),
+            "{line}"
+        );
+        assert!(line.contains("writes are refused"), "{line}");
+        assert!(line.contains("No space left on device"), "{line}");
+        assert!(line.ends_with("0 B free"), "{line}");
+        let ro = StorageInfo {
+            degraded: None,
+            free_bytes: None,
+            read_only: true,
+        };
+        assert_eq!(
+            storage_line(&ro),
+            "server storage: READ-ONLY (recovery): writes are refused, reads work; free space unknown"
+        );
+    }
 }

@@ -18,6 +18,19 @@ pub struct StatusInfo {
     pub server_time: u64,
     /// The server's software version.
     pub server_version: String,
+    /// The server's storage (admins only).
+    pub storage: Option<StorageInfo>,
+}
+
+/// The server's storage, as an admin sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StorageInfo {
+    /// Since when (Unix seconds) and why writes are refused, if they are.
+    pub degraded: Option<(u64, String)>,
+    /// Free bytes on the data directory's filesystem, if known.
+    pub free_bytes: Option<u64>,
+    /// Served read-only (a recovery choice).
+    pub read_only: bool,
 }
 
 impl StatusInfo {
@@ -27,6 +40,18 @@ impl StatusInfo {
             role: self.role.to_wire(),
             server_time: self.server_time,
             server_version: self.server_version.clone(),
+            storage: self.storage.as_ref().map(|s| pb::StorageStatus {
+                degraded: s.degraded.is_some(),
+                degraded_since: s.degraded.as_ref().map_or(0, |(t, _)| *t),
+                reason: s
+                    .degraded
+                    .as_ref()
+                    .map(|(_, r)| r.clone())
+                    .unwrap_or_default(),
+                free_bytes: s.free_bytes.unwrap_or(0),
+                free_known: s.free_bytes.is_some(),
+                read_only: s.read_only,
+            }),
         }
     }
 
@@ -36,6 +61,11 @@ impl StatusInfo {
             role: Role::from_wire_field(s.role, "role")?,
             server_time: s.server_time,
             server_version: s.server_version,
+            storage: s.storage.map(|st| StorageInfo {
+                degraded: st.degraded.then_some((st.degraded_since, st.reason)),
+                free_bytes: st.free_known.then_some(st.free_bytes),
+                read_only: st.read_only,
+            }),
         })
     }
 }

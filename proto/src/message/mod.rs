@@ -31,7 +31,7 @@ use crate::pb;
 use crate::role::Role;
 
 pub use crate::invite::MAX_INVITE_TTL_SECS;
-pub use devices::{DeviceInfo, DutyEntry, StatusInfo};
+pub use devices::{DeviceInfo, DutyEntry, StatusInfo, StorageInfo};
 pub use messaging::{
     DeliveryState, InboxItem, MAX_IDS_PER_REQUEST, MAX_INBOX_BATCH, MAX_PREKEYS_PER_REQUEST,
     PrekeyBundle,
@@ -771,6 +771,18 @@ mod tests {
                 role: Role::Officer,
                 server_time: 5,
                 server_version: "0.1.0".into(),
+                storage: None,
+            }),
+            Response::Status(StatusInfo {
+                device_id: pair.device_id(),
+                role: Role::Admin,
+                server_time: 5,
+                server_version: "0.1.0".into(),
+                storage: Some(StorageInfo {
+                    degraded: Some((4, "disk full".into())),
+                    free_bytes: Some(0),
+                    read_only: false,
+                }),
             }),
             Response::InviteCreated { invite },
             Response::DeviceList(vec![

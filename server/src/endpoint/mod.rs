@@ -12,6 +12,7 @@ mod connection;
 mod push;
 mod rate;
 mod registry;
+mod storage;
 pub mod tls;
 
 use std::future::Future;
@@ -121,6 +122,37 @@ impl DataDir {
             store: Arc::new(store),
             tls,
         })
+    }
+
+    /// Opens the data directory named in `config` for reading only, up to
+    /// its last sound record (see [`LogStore::open_read_only`]): creates
+    /// and changes nothing, so the TLS certificate must be there already.
+    /// Returns, if records were left out, the first of them and why.
+    pub fn open_read_only(
+        config: &Config,
+        key: &KeySource,
+    ) -> Result<(DataDir, Option<(u64, String)>), StartError> {
+        config.validate()?;
+        let keys = crate::store::open_keys(&config.data_dir, key, Create::Never)?;
+        let own_cert = config.data_dir.join("tls").join("cert.pem");
+        if config.tls_cert.is_none() && !own_cert.exists() {
+            return Err(StartError::Store(
+                StoreError::Io(
+                    "no TLS certificate in the data directory: read-only serving creates nothing"
+                        .into(),
+                )
+                .into(),
+            ));
+        }
+        let tls = TlsIdentity::load_or_create(config, &keys)?;
+        let (store, left_out) = LogStore::open_read_only(&config.data_dir, keys)?;
+        Ok((
+            DataDir {
+                store: Arc::new(store),
+                tls,
+            },
+            left_out,
+        ))
     }
 
     /// Makes a one-time invite without a running server (on the server
@@ -239,6 +271,13 @@ impl RunningServer {
                 .instrument(info_span!("escalation")),
             )
         };
+        let (stop_watch, watch_stopped) = oneshot::channel::<()>();
+        let watch = storage::spawn(
+            Arc::clone(&store),
+            config.data_dir.clone(),
+            config.storage.clone(),
+            watch_stopped,
+        );
         let (stop, stopped) = oneshot::channel();
         let task = {
             let node = Arc::clone(&node);
@@ -247,6 +286,8 @@ impl RunningServer {
                     accept_loop(endpoint, node, stopped).await;
                     let _ = stop_ticker.send(());
                     let _ = ticker.await;
+                    let _ = stop_watch.send(());
+                    let _ = watch.await;
                     // Connections are closed: save a snapshot and sign a final
                     // checkpoint.
                     match tokio::task::spawn_blocking(move || store.close()).await {

@@ -63,6 +63,86 @@ pub trait LogEngine: Send + Sync + 'static {
     fn latest_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError>;
     /// Removes every snapshot (they are derived; `rebuild` makes new ones).
     fn clear_snapshots(&self) -> Result<(), EngineError>;
+    /// After a failed append: re-reads what the files hold (anything
+    /// written but not acknowledged is treated as lost) and returns the
+    /// number of the last record held.
+    fn reread_tail(&self) -> Result<u64, EngineError> {
+        Ok(self.last()?.map_or(0, |(seq, _)| seq))
+    }
+    /// After a failed append: a small durable write beside the log, to
+    /// learn whether the disk takes writes again. Leaves nothing behind.
+    fn probe_write(&self) -> Result<(), EngineError> {
+        Ok(())
+    }
+}
+
+/// The records of another engine up to `limit` only, read-only: for
+/// serving the sound records before a damaged one.
+pub struct Prefix {
+    inner: std::sync::Arc<dyn LogEngine>,
+    limit: u64,
+}
+
+impl std::fmt::Debug for Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prefix")
+            .field("limit", &self.limit)
+            .finish()
+    }
+}
+
+impl Prefix {
+    /// `inner`'s records `1..=limit`, and its checkpoints up to `limit`.
+    pub fn new(inner: std::sync::Arc<dyn LogEngine>, limit: u64) -> Prefix {
+        Prefix { inner, limit }
+    }
+}
+
+impl LogEngine for Prefix {
+    fn append(
+        &self,
+        _records: &[(u64, Vec<u8>)],
+        _checkpoint: Option<(u64, Vec<u8>)>,
+    ) -> Result<(), EngineError> {
+        Err(EngineError::Io("the log is open read-only".into()))
+    }
+    fn get(&self, seq: u64) -> Result<Option<Vec<u8>>, EngineError> {
+        if seq > self.limit {
+            return Ok(None);
+        }
+        self.inner.get(seq)
+    }
+    fn scan(&self, from: u64) -> Box<dyn Iterator<Item = Item> + '_> {
+        let limit = self.limit;
+        Box::new(
+            self.inner
+                .scan(from)
+                .take_while(move |i| i.as_ref().map_or(true, |(s, _)| *s <= limit)),
+        )
+    }
+    fn last(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
+        if self.limit == 0 {
+            return Ok(None);
+        }
+        Ok(self.inner.get(self.limit)?.map(|b| (self.limit, b)))
+    }
+    fn checkpoints(&self) -> Box<dyn Iterator<Item = Item> + '_> {
+        let limit = self.limit;
+        Box::new(
+            self.inner
+                .checkpoints()
+                .filter(move |i| i.as_ref().map_or(true, |(s, _)| *s <= limit)),
+        )
+    }
+    fn put_snapshot(&self, _seq: u64, _bytes: &[u8]) -> Result<(), EngineError> {
+        Err(EngineError::Io("the log is open read-only".into()))
+    }
+    fn latest_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
+        Ok(None)
+    }
+    fn clear_snapshots(&self) -> Result<(), EngineError> {
+        Err(EngineError::Io("the log is open read-only".into()))
+    }
 }
 
 const RECORD: u8 = b'r';

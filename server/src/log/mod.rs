@@ -17,10 +17,17 @@
 //! writer commits in its own thread, with no hand-off; many writers share
 //! each commit.
 //!
-//! If the engine ever fails to make a batch durable, the log stops taking
-//! writes (every later call fails) until the process restarts and rebuilds
-//! its state from what is really on disk: nothing that was acknowledged can
-//! be missing, and nothing that was not is pretended.
+//! If the engine fails to make a batch durable (a full disk, an I/O error
+//! on write or on `fdatasync`), the log is *degraded*: nothing of that
+//! batch, nor of anything queued behind it (it chains to the lost
+//! records), is acknowledged; the chain head goes back to the last durable
+//! record, so the next record chains to it; and every write is refused at
+//! once with [`LogError::Degraded`], while reads go on. [`Log::try_heal`]
+//! (called with back-off by the server) re-reads the tail from disk,
+//! checks it against the last durable record, makes one small durable
+//! write, and lets writes resume: no restart. Each degradation starts a
+//! new *generation*, so that a caller holding state derived from records
+//! that were lost can tell ([`Log::generation`]).
 
 pub mod engine;
 pub mod head;
@@ -90,10 +97,19 @@ pub enum LogError {
         /// What is wrong with it.
         reason: String,
     },
-    /// An earlier write failed to reach the disk; the log takes no more
-    /// writes until the server restarts.
-    #[error("the log stopped after a write failed to reach the disk; restart the server")]
+    /// The log is closed: it takes no more writes.
+    #[error("the log is closed")]
     Stopped,
+    /// A write failed to reach the disk (full, or failing): nothing of it
+    /// was saved, and writes are refused until the log heals by itself.
+    #[error("storage is full or failing; nothing was saved ({reason})")]
+    Degraded {
+        /// Why the last write failed (an I/O error's text: no content).
+        reason: String,
+    },
+    /// The log was opened read-only: it takes no writes.
+    #[error("the store is served read-only; nothing can be saved")]
+    ReadOnly,
     /// A record was too large.
     #[error("record of {0} bytes exceeds the limit")]
     TooLarge(usize),
@@ -153,12 +169,35 @@ pub struct Verified {
     pub hashes: HashMap<u64, Hash>,
 }
 
+/// The first record a read-only open left out, and why.
+pub type LeftOut = (u64, String);
+
+/// Why and since when the log refuses writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Degraded {
+    /// Unix time of the failure.
+    pub since: u64,
+    /// The failed operation's error (no content).
+    pub reason: String,
+}
+
 struct Tail {
     next_seq: u64,
     head: Hash,
     pending: Vec<(u64, Vec<u8>)>,
     durable_seq: u64,
-    failed: bool,
+    /// Chain hash of `durable_seq`: where the chain goes back to when a
+    /// batch is lost.
+    durable_head: Hash,
+    /// Set while writes are refused after a failed write.
+    degraded: Option<Degraded>,
+    /// Bumped by every failed write.
+    generation: u64,
+    /// For each ended generation, the last record durable when it ended:
+    /// tickets of that generation beyond it were lost.
+    ended: Vec<u64>,
+    /// Opened read-only: every write is refused.
+    read_only: bool,
     closing: bool,
     /// A leader is writing a batch.
     committing: bool,
@@ -168,7 +207,8 @@ struct Tail {
 
 struct Shared {
     engine: Arc<dyn LogEngine>,
-    head_file: Mutex<HeadFile>,
+    /// `None` for a log opened read-only.
+    head_file: Mutex<Option<HeadFile>>,
     keys: Arc<StoreKeys>,
     tail: Mutex<Tail>,
     /// Signalled when a batch is durable (or failed).
@@ -204,6 +244,7 @@ impl std::fmt::Debug for Log {
 #[must_use = "a record is not durable until its ticket is waited on"]
 pub struct Ticket {
     seq: u64,
+    generation: u64,
 }
 
 impl Ticket {
@@ -214,7 +255,7 @@ impl Ticket {
 
     /// Blocks until the record is on disk.
     pub fn wait(self, log: &Log) -> Result<u64, LogError> {
-        log.wait_durable(self.seq)?;
+        log.wait_durable(self.seq, Some(self.generation))?;
         Ok(self.seq)
     }
 }
@@ -261,7 +302,11 @@ impl Log {
             head: verified.head,
             pending: Vec::new(),
             durable_seq: verified.head_seq,
-            failed: false,
+            durable_head: verified.head,
+            degraded: None,
+            generation: 0,
+            ended: Vec::new(),
+            read_only: false,
             closing: false,
             committing: false,
             last_checkpoint_seq: verified.last_checkpoint_seq,
@@ -269,7 +314,7 @@ impl Log {
         };
         let shared = Arc::new(Shared {
             engine,
-            head_file: Mutex::new(head_file),
+            head_file: Mutex::new(Some(head_file)),
             keys,
             tail: Mutex::new(tail),
             done: Condvar::new(),
@@ -280,6 +325,61 @@ impl Log {
                 keyring: Mutex::new(keyring),
             },
             verified,
+        ))
+    }
+
+    /// Opens the records of `engine` (opened read-only, up to any damage
+    /// in its files) for reading only: they are walked as
+    /// [`verify_prefix`] does, and if a record fails (a seal, the chain),
+    /// only the records before it are kept. Nothing is opened for writing
+    /// and nothing is written; every write is refused
+    /// ([`LogError::ReadOnly`]). Returns the log, what it holds, and the
+    /// first record left out, if one was, with why.
+    pub fn open_read_only(
+        engine: Arc<dyn LogEngine>,
+        keys: Arc<StoreKeys>,
+        dir: &std::path::Path,
+    ) -> Result<(Log, Verified, Option<LeftOut>), LogError> {
+        let keyring = Keyring::open(&dir.join(KEYRING_FILE), &keys, false)?;
+        let (engine, verified, bad): (Arc<dyn LogEngine>, Verified, _) =
+            match walk(engine.as_ref(), &keys, &keyring, &[]) {
+                Ok((v, _)) => (engine, v, None),
+                Err(LogError::Tampered { seq, reason }) if seq >= 1 => {
+                    let prefix: Arc<dyn LogEngine> = Arc::new(engine::Prefix::new(engine, seq - 1));
+                    let (v, _) = walk(prefix.as_ref(), &keys, &keyring, &[])?;
+                    (prefix, v, Some((seq, reason)))
+                }
+                Err(e) => return Err(e),
+            };
+        let tail = Tail {
+            next_seq: verified.head_seq + 1,
+            head: verified.head,
+            pending: Vec::new(),
+            durable_seq: verified.head_seq,
+            durable_head: verified.head,
+            degraded: None,
+            generation: 0,
+            ended: Vec::new(),
+            read_only: true,
+            closing: false,
+            committing: false,
+            last_checkpoint_seq: verified.last_checkpoint_seq,
+            last_checkpoint_at: Instant::now(),
+        };
+        let shared = Arc::new(Shared {
+            engine,
+            head_file: Mutex::new(None),
+            keys,
+            tail: Mutex::new(tail),
+            done: Condvar::new(),
+        });
+        Ok((
+            Log {
+                shared,
+                keyring: Mutex::new(keyring),
+            },
+            verified,
+            bad,
         ))
     }
 
@@ -317,15 +417,16 @@ impl Log {
             },
         };
         let mut tail = self.shared.lock();
-        if tail.failed || tail.closing {
-            return Err(LogError::Stopped);
-        }
+        refuse_writes(&tail)?;
         let seq = tail.next_seq;
         let stored = record::seal(aead, key_id, seq, &tail.head, plain)?;
         tail.head = record::chain_hash(seq, &stored);
         tail.next_seq += 1;
         tail.pending.push((seq, stored));
-        Ok(Ticket { seq })
+        Ok(Ticket {
+            seq,
+            generation: tail.generation,
+        })
     }
 
     /// Appends one event and waits until it is durable.
@@ -335,12 +436,101 @@ impl Log {
 
     /// Blocks until every record up to `seq` is durable.
     pub fn wait_for(&self, seq: u64) -> Result<(), LogError> {
-        self.wait_durable(seq)
+        self.wait_durable(seq, None)
     }
 
-    /// Whether a failed write stopped the log.
+    /// Whether the log is closed.
     pub fn is_stopped(&self) -> bool {
-        self.shared.lock().failed
+        self.shared.lock().closing
+    }
+
+    /// Why writes are refused, since when, if they are.
+    pub fn degraded(&self) -> Option<Degraded> {
+        self.shared.lock().degraded.clone()
+    }
+
+    /// Whether the log was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.shared.lock().read_only
+    }
+
+    /// How many times a write failed since the log was opened. State
+    /// derived from records submitted in an earlier generation may hold
+    /// records that were lost: rebuild it from the durable records.
+    pub fn generation(&self) -> u64 {
+        self.shared.lock().generation
+    }
+
+    /// After a failed write: re-reads the tail from disk (whatever was
+    /// written but not synced is treated as lost and cut off), checks
+    /// that the last record there is the last durable one, and makes one
+    /// small durable write (the head file rewritten, or a probe). On
+    /// success writes resume. Returns `Ok(true)` if the log healed (or
+    /// was not degraded), `Ok(false)` if the disk still fails (the reason
+    /// is updated).
+    pub fn try_heal(&self) -> Result<bool, LogError> {
+        let mut tail = self.shared.lock();
+        if tail.degraded.is_none() {
+            return Ok(true);
+        }
+        while tail.committing {
+            tail = self.shared.wait_done(tail);
+        }
+        let (durable_seq, durable_head) = (tail.durable_seq, tail.durable_head);
+        let generation = tail.generation;
+        // The disk may be slow to fail: readers (which take this lock for
+        // a moment) must not wait for it. While degraded nothing is
+        // submitted or committed, so the tail cannot move meanwhile.
+        drop(tail);
+        let probe = (|| -> Result<(), LogError> {
+            let held = self.shared.engine.reread_tail()?;
+            if held != durable_seq {
+                return Err(tampered(
+                    durable_seq + 1,
+                    format!(
+                        "after a failed write the log holds {held} records on disk, \
+                         but {durable_seq} were durable"
+                    ),
+                ));
+            }
+            if let Some((seq, stored)) = self.shared.engine.last()?
+                && (seq != durable_seq || record::chain_hash(seq, &stored) != durable_head)
+            {
+                return Err(tampered(
+                    seq,
+                    "after a failed write the last record on disk is not the last durable one",
+                ));
+            }
+            self.shared.engine.probe_write()?;
+            // Rewrite the head file with the newest durable checkpoint
+            // (its write may be what failed).
+            if let Some(cp) = self.latest_checkpoint()? {
+                write_head(&self.shared, &cp)?;
+            }
+            Ok(())
+        })();
+        let mut tail = self.shared.lock();
+        if tail.generation != generation || tail.durable_seq != durable_seq {
+            // Not expected while degraded; try again on the next round.
+            return Ok(false);
+        }
+        match probe {
+            Ok(()) => {
+                let since = tail.degraded.take().map_or(0, |d| d.since);
+                tracing::warn!(
+                    degraded_for_s = crate::unix_now().saturating_sub(since),
+                    "the log's storage works again; writes resume"
+                );
+                Ok(true)
+            }
+            Err(e @ LogError::Tampered { .. }) => Err(e),
+            Err(e) => {
+                if let Some(d) = tail.degraded.as_mut() {
+                    d.reason = e.to_string();
+                }
+                Ok(false)
+            }
+        }
     }
 
     /// The chain hash of durable record `seq`.
@@ -353,14 +543,24 @@ impl Log {
         Ok(record::chain_hash(seq, &stored))
     }
 
-    fn wait_durable(&self, seq: u64) -> Result<(), LogError> {
+    fn wait_durable(&self, seq: u64, generation: Option<u64>) -> Result<(), LogError> {
         let mut tail = self.shared.lock();
+        let generation = generation.unwrap_or(tail.generation);
         loop {
+            if generation != tail.generation {
+                // A write failed after this record was submitted: it is
+                // durable only if it was before the failed batch.
+                let durable_then = tail.ended.get(generation as usize).copied().unwrap_or(0);
+                if seq <= durable_then {
+                    return Ok(());
+                }
+                return Err(degraded_error(&tail));
+            }
             if tail.durable_seq >= seq {
                 return Ok(());
             }
-            if tail.failed {
-                return Err(LogError::Stopped);
+            if tail.degraded.is_some() {
+                return Err(degraded_error(&tail));
             }
             if tail.committing {
                 tail = self.shared.wait_done(tail);
@@ -443,17 +643,17 @@ impl Log {
     /// Later writes fail with [`LogError::Stopped`].
     pub fn close(&self) -> Result<(), LogError> {
         let mut tail = self.shared.lock();
-        if tail.closing {
-            return if tail.failed {
-                Err(LogError::Stopped)
-            } else {
-                Ok(())
+        if tail.closing || tail.read_only {
+            tail.closing = true;
+            return match &tail.degraded {
+                Some(_) => Err(degraded_error(&tail)),
+                None => Ok(()),
             };
         }
         tail.closing = true;
         loop {
-            if tail.failed {
-                return Err(LogError::Stopped);
+            if tail.degraded.is_some() {
+                return Err(degraded_error(&tail));
             }
             if tail.committing {
                 tail = self.shared.wait_done(tail);
@@ -633,6 +833,7 @@ fn commit<'a>(
     let mut result = shared
         .engine
         .append(&batch, checkpoint.map(|cp| (cp.seq, cp.to_bytes())));
+    let engine_done = result.is_ok();
     // The head file follows the engine: it never names a checkpoint that
     // is not durable there.
     if let (Ok(()), Some(cp)) = (&result, &checkpoint) {
@@ -644,27 +845,98 @@ fn commit<'a>(
     match result {
         Ok(()) => {
             tail.durable_seq = last;
+            tail.durable_head = batch.last().map_or(tail.durable_head, |(seq, stored)| {
+                record::chain_hash(*seq, stored)
+            });
             if let Some(cp) = checkpoint {
                 tail.last_checkpoint_seq = cp.seq;
                 tail.last_checkpoint_at = Instant::now();
             }
         }
-        Err(e) => {
-            tracing::error!(error = %e, "log write failed; the log stops taking writes");
-            tail.failed = true;
+        Err(e) if engine_done => {
+            // The batch is durable in the segments; only the head file's
+            // copy of its checkpoint failed (it keeps the previous one).
+            tail.durable_seq = last;
+            tail.durable_head = batch.last().map_or(tail.durable_head, |(seq, stored)| {
+                record::chain_hash(*seq, stored)
+            });
+            if let Some(cp) = checkpoint {
+                tail.last_checkpoint_seq = cp.seq;
+                tail.last_checkpoint_at = Instant::now();
+            }
+            degrade(&mut tail, &e);
         }
+        Err(e) => degrade(&mut tail, &e),
     }
     shared.done.notify_all();
     tail
 }
 
+/// After a failed write: nothing past the last durable record is kept
+/// (the batch and everything queued behind it chain to lost records), the
+/// chain head goes back to that record, and writes are refused until
+/// [`Log::try_heal`] succeeds.
+fn degrade(tail: &mut Tail, e: &EngineError) {
+    tracing::warn!(
+        error = %e,
+        lost = tail.next_seq - 1 - tail.durable_seq,
+        "a log write failed to reach the disk: nothing of it was acknowledged; \
+         writes are refused until the storage works again (reads go on)"
+    );
+    let durable = tail.durable_seq;
+    tail.ended.push(durable);
+    tail.generation += 1;
+    tail.next_seq = durable + 1;
+    tail.head = tail.durable_head;
+    tail.pending.clear();
+    if tail.degraded.is_none() {
+        tail.degraded = Some(Degraded {
+            since: crate::unix_now(),
+            reason: e.to_string(),
+        });
+    }
+}
+
+fn degraded_error(tail: &Tail) -> LogError {
+    match &tail.degraded {
+        Some(d) => LogError::Degraded {
+            reason: d.reason.clone(),
+        },
+        None if tail.read_only => LogError::ReadOnly,
+        None if tail.closing => LogError::Stopped,
+        // A later generation healed already: this record was still lost.
+        None => LogError::Degraded {
+            reason: "an earlier write failed".into(),
+        },
+    }
+}
+
+/// Refuses a write on a closed, read-only or degraded log.
+fn refuse_writes(tail: &Tail) -> Result<(), LogError> {
+    if tail.read_only {
+        return Err(LogError::ReadOnly);
+    }
+    if tail.closing {
+        return Err(LogError::Stopped);
+    }
+    if let Some(d) = &tail.degraded {
+        return Err(LogError::Degraded {
+            reason: d.reason.clone(),
+        });
+    }
+    Ok(())
+}
+
 fn write_head(shared: &Shared, cp: &Checkpoint) -> Result<(), EngineError> {
-    shared
+    match shared
         .head_file
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .write(cp)
-        .map_err(|e| EngineError::Io(e.to_string()))
+        .as_mut()
+    {
+        Some(f) => f.write(cp).map_err(|e| EngineError::Io(e.to_string())),
+        None => Err(EngineError::Io("the log is open read-only".into())),
+    }
 }
 
 fn sign_checkpoint(shared: &Shared, seq: u64, head: Hash) -> Checkpoint {
@@ -690,7 +962,15 @@ pub fn verify(
     dir: &std::path::Path,
     want: &[u64],
 ) -> Result<Verified, LogError> {
-    let keyring = Keyring::open(&dir.join(KEYRING_FILE), keys, false)?;
+    let head = read_head(keys, dir)?;
+    verify_against(engine, keys, dir, want, head)
+}
+
+/// Reads `chain.head` (read-only). For a store a server is writing, read
+/// it before the segments: the server writes it only after the records
+/// it names are durable, so every record it names is then in the
+/// segments read after it.
+pub fn read_head(keys: &StoreKeys, dir: &std::path::Path) -> Result<Head, LogError> {
     let (_, head) = HeadFile::open(
         &dir.join(HEAD_FILE),
         false,
@@ -698,6 +978,18 @@ pub fn verify(
         &keys.store_id(),
     )
     .map_err(|e| LogError::Engine(EngineError::Io(e.to_string())))?;
+    Ok(head)
+}
+
+/// [`verify`] against a `head` read earlier ([`read_head`]).
+pub fn verify_against(
+    engine: &dyn LogEngine,
+    keys: &StoreKeys,
+    dir: &std::path::Path,
+    want: &[u64],
+    head: Head,
+) -> Result<Verified, LogError> {
+    let keyring = Keyring::open(&dir.join(KEYRING_FILE), keys, false)?;
     walk_against_head(engine, keys, &keyring, want, head).map(|(v, _)| v)
 }
 
@@ -786,6 +1078,13 @@ mod tests {
     struct Failing {
         inner: SegmentEngine,
         fail: AtomicBool,
+        /// A failing append leaves bytes past the acknowledged end (as a
+        /// write whose `fdatasync` failed does).
+        unsynced: AtomicBool,
+    }
+
+    fn no_space() -> EngineError {
+        EngineError::Io(std::io::Error::from_raw_os_error(28).to_string())
     }
 
     impl LogEngine for Failing {
@@ -795,9 +1094,29 @@ mod tests {
             cp: Option<(u64, Vec<u8>)>,
         ) -> Result<(), EngineError> {
             if self.fail.load(Ordering::SeqCst) {
-                return Err(EngineError::Io("injected failure".into()));
+                if self.unsynced.load(Ordering::SeqCst)
+                    && let Some(name) = self.inner.segment_names().last()
+                {
+                    use std::io::Write as _;
+                    let path = self.inner.dir().join(name);
+                    let mut f = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(path)
+                        .expect("segment");
+                    f.write_all(b"written but never synced").expect("write");
+                }
+                return Err(no_space());
             }
             self.inner.append(records, cp)
+        }
+        fn reread_tail(&self) -> Result<u64, EngineError> {
+            self.inner.reread_tail()
+        }
+        fn probe_write(&self) -> Result<(), EngineError> {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(no_space());
+            }
+            LogEngine::probe_write(&self.inner)
         }
         fn get(&self, seq: u64) -> Result<Option<Vec<u8>>, EngineError> {
             self.inner.get(seq)
@@ -850,43 +1169,118 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_write_is_never_acknowledged_and_stops_the_log() {
+    fn a_failed_write_degrades_the_log_and_it_heals_without_a_restart() {
         let dir = tempfile::tempdir().expect("tempdir");
         let engine = Arc::new(Failing {
             inner: segments(dir.path(), &keys(dir.path())),
             fail: AtomicBool::new(false),
+            unsynced: AtomicBool::new(false),
         });
         let (log, _) = Log::open(engine.clone(), keys(dir.path()), dir.path(), &[]).expect("open");
         for i in 0..10u8 {
             log.append(RecordKey::Main, &[i]).expect("durable");
         }
+        let (_, head_before) = log.head();
+        // The disk fills: the write reaches the file but not the disk.
         engine.fail.store(true, Ordering::SeqCst);
+        engine.unsynced.store(true, Ordering::SeqCst);
         let err = log
             .append(RecordKey::Main, b"lost")
             .expect_err("not acknowledged");
-        assert!(matches!(err, LogError::Stopped), "{err}");
-        assert!(log.is_stopped());
-        // Everything after the failure is refused, even once the disk is back.
-        engine.fail.store(false, Ordering::SeqCst);
+        assert!(matches!(err, LogError::Degraded { .. }), "{err}");
+        assert!(err.to_string().contains("nothing was saved"), "{err}");
+        let degraded = log.degraded().expect("degraded");
+        assert!(degraded.reason.contains("No space"), "{}", degraded.reason);
+        // The lost record is not in the chain: the head is the last durable one.
+        assert_eq!(log.head(), (10, head_before));
+        assert_eq!(log.generation(), 1);
+        // Writes are refused at once; reads go on.
         assert!(matches!(
-            log.append(RecordKey::Main, b"x"),
-            Err(LogError::Stopped)
+            log.submit(RecordKey::Main, b"refused"),
+            Err(LogError::Degraded { .. })
         ));
+        assert_eq!(log.read(10).expect("read"), Some(Entry::Event(vec![9])));
+        assert_eq!(log.read(11).expect("read"), None);
+        // Healing fails while the disk is still full ...
+        assert!(!log.try_heal().expect("still failing"));
+        assert!(log.degraded().is_some());
+        // ... and succeeds once there is room: no restart.
+        engine.fail.store(false, Ordering::SeqCst);
+        assert!(log.try_heal().expect("heals"));
+        assert!(log.degraded().is_none());
+        // The next record chains to the last durable one.
+        assert_eq!(log.append(RecordKey::Main, b"after").expect("writes"), 11);
+        for i in 12..=20u64 {
+            assert_eq!(log.append(RecordKey::Main, &[i as u8]).expect("w"), i);
+        }
+        let v = verify(&engine.inner, &keys(dir.path()), dir.path(), &[]).expect("verifies");
+        assert_eq!(v.records, 20);
         drop(log);
         drop(engine);
 
         // A restart sees exactly the acknowledged records, verified.
         let engine = Arc::new(segments(dir.path(), &keys(dir.path())));
         let (log, verified) = Log::open(engine, keys(dir.path()), dir.path(), &[]).expect("reopen");
-        assert_eq!(verified.records, 10);
+        assert_eq!(verified.records, 20);
+        // The unsynced bytes were cut off before the next write (nothing
+        // was left for the restart to set aside as a torn tail).
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("log"))
+            .expect("dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| !e.file_name().to_string_lossy().starts_with("seg-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        assert_eq!(
+            log.read(11).expect("read"),
+            Some(Entry::Event(b"after".to_vec()))
+        );
         for seq in 1..=10u64 {
             assert_eq!(
                 log.read(seq).expect("read"),
                 Some(Entry::Event(vec![(seq - 1) as u8]))
             );
         }
-        log.append(RecordKey::Main, b"after restart")
-            .expect("writes again");
+    }
+
+    #[test]
+    fn writers_queued_behind_a_failed_batch_are_refused_and_never_acknowledged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Arc::new(Failing {
+            inner: segments(dir.path(), &keys(dir.path())),
+            fail: AtomicBool::new(false),
+            unsynced: AtomicBool::new(false),
+        });
+        let (log, _) = Log::open(engine.clone(), keys(dir.path()), dir.path(), &[]).expect("open");
+        log.append(RecordKey::Main, b"first").expect("durable");
+        // Three records submitted together; the batch holding them fails.
+        let tickets: Vec<_> = (0..3u8)
+            .map(|i| log.submit(RecordKey::Main, &[i]).expect("submitted"))
+            .collect();
+        engine.fail.store(true, Ordering::SeqCst);
+        for t in tickets {
+            assert!(matches!(t.wait(&log), Err(LogError::Degraded { .. })));
+        }
+        engine.fail.store(false, Ordering::SeqCst);
+        assert!(log.try_heal().expect("heals"));
+        // Their sequence numbers are taken by the next records, and the
+        // old tickets of the lost ones never read as durable.
+        let lost = Ticket {
+            seq: 2,
+            generation: 0,
+        };
+        assert_eq!(log.append(RecordKey::Main, b"next").expect("w"), 2);
+        assert_eq!(log.append(RecordKey::Main, b"then").expect("w"), 3);
+        assert!(
+            lost.wait(&log).is_err(),
+            "a lost record is never acknowledged"
+        );
+        let durable = Ticket {
+            seq: 1,
+            generation: 0,
+        };
+        assert_eq!(durable.wait(&log).expect("durable before the failure"), 1);
+        let v = verify(&engine.inner, &keys(dir.path()), dir.path(), &[]).expect("verifies");
+        assert_eq!(v.records, 3);
     }
 
     #[test]

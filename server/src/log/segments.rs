@@ -340,6 +340,11 @@ impl SegmentEngine {
         ))
     }
 
+    /// The directory of the segment files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The segment files' names, oldest first.
     pub fn segment_names(&self) -> Vec<String> {
         self.lock()
@@ -663,7 +668,52 @@ impl LogEngine for SegmentEngine {
             None => Ok(()),
         }
     }
+
+    fn reread_tail(&self) -> Result<u64, EngineError> {
+        SegmentEngine::reread_tail(self)
+    }
+
+    /// Cuts the newest segment back to its last acknowledged frame (if a
+    /// failed write left bytes past it), then writes, syncs and removes a
+    /// probe file of [`PROBE_BYTES`] in the log's directory.
+    fn probe_write(&self) -> Result<(), EngineError> {
+        let Mode::Writable { .. } = self.mode else {
+            return Err(EngineError::Io("the log is open read-only".into()));
+        };
+        {
+            let mut files = self.lock();
+            if files.dirty {
+                if let Some(newest) = files.segments.last() {
+                    newest.file.set_len(files.open_len).map_err(io)?;
+                    newest.file.sync_all().map_err(io)?;
+                }
+                files.dirty = false;
+            }
+        }
+        if !self.dir.exists() {
+            return Ok(());
+        }
+        let path = self.dir.join(PROBE_FILE);
+        let result = (|| {
+            let f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)?;
+            f.write_all_at(&vec![0u8; PROBE_BYTES], 0)?;
+            f.sync_data()
+        })();
+        let _ = std::fs::remove_file(&path);
+        result.map_err(io)
+    }
 }
+
+/// The probe file a degraded log writes to learn whether the disk takes
+/// writes again (removed at once; never read).
+pub const PROBE_FILE: &str = "probe.tmp";
+/// Its size: room for a few group commits.
+const PROBE_BYTES: usize = 256 * 1024;
 
 #[cfg(test)]
 mod tests {

@@ -129,12 +129,25 @@ pub async fn setup(
     }
 }
 
-pub(super) fn status(session: Session) -> Result<Reply, RequestError> {
+pub(super) fn status(shared: &Shared, session: Session) -> Result<Reply, RequestError> {
+    // Admins see the storage; nobody else learns anything of it.
+    let storage = (session.role == Role::Admin).then(|| {
+        let st = shared.store.storage_state();
+        hotline_proto::message::StorageInfo {
+            degraded: st.degraded.map(|d| (d.since, d.reason)),
+            free_bytes: shared
+                .data_dir
+                .as_deref()
+                .and_then(crate::store::free_bytes),
+            read_only: st.read_only,
+        }
+    });
     Ok(Response::Status(StatusInfo {
         device_id: session.device_id,
         role: session.role,
         server_time: crate::unix_now(),
         server_version: env!("CARGO_PKG_VERSION").to_owned(),
+        storage,
     })
     .into())
 }

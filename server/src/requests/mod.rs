@@ -72,6 +72,8 @@ pub struct Shared {
     pin: CertPin,
     advertised_addr: String,
     server_name: String,
+    /// The data directory (for the free space admins see in `status`).
+    pub(crate) data_dir: Option<std::path::PathBuf>,
 }
 
 impl Shared {
@@ -95,6 +97,7 @@ impl Shared {
             pin,
             advertised_addr,
             server_name: config.server_name.clone(),
+            data_dir: Some(config.data_dir.clone()),
         }
     }
 
@@ -324,7 +327,12 @@ impl RequestError {
             RequestError::InviteUsed | RequestError::InviteReplaced => ErrorCode::InviteUsed,
             RequestError::InviteExpired => ErrorCode::InviteExpired,
             RequestError::AlreadyEnrolled => ErrorCode::AlreadyEnrolled,
-            RequestError::Store(StoreError::Io(_) | StoreError::Locked) => ErrorCode::Unavailable,
+            RequestError::Store(
+                StoreError::Io(_)
+                | StoreError::Locked
+                | StoreError::Degraded(_)
+                | StoreError::ReadOnly,
+            ) => ErrorCode::Unavailable,
             RequestError::Store(StoreError::Corrupt(_)) | RequestError::Internal(_) => {
                 ErrorCode::Internal
             }
@@ -342,6 +350,12 @@ impl From<RequestError> for WireError {
                 warn!(error = %e, "storage unavailable");
                 WireError::new(code, "the server cannot save right now; try again")
             }
+            RequestError::Store(StoreError::Degraded(_)) => {
+                // The storage watch logs the failure and the healing.
+                tracing::debug!("write refused: storage degraded");
+                WireError::new(code, DEGRADED_DETAIL)
+            }
+            RequestError::Store(StoreError::ReadOnly) => WireError::new(code, READ_ONLY_DETAIL),
             RequestError::Store(StoreError::Corrupt(_)) => {
                 tracing::error!(error = %e, "store damaged");
                 WireError::new(code, "server error")
@@ -354,6 +368,13 @@ impl From<RequestError> for WireError {
         }
     }
 }
+
+/// What a writer is told while the server's storage is full or failing.
+pub const DEGRADED_DETAIL: &str =
+    "the server's storage is full or failing: nothing was saved; try again later";
+/// What a writer is told while the store is served read-only.
+pub const READ_ONLY_DETAIL: &str =
+    "the server is in read-only recovery: nothing can be saved; try again later";
 
 /// The role table: whether a device of `role` may make a request of
 /// `kind` at all. Finer rules (whose alert, whose envelope, which role an
@@ -511,7 +532,7 @@ pub async fn handle(shared: &Shared, session: Session, req: Request) -> Reply {
 /// The one dispatch: every request kind, one function each, no catch-all.
 async fn dispatch(shared: &Shared, session: Session, req: Request) -> Result<Reply, RequestError> {
     match req {
-        Request::Status => devices::status(session),
+        Request::Status => devices::status(shared, session),
         Request::CreateInvite { role, ttl_seconds } => {
             devices::create_invite(shared, session, role, ttl_seconds).await
         }

@@ -67,7 +67,7 @@ impl LogStore {
         now: u64,
         open_limit: u32,
     ) -> Result<Result<(Alert, Vec<Paging>), RaiseError>, StoreError> {
-        self.check_running()?;
+        self.check_writable()?;
         let mut state = self.lock();
         let seq = self.next_seq(&state);
         let id = fresh_alert_id(&state)?;
@@ -220,7 +220,7 @@ impl LogStore {
         role: Role,
         open_only: bool,
     ) -> Result<Vec<Alert>, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let state = self.lock();
         let visible =
             |a: &&Alert| role.is_staff() || (a.defender == *device && a.origin.shown_to_defender());
@@ -239,7 +239,7 @@ impl LogStore {
 
     /// The alert with this id.
     pub fn alert(&self, id: u64) -> Result<Option<Alert>, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         Ok(self.lock().alerts.alerts.get(&id).cloned())
     }
 
@@ -271,7 +271,7 @@ impl LogStore {
         alert: u64,
         by: DeviceId,
     ) -> Result<Result<DeviceId, AlertError>, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let state = self.lock();
         match state.alerts.acknowledge(alert, by) {
             Ok(Some(event)) => {
@@ -292,7 +292,7 @@ impl LogStore {
         role: Role,
         how: Close,
     ) -> Result<Result<Vec<DeviceId>, AlertError>, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let state = self.lock();
         match state.alerts.close(alert, by, role, how) {
             Ok((event, paged)) => {
@@ -309,7 +309,7 @@ impl LogStore {
 
     /// Puts a staff device on or off duty.
     pub fn set_duty(&self, device: DeviceId, on: bool) -> Result<(), StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let state = self.lock();
         if state.on_duty.contains(&device) == on {
             return Ok(());
@@ -325,13 +325,13 @@ impl LogStore {
         on_shift: &[DeviceId],
         me: DeviceId,
     ) -> Result<Vec<DutyState>, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         Ok(self.lock().duty_status(on_shift, me))
     }
 
     /// Records that `device` received the page for `alert`.
     pub fn alert_delivered(&self, alert: u64, device: DeviceId) -> Result<(), StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let state = self.lock();
         let Some(a) = state.alerts.alerts.get(&alert) else {
             return Ok(());
@@ -345,7 +345,7 @@ impl LogStore {
 
     /// Open alerts paged to `device` that it has not confirmed receiving.
     pub fn undelivered_pages(&self, device: &DeviceId) -> Result<Vec<Alert>, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let state = self.lock();
         Ok(by_time(
             state
@@ -400,7 +400,12 @@ impl LogStore {
         on_shift: &[DeviceId],
         now: u64,
     ) -> Result<Vec<Paging>, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
+        if self.check_writable().is_err() {
+            // Steps cannot be saved now; they fall due again (derived from
+            // the log) once writes resume.
+            return Ok(Vec::new());
+        }
         self.raise_missed_checkins(now)?;
         let mut state = self.lock();
         let (pagings, last) = self.stage_escalation(&mut state, policies, on_shift, now)?;

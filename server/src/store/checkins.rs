@@ -19,7 +19,7 @@ impl LogStore {
         duress: [u8; 32],
         now: u64,
     ) -> Result<(), StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let state = self.lock();
         let notice = super::alerts::fresh_alert_id(&state)?;
         let event = state.decide_set_checkin(
@@ -51,7 +51,7 @@ impl LogStore {
         tag: [u8; 32],
         now: u64,
     ) -> Result<(CheckinKind, Option<Alert>), StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let mut state = self.lock();
         let duress_id = super::alerts::fresh_alert_id(&state)?;
         let late = state.late_for(&defender);

@@ -27,7 +27,7 @@ impl LogStore {
         token_digest: [u8; 32],
         invite: &InviteRecord,
     ) -> Result<(), StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let state = self.lock();
         if state.invites.contains_key(&token_digest) {
             return Err(StoreError::Corrupt("invite token collision".into()));
@@ -47,7 +47,7 @@ impl LogStore {
         token_digest: [u8; 32],
         invite: &InviteRecord,
     ) -> Result<InviteRecord, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let state = self.lock();
         if state.invites.contains_key(&token_digest) {
             return Err(StoreError::Corrupt("invite token collision".into()));
@@ -84,7 +84,7 @@ impl LogStore {
         panic_key: Option<IdentityPublicKey>,
         now: u64,
     ) -> Result<EnrollOutcome, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let state = self.lock();
         let (outcome, event) = state.decide_enroll(token_digest, identity_key, panic_key, now);
         if let Some(event) = event {
@@ -95,13 +95,13 @@ impl LogStore {
 
     /// The device with this id (revoked or not).
     pub fn device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         Ok(self.lock().devices.get(id).cloned())
     }
 
     /// The devices with these ids, as far as they are enrolled.
     pub fn devices_by_id(&self, ids: &[DeviceId]) -> Result<Vec<Option<Device>>, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let state = self.lock();
         Ok(ids
             .iter()
@@ -111,7 +111,7 @@ impl LogStore {
 
     /// Every enrolled device, revoked ones included.
     pub fn devices(&self) -> Result<Vec<Device>, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         Ok(self.lock().devices.values().cloned().collect())
     }
 
@@ -135,7 +135,7 @@ impl LogStore {
         on_shift: &[DeviceId],
         policies: &Policies,
     ) -> Result<(RevokeOutcome, Vec<Released>), StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let state = self.lock();
         let (outcome, event) = state.decide_revoke(id, now);
         let Some(event) = event else {
@@ -191,7 +191,7 @@ impl LogStore {
         id: &DeviceId,
         key: IdentityPublicKey,
     ) -> Result<Result<(), ()>, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let state = self.lock();
         match state.decide_panic_key(id, key) {
             Ok(Some(event)) => {
@@ -205,20 +205,20 @@ impl LogStore {
 
     /// Whether any admin device is active.
     pub fn has_active_admin(&self) -> Result<bool, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         Ok(self.lock().has_active_admin())
     }
 
     /// Whether staff device `id` may be paged, claim alerts and reply to
     /// defenders (see [`crate::domain::State::may_read_alerts`]).
     pub fn may_read_alerts(&self, id: &DeviceId) -> Result<bool, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         Ok(self.lock().may_read_alerts(id))
     }
 
     /// The newest roster, as the server reads it.
     pub fn newest_roster(&self) -> Result<Option<crate::domain::devices::RosterView>, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         Ok(self.lock().roster.clone())
     }
 
@@ -228,7 +228,7 @@ impl LogStore {
         &self,
         id: &DeviceId,
     ) -> Result<(Option<u64>, RosterStanding), StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let state = self.lock();
         Ok((
             state.roster.as_ref().map(|r| r.expires_at),

@@ -33,7 +33,7 @@ impl LogStore {
         previous_hash: [u8; 32],
         bytes: Vec<u8>,
     ) -> Result<Result<(), RosterRefused>, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let state = self.lock();
         let expected = match &state.mailbox.roster {
             Some((current, _)) if *current >= version => {
@@ -56,7 +56,7 @@ impl LogStore {
 
     /// The newest roster's wire bytes.
     pub fn roster(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         Ok(self.lock().mailbox.roster.as_ref().map(|(_, b)| b.clone()))
     }
 
@@ -66,7 +66,7 @@ impl LogStore {
         device: DeviceId,
         prekeys: Vec<StoredPrekey>,
     ) -> Result<(), StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let state = self.lock();
         let event = Event::Mail(MailEvent::PrekeysPublished { device, prekeys });
         self.commit(state, event)?;
@@ -75,7 +75,7 @@ impl LogStore {
 
     /// How many unexpired one-time prekeys of `device` are left.
     pub fn one_time_prekeys_left(&self, device: &DeviceId, now: u64) -> Result<u32, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let left = self.lock().mailbox.one_time_left(device, now);
         Ok(u32::try_from(left).unwrap_or(u32::MAX))
     }
@@ -87,7 +87,7 @@ impl LogStore {
         device: &DeviceId,
         now: u64,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let state = self.lock();
         Ok(state
             .mailbox
@@ -110,7 +110,7 @@ impl LogStore {
         device: &DeviceId,
         now: u64,
     ) -> Result<Option<(Vec<u8>, bool)>, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let state = self.lock();
         let Some(prekey) = state.mailbox.prekey_for(device, now).cloned() else {
             return Ok(None);
@@ -135,7 +135,7 @@ impl LogStore {
         recipients: Vec<DeviceId>,
         bytes: Vec<u8>,
     ) -> Result<(u64, bool), StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let state = self.lock();
         if let Some(seq) = state.mailbox.digests.get(&digest) {
             return Ok((state.mailbox.id_seen_by(*seq, &sender), true));
@@ -175,19 +175,19 @@ impl LogStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         Ok(self.lock().mailbox.inbox(device, after, limit))
     }
 
     /// The highest inbox id `device` has been given or acknowledged.
     pub fn last_inbox_id(&self, device: &DeviceId) -> Result<u64, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         Ok(self.lock().mailbox.last_inbox_id(device))
     }
 
     /// `device` holds everything up to its inbox id `up_to`.
     pub fn ack_inbox(&self, device: DeviceId, up_to: u64) -> Result<(), StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let state = self.lock();
         if state
             .mailbox
@@ -204,7 +204,7 @@ impl LogStore {
     /// Records that `device` showed these envelopes (its inbox ids) to its
     /// person.
     pub fn mark_read(&self, device: DeviceId, ids: Vec<u64>) -> Result<(), StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let state = self.lock();
         let ids: Vec<u64> = ids
             .into_iter()
@@ -230,7 +230,7 @@ impl LogStore {
         sender: &DeviceId,
         ids: &[u64],
     ) -> Result<Vec<DeliveryState>, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
         let state = self.lock();
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         Ok(ids

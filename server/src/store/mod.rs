@@ -14,6 +14,7 @@
 //! storage engine underneath is behind [`crate::log::engine::LogEngine`].
 
 pub mod alerts;
+mod backup;
 mod checkins;
 pub mod codec;
 mod devices;
@@ -23,12 +24,14 @@ mod recover;
 mod snapshot;
 mod verify;
 
+pub use backup::{BackupReport, backup, in_use, restore, running_checkpoint};
 pub use mailbox::RosterRefused;
 pub use recover::{RecoverReport, recover_truncate_after_copy};
 pub use snapshot::SNAPSHOT_EVERY;
 pub use verify::{VerifyReport, verify_store};
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tracing::info;
@@ -51,6 +54,14 @@ pub enum StoreError {
     /// A stored record does not decode: the store is damaged.
     #[error("the store is damaged: {0}")]
     Corrupt(String),
+    /// The disk is full or failing: nothing was saved, and writes are
+    /// refused until the log heals by itself (reads go on).
+    #[error("storage is full or failing; nothing was saved: {0}")]
+    Degraded(String),
+    /// The store is served read-only (a recovery choice): nothing can be
+    /// saved.
+    #[error("the store is served read-only; nothing can be saved")]
+    ReadOnly,
 }
 
 impl From<ApplyError> for StoreError {
@@ -72,6 +83,8 @@ impl From<LogError> for StoreError {
             LogError::Engine(EngineError::Corrupt(m)) => StoreError::Corrupt(m),
             LogError::Engine(EngineError::Damaged(d)) => StoreError::Corrupt(d.to_string()),
             LogError::Tampered { .. } => StoreError::Corrupt(e.to_string()),
+            LogError::Degraded { reason } => StoreError::Degraded(reason),
+            LogError::ReadOnly => StoreError::ReadOnly,
             other => StoreError::Io(other.to_string()),
         }
     }
@@ -157,6 +170,10 @@ pub struct LogStore {
     state: Mutex<State>,
     snapshot_seq: Mutex<u64>,
     replayed_at_open: u64,
+    /// The log generation the state was derived in ([`Log::generation`]).
+    state_generation: AtomicU64,
+    /// An event was applied to the state but its record refused.
+    state_dirty: AtomicBool,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -254,6 +271,8 @@ impl LogStore {
             state: Mutex::new(state),
             snapshot_seq: Mutex::new(from),
             replayed_at_open: 0,
+            state_generation: AtomicU64::new(0),
+            state_dirty: AtomicBool::new(false),
         };
         let replayed = store.replay(from)?;
         store.replayed_at_open = replayed;
@@ -264,6 +283,59 @@ impl LogStore {
             "store opened and verified"
         );
         Ok(store)
+    }
+
+    /// Opens the store in `data_dir` for reading only, up to its last
+    /// sound record (a recovery choice for a damaged store): the segments
+    /// are read up to the first damaged frame, the records before it
+    /// walked (chain, seals, checkpoints) and, if one fails, only those
+    /// before it kept; the state is built in memory by replaying them.
+    /// Nothing in the data directory is opened for writing or changed: no
+    /// torn tail is cut, no snapshot cache is opened, no file is created.
+    /// Every write is refused ([`StoreError::ReadOnly`]). Returns the store
+    /// and, if records were left out, the first of them and why.
+    pub fn open_read_only(
+        data_dir: &Path,
+        keys: StoreKeys,
+    ) -> Result<(LogStore, Option<(u64, String)>), OpenError> {
+        if !log_dir(data_dir).exists() && old_store_dir(data_dir).exists() {
+            return Err(StoreError::Io(
+                "the store is in the earlier layout (store/): start it normally once to migrate it"
+                    .into(),
+            )
+            .into());
+        }
+        let (engine, damage) =
+            SegmentEngine::open_until_damage(&log_dir(data_dir), keys.store_id())
+                .map_err(LogError::from_engine)?;
+        let (log, verified, bad) = Log::open_read_only(Arc::new(engine), Arc::new(keys), data_dir)?;
+        let left_out = match (bad, damage) {
+            (Some(bad), _) => Some(bad),
+            (None, Some(d)) => Some((d.seq, d.to_string())),
+            (None, None) => None,
+        };
+        let store = LogStore {
+            log,
+            state: Mutex::new(State::default()),
+            snapshot_seq: Mutex::new(0),
+            replayed_at_open: 0,
+            state_generation: AtomicU64::new(0),
+            state_dirty: AtomicBool::new(false),
+        };
+        let replayed = store.replay(0)?;
+        tracing::warn!(
+            records = verified.records,
+            replayed,
+            left_out = left_out.as_ref().map(|(seq, _)| *seq),
+            "store opened READ-ONLY: reads are served, every write is refused"
+        );
+        Ok((
+            LogStore {
+                replayed_at_open: replayed,
+                ..store
+            },
+            left_out,
+        ))
     }
 
     fn replay(&self, from: u64) -> Result<u64, OpenError> {
@@ -315,6 +387,9 @@ impl LogStore {
         key: RecordKey,
         event: Event,
     ) -> Result<crate::log::Ticket, StoreError> {
+        if self.needs_resync() {
+            self.resync_locked(state)?;
+        }
         let ticket = self.log.submit(key, &codec::encode_event(&event))?;
         state.apply(ticket.seq(), &event)?;
         Ok(ticket)
@@ -330,9 +405,18 @@ impl LogStore {
         seq: u64,
         event: &Event,
     ) -> Result<crate::log::Ticket, StoreError> {
-        let ticket = self
+        let ticket = match self
             .log
-            .submit(RecordKey::Main, &codec::encode_event(event))?;
+            .submit(RecordKey::Main, &codec::encode_event(event))
+        {
+            Ok(t) => t,
+            Err(e) => {
+                // Applied but not logged: the state is rebuilt before
+                // it is read or written again.
+                self.state_dirty.store(true, Ordering::SeqCst);
+                return Err(e.into());
+            }
+        };
         if ticket.seq() != seq {
             return Err(StoreError::Corrupt(
                 "log order differs from state order".into(),
@@ -371,6 +455,11 @@ impl LogStore {
     /// Saves a snapshot if the log grew since the last one, commits what is
     /// pending, signs a final checkpoint and closes. Later writes fail.
     pub fn close(&self) -> Result<(), StoreError> {
+        if self.log.is_read_only() {
+            // Nothing was written, nothing is.
+            self.log.close()?;
+            return Ok(());
+        }
         let applied = self.lock().applied_seq;
         if applied > *self.snapshot_seq.lock().unwrap_or_else(|p| p.into_inner()) {
             self.snapshot()?;
@@ -379,12 +468,97 @@ impl LogStore {
         Ok(())
     }
 
-    pub(crate) fn check_running(&self) -> Result<(), StoreError> {
+    /// The read check: the store is open (a degraded or read-only store
+    /// still answers reads), and the state holds no record that a failed
+    /// write lost (rebuilt from the durable log first if it may).
+    pub(crate) fn check_readable(&self) -> Result<(), StoreError> {
         if self.log.is_stopped() {
             return Err(LogError::Stopped.into());
         }
+        if self.needs_resync() {
+            let mut state = self.lock();
+            self.resync_locked(&mut state)?;
+        }
         Ok(())
     }
+
+    /// The write check: [`LogStore::check_readable`], and the log takes
+    /// writes (not degraded, not read-only). For paths that decide and
+    /// apply before they submit: refused here, nothing is applied.
+    pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
+        self.check_readable()?;
+        if self.log.is_read_only() {
+            return Err(StoreError::ReadOnly);
+        }
+        if let Some(d) = self.log.degraded() {
+            return Err(StoreError::Degraded(d.reason));
+        }
+        Ok(())
+    }
+
+    fn needs_resync(&self) -> bool {
+        self.state_dirty.load(Ordering::SeqCst)
+            || self.state_generation.load(Ordering::SeqCst) != self.log.generation()
+    }
+
+    /// Rebuilds `state` from the durable records alone (after a failed
+    /// write, it may hold events whose records were lost).
+    fn resync_locked(&self, state: &mut State) -> Result<(), StoreError> {
+        let generation = self.log.generation();
+        if !self.needs_resync() {
+            return Ok(());
+        }
+        let mut fresh = State::default();
+        self.log
+            .replay(0, |seq, entry| apply_entry(&mut fresh, seq, entry))?;
+        *state = fresh;
+        self.state_generation.store(generation, Ordering::SeqCst);
+        self.state_dirty.store(false, Ordering::SeqCst);
+        info!(
+            applied = state.applied_seq,
+            "the state was rebuilt from the durable log after a write failed"
+        );
+        Ok(())
+    }
+
+    /// What an admin sees of the store's storage.
+    pub fn storage_state(&self) -> StorageState {
+        StorageState {
+            degraded: self.log.degraded(),
+            read_only: self.log.is_read_only(),
+        }
+    }
+
+    /// After a failed write: rebuilds the state from the durable records,
+    /// then lets the log try to heal ([`Log::try_heal`]). `Ok(true)` once
+    /// writes are taken again (or were never refused).
+    pub fn try_heal(&self) -> Result<bool, StoreError> {
+        if self.log.degraded().is_none() {
+            return Ok(true);
+        }
+        // The state is rebuilt before writes can resume: while the log is
+        // degraded nothing is written, so it stays the durable state.
+        {
+            let mut state = self.lock();
+            self.resync_locked(&mut state)?;
+        }
+        Ok(self.log.try_heal()?)
+    }
+}
+
+/// Free bytes for the server on the filesystem holding `dir` (the data
+/// directory), if they can be read.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    crate::files::free_bytes(dir)
+}
+
+/// The store's storage, as admins see it in `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StorageState {
+    /// Why and since when writes are refused, if they are.
+    pub degraded: Option<crate::log::Degraded>,
+    /// Served read-only (a recovery choice).
+    pub read_only: bool,
 }
 
 /// Applies one replayed log entry to `state`.

@@ -62,7 +62,10 @@ impl LogStore {
     /// state takes a while, so the server calls this from its background
     /// tick rather than making some request (an SOS, say) wait for it.
     pub fn snapshot_if_due(&self, every: u64) -> Result<bool, StoreError> {
-        self.check_running()?;
+        self.check_readable()?;
+        if self.check_writable().is_err() {
+            return Ok(false);
+        }
         let applied = self.lock().applied_seq;
         let last = *self.snapshot_seq.lock().unwrap_or_else(|p| p.into_inner());
         if applied.saturating_sub(last) < every.max(1) {

@@ -98,7 +98,33 @@ pub fn verify_store(
             }
         };
     let _ = cache_bytes; // the snapshot cache is not needed to verify
+    // A server may be writing this store: a record or checkpoint written
+    // while it is read can make one walk see a frame half-written or the
+    // head file ahead of the segments read before it. Such a finding is
+    // looked at again; damage is damage on every try.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match verify_once(data_dir, &keys, external) {
+            Err(OpenError::Log(LogError::Tampered { .. })) if tries < ONLINE_TRIES => {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How many times a walk is tried before its finding is reported.
+const ONLINE_TRIES: u32 = 3;
+
+fn verify_once(
+    data_dir: &Path,
+    keys: &StoreKeys,
+    external: Option<crate::log::record::Checkpoint>,
+) -> Result<VerifyReport, OpenError> {
     let old_layout = !log_dir(data_dir).exists() && old_store_dir(data_dir).exists();
+    // Before the segments: see `crate::log::read_head`.
+    let head = crate::log::read_head(keys, data_dir)?;
     let mut old_copy = None;
     let mut torn_tail = None;
     let engine: Box<dyn LogEngine> = if old_layout {
@@ -109,14 +135,14 @@ pub fn verify_store(
         let engine = match SegmentEngine::open(&log_dir(data_dir), keys.store_id(), Mode::ReadOnly)
         {
             Ok(e) => e,
-            Err(EngineError::Damaged(d)) => return Err(damage_report(data_dir, &keys, d).into()),
+            Err(EngineError::Damaged(d)) => return Err(damage_report(data_dir, keys, d).into()),
             Err(e) => return Err(LogError::from_engine(e).into()),
         };
         torn_tail = engine.torn_tail();
         Box::new(engine)
     };
     let want: Vec<u64> = external.iter().map(|cp| cp.seq).collect();
-    let verified = crate::log::verify(engine.as_ref(), &keys, data_dir, &want);
+    let verified = crate::log::verify_against(engine.as_ref(), keys, data_dir, &want, head);
     drop(engine);
     drop(old_copy);
     let verified = verified?;

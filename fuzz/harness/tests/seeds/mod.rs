@@ -322,6 +322,11 @@ fn responses(keys: &Keys, out: &mut Vec<Seed>) {
                 role: Role::Admin,
                 server_time: NOW,
                 server_version: "0.1.0".into(),
+                storage: Some(hotline_proto::message::StorageInfo {
+                    degraded: Some((NOW - 30, "No space left on device".into())),
+                    free_bytes: Some(4096),
+                    read_only: false,
+                }),
             }),
         ),
         ("invite-created", Response::InviteCreated { invite }),

@@ -1,0 +1,85 @@
+//! The storage watch: heals a degraded log with back-off, and warns when
+//! the data directory's disk runs low.
+//!
+//! When a write fails (a full disk, an I/O error), the log refuses writes
+//! while reads go on (see `crate::log`). This task asks the store to heal
+//! after 1 s, then 2, 4, ... up to 30 s between tries, until a small
+//! durable write succeeds; writes then resume without a restart. It also
+//! checks the free space of the data directory's filesystem at start and
+//! every `storage.check_every_secs`, and logs a warning below
+//! `storage.warn_free_bytes`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tracing::{Instrument as _, info_span, warn};
+
+use crate::config::Storage;
+use crate::store::LogStore;
+
+/// The first pause before a degraded log tries to heal ...
+pub(crate) const HEAL_FIRST: Duration = Duration::from_secs(1);
+/// ... doubled after each failed try, up to this.
+pub(crate) const HEAL_MAX: Duration = Duration::from_secs(30);
+
+fn check_free(dir: &Path, storage: &Storage) {
+    if let Some(free) = crate::files::free_bytes(dir)
+        && free < storage.warn_free_bytes
+    {
+        warn!(
+            free_bytes = free,
+            warn_below = storage.warn_free_bytes,
+            "the data directory's disk is nearly full: free space before writes fail \
+             (an SOS cannot be saved on a full disk)"
+        );
+    }
+}
+
+/// Starts the watch; it ends when `stop` fires (or is dropped), after the
+/// store call it may be making.
+pub(crate) fn spawn(
+    store: Arc<LogStore>,
+    data_dir: PathBuf,
+    storage: Storage,
+    mut stop: oneshot::Receiver<()>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(
+        async move {
+            check_free(&data_dir, &storage);
+            let check_every = Duration::from_secs(storage.check_every_secs.max(1));
+            let mut next_check = tokio::time::Instant::now() + check_every;
+            let mut pause = HEAL_FIRST;
+            loop {
+                let degraded = store.storage_state().degraded.is_some();
+                let wait = if degraded { pause } else { HEAL_FIRST };
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    _ = &mut stop => break,
+                }
+                if tokio::time::Instant::now() >= next_check {
+                    check_free(&data_dir, &storage);
+                    next_check = tokio::time::Instant::now() + check_every;
+                }
+                if !degraded {
+                    pause = HEAL_FIRST;
+                    continue;
+                }
+                let s = Arc::clone(&store);
+                match tokio::task::spawn_blocking(move || s.try_heal()).await {
+                    Ok(Ok(true)) => pause = HEAL_FIRST,
+                    Ok(Ok(false)) => pause = (pause * 2).min(HEAL_MAX),
+                    Ok(Err(e)) => {
+                        // The disk holds something other than what was
+                        // acknowledged: stay degraded, say so loudly.
+                        tracing::error!(error = %e, "the log cannot heal: writes stay refused");
+                        pause = HEAL_MAX;
+                    }
+                    Err(_) => pause = HEAL_MAX,
+                }
+            }
+        }
+        .instrument(info_span!("storage")),
+    )
+}

@@ -1,0 +1,322 @@
+//! `hotline-server backup --to DIR` and `restore --from DIR`: a copy of a
+//! store, taken while a server may be writing it, that verifies on its
+//! own, and its way back into a new data directory.
+//!
+//! A backup is laid out as a data directory (so `verify -d DIR` checks
+//! it): `store.header` (never rewritten), `chain.head` (copied first: the
+//! server writes it only after the records it names are durable, so every
+//! record it names is in the segments copied after it), the segment files
+//! (closed ones are immutable; the open one is copied as it is and cut at
+//! its last whole frame: a frame being written at that moment is not in
+//! the backup), the keyring (overwritten in place on erasure: read until
+//! two reads agree), and the TLS certificate and sealed key. Never the
+//! snapshot cache: a start rebuilds it. The backup is then verified (the
+//! chain, every seal and signed checkpoint, against its own
+//! `chain.head`); a finding caused by a write racing the copy is retried.
+//!
+//! Nothing in the data directory is opened for writing.
+
+use std::path::{Path, PathBuf};
+
+use super::{Create, OpenError, StoreError, keyring_path, log_dir, open_keys};
+use fs2::FileExt;
+
+use crate::log::keys::{KeyError, KeySource, header_path};
+use crate::log::record::Checkpoint;
+use crate::log::segments::{Mode, SegmentEngine};
+use crate::log::{HEAD_FILE, LogError, Verified};
+
+/// What a backup (or a restore) holds, verified.
+#[derive(Debug, Clone)]
+pub struct BackupReport {
+    /// Where it is.
+    pub dir: PathBuf,
+    /// The chain walk's findings.
+    pub verified: Verified,
+    /// Segment files copied.
+    pub segments: usize,
+    /// The newest signed checkpoint it holds.
+    pub checkpoint: Option<Checkpoint>,
+    /// Bytes of a frame being written at the moment of the copy, left out.
+    pub left_out_bytes: u64,
+}
+
+/// How many times a copy is taken again when it does not verify (a write
+/// raced it) before the finding is reported.
+const TRIES: u32 = 3;
+
+fn io(what: &str, path: &Path, e: std::io::Error) -> OpenError {
+    StoreError::Io(format!("{what} {}: {e}", path.display())).into()
+}
+
+/// The TLS files copied with a store (the snapshot cache never is).
+const TLS_FILES: [&str; 2] = ["tls/cert.pem", "tls/key.sealed"];
+
+/// Copies the store in `data_dir` into the new directory `to` (which
+/// must not exist, or be empty) and verifies the copy. Works while a
+/// server runs on `data_dir`; changes nothing there.
+pub fn backup(data_dir: &Path, key: &KeySource, to: &Path) -> Result<BackupReport, OpenError> {
+    if !data_dir.is_dir() {
+        return Err(KeyError::DataDirMissing(data_dir.to_owned()).into());
+    }
+    let keys = open_keys(data_dir, key, Create::Never)?;
+    if !log_dir(data_dir).exists() && super::old_store_dir(data_dir).exists() {
+        return Err(StoreError::Io(
+            "the store is in the earlier layout (store/): start the server once to migrate it, \
+             then back it up (or copy the stopped data directory whole)"
+                .into(),
+        )
+        .into());
+    }
+    if to.starts_with(data_dir) {
+        return Err(StoreError::Io("the backup must be outside the data directory".into()).into());
+    }
+    empty_target(to)?;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        clear(to)?;
+        let copied = copy_store(data_dir, to)?;
+        match check(to, &keys) {
+            Ok((verified, checkpoint)) => {
+                sync_tree(to);
+                return Ok(BackupReport {
+                    dir: to.to_owned(),
+                    verified,
+                    segments: copied.0,
+                    checkpoint,
+                    left_out_bytes: copied.1,
+                });
+            }
+            Err(e @ LogError::Tampered { .. }) if tries < TRIES => {
+                tracing::info!(error = %e, "the copy raced a write; copying again");
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Makes a new data directory `to` from the backup in `from`: the backup
+/// is verified, copied, and the copy verified. A server started on `to`
+/// (with the same master key) rebuilds its snapshot cache and serves.
+pub fn restore(from: &Path, key: &KeySource, to: &Path) -> Result<BackupReport, OpenError> {
+    if !from.is_dir() {
+        return Err(KeyError::DataDirMissing(from.to_owned()).into());
+    }
+    let keys = open_keys(from, key, Create::Never)?;
+    check(from, &keys)?;
+    empty_target(to)?;
+    let copied = copy_store(from, to)?;
+    let (verified, checkpoint) = check(to, &keys)?;
+    sync_tree(to);
+    Ok(BackupReport {
+        dir: to.to_owned(),
+        verified,
+        segments: copied.0,
+        checkpoint,
+        left_out_bytes: copied.1,
+    })
+}
+
+fn empty_target(to: &Path) -> Result<(), OpenError> {
+    if to.exists() {
+        let mut entries = std::fs::read_dir(to).map_err(|e| io("cannot read", to, e))?;
+        if entries.next().is_some() {
+            return Err(StoreError::Io(format!(
+                "{} is not empty: give a new directory",
+                to.display()
+            ))
+            .into());
+        }
+    }
+    crate::files::create_private_dir(to).map_err(|e| io("cannot create", to, e))
+}
+
+/// Removes what an earlier try of [`backup`] copied into `to` (only the
+/// files it writes).
+fn clear(to: &Path) -> Result<(), OpenError> {
+    for sub in ["log", "tls"] {
+        let d = to.join(sub);
+        if d.exists() {
+            std::fs::remove_dir_all(&d).map_err(|e| io("cannot clear", &d, e))?;
+        }
+    }
+    for p in [
+        header_path(to),
+        to.join(HEAD_FILE),
+        to.join(crate::log::KEYRING_FILE),
+    ] {
+        if p.exists() {
+            std::fs::remove_file(&p).map_err(|e| io("cannot clear", &p, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn copy_file(from: &Path, to: &Path) -> Result<(), OpenError> {
+    let bytes = std::fs::read(from).map_err(|e| io("cannot read", from, e))?;
+    crate::files::write_private(to, &bytes).map_err(|e| io("cannot write", to, e))
+}
+
+/// Copies a store's files; returns the segments copied and the bytes of
+/// an incomplete final frame left out.
+fn copy_store(data_dir: &Path, to: &Path) -> Result<(usize, u64), OpenError> {
+    copy_file(&header_path(data_dir), &header_path(to))?;
+    // chain.head before the segments (see the module documentation).
+    let head = data_dir.join(HEAD_FILE);
+    if head.exists() {
+        copy_file(&head, &to.join(HEAD_FILE))?;
+    }
+    let src_log = log_dir(data_dir);
+    let dst_log = log_dir(to);
+    let mut segments = 0;
+    let mut left_out = 0;
+    if src_log.is_dir() {
+        crate::files::create_private_dir(&dst_log).map_err(|e| io("cannot create", &dst_log, e))?;
+        let mut names: Vec<String> = std::fs::read_dir(&src_log)
+            .map_err(|e| io("cannot read", &src_log, e))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter(|n| crate::log::segment::parse_file_name(n).is_some())
+            .collect();
+        names.sort();
+        for name in &names {
+            copy_file(&src_log.join(name), &dst_log.join(name))?;
+            segments += 1;
+        }
+        // The open segment may end in a frame being written: leave it out
+        // of the copy (never out of the data directory).
+        if let Some(newest) = names.last() {
+            let path = dst_log.join(newest);
+            let bytes = std::fs::read(&path).map_err(|e| io("cannot read", &path, e))?;
+            let (_, end) = crate::log::segment::parse_frames(&bytes);
+            if let crate::log::segment::End::Torn { offset } = end {
+                left_out = bytes.len() as u64 - offset;
+                if offset < crate::log::segment::HEADER_LEN as u64 {
+                    std::fs::remove_file(&path).map_err(|e| io("cannot cut", &path, e))?;
+                    segments -= 1;
+                } else {
+                    let f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(|e| io("cannot cut", &path, e))?;
+                    f.set_len(offset).map_err(|e| io("cannot cut", &path, e))?;
+                }
+            }
+        }
+    }
+    copy_keyring(&keyring_path(data_dir), &keyring_path(to))?;
+    for f in TLS_FILES {
+        let src = data_dir.join(f);
+        if src.exists() {
+            let dst = to.join(f);
+            if let Some(parent) = dst.parent() {
+                crate::files::create_private_dir(parent)
+                    .map_err(|e| io("cannot create", parent, e))?;
+            }
+            copy_file(&src, &dst)?;
+        }
+    }
+    Ok((segments, left_out))
+}
+
+/// The keyring is overwritten in place when a case is erased: it is read
+/// until two reads in a row agree.
+fn copy_keyring(from: &Path, to: &Path) -> Result<(), OpenError> {
+    if !from.exists() {
+        return Ok(());
+    }
+    let mut last = std::fs::read(from).map_err(|e| io("cannot read", from, e))?;
+    for _ in 0..10 {
+        let again = std::fs::read(from).map_err(|e| io("cannot read", from, e))?;
+        if again == last {
+            return crate::files::write_private(to, &again).map_err(|e| io("cannot write", to, e));
+        }
+        last = again;
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Err(StoreError::Io("the keyring kept changing while it was copied; try again".into()).into())
+}
+
+/// Verifies a store directory read-only: the chain against its own
+/// `chain.head`; returns the findings and its newest checkpoint.
+fn check(
+    dir: &Path,
+    keys: &crate::log::keys::StoreKeys,
+) -> Result<(Verified, Option<Checkpoint>), LogError> {
+    let head = crate::log::read_head(keys, dir)?;
+    let engine = SegmentEngine::open(&log_dir(dir), keys.store_id(), Mode::ReadOnly)
+        .map_err(LogError::from_engine)?;
+    let verified = crate::log::verify_against(&engine, keys, dir, &[], head)?;
+    let mut newest = None;
+    for item in crate::log::engine::LogEngine::checkpoints(&engine) {
+        let (seq, bytes) = item.map_err(LogError::from_engine)?;
+        newest = Some(
+            Checkpoint::from_bytes(&bytes).ok_or_else(|| LogError::Tampered {
+                seq,
+                reason: "checkpoint is malformed".into(),
+            })?,
+        );
+    }
+    Ok((verified, newest))
+}
+
+/// Makes the copy durable: every file and directory synced.
+fn sync_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                sync_tree(&p);
+            } else if let Ok(f) = std::fs::File::open(&p) {
+                let _ = f.sync_all();
+            }
+        }
+    }
+    crate::files::sync_dir(dir);
+}
+
+/// If a server holds the store in `data_dir` (the snapshot cache's lock),
+/// the newest checkpoint it signed, read from `chain.head` without
+/// opening anything for writing, with its export line; `None` if no
+/// server runs there.
+pub fn running_checkpoint(
+    data_dir: &Path,
+    key: &KeySource,
+) -> Result<Option<(Checkpoint, String)>, OpenError> {
+    if !in_use(data_dir) {
+        return Ok(None);
+    }
+    let keys = open_keys(data_dir, key, Create::Never)?;
+    match crate::log::read_head(&keys, data_dir)? {
+        crate::log::head::Head::Checkpoint(cp) => {
+            let line = cp.export(&keys.store_id());
+            Ok(Some((cp, line)))
+        }
+        crate::log::head::Head::Empty => {
+            Err(StoreError::Io("the store is empty: nothing to checkpoint yet".into()).into())
+        }
+        crate::log::head::Head::Damaged => Err(LogError::Tampered {
+            seq: 0,
+            reason: "the head file is damaged".into(),
+        }
+        .into()),
+    }
+}
+
+/// Whether a process holds the snapshot cache's lock (sled's exclusive
+/// `flock` on `cache/db`): tested with a shared lock on a read-only
+/// handle, released at once; nothing is written.
+pub fn in_use(data_dir: &Path) -> bool {
+    let Ok(f) = std::fs::File::open(super::cache_dir(data_dir).join("db")) else {
+        return false;
+    };
+    match FileExt::try_lock_shared(&f) {
+        Ok(()) => {
+            let _ = FileExt::unlock(&f);
+            false
+        }
+        Err(_) => true,
+    }
+}

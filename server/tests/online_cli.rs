@@ -1,0 +1,144 @@
+//! Maintenance commands of the `hotline-server` binary beside a running
+//! server on the same data directory: `verify`, `checkpoint` and
+//! `backup --to` answer (no "in use"), `restore --from` gives a data
+//! directory that verifies, and `--read-only` is for serving only.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hotline-server");
+
+/// The server process; killed when dropped.
+struct ServerProcess(Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run(args: &[&str], data: &Path, key: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--master-key-file")
+        .arg(key)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("runs")
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Starts `hotline-server` on `data` and waits for its banner.
+fn serve(data: &Path, key: &Path) -> ServerProcess {
+    let mut child = ServerProcess(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .arg("--master-key-file")
+            .arg(key)
+            .env("RUST_LOG", "off")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("server starts"),
+    );
+    let stdout = child.0.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server prints its banner");
+        if line.starts_with("Press Ctrl-C") {
+            return child;
+        }
+    }
+}
+
+#[test]
+fn verify_checkpoint_and_backup_answer_beside_a_running_server_and_restore_verifies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(&Command::new(BIN)
+        .args(["init", "--generate-key-file"])
+        .arg(&key)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("init"));
+    for _ in 0..3 {
+        ok(&run(&["invite", "--role", "officer"], &data, &key));
+    }
+    let server = serve(&data, &key);
+
+    let text = ok(&run(&["verify"], &data, &key));
+    assert!(text.contains("store verified:"), "{text}");
+    let out = run(&["checkpoint"], &data, &key);
+    let line = ok(&out);
+    assert!(line.starts_with("hotline-checkpoint:1:"), "{line}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the server is running"),
+        "says where the checkpoint comes from"
+    );
+    let backup = dir.path().join("backup");
+    let text = ok(&run(
+        &["backup", "--to", backup.to_str().expect("utf-8")],
+        &data,
+        &key,
+    ));
+    assert!(text.contains("verified:"), "{text}");
+    assert!(text.contains("newest signed checkpoint: record"), "{text}");
+    assert!(!backup.join("cache").exists(), "never the snapshot cache");
+    // A second backup into the same directory is refused: it is not empty.
+    let out = run(
+        &["backup", "--to", backup.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+    drop(server);
+
+    // Restored into a new directory, it verifies, with the exported
+    // checkpoint too.
+    let restored = dir.path().join("restored");
+    let text = ok(&run(
+        &["restore", "--from", backup.to_str().expect("utf-8")],
+        &restored,
+        &key,
+    ));
+    assert!(text.contains("restored in"), "{text}");
+    let text = ok(&run(
+        &["verify", "--checkpoint", line.trim()],
+        &restored,
+        &key,
+    ));
+    assert!(text.contains("no rollback"), "{text}");
+
+    // --read-only is for serving only.
+    let out = run(&["--read-only", "invite", "--role", "officer"], &data, &key);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("for serving only"));
+}

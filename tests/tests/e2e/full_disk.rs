@@ -1,0 +1,207 @@
+//! A full disk degrades the server, then it heals by itself: on a real,
+//! small filesystem (tmpfs, which needs root to mount; skipped with a
+//! printed reason otherwise), filled by a ballast file. While it is full,
+//! `status` and the alert list answer, an SOS is refused with the clear
+//! "nothing was saved" error (the defender's device keeps it and retries),
+//! and admins see the storage degraded; once the ballast is gone the
+//! retried SOS is accepted without a restart, and the store verifies.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use hotline_proto::alert::Priority;
+use hotline_proto::{ErrorCode, Role};
+use hotline_tests::TestServer;
+
+/// A tmpfs mounted for the test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
+        // SAFETY of the environment: only root may mount.
+        let uid = Command::new("id")
+            .arg("-u")
+            .output()
+            .map_err(|e| format!("cannot run id: {e}"))?;
+        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            return Err("not root: a tmpfs cannot be mounted".into());
+        }
+        std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Tmpfs(at.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the filesystem holding `path` with a ballast file until a write
+/// fails for lack of space.
+fn fill(path: &Path) {
+    let mut f = std::fs::File::create(path).expect("ballast");
+    let mut chunk = vec![0xA5u8; 1 << 20];
+    loop {
+        match f.write_all(&chunk) {
+            Ok(()) => {}
+            Err(_) if chunk.len() > 512 => chunk.truncate(chunk.len() / 2),
+            Err(_) => break,
+        }
+    }
+    let _ = f.sync_all();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_keeps_reads_and_heals_without_a_restart() {
+    let outer = tempfile::tempdir().expect("tempdir");
+    let disk = outer.path().join("disk");
+    let mount = match Tmpfs::mount(&disk, "24m") {
+        Ok(m) => m,
+        Err(why) => {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+    let data = disk.join("data");
+    let mut server = TestServer::start_with(|c| {
+        c.data_dir = data.clone();
+        c.escalation_tick_ms = 100;
+        // Room for the SOSes that fit in the segment's last page.
+        c.limits.request_burst = 10_000;
+        c.limits.requests_per_second = 10_000;
+    })
+    .await;
+    let (_, admin) = server.enroll(Role::Admin).await;
+    let (officer_identity, officer) = server.enroll(Role::Officer).await;
+    let (_, defender) = server.enroll(Role::Defender).await;
+    let (_, second) = server.enroll(Role::Defender).await;
+    officer.set_duty(true).await.expect("on duty");
+    let first = defender
+        .raise_alert_with(Priority::Immediate, None)
+        .await
+        .expect("raised while there is room");
+    let storage = admin
+        .status()
+        .await
+        .expect("status")
+        .storage
+        .expect("admins see the storage");
+    assert!(storage.degraded.is_none());
+    assert!(storage.free_bytes.is_some_and(|b| b > 0));
+
+    let ballast = disk.join("ballast");
+    fill(&ballast);
+    // A few small records may still fit in the segment's last page: the
+    // officer goes off and on duty until the first write that needs space
+    // fails ...
+    let mut acknowledged = 0;
+    let failed = loop {
+        match officer.set_duty(acknowledged % 2 == 1).await {
+            Ok(()) => acknowledged += 1,
+            Err(e) => break e,
+        }
+        assert!(acknowledged < 5000, "a full disk never refused a write");
+    };
+    assert_eq!(failed.code(), Some(ErrorCode::Unavailable), "{failed}");
+    // ... and from then on an SOS cannot be saved: refused, with the clear
+    // error, never acknowledged.
+    let refused = second
+        .raise_alert_with(Priority::Immediate, None)
+        .await
+        .expect_err("nothing can be saved on a full disk");
+    assert_eq!(refused.code(), Some(ErrorCode::Unavailable), "{refused}");
+    assert!(refused.is_transient(), "the device keeps it and retries");
+    assert!(
+        refused.to_string().contains("storage is full or failing")
+            && refused.to_string().contains("nothing was saved"),
+        "{refused}"
+    );
+    // Reads go on: status, the alert list (without the refused SOS).
+    let status = admin.status().await.expect("status answers while full");
+    let storage = status.storage.expect("storage");
+    let (since, reason) = storage.degraded.expect("admins see it degraded");
+    assert!(storage.free_bytes.is_some());
+    assert!(since > 0 && !reason.is_empty());
+    let officer_status = officer.status().await.expect("status");
+    assert!(officer_status.storage.is_none(), "only admins see it");
+    let alerts = officer
+        .alerts(true)
+        .await
+        .expect("alerts answer while full");
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].id, first.id);
+    // An officer who reconnects now signs in and reads (and is given the
+    // pages already stored).
+    let again = hotline_client::connection::authenticate(&server.info(), &officer_identity)
+        .await
+        .expect("signing in needs no write");
+    assert_eq!(again.alerts(true).await.expect("alerts").len(), 1);
+    drop(again);
+    // Still refused on a retry while full.
+    assert!(
+        second
+            .raise_alert_with(Priority::Immediate, None)
+            .await
+            .is_err()
+    );
+
+    // Space returns: the server heals by itself, no restart.
+    std::fs::remove_file(&ballast).expect("remove ballast");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let st = admin.status().await.expect("status").storage.expect("st");
+        if st.degraded.is_none() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server did not heal"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let retried = second
+        .raise_alert_with(Priority::Immediate, None)
+        .await
+        .expect("the retried SOS is accepted once space returns");
+    let alerts = officer.alerts(true).await.expect("alerts");
+    let ids: Vec<u64> = alerts.iter().map(|a| a.id).collect();
+    assert_eq!(ids.len(), 2, "the first SOS and the retried one: {ids:?}");
+    assert!(ids.contains(&first.id) && ids.contains(&retried.id));
+    // The duty changes acknowledged before the disk filled are there; the
+    // refused one is not (the server's state went back to the disk's).
+    let expected = if acknowledged == 0 {
+        true
+    } else {
+        (acknowledged - 1) % 2 == 1
+    };
+    let duty = officer.duty_status().await.expect("duty");
+    let officer_id = officer_status.device_id;
+    let entry = duty
+        .iter()
+        .find(|d| d.device_id == officer_id)
+        .expect("the officer");
+    assert_eq!(entry.declared, expected, "after {acknowledged} changes");
+
+    // Every acknowledged write is there after a restart, and the store
+    // verifies.
+    server.restart().await;
+    server.stop().await;
+    let report = hotline_server::store::verify_store(&data, server.key(), 1 << 20, None)
+        .expect("the store verifies");
+    assert!(report.verified.records > 0);
+    drop(mount);
+}
