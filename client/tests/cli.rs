@@ -2446,3 +2446,46 @@ async fn on_a_full_disk_sos_says_nobody_is_alerted_and_the_retry_succeeds_once_s
     );
     server.shutdown().await;
 }
+
+/// An SOS queued offline that, once sent from the outbox, joins the
+/// defender's open alert (past the open-alert limit) is reported as
+/// joined, the way `sos` says it, never as a new alert raised (a second
+/// walk-through of issue 11).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sos_sent_from_the_outbox_that_joined_an_open_alert_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    hotline_server::log::keys::generate_key_file(&dir.path().join("master.key")).expect("key");
+    let limit = |c: &mut Config| c.limits.open_alerts_per_device = 1;
+    let server = server_configured(dir.path(), "127.0.0.1:0".parse().expect("addr"), limit).await;
+    let addr = server.local_addr();
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    let out = hotline(&defender, PASS, &["sos", "--category", "arrest", "first"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let open = alert_id(&out);
+    server.shutdown().await;
+    let out = hotline(
+        &defender,
+        PASS,
+        &["sos", "--wait", "0", "queued while down"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{} {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let server = server_configured(dir.path(), addr, limit).await;
+    let out = hotline(&defender, PASS, &["outbox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(
+        said.contains(&format!(
+            "sent from the outbox: an SOS; alert {open} joined"
+        )) && said.contains("no new alert was opened"),
+        "{said}"
+    );
+    assert!(!said.contains("raised ("), "{said}");
+    server.shutdown().await;
+}

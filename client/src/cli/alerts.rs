@@ -398,7 +398,7 @@ fn raised(a: &AlertInfo) {
 /// open-alert limit): whether its staff were paged again now or, paged
 /// less than a minute before, have its new text all the same; and that
 /// an officer is on it if one holds it.
-fn joined(a: &AlertInfo) {
+pub(super) fn joined(a: &AlertInfo) {
     println!(
         "alert {} joined: your SOS was added to this open alert of yours ({}), with its text; no new alert was opened.",
         a.id, a.priority

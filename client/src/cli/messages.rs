@@ -503,6 +503,12 @@ pub(super) async fn send_over(
             Sent::Message { id, .. } => {
                 println!("sent from the outbox: message {id}")
             }
+            // Past the open-alert limit it joined an open alert: said as
+            // `sos` says it, never as a new alert.
+            Sent::Alert(a) if a.joined_now => {
+                print!("sent from the outbox: an SOS; ");
+                super::alerts::joined(a);
+            }
             Sent::Alert(a) => println!(
                 "sent from the outbox: an SOS, alert {} raised ({}; {} paged)",
                 a.id, a.priority, a.paged

@@ -899,10 +899,9 @@ impl super::State {
         }
         let target = newest.filter(|_| open >= open_limit as usize)?;
         let more_urgent = priority < target.priority;
-        let repage = more_urgent
-            || target
-                .repaged_at
-                .is_none_or(|at| now >= at.saturating_add(REPAGE_SECS));
+        // Its staff were last paged when it was raised, or paged again.
+        let last_paged = target.repaged_at.unwrap_or(target.raised_at);
+        let repage = more_urgent || now >= last_paged.saturating_add(REPAGE_SECS);
         events.push(super::Event::Alert(AlertEvent::Joined {
             alert: target.id,
             priority,
@@ -1416,9 +1415,11 @@ mod open_alert_limit {
             }
             other => panic!("expected a join: {other:?}"),
         };
-        assert!(repaged(&raise(&mut state, Priority::Urgent, 3, 1002)));
-        assert!(!repaged(&raise(&mut state, Priority::Urgent, 4, 1061)));
-        assert!(repaged(&raise(&mut state, Priority::Urgent, 5, 1062)));
+        // Its staff were paged when it was raised (1001): not again within
+        // the minute after, then once, then not within the minute after.
+        assert!(!repaged(&raise(&mut state, Priority::Urgent, 3, 1002)));
+        assert!(repaged(&raise(&mut state, Priority::Urgent, 4, 1061)));
+        assert!(!repaged(&raise(&mut state, Priority::Urgent, 5, 1062)));
         assert_eq!(state.alerts.alerts[&newest].joined, vec![4, 5, 6]);
         assert_eq!(state.alerts.open().count(), 2);
         // A retry of a joined SOS is that alert again, not an error.

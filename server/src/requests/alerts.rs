@@ -204,7 +204,6 @@ pub(super) async fn raise(
     let (alert, pagings) = shared
         .store_call(move |s| s.raise_alert(sos, &policies, &on_shift, now, open_limit))
         .await??;
-    info!(priority = %priority, "alert raised");
     // How many of the devices paged are online now, so that the page is
     // pushed to them at once; the others get it when they connect. (A
     // raise repeated with the same envelope counts the same way.)
@@ -230,6 +229,11 @@ pub(super) async fn raise(
             .filter(|d| shared.presence.is_connected(d))
             .count()
     };
+    if joined {
+        info!(priority = %priority, paged_again, "SOS joined an open alert");
+    } else {
+        info!(priority = %priority, "alert raised");
+    }
     answer.paged_now = u32::try_from(paged_now).unwrap_or(u32::MAX);
     answer.joined_now = joined;
     answer.paged_again = joined && paged_again;

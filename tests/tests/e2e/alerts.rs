@@ -615,13 +615,14 @@ async fn a_defender_raising_in_a_loop_joins_its_newest_alert_and_pages_at_most_o
     assert_eq!(raised[0].1, vec![one], "paged");
     assert_eq!(raised[1].1, vec![two], "paged");
     assert_eq!(raised[2].0.id, two, "the third joins the newest open alert");
-    assert_eq!(raised[2].1, vec![two], "its staff are paged again");
     assert_eq!(raised[3].0.id, two, "so does the fourth");
-    assert!(
-        raised[3].1.is_empty(),
-        "but not paged again within the minute: {:?}",
-        raised[3].1
-    );
+    for r in &raised[2..] {
+        assert!(
+            r.1.is_empty(),
+            "its staff, paged when it was raised, are not paged again within the minute: {:?}",
+            r.1
+        );
+    }
     // More urgent: the alert becomes so, and its staff hear at once.
     let five = h
         .defender
