@@ -1082,7 +1082,21 @@ impl Device {
             }
             received.extend(opened.into_iter().map(|(r, _)| r));
             self.save()?;
-            session.ack_inbox(self.local.inbox_after).await?;
+            match session.ack_inbox(self.local.inbox_after).await {
+                Ok(()) => {}
+                // The server cannot write now (its storage is full, or it
+                // serves read-only): what was fetched is kept here and
+                // shown all the same; the next fetch goes on from this
+                // device's own cursor, and a later acknowledgement covers
+                // these too.
+                Err(ClientError::Refused(e)) if e.code == hotline_proto::ErrorCode::Unavailable => {
+                    self.warnings.push(format!(
+                        "the server could not record that these messages arrived ({e}); they are kept on this device"
+                    ));
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(received)
     }

@@ -2489,3 +2489,58 @@ async fn an_sos_sent_from_the_outbox_that_joined_an_open_alert_says_so() {
     assert!(!said.contains("raised ("), "{said}");
     server.shutdown().await;
 }
+
+/// A server serving read-only (a recovery choice) refuses every write,
+/// the confirmation that a page or message was shown included: `hotline
+/// watch` says so and keeps watching on its connection, listing the open
+/// alerts, rather than reconnecting in a tight loop that buries the
+/// officer's screen and floods the server (an operator walk-through found
+/// 1,500 reconnections in 9 s).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_on_a_read_only_server_keeps_watching_instead_of_reconnecting_in_a_loop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    let out = hotline(
+        &defender,
+        PASS,
+        &["sos", "--category", "arrest", "before the damage"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = alert_id(&out);
+    server.shutdown().await;
+
+    let config = Config {
+        listen: addr,
+        data_dir: dir.path().join("server"),
+        ..Config::default()
+    };
+    let key = hotline_server::log::keys::KeySource::File(dir.path().join("master.key"));
+    let mut running = None;
+    for _ in 0..50 {
+        let (data, _) = hotline_server::DataDir::open_read_only(&config, &key).expect("read-only");
+        if let Ok(s) = RunningServer::start_with(config.clone(), data).await {
+            running = Some(s);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let read_only = running.expect("serves read-only");
+    let watch = Watch::start(&officer);
+    // The SOS's text is fetched and shown; confirming it is a write,
+    // refused: said once, and the watch goes on to list the open alerts.
+    watch.wait_for("before the damage");
+    let listed = watch.wait_for("open alerts right now");
+    assert!(!listed.is_empty());
+    let lines = watch.lines_for(std::time::Duration::from_secs(4));
+    assert!(
+        lines.iter().any(|l| l.contains(&format!("#{id}"))),
+        "the open alert is listed: {lines:#?}"
+    );
+    let reconnects = lines.iter().filter(|l| l.contains("reconnect")).count();
+    assert!(reconnects <= 1, "no reconnection loop: {lines:#?}");
+    drop(watch);
+    read_only.shutdown().await;
+}

@@ -661,6 +661,9 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
     const LAST_SUPERSEDED_WAIT: Duration = Duration::from_secs(120);
     // A connection that lasted this long ends a run of supersedings.
     const SETTLED: Duration = Duration::from_secs(600);
+    // A connection lost sooner than this after it was made is not
+    // retried at once: the wait before the next try grows.
+    const SHORT_LIVED: Duration = Duration::from_secs(10);
     state.load_profile()?;
     // Asked once: reconnecting at 3 a.m. must not wait for a person.
     let pass = zeroize::Zeroizing::new(passphrase("Passphrase: ", false)?);
@@ -711,14 +714,19 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
         if away {
             println!("reconnected; pages sent while away follow");
         }
-        retry = FIRST_RETRY;
         let connected_at = Instant::now();
         // What waits in the outbox goes out now, and what came meanwhile
         // is shown.
         // What changed while away is heard anew.
         states.clear();
         let mut lost = match catch_up(&mut device, &session, &mut states).await {
-            Err(e) if e.is_transient() || e.is_superseded() => Some(e),
+            Err(e) if gone(&session, &e) => Some(e),
+            Err(e) => {
+                // A request refused on a live connection (the server's
+                // storage full, or read-only): the pages still come.
+                eprintln!("WARNING: {e}; still watching");
+                None
+            }
             _ => None,
         };
         // What is open now, so that nothing raised before the watch began
@@ -733,7 +741,7 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                         pages_shown.note(a);
                     }
                 }
-                Err(e) if e.is_transient() || e.is_superseded() => lost = Some(e),
+                Err(e) if gone(&session, &e) => lost = Some(e),
                 Err(e) => eprintln!("WARNING: the open alerts could not be listed: {e}"),
             }
         }
@@ -824,7 +832,10 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                     };
                     match shown {
                         Ok(()) => {}
-                        Err(e) if e.is_transient() || e.is_superseded() => lost = Some(e),
+                        Err(e) if gone(&session, &e) => lost = Some(e),
+                        Err(e) if e.is_transient() => {
+                            eprintln!("WARNING: {e}; still watching");
+                        }
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -838,12 +849,30 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                 if !wait_superseded(&e, &mut superseded_wait, LAST_SUPERSEDED_WAIT).await {
                     return Ok(());
                 }
+            } else if connected_at.elapsed() < SHORT_LIVED {
+                // Lost again soon after connecting: wait before the next
+                // try, longer each time, rather than hammer the server.
+                eprintln!("{e}; NOT CONNECTED: reconnecting in {} s", retry.as_secs());
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                    _ = tokio::time::sleep(retry) => {}
+                }
+                retry = (retry * 2).min(LAST_RETRY);
             } else {
+                retry = FIRST_RETRY;
                 eprintln!("{e}; reconnecting");
             }
             away = true;
         }
     }
+}
+
+/// Whether `e` means the watch's connection is gone (rather than one
+/// request refused on a connection that still carries pages).
+fn gone(session: &hotline_client::Session, e: &hotline_client::ClientError) -> bool {
+    (e.is_transient() || e.is_superseded())
+        && (session.connection().close_reason().is_some()
+            || !matches!(e, hotline_client::ClientError::Refused(_)))
 }
 
 /// Tells the person this watch was pushed out by newer connections of the

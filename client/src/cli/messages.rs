@@ -361,7 +361,15 @@ pub(super) async fn fetch_new_listing(
     device: &mut Device,
     session: &Session,
 ) -> Result<Vec<AlertInfo>, ClientError> {
-    device.sync_prekeys(session).await?;
+    match device.sync_prekeys(session).await {
+        Ok(_) => {}
+        // The server cannot write now (storage full, or read-only): keys
+        // are topped up next time; what waits is still read and shown.
+        Err(ClientError::Refused(e)) if e.code == hotline_proto::ErrorCode::Unavailable => {
+            eprintln!("WARNING: this device's keys could not be topped up now: {e}");
+        }
+        Err(e) => return Err(e),
+    }
     let received = device.receive(session).await;
     for w in device.take_warnings() {
         eprintln!("WARNING: {w}");
