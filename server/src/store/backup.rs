@@ -305,10 +305,15 @@ pub fn running_checkpoint(
     }
 }
 
-/// Whether a process holds the snapshot cache's lock (sled's exclusive
-/// `flock` on `cache/db`): tested with a shared lock on a read-only
-/// handle, released at once; nothing is written.
+/// Whether a process holds the data directory's lock
+/// ([`crate::files::LOCK_FILE`]) or the snapshot cache's (sled's exclusive
+/// `flock` on `cache/db`, all an earlier version holds): tested with a
+/// shared lock on a read-only handle, released at once; nothing is
+/// written.
 pub fn in_use(data_dir: &Path) -> bool {
+    if crate::files::data_dir_locked(data_dir) {
+        return true;
+    }
     let Ok(f) = std::fs::File::open(super::cache_dir(data_dir).join("db")) else {
         return false;
     };

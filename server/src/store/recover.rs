@@ -68,8 +68,10 @@ pub fn recover_truncate_after_copy(
     cache_bytes: u64,
 ) -> Result<RecoverReport, OpenError> {
     let keys = open_keys(data_dir, key, Create::Never)?;
-    // Hold the data directory against a running server.
-    let _lock =
+    // Hold the data directory against a running server (and one of the
+    // earlier version, which holds only the cache's lock).
+    let _lock = super::take_lock(data_dir)?;
+    let _cache =
         segments::open_cache(&cache_dir(data_dir), cache_bytes).map_err(LogError::from_engine)?;
     let Some((seq, name, offset)) = first_damage(data_dir, &keys)? else {
         let report = verify_store(data_dir, key, cache_bytes, None)?;
