@@ -107,3 +107,16 @@ pub(crate) fn data_dir_locked(data_dir: &Path) -> bool {
         Err(_) => true,
     }
 }
+
+/// For a process that only reads the store while serving it (read-only
+/// serving): a shared lock on `<data_dir>/lock`, held until dropped, so
+/// that no writer starts meanwhile. The file is opened read-only and never
+/// created: `Ok(None)` if there is none. `Err`: a writer holds the lock.
+pub(crate) fn share_data_dir_lock(data_dir: &Path) -> std::io::Result<Option<DataDirLock>> {
+    use fs2::FileExt;
+    let Ok(file) = std::fs::File::open(data_dir.join(LOCK_FILE)) else {
+        return Ok(None);
+    };
+    FileExt::try_lock_shared(&file)?;
+    Ok(Some(DataDirLock { _file: file }))
+}

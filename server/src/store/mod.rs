@@ -147,6 +147,62 @@ pub(crate) fn take_lock(data_dir: &Path) -> Result<crate::files::DataDirLock, Op
     }
 }
 
+/// Whether a server of the earlier version (which holds only sled's lock
+/// on `cache/db`) runs on `data_dir`.
+fn in_use_by_earlier_version(data_dir: &Path) -> bool {
+    !crate::files::data_dir_locked(data_dir) && backup::in_use(data_dir)
+}
+
+/// What the records served read-only lack compared with `chain.head` (as
+/// `verify` checks it): the first record missing and why, if the head
+/// file names a checkpoint beyond the last record (the newest segments
+/// were lost), is damaged, or is missing while the log has checkpoints.
+/// A chain that differs from the signed checkpoint is not served at all.
+fn missing_after(
+    log: &Log,
+    verified: &crate::log::Verified,
+    head: crate::log::head::Head,
+) -> Result<Option<(u64, String)>, OpenError> {
+    use crate::log::head::Head;
+    let next = verified.head_seq + 1;
+    Ok(match head {
+        Head::Checkpoint(cp) if cp.seq > verified.head_seq => Some((
+            next,
+            format!(
+                "records {next}..={} are missing: chain.head holds a signed checkpoint at {} \
+                 (the newest segment files were lost or cut)",
+                cp.seq, cp.seq
+            ),
+        )),
+        Head::Checkpoint(cp) => {
+            if log.hash_at(cp.seq)? != cp.head {
+                return Err(LogError::Tampered {
+                    seq: cp.seq,
+                    reason: "the chain differs from chain.head's signed checkpoint: not served"
+                        .into(),
+                }
+                .into());
+            }
+            None
+        }
+        Head::Damaged => Some((
+            next,
+            format!(
+                "chain.head is damaged: whether records after {} are missing cannot be checked",
+                verified.head_seq
+            ),
+        )),
+        Head::Empty if verified.checkpoints > 0 => Some((
+            next,
+            format!(
+                "chain.head is missing: whether records after {} are missing cannot be checked",
+                verified.head_seq
+            ),
+        )),
+        Head::Empty => None,
+    })
+}
+
 /// Opens the keys: checks an existing header, or creates one for a new
 /// store. Touches nothing else.
 pub fn open_keys(
@@ -323,6 +379,16 @@ impl LogStore {
             )
             .into());
         }
+        // A server beside it would go on writing: what is served here would
+        // be stale while looking current. Refused while another process
+        // holds the data directory; a shared lock held from here on keeps
+        // a normal start out while this one serves (nothing is created or
+        // written: the lock file is opened read-only, if it exists).
+        let shared = match crate::files::share_data_dir_lock(data_dir) {
+            Ok(lock) if !in_use_by_earlier_version(data_dir) => lock,
+            Ok(_) | Err(_) => return Err(StoreError::Locked.into()),
+        };
+        let head = crate::log::read_head(&keys, data_dir)?;
         let (engine, damage) =
             SegmentEngine::open_until_damage(&log_dir(data_dir), keys.store_id())
                 .map_err(LogError::from_engine)?;
@@ -332,6 +398,10 @@ impl LogStore {
             (None, Some(d)) => Some((d.seq, d.to_string())),
             (None, None) => None,
         };
+        let left_out = match left_out {
+            Some(l) => Some(l),
+            None => missing_after(&log, &verified, head)?,
+        };
         let store = LogStore {
             log,
             state: Mutex::new(State::default()),
@@ -339,7 +409,7 @@ impl LogStore {
             replayed_at_open: 0,
             state_generation: AtomicU64::new(0),
             state_dirty: AtomicBool::new(false),
-            _lock: None,
+            _lock: shared,
         };
         let replayed = store.replay(0)?;
         tracing::warn!(
