@@ -874,7 +874,10 @@ mod tests {
             std::fs::write(p, b"garbage").expect("write");
         }
         let err = reopen(dir.path()).expect_err("refused");
-        assert!(matches!(err, OpenError::State(StoreError::Locked)), "{err:?}");
+        assert!(
+            matches!(err, OpenError::State(StoreError::Locked)),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("in use"), "{err}");
         for (p, b) in saved {
             std::fs::write(p, b).expect("restore");
@@ -888,7 +891,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let first = open(dir.path());
         let err = reopen(dir.path()).expect_err("refused while the first runs");
-        assert!(matches!(err, OpenError::State(StoreError::Locked)), "{err:?}");
+        assert!(
+            matches!(err, OpenError::State(StoreError::Locked)),
+            "{err:?}"
+        );
         first
             .put_invite([1; 32], &invite(Role::Officer, 100))
             .expect("put");
@@ -905,6 +911,10 @@ mod tests {
             .expect("put");
         drop(second);
         let again = reopen(dir.path()).expect("open");
-        assert_eq!(again.state().invites.len(), 2, "both acknowledged invites kept");
+        assert_eq!(
+            again.state().invites.len(),
+            2,
+            "both acknowledged invites kept"
+        );
     }
 }

@@ -212,18 +212,18 @@ async fn read_only_serving_is_refused_beside_a_running_server_and_keeps_a_start_
         listen: "127.0.0.1:0".parse().expect("addr"),
         ..server.config().clone()
     };
-    let err = DataDir::open_read_only(&config, server.key())
-        .err()
-        .expect("refused while a server writes the store");
+    let Err(err) = DataDir::open_read_only(&config, server.key()) else {
+        panic!("refused while a server writes the store");
+    };
     assert!(err.to_string().contains("in use"), "{err}");
     server.stop().await;
 
     // While it serves read-only, a normal start is refused in turn.
     let before = all_files(&data);
     let (dir, _) = DataDir::open_read_only(&config, server.key()).expect("read-only");
-    let err = DataDir::open(&config, server.key())
-        .err()
-        .expect("a normal start is refused while read-only serving runs");
+    let Err(err) = DataDir::open(&config, server.key()) else {
+        panic!("a normal start is refused while read-only serving runs");
+    };
     assert!(err.to_string().contains("in use"), "{err}");
     drop(dir);
     assert_eq!(before, all_files(&data), "nothing changed");
