@@ -28,6 +28,12 @@ pub(crate) fn sync_dir(dir: &Path) {
     }
 }
 
+/// Syncs a directory, reporting a failure: for steps whose durability a
+/// later step relies on (a rename that must not be lost).
+pub(crate) fn sync_dir_strict(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// Writes `bytes` to a new file readable by the owner only.
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
