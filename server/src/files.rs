@@ -68,6 +68,26 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 #[derive(Debug)]
 pub struct DataDirLock {
     _file: std::fs::File,
+    /// A shared lock on the earlier layout's `store/db` (sled's lock
+    /// file), if that store is there: a server of the earlier version
+    /// cannot start on it meanwhile.
+    old_store: Option<std::fs::File>,
+}
+
+impl DataDirLock {
+    /// Also holds a shared lock on the earlier layout's sled lock file
+    /// `db` in `old_store`, if there is one. `Err`: a server of the
+    /// earlier version holds it (runs on it). Nothing is created or written:
+    /// the file is opened read-only.
+    pub(crate) fn hold_old_store(&mut self, old_store: &Path) -> std::io::Result<()> {
+        use fs2::FileExt;
+        let Ok(file) = std::fs::File::open(old_store.join("db")) else {
+            return Ok(());
+        };
+        FileExt::try_lock_shared(&file)?;
+        self.old_store = Some(file);
+        Ok(())
+    }
 }
 
 /// Takes the exclusive lock on `<data_dir>/lock` (creating the file,
@@ -85,7 +105,12 @@ pub(crate) fn lock_data_dir(data_dir: &Path) -> std::io::Result<Option<DataDirLo
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
         match FileExt::try_lock_exclusive(&file) {
-            Ok(()) => return Ok(Some(DataDirLock { _file: file })),
+            Ok(()) => {
+                return Ok(Some(DataDirLock {
+                    _file: file,
+                    old_store: None,
+                }));
+            }
             Err(e) if e.kind() == fs2::lock_contended_error().kind() => {
                 if std::time::Instant::now() >= deadline {
                     return Ok(None);
@@ -124,5 +149,8 @@ pub(crate) fn share_data_dir_lock(data_dir: &Path) -> std::io::Result<Option<Dat
         return Ok(None);
     };
     FileExt::try_lock_shared(&file)?;
-    Ok(Some(DataDirLock { _file: file }))
+    Ok(Some(DataDirLock {
+        _file: file,
+        old_store: None,
+    }))
 }

@@ -271,7 +271,23 @@ impl LogStore {
         // The data directory's lock first, before the log is read: a second
         // process that scanned the log while this one appended would
         // append at a stale end and overwrite what was acknowledged.
-        let lock = take_lock(data_dir)?;
+        let mut lock = take_lock(data_dir)?;
+        // A server of the earlier version holds sled's lock on store/: it
+        // would go on acknowledging into store/, which this version no
+        // longer reads. Held shared from here on, so it cannot start either.
+        if old_store_dir(data_dir).exists() {
+            lock.hold_old_store(&old_store_dir(data_dir)).map_err(|e| {
+                if e.kind() == fs2::lock_contended_error().kind() {
+                    StoreError::Io(
+                        "a server of the earlier version is running on this data directory \
+                             (it holds store/): stop the old server first"
+                            .into(),
+                    )
+                } else {
+                    StoreError::Io(format!("cannot lock store/db: {e}"))
+                }
+            })?;
+        }
         // The segments are read and verified before anything in the data
         // directory is opened for writing (sled's open rewrites its files):
         // a store refused for damage is left exactly as it was.
@@ -281,6 +297,10 @@ impl LogStore {
                 segments::open_cache(&cache_dir(data_dir), cache_bytes)
                     .map_err(|e| LogError::from_engine(e).into())
             })?);
+        }
+        if log_dir(data_dir).exists() {
+            // A staging directory beside log/ is moved aside, never deleted.
+            migrate::clear_staging(data_dir)?;
         }
         if old_store_dir(data_dir).exists() {
             info!(
