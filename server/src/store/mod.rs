@@ -406,7 +406,13 @@ impl LogStore {
         // written: the lock file is opened read-only, if it exists).
         let shared = match crate::files::share_data_dir_lock(data_dir) {
             Ok(lock) if !in_use_by_earlier_version(data_dir) => lock,
-            Ok(_) | Err(_) => return Err(StoreError::Locked.into()),
+            Ok(_) => return Err(StoreError::Locked.into()),
+            Err(e) if e.kind() == fs2::lock_contended_error().kind() => {
+                return Err(StoreError::Locked.into());
+            }
+            Err(e) => {
+                return Err(StoreError::Io(format!("cannot lock the data directory: {e}")).into());
+            }
         };
         let head = crate::log::read_head(&keys, data_dir)?;
         let (engine, damage) =
