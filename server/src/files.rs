@@ -28,6 +28,12 @@ pub(crate) fn sync_dir(dir: &Path) {
     }
 }
 
+/// Syncs a directory, reporting a failure: for steps whose durability a
+/// later step relies on (a rename that must not be lost).
+pub(crate) fn sync_dir_strict(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// Writes `bytes` to a new file readable by the owner only.
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
@@ -46,4 +52,105 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// (`statvfs`), if it can be read.
 pub fn free_bytes(dir: &Path) -> Option<u64> {
     fs2::available_space(dir).ok()
+}
+
+/// The data directory's lock file: every process that writes the store
+/// (a server, `invite`, `checkpoint`, `recover`, a migration) holds an
+/// exclusive advisory lock on it for its whole life, taken before it reads
+/// the log to write after it.
+pub const LOCK_FILE: &str = "lock";
+
+/// How long a lock held by another process is waited for (a server being
+/// restarted in the same process releases it as its last handle closes).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The data directory's lock, held until dropped.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+    /// A shared lock on the earlier layout's `store/db` (sled's lock
+    /// file), if that store is there: a server of the earlier version
+    /// cannot start on it meanwhile.
+    old_store: Option<std::fs::File>,
+}
+
+impl DataDirLock {
+    /// Also holds a shared lock on the earlier layout's sled lock file
+    /// `db` in `old_store`, if there is one. `Err`: a server of the
+    /// earlier version holds it (runs on it). Nothing is created or written:
+    /// the file is opened read-only.
+    pub(crate) fn hold_old_store(&mut self, old_store: &Path) -> std::io::Result<()> {
+        use fs2::FileExt;
+        let Ok(file) = std::fs::File::open(old_store.join("db")) else {
+            return Ok(());
+        };
+        FileExt::try_lock_shared(&file)?;
+        self.old_store = Some(file);
+        Ok(())
+    }
+}
+
+/// Takes the exclusive lock on `<data_dir>/lock` (creating the file,
+/// readable by its owner only). `Ok(None)`: another process holds it.
+pub(crate) fn lock_data_dir(data_dir: &Path) -> std::io::Result<Option<DataDirLock>> {
+    use fs2::FileExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let file = opts.open(data_dir.join(LOCK_FILE))?;
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match FileExt::try_lock_exclusive(&file) {
+            Ok(()) => {
+                return Ok(Some(DataDirLock {
+                    _file: file,
+                    old_store: None,
+                }));
+            }
+            Err(e) if e.kind() == fs2::lock_contended_error().kind() => {
+                if std::time::Instant::now() >= deadline {
+                    return Ok(None);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether another process holds the data directory's lock: tested with a
+/// shared lock on a read-only handle, released at once; nothing is
+/// created or written.
+pub(crate) fn data_dir_locked(data_dir: &Path) -> bool {
+    use fs2::FileExt;
+    let Ok(f) = std::fs::File::open(data_dir.join(LOCK_FILE)) else {
+        return false;
+    };
+    match FileExt::try_lock_shared(&f) {
+        Ok(()) => {
+            let _ = FileExt::unlock(&f);
+            false
+        }
+        Err(_) => true,
+    }
+}
+
+/// For a process that only reads the store while serving it (read-only
+/// serving): a shared lock on `<data_dir>/lock`, held until dropped, so
+/// that no writer starts meanwhile. The file is opened read-only and never
+/// created: `Ok(None)` if there is none. `Err`: a writer holds the lock.
+pub(crate) fn share_data_dir_lock(data_dir: &Path) -> std::io::Result<Option<DataDirLock>> {
+    use fs2::FileExt;
+    let Ok(file) = std::fs::File::open(data_dir.join(LOCK_FILE)) else {
+        return Ok(None);
+    };
+    FileExt::try_lock_shared(&file)?;
+    Ok(Some(DataDirLock {
+        _file: file,
+        old_store: None,
+    }))
 }

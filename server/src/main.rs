@@ -473,7 +473,7 @@ async fn serve_read_only(config: Config, key: &KeySource) -> anyhow::Result<()> 
     );
     match left_out {
         Some((seq, why)) => {
-            println!("serving the records before record {seq}, which is damaged: {why}")
+            println!("serving only the records before record {seq}: {why}")
         }
         None => println!("serving every record (no damage found)"),
     }

@@ -492,7 +492,9 @@ fn scan(
 
 /// Opens the snapshot cache in `dir` (sled). If it does not open, it is
 /// moved aside (never deleted) and a new one is started: it holds nothing
-/// that cannot be rebuilt from the segments.
+/// that cannot be rebuilt from the segments. Call it only while holding
+/// the data directory's lock ([`crate::files::DataDirLock`]): a process
+/// without it could move a running server's cache (and sled's lock) away.
 pub fn open_cache(dir: &Path, cache_bytes: u64) -> Result<SledCache, EngineError> {
     match SledCache::open(dir, cache_bytes) {
         Ok(c) => Ok(c),

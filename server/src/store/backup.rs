@@ -68,7 +68,7 @@ pub fn backup(data_dir: &Path, key: &KeySource, to: &Path) -> Result<BackupRepor
         )
         .into());
     }
-    if to.starts_with(data_dir) {
+    if inside(data_dir, to)? {
         return Err(StoreError::Io("the backup must be outside the data directory".into()).into());
     }
     empty_target(to)?;
@@ -79,7 +79,7 @@ pub fn backup(data_dir: &Path, key: &KeySource, to: &Path) -> Result<BackupRepor
         let copied = copy_store(data_dir, to)?;
         match check(to, &keys) {
             Ok((verified, checkpoint)) => {
-                sync_tree(to);
+                sync_tree(to)?;
                 return Ok(BackupReport {
                     dir: to.to_owned(),
                     verified,
@@ -106,10 +106,34 @@ pub fn restore(from: &Path, key: &KeySource, to: &Path) -> Result<BackupReport, 
     }
     let keys = open_keys(from, key, Create::Never)?;
     check(from, &keys)?;
-    empty_target(to)?;
-    let copied = copy_store(from, to)?;
-    let (verified, checkpoint) = check(to, &keys)?;
-    sync_tree(to);
+    // Written into `<to>.partial`, made durable, and only then renamed to
+    // `to`: a crash or a failure midway never leaves a half-restored data
+    // directory where a server could be started.
+    if to.exists() {
+        let mut entries = std::fs::read_dir(to).map_err(|e| io("cannot read", to, e))?;
+        if entries.next().is_some() {
+            return Err(StoreError::Io(format!(
+                "{} is not empty: give a new directory",
+                to.display()
+            ))
+            .into());
+        }
+    }
+    let partial = partial_path(to)?;
+    if partial.exists() {
+        tracing::warn!("removing a restore's copy left by an interrupted restore");
+        std::fs::remove_dir_all(&partial).map_err(|e| io("cannot remove", &partial, e))?;
+    }
+    empty_target(&partial)?;
+    let copied = copy_store(from, &partial)?;
+    let (verified, checkpoint) = check(&partial, &keys)?;
+    sync_tree(&partial)?;
+    if to.exists() {
+        std::fs::remove_dir(to).map_err(|e| io("cannot replace", to, e))?;
+    }
+    std::fs::rename(&partial, to).map_err(|e| io("cannot rename the restored copy to", to, e))?;
+    let parent = parent_of(to);
+    crate::files::sync_dir_strict(&parent).map_err(|e| io("cannot sync", &parent, e))?;
     Ok(BackupReport {
         dir: to.to_owned(),
         verified,
@@ -262,19 +286,62 @@ fn check(
     Ok((verified, newest))
 }
 
-/// Makes the copy durable: every file and directory synced.
-fn sync_tree(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                sync_tree(&p);
-            } else if let Ok(f) = std::fs::File::open(&p) {
-                let _ = f.sync_all();
-            }
+/// Makes the copy durable: every file and directory synced. A failure is
+/// reported: a copy is never called verified unless it reached the disk.
+fn sync_tree(dir: &Path) -> Result<(), OpenError> {
+    for e in std::fs::read_dir(dir).map_err(|e| io("cannot read", dir, e))? {
+        let p = e.map_err(|e| io("cannot read", dir, e))?.path();
+        if p.is_dir() {
+            sync_tree(&p)?;
+        } else {
+            std::fs::File::open(&p)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io("cannot sync", &p, e))?;
         }
     }
-    crate::files::sync_dir(dir);
+    crate::files::sync_dir_strict(dir).map_err(|e| io("cannot sync", dir, e))
+}
+
+/// The directory holding `path` (`.` for a bare name).
+fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// `<to>.partial`, beside `to`.
+fn partial_path(to: &Path) -> Result<PathBuf, OpenError> {
+    let name = to.file_name().ok_or_else(|| {
+        StoreError::Io(format!("{}: give the new directory's name", to.display()))
+    })?;
+    let mut partial = name.to_owned();
+    partial.push(".partial");
+    Ok(parent_of(to).join(partial))
+}
+
+/// `path` with every symbolic link and `..` resolved; for a path that
+/// does not exist yet, its nearest existing ancestor's, joined with the
+/// rest.
+fn resolved(path: &Path) -> Result<PathBuf, OpenError> {
+    if path.exists() {
+        return path
+            .canonicalize()
+            .map_err(|e| io("cannot resolve", path, e));
+    }
+    let name = path.file_name().ok_or_else(|| {
+        StoreError::Io(format!(
+            "{}: give the backup directory's path plainly",
+            path.display()
+        ))
+    })?;
+    Ok(resolved(&parent_of(path))?.join(name))
+}
+
+/// Whether `to` lies inside `data_dir`, both resolved (symbolic links,
+/// `..`, relative paths).
+fn inside(data_dir: &Path, to: &Path) -> Result<bool, OpenError> {
+    Ok(resolved(to)?.starts_with(resolved(data_dir)?))
 }
 
 /// If a server holds the store in `data_dir` (the snapshot cache's lock),
@@ -305,10 +372,15 @@ pub fn running_checkpoint(
     }
 }
 
-/// Whether a process holds the snapshot cache's lock (sled's exclusive
-/// `flock` on `cache/db`): tested with a shared lock on a read-only
-/// handle, released at once; nothing is written.
+/// Whether a process holds the data directory's lock
+/// ([`crate::files::LOCK_FILE`]) or the snapshot cache's (sled's exclusive
+/// `flock` on `cache/db`, all an earlier version holds): tested with a
+/// shared lock on a read-only handle, released at once; nothing is
+/// written.
 pub fn in_use(data_dir: &Path) -> bool {
+    if crate::files::data_dir_locked(data_dir) {
+        return true;
+    }
     let Ok(f) = std::fs::File::open(super::cache_dir(data_dir).join("db")) else {
         return false;
     };

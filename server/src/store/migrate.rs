@@ -123,11 +123,7 @@ pub(super) fn migrate<L>(
     }
 
     let staging = data_dir.join("log.migrating");
-    if staging.exists() {
-        warn!("removing log.migrating/ left by an interrupted migration");
-        std::fs::remove_dir_all(&staging)
-            .map_err(|e| StoreError::Io(format!("cannot remove log.migrating: {e}")))?;
-    }
+    clear_staging(data_dir)?;
     crate::files::create_private_dir(&staging)
         .map_err(|e| StoreError::Io(format!("cannot create log.migrating: {e}")))?;
     let new = SegmentEngine::open(
@@ -154,16 +150,49 @@ pub(super) fn migrate<L>(
         .into());
     }
     drop(new);
-    crate::files::sync_dir(&staging);
+    // Strict: the rename must be on disk before anything is acknowledged
+    // into log/ (a lost rename would leave those records in a staging
+    // directory).
+    crate::files::sync_dir_strict(&staging)
+        .map_err(|e| StoreError::Io(format!("cannot sync log.migrating: {e}")))?;
     std::fs::rename(&staging, log_dir(data_dir))
         .map_err(|e| StoreError::Io(format!("cannot move log.migrating to log: {e}")))?;
-    crate::files::sync_dir(data_dir);
+    crate::files::sync_dir_strict(data_dir).map_err(|e| {
+        StoreError::Io(format!(
+            "cannot sync the data directory after the migration: {e}"
+        ))
+    })?;
     info!(
         records = after.records,
         checkpoints = after.checkpoints,
         "migration done: same chain head and state; the old store/ is kept untouched"
     );
     Ok(lock)
+}
+
+/// Deals with a `log.migrating/` left in `data_dir`: with no `log/`, it
+/// is an interrupted migration (the rename to `log/` is synced before
+/// anything is written into it), removed to start afresh; beside a
+/// `log/` it is renamed aside to `log.migrating.<unix time>/`, never
+/// deleted.
+pub(super) fn clear_staging(data_dir: &Path) -> Result<(), OpenError> {
+    let staging = data_dir.join("log.migrating");
+    if !staging.exists() {
+        return Ok(());
+    }
+    if log_dir(data_dir).exists() {
+        let aside = data_dir.join(format!("log.migrating.{}", crate::unix_now()));
+        warn!("log.migrating/ found beside log/: moving it aside, not deleting it");
+        std::fs::rename(&staging, &aside)
+            .map_err(|e| StoreError::Io(format!("cannot move log.migrating aside: {e}")))?;
+        crate::files::sync_dir_strict(data_dir)
+            .map_err(|e| StoreError::Io(format!("cannot sync the data directory: {e}")))?;
+    } else {
+        warn!("removing log.migrating/ left by an interrupted migration");
+        std::fs::remove_dir_all(&staging)
+            .map_err(|e| StoreError::Io(format!("cannot remove log.migrating: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Copies every record and checkpoint, each checkpoint right after the
@@ -211,4 +240,86 @@ fn same_chain(before: &Verified, after: &Verified) -> Result<(), OpenError> {
         .into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Create, LogStore, open_keys};
+    use super::*;
+    use crate::log::keys::KeySource;
+    use fs2::FileExt;
+
+    /// A copy of the checked-in store of the earlier layout; returns the
+    /// data directory and its key.
+    fn fixture(dir: &Path) -> (PathBuf, KeySource) {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/store-v1");
+        copy_dir(&from, dir).expect("copy the fixture");
+        (dir.join("data"), KeySource::File(dir.join("master.key")))
+    }
+
+    fn open(data: &Path, key: &KeySource) -> Result<LogStore, OpenError> {
+        let keys = open_keys(data, key, Create::Never).expect("keys");
+        LogStore::open(data, keys, 4 << 20)
+    }
+
+    #[test]
+    fn a_running_server_of_the_earlier_version_stops_the_migration_before_the_copy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (data, key) = fixture(dir.path());
+        // The old server holds sled's lock on store/db, as sled 0.34 takes it.
+        let old = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(data.join("store").join("db"))
+            .expect("db");
+        old.try_lock_exclusive().expect("the old server's lock");
+        let err = open(&data, &key).expect_err("refused");
+        assert!(
+            err.to_string().contains("stop the old server first"),
+            "{err}"
+        );
+        assert!(!data.join("log").exists(), "nothing migrated");
+        assert!(!data.join("log.migrating").exists(), "nothing staged");
+        // Once it stopped, the migration runs, and an old server cannot
+        // start on store/ while the new one runs.
+        drop(old);
+        let store = open(&data, &key).expect("migrates");
+        let again = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(data.join("store").join("db"))
+            .expect("db");
+        assert!(
+            again.try_lock_exclusive().is_err(),
+            "the old server is kept out"
+        );
+        drop(store);
+        assert!(again.try_lock_exclusive().is_ok());
+    }
+
+    #[test]
+    fn a_staging_directory_beside_log_is_moved_aside_never_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (data, key) = fixture(dir.path());
+        drop(open(&data, &key).expect("migrates"));
+        let staging = data.join("log.migrating");
+        std::fs::create_dir(&staging).expect("mkdir");
+        std::fs::write(staging.join("seg-00000000000000000001.hlog"), b"records").expect("write");
+        drop(open(&data, &key).expect("opens"));
+        assert!(!staging.exists());
+        let aside: Vec<PathBuf> = std::fs::read_dir(&data)
+            .expect("list")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("log.migrating."))
+            })
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert_eq!(
+            std::fs::read(aside[0].join("seg-00000000000000000001.hlog")).expect("kept"),
+            b"records"
+        );
+    }
 }

@@ -136,6 +136,73 @@ fn keyring_path(data_dir: &Path) -> PathBuf {
     data_dir.join(crate::log::KEYRING_FILE)
 }
 
+/// Takes the data directory's lock ([`crate::files::LOCK_FILE`]), held
+/// for as long as the value lives: refused ([`StoreError::Locked`]) while
+/// another process holds it, before anything of the log is read.
+pub(crate) fn take_lock(data_dir: &Path) -> Result<crate::files::DataDirLock, OpenError> {
+    match crate::files::lock_data_dir(data_dir) {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => Err(StoreError::Locked.into()),
+        Err(e) => Err(StoreError::Io(format!("cannot lock the data directory: {e}")).into()),
+    }
+}
+
+/// Whether a server of the earlier version (which holds only sled's lock
+/// on `cache/db`) runs on `data_dir`.
+fn in_use_by_earlier_version(data_dir: &Path) -> bool {
+    !crate::files::data_dir_locked(data_dir) && backup::in_use(data_dir)
+}
+
+/// What the records served read-only lack compared with `chain.head` (as
+/// `verify` checks it): the first record missing and why, if the head
+/// file names a checkpoint beyond the last record (the newest segments
+/// were lost), is damaged, or is missing while the log has checkpoints.
+/// A chain that differs from the signed checkpoint is not served at all.
+fn missing_after(
+    log: &Log,
+    verified: &crate::log::Verified,
+    head: crate::log::head::Head,
+) -> Result<Option<(u64, String)>, OpenError> {
+    use crate::log::head::Head;
+    let next = verified.head_seq + 1;
+    Ok(match head {
+        Head::Checkpoint(cp) if cp.seq > verified.head_seq => Some((
+            next,
+            format!(
+                "records {next}..={} are missing: chain.head holds a signed checkpoint at {} \
+                 (the newest segment files were lost or cut)",
+                cp.seq, cp.seq
+            ),
+        )),
+        Head::Checkpoint(cp) => {
+            if log.hash_at(cp.seq)? != cp.head {
+                return Err(LogError::Tampered {
+                    seq: cp.seq,
+                    reason: "the chain differs from chain.head's signed checkpoint: not served"
+                        .into(),
+                }
+                .into());
+            }
+            None
+        }
+        Head::Damaged => Some((
+            next,
+            format!(
+                "chain.head is damaged: whether records after {} are missing cannot be checked",
+                verified.head_seq
+            ),
+        )),
+        Head::Empty if verified.checkpoints > 0 => Some((
+            next,
+            format!(
+                "chain.head is missing: whether records after {} are missing cannot be checked",
+                verified.head_seq
+            ),
+        )),
+        Head::Empty => None,
+    })
+}
+
 /// Opens the keys: checks an existing header, or creates one for a new
 /// store. Touches nothing else.
 pub fn open_keys(
@@ -174,6 +241,9 @@ pub struct LogStore {
     state_generation: AtomicU64,
     /// An event was applied to the state but its record refused.
     state_dirty: AtomicBool,
+    /// The data directory's lock, held while the store is open for
+    /// writing (`None` when served read-only).
+    _lock: Option<crate::files::DataDirLock>,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -198,16 +268,39 @@ impl LogStore {
         cache_bytes: u64,
         max_segment_bytes: u64,
     ) -> Result<LogStore, OpenError> {
+        // The data directory's lock first, before the log is read: a second
+        // process that scanned the log while this one appended would
+        // append at a stale end and overwrite what was acknowledged.
+        let mut lock = take_lock(data_dir)?;
+        // A server of the earlier version holds sled's lock on store/: it
+        // would go on acknowledging into store/, which this version no
+        // longer reads. Held shared from here on, so it cannot start either.
+        if old_store_dir(data_dir).exists() {
+            lock.hold_old_store(&old_store_dir(data_dir)).map_err(|e| {
+                if e.kind() == fs2::lock_contended_error().kind() {
+                    StoreError::Io(
+                        "a server of the earlier version is running on this data directory \
+                             (it holds store/): stop the old server first"
+                            .into(),
+                    )
+                } else {
+                    StoreError::Io(format!("cannot lock store/db: {e}"))
+                }
+            })?;
+        }
         // The segments are read and verified before anything in the data
         // directory is opened for writing (sled's open rewrites its files):
         // a store refused for damage is left exactly as it was.
         let mut cache = None;
         if migrate::needed(data_dir) {
-            // sled's lock on the cache keeps a second server process out.
             cache = Some(migrate::migrate(data_dir, &keys, || {
                 segments::open_cache(&cache_dir(data_dir), cache_bytes)
                     .map_err(|e| LogError::from_engine(e).into())
             })?);
+        }
+        if log_dir(data_dir).exists() {
+            // A staging directory beside log/ is moved aside, never deleted.
+            migrate::clear_staging(data_dir)?;
         }
         if old_store_dir(data_dir).exists() {
             info!(
@@ -273,6 +366,7 @@ impl LogStore {
             replayed_at_open: 0,
             state_generation: AtomicU64::new(0),
             state_dirty: AtomicBool::new(false),
+            _lock: Some(lock),
         };
         let replayed = store.replay(from)?;
         store.replayed_at_open = replayed;
@@ -305,6 +399,22 @@ impl LogStore {
             )
             .into());
         }
+        // A server beside it would go on writing: what is served here would
+        // be stale while looking current. Refused while another process
+        // holds the data directory; a shared lock held from here on keeps
+        // a normal start out while this one serves (nothing is created or
+        // written: the lock file is opened read-only, if it exists).
+        let shared = match crate::files::share_data_dir_lock(data_dir) {
+            Ok(lock) if !in_use_by_earlier_version(data_dir) => lock,
+            Ok(_) => return Err(StoreError::Locked.into()),
+            Err(e) if e.kind() == fs2::lock_contended_error().kind() => {
+                return Err(StoreError::Locked.into());
+            }
+            Err(e) => {
+                return Err(StoreError::Io(format!("cannot lock the data directory: {e}")).into());
+            }
+        };
+        let head = crate::log::read_head(&keys, data_dir)?;
         let (engine, damage) =
             SegmentEngine::open_until_damage(&log_dir(data_dir), keys.store_id())
                 .map_err(LogError::from_engine)?;
@@ -314,6 +424,10 @@ impl LogStore {
             (None, Some(d)) => Some((d.seq, d.to_string())),
             (None, None) => None,
         };
+        let left_out = match left_out {
+            Some(l) => Some(l),
+            None => missing_after(&log, &verified, head)?,
+        };
         let store = LogStore {
             log,
             state: Mutex::new(State::default()),
@@ -321,6 +435,7 @@ impl LogStore {
             replayed_at_open: 0,
             state_generation: AtomicU64::new(0),
             state_dirty: AtomicBool::new(false),
+            _lock: shared,
         };
         let replayed = store.replay(0)?;
         tracing::warn!(
@@ -743,5 +858,89 @@ mod tests {
         let store = open(dir.path());
         assert_eq!(store.replayed_at_open(), 105);
         assert_eq!(store.state(), before);
+    }
+
+    fn reopen(dir: &Path) -> Result<LogStore, OpenError> {
+        let data = dir.join("data");
+        let keys = open_keys(
+            &data,
+            &KeySource::File(dir.join("master.key")),
+            Create::Never,
+        )
+        .expect("keys");
+        LogStore::open(&data, keys, 1 << 20)
+    }
+
+    #[test]
+    fn a_held_data_dir_lock_refuses_a_second_open_before_the_log_is_read() {
+        use fs2::FileExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        store
+            .put_invite([1; 32], &invite(Role::Officer, 100))
+            .expect("put");
+        store.close().expect("close");
+        drop(store);
+        // Another process (say `invite`) holds the lock but has not opened
+        // the snapshot cache yet.
+        let data = dir.path().join("data");
+        let other = std::fs::File::open(data.join(crate::files::LOCK_FILE)).expect("lock file");
+        other.try_lock_exclusive().expect("lock");
+        // The log is made unreadable: a refusal before reading it is the
+        // lock's, not the damage's.
+        let segs: Vec<_> = std::fs::read_dir(data.join("log"))
+            .expect("log")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        let saved: Vec<_> = segs
+            .iter()
+            .map(|p| (p.clone(), std::fs::read(p).expect("read")))
+            .collect();
+        for p in &segs {
+            std::fs::write(p, b"garbage").expect("write");
+        }
+        let err = reopen(dir.path()).expect_err("refused");
+        assert!(
+            matches!(err, OpenError::State(StoreError::Locked)),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("in use"), "{err}");
+        for (p, b) in saved {
+            std::fs::write(p, b).expect("restore");
+        }
+        drop(other);
+        assert_eq!(reopen(dir.path()).expect("open").state().invites.len(), 1);
+    }
+
+    #[test]
+    fn a_second_open_never_overwrites_what_the_first_appends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = open(dir.path());
+        let err = reopen(dir.path()).expect_err("refused while the first runs");
+        assert!(
+            matches!(err, OpenError::State(StoreError::Locked)),
+            "{err:?}"
+        );
+        first
+            .put_invite([1; 32], &invite(Role::Officer, 100))
+            .expect("put");
+        // No snapshot cache was moved aside by the refused open.
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("data"))
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n.contains("damaged")), "{names:?}");
+        drop(first);
+        let second = reopen(dir.path()).expect("open after the first");
+        second
+            .put_invite([2; 32], &invite(Role::Officer, 100))
+            .expect("put");
+        drop(second);
+        let again = reopen(dir.path()).expect("open");
+        assert_eq!(
+            again.state().invites.len(),
+            2,
+            "both acknowledged invites kept"
+        );
     }
 }

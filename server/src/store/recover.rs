@@ -68,8 +68,10 @@ pub fn recover_truncate_after_copy(
     cache_bytes: u64,
 ) -> Result<RecoverReport, OpenError> {
     let keys = open_keys(data_dir, key, Create::Never)?;
-    // Hold the data directory against a running server.
-    let _lock =
+    // Hold the data directory against a running server (and one of the
+    // earlier version, which holds only the cache's lock).
+    let _lock = super::take_lock(data_dir)?;
+    let _cache =
         segments::open_cache(&cache_dir(data_dir), cache_bytes).map_err(LogError::from_engine)?;
     let Some((seq, name, offset)) = first_damage(data_dir, &keys)? else {
         let report = verify_store(data_dir, key, cache_bytes, None)?;
@@ -117,8 +119,8 @@ pub fn recover_truncate_after_copy(
         crate::files::write_private(&aside.join(HEAD_FILE), &b)
             .map_err(io("cannot write the copy"))?;
     }
-    crate::files::sync_dir(&aside);
-    crate::files::sync_dir(data_dir);
+    crate::files::sync_dir_strict(&aside).map_err(io("cannot sync the copy"))?;
+    crate::files::sync_dir_strict(data_dir).map_err(io("cannot sync the data directory"))?;
     // 2. The cut.
     for file in &later {
         std::fs::remove_file(log.join(file)).map_err(io("cannot remove a copied segment"))?;
@@ -134,7 +136,7 @@ pub fn recover_truncate_after_copy(
             .map_err(io("cannot cut the segment"))?;
         f.sync_all().map_err(io("cannot sync the segment"))?;
     }
-    crate::files::sync_dir(&log);
+    crate::files::sync_dir_strict(&log).map_err(io("cannot sync the segments"))?;
     // 3. chain.head: the newest checkpoint that remains.
     let engine = SegmentEngine::open(&log, keys.store_id(), Mode::ReadOnly)
         .map_err(LogError::from_engine)?;
@@ -144,15 +146,27 @@ pub fn recover_truncate_after_copy(
         newest = Checkpoint::from_bytes(&b);
     }
     drop(engine);
-    if head.exists() {
-        std::fs::remove_file(&head).map_err(io("cannot replace chain.head"))?;
+    // Written beside it, synced, then renamed over it: a crash leaves
+    // either the old head or the new one, never none.
+    let new_head = data_dir.join(format!("{HEAD_FILE}.new"));
+    if new_head.exists() {
+        std::fs::remove_file(&new_head).map_err(io("cannot replace chain.head"))?;
     }
-    let (file, _) = HeadFile::open(&head, true, &keys.checkpoint_public_key(), &keys.store_id())
-        .map_err(io("cannot write chain.head"))?;
+    let (file, _) = HeadFile::open(
+        &new_head,
+        true,
+        &keys.checkpoint_public_key(),
+        &keys.store_id(),
+    )
+    .map_err(io("cannot write chain.head"))?;
     if let (Some(mut file), Some(cp)) = (file, newest) {
         file.write(&cp).map_err(io("cannot write chain.head"))?;
     }
-    crate::files::sync_dir(data_dir);
+    std::fs::File::open(&new_head)
+        .and_then(|f| f.sync_all())
+        .map_err(io("cannot sync chain.head"))?;
+    std::fs::rename(&new_head, &head).map_err(io("cannot replace chain.head"))?;
+    crate::files::sync_dir_strict(data_dir).map_err(io("cannot sync the data directory"))?;
     warn!(
         first_cut = seq,
         "recovery cut the log at the first damage; the rest was copied aside"
@@ -164,4 +178,44 @@ pub fn recover_truncate_after_copy(
         copied_to: Some(aside),
         first_cut: Some(seq),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fs2::FileExt;
+
+    fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files(&p));
+            } else {
+                out.push((p.clone(), std::fs::read(&p).expect("read")));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn recovery_is_refused_while_another_process_holds_the_data_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(crate::store::open_in(dir.path()));
+        let data = dir.path().join("data");
+        let key = KeySource::File(dir.path().join("master.key"));
+        // Another writer (say `invite`) holds the lock, before it opened
+        // the snapshot cache.
+        let other = std::fs::File::open(data.join(crate::files::LOCK_FILE)).expect("lock file");
+        other.try_lock_exclusive().expect("lock");
+        let before = files(&data);
+        let err = recover_truncate_after_copy(&data, &key, 1 << 20).expect_err("refused");
+        assert!(err.to_string().contains("in use"), "{err}");
+        assert_eq!(files(&data), before, "nothing changed");
+        drop(other);
+        let report = recover_truncate_after_copy(&data, &key, 1 << 20).expect("recovers");
+        assert_eq!(report.first_cut, None);
+        assert!(!data.join(format!("{HEAD_FILE}.new")).exists());
+    }
 }

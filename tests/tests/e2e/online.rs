@@ -224,3 +224,81 @@ fn a_store_of_the_earlier_layout_is_not_backed_up_and_the_operator_is_told_why()
     assert!(!to.exists(), "nothing created");
     assert_eq!(files(&data), before, "nothing changed");
 }
+
+/// A restore that fails midway (here: a backup file it cannot read) leaves
+/// no half-restored data directory where a server could be started; a
+/// later restore, with the backup repaired, makes a whole one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_that_fails_midway_leaves_no_data_directory_behind() {
+    let mut server = TestServer::start().await;
+    let (_, defender) = server.enroll(Role::Defender).await;
+    defender
+        .raise_alert_with(Priority::Immediate, None)
+        .await
+        .expect("raised");
+    drop(defender);
+    server.stop().await;
+    let data = server.config().data_dir.clone();
+    let key = server.key().clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backup_dir = dir.path().join("backup");
+    hotline_server::store::backup(&data, &key, &backup_dir).expect("backup");
+
+    // The TLS key (copied after the segments) cannot be read.
+    let sealed = backup_dir.join("tls/key.sealed");
+    let saved = std::fs::read(&sealed).expect("read");
+    std::fs::remove_file(&sealed).expect("rm");
+    std::fs::create_dir(&sealed).expect("unreadable as a file");
+    let restored = dir.path().join("restored");
+    hotline_server::store::restore(&backup_dir, &key, &restored).expect_err("fails midway");
+    assert!(
+        !restored.exists(),
+        "no half-restored data directory: {:?}",
+        std::fs::read_dir(&restored).map(|d| d.count())
+    );
+
+    std::fs::remove_dir(&sealed).expect("rmdir");
+    std::fs::write(&sealed, saved).expect("repair");
+    let report = hotline_server::store::restore(&backup_dir, &key, &restored).expect("restore");
+    assert_eq!(report.dir, restored);
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".partial")), "{names:?}");
+    hotline_server::store::verify_store(&restored, &key, 1 << 20, None).expect("verifies");
+}
+
+/// A backup target that reaches into the data directory through a
+/// symbolic link (or `..`) is refused like a plain path inside it.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_into_the_data_directory_through_a_link_is_refused() {
+    let mut server = TestServer::start().await;
+    server.stop().await;
+    let data = server.config().data_dir.clone();
+    let key = server.key().clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&data, &link).expect("symlink");
+    let before = files(&data);
+    for to in [link.join("bk"), link.join("new").join("bk")] {
+        let err = hotline_server::store::backup(&data, &key, &to).expect_err("refused");
+        assert!(
+            err.to_string().contains("outside the data directory"),
+            "{err}"
+        );
+    }
+    let name = data.file_name().expect("name");
+    let dotted = data.join("..").join(name).join("bk");
+    let err = hotline_server::store::backup(&link, &key, &dotted).expect_err("refused");
+    assert!(
+        err.to_string().contains("outside the data directory"),
+        "{err}"
+    );
+    assert_eq!(
+        files(&data),
+        before,
+        "nothing created in the data directory"
+    );
+}

@@ -139,3 +139,93 @@ async fn a_damaged_store_served_read_only_answers_reads_refuses_writes_and_chang
         assert!(after[path] == *old, "{path:?} changed");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_serving_says_which_records_are_missing_when_the_newest_were_lost() {
+    let mut server = TestServer::start().await;
+    let data = server.config().data_dir.clone();
+    let (officer_id, officer) = server.enroll(Role::Officer).await;
+    let (_, defender) = server.enroll(Role::Defender).await;
+    let first = defender
+        .raise_alert_with(Priority::Immediate, None)
+        .await
+        .expect("raised");
+    drop((officer, defender));
+    server.stop().await;
+    let sound_len = std::fs::metadata(segment(&data)).expect("segment").len();
+
+    // A later SOS, acknowledged; then the newest part of the log is lost
+    // (cut at a frame boundary: no damage is left to find in the files).
+    server.start_again().await;
+    let (_, late) = server.enroll(Role::Defender).await;
+    late.raise_alert_with(Priority::Immediate, None)
+        .await
+        .expect("raised");
+    drop(late);
+    server.stop().await;
+    let seg = segment(&data);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .expect("open");
+    f.set_len(sound_len).expect("cut");
+    drop(f);
+
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        ..server.config().clone()
+    };
+    let (dir, left_out) = DataDir::open_read_only(&config, server.key()).expect("read-only");
+    let (first_missing, why) = left_out.expect("the loss is named, not 'no damage found'");
+    assert!(first_missing > 1);
+    assert!(why.contains("missing"), "{why}");
+    assert!(why.contains("chain.head"), "{why}");
+    // What is there is still served.
+    let running = RunningServer::start_with(config.clone(), dir)
+        .await
+        .expect("serves read-only");
+    let info = ServerInfo {
+        addr: running.local_addr().to_string(),
+        name: config.server_name.clone(),
+        pin: running.cert_pin(),
+    };
+    let officer = connection::authenticate(&info, &officer_id)
+        .await
+        .expect("the officer signs in");
+    let listed: Vec<u64> = officer
+        .alerts(false)
+        .await
+        .expect("alerts")
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(listed, vec![first.id]);
+    drop(officer);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_serving_is_refused_beside_a_running_server_and_keeps_a_start_out() {
+    let mut server = TestServer::start().await;
+    let data = server.config().data_dir.clone();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        ..server.config().clone()
+    };
+    let Err(err) = DataDir::open_read_only(&config, server.key()) else {
+        panic!("refused while a server writes the store");
+    };
+    assert!(err.to_string().contains("in use"), "{err}");
+    server.stop().await;
+
+    // While it serves read-only, a normal start is refused in turn.
+    let before = all_files(&data);
+    let (dir, _) = DataDir::open_read_only(&config, server.key()).expect("read-only");
+    let Err(err) = DataDir::open(&config, server.key()) else {
+        panic!("a normal start is refused while read-only serving runs");
+    };
+    assert!(err.to_string().contains("in use"), "{err}");
+    drop(dir);
+    assert_eq!(before, all_files(&data), "nothing changed");
+    DataDir::open(&config, server.key()).expect("a normal start once it stopped");
+}
