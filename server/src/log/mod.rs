@@ -483,22 +483,26 @@ impl Log {
         // submitted or committed, so the tail cannot move meanwhile.
         drop(tail);
         let probe = (|| -> Result<(), LogError> {
-            let held = self.shared.engine.reread_tail()?;
-            if held != durable_seq {
+            // The tail as the disk holds it now (anything past the last
+            // durable record cut off), checked against the chain head.
+            let held = self
+                .shared
+                .engine
+                .reread_tail()
+                .map_err(LogError::from_engine)?;
+            let agrees = match &held {
+                None => durable_seq == 0,
+                Some((seq, stored)) => {
+                    *seq == durable_seq && record::chain_hash(*seq, stored) == durable_head
+                }
+            };
+            if !agrees {
                 return Err(tampered(
-                    durable_seq + 1,
+                    held.as_ref().map_or(1, |(seq, _)| *seq),
                     format!(
-                        "after a failed write the log holds {held} records on disk, \
-                         but {durable_seq} were durable"
+                        "after a failed write the last record on disk is not the last \
+                         durable one ({durable_seq})"
                     ),
-                ));
-            }
-            if let Some((seq, stored)) = self.shared.engine.last()?
-                && (seq != durable_seq || record::chain_hash(seq, &stored) != durable_head)
-            {
-                return Err(tampered(
-                    seq,
-                    "after a failed write the last record on disk is not the last durable one",
                 ));
             }
             self.shared.engine.probe_write()?;
@@ -1109,7 +1113,7 @@ mod tests {
             }
             self.inner.append(records, cp)
         }
-        fn reread_tail(&self) -> Result<u64, EngineError> {
+        fn reread_tail(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
             self.inner.reread_tail()
         }
         fn probe_write(&self) -> Result<(), EngineError> {
