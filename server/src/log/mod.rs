@@ -439,6 +439,14 @@ impl Log {
         self.wait_durable(seq, None)
     }
 
+    /// Blocks until every record up to `seq`, submitted in `generation`
+    /// ([`Log::generation`] when they were submitted), is durable. Fails
+    /// if a write failed since and `seq` was not durable by then: a
+    /// record now at `seq` is another one.
+    pub fn wait_for_in(&self, seq: u64, generation: u64) -> Result<(), LogError> {
+        self.wait_durable(seq, Some(generation))
+    }
+
     /// Whether the log is closed.
     pub fn is_stopped(&self) -> bool {
         self.shared.lock().closing
