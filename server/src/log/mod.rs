@@ -54,7 +54,9 @@ use record::{Checkpoint, Hash, MAIN_KEY_ID, RecordError};
 pub const MAX_RECORD_LEN: usize = 112 * 1024;
 /// A checkpoint is signed at least every this many records ...
 pub const CHECKPOINT_EVERY_RECORDS: u64 = 1000;
-/// ... and at least this often while records are being written.
+/// ... and at least this often while records are being written (by the
+/// commits) or after they stopped (by [`Log::checkpoint_if_uncovered`],
+/// which the server calls about every second).
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// Envelope kinds inside a record's plaintext.
@@ -445,6 +447,34 @@ impl Log {
     /// record now at `seq` is another one.
     pub fn wait_for_in(&self, seq: u64, generation: u64) -> Result<(), LogError> {
         self.wait_durable(seq, Some(generation))
+    }
+
+    /// Signs a checkpoint of the durable head (with whatever is pending)
+    /// and writes it to `chain.head`, if a durable record is not covered
+    /// by a checkpoint yet: commits sign one at most every
+    /// [`CHECKPOINT_EVERY`] while records are written, but not when the
+    /// writes stop, so the server calls this about every second. Returns
+    /// whether it signed one. Nothing happens while degraded, read-only
+    /// or closing.
+    pub fn checkpoint_if_uncovered(&self) -> Result<bool, LogError> {
+        let mut tail = self.shared.lock();
+        loop {
+            if tail.closing || tail.read_only || tail.degraded.is_some() {
+                return Ok(false);
+            }
+            if tail.committing {
+                tail = self.shared.wait_done(tail);
+                continue;
+            }
+            if tail.durable_seq <= tail.last_checkpoint_seq {
+                return Ok(false);
+            }
+            let tail = commit(&self.shared, tail, true);
+            return match &tail.degraded {
+                Some(_) => Err(degraded_error(&tail)),
+                None => Ok(true),
+            };
+        }
     }
 
     /// Whether the log is closed.
@@ -1252,6 +1282,32 @@ mod tests {
                 Some(Entry::Event(vec![(seq - 1) as u8]))
             );
         }
+    }
+
+    #[test]
+    fn records_written_before_the_writes_stop_are_covered_by_chain_head() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Arc::new(segments(dir.path(), &keys(dir.path())));
+        let (log, _) = Log::open(engine, keys(dir.path()), dir.path(), &[]).expect("open");
+        for i in 0..3u8 {
+            log.append(RecordKey::Main, &[i]).expect("durable");
+        }
+        let head_seq = || match read_head(&keys(dir.path()), dir.path()).expect("head") {
+            Head::Checkpoint(cp) => cp.seq,
+            _ => 0,
+        };
+        // Written within a second of the open: no commit signed one.
+        assert!(head_seq() < 3);
+        // What the storage watch calls about every second.
+        assert!(log.checkpoint_if_uncovered().expect("signed"));
+        assert_eq!(head_seq(), 3);
+        assert!(!log.checkpoint_if_uncovered().expect("nothing new"));
+        let cps: Vec<u64> = log
+            .engine()
+            .checkpoints()
+            .map(|i| i.expect("cp").0)
+            .collect();
+        assert_eq!(cps.last(), Some(&3), "in the segments too");
     }
 
     #[test]

@@ -449,11 +449,12 @@ fn scan(
         let header = match SegmentHeader::parse(&bytes) {
             Ok(h) => h,
             // A new segment whose header never reached the disk: it
-            // was synced before anything in it was acknowledged.
+            // was synced before anything in it was acknowledged. Only if
+            // nothing at all is in the file: a zeroed header with frames
+            // after it is damage (those frames were acknowledged).
             Err(_)
                 if newest
-                    && (bytes.len() < segment::HEADER_LEN
-                        || bytes[..segment::HEADER_LEN].iter().all(|b| *b == 0)) =>
+                    && (bytes.len() < segment::HEADER_LEN || bytes.iter().all(|b| *b == 0)) =>
             {
                 *torn = Some(TornTail {
                     segment: name.clone(),
