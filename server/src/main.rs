@@ -94,7 +94,8 @@ enum Command {
     },
     /// Print the newest signed checkpoint, to keep off the server. With
     /// the server running: the newest one it signed (in `chain.head`, at
-    /// most about a second behind its writes); stopped: a fresh one.
+    /// most about a second behind its last acknowledged write, also when
+    /// it has gone quiet); stopped: a fresh one.
     Checkpoint,
     /// Copy the store into a new directory and verify the copy. Works
     /// while the server runs; changes nothing in the data directory.

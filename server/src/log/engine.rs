@@ -64,10 +64,11 @@ pub trait LogEngine: Send + Sync + 'static {
     /// Removes every snapshot (they are derived; `rebuild` makes new ones).
     fn clear_snapshots(&self) -> Result<(), EngineError>;
     /// After a failed append: re-reads what the files hold (anything
-    /// written but not acknowledged is treated as lost) and returns the
-    /// number of the last record held.
-    fn reread_tail(&self) -> Result<u64, EngineError> {
-        Ok(self.last()?.map_or(0, |(seq, _)| seq))
+    /// written but not acknowledged is treated as lost and cut off) and
+    /// returns the last record held (sequence number and stored bytes),
+    /// as read back from the disk.
+    fn reread_tail(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
+        self.last()
     }
     /// After a failed append: a small durable write beside the log, to
     /// learn whether the disk takes writes again. Leaves nothing behind.

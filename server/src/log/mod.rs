@@ -54,7 +54,9 @@ use record::{Checkpoint, Hash, MAIN_KEY_ID, RecordError};
 pub const MAX_RECORD_LEN: usize = 112 * 1024;
 /// A checkpoint is signed at least every this many records ...
 pub const CHECKPOINT_EVERY_RECORDS: u64 = 1000;
-/// ... and at least this often while records are being written.
+/// ... and at least this often while records are being written (by the
+/// commits) or after they stopped (by [`Log::checkpoint_if_uncovered`],
+/// which the server calls about every second).
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// Envelope kinds inside a record's plaintext.
@@ -439,6 +441,42 @@ impl Log {
         self.wait_durable(seq, None)
     }
 
+    /// Blocks until every record up to `seq`, submitted in `generation`
+    /// ([`Log::generation`] when they were submitted), is durable. Fails
+    /// if a write failed since and `seq` was not durable by then: a
+    /// record now at `seq` is another one.
+    pub fn wait_for_in(&self, seq: u64, generation: u64) -> Result<(), LogError> {
+        self.wait_durable(seq, Some(generation))
+    }
+
+    /// Signs a checkpoint of the durable head (with whatever is pending)
+    /// and writes it to `chain.head`, if a durable record is not covered
+    /// by a checkpoint yet: commits sign one at most every
+    /// [`CHECKPOINT_EVERY`] while records are written, but not when the
+    /// writes stop, so the server calls this about every second. Returns
+    /// whether it signed one. Nothing happens while degraded, read-only
+    /// or closing.
+    pub fn checkpoint_if_uncovered(&self) -> Result<bool, LogError> {
+        let mut tail = self.shared.lock();
+        loop {
+            if tail.closing || tail.read_only || tail.degraded.is_some() {
+                return Ok(false);
+            }
+            if tail.committing {
+                tail = self.shared.wait_done(tail);
+                continue;
+            }
+            if tail.durable_seq <= tail.last_checkpoint_seq {
+                return Ok(false);
+            }
+            let tail = commit(&self.shared, tail, true);
+            return match &tail.degraded {
+                Some(_) => Err(degraded_error(&tail)),
+                None => Ok(true),
+            };
+        }
+    }
+
     /// Whether the log is closed.
     pub fn is_stopped(&self) -> bool {
         self.shared.lock().closing
@@ -483,22 +521,26 @@ impl Log {
         // submitted or committed, so the tail cannot move meanwhile.
         drop(tail);
         let probe = (|| -> Result<(), LogError> {
-            let held = self.shared.engine.reread_tail()?;
-            if held != durable_seq {
+            // The tail as the disk holds it now (anything past the last
+            // durable record cut off), checked against the chain head.
+            let held = self
+                .shared
+                .engine
+                .reread_tail()
+                .map_err(LogError::from_engine)?;
+            let agrees = match &held {
+                None => durable_seq == 0,
+                Some((seq, stored)) => {
+                    *seq == durable_seq && record::chain_hash(*seq, stored) == durable_head
+                }
+            };
+            if !agrees {
                 return Err(tampered(
-                    durable_seq + 1,
+                    held.as_ref().map_or(1, |(seq, _)| *seq),
                     format!(
-                        "after a failed write the log holds {held} records on disk, \
-                         but {durable_seq} were durable"
+                        "after a failed write the last record on disk is not the last \
+                         durable one ({durable_seq})"
                     ),
-                ));
-            }
-            if let Some((seq, stored)) = self.shared.engine.last()?
-                && (seq != durable_seq || record::chain_hash(seq, &stored) != durable_head)
-            {
-                return Err(tampered(
-                    seq,
-                    "after a failed write the last record on disk is not the last durable one",
                 ));
             }
             self.shared.engine.probe_write()?;
@@ -1109,7 +1151,7 @@ mod tests {
             }
             self.inner.append(records, cp)
         }
-        fn reread_tail(&self) -> Result<u64, EngineError> {
+        fn reread_tail(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
             self.inner.reread_tail()
         }
         fn probe_write(&self) -> Result<(), EngineError> {
@@ -1240,6 +1282,32 @@ mod tests {
                 Some(Entry::Event(vec![(seq - 1) as u8]))
             );
         }
+    }
+
+    #[test]
+    fn records_written_before_the_writes_stop_are_covered_by_chain_head() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Arc::new(segments(dir.path(), &keys(dir.path())));
+        let (log, _) = Log::open(engine, keys(dir.path()), dir.path(), &[]).expect("open");
+        for i in 0..3u8 {
+            log.append(RecordKey::Main, &[i]).expect("durable");
+        }
+        let head_seq = || match read_head(&keys(dir.path()), dir.path()).expect("head") {
+            Head::Checkpoint(cp) => cp.seq,
+            _ => 0,
+        };
+        // Written within a second of the open: no commit signed one.
+        assert!(head_seq() < 3);
+        // What the storage watch calls about every second.
+        assert!(log.checkpoint_if_uncovered().expect("signed"));
+        assert_eq!(head_seq(), 3);
+        assert!(!log.checkpoint_if_uncovered().expect("nothing new"));
+        let cps: Vec<u64> = log
+            .engine()
+            .checkpoints()
+            .map(|i| i.expect("cp").0)
+            .collect();
+        assert_eq!(cps.last(), Some(&3), "in the segments too");
     }
 
     #[test]

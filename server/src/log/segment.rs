@@ -7,8 +7,15 @@
 //! header  = "HOTLSEG1" | version (u32 LE) = 1 | store id (16) | first seq (u64 LE)
 //!           | checksum (16) = SHA-256(everything before it)[..16]
 //! frame   = len (u32 LE, of payload) | kind (u8: 1 record, 2 checkpoint) | seq (u64 LE)
+//!           | header checksum (8) = SHA-256("frame" | len | kind | seq)[..8]
 //!           | checksum (16) = SHA-256(kind | seq | len | payload)[..16] | payload
 //! ```
+//!
+//! The header checksum is what lets a torn write be told from damage: a
+//! frame is *torn* (a write that never completed) only if its header is
+//! whole and valid and the file ends before its payload does, or if fewer
+//! bytes than a frame header are left, or if only zero bytes are left. A
+//! header whose checksum fails (a flipped bit in `len`, say) is damage.
 //!
 //! The payload is the stored record (or checkpoint) exactly as the log
 //! seals (or signs) it: framing adds nothing the chain depends on.
@@ -25,8 +32,10 @@ pub const VERSION: u32 = 1;
 pub const CHECKSUM_LEN: usize = 16;
 /// Bytes of a segment header.
 pub const HEADER_LEN: usize = 8 + 4 + 16 + 8 + CHECKSUM_LEN;
+/// Bytes of a frame header's own checksum.
+pub const HEADER_CHECKSUM_LEN: usize = 8;
 /// Bytes of a frame before its payload.
-pub const FRAME_HEADER_LEN: usize = 4 + 1 + 8 + CHECKSUM_LEN;
+pub const FRAME_HEADER_LEN: usize = 4 + 1 + 8 + HEADER_CHECKSUM_LEN + CHECKSUM_LEN;
 /// Frame kind of a stored record.
 pub const KIND_RECORD: u8 = 1;
 /// Frame kind of a stored checkpoint.
@@ -108,6 +117,13 @@ impl SegmentHeader {
     }
 }
 
+fn header_checksum(len: &[u8; 4], kind: u8, seq: &[u8; 8]) -> [u8; HEADER_CHECKSUM_LEN] {
+    let sum = checksum(&[b"frame", len, &[kind], seq]);
+    let mut out = [0u8; HEADER_CHECKSUM_LEN];
+    out.copy_from_slice(&sum[..HEADER_CHECKSUM_LEN]);
+    out
+}
+
 /// Appends the frame of `payload` to `out`.
 pub fn encode_frame(kind: u8, seq: u64, payload: &[u8], out: &mut Vec<u8>) {
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
@@ -115,6 +131,11 @@ pub fn encode_frame(kind: u8, seq: u64, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&len.to_le_bytes());
     out.push(kind);
     out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&header_checksum(
+        &len.to_le_bytes(),
+        kind,
+        &seq.to_le_bytes(),
+    ));
     out.extend_from_slice(&sum);
     out.extend_from_slice(payload);
 }
@@ -137,8 +158,9 @@ pub struct Frame {
 pub enum End {
     /// At the end of the file, after a whole frame.
     Clean,
-    /// In an incomplete frame (the file ends before the frame's declared
-    /// end) or in zero bytes only, starting at `offset`: a write that
+    /// In an incomplete frame (a whole, valid frame header, and the file
+    /// ends before the frame's declared end; or fewer bytes than a frame
+    /// header) or in zero bytes only, starting at `offset`: a write that
     /// never completed. Only acceptable at the end of the newest segment.
     Torn {
         /// Where the incomplete bytes start.
@@ -176,6 +198,16 @@ pub fn parse_frames(bytes: &[u8]) -> (Vec<Frame>, End) {
         let mut seq_bytes = [0u8; 8];
         seq_bytes.copy_from_slice(&head[5..13]);
         let seq = u64::from_le_bytes(seq_bytes);
+        let sums = &head[13..];
+        if header_checksum(&len_bytes, kind, &seq_bytes) != sums[..HEADER_CHECKSUM_LEN] {
+            return (
+                frames,
+                End::Bad {
+                    offset,
+                    reason: "a frame header's checksum does not match",
+                },
+            );
+        }
         if len > MAX_PAYLOAD {
             return (
                 frames,
@@ -188,7 +220,7 @@ pub fn parse_frames(bytes: &[u8]) -> (Vec<Frame>, End) {
         let Some(payload) = rest.get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + len) else {
             return (frames, End::Torn { offset });
         };
-        if checksum(&[&[kind], &seq_bytes, &len_bytes, payload]) != head[13..FRAME_HEADER_LEN] {
+        if checksum(&[&[kind], &seq_bytes, &len_bytes, payload]) != sums[HEADER_CHECKSUM_LEN..] {
             return (
                 frames,
                 End::Bad {
@@ -272,18 +304,48 @@ mod tests {
                 offset: good.len() as u64
             }
         );
-        // Any flipped byte of a whole frame is damage (or, in its length,
-        // an impossible or too-long frame: never silently accepted).
+        // Any flipped bit of a whole last frame is damage, never a torn
+        // write: its length included (one that makes the frame reach past
+        // the end of the file fails the header checksum).
         for at in second as usize..good.len() {
-            let mut bad = good.clone();
-            bad[at] ^= 0x01;
-            let (frames, end) = parse_frames(&bad);
-            assert_eq!(frames.len(), 1, "flip at {at}");
-            assert!(end != End::Clean, "flip at {at}");
-            if at >= second as usize + 4 {
-                assert!(matches!(end, End::Bad { .. }), "flip at {at}: {end:?}");
+            for bit in 0..8 {
+                let mut bad = good.clone();
+                bad[at] ^= 1 << bit;
+                let (frames, end) = parse_frames(&bad);
+                assert_eq!(frames.len(), 1, "flip at {at}");
+                assert!(
+                    matches!(end, End::Bad { offset, .. } if offset == second),
+                    "flip of bit {bit} at {at}: {end:?}"
+                );
             }
         }
+        // A length raised past the end of the file, header checksum and all
+        // (only a header that is valid and cut short is torn).
+        let mut longer = good.clone();
+        let at = second as usize;
+        longer[at..at + 4].copy_from_slice(&100u32.to_le_bytes());
+        assert!(matches!(
+            parse_frames(&longer).1,
+            End::Bad {
+                reason: "a frame header's checksum does not match",
+                ..
+            }
+        ));
+        // The last frame's bytes zeroed from its start to the end of the
+        // file look like a file extended whose data never reached the disk:
+        // torn here; the checkpoint in chain.head is what tells them apart
+        // (see the log's tests).
+        let mut zeroed = good.clone();
+        for b in &mut zeroed[at..] {
+            *b = 0;
+        }
+        assert_eq!(parse_frames(&zeroed).1, End::Torn { offset: second });
+        // Zeroed from inside its header on: damage.
+        let mut zeroed = good.clone();
+        for b in &mut zeroed[at + 6..] {
+            *b = 0;
+        }
+        assert!(matches!(parse_frames(&zeroed).1, End::Bad { .. }));
         // A flipped byte in a header.
         let mut bad = good.clone();
         bad[20] ^= 1;

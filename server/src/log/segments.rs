@@ -18,9 +18,12 @@
 //!   segment has reached its size limit, a new one is created first, and it
 //!   and the directory are synced before anything in it is acknowledged. A
 //!   closed segment is never opened for writing again.
-//! * A failed write leaves the in-memory end where it was: the next append
-//!   first cuts the file back to it (so unsynced bytes are never taken as
-//!   written), and [`SegmentEngine::reread_tail`] re-reads what is on disk.
+//! * A failed write leaves the in-memory end where it was and cuts the file
+//!   back to it at once (synced), so that bytes written but never
+//!   acknowledged are not taken as records by a later start, verify or
+//!   backup. If that cut fails too, the next append (or the heal) cuts
+//!   first; [`SegmentEngine::reread_tail`] then reads the newest segment
+//!   back from the disk and checks it ends at the acknowledged record.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -271,20 +274,80 @@ impl SegmentEngine {
         Ok(buf)
     }
 
-    /// Re-reads the end of the newest segment after a failed write: the
-    /// frames that made it to disk whole are kept only if they are the
-    /// acknowledged ones; anything past them is cut off again on the next
-    /// append. Returns the number of records the engine holds.
-    pub fn reread_tail(&self) -> Result<u64, EngineError> {
+    /// Re-reads the end of the newest segment from the disk after a failed
+    /// write: cuts off anything past the last acknowledged frame (synced),
+    /// then reads the segment's frames back from the file and checks that
+    /// they end cleanly exactly where the acknowledged ones do, at the
+    /// record the index holds last. Returns that record (its sequence
+    /// number and stored bytes) as read from the disk, for the log to
+    /// check against its chain head; [`EngineError::Damaged`] if the disk
+    /// holds anything else.
+    pub fn reread_tail(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
         let mut files = self.lock();
         let Some(newest) = files.segments.last() else {
-            return Ok(0);
+            return Ok(None);
         };
-        let len = newest.file.metadata().map_err(io)?.len();
-        if len > files.open_len {
-            files.dirty = true;
+        let name = newest.name.clone();
+        let on_disk = newest.file.metadata().map_err(io)?.len();
+        if on_disk != files.open_len {
+            if let Mode::ReadOnly = self.mode {
+                return Err(EngineError::Io("the log is open read-only".into()));
+            }
+            newest.file.set_len(files.open_len).map_err(io)?;
+            newest.file.sync_all().map_err(io)?;
+            files.dirty = false;
         }
-        Ok(files.records.len() as u64)
+        let index = files.segments.len() - 1;
+        let bytes = std::fs::read(self.dir.join(&name)).map_err(io)?;
+        let damage = |offset: u64, reason: &str| damage_at(&files, &name, offset, reason);
+        if bytes.len() as u64 != files.open_len {
+            return Err(damage(
+                bytes.len().min(files.open_len as usize) as u64,
+                "after a failed write the newest segment's length is not the acknowledged one",
+            ));
+        }
+        SegmentHeader::parse(&bytes).map_err(|reason| damage(0, reason))?;
+        let (frames, end) = segment::parse_frames(&bytes);
+        match end {
+            End::Clean => {}
+            End::Torn { offset } | End::Bad { offset, .. } => {
+                return Err(damage(
+                    offset,
+                    "after a failed write an acknowledged frame no longer reads back",
+                ));
+            }
+        }
+        let held: Vec<&segment::Frame> = frames.iter().filter(|f| f.kind == KIND_RECORD).collect();
+        let indexed: Vec<&Loc> = files
+            .records
+            .iter()
+            .filter(|l| l.segment == index)
+            .collect();
+        let matches = held.len() == indexed.len()
+            && held
+                .iter()
+                .zip(&indexed)
+                .all(|(f, l)| f.payload.start as u64 == l.offset && f.payload.len() == l.len);
+        if !matches {
+            return Err(damage(
+                segment::HEADER_LEN as u64,
+                "after a failed write the newest segment's records are not the acknowledged ones",
+            ));
+        }
+        let count = files.records.len() as u64;
+        match held.last() {
+            Some(f) if f.seq == count => Ok(Some((count, bytes[f.payload.clone()].to_vec()))),
+            Some(f) => Err(damage(
+                f.offset,
+                "after a failed write the last record on disk is not the last acknowledged one",
+            )),
+            // Nothing in the newest segment yet: the last record is in
+            // the one before, which no write touches.
+            None => match files.records.last().copied() {
+                Some(loc) => Ok(Some((count, self.read(&files, loc)?))),
+                None => Ok(None),
+            },
+        }
     }
 
     /// Starts a new segment whose first record is `first_seq`; the file
@@ -386,11 +449,12 @@ fn scan(
         let header = match SegmentHeader::parse(&bytes) {
             Ok(h) => h,
             // A new segment whose header never reached the disk: it
-            // was synced before anything in it was acknowledged.
+            // was synced before anything in it was acknowledged. Only if
+            // nothing at all is in the file: a zeroed header with frames
+            // after it is damage (those frames were acknowledged).
             Err(_)
                 if newest
-                    && (bytes.len() < segment::HEADER_LEN
-                        || bytes[..segment::HEADER_LEN].iter().all(|b| *b == 0)) =>
+                    && (bytes.len() < segment::HEADER_LEN || bytes.iter().all(|b| *b == 0)) =>
             {
                 *torn = Some(TornTail {
                     segment: name.clone(),
@@ -598,9 +662,24 @@ impl LogEngine for SegmentEngine {
         let file = &files.segments[segment].file;
         if let Err(e) = file
             .write_all_at(&buf, base)
+            .and_then(|()| fail_sync_for_test(&self.dir))
             .and_then(|()| file.sync_data())
         {
-            files.dirty = true;
+            // Nothing of this write is acknowledged, but its pages may
+            // still reach the disk: cut them off at once, so that neither
+            // a start after a crash nor a read of the files meanwhile
+            // (verify, backup, read-only serving) takes them as records.
+            match file.set_len(base).and_then(|()| file.sync_all()) {
+                Ok(()) => files.dirty = false,
+                Err(cut) => {
+                    files.dirty = true;
+                    warn!(
+                        error = %cut,
+                        "a failed write could not be cut back; bytes that were never \
+                         acknowledged may remain past the last record until the log heals"
+                    );
+                }
+            }
             return Err(io(e));
         }
         files.open_len = base + buf.len() as u64;
@@ -671,7 +750,7 @@ impl LogEngine for SegmentEngine {
         }
     }
 
-    fn reread_tail(&self) -> Result<u64, EngineError> {
+    fn reread_tail(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
         SegmentEngine::reread_tail(self)
     }
 
@@ -682,6 +761,7 @@ impl LogEngine for SegmentEngine {
         let Mode::Writable { .. } = self.mode else {
             return Err(EngineError::Io("the log is open read-only".into()));
         };
+        fail_sync_for_test(&self.dir).map_err(io)?;
         {
             let mut files = self.lock();
             if files.dirty {
@@ -709,6 +789,26 @@ impl LogEngine for SegmentEngine {
         let _ = std::fs::remove_file(&path);
         result.map_err(io)
     }
+}
+
+/// Test hook: appends in these directories write their bytes and then fail
+/// as if `fdatasync` had (the case where the pages may reach the disk
+/// although the write was reported failed).
+#[cfg(test)]
+pub(crate) static FAIL_SYNC_IN: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+#[cfg(test)]
+fn fail_sync_for_test(dir: &Path) -> std::io::Result<()> {
+    let failing = FAIL_SYNC_IN.lock().unwrap_or_else(|p| p.into_inner());
+    if failing.iter().any(|d| d == dir) {
+        return Err(std::io::Error::from_raw_os_error(5));
+    }
+    Ok(())
+}
+
+#[cfg(not(test))]
+fn fail_sync_for_test(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// The probe file a degraded log writes to learn whether the disk takes
@@ -925,11 +1025,71 @@ mod tests {
         let seg = log.join(segment::file_name(1));
         let mut f = OpenOptions::new().append(true).open(&seg).expect("open");
         std::io::Write::write_all(&mut f, b"half a frame").expect("write");
-        assert_eq!(engine.reread_tail().expect("reread"), 5);
+        assert_eq!(
+            engine.reread_tail().expect("reread").map(|(seq, _)| seq),
+            Some(5)
+        );
         fill(&engine, 6, 7);
         drop(engine);
         let engine = SegmentEngine::open(&log, ID, Mode::ReadOnly).expect("open");
         assert!(engine.torn_tail().is_none());
         assert_eq!(engine.last().expect("last"), Some(rec(7)));
+    }
+
+    #[test]
+    fn a_write_whose_sync_failed_is_cut_off_at_once_and_a_crash_keeps_none_of_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        let engine = writable(&log, 1 << 20);
+        fill(&engine, 1, 5);
+        let seg = log.join(segment::file_name(1));
+        let acknowledged = std::fs::read(&seg).expect("read");
+        // The write reaches the file, then fdatasync fails: nothing of
+        // records 6 and 7 is acknowledged.
+        FAIL_SYNC_IN.lock().expect("hook").push(log.clone());
+        let err = engine
+            .append(&[rec(6), rec(7)], Some((7, b"cp 7".to_vec())))
+            .expect_err("not acknowledged");
+        FAIL_SYNC_IN.lock().expect("hook").retain(|d| d != &log);
+        assert!(matches!(err, EngineError::Io(_)), "{err}");
+        // Cut back at once, before any heal or append: a verify or a
+        // backup of the files now sees only the acknowledged records.
+        assert_eq!(std::fs::read(&seg).expect("read"), acknowledged);
+        // The server crashes before it heals: the next start holds
+        // exactly the acknowledged records, with nothing set aside.
+        drop(engine);
+        let engine = SegmentEngine::open(&log, ID, Mode::ReadOnly).expect("reopen");
+        assert!(engine.torn_tail().is_none());
+        assert_eq!(engine.last().expect("last"), Some(rec(5)));
+        assert_eq!(engine.get(6).expect("get"), None);
+    }
+
+    #[test]
+    fn the_heal_reads_the_tail_back_from_the_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        let engine = writable(&log, 1 << 20);
+        fill(&engine, 1, 5);
+        let seg = log.join(segment::file_name(1));
+        let whole = std::fs::read(&seg).expect("read");
+        // Whole and acknowledged: the last record as the disk holds it.
+        assert_eq!(engine.reread_tail().expect("reread"), Some(rec(5)));
+        // The last acknowledged frame no longer reads back (a failing
+        // disk lost its sector): damage, named, not a healed log.
+        let (frames, _) = segment::parse_frames(&whole);
+        let last = frames.last().expect("frame").offset as usize;
+        let mut lost = whole.clone();
+        for b in &mut lost[last + 2..] {
+            *b = 0;
+        }
+        std::fs::write(&seg, &lost).expect("write");
+        let err = engine.reread_tail().expect_err("damage");
+        let EngineError::Damaged(d) = err else {
+            panic!("{err}")
+        };
+        assert_eq!(d.offset, last as u64, "{d}");
+        // Records missing from the end of the file.
+        std::fs::write(&seg, &whole[..last]).expect("write");
+        assert!(matches!(engine.reread_tail(), Err(EngineError::Damaged(_))));
     }
 }

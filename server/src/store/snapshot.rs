@@ -2,8 +2,10 @@
 //! engine, so that a start replays only the records after it. A snapshot
 //! can always be rebuilt from the log; a damaged one is ignored.
 
+use std::sync::atomic::Ordering;
+
 use ring::aead::{Aad, NONCE_LEN, Nonce};
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::{LogStore, StoreError, codec};
 use crate::domain::State;
@@ -18,6 +20,13 @@ fn snapshot_aad(seq: u64, hash: &[u8; 32]) -> Vec<u8> {
     a.extend_from_slice(&seq.to_be_bytes());
     a.extend_from_slice(hash);
     a
+}
+
+/// A state read for a snapshot, before it is sealed.
+struct TakenState {
+    seq: u64,
+    generation: u64,
+    plain: Vec<u8>,
 }
 
 impl LogStore {
@@ -80,17 +89,54 @@ impl LogStore {
         let Ok(mut last) = self.snapshot_seq.try_lock() else {
             return Ok(()); // another writer is taking one
         };
-        let (seq, plain) = {
-            let state = self.lock();
-            (state.applied_seq, codec::encode_snapshot(&state))
-        };
-        if seq == 0 {
+        let Some(taken) = self.take_state() else {
             return Ok(());
+        };
+        if let Some(seq) = self.seal_and_save(taken)? {
+            *last = seq;
         }
+        Ok(())
+    }
+
+    /// The state's bytes with the sequence number and log generation it
+    /// belongs to, read together under the state lock; `None` if there is
+    /// nothing to save or the state may hold records that were lost (it
+    /// is rebuilt before its next use, and a snapshot taken after that).
+    fn take_state(&self) -> Option<TakenState> {
+        let state = self.lock();
+        if state.applied_seq == 0 || self.needs_resync() {
+            return None;
+        }
+        Some(TakenState {
+            seq: state.applied_seq,
+            generation: self.state_generation.load(Ordering::SeqCst),
+            plain: codec::encode_snapshot(&state),
+        })
+    }
+
+    /// Seals `taken` against the chain hash of its record and saves it;
+    /// the sequence number saved, or `None` if its records were lost
+    /// meanwhile (a write failed before they were durable): the record now
+    /// at that number is another one, and the state must not be sealed
+    /// against it.
+    fn seal_and_save(&self, taken: TakenState) -> Result<Option<u64>, StoreError> {
+        let TakenState {
+            seq,
+            generation,
+            plain,
+        } = taken;
         // Every submitted record is applied under the state lock, so the
         // head at this moment may be later than `seq`; find seq's hash by
-        // waiting for durability and reading the chain.
-        self.log.wait_for(seq)?;
+        // waiting for durability in the state's generation and reading
+        // the chain.
+        match self.log.wait_for_in(seq, generation) {
+            Ok(()) => {}
+            Err(LogError::Degraded { .. }) => {
+                info!("a write failed before the state's records were durable: no snapshot taken");
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        }
         let hash = self.log.hash_at(seq)?;
         let mut nonce = [0u8; NONCE_LEN];
         hotline_proto::identity::fill_random(&mut nonce)
@@ -111,8 +157,17 @@ impl LogStore {
             .engine()
             .put_snapshot(seq, &bytes)
             .map_err(LogError::from)?;
-        *last = seq;
-        Ok(())
+        Ok(Some(seq))
+    }
+
+    /// Signs a checkpoint of the durable records if some are not covered
+    /// by one yet, and writes it to `chain.head` (see
+    /// [`Log::checkpoint_if_uncovered`]): the server's storage watch calls
+    /// this about every second, so records written just before the writes
+    /// stop are protected by `chain.head` within about a second. Whether
+    /// it signed one.
+    pub fn checkpoint_if_uncovered(&self) -> Result<bool, StoreError> {
+        Ok(self.log.checkpoint_if_uncovered()?)
     }
 
     /// Discards snapshots and rebuilds the state by replaying the whole
@@ -129,5 +184,67 @@ impl LogStore {
         *self.snapshot_seq.lock().unwrap_or_else(|p| p.into_inner()) = 0;
         self.snapshot()?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::Event;
+    use crate::domain::devices::InviteRecord;
+    use crate::log::RecordKey;
+    use crate::log::segments::FAIL_SYNC_IN;
+    use hotline_proto::Role;
+
+    fn invite_event(digest: u8) -> Event {
+        Event::InviteCreated {
+            digest: [digest; 32],
+            invite: InviteRecord {
+                role: Role::Defender,
+                created_at: 1,
+                expires_at: 100,
+                used_at: None,
+                bootstrap: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_state_whose_records_were_lost_is_never_sealed_against_a_reused_sequence_number() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::open_in(dir.path());
+        for d in 1..=3 {
+            let state = store.lock();
+            store.commit(state, invite_event(d)).expect("durable");
+        }
+        // Record 4 (invite 4) is submitted and applied, and the state at
+        // 4 is taken for a snapshot before its write is attempted ...
+        let log_dir = super::super::log_dir(&dir.path().join("data"));
+        FAIL_SYNC_IN.lock().expect("hook").push(log_dir.clone());
+        let ticket = {
+            let mut state = store.lock();
+            store
+                .stage(&mut state, RecordKey::Main, invite_event(4))
+                .expect("submitted")
+        };
+        let taken = store.take_state().expect("taken");
+        assert_eq!(taken.seq, 4);
+        // ... then the write fails: record 4 is lost.
+        assert!(store.wait(ticket).is_err(), "not acknowledged");
+        FAIL_SYNC_IN.lock().expect("hook").retain(|d| d != &log_dir);
+        assert!(store.try_heal().expect("heals"));
+        // After the heal another record takes number 4 (invite 5).
+        {
+            let state = store.lock();
+            store.commit(state, invite_event(5)).expect("durable");
+        }
+        assert_eq!(store.lock().applied_seq, 4);
+        // The old state must not be sealed against the new record 4.
+        assert_eq!(store.seal_and_save(taken).expect("no error"), None);
+        drop(store);
+        let store = crate::store::open_in(dir.path());
+        let state = store.state();
+        assert!(state.invites.contains_key(&[5; 32]), "the saved invite");
+        assert!(!state.invites.contains_key(&[4; 32]), "the lost invite");
+        assert_eq!(state.invites.len(), 4);
     }
 }

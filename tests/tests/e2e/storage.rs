@@ -825,3 +825,160 @@ fn a_start_refused_for_a_missing_log_creates_nothing() {
         30
     );
 }
+
+/// The data directory as a crash would leave it at this moment (every
+/// file but the snapshot cache, which a start rebuilds), copied to `to`.
+fn crash_image(data: &Path, to: &Path) {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for entry in std::fs::read_dir(from).expect("dir") {
+            let entry = entry.expect("entry");
+            let target = to.join(entry.file_name());
+            if entry.file_type().expect("type").is_dir() {
+                if entry.file_name() != "cache" {
+                    copy(&entry.path(), &target);
+                }
+            } else {
+                std::fs::copy(entry.path(), &target).expect("copy");
+            }
+        }
+    }
+    copy(data, to);
+}
+
+/// The newest segment, and where its last record frame starts and which
+/// record it holds.
+fn last_record_frame(data: &Path) -> (PathBuf, usize, u64) {
+    let newest = segment_files(data).pop().expect("segment");
+    let bytes = std::fs::read(&newest).expect("read");
+    let (frames, end) = segment::parse_frames(&bytes);
+    assert_eq!(end, segment::End::Clean);
+    let last = frames
+        .iter()
+        .rev()
+        .find(|f| f.kind == segment::KIND_RECORD)
+        .expect("a record");
+    (newest, last.offset as usize, last.seq)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_saved_just_before_the_server_goes_quiet_is_protected_by_chain_head() {
+    let server = hotline_tests::TestServer::start().await;
+    let data = server.config().data_dir.clone();
+    let (_, defender) = server.enroll(Role::Defender).await;
+    // An SOS, acknowledged, and then nothing more is written.
+    defender
+        .raise_alert_with(hotline_proto::alert::Priority::Immediate, None)
+        .await
+        .expect("raised");
+    let (_, _, last_seq) = last_record_frame(&data);
+    // Within about a second of going quiet, the server signs a checkpoint
+    // of it into chain.head.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (_, _, still_last) = last_record_frame(&data);
+    assert_eq!(still_last, last_seq, "nothing else was written");
+    let keys = open_keys(&data, server.key(), Create::Never).expect("keys");
+    let hotline_server::log::head::Head::Checkpoint(cp) =
+        hotline_server::log::read_head(&keys, &data).expect("head")
+    else {
+        panic!("chain.head holds no checkpoint")
+    };
+    assert_eq!(
+        cp.seq, last_seq,
+        "chain.head covers the last acknowledged record"
+    );
+
+    // The server crashes now; then the SOS's sector reads back as zeros
+    // (the whole end of the file from its frame on): not an unfinished
+    // write to cut off, but damage, refused without a byte changed.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("data");
+    crash_image(&data, &image);
+    let (newest, at, seq) = last_record_frame(&image);
+    let mut bytes = std::fs::read(&newest).expect("read");
+    for b in &mut bytes[at..] {
+        *b = 0;
+    }
+    std::fs::write(&newest, &bytes).expect("write");
+    let before = snapshot_files(&image);
+    let key = server.key().clone();
+    let err = start_up(&image, &key)
+        .expect_err("refused: an acknowledged SOS is missing")
+        .to_string();
+    assert!(
+        err.contains(&format!("record {seq}")) || err.contains(&format!("{seq}..")),
+        "{err}"
+    );
+    assert!(
+        snapshot_files(&image) == before,
+        "the start changed nothing"
+    );
+    assert!(
+        !std::fs::read_dir(image.join("log")).expect("dir").any(|e| e
+            .expect("e")
+            .file_name()
+            .to_string_lossy()
+            .starts_with("torn-")),
+        "nothing was set aside as a torn write"
+    );
+}
+
+#[test]
+fn a_flipped_bit_in_the_last_frames_length_is_damage_named_never_a_torn_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, key) = build_store(dir.path(), 50);
+    // A crash image whose last frame is record 51 (acknowledged, and
+    // covered by a checkpoint only in chain.head or not at all).
+    let store = start_up(&data, &key).expect("open");
+    store
+        .put_invite(
+            [0xee; 32],
+            &InviteRecord {
+                role: Role::Defender,
+                created_at: 1,
+                expires_at: u64::MAX,
+                used_at: None,
+                bootstrap: None,
+            },
+        )
+        .expect("saved");
+    let image_dir = tempfile::tempdir().expect("tempdir");
+    let image = image_dir.path().join("data");
+    crash_image(&data, &image);
+    drop(store);
+    let (newest, at, seq) = last_record_frame(&image);
+    assert_eq!(seq, 51);
+    let whole = std::fs::read(&newest).expect("read");
+    for bit in [4, 12, 16] {
+        // The length grows past the end of the file (up to 64 KiB more).
+        let mut bytes = whole.clone();
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("len"));
+        bytes[at..at + 4].copy_from_slice(&(len ^ (1 << bit)).to_le_bytes());
+        std::fs::write(&newest, &bytes).expect("write");
+        let found = refused_naming(&image, &key, &newest, &format!("len bit {bit}"));
+        assert_eq!(found, 51);
+        let err = start_up(&image, &key).expect_err("refused").to_string();
+        assert!(
+            err.contains("header's checksum") && err.contains(&format!("offset {at}")),
+            "{err}"
+        );
+    }
+    std::fs::write(&newest, &whole).expect("restore");
+    assert_eq!(
+        start_up(&image, &key).expect("whole").state().invites.len(),
+        51
+    );
+}
+
+#[test]
+fn a_newest_segment_whose_header_reads_back_as_zeros_is_damage_when_frames_follow() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, key) = build_store_with(dir.path(), 300, 8 << 10);
+    let newest = segment_files(&data).pop().expect("segment");
+    let mut bytes = std::fs::read(&newest).expect("read");
+    for b in &mut bytes[..segment::HEADER_LEN] {
+        *b = 0;
+    }
+    std::fs::write(&newest, &bytes).expect("write");
+    refused_naming(&data, &key, &newest, "zeroed header");
+}
