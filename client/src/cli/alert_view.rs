@@ -5,7 +5,7 @@
 
 use hotline_client::history::History;
 use hotline_client::messenger::Device;
-use hotline_proto::alert::{AlertInfo, AlertOrigin, AlertStatus};
+use hotline_proto::alert::{AlertContent, AlertInfo, AlertOrigin, AlertStatus};
 use hotline_proto::e2e::content::Message;
 use hotline_proto::time::time_of_day;
 
@@ -204,4 +204,44 @@ pub(super) fn header() -> String {
         "{:<9} {:<16} {:<9}  {:<22} {}",
         "ALERT", "RAISED", "PRIORITY", "WHAT", "FROM / WHERE IT STANDS"
     )
+}
+
+/// Says that the SOS joined the defender's open alert `a` (past its
+/// open-alert limit): whether its staff were paged again now or, paged
+/// less than a minute before, have its new text all the same; and that
+/// an officer is on it if one holds it.
+pub(super) fn joined(a: &AlertInfo) {
+    println!(
+        "alert {} joined: your SOS was added to this open alert of yours ({}), with its text; no new alert was opened.",
+        a.id, a.priority
+    );
+    match a.content {
+        AlertContent::Sealed => {}
+        AlertContent::ExpiredRoster => println!(
+            "Your text was sealed to an expired staff roster: some staff may not be able to read it."
+        ),
+        AlertContent::None => {
+            println!(
+                "Your text could NOT be protected and was NOT sent, but the team knows you need help."
+            )
+        }
+    }
+    if a.status == AlertStatus::Acknowledged {
+        println!("An officer is on it: they hold this alert, and your new text goes to them.");
+    }
+    let later = a.paged.saturating_sub(a.paged_now);
+    if a.paged_again && a.paged_now > 0 {
+        println!(
+            "Its staff were paged again now: {} staff device(s) received the page now; {later} more get it when they connect. You will be contacted.",
+            a.paged_now
+        );
+    } else if a.paged_again {
+        println!(
+            "Its staff were paged again, but NONE OF THEM IS CONNECTED now: {later} staff device(s) get the page when they connect, and it goes on to more staff until someone answers."
+        );
+    } else {
+        println!(
+            "Its staff were paged less than a minute ago, so they were not paged again; your new text is delivered to them."
+        );
+    }
 }

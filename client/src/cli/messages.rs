@@ -515,7 +515,7 @@ pub(super) async fn send_over(
             // `sos` says it, never as a new alert.
             Sent::Alert(a) if a.joined_now => {
                 print!("sent from the outbox: an SOS; ");
-                super::alerts::joined(a);
+                super::alert_view::joined(a);
             }
             Sent::Alert(a) => println!(
                 "sent from the outbox: an SOS, alert {} raised ({}; {} paged)",
