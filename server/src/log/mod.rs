@@ -1094,9 +1094,8 @@ fn walk_against_head(
                 return Err(tampered(
                     verified.head_seq + 1,
                     format!(
-                        "records {}..={} are missing: the head file holds a signed checkpoint at {}",
-                        verified.head_seq + 1,
-                        cp.seq,
+                        "{}: the head file holds a signed checkpoint at {}",
+                        missing_records(verified.head_seq + 1, cp.seq),
                         cp.seq
                     ),
                 ));
@@ -1108,8 +1107,27 @@ fn walk_against_head(
     Ok((verified, erased))
 }
 
+/// "record 54 is missing" or "records 54 to 60 are missing", as an
+/// operator reads it.
+pub fn missing_records(first: u64, last: u64) -> String {
+    if first >= last {
+        format!("record {first} is missing")
+    } else {
+        format!("records {first} to {last} are missing")
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn missing_records_read_as_words() {
+        assert_eq!(super::missing_records(54, 54), "record 54 is missing");
+        assert_eq!(
+            super::missing_records(54, 60),
+            "records 54 to 60 are missing"
+        );
+    }
+
     use super::engine::Item;
     use super::segments::{MAX_SEGMENT_BYTES, Mode, SegmentEngine};
     use super::*;

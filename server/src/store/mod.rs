@@ -169,9 +169,10 @@ fn missing_after(
         Head::Checkpoint(cp) if cp.seq > verified.head_seq => Some((
             next,
             format!(
-                "records {next}..={} are missing: chain.head holds a signed checkpoint at {} \
+                "{}: chain.head holds a signed checkpoint at {} \
                  (the newest segment files were lost or cut)",
-                cp.seq, cp.seq
+                crate::log::missing_records(next, cp.seq),
+                cp.seq
             ),
         )),
         Head::Checkpoint(cp) => {
