@@ -200,29 +200,34 @@ pub struct SledEngine {
 /// process (sled's worker threads release it a moment after the drop).
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Opens (or creates) a sled database in `dir`, flushed by its user (no
+/// background flush), waiting up to [`LOCK_WAIT`] for a lock held by a
+/// database being dropped in this process; sled's panics on some damaged
+/// files are reported as damage.
+fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, EngineError> {
+    let config = sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_bytes)
+        .mode(sled::Mode::LowSpace)
+        .flush_every_ms(None);
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
+            .map_err(|_| EngineError::Corrupt("sled could not read its files".into()))?;
+        match opened.map_err(from_sled) {
+            Ok(db) => return Ok(db),
+            Err(EngineError::Locked) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 impl SledEngine {
     /// Opens (or creates) the engine's files in `dir`.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledEngine, EngineError> {
-        let config = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .mode(sled::Mode::LowSpace)
-            // Appends are flushed and synced by `append` itself.
-            .flush_every_ms(None);
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
-        let db = loop {
-            // sled has panics on some damaged files: report them as damage.
-            let opened =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
-                    .map_err(|_| EngineError::Corrupt("sled could not read its files".into()))?;
-            match opened.map_err(from_sled) {
-                Ok(db) => break db,
-                Err(EngineError::Locked) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let db = open_sled(dir, cache_bytes)?;
         let chain = db.open_tree("chain").map_err(from_sled)?;
         let snapshots = db.open_tree("snapshots").map_err(from_sled)?;
         let data_file = File::open(dir.join("db")).map_err(|e| EngineError::Io(e.to_string()))?;
@@ -353,28 +358,11 @@ pub struct SledCache {
 }
 
 impl SledCache {
-    /// Opens (or creates) the cache in `dir`. sled's lock on it is also
-    /// the data directory's lock against a second server process.
+    /// Opens (or creates) the cache in `dir` (the data directory's own
+    /// lock, `<data_dir>/lock`, is taken before it).
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledCache, EngineError> {
         crate::files::create_private_dir(dir).map_err(|e| EngineError::Io(e.to_string()))?;
-        let config = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .mode(sled::Mode::LowSpace)
-            .flush_every_ms(None);
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
-        let db = loop {
-            let opened =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
-                    .map_err(|_| EngineError::Corrupt("sled could not read its files".into()))?;
-            match opened.map_err(from_sled) {
-                Ok(db) => break db,
-                Err(EngineError::Locked) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let db = open_sled(dir, cache_bytes)?;
         let snapshots = db.open_tree("snapshots").map_err(from_sled)?;
         Ok(SledCache { db, snapshots })
     }
