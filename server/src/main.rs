@@ -76,9 +76,10 @@ enum Command {
     /// Check the whole store: key, every record, the hash chain and every
     /// signed checkpoint. Exits non-zero naming the first bad record.
     Verify {
-        /// A checkpoint exported earlier with `hotline-server checkpoint`:
-        /// also detects a rollback to an older copy of the store.
-        #[arg(long)]
+        /// A head line kept earlier (printed by `verify` and `checkpoint`):
+        /// fails if the store is behind it or diverges from it, which
+        /// detects a rollback of chain.head and the log together.
+        #[arg(long, visible_alias = "expect-head", value_name = "LINE")]
         checkpoint: Option<String>,
     },
     /// Rebuild the derived state from the log and save a fresh snapshot.
@@ -290,13 +291,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 config.limits.store_cache_bytes,
                 checkpoint.as_deref(),
             )?;
-            let v = report.verified;
+            let v = &report.verified;
             println!(
-                "store verified: {} records, chain head at {}, {} signed checkpoints (newest at {}), {} records shredded",
-                v.records, v.head_seq, v.checkpoints, v.last_checkpoint_seq, v.shredded
+                "store verified: {} records (the last is record {}), {} signed checkpoints, {} records shredded",
+                v.records, v.head_seq, v.checkpoints, v.shredded
             );
+            // Both positions in words: the log's newest checkpoint frame
+            // lags chain.head's, which is what the chain was checked to reach.
+            let in_log = match v.last_checkpoint_seq {
+                0 => "none yet".to_owned(),
+                seq => format!("record {seq}"),
+            };
+            match &report.head {
+                Some(cp) => println!(
+                    "newest signed checkpoint in the log: {in_log}; chain.head: record {}, signed {}                      (the server signs one every second while it writes, every 1,000 records, and at shutdown)",
+                    cp.seq,
+                    date_time(cp.time)
+                ),
+                None => {
+                    println!("newest signed checkpoint in the log: {in_log}; chain.head: none yet")
+                }
+            }
+            if let Some(line) = &report.head_line {
+                println!(
+                    "head line (keep a copy off this machine; `verify --expect-head LINE` later \
+                     detects a rollback to before it):"
+                );
+                println!("{line}");
+            }
             if let Some(seq) = report.external_checkpoint {
-                println!("the exported checkpoint at record {seq} matches: no rollback");
+                println!(
+                    "the expected head (record {seq}) is in the log and matches: no rollback to before it"
+                );
             }
             if let Some(torn) = report
                 .torn_tail

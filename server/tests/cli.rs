@@ -430,3 +430,97 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
         "colour codes in a piped log: {seen:?}"
     );
 }
+
+/// Runs `args` and returns (stdout, stderr), asserting success.
+fn ok(args: &[&str], data: &Path, key: &Path) -> (String, String) {
+    let out = run(args, data, Some(key));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{args:?}: {stdout}{stderr}");
+    (stdout, stderr)
+}
+
+/// The head line `verify` prints (the line after the one announcing it).
+fn head_line(verify_stdout: &str) -> String {
+    let line = verify_stdout
+        .lines()
+        .find(|l| l.starts_with("hotline-checkpoint:1:"))
+        .unwrap_or_else(|| panic!("no head line in: {verify_stdout}"));
+    line.to_owned()
+}
+
+#[test]
+fn a_rollback_of_chain_head_and_the_log_passes_plain_verify_but_not_the_kept_head_line() {
+    use hotline_server::log::segment;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    for _ in 0..2 {
+        ok(&["invite", "--role", "officer"], &data, &key);
+    }
+    let (first, _) = ok(&["verify"], &data, &key);
+    for _ in 0..3 {
+        ok(&["invite", "--role", "officer"], &data, &key);
+    }
+    // verify prints both checkpoint positions in words, and the head line.
+    let (text, _) = ok(&["verify"], &data, &key);
+    assert!(
+        text.contains("newest signed checkpoint in the log: record "),
+        "{text}"
+    );
+    assert!(text.contains("; chain.head: record "), "{text}");
+    assert!(text.contains("every 1,000 records"), "{text}");
+    let kept = head_line(&text);
+    assert_ne!(kept, head_line(&first), "the head moved on");
+    let kept_seq: u64 = kept.split(':').nth(3).expect("seq").parse().expect("seq");
+    // `checkpoint` (no server running) prints the same kind of line.
+    let (cp, _) = ok(&["checkpoint"], &data, &key);
+    assert!(cp.trim().starts_with("hotline-checkpoint:1:"), "{cp}");
+
+    // The attack, with shell access and no key: an older checkpoint frame
+    // from the log copied into both chain.head slots, and the log cut just
+    // after that frame.
+    let path = data.join("log").join(segment::file_name(1));
+    let bytes = std::fs::read(&path).expect("segment");
+    let (frames, _) = segment::parse_frames(&bytes);
+    let old = frames
+        .iter()
+        .filter(|f| f.kind == segment::KIND_CHECKPOINT && f.seq < kept_seq)
+        .next_back()
+        .expect("an older checkpoint in the log");
+    let old_seq = old.seq;
+    let payload = &bytes[old.payload.clone()];
+    std::fs::write(data.join("chain.head"), [payload, payload].concat()).expect("head");
+    std::fs::write(&path, &bytes[..old.payload.end]).expect("cut");
+
+    // Plain verify cannot tell (documented in docs/storage.md).
+    let (text, _) = ok(&["verify"], &data, &key);
+    assert!(
+        text.contains(&format!("the last is record {old_seq})")),
+        "{text}"
+    );
+    // The kept head line can, naming both positions.
+    for flag in ["--expect-head", "--checkpoint"] {
+        let out = run(&["verify", flag, &kept], &data, Some(&key));
+        assert!(!out.status.success(), "{flag}: a rollback passed");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("rolled back"), "{err}");
+        assert!(
+            err.contains(&format!(
+                "the log ends at record {old_seq} (chain.head: record {old_seq})"
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("expected head line is at record {kept_seq}")),
+            "{err}"
+        );
+    }
+}

@@ -11,8 +11,8 @@
 //!   never acknowledged). [`SegmentEngine::set_torn_tail_aside`] (called
 //!   once the log has verified the chain against `chain.head`, and in any
 //!   case before the first append) copies those bytes aside to
-//!   `torn-<seq>-<unix time>.bin` (synced) and then cuts them off. Anything
-//!   else wrong is [`Damage`]: nothing is changed and the store is refused.
+//!   `torn-after-<last whole record>-<unix time>.bin` (synced) and then
+//!   cuts them off. Anything else wrong is [`Damage`]: nothing is changed and the store is refused.
 //! * An append writes every frame of a group commit with one positioned
 //!   write at the end of the newest segment and one `fdatasync`. When the
 //!   segment has reached its size limit, a new one is created first, and it
@@ -201,15 +201,17 @@ impl SegmentEngine {
         let path = self.dir.join(&torn.segment);
         let bytes = std::fs::read(&path).map_err(io)?;
         let tail = bytes.get(torn.offset as usize..).unwrap_or(&[]);
-        let next = self.lock().records.len() as u64 + 1;
+        // Named after the last whole record before it: the bytes are what
+        // was being written after that record.
+        let last = self.lock().records.len() as u64;
         let mut aside = self
             .dir
-            .join(format!("torn-{next}-{}.bin", crate::unix_now()));
+            .join(format!("torn-after-{last}-{}.bin", crate::unix_now()));
         let mut n = 1;
         while aside.exists() {
             aside = self
                 .dir
-                .join(format!("torn-{next}-{}-{n}.bin", crate::unix_now()));
+                .join(format!("torn-after-{last}-{}-{n}.bin", crate::unix_now()));
             n += 1;
         }
         crate::files::write_private(&aside, tail).map_err(io)?;
@@ -400,6 +402,19 @@ impl SegmentEngine {
         Some((
             files.segments[loc.segment].name.clone(),
             loc.offset - segment::FRAME_HEADER_LEN as u64,
+        ))
+    }
+
+    /// Where the log ends: the newest segment file's name, the byte
+    /// offset just past its last whole frame, and how many records the
+    /// log holds (`None` with no segment).
+    pub fn end(&self) -> Option<(String, u64, u64)> {
+        let files = self.lock();
+        let newest = files.segments.last()?;
+        Some((
+            newest.name.clone(),
+            files.open_len,
+            files.records.len() as u64,
         ))
     }
 

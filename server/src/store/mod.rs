@@ -317,7 +317,8 @@ impl LogStore {
             )
             .map_err(LogError::from_engine)?,
         );
-        let (log, mut verified) = Log::open(engine.clone(), Arc::new(keys), data_dir, &[])?;
+        let (log, mut verified) = Log::open(engine.clone(), Arc::new(keys), data_dir, &[])
+            .map_err(|e| verify::with_log_end(e, engine.end(), engine.torn_tail().as_ref()))?;
         let cache = match cache {
             Some(c) => c,
             None => match segments::open_cache(&cache_dir(data_dir), cache_bytes) {
@@ -419,6 +420,7 @@ impl LogStore {
         let (engine, damage) =
             SegmentEngine::open_until_damage(&log_dir(data_dir), keys.store_id())
                 .map_err(LogError::from_engine)?;
+        let log_end = verify::ends_at(engine.end(), engine.torn_tail().as_ref());
         let (log, verified, bad) = Log::open_read_only(Arc::new(engine), Arc::new(keys), data_dir)?;
         let left_out = match (bad, damage) {
             (Some(bad), _) => Some(bad),
@@ -427,7 +429,9 @@ impl LogStore {
         };
         let left_out = match left_out {
             Some(l) => Some(l),
-            None => missing_after(&log, &verified, head)?,
+            // Where the files end, next to what chain.head says is missing.
+            None => missing_after(&log, &verified, head)?
+                .map(|(seq, why)| (seq, format!("{why}; {log_end}"))),
         };
         let store = LogStore {
             log,

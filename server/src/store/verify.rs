@@ -22,6 +22,12 @@ pub struct VerifyReport {
     /// Whether the store is in the earlier layout (sled only), verified
     /// through a temporary copy; the next start migrates it.
     pub old_layout: bool,
+    /// The newest signed checkpoint in `chain.head` (which the log
+    /// reaches and agrees with), as verified.
+    pub head: Option<crate::log::record::Checkpoint>,
+    /// The head line of [`Self::head`] (`Checkpoint::export`), for the
+    /// operator to keep elsewhere and give back to `verify --expect-head`.
+    pub head_line: Option<String>,
 }
 
 /// Damage found in the segment files, with what a read-only inspection of
@@ -127,6 +133,7 @@ fn verify_once(
     let head = crate::log::read_head(keys, data_dir)?;
     let mut old_copy = None;
     let mut torn_tail = None;
+    let mut log_end = None;
     let engine: Box<dyn LogEngine> = if old_layout {
         let (engine, copy) = migrate::open_old_copy(data_dir, &std::env::temp_dir())?;
         old_copy = Some(copy);
@@ -139,22 +146,29 @@ fn verify_once(
             Err(e) => return Err(LogError::from_engine(e).into()),
         };
         torn_tail = engine.torn_tail();
+        log_end = engine.end();
         Box::new(engine)
+    };
+    let head_seq = match head {
+        crate::log::head::Head::Checkpoint(cp) => Some(cp.seq),
+        _ => None,
     };
     let want: Vec<u64> = external.iter().map(|cp| cp.seq).collect();
     let verified = crate::log::verify_against(engine.as_ref(), keys, data_dir, &want, head);
     drop(engine);
     drop(old_copy);
-    let verified = verified?;
+    let verified = verified.map_err(|e| with_log_end(e, log_end, torn_tail.as_ref()))?;
     if let Some(cp) = external {
         match verified.hashes.get(&cp.seq) {
             Some(hash) if *hash == cp.head => {}
             Some(_) => {
                 return Err(LogError::Tampered {
                     seq: cp.seq,
-                    reason:
-                        "the store differs from the exported checkpoint (replaced or rewritten)"
-                            .into(),
+                    reason: format!(
+                        "the log differs from the expected head line at record {} (the log ends at record {}): \
+                         the store was replaced or rewritten",
+                        cp.seq, verified.head_seq
+                    ),
                 }
                 .into());
             }
@@ -162,18 +176,82 @@ fn verify_once(
                 return Err(LogError::Tampered {
                     seq: verified.head_seq + 1,
                     reason: format!(
-                        "rolled back: the store ends at record {} but the exported checkpoint covers record {}",
-                        verified.head_seq, cp.seq
+                        "rolled back: the log ends at record {} (chain.head: {}) but the expected head line \
+                         is at record {}, signed {}: {} gone, and chain.head was \
+                         rolled back with the log",
+                        verified.head_seq,
+                        match head_seq {
+                            Some(seq) => format!("record {seq}"),
+                            None => "none".into(),
+                        },
+                        cp.seq,
+                        hotline_proto::time::date_time(cp.time),
+                        if verified.head_seq + 1 == cp.seq {
+                            format!("record {}, acknowledged since then, is", cp.seq)
+                        } else {
+                            format!(
+                                "records {} to {}, acknowledged since then, are",
+                                verified.head_seq + 1,
+                                cp.seq
+                            )
+                        },
                     ),
                 }
                 .into());
             }
         }
     }
+    let head = match head {
+        crate::log::head::Head::Checkpoint(cp) => Some(cp),
+        _ => None,
+    };
     Ok(VerifyReport {
         external_checkpoint: external.map(|cp| cp.seq),
         verified,
         torn_tail,
         old_layout,
+        head,
+        head_line: head.map(|cp| cp.export(&keys.store_id())),
     })
+}
+
+/// A finding of records missing at the end (`chain.head` covers records
+/// past the last one in the files) with where the log's files end added,
+/// so the operator can look there. `end` is [`SegmentEngine::end`].
+pub(crate) fn with_log_end(
+    e: LogError,
+    end: Option<(String, u64, u64)>,
+    torn: Option<&TornTail>,
+) -> LogError {
+    match e {
+        LogError::Tampered { seq, reason }
+            if end.as_ref().is_some_and(|(_, _, records)| seq > *records) =>
+        {
+            LogError::Tampered {
+                seq,
+                reason: format!("{reason}; {}", ends_at(end, torn)),
+            }
+        }
+        other => other,
+    }
+}
+
+/// "the log ends in log/seg-….hlog at byte N, after record M", with an
+/// incomplete write after it if there is one.
+pub(crate) fn ends_at(end: Option<(String, u64, u64)>, torn: Option<&TornTail>) -> String {
+    let Some((segment, offset, records)) = end else {
+        return "the log holds no segment file".into();
+    };
+    let mut text = if records == 0 {
+        format!("the log ends in log/{segment} at byte {offset}, before any record")
+    } else {
+        format!("the log ends in log/{segment} at byte {offset}, after record {records}")
+    };
+    if let Some(t) = torn {
+        text.push_str(&format!(
+            " (followed by an incomplete write of {} bytes)",
+            t.bytes
+        ));
+    }
+    text
 }

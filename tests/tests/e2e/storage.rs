@@ -432,7 +432,7 @@ fn an_incomplete_final_write_is_set_aside_and_nothing_acknowledged_is_lost() {
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("torn-51-"))
+                .is_some_and(|n| n.starts_with("torn-after-50-"))
         })
         .collect();
     assert_eq!(aside.len(), 1, "{aside:?}");
