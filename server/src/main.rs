@@ -92,6 +92,15 @@ enum Command {
         /// then cut the log there.
         #[arg(long)]
         truncate_after_copy: bool,
+        /// Only say what would be given up (records, their times, alerts,
+        /// messages, check-ins); change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask: cut as the summary says. Without it, the summary is
+        /// printed and a terminal asks to type `truncate`; without a
+        /// terminal, nothing is changed.
+        #[arg(long, conflicts_with = "dry_run")]
+        yes: bool,
     },
     /// Print the newest signed checkpoint, to keep off the server. With
     /// the server running: the newest one it signed (in `chain.head`, at
@@ -351,6 +360,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Recover {
             truncate_after_copy,
+            dry_run,
+            yes,
         } => {
             if !truncate_after_copy {
                 anyhow::bail!(
@@ -358,10 +369,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                      (first try restoring the damaged file from a backup; see docs/operations.md)"
                 );
             }
+            let Some(plan) = store::plan_recovery(&config.data_dir, &key)? else {
+                let report = store::verify_store(
+                    &config.data_dir,
+                    &key,
+                    config.limits.store_cache_bytes,
+                    None,
+                )?;
+                println!(
+                    "nothing to recover: the store verifies with {} records",
+                    report.verified.records
+                );
+                return Ok(());
+            };
+            print_recovery_plan(&plan);
+            if *dry_run {
+                println!("dry run: nothing was changed");
+                return Ok(());
+            }
+            if !*yes {
+                if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                    anyhow::bail!(
+                        "not confirmed: nothing was changed (no terminal to ask at; \
+                         add --yes to cut as above, or --dry-run to only see this summary)"
+                    );
+                }
+                print!("Type truncate to cut the log as above (anything else changes nothing): ");
+                std::io::Write::flush(&mut std::io::stdout())?;
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if answer.trim() != "truncate" {
+                    anyhow::bail!("not confirmed: nothing was changed");
+                }
+            }
             let report = store::recover_truncate_after_copy(
                 &config.data_dir,
                 &key,
                 config.limits.store_cache_bytes,
+                &plan,
             )?;
             match (report.first_cut, report.copied_to) {
                 (Some(seq), Some(to)) => println!(
@@ -513,6 +558,112 @@ async fn serve_read_only(config: Config, key: &KeySource) -> anyhow::Result<()> 
     println!("Press Ctrl-C to stop.");
     server.run_until(shutdown_signal()).await;
     Ok(())
+}
+
+/// What `recover --truncate-after-copy` would give up, for the operator
+/// to confirm.
+fn print_recovery_plan(p: &store::RecoveryPlan) {
+    let c = &p.contents;
+    println!(
+        "the store fails verification at record {}: {}",
+        p.first_cut, p.finding
+    );
+    println!();
+    println!("recover --truncate-after-copy would:");
+    let n = p.records_cut();
+    let range = if n == 1 {
+        format!("record {}", p.first_cut)
+    } else {
+        format!("records {} to {}", p.first_cut, p.last_cut)
+    };
+    let at_least = if c.unsplit_bytes > 0 && !p.gives_up_signed_records() {
+        " (at least: the bytes after the damage do not all split into records)"
+    } else {
+        ""
+    };
+    println!("  give up {n} record(s): {range}{at_least}");
+    println!(
+        "  keep records 1 to {} (the log ends in log/{} at byte {}{})",
+        p.kept,
+        p.segment,
+        p.offset,
+        if p.later_segments.is_empty() {
+            String::new()
+        } else {
+            format!(", and {} later segment file(s) go", p.later_segments.len())
+        }
+    );
+    match c.times {
+        Some((from, to)) => println!(
+            "  the records given up that open were written from {} to {}",
+            date_time(from),
+            date_time(to)
+        ),
+        None => println!(
+            "  no time can be read in the records given up{}",
+            match p.kept_until {
+                Some(t) => format!("; the newest time in the records kept is {}", date_time(t)),
+                None => String::new(),
+            }
+        ),
+    }
+    println!(
+        "  among them: {} alert(s) raised, {} message(s), {} check-in(s) (in the {} record(s) that open with the master key)",
+        c.alerts, c.messages, c.checkins, c.opened
+    );
+    if c.shredded > 0 {
+        println!(
+            "  {} record(s) of erased cases (unreadable by design)",
+            c.shredded
+        );
+    }
+    if c.unreadable > 0 {
+        println!(
+            "  {} record(s) cannot be read (damaged, cut short or not in the files): \
+             what they held cannot be said",
+            c.unreadable
+        );
+    }
+    if c.unsplit_bytes > 0 {
+        println!(
+            "  {} byte(s) after the damage cannot be split into records",
+            c.unsplit_bytes
+        );
+    }
+    println!(
+        "  copy everything cut ({} bytes) and chain.head to <data_dir>/recovered-<time>/ first",
+        p.cut_bytes
+    );
+    let after = match p.head_after {
+        Some(cp) => format!("record {}, signed {}", cp.seq, date_time(cp.time)),
+        None => "no checkpoint (none is left in the log)".into(),
+    };
+    if let Some((from, to)) = p.not_in_files {
+        println!(
+            "  WARNING: chain.head signs the log up to record {to}, but {} in the log's files: \
+             acknowledged records are gone from this disk (a backup may hold them)",
+            if from == to {
+                format!("record {from} is not")
+            } else {
+                format!("records {from} to {to} are not")
+            }
+        );
+    }
+    if p.gives_up_signed_records() {
+        let now = p.head_now.map_or(0, |cp| cp.seq);
+        println!(
+            "  chain.head signs the log up to record {now}: records {} to {now} were acknowledged; \
+             chain.head would be rewritten back to {after}",
+            p.kept + 1
+        );
+    } else {
+        println!("  rewrite chain.head to {after}");
+    }
+    println!(
+        "Tell the duty team which period to check with the people concerned. \
+         Putting the copied files back undoes the cut."
+    );
+    println!();
 }
 
 fn print_backup(what: &str, r: &store::BackupReport) {

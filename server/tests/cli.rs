@@ -492,8 +492,7 @@ fn a_rollback_of_chain_head_and_the_log_passes_plain_verify_but_not_the_kept_hea
     let (frames, _) = segment::parse_frames(&bytes);
     let old = frames
         .iter()
-        .filter(|f| f.kind == segment::KIND_CHECKPOINT && f.seq < kept_seq)
-        .next_back()
+        .rfind(|f| f.kind == segment::KIND_CHECKPOINT && f.seq < kept_seq)
         .expect("an older checkpoint in the log");
     let old_seq = old.seq;
     let payload = &bytes[old.payload.clone()];
@@ -523,4 +522,265 @@ fn a_rollback_of_chain_head_and_the_log_passes_plain_verify_but_not_the_kept_hea
             "{err}"
         );
     }
+}
+
+/// "(the last is record N)" in `verify`'s output.
+fn last_record(verify_stdout: &str) -> u64 {
+    let at = verify_stdout
+        .find("(the last is record ")
+        .unwrap_or_else(|| panic!("no last record in: {verify_stdout}"));
+    verify_stdout[at + "(the last is record ".len()..]
+        .split(')')
+        .next()
+        .expect("number")
+        .parse()
+        .expect("number")
+}
+
+/// Rewrites record `seq`'s frame with its last payload byte flipped and
+/// the frame's checksums made right: the frame reads, the record does not
+/// open (as after a careful attacker or a bit flip inside the sealed data).
+fn spoil_record(data: &Path, seq: u64) {
+    use hotline_server::log::segment;
+    for e in std::fs::read_dir(data.join("log")).expect("log") {
+        let path = e.expect("entry").path();
+        let bytes = std::fs::read(&path).expect("segment");
+        let (frames, _) = segment::parse_frames(&bytes);
+        if !frames
+            .iter()
+            .any(|f| f.kind == segment::KIND_RECORD && f.seq == seq)
+        {
+            continue;
+        }
+        let mut out = bytes[..segment::HEADER_LEN].to_vec();
+        for f in &frames {
+            let mut payload = bytes[f.payload.clone()].to_vec();
+            if f.kind == segment::KIND_RECORD && f.seq == seq {
+                *payload.last_mut().expect("payload") ^= 1;
+            }
+            segment::encode_frame(f.kind, f.seq, &payload, &mut out);
+        }
+        std::fs::write(&path, out).expect("write");
+        return;
+    }
+    panic!("record {seq} not found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_says_what_it_gives_up_changes_nothing_unconfirmed_and_cuts_with_yes() {
+    use hotline_proto::alert::Priority;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("data.insecure-dev-master-key");
+    let (child, banner) = start(&data);
+    let (admin, _) = IdentityKeyPair::generate().expect("randomness");
+    let admin = connection::enroll(&banner.invite.expect("admin invite"), &admin)
+        .await
+        .expect("admin enrolls");
+    let invite = admin
+        .create_invite(Role::Defender, 3600)
+        .await
+        .expect("invite");
+    admin.close().await;
+
+    // A defender sets a check-in schedule, raises an alert and checks in
+    // twice; the schedule's record is then damaged.
+    let (identity, _) = IdentityKeyPair::generate().expect("randomness");
+    let defender = connection::enroll(&invite, &identity)
+        .await
+        .expect("enrolls");
+    let kept = last_record(&ok(&["verify"], &data, &key).0);
+    let ck = hotline_client::state::StateDir::new_checkin_key().expect("randomness");
+    defender
+        .set_checkin(6 * 3600, 1800, &ck, "4711", "0815")
+        .await
+        .expect("schedule");
+    defender
+        .raise_alert_with(Priority::Immediate, None)
+        .await
+        .expect("raised");
+    for _ in 0..2 {
+        defender
+            .checkin(Some(&ck), "4711")
+            .await
+            .expect("checked in");
+    }
+    defender.close().await;
+    assert!(terminate(child).success());
+    let last = last_record(&ok(&["verify"], &data, &key).0);
+    assert!(last >= kept + 4, "{kept} {last}");
+    spoil_record(&data, kept + 1);
+    let before = files(&data);
+
+    // The dry run says what goes, and changes no byte.
+    let (text, _) = ok(
+        &["recover", "--truncate-after-copy", "--dry-run"],
+        &data,
+        &key,
+    );
+    let n = last - kept;
+    for want in [
+        format!("fails verification at record {}", kept + 1),
+        format!("give up {n} record(s): records {} to {last}", kept + 1),
+        format!("keep records 1 to {kept} (the log ends in log/"),
+        "1 alert(s) raised, 0 message(s), 2 check-in(s)".into(),
+        format!("(in the {} record(s) that open with the master key)", n - 1),
+        "1 record(s) cannot be read".into(),
+        "the records given up that open were written from ".into(),
+        format!("chain.head signs the log up to record {last}"),
+        "dry run: nothing was changed".into(),
+    ] {
+        assert!(text.contains(&want), "{want:?} not in:\n{text}");
+    }
+    assert!(
+        files(&data) == before,
+        "the dry run changed the data directory"
+    );
+
+    // Without a terminal and without --yes: the summary, then a refusal.
+    let out = run(&["recover", "--truncate-after-copy"], &data, Some(&key));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 alert(s) raised"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not confirmed: nothing was changed"), "{err}");
+    assert!(
+        files(&data) == before,
+        "an unconfirmed recover changed the data directory"
+    );
+
+    // With --yes: cut, the copy kept aside, and the rest verifies.
+    let (text, _) = ok(&["recover", "--truncate-after-copy", "--yes"], &data, &key);
+    assert!(
+        text.contains(&format!("cut the log before record {}", kept + 1)),
+        "{text}"
+    );
+    let copy = std::fs::read_dir(&data)
+        .expect("data")
+        .map(|e| e.expect("entry").path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("recovered-"))
+        })
+        .expect("the copy is kept");
+    assert!(copy.join("chain.head").exists());
+    let (text, _) = ok(&["verify"], &data, &key);
+    assert_eq!(last_record(&text), kept);
+}
+
+#[test]
+fn a_log_cut_inside_a_record_chain_head_signs_is_named_and_recovered_only_when_confirmed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    for _ in 0..4 {
+        ok(&["invite", "--role", "officer"], &data, &key);
+    }
+    let last = last_record(&ok(&["verify"], &data, &key).0);
+    // As in a backup: no snapshot cache.
+    std::fs::remove_dir_all(data.join("cache")).expect("no cache");
+    // The newest segment cut in the middle of the last record's frame.
+    let segment = {
+        use hotline_server::log::segment;
+        let path = data.join("log").join(segment::file_name(1));
+        let bytes = std::fs::read(&path).expect("segment");
+        let (frames, _) = segment::parse_frames(&bytes);
+        let f = frames
+            .iter()
+            .find(|f| f.kind == segment::KIND_RECORD && f.seq == last)
+            .expect("the last record");
+        let cut = f.payload.start + (f.payload.end - f.payload.start) / 2;
+        std::fs::write(&path, &bytes[..cut]).expect("cut");
+        (segment::file_name(1), f.offset)
+    };
+    let ends = format!(
+        "the log ends in log/{} at byte {}, after record {}",
+        segment.0,
+        segment.1,
+        last - 1
+    );
+    let before = files(&data);
+
+    // verify and a start name the first missing record and where the
+    // files end, and change nothing.
+    for cmd in [&["verify"][..], &["serve", "--listen", "127.0.0.1:0"][..]] {
+        let out = run(cmd, &data, Some(&key));
+        assert!(!out.status.success(), "{cmd:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("record {last} is missing")), "{err}");
+        assert!(err.contains(&ends), "{cmd:?}: {err}");
+    }
+    assert!(
+        files(&data) == before,
+        "verify or the start changed something"
+    );
+    assert!(!data.join("cache").exists());
+
+    // --read-only says the same.
+    {
+        let mut child = ServerProcess(
+            Command::new(BIN)
+                .args(["--read-only", "--listen", "127.0.0.1:0", "--data-dir"])
+                .arg(&data)
+                .arg("--master-key-file")
+                .arg(&key)
+                .env("RUST_LOG", "off")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starts"),
+        );
+        let stdout = child.0.stdout.take().expect("piped");
+        let line = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with("serving "))
+            .expect("says what it serves");
+        assert!(
+            line.contains(&format!("record {last} is missing")),
+            "{line}"
+        );
+        assert!(line.contains(&ends), "{line}");
+        drop(child);
+    }
+    assert!(
+        files(&data) == before,
+        "read-only serving changed something"
+    );
+
+    // recover: the summary says signed records are gone; without
+    // confirmation nothing is created or changed (no cache/ either).
+    let (text, _) = ok(
+        &["recover", "--truncate-after-copy", "--dry-run"],
+        &data,
+        &key,
+    );
+    for want in [
+        format!("give up 1 record(s): record {last}"),
+        format!(
+            "WARNING: chain.head signs the log up to record {last}, but record {last} is not in the log's files"
+        ),
+        "chain.head would be rewritten back to record ".into(),
+    ] {
+        assert!(text.contains(&want), "{want:?} not in:\n{text}");
+    }
+    let out = run(&["recover", "--truncate-after-copy"], &data, Some(&key));
+    assert!(!out.status.success());
+    assert!(
+        files(&data) == before,
+        "an unconfirmed recover changed something"
+    );
+    assert!(!data.join("cache").exists());
+
+    // Confirmed: the incomplete write is kept aside, chain.head rewritten,
+    // and the store verifies and starts.
+    ok(&["recover", "--truncate-after-copy", "--yes"], &data, &key);
+    let (text, _) = ok(&["verify"], &data, &key);
+    assert_eq!(last_record(&text), last - 1);
 }

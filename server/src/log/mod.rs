@@ -1064,6 +1064,22 @@ pub fn entries(
     Ok(())
 }
 
+/// Opens stored records with the store's keys (reading the keyring
+/// without changing it), whether or not they are part of a chain that
+/// verifies: for saying what a recovery would give up. Each item is the
+/// record's entry, or why it does not open (damaged, or not this store's).
+pub fn open_stored<'a>(
+    keys: &StoreKeys,
+    dir: &std::path::Path,
+    records: impl IntoIterator<Item = (u64, &'a [u8])>,
+) -> Result<Vec<Result<Entry, LogError>>, LogError> {
+    let keyring = Keyring::open(&dir.join(KEYRING_FILE), keys, false)?;
+    Ok(records
+        .into_iter()
+        .map(|(seq, stored)| open_entry(keys, &keyring, seq, stored))
+        .collect())
+}
+
 /// [`walk`], then checks that the chain reaches the head file's
 /// checkpoint and agrees with it.
 fn walk_against_head(

@@ -26,7 +26,9 @@ mod verify;
 
 pub use backup::{BackupReport, backup, in_use, restore, running_checkpoint};
 pub use mailbox::RosterRefused;
-pub use recover::{RecoverReport, recover_truncate_after_copy};
+pub use recover::{
+    CutContents, RecoverReport, RecoveryPlan, plan_recovery, recover_truncate_after_copy,
+};
 pub use snapshot::SNAPSHOT_EVERY;
 pub use verify::{VerifyReport, verify_store};
 

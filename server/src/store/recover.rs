@@ -1,26 +1,42 @@
 //! `hotline-server recover --truncate-after-copy`: the operator's choice
 //! to give up what follows the first damage in the log, keeping a copy.
 //!
-//! Everything from the first bad frame to the end of the log (the rest of
-//! that segment, every later segment, and `chain.head`) is copied into
-//! `<data_dir>/recovered-<unix time>/` and synced; only then are the
-//! segments cut at the bad frame and `chain.head` rewritten with the
-//! newest checkpoint that remains. The store is then verified. Nothing is
-//! deleted that is not in the copy, so putting the copied files back
-//! undoes it.
+//! First [`plan_recovery`] says exactly what would be given up, reading
+//! only (the records' sequence and time range, and how many alerts,
+//! messages and check-ins among them, opened with the master key where
+//! they still open): `recover --dry-run` stops there, and the operator
+//! confirms the plan before anything changes. Then
+//! [`recover_truncate_after_copy`] takes the data directory's lock, checks
+//! that the store still gives the same plan, and copies everything from the
+//! first bad frame to the end of the log (the rest of that segment, every
+//! later segment, and `chain.head`) into `<data_dir>/recovered-<unix
+//! time>/` and syncs it; only then are the segments cut at the bad frame
+//! and `chain.head` rewritten with the newest checkpoint that remains. The
+//! store is then verified. Nothing is deleted that is not in the copy, so
+//! putting the copied files back undoes it.
+//!
+//! When the log's files end before a record that `chain.head` signs (the
+//! newest segment lost or cut), the records missing are gone from this
+//! disk: the plan says that signed records are lost, and the recovery
+//! (once confirmed) cuts only an incomplete write at the end and rewrites
+//! `chain.head` to the newest checkpoint in the log.
 
 use std::path::{Path, PathBuf};
 
 use tracing::warn;
 
-use super::{Create, OpenError, StoreError, cache_dir, log_dir, open_keys, verify_store};
-use crate::log::engine::LogEngine;
-use crate::log::head::HeadFile;
-use crate::log::keys::KeySource;
+use super::{Create, OpenError, StoreError, log_dir, open_keys, verify_store};
+use crate::domain::Event;
+use crate::domain::alerts::AlertEvent;
+use crate::domain::checkins::CheckinEvent;
+use crate::domain::mailbox::MailEvent;
+use crate::log::engine::{EngineError, LogEngine};
+use crate::log::head::{Head, HeadFile};
+use crate::log::keys::{KeySource, StoreKeys};
 use crate::log::record::Checkpoint;
 use crate::log::segment;
-use crate::log::segments::{self, Mode, SegmentEngine};
-use crate::log::{HEAD_FILE, LogError};
+use crate::log::segments::{Mode, SegmentEngine};
+use crate::log::{Entry, HEAD_FILE, LogError};
 
 /// What a recovery did.
 #[derive(Debug, Clone)]
@@ -33,58 +49,305 @@ pub struct RecoverReport {
     pub first_cut: Option<u64>,
 }
 
+/// What the records a recovery gives up hold, as far as they open.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CutContents {
+    /// Records that opened with the store's keys.
+    pub opened: u64,
+    /// Alerts raised (an SOS that joined an open alert included).
+    pub alerts: u64,
+    /// Messages (envelopes) stored.
+    pub messages: u64,
+    /// Check-ins.
+    pub checkins: u64,
+    /// Records of a case whose key was destroyed (unreadable by design).
+    pub shredded: u64,
+    /// Records in the range that cannot be read: damaged, cut short, or
+    /// not in the files at all.
+    pub unreadable: u64,
+    /// Bytes after the damage that could not be split into records (a
+    /// damaged frame and whatever follows it in its segment).
+    pub unsplit_bytes: u64,
+    /// The earliest and latest times recorded in the records that opened.
+    pub times: Option<(u64, u64)>,
+}
+
+/// What a recovery would give up, found by reading only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryPlan {
+    /// What verification found, in words.
+    pub finding: String,
+    /// The segment file where the log will end.
+    pub segment: String,
+    /// The byte offset in it where the log will end (below the header
+    /// length: the file is removed).
+    pub offset: u64,
+    /// Later segment files, removed whole (after being copied).
+    pub later_segments: Vec<String>,
+    /// Bytes copied aside and removed from the log.
+    pub cut_bytes: u64,
+    /// Records kept (records 1 to `kept`).
+    pub kept: u64,
+    /// The first record given up.
+    pub first_cut: u64,
+    /// The last record given up: the highest sequence number found after
+    /// the cut, or `chain.head`'s if higher.
+    pub last_cut: u64,
+    /// What the records given up hold.
+    pub contents: CutContents,
+    /// The newest time readable in the records kept, if any.
+    pub kept_until: Option<u64>,
+    /// Records `chain.head` signs that no frame in the files holds (the
+    /// newest segment lost or cut): gone from this disk.
+    pub not_in_files: Option<(u64, u64)>,
+    /// `chain.head`'s checkpoint now.
+    pub head_now: Option<Checkpoint>,
+    /// The checkpoint `chain.head` will hold (the newest left in the log).
+    pub head_after: Option<Checkpoint>,
+}
+
+impl RecoveryPlan {
+    /// Records given up.
+    pub fn records_cut(&self) -> u64 {
+        (self.last_cut + 1).saturating_sub(self.first_cut)
+    }
+
+    /// Whether records that `chain.head` signs are given up: acknowledged
+    /// records, and `chain.head` rewritten back to an earlier one.
+    pub fn gives_up_signed_records(&self) -> bool {
+        self.head_now.is_some_and(|cp| cp.seq > self.kept)
+    }
+}
+
 fn io(what: &str) -> impl Fn(std::io::Error) -> OpenError + '_ {
     move |e| StoreError::Io(format!("{what}: {e}")).into()
+}
+
+/// Where the log must be cut, and why.
+struct Finding {
+    seq: u64,
+    segment: String,
+    offset: u64,
+    reason: String,
 }
 
 /// Finds the first damage in the store and where its frame starts.
 fn first_damage(
     data_dir: &Path,
-    keys: &crate::log::keys::StoreKeys,
-) -> Result<Option<(u64, String, u64)>, OpenError> {
+    keys: &StoreKeys,
+    head: Head,
+) -> Result<Option<Finding>, OpenError> {
     let engine = match SegmentEngine::open(&log_dir(data_dir), keys.store_id(), Mode::ReadOnly) {
         Ok(e) => e,
-        Err(crate::log::engine::EngineError::Damaged(d)) => {
-            return Ok(Some((d.seq, d.segment, d.offset)));
+        Err(EngineError::Damaged(d)) => {
+            return Ok(Some(Finding {
+                seq: d.seq,
+                reason: d.to_string(),
+                segment: d.segment,
+                offset: d.offset,
+            }));
         }
         Err(e) => return Err(LogError::from_engine(e).into()),
     };
-    match crate::log::verify(&engine, keys, data_dir, &[]) {
+    match crate::log::verify_against(&engine, keys, data_dir, &[], head) {
         Ok(_) => Ok(None),
         Err(LogError::Tampered { seq, reason }) => match engine.frame_of(seq) {
-            Some((name, offset)) => Ok(Some((seq, name, offset))),
-            // Past the end (records missing that chain.head covers): no
-            // frame to cut; nothing here can repair it.
-            None => Err(LogError::Tampered { seq, reason }.into()),
+            Some((segment, offset)) => Ok(Some(Finding {
+                seq,
+                segment,
+                offset,
+                reason,
+            })),
+            // Past the end: chain.head signs records the files do not
+            // hold. Nothing to cut but an incomplete write at the end.
+            None => match (head, engine.end()) {
+                (Head::Checkpoint(cp), Some((segment, offset, records)))
+                    if cp.seq >= seq && seq == records + 1 =>
+                {
+                    Ok(Some(Finding {
+                        seq,
+                        reason: format!(
+                            "{reason}; {}",
+                            super::verify::ends_at(
+                                Some((segment.clone(), offset, records)),
+                                engine.torn_tail().as_ref()
+                            )
+                        ),
+                        segment,
+                        offset,
+                    }))
+                }
+                _ => Err(LogError::Tampered { seq, reason }.into()),
+            },
         },
         Err(e) => Err(e.into()),
     }
 }
 
-/// See the module documentation. Refuses while a server holds the store.
-pub fn recover_truncate_after_copy(
-    data_dir: &Path,
-    key: &KeySource,
-    cache_bytes: u64,
-) -> Result<RecoverReport, OpenError> {
-    let keys = open_keys(data_dir, key, Create::Never)?;
-    // Hold the data directory against a running server (and one of the
-    // earlier version, which holds only the cache's lock).
-    let _lock = super::take_lock(data_dir)?;
-    let _cache =
-        segments::open_cache(&cache_dir(data_dir), cache_bytes).map_err(LogError::from_engine)?;
-    let Some((seq, name, offset)) = first_damage(data_dir, &keys)? else {
-        let report = verify_store(data_dir, key, cache_bytes, None)?;
-        return Ok(RecoverReport {
-            kept: report.verified.records,
-            copied_to: None,
-            first_cut: None,
-        });
+/// The bytes a cut at `offset` gives up from one segment, as frames:
+/// `(record frames (seq, payload), bytes that do not split into frames)`.
+fn frames_after(bytes: &[u8], offset: usize) -> (Vec<(u64, Vec<u8>)>, u64) {
+    let buf: Vec<u8> = if offset < segment::HEADER_LEN {
+        bytes.to_vec()
+    } else {
+        let mut b = bytes[..segment::HEADER_LEN].to_vec();
+        b.extend_from_slice(bytes.get(offset..).unwrap_or(&[]));
+        b
     };
+    let (frames, end) = segment::parse_frames(&buf);
+    let unsplit = match end {
+        segment::End::Clean => 0,
+        segment::End::Torn { offset } | segment::End::Bad { offset, .. } => {
+            buf.len() as u64 - offset
+        }
+    };
+    let records = frames
+        .into_iter()
+        .filter(|f| f.kind == segment::KIND_RECORD)
+        .map(|f| (f.seq, buf[f.payload].to_vec()))
+        .collect();
+    (records, unsplit)
+}
+
+/// The time an event records, if it records one.
+fn event_time(event: &Event) -> Option<u64> {
+    match event {
+        Event::InviteCreated { invite, .. } => Some(invite.created_at),
+        Event::DeviceEnrolled { device, .. } => Some(device.enrolled_at),
+        Event::DeviceRevoked { at, .. } => Some(*at),
+        Event::Alert(
+            AlertEvent::Raised { at, .. }
+            | AlertEvent::Stepped { at, .. }
+            | AlertEvent::CheckedInLate { at, .. }
+            | AlertEvent::Released { at, .. }
+            | AlertEvent::Joined { at, .. },
+        ) => Some(*at),
+        Event::Checkin(
+            CheckinEvent::Set { at, .. }
+            | CheckinEvent::CheckedIn { at, .. }
+            | CheckinEvent::WrongCode { at, .. },
+        ) => Some(*at),
+        Event::Batch(events) => events.iter().filter_map(event_time).max(),
+        _ => None,
+    }
+}
+
+/// Counts what an event holds into `c`.
+fn count(event: &Event, c: &mut CutContents) {
+    match event {
+        Event::Alert(AlertEvent::Raised { .. } | AlertEvent::Joined { .. }) => c.alerts += 1,
+        Event::Mail(MailEvent::EnvelopeStored { .. }) => c.messages += 1,
+        Event::Checkin(CheckinEvent::CheckedIn { .. }) => c.checkins += 1,
+        Event::Batch(events) => events.iter().for_each(|e| count(e, c)),
+        _ => {}
+    }
+    if let Some(t) = event_time(event) {
+        c.times = Some(match c.times {
+            None => (t, t),
+            Some((a, b)) => (a.min(t), b.max(t)),
+        });
+    }
+}
+
+/// Opens the records given up and counts what they hold.
+fn contents(
+    data_dir: &Path,
+    keys: &StoreKeys,
+    records: &[(u64, Vec<u8>)],
+    first: u64,
+    last: u64,
+    unsplit_bytes: u64,
+) -> Result<CutContents, OpenError> {
+    let mut c = CutContents {
+        unsplit_bytes,
+        ..CutContents::default()
+    };
+    let in_range: Vec<(u64, &[u8])> = records
+        .iter()
+        .filter(|(seq, _)| (first..=last).contains(seq))
+        .map(|(seq, b)| (*seq, b.as_slice()))
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for ((seq, _), entry) in in_range.iter().zip(crate::log::open_stored(
+        keys,
+        data_dir,
+        in_range.iter().copied(),
+    )?) {
+        if !seen.insert(*seq) {
+            continue;
+        }
+        match entry {
+            Ok(Entry::Event(bytes)) => match super::codec::decode_event(&bytes) {
+                Ok(event) => {
+                    c.opened += 1;
+                    count(&event, &mut c);
+                }
+                Err(_) => {
+                    seen.remove(seq);
+                }
+            },
+            Ok(Entry::Shredded) => c.shredded += 1,
+            Ok(Entry::KeyErased) => c.opened += 1,
+            Err(_) => {
+                seen.remove(seq);
+            }
+        }
+    }
+    c.unreadable = (last + 1).saturating_sub(first) - c.opened - c.shredded;
+    Ok(c)
+}
+
+/// The newest time readable in the last records kept (looking back at
+/// most 256 records), if any.
+fn kept_until(
+    data_dir: &Path,
+    keys: &StoreKeys,
+    engine: &dyn LogEngine,
+    kept: u64,
+) -> Result<Option<u64>, OpenError> {
+    let from = kept.saturating_sub(255).max(1);
+    let mut stored = Vec::new();
+    for seq in from..=kept {
+        if let Some(b) = engine.get(seq).map_err(LogError::from_engine)? {
+            stored.push((seq, b));
+        }
+    }
+    let opened = crate::log::open_stored(
+        keys,
+        data_dir,
+        stored.iter().map(|(s, b)| (*s, b.as_slice())),
+    )?;
+    Ok(opened
+        .into_iter()
+        .filter_map(|e| match e {
+            Ok(Entry::Event(b)) => super::codec::decode_event(&b)
+                .ok()
+                .and_then(|e| event_time(&e)),
+            _ => None,
+        })
+        .max())
+}
+
+/// Says what `recover --truncate-after-copy` would give up, reading only:
+/// no file in the data directory is created or changed (the snapshot
+/// cache is not opened, no lock file is created). `None`: the store
+/// verifies, nothing to recover. Refused while another process holds the
+/// data directory.
+pub fn plan_recovery(data_dir: &Path, key: &KeySource) -> Result<Option<RecoveryPlan>, OpenError> {
+    let keys = open_keys(data_dir, key, Create::Never)?;
+    if super::backup::in_use(data_dir) {
+        return Err(StoreError::Locked.into());
+    }
+    plan(data_dir, &keys)
+}
+
+fn plan(data_dir: &Path, keys: &StoreKeys) -> Result<Option<RecoveryPlan>, OpenError> {
     let log = log_dir(data_dir);
-    let aside = data_dir.join(format!("recovered-{}", crate::unix_now()));
-    crate::files::create_private_dir(&aside).map_err(io("cannot create the copy directory"))?;
-    let first = segment::parse_file_name(&name)
+    let head = crate::log::read_head(keys, data_dir)?;
+    let Some(found) = first_damage(data_dir, keys, head)? else {
+        return Ok(None);
+    };
+    let first = segment::parse_file_name(&found.segment)
         .ok_or_else(|| StoreError::Corrupt("a segment has an unexpected name".into()))?;
     let mut later = Vec::new();
     for entry in std::fs::read_dir(&log).map_err(io("cannot list the segments"))? {
@@ -97,19 +360,116 @@ pub fn recover_truncate_after_copy(
         }
     }
     later.sort();
-    // 1. The copy, synced, before anything changes.
-    let bytes = std::fs::read(log.join(&name)).map_err(io("cannot read the segment"))?;
-    let cut = if (offset as usize) < segment::HEADER_LEN {
+    let bytes = std::fs::read(log.join(&found.segment)).map_err(io("cannot read the segment"))?;
+    let cut = if (found.offset as usize) < segment::HEADER_LEN {
         0
     } else {
-        offset as usize
+        found.offset as usize
     };
+    let mut cut_bytes = bytes.len().saturating_sub(cut) as u64;
+    let (mut records, mut unsplit) = frames_after(&bytes, cut);
+    for file in &later {
+        let b = std::fs::read(log.join(file)).map_err(io("cannot read a segment"))?;
+        cut_bytes += b.len() as u64;
+        let (r, u) = frames_after(&b, 0);
+        records.extend(r);
+        unsplit += u;
+    }
+    let head_now = match head {
+        Head::Checkpoint(cp) => Some(cp),
+        _ => None,
+    };
+    let kept = found.seq - 1;
+    let last_cut = records
+        .iter()
+        .map(|(seq, _)| *seq)
+        .chain(head_now.map(|cp| cp.seq))
+        .max()
+        .unwrap_or(0)
+        .max(found.seq);
+    let contents = contents(data_dir, keys, &records, found.seq, last_cut, unsplit)?;
+    let found_up_to = records
+        .iter()
+        .map(|(seq, _)| *seq)
+        .max()
+        .unwrap_or(kept)
+        .max(kept);
+    let not_in_files = head_now
+        .filter(|cp| cp.seq > found_up_to)
+        .map(|cp| (found_up_to + 1, cp.seq));
+    // What remains: the records before the cut, and the newest checkpoint
+    // among them.
+    let (engine, _) =
+        SegmentEngine::open_until_damage(&log, keys.store_id()).map_err(LogError::from_engine)?;
+    let mut head_after = None;
+    for item in engine.checkpoints() {
+        let (seq, b) = item.map_err(LogError::from_engine)?;
+        if seq <= kept {
+            head_after = Checkpoint::from_bytes(&b).or(head_after);
+        }
+    }
+    let kept_until = kept_until(data_dir, keys, &engine, kept)?;
+    Ok(Some(RecoveryPlan {
+        finding: found.reason,
+        segment: found.segment,
+        offset: cut as u64,
+        later_segments: later,
+        cut_bytes,
+        kept,
+        first_cut: found.seq,
+        last_cut,
+        contents,
+        kept_until,
+        not_in_files,
+        head_now,
+        head_after,
+    }))
+}
+
+/// Carries out `confirmed` (from [`plan_recovery`], shown to the operator
+/// and confirmed): see the module documentation. Takes the data
+/// directory's lock, and changes nothing unless the store still gives the
+/// same plan. Refuses while a server holds the store.
+pub fn recover_truncate_after_copy(
+    data_dir: &Path,
+    key: &KeySource,
+    cache_bytes: u64,
+    confirmed: &RecoveryPlan,
+) -> Result<RecoverReport, OpenError> {
+    let keys = open_keys(data_dir, key, Create::Never)?;
+    // A server of the earlier version holds only the cache's lock.
+    if super::backup::in_use(data_dir) {
+        return Err(StoreError::Locked.into());
+    }
+    let _lock = super::take_lock(data_dir)?;
+    let Some(plan) = plan(data_dir, &keys)? else {
+        let report = verify_store(data_dir, key, cache_bytes, None)?;
+        return Ok(RecoverReport {
+            kept: report.verified.records,
+            copied_to: None,
+            first_cut: None,
+        });
+    };
+    if plan != *confirmed {
+        return Err(StoreError::Io(
+            "the store changed since the summary was made: nothing was changed; run recover again"
+                .into(),
+        )
+        .into());
+    }
+    let log = log_dir(data_dir);
+    let name = &plan.segment;
+    let cut = plan.offset as usize;
+    let aside = data_dir.join(format!("recovered-{}", crate::unix_now()));
+    crate::files::create_private_dir(&aside).map_err(io("cannot create the copy directory"))?;
+    // 1. The copy, synced, before anything changes.
+    let bytes = std::fs::read(log.join(name)).map_err(io("cannot read the segment"))?;
     crate::files::write_private(
         &aside.join(format!("{name}.from-{cut}")),
         bytes.get(cut..).unwrap_or(&[]),
     )
     .map_err(io("cannot write the copy"))?;
-    for file in &later {
+    for file in &plan.later_segments {
         let b = std::fs::read(log.join(file)).map_err(io("cannot read a segment"))?;
         crate::files::write_private(&aside.join(file), &b).map_err(io("cannot write the copy"))?;
     }
@@ -122,15 +482,15 @@ pub fn recover_truncate_after_copy(
     crate::files::sync_dir_strict(&aside).map_err(io("cannot sync the copy"))?;
     crate::files::sync_dir_strict(data_dir).map_err(io("cannot sync the data directory"))?;
     // 2. The cut.
-    for file in &later {
+    for file in &plan.later_segments {
         std::fs::remove_file(log.join(file)).map_err(io("cannot remove a copied segment"))?;
     }
     if cut == 0 {
-        std::fs::remove_file(log.join(&name)).map_err(io("cannot remove a copied segment"))?;
-    } else {
+        std::fs::remove_file(log.join(name)).map_err(io("cannot remove a copied segment"))?;
+    } else if bytes.len() > cut {
         let f = std::fs::OpenOptions::new()
             .write(true)
-            .open(log.join(&name))
+            .open(log.join(name))
             .map_err(io("cannot open the segment"))?;
         f.set_len(cut as u64)
             .map_err(io("cannot cut the segment"))?;
@@ -168,7 +528,8 @@ pub fn recover_truncate_after_copy(
     std::fs::rename(&new_head, &head).map_err(io("cannot replace chain.head"))?;
     crate::files::sync_dir_strict(data_dir).map_err(io("cannot sync the data directory"))?;
     warn!(
-        first_cut = seq,
+        first_cut = plan.first_cut,
+        records_cut = plan.records_cut(),
         "recovery cut the log at the first damage; the rest was copied aside"
     );
     // 4. Verify what remains.
@@ -176,7 +537,7 @@ pub fn recover_truncate_after_copy(
     Ok(RecoverReport {
         kept: report.verified.records,
         copied_to: Some(aside),
-        first_cut: Some(seq),
+        first_cut: Some(plan.first_cut),
     })
 }
 
@@ -210,12 +571,11 @@ mod tests {
         let other = std::fs::File::open(data.join(crate::files::LOCK_FILE)).expect("lock file");
         other.try_lock_exclusive().expect("lock");
         let before = files(&data);
-        let err = recover_truncate_after_copy(&data, &key, 1 << 20).expect_err("refused");
+        let err = plan_recovery(&data, &key).expect_err("refused");
         assert!(err.to_string().contains("in use"), "{err}");
         assert_eq!(files(&data), before, "nothing changed");
         drop(other);
-        let report = recover_truncate_after_copy(&data, &key, 1 << 20).expect("recovers");
-        assert_eq!(report.first_cut, None);
+        assert_eq!(plan_recovery(&data, &key).expect("plans"), None);
         assert!(!data.join(format!("{HEAD_FILE}.new")).exists());
     }
 }

@@ -739,7 +739,7 @@ async fn a_seized_data_directory_shows_no_keys_or_ids_in_clear() {
 
 #[test]
 fn recover_truncate_after_copy_keeps_a_copy_of_what_it_cuts_and_leaves_a_sound_store() {
-    use hotline_server::store::recover_truncate_after_copy;
+    use hotline_server::store::{plan_recovery, recover_truncate_after_copy};
     let dir = tempfile::tempdir().expect("tempdir");
     let (data, key) = build_store_with(dir.path(), 300, 8 << 10);
     let segments = segment_files(&data);
@@ -753,7 +753,8 @@ fn recover_truncate_after_copy_keeps_a_copy_of_what_it_cuts_and_leaves_a_sound_s
         .collect();
     let seq = refused_naming(&data, &key, damaged, "before recovery");
 
-    let report = recover_truncate_after_copy(&data, &key, 4 << 20).expect("recovers");
+    let plan = plan_recovery(&data, &key).expect("plans").expect("damage");
+    let report = recover_truncate_after_copy(&data, &key, 4 << 20, &plan).expect("recovers");
     assert_eq!(report.first_cut, Some(seq));
     assert_eq!(report.kept, seq - 1);
     let copy = report.copied_to.expect("a copy");
