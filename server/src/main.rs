@@ -313,7 +313,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             match &report.head {
                 Some(cp) => println!(
-                    "newest signed checkpoint in the log: {in_log}; chain.head: record {}, signed {}                      (the server signs one every second while it writes, every 1,000 records, and at shutdown)",
+                    "newest signed checkpoint in the log: {in_log}; chain.head: record {}, signed {} \
+                     (the server signs one every second while it writes, every 1,000 records, and at shutdown)",
                     cp.seq,
                     date_time(cp.time)
                 ),
@@ -651,10 +652,14 @@ fn print_recovery_plan(p: &store::RecoveryPlan) {
     }
     if p.gives_up_signed_records() {
         let now = p.head_now.map_or(0, |cp| cp.seq);
+        let signed = if p.kept + 1 == now {
+            format!("record {now} was acknowledged")
+        } else {
+            format!("records {} to {now} were acknowledged", p.kept + 1)
+        };
         println!(
-            "  chain.head signs the log up to record {now}: records {} to {now} were acknowledged; \
-             chain.head would be rewritten back to {after}",
-            p.kept + 1
+            "  chain.head signs the log up to record {now}: {signed}; \
+             chain.head would be rewritten back to {after}"
         );
     } else {
         println!("  rewrite chain.head to {after}");
