@@ -52,6 +52,20 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The disk holding the data directory is full (or over its quota):
+    /// the store cannot even be opened. A store that opens is served
+    /// degraded instead (reads go on, writes wait for space).
+    #[error(
+        "the disk holding {dir} is full: {free} bytes free; free space and start again ({source})"
+    )]
+    DiskFull {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// Free bytes on its filesystem (as far as known).
+        free: u64,
+        /// What failed.
+        source: Box<StartError>,
+    },
     /// The UDP socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -90,8 +104,19 @@ impl DataDir {
         Self::open_with(config, key, Create::IfMissing(KdfParams::default()))
     }
 
-    /// Like [`DataDir::open`], with control over store creation.
+    /// Like [`DataDir::open`], with control over store creation. Fails
+    /// with [`StartError::DiskFull`] if the store cannot be opened for
+    /// lack of space.
     pub fn open_with(
+        config: &Config,
+        key: &KeySource,
+        create: Create,
+    ) -> Result<DataDir, StartError> {
+        Self::open_unmapped(config, key, create)
+            .map_err(|e| storage::name_disk_full(&config.data_dir, e))
+    }
+
+    fn open_unmapped(
         config: &Config,
         key: &KeySource,
         create: Create,
@@ -221,6 +246,12 @@ impl RunningServer {
             source,
         })?;
         let store = Arc::clone(&data.store);
+        // A disk that is full at start: serve reads, refuse writes, heal
+        // by itself (the storage watch), as for a running server.
+        if !store.log().is_read_only() {
+            let s = Arc::clone(&store);
+            let _ = tokio::task::spawn_blocking(move || s.probe_at_start()).await;
+        }
         let registry: Arc<Registry> = Arc::default();
         let node = Arc::new(Node {
             shared: Shared::new(
@@ -337,6 +368,23 @@ impl RunningServer {
         requests::devices::make_invite(&self.node.shared, Role::Admin, ttl_seconds, true)
             .await
             .map_err(WireError::from)
+    }
+
+    /// Why writes are refused (a full or failing disk), if they are.
+    pub fn storage_degraded(&self) -> Option<String> {
+        self.node
+            .shared
+            .store
+            .storage_state()
+            .degraded
+            .map(|d| d.reason)
+    }
+
+    /// Whether writes are refused (a full or failing disk, or read-only
+    /// serving).
+    pub fn writes_refused(&self) -> bool {
+        let st = self.node.shared.store.storage_state();
+        st.degraded.is_some() || st.read_only
     }
 
     /// Whether an admin device is enrolled and not revoked.

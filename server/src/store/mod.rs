@@ -318,18 +318,51 @@ impl LogStore {
             .map_err(LogError::from_engine)?,
         );
         let (log, mut verified) = Log::open(engine.clone(), Arc::new(keys), data_dir, &[])?;
+        // Why the state is rebuilt from the log rather than loaded from a
+        // snapshot, if the cache was lost, damaged or cannot be opened.
+        let migrated = cache.is_some();
+        let mut cache_note = None;
         let cache = match cache {
-            Some(c) => c,
-            None => match segments::open_cache(&cache_dir(data_dir), cache_bytes) {
-                Ok(c) => c,
-                Err(e) => {
-                    // Another process has the store: leave without a write.
-                    log.discard();
-                    return Err(LogError::from_engine(e).into());
+            Some(c) => Some(c),
+            None => {
+                let existed = cache_dir(data_dir).exists();
+                match segments::open_cache_noting(&cache_dir(data_dir), cache_bytes) {
+                    Ok((c, moved)) => {
+                        cache_note = match moved {
+                            Some(to) => Some(format!(
+                                "was damaged and was moved aside to {}",
+                                to.display()
+                            )),
+                            None if !existed => Some("was missing".to_owned()),
+                            None => None,
+                        };
+                        Some(c)
+                    }
+                    Err(EngineError::Locked) => {
+                        // Another process has the store: leave without a write.
+                        log.discard();
+                        return Err(LogError::from_engine(EngineError::Locked).into());
+                    }
+                    Err(e) => {
+                        // A full disk or an I/O error says nothing about the
+                        // cache: it stays where it is, and the server runs
+                        // without it (the next snapshot tries again).
+                        tracing::warn!(
+                            cache = %cache_dir(data_dir).display(),
+                            error = %e,
+                            "the snapshot cache cannot be opened; running without it \
+                             (nothing was moved; the state is rebuilt from the log in memory)"
+                        );
+                        cache_note = Some(format!("cannot be opened ({e})"));
+                        None
+                    }
                 }
-            },
+            }
         };
-        engine.set_cache(cache);
+        match cache {
+            Some(c) => engine.set_cache(c),
+            None => engine.run_without_cache(&cache_dir(data_dir), cache_bytes),
+        }
         // The chain verified, up to chain.head's checkpoint: an incomplete
         // final write after it was never acknowledged.
         engine
@@ -337,11 +370,21 @@ impl LogStore {
             .map_err(LogError::from_engine)?;
         let snapshot = match engine.latest_snapshot() {
             Ok(s) => s,
-            Err(e) => {
+            Err(e @ EngineError::Corrupt(_)) => {
                 tracing::warn!(error = %e, "the snapshot cache does not read; rebuilding");
-                engine
+                let moved = engine
                     .reset_cache(&cache_dir(data_dir), cache_bytes)
                     .map_err(LogError::from_engine)?;
+                cache_note = Some(match moved {
+                    Some(to) => format!("does not read and was moved aside to {}", to.display()),
+                    None => "does not read".to_owned(),
+                });
+                None
+            }
+            Err(e) => {
+                // Not damage (an I/O error): the cache stays where it is.
+                tracing::warn!(error = %e, "the snapshot cache cannot be read now; rebuilding");
+                cache_note = Some(format!("cannot be read now ({e})"));
                 None
             }
         };
@@ -354,9 +397,19 @@ impl LogStore {
         let state =
             snapshot.and_then(|(seq, bytes)| Self::open_snapshot(&log, &verified, seq, &bytes));
         if had_snapshot && state.is_none() {
-            engine
+            let moved = engine
                 .reset_cache(&cache_dir(data_dir), cache_bytes)
                 .map_err(LogError::from_engine)?;
+            cache_note = Some(match moved {
+                Some(to) => format!(
+                    "held a snapshot that does not match the log, and was moved aside to {}",
+                    to.display()
+                ),
+                None => "held a snapshot that does not match the log".to_owned(),
+            });
+        }
+        if migrated {
+            cache_note = None;
         }
         let state = state.unwrap_or_default();
         let from = state.applied_seq;
@@ -369,8 +422,17 @@ impl LogStore {
             state_dirty: AtomicBool::new(false),
             _lock: Some(lock),
         };
+        let started = std::time::Instant::now();
         let replayed = store.replay(from)?;
         store.replayed_at_open = replayed;
+        if let Some(why) = cache_note.filter(|_| verified.records > 0) {
+            tracing::warn!(
+                cache = %cache_dir(data_dir).display(),
+                records = replayed,
+                took_ms = started.elapsed().as_millis() as u64,
+                "the snapshot cache {why}: the state was rebuilt from the log"
+            );
+        }
         info!(
             records = verified.records,
             checkpoints = verified.checkpoints,
@@ -577,8 +639,13 @@ impl LogStore {
             return Ok(());
         }
         let applied = self.lock().applied_seq;
-        if applied > *self.snapshot_seq.lock().unwrap_or_else(|p| p.into_inner()) {
-            self.snapshot()?;
+        if applied > *self.snapshot_seq.lock().unwrap_or_else(|p| p.into_inner())
+            && let Err(e) = self.snapshot()
+        {
+            // The snapshot is a cache (the next start replays the log):
+            // its failure (a full disk) must not keep the log from
+            // closing with a signed checkpoint.
+            tracing::warn!(error = %e, "no snapshot saved at close; the next start replays the log");
         }
         self.log.close()?;
         Ok(())
@@ -635,6 +702,14 @@ impl LogStore {
             "the state was rebuilt from the durable log after a write failed"
         );
         Ok(())
+    }
+
+    /// At start, before anything is written: checks that the disk takes
+    /// a small durable write; if not (full, failing), the store serves
+    /// degraded, as after a failed write, until it heals. Returns whether
+    /// writes work.
+    pub fn probe_at_start(&self) -> bool {
+        self.log.probe_at_start()
     }
 
     /// What an admin sees of the store's storage.
