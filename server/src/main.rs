@@ -421,9 +421,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, key: &KeySource) -> anyhow::Result<()> {
+    // The address first: a start that cannot listen changes nothing.
+    let socket = RunningServer::bind(config.listen)?;
     let data = DataDir::open(&config, key)?;
     let created = data.tls.created;
-    let server = RunningServer::start_with(config.clone(), data).await?;
+    let server = RunningServer::start_bound(config.clone(), data, socket).await?;
     let pin = server.cert_pin();
     println!(
         "hotline-server {} listening on {} (QUIC/UDP)",
@@ -485,8 +487,9 @@ async fn serve(config: Config, key: &KeySource) -> anyhow::Result<()> {
 }
 
 async fn serve_read_only(config: Config, key: &KeySource) -> anyhow::Result<()> {
+    let socket = RunningServer::bind(config.listen)?;
     let (data, left_out) = DataDir::open_read_only(&config, key)?;
-    let server = RunningServer::start_with(config.clone(), data).await?;
+    let server = RunningServer::start_bound(config.clone(), data, socket).await?;
     println!(
         "hotline-server {} listening on {} (QUIC/UDP), READ-ONLY",
         env!("CARGO_PKG_VERSION"),

@@ -66,6 +66,15 @@ pub enum StartError {
         /// What failed.
         source: Box<StartError>,
     },
+    /// The UDP address is taken by another process (another server).
+    #[error(
+        "cannot listen on {addr}: the address is already in use (another hotline-server, \
+         or another program, holds this UDP port); nothing in the data directory was changed"
+    )]
+    AddrInUse {
+        /// The address.
+        addr: SocketAddr,
+    },
     /// The UDP socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -140,9 +149,20 @@ impl DataDir {
                 source,
             }
         })?;
+        // The lock before anything is created in the directory: two first
+        // starts never both write the header or the TLS certificate.
+        let lock = crate::store::take_lock(&config.data_dir)?;
         let keys = crate::store::open_keys(&config.data_dir, key, create)?;
         let tls = TlsIdentity::load_or_create(config, &keys)?;
-        let store = LogStore::open(&config.data_dir, keys, config.limits.store_cache_bytes)?;
+        // A certificate or key that QUIC refuses fails the start here,
+        // before the store is opened (and anything in it written).
+        tls.server_config(&config.limits)?;
+        let store = LogStore::open_locked(
+            &config.data_dir,
+            keys,
+            config.limits.store_cache_bytes,
+            lock,
+        )?;
         Ok(DataDir {
             store: Arc::new(store),
             tls,
@@ -201,6 +221,11 @@ impl DataDir {
     }
 }
 
+/// The UDP socket a server will listen on, bound before its data
+/// directory is opened ([`RunningServer::bind`]).
+#[derive(Debug)]
+pub struct BoundSocket(std::net::UdpSocket);
+
 /// A server accepting connections in the background.
 #[derive(Debug)]
 pub struct RunningServer {
@@ -226,20 +251,50 @@ fn warn_roster_expiry(shared: &Shared) {
 }
 
 impl RunningServer {
-    /// Opens the data directory, binds the endpoint and starts serving.
+    /// Binds the UDP socket, then opens the data directory and starts
+    /// serving: a start that cannot listen changes nothing in the data
+    /// directory.
     pub async fn start(config: Config, key: &KeySource) -> Result<RunningServer, StartError> {
+        let socket = Self::bind(config.listen)?;
         let data = DataDir::open(&config, key)?;
-        Self::start_with(config, data).await
+        Self::start_bound(config, data, socket).await
     }
 
-    /// Starts serving an already opened data directory.
+    /// Binds the UDP socket the server will listen on: done first, before
+    /// the data directory is opened.
+    pub fn bind(addr: SocketAddr) -> Result<BoundSocket, StartError> {
+        std::net::UdpSocket::bind(addr)
+            .map(BoundSocket)
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::AddrInUse => StartError::AddrInUse { addr },
+                _ => StartError::Bind { addr, source },
+            })
+    }
+
+    /// Starts serving an already opened data directory (binding its
+    /// address now: prefer [`RunningServer::bind`] before opening it).
     pub async fn start_with(config: Config, data: DataDir) -> Result<RunningServer, StartError> {
+        let socket = Self::bind(config.listen)?;
+        Self::start_bound(config, data, socket).await
+    }
+
+    /// Starts serving an opened data directory on a socket bound by
+    /// [`RunningServer::bind`].
+    pub async fn start_bound(
+        config: Config,
+        data: DataDir,
+        socket: BoundSocket,
+    ) -> Result<RunningServer, StartError> {
         let server_config = data.tls.server_config(&config.limits)?;
-        let endpoint = quinn::Endpoint::server(server_config, config.listen).map_err(|source| {
-            StartError::Bind {
-                addr: config.listen,
-                source,
-            }
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            socket.0,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
         })?;
         let local_addr = endpoint.local_addr().map_err(|source| StartError::Bind {
             addr: config.listen,

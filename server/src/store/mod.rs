@@ -272,7 +272,28 @@ impl LogStore {
         // The data directory's lock first, before the log is read: a second
         // process that scanned the log while this one appended would
         // append at a stale end and overwrite what was acknowledged.
-        let mut lock = take_lock(data_dir)?;
+        let lock = take_lock(data_dir)?;
+        Self::open_locked_with(data_dir, keys, cache_bytes, max_segment_bytes, lock)
+    }
+
+    /// [`LogStore::open`] for a caller that already holds the data
+    /// directory's lock ([`take_lock`]); the store keeps it.
+    pub(crate) fn open_locked(
+        data_dir: &Path,
+        keys: StoreKeys,
+        cache_bytes: u64,
+        lock: crate::files::DataDirLock,
+    ) -> Result<LogStore, OpenError> {
+        Self::open_locked_with(data_dir, keys, cache_bytes, MAX_SEGMENT_BYTES, lock)
+    }
+
+    fn open_locked_with(
+        data_dir: &Path,
+        keys: StoreKeys,
+        cache_bytes: u64,
+        max_segment_bytes: u64,
+        mut lock: crate::files::DataDirLock,
+    ) -> Result<LogStore, OpenError> {
         // A server of the earlier version holds sled's lock on store/: it
         // would go on acknowledging into store/, which this version no
         // longer reads. Held shared from here on, so it cannot start either.
