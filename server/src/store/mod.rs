@@ -1040,4 +1040,91 @@ mod tests {
             "both acknowledged invites kept"
         );
     }
+
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Opens the store in `dir` (as [`open_in`]) and returns what it logged.
+    fn open_logged(dir: &Path) -> (LogStore, String) {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = crate::logging::subscriber(
+            tracing_subscriber::EnvFilter::new("hotline_server=info"),
+            move || writer.clone(),
+            false,
+        );
+        let store = tracing::subscriber::with_default(subscriber, || open_in(dir));
+        let text = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8");
+        (store, text)
+    }
+
+    #[test]
+    fn a_lost_or_damaged_snapshot_cache_is_rebuilt_with_a_warning_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        store
+            .put_invite([1; 32], &invite(Role::Officer, 100))
+            .expect("put");
+        store.close().expect("close");
+        drop(store);
+        let cache = dir.path().join("data").join("cache");
+        let (store, logs) = open_logged(dir.path());
+        assert!(
+            !logs.contains("rebuilt from the log"),
+            "a sound cache is used silently: {logs}"
+        );
+        store.close().expect("close");
+        drop(store);
+
+        // Lost: rebuilt, and the log says so, naming the cache.
+        std::fs::remove_dir_all(&cache).expect("remove the cache");
+        let (store, logs) = open_logged(dir.path());
+        assert!(
+            logs.contains("WARN")
+                && logs.contains("the snapshot cache was missing")
+                && logs.contains("the state was rebuilt from the log")
+                && logs.contains(&cache.display().to_string())
+                && logs.contains("took_ms="),
+            "{logs}"
+        );
+        assert!(
+            store.lock().invites.contains_key(&[1; 32]),
+            "the state is back"
+        );
+        store.close().expect("close");
+        drop(store);
+
+        // Damaged (a snapshot that does not decode): moved aside, rebuilt,
+        // and the log names where it went.
+        let sled = crate::log::engine::SledCache::open(&cache, 1 << 20).expect("cache");
+        sled.put_snapshot(u64::MAX, b"not a snapshot").expect("put");
+        drop(sled);
+        let (store, logs) = open_logged(dir.path());
+        let aside: Vec<String> = std::fs::read_dir(dir.path().join("data"))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("cache.damaged-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert!(
+            logs.contains("moved aside to")
+                && logs.contains(&aside[0])
+                && logs.contains("the state was rebuilt from the log"),
+            "{logs}"
+        );
+        assert!(
+            store.lock().invites.contains_key(&[1; 32]),
+            "the state is back"
+        );
+    }
 }
