@@ -1058,11 +1058,11 @@ mod tests {
     fn open_logged(dir: &Path) -> (LogStore, String) {
         let logs = Logs::default();
         let writer = logs.clone();
-        let subscriber = crate::logging::subscriber(
-            tracing_subscriber::EnvFilter::new("hotline_server=info"),
-            move || writer.clone(),
-            false,
-        );
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
         let store = tracing::subscriber::with_default(subscriber, || open_in(dir));
         let text = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8");
         (store, text)
