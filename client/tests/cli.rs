@@ -2544,3 +2544,41 @@ async fn a_watch_on_a_read_only_server_keeps_watching_instead_of_reconnecting_in
     drop(watch);
     read_only.shutdown().await;
 }
+
+/// An admin's `hotline status` says in words when the server's free space
+/// is under its warning threshold (`storage.warn_free_bytes`), and not
+/// when it is above.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admins_status_flags_free_space_under_the_warning_threshold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    hotline_server::log::keys::generate_key_file(&dir.path().join("master.key")).expect("key");
+    // No disk has this much free: the server is under its threshold.
+    let server = server_configured(dir.path(), "127.0.0.1:0".parse().expect("addr"), |c| {
+        c.storage.warn_free_bytes = 1 << 60;
+    })
+    .await;
+    let admin = dir.path().join("admin");
+    let invite = server
+        .create_invite(Role::Admin, 600)
+        .await
+        .expect("invite")
+        .to_string();
+    assert!(hotline(&admin, PASS, &["enroll", &invite]).status.success());
+    let out = hotline(&admin, PASS, &["status"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("server storage: ok;")
+            && text.contains("free: LOW, under the warning threshold of 1048576.0 TiB"),
+        "{text}"
+    );
+    let addr = server.local_addr();
+    server.shutdown().await;
+    // A threshold of 1 byte: no disk with a store on it is under it.
+    let server = server_configured(dir.path(), addr, |c| c.storage.warn_free_bytes = 1).await;
+    let out = hotline(&admin, PASS, &["status"]);
+    let text = stdout(&out);
+    assert!(text.contains("server storage: ok;"), "{text}");
+    assert!(!text.contains("LOW"), "{text}");
+    server.shutdown().await;
+}

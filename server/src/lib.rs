@@ -58,7 +58,7 @@ pub mod requests;
 pub mod store;
 
 pub use config::Config;
-pub use endpoint::{DataDir, RunningServer, StartError};
+pub use endpoint::{BoundSocket, DataDir, RunningServer, StartError};
 
 /// Seconds since the Unix epoch (0 if the clock is before 1970).
 pub fn unix_now() -> u64 {

@@ -493,9 +493,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, key: &KeySource) -> anyhow::Result<()> {
+    // The address first: a start that cannot listen changes nothing.
+    let socket = RunningServer::bind(config.listen)?;
     let data = DataDir::open(&config, key)?;
     let created = data.tls.created;
-    let server = RunningServer::start_with(config.clone(), data).await?;
+    let server = RunningServer::start_bound(config.clone(), data, socket).await?;
     let pin = server.cert_pin();
     println!(
         "hotline-server {} listening on {} (QUIC/UDP)",
@@ -503,16 +505,40 @@ async fn serve(config: Config, key: &KeySource) -> anyhow::Result<()> {
         server.local_addr()
     );
     println!("data directory: {}", config.data_dir.display());
+    if let Some(why) = server.storage_degraded() {
+        println!(
+            "WRITES REFUSED: the disk holding the data directory does not take writes ({why}); \
+             {} bytes free. Reads are served; writes resume by themselves once there is space.",
+            hotline_server::store::free_bytes(&config.data_dir).unwrap_or(0)
+        );
+    }
     if created {
         println!("created a new TLS certificate for this server");
     }
     println!("certificate pin (clients check this): {pin}");
     println!("                              groups: {}", pin.grouped());
     if !server.has_active_admin().await? {
-        let invite = server
-            .create_bootstrap_invite(BOOTSTRAP_INVITE_TTL)
-            .await
-            .context("cannot create the first admin invite")?;
+        let invite = match server.create_bootstrap_invite(BOOTSTRAP_INVITE_TTL).await {
+            Ok(invite) => invite,
+            Err(e) if server.writes_refused() => {
+                // A full disk: the server serves anyway (and heals by
+                // itself); the invite needs a write.
+                println!();
+                println!(
+                    "No admin device is enrolled yet, and no invite can be saved now: {e}. \
+                     Free space on the disk holding {}; once writes work again, \
+                     restart the server to get the first admin invite.",
+                    config.data_dir.display()
+                );
+                println!();
+                println!("Press Ctrl-C to stop.");
+                server.run_until(shutdown_signal()).await;
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context("cannot create the first admin invite"));
+            }
+        };
         println!();
         println!(
             "No admin device is enrolled yet. One-time admin invite, valid for {}, until {}",
@@ -533,8 +559,9 @@ async fn serve(config: Config, key: &KeySource) -> anyhow::Result<()> {
 }
 
 async fn serve_read_only(config: Config, key: &KeySource) -> anyhow::Result<()> {
+    let socket = RunningServer::bind(config.listen)?;
     let (data, left_out) = DataDir::open_read_only(&config, key)?;
-    let server = RunningServer::start_with(config.clone(), data).await?;
+    let server = RunningServer::start_bound(config.clone(), data, socket).await?;
     println!(
         "hotline-server {} listening on {} (QUIC/UDP), READ-ONLY",
         env!("CARGO_PKG_VERSION"),

@@ -47,6 +47,14 @@ fn storage_line(s: &hotline_proto::message::StorageInfo) -> String {
         || "free space unknown".to_owned(),
         |b| format!("{} free", human_bytes(b)),
     );
+    let free = match (s.free_bytes, s.warn_below) {
+        (Some(b), Some(below)) if b < below => format!(
+            "{free}: LOW, under the warning threshold of {} \
+             (when the disk is full, nothing new can be saved, SOSes included)",
+            human_bytes(below)
+        ),
+        _ => free,
+    };
     match (&s.degraded, s.read_only) {
         (Some((since, reason)), _) => format!(
             "server storage: DEGRADED since {}: writes are refused (nothing new can be saved; \
@@ -287,12 +295,14 @@ mod tests {
             degraded: None,
             free_bytes: Some(3 * 1024 * 1024 * 1024 / 2),
             read_only: false,
+            warn_below: None,
         };
         assert_eq!(storage_line(&ok), "server storage: ok; 1.5 GiB free");
         let full = StorageInfo {
             degraded: Some((1_700_000_000, "No space left on device".into())),
             free_bytes: Some(0),
             read_only: false,
+            warn_below: None,
         };
         let line = storage_line(&full);
         assert!(
@@ -306,10 +316,37 @@ mod tests {
             degraded: None,
             free_bytes: None,
             read_only: true,
+            warn_below: None,
         };
         assert_eq!(
             storage_line(&ro),
             "server storage: READ-ONLY (recovery): writes are refused, reads work; free space unknown"
         );
+    }
+
+    #[test]
+    fn free_space_under_the_servers_warning_threshold_is_flagged_low() {
+        let low = StorageInfo {
+            degraded: None,
+            free_bytes: Some(512 * 1024 * 1024),
+            read_only: false,
+            warn_below: Some(1024 * 1024 * 1024),
+        };
+        assert_eq!(
+            storage_line(&low),
+            "server storage: ok; 512.0 MiB free: LOW, under the warning threshold of 1.0 GiB \
+             (when the disk is full, nothing new can be saved, SOSes included)"
+        );
+        let plenty = StorageInfo {
+            free_bytes: Some(2 * 1024 * 1024 * 1024),
+            ..low.clone()
+        };
+        assert_eq!(storage_line(&plenty), "server storage: ok; 2.0 GiB free");
+        // An earlier server sends no threshold: nothing is claimed.
+        let unknown = StorageInfo {
+            warn_below: None,
+            ..low
+        };
+        assert_eq!(storage_line(&unknown), "server storage: ok; 512.0 MiB free");
     }
 }

@@ -31,6 +31,9 @@ pub struct StorageInfo {
     pub free_bytes: Option<u64>,
     /// Served read-only (a recovery choice).
     pub read_only: bool,
+    /// The server's warning threshold for free space, if it sent one:
+    /// free space under it is low.
+    pub warn_below: Option<u64>,
 }
 
 impl StatusInfo {
@@ -51,6 +54,7 @@ impl StatusInfo {
                 free_bytes: s.free_bytes.unwrap_or(0),
                 free_known: s.free_bytes.is_some(),
                 read_only: s.read_only,
+                warn_below_bytes: s.warn_below.unwrap_or(0),
             }),
         }
     }
@@ -65,6 +69,7 @@ impl StatusInfo {
                 degraded: st.degraded.then_some((st.degraded_since, st.reason)),
                 free_bytes: st.free_known.then_some(st.free_bytes),
                 read_only: st.read_only,
+                warn_below: (st.warn_below_bytes > 0).then_some(st.warn_below_bytes),
             }),
         })
     }

@@ -782,6 +782,7 @@ mod tests {
                     degraded: Some((4, "disk full".into())),
                     free_bytes: Some(0),
                     read_only: false,
+                    warn_below: None,
                 }),
             }),
             Response::InviteCreated { invite },

@@ -52,6 +52,29 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The disk holding the data directory is full (or over its quota):
+    /// the store cannot even be opened. A store that opens is served
+    /// degraded instead (reads go on, writes wait for space).
+    #[error(
+        "the disk holding {dir} is full: {free} bytes free; free space and start again ({source})"
+    )]
+    DiskFull {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// Free bytes on its filesystem (as far as known).
+        free: u64,
+        /// What failed.
+        source: Box<StartError>,
+    },
+    /// The UDP address is taken by another process (another server).
+    #[error(
+        "cannot listen on {addr}: the address is already in use (another hotline-server, \
+         or another program, holds this UDP port); nothing in the data directory was changed"
+    )]
+    AddrInUse {
+        /// The address.
+        addr: SocketAddr,
+    },
     /// The UDP socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -90,8 +113,19 @@ impl DataDir {
         Self::open_with(config, key, Create::IfMissing(KdfParams::default()))
     }
 
-    /// Like [`DataDir::open`], with control over store creation.
+    /// Like [`DataDir::open`], with control over store creation. Fails
+    /// with [`StartError::DiskFull`] if the store cannot be opened for
+    /// lack of space.
     pub fn open_with(
+        config: &Config,
+        key: &KeySource,
+        create: Create,
+    ) -> Result<DataDir, StartError> {
+        Self::open_unmapped(config, key, create)
+            .map_err(|e| storage::name_disk_full(&config.data_dir, e))
+    }
+
+    fn open_unmapped(
         config: &Config,
         key: &KeySource,
         create: Create,
@@ -115,9 +149,20 @@ impl DataDir {
                 source,
             }
         })?;
+        // The lock before anything is created in the directory: two first
+        // starts never both write the header or the TLS certificate.
+        let lock = crate::store::take_lock(&config.data_dir)?;
         let keys = crate::store::open_keys(&config.data_dir, key, create)?;
         let tls = TlsIdentity::load_or_create(config, &keys)?;
-        let store = LogStore::open(&config.data_dir, keys, config.limits.store_cache_bytes)?;
+        // A certificate or key that QUIC refuses fails the start here,
+        // before the store is opened (and anything in it written).
+        tls.server_config(&config.limits)?;
+        let store = LogStore::open_locked(
+            &config.data_dir,
+            keys,
+            config.limits.store_cache_bytes,
+            lock,
+        )?;
         Ok(DataDir {
             store: Arc::new(store),
             tls,
@@ -176,6 +221,11 @@ impl DataDir {
     }
 }
 
+/// The UDP socket a server will listen on, bound before its data
+/// directory is opened ([`RunningServer::bind`]).
+#[derive(Debug)]
+pub struct BoundSocket(std::net::UdpSocket);
+
 /// A server accepting connections in the background.
 #[derive(Debug)]
 pub struct RunningServer {
@@ -201,26 +251,62 @@ fn warn_roster_expiry(shared: &Shared) {
 }
 
 impl RunningServer {
-    /// Opens the data directory, binds the endpoint and starts serving.
+    /// Binds the UDP socket, then opens the data directory and starts
+    /// serving: a start that cannot listen changes nothing in the data
+    /// directory.
     pub async fn start(config: Config, key: &KeySource) -> Result<RunningServer, StartError> {
+        let socket = Self::bind(config.listen)?;
         let data = DataDir::open(&config, key)?;
-        Self::start_with(config, data).await
+        Self::start_bound(config, data, socket).await
     }
 
-    /// Starts serving an already opened data directory.
+    /// Binds the UDP socket the server will listen on: done first, before
+    /// the data directory is opened.
+    pub fn bind(addr: SocketAddr) -> Result<BoundSocket, StartError> {
+        std::net::UdpSocket::bind(addr)
+            .map(BoundSocket)
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::AddrInUse => StartError::AddrInUse { addr },
+                _ => StartError::Bind { addr, source },
+            })
+    }
+
+    /// Starts serving an already opened data directory (binding its
+    /// address now: prefer [`RunningServer::bind`] before opening it).
     pub async fn start_with(config: Config, data: DataDir) -> Result<RunningServer, StartError> {
+        let socket = Self::bind(config.listen)?;
+        Self::start_bound(config, data, socket).await
+    }
+
+    /// Starts serving an opened data directory on a socket bound by
+    /// [`RunningServer::bind`].
+    pub async fn start_bound(
+        config: Config,
+        data: DataDir,
+        socket: BoundSocket,
+    ) -> Result<RunningServer, StartError> {
         let server_config = data.tls.server_config(&config.limits)?;
-        let endpoint = quinn::Endpoint::server(server_config, config.listen).map_err(|source| {
-            StartError::Bind {
-                addr: config.listen,
-                source,
-            }
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            socket.0,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
         })?;
         let local_addr = endpoint.local_addr().map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
         })?;
         let store = Arc::clone(&data.store);
+        // A disk that is full at start: serve reads, refuse writes, heal
+        // by itself (the storage watch), as for a running server.
+        if !store.log().is_read_only() {
+            let s = Arc::clone(&store);
+            let _ = tokio::task::spawn_blocking(move || s.probe_at_start()).await;
+        }
         let registry: Arc<Registry> = Arc::default();
         let node = Arc::new(Node {
             shared: Shared::new(
@@ -337,6 +423,23 @@ impl RunningServer {
         requests::devices::make_invite(&self.node.shared, Role::Admin, ttl_seconds, true)
             .await
             .map_err(WireError::from)
+    }
+
+    /// Why writes are refused (a full or failing disk), if they are.
+    pub fn storage_degraded(&self) -> Option<String> {
+        self.node
+            .shared
+            .store
+            .storage_state()
+            .degraded
+            .map(|d| d.reason)
+    }
+
+    /// Whether writes are refused (a full or failing disk, or read-only
+    /// serving).
+    pub fn writes_refused(&self) -> bool {
+        let st = self.node.shared.store.storage_state();
+        st.degraded.is_some() || st.read_only
     }
 
     /// Whether an admin device is enrolled and not revoked.

@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tracing::{Instrument as _, info_span, warn};
 
+use super::StartError;
 use crate::config::Storage;
 use crate::store::LogStore;
 
@@ -36,6 +37,44 @@ fn check_free(dir: &Path, storage: &Storage) {
             "the data directory's disk is nearly full: free space before writes fail \
              (an SOS cannot be saved on a full disk)"
         );
+    }
+}
+
+/// Whether `e` (or what it quotes) is a full disk or an exhausted quota
+/// (`ENOSPC`, `EDQUOT`). The store's errors carry the I/O error's text.
+fn is_disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if text.contains("os error 28") || text.contains("os error 122") {
+            return true;
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            )
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// Names a start that failed for lack of space in words, with the free
+/// space: [`StartError::DiskFull`]. Any other error is returned as it is.
+pub(crate) fn name_disk_full(dir: &Path, e: StartError) -> StartError {
+    if matches!(e, StartError::DiskFull { .. }) || !is_disk_full(&e) {
+        return e;
+    }
+    StartError::DiskFull {
+        dir: dir.to_owned(),
+        free: dir
+            .ancestors()
+            .find_map(crate::files::free_bytes)
+            .unwrap_or(0),
+        source: Box::new(e),
     }
 }
 

@@ -167,6 +167,10 @@ fn seq_of(k: &[u8]) -> Result<u64, EngineError> {
 fn from_sled(e: sled::Error) -> EngineError {
     match e {
         sled::Error::Corruption { .. } => EngineError::Corrupt("sled reported corruption".into()),
+        // Files sled cannot read as its own: damage, not a failing disk.
+        sled::Error::Unsupported(why) | sled::Error::ReportableBug(why) => {
+            EngineError::Corrupt(format!("sled cannot read its files: {why}"))
+        }
         sled::Error::Io(io)
             if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") =>
         {

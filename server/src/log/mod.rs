@@ -487,6 +487,36 @@ impl Log {
         self.shared.lock().degraded.clone()
     }
 
+    /// At start, before anything is written: one small durable write (the
+    /// engine's probe). If the disk does not take it (full, failing), the
+    /// log starts degraded, exactly as after a failed write: reads go on,
+    /// writes are refused, and [`Log::try_heal`] lets them resume once the
+    /// disk takes writes again. Returns whether writes work.
+    pub fn probe_at_start(&self) -> bool {
+        let mut tail = self.shared.lock();
+        if tail.read_only || tail.closing {
+            return false;
+        }
+        if tail.degraded.is_some() {
+            return false;
+        }
+        match self.shared.engine.probe_write() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "the data directory's disk does not take writes at start: \
+                     serving reads, refusing writes until it does (checked with back-off)"
+                );
+                tail.degraded = Some(Degraded {
+                    since: crate::unix_now(),
+                    reason: e.to_string(),
+                });
+                false
+            }
+        }
+    }
+
     /// Whether the log was opened read-only.
     pub fn is_read_only(&self) -> bool {
         self.shared.lock().read_only

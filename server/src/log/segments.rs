@@ -97,6 +97,10 @@ pub struct SegmentEngine {
     mode: Mode,
     files: Mutex<Files>,
     cache: Mutex<Option<SledCache>>,
+    /// Where the snapshot cache is and its size, while the engine runs
+    /// without one (it could not be opened: a full disk, an I/O error):
+    /// the next snapshot tries to open it again.
+    cache_at: Mutex<Option<(PathBuf, u64)>>,
     torn: Mutex<Option<TornTail>>,
 }
 
@@ -140,6 +144,7 @@ impl SegmentEngine {
         let engine = SegmentEngine::new(dir, store_id, mode, files, torn);
         if let Mode::Writable { .. } = mode {
             engine.reopen_newest_for_writing()?;
+            remove_probe(dir);
         }
         Ok(engine)
     }
@@ -176,6 +181,7 @@ impl SegmentEngine {
             mode,
             files: Mutex::new(files),
             cache: Mutex::new(None),
+            cache_at: Mutex::new(None),
             torn: Mutex::new(torn),
         }
     }
@@ -253,14 +259,38 @@ impl SegmentEngine {
         *self.cache() = Some(cache);
     }
 
-    /// Moves the snapshot cache in `dir` aside and starts an empty one
-    /// (after a snapshot that did not open or verify).
-    pub fn reset_cache(&self, dir: &Path, cache_bytes: u64) -> Result<(), EngineError> {
+    /// Runs without a snapshot cache (the one in `dir` could not be
+    /// opened: a full disk, an I/O error); the next snapshot tries to open
+    /// it again. Nothing is moved or deleted.
+    pub fn run_without_cache(&self, dir: &Path, cache_bytes: u64) {
+        drop(self.cache().take());
+        *self.cache_at.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((dir.to_owned(), cache_bytes));
+    }
+
+    /// Moves the snapshot cache in `dir` aside (it proved damaged: a
+    /// snapshot that did not read, decode or verify) and starts an empty
+    /// one; returns where the damaged one went. If the new one cannot be
+    /// opened (a full disk), the engine runs without one.
+    pub fn reset_cache(
+        &self,
+        dir: &Path,
+        cache_bytes: u64,
+    ) -> Result<Option<PathBuf>, EngineError> {
         let old = self.cache().take();
         drop(old);
-        move_aside(dir)?;
-        self.set_cache(open_cache(dir, cache_bytes)?);
-        Ok(())
+        let moved = move_aside(dir)?;
+        match open_cache(dir, cache_bytes) {
+            Ok(c) => self.set_cache(c),
+            Err(EngineError::Locked) => return Err(EngineError::Locked),
+            Err(e) => {
+                warn!(cache = %dir.display(), error = %e,
+                    "a new snapshot cache cannot be opened; running without one \
+                     (the state is kept in memory; the next snapshot tries again)");
+                self.run_without_cache(dir, cache_bytes);
+            }
+        }
+        Ok(moved)
     }
 
     fn lock(&self) -> MutexGuard<'_, Files> {
@@ -569,20 +599,42 @@ fn scan(
     Ok(())
 }
 
-/// Opens the snapshot cache in `dir` (sled). If it does not open, it is
-/// moved aside (never deleted) and a new one is started: it holds nothing
-/// that cannot be rebuilt from the segments. Call it only while holding
-/// the data directory's lock ([`crate::files::DataDirLock`]): a process
-/// without it could move a running server's cache (and sled's lock) away.
+/// Opens the snapshot cache in `dir` (sled). If it opened and proved
+/// damaged (sled found its files corrupt or undecodable), it is moved
+/// aside (never deleted) and a new one is started: it holds nothing that
+/// cannot be rebuilt from the segments. Any other failure (a full disk, a
+/// quota, an I/O error) says nothing about the cache: it is returned, and
+/// the cache is left where it is. Call it only while holding the data
+/// directory's lock ([`crate::files::DataDirLock`]): a process without it
+/// could move a running server's cache (and sled's lock) away.
 pub fn open_cache(dir: &Path, cache_bytes: u64) -> Result<SledCache, EngineError> {
+    open_cache_noting(dir, cache_bytes).map(|(c, _)| c)
+}
+
+/// [`open_cache`], also saying where a damaged cache was moved.
+pub fn open_cache_noting(
+    dir: &Path,
+    cache_bytes: u64,
+) -> Result<(SledCache, Option<PathBuf>), EngineError> {
     match SledCache::open(dir, cache_bytes) {
-        Ok(c) => Ok(c),
-        Err(EngineError::Locked) => Err(EngineError::Locked),
-        Err(e) => {
-            warn!(error = %e, "the snapshot cache does not open; moving it aside and rebuilding");
-            move_aside(dir)?;
-            SledCache::open(dir, cache_bytes)
+        Ok(c) => Ok((c, None)),
+        Err(EngineError::Corrupt(why)) => {
+            warn!(cache = %dir.display(), error = %why,
+                "the snapshot cache is damaged; moving it aside and starting a new one");
+            let moved = move_aside(dir)?;
+            Ok((SledCache::open(dir, cache_bytes)?, moved))
         }
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes a probe file ([`PROBE_FILE`]) a process that stopped during a
+/// probe left behind.
+fn remove_probe(dir: &Path) {
+    let path = dir.join(PROBE_FILE);
+    if std::fs::remove_file(&path).is_ok() {
+        crate::files::sync_dir(dir);
+        info!("removed the free-space probe file an earlier run left behind");
     }
 }
 
@@ -595,10 +647,11 @@ fn damage_at(files: &Files, name: &str, offset: u64, reason: &str) -> EngineErro
     })
 }
 
-/// Renames `dir` to `<dir>.damaged-<unix time>`.
-fn move_aside(dir: &Path) -> Result<(), EngineError> {
+/// Renames `dir` to `<dir>.damaged-<unix time>`; returns the new name
+/// (`None` if there was no `dir`).
+fn move_aside(dir: &Path) -> Result<Option<PathBuf>, EngineError> {
     if !dir.exists() {
-        return Ok(());
+        return Ok(None);
     }
     let mut target = dir.as_os_str().to_owned();
     target.push(format!(".damaged-{}", crate::unix_now()));
@@ -615,7 +668,7 @@ fn move_aside(dir: &Path) -> Result<(), EngineError> {
         crate::files::sync_dir(parent);
     }
     warn!(moved_to = %target.display(), "the snapshot cache was moved aside");
-    Ok(())
+    Ok(Some(target))
 }
 
 impl LogEngine for SegmentEngine {
@@ -745,7 +798,22 @@ impl LogEngine for SegmentEngine {
     }
 
     fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<(), EngineError> {
-        match self.cache().as_ref() {
+        let mut cache = self.cache();
+        if cache.is_none() {
+            // Running without one since it could not be opened: try again.
+            let at = self
+                .cache_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some((dir, cache_bytes)) = at {
+                let (c, _) = open_cache_noting(&dir, cache_bytes)?;
+                info!(cache = %dir.display(), "the snapshot cache opens again");
+                *cache = Some(c);
+                *self.cache_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+        }
+        match cache.as_ref() {
             Some(c) => c.put_snapshot(seq, bytes),
             None => Err(EngineError::Io("no snapshot cache is open".into())),
         }
@@ -1106,5 +1174,47 @@ mod tests {
         // Records missing from the end of the file.
         std::fs::write(&seg, &whole[..last]).expect("write");
         assert!(matches!(engine.reread_tail(), Err(EngineError::Damaged(_))));
+    }
+
+    #[test]
+    fn a_probe_file_left_by_a_stopped_run_is_removed_at_open_and_a_probe_leaves_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        let engine = writable(&log, 1 << 20);
+        fill(&engine, 1, 3);
+        engine.probe_write().expect("probe");
+        assert!(!log.join(PROBE_FILE).exists(), "a probe left its file");
+        drop(engine);
+        // A run stopped in the middle of a probe.
+        std::fs::write(log.join(PROBE_FILE), [0u8; 4096]).expect("leftover");
+        let engine = SegmentEngine::open(&log, ID, Mode::ReadOnly).expect("read-only");
+        assert!(
+            log.join(PROBE_FILE).exists(),
+            "a read-only open changes nothing"
+        );
+        drop(engine);
+        let engine = writable(&log, 1 << 20);
+        assert!(
+            !log.join(PROBE_FILE).exists(),
+            "the leftover was not removed"
+        );
+        assert_eq!(engine.last().expect("last"), Some(rec(3)));
+    }
+
+    #[test]
+    fn a_cache_that_cannot_be_opened_for_an_io_reason_is_left_where_it_is() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Not a directory: sled cannot open it, and nothing says it is
+        // damaged (as with a full disk).
+        let cache = dir.path().join("cache");
+        std::fs::write(&cache, b"not a cache").expect("write");
+        let err = open_cache(&cache, 1 << 20).expect_err("does not open");
+        assert!(matches!(err, EngineError::Io(_)), "{err}");
+        assert_eq!(std::fs::read(&cache).expect("still there"), b"not a cache");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "moved or added: {names:?}");
     }
 }

@@ -140,6 +140,7 @@ pub(super) fn status(shared: &Shared, session: Session) -> Result<Reply, Request
                 .as_deref()
                 .and_then(crate::store::free_bytes),
             read_only: st.read_only,
+            warn_below: Some(shared.warn_free_bytes).filter(|b| *b > 0),
         }
     });
     Ok(Response::Status(StatusInfo {

@@ -74,6 +74,9 @@ pub struct Shared {
     server_name: String,
     /// The data directory (for the free space admins see in `status`).
     pub(crate) data_dir: Option<std::path::PathBuf>,
+    /// Free space under this is low (`storage.warn_free_bytes`), as
+    /// admins are told in `status`.
+    pub(crate) warn_free_bytes: u64,
 }
 
 impl Shared {
@@ -98,6 +101,7 @@ impl Shared {
             advertised_addr,
             server_name: config.server_name.clone(),
             data_dir: Some(config.data_dir.clone()),
+            warn_free_bytes: config.storage.warn_free_bytes,
         }
     }
 

@@ -274,7 +274,28 @@ impl LogStore {
         // The data directory's lock first, before the log is read: a second
         // process that scanned the log while this one appended would
         // append at a stale end and overwrite what was acknowledged.
-        let mut lock = take_lock(data_dir)?;
+        let lock = take_lock(data_dir)?;
+        Self::open_locked_with(data_dir, keys, cache_bytes, max_segment_bytes, lock)
+    }
+
+    /// [`LogStore::open`] for a caller that already holds the data
+    /// directory's lock ([`take_lock`]); the store keeps it.
+    pub(crate) fn open_locked(
+        data_dir: &Path,
+        keys: StoreKeys,
+        cache_bytes: u64,
+        lock: crate::files::DataDirLock,
+    ) -> Result<LogStore, OpenError> {
+        Self::open_locked_with(data_dir, keys, cache_bytes, MAX_SEGMENT_BYTES, lock)
+    }
+
+    fn open_locked_with(
+        data_dir: &Path,
+        keys: StoreKeys,
+        cache_bytes: u64,
+        max_segment_bytes: u64,
+        mut lock: crate::files::DataDirLock,
+    ) -> Result<LogStore, OpenError> {
         // A server of the earlier version holds sled's lock on store/: it
         // would go on acknowledging into store/, which this version no
         // longer reads. Held shared from here on, so it cannot start either.
@@ -321,18 +342,51 @@ impl LogStore {
         );
         let (log, mut verified) = Log::open(engine.clone(), Arc::new(keys), data_dir, &[])
             .map_err(|e| verify::with_log_end(e, engine.end(), engine.torn_tail().as_ref()))?;
+        // Why the state is rebuilt from the log rather than loaded from a
+        // snapshot, if the cache was lost, damaged or cannot be opened.
+        let migrated = cache.is_some();
+        let mut cache_note = None;
         let cache = match cache {
-            Some(c) => c,
-            None => match segments::open_cache(&cache_dir(data_dir), cache_bytes) {
-                Ok(c) => c,
-                Err(e) => {
-                    // Another process has the store: leave without a write.
-                    log.discard();
-                    return Err(LogError::from_engine(e).into());
+            Some(c) => Some(c),
+            None => {
+                let existed = cache_dir(data_dir).exists();
+                match segments::open_cache_noting(&cache_dir(data_dir), cache_bytes) {
+                    Ok((c, moved)) => {
+                        cache_note = match moved {
+                            Some(to) => Some(format!(
+                                "was damaged and was moved aside to {}",
+                                to.display()
+                            )),
+                            None if !existed => Some("was missing".to_owned()),
+                            None => None,
+                        };
+                        Some(c)
+                    }
+                    Err(EngineError::Locked) => {
+                        // Another process has the store: leave without a write.
+                        log.discard();
+                        return Err(LogError::from_engine(EngineError::Locked).into());
+                    }
+                    Err(e) => {
+                        // A full disk or an I/O error says nothing about the
+                        // cache: it stays where it is, and the server runs
+                        // without it (the next snapshot tries again).
+                        tracing::warn!(
+                            cache = %cache_dir(data_dir).display(),
+                            error = %e,
+                            "the snapshot cache cannot be opened; running without it \
+                             (nothing was moved; the state is rebuilt from the log in memory)"
+                        );
+                        cache_note = Some(format!("cannot be opened ({e})"));
+                        None
+                    }
                 }
-            },
+            }
         };
-        engine.set_cache(cache);
+        match cache {
+            Some(c) => engine.set_cache(c),
+            None => engine.run_without_cache(&cache_dir(data_dir), cache_bytes),
+        }
         // The chain verified, up to chain.head's checkpoint: an incomplete
         // final write after it was never acknowledged.
         engine
@@ -340,11 +394,21 @@ impl LogStore {
             .map_err(LogError::from_engine)?;
         let snapshot = match engine.latest_snapshot() {
             Ok(s) => s,
-            Err(e) => {
+            Err(e @ EngineError::Corrupt(_)) => {
                 tracing::warn!(error = %e, "the snapshot cache does not read; rebuilding");
-                engine
+                let moved = engine
                     .reset_cache(&cache_dir(data_dir), cache_bytes)
                     .map_err(LogError::from_engine)?;
+                cache_note = Some(match moved {
+                    Some(to) => format!("does not read and was moved aside to {}", to.display()),
+                    None => "does not read".to_owned(),
+                });
+                None
+            }
+            Err(e) => {
+                // Not damage (an I/O error): the cache stays where it is.
+                tracing::warn!(error = %e, "the snapshot cache cannot be read now; rebuilding");
+                cache_note = Some(format!("cannot be read now ({e})"));
                 None
             }
         };
@@ -357,9 +421,19 @@ impl LogStore {
         let state =
             snapshot.and_then(|(seq, bytes)| Self::open_snapshot(&log, &verified, seq, &bytes));
         if had_snapshot && state.is_none() {
-            engine
+            let moved = engine
                 .reset_cache(&cache_dir(data_dir), cache_bytes)
                 .map_err(LogError::from_engine)?;
+            cache_note = Some(match moved {
+                Some(to) => format!(
+                    "held a snapshot that does not match the log, and was moved aside to {}",
+                    to.display()
+                ),
+                None => "held a snapshot that does not match the log".to_owned(),
+            });
+        }
+        if migrated {
+            cache_note = None;
         }
         let state = state.unwrap_or_default();
         let from = state.applied_seq;
@@ -372,8 +446,17 @@ impl LogStore {
             state_dirty: AtomicBool::new(false),
             _lock: Some(lock),
         };
+        let started = std::time::Instant::now();
         let replayed = store.replay(from)?;
         store.replayed_at_open = replayed;
+        if let Some(why) = cache_note.filter(|_| verified.records > 0) {
+            tracing::warn!(
+                cache = %cache_dir(data_dir).display(),
+                records = replayed,
+                took_ms = started.elapsed().as_millis() as u64,
+                "the snapshot cache {why}: the state was rebuilt from the log"
+            );
+        }
         info!(
             records = verified.records,
             checkpoints = verified.checkpoints,
@@ -583,8 +666,13 @@ impl LogStore {
             return Ok(());
         }
         let applied = self.lock().applied_seq;
-        if applied > *self.snapshot_seq.lock().unwrap_or_else(|p| p.into_inner()) {
-            self.snapshot()?;
+        if applied > *self.snapshot_seq.lock().unwrap_or_else(|p| p.into_inner())
+            && let Err(e) = self.snapshot()
+        {
+            // The snapshot is a cache (the next start replays the log):
+            // its failure (a full disk) must not keep the log from
+            // closing with a signed checkpoint.
+            tracing::warn!(error = %e, "no snapshot saved at close; the next start replays the log");
         }
         self.log.close()?;
         Ok(())
@@ -641,6 +729,14 @@ impl LogStore {
             "the state was rebuilt from the durable log after a write failed"
         );
         Ok(())
+    }
+
+    /// At start, before anything is written: checks that the disk takes
+    /// a small durable write; if not (full, failing), the store serves
+    /// degraded, as after a failed write, until it heals. Returns whether
+    /// writes work.
+    pub fn probe_at_start(&self) -> bool {
+        self.log.probe_at_start()
     }
 
     /// What an admin sees of the store's storage.
@@ -948,6 +1044,93 @@ mod tests {
             again.state().invites.len(),
             2,
             "both acknowledged invites kept"
+        );
+    }
+
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Opens the store in `dir` (as [`open_in`]) and returns what it logged.
+    fn open_logged(dir: &Path) -> (LogStore, String) {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        let store = tracing::subscriber::with_default(subscriber, || open_in(dir));
+        let text = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8");
+        (store, text)
+    }
+
+    #[test]
+    fn a_lost_or_damaged_snapshot_cache_is_rebuilt_with_a_warning_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        store
+            .put_invite([1; 32], &invite(Role::Officer, 100))
+            .expect("put");
+        store.close().expect("close");
+        drop(store);
+        let cache = dir.path().join("data").join("cache");
+        let (store, logs) = open_logged(dir.path());
+        assert!(
+            !logs.contains("rebuilt from the log"),
+            "a sound cache is used silently: {logs}"
+        );
+        store.close().expect("close");
+        drop(store);
+
+        // Lost: rebuilt, and the log says so, naming the cache.
+        std::fs::remove_dir_all(&cache).expect("remove the cache");
+        let (store, logs) = open_logged(dir.path());
+        assert!(
+            logs.contains("WARN")
+                && logs.contains("the snapshot cache was missing")
+                && logs.contains("the state was rebuilt from the log")
+                && logs.contains(&cache.display().to_string())
+                && logs.contains("took_ms="),
+            "{logs}"
+        );
+        assert!(
+            store.lock().invites.contains_key(&[1; 32]),
+            "the state is back"
+        );
+        store.close().expect("close");
+        drop(store);
+
+        // Damaged (a snapshot that does not decode): moved aside, rebuilt,
+        // and the log names where it went.
+        let sled = crate::log::engine::SledCache::open(&cache, 1 << 20).expect("cache");
+        sled.put_snapshot(u64::MAX, b"not a snapshot").expect("put");
+        drop(sled);
+        let (store, logs) = open_logged(dir.path());
+        let aside: Vec<String> = std::fs::read_dir(dir.path().join("data"))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("cache.damaged-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert!(
+            logs.contains("moved aside to")
+                && logs.contains(&aside[0])
+                && logs.contains("the state was rebuilt from the log"),
+            "{logs}"
+        );
+        assert!(
+            store.lock().invites.contains_key(&[1; 32]),
+            "the state is back"
         );
     }
 }

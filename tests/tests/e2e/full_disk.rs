@@ -205,3 +205,194 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_heals_without_a_restart() {
     assert!(report.verified.records > 0);
     drop(mount);
 }
+
+/// The files under `dir`, by path relative to it, with their bytes.
+fn files_under(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("read");
+                out.insert(path.strip_prefix(dir).expect("under").to_owned(), bytes);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_started_on_a_full_disk_serves_reads_refuses_writes_and_heals() {
+    let outer = tempfile::tempdir().expect("tempdir");
+    let disk = outer.path().join("disk");
+    let mount = match Tmpfs::mount(&disk, "24m") {
+        Ok(m) => m,
+        Err(why) => {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+    let data = disk.join("data");
+    let mut server = TestServer::start_with(|c| {
+        c.data_dir = data.clone();
+        c.escalation_tick_ms = 100;
+    })
+    .await;
+    let (admin_identity, admin) = server.enroll(Role::Admin).await;
+    let (officer_identity, officer) = server.enroll(Role::Officer).await;
+    let (defender_identity, defender) = server.enroll(Role::Defender).await;
+    officer.set_duty(true).await.expect("on duty");
+    let first = defender
+        .raise_alert_with(Priority::Immediate, None)
+        .await
+        .expect("raised while there is room");
+    drop((admin, officer, defender));
+    server.stop().await;
+
+    // The disk fills while the server is down (a supervisor restarts it).
+    let cache_before = files_under(&data.join("cache"));
+    assert!(
+        !cache_before.is_empty(),
+        "the first run saved a snapshot cache"
+    );
+    let ballast = disk.join("ballast");
+    fill(&ballast);
+    server.start_again().await;
+
+    // It serves: sign-in, status and the alert list need no write.
+    let admin = hotline_client::connection::authenticate(&server.info(), &admin_identity)
+        .await
+        .expect("an admin signs in on a full disk");
+    let officer = hotline_client::connection::authenticate(&server.info(), &officer_identity)
+        .await
+        .expect("an officer signs in on a full disk");
+    let defender = hotline_client::connection::authenticate(&server.info(), &defender_identity)
+        .await
+        .expect("a defender signs in on a full disk");
+    let storage = admin.status().await.expect("status").storage.expect("st");
+    let (since, reason) = storage
+        .degraded
+        .expect("the admin sees writes refused from the start");
+    assert!(since > 0);
+    assert!(reason.contains("No space left"), "{reason}");
+    let alerts = officer.alerts(true).await.expect("alerts answer");
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].id, first.id);
+    // A write is refused with the documented error, never acknowledged.
+    let refused = defender
+        .raise_alert_with(Priority::Immediate, None)
+        .await
+        .expect_err("nothing can be saved on a full disk");
+    assert_eq!(refused.code(), Some(ErrorCode::Unavailable), "{refused}");
+    assert!(refused.is_transient(), "the device keeps it and retries");
+    assert!(
+        refused.to_string().contains("nothing was saved"),
+        "{refused}"
+    );
+    // The healthy snapshot cache was left where it was, and no probe file
+    // lies around.
+    let names: Vec<String> = std::fs::read_dir(&data)
+        .expect("data dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with("cache.damaged")),
+        "the cache was moved aside: {names:?}"
+    );
+    // (sled's open may have grown its file with zeros before it failed:
+    // what it held is still there.)
+    let cache_after = files_under(&data.join("cache"));
+    assert_eq!(
+        cache_after.keys().collect::<Vec<_>>(),
+        cache_before.keys().collect::<Vec<_>>()
+    );
+    for (name, bytes) in &cache_before {
+        assert!(
+            cache_after[name].starts_with(bytes),
+            "{} changed",
+            name.display()
+        );
+    }
+    assert!(!data.join("log").join("probe.tmp").exists());
+
+    // Space returns: writes resume without a restart.
+    std::fs::remove_file(&ballast).expect("remove ballast");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while admin
+        .status()
+        .await
+        .expect("status")
+        .storage
+        .expect("st")
+        .degraded
+        .is_some()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server did not heal"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let retried = defender
+        .raise_alert_with(Priority::Immediate, None)
+        .await
+        .expect("the retried SOS is accepted once space returns");
+    let ids: Vec<u64> = officer
+        .alerts(true)
+        .await
+        .expect("alerts")
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert!(
+        ids.contains(&first.id) && ids.contains(&retried.id),
+        "{ids:?}"
+    );
+    drop((admin, officer, defender));
+    server.stop().await;
+    assert!(!data.join("log").join("probe.tmp").exists());
+    let report = hotline_server::store::verify_store(&data, server.key(), 1 << 20, None)
+        .expect("the store verifies");
+    assert!(report.verified.records > 0);
+    drop(mount);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_cannot_open_the_store_on_a_full_disk_says_so_in_words() {
+    let outer = tempfile::tempdir().expect("tempdir");
+    let disk = outer.path().join("disk");
+    let mount = match Tmpfs::mount(&disk, "8m") {
+        Ok(m) => m,
+        Err(why) => {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+    fill(&disk.join("ballast"));
+    let key_path = outer.path().join("master.key");
+    hotline_server::log::keys::generate_key_file(&key_path).expect("key");
+    let data = disk.join("data");
+    let config = hotline_server::Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: data.clone(),
+        ..hotline_server::Config::default()
+    };
+    // A new store cannot be created on a full disk.
+    let err = hotline_server::RunningServer::start(
+        config,
+        &hotline_server::log::keys::KeySource::File(key_path),
+    )
+    .await
+    .expect_err("no store fits");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("the disk holding {} is full", data.display()))
+            && text.contains("bytes free")
+            && text.contains("free space and start again"),
+        "{text}"
+    );
+    drop(mount);
+}

@@ -15,6 +15,7 @@ mod property;
 mod read_only;
 mod roles;
 mod sos;
+mod startup;
 mod storage;
 mod stored_fixture;
 mod transport;

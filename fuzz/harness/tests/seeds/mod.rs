@@ -326,6 +326,7 @@ fn responses(keys: &Keys, out: &mut Vec<Seed>) {
                     degraded: Some((NOW - 30, "No space left on device".into())),
                     free_bytes: Some(4096),
                     read_only: false,
+                    warn_below: None,
                 }),
             }),
         ),
