@@ -117,7 +117,16 @@ impl DataDir {
         })?;
         let keys = crate::store::open_keys(&config.data_dir, key, create)?;
         let tls = TlsIdentity::load_or_create(config, &keys)?;
-        let store = LogStore::open(&config.data_dir, keys, config.limits.store_cache_bytes)?;
+        let store = match &config.dangerous_log_file_ops {
+            None => LogStore::open(&config.data_dir, keys, config.limits.store_cache_bytes)?,
+            Some(fs) => LogStore::open_with_fs(
+                &config.data_dir,
+                keys,
+                config.limits.store_cache_bytes,
+                crate::log::segments::MAX_SEGMENT_BYTES,
+                fs.clone(),
+            )?,
+        };
         Ok(DataDir {
             store: Arc::new(store),
             tls,

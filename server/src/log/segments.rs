@@ -25,14 +25,15 @@
 //!   first; [`SegmentEngine::reread_tail`] then reads the newest segment
 //!   back from the disk and checks it ends at the acknowledged record.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use tracing::{info, warn};
 
 use super::engine::{Damage, EngineError, Item, LogEngine, SledCache};
+use super::fs::{Fs, Open};
 use super::segment::{self, End, KIND_CHECKPOINT, KIND_RECORD, SegmentHeader};
 
 /// A new segment is started once the newest one holds this many bytes.
@@ -98,14 +99,12 @@ pub struct SegmentEngine {
     files: Mutex<Files>,
     cache: Mutex<Option<SledCache>>,
     torn: Mutex<Option<TornTail>>,
+    /// Every change to a segment goes through it ([`super::fs`]).
+    fs: Fs,
 }
 
 fn io(e: std::io::Error) -> EngineError {
     EngineError::Io(e.to_string())
-}
-
-fn sync_dir_strict(dir: &Path) -> Result<(), EngineError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io)
 }
 
 /// The segment files in `dir`, by first sequence number.
@@ -134,10 +133,21 @@ impl SegmentEngine {
     /// [`EngineError::Damaged`] naming the first bad record, segment and
     /// offset, having changed nothing.
     pub fn open(dir: &Path, store_id: [u8; 16], mode: Mode) -> Result<SegmentEngine, EngineError> {
+        Self::open_with_fs(dir, store_id, mode, super::fs::real())
+    }
+
+    /// [`SegmentEngine::open`], changing the files only through `fs`
+    /// (tests inject faults there).
+    pub fn open_with_fs(
+        dir: &Path,
+        store_id: [u8; 16],
+        mode: Mode,
+        fs: Fs,
+    ) -> Result<SegmentEngine, EngineError> {
         let mut files = Files::default();
         let mut torn = None;
         scan(dir, store_id, &mut files, &mut torn)?;
-        let engine = SegmentEngine::new(dir, store_id, mode, files, torn);
+        let engine = SegmentEngine::new(dir, store_id, mode, files, torn, fs);
         if let Mode::Writable { .. } = mode {
             engine.reopen_newest_for_writing()?;
         }
@@ -158,7 +168,14 @@ impl SegmentEngine {
             Err(e) => return Err(e),
         };
         Ok((
-            SegmentEngine::new(dir, store_id, Mode::ReadOnly, files, torn),
+            SegmentEngine::new(
+                dir,
+                store_id,
+                Mode::ReadOnly,
+                files,
+                torn,
+                super::fs::real(),
+            ),
             damage,
         ))
     }
@@ -169,6 +186,7 @@ impl SegmentEngine {
         mode: Mode,
         files: Files,
         torn: Option<TornTail>,
+        fs: Fs,
     ) -> SegmentEngine {
         SegmentEngine {
             dir: dir.to_owned(),
@@ -177,6 +195,7 @@ impl SegmentEngine {
             files: Mutex::new(files),
             cache: Mutex::new(None),
             torn: Mutex::new(torn),
+            fs,
         }
     }
 
@@ -212,17 +231,20 @@ impl SegmentEngine {
                 .join(format!("torn-{next}-{}-{n}.bin", crate::unix_now()));
             n += 1;
         }
-        crate::files::write_private(&aside, tail).map_err(io)?;
-        sync_dir_strict(&self.dir)?;
+        let fs = &self.fs;
+        fs.open(&aside, Open::CreateNew)
+            .and_then(|f| fs.write_at(&f, tail, 0).and_then(|()| fs.sync_all(&f)))
+            .map_err(io)?;
+        fs.sync_dir(&self.dir).map_err(io)?;
         if torn.offset == 0 {
             // Not even a header: the whole file goes aside.
-            std::fs::remove_file(&path).map_err(io)?;
+            fs.remove_file(&path).map_err(io)?;
         } else {
-            let f = OpenOptions::new().write(true).open(&path).map_err(io)?;
-            f.set_len(torn.offset).map_err(io)?;
-            f.sync_all().map_err(io)?;
+            let f = fs.open(&path, Open::ReadWrite).map_err(io)?;
+            fs.set_len(&f, torn.offset).map_err(io)?;
+            fs.sync_all(&f).map_err(io)?;
         }
-        sync_dir_strict(&self.dir)?;
+        fs.sync_dir(&self.dir).map_err(io)?;
         warn!(
             bytes = tail.len(),
             "the newest segment ended in an incomplete write (never acknowledged); \
@@ -237,10 +259,9 @@ impl SegmentEngine {
         let mut files = self.lock();
         let dir = self.dir.clone();
         if let Some(newest) = files.segments.last_mut() {
-            newest.file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(dir.join(&newest.name))
+            newest.file = self
+                .fs
+                .open(&dir.join(&newest.name), Open::ReadWrite)
                 .map_err(io)?;
         }
         Ok(())
@@ -293,8 +314,8 @@ impl SegmentEngine {
             if let Mode::ReadOnly = self.mode {
                 return Err(EngineError::Io("the log is open read-only".into()));
             }
-            newest.file.set_len(files.open_len).map_err(io)?;
-            newest.file.sync_all().map_err(io)?;
+            self.fs.set_len(&newest.file, files.open_len).map_err(io)?;
+            self.fs.sync_all(&newest.file).map_err(io)?;
             files.dirty = false;
         }
         let index = files.segments.len() - 1;
@@ -356,7 +377,7 @@ impl SegmentEngine {
         if !self.dir.exists() {
             crate::files::create_private_dir(&self.dir).map_err(io)?;
             if let Some(parent) = self.dir.parent() {
-                sync_dir_strict(parent)?;
+                self.fs.sync_dir(parent).map_err(io)?;
             }
         }
         let name = segment::file_name(first_seq);
@@ -366,21 +387,16 @@ impl SegmentEngine {
             first_seq,
         }
         .to_bytes();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io)?;
-        let result = file
-            .write_all_at(&header, 0)
-            .and_then(|()| file.sync_all())
-            .map_err(io)
-            .and_then(|()| sync_dir_strict(&self.dir));
+        let file = self.fs.open(&path, Open::CreateNew).map_err(io)?;
+        let result = self
+            .fs
+            .write_at(&file, &header, 0)
+            .and_then(|()| self.fs.sync_all(&file))
+            .and_then(|()| self.fs.sync_dir(&self.dir))
+            .map_err(io);
         if let Err(e) = result {
             // Nothing in it was acknowledged: the next attempt starts over.
-            let _ = std::fs::remove_file(&path);
+            let _ = self.fs.remove_file(&path);
             return Err(e);
         }
         // The previous segment is closed: keep it open for reading only.
@@ -627,8 +643,8 @@ impl LogEngine for SegmentEngine {
             let newest = files.segments.last().ok_or_else(|| {
                 EngineError::Io("a failed write left no segment to cut back".into())
             })?;
-            newest.file.set_len(files.open_len).map_err(io)?;
-            newest.file.sync_all().map_err(io)?;
+            self.fs.set_len(&newest.file, files.open_len).map_err(io)?;
+            self.fs.sync_all(&newest.file).map_err(io)?;
             files.dirty = false;
         }
         if files.segments.is_empty() || files.open_len >= max_segment_bytes {
@@ -660,16 +676,17 @@ impl LogEngine for SegmentEngine {
             )
         });
         let file = &files.segments[segment].file;
-        if let Err(e) = file
-            .write_all_at(&buf, base)
+        let fs = &self.fs;
+        if let Err(e) = fs
+            .write_at(file, &buf, base)
             .and_then(|()| fail_sync_for_test(&self.dir))
-            .and_then(|()| file.sync_data())
+            .and_then(|()| fs.sync_data(file))
         {
             // Nothing of this write is acknowledged, but its pages may
             // still reach the disk: cut them off at once, so that neither
             // a start after a crash nor a read of the files meanwhile
             // (verify, backup, read-only serving) takes them as records.
-            match file.set_len(base).and_then(|()| file.sync_all()) {
+            match fs.set_len(file, base).and_then(|()| fs.sync_all(file)) {
                 Ok(()) => files.dirty = false,
                 Err(cut) => {
                     files.dirty = true;
@@ -766,8 +783,8 @@ impl LogEngine for SegmentEngine {
             let mut files = self.lock();
             if files.dirty {
                 if let Some(newest) = files.segments.last() {
-                    newest.file.set_len(files.open_len).map_err(io)?;
-                    newest.file.sync_all().map_err(io)?;
+                    self.fs.set_len(&newest.file, files.open_len).map_err(io)?;
+                    self.fs.sync_all(&newest.file).map_err(io)?;
                 }
                 files.dirty = false;
             }
@@ -776,17 +793,13 @@ impl LogEngine for SegmentEngine {
             return Ok(());
         }
         let path = self.dir.join(PROBE_FILE);
+        let fs = &self.fs;
         let result = (|| {
-            let f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&path)?;
-            f.write_all_at(&vec![0u8; PROBE_BYTES], 0)?;
-            f.sync_data()
+            let f = fs.open(&path, Open::CreateTruncate)?;
+            fs.write_at(&f, &vec![0u8; PROBE_BYTES], 0)?;
+            fs.sync_data(&f)
         })();
-        let _ = std::fs::remove_file(&path);
+        let _ = fs.remove_file(&path);
         result.map_err(io)
     }
 }
@@ -820,6 +833,7 @@ const PROBE_BYTES: usize = 256 * 1024;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
 
     const ID: [u8; 16] = [3; 16];
 

@@ -269,6 +269,24 @@ impl LogStore {
         cache_bytes: u64,
         max_segment_bytes: u64,
     ) -> Result<LogStore, OpenError> {
+        Self::open_with_fs(
+            data_dir,
+            keys,
+            cache_bytes,
+            max_segment_bytes,
+            crate::log::fs::real(),
+        )
+    }
+
+    /// [`LogStore::open_with`], changing the log's durable files only
+    /// through `fs` (tests inject faults there: [`crate::log::fs`]).
+    pub fn open_with_fs(
+        data_dir: &Path,
+        keys: StoreKeys,
+        cache_bytes: u64,
+        max_segment_bytes: u64,
+        fs: crate::log::fs::Fs,
+    ) -> Result<LogStore, OpenError> {
         // The data directory's lock first, before the log is read: a second
         // process that scanned the log while this one appended would
         // append at a stale end and overwrite what was acknowledged.
@@ -310,14 +328,16 @@ impl LogStore {
             );
         }
         let engine = Arc::new(
-            SegmentEngine::open(
+            SegmentEngine::open_with_fs(
                 &log_dir(data_dir),
                 keys.store_id(),
                 Mode::Writable { max_segment_bytes },
+                fs.clone(),
             )
             .map_err(LogError::from_engine)?,
         );
-        let (log, mut verified) = Log::open(engine.clone(), Arc::new(keys), data_dir, &[])?;
+        let (log, mut verified) =
+            Log::open_with_fs(engine.clone(), Arc::new(keys), data_dir, &[], fs)?;
         let cache = match cache {
             Some(c) => c,
             None => match segments::open_cache(&cache_dir(data_dir), cache_bytes) {
