@@ -679,7 +679,6 @@ impl LogEngine for SegmentEngine {
         let fs = &self.fs;
         if let Err(e) = fs
             .write_at(file, &buf, base)
-            .and_then(|()| fail_sync_for_test(&self.dir))
             .and_then(|()| fs.sync_data(file))
         {
             // Nothing of this write is acknowledged, but its pages may
@@ -778,7 +777,6 @@ impl LogEngine for SegmentEngine {
         let Mode::Writable { .. } = self.mode else {
             return Err(EngineError::Io("the log is open read-only".into()));
         };
-        fail_sync_for_test(&self.dir).map_err(io)?;
         {
             let mut files = self.lock();
             if files.dirty {
@@ -802,26 +800,6 @@ impl LogEngine for SegmentEngine {
         let _ = fs.remove_file(&path);
         result.map_err(io)
     }
-}
-
-/// Test hook: appends in these directories write their bytes and then fail
-/// as if `fdatasync` had (the case where the pages may reach the disk
-/// although the write was reported failed).
-#[cfg(test)]
-pub(crate) static FAIL_SYNC_IN: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-
-#[cfg(test)]
-fn fail_sync_for_test(dir: &Path) -> std::io::Result<()> {
-    let failing = FAIL_SYNC_IN.lock().unwrap_or_else(|p| p.into_inner());
-    if failing.iter().any(|d| d == dir) {
-        return Err(std::io::Error::from_raw_os_error(5));
-    }
-    Ok(())
-}
-
-#[cfg(not(test))]
-fn fail_sync_for_test(_dir: &Path) -> std::io::Result<()> {
-    Ok(())
 }
 
 /// The probe file a degraded log writes to learn whether the disk takes
@@ -1054,17 +1032,25 @@ mod tests {
     fn a_write_whose_sync_failed_is_cut_off_at_once_and_a_crash_keeps_none_of_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("log");
-        let engine = writable(&log, 1 << 20);
+        let faults = crate::log::fs::FaultFs::new();
+        let engine = SegmentEngine::open_with_fs(
+            &log,
+            ID,
+            Mode::Writable {
+                max_segment_bytes: 1 << 20,
+            },
+            faults.handle(),
+        )
+        .expect("opens");
         fill(&engine, 1, 5);
         let seg = log.join(segment::file_name(1));
         let acknowledged = std::fs::read(&seg).expect("read");
         // The write reaches the file, then fdatasync fails: nothing of
         // records 6 and 7 is acknowledged.
-        FAIL_SYNC_IN.lock().expect("hook").push(log.clone());
+        faults.fail_once(crate::log::fs::Op::Sync, 1, crate::log::fs::Fault::Eio);
         let err = engine
             .append(&[rec(6), rec(7)], Some((7, b"cp 7".to_vec())))
             .expect_err("not acknowledged");
-        FAIL_SYNC_IN.lock().expect("hook").retain(|d| d != &log);
         assert!(matches!(err, EngineError::Io(_)), "{err}");
         // Cut back at once, before any heal or append: a verify or a
         // backup of the files now sees only the acknowledged records.

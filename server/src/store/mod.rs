@@ -717,6 +717,12 @@ fn apply_entry(state: &mut State, seq: u64, entry: Entry) -> Result<(), LogError
 /// for unit tests of the layers above.
 #[cfg(test)]
 pub(crate) fn open_in(dir: &Path) -> LogStore {
+    open_in_with_fs(dir, crate::log::fs::real())
+}
+
+/// [`open_in`], the log's files changed through `fs` ([`crate::log::fs`]).
+#[cfg(test)]
+pub(crate) fn open_in_with_fs(dir: &Path, fs: crate::log::fs::Fs) -> LogStore {
     let key = dir.join("master.key");
     if !key.exists() {
         keys::generate_key_file(&key).expect("key");
@@ -729,7 +735,7 @@ pub(crate) fn open_in(dir: &Path) -> LogStore {
         Create::IfMissing(KdfParams::default()),
     )
     .expect("keys");
-    LogStore::open(&data, keys, 1 << 20).expect("open")
+    LogStore::open_with_fs(&data, keys, 1 << 20, MAX_SEGMENT_BYTES, fs).expect("open")
 }
 
 #[cfg(test)]
