@@ -312,7 +312,7 @@ impl LogStore {
         // a store refused for damage is left exactly as it was.
         let mut cache = None;
         if migrate::needed(data_dir) {
-            cache = Some(migrate::migrate(data_dir, &keys, || {
+            cache = Some(migrate::migrate(data_dir, &keys, fs.clone(), || {
                 segments::open_cache(&cache_dir(data_dir), cache_bytes)
                     .map_err(|e| LogError::from_engine(e).into())
             })?);
