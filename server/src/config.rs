@@ -49,6 +49,12 @@ pub struct Config {
     pub rota: Vec<crate::domain::rota::ShiftConfig>,
     /// The data directory's disk: when to warn (see docs/operations.md).
     pub storage: Storage,
+    /// For tests only: the file operations the log's durable files are
+    /// changed through (a [`crate::log::fs::FaultFs`] makes chosen ones
+    /// fail). `None`, the default, is the real file system. No
+    /// configuration file or flag can set it.
+    #[serde(skip)]
+    pub dangerous_log_file_ops: Option<crate::log::fs::Fs>,
 }
 
 /// How the server watches the disk under its data directory.
@@ -199,6 +205,7 @@ impl Default for Config {
             escalation_tick_ms: 1000,
             rota: Vec::new(),
             storage: Storage::default(),
+            dangerous_log_file_ops: None,
         }
     }
 }

@@ -39,6 +39,7 @@
 //!   devices.rs, mailbox.rs, alerts.rs, checkins.rs, rota.rs
 //! log/                 the sealed, hash-chained log, its keys and its storage engine
 //!                      (append-only segment files; sled only for snapshots)
+//!   fs.rs              the one seam for the log's file changes; FaultFs for tests
 //! files.rs             private files and directories
 //! logging.rs           the diagnostic output (stderr): filter, and no peer address at any level
 //! ```

@@ -161,6 +161,10 @@ impl DataDir {
             &config.data_dir,
             keys,
             config.limits.store_cache_bytes,
+            config
+                .dangerous_log_file_ops
+                .clone()
+                .unwrap_or_else(crate::log::fs::real),
             lock,
         )?;
         Ok(DataDir {

@@ -11,11 +11,11 @@
 //! the slot being written, and the reader takes the valid slot with the
 //! higher sequence number.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
+use super::fs::{Fs, Open};
 use super::record::{CHECKPOINT_LEN, Checkpoint};
 
 /// The head file.
@@ -23,6 +23,7 @@ use super::record::{CHECKPOINT_LEN, Checkpoint};
 pub struct HeadFile {
     file: File,
     next_slot: u64,
+    fs: Fs,
 }
 
 /// What the head file holds.
@@ -45,16 +46,25 @@ impl HeadFile {
         public_key: &[u8],
         store_id: &[u8; 16],
     ) -> std::io::Result<(Option<HeadFile>, Head)> {
+        Self::open_with_fs(path, create, public_key, store_id, super::fs::real())
+    }
+
+    /// [`HeadFile::open`], opening for writing and writing through `fs`.
+    pub fn open_with_fs(
+        path: &Path,
+        create: bool,
+        public_key: &[u8],
+        store_id: &[u8; 16],
+        fs: Fs,
+    ) -> std::io::Result<(Option<HeadFile>, Head)> {
         if !create && !path.exists() {
             return Ok((None, Head::Empty));
         }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(create)
-            .create(create)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)?;
+        let mut file = if create {
+            fs.open(path, Open::Create)?
+        } else {
+            File::open(path)?
+        };
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         let slots: Vec<Option<Checkpoint>> = bytes
@@ -74,14 +84,24 @@ impl HeadFile {
         };
         // Overwrite the other slot next.
         let next_slot = best.map_or(0, |(i, _)| 1 - i as u64);
-        Ok((create.then_some(HeadFile { file, next_slot }), head))
+        Ok((
+            create.then_some(HeadFile {
+                file,
+                next_slot,
+                fs,
+            }),
+            head,
+        ))
     }
 
     /// Records `cp` durably.
     pub fn write(&mut self, cp: &Checkpoint) -> std::io::Result<()> {
-        self.file
-            .write_all_at(&cp.to_bytes(), self.next_slot * CHECKPOINT_LEN as u64)?;
-        self.file.sync_data()?;
+        self.fs.write_at(
+            &self.file,
+            &cp.to_bytes(),
+            self.next_slot * CHECKPOINT_LEN as u64,
+        )?;
+        self.fs.sync_data(&self.file)?;
         self.next_slot = 1 - self.next_slot;
         Ok(())
     }

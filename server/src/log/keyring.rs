@@ -20,15 +20,15 @@
 //! associated data `"hotline/1 keyring\0" || key id`.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use hotline_proto::identity::fill_random;
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use zeroize::Zeroizing;
 
+use super::fs::{Fs, Open};
 use super::keys::StoreKeys;
 
 const MAGIC: &[u8; 8] = b"HLKRING1";
@@ -58,6 +58,8 @@ pub struct Keyring {
     file: Option<File>,
     slots: usize,
     live: HashMap<[u8; 16], (usize, LessSafeKey)>,
+    /// Every change to the file goes through it ([`super::fs`]).
+    fs: Fs,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -82,27 +84,36 @@ impl Keyring {
     /// Without `create`, a missing keyring is an empty one, opened
     /// read-only (for verification, which must not write).
     pub fn open(path: &Path, keys: &StoreKeys, create: bool) -> Result<Keyring, KeyringError> {
+        Self::open_with_fs(path, keys, create, super::fs::real())
+    }
+
+    /// [`Keyring::open`], opening for writing and writing through `fs`.
+    pub fn open_with_fs(
+        path: &Path,
+        keys: &StoreKeys,
+        create: bool,
+        fs: Fs,
+    ) -> Result<Keyring, KeyringError> {
         if !create && !path.exists() {
             return Ok(Keyring {
                 file: None,
                 slots: 0,
                 live: HashMap::new(),
+                fs,
             });
         }
-        let mut opts = OpenOptions::new();
-        opts.read(true).write(create).create(create).truncate(false);
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut file = opts.open(path)?;
+        let mut file = if create {
+            fs.open(path, Open::Create)?
+        } else {
+            File::open(path)?
+        };
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         if bytes.is_empty() {
-            file.write_all_at(MAGIC, 0)?;
-            file.sync_all()?;
+            fs.write_at(&file, MAGIC, 0)?;
+            fs.sync_all(&file)?;
             if let Some(dir) = path.parent() {
-                crate::files::sync_dir(dir);
+                let _ = fs.sync_dir(dir);
             }
             bytes = MAGIC.to_vec();
         }
@@ -143,6 +154,7 @@ impl Keyring {
             file: Some(file),
             slots,
             live,
+            fs,
         })
     }
 
@@ -180,8 +192,8 @@ impl Keyring {
         slot.extend_from_slice(&wrapped);
         let index = self.free_slot()?;
         let file = self.file.as_ref().ok_or(KeyringError::ReadOnly)?;
-        file.write_all_at(&slot, offset(index))?;
-        file.sync_data()?;
+        self.fs.write_at(file, &slot, offset(index))?;
+        self.fs.sync_data(file)?;
         if index == self.slots {
             self.slots += 1;
         }
@@ -209,8 +221,8 @@ impl Keyring {
         let mut noise = vec![0u8; SLOT_LEN];
         fill_random(&mut noise).map_err(|_| KeyringError::Randomness)?;
         noise[0] = FREE;
-        file.write_all_at(&noise, offset(index))?;
-        file.sync_data()?;
+        self.fs.write_at(file, &noise, offset(index))?;
+        self.fs.sync_data(file)?;
         Ok(true)
     }
 }

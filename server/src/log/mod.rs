@@ -30,6 +30,7 @@
 //! that were lost can tell ([`Log::generation`]).
 
 pub mod engine;
+pub mod fs;
 pub mod head;
 pub mod keyring;
 pub mod keys;
@@ -272,6 +273,18 @@ impl Log {
         dir: &std::path::Path,
         want: &[u64],
     ) -> Result<(Log, Verified), LogError> {
+        Self::open_with_fs(engine, keys, dir, want, fs::real())
+    }
+
+    /// [`Log::open`], writing `chain.head` and the keyring through `fs`
+    /// (give the engine the same, [`segments::SegmentEngine::open_with_fs`]).
+    pub fn open_with_fs(
+        engine: Arc<dyn LogEngine>,
+        keys: Arc<StoreKeys>,
+        dir: &std::path::Path,
+        want: &[u64],
+        fs: fs::Fs,
+    ) -> Result<(Log, Verified), LogError> {
         // Verify with the keyring and head file opened read-only: a store
         // refused here gets no file created or changed.
         let (verified, erased_live) = {
@@ -285,12 +298,13 @@ impl Log {
             .map_err(|e| LogError::Engine(EngineError::Io(e.to_string())))?;
             walk_against_head(engine.as_ref(), &keys, &keyring, want, head)?
         };
-        let mut keyring = Keyring::open(&dir.join(KEYRING_FILE), &keys, true)?;
-        let (head_file, _) = HeadFile::open(
+        let mut keyring = Keyring::open_with_fs(&dir.join(KEYRING_FILE), &keys, true, fs.clone())?;
+        let (head_file, _) = HeadFile::open_with_fs(
             &dir.join(HEAD_FILE),
             true,
             &keys.checkpoint_public_key(),
             &keys.store_id(),
+            fs,
         )
         .map_err(|e| LogError::Engine(EngineError::Io(e.to_string())))?;
         let head_file = head_file

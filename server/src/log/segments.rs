@@ -25,14 +25,15 @@
 //!   first; [`SegmentEngine::reread_tail`] then reads the newest segment
 //!   back from the disk and checks it ends at the acknowledged record.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use tracing::{info, warn};
 
 use super::engine::{Damage, EngineError, Item, LogEngine, SledCache};
+use super::fs::{Fs, Open};
 use super::segment::{self, End, KIND_CHECKPOINT, KIND_RECORD, SegmentHeader};
 
 /// A new segment is started once the newest one holds this many bytes.
@@ -102,14 +103,12 @@ pub struct SegmentEngine {
     /// the next snapshot tries to open it again.
     cache_at: Mutex<Option<(PathBuf, u64)>>,
     torn: Mutex<Option<TornTail>>,
+    /// Every change to a segment goes through it ([`super::fs`]).
+    fs: Fs,
 }
 
 fn io(e: std::io::Error) -> EngineError {
     EngineError::Io(e.to_string())
-}
-
-fn sync_dir_strict(dir: &Path) -> Result<(), EngineError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io)
 }
 
 /// The segment files in `dir`, by first sequence number.
@@ -138,10 +137,21 @@ impl SegmentEngine {
     /// [`EngineError::Damaged`] naming the first bad record, segment and
     /// offset, having changed nothing.
     pub fn open(dir: &Path, store_id: [u8; 16], mode: Mode) -> Result<SegmentEngine, EngineError> {
+        Self::open_with_fs(dir, store_id, mode, super::fs::real())
+    }
+
+    /// [`SegmentEngine::open`], changing the files only through `fs`
+    /// (tests inject faults there).
+    pub fn open_with_fs(
+        dir: &Path,
+        store_id: [u8; 16],
+        mode: Mode,
+        fs: Fs,
+    ) -> Result<SegmentEngine, EngineError> {
         let mut files = Files::default();
         let mut torn = None;
         scan(dir, store_id, &mut files, &mut torn)?;
-        let engine = SegmentEngine::new(dir, store_id, mode, files, torn);
+        let engine = SegmentEngine::new(dir, store_id, mode, files, torn, fs);
         if let Mode::Writable { .. } = mode {
             engine.reopen_newest_for_writing()?;
             remove_probe(dir);
@@ -163,7 +173,14 @@ impl SegmentEngine {
             Err(e) => return Err(e),
         };
         Ok((
-            SegmentEngine::new(dir, store_id, Mode::ReadOnly, files, torn),
+            SegmentEngine::new(
+                dir,
+                store_id,
+                Mode::ReadOnly,
+                files,
+                torn,
+                super::fs::real(),
+            ),
             damage,
         ))
     }
@@ -174,6 +191,7 @@ impl SegmentEngine {
         mode: Mode,
         files: Files,
         torn: Option<TornTail>,
+        fs: Fs,
     ) -> SegmentEngine {
         SegmentEngine {
             dir: dir.to_owned(),
@@ -183,6 +201,7 @@ impl SegmentEngine {
             cache: Mutex::new(None),
             cache_at: Mutex::new(None),
             torn: Mutex::new(torn),
+            fs,
         }
     }
 
@@ -220,17 +239,20 @@ impl SegmentEngine {
                 .join(format!("torn-after-{last}-{}-{n}.bin", crate::unix_now()));
             n += 1;
         }
-        crate::files::write_private(&aside, tail).map_err(io)?;
-        sync_dir_strict(&self.dir)?;
+        let fs = &self.fs;
+        fs.open(&aside, Open::CreateNew)
+            .and_then(|f| fs.write_at(&f, tail, 0).and_then(|()| fs.sync_all(&f)))
+            .map_err(io)?;
+        fs.sync_dir(&self.dir).map_err(io)?;
         if torn.offset == 0 {
             // Not even a header: the whole file goes aside.
-            std::fs::remove_file(&path).map_err(io)?;
+            fs.remove_file(&path).map_err(io)?;
         } else {
-            let f = OpenOptions::new().write(true).open(&path).map_err(io)?;
-            f.set_len(torn.offset).map_err(io)?;
-            f.sync_all().map_err(io)?;
+            let f = fs.open(&path, Open::ReadWrite).map_err(io)?;
+            fs.set_len(&f, torn.offset).map_err(io)?;
+            fs.sync_all(&f).map_err(io)?;
         }
-        sync_dir_strict(&self.dir)?;
+        fs.sync_dir(&self.dir).map_err(io)?;
         warn!(
             bytes = tail.len(),
             "the newest segment ended in an incomplete write (never acknowledged); \
@@ -245,10 +267,9 @@ impl SegmentEngine {
         let mut files = self.lock();
         let dir = self.dir.clone();
         if let Some(newest) = files.segments.last_mut() {
-            newest.file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(dir.join(&newest.name))
+            newest.file = self
+                .fs
+                .open(&dir.join(&newest.name), Open::ReadWrite)
                 .map_err(io)?;
         }
         Ok(())
@@ -325,8 +346,8 @@ impl SegmentEngine {
             if let Mode::ReadOnly = self.mode {
                 return Err(EngineError::Io("the log is open read-only".into()));
             }
-            newest.file.set_len(files.open_len).map_err(io)?;
-            newest.file.sync_all().map_err(io)?;
+            self.fs.set_len(&newest.file, files.open_len).map_err(io)?;
+            self.fs.sync_all(&newest.file).map_err(io)?;
             files.dirty = false;
         }
         let index = files.segments.len() - 1;
@@ -388,7 +409,7 @@ impl SegmentEngine {
         if !self.dir.exists() {
             crate::files::create_private_dir(&self.dir).map_err(io)?;
             if let Some(parent) = self.dir.parent() {
-                sync_dir_strict(parent)?;
+                self.fs.sync_dir(parent).map_err(io)?;
             }
         }
         let name = segment::file_name(first_seq);
@@ -398,21 +419,16 @@ impl SegmentEngine {
             first_seq,
         }
         .to_bytes();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io)?;
-        let result = file
-            .write_all_at(&header, 0)
-            .and_then(|()| file.sync_all())
-            .map_err(io)
-            .and_then(|()| sync_dir_strict(&self.dir));
+        let file = self.fs.open(&path, Open::CreateNew).map_err(io)?;
+        let result = self
+            .fs
+            .write_at(&file, &header, 0)
+            .and_then(|()| self.fs.sync_all(&file))
+            .and_then(|()| self.fs.sync_dir(&self.dir))
+            .map_err(io);
         if let Err(e) = result {
             // Nothing in it was acknowledged: the next attempt starts over.
-            let _ = std::fs::remove_file(&path);
+            let _ = self.fs.remove_file(&path);
             return Err(e);
         }
         // The previous segment is closed: keep it open for reading only.
@@ -695,8 +711,8 @@ impl LogEngine for SegmentEngine {
             let newest = files.segments.last().ok_or_else(|| {
                 EngineError::Io("a failed write left no segment to cut back".into())
             })?;
-            newest.file.set_len(files.open_len).map_err(io)?;
-            newest.file.sync_all().map_err(io)?;
+            self.fs.set_len(&newest.file, files.open_len).map_err(io)?;
+            self.fs.sync_all(&newest.file).map_err(io)?;
             files.dirty = false;
         }
         if files.segments.is_empty() || files.open_len >= max_segment_bytes {
@@ -728,16 +744,16 @@ impl LogEngine for SegmentEngine {
             )
         });
         let file = &files.segments[segment].file;
-        if let Err(e) = file
-            .write_all_at(&buf, base)
-            .and_then(|()| fail_sync_for_test(&self.dir))
-            .and_then(|()| file.sync_data())
+        let fs = &self.fs;
+        if let Err(e) = fs
+            .write_at(file, &buf, base)
+            .and_then(|()| fs.sync_data(file))
         {
             // Nothing of this write is acknowledged, but its pages may
             // still reach the disk: cut them off at once, so that neither
             // a start after a crash nor a read of the files meanwhile
             // (verify, backup, read-only serving) takes them as records.
-            match file.set_len(base).and_then(|()| file.sync_all()) {
+            match fs.set_len(file, base).and_then(|()| fs.sync_all(file)) {
                 Ok(()) => files.dirty = false,
                 Err(cut) => {
                     files.dirty = true;
@@ -844,13 +860,12 @@ impl LogEngine for SegmentEngine {
         let Mode::Writable { .. } = self.mode else {
             return Err(EngineError::Io("the log is open read-only".into()));
         };
-        fail_sync_for_test(&self.dir).map_err(io)?;
         {
             let mut files = self.lock();
             if files.dirty {
                 if let Some(newest) = files.segments.last() {
-                    newest.file.set_len(files.open_len).map_err(io)?;
-                    newest.file.sync_all().map_err(io)?;
+                    self.fs.set_len(&newest.file, files.open_len).map_err(io)?;
+                    self.fs.sync_all(&newest.file).map_err(io)?;
                 }
                 files.dirty = false;
             }
@@ -859,39 +874,15 @@ impl LogEngine for SegmentEngine {
             return Ok(());
         }
         let path = self.dir.join(PROBE_FILE);
+        let fs = &self.fs;
         let result = (|| {
-            let f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&path)?;
-            f.write_all_at(&vec![0u8; PROBE_BYTES], 0)?;
-            f.sync_data()
+            let f = fs.open(&path, Open::CreateTruncate)?;
+            fs.write_at(&f, &vec![0u8; PROBE_BYTES], 0)?;
+            fs.sync_data(&f)
         })();
-        let _ = std::fs::remove_file(&path);
+        let _ = fs.remove_file(&path);
         result.map_err(io)
     }
-}
-
-/// Test hook: appends in these directories write their bytes and then fail
-/// as if `fdatasync` had (the case where the pages may reach the disk
-/// although the write was reported failed).
-#[cfg(test)]
-pub(crate) static FAIL_SYNC_IN: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-
-#[cfg(test)]
-fn fail_sync_for_test(dir: &Path) -> std::io::Result<()> {
-    let failing = FAIL_SYNC_IN.lock().unwrap_or_else(|p| p.into_inner());
-    if failing.iter().any(|d| d == dir) {
-        return Err(std::io::Error::from_raw_os_error(5));
-    }
-    Ok(())
-}
-
-#[cfg(not(test))]
-fn fail_sync_for_test(_dir: &Path) -> std::io::Result<()> {
-    Ok(())
 }
 
 /// The probe file a degraded log writes to learn whether the disk takes
@@ -903,6 +894,7 @@ const PROBE_BYTES: usize = 256 * 1024;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
 
     const ID: [u8; 16] = [3; 16];
 
@@ -1123,17 +1115,25 @@ mod tests {
     fn a_write_whose_sync_failed_is_cut_off_at_once_and_a_crash_keeps_none_of_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("log");
-        let engine = writable(&log, 1 << 20);
+        let faults = crate::log::fs::FaultFs::new();
+        let engine = SegmentEngine::open_with_fs(
+            &log,
+            ID,
+            Mode::Writable {
+                max_segment_bytes: 1 << 20,
+            },
+            faults.handle(),
+        )
+        .expect("opens");
         fill(&engine, 1, 5);
         let seg = log.join(segment::file_name(1));
         let acknowledged = std::fs::read(&seg).expect("read");
         // The write reaches the file, then fdatasync fails: nothing of
         // records 6 and 7 is acknowledged.
-        FAIL_SYNC_IN.lock().expect("hook").push(log.clone());
+        faults.fail_once(crate::log::fs::Op::Sync, 1, crate::log::fs::Fault::Eio);
         let err = engine
             .append(&[rec(6), rec(7)], Some((7, b"cp 7".to_vec())))
             .expect_err("not acknowledged");
-        FAIL_SYNC_IN.lock().expect("hook").retain(|d| d != &log);
         assert!(matches!(err, EngineError::Io(_)), "{err}");
         // Cut back at once, before any heal or append: a verify or a
         // backup of the files now sees only the acknowledged records.

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use super::{OpenError, StoreError, apply_entry, log_dir, old_store_dir};
 use crate::domain::State;
 use crate::log::engine::{LogEngine, SledEngine};
+use crate::log::fs::Fs;
 use crate::log::keys::StoreKeys;
 use crate::log::segments::{MAX_SEGMENT_BYTES, Mode, SegmentEngine};
 use crate::log::{LogError, Verified};
@@ -103,13 +104,15 @@ pub(super) fn needed(data_dir: &Path) -> bool {
 }
 
 /// Migrates the store of the earlier layout in `data_dir` (see the module
-/// documentation). The old store is copied (into the system's temporary
+/// documentation), writing the new layout, syncing it and renaming it
+/// into place through `fs` ([`crate::log::fs`]). The old store is copied (into the system's temporary
 /// directory) and verified before anything in `data_dir` changes;
 /// `take_lock` is then called to hold the data directory against another
 /// process while the new layout is written. Returns what it returned.
 pub(super) fn migrate<L>(
     data_dir: &Path,
     keys: &StoreKeys,
+    fs: Fs,
     take_lock: impl FnOnce() -> Result<L, OpenError>,
 ) -> Result<L, OpenError> {
     info!("migrating the store from its earlier layout (store/) to segment files (log/)");
@@ -126,12 +129,13 @@ pub(super) fn migrate<L>(
     clear_staging(data_dir)?;
     crate::files::create_private_dir(&staging)
         .map_err(|e| StoreError::Io(format!("cannot create log.migrating: {e}")))?;
-    let new = SegmentEngine::open(
+    let new = SegmentEngine::open_with_fs(
         &staging,
         keys.store_id(),
         Mode::Writable {
             max_segment_bytes: MAX_SEGMENT_BYTES,
         },
+        fs.clone(),
     )
     .map_err(LogError::from_engine)?;
     copy_log(&old, &new)?;
@@ -153,11 +157,11 @@ pub(super) fn migrate<L>(
     // Strict: the rename must be on disk before anything is acknowledged
     // into log/ (a lost rename would leave those records in a staging
     // directory).
-    crate::files::sync_dir_strict(&staging)
+    fs.sync_dir(&staging)
         .map_err(|e| StoreError::Io(format!("cannot sync log.migrating: {e}")))?;
-    std::fs::rename(&staging, log_dir(data_dir))
+    fs.rename(&staging, &log_dir(data_dir))
         .map_err(|e| StoreError::Io(format!("cannot move log.migrating to log: {e}")))?;
-    crate::files::sync_dir_strict(data_dir).map_err(|e| {
+    fs.sync_dir(data_dir).map_err(|e| {
         StoreError::Io(format!(
             "cannot sync the data directory after the migration: {e}"
         ))
@@ -295,6 +299,55 @@ mod tests {
         );
         drop(store);
         assert!(again.try_lock_exclusive().is_ok());
+    }
+
+    /// Every file under `dir` with its bytes.
+    fn bytes_of(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        for entry in std::fs::read_dir(dir).expect("dir") {
+            let p = entry.expect("entry").path();
+            if p.is_dir() {
+                out.extend(bytes_of(&p));
+            } else {
+                out.insert(p.clone(), std::fs::read(&p).expect("read"));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_migration_whose_write_sync_or_rename_fails_switches_nothing_and_the_next_start_migrates() {
+        use crate::log::fs::{Fault, FaultFs, Op};
+        let mut heads = Vec::new();
+        for (op, fault) in [
+            (Op::Write, Fault::Enospc),
+            (Op::Sync, Fault::Eio),
+            (Op::SyncDir, Fault::Eio),
+            (Op::Rename, Fault::Eio),
+            (Op::Rename, Fault::Enospc),
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (data, key) = fixture(dir.path());
+            let old_store = bytes_of(&data.join("store"));
+            let faults = FaultFs::new();
+            faults.fail_from(op, 1, fault);
+            let keys = open_keys(&data, &key, Create::Never).expect("keys");
+            let err =
+                LogStore::open_with_fs(&data, keys, 4 << 20, MAX_SEGMENT_BYTES, faults.handle())
+                    .expect_err("the start is refused");
+            assert!(!faults.injected().is_empty(), "{op:?}: never fired ({err})");
+            // Nothing was switched: no log/, the old store unchanged.
+            assert!(!data.join("log").exists(), "{op:?}");
+            assert_eq!(bytes_of(&data.join("store")), old_store, "{op:?}");
+            // The next start (the fault gone) migrates afresh.
+            let store = open(&data, &key).expect("migrates");
+            heads.push(store.log.head());
+            drop(store);
+            assert!(!data.join("log.migrating").exists(), "{op:?}");
+            assert_eq!(bytes_of(&data.join("store")), old_store, "{op:?}");
+        }
+        assert!(heads[0].0 > 0);
+        assert!(heads.iter().all(|h| *h == heads[0]), "{heads:?}");
     }
 
     #[test]

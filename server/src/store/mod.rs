@@ -271,11 +271,29 @@ impl LogStore {
         cache_bytes: u64,
         max_segment_bytes: u64,
     ) -> Result<LogStore, OpenError> {
+        Self::open_with_fs(
+            data_dir,
+            keys,
+            cache_bytes,
+            max_segment_bytes,
+            crate::log::fs::real(),
+        )
+    }
+
+    /// [`LogStore::open_with`], changing the log's durable files only
+    /// through `fs` (tests inject faults there: [`crate::log::fs`]).
+    pub fn open_with_fs(
+        data_dir: &Path,
+        keys: StoreKeys,
+        cache_bytes: u64,
+        max_segment_bytes: u64,
+        fs: crate::log::fs::Fs,
+    ) -> Result<LogStore, OpenError> {
         // The data directory's lock first, before the log is read: a second
         // process that scanned the log while this one appended would
         // append at a stale end and overwrite what was acknowledged.
         let lock = take_lock(data_dir)?;
-        Self::open_locked_with(data_dir, keys, cache_bytes, max_segment_bytes, lock)
+        Self::open_locked_with(data_dir, keys, cache_bytes, max_segment_bytes, fs, lock)
     }
 
     /// [`LogStore::open`] for a caller that already holds the data
@@ -284,9 +302,10 @@ impl LogStore {
         data_dir: &Path,
         keys: StoreKeys,
         cache_bytes: u64,
+        fs: crate::log::fs::Fs,
         lock: crate::files::DataDirLock,
     ) -> Result<LogStore, OpenError> {
-        Self::open_locked_with(data_dir, keys, cache_bytes, MAX_SEGMENT_BYTES, lock)
+        Self::open_locked_with(data_dir, keys, cache_bytes, MAX_SEGMENT_BYTES, fs, lock)
     }
 
     fn open_locked_with(
@@ -294,6 +313,7 @@ impl LogStore {
         keys: StoreKeys,
         cache_bytes: u64,
         max_segment_bytes: u64,
+        fs: crate::log::fs::Fs,
         mut lock: crate::files::DataDirLock,
     ) -> Result<LogStore, OpenError> {
         // A server of the earlier version holds sled's lock on store/: it
@@ -317,7 +337,7 @@ impl LogStore {
         // a store refused for damage is left exactly as it was.
         let mut cache = None;
         if migrate::needed(data_dir) {
-            cache = Some(migrate::migrate(data_dir, &keys, || {
+            cache = Some(migrate::migrate(data_dir, &keys, fs.clone(), || {
                 segments::open_cache(&cache_dir(data_dir), cache_bytes)
                     .map_err(|e| LogError::from_engine(e).into())
             })?);
@@ -333,15 +353,17 @@ impl LogStore {
             );
         }
         let engine = Arc::new(
-            SegmentEngine::open(
+            SegmentEngine::open_with_fs(
                 &log_dir(data_dir),
                 keys.store_id(),
                 Mode::Writable { max_segment_bytes },
+                fs.clone(),
             )
             .map_err(LogError::from_engine)?,
         );
-        let (log, mut verified) = Log::open(engine.clone(), Arc::new(keys), data_dir, &[])
-            .map_err(|e| verify::with_log_end(e, engine.end(), engine.torn_tail().as_ref()))?;
+        let (log, mut verified) =
+            Log::open_with_fs(engine.clone(), Arc::new(keys), data_dir, &[], fs)
+                .map_err(|e| verify::with_log_end(e, engine.end(), engine.torn_tail().as_ref()))?;
         // Why the state is rebuilt from the log rather than loaded from a
         // snapshot, if the cache was lost, damaged or cannot be opened.
         let migrated = cache.is_some();
@@ -799,6 +821,12 @@ fn apply_entry(state: &mut State, seq: u64, entry: Entry) -> Result<(), LogError
 /// for unit tests of the layers above.
 #[cfg(test)]
 pub(crate) fn open_in(dir: &Path) -> LogStore {
+    open_in_with_fs(dir, crate::log::fs::real())
+}
+
+/// [`open_in`], the log's files changed through `fs` ([`crate::log::fs`]).
+#[cfg(test)]
+pub(crate) fn open_in_with_fs(dir: &Path, fs: crate::log::fs::Fs) -> LogStore {
     let key = dir.join("master.key");
     if !key.exists() {
         keys::generate_key_file(&key).expect("key");
@@ -811,7 +839,7 @@ pub(crate) fn open_in(dir: &Path) -> LogStore {
         Create::IfMissing(KdfParams::default()),
     )
     .expect("keys");
-    LogStore::open(&data, keys, 1 << 20).expect("open")
+    LogStore::open_with_fs(&data, keys, 1 << 20, MAX_SEGMENT_BYTES, fs).expect("open")
 }
 
 #[cfg(test)]

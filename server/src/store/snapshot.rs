@@ -192,7 +192,7 @@ mod tests {
     use crate::domain::Event;
     use crate::domain::devices::InviteRecord;
     use crate::log::RecordKey;
-    use crate::log::segments::FAIL_SYNC_IN;
+    use crate::log::fs::{Fault, FaultFs, Op};
     use hotline_proto::Role;
 
     fn invite_event(digest: u8) -> Event {
@@ -211,15 +211,15 @@ mod tests {
     #[test]
     fn a_state_whose_records_were_lost_is_never_sealed_against_a_reused_sequence_number() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = crate::store::open_in(dir.path());
+        let faults = FaultFs::new();
+        let store = crate::store::open_in_with_fs(dir.path(), faults.handle());
         for d in 1..=3 {
             let state = store.lock();
             store.commit(state, invite_event(d)).expect("durable");
         }
         // Record 4 (invite 4) is submitted and applied, and the state at
         // 4 is taken for a snapshot before its write is attempted ...
-        let log_dir = super::super::log_dir(&dir.path().join("data"));
-        FAIL_SYNC_IN.lock().expect("hook").push(log_dir.clone());
+        faults.fail_once(Op::Sync, 1, Fault::Eio);
         let ticket = {
             let mut state = store.lock();
             store
@@ -230,7 +230,6 @@ mod tests {
         assert_eq!(taken.seq, 4);
         // ... then the write fails: record 4 is lost.
         assert!(store.wait(ticket).is_err(), "not acknowledged");
-        FAIL_SYNC_IN.lock().expect("hook").retain(|d| d != &log_dir);
         assert!(store.try_heal().expect("heals"));
         // After the heal another record takes number 4 (invite 5).
         {

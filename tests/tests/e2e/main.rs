@@ -6,6 +6,7 @@ mod authentication;
 mod duress;
 mod enrollment;
 mod full_disk;
+mod injected_faults;
 mod limits;
 mod messaging;
 mod online;
