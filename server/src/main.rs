@@ -218,6 +218,56 @@ fn key_source(cli: &Cli, config: &Config, new_store: bool) -> anyhow::Result<Key
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli)?;
+    let data_dir = config.data_dir.clone();
+    run_command(cli, config)
+        .await
+        .map_err(|e| name_the_lock(e, &data_dir))
+}
+
+/// Whether `cause` says that another process holds the data directory's
+/// lock (or a lock on the store's files).
+fn is_lock_held(cause: &(dyn std::error::Error + 'static)) -> bool {
+    use hotline_server::log::LogError;
+    use hotline_server::log::engine::EngineError;
+    use store::{OpenError, StoreError};
+    matches!(cause.downcast_ref::<StoreError>(), Some(StoreError::Locked))
+        || matches!(
+            cause.downcast_ref::<OpenError>(),
+            Some(
+                OpenError::State(StoreError::Locked)
+                    | OpenError::Log(LogError::Engine(EngineError::Locked))
+            )
+        )
+        || matches!(
+            cause.downcast_ref::<LogError>(),
+            Some(LogError::Engine(EngineError::Locked))
+        )
+        || matches!(
+            cause.downcast_ref::<EngineError>(),
+            Some(EngineError::Locked)
+        )
+}
+
+/// A refusal because the data directory's lock is held names the lock
+/// file and how to find the process holding it: it may be a running
+/// server, or any tool (an operator's `flock`, a backup tool).
+fn name_the_lock(e: anyhow::Error, data_dir: &std::path::Path) -> anyhow::Error {
+    if !e.chain().any(is_lock_held) {
+        return e;
+    }
+    let lock = data_dir.join(hotline_server::store::LOCK_FILE);
+    anyhow::anyhow!(
+        "the data directory {} is held by another process (a running hotline-server, \
+         or a tool holding {}); find it with `fuser -v {}` or `lsof {}`, \
+         and stop it (or wait for it) first",
+        data_dir.display(),
+        lock.display(),
+        lock.display(),
+        lock.display()
+    )
+}
+
+async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
     let command = cli.command.as_ref().unwrap_or(&Command::Serve);
     let new_store = !keys::exists(&config.data_dir);
     if matches!(

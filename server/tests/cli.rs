@@ -135,7 +135,8 @@ async fn first_run_prints_pin_and_admin_invite_and_serves_clients() {
         .expect("runs");
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("in use by another hotline-server"),
+        String::from_utf8_lossy(&out.stderr)
+            .contains("is held by another process (a running hotline-server"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -374,6 +375,70 @@ fn master_keys_verify_and_rollback_detection_from_the_command_line() {
     let out = run(&["serve", "--listen", "127.0.0.1:0"], &data, Some(&key));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("fails verification at record 1"));
+}
+
+/// A lock on `<data_dir>/lock` held by any process (here an operator's
+/// `flock`) is named as such, with the file and how to find the holder:
+/// not blamed on a hotline-server that is not running.
+#[test]
+fn a_lock_held_by_another_tool_is_named_with_how_to_find_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    let out = run(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lock = data.join("lock");
+    let mut holder = ServerProcess(
+        // --no-fork: the killed process is the one holding the lock.
+        Command::new("flock")
+            .arg("--no-fork")
+            .arg(&lock)
+            .args(["sleep", "60"])
+            .spawn()
+            .expect("flock runs"),
+    );
+    // Wait until the tool holds the lock.
+    let mut held = false;
+    for _ in 0..100 {
+        let probe = Command::new("flock")
+            .args(["-n", "-s"])
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .expect("flock runs");
+        if !probe.success() {
+            held = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(held, "flock took the lock");
+
+    let out = run(&["invite", "--role", "officer"], &data, Some(&key));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("held by another process"), "{err}");
+    assert!(err.contains(&lock.display().to_string()), "{err}");
+    assert!(err.contains("fuser -v") && err.contains("lsof"), "{err}");
+    assert!(!err.contains("another hotline-server process"), "{err}");
+    let _ = holder.0.kill();
+    let _ = holder.0.wait();
+
+    // Once the tool lets go, the same command works.
+    let out = run(&["invite", "--role", "officer"], &data, Some(&key));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
