@@ -109,6 +109,11 @@ pub fn restore(from: &Path, key: &KeySource, to: &Path) -> Result<BackupReport, 
     // Written into `<to>.partial`, made durable, and only then renamed to
     // `to`: a crash or a failure midway never leaves a half-restored data
     // directory where a server could be started.
+    if in_use(to) {
+        // A server (or any tool) holds the target's lock: never write
+        // beside a live data directory.
+        return Err(StoreError::Locked.into());
+    }
     if to.exists() {
         let mut entries = std::fs::read_dir(to).map_err(|e| io("cannot read", to, e))?;
         if entries.next().is_some() {
@@ -120,9 +125,12 @@ pub fn restore(from: &Path, key: &KeySource, to: &Path) -> Result<BackupReport, 
         }
     }
     let partial = partial_path(to)?;
+    // Held until the restore ends: a second restore onto the same target
+    // is refused instead of clearing or mixing into this one's copy.
+    let _restoring = lock_partial(to, &partial)?;
     if partial.exists() {
         tracing::warn!("removing a restore's copy left by an interrupted restore");
-        std::fs::remove_dir_all(&partial).map_err(|e| io("cannot remove", &partial, e))?;
+        clear_dir(&partial)?;
     }
     empty_target(&partial)?;
     let copied = copy_store(from, &partial)?;
@@ -141,6 +149,39 @@ pub fn restore(from: &Path, key: &KeySource, to: &Path) -> Result<BackupReport, 
         checkpoint,
         left_out_bytes: copied.1,
     })
+}
+
+/// Takes an exclusive `flock` on the directory `<to>.partial` (created
+/// if missing): held by a restore for its whole run. Refused while another
+/// restore onto the same target holds it. The lock is on the directory
+/// itself, so the rename that ends a restore leaves no lock file behind.
+fn lock_partial(to: &Path, partial: &Path) -> Result<std::fs::File, OpenError> {
+    crate::files::create_private_dir(partial).map_err(|e| io("cannot create", partial, e))?;
+    let dir = std::fs::File::open(partial).map_err(|e| io("cannot open", partial, e))?;
+    match FileExt::try_lock_exclusive(&dir) {
+        Ok(()) => Ok(dir),
+        Err(e) if e.kind() == fs2::lock_contended_error().kind() => Err(StoreError::Io(format!(
+            "another restore onto {} is running (it holds {}): wait for it to finish",
+            to.display(),
+            partial.display()
+        ))
+        .into()),
+        Err(e) => Err(io("cannot lock", partial, e)),
+    }
+}
+
+/// Removes everything inside `dir`, keeping `dir` itself (whose lock a
+/// restore holds).
+fn clear_dir(dir: &Path) -> Result<(), OpenError> {
+    for e in std::fs::read_dir(dir).map_err(|e| io("cannot read", dir, e))? {
+        let p = e.map_err(|e| io("cannot read", dir, e))?.path();
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).map_err(|e| io("cannot remove", &p, e))?;
+        } else {
+            std::fs::remove_file(&p).map_err(|e| io("cannot remove", &p, e))?;
+        }
+    }
+    Ok(())
 }
 
 fn empty_target(to: &Path) -> Result<(), OpenError> {
