@@ -912,7 +912,7 @@ mod tests {
             matches!(err, OpenError::State(StoreError::Locked)),
             "{err:?}"
         );
-        assert!(err.to_string().contains("in use"), "{err}");
+        assert!(err.to_string().contains("held by another process"), "{err}");
         for (p, b) in saved {
             std::fs::write(p, b).expect("restore");
         }

@@ -211,7 +211,7 @@ mod tests {
         other.try_lock_exclusive().expect("lock");
         let before = files(&data);
         let err = recover_truncate_after_copy(&data, &key, 1 << 20).expect_err("refused");
-        assert!(err.to_string().contains("in use"), "{err}");
+        assert!(err.to_string().contains("held by another process"), "{err}");
         assert_eq!(files(&data), before, "nothing changed");
         drop(other);
         let report = recover_truncate_after_copy(&data, &key, 1 << 20).expect("recovers");
