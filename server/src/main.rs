@@ -10,7 +10,7 @@ use hotline_proto::invite::parse_lifetime;
 use hotline_proto::time::date_time;
 use hotline_server::log::keys::{self, KeySource, MASTER_KEY_ENV, MASTER_PASSPHRASE_ENV};
 use hotline_server::logging;
-use hotline_server::store::{self, Create};
+use hotline_server::store::{self, Create, certificate};
 use hotline_server::{Config, DataDir, RunningServer};
 use zeroize::Zeroizing;
 
@@ -64,8 +64,13 @@ enum Command {
         #[arg(long, default_value = "24h", value_parser = parse_lifetime)]
         ttl: u64,
     },
-    /// Print the certificate pin that clients check.
+    /// Print the certificate pin that clients check, after checking the
+    /// certificate against the store (give the master key).
     Fingerprint,
+    /// Record the TLS certificate now in `<data_dir>/tls/` as the store's,
+    /// after replacing it on purpose (clients pinned to the old one must
+    /// be re-invited). Stop the server first.
+    AcceptNewCert,
     /// Create the data directory, its store and TLS certificate, and stop.
     Init {
         /// Generate a new random master key into this file first (refuses
@@ -279,14 +284,34 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
         return Err(keys::KeyError::DataDirMissing(config.data_dir.clone()).into());
     }
     match command {
-        Command::Fingerprint => {
-            // Reads the certificate only: needs no key and works beside a
-            // running server.
-            let pin = hotline_server::endpoint::tls::TlsIdentity::certificate_pin(&config)
-                .context(
-                    "no certificate yet: run `hotline-server init` or start the server once",
-                )?;
+        Command::Fingerprint if config.tls_cert.is_some() => {
+            // A configured certificate: the operator's own file.
+            let pin = hotline_server::endpoint::tls::TlsIdentity::certificate_pin(&config)?;
             println!("{pin}");
+            return Ok(());
+        }
+        Command::Fingerprint => {
+            // Reads only, and works beside a running server; the
+            // certificate is checked against the store, so a swapped
+            // certificate is never handed out.
+            if !keys::exists(&config.data_dir) {
+                anyhow::bail!(
+                    "no store in {} yet: run `hotline-server init` or start the server once",
+                    config.data_dir.display()
+                );
+            }
+            let key = key_source(&cli, &config, false)?;
+            let (_, store_keys) = keys::open(&config.data_dir, &key)?;
+            let checked = certificate::check(&config.data_dir, &store_keys)?.context(
+                "no certificate yet: run `hotline-server init` or start the server once",
+            )?;
+            if !checked.bound {
+                eprintln!(
+                    "note: the store has no record of this certificate yet (made before it was \
+                     kept); its key matches it, and the next start records it"
+                );
+            }
+            println!("{}", checked.pin);
             return Ok(());
         }
         Command::Init {
@@ -371,6 +396,21 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
                      the next start migrates it to log/"
                 );
             }
+            if config.tls_cert.is_none() {
+                let (_, store_keys) = keys::open(&config.data_dir, &key)?;
+                match certificate::check(&config.data_dir, &store_keys)? {
+                    Some(c) if c.bound => println!(
+                        "TLS certificate verified: pin {} (the one recorded in the store)",
+                        c.pin
+                    ),
+                    Some(c) => println!(
+                        "TLS certificate: pin {}, its key matches; not recorded in the store yet \
+                         (the next start records it)",
+                        c.pin
+                    ),
+                    None => println!("no TLS certificate yet (the first start makes one)"),
+                }
+            }
             Ok(())
         }
         Command::Recover {
@@ -445,6 +485,36 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Fingerprint => Ok(()),
+        Command::AcceptNewCert => {
+            let accepted =
+                certificate::accept_new(&config.data_dir, &key).map_err(|e| match e {
+                    certificate::AcceptError::Open(e) => anyhow::Error::from(e),
+                    certificate::AcceptError::Cert(e) => e.into(),
+                })?;
+            match accepted {
+                certificate::Accepted::Recorded {
+                    before: Some(old),
+                    now,
+                } if old == now => println!("the certificate was already the store's: pin {now}"),
+                certificate::Accepted::Recorded {
+                    before: Some(old),
+                    now,
+                } => println!(
+                    "recorded the new certificate: pin {now} (was {old}); \
+                     re-invite every device: their pinned certificate no longer matches"
+                ),
+                certificate::Accepted::Recorded { before: None, now } => {
+                    println!("recorded the certificate: pin {now}")
+                }
+                certificate::Accepted::NextStartMakesOne { before } => println!(
+                    "no certificate in {}: the record{} was removed; the next start makes a new \
+                     certificate and prints its pin; re-invite every device",
+                    config.data_dir.join("tls").display(),
+                    before.map(|p| format!(" of {p}")).unwrap_or_default()
+                ),
+            }
+            Ok(())
+        }
         Command::Invite { role, ttl } => {
             let (role, ttl) = (*role, *ttl);
             let data = DataDir::open_with(&config, &key, Create::IfMissing(Default::default()))?;
@@ -556,6 +626,20 @@ fn print_backup(what: &str, r: &store::BackupReport) {
             date_time(cp.time)
         ),
         None => println!("no signed checkpoint yet (an empty store)"),
+    }
+    match &r.certificate {
+        Some(c) => println!(
+            "TLS certificate and key verified: pin {} (a server restored from it serves with this pin){}",
+            c.pin,
+            if c.bound {
+                ""
+            } else {
+                "; not recorded in the store yet"
+            }
+        ),
+        None => {
+            println!("no TLS certificate in it (the server uses configured files, or had none yet)")
+        }
     }
     if r.left_out_bytes > 0 {
         println!(

@@ -495,3 +495,157 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
         "colour codes in a piped log: {seen:?}"
     );
 }
+
+/// The first line of a command's stdout, or its stderr when it failed.
+fn said(out: &std::process::Output) -> (bool, String, String) {
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `tls/cert.pem` is bound to the store: a substituted certificate is
+/// refused by `fingerprint`, a start, `verify` and `backup`, naming the
+/// file and both pins; a backup carries and checks the certificate and
+/// key; a deliberate change goes through `accept-new-cert`; a store made
+/// before the record existed gets it on its next start.
+#[test]
+fn the_tls_certificate_is_bound_to_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (ok, out, err) = said(&run(&["init"], &data, None));
+    assert!(ok, "{err}");
+    let pin: CertPin = out
+        .lines()
+        .find_map(|l| l.strip_prefix("certificate pin: "))
+        .expect("init prints the pin")
+        .parse()
+        .expect("a pin");
+    assert!(data.join("tls/cert.bound").exists(), "the pin is recorded");
+    let (ok, out, err) = said(&run(&["verify"], &data, None));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("TLS certificate verified: pin {pin}")),
+        "{out}"
+    );
+
+    // Someone with write access swaps the certificate.
+    let cert = data.join("tls/cert.pem");
+    let original = std::fs::read(&cert).expect("read");
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+    let other_pin = CertPin::of_certificate(other.cert.der());
+    std::fs::write(&cert, other.cert.pem()).expect("write");
+    for args in [
+        &["fingerprint"][..],
+        &["verify"],
+        &["invite", "--role", "officer"],
+    ] {
+        let (ok, out, err) = said(&run(args, &data, None));
+        assert!(!ok, "{args:?} refused: {out}");
+        assert!(!out.contains(&other_pin.to_string()), "{args:?}: {out}");
+        for needle in [
+            "has changed",
+            &cert.display().to_string(),
+            &pin.to_string(),
+            &other_pin.to_string(),
+            "accept-new-cert",
+        ] {
+            assert!(err.contains(needle), "{args:?}: {needle}: {err}");
+        }
+    }
+    let backup = dir.path().join("backup");
+    let (ok, out, err) = said(&run(
+        &["backup", "--to", backup.to_str().expect("utf-8")],
+        &data,
+        None,
+    ));
+    assert!(!ok && !out.contains("verified"), "{out}");
+    assert!(err.contains("has changed"), "{err}");
+
+    // Put back, it serves again; a backup carries and checks it, and a
+    // backup whose certificate was swapped is not restored.
+    std::fs::write(&cert, &original).expect("write");
+    let _ = std::fs::remove_dir_all(&backup);
+    let (ok, out, err) = said(&run(
+        &["backup", "--to", backup.to_str().expect("utf-8")],
+        &data,
+        None,
+    ));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("TLS certificate and key verified: pin {pin}")),
+        "{out}"
+    );
+    assert!(backup.join("tls/cert.bound").exists());
+    std::fs::write(backup.join("tls/cert.pem"), other.cert.pem()).expect("write");
+    let restored = dir.path().join("restored");
+    // The development key, beside the data directory.
+    let dev_key = dir.path().join("data.insecure-dev-master-key");
+    let (ok, _, err) = said(&run(
+        &["restore", "--from", backup.to_str().expect("utf-8")],
+        &restored,
+        Some(&dev_key),
+    ));
+    assert!(!ok, "a swapped certificate is not restored");
+    assert!(err.contains("has changed"), "{err}");
+    assert!(!restored.exists());
+    std::fs::write(backup.join("tls/cert.pem"), &original).expect("write");
+    let (ok, out, err) = said(&run(
+        &["restore", "--from", backup.to_str().expect("utf-8")],
+        &restored,
+        Some(&dev_key),
+    ));
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("pin {pin}")), "{out}");
+    let (ok, out, _) = said(&run(&["fingerprint"], &restored, Some(&dev_key)));
+    assert!(ok);
+    assert_eq!(
+        out.trim(),
+        pin.to_string(),
+        "the restored server has the same pin"
+    );
+
+    // A certificate whose key is not the store's: accept-new-cert names
+    // the key file that does not match.
+    std::fs::write(&cert, other.cert.pem()).expect("write");
+    let (ok, _, err) = said(&run(&["accept-new-cert"], &data, None));
+    assert!(!ok);
+    assert!(err.contains("does not match"), "{err}");
+    assert!(
+        err.contains(&data.join("tls/key.sealed").display().to_string()),
+        "{err}"
+    );
+
+    // A deliberate change: the certificate and key removed, the removal
+    // accepted, the next start makes a new one and records it.
+    std::fs::remove_file(&cert).expect("rm");
+    std::fs::remove_file(data.join("tls/key.sealed")).expect("rm");
+    let (ok, _, err) = said(&run(&["invite", "--role", "officer"], &data, None));
+    assert!(!ok, "a recorded certificate is never silently replaced");
+    assert!(err.contains("are missing"), "{err}");
+    let (ok, out, err) = said(&run(&["accept-new-cert"], &data, None));
+    assert!(ok, "{err}");
+    assert!(out.contains("next start makes a new certificate"), "{out}");
+    let (ok, _, err) = said(&run(&["invite", "--role", "officer"], &data, None));
+    assert!(ok, "{err}");
+    let (ok, out, err) = said(&run(&["fingerprint"], &data, None));
+    assert!(ok, "{err}");
+    let new_pin: CertPin = out.trim().parse().expect("a pin");
+    assert_ne!(new_pin, pin);
+    assert!(data.join("tls/cert.bound").exists());
+
+    // A store made before the record existed: fingerprint says so, the
+    // next start records it, and from then on a swap is refused.
+    std::fs::remove_file(data.join("tls/cert.bound")).expect("rm");
+    let (ok, out, err) = said(&run(&["fingerprint"], &data, None));
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), new_pin.to_string());
+    assert!(err.contains("no record of this certificate yet"), "{err}");
+    let (ok, _, err) = said(&run(&["invite", "--role", "officer"], &data, None));
+    assert!(ok, "{err}");
+    assert!(data.join("tls/cert.bound").exists(), "recorded on start");
+    std::fs::write(&cert, other.cert.pem()).expect("write");
+    let (ok, _, err) = said(&run(&["fingerprint"], &data, None));
+    assert!(!ok && err.contains("has changed"), "{err}");
+}

@@ -39,6 +39,10 @@ pub struct BackupReport {
     pub checkpoint: Option<Checkpoint>,
     /// Bytes of a frame being written at the moment of the copy, left out.
     pub left_out_bytes: u64,
+    /// The TLS certificate it holds, checked against the store (its key
+    /// opens and matches it; it is the one the store recorded): a server
+    /// restored from it serves with this pin. `None`: it holds none.
+    pub certificate: Option<super::certificate::Checked>,
 }
 
 /// How many times a copy is taken again when it does not verify (a write
@@ -50,7 +54,11 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> OpenError {
 }
 
 /// The TLS files copied with a store (the snapshot cache never is).
-const TLS_FILES: [&str; 2] = ["tls/cert.pem", "tls/key.sealed"];
+const TLS_FILES: [&str; 3] = [
+    super::certificate::CERT_FILE,
+    super::certificate::KEY_FILE,
+    super::certificate::BINDING_FILE,
+];
 
 /// Copies the store in `data_dir` into the new directory `to` (which
 /// must not exist, or be empty) and verifies the copy. Works while a
@@ -79,6 +87,7 @@ pub fn backup(data_dir: &Path, key: &KeySource, to: &Path) -> Result<BackupRepor
         let copied = copy_store(data_dir, to)?;
         match check(to, &keys) {
             Ok((verified, checkpoint)) => {
+                let certificate = check_certificate(to, &keys)?;
                 sync_tree(to)?;
                 return Ok(BackupReport {
                     dir: to.to_owned(),
@@ -86,6 +95,7 @@ pub fn backup(data_dir: &Path, key: &KeySource, to: &Path) -> Result<BackupRepor
                     segments: copied.0,
                     checkpoint,
                     left_out_bytes: copied.1,
+                    certificate,
                 });
             }
             Err(e @ LogError::Tampered { .. }) if tries < TRIES => {
@@ -106,6 +116,7 @@ pub fn restore(from: &Path, key: &KeySource, to: &Path) -> Result<BackupReport, 
     }
     let keys = open_keys(from, key, Create::Never)?;
     check(from, &keys)?;
+    check_certificate(from, &keys)?;
     // Written into `<to>.partial`, made durable, and only then renamed to
     // `to`: a crash or a failure midway never leaves a half-restored data
     // directory where a server could be started.
@@ -135,6 +146,7 @@ pub fn restore(from: &Path, key: &KeySource, to: &Path) -> Result<BackupReport, 
     empty_target(&partial)?;
     let copied = copy_store(from, &partial)?;
     let (verified, checkpoint) = check(&partial, &keys)?;
+    let certificate = check_certificate(&partial, &keys)?;
     sync_tree(&partial)?;
     if to.exists() {
         std::fs::remove_dir(to).map_err(|e| io("cannot replace", to, e))?;
@@ -148,6 +160,19 @@ pub fn restore(from: &Path, key: &KeySource, to: &Path) -> Result<BackupReport, 
         segments: copied.0,
         checkpoint,
         left_out_bytes: copied.1,
+        certificate,
+    })
+}
+
+/// The TLS certificate and key in a copy, checked against the store: a
+/// copy whose server could not serve, or would serve another pin, is
+/// never called verified.
+fn check_certificate(
+    dir: &Path,
+    keys: &crate::log::keys::StoreKeys,
+) -> Result<Option<super::certificate::Checked>, OpenError> {
+    super::certificate::check(dir, keys).map_err(|e| {
+        StoreError::Corrupt(format!("the TLS certificate does not verify: {e}")).into()
     })
 }
 
