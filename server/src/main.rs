@@ -177,6 +177,7 @@ fn key_source(cli: &Cli, config: &Config, new_store: bool) -> anyhow::Result<Key
         .clone()
         .or_else(|| config.master_key_file.clone())
     {
+        warn_if_others_can_read(&path);
         return Ok(KeySource::File(path));
     }
     if let Ok(hex) = std::env::var(MASTER_KEY_ENV) {
@@ -216,9 +217,32 @@ fn key_source(cli: &Cli, config: &Config, new_store: bool) -> anyhow::Result<Key
              Do not keep real cases on this server.",
             path.display()
         );
+        warn_if_others_can_read(&path);
         return Ok(KeySource::File(path));
     }
     Err(keys::KeyError::Missing.into())
+}
+
+/// A master key file that group or others may read is used, with a loud
+/// warning naming the file, its mode and the fix: refusing would stop a
+/// server (and an SOS) over something the operator can fix at leisure.
+fn warn_if_others_can_read(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            eprintln!(
+                "WARNING: the master key file {} has mode {mode:04o}: it is readable by group or \
+                 others, and whoever reads it can open the whole store. Fix it with: chmod 600 {}",
+                path.display(),
+                path.display()
+            );
+        }
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -649,3 +649,33 @@ fn the_tls_certificate_is_bound_to_the_store() {
     let (ok, _, err) = said(&run(&["fingerprint"], &data, None));
     assert!(!ok && err.contains("has changed"), "{err}");
 }
+
+/// A master key file readable by group or others is used, with a loud
+/// warning naming the file and the fix; none once it is 0600.
+#[cfg(unix)]
+#[test]
+fn a_master_key_readable_by_others_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    let (ok, _, err) = said(&run(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        None,
+    ));
+    assert!(ok, "{err}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (ok, _, err) = said(&run(&["verify"], &data, Some(&key)));
+    assert!(ok, "used all the same: {err}");
+    assert!(err.contains("WARNING"), "{err}");
+    assert!(err.contains("mode 0644"), "{err}");
+    assert!(
+        err.contains(&format!("chmod 600 {}", key.display())),
+        "{err}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (ok, _, err) = said(&run(&["verify"], &data, Some(&key)));
+    assert!(ok, "{err}");
+    assert!(!err.contains("WARNING"), "{err}");
+}
