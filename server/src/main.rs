@@ -248,9 +248,60 @@ fn warn_if_others_can_read(path: &std::path::Path) {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli)?;
     let data_dir = config.data_dir.clone();
+    // The store a key is checked against: a restore's is the backup's.
+    let store_dir = match &cli.command {
+        Some(Command::Restore { from }) => from.clone(),
+        _ => config.data_dir.clone(),
+    };
+    let key = key_description(&cli, &config);
     run_command(cli, config)
         .await
         .map_err(|e| name_the_lock(e, &data_dir))
+        .map_err(|e| name_the_key(e, &key, &store_dir))
+}
+
+/// Which key was given, in words, as [`key_source`] chooses it (a file's
+/// path, never a key).
+fn key_description(cli: &Cli, config: &Config) -> String {
+    if let Some(path) = cli
+        .master_key_file
+        .clone()
+        .or_else(|| config.master_key_file.clone())
+    {
+        return format!("the key file {}", path.display());
+    }
+    if std::env::var_os(MASTER_KEY_ENV).is_some() {
+        return format!("the key in {MASTER_KEY_ENV}");
+    }
+    if std::env::var_os(MASTER_PASSPHRASE_ENV).is_some() || cli.passphrase {
+        return "the passphrase".to_owned();
+    }
+    format!(
+        "the development key file {}",
+        config.insecure_dev_key_path().display()
+    )
+}
+
+/// A wrong master key is named (the file, or where it came from) with the
+/// store it does not open.
+fn name_the_key(e: anyhow::Error, key: &str, store_dir: &std::path::Path) -> anyhow::Error {
+    let wrong = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<keys::KeyError>(),
+            Some(keys::KeyError::WrongKey)
+        ) || matches!(
+            c.downcast_ref::<store::OpenError>(),
+            Some(store::OpenError::Key(keys::KeyError::WrongKey))
+        )
+    });
+    if !wrong {
+        return e;
+    }
+    anyhow::anyhow!(
+        "wrong master key: {key} does not open the store in {} (or its header was altered). \
+         Nothing was changed",
+        store_dir.display()
+    )
 }
 
 /// Whether `cause` says that another process holds the data directory's

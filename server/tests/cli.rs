@@ -320,6 +320,11 @@ fn master_keys_verify_and_rollback_detection_from_the_command_line() {
             assert!(!out.status.success(), "{cmd:?} with {}", k.display());
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(err.contains(says), "{cmd:?}: {err}");
+            if k == wrong.as_path() {
+                // The key file and the store it does not open are named.
+                assert!(err.contains(&k.display().to_string()), "{cmd:?}: {err}");
+                assert!(err.contains(&data.display().to_string()), "{cmd:?}: {err}");
+            }
         }
     }
     assert!(files(&data) == before, "a refused key changed the store");
