@@ -156,5 +156,5 @@ pub async fn connect(state: &StateDir, passphrase: &str) -> Result<Session, Clie
             "the identity key does not match the profile (state directory damaged)".into(),
         ));
     }
-    authenticate(&profile.server()?, &identity).await
+    authenticate(&state.server(&profile)?, &identity).await
 }

@@ -255,7 +255,7 @@ impl Device {
 
     /// Connects and authenticates.
     pub async fn connect(&self) -> Result<Session, ClientError> {
-        crate::connection::authenticate(&self.profile.server()?, &self.identity).await
+        crate::connection::authenticate(&self.state.server(&self.profile)?, &self.identity).await
     }
 
     fn save(&mut self) -> Result<(), ClientError> {

@@ -283,7 +283,7 @@ pub async fn raise_with_panic_key(
     let device = profile.device_id()?;
     let full = text.len();
     let body = envelope::cut_to_fit(text.as_bytes());
-    let session = authenticate_panic(&profile.server()?, device, &key).await?;
+    let session = authenticate_panic(&state.server(&profile)?, device, &key).await?;
     let mut message_id = [0u8; 16];
     hotline_proto::identity::fill_random(&mut message_id)
         .map_err(|_| ClientError::State("the system random number generator failed".into()))?;
@@ -325,7 +325,7 @@ pub async fn checkin_with_panic_key(
     code: &str,
 ) -> Result<(), ClientError> {
     let (profile, key) = panic_identity(state)?;
-    let session = authenticate_panic(&profile.server()?, profile.device_id()?, &key).await?;
+    let session = authenticate_panic(&state.server(&profile)?, profile.device_id()?, &key).await?;
     let done = session.checkin(checkin_key, code).await;
     session.close().await;
     done

@@ -182,6 +182,9 @@ impl Profile {
 #[derive(Debug, Clone)]
 pub struct StateDir {
     dir: PathBuf,
+    /// `host:port` to connect to instead of the profile's, for this run
+    /// only (never saved): see [`StateDir::with_server_addr`].
+    server_addr: Option<String>,
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ClientError {
@@ -192,7 +195,10 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ClientE
 impl StateDir {
     /// The state directory at `dir` (not created until something is saved).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        StateDir { dir: dir.into() }
+        StateDir {
+            dir: dir.into(),
+            server_addr: None,
+        }
     }
 
     /// The directory.
@@ -455,6 +461,26 @@ impl StateDir {
         let text = toml::to_string(profile)
             .map_err(|e| ClientError::State(format!("cannot encode profile: {e}")))?;
         self.write_atomic(&self.profile_path(), text.as_bytes())
+    }
+
+    /// Connects to `addr` (`host:port`) instead of the server address in
+    /// the profile, for as long as this value is used; the profile is
+    /// not changed. The server's certificate must still match the pinned
+    /// one, and the TLS server name stays the profile's (a restored server
+    /// serves the same certificate on a new address).
+    pub fn with_server_addr(mut self, addr: String) -> StateDir {
+        self.server_addr = Some(addr);
+        self
+    }
+
+    /// The server to connect to: the profile's, at the address given
+    /// with [`StateDir::with_server_addr`] if any.
+    pub fn server(&self, profile: &Profile) -> Result<ServerInfo, ClientError> {
+        let mut server = profile.server()?;
+        if let Some(addr) = &self.server_addr {
+            server.addr = addr.clone();
+        }
+        Ok(server)
     }
 
     /// Loads the profile.

@@ -2582,3 +2582,83 @@ async fn an_admins_status_flags_free_space_under_the_warning_threshold() {
     assert!(!text.contains("LOW"), "{text}");
     server.shutdown().await;
 }
+
+/// The restore drill: a device is pointed at a restored server on another
+/// address with `--server` (or `HOTLINE_SERVER`) for one run, without
+/// editing its profile; the pinned certificate is still checked.
+#[tokio::test(flavor = "multi_thread")]
+async fn server_points_one_run_at_a_restored_server_and_the_pin_still_holds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server_a = server(dir.path()).await;
+    let home = dir.path().join("admin");
+    let invite = server_a
+        .create_invite(Role::Admin, 600)
+        .await
+        .expect("invite")
+        .to_string();
+    let out = hotline(&home, PASS, &["enroll", &invite]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let profile = std::fs::read(home.join("profile.toml")).expect("profile");
+
+    // Backed up while it runs, restored into a new directory, served on
+    // another address.
+    let key = hotline_server::log::keys::KeySource::File(dir.path().join("master.key"));
+    let backup = dir.path().join("backup");
+    hotline_server::store::backup(&dir.path().join("server"), &key, &backup).expect("backup");
+    let restored = dir.path().join("restored");
+    hotline_server::store::restore(&backup, &key, &restored).expect("restore");
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: restored,
+        ..Config::default()
+    };
+    let server_b = RunningServer::start(config, &key)
+        .await
+        .expect("restored server");
+    assert_eq!(server_b.cert_pin(), server_a.cert_pin(), "same certificate");
+    let addr_b = server_b.local_addr().to_string();
+    assert_ne!(addr_b, server_a.local_addr().to_string());
+    server_a.shutdown().await;
+
+    let out = hotline(&home, PASS, &["--server", &addr_b, "status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("connected to {addr_b}")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("role: admin"), "{}", stdout(&out));
+    let out = Command::new(BIN)
+        .arg("--home")
+        .arg(&home)
+        .arg("status")
+        .env("HOTLINE_PASSPHRASE", PASS)
+        .env("HOTLINE_SERVER", &addr_b)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&format!("connected to {addr_b}")));
+    assert_eq!(
+        std::fs::read(home.join("profile.toml")).expect("profile"),
+        profile,
+        "the profile is not changed"
+    );
+
+    // Another server at that address fails the pin check.
+    let other = tempfile::tempdir().expect("tempdir");
+    let server_c = server(other.path()).await;
+    let addr_c = server_c.local_addr().to_string();
+    let out = hotline(&home, PASS, &["--server", &addr_c, "status"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("does not match the one in your invite"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&home, PASS, &["--server", "no-port", "status"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("host:port"), "{}", stderr(&out));
+    server_c.shutdown().await;
+    server_b.shutdown().await;
+}

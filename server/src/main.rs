@@ -10,7 +10,7 @@ use hotline_proto::invite::parse_lifetime;
 use hotline_proto::time::date_time;
 use hotline_server::log::keys::{self, KeySource, MASTER_KEY_ENV, MASTER_PASSPHRASE_ENV};
 use hotline_server::logging;
-use hotline_server::store::{self, Create};
+use hotline_server::store::{self, Create, certificate};
 use hotline_server::{Config, DataDir, RunningServer};
 use zeroize::Zeroizing;
 
@@ -64,8 +64,13 @@ enum Command {
         #[arg(long, default_value = "24h", value_parser = parse_lifetime)]
         ttl: u64,
     },
-    /// Print the certificate pin that clients check.
+    /// Print the certificate pin that clients check, after checking the
+    /// certificate against the store (give the master key).
     Fingerprint,
+    /// Record the TLS certificate now in `<data_dir>/tls/` as the store's,
+    /// after replacing it on purpose (clients pinned to the old one must
+    /// be re-invited). Stop the server first.
+    AcceptNewCert,
     /// Create the data directory, its store and TLS certificate, and stop.
     Init {
         /// Generate a new random master key into this file first (refuses
@@ -182,6 +187,7 @@ fn key_source(cli: &Cli, config: &Config, new_store: bool) -> anyhow::Result<Key
         .clone()
         .or_else(|| config.master_key_file.clone())
     {
+        warn_if_others_can_read(&path);
         return Ok(KeySource::File(path));
     }
     if let Ok(hex) = std::env::var(MASTER_KEY_ENV) {
@@ -221,13 +227,137 @@ fn key_source(cli: &Cli, config: &Config, new_store: bool) -> anyhow::Result<Key
              Do not keep real cases on this server.",
             path.display()
         );
+        warn_if_others_can_read(&path);
         return Ok(KeySource::File(path));
     }
     Err(keys::KeyError::Missing.into())
 }
 
+/// A master key file that group or others may read is used, with a loud
+/// warning naming the file, its mode and the fix: refusing would stop a
+/// server (and an SOS) over something the operator can fix at leisure.
+fn warn_if_others_can_read(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            eprintln!(
+                "WARNING: the master key file {} has mode {mode:04o}: it is readable by group or \
+                 others, and whoever reads it can open the whole store. Fix it with: chmod 600 {}",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli)?;
+    let data_dir = config.data_dir.clone();
+    // The store a key is checked against: a restore's is the backup's.
+    let store_dir = match &cli.command {
+        Some(Command::Restore { from }) => from.clone(),
+        _ => config.data_dir.clone(),
+    };
+    let key = key_description(&cli, &config);
+    run_command(cli, config)
+        .await
+        .map_err(|e| name_the_lock(e, &data_dir))
+        .map_err(|e| name_the_key(e, &key, &store_dir))
+}
+
+/// Which key was given, in words, as [`key_source`] chooses it (a file's
+/// path, never a key).
+fn key_description(cli: &Cli, config: &Config) -> String {
+    if let Some(path) = cli
+        .master_key_file
+        .clone()
+        .or_else(|| config.master_key_file.clone())
+    {
+        return format!("the key file {}", path.display());
+    }
+    if std::env::var_os(MASTER_KEY_ENV).is_some() {
+        return format!("the key in {MASTER_KEY_ENV}");
+    }
+    if std::env::var_os(MASTER_PASSPHRASE_ENV).is_some() || cli.passphrase {
+        return "the passphrase".to_owned();
+    }
+    format!(
+        "the development key file {}",
+        config.insecure_dev_key_path().display()
+    )
+}
+
+/// A wrong master key is named (the file, or where it came from) with the
+/// store it does not open.
+fn name_the_key(e: anyhow::Error, key: &str, store_dir: &std::path::Path) -> anyhow::Error {
+    let wrong = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<keys::KeyError>(),
+            Some(keys::KeyError::WrongKey)
+        ) || matches!(
+            c.downcast_ref::<store::OpenError>(),
+            Some(store::OpenError::Key(keys::KeyError::WrongKey))
+        )
+    });
+    if !wrong {
+        return e;
+    }
+    anyhow::anyhow!(
+        "wrong master key: {key} does not open the store in {} (or its header was altered). \
+         Nothing was changed",
+        store_dir.display()
+    )
+}
+
+/// Whether `cause` says that another process holds the data directory's
+/// lock (or a lock on the store's files).
+fn is_lock_held(cause: &(dyn std::error::Error + 'static)) -> bool {
+    use hotline_server::log::LogError;
+    use hotline_server::log::engine::EngineError;
+    use store::{OpenError, StoreError};
+    matches!(cause.downcast_ref::<StoreError>(), Some(StoreError::Locked))
+        || matches!(
+            cause.downcast_ref::<OpenError>(),
+            Some(
+                OpenError::State(StoreError::Locked)
+                    | OpenError::Log(LogError::Engine(EngineError::Locked))
+            )
+        )
+        || matches!(
+            cause.downcast_ref::<LogError>(),
+            Some(LogError::Engine(EngineError::Locked))
+        )
+        || matches!(
+            cause.downcast_ref::<EngineError>(),
+            Some(EngineError::Locked)
+        )
+}
+
+/// A refusal because the data directory's lock is held names the lock
+/// file and how to find the process holding it: it may be a running
+/// server, or any tool (an operator's `flock`, a backup tool).
+fn name_the_lock(e: anyhow::Error, data_dir: &std::path::Path) -> anyhow::Error {
+    if !e.chain().any(is_lock_held) {
+        return e;
+    }
+    let lock = data_dir.join(hotline_server::store::LOCK_FILE);
+    anyhow::anyhow!(
+        "the data directory {} is held by another process (a running hotline-server, \
+         or a tool holding {}); find it with `fuser -v {}` or `lsof {}`, \
+         and stop it (or wait for it) first",
+        data_dir.display(),
+        lock.display(),
+        lock.display(),
+        lock.display()
+    )
+}
+
+async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
     let command = cli.command.as_ref().unwrap_or(&Command::Serve);
     let new_store = !keys::exists(&config.data_dir);
     if matches!(
@@ -239,14 +369,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Err(keys::KeyError::DataDirMissing(config.data_dir.clone()).into());
     }
     match command {
-        Command::Fingerprint => {
-            // Reads the certificate only: needs no key and works beside a
-            // running server.
-            let pin = hotline_server::endpoint::tls::TlsIdentity::certificate_pin(&config)
-                .context(
-                    "no certificate yet: run `hotline-server init` or start the server once",
-                )?;
+        Command::Fingerprint if config.tls_cert.is_some() => {
+            // A configured certificate: the operator's own file.
+            let pin = hotline_server::endpoint::tls::TlsIdentity::certificate_pin(&config)?;
             println!("{pin}");
+            return Ok(());
+        }
+        Command::Fingerprint => {
+            // Reads only, and works beside a running server; the
+            // certificate is checked against the store, so a swapped
+            // certificate is never handed out.
+            if !keys::exists(&config.data_dir) {
+                anyhow::bail!(
+                    "no store in {} yet: run `hotline-server init` or start the server once",
+                    config.data_dir.display()
+                );
+            }
+            let key = key_source(&cli, &config, false)?;
+            let (_, store_keys) = keys::open(&config.data_dir, &key)?;
+            let checked = certificate::check(&config.data_dir, &store_keys)?.context(
+                "no certificate yet: run `hotline-server init` or start the server once",
+            )?;
+            if !checked.bound {
+                eprintln!(
+                    "note: the store has no record of this certificate yet (made before it was \
+                     kept); its key matches it, and the next start records it"
+                );
+            }
+            println!("{}", checked.pin);
             return Ok(());
         }
         Command::Init {
@@ -356,6 +506,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "the store is in the earlier layout (store/), verified through a temporary copy: \
                      the next start migrates it to log/"
                 );
+            }
+            if config.tls_cert.is_none() {
+                let (_, store_keys) = keys::open(&config.data_dir, &key)?;
+                match certificate::check(&config.data_dir, &store_keys)? {
+                    Some(c) if c.bound => println!(
+                        "TLS certificate verified: pin {} (the one recorded in the store)",
+                        c.pin
+                    ),
+                    Some(c) => println!(
+                        "TLS certificate: pin {}, its key matches; not recorded in the store yet \
+                         (the next start records it)",
+                        c.pin
+                    ),
+                    None => println!("no TLS certificate yet (the first start makes one)"),
+                }
             }
             Ok(())
         }
@@ -467,6 +632,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Fingerprint => Ok(()),
+        Command::AcceptNewCert => {
+            let accepted =
+                certificate::accept_new(&config.data_dir, &key).map_err(|e| match e {
+                    certificate::AcceptError::Open(e) => anyhow::Error::from(e),
+                    certificate::AcceptError::Cert(e) => e.into(),
+                })?;
+            match accepted {
+                certificate::Accepted::Recorded {
+                    before: Some(old),
+                    now,
+                } if old == now => println!("the certificate was already the store's: pin {now}"),
+                certificate::Accepted::Recorded {
+                    before: Some(old),
+                    now,
+                } => println!(
+                    "recorded the new certificate: pin {now} (was {old}); \
+                     re-invite every device: their pinned certificate no longer matches"
+                ),
+                certificate::Accepted::Recorded { before: None, now } => {
+                    println!("recorded the certificate: pin {now}")
+                }
+                certificate::Accepted::NextStartMakesOne { before } => println!(
+                    "no certificate in {}: the record{} was removed; the next start makes a new \
+                     certificate and prints its pin; re-invite every device",
+                    config.data_dir.join("tls").display(),
+                    before.map(|p| format!(" of {p}")).unwrap_or_default()
+                ),
+            }
+            Ok(())
+        }
         Command::Invite { role, ttl } => {
             let (role, ttl) = (*role, *ttl);
             let data = DataDir::open_with(&config, &key, Create::IfMissing(Default::default()))?;
@@ -715,6 +910,20 @@ fn print_backup(what: &str, r: &store::BackupReport) {
             date_time(cp.time)
         ),
         None => println!("no signed checkpoint yet (an empty store)"),
+    }
+    match &r.certificate {
+        Some(c) => println!(
+            "TLS certificate and key verified: pin {} (a server restored from it serves with this pin){}",
+            c.pin,
+            if c.bound {
+                ""
+            } else {
+                "; not recorded in the store yet"
+            }
+        ),
+        None => {
+            println!("no TLS certificate in it (the server uses configured files, or had none yet)")
+        }
     }
     if r.left_out_bytes > 0 {
         println!(

@@ -135,7 +135,8 @@ async fn first_run_prints_pin_and_admin_invite_and_serves_clients() {
         .expect("runs");
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("in use by another hotline-server"),
+        String::from_utf8_lossy(&out.stderr)
+            .contains("is held by another process (a running hotline-server"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -319,6 +320,11 @@ fn master_keys_verify_and_rollback_detection_from_the_command_line() {
             assert!(!out.status.success(), "{cmd:?} with {}", k.display());
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(err.contains(says), "{cmd:?}: {err}");
+            if k == wrong.as_path() {
+                // The key file and the store it does not open are named.
+                assert!(err.contains(&k.display().to_string()), "{cmd:?}: {err}");
+                assert!(err.contains(&data.display().to_string()), "{cmd:?}: {err}");
+            }
         }
     }
     assert!(files(&data) == before, "a refused key changed the store");
@@ -374,6 +380,70 @@ fn master_keys_verify_and_rollback_detection_from_the_command_line() {
     let out = run(&["serve", "--listen", "127.0.0.1:0"], &data, Some(&key));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("fails verification at record 1"));
+}
+
+/// A lock on `<data_dir>/lock` held by any process (here an operator's
+/// `flock`) is named as such, with the file and how to find the holder:
+/// not blamed on a hotline-server that is not running.
+#[test]
+fn a_lock_held_by_another_tool_is_named_with_how_to_find_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    let out = run(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lock = data.join("lock");
+    let mut holder = ServerProcess(
+        // --no-fork: the killed process is the one holding the lock.
+        Command::new("flock")
+            .arg("--no-fork")
+            .arg(&lock)
+            .args(["sleep", "60"])
+            .spawn()
+            .expect("flock runs"),
+    );
+    // Wait until the tool holds the lock.
+    let mut held = false;
+    for _ in 0..100 {
+        let probe = Command::new("flock")
+            .args(["-n", "-s"])
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .expect("flock runs");
+        if !probe.success() {
+            held = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(held, "flock took the lock");
+
+    let out = run(&["invite", "--role", "officer"], &data, Some(&key));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("held by another process"), "{err}");
+    assert!(err.contains(&lock.display().to_string()), "{err}");
+    assert!(err.contains("fuser -v") && err.contains("lsof"), "{err}");
+    assert!(!err.contains("another hotline-server process"), "{err}");
+    let _ = holder.0.kill();
+    let _ = holder.0.wait();
+
+    // Once the tool lets go, the same command works.
+    let out = run(&["invite", "--role", "officer"], &data, Some(&key));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -783,4 +853,188 @@ fn a_log_cut_inside_a_record_chain_head_signs_is_named_and_recovered_only_when_c
     ok(&["recover", "--truncate-after-copy", "--yes"], &data, &key);
     let (text, _) = ok(&["verify"], &data, &key);
     assert_eq!(last_record(&text), last - 1);
+}
+
+/// The first line of a command's stdout, or its stderr when it failed.
+fn said(out: &std::process::Output) -> (bool, String, String) {
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `tls/cert.pem` is bound to the store: a substituted certificate is
+/// refused by `fingerprint`, a start, `verify` and `backup`, naming the
+/// file and both pins; a backup carries and checks the certificate and
+/// key; a deliberate change goes through `accept-new-cert`; a store made
+/// before the record existed gets it on its next start.
+#[test]
+fn the_tls_certificate_is_bound_to_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (ok, out, err) = said(&run(&["init"], &data, None));
+    assert!(ok, "{err}");
+    let pin: CertPin = out
+        .lines()
+        .find_map(|l| l.strip_prefix("certificate pin: "))
+        .expect("init prints the pin")
+        .parse()
+        .expect("a pin");
+    assert!(data.join("tls/cert.bound").exists(), "the pin is recorded");
+    let (ok, out, err) = said(&run(&["verify"], &data, None));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("TLS certificate verified: pin {pin}")),
+        "{out}"
+    );
+
+    // Someone with write access swaps the certificate.
+    let cert = data.join("tls/cert.pem");
+    let original = std::fs::read(&cert).expect("read");
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+    let other_pin = CertPin::of_certificate(other.cert.der());
+    std::fs::write(&cert, other.cert.pem()).expect("write");
+    for args in [
+        &["fingerprint"][..],
+        &["verify"],
+        &["invite", "--role", "officer"],
+    ] {
+        let (ok, out, err) = said(&run(args, &data, None));
+        assert!(!ok, "{args:?} refused: {out}");
+        assert!(!out.contains(&other_pin.to_string()), "{args:?}: {out}");
+        for needle in [
+            "has changed",
+            &cert.display().to_string(),
+            &pin.to_string(),
+            &other_pin.to_string(),
+            "accept-new-cert",
+        ] {
+            assert!(err.contains(needle), "{args:?}: {needle}: {err}");
+        }
+    }
+    let backup = dir.path().join("backup");
+    let (ok, out, err) = said(&run(
+        &["backup", "--to", backup.to_str().expect("utf-8")],
+        &data,
+        None,
+    ));
+    assert!(!ok && !out.contains("verified"), "{out}");
+    assert!(err.contains("has changed"), "{err}");
+
+    // Put back, it serves again; a backup carries and checks it, and a
+    // backup whose certificate was swapped is not restored.
+    std::fs::write(&cert, &original).expect("write");
+    let _ = std::fs::remove_dir_all(&backup);
+    let (ok, out, err) = said(&run(
+        &["backup", "--to", backup.to_str().expect("utf-8")],
+        &data,
+        None,
+    ));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("TLS certificate and key verified: pin {pin}")),
+        "{out}"
+    );
+    assert!(backup.join("tls/cert.bound").exists());
+    std::fs::write(backup.join("tls/cert.pem"), other.cert.pem()).expect("write");
+    let restored = dir.path().join("restored");
+    // The development key, beside the data directory.
+    let dev_key = dir.path().join("data.insecure-dev-master-key");
+    let (ok, _, err) = said(&run(
+        &["restore", "--from", backup.to_str().expect("utf-8")],
+        &restored,
+        Some(&dev_key),
+    ));
+    assert!(!ok, "a swapped certificate is not restored");
+    assert!(err.contains("has changed"), "{err}");
+    assert!(!restored.exists());
+    std::fs::write(backup.join("tls/cert.pem"), &original).expect("write");
+    let (ok, out, err) = said(&run(
+        &["restore", "--from", backup.to_str().expect("utf-8")],
+        &restored,
+        Some(&dev_key),
+    ));
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("pin {pin}")), "{out}");
+    let (ok, out, _) = said(&run(&["fingerprint"], &restored, Some(&dev_key)));
+    assert!(ok);
+    assert_eq!(
+        out.trim(),
+        pin.to_string(),
+        "the restored server has the same pin"
+    );
+
+    // A certificate whose key is not the store's: accept-new-cert names
+    // the key file that does not match.
+    std::fs::write(&cert, other.cert.pem()).expect("write");
+    let (ok, _, err) = said(&run(&["accept-new-cert"], &data, None));
+    assert!(!ok);
+    assert!(err.contains("does not match"), "{err}");
+    assert!(
+        err.contains(&data.join("tls/key.sealed").display().to_string()),
+        "{err}"
+    );
+
+    // A deliberate change: the certificate and key removed, the removal
+    // accepted, the next start makes a new one and records it.
+    std::fs::remove_file(&cert).expect("rm");
+    std::fs::remove_file(data.join("tls/key.sealed")).expect("rm");
+    let (ok, _, err) = said(&run(&["invite", "--role", "officer"], &data, None));
+    assert!(!ok, "a recorded certificate is never silently replaced");
+    assert!(err.contains("are missing"), "{err}");
+    let (ok, out, err) = said(&run(&["accept-new-cert"], &data, None));
+    assert!(ok, "{err}");
+    assert!(out.contains("next start makes a new certificate"), "{out}");
+    let (ok, _, err) = said(&run(&["invite", "--role", "officer"], &data, None));
+    assert!(ok, "{err}");
+    let (ok, out, err) = said(&run(&["fingerprint"], &data, None));
+    assert!(ok, "{err}");
+    let new_pin: CertPin = out.trim().parse().expect("a pin");
+    assert_ne!(new_pin, pin);
+    assert!(data.join("tls/cert.bound").exists());
+
+    // A store made before the record existed: fingerprint says so, the
+    // next start records it, and from then on a swap is refused.
+    std::fs::remove_file(data.join("tls/cert.bound")).expect("rm");
+    let (ok, out, err) = said(&run(&["fingerprint"], &data, None));
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), new_pin.to_string());
+    assert!(err.contains("no record of this certificate yet"), "{err}");
+    let (ok, _, err) = said(&run(&["invite", "--role", "officer"], &data, None));
+    assert!(ok, "{err}");
+    assert!(data.join("tls/cert.bound").exists(), "recorded on start");
+    std::fs::write(&cert, other.cert.pem()).expect("write");
+    let (ok, _, err) = said(&run(&["fingerprint"], &data, None));
+    assert!(!ok && err.contains("has changed"), "{err}");
+}
+
+/// A master key file readable by group or others is used, with a loud
+/// warning naming the file and the fix; none once it is 0600.
+#[cfg(unix)]
+#[test]
+fn a_master_key_readable_by_others_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    let (ok, _, err) = said(&run(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        None,
+    ));
+    assert!(ok, "{err}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (ok, _, err) = said(&run(&["verify"], &data, Some(&key)));
+    assert!(ok, "used all the same: {err}");
+    assert!(err.contains("WARNING"), "{err}");
+    assert!(err.contains("mode 0644"), "{err}");
+    assert!(
+        err.contains(&format!("chmod 600 {}", key.display())),
+        "{err}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (ok, _, err) = said(&run(&["verify"], &data, Some(&key)));
+    assert!(ok, "{err}");
+    assert!(!err.contains("WARNING"), "{err}");
 }

@@ -142,3 +142,112 @@ fn verify_checkpoint_and_backup_answer_beside_a_running_server_and_restore_verif
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("for serving only"));
 }
+
+/// `restore` never writes beside a live data directory: refused while a
+/// server runs on the target, and while another restore onto the same
+/// target is running (its copy in `<target>.partial` is left alone).
+#[test]
+fn restore_is_refused_onto_a_served_directory_and_beside_another_restore() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(&Command::new(BIN)
+        .args(["init", "--generate-key-file"])
+        .arg(&key)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("init"));
+    let backup = dir.path().join("backup");
+    ok(&run(
+        &["backup", "--to", backup.to_str().expect("utf-8")],
+        &data,
+        &key,
+    ));
+
+    // A server runs on the target: refused, naming the lock; nothing in
+    // the served directory changes.
+    let live = dir.path().join("live");
+    ok(&Command::new(BIN)
+        .args(["init", "--data-dir"])
+        .arg(&live)
+        .arg("--master-key-file")
+        .arg(&key)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("init"));
+    let server = serve(&live, &key);
+    let before = std::fs::read_dir(&live).expect("ls").count();
+    let out = run(
+        &["restore", "--from", backup.to_str().expect("utf-8")],
+        &live,
+        &key,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("held by another process"), "{err}");
+    assert!(
+        !dir.path().join("live.partial").exists(),
+        "nothing written beside it"
+    );
+    assert_eq!(std::fs::read_dir(&live).expect("ls").count(), before);
+    drop(server);
+
+    // Another restore onto the same target is running (it holds the lock
+    // on its copy, `<target>.partial`): refused, and its copy is not
+    // touched.
+    let target = dir.path().join("restored");
+    let partial = dir.path().join("restored.partial");
+    std::fs::create_dir(&partial).expect("mkdir");
+    std::fs::write(partial.join("being-copied"), b"x").expect("write");
+    let mut other = ServerProcess(
+        Command::new("flock")
+            .arg("--no-fork")
+            .arg(&partial)
+            .args(["sleep", "60"])
+            .spawn()
+            .expect("flock runs"),
+    );
+    let mut held = false;
+    for _ in 0..100 {
+        let probe = Command::new("flock")
+            .args(["-n", "-s"])
+            .arg(&partial)
+            .arg("true")
+            .status()
+            .expect("flock runs");
+        if !probe.success() {
+            held = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(held, "flock took the lock");
+    let out = run(
+        &["restore", "--from", backup.to_str().expect("utf-8")],
+        &target,
+        &key,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another restore onto"), "{err}");
+    assert!(
+        partial.join("being-copied").exists(),
+        "the other copy is left alone"
+    );
+    assert!(!target.exists());
+    let _ = other.0.kill();
+    let _ = other.0.wait();
+
+    // Once it has gone (interrupted), a restore clears its copy and works.
+    let text = ok(&run(
+        &["restore", "--from", backup.to_str().expect("utf-8")],
+        &target,
+        &key,
+    ));
+    assert!(text.contains("restored in"), "{text}");
+    assert!(!partial.exists());
+    assert!(!target.join("being-copied").exists());
+    ok(&run(&["verify"], &target, &key));
+}

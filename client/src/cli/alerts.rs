@@ -234,7 +234,11 @@ async fn sos_attempt(
     let connected = match tokio::time::timeout(left, device.connect()).await {
         Ok(c) => c,
         Err(_) => Err(hotline_client::ClientError::Unreachable {
-            addr: device.profile().server_addr.clone(),
+            addr: device
+                .state()
+                .server(device.profile())
+                .map(|s| s.addr)
+                .unwrap_or_default(),
             reason: "no answer (timed out)".into(),
         }),
     };
@@ -307,7 +311,8 @@ async fn sos_with_panic_key(
             Err(hotline_client::ClientError::Unreachable {
                 addr: state
                     .load_profile()
-                    .map(|p| p.server_addr)
+                    .and_then(|p| state.server(&p))
+                    .map(|s| s.addr)
                     .unwrap_or_default(),
                 reason: "no answer (timed out)".into(),
             })

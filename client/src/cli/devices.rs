@@ -89,10 +89,8 @@ pub(super) async fn status(state: &StateDir) -> anyhow::Result<()> {
     let session = connect(state).await?;
     let status = session.status().await?;
     let profile = state.load_profile()?;
-    println!(
-        "connected to {} ({})",
-        profile.server_addr, profile.cert_pin
-    );
+    let server = state.server(&profile)?;
+    println!("connected to {} ({})", server.addr, server.pin);
     println!("device id: {}", status.device_id);
     println!("role: {}", status.role);
     println!("server version: {}", status.server_version);

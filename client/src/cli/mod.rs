@@ -57,6 +57,12 @@ pub(crate) struct Cli {
     /// (default: $HOME/.hotline).
     #[arg(long, global = true, env = "HOTLINE_HOME")]
     home: Option<PathBuf>,
+    /// Connect to this server address (host:port) instead of the one the
+    /// device was enrolled with, for this run only (the profile is not
+    /// changed): for a restored or moved server. Its certificate must
+    /// still match the pinned one.
+    #[arg(long, global = true, env = "HOTLINE_SERVER", value_parser = parse_server_addr)]
+    server: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -299,9 +305,22 @@ enum OrgCommand {
     },
 }
 
+/// `--server`: `host:port`, the port a number (`[v6]:port` for IPv6).
+fn parse_server_addr(s: &str) -> Result<String, String> {
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(s.to_owned())
+        }
+        _ => Err("give the server as host:port, e.g. 192.0.2.10:4433".into()),
+    }
+}
+
 /// Runs one command.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
-    let state = unlock::home(cli.home.as_deref())?;
+    let mut state = unlock::home(cli.home.as_deref())?;
+    if let Some(addr) = cli.server {
+        state = state.with_server_addr(addr);
+    }
     // The roster alarm is loud on every command, before and (if the
     // command raised it) after.
     let alarm_before = roster_alarm(&state);

@@ -167,6 +167,15 @@ impl DataDir {
                 .unwrap_or_else(crate::log::fs::real),
             lock,
         )?;
+        if tls.unbound && config.tls_cert.is_none() {
+            // Under the data directory's lock, now held: a store made
+            // before the record existed gets it on its first start.
+            crate::store::certificate::bind(&config.data_dir, store.log().keys(), &tls.pin)
+                .map_err(TlsError::from)?;
+            tracing::info!(
+                "recorded the TLS certificate's pin in tls/cert.bound: a changed certificate is now refused"
+            );
+        }
         Ok(DataDir {
             store: Arc::new(store),
             tls,

@@ -24,6 +24,11 @@ pub struct TlsIdentity {
     pub pin: CertPin,
     /// True when the certificate was created by this call.
     pub created: bool,
+    /// True when the data directory's own certificate has no record in
+    /// the store yet (just created, or a store made before the record
+    /// existed): a normal start records it
+    /// ([`crate::store::certificate`]).
+    pub unbound: bool,
 }
 
 /// Why the TLS identity could not be loaded or made.
@@ -53,6 +58,19 @@ pub enum TlsError {
     /// rustls or quinn refused the configuration.
     #[error("TLS configuration refused: {0}")]
     Config(String),
+    /// The data directory's certificate or key is not the store's.
+    #[error(transparent)]
+    Certificate(#[from] crate::store::certificate::CertError),
+    /// A configured key does not belong to the configured certificate.
+    #[error("the TLS key {key} does not match the certificate {cert} (pin {pin})")]
+    KeyMismatch {
+        /// The key file.
+        key: PathBuf,
+        /// The certificate file.
+        cert: PathBuf,
+        /// The certificate's pin.
+        pin: CertPin,
+    },
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> TlsError {
@@ -73,12 +91,25 @@ impl TlsIdentity {
                     what: "private key",
                     path: key.to_owned(),
                 })?;
-            return Self::load(cert, key_der, false);
+            let identity = Self::load(cert, key_der, false)?;
+            if !crate::store::certificate::key_matches(&identity.chain, &identity.key) {
+                return Err(TlsError::KeyMismatch {
+                    key: key.to_owned(),
+                    cert: cert.to_owned(),
+                    pin: identity.pin,
+                });
+            }
+            return Ok(identity);
         }
         let dir = config.data_dir.join("tls");
         let cert = dir.join("cert.pem");
         let key = dir.join("key.sealed");
+        // The key opens with this store's key and matches the certificate,
+        // which is the one the store recorded; a recorded certificate that
+        // is gone is refused, never silently replaced by a new one.
+        let checked = crate::store::certificate::check(&config.data_dir, keys)?;
         if cert.exists() || key.exists() {
+            let unbound = checked.is_none_or(|c| !c.bound);
             let sealed = fs::read(&key).map_err(io("cannot read", &key))?;
             let der = keys.open_tls_key(&sealed).ok_or_else(|| TlsError::BadPem {
                 what: "sealed private key for this store",
@@ -88,7 +119,9 @@ impl TlsIdentity {
                 what: "private key",
                 path: key.clone(),
             })?;
-            return Self::load(&cert, key_der, false);
+            let mut identity = Self::load(&cert, key_der, false)?;
+            identity.unbound = unbound;
+            return Ok(identity);
         }
         crate::files::create_private_dir(&dir).map_err(io("cannot create", &dir))?;
         let mut names = vec![config.server_name.clone(), "localhost".to_owned()];
@@ -109,7 +142,9 @@ impl TlsIdentity {
         crate::files::sync_dir(&dir);
         let key_der =
             PrivateKeyDer::try_from(der).map_err(|_| TlsError::Config("generated key".into()))?;
-        Self::load(&cert, key_der, true)
+        let mut identity = Self::load(&cert, key_der, true)?;
+        identity.unbound = true;
+        Ok(identity)
     }
 
     /// The pin of the server's certificate, read without any key (the
@@ -149,6 +184,7 @@ impl TlsIdentity {
             key,
             pin,
             created,
+            unbound: false,
         })
     }
 

@@ -15,8 +15,11 @@ pub enum EngineError {
     /// The engine found its files damaged.
     #[error("storage files are damaged: {0}")]
     Corrupt(String),
-    /// Another process holds the store.
-    #[error("the store is in use by another hotline-server process")]
+    /// Another process holds the store's files (a running server, or a
+    /// tool holding a lock on them).
+    #[error(
+        "the store is held by another process (a running hotline-server, or a tool holding its lock)"
+    )]
     Locked,
     /// A segment file is damaged at a named place; nothing was changed.
     #[error("the log's files are damaged: {0}")]

@@ -377,6 +377,47 @@ impl StoreKeys {
         Some(body)
     }
 
+    fn cert_pin_aad(&self) -> Vec<u8> {
+        let mut aad = b"hotline/1 tls certificate pin\0".to_vec();
+        aad.extend_from_slice(&self.store_id);
+        aad
+    }
+
+    /// Seals the pin (SHA-256) of the store's TLS certificate, binding the
+    /// certificate to the store: nonce || ciphertext || tag. Distinct from
+    /// a sealed TLS key by its associated data.
+    pub fn seal_cert_pin(&self, pin: &[u8; 32]) -> Option<Vec<u8>> {
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce).ok()?;
+        let mut body = pin.to_vec();
+        self.tls
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(self.cert_pin_aad()),
+                &mut body,
+            )
+            .ok()?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&body);
+        Some(out)
+    }
+
+    /// Opens a sealed certificate pin; `None` if it was altered, or sealed
+    /// under another store's key.
+    pub fn open_cert_pin(&self, sealed: &[u8]) -> Option<[u8; 32]> {
+        if sealed.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        let mut body = body.to_vec();
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let pin = self
+            .tls
+            .open_in_place(nonce, Aad::from(self.cert_pin_aad()), &mut body)
+            .ok()?;
+        <[u8; 32]>::try_from(&pin[..]).ok()
+    }
+
     /// The checkpoint verification key.
     pub fn checkpoint_public_key(&self) -> [u8; 32] {
         let mut out = [0u8; 32];
@@ -582,6 +623,46 @@ mod tests {
             iterations: 1,
             parallelism: 1,
         }
+    }
+
+    /// The sealed certificate pin (`tls/cert.bound`) is a stored form:
+    /// the checked-in bytes open with the keys of a fixed master key and
+    /// store id, and with no other store's; a sealed TLS key does not
+    /// open as a pin (distinct associated data).
+    #[test]
+    fn the_sealed_certificate_pin_is_the_stored_form() {
+        let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden/tls-cert-bound.hex");
+        let keys = StoreKeys::derive(&[7u8; MASTER_KEY_LEN], [9u8; STORE_ID_LEN]);
+        let pin = [0xa5u8; 32];
+        if std::env::var_os("HOTLINE_BLESS").is_some() {
+            let sealed = keys.seal_cert_pin(&pin).expect("seal");
+            let hex: String = sealed.iter().map(|b| format!("{b:02x}")).collect();
+            fs::write(
+                &golden,
+                format!(
+                    "# tls/cert.bound: a certificate pin (32 x a5) sealed under master key 32 x 07, \
+                     store id 16 x 09.\n# Written by keys.rs's tests; never edited by hand.\n\
+                     sealed {hex}\n"
+                ),
+            )
+            .expect("write golden");
+        }
+        let text = fs::read_to_string(&golden).expect("golden file");
+        let hex = text
+            .lines()
+            .find_map(|l| l.strip_prefix("sealed "))
+            .expect("a sealed row");
+        let sealed: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect();
+        assert_eq!(keys.open_cert_pin(&sealed), Some(pin));
+        let other = StoreKeys::derive(&[7u8; MASTER_KEY_LEN], [8u8; STORE_ID_LEN]);
+        assert_eq!(other.open_cert_pin(&sealed), None);
+        let tls_key = keys.seal_tls_key(&pin).expect("seal");
+        assert_eq!(keys.open_cert_pin(&tls_key), None);
+        assert_eq!(keys.open_tls_key(&sealed), None);
     }
 
     #[test]

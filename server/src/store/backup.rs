@@ -39,6 +39,10 @@ pub struct BackupReport {
     pub checkpoint: Option<Checkpoint>,
     /// Bytes of a frame being written at the moment of the copy, left out.
     pub left_out_bytes: u64,
+    /// The TLS certificate it holds, checked against the store (its key
+    /// opens and matches it; it is the one the store recorded): a server
+    /// restored from it serves with this pin. `None`: it holds none.
+    pub certificate: Option<super::certificate::Checked>,
 }
 
 /// How many times a copy is taken again when it does not verify (a write
@@ -50,7 +54,11 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> OpenError {
 }
 
 /// The TLS files copied with a store (the snapshot cache never is).
-const TLS_FILES: [&str; 2] = ["tls/cert.pem", "tls/key.sealed"];
+const TLS_FILES: [&str; 3] = [
+    super::certificate::CERT_FILE,
+    super::certificate::KEY_FILE,
+    super::certificate::BINDING_FILE,
+];
 
 /// Copies the store in `data_dir` into the new directory `to` (which
 /// must not exist, or be empty) and verifies the copy. Works while a
@@ -79,6 +87,7 @@ pub fn backup(data_dir: &Path, key: &KeySource, to: &Path) -> Result<BackupRepor
         let copied = copy_store(data_dir, to)?;
         match check(to, &keys) {
             Ok((verified, checkpoint)) => {
+                let certificate = check_certificate(to, &keys)?;
                 sync_tree(to)?;
                 return Ok(BackupReport {
                     dir: to.to_owned(),
@@ -86,6 +95,7 @@ pub fn backup(data_dir: &Path, key: &KeySource, to: &Path) -> Result<BackupRepor
                     segments: copied.0,
                     checkpoint,
                     left_out_bytes: copied.1,
+                    certificate,
                 });
             }
             Err(e @ LogError::Tampered { .. }) if tries < TRIES => {
@@ -106,9 +116,15 @@ pub fn restore(from: &Path, key: &KeySource, to: &Path) -> Result<BackupReport, 
     }
     let keys = open_keys(from, key, Create::Never)?;
     check(from, &keys)?;
+    check_certificate(from, &keys)?;
     // Written into `<to>.partial`, made durable, and only then renamed to
     // `to`: a crash or a failure midway never leaves a half-restored data
     // directory where a server could be started.
+    if in_use(to) {
+        // A server (or any tool) holds the target's lock: never write
+        // beside a live data directory.
+        return Err(StoreError::Locked.into());
+    }
     if to.exists() {
         let mut entries = std::fs::read_dir(to).map_err(|e| io("cannot read", to, e))?;
         if entries.next().is_some() {
@@ -120,13 +136,17 @@ pub fn restore(from: &Path, key: &KeySource, to: &Path) -> Result<BackupReport, 
         }
     }
     let partial = partial_path(to)?;
+    // Held until the restore ends: a second restore onto the same target
+    // is refused instead of clearing or mixing into this one's copy.
+    let _restoring = lock_partial(to, &partial)?;
     if partial.exists() {
         tracing::warn!("removing a restore's copy left by an interrupted restore");
-        std::fs::remove_dir_all(&partial).map_err(|e| io("cannot remove", &partial, e))?;
+        clear_dir(&partial)?;
     }
     empty_target(&partial)?;
     let copied = copy_store(from, &partial)?;
     let (verified, checkpoint) = check(&partial, &keys)?;
+    let certificate = check_certificate(&partial, &keys)?;
     sync_tree(&partial)?;
     if to.exists() {
         std::fs::remove_dir(to).map_err(|e| io("cannot replace", to, e))?;
@@ -140,7 +160,53 @@ pub fn restore(from: &Path, key: &KeySource, to: &Path) -> Result<BackupReport, 
         segments: copied.0,
         checkpoint,
         left_out_bytes: copied.1,
+        certificate,
     })
+}
+
+/// The TLS certificate and key in a copy, checked against the store: a
+/// copy whose server could not serve, or would serve another pin, is
+/// never called verified.
+fn check_certificate(
+    dir: &Path,
+    keys: &crate::log::keys::StoreKeys,
+) -> Result<Option<super::certificate::Checked>, OpenError> {
+    super::certificate::check(dir, keys).map_err(|e| {
+        StoreError::Corrupt(format!("the TLS certificate does not verify: {e}")).into()
+    })
+}
+
+/// Takes an exclusive `flock` on the directory `<to>.partial` (created
+/// if missing): held by a restore for its whole run. Refused while another
+/// restore onto the same target holds it. The lock is on the directory
+/// itself, so the rename that ends a restore leaves no lock file behind.
+fn lock_partial(to: &Path, partial: &Path) -> Result<std::fs::File, OpenError> {
+    crate::files::create_private_dir(partial).map_err(|e| io("cannot create", partial, e))?;
+    let dir = std::fs::File::open(partial).map_err(|e| io("cannot open", partial, e))?;
+    match FileExt::try_lock_exclusive(&dir) {
+        Ok(()) => Ok(dir),
+        Err(e) if e.kind() == fs2::lock_contended_error().kind() => Err(StoreError::Io(format!(
+            "another restore onto {} is running (it holds {}): wait for it to finish",
+            to.display(),
+            partial.display()
+        ))
+        .into()),
+        Err(e) => Err(io("cannot lock", partial, e)),
+    }
+}
+
+/// Removes everything inside `dir`, keeping `dir` itself (whose lock a
+/// restore holds).
+fn clear_dir(dir: &Path) -> Result<(), OpenError> {
+    for e in std::fs::read_dir(dir).map_err(|e| io("cannot read", dir, e))? {
+        let p = e.map_err(|e| io("cannot read", dir, e))?.path();
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).map_err(|e| io("cannot remove", &p, e))?;
+        } else {
+            std::fs::remove_file(&p).map_err(|e| io("cannot remove", &p, e))?;
+        }
+    }
+    Ok(())
 }
 
 fn empty_target(to: &Path) -> Result<(), OpenError> {

@@ -15,6 +15,7 @@
 
 pub mod alerts;
 mod backup;
+pub mod certificate;
 mod checkins;
 pub mod codec;
 mod devices;
@@ -24,6 +25,7 @@ mod recover;
 mod snapshot;
 mod verify;
 
+pub use crate::files::LOCK_FILE;
 pub use backup::{BackupReport, backup, in_use, restore, running_checkpoint};
 pub use mailbox::RosterRefused;
 pub use recover::{
@@ -50,8 +52,14 @@ pub enum StoreError {
     /// The storage engine failed (disk full, I/O error).
     #[error("storage failed: {0}")]
     Io(String),
-    /// Another process (probably a running server) holds the store open.
-    #[error("the data directory is in use by another hotline-server process")]
+    /// Another process holds the data directory's lock: a running
+    /// server, or any tool holding `<data_dir>/lock` (an operator's
+    /// `flock`, a backup tool). The binary names the file and how to find
+    /// the process.
+    #[error(
+        "the data directory is held by another process \
+         (a running hotline-server, or a tool holding its lock file)"
+    )]
     Locked,
     /// A stored record does not decode: the store is damaged.
     #[error("the store is damaged: {0}")]
@@ -1035,7 +1043,7 @@ mod tests {
             matches!(err, OpenError::State(StoreError::Locked)),
             "{err:?}"
         );
-        assert!(err.to_string().contains("in use"), "{err}");
+        assert!(err.to_string().contains("held by another process"), "{err}");
         for (p, b) in saved {
             std::fs::write(p, b).expect("restore");
         }

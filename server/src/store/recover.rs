@@ -572,7 +572,7 @@ mod tests {
         other.try_lock_exclusive().expect("lock");
         let before = files(&data);
         let err = plan_recovery(&data, &key).expect_err("refused");
-        assert!(err.to_string().contains("in use"), "{err}");
+        assert!(err.to_string().contains("held by another process"), "{err}");
         assert_eq!(files(&data), before, "nothing changed");
         drop(other);
         assert_eq!(plan_recovery(&data, &key).expect("plans"), None);

@@ -215,7 +215,7 @@ async fn read_only_serving_is_refused_beside_a_running_server_and_keeps_a_start_
     let Err(err) = DataDir::open_read_only(&config, server.key()) else {
         panic!("refused while a server writes the store");
     };
-    assert!(err.to_string().contains("in use"), "{err}");
+    assert!(err.to_string().contains("held by another process"), "{err}");
     server.stop().await;
 
     // While it serves read-only, a normal start is refused in turn.
@@ -224,7 +224,7 @@ async fn read_only_serving_is_refused_beside_a_running_server_and_keeps_a_start_
     let Err(err) = DataDir::open(&config, server.key()) else {
         panic!("a normal start is refused while read-only serving runs");
     };
-    assert!(err.to_string().contains("in use"), "{err}");
+    assert!(err.to_string().contains("held by another process"), "{err}");
     drop(dir);
     assert_eq!(before, all_files(&data), "nothing changed");
     DataDir::open(&config, server.key()).expect("a normal start once it stopped");

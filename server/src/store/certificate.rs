@@ -1,0 +1,317 @@
+//! The server's own TLS certificate, bound to the store.
+//!
+//! Clients pin the SHA-256 of the certificate in `<data_dir>/tls/cert.pem`.
+//! The certificate itself is public and unsigned by anything clients
+//! trust, so anyone able to write the data directory could swap it (and
+//! `hotline-server fingerprint` would hand the new pin out). Its pin is
+//! therefore recorded sealed under the store's master key in
+//! `tls/cert.bound` (nonce || ChaCha20-Poly1305 of the 32-byte pin, see
+//! [`crate::log::keys::StoreKeys::seal_cert_pin`]); every start,
+//! `fingerprint`, `verify`, `backup` and `restore` compares the
+//! certificate against it and checks that the sealed private key
+//! (`tls/key.sealed`) opens with the store's key and matches the
+//! certificate. A store made before the record existed gets it on its
+//! first normal start ([`bind`]); a deliberate change of certificate is
+//! accepted with [`accept_new`] (`hotline-server accept-new-cert`).
+//!
+//! Checking reads only; nothing here writes except [`bind`] and
+//! [`accept_new`].
+
+use std::path::{Path, PathBuf};
+
+use hotline_proto::CertPin;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::{Create, OpenError, open_keys, take_lock};
+use crate::log::keys::{KeySource, StoreKeys};
+
+/// The certificate clients pin, inside a data directory.
+pub const CERT_FILE: &str = "tls/cert.pem";
+/// Its private key, sealed under the store's key.
+pub const KEY_FILE: &str = "tls/key.sealed";
+/// The certificate's pin, sealed under the store's key.
+pub const BINDING_FILE: &str = "tls/cert.bound";
+
+/// Why the store's TLS certificate cannot be trusted or used. Each names
+/// the files concerned; none carries key material.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// A file could not be read or written.
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        /// read / write / rename.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error("{0} does not contain a usable certificate")]
+    BadCert(PathBuf),
+    /// The sealed key does not open with this store's master key.
+    #[error(
+        "the TLS key {key} does not open with the master key of the store in {store}: \
+         it was made for another store, or altered; restore tls/ from this store's backup"
+    )]
+    KeyNotThisStore {
+        /// The sealed key file.
+        key: PathBuf,
+        /// The data directory.
+        store: PathBuf,
+    },
+    /// The private key does not belong to the certificate.
+    #[error(
+        "the TLS key {key} does not match the certificate {cert} (pin {pin}) of the store in \
+         {store}: a server could not serve with them; restore both from the same backup"
+    )]
+    KeyMismatch {
+        /// The key file.
+        key: PathBuf,
+        /// The certificate file.
+        cert: PathBuf,
+        /// The certificate's pin.
+        pin: CertPin,
+        /// The data directory.
+        store: PathBuf,
+    },
+    /// The certificate is not the one recorded in the store.
+    #[error(
+        "the TLS certificate {cert} has changed: its pin is {found}, but the store in {store} \
+         recorded {recorded} (clients check that one). If you replaced it on purpose, run \
+         `hotline-server accept-new-cert` and re-invite every device; otherwise restore \
+         tls/cert.pem and tls/key.sealed from a backup"
+    )]
+    Changed {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The pin of the certificate found.
+        found: CertPin,
+        /// The pin recorded in the store.
+        recorded: CertPin,
+        /// The data directory.
+        store: PathBuf,
+    },
+    /// The record of the pin does not open: altered, or from another store.
+    #[error(
+        "{0} does not open with this store's master key: it was altered or comes from another \
+         store; restore tls/ from a backup, or run `hotline-server accept-new-cert` if the \
+         certificate is the right one"
+    )]
+    BindingDamaged(PathBuf),
+    /// The certificate and key are gone, but the store recorded one.
+    #[error(
+        "{cert} and {key} are missing, but the store in {store} recorded a certificate \
+         (clients check its pin): restore both from a backup, or run \
+         `hotline-server accept-new-cert` to have the next start make a new one \
+         (then re-invite every device)"
+    )]
+    Missing {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// The data directory.
+        store: PathBuf,
+    },
+    /// The pin could not be sealed.
+    #[error("cannot seal the certificate's pin")]
+    Seal,
+}
+
+/// A data directory's TLS certificate, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checked {
+    /// The certificate's pin (what clients check).
+    pub pin: CertPin,
+    /// Whether the store holds a record of it (`false`: a store made
+    /// before the record existed; the next normal start records it).
+    pub bound: bool,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, CertError> {
+    std::fs::read(path).map_err(|source| CertError::Io {
+        what: "read",
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The certificate chain in `cert` and the pin of its first certificate.
+pub fn read_chain(cert: &Path) -> Result<(Vec<CertificateDer<'static>>, CertPin), CertError> {
+    let pem = read(cert)?;
+    let chain = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| CertError::BadCert(cert.to_owned()))?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| CertError::BadCert(cert.to_owned()))?;
+    let pin = CertPin::of_certificate(leaf.as_ref());
+    Ok((chain, pin))
+}
+
+/// Whether `key` is the private key of the chain's first certificate.
+/// `Ok(false)`: it is a usable key of another certificate.
+pub fn key_matches(chain: &[CertificateDer<'static>], key: &PrivateKeyDer<'static>) -> bool {
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::sign::CertifiedKey::from_der(chain.to_vec(), key.clone_key(), &provider).is_ok()
+}
+
+/// The pin recorded in `dir`, if there is a record.
+fn recorded(dir: &Path, keys: &StoreKeys) -> Result<Option<CertPin>, CertError> {
+    let path = dir.join(BINDING_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let sealed = read(&path)?;
+    let pin = keys
+        .open_cert_pin(&sealed)
+        .ok_or(CertError::BindingDamaged(path))?;
+    Ok(Some(CertPin::from_bytes(pin)))
+}
+
+/// The certificate and key in `dir` (a data directory or a backup) with
+/// the store's keys, without the record check: the key opens with this
+/// store's key and matches the certificate.
+fn check_pair(dir: &Path, keys: &StoreKeys) -> Result<CertPin, CertError> {
+    let cert = dir.join(CERT_FILE);
+    let key = dir.join(KEY_FILE);
+    let (chain, pin) = read_chain(&cert)?;
+    let der = keys
+        .open_tls_key(&read(&key)?)
+        .ok_or_else(|| CertError::KeyNotThisStore {
+            key: key.clone(),
+            store: dir.to_owned(),
+        })?;
+    let mismatch = || CertError::KeyMismatch {
+        key: key.clone(),
+        cert: cert.clone(),
+        pin,
+        store: dir.to_owned(),
+    };
+    let private = PrivateKeyDer::try_from(der).map_err(|_| mismatch())?;
+    if !key_matches(&chain, &private) {
+        return Err(mismatch());
+    }
+    Ok(pin)
+}
+
+/// Checks the TLS files of `dir` (a data directory or a backup) against
+/// its store: the sealed key opens and matches the certificate, and the
+/// certificate is the one recorded. `None`: the directory has neither a
+/// certificate nor a key, nor a record of one (none made yet, or the
+/// server uses configured files). Reads only.
+pub fn check(dir: &Path, keys: &StoreKeys) -> Result<Option<Checked>, CertError> {
+    if !dir.join(CERT_FILE).exists() && !dir.join(KEY_FILE).exists() {
+        if dir.join(BINDING_FILE).exists() {
+            // Never silently replaced by a new certificate.
+            return Err(CertError::Missing {
+                cert: dir.join(CERT_FILE),
+                key: dir.join(KEY_FILE),
+                store: dir.to_owned(),
+            });
+        }
+        return Ok(None);
+    }
+    // The record first: a swapped certificate is named as such (with both
+    // pins), not only as one its key does not match.
+    let cert = dir.join(CERT_FILE);
+    let found = if cert.exists() {
+        Some(read_chain(&cert)?.1)
+    } else {
+        None
+    };
+    let recorded = recorded(dir, keys)?;
+    if let (Some(found), Some(recorded)) = (found, recorded)
+        && found != recorded
+    {
+        return Err(CertError::Changed {
+            cert,
+            found,
+            recorded,
+            store: dir.to_owned(),
+        });
+    }
+    let pin = check_pair(dir, keys)?;
+    Ok(Some(Checked {
+        pin,
+        bound: recorded.is_some(),
+    }))
+}
+
+/// Records `pin` as the store's certificate in `dir`: written to a new
+/// file, synced, and renamed over the record (a crash leaves the old
+/// record or the new one). The caller holds the data directory's lock.
+pub(crate) fn bind(dir: &Path, keys: &StoreKeys, pin: &CertPin) -> Result<(), CertError> {
+    let path = dir.join(BINDING_FILE);
+    let tmp = dir.join(format!("{BINDING_FILE}.new"));
+    let sealed = keys.seal_cert_pin(pin.as_bytes()).ok_or(CertError::Seal)?;
+    let io = |what, path: &Path| {
+        let path = path.to_owned();
+        move |source| CertError::Io { what, path, source }
+    };
+    if tmp.exists() {
+        std::fs::remove_file(&tmp).map_err(io("remove", &tmp))?;
+    }
+    crate::files::write_private(&tmp, &sealed).map_err(io("write", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
+    let tls = dir.join("tls");
+    crate::files::sync_dir_strict(&tls).map_err(io("sync", &tls))
+}
+
+/// What `accept-new-cert` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// The certificate in the data directory is now the store's.
+    Recorded {
+        /// The pin recorded before, if there was a readable record.
+        before: Option<CertPin>,
+        /// The pin recorded now.
+        now: CertPin,
+    },
+    /// There was no certificate and key: the record was removed, and the
+    /// next start makes a new certificate and records it.
+    NextStartMakesOne {
+        /// The pin recorded before, if there was a readable record.
+        before: Option<CertPin>,
+    },
+}
+
+/// `hotline-server accept-new-cert`: after a deliberate change, records
+/// the certificate now in `data_dir` as the store's (its key must open
+/// with the store's master key and match it); with no certificate and key
+/// there, removes the record so that the next start makes a new one.
+/// Refused while another process holds the data directory.
+pub fn accept_new(data_dir: &Path, key: &KeySource) -> Result<Accepted, AcceptError> {
+    let keys = open_keys(data_dir, key, Create::Never)?;
+    let _lock = take_lock(data_dir)?;
+    // A record that does not open is replaced, as a changed one is.
+    let before = recorded(data_dir, &keys).unwrap_or(None);
+    if !data_dir.join(CERT_FILE).exists() && !data_dir.join(KEY_FILE).exists() {
+        let path = data_dir.join(BINDING_FILE);
+        if path.exists() {
+            std::fs::remove_file(&path).map_err(|source| CertError::Io {
+                what: "remove",
+                path: path.clone(),
+                source,
+            })?;
+            crate::files::sync_dir(&data_dir.join("tls"));
+        }
+        return Ok(Accepted::NextStartMakesOne { before });
+    }
+    let now = check_pair(data_dir, &keys)?;
+    bind(data_dir, &keys, &now)?;
+    Ok(Accepted::Recorded { before, now })
+}
+
+/// Why `accept-new-cert` did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    /// The store could not be opened (wrong key, or in use).
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The certificate or key is not usable with this store.
+    #[error(transparent)]
+    Cert(#[from] CertError),
+}
