@@ -70,8 +70,11 @@ async fn a_first_start_creates_nothing_while_another_process_holds_the_lock() {
     // Another process (flock(1), the same flock(2) lock) holds the
     // data directory's lock.
     let mut holder = match std::process::Command::new("flock")
+        .arg("--no-fork")
         .arg(&lock)
-        .args(["-c", "sleep 30"])
+        .args(["sleep", "30"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
     {
         Ok(c) => c,
@@ -99,7 +102,10 @@ async fn a_first_start_creates_nothing_while_another_process_holds_the_lock() {
     .expect_err("the lock is held");
     let _ = holder.kill();
     let _ = holder.wait();
-    assert!(err.to_string().contains("in use"), "{err}");
+    assert!(
+        err.to_string().contains("held by another process"),
+        "{err}"
+    );
     let names: Vec<String> = std::fs::read_dir(&data)
         .expect("data")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
