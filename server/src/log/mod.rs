@@ -299,6 +299,19 @@ impl Log {
         for key_id in erased_live {
             keyring.erase(&key_id)?;
         }
+        let log = Log::at_head(engine, keys, keyring, Some(head_file), &verified);
+        Ok((log, verified))
+    }
+
+    /// The log whose records `verified` describes, ready to append after
+    /// its head; read-only if it has no `head_file`.
+    fn at_head(
+        engine: Arc<dyn LogEngine>,
+        keys: Arc<StoreKeys>,
+        keyring: Keyring,
+        head_file: Option<HeadFile>,
+        verified: &Verified,
+    ) -> Log {
         let tail = Tail {
             next_seq: verified.head_seq + 1,
             head: verified.head,
@@ -308,7 +321,7 @@ impl Log {
             degraded: None,
             generation: 0,
             ended: Vec::new(),
-            read_only: false,
+            read_only: head_file.is_none(),
             closing: false,
             committing: false,
             last_checkpoint_seq: verified.last_checkpoint_seq,
@@ -316,18 +329,15 @@ impl Log {
         };
         let shared = Arc::new(Shared {
             engine,
-            head_file: Mutex::new(Some(head_file)),
+            head_file: Mutex::new(head_file),
             keys,
             tail: Mutex::new(tail),
             done: Condvar::new(),
         });
-        Ok((
-            Log {
-                shared,
-                keyring: Mutex::new(keyring),
-            },
-            verified,
-        ))
+        Log {
+            shared,
+            keyring: Mutex::new(keyring),
+        }
     }
 
     /// Opens the records of `engine` (opened read-only, up to any damage
@@ -353,36 +363,8 @@ impl Log {
                 }
                 Err(e) => return Err(e),
             };
-        let tail = Tail {
-            next_seq: verified.head_seq + 1,
-            head: verified.head,
-            pending: Vec::new(),
-            durable_seq: verified.head_seq,
-            durable_head: verified.head,
-            degraded: None,
-            generation: 0,
-            ended: Vec::new(),
-            read_only: true,
-            closing: false,
-            committing: false,
-            last_checkpoint_seq: verified.last_checkpoint_seq,
-            last_checkpoint_at: Instant::now(),
-        };
-        let shared = Arc::new(Shared {
-            engine,
-            head_file: Mutex::new(None),
-            keys,
-            tail: Mutex::new(tail),
-            done: Condvar::new(),
-        });
-        Ok((
-            Log {
-                shared,
-                keyring: Mutex::new(keyring),
-            },
-            verified,
-            bad,
-        ))
+        let log = Log::at_head(engine, keys, keyring, None, &verified);
+        Ok((log, verified, bad))
     }
 
     fn keyring(&self) -> MutexGuard<'_, Keyring> {
