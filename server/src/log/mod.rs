@@ -634,16 +634,14 @@ impl Log {
     }
 
     /// The newest checkpoint in the store.
+    /// Reads that one only (the engine finds it without reading the others).
     pub fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, LogError> {
-        let mut latest = None;
-        for item in self.shared.engine.checkpoints() {
-            let (seq, bytes) = item?;
-            latest = Some(
-                Checkpoint::from_bytes(&bytes)
-                    .ok_or_else(|| tampered(seq, "checkpoint is malformed"))?,
-            );
-        }
-        Ok(latest)
+        let Some((seq, bytes)) = self.shared.engine.latest_checkpoint()? else {
+            return Ok(None);
+        };
+        Checkpoint::from_bytes(&bytes)
+            .map(Some)
+            .ok_or_else(|| tampered(seq, "checkpoint is malformed"))
     }
 
     /// The engine (for snapshots).
@@ -1172,6 +1170,9 @@ mod tests {
         fn checkpoints(&self) -> Box<dyn Iterator<Item = Item> + '_> {
             self.inner.checkpoints()
         }
+        fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
+            self.inner.latest_checkpoint()
+        }
         fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<(), EngineError> {
             self.inner.put_snapshot(seq, bytes)
         }
@@ -1208,6 +1209,74 @@ mod tests {
                 .1
         };
         Arc::new(k)
+    }
+
+    /// Counts the checkpoints read through the engine.
+    struct Counting {
+        inner: SegmentEngine,
+        read: std::sync::atomic::AtomicUsize,
+    }
+
+    impl LogEngine for Counting {
+        fn append(
+            &self,
+            records: &[(u64, Vec<u8>)],
+            cp: Option<(u64, Vec<u8>)>,
+        ) -> Result<(), EngineError> {
+            self.inner.append(records, cp)
+        }
+        fn get(&self, seq: u64) -> Result<Option<Vec<u8>>, EngineError> {
+            self.inner.get(seq)
+        }
+        fn scan(&self, from: u64) -> Box<dyn Iterator<Item = Item> + '_> {
+            self.inner.scan(from)
+        }
+        fn last(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
+            self.inner.last()
+        }
+        fn checkpoints(&self) -> Box<dyn Iterator<Item = Item> + '_> {
+            Box::new(self.inner.checkpoints().inspect(|_| {
+                self.read.fetch_add(1, Ordering::SeqCst);
+            }))
+        }
+        fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
+            let latest = self.inner.latest_checkpoint()?;
+            self.read
+                .fetch_add(usize::from(latest.is_some()), Ordering::SeqCst);
+            Ok(latest)
+        }
+        fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<(), EngineError> {
+            self.inner.put_snapshot(seq, bytes)
+        }
+        fn latest_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
+            self.inner.latest_snapshot()
+        }
+        fn clear_snapshots(&self) -> Result<(), EngineError> {
+            self.inner.clear_snapshots()
+        }
+    }
+
+    #[test]
+    fn the_newest_checkpoint_is_found_without_reading_the_others() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Arc::new(Counting {
+            inner: segments(dir.path(), &keys(dir.path())),
+            read: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let (log, _) = Log::open(engine.clone(), keys(dir.path()), dir.path(), &[]).expect("open");
+        for i in 0..50u8 {
+            log.append(RecordKey::Main, &[i]).expect("durable");
+            // Covered by the commit itself or now: one checkpoint each.
+            log.checkpoint_if_uncovered().expect("signed");
+        }
+        assert_eq!(engine.inner.checkpoints().count(), 50);
+        // A running log asks for the newest (a heal, an export): one
+        // read, however many checkpoints the log holds.
+        engine.read.store(0, Ordering::SeqCst);
+        let newest = log.latest_checkpoint().expect("read").expect("one");
+        assert_eq!(newest.seq, 50);
+        assert_eq!(engine.read.load(Ordering::SeqCst), 1);
+        log.close().expect("close");
     }
 
     #[test]

@@ -530,7 +530,11 @@ mod tests {
         let last = parse_frames(&good).0[3].offset as usize;
         let mut cases: Vec<Vec<u8>> = vec![good.clone()];
         // Cut inside the last payload, at and around the buffer's size.
-        for cut in [last + 3, last + FRAME_HEADER_LEN + READ_BUFFER, good.len() - 1] {
+        for cut in [
+            last + 3,
+            last + FRAME_HEADER_LEN + READ_BUFFER,
+            good.len() - 1,
+        ] {
             cases.push(good[..cut].to_vec());
         }
         // Zeros after the last frame, longer than the buffer.

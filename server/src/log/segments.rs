@@ -753,14 +753,26 @@ impl LogEngine for SegmentEngine {
         self.read(&files, loc).map(|b| Some((seq, b)))
     }
 
+    /// Read one at a time, the files' lock taken for each read only (as
+    /// [`LogEngine::scan`] does): never all of them under the lock.
     fn checkpoints(&self) -> Box<dyn Iterator<Item = Item> + '_> {
+        let mut i = 0;
+        Box::new(std::iter::from_fn(move || {
+            let files = self.lock();
+            let (seq, loc) = files.checkpoints.get(i).copied()?;
+            i += 1;
+            Some(self.read(&files, loc).map(|b| (seq, b)))
+        }))
+    }
+
+    /// The newest one only: one positioned read, whatever the number of
+    /// checkpoints.
+    fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
         let files = self.lock();
-        let items: Vec<Item> = files
-            .checkpoints
-            .iter()
-            .map(|(seq, loc)| self.read(&files, *loc).map(|b| (*seq, b)))
-            .collect();
-        Box::new(items.into_iter())
+        let Some((seq, loc)) = files.checkpoints.last().copied() else {
+            return Ok(None);
+        };
+        self.read(&files, loc).map(|b| Some((seq, b)))
     }
 
     fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<(), EngineError> {

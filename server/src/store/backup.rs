@@ -213,8 +213,8 @@ fn copy_store(data_dir: &Path, to: &Path) -> Result<(usize, u64), OpenError> {
         // of the copy (never out of the data directory).
         if let Some(newest) = names.last() {
             let path = dst_log.join(newest);
-            let (end, len) = crate::log::segment::end_of_file(&path)
-                .map_err(|e| io("cannot read", &path, e))?;
+            let (end, len) =
+                crate::log::segment::end_of_file(&path).map_err(|e| io("cannot read", &path, e))?;
             if let crate::log::segment::End::Torn { offset } = end {
                 left_out = len - offset;
                 if offset < crate::log::segment::HEADER_LEN as u64 {
