@@ -277,14 +277,13 @@ impl<R: Read> FrameReader<R> {
         while left > 0 {
             let want = left.min(self.chunk.len());
             let mut chunk = std::mem::take(&mut self.chunk);
-            let n = self.fill(&mut chunk[..want]);
-            let result = n.map(|n| {
+            let read = self.fill(&mut chunk[..want]);
+            if let Ok(n) = read {
                 ctx.update(&chunk[..n]);
                 *zeros &= chunk[..n].iter().all(|b| *b == 0);
-                n
-            });
+            }
             self.chunk = chunk;
-            let n = result?;
+            let n = read?;
             left -= n;
             if n < want {
                 return Ok(Err(End::Torn { offset }));
