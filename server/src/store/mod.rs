@@ -28,7 +28,7 @@ pub use backup::{BackupReport, backup, in_use, restore, running_checkpoint};
 pub use mailbox::RosterRefused;
 pub use recover::{RecoverReport, recover_truncate_after_copy};
 pub use snapshot::SNAPSHOT_EVERY;
-pub use verify::{VerifyReport, verify_store};
+pub use verify::{VerifyReport, verify_store, verify_store_in};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
