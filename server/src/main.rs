@@ -86,6 +86,11 @@ enum Command {
         /// detects a rollback of chain.head and the log together.
         #[arg(long, visible_alias = "expect-head", value_name = "LINE")]
         checkpoint: Option<String>,
+        /// Where a store of the earlier layout (store/) is copied to be
+        /// read (removed afterwards). Default: the directory holding the
+        /// data directory, on its filesystem.
+        #[arg(long, value_name = "DIR")]
+        tmp_dir: Option<PathBuf>,
     },
     /// Rebuild the derived state from the log and save a fresh snapshot.
     Rebuild,
@@ -443,12 +448,16 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
             println!("certificate pin: {}", data.tls.pin);
             Ok(())
         }
-        Command::Verify { checkpoint } => {
-            let report = store::verify_store(
+        Command::Verify {
+            checkpoint,
+            tmp_dir,
+        } => {
+            let report = store::verify_store_in(
                 &config.data_dir,
                 &key,
                 config.limits.store_cache_bytes,
                 checkpoint.as_deref(),
+                tmp_dir.as_deref(),
             )?;
             let v = &report.verified;
             println!(
@@ -501,10 +510,11 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
                     torn.segment, torn.bytes, torn.offset
                 );
             }
-            if report.old_layout {
+            if let Some(dir) = report.old_copy_in.as_ref().filter(|_| report.old_layout) {
                 println!(
-                    "the store is in the earlier layout (store/), verified through a temporary copy: \
-                     the next start migrates it to log/"
+                    "the store is in the earlier layout (store/), verified through a temporary copy \
+                     in {} (removed again): the next start migrates it to log/",
+                    dir.display()
                 );
             }
             if config.tls_cert.is_none() {

@@ -2,7 +2,9 @@
 //! while appending; every record it was told is durable must be there
 //! after reopening, and the store must reopen and verify every time.
 //!
-//! `HOTLINE_CRASH_CYCLES` sets the number of cycles (default 100).
+//! `HOTLINE_CRASH_CYCLES` sets the number of cycles (default 100);
+//! `scripts/crash-1000` runs 1,000 in release. Every 50 cycles a line
+//! says how far it got.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -102,6 +104,14 @@ fn acknowledged_appends_survive_sigkill() {
         drop(store);
         verify_store(&data, &key, 4 << 20, None)
             .unwrap_or_else(|e| panic!("cycle {cycle}: verify fails after SIGKILL: {e}"));
+        if (cycle + 1) % 50 == 0 && cycle + 1 < cycles {
+            // Progress for long runs (scripts/crash-1000).
+            println!(
+                "crash test: {} of {cycles} cycles, {} acknowledged records, {lost_total} lost",
+                cycle + 1,
+                acked.len()
+            );
+        }
     }
     println!(
         "crash test: {cycles} cycles, {} acknowledged records, {lost_total} lost",

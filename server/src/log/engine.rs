@@ -60,6 +60,16 @@ pub trait LogEngine: Send + Sync + 'static {
     fn last(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError>;
     /// Every stored checkpoint, in order.
     fn checkpoints(&self) -> Box<dyn Iterator<Item = Item> + '_>;
+    /// The newest stored checkpoint. Engines that can find it without
+    /// reading the others do: a running log asks for it (at a heal, for
+    /// an export), and that must not cost more as the log grows.
+    fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
+        let mut latest = None;
+        for item in self.checkpoints() {
+            latest = Some(item?);
+        }
+        Ok(latest)
+    }
     /// Stores a state snapshot taken at `seq`, durably, replacing older ones.
     fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<(), EngineError>;
     /// The newest snapshot.
@@ -137,6 +147,20 @@ impl LogEngine for Prefix {
                 .checkpoints()
                 .filter(move |i| i.as_ref().map_or(true, |(s, _)| *s <= limit)),
         )
+    }
+    fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
+        match self.inner.latest_checkpoint()? {
+            Some((seq, bytes)) if seq <= self.limit => Ok(Some((seq, bytes))),
+            None => Ok(None),
+            // Past the damage: the newest one before it.
+            Some(_) => {
+                let mut latest = None;
+                for item in self.checkpoints() {
+                    latest = Some(item?);
+                }
+                Ok(latest)
+            }
+        }
     }
     fn put_snapshot(&self, _seq: u64, _bytes: &[u8]) -> Result<(), EngineError> {
         Err(EngineError::Io("the log is open read-only".into()))
@@ -325,6 +349,20 @@ impl LogEngine for SledEngine {
                     Ok((seq_of(&k)?, v.to_vec()))
                 }),
         )
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
+        match self
+            .chain
+            .range(key(CHECKPOINT, 0)..key(CHECKPOINT + 1, 0))
+            .next_back()
+        {
+            None => Ok(None),
+            Some(kv) => {
+                let (k, v) = kv.map_err(from_sled)?;
+                Ok(Some((seq_of(&k)?, v.to_vec())))
+            }
+        }
     }
 
     fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<(), EngineError> {

@@ -313,6 +313,19 @@ impl Log {
         for key_id in erased_live {
             keyring.erase(&key_id)?;
         }
+        let log = Log::at_head(engine, keys, keyring, Some(head_file), &verified);
+        Ok((log, verified))
+    }
+
+    /// The log whose records `verified` describes, ready to append after
+    /// its head; read-only if it has no `head_file`.
+    fn at_head(
+        engine: Arc<dyn LogEngine>,
+        keys: Arc<StoreKeys>,
+        keyring: Keyring,
+        head_file: Option<HeadFile>,
+        verified: &Verified,
+    ) -> Log {
         let tail = Tail {
             next_seq: verified.head_seq + 1,
             head: verified.head,
@@ -322,7 +335,7 @@ impl Log {
             degraded: None,
             generation: 0,
             ended: Vec::new(),
-            read_only: false,
+            read_only: head_file.is_none(),
             closing: false,
             committing: false,
             last_checkpoint_seq: verified.last_checkpoint_seq,
@@ -330,18 +343,15 @@ impl Log {
         };
         let shared = Arc::new(Shared {
             engine,
-            head_file: Mutex::new(Some(head_file)),
+            head_file: Mutex::new(head_file),
             keys,
             tail: Mutex::new(tail),
             done: Condvar::new(),
         });
-        Ok((
-            Log {
-                shared,
-                keyring: Mutex::new(keyring),
-            },
-            verified,
-        ))
+        Log {
+            shared,
+            keyring: Mutex::new(keyring),
+        }
     }
 
     /// Opens the records of `engine` (opened read-only, up to any damage
@@ -367,36 +377,8 @@ impl Log {
                 }
                 Err(e) => return Err(e),
             };
-        let tail = Tail {
-            next_seq: verified.head_seq + 1,
-            head: verified.head,
-            pending: Vec::new(),
-            durable_seq: verified.head_seq,
-            durable_head: verified.head,
-            degraded: None,
-            generation: 0,
-            ended: Vec::new(),
-            read_only: true,
-            closing: false,
-            committing: false,
-            last_checkpoint_seq: verified.last_checkpoint_seq,
-            last_checkpoint_at: Instant::now(),
-        };
-        let shared = Arc::new(Shared {
-            engine,
-            head_file: Mutex::new(None),
-            keys,
-            tail: Mutex::new(tail),
-            done: Condvar::new(),
-        });
-        Ok((
-            Log {
-                shared,
-                keyring: Mutex::new(keyring),
-            },
-            verified,
-            bad,
-        ))
+        let log = Log::at_head(engine, keys, keyring, None, &verified);
+        Ok((log, verified, bad))
     }
 
     fn keyring(&self) -> MutexGuard<'_, Keyring> {
@@ -696,16 +678,14 @@ impl Log {
     }
 
     /// The newest checkpoint in the store.
+    /// Reads that one only (the engine finds it without reading the others).
     pub fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, LogError> {
-        let mut latest = None;
-        for item in self.shared.engine.checkpoints() {
-            let (seq, bytes) = item?;
-            latest = Some(
-                Checkpoint::from_bytes(&bytes)
-                    .ok_or_else(|| tampered(seq, "checkpoint is malformed"))?,
-            );
-        }
-        Ok(latest)
+        let Some((seq, bytes)) = self.shared.engine.latest_checkpoint()? else {
+            return Ok(None);
+        };
+        Checkpoint::from_bytes(&bytes)
+            .map(Some)
+            .ok_or_else(|| tampered(seq, "checkpoint is malformed"))
     }
 
     /// The engine (for snapshots).
@@ -1250,6 +1230,9 @@ mod tests {
         fn checkpoints(&self) -> Box<dyn Iterator<Item = Item> + '_> {
             self.inner.checkpoints()
         }
+        fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
+            self.inner.latest_checkpoint()
+        }
         fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<(), EngineError> {
             self.inner.put_snapshot(seq, bytes)
         }
@@ -1286,6 +1269,74 @@ mod tests {
                 .1
         };
         Arc::new(k)
+    }
+
+    /// Counts the checkpoints read through the engine.
+    struct Counting {
+        inner: SegmentEngine,
+        read: std::sync::atomic::AtomicUsize,
+    }
+
+    impl LogEngine for Counting {
+        fn append(
+            &self,
+            records: &[(u64, Vec<u8>)],
+            cp: Option<(u64, Vec<u8>)>,
+        ) -> Result<(), EngineError> {
+            self.inner.append(records, cp)
+        }
+        fn get(&self, seq: u64) -> Result<Option<Vec<u8>>, EngineError> {
+            self.inner.get(seq)
+        }
+        fn scan(&self, from: u64) -> Box<dyn Iterator<Item = Item> + '_> {
+            self.inner.scan(from)
+        }
+        fn last(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
+            self.inner.last()
+        }
+        fn checkpoints(&self) -> Box<dyn Iterator<Item = Item> + '_> {
+            Box::new(self.inner.checkpoints().inspect(|_| {
+                self.read.fetch_add(1, Ordering::SeqCst);
+            }))
+        }
+        fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
+            let latest = self.inner.latest_checkpoint()?;
+            self.read
+                .fetch_add(usize::from(latest.is_some()), Ordering::SeqCst);
+            Ok(latest)
+        }
+        fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<(), EngineError> {
+            self.inner.put_snapshot(seq, bytes)
+        }
+        fn latest_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
+            self.inner.latest_snapshot()
+        }
+        fn clear_snapshots(&self) -> Result<(), EngineError> {
+            self.inner.clear_snapshots()
+        }
+    }
+
+    #[test]
+    fn the_newest_checkpoint_is_found_without_reading_the_others() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Arc::new(Counting {
+            inner: segments(dir.path(), &keys(dir.path())),
+            read: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let (log, _) = Log::open(engine.clone(), keys(dir.path()), dir.path(), &[]).expect("open");
+        for i in 0..50u8 {
+            log.append(RecordKey::Main, &[i]).expect("durable");
+            // Covered by the commit itself or now: one checkpoint each.
+            log.checkpoint_if_uncovered().expect("signed");
+        }
+        assert_eq!(engine.inner.checkpoints().count(), 50);
+        // A running log asks for the newest (a heal, an export): one
+        // read, however many checkpoints the log holds.
+        engine.read.store(0, Ordering::SeqCst);
+        let newest = log.latest_checkpoint().expect("read").expect("one");
+        assert_eq!(newest.seq, 50);
+        assert_eq!(engine.read.load(Ordering::SeqCst), 1);
+        log.close().expect("close");
     }
 
     #[test]

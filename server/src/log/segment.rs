@@ -20,6 +20,7 @@
 //! The payload is the stored record (or checkpoint) exactly as the log
 //! seals (or signs) it: framing adds nothing the chain depends on.
 
+use std::io::{BufRead, BufReader, Read};
 use std::ops::Range;
 
 use ring::digest;
@@ -178,20 +179,81 @@ pub enum End {
 /// Reads the frames of a segment's `bytes` after its header, stopping at
 /// the first that is incomplete or wrong.
 pub fn parse_frames(bytes: &[u8]) -> (Vec<Frame>, End) {
+    let start = HEADER_LEN.min(bytes.len());
+    let mut reader = FrameReader::new(&bytes[start..], start as u64);
     let mut frames = Vec::new();
-    let mut pos = HEADER_LEN.min(bytes.len());
     loop {
-        let rest = &bytes[pos..];
-        if rest.is_empty() {
-            return (frames, End::Clean);
+        match reader.next_frame() {
+            Ok(Ok(frame)) => frames.push(frame),
+            Ok(Err(end)) => return (frames, end),
+            // Reading a slice never fails.
+            Err(_) => return (frames, End::Clean),
         }
-        let offset = pos as u64;
-        if rest.iter().all(|b| *b == 0) {
-            return (frames, End::Torn { offset });
+    }
+}
+
+/// Bytes a [`FrameReader`] reads at a time (its buffer, and the chunk a
+/// payload is checksummed in): the memory a scan needs, however long the
+/// segment or its frames.
+pub const READ_BUFFER: usize = 64 * 1024;
+
+/// Reads the frames of a segment one at a time from a stream, with a
+/// buffer of [`READ_BUFFER`] bytes: payloads are checksummed as they pass
+/// and never held. It tells a torn write from damage exactly as
+/// [`parse_frames`] does (the rules are in the module documentation).
+#[derive(Debug)]
+pub struct FrameReader<R: Read> {
+    inner: BufReader<R>,
+    pos: u64,
+    chunk: Vec<u8>,
+}
+
+impl<R: Read> FrameReader<R> {
+    /// Reads frames from `inner`, whose first byte is at `pos` in the file
+    /// (just after the segment header).
+    pub fn new(inner: R, pos: u64) -> FrameReader<R> {
+        FrameReader {
+            inner: BufReader::with_capacity(READ_BUFFER, inner),
+            pos,
+            chunk: Vec::new(),
         }
-        let Some(head) = rest.get(..FRAME_HEADER_LEN) else {
-            return (frames, End::Torn { offset });
-        };
+    }
+
+    /// Where the next frame would start.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// The next whole, valid frame, or how the frames end; an error only
+    /// if the stream cannot be read.
+    pub fn next_frame(&mut self) -> std::io::Result<Result<Frame, End>> {
+        let offset = self.pos;
+        let mut head = [0u8; FRAME_HEADER_LEN];
+        let got = self.fill(&mut head)?;
+        if got == 0 {
+            return Ok(Err(End::Clean));
+        }
+        let mut zeros = head[..got].iter().all(|b| *b == 0);
+        let verdict = self.frame_after(offset, &head, got, &mut zeros)?;
+        match verdict {
+            Ok(frame) => Ok(Ok(frame)),
+            // Zero bytes only from here to the end of the file: a file
+            // extended whose data never reached the disk.
+            Err(_) if zeros && self.rest_is_zero()? => Ok(Err(End::Torn { offset })),
+            Err(end) => Ok(Err(end)),
+        }
+    }
+
+    fn frame_after(
+        &mut self,
+        offset: u64,
+        head: &[u8; FRAME_HEADER_LEN],
+        got: usize,
+        zeros: &mut bool,
+    ) -> std::io::Result<Result<Frame, End>> {
+        if got < FRAME_HEADER_LEN {
+            return Ok(Err(End::Torn { offset }));
+        }
         let len_bytes: [u8; 4] = [head[0], head[1], head[2], head[3]];
         let len = u32::from_le_bytes(len_bytes) as usize;
         let kind = head[4];
@@ -199,54 +261,140 @@ pub fn parse_frames(bytes: &[u8]) -> (Vec<Frame>, End) {
         seq_bytes.copy_from_slice(&head[5..13]);
         let seq = u64::from_le_bytes(seq_bytes);
         let sums = &head[13..];
+        let bad = |reason| Ok(Err(End::Bad { offset, reason }));
         if header_checksum(&len_bytes, kind, &seq_bytes) != sums[..HEADER_CHECKSUM_LEN] {
-            return (
-                frames,
-                End::Bad {
-                    offset,
-                    reason: "a frame header's checksum does not match",
-                },
-            );
+            return bad("a frame header's checksum does not match");
         }
         if len > MAX_PAYLOAD {
-            return (
-                frames,
-                End::Bad {
-                    offset,
-                    reason: "a frame declares an impossible length",
-                },
-            );
+            return bad("a frame declares an impossible length");
         }
-        let Some(payload) = rest.get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + len) else {
-            return (frames, End::Torn { offset });
-        };
-        if checksum(&[&[kind], &seq_bytes, &len_bytes, payload]) != sums[HEADER_CHECKSUM_LEN..] {
-            return (
-                frames,
-                End::Bad {
-                    offset,
-                    reason: "a frame's checksum does not match",
-                },
-            );
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(&[kind]);
+        ctx.update(&seq_bytes);
+        ctx.update(&len_bytes);
+        let mut left = len;
+        self.chunk.resize(READ_BUFFER.min(len), 0);
+        while left > 0 {
+            let want = left.min(self.chunk.len());
+            let mut chunk = std::mem::take(&mut self.chunk);
+            let read = self.fill(&mut chunk[..want]);
+            if let Ok(n) = read {
+                ctx.update(&chunk[..n]);
+                *zeros &= chunk[..n].iter().all(|b| *b == 0);
+            }
+            self.chunk = chunk;
+            let n = read?;
+            left -= n;
+            if n < want {
+                return Ok(Err(End::Torn { offset }));
+            }
+        }
+        if ctx.finish().as_ref()[..CHECKSUM_LEN] != sums[HEADER_CHECKSUM_LEN..] {
+            return bad("a frame's checksum does not match");
         }
         if kind != KIND_RECORD && kind != KIND_CHECKPOINT {
-            return (
-                frames,
-                End::Bad {
-                    offset,
-                    reason: "a frame has an unknown kind",
-                },
-            );
+            return bad("a frame has an unknown kind");
         }
-        let start = pos + FRAME_HEADER_LEN;
-        frames.push(Frame {
+        let start = offset as usize + FRAME_HEADER_LEN;
+        Ok(Ok(Frame {
             kind,
             seq,
             offset,
             payload: start..start + len,
-        });
-        pos = start + len;
+        }))
     }
+
+    /// Reads into `buf` until it is full or the stream ends; the count.
+    fn fill(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut got = 0;
+        while got < buf.len() {
+            match self.inner.read(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.pos += got as u64;
+        Ok(got)
+    }
+
+    /// Whether every byte left in the stream is zero (reads them).
+    fn rest_is_zero(&mut self) -> std::io::Result<bool> {
+        loop {
+            let buf = match self.inner.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if buf.is_empty() {
+                return Ok(true);
+            }
+            if buf.iter().any(|b| *b != 0) {
+                return Ok(false);
+            }
+            let n = buf.len();
+            self.inner.consume(n);
+            self.pos += n as u64;
+        }
+    }
+}
+
+/// Reads a segment file's header; returns it (or why it does not parse)
+/// and the file's length now, up to which [`read_file_frames`] reads.
+pub fn read_file_header(
+    file: &std::fs::File,
+) -> std::io::Result<(Result<SegmentHeader, &'static str>, u64)> {
+    let len = file.metadata()?.len();
+    let mut head = [0u8; HEADER_LEN];
+    let got = FrameReader::new(file, 0).fill(&mut head[..len.min(HEADER_LEN as u64) as usize])?;
+    Ok((SegmentHeader::parse(&head[..got]), len))
+}
+
+/// Reads a segment file's frames after its header with a [`FrameReader`],
+/// up to `len` (bytes appended since are left for the next read), calling
+/// `each` for every whole, valid frame; returns how the frames end.
+/// `each` stops the read by returning an error, which is returned.
+pub fn read_file_frames(
+    file: &std::fs::File,
+    len: u64,
+    mut each: impl FnMut(&Frame) -> std::io::Result<()>,
+) -> std::io::Result<End> {
+    let mut stream = file;
+    std::io::Seek::seek(&mut stream, std::io::SeekFrom::Start(HEADER_LEN as u64))?;
+    let rest = len.saturating_sub(HEADER_LEN as u64);
+    let mut reader = FrameReader::new(Read::take(stream, rest), HEADER_LEN as u64);
+    loop {
+        match reader.next_frame()? {
+            Ok(frame) => each(&frame)?,
+            Err(end) => return Ok(end),
+        }
+    }
+}
+
+/// How the frames of the segment file at `path` end, and its length, read
+/// with a bounded buffer. A header that does not parse is treated as
+/// [`parse_frames`] treats it: the frames are read from after it.
+pub fn end_of_file(path: &std::path::Path) -> std::io::Result<(End, u64)> {
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len <= HEADER_LEN as u64 {
+        return Ok((End::Clean, len));
+    }
+    let end = read_file_frames(&file, len, |_| Ok(()))?;
+    Ok((end, len))
+}
+
+/// Whether the file holds fewer bytes than a segment header or zero
+/// bytes only (read with a bounded buffer).
+pub fn is_short_or_zero(file: &std::fs::File) -> std::io::Result<bool> {
+    let len = file.metadata()?.len();
+    if len < HEADER_LEN as u64 {
+        return Ok(true);
+    }
+    let mut stream = file;
+    std::io::Seek::seek(&mut stream, std::io::SeekFrom::Start(0))?;
+    FrameReader::new(Read::take(stream, len), 0).rest_is_zero()
 }
 
 #[cfg(test)]
@@ -350,5 +498,89 @@ mod tests {
         let mut bad = good.clone();
         bad[20] ^= 1;
         assert!(SegmentHeader::parse(&bad).is_err());
+    }
+    /// What reading the file at `path` with the bounded reader finds.
+    fn from_file(path: &std::path::Path) -> (Vec<Frame>, End) {
+        let file = std::fs::File::open(path).expect("open");
+        let (header, len) = read_file_header(&file).expect("header");
+        header.expect("valid header");
+        let mut frames = Vec::new();
+        let end = read_file_frames(&file, len, |f| {
+            frames.push(f.clone());
+            Ok(())
+        })
+        .expect("read");
+        (frames, end)
+    }
+
+    #[test]
+    fn a_file_is_read_with_a_bounded_buffer_and_judged_as_its_bytes_are() {
+        // Payloads longer than the buffer (checksummed in chunks), and
+        // tails that cross its boundaries.
+        let big = vec![0x5a; READ_BUFFER + 4097];
+        let good = segment(&[
+            (KIND_RECORD, 1, &big[..]),
+            (KIND_RECORD, 2, b"two"),
+            (KIND_CHECKPOINT, 2, &big[..READ_BUFFER]),
+            (KIND_RECORD, 3, &big[..]),
+        ]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(file_name(1));
+        let last = parse_frames(&good).0[3].offset as usize;
+        let mut cases: Vec<Vec<u8>> = vec![good.clone()];
+        // Cut inside the last payload, at and around the buffer's size.
+        for cut in [
+            last + 3,
+            last + FRAME_HEADER_LEN + READ_BUFFER,
+            good.len() - 1,
+        ] {
+            cases.push(good[..cut].to_vec());
+        }
+        // Zeros after the last frame, longer than the buffer.
+        let mut zeros = good.clone();
+        zeros.extend_from_slice(&vec![0; READ_BUFFER * 3 + 5]);
+        cases.push(zeros.clone());
+        // ... with one byte that is not zero at the very end: damage.
+        *zeros.last_mut().expect("byte") = 1;
+        cases.push(zeros);
+        // The last frame zeroed from its start on, and a flipped bit deep
+        // in its payload.
+        let mut zeroed = good.clone();
+        zeroed[last..].fill(0);
+        cases.push(zeroed);
+        let mut flipped = good.clone();
+        flipped[last + FRAME_HEADER_LEN + READ_BUFFER + 9] ^= 4;
+        cases.push(flipped);
+        for (i, bytes) in cases.iter().enumerate() {
+            std::fs::write(&path, bytes).expect("write");
+            let expected = parse_frames(bytes);
+            assert_eq!(from_file(&path), expected, "case {i}");
+            assert_eq!(
+                end_of_file(&path).expect("end"),
+                (expected.1.clone(), bytes.len() as u64),
+                "case {i}"
+            );
+        }
+        std::fs::write(&path, &good).expect("write");
+        let (frames, end) = from_file(&path);
+        assert_eq!(end, End::Clean);
+        assert_eq!(frames.len(), 4);
+        assert_eq!(&good[frames[0].payload.clone()], &big[..]);
+        assert!(matches!(parse_frames(&cases[5]).1, End::Bad { .. }));
+        assert!(matches!(parse_frames(&cases[4]).1, End::Torn { .. }));
+        assert!(matches!(parse_frames(&cases[7]).1, End::Bad { .. }));
+        // A file of zeros, or shorter than a header: nothing was written.
+        std::fs::write(&path, vec![0; READ_BUFFER + 100]).expect("write");
+        let file = std::fs::File::open(&path).expect("open");
+        assert!(read_file_header(&file).expect("read").0.is_err());
+        assert!(is_short_or_zero(&file).expect("read"));
+        std::fs::write(&path, [1, 2, 3]).expect("write");
+        let file = std::fs::File::open(&path).expect("open");
+        assert!(is_short_or_zero(&file).expect("read"));
+        let mut header_then_zeros = good[..HEADER_LEN].to_vec();
+        header_then_zeros.extend_from_slice(&[0; 10]);
+        std::fs::write(&path, header_then_zeros).expect("write");
+        let file = std::fs::File::open(&path).expect("open");
+        assert!(!is_short_or_zero(&file).expect("read"));
     }
 }

@@ -224,8 +224,13 @@ impl SegmentEngine {
             return Ok(Some(torn.clone()));
         }
         let path = self.dir.join(&torn.segment);
-        let bytes = std::fs::read(&path).map_err(io)?;
-        let tail = bytes.get(torn.offset as usize..).unwrap_or(&[]);
+        // Only the incomplete bytes are read, not the segment before them.
+        let mut tail = Vec::new();
+        let mut file = File::open(&path).map_err(io)?;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(torn.offset)).map_err(io)?;
+        std::io::Read::read_to_end(&mut file, &mut tail).map_err(io)?;
+        drop(file);
+        let tail = &tail[..];
         // Named after the last whole record before it: the bytes are what
         // was being written after that record.
         let last = self.lock().records.len() as u64;
@@ -351,16 +356,33 @@ impl SegmentEngine {
             files.dirty = false;
         }
         let index = files.segments.len() - 1;
-        let bytes = std::fs::read(self.dir.join(&name)).map_err(io)?;
+        let reading = File::open(self.dir.join(&name)).map_err(io)?;
+        let (header, on_disk) = segment::read_file_header(&reading).map_err(io)?;
         let damage = |offset: u64, reason: &str| damage_at(&files, &name, offset, reason);
-        if bytes.len() as u64 != files.open_len {
+        if on_disk != files.open_len {
             return Err(damage(
-                bytes.len().min(files.open_len as usize) as u64,
+                on_disk.min(files.open_len),
                 "after a failed write the newest segment's length is not the acknowledged one",
             ));
         }
-        SegmentHeader::parse(&bytes).map_err(|reason| damage(0, reason))?;
-        let (frames, end) = segment::parse_frames(&bytes);
+        header.map_err(|reason| damage(0, reason))?;
+        // The newest segment's records are the last ones indexed.
+        let indexed = &files.records[files.records.partition_point(|l| l.segment < index)..];
+        let mut held = 0;
+        let mut matches = true;
+        let mut last = None;
+        // Read with a bounded buffer, compared frame by frame.
+        let end = segment::read_file_frames(&reading, on_disk, |f| {
+            if f.kind == KIND_RECORD {
+                matches &= indexed.get(held).is_some_and(|l| {
+                    f.payload.start as u64 == l.offset && f.payload.len() == l.len
+                });
+                held += 1;
+                last = Some(f.clone());
+            }
+            Ok(())
+        })
+        .map_err(io)?;
         match end {
             End::Clean => {}
             End::Torn { offset } | End::Bad { offset, .. } => {
@@ -370,26 +392,21 @@ impl SegmentEngine {
                 ));
             }
         }
-        let held: Vec<&segment::Frame> = frames.iter().filter(|f| f.kind == KIND_RECORD).collect();
-        let indexed: Vec<&Loc> = files
-            .records
-            .iter()
-            .filter(|l| l.segment == index)
-            .collect();
-        let matches = held.len() == indexed.len()
-            && held
-                .iter()
-                .zip(&indexed)
-                .all(|(f, l)| f.payload.start as u64 == l.offset && f.payload.len() == l.len);
-        if !matches {
+        if !matches || held != indexed.len() {
             return Err(damage(
                 segment::HEADER_LEN as u64,
                 "after a failed write the newest segment's records are not the acknowledged ones",
             ));
         }
         let count = files.records.len() as u64;
-        match held.last() {
-            Some(f) if f.seq == count => Ok(Some((count, bytes[f.payload.clone()].to_vec()))),
+        match last {
+            Some(f) if f.seq == count => {
+                let mut bytes = vec![0u8; f.payload.len()];
+                reading
+                    .read_exact_at(&mut bytes, f.payload.start as u64)
+                    .map_err(io)?;
+                Ok(Some((count, bytes)))
+            }
             Some(f) => Err(damage(
                 f.offset,
                 "after a failed write the last record on disk is not the last acknowledged one",
@@ -497,7 +514,11 @@ fn scan(
     for (i, (first_seq, name)) in names.into_iter().enumerate() {
         let newest = i + 1 == count;
         let path = dir.join(&name);
-        let bytes = std::fs::read(&path).map_err(io)?;
+        // Read with a bounded buffer (payloads are checksummed as they
+        // pass, never held): the memory an open needs does not grow with
+        // the size of the segments.
+        let reading = File::open(&path).map_err(io)?;
+        let (header, file_len) = segment::read_file_header(&reading).map_err(io)?;
         let next = files.records.len() as u64 + 1;
         let damage = |offset: u64, reason: &str| {
             EngineError::Damaged(Damage {
@@ -507,20 +528,17 @@ fn scan(
                 reason: reason.to_owned(),
             })
         };
-        let header = match SegmentHeader::parse(&bytes) {
+        let header = match header {
             Ok(h) => h,
             // A new segment whose header never reached the disk: it
             // was synced before anything in it was acknowledged. Only if
             // nothing at all is in the file: a zeroed header with frames
             // after it is damage (those frames were acknowledged).
-            Err(_)
-                if newest
-                    && (bytes.len() < segment::HEADER_LEN || bytes.iter().all(|b| *b == 0)) =>
-            {
+            Err(_) if newest && segment::is_short_or_zero(&reading).map_err(io)? => {
                 *torn = Some(TornTail {
                     segment: name.clone(),
                     offset: 0,
-                    bytes: bytes.len() as u64,
+                    bytes: file_len,
                     saved_to: None,
                 });
                 continue;
@@ -551,42 +569,15 @@ fn scan(
             name: name.clone(),
             file,
         });
-        let (frames, end) = segment::parse_frames(&bytes);
-        for frame in frames {
-            let next = files.records.len() as u64 + 1;
-            let loc = Loc {
-                segment: index,
-                offset: frame.payload.start as u64,
-                len: frame.payload.len(),
-            };
-            let bad = |reason: &str| {
-                EngineError::Damaged(Damage {
-                    seq: next,
-                    segment: name.clone(),
-                    offset: frame.offset,
-                    reason: reason.to_owned(),
-                })
-            };
-            if frame.kind == KIND_RECORD {
-                if frame.seq != next {
-                    return Err(bad(if frame.seq > next {
-                        "a record is missing (deleted)"
-                    } else {
-                        "a record is out of order or duplicated"
-                    }));
-                }
-                files.records.push(loc);
-            } else {
-                debug_assert_eq!(frame.kind, KIND_CHECKPOINT);
-                let after_last = files.checkpoints.last().is_none_or(|(s, _)| frame.seq > *s);
-                // Whether it matches the chain is the log's to check.
-                if !after_last {
-                    return Err(bad("a checkpoint is out of order"));
-                }
-                files.checkpoints.push((frame.seq, loc));
-            }
-        }
-        let mut len = bytes.len() as u64;
+        let mut failure = None;
+        let end = segment::read_file_frames(&reading, file_len, |frame| {
+            index_frame(files, index, &name, frame).map_err(|e| {
+                failure = Some(e);
+                std::io::Error::other("stopped at damage")
+            })
+        })
+        .map_err(|e| failure.take().unwrap_or_else(|| io(e)))?;
+        let mut len = file_len;
         match end {
             End::Clean => {}
             End::Torn { offset } if newest => {
@@ -611,6 +602,49 @@ fn scan(
             }
         }
         files.open_len = len;
+    }
+    Ok(())
+}
+
+/// Adds a frame read by [`scan`] of segment `index` to the index: records
+/// must follow each other, checkpoints must come in order.
+fn index_frame(
+    files: &mut Files,
+    index: usize,
+    name: &str,
+    frame: &segment::Frame,
+) -> Result<(), EngineError> {
+    let next = files.records.len() as u64 + 1;
+    let loc = Loc {
+        segment: index,
+        offset: frame.payload.start as u64,
+        len: frame.payload.len(),
+    };
+    let bad = |reason: &str| {
+        EngineError::Damaged(Damage {
+            seq: next,
+            segment: name.to_owned(),
+            offset: frame.offset,
+            reason: reason.to_owned(),
+        })
+    };
+    if frame.kind == KIND_RECORD {
+        if frame.seq != next {
+            return Err(bad(if frame.seq > next {
+                "a record is missing (deleted)"
+            } else {
+                "a record is out of order or duplicated"
+            }));
+        }
+        files.records.push(loc);
+    } else {
+        debug_assert_eq!(frame.kind, KIND_CHECKPOINT);
+        let after_last = files.checkpoints.last().is_none_or(|(s, _)| frame.seq > *s);
+        // Whether it matches the chain is the log's to check.
+        if !after_last {
+            return Err(bad("a checkpoint is out of order"));
+        }
+        files.checkpoints.push((frame.seq, loc));
     }
     Ok(())
 }
@@ -803,14 +837,26 @@ impl LogEngine for SegmentEngine {
         self.read(&files, loc).map(|b| Some((seq, b)))
     }
 
+    /// Read one at a time, the files' lock taken for each read only (as
+    /// [`LogEngine::scan`] does): never all of them under the lock.
     fn checkpoints(&self) -> Box<dyn Iterator<Item = Item> + '_> {
+        let mut i = 0;
+        Box::new(std::iter::from_fn(move || {
+            let files = self.lock();
+            let (seq, loc) = files.checkpoints.get(i).copied()?;
+            i += 1;
+            Some(self.read(&files, loc).map(|b| (seq, b)))
+        }))
+    }
+
+    /// The newest one only: one positioned read, whatever the number of
+    /// checkpoints.
+    fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
         let files = self.lock();
-        let items: Vec<Item> = files
-            .checkpoints
-            .iter()
-            .map(|(seq, loc)| self.read(&files, *loc).map(|b| (*seq, b)))
-            .collect();
-        Box::new(items.into_iter())
+        let Some((seq, loc)) = files.checkpoints.last().copied() else {
+            return Ok(None);
+        };
+        self.read(&files, loc).map(|b| Some((seq, b)))
     }
 
     fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<(), EngineError> {

@@ -279,10 +279,10 @@ fn copy_store(data_dir: &Path, to: &Path) -> Result<(usize, u64), OpenError> {
         // of the copy (never out of the data directory).
         if let Some(newest) = names.last() {
             let path = dst_log.join(newest);
-            let bytes = std::fs::read(&path).map_err(|e| io("cannot read", &path, e))?;
-            let (_, end) = crate::log::segment::parse_frames(&bytes);
+            let (end, len) =
+                crate::log::segment::end_of_file(&path).map_err(|e| io("cannot read", &path, e))?;
             if let crate::log::segment::End::Torn { offset } = end {
-                left_out = bytes.len() as u64 - offset;
+                left_out = len - offset;
                 if offset < crate::log::segment::HEADER_LEN as u64 {
                     std::fs::remove_file(&path).map_err(|e| io("cannot cut", &path, e))?;
                     segments -= 1;

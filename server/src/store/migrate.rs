@@ -71,14 +71,83 @@ pub(super) fn temp_name(parent: &Path, what: &str) -> PathBuf {
     parent.join(format!("hotline-{what}-{}-{hex}", std::process::id()))
 }
 
+/// Where the copy of the earlier layout's `store/` is made: `tmp_dir` if
+/// given, else the directory that holds `data_dir` (the same filesystem,
+/// never the system's temporary directory, often a small tmpfs in RAM),
+/// and never inside the data directory (a verify creates nothing there).
+pub(super) fn old_copy_parent(data_dir: &Path, tmp_dir: Option<&Path>) -> PathBuf {
+    if let Some(dir) = tmp_dir {
+        return dir.to_owned();
+    }
+    let absolute = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    match absolute.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Room kept free beyond the copy's own size.
+const COPY_MARGIN: u64 = 64 << 20;
+
+/// Bytes of the files under `dir`.
+fn size_of_dir(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        total += if kind.is_dir() {
+            size_of_dir(&entry.path())?
+        } else {
+            entry.metadata()?.len()
+        };
+    }
+    Ok(total)
+}
+
+/// Refuses a copy of `need` bytes into `parent`, which has `free` bytes
+/// free, unless it leaves [`COPY_MARGIN`]: the words say how much is
+/// needed, where, and what to do.
+pub(super) fn check_room(parent: &Path, need: u64, free: Option<u64>) -> Result<(), StoreError> {
+    let mib = |b: u64| b.div_ceil(1 << 20);
+    match free {
+        Some(free) if free < need.saturating_add(COPY_MARGIN) => Err(StoreError::Io(format!(
+            "the store is in the earlier layout (store/, {} MiB), which is read through a \
+             temporary copy, and {} has only {} MiB free ({} MiB needed): free space there, \
+             or name a directory on a filesystem with room with --tmp-dir",
+            mib(need),
+            parent.display(),
+            mib(free),
+            mib(need.saturating_add(COPY_MARGIN)),
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Opens a copy of the earlier layout's sled directory in `data_dir`,
-/// under `parent` (never the original: opening may rewrite it).
+/// under `parent` (never the original: opening may rewrite it), once
+/// `parent` is known to have room for it.
 pub(super) fn open_old_copy(
     data_dir: &Path,
     parent: &Path,
 ) -> Result<(SledEngine, TempCopy), OpenError> {
-    let copy = TempCopy::of(&old_store_dir(data_dir), temp_name(parent, "old-store"))
-        .map_err(|e| StoreError::Io(format!("cannot copy the old store to migrate it: {e}")))?;
+    let old = old_store_dir(data_dir);
+    let need = size_of_dir(&old)
+        .map_err(|e| StoreError::Io(format!("cannot read {}: {e}", old.display())))?;
+    if !parent.is_dir() {
+        return Err(StoreError::Io(format!(
+            "the store is in the earlier layout (store/), which is read through a temporary \
+             copy, and {} is not a directory to put it in: name an existing one with --tmp-dir",
+            parent.display()
+        ))
+        .into());
+    }
+    check_room(parent, need, crate::files::free_bytes(parent))?;
+    let copy = TempCopy::of(&old, temp_name(parent, "old-store")).map_err(|e| {
+        StoreError::Io(format!(
+            "cannot copy the old store (store/) into {}: {e}",
+            parent.display()
+        ))
+    })?;
     // A small cache: the copy is read once, in order.
     let engine = SledEngine::open(copy.path(), 16 << 20).map_err(LogError::from_engine)?;
     Ok((engine, copy))
@@ -105,8 +174,9 @@ pub(super) fn needed(data_dir: &Path) -> bool {
 
 /// Migrates the store of the earlier layout in `data_dir` (see the module
 /// documentation), writing the new layout, syncing it and renaming it
-/// into place through `fs` ([`crate::log::fs`]). The old store is copied (into the system's temporary
-/// directory) and verified before anything in `data_dir` changes;
+/// into place through `fs` ([`crate::log::fs`]). The old store is copied
+/// (beside `data_dir`, see [`old_copy_parent`]) and verified before
+/// anything in `data_dir` changes;
 /// `take_lock` is then called to hold the data directory against another
 /// process while the new layout is written. Returns what it returned.
 pub(super) fn migrate<L>(
@@ -116,7 +186,7 @@ pub(super) fn migrate<L>(
     take_lock: impl FnOnce() -> Result<L, OpenError>,
 ) -> Result<L, OpenError> {
     info!("migrating the store from its earlier layout (store/) to segment files (log/)");
-    let (old, _copy) = open_old_copy(data_dir, &std::env::temp_dir())?;
+    let (old, _copy) = open_old_copy(data_dir, &old_copy_parent(data_dir, None))?;
     let before = crate::log::verify(&old, keys, data_dir, &[])?;
     let old_state = derived_state(&old, keys, data_dir)?;
     let lock = take_lock()?;
@@ -374,5 +444,60 @@ mod tests {
             std::fs::read(aside[0].join("seg-00000000000000000001.hlog")).expect("kept"),
             b"records"
         );
+    }
+    fn listing(dir: &Path) -> Vec<std::ffi::OsString> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_earlier_layout_is_verified_through_a_copy_beside_the_data_directory_with_room_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (data, key) = fixture(dir.path());
+        // By default beside the data directory (its filesystem), not in
+        // the system's temporary directory, and never inside it.
+        assert_eq!(old_copy_parent(&data, None), dir.path());
+        let beside = listing(dir.path());
+        let inside = listing(&data);
+        let report = super::super::verify_store(&data, &key, 4 << 20, None).expect("verifies");
+        assert!(report.old_layout);
+        assert_eq!(report.old_copy_in.as_deref(), Some(dir.path()));
+        assert_eq!(listing(dir.path()), beside, "the copy is removed");
+        assert_eq!(
+            listing(&data),
+            inside,
+            "nothing is made in the data directory"
+        );
+        // --tmp-dir: there, and removed after.
+        let tmp = dir.path().join("scratch");
+        std::fs::create_dir(&tmp).expect("mkdir");
+        let report = super::super::verify_store_in(&data, &key, 4 << 20, None, Some(&tmp))
+            .expect("verifies");
+        assert_eq!(report.old_copy_in.as_deref(), Some(tmp.as_path()));
+        assert!(listing(&tmp).is_empty(), "the copy is removed");
+        // A --tmp-dir that is not a directory is named, and nothing is made.
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"x").expect("write");
+        let err = super::super::verify_store_in(&data, &key, 4 << 20, None, Some(&file))
+            .expect_err("no directory");
+        assert!(err.to_string().contains("--tmp-dir"), "{err}");
+        assert!(err.to_string().contains("a-file"), "{err}");
+        // Too little room: refused before copying, in words.
+        let err = check_room(&tmp, 300 << 20, Some(100 << 20)).expect_err("no room");
+        let words = err.to_string();
+        for part in [
+            "300 MiB",
+            "100 MiB free",
+            "364 MiB needed",
+            "--tmp-dir",
+            "scratch",
+        ] {
+            assert!(words.contains(part), "{part}: {words}");
+        }
+        assert!(check_room(&tmp, 300 << 20, Some(1 << 30)).is_ok());
     }
 }

@@ -32,7 +32,7 @@ pub use recover::{
     CutContents, RecoverReport, RecoveryPlan, plan_recovery, recover_truncate_after_copy,
 };
 pub use snapshot::SNAPSHOT_EVERY;
-pub use verify::{VerifyReport, verify_store};
+pub use verify::{VerifyReport, verify_store, verify_store_in};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

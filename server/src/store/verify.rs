@@ -1,6 +1,6 @@
 //! `hotline-server verify`: checks a whole store without serving it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{Create, OpenError, log_dir, migrate, old_store_dir, open_keys};
 use crate::log::engine::{Damage, EngineError, LogEngine};
@@ -28,6 +28,9 @@ pub struct VerifyReport {
     /// The head line of [`Self::head`] (`Checkpoint::export`), for the
     /// operator to keep elsewhere and give back to `verify --expect-head`.
     pub head_line: Option<String>,
+    /// The directory the earlier layout's copy was made in (removed once
+    /// verified): beside the data directory, or `--tmp-dir`.
+    pub old_copy_in: Option<PathBuf>,
 }
 
 /// Damage found in the segment files, with what a read-only inspection of
@@ -66,12 +69,27 @@ fn damage_report(data_dir: &Path, keys: &StoreKeys, damage: Damage) -> LogError 
 /// Writes nothing: the segments, header, `chain.head` and keyring are only
 /// read, the snapshot cache is not opened, and no file is created in the
 /// data directory. A store of the earlier layout is verified through a
-/// copy in the system's temporary directory.
+/// copy beside the data directory (see [`verify_store_in`]).
 pub fn verify_store(
     data_dir: &Path,
     key: &KeySource,
     cache_bytes: u64,
     exported: Option<&str>,
+) -> Result<VerifyReport, OpenError> {
+    verify_store_in(data_dir, key, cache_bytes, exported, None)
+}
+
+/// [`verify_store`], with the directory where a store of the earlier
+/// layout is copied to be read (sled's recovery may write what it opens):
+/// `tmp_dir`, or by default the directory holding the data directory (its
+/// filesystem, not the system's temporary directory, often a small tmpfs
+/// in RAM). Its free space is checked first; the copy is removed after.
+pub fn verify_store_in(
+    data_dir: &Path,
+    key: &KeySource,
+    cache_bytes: u64,
+    exported: Option<&str>,
+    tmp_dir: Option<&Path>,
 ) -> Result<VerifyReport, OpenError> {
     if !data_dir.is_dir() {
         return Err(KeyError::DataDirMissing(data_dir.to_owned()).into());
@@ -111,7 +129,7 @@ pub fn verify_store(
     let mut tries = 0;
     loop {
         tries += 1;
-        match verify_once(data_dir, &keys, external) {
+        match verify_once(data_dir, &keys, external, tmp_dir) {
             Err(OpenError::Log(LogError::Tampered { .. })) if tries < ONLINE_TRIES => {
                 std::thread::sleep(std::time::Duration::from_millis(300));
             }
@@ -127,6 +145,7 @@ fn verify_once(
     data_dir: &Path,
     keys: &StoreKeys,
     external: Option<crate::log::record::Checkpoint>,
+    tmp_dir: Option<&Path>,
 ) -> Result<VerifyReport, OpenError> {
     let old_layout = !log_dir(data_dir).exists() && old_store_dir(data_dir).exists();
     // Before the segments: see `crate::log::read_head`.
@@ -135,7 +154,8 @@ fn verify_once(
     let mut torn_tail = None;
     let mut log_end = None;
     let engine: Box<dyn LogEngine> = if old_layout {
-        let (engine, copy) = migrate::open_old_copy(data_dir, &std::env::temp_dir())?;
+        let (engine, copy) =
+            migrate::open_old_copy(data_dir, &migrate::old_copy_parent(data_dir, tmp_dir))?;
         old_copy = Some(copy);
         Box::new(engine)
     } else {
@@ -212,6 +232,7 @@ fn verify_once(
         old_layout,
         head,
         head_line: head.map(|cp| cp.export(&keys.store_id())),
+        old_copy_in: old_layout.then(|| migrate::old_copy_parent(data_dir, tmp_dir)),
     })
 }
 
