@@ -154,7 +154,7 @@ impl SegmentEngine {
         let engine = SegmentEngine::new(dir, store_id, mode, files, torn, fs);
         if let Mode::Writable { .. } = mode {
             engine.reopen_newest_for_writing()?;
-            remove_probe(dir);
+            remove_probe(dir, &engine.fs);
         }
         Ok(engine)
     }
@@ -645,11 +645,16 @@ pub fn open_cache_noting(
 }
 
 /// Removes a probe file ([`PROBE_FILE`]) a process that stopped during a
-/// probe left behind.
-fn remove_probe(dir: &Path) {
+/// probe left behind, through the file operations `fs` (best effort: a
+/// leftover that cannot be removed harms nothing, the next probe empties
+/// and removes it).
+fn remove_probe(dir: &Path, fs: &Fs) {
     let path = dir.join(PROBE_FILE);
-    if std::fs::remove_file(&path).is_ok() {
-        crate::files::sync_dir(dir);
+    if !path.exists() {
+        return;
+    }
+    if fs.remove_file(&path).is_ok() {
+        let _ = fs.sync_dir(dir);
         info!("removed the free-space probe file an earlier run left behind");
     }
 }
@@ -1192,6 +1197,18 @@ mod tests {
             log.join(PROBE_FILE).exists(),
             "a read-only open changes nothing"
         );
+        drop(engine);
+        // The removal goes through the file operations: a disk that
+        // refuses it leaves the leftover, and the open still succeeds.
+        let faults = crate::log::fs::FaultFs::new();
+        faults.fail_from(crate::log::fs::Op::Remove, 1, crate::log::fs::Fault::Eio);
+        let mode = Mode::Writable {
+            max_segment_bytes: 1 << 20,
+        };
+        let engine = SegmentEngine::open_with_fs(&log, ID, mode, faults.handle())
+            .expect("opens with a leftover it cannot remove");
+        assert_eq!(faults.calls(crate::log::fs::Op::Remove), 1);
+        assert!(log.join(PROBE_FILE).exists());
         drop(engine);
         let engine = writable(&log, 1 << 20);
         assert!(
