@@ -21,8 +21,9 @@
 //! * A failed write leaves the in-memory end where it was and cuts the file
 //!   back to it at once (synced), so that bytes written but never
 //!   acknowledged are not taken as records by a later start, verify or
-//!   backup. If that cut fails too, the next append (or the heal) cuts
-//!   first; [`SegmentEngine::reread_tail`] then reads the newest segment
+//!   backup. If that cut fails too, those bytes are overwritten with zeros
+//!   in place (synced: an unfinished write, never a record), and the next
+//!   append (or the heal) cuts first; [`SegmentEngine::reread_tail`] then reads the newest segment
 //!   back from the disk and checks it ends at the acknowledged record.
 
 use std::fs::File;
@@ -761,12 +762,22 @@ impl LogEngine for SegmentEngine {
             match fs.set_len(file, base).and_then(|()| fs.sync_all(file)) {
                 Ok(()) => files.dirty = false,
                 Err(cut) => {
+                    let blanked = blank_past(fs.as_ref(), file, base, buf.len());
                     files.dirty = true;
-                    warn!(
-                        error = %cut,
-                        "a failed write could not be cut back; bytes that were never \
-                         acknowledged may remain past the last record until the log heals"
-                    );
+                    match blanked {
+                        Ok(()) => warn!(
+                            error = %cut,
+                            "a failed write could not be cut back; its bytes were overwritten \
+                             with zeros (an unfinished write, never a record) until the log heals"
+                        ),
+                        Err(blank) => warn!(
+                            error = %cut,
+                            blank_error = %blank,
+                            "a failed write could not be cut back nor overwritten; bytes that \
+                             were never acknowledged may remain past the last record until the \
+                             log heals"
+                        ),
+                    }
                 }
             }
             return Err(io(e));
@@ -888,6 +899,32 @@ impl LogEngine for SegmentEngine {
         let _ = fs.remove_file(&path);
         result.map_err(io)
     }
+}
+
+/// After a failed write whose cut-back failed too: overwrites, in place,
+/// every byte past the acknowledged end `base` with zeros and syncs them,
+/// so that the failed frames can never be read back as whole records (by
+/// a start after a crash, a verify or a backup): a newest segment that
+/// ends in zero bytes ends in an unfinished write ([`segment::End::Torn`]),
+/// never in damage. Covers the file as far as it reaches now (the cut did
+/// not change it), or, if the cut did shorten it but its sync failed, the
+/// `written` bytes of the failed write (whose old length may come back
+/// after a crash).
+fn blank_past(
+    fs: &dyn super::fs::FileOps,
+    file: &File,
+    base: u64,
+    written: usize,
+) -> std::io::Result<()> {
+    let len = file.metadata()?.len();
+    let end = if len > base {
+        len
+    } else {
+        base + written as u64
+    };
+    let zeros = vec![0u8; (end - base) as usize];
+    fs.write_at(file, &zeros, base)?;
+    fs.sync_data(file)
 }
 
 /// The probe file a degraded log writes to learn whether the disk takes
@@ -1150,6 +1187,57 @@ mod tests {
         assert!(engine.torn_tail().is_none());
         assert_eq!(engine.last().expect("last"), Some(rec(5)));
         assert_eq!(engine.get(6).expect("get"), None);
+    }
+
+    #[test]
+    fn a_failed_write_whose_cut_back_fails_is_overwritten_with_zeros_and_never_read_as_a_record() {
+        use crate::log::fs::{Fault, FaultFs, Op};
+        let mode = Mode::Writable {
+            max_segment_bytes: 1 << 20,
+        };
+        // 1: cutting the file back fails; 2: the cut shortens the file but
+        // its sync fails (the old length may come back after a crash).
+        for cut_fails in [Op::SetLen, Op::Sync] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let log = dir.path().join("log");
+            let faults = FaultFs::new();
+            let engine =
+                SegmentEngine::open_with_fs(&log, ID, mode, faults.handle()).expect("opens");
+            fill(&engine, 1, 5);
+            let seg = log.join(segment::file_name(1));
+            let acknowledged = std::fs::read(&seg).expect("read").len();
+            faults.fail_once(Op::Sync, 1, Fault::Eio);
+            // (The cut's sync is the second sync from now.)
+            let nth = if cut_fails == Op::Sync { 2 } else { 1 };
+            faults.fail_once(cut_fails, nth, Fault::Eio);
+            engine
+                .append(&[rec(6), rec(7)], Some((7, b"cp 7".to_vec())))
+                .expect_err("not acknowledged");
+            let bytes = std::fs::read(&seg).expect("read");
+            assert!(bytes.len() > acknowledged, "{cut_fails:?}: nothing to blank");
+            assert!(
+                bytes[acknowledged..].iter().all(|b| *b == 0),
+                "{cut_fails:?}: the failed frames are still in the file"
+            );
+            // A reader meanwhile, and a start after a crash, see five
+            // records and an unfinished write: never damage, never 6.
+            let ro = SegmentEngine::open(&log, ID, Mode::ReadOnly).expect("read-only open");
+            assert_eq!(ro.last().expect("last"), Some(rec(5)), "{cut_fails:?}");
+            assert_eq!(ro.get(6).expect("get"), None);
+            assert!(ro.torn_tail().is_some());
+            drop(ro);
+            // The heal cuts the zeros off, and the log goes on at 6.
+            assert_eq!(
+                engine.reread_tail().expect("reread").map(|(seq, _)| seq),
+                Some(5)
+            );
+            assert_eq!(std::fs::read(&seg).expect("read").len(), acknowledged);
+            fill(&engine, 6, 6);
+            drop(engine);
+            let engine = SegmentEngine::open(&log, ID, Mode::ReadOnly).expect("reopen");
+            assert!(engine.torn_tail().is_none());
+            assert_eq!(engine.last().expect("last"), Some(rec(6)));
+        }
     }
 
     #[test]
