@@ -301,8 +301,18 @@ impl SegmentEngine {
     ) -> Result<Option<PathBuf>, EngineError> {
         let old = self.cache().take();
         drop(old);
-        let moved = move_aside(dir)?;
-        match open_cache(dir, cache_bytes) {
+        let moved = match move_aside(dir, self.fs.as_ref()) {
+            Ok(moved) => moved,
+            Err(e) => {
+                // Left where it is: the state is kept in memory, and the
+                // next snapshot tries to open (and move) it again.
+                warn!(cache = %dir.display(), error = %e,
+                    "the damaged snapshot cache cannot be moved aside; running without one");
+                self.run_without_cache(dir, cache_bytes);
+                return Ok(None);
+            }
+        };
+        match open_cache_noting_with_fs(dir, cache_bytes, &self.fs).map(|(c, _)| c) {
             Ok(c) => self.set_cache(c),
             Err(EngineError::Locked) => return Err(EngineError::Locked),
             Err(e) => {
@@ -633,12 +643,22 @@ pub fn open_cache_noting(
     dir: &Path,
     cache_bytes: u64,
 ) -> Result<(SledCache, Option<PathBuf>), EngineError> {
+    open_cache_noting_with_fs(dir, cache_bytes, &super::fs::real())
+}
+
+/// [`open_cache_noting`], moving a damaged cache aside through `fs` (the
+/// log's file operations; sled's own I/O stays outside them).
+pub fn open_cache_noting_with_fs(
+    dir: &Path,
+    cache_bytes: u64,
+    fs: &Fs,
+) -> Result<(SledCache, Option<PathBuf>), EngineError> {
     match SledCache::open(dir, cache_bytes) {
         Ok(c) => Ok((c, None)),
         Err(EngineError::Corrupt(why)) => {
             warn!(cache = %dir.display(), error = %why,
                 "the snapshot cache is damaged; moving it aside and starting a new one");
-            let moved = move_aside(dir)?;
+            let moved = move_aside(dir, fs.as_ref())?;
             Ok((SledCache::open(dir, cache_bytes)?, moved))
         }
         Err(e) => Err(e),
@@ -669,9 +689,9 @@ fn damage_at(files: &Files, name: &str, offset: u64, reason: &str) -> EngineErro
     })
 }
 
-/// Renames `dir` to `<dir>.damaged-<unix time>`; returns the new name
-/// (`None` if there was no `dir`).
-fn move_aside(dir: &Path) -> Result<Option<PathBuf>, EngineError> {
+/// Renames `dir` to `<dir>.damaged-<unix time>` through `fs`; returns the
+/// new name (`None` if there was no `dir`).
+fn move_aside(dir: &Path, fs: &dyn super::fs::FileOps) -> Result<Option<PathBuf>, EngineError> {
     if !dir.exists() {
         return Ok(None);
     }
@@ -685,9 +705,11 @@ fn move_aside(dir: &Path) -> Result<Option<PathBuf>, EngineError> {
         target = PathBuf::from(t);
         n += 1;
     }
-    std::fs::rename(dir, &target).map_err(io)?;
-    if let Some(parent) = dir.parent() {
-        crate::files::sync_dir(parent);
+    fs.rename(dir, &target).map_err(io)?;
+    if let Some(parent) = dir.parent()
+        && let Err(e) = fs.sync_dir(parent)
+    {
+        warn!(error = %e, "the directory of the moved cache could not be synced");
     }
     warn!(moved_to = %target.display(), "the snapshot cache was moved aside");
     Ok(Some(target))
@@ -839,7 +861,7 @@ impl LogEngine for SegmentEngine {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
             if let Some((dir, cache_bytes)) = at {
-                let (c, _) = open_cache_noting(&dir, cache_bytes)?;
+                let (c, _) = open_cache_noting_with_fs(&dir, cache_bytes, &self.fs)?;
                 info!(cache = %dir.display(), "the snapshot cache opens again");
                 *cache = Some(c);
                 *self.cache_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
