@@ -370,7 +370,11 @@ fn a_crash_before_the_heal_never_keeps_a_record_whose_sync_and_cut_back_failed()
         .map(|e| e.expect("entry").path())
         .filter(|p| p.to_string_lossy().contains("torn-after-5-"))
         .collect();
-    assert_eq!(aside.len(), 1, "the unfinished write is set aside: {aside:?}");
+    assert_eq!(
+        aside.len(),
+        1,
+        "the unfinished write is set aside: {aside:?}"
+    );
     assert!(
         std::fs::read(&aside[0])
             .expect("read")

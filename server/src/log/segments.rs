@@ -1236,7 +1236,10 @@ mod tests {
                 .append(&[rec(6), rec(7)], Some((7, b"cp 7".to_vec())))
                 .expect_err("not acknowledged");
             let bytes = std::fs::read(&seg).expect("read");
-            assert!(bytes.len() > acknowledged, "{cut_fails:?}: nothing to blank");
+            assert!(
+                bytes.len() > acknowledged,
+                "{cut_fails:?}: nothing to blank"
+            );
             assert!(
                 bytes[acknowledged..].iter().all(|b| *b == 0),
                 "{cut_fails:?}: the failed frames are still in the file"

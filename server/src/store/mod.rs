@@ -26,9 +26,9 @@ mod snapshot;
 mod verify;
 
 pub use crate::files::LOCK_FILE;
-pub use backup::{BackupReport, backup, in_use, restore, running_checkpoint};
 /// [`restore`] with the final rename through the log's file operations.
 pub use backup::restore_with_fs;
+pub use backup::{BackupReport, backup, in_use, restore, running_checkpoint};
 pub use mailbox::RosterRefused;
 pub use recover::{
     CutContents, RecoverReport, RecoveryPlan, plan_recovery, recover_truncate_after_copy,
@@ -382,8 +382,7 @@ impl LogStore {
             Some(c) => Some(c),
             None => {
                 let existed = cache_dir(data_dir).exists();
-                match segments::open_cache_noting_with_fs(&cache_dir(data_dir), cache_bytes, &fs)
-                {
+                match segments::open_cache_noting_with_fs(&cache_dir(data_dir), cache_bytes, &fs) {
                     Ok((c, moved)) => {
                         cache_note = match moved {
                             Some(to) => Some(format!(
@@ -1201,7 +1200,11 @@ mod tests {
         let faults = FaultFs::new();
         faults.fail_from(Op::Rename, 1, Fault::Eio);
         let store = open_in_with_fs(dir.path(), faults.handle());
-        assert_eq!(faults.calls(Op::Rename), 1, "the move went through the seam");
+        assert_eq!(
+            faults.calls(Op::Rename),
+            1,
+            "the move went through the seam"
+        );
         assert!(aside().is_empty(), "{:?}", aside());
         assert!(cache.exists());
         assert!(
@@ -1215,5 +1218,4 @@ mod tests {
         assert_eq!(aside().len(), 1);
         assert!(store.lock().invites.contains_key(&[1; 32]));
     }
-
 }

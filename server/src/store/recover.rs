@@ -441,7 +441,13 @@ pub fn recover_truncate_after_copy(
     cache_bytes: u64,
     confirmed: &RecoveryPlan,
 ) -> Result<RecoverReport, OpenError> {
-    recover_truncate_after_copy_with_fs(data_dir, key, cache_bytes, confirmed, crate::log::fs::real())
+    recover_truncate_after_copy_with_fs(
+        data_dir,
+        key,
+        cache_bytes,
+        confirmed,
+        crate::log::fs::real(),
+    )
 }
 
 /// [`recover_truncate_after_copy`], changing the log's files and
@@ -642,9 +648,8 @@ mod tests {
 
         let faults = FaultFs::new();
         faults.fail_from(Op::Rename, 1, Fault::Eio);
-        let err =
-            recover_truncate_after_copy_with_fs(&data, &key, 1 << 20, &plan, faults.handle())
-                .expect_err("the rename fails");
+        let err = recover_truncate_after_copy_with_fs(&data, &key, 1 << 20, &plan, faults.handle())
+            .expect_err("the rename fails");
         let said = err.to_string();
         assert!(
             said.contains("cannot replace chain.head") && said.contains("nothing in the store"),
@@ -660,7 +665,10 @@ mod tests {
         assert!(!data.join(format!("{HEAD_FILE}.new")).exists());
         // The store still gives the same plan, and the recovery, tried
         // again on a disk that renames, goes through.
-        assert_eq!(plan_recovery(&data, &key).expect("plans"), Some(plan.clone()));
+        assert_eq!(
+            plan_recovery(&data, &key).expect("plans"),
+            Some(plan.clone())
+        );
         let report = recover_truncate_after_copy(&data, &key, 1 << 20, &plan).expect("recovers");
         assert_eq!(report.kept, plan.kept);
         assert_ne!(
