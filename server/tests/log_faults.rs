@@ -312,10 +312,11 @@ fn a_sync_failure_whose_cut_back_fails_too_is_cut_by_the_heal() {
         .expect_err("refused");
     assert!(err.to_string().contains("nothing was saved"), "{err}");
     // The rule that applies (docs/storage.md): the written frame of
-    // record 6 is whole, so until the next append or the heal cuts it, a
-    // reader of the files (verify, backup) takes it as record 6 although
-    // its writer was told "nothing was saved" ...
-    assert_eq!(as_on_disk(dir.path()), (6, false));
+    // record 6 could not be cut off, so it was overwritten with zeros in
+    // place: a reader of the files (verify, backup) sees 5 records and an
+    // unfinished write after them, never a record 6 whose writer was told
+    // "nothing was saved" ...
+    assert_eq!(as_on_disk(dir.path()), (5, true));
     // ... and the heal cuts it off before anything else.
     assert!(log.try_heal().expect("no damage"));
     assert_eq!(as_on_disk(dir.path()), (5, false));
@@ -337,7 +338,7 @@ fn a_sync_failure_whose_cut_back_fails_too_is_cut_by_the_heal() {
 }
 
 #[test]
-fn a_crash_before_the_heal_can_keep_a_record_whose_sync_and_cut_back_failed() {
+fn a_crash_before_the_heal_never_keeps_a_record_whose_sync_and_cut_back_failed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let faults = FaultFs::new();
     let (engine, log) = open(dir.path(), faults.handle());
@@ -357,10 +358,59 @@ fn a_crash_before_the_heal_can_keep_a_record_whose_sync_and_cut_back_failed() {
     faults.crash();
     drop(log);
     drop(engine);
-    // The rule that applies: the frame was whole in the file, so a start
-    // after the crash holds it as record 6, after every acknowledged
-    // record. Its writer was told it was not saved and retries (an SOS is
-    // then stored a second time, never lost).
+    // The frame that could not be cut off was overwritten with zeros in
+    // place: the next start finds an unfinished write after record 5 (set
+    // aside, never damage) and holds no record its writer was told was
+    // not saved.
+    let held = check_reopened(dir.path(), &out, 0);
+    assert_eq!(held.len(), 5);
+    assert_eq!(held.get(&6), None);
+    let aside: Vec<PathBuf> = std::fs::read_dir(dir.path().join("log"))
+        .expect("log dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.to_string_lossy().contains("torn-after-5-"))
+        .collect();
+    assert_eq!(
+        aside.len(),
+        1,
+        "the unfinished write is set aside: {aside:?}"
+    );
+    assert!(
+        std::fs::read(&aside[0])
+            .expect("read")
+            .iter()
+            .all(|b| *b == 0),
+        "only zeros were set aside"
+    );
+}
+
+#[test]
+fn a_crash_before_the_heal_can_keep_a_record_whose_sync_cut_back_and_overwrite_all_failed() {
+    // The residual case (docs/storage.md, "What is not promised"): when
+    // the overwrite with zeros fails as well, the frame may stay whole in
+    // the file, and a start after a crash holds it as record 6, after
+    // every acknowledged record. Its writer was told it was not saved and
+    // retries (an SOS is then stored a second time, never lost).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = FaultFs::new();
+    let (engine, log) = open(dir.path(), faults.handle());
+    let mut out = Outcome::default();
+    for i in 0..5 {
+        let p = payload(7, i);
+        let r = log.append(RecordKey::Main, &p);
+        out.record(p, r);
+    }
+    faults.fail_once(Op::Sync, 1, Fault::Eio);
+    faults.fail_once(Op::SetLen, 1, Fault::Eio);
+    // The write of the frame succeeds; the second write (the zeros) fails.
+    faults.fail_once(Op::Write, 2, Fault::Eio);
+    let p = b"told: nothing was saved".to_vec();
+    let r = log.append(RecordKey::Main, &p);
+    assert!(r.is_err());
+    out.record(p.clone(), r);
+    faults.crash();
+    drop(log);
+    drop(engine);
     let held = check_reopened(dir.path(), &out, 1);
     assert_eq!(held.get(&6), Some(&p));
 }

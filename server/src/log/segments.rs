@@ -21,8 +21,9 @@
 //! * A failed write leaves the in-memory end where it was and cuts the file
 //!   back to it at once (synced), so that bytes written but never
 //!   acknowledged are not taken as records by a later start, verify or
-//!   backup. If that cut fails too, the next append (or the heal) cuts
-//!   first; [`SegmentEngine::reread_tail`] then reads the newest segment
+//!   backup. If that cut fails too, those bytes are overwritten with zeros
+//!   in place (synced: an unfinished write, never a record), and the next
+//!   append (or the heal) cuts first; [`SegmentEngine::reread_tail`] then reads the newest segment
 //!   back from the disk and checks it ends at the acknowledged record.
 
 use std::fs::File;
@@ -154,7 +155,7 @@ impl SegmentEngine {
         let engine = SegmentEngine::new(dir, store_id, mode, files, torn, fs);
         if let Mode::Writable { .. } = mode {
             engine.reopen_newest_for_writing()?;
-            remove_probe(dir);
+            remove_probe(dir, &engine.fs);
         }
         Ok(engine)
     }
@@ -305,8 +306,18 @@ impl SegmentEngine {
     ) -> Result<Option<PathBuf>, EngineError> {
         let old = self.cache().take();
         drop(old);
-        let moved = move_aside(dir)?;
-        match open_cache(dir, cache_bytes) {
+        let moved = match move_aside(dir, self.fs.as_ref()) {
+            Ok(moved) => moved,
+            Err(e) => {
+                // Left where it is: the state is kept in memory, and the
+                // next snapshot tries to open (and move) it again.
+                warn!(cache = %dir.display(), error = %e,
+                    "the damaged snapshot cache cannot be moved aside; running without one");
+                self.run_without_cache(dir, cache_bytes);
+                return Ok(None);
+            }
+        };
+        match open_cache_noting_with_fs(dir, cache_bytes, &self.fs).map(|(c, _)| c) {
             Ok(c) => self.set_cache(c),
             Err(EngineError::Locked) => return Err(EngineError::Locked),
             Err(e) => {
@@ -666,12 +677,22 @@ pub fn open_cache_noting(
     dir: &Path,
     cache_bytes: u64,
 ) -> Result<(SledCache, Option<PathBuf>), EngineError> {
+    open_cache_noting_with_fs(dir, cache_bytes, &super::fs::real())
+}
+
+/// [`open_cache_noting`], moving a damaged cache aside through `fs` (the
+/// log's file operations; sled's own I/O stays outside them).
+pub fn open_cache_noting_with_fs(
+    dir: &Path,
+    cache_bytes: u64,
+    fs: &Fs,
+) -> Result<(SledCache, Option<PathBuf>), EngineError> {
     match SledCache::open(dir, cache_bytes) {
         Ok(c) => Ok((c, None)),
         Err(EngineError::Corrupt(why)) => {
             warn!(cache = %dir.display(), error = %why,
                 "the snapshot cache is damaged; moving it aside and starting a new one");
-            let moved = move_aside(dir)?;
+            let moved = move_aside(dir, fs.as_ref())?;
             Ok((SledCache::open(dir, cache_bytes)?, moved))
         }
         Err(e) => Err(e),
@@ -679,11 +700,16 @@ pub fn open_cache_noting(
 }
 
 /// Removes a probe file ([`PROBE_FILE`]) a process that stopped during a
-/// probe left behind.
-fn remove_probe(dir: &Path) {
+/// probe left behind, through the file operations `fs` (best effort: a
+/// leftover that cannot be removed harms nothing, the next probe empties
+/// and removes it).
+fn remove_probe(dir: &Path, fs: &Fs) {
     let path = dir.join(PROBE_FILE);
-    if std::fs::remove_file(&path).is_ok() {
-        crate::files::sync_dir(dir);
+    if !path.exists() {
+        return;
+    }
+    if fs.remove_file(&path).is_ok() {
+        let _ = fs.sync_dir(dir);
         info!("removed the free-space probe file an earlier run left behind");
     }
 }
@@ -697,9 +723,9 @@ fn damage_at(files: &Files, name: &str, offset: u64, reason: &str) -> EngineErro
     })
 }
 
-/// Renames `dir` to `<dir>.damaged-<unix time>`; returns the new name
-/// (`None` if there was no `dir`).
-fn move_aside(dir: &Path) -> Result<Option<PathBuf>, EngineError> {
+/// Renames `dir` to `<dir>.damaged-<unix time>` through `fs`; returns the
+/// new name (`None` if there was no `dir`).
+fn move_aside(dir: &Path, fs: &dyn super::fs::FileOps) -> Result<Option<PathBuf>, EngineError> {
     if !dir.exists() {
         return Ok(None);
     }
@@ -713,9 +739,11 @@ fn move_aside(dir: &Path) -> Result<Option<PathBuf>, EngineError> {
         target = PathBuf::from(t);
         n += 1;
     }
-    std::fs::rename(dir, &target).map_err(io)?;
-    if let Some(parent) = dir.parent() {
-        crate::files::sync_dir(parent);
+    fs.rename(dir, &target).map_err(io)?;
+    if let Some(parent) = dir.parent()
+        && let Err(e) = fs.sync_dir(parent)
+    {
+        warn!(error = %e, "the directory of the moved cache could not be synced");
     }
     warn!(moved_to = %target.display(), "the snapshot cache was moved aside");
     Ok(Some(target))
@@ -790,12 +818,22 @@ impl LogEngine for SegmentEngine {
             match fs.set_len(file, base).and_then(|()| fs.sync_all(file)) {
                 Ok(()) => files.dirty = false,
                 Err(cut) => {
+                    let blanked = blank_past(fs.as_ref(), file, base, buf.len());
                     files.dirty = true;
-                    warn!(
-                        error = %cut,
-                        "a failed write could not be cut back; bytes that were never \
-                         acknowledged may remain past the last record until the log heals"
-                    );
+                    match blanked {
+                        Ok(()) => warn!(
+                            error = %cut,
+                            "a failed write could not be cut back; its bytes were overwritten \
+                             with zeros (an unfinished write, never a record) until the log heals"
+                        ),
+                        Err(blank) => warn!(
+                            error = %cut,
+                            blank_error = %blank,
+                            "a failed write could not be cut back nor overwritten; bytes that \
+                             were never acknowledged may remain past the last record until the \
+                             log heals"
+                        ),
+                    }
                 }
             }
             return Err(io(e));
@@ -869,7 +907,7 @@ impl LogEngine for SegmentEngine {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
             if let Some((dir, cache_bytes)) = at {
-                let (c, _) = open_cache_noting(&dir, cache_bytes)?;
+                let (c, _) = open_cache_noting_with_fs(&dir, cache_bytes, &self.fs)?;
                 info!(cache = %dir.display(), "the snapshot cache opens again");
                 *cache = Some(c);
                 *self.cache_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -929,6 +967,32 @@ impl LogEngine for SegmentEngine {
         let _ = fs.remove_file(&path);
         result.map_err(io)
     }
+}
+
+/// After a failed write whose cut-back failed too: overwrites, in place,
+/// every byte past the acknowledged end `base` with zeros and syncs them,
+/// so that the failed frames can never be read back as whole records (by
+/// a start after a crash, a verify or a backup): a newest segment that
+/// ends in zero bytes ends in an unfinished write ([`segment::End::Torn`]),
+/// never in damage. Covers the file as far as it reaches now (the cut did
+/// not change it), or, if the cut did shorten it but its sync failed, the
+/// `written` bytes of the failed write (whose old length may come back
+/// after a crash).
+fn blank_past(
+    fs: &dyn super::fs::FileOps,
+    file: &File,
+    base: u64,
+    written: usize,
+) -> std::io::Result<()> {
+    let len = file.metadata()?.len();
+    let end = if len > base {
+        len
+    } else {
+        base + written as u64
+    };
+    let zeros = vec![0u8; (end - base) as usize];
+    fs.write_at(file, &zeros, base)?;
+    fs.sync_data(file)
 }
 
 /// The probe file a degraded log writes to learn whether the disk takes
@@ -1194,6 +1258,60 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_write_whose_cut_back_fails_is_overwritten_with_zeros_and_never_read_as_a_record() {
+        use crate::log::fs::{Fault, FaultFs, Op};
+        let mode = Mode::Writable {
+            max_segment_bytes: 1 << 20,
+        };
+        // 1: cutting the file back fails; 2: the cut shortens the file but
+        // its sync fails (the old length may come back after a crash).
+        for cut_fails in [Op::SetLen, Op::Sync] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let log = dir.path().join("log");
+            let faults = FaultFs::new();
+            let engine =
+                SegmentEngine::open_with_fs(&log, ID, mode, faults.handle()).expect("opens");
+            fill(&engine, 1, 5);
+            let seg = log.join(segment::file_name(1));
+            let acknowledged = std::fs::read(&seg).expect("read").len();
+            faults.fail_once(Op::Sync, 1, Fault::Eio);
+            // (The cut's sync is the second sync from now.)
+            let nth = if cut_fails == Op::Sync { 2 } else { 1 };
+            faults.fail_once(cut_fails, nth, Fault::Eio);
+            engine
+                .append(&[rec(6), rec(7)], Some((7, b"cp 7".to_vec())))
+                .expect_err("not acknowledged");
+            let bytes = std::fs::read(&seg).expect("read");
+            assert!(
+                bytes.len() > acknowledged,
+                "{cut_fails:?}: nothing to blank"
+            );
+            assert!(
+                bytes[acknowledged..].iter().all(|b| *b == 0),
+                "{cut_fails:?}: the failed frames are still in the file"
+            );
+            // A reader meanwhile, and a start after a crash, see five
+            // records and an unfinished write: never damage, never 6.
+            let ro = SegmentEngine::open(&log, ID, Mode::ReadOnly).expect("read-only open");
+            assert_eq!(ro.last().expect("last"), Some(rec(5)), "{cut_fails:?}");
+            assert_eq!(ro.get(6).expect("get"), None);
+            assert!(ro.torn_tail().is_some());
+            drop(ro);
+            // The heal cuts the zeros off, and the log goes on at 6.
+            assert_eq!(
+                engine.reread_tail().expect("reread").map(|(seq, _)| seq),
+                Some(5)
+            );
+            assert_eq!(std::fs::read(&seg).expect("read").len(), acknowledged);
+            fill(&engine, 6, 6);
+            drop(engine);
+            let engine = SegmentEngine::open(&log, ID, Mode::ReadOnly).expect("reopen");
+            assert!(engine.torn_tail().is_none());
+            assert_eq!(engine.last().expect("last"), Some(rec(6)));
+        }
+    }
+
+    #[test]
     fn the_heal_reads_the_tail_back_from_the_disk() {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("log");
@@ -1238,6 +1356,18 @@ mod tests {
             log.join(PROBE_FILE).exists(),
             "a read-only open changes nothing"
         );
+        drop(engine);
+        // The removal goes through the file operations: a disk that
+        // refuses it leaves the leftover, and the open still succeeds.
+        let faults = crate::log::fs::FaultFs::new();
+        faults.fail_from(crate::log::fs::Op::Remove, 1, crate::log::fs::Fault::Eio);
+        let mode = Mode::Writable {
+            max_segment_bytes: 1 << 20,
+        };
+        let engine = SegmentEngine::open_with_fs(&log, ID, mode, faults.handle())
+            .expect("opens with a leftover it cannot remove");
+        assert_eq!(faults.calls(crate::log::fs::Op::Remove), 1);
+        assert!(log.join(PROBE_FILE).exists());
         drop(engine);
         let engine = writable(&log, 1 << 20);
         assert!(

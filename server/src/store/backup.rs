@@ -111,6 +111,19 @@ pub fn backup(data_dir: &Path, key: &KeySource, to: &Path) -> Result<BackupRepor
 /// is verified, copied, and the copy verified. A server started on `to`
 /// (with the same master key) rebuilds its snapshot cache and serves.
 pub fn restore(from: &Path, key: &KeySource, to: &Path) -> Result<BackupReport, OpenError> {
+    restore_with_fs(from, key, to, crate::log::fs::real())
+}
+
+/// [`restore`], with the rename of `<to>.partial` to `to` (and the sync
+/// of their parent directory) made through `fs` (tests inject faults
+/// there). If that rename fails, `to` is not made (a later restore
+/// starts over from the backup).
+pub fn restore_with_fs(
+    from: &Path,
+    key: &KeySource,
+    to: &Path,
+    fs: crate::log::fs::Fs,
+) -> Result<BackupReport, OpenError> {
     if !from.is_dir() {
         return Err(KeyError::DataDirMissing(from.to_owned()).into());
     }
@@ -151,9 +164,11 @@ pub fn restore(from: &Path, key: &KeySource, to: &Path) -> Result<BackupReport, 
     if to.exists() {
         std::fs::remove_dir(to).map_err(|e| io("cannot replace", to, e))?;
     }
-    std::fs::rename(&partial, to).map_err(|e| io("cannot rename the restored copy to", to, e))?;
+    fs.rename(&partial, to)
+        .map_err(|e| io("cannot rename the restored copy to", to, e))?;
     let parent = parent_of(to);
-    crate::files::sync_dir_strict(&parent).map_err(|e| io("cannot sync", &parent, e))?;
+    fs.sync_dir(&parent)
+        .map_err(|e| io("cannot sync", &parent, e))?;
     Ok(BackupReport {
         dir: to.to_owned(),
         verified,

@@ -26,6 +26,8 @@ mod snapshot;
 mod verify;
 
 pub use crate::files::LOCK_FILE;
+/// [`restore`] with the final rename through the log's file operations.
+pub use backup::restore_with_fs;
 pub use backup::{BackupReport, backup, in_use, restore, running_checkpoint};
 pub use mailbox::RosterRefused;
 pub use recover::{
@@ -370,7 +372,7 @@ impl LogStore {
             .map_err(LogError::from_engine)?,
         );
         let (log, mut verified) =
-            Log::open_with_fs(engine.clone(), Arc::new(keys), data_dir, &[], fs)
+            Log::open_with_fs(engine.clone(), Arc::new(keys), data_dir, &[], fs.clone())
                 .map_err(|e| verify::with_log_end(e, engine.end(), engine.torn_tail().as_ref()))?;
         // Why the state is rebuilt from the log rather than loaded from a
         // snapshot, if the cache was lost, damaged or cannot be opened.
@@ -380,7 +382,7 @@ impl LogStore {
             Some(c) => Some(c),
             None => {
                 let existed = cache_dir(data_dir).exists();
-                match segments::open_cache_noting(&cache_dir(data_dir), cache_bytes) {
+                match segments::open_cache_noting_with_fs(&cache_dir(data_dir), cache_bytes, &fs) {
                     Ok((c, moved)) => {
                         cache_note = match moved {
                             Some(to) => Some(format!(
@@ -1168,5 +1170,52 @@ mod tests {
             store.lock().invites.contains_key(&[1; 32]),
             "the state is back"
         );
+    }
+
+    #[test]
+    fn a_damaged_cache_that_cannot_be_moved_aside_is_left_where_it_is_and_the_store_serves() {
+        use crate::log::fs::{Fault, FaultFs, Op};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        store
+            .put_invite([1; 32], &invite(Role::Officer, 100))
+            .expect("put");
+        store.close().expect("close");
+        drop(store);
+        let data = dir.path().join("data");
+        let cache = data.join("cache");
+        // A snapshot that does not decode: the cache is moved aside ...
+        let sled = crate::log::engine::SledCache::open(&cache, 1 << 20).expect("cache");
+        sled.put_snapshot(u64::MAX, b"not a snapshot").expect("put");
+        drop(sled);
+        let aside = || -> Vec<String> {
+            std::fs::read_dir(&data)
+                .expect("dir")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("cache.damaged-"))
+                .collect()
+        };
+        // ... through the log's file operations: a rename that fails
+        // leaves it where it is, and the store still opens and serves.
+        let faults = FaultFs::new();
+        faults.fail_from(Op::Rename, 1, Fault::Eio);
+        let store = open_in_with_fs(dir.path(), faults.handle());
+        assert_eq!(
+            faults.calls(Op::Rename),
+            1,
+            "the move went through the seam"
+        );
+        assert!(aside().is_empty(), "{:?}", aside());
+        assert!(cache.exists());
+        assert!(
+            store.lock().invites.contains_key(&[1; 32]),
+            "the state is back"
+        );
+        store.close().expect("close");
+        drop(store);
+        // A disk that renames again: moved aside.
+        let store = open(dir.path());
+        assert_eq!(aside().len(), 1);
+        assert!(store.lock().invites.contains_key(&[1; 32]));
     }
 }

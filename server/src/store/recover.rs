@@ -10,10 +10,14 @@
 //! that the store still gives the same plan, and copies everything from the
 //! first bad frame to the end of the log (the rest of that segment, every
 //! later segment, and `chain.head`) into `<data_dir>/recovered-<unix
-//! time>/` and syncs it; only then are the segments cut at the bad frame
-//! and `chain.head` rewritten with the newest checkpoint that remains. The
-//! store is then verified. Nothing is deleted that is not in the copy, so
-//! putting the copied files back undoes it.
+//! time>/` and syncs it; only then is `chain.head` replaced (written
+//! beside it, synced, renamed over it) with the newest checkpoint that
+//! remains, and then the segments are cut at the bad frame. The store is
+//! then verified. Nothing is deleted that is not in the copy, so putting
+//! the copied files back undoes it. The segments and `chain.head` are
+//! changed through the log's file operations ([`crate::log::fs`]): if
+//! replacing `chain.head` fails, nothing in the store has changed (the
+//! error says so) and the recovery can simply be run again.
 //!
 //! When the log's files end before a record that `chain.head` signs (the
 //! newest segment lost or cut), the records missing are gone from this
@@ -31,6 +35,7 @@ use crate::domain::alerts::AlertEvent;
 use crate::domain::checkins::CheckinEvent;
 use crate::domain::mailbox::MailEvent;
 use crate::log::engine::{EngineError, LogEngine};
+use crate::log::fs::{Fs, Open};
 use crate::log::head::{Head, HeadFile};
 use crate::log::keys::{KeySource, StoreKeys};
 use crate::log::record::Checkpoint;
@@ -436,6 +441,25 @@ pub fn recover_truncate_after_copy(
     cache_bytes: u64,
     confirmed: &RecoveryPlan,
 ) -> Result<RecoverReport, OpenError> {
+    recover_truncate_after_copy_with_fs(
+        data_dir,
+        key,
+        cache_bytes,
+        confirmed,
+        crate::log::fs::real(),
+    )
+}
+
+/// [`recover_truncate_after_copy`], changing the log's files and
+/// `chain.head` only through `fs` (tests inject faults there; the copy
+/// aside is new files in a new directory, written directly).
+pub(crate) fn recover_truncate_after_copy_with_fs(
+    data_dir: &Path,
+    key: &KeySource,
+    cache_bytes: u64,
+    confirmed: &RecoveryPlan,
+    fs: Fs,
+) -> Result<RecoverReport, OpenError> {
     let keys = open_keys(data_dir, key, Create::Never)?;
     // A server of the earlier version holds only the cache's lock.
     if super::backup::in_use(data_dir) {
@@ -460,7 +484,15 @@ pub fn recover_truncate_after_copy(
     let log = log_dir(data_dir);
     let name = &plan.segment;
     let cut = plan.offset as usize;
-    let aside = data_dir.join(format!("recovered-{}", crate::unix_now()));
+    // A new directory each time: a recovery retried (after a failure)
+    // within the same second never mixes its copy with the first one's.
+    let now = crate::unix_now();
+    let mut aside = data_dir.join(format!("recovered-{now}"));
+    let mut n = 1;
+    while aside.exists() {
+        aside = data_dir.join(format!("recovered-{now}-{n}"));
+        n += 1;
+    }
     crate::files::create_private_dir(&aside).map_err(io("cannot create the copy directory"))?;
     // 1. The copy, synced, before anything changes.
     let bytes = std::fs::read(log.join(name)).map_err(io("cannot read the segment"))?;
@@ -481,52 +513,29 @@ pub fn recover_truncate_after_copy(
     }
     crate::files::sync_dir_strict(&aside).map_err(io("cannot sync the copy"))?;
     crate::files::sync_dir_strict(data_dir).map_err(io("cannot sync the data directory"))?;
-    // 2. The cut.
+    // 2. chain.head: the newest checkpoint that remains after the cut (it
+    // is before the cut, so the log holds it either way). Written beside
+    // it, synced, then renamed over it, before anything is cut: if that
+    // fails, the store is as it was (only the copy was added); a crash
+    // leaves either the old head or the new one, never none.
+    replace_head(data_dir, &keys, plan.head_after.as_ref(), &fs)?;
+    // 3. The cut.
     for file in &plan.later_segments {
-        std::fs::remove_file(log.join(file)).map_err(io("cannot remove a copied segment"))?;
+        fs.remove_file(&log.join(file))
+            .map_err(io("cannot remove a copied segment"))?;
     }
     if cut == 0 {
-        std::fs::remove_file(log.join(name)).map_err(io("cannot remove a copied segment"))?;
+        fs.remove_file(&log.join(name))
+            .map_err(io("cannot remove a copied segment"))?;
     } else if bytes.len() > cut {
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(log.join(name))
+        let f = fs
+            .open(&log.join(name), Open::ReadWrite)
             .map_err(io("cannot open the segment"))?;
-        f.set_len(cut as u64)
+        fs.set_len(&f, cut as u64)
             .map_err(io("cannot cut the segment"))?;
-        f.sync_all().map_err(io("cannot sync the segment"))?;
+        fs.sync_all(&f).map_err(io("cannot sync the segment"))?;
     }
-    crate::files::sync_dir_strict(&log).map_err(io("cannot sync the segments"))?;
-    // 3. chain.head: the newest checkpoint that remains.
-    let engine = SegmentEngine::open(&log, keys.store_id(), Mode::ReadOnly)
-        .map_err(LogError::from_engine)?;
-    let mut newest = None;
-    for item in engine.checkpoints() {
-        let (_, b) = item.map_err(LogError::from_engine)?;
-        newest = Checkpoint::from_bytes(&b);
-    }
-    drop(engine);
-    // Written beside it, synced, then renamed over it: a crash leaves
-    // either the old head or the new one, never none.
-    let new_head = data_dir.join(format!("{HEAD_FILE}.new"));
-    if new_head.exists() {
-        std::fs::remove_file(&new_head).map_err(io("cannot replace chain.head"))?;
-    }
-    let (file, _) = HeadFile::open(
-        &new_head,
-        true,
-        &keys.checkpoint_public_key(),
-        &keys.store_id(),
-    )
-    .map_err(io("cannot write chain.head"))?;
-    if let (Some(mut file), Some(cp)) = (file, newest) {
-        file.write(&cp).map_err(io("cannot write chain.head"))?;
-    }
-    std::fs::File::open(&new_head)
-        .and_then(|f| f.sync_all())
-        .map_err(io("cannot sync chain.head"))?;
-    std::fs::rename(&new_head, &head).map_err(io("cannot replace chain.head"))?;
-    crate::files::sync_dir_strict(data_dir).map_err(io("cannot sync the data directory"))?;
+    fs.sync_dir(&log).map_err(io("cannot sync the segments"))?;
     warn!(
         first_cut = plan.first_cut,
         records_cut = plan.records_cut(),
@@ -539,6 +548,50 @@ pub fn recover_truncate_after_copy(
         copied_to: Some(aside),
         first_cut: Some(plan.first_cut),
     })
+}
+
+/// Replaces `chain.head` with one holding `newest` (empty if `None`):
+/// written to `chain.head.new`, synced, renamed over it, the directory
+/// synced, all through `fs`. On a failure the old `chain.head` is left as
+/// it was and `chain.head.new` is removed.
+fn replace_head(
+    data_dir: &Path,
+    keys: &StoreKeys,
+    newest: Option<&Checkpoint>,
+    fs: &Fs,
+) -> Result<(), OpenError> {
+    let head = data_dir.join(HEAD_FILE);
+    let new_head = data_dir.join(format!("{HEAD_FILE}.new"));
+    if new_head.exists() {
+        fs.remove_file(&new_head)
+            .map_err(io("cannot replace chain.head"))?;
+    }
+    let written = (|| {
+        let (file, _) = HeadFile::open_with_fs(
+            &new_head,
+            true,
+            &keys.checkpoint_public_key(),
+            &keys.store_id(),
+            fs.clone(),
+        )?;
+        if let (Some(mut file), Some(cp)) = (file, newest) {
+            file.write(cp)?;
+        }
+        let f = fs.open(&new_head, Open::ReadWrite)?;
+        fs.sync_all(&f)?;
+        fs.rename(&new_head, &head)
+    })();
+    if let Err(e) = written {
+        let _ = fs.remove_file(&new_head);
+        return Err(StoreError::Io(format!(
+            "cannot replace chain.head: {e}; nothing in the store was changed \
+             (the copy made first can be removed)"
+        ))
+        .into());
+    }
+    fs.sync_dir(data_dir)
+        .map_err(io("cannot sync the data directory"))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -558,6 +611,70 @@ mod tests {
         }
         out.sort();
         out
+    }
+
+    #[test]
+    fn a_failed_replace_of_chain_head_leaves_the_store_as_it_was_with_a_clear_error() {
+        use crate::domain::devices::InviteRecord;
+        use crate::log::fs::{Fault, FaultFs, Op};
+        use hotline_proto::Role;
+        let dir = tempfile::tempdir().expect("tempdir");
+        for round in 0..2u8 {
+            let store = crate::store::open_in(dir.path());
+            for i in 0..20u8 {
+                store
+                    .put_invite(
+                        [round * 20 + i; 32],
+                        &InviteRecord {
+                            role: Role::Officer,
+                            created_at: 1,
+                            expires_at: u64::MAX,
+                            used_at: None,
+                            bootstrap: None,
+                        },
+                    )
+                    .expect("append");
+            }
+            store.close().expect("close");
+        }
+        let data = dir.path().join("data");
+        let key = KeySource::File(dir.path().join("master.key"));
+        let seg = log_dir(&data).join(segment::file_name(1));
+        let len = std::fs::metadata(&seg).expect("segment").len();
+        crate::log::fs::flip_byte(&seg, len * 3 / 4, 0x10).expect("flip");
+        let plan = plan_recovery(&data, &key).expect("plans").expect("damage");
+        let log_before = files(&log_dir(&data));
+        let head_before = std::fs::read(data.join(HEAD_FILE)).expect("chain.head");
+
+        let faults = FaultFs::new();
+        faults.fail_from(Op::Rename, 1, Fault::Eio);
+        let err = recover_truncate_after_copy_with_fs(&data, &key, 1 << 20, &plan, faults.handle())
+            .expect_err("the rename fails");
+        let said = err.to_string();
+        assert!(
+            said.contains("cannot replace chain.head") && said.contains("nothing in the store"),
+            "{said}"
+        );
+        assert_eq!(faults.calls(Op::Rename), 1);
+        assert_eq!(files(&log_dir(&data)), log_before, "a segment changed");
+        assert_eq!(
+            std::fs::read(data.join(HEAD_FILE)).expect("chain.head"),
+            head_before,
+            "chain.head changed"
+        );
+        assert!(!data.join(format!("{HEAD_FILE}.new")).exists());
+        // The store still gives the same plan, and the recovery, tried
+        // again on a disk that renames, goes through.
+        assert_eq!(
+            plan_recovery(&data, &key).expect("plans"),
+            Some(plan.clone())
+        );
+        let report = recover_truncate_after_copy(&data, &key, 1 << 20, &plan).expect("recovers");
+        assert_eq!(report.kept, plan.kept);
+        assert_ne!(
+            std::fs::read(data.join(HEAD_FILE)).expect("chain.head"),
+            head_before
+        );
     }
 
     #[test]

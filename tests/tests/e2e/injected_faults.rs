@@ -166,3 +166,183 @@ async fn an_injected_full_disk_refuses_writes_keeps_reads_and_heals_without_a_re
             .expect("the store verifies");
     assert!(report.verified.records > 0);
 }
+
+/// Every file under `dir`, by path relative to it, with its bytes.
+fn files_under(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let path = e.expect("entry").path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).expect("under").to_owned();
+                out.insert(rel, std::fs::read(&path).expect("read"));
+            }
+        }
+    }
+    out
+}
+
+/// The unprivileged twin of `full_disk.rs`'s
+/// `a_server_started_on_a_full_disk_serves_reads_refuses_writes_and_heals`:
+/// the disk is "full" (every write of the log's files fails with ENOSPC
+/// from the first call) when the server starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_started_on_an_injected_full_disk_serves_reads_refuses_writes_and_heals() {
+    let mut server = TestServer::start_with(|c| c.escalation_tick_ms = 100).await;
+    let data = server.config().data_dir.clone();
+    let (admin_identity, admin) = server.enroll(Role::Admin).await;
+    let (officer_identity, officer) = server.enroll(Role::Officer).await;
+    let (_, defender) = server.enroll(Role::Defender).await;
+    let (second_identity, second) = server.enroll(Role::Defender).await;
+    officer.set_duty(true).await.expect("on duty");
+    let first = defender
+        .raise_alert_with(Priority::Immediate, None)
+        .await
+        .expect("raised while there is room");
+    drop((admin, officer, defender, second));
+    server.stop().await;
+
+    // The disk is full while the server is down (a supervisor restarts
+    // it): every write of the log's files fails, the start's included.
+    let cache_before = files_under(&data.join("cache"));
+    assert!(
+        !cache_before.is_empty(),
+        "the first run saved a snapshot cache"
+    );
+    let log_before = files_under(&data.join("log"));
+    let faults = FaultFs::new();
+    faults.fail_from(Op::Write, 1, Fault::Enospc);
+    let handle = faults.handle();
+    server
+        .restart_with(|c| c.dangerous_log_file_ops = Some(handle))
+        .await;
+    assert!(
+        faults
+            .injected()
+            .iter()
+            .any(|i| i.op == Op::Write && i.fault == Fault::Enospc),
+        "the start wrote nothing through the file operations: {:?}",
+        faults.injected()
+    );
+
+    // It serves: sign-in, status and the alert list need no write.
+    let admin = hotline_client::connection::authenticate(&server.info(), &admin_identity)
+        .await
+        .expect("an admin signs in on a full disk");
+    let officer = hotline_client::connection::authenticate(&server.info(), &officer_identity)
+        .await
+        .expect("an officer signs in on a full disk");
+    let second = hotline_client::connection::authenticate(&server.info(), &second_identity)
+        .await
+        .expect("a defender signs in on a full disk");
+    let storage = admin.status().await.expect("status").storage.expect("st");
+    let (since, reason) = storage
+        .degraded
+        .expect("the admin sees writes refused from the start");
+    assert!(since > 0);
+    assert!(reason.contains("No space left"), "{reason}");
+    let alerts = officer.alerts(true).await.expect("alerts answer");
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].id, first.id);
+    // An SOS is refused with the documented error, never acknowledged.
+    let refused = second
+        .raise_alert_with(Priority::Immediate, None)
+        .await
+        .expect_err("nothing can be saved on a full disk");
+    assert_eq!(refused.code(), Some(ErrorCode::Unavailable), "{refused}");
+    assert!(refused.is_transient(), "the device keeps it and retries");
+    assert!(
+        refused.to_string().contains("storage is full or failing")
+            && refused.to_string().contains("nothing was saved"),
+        "{refused}"
+    );
+    // Nothing was moved aside, the log's files hold what they held, and
+    // no probe file lies around.
+    let names: Vec<String> = std::fs::read_dir(&data)
+        .expect("data dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.contains("damaged")),
+        "something was moved aside: {names:?}"
+    );
+    // (sled does its own I/O, outside the seam, on a disk with room: it
+    // may add a snapshot file of its own; what it held is still there.)
+    let cache_after = files_under(&data.join("cache"));
+    for name in cache_before.keys() {
+        assert!(
+            cache_after.contains_key(name),
+            "the snapshot cache is not where it was: {} is gone",
+            name.display()
+        );
+    }
+    assert_eq!(files_under(&data.join("log")), log_before);
+
+    // Space returns: writes resume without a restart.
+    faults.lift();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while admin
+        .status()
+        .await
+        .expect("status")
+        .storage
+        .expect("st")
+        .degraded
+        .is_some()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server did not heal"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let retried = second
+        .raise_alert_with(Priority::Immediate, None)
+        .await
+        .expect("the retried SOS is accepted once space returns");
+    let ids: Vec<u64> = officer
+        .alerts(true)
+        .await
+        .expect("alerts")
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(
+        ids.contains(&first.id) && ids.contains(&retried.id),
+        "{ids:?}"
+    );
+    drop((admin, officer, second));
+
+    // After a restart on the real file system, every acknowledged write
+    // is there and the store verifies.
+    server
+        .restart_with(|c| c.dangerous_log_file_ops = None)
+        .await;
+    let officer = hotline_client::connection::authenticate(&server.info(), &officer_identity)
+        .await
+        .expect("signs in after the restart");
+    let mut after: Vec<u64> = officer
+        .alerts(true)
+        .await
+        .expect("alerts")
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    after.sort();
+    let mut want = vec![first.id, retried.id];
+    want.sort();
+    assert_eq!(after, want);
+    drop(officer);
+    server.stop().await;
+    assert!(!data.join("log").join("probe.tmp").exists());
+    let report = hotline_server::store::verify_store(&data, server.key(), 1 << 20, None)
+        .expect("the store verifies");
+    assert!(report.verified.records > 0);
+}

@@ -269,6 +269,41 @@ async fn a_restore_that_fails_midway_leaves_no_data_directory_behind() {
     hotline_server::store::verify_store(&restored, &key, 1 << 20, None).expect("verifies");
 }
 
+/// A restore whose final rename (of `<to>.partial` to `to`, through the
+/// log's file operations) fails says so and leaves no data directory
+/// where a server could be started; a later restore makes a whole one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_whose_final_rename_fails_leaves_no_data_directory_behind() {
+    use hotline_server::log::fs::{Fault, FaultFs, Op};
+    let mut server = TestServer::start().await;
+    let (_, defender) = server.enroll(Role::Defender).await;
+    defender
+        .raise_alert_with(Priority::Immediate, None)
+        .await
+        .expect("raised");
+    drop(defender);
+    server.stop().await;
+    let data = server.config().data_dir.clone();
+    let key = server.key().clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backup_dir = dir.path().join("backup");
+    hotline_server::store::backup(&data, &key, &backup_dir).expect("backup");
+    let restored = dir.path().join("restored");
+    let faults = FaultFs::new();
+    faults.fail_from(Op::Rename, 1, Fault::Eio);
+    let err = hotline_server::store::restore_with_fs(&backup_dir, &key, &restored, faults.handle())
+        .expect_err("the rename fails");
+    assert!(
+        err.to_string().contains("cannot rename the restored copy"),
+        "{err}"
+    );
+    assert_eq!(faults.calls(Op::Rename), 1);
+    assert!(!restored.exists(), "no data directory was made");
+    let report = hotline_server::store::restore(&backup_dir, &key, &restored).expect("restore");
+    assert_eq!(report.dir, restored);
+    hotline_server::store::verify_store(&restored, &key, 1 << 20, None).expect("verifies");
+}
+
 /// A backup target that reaches into the data directory through a
 /// symbolic link (or `..`) is refused like a plain path inside it.
 #[cfg(unix)]
