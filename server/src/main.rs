@@ -606,8 +606,42 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Backup { to } => {
-            let report = store::backup(&config.data_dir, &key, to)?;
+            let report = store::backup(&config.data_dir, &key, to).with_context(|| {
+                let mut partial = to.clone().into_os_string();
+                partial.push(".partial");
+                let partial = PathBuf::from(partial);
+                format!(
+                    "no backup was taken in {}{}",
+                    to.display(),
+                    if partial.exists() {
+                        String::new()
+                    } else {
+                        format!(" (its unverified copy {} was removed)", partial.display())
+                    }
+                )
+            })?;
             print_backup("backup", &report);
+            if let Some(line) = &report.head_line {
+                println!(
+                    "head line of this backup (keep it with the backup: `verify --expect-head LINE` \
+                     passes on a store restored from it):"
+                );
+                println!("{line}");
+            }
+            if let Some(reason) = &report.certificate_not_taken {
+                anyhow::bail!(
+                    "the log is backed up and verified in {}, but the TLS certificate in {} does not \
+                     match the store's record: the backup's tls/ was NOT taken (a server restored \
+                     from it makes a new certificate: every device must be re-invited). Fix it with \
+                     `hotline-server accept-new-cert` if the certificate was replaced on purpose, or \
+                     restore tls/ from an earlier backup, then back up again. {reason}",
+                    report.dir.display(),
+                    config
+                        .data_dir
+                        .join(store::certificate::CERT_FILE)
+                        .display()
+                );
+            }
             Ok(())
         }
         Command::Restore { from } => {

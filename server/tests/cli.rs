@@ -594,6 +594,67 @@ fn a_rollback_of_chain_head_and_the_log_passes_plain_verify_but_not_the_kept_hea
     }
 }
 
+/// A backup prints the head line of what it copied (kept with the
+/// backup, `verify --expect-head` passes on it and on its restore); a
+/// backup of a damaged stopped store leaves no directory that looks like
+/// a backup, and says nothing of a write racing it.
+#[test]
+fn backup_prints_its_head_line_and_a_failed_backup_leaves_nothing_that_looks_taken() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    for _ in 0..3 {
+        ok(&["invite", "--role", "officer"], &data, &key);
+    }
+    let backup = dir.path().join("bk");
+    let (out, _) = ok(
+        &["backup", "--to", backup.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    assert!(out.contains("head line of this backup"), "{out}");
+    let line = head_line(&out);
+    let (verified, _) = ok(&["verify"], &backup, &key);
+    assert_eq!(head_line(&verified), line, "the backup's own head line");
+    assert!(!dir.path().join("bk.partial").exists());
+    // Taken after the backup, the data directory's line would fail on
+    // the restore once the server wrote on: the backup's line passes.
+    ok(&["invite", "--role", "officer"], &data, &key);
+    let restored = dir.path().join("restored");
+    ok(
+        &["restore", "--from", backup.to_str().expect("utf-8")],
+        &restored,
+        &key,
+    );
+    ok(&["verify", "--expect-head", &line], &restored, &key);
+
+    // A damaged stopped store: refused at once, and nothing is left.
+    let (text, _) = ok(&["verify"], &data, &key);
+    spoil_record(&data, last_record(&text) - 1);
+    let failed = dir.path().join("bk2");
+    let out = Command::new(BIN)
+        .args(["backup", "--to", failed.to_str().expect("utf-8")])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--master-key-file")
+        .arg(&key)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("runs");
+    let (success, stdout, err) = said(&out);
+    assert!(!success, "a damaged store backed up: {stdout}");
+    assert!(err.contains("no backup was taken"), "{err}");
+    assert!(err.contains("was removed"), "{err}");
+    assert!(!err.contains("raced"), "no server runs: {err}");
+    assert!(!failed.exists(), "a complete-looking backup left");
+    assert!(!dir.path().join("bk2.partial").exists());
+}
+
 /// "(the last is record N)" in `verify`'s output.
 fn last_record(verify_stdout: &str) -> u64 {
     let at = verify_stdout
@@ -919,8 +980,32 @@ fn the_tls_certificate_is_bound_to_the_store() {
         &data,
         None,
     ));
-    assert!(!ok && !out.contains("verified"), "{out}");
-    assert!(err.contains("has changed"), "{err}");
+    // The log is still backed up and verified; the certificate problem is
+    // reported apart (exit non-zero), naming the data directory's file,
+    // and the backup holds no tls/.
+    assert!(!ok, "a certificate problem exits non-zero: {out}");
+    assert!(out.contains("verified"), "{out}");
+    for needle in [
+        "has changed",
+        "tls/ was NOT taken",
+        "accept-new-cert",
+        &cert.display().to_string(),
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    assert!(!err.contains("damaged"), "the log is intact: {err}");
+    assert!(
+        !err.contains(&backup.join("tls/cert.pem").display().to_string()),
+        "names the backup's file: {err}"
+    );
+    assert!(
+        !backup.join("tls").exists(),
+        "the swapped certificate taken"
+    );
+    let dev_key = dir.path().join("data.insecure-dev-master-key");
+    let (ok, out, err) = said(&run(&["verify"], &backup, Some(&dev_key)));
+    assert!(ok, "the backup's log verifies: {err}");
+    assert!(out.contains("store verified"), "{out}");
 
     // Put back, it serves again; a backup carries and checks it, and a
     // backup whose certificate was swapped is not restored.
@@ -939,8 +1024,6 @@ fn the_tls_certificate_is_bound_to_the_store() {
     assert!(backup.join("tls/cert.bound").exists());
     std::fs::write(backup.join("tls/cert.pem"), other.cert.pem()).expect("write");
     let restored = dir.path().join("restored");
-    // The development key, beside the data directory.
-    let dev_key = dir.path().join("data.insecure-dev-master-key");
     let (ok, _, err) = said(&run(
         &["restore", "--from", backup.to_str().expect("utf-8")],
         &restored,
