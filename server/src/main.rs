@@ -744,6 +744,9 @@ async fn serve(config: Config, key: &KeySource) -> anyhow::Result<()> {
         server.local_addr()
     );
     println!("data directory: {}", config.data_dir.display());
+    if let Some(why) = server.snapshot_ahead_of_log() {
+        println!("POSSIBLE ROLLBACK: {why}");
+    }
     if let Some(why) = server.storage_degraded() {
         println!(
             "WRITES REFUSED: the disk holding the data directory does not take writes ({why}); \

@@ -655,6 +655,88 @@ fn backup_prints_its_head_line_and_a_failed_backup_leaves_nothing_that_looks_tak
     assert!(!dir.path().join("bk2.partial").exists());
 }
 
+/// A start on a log cut back (with an older chain.head) whose snapshot
+/// cache is ahead of it: the records the server had are gone. Said loudly
+/// (an ERROR log line and a line in the banner, both record numbers), and
+/// the server still serves.
+#[test]
+fn a_snapshot_cache_ahead_of_the_log_is_reported_as_a_possible_rollback_and_the_server_serves() {
+    use hotline_server::log::segment;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    for _ in 0..4 {
+        // Each closes with a snapshot of the state at its last record.
+        ok(&["invite", "--role", "officer"], &data, &key);
+    }
+    let (text, _) = ok(&["verify"], &data, &key);
+    let had = last_record(&text);
+    // The rollback: an older checkpoint into chain.head, the log cut after it.
+    let path = data.join("log").join(segment::file_name(1));
+    let bytes = std::fs::read(&path).expect("segment");
+    let (frames, _) = segment::parse_frames(&bytes);
+    let old = frames
+        .iter()
+        .rfind(|f| f.kind == segment::KIND_CHECKPOINT && f.seq + 2 < had)
+        .expect("an older checkpoint in the log");
+    let old_seq = old.seq;
+    let payload = &bytes[old.payload.clone()];
+    std::fs::write(data.join("chain.head"), [payload, payload].concat()).expect("head");
+    std::fs::write(&path, &bytes[..old.payload.end]).expect("cut");
+
+    let mut child = ServerProcess(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .arg("--master-key-file")
+            .arg(&key)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("server starts"),
+    );
+    let stdout = child.0.stdout.take().expect("piped");
+    let mut stderr = child.0.stderr.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut banner = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server prints its banner and serves");
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+        banner.push(line);
+    }
+    let status = terminate(child);
+    assert!(status.success(), "{status}");
+    let banner = banner.join("\n");
+    let said = format!(
+        "the snapshot cache holds state up to record {had} but the log ends at record {old_seq}"
+    );
+    assert!(banner.contains("POSSIBLE ROLLBACK"), "{banner}");
+    assert!(banner.contains(&said), "{banner}");
+    assert!(banner.contains("--expect-head"), "{banner}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut err).expect("stderr");
+    assert!(err.contains("ERROR"), "{err}");
+    assert!(err.contains(&said), "{err}");
+}
+
 /// "(the last is record N)" in `verify`'s output.
 fn last_record(verify_stdout: &str) -> u64 {
     let at = verify_stdout

@@ -438,6 +438,12 @@ impl RunningServer {
             .map_err(WireError::from)
     }
 
+    /// If the store found its snapshot cache ahead of its log at start:
+    /// the warning (records this server had are gone).
+    pub fn snapshot_ahead_of_log(&self) -> Option<String> {
+        self.node.shared.store.snapshot_ahead_of_log()
+    }
+
     /// Why writes are refused (a full or failing disk), if they are.
     pub fn storage_degraded(&self) -> Option<String> {
         self.node

@@ -244,6 +244,19 @@ pub fn open_keys(
     }
 }
 
+/// The warning for a snapshot cache holding state up to record `cached`
+/// when the log ends at record `end`.
+fn snapshot_ahead_message(cached: u64, end: u64) -> String {
+    format!(
+        "the snapshot cache holds state up to record {cached} but the log ends at record {end}: \
+         records {}..{cached} that this server had are gone: a rollback of the data directory or \
+         a lost write (or a `recover` that gave them up). Check with `hotline-server verify \
+         --expect-head LINE` and your kept head lines; the cache was moved aside, the state \
+         rebuilt from the log, and the server serves",
+        end + 1
+    )
+}
+
 /// The store on the encrypted log, with its state in memory.
 pub struct LogStore {
     log: Log,
@@ -257,6 +270,9 @@ pub struct LogStore {
     /// The data directory's lock, held while the store is open for
     /// writing (`None` when served read-only).
     _lock: Option<crate::files::DataDirLock>,
+    /// Found at open: the snapshot cache held state up to record `.0`, but
+    /// the log ends at record `.1` (see [`LogStore::snapshot_ahead_of_log`]).
+    snapshot_ahead: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -449,6 +465,22 @@ impl LogStore {
         {
             verified.hashes.insert(*seq, log.hash_at(*seq)?);
         }
+        // A snapshot cache ahead of the log: the log lost records this
+        // server once had (a backup never carries the cache, so a restore
+        // never does this). Said loudly; the store still serves.
+        let snapshot_ahead = snapshot
+            .as_ref()
+            .map(|(seq, _)| *seq)
+            .filter(|seq| *seq > verified.head_seq)
+            .map(|seq| (seq, verified.head_seq));
+        if let Some((cached, end)) = snapshot_ahead {
+            tracing::error!(
+                snapshot_record = cached,
+                log_end = end,
+                "{}",
+                snapshot_ahead_message(cached, end)
+            );
+        }
         let had_snapshot = snapshot.is_some();
         let state =
             snapshot.and_then(|(seq, bytes)| Self::open_snapshot(&log, &verified, seq, &bytes));
@@ -477,6 +509,7 @@ impl LogStore {
             state_generation: AtomicU64::new(0),
             state_dirty: AtomicBool::new(false),
             _lock: Some(lock),
+            snapshot_ahead,
         };
         let started = std::time::Instant::now();
         let replayed = store.replay(from)?;
@@ -558,6 +591,7 @@ impl LogStore {
             state_generation: AtomicU64::new(0),
             state_dirty: AtomicBool::new(false),
             _lock: shared,
+            snapshot_ahead: None,
         };
         let replayed = store.replay(0)?;
         tracing::warn!(
@@ -573,6 +607,16 @@ impl LogStore {
             },
             left_out,
         ))
+    }
+
+    /// If the snapshot cache found at open held state up to a record
+    /// beyond the log's end: the operator's warning (records this server
+    /// once had are gone: a rollback of the data directory, or a lost
+    /// write). The cache was moved aside and the state rebuilt from the
+    /// log; the store serves.
+    pub fn snapshot_ahead_of_log(&self) -> Option<String> {
+        self.snapshot_ahead
+            .map(|(cached, end)| snapshot_ahead_message(cached, end))
     }
 
     fn replay(&self, from: u64) -> Result<u64, OpenError> {
