@@ -115,7 +115,9 @@ enum Command {
     /// Print the newest signed checkpoint, to keep off the server. With
     /// the server running: the newest one it signed (in `chain.head`, at
     /// most about a second behind its last acknowledged write, also when
-    /// it has gone quiet); stopped: a fresh one.
+    /// it has gone quiet); stopped: the store is verified and the newest
+    /// one in `chain.head` printed (read-only: nothing is signed or
+    /// written).
     Checkpoint,
     /// Copy the store into a new directory and verify the copy. Works
     /// while the server runs; changes nothing in the data directory.
@@ -664,15 +666,33 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
                 println!("{}", cp.1);
                 return Ok(());
             }
-            let data = DataDir::open_with(&config, &key, Create::Never)?;
-            // Closing signs a checkpoint of the current head.
-            data.store.close()?;
-            let cp = data
-                .store
-                .log()
-                .latest_checkpoint()?
-                .context("the store is empty: nothing to checkpoint yet")?;
-            println!("{}", cp.export(&data.store.log().keys().store_id()));
+            // Stopped: read-only. The store is verified (nothing is
+            // written: no checkpoint signed, no snapshot saved) and the
+            // newest signed checkpoint, chain.head's, printed.
+            let report = store::verify_store_in(
+                &config.data_dir,
+                &key,
+                config.limits.store_cache_bytes,
+                None,
+                None,
+            )?;
+            let (Some(cp), Some(line)) = (&report.head, &report.head_line) else {
+                anyhow::bail!("the store has no signed checkpoint yet: nothing to print");
+            };
+            eprintln!(
+                "the server is stopped: the store verified, and this is its newest signed \
+                 checkpoint, in chain.head (record {}, {}); nothing was written",
+                cp.seq,
+                date_time(cp.time)
+            );
+            if report.verified.head_seq > cp.seq {
+                eprintln!(
+                    "the log goes on to record {} (written after it, without a clean stop): \
+                     a start signs a checkpoint of it",
+                    report.verified.head_seq
+                );
+            }
+            println!("{line}");
             Ok(())
         }
         Command::Fingerprint => Ok(()),

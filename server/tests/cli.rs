@@ -737,6 +737,29 @@ fn a_snapshot_cache_ahead_of_the_log_is_reported_as_a_possible_rollback_and_the_
     assert!(err.contains(&said), "{err}");
 }
 
+/// `checkpoint` on a stopped store is read-only: it prints chain.head's
+/// line (the one `verify` prints) and changes no byte, the snapshot cache
+/// included; it says what it did.
+#[test]
+fn checkpoint_of_a_stopped_store_changes_nothing_and_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    ok(&["invite", "--role", "officer"], &data, &key);
+    let before = files(&data);
+    let (line, said) = ok(&["checkpoint"], &data, &key);
+    assert_eq!(files(&data), before, "checkpoint changed a byte");
+    let (verified, _) = ok(&["verify"], &data, &key);
+    assert_eq!(line.trim(), head_line(&verified));
+    assert!(said.contains("nothing was written"), "{said}");
+    assert!(!said.contains("fresh"), "{said}");
+}
+
 /// "(the last is record N)" in `verify`'s output.
 fn last_record(verify_stdout: &str) -> u64 {
     let at = verify_stdout
