@@ -608,6 +608,13 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Backup { to } => {
+            if !dir_is_empty(to) {
+                anyhow::bail!(
+                    "{} is not empty: a backup goes into a new directory; give a path that does \
+                     not exist. Nothing was changed",
+                    to.display()
+                );
+            }
             let report = store::backup(&config.data_dir, &key, to).with_context(|| {
                 let mut partial = to.clone().into_os_string();
                 partial.push(".partial");
@@ -647,6 +654,13 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Restore { from } => {
+            if !store::in_use(&config.data_dir) && !dir_is_empty(&config.data_dir) {
+                anyhow::bail!(
+                    "{} is not empty: restore makes a new data directory; give a path that does \
+                     not exist. Nothing was changed",
+                    config.data_dir.display()
+                );
+            }
             let report = store::restore(from, &key, &config.data_dir)?;
             print_backup("restored", &report);
             println!(
@@ -958,6 +972,16 @@ fn print_recovery_plan(p: &store::RecoveryPlan) {
          Putting the copied files back undoes the cut."
     );
     println!();
+}
+
+/// Whether `dir` is missing or holds nothing (a target for `backup` or
+/// `restore`).
+fn dir_is_empty(dir: &std::path::Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        // Missing, or unreadable: the command itself names why.
+        Err(_) => true,
+    }
 }
 
 fn print_backup(what: &str, r: &store::BackupReport) {

@@ -632,6 +632,21 @@ fn backup_prints_its_head_line_and_a_failed_backup_leaves_nothing_that_looks_tak
         &key,
     );
     ok(&["verify", "--expect-head", &line], &restored, &key);
+    // Onto a directory that is not empty: a usage error, said as such.
+    let out = run(
+        &["restore", "--from", backup.to_str().expect("utf-8")],
+        &restored,
+        Some(&key),
+    );
+    let (success, _, err) = said(&out);
+    assert!(!success);
+    assert!(
+        err.contains(
+            "is not empty: restore makes a new data directory; give a path that does not exist"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("storage failed"), "{err}");
 
     // A damaged stopped store: refused at once, and nothing is left.
     let (text, _) = ok(&["verify"], &data, &key);
