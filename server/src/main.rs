@@ -778,6 +778,9 @@ async fn serve(config: Config, key: &KeySource) -> anyhow::Result<()> {
         server.local_addr()
     );
     println!("data directory: {}", config.data_dir.display());
+    for note in server.start_notes() {
+        println!("{note}");
+    }
     if let Some(why) = server.snapshot_ahead_of_log() {
         println!("POSSIBLE ROLLBACK: {why}");
     }

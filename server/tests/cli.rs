@@ -775,6 +775,95 @@ fn checkpoint_of_a_stopped_store_changes_nothing_and_says_so() {
     assert!(!said.contains("fresh"), "{said}");
 }
 
+/// The upgrade drill with the binary: a data directory of the earlier
+/// layout, as an earlier version left it (0755/0644), is migrated at
+/// start; the banner (not only the log) says so and that store/ is to be
+/// removed once a backup is taken, and the modes are made owner-only.
+#[cfg(unix)]
+#[test]
+fn an_upgrade_says_so_in_the_banner_and_makes_the_old_files_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        for e in std::fs::read_dir(from).expect("read").flatten() {
+            let p = e.path();
+            let target = to.join(e.file_name());
+            if p.is_dir() {
+                copy_dir(&p, &target);
+            } else {
+                std::fs::copy(&p, &target).expect("copy");
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644))
+                    .expect("chmod");
+            }
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/store-v1"),
+        dir.path(),
+    );
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let mut child = ServerProcess(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .arg("--master-key-file")
+            .arg(&key)
+            .env("RUST_LOG", "off")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("server starts"),
+    );
+    let stdout = child.0.stdout.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut banner = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server prints its banner and serves");
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+        banner.push(line);
+    }
+    assert!(terminate(child).success());
+    let banner = banner.join("\n");
+    assert!(
+        banner.contains("migrated the store from its earlier layout"),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("is no longer used: take a backup of the new layout"),
+        "{banner}"
+    );
+    assert!(banner.contains("readable by the owner only"), "{banner}");
+    let mut stack = vec![data.clone()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).expect("meta");
+        let mode = meta.permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", p.display());
+        if meta.is_dir() {
+            stack.extend(
+                std::fs::read_dir(&p)
+                    .expect("read")
+                    .map(|e| e.expect("entry").path()),
+            );
+        }
+    }
+}
+
 /// "(the last is record N)" in `verify`'s output.
 fn last_record(verify_stdout: &str) -> u64 {
     let at = verify_stdout

@@ -273,6 +273,9 @@ pub struct LogStore {
     /// Found at open: the snapshot cache held state up to record `.0`, but
     /// the log ends at record `.1` (see [`LogStore::snapshot_ahead_of_log`]).
     snapshot_ahead: Option<(u64, u64)>,
+    /// What the operator should read at start (a migration done, the old
+    /// layout to remove): printed in the start banner.
+    start_notes: Vec<String>,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -372,11 +375,49 @@ impl LogStore {
             // A staging directory beside log/ is moved aside, never deleted.
             migrate::clear_staging(data_dir)?;
         }
+        let mut start_notes = Vec::new();
+        if cache.is_some() {
+            start_notes.push(
+                "migrated the store from its earlier layout (store/) to segment files (log/): \
+                 the same chain head and state, checked; store/ is kept untouched"
+                    .to_owned(),
+            );
+            match migrate::tighten_modes(data_dir) {
+                Ok(0) => {}
+                Ok(n) => {
+                    info!(
+                        changed = n,
+                        "made the data directory (store/ included) readable by the owner only \
+                         (0700 directories, 0600 files): an earlier version had left them open"
+                    );
+                    start_notes.push(format!(
+                        "made {n} directories and files in the data directory (store/ included) \
+                         readable by the owner only (0700/0600): an earlier version had left them \
+                         readable by others"
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        "cannot make the data directory and store/ readable by the owner only"
+                    );
+                    start_notes.push(format!(
+                        "WARNING: cannot make the data directory and store/ readable by the owner \
+                         only ({e}): run chmod -R go-rwx on them"
+                    ));
+                }
+            }
+        }
         if old_store_dir(data_dir).exists() {
             info!(
                 "the store's earlier layout (store/) was migrated to log/ and is no longer used; \
                  remove it once a backup of the new layout is taken"
             );
+            start_notes.push(format!(
+                "{} (the earlier layout) is no longer used: take a backup of the new layout \
+                 (hotline-server backup --to DIR), then remove it",
+                old_store_dir(data_dir).display()
+            ));
         }
         let engine = Arc::new(
             SegmentEngine::open_with_fs(
@@ -510,6 +551,7 @@ impl LogStore {
             state_dirty: AtomicBool::new(false),
             _lock: Some(lock),
             snapshot_ahead,
+            start_notes,
         };
         let started = std::time::Instant::now();
         let replayed = store.replay(from)?;
@@ -592,6 +634,7 @@ impl LogStore {
             state_dirty: AtomicBool::new(false),
             _lock: shared,
             snapshot_ahead: None,
+            start_notes: Vec::new(),
         };
         let replayed = store.replay(0)?;
         tracing::warn!(
@@ -617,6 +660,13 @@ impl LogStore {
     pub fn snapshot_ahead_of_log(&self) -> Option<String> {
         self.snapshot_ahead
             .map(|(cached, end)| snapshot_ahead_message(cached, end))
+    }
+
+    /// What this open did or found that the operator should read at
+    /// start (a migration and its checks, `store/` to remove once a
+    /// backup is taken, modes tightened): one line each.
+    pub fn start_notes(&self) -> &[String] {
+        &self.start_notes
     }
 
     fn replay(&self, from: u64) -> Result<u64, OpenError> {
