@@ -759,6 +759,23 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
             println!("  {invite}");
             println!();
             println!("On the new device: hotline enroll '{invite}'");
+            // The invite names where devices connect: from --public-addr,
+            // -l or the configuration file, as the server is given them.
+            let addr = config.advertised_addr(config.listen);
+            let from = if cli.public_addr.is_some() {
+                "--public-addr"
+            } else if cli.listen.is_some() {
+                "--listen"
+            } else if cli.config.is_some() {
+                "the configuration file"
+            } else {
+                "the default: no -c, -l or --public-addr given"
+            };
+            eprintln!(
+                "the invite tells devices to connect to {addr} ({from}); if the server runs \
+                 elsewhere, give invite the same -c/--config, -l/--listen or --public-addr as \
+                 the server"
+            );
             data.store.close()?;
             Ok(())
         }

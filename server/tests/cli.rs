@@ -864,6 +864,36 @@ fn an_upgrade_says_so_in_the_banner_and_makes_the_old_files_owner_only() {
     }
 }
 
+/// `invite` says which address its invite names and where it came from,
+/// so an operator whose server runs on another port notices before
+/// handing it out.
+#[test]
+fn invite_says_which_address_devices_will_connect_to() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    let (_, err) = ok(&["invite", "--role", "admin"], &data, &key);
+    assert!(
+        err.contains("connect to 127.0.0.1:4433 (the default: no -c, -l or --public-addr given)"),
+        "{err}"
+    );
+    assert!(err.contains("give invite the same"), "{err}");
+    let (_, err) = ok(
+        &["invite", "--role", "admin", "-l", "127.0.0.1:5555"],
+        &data,
+        &key,
+    );
+    assert!(
+        err.contains("connect to 127.0.0.1:5555 (--listen)"),
+        "{err}"
+    );
+}
+
 /// "(the last is record N)" in `verify`'s output.
 fn last_record(verify_stdout: &str) -> u64 {
     let at = verify_stdout
