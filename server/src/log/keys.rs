@@ -865,7 +865,7 @@ mod tests {
             }
             if matches!(right, Err(KeyError::HeaderDamaged(_))) {
                 damaged += 1;
-                let msg = right.err().expect("err").to_string();
+                let msg = right.expect_err("err").to_string();
                 assert!(msg.contains("store.header is damaged"), "{msg}");
                 assert!(msg.contains("backup"), "{msg}");
             }
