@@ -115,7 +115,9 @@ enum Command {
     /// Print the newest signed checkpoint, to keep off the server. With
     /// the server running: the newest one it signed (in `chain.head`, at
     /// most about a second behind its last acknowledged write, also when
-    /// it has gone quiet); stopped: a fresh one.
+    /// it has gone quiet); stopped: the store is verified and the newest
+    /// one in `chain.head` printed (read-only: nothing is signed or
+    /// written).
     Checkpoint,
     /// Copy the store into a new directory and verify the copy. Works
     /// while the server runs; changes nothing in the data directory.
@@ -606,11 +608,59 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Backup { to } => {
-            let report = store::backup(&config.data_dir, &key, to)?;
+            if !dir_is_empty(to) {
+                anyhow::bail!(
+                    "{} is not empty: a backup goes into a new directory; give a path that does \
+                     not exist. Nothing was changed",
+                    to.display()
+                );
+            }
+            let report = store::backup(&config.data_dir, &key, to).with_context(|| {
+                let mut partial = to.clone().into_os_string();
+                partial.push(".partial");
+                let partial = PathBuf::from(partial);
+                format!(
+                    "no backup was taken in {}{}",
+                    to.display(),
+                    if partial.exists() {
+                        String::new()
+                    } else {
+                        format!(" (its unverified copy {} was removed)", partial.display())
+                    }
+                )
+            })?;
             print_backup("backup", &report);
+            if let Some(line) = &report.head_line {
+                println!(
+                    "head line of this backup (keep it with the backup: `verify --expect-head LINE` \
+                     passes on a store restored from it):"
+                );
+                println!("{line}");
+            }
+            if let Some(reason) = &report.certificate_not_taken {
+                anyhow::bail!(
+                    "the log is backed up and verified in {}, but the TLS certificate in {} does not \
+                     match the store's record: the backup's tls/ was NOT taken (a server restored \
+                     from it makes a new certificate: every device must be re-invited). Fix it with \
+                     `hotline-server accept-new-cert` if the certificate was replaced on purpose, or \
+                     restore tls/ from an earlier backup, then back up again. {reason}",
+                    report.dir.display(),
+                    config
+                        .data_dir
+                        .join(store::certificate::CERT_FILE)
+                        .display()
+                );
+            }
             Ok(())
         }
         Command::Restore { from } => {
+            if !store::in_use(&config.data_dir) && !dir_is_empty(&config.data_dir) {
+                anyhow::bail!(
+                    "{} is not empty: restore makes a new data directory; give a path that does \
+                     not exist. Nothing was changed",
+                    config.data_dir.display()
+                );
+            }
             let report = store::restore(from, &key, &config.data_dir)?;
             print_backup("restored", &report);
             println!(
@@ -630,15 +680,33 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
                 println!("{}", cp.1);
                 return Ok(());
             }
-            let data = DataDir::open_with(&config, &key, Create::Never)?;
-            // Closing signs a checkpoint of the current head.
-            data.store.close()?;
-            let cp = data
-                .store
-                .log()
-                .latest_checkpoint()?
-                .context("the store is empty: nothing to checkpoint yet")?;
-            println!("{}", cp.export(&data.store.log().keys().store_id()));
+            // Stopped: read-only. The store is verified (nothing is
+            // written: no checkpoint signed, no snapshot saved) and the
+            // newest signed checkpoint, chain.head's, printed.
+            let report = store::verify_store_in(
+                &config.data_dir,
+                &key,
+                config.limits.store_cache_bytes,
+                None,
+                None,
+            )?;
+            let (Some(cp), Some(line)) = (&report.head, &report.head_line) else {
+                anyhow::bail!("the store has no signed checkpoint yet: nothing to print");
+            };
+            eprintln!(
+                "the server is stopped: the store verified, and this is its newest signed \
+                 checkpoint, in chain.head (record {}, {}); nothing was written",
+                cp.seq,
+                date_time(cp.time)
+            );
+            if report.verified.head_seq > cp.seq {
+                eprintln!(
+                    "the log goes on to record {} (written after it, without a clean stop): \
+                     a start signs a checkpoint of it",
+                    report.verified.head_seq
+                );
+            }
+            println!("{line}");
             Ok(())
         }
         Command::Fingerprint => Ok(()),
@@ -691,6 +759,23 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
             println!("  {invite}");
             println!();
             println!("On the new device: hotline enroll '{invite}'");
+            // The invite names where devices connect: from --public-addr,
+            // -l or the configuration file, as the server is given them.
+            let addr = config.advertised_addr(config.listen);
+            let from = if cli.public_addr.is_some() {
+                "--public-addr"
+            } else if cli.listen.is_some() {
+                "--listen"
+            } else if cli.config.is_some() {
+                "the configuration file"
+            } else {
+                "the default: no -c, -l or --public-addr given"
+            };
+            eprintln!(
+                "the invite tells devices to connect to {addr} ({from}); if the server runs \
+                 elsewhere, give invite the same -c/--config, -l/--listen or --public-addr as \
+                 the server"
+            );
             data.store.close()?;
             Ok(())
         }
@@ -710,6 +795,12 @@ async fn serve(config: Config, key: &KeySource) -> anyhow::Result<()> {
         server.local_addr()
     );
     println!("data directory: {}", config.data_dir.display());
+    for note in server.start_notes() {
+        println!("{note}");
+    }
+    if let Some(why) = server.snapshot_ahead_of_log() {
+        println!("POSSIBLE ROLLBACK: {why}");
+    }
     if let Some(why) = server.storage_degraded() {
         println!(
             "WRITES REFUSED: the disk holding the data directory does not take writes ({why}); \
@@ -901,6 +992,16 @@ fn print_recovery_plan(p: &store::RecoveryPlan) {
          Putting the copied files back undoes the cut."
     );
     println!();
+}
+
+/// Whether `dir` is missing or holds nothing (a target for `backup` or
+/// `restore`).
+fn dir_is_empty(dir: &std::path::Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        // Missing, or unreadable: the command itself names why.
+        Err(_) => true,
+    }
 }
 
 fn print_backup(what: &str, r: &store::BackupReport) {

@@ -594,6 +594,306 @@ fn a_rollback_of_chain_head_and_the_log_passes_plain_verify_but_not_the_kept_hea
     }
 }
 
+/// A backup prints the head line of what it copied (kept with the
+/// backup, `verify --expect-head` passes on it and on its restore); a
+/// backup of a damaged stopped store leaves no directory that looks like
+/// a backup, and says nothing of a write racing it.
+#[test]
+fn backup_prints_its_head_line_and_a_failed_backup_leaves_nothing_that_looks_taken() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    for _ in 0..3 {
+        ok(&["invite", "--role", "officer"], &data, &key);
+    }
+    let backup = dir.path().join("bk");
+    let (out, _) = ok(
+        &["backup", "--to", backup.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    assert!(out.contains("head line of this backup"), "{out}");
+    let line = head_line(&out);
+    let (verified, _) = ok(&["verify"], &backup, &key);
+    assert_eq!(head_line(&verified), line, "the backup's own head line");
+    assert!(!dir.path().join("bk.partial").exists());
+    // Taken after the backup, the data directory's line would fail on
+    // the restore once the server wrote on: the backup's line passes.
+    ok(&["invite", "--role", "officer"], &data, &key);
+    let restored = dir.path().join("restored");
+    ok(
+        &["restore", "--from", backup.to_str().expect("utf-8")],
+        &restored,
+        &key,
+    );
+    ok(&["verify", "--expect-head", &line], &restored, &key);
+    // Onto a directory that is not empty: a usage error, said as such.
+    let out = run(
+        &["restore", "--from", backup.to_str().expect("utf-8")],
+        &restored,
+        Some(&key),
+    );
+    let (success, _, err) = said(&out);
+    assert!(!success);
+    assert!(
+        err.contains(
+            "is not empty: restore makes a new data directory; give a path that does not exist"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("storage failed"), "{err}");
+
+    // A damaged stopped store: refused at once, and nothing is left.
+    let (text, _) = ok(&["verify"], &data, &key);
+    spoil_record(&data, last_record(&text) - 1);
+    let failed = dir.path().join("bk2");
+    let out = Command::new(BIN)
+        .args(["backup", "--to", failed.to_str().expect("utf-8")])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--master-key-file")
+        .arg(&key)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("runs");
+    let (success, stdout, err) = said(&out);
+    assert!(!success, "a damaged store backed up: {stdout}");
+    assert!(err.contains("no backup was taken"), "{err}");
+    assert!(err.contains("was removed"), "{err}");
+    assert!(!err.contains("raced"), "no server runs: {err}");
+    assert!(!failed.exists(), "a complete-looking backup left");
+    assert!(!dir.path().join("bk2.partial").exists());
+}
+
+/// A start on a log cut back (with an older chain.head) whose snapshot
+/// cache is ahead of it: the records the server had are gone. Said loudly
+/// (an ERROR log line and a line in the banner, both record numbers), and
+/// the server still serves.
+#[test]
+fn a_snapshot_cache_ahead_of_the_log_is_reported_as_a_possible_rollback_and_the_server_serves() {
+    use hotline_server::log::segment;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    for _ in 0..4 {
+        // Each closes with a snapshot of the state at its last record.
+        ok(&["invite", "--role", "officer"], &data, &key);
+    }
+    let (text, _) = ok(&["verify"], &data, &key);
+    let had = last_record(&text);
+    // The rollback: an older checkpoint into chain.head, the log cut after it.
+    let path = data.join("log").join(segment::file_name(1));
+    let bytes = std::fs::read(&path).expect("segment");
+    let (frames, _) = segment::parse_frames(&bytes);
+    let old = frames
+        .iter()
+        .rfind(|f| f.kind == segment::KIND_CHECKPOINT && f.seq + 2 < had)
+        .expect("an older checkpoint in the log");
+    let old_seq = old.seq;
+    let payload = &bytes[old.payload.clone()];
+    std::fs::write(data.join("chain.head"), [payload, payload].concat()).expect("head");
+    std::fs::write(&path, &bytes[..old.payload.end]).expect("cut");
+
+    let mut child = ServerProcess(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .arg("--master-key-file")
+            .arg(&key)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("server starts"),
+    );
+    let stdout = child.0.stdout.take().expect("piped");
+    let mut stderr = child.0.stderr.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut banner = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server prints its banner and serves");
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+        banner.push(line);
+    }
+    let status = terminate(child);
+    assert!(status.success(), "{status}");
+    let banner = banner.join("\n");
+    let said = format!(
+        "the snapshot cache holds state up to record {had} but the log ends at record {old_seq}"
+    );
+    assert!(banner.contains("POSSIBLE ROLLBACK"), "{banner}");
+    assert!(banner.contains(&said), "{banner}");
+    assert!(banner.contains("--expect-head"), "{banner}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut err).expect("stderr");
+    assert!(err.contains("ERROR"), "{err}");
+    assert!(err.contains(&said), "{err}");
+}
+
+/// `checkpoint` on a stopped store is read-only: it prints chain.head's
+/// line (the one `verify` prints) and changes no byte, the snapshot cache
+/// included; it says what it did.
+#[test]
+fn checkpoint_of_a_stopped_store_changes_nothing_and_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    ok(&["invite", "--role", "officer"], &data, &key);
+    let before = files(&data);
+    let (line, said) = ok(&["checkpoint"], &data, &key);
+    assert_eq!(files(&data), before, "checkpoint changed a byte");
+    let (verified, _) = ok(&["verify"], &data, &key);
+    assert_eq!(line.trim(), head_line(&verified));
+    assert!(said.contains("nothing was written"), "{said}");
+    assert!(!said.contains("fresh"), "{said}");
+}
+
+/// The upgrade drill with the binary: a data directory of the earlier
+/// layout, as an earlier version left it (0755/0644), is migrated at
+/// start; the banner (not only the log) says so and that store/ is to be
+/// removed once a backup is taken, and the modes are made owner-only.
+#[cfg(unix)]
+#[test]
+fn an_upgrade_says_so_in_the_banner_and_makes_the_old_files_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        for e in std::fs::read_dir(from).expect("read").flatten() {
+            let p = e.path();
+            let target = to.join(e.file_name());
+            if p.is_dir() {
+                copy_dir(&p, &target);
+            } else {
+                std::fs::copy(&p, &target).expect("copy");
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644))
+                    .expect("chmod");
+            }
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/store-v1"),
+        dir.path(),
+    );
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let mut child = ServerProcess(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .arg("--master-key-file")
+            .arg(&key)
+            .env("RUST_LOG", "off")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("server starts"),
+    );
+    let stdout = child.0.stdout.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut banner = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server prints its banner and serves");
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+        banner.push(line);
+    }
+    assert!(terminate(child).success());
+    let banner = banner.join("\n");
+    assert!(
+        banner.contains("migrated the store from its earlier layout"),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("is no longer used: take a backup of the new layout"),
+        "{banner}"
+    );
+    assert!(banner.contains("readable by the owner only"), "{banner}");
+    let mut stack = vec![data.clone()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).expect("meta");
+        let mode = meta.permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", p.display());
+        if meta.is_dir() {
+            stack.extend(
+                std::fs::read_dir(&p)
+                    .expect("read")
+                    .map(|e| e.expect("entry").path()),
+            );
+        }
+    }
+}
+
+/// `invite` says which address its invite names and where it came from,
+/// so an operator whose server runs on another port notices before
+/// handing it out.
+#[test]
+fn invite_says_which_address_devices_will_connect_to() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    let (_, err) = ok(&["invite", "--role", "admin"], &data, &key);
+    assert!(
+        err.contains("connect to 127.0.0.1:4433 (the default: no -c, -l or --public-addr given)"),
+        "{err}"
+    );
+    assert!(err.contains("give invite the same"), "{err}");
+    let (_, err) = ok(
+        &["invite", "--role", "admin", "-l", "127.0.0.1:5555"],
+        &data,
+        &key,
+    );
+    assert!(
+        err.contains("connect to 127.0.0.1:5555 (--listen)"),
+        "{err}"
+    );
+}
+
 /// "(the last is record N)" in `verify`'s output.
 fn last_record(verify_stdout: &str) -> u64 {
     let at = verify_stdout
@@ -919,8 +1219,32 @@ fn the_tls_certificate_is_bound_to_the_store() {
         &data,
         None,
     ));
-    assert!(!ok && !out.contains("verified"), "{out}");
-    assert!(err.contains("has changed"), "{err}");
+    // The log is still backed up and verified; the certificate problem is
+    // reported apart (exit non-zero), naming the data directory's file,
+    // and the backup holds no tls/.
+    assert!(!ok, "a certificate problem exits non-zero: {out}");
+    assert!(out.contains("verified"), "{out}");
+    for needle in [
+        "has changed",
+        "tls/ was NOT taken",
+        "accept-new-cert",
+        &cert.display().to_string(),
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    assert!(!err.contains("damaged"), "the log is intact: {err}");
+    assert!(
+        !err.contains(&backup.join("tls/cert.pem").display().to_string()),
+        "names the backup's file: {err}"
+    );
+    assert!(
+        !backup.join("tls").exists(),
+        "the swapped certificate taken"
+    );
+    let dev_key = dir.path().join("data.insecure-dev-master-key");
+    let (ok, out, err) = said(&run(&["verify"], &backup, Some(&dev_key)));
+    assert!(ok, "the backup's log verifies: {err}");
+    assert!(out.contains("store verified"), "{out}");
 
     // Put back, it serves again; a backup carries and checks it, and a
     // backup whose certificate was swapped is not restored.
@@ -939,8 +1263,6 @@ fn the_tls_certificate_is_bound_to_the_store() {
     assert!(backup.join("tls/cert.bound").exists());
     std::fs::write(backup.join("tls/cert.pem"), other.cert.pem()).expect("write");
     let restored = dir.path().join("restored");
-    // The development key, beside the data directory.
-    let dev_key = dir.path().join("data.insecure-dev-master-key");
     let (ok, _, err) = said(&run(
         &["restore", "--from", backup.to_str().expect("utf-8")],
         &restored,

@@ -186,3 +186,42 @@ fn a_flipped_byte_is_named_by_verify_and_serve_and_restoring_it_repairs_the_stor
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("store verified"), "{said}");
 }
+
+#[test]
+fn a_changed_byte_in_store_header_is_named_as_a_damaged_header_not_a_wrong_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("a1");
+    let key = dir.path().join("master.key");
+    let d = data.to_str().expect("utf-8");
+    let k = key.to_str().expect("utf-8");
+    let out = run(&["init", "-d", d, "--generate-key-file", k], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let header = data.join("store.header");
+    let good = std::fs::read(&header).expect("read");
+    let mut bad = good.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x01;
+    std::fs::write(&header, &bad).expect("write");
+    let before = files(&data);
+    for command in ["verify", "serve"] {
+        let out = run(&[command, "-d", d, "--master-key-file", k], dir.path());
+        assert!(!out.status.success(), "{command}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("store.header is damaged"), "{command}: {err}");
+        assert!(err.contains("from any backup"), "{command}: {err}");
+        assert!(!err.contains("wrong master key"), "{command}: {err}");
+    }
+    assert_eq!(files(&data), before, "nothing changed");
+    // Put back from a backup (the same bytes), it opens again.
+    std::fs::write(&header, &good).expect("write");
+    let out = run(&["verify", "-d", d, "--master-key-file", k], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -438,6 +438,18 @@ impl RunningServer {
             .map_err(WireError::from)
     }
 
+    /// What the store's open did or found that the operator should read
+    /// (migration, the old layout to remove): one line each.
+    pub fn start_notes(&self) -> Vec<String> {
+        self.node.shared.store.start_notes().to_vec()
+    }
+
+    /// If the store found its snapshot cache ahead of its log at start:
+    /// the warning (records this server had are gone).
+    pub fn snapshot_ahead_of_log(&self) -> Option<String> {
+        self.node.shared.store.snapshot_ahead_of_log()
+    }
+
     /// Why writes are refused (a full or failing disk), if they are.
     pub fn storage_degraded(&self) -> Option<String> {
         self.node

@@ -80,6 +80,14 @@ pub enum KeyError {
     /// The header file is damaged.
     #[error("the store header {0} is damaged or not a hotline store header")]
     BadHeader(PathBuf),
+    /// The header's check fails, but the master key is the store's (it
+    /// derives the signing key the header names): the header was altered.
+    #[error(
+        "store.header is damaged: {0} fails its check, but the master key is right (it derives \
+         the store's signing key). Restore store.header from any backup of this store (it never \
+         changes and holds no secret). Nothing was changed"
+    )]
+    HeaderDamaged(PathBuf),
     /// The data directory does not exist.
     #[error("the data directory {0} does not exist")]
     DataDirMissing(PathBuf),
@@ -487,6 +495,51 @@ fn master_key(
     }
 }
 
+/// After the header's check failed: whether the master key is
+/// nonetheless this store's, so that the header (not the key) is what
+/// changed. The key derives the store's checkpoint signing key, whose
+/// public half the header names: with the header's store id, or with the
+/// store id every segment header of `log/` carries (checksummed on its
+/// own), if the header's differs. A wrong key matches neither. Reads only.
+fn key_is_right(master: &[u8; MASTER_KEY_LEN], header: &Header, data_dir: &Path) -> bool {
+    let named = header.checkpoint_public_key();
+    if StoreKeys::derive(master, header.store_id())
+        .checkpoint_public_key()
+        .as_slice()
+        == named
+    {
+        return true;
+    }
+    let Ok(entries) = fs::read_dir(data_dir.join("log")) else {
+        return false;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name
+            .to_str()
+            .and_then(super::segment::parse_file_name)
+            .is_none()
+        {
+            continue;
+        }
+        let mut head = [0u8; super::segment::HEADER_LEN];
+        let read = fs::File::open(entry.path())
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head));
+        if read.is_err() {
+            continue;
+        }
+        if let Ok(seg) = super::segment::SegmentHeader::parse(&head)
+            && seg.store_id != header.store_id()
+        {
+            return StoreKeys::derive(master, seg.store_id)
+                .checkpoint_public_key()
+                .as_slice()
+                == named;
+        }
+    }
+    false
+}
+
 /// Opens the keys of an existing store: reads the header, derives the keys
 /// and checks them against it. Reads only; writes nothing.
 pub fn open(data_dir: &Path, source: &KeySource) -> Result<(Header, StoreKeys), KeyError> {
@@ -513,7 +566,13 @@ pub fn open(data_dir: &Path, source: &KeySource) -> Result<(Header, StoreKeys), 
     }
     let master = master_key(source, &header)?;
     let keys = StoreKeys::derive(&master, header.store_id());
-    hmac::verify(&keys.check, &signed, &mac).map_err(|_| KeyError::WrongKey)?;
+    if hmac::verify(&keys.check, &signed, &mac).is_err() {
+        return Err(if key_is_right(&master, &header, data_dir) {
+            KeyError::HeaderDamaged(path)
+        } else {
+            KeyError::WrongKey
+        });
+    }
     if keys.checkpoint_public_key().as_slice() != header.checkpoint_public_key() {
         return Err(KeyError::WrongKey);
     }
@@ -743,7 +802,10 @@ mod tests {
             assert!(
                 matches!(
                     r,
-                    Err(KeyError::WrongKey | KeyError::BadHeader(_) | KeyError::WrongKind { .. })
+                    Err(KeyError::WrongKey
+                        | KeyError::HeaderDamaged(_)
+                        | KeyError::BadHeader(_)
+                        | KeyError::WrongKind { .. })
                 ),
                 "byte {i}: {r:?}"
             );
@@ -754,6 +816,71 @@ mod tests {
             Err(KeyError::BadHeader(_))
         ));
         fs::write(&path, &good).expect("write");
+        assert!(open(dir.path(), &KeySource::File(key)).is_ok());
+    }
+
+    /// A byte changed in the header with the right key is named as a
+    /// damaged header (restore it), not as a wrong key: in its check, and
+    /// in its store id (the segments name the store); a wrong key is never
+    /// told the header is damaged.
+    #[test]
+    fn a_damaged_header_is_told_apart_from_a_wrong_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("k");
+        generate_key_file(&key).expect("key");
+        let other = dir.path().join("other");
+        generate_key_file(&other).expect("key");
+        let (header, _) =
+            create(dir.path(), &KeySource::File(key.clone()), small_kdf(), 1).expect("create");
+        let id = header.store_id();
+        fs::create_dir(dir.path().join("log")).expect("mkdir");
+        let segment = super::super::segment::SegmentHeader {
+            store_id: id,
+            first_seq: 1,
+        };
+        fs::write(
+            dir.path()
+                .join("log")
+                .join(super::super::segment::file_name(1)),
+            segment.to_bytes(),
+        )
+        .expect("segment");
+        let path = header_path(dir.path());
+        let good = fs::read(&path).expect("read");
+        let id_at = good
+            .windows(id.len())
+            .position(|w| w == id)
+            .expect("the store id in the header");
+        let mut damaged = 0;
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x04;
+            fs::write(&path, &bad).expect("write");
+            let right = open(dir.path(), &KeySource::File(key.clone()));
+            if i >= good.len() - 32 || (id_at..id_at + id.len()).contains(&i) {
+                assert!(
+                    matches!(right, Err(KeyError::HeaderDamaged(_))),
+                    "byte {i}: {right:?}"
+                );
+            }
+            if matches!(right, Err(KeyError::HeaderDamaged(_))) {
+                damaged += 1;
+                let msg = right.expect_err("err").to_string();
+                assert!(msg.contains("store.header is damaged"), "{msg}");
+                assert!(msg.contains("backup"), "{msg}");
+            }
+            let wrong = open(dir.path(), &KeySource::File(other.clone()));
+            assert!(
+                !matches!(wrong, Ok(_) | Err(KeyError::HeaderDamaged(_))),
+                "byte {i}, another key: {wrong:?}"
+            );
+        }
+        assert!(damaged >= 32 + id.len(), "{damaged}");
+        fs::write(&path, &good).expect("write");
+        assert!(matches!(
+            open(dir.path(), &KeySource::File(other)),
+            Err(KeyError::WrongKey)
+        ));
         assert!(open(dir.path(), &KeySource::File(key)).is_ok());
     }
 

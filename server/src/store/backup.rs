@@ -43,6 +43,15 @@ pub struct BackupReport {
     /// opens and matches it; it is the one the store recorded): a server
     /// restored from it serves with this pin. `None`: it holds none.
     pub certificate: Option<super::certificate::Checked>,
+    /// Set by [`backup`] when the data directory's TLS certificate does
+    /// not verify against the store (swapped, key not matching, record
+    /// altered): why. The backup then holds no `tls/`; its log is
+    /// verified all the same.
+    pub certificate_not_taken: Option<String>,
+    /// The head line (`hotline-checkpoint:1:…`) of the copy's
+    /// `chain.head`: kept with the backup, `verify --expect-head` on a
+    /// store restored from it passes. `None`: no checkpoint yet.
+    pub head_line: Option<String>,
 }
 
 /// How many times a copy is taken again when it does not verify (a write
@@ -63,6 +72,14 @@ const TLS_FILES: [&str; 3] = [
 /// Copies the store in `data_dir` into the new directory `to` (which
 /// must not exist, or be empty) and verifies the copy. Works while a
 /// server runs on `data_dir`; changes nothing there.
+///
+/// The copy is written into `<to>.partial` and renamed to `to` only once
+/// its log verified and reached the disk: a failed backup never leaves a
+/// complete-looking `to`; `<to>.partial` is removed on failure. A TLS
+/// certificate that does not match the store's record does not stop the
+/// backup of the log: the copy is made without `tls/`, and
+/// [`BackupReport::certificate_not_taken`] says why (the caller exits
+/// non-zero).
 pub fn backup(data_dir: &Path, key: &KeySource, to: &Path) -> Result<BackupReport, OpenError> {
     if !data_dir.is_dir() {
         return Err(KeyError::DataDirMissing(data_dir.to_owned()).into());
@@ -79,26 +96,99 @@ pub fn backup(data_dir: &Path, key: &KeySource, to: &Path) -> Result<BackupRepor
     if inside(data_dir, to)? {
         return Err(StoreError::Io("the backup must be outside the data directory".into()).into());
     }
-    empty_target(to)?;
+    if to.exists() {
+        let mut entries = std::fs::read_dir(to).map_err(|e| io("cannot read", to, e))?;
+        if entries.next().is_some() {
+            return Err(StoreError::Io(format!(
+                "{} is not empty: give a new directory",
+                to.display()
+            ))
+            .into());
+        }
+    }
+    let partial = partial_path(to)?;
+    // Held until the backup ends: a second backup onto the same target is
+    // refused instead of clearing or mixing into this one's copy.
+    let _copying = lock_partial(to, &partial)?;
+    if partial.exists() {
+        tracing::warn!("removing a copy left by an interrupted backup");
+        clear_dir(&partial)?;
+    }
+    let taken = backup_into(data_dir, &keys, &partial);
+    let mut report = match taken {
+        Ok(report) => report,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&partial);
+            return Err(e);
+        }
+    };
+    let renamed = (|| {
+        if to.exists() {
+            std::fs::remove_dir(to).map_err(|e| io("cannot replace", to, e))?;
+        }
+        std::fs::rename(&partial, to).map_err(|e| io("cannot rename the copy to", to, e))?;
+        let parent = parent_of(to);
+        crate::files::sync_dir_strict(&parent).map_err(|e| io("cannot sync", &parent, e))
+    })();
+    if let Err(e) = renamed {
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(e);
+    }
+    report.dir = to.to_owned();
+    Ok(report)
+}
+
+/// [`backup`]'s copy into `partial` (an empty directory), verified and
+/// made durable.
+fn backup_into(
+    data_dir: &Path,
+    keys: &crate::log::keys::StoreKeys,
+    partial: &Path,
+) -> Result<BackupReport, OpenError> {
     let mut tries = 0;
     loop {
         tries += 1;
-        clear(to)?;
-        let copied = copy_store(data_dir, to)?;
-        match check(to, &keys) {
+        clear(partial)?;
+        let copied = copy_store(data_dir, partial)?;
+        match check(partial, keys) {
             Ok((verified, checkpoint)) => {
-                let certificate = check_certificate(to, &keys)?;
-                sync_tree(to)?;
+                let (certificate, certificate_not_taken) =
+                    match super::certificate::check(partial, keys) {
+                        Ok(c) => (c, None),
+                        Err(in_copy) => {
+                            // Named by the data directory's files (what the
+                            // operator fixes), unless they changed since.
+                            let reason = match super::certificate::check(data_dir, keys) {
+                                Err(e) => e.to_string(),
+                                Ok(_) => in_copy.to_string(),
+                            };
+                            let tls = partial.join("tls");
+                            if tls.exists() {
+                                std::fs::remove_dir_all(&tls)
+                                    .map_err(|e| io("cannot remove", &tls, e))?;
+                            }
+                            (None, Some(reason))
+                        }
+                    };
+                sync_tree(partial)?;
+                let head_line = match crate::log::read_head(keys, partial)? {
+                    crate::log::head::Head::Checkpoint(cp) => Some(cp.export(&keys.store_id())),
+                    _ => None,
+                };
                 return Ok(BackupReport {
-                    dir: to.to_owned(),
+                    dir: partial.to_owned(),
                     verified,
                     segments: copied.0,
                     checkpoint,
                     left_out_bytes: copied.1,
                     certificate,
+                    certificate_not_taken,
+                    head_line,
                 });
             }
-            Err(e @ LogError::Tampered { .. }) if tries < TRIES => {
+            // Only a running server's write can race the copy: a stopped
+            // store's finding is reported at once.
+            Err(e @ LogError::Tampered { .. }) if tries < TRIES && in_use(data_dir) => {
                 tracing::info!(error = %e, "the copy raced a write; copying again");
                 std::thread::sleep(std::time::Duration::from_millis(300));
             }
@@ -176,6 +266,11 @@ pub fn restore_with_fs(
         checkpoint,
         left_out_bytes: copied.1,
         certificate,
+        certificate_not_taken: None,
+        head_line: match crate::log::read_head(&keys, to)? {
+            crate::log::head::Head::Checkpoint(cp) => Some(cp.export(&keys.store_id())),
+            _ => None,
+        },
     })
 }
 

@@ -316,6 +316,45 @@ fn same_chain(before: &Verified, after: &Verified) -> Result<(), OpenError> {
     Ok(())
 }
 
+/// Takes away group and other permissions from everything in the data
+/// directory, the earlier layout's `store/` included (an earlier version
+/// wrote 0755/0644): directories become 0700, files 0600, as every file
+/// this version makes; symbolic links are not followed. Called once a
+/// migration is done. Returns how many
+/// modes it changed; never changes a file's bytes.
+pub(super) fn tighten_modes(data_dir: &Path) -> std::io::Result<usize> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fn tighten(path: &Path, changed: &mut usize) -> std::io::Result<()> {
+            let meta = std::fs::symlink_metadata(path)?;
+            if meta.file_type().is_symlink() {
+                return Ok(());
+            }
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                let private = if meta.is_dir() { 0o700 } else { 0o600 };
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(private))?;
+                *changed += 1;
+            }
+            if meta.is_dir() {
+                for entry in std::fs::read_dir(path)? {
+                    tighten(&entry?.path(), changed)?;
+                }
+            }
+            Ok(())
+        }
+        let mut changed = 0;
+        tighten(data_dir, &mut changed)?;
+        Ok(changed)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = data_dir;
+        Ok(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{Create, LogStore, open_keys};

@@ -244,6 +244,19 @@ pub fn open_keys(
     }
 }
 
+/// The warning for a snapshot cache holding state up to record `cached`
+/// when the log ends at record `end`.
+fn snapshot_ahead_message(cached: u64, end: u64) -> String {
+    format!(
+        "the snapshot cache holds state up to record {cached} but the log ends at record {end}: \
+         records {}..{cached} that this server had are gone: a rollback of the data directory or \
+         a lost write (or a `recover` that gave them up). Check with `hotline-server verify \
+         --expect-head LINE` and your kept head lines; the cache was moved aside, the state \
+         rebuilt from the log, and the server serves",
+        end + 1
+    )
+}
+
 /// The store on the encrypted log, with its state in memory.
 pub struct LogStore {
     log: Log,
@@ -257,6 +270,12 @@ pub struct LogStore {
     /// The data directory's lock, held while the store is open for
     /// writing (`None` when served read-only).
     _lock: Option<crate::files::DataDirLock>,
+    /// Found at open: the snapshot cache held state up to record `.0`, but
+    /// the log ends at record `.1` (see [`LogStore::snapshot_ahead_of_log`]).
+    snapshot_ahead: Option<(u64, u64)>,
+    /// What the operator should read at start (a migration done, the old
+    /// layout to remove): printed in the start banner.
+    start_notes: Vec<String>,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -356,11 +375,49 @@ impl LogStore {
             // A staging directory beside log/ is moved aside, never deleted.
             migrate::clear_staging(data_dir)?;
         }
+        let mut start_notes = Vec::new();
+        if cache.is_some() {
+            start_notes.push(
+                "migrated the store from its earlier layout (store/) to segment files (log/): \
+                 the same chain head and state, checked; store/ is kept untouched"
+                    .to_owned(),
+            );
+            match migrate::tighten_modes(data_dir) {
+                Ok(0) => {}
+                Ok(n) => {
+                    info!(
+                        changed = n,
+                        "made the data directory (store/ included) readable by the owner only \
+                         (0700 directories, 0600 files): an earlier version had left them open"
+                    );
+                    start_notes.push(format!(
+                        "made {n} directories and files in the data directory (store/ included) \
+                         readable by the owner only (0700/0600): an earlier version had left them \
+                         readable by others"
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        "cannot make the data directory and store/ readable by the owner only"
+                    );
+                    start_notes.push(format!(
+                        "WARNING: cannot make the data directory and store/ readable by the owner \
+                         only ({e}): run chmod -R go-rwx on them"
+                    ));
+                }
+            }
+        }
         if old_store_dir(data_dir).exists() {
             info!(
                 "the store's earlier layout (store/) was migrated to log/ and is no longer used; \
                  remove it once a backup of the new layout is taken"
             );
+            start_notes.push(format!(
+                "{} (the earlier layout) is no longer used: take a backup of the new layout \
+                 (hotline-server backup --to DIR), then remove it",
+                old_store_dir(data_dir).display()
+            ));
         }
         let engine = Arc::new(
             SegmentEngine::open_with_fs(
@@ -449,6 +506,22 @@ impl LogStore {
         {
             verified.hashes.insert(*seq, log.hash_at(*seq)?);
         }
+        // A snapshot cache ahead of the log: the log lost records this
+        // server once had (a backup never carries the cache, so a restore
+        // never does this). Said loudly; the store still serves.
+        let snapshot_ahead = snapshot
+            .as_ref()
+            .map(|(seq, _)| *seq)
+            .filter(|seq| *seq > verified.head_seq)
+            .map(|seq| (seq, verified.head_seq));
+        if let Some((cached, end)) = snapshot_ahead {
+            tracing::error!(
+                snapshot_record = cached,
+                log_end = end,
+                "{}",
+                snapshot_ahead_message(cached, end)
+            );
+        }
         let had_snapshot = snapshot.is_some();
         let state =
             snapshot.and_then(|(seq, bytes)| Self::open_snapshot(&log, &verified, seq, &bytes));
@@ -477,6 +550,8 @@ impl LogStore {
             state_generation: AtomicU64::new(0),
             state_dirty: AtomicBool::new(false),
             _lock: Some(lock),
+            snapshot_ahead,
+            start_notes,
         };
         let started = std::time::Instant::now();
         let replayed = store.replay(from)?;
@@ -558,6 +633,8 @@ impl LogStore {
             state_generation: AtomicU64::new(0),
             state_dirty: AtomicBool::new(false),
             _lock: shared,
+            snapshot_ahead: None,
+            start_notes: Vec::new(),
         };
         let replayed = store.replay(0)?;
         tracing::warn!(
@@ -573,6 +650,23 @@ impl LogStore {
             },
             left_out,
         ))
+    }
+
+    /// If the snapshot cache found at open held state up to a record
+    /// beyond the log's end: the operator's warning (records this server
+    /// once had are gone: a rollback of the data directory, or a lost
+    /// write). The cache was moved aside and the state rebuilt from the
+    /// log; the store serves.
+    pub fn snapshot_ahead_of_log(&self) -> Option<String> {
+        self.snapshot_ahead
+            .map(|(cached, end)| snapshot_ahead_message(cached, end))
+    }
+
+    /// What this open did or found that the operator should read at
+    /// start (a migration and its checks, `store/` to remove once a
+    /// backup is taken, modes tightened): one line each.
+    pub fn start_notes(&self) -> &[String] {
+        &self.start_notes
     }
 
     fn replay(&self, from: u64) -> Result<u64, OpenError> {
