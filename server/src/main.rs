@@ -224,7 +224,9 @@ fn key_source(cli: &Cli, config: &Config, new_store: bool) -> anyhow::Result<Key
             // it needs rather than the development key file.
             anyhow::bail!("{}", keys::needed_key(&config.data_dir));
         }
-        if !path.exists() && !keys::exists(&config.data_dir) {
+        // Only a command that makes the store makes its key: a verify,
+        // backup or fingerprint creates nothing.
+        if !path.exists() && new_store {
             keys::generate_key_file(&path)?;
         }
         eprintln!(
@@ -362,6 +364,12 @@ fn name_the_lock(e: anyhow::Error, data_dir: &std::path::Path) -> anyhow::Error 
     )
 }
 
+/// Whether `dir` holds no entry at all (unreadable counts as not empty:
+/// the command that follows names why it cannot read it).
+fn is_empty_dir(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none())
+}
+
 async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
     let command = cli.command.as_ref().unwrap_or(&Command::Serve);
     let new_store = !keys::exists(&config.data_dir);
@@ -372,6 +380,23 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
     {
         // Before choosing a key: nothing may be created for a verify.
         return Err(keys::KeyError::DataDirMissing(config.data_dir.clone()).into());
+    }
+    // Only these may make a store (and so a development key file);
+    // everything else reads, or works on a store that is already there.
+    let makes_store = match command {
+        Command::Serve => !cli.read_only,
+        Command::Invite { .. } | Command::Init { .. } => true,
+        _ => false,
+    };
+    if !makes_store
+        && !matches!(command, Command::Restore { .. })
+        && config.data_dir.is_dir()
+        && is_empty_dir(&config.data_dir)
+    {
+        anyhow::bail!(
+            "no store in {} (it is empty): check --data-dir, or make one with `hotline-server init`",
+            config.data_dir.display()
+        );
     }
     match command {
         Command::Fingerprint if config.tls_cert.is_some() => {
@@ -428,7 +453,7 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
             at_backup.data_dir = from.clone();
             key_source(&cli, &at_backup, false)?
         }
-        _ => key_source(&cli, &config, new_store)?,
+        _ => key_source(&cli, &config, new_store && makes_store)?,
     };
     if cli.read_only && !matches!(command, Command::Serve) {
         anyhow::bail!(

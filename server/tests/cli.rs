@@ -1038,3 +1038,31 @@ fn a_master_key_readable_by_others_is_warned_about() {
     assert!(ok, "{err}");
     assert!(!err.contains("WARNING"), "{err}");
 }
+
+/// `verify`, `backup`, `fingerprint` and `checkpoint` on an existing empty
+/// directory create nothing (no development key beside it) and say the
+/// directory is empty rather than that a store lost its header.
+#[test]
+fn read_commands_on_an_empty_directory_create_nothing_and_say_it_is_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    let backup = dir.path().join("backup");
+    for args in [
+        &["verify"][..],
+        &["backup", "--to", backup.to_str().expect("utf-8")],
+        &["fingerprint"],
+        &["checkpoint"],
+    ] {
+        let (ok, out, err) = said(&run(args, &data, None));
+        assert!(!ok, "{args:?} refused: {out}");
+        assert!(err.contains("(it is empty)"), "{args:?}: {err}");
+        assert!(!err.contains("header"), "{args:?}: {err}");
+        assert!(
+            !dir.path().join("data.insecure-dev-master-key").exists(),
+            "{args:?} made no key file"
+        );
+        assert!(files(&data).is_empty(), "{args:?} wrote nothing");
+        assert!(!backup.exists(), "{args:?}");
+    }
+}
