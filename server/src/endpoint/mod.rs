@@ -153,10 +153,14 @@ impl DataDir {
         // starts never both write the header or the TLS certificate.
         let lock = crate::store::take_lock(&config.data_dir)?;
         let keys = crate::store::open_keys(&config.data_dir, key, create)?;
-        let tls = TlsIdentity::load_or_create(config, &keys)?;
-        // A certificate or key that QUIC refuses fails the start here,
-        // before the store is opened (and anything in it written).
-        tls.server_config(&config.limits)?;
+        // An existing certificate is checked (and must be one QUIC
+        // accepts) before the store is opened and anything in it written;
+        // a missing one is made only once the store has opened and
+        // verified: a refused start creates nothing.
+        let existing = TlsIdentity::load_existing(config, &keys)?;
+        if let Some(tls) = &existing {
+            tls.server_config(&config.limits)?;
+        }
         let store = LogStore::open_locked(
             &config.data_dir,
             keys,
@@ -167,6 +171,10 @@ impl DataDir {
                 .unwrap_or_else(crate::log::fs::real),
             lock,
         )?;
+        let tls = match existing {
+            Some(tls) => tls,
+            None => TlsIdentity::create(config, store.log().keys())?,
+        };
         if tls.unbound && config.tls_cert.is_none() {
             // Under the data directory's lock, now held: a store made
             // before the record existed gets it on its first start.
@@ -202,7 +210,15 @@ impl DataDir {
                 .into(),
             ));
         }
-        let tls = TlsIdentity::load_or_create(config, &keys)?;
+        let tls = TlsIdentity::load_existing(config, &keys)?.ok_or_else(|| {
+            StartError::Store(
+                StoreError::Io(
+                    "no TLS certificate in the data directory: read-only serving creates nothing"
+                        .into(),
+                )
+                .into(),
+            )
+        })?;
         let (store, left_out) = LogStore::open_read_only(&config.data_dir, keys)?;
         Ok((
             DataDir {
