@@ -417,13 +417,25 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
             }
             let key = key_source(&cli, &config, false)?;
             let (_, store_keys) = keys::open(&config.data_dir, &key)?;
-            let checked = certificate::check(&config.data_dir, &store_keys)?.context(
-                "no certificate yet: run `hotline-server init` or start the server once",
-            )?;
+            let checked = certificate::check(
+                &config.data_dir,
+                &store_keys,
+                certificate::FromLog::UNREAD,
+            )?
+            .with_context(|| {
+                format!(
+                    "no TLS certificate in {} (cert.pem and key.sealed): a store that has served \
+                     had one, so restore tls/ from a backup, or run `hotline-server \
+                     accept-new-cert` and start the server to make a new one (then re-invite \
+                     every device); a store never started makes one on its first start",
+                    config.data_dir.join("tls").display()
+                )
+            })?;
             if !checked.bound {
                 eprintln!(
-                    "note: the store has no record of this certificate yet (made before it was \
-                     kept); its key matches it, and the next start records it"
+                    "note: tls/cert.bound is missing; the certificate's key is this store's. \
+                     The next start records it if the store predates the record, and refuses \
+                     if the store's log shows the record was removed"
                 );
             }
             println!("{}", checked.pin);
@@ -544,15 +556,24 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
             }
             if config.tls_cert.is_none() {
                 let (_, store_keys) = keys::open(&config.data_dir, &key)?;
-                match certificate::check(&config.data_dir, &store_keys)? {
+                let log = certificate::FromLog {
+                    has_records: v.records > 0,
+                    record: None,
+                };
+                match certificate::check(&config.data_dir, &store_keys, log)? {
                     Some(c) if c.bound => println!(
                         "TLS certificate verified: pin {} (the one recorded in the store)",
                         c.pin
                     ),
                     Some(c) => println!(
-                        "TLS certificate: pin {}, its key matches; not recorded in the store yet \
-                         (the next start records it)",
+                        "TLS certificate: pin {}, its key matches; tls/cert.bound is missing \
+                         (the next start records it if the store predates the record, and \
+                         refuses if the store's log shows it was removed)",
                         c.pin
+                    ),
+                    None if v.records > 0 => println!(
+                        "no TLS certificate: `accept-new-cert` let it go; the next start makes \
+                         a new one (re-invite every device)"
                     ),
                     None => println!("no TLS certificate yet (the first start makes one)"),
                 }
@@ -669,10 +690,11 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Fingerprint => Ok(()),
         Command::AcceptNewCert => {
             let accepted =
-                certificate::accept_new(&config.data_dir, &key).map_err(|e| match e {
-                    certificate::AcceptError::Open(e) => anyhow::Error::from(e),
-                    certificate::AcceptError::Cert(e) => e.into(),
-                })?;
+                certificate::accept_new(&config.data_dir, &key, config.limits.store_cache_bytes)
+                    .map_err(|e| match e {
+                        certificate::AcceptError::Open(e) => anyhow::Error::from(e),
+                        certificate::AcceptError::Cert(e) => e.into(),
+                    })?;
             match accepted {
                 certificate::Accepted::Recorded {
                     before: Some(old),

@@ -171,23 +171,67 @@ impl DataDir {
                 .unwrap_or_else(crate::log::fs::real),
             lock,
         )?;
-        let tls = match existing {
-            Some(tls) => tls,
-            None => TlsIdentity::create(config, store.log().keys())?,
+        let tls = match config.tls_cert {
+            Some(_) => {
+                existing.ok_or_else(|| TlsError::Config("no configured certificate".into()))?
+            }
+            None => Self::own_certificate(config, &store, existing)?,
         };
-        if tls.unbound && config.tls_cert.is_none() {
-            // Under the data directory's lock, now held: a store made
-            // before the record existed gets it on its first start.
-            crate::store::certificate::bind(&config.data_dir, store.log().keys(), &tls.pin)
-                .map_err(TlsError::from)?;
-            tracing::info!(
-                "recorded the TLS certificate's pin in tls/cert.bound: a changed certificate is now refused"
-            );
-        }
         Ok(DataDir {
             store: Arc::new(store),
             tls,
         })
+    }
+
+    /// The data directory's own certificate, checked against what the
+    /// opened store's log records (a store that recorded one, or holds
+    /// records, never gets a new one silently); made if there is none and
+    /// that is no loss; then recorded, in `tls/cert.bound` and in the log,
+    /// if it is not yet. Recording is best-effort on a full disk: the
+    /// server serves, and the next start records it.
+    fn own_certificate(
+        config: &Config,
+        store: &LogStore,
+        existing: Option<TlsIdentity>,
+    ) -> Result<TlsIdentity, StartError> {
+        let keys = store.log().keys();
+        let checked =
+            crate::store::certificate::check(&config.data_dir, keys, store.certificate_facts())
+                .map_err(TlsError::from)?;
+        let (tls, bound, in_log) = match (existing, checked) {
+            (Some(tls), Some(c)) => (tls, c.bound, c.in_log),
+            _ => (TlsIdentity::create(config, keys)?, false, false),
+        };
+        if !bound {
+            // Under the data directory's lock, held since the store opened.
+            match crate::store::certificate::bind(&config.data_dir, keys, &tls.pin) {
+                Ok(()) => tracing::info!(
+                    "recorded the TLS certificate's pin in tls/cert.bound: a changed certificate is now refused"
+                ),
+                Err(e) if storage::is_disk_full(&e) => {
+                    tracing::warn!(
+                        "the disk is full: the TLS certificate's pin is not recorded yet (the next start records it): {e}"
+                    );
+                    return Ok(tls);
+                }
+                Err(e) => return Err(TlsError::from(e).into()),
+            }
+        }
+        if !in_log {
+            match store.record_certificate(Some(&tls.pin)) {
+                Ok(()) => tracing::info!(
+                    "recorded the TLS certificate's pin in the log: its record cannot be removed unnoticed"
+                ),
+                Err(e @ (StoreError::Degraded(_) | StoreError::ReadOnly)) => tracing::warn!(
+                    "the TLS certificate's pin is not recorded in the log yet (the next start records it): {e}"
+                ),
+                Err(e) if storage::is_disk_full(&e) => tracing::warn!(
+                    "the disk is full: the TLS certificate's pin is not recorded in the log yet (the next start records it): {e}"
+                ),
+                Err(e) => return Err(StartError::Store(e.into())),
+            }
+        }
+        Ok(tls)
     }
 
     /// Opens the data directory named in `config` for reading only, up to

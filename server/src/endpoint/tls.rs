@@ -120,7 +120,11 @@ impl TlsIdentity {
         // The key opens with this store's key and matches the certificate,
         // which is the one the store recorded; a recorded certificate that
         // is gone is refused, never silently replaced by a new one.
-        let checked = crate::store::certificate::check(&config.data_dir, keys)?;
+        let checked = crate::store::certificate::check(
+            &config.data_dir,
+            keys,
+            crate::store::certificate::FromLog::UNREAD,
+        )?;
         if !cert.exists() && !key.exists() {
             return Ok(None);
         }

@@ -102,10 +102,7 @@ async fn a_first_start_creates_nothing_while_another_process_holds_the_lock() {
     .expect_err("the lock is held");
     let _ = holder.kill();
     let _ = holder.wait();
-    assert!(
-        err.to_string().contains("held by another process"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("held by another process"), "{err}");
     let names: Vec<String> = std::fs::read_dir(&data)
         .expect("data")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
@@ -137,7 +134,10 @@ async fn a_refused_start_creates_no_tls_certificate_or_key() {
     let err = RunningServer::start(server.config().clone(), server.key())
         .await
         .expect_err("a damaged store is refused");
-    assert!(!err.to_string().contains("TLS"), "refused for the damage: {err}");
+    assert!(
+        !err.to_string().contains("TLS"),
+        "refused for the damage: {err}"
+    );
     assert!(
         !data.join("tls").exists(),
         "the refused start made tls/: {:?}",
