@@ -417,11 +417,12 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
             }
             let key = key_source(&cli, &config, false)?;
             let (_, store_keys) = keys::open(&config.data_dir, &key)?;
-            let checked = certificate::check(
-                &config.data_dir,
-                &store_keys,
-                certificate::FromLog::UNREAD,
-            )?
+            // The log's record when no server holds the store (a running
+            // server checked it at its start): the files only otherwise.
+            let log =
+                certificate::read_log(&config.data_dir, keys::open(&config.data_dir, &key)?.1)
+                    .unwrap_or(certificate::FromLog::UNREAD);
+            let checked = certificate::check(&config.data_dir, &store_keys, log)?
             .with_context(|| {
                 format!(
                     "no TLS certificate in {} (cert.pem and key.sealed): a store that has served \
@@ -556,10 +557,12 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
             }
             if config.tls_cert.is_none() {
                 let (_, store_keys) = keys::open(&config.data_dir, &key)?;
-                let log = certificate::FromLog {
-                    has_records: v.records > 0,
-                    record: None,
-                };
+                let log =
+                    certificate::read_log(&config.data_dir, keys::open(&config.data_dir, &key)?.1)
+                        .unwrap_or(certificate::FromLog {
+                            has_records: v.records > 0,
+                            record: None,
+                        });
                 match certificate::check(&config.data_dir, &store_keys, log)? {
                     Some(c) if c.bound => println!(
                         "TLS certificate verified: pin {} (the one recorded in the store)",

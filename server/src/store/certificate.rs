@@ -243,6 +243,24 @@ impl FromLog {
     };
 }
 
+/// What the log of the store in `data_dir` records of the certificate,
+/// read without creating or changing anything (as read-only serving
+/// reads it); `None` when it cannot be read that way: a server holds the
+/// store, or it is damaged or in the earlier layout (the caller then
+/// checks the files only).
+pub fn read_log(data_dir: &Path, keys: StoreKeys) -> Option<FromLog> {
+    if super::in_use(data_dir) {
+        return None;
+    }
+    // Quietly: this is a look at one record, not read-only serving.
+    let (store, left_out) =
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+            super::LogStore::open_read_only(data_dir, keys)
+        })
+        .ok()?;
+    left_out.is_none().then(|| store.certificate_facts())
+}
+
 /// Checks the TLS files of `dir` (a data directory or a backup) against
 /// its store: the sealed key opens and matches the certificate, and the
 /// certificate is the one recorded (in the log, when `log` carries its
