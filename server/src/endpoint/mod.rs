@@ -200,7 +200,15 @@ impl DataDir {
                 .map_err(TlsError::from)?;
         let (tls, bound, in_log) = match (existing, checked) {
             (Some(tls), Some(c)) => (tls, c.bound, c.in_log),
-            _ => (TlsIdentity::create(config, keys)?, false, false),
+            // None, and that is no loss (the check says so): made now.
+            (None, None) => (TlsIdentity::create(config, keys)?, false, false),
+            // Only if the files changed under the lock: never a new one.
+            _ => {
+                return Err(TlsError::Config(
+                    "the TLS files in the data directory changed during the start".into(),
+                )
+                .into());
+            }
         };
         if !bound {
             // Under the data directory's lock, held since the store opened.
@@ -264,6 +272,15 @@ impl DataDir {
             )
         })?;
         let (store, left_out) = LogStore::open_read_only(&config.data_dir, keys)?;
+        if config.tls_cert.is_none() {
+            // What the log records of the certificate, as a start checks it.
+            crate::store::certificate::check(
+                &config.data_dir,
+                store.log().keys(),
+                store.certificate_facts(),
+            )
+            .map_err(TlsError::from)?;
+        }
         Ok((
             DataDir {
                 store: Arc::new(store),

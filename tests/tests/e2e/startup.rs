@@ -149,3 +149,35 @@ async fn a_refused_start_creates_no_tls_certificate_or_key() {
         "files were created or removed"
     );
 }
+
+/// The store's log records its certificate: with `tls/cert.bound`
+/// deleted, neither a start nor read-only serving takes the store for one
+/// made before the record existed; putting the file back serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_certificate_record_is_refused_by_a_start_and_by_read_only_serving() {
+    let mut server = TestServer::start().await;
+    let pin = server.server().cert_pin();
+    server.stop().await;
+    let data = server.config().data_dir.clone();
+    let bound = data.join("tls/cert.bound");
+    let saved = std::fs::read(&bound).expect("read");
+    std::fs::remove_file(&bound).expect("rm");
+    let err = RunningServer::start(server.config().clone(), server.key())
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.contains("cert.bound")
+            && err.contains(&pin.to_string())
+            && err.contains("accept-new-cert"),
+        "{err}"
+    );
+    let err = hotline_server::DataDir::open_read_only(server.config(), server.key())
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("cert.bound"), "{err}");
+    assert!(!bound.exists(), "not recorded anew");
+    std::fs::write(&bound, saved).expect("put back");
+    server.start_again().await;
+    assert_eq!(server.server().cert_pin(), pin);
+}
