@@ -10,12 +10,19 @@
 //! `fingerprint`, `verify`, `backup` and `restore` compares the
 //! certificate against it and checks that the sealed private key
 //! (`tls/key.sealed`) opens with the store's key and matches the
-//! certificate. A store made before the record existed gets it on its
-//! first normal start ([`bind`]); a deliberate change of certificate is
-//! accepted with [`accept_new`] (`hotline-server accept-new-cert`).
+//! certificate. The pin is also recorded in the store's log (event
+//! `CertificatePinned`, chained and signed), so that deleting
+//! `tls/cert.bound`, or all three files, cannot make a store look like
+//! one made before the record existed: [`check`] with what the log
+//! records ([`FromLog`]) refuses a missing record, and a missing
+//! certificate in a store that has records. A store made before either
+//! record existed gets both on its first normal start ([`bind`], then
+//! [`super::LogStore::record_certificate`]); a deliberate change of
+//! certificate is accepted with [`accept_new`]
+//! (`hotline-server accept-new-cert`), the only way to change it.
 //!
-//! Checking reads only; nothing here writes except [`bind`] and
-//! [`accept_new`].
+//! Checking reads only; nothing here writes except [`bind`],
+//! [`super::LogStore::record_certificate`] and [`accept_new`].
 
 use std::path::{Path, PathBuf};
 
