@@ -226,7 +226,9 @@ fn key_source(cli: &Cli, config: &Config, new_store: bool) -> anyhow::Result<Key
             // it needs rather than the development key file.
             anyhow::bail!("{}", keys::needed_key(&config.data_dir));
         }
-        if !path.exists() && !keys::exists(&config.data_dir) {
+        // Only a command that makes the store makes its key: a verify,
+        // backup or fingerprint creates nothing.
+        if !path.exists() && new_store {
             keys::generate_key_file(&path)?;
         }
         eprintln!(
@@ -364,6 +366,12 @@ fn name_the_lock(e: anyhow::Error, data_dir: &std::path::Path) -> anyhow::Error 
     )
 }
 
+/// Whether `dir` holds no entry at all (unreadable counts as not empty:
+/// the command that follows names why it cannot read it).
+fn is_empty_dir(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none())
+}
+
 async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
     let command = cli.command.as_ref().unwrap_or(&Command::Serve);
     let new_store = !keys::exists(&config.data_dir);
@@ -374,6 +382,23 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
     {
         // Before choosing a key: nothing may be created for a verify.
         return Err(keys::KeyError::DataDirMissing(config.data_dir.clone()).into());
+    }
+    // Only these may make a store (and so a development key file);
+    // everything else reads, or works on a store that is already there.
+    let makes_store = match command {
+        Command::Serve => !cli.read_only,
+        Command::Invite { .. } | Command::Init { .. } => true,
+        _ => false,
+    };
+    if !makes_store
+        && !matches!(command, Command::Restore { .. })
+        && config.data_dir.is_dir()
+        && is_empty_dir(&config.data_dir)
+    {
+        anyhow::bail!(
+            "no store in {} (it is empty): check --data-dir, or make one with `hotline-server init`",
+            config.data_dir.display()
+        );
     }
     match command {
         Command::Fingerprint if config.tls_cert.is_some() => {
@@ -394,13 +419,26 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
             }
             let key = key_source(&cli, &config, false)?;
             let (_, store_keys) = keys::open(&config.data_dir, &key)?;
-            let checked = certificate::check(&config.data_dir, &store_keys)?.context(
-                "no certificate yet: run `hotline-server init` or start the server once",
-            )?;
+            // The log's record when no server holds the store (a running
+            // server checked it at its start): the files only otherwise.
+            let log =
+                certificate::read_log(&config.data_dir, keys::open(&config.data_dir, &key)?.1)
+                    .unwrap_or(certificate::FromLog::UNREAD);
+            let checked = certificate::check(&config.data_dir, &store_keys, log)?
+            .with_context(|| {
+                format!(
+                    "no TLS certificate in {} (cert.pem and key.sealed): a store that has served \
+                     had one, so restore tls/ from a backup, or run `hotline-server \
+                     accept-new-cert` and start the server to make a new one (then re-invite \
+                     every device); a store never started makes one on its first start",
+                    config.data_dir.join("tls").display()
+                )
+            })?;
             if !checked.bound {
                 eprintln!(
-                    "note: the store has no record of this certificate yet (made before it was \
-                     kept); its key matches it, and the next start records it"
+                    "note: tls/cert.bound is missing; the certificate's key is this store's. \
+                     The next start records it if the store predates the record, and refuses \
+                     if the store's log shows the record was removed"
                 );
             }
             println!("{}", checked.pin);
@@ -430,7 +468,7 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
             at_backup.data_dir = from.clone();
             key_source(&cli, &at_backup, false)?
         }
-        _ => key_source(&cli, &config, new_store)?,
+        _ => key_source(&cli, &config, new_store && makes_store)?,
     };
     if cli.read_only && !matches!(command, Command::Serve) {
         anyhow::bail!(
@@ -521,15 +559,26 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
             }
             if config.tls_cert.is_none() {
                 let (_, store_keys) = keys::open(&config.data_dir, &key)?;
-                match certificate::check(&config.data_dir, &store_keys)? {
+                let log =
+                    certificate::read_log(&config.data_dir, keys::open(&config.data_dir, &key)?.1)
+                        .unwrap_or(certificate::FromLog {
+                            has_records: v.records > 0,
+                            record: None,
+                        });
+                match certificate::check(&config.data_dir, &store_keys, log)? {
                     Some(c) if c.bound => println!(
                         "TLS certificate verified: pin {} (the one recorded in the store)",
                         c.pin
                     ),
                     Some(c) => println!(
-                        "TLS certificate: pin {}, its key matches; not recorded in the store yet \
-                         (the next start records it)",
+                        "TLS certificate: pin {}, its key matches; tls/cert.bound is missing \
+                         (the next start records it if the store predates the record, and \
+                         refuses if the store's log shows it was removed)",
                         c.pin
+                    ),
+                    None if v.records > 0 => println!(
+                        "no TLS certificate: `accept-new-cert` let it go; the next start makes \
+                         a new one (re-invite every device)"
                     ),
                     None => println!("no TLS certificate yet (the first start makes one)"),
                 }
@@ -712,10 +761,11 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Fingerprint => Ok(()),
         Command::AcceptNewCert => {
             let accepted =
-                certificate::accept_new(&config.data_dir, &key).map_err(|e| match e {
-                    certificate::AcceptError::Open(e) => anyhow::Error::from(e),
-                    certificate::AcceptError::Cert(e) => e.into(),
-                })?;
+                certificate::accept_new(&config.data_dir, &key, config.limits.store_cache_bytes)
+                    .map_err(|e| match e {
+                        certificate::AcceptError::Open(e) => anyhow::Error::from(e),
+                        certificate::AcceptError::Cert(e) => e.into(),
+                    })?;
             match accepted {
                 certificate::Accepted::Recorded {
                     before: Some(old),

@@ -289,7 +289,8 @@ fn master_keys_verify_and_rollback_detection_from_the_command_line() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("store verified: 3 records"), "{text}");
+    // The record of the certificate (made by init), then three invites.
+    assert!(text.contains("store verified: 4 records"), "{text}");
     assert!(text.contains("no rollback"), "{text}");
 
     // Wrong, missing and truncated keys: refused, non-zero, nothing changed.
@@ -1316,19 +1317,121 @@ fn the_tls_certificate_is_bound_to_the_store() {
     assert_ne!(new_pin, pin);
     assert!(data.join("tls/cert.bound").exists());
 
-    // A store made before the record existed: fingerprint says so, the
-    // next start records it, and from then on a swap is refused.
-    std::fs::remove_file(data.join("tls/cert.bound")).expect("rm");
-    let (ok, out, err) = said(&run(&["fingerprint"], &data, None));
-    assert!(ok, "{err}");
-    assert_eq!(out.trim(), new_pin.to_string());
-    assert!(err.contains("no record of this certificate yet"), "{err}");
+    // tls/cert.bound deleted: the log records the certificate, so the
+    // store is not taken for one made before the record existed: a start,
+    // invite, verify and fingerprint refuse, naming the file and the way
+    // out.
+    let bound = data.join("tls/cert.bound");
+    let saved = std::fs::read(&bound).expect("read");
+    std::fs::remove_file(&bound).expect("rm");
+    for args in [
+        &["fingerprint"][..],
+        &["verify"],
+        &["invite", "--role", "officer"],
+        &["--listen", "127.0.0.1:0"],
+    ] {
+        let (ok, out, err) = said(&run_briefly(args, &data));
+        assert!(!ok, "{args:?} refused: {out}");
+        for needle in [
+            &bound.display().to_string(),
+            "records the certificate",
+            &new_pin.to_string(),
+            "accept-new-cert",
+        ] {
+            assert!(err.contains(needle), "{args:?}: {needle}: {err}");
+        }
+        assert!(!bound.exists(), "{args:?} did not record it anew");
+    }
+    std::fs::write(&bound, &saved).expect("put back");
     let (ok, _, err) = said(&run(&["invite", "--role", "officer"], &data, None));
     assert!(ok, "{err}");
-    assert!(data.join("tls/cert.bound").exists(), "recorded on start");
     std::fs::write(&cert, other.cert.pem()).expect("write");
     let (ok, _, err) = said(&run(&["fingerprint"], &data, None));
     assert!(!ok && err.contains("has changed"), "{err}");
+}
+
+/// Runs the binary (a start, or another command) and gives it 30 s to
+/// end; a server still running then is killed and the test fails.
+fn run_briefly(args: &[&str], data: &Path) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    for _ in 0..300 {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("output");
+    panic!(
+        "{args:?} still running after 30 s: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Someone with write access and no key deletes all three TLS files of a
+/// store that has records: nothing makes a new certificate or hands out
+/// a new pin; verify, a start, invite and fingerprint refuse, naming
+/// what is missing and the way out, and change nothing. The way out
+/// (`accept-new-cert`) still works.
+#[test]
+fn deleting_the_tls_files_of_a_store_with_records_is_refused_everywhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (ok, _, err) = said(&run(&["init"], &data, None));
+    assert!(ok, "{err}");
+    let (ok, _, err) = said(&run(&["invite", "--role", "officer"], &data, None));
+    assert!(ok, "{err}");
+    for f in ["tls/cert.pem", "tls/key.sealed", "tls/cert.bound"] {
+        std::fs::remove_file(data.join(f)).expect("rm");
+    }
+    let before = files(&data);
+    for args in [
+        &["verify"][..],
+        &["fingerprint"],
+        &["invite", "--role", "officer"],
+        &["--listen", "127.0.0.1:0"],
+    ] {
+        let (ok, out, err) = said(&run_briefly(args, &data));
+        assert!(!ok, "{args:?} refused: {out}");
+        assert!(!out.contains("pin"), "{args:?} hands out no pin: {out}");
+        for needle in ["cert.pem", "key.sealed", "restore", "accept-new-cert"] {
+            assert!(err.contains(needle), "{args:?}: {needle}: {err}");
+        }
+        assert!(!data.join("tls/cert.pem").exists(), "{args:?} made one");
+        // The log, its head and the keys as they were (the snapshot
+        // cache may be refreshed by a start that opened the store).
+        let kept = |all: Vec<(std::path::PathBuf, Vec<u8>)>| {
+            all.into_iter()
+                .filter(|(p, _)| !p.ends_with("lock") && !p.starts_with(data.join("cache")))
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            kept(files(&data)) == kept(before.clone()),
+            "{args:?} created, removed or changed files"
+        );
+    }
+    // The deliberate way: accept-new-cert, then a start makes a new one.
+    let (ok, out, err) = said(&run(&["accept-new-cert"], &data, None));
+    assert!(ok, "{err}");
+    assert!(out.contains("next start makes a new certificate"), "{out}");
+    let (ok, out, err) = said(&run(&["verify"], &data, None));
+    assert!(ok, "{err}");
+    assert!(out.contains("accept-new-cert` let it go"), "{out}");
+    let (ok, _, err) = said(&run(&["invite", "--role", "officer"], &data, None));
+    assert!(ok, "{err}");
+    let (ok, out, err) = said(&run(&["fingerprint"], &data, None));
+    assert!(ok, "{err}");
+    assert!(out.trim().parse::<CertPin>().is_ok(), "{out}");
+    assert!(data.join("tls/cert.bound").exists());
 }
 
 /// A master key file readable by group or others is used, with a loud
@@ -1359,4 +1462,32 @@ fn a_master_key_readable_by_others_is_warned_about() {
     let (ok, _, err) = said(&run(&["verify"], &data, Some(&key)));
     assert!(ok, "{err}");
     assert!(!err.contains("WARNING"), "{err}");
+}
+
+/// `verify`, `backup`, `fingerprint` and `checkpoint` on an existing empty
+/// directory create nothing (no development key beside it) and say the
+/// directory is empty rather than that a store lost its header.
+#[test]
+fn read_commands_on_an_empty_directory_create_nothing_and_say_it_is_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    let backup = dir.path().join("backup");
+    for args in [
+        &["verify"][..],
+        &["backup", "--to", backup.to_str().expect("utf-8")],
+        &["fingerprint"],
+        &["checkpoint"],
+    ] {
+        let (ok, out, err) = said(&run(args, &data, None));
+        assert!(!ok, "{args:?} refused: {out}");
+        assert!(err.contains("(it is empty)"), "{args:?}: {err}");
+        assert!(!err.contains("header"), "{args:?}: {err}");
+        assert!(
+            !dir.path().join("data.insecure-dev-master-key").exists(),
+            "{args:?} made no key file"
+        );
+        assert!(files(&data).is_empty(), "{args:?} wrote nothing");
+        assert!(!backup.exists(), "{args:?}");
+    }
 }

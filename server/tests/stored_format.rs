@@ -852,6 +852,85 @@ fn the_forms_of_issue_11_encode_to_their_checked_in_bytes() {
     );
 }
 
+/// The record of the store's TLS certificate (issue 13): let go, then
+/// pinned, applied after every earlier form.
+fn events_i13() -> Vec<(&'static str, u64, Event)> {
+    vec![
+        (
+            "certificate_let_go",
+            36,
+            Event::CertificatePinned { pin: None },
+        ),
+        (
+            "certificate_pinned",
+            37,
+            Event::CertificatePinned {
+                pin: Some([0x7c; 32]),
+            },
+        ),
+    ]
+}
+
+#[test]
+fn the_certificate_record_of_issue_13_encodes_to_its_checked_in_bytes() {
+    use hotline_server::domain::CertificateRecord;
+    let events = events_i13();
+    let rows: Vec<(&str, Vec<u8>)> = events
+        .iter()
+        .map(|(n, _, e)| (*n, encode_event(e)))
+        .collect();
+    let mut state = State::default();
+    for (name, seq, event) in self::events()
+        .into_iter()
+        .chain(events_v2())
+        .chain(events_i11())
+    {
+        state
+            .apply(seq, &event)
+            .unwrap_or_else(|e| panic!("{name} applies: {e}"));
+    }
+    assert_eq!(state.certificate, CertificateRecord::Never);
+    let before = encode_snapshot(&state);
+    assert_eq!(
+        hex(&before),
+        hex(&read_golden("snapshot-i11.hex")["snapshot"]),
+        "a state with no certificate record keeps the earlier snapshot bytes"
+    );
+    for (name, seq, event) in events_i13() {
+        state
+            .apply(seq, &event)
+            .unwrap_or_else(|e| panic!("{name} applies: {e}"));
+    }
+    assert_eq!(state.certificate, CertificateRecord::Pinned([0x7c; 32]));
+    let snapshot = encode_snapshot(&state);
+    if bless() {
+        write_golden(
+            "events-i13.hex",
+            "Log events of the forms added for issue 13 (the record of the TLS certificate).",
+            &rows,
+        );
+        write_golden(
+            "snapshot-i13.hex",
+            "The state after every event in events.hex, events-v2.hex, events-i11.hex, then events-i13.hex.",
+            &[("snapshot", snapshot.clone())],
+        );
+    }
+    let golden = read_golden("events-i13.hex");
+    assert_eq!(golden.len(), rows.len(), "one golden line per event");
+    for (name, _, event) in &events {
+        let stored = &golden[*name];
+        assert_eq!(hex(&encode_event(event)), hex(stored), "event {name}");
+        assert_eq!(&decode_event(stored).expect("decodes"), event, "{name}");
+    }
+    let stored = &read_golden("snapshot-i13.hex")["snapshot"];
+    assert_eq!(hex(&snapshot), hex(stored), "the snapshot's stored format");
+    assert_eq!(decode_snapshot(stored).expect("decodes"), state);
+    // A pin of the wrong length is a damaged record, never a let-go.
+    let mut bad = golden["certificate_pinned"].clone();
+    bad.truncate(bad.len() - 1);
+    assert!(decode_event(&bad).is_err());
+}
+
 /// The segment file format (issue 13): a header and one frame of each
 /// kind, byte for byte, and the frames read back from their bytes.
 #[test]

@@ -70,6 +70,15 @@ pub enum Event {
         /// On duty.
         on: bool,
     },
+    /// The store's own TLS certificate was recorded (its pin), or, with
+    /// `None`, deliberately let go (`accept-new-cert` with the certificate
+    /// and key removed: the next start makes a new one). A record in the
+    /// chained, signed log, so that its absence cannot be faked by
+    /// deleting a file.
+    CertificatePinned {
+        /// The SHA-256 of the certificate clients pin; `None`: let go.
+        pin: Option<[u8; 32]>,
+    },
     /// Several events recorded as one log record (one sequence number),
     /// applied in order: what must be durable together, such as an SOS's
     /// message, the alert and its first page.
@@ -97,8 +106,23 @@ pub struct State {
     /// The newest roster, as the server reads it (derived from
     /// `mailbox.roster`).
     pub roster: Option<RosterView>,
+    /// What the log records of the store's TLS certificate.
+    pub certificate: CertificateRecord,
     /// The sequence number of the last event applied.
     pub applied_seq: u64,
+}
+
+/// What the log records of the store's own TLS certificate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CertificateRecord {
+    /// Nothing: a store written before the log recorded it (or one with
+    /// no certificate yet).
+    #[default]
+    Never,
+    /// The certificate with this pin is the store's.
+    Pinned([u8; 32]),
+    /// Let go on purpose: the next start makes a new one.
+    LetGo,
 }
 
 impl State {
@@ -158,6 +182,12 @@ impl State {
                     }
                     self.apply(seq, e)?;
                 }
+            }
+            Event::CertificatePinned { pin } => {
+                self.certificate = match pin {
+                    Some(pin) => CertificateRecord::Pinned(*pin),
+                    None => CertificateRecord::LetGo,
+                };
             }
             Event::Duty { device, on } => {
                 if *on {

@@ -153,10 +153,14 @@ impl DataDir {
         // starts never both write the header or the TLS certificate.
         let lock = crate::store::take_lock(&config.data_dir)?;
         let keys = crate::store::open_keys(&config.data_dir, key, create)?;
-        let tls = TlsIdentity::load_or_create(config, &keys)?;
-        // A certificate or key that QUIC refuses fails the start here,
-        // before the store is opened (and anything in it written).
-        tls.server_config(&config.limits)?;
+        // An existing certificate is checked (and must be one QUIC
+        // accepts) before the store is opened and anything in it written;
+        // a missing one is made only once the store has opened and
+        // verified: a refused start creates nothing.
+        let existing = TlsIdentity::load_existing(config, &keys)?;
+        if let Some(tls) = &existing {
+            tls.server_config(&config.limits)?;
+        }
         let store = LogStore::open_locked(
             &config.data_dir,
             keys,
@@ -167,19 +171,75 @@ impl DataDir {
                 .unwrap_or_else(crate::log::fs::real),
             lock,
         )?;
-        if tls.unbound && config.tls_cert.is_none() {
-            // Under the data directory's lock, now held: a store made
-            // before the record existed gets it on its first start.
-            crate::store::certificate::bind(&config.data_dir, store.log().keys(), &tls.pin)
-                .map_err(TlsError::from)?;
-            tracing::info!(
-                "recorded the TLS certificate's pin in tls/cert.bound: a changed certificate is now refused"
-            );
-        }
+        let tls = match config.tls_cert {
+            Some(_) => {
+                existing.ok_or_else(|| TlsError::Config("no configured certificate".into()))?
+            }
+            None => Self::own_certificate(config, &store, existing)?,
+        };
         Ok(DataDir {
             store: Arc::new(store),
             tls,
         })
+    }
+
+    /// The data directory's own certificate, checked against what the
+    /// opened store's log records (a store that recorded one, or holds
+    /// records, never gets a new one silently); made if there is none and
+    /// that is no loss; then recorded, in `tls/cert.bound` and in the log,
+    /// if it is not yet. Recording is best-effort on a full disk: the
+    /// server serves, and the next start records it.
+    fn own_certificate(
+        config: &Config,
+        store: &LogStore,
+        existing: Option<TlsIdentity>,
+    ) -> Result<TlsIdentity, StartError> {
+        let keys = store.log().keys();
+        let checked =
+            crate::store::certificate::check(&config.data_dir, keys, store.certificate_facts())
+                .map_err(TlsError::from)?;
+        let (tls, bound, in_log) = match (existing, checked) {
+            (Some(tls), Some(c)) => (tls, c.bound, c.in_log),
+            // None, and that is no loss (the check says so): made now.
+            (None, None) => (TlsIdentity::create(config, keys)?, false, false),
+            // Only if the files changed under the lock: never a new one.
+            _ => {
+                return Err(TlsError::Config(
+                    "the TLS files in the data directory changed during the start".into(),
+                )
+                .into());
+            }
+        };
+        if !bound {
+            // Under the data directory's lock, held since the store opened.
+            match crate::store::certificate::bind(&config.data_dir, keys, &tls.pin) {
+                Ok(()) => tracing::info!(
+                    "recorded the TLS certificate's pin in tls/cert.bound: a changed certificate is now refused"
+                ),
+                Err(e) if storage::is_disk_full(&e) => {
+                    tracing::warn!(
+                        "the disk is full: the TLS certificate's pin is not recorded yet (the next start records it): {e}"
+                    );
+                    return Ok(tls);
+                }
+                Err(e) => return Err(TlsError::from(e).into()),
+            }
+        }
+        if !in_log {
+            match store.record_certificate(Some(&tls.pin)) {
+                Ok(()) => tracing::info!(
+                    "recorded the TLS certificate's pin in the log: its record cannot be removed unnoticed"
+                ),
+                Err(e @ (StoreError::Degraded(_) | StoreError::ReadOnly)) => tracing::warn!(
+                    "the TLS certificate's pin is not recorded in the log yet (the next start records it): {e}"
+                ),
+                Err(e) if storage::is_disk_full(&e) => tracing::warn!(
+                    "the disk is full: the TLS certificate's pin is not recorded in the log yet (the next start records it): {e}"
+                ),
+                Err(e) => return Err(StartError::Store(e.into())),
+            }
+        }
+        Ok(tls)
     }
 
     /// Opens the data directory named in `config` for reading only, up to
@@ -202,8 +262,25 @@ impl DataDir {
                 .into(),
             ));
         }
-        let tls = TlsIdentity::load_or_create(config, &keys)?;
+        let tls = TlsIdentity::load_existing(config, &keys)?.ok_or_else(|| {
+            StartError::Store(
+                StoreError::Io(
+                    "no TLS certificate in the data directory: read-only serving creates nothing"
+                        .into(),
+                )
+                .into(),
+            )
+        })?;
         let (store, left_out) = LogStore::open_read_only(&config.data_dir, keys)?;
+        if config.tls_cert.is_none() {
+            // What the log records of the certificate, as a start checks it.
+            crate::store::certificate::check(
+                &config.data_dir,
+                store.log().keys(),
+                store.certificate_facts(),
+            )
+            .map_err(TlsError::from)?;
+        }
         Ok((
             DataDir {
                 store: Arc::new(store),

@@ -42,7 +42,7 @@ fn check_free(dir: &Path, storage: &Storage) {
 
 /// Whether `e` (or what it quotes) is a full disk or an exhausted quota
 /// (`ENOSPC`, `EDQUOT`). The store's errors carry the I/O error's text.
-fn is_disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is_disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(e);
     while let Some(c) = cause {
         let text = c.to_string();

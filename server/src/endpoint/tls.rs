@@ -84,6 +84,19 @@ impl TlsIdentity {
     /// is stored sealed under the store's keys (`tls/key.sealed`), so a
     /// seized disk does not give it away.
     pub fn load_or_create(config: &Config, keys: &StoreKeys) -> Result<TlsIdentity, TlsError> {
+        match Self::load_existing(config, keys)? {
+            Some(identity) => Ok(identity),
+            None => Self::create(config, keys),
+        }
+    }
+
+    /// Loads the configured certificate, or the data directory's own one
+    /// if it has one (checked against the store); `None` when the data
+    /// directory has no certificate yet. Reads only.
+    pub fn load_existing(
+        config: &Config,
+        keys: &StoreKeys,
+    ) -> Result<Option<TlsIdentity>, TlsError> {
         if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
             let key_pem = fs::read(key).map_err(io("cannot read", key))?;
             let key_der =
@@ -99,7 +112,7 @@ impl TlsIdentity {
                     pin: identity.pin,
                 });
             }
-            return Ok(identity);
+            return Ok(Some(identity));
         }
         let dir = config.data_dir.join("tls");
         let cert = dir.join("cert.pem");
@@ -107,23 +120,38 @@ impl TlsIdentity {
         // The key opens with this store's key and matches the certificate,
         // which is the one the store recorded; a recorded certificate that
         // is gone is refused, never silently replaced by a new one.
-        let checked = crate::store::certificate::check(&config.data_dir, keys)?;
-        if cert.exists() || key.exists() {
-            let unbound = checked.is_none_or(|c| !c.bound);
-            let sealed = fs::read(&key).map_err(io("cannot read", &key))?;
-            let der = keys.open_tls_key(&sealed).ok_or_else(|| TlsError::BadPem {
-                what: "sealed private key for this store",
-                path: key.clone(),
-            })?;
-            let key_der = PrivateKeyDer::try_from(der).map_err(|_| TlsError::BadPem {
-                what: "private key",
-                path: key.clone(),
-            })?;
-            let mut identity = Self::load(&cert, key_der, false)?;
-            identity.unbound = unbound;
-            return Ok(identity);
+        let checked = crate::store::certificate::check(
+            &config.data_dir,
+            keys,
+            crate::store::certificate::FromLog::UNREAD,
+        )?;
+        if !cert.exists() && !key.exists() {
+            return Ok(None);
         }
-        crate::files::create_private_dir(&dir).map_err(io("cannot create", &dir))?;
+        let unbound = checked.is_none_or(|c| !c.bound);
+        let sealed = fs::read(&key).map_err(io("cannot read", &key))?;
+        let der = keys.open_tls_key(&sealed).ok_or_else(|| TlsError::BadPem {
+            what: "sealed private key for this store",
+            path: key.clone(),
+        })?;
+        let key_der = PrivateKeyDer::try_from(der).map_err(|_| TlsError::BadPem {
+            what: "private key",
+            path: key.clone(),
+        })?;
+        let mut identity = Self::load(&cert, key_der, false)?;
+        identity.unbound = unbound;
+        Ok(Some(identity))
+    }
+
+    /// Makes the data directory's development certificate and its sealed
+    /// key. Called only once the store has opened and verified (a refused
+    /// start creates nothing), and only when [`TlsIdentity::load_existing`]
+    /// found none. The certificate is checked with QUIC before anything is
+    /// written.
+    pub fn create(config: &Config, keys: &StoreKeys) -> Result<TlsIdentity, TlsError> {
+        let dir = config.data_dir.join("tls");
+        let cert = dir.join("cert.pem");
+        let key = dir.join("key.sealed");
         let mut names = vec![config.server_name.clone(), "localhost".to_owned()];
         if !config.listen.ip().is_unspecified() {
             names.push(config.listen.ip().to_string());
@@ -134,16 +162,24 @@ impl TlsIdentity {
         let sealed = keys
             .seal_tls_key(&der)
             .ok_or_else(|| TlsError::Config("cannot seal the TLS key".into()))?;
+        let leaf = CertificateDer::from(generated.cert.der().to_vec());
+        let identity = TlsIdentity {
+            pin: CertPin::of_certificate(leaf.as_ref()),
+            chain: vec![leaf],
+            key: PrivateKeyDer::try_from(der)
+                .map_err(|_| TlsError::Config("generated key".into()))?,
+            created: true,
+            unbound: true,
+        };
+        // QUIC must accept it before anything is written.
+        identity.server_config(&config.limits)?;
+        crate::files::create_private_dir(&dir).map_err(io("cannot create", &dir))?;
         // Key first: a crash in between leaves a key without a certificate,
         // which the next start reports instead of silently replacing.
         crate::files::write_private(&key, &sealed).map_err(io("cannot write", &key))?;
         crate::files::write_private(&cert, generated.cert.pem().as_bytes())
             .map_err(io("cannot write", &cert))?;
         crate::files::sync_dir(&dir);
-        let key_der =
-            PrivateKeyDer::try_from(der).map_err(|_| TlsError::Config("generated key".into()))?;
-        let mut identity = Self::load(&cert, key_der, true)?;
-        identity.unbound = true;
         Ok(identity)
     }
 

@@ -281,7 +281,7 @@ fn check_certificate(
     dir: &Path,
     keys: &crate::log::keys::StoreKeys,
 ) -> Result<Option<super::certificate::Checked>, OpenError> {
-    super::certificate::check(dir, keys).map_err(|e| {
+    super::certificate::check(dir, keys, super::certificate::FromLog::UNREAD).map_err(|e| {
         StoreError::Corrupt(format!("the TLS certificate does not verify: {e}")).into()
     })
 }

@@ -10,12 +10,19 @@
 //! `fingerprint`, `verify`, `backup` and `restore` compares the
 //! certificate against it and checks that the sealed private key
 //! (`tls/key.sealed`) opens with the store's key and matches the
-//! certificate. A store made before the record existed gets it on its
-//! first normal start ([`bind`]); a deliberate change of certificate is
-//! accepted with [`accept_new`] (`hotline-server accept-new-cert`).
+//! certificate. The pin is also recorded in the store's log (event
+//! `CertificatePinned`, chained and signed), so that deleting
+//! `tls/cert.bound`, or all three files, cannot make a store look like
+//! one made before the record existed: [`check`] with what the log
+//! records ([`FromLog`]) refuses a missing record, and a missing
+//! certificate in a store that has records. A store made before either
+//! record existed gets both on its first normal start ([`bind`], then
+//! [`super::LogStore::record_certificate`]); a deliberate change of
+//! certificate is accepted with [`accept_new`]
+//! (`hotline-server accept-new-cert`), the only way to change it.
 //!
-//! Checking reads only; nothing here writes except [`bind`] and
-//! [`accept_new`].
+//! Checking reads only; nothing here writes except [`bind`],
+//! [`super::LogStore::record_certificate`] and [`accept_new`].
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +31,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::{Create, OpenError, open_keys, take_lock};
+use crate::domain::CertificateRecord;
 use crate::log::keys::{KeySource, StoreKeys};
 
 /// The certificate clients pin, inside a data directory.
@@ -115,6 +123,22 @@ pub enum CertError {
         /// The data directory.
         store: PathBuf,
     },
+    /// `tls/cert.bound` is gone (or is not the record of the certificate)
+    /// although the store's log records the certificate.
+    #[error(
+        "{path} is missing or is not the record of the certificate, but the log of the store in \
+         {store} records the certificate with pin {pin} (clients check that one): restore tls/ \
+         from a backup, or run `hotline-server accept-new-cert` if the certificate in tls/ is \
+         the right one"
+    )]
+    BindingMissing {
+        /// The record file.
+        path: PathBuf,
+        /// The pin the log records.
+        pin: CertPin,
+        /// The data directory.
+        store: PathBuf,
+    },
     /// The pin could not be sealed.
     #[error("cannot seal the certificate's pin")]
     Seal,
@@ -125,9 +149,12 @@ pub enum CertError {
 pub struct Checked {
     /// The certificate's pin (what clients check).
     pub pin: CertPin,
-    /// Whether the store holds a record of it (`false`: a store made
-    /// before the record existed; the next normal start records it).
+    /// Whether `tls/cert.bound` holds a record of it (`false`: a store
+    /// made before the record existed; the next normal start records it).
     pub bound: bool,
+    /// Whether the store's log records it (only known when the caller
+    /// read the log).
+    pub in_log: bool,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CertError> {
@@ -197,14 +224,73 @@ fn check_pair(dir: &Path, keys: &StoreKeys) -> Result<CertPin, CertError> {
     Ok(pin)
 }
 
+/// The pin sealed in `tls/cert.bound` by `accept-new-cert` when the
+/// certificate and key were removed on purpose: "let go, the next start
+/// makes a new one" (no certificate has this pin).
+const LET_GO: [u8; 32] = [0; 32];
+
+/// What the caller read of the store's log, for [`check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FromLog {
+    /// The log holds records. Every store that has records had a
+    /// certificate (a start makes or checks it before the first record),
+    /// so its absence is then a loss, never a first start.
+    pub has_records: bool,
+    /// What the log records of the certificate; `None`: not read (the
+    /// caller holds only the keys, or a server is running).
+    pub record: Option<CertificateRecord>,
+}
+
+impl FromLog {
+    /// Nothing read from the log: the files are checked against each
+    /// other and `tls/cert.bound` only.
+    pub const UNREAD: FromLog = FromLog {
+        has_records: false,
+        record: None,
+    };
+}
+
+/// What the log of the store in `data_dir` records of the certificate,
+/// read without creating or changing anything (as read-only serving
+/// reads it); `None` when it cannot be read that way: a server holds the
+/// store, or it is damaged or in the earlier layout (the caller then
+/// checks the files only).
+pub fn read_log(data_dir: &Path, keys: StoreKeys) -> Option<FromLog> {
+    if super::in_use(data_dir) {
+        return None;
+    }
+    // Quietly: this is a look at one record, not read-only serving.
+    let (store, left_out) =
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+            super::LogStore::open_read_only(data_dir, keys)
+        })
+        .ok()?;
+    left_out.is_none().then(|| store.certificate_facts())
+}
+
 /// Checks the TLS files of `dir` (a data directory or a backup) against
 /// its store: the sealed key opens and matches the certificate, and the
-/// certificate is the one recorded. `None`: the directory has neither a
-/// certificate nor a key, nor a record of one (none made yet, or the
-/// server uses configured files). Reads only.
-pub fn check(dir: &Path, keys: &StoreKeys) -> Result<Option<Checked>, CertError> {
+/// certificate is the one recorded (in the log, when `log` carries its
+/// record, and in `tls/cert.bound`). `None`: the directory has neither a
+/// certificate nor a key, and that is no loss: none made yet, a removal
+/// accepted with `accept-new-cert`, or the server uses configured files.
+/// A store that recorded a certificate, or holds records, is refused
+/// ([`CertError::Missing`]). Reads only.
+pub fn check(dir: &Path, keys: &StoreKeys, log: FromLog) -> Result<Option<Checked>, CertError> {
+    let in_log = match log.record {
+        Some(CertificateRecord::Pinned(pin)) => Some(CertPin::from_bytes(pin)),
+        _ => None,
+    };
+    let file = recorded(dir, keys)?;
+    let let_go = match log.record {
+        Some(CertificateRecord::LetGo) => true,
+        // The log says nothing yet (or was not read): the file's word.
+        Some(CertificateRecord::Never) | None => file == Some(CertPin::from_bytes(LET_GO)),
+        Some(CertificateRecord::Pinned(_)) => false,
+    };
+    let file = file.filter(|p| *p != CertPin::from_bytes(LET_GO));
     if !dir.join(CERT_FILE).exists() && !dir.join(KEY_FILE).exists() {
-        if dir.join(BINDING_FILE).exists() {
+        if !let_go && (file.is_some() || in_log.is_some() || log.has_records) {
             // Never silently replaced by a new certificate.
             return Err(CertError::Missing {
                 cert: dir.join(CERT_FILE),
@@ -222,8 +308,7 @@ pub fn check(dir: &Path, keys: &StoreKeys) -> Result<Option<Checked>, CertError>
     } else {
         None
     };
-    let recorded = recorded(dir, keys)?;
-    if let (Some(found), Some(recorded)) = (found, recorded)
+    if let (Some(found), Some(recorded)) = (found, in_log.or(file))
         && found != recorded
     {
         return Err(CertError::Changed {
@@ -233,10 +318,23 @@ pub fn check(dir: &Path, keys: &StoreKeys) -> Result<Option<Checked>, CertError>
             store: dir.to_owned(),
         });
     }
+    if let Some(pin) = in_log
+        && file != Some(pin)
+    {
+        // The log records the certificate, so this store wrote its record
+        // too: a record removed (or an older one put back) is refused,
+        // never taken for a store that predates it.
+        return Err(CertError::BindingMissing {
+            path: dir.join(BINDING_FILE),
+            pin,
+            store: dir.to_owned(),
+        });
+    }
     let pin = check_pair(dir, keys)?;
     Ok(Some(Checked {
         pin,
-        bound: recorded.is_some(),
+        bound: file.is_some(),
+        in_log: in_log.is_some(),
     }))
 }
 
@@ -254,10 +352,39 @@ pub(crate) fn bind(dir: &Path, keys: &StoreKeys, pin: &CertPin) -> Result<(), Ce
     if tmp.exists() {
         std::fs::remove_file(&tmp).map_err(io("remove", &tmp))?;
     }
-    crate::files::write_private(&tmp, &sealed).map_err(io("write", &tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
+    // A failed write (a full disk) leaves no `.new` file behind.
+    let written = crate::files::write_private(&tmp, &sealed)
+        .map_err(io("write", &tmp))
+        .and_then(|()| std::fs::rename(&tmp, &path).map_err(io("rename", &path)));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     let tls = dir.join("tls");
     crate::files::sync_dir_strict(&tls).map_err(io("sync", &tls))
+}
+
+impl super::LogStore {
+    /// Records in the log that the certificate with `pin` is the store's
+    /// (`None`: let go on purpose, the next start makes a new one). The
+    /// record is chained and signed like every other, so deleting
+    /// `tls/cert.bound` cannot make the store look as if it predated it.
+    pub fn record_certificate(&self, pin: Option<&CertPin>) -> Result<(), super::StoreError> {
+        let state = self.lock();
+        let event = crate::domain::Event::CertificatePinned {
+            pin: pin.map(|p| *p.as_bytes()),
+        };
+        self.commit(state, event).map(|_| ())
+    }
+
+    /// What the log says of the certificate, for [`check`].
+    pub fn certificate_facts(&self) -> FromLog {
+        let state = self.lock();
+        FromLog {
+            has_records: state.applied_seq > 0,
+            record: Some(state.certificate),
+        }
+    }
 }
 
 /// What `accept-new-cert` did.
@@ -280,29 +407,49 @@ pub enum Accepted {
 
 /// `hotline-server accept-new-cert`: after a deliberate change, records
 /// the certificate now in `data_dir` as the store's (its key must open
-/// with the store's master key and match it); with no certificate and key
-/// there, removes the record so that the next start makes a new one.
-/// Refused while another process holds the data directory.
-pub fn accept_new(data_dir: &Path, key: &KeySource) -> Result<Accepted, AcceptError> {
+/// with the store's master key and match it), in `tls/cert.bound` and in
+/// the log; with no certificate and key there, records that the
+/// certificate was let go, so that the next start makes a new one. The
+/// only way to change the store's certificate. Refused while another
+/// process holds the data directory, or if the store does not open.
+pub fn accept_new(
+    data_dir: &Path,
+    key: &KeySource,
+    cache_bytes: u64,
+) -> Result<Accepted, AcceptError> {
     let keys = open_keys(data_dir, key, Create::Never)?;
-    let _lock = take_lock(data_dir)?;
+    let lock = take_lock(data_dir)?;
     // A record that does not open is replaced, as a changed one is.
-    let before = recorded(data_dir, &keys).unwrap_or(None);
-    if !data_dir.join(CERT_FILE).exists() && !data_dir.join(KEY_FILE).exists() {
-        let path = data_dir.join(BINDING_FILE);
-        if path.exists() {
-            std::fs::remove_file(&path).map_err(|source| CertError::Io {
-                what: "remove",
-                path: path.clone(),
-                source,
-            })?;
-            crate::files::sync_dir(&data_dir.join("tls"));
-        }
-        return Ok(Accepted::NextStartMakesOne { before });
-    }
-    let now = check_pair(data_dir, &keys)?;
-    bind(data_dir, &keys, &now)?;
-    Ok(Accepted::Recorded { before, now })
+    let before = recorded(data_dir, &keys)
+        .unwrap_or(None)
+        .filter(|p| *p != CertPin::from_bytes(LET_GO));
+    let gone = !data_dir.join(CERT_FILE).exists() && !data_dir.join(KEY_FILE).exists();
+    let now = if gone {
+        None
+    } else {
+        Some(check_pair(data_dir, &keys)?)
+    };
+    let store =
+        super::LogStore::open_locked(data_dir, keys, cache_bytes, crate::log::fs::real(), lock)?;
+    let before = match store.certificate_facts().record {
+        Some(CertificateRecord::Pinned(pin)) => Some(CertPin::from_bytes(pin)),
+        _ => before,
+    };
+    // The file first: a failure in between leaves a record the next
+    // start completes (file without log), never one it refuses.
+    bind(
+        data_dir,
+        store.log().keys(),
+        &now.unwrap_or(CertPin::from_bytes(LET_GO)),
+    )?;
+    store
+        .record_certificate(now.as_ref())
+        .map_err(|e| AcceptError::Open(e.into()))?;
+    store.close().map_err(|e| AcceptError::Open(e.into()))?;
+    Ok(match now {
+        Some(now) => Accepted::Recorded { before, now },
+        None => Accepted::NextStartMakesOne { before },
+    })
 }
 
 /// Why `accept-new-cert` did nothing.

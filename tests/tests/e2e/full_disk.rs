@@ -396,3 +396,81 @@ async fn a_start_that_cannot_open_the_store_on_a_full_disk_says_so_in_words() {
     );
     drop(mount);
 }
+
+/// A store whose certificate has no record yet (as one written before the
+/// record existed), started on a full disk: it opens, verifies and
+/// serves; recording the pin waits (no `cert.bound.new` left behind, no
+/// new certificate), and the first start with room records it in
+/// `tls/cert.bound` and in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_without_its_certificate_record_starts_on_a_full_disk_and_records_it_later() {
+    use hotline_server::domain::CertificateRecord;
+    use hotline_server::endpoint::tls::TlsIdentity;
+    use hotline_server::log::keys::{KdfParams, KeySource, generate_key_file};
+    use hotline_server::store::{Create, LogStore, open_keys};
+    use hotline_server::{Config, RunningServer};
+
+    let outer = tempfile::tempdir().expect("tempdir");
+    let disk = outer.path().join("disk");
+    let _mount = match Tmpfs::mount(&disk, "24m") {
+        Ok(m) => m,
+        Err(why) => {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+    let data = disk.join("data");
+    let key_path = outer.path().join("master.key");
+    generate_key_file(&key_path).expect("key file");
+    let key = KeySource::File(key_path);
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: data.clone(),
+        ..Config::default()
+    };
+    config.limits.store_cache_bytes = 4 << 20;
+    // The store and its certificate, without any record of the pin.
+    std::fs::create_dir(&data).expect("data dir");
+    let keys = open_keys(&data, &key, Create::IfMissing(KdfParams::default())).expect("keys");
+    let store = LogStore::open(&data, keys, 4 << 20).expect("store");
+    let pin = TlsIdentity::create(&config, store.log().keys())
+        .expect("certificate")
+        .pin;
+    store.close().expect("close");
+    drop(store);
+    let bound = data.join("tls/cert.bound");
+    assert!(!bound.exists());
+
+    let ballast = disk.join("ballast");
+    fill(&ballast);
+    let server = RunningServer::start(config.clone(), &key)
+        .await
+        .expect("a full disk does not stop the start");
+    assert_eq!(
+        server.cert_pin(),
+        pin,
+        "the same certificate, not a new one"
+    );
+    server.shutdown().await;
+    assert!(!bound.exists(), "nothing recorded on a full disk");
+    assert!(
+        !data.join("tls/cert.bound.new").exists(),
+        "no half-written record left behind"
+    );
+
+    std::fs::remove_file(&ballast).expect("free the disk");
+    let server = RunningServer::start(config.clone(), &key)
+        .await
+        .expect("starts with room");
+    assert_eq!(server.cert_pin(), pin);
+    server.shutdown().await;
+    assert!(bound.exists(), "recorded once there is room");
+    let keys = open_keys(&data, &key, Create::Never).expect("keys");
+    let store = LogStore::open(&data, keys, 4 << 20).expect("store");
+    assert_eq!(
+        store.state().certificate,
+        CertificateRecord::Pinned(*pin.as_bytes()),
+        "and in the log"
+    );
+    store.close().expect("close");
+}

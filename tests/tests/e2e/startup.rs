@@ -109,3 +109,75 @@ async fn a_first_start_creates_nothing_while_another_process_holds_the_lock() {
         .collect();
     assert_eq!(names, ["lock"], "created without the lock: {names:?}");
 }
+
+/// A damaged store with no `tls/` is refused for the damage, and the
+/// refused start creates no certificate or key: the next good start of
+/// the mended store does not inherit a stray certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_start_creates_no_tls_certificate_or_key() {
+    let mut server = TestServer::start().await;
+    for _ in 0..4 {
+        server.invite(Role::Officer).await;
+    }
+    server.stop().await;
+    let data = server.config().data_dir.clone();
+    std::fs::remove_dir_all(data.join("tls")).expect("rm -rf tls");
+    let segment = crate::storage::segment_files(&data)
+        .into_iter()
+        .next()
+        .expect("a segment");
+    let mut bytes = std::fs::read(&segment).expect("read");
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x10;
+    std::fs::write(&segment, &bytes).expect("damage");
+    let before = files_under(&data);
+    let err = RunningServer::start(server.config().clone(), server.key())
+        .await
+        .expect_err("a damaged store is refused");
+    assert!(
+        !err.to_string().contains("TLS"),
+        "refused for the damage: {err}"
+    );
+    assert!(
+        !data.join("tls").exists(),
+        "the refused start made tls/: {:?}",
+        files_under(&data).keys().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        files_under(&data).keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "files were created or removed"
+    );
+}
+
+/// The store's log records its certificate: with `tls/cert.bound`
+/// deleted, neither a start nor read-only serving takes the store for one
+/// made before the record existed; putting the file back serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_certificate_record_is_refused_by_a_start_and_by_read_only_serving() {
+    let mut server = TestServer::start().await;
+    let pin = server.server().cert_pin();
+    server.stop().await;
+    let data = server.config().data_dir.clone();
+    let bound = data.join("tls/cert.bound");
+    let saved = std::fs::read(&bound).expect("read");
+    std::fs::remove_file(&bound).expect("rm");
+    let err = RunningServer::start(server.config().clone(), server.key())
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.contains("cert.bound")
+            && err.contains(&pin.to_string())
+            && err.contains("accept-new-cert"),
+        "{err}"
+    );
+    let err = hotline_server::DataDir::open_read_only(server.config(), server.key())
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("cert.bound"), "{err}");
+    assert!(!bound.exists(), "not recorded anew");
+    std::fs::write(&bound, saved).expect("put back");
+    server.start_again().await;
+    assert_eq!(server.server().cert_pin(), pin);
+}

@@ -16,7 +16,7 @@ use hotline_proto::alert::{AlertContent, AlertOrigin, Priority};
 use hotline_proto::{DeviceId, Role};
 use prost::Message;
 
-use crate::domain::{Event, State};
+use crate::domain::{CertificateRecord, Event, State};
 
 /// A stored record or snapshot does not decode: the store is damaged (or
 /// was written by a newer build).
@@ -155,6 +155,31 @@ enum Kind {
     Batch(BatchRow),
     #[prost(message, tag = "9")]
     PanicKeyRegistered(devices::PanicKeyRow),
+    #[prost(message, tag = "10")]
+    CertificatePinned(CertificateRow),
+}
+
+/// The store's TLS certificate as recorded: its 32-byte pin, or no bytes
+/// for "let go".
+#[derive(Clone, PartialEq, Message)]
+struct CertificateRow {
+    #[prost(bytes = "vec", tag = "1")]
+    pin: Vec<u8>,
+}
+
+fn certificate_row(pin: Option<&[u8; 32]>) -> CertificateRow {
+    CertificateRow {
+        pin: pin.map(|p| p.to_vec()).unwrap_or_default(),
+    }
+}
+
+fn certificate_from(row: &CertificateRow) -> Result<Option<[u8; 32]>, CodecError> {
+    match row.pin.len() {
+        0 => Ok(None),
+        _ => <[u8; 32]>::try_from(row.pin.as_slice())
+            .map(Some)
+            .map_err(|_| CodecError("certificate pin of the wrong length")),
+    }
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -173,7 +198,7 @@ struct DutyRow {
 
 #[derive(Clone, PartialEq, Message)]
 struct EventRow {
-    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
+    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
     kind: Option<Kind>,
 }
 
@@ -199,6 +224,7 @@ pub fn encode_event(event: &Event) -> Vec<u8> {
             device: device.as_bytes().to_vec(),
             on: *on,
         }),
+        Event::CertificatePinned { pin } => Kind::CertificatePinned(certificate_row(pin.as_ref())),
         Event::Batch(events) => Kind::Batch(BatchRow {
             events: events.iter().map(encode_event).collect(),
         }),
@@ -233,6 +259,9 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event, CodecError> {
             device: device_id(&d.device)?,
             on: d.on,
         },
+        Kind::CertificatePinned(c) => Event::CertificatePinned {
+            pin: certificate_from(&c)?,
+        },
         Kind::Batch(b) => Event::Batch(
             b.events
                 .iter()
@@ -264,6 +293,9 @@ struct SnapshotRow {
     on_duty: Vec<Vec<u8>>,
     #[prost(message, optional, tag = "7")]
     checkins: Option<checkins::CheckinsRow>,
+    /// Absent: nothing recorded (every snapshot written before issue 13).
+    #[prost(message, optional, tag = "8")]
+    certificate: Option<CertificateRow>,
 }
 
 /// The bytes of a snapshot of `state` (sealed before they are stored).
@@ -283,6 +315,11 @@ pub fn encode_snapshot(state: &State) -> Vec<u8> {
         alerts: Some(alerts::alerts_row(&state.alerts)),
         on_duty: id_bytes(&state.on_duty),
         checkins: Some(checkins::checkins_row(&state.checkins)),
+        certificate: match &state.certificate {
+            CertificateRecord::Never => None,
+            CertificateRecord::Pinned(pin) => Some(certificate_row(Some(pin))),
+            CertificateRecord::LetGo => Some(certificate_row(None)),
+        },
     }
     .encode_to_vec()
 }
@@ -306,7 +343,14 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<State, CodecError> {
         .iter()
         .map(devices::invite_from)
         .collect::<Result<_, _>>()?;
-    Ok(State::from_parts(
+    let certificate = match &row.certificate {
+        None => CertificateRecord::Never,
+        Some(c) => match certificate_from(c)? {
+            Some(pin) => CertificateRecord::Pinned(pin),
+            None => CertificateRecord::LetGo,
+        },
+    };
+    let mut state = State::from_parts(
         row.applied_seq,
         devices,
         invites,
@@ -323,7 +367,9 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<State, CodecError> {
             .map(checkins::checkins_from)
             .transpose()?
             .unwrap_or_default(),
-    ))
+    );
+    state.certificate = certificate;
+    Ok(state)
 }
 
 #[cfg(test)]
