@@ -152,24 +152,31 @@ fn backup_into(
         let copied = copy_store(data_dir, partial)?;
         match check(partial, keys) {
             Ok((verified, checkpoint)) => {
-                let (certificate, certificate_not_taken) =
-                    match super::certificate::check(partial, keys) {
-                        Ok(c) => (c, None),
-                        Err(in_copy) => {
-                            // Named by the data directory's files (what the
-                            // operator fixes), unless they changed since.
-                            let reason = match super::certificate::check(data_dir, keys) {
-                                Err(e) => e.to_string(),
-                                Ok(_) => in_copy.to_string(),
-                            };
-                            let tls = partial.join("tls");
-                            if tls.exists() {
-                                std::fs::remove_dir_all(&tls)
-                                    .map_err(|e| io("cannot remove", &tls, e))?;
-                            }
-                            (None, Some(reason))
+                let (certificate, certificate_not_taken) = match super::certificate::check(
+                    partial,
+                    keys,
+                    super::certificate::FromLog::UNREAD,
+                ) {
+                    Ok(c) => (c, None),
+                    Err(in_copy) => {
+                        // Named by the data directory's files (what the
+                        // operator fixes), unless they changed since.
+                        let reason = match super::certificate::check(
+                            data_dir,
+                            keys,
+                            super::certificate::FromLog::UNREAD,
+                        ) {
+                            Err(e) => e.to_string(),
+                            Ok(_) => in_copy.to_string(),
+                        };
+                        let tls = partial.join("tls");
+                        if tls.exists() {
+                            std::fs::remove_dir_all(&tls)
+                                .map_err(|e| io("cannot remove", &tls, e))?;
                         }
-                    };
+                        (None, Some(reason))
+                    }
+                };
                 sync_tree(partial)?;
                 let head_line = match crate::log::read_head(keys, partial)? {
                     crate::log::head::Head::Checkpoint(cp) => Some(cp.export(&keys.store_id())),
