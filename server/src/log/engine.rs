@@ -283,6 +283,24 @@ impl SledEngine {
     }
 }
 
+impl SledEngine {
+    /// The entry with the highest sequence number under `prefix` (records
+    /// or checkpoints).
+    fn last_of(&self, prefix: u8) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
+        match self
+            .chain
+            .range(key(prefix, 0)..key(prefix + 1, 0))
+            .next_back()
+        {
+            None => Ok(None),
+            Some(kv) => {
+                let (k, v) = kv.map_err(from_sled)?;
+                Ok(Some((seq_of(&k)?, v.to_vec())))
+            }
+        }
+    }
+}
+
 impl LogEngine for SledEngine {
     fn append(
         &self,
@@ -327,17 +345,7 @@ impl LogEngine for SledEngine {
     }
 
     fn last(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
-        match self
-            .chain
-            .range(key(RECORD, 0)..key(RECORD + 1, 0))
-            .next_back()
-        {
-            None => Ok(None),
-            Some(kv) => {
-                let (k, v) = kv.map_err(from_sled)?;
-                Ok(Some((seq_of(&k)?, v.to_vec())))
-            }
-        }
+        self.last_of(RECORD)
     }
 
     fn checkpoints(&self) -> Box<dyn Iterator<Item = Item> + '_> {
@@ -352,17 +360,7 @@ impl LogEngine for SledEngine {
     }
 
     fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
-        match self
-            .chain
-            .range(key(CHECKPOINT, 0)..key(CHECKPOINT + 1, 0))
-            .next_back()
-        {
-            None => Ok(None),
-            Some(kv) => {
-                let (k, v) = kv.map_err(from_sled)?;
-                Ok(Some((seq_of(&k)?, v.to_vec())))
-            }
-        }
+        self.last_of(CHECKPOINT)
     }
 
     fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<(), EngineError> {

@@ -1181,6 +1181,8 @@ mod tests {
         /// A failing append leaves bytes past the acknowledged end (as a
         /// write whose `fdatasync` failed does).
         unsynced: AtomicBool,
+        /// Checkpoints read through the engine.
+        checkpoints_read: std::sync::atomic::AtomicUsize,
     }
 
     fn no_space() -> EngineError {
@@ -1228,10 +1230,15 @@ mod tests {
             self.inner.last()
         }
         fn checkpoints(&self) -> Box<dyn Iterator<Item = Item> + '_> {
-            self.inner.checkpoints()
+            Box::new(self.inner.checkpoints().inspect(|_| {
+                self.checkpoints_read.fetch_add(1, Ordering::SeqCst);
+            }))
         }
         fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
-            self.inner.latest_checkpoint()
+            let latest = self.inner.latest_checkpoint()?;
+            self.checkpoints_read
+                .fetch_add(usize::from(latest.is_some()), Ordering::SeqCst);
+            Ok(latest)
         }
         fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<(), EngineError> {
             self.inner.put_snapshot(seq, bytes)
@@ -1271,58 +1278,20 @@ mod tests {
         Arc::new(k)
     }
 
-    /// Counts the checkpoints read through the engine.
-    struct Counting {
-        inner: SegmentEngine,
-        read: std::sync::atomic::AtomicUsize,
-    }
-
-    impl LogEngine for Counting {
-        fn append(
-            &self,
-            records: &[(u64, Vec<u8>)],
-            cp: Option<(u64, Vec<u8>)>,
-        ) -> Result<(), EngineError> {
-            self.inner.append(records, cp)
-        }
-        fn get(&self, seq: u64) -> Result<Option<Vec<u8>>, EngineError> {
-            self.inner.get(seq)
-        }
-        fn scan(&self, from: u64) -> Box<dyn Iterator<Item = Item> + '_> {
-            self.inner.scan(from)
-        }
-        fn last(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
-            self.inner.last()
-        }
-        fn checkpoints(&self) -> Box<dyn Iterator<Item = Item> + '_> {
-            Box::new(self.inner.checkpoints().inspect(|_| {
-                self.read.fetch_add(1, Ordering::SeqCst);
-            }))
-        }
-        fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
-            let latest = self.inner.latest_checkpoint()?;
-            self.read
-                .fetch_add(usize::from(latest.is_some()), Ordering::SeqCst);
-            Ok(latest)
-        }
-        fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<(), EngineError> {
-            self.inner.put_snapshot(seq, bytes)
-        }
-        fn latest_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
-            self.inner.latest_snapshot()
-        }
-        fn clear_snapshots(&self) -> Result<(), EngineError> {
-            self.inner.clear_snapshots()
-        }
+    /// A [`Failing`] engine over new segments in `dir`, not failing yet.
+    fn failing(dir: &std::path::Path) -> Arc<Failing> {
+        Arc::new(Failing {
+            inner: segments(dir, &keys(dir)),
+            fail: AtomicBool::new(false),
+            unsynced: AtomicBool::new(false),
+            checkpoints_read: std::sync::atomic::AtomicUsize::new(0),
+        })
     }
 
     #[test]
     fn the_newest_checkpoint_is_found_without_reading_the_others() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let engine = Arc::new(Counting {
-            inner: segments(dir.path(), &keys(dir.path())),
-            read: std::sync::atomic::AtomicUsize::new(0),
-        });
+        let engine = failing(dir.path());
         let (log, _) = Log::open(engine.clone(), keys(dir.path()), dir.path(), &[]).expect("open");
         for i in 0..50u8 {
             log.append(RecordKey::Main, &[i]).expect("durable");
@@ -1332,21 +1301,17 @@ mod tests {
         assert_eq!(engine.inner.checkpoints().count(), 50);
         // A running log asks for the newest (a heal, an export): one
         // read, however many checkpoints the log holds.
-        engine.read.store(0, Ordering::SeqCst);
+        engine.checkpoints_read.store(0, Ordering::SeqCst);
         let newest = log.latest_checkpoint().expect("read").expect("one");
         assert_eq!(newest.seq, 50);
-        assert_eq!(engine.read.load(Ordering::SeqCst), 1);
+        assert_eq!(engine.checkpoints_read.load(Ordering::SeqCst), 1);
         log.close().expect("close");
     }
 
     #[test]
     fn a_failed_write_degrades_the_log_and_it_heals_without_a_restart() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let engine = Arc::new(Failing {
-            inner: segments(dir.path(), &keys(dir.path())),
-            fail: AtomicBool::new(false),
-            unsynced: AtomicBool::new(false),
-        });
+        let engine = failing(dir.path());
         let (log, _) = Log::open(engine.clone(), keys(dir.path()), dir.path(), &[]).expect("open");
         for i in 0..10u8 {
             log.append(RecordKey::Main, &[i]).expect("durable");
@@ -1442,11 +1407,7 @@ mod tests {
     #[test]
     fn writers_queued_behind_a_failed_batch_are_refused_and_never_acknowledged() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let engine = Arc::new(Failing {
-            inner: segments(dir.path(), &keys(dir.path())),
-            fail: AtomicBool::new(false),
-            unsynced: AtomicBool::new(false),
-        });
+        let engine = failing(dir.path());
         let (log, _) = Log::open(engine.clone(), keys(dir.path()), dir.path(), &[]).expect("open");
         log.append(RecordKey::Main, b"first").expect("durable");
         // Three records submitted together; the batch holding them fails.
