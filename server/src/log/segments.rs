@@ -41,6 +41,21 @@ use super::segment::{self, End, KIND_CHECKPOINT, KIND_RECORD, SegmentHeader};
 /// A new segment is started once the newest one holds this many bytes.
 pub const MAX_SEGMENT_BYTES: u64 = 64 << 20;
 
+/// The largest a segment file can be: a segment is closed once it reaches
+/// [`MAX_SEGMENT_BYTES`], after at most one group commit past it. A larger
+/// file (sparse, crafted) is damage, and is never read whole.
+pub const MAX_SEGMENT_FILE_BYTES: u64 = 4 * MAX_SEGMENT_BYTES;
+
+/// What is wrong with a segment file of `len` bytes, larger than
+/// [`MAX_SEGMENT_FILE_BYTES`].
+pub fn too_large(path: &Path, len: u64) -> String {
+    format!(
+        "{} is {len} bytes, more than a segment can be ({MAX_SEGMENT_FILE_BYTES} bytes): \
+         the file is damaged (or not a segment) and was not read",
+        path.display()
+    )
+}
+
 /// An incomplete final write found by an open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TornTail {
@@ -549,6 +564,9 @@ fn scan(
                 reason: reason.to_owned(),
             })
         };
+        if file_len > MAX_SEGMENT_FILE_BYTES {
+            return Err(damage(0, &too_large(&path, file_len)));
+        }
         let header = match header {
             Ok(h) => h,
             // A new segment whose header never reached the disk: it
@@ -1217,6 +1235,28 @@ mod tests {
             vec![0u8; 100]
         );
         assert_eq!(std::fs::read(&seg).expect("seg"), whole);
+    }
+
+    #[test]
+    fn a_segment_larger_than_any_segment_can_be_is_damage_named_with_its_size() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        fill(&writable(&log, 1 << 20), 1, 5);
+        let seg = log.join(segment::file_name(1));
+        let f = OpenOptions::new().write(true).open(&seg).expect("open");
+        f.set_len(200 << 30).expect("sparse");
+        for mode in [
+            Mode::ReadOnly,
+            Mode::Writable {
+                max_segment_bytes: 1 << 20,
+            },
+        ] {
+            let err = SegmentEngine::open(&log, ID, mode).expect_err("damage");
+            let text = err.to_string();
+            assert!(text.contains(&segment::file_name(1)), "{text}");
+            assert!(text.contains(&(200u64 << 30).to_string()), "{text}");
+        }
+        assert_eq!(std::fs::metadata(&seg).expect("meta").len(), 200 << 30);
     }
 
     #[test]

@@ -35,7 +35,7 @@ use crate::log::head::{Head, HeadFile};
 use crate::log::keys::{KeySource, StoreKeys};
 use crate::log::record::Checkpoint;
 use crate::log::segment;
-use crate::log::segments::{Mode, SegmentEngine};
+use crate::log::segments::{self, Mode, SegmentEngine};
 use crate::log::{Entry, HEAD_FILE, LogError};
 
 /// What a recovery did.
@@ -109,7 +109,9 @@ pub struct RecoveryPlan {
 impl RecoveryPlan {
     /// Records given up.
     pub fn records_cut(&self) -> u64 {
-        (self.last_cut + 1).saturating_sub(self.first_cut)
+        self.last_cut
+            .checked_sub(self.first_cut)
+            .map_or(0, |d| d.saturating_add(1))
     }
 
     /// Whether records that `chain.head` signs are given up: acknowledged
@@ -117,6 +119,19 @@ impl RecoveryPlan {
     pub fn gives_up_signed_records(&self) -> bool {
         self.head_now.is_some_and(|cp| cp.seq > self.kept)
     }
+}
+
+/// Reads a segment file whole, after checking its size: a file larger
+/// than any segment can be (a sparse or crafted file) is damage, named
+/// with its size, and is never allocated.
+fn read_segment(path: &Path) -> Result<Vec<u8>, OpenError> {
+    let len = std::fs::metadata(path)
+        .map_err(io("cannot read a segment"))?
+        .len();
+    if len > segments::MAX_SEGMENT_FILE_BYTES {
+        return Err(StoreError::Io(segments::too_large(path, len)).into());
+    }
+    std::fs::read(path).map_err(io("cannot read a segment"))
 }
 
 fn io(what: &str) -> impl Fn(std::io::Error) -> OpenError + '_ {
@@ -209,6 +224,34 @@ fn frames_after(bytes: &[u8], offset: usize) -> (Vec<(u64, Vec<u8>)>, u64) {
     (records, unsplit)
 }
 
+/// Keeps the frames past the cut whose sequence numbers the cut bytes
+/// could hold: records follow each other from `first` and each takes at
+/// least a frame header, so a frame claiming a number beyond
+/// `first + cut_bytes / FRAME_HEADER_LEN` (a crafted or damaged header:
+/// `u64::MAX`) is damage, not a record; its payload's bytes are returned
+/// with the bytes that do not split into frames.
+fn plausible_records(
+    records: Vec<(u64, Vec<u8>)>,
+    first: u64,
+    cut_bytes: u64,
+) -> (Vec<(u64, Vec<u8>)>, u64) {
+    let highest = first.saturating_add(cut_bytes / segment::FRAME_HEADER_LEN as u64);
+    let mut implausible = 0u64;
+    let kept = records
+        .into_iter()
+        .filter(|(seq, b)| {
+            let ok = (first..=highest).contains(seq);
+            if !ok {
+                implausible = implausible
+                    .saturating_add(b.len() as u64)
+                    .saturating_add(segment::FRAME_HEADER_LEN as u64);
+            }
+            ok
+        })
+        .collect();
+    (kept, implausible)
+}
+
 /// The time an event records, if it records one.
 fn event_time(event: &Event) -> Option<u64> {
     match event {
@@ -293,7 +336,11 @@ fn contents(
             }
         }
     }
-    c.unreadable = (last + 1).saturating_sub(first) - c.opened - c.shredded;
+    c.unreadable = last
+        .saturating_add(1)
+        .saturating_sub(first)
+        .saturating_sub(c.opened)
+        .saturating_sub(c.shredded);
     Ok(c)
 }
 
@@ -360,7 +407,7 @@ fn plan(data_dir: &Path, keys: &StoreKeys) -> Result<Option<RecoveryPlan>, OpenE
         }
     }
     later.sort();
-    let bytes = std::fs::read(log.join(&found.segment)).map_err(io("cannot read the segment"))?;
+    let bytes = read_segment(&log.join(&found.segment))?;
     let cut = if (found.offset as usize) < segment::HEADER_LEN {
         0
     } else {
@@ -369,7 +416,7 @@ fn plan(data_dir: &Path, keys: &StoreKeys) -> Result<Option<RecoveryPlan>, OpenE
     let mut cut_bytes = bytes.len().saturating_sub(cut) as u64;
     let (mut records, mut unsplit) = frames_after(&bytes, cut);
     for file in &later {
-        let b = std::fs::read(log.join(file)).map_err(io("cannot read a segment"))?;
+        let b = read_segment(&log.join(file))?;
         cut_bytes += b.len() as u64;
         let (r, u) = frames_after(&b, 0);
         records.extend(r);
@@ -380,6 +427,8 @@ fn plan(data_dir: &Path, keys: &StoreKeys) -> Result<Option<RecoveryPlan>, OpenE
         _ => None,
     };
     let kept = found.seq - 1;
+    let (records, implausible) = plausible_records(records, found.seq, cut_bytes);
+    unsplit = unsplit.saturating_add(implausible);
     let last_cut = records
         .iter()
         .map(|(seq, _)| *seq)
@@ -463,14 +512,14 @@ pub fn recover_truncate_after_copy(
     let aside = data_dir.join(format!("recovered-{}", crate::unix_now()));
     crate::files::create_private_dir(&aside).map_err(io("cannot create the copy directory"))?;
     // 1. The copy, synced, before anything changes.
-    let bytes = std::fs::read(log.join(name)).map_err(io("cannot read the segment"))?;
+    let bytes = read_segment(&log.join(name))?;
     crate::files::write_private(
         &aside.join(format!("{name}.from-{cut}")),
         bytes.get(cut..).unwrap_or(&[]),
     )
     .map_err(io("cannot write the copy"))?;
     for file in &plan.later_segments {
-        let b = std::fs::read(log.join(file)).map_err(io("cannot read a segment"))?;
+        let b = read_segment(&log.join(file))?;
         crate::files::write_private(&aside.join(file), &b).map_err(io("cannot write the copy"))?;
     }
     let head = data_dir.join(HEAD_FILE);
@@ -558,6 +607,87 @@ mod tests {
         }
         out.sort();
         out
+    }
+
+    #[test]
+    fn a_crafted_frame_numbered_u64_max_is_damage_and_no_count_wraps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::open_in(dir.path());
+        for n in 0..3u8 {
+            let invite = crate::domain::devices::InviteRecord {
+                role: hotline_proto::Role::Officer,
+                created_at: 1,
+                expires_at: 100,
+                used_at: None,
+                bootstrap: None,
+            };
+            store.put_invite([n; 32], &invite).expect("put");
+        }
+        drop(store);
+        let data = dir.path().join("data");
+        let key = KeySource::File(dir.path().join("master.key"));
+        let log = log_dir(&data);
+        let first = std::fs::read(log.join(segment::file_name(1))).expect("segment");
+        let header = segment::SegmentHeader::parse(&first).expect("header");
+        // A later segment (after a gap) holding one frame numbered u64::MAX.
+        let mut later = segment::SegmentHeader {
+            store_id: header.store_id,
+            first_seq: 1000,
+        }
+        .to_bytes();
+        segment::encode_frame(segment::KIND_RECORD, u64::MAX, b"crafted", &mut later);
+        std::fs::write(log.join(segment::file_name(1000)), &later).expect("write");
+        let plan = plan_recovery(&data, &key)
+            .expect("plans")
+            .expect("damage found");
+        assert!(plan.last_cut < 1000, "{plan:?}");
+        assert!(plan.records_cut() < 1000, "{plan:?}");
+        assert!(plan.contents.unreadable < 1000, "{plan:?}");
+        assert!(plan.contents.unsplit_bytes >= 7, "{plan:?}");
+        assert_eq!(plan.segment, segment::file_name(1000));
+    }
+
+    #[test]
+    fn plausible_records_keep_what_the_cut_bytes_can_hold() {
+        let f = segment::FRAME_HEADER_LEN as u64;
+        let records = vec![
+            (5, vec![1; 10]),
+            (6, vec![2; 10]),
+            (u64::MAX, vec![3; 10]),
+            (4, vec![4; 10]),
+        ];
+        let (kept, bytes) = plausible_records(records, 5, 3 * (f + 10));
+        assert_eq!(kept.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![5, 6]);
+        assert_eq!(bytes, 2 * (f + 10));
+        let plan = |first_cut, last_cut| RecoveryPlan {
+            finding: String::new(),
+            segment: String::new(),
+            offset: 0,
+            later_segments: vec![],
+            cut_bytes: 0,
+            kept: 0,
+            first_cut,
+            last_cut,
+            contents: CutContents::default(),
+            kept_until: None,
+            not_in_files: None,
+            head_now: None,
+            head_after: None,
+        };
+        assert_eq!(plan(1, u64::MAX).records_cut(), u64::MAX);
+        assert_eq!(plan(3, 2).records_cut(), 0);
+    }
+
+    #[test]
+    fn a_segment_larger_than_any_segment_can_be_is_named_and_not_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(segment::file_name(1));
+        let f = std::fs::File::create(&path).expect("create");
+        f.set_len(200 << 30).expect("sparse");
+        let err = read_segment(&path).expect_err("too large");
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains(&(200u64 << 30).to_string()), "{text}");
     }
 
     #[test]
