@@ -1038,3 +1038,113 @@ fn a_master_key_readable_by_others_is_warned_about() {
     assert!(ok, "{err}");
     assert!(!err.contains("WARNING"), "{err}");
 }
+
+/// Spawns `hotline-server <args> --data-dir <data> --master-key-file <key>`
+/// with its stdout piped.
+fn spawn(args: &[&str], data: &Path, key: &Path) -> ServerProcess {
+    ServerProcess(
+        Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--master-key-file")
+            .arg(key)
+            .env("RUST_LOG", "off")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starts"),
+    )
+}
+
+#[test]
+fn a_read_only_server_keeps_a_normal_start_out_even_without_a_lock_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    ok(&["invite", "--role", "officer"], &data, &key);
+    let backup = dir.path().join("backup");
+    ok(
+        &["backup", "--to", backup.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    let restored = dir.path().join("restored");
+    ok(
+        &["restore", "--from", backup.to_str().expect("utf-8")],
+        &restored,
+        &key,
+    );
+    // Whether or not restore leaves a lock file, an operator may remove
+    // it: the directory itself is what keeps writers out.
+    let _ = std::fs::remove_file(restored.join("lock"));
+    let before = files(&restored);
+
+    let mut read_only = spawn(&["--read-only", "--listen", "127.0.0.1:0"], &restored, &key);
+    let stdout = read_only.0.stdout.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the read-only server says what it serves");
+        if line.starts_with("serving ") {
+            break;
+        }
+    }
+    assert!(
+        files(&restored) == before,
+        "the read-only server created or changed a file"
+    );
+
+    // A normal start (and a writing command) is refused while it serves.
+    let mut normal = spawn(&["serve", "--listen", "127.0.0.1:0"], &restored, &key);
+    let mut status = None;
+    for _ in 0..300 {
+        if let Some(s) = normal.0.try_wait().expect("wait") {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = status.expect("the normal start was refused, not serving beside it");
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(normal.0.stderr.as_mut().expect("piped"), &mut err)
+        .expect("stderr");
+    assert!(err.contains("held by another process"), "{err}");
+    let out = run(&["invite", "--role", "officer"], &restored, Some(&key));
+    assert!(
+        !out.status.success(),
+        "a writer ran beside the read-only server"
+    );
+    drop(read_only);
+    // The refused writers changed nothing but the (empty) lock file they
+    // tried to lock.
+    let lock = restored.join("lock");
+    let after: Vec<_> = files(&restored)
+        .into_iter()
+        .filter(|(p, _)| *p != lock)
+        .collect();
+    assert!(after == before, "a refused start changed a file");
+
+    // Once it has stopped, the normal start works.
+    let out = run(&["invite", "--role", "officer"], &restored, Some(&key));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
