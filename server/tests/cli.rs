@@ -1148,3 +1148,109 @@ fn a_read_only_server_keeps_a_normal_start_out_even_without_a_lock_file() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_damaged_or_missing_chain_head_is_named_and_recover_rewrites_it_keeping_every_record() {
+    for damage in ["both slots flipped", "missing"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let key = dir.path().join("master.key");
+        ok(
+            &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+            &data,
+            &key,
+        );
+        for _ in 0..4 {
+            ok(&["invite", "--role", "officer"], &data, &key);
+        }
+        let last = last_record(&ok(&["verify"], &data, &key).0);
+        let head = data.join("chain.head");
+        let original = std::fs::read(&head).expect("chain.head");
+        if damage == "missing" {
+            std::fs::remove_file(&head).expect("rm");
+        } else {
+            // One bad sector: both 112-byte slots spoiled.
+            let mut spoiled = original.clone();
+            for b in spoiled.iter_mut() {
+                *b ^= 0x5a;
+            }
+            std::fs::write(&head, &spoiled).expect("spoil");
+        }
+        let before = files(&data);
+
+        // verify and a start name the file and what the log still holds.
+        for cmd in [&["verify"][..], &["serve", "--listen", "127.0.0.1:0"][..]] {
+            let out = run(cmd, &data, Some(&key));
+            assert!(!out.status.success(), "{damage}: {cmd:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            let named = format!("chain.head ({})", head.display());
+            assert!(err.contains(&named), "{damage}: {cmd:?}: {err}");
+            assert!(
+                err.contains(&format!("records are intact up to record {last}")),
+                "{damage}: {err}"
+            );
+            assert!(err.contains("recover --truncate-after-copy"), "{err}");
+            if damage == "missing" {
+                assert!(err.contains(") is missing"), "{err}");
+            } else {
+                assert!(err.contains("both copies fail their checks"), "{err}");
+            }
+        }
+        assert!(
+            files(&data) == before,
+            "{damage}: verify or start changed something"
+        );
+
+        // recover --dry-run says every record is kept and changes nothing.
+        let (text, _) = ok(
+            &["recover", "--truncate-after-copy", "--dry-run"],
+            &data,
+            &key,
+        );
+        assert!(
+            text.contains(&format!("keep every record (records 1 to {last})")),
+            "{damage}: {text}"
+        );
+        assert!(
+            text.contains("rewrite chain.head from the log's newest checkpoint"),
+            "{text}"
+        );
+        assert!(text.contains("rollback of the log"), "{text}");
+        assert!(!text.contains("give up"), "{text}");
+        assert!(
+            files(&data) == before,
+            "{damage}: the dry run changed something"
+        );
+
+        // recover --yes: chain.head rewritten, the old one kept aside, and
+        // the store verifies with every record.
+        let (text, _) = ok(&["recover", "--truncate-after-copy", "--yes"], &data, &key);
+        assert!(text.contains("rewrote chain.head"), "{damage}: {text}");
+        let verified = ok(&["verify"], &data, &key).0;
+        assert_eq!(last_record(&verified), last, "{damage}: {verified}");
+        let aside: Vec<_> = std::fs::read_dir(&data)
+            .expect("data")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("recovered-"))
+            })
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        if damage == "missing" {
+            assert!(!aside[0].join("chain.head").exists());
+        } else {
+            assert_eq!(
+                std::fs::read(aside[0].join("chain.head")).expect("kept aside"),
+                before
+                    .iter()
+                    .find(|(p, _)| *p == head)
+                    .expect("was there")
+                    .1
+            );
+        }
+        // It serves again.
+        ok(&["invite", "--role", "officer"], &data, &key);
+    }
+}

@@ -104,6 +104,12 @@ pub struct RecoveryPlan {
     pub head_now: Option<Checkpoint>,
     /// The checkpoint `chain.head` will hold (the newest left in the log).
     pub head_after: Option<Checkpoint>,
+    /// Only `chain.head` is unusable (damaged or missing) while every
+    /// record verifies: nothing is given up, `chain.head` is rewritten
+    /// from the log's newest checkpoint (the old file kept aside). A
+    /// rollback of the log by whoever damaged it cannot be ruled out here:
+    /// only a head line kept elsewhere (`verify --expect-head`) can.
+    pub head_unusable: bool,
 }
 
 impl RecoveryPlan {
@@ -144,6 +150,24 @@ struct Finding {
     segment: String,
     offset: u64,
     reason: String,
+    /// Only `chain.head` is unusable (damaged or missing); every record
+    /// verifies and none is given up.
+    head_only: bool,
+}
+
+/// `chain.head` is damaged or missing while every record verifies: the
+/// recovery keeps every record, cuts only an incomplete write at the end
+/// (copied aside), and rewrites `chain.head` from the log's newest
+/// checkpoint, keeping the old file aside.
+fn head_only_finding(engine: &SegmentEngine, reason: String) -> Option<Finding> {
+    let (segment, offset, records) = engine.end()?;
+    Some(Finding {
+        seq: records + 1,
+        segment,
+        offset,
+        reason,
+        head_only: true,
+    })
 }
 
 /// Finds the first damage in the store and where its frame starts.
@@ -160,18 +184,25 @@ fn first_damage(
                 reason: d.to_string(),
                 segment: d.segment,
                 offset: d.offset,
+                head_only: false,
             }));
         }
         Err(e) => return Err(LogError::from_engine(e).into()),
     };
     match crate::log::verify_against(&engine, keys, data_dir, &[], head) {
         Ok(_) => Ok(None),
+        Err(LogError::Tampered { seq: 0, reason })
+            if reason.starts_with(crate::log::HEAD_UNUSABLE) =>
+        {
+            Ok(head_only_finding(&engine, reason))
+        }
         Err(LogError::Tampered { seq, reason }) => match engine.frame_of(seq) {
             Some((segment, offset)) => Ok(Some(Finding {
                 seq,
                 segment,
                 offset,
                 reason,
+                head_only: false,
             })),
             // Past the end: chain.head signs records the files do not
             // hold. Nothing to cut but an incomplete write at the end.
@@ -190,6 +221,7 @@ fn first_damage(
                         ),
                         segment,
                         offset,
+                        head_only: false,
                     }))
                 }
                 _ => Err(LogError::Tampered { seq, reason }.into()),
@@ -429,13 +461,18 @@ fn plan(data_dir: &Path, keys: &StoreKeys) -> Result<Option<RecoveryPlan>, OpenE
     let kept = found.seq - 1;
     let (records, implausible) = plausible_records(records, found.seq, cut_bytes);
     unsplit = unsplit.saturating_add(implausible);
-    let last_cut = records
-        .iter()
-        .map(|(seq, _)| *seq)
-        .chain(head_now.map(|cp| cp.seq))
-        .max()
-        .unwrap_or(0)
-        .max(found.seq);
+    let last_cut = if found.head_only {
+        // Nothing is given up: records_cut() is 0.
+        kept
+    } else {
+        records
+            .iter()
+            .map(|(seq, _)| *seq)
+            .chain(head_now.map(|cp| cp.seq))
+            .max()
+            .unwrap_or(0)
+            .max(found.seq)
+    };
     let contents = contents(data_dir, keys, &records, found.seq, last_cut, unsplit)?;
     let found_up_to = records
         .iter()
@@ -459,6 +496,7 @@ fn plan(data_dir: &Path, keys: &StoreKeys) -> Result<Option<RecoveryPlan>, OpenE
     }
     let kept_until = kept_until(data_dir, keys, &engine, kept)?;
     Ok(Some(RecoveryPlan {
+        head_unusable: found.head_only,
         finding: found.reason,
         segment: found.segment,
         offset: cut as u64,
@@ -673,6 +711,7 @@ mod tests {
             not_in_files: None,
             head_now: None,
             head_after: None,
+            head_unusable: false,
         };
         assert_eq!(plan(1, u64::MAX).records_cut(), u64::MAX);
         assert_eq!(plan(3, 2).records_cut(), 0);
