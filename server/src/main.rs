@@ -858,17 +858,29 @@ fn print_recovery_plan(p: &store::RecoveryPlan) {
         ""
     };
     println!("  give up {n} record(s): {range}{at_least}");
-    println!(
-        "  keep records 1 to {} (the log ends in log/{} at byte {}{})",
-        p.kept,
-        p.segment,
-        p.offset,
-        if p.later_segments.is_empty() {
-            String::new()
-        } else {
-            format!(", and {} later segment file(s) go", p.later_segments.len())
-        }
-    );
+    if p.kept == 0 && p.offset == 0 {
+        println!(
+            "  keep no record: log/{} goes whole{}",
+            p.segment,
+            if p.later_segments.is_empty() {
+                String::new()
+            } else {
+                format!(", and {} later segment file(s) go", p.later_segments.len())
+            }
+        );
+    } else {
+        println!(
+            "  keep records 1 to {} (the log ends in log/{} at byte {}{})",
+            p.kept,
+            p.segment,
+            p.offset,
+            if p.later_segments.is_empty() {
+                String::new()
+            } else {
+                format!(", and {} later segment file(s) go", p.later_segments.len())
+            }
+        );
+    }
     match c.times {
         Some((from, to)) => println!(
             "  the records given up that open were written from {} to {}",

@@ -1254,3 +1254,92 @@ fn a_damaged_or_missing_chain_head_is_named_and_recover_rewrites_it_keeping_ever
         ok(&["invite", "--role", "officer"], &data, &key);
     }
 }
+
+#[test]
+fn the_only_segment_cut_below_its_header_is_named_and_recovered_when_confirmed() {
+    for cut in ["10 bytes", "zeroed"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let key = dir.path().join("master.key");
+        ok(
+            &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+            &data,
+            &key,
+        );
+        for _ in 0..3 {
+            ok(&["invite", "--role", "officer"], &data, &key);
+        }
+        let last = last_record(&ok(&["verify"], &data, &key).0);
+        let name = hotline_server::log::segment::file_name(1);
+        let seg = data.join("log").join(&name);
+        let whole = std::fs::read(&seg).expect("segment");
+        let spoiled = if cut == "zeroed" {
+            vec![0u8; whole.len()]
+        } else {
+            whole[..10].to_vec()
+        };
+        std::fs::write(&seg, &spoiled).expect("spoil");
+        let before = files(&data);
+
+        for cmd in [&["verify"][..], &["serve", "--listen", "127.0.0.1:0"][..]] {
+            let out = run(cmd, &data, Some(&key));
+            assert!(!out.status.success(), "{cut}: {cmd:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains(&format!(
+                    "log/{name}, holds no whole header ({} bytes",
+                    spoiled.len()
+                )),
+                "{cut}: {cmd:?}: {err}"
+            );
+            assert!(
+                err.contains(&format!("records 1 to {last} are missing")),
+                "{err}"
+            );
+        }
+        assert!(
+            files(&data) == before,
+            "{cut}: verify or start changed something"
+        );
+
+        let (text, _) = ok(
+            &["recover", "--truncate-after-copy", "--dry-run"],
+            &data,
+            &key,
+        );
+        assert!(
+            text.contains(&format!("give up {last} record(s): records 1 to {last}")),
+            "{cut}: {text}"
+        );
+        assert!(
+            text.contains(&format!("keep no record: log/{name} goes whole")),
+            "{text}"
+        );
+        assert!(
+            files(&data) == before,
+            "{cut}: the dry run changed something"
+        );
+
+        let (text, _) = ok(&["recover", "--truncate-after-copy", "--yes"], &data, &key);
+        assert!(
+            text.contains("the store verifies with 0 records"),
+            "{cut}: {text}"
+        );
+        assert!(!seg.exists());
+        let kept: Vec<_> = std::fs::read_dir(&data)
+            .expect("data")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("recovered-"))
+            })
+            .collect();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            std::fs::read(kept[0].join(format!("{name}.from-0"))).expect("copied aside"),
+            spoiled
+        );
+        ok(&["verify"], &data, &key);
+    }
+}

@@ -224,6 +224,20 @@ fn first_damage(
                         head_only: false,
                     }))
                 }
+                // The only segment's header is incomplete (cut short or
+                // zeroed): the whole file goes aside.
+                (Head::Checkpoint(cp), None) if cp.seq >= seq && seq == 1 => {
+                    match engine.torn_tail().filter(|t| t.offset == 0) {
+                        Some(t) => Ok(Some(Finding {
+                            seq,
+                            reason: format!("{reason}; {}", super::verify::ends_at(None, Some(&t))),
+                            segment: t.segment,
+                            offset: 0,
+                            head_only: false,
+                        })),
+                        None => Err(LogError::Tampered { seq, reason }.into()),
+                    }
+                }
                 _ => Err(LogError::Tampered { seq, reason }.into()),
             },
         },
