@@ -852,7 +852,9 @@ fn print_recovery_plan(p: &store::RecoveryPlan) {
     } else {
         format!("records {} to {}", p.first_cut, p.last_cut)
     };
-    let at_least = if c.unsplit_bytes > 0 && !p.gives_up_signed_records() {
+    // When chain.head signs records the files lack, the range ends at
+    // its checkpoint; otherwise bytes that do not split may hold more.
+    let at_least = if c.unsplit_bytes > 0 && p.not_in_files.is_none() {
         " (at least: the bytes after the damage do not all split into records)"
     } else {
         ""

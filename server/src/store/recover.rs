@@ -247,7 +247,10 @@ fn first_damage(
 
 /// The bytes a cut at `offset` gives up from one segment, as frames:
 /// `(record frames (seq, payload), bytes that do not split into frames)`.
-fn frames_after(bytes: &[u8], offset: usize) -> (Vec<(u64, Vec<u8>)>, u64) {
+/// Records (sequence number and stored bytes) read from a segment.
+type Records = Vec<(u64, Vec<u8>)>;
+
+fn frames_after(bytes: &[u8], offset: usize) -> (Records, u64, Vec<u64>) {
     let buf: Vec<u8> = if offset < segment::HEADER_LEN {
         bytes.to_vec()
     } else {
@@ -255,19 +258,23 @@ fn frames_after(bytes: &[u8], offset: usize) -> (Vec<(u64, Vec<u8>)>, u64) {
         b.extend_from_slice(bytes.get(offset..).unwrap_or(&[]));
         b
     };
-    let (frames, end) = segment::parse_frames(&buf);
-    let unsplit = match end {
+    // Past frames whose payload is damaged but whose header checks out:
+    // the records after them are counted (and cut all the same).
+    let salvage = segment::salvage_frames(&buf);
+    let unsplit = match salvage.end {
         segment::End::Clean => 0,
         segment::End::Torn { offset } | segment::End::Bad { offset, .. } => {
-            buf.len() as u64 - offset
+            (buf.len() as u64).saturating_sub(offset)
         }
     };
-    let records = frames
+    let records = salvage
+        .frames
         .into_iter()
         .filter(|f| f.kind == segment::KIND_RECORD)
         .map(|f| (f.seq, buf[f.payload].to_vec()))
         .collect();
-    (records, unsplit)
+    let damaged = salvage.damaged.into_iter().map(|(seq, _)| seq).collect();
+    (records, unsplit, damaged)
 }
 
 /// Keeps the frames past the cut whose sequence numbers the cut bytes
@@ -460,13 +467,14 @@ fn plan(data_dir: &Path, keys: &StoreKeys) -> Result<Option<RecoveryPlan>, OpenE
         found.offset as usize
     };
     let mut cut_bytes = bytes.len().saturating_sub(cut) as u64;
-    let (mut records, mut unsplit) = frames_after(&bytes, cut);
+    let (mut records, mut unsplit, mut damaged) = frames_after(&bytes, cut);
     for file in &later {
         let b = read_segment(&log.join(file))?;
         cut_bytes += b.len() as u64;
-        let (r, u) = frames_after(&b, 0);
+        let (r, u, d) = frames_after(&b, 0);
         records.extend(r);
         unsplit += u;
+        damaged.extend(d);
     }
     let head_now = match head {
         Head::Checkpoint(cp) => Some(cp),
@@ -475,6 +483,15 @@ fn plan(data_dir: &Path, keys: &StoreKeys) -> Result<Option<RecoveryPlan>, OpenE
     let kept = found.seq - 1;
     let (records, implausible) = plausible_records(records, found.seq, cut_bytes);
     unsplit = unsplit.saturating_add(implausible);
+    // Frames whose payload is damaged are in the files (unreadable, and
+    // counted so by `contents`); their numbers are used if plausible.
+    let highest = found
+        .seq
+        .saturating_add(cut_bytes / segment::FRAME_HEADER_LEN as u64);
+    let damaged: Vec<u64> = damaged
+        .into_iter()
+        .filter(|seq| (found.seq..=highest).contains(seq))
+        .collect();
     let last_cut = if found.head_only {
         // Nothing is given up: records_cut() is 0.
         kept
@@ -482,6 +499,7 @@ fn plan(data_dir: &Path, keys: &StoreKeys) -> Result<Option<RecoveryPlan>, OpenE
         records
             .iter()
             .map(|(seq, _)| *seq)
+            .chain(damaged.iter().copied())
             .chain(head_now.map(|cp| cp.seq))
             .max()
             .unwrap_or(0)
@@ -491,6 +509,7 @@ fn plan(data_dir: &Path, keys: &StoreKeys) -> Result<Option<RecoveryPlan>, OpenE
     let found_up_to = records
         .iter()
         .map(|(seq, _)| *seq)
+        .chain(damaged.iter().copied())
         .max()
         .unwrap_or(kept)
         .max(kept);
