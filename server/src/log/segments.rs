@@ -172,6 +172,7 @@ impl SegmentEngine {
         if let Mode::Writable { .. } = mode {
             engine.reopen_newest_for_writing()?;
             remove_probe(dir);
+            remove_partial_copies(dir);
         }
         Ok(engine)
     }
@@ -727,6 +728,30 @@ fn remove_probe(dir: &Path) {
     }
 }
 
+/// Removes copies of an incomplete write that a stopped run left half
+/// made (`torn-after-*.bin.partial`): the bytes they were copied from are
+/// still in the segment, and are copied again before the first write.
+fn remove_partial_copies(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut removed = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name
+            .to_str()
+            .is_some_and(|n| n.starts_with("torn-after-") && n.ends_with(".bin.partial"))
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed = true;
+        }
+    }
+    if removed {
+        crate::files::sync_dir(dir);
+        info!("removed a half-made copy of an incomplete write an earlier run left behind");
+    }
+}
+
 fn damage_at(files: &Files, name: &str, offset: u64, reason: &str) -> EngineError {
     EngineError::Damaged(Damage {
         seq: files.records.len() as u64 + 1,
@@ -1190,6 +1215,9 @@ mod tests {
         let mut torn = whole.clone();
         torn.extend_from_slice(&[0u8; 100]);
         std::fs::write(&seg, &torn).expect("write");
+        // A half-made copy a killed run left: removed by a writable open.
+        let left = log.join("torn-after-5-1.bin.partial");
+        std::fs::write(&left, [0u8; 3]).expect("partial");
         let faults = FaultFs::new();
         let engine = SegmentEngine::open_with_fs(
             &log,
@@ -1200,6 +1228,7 @@ mod tests {
             faults.handle(),
         )
         .expect("opens");
+        assert!(!left.exists(), "the half-made copy is removed");
         let aside = || -> Vec<String> {
             std::fs::read_dir(&log)
                 .expect("dir")
