@@ -67,7 +67,14 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// The data directory's lock, held until dropped.
 #[derive(Debug)]
 pub struct DataDirLock {
-    _file: std::fs::File,
+    /// The lock on `<data_dir>/lock` (none for a read-only server on a
+    /// directory without one).
+    _file: Option<std::fs::File>,
+    /// The lock on the data directory itself: exclusive for a writer,
+    /// shared for a read-only server, so that they keep each other out
+    /// even where there is no lock file (right after `restore`) and
+    /// the read-only server creates none.
+    _dir: Option<std::fs::File>,
     /// A shared lock on the earlier layout's `store/db` (sled's lock
     /// file), if that store is there: a server of the earlier version
     /// cannot start on it meanwhile.
@@ -93,7 +100,6 @@ impl DataDirLock {
 /// Takes the exclusive lock on `<data_dir>/lock` (creating the file,
 /// readable by its owner only). `Ok(None)`: another process holds it.
 pub(crate) fn lock_data_dir(data_dir: &Path) -> std::io::Result<Option<DataDirLock>> {
-    use fs2::FileExt;
     let mut opts = std::fs::OpenOptions::new();
     opts.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
@@ -103,17 +109,32 @@ pub(crate) fn lock_data_dir(data_dir: &Path) -> std::io::Result<Option<DataDirLo
     }
     let file = opts.open(data_dir.join(LOCK_FILE))?;
     let deadline = std::time::Instant::now() + LOCK_WAIT;
+    if !lock_waiting(&file, deadline)? {
+        return Ok(None);
+    }
+    // A read-only server holds the directory shared (it may have found no
+    // lock file to lock): a writer waits for it like for the file.
+    let dir = std::fs::File::open(data_dir)?;
+    if !lock_waiting(&dir, deadline)? {
+        return Ok(None);
+    }
+    Ok(Some(DataDirLock {
+        _file: Some(file),
+        _dir: Some(dir),
+        old_store: None,
+    }))
+}
+
+/// Takes an exclusive lock on `file`, waiting until `deadline` while
+/// another process holds it: `Ok(false)` if it still does then.
+fn lock_waiting(file: &std::fs::File, deadline: std::time::Instant) -> std::io::Result<bool> {
+    use fs2::FileExt;
     loop {
-        match FileExt::try_lock_exclusive(&file) {
-            Ok(()) => {
-                return Ok(Some(DataDirLock {
-                    _file: file,
-                    old_store: None,
-                }));
-            }
+        match FileExt::try_lock_exclusive(file) {
+            Ok(()) => return Ok(true),
             Err(e) if e.kind() == fs2::lock_contended_error().kind() => {
                 if std::time::Instant::now() >= deadline {
-                    return Ok(None);
+                    return Ok(false);
                 }
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
@@ -140,17 +161,24 @@ pub(crate) fn data_dir_locked(data_dir: &Path) -> bool {
 }
 
 /// For a process that only reads the store while serving it (read-only
-/// serving): a shared lock on `<data_dir>/lock`, held until dropped, so
-/// that no writer starts meanwhile. The file is opened read-only and never
-/// created: `Ok(None)` if there is none. `Err`: a writer holds the lock.
+/// serving): a shared lock on the data directory itself and on
+/// `<data_dir>/lock` if there is one, held until dropped, so that no
+/// writer starts meanwhile (a writer takes both exclusively). Nothing is
+/// created: both are opened read-only. `Err`: a writer holds a lock.
 pub(crate) fn share_data_dir_lock(data_dir: &Path) -> std::io::Result<Option<DataDirLock>> {
     use fs2::FileExt;
-    let Ok(file) = std::fs::File::open(data_dir.join(LOCK_FILE)) else {
-        return Ok(None);
+    let dir = std::fs::File::open(data_dir)?;
+    FileExt::try_lock_shared(&dir)?;
+    let file = match std::fs::File::open(data_dir.join(LOCK_FILE)) {
+        Ok(file) => {
+            FileExt::try_lock_shared(&file)?;
+            Some(file)
+        }
+        Err(_) => None,
     };
-    FileExt::try_lock_shared(&file)?;
     Ok(Some(DataDirLock {
         _file: file,
+        _dir: Some(dir),
         old_store: None,
     }))
 }

@@ -636,6 +636,12 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
                 &plan,
             )?;
             match (report.first_cut, report.copied_to) {
+                (Some(_), Some(to)) if plan.head_unusable => println!(
+                    "rewrote chain.head from the log's newest checkpoint; the old chain.head \
+                     (and any incomplete write) was copied to {}; the store verifies with {} records",
+                    to.display(),
+                    report.kept
+                ),
                 (Some(seq), Some(to)) => println!(
                     "cut the log before record {seq}; everything from there on was copied to {}; \
                      the store verifies with {} records",
@@ -934,9 +940,46 @@ async fn serve_read_only(config: Config, key: &KeySource) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// What `recover --truncate-after-copy` would do when only `chain.head`
+/// is unusable (damaged or missing) and every record verifies.
+fn print_head_rewrite_plan(p: &store::RecoveryPlan) {
+    println!("the store fails verification: {}", p.finding);
+    println!();
+    println!("recover --truncate-after-copy would:");
+    println!(
+        "  keep every record (records 1 to {}): none is given up",
+        p.kept
+    );
+    if p.cut_bytes > 0 {
+        println!(
+            "  cut an incomplete write of {} bytes at the end of log/{} (never acknowledged)",
+            p.cut_bytes, p.segment
+        );
+    }
+    println!("  copy chain.head (as it is) to <data_dir>/recovered-<time>/ first");
+    match p.head_after {
+        Some(cp) => println!(
+            "  rewrite chain.head from the log's newest checkpoint: record {}, signed {}",
+            cp.seq,
+            date_time(cp.time)
+        ),
+        None => println!("  rewrite chain.head empty (the log holds no checkpoint)"),
+    }
+    println!(
+        "  WARNING: with chain.head unusable, a rollback of the log (newest records removed by \
+         whoever damaged the file) cannot be ruled out from this disk: compare with a head line \
+         kept elsewhere (verify --expect-head) or a backup"
+    );
+    println!();
+}
+
 /// What `recover --truncate-after-copy` would give up, for the operator
 /// to confirm.
 fn print_recovery_plan(p: &store::RecoveryPlan) {
+    if p.head_unusable {
+        print_head_rewrite_plan(p);
+        return;
+    }
     let c = &p.contents;
     println!(
         "the store fails verification at record {}: {}",
@@ -950,23 +993,37 @@ fn print_recovery_plan(p: &store::RecoveryPlan) {
     } else {
         format!("records {} to {}", p.first_cut, p.last_cut)
     };
-    let at_least = if c.unsplit_bytes > 0 && !p.gives_up_signed_records() {
+    // When chain.head signs records the files lack, the range ends at
+    // its checkpoint; otherwise bytes that do not split may hold more.
+    let at_least = if c.unsplit_bytes > 0 && p.not_in_files.is_none() {
         " (at least: the bytes after the damage do not all split into records)"
     } else {
         ""
     };
     println!("  give up {n} record(s): {range}{at_least}");
-    println!(
-        "  keep records 1 to {} (the log ends in log/{} at byte {}{})",
-        p.kept,
-        p.segment,
-        p.offset,
-        if p.later_segments.is_empty() {
-            String::new()
-        } else {
-            format!(", and {} later segment file(s) go", p.later_segments.len())
-        }
-    );
+    if p.kept == 0 && p.offset == 0 {
+        println!(
+            "  keep no record: log/{} goes whole{}",
+            p.segment,
+            if p.later_segments.is_empty() {
+                String::new()
+            } else {
+                format!(", and {} later segment file(s) go", p.later_segments.len())
+            }
+        );
+    } else {
+        println!(
+            "  keep records 1 to {} (the log ends in log/{} at byte {}{})",
+            p.kept,
+            p.segment,
+            p.offset,
+            if p.later_segments.is_empty() {
+                String::new()
+            } else {
+                format!(", and {} later segment file(s) go", p.later_segments.len())
+            }
+        );
+    }
     match c.times {
         Some((from, to)) => println!(
             "  the records given up that open were written from {} to {}",

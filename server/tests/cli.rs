@@ -1491,3 +1491,395 @@ fn read_commands_on_an_empty_directory_create_nothing_and_say_it_is_empty() {
         assert!(!backup.exists(), "{args:?}");
     }
 }
+
+/// Spawns `hotline-server <args> --data-dir <data> --master-key-file <key>`
+/// with its stdout piped.
+fn spawn(args: &[&str], data: &Path, key: &Path) -> ServerProcess {
+    ServerProcess(
+        Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--master-key-file")
+            .arg(key)
+            .env("RUST_LOG", "off")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starts"),
+    )
+}
+
+#[test]
+fn a_read_only_server_keeps_a_normal_start_out_even_without_a_lock_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    ok(&["invite", "--role", "officer"], &data, &key);
+    let backup = dir.path().join("backup");
+    ok(
+        &["backup", "--to", backup.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    let restored = dir.path().join("restored");
+    ok(
+        &["restore", "--from", backup.to_str().expect("utf-8")],
+        &restored,
+        &key,
+    );
+    // Whether or not restore leaves a lock file, an operator may remove
+    // it: the directory itself is what keeps writers out.
+    let _ = std::fs::remove_file(restored.join("lock"));
+    let before = files(&restored);
+
+    let mut read_only = spawn(&["--read-only", "--listen", "127.0.0.1:0"], &restored, &key);
+    let stdout = read_only.0.stdout.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the read-only server says what it serves");
+        if line.starts_with("serving ") {
+            break;
+        }
+    }
+    assert!(
+        files(&restored) == before,
+        "the read-only server created or changed a file"
+    );
+
+    // A normal start (and a writing command) is refused while it serves.
+    let mut normal = spawn(&["serve", "--listen", "127.0.0.1:0"], &restored, &key);
+    let mut status = None;
+    for _ in 0..300 {
+        if let Some(s) = normal.0.try_wait().expect("wait") {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = status.expect("the normal start was refused, not serving beside it");
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(normal.0.stderr.as_mut().expect("piped"), &mut err)
+        .expect("stderr");
+    assert!(err.contains("held by another process"), "{err}");
+    let out = run(&["invite", "--role", "officer"], &restored, Some(&key));
+    assert!(
+        !out.status.success(),
+        "a writer ran beside the read-only server"
+    );
+    drop(read_only);
+    // The refused writers changed nothing but the (empty) lock file they
+    // tried to lock.
+    let lock = restored.join("lock");
+    let after: Vec<_> = files(&restored)
+        .into_iter()
+        .filter(|(p, _)| *p != lock)
+        .collect();
+    assert!(after == before, "a refused start changed a file");
+
+    // Once it has stopped, the normal start works.
+    let out = run(&["invite", "--role", "officer"], &restored, Some(&key));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_damaged_or_missing_chain_head_is_named_and_recover_rewrites_it_keeping_every_record() {
+    for damage in ["both slots flipped", "missing"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let key = dir.path().join("master.key");
+        ok(
+            &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+            &data,
+            &key,
+        );
+        for _ in 0..4 {
+            ok(&["invite", "--role", "officer"], &data, &key);
+        }
+        let last = last_record(&ok(&["verify"], &data, &key).0);
+        let head = data.join("chain.head");
+        let original = std::fs::read(&head).expect("chain.head");
+        if damage == "missing" {
+            std::fs::remove_file(&head).expect("rm");
+        } else {
+            // One bad sector: both 112-byte slots spoiled.
+            let mut spoiled = original.clone();
+            for b in spoiled.iter_mut() {
+                *b ^= 0x5a;
+            }
+            std::fs::write(&head, &spoiled).expect("spoil");
+        }
+        let before = files(&data);
+
+        // verify and a start name the file and what the log still holds.
+        for cmd in [&["verify"][..], &["serve", "--listen", "127.0.0.1:0"][..]] {
+            let out = run(cmd, &data, Some(&key));
+            assert!(!out.status.success(), "{damage}: {cmd:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            let named = format!("chain.head ({})", head.display());
+            assert!(err.contains(&named), "{damage}: {cmd:?}: {err}");
+            assert!(
+                err.contains(&format!("records are intact up to record {last}")),
+                "{damage}: {err}"
+            );
+            assert!(err.contains("recover --truncate-after-copy"), "{err}");
+            if damage == "missing" {
+                assert!(err.contains(") is missing"), "{err}");
+            } else {
+                assert!(err.contains("both copies fail their checks"), "{err}");
+            }
+        }
+        assert!(
+            files(&data) == before,
+            "{damage}: verify or start changed something"
+        );
+
+        // recover --dry-run says every record is kept and changes nothing.
+        let (text, _) = ok(
+            &["recover", "--truncate-after-copy", "--dry-run"],
+            &data,
+            &key,
+        );
+        assert!(
+            text.contains(&format!("keep every record (records 1 to {last})")),
+            "{damage}: {text}"
+        );
+        assert!(
+            text.contains("rewrite chain.head from the log's newest checkpoint"),
+            "{text}"
+        );
+        assert!(text.contains("rollback of the log"), "{text}");
+        assert!(!text.contains("give up"), "{text}");
+        assert!(
+            files(&data) == before,
+            "{damage}: the dry run changed something"
+        );
+
+        // recover --yes: chain.head rewritten, the old one kept aside, and
+        // the store verifies with every record.
+        let (text, _) = ok(&["recover", "--truncate-after-copy", "--yes"], &data, &key);
+        assert!(text.contains("rewrote chain.head"), "{damage}: {text}");
+        let verified = ok(&["verify"], &data, &key).0;
+        assert_eq!(last_record(&verified), last, "{damage}: {verified}");
+        let aside: Vec<_> = std::fs::read_dir(&data)
+            .expect("data")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("recovered-"))
+            })
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        if damage == "missing" {
+            assert!(!aside[0].join("chain.head").exists());
+        } else {
+            assert_eq!(
+                std::fs::read(aside[0].join("chain.head")).expect("kept aside"),
+                before
+                    .iter()
+                    .find(|(p, _)| *p == head)
+                    .expect("was there")
+                    .1
+            );
+        }
+        // It serves again.
+        ok(&["invite", "--role", "officer"], &data, &key);
+    }
+}
+
+#[test]
+fn the_only_segment_cut_below_its_header_is_named_and_recovered_when_confirmed() {
+    for cut in ["10 bytes", "zeroed"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let key = dir.path().join("master.key");
+        ok(
+            &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+            &data,
+            &key,
+        );
+        for _ in 0..3 {
+            ok(&["invite", "--role", "officer"], &data, &key);
+        }
+        let last = last_record(&ok(&["verify"], &data, &key).0);
+        let name = hotline_server::log::segment::file_name(1);
+        let seg = data.join("log").join(&name);
+        let whole = std::fs::read(&seg).expect("segment");
+        let spoiled = if cut == "zeroed" {
+            vec![0u8; whole.len()]
+        } else {
+            whole[..10].to_vec()
+        };
+        std::fs::write(&seg, &spoiled).expect("spoil");
+        let before = files(&data);
+
+        for cmd in [&["verify"][..], &["serve", "--listen", "127.0.0.1:0"][..]] {
+            let out = run(cmd, &data, Some(&key));
+            assert!(!out.status.success(), "{cut}: {cmd:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains(&format!(
+                    "log/{name}, holds no whole header ({} bytes",
+                    spoiled.len()
+                )),
+                "{cut}: {cmd:?}: {err}"
+            );
+            assert!(
+                err.contains(&format!("records 1 to {last} are missing")),
+                "{err}"
+            );
+        }
+        assert!(
+            files(&data) == before,
+            "{cut}: verify or start changed something"
+        );
+
+        let (text, _) = ok(
+            &["recover", "--truncate-after-copy", "--dry-run"],
+            &data,
+            &key,
+        );
+        assert!(
+            text.contains(&format!("give up {last} record(s): records 1 to {last}")),
+            "{cut}: {text}"
+        );
+        assert!(
+            text.contains(&format!("keep no record: log/{name} goes whole")),
+            "{text}"
+        );
+        assert!(
+            files(&data) == before,
+            "{cut}: the dry run changed something"
+        );
+
+        let (text, _) = ok(&["recover", "--truncate-after-copy", "--yes"], &data, &key);
+        assert!(
+            text.contains("the store verifies with 0 records"),
+            "{cut}: {text}"
+        );
+        assert!(!seg.exists());
+        let kept: Vec<_> = std::fs::read_dir(&data)
+            .expect("data")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("recovered-"))
+            })
+            .collect();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            std::fs::read(kept[0].join(format!("{name}.from-0"))).expect("copied aside"),
+            spoiled
+        );
+        ok(&["verify"], &data, &key);
+    }
+}
+
+/// Flips one byte in the middle of record `seq`'s payload, as a bad
+/// sector does (the frame's checksum then fails); returns the segment.
+fn flip_in_record(data: &Path, seq: u64) {
+    use hotline_server::log::segment;
+    let path = data.join("log").join(segment::file_name(1));
+    let mut bytes = std::fs::read(&path).expect("segment");
+    let (frames, _) = segment::parse_frames(&bytes);
+    let f = frames
+        .iter()
+        .find(|f| f.kind == segment::KIND_RECORD && f.seq == seq)
+        .expect("the record");
+    bytes[f.payload.start + (f.payload.end - f.payload.start) / 2] ^= 0x10;
+    std::fs::write(&path, &bytes).expect("flip");
+}
+
+#[test]
+fn recover_counts_every_record_after_a_flipped_byte_in_a_payload() {
+    for crash in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let key = dir.path().join("master.key");
+        ok(
+            &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+            &data,
+            &key,
+        );
+        for _ in 0..3 {
+            ok(&["invite", "--role", "officer"], &data, &key);
+        }
+        let early = last_record(&ok(&["verify"], &data, &key).0);
+        let old_head = std::fs::read(data.join("chain.head")).expect("chain.head");
+        for _ in 0..5 {
+            ok(&["invite", "--role", "officer"], &data, &key);
+        }
+        let last = last_record(&ok(&["verify"], &data, &key).0);
+        if crash {
+            // chain.head behind the log, as after a crash between the
+            // segment's sync and the head's write.
+            std::fs::write(data.join("chain.head"), &old_head).expect("old head");
+        }
+        std::fs::remove_dir_all(data.join("cache")).expect("no cache");
+        let victim = early - 1;
+        assert!(victim > 1);
+        flip_in_record(&data, victim);
+        let before = files(&data);
+
+        let (text, _) = ok(
+            &["recover", "--truncate-after-copy", "--dry-run"],
+            &data,
+            &key,
+        );
+        let n = last - victim + 1;
+        assert!(
+            text.contains(&format!(
+                "give up {n} record(s): records {victim} to {last}\n"
+            )),
+            "crash {crash}: {text}"
+        );
+        assert!(!text.contains("at least"), "{text}");
+        assert!(
+            !text.contains("WARNING"),
+            "no signed record is absent: {text}"
+        );
+        assert!(
+            text.contains("1 record(s) cannot be read"),
+            "only the flipped one: {text}"
+        );
+        assert!(
+            text.contains(&format!("(in the {} record(s) that open", n - 1)),
+            "{text}"
+        );
+        assert!(
+            text.contains("the records given up that open were written from"),
+            "{text}"
+        );
+        assert!(!text.contains("no time can be read"), "{text}");
+        assert!(files(&data) == before, "the dry run changed something");
+
+        let (text, _) = ok(&["recover", "--truncate-after-copy", "--yes"], &data, &key);
+        assert!(
+            text.contains(&format!("cut the log before record {victim}")),
+            "{text}"
+        );
+        assert_eq!(last_record(&ok(&["verify"], &data, &key).0), victim - 1);
+    }
+}

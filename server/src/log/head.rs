@@ -18,6 +18,9 @@ use std::path::Path;
 use super::fs::{Fs, Open};
 use super::record::{CHECKPOINT_LEN, Checkpoint};
 
+/// The size of a whole head file: two slots.
+pub const HEAD_FILE_BYTES: u64 = 2 * CHECKPOINT_LEN as u64;
+
 /// The head file.
 #[derive(Debug)]
 pub struct HeadFile {
@@ -65,8 +68,19 @@ impl HeadFile {
         } else {
             File::open(path)?
         };
+        let len = file.metadata()?.len();
+        if len > HEAD_FILE_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{} is {len} bytes, more than a head file holds ({HEAD_FILE_BYTES} bytes): \
+                     the file is damaged and was not read",
+                    path.display()
+                ),
+            ));
+        }
         let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
+        (&mut file).take(HEAD_FILE_BYTES).read_to_end(&mut bytes)?;
         let slots: Vec<Option<Checkpoint>> = bytes
             .chunks(CHECKPOINT_LEN)
             .take(2)
@@ -104,5 +118,29 @@ impl HeadFile {
         self.fs.sync_data(&self.file)?;
         self.next_slot = 1 - self.next_slot;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_file_larger_than_two_slots_is_named_with_its_size_and_not_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("chain.head");
+        let f = File::create(&path).expect("create");
+        f.set_len(200 << 30).expect("sparse");
+        for create in [false, true] {
+            let err = HeadFile::open(&path, create, &[0; 32], &[0; 16]).expect_err("too large");
+            let text = err.to_string();
+            assert!(text.contains(&path.display().to_string()), "{text}");
+            assert!(text.contains(&(200u64 << 30).to_string()), "{text}");
+        }
+        assert_eq!(std::fs::metadata(&path).expect("meta").len(), 200 << 30);
+        // Two slots (or less) are read as before.
+        f.set_len(HEAD_FILE_BYTES).expect("len");
+        let (_, head) = HeadFile::open(&path, false, &[0; 32], &[0; 16]).expect("reads");
+        assert_eq!(head, Head::Damaged);
     }
 }

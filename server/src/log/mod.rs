@@ -296,7 +296,7 @@ impl Log {
                 &keys.store_id(),
             )
             .map_err(|e| LogError::Engine(EngineError::Io(e.to_string())))?;
-            walk_against_head(engine.as_ref(), &keys, &keyring, want, head)?
+            walk_against_head(engine.as_ref(), &keys, &keyring, want, head, dir)?
         };
         let mut keyring = Keyring::open_with_fs(&dir.join(KEYRING_FILE), &keys, true, fs.clone())?;
         let (head_file, _) = HeadFile::open_with_fs(
@@ -1056,7 +1056,7 @@ pub fn verify_against(
     head: Head,
 ) -> Result<Verified, LogError> {
     let keyring = Keyring::open(&dir.join(KEYRING_FILE), keys, false)?;
-    walk_against_head(engine, keys, &keyring, want, head).map(|(v, _)| v)
+    walk_against_head(engine, keys, &keyring, want, head, dir).map(|(v, _)| v)
 }
 
 /// Verifies the records an engine holds (for the records before damage
@@ -1112,11 +1112,20 @@ fn walk_against_head(
     keyring: &Keyring,
     want: &[u64],
     head: Head,
+    dir: &std::path::Path,
 ) -> Result<(Verified, Vec<[u8; 16]>), LogError> {
     let cp = match head {
         Head::Empty => None,
         Head::Checkpoint(cp) => Some(cp),
-        Head::Damaged => return Err(tampered(0, "the head file is damaged")),
+        Head::Damaged => {
+            // The records are checked all the same: what the operator is
+            // told names the file and what the log still holds.
+            let (verified, _) = walk(engine, keys, keyring, want)?;
+            return Err(tampered(
+                0,
+                head_unusable(dir, "is damaged: both copies fail their checks", &verified),
+            ));
+        }
     };
     let mut want = want.to_vec();
     want.extend(cp.map(|cp| cp.seq));
@@ -1142,10 +1151,31 @@ fn walk_against_head(
             }
         }
     } else if verified.records > 0 && verified.checkpoints > 0 {
-        return Err(tampered(0, "the head file is missing"));
+        return Err(tampered(0, head_unusable(dir, "is missing", &verified)));
     }
     Ok((verified, erased))
 }
+
+/// Why `chain.head` cannot be used (`what`: "is damaged: ...", "is
+/// missing"), naming the file and what the log's records, all verified,
+/// still hold, and the way forward. Starts with [`HEAD_UNUSABLE`].
+pub fn head_unusable(dir: &std::path::Path, what: &str, verified: &Verified) -> String {
+    let signed = match verified.last_checkpoint_seq {
+        0 => ", with no checkpoint among them".to_owned(),
+        m => format!(", signed by the checkpoint at record {m}"),
+    };
+    format!(
+        "{HEAD_UNUSABLE}{}) {what}; the log's records are intact up to record {}{signed}. \
+         `hotline-server recover --truncate-after-copy` rewrites it from the log's newest \
+         checkpoint, keeping this file aside (see docs/operations.md)",
+        dir.join(HEAD_FILE).display(),
+        verified.head_seq,
+    )
+}
+
+/// How the reason of a [`LogError::Tampered`] at record 0 starts when
+/// `chain.head` is damaged or missing while the records are sound.
+pub const HEAD_UNUSABLE: &str = "chain.head (";
 
 /// "record 54 is missing" or "records 54 to 60 are missing", as an
 /// operator reads it.

@@ -192,6 +192,75 @@ pub fn parse_frames(bytes: &[u8]) -> (Vec<Frame>, End) {
     }
 }
 
+/// What [`salvage_frames`] finds in a damaged segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Salvage {
+    /// The whole, valid frames, in order.
+    pub frames: Vec<Frame>,
+    /// Frames whose header checks out (so their length is known) but whose
+    /// payload does not: their sequence number (as the checked header
+    /// says) and where the frame starts.
+    pub damaged: Vec<(u64, u64)>,
+    /// How the frames end: at the end of the file, or where a frame's
+    /// header is damaged or cut short (nothing after it can be split).
+    pub end: End,
+}
+
+/// For saying what a recovery gives up: reads the frames of a segment's
+/// `bytes` after its header like [`parse_frames`], but goes on past a
+/// frame whose header checksum is valid and whose whole declared length
+/// is in the file while its payload's checksum (or kind) is wrong: the
+/// header gives its length, so the frames after it are still found.
+/// Only a damaged or incomplete header stops it.
+pub fn salvage_frames(bytes: &[u8]) -> Salvage {
+    let mut pos = HEADER_LEN.min(bytes.len());
+    let mut frames = Vec::new();
+    let mut damaged = Vec::new();
+    loop {
+        let mut reader = FrameReader::new(&bytes[pos..], pos as u64);
+        let end = match reader.next_frame() {
+            Ok(Ok(frame)) => {
+                pos = frame.payload.end;
+                frames.push(frame);
+                continue;
+            }
+            Ok(Err(end)) => end,
+            // Reading a slice never fails.
+            Err(_) => End::Clean,
+        };
+        if let End::Bad { offset, .. } = end
+            && let Some((seq, next)) = skippable(bytes, offset as usize)
+        {
+            damaged.push((seq, offset));
+            pos = next;
+            continue;
+        }
+        return Salvage {
+            frames,
+            damaged,
+            end,
+        };
+    }
+}
+
+/// If the frame at `offset` has a valid header checksum and a possible
+/// length that the file holds whole: its sequence number and where the
+/// next frame starts.
+fn skippable(bytes: &[u8], offset: usize) -> Option<(u64, usize)> {
+    let head = bytes.get(offset..offset.checked_add(FRAME_HEADER_LEN)?)?;
+    let len_bytes: [u8; 4] = head[0..4].try_into().ok()?;
+    let seq_bytes: [u8; 8] = head[5..13].try_into().ok()?;
+    if header_checksum(&len_bytes, head[4], &seq_bytes) != head[13..13 + HEADER_CHECKSUM_LEN] {
+        return None;
+    }
+    let len = u32::from_le_bytes(len_bytes) as usize;
+    if len > MAX_PAYLOAD {
+        return None;
+    }
+    let next = offset + FRAME_HEADER_LEN + len;
+    (next <= bytes.len()).then_some((u64::from_le_bytes(seq_bytes), next))
+}
+
 /// Bytes a [`FrameReader`] reads at a time (its buffer, and the chunk a
 /// payload is checksummed in): the memory a scan needs, however long the
 /// segment or its frames.
@@ -400,6 +469,38 @@ pub fn is_short_or_zero(file: &std::fs::File) -> std::io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn salvage_goes_past_a_damaged_payload_and_stops_at_a_damaged_header() {
+        let mut bytes = SegmentHeader {
+            store_id: [1; 16],
+            first_seq: 1,
+        }
+        .to_bytes();
+        let mut starts = Vec::new();
+        for seq in 1..=4u64 {
+            starts.push(bytes.len());
+            encode_frame(KIND_RECORD, seq, &[seq as u8; 40], &mut bytes);
+        }
+        // A flipped payload byte in record 2: 3 and 4 are still found.
+        let mut flipped = bytes.clone();
+        flipped[starts[1] + FRAME_HEADER_LEN + 5] ^= 1;
+        assert!(matches!(parse_frames(&flipped).1, End::Bad { .. }));
+        let s = salvage_frames(&flipped);
+        assert_eq!(
+            s.frames.iter().map(|f| f.seq).collect::<Vec<_>>(),
+            vec![1, 3, 4]
+        );
+        assert_eq!(s.damaged, vec![(2, starts[1] as u64)]);
+        assert_eq!(s.end, End::Clean);
+        // A flipped header byte in record 2: nothing after it splits.
+        let mut header = bytes.clone();
+        header[starts[1] + 1] ^= 1;
+        let s = salvage_frames(&header);
+        assert_eq!(s.frames.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![1]);
+        assert!(s.damaged.is_empty());
+        assert!(matches!(s.end, End::Bad { offset, .. } if offset == starts[1] as u64));
+    }
 
     fn segment(frames: &[(u8, u64, &[u8])]) -> Vec<u8> {
         let mut b = SegmentHeader {

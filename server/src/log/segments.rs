@@ -10,8 +10,10 @@
 //!   incomplete frame or zero bytes (a write that never completed, so was
 //!   never acknowledged). [`SegmentEngine::set_torn_tail_aside`] (called
 //!   once the log has verified the chain against `chain.head`, and in any
-//!   case before the first append) copies those bytes aside to
-//!   `torn-after-<last whole record>-<unix time>.bin` (synced) and then
+//!   case before the first append, probe or tail re-read: on a full
+//!   disk it waits for them) copies those bytes aside to
+//!   `torn-after-<last whole record>-<unix time>.bin` (written under a
+//!   temporary name, synced, renamed; a failed copy is removed) and then
 //!   cuts them off. Anything else wrong is [`Damage`]: nothing is changed and the store is refused.
 //! * An append writes every frame of a group commit with one positioned
 //!   write at the end of the newest segment and one `fdatasync`. When the
@@ -39,6 +41,21 @@ use super::segment::{self, End, KIND_CHECKPOINT, KIND_RECORD, SegmentHeader};
 
 /// A new segment is started once the newest one holds this many bytes.
 pub const MAX_SEGMENT_BYTES: u64 = 64 << 20;
+
+/// The largest a segment file can be: a segment is closed once it reaches
+/// [`MAX_SEGMENT_BYTES`], after at most one group commit past it. A larger
+/// file (sparse, crafted) is damage, and is never read whole.
+pub const MAX_SEGMENT_FILE_BYTES: u64 = 4 * MAX_SEGMENT_BYTES;
+
+/// What is wrong with a segment file of `len` bytes, larger than
+/// [`MAX_SEGMENT_FILE_BYTES`].
+pub fn too_large(path: &Path, len: u64) -> String {
+    format!(
+        "{} is {len} bytes, more than a segment can be ({MAX_SEGMENT_FILE_BYTES} bytes): \
+         the file is damaged (or not a segment) and was not read",
+        path.display()
+    )
+}
 
 /// An incomplete final write found by an open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +173,7 @@ impl SegmentEngine {
         if let Mode::Writable { .. } = mode {
             engine.reopen_newest_for_writing()?;
             remove_probe(dir, &engine.fs);
+            remove_partial_copies(dir);
         }
         Ok(engine)
     }
@@ -246,10 +264,24 @@ impl SegmentEngine {
             n += 1;
         }
         let fs = &self.fs;
-        fs.open(&aside, Open::CreateNew)
+        // Written under a temporary name, synced, then renamed: a copy
+        // under the final name is always whole. A failed attempt (a full
+        // disk) leaves nothing behind; the segment keeps the bytes and
+        // the next attempt (the first write, the heal's probe) copies them.
+        let partial = aside.with_extension("bin.partial");
+        let copied = fs
+            .open(&partial, Open::CreateNew)
             .and_then(|f| fs.write_at(&f, tail, 0).and_then(|()| fs.sync_all(&f)))
-            .map_err(io)?;
-        fs.sync_dir(&self.dir).map_err(io)?;
+            .and_then(|()| fs.rename(&partial, &aside))
+            .and_then(|()| fs.sync_dir(&self.dir));
+        if let Err(e) = copied {
+            let _ = fs.remove_file(&partial);
+            if aside.exists() {
+                let _ = fs.remove_file(&aside);
+            }
+            let _ = fs.sync_dir(&self.dir);
+            return Err(io(e));
+        }
         if torn.offset == 0 {
             // Not even a header: the whole file goes aside.
             fs.remove_file(&path).map_err(io)?;
@@ -352,6 +384,11 @@ impl SegmentEngine {
     /// check against its chain head; [`EngineError::Damaged`] if the disk
     /// holds anything else.
     pub fn reread_tail(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
+        if let Mode::Writable { .. } = self.mode {
+            // Bytes of an incomplete write found at open are copied aside
+            // before the cut below could drop them.
+            self.set_torn_tail_aside()?;
+        }
         let mut files = self.lock();
         let Some(newest) = files.segments.last() else {
             return Ok(None);
@@ -539,6 +576,9 @@ fn scan(
                 reason: reason.to_owned(),
             })
         };
+        if file_len > MAX_SEGMENT_FILE_BYTES {
+            return Err(damage(0, &too_large(&path, file_len)));
+        }
         let header = match header {
             Ok(h) => h,
             // A new segment whose header never reached the disk: it
@@ -711,6 +751,30 @@ fn remove_probe(dir: &Path, fs: &Fs) {
     if fs.remove_file(&path).is_ok() {
         let _ = fs.sync_dir(dir);
         info!("removed the free-space probe file an earlier run left behind");
+    }
+}
+
+/// Removes copies of an incomplete write that a stopped run left half
+/// made (`torn-after-*.bin.partial`): the bytes they were copied from are
+/// still in the segment, and are copied again before the first write.
+fn remove_partial_copies(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut removed = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name
+            .to_str()
+            .is_some_and(|n| n.starts_with("torn-after-") && n.ends_with(".bin.partial"))
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed = true;
+        }
+    }
+    if removed {
+        crate::files::sync_dir(dir);
+        info!("removed a half-made copy of an incomplete write an earlier run left behind");
     }
 }
 
@@ -944,6 +1008,10 @@ impl LogEngine for SegmentEngine {
         let Mode::Writable { .. } = self.mode else {
             return Err(EngineError::Io("the log is open read-only".into()));
         };
+        // An incomplete write found at open and not yet set aside (the
+        // disk was full then): the probe is the first write, so it goes
+        // first, and the log takes writes only once it is done.
+        self.set_torn_tail_aside()?;
         {
             let mut files = self.lock();
             if files.dirty {
@@ -1198,6 +1266,90 @@ mod tests {
         // Restored: whole again.
         let engine = writable(&log, 300);
         assert_eq!(engine.last().expect("last"), Some(rec(40)));
+    }
+
+    #[test]
+    fn a_torn_tail_that_cannot_be_copied_leaves_no_copy_and_is_set_aside_once_by_the_probe() {
+        use crate::log::fs::{Fault, FaultFs, Op};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        fill(&writable(&log, 1 << 20), 1, 5);
+        let seg = log.join(segment::file_name(1));
+        let whole = std::fs::read(&seg).expect("read");
+        let mut torn = whole.clone();
+        torn.extend_from_slice(&[0u8; 100]);
+        std::fs::write(&seg, &torn).expect("write");
+        // A half-made copy a killed run left: removed by a writable open.
+        let left = log.join("torn-after-5-1.bin.partial");
+        std::fs::write(&left, [0u8; 3]).expect("partial");
+        let faults = FaultFs::new();
+        let engine = SegmentEngine::open_with_fs(
+            &log,
+            ID,
+            Mode::Writable {
+                max_segment_bytes: 1 << 20,
+            },
+            faults.handle(),
+        )
+        .expect("opens");
+        assert!(!left.exists(), "the half-made copy is removed");
+        let aside = || -> Vec<String> {
+            std::fs::read_dir(&log)
+                .expect("dir")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("torn-after"))
+                .collect()
+        };
+        // A full disk: every attempt fails and leaves nothing behind.
+        faults.fail_from(Op::Write, 1, Fault::Enospc);
+        for _ in 0..3 {
+            assert!(engine.set_torn_tail_aside().is_err());
+            assert!(engine.probe_write().is_err());
+            assert!(engine.reread_tail().is_err());
+        }
+        assert_eq!(aside(), Vec::<String>::new());
+        assert_eq!(std::fs::read(&seg).expect("seg"), torn);
+        assert_eq!(engine.last().expect("last"), Some(rec(5)));
+        // The rename fails: no copy either.
+        faults.lift();
+        faults.fail_from(Op::Rename, 1, Fault::Enospc);
+        assert!(engine.probe_write().is_err());
+        assert_eq!(aside(), Vec::<String>::new());
+        // Space returns: the probe sets it aside, once, whole.
+        faults.lift();
+        engine.probe_write().expect("probe");
+        engine.probe_write().expect("probe again");
+        assert_eq!(engine.reread_tail().expect("reread").map(|r| r.0), Some(5));
+        let names = aside();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(names[0].ends_with(".bin"), "{names:?}");
+        assert_eq!(
+            std::fs::read(log.join(&names[0])).expect("aside"),
+            vec![0u8; 100]
+        );
+        assert_eq!(std::fs::read(&seg).expect("seg"), whole);
+    }
+
+    #[test]
+    fn a_segment_larger_than_any_segment_can_be_is_damage_named_with_its_size() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        fill(&writable(&log, 1 << 20), 1, 5);
+        let seg = log.join(segment::file_name(1));
+        let f = OpenOptions::new().write(true).open(&seg).expect("open");
+        f.set_len(200 << 30).expect("sparse");
+        for mode in [
+            Mode::ReadOnly,
+            Mode::Writable {
+                max_segment_bytes: 1 << 20,
+            },
+        ] {
+            let err = SegmentEngine::open(&log, ID, mode).expect_err("damage");
+            let text = err.to_string();
+            assert!(text.contains(&segment::file_name(1)), "{text}");
+            assert!(text.contains(&(200u64 << 30).to_string()), "{text}");
+        }
+        assert_eq!(std::fs::metadata(&seg).expect("meta").len(), 200 << 30);
     }
 
     #[test]

@@ -478,9 +478,7 @@ impl LogStore {
         }
         // The chain verified, up to chain.head's checkpoint: an incomplete
         // final write after it was never acknowledged.
-        engine
-            .set_torn_tail_aside()
-            .map_err(LogError::from_engine)?;
+        set_torn_tail_aside_or_defer(&engine)?;
         let snapshot = match engine.latest_snapshot() {
             Ok(s) => s,
             Err(e @ EngineError::Corrupt(_)) => {
@@ -944,6 +942,27 @@ pub(crate) fn open_in_with_fs(dir: &Path, fs: crate::log::fs::Fs) -> LogStore {
     )
     .expect("keys");
     LogStore::open_with_fs(&data, keys, 1 << 20, MAX_SEGMENT_BYTES, fs).expect("open")
+}
+
+/// Sets the incomplete final write found at open aside. If the disk does
+/// not take the copy (full, failing), the store opens all the same: the
+/// log serves reads up to its last whole record (nothing acknowledged is
+/// in the incomplete bytes), the start's write probe finds the disk
+/// failing and the log starts degraded, and the set-aside is done by the
+/// first write that succeeds (the heal's probe, or an append), once.
+fn set_torn_tail_aside_or_defer(engine: &SegmentEngine) -> Result<(), OpenError> {
+    match engine.set_torn_tail_aside() {
+        Ok(_) => Ok(()),
+        Err(EngineError::Io(e)) => {
+            tracing::warn!(
+                error = %e,
+                "the incomplete final write cannot be set aside now; it is set aside \
+                 before the first write (reads are served up to the last whole record)"
+            );
+            Ok(())
+        }
+        Err(e) => Err(LogError::from_engine(e).into()),
+    }
 }
 
 #[cfg(test)]

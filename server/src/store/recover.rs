@@ -40,7 +40,7 @@ use crate::log::head::{Head, HeadFile};
 use crate::log::keys::{KeySource, StoreKeys};
 use crate::log::record::Checkpoint;
 use crate::log::segment;
-use crate::log::segments::{Mode, SegmentEngine};
+use crate::log::segments::{self, Mode, SegmentEngine};
 use crate::log::{Entry, HEAD_FILE, LogError};
 
 /// What a recovery did.
@@ -109,12 +109,20 @@ pub struct RecoveryPlan {
     pub head_now: Option<Checkpoint>,
     /// The checkpoint `chain.head` will hold (the newest left in the log).
     pub head_after: Option<Checkpoint>,
+    /// Only `chain.head` is unusable (damaged or missing) while every
+    /// record verifies: nothing is given up, `chain.head` is rewritten
+    /// from the log's newest checkpoint (the old file kept aside). A
+    /// rollback of the log by whoever damaged it cannot be ruled out here:
+    /// only a head line kept elsewhere (`verify --expect-head`) can.
+    pub head_unusable: bool,
 }
 
 impl RecoveryPlan {
     /// Records given up.
     pub fn records_cut(&self) -> u64 {
-        (self.last_cut + 1).saturating_sub(self.first_cut)
+        self.last_cut
+            .checked_sub(self.first_cut)
+            .map_or(0, |d| d.saturating_add(1))
     }
 
     /// Whether records that `chain.head` signs are given up: acknowledged
@@ -122,6 +130,19 @@ impl RecoveryPlan {
     pub fn gives_up_signed_records(&self) -> bool {
         self.head_now.is_some_and(|cp| cp.seq > self.kept)
     }
+}
+
+/// Reads a segment file whole, after checking its size: a file larger
+/// than any segment can be (a sparse or crafted file) is damage, named
+/// with its size, and is never allocated.
+fn read_segment(path: &Path) -> Result<Vec<u8>, OpenError> {
+    let len = std::fs::metadata(path)
+        .map_err(io("cannot read a segment"))?
+        .len();
+    if len > segments::MAX_SEGMENT_FILE_BYTES {
+        return Err(StoreError::Io(segments::too_large(path, len)).into());
+    }
+    std::fs::read(path).map_err(io("cannot read a segment"))
 }
 
 fn io(what: &str) -> impl Fn(std::io::Error) -> OpenError + '_ {
@@ -134,6 +155,24 @@ struct Finding {
     segment: String,
     offset: u64,
     reason: String,
+    /// Only `chain.head` is unusable (damaged or missing); every record
+    /// verifies and none is given up.
+    head_only: bool,
+}
+
+/// `chain.head` is damaged or missing while every record verifies: the
+/// recovery keeps every record, cuts only an incomplete write at the end
+/// (copied aside), and rewrites `chain.head` from the log's newest
+/// checkpoint, keeping the old file aside.
+fn head_only_finding(engine: &SegmentEngine, reason: String) -> Option<Finding> {
+    let (segment, offset, records) = engine.end()?;
+    Some(Finding {
+        seq: records + 1,
+        segment,
+        offset,
+        reason,
+        head_only: true,
+    })
 }
 
 /// Finds the first damage in the store and where its frame starts.
@@ -150,18 +189,25 @@ fn first_damage(
                 reason: d.to_string(),
                 segment: d.segment,
                 offset: d.offset,
+                head_only: false,
             }));
         }
         Err(e) => return Err(LogError::from_engine(e).into()),
     };
     match crate::log::verify_against(&engine, keys, data_dir, &[], head) {
         Ok(_) => Ok(None),
+        Err(LogError::Tampered { seq: 0, reason })
+            if reason.starts_with(crate::log::HEAD_UNUSABLE) =>
+        {
+            Ok(head_only_finding(&engine, reason))
+        }
         Err(LogError::Tampered { seq, reason }) => match engine.frame_of(seq) {
             Some((segment, offset)) => Ok(Some(Finding {
                 seq,
                 segment,
                 offset,
                 reason,
+                head_only: false,
             })),
             // Past the end: chain.head signs records the files do not
             // hold. Nothing to cut but an incomplete write at the end.
@@ -180,7 +226,22 @@ fn first_damage(
                         ),
                         segment,
                         offset,
+                        head_only: false,
                     }))
+                }
+                // The only segment's header is incomplete (cut short or
+                // zeroed): the whole file goes aside.
+                (Head::Checkpoint(cp), None) if cp.seq >= seq && seq == 1 => {
+                    match engine.torn_tail().filter(|t| t.offset == 0) {
+                        Some(t) => Ok(Some(Finding {
+                            seq,
+                            reason: format!("{reason}; {}", super::verify::ends_at(None, Some(&t))),
+                            segment: t.segment,
+                            offset: 0,
+                            head_only: false,
+                        })),
+                        None => Err(LogError::Tampered { seq, reason }.into()),
+                    }
                 }
                 _ => Err(LogError::Tampered { seq, reason }.into()),
             },
@@ -191,7 +252,10 @@ fn first_damage(
 
 /// The bytes a cut at `offset` gives up from one segment, as frames:
 /// `(record frames (seq, payload), bytes that do not split into frames)`.
-fn frames_after(bytes: &[u8], offset: usize) -> (Vec<(u64, Vec<u8>)>, u64) {
+/// Records (sequence number and stored bytes) read from a segment.
+type Records = Vec<(u64, Vec<u8>)>;
+
+fn frames_after(bytes: &[u8], offset: usize) -> (Records, u64, Vec<u64>) {
     let buf: Vec<u8> = if offset < segment::HEADER_LEN {
         bytes.to_vec()
     } else {
@@ -199,19 +263,51 @@ fn frames_after(bytes: &[u8], offset: usize) -> (Vec<(u64, Vec<u8>)>, u64) {
         b.extend_from_slice(bytes.get(offset..).unwrap_or(&[]));
         b
     };
-    let (frames, end) = segment::parse_frames(&buf);
-    let unsplit = match end {
+    // Past frames whose payload is damaged but whose header checks out:
+    // the records after them are counted (and cut all the same).
+    let salvage = segment::salvage_frames(&buf);
+    let unsplit = match salvage.end {
         segment::End::Clean => 0,
         segment::End::Torn { offset } | segment::End::Bad { offset, .. } => {
-            buf.len() as u64 - offset
+            (buf.len() as u64).saturating_sub(offset)
         }
     };
-    let records = frames
+    let records = salvage
+        .frames
         .into_iter()
         .filter(|f| f.kind == segment::KIND_RECORD)
         .map(|f| (f.seq, buf[f.payload].to_vec()))
         .collect();
-    (records, unsplit)
+    let damaged = salvage.damaged.into_iter().map(|(seq, _)| seq).collect();
+    (records, unsplit, damaged)
+}
+
+/// Keeps the frames past the cut whose sequence numbers the cut bytes
+/// could hold: records follow each other from `first` and each takes at
+/// least a frame header, so a frame claiming a number beyond
+/// `first + cut_bytes / FRAME_HEADER_LEN` (a crafted or damaged header:
+/// `u64::MAX`) is damage, not a record; its payload's bytes are returned
+/// with the bytes that do not split into frames.
+fn plausible_records(
+    records: Vec<(u64, Vec<u8>)>,
+    first: u64,
+    cut_bytes: u64,
+) -> (Vec<(u64, Vec<u8>)>, u64) {
+    let highest = first.saturating_add(cut_bytes / segment::FRAME_HEADER_LEN as u64);
+    let mut implausible = 0u64;
+    let kept = records
+        .into_iter()
+        .filter(|(seq, b)| {
+            let ok = (first..=highest).contains(seq);
+            if !ok {
+                implausible = implausible
+                    .saturating_add(b.len() as u64)
+                    .saturating_add(segment::FRAME_HEADER_LEN as u64);
+            }
+            ok
+        })
+        .collect();
+    (kept, implausible)
 }
 
 /// The time an event records, if it records one.
@@ -298,7 +394,11 @@ fn contents(
             }
         }
     }
-    c.unreadable = (last + 1).saturating_sub(first) - c.opened - c.shredded;
+    c.unreadable = last
+        .saturating_add(1)
+        .saturating_sub(first)
+        .saturating_sub(c.opened)
+        .saturating_sub(c.shredded);
     Ok(c)
 }
 
@@ -365,37 +465,56 @@ fn plan(data_dir: &Path, keys: &StoreKeys) -> Result<Option<RecoveryPlan>, OpenE
         }
     }
     later.sort();
-    let bytes = std::fs::read(log.join(&found.segment)).map_err(io("cannot read the segment"))?;
+    let bytes = read_segment(&log.join(&found.segment))?;
     let cut = if (found.offset as usize) < segment::HEADER_LEN {
         0
     } else {
         found.offset as usize
     };
     let mut cut_bytes = bytes.len().saturating_sub(cut) as u64;
-    let (mut records, mut unsplit) = frames_after(&bytes, cut);
+    let (mut records, mut unsplit, mut damaged) = frames_after(&bytes, cut);
     for file in &later {
-        let b = std::fs::read(log.join(file)).map_err(io("cannot read a segment"))?;
+        let b = read_segment(&log.join(file))?;
         cut_bytes += b.len() as u64;
-        let (r, u) = frames_after(&b, 0);
+        let (r, u, d) = frames_after(&b, 0);
         records.extend(r);
         unsplit += u;
+        damaged.extend(d);
     }
     let head_now = match head {
         Head::Checkpoint(cp) => Some(cp),
         _ => None,
     };
     let kept = found.seq - 1;
-    let last_cut = records
-        .iter()
-        .map(|(seq, _)| *seq)
-        .chain(head_now.map(|cp| cp.seq))
-        .max()
-        .unwrap_or(0)
-        .max(found.seq);
+    let (records, implausible) = plausible_records(records, found.seq, cut_bytes);
+    unsplit = unsplit.saturating_add(implausible);
+    // Frames whose payload is damaged are in the files (unreadable, and
+    // counted so by `contents`); their numbers are used if plausible.
+    let highest = found
+        .seq
+        .saturating_add(cut_bytes / segment::FRAME_HEADER_LEN as u64);
+    let damaged: Vec<u64> = damaged
+        .into_iter()
+        .filter(|seq| (found.seq..=highest).contains(seq))
+        .collect();
+    let last_cut = if found.head_only {
+        // Nothing is given up: records_cut() is 0.
+        kept
+    } else {
+        records
+            .iter()
+            .map(|(seq, _)| *seq)
+            .chain(damaged.iter().copied())
+            .chain(head_now.map(|cp| cp.seq))
+            .max()
+            .unwrap_or(0)
+            .max(found.seq)
+    };
     let contents = contents(data_dir, keys, &records, found.seq, last_cut, unsplit)?;
     let found_up_to = records
         .iter()
         .map(|(seq, _)| *seq)
+        .chain(damaged.iter().copied())
         .max()
         .unwrap_or(kept)
         .max(kept);
@@ -415,6 +534,7 @@ fn plan(data_dir: &Path, keys: &StoreKeys) -> Result<Option<RecoveryPlan>, OpenE
     }
     let kept_until = kept_until(data_dir, keys, &engine, kept)?;
     Ok(Some(RecoveryPlan {
+        head_unusable: found.head_only,
         finding: found.reason,
         segment: found.segment,
         offset: cut as u64,
@@ -495,14 +615,14 @@ pub(crate) fn recover_truncate_after_copy_with_fs(
     }
     crate::files::create_private_dir(&aside).map_err(io("cannot create the copy directory"))?;
     // 1. The copy, synced, before anything changes.
-    let bytes = std::fs::read(log.join(name)).map_err(io("cannot read the segment"))?;
+    let bytes = read_segment(&log.join(name))?;
     crate::files::write_private(
         &aside.join(format!("{name}.from-{cut}")),
         bytes.get(cut..).unwrap_or(&[]),
     )
     .map_err(io("cannot write the copy"))?;
     for file in &plan.later_segments {
-        let b = std::fs::read(log.join(file)).map_err(io("cannot read a segment"))?;
+        let b = read_segment(&log.join(file))?;
         crate::files::write_private(&aside.join(file), &b).map_err(io("cannot write the copy"))?;
     }
     let head = data_dir.join(HEAD_FILE);
@@ -675,6 +795,88 @@ mod tests {
             std::fs::read(data.join(HEAD_FILE)).expect("chain.head"),
             head_before
         );
+    }
+
+    #[test]
+    fn a_crafted_frame_numbered_u64_max_is_damage_and_no_count_wraps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::open_in(dir.path());
+        for n in 0..3u8 {
+            let invite = crate::domain::devices::InviteRecord {
+                role: hotline_proto::Role::Officer,
+                created_at: 1,
+                expires_at: 100,
+                used_at: None,
+                bootstrap: None,
+            };
+            store.put_invite([n; 32], &invite).expect("put");
+        }
+        drop(store);
+        let data = dir.path().join("data");
+        let key = KeySource::File(dir.path().join("master.key"));
+        let log = log_dir(&data);
+        let first = std::fs::read(log.join(segment::file_name(1))).expect("segment");
+        let header = segment::SegmentHeader::parse(&first).expect("header");
+        // A later segment (after a gap) holding one frame numbered u64::MAX.
+        let mut later = segment::SegmentHeader {
+            store_id: header.store_id,
+            first_seq: 1000,
+        }
+        .to_bytes();
+        segment::encode_frame(segment::KIND_RECORD, u64::MAX, b"crafted", &mut later);
+        std::fs::write(log.join(segment::file_name(1000)), &later).expect("write");
+        let plan = plan_recovery(&data, &key)
+            .expect("plans")
+            .expect("damage found");
+        assert!(plan.last_cut < 1000, "{plan:?}");
+        assert!(plan.records_cut() < 1000, "{plan:?}");
+        assert!(plan.contents.unreadable < 1000, "{plan:?}");
+        assert!(plan.contents.unsplit_bytes >= 7, "{plan:?}");
+        assert_eq!(plan.segment, segment::file_name(1000));
+    }
+
+    #[test]
+    fn plausible_records_keep_what_the_cut_bytes_can_hold() {
+        let f = segment::FRAME_HEADER_LEN as u64;
+        let records = vec![
+            (5, vec![1; 10]),
+            (6, vec![2; 10]),
+            (u64::MAX, vec![3; 10]),
+            (4, vec![4; 10]),
+        ];
+        let (kept, bytes) = plausible_records(records, 5, 3 * (f + 10));
+        assert_eq!(kept.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![5, 6]);
+        assert_eq!(bytes, 2 * (f + 10));
+        let plan = |first_cut, last_cut| RecoveryPlan {
+            finding: String::new(),
+            segment: String::new(),
+            offset: 0,
+            later_segments: vec![],
+            cut_bytes: 0,
+            kept: 0,
+            first_cut,
+            last_cut,
+            contents: CutContents::default(),
+            kept_until: None,
+            not_in_files: None,
+            head_now: None,
+            head_after: None,
+            head_unusable: false,
+        };
+        assert_eq!(plan(1, u64::MAX).records_cut(), u64::MAX);
+        assert_eq!(plan(3, 2).records_cut(), 0);
+    }
+
+    #[test]
+    fn a_segment_larger_than_any_segment_can_be_is_named_and_not_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(segment::file_name(1));
+        let f = std::fs::File::create(&path).expect("create");
+        f.set_len(200 << 30).expect("sparse");
+        let err = read_segment(&path).expect_err("too large");
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains(&(200u64 << 30).to_string()), "{text}");
     }
 
     #[test]

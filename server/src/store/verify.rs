@@ -246,7 +246,7 @@ pub(crate) fn with_log_end(
 ) -> LogError {
     match e {
         LogError::Tampered { seq, reason }
-            if end.as_ref().is_some_and(|(_, _, records)| seq > *records) =>
+            if seq > 0 && seq > end.as_ref().map_or(0, |(_, _, records)| *records) =>
         {
             LogError::Tampered {
                 seq,
@@ -261,7 +261,16 @@ pub(crate) fn with_log_end(
 /// incomplete write after it if there is one.
 pub(crate) fn ends_at(end: Option<(String, u64, u64)>, torn: Option<&TornTail>) -> String {
     let Some((segment, offset, records)) = end else {
-        return "the log holds no segment file".into();
+        return match torn {
+            // The only segment's header is incomplete (cut short or
+            // zeroed): it holds no record the log can read.
+            Some(t) if t.offset == 0 => format!(
+                "the log's only segment file, log/{}, holds no whole header ({} bytes: \
+                 shorter than a segment header, or zeros only), so no record can be read from it",
+                t.segment, t.bytes
+            ),
+            _ => "the log holds no segment file".into(),
+        };
     };
     let mut text = if records == 0 {
         format!("the log ends in log/{segment} at byte {offset}, before any record")

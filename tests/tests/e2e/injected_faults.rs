@@ -346,3 +346,160 @@ async fn a_server_started_on_an_injected_full_disk_serves_reads_refuses_writes_a
         .expect("the store verifies");
     assert!(report.verified.records > 0);
 }
+
+/// The files in the log directory whose name starts with `prefix`, with
+/// their contents.
+fn log_files_starting(data_dir: &std::path::Path, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(data_dir.join("log"))
+        .expect("log directory")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .map(|p| {
+            let name = p.file_name().expect("name").to_string_lossy().into_owned();
+            (name, std::fs::read(&p).expect("read"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_ending_in_an_incomplete_write_starts_on_a_full_disk_and_sets_it_aside_once_healed() {
+    let faults = FaultFs::new();
+    let handle = faults.handle();
+    let mut server = TestServer::start_with(|c| {
+        c.dangerous_log_file_ops = Some(handle);
+        c.escalation_tick_ms = 100;
+    })
+    .await;
+    let (admin_identity, admin) = server.enroll(Role::Admin).await;
+    let (officer_identity, officer) = server.enroll(Role::Officer).await;
+    let (defender_identity, defender) = server.enroll(Role::Defender).await;
+    officer.set_duty(true).await.expect("on duty");
+    let first = defender
+        .raise_alert_with(Priority::Immediate, None)
+        .await
+        .expect("raised");
+    drop((admin, officer, defender));
+    server.stop().await;
+
+    // Killed mid-write: the newest segment ends in bytes that never made
+    // a whole record (never acknowledged).
+    let data_dir = server.config().data_dir.clone();
+    let (newest, whole) = log_files_starting(&data_dir, "seg-")
+        .pop()
+        .expect("a segment");
+    let seg = data_dir.join("log").join(&newest);
+    let mut torn = whole.clone();
+    torn.extend_from_slice(&[0u8; 4096]);
+    std::fs::write(&seg, &torn).expect("tear the tail");
+
+    // Restarted while the disk is full: it starts, serving reads.
+    faults.fail_from(Op::Write, 1, Fault::Enospc);
+    server.start_again().await;
+    let admin = hotline_client::connection::authenticate(&server.info(), &admin_identity)
+        .await
+        .expect("signing in needs no write");
+    let officer = hotline_client::connection::authenticate(&server.info(), &officer_identity)
+        .await
+        .expect("signing in needs no write");
+    let defender = hotline_client::connection::authenticate(&server.info(), &defender_identity)
+        .await
+        .expect("signing in needs no write");
+    let storage = admin.status().await.expect("status").storage.expect("st");
+    let (_, reason) = storage.degraded.expect("it starts degraded");
+    assert!(reason.contains("No space left"), "{reason}");
+    let alerts = officer.alerts(true).await.expect("alerts answer");
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].id, first.id);
+    let refused = defender
+        .raise_alert_with(Priority::Immediate, None)
+        .await
+        .expect_err("nothing can be saved on a full disk");
+    assert_eq!(refused.code(), Some(ErrorCode::Unavailable), "{refused}");
+    assert!(refused.is_transient(), "{refused}");
+    // The heal is tried (and refused) a few times: no copy of the
+    // incomplete write is left, empty or partial, and the segment keeps it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while faults.injected().len() < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no heal was tried: {:?}",
+            faults.injected()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(log_files_starting(&data_dir, "torn-after"), vec![]);
+    assert_eq!(std::fs::read(&seg).expect("segment"), torn);
+
+    // Space returns: the server heals by itself, the incomplete write is
+    // set aside once (whole), and writes resume.
+    faults.lift();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while admin
+        .status()
+        .await
+        .expect("status")
+        .storage
+        .expect("st")
+        .degraded
+        .is_some()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server did not heal"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let retried = defender
+        .raise_alert_with(Priority::Immediate, None)
+        .await
+        .expect("the retried SOS is accepted once space returns");
+    officer
+        .set_duty(false)
+        .await
+        .expect("writes resume once space returns");
+    let aside = log_files_starting(&data_dir, "torn-after");
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(aside[0].0.ends_with(".bin"), "{aside:?}");
+    assert_eq!(aside[0].1, vec![0u8; 4096]);
+
+    drop((admin, officer, defender));
+    server
+        .restart_with(|c| c.dangerous_log_file_ops = None)
+        .await;
+    let officer = hotline_client::connection::authenticate(&server.info(), &officer_identity)
+        .await
+        .expect("signs in after the restart");
+    let mut ids: Vec<u64> = officer
+        .alerts(true)
+        .await
+        .expect("alerts")
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    ids.sort();
+    let mut want = vec![first.id, retried.id];
+    want.sort();
+    want.dedup();
+    assert_eq!(ids, want);
+    let me = officer.status().await.expect("status").device_id;
+    let duty = officer.duty_status().await.expect("duty");
+    let mine = duty
+        .iter()
+        .find(|d| d.device_id == me)
+        .expect("the officer");
+    assert!(
+        !mine.declared,
+        "the duty change made after the heal is kept"
+    );
+    drop(officer);
+    server.stop().await;
+    assert_eq!(log_files_starting(&data_dir, "torn-after").len(), 1);
+    hotline_server::store::verify_store(&data_dir, server.key(), 1 << 20, None)
+        .expect("the store verifies");
+}

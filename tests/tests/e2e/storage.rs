@@ -801,7 +801,10 @@ fn a_start_refused_for_a_missing_head_file_creates_nothing() {
     std::fs::remove_file(data.join("chain.head")).expect("rm");
     let before = snapshot_files(&data);
     let err = start_up(&data, &key).expect_err("refused");
-    assert!(err.to_string().contains("head file is missing"), "{err}");
+    assert!(
+        err.to_string().contains("chain.head (") && err.to_string().contains(") is missing"),
+        "{err}"
+    );
     assert!(
         snapshot_files(&data) == before,
         "a file was created or changed"

@@ -419,7 +419,11 @@ fn an_earlier_layout_store_that_fails_verification_is_not_migrated_and_not_chang
     let names_before = names(&data);
     let keys = open_keys(&data, &key, Create::Never).expect("keys");
     let err = LogStore::open(&data, keys, 4 << 20).expect_err("refused");
-    assert!(err.to_string().contains("head file"), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("chain.head ({}) is damaged", head.display())),
+        "{err}"
+    );
     let mut after = crate::storage::snapshot_files(&data);
     after.remove(&data.join("lock"));
     assert!(after == before, "bytes changed");
