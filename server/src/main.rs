@@ -696,7 +696,8 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
                 anyhow::bail!(
                     "the log is backed up and verified in {}, but the TLS certificate in {} does not \
                      match the store's record: the backup's tls/ was NOT taken (a server restored \
-                     from it makes a new certificate: every device must be re-invited). Fix it with \
+                     from it starts only after `hotline-server accept-new-cert`, with a new \
+                     certificate: every device must then be re-invited). Fix it with \
                      `hotline-server accept-new-cert` if the certificate was replaced on purpose, or \
                      restore tls/ from an earlier backup, then back up again. {reason}",
                     report.dir.display(),
