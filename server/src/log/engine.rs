@@ -420,6 +420,15 @@ pub struct SledCache {
 /// over 4, about 128 KiB).
 pub const SNAPSHOT_PART: usize = 4096;
 
+/// Whether sled's `blobs/` in `dir` holds any file: never in a cache of
+/// parts (no page reaches the blob threshold), always in one that stored
+/// a snapshot as one value.
+fn holds_blob_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir.join("blobs"))
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+}
+
 fn part_key(seq: u64, part: u32) -> [u8; 12] {
     let mut k = [0u8; 12];
     k[..8].copy_from_slice(&seq.to_be_bytes());
@@ -439,7 +448,36 @@ fn seq_of_part(k: &[u8]) -> Result<u64, EngineError> {
 impl SledCache {
     /// Opens (or creates) the cache in `dir` (the data directory's own
     /// lock, `<data_dir>/lock`, is taken before it).
+    ///
+    /// A cache holding blob files (`blobs/`) is of the earlier form, with
+    /// every snapshot it ever took: its newest snapshot is read, its files
+    /// are removed (sled's `db` first: a stop part way leaves a cache
+    /// without one, which opens empty and is replaced again), and a new
+    /// cache is started holding that snapshot alone, so later opens read
+    /// one snapshot, not every one.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledCache, EngineError> {
+        let cache = Self::open_as_is(dir, cache_bytes)?;
+        if !holds_blob_files(dir) {
+            return Ok(cache);
+        }
+        let kept = cache.latest_snapshot()?;
+        drop(cache);
+        let io = |e: std::io::Error| EngineError::Io(e.to_string());
+        match std::fs::remove_file(dir.join("db")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+        std::fs::remove_dir_all(dir).map_err(io)?;
+        let cache = Self::open_as_is(dir, cache_bytes)?;
+        if let Some((seq, bytes)) = kept {
+            cache.put_snapshot(seq, &bytes)?;
+        }
+        tracing::info!(cache = %dir.display(),
+            "the snapshot cache held every snapshot it took (blob files); it was replaced by one holding the newest");
+        Ok(cache)
+    }
+
+    fn open_as_is(dir: &Path, cache_bytes: u64) -> Result<SledCache, EngineError> {
         crate::files::create_private_dir(dir).map_err(|e| EngineError::Io(e.to_string()))?;
         let db = open_sled(dir, cache_bytes)?;
         let legacy = db.open_tree("snapshots").map_err(from_sled)?;
@@ -772,5 +810,48 @@ mod cache_size_tests {
         );
         cache.clear_snapshots().expect("clear");
         assert_eq!(cache.latest_snapshot().expect("read"), None);
+    }
+
+    #[test]
+    fn a_cache_grown_by_the_earlier_form_is_replaced_by_one_holding_the_newest_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cache");
+        let cache = SledCache::open(&path, 1 << 20).expect("open");
+        // As the earlier version did: each snapshot one value, the older
+        // removed.
+        for n in 1..=SNAPSHOTS {
+            cache
+                .legacy
+                .insert(n.to_be_bytes(), snapshot_bytes(n, LEN))
+                .expect("insert");
+            for old in cache.legacy.range(..n.to_be_bytes()).keys() {
+                cache.legacy.remove(old.expect("key")).expect("remove");
+            }
+            cache.db.flush().expect("flush");
+        }
+        drop(cache);
+        let (_, bytes, blobs) = du(&path);
+        assert!(
+            blobs >= SNAPSHOTS && bytes > SNAPSHOTS * LEN as u64,
+            "{blobs} blobs, {bytes} bytes"
+        );
+        let cache = SledCache::open(&path, 1 << 20).expect("reopen");
+        let (files, bytes, blobs) = du(&path);
+        assert_eq!(blobs, 0);
+        assert!(
+            files <= BOUND_FILES && bytes <= BOUND_BYTES,
+            "{files} files, {bytes} bytes"
+        );
+        assert_eq!(
+            cache.latest_snapshot().expect("read"),
+            Some((SNAPSHOTS, snapshot_bytes(SNAPSHOTS, LEN)))
+        );
+        drop(cache);
+        // And it stays so.
+        let cache = SledCache::open(&path, 1 << 20).expect("reopen");
+        assert_eq!(
+            cache.latest_snapshot().expect("read"),
+            Some((SNAPSHOTS, snapshot_bytes(SNAPSHOTS, LEN)))
+        );
     }
 }

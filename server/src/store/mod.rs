@@ -1267,6 +1267,35 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_missing_a_part_is_ignored_and_the_state_rebuilt_from_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        store
+            .put_invite([1; 32], &invite(Role::Officer, 100))
+            .expect("put");
+        store.close().expect("close");
+        drop(store);
+        // A write of the newest snapshot that stopped with a part missing.
+        let cache = dir.path().join("data").join("cache");
+        let sled = crate::log::engine::SledCache::open(&cache, 1 << 20).expect("cache");
+        let (seq, _) = sled.latest_snapshot().expect("read").expect("a snapshot");
+        sled.remove_part(seq, 0);
+        drop(sled);
+        let (store, logs) = open_logged(dir.path());
+        assert!(
+            logs.contains("the snapshot cache does not read")
+                && logs.contains("incomplete")
+                && logs.contains("the state was rebuilt from the log"),
+            "{logs}"
+        );
+        assert!(
+            store.lock().invites.contains_key(&[1; 32]),
+            "the state is back"
+        );
+        assert!(store.replayed_at_open > 0, "replayed from the log");
+    }
+
+    #[test]
     fn a_damaged_cache_that_cannot_be_moved_aside_is_left_where_it_is_and_the_store_serves() {
         use crate::log::fs::{Fault, FaultFs, Op};
         let dir = tempfile::tempdir().expect("tempdir");
