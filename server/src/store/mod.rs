@@ -1082,8 +1082,9 @@ mod tests {
 
         // A damaged snapshot is ignored and the state rebuilt from the log.
         let db = sled::open(dir.path().join("data").join("cache")).expect("sled");
-        let snaps = db.open_tree("snapshots").expect("tree");
-        let (k, v) = snaps.iter().next_back().expect("one").expect("read");
+        // (The snapshot's first part: the cache holds it in parts.)
+        let snaps = db.open_tree("snapshot_parts").expect("tree");
+        let (k, v) = snaps.iter().next().expect("one").expect("read");
         let mut bad = v.to_vec();
         bad[20] ^= 1;
         snaps.insert(k, bad).expect("insert");
