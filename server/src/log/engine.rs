@@ -392,53 +392,468 @@ impl LogEngine for SledEngine {
     }
 }
 
-/// The snapshot cache: sled 0.34, one tree `snapshots`. It holds only
-/// what can be rebuilt from the log, so damage to it costs a rebuild.
+/// The snapshot cache: sled 0.34. It holds only what can be rebuilt from
+/// the log, so damage to it costs a rebuild.
+///
+/// A snapshot is kept in parts of at most [`SNAPSHOT_PART`] bytes (tree
+/// `snapshot_parts`, key `seq || part number`, both big-endian), written
+/// and flushed before its head (tree `snapshot_heads`, key `seq`, value
+/// `parts || length`, a u32 and a u64, big-endian) is: a snapshot without
+/// a head is a write that did not finish and is never read. Parts stay
+/// below sled's blob threshold, so sled keeps them in its own segments,
+/// whose space its GC reclaims once they are removed; a whole snapshot as
+/// one value became a blob file (`blobs/`) that sled 0.34 never removed,
+/// so the cache grew by a snapshot each time. Caches written that way
+/// (tree `snapshots`, one value per `seq`) still load until the next
+/// snapshot replaces them.
 #[derive(Debug)]
 pub struct SledCache {
     db: sled::Db,
-    snapshots: sled::Tree,
+    legacy: sled::Tree,
+    heads: sled::Tree,
+    parts: sled::Tree,
+}
+
+/// The largest part of a snapshot in the cache: sled splits a leaf above
+/// 16 entries, so a leaf of 17 parts (about 68 KiB) stays well below the
+/// size at which sled writes a page as a blob file (its 512 KiB segment
+/// over 4, about 128 KiB).
+pub const SNAPSHOT_PART: usize = 4096;
+
+/// Whether sled's `blobs/` in `dir` holds any file: never in a cache of
+/// parts (no page reaches the blob threshold), always in one that stored
+/// a snapshot as one value.
+fn holds_blob_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir.join("blobs"))
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+}
+
+fn part_key(seq: u64, part: u32) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..8].copy_from_slice(&seq.to_be_bytes());
+    k[8..].copy_from_slice(&part.to_be_bytes());
+    k
+}
+
+fn seq_of_part(k: &[u8]) -> Result<u64, EngineError> {
+    let b: [u8; 8] = k
+        .get(..8)
+        .and_then(|s| s.try_into().ok())
+        .filter(|_| k.len() == 12)
+        .ok_or_else(|| EngineError::Corrupt("a snapshot part's key of the wrong length".into()))?;
+    Ok(u64::from_be_bytes(b))
 }
 
 impl SledCache {
     /// Opens (or creates) the cache in `dir` (the data directory's own
     /// lock, `<data_dir>/lock`, is taken before it).
+    ///
+    /// A cache holding blob files (`blobs/`) is of the earlier form, with
+    /// every snapshot it ever took: its newest snapshot is read, its files
+    /// are removed (sled's `db` first: a stop part way leaves a cache
+    /// without one, which opens empty and is replaced again), and a new
+    /// cache is started holding that snapshot alone, so later opens read
+    /// one snapshot, not every one.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledCache, EngineError> {
-        crate::files::create_private_dir(dir).map_err(|e| EngineError::Io(e.to_string()))?;
-        let db = open_sled(dir, cache_bytes)?;
-        let snapshots = db.open_tree("snapshots").map_err(from_sled)?;
-        Ok(SledCache { db, snapshots })
+        let cache = Self::open_as_is(dir, cache_bytes)?;
+        if !holds_blob_files(dir) {
+            return Ok(cache);
+        }
+        let kept = cache.latest_snapshot()?;
+        drop(cache);
+        let io = |e: std::io::Error| EngineError::Io(e.to_string());
+        match std::fs::remove_file(dir.join("db")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+        std::fs::remove_dir_all(dir).map_err(io)?;
+        let cache = Self::open_as_is(dir, cache_bytes)?;
+        if let Some((seq, bytes)) = kept {
+            cache.put_snapshot(seq, &bytes)?;
+        }
+        tracing::info!(cache = %dir.display(),
+            "the snapshot cache held every snapshot it took (blob files); it was replaced by one holding the newest");
+        Ok(cache)
     }
 
-    /// Stores a snapshot taken at `seq`, replacing older ones.
+    fn open_as_is(dir: &Path, cache_bytes: u64) -> Result<SledCache, EngineError> {
+        crate::files::create_private_dir(dir).map_err(|e| EngineError::Io(e.to_string()))?;
+        let db = open_sled(dir, cache_bytes)?;
+        let legacy = db.open_tree("snapshots").map_err(from_sled)?;
+        let heads = db.open_tree("snapshot_heads").map_err(from_sled)?;
+        let parts = db.open_tree("snapshot_parts").map_err(from_sled)?;
+        Ok(SledCache {
+            db,
+            legacy,
+            heads,
+            parts,
+        })
+    }
+
+    /// Stores a snapshot taken at `seq`, replacing older ones: its parts,
+    /// then its head, then the older snapshots' heads and every part no
+    /// head names are removed (each step flushed before the next).
     pub fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<(), EngineError> {
-        self.snapshots
-            .insert(seq.to_be_bytes(), bytes)
+        let flush = || self.db.flush().map(|_| ()).map_err(from_sled);
+        // Parts an unfinished write at this `seq` left behind.
+        self.heads.remove(seq.to_be_bytes()).map_err(from_sled)?;
+        self.remove_parts_of(seq)?;
+        let mut count: u32 = 0;
+        for chunk in bytes.chunks(SNAPSHOT_PART) {
+            self.parts
+                .insert(part_key(seq, count), chunk)
+                .map_err(from_sled)?;
+            count = count
+                .checked_add(1)
+                .ok_or_else(|| EngineError::Io("a snapshot too large for the cache".into()))?;
+        }
+        flush()?;
+        let mut head = [0u8; 12];
+        head[..4].copy_from_slice(&count.to_be_bytes());
+        head[4..].copy_from_slice(&(bytes.len() as u64).to_be_bytes());
+        self.heads
+            .insert(seq.to_be_bytes(), &head[..])
             .map_err(from_sled)?;
-        for old in self.snapshots.range(..seq.to_be_bytes()).keys() {
-            self.snapshots
+        flush()?;
+        // Older snapshots are superseded.
+        for old in self.heads.range(..seq.to_be_bytes()).keys() {
+            self.heads
                 .remove(old.map_err(from_sled)?)
                 .map_err(from_sled)?;
         }
-        self.db.flush().map_err(from_sled)?;
+        self.legacy.clear().map_err(from_sled)?;
+        let mut orphans = Vec::new();
+        for k in self.parts.iter().keys() {
+            let s = seq_of_part(&k.map_err(from_sled)?)?;
+            if orphans.last() != Some(&s)
+                && !self
+                    .heads
+                    .contains_key(s.to_be_bytes())
+                    .map_err(from_sled)?
+            {
+                orphans.push(s);
+            }
+        }
+        for s in orphans {
+            self.remove_parts_of(s)?;
+        }
+        flush()
+    }
+
+    fn remove_parts_of(&self, seq: u64) -> Result<(), EngineError> {
+        for k in self.parts.scan_prefix(seq.to_be_bytes()).keys() {
+            self.parts
+                .remove(k.map_err(from_sled)?)
+                .map_err(from_sled)?;
+        }
         Ok(())
     }
 
-    /// The newest snapshot.
+    /// The newest snapshot: the newest head's parts only, all of them or
+    /// [`EngineError::Corrupt`] (never part of a snapshot). Without a head,
+    /// a snapshot of the earlier one-value form, if any.
     pub fn latest_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
-        match self.snapshots.iter().next_back() {
-            None => Ok(None),
-            Some(kv) => {
-                let (k, v) = kv.map_err(from_sled)?;
-                Ok(Some((seq_of(&k)?, v.to_vec())))
+        let Some(kv) = self.heads.iter().next_back() else {
+            return match self.legacy.iter().next_back() {
+                None => Ok(None),
+                Some(kv) => {
+                    let (k, v) = kv.map_err(from_sled)?;
+                    Ok(Some((seq_of(&k)?, v.to_vec())))
+                }
+            };
+        };
+        let (k, head) = kv.map_err(from_sled)?;
+        let seq = seq_of(&k)?;
+        let incomplete = || EngineError::Corrupt(format!("the snapshot at {seq} is incomplete"));
+        let (count, len) = match (head.get(..4), head.get(4..)) {
+            (Some(c), Some(l)) if head.len() == 12 => (
+                u32::from_be_bytes(c.try_into().map_err(|_| incomplete())?),
+                u64::from_be_bytes(l.try_into().map_err(|_| incomplete())?),
+            ),
+            _ => return Err(incomplete()),
+        };
+        let mut bytes = Vec::with_capacity(usize::try_from(len).map_err(|_| incomplete())?);
+        let mut next: u32 = 0;
+        for kv in self.parts.scan_prefix(seq.to_be_bytes()) {
+            let (k, v) = kv.map_err(from_sled)?;
+            if k.as_ref() != part_key(seq, next) || next >= count {
+                return Err(incomplete());
             }
+            bytes.extend_from_slice(&v);
+            next += 1;
         }
+        if next != count || bytes.len() as u64 != len {
+            return Err(incomplete());
+        }
+        Ok(Some((seq, bytes)))
+    }
+
+    /// Removes part `part` of the snapshot at `seq`, as a write that
+    /// did not finish would have left it missing (tests only).
+    #[cfg(test)]
+    pub(crate) fn remove_part(&self, seq: u64, part: u32) {
+        self.parts.remove(part_key(seq, part)).expect("remove");
+        self.db.flush().expect("flush");
     }
 
     /// Removes every snapshot.
     pub fn clear_snapshots(&self) -> Result<(), EngineError> {
-        self.snapshots.clear().map_err(from_sled)?;
+        self.heads.clear().map_err(from_sled)?;
+        self.parts.clear().map_err(from_sled)?;
+        self.legacy.clear().map_err(from_sled)?;
         self.db.flush().map_err(from_sled)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod cache_size_tests {
+    use super::{EngineError, SNAPSHOT_PART, SledCache, part_key, seq_of_part};
+    use std::path::Path;
+
+    /// Files and bytes under `dir` (recursively), and of them in `blobs/`.
+    fn du(dir: &Path) -> (u64, u64, u64) {
+        let (mut files, mut bytes, mut blobs) = (0, 0, 0);
+        for e in std::fs::read_dir(dir).expect("read_dir") {
+            let e = e.expect("entry");
+            let m = e.metadata().expect("metadata");
+            if m.is_dir() {
+                let (f, b, bl) = du(&e.path());
+                files += f;
+                bytes += b;
+                blobs += bl + if e.file_name() == "blobs" { f } else { 0 };
+            } else {
+                files += 1;
+                bytes += m.len();
+            }
+        }
+        (files, bytes, blobs)
+    }
+
+    fn snapshot_bytes(n: u64, len: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(len);
+        let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        while v.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.truncate(len);
+        v
+    }
+
+    /// A copy of `from` at `to`, as a crash would leave it (a copy of
+    /// the files while the cache is open, without a clean close).
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for e in std::fs::read_dir(from).expect("read_dir") {
+            let e = e.expect("entry");
+            if e.metadata().expect("metadata").is_dir() {
+                copy_dir(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+            }
+        }
+    }
+
+    const LEN: usize = 1 << 20;
+    const SNAPSHOTS: u64 = 50;
+    /// The bound, whatever the number of snapshots: a few snapshots' worth
+    /// (sled writes a part again when it rewrites its leaf, and reuses a
+    /// segment once what it held is stale and no thread still sees it),
+    /// measured at 5 to 10 MiB for 1 MiB snapshots alone, up to 14 MiB
+    /// with other tests' sled databases busy at the same time. Each
+    /// snapshot as one value grew the cache by one blob file a time: 11
+    /// MiB after 10 snapshots, 24 MiB after 20, 49 MiB after 40.
+    const BOUND_BYTES: u64 = 24 * LEN as u64;
+    /// sled's `conf` and `db`, and `snap.*` after a crash.
+    const BOUND_FILES: u64 = 4;
+
+    #[test]
+    fn many_snapshots_keep_the_cache_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cache");
+        let cache = SledCache::open(&path, 1 << 20).expect("open");
+        for n in 1..=SNAPSHOTS {
+            cache
+                .put_snapshot(n * 10_000, &snapshot_bytes(n, LEN))
+                .expect("put");
+            let (files, bytes, blobs) = du(&path);
+            assert_eq!(blobs, 0, "after {n} snapshots");
+            assert!(
+                files <= BOUND_FILES && bytes <= BOUND_BYTES,
+                "after {n} snapshots: {files} files, {bytes} bytes"
+            );
+        }
+        drop(cache);
+        let cache = SledCache::open(&path, 1 << 20).expect("reopen");
+        assert_eq!(
+            cache.latest_snapshot().expect("read"),
+            Some((SNAPSHOTS * 10_000, snapshot_bytes(SNAPSHOTS, LEN)))
+        );
+    }
+
+    #[test]
+    fn many_snapshots_with_a_crash_after_each_keep_the_cache_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut path = dir.path().join("cache-0");
+        let mut cache = SledCache::open(&path, 1 << 20).expect("open");
+        for n in 1..=SNAPSHOTS {
+            cache
+                .put_snapshot(n * 10_000, &snapshot_bytes(n, LEN))
+                .expect("put");
+            // The crash: the files as they are, the process gone without
+            // closing sled (the old handle is leaked, never dropped).
+            let crashed = dir.path().join(format!("cache-{n}"));
+            copy_dir(&path, &crashed);
+            std::mem::forget(cache);
+            let _ = std::fs::remove_dir_all(&path);
+            path = crashed;
+            cache = SledCache::open(&path, 1 << 20).expect("reopen");
+            assert_eq!(
+                cache.latest_snapshot().expect("read"),
+                Some((n * 10_000, snapshot_bytes(n, LEN))),
+                "after {n} snapshots"
+            );
+            let (files, bytes, blobs) = du(&path);
+            assert_eq!(blobs, 0, "after {n} snapshots");
+            assert!(
+                files <= BOUND_FILES && bytes <= BOUND_BYTES,
+                "after {n} snapshots and crashes: {files} files, {bytes} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn a_snapshot_missing_a_part_is_never_half_loaded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = SledCache::open(dir.path(), 1 << 20).expect("open");
+        cache
+            .put_snapshot(10, &snapshot_bytes(1, 50_000))
+            .expect("put");
+        cache
+            .put_snapshot(20, &snapshot_bytes(2, 50_000))
+            .expect("put");
+        cache.remove_part(20, 12);
+        assert!(matches!(
+            cache.latest_snapshot(),
+            Err(EngineError::Corrupt(why)) if why.contains("incomplete")
+        ));
+        // The last part gone: the length no longer adds up either.
+        cache
+            .put_snapshot(30, &snapshot_bytes(3, 50_000))
+            .expect("put");
+        cache.remove_part(30, 50_000 / SNAPSHOT_PART as u32);
+        assert!(matches!(
+            cache.latest_snapshot(),
+            Err(EngineError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn parts_written_without_their_head_are_ignored_and_then_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = SledCache::open(dir.path(), 1 << 20).expect("open");
+        cache
+            .put_snapshot(10, &snapshot_bytes(1, 30_000))
+            .expect("put");
+        // A write at 20 stopped before its head: only some parts.
+        for part in 0..3u32 {
+            cache
+                .parts
+                .insert(part_key(20, part), &[7u8; SNAPSHOT_PART][..])
+                .expect("insert");
+        }
+        cache.db.flush().expect("flush");
+        drop(cache);
+        let cache = SledCache::open(dir.path(), 1 << 20).expect("reopen");
+        assert_eq!(
+            cache.latest_snapshot().expect("read"),
+            Some((10, snapshot_bytes(1, 30_000)))
+        );
+        cache
+            .put_snapshot(30, &snapshot_bytes(3, 30_000))
+            .expect("put");
+        let seqs: Vec<u64> = cache
+            .parts
+            .iter()
+            .keys()
+            .map(|k| seq_of_part(&k.expect("key")).expect("seq"))
+            .collect();
+        assert!(seqs.iter().all(|s| *s == 30), "{seqs:?}");
+        assert_eq!(cache.heads.len(), 1);
+    }
+
+    #[test]
+    fn a_cache_holding_a_snapshot_as_one_value_still_loads_and_is_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = SledCache::open(dir.path(), 1 << 20).expect("open");
+        // As the earlier version stored it: one value in `snapshots`.
+        cache
+            .legacy
+            .insert(5u64.to_be_bytes(), snapshot_bytes(5, 300_000))
+            .expect("insert");
+        cache.db.flush().expect("flush");
+        drop(cache);
+        let cache = SledCache::open(dir.path(), 1 << 20).expect("reopen");
+        assert_eq!(
+            cache.latest_snapshot().expect("read"),
+            Some((5, snapshot_bytes(5, 300_000)))
+        );
+        cache
+            .put_snapshot(6, &snapshot_bytes(6, 300_000))
+            .expect("put");
+        assert!(cache.legacy.is_empty());
+        assert_eq!(
+            cache.latest_snapshot().expect("read"),
+            Some((6, snapshot_bytes(6, 300_000)))
+        );
+        cache.clear_snapshots().expect("clear");
+        assert_eq!(cache.latest_snapshot().expect("read"), None);
+    }
+
+    #[test]
+    fn a_cache_grown_by_the_earlier_form_is_replaced_by_one_holding_the_newest_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cache");
+        let cache = SledCache::open(&path, 1 << 20).expect("open");
+        // As the earlier version did: each snapshot one value, the older
+        // removed.
+        for n in 1..=SNAPSHOTS {
+            cache
+                .legacy
+                .insert(n.to_be_bytes(), snapshot_bytes(n, LEN))
+                .expect("insert");
+            for old in cache.legacy.range(..n.to_be_bytes()).keys() {
+                cache.legacy.remove(old.expect("key")).expect("remove");
+            }
+            cache.db.flush().expect("flush");
+        }
+        drop(cache);
+        let (_, bytes, blobs) = du(&path);
+        assert!(
+            blobs >= SNAPSHOTS && bytes > SNAPSHOTS * LEN as u64,
+            "{blobs} blobs, {bytes} bytes"
+        );
+        let cache = SledCache::open(&path, 1 << 20).expect("reopen");
+        let (files, bytes, blobs) = du(&path);
+        assert_eq!(blobs, 0);
+        assert!(
+            files <= BOUND_FILES && bytes <= BOUND_BYTES,
+            "{files} files, {bytes} bytes"
+        );
+        assert_eq!(
+            cache.latest_snapshot().expect("read"),
+            Some((SNAPSHOTS, snapshot_bytes(SNAPSHOTS, LEN)))
+        );
+        drop(cache);
+        // And it stays so.
+        let cache = SledCache::open(&path, 1 << 20).expect("reopen");
+        assert_eq!(
+            cache.latest_snapshot().expect("read"),
+            Some((SNAPSHOTS, snapshot_bytes(SNAPSHOTS, LEN)))
+        );
     }
 }

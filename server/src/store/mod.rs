@@ -1101,8 +1101,9 @@ mod tests {
 
         // A damaged snapshot is ignored and the state rebuilt from the log.
         let db = sled::open(dir.path().join("data").join("cache")).expect("sled");
-        let snaps = db.open_tree("snapshots").expect("tree");
-        let (k, v) = snaps.iter().next_back().expect("one").expect("read");
+        // (The snapshot's first part: the cache holds it in parts.)
+        let snaps = db.open_tree("snapshot_parts").expect("tree");
+        let (k, v) = snaps.iter().next().expect("one").expect("read");
         let mut bad = v.to_vec();
         bad[20] ^= 1;
         snaps.insert(k, bad).expect("insert");
@@ -1283,6 +1284,35 @@ mod tests {
             store.lock().invites.contains_key(&[1; 32]),
             "the state is back"
         );
+    }
+
+    #[test]
+    fn a_snapshot_missing_a_part_is_ignored_and_the_state_rebuilt_from_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        store
+            .put_invite([1; 32], &invite(Role::Officer, 100))
+            .expect("put");
+        store.close().expect("close");
+        drop(store);
+        // A write of the newest snapshot that stopped with a part missing.
+        let cache = dir.path().join("data").join("cache");
+        let sled = crate::log::engine::SledCache::open(&cache, 1 << 20).expect("cache");
+        let (seq, _) = sled.latest_snapshot().expect("read").expect("a snapshot");
+        sled.remove_part(seq, 0);
+        drop(sled);
+        let (store, logs) = open_logged(dir.path());
+        assert!(
+            logs.contains("the snapshot cache does not read")
+                && logs.contains("incomplete")
+                && logs.contains("the state was rebuilt from the log"),
+            "{logs}"
+        );
+        assert!(
+            store.lock().invites.contains_key(&[1; 32]),
+            "the state is back"
+        );
+        assert!(store.replayed_at_open > 0, "replayed from the log");
     }
 
     #[test]
