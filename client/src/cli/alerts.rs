@@ -164,11 +164,7 @@ pub(super) async fn sos(
         device.release();
         let superseded = flushed.stopped.as_ref().is_some_and(|e| e.is_superseded());
         let pause = sos_pause(left, superseded, &mut superseded_before);
-        eprintln!(
-            "  trying again {}; giving up in {} s (Ctrl-C stops; the SOS stays in the outbox)",
-            again_in(pause),
-            left.as_secs().max(1)
-        );
+        eprintln!("  {} ({QUEUED})", next_try(pause, left));
         tokio::time::sleep(pause).await;
         if let Err(e) = device.hold() {
             // The SOS is queued: say so, never a bare error.
@@ -195,11 +191,22 @@ fn sos_pause(left: Duration, superseded: bool, superseded_before: &mut bool) -> 
     left.min(SOS_RETRY_EVERY)
 }
 
-/// `at once`, or `in 5 s`.
-fn again_in(pause: Duration) -> String {
-    match pause.as_secs() {
+/// What happens next to an SOS that waits `pause` before its next try,
+/// with `left` until it gives up: `trying again in 5 s; giving up in 9 s`,
+/// or, when that try is the last (the time is up when it starts), `one
+/// last try in 4 s`. Seconds are rounded up, so that nothing reads "at
+/// once" or "in 0 s" unless it is (a superseded connection's immediate
+/// retry).
+fn next_try(pause: Duration, left: Duration) -> String {
+    let secs = |d: Duration| d.as_millis().div_ceil(1000);
+    let when = match secs(pause) {
         0 => "at once".to_owned(),
         n => format!("in {n} s"),
+    };
+    if pause >= left {
+        format!("one last try {when}")
+    } else {
+        format!("trying again {when}; giving up in {} s", secs(left))
     }
 }
 
@@ -213,7 +220,10 @@ const NOT_QUEUED: &str = "nothing is queued without the passphrase";
 fn countdown(deadline: Instant, stopping: &str) {
     eprintln!(
         "NOBODY HAS BEEN ALERTED YET: still trying to reach the server; giving up in {} s ({stopping})",
-        deadline.saturating_duration_since(Instant::now()).as_secs()
+        deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis()
+            .div_ceil(1000)
     );
 }
 
@@ -335,11 +345,7 @@ async fn sos_with_panic_key(
                 let left = deadline.saturating_duration_since(Instant::now());
                 let pause = sos_pause(left, e.is_superseded(), &mut superseded_before);
                 eprintln!("NOBODY HAS BEEN ALERTED YET: {e}");
-                eprintln!(
-                    "  trying again {}; giving up in {} s (Ctrl-C stops)",
-                    again_in(pause),
-                    left.as_secs().max(1)
-                );
+                eprintln!("  {} (Ctrl-C stops)", next_try(pause, left));
                 tokio::time::sleep(pause).await;
             }
             Err(e)
@@ -1002,6 +1008,35 @@ mod tests {
             Duration::from_secs(2)
         );
         assert_eq!(sos_pause(left, true, &mut before), Duration::ZERO);
+    }
+
+    /// The line after a failed try reads sensibly to its end: no
+    /// "trying again" when the next try is the last, no "at once" a
+    /// second before giving up.
+    #[test]
+    fn the_sos_retry_line_reads_sensibly_at_the_end() {
+        let s = Duration::from_secs;
+        assert_eq!(
+            next_try(s(5), s(9)),
+            "trying again in 5 s; giving up in 9 s"
+        );
+        assert_eq!(next_try(s(5), s(5)), "one last try in 5 s");
+        assert_eq!(
+            next_try(Duration::from_millis(900), Duration::from_millis(900)),
+            "one last try in 1 s"
+        );
+        assert_eq!(
+            next_try(Duration::from_millis(4200), Duration::from_millis(4200)),
+            "one last try in 5 s"
+        );
+        assert_eq!(
+            next_try(Duration::ZERO, s(30)),
+            "trying again at once; giving up in 30 s"
+        );
+        assert_eq!(
+            next_try(Duration::ZERO, Duration::ZERO),
+            "one last try at once"
+        );
     }
 
     /// A page pushed again unchanged is not shown twice; one that moved
