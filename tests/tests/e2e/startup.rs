@@ -102,10 +102,7 @@ async fn a_first_start_creates_nothing_while_another_process_holds_the_lock() {
     .expect_err("the lock is held");
     let _ = holder.kill();
     let _ = holder.wait();
-    assert!(
-        err.to_string().contains("held by another process"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("held by another process"), "{err}");
     let names: Vec<String> = std::fs::read_dir(&data)
         .expect("data")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
