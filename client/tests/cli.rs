@@ -1002,11 +1002,17 @@ struct Watch {
 
 impl Watch {
     fn start(home: &Path) -> Watch {
+        Watch::start_with(home, &[])
+    }
+
+    /// [`Watch::start`], with `args` after `watch`.
+    fn start_with(home: &Path, args: &[&str]) -> Watch {
         use std::io::BufRead;
         let mut child = Command::new(BIN)
             .arg("--home")
             .arg(home)
             .arg("watch")
+            .args(args)
             .env("HOTLINE_PASSPHRASE", PASS)
             .env("RUST_LOG", "off")
             .stdout(std::process::Stdio::piped())
@@ -2661,4 +2667,78 @@ async fn server_points_one_run_at_a_restored_server_and_the_pin_still_holds() {
     assert!(stderr(&out).contains("host:port"), "{}", stderr(&out));
     server_c.shutdown().await;
     server_b.shutdown().await;
+}
+
+/// During a full disk the duty team is told, not only admins: an
+/// officer's `status` says writes (SOSes included) are refused, without
+/// the free space or the error; a running `watch` prints a banner once,
+/// a watch started during it says so at once, and both say once when it
+/// heals (issue 13, I1b).
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_full_disk_staff_status_and_watch_say_sos_are_refused_and_when_it_heals() {
+    use hotline_server::log::fs::{Fault, FaultFs, Op};
+    let dir = tempfile::tempdir().expect("tempdir");
+    hotline_server::log::keys::generate_key_file(&dir.path().join("master.key")).expect("key");
+    let faults = FaultFs::new();
+    let handle = faults.handle();
+    let server = server_configured(dir.path(), "127.0.0.1:0".parse().expect("addr"), |c| {
+        c.dangerous_log_file_ops = Some(handle);
+    })
+    .await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    assert!(hotline(&officer, PASS, &["duty", "on"]).status.success());
+    let out = hotline(&officer, PASS, &["status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stdout(&out).contains("server storage"),
+        "nothing to say while it is ok: {}",
+        stdout(&out)
+    );
+    let watch = Watch::start_with(&officer, &["--storage-check-every", "1"]);
+
+    // The disk is full: the defender's SOS bounces.
+    faults.fail_from(Op::Write, 1, Fault::Enospc);
+    let out = hotline(&defender, PASS, &["sos", "--wait", "1", "at the door"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+
+    let out = hotline(&officer, PASS, &["status"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("server storage: DEGRADED since")
+            && text.contains("SOSes are being refused")
+            && text.contains("tell an admin"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("free") && !text.contains("No space"),
+        "no free space or error for officers: {text}"
+    );
+    let banner = watch.wait_for("server storage: DEGRADED since");
+    assert!(banner.contains("SOSes are being refused"), "{banner}");
+    // A watch started during it says so at once.
+    let late = Watch::start_with(&admin, &["--storage-check-every", "1"]);
+    late.wait_for("server storage: DEGRADED since");
+    // Once per change: no second banner while it stays so.
+    let more = watch.lines_for(std::time::Duration::from_secs(3));
+    assert!(
+        !more.iter().any(|l| l.contains("server storage")),
+        "banner spam: {more:?}"
+    );
+
+    // Space returns: the server heals by itself, and the watches say so.
+    faults.lift();
+    watch.wait_for("server storage: ok again");
+    late.wait_for("server storage: ok again");
+    let out = hotline(&officer, PASS, &["status"]);
+    assert!(!stdout(&out).contains("server storage"), "{}", stdout(&out));
+    drop(watch);
+    drop(late);
+    server.shutdown().await;
 }

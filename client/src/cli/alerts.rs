@@ -620,7 +620,7 @@ fn print_duty(device: &Device, entries: &[DutyEntry], everyone: bool) {
 /// the messages not shown yet; then each message pushed is fetched,
 /// opened, kept and shown in its thread. The state lock is held only
 /// while doing so, so that other commands run meanwhile.
-pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
+pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     const FIRST_RETRY: Duration = Duration::from_secs(1);
     const LAST_RETRY: Duration = Duration::from_secs(30);
@@ -654,6 +654,9 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
     // that a message of a closed alert says so.
     let mut pages_shown = PagesShown::default();
     let mut states = Alerts::default();
+    // The server's storage as last told (kept across reconnections, so
+    // that each change is said once).
+    let mut storage_seen = StorageSeen::default();
     loop {
         let connected = tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
@@ -716,14 +719,45 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                 Err(e) => eprintln!("WARNING: the open alerts could not be listed: {e}"),
             }
         }
+        // Staff hear when the server's storage stops taking writes (SOSes
+        // bounce) and when it heals: its state is asked for now and then
+        // every `storage_check_every`, between pushes (a push being read
+        // is never cut short for it).
+        let check_storage = session.role() != hotline_proto::Role::Defender;
+        let mut next_check = Instant::now();
         while lost.is_none() {
+            if check_storage && Instant::now() >= next_check {
+                next_check = Instant::now() + storage_check_every;
+                match session.status().await {
+                    Ok(status) => {
+                        if let Some(line) = storage_seen.note(status.storage.as_ref()) {
+                            println!(
+                                "{bell}[{} UTC] {line}",
+                                time_of_day(hotline_client::unix_now())
+                            );
+                        }
+                    }
+                    Err(e) if gone(&session, &e) => {
+                        lost = Some(e);
+                        continue;
+                    }
+                    Err(_) => {}
+                }
+            }
+            let wait = if check_storage {
+                next_check
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(10))
+            } else {
+                Duration::from_secs(3600)
+            };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {
                     session.close().await;
                     return Ok(());
                 }
                 // Shown first, confirmed after: a confirmed page was seen.
-                push = session.next_push_shown(Duration::from_secs(3600), |push| {
+                push = session.next_push_shown(wait, |push| {
                     let now = hotline_client::unix_now();
                     let history = History::default();
                     match push {
@@ -834,6 +868,35 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                 eprintln!("{e}; reconnecting");
             }
             away = true;
+        }
+    }
+}
+
+/// The server's storage as a watch last heard it: `(degraded since,
+/// read-only)`, once heard.
+#[derive(Default)]
+struct StorageSeen(Option<(Option<u64>, bool)>);
+
+impl StorageSeen {
+    /// Notes the storage a status answer gave (`None`: the server told
+    /// nothing of it), and returns what to say if it changed: a banner
+    /// when it stops taking writes (also the first time, if it is so
+    /// already), another when it heals; nothing while it stays the same.
+    fn note(&mut self, storage: Option<&hotline_proto::message::StorageInfo>) -> Option<String> {
+        let s = storage?;
+        let now = (s.degraded.as_ref().map(|(since, _)| *since), s.read_only);
+        let before = self.0.replace(now);
+        if before == Some(now) {
+            return None;
+        }
+        match super::devices::staff_storage_line(s) {
+            Some(line) => Some(line),
+            None if before.is_some() => Some(
+                "server storage: ok again — writes and SOSes are accepted again \
+                 (SOSes kept on defenders' devices go out when they retry)"
+                    .to_owned(),
+            ),
+            None => None,
         }
     }
 }
@@ -1037,6 +1100,33 @@ mod tests {
             next_try(Duration::ZERO, Duration::ZERO),
             "one last try at once"
         );
+    }
+
+    /// A watch says the storage stopped taking writes once (also when it
+    /// starts so), and once when it heals; never while nothing changes.
+    #[test]
+    fn a_watch_says_each_storage_change_once() {
+        use hotline_proto::message::StorageInfo;
+        let ok = StorageInfo::default();
+        let degraded = StorageInfo {
+            degraded: Some((1_700_000_000, String::new())),
+            ..StorageInfo::default()
+        };
+        let mut seen = StorageSeen::default();
+        assert_eq!(seen.note(Some(&ok)), None, "ok at start: nothing to say");
+        assert_eq!(seen.note(None), None, "told nothing");
+        let banner = seen.note(Some(&degraded)).expect("a banner");
+        assert!(
+            banner.contains("DEGRADED since") && banner.contains("SOSes are being refused"),
+            "{banner}"
+        );
+        assert_eq!(seen.note(Some(&degraded)), None, "no banner spam");
+        let healed = seen.note(Some(&ok)).expect("the heal is said");
+        assert!(healed.contains("ok again"), "{healed}");
+        assert_eq!(seen.note(Some(&ok)), None);
+        // A watch started while degraded says so at once.
+        let mut seen = StorageSeen::default();
+        assert!(seen.note(Some(&degraded)).is_some());
     }
 
     /// A page pushed again unchanged is not shown twice; one that moved
