@@ -60,6 +60,9 @@ pub(super) async fn sos(
         }
     };
     let body = text;
+    // An SOS queued by an earlier run without the passphrase goes first
+    // (briefly: this one must not wait for it).
+    flush_panic_outbox(state, Duration::from_secs(5)).await;
     if use_panic_key(state) {
         match sos_with_panic_key(state, priority, category, &body, wait).await {
             PanicOutcome::Done(result) => return result,
@@ -213,7 +216,7 @@ fn next_try(pause: Duration, left: Duration) -> String {
 /// What stopping does to an SOS in the outbox, and to one sent without
 /// the passphrase (which cannot be queued).
 const QUEUED: &str = "Ctrl-C stops; the SOS stays in the outbox";
-const NOT_QUEUED: &str = "nothing is queued without the passphrase";
+const NOT_QUEUED: &str = "Ctrl-C stops and nothing is queued; left to run, the SOS is queued on this device when it gives up";
 
 /// Says, while an SOS is still trying, that nobody knows yet and how
 /// long it keeps trying.
@@ -296,25 +299,32 @@ async fn sos_with_panic_key(
 ) -> PanicOutcome {
     let deadline = Instant::now() + Duration::from_secs(wait);
     let mut superseded_before = false;
+    // The SOS as sealed by the first try that got that far: every retry
+    // raises that same envelope, and giving up queues it.
+    let mut kept = None;
     loop {
         // Each try is bounded by what is left (a few seconds at least),
         // and a countdown says meanwhile that nobody knows yet.
         let left = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_secs(2));
-        let attempt = tokio::time::timeout(
-            left,
-            hotline_client::sos::raise_with_panic_key(state, priority, category, body),
-        );
-        tokio::pin!(attempt);
-        let mut ticks = tokio::time::interval_at(
-            tokio::time::Instant::now() + Duration::from_secs(1),
-            SOS_RETRY_EVERY,
-        );
-        let tried = loop {
-            tokio::select! {
-                a = &mut attempt => break a,
-                _ = ticks.tick() => countdown(deadline, NOT_QUEUED),
+        let tried = {
+            let attempt = tokio::time::timeout(
+                left,
+                hotline_client::sos::raise_with_panic_key_keeping(
+                    state, priority, category, body, &mut kept,
+                ),
+            );
+            tokio::pin!(attempt);
+            let mut ticks = tokio::time::interval_at(
+                tokio::time::Instant::now() + Duration::from_secs(1),
+                SOS_RETRY_EVERY,
+            );
+            loop {
+                tokio::select! {
+                    a = &mut attempt => break a,
+                    _ = ticks.tick() => countdown(deadline, NOT_QUEUED),
+                }
             }
         };
         let tried = tried.unwrap_or_else(|_| {
@@ -361,14 +371,109 @@ async fn sos_with_panic_key(
                     "{e}. NOBODY HAS BEEN ALERTED, and nothing can be sent from this device: reach the hotline another way"
                 )));
             }
+            // Out of time, the server still out of reach or unable to
+            // take it now: queued on this device for the next run.
+            Err(e) if e.is_transient() || e.is_superseded() => {
+                return PanicOutcome::Done(queue_panic_sos(state, priority, kept, &e));
+            }
             Err(e) => {
                 return PanicOutcome::Done(Err(anyhow::anyhow!(
-                    "{e}. NOBODY HAS BEEN ALERTED, and nothing was queued (without the passphrase \
-                     the outbox cannot be opened): try again, run `hotline sos` with the \
-                     passphrase to queue it, or reach the hotline another way"
+                    "{e}. NOBODY HAS BEEN ALERTED, and nothing was queued (a retry cannot \
+                     fix this): reach the hotline another way"
                 )));
             }
         }
+    }
+}
+
+/// Queues an SOS the panic key could not raise (`e`: why) in the panic
+/// outbox, with its text as sealed by a try (`kept`), or none, and says
+/// so: "QUEUED", exit status 3.
+fn queue_panic_sos(
+    state: &StateDir,
+    priority: Priority,
+    kept: Option<hotline_client::sos::SealedSos>,
+    e: &hotline_client::ClientError,
+) -> anyhow::Result<()> {
+    use hotline_client::panic_outbox::{self, Queued as Q};
+    let (envelope, warnings) = match kept {
+        Some(k) => (k.envelope, k.warnings),
+        None => (
+            None,
+            vec![hotline_client::sos::not_sent_warning(
+                "the server was never reached, and the staff's keys come from it",
+            )],
+        ),
+    };
+    for w in warnings {
+        eprintln!("WARNING: {w}");
+    }
+    match panic_outbox::queue(state, priority, envelope, hotline_client::unix_now()) {
+        Ok(queued) => {
+            match queued {
+                Q::New => {}
+                Q::Joined => eprintln!(
+                    "added to the SOS already waiting on this device: they go out together, as one alert"
+                ),
+                Q::JoinedWithoutText => eprintln!(
+                    "added to the SOS already waiting on this device (one alert); WARNING: this \
+                     text cannot be joined to the waiting one's without the passphrase and will \
+                     NOT be sent (the waiting SOS's text goes)"
+                ),
+            }
+            println!(
+                "QUEUED: NOBODY HAS BEEN ALERTED YET ({e}). Your SOS waits on this device and goes out, \
+                 once, on the next run of hotline (any command, with or without the passphrase), \
+                 or at once through a running `hotline watch`."
+            );
+            Err(super::Queued.into())
+        }
+        Err(qe) => Err(anyhow::anyhow!(
+            "{e}. NOBODY HAS BEEN ALERTED, and the SOS could not be queued on this device \
+             ({qe}): try again, or reach the hotline another way"
+        )),
+    }
+}
+
+/// Sends the SOS waiting in the panic outbox (queued by an earlier run
+/// without the passphrase), first of anything, and says what became of
+/// it. Never fails the command that called it: if it cannot go yet, it
+/// stays queued and that is said.
+pub(super) async fn flush_panic_outbox(state: &StateDir, within: Duration) {
+    match hotline_client::panic_outbox::pending(state) {
+        Ok(None) => return,
+        Ok(Some(_)) => {}
+        Err(e) => {
+            eprintln!("WARNING: {e}");
+            return;
+        }
+    }
+    eprintln!("sending the SOS waiting on this device (queued earlier without the passphrase)");
+    let flushed = tokio::time::timeout(within, hotline_client::panic_outbox::flush(state))
+        .await
+        .unwrap_or_else(|_| {
+            Err(hotline_client::ClientError::Unreachable {
+                addr: state
+                    .load_profile()
+                    .and_then(|p| state.server(&p))
+                    .map(|s| s.addr)
+                    .unwrap_or_default(),
+                reason: "no answer (timed out)".into(),
+            })
+        });
+    match flushed {
+        Ok(Some((alert, warnings))) => {
+            for w in warnings {
+                eprintln!("WARNING: {w}");
+            }
+            print!("the SOS that waited on this device: ");
+            raised(&alert);
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!(
+            "NOBODY HAS BEEN ALERTED YET: the SOS waiting on this device could not be sent ({e}); \
+             it stays queued and goes out with the next run"
+        ),
     }
 }
 
@@ -689,6 +794,8 @@ pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> an
             println!("reconnected; pages sent while away follow");
         }
         let connected_at = Instant::now();
+        // An SOS queued on this device without the passphrase goes first.
+        flush_panic_outbox(state, Duration::from_secs(20)).await;
         // What waits in the outbox goes out now, and what came meanwhile
         // is shown.
         // What changed while away is heard anew.
@@ -726,6 +833,14 @@ pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> an
         let check_storage = session.role() != hotline_proto::Role::Defender;
         let mut next_check = Instant::now();
         while lost.is_none() {
+            // An SOS queued meanwhile without the passphrase (by a `sos`
+            // that gave up) goes out through this running watch.
+            if session.role() == hotline_proto::Role::Defender && Instant::now() >= next_check {
+                next_check = Instant::now() + storage_check_every;
+                if matches!(hotline_client::panic_outbox::pending(state), Ok(Some(_))) {
+                    flush_panic_outbox(state, Duration::from_secs(20)).await;
+                }
+            }
             if check_storage && Instant::now() >= next_check {
                 next_check = Instant::now() + storage_check_every;
                 match session.status().await {
@@ -744,7 +859,7 @@ pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> an
                     Err(_) => {}
                 }
             }
-            let wait = if check_storage {
+            let wait = if check_storage || session.role() == hotline_proto::Role::Defender {
                 next_check
                     .saturating_duration_since(Instant::now())
                     .max(Duration::from_millis(10))
