@@ -377,6 +377,12 @@ async fn seal_panic_sos(
         // label): staff see even a first SOS by name.
         sender_label: state.load_panic_label().unwrap_or_default(),
     };
+    // Sealing may save the profile (a newer roster seen): under the state
+    // directory's lock, over the profile as it is now, so that a command
+    // of this device running meanwhile (a `watch`) neither loses its
+    // own change nor has its save of the same file cut short.
+    let _lock = state.lock()?;
+    *profile = state.load_profile()?;
     seal_sos(session, state, profile, device, key, content, now).await
 }
 

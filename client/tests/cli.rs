@@ -2852,3 +2852,39 @@ async fn on_a_full_disk_a_panic_key_sos_is_queued_and_raised_once_by_the_next_ru
     );
     server.shutdown().await;
 }
+
+/// A defender's running `hotline watch` (with the passphrase) sends an SOS
+/// that a `sos` without the passphrase queued meanwhile, once the server
+/// can take it, without another command being run.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_watch_sends_the_sos_queued_without_the_passphrase() {
+    use hotline_server::log::fs::{Fault, FaultFs, Op};
+    let dir = tempfile::tempdir().expect("tempdir");
+    hotline_server::log::keys::generate_key_file(&dir.path().join("master.key")).expect("key");
+    let faults = FaultFs::new();
+    let handle = faults.handle();
+    let server = server_configured(dir.path(), "127.0.0.1:0".parse().expect("addr"), |c| {
+        c.dangerous_log_file_ops = Some(handle);
+    })
+    .await;
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    let watch = Watch::start_with(&defender, &["--storage-check-every", "1"]);
+    faults.fail_from(Op::Write, 1, Fault::Enospc);
+    let out = hotline_without_passphrase(&defender, &["sos", "--wait", "1", "help"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(defender.join("panic-outbox").exists());
+    faults.lift();
+    let line = watch.wait_for("the SOS that waited on this device: alert");
+    assert!(line.contains("raised"), "{line}");
+    assert!(!defender.join("panic-outbox").exists());
+    let out = hotline(&officer, PASS, &["alerts"]);
+    let text = stdout(&out);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with('#')).count(),
+        1,
+        "one alert: {text}"
+    );
+    drop(watch);
+    server.shutdown().await;
+}
