@@ -136,8 +136,12 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_heals_without_a_restart() {
     let (since, reason) = storage.degraded.expect("admins see it degraded");
     assert!(storage.free_bytes.is_some());
     assert!(since > 0 && !reason.is_empty());
+    // Officers see that writes are refused and since when, not why or
+    // the free space.
     let officer_status = officer.status().await.expect("status");
-    assert!(officer_status.storage.is_none(), "only admins see it");
+    let officer_storage = officer_status.storage.expect("the duty team sees it");
+    assert_eq!(officer_storage.degraded, Some((since, String::new())));
+    assert_eq!(officer_storage.free_bytes, None);
     let alerts = officer
         .alerts(true)
         .await
