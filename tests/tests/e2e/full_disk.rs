@@ -358,6 +358,13 @@ async fn a_server_started_on_a_full_disk_serves_reads_refuses_writes_and_heals()
     drop((admin, officer, defender));
     server.stop().await;
     assert!(!data.join("log").join("probe.tmp").exists());
+    // No unfinished snapshot file of sled's is left in the cache by the
+    // start on the full disk (issue 13, I3).
+    let unfinished: Vec<_> = files_under(&data.join("cache"))
+        .into_keys()
+        .filter(|p| p.to_string_lossy().ends_with(".generating"))
+        .collect();
+    assert!(unfinished.is_empty(), "{unfinished:?}");
     let report = hotline_server::store::verify_store(&data, server.key(), 1 << 20, None)
         .expect("the store verifies");
     assert!(report.verified.records > 0);
