@@ -10,6 +10,8 @@
 //!   the roster it trusts, sealing to the right devices, opening.
 //! * [`outbox`]: what waits to be sent, as stored in the device's sealed
 //!   state; the messenger sends it.
+//! * [`panic_outbox`]: an SOS raised without the passphrase that could not
+//!   go out yet, its text already sealed; sent first by the next run.
 //! * [`history`]: the messages a device received and sent, kept sealed.
 //! * [`org`]: the organisation root key (offline) and roster signing.
 //! * [`recipients`]: the devices a message is sealed to, checked against
@@ -28,6 +30,7 @@ pub mod keystore;
 pub mod messenger;
 pub mod org;
 pub mod outbox;
+pub mod panic_outbox;
 pub mod recipients;
 pub mod sos;
 pub mod state;

@@ -279,11 +279,83 @@ pub async fn raise_with_panic_key(
     category: Category,
     text: &str,
 ) -> Result<(AlertInfo, Vec<String>), ClientError> {
+    raise_with_panic_key_keeping(state, priority, category, text, &mut None).await
+}
+
+/// [`raise_with_panic_key`], keeping in `kept` the SOS as sealed (its
+/// envelope, or none, and the sealing's warnings) once it is: a retry
+/// raises the same envelope (which the server answers with the same
+/// alert if an earlier try reached it), and a caller that gives up can
+/// queue it in the [`crate::panic_outbox`] without ever holding its text
+/// in a readable form.
+pub async fn raise_with_panic_key_keeping(
+    state: &StateDir,
+    priority: Priority,
+    category: Category,
+    text: &str,
+    kept: &mut Option<SealedSos>,
+) -> Result<(AlertInfo, Vec<String>), ClientError> {
     let (mut profile, key) = panic_identity(state)?;
     let device = profile.device_id()?;
     let full = text.len();
     let body = envelope::cut_to_fit(text.as_bytes());
     let session = authenticate_panic(&state.server(&profile)?, device, &key).await?;
+    let sealed = match kept {
+        Some(sealed) => SealedSos {
+            envelope: sealed.envelope.clone(),
+            warnings: sealed.warnings.clone(),
+        },
+        None => {
+            let sealed = seal_panic_sos(
+                &session,
+                state,
+                &mut profile,
+                device,
+                &key,
+                priority,
+                category,
+                body,
+            )
+            .await;
+            let sealed = match sealed {
+                Ok(s) => s,
+                Err(e) => {
+                    session.close().await;
+                    return Err(e);
+                }
+            };
+            *kept = Some(SealedSos {
+                envelope: sealed.envelope.clone(),
+                warnings: sealed.warnings.clone(),
+            });
+            sealed
+        }
+    };
+    let mut warnings = sealed.warnings;
+    let alert = raise_text_or_alone(&session, priority, sealed.envelope, &mut warnings).await;
+    session.close().await;
+    if body.len() < full {
+        warnings.push(format!(
+            "the alert's text was too long and was cut to its first {} bytes",
+            body.len()
+        ));
+    }
+    Ok((alert?, warnings))
+}
+
+/// Seals a panic-key SOS's `body` as [`seal_sos`] does, signed by the
+/// panic key `key`.
+#[allow(clippy::too_many_arguments)]
+async fn seal_panic_sos(
+    session: &Session,
+    state: &StateDir,
+    profile: &mut Profile,
+    device: DeviceId,
+    key: &IdentityKeyPair,
+    priority: Priority,
+    category: Category,
+    body: &[u8],
+) -> Result<SealedSos, ClientError> {
     let mut message_id = [0u8; 16];
     hotline_proto::identity::fill_random(&mut message_id)
         .map_err(|_| ClientError::State("the system random number generator failed".into()))?;
@@ -305,17 +377,13 @@ pub async fn raise_with_panic_key(
         // label): staff see even a first SOS by name.
         sender_label: state.load_panic_label().unwrap_or_default(),
     };
-    let sealed = seal_sos(&session, state, &mut profile, device, &key, content, now).await?;
-    let mut warnings = sealed.warnings;
-    let alert = raise_text_or_alone(&session, priority, sealed.envelope, &mut warnings).await;
-    session.close().await;
-    if body.len() < full {
-        warnings.push(format!(
-            "the alert's text was too long and was cut to its first {} bytes",
-            body.len()
-        ));
-    }
-    Ok((alert?, warnings))
+    // Sealing may save the profile (a newer roster seen): under the state
+    // directory's lock, over the profile as it is now, so that a command
+    // of this device running meanwhile (a `watch`) neither loses its
+    // own change nor has its save of the same file cut short.
+    let _lock = state.lock()?;
+    *profile = state.load_profile()?;
+    seal_sos(session, state, profile, device, key, content, now).await
 }
 
 /// Checks in with `code`, with the panic key, without the passphrase.

@@ -256,6 +256,29 @@ impl StateDir {
         Ok(())
     }
 
+    /// Writes `bytes` to the file `name` of the state directory,
+    /// owner-only and atomically (for files that must open without the
+    /// passphrase: hold nothing readable in them).
+    pub(crate) fn write_private(&self, name: &str, bytes: &[u8]) -> Result<(), ClientError> {
+        self.write_atomic(&self.dir.join(name), bytes)
+    }
+
+    /// Removes the file `name` of the state directory (nothing if absent).
+    pub(crate) fn remove_private(&self, name: &str) -> Result<(), ClientError> {
+        let path = self.dir.join(name);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(io("cannot remove", &path)(e))
+            }
+            _ => {
+                if let Ok(d) = fs::File::open(&self.dir) {
+                    let _ = d.sync_all();
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// The check-in key, if this device has one (a schedule set by an
     /// earlier client used unkeyed digests). Readable without the
     /// passphrase, on purpose: a check-in must not wait for it.

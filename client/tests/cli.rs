@@ -1002,11 +1002,17 @@ struct Watch {
 
 impl Watch {
     fn start(home: &Path) -> Watch {
+        Watch::start_with(home, &[])
+    }
+
+    /// [`Watch::start`], with `args` after `watch`.
+    fn start_with(home: &Path, args: &[&str]) -> Watch {
         use std::io::BufRead;
         let mut child = Command::new(BIN)
             .arg("--home")
             .arg(home)
             .arg("watch")
+            .args(args)
             .env("HOTLINE_PASSPHRASE", PASS)
             .env("RUST_LOG", "off")
             .stdout(std::process::Stdio::piped())
@@ -1648,31 +1654,57 @@ async fn alerts_and_watch_read_as_words_names_and_times() {
     }
 }
 
-/// Without the passphrase an SOS cannot be queued (the outbox is sealed
+/// Without the passphrase an SOS cannot go to the device's outbox (sealed
 /// under it): offline, the panic key keeps trying for the time given,
-/// says all along that nobody has been alerted, and at the end says that
-/// nothing waits, with what to do, and fails.
+/// says all along that nobody has been alerted, and at the end queues it
+/// in the panic outbox (without its text: that is sealed with keys only
+/// the server hands out) and says so, exit status 3; the next run, once
+/// the server is back, raises it, once.
 #[tokio::test(flavor = "multi_thread")]
-async fn an_offline_sos_through_the_panic_key_says_nothing_was_queued() {
+async fn an_offline_sos_through_the_panic_key_is_queued_and_the_next_run_raises_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = server(dir.path()).await;
-    let (_admin, _officer, defender) = organisation(dir.path(), &server).await;
+    let addr = server.local_addr();
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
     server.shutdown().await;
     let started = std::time::Instant::now();
     let out = hotline_without_passphrase(&defender, &["sos", "--wait", "6", "they are here"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(started.elapsed() >= std::time::Duration::from_secs(5));
     let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(5));
     assert!(err.contains("NOBODY HAS BEEN ALERTED YET"), "{err}");
     assert!(
-        err.contains("giving up in") && err.contains("nothing is queued without the passphrase"),
+        err.contains("giving up in") && err.contains("Ctrl-C stops and nothing is queued"),
         "{err}"
     );
+    assert!(err.contains("was NOT sent"), "the text is not: {err}");
     assert!(
-        err.contains("NOBODY HAS BEEN ALERTED, and nothing was queued"),
-        "{err}"
+        stdout(&out).contains("QUEUED: NOBODY HAS BEEN ALERTED YET")
+            && stdout(&out).contains("goes out, once, on the next run of hotline"),
+        "{}",
+        stdout(&out)
     );
-    assert!(!stdout(&out).contains("raised"), "{}", stdout(&out));
+    assert!(defender.join("panic-outbox").exists());
+
+    let server = server_on(dir.path(), addr).await;
+    let out = hotline(&defender, PASS, &["outbox"]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("the SOS that waited on this device: alert"),
+        "{all}"
+    );
+    assert!(!defender.join("panic-outbox").exists());
+    let out = hotline(&defender, PASS, &["outbox"]);
+    assert!(!stdout(&out).contains("waited"), "once: {}", stdout(&out));
+    let out = hotline(&officer, PASS, &["alerts"]);
+    let text = stdout(&out);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with('#')).count(),
+        1,
+        "one alert: {text}"
+    );
+    server.shutdown().await;
 }
 
 /// On the defender's own device, its SOS reads as its SOS: a staff message
@@ -2661,4 +2693,198 @@ async fn server_points_one_run_at_a_restored_server_and_the_pin_still_holds() {
     assert!(stderr(&out).contains("host:port"), "{}", stderr(&out));
     server_c.shutdown().await;
     server_b.shutdown().await;
+}
+
+/// During a full disk the duty team is told, not only admins: an
+/// officer's `status` says writes (SOSes included) are refused, without
+/// the free space or the error; a running `watch` prints a banner once,
+/// a watch started during it says so at once, and both say once when it
+/// heals (issue 13, I1b).
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_full_disk_staff_status_and_watch_say_sos_are_refused_and_when_it_heals() {
+    use hotline_server::log::fs::{Fault, FaultFs, Op};
+    let dir = tempfile::tempdir().expect("tempdir");
+    hotline_server::log::keys::generate_key_file(&dir.path().join("master.key")).expect("key");
+    let faults = FaultFs::new();
+    let handle = faults.handle();
+    let server = server_configured(dir.path(), "127.0.0.1:0".parse().expect("addr"), |c| {
+        c.dangerous_log_file_ops = Some(handle);
+    })
+    .await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    assert!(hotline(&officer, PASS, &["duty", "on"]).status.success());
+    let out = hotline(&officer, PASS, &["status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stdout(&out).contains("server storage"),
+        "nothing to say while it is ok: {}",
+        stdout(&out)
+    );
+    let watch = Watch::start_with(&officer, &["--storage-check-every", "1"]);
+
+    // The disk is full: the defender's SOS bounces.
+    faults.fail_from(Op::Write, 1, Fault::Enospc);
+    let out = hotline(&defender, PASS, &["sos", "--wait", "1", "at the door"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+
+    let out = hotline(&officer, PASS, &["status"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("server storage: DEGRADED since")
+            && text.contains("SOSes are being refused")
+            && text.contains("tell an admin"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("free") && !text.contains("No space"),
+        "no free space or error for officers: {text}"
+    );
+    let banner = watch.wait_for("server storage: DEGRADED since");
+    assert!(banner.contains("SOSes are being refused"), "{banner}");
+    // A watch started during it says so at once.
+    let late = Watch::start_with(&admin, &["--storage-check-every", "1"]);
+    late.wait_for("server storage: DEGRADED since");
+    // Once per change: no second banner while it stays so.
+    let more = watch.lines_for(std::time::Duration::from_secs(3));
+    assert!(
+        !more.iter().any(|l| l.contains("server storage")),
+        "banner spam: {more:?}"
+    );
+
+    // Space returns: the server heals by itself, and the watches say so.
+    faults.lift();
+    watch.wait_for("server storage: ok again");
+    late.wait_for("server storage: ok again");
+    let out = hotline(&officer, PASS, &["status"]);
+    assert!(!stdout(&out).contains("server storage"), "{}", stdout(&out));
+    drop(watch);
+    drop(late);
+    server.shutdown().await;
+}
+
+/// A defender's SOS on the panic path (no passphrase) while the server's
+/// disk is full is not lost: its text is sealed (the staff's last-resort
+/// prekeys, as taking a one-time prekey cannot be saved), it is queued on
+/// the device (owner-only, no plaintext), exit 3 "QUEUED", and the next
+/// run after the disk heals raises it, with its text, once (issue 13,
+/// I1a).
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_full_disk_a_panic_key_sos_is_queued_and_raised_once_by_the_next_run() {
+    use hotline_server::log::fs::{Fault, FaultFs, Op};
+    let dir = tempfile::tempdir().expect("tempdir");
+    hotline_server::log::keys::generate_key_file(&dir.path().join("master.key")).expect("key");
+    let faults = FaultFs::new();
+    let handle = faults.handle();
+    let server = server_configured(dir.path(), "127.0.0.1:0".parse().expect("addr"), |c| {
+        c.dangerous_log_file_ops = Some(handle);
+    })
+    .await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    assert!(hotline(&officer, PASS, &["duty", "on"]).status.success());
+
+    faults.fail_from(Op::Write, 1, Fault::Enospc);
+    let out = hotline_without_passphrase(&defender, &["sos", "--wait", "3", "police at the door"]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(3), "{all}");
+    assert!(all.contains("QUEUED: NOBODY HAS BEEN ALERTED YET"), "{all}");
+    assert!(all.contains("storage is full or failing"), "{all}");
+    assert!(!all.contains("NOT sent"), "its text was sealed: {all}");
+    let queued = defender.join("panic-outbox");
+    let bytes = std::fs::read(&queued).expect("queued on the device");
+    assert!(
+        !bytes.windows(b"police".len()).any(|w| w == b"police"),
+        "no plaintext in the panic outbox"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&queued)
+            .expect("file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "owner-only: {mode:o}");
+    }
+    // A second press joins it: still one SOS waiting.
+    let out = hotline_without_passphrase(&defender, &["sos", "--wait", "1", "second press"]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(3), "{all}");
+    assert!(all.contains("added to the SOS already waiting"), "{all}");
+
+    // Space returns; the server heals; the next run raises it, once.
+    faults.lift();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    while stdout(&hotline(&admin, PASS, &["status"])).contains("DEGRADED") {
+        assert!(std::time::Instant::now() < deadline, "never healed");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let out = hotline(&defender, PASS, &["outbox"]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("the SOS that waited on this device: alert"),
+        "{all}"
+    );
+    assert!(!queued.exists());
+    let out = hotline_without_passphrase(&defender, &["sos", "--wait", "1", "x"]);
+    assert!(
+        !stderr(&out).contains("waiting on this device"),
+        "sent once: {}",
+        stderr(&out)
+    );
+    let out = hotline(&officer, PASS, &["alerts"]);
+    let text = stdout(&out);
+    let alerts = text.lines().filter(|l| l.starts_with('#')).count();
+    // The queued SOS and the last one typed now ("x").
+    assert_eq!(alerts, 2, "{text}");
+    let out = hotline(&officer, PASS, &["messages"]);
+    assert!(
+        stdout(&out).contains("police at the door"),
+        "the text reached staff: {}",
+        stdout(&out)
+    );
+    server.shutdown().await;
+}
+
+/// A defender's running `hotline watch` (with the passphrase) sends an SOS
+/// that a `sos` without the passphrase queued meanwhile, once the server
+/// can take it, without another command being run.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_watch_sends_the_sos_queued_without_the_passphrase() {
+    use hotline_server::log::fs::{Fault, FaultFs, Op};
+    let dir = tempfile::tempdir().expect("tempdir");
+    hotline_server::log::keys::generate_key_file(&dir.path().join("master.key")).expect("key");
+    let faults = FaultFs::new();
+    let handle = faults.handle();
+    let server = server_configured(dir.path(), "127.0.0.1:0".parse().expect("addr"), |c| {
+        c.dangerous_log_file_ops = Some(handle);
+    })
+    .await;
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    let watch = Watch::start_with(&defender, &["--storage-check-every", "1"]);
+    faults.fail_from(Op::Write, 1, Fault::Enospc);
+    let out = hotline_without_passphrase(&defender, &["sos", "--wait", "1", "help"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(defender.join("panic-outbox").exists());
+    faults.lift();
+    let line = watch.wait_for("the SOS that waited on this device: alert");
+    assert!(line.contains("raised"), "{line}");
+    assert!(!defender.join("panic-outbox").exists());
+    let out = hotline(&officer, PASS, &["alerts"]);
+    let text = stdout(&out);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with('#')).count(),
+        1,
+        "one alert: {text}"
+    );
+    drop(watch);
+    server.shutdown().await;
 }

@@ -60,6 +60,9 @@ pub(super) async fn sos(
         }
     };
     let body = text;
+    // An SOS queued by an earlier run without the passphrase goes first
+    // (briefly: this one must not wait for it).
+    flush_panic_outbox(state, Duration::from_secs(5)).await;
     if use_panic_key(state) {
         match sos_with_panic_key(state, priority, category, &body, wait).await {
             PanicOutcome::Done(result) => return result,
@@ -164,11 +167,7 @@ pub(super) async fn sos(
         device.release();
         let superseded = flushed.stopped.as_ref().is_some_and(|e| e.is_superseded());
         let pause = sos_pause(left, superseded, &mut superseded_before);
-        eprintln!(
-            "  trying again {}; giving up in {} s (Ctrl-C stops; the SOS stays in the outbox)",
-            again_in(pause),
-            left.as_secs().max(1)
-        );
+        eprintln!("  {} ({QUEUED})", next_try(pause, left));
         tokio::time::sleep(pause).await;
         if let Err(e) = device.hold() {
             // The SOS is queued: say so, never a bare error.
@@ -195,25 +194,39 @@ fn sos_pause(left: Duration, superseded: bool, superseded_before: &mut bool) -> 
     left.min(SOS_RETRY_EVERY)
 }
 
-/// `at once`, or `in 5 s`.
-fn again_in(pause: Duration) -> String {
-    match pause.as_secs() {
+/// What happens next to an SOS that waits `pause` before its next try,
+/// with `left` until it gives up: `trying again in 5 s; giving up in 9 s`,
+/// or, when that try is the last (the time is up when it starts), `one
+/// last try in 4 s`. Seconds are rounded up, so that nothing reads "at
+/// once" or "in 0 s" unless it is (a superseded connection's immediate
+/// retry).
+fn next_try(pause: Duration, left: Duration) -> String {
+    let secs = |d: Duration| d.as_millis().div_ceil(1000);
+    let when = match secs(pause) {
         0 => "at once".to_owned(),
         n => format!("in {n} s"),
+    };
+    if pause >= left {
+        format!("one last try {when}")
+    } else {
+        format!("trying again {when}; giving up in {} s", secs(left))
     }
 }
 
 /// What stopping does to an SOS in the outbox, and to one sent without
 /// the passphrase (which cannot be queued).
 const QUEUED: &str = "Ctrl-C stops; the SOS stays in the outbox";
-const NOT_QUEUED: &str = "nothing is queued without the passphrase";
+const NOT_QUEUED: &str = "Ctrl-C stops and nothing is queued; left to run, the SOS is queued on this device when it gives up";
 
 /// Says, while an SOS is still trying, that nobody knows yet and how
 /// long it keeps trying.
 fn countdown(deadline: Instant, stopping: &str) {
     eprintln!(
         "NOBODY HAS BEEN ALERTED YET: still trying to reach the server; giving up in {} s ({stopping})",
-        deadline.saturating_duration_since(Instant::now()).as_secs()
+        deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis()
+            .div_ceil(1000)
     );
 }
 
@@ -286,25 +299,32 @@ async fn sos_with_panic_key(
 ) -> PanicOutcome {
     let deadline = Instant::now() + Duration::from_secs(wait);
     let mut superseded_before = false;
+    // The SOS as sealed by the first try that got that far: every retry
+    // raises that same envelope, and giving up queues it.
+    let mut kept = None;
     loop {
         // Each try is bounded by what is left (a few seconds at least),
         // and a countdown says meanwhile that nobody knows yet.
         let left = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_secs(2));
-        let attempt = tokio::time::timeout(
-            left,
-            hotline_client::sos::raise_with_panic_key(state, priority, category, body),
-        );
-        tokio::pin!(attempt);
-        let mut ticks = tokio::time::interval_at(
-            tokio::time::Instant::now() + Duration::from_secs(1),
-            SOS_RETRY_EVERY,
-        );
-        let tried = loop {
-            tokio::select! {
-                a = &mut attempt => break a,
-                _ = ticks.tick() => countdown(deadline, NOT_QUEUED),
+        let tried = {
+            let attempt = tokio::time::timeout(
+                left,
+                hotline_client::sos::raise_with_panic_key_keeping(
+                    state, priority, category, body, &mut kept,
+                ),
+            );
+            tokio::pin!(attempt);
+            let mut ticks = tokio::time::interval_at(
+                tokio::time::Instant::now() + Duration::from_secs(1),
+                SOS_RETRY_EVERY,
+            );
+            loop {
+                tokio::select! {
+                    a = &mut attempt => break a,
+                    _ = ticks.tick() => countdown(deadline, NOT_QUEUED),
+                }
             }
         };
         let tried = tried.unwrap_or_else(|_| {
@@ -335,11 +355,7 @@ async fn sos_with_panic_key(
                 let left = deadline.saturating_duration_since(Instant::now());
                 let pause = sos_pause(left, e.is_superseded(), &mut superseded_before);
                 eprintln!("NOBODY HAS BEEN ALERTED YET: {e}");
-                eprintln!(
-                    "  trying again {}; giving up in {} s (Ctrl-C stops)",
-                    again_in(pause),
-                    left.as_secs().max(1)
-                );
+                eprintln!("  {} (Ctrl-C stops)", next_try(pause, left));
                 tokio::time::sleep(pause).await;
             }
             Err(e)
@@ -355,14 +371,109 @@ async fn sos_with_panic_key(
                     "{e}. NOBODY HAS BEEN ALERTED, and nothing can be sent from this device: reach the hotline another way"
                 )));
             }
+            // Out of time, the server still out of reach or unable to
+            // take it now: queued on this device for the next run.
+            Err(e) if e.is_transient() || e.is_superseded() => {
+                return PanicOutcome::Done(queue_panic_sos(state, priority, kept, &e));
+            }
             Err(e) => {
                 return PanicOutcome::Done(Err(anyhow::anyhow!(
-                    "{e}. NOBODY HAS BEEN ALERTED, and nothing was queued (without the passphrase \
-                     the outbox cannot be opened): try again, run `hotline sos` with the \
-                     passphrase to queue it, or reach the hotline another way"
+                    "{e}. NOBODY HAS BEEN ALERTED, and nothing was queued (a retry cannot \
+                     fix this): reach the hotline another way"
                 )));
             }
         }
+    }
+}
+
+/// Queues an SOS the panic key could not raise (`e`: why) in the panic
+/// outbox, with its text as sealed by a try (`kept`), or none, and says
+/// so: "QUEUED", exit status 3.
+fn queue_panic_sos(
+    state: &StateDir,
+    priority: Priority,
+    kept: Option<hotline_client::sos::SealedSos>,
+    e: &hotline_client::ClientError,
+) -> anyhow::Result<()> {
+    use hotline_client::panic_outbox::{self, Queued as Q};
+    let (envelope, warnings) = match kept {
+        Some(k) => (k.envelope, k.warnings),
+        None => (
+            None,
+            vec![hotline_client::sos::not_sent_warning(
+                "the server was never reached, and the staff's keys come from it",
+            )],
+        ),
+    };
+    for w in warnings {
+        eprintln!("WARNING: {w}");
+    }
+    match panic_outbox::queue(state, priority, envelope, hotline_client::unix_now()) {
+        Ok(queued) => {
+            match queued {
+                Q::New => {}
+                Q::Joined => eprintln!(
+                    "added to the SOS already waiting on this device: they go out together, as one alert"
+                ),
+                Q::JoinedWithoutText => eprintln!(
+                    "added to the SOS already waiting on this device (one alert); WARNING: this \
+                     text cannot be joined to the waiting one's without the passphrase and will \
+                     NOT be sent (the waiting SOS's text goes)"
+                ),
+            }
+            println!(
+                "QUEUED: NOBODY HAS BEEN ALERTED YET ({e}). Your SOS waits on this device and goes out, \
+                 once, on the next run of hotline (any command, with or without the passphrase), \
+                 or at once through a running `hotline watch`."
+            );
+            Err(super::Queued.into())
+        }
+        Err(qe) => Err(anyhow::anyhow!(
+            "{e}. NOBODY HAS BEEN ALERTED, and the SOS could not be queued on this device \
+             ({qe}): try again, or reach the hotline another way"
+        )),
+    }
+}
+
+/// Sends the SOS waiting in the panic outbox (queued by an earlier run
+/// without the passphrase), first of anything, and says what became of
+/// it. Never fails the command that called it: if it cannot go yet, it
+/// stays queued and that is said.
+pub(super) async fn flush_panic_outbox(state: &StateDir, within: Duration) {
+    match hotline_client::panic_outbox::pending(state) {
+        Ok(None) => return,
+        Ok(Some(_)) => {}
+        Err(e) => {
+            eprintln!("WARNING: {e}");
+            return;
+        }
+    }
+    eprintln!("sending the SOS waiting on this device (queued earlier without the passphrase)");
+    let flushed = tokio::time::timeout(within, hotline_client::panic_outbox::flush(state))
+        .await
+        .unwrap_or_else(|_| {
+            Err(hotline_client::ClientError::Unreachable {
+                addr: state
+                    .load_profile()
+                    .and_then(|p| state.server(&p))
+                    .map(|s| s.addr)
+                    .unwrap_or_default(),
+                reason: "no answer (timed out)".into(),
+            })
+        });
+    match flushed {
+        Ok(Some((alert, warnings))) => {
+            for w in warnings {
+                eprintln!("WARNING: {w}");
+            }
+            print!("the SOS that waited on this device: ");
+            raised(&alert);
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!(
+            "NOBODY HAS BEEN ALERTED YET: the SOS waiting on this device could not be sent ({e}); \
+             it stays queued and goes out with the next run"
+        ),
     }
 }
 
@@ -614,7 +725,7 @@ fn print_duty(device: &Device, entries: &[DutyEntry], everyone: bool) {
 /// the messages not shown yet; then each message pushed is fetched,
 /// opened, kept and shown in its thread. The state lock is held only
 /// while doing so, so that other commands run meanwhile.
-pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
+pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     const FIRST_RETRY: Duration = Duration::from_secs(1);
     const LAST_RETRY: Duration = Duration::from_secs(30);
@@ -648,6 +759,9 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
     // that a message of a closed alert says so.
     let mut pages_shown = PagesShown::default();
     let mut states = Alerts::default();
+    // The server's storage as last told (kept across reconnections, so
+    // that each change is said once).
+    let mut storage_seen = StorageSeen::default();
     loop {
         let connected = tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
@@ -680,6 +794,8 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
             println!("reconnected; pages sent while away follow");
         }
         let connected_at = Instant::now();
+        // An SOS queued on this device without the passphrase goes first.
+        flush_panic_outbox(state, Duration::from_secs(20)).await;
         // What waits in the outbox goes out now, and what came meanwhile
         // is shown.
         // What changed while away is heard anew.
@@ -710,14 +826,53 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                 Err(e) => eprintln!("WARNING: the open alerts could not be listed: {e}"),
             }
         }
+        // Staff hear when the server's storage stops taking writes (SOSes
+        // bounce) and when it heals: its state is asked for now and then
+        // every `storage_check_every`, between pushes (a push being read
+        // is never cut short for it).
+        let check_storage = session.role() != hotline_proto::Role::Defender;
+        let mut next_check = Instant::now();
         while lost.is_none() {
+            // An SOS queued meanwhile without the passphrase (by a `sos`
+            // that gave up) goes out through this running watch.
+            if session.role() == hotline_proto::Role::Defender && Instant::now() >= next_check {
+                next_check = Instant::now() + storage_check_every;
+                if matches!(hotline_client::panic_outbox::pending(state), Ok(Some(_))) {
+                    flush_panic_outbox(state, Duration::from_secs(20)).await;
+                }
+            }
+            if check_storage && Instant::now() >= next_check {
+                next_check = Instant::now() + storage_check_every;
+                match session.status().await {
+                    Ok(status) => {
+                        if let Some(line) = storage_seen.note(status.storage.as_ref()) {
+                            println!(
+                                "{bell}[{} UTC] {line}",
+                                time_of_day(hotline_client::unix_now())
+                            );
+                        }
+                    }
+                    Err(e) if gone(&session, &e) => {
+                        lost = Some(e);
+                        continue;
+                    }
+                    Err(_) => {}
+                }
+            }
+            let wait = if check_storage || session.role() == hotline_proto::Role::Defender {
+                next_check
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(10))
+            } else {
+                Duration::from_secs(3600)
+            };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {
                     session.close().await;
                     return Ok(());
                 }
                 // Shown first, confirmed after: a confirmed page was seen.
-                push = session.next_push_shown(Duration::from_secs(3600), |push| {
+                push = session.next_push_shown(wait, |push| {
                     let now = hotline_client::unix_now();
                     let history = History::default();
                     match push {
@@ -828,6 +983,35 @@ pub(super) async fn watch(state: &StateDir) -> anyhow::Result<()> {
                 eprintln!("{e}; reconnecting");
             }
             away = true;
+        }
+    }
+}
+
+/// The server's storage as a watch last heard it: `(degraded since,
+/// read-only)`, once heard.
+#[derive(Default)]
+struct StorageSeen(Option<(Option<u64>, bool)>);
+
+impl StorageSeen {
+    /// Notes the storage a status answer gave (`None`: the server told
+    /// nothing of it), and returns what to say if it changed: a banner
+    /// when it stops taking writes (also the first time, if it is so
+    /// already), another when it heals; nothing while it stays the same.
+    fn note(&mut self, storage: Option<&hotline_proto::message::StorageInfo>) -> Option<String> {
+        let s = storage?;
+        let now = (s.degraded.as_ref().map(|(since, _)| *since), s.read_only);
+        let before = self.0.replace(now);
+        if before == Some(now) {
+            return None;
+        }
+        match super::devices::staff_storage_line(s) {
+            Some(line) => Some(line),
+            None if before.is_some() => Some(
+                "server storage: ok again — writes and SOSes are accepted again \
+                 (SOSes kept on defenders' devices go out when they retry)"
+                    .to_owned(),
+            ),
+            None => None,
         }
     }
 }
@@ -1002,6 +1186,62 @@ mod tests {
             Duration::from_secs(2)
         );
         assert_eq!(sos_pause(left, true, &mut before), Duration::ZERO);
+    }
+
+    /// The line after a failed try reads sensibly to its end: no
+    /// "trying again" when the next try is the last, no "at once" a
+    /// second before giving up.
+    #[test]
+    fn the_sos_retry_line_reads_sensibly_at_the_end() {
+        let s = Duration::from_secs;
+        assert_eq!(
+            next_try(s(5), s(9)),
+            "trying again in 5 s; giving up in 9 s"
+        );
+        assert_eq!(next_try(s(5), s(5)), "one last try in 5 s");
+        assert_eq!(
+            next_try(Duration::from_millis(900), Duration::from_millis(900)),
+            "one last try in 1 s"
+        );
+        assert_eq!(
+            next_try(Duration::from_millis(4200), Duration::from_millis(4200)),
+            "one last try in 5 s"
+        );
+        assert_eq!(
+            next_try(Duration::ZERO, s(30)),
+            "trying again at once; giving up in 30 s"
+        );
+        assert_eq!(
+            next_try(Duration::ZERO, Duration::ZERO),
+            "one last try at once"
+        );
+    }
+
+    /// A watch says the storage stopped taking writes once (also when it
+    /// starts so), and once when it heals; never while nothing changes.
+    #[test]
+    fn a_watch_says_each_storage_change_once() {
+        use hotline_proto::message::StorageInfo;
+        let ok = StorageInfo::default();
+        let degraded = StorageInfo {
+            degraded: Some((1_700_000_000, String::new())),
+            ..StorageInfo::default()
+        };
+        let mut seen = StorageSeen::default();
+        assert_eq!(seen.note(Some(&ok)), None, "ok at start: nothing to say");
+        assert_eq!(seen.note(None), None, "told nothing");
+        let banner = seen.note(Some(&degraded)).expect("a banner");
+        assert!(
+            banner.contains("DEGRADED since") && banner.contains("SOSes are being refused"),
+            "{banner}"
+        );
+        assert_eq!(seen.note(Some(&degraded)), None, "no banner spam");
+        let healed = seen.note(Some(&ok)).expect("the heal is said");
+        assert!(healed.contains("ok again"), "{healed}");
+        assert_eq!(seen.note(Some(&ok)), None);
+        // A watch started while degraded says so at once.
+        let mut seen = StorageSeen::default();
+        assert!(seen.note(Some(&degraded)).is_some());
     }
 
     /// A page pushed again unchanged is not shown twice; one that moved

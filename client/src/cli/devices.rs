@@ -69,6 +69,23 @@ fn storage_line(s: &hotline_proto::message::StorageInfo) -> String {
     }
 }
 
+/// What officers and coordinators read of the server's storage when it
+/// is not ok (the server tells them the state and since when, nothing
+/// more); `None` while it is ok.
+pub(super) fn staff_storage_line(s: &hotline_proto::message::StorageInfo) -> Option<String> {
+    match (&s.degraded, s.read_only) {
+        (Some((since, _)), _) => Some(format!(
+            "server storage: DEGRADED since {} — writes refused, SOSes are being refused              (defenders' devices keep them and retry); tell an admin",
+            date_time(*since)
+        )),
+        (None, true) => Some(
+            "server storage: READ-ONLY (recovery) — writes refused, SOSes are being refused              (defenders' devices keep them and retry); tell an admin"
+                .to_owned(),
+        ),
+        (None, false) => None,
+    }
+}
+
 fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b as f64;
@@ -94,8 +111,16 @@ pub(super) async fn status(state: &StateDir) -> anyhow::Result<()> {
     println!("device id: {}", status.device_id);
     println!("role: {}", status.role);
     println!("server version: {}", status.server_version);
-    if let Some(storage) = &status.storage {
-        println!("{}", storage_line(storage));
+    match &status.storage {
+        Some(storage) if status.role == hotline_proto::Role::Admin => {
+            println!("{}", storage_line(storage))
+        }
+        Some(storage) => {
+            if let Some(line) = staff_storage_line(storage) {
+                println!("{line}");
+            }
+        }
+        None => {}
     }
     if let Some(alarm) = profile.roster_alarm_text() {
         println!("staff roster: {alarm}");

@@ -209,6 +209,10 @@ pub(super) async fn outbox(
     drop: Option<usize>,
     sos_too: bool,
 ) -> anyhow::Result<()> {
+    // An SOS queued on this device without the passphrase goes first.
+    if !list_only && drop.is_none() {
+        super::alerts::flush_panic_outbox(state, std::time::Duration::from_secs(20)).await;
+    }
     let mut device = open_device(state)?;
     if let Some(n) = drop {
         let Some(index) = n.checked_sub(1) else {
@@ -233,6 +237,13 @@ pub(super) async fn outbox(
             date_time(gone.created_at)
         );
         return Ok(());
+    }
+    // Still there: the server could not take it yet (said above).
+    if let Ok(Some(panic)) = hotline_client::panic_outbox::pending(state) {
+        println!(
+            "an SOS queued without the passphrase (written {}) waits on this device; it goes out first, with the next run that reaches the server",
+            date_time(panic.created_at)
+        );
     }
     let waiting = device.pending();
     if waiting.is_empty() {

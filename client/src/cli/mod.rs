@@ -241,8 +241,14 @@ enum Command {
         state: Option<DutyArg>,
     },
     /// Show pages, all clears and messages (in their threads) live as
-    /// they arrive; sends what waits in the outbox. Ctrl-C stops.
-    Watch,
+    /// they arrive; sends what waits in the outbox. Ctrl-C stops. Staff
+    /// also see when the server's storage stops taking writes (SOSes
+    /// bounce) and when it heals.
+    Watch {
+        /// How often the server's storage state is checked, in seconds.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        storage_check_every: u64,
+    },
     /// Check in with your code (defenders).
     Checkin {
         /// The code (asked for if not given).
@@ -413,7 +419,9 @@ async fn run_command(command: Command, state: StateDir) -> anyhow::Result<()> {
             Some(DutyArg::On) => alerts::duty(&state, true).await,
             Some(DutyArg::Off) => alerts::duty(&state, false).await,
         },
-        Command::Watch => alerts::watch(&state).await,
+        Command::Watch {
+            storage_check_every,
+        } => alerts::watch(&state, std::time::Duration::from_secs(storage_check_every)).await,
         Command::Checkin { code } => checkins::checkin(&state, code).await,
         Command::CheckinSetup {
             every,

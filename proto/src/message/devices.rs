@@ -18,11 +18,14 @@ pub struct StatusInfo {
     pub server_time: u64,
     /// The server's software version.
     pub server_version: String,
-    /// The server's storage (admins only).
+    /// The server's storage: in full for admins, its state only (no
+    /// reason, free space) for officers and coordinators, `None` for
+    /// defenders.
     pub storage: Option<StorageInfo>,
 }
 
-/// The server's storage, as an admin sees it.
+/// The server's storage (in full for admins; only its state for
+/// officers and coordinators, see `StatusInfo::storage`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StorageInfo {
     /// Since when (Unix seconds) and why writes are refused, if they are.

@@ -255,6 +255,30 @@ fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, EngineError> {
     }
 }
 
+/// Removes the snapshot files sled began and never finished in the cache
+/// `dir` (`snap.<lsn>.generating`; sled renames a finished one to
+/// `snap.<lsn>`). Only while no sled has `dir` open: the data directory's
+/// lock is held. Best effort: a file that cannot be removed is left (and
+/// logged without its path's content beyond the cache's).
+fn remove_unfinished_snapshots(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!(
+                    "an unfinished snapshot file of the cache (left by a failed write) was removed"
+                ),
+                Err(e) => tracing::warn!(error = %e,
+                    "an unfinished snapshot file of the cache could not be removed"),
+            }
+        }
+    }
+}
+
 impl SledEngine {
     /// Opens (or creates) the engine's files in `dir`.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledEngine, EngineError> {
@@ -477,9 +501,17 @@ impl SledCache {
         Ok(cache)
     }
 
+    /// Opens the cache in `dir` as it is (no replacement of the earlier
+    /// form).
+    ///
+    /// A snapshot file sled failed to finish (`snap.<lsn>.generating`,
+    /// left by a write refused on a full disk) is removed before sled
+    /// opens, and again if opening fails: sled would otherwise read the
+    /// empty file as its newest snapshot and call the cache damaged.
     fn open_as_is(dir: &Path, cache_bytes: u64) -> Result<SledCache, EngineError> {
         crate::files::create_private_dir(dir).map_err(|e| EngineError::Io(e.to_string()))?;
-        let db = open_sled(dir, cache_bytes)?;
+        remove_unfinished_snapshots(dir);
+        let db = open_sled(dir, cache_bytes).inspect_err(|_| remove_unfinished_snapshots(dir))?;
         let legacy = db.open_tree("snapshots").map_err(from_sled)?;
         let heads = db.open_tree("snapshot_heads").map_err(from_sled)?;
         let parts = db.open_tree("snapshot_parts").map_err(from_sled)?;
@@ -855,5 +887,40 @@ mod cache_size_tests {
             cache.latest_snapshot().expect("read"),
             Some((SNAPSHOTS, snapshot_bytes(SNAPSHOTS, LEN)))
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A start on a full disk left sled's unfinished snapshot file in the
+    /// cache; after the disk heals, the next open removes it and keeps the
+    /// cache (its snapshot still there), instead of reading the empty file
+    /// as sled's newest snapshot and calling the cache damaged.
+    #[test]
+    fn an_unfinished_snapshot_file_is_removed_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join("cache");
+        {
+            let c = SledCache::open(&cache, 1 << 20).expect("cache");
+            c.put_snapshot(7, b"state at 7").expect("snapshot");
+        }
+        // The newest name sled could give: read first if left.
+        let unfinished = cache.join("snap.FFFFFFFFFFFFFFF0.generating");
+        std::fs::write(&unfinished, b"").expect("write");
+        let c = SledCache::open(&cache, 1 << 20).expect("opens");
+        assert!(!unfinished.exists(), "the unfinished file stayed");
+        assert_eq!(
+            c.latest_snapshot().expect("read"),
+            Some((7, b"state at 7".to_vec()))
+        );
+        let left: Vec<_> = std::fs::read_dir(&cache)
+            .expect("dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".generating"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 }

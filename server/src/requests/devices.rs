@@ -130,19 +130,27 @@ pub async fn setup(
 }
 
 pub(super) fn status(shared: &Shared, session: Session) -> Result<Reply, RequestError> {
-    // Admins see the storage; nobody else learns anything of it.
-    let storage = (session.role == Role::Admin).then(|| {
-        let st = shared.store.storage_state();
-        hotline_proto::message::StorageInfo {
-            degraded: st.degraded.map(|d| (d.since, d.reason)),
-            free_bytes: shared
-                .data_dir
-                .as_deref()
-                .and_then(crate::store::free_bytes),
-            read_only: st.read_only,
-            warn_below: Some(shared.warn_free_bytes).filter(|b| *b > 0),
+    let storage = match session.role {
+        // Admins see the storage in full: the state, why, free space.
+        Role::Admin => {
+            let st = shared.store.storage_state();
+            Some(hotline_proto::message::StorageInfo {
+                degraded: st.degraded.map(|d| (d.since, d.reason)),
+                free_bytes: shared
+                    .data_dir
+                    .as_deref()
+                    .and_then(crate::store::free_bytes),
+                read_only: st.read_only,
+                warn_below: Some(shared.warn_free_bytes).filter(|b| *b > 0),
+            })
         }
-    });
+        // The duty team sees whether writes (SOSes included) are refused
+        // and since when: never why (an error text), the free space or
+        // a path.
+        Role::Officer | Role::Coordinator => Some(staff_storage(shared)),
+        // A defender's device (perhaps seized) learns nothing of it.
+        Role::Defender => None,
+    };
     Ok(Response::Status(StatusInfo {
         device_id: session.device_id,
         role: session.role,
@@ -151,6 +159,18 @@ pub(super) fn status(shared: &Shared, session: Session) -> Result<Reply, Request
         storage,
     })
     .into())
+}
+
+/// The storage as officers and coordinators see it: degraded (and since
+/// when) or read-only, nothing more.
+fn staff_storage(shared: &Shared) -> hotline_proto::message::StorageInfo {
+    let st = shared.store.storage_state();
+    hotline_proto::message::StorageInfo {
+        degraded: st.degraded.map(|d| (d.since, String::new())),
+        free_bytes: None,
+        read_only: st.read_only,
+        warn_below: None,
+    }
 }
 
 /// A defender device enrolled before panic keys existed registers one,

@@ -18,7 +18,7 @@ use tracing::info;
 
 use super::{PushTo, Reply, RequestError, Session, Shared};
 use crate::domain::mailbox::StoredPrekey;
-use crate::store::RosterRefused;
+use crate::store::{RosterRefused, StoreError};
 
 /// The largest envelope the server stores (its wire form): the largest
 /// padded content (64 KiB) sealed to a few hundred devices, and within one
@@ -195,14 +195,27 @@ pub(super) async fn fetch_prekeys(
     for (id, device) in allowed {
         let requester = session.device_id;
         let prekey = if shared.prekey_budget.take(requester, id, now) {
-            let (bytes, one_time) = shared
+            match shared
                 .store_call(move |s| s.take_prekey_marked(&id, now))
-                .await?
-                .unzip();
-            if one_time != Some(true) {
-                shared.prekey_budget.give_back(requester, id);
+                .await
+            {
+                Ok(taken) => {
+                    let (bytes, one_time) = taken.unzip();
+                    if one_time != Some(true) {
+                        shared.prekey_budget.give_back(requester, id);
+                    }
+                    bytes
+                }
+                // The storage takes no writes (full, failing, read-only):
+                // taking a one-time prekey cannot be saved, but sealing
+                // must not wait for it (an SOS's text is sealed with
+                // these): the last-resort prekey, which is only read.
+                Err(StoreError::Degraded(_) | StoreError::ReadOnly | StoreError::Io(_)) => {
+                    shared.prekey_budget.give_back(requester, id);
+                    shared.store_read(|s| s.last_resort_prekey(&id, now))?
+                }
+                Err(e) => return Err(e.into()),
             }
-            bytes
         } else {
             shared.store_read(|s| s.last_resort_prekey(&id, now))?
         };

@@ -68,8 +68,18 @@ async fn an_injected_full_disk_refuses_writes_keeps_reads_and_heals_without_a_re
     let (since, reason) = storage.degraded.expect("admins see it degraded");
     assert!(since > 0, "{reason}");
     assert!(reason.contains("No space left"), "{reason}");
+    // Officers see that writes are refused and since when, never why or
+    // the free space; a defender's device learns nothing of it.
     let officer_status = officer.status().await.expect("status");
-    assert!(officer_status.storage.is_none(), "only admins see it");
+    let officer_storage = officer_status
+        .storage
+        .clone()
+        .expect("the duty team sees the storage");
+    assert_eq!(officer_storage.degraded, Some((since, String::new())));
+    assert_eq!(officer_storage.free_bytes, None);
+    assert_eq!(officer_storage.warn_below, None);
+    let defender_status = second.status().await.expect("status");
+    assert!(defender_status.storage.is_none(), "not for defenders");
     let alerts = officer
         .alerts(true)
         .await
