@@ -75,11 +75,11 @@ fn storage_line(s: &hotline_proto::message::StorageInfo) -> String {
 pub(super) fn staff_storage_line(s: &hotline_proto::message::StorageInfo) -> Option<String> {
     match (&s.degraded, s.read_only) {
         (Some((since, _)), _) => Some(format!(
-            "server storage: DEGRADED since {} — writes refused, SOSes are being refused              (defenders' devices keep them and retry); tell an admin",
+            "server storage: DEGRADED since {} — writes refused, SOSes are being refused (defenders' devices keep them and retry); tell an admin",
             date_time(*since)
         )),
         (None, true) => Some(
-            "server storage: READ-ONLY (recovery) — writes refused, SOSes are being refused              (defenders' devices keep them and retry); tell an admin"
+            "server storage: READ-ONLY (recovery) — writes refused, SOSes are being refused (defenders' devices keep them and retry); tell an admin"
                 .to_owned(),
         ),
         (None, false) => None,
@@ -371,5 +371,34 @@ mod tests {
             ..low
         };
         assert_eq!(storage_line(&unknown), "server storage: ok; 512.0 MiB free");
+    }
+
+    /// The officers' banner is one sentence, without a run of spaces from
+    /// a line continuation in the string.
+    #[test]
+    fn the_staff_storage_banner_reads_as_one_sentence() {
+        let full = StorageInfo {
+            degraded: Some((1_700_000_000, "No space left on device".into())),
+            free_bytes: Some(0),
+            read_only: false,
+            warn_below: None,
+        };
+        assert_eq!(
+            staff_storage_line(&full).expect("a banner"),
+            format!(
+                "server storage: DEGRADED since {} — writes refused, SOSes are being refused (defenders' devices keep them and retry); tell an admin",
+                date_time(1_700_000_000)
+            )
+        );
+        let ro = StorageInfo {
+            degraded: None,
+            free_bytes: None,
+            read_only: true,
+            warn_below: None,
+        };
+        assert_eq!(
+            staff_storage_line(&ro).expect("a banner"),
+            "server storage: READ-ONLY (recovery) — writes refused, SOSes are being refused (defenders' devices keep them and retry); tell an admin"
+        );
     }
 }
