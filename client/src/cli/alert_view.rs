@@ -245,3 +245,36 @@ pub(super) fn joined(a: &AlertInfo) {
         );
     }
 }
+
+/// Says that alert `a` was raised, and how many staff devices got the
+/// page now and how many get it when they connect.
+pub(super) fn raised(a: &AlertInfo) {
+    if a.joined_now {
+        return joined(a);
+    }
+    println!("alert {} raised ({}).", a.id, a.priority);
+    match a.content {
+        AlertContent::Sealed => {}
+        AlertContent::ExpiredRoster => println!(
+            "Your text was sealed to an expired staff roster: some staff may not be able to read it."
+        ),
+        AlertContent::None => println!(
+            "Your text could NOT be protected and was NOT sent, but the alert WAS raised: the team knows you need help."
+        ),
+    }
+    let later = a.paged.saturating_sub(a.paged_now);
+    if a.paged_now > 0 {
+        println!(
+            "{} staff device(s) received the page now; {later} more get it when they connect. You will be contacted.",
+            a.paged_now
+        );
+    } else if later > 0 {
+        println!(
+            "NONE OF THE STAFF PAGED SO FAR IS CONNECTED: nobody has seen your alert yet. {later} staff device(s) get the page when they connect, and it goes on to more staff (backup officers, then coordinators) until someone answers."
+        );
+    } else {
+        println!(
+            "NO STAFF DEVICE HAS BEEN PAGED YET: the alert is raised on the server and escalates until someone answers."
+        );
+    }
+}

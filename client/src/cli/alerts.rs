@@ -7,17 +7,16 @@ use anyhow::bail;
 use hotline_client::StateDir;
 use hotline_client::history::History;
 use hotline_client::messenger::{Device, Flushed, Sent};
-use hotline_proto::alert::{
-    AlertContent, AlertInfo, AlertOrigin, AlertStatus, CloseReason, Priority, Push,
-};
+use hotline_proto::alert::{AlertInfo, AlertOrigin, AlertStatus, CloseReason, Priority, Push};
 use hotline_proto::e2e::content::Category;
 use hotline_proto::message::DutyEntry;
 use hotline_proto::time::time_of_day;
 
-use super::alert_view;
+use super::alert_view::{self, raised};
 use super::messages::{
     Fate, fate, fetch_new, fetch_new_listing, finish, mark_shown, send_over, show,
 };
+use super::panic::flush_panic_outbox;
 use super::unlock::{connect, open_device, passphrase, use_panic_key};
 
 /// How often an offline `sos` tries again, at most.
@@ -432,81 +431,6 @@ fn queue_panic_sos(
             "{e}. NOBODY HAS BEEN ALERTED, and the SOS could not be queued on this device \
              ({qe}): try again, or reach the hotline another way"
         )),
-    }
-}
-
-/// Sends the SOS waiting in the panic outbox (queued by an earlier run
-/// without the passphrase), first of anything, and says what became of
-/// it. Never fails the command that called it: if it cannot go yet, it
-/// stays queued and that is said.
-pub(super) async fn flush_panic_outbox(state: &StateDir, within: Duration) {
-    match hotline_client::panic_outbox::pending(state) {
-        Ok(None) => return,
-        Ok(Some(_)) => {}
-        Err(e) => {
-            eprintln!("WARNING: {e}");
-            return;
-        }
-    }
-    eprintln!("sending the SOS waiting on this device (queued earlier without the passphrase)");
-    let flushed = tokio::time::timeout(within, hotline_client::panic_outbox::flush(state))
-        .await
-        .unwrap_or_else(|_| {
-            Err(hotline_client::ClientError::Unreachable {
-                addr: state
-                    .load_profile()
-                    .and_then(|p| state.server(&p))
-                    .map(|s| s.addr)
-                    .unwrap_or_default(),
-                reason: "no answer (timed out)".into(),
-            })
-        });
-    match flushed {
-        Ok(Some((alert, warnings))) => {
-            for w in warnings {
-                eprintln!("WARNING: {w}");
-            }
-            print!("the SOS that waited on this device: ");
-            raised(&alert);
-        }
-        Ok(None) => {}
-        Err(e) => eprintln!(
-            "NOBODY HAS BEEN ALERTED YET: the SOS waiting on this device could not be sent ({e}); \
-             it stays queued and goes out with the next run"
-        ),
-    }
-}
-
-/// Says that alert `a` was raised, and how many staff devices got the
-/// page now and how many get it when they connect.
-fn raised(a: &AlertInfo) {
-    if a.joined_now {
-        return alert_view::joined(a);
-    }
-    println!("alert {} raised ({}).", a.id, a.priority);
-    match a.content {
-        AlertContent::Sealed => {}
-        AlertContent::ExpiredRoster => println!(
-            "Your text was sealed to an expired staff roster: some staff may not be able to read it."
-        ),
-        AlertContent::None => println!(
-            "Your text could NOT be protected and was NOT sent, but the alert WAS raised: the team knows you need help."
-        ),
-    }
-    let later = a.paged.saturating_sub(a.paged_now);
-    if a.paged_now > 0 {
-        println!(
-            "{} staff device(s) received the page now; {later} more get it when they connect. You will be contacted.",
-            a.paged_now
-        );
-    } else if later > 0 {
-        println!(
-            "NONE OF THE STAFF PAGED SO FAR IS CONNECTED: nobody has seen your alert yet. {later} staff device(s) get the page when they connect, and it goes on to more staff (backup officers, then coordinators) until someone answers."
-        );
-    } else {
-        println!(
-            "NO STAFF DEVICE HAS BEEN PAGED YET: the alert is raised on the server and escalates until someone answers."
-        );
     }
 }
 
@@ -1169,6 +1093,7 @@ async fn show_new(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hotline_proto::alert::AlertContent;
 
     /// An SOS pushed out by another connection of its device tries again
     /// at once, once; after that, and after any other failure, it waits

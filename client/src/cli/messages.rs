@@ -211,7 +211,7 @@ pub(super) async fn outbox(
 ) -> anyhow::Result<()> {
     // An SOS queued on this device without the passphrase goes first.
     if !list_only && drop.is_none() {
-        super::alerts::flush_panic_outbox(state, std::time::Duration::from_secs(20)).await;
+        super::panic::flush_panic_outbox(state, std::time::Duration::from_secs(20)).await;
     }
     let mut device = open_device(state)?;
     if let Some(n) = drop {

@@ -8,7 +8,8 @@
 //! * `org`: trust-org, org init, org show, org sign-roster.
 //!
 //! They share `unlock` (the state directory, passphrases, unlocking the
-//! device, connecting) and `date` (how a time is shown).
+//! device, connecting), `date` (how a time is shown)
+//! and `panic` (sending the SOS queued without the passphrase first).
 
 use std::path::PathBuf;
 
@@ -26,6 +27,7 @@ mod devices;
 mod messages;
 mod names;
 mod org;
+mod panic;
 mod screen;
 mod unlock;
 
