@@ -1680,7 +1680,7 @@ async fn an_offline_sos_through_the_panic_key_is_queued_and_the_next_run_raises_
     assert!(err.contains("was NOT sent"), "the text is not: {err}");
     assert!(
         stdout(&out).contains("QUEUED: NOBODY HAS BEEN ALERTED YET")
-            && stdout(&out).contains("goes out, once, on the next run of hotline"),
+            && stdout(&out).contains("goes out, once, with the next hotline command that connects"),
         "{}",
         stdout(&out)
     );
@@ -1691,12 +1691,52 @@ async fn an_offline_sos_through_the_panic_key_is_queued_and_the_next_run_raises_
     let all = format!("{}{}", stdout(&out), stderr(&out));
     assert!(out.status.success(), "{all}");
     assert!(
-        all.contains("the SOS that waited on this device: alert"),
+        all.contains("sent the SOS that was waiting on this device: the team was paged, alert #"),
         "{all}"
     );
     assert!(!defender.join("panic-outbox").exists());
     let out = hotline(&defender, PASS, &["outbox"]);
     assert!(!stdout(&out).contains("waited"), "once: {}", stdout(&out));
+    let out = hotline(&officer, PASS, &["alerts"]);
+    let text = stdout(&out);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with('#')).count(),
+        1,
+        "one alert: {text}"
+    );
+    server.shutdown().await;
+}
+
+/// An SOS queued without the passphrase goes out with the next command
+/// that connects, whatever it is: `status` run without a terminal (so
+/// without a passphrase, which it cannot ask for) sends it first with the
+/// panic key and says so, although `status` itself then fails; it is
+/// raised once (issue 13, Q1).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queued_panic_sos_is_sent_by_status_even_without_the_passphrase() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    server.shutdown().await;
+    let out = hotline_without_passphrase(&defender, &["sos", "--wait", "1", "they are here"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(defender.join("panic-outbox").exists());
+
+    let server = server_on(dir.path(), addr).await;
+    let out = hotline_without_passphrase(&defender, &["status"]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out)
+            .contains("sent the SOS that was waiting on this device: the team was paged, alert #"),
+        "{all}"
+    );
+    assert!(all.contains("cannot ask for the passphrase"), "{all}");
+    assert!(!defender.join("panic-outbox").exists());
+    // Once: the next command sends nothing more.
+    let out = hotline(&defender, PASS, &["status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("was waiting"), "{}", stdout(&out));
     let out = hotline(&officer, PASS, &["alerts"]);
     let text = stdout(&out);
     assert_eq!(
@@ -2829,7 +2869,7 @@ async fn on_a_full_disk_a_panic_key_sos_is_queued_and_raised_once_by_the_next_ru
     let all = format!("{}{}", stdout(&out), stderr(&out));
     assert!(out.status.success(), "{all}");
     assert!(
-        all.contains("the SOS that waited on this device: alert"),
+        all.contains("sent the SOS that was waiting on this device: the team was paged, alert #"),
         "{all}"
     );
     assert!(!queued.exists());
@@ -2875,8 +2915,8 @@ async fn a_running_watch_sends_the_sos_queued_without_the_passphrase() {
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(defender.join("panic-outbox").exists());
     faults.lift();
-    let line = watch.wait_for("the SOS that waited on this device: alert");
-    assert!(line.contains("raised"), "{line}");
+    let line = watch.wait_for("sent the SOS that was waiting on this device");
+    assert!(line.contains("the team was paged, alert #"), "{line}");
     assert!(!defender.join("panic-outbox").exists());
     let out = hotline(&officer, PASS, &["alerts"]);
     let text = stdout(&out);

@@ -59,9 +59,8 @@ pub(super) async fn sos(
         }
     };
     let body = text;
-    // An SOS queued by an earlier run without the passphrase goes first
-    // (briefly: this one must not wait for it).
-    flush_panic_outbox(state, Duration::from_secs(5)).await;
+    // An SOS queued by an earlier run without the passphrase went first
+    // (briefly: this one must not wait for it), in `run_command`.
     if use_panic_key(state) {
         match sos_with_panic_key(state, priority, category, &body, wait).await {
             PanicOutcome::Done(result) => return result,
@@ -422,8 +421,9 @@ fn queue_panic_sos(
             }
             println!(
                 "QUEUED: NOBODY HAS BEEN ALERTED YET ({e}). Your SOS waits on this device and goes out, \
-                 once, on the next run of hotline (any command, with or without the passphrase), \
-                 or at once through a running `hotline watch`."
+                 once, with the next hotline command that connects to the server (any of them: \
+                 status, sos, outbox, …; with or without the passphrase), or at once through a \
+                 running `hotline watch`."
             );
             Err(super::Queued.into())
         }

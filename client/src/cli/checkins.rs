@@ -13,8 +13,6 @@ pub(super) async fn checkin(state: &StateDir, code: Option<String>) -> anyhow::R
         Some(c) => c,
         None => rpassword::prompt_password("Check-in code: ").context("cannot read the code")?,
     };
-    // An SOS queued on this device without the passphrase goes first.
-    super::panic::flush_panic_outbox(state, std::time::Duration::from_secs(20)).await;
     let key = state.load_checkin_key()?;
     if use_panic_key(state) {
         hotline_client::sos::checkin_with_panic_key(state, key.as_ref(), &code).await?;

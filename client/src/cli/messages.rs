@@ -209,10 +209,8 @@ pub(super) async fn outbox(
     drop: Option<usize>,
     sos_too: bool,
 ) -> anyhow::Result<()> {
-    // An SOS queued on this device without the passphrase goes first.
-    if !list_only && drop.is_none() {
-        super::panic::flush_panic_outbox(state, std::time::Duration::from_secs(20)).await;
-    }
+    // An SOS queued on this device without the passphrase went first, in
+    // `run_command` (unless only listing or dropping).
     let mut device = open_device(state)?;
     if let Some(n) = drop {
         let Some(index) = n.checked_sub(1) else {

@@ -340,6 +340,41 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     result
 }
 
+/// How long `command` tries to send an SOS waiting in the panic outbox
+/// before doing its own work; `None`: it does not (it never connects, or
+/// only lists or drops what waits). `sos` tries briefly: its own SOS must
+/// not wait for the earlier one.
+fn sends_waiting_panic_sos(command: &Command) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    match command {
+        Command::Enroll { .. }
+        | Command::Label { .. }
+        | Command::Org(OrgCommand::Init { .. } | OrgCommand::Show { .. }) => None,
+        Command::Outbox { list, drop, .. } if *list || drop.is_some() => None,
+        Command::Sos { .. } => Some(Duration::from_secs(5)),
+        Command::Status
+        | Command::Invite { .. }
+        | Command::Devices
+        | Command::Revoke { .. }
+        | Command::Send { .. }
+        | Command::Reply { .. }
+        | Command::Outbox { .. }
+        | Command::Delivery { .. }
+        | Command::Inbox
+        | Command::Messages { .. }
+        | Command::TrustOrg { .. }
+        | Command::Org(OrgCommand::SignRoster { .. })
+        | Command::Alerts { .. }
+        | Command::Ack { .. }
+        | Command::Resolve { .. }
+        | Command::Cancel { .. }
+        | Command::Duty { .. }
+        | Command::Watch { .. }
+        | Command::Checkin { .. }
+        | Command::CheckinSetup { .. } => Some(Duration::from_secs(20)),
+    }
+}
+
 /// The roster alarm's version in this state directory's profile, if any.
 fn roster_alarm(state: &StateDir) -> Option<u64> {
     state.load_profile().ok().and_then(|p| p.roster_alarm)
@@ -358,6 +393,12 @@ fn warn_roster_alarm(state: &StateDir) {
 
 async fn run_command(command: Command, state: StateDir) -> anyhow::Result<()> {
     warn_roster_alarm(&state);
+    // An SOS queued on this device without the passphrase goes out first,
+    // with the panic key: before any passphrase is asked for, and whatever
+    // becomes of the command itself.
+    if let Some(within) = sends_waiting_panic_sos(&command) {
+        panic::flush_panic_outbox(&state, within).await;
+    }
     match command {
         Command::Enroll { invite } => devices::enroll(&state, &invite).await,
         Command::Status => devices::status(&state).await,

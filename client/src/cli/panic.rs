@@ -38,7 +38,10 @@ pub(super) async fn flush_panic_outbox(state: &StateDir, within: Duration) {
             for w in warnings {
                 eprintln!("WARNING: {w}");
             }
-            print!("the SOS that waited on this device: ");
+            println!(
+                "sent the SOS that was waiting on this device: the team was paged, alert #{}",
+                alert.id
+            );
             raised(&alert);
         }
         Ok(None) => {}
