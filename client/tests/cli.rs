@@ -2852,13 +2852,15 @@ async fn on_a_full_disk_a_panic_key_sos_is_queued_and_raised_once_by_the_next_ru
             .mode();
         assert_eq!(mode & 0o077, 0, "owner-only: {mode:o}");
     }
-    // A second press joins it: still one SOS waiting.
-    let out = hotline_without_passphrase(&defender, &["sos", "--wait", "1", "second press"]);
+    // A second SOS with newer words: its text is kept beside the first's
+    // (issue 13, Q2), never dropped.
+    let out = hotline_without_passphrase(&defender, &["sos", "--wait", "1", "they took my phone"]);
     let all = format!("{}{}", stdout(&out), stderr(&out));
     assert_eq!(out.status.code(), Some(3), "{all}");
-    assert!(all.contains("added to the SOS already waiting"), "{all}");
+    assert!(all.contains("both texts will go"), "{all}");
+    assert!(!all.contains("NOT be sent"), "{all}");
 
-    // Space returns; the server heals; the next run raises it, once.
+    // Space returns; the server heals; the next run raises both, once.
     faults.lift();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
     while stdout(&hotline(&admin, PASS, &["status"])).contains("DEGRADED") {
@@ -2872,6 +2874,11 @@ async fn on_a_full_disk_a_panic_key_sos_is_queued_and_raised_once_by_the_next_ru
         all.contains("sent the SOS that was waiting on this device: the team was paged, alert #"),
         "{all}"
     );
+    assert_eq!(
+        all.matches("sent the SOS that was waiting").count(),
+        2,
+        "each queued SOS goes: {all}"
+    );
     assert!(!queued.exists());
     let out = hotline_without_passphrase(&defender, &["sos", "--wait", "1", "x"]);
     assert!(
@@ -2882,14 +2889,17 @@ async fn on_a_full_disk_a_panic_key_sos_is_queued_and_raised_once_by_the_next_ru
     let out = hotline(&officer, PASS, &["alerts"]);
     let text = stdout(&out);
     let alerts = text.lines().filter(|l| l.starts_with('#')).count();
-    // The queued SOS and the last one typed now ("x").
-    assert_eq!(alerts, 2, "{text}");
+    // The two queued SOSes (a new envelope raises a new alert) and the
+    // last one typed now ("x").
+    assert_eq!(alerts, 3, "{text}");
     let out = hotline(&officer, PASS, &["messages"]);
-    assert!(
-        stdout(&out).contains("police at the door"),
-        "the text reached staff: {}",
-        stdout(&out)
-    );
+    for said in ["police at the door", "they took my phone"] {
+        assert!(
+            stdout(&out).contains(said),
+            "{said:?} reached staff: {}",
+            stdout(&out)
+        );
+    }
     server.shutdown().await;
 }
 

@@ -413,10 +413,15 @@ fn queue_panic_sos(
                 Q::Joined => eprintln!(
                     "added to the SOS already waiting on this device: they go out together, as one alert"
                 ),
-                Q::JoinedWithoutText => eprintln!(
-                    "added to the SOS already waiting on this device (one alert); WARNING: this \
-                     text cannot be joined to the waiting one's without the passphrase and will \
-                     NOT be sent (the waiting SOS's text goes)"
+                Q::Added { waiting } => eprintln!(
+                    "kept beside the SOS already waiting on this device: both texts will go, in \
+                     order ({waiting} SOSes wait; each raises its alert or joins your open one)"
+                ),
+                Q::AddedOldestDropped => eprintln!(
+                    "kept beside the SOSes already waiting on this device: this text and the \
+                     newest waiting ones will go; WARNING: {} already waited, so the OLDEST \
+                     text was dropped and will NOT be sent (its alert is still raised)",
+                    panic_outbox::MAX_WAITING
                 ),
             }
             println!(
@@ -761,7 +766,7 @@ pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> an
             // that gave up) goes out through this running watch.
             if session.role() == hotline_proto::Role::Defender && Instant::now() >= next_check {
                 next_check = Instant::now() + storage_check_every;
-                if matches!(hotline_client::panic_outbox::pending(state), Ok(Some(_))) {
+                if hotline_client::panic_outbox::pending(state).is_ok_and(|w| !w.is_empty()) {
                     flush_panic_outbox(state, Duration::from_secs(20)).await;
                 }
             }

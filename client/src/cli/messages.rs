@@ -237,9 +237,9 @@ pub(super) async fn outbox(
         return Ok(());
     }
     // Still there: the server could not take it yet (said above).
-    if let Ok(Some(panic)) = hotline_client::panic_outbox::pending(state) {
+    for panic in hotline_client::panic_outbox::pending(state).unwrap_or_default() {
         println!(
-            "an SOS queued without the passphrase (written {}) waits on this device; it goes out first, with the next run that reaches the server",
+            "an SOS queued without the passphrase (written {}) waits on this device; it goes out first, with the next command that reaches the server",
             date_time(panic.created_at)
         );
     }

@@ -7,20 +7,26 @@ use hotline_client::StateDir;
 
 use super::alert_view::raised;
 
-/// Sends the SOS waiting in the panic outbox (queued by an earlier run
-/// without the passphrase), first of anything, and says what became of
-/// it. Never fails the command that called it: if it cannot go yet, it
-/// stays queued and that is said.
+/// Sends the SOSes waiting in the panic outbox (queued by an earlier run
+/// without the passphrase), oldest first, before anything else, and says
+/// what became of each. Never fails the command that called it: what
+/// cannot go yet stays queued, and that is said.
 pub(super) async fn flush_panic_outbox(state: &StateDir, within: Duration) {
-    match hotline_client::panic_outbox::pending(state) {
-        Ok(None) => return,
-        Ok(Some(_)) => {}
+    let count = match hotline_client::panic_outbox::pending(state) {
+        Ok(waiting) if waiting.is_empty() => return,
+        Ok(waiting) => waiting.len(),
         Err(e) => {
             eprintln!("WARNING: {e}");
             return;
         }
+    };
+    if count == 1 {
+        eprintln!("sending the SOS waiting on this device (queued earlier without the passphrase)");
+    } else {
+        eprintln!(
+            "sending the {count} SOSes waiting on this device, oldest first (queued earlier without the passphrase)"
+        );
     }
-    eprintln!("sending the SOS waiting on this device (queued earlier without the passphrase)");
     let flushed = tokio::time::timeout(within, hotline_client::panic_outbox::flush(state))
         .await
         .unwrap_or_else(|_| {
@@ -33,21 +39,36 @@ pub(super) async fn flush_panic_outbox(state: &StateDir, within: Duration) {
                 reason: "no answer (timed out)".into(),
             })
         });
-    match flushed {
-        Ok(Some((alert, warnings))) => {
-            for w in warnings {
-                eprintln!("WARNING: {w}");
+    let (stopped, left) = match flushed {
+        Ok(f) => {
+            for (alert, warnings) in f.sent {
+                for w in warnings {
+                    eprintln!("WARNING: {w}");
+                }
+                println!(
+                    "sent the SOS that was waiting on this device: the team was paged, alert #{}",
+                    alert.id
+                );
+                raised(&alert);
             }
-            println!(
-                "sent the SOS that was waiting on this device: the team was paged, alert #{}",
-                alert.id
-            );
-            raised(&alert);
+            (f.stopped, f.left)
         }
-        Ok(None) => {}
-        Err(e) => eprintln!(
-            "NOBODY HAS BEEN ALERTED YET: the SOS waiting on this device could not be sent ({e}); \
-             it stays queued and goes out with the next run"
-        ),
+        Err(e) => {
+            let left = hotline_client::panic_outbox::pending(state).map_or(count, |w| w.len());
+            (Some(e), left)
+        }
+    };
+    if let Some(e) = stopped
+        && left > 0
+    {
+        eprintln!(
+            "NOBODY HAS BEEN ALERTED YET of {}: it could not be sent ({e}); it stays queued and \
+             goes out with the next command that connects",
+            if left == 1 {
+                "the SOS still waiting on this device".to_owned()
+            } else {
+                format!("the {left} SOSes still waiting on this device")
+            }
+        );
     }
 }
