@@ -381,7 +381,13 @@ mod tests {
         v1.extend_from_slice(&1_700_000_000u64.to_be_bytes());
         v1.push(2);
         v1.extend_from_slice(&0u32.to_be_bytes());
-        assert_eq!(decode(&v1), Some(vec![sos]));
+        assert_eq!(decode(&v1), Some(vec![sos.clone()]));
+        // The current form, byte for byte (docs/protocol.md section 4.5).
+        let mut v2 = b"HLPO2\n\x01".to_vec();
+        v2.extend_from_slice(&1_700_000_000u64.to_be_bytes());
+        v2.push(2);
+        v2.extend_from_slice(&0u32.to_be_bytes());
+        assert_eq!(encode(std::slice::from_ref(&sos)), v2);
     }
 
     /// A second SOS without text joins the first: one entry, the most
