@@ -1888,3 +1888,102 @@ fn recover_counts_every_record_after_a_flipped_byte_in_a_payload() {
         assert_eq!(last_record(&ok(&["verify"], &data, &key).0), victim - 1);
     }
 }
+
+/// Starts the server on `data` with `key`, reads its banner until it
+/// serves, stops it, and returns (banner, stderr).
+fn start_and_stop(data: &Path, key: &Path) -> (String, String) {
+    let mut child = ServerProcess(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .arg("--master-key-file")
+            .arg(key)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("server starts"),
+    );
+    let stdout = child.0.stdout.take().expect("piped");
+    let mut stderr = child.0.stderr.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut banner = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server prints its banner and serves");
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+        banner.push(line);
+    }
+    let status = terminate(child);
+    assert!(status.success(), "{status}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut err).expect("stderr");
+    (banner.join("\n"), err)
+}
+
+/// The entries of `data` whose names start with `prefix`.
+fn entries_starting(data: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = std::fs::read_dir(data)
+        .expect("data")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn a_confirmed_recovery_is_not_taken_for_a_rollback_at_the_next_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    // Each closes with a snapshot of the state at its last record.
+    for _ in 0..6 {
+        ok(&["invite", "--role", "officer"], &data, &key);
+    }
+    let last = last_record(&ok(&["verify"], &data, &key).0);
+    assert!(data.join("cache").exists());
+    let victim = last - 4;
+    flip_in_record(&data, victim);
+    let (text, _) = ok(&["recover", "--truncate-after-copy", "--yes"], &data, &key);
+    assert!(
+        text.contains(&format!("cut the log before record {victim}")),
+        "{text}"
+    );
+    // The snapshot cache (ahead of the log now) went with the copy.
+    let copy = entries_starting(&data, "recovered-");
+    assert_eq!(copy.len(), 1, "{copy:?}");
+    assert!(copy[0].join("cache").is_dir(), "the cache is in the copy");
+    assert!(!data.join("cache").exists());
+
+    let (banner, err) = start_and_stop(&data, &key);
+    assert!(!banner.contains("POSSIBLE ROLLBACK"), "{banner}");
+    assert!(!err.contains("ERROR"), "{err}");
+    assert!(!err.contains("holds state up to record"), "{err}");
+    assert_eq!(
+        entries_starting(&data, "cache.damaged-"),
+        Vec::<std::path::PathBuf>::new()
+    );
+    // The state was rebuilt from the log: the store verifies.
+    ok(&["verify"], &data, &key);
+}

@@ -12,8 +12,10 @@
 //! later segment, and `chain.head`) into `<data_dir>/recovered-<unix
 //! time>/` and syncs it; only then is `chain.head` replaced (written
 //! beside it, synced, renamed over it) with the newest checkpoint that
-//! remains, and then the segments are cut at the bad frame. The store is
-//! then verified. Nothing is deleted that is not in the copy, so putting
+//! remains, and then the segments are cut at the bad frame. The snapshot
+//! cache (it holds the state of records now cut) is moved into the same
+//! directory, so the next start rebuilds from the log instead of
+//! reporting a possible rollback. The store is then verified. Nothing is deleted that is not in the copy, so putting
 //! the copied files back undoes it. The segments and `chain.head` are
 //! changed through the log's file operations ([`crate::log::fs`]): if
 //! replacing `chain.head` fails, nothing in the store has changed (the
@@ -656,6 +658,13 @@ pub(crate) fn recover_truncate_after_copy_with_fs(
         fs.sync_all(&f).map_err(io("cannot sync the segment"))?;
     }
     fs.sync_dir(&log).map_err(io("cannot sync the segments"))?;
+    // The snapshot cache holds state of records that are no longer in the
+    // log: kept with the copy (it is rebuildable, and the lock keeps a
+    // server out), so that the next start rebuilds from the log quietly
+    // instead of calling the cache a possible rollback.
+    if plan.records_cut() > 0 {
+        move_cache_into(data_dir, &aside, &fs)?;
+    }
     warn!(
         first_cut = plan.first_cut,
         records_cut = plan.records_cut(),
@@ -668,6 +677,22 @@ pub(crate) fn recover_truncate_after_copy_with_fs(
         copied_to: Some(aside),
         first_cut: Some(plan.first_cut),
     })
+}
+
+/// Moves the snapshot cache (if any) into `aside` (the recovery's copy
+/// directory), through `fs`, and syncs the data directory.
+fn move_cache_into(data_dir: &Path, aside: &Path, fs: &Fs) -> Result<(), OpenError> {
+    let cache = super::cache_dir(data_dir);
+    if !cache.exists() {
+        return Ok(());
+    }
+    fs.rename(&cache, &aside.join("cache")).map_err(io(
+        "the log was cut, but the snapshot cache could not be moved aside",
+    ))?;
+    fs.sync_dir(data_dir)
+        .map_err(io("cannot sync the data directory"))?;
+    fs.sync_dir(aside).map_err(io("cannot sync the copy"))?;
+    Ok(())
 }
 
 /// Replaces `chain.head` with one holding `newest` (empty if `None`):
