@@ -636,6 +636,11 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
                 &plan,
             )?;
             match (report.first_cut, report.copied_to) {
+                (Some(_), None) if plan.head_unusable => println!(
+                    "rewrote chain.head from the log's newest checkpoint (there was no file to \
+                     keep aside, and nothing was cut); the store verifies with {} records",
+                    report.kept
+                ),
                 (Some(_), Some(to)) if plan.head_unusable => println!(
                     "rewrote chain.head from the log's newest checkpoint; the old chain.head \
                      (and any incomplete write) was copied to {}; the store verifies with {} records",
@@ -957,7 +962,11 @@ fn print_head_rewrite_plan(p: &store::RecoveryPlan) {
             p.cut_bytes, p.segment
         );
     }
-    println!("  copy chain.head (as it is) to <data_dir>/recovered-<time>/ first");
+    if p.finding.contains(") is missing") {
+        println!("  (chain.head is missing: there is no file to copy aside)");
+    } else {
+        println!("  copy chain.head (as it is) to <data_dir>/recovered-<time>/ first");
+    }
     match p.head_after {
         Some(cp) => println!(
             "  rewrite chain.head from the log's newest checkpoint: record {}, signed {}",

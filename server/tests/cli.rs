@@ -1650,6 +1650,9 @@ fn a_damaged_or_missing_chain_head_is_named_and_recover_rewrites_it_keeping_ever
             assert!(err.contains("recover --truncate-after-copy"), "{err}");
             if damage == "missing" {
                 assert!(err.contains(") is missing"), "{err}");
+                // No file to keep aside, and no "record 0".
+                assert!(!err.contains("keeping this file aside"), "{err}");
+                assert!(!err.contains("record 0"), "{err}");
             } else {
                 assert!(err.contains("both copies fail their checks"), "{err}");
             }
@@ -1682,8 +1685,21 @@ fn a_damaged_or_missing_chain_head_is_named_and_recover_rewrites_it_keeping_ever
 
         // recover --yes: chain.head rewritten, the old one kept aside, and
         // the store verifies with every record.
-        let (text, _) = ok(&["recover", "--truncate-after-copy", "--yes"], &data, &key);
+        let out = Command::new(BIN)
+            .args(["recover", "--truncate-after-copy", "--yes", "--data-dir"])
+            .arg(&data)
+            .arg("--master-key-file")
+            .arg(&key)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("runs");
+        let (success, text, log) = said(&out);
+        let text = text + &log;
+        assert!(success, "{damage}: {text}");
         assert!(text.contains("rewrote chain.head"), "{damage}: {text}");
+        // Nothing was cut: no log line says so.
+        assert!(!text.contains("cut the log"), "{damage}: {text}");
+        assert!(!text.contains("records_cut"), "{damage}: {text}");
         let verified = ok(&["verify"], &data, &key).0;
         assert_eq!(last_record(&verified), last, "{damage}: {verified}");
         let aside: Vec<_> = std::fs::read_dir(&data)
@@ -1695,10 +1711,15 @@ fn a_damaged_or_missing_chain_head_is_named_and_recover_rewrites_it_keeping_ever
                     .is_some_and(|n| n.starts_with("recovered-"))
             })
             .collect();
-        assert_eq!(aside.len(), 1, "{aside:?}");
         if damage == "missing" {
-            assert!(!aside[0].join("chain.head").exists());
+            // Nothing to copy: no copy (no empty file) is made.
+            assert_eq!(aside, Vec::<std::path::PathBuf>::new(), "{text}");
+            assert!(text.contains("nothing was cut"), "{text}");
         } else {
+            assert_eq!(aside.len(), 1, "{aside:?}");
+            for (path, bytes) in files(&aside[0]) {
+                assert!(!bytes.is_empty(), "an empty copy: {}", path.display());
+            }
             assert_eq!(
                 std::fs::read(aside[0].join("chain.head")).expect("kept aside"),
                 before

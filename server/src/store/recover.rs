@@ -606,35 +606,29 @@ pub(crate) fn recover_truncate_after_copy_with_fs(
     let log = log_dir(data_dir);
     let name = &plan.segment;
     let cut = plan.offset as usize;
-    // A new directory each time: a recovery retried (after a failure)
-    // within the same second never mixes its copy with the first one's.
-    let now = crate::unix_now();
-    let mut aside = data_dir.join(format!("recovered-{now}"));
-    let mut n = 1;
-    while aside.exists() {
-        aside = data_dir.join(format!("recovered-{now}-{n}"));
-        n += 1;
-    }
-    crate::files::create_private_dir(&aside).map_err(io("cannot create the copy directory"))?;
-    // 1. The copy, synced, before anything changes.
+    // 1. The copy, synced, before anything changes: the bytes cut from
+    // the damaged segment, every later segment, and chain.head, each only
+    // if it holds anything (no empty file, and no directory when there is
+    // nothing to copy: a missing chain.head and no incomplete write).
     let bytes = read_segment(&log.join(name))?;
-    crate::files::write_private(
-        &aside.join(format!("{name}.from-{cut}")),
-        bytes.get(cut..).unwrap_or(&[]),
-    )
-    .map_err(io("cannot write the copy"))?;
+    let mut copies: Vec<(String, Vec<u8>)> = Vec::new();
+    let cut_off = bytes.get(cut..).unwrap_or(&[]);
+    if !cut_off.is_empty() {
+        copies.push((format!("{name}.from-{cut}"), cut_off.to_vec()));
+    }
     for file in &plan.later_segments {
-        let b = read_segment(&log.join(file))?;
-        crate::files::write_private(&aside.join(file), &b).map_err(io("cannot write the copy"))?;
+        copies.push((file.clone(), read_segment(&log.join(file))?));
     }
     let head = data_dir.join(HEAD_FILE);
     if head.exists() {
         let b = std::fs::read(&head).map_err(io("cannot read chain.head"))?;
-        crate::files::write_private(&aside.join(HEAD_FILE), &b)
-            .map_err(io("cannot write the copy"))?;
+        copies.push((HEAD_FILE.to_owned(), b));
     }
-    crate::files::sync_dir_strict(&aside).map_err(io("cannot sync the copy"))?;
-    crate::files::sync_dir_strict(data_dir).map_err(io("cannot sync the data directory"))?;
+    let aside = if copies.is_empty() && plan.records_cut() == 0 {
+        None
+    } else {
+        Some(copy_aside(data_dir, &copies)?)
+    };
     // 2. chain.head: the newest checkpoint that remains after the cut (it
     // is before the cut, so the log holds it either way). Written beside
     // it, synced, then renamed over it, before anything is cut: if that
@@ -662,21 +656,51 @@ pub(crate) fn recover_truncate_after_copy_with_fs(
     // log: kept with the copy (it is rebuildable, and the lock keeps a
     // server out), so that the next start rebuilds from the log quietly
     // instead of calling the cache a possible rollback.
-    if plan.records_cut() > 0 {
-        move_cache_into(data_dir, &aside, &fs)?;
+    if let Some(aside) = aside.as_ref().filter(|_| plan.records_cut() > 0) {
+        move_cache_into(data_dir, aside, &fs)?;
     }
-    warn!(
-        first_cut = plan.first_cut,
-        records_cut = plan.records_cut(),
-        "recovery cut the log at the first damage; the rest was copied aside"
-    );
+    if plan.records_cut() > 0 {
+        warn!(
+            first_cut = plan.first_cut,
+            records_cut = plan.records_cut(),
+            "recovery cut the log at the first damage; the rest was copied aside"
+        );
+    } else {
+        warn!(
+            records = plan.kept,
+            incomplete_bytes = plan.cut_bytes,
+            "recovery rewrote chain.head from the log's newest checkpoint; every record was kept"
+        );
+    }
     // 4. Verify what remains.
     let report = verify_store(data_dir, key, cache_bytes, None)?;
     Ok(RecoverReport {
         kept: report.verified.records,
-        copied_to: Some(aside),
+        copied_to: aside,
         first_cut: Some(plan.first_cut),
     })
+}
+
+/// Writes `copies` (file name, bytes) into a new directory
+/// `recovered-<time>/` in `data_dir`, synced, and returns it. A new
+/// directory each time: a recovery retried (after a failure) within the
+/// same second never mixes its copy with the first one's.
+fn copy_aside(data_dir: &Path, copies: &[(String, Vec<u8>)]) -> Result<PathBuf, OpenError> {
+    let now = crate::unix_now();
+    let mut aside = data_dir.join(format!("recovered-{now}"));
+    let mut n = 1;
+    while aside.exists() {
+        aside = data_dir.join(format!("recovered-{now}-{n}"));
+        n += 1;
+    }
+    crate::files::create_private_dir(&aside).map_err(io("cannot create the copy directory"))?;
+    for (file, bytes) in copies {
+        crate::files::write_private(&aside.join(file), bytes)
+            .map_err(io("cannot write the copy"))?;
+    }
+    crate::files::sync_dir_strict(&aside).map_err(io("cannot sync the copy"))?;
+    crate::files::sync_dir_strict(data_dir).map_err(io("cannot sync the data directory"))?;
+    Ok(aside)
 }
 
 /// Moves the snapshot cache (if any) into `aside` (the recovery's copy
