@@ -635,7 +635,7 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
                 config.limits.store_cache_bytes,
                 &plan,
             )?;
-            match (report.first_cut, report.copied_to) {
+            match (report.first_cut, report.copied_to.as_ref()) {
                 (Some(_), None) if plan.head_unusable => println!(
                     "rewrote chain.head from the log's newest checkpoint (there was no file to \
                      keep aside, and nothing was cut); the store verifies with {} records",
@@ -657,6 +657,9 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
                     "nothing to recover: the store verifies with {} records",
                     report.kept
                 ),
+            }
+            if let Some(to) = &report.copied_to {
+                print_undo(&store::undo_commands(&config.data_dir, &plan, to));
             }
             Ok(())
         }
@@ -1106,9 +1109,25 @@ fn print_recovery_plan(p: &store::RecoveryPlan) {
     }
     println!(
         "Tell the duty team which period to check with the people concerned. \
-         Putting the copied files back undoes the cut."
+         Putting the copied files back undoes the cut: the commands are printed after it."
     );
     println!();
+}
+
+/// How to undo a recovery: the commands that put the copied files back.
+fn print_undo(commands: &[String]) {
+    if commands.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "To undo this recovery (only while nothing was written to the store since: `test` \
+         checks that the cut segment still ends where it was cut), stop the server and run:"
+    );
+    for c in commands {
+        println!("  {c}");
+    }
+    println!("then run `hotline-server verify`.");
 }
 
 /// Whether `dir` is missing or holds nothing (a target for `backup` or

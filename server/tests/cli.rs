@@ -1994,6 +1994,17 @@ fn a_confirmed_recovery_is_not_taken_for_a_rollback_at_the_next_start() {
     // The snapshot cache (ahead of the log now) went with the copy.
     let copy = entries_starting(&data, "recovered-");
     assert_eq!(copy.len(), 1, "{copy:?}");
+    // Named with a UTC time a person reads: recovered-20261130T193105Z.
+    let name = copy[0].file_name().and_then(|n| n.to_str()).expect("name");
+    let time = name.strip_prefix("recovered-").expect("prefix").as_bytes();
+    assert!(
+        time.len() == 16
+            && time[..8].iter().all(u8::is_ascii_digit)
+            && time[8] == b'T'
+            && time[9..15].iter().all(u8::is_ascii_digit)
+            && time[15] == b'Z',
+        "{name}"
+    );
     assert!(copy[0].join("cache").is_dir(), "the cache is in the copy");
     assert!(!data.join("cache").exists());
 
@@ -2007,4 +2018,78 @@ fn a_confirmed_recovery_is_not_taken_for_a_rollback_at_the_next_start() {
     );
     // The state was rebuilt from the log: the store verifies.
     ok(&["verify"], &data, &key);
+}
+
+/// The commands `recover` prints to undo it: the lines between "stop the
+/// server and run:" and "then run".
+fn undo_commands(recover_stdout: &str) -> Vec<String> {
+    recover_stdout
+        .lines()
+        .skip_while(|l| !l.ends_with("stop the server and run:"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("then run"))
+        .map(|l| l.trim().to_owned())
+        .collect()
+}
+
+/// The log's segments and chain.head, byte for byte.
+fn log_and_head(data: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut all = files(&data.join("log"));
+    all.push((
+        data.join("chain.head"),
+        std::fs::read(data.join("chain.head")).expect("chain.head"),
+    ));
+    all
+}
+
+#[test]
+fn the_commands_recover_prints_undo_it() {
+    for whole in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let key = dir.path().join("master.key");
+        ok(
+            &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+            &data,
+            &key,
+        );
+        for _ in 0..6 {
+            ok(&["invite", "--role", "officer"], &data, &key);
+        }
+        let last = last_record(&ok(&["verify"], &data, &key).0);
+        if whole {
+            // The only segment's header zeroed: the whole file goes aside.
+            let path = data
+                .join("log")
+                .join(hotline_server::log::segment::file_name(1));
+            let mut bytes = std::fs::read(&path).expect("segment");
+            bytes[..8].fill(0);
+            std::fs::write(&path, &bytes).expect("zero");
+        } else {
+            flip_in_record(&data, last - 3);
+        }
+        let before = log_and_head(&data);
+        let verify_before = run(&["verify"], &data, Some(&key));
+        assert!(!verify_before.status.success());
+
+        let (text, _) = ok(&["recover", "--truncate-after-copy", "--yes"], &data, &key);
+        assert!(text.contains("the commands are printed after it"), "{text}");
+        let commands = undo_commands(&text);
+        assert!(!commands.is_empty(), "{text}");
+        assert!(log_and_head(&data) != before);
+        for c in &commands {
+            let out = Command::new("sh").args(["-c", c]).output().expect("sh");
+            assert!(out.status.success(), "{c}: {out:?}");
+        }
+        assert!(
+            log_and_head(&data) == before,
+            "whole {whole}: the printed commands did not put the store back: {text}"
+        );
+        let verify_after = run(&["verify"], &data, Some(&key));
+        assert_eq!(
+            String::from_utf8_lossy(&verify_after.stderr),
+            String::from_utf8_lossy(&verify_before.stderr)
+        );
+        assert_eq!(verify_after.status.code(), verify_before.status.code());
+    }
 }

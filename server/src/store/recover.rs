@@ -9,14 +9,14 @@
 //! [`recover_truncate_after_copy`] takes the data directory's lock, checks
 //! that the store still gives the same plan, and copies everything from the
 //! first bad frame to the end of the log (the rest of that segment, every
-//! later segment, and `chain.head`) into `<data_dir>/recovered-<unix
-//! time>/` and syncs it; only then is `chain.head` replaced (written
+//! later segment, and `chain.head`) into `<data_dir>/recovered-<UTC
+//! time>/` (`recovered-20261130T193105Z/`) and syncs it; only then is `chain.head` replaced (written
 //! beside it, synced, renamed over it) with the newest checkpoint that
 //! remains, and then the segments are cut at the bad frame. The snapshot
 //! cache (it holds the state of records now cut) is moved into the same
 //! directory, so the next start rebuilds from the log instead of
 //! reporting a possible rollback. The store is then verified. Nothing is deleted that is not in the copy, so putting
-//! the copied files back undoes it. The segments and `chain.head` are
+//! the copied files back undoes it ([`undo_commands`] says how). The segments and `chain.head` are
 //! changed through the log's file operations ([`crate::log::fs`]): if
 //! replacing `chain.head` fails, nothing in the store has changed (the
 //! error says so) and the recovery can simply be run again.
@@ -681,12 +681,61 @@ pub(crate) fn recover_truncate_after_copy_with_fs(
     })
 }
 
+/// The shell commands (for a POSIX shell, the server stopped) that put
+/// back what the recovery `plan` copied into `copied_to` and so undo it:
+/// the bytes cut from the damaged segment appended to it again (after
+/// checking that it still ends where it was cut: nothing written since),
+/// or the whole file copied back; removed segments and `chain.head`
+/// copied back. Only files that are in the copy are named.
+pub fn undo_commands(data_dir: &Path, plan: &RecoveryPlan, copied_to: &Path) -> Vec<String> {
+    let log = log_dir(data_dir);
+    let mut out = Vec::new();
+    let tail = copied_to.join(format!("{}.from-{}", plan.segment, plan.offset));
+    if tail.exists() {
+        let segment = log.join(&plan.segment);
+        if plan.offset == 0 {
+            out.push(format!("cp -p {} {}", quoted(&tail), quoted(&segment)));
+        } else {
+            out.push(format!(
+                "test \"$(wc -c < {seg})\" -eq {off} && cat {tail} >> {seg}",
+                seg = quoted(&segment),
+                off = plan.offset,
+                tail = quoted(&tail),
+            ));
+        }
+    }
+    for file in &plan.later_segments {
+        let copy = copied_to.join(file);
+        if copy.exists() {
+            out.push(format!(
+                "cp -p {} {}",
+                quoted(&copy),
+                quoted(&log.join(file))
+            ));
+        }
+    }
+    let head = copied_to.join(HEAD_FILE);
+    if head.exists() {
+        out.push(format!(
+            "cp -p {} {}",
+            quoted(&head),
+            quoted(&data_dir.join(HEAD_FILE))
+        ));
+    }
+    out
+}
+
+/// `path` quoted for a POSIX shell.
+fn quoted(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', "'\\''"))
+}
+
 /// Writes `copies` (file name, bytes) into a new directory
-/// `recovered-<time>/` in `data_dir`, synced, and returns it. A new
+/// `recovered-<UTC time>/` ([`crate::file_time`]) in `data_dir`, synced, and returns it. A new
 /// directory each time: a recovery retried (after a failure) within the
 /// same second never mixes its copy with the first one's.
 fn copy_aside(data_dir: &Path, copies: &[(String, Vec<u8>)]) -> Result<PathBuf, OpenError> {
-    let now = crate::unix_now();
+    let now = crate::file_time_now();
     let mut aside = data_dir.join(format!("recovered-{now}"));
     let mut n = 1;
     while aside.exists() {
