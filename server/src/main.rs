@@ -1039,15 +1039,27 @@ fn print_recovery_plan(p: &store::RecoveryPlan) {
     }
     match c.times {
         Some((from, to)) => println!(
-            "  the records given up that open were written from {} to {}",
-            date_time(from),
-            date_time(to)
+            "  the records given up that open were written from {} to {}{}",
+            exact_time(from),
+            exact_time(to),
+            match p.kept_until {
+                Some(t) => format!("; the newest time in the records kept is {}", exact_time(t)),
+                None => String::new(),
+            }
         ),
         None => println!(
-            "  no time can be read in the records given up{}",
+            "  no time can be read in the records given up{}{}",
             match p.kept_until {
-                Some(t) => format!("; the newest time in the records kept is {}", date_time(t)),
+                Some(t) => format!("; the newest time in the records kept is {}", exact_time(t)),
                 None => String::new(),
+            },
+            match p.head_now {
+                Some(cp) if cp.seq >= p.first_cut => format!(
+                    "; they were written before {} (chain.head's signed checkpoint at record {})",
+                    exact_time(cp.time),
+                    cp.seq
+                ),
+                _ => String::new(),
             }
         ),
     }
@@ -1061,11 +1073,32 @@ fn print_recovery_plan(p: &store::RecoveryPlan) {
             c.shredded
         );
     }
+    if !c.kinds.is_empty() {
+        println!("  every kind of event in the records given up that open:");
+        for ((_, what), n) in &c.kinds {
+            println!("    {n} {what}");
+        }
+    }
     if c.unreadable > 0 {
+        let when = match c.unreadable_between {
+            Some((Some(a), Some(b))) => {
+                format!("between {} and {}", exact_time(a), exact_time(b))
+            }
+            Some((Some(a), None)) => format!("after {}", exact_time(a)),
+            Some((None, Some(b))) => format!("before {}", exact_time(b)),
+            _ => "at a time no readable record shows: check every open case".into(),
+        };
+        let (n, them) = if c.unreadable == 1 {
+            ("1 record could not be read".to_owned(), "it may be an SOS")
+        } else {
+            (
+                format!("{} records could not be read", c.unreadable),
+                "any of them may be an SOS",
+            )
+        };
         println!(
-            "  {} record(s) cannot be read (damaged, cut short or not in the files): \
-             what they held cannot be said",
-            c.unreadable
+            "  {n} (damaged, cut short or not in the files): {them}; tell the duty team to \
+             check alerts raised {when} with the defenders"
         );
     }
     if c.unsplit_bytes > 0 {
@@ -1128,6 +1161,18 @@ fn print_undo(commands: &[String]) {
         println!("  {c}");
     }
     println!("then run `hotline-server verify`.");
+}
+
+/// A Unix time to the second, in UTC: `2026-11-30 19:31:42 UTC` (the
+/// recovery summary's times, for the duty team to check against).
+fn exact_time(unix: u64) -> String {
+    i64::try_from(unix)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map_or_else(
+            || date_time(unix),
+            |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        )
 }
 
 /// Whether `dir` is missing or holds nothing (a target for `backup` or

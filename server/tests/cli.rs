@@ -996,7 +996,8 @@ async fn recover_says_what_it_gives_up_changes_nothing_unconfirmed_and_cuts_with
         format!("keep records 1 to {kept} (the log ends in log/"),
         "1 alert(s) raised, 0 message(s), 2 check-in(s)".into(),
         format!("(in the {} record(s) that open with the master key)", n - 1),
-        "1 record(s) cannot be read".into(),
+        "1 record could not be read (damaged, cut short or not in the files): it may be an SOS"
+            .into(),
         "the records given up that open were written from ".into(),
         format!("chain.head signs the log up to record {last}"),
         "dry run: nothing was changed".into(),
@@ -1887,7 +1888,7 @@ fn recover_counts_every_record_after_a_flipped_byte_in_a_payload() {
             "no signed record is absent: {text}"
         );
         assert!(
-            text.contains("1 record(s) cannot be read"),
+            text.contains("1 record could not be read"),
             "only the flipped one: {text}"
         );
         assert!(
@@ -1946,8 +1947,9 @@ fn start_and_stop(data: &Path, key: &Path) -> (String, String) {
         }
         banner.push(line);
     }
-    let status = terminate(child);
-    assert!(status.success(), "{status}");
+    // How it ends (a SIGTERM that came before its handler was installed)
+    // is not what this reads.
+    let _ = terminate(child);
     let mut err = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut err).expect("stderr");
     (banner.join("\n"), err)
@@ -2092,4 +2094,136 @@ fn the_commands_recover_prints_undo_it() {
         );
         assert_eq!(verify_after.status.code(), verify_before.status.code());
     }
+}
+
+/// Flips one byte in the middle of record `seq`'s payload in whichever
+/// segment holds it; returns where (to flip it back with [`flip_at`]), or
+/// `None` if no record frame has `seq`.
+fn flip_in_any_segment(data: &Path, seq: u64) -> Option<(std::path::PathBuf, usize)> {
+    use hotline_server::log::segment;
+    for e in std::fs::read_dir(data.join("log")).expect("log") {
+        let path = e.expect("entry").path();
+        let bytes = std::fs::read(&path).expect("segment");
+        let (frames, _) = segment::parse_frames(&bytes);
+        if let Some(f) = frames
+            .iter()
+            .find(|f| f.kind == segment::KIND_RECORD && f.seq == seq)
+        {
+            let at = f.payload.start + (f.payload.end - f.payload.start) / 2;
+            flip_at(&path, at);
+            return Some((path, at));
+        }
+    }
+    None
+}
+
+/// Flips the byte at `at` in `path`.
+fn flip_at(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).expect("segment");
+    bytes[at] ^= 0x10;
+    std::fs::write(path, &bytes).expect("flip");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_names_every_kind_given_up_the_period_and_an_unreadable_record_that_may_be_an_sos()
+{
+    use hotline_proto::alert::Priority;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("data.insecure-dev-master-key");
+    let (child, banner) = start(&data);
+    let (admin, _) = IdentityKeyPair::generate().expect("randomness");
+    let admin = connection::enroll(&banner.invite.expect("admin invite"), &admin)
+        .await
+        .expect("admin enrolls");
+    let officer_invite = admin
+        .create_invite(Role::Officer, 3600)
+        .await
+        .expect("invite");
+    let defender_invite = admin
+        .create_invite(Role::Defender, 3600)
+        .await
+        .expect("invite");
+    admin.close().await;
+    let (officer, _) = IdentityKeyPair::generate().expect("randomness");
+    let officer = connection::enroll(&officer_invite, &officer)
+        .await
+        .expect("officer enrolls");
+    officer.set_duty(true).await.expect("on duty");
+    let (defender, _) = IdentityKeyPair::generate().expect("randomness");
+    let defender = connection::enroll(&defender_invite, &defender)
+        .await
+        .expect("defender enrolls");
+    // The SOS, then an officer claims it and goes off duty.
+    let alert = defender
+        .raise_alert_with(Priority::Immediate, None)
+        .await
+        .expect("raised");
+    officer
+        .claim_alert(alert.id)
+        .await
+        .expect("answered")
+        .expect("claimed");
+    officer.set_duty(false).await.expect("off duty");
+    defender.close().await;
+    officer.close().await;
+    assert!(terminate(child).success());
+    let last = last_record(&ok(&["verify"], &data, &key).0);
+
+    // The SOS's record: the first whose damage takes the raised alert
+    // with it (damage before it gives the alert up readable).
+    let dry = |data: &Path| {
+        ok(
+            &["recover", "--truncate-after-copy", "--dry-run"],
+            data,
+            &key,
+        )
+        .0
+    };
+    let mut sos = None;
+    for seq in 2..=last {
+        let Some((path, at)) = flip_in_any_segment(&data, seq) else {
+            continue;
+        };
+        let text = dry(&data);
+        flip_at(&path, at);
+        if !text.contains("\n    1 alert(s) raised\n") {
+            sos = Some(seq);
+            break;
+        }
+    }
+    let sos = sos.expect("the SOS's record");
+    assert!(sos > 2);
+    assert!(flip_in_any_segment(&data, sos).is_some());
+    let text = dry(&data);
+    for want in [
+        // Every kind given up, in words: the claim and both duty changes
+        // came after the SOS and are given up with it.
+        "every kind of event in the records given up that open:",
+        "    1 claim(s) of an alert by an officer\n",
+        "    1 duty change(s): an officer going off duty\n",
+        // The period, to the second (neither the claim nor the duty
+        // change records a time: chain.head's checkpoint bounds them).
+        "no time can be read in the records given up; the newest time in the records kept is ",
+        "; they were written before ",
+        // The unreadable record, plainly.
+        "1 record could not be read (damaged, cut short or not in the files): it may be an SOS; \
+         tell the duty team to check alerts raised between ",
+        " with the defenders",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
+    assert!(!text.contains("alert(s) raised\n    "), "{text}");
+    // Times carry seconds: "2026-11-30 19:31:42 UTC".
+    let at = text
+        .find("check alerts raised between ")
+        .expect("the window")
+        + "check alerts raised between ".len();
+    let window = &text[at..];
+    let t1 = &window[..23];
+    assert!(
+        t1.ends_with(" UTC") && t1.as_bytes()[13] == b':' && t1.as_bytes()[16] == b':',
+        "{window}"
+    );
+    assert!(window[23..].starts_with(" and "), "{window}");
 }

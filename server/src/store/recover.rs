@@ -2,9 +2,10 @@
 //! to give up what follows the first damage in the log, keeping a copy.
 //!
 //! First [`plan_recovery`] says exactly what would be given up, reading
-//! only (the records' sequence and time range, and how many alerts,
-//! messages and check-ins among them, opened with the master key where
-//! they still open): `recover --dry-run` stops there, and the operator
+//! only (the records' sequence and time range, how many alerts,
+//! messages and check-ins among them and every kind of event in words,
+//! opened with the master key where they still open, and between which
+//! readable times the unreadable ones were written): `recover --dry-run` stops there, and the operator
 //! confirms the plan before anything changes. Then
 //! [`recover_truncate_after_copy`] takes the data directory's lock, checks
 //! that the store still gives the same plan, and copies everything from the
@@ -77,6 +78,14 @@ pub struct CutContents {
     pub unsplit_bytes: u64,
     /// The earliest and latest times recorded in the records that opened.
     pub times: Option<(u64, u64)>,
+    /// Every kind of event in the records that opened, in words ("claim(s)
+    /// of an alert by an officer"), with how many; in a fixed order.
+    pub kinds: std::collections::BTreeMap<(u8, &'static str), u64>,
+    /// When the unreadable records were written, as far as their readable
+    /// neighbours say: the newest time before the first of them (in the
+    /// records given up, else in the records kept) and the oldest time
+    /// after the last of them. `None` when every record reads.
+    pub unreadable_between: Option<(Option<u64>, Option<u64>)>,
 }
 
 /// What a recovery would give up, found by reading only.
@@ -335,6 +344,51 @@ fn event_time(event: &Event) -> Option<u64> {
     }
 }
 
+/// An event's kind in words (plural with "(s)"), and its place in the
+/// summary's order. `None` for a batch (its events are counted).
+fn kind(event: &Event) -> Option<(u8, &'static str)> {
+    Some(match event {
+        Event::Alert(a) => match a {
+            AlertEvent::Raised { .. } => (0, "alert(s) raised"),
+            AlertEvent::Joined { .. } => (1, "SOS(es) joined to an open alert"),
+            AlertEvent::Stepped { .. } => (2, "escalation step(s) paging officers"),
+            AlertEvent::Exhausted { .. } => (3, "escalation(s) run out"),
+            AlertEvent::Delivered { .. } => (4, "alert delivery(ies) to an officer"),
+            AlertEvent::Acknowledged { .. } => (5, "claim(s) of an alert by an officer"),
+            AlertEvent::ClosedBy { .. } => (6, "alert(s) closed by an officer"),
+            AlertEvent::Resolved { .. } => (7, "alert(s) resolved"),
+            AlertEvent::Cancelled { .. } => (8, "alert(s) cancelled"),
+            AlertEvent::CheckedInLate { .. } => (9, "late check-in(s) on an alert"),
+            AlertEvent::Released { .. } => (10, "held alert(s) released"),
+        },
+        Event::Duty { on: true, .. } => (11, "duty change(s): an officer going on duty"),
+        Event::Duty { on: false, .. } => (12, "duty change(s): an officer going off duty"),
+        Event::Checkin(k) => match k {
+            CheckinEvent::Set { .. } => (13, "check-in schedule change(s)"),
+            CheckinEvent::CheckedIn { .. } => (14, "check-in(s)"),
+            CheckinEvent::WrongCode { .. } => (15, "check-in(s) with a wrong code"),
+            CheckinEvent::MissedAlerted { .. } => (16, "missed check-in(s) alerted"),
+        },
+        Event::Mail(m) => match m {
+            MailEvent::EnvelopeStored { .. } => (17, "message(s) stored"),
+            MailEvent::Read { .. } => (18, "message(s) marked read"),
+            MailEvent::InboxAcked { .. } => (19, "inbox acknowledgement(s)"),
+            MailEvent::RosterStored { .. } => (20, "roster update(s)"),
+            MailEvent::PrekeysPublished { .. } => (21, "prekey publication(s)"),
+            MailEvent::PrekeyTaken { .. } => (22, "prekey(s) taken"),
+        },
+        Event::InviteCreated { .. } => (23, "invite(s) created"),
+        Event::DeviceEnrolled { .. } => (24, "enrolment(s) of a device"),
+        Event::DeviceRevoked { .. } => (25, "revocation(s) of a device"),
+        Event::PanicKeyRegistered { .. } => (26, "panic key(s) registered"),
+        Event::CertificatePinned { .. } => (27, "TLS certificate record(s)"),
+        Event::Batch(_) => return None,
+    })
+}
+
+/// The kind counted for a case key destroyed (a log entry, not an event).
+const KEY_ERASED: (u8, &str) = (28, "case key(s) destroyed");
+
 /// Counts what an event holds into `c`.
 fn count(event: &Event, c: &mut CutContents) {
     match event {
@@ -343,6 +397,9 @@ fn count(event: &Event, c: &mut CutContents) {
         Event::Checkin(CheckinEvent::CheckedIn { .. }) => c.checkins += 1,
         Event::Batch(events) => events.iter().for_each(|e| count(e, c)),
         _ => {}
+    }
+    if let Some(k) = kind(event) {
+        *c.kinds.entry(k).or_default() += 1;
     }
     if let Some(t) = event_time(event) {
         c.times = Some(match c.times {
@@ -360,6 +417,7 @@ fn contents(
     first: u64,
     last: u64,
     unsplit_bytes: u64,
+    head: Option<Checkpoint>,
 ) -> Result<CutContents, OpenError> {
     let mut c = CutContents {
         unsplit_bytes,
@@ -371,6 +429,8 @@ fn contents(
         .map(|(seq, b)| (*seq, b.as_slice()))
         .collect();
     let mut seen = std::collections::BTreeSet::new();
+    // The time each record that opened records, if it records one.
+    let mut times = std::collections::BTreeMap::new();
     for ((seq, _), entry) in in_range.iter().zip(crate::log::open_stored(
         keys,
         data_dir,
@@ -384,13 +444,19 @@ fn contents(
                 Ok(event) => {
                     c.opened += 1;
                     count(&event, &mut c);
+                    if let Some(t) = event_time(&event) {
+                        times.insert(*seq, t);
+                    }
                 }
                 Err(_) => {
                     seen.remove(seq);
                 }
             },
             Ok(Entry::Shredded) => c.shredded += 1,
-            Ok(Entry::KeyErased) => c.opened += 1,
+            Ok(Entry::KeyErased) => {
+                c.opened += 1;
+                *c.kinds.entry(KEY_ERASED).or_default() += 1;
+            }
             Err(_) => {
                 seen.remove(seq);
             }
@@ -401,6 +467,20 @@ fn contents(
         .saturating_sub(first)
         .saturating_sub(c.opened)
         .saturating_sub(c.shredded);
+    let unread = || (first..=last).filter(|seq| !seen.contains(seq));
+    if let (Some(a), Some(b)) = (unread().next(), unread().next_back()) {
+        // After them: the next time a readable record gives, or the time
+        // chain.head's signed checkpoint was made, if it signs them.
+        let signed = head.filter(|cp| cp.seq >= b).map(|cp| cp.time);
+        let after = times.range(b..).next().map(|(_, t)| *t);
+        c.unreadable_between = Some((
+            times.range(..a).next_back().map(|(_, t)| *t),
+            match (after, signed) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                (x, y) => x.or(y),
+            },
+        ));
+    }
     Ok(c)
 }
 
@@ -512,7 +592,9 @@ fn plan(data_dir: &Path, keys: &StoreKeys) -> Result<Option<RecoveryPlan>, OpenE
             .unwrap_or(0)
             .max(found.seq)
     };
-    let contents = contents(data_dir, keys, &records, found.seq, last_cut, unsplit)?;
+    let contents = contents(
+        data_dir, keys, &records, found.seq, last_cut, unsplit, head_now,
+    )?;
     let found_up_to = records
         .iter()
         .map(|(seq, _)| *seq)
@@ -535,6 +617,12 @@ fn plan(data_dir: &Path, keys: &StoreKeys) -> Result<Option<RecoveryPlan>, OpenE
         }
     }
     let kept_until = kept_until(data_dir, keys, &engine, kept)?;
+    let mut contents = contents;
+    // Before the first unreadable record given up: the records kept, if
+    // no record given up before it says.
+    if let Some((before @ None, _)) = contents.unreadable_between.as_mut() {
+        *before = kept_until;
+    }
     Ok(Some(RecoveryPlan {
         head_unusable: found.head_only,
         finding: found.reason,
