@@ -67,3 +67,32 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+/// `secs` (Unix time) as a UTC time a person reads and names sort by, for
+/// the names of files and directories the server sets aside:
+/// `20261130T193105Z`. Times outside what can be shown fall back to the
+/// seconds themselves.
+pub fn file_time(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map_or_else(
+            || secs.to_string(),
+            |t| t.strftime("%Y%m%dT%H%M%SZ").to_string(),
+        )
+}
+
+/// [`file_time`] of now.
+pub fn file_time_now() -> String {
+    file_time(unix_now())
+}
+
+#[cfg(test)]
+mod file_time_tests {
+    #[test]
+    fn names_read_as_utc_times_and_sort() {
+        assert_eq!(super::file_time(0), "19700101T000000Z");
+        assert_eq!(super::file_time(1_796_067_102), "20261130T193142Z");
+        assert!(super::file_time(999_999_999) < super::file_time(1_000_000_000));
+    }
+}

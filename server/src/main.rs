@@ -635,7 +635,12 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
                 config.limits.store_cache_bytes,
                 &plan,
             )?;
-            match (report.first_cut, report.copied_to) {
+            match (report.first_cut, report.copied_to.as_ref()) {
+                (Some(_), None) if plan.head_unusable => println!(
+                    "rewrote chain.head from the log's newest checkpoint (there was no file to \
+                     keep aside, and nothing was cut); the store verifies with {} records",
+                    report.kept
+                ),
                 (Some(_), Some(to)) if plan.head_unusable => println!(
                     "rewrote chain.head from the log's newest checkpoint; the old chain.head \
                      (and any incomplete write) was copied to {}; the store verifies with {} records",
@@ -652,6 +657,9 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
                     "nothing to recover: the store verifies with {} records",
                     report.kept
                 ),
+            }
+            if let Some(to) = &report.copied_to {
+                print_undo(&store::undo_commands(&config.data_dir, &plan, to));
             }
             Ok(())
         }
@@ -957,7 +965,11 @@ fn print_head_rewrite_plan(p: &store::RecoveryPlan) {
             p.cut_bytes, p.segment
         );
     }
-    println!("  copy chain.head (as it is) to <data_dir>/recovered-<time>/ first");
+    if p.finding.contains(") is missing") {
+        println!("  (chain.head is missing: there is no file to copy aside)");
+    } else {
+        println!("  copy chain.head (as it is) to <data_dir>/recovered-<time>/ first");
+    }
     match p.head_after {
         Some(cp) => println!(
             "  rewrite chain.head from the log's newest checkpoint: record {}, signed {}",
@@ -1027,15 +1039,27 @@ fn print_recovery_plan(p: &store::RecoveryPlan) {
     }
     match c.times {
         Some((from, to)) => println!(
-            "  the records given up that open were written from {} to {}",
-            date_time(from),
-            date_time(to)
+            "  the records given up that open were written from {} to {}{}",
+            exact_time(from),
+            exact_time(to),
+            match p.kept_until {
+                Some(t) => format!("; the newest time in the records kept is {}", exact_time(t)),
+                None => String::new(),
+            }
         ),
         None => println!(
-            "  no time can be read in the records given up{}",
+            "  no time can be read in the records given up{}{}",
             match p.kept_until {
-                Some(t) => format!("; the newest time in the records kept is {}", date_time(t)),
+                Some(t) => format!("; the newest time in the records kept is {}", exact_time(t)),
                 None => String::new(),
+            },
+            match p.head_now {
+                Some(cp) if cp.seq >= p.first_cut => format!(
+                    "; they were written before {} (chain.head's signed checkpoint at record {})",
+                    exact_time(cp.time),
+                    cp.seq
+                ),
+                _ => String::new(),
             }
         ),
     }
@@ -1049,11 +1073,32 @@ fn print_recovery_plan(p: &store::RecoveryPlan) {
             c.shredded
         );
     }
+    if !c.kinds.is_empty() {
+        println!("  every kind of event in the records given up that open:");
+        for ((_, what), n) in &c.kinds {
+            println!("    {n} {what}");
+        }
+    }
     if c.unreadable > 0 {
+        let when = match c.unreadable_between {
+            Some((Some(a), Some(b))) => {
+                format!("between {} and {}", exact_time(a), exact_time(b))
+            }
+            Some((Some(a), None)) => format!("after {}", exact_time(a)),
+            Some((None, Some(b))) => format!("before {}", exact_time(b)),
+            _ => "at a time no readable record shows: check every open case".into(),
+        };
+        let (n, them) = if c.unreadable == 1 {
+            ("1 record could not be read".to_owned(), "it may be an SOS")
+        } else {
+            (
+                format!("{} records could not be read", c.unreadable),
+                "any of them may be an SOS",
+            )
+        };
         println!(
-            "  {} record(s) cannot be read (damaged, cut short or not in the files): \
-             what they held cannot be said",
-            c.unreadable
+            "  {n} (damaged, cut short or not in the files): {them}; tell the duty team to \
+             check alerts raised {when} with the defenders"
         );
     }
     if c.unsplit_bytes > 0 {
@@ -1097,9 +1142,37 @@ fn print_recovery_plan(p: &store::RecoveryPlan) {
     }
     println!(
         "Tell the duty team which period to check with the people concerned. \
-         Putting the copied files back undoes the cut."
+         Putting the copied files back undoes the cut: the commands are printed after it."
     );
     println!();
+}
+
+/// How to undo a recovery: the commands that put the copied files back.
+fn print_undo(commands: &[String]) {
+    if commands.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "To undo this recovery (only while nothing was written to the store since: `test` \
+         checks that the cut segment still ends where it was cut), stop the server and run:"
+    );
+    for c in commands {
+        println!("  {c}");
+    }
+    println!("then run `hotline-server verify`.");
+}
+
+/// A Unix time to the second, in UTC: `2026-11-30 19:31:42 UTC` (the
+/// recovery summary's times, for the duty team to check against).
+fn exact_time(unix: u64) -> String {
+    i64::try_from(unix)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map_or_else(
+            || date_time(unix),
+            |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        )
 }
 
 /// Whether `dir` is missing or holds nothing (a target for `backup` or

@@ -996,7 +996,8 @@ async fn recover_says_what_it_gives_up_changes_nothing_unconfirmed_and_cuts_with
         format!("keep records 1 to {kept} (the log ends in log/"),
         "1 alert(s) raised, 0 message(s), 2 check-in(s)".into(),
         format!("(in the {} record(s) that open with the master key)", n - 1),
-        "1 record(s) cannot be read".into(),
+        "1 record could not be read (damaged, cut short or not in the files): it may be an SOS"
+            .into(),
         "the records given up that open were written from ".into(),
         format!("chain.head signs the log up to record {last}"),
         "dry run: nothing was changed".into(),
@@ -1650,6 +1651,9 @@ fn a_damaged_or_missing_chain_head_is_named_and_recover_rewrites_it_keeping_ever
             assert!(err.contains("recover --truncate-after-copy"), "{err}");
             if damage == "missing" {
                 assert!(err.contains(") is missing"), "{err}");
+                // No file to keep aside, and no "record 0".
+                assert!(!err.contains("keeping this file aside"), "{err}");
+                assert!(!err.contains("record 0"), "{err}");
             } else {
                 assert!(err.contains("both copies fail their checks"), "{err}");
             }
@@ -1682,8 +1686,21 @@ fn a_damaged_or_missing_chain_head_is_named_and_recover_rewrites_it_keeping_ever
 
         // recover --yes: chain.head rewritten, the old one kept aside, and
         // the store verifies with every record.
-        let (text, _) = ok(&["recover", "--truncate-after-copy", "--yes"], &data, &key);
+        let out = Command::new(BIN)
+            .args(["recover", "--truncate-after-copy", "--yes", "--data-dir"])
+            .arg(&data)
+            .arg("--master-key-file")
+            .arg(&key)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("runs");
+        let (success, text, log) = said(&out);
+        let text = text + &log;
+        assert!(success, "{damage}: {text}");
         assert!(text.contains("rewrote chain.head"), "{damage}: {text}");
+        // Nothing was cut: no log line says so.
+        assert!(!text.contains("cut the log"), "{damage}: {text}");
+        assert!(!text.contains("records_cut"), "{damage}: {text}");
         let verified = ok(&["verify"], &data, &key).0;
         assert_eq!(last_record(&verified), last, "{damage}: {verified}");
         let aside: Vec<_> = std::fs::read_dir(&data)
@@ -1695,10 +1712,15 @@ fn a_damaged_or_missing_chain_head_is_named_and_recover_rewrites_it_keeping_ever
                     .is_some_and(|n| n.starts_with("recovered-"))
             })
             .collect();
-        assert_eq!(aside.len(), 1, "{aside:?}");
         if damage == "missing" {
-            assert!(!aside[0].join("chain.head").exists());
+            // Nothing to copy: no copy (no empty file) is made.
+            assert_eq!(aside, Vec::<std::path::PathBuf>::new(), "{text}");
+            assert!(text.contains("nothing was cut"), "{text}");
         } else {
+            assert_eq!(aside.len(), 1, "{aside:?}");
+            for (path, bytes) in files(&aside[0]) {
+                assert!(!bytes.is_empty(), "an empty copy: {}", path.display());
+            }
             assert_eq!(
                 std::fs::read(aside[0].join("chain.head")).expect("kept aside"),
                 before
@@ -1866,7 +1888,7 @@ fn recover_counts_every_record_after_a_flipped_byte_in_a_payload() {
             "no signed record is absent: {text}"
         );
         assert!(
-            text.contains("1 record(s) cannot be read"),
+            text.contains("1 record could not be read"),
             "only the flipped one: {text}"
         );
         assert!(
@@ -1887,4 +1909,321 @@ fn recover_counts_every_record_after_a_flipped_byte_in_a_payload() {
         );
         assert_eq!(last_record(&ok(&["verify"], &data, &key).0), victim - 1);
     }
+}
+
+/// Starts the server on `data` with `key`, reads its banner until it
+/// serves, stops it, and returns (banner, stderr).
+fn start_and_stop(data: &Path, key: &Path) -> (String, String) {
+    let mut child = ServerProcess(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .arg("--master-key-file")
+            .arg(key)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("server starts"),
+    );
+    let stdout = child.0.stdout.take().expect("piped");
+    let mut stderr = child.0.stderr.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut banner = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server prints its banner and serves");
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+        banner.push(line);
+    }
+    // How it ends (a SIGTERM that came before its handler was installed)
+    // is not what this reads.
+    let _ = terminate(child);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut err).expect("stderr");
+    (banner.join("\n"), err)
+}
+
+/// The entries of `data` whose names start with `prefix`.
+fn entries_starting(data: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = std::fs::read_dir(data)
+        .expect("data")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn a_confirmed_recovery_is_not_taken_for_a_rollback_at_the_next_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    // Each closes with a snapshot of the state at its last record.
+    for _ in 0..6 {
+        ok(&["invite", "--role", "officer"], &data, &key);
+    }
+    let last = last_record(&ok(&["verify"], &data, &key).0);
+    assert!(data.join("cache").exists());
+    let victim = last - 4;
+    flip_in_record(&data, victim);
+    let (text, _) = ok(&["recover", "--truncate-after-copy", "--yes"], &data, &key);
+    assert!(
+        text.contains(&format!("cut the log before record {victim}")),
+        "{text}"
+    );
+    // The snapshot cache (ahead of the log now) went with the copy.
+    let copy = entries_starting(&data, "recovered-");
+    assert_eq!(copy.len(), 1, "{copy:?}");
+    // Named with a UTC time a person reads: recovered-20261130T193105Z.
+    let name = copy[0].file_name().and_then(|n| n.to_str()).expect("name");
+    let time = name.strip_prefix("recovered-").expect("prefix").as_bytes();
+    assert!(
+        time.len() == 16
+            && time[..8].iter().all(u8::is_ascii_digit)
+            && time[8] == b'T'
+            && time[9..15].iter().all(u8::is_ascii_digit)
+            && time[15] == b'Z',
+        "{name}"
+    );
+    assert!(copy[0].join("cache").is_dir(), "the cache is in the copy");
+    assert!(!data.join("cache").exists());
+
+    let (banner, err) = start_and_stop(&data, &key);
+    assert!(!banner.contains("POSSIBLE ROLLBACK"), "{banner}");
+    assert!(!err.contains("ERROR"), "{err}");
+    assert!(!err.contains("holds state up to record"), "{err}");
+    assert_eq!(
+        entries_starting(&data, "cache.damaged-"),
+        Vec::<std::path::PathBuf>::new()
+    );
+    // The state was rebuilt from the log: the store verifies.
+    ok(&["verify"], &data, &key);
+}
+
+/// The commands `recover` prints to undo it: the lines between "stop the
+/// server and run:" and "then run".
+fn undo_commands(recover_stdout: &str) -> Vec<String> {
+    recover_stdout
+        .lines()
+        .skip_while(|l| !l.ends_with("stop the server and run:"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("then run"))
+        .map(|l| l.trim().to_owned())
+        .collect()
+}
+
+/// The log's segments and chain.head, byte for byte.
+fn log_and_head(data: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut all = files(&data.join("log"));
+    all.push((
+        data.join("chain.head"),
+        std::fs::read(data.join("chain.head")).expect("chain.head"),
+    ));
+    all
+}
+
+#[test]
+fn the_commands_recover_prints_undo_it() {
+    for whole in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let key = dir.path().join("master.key");
+        ok(
+            &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+            &data,
+            &key,
+        );
+        for _ in 0..6 {
+            ok(&["invite", "--role", "officer"], &data, &key);
+        }
+        let last = last_record(&ok(&["verify"], &data, &key).0);
+        if whole {
+            // The only segment's header zeroed: the whole file goes aside.
+            let path = data
+                .join("log")
+                .join(hotline_server::log::segment::file_name(1));
+            let mut bytes = std::fs::read(&path).expect("segment");
+            bytes[..8].fill(0);
+            std::fs::write(&path, &bytes).expect("zero");
+        } else {
+            flip_in_record(&data, last - 3);
+        }
+        let before = log_and_head(&data);
+        let verify_before = run(&["verify"], &data, Some(&key));
+        assert!(!verify_before.status.success());
+
+        let (text, _) = ok(&["recover", "--truncate-after-copy", "--yes"], &data, &key);
+        assert!(text.contains("the commands are printed after it"), "{text}");
+        let commands = undo_commands(&text);
+        assert!(!commands.is_empty(), "{text}");
+        assert!(log_and_head(&data) != before);
+        for c in &commands {
+            let out = Command::new("sh").args(["-c", c]).output().expect("sh");
+            assert!(out.status.success(), "{c}: {out:?}");
+        }
+        assert!(
+            log_and_head(&data) == before,
+            "whole {whole}: the printed commands did not put the store back: {text}"
+        );
+        let verify_after = run(&["verify"], &data, Some(&key));
+        assert_eq!(
+            String::from_utf8_lossy(&verify_after.stderr),
+            String::from_utf8_lossy(&verify_before.stderr)
+        );
+        assert_eq!(verify_after.status.code(), verify_before.status.code());
+    }
+}
+
+/// Flips one byte in the middle of record `seq`'s payload in whichever
+/// segment holds it; returns where (to flip it back with [`flip_at`]), or
+/// `None` if no record frame has `seq`.
+fn flip_in_any_segment(data: &Path, seq: u64) -> Option<(std::path::PathBuf, usize)> {
+    use hotline_server::log::segment;
+    for e in std::fs::read_dir(data.join("log")).expect("log") {
+        let path = e.expect("entry").path();
+        let bytes = std::fs::read(&path).expect("segment");
+        let (frames, _) = segment::parse_frames(&bytes);
+        if let Some(f) = frames
+            .iter()
+            .find(|f| f.kind == segment::KIND_RECORD && f.seq == seq)
+        {
+            let at = f.payload.start + (f.payload.end - f.payload.start) / 2;
+            flip_at(&path, at);
+            return Some((path, at));
+        }
+    }
+    None
+}
+
+/// Flips the byte at `at` in `path`.
+fn flip_at(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).expect("segment");
+    bytes[at] ^= 0x10;
+    std::fs::write(path, &bytes).expect("flip");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_names_every_kind_given_up_the_period_and_an_unreadable_record_that_may_be_an_sos()
+{
+    use hotline_proto::alert::Priority;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("data.insecure-dev-master-key");
+    let (child, banner) = start(&data);
+    let (admin, _) = IdentityKeyPair::generate().expect("randomness");
+    let admin = connection::enroll(&banner.invite.expect("admin invite"), &admin)
+        .await
+        .expect("admin enrolls");
+    let officer_invite = admin
+        .create_invite(Role::Officer, 3600)
+        .await
+        .expect("invite");
+    let defender_invite = admin
+        .create_invite(Role::Defender, 3600)
+        .await
+        .expect("invite");
+    admin.close().await;
+    let (officer, _) = IdentityKeyPair::generate().expect("randomness");
+    let officer = connection::enroll(&officer_invite, &officer)
+        .await
+        .expect("officer enrolls");
+    officer.set_duty(true).await.expect("on duty");
+    let (defender, _) = IdentityKeyPair::generate().expect("randomness");
+    let defender = connection::enroll(&defender_invite, &defender)
+        .await
+        .expect("defender enrolls");
+    // The SOS, then an officer claims it and goes off duty.
+    let alert = defender
+        .raise_alert_with(Priority::Immediate, None)
+        .await
+        .expect("raised");
+    officer
+        .claim_alert(alert.id)
+        .await
+        .expect("answered")
+        .expect("claimed");
+    officer.set_duty(false).await.expect("off duty");
+    defender.close().await;
+    officer.close().await;
+    assert!(terminate(child).success());
+    let last = last_record(&ok(&["verify"], &data, &key).0);
+
+    // The SOS's record: the first whose damage takes the raised alert
+    // with it (damage before it gives the alert up readable).
+    let dry = |data: &Path| {
+        ok(
+            &["recover", "--truncate-after-copy", "--dry-run"],
+            data,
+            &key,
+        )
+        .0
+    };
+    let mut sos = None;
+    for seq in 2..=last {
+        let Some((path, at)) = flip_in_any_segment(&data, seq) else {
+            continue;
+        };
+        let text = dry(&data);
+        flip_at(&path, at);
+        if !text.contains("\n    1 alert(s) raised\n") {
+            sos = Some(seq);
+            break;
+        }
+    }
+    let sos = sos.expect("the SOS's record");
+    assert!(sos > 2);
+    assert!(flip_in_any_segment(&data, sos).is_some());
+    let text = dry(&data);
+    for want in [
+        // Every kind given up, in words: the claim and both duty changes
+        // came after the SOS and are given up with it.
+        "every kind of event in the records given up that open:",
+        "    1 claim(s) of an alert by an officer\n",
+        "    1 duty change(s): an officer going off duty\n",
+        // The period, to the second (neither the claim nor the duty
+        // change records a time: chain.head's checkpoint bounds them).
+        "no time can be read in the records given up; the newest time in the records kept is ",
+        "; they were written before ",
+        // The unreadable record, plainly.
+        "1 record could not be read (damaged, cut short or not in the files): it may be an SOS; \
+         tell the duty team to check alerts raised between ",
+        " with the defenders",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
+    assert!(!text.contains("alert(s) raised\n    "), "{text}");
+    // Times carry seconds: "2026-11-30 19:31:42 UTC".
+    let at = text
+        .find("check alerts raised between ")
+        .expect("the window")
+        + "check alerts raised between ".len();
+    let window = &text[at..];
+    let t1 = &window[..23];
+    assert!(
+        t1.ends_with(" UTC") && t1.as_bytes()[13] == b':' && t1.as_bytes()[16] == b':',
+        "{window}"
+    );
+    assert!(window[23..].starts_with(" and "), "{window}");
 }

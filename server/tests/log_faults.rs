@@ -381,6 +381,13 @@ fn a_crash_before_the_heal_never_keeps_a_record_whose_sync_and_cut_back_failed()
         1,
         "the unfinished write is set aside: {aside:?}"
     );
+    // Named with a UTC time a person reads: torn-after-5-20261130T193105Z.bin.
+    let name = aside[0].file_name().and_then(|n| n.to_str()).expect("name");
+    let time = name
+        .strip_prefix("torn-after-5-")
+        .and_then(|n| n.strip_suffix(".bin"))
+        .expect("the pattern");
+    assert!(is_file_time(time), "{name}");
     assert!(
         std::fs::read(&aside[0])
             .expect("read")
@@ -569,4 +576,14 @@ fn a_flipped_byte_in_a_closed_segment_is_named_and_nothing_changes() {
     }
     let (_, log) = open(dir.path(), fs::real());
     assert_eq!(log.head().0, 80);
+}
+
+/// Whether `s` is a UTC time as set-aside names carry it: `20261130T193105Z`.
+fn is_file_time(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 16
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && b[15] == b'Z'
 }

@@ -93,7 +93,7 @@ pub enum LogError {
     #[error(transparent)]
     Keyring(#[from] KeyringError),
     /// Verification found the store altered. `seq` is the first bad record.
-    #[error("the store fails verification at record {seq}: {reason}")]
+    #[error("the store fails verification{}: {reason}", at_record(.seq))]
     Tampered {
         /// The first record (or checkpoint position) that is wrong.
         seq: u64,
@@ -1123,7 +1123,12 @@ fn walk_against_head(
             let (verified, _) = walk(engine, keys, keyring, want)?;
             return Err(tampered(
                 0,
-                head_unusable(dir, "is damaged: both copies fail their checks", &verified),
+                head_unusable(
+                    dir,
+                    "is damaged: both copies fail their checks",
+                    true,
+                    &verified,
+                ),
             ));
         }
     };
@@ -1151,15 +1156,24 @@ fn walk_against_head(
             }
         }
     } else if verified.records > 0 && verified.checkpoints > 0 {
-        return Err(tampered(0, head_unusable(dir, "is missing", &verified)));
+        return Err(tampered(
+            0,
+            head_unusable(dir, "is missing", false, &verified),
+        ));
     }
     Ok((verified, erased))
 }
 
 /// Why `chain.head` cannot be used (`what`: "is damaged: ...", "is
 /// missing"), naming the file and what the log's records, all verified,
-/// still hold, and the way forward. Starts with [`HEAD_UNUSABLE`].
-pub fn head_unusable(dir: &std::path::Path, what: &str, verified: &Verified) -> String {
+/// still hold, and the way forward. `present`: the file exists (and is
+/// kept aside by the recovery). Starts with [`HEAD_UNUSABLE`].
+pub fn head_unusable(
+    dir: &std::path::Path,
+    what: &str,
+    present: bool,
+    verified: &Verified,
+) -> String {
     let signed = match verified.last_checkpoint_seq {
         0 => ", with no checkpoint among them".to_owned(),
         m => format!(", signed by the checkpoint at record {m}"),
@@ -1167,10 +1181,24 @@ pub fn head_unusable(dir: &std::path::Path, what: &str, verified: &Verified) -> 
     format!(
         "{HEAD_UNUSABLE}{}) {what}; the log's records are intact up to record {}{signed}. \
          `hotline-server recover --truncate-after-copy` rewrites it from the log's newest \
-         checkpoint, keeping this file aside (see docs/operations.md)",
+         checkpoint{} (see docs/operations.md)",
         dir.join(HEAD_FILE).display(),
         verified.head_seq,
+        if present {
+            ", keeping this file aside"
+        } else {
+            ""
+        },
     )
+}
+
+/// " at record N", or nothing for 0 (a fault of `chain.head` itself, not
+/// of a record).
+fn at_record(seq: &u64) -> String {
+    match seq {
+        0 => String::new(),
+        n => format!(" at record {n}"),
+    }
 }
 
 /// How the reason of a [`LogError::Tampered`] at record 0 starts when

@@ -12,7 +12,7 @@
 //!   once the log has verified the chain against `chain.head`, and in any
 //!   case before the first append, probe or tail re-read: on a full
 //!   disk it waits for them) copies those bytes aside to
-//!   `torn-after-<last whole record>-<unix time>.bin` (written under a
+//!   `torn-after-<last whole record>-<UTC time>.bin` (written under a
 //!   temporary name, synced, renamed; a failed copy is removed) and then
 //!   cuts them off. Anything else wrong is [`Damage`]: nothing is changed and the store is refused.
 //! * An append writes every frame of a group commit with one positioned
@@ -255,12 +255,13 @@ impl SegmentEngine {
         let last = self.lock().records.len() as u64;
         let mut aside = self
             .dir
-            .join(format!("torn-after-{last}-{}.bin", crate::unix_now()));
+            .join(format!("torn-after-{last}-{}.bin", crate::file_time_now()));
         let mut n = 1;
         while aside.exists() {
-            aside = self
-                .dir
-                .join(format!("torn-after-{last}-{}-{n}.bin", crate::unix_now()));
+            aside = self.dir.join(format!(
+                "torn-after-{last}-{}-{n}.bin",
+                crate::file_time_now()
+            ));
             n += 1;
         }
         let fs = &self.fs;
@@ -787,19 +788,19 @@ fn damage_at(files: &Files, name: &str, offset: u64, reason: &str) -> EngineErro
     })
 }
 
-/// Renames `dir` to `<dir>.damaged-<unix time>` through `fs`; returns the
+/// Renames `dir` to `<dir>.damaged-<UTC time>` ([`crate::file_time`]) through `fs`; returns the
 /// new name (`None` if there was no `dir`).
 fn move_aside(dir: &Path, fs: &dyn super::fs::FileOps) -> Result<Option<PathBuf>, EngineError> {
     if !dir.exists() {
         return Ok(None);
     }
     let mut target = dir.as_os_str().to_owned();
-    target.push(format!(".damaged-{}", crate::unix_now()));
+    target.push(format!(".damaged-{}", crate::file_time_now()));
     let mut target = PathBuf::from(target);
     let mut n = 1;
     while target.exists() {
         let mut t = dir.as_os_str().to_owned();
-        t.push(format!(".damaged-{}-{n}", crate::unix_now()));
+        t.push(format!(".damaged-{}-{n}", crate::file_time_now()));
         target = PathBuf::from(t);
         n += 1;
     }

@@ -32,6 +32,7 @@ pub use backup::{BackupReport, backup, in_use, restore, running_checkpoint};
 pub use mailbox::RosterRefused;
 pub use recover::{
     CutContents, RecoverReport, RecoveryPlan, plan_recovery, recover_truncate_after_copy,
+    undo_commands,
 };
 pub use snapshot::SNAPSHOT_EVERY;
 pub use verify::{VerifyReport, verify_store, verify_store_in};
@@ -1274,6 +1275,15 @@ mod tests {
             .filter(|n| n.starts_with("cache.damaged-"))
             .collect();
         assert_eq!(aside.len(), 1, "{aside:?}");
+        // Named with a UTC time a person reads: cache.damaged-20261130T193105Z.
+        let time = aside[0].strip_prefix("cache.damaged-").expect("prefix");
+        assert!(
+            time.len() == 16
+                && time.as_bytes()[8] == b'T'
+                && time.ends_with('Z')
+                && time.starts_with("20"),
+            "{aside:?}"
+        );
         assert!(
             logs.contains("moved aside to")
                 && logs.contains(&aside[0])

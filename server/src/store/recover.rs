@@ -2,19 +2,22 @@
 //! to give up what follows the first damage in the log, keeping a copy.
 //!
 //! First [`plan_recovery`] says exactly what would be given up, reading
-//! only (the records' sequence and time range, and how many alerts,
-//! messages and check-ins among them, opened with the master key where
-//! they still open): `recover --dry-run` stops there, and the operator
+//! only (the records' sequence and time range, how many alerts,
+//! messages and check-ins among them and every kind of event in words,
+//! opened with the master key where they still open, and between which
+//! readable times the unreadable ones were written): `recover --dry-run` stops there, and the operator
 //! confirms the plan before anything changes. Then
 //! [`recover_truncate_after_copy`] takes the data directory's lock, checks
 //! that the store still gives the same plan, and copies everything from the
 //! first bad frame to the end of the log (the rest of that segment, every
-//! later segment, and `chain.head`) into `<data_dir>/recovered-<unix
-//! time>/` and syncs it; only then is `chain.head` replaced (written
+//! later segment, and `chain.head`) into `<data_dir>/recovered-<UTC
+//! time>/` (`recovered-20261130T193105Z/`) and syncs it; only then is `chain.head` replaced (written
 //! beside it, synced, renamed over it) with the newest checkpoint that
-//! remains, and then the segments are cut at the bad frame. The store is
-//! then verified. Nothing is deleted that is not in the copy, so putting
-//! the copied files back undoes it. The segments and `chain.head` are
+//! remains, and then the segments are cut at the bad frame. The snapshot
+//! cache (it holds the state of records now cut) is moved into the same
+//! directory, so the next start rebuilds from the log instead of
+//! reporting a possible rollback. The store is then verified. Nothing is deleted that is not in the copy, so putting
+//! the copied files back undoes it ([`undo_commands`] says how). The segments and `chain.head` are
 //! changed through the log's file operations ([`crate::log::fs`]): if
 //! replacing `chain.head` fails, nothing in the store has changed (the
 //! error says so) and the recovery can simply be run again.
@@ -75,6 +78,14 @@ pub struct CutContents {
     pub unsplit_bytes: u64,
     /// The earliest and latest times recorded in the records that opened.
     pub times: Option<(u64, u64)>,
+    /// Every kind of event in the records that opened, in words ("claim(s)
+    /// of an alert by an officer"), with how many; in a fixed order.
+    pub kinds: std::collections::BTreeMap<(u8, &'static str), u64>,
+    /// When the unreadable records were written, as far as their readable
+    /// neighbours say: the newest time before the first of them (in the
+    /// records given up, else in the records kept) and the oldest time
+    /// after the last of them. `None` when every record reads.
+    pub unreadable_between: Option<(Option<u64>, Option<u64>)>,
 }
 
 /// What a recovery would give up, found by reading only.
@@ -333,6 +344,51 @@ fn event_time(event: &Event) -> Option<u64> {
     }
 }
 
+/// An event's kind in words (plural with "(s)"), and its place in the
+/// summary's order. `None` for a batch (its events are counted).
+fn kind(event: &Event) -> Option<(u8, &'static str)> {
+    Some(match event {
+        Event::Alert(a) => match a {
+            AlertEvent::Raised { .. } => (0, "alert(s) raised"),
+            AlertEvent::Joined { .. } => (1, "SOS(es) joined to an open alert"),
+            AlertEvent::Stepped { .. } => (2, "escalation step(s) paging officers"),
+            AlertEvent::Exhausted { .. } => (3, "escalation(s) run out"),
+            AlertEvent::Delivered { .. } => (4, "alert delivery(ies) to an officer"),
+            AlertEvent::Acknowledged { .. } => (5, "claim(s) of an alert by an officer"),
+            AlertEvent::ClosedBy { .. } => (6, "alert(s) closed by an officer"),
+            AlertEvent::Resolved { .. } => (7, "alert(s) resolved"),
+            AlertEvent::Cancelled { .. } => (8, "alert(s) cancelled"),
+            AlertEvent::CheckedInLate { .. } => (9, "late check-in(s) on an alert"),
+            AlertEvent::Released { .. } => (10, "held alert(s) released"),
+        },
+        Event::Duty { on: true, .. } => (11, "duty change(s): an officer going on duty"),
+        Event::Duty { on: false, .. } => (12, "duty change(s): an officer going off duty"),
+        Event::Checkin(k) => match k {
+            CheckinEvent::Set { .. } => (13, "check-in schedule change(s)"),
+            CheckinEvent::CheckedIn { .. } => (14, "check-in(s)"),
+            CheckinEvent::WrongCode { .. } => (15, "check-in(s) with a wrong code"),
+            CheckinEvent::MissedAlerted { .. } => (16, "missed check-in(s) alerted"),
+        },
+        Event::Mail(m) => match m {
+            MailEvent::EnvelopeStored { .. } => (17, "message(s) stored"),
+            MailEvent::Read { .. } => (18, "message(s) marked read"),
+            MailEvent::InboxAcked { .. } => (19, "inbox acknowledgement(s)"),
+            MailEvent::RosterStored { .. } => (20, "roster update(s)"),
+            MailEvent::PrekeysPublished { .. } => (21, "prekey publication(s)"),
+            MailEvent::PrekeyTaken { .. } => (22, "prekey(s) taken"),
+        },
+        Event::InviteCreated { .. } => (23, "invite(s) created"),
+        Event::DeviceEnrolled { .. } => (24, "enrolment(s) of a device"),
+        Event::DeviceRevoked { .. } => (25, "revocation(s) of a device"),
+        Event::PanicKeyRegistered { .. } => (26, "panic key(s) registered"),
+        Event::CertificatePinned { .. } => (27, "TLS certificate record(s)"),
+        Event::Batch(_) => return None,
+    })
+}
+
+/// The kind counted for a case key destroyed (a log entry, not an event).
+const KEY_ERASED: (u8, &str) = (28, "case key(s) destroyed");
+
 /// Counts what an event holds into `c`.
 fn count(event: &Event, c: &mut CutContents) {
     match event {
@@ -341,6 +397,9 @@ fn count(event: &Event, c: &mut CutContents) {
         Event::Checkin(CheckinEvent::CheckedIn { .. }) => c.checkins += 1,
         Event::Batch(events) => events.iter().for_each(|e| count(e, c)),
         _ => {}
+    }
+    if let Some(k) = kind(event) {
+        *c.kinds.entry(k).or_default() += 1;
     }
     if let Some(t) = event_time(event) {
         c.times = Some(match c.times {
@@ -358,6 +417,7 @@ fn contents(
     first: u64,
     last: u64,
     unsplit_bytes: u64,
+    head: Option<Checkpoint>,
 ) -> Result<CutContents, OpenError> {
     let mut c = CutContents {
         unsplit_bytes,
@@ -369,6 +429,8 @@ fn contents(
         .map(|(seq, b)| (*seq, b.as_slice()))
         .collect();
     let mut seen = std::collections::BTreeSet::new();
+    // The time each record that opened records, if it records one.
+    let mut times = std::collections::BTreeMap::new();
     for ((seq, _), entry) in in_range.iter().zip(crate::log::open_stored(
         keys,
         data_dir,
@@ -382,13 +444,19 @@ fn contents(
                 Ok(event) => {
                     c.opened += 1;
                     count(&event, &mut c);
+                    if let Some(t) = event_time(&event) {
+                        times.insert(*seq, t);
+                    }
                 }
                 Err(_) => {
                     seen.remove(seq);
                 }
             },
             Ok(Entry::Shredded) => c.shredded += 1,
-            Ok(Entry::KeyErased) => c.opened += 1,
+            Ok(Entry::KeyErased) => {
+                c.opened += 1;
+                *c.kinds.entry(KEY_ERASED).or_default() += 1;
+            }
             Err(_) => {
                 seen.remove(seq);
             }
@@ -399,6 +467,20 @@ fn contents(
         .saturating_sub(first)
         .saturating_sub(c.opened)
         .saturating_sub(c.shredded);
+    let unread = || (first..=last).filter(|seq| !seen.contains(seq));
+    if let (Some(a), Some(b)) = (unread().next(), unread().next_back()) {
+        // After them: the next time a readable record gives, or the time
+        // chain.head's signed checkpoint was made, if it signs them.
+        let signed = head.filter(|cp| cp.seq >= b).map(|cp| cp.time);
+        let after = times.range(b..).next().map(|(_, t)| *t);
+        c.unreadable_between = Some((
+            times.range(..a).next_back().map(|(_, t)| *t),
+            match (after, signed) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                (x, y) => x.or(y),
+            },
+        ));
+    }
     Ok(c)
 }
 
@@ -510,7 +592,9 @@ fn plan(data_dir: &Path, keys: &StoreKeys) -> Result<Option<RecoveryPlan>, OpenE
             .unwrap_or(0)
             .max(found.seq)
     };
-    let contents = contents(data_dir, keys, &records, found.seq, last_cut, unsplit)?;
+    let contents = contents(
+        data_dir, keys, &records, found.seq, last_cut, unsplit, head_now,
+    )?;
     let found_up_to = records
         .iter()
         .map(|(seq, _)| *seq)
@@ -533,6 +617,12 @@ fn plan(data_dir: &Path, keys: &StoreKeys) -> Result<Option<RecoveryPlan>, OpenE
         }
     }
     let kept_until = kept_until(data_dir, keys, &engine, kept)?;
+    let mut contents = contents;
+    // Before the first unreadable record given up: the records kept, if
+    // no record given up before it says.
+    if let Some((before @ None, _)) = contents.unreadable_between.as_mut() {
+        *before = kept_until;
+    }
     Ok(Some(RecoveryPlan {
         head_unusable: found.head_only,
         finding: found.reason,
@@ -604,35 +694,29 @@ pub(crate) fn recover_truncate_after_copy_with_fs(
     let log = log_dir(data_dir);
     let name = &plan.segment;
     let cut = plan.offset as usize;
-    // A new directory each time: a recovery retried (after a failure)
-    // within the same second never mixes its copy with the first one's.
-    let now = crate::unix_now();
-    let mut aside = data_dir.join(format!("recovered-{now}"));
-    let mut n = 1;
-    while aside.exists() {
-        aside = data_dir.join(format!("recovered-{now}-{n}"));
-        n += 1;
-    }
-    crate::files::create_private_dir(&aside).map_err(io("cannot create the copy directory"))?;
-    // 1. The copy, synced, before anything changes.
+    // 1. The copy, synced, before anything changes: the bytes cut from
+    // the damaged segment, every later segment, and chain.head, each only
+    // if it holds anything (no empty file, and no directory when there is
+    // nothing to copy: a missing chain.head and no incomplete write).
     let bytes = read_segment(&log.join(name))?;
-    crate::files::write_private(
-        &aside.join(format!("{name}.from-{cut}")),
-        bytes.get(cut..).unwrap_or(&[]),
-    )
-    .map_err(io("cannot write the copy"))?;
+    let mut copies: Vec<(String, Vec<u8>)> = Vec::new();
+    let cut_off = bytes.get(cut..).unwrap_or(&[]);
+    if !cut_off.is_empty() {
+        copies.push((format!("{name}.from-{cut}"), cut_off.to_vec()));
+    }
     for file in &plan.later_segments {
-        let b = read_segment(&log.join(file))?;
-        crate::files::write_private(&aside.join(file), &b).map_err(io("cannot write the copy"))?;
+        copies.push((file.clone(), read_segment(&log.join(file))?));
     }
     let head = data_dir.join(HEAD_FILE);
     if head.exists() {
         let b = std::fs::read(&head).map_err(io("cannot read chain.head"))?;
-        crate::files::write_private(&aside.join(HEAD_FILE), &b)
-            .map_err(io("cannot write the copy"))?;
+        copies.push((HEAD_FILE.to_owned(), b));
     }
-    crate::files::sync_dir_strict(&aside).map_err(io("cannot sync the copy"))?;
-    crate::files::sync_dir_strict(data_dir).map_err(io("cannot sync the data directory"))?;
+    let aside = if copies.is_empty() && plan.records_cut() == 0 {
+        None
+    } else {
+        Some(copy_aside(data_dir, &copies)?)
+    };
     // 2. chain.head: the newest checkpoint that remains after the cut (it
     // is before the cut, so the log holds it either way). Written beside
     // it, synced, then renamed over it, before anything is cut: if that
@@ -656,18 +740,120 @@ pub(crate) fn recover_truncate_after_copy_with_fs(
         fs.sync_all(&f).map_err(io("cannot sync the segment"))?;
     }
     fs.sync_dir(&log).map_err(io("cannot sync the segments"))?;
-    warn!(
-        first_cut = plan.first_cut,
-        records_cut = plan.records_cut(),
-        "recovery cut the log at the first damage; the rest was copied aside"
-    );
+    // The snapshot cache holds state of records that are no longer in the
+    // log: kept with the copy (it is rebuildable, and the lock keeps a
+    // server out), so that the next start rebuilds from the log quietly
+    // instead of calling the cache a possible rollback.
+    if let Some(aside) = aside.as_ref().filter(|_| plan.records_cut() > 0) {
+        move_cache_into(data_dir, aside, &fs)?;
+    }
+    if plan.records_cut() > 0 {
+        warn!(
+            first_cut = plan.first_cut,
+            records_cut = plan.records_cut(),
+            "recovery cut the log at the first damage; the rest was copied aside"
+        );
+    } else {
+        warn!(
+            records = plan.kept,
+            incomplete_bytes = plan.cut_bytes,
+            "recovery rewrote chain.head from the log's newest checkpoint; every record was kept"
+        );
+    }
     // 4. Verify what remains.
     let report = verify_store(data_dir, key, cache_bytes, None)?;
     Ok(RecoverReport {
         kept: report.verified.records,
-        copied_to: Some(aside),
+        copied_to: aside,
         first_cut: Some(plan.first_cut),
     })
+}
+
+/// The shell commands (for a POSIX shell, the server stopped) that put
+/// back what the recovery `plan` copied into `copied_to` and so undo it:
+/// the bytes cut from the damaged segment appended to it again (after
+/// checking that it still ends where it was cut: nothing written since),
+/// or the whole file copied back; removed segments and `chain.head`
+/// copied back. Only files that are in the copy are named.
+pub fn undo_commands(data_dir: &Path, plan: &RecoveryPlan, copied_to: &Path) -> Vec<String> {
+    let log = log_dir(data_dir);
+    let mut out = Vec::new();
+    let tail = copied_to.join(format!("{}.from-{}", plan.segment, plan.offset));
+    if tail.exists() {
+        let segment = log.join(&plan.segment);
+        if plan.offset == 0 {
+            out.push(format!("cp -p {} {}", quoted(&tail), quoted(&segment)));
+        } else {
+            out.push(format!(
+                "test \"$(wc -c < {seg})\" -eq {off} && cat {tail} >> {seg}",
+                seg = quoted(&segment),
+                off = plan.offset,
+                tail = quoted(&tail),
+            ));
+        }
+    }
+    for file in &plan.later_segments {
+        let copy = copied_to.join(file);
+        if copy.exists() {
+            out.push(format!(
+                "cp -p {} {}",
+                quoted(&copy),
+                quoted(&log.join(file))
+            ));
+        }
+    }
+    let head = copied_to.join(HEAD_FILE);
+    if head.exists() {
+        out.push(format!(
+            "cp -p {} {}",
+            quoted(&head),
+            quoted(&data_dir.join(HEAD_FILE))
+        ));
+    }
+    out
+}
+
+/// `path` quoted for a POSIX shell.
+fn quoted(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', "'\\''"))
+}
+
+/// Writes `copies` (file name, bytes) into a new directory
+/// `recovered-<UTC time>/` ([`crate::file_time`]) in `data_dir`, synced, and returns it. A new
+/// directory each time: a recovery retried (after a failure) within the
+/// same second never mixes its copy with the first one's.
+fn copy_aside(data_dir: &Path, copies: &[(String, Vec<u8>)]) -> Result<PathBuf, OpenError> {
+    let now = crate::file_time_now();
+    let mut aside = data_dir.join(format!("recovered-{now}"));
+    let mut n = 1;
+    while aside.exists() {
+        aside = data_dir.join(format!("recovered-{now}-{n}"));
+        n += 1;
+    }
+    crate::files::create_private_dir(&aside).map_err(io("cannot create the copy directory"))?;
+    for (file, bytes) in copies {
+        crate::files::write_private(&aside.join(file), bytes)
+            .map_err(io("cannot write the copy"))?;
+    }
+    crate::files::sync_dir_strict(&aside).map_err(io("cannot sync the copy"))?;
+    crate::files::sync_dir_strict(data_dir).map_err(io("cannot sync the data directory"))?;
+    Ok(aside)
+}
+
+/// Moves the snapshot cache (if any) into `aside` (the recovery's copy
+/// directory), through `fs`, and syncs the data directory.
+fn move_cache_into(data_dir: &Path, aside: &Path, fs: &Fs) -> Result<(), OpenError> {
+    let cache = super::cache_dir(data_dir);
+    if !cache.exists() {
+        return Ok(());
+    }
+    fs.rename(&cache, &aside.join("cache")).map_err(io(
+        "the log was cut, but the snapshot cache could not be moved aside",
+    ))?;
+    fs.sync_dir(data_dir)
+        .map_err(io("cannot sync the data directory"))?;
+    fs.sync_dir(aside).map_err(io("cannot sync the copy"))?;
+    Ok(())
 }
 
 /// Replaces `chain.head` with one holding `newest` (empty if `None`):
