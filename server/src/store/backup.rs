@@ -106,11 +106,12 @@ pub fn backup(data_dir: &Path, key: &KeySource, to: &Path) -> Result<BackupRepor
             .into());
         }
     }
+    refuse_link(to)?;
     let partial = partial_path(to)?;
     // Held until the backup ends: a second backup onto the same target is
     // refused instead of clearing or mixing into this one's copy.
-    let _copying = lock_partial(to, &partial)?;
-    if partial.exists() {
+    let (_copying, leftover) = lock_partial(to, &partial)?;
+    if leftover {
         tracing::warn!("removing a copy left by an interrupted backup");
         clear_dir(&partial)?;
     }
@@ -123,6 +124,8 @@ pub fn backup(data_dir: &Path, key: &KeySource, to: &Path) -> Result<BackupRepor
         }
     };
     let renamed = (|| {
+        unmark(&partial)?;
+        refuse_link(to)?;
         if to.exists() {
             std::fs::remove_dir(to).map_err(|e| io("cannot replace", to, e))?;
         }
@@ -245,19 +248,21 @@ pub fn restore_with_fs(
             .into());
         }
     }
+    refuse_link(to)?;
     let partial = partial_path(to)?;
     // Held until the restore ends: a second restore onto the same target
     // is refused instead of clearing or mixing into this one's copy.
-    let _restoring = lock_partial(to, &partial)?;
-    if partial.exists() {
+    let (_restoring, leftover) = lock_partial(to, &partial)?;
+    if leftover {
         tracing::warn!("removing a restore's copy left by an interrupted restore");
         clear_dir(&partial)?;
     }
-    empty_target(&partial)?;
     let copied = copy_store(from, &partial)?;
     let (verified, checkpoint) = check(&partial, &keys)?;
     let certificate = check_certificate(&partial, &keys)?;
     sync_tree(&partial)?;
+    unmark(&partial)?;
+    refuse_link(to)?;
     if to.exists() {
         std::fs::remove_dir(to).map_err(|e| io("cannot replace", to, e))?;
     }
@@ -293,51 +298,125 @@ fn check_certificate(
     })
 }
 
-/// Takes an exclusive `flock` on the directory `<to>.partial` (created
-/// if missing): held by a restore for its whole run. Refused while another
-/// restore onto the same target holds it. The lock is on the directory
-/// itself, so the rename that ends a restore leaves no lock file behind.
-fn lock_partial(to: &Path, partial: &Path) -> Result<std::fs::File, OpenError> {
-    crate::files::create_private_dir(partial).map_err(|e| io("cannot create", partial, e))?;
-    let dir = std::fs::File::open(partial).map_err(|e| io("cannot open", partial, e))?;
-    match FileExt::try_lock_exclusive(&dir) {
-        Ok(()) => Ok(dir),
-        Err(e) if e.kind() == fs2::lock_contended_error().kind() => Err(StoreError::Io(format!(
-            "another restore onto {} is running (it holds {}): wait for it to finish",
-            to.display(),
-            partial.display()
+/// The file `backup` and `restore` write first into the `<to>.partial`
+/// they create: only a `.partial` carrying it is ever cleared as a
+/// leftover of an interrupted run. Removed just before the rename.
+pub const PARTIAL_MARKER: &str = ".hotline-partial";
+
+/// Refuses `path` if it is a symbolic link (never followed, written
+/// through or replaced) or something other than a directory.
+fn refuse_link(path: &Path) -> Result<(), OpenError> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io("cannot read", path, e)),
+        Ok(m) if m.file_type().is_symlink() => Err(StoreError::Io(format!(
+            "{} is a symbolic link: refused (it is never followed or removed); remove it \
+             yourself and give a new directory",
+            path.display()
         ))
         .into()),
-        Err(e) => Err(io("cannot lock", partial, e)),
+        Ok(m) if !m.is_dir() => Err(StoreError::Io(format!(
+            "{} exists and is not a directory: refused; remove it yourself",
+            path.display()
+        ))
+        .into()),
+        Ok(_) => Ok(()),
     }
 }
 
-/// Removes everything inside `dir`, keeping `dir` itself (whose lock a
-/// restore holds).
+/// Takes an exclusive `flock` on the directory `<to>.partial`: held by a
+/// backup or restore for its whole run. A missing `.partial` is created
+/// (never through a symbolic link) and marked with [`PARTIAL_MARKER`];
+/// an existing one is refused while another run holds it, and refused
+/// unless it is a real directory carrying the marker (a symbolic link or
+/// anything else is never removed or written through). Returns the lock
+/// and whether the `.partial` is a leftover of an interrupted run (to be
+/// cleared). The lock is on the directory itself, so the rename that ends
+/// a run leaves no lock file behind.
+fn lock_partial(to: &Path, partial: &Path) -> Result<(std::fs::File, bool), OpenError> {
+    refuse_link(partial)?;
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    let made = match builder.create(partial) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(io("cannot create", partial, e)),
+    };
+    let dir = std::fs::File::open(partial).map_err(|e| io("cannot open", partial, e))?;
+    // What was opened is the real directory checked (not a symbolic link
+    // put in its place since).
+    refuse_link(partial)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let opened = dir.metadata().map_err(|e| io("cannot read", partial, e))?;
+        let named =
+            std::fs::symlink_metadata(partial).map_err(|e| io("cannot read", partial, e))?;
+        if opened.dev() != named.dev() || opened.ino() != named.ino() {
+            return Err(StoreError::Io(format!(
+                "{} changed while it was being opened: refused; check it and try again",
+                partial.display()
+            ))
+            .into());
+        }
+    }
+    match FileExt::try_lock_exclusive(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == fs2::lock_contended_error().kind() => {
+            return Err(StoreError::Io(format!(
+                "another backup or restore onto {} is running (it holds {}): wait for it to \
+                 finish",
+                to.display(),
+                partial.display()
+            ))
+            .into());
+        }
+        Err(e) => return Err(io("cannot lock", partial, e)),
+    }
+    let marker = partial.join(PARTIAL_MARKER);
+    if made {
+        std::fs::write(&marker, b"made by hotline-server backup/restore\n")
+            .map_err(|e| io("cannot write", &marker, e))?;
+        return Ok((dir, false));
+    }
+    match std::fs::symlink_metadata(&marker) {
+        Ok(m) if m.is_file() => Ok((dir, true)),
+        _ => Err(StoreError::Io(format!(
+            "{} exists and was not made by hotline-server: remove it yourself",
+            partial.display()
+        ))
+        .into()),
+    }
+}
+
+/// Removes [`PARTIAL_MARKER`] from a finished copy before its rename.
+fn unmark(partial: &Path) -> Result<(), OpenError> {
+    let marker = partial.join(PARTIAL_MARKER);
+    std::fs::remove_file(&marker).map_err(|e| io("cannot remove", &marker, e))
+}
+
+/// Removes everything inside `dir` but [`PARTIAL_MARKER`], keeping `dir`
+/// itself (whose lock a run holds). Symbolic links inside are removed,
+/// never followed.
 fn clear_dir(dir: &Path) -> Result<(), OpenError> {
     for e in std::fs::read_dir(dir).map_err(|e| io("cannot read", dir, e))? {
-        let p = e.map_err(|e| io("cannot read", dir, e))?.path();
-        if p.is_dir() {
+        let e = e.map_err(|e| io("cannot read", dir, e))?;
+        if e.file_name() == PARTIAL_MARKER {
+            continue;
+        }
+        let p = e.path();
+        let kind = e.file_type().map_err(|e| io("cannot read", &p, e))?;
+        if kind.is_dir() {
             std::fs::remove_dir_all(&p).map_err(|e| io("cannot remove", &p, e))?;
         } else {
             std::fs::remove_file(&p).map_err(|e| io("cannot remove", &p, e))?;
         }
     }
     Ok(())
-}
-
-fn empty_target(to: &Path) -> Result<(), OpenError> {
-    if to.exists() {
-        let mut entries = std::fs::read_dir(to).map_err(|e| io("cannot read", to, e))?;
-        if entries.next().is_some() {
-            return Err(StoreError::Io(format!(
-                "{} is not empty: give a new directory",
-                to.display()
-            ))
-            .into());
-        }
-    }
-    crate::files::create_private_dir(to).map_err(|e| io("cannot create", to, e))
 }
 
 /// Removes what an earlier try of [`backup`] copied into `to` (only the
