@@ -1210,6 +1210,7 @@ fn the_tls_certificate_is_bound_to_the_store() {
             &pin.to_string(),
             &other_pin.to_string(),
             "accept-new-cert",
+            "from a backup taken after the last certificate change (`accept-new-cert`)",
         ] {
             assert!(err.contains(needle), "{args:?}: {needle}: {err}");
         }
@@ -1408,7 +1409,13 @@ fn deleting_the_tls_files_of_a_store_with_records_is_refused_everywhere() {
         let (ok, out, err) = said(&run_briefly(args, &data));
         assert!(!ok, "{args:?} refused: {out}");
         assert!(!out.contains("pin"), "{args:?} hands out no pin: {out}");
-        for needle in ["cert.pem", "key.sealed", "restore", "accept-new-cert"] {
+        for needle in [
+            "cert.pem",
+            "key.sealed",
+            "restore",
+            "accept-new-cert",
+            "from a backup taken after the last certificate change",
+        ] {
             assert!(err.contains(needle), "{args:?}: {needle}: {err}");
         }
         assert!(!data.join("tls/cert.pem").exists(), "{args:?} made one");
