@@ -139,6 +139,7 @@ enum Command {
 const BOOTSTRAP_INVITE_TTL: u64 = 24 * 3600;
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     // No peer address at any level: see `hotline_server::logging`.
     // Colours only on a terminal: a log file gets plain text.
@@ -161,6 +162,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Output piped into `head` or a pager that closes early (`verify | head
+/// -2`) ends the command quietly with the status of SIGPIPE, as for any
+/// Unix tool, instead of a panic message: Rust ignores SIGPIPE, so the
+/// next print fails, and the workspace forbids the unsafe code that would
+/// restore it (the same as the `hotline` client).
+fn quiet_on_closed_stdout() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {

@@ -1895,3 +1895,49 @@ fn recover_counts_every_record_after_a_flipped_byte_in_a_payload() {
         assert_eq!(last_record(&ok(&["verify"], &data, &key).0), victim - 1);
     }
 }
+
+/// `verify` piped into a reader that closes early (`verify | head -2`)
+/// ends quietly with the status of SIGPIPE, without a panic message.
+#[test]
+fn verify_into_a_pipe_closed_early_ends_without_a_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    let mut child = Command::new(BIN)
+        .arg("verify")
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--master-key-file")
+        .arg(&key)
+        .env("RUST_LOG", "off")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    // The reader closes before the first line is written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains("Broken pipe"), "{err}");
+    assert_eq!(out.status.code(), Some(141), "{err}");
+    // Through a shell pipe into `head -1`: the same.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' verify --data-dir '{}' --master-key-file '{}' | head -1 >/dev/null",
+            BIN,
+            data.display(),
+            key.display()
+        ))
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("sh runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}
