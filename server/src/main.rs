@@ -714,6 +714,15 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
                 );
                 println!("{line}");
             }
+            if let Some(reason) = &report.certificate_missing {
+                anyhow::bail!(
+                    "the log is backed up and verified in {}, but it holds no TLS certificate \
+                     although its log records one: a server restored from it starts only after \
+                     `hotline-server accept-new-cert` (a new certificate: every device must then \
+                     be re-invited). ({reason})",
+                    report.dir.display()
+                );
+            }
             if let Some(reason) = &report.certificate_not_taken {
                 anyhow::bail!(
                     "the log is backed up and verified in {}, but the TLS certificate in {} does not \
@@ -741,6 +750,16 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
             }
             let report = store::restore(from, &key, &config.data_dir)?;
             print_backup("restored", &report);
+            if let Some(reason) = &report.certificate_missing {
+                anyhow::bail!(
+                    "restored and verified the log in {new}, but it has no TLS certificate: a \
+                     server will not start on it until `hotline-server accept-new-cert -d {new}` \
+                     is run, which makes a new certificate — every device must then be \
+                     re-invited; or copy tls/ from an earlier backup taken after the last \
+                     certificate change into {new}. ({reason})",
+                    new = config.data_dir.display()
+                );
+            }
             println!(
                 "start the server on {} with the same master key: it rebuilds its snapshot cache and serves",
                 config.data_dir.display()
@@ -1162,6 +1181,12 @@ fn print_backup(what: &str, r: &store::BackupReport) {
                 "; not recorded in the store yet"
             }
         ),
+        None if r.certificate_missing.is_some() => {
+            println!("no TLS certificate in it, although its log records one (see below)")
+        }
+        None if r.certificate_not_taken.is_some() => {
+            println!("no TLS certificate in it: not taken (see below)")
+        }
         None => {
             println!("no TLS certificate in it (the server uses configured files, or had none yet)")
         }

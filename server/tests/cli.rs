@@ -1252,6 +1252,36 @@ fn the_tls_certificate_is_bound_to_the_store() {
         err.contains("are missing") && err.contains("accept-new-cert"),
         "{err}"
     );
+    // The backup's output does not call it a store that had none yet.
+    assert!(!out.contains("had none yet"), "{out}");
+    assert!(out.contains("not taken"), "{out}");
+    // Restored, the log is there and verified, but the restore says
+    // plainly that no server starts on it yet, and exits non-zero.
+    let lost = dir.path().join("lost");
+    let (ok, out, err) = said(&run(
+        &["restore", "--from", backup.to_str().expect("utf-8")],
+        &lost,
+        Some(&dev_key),
+    ));
+    assert!(!ok, "a restore without a certificate exits non-zero: {out}");
+    assert!(!out.contains("had none yet"), "{out}");
+    assert!(
+        !out.contains("rebuilds its snapshot cache and serves"),
+        "{out}"
+    );
+    assert!(out.contains("although its log records one"), "{out}");
+    for needle in [
+        "restored and verified the log",
+        "it has no TLS certificate",
+        &format!("hotline-server accept-new-cert -d {}", lost.display()),
+        "every device must then be re-invited",
+        "earlier backup taken after the last certificate change",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    assert!(lost.join("log").is_dir(), "the log is restored");
+    let (ok, _, err) = said(&run(&["verify"], &lost, Some(&dev_key)));
+    assert!(!ok && err.contains("are missing"), "{err}");
 
     // Put back, it serves again; a backup carries and checks it, and a
     // backup whose certificate was swapped is not restored.

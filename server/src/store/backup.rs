@@ -48,6 +48,11 @@ pub struct BackupReport {
     /// altered): why. The backup then holds no `tls/`; its log is
     /// verified all the same.
     pub certificate_not_taken: Option<String>,
+    /// Set when the copy holds no TLS certificate although its log
+    /// records one (a backup taken without its certificate): why. A
+    /// server started on it refuses until `accept-new-cert` is run; the
+    /// caller says so and exits non-zero.
+    pub certificate_missing: Option<String>,
     /// The head line (`hotline-checkpoint:1:…`) of the copy's
     /// `chain.head`: kept with the backup, `verify --expect-head` on a
     /// store restored from it passes. `None`: no checkpoint yet.
@@ -115,7 +120,7 @@ pub fn backup(data_dir: &Path, key: &KeySource, to: &Path) -> Result<BackupRepor
         tracing::warn!("removing a copy left by an interrupted backup");
         clear_dir(&partial)?;
     }
-    let taken = backup_into(data_dir, &keys, &partial);
+    let taken = backup_into(data_dir, key, &keys, &partial);
     let mut report = match taken {
         Ok(report) => report,
         Err(e) => {
@@ -145,6 +150,7 @@ pub fn backup(data_dir: &Path, key: &KeySource, to: &Path) -> Result<BackupRepor
 /// made durable.
 fn backup_into(
     data_dir: &Path,
+    key: &KeySource,
     keys: &crate::log::keys::StoreKeys,
     partial: &Path,
 ) -> Result<BackupReport, OpenError> {
@@ -180,6 +186,12 @@ fn backup_into(
                         (None, Some(reason))
                     }
                 };
+                let certificate_missing = match (&certificate, &certificate_not_taken) {
+                    // Read in the data directory (the copy is locked by
+                    // this backup): its files are the copy's.
+                    (None, None) => certificate_lost(data_dir, key, keys)?,
+                    _ => None,
+                };
                 sync_tree(partial)?;
                 let head_line = match crate::log::read_head(keys, partial)? {
                     crate::log::head::Head::Checkpoint(cp) => Some(cp.export(&keys.store_id())),
@@ -193,6 +205,7 @@ fn backup_into(
                     left_out_bytes: copied.1,
                     certificate,
                     certificate_not_taken,
+                    certificate_missing,
                     head_line,
                 });
             }
@@ -260,6 +273,12 @@ pub fn restore_with_fs(
     let copied = copy_store(from, &partial)?;
     let (verified, checkpoint) = check(&partial, &keys)?;
     let certificate = check_certificate(&partial, &keys)?;
+    let certificate_missing = match certificate {
+        // Read in the backup (the copy is locked by this restore): the
+        // copy holds the same log and files.
+        None => certificate_lost(from, key, &keys)?,
+        Some(_) => None,
+    };
     sync_tree(&partial)?;
     unmark(&partial)?;
     refuse_link(to)?;
@@ -279,6 +298,7 @@ pub fn restore_with_fs(
         left_out_bytes: copied.1,
         certificate,
         certificate_not_taken: None,
+        certificate_missing,
         head_line: match crate::log::read_head(&keys, to)? {
             crate::log::head::Head::Checkpoint(cp) => Some(cp.export(&keys.store_id())),
             _ => None,
@@ -322,6 +342,25 @@ fn refuse_link(path: &Path) -> Result<(), OpenError> {
         .into()),
         Ok(_) => Ok(()),
     }
+}
+
+/// Why the store in `dir` (a data directory or a backup), which holds no
+/// TLS certificate, cannot serve:
+/// its log records a certificate (or records, which every store had a
+/// certificate for) and no removal accepted with `accept-new-cert`.
+/// `None`: the log says it had none, or let it go (or cannot be read
+/// that way; `verify` then names it). Reads only.
+fn certificate_lost(
+    dir: &Path,
+    key: &KeySource,
+    keys: &crate::log::keys::StoreKeys,
+) -> Result<Option<String>, OpenError> {
+    let Some(facts) = super::certificate::read_log(dir, open_keys(dir, key, Create::Never)?) else {
+        return Ok(None);
+    };
+    Ok(super::certificate::check(dir, keys, facts)
+        .err()
+        .map(|e| e.to_string()))
 }
 
 /// Takes an exclusive `flock` on the directory `<to>.partial`: held by a
