@@ -1971,3 +1971,61 @@ fn verify_into_a_pipe_closed_early_ends_without_a_panic() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// The record a head line (`hotline-checkpoint:1:<id>:<seq>:…`) signs.
+fn head_line_seq(line: &str) -> u64 {
+    line.split(':')
+        .nth(3)
+        .expect("seq")
+        .parse()
+        .expect("number")
+}
+
+/// A store whose `chain.head` is behind its last records (as a running
+/// server's is for up to a second): the backup's head line covers every
+/// record in the backup, and passes `verify --expect-head` on it and on a
+/// store restored from it. The data directory is not changed.
+#[test]
+fn a_backup_head_line_covers_every_record_in_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    ok(&["invite", "--role", "officer"], &data, &key);
+    let old_head = std::fs::read(data.join("chain.head")).expect("read");
+    for _ in 0..3 {
+        ok(&["invite", "--role", "officer"], &data, &key);
+    }
+    // chain.head as it was before the last records were signed.
+    std::fs::write(data.join("chain.head"), &old_head).expect("write");
+    let (text, _) = ok(&["verify"], &data, &key);
+    let last = last_record(&text);
+    assert!(
+        head_line_seq(&head_line(&text)) < last,
+        "the data directory's head is behind: {text}"
+    );
+    let before = files(&data);
+
+    let backup = dir.path().join("bk");
+    let (out, _) = ok(
+        &["backup", "--to", backup.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    let line = head_line(&out);
+    assert_eq!(head_line_seq(&line), last, "{out}");
+    assert!(files(&data) == before, "the data directory changed");
+    let (verified, _) = ok(&["verify", "--expect-head", &line], &backup, &key);
+    assert_eq!(head_line(&verified), line, "{verified}");
+    let restored = dir.path().join("restored");
+    ok(
+        &["restore", "--from", backup.to_str().expect("utf-8")],
+        &restored,
+        &key,
+    );
+    ok(&["verify", "--expect-head", &line], &restored, &key);
+}

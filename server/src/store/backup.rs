@@ -159,7 +159,7 @@ fn backup_into(
         tries += 1;
         clear(partial)?;
         let copied = copy_store(data_dir, partial)?;
-        match check(partial, keys) {
+        match check(partial, keys).and_then(|found| sign_end(partial, keys, found)) {
             Ok((verified, checkpoint)) => {
                 let (certificate, certificate_not_taken) = match super::certificate::check(
                     partial,
@@ -585,6 +585,57 @@ fn check(
         );
     }
     Ok((verified, newest))
+}
+
+/// Makes the copy's `chain.head` cover every record it holds: when its
+/// signed checkpoint is behind the copy's last record (records a running
+/// server wrote since its last checkpoint), a checkpoint of the copy's
+/// end is signed with the store's key and written into the copy's
+/// `chain.head` (its older slot; the log's segments are not changed), and
+/// the copy is verified again against it. So the head line a backup
+/// prints covers every record in it. `found`: [`check`]'s findings.
+fn sign_end(
+    dir: &Path,
+    keys: &crate::log::keys::StoreKeys,
+    found: (Verified, Option<Checkpoint>),
+) -> Result<(Verified, Option<Checkpoint>), LogError> {
+    let verified = &found.0;
+    let behind = match crate::log::read_head(keys, dir)? {
+        crate::log::head::Head::Checkpoint(cp) => cp.seq < verified.head_seq,
+        _ => false,
+    };
+    if !behind {
+        return Ok(found);
+    }
+    let cp = Checkpoint::sign(
+        &keys.signing,
+        &keys.store_id(),
+        verified.head_seq,
+        verified.head,
+        crate::unix_now(),
+    );
+    let path = dir.join(HEAD_FILE);
+    let write = |path: &Path| -> std::io::Result<()> {
+        let (file, _) = crate::log::head::HeadFile::open(
+            path,
+            true,
+            &keys.checkpoint_public_key(),
+            &keys.store_id(),
+        )?;
+        match file {
+            Some(mut f) => f.write(&cp),
+            None => Err(std::io::Error::other(
+                "chain.head was not opened for writing",
+            )),
+        }
+    };
+    write(&path).map_err(|e| {
+        LogError::Engine(crate::log::engine::EngineError::Io(format!(
+            "cannot write {}: {e}",
+            path.display()
+        )))
+    })?;
+    check(dir, keys)
 }
 
 /// Makes the copy durable: every file and directory synced. A failure is
