@@ -281,12 +281,19 @@ pub fn restore_with_fs(
     };
     sync_tree(&partial)?;
     unmark(&partial)?;
-    refuse_link(to)?;
-    if to.exists() {
-        std::fs::remove_dir(to).map_err(|e| io("cannot replace", to, e))?;
+    let renamed = (|| {
+        refuse_link(to)?;
+        if to.exists() {
+            std::fs::remove_dir(to).map_err(|e| io("cannot replace", to, e))?;
+        }
+        fs.rename(&partial, to)
+            .map_err(|e| io("cannot rename the restored copy to", to, e))
+    })();
+    if let Err(e) = renamed {
+        // Still this tool's leftover: the next restore clears it.
+        let _ = std::fs::write(partial.join(PARTIAL_MARKER), MARKER_TEXT);
+        return Err(e);
     }
-    fs.rename(&partial, to)
-        .map_err(|e| io("cannot rename the restored copy to", to, e))?;
     let parent = parent_of(to);
     fs.sync_dir(&parent)
         .map_err(|e| io("cannot sync", &parent, e))?;
@@ -322,6 +329,7 @@ fn check_certificate(
 /// they create: only a `.partial` carrying it is ever cleared as a
 /// leftover of an interrupted run. Removed just before the rename.
 pub const PARTIAL_MARKER: &str = ".hotline-partial";
+const MARKER_TEXT: &[u8] = b"made by hotline-server backup/restore\n";
 
 /// Refuses `path` if it is a symbolic link (never followed, written
 /// through or replaced) or something other than a directory.
@@ -418,8 +426,7 @@ fn lock_partial(to: &Path, partial: &Path) -> Result<(std::fs::File, bool), Open
     }
     let marker = partial.join(PARTIAL_MARKER);
     if made {
-        std::fs::write(&marker, b"made by hotline-server backup/restore\n")
-            .map_err(|e| io("cannot write", &marker, e))?;
+        std::fs::write(&marker, MARKER_TEXT).map_err(|e| io("cannot write", &marker, e))?;
         return Ok((dir, false));
     }
     match std::fs::symlink_metadata(&marker) {
