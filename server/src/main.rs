@@ -139,6 +139,7 @@ enum Command {
 const BOOTSTRAP_INVITE_TTL: u64 = 24 * 3600;
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     // No peer address at any level: see `hotline_server::logging`.
     // Colours only on a terminal: a log file gets plain text.
@@ -161,6 +162,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Output piped into `head` or a pager that closes early (`verify | head
+/// -2`) ends the command quietly with the status of SIGPIPE, as for any
+/// Unix tool, instead of a panic message: Rust ignores SIGPIPE, so the
+/// next print fails, and the workspace forbids the unsafe code that would
+/// restore it (the same as the `hotline` client).
+fn quiet_on_closed_stdout() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
@@ -700,6 +722,15 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
                 );
                 println!("{line}");
             }
+            if let Some(reason) = &report.certificate_missing {
+                anyhow::bail!(
+                    "the log is backed up and verified in {}, but it holds no TLS certificate \
+                     although its log records one: a server restored from it starts only after \
+                     `hotline-server accept-new-cert` (a new certificate: every device must then \
+                     be re-invited). ({reason})",
+                    report.dir.display()
+                );
+            }
             if let Some(reason) = &report.certificate_not_taken {
                 anyhow::bail!(
                     "the log is backed up and verified in {}, but the TLS certificate in {} does not \
@@ -727,6 +758,16 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
             }
             let report = store::restore(from, &key, &config.data_dir)?;
             print_backup("restored", &report);
+            if let Some(reason) = &report.certificate_missing {
+                anyhow::bail!(
+                    "restored and verified the log in {new}, but it has no TLS certificate: a \
+                     server will not start on it until `hotline-server accept-new-cert -d {new}` \
+                     is run, which makes a new certificate — every device must then be \
+                     re-invited; or copy tls/ from an earlier backup taken after the last \
+                     certificate change into {new}. ({reason})",
+                    new = config.data_dir.display()
+                );
+            }
             println!(
                 "start the server on {} with the same master key: it rebuilds its snapshot cache and serves",
                 config.data_dir.display()
@@ -1213,6 +1254,12 @@ fn print_backup(what: &str, r: &store::BackupReport) {
                 "; not recorded in the store yet"
             }
         ),
+        None if r.certificate_missing.is_some() => {
+            println!("no TLS certificate in it, although its log records one (see below)")
+        }
+        None if r.certificate_not_taken.is_some() => {
+            println!("no TLS certificate in it: not taken (see below)")
+        }
         None => {
             println!("no TLS certificate in it (the server uses configured files, or had none yet)")
         }

@@ -1211,6 +1211,7 @@ fn the_tls_certificate_is_bound_to_the_store() {
             &pin.to_string(),
             &other_pin.to_string(),
             "accept-new-cert",
+            "from a backup taken after the last certificate change (`accept-new-cert`)",
         ] {
             assert!(err.contains(needle), "{args:?}: {needle}: {err}");
         }
@@ -1252,6 +1253,36 @@ fn the_tls_certificate_is_bound_to_the_store() {
         err.contains("are missing") && err.contains("accept-new-cert"),
         "{err}"
     );
+    // The backup's output does not call it a store that had none yet.
+    assert!(!out.contains("had none yet"), "{out}");
+    assert!(out.contains("not taken"), "{out}");
+    // Restored, the log is there and verified, but the restore says
+    // plainly that no server starts on it yet, and exits non-zero.
+    let lost = dir.path().join("lost");
+    let (ok, out, err) = said(&run(
+        &["restore", "--from", backup.to_str().expect("utf-8")],
+        &lost,
+        Some(&dev_key),
+    ));
+    assert!(!ok, "a restore without a certificate exits non-zero: {out}");
+    assert!(!out.contains("had none yet"), "{out}");
+    assert!(
+        !out.contains("rebuilds its snapshot cache and serves"),
+        "{out}"
+    );
+    assert!(out.contains("although its log records one"), "{out}");
+    for needle in [
+        "restored and verified the log",
+        "it has no TLS certificate",
+        &format!("hotline-server accept-new-cert -d {}", lost.display()),
+        "every device must then be re-invited",
+        "earlier backup taken after the last certificate change",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    assert!(lost.join("log").is_dir(), "the log is restored");
+    let (ok, _, err) = said(&run(&["verify"], &lost, Some(&dev_key)));
+    assert!(!ok && err.contains("are missing"), "{err}");
 
     // Put back, it serves again; a backup carries and checks it, and a
     // backup whose certificate was swapped is not restored.
@@ -1409,7 +1440,13 @@ fn deleting_the_tls_files_of_a_store_with_records_is_refused_everywhere() {
         let (ok, out, err) = said(&run_briefly(args, &data));
         assert!(!ok, "{args:?} refused: {out}");
         assert!(!out.contains("pin"), "{args:?} hands out no pin: {out}");
-        for needle in ["cert.pem", "key.sealed", "restore", "accept-new-cert"] {
+        for needle in [
+            "cert.pem",
+            "key.sealed",
+            "restore",
+            "accept-new-cert",
+            "from a backup taken after the last certificate change",
+        ] {
             assert!(err.contains(needle), "{args:?}: {needle}: {err}");
         }
         assert!(!data.join("tls/cert.pem").exists(), "{args:?} made one");
@@ -2226,4 +2263,108 @@ async fn recover_names_every_kind_given_up_the_period_and_an_unreadable_record_t
         "{window}"
     );
     assert!(window[23..].starts_with(" and "), "{window}");
+}
+
+/// `verify` piped into a reader that closes early (`verify | head -2`)
+/// ends quietly with the status of SIGPIPE, without a panic message.
+#[test]
+fn verify_into_a_pipe_closed_early_ends_without_a_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    let mut child = Command::new(BIN)
+        .arg("verify")
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--master-key-file")
+        .arg(&key)
+        .env("RUST_LOG", "off")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    // The reader closes before the first line is written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains("Broken pipe"), "{err}");
+    assert_eq!(out.status.code(), Some(141), "{err}");
+    // Through a shell pipe into `head -1`: the same.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' verify --data-dir '{}' --master-key-file '{}' | head -1 >/dev/null",
+            BIN,
+            data.display(),
+            key.display()
+        ))
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("sh runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// The record a head line (`hotline-checkpoint:1:<id>:<seq>:…`) signs.
+fn head_line_seq(line: &str) -> u64 {
+    line.split(':')
+        .nth(3)
+        .expect("seq")
+        .parse()
+        .expect("number")
+}
+
+/// A store whose `chain.head` is behind its last records (as a running
+/// server's is for up to a second): the backup's head line covers every
+/// record in the backup, and passes `verify --expect-head` on it and on a
+/// store restored from it. The data directory is not changed.
+#[test]
+fn a_backup_head_line_covers_every_record_in_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    ok(&["invite", "--role", "officer"], &data, &key);
+    let old_head = std::fs::read(data.join("chain.head")).expect("read");
+    for _ in 0..3 {
+        ok(&["invite", "--role", "officer"], &data, &key);
+    }
+    // chain.head as it was before the last records were signed.
+    std::fs::write(data.join("chain.head"), &old_head).expect("write");
+    let (text, _) = ok(&["verify"], &data, &key);
+    let last = last_record(&text);
+    assert!(
+        head_line_seq(&head_line(&text)) < last,
+        "the data directory's head is behind: {text}"
+    );
+    let before = files(&data);
+
+    let backup = dir.path().join("bk");
+    let (out, _) = ok(
+        &["backup", "--to", backup.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    let line = head_line(&out);
+    assert_eq!(head_line_seq(&line), last, "{out}");
+    assert!(files(&data) == before, "the data directory changed");
+    let (verified, _) = ok(&["verify", "--expect-head", &line], &backup, &key);
+    assert_eq!(head_line(&verified), line, "{verified}");
+    let restored = dir.path().join("restored");
+    ok(
+        &["restore", "--from", backup.to_str().expect("utf-8")],
+        &restored,
+        &key,
+    );
+    ok(&["verify", "--expect-head", &line], &restored, &key);
 }

@@ -200,6 +200,7 @@ fn restore_is_refused_onto_a_served_directory_and_beside_another_restore() {
     let target = dir.path().join("restored");
     let partial = dir.path().join("restored.partial");
     std::fs::create_dir(&partial).expect("mkdir");
+    std::fs::write(partial.join(".hotline-partial"), b"x").expect("write");
     std::fs::write(partial.join("being-copied"), b"x").expect("write");
     let mut other = ServerProcess(
         Command::new("flock")
@@ -231,7 +232,7 @@ fn restore_is_refused_onto_a_served_directory_and_beside_another_restore() {
     );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("another restore onto"), "{err}");
+    assert!(err.contains("another backup or restore onto"), "{err}");
     assert!(
         partial.join("being-copied").exists(),
         "the other copy is left alone"
@@ -250,4 +251,158 @@ fn restore_is_refused_onto_a_served_directory_and_beside_another_restore() {
     assert!(!partial.exists());
     assert!(!target.join("being-copied").exists());
     ok(&run(&["verify"], &target, &key));
+}
+
+/// Runs `hotline-server` with `RUST_LOG=info` (so a warning would show).
+fn run_logged(args: &[&str], data: &Path, key: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--master-key-file")
+        .arg(key)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("runs")
+}
+
+/// A planted `<to>.partial` symbolic link (to a directory of the
+/// operator's files) is refused by `backup` and `restore`, naming it: the
+/// files it points to are left as they were, nothing is written there, and
+/// the target is not made. A `.partial` not made by hotline-server is
+/// refused too; a real leftover of an interrupted run is still cleared
+/// (with a warning); a normal run warns of no leftover.
+#[test]
+fn a_planted_partial_symlink_or_foreign_directory_is_refused_and_a_real_leftover_cleared() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(&Command::new(BIN)
+        .args(["init", "--generate-key-file"])
+        .arg(&key)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("init"));
+    let victim = dir.path().join("victim");
+    std::fs::create_dir_all(victim.join("sub")).expect("mkdir");
+    std::fs::write(victim.join("a.txt"), b"precious").expect("write");
+    let intact = |victim: &Path| {
+        assert_eq!(
+            std::fs::read(victim.join("a.txt")).expect("a.txt is still there"),
+            b"precious"
+        );
+        assert!(victim.join("sub").is_dir(), "victim/sub is still there");
+        assert_eq!(std::fs::read_dir(victim).expect("ls").count(), 2);
+    };
+
+    // A normal backup: no warning about a leftover.
+    let backup = dir.path().join("bk");
+    let out = run_logged(
+        &["backup", "--to", backup.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("interrupted"), "{err}");
+    assert!(!backup.join(".hotline-partial").exists());
+
+    // backup with a planted symbolic link `<to>.partial`.
+    let to = dir.path().join("b9");
+    std::os::unix::fs::symlink(&victim, dir.path().join("b9.partial")).expect("symlink");
+    let out = run_logged(
+        &["backup", "--to", to.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("b9.partial is a symbolic link"), "{err}");
+    assert!(!err.contains("interrupted"), "{err}");
+    intact(&victim);
+    assert!(std::fs::symlink_metadata(&to).is_err(), "no backup made");
+    assert!(
+        std::fs::symlink_metadata(dir.path().join("b9.partial"))
+            .expect("the link is left")
+            .file_type()
+            .is_symlink()
+    );
+
+    // restore with a planted symbolic link `<to>.partial`.
+    let new = dir.path().join("new9");
+    std::os::unix::fs::symlink(&victim, dir.path().join("new9.partial")).expect("symlink");
+    let out = run_logged(
+        &["restore", "--from", backup.to_str().expect("utf-8")],
+        &new,
+        &key,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("new9.partial is a symbolic link"), "{err}");
+    intact(&victim);
+    assert!(std::fs::symlink_metadata(&new).is_err(), "nothing restored");
+
+    // A `.partial` directory hotline-server did not make: refused, kept.
+    let foreign = dir.path().join("b10.partial");
+    std::fs::create_dir(&foreign).expect("mkdir");
+    std::fs::write(foreign.join("mine.txt"), b"mine").expect("write");
+    let out = run_logged(
+        &[
+            "backup",
+            "--to",
+            dir.path().join("b10").to_str().expect("utf-8"),
+        ],
+        &data,
+        &key,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("exists and was not made by hotline-server: remove it yourself"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(foreign.join("mine.txt")).expect("kept"),
+        b"mine"
+    );
+
+    // A real leftover of an interrupted backup (its marker, part of a
+    // copy, a symbolic link inside it): cleared with a warning, the link's
+    // target untouched, and the backup taken.
+    let left = dir.path().join("b11.partial");
+    std::fs::create_dir(&left).expect("mkdir");
+    std::fs::write(left.join(".hotline-partial"), b"x").expect("write");
+    std::fs::write(left.join("store.header"), b"half").expect("write");
+    std::os::unix::fs::symlink(&victim, left.join("log")).expect("symlink");
+    let b11 = dir.path().join("b11");
+    let out = run_logged(
+        &["backup", "--to", b11.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("removing a copy left by an interrupted backup"),
+        "{err}"
+    );
+    intact(&victim);
+    assert!(!left.exists());
+    assert!(!b11.join(".hotline-partial").exists());
+    ok(&run(&["verify"], &b11, &key));
+
+    // A normal restore: no warning about a leftover, no marker left.
+    let restored = dir.path().join("restored");
+    let out = run_logged(
+        &["restore", "--from", backup.to_str().expect("utf-8")],
+        &restored,
+        &key,
+    );
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("interrupted"), "{err}");
+    assert!(!restored.join(".hotline-partial").exists());
+    ok(&run(&["verify"], &restored, &key));
 }

@@ -48,6 +48,11 @@ pub struct BackupReport {
     /// altered): why. The backup then holds no `tls/`; its log is
     /// verified all the same.
     pub certificate_not_taken: Option<String>,
+    /// Set when the copy holds no TLS certificate although its log
+    /// records one (a backup taken without its certificate): why. A
+    /// server started on it refuses until `accept-new-cert` is run; the
+    /// caller says so and exits non-zero.
+    pub certificate_missing: Option<String>,
     /// The head line (`hotline-checkpoint:1:…`) of the copy's
     /// `chain.head`: kept with the backup, `verify --expect-head` on a
     /// store restored from it passes. `None`: no checkpoint yet.
@@ -106,15 +111,16 @@ pub fn backup(data_dir: &Path, key: &KeySource, to: &Path) -> Result<BackupRepor
             .into());
         }
     }
+    refuse_link(to)?;
     let partial = partial_path(to)?;
     // Held until the backup ends: a second backup onto the same target is
     // refused instead of clearing or mixing into this one's copy.
-    let _copying = lock_partial(to, &partial)?;
-    if partial.exists() {
+    let (_copying, leftover) = lock_partial(to, &partial)?;
+    if leftover {
         tracing::warn!("removing a copy left by an interrupted backup");
         clear_dir(&partial)?;
     }
-    let taken = backup_into(data_dir, &keys, &partial);
+    let taken = backup_into(data_dir, key, &keys, &partial);
     let mut report = match taken {
         Ok(report) => report,
         Err(e) => {
@@ -123,6 +129,8 @@ pub fn backup(data_dir: &Path, key: &KeySource, to: &Path) -> Result<BackupRepor
         }
     };
     let renamed = (|| {
+        unmark(&partial)?;
+        refuse_link(to)?;
         if to.exists() {
             std::fs::remove_dir(to).map_err(|e| io("cannot replace", to, e))?;
         }
@@ -142,6 +150,7 @@ pub fn backup(data_dir: &Path, key: &KeySource, to: &Path) -> Result<BackupRepor
 /// made durable.
 fn backup_into(
     data_dir: &Path,
+    key: &KeySource,
     keys: &crate::log::keys::StoreKeys,
     partial: &Path,
 ) -> Result<BackupReport, OpenError> {
@@ -150,7 +159,7 @@ fn backup_into(
         tries += 1;
         clear(partial)?;
         let copied = copy_store(data_dir, partial)?;
-        match check(partial, keys) {
+        match check(partial, keys).and_then(|found| sign_end(partial, keys, found)) {
             Ok((verified, checkpoint)) => {
                 let (certificate, certificate_not_taken) = match super::certificate::check(
                     partial,
@@ -177,6 +186,12 @@ fn backup_into(
                         (None, Some(reason))
                     }
                 };
+                let certificate_missing = match (&certificate, &certificate_not_taken) {
+                    // Read in the data directory (the copy is locked by
+                    // this backup): its files are the copy's.
+                    (None, None) => certificate_lost(data_dir, key, keys)?,
+                    _ => None,
+                };
                 sync_tree(partial)?;
                 let head_line = match crate::log::read_head(keys, partial)? {
                     crate::log::head::Head::Checkpoint(cp) => Some(cp.export(&keys.store_id())),
@@ -190,6 +205,7 @@ fn backup_into(
                     left_out_bytes: copied.1,
                     certificate,
                     certificate_not_taken,
+                    certificate_missing,
                     head_line,
                 });
             }
@@ -245,24 +261,39 @@ pub fn restore_with_fs(
             .into());
         }
     }
+    refuse_link(to)?;
     let partial = partial_path(to)?;
     // Held until the restore ends: a second restore onto the same target
     // is refused instead of clearing or mixing into this one's copy.
-    let _restoring = lock_partial(to, &partial)?;
-    if partial.exists() {
+    let (_restoring, leftover) = lock_partial(to, &partial)?;
+    if leftover {
         tracing::warn!("removing a restore's copy left by an interrupted restore");
         clear_dir(&partial)?;
     }
-    empty_target(&partial)?;
     let copied = copy_store(from, &partial)?;
     let (verified, checkpoint) = check(&partial, &keys)?;
     let certificate = check_certificate(&partial, &keys)?;
+    let certificate_missing = match certificate {
+        // Read in the backup (the copy is locked by this restore): the
+        // copy holds the same log and files.
+        None => certificate_lost(from, key, &keys)?,
+        Some(_) => None,
+    };
     sync_tree(&partial)?;
-    if to.exists() {
-        std::fs::remove_dir(to).map_err(|e| io("cannot replace", to, e))?;
+    unmark(&partial)?;
+    let renamed = (|| {
+        refuse_link(to)?;
+        if to.exists() {
+            std::fs::remove_dir(to).map_err(|e| io("cannot replace", to, e))?;
+        }
+        fs.rename(&partial, to)
+            .map_err(|e| io("cannot rename the restored copy to", to, e))
+    })();
+    if let Err(e) = renamed {
+        // Still this tool's leftover: the next restore clears it.
+        let _ = std::fs::write(partial.join(PARTIAL_MARKER), MARKER_TEXT);
+        return Err(e);
     }
-    fs.rename(&partial, to)
-        .map_err(|e| io("cannot rename the restored copy to", to, e))?;
     let parent = parent_of(to);
     fs.sync_dir(&parent)
         .map_err(|e| io("cannot sync", &parent, e))?;
@@ -274,6 +305,7 @@ pub fn restore_with_fs(
         left_out_bytes: copied.1,
         certificate,
         certificate_not_taken: None,
+        certificate_missing,
         head_line: match crate::log::read_head(&keys, to)? {
             crate::log::head::Head::Checkpoint(cp) => Some(cp.export(&keys.store_id())),
             _ => None,
@@ -293,51 +325,144 @@ fn check_certificate(
     })
 }
 
-/// Takes an exclusive `flock` on the directory `<to>.partial` (created
-/// if missing): held by a restore for its whole run. Refused while another
-/// restore onto the same target holds it. The lock is on the directory
-/// itself, so the rename that ends a restore leaves no lock file behind.
-fn lock_partial(to: &Path, partial: &Path) -> Result<std::fs::File, OpenError> {
-    crate::files::create_private_dir(partial).map_err(|e| io("cannot create", partial, e))?;
-    let dir = std::fs::File::open(partial).map_err(|e| io("cannot open", partial, e))?;
-    match FileExt::try_lock_exclusive(&dir) {
-        Ok(()) => Ok(dir),
-        Err(e) if e.kind() == fs2::lock_contended_error().kind() => Err(StoreError::Io(format!(
-            "another restore onto {} is running (it holds {}): wait for it to finish",
-            to.display(),
-            partial.display()
+/// The file `backup` and `restore` write first into the `<to>.partial`
+/// they create: only a `.partial` carrying it is ever cleared as a
+/// leftover of an interrupted run. Removed just before the rename.
+pub const PARTIAL_MARKER: &str = ".hotline-partial";
+const MARKER_TEXT: &[u8] = b"made by hotline-server backup/restore\n";
+
+/// Refuses `path` if it is a symbolic link (never followed, written
+/// through or replaced) or something other than a directory.
+fn refuse_link(path: &Path) -> Result<(), OpenError> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io("cannot read", path, e)),
+        Ok(m) if m.file_type().is_symlink() => Err(StoreError::Io(format!(
+            "{} is a symbolic link: refused (it is never followed or removed); remove it \
+             yourself and give a new directory",
+            path.display()
         ))
         .into()),
-        Err(e) => Err(io("cannot lock", partial, e)),
+        Ok(m) if !m.is_dir() => Err(StoreError::Io(format!(
+            "{} exists and is not a directory: refused; remove it yourself",
+            path.display()
+        ))
+        .into()),
+        Ok(_) => Ok(()),
     }
 }
 
-/// Removes everything inside `dir`, keeping `dir` itself (whose lock a
-/// restore holds).
+/// Why the store in `dir` (a data directory or a backup), which holds no
+/// TLS certificate, cannot serve:
+/// its log records a certificate (or records, which every store had a
+/// certificate for) and no removal accepted with `accept-new-cert`.
+/// `None`: the log says it had none, or let it go (or cannot be read
+/// that way; `verify` then names it). Reads only.
+fn certificate_lost(
+    dir: &Path,
+    key: &KeySource,
+    keys: &crate::log::keys::StoreKeys,
+) -> Result<Option<String>, OpenError> {
+    let Some(facts) = super::certificate::read_log(dir, open_keys(dir, key, Create::Never)?) else {
+        return Ok(None);
+    };
+    Ok(super::certificate::check(dir, keys, facts)
+        .err()
+        .map(|e| e.to_string()))
+}
+
+/// Takes an exclusive `flock` on the directory `<to>.partial`: held by a
+/// backup or restore for its whole run. A missing `.partial` is created
+/// (never through a symbolic link) and marked with [`PARTIAL_MARKER`];
+/// an existing one is refused while another run holds it, and refused
+/// unless it is a real directory carrying the marker (a symbolic link or
+/// anything else is never removed or written through). Returns the lock
+/// and whether the `.partial` is a leftover of an interrupted run (to be
+/// cleared). The lock is on the directory itself, so the rename that ends
+/// a run leaves no lock file behind.
+fn lock_partial(to: &Path, partial: &Path) -> Result<(std::fs::File, bool), OpenError> {
+    refuse_link(partial)?;
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    let made = match builder.create(partial) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(io("cannot create", partial, e)),
+    };
+    let dir = std::fs::File::open(partial).map_err(|e| io("cannot open", partial, e))?;
+    // What was opened is the real directory checked (not a symbolic link
+    // put in its place since).
+    refuse_link(partial)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let opened = dir.metadata().map_err(|e| io("cannot read", partial, e))?;
+        let named =
+            std::fs::symlink_metadata(partial).map_err(|e| io("cannot read", partial, e))?;
+        if opened.dev() != named.dev() || opened.ino() != named.ino() {
+            return Err(StoreError::Io(format!(
+                "{} changed while it was being opened: refused; check it and try again",
+                partial.display()
+            ))
+            .into());
+        }
+    }
+    match FileExt::try_lock_exclusive(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == fs2::lock_contended_error().kind() => {
+            return Err(StoreError::Io(format!(
+                "another backup or restore onto {} is running (it holds {}): wait for it to \
+                 finish",
+                to.display(),
+                partial.display()
+            ))
+            .into());
+        }
+        Err(e) => return Err(io("cannot lock", partial, e)),
+    }
+    let marker = partial.join(PARTIAL_MARKER);
+    if made {
+        std::fs::write(&marker, MARKER_TEXT).map_err(|e| io("cannot write", &marker, e))?;
+        return Ok((dir, false));
+    }
+    match std::fs::symlink_metadata(&marker) {
+        Ok(m) if m.is_file() => Ok((dir, true)),
+        _ => Err(StoreError::Io(format!(
+            "{} exists and was not made by hotline-server: remove it yourself",
+            partial.display()
+        ))
+        .into()),
+    }
+}
+
+/// Removes [`PARTIAL_MARKER`] from a finished copy before its rename.
+fn unmark(partial: &Path) -> Result<(), OpenError> {
+    let marker = partial.join(PARTIAL_MARKER);
+    std::fs::remove_file(&marker).map_err(|e| io("cannot remove", &marker, e))
+}
+
+/// Removes everything inside `dir` but [`PARTIAL_MARKER`], keeping `dir`
+/// itself (whose lock a run holds). Symbolic links inside are removed,
+/// never followed.
 fn clear_dir(dir: &Path) -> Result<(), OpenError> {
     for e in std::fs::read_dir(dir).map_err(|e| io("cannot read", dir, e))? {
-        let p = e.map_err(|e| io("cannot read", dir, e))?.path();
-        if p.is_dir() {
+        let e = e.map_err(|e| io("cannot read", dir, e))?;
+        if e.file_name() == PARTIAL_MARKER {
+            continue;
+        }
+        let p = e.path();
+        let kind = e.file_type().map_err(|e| io("cannot read", &p, e))?;
+        if kind.is_dir() {
             std::fs::remove_dir_all(&p).map_err(|e| io("cannot remove", &p, e))?;
         } else {
             std::fs::remove_file(&p).map_err(|e| io("cannot remove", &p, e))?;
         }
     }
     Ok(())
-}
-
-fn empty_target(to: &Path) -> Result<(), OpenError> {
-    if to.exists() {
-        let mut entries = std::fs::read_dir(to).map_err(|e| io("cannot read", to, e))?;
-        if entries.next().is_some() {
-            return Err(StoreError::Io(format!(
-                "{} is not empty: give a new directory",
-                to.display()
-            ))
-            .into());
-        }
-    }
-    crate::files::create_private_dir(to).map_err(|e| io("cannot create", to, e))
 }
 
 /// Removes what an earlier try of [`backup`] copied into `to` (only the
@@ -467,6 +592,57 @@ fn check(
         );
     }
     Ok((verified, newest))
+}
+
+/// Makes the copy's `chain.head` cover every record it holds: when its
+/// signed checkpoint is behind the copy's last record (records a running
+/// server wrote since its last checkpoint), a checkpoint of the copy's
+/// end is signed with the store's key and written into the copy's
+/// `chain.head` (its older slot; the log's segments are not changed), and
+/// the copy is verified again against it. So the head line a backup
+/// prints covers every record in it. `found`: [`check`]'s findings.
+fn sign_end(
+    dir: &Path,
+    keys: &crate::log::keys::StoreKeys,
+    found: (Verified, Option<Checkpoint>),
+) -> Result<(Verified, Option<Checkpoint>), LogError> {
+    let verified = &found.0;
+    let behind = match crate::log::read_head(keys, dir)? {
+        crate::log::head::Head::Checkpoint(cp) => cp.seq < verified.head_seq,
+        _ => false,
+    };
+    if !behind {
+        return Ok(found);
+    }
+    let cp = Checkpoint::sign(
+        &keys.signing,
+        &keys.store_id(),
+        verified.head_seq,
+        verified.head,
+        crate::unix_now(),
+    );
+    let path = dir.join(HEAD_FILE);
+    let write = |path: &Path| -> std::io::Result<()> {
+        let (file, _) = crate::log::head::HeadFile::open(
+            path,
+            true,
+            &keys.checkpoint_public_key(),
+            &keys.store_id(),
+        )?;
+        match file {
+            Some(mut f) => f.write(&cp),
+            None => Err(std::io::Error::other(
+                "chain.head was not opened for writing",
+            )),
+        }
+    };
+    write(&path).map_err(|e| {
+        LogError::Engine(crate::log::engine::EngineError::Io(format!(
+            "cannot write {}: {e}",
+            path.display()
+        )))
+    })?;
+    check(dir, keys)
 }
 
 /// Makes the copy durable: every file and directory synced. A failure is

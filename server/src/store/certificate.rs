@@ -89,7 +89,8 @@ pub enum CertError {
         "the TLS certificate {cert} has changed: its pin is {found}, but the store in {store} \
          recorded {recorded} (clients check that one). If you replaced it on purpose, run \
          `hotline-server accept-new-cert` and re-invite every device; otherwise restore \
-         tls/cert.pem and tls/key.sealed from a backup"
+         tls/cert.pem and tls/key.sealed from a backup taken after the last certificate \
+         change (`accept-new-cert`)"
     )]
     Changed {
         /// The certificate file.
@@ -111,7 +112,8 @@ pub enum CertError {
     /// The certificate and key are gone, but the store recorded one.
     #[error(
         "{cert} and {key} are missing, but the store in {store} recorded a certificate \
-         (clients check its pin): restore both from a backup, or run \
+         (clients check its pin): restore both from a backup taken after the last certificate \
+         change (`accept-new-cert`), or run \
          `hotline-server accept-new-cert` to have the next start make a new one \
          (then re-invite every device)"
     )]
