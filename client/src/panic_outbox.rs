@@ -10,7 +10,7 @@
 //! passphrase: the alert's priority, when it was written, and its text
 //! already sealed (HPKE) to the staff roster, which this device cannot
 //! read back; or no text at all, when it could not be sealed (the server
-//! was never reached: the roster and the staff's keys come from it). No
+//! could not be reached: the roster and the staff's keys come from it). No
 //! plaintext is ever written.
 //!
 //! Up to [`MAX_WAITING`] SOSes wait, oldest first, each sent in turn:

@@ -1195,8 +1195,9 @@ fn print_undo(commands: &[String]) {
     }
     println!();
     println!(
-        "To undo this recovery (only while nothing was written to the store since: `test` \
-         checks that the cut segment still ends where it was cut), stop the server and run:"
+        "To undo this recovery, stop the server and run (its `test`s stop it before it copies \
+         anything if the store was written to since, e.g. by a start: then restore from a backup \
+         instead):"
     );
     for c in commands {
         println!("  {c}");

@@ -1283,6 +1283,19 @@ fn the_tls_certificate_is_bound_to_the_store() {
     assert!(lost.join("log").is_dir(), "the log is restored");
     let (ok, _, err) = said(&run(&["verify"], &lost, Some(&dev_key)));
     assert!(!ok && err.contains("are missing"), "{err}");
+    // The way out it names works on that directory (it has no tls/ at
+    // all): accept-new-cert, then a start makes a new certificate.
+    let (ok, _, err) = said(&run(&["accept-new-cert"], &lost, Some(&dev_key)));
+    assert!(ok, "accept-new-cert on a restore without tls/: {err}");
+    let (ok, _, err) = said(&run(
+        &["invite", "--role", "officer"],
+        &lost,
+        Some(&dev_key),
+    ));
+    assert!(ok, "a start after accept-new-cert: {err}");
+    let (ok, out, err) = said(&run(&["fingerprint"], &lost, Some(&dev_key)));
+    assert!(ok, "{err}");
+    assert_ne!(out.trim(), pin.to_string(), "a new certificate");
 
     // Put back, it serves again; a backup carries and checks it, and a
     // backup whose certificate was swapped is not restored.
@@ -2064,7 +2077,7 @@ fn a_confirmed_recovery_is_not_taken_for_a_rollback_at_the_next_start() {
 fn undo_commands(recover_stdout: &str) -> Vec<String> {
     recover_stdout
         .lines()
-        .skip_while(|l| !l.ends_with("stop the server and run:"))
+        .skip_while(|l| !l.starts_with("To undo this recovery"))
         .skip(1)
         .take_while(|l| !l.starts_with("then run"))
         .map(|l| l.trim().to_owned())
@@ -2114,10 +2127,41 @@ fn the_commands_recover_prints_undo_it() {
         let (text, _) = ok(&["recover", "--truncate-after-copy", "--yes"], &data, &key);
         assert!(text.contains("the commands are printed after it"), "{text}");
         let commands = undo_commands(&text);
-        assert!(!commands.is_empty(), "{text}");
+        assert_eq!(commands.len(), 1, "one guarded line: {text}");
         assert!(log_and_head(&data) != before);
+        // Run from another directory, and first on a copy of the store
+        // written to after the recovery (as a start would): the checks
+        // stop it before it copies anything.
+        let written = dir.path().join("written");
+        copy_tree(&data, &written);
+        ok(&["invite", "--role", "officer"], &written, &key);
+        let after_write = log_and_head(&written);
+        let c = commands[0].replace(
+            &std::fs::canonicalize(&data)
+                .expect("abs")
+                .display()
+                .to_string(),
+            &std::fs::canonicalize(&written)
+                .expect("abs")
+                .display()
+                .to_string(),
+        );
+        let out = Command::new("sh")
+            .args(["-c", &c])
+            .current_dir("/")
+            .output()
+            .expect("sh");
+        assert!(!out.status.success(), "{c}");
+        assert!(
+            log_and_head(&written) == after_write,
+            "whole {whole}: the undo copied over a store written to since"
+        );
         for c in &commands {
-            let out = Command::new("sh").args(["-c", c]).output().expect("sh");
+            let out = Command::new("sh")
+                .args(["-c", c])
+                .current_dir("/")
+                .output()
+                .expect("sh");
             assert!(out.status.success(), "{c}: {out:?}");
         }
         assert!(
@@ -2367,4 +2411,17 @@ fn a_backup_head_line_covers_every_record_in_it() {
         &key,
     );
     ok(&["verify", "--expect-head", &line], &restored, &key);
+}
+
+/// A copy of the directory tree `from` at `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        if e.file_type().expect("type").is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+        }
+    }
 }

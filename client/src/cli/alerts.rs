@@ -399,7 +399,7 @@ fn queue_panic_sos(
         None => (
             None,
             vec![hotline_client::sos::not_sent_warning(
-                "the server was never reached, and the staff's keys come from it",
+                "the staff's keys could not be fetched from the server now, and the text is sealed with them",
             )],
         ),
     };

@@ -62,13 +62,14 @@ pub(super) async fn flush_panic_outbox(state: &StateDir, within: Duration) {
         && left > 0
     {
         eprintln!(
-            "NOBODY HAS BEEN ALERTED YET of {}: it could not be sent ({e}); it stays queued and \
+            "NOBODY HAS BEEN ALERTED YET: {} could not be sent ({e}); {} queued on this device and \
              goes out with the next command that connects",
             if left == 1 {
-                "the SOS still waiting on this device".to_owned()
+                "the SOS waiting on this device".to_owned()
             } else {
-                format!("the {left} SOSes still waiting on this device")
-            }
+                format!("the {left} SOSes waiting on this device")
+            },
+            if left == 1 { "it stays" } else { "they stay" },
         );
     }
 }

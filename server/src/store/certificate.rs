@@ -354,6 +354,10 @@ pub(crate) fn bind(dir: &Path, keys: &StoreKeys, pin: &CertPin) -> Result<(), Ce
     if tmp.exists() {
         std::fs::remove_file(&tmp).map_err(io("remove", &tmp))?;
     }
+    // A restored backup that was taken without its certificate has no
+    // tls/ at all (`accept-new-cert` then records the letting go here).
+    let tls = dir.join("tls");
+    crate::files::create_private_dir(&tls).map_err(io("create", &tls))?;
     // A failed write (a full disk) leaves no `.new` file behind.
     let written = crate::files::write_private(&tmp, &sealed)
         .map_err(io("write", &tmp))
@@ -362,7 +366,6 @@ pub(crate) fn bind(dir: &Path, keys: &StoreKeys, pin: &CertPin) -> Result<(), Ce
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    let tls = dir.join("tls");
     crate::files::sync_dir_strict(&tls).map_err(io("sync", &tls))
 }
 

@@ -769,33 +769,36 @@ pub(crate) fn recover_truncate_after_copy_with_fs(
     })
 }
 
-/// The shell commands (for a POSIX shell, the server stopped) that put
-/// back what the recovery `plan` copied into `copied_to` and so undo it:
-/// the bytes cut from the damaged segment appended to it again (after
-/// checking that it still ends where it was cut: nothing written since),
-/// or the whole file copied back; removed segments and `chain.head`
-/// copied back. Only files that are in the copy are named.
+/// The shell command that puts back what a recovery copied to
+/// `copied_to`: one line, whose checks all come first (the cut segment
+/// still ends where it was cut, the segments removed are still absent),
+/// so that once anything was written to the store since, it stops before
+/// it copies anything. Paths are absolute, so it runs from any directory.
 pub fn undo_commands(data_dir: &Path, plan: &RecoveryPlan, copied_to: &Path) -> Vec<String> {
-    let log = log_dir(data_dir);
-    let mut out = Vec::new();
+    let data_dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    let copied_to = data_dir.join(copied_to.file_name().unwrap_or(copied_to.as_os_str()));
+    let log = log_dir(&data_dir);
+    let (mut checks, mut copies) = (Vec::new(), Vec::new());
     let tail = copied_to.join(format!("{}.from-{}", plan.segment, plan.offset));
     if tail.exists() {
         let segment = log.join(&plan.segment);
         if plan.offset == 0 {
-            out.push(format!("cp -p {} {}", quoted(&tail), quoted(&segment)));
+            checks.push(format!("test ! -e {}", quoted(&segment)));
+            copies.push(format!("cp -p {} {}", quoted(&tail), quoted(&segment)));
         } else {
-            out.push(format!(
-                "test \"$(wc -c < {seg})\" -eq {off} && cat {tail} >> {seg}",
+            checks.push(format!(
+                "test \"$(wc -c < {seg})\" -eq {off}",
                 seg = quoted(&segment),
                 off = plan.offset,
-                tail = quoted(&tail),
             ));
+            copies.push(format!("cat {} >> {}", quoted(&tail), quoted(&segment)));
         }
     }
     for file in &plan.later_segments {
         let copy = copied_to.join(file);
         if copy.exists() {
-            out.push(format!(
+            checks.push(format!("test ! -e {}", quoted(&log.join(file))));
+            copies.push(format!(
                 "cp -p {} {}",
                 quoted(&copy),
                 quoted(&log.join(file))
@@ -804,13 +807,22 @@ pub fn undo_commands(data_dir: &Path, plan: &RecoveryPlan, copied_to: &Path) -> 
     }
     let head = copied_to.join(HEAD_FILE);
     if head.exists() {
-        out.push(format!(
+        copies.push(format!(
             "cp -p {} {}",
             quoted(&head),
             quoted(&data_dir.join(HEAD_FILE))
         ));
     }
-    out
+    if copies.is_empty() {
+        return Vec::new();
+    }
+    vec![
+        checks
+            .into_iter()
+            .chain(copies)
+            .collect::<Vec<_>>()
+            .join(" && "),
+    ]
 }
 
 /// `path` quoted for a POSIX shell.
