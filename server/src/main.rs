@@ -1012,6 +1012,13 @@ fn print_head_rewrite_plan(p: &store::RecoveryPlan) {
         println!("  copy chain.head (as it is) to <data_dir>/recovered-<time>/ first");
     }
     match p.head_after {
+        Some(cp) if cp.seq < p.kept => println!(
+            "  rewrite chain.head from the log's newest checkpoint (record {}, signed {}), \
+             then sign a checkpoint of record {} (the last record) into it",
+            cp.seq,
+            date_time(cp.time),
+            p.kept
+        ),
         Some(cp) => println!(
             "  rewrite chain.head from the log's newest checkpoint: record {}, signed {}",
             cp.seq,
@@ -1153,6 +1160,11 @@ fn print_recovery_plan(p: &store::RecoveryPlan) {
         p.cut_bytes
     );
     let after = match p.head_after {
+        // The recovery signs a checkpoint of the last record kept.
+        Some(cp) if cp.seq < p.kept => format!(
+            "record {} (the last record kept), with a checkpoint the recovery signs",
+            p.kept
+        ),
         Some(cp) => format!("record {}, signed {}", cp.seq, date_time(cp.time)),
         None => "no checkpoint (none is left in the log)".into(),
     };

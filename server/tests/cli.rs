@@ -1056,6 +1056,9 @@ fn a_log_cut_inside_a_record_chain_head_signs_is_named_and_recovered_only_when_c
     let last = last_record(&ok(&["verify"], &data, &key).0);
     // As in a backup: no snapshot cache.
     std::fs::remove_dir_all(data.join("cache")).expect("no cache");
+    // As a server stopped between checkpoints leaves it: the log's newest
+    // checkpoint before the cut is behind the last record kept.
+    drop_checkpoint_frames(&data, &[last - 2, last - 1]);
     // The newest segment cut in the middle of the last record's frame.
     let segment = {
         use hotline_server::log::segment;
@@ -1138,7 +1141,11 @@ fn a_log_cut_inside_a_record_chain_head_signs_is_named_and_recovered_only_when_c
         format!(
             "WARNING: chain.head signs the log up to record {last}, but record {last} is not in the log's files"
         ),
-        "chain.head would be rewritten back to record ".into(),
+        format!(
+            "chain.head would be rewritten back to record {} (the last record kept), with a \
+             checkpoint the recovery signs",
+            last - 1
+        ),
     ] {
         assert!(text.contains(&want), "{want:?} not in:\n{text}");
     }
@@ -1155,6 +1162,8 @@ fn a_log_cut_inside_a_record_chain_head_signs_is_named_and_recovered_only_when_c
     ok(&["recover", "--truncate-after-copy", "--yes"], &data, &key);
     let (text, _) = ok(&["verify"], &data, &key);
     assert_eq!(last_record(&text), last - 1);
+    // The head line verify prints covers every record kept.
+    assert_eq!(head_line_seq(&head_line(&text)), last - 1, "{text}");
 }
 
 /// The first line of a command's stdout, or its stderr when it failed.
@@ -1660,6 +1669,9 @@ fn a_damaged_or_missing_chain_head_is_named_and_recover_rewrites_it_keeping_ever
             ok(&["invite", "--role", "officer"], &data, &key);
         }
         let last = last_record(&ok(&["verify"], &data, &key).0);
+        // As a server stopped between checkpoints leaves it: the log's
+        // newest checkpoint is behind its last record.
+        drop_checkpoint_frames(&data, &[last - 1, last]);
         let head = data.join("chain.head");
         let original = std::fs::read(&head).expect("chain.head");
         if damage == "missing" {
@@ -1714,6 +1726,12 @@ fn a_damaged_or_missing_chain_head_is_named_and_recover_rewrites_it_keeping_ever
             text.contains("rewrite chain.head from the log's newest checkpoint"),
             "{text}"
         );
+        assert!(
+            text.contains(&format!(
+                "then sign a checkpoint of record {last} (the last record) into it"
+            )),
+            "{damage}: {text}"
+        );
         assert!(text.contains("rollback of the log"), "{text}");
         assert!(!text.contains("give up"), "{text}");
         assert!(
@@ -1740,6 +1758,12 @@ fn a_damaged_or_missing_chain_head_is_named_and_recover_rewrites_it_keeping_ever
         assert!(!text.contains("records_cut"), "{damage}: {text}");
         let verified = ok(&["verify"], &data, &key).0;
         assert_eq!(last_record(&verified), last, "{damage}: {verified}");
+        // The head line verify prints covers every record kept.
+        assert_eq!(
+            head_line_seq(&head_line(&verified)),
+            last,
+            "{damage}: {verified}"
+        );
         let aside: Vec<_> = std::fs::read_dir(&data)
             .expect("data")
             .map(|e| e.expect("entry").path())
@@ -2309,6 +2333,28 @@ fn verify_into_a_pipe_closed_early_ends_without_a_panic() {
         .expect("sh runs");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Rewrites the first segment without its checkpoint frames of `seqs`
+/// (every record kept): the log as a server leaves it when it stops
+/// before it checkpoints those records.
+fn drop_checkpoint_frames(data: &Path, seqs: &[u64]) {
+    use hotline_server::log::segment;
+    let path = data.join("log").join(segment::file_name(1));
+    let bytes = std::fs::read(&path).expect("segment");
+    let (frames, end) = segment::parse_frames(&bytes);
+    assert_eq!(end, segment::End::Clean);
+    let mut out = bytes[..segment::HEADER_LEN].to_vec();
+    let mut dropped = 0;
+    for f in &frames {
+        if f.kind == segment::KIND_CHECKPOINT && seqs.contains(&f.seq) {
+            dropped += 1;
+            continue;
+        }
+        out.extend_from_slice(&bytes[f.offset as usize..f.payload.end]);
+    }
+    assert_eq!(dropped, seqs.len(), "{frames:?}");
+    std::fs::write(&path, out).expect("write");
 }
 
 /// The record a head line (`hotline-checkpoint:1:<id>:<seq>:…`) signs.
