@@ -1004,6 +1004,24 @@ async fn recover_says_what_it_gives_up_changes_nothing_unconfirmed_and_cuts_with
     ] {
         assert!(text.contains(&want), "{want:?} not in:\n{text}");
     }
+    // The period's end is the later of the newest time the records given
+    // up record and chain.head's signature, which bounds those without a
+    // time of their own.
+    let from = time_after(&text, "the records given up that open were written from ");
+    let to_end = time_after(&text, &format!("{from} to "));
+    let recorded = time_after(&text, ": the times they record run to ");
+    let signed = time_after(
+        &text,
+        "records without a time of their own, such as messages and claims, were written before ",
+    );
+    assert!(
+        text.contains(&format!(
+            "were written before {signed} (chain.head's signature at record {last})"
+        )),
+        "{text}"
+    );
+    assert_eq!(to_end, recorded.clone().max(signed.clone()), "{text}");
+    assert!(from <= recorded, "{text}");
     assert!(
         files(&data) == before,
         "the dry run changed the data directory"
@@ -2264,9 +2282,11 @@ async fn recover_names_every_kind_given_up_the_period_and_an_unreadable_record_t
         "    1 claim(s) of an alert by an officer\n",
         "    1 duty change(s): an officer going off duty\n",
         // The period, to the second (neither the claim nor the duty
-        // change records a time: chain.head's checkpoint bounds them).
-        "no time can be read in the records given up; the newest time in the records kept is ",
-        "; they were written before ",
+        // change records a time: the records kept and chain.head's
+        // signature bound them).
+        " record(s) given up that open records a time of its own (messages and claims, for \
+         instance, do not): they were written after ",
+        " (the newest time in the records kept) and before ",
         // The unreadable record, plainly.
         "1 record could not be read (damaged, cut short or not in the files): it may be an SOS; \
          tell the duty team to check alerts raised between ",
@@ -2275,6 +2295,15 @@ async fn recover_names_every_kind_given_up_the_period_and_an_unreadable_record_t
         assert!(text.contains(want), "{want:?} not in:\n{text}");
     }
     assert!(!text.contains("alert(s) raised\n    "), "{text}");
+    assert!(
+        text.contains(&format!("(chain.head's signature at record {last})")),
+        "{text}"
+    );
+    assert!(!text.contains("no time can be read"), "{text}");
+    // The period runs from the newest time kept to chain.head's signature.
+    let after = time_after(&text, "they were written after ");
+    let before = time_after(&text, " (the newest time in the records kept) and before ");
+    assert!(after <= before, "{text}");
     // Times carry seconds: "2026-11-30 19:31:42 UTC".
     let at = text
         .find("check alerts raised between ")
@@ -2355,6 +2384,21 @@ fn drop_checkpoint_frames(data: &Path, seqs: &[u64]) {
     }
     assert_eq!(dropped, seqs.len(), "{frames:?}");
     std::fs::write(&path, out).expect("write");
+}
+
+/// The time (`2026-11-30 19:31:42 UTC`, 23 characters) right after the
+/// first `prefix` in `text`; in this form, times sort as strings.
+fn time_after(text: &str, prefix: &str) -> String {
+    let at = text
+        .find(prefix)
+        .unwrap_or_else(|| panic!("{prefix:?} not in:\n{text}"))
+        + prefix.len();
+    let t = text[at..].get(..23).expect("a time").to_owned();
+    assert!(
+        t.ends_with(" UTC") && t.as_bytes()[13] == b':',
+        "{t:?} in:\n{text}"
+    );
+    t
 }
 
 /// The record a head line (`hotline-checkpoint:1:<id>:<seq>:…`) signs.
