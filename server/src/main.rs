@@ -1012,6 +1012,13 @@ fn print_head_rewrite_plan(p: &store::RecoveryPlan) {
         println!("  copy chain.head (as it is) to <data_dir>/recovered-<time>/ first");
     }
     match p.head_after {
+        Some(cp) if cp.seq < p.kept => println!(
+            "  rewrite chain.head from the log's newest checkpoint (record {}, signed {}), \
+             then sign a checkpoint of record {} (the last record) into it",
+            cp.seq,
+            date_time(cp.time),
+            p.kept
+        ),
         Some(cp) => println!(
             "  rewrite chain.head from the log's newest checkpoint: record {}, signed {}",
             cp.seq,
@@ -1078,31 +1085,61 @@ fn print_recovery_plan(p: &store::RecoveryPlan) {
             }
         );
     }
-    match c.times {
-        Some((from, to)) => println!(
-            "  the records given up that open were written from {} to {}{}",
+    // chain.head's signature bounds the records given up that it signs,
+    // those without a time of their own (messages, claims, duty changes)
+    // included: they were written before it was signed.
+    let signed = p.head_now.filter(|cp| cp.seq >= p.first_cut);
+    let kept_newest = match p.kept_until {
+        Some(t) => format!("; the newest time in the records kept is {}", exact_time(t)),
+        None => String::new(),
+    };
+    match (c.times, signed) {
+        (Some((from, to)), Some(cp)) => println!(
+            "  the records given up that open were written from {} to {}: the times they record \
+             run to {}, and records without a time of their own, such as messages and claims, \
+             were written before {} (chain.head's signature at record {}){kept_newest}",
             exact_time(from),
+            exact_time(to.max(cp.time)),
             exact_time(to),
-            match p.kept_until {
-                Some(t) => format!("; the newest time in the records kept is {}", exact_time(t)),
-                None => String::new(),
-            }
+            exact_time(cp.time),
+            cp.seq
         ),
-        None => println!(
-            "  no time can be read in the records given up{}{}",
-            match p.kept_until {
-                Some(t) => format!("; the newest time in the records kept is {}", exact_time(t)),
-                None => String::new(),
-            },
-            match p.head_now {
-                Some(cp) if cp.seq >= p.first_cut => format!(
-                    "; they were written before {} (chain.head's signed checkpoint at record {})",
+        (Some((from, to)), None) => println!(
+            "  the records given up that open were written from {} to {}{kept_newest}",
+            exact_time(from),
+            exact_time(to)
+        ),
+        (None, _) => {
+            let opened = if c.opened > 0 {
+                format!(
+                    "none of the {} record(s) given up that open records a time of its own \
+                     (messages and claims, for instance, do not)",
+                    c.opened
+                )
+            } else {
+                "no record given up opens to give a time".to_owned()
+            };
+            let when = match (p.kept_until, signed) {
+                (Some(t), Some(cp)) => format!(
+                    "they were written after {} (the newest time in the records kept) and \
+                     before {} (chain.head's signature at record {})",
+                    exact_time(t),
                     exact_time(cp.time),
                     cp.seq
                 ),
-                _ => String::new(),
-            }
-        ),
+                (Some(t), None) => format!(
+                    "they were written after {} (the newest time in the records kept)",
+                    exact_time(t)
+                ),
+                (None, Some(cp)) => format!(
+                    "they were written before {} (chain.head's signature at record {})",
+                    exact_time(cp.time),
+                    cp.seq
+                ),
+                (None, None) => "no readable time bounds them: check every open case".to_owned(),
+            };
+            println!("  {opened}: {when}");
+        }
     }
     println!(
         "  among them: {} alert(s) raised, {} message(s), {} check-in(s) (in the {} record(s) that open with the master key)",
@@ -1153,6 +1190,11 @@ fn print_recovery_plan(p: &store::RecoveryPlan) {
         p.cut_bytes
     );
     let after = match p.head_after {
+        // The recovery signs a checkpoint of the last record kept.
+        Some(cp) if cp.seq < p.kept => format!(
+            "record {} (the last record kept), with a checkpoint the recovery signs",
+            p.kept
+        ),
         Some(cp) => format!("record {}, signed {}", cp.seq, date_time(cp.time)),
         None => "no checkpoint (none is left in the log)".into(),
     };

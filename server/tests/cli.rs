@@ -1004,6 +1004,24 @@ async fn recover_says_what_it_gives_up_changes_nothing_unconfirmed_and_cuts_with
     ] {
         assert!(text.contains(&want), "{want:?} not in:\n{text}");
     }
+    // The period's end is the later of the newest time the records given
+    // up record and chain.head's signature, which bounds those without a
+    // time of their own.
+    let from = time_after(&text, "the records given up that open were written from ");
+    let to_end = time_after(&text, &format!("{from} to "));
+    let recorded = time_after(&text, ": the times they record run to ");
+    let signed = time_after(
+        &text,
+        "records without a time of their own, such as messages and claims, were written before ",
+    );
+    assert!(
+        text.contains(&format!(
+            "were written before {signed} (chain.head's signature at record {last})"
+        )),
+        "{text}"
+    );
+    assert_eq!(to_end, recorded.clone().max(signed.clone()), "{text}");
+    assert!(from <= recorded, "{text}");
     assert!(
         files(&data) == before,
         "the dry run changed the data directory"
@@ -1056,6 +1074,9 @@ fn a_log_cut_inside_a_record_chain_head_signs_is_named_and_recovered_only_when_c
     let last = last_record(&ok(&["verify"], &data, &key).0);
     // As in a backup: no snapshot cache.
     std::fs::remove_dir_all(data.join("cache")).expect("no cache");
+    // As a server stopped between checkpoints leaves it: the log's newest
+    // checkpoint before the cut is behind the last record kept.
+    drop_checkpoint_frames(&data, &[last - 2, last - 1]);
     // The newest segment cut in the middle of the last record's frame.
     let segment = {
         use hotline_server::log::segment;
@@ -1138,7 +1159,11 @@ fn a_log_cut_inside_a_record_chain_head_signs_is_named_and_recovered_only_when_c
         format!(
             "WARNING: chain.head signs the log up to record {last}, but record {last} is not in the log's files"
         ),
-        "chain.head would be rewritten back to record ".into(),
+        format!(
+            "chain.head would be rewritten back to record {} (the last record kept), with a \
+             checkpoint the recovery signs",
+            last - 1
+        ),
     ] {
         assert!(text.contains(&want), "{want:?} not in:\n{text}");
     }
@@ -1155,6 +1180,8 @@ fn a_log_cut_inside_a_record_chain_head_signs_is_named_and_recovered_only_when_c
     ok(&["recover", "--truncate-after-copy", "--yes"], &data, &key);
     let (text, _) = ok(&["verify"], &data, &key);
     assert_eq!(last_record(&text), last - 1);
+    // The head line verify prints covers every record kept.
+    assert_eq!(head_line_seq(&head_line(&text)), last - 1, "{text}");
 }
 
 /// The first line of a command's stdout, or its stderr when it failed.
@@ -1673,6 +1700,9 @@ fn a_damaged_or_missing_chain_head_is_named_and_recover_rewrites_it_keeping_ever
             ok(&["invite", "--role", "officer"], &data, &key);
         }
         let last = last_record(&ok(&["verify"], &data, &key).0);
+        // As a server stopped between checkpoints leaves it: the log's
+        // newest checkpoint is behind its last record.
+        drop_checkpoint_frames(&data, &[last - 1, last]);
         let head = data.join("chain.head");
         let original = std::fs::read(&head).expect("chain.head");
         if damage == "missing" {
@@ -1727,6 +1757,12 @@ fn a_damaged_or_missing_chain_head_is_named_and_recover_rewrites_it_keeping_ever
             text.contains("rewrite chain.head from the log's newest checkpoint"),
             "{text}"
         );
+        assert!(
+            text.contains(&format!(
+                "then sign a checkpoint of record {last} (the last record) into it"
+            )),
+            "{damage}: {text}"
+        );
         assert!(text.contains("rollback of the log"), "{text}");
         assert!(!text.contains("give up"), "{text}");
         assert!(
@@ -1753,6 +1789,12 @@ fn a_damaged_or_missing_chain_head_is_named_and_recover_rewrites_it_keeping_ever
         assert!(!text.contains("records_cut"), "{damage}: {text}");
         let verified = ok(&["verify"], &data, &key).0;
         assert_eq!(last_record(&verified), last, "{damage}: {verified}");
+        // The head line verify prints covers every record kept.
+        assert_eq!(
+            head_line_seq(&head_line(&verified)),
+            last,
+            "{damage}: {verified}"
+        );
         let aside: Vec<_> = std::fs::read_dir(&data)
             .expect("data")
             .map(|e| e.expect("entry").path())
@@ -2284,9 +2326,11 @@ async fn recover_names_every_kind_given_up_the_period_and_an_unreadable_record_t
         "    1 claim(s) of an alert by an officer\n",
         "    1 duty change(s): an officer going off duty\n",
         // The period, to the second (neither the claim nor the duty
-        // change records a time: chain.head's checkpoint bounds them).
-        "no time can be read in the records given up; the newest time in the records kept is ",
-        "; they were written before ",
+        // change records a time: the records kept and chain.head's
+        // signature bound them).
+        " record(s) given up that open records a time of its own (messages and claims, for \
+         instance, do not): they were written after ",
+        " (the newest time in the records kept) and before ",
         // The unreadable record, plainly.
         "1 record could not be read (damaged, cut short or not in the files): it may be an SOS; \
          tell the duty team to check alerts raised between ",
@@ -2295,6 +2339,15 @@ async fn recover_names_every_kind_given_up_the_period_and_an_unreadable_record_t
         assert!(text.contains(want), "{want:?} not in:\n{text}");
     }
     assert!(!text.contains("alert(s) raised\n    "), "{text}");
+    assert!(
+        text.contains(&format!("(chain.head's signature at record {last})")),
+        "{text}"
+    );
+    assert!(!text.contains("no time can be read"), "{text}");
+    // The period runs from the newest time kept to chain.head's signature.
+    let after = time_after(&text, "they were written after ");
+    let before = time_after(&text, " (the newest time in the records kept) and before ");
+    assert!(after <= before, "{text}");
     // Times carry seconds: "2026-11-30 19:31:42 UTC".
     let at = text
         .find("check alerts raised between ")
@@ -2353,6 +2406,43 @@ fn verify_into_a_pipe_closed_early_ends_without_a_panic() {
         .expect("sh runs");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Rewrites the first segment without its checkpoint frames of `seqs`
+/// (every record kept): the log as a server leaves it when it stops
+/// before it checkpoints those records.
+fn drop_checkpoint_frames(data: &Path, seqs: &[u64]) {
+    use hotline_server::log::segment;
+    let path = data.join("log").join(segment::file_name(1));
+    let bytes = std::fs::read(&path).expect("segment");
+    let (frames, end) = segment::parse_frames(&bytes);
+    assert_eq!(end, segment::End::Clean);
+    let mut out = bytes[..segment::HEADER_LEN].to_vec();
+    let mut dropped = 0;
+    for f in &frames {
+        if f.kind == segment::KIND_CHECKPOINT && seqs.contains(&f.seq) {
+            dropped += 1;
+            continue;
+        }
+        out.extend_from_slice(&bytes[f.offset as usize..f.payload.end]);
+    }
+    assert_eq!(dropped, seqs.len(), "{frames:?}");
+    std::fs::write(&path, out).expect("write");
+}
+
+/// The time (`2026-11-30 19:31:42 UTC`, 23 characters) right after the
+/// first `prefix` in `text`; in this form, times sort as strings.
+fn time_after(text: &str, prefix: &str) -> String {
+    let at = text
+        .find(prefix)
+        .unwrap_or_else(|| panic!("{prefix:?} not in:\n{text}"))
+        + prefix.len();
+    let t = text[at..].get(..23).expect("a time").to_owned();
+    assert!(
+        t.ends_with(" UTC") && t.as_bytes()[13] == b':',
+        "{t:?} in:\n{text}"
+    );
+    t
 }
 
 /// The record a head line (`hotline-checkpoint:1:<id>:<seq>:…`) signs.

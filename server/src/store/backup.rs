@@ -573,7 +573,7 @@ fn copy_keyring(from: &Path, to: &Path) -> Result<(), OpenError> {
 
 /// Verifies a store directory read-only: the chain against its own
 /// `chain.head`; returns the findings and its newest checkpoint.
-fn check(
+pub(super) fn check(
     dir: &Path,
     keys: &crate::log::keys::StoreKeys,
 ) -> Result<(Verified, Option<Checkpoint>), LogError> {
@@ -601,7 +601,8 @@ fn check(
 /// `chain.head` (its older slot; the log's segments are not changed), and
 /// the copy is verified again against it. So the head line a backup
 /// prints covers every record in it. `found`: [`check`]'s findings.
-fn sign_end(
+/// `recover` uses it too, for the records it keeps.
+pub(super) fn sign_end(
     dir: &Path,
     keys: &crate::log::keys::StoreKeys,
     found: (Verified, Option<Checkpoint>),

@@ -16,7 +16,11 @@
 //! remains, and then the segments are cut at the bad frame. The snapshot
 //! cache (it holds the state of records now cut) is moved into the same
 //! directory, so the next start rebuilds from the log instead of
-//! reporting a possible rollback. The store is then verified. Nothing is deleted that is not in the copy, so putting
+//! reporting a possible rollback. When the last record kept is after
+//! that checkpoint, a checkpoint of the last record kept is signed with
+//! the store's key into `chain.head` (as a backup does for its copy), so
+//! the head line `verify` prints covers every record kept. The store is
+//! then verified. Nothing is deleted that is not in the copy, so putting
 //! the copied files back undoes it ([`undo_commands`] says how). The segments and `chain.head` are
 //! changed through the log's file operations ([`crate::log::fs`]): if
 //! replacing `chain.head` fails, nothing in the store has changed (the
@@ -26,7 +30,8 @@
 //! newest segment lost or cut), the records missing are gone from this
 //! disk: the plan says that signed records are lost, and the recovery
 //! (once confirmed) cuts only an incomplete write at the end and rewrites
-//! `chain.head` to the newest checkpoint in the log.
+//! `chain.head` to the newest checkpoint in the log, then signs a
+//! checkpoint of the last record kept.
 
 use std::path::{Path, PathBuf};
 
@@ -760,7 +765,17 @@ pub(crate) fn recover_truncate_after_copy_with_fs(
             "recovery rewrote chain.head from the log's newest checkpoint; every record was kept"
         );
     }
-    // 4. Verify what remains.
+    // 4. chain.head covers every record kept: when the newest checkpoint
+    // left in the log is behind the last record kept, a checkpoint of the
+    // last record kept is signed into it (as a backup does for its copy).
+    // A crash before this leaves the checkpoint written in step 2, which
+    // verifies too.
+    super::backup::sign_end(
+        data_dir,
+        &keys,
+        super::backup::check(data_dir, &keys).map_err(OpenError::from)?,
+    )?;
+    // 5. Verify what remains.
     let report = verify_store(data_dir, key, cache_bytes, None)?;
     Ok(RecoverReport {
         kept: report.verified.records,
