@@ -37,6 +37,7 @@
 //! domain/              pure: events in, decisions out; no I/O, no clock, no prost
 //!   mod.rs             Event, State, apply, ApplyError
 //!   devices.rs, mailbox.rs, alerts.rs, checkins.rs, rota.rs
+//!   relocation.rs      the relocation lifecycle: stages, their stored numbers, legal moves
 //! log/                 the sealed, hash-chained log, its keys and its storage engine
 //!                      (append-only segment files; sled only for snapshots)
 //!   fs.rs              the one seam for the log's file changes; FaultFs for tests

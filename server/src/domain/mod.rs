@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod checkins;
 pub mod devices;
 pub mod mailbox;
+pub mod relocation;
 pub mod rota;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
