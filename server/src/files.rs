@@ -182,3 +182,22 @@ pub(crate) fn share_data_dir_lock(data_dir: &Path) -> std::io::Result<Option<Dat
         old_store: None,
     }))
 }
+
+/// The whole of the file at `path`, if it is at most `max` bytes: a file
+/// of the data directory larger than any such file can be (a damaged or
+/// crafted one, a sparse 100 GB file) is refused, naming its size, and
+/// never read into memory.
+pub(crate) fn read_at_most(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    let len = std::fs::metadata(path)?.len();
+    if len > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} is {len} bytes, more than such a file can be ({max} bytes): \
+                 it is damaged (or not ours) and was not read",
+                path.display()
+            ),
+        ));
+    }
+    std::fs::read(path)
+}

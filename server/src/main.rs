@@ -681,6 +681,7 @@ async fn run_command(cli: Cli, config: Config) -> anyhow::Result<()> {
                 ),
             }
             if let Some(to) = &report.copied_to {
+                store::keep_head_written_by_recovery(&config.data_dir, to)?;
                 print_undo(&store::undo_commands(&config.data_dir, &plan, to));
             }
             Ok(())

@@ -2515,3 +2515,104 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Files of the data directory far larger than any such file can be (a
+/// sparse 200 GB `chain.head`, `tls/cert.bound`) are refused by `backup`
+/// and `verify`, naming the file and its size, never read into memory.
+#[test]
+fn oversized_files_are_named_and_never_read_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    ok(&["invite", "--role", "officer"], &data, &key);
+    let huge = 200u64 << 30;
+    for file in ["chain.head", "tls/cert.bound"] {
+        let copy = dir.path().join(format!("copy-{}", file.replace('/', "-")));
+        copy_tree(&data, &copy);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(copy.join(file))
+            .expect("open")
+            .set_len(huge)
+            .expect("sparse");
+        let backup = dir.path().join(format!("bk-{}", file.replace('/', "-")));
+        for args in [
+            vec!["backup", "--to", backup.to_str().expect("utf-8")],
+            vec!["verify"],
+        ] {
+            let out = run(&args, &copy, Some(&key));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{file} {args:?}");
+            assert!(
+                err.contains(&huge.to_string()) && err.contains(file),
+                "{file} {args:?}: {err}"
+            );
+            assert!(!err.contains("panicked"), "{err}");
+        }
+        assert!(!backup.exists());
+    }
+}
+
+/// After a recovery that only rewrote a damaged `chain.head`, the printed
+/// undo puts the damaged file back only while nothing was written since:
+/// once a start or a command wrote records, it stops before copying.
+#[test]
+fn the_undo_of_a_chain_head_rewrite_stops_once_the_store_was_written_to() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    ok(
+        &["init", "--generate-key-file", key.to_str().expect("utf-8")],
+        &data,
+        &key,
+    );
+    for _ in 0..3 {
+        ok(&["invite", "--role", "officer"], &data, &key);
+    }
+    let head = data.join("chain.head");
+    let mut bytes = std::fs::read(&head).expect("chain.head");
+    let half = bytes.len() / 2;
+    bytes[50] ^= 0x55;
+    bytes[half + 50] ^= 0x55;
+    std::fs::write(&head, &bytes).expect("damage both slots");
+    let (text, _) = ok(&["recover", "--truncate-after-copy", "--yes"], &data, &key);
+    let commands = undo_commands(&text);
+    assert_eq!(commands.len(), 1, "{text}");
+    assert!(commands[0].contains("cmp -s"), "{}", commands[0]);
+
+    // Written to since (as a start would): the undo stops, chain.head kept.
+    let written = dir.path().join("written");
+    copy_tree(&data, &written);
+    ok(&["invite", "--role", "officer"], &written, &key);
+    let head_now = std::fs::read(written.join("chain.head")).expect("chain.head");
+    let c = commands[0].replace(
+        &std::fs::canonicalize(&data)
+            .expect("abs")
+            .display()
+            .to_string(),
+        &std::fs::canonicalize(&written)
+            .expect("abs")
+            .display()
+            .to_string(),
+    );
+    let out = Command::new("sh").args(["-c", &c]).output().expect("sh");
+    assert!(!out.status.success(), "{c}");
+    assert_eq!(
+        std::fs::read(written.join("chain.head")).expect("chain.head"),
+        head_now
+    );
+    ok(&["verify"], &written, &key);
+
+    // Nothing written since: it puts the damaged file back.
+    let out = Command::new("sh")
+        .args(["-c", &commands[0]])
+        .output()
+        .expect("sh");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(std::fs::read(&head).expect("chain.head"), bytes);
+}

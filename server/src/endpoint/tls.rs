@@ -129,7 +129,7 @@ impl TlsIdentity {
             return Ok(None);
         }
         let unbound = checked.is_none_or(|c| !c.bound);
-        let sealed = fs::read(&key).map_err(io("cannot read", &key))?;
+        let sealed = crate::files::read_at_most(&key, 1 << 20).map_err(io("cannot read", &key))?;
         let der = keys.open_tls_key(&sealed).ok_or_else(|| TlsError::BadPem {
             what: "sealed private key for this store",
             path: key.clone(),
@@ -194,7 +194,8 @@ impl TlsIdentity {
     }
 
     fn read_chain(cert: &Path) -> Result<(Vec<CertificateDer<'static>>, CertPin), TlsError> {
-        let cert_pem = fs::read(cert).map_err(io("cannot read", cert))?;
+        let cert_pem =
+            crate::files::read_at_most(cert, 1 << 20).map_err(io("cannot read", cert))?;
         let chain = CertificateDer::pem_slice_iter(&cert_pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| TlsError::BadPem {

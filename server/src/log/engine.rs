@@ -605,6 +605,11 @@ impl SledCache {
             ),
             _ => return Err(incomplete()),
         };
+        // The head's length is checked against its parts, never trusted
+        // for an allocation (a crafted cache must not abort a start).
+        if len > u64::from(count) * SNAPSHOT_PART as u64 {
+            return Err(incomplete());
+        }
         let mut bytes = Vec::with_capacity(usize::try_from(len).map_err(|_| incomplete())?);
         let mut next: u32 = 0;
         for kv in self.parts.scan_prefix(seq.to_be_bytes()) {
@@ -756,6 +761,24 @@ mod cache_size_tests {
                 "after {n} snapshots and crashes: {files} files, {bytes} bytes"
             );
         }
+    }
+
+    #[test]
+    fn a_crafted_snapshot_length_is_refused_without_allocating_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = SledCache::open(dir.path(), 1 << 20).expect("open");
+        cache.put_snapshot(10, b"state at 10").expect("put");
+        // One part, but a length no part count can hold.
+        let mut head = 1u32.to_be_bytes().to_vec();
+        head.extend_from_slice(&u64::MAX.to_be_bytes());
+        cache
+            .heads
+            .insert(10u64.to_be_bytes(), head)
+            .expect("insert");
+        assert!(matches!(
+            cache.latest_snapshot(),
+            Err(EngineError::Corrupt(why)) if why.contains("incomplete")
+        ));
     }
 
     #[test]

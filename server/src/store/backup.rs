@@ -486,8 +486,25 @@ fn clear(to: &Path) -> Result<(), OpenError> {
     Ok(())
 }
 
+/// The most a file of a store can hold: a segment
+/// ([`crate::log::segments::MAX_SEGMENT_FILE_BYTES`]), `chain.head`
+/// ([`crate::log::head::HEAD_FILE_BYTES`]), or any other (header, keyring,
+/// TLS files) 64 MiB: a larger one is damaged or crafted and never read
+/// whole.
+fn most_bytes(file: &Path) -> u64 {
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if name.starts_with("seg-") {
+        crate::log::segments::MAX_SEGMENT_FILE_BYTES
+    } else if name == HEAD_FILE {
+        crate::log::head::HEAD_FILE_BYTES
+    } else {
+        64 << 20
+    }
+}
+
 fn copy_file(from: &Path, to: &Path) -> Result<(), OpenError> {
-    let bytes = std::fs::read(from).map_err(|e| io("cannot read", from, e))?;
+    let bytes = crate::files::read_at_most(from, most_bytes(from))
+        .map_err(|e| io("cannot read", from, e))?;
     crate::files::write_private(to, &bytes).map_err(|e| io("cannot write", to, e))
 }
 

@@ -159,8 +159,10 @@ pub struct Checked {
     pub in_log: bool,
 }
 
+/// A TLS file, at most 1 MiB (a certificate chain, a sealed key and the
+/// 60-byte record are far smaller: a larger file is never read whole).
 fn read(path: &Path) -> Result<Vec<u8>, CertError> {
-    std::fs::read(path).map_err(|source| CertError::Io {
+    crate::files::read_at_most(path, 1 << 20).map_err(|source| CertError::Io {
         what: "read",
         path: path.to_owned(),
         source,
@@ -440,8 +442,11 @@ pub fn accept_new(
         Some(CertificateRecord::Pinned(pin)) => Some(CertPin::from_bytes(pin)),
         _ => before,
     };
-    // The file first: a failure in between leaves a record the next
-    // start completes (file without log), never one it refuses.
+    // The file first, then the log. A failure in between (a crash, a
+    // full disk) leaves the file ahead of the log: for a first record the
+    // next start completes it; for a replaced or released certificate the
+    // log still names the old pin and the next start refuses the change
+    // ("has changed" or "missing") until `accept-new-cert` is run again.
     bind(
         data_dir,
         store.log().keys(),

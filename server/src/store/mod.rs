@@ -31,8 +31,8 @@ pub use backup::restore_with_fs;
 pub use backup::{BackupReport, backup, in_use, restore, running_checkpoint};
 pub use mailbox::RosterRefused;
 pub use recover::{
-    CutContents, RecoverReport, RecoveryPlan, plan_recovery, recover_truncate_after_copy,
-    undo_commands,
+    CutContents, RecoverReport, RecoveryPlan, keep_head_written_by_recovery, plan_recovery,
+    recover_truncate_after_copy, undo_commands,
 };
 pub use snapshot::SNAPSHOT_EVERY;
 pub use verify::{VerifyReport, verify_store, verify_store_in};

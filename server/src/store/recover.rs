@@ -821,6 +821,16 @@ pub fn undo_commands(data_dir: &Path, plan: &RecoveryPlan, copied_to: &Path) -> 
         }
     }
     let head = copied_to.join(HEAD_FILE);
+    let written = copied_to.join(HEAD_WRITTEN);
+    if head.exists() && written.exists() {
+        // chain.head is rewritten at every checkpoint: still the one the
+        // recovery wrote means nothing was written since.
+        checks.push(format!(
+            "cmp -s {} {}",
+            quoted(&data_dir.join(HEAD_FILE)),
+            quoted(&written)
+        ));
+    }
     if head.exists() {
         copies.push(format!(
             "cp -p {} {}",
@@ -838,6 +848,24 @@ pub fn undo_commands(data_dir: &Path, plan: &RecoveryPlan, copied_to: &Path) -> 
             .collect::<Vec<_>>()
             .join(" && "),
     ]
+}
+
+/// The name, in a recovery's copy directory, of the `chain.head` the
+/// recovery wrote (for the undo's check that nothing was written since).
+const HEAD_WRITTEN: &str = "chain.head.written-by-recover";
+
+/// Keeps, beside what a recovery copied aside in `copied_to`, the
+/// `chain.head` it left in `data_dir`, so that [`undo_commands`] can check
+/// that nothing was written to the store since.
+pub fn keep_head_written_by_recovery(data_dir: &Path, copied_to: &Path) -> Result<(), OpenError> {
+    let head = data_dir.join(HEAD_FILE);
+    if !head.exists() {
+        return Ok(());
+    }
+    let bytes = crate::files::read_at_most(&head, crate::log::head::HEAD_FILE_BYTES)
+        .map_err(io("cannot read chain.head"))?;
+    crate::files::write_private(&copied_to.join(HEAD_WRITTEN), &bytes)
+        .map_err(io("cannot write the copy"))
 }
 
 /// `path` quoted for a POSIX shell.
