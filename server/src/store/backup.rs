@@ -598,16 +598,17 @@ pub(super) fn check(
     let engine = SegmentEngine::open(&log_dir(dir), keys.store_id(), Mode::ReadOnly)
         .map_err(LogError::from_engine)?;
     let verified = crate::log::verify_against(&engine, keys, dir, &[], head)?;
-    let mut newest = None;
-    for item in crate::log::engine::LogEngine::checkpoints(&engine) {
-        let (seq, bytes) = item.map_err(LogError::from_engine)?;
-        newest = Some(
+    // The newest checkpoint in one read (the segment engine finds it
+    // without reading the others).
+    let newest = crate::log::engine::LogEngine::latest_checkpoint(&engine)
+        .map_err(LogError::from_engine)?
+        .map(|(seq, bytes)| {
             Checkpoint::from_bytes(&bytes).ok_or_else(|| LogError::Tampered {
                 seq,
                 reason: "checkpoint is malformed".into(),
-            })?,
-        );
-    }
+            })
+        })
+        .transpose()?;
     Ok((verified, newest))
 }
 
