@@ -509,6 +509,9 @@ pub enum Push {
     /// The device holding this alert was revoked: it is raised again and
     /// its escalation resumes (sent to the staff paged for it and on duty).
     Released(AlertInfo),
+    /// Staff: case updates up to this sync position wait (nothing
+    /// readable; the device syncs).
+    Cases(u64),
 }
 
 impl Push {
@@ -519,6 +522,7 @@ impl Push {
             Push::AllClear(id) => pb::push::Kind::AllClear(*id),
             Push::Message(id) => pb::push::Kind::Message(*id),
             Push::Released(a) => pb::push::Kind::Released(a.to_wire()),
+            Push::Cases(p) => pb::push::Kind::Cases(*p),
         };
         pb::Push { kind: Some(kind) }.encode_to_vec()
     }
@@ -533,6 +537,7 @@ impl Push {
             pb::push::Kind::AllClear(id) => Ok(Push::AllClear(id)),
             pb::push::Kind::Message(id) => Ok(Push::Message(id)),
             pb::push::Kind::Released(a) => Ok(Push::Released(AlertInfo::from_wire(a)?)),
+            pb::push::Kind::Cases(p) => Ok(Push::Cases(p)),
         }
     }
 }

@@ -18,6 +18,8 @@
 //! * [`role`]: what a device may be.
 //! * [`alert`]: alert priorities, states, summaries and server pushes.
 //! * [`time`]: how both ends show a time to a person (UTC).
+//! * [`case`]: cases: signed, sealed case events as the server sees them,
+//!   the case sync, and the relocation lifecycle every reader checks.
 //! * [`e2e`]: end-to-end encryption: organisation root, signed staff
 //!   roster, prekeys, the content message sealed inside envelopes, sealed
 //!   envelopes, replay protection.
@@ -27,6 +29,7 @@
 
 pub mod alert;
 pub mod auth;
+pub mod case;
 pub mod e2e;
 pub mod error;
 pub mod frame;

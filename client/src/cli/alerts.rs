@@ -826,6 +826,8 @@ pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> an
                                 println!("{line}");
                             }
                         }
+                        // Case updates are fetched by the case commands.
+                        Push::Cases(_) => {}
                         Push::Released(a) if a.defender == device.identity().device_id() => println!(
                             "{bell}[{} UTC] your alert #{}: the staff member who held it can no longer answer; it is back with the team and they are being paged again.",
                             time_of_day(now),

@@ -21,6 +21,7 @@
 use prost::Message as _;
 
 use crate::alert::{AlertInfo, CloseReason, Priority};
+use crate::case::{CaseId, CaseSync, SignedCaseEvent};
 use crate::e2e::envelope::SignedEnvelope;
 use crate::e2e::prekey::SignedPrekey;
 use crate::e2e::roster::SignedRoster;
@@ -155,6 +156,19 @@ pub enum Request {
     DutyStatus,
     /// A defender device without a panic key registers one.
     RegisterPanicKey(IdentityPublicKey),
+    /// Staff append an event to a case (opening it if new).
+    AppendCaseEvent(SignedCaseEvent),
+    /// Staff: every case update after this sync position.
+    SyncCases {
+        /// The last position already held (0: none).
+        after: u64,
+    },
+    /// A defender asks for help; the envelope is sealed to the staff.
+    RequestCase(SignedEnvelope),
+    /// Staff ask that a closed case be erased.
+    RequestCaseErasure(CaseId),
+    /// A second, distinct coordinator or admin confirms an erasure.
+    ConfirmCaseErasure(CaseId),
 }
 
 /// What a request asks, without its arguments: the rows of the role table
@@ -207,11 +221,21 @@ pub enum RequestKind {
     DutyStatus,
     /// [`Request::RegisterPanicKey`].
     RegisterPanicKey,
+    /// [`Request::AppendCaseEvent`].
+    AppendCaseEvent,
+    /// [`Request::SyncCases`].
+    SyncCases,
+    /// [`Request::RequestCase`].
+    RequestCase,
+    /// [`Request::RequestCaseErasure`].
+    RequestCaseErasure,
+    /// [`Request::ConfirmCaseErasure`].
+    ConfirmCaseErasure,
 }
 
 impl RequestKind {
     /// Every kind, in the order of the `.proto` file's request fields.
-    pub const ALL: [RequestKind; 23] = [
+    pub const ALL: [RequestKind; 28] = [
         RequestKind::Status,
         RequestKind::CreateInvite,
         RequestKind::ListDevices,
@@ -235,6 +259,11 @@ impl RequestKind {
         RequestKind::Delivery,
         RequestKind::DutyStatus,
         RequestKind::RegisterPanicKey,
+        RequestKind::AppendCaseEvent,
+        RequestKind::SyncCases,
+        RequestKind::RequestCase,
+        RequestKind::RequestCaseErasure,
+        RequestKind::ConfirmCaseErasure,
     ];
 
     /// The request's name in `docs/protocol.md` (the `.proto` field name).
@@ -263,6 +292,11 @@ impl RequestKind {
             RequestKind::Delivery => "delivery",
             RequestKind::DutyStatus => "duty_status",
             RequestKind::RegisterPanicKey => "register_panic_key",
+            RequestKind::AppendCaseEvent => "append_case_event",
+            RequestKind::SyncCases => "sync_cases",
+            RequestKind::RequestCase => "request_case",
+            RequestKind::RequestCaseErasure => "request_case_erasure",
+            RequestKind::ConfirmCaseErasure => "confirm_case_erasure",
         }
     }
 
@@ -309,6 +343,11 @@ impl Request {
             Request::Delivery(_) => RequestKind::Delivery,
             Request::DutyStatus => RequestKind::DutyStatus,
             Request::RegisterPanicKey(_) => RequestKind::RegisterPanicKey,
+            Request::AppendCaseEvent(_) => RequestKind::AppendCaseEvent,
+            Request::SyncCases { .. } => RequestKind::SyncCases,
+            Request::RequestCase(_) => RequestKind::RequestCase,
+            Request::RequestCaseErasure(_) => RequestKind::RequestCaseErasure,
+            Request::ConfirmCaseErasure(_) => RequestKind::ConfirmCaseErasure,
         }
     }
 
@@ -392,6 +431,23 @@ impl Request {
             Request::RegisterPanicKey(key) => Kind::RegisterPanicKey(pb::RegisterPanicKeyRequest {
                 panic_key: key.as_bytes().to_vec().into(),
             }),
+            Request::AppendCaseEvent(e) => Kind::AppendCaseEvent(pb::AppendCaseEventRequest {
+                event: Some(e.to_wire()),
+            }),
+            Request::SyncCases { after } => Kind::SyncCases(pb::SyncCasesRequest { after: *after }),
+            Request::RequestCase(e) => Kind::RequestCase(pb::RequestCaseRequest {
+                envelope: Some(e.to_wire()),
+            }),
+            Request::RequestCaseErasure(id) => {
+                Kind::RequestCaseErasure(pb::RequestCaseErasureRequest {
+                    case_id: id.as_bytes().to_vec().into(),
+                })
+            }
+            Request::ConfirmCaseErasure(id) => {
+                Kind::ConfirmCaseErasure(pb::ConfirmCaseErasureRequest {
+                    case_id: id.as_bytes().to_vec().into(),
+                })
+            }
         };
         pb::Request { kind: Some(kind) }.encode_to_vec()
     }
@@ -511,6 +567,23 @@ impl Request {
             Kind::RegisterPanicKey(r) => {
                 Request::RegisterPanicKey(IdentityPublicKey::from_slice(&r.panic_key, "panic_key")?)
             }
+            Kind::AppendCaseEvent(a) => Request::AppendCaseEvent(SignedCaseEvent::from_wire(
+                a.event.ok_or(DecodeError::Missing("event"))?,
+            )?),
+            Kind::SyncCases(s) => Request::SyncCases { after: s.after },
+            Kind::RequestCase(r) => {
+                let envelope = r.envelope.ok_or(DecodeError::Missing("envelope"))?;
+                if envelope.body.is_empty() {
+                    return Err(DecodeError::Missing("envelope"));
+                }
+                Request::RequestCase(SignedEnvelope::from_wire(envelope)?)
+            }
+            Kind::RequestCaseErasure(r) => {
+                Request::RequestCaseErasure(CaseId::from_slice(&r.case_id, "case_id")?)
+            }
+            Kind::ConfirmCaseErasure(r) => {
+                Request::ConfirmCaseErasure(CaseId::from_slice(&r.case_id, "case_id")?)
+            }
         })
     }
 }
@@ -558,6 +631,35 @@ pub enum Response {
     },
     /// Answer to [`Request::FetchInbox`].
     Inbox(Vec<InboxItem>),
+    /// Answer to [`Request::AppendCaseEvent`].
+    CaseEventAccepted {
+        /// The event's sync position.
+        position: u64,
+        /// It had been accepted before (a resend).
+        duplicate: bool,
+    },
+    /// One frame of the answer to [`Request::SyncCases`] (several may
+    /// follow on the same stream until it finishes).
+    CaseSync(CaseSync),
+    /// Answer to [`Request::RequestCase`].
+    CaseRequestAccepted {
+        /// The new case (or, for a resend, the same one).
+        case_id: CaseId,
+        /// The envelope's sent id.
+        envelope_id: u64,
+        /// The same envelope was sent before.
+        duplicate: bool,
+    },
+    /// Answer to [`Request::RequestCaseErasure`] and
+    /// [`Request::ConfirmCaseErasure`].
+    CaseErasure {
+        /// Which case.
+        case_id: CaseId,
+        /// Who asked for the erasure.
+        requested_by: DeviceId,
+        /// Erased now (false: waiting for a confirmation).
+        erased: bool,
+    },
     /// Answer to [`Request::ListAlerts`] (and [`Request::RaiseAlert`]: the
     /// new alert alone).
     Alerts(Vec<AlertInfo>),
@@ -629,6 +731,32 @@ impl Response {
             Response::Inbox(items) => Kind::Inbox(pb::Inbox {
                 items: items.iter().map(InboxItem::to_wire).collect(),
             }),
+            Response::CaseEventAccepted {
+                position,
+                duplicate,
+            } => Kind::CaseEventAccepted(pb::CaseEventAccepted {
+                position: *position,
+                duplicate: *duplicate,
+            }),
+            Response::CaseSync(s) => Kind::CaseSync(s.to_wire()),
+            Response::CaseRequestAccepted {
+                case_id,
+                envelope_id,
+                duplicate,
+            } => Kind::CaseRequestAccepted(pb::CaseRequestAccepted {
+                case_id: case_id.as_bytes().to_vec().into(),
+                envelope_id: *envelope_id,
+                duplicate: *duplicate,
+            }),
+            Response::CaseErasure {
+                case_id,
+                requested_by,
+                erased,
+            } => Kind::CaseErasure(pb::CaseErasure {
+                case_id: case_id.as_bytes().to_vec().into(),
+                requested_by: requested_by.as_bytes().to_vec().into(),
+                erased: *erased,
+            }),
         };
         pb::Response { kind: Some(kind) }.encode_to_vec()
     }
@@ -693,6 +821,21 @@ impl Response {
                     .map(InboxItem::from_wire)
                     .collect::<Result<_, _>>()?,
             ),
+            Kind::CaseEventAccepted(a) => Response::CaseEventAccepted {
+                position: a.position,
+                duplicate: a.duplicate,
+            },
+            Kind::CaseSync(s) => Response::CaseSync(CaseSync::from_wire(s)?),
+            Kind::CaseRequestAccepted(a) => Response::CaseRequestAccepted {
+                case_id: CaseId::from_slice(&a.case_id, "case_id")?,
+                envelope_id: a.envelope_id,
+                duplicate: a.duplicate,
+            },
+            Kind::CaseErasure(e) => Response::CaseErasure {
+                case_id: CaseId::from_slice(&e.case_id, "case_id")?,
+                requested_by: DeviceId::from_slice(&e.requested_by, "requested_by")?,
+                erased: e.erased,
+            },
         })
     }
 }

@@ -8,8 +8,11 @@ pub mod alerts;
 pub mod checkins;
 pub mod devices;
 pub mod mailbox;
-pub mod relocation;
 pub mod rota;
+
+/// The relocation lifecycle lives in the protocol crate: every client
+/// checks stage moves with the same table (docs/cases.md).
+pub use hotline_proto::case::relocation;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

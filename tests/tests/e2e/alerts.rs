@@ -79,7 +79,7 @@ fn pages(pushes: &[Push]) -> Vec<u64> {
         .iter()
         .filter_map(|p| match p {
             Push::Alert(a) => Some(a.id),
-            Push::AllClear(_) | Push::Message(_) | Push::Released(_) => None,
+            Push::AllClear(_) | Push::Message(_) | Push::Released(_) | Push::Cases(_) => None,
         })
         .collect()
 }

@@ -955,6 +955,24 @@ impl Run {
                     _ => IdentityKeyPair::from_seed(&rng.bytes()).public_key(),
                 })
             }
+            RequestKind::AppendCaseEvent => {
+                let body: [u8; 32] = rng.bytes();
+                Request::AppendCaseEvent(hotline_proto::case::SignedCaseEvent {
+                    author: self.keys(actor).1,
+                    body: body.to_vec(),
+                    signature: hotline_proto::Signature::from_bytes([0; 64]),
+                })
+            }
+            RequestKind::SyncCases => Request::SyncCases {
+                after: self.some_id(rng),
+            },
+            RequestKind::RequestCase => Request::RequestCase(self.envelope(actor, rng)),
+            RequestKind::RequestCaseErasure => {
+                Request::RequestCaseErasure(hotline_proto::case::CaseId::from_bytes(rng.bytes()))
+            }
+            RequestKind::ConfirmCaseErasure => {
+                Request::ConfirmCaseErasure(hotline_proto::case::CaseId::from_bytes(rng.bytes()))
+            }
         }
     }
 
@@ -1773,6 +1791,12 @@ fn answers(kind: RequestKind, response: &Response) -> bool {
         K::ClaimAlert => matches!(response, Response::Claim { .. }),
         K::Delivery => matches!(response, Response::Delivery(_)),
         K::DutyStatus => matches!(response, Response::Duty(_)),
+        K::AppendCaseEvent => matches!(response, Response::CaseEventAccepted { .. }),
+        K::SyncCases => matches!(response, Response::CaseSync(_)),
+        K::RequestCase => matches!(response, Response::CaseRequestAccepted { .. }),
+        K::RequestCaseErasure | K::ConfirmCaseErasure => {
+            matches!(response, Response::CaseErasure { .. })
+        }
         K::PutRoster
         | K::AckInbox
         | K::CloseAlert

@@ -1,0 +1,457 @@
+//! Cases (docs/cases.md; wire rules in docs/protocol.md, section 9).
+//!
+//! A case's content travels only as [`SignedCaseEvent`]s: signed by their
+//! author's device, sealed under the case key that only staff devices on
+//! the roster hold. This module holds the typed wire forms every end
+//! shares: what the server may read of an event ([`EventHeader`], read
+//! without the key), the case requests' answers ([`CaseSync`],
+//! [`CaseUpdate`]) and the relocation rules ([`relocation`]).
+//!
+//! [`content`] re-exports the protobuf types of what an event *says*
+//! ([`content::CaseEventContent`]). Unlike every other wire message they
+//! are not parsed into domain types here: only staff clients open them,
+//! and a client folds each field with its own checks (an unknown entity,
+//! field or value is shown as such, never guessed), as the version rule
+//! of section 9 says.
+
+pub mod relocation;
+pub mod seal;
+
+use prost::Message as _;
+
+use crate::error::DecodeError;
+use crate::identity::{DeviceId, IdentityPublicKey, Signature};
+use crate::pb;
+
+/// The protobuf types of a case event's sealed content (module doc).
+pub mod content {
+    /// A case key as sent to a staff device (`SealedContent.case_keys`).
+    pub use crate::pb::CaseKey as WireCaseKey;
+    pub use crate::pb::field_value::Kind as FieldValueKind;
+    pub use crate::pb::{
+        CaseEntity, CaseEventContent, CaseOpening, CaseProgramme, CheckinOffer, FieldChange,
+        FieldValue, IdList, SharedItem, StatisticsTombstone,
+    };
+}
+
+/// Case event format version.
+pub const VERSION: u32 = 1;
+/// The signature label of a case event (docs/protocol.md, section 7.2).
+pub const SIGNATURE_LABEL: &[u8] = b"hotline/1 case event";
+/// The label of a key commitment.
+pub const COMMITMENT_LABEL: &[u8] = b"hotline/1 case key";
+/// Length of case, event, person and relocation ids.
+pub const ID_LEN: usize = 16;
+/// The largest `SignedCaseEvent.body` a server accepts: the largest
+/// padded content (65,536 bytes), its tag, and room for the header
+/// fields.
+pub const MAX_EVENT_BODY_LEN: usize = 65_536 + 16 + 512;
+
+/// A case id: 16 random bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CaseId([u8; ID_LEN]);
+
+impl CaseId {
+    /// The id from its bytes.
+    pub fn from_bytes(bytes: [u8; ID_LEN]) -> Self {
+        CaseId(bytes)
+    }
+
+    /// Its bytes.
+    pub fn as_bytes(&self) -> &[u8; ID_LEN] {
+        &self.0
+    }
+
+    /// Parses 16 bytes of field `field`.
+    pub fn from_slice(bytes: &[u8], field: &'static str) -> Result<Self, DecodeError> {
+        Ok(CaseId(
+            bytes.try_into().map_err(|_| DecodeError::Invalid(field))?,
+        ))
+    }
+}
+
+/// The case's coarse state, which the server sees and enforces rules by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CaseState {
+    /// A defender asked; no staff event yet.
+    Requested,
+    /// Open.
+    Open,
+    /// Closed (the reason is sealed).
+    Closed,
+}
+
+impl CaseState {
+    /// The wire number.
+    pub fn to_wire(self) -> i32 {
+        match self {
+            CaseState::Requested => pb::CaseState::Requested as i32,
+            CaseState::Open => pb::CaseState::Open as i32,
+            CaseState::Closed => pb::CaseState::Closed as i32,
+        }
+    }
+
+    /// `None` for 0 (unchanged); an unknown number is invalid.
+    pub fn from_wire(n: i32, field: &'static str) -> Result<Option<Self>, DecodeError> {
+        match pb::CaseState::try_from(n) {
+            Ok(pb::CaseState::Unspecified) => Ok(None),
+            Ok(pb::CaseState::Requested) => Ok(Some(CaseState::Requested)),
+            Ok(pb::CaseState::Open) => Ok(Some(CaseState::Open)),
+            Ok(pb::CaseState::Closed) => Ok(Some(CaseState::Closed)),
+            Err(_) => Err(DecodeError::Invalid(field)),
+        }
+    }
+
+    /// In words.
+    pub fn name(self) -> &'static str {
+        match self {
+            CaseState::Requested => "requested",
+            CaseState::Open => "open",
+            CaseState::Closed => "closed",
+        }
+    }
+}
+
+/// A change of the legal hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LegalHold {
+    /// Set: the case cannot be erased.
+    Set,
+    /// Lifted.
+    Lifted,
+}
+
+/// The server-visible part of a case event (`CaseControl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CaseControl {
+    /// The state the event moves the case to (`None`: unchanged).
+    pub state: Option<CaseState>,
+    /// A change of the legal hold (`None`: unchanged).
+    pub legal_hold: Option<LegalHold>,
+    /// The first event of the statistics ledger.
+    pub ledger: bool,
+}
+
+impl CaseControl {
+    /// The wire form (`None` when nothing is set, as writers leave it).
+    pub(crate) fn to_wire(self) -> Option<pb::CaseControl> {
+        if self == CaseControl::default() {
+            return None;
+        }
+        Some(pb::CaseControl {
+            state: self.state.map_or(0, CaseState::to_wire),
+            legal_hold: match self.legal_hold {
+                None => 0,
+                Some(LegalHold::Set) => pb::LegalHold::Set as i32,
+                Some(LegalHold::Lifted) => pb::LegalHold::Lifted as i32,
+            },
+            ledger: self.ledger,
+        })
+    }
+
+    fn from_wire(m: Option<pb::CaseControl>) -> Result<Self, DecodeError> {
+        let Some(m) = m else {
+            return Ok(CaseControl::default());
+        };
+        Ok(CaseControl {
+            state: CaseState::from_wire(m.state, "control.state")?,
+            legal_hold: match pb::LegalHold::try_from(m.legal_hold) {
+                Ok(pb::LegalHold::Unspecified) => None,
+                Ok(pb::LegalHold::Set) => Some(LegalHold::Set),
+                Ok(pb::LegalHold::Lifted) => Some(LegalHold::Lifted),
+                Err(_) => return Err(DecodeError::Invalid("control.legal_hold")),
+            },
+            ledger: m.ledger,
+        })
+    }
+}
+
+/// A case event as it travels: the exact signed body and its signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCaseEvent {
+    /// Whose identity key verifies the signature.
+    pub author: DeviceId,
+    /// A `CaseEventBody`, as signed.
+    pub body: Vec<u8>,
+    /// Ed25519 over `"hotline/1 case event" || 0x00 || body`.
+    pub signature: Signature,
+}
+
+/// What anyone may read of a case event without its key: the fields of
+/// `CaseEventBody` outside the ciphertext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventHeader {
+    /// The case.
+    pub case_id: CaseId,
+    /// The author's id for this event.
+    pub event_id: [u8; ID_LEN],
+    /// The author (equal to [`SignedCaseEvent::author`]).
+    pub author: DeviceId,
+    /// The roster the author was on.
+    pub roster_version: u64,
+    /// The case key epoch (at least 1).
+    pub epoch: u32,
+    /// The commitment to that epoch's key.
+    pub key_commitment: [u8; 32],
+    /// What the server must see.
+    pub control: CaseControl,
+    /// The ciphertext's length (with its tag): what its size bucket is.
+    pub ciphertext_len: usize,
+}
+
+impl SignedCaseEvent {
+    /// The wire form.
+    pub(crate) fn to_wire(&self) -> pb::SignedCaseEvent {
+        pb::SignedCaseEvent {
+            author: self.author.as_bytes().to_vec().into(),
+            body: self.body.clone().into(),
+            signature: self.signature.as_bytes().to_vec().into(),
+        }
+    }
+
+    /// Parses the outer wrapper only (the body is read by
+    /// [`SignedCaseEvent::header_unverified`] or opened after the
+    /// signature is checked).
+    pub(crate) fn from_wire(m: pb::SignedCaseEvent) -> Result<Self, DecodeError> {
+        if m.body.is_empty() {
+            return Err(DecodeError::Missing("body"));
+        }
+        if m.body.len() > MAX_EVENT_BODY_LEN {
+            return Err(DecodeError::Invalid("body"));
+        }
+        Ok(SignedCaseEvent {
+            author: DeviceId::from_slice(&m.author, "author")?,
+            body: m.body.to_vec(),
+            signature: Signature::from_slice(&m.signature, "signature")?,
+        })
+    }
+
+    /// The encoded wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        self.to_wire().encode_to_vec()
+    }
+
+    /// Decodes the encoded wire form (wrapper only).
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::from_wire(pb::SignedCaseEvent::decode(bytes)?)
+    }
+
+    /// Checks the signature under the author's identity key (which must
+    /// derive the author's id).
+    pub fn verify_signature(&self, author_key: &IdentityPublicKey) -> Result<(), DecodeError> {
+        if author_key.device_id() != self.author {
+            return Err(DecodeError::Invalid("author"));
+        }
+        author_key
+            .verify(
+                &crate::e2e::signed_message(SIGNATURE_LABEL, &self.body),
+                &self.signature,
+            )
+            .map_err(|_| DecodeError::Invalid("signature"))
+    }
+
+    /// Reads the header without the key and without checking the
+    /// signature (the caller checks it: the server with the author's
+    /// enrolled key). Fails on a version other than 1, an author inside
+    /// the body other than the one outside it, a wrong length, epoch 0, or
+    /// an empty ciphertext.
+    pub fn header_unverified(&self) -> Result<EventHeader, DecodeError> {
+        let b = pb::CaseEventBody::decode(self.body.as_slice())?;
+        if b.version != VERSION {
+            return Err(DecodeError::UnsupportedVersion(b.version));
+        }
+        let author = DeviceId::from_slice(&b.author, "author")?;
+        if author != self.author {
+            return Err(DecodeError::Invalid("author"));
+        }
+        if b.epoch == 0 {
+            return Err(DecodeError::Invalid("epoch"));
+        }
+        if b.nonce.len() != 12 {
+            return Err(DecodeError::Invalid("nonce"));
+        }
+        if b.ciphertext.len() < 16 {
+            return Err(DecodeError::Missing("ciphertext"));
+        }
+        Ok(EventHeader {
+            case_id: CaseId::from_slice(&b.case_id, "case_id")?,
+            event_id: b
+                .event_id
+                .as_ref()
+                .try_into()
+                .map_err(|_| DecodeError::Invalid("event_id"))?,
+            author,
+            roster_version: b.roster_version,
+            epoch: b.epoch,
+            key_commitment: b
+                .key_commitment
+                .as_ref()
+                .try_into()
+                .map_err(|_| DecodeError::Invalid("key_commitment"))?,
+            control: CaseControl::from_wire(b.control)?,
+            ciphertext_len: b.ciphertext.len(),
+        })
+    }
+}
+
+/// What a case update in a sync carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaseUpdateKind {
+    /// An event, with its author's identity key as enrolled.
+    Event {
+        /// The event.
+        event: SignedCaseEvent,
+        /// The author's enrolled identity key.
+        author_key: IdentityPublicKey,
+    },
+    /// A defender asked for a case.
+    Requested {
+        /// The defender device.
+        defender: DeviceId,
+        /// SHA-256 of the request's `SignedEnvelope` wire form.
+        envelope_digest: [u8; 32],
+    },
+    /// Erasure was asked for, waiting for a second staff member.
+    ErasureRequested {
+        /// Who asked.
+        requested_by: DeviceId,
+    },
+    /// The case was erased.
+    Erased {
+        /// Who asked.
+        requested_by: DeviceId,
+        /// Who confirmed.
+        confirmed_by: DeviceId,
+    },
+}
+
+/// One update of a sync (`CaseUpdate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseUpdate {
+    /// Its sync position.
+    pub position: u64,
+    /// The case.
+    pub case_id: CaseId,
+    /// When the server accepted it.
+    pub at: u64,
+    /// What it is.
+    pub kind: CaseUpdateKind,
+}
+
+fn device(bytes: &[u8], field: &'static str) -> Result<DeviceId, DecodeError> {
+    DeviceId::from_slice(bytes, field)
+}
+
+impl CaseUpdate {
+    /// The wire form.
+    pub(crate) fn to_wire(&self) -> pb::CaseUpdate {
+        use pb::case_update::Kind;
+        let mut author_identity_key = Vec::new();
+        let kind = match &self.kind {
+            CaseUpdateKind::Event { event, author_key } => {
+                author_identity_key = author_key.as_bytes().to_vec();
+                Kind::Event(event.to_wire())
+            }
+            CaseUpdateKind::Requested {
+                defender,
+                envelope_digest,
+            } => Kind::Requested(pb::CaseRequested {
+                defender: defender.as_bytes().to_vec().into(),
+                envelope_digest: envelope_digest.to_vec().into(),
+            }),
+            CaseUpdateKind::ErasureRequested { requested_by } => {
+                Kind::ErasureRequested(pb::CaseErasureRequested {
+                    requested_by: requested_by.as_bytes().to_vec().into(),
+                })
+            }
+            CaseUpdateKind::Erased {
+                requested_by,
+                confirmed_by,
+            } => Kind::Erased(pb::CaseErased {
+                requested_by: requested_by.as_bytes().to_vec().into(),
+                confirmed_by: confirmed_by.as_bytes().to_vec().into(),
+            }),
+        };
+        pb::CaseUpdate {
+            position: self.position,
+            case_id: self.case_id.as_bytes().to_vec().into(),
+            at: self.at,
+            kind: Some(kind),
+            author_identity_key: author_identity_key.into(),
+        }
+    }
+
+    /// Parses the wire form.
+    pub(crate) fn from_wire(m: pb::CaseUpdate) -> Result<Self, DecodeError> {
+        use pb::case_update::Kind;
+        let kind = match m.kind.ok_or(DecodeError::Missing("kind"))? {
+            Kind::Event(e) => CaseUpdateKind::Event {
+                event: SignedCaseEvent::from_wire(e)?,
+                author_key: IdentityPublicKey::from_slice(
+                    &m.author_identity_key,
+                    "author_identity_key",
+                )?,
+            },
+            Kind::Requested(r) => CaseUpdateKind::Requested {
+                defender: device(&r.defender, "defender")?,
+                envelope_digest: r
+                    .envelope_digest
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| DecodeError::Invalid("envelope_digest"))?,
+            },
+            Kind::ErasureRequested(r) => CaseUpdateKind::ErasureRequested {
+                requested_by: device(&r.requested_by, "requested_by")?,
+            },
+            Kind::Erased(r) => CaseUpdateKind::Erased {
+                requested_by: device(&r.requested_by, "requested_by")?,
+                confirmed_by: device(&r.confirmed_by, "confirmed_by")?,
+            },
+        };
+        Ok(CaseUpdate {
+            position: m.position,
+            case_id: CaseId::from_slice(&m.case_id, "case_id")?,
+            at: m.at,
+            kind,
+        })
+    }
+}
+
+/// One frame of the answer to `sync_cases`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CaseSync {
+    /// In sync order.
+    pub updates: Vec<CaseUpdate>,
+    /// The position to ask after next time.
+    pub cursor: u64,
+    /// More exist after `cursor` than this answer carried.
+    pub more: bool,
+    /// The server's retention of closed cases, in seconds.
+    pub retention_secs: u64,
+}
+
+impl CaseSync {
+    /// The wire form.
+    pub(crate) fn to_wire(&self) -> pb::CaseSync {
+        pb::CaseSync {
+            updates: self.updates.iter().map(CaseUpdate::to_wire).collect(),
+            cursor: self.cursor,
+            more: self.more,
+            retention_secs: self.retention_secs,
+        }
+    }
+
+    /// Parses the wire form.
+    pub(crate) fn from_wire(m: pb::CaseSync) -> Result<Self, DecodeError> {
+        Ok(CaseSync {
+            updates: m
+                .updates
+                .into_iter()
+                .map(CaseUpdate::from_wire)
+                .collect::<Result<_, _>>()?,
+            cursor: m.cursor,
+            more: m.more,
+            retention_secs: m.retention_secs,
+        })
+    }
+}
