@@ -49,12 +49,34 @@ pub struct Config {
     pub rota: Vec<crate::domain::rota::ShiftConfig>,
     /// The data directory's disk: when to warn (see docs/operations.md).
     pub storage: Storage,
+    /// Cases: how long a closed case is kept before it may be erased.
+    pub cases: CasesConfig,
     /// For tests only: the file operations the log's durable files are
     /// changed through (a [`crate::log::fs::FaultFs`] makes chosen ones
     /// fail). `None`, the default, is the real file system. No
     /// configuration file or flag can set it.
     #[serde(skip)]
     pub dangerous_log_file_ops: Option<crate::log::fs::Fs>,
+}
+
+/// Cases (section `[cases]`; docs/operations.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CasesConfig {
+    /// Days a case must have been closed before staff may erase it
+    /// (0: at once). Counted from the server's time of the closing event.
+    pub retention_days: u64,
+}
+
+/// The default retention of closed cases: a year.
+pub const DEFAULT_CASE_RETENTION_DAYS: u64 = 365;
+
+impl Default for CasesConfig {
+    fn default() -> Self {
+        CasesConfig {
+            retention_days: DEFAULT_CASE_RETENTION_DAYS,
+        }
+    }
 }
 
 /// How the server watches the disk under its data directory.
@@ -205,6 +227,7 @@ impl Default for Config {
             escalation_tick_ms: 1000,
             rota: Vec::new(),
             storage: Storage::default(),
+            cases: CasesConfig::default(),
             dangerous_log_file_ops: None,
         }
     }

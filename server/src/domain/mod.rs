@@ -5,6 +5,7 @@
 //! so that a start does not replay the whole log.
 
 pub mod alerts;
+pub mod cases;
 pub mod checkins;
 pub mod devices;
 pub mod mailbox;
@@ -19,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use hotline_proto::{DeviceId, Role};
 
 use alerts::{AlertEvent, Alerts};
+use cases::{CaseEvent, Cases};
 use checkins::{CheckinEvent, Checkins};
 use devices::{Device, InviteRecord, RosterView};
 use mailbox::{MailEvent, Mailbox};
@@ -67,6 +69,8 @@ pub enum Event {
     Alert(AlertEvent),
     /// A check-in schedule changed, or a defender checked in.
     Checkin(CheckinEvent),
+    /// Something happened to a case (issue 12).
+    Case(CaseEvent),
     /// A staff device went on or off duty.
     Duty {
         /// Which.
@@ -112,6 +116,8 @@ pub struct State {
     pub roster: Option<RosterView>,
     /// What the log records of the store's TLS certificate.
     pub certificate: CertificateRecord,
+    /// Cases: metadata only.
+    pub cases: Cases,
     /// The sequence number of the last event applied.
     pub applied_seq: u64,
 }
@@ -179,6 +185,7 @@ impl State {
             }
             Event::Alert(a) => self.alerts.apply(seq, a)?,
             Event::Checkin(c) => self.checkins.apply(c)?,
+            Event::Case(c) => self.cases.apply(seq, c)?,
             Event::Batch(events) => {
                 for e in events {
                     if matches!(e, Event::Batch(_)) {

@@ -308,6 +308,7 @@ async fn serve_request(
         pushes,
         close: close_with,
         disconnect,
+        more,
     } = reply;
     // Pages first: an SOS reaches the officers before its defender hears
     // back.
@@ -322,11 +323,16 @@ async fn serve_request(
     if let Response::Error(e) = &response {
         debug!(code = %e.code, "request refused");
     }
-    if send
-        .write_all(&frame_bytes(&response.encode()))
-        .await
-        .is_ok()
-    {
+    // One frame, or (a case sync) several on the same stream, then the
+    // finish.
+    let mut written = send.write_all(&frame_bytes(&response.encode())).await;
+    for frame in &more {
+        if written.is_err() {
+            break;
+        }
+        written = send.write_all(&frame_bytes(&frame.encode())).await;
+    }
+    if written.is_ok() {
         let _ = send.finish();
     }
     if let Some(e) = close_with {

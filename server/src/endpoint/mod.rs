@@ -395,7 +395,16 @@ impl RunningServer {
         // by itself (the storage watch), as for a running server.
         if !store.log().is_read_only() {
             let s = Arc::clone(&store);
-            let _ = tokio::task::spawn_blocking(move || s.probe_at_start()).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                if s.probe_at_start() {
+                    // A stop between a case's erasure record and the
+                    // destruction of its key: destroy it now.
+                    if let Err(e) = s.finish_case_erasures() {
+                        tracing::warn!(error = %e, "a case key left by an erasure could not be destroyed yet");
+                    }
+                }
+            })
+            .await;
         }
         let registry: Arc<Registry> = Arc::default();
         let node = Arc::new(Node {

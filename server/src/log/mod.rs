@@ -392,6 +392,12 @@ impl Log {
         Ok(CaseKey(id))
     }
 
+    /// Whether the subkey of `case_id` exists (made and not destroyed).
+    pub fn has_case_key(&self, case_id: &[u8]) -> bool {
+        let id = self.shared.keys.index_id(b"case", case_id);
+        self.keyring().contains(&id)
+    }
+
     /// Seals `event` as the next record and queues it for commit. The
     /// order of `submit` calls is the order of the log.
     pub fn submit(&self, key: RecordKey, event: &[u8]) -> Result<Ticket, LogError> {

@@ -15,6 +15,7 @@
 //! [`RequestError`], turned into the wire error in one place.
 
 pub(crate) mod alerts;
+mod cases;
 pub mod checkins;
 pub(crate) mod devices;
 #[cfg(test)]
@@ -77,6 +78,9 @@ pub struct Shared {
     /// Free space under this is low (`storage.warn_free_bytes`), as
     /// admins are told in `status`.
     pub(crate) warn_free_bytes: u64,
+    /// Days a closed case is kept before it may be erased
+    /// (`cases.retention_days`).
+    pub(crate) case_retention_days: u64,
 }
 
 impl Shared {
@@ -102,6 +106,7 @@ impl Shared {
             server_name: config.server_name.clone(),
             data_dir: Some(config.data_dir.clone()),
             warn_free_bytes: config.storage.warn_free_bytes,
+            case_retention_days: config.cases.retention_days,
         }
     }
 
@@ -229,6 +234,10 @@ pub struct Reply {
     pub close: Option<WireError>,
     /// Close every connection of these devices (they were revoked).
     pub disconnect: Vec<DeviceId>,
+    /// Frames sent after `response` on the same stream, before it
+    /// finishes: only a `sync_cases` answer has more than one
+    /// (docs/protocol.md, section 9.3).
+    pub more: Vec<Response>,
 }
 
 impl From<Response> for Reply {
@@ -238,6 +247,7 @@ impl From<Response> for Reply {
             pushes: Vec::new(),
             close: None,
             disconnect: Vec::new(),
+            more: Vec::new(),
         }
     }
 }
@@ -274,6 +284,10 @@ pub enum RequestError {
     /// `FAILED_PRECONDITION`: the state forbids it.
     #[error("{0}")]
     FailedPrecondition(&'static str),
+    /// `FAILED_PRECONDITION`, with a detail made for the case (a number of
+    /// days; never an id or content).
+    #[error("{0}")]
+    FailedPreconditionDetail(String),
     /// `NOT_FOUND`: the named thing does not exist.
     #[error("{0}")]
     NotFound(&'static str),
@@ -321,7 +335,9 @@ impl RequestError {
         match self {
             RequestError::Forbidden(_) => ErrorCode::Forbidden,
             RequestError::InvalidArgument(_) => ErrorCode::InvalidArgument,
-            RequestError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
+            RequestError::FailedPrecondition(_) | RequestError::FailedPreconditionDetail(_) => {
+                ErrorCode::FailedPrecondition
+            }
             RequestError::NotFound(_) => ErrorCode::NotFound,
             RequestError::BadSignature(_) => ErrorCode::BadSignature,
             RequestError::Malformed(_) => ErrorCode::Malformed,
@@ -608,15 +624,15 @@ async fn dispatch(shared: &Shared, session: Session, req: Request) -> Result<Rep
         }
         Request::Checkin { code_digest } => checkins::checkin(shared, session, code_digest).await,
         Request::RegisterPanicKey(key) => devices::register_panic_key(shared, session, key).await,
-        // Issue 12 in progress: the case requests are specified
-        // (docs/protocol.md, section 9) but not served yet.
-        Request::AppendCaseEvent(_)
-        | Request::SyncCases { .. }
-        | Request::RequestCase(_)
-        | Request::RequestCaseErasure(_)
-        | Request::ConfirmCaseErasure(_) => Err(RequestError::FailedPrecondition(
-            "this server does not serve cases yet",
-        )),
+        Request::AppendCaseEvent(event) => cases::append(shared, session, event).await,
+        Request::SyncCases { after } => cases::sync(shared, session, after).await,
+        Request::RequestCase(envelope) => cases::request(shared, session, envelope).await,
+        Request::RequestCaseErasure(case_id) => {
+            cases::request_erasure(shared, session, case_id).await
+        }
+        Request::ConfirmCaseErasure(case_id) => {
+            cases::confirm_erasure(shared, session, case_id).await
+        }
     }
 }
 

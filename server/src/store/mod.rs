@@ -15,6 +15,7 @@
 
 pub mod alerts;
 mod backup;
+pub mod cases;
 pub mod certificate;
 mod checkins;
 pub mod codec;

@@ -40,6 +40,7 @@ use tracing::warn;
 use super::{Create, OpenError, StoreError, log_dir, open_keys, verify_store};
 use crate::domain::Event;
 use crate::domain::alerts::AlertEvent;
+use crate::domain::cases::CaseEvent;
 use crate::domain::checkins::CheckinEvent;
 use crate::domain::mailbox::MailEvent;
 use crate::log::engine::{EngineError, LogEngine};
@@ -345,6 +346,12 @@ fn event_time(event: &Event) -> Option<u64> {
             | CheckinEvent::WrongCode { at, .. },
         ) => Some(*at),
         Event::Batch(events) => events.iter().filter_map(event_time).max(),
+        Event::Case(
+            CaseEvent::Appended { at, .. }
+            | CaseEvent::Requested { at, .. }
+            | CaseEvent::ErasureRequested { at, .. }
+            | CaseEvent::Erased { at, .. },
+        ) => Some(*at),
         _ => None,
     }
 }
@@ -387,6 +394,12 @@ fn kind(event: &Event) -> Option<(u8, &'static str)> {
         Event::DeviceRevoked { .. } => (25, "revocation(s) of a device"),
         Event::PanicKeyRegistered { .. } => (26, "panic key(s) registered"),
         Event::CertificatePinned { .. } => (27, "TLS certificate record(s)"),
+        Event::Case(c) => match c {
+            CaseEvent::Appended { .. } => (29, "case event(s) written by staff"),
+            CaseEvent::Requested { .. } => (30, "case request(s) by a defender"),
+            CaseEvent::ErasureRequested { .. } => (31, "case erasure request(s)"),
+            CaseEvent::Erased { .. } => (32, "case(s) erased"),
+        },
         Event::Batch(_) => return None,
     })
 }

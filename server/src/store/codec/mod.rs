@@ -8,6 +8,7 @@
 //! holds the bytes of one event of every kind and of a snapshot).
 
 mod alerts;
+mod cases;
 mod checkins;
 mod devices;
 mod mailbox;
@@ -157,6 +158,9 @@ enum Kind {
     PanicKeyRegistered(devices::PanicKeyRow),
     #[prost(message, tag = "10")]
     CertificatePinned(CertificateRow),
+    /// Issue 12.
+    #[prost(message, tag = "11")]
+    Case(cases::CaseEventRow),
 }
 
 /// The store's TLS certificate as recorded: its 32-byte pin, or no bytes
@@ -198,7 +202,7 @@ struct DutyRow {
 
 #[derive(Clone, PartialEq, Message)]
 struct EventRow {
-    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
+    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11")]
     kind: Option<Kind>,
 }
 
@@ -220,6 +224,7 @@ pub fn encode_event(event: &Event) -> Vec<u8> {
         Event::Mail(m) => Kind::Mail(mailbox::event_row(m)),
         Event::Alert(a) => Kind::Alert(alerts::event_row(a)),
         Event::Checkin(c) => Kind::Checkin(checkins::event_row(c)),
+        Event::Case(c) => Kind::Case(cases::event_row(c)),
         Event::Duty { device, on } => Kind::Duty(DutyRow {
             device: device.as_bytes().to_vec(),
             on: *on,
@@ -255,6 +260,7 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event, CodecError> {
         Kind::Mail(m) => Event::Mail(mailbox::event_from(m)?),
         Kind::Alert(a) => Event::Alert(alerts::event_from(a)?),
         Kind::Checkin(c) => Event::Checkin(checkins::event_from(c)?),
+        Kind::Case(c) => Event::Case(cases::event_from(c)?),
         Kind::Duty(d) => Event::Duty {
             device: device_id(&d.device)?,
             on: d.on,
@@ -296,6 +302,10 @@ struct SnapshotRow {
     /// Absent: nothing recorded (every snapshot written before issue 13).
     #[prost(message, optional, tag = "8")]
     certificate: Option<CertificateRow>,
+    /// Absent: no case was ever recorded (every snapshot written before
+    /// issue 12).
+    #[prost(message, optional, tag = "9")]
+    cases: Option<cases::CasesRow>,
 }
 
 /// The bytes of a snapshot of `state` (sealed before they are stored).
@@ -320,6 +330,7 @@ pub fn encode_snapshot(state: &State) -> Vec<u8> {
             CertificateRecord::Pinned(pin) => Some(certificate_row(Some(pin))),
             CertificateRecord::LetGo => Some(certificate_row(None)),
         },
+        cases: cases::cases_row(&state.cases),
     }
     .encode_to_vec()
 }
@@ -369,6 +380,11 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<State, CodecError> {
             .unwrap_or_default(),
     );
     state.certificate = certificate;
+    state.cases = row
+        .cases
+        .map(cases::cases_from)
+        .transpose()?
+        .unwrap_or_default();
     Ok(state)
 }
 

@@ -1,0 +1,299 @@
+//! Cases (docs/protocol.md, section 9.3 and 9.7): staff append sealed,
+//! signed events and sync them back; a defender asks for a case; two staff
+//! members erase a closed one. The server checks what it can see (the
+//! signature, the author, the roster, the epoch and commitment, the
+//! coarse state) and never anything of the content, which it cannot read.
+//!
+//! Logs name the request kind and its outcome only: never a case id, an
+//! event id, a size or anything else of one case.
+
+use hotline_proto::alert::Push;
+use hotline_proto::case::{CaseId, CaseSync, SignedCaseEvent};
+use hotline_proto::e2e::envelope::SignedEnvelope;
+use hotline_proto::message::Response;
+use hotline_proto::{DeviceId, Role};
+use tracing::debug;
+
+use super::{PushTo, Reply, RequestError, Session, Shared, messaging};
+use crate::domain::cases::{AppendRefusal, ErasureRefusal};
+
+/// Frames of one `sync_cases` answer, at most; past them the last frame
+/// says `more` and the client asks again after its `cursor`.
+pub const MAX_SYNC_FRAMES: usize = 64;
+/// The bytes of updates one frame may hold: a frame, less room for the
+/// answer's own fields.
+pub const SYNC_FRAME_BUDGET: usize = hotline_proto::frame::MAX_FRAME_LEN - 4096;
+
+/// What a refused requested count tells a defender (their own count only).
+const TOO_MANY_REQUESTS: &str =
+    "you already have 5 requests waiting for the team; they will answer them";
+
+fn append_error(r: AppendRefusal) -> RequestError {
+    let detail = r.detail();
+    match r {
+        AppendRefusal::EventIdReused
+        | AppendRefusal::LedgerNotNew
+        | AppendRefusal::WrongKey
+        | AppendRefusal::EpochSkipped
+        | AppendRefusal::StateRequested => RequestError::InvalidArgument(detail),
+        AppendRefusal::UnknownCase => RequestError::NotFound(detail),
+        AppendRefusal::LegalHoldRole => RequestError::Forbidden(detail.into()),
+        AppendRefusal::Erased
+        | AppendRefusal::RequestedNeedsDecision
+        | AppendRefusal::Rotated
+        | AppendRefusal::AlreadyOpen
+        | AppendRefusal::AlreadyClosed
+        | AppendRefusal::LedgerClosed => RequestError::FailedPrecondition(detail),
+    }
+}
+
+fn erasure_error(r: ErasureRefusal) -> RequestError {
+    match r {
+        ErasureRefusal::UnknownCase => RequestError::NotFound("no such case"),
+        other => RequestError::FailedPreconditionDetail(other.detail()),
+    }
+}
+
+/// Staff on the newest roster only: no roster is `FAILED_PRECONDITION`
+/// (an admin can sign one), a device it does not list (or that is not
+/// staff) `FORBIDDEN`.
+fn require_case_staff(shared: &Shared, session: Session) -> Result<(), RequestError> {
+    let (roster, staff) = shared.store_read(|s| {
+        let state = s.lock();
+        Ok((
+            state.roster.as_ref().map(|r| r.members.contains(&session.device_id)),
+            state.staff.contains_key(&session.device_id),
+        ))
+    })?;
+    match roster {
+        None => Err(RequestError::FailedPrecondition(
+            "no staff roster is stored yet: cases need one; ask an admin to sign a roster (hotline org sign-roster)",
+        )),
+        Some(true) if staff => Ok(()),
+        Some(_) => Err(RequestError::Forbidden(
+            "this device is not on the staff roster".into(),
+        )),
+    }
+}
+
+/// Every staff device but `except`: who hears of a new case update.
+fn staff_push(shared: &Shared, except: DeviceId, position: u64) -> Result<Vec<PushTo>, RequestError> {
+    if position == 0 {
+        return Ok(Vec::new());
+    }
+    let devices: Vec<DeviceId> = shared.store_read(|s| {
+        Ok(s.lock()
+            .staff
+            .keys()
+            .copied()
+            .filter(|d| *d != except)
+            .collect())
+    })?;
+    if devices.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(vec![PushTo {
+        devices,
+        push: Push::Cases(position),
+    }])
+}
+
+/// `append_case_event`: rules 1 to 8 of section 9.3, in order.
+pub(super) async fn append(
+    shared: &Shared,
+    session: Session,
+    event: SignedCaseEvent,
+) -> Result<Reply, RequestError> {
+    // (1) The author is this device.
+    if event.author != session.device_id {
+        return Err(RequestError::InvalidArgument(
+            "a case event must be written by this device",
+        ));
+    }
+    // (2) The header reads, the signature verifies.
+    let header = event
+        .header_unverified()
+        .map_err(|_| RequestError::Malformed("the case event does not decode"))?;
+    let author = shared.enrolled_device(session.device_id)?;
+    event
+        .verify_signature(&author.identity_key)
+        .map_err(|_| RequestError::BadSignature("the case event is not signed by this device"))?;
+    // (3) Staff on the newest roster, naming no newer roster.
+    require_case_staff(shared, session)?;
+    let newest = shared.store_read(|s| Ok(s.lock().roster.as_ref().map_or(0, |r| r.version)))?;
+    if header.roster_version > newest {
+        return Err(RequestError::InvalidArgument(
+            "the event names a roster newer than the server's",
+        ));
+    }
+    // (4) to (8).
+    let role = session.role;
+    let now = crate::unix_now();
+    let outcome = shared
+        .store_call(move |s| s.append_case_event(event, header, role, now))
+        .await?;
+    let (position, duplicate) = match outcome {
+        Ok(accepted) => accepted,
+        Err(refusal) => {
+            debug!("case event refused");
+            return Err(append_error(refusal));
+        }
+    };
+    let pushes = if duplicate {
+        Vec::new()
+    } else {
+        staff_push(shared, session.device_id, position)?
+    };
+    Ok(Reply::with_pushes(
+        Response::CaseEventAccepted {
+            position,
+            duplicate,
+        },
+        pushes,
+    ))
+}
+
+/// `sync_cases`: every update after `after`, in frames of at most
+/// [`SYNC_FRAME_BUDGET`] bytes of updates, at most [`MAX_SYNC_FRAMES`].
+pub(super) async fn sync(
+    shared: &Shared,
+    session: Session,
+    after: u64,
+) -> Result<Reply, RequestError> {
+    require_case_staff(shared, session)?;
+    let retention_secs = shared
+        .case_retention_days
+        .saturating_mul(crate::domain::cases::DAY_SECS);
+    let mut frames = Vec::new();
+    let mut cursor = after;
+    loop {
+        let from = cursor;
+        let page = shared
+            .store_call(move |s| s.case_updates(from, SYNC_FRAME_BUDGET))
+            .await?;
+        cursor = page.cursor;
+        let last = !page.more || frames.len() + 1 == MAX_SYNC_FRAMES;
+        frames.push(Response::CaseSync(CaseSync {
+            updates: page.updates,
+            cursor,
+            more: page.more,
+            retention_secs,
+        }));
+        if last {
+            break;
+        }
+    }
+    let mut frames = frames.into_iter();
+    let first = frames
+        .next()
+        .ok_or(RequestError::Internal("a sync without a frame"))?;
+    Ok(Reply {
+        more: frames.collect(),
+        ..first.into()
+    })
+}
+
+/// `request_case`: a defender's request, sealed to the staff; stored in
+/// their inboxes like `send_envelope`, and a case in state requested.
+pub(super) async fn request(
+    shared: &Shared,
+    session: Session,
+    envelope: SignedEnvelope,
+) -> Result<Reply, RequestError> {
+    let recipients = messaging::check_envelope(shared, session, &envelope)?;
+    let digest = envelope.digest();
+    let bytes = envelope.encode();
+    let defender = session.device_id;
+    let devices: Vec<DeviceId> = recipients
+        .iter()
+        .copied()
+        .filter(|d| *d != defender)
+        .collect();
+    let now = crate::unix_now();
+    let outcome = shared
+        .store_call(move |s| s.request_case(defender, digest, recipients, bytes, now))
+        .await?;
+    let Ok(accepted) = outcome else {
+        debug!("case request refused: too many waiting");
+        return Err(RequestError::FailedPrecondition(TOO_MANY_REQUESTS));
+    };
+    let mut pushes = Vec::new();
+    if !accepted.duplicate {
+        let ids = shared.store_read(|s| Ok(s.inbox_ids_of(&digest, &devices)))?;
+        pushes.extend(
+            devices
+                .into_iter()
+                .zip(ids)
+                .filter(|(_, inbox_id)| *inbox_id != 0)
+                .map(|(d, inbox_id)| PushTo {
+                    devices: vec![d],
+                    push: Push::Message(inbox_id),
+                }),
+        );
+        pushes.extend(staff_push(shared, defender, accepted.position)?);
+    }
+    Ok(Reply::with_pushes(
+        Response::CaseRequestAccepted {
+            case_id: accepted.case_id,
+            envelope_id: accepted.envelope_id,
+            duplicate: accepted.duplicate,
+        },
+        pushes,
+    ))
+}
+
+/// `request_case_erasure`: the first of the two staff members.
+pub(super) async fn request_erasure(
+    shared: &Shared,
+    session: Session,
+    case_id: CaseId,
+) -> Result<Reply, RequestError> {
+    require_case_staff(shared, session)?;
+    let by = session.device_id;
+    let now = crate::unix_now();
+    let retention = shared.case_retention_days;
+    let (requested_by, position) = shared
+        .store_call(move |s| s.request_case_erasure(case_id, by, now, retention))
+        .await?
+        .map_err(|r| {
+            debug!("case erasure request refused");
+            erasure_error(r)
+        })?;
+    Ok(Reply::with_pushes(
+        Response::CaseErasure {
+            case_id,
+            requested_by,
+            erased: false,
+        },
+        staff_push(shared, by, position)?,
+    ))
+}
+
+/// `confirm_case_erasure`: a second staff member, coordinator or admin.
+pub(super) async fn confirm_erasure(
+    shared: &Shared,
+    session: Session,
+    case_id: CaseId,
+) -> Result<Reply, RequestError> {
+    require_case_staff(shared, session)?;
+    debug_assert!(matches!(session.role, Role::Coordinator | Role::Admin));
+    let by = session.device_id;
+    let now = crate::unix_now();
+    let retention = shared.case_retention_days;
+    let (requested_by, position) = shared
+        .store_call(move |s| s.confirm_case_erasure(case_id, by, now, retention))
+        .await?
+        .map_err(|r| {
+            debug!("case erasure confirmation refused");
+            erasure_error(r)
+        })?;
+    debug!("case erased");
+    Ok(Reply::with_pushes(
+        Response::CaseErasure {
+            case_id,
+            requested_by,
+            erased: true,
+        },
+        staff_push(shared, by, position)?,
+    ))
+}

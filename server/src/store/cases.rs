@@ -1,0 +1,382 @@
+//! Cases on the store: each accepted staff event is one record sealed
+//! under the case's subkey (`Log::case_key`), so erasing the case
+//! (`Log::erase_case`) shreds it; requests, erasure requests and erasures
+//! are main-key records without content. The state keeps metadata only;
+//! a sync reads each event's bytes back from the log by sequence number.
+
+use hotline_proto::case::{CaseId, CaseUpdate, CaseUpdateKind, EventHeader, SignedCaseEvent};
+use hotline_proto::{DeviceId, Role};
+
+use super::{LogStore, StoreError};
+use crate::domain::Event;
+use crate::domain::cases::{
+    AppendOutcome, AppendRefusal, CaseEvent, ErasureOutcome, ErasureRefusal, UpdateRef,
+    body_digest,
+};
+use crate::domain::mailbox::MailEvent;
+use crate::log::{Entry, RecordKey};
+
+/// What an update adds to a sync answer beyond its event's body, at most
+/// (signature, ids, the author's key, times, protobuf tags and lengths).
+pub const UPDATE_OVERHEAD: usize = 512;
+
+/// One page of case updates.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CasePage {
+    /// In position order.
+    pub updates: Vec<CaseUpdate>,
+    /// The position of the last update looked at (`after` if none).
+    pub cursor: u64,
+    /// Updates exist after `cursor`.
+    pub more: bool,
+}
+
+/// A request accepted for a case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaseRequested {
+    /// The case.
+    pub case_id: CaseId,
+    /// The envelope's sent id.
+    pub envelope_id: u64,
+    /// The same envelope made the case before.
+    pub duplicate: bool,
+    /// The new update's position (0 for a duplicate).
+    pub position: u64,
+}
+
+impl LogStore {
+    /// Appends a staff event whose signature, author and roster standing
+    /// were checked: `Ok((position, duplicate))`, or why not.
+    pub fn append_case_event(
+        &self,
+        event: SignedCaseEvent,
+        header: EventHeader,
+        role: Role,
+        now: u64,
+    ) -> Result<Result<(u64, bool), AppendRefusal>, StoreError> {
+        self.check_readable()?;
+        let mut state = self.lock();
+        let digest = body_digest(&event.body);
+        let record = match state
+            .cases
+            .decide_append(&event, &header, digest, role, now)
+        {
+            Err(r) => return Ok(Err(r)),
+            Ok(AppendOutcome::Duplicate(position)) => return Ok(Ok((position, true))),
+            Ok(AppendOutcome::Record(record)) => record,
+        };
+        let position = record.position();
+        let key = self.log.case_key(header.case_id.as_bytes())?;
+        let ticket = self.stage(&mut state, RecordKey::Case(key), Event::Case(record))?;
+        drop(state);
+        self.wait(ticket)?;
+        Ok(Ok((position, false)))
+    }
+
+    /// Stores a defender's request envelope for `recipients` (as
+    /// `store_envelope` does) and makes a case in state requested, in one
+    /// record; the same envelope again answers the same case. `Ok(Err(()))`:
+    /// the defender has too many requests waiting.
+    pub fn request_case(
+        &self,
+        defender: DeviceId,
+        digest: [u8; 32],
+        recipients: Vec<DeviceId>,
+        bytes: Vec<u8>,
+        now: u64,
+    ) -> Result<Result<CaseRequested, ()>, StoreError> {
+        self.check_readable()?;
+        let mut state = self.lock();
+        let mut case_id = CaseId::from_bytes(random_id()?);
+        while state.cases.cases.contains_key(&case_id) || state.cases.erased.contains_key(&case_id)
+        {
+            case_id = CaseId::from_bytes(random_id()?);
+        }
+        let requested = match state.cases.decide_request(defender, digest, case_id, now) {
+            Err(()) => return Ok(Err(())),
+            Ok(Err(existing)) => {
+                let envelope_id = state
+                    .mailbox
+                    .digests
+                    .get(&digest)
+                    .map_or(0, |seq| state.mailbox.id_seen_by(*seq, &defender));
+                return Ok(Ok(CaseRequested {
+                    case_id: existing,
+                    envelope_id,
+                    duplicate: true,
+                    position: 0,
+                }));
+            }
+            Ok(Ok(requested)) => requested,
+        };
+        let position = requested.position();
+        let known = state.mailbox.digests.get(&digest).copied();
+        let event = match known {
+            // Sent before as a plain message: the case alone is new.
+            Some(_) => Event::Case(requested),
+            None => Event::Batch(vec![
+                Event::Mail(MailEvent::EnvelopeStored {
+                    sender: defender,
+                    digest,
+                    recipients,
+                    bytes,
+                    numbered: true,
+                }),
+                Event::Case(requested),
+            ]),
+        };
+        let ticket = self.stage(&mut state, RecordKey::Main, event)?;
+        let envelope_id = state
+            .mailbox
+            .id_seen_by(known.unwrap_or(ticket.seq()), &defender);
+        drop(state);
+        self.wait(ticket)?;
+        Ok(Ok(CaseRequested {
+            case_id,
+            envelope_id,
+            duplicate: false,
+            position,
+        }))
+    }
+
+    /// A staff device asks for a case's erasure: who asked (this device,
+    /// or the one that asked before), and the new update's position (0 if
+    /// nothing was recorded).
+    pub fn request_case_erasure(
+        &self,
+        case_id: CaseId,
+        by: DeviceId,
+        now: u64,
+        retention_days: u64,
+    ) -> Result<Result<(DeviceId, u64), ErasureRefusal>, StoreError> {
+        self.check_readable()?;
+        let state = self.lock();
+        match state
+            .cases
+            .decide_erasure_request(case_id, by, now, retention_days)
+        {
+            Err(r) => Ok(Err(r)),
+            Ok(ErasureOutcome::Pending(who)) => Ok(Ok((who, 0))),
+            Ok(ErasureOutcome::Record(record)) => {
+                let position = record.position();
+                self.commit(state, Event::Case(record))?;
+                Ok(Ok((by, position)))
+            }
+        }
+    }
+
+    /// A coordinator or admin confirms a case's erasure: the erasure is
+    /// recorded, then the case's subkey destroyed, so every record of its
+    /// events reads as shredded. Who asked, and the update's position.
+    pub fn confirm_case_erasure(
+        &self,
+        case_id: CaseId,
+        by: DeviceId,
+        now: u64,
+        retention_days: u64,
+    ) -> Result<Result<(DeviceId, u64), ErasureRefusal>, StoreError> {
+        self.check_readable()?;
+        let state = self.lock();
+        let record = match state
+            .cases
+            .decide_erasure_confirm(case_id, by, now, retention_days)
+        {
+            Err(r) => return Ok(Err(r)),
+            Ok(record) => record,
+        };
+        let position = record.position();
+        let CaseEvent::Erased { requested_by, .. } = record else {
+            return Err(StoreError::Corrupt("an erasure decided as another event".into()));
+        };
+        self.commit(state, Event::Case(record))?;
+        self.shred_case(&case_id)?;
+        Ok(Ok((requested_by, position)))
+    }
+
+    /// Destroys the subkey of an erased case (again: nothing happens if
+    /// it is gone).
+    fn shred_case(&self, case_id: &CaseId) -> Result<(), StoreError> {
+        if !self.log.has_case_key(case_id.as_bytes()) {
+            return Ok(());
+        }
+        let key = self.log.case_key(case_id.as_bytes())?;
+        self.log.erase_case(key)?;
+        Ok(())
+    }
+
+    /// Destroys the subkeys of erased cases that a stop between the
+    /// erasure's record and the key's destruction left behind; how many.
+    /// Called at start, once the store takes writes.
+    pub fn finish_case_erasures(&self) -> Result<usize, StoreError> {
+        if self.check_writable().is_err() {
+            return Ok(0);
+        }
+        let erased: Vec<CaseId> = self.lock().cases.erased.keys().copied().collect();
+        let mut done = 0;
+        for id in erased {
+            if self.log.has_case_key(id.as_bytes()) {
+                self.shred_case(&id)?;
+                done += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    /// The last case sync position given.
+    pub fn case_position(&self) -> Result<u64, StoreError> {
+        self.check_readable()?;
+        Ok(self.lock().cases.position)
+    }
+
+    /// Case updates after `after`, as many as fit `budget` bytes (at
+    /// least one), each event read back from the log.
+    pub fn case_updates(&self, after: u64, budget: usize) -> Result<CasePage, StoreError> {
+        self.check_readable()?;
+        // What to send, read under the lock; the events' bytes are read
+        // from the log after it is released.
+        enum Pending {
+            Event {
+                position: u64,
+                case_id: CaseId,
+                at: u64,
+                seq: u64,
+                author_key: hotline_proto::IdentityPublicKey,
+            },
+            Ready(CaseUpdate),
+        }
+        let mut pending = Vec::new();
+        let mut cursor = after;
+        let mut more = false;
+        {
+            let state = self.lock();
+            let cases = &state.cases;
+            let mut size = 0usize;
+            for (position, what) in cases.updates.range(after.saturating_add(1)..) {
+                let (item, bytes) = match *what {
+                    UpdateRef::Event(case_id, index) => {
+                        let Some(meta) = cases.cases.get(&case_id).and_then(|c| c.events.get(index))
+                        else {
+                            return Err(StoreError::Corrupt("a case update without its event".into()));
+                        };
+                        let Some(author) = state.devices.get(&meta.author) else {
+                            return Err(StoreError::Corrupt("a case event of an unknown author".into()));
+                        };
+                        (
+                            Pending::Event {
+                                position: *position,
+                                case_id,
+                                at: meta.at,
+                                seq: meta.seq,
+                                author_key: author.identity_key,
+                            },
+                            usize::try_from(meta.size).unwrap_or(usize::MAX),
+                        )
+                    }
+                    UpdateRef::Requested(case_id) => {
+                        let Some(r) = cases.cases.get(&case_id).and_then(|c| c.requested) else {
+                            return Err(StoreError::Corrupt("a case update without its request".into()));
+                        };
+                        (
+                            Pending::Ready(CaseUpdate {
+                                position: *position,
+                                case_id,
+                                at: r.at,
+                                kind: CaseUpdateKind::Requested {
+                                    defender: r.defender,
+                                    envelope_digest: r.envelope_digest,
+                                },
+                            }),
+                            0,
+                        )
+                    }
+                    UpdateRef::ErasureRequested(case_id) => {
+                        let Some(e) = cases.cases.get(&case_id).and_then(|c| c.erasure) else {
+                            return Err(StoreError::Corrupt("a case update without its erasure request".into()));
+                        };
+                        (
+                            Pending::Ready(CaseUpdate {
+                                position: *position,
+                                case_id,
+                                at: e.at,
+                                kind: CaseUpdateKind::ErasureRequested { requested_by: e.by },
+                            }),
+                            0,
+                        )
+                    }
+                    UpdateRef::Erased(case_id) => {
+                        let Some(e) = cases.erased.get(&case_id) else {
+                            return Err(StoreError::Corrupt("a case update without its erasure".into()));
+                        };
+                        (
+                            Pending::Ready(CaseUpdate {
+                                position: *position,
+                                case_id,
+                                at: e.at,
+                                kind: CaseUpdateKind::Erased {
+                                    requested_by: e.requested_by,
+                                    confirmed_by: e.confirmed_by,
+                                },
+                            }),
+                            0,
+                        )
+                    }
+                };
+                size = size.saturating_add(bytes.saturating_add(UPDATE_OVERHEAD));
+                if !pending.is_empty() && size > budget {
+                    more = true;
+                    break;
+                }
+                pending.push(item);
+                cursor = *position;
+            }
+        }
+        let mut updates = Vec::with_capacity(pending.len());
+        for item in pending {
+            match item {
+                Pending::Ready(u) => updates.push(u),
+                Pending::Event {
+                    position,
+                    case_id,
+                    at,
+                    seq,
+                    author_key,
+                } => match self.log.read(seq)? {
+                    Some(Entry::Event(bytes)) => {
+                        let Event::Case(CaseEvent::Appended { event, .. }) =
+                            super::codec::decode_event(&bytes)?
+                        else {
+                            return Err(StoreError::Corrupt(
+                                "a case event's record holds another event".into(),
+                            ));
+                        };
+                        updates.push(CaseUpdate {
+                            position,
+                            case_id,
+                            at,
+                            kind: CaseUpdateKind::Event { event, author_key },
+                        });
+                    }
+                    // Erased since the lock was released: it is gone.
+                    Some(Entry::Shredded) => {}
+                    _ => {
+                        return Err(StoreError::Corrupt(
+                            "a case event's record is missing".into(),
+                        ));
+                    }
+                },
+            }
+        }
+        Ok(CasePage {
+            updates,
+            cursor,
+            more,
+        })
+    }
+}
+
+fn random_id() -> Result<[u8; 16], StoreError> {
+    let mut id = [0u8; 16];
+    hotline_proto::identity::fill_random(&mut id)
+        .map_err(|_| StoreError::Io("no randomness".into()))?;
+    Ok(id)
+}
