@@ -16,9 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use hotline_proto::case::{
-    CaseId, CaseState, EventHeader, ID_LEN, LegalHold, SignedCaseEvent,
-};
+use hotline_proto::case::{CaseId, CaseState, EventHeader, ID_LEN, LegalHold, SignedCaseEvent};
 use hotline_proto::{DeviceId, Role};
 
 use super::ApplyError;
@@ -272,14 +270,14 @@ impl AppendRefusal {
             AppendRefusal::EventIdReused => "event id reused with other content",
             AppendRefusal::Erased => "this case was erased",
             AppendRefusal::UnknownCase => "no such case",
-            AppendRefusal::LedgerNotNew => "only the event that opens a case may mark it the ledger",
+            AppendRefusal::LedgerNotNew => {
+                "only the event that opens a case may mark it the ledger"
+            }
             AppendRefusal::RequestedNeedsDecision => {
                 "the first staff event of a requested case must open or decline it (epoch 1, state open or closed)"
             }
             AppendRefusal::WrongKey => "sealed under a key that is not the case's",
-            AppendRefusal::Rotated => {
-                "the case key was rotated: seal again under the newest key"
-            }
+            AppendRefusal::Rotated => "the case key was rotated: seal again under the newest key",
             AppendRefusal::EpochSkipped => "the event's epoch skips one",
             AppendRefusal::StateRequested => {
                 "only a defender's request puts a case in state requested"
@@ -492,10 +490,7 @@ impl Cases {
         if self.erased.contains_key(case_id) {
             return Err(ErasureRefusal::Erased);
         }
-        let case = self
-            .cases
-            .get(case_id)
-            .ok_or(ErasureRefusal::UnknownCase)?;
+        let case = self.cases.get(case_id).ok_or(ErasureRefusal::UnknownCase)?;
         if case.state != CaseState::Closed {
             return Err(ErasureRefusal::NotClosed(case.state));
         }
@@ -759,7 +754,8 @@ impl Cases {
                 *out.requested_by_defender.entry(case.creator).or_insert(0) += 1;
             }
             if let Some(e) = case.erasure {
-                out.updates.insert(e.position, UpdateRef::ErasureRequested(*id));
+                out.updates
+                    .insert(e.position, UpdateRef::ErasureRequested(*id));
             }
             for (i, e) in case.events.iter().enumerate() {
                 out.dedup.insert((e.author, e.event_id), (*id, i));
@@ -795,4 +791,587 @@ pub fn body_digest(body: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use hotline_proto::IdentityKeyPair;
+    use hotline_proto::case::seal::{CaseEventContent, CaseKey, EventDraft, seal};
+    use hotline_proto::case::{CaseControl, LegalHold};
+    use hotline_proto::e2e::suite::SystemRandomness;
+
+    use super::*;
+
+    const CASE_BYTES: [u8; 16] = [1; 16];
+
+    fn the_case() -> CaseId {
+        CaseId::from_bytes(CASE_BYTES)
+    }
+
+    struct World {
+        cases: Cases,
+        seq: u64,
+        keys: Vec<CaseKey>,
+    }
+
+    fn staff(n: u8) -> IdentityKeyPair {
+        IdentityKeyPair::from_seed(&[n; 32])
+    }
+
+    fn event(
+        author: &IdentityKeyPair,
+        key: &CaseKey,
+        case_id: CaseId,
+        id: u8,
+        epoch: u32,
+        control: CaseControl,
+        note: &str,
+    ) -> (SignedCaseEvent, EventHeader) {
+        let e = seal(
+            author,
+            key,
+            &EventDraft {
+                case_id,
+                event_id: [id; 16],
+                roster_version: 1,
+                epoch,
+                control,
+            },
+            &CaseEventContent {
+                note: note.into(),
+                ..CaseEventContent::default()
+            },
+            &mut SystemRandomness,
+        )
+        .expect("sealed");
+        let h = e.header_unverified().expect("reads");
+        (e, h)
+    }
+
+    fn open() -> CaseControl {
+        CaseControl {
+            state: Some(CaseState::Open),
+            ..CaseControl::default()
+        }
+    }
+
+    fn close() -> CaseControl {
+        CaseControl {
+            state: Some(CaseState::Closed),
+            ..CaseControl::default()
+        }
+    }
+
+    impl World {
+        fn new() -> World {
+            World {
+                cases: Cases::default(),
+                seq: 0,
+                keys: (0..4).map(|n| CaseKey::from_bytes([n + 40; 32])).collect(),
+            }
+        }
+
+        /// Decides and, if accepted, applies `e` as `role` at `now`.
+        fn append(
+            &mut self,
+            e: &(SignedCaseEvent, EventHeader),
+            role: Role,
+            now: u64,
+        ) -> Result<(u64, bool), AppendRefusal> {
+            match self
+                .cases
+                .decide_append(&e.0, &e.1, body_digest(&e.0.body), role, now)?
+            {
+                AppendOutcome::Duplicate(p) => Ok((p, true)),
+                AppendOutcome::Record(r) => {
+                    self.seq += 1;
+                    let p = r.position();
+                    self.cases.apply(self.seq, &r).expect("applies");
+                    Ok((p, false))
+                }
+            }
+        }
+
+        fn record(&mut self, r: CaseEvent) {
+            self.seq += 1;
+            self.cases.apply(self.seq, &r).expect("applies");
+        }
+    }
+
+    #[test]
+    fn a_case_opens_at_epoch_one_only_and_positions_increase() {
+        let mut w = World::new();
+        let a = staff(1);
+        let k = w.keys[0].clone();
+        // Unknown case: only an opening at epoch 1.
+        let not_open = event(&a, &k, the_case(), 1, 1, CaseControl::default(), "x");
+        assert_eq!(
+            w.append(&not_open, Role::Officer, 10),
+            Err(AppendRefusal::UnknownCase)
+        );
+        let at_two = event(&a, &k, the_case(), 2, 2, open(), "x");
+        assert_eq!(
+            w.append(&at_two, Role::Officer, 10),
+            Err(AppendRefusal::UnknownCase)
+        );
+        let closing = event(&a, &k, the_case(), 3, 1, close(), "x");
+        assert_eq!(
+            w.append(&closing, Role::Officer, 10),
+            Err(AppendRefusal::UnknownCase)
+        );
+        let opening = event(&a, &k, the_case(), 4, 1, open(), "opened");
+        assert_eq!(w.append(&opening, Role::Officer, 10), Ok((1, false)));
+        let note = event(&a, &k, the_case(), 5, 1, CaseControl::default(), "a note");
+        assert_eq!(w.append(&note, Role::Officer, 11), Ok((2, false)));
+        let case = &w.cases.cases[&the_case()];
+        assert_eq!(case.state, CaseState::Open);
+        assert_eq!(case.epochs, vec![k.commitment(&the_case(), 1)]);
+        assert_eq!(case.events.len(), 2);
+        assert_eq!(w.cases.updates.len(), 2);
+        // A position that goes back contradicts the state.
+        let stale = CaseEvent::ErasureRequested {
+            position: 2,
+            at: 1,
+            case_id: the_case(),
+            by: a.device_id(),
+        };
+        assert!(w.cases.apply(9, &stale).is_err());
+    }
+
+    #[test]
+    fn a_resend_is_a_duplicate_and_a_reused_id_is_refused() {
+        let mut w = World::new();
+        let a = staff(1);
+        let k = w.keys[0].clone();
+        let opening = event(&a, &k, the_case(), 4, 1, open(), "opened");
+        assert_eq!(w.append(&opening, Role::Officer, 10), Ok((1, false)));
+        let before = w.cases.clone();
+        assert_eq!(w.append(&opening, Role::Officer, 12), Ok((1, true)));
+        assert_eq!(w.cases, before, "nothing recorded");
+        // Same id, other bytes (sealed again: another nonce).
+        let again = event(&a, &k, the_case(), 4, 1, CaseControl::default(), "other");
+        assert_eq!(
+            w.append(&again, Role::Officer, 12),
+            Err(AppendRefusal::EventIdReused)
+        );
+        // The same id by another author is another event.
+        let b = staff(2);
+        let theirs = event(&b, &k, the_case(), 4, 1, CaseControl::default(), "theirs");
+        assert_eq!(w.append(&theirs, Role::Officer, 12), Ok((2, false)));
+    }
+
+    #[test]
+    fn epochs_open_once_and_older_ones_are_refused() {
+        let mut w = World::new();
+        let a = staff(1);
+        let b = staff(2);
+        let (k1, k2, k2b) = (w.keys[0].clone(), w.keys[1].clone(), w.keys[2].clone());
+        w.append(
+            &event(&a, &k1, the_case(), 1, 1, open(), "o"),
+            Role::Officer,
+            1,
+        )
+        .expect("opens");
+        // The same epoch under another key.
+        let wrong = event(&a, &k2, the_case(), 2, 1, CaseControl::default(), "w");
+        assert_eq!(
+            w.append(&wrong, Role::Officer, 2),
+            Err(AppendRefusal::WrongKey)
+        );
+        // Skipping an epoch.
+        let skip = event(&a, &k2, the_case(), 3, 3, CaseControl::default(), "s");
+        assert_eq!(
+            w.append(&skip, Role::Officer, 2),
+            Err(AppendRefusal::EpochSkipped)
+        );
+        // Two rotations race: the first opens epoch 2, the second (another
+        // key for epoch 2) is refused as sealed under a key not the case's.
+        let first = event(&a, &k2, the_case(), 4, 2, CaseControl::default(), "r1");
+        let second = event(&b, &k2b, the_case(), 5, 2, CaseControl::default(), "r2");
+        assert_eq!(w.append(&first, Role::Officer, 3), Ok((2, false)));
+        assert_eq!(
+            w.append(&second, Role::Officer, 3),
+            Err(AppendRefusal::WrongKey)
+        );
+        // An event still under epoch 1 must be sealed again.
+        let old = event(&b, &k1, the_case(), 6, 1, CaseControl::default(), "late");
+        assert_eq!(
+            w.append(&old, Role::Officer, 4),
+            Err(AppendRefusal::Rotated)
+        );
+        assert_eq!(w.cases.cases[&the_case()].epoch(), 2);
+    }
+
+    #[test]
+    fn state_moves_follow_the_rules() {
+        let mut w = World::new();
+        let a = staff(1);
+        let k = w.keys[0].clone();
+        w.append(
+            &event(&a, &k, the_case(), 1, 1, open(), "o"),
+            Role::Officer,
+            1,
+        )
+        .expect("opens");
+        let reopen = event(&a, &k, the_case(), 2, 1, open(), "again");
+        assert_eq!(
+            w.append(&reopen, Role::Officer, 2),
+            Err(AppendRefusal::AlreadyOpen)
+        );
+        let req = CaseControl {
+            state: Some(CaseState::Requested),
+            ..CaseControl::default()
+        };
+        let requested = event(&a, &k, the_case(), 3, 1, req, "r");
+        assert_eq!(
+            w.append(&requested, Role::Officer, 2),
+            Err(AppendRefusal::StateRequested)
+        );
+        let closing = event(&a, &k, the_case(), 4, 1, close(), "done");
+        w.append(&closing, Role::Officer, 50).expect("closes");
+        assert_eq!(w.cases.cases[&the_case()].closed_at, Some(50));
+        let twice = event(&a, &k, the_case(), 5, 1, close(), "done");
+        assert_eq!(
+            w.append(&twice, Role::Officer, 51),
+            Err(AppendRefusal::AlreadyClosed)
+        );
+        // A note on a closed case keeps its closing time.
+        w.append(
+            &event(&a, &k, the_case(), 6, 1, CaseControl::default(), "n"),
+            Role::Officer,
+            60,
+        )
+        .expect("a note");
+        assert_eq!(w.cases.cases[&the_case()].closed_at, Some(50));
+        w.append(
+            &event(&a, &k, the_case(), 7, 1, open(), "reopened"),
+            Role::Officer,
+            70,
+        )
+        .expect("reopens");
+        assert_eq!(w.cases.cases[&the_case()].closed_at, None);
+        // Ledger: only on an opening event, never closed.
+        let ledger_late = event(
+            &a,
+            &k,
+            the_case(),
+            8,
+            1,
+            CaseControl {
+                ledger: true,
+                ..CaseControl::default()
+            },
+            "l",
+        );
+        assert_eq!(
+            w.append(&ledger_late, Role::Officer, 71),
+            Err(AppendRefusal::LedgerNotNew)
+        );
+        let ledger_id = CaseId::from_bytes([9; 16]);
+        let ledger = event(
+            &a,
+            &k,
+            ledger_id,
+            9,
+            1,
+            CaseControl {
+                state: Some(CaseState::Open),
+                ledger: true,
+                ..CaseControl::default()
+            },
+            "ledger",
+        );
+        w.append(&ledger, Role::Officer, 72)
+            .expect("the ledger opens");
+        assert!(w.cases.cases[&ledger_id].ledger);
+        let close_ledger = event(&a, &k, ledger_id, 10, 1, close(), "x");
+        assert_eq!(
+            w.append(&close_ledger, Role::Admin, 73),
+            Err(AppendRefusal::LedgerClosed)
+        );
+    }
+
+    #[test]
+    fn only_coordinators_and_admins_set_a_legal_hold() {
+        let mut w = World::new();
+        let a = staff(1);
+        let k = w.keys[0].clone();
+        w.append(
+            &event(&a, &k, the_case(), 1, 1, open(), "o"),
+            Role::Officer,
+            1,
+        )
+        .expect("opens");
+        let hold = |id| {
+            event(
+                &a,
+                &k,
+                the_case(),
+                id,
+                1,
+                CaseControl {
+                    legal_hold: Some(LegalHold::Set),
+                    ..CaseControl::default()
+                },
+                "h",
+            )
+        };
+        assert_eq!(
+            w.append(&hold(2), Role::Officer, 2),
+            Err(AppendRefusal::LegalHoldRole)
+        );
+        w.append(&hold(3), Role::Coordinator, 2)
+            .expect("a coordinator");
+        assert!(w.cases.cases[&the_case()].legal_hold);
+        let lift = event(
+            &a,
+            &k,
+            the_case(),
+            4,
+            1,
+            CaseControl {
+                legal_hold: Some(LegalHold::Lifted),
+                ..CaseControl::default()
+            },
+            "l",
+        );
+        w.append(&lift, Role::Admin, 3).expect("an admin");
+        assert!(!w.cases.cases[&the_case()].legal_hold);
+    }
+
+    #[test]
+    fn a_defender_request_waits_for_a_staff_decision_and_counts() {
+        let mut w = World::new();
+        let defender = DeviceId::from_bytes([7; 16]);
+        let mut ids = Vec::new();
+        for n in 0..MAX_REQUESTED_PER_DEFENDER as u8 {
+            let id = CaseId::from_bytes([100 + n; 16]);
+            let r = w
+                .cases
+                .decide_request(defender, [n; 32], id, 5)
+                .expect("allowed")
+                .expect("new");
+            w.record(r);
+            ids.push(id);
+        }
+        // The same envelope again: the same case.
+        assert_eq!(
+            w.cases
+                .decide_request(defender, [0; 32], CaseId::from_bytes([1; 16]), 6),
+            Ok(Err(ids[0]))
+        );
+        // A sixth waiting request is refused; another defender's is not.
+        assert_eq!(
+            w.cases
+                .decide_request(defender, [99; 32], CaseId::from_bytes([2; 16]), 6),
+            Err(())
+        );
+        let other = DeviceId::from_bytes([8; 16]);
+        assert!(
+            w.cases
+                .decide_request(other, [98; 32], CaseId::from_bytes([3; 16]), 6)
+                .is_ok()
+        );
+        // Staff: the first event must open or decline (epoch 1).
+        let a = staff(1);
+        let k = w.keys[0].clone();
+        let note = event(&a, &k, ids[0], 1, 1, CaseControl::default(), "n");
+        assert_eq!(
+            w.append(&note, Role::Officer, 7),
+            Err(AppendRefusal::RequestedNeedsDecision)
+        );
+        let declined = event(&a, &k, ids[0], 2, 1, close(), "declined");
+        w.append(&declined, Role::Officer, 7).expect("declined");
+        assert_eq!(w.cases.cases[&ids[0]].state, CaseState::Closed);
+        assert_eq!(w.cases.requested_by_defender[&defender], 4);
+        // One waiting request fewer: one more may come.
+        assert!(
+            w.cases
+                .decide_request(defender, [97; 32], CaseId::from_bytes([4; 16]), 8)
+                .expect("allowed")
+                .is_ok()
+        );
+        let opened = event(&a, &k, ids[1], 3, 1, open(), "taken on");
+        w.append(&opened, Role::Officer, 8).expect("opened");
+        assert_eq!(w.cases.requested_by_defender[&defender], 3);
+    }
+
+    #[test]
+    fn erasure_takes_two_staff_members_and_every_condition() {
+        let mut w = World::new();
+        let (a, c, d) = (staff(1), staff(2), staff(3));
+        let k = w.keys[0].clone();
+        let retention = 30;
+        let day = DAY_SECS;
+        assert_eq!(
+            w.cases
+                .decide_erasure_request(the_case(), a.device_id(), 1, retention),
+            Err(ErasureRefusal::UnknownCase)
+        );
+        w.append(
+            &event(&a, &k, the_case(), 1, 1, open(), "o"),
+            Role::Officer,
+            day,
+        )
+        .expect("opens");
+        assert_eq!(
+            w.cases
+                .decide_erasure_request(the_case(), a.device_id(), day, retention),
+            Err(ErasureRefusal::NotClosed(CaseState::Open))
+        );
+        w.append(
+            &event(&a, &k, the_case(), 2, 1, close(), "c"),
+            Role::Officer,
+            2 * day,
+        )
+        .expect("closes");
+        let refused = w
+            .cases
+            .decide_erasure_request(the_case(), a.device_id(), 14 * day, retention)
+            .expect_err("too early");
+        assert_eq!(
+            refused.detail(),
+            "closed 12 days ago; the retention period is 30 days"
+        );
+        let later = 40 * day;
+        // Under a legal hold.
+        let hold = event(
+            &c,
+            &k,
+            the_case(),
+            3,
+            1,
+            CaseControl {
+                legal_hold: Some(LegalHold::Set),
+                ..CaseControl::default()
+            },
+            "h",
+        );
+        w.append(&hold, Role::Coordinator, 3 * day).expect("held");
+        assert_eq!(
+            w.cases
+                .decide_erasure_request(the_case(), a.device_id(), later, retention),
+            Err(ErasureRefusal::LegalHold)
+        );
+        let lift = event(
+            &c,
+            &k,
+            the_case(),
+            4,
+            1,
+            CaseControl {
+                legal_hold: Some(LegalHold::Lifted),
+                ..CaseControl::default()
+            },
+            "l",
+        );
+        w.append(&lift, Role::Coordinator, 3 * day).expect("lifted");
+        // No confirmation without a request.
+        assert_eq!(
+            w.cases
+                .decide_erasure_confirm(the_case(), c.device_id(), later, retention),
+            Err(ErasureRefusal::NotRequested)
+        );
+        let ErasureOutcome::Record(asked) = w
+            .cases
+            .decide_erasure_request(the_case(), a.device_id(), later, retention)
+            .expect("asked")
+        else {
+            panic!("a record");
+        };
+        w.record(asked);
+        // Asked again, by it or another: who asked first.
+        assert_eq!(
+            w.cases
+                .decide_erasure_request(the_case(), a.device_id(), later, retention),
+            Ok(ErasureOutcome::Pending(a.device_id()))
+        );
+        assert_eq!(
+            w.cases
+                .decide_erasure_request(the_case(), d.device_id(), later, retention),
+            Ok(ErasureOutcome::Pending(a.device_id()))
+        );
+        assert_eq!(
+            w.cases
+                .decide_erasure_confirm(the_case(), a.device_id(), later, retention),
+            Err(ErasureRefusal::SameDevice)
+        );
+        let erased = w
+            .cases
+            .decide_erasure_confirm(the_case(), c.device_id(), later, retention)
+            .expect("confirmed");
+        let position = erased.position();
+        w.record(erased);
+        // The case's events left the state; the marker and the counter stay.
+        assert!(!w.cases.cases.contains_key(&the_case()));
+        assert!(w.cases.dedup.is_empty());
+        assert_eq!(
+            w.cases.updates.values().collect::<Vec<_>>(),
+            vec![&UpdateRef::Erased(the_case())]
+        );
+        assert_eq!(w.cases.position, position);
+        assert_eq!(
+            w.cases
+                .decide_erasure_request(the_case(), a.device_id(), later, retention),
+            Err(ErasureRefusal::Erased)
+        );
+        let after = event(&a, &k, the_case(), 9, 1, CaseControl::default(), "x");
+        assert_eq!(
+            w.append(&after, Role::Officer, later),
+            Err(AppendRefusal::Erased)
+        );
+        // Even a resend of one of its events: they left the dedup index.
+        let again = event(&a, &k, the_case(), 1, 1, open(), "o");
+        assert_eq!(
+            w.append(&again, Role::Officer, later),
+            Err(AppendRefusal::Erased)
+        );
+    }
+
+    /// A replay after the shredding sees the main-key records only (the
+    /// request, the erasure request, the erasure), not the case's events:
+    /// it must reach the same state as the live server, and the next
+    /// position must be the same.
+    #[test]
+    fn a_replay_without_the_shredded_events_reaches_the_same_state() {
+        let mut live = World::new();
+        let defender = DeviceId::from_bytes([7; 16]);
+        let a = staff(1);
+        let c = staff(2);
+        let k = live.keys[0].clone();
+        let requested = live
+            .cases
+            .decide_request(defender, [5; 32], the_case(), 1)
+            .expect("allowed")
+            .expect("new");
+        let mut main = vec![requested.clone()];
+        live.record(requested);
+        live.append(
+            &event(&a, &k, the_case(), 1, 1, close(), "declined"),
+            Role::Officer,
+            2,
+        )
+        .expect("declined");
+        let ErasureOutcome::Record(asked) = live
+            .cases
+            .decide_erasure_request(the_case(), a.device_id(), 3, 0)
+            .expect("asked")
+        else {
+            panic!("a record");
+        };
+        main.push(asked.clone());
+        live.record(asked);
+        let erased = live
+            .cases
+            .decide_erasure_confirm(the_case(), c.device_id(), 4, 0)
+            .expect("confirmed");
+        main.push(erased.clone());
+        live.record(erased);
+        let mut replayed = Cases::default();
+        for (n, e) in main.iter().enumerate() {
+            replayed.apply(n as u64 + 10, e).expect("applies");
+        }
+        assert_eq!(replayed, live.cases);
+        assert!(replayed.requested_by_defender.is_empty());
+    }
 }

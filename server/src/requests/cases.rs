@@ -61,7 +61,10 @@ fn require_case_staff(shared: &Shared, session: Session) -> Result<(), RequestEr
     let (roster, staff) = shared.store_read(|s| {
         let state = s.lock();
         Ok((
-            state.roster.as_ref().map(|r| r.members.contains(&session.device_id)),
+            state
+                .roster
+                .as_ref()
+                .map(|r| r.members.contains(&session.device_id)),
             state.staff.contains_key(&session.device_id),
         ))
     })?;
@@ -77,7 +80,11 @@ fn require_case_staff(shared: &Shared, session: Session) -> Result<(), RequestEr
 }
 
 /// Every staff device but `except`: who hears of a new case update.
-fn staff_push(shared: &Shared, except: DeviceId, position: u64) -> Result<Vec<PushTo>, RequestError> {
+fn staff_push(
+    shared: &Shared,
+    except: DeviceId,
+    position: u64,
+) -> Result<Vec<PushTo>, RequestError> {
     if position == 0 {
         return Ok(Vec::new());
     }

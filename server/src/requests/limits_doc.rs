@@ -243,6 +243,33 @@ fn the_documented_limits_are_the_limits_in_code() {
             Some(vec![1, REPAGE_SECS]),
             "—",
         ),
+        (
+            "`SignedCaseEvent.body` (`append_case_event`)",
+            Some(vec![1, n(hotline_proto::case::MAX_EVENT_BODY_LEN)]),
+            "—",
+        ),
+        (
+            "bytes of updates in one `CaseSync` frame (at least one update; the rest in the next frame)",
+            Some(vec![n(super::cases::SYNC_FRAME_BUDGET)]),
+            "—",
+        ),
+        (
+            "`CaseSync` frames in one `sync_cases` answer (the last says `more`; the client asks again after its `cursor`)",
+            Some(vec![n(super::cases::MAX_SYNC_FRAMES)]),
+            "—",
+        ),
+        (
+            "cases in state requested per defender device",
+            Some(vec![
+                crate::domain::cases::MAX_REQUESTED_PER_DEFENDER.into(),
+            ]),
+            "—",
+        ),
+        (
+            "days a closed case is kept before it may be erased",
+            Some(vec![crate::config::DEFAULT_CASE_RETENTION_DAYS, 0]),
+            "[cases] retention_days",
+        ),
     ];
     assert_eq!(GUESS_WINDOW_SECS, 3600, "the table says \"in an hour\"");
     let documented = documented();

@@ -10,8 +10,7 @@ use hotline_proto::{DeviceId, Role};
 use super::{LogStore, StoreError};
 use crate::domain::Event;
 use crate::domain::cases::{
-    AppendOutcome, AppendRefusal, CaseEvent, ErasureOutcome, ErasureRefusal, UpdateRef,
-    body_digest,
+    AppendOutcome, AppendRefusal, CaseEvent, ErasureOutcome, ErasureRefusal, UpdateRef, body_digest,
 };
 use crate::domain::mailbox::MailEvent;
 use crate::log::{Entry, RecordKey};
@@ -186,7 +185,9 @@ impl LogStore {
         };
         let position = record.position();
         let CaseEvent::Erased { requested_by, .. } = record else {
-            return Err(StoreError::Corrupt("an erasure decided as another event".into()));
+            return Err(StoreError::Corrupt(
+                "an erasure decided as another event".into(),
+            ));
         };
         self.commit(state, Event::Case(record))?;
         self.shred_case(&case_id)?;
@@ -254,12 +255,17 @@ impl LogStore {
             for (position, what) in cases.updates.range(after.saturating_add(1)..) {
                 let (item, bytes) = match *what {
                     UpdateRef::Event(case_id, index) => {
-                        let Some(meta) = cases.cases.get(&case_id).and_then(|c| c.events.get(index))
+                        let Some(meta) =
+                            cases.cases.get(&case_id).and_then(|c| c.events.get(index))
                         else {
-                            return Err(StoreError::Corrupt("a case update without its event".into()));
+                            return Err(StoreError::Corrupt(
+                                "a case update without its event".into(),
+                            ));
                         };
                         let Some(author) = state.devices.get(&meta.author) else {
-                            return Err(StoreError::Corrupt("a case event of an unknown author".into()));
+                            return Err(StoreError::Corrupt(
+                                "a case event of an unknown author".into(),
+                            ));
                         };
                         (
                             Pending::Event {
@@ -274,7 +280,9 @@ impl LogStore {
                     }
                     UpdateRef::Requested(case_id) => {
                         let Some(r) = cases.cases.get(&case_id).and_then(|c| c.requested) else {
-                            return Err(StoreError::Corrupt("a case update without its request".into()));
+                            return Err(StoreError::Corrupt(
+                                "a case update without its request".into(),
+                            ));
                         };
                         (
                             Pending::Ready(CaseUpdate {
@@ -291,7 +299,9 @@ impl LogStore {
                     }
                     UpdateRef::ErasureRequested(case_id) => {
                         let Some(e) = cases.cases.get(&case_id).and_then(|c| c.erasure) else {
-                            return Err(StoreError::Corrupt("a case update without its erasure request".into()));
+                            return Err(StoreError::Corrupt(
+                                "a case update without its erasure request".into(),
+                            ));
                         };
                         (
                             Pending::Ready(CaseUpdate {
@@ -305,7 +315,9 @@ impl LogStore {
                     }
                     UpdateRef::Erased(case_id) => {
                         let Some(e) = cases.erased.get(&case_id) else {
-                            return Err(StoreError::Corrupt("a case update without its erasure".into()));
+                            return Err(StoreError::Corrupt(
+                                "a case update without its erasure".into(),
+                            ));
                         };
                         (
                             Pending::Ready(CaseUpdate {

@@ -74,7 +74,9 @@ pub(super) fn event_row(event: &CaseEvent) -> CaseEventRow {
             r.device = defender.as_bytes().to_vec();
             r.envelope_digest = envelope_digest.to_vec();
         }
-        CaseEvent::ErasureRequested { at, case_id, by, .. } => {
+        CaseEvent::ErasureRequested {
+            at, case_id, by, ..
+        } => {
             r.kind = ERASURE_REQUESTED;
             r.at = *at;
             r.case_id = case_id.as_bytes().to_vec();
