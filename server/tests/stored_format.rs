@@ -977,3 +977,257 @@ fn the_segment_file_format_is_the_stored_one() {
         .collect();
     assert_eq!(found, frames);
 }
+
+/// Randomness that is the same every run, for the sealed case events
+/// of the goldens (their nonce).
+struct Fixed;
+
+impl hotline_proto::e2e::suite::Randomness for Fixed {
+    fn fill(&mut self, out: &mut [u8]) {
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = 0xa0 ^ i as u8;
+        }
+    }
+}
+
+/// A real sealed and signed case event (fixed nonce), as stored.
+fn case_event(
+    author: u8,
+    case: [u8; 16],
+    event_id: u8,
+    control: hotline_proto::case::CaseControl,
+) -> (
+    hotline_proto::case::SignedCaseEvent,
+    hotline_proto::case::EventHeader,
+) {
+    use hotline_proto::case::CaseId;
+    use hotline_proto::case::seal::{CaseEventContent, CaseKey, EventDraft, seal};
+    let event = seal(
+        &IdentityKeyPair::from_seed(&[author; 32]),
+        &CaseKey::from_bytes([0x6b; 32]),
+        &EventDraft {
+            case_id: CaseId::from_bytes(case),
+            event_id: [event_id; 16],
+            roster_version: 1,
+            epoch: 1,
+            control,
+        },
+        &CaseEventContent {
+            timestamp: 1_700_000_900,
+            note: "a sealed note".into(),
+            ..CaseEventContent::default()
+        },
+        &mut Fixed,
+    )
+    .expect("sealed");
+    let header = event.header_unverified().expect("reads");
+    (event, header)
+}
+
+/// The case records of issue 12: a defender's request, staff events
+/// (opening, closing, the ledger, a legal hold), an erasure request and
+/// an erasure, applied after every earlier form.
+fn events_i12() -> Vec<(&'static str, u64, Event)> {
+    use hotline_proto::case::{CaseControl, CaseId, CaseState, LegalHold};
+    use hotline_server::domain::cases::CaseEvent;
+    let state = |s| CaseControl {
+        state: Some(s),
+        ..CaseControl::default()
+    };
+    let appended = |position, at, (event, header)| {
+        Event::Case(CaseEvent::Appended {
+            position,
+            at,
+            event,
+            header,
+        })
+    };
+    let (a, b, c, d) = ([0xa1; 16], [0xb2; 16], [0xc3; 16], [0xd4; 16]);
+    vec![
+        (
+            "case_requested",
+            38,
+            Event::Case(CaseEvent::Requested {
+                position: 1,
+                at: 1_700_001_000,
+                case_id: CaseId::from_bytes(a),
+                defender: id(3),
+                envelope_digest: [0x4e; 32],
+            }),
+        ),
+        (
+            "case_event_opening",
+            39,
+            appended(
+                2,
+                1_700_001_100,
+                case_event(2, a, 1, state(CaseState::Open)),
+            ),
+        ),
+        (
+            "case_event_closing",
+            40,
+            appended(
+                3,
+                1_700_001_200,
+                case_event(2, a, 2, state(CaseState::Closed)),
+            ),
+        ),
+        (
+            "case_erasure_requested",
+            41,
+            Event::Case(CaseEvent::ErasureRequested {
+                position: 4,
+                at: 1_700_001_300,
+                case_id: CaseId::from_bytes(a),
+                by: id(2),
+            }),
+        ),
+        (
+            "case_erased",
+            42,
+            Event::Case(CaseEvent::Erased {
+                position: 5,
+                at: 1_700_001_400,
+                case_id: CaseId::from_bytes(a),
+                requested_by: id(2),
+                confirmed_by: id(4),
+            }),
+        ),
+        (
+            "case_event_ledger",
+            43,
+            appended(
+                6,
+                1_700_001_500,
+                case_event(
+                    2,
+                    b,
+                    3,
+                    CaseControl {
+                        state: Some(CaseState::Open),
+                        ledger: true,
+                        ..CaseControl::default()
+                    },
+                ),
+            ),
+        ),
+        (
+            "case_event_legal_hold",
+            44,
+            appended(
+                7,
+                1_700_001_600,
+                case_event(
+                    4,
+                    b,
+                    4,
+                    CaseControl {
+                        legal_hold: Some(LegalHold::Set),
+                        ..CaseControl::default()
+                    },
+                ),
+            ),
+        ),
+        (
+            "case_requested_waiting",
+            45,
+            Event::Case(CaseEvent::Requested {
+                position: 8,
+                at: 1_700_001_700,
+                case_id: CaseId::from_bytes(c),
+                defender: id(3),
+                envelope_digest: [0x5e; 32],
+            }),
+        ),
+        (
+            "case_event_opening_d",
+            46,
+            appended(
+                9,
+                1_700_001_800,
+                case_event(2, d, 5, state(CaseState::Open)),
+            ),
+        ),
+        (
+            "case_event_closing_d",
+            47,
+            appended(
+                10,
+                1_700_001_900,
+                case_event(2, d, 6, state(CaseState::Closed)),
+            ),
+        ),
+        (
+            "case_erasure_requested_d",
+            48,
+            Event::Case(CaseEvent::ErasureRequested {
+                position: 11,
+                at: 1_700_002_000,
+                case_id: CaseId::from_bytes(d),
+                by: id(2),
+            }),
+        ),
+    ]
+}
+
+#[test]
+fn the_case_records_of_issue_12_encode_to_their_checked_in_bytes() {
+    let events = events_i12();
+    let rows: Vec<(&str, Vec<u8>)> = events
+        .iter()
+        .map(|(n, _, e)| (*n, encode_event(e)))
+        .collect();
+    let mut state = State::default();
+    for (name, seq, event) in self::events()
+        .into_iter()
+        .chain(events_v2())
+        .chain(events_i11())
+        .chain(events_i13())
+    {
+        state
+            .apply(seq, &event)
+            .unwrap_or_else(|e| panic!("{name} applies: {e}"));
+    }
+    assert_eq!(
+        hex(&encode_snapshot(&state)),
+        hex(&read_golden("snapshot-i13.hex")["snapshot"]),
+        "a state with no case keeps the earlier snapshot bytes"
+    );
+    for (name, seq, event) in events_i12() {
+        state
+            .apply(seq, &event)
+            .unwrap_or_else(|e| panic!("{name} applies: {e}"));
+    }
+    assert_eq!(state.cases.cases.len(), 3, "b, c and d; a was erased");
+    assert_eq!(state.cases.erased.len(), 1);
+    assert_eq!(state.cases.position, 11);
+    let snapshot = encode_snapshot(&state);
+    if bless() {
+        write_golden(
+            "events-i12.hex",
+            "Log events of the forms added for issue 12 (cases: requests, sealed staff events, erasure requests, erasures).",
+            &rows,
+        );
+        write_golden(
+            "snapshot-i12.hex",
+            "The state after every event in events.hex, events-v2.hex, events-i11.hex, events-i13.hex, then events-i12.hex.",
+            &[("snapshot", snapshot.clone())],
+        );
+    }
+    let golden = read_golden("events-i12.hex");
+    assert_eq!(golden.len(), rows.len(), "one golden line per event");
+    for (name, _, event) in &events {
+        let stored = &golden[*name];
+        assert_eq!(hex(&encode_event(event)), hex(stored), "event {name}");
+        assert_eq!(&decode_event(stored).expect("decodes"), event, "{name}");
+    }
+    let stored = &read_golden("snapshot-i12.hex")["snapshot"];
+    assert_eq!(hex(&snapshot), hex(stored), "the snapshot's stored format");
+    assert_eq!(decode_snapshot(stored).expect("decodes"), state);
+    // A stored case event whose signed bytes were cut is a damaged
+    // record, never a guess.
+    let mut bad = golden["case_event_opening"].clone();
+    bad.truncate(bad.len() - 3);
+    assert!(decode_event(&bad).is_err());
+}
