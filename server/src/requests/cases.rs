@@ -180,10 +180,12 @@ pub(super) async fn sync(
             .await?;
         cursor = page.cursor;
         let last = !page.more || frames.len() + 1 == MAX_SYNC_FRAMES;
+        // `more` is said once, in the last frame of an answer cut short:
+        // the frames before it are followed by the rest on this stream.
         frames.push(Response::CaseSync(CaseSync {
             updates: page.updates,
             cursor,
-            more: page.more,
+            more: last && page.more,
             retention_secs,
         }));
         if last {

@@ -3,6 +3,7 @@
 
 mod alerts;
 mod authentication;
+mod cases;
 mod duress;
 mod enrollment;
 mod full_disk;

@@ -1,0 +1,874 @@
+//! Cases through a real server (docs/protocol.md, section 9.3 and 9.7):
+//! staff append real sealed and signed events and sync them back, a
+//! defender asks for a case, two staff members erase a closed one and its
+//! records are shredded on disk; every hostile input the server can tell
+//! is refused and changes nothing.
+
+use std::time::Duration;
+
+use hotline_client::connection::{Session, authenticate};
+use hotline_proto::alert::Push;
+use hotline_proto::case::seal::{CaseEventContent, CaseKey, EventDraft, seal};
+use hotline_proto::case::{
+    CaseControl, CaseId, CaseState, CaseSync, CaseUpdateKind, LegalHold, MAX_EVENT_BODY_LEN,
+    SignedCaseEvent,
+};
+use hotline_proto::e2e::content::Message;
+use hotline_proto::e2e::envelope::{self, Content, Recipient, SignedEnvelope};
+use hotline_proto::e2e::org::OrgKeyPair;
+use hotline_proto::e2e::roster::{Roster, RosterEntry};
+use hotline_proto::e2e::suite::{EncryptionKeyPair, SystemRandomness};
+use hotline_proto::frame::{self, HEADER_LEN, MAX_FRAME_LEN};
+use hotline_proto::message::{Request, Response};
+use hotline_proto::{ErrorCode, IdentityKeyPair, Role, Signature};
+use hotline_tests::TestServer;
+
+/// An enrolled, connected device.
+pub struct Member {
+    pub key: IdentityKeyPair,
+    pub session: Session,
+    pub role: Role,
+}
+
+/// A server with an admin, an officer, two coordinators and a defender;
+/// the staff are on a roster (version 1).
+pub struct Team {
+    pub server: TestServer,
+    pub admin: Member,
+    pub officer: Member,
+    pub coordinator: Member,
+    pub coordinator2: Member,
+    pub defender: Member,
+}
+
+pub async fn member(server: &TestServer, role: Role) -> Member {
+    let (key, session) = server.enroll(role).await;
+    Member { key, session, role }
+}
+
+pub async fn team_with(adjust: impl FnOnce(&mut hotline_server::Config)) -> Team {
+    let server = TestServer::start_with(adjust).await;
+    let admin = member(&server, Role::Admin).await;
+    let officer = member(&server, Role::Officer).await;
+    let coordinator = member(&server, Role::Coordinator).await;
+    let coordinator2 = member(&server, Role::Coordinator).await;
+    let defender = member(&server, Role::Defender).await;
+    let now = hotline_server::unix_now();
+    let roster = Roster {
+        version: 1,
+        issued_at: now,
+        expires_at: now + 3600,
+        previous_hash: [0; 32],
+        entries: [&admin, &officer, &coordinator, &coordinator2]
+            .iter()
+            .map(|m| RosterEntry {
+                device_id: m.key.device_id(),
+                role: m.role,
+                identity_key: m.key.public_key(),
+                valid_from: 0,
+                valid_until: now + 3600,
+            })
+            .collect(),
+    }
+    .sign(&OrgKeyPair::from_seed(&[77; 32]));
+    admin.session.put_roster(roster).await.expect("roster");
+    Team {
+        server,
+        admin,
+        officer,
+        coordinator,
+        coordinator2,
+        defender,
+    }
+}
+
+pub async fn team() -> Team {
+    team_with(|_| {}).await
+}
+
+pub fn random_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    hotline_proto::identity::fill_random(&mut id).expect("randomness");
+    id
+}
+
+pub fn open() -> CaseControl {
+    CaseControl {
+        state: Some(CaseState::Open),
+        ..CaseControl::default()
+    }
+}
+
+pub fn close() -> CaseControl {
+    CaseControl {
+        state: Some(CaseState::Closed),
+        ..CaseControl::default()
+    }
+}
+
+/// A real event: `note` sealed under `key` (epoch `epoch`) and signed by
+/// `author`.
+pub fn event(
+    author: &IdentityKeyPair,
+    key: &CaseKey,
+    case_id: CaseId,
+    event_id: [u8; 16],
+    epoch: u32,
+    control: CaseControl,
+    note: &str,
+) -> SignedCaseEvent {
+    seal(
+        author,
+        key,
+        &EventDraft {
+            case_id,
+            event_id,
+            roster_version: 1,
+            epoch,
+            control,
+        },
+        &CaseEventContent {
+            timestamp: hotline_server::unix_now(),
+            note: note.into(),
+            ..CaseEventContent::default()
+        },
+        &mut SystemRandomness,
+    )
+    .expect("sealed")
+}
+
+pub async fn append(m: &Member, e: &SignedCaseEvent) -> Response {
+    m.session
+        .request(&Request::AppendCaseEvent(e.clone()))
+        .await
+        .expect("answered")
+}
+
+pub fn accepted(r: &Response) -> (u64, bool) {
+    match r {
+        Response::CaseEventAccepted {
+            position,
+            duplicate,
+        } => (*position, *duplicate),
+        other => panic!("not accepted: {other:?}"),
+    }
+}
+
+pub fn code(r: &Response) -> Option<ErrorCode> {
+    match r {
+        Response::Error(e) => Some(e.code),
+        _ => None,
+    }
+}
+
+pub fn detail(r: &Response) -> String {
+    match r {
+        Response::Error(e) => e.detail.clone(),
+        other => panic!("not refused: {other:?}"),
+    }
+}
+
+/// `sync_cases` on a raw stream: every frame until the stream finishes,
+/// or the one error.
+pub async fn sync(m: &Member, after: u64) -> Result<Vec<CaseSync>, Response> {
+    let (mut send, mut recv) = m.session.connection().open_bi().await.expect("stream");
+    let bytes = frame::encode(&Request::SyncCases { after }.encode()).expect("frame");
+    send.write_all(&bytes).await.expect("write");
+    let _ = send.finish();
+    let all = tokio::time::timeout(
+        Duration::from_secs(20),
+        recv.read_to_end(64 * (HEADER_LEN + MAX_FRAME_LEN)),
+    )
+    .await
+    .expect("in time")
+    .expect("read");
+    let mut rest = all.as_slice();
+    let mut frames = Vec::new();
+    while !rest.is_empty() {
+        let (payload, after) = frame::split(rest, MAX_FRAME_LEN).expect("a frame");
+        match Response::decode(payload).expect("a response") {
+            Response::CaseSync(s) => frames.push(s),
+            other => return Err(other),
+        }
+        rest = after;
+    }
+    Ok(frames)
+}
+
+/// Every update after `after`, one frame or many.
+pub async fn updates(m: &Member, after: u64) -> Vec<hotline_proto::case::CaseUpdate> {
+    sync(m, after)
+        .await
+        .expect("synced")
+        .into_iter()
+        .flat_map(|f| f.updates)
+        .collect()
+}
+
+/// What a case event's signature covers (docs/protocol.md, section 7.2).
+fn signed(body: &[u8]) -> Vec<u8> {
+    let mut m = hotline_proto::case::SIGNATURE_LABEL.to_vec();
+    m.push(0);
+    m.extend_from_slice(body);
+    m
+}
+
+/// A request for a case, sealed to the team's staff.
+fn request_envelope(t: &Team, text: &str) -> SignedEnvelope {
+    let prekey = EncryptionKeyPair::from_secret(&[5; 32]).expect("a key");
+    let to: Vec<Recipient> = [&t.officer, &t.coordinator, &t.coordinator2, &t.admin]
+        .iter()
+        .map(|m| Recipient {
+            device_id: m.key.device_id(),
+            prekey_id: 1,
+            key: prekey.public_key(),
+        })
+        .collect();
+    let content = Content {
+        message_id: random_id(),
+        counter: 1,
+        timestamp: hotline_server::unix_now(),
+        message: Message::chat(text, "en"),
+        thread: 0,
+        sender_label: String::new(),
+    };
+    envelope::seal(&t.defender.key, 0, &to, &content, &mut SystemRandomness).expect("seal")
+}
+
+#[tokio::test]
+async fn an_opened_case_syncs_to_another_staff_device_byte_for_byte_with_a_push() {
+    let t = team().await;
+    let key = CaseKey::from_bytes([9; 32]);
+    let case = CaseId::from_bytes(random_id());
+    let opening = event(
+        &t.officer.key,
+        &key,
+        case,
+        random_id(),
+        1,
+        open(),
+        "family of four",
+    );
+    let r = append(&t.officer, &opening).await;
+    assert_eq!(accepted(&r), (1, false));
+    // The other staff devices hear of it.
+    let push = t
+        .coordinator
+        .session
+        .next_push(Duration::from_secs(5))
+        .await
+        .expect("push");
+    assert_eq!(push, Some(Push::Cases(1)));
+
+    let frames = sync(&t.coordinator, 0).await.expect("synced");
+    assert_eq!(frames.len(), 1);
+    let f = &frames[0];
+    assert_eq!((f.cursor, f.more), (1, false));
+    assert_eq!(f.retention_secs, 365 * 86_400);
+    assert_eq!(f.updates.len(), 1);
+    assert_eq!(f.updates[0].case_id, case);
+    assert_eq!(f.updates[0].position, 1);
+    match &f.updates[0].kind {
+        CaseUpdateKind::Event { event, author_key } => {
+            assert_eq!(event, &opening, "the same bytes");
+            assert_eq!(*author_key, t.officer.key.public_key());
+            // The coordinator, holding the key, reads it.
+            let (_, content) = event
+                .open(author_key, |_, _| Some(key.clone()))
+                .expect("opens");
+            assert_eq!(content.note, "family of four");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing after the cursor.
+    assert!(updates(&t.coordinator, 1).await.is_empty());
+}
+
+#[tokio::test]
+async fn every_hostile_event_the_server_can_tell_is_refused_and_changes_nothing() {
+    let t = team().await;
+    let k1 = CaseKey::from_bytes([1; 32]);
+    let case = CaseId::from_bytes(random_id());
+    let first = event(&t.officer.key, &k1, case, random_id(), 1, open(), "opened");
+    assert_eq!(accepted(&append(&t.officer, &first).await), (1, false));
+
+    // A forged signature.
+    let mut forged = event(
+        &t.officer.key,
+        &k1,
+        case,
+        random_id(),
+        1,
+        CaseControl::default(),
+        "forged",
+    );
+    forged.signature = Signature::from_bytes([7; 64]);
+    assert_eq!(
+        code(&append(&t.officer, &forged).await),
+        Some(ErrorCode::BadSignature)
+    );
+    // Signed by another staff device than the session's.
+    let theirs = event(
+        &t.coordinator.key,
+        &k1,
+        case,
+        random_id(),
+        1,
+        CaseControl::default(),
+        "theirs",
+    );
+    assert_eq!(
+        code(&append(&t.officer, &theirs).await),
+        Some(ErrorCode::InvalidArgument)
+    );
+    // A staff device the roster does not list.
+    let late = member(&t.server, Role::Officer).await;
+    let r = append(
+        &late,
+        &event(
+            &late.key,
+            &k1,
+            case,
+            random_id(),
+            1,
+            CaseControl::default(),
+            "x",
+        ),
+    )
+    .await;
+    assert_eq!(code(&r), Some(ErrorCode::Forbidden));
+    assert_eq!(detail(&r), "this device is not on the staff roster");
+    assert_eq!(
+        sync(&late, 0).await.map(|_| ()).map_err(|e| code(&e)),
+        Err(Some(ErrorCode::Forbidden))
+    );
+    // A defender may neither write nor read, and the answer is the same
+    // whether the case exists or not.
+    let known = append(
+        &t.defender,
+        &event(
+            &t.defender.key,
+            &k1,
+            case,
+            [3; 16],
+            1,
+            CaseControl::default(),
+            "x",
+        ),
+    )
+    .await;
+    let unknown = append(
+        &t.defender,
+        &event(
+            &t.defender.key,
+            &k1,
+            CaseId::from_bytes(random_id()),
+            [3; 16],
+            1,
+            CaseControl::default(),
+            "x",
+        ),
+    )
+    .await;
+    assert_eq!(code(&known), Some(ErrorCode::Forbidden));
+    assert_eq!(known, unknown);
+    let synced = sync(&t.defender, 0).await.expect_err("refused");
+    assert_eq!(code(&synced), Some(ErrorCode::Forbidden));
+    assert_eq!(
+        synced,
+        sync(&t.defender, 1_000_000).await.expect_err("refused")
+    );
+    // A replay: the same position, nothing new.
+    assert_eq!(accepted(&append(&t.officer, &first).await), (1, true));
+    // The same event id with other bytes.
+    let header = first.header_unverified().expect("reads");
+    let reused = event(
+        &t.officer.key,
+        &k1,
+        case,
+        header.event_id,
+        1,
+        CaseControl::default(),
+        "other",
+    );
+    let r = append(&t.officer, &reused).await;
+    assert_eq!(code(&r), Some(ErrorCode::InvalidArgument));
+    assert!(detail(&r).contains("event id reused"), "{r:?}");
+    // An oversized body, an undecodable one.
+    let big = SignedCaseEvent {
+        author: t.officer.key.device_id(),
+        body: vec![0; MAX_EVENT_BODY_LEN + 1],
+        signature: Signature::from_bytes([0; 64]),
+    };
+    assert_eq!(
+        code(&append(&t.officer, &big).await),
+        Some(ErrorCode::Malformed)
+    );
+    let body = b"not a case event".to_vec();
+    let garbage = SignedCaseEvent {
+        author: t.officer.key.device_id(),
+        signature: t.officer.key.sign(&signed(&body)),
+        body,
+    };
+    assert_eq!(
+        code(&append(&t.officer, &garbage).await),
+        Some(ErrorCode::Malformed)
+    );
+    // Two rotations race: the first opens epoch 2, the second is refused;
+    // an event still under epoch 1 must be sealed again.
+    let k2 = CaseKey::from_bytes([2; 32]);
+    let k2b = CaseKey::from_bytes([3; 32]);
+    let rotation = event(
+        &t.officer.key,
+        &k2,
+        case,
+        random_id(),
+        2,
+        CaseControl::default(),
+        "r",
+    );
+    assert_eq!(accepted(&append(&t.officer, &rotation).await), (2, false));
+    let racing = event(
+        &t.coordinator.key,
+        &k2b,
+        case,
+        random_id(),
+        2,
+        CaseControl::default(),
+        "r",
+    );
+    let r = append(&t.coordinator, &racing).await;
+    assert_eq!(code(&r), Some(ErrorCode::InvalidArgument));
+    assert_eq!(detail(&r), "sealed under a key that is not the case's");
+    let stale = event(
+        &t.coordinator.key,
+        &k1,
+        case,
+        random_id(),
+        1,
+        CaseControl::default(),
+        "late",
+    );
+    let r = append(&t.coordinator, &stale).await;
+    assert_eq!(code(&r), Some(ErrorCode::FailedPrecondition));
+    assert_eq!(
+        detail(&r),
+        "the case key was rotated: seal again under the newest key"
+    );
+    // An unknown case that the event does not open.
+    let r = append(
+        &t.officer,
+        &event(
+            &t.officer.key,
+            &k1,
+            CaseId::from_bytes(random_id()),
+            random_id(),
+            1,
+            CaseControl::default(),
+            "x",
+        ),
+    )
+    .await;
+    assert_eq!(code(&r), Some(ErrorCode::NotFound));
+    // Only the opening and the rotation were stored.
+    let all = updates(&t.admin, 0).await;
+    assert_eq!(
+        all.iter().map(|u| u.position).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+}
+
+#[tokio::test]
+async fn a_defender_asks_for_a_case_and_sees_nothing_of_others() {
+    let t = team().await;
+    let envelope = request_envelope(&t, "we need to leave the country");
+    let r = t
+        .defender
+        .session
+        .request(&Request::RequestCase(envelope.clone()))
+        .await
+        .expect("answered");
+    let Response::CaseRequestAccepted {
+        case_id,
+        envelope_id,
+        duplicate: false,
+    } = r
+    else {
+        panic!("{r:?}");
+    };
+    // Staff see it as requested, with the envelope's digest, and find the
+    // envelope in their inbox.
+    let all = updates(&t.coordinator, 0).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].case_id, case_id);
+    assert_eq!(
+        all[0].kind,
+        CaseUpdateKind::Requested {
+            defender: t.defender.key.device_id(),
+            envelope_digest: envelope.digest(),
+        }
+    );
+    let inbox = t
+        .officer
+        .session
+        .request(&Request::FetchInbox {
+            after: 0,
+            limit: 10,
+        })
+        .await
+        .expect("inbox");
+    let Response::Inbox(items) = inbox else {
+        panic!("{inbox:?}");
+    };
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].envelope, envelope);
+    // The same envelope again: the same case.
+    let again = t
+        .defender
+        .session
+        .request(&Request::RequestCase(envelope))
+        .await
+        .expect("answered");
+    assert_eq!(
+        again,
+        Response::CaseRequestAccepted {
+            case_id,
+            envelope_id,
+            duplicate: true
+        }
+    );
+    // Four more wait; a sixth is refused, with what the defender can do.
+    for n in 0..4 {
+        let r = t
+            .defender
+            .session
+            .request(&Request::RequestCase(request_envelope(
+                &t,
+                &format!("help {n}"),
+            )))
+            .await
+            .expect("answered");
+        assert!(
+            matches!(
+                r,
+                Response::CaseRequestAccepted {
+                    duplicate: false,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+    }
+    let r = t
+        .defender
+        .session
+        .request(&Request::RequestCase(request_envelope(&t, "once more")))
+        .await
+        .expect("answered");
+    assert_eq!(code(&r), Some(ErrorCode::FailedPrecondition));
+    assert_eq!(
+        detail(&r),
+        "you already have 5 requests waiting for the team; they will answer them"
+    );
+    assert_eq!(updates(&t.officer, 0).await.len(), 5);
+    // Once staff decline one, the defender may ask again.
+    let decline = event(
+        &t.officer.key,
+        &CaseKey::from_bytes([4; 32]),
+        case_id,
+        random_id(),
+        1,
+        close(),
+        "declined: referred to a partner",
+    );
+    assert!(matches!(
+        append(&t.officer, &decline).await,
+        Response::CaseEventAccepted { .. }
+    ));
+    let r = t
+        .defender
+        .session
+        .request(&Request::RequestCase(request_envelope(&t, "now")))
+        .await
+        .expect("answered");
+    assert!(
+        matches!(
+            r,
+            Response::CaseRequestAccepted {
+                duplicate: false,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    // A defender reads no case: the answer names no case, whatever exists.
+    let other = member(&t.server, Role::Defender).await;
+    let mine = sync(&t.defender, 0).await.expect_err("refused");
+    let theirs = sync(&other, 0).await.expect_err("refused");
+    assert_eq!(mine, theirs);
+    assert_eq!(code(&mine), Some(ErrorCode::Forbidden));
+}
+
+/// Opens and closes a case as the officer; its id and the key.
+async fn closed_case(t: &Team) -> (CaseId, CaseKey) {
+    let key = CaseKey::from_bytes(random_id().repeat(2).try_into().expect("32 bytes"));
+    let case = CaseId::from_bytes(random_id());
+    for (control, note) in [(open(), "Zofia"), (close(), "settled")] {
+        let e = event(&t.officer.key, &key, case, random_id(), 1, control, note);
+        accepted(&append(&t.officer, &e).await);
+    }
+    (case, key)
+}
+
+#[tokio::test]
+async fn retention_and_a_legal_hold_keep_a_case_from_erasure() {
+    let mut t = team().await;
+    let (case, key) = closed_case(&t).await;
+    let r = t
+        .officer
+        .session
+        .request(&Request::RequestCaseErasure(case))
+        .await
+        .expect("answered");
+    assert_eq!(code(&r), Some(ErrorCode::FailedPrecondition));
+    assert_eq!(
+        detail(&r),
+        "closed 0 days ago; the retention period is 365 days"
+    );
+    t.server.restart_with(|c| c.cases.retention_days = 0).await;
+    // Sessions died with the restart: reconnect the staff we need.
+    let info = t.server.info();
+    t.officer.session = authenticate(&info, &t.officer.key)
+        .await
+        .expect("reconnects");
+    t.coordinator.session = authenticate(&info, &t.coordinator.key)
+        .await
+        .expect("reconnects");
+    // An officer may not set a legal hold; a coordinator may.
+    let hold = |author: &IdentityKeyPair| {
+        event(
+            author,
+            &key,
+            case,
+            random_id(),
+            1,
+            CaseControl {
+                legal_hold: Some(LegalHold::Set),
+                ..CaseControl::default()
+            },
+            "hold",
+        )
+    };
+    let r = append(&t.officer, &hold(&t.officer.key)).await;
+    assert_eq!(code(&r), Some(ErrorCode::Forbidden));
+    accepted(&append(&t.coordinator, &hold(&t.coordinator.key)).await);
+    let r = t
+        .officer
+        .session
+        .request(&Request::RequestCaseErasure(case))
+        .await
+        .expect("answered");
+    assert_eq!(code(&r), Some(ErrorCode::FailedPrecondition));
+    assert_eq!(detail(&r), "the case is under a legal hold");
+    // Positions continued across the restart: opening, closing, hold.
+    let all = updates(&t.coordinator, 0).await;
+    assert_eq!(
+        all.iter().map(|u| u.position).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+}
+
+#[tokio::test]
+async fn two_staff_members_erase_a_closed_case_and_its_records_are_shredded() {
+    let mut t = team_with(|c| c.cases.retention_days = 0).await;
+    let (case, _) = closed_case(&t).await;
+    let (kept, _) = closed_case(&t).await;
+    // Asked for by a coordinator ...
+    let r = t
+        .coordinator
+        .session
+        .request(&Request::RequestCaseErasure(case))
+        .await
+        .expect("answered");
+    assert_eq!(
+        r,
+        Response::CaseErasure {
+            case_id: case,
+            requested_by: t.coordinator.key.device_id(),
+            erased: false
+        }
+    );
+    // ... not confirmed by the same device, nor by an officer ...
+    let r = t
+        .coordinator
+        .session
+        .request(&Request::ConfirmCaseErasure(case))
+        .await
+        .expect("answered");
+    assert_eq!(code(&r), Some(ErrorCode::FailedPrecondition));
+    assert_eq!(detail(&r), "a second staff member must confirm");
+    let r = t
+        .officer
+        .session
+        .request(&Request::ConfirmCaseErasure(case))
+        .await
+        .expect("answered");
+    assert_eq!(code(&r), Some(ErrorCode::Forbidden));
+    // ... a confirmation without a request is refused ...
+    let r = t
+        .coordinator2
+        .session
+        .request(&Request::ConfirmCaseErasure(kept))
+        .await
+        .expect("answered");
+    assert_eq!(code(&r), Some(ErrorCode::FailedPrecondition));
+    // ... and a second coordinator erases it.
+    let r = t
+        .coordinator2
+        .session
+        .request(&Request::ConfirmCaseErasure(case))
+        .await
+        .expect("answered");
+    assert_eq!(
+        r,
+        Response::CaseErasure {
+            case_id: case,
+            requested_by: t.coordinator.key.device_id(),
+            erased: true
+        }
+    );
+    // Sync: the erasure, and no event of the case any more.
+    let all = updates(&t.officer, 0).await;
+    assert!(
+        all.iter()
+            .all(|u| u.case_id != case || matches!(u.kind, CaseUpdateKind::Erased { .. }))
+    );
+    let erased: Vec<_> = all.iter().filter(|u| u.case_id == case).collect();
+    assert_eq!(erased.len(), 1);
+    assert_eq!(
+        erased[0].kind,
+        CaseUpdateKind::Erased {
+            requested_by: t.coordinator.key.device_id(),
+            confirmed_by: t.coordinator2.key.device_id(),
+        }
+    );
+    assert_eq!(all.iter().filter(|u| u.case_id == kept).count(), 2);
+    let last = all.last().expect("updates").position;
+    // Writing to it is refused.
+    let r = append(
+        &t.officer,
+        &event(
+            &t.officer.key,
+            &CaseKey::from_bytes([5; 32]),
+            case,
+            random_id(),
+            1,
+            open(),
+            "again",
+        ),
+    )
+    .await;
+    assert_eq!(code(&r), Some(ErrorCode::FailedPrecondition));
+    assert_eq!(detail(&r), "this case was erased");
+
+    // On disk: the store, opened with the server's own code, reads the
+    // case's two records as shredded, the other case's as events; the
+    // chain verifies.
+    t.server.stop().await;
+    let data = t.server.config().data_dir.clone();
+    let report = hotline_server::store::verify_store(&data, t.server.key(), 1 << 20, None)
+        .expect("the store verifies");
+    assert_eq!(report.verified.shredded, 2);
+    let keys = hotline_server::store::open_keys(
+        &data,
+        t.server.key(),
+        hotline_server::store::Create::Never,
+    )
+    .expect("keys");
+    let (store, _) = hotline_server::store::LogStore::open_read_only(&data, keys).expect("opens");
+    let (head, _) = store.log().head();
+    let mut shredded = 0;
+    let mut case_events = 0;
+    for seq in 1..=head {
+        match store.log().read(seq).expect("reads") {
+            Some(hotline_server::log::Entry::Shredded) => shredded += 1,
+            Some(hotline_server::log::Entry::Event(bytes)) => {
+                if let Ok(hotline_server::domain::Event::Case(
+                    hotline_server::domain::cases::CaseEvent::Appended { header, .. },
+                )) = hotline_server::store::codec::decode_event(&bytes)
+                {
+                    assert_eq!(header.case_id, kept, "only the kept case's events read");
+                    case_events += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((shredded, case_events), (2, 2));
+    drop(store);
+
+    // A restart keeps everything: positions continue, the dedup holds.
+    t.server.start_again().await;
+    let info = t.server.info();
+    t.officer.session = authenticate(&info, &t.officer.key)
+        .await
+        .expect("reconnects");
+    let again = updates(&t.officer, 0).await;
+    assert_eq!(again, all, "the same updates after a restart");
+    let next = event(
+        &t.officer.key,
+        &CaseKey::from_bytes([6; 32]),
+        CaseId::from_bytes(random_id()),
+        random_id(),
+        1,
+        open(),
+        "next",
+    );
+    assert_eq!(
+        accepted(&append(&t.officer, &next).await),
+        (last + 1, false)
+    );
+    assert_eq!(accepted(&append(&t.officer, &next).await), (last + 1, true));
+}
+
+/// Many large events: a sync answer comes in several frames of at most
+/// one frame's size each, in order, with nothing lost.
+#[tokio::test]
+async fn a_large_sync_comes_in_several_frames() {
+    let t = team().await;
+    let key = CaseKey::from_bytes([8; 32]);
+    let case = CaseId::from_bytes(random_id());
+    let big = "x".repeat(60_000);
+    accepted(
+        &append(
+            &t.officer,
+            &event(&t.officer.key, &key, case, random_id(), 1, open(), &big),
+        )
+        .await,
+    );
+    for _ in 0..9 {
+        let e = event(
+            &t.officer.key,
+            &key,
+            case,
+            random_id(),
+            1,
+            CaseControl::default(),
+            &big,
+        );
+        accepted(&append(&t.officer, &e).await);
+    }
+    let frames = sync(&t.coordinator, 0).await.expect("synced");
+    assert!(frames.len() >= 3, "{} frames", frames.len());
+    assert!(frames.iter().all(|f| !f.more), "one answer holds all");
+    assert!(
+        frames.iter().all(|f| f.retention_secs == 365 * 86_400),
+        "every frame says the retention"
+    );
+    let positions: Vec<u64> = frames
+        .iter()
+        .flat_map(|f| f.updates.iter().map(|u| u.position))
+        .collect();
+    assert_eq!(positions, (1..=10).collect::<Vec<_>>());
+    assert_eq!(frames.last().expect("frames").cursor, 10);
+}
