@@ -226,6 +226,8 @@ struct World {
     roster: (u64, [u8; 32]),
     /// Each defender device's check-ins, as far as the test set them.
     checkins: BTreeMap<DeviceId, Checkins>,
+    /// Case ids seen accepted (opened by staff, asked for by defenders).
+    cases: Vec<[u8; 16]>,
 }
 
 /// A defender device's check-ins as the test set them.
@@ -486,6 +488,7 @@ impl Run {
             ids: Vec::new(),
             tokens: Vec::new(),
             roster: (1, sha256(&roster.body)),
+            cases: Vec::new(),
             checkins: [(
                 defender.0.identity.device_id(),
                 Checkins {
@@ -564,6 +567,60 @@ impl Run {
     }
 
     /// An inbox or sent id: one seen, or around the edges.
+    /// A case id: one seen accepted, or a random one.
+    fn some_case(&self, rng: &mut Rng) -> hotline_proto::case::CaseId {
+        let seen = self.world().cases.clone();
+        if !seen.is_empty() && rng.one_in(2) {
+            return hotline_proto::case::CaseId::from_bytes(rng.pick(&seen));
+        }
+        hotline_proto::case::CaseId::from_bytes(rng.bytes())
+    }
+
+    /// A case event from `actor`: a real one, sealed and signed by its
+    /// key (opening a new case, or closing or noting a known one, at
+    /// epoch 1 or another), or bytes that are no event.
+    fn case_event(&self, actor: Actor, rng: &mut Rng) -> hotline_proto::case::SignedCaseEvent {
+        use hotline_proto::case::seal::{CaseEventContent, CaseKey, EventDraft, seal};
+        use hotline_proto::case::{CaseControl, CaseState};
+        let (key, author) = self.keys(actor);
+        if rng.one_in(3) {
+            let body: [u8; 32] = rng.bytes();
+            return hotline_proto::case::SignedCaseEvent {
+                author,
+                body: body.to_vec(),
+                signature: hotline_proto::Signature::from_bytes([0; 64]),
+            };
+        }
+        let state = match rng.below(4) {
+            0 => None,
+            1 => Some(CaseState::Closed),
+            _ => Some(CaseState::Open),
+        };
+        let draft = EventDraft {
+            case_id: self.some_case(rng),
+            event_id: rng.bytes(),
+            roster_version: 1,
+            epoch: if rng.one_in(5) { 2 } else { 1 },
+            control: CaseControl {
+                state,
+                ..CaseControl::default()
+            },
+        };
+        // One case key for the whole run: every staff device holds it.
+        let case_key = CaseKey::from_bytes([0x42; 32]);
+        seal(
+            key,
+            &case_key,
+            &draft,
+            &CaseEventContent {
+                note: "a note".into(),
+                ..CaseEventContent::default()
+            },
+            &mut hotline_proto::e2e::suite::SystemRandomness,
+        )
+        .expect("sealed")
+    }
+
     fn some_id(&self, rng: &mut Rng) -> u64 {
         let seen = self.world().ids.clone();
         if !seen.is_empty() && rng.one_in(2) {
@@ -955,24 +1012,13 @@ impl Run {
                     _ => IdentityKeyPair::from_seed(&rng.bytes()).public_key(),
                 })
             }
-            RequestKind::AppendCaseEvent => {
-                let body: [u8; 32] = rng.bytes();
-                Request::AppendCaseEvent(hotline_proto::case::SignedCaseEvent {
-                    author: self.keys(actor).1,
-                    body: body.to_vec(),
-                    signature: hotline_proto::Signature::from_bytes([0; 64]),
-                })
-            }
+            RequestKind::AppendCaseEvent => Request::AppendCaseEvent(self.case_event(actor, rng)),
             RequestKind::SyncCases => Request::SyncCases {
                 after: self.some_id(rng),
             },
             RequestKind::RequestCase => Request::RequestCase(self.envelope(actor, rng)),
-            RequestKind::RequestCaseErasure => {
-                Request::RequestCaseErasure(hotline_proto::case::CaseId::from_bytes(rng.bytes()))
-            }
-            RequestKind::ConfirmCaseErasure => {
-                Request::ConfirmCaseErasure(hotline_proto::case::CaseId::from_bytes(rng.bytes()))
-            }
+            RequestKind::RequestCaseErasure => Request::RequestCaseErasure(self.some_case(rng)),
+            RequestKind::ConfirmCaseErasure => Request::ConfirmCaseErasure(self.some_case(rng)),
         }
     }
 
@@ -1032,6 +1078,14 @@ impl Run {
                 used: false,
             }),
             (_, Response::EnvelopeAccepted { id, .. }) => w.ids.push(*id),
+            (Request::AppendCaseEvent(e), Response::CaseEventAccepted { .. }) => {
+                if let Ok(h) = e.header_unverified() {
+                    w.cases.push(*h.case_id.as_bytes());
+                }
+            }
+            (_, Response::CaseRequestAccepted { case_id, .. }) => {
+                w.cases.push(*case_id.as_bytes());
+            }
             (_, Response::Inbox(items)) => w.ids.extend(items.iter().map(|i| i.id)),
             (Request::PutRoster(roster), Response::Done) => {
                 let version = roster.version_unverified().expect("it was accepted");
