@@ -191,6 +191,13 @@ impl LogStore {
         };
         self.commit(state, Event::Case(record))?;
         self.shred_case(&case_id)?;
+        // The snapshot cache must not keep the erased case's metadata
+        // until the next snapshot falls due: replace it now. A failure
+        // (a full disk) leaves the older one, which the next start
+        // replays past; the erasure itself is done.
+        if let Err(e) = self.snapshot() {
+            tracing::warn!(error = %e, "no snapshot after a case erasure; the next one replaces the cache");
+        }
         Ok(Ok((requested_by, position)))
     }
 
