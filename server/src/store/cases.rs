@@ -399,3 +399,159 @@ fn random_id() -> Result<[u8; 16], StoreError> {
         .map_err(|_| StoreError::Io("no randomness".into()))?;
     Ok(id)
 }
+
+#[cfg(test)]
+mod tests {
+    use hotline_proto::IdentityKeyPair;
+    use hotline_proto::case::seal::{CaseEventContent, CaseKey, EventDraft, seal};
+    use hotline_proto::case::{CaseControl, CaseState};
+    use hotline_proto::e2e::suite::SystemRandomness;
+
+    use super::*;
+
+    fn sealed(
+        author: &IdentityKeyPair,
+        case_id: CaseId,
+        id: u8,
+        state: Option<CaseState>,
+    ) -> (SignedCaseEvent, EventHeader) {
+        let e = seal(
+            author,
+            &CaseKey::from_bytes([7; 32]),
+            &EventDraft {
+                case_id,
+                event_id: [id; 16],
+                roster_version: 1,
+                epoch: 1,
+                control: CaseControl {
+                    state,
+                    ..CaseControl::default()
+                },
+            },
+            &CaseEventContent {
+                note: "sealed".into(),
+                ..CaseEventContent::default()
+            },
+            &mut SystemRandomness,
+        )
+        .expect("sealed");
+        let h = e.header_unverified().expect("reads");
+        (e, h)
+    }
+
+    /// An erased case's records read as shredded; a restart, a snapshot
+    /// rebuild and the next position all agree with the server that
+    /// erased it, and the other case is intact.
+    #[test]
+    fn an_erasure_survives_a_restart_and_a_rebuild_and_positions_never_go_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::open_in(dir.path());
+        let a = IdentityKeyPair::from_seed(&[1; 32]);
+        let invite = crate::domain::devices::InviteRecord {
+            role: Role::Officer,
+            created_at: 1,
+            expires_at: u64::MAX,
+            used_at: None,
+            bootstrap: None,
+        };
+        store.put_invite([1; 32], &invite).expect("invite");
+        store.enroll([1; 32], a.public_key(), 2).expect("enrolled");
+        let (gone, kept) = (CaseId::from_bytes([1; 16]), CaseId::from_bytes([2; 16]));
+        let mut n = 0;
+        for (case, state) in [
+            (gone, Some(CaseState::Open)),
+            (kept, Some(CaseState::Open)),
+            (gone, None),
+            (gone, Some(CaseState::Closed)),
+        ] {
+            n += 1;
+            let (e, h) = sealed(&a, case, n, state);
+            let (position, duplicate) = store
+                .append_case_event(e, h, Role::Officer, 10)
+                .expect("stored")
+                .expect("accepted");
+            assert_eq!((position, duplicate), (u64::from(n), false));
+        }
+        let b = DeviceId::from_bytes([2; 16]);
+        let c = DeviceId::from_bytes([3; 16]);
+        assert_eq!(
+            store.request_case_erasure(gone, b, 20, 0).expect("stored"),
+            Ok((b, 5))
+        );
+        assert_eq!(
+            store.confirm_case_erasure(gone, c, 21, 0).expect("stored"),
+            Ok((b, 6))
+        );
+        assert!(!store.log().has_case_key(gone.as_bytes()));
+        let live = store.state();
+        let page = store.case_updates(0, 1 << 20).expect("reads");
+        assert_eq!(
+            page.updates.iter().map(|u| u.position).collect::<Vec<_>>(),
+            vec![2, 6]
+        );
+        let shredded = (1..=store.log().head().0)
+            .filter(|seq| matches!(store.log().read(*seq), Ok(Some(Entry::Shredded))))
+            .count();
+        assert_eq!(shredded, 3, "the erased case's three events");
+        // A rebuild from the log alone reaches the same state.
+        store.rebuild().expect("rebuilds");
+        assert_eq!(store.state().cases, live.cases);
+        store.close().expect("closes");
+        drop(store);
+        let store = crate::store::open_in(dir.path());
+        assert_eq!(store.state().cases, live.cases);
+        let (e, h) = sealed(&a, kept, 9, None);
+        assert_eq!(
+            store
+                .append_case_event(e, h, Role::Officer, 30)
+                .expect("stored"),
+            Ok((7, false)),
+            "the counter continues"
+        );
+        // The kept case's first event is still a duplicate after all that.
+        let (e, h) = sealed(&a, kept, 2, Some(CaseState::Open));
+        assert_eq!(
+            store
+                .append_case_event(e, h, Role::Officer, 30)
+                .expect("stored"),
+            Err(AppendRefusal::EventIdReused),
+            "sealed again (another nonce): other bytes, same id"
+        );
+    }
+
+    /// A stop between the erasure's record and the key's destruction: the
+    /// next start's `finish_case_erasures` destroys the key.
+    #[test]
+    fn an_erasure_interrupted_before_the_key_is_destroyed_is_finished() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::open_in(dir.path());
+        let a = IdentityKeyPair::from_seed(&[1; 32]);
+        let case = CaseId::from_bytes([1; 16]);
+        for (n, state) in [(1, CaseState::Open), (2, CaseState::Closed)] {
+            let (e, h) = sealed(&a, case, n, Some(state));
+            store
+                .append_case_event(e, h, Role::Officer, 10)
+                .expect("stored")
+                .expect("accepted");
+        }
+        let b = DeviceId::from_bytes([2; 16]);
+        store
+            .request_case_erasure(case, b, 20, 0)
+            .expect("stored")
+            .expect("asked");
+        // The record only, as if the server stopped right after it.
+        let state = store.lock();
+        let record = state
+            .cases
+            .decide_erasure_confirm(case, DeviceId::from_bytes([3; 16]), 21, 0)
+            .expect("allowed");
+        store.commit(state, Event::Case(record)).expect("durable");
+        assert!(store.log().has_case_key(case.as_bytes()));
+        store.close().expect("closes");
+        drop(store);
+        let store = crate::store::open_in(dir.path());
+        assert_eq!(store.finish_case_erasures().expect("finishes"), 1);
+        assert!(!store.log().has_case_key(case.as_bytes()));
+        assert_eq!(store.finish_case_erasures().expect("nothing left"), 0);
+    }
+}
