@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hotline_proto::Role;
 use hotline_proto::case::content::{CaseEntity, FieldChange, FieldValue, FieldValueKind};
 use hotline_proto::case::seal::{CaseEventContent, CaseKey, EventDraft, seal};
 use hotline_proto::case::{CaseControl, CaseId, CaseState};
@@ -21,7 +22,6 @@ use hotline_proto::e2e::org::OrgKeyPair;
 use hotline_proto::e2e::roster::{Roster, RosterEntry};
 use hotline_proto::e2e::suite::{EncryptionKeyPair, SystemRandomness};
 use hotline_proto::message::{Request, Response};
-use hotline_proto::{IdentityKeyPair, Role};
 use hotline_tests::TestServer;
 
 const MARKERS: [&str; 3] = [

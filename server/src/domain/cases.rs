@@ -290,13 +290,17 @@ impl AppendRefusal {
     }
 }
 
+/// A defender already has [`MAX_REQUESTED_PER_DEFENDER`] cases waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyRequests;
+
 /// What an accepted append does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppendOutcome {
     /// A resend of a stored event: its position, nothing recorded.
     Duplicate(u64),
     /// Record this.
-    Record(CaseEvent),
+    Record(Box<CaseEvent>),
 }
 
 /// Why an erasure request or confirmation was refused
@@ -358,7 +362,7 @@ pub enum ErasureOutcome {
     /// recorded.
     Pending(DeviceId),
     /// Record this.
-    Record(CaseEvent),
+    Record(Box<CaseEvent>),
 }
 
 impl Cases {
@@ -443,24 +447,24 @@ impl Cases {
         if control.legal_hold.is_some() && !matches!(role, Role::Coordinator | Role::Admin) {
             return Err(AppendRefusal::LegalHoldRole);
         }
-        Ok(AppendOutcome::Record(CaseEvent::Appended {
+        Ok(AppendOutcome::Record(Box::new(CaseEvent::Appended {
             position: self.next_position(),
             at: now,
             event: event.clone(),
             header: header.clone(),
-        }))
+        })))
     }
 
     /// Decides a defender's request for a case: `Ok(Err(case))` if the
-    /// same envelope made `case` before; `Err(())` if the defender already
-    /// has [`MAX_REQUESTED_PER_DEFENDER`] cases waiting.
+    /// same envelope made `case` before; [`TooManyRequests`] if the
+    /// defender already has [`MAX_REQUESTED_PER_DEFENDER`] cases waiting.
     pub fn decide_request(
         &self,
         defender: DeviceId,
         envelope_digest: [u8; 32],
         case_id: CaseId,
         now: u64,
-    ) -> Result<Result<CaseEvent, CaseId>, ()> {
+    ) -> Result<Result<CaseEvent, CaseId>, TooManyRequests> {
         if let Some(existing) = self.by_envelope.get(&envelope_digest) {
             return Ok(Err(*existing));
         }
@@ -469,7 +473,7 @@ impl Cases {
             .get(&defender)
             .is_some_and(|n| *n >= MAX_REQUESTED_PER_DEFENDER)
         {
-            return Err(());
+            return Err(TooManyRequests);
         }
         Ok(Ok(CaseEvent::Requested {
             position: self.next_position(),
@@ -523,12 +527,14 @@ impl Cases {
         if let Some(pending) = case.erasure {
             return Ok(ErasureOutcome::Pending(pending.by));
         }
-        Ok(ErasureOutcome::Record(CaseEvent::ErasureRequested {
-            position: self.next_position(),
-            at: now,
-            case_id,
-            by,
-        }))
+        Ok(ErasureOutcome::Record(Box::new(
+            CaseEvent::ErasureRequested {
+                position: self.next_position(),
+                at: now,
+                case_id,
+                by,
+            },
+        )))
     }
 
     /// Decides a confirmation of a case's erasure by `by` (a coordinator
@@ -1164,7 +1170,7 @@ mod tests {
         assert_eq!(
             w.cases
                 .decide_request(defender, [99; 32], CaseId::from_bytes([2; 16]), 6),
-            Err(())
+            Err(TooManyRequests)
         );
         let other = DeviceId::from_bytes([8; 16]);
         assert!(
@@ -1279,7 +1285,7 @@ mod tests {
         else {
             panic!("a record");
         };
-        w.record(asked);
+        w.record(*asked);
         // Asked again, by it or another: who asked first.
         assert_eq!(
             w.cases
@@ -1359,8 +1365,8 @@ mod tests {
         else {
             panic!("a record");
         };
-        main.push(asked.clone());
-        live.record(asked);
+        main.push(*asked.clone());
+        live.record(*asked);
         let erased = live
             .cases
             .decide_erasure_confirm(the_case(), c.device_id(), 4, 0)

@@ -10,7 +10,8 @@ use hotline_proto::{DeviceId, Role};
 use super::{LogStore, StoreError};
 use crate::domain::Event;
 use crate::domain::cases::{
-    AppendOutcome, AppendRefusal, CaseEvent, ErasureOutcome, ErasureRefusal, UpdateRef, body_digest,
+    AppendOutcome, AppendRefusal, CaseEvent, ErasureOutcome, ErasureRefusal, TooManyRequests,
+    UpdateRef, body_digest,
 };
 use crate::domain::mailbox::MailEvent;
 use crate::log::{Entry, RecordKey};
@@ -62,7 +63,7 @@ impl LogStore {
         {
             Err(r) => return Ok(Err(r)),
             Ok(AppendOutcome::Duplicate(position)) => return Ok(Ok((position, true))),
-            Ok(AppendOutcome::Record(record)) => record,
+            Ok(AppendOutcome::Record(record)) => *record,
         };
         let position = record.position();
         let key = self.log.case_key(header.case_id.as_bytes())?;
@@ -74,8 +75,7 @@ impl LogStore {
 
     /// Stores a defender's request envelope for `recipients` (as
     /// `store_envelope` does) and makes a case in state requested, in one
-    /// record; the same envelope again answers the same case. `Ok(Err(()))`:
-    /// the defender has too many requests waiting.
+    /// record; the same envelope again answers the same case.
     pub fn request_case(
         &self,
         defender: DeviceId,
@@ -83,7 +83,7 @@ impl LogStore {
         recipients: Vec<DeviceId>,
         bytes: Vec<u8>,
         now: u64,
-    ) -> Result<Result<CaseRequested, ()>, StoreError> {
+    ) -> Result<Result<CaseRequested, TooManyRequests>, StoreError> {
         self.check_readable()?;
         let mut state = self.lock();
         let mut case_id = CaseId::from_bytes(random_id()?);
@@ -92,7 +92,7 @@ impl LogStore {
             case_id = CaseId::from_bytes(random_id()?);
         }
         let requested = match state.cases.decide_request(defender, digest, case_id, now) {
-            Err(()) => return Ok(Err(())),
+            Err(too_many) => return Ok(Err(too_many)),
             Ok(Err(existing)) => {
                 let envelope_id = state
                     .mailbox
@@ -158,7 +158,7 @@ impl LogStore {
             Ok(ErasureOutcome::Pending(who)) => Ok(Ok((who, 0))),
             Ok(ErasureOutcome::Record(record)) => {
                 let position = record.position();
-                self.commit(state, Event::Case(record))?;
+                self.commit(state, Event::Case(*record))?;
                 Ok(Ok((by, position)))
             }
         }
