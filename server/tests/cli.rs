@@ -2616,3 +2616,80 @@ fn the_undo_of_a_chain_head_rewrite_stops_once_the_store_was_written_to() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(std::fs::read(&head).expect("chain.head"), bytes);
 }
+
+/// A case erased by two staff members (issue 12): the `hotline-server
+/// verify` binary passes on the store and counts the case's records as
+/// shredded; the store opens again with the case erased.
+#[test]
+fn verify_passes_after_a_case_is_erased_and_counts_its_records_shredded() {
+    use hotline_proto::case::seal::{CaseEventContent, CaseKey, EventDraft, seal};
+    use hotline_proto::case::{CaseControl, CaseId, CaseState};
+    use hotline_proto::e2e::suite::SystemRandomness;
+    use hotline_server::log::keys::KeySource;
+    use hotline_server::store::{Create, LogStore, open_keys};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = dir.path().join("master.key");
+    // A data directory as an operator makes it (store, certificate).
+    let out = Command::new(BIN)
+        .args(["init", "--generate-key-file"])
+        .arg(&key)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("init");
+    assert!(out.status.success(), "{out:?}");
+    let source = KeySource::File(key.clone());
+    let keys = open_keys(&data, &source, Create::Never).expect("keys");
+    let store = LogStore::open(&data, keys, 1 << 20).expect("opens");
+    let author = IdentityKeyPair::from_seed(&[1; 32]);
+    let case = CaseId::from_bytes([9; 16]);
+    for (n, state) in [(1u8, CaseState::Open), (2, CaseState::Closed)] {
+        let event = seal(
+            &author,
+            &CaseKey::from_bytes([3; 32]),
+            &EventDraft {
+                case_id: case,
+                event_id: [n; 16],
+                roster_version: 1,
+                epoch: 1,
+                control: CaseControl {
+                    state: Some(state),
+                    ..CaseControl::default()
+                },
+            },
+            &CaseEventContent {
+                note: "sealed".into(),
+                ..CaseEventContent::default()
+            },
+            &mut SystemRandomness,
+        )
+        .expect("sealed");
+        let header = event.header_unverified().expect("reads");
+        store
+            .append_case_event(event, header, Role::Officer, 100)
+            .expect("stored")
+            .expect("accepted");
+    }
+    let asked = hotline_proto::DeviceId::from_bytes([2; 16]);
+    let confirmed = hotline_proto::DeviceId::from_bytes([3; 16]);
+    store
+        .request_case_erasure(case, asked, 200, 0)
+        .expect("stored")
+        .expect("asked");
+    store
+        .confirm_case_erasure(case, confirmed, 201, 0)
+        .expect("stored")
+        .expect("erased");
+    store.close().expect("closes");
+    drop(store);
+
+    let (stdout, _) = ok(&["verify"], &data, &key);
+    assert!(stdout.contains("2 records shredded"), "{stdout}");
+    let keys = open_keys(&data, &source, Create::Never).expect("keys");
+    let store = LogStore::open(&data, keys, 1 << 20).expect("opens again");
+    assert!(store.state().cases.erased.contains_key(&case));
+    assert!(store.state().cases.cases.is_empty());
+}
