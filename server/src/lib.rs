@@ -25,9 +25,11 @@
 //!   messaging.rs       roster, prekeys, envelopes, inbox, delivery
 //!   alerts.rs          raise, list, claim, close, duty, pages; the escalation tick's pages
 //!   checkins.rs        check-in schedules and check-ins
+//!   cases.rs           case events, the (multi-frame) case sync, defenders' requests, erasure
 //! store/               durability: decide (domain) -> stage under a key -> wait for the flush
 //!   mod.rs             LogStore: open, replay, commit, stage, wait; StoreError, OpenError
 //!   devices.rs, mailbox.rs, alerts.rs, checkins.rs    each domain's operations
+//!   cases.rs           case events under the case's subkey, erasure by crypto-shredding
 //!   snapshot.rs        sealed snapshots of the state
 //!   verify.rs          `hotline-server verify` (reads only)
 //!   migrate.rs         the upgrade from the sled-only layout, through a verified copy
@@ -37,6 +39,7 @@
 //! domain/              pure: events in, decisions out; no I/O, no clock, no prost
 //!   mod.rs             Event, State, apply, ApplyError
 //!   devices.rs, mailbox.rs, alerts.rs, checkins.rs, rota.rs
+//!   cases.rs           cases as the server sees them: metadata only, the append and erasure rules
 //!   relocation.rs      the relocation lifecycle: stages, their stored numbers, legal moves
 //! log/                 the sealed, hash-chained log, its keys and its storage engine
 //!                      (append-only segment files; sled only for snapshots)

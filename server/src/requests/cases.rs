@@ -79,7 +79,9 @@ fn require_case_staff(shared: &Shared, session: Session) -> Result<(), RequestEr
     }
 }
 
-/// Every staff device but `except`: who hears of a new case update.
+/// Every staff device on the newest roster but `except`: who hears of a
+/// new case update (a device the roster does not list may not read cases,
+/// so it is not told of their activity either).
 fn staff_push(
     shared: &Shared,
     except: DeviceId,
@@ -89,11 +91,15 @@ fn staff_push(
         return Ok(Vec::new());
     }
     let devices: Vec<DeviceId> = shared.store_read(|s| {
-        Ok(s.lock()
+        let state = s.lock();
+        let Some(roster) = state.roster.as_ref() else {
+            return Ok(Vec::new());
+        };
+        Ok(state
             .staff
             .keys()
             .copied()
-            .filter(|d| *d != except)
+            .filter(|d| *d != except && roster.members.contains(d))
             .collect())
     })?;
     if devices.is_empty() {

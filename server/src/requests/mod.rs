@@ -752,12 +752,32 @@ mod tests {
             RequestKind::Delivery => Request::Delivery(Vec::new()),
             RequestKind::DutyStatus => Request::DutyStatus,
             RequestKind::RegisterPanicKey => Request::RegisterPanicKey(key(77).public_key()),
+            // A real event opening a new case, sealed and signed by `me`:
+            // only the role table or the roster can refuse it.
             RequestKind::AppendCaseEvent => {
-                Request::AppendCaseEvent(hotline_proto::case::SignedCaseEvent {
-                    author: me.device_id(),
-                    body: vec![1, 2, 3],
-                    signature: Signature::from_bytes([0; 64]),
-                })
+                use hotline_proto::case::seal::{CaseEventContent, CaseKey, EventDraft, seal};
+                use hotline_proto::case::{CaseControl, CaseId, CaseState};
+                let mut id = [0u8; 16];
+                hotline_proto::identity::fill_random(&mut id).expect("randomness");
+                Request::AppendCaseEvent(
+                    seal(
+                        me,
+                        &CaseKey::from_bytes([5; 32]),
+                        &EventDraft {
+                            case_id: CaseId::from_bytes(id),
+                            event_id: id,
+                            roster_version: 1,
+                            epoch: 1,
+                            control: CaseControl {
+                                state: Some(CaseState::Open),
+                                ..CaseControl::default()
+                            },
+                        },
+                        &CaseEventContent::default(),
+                        &mut hotline_proto::e2e::suite::SystemRandomness,
+                    )
+                    .expect("sealed"),
+                )
             }
             RequestKind::SyncCases => Request::SyncCases { after: 0 },
             RequestKind::RequestCase => Request::RequestCase(envelope),

@@ -238,6 +238,8 @@ fn request_envelope(t: &Team, text: &str) -> SignedEnvelope {
 #[tokio::test]
 async fn an_opened_case_syncs_to_another_staff_device_byte_for_byte_with_a_push() {
     let t = team().await;
+    // Staff, but not on the roster: not told of case activity.
+    let late = member(&t.server, Role::Officer).await;
     let key = CaseKey::from_bytes([9; 32]);
     let case = CaseId::from_bytes(random_id());
     let opening = event(
@@ -259,6 +261,17 @@ async fn an_opened_case_syncs_to_another_staff_device_byte_for_byte_with_a_push(
         .await
         .expect("push");
     assert_eq!(push, Some(Push::Cases(1)));
+    for quiet in [&late, &t.defender, &t.officer] {
+        assert_eq!(
+            quiet
+                .session
+                .next_push(Duration::from_millis(300))
+                .await
+                .expect("no push"),
+            None,
+            "neither the author, nor a device off the roster, nor a defender"
+        );
+    }
 
     let frames = sync(&t.coordinator, 0).await.expect("synced");
     assert_eq!(frames.len(), 1);
