@@ -1,0 +1,207 @@
+//! Writing case events and sending those that wait.
+//!
+//! An event is sealed under the newest key this device holds for its
+//! case, saved in the replica's outbox, then sent. If it cannot be sent
+//! now it waits and goes out with the next command that reaches the
+//! server, the very same bytes: the server answers a resend as a
+//! duplicate, which counts as delivered. An event refused because the case
+//! key was rotated is sealed again under the newest key, with the same
+//! content and the same event id, and sent again.
+
+use hotline_proto::case::content::CaseEventContent;
+use hotline_proto::case::seal::{EventDraft, seal};
+use hotline_proto::case::{CaseControl, CaseId};
+use hotline_proto::e2e::suite::SystemRandomness;
+use hotline_proto::identity::fill_random;
+use hotline_proto::message::{Request, Response};
+use hotline_proto::{ErrorCode, IdentityKeyPair};
+use prost::Message;
+
+use super::model::{CaseView, EventId};
+use super::replica::{CaseFile, OutboxRow, Replica};
+use crate::connection::Session;
+use crate::error::ClientError;
+
+/// A fresh random 16-byte id (event, case, person, relocation).
+pub fn new_id() -> Result<[u8; 16], ClientError> {
+    let mut id = [0u8; 16];
+    fill_random(&mut id)
+        .map_err(|_| ClientError::State("the system random number generator failed".into()))?;
+    Ok(id)
+}
+
+/// Seals an event of `file`'s case under its newest key and saves it in
+/// the outbox. Returns its event id and the case as it now reads.
+pub fn write(
+    replica: &mut Replica,
+    identity: &IdentityKeyPair,
+    roster_version: u64,
+    file: &CaseFile,
+    control: CaseControl,
+    content: &CaseEventContent,
+) -> Result<(EventId, CaseView), ClientError> {
+    let event_id = new_id()?;
+    let row = seal_row(identity, roster_version, file, event_id, control, content)?;
+    let view = replica.queue(file, row)?;
+    Ok((event_id, view))
+}
+
+fn seal_row(
+    identity: &IdentityKeyPair,
+    roster_version: u64,
+    file: &CaseFile,
+    event_id: EventId,
+    control: CaseControl,
+    content: &CaseEventContent,
+) -> Result<OutboxRow, ClientError> {
+    let (epoch, key) = file.newest_key().ok_or_else(|| {
+        ClientError::State(
+            "this device holds no key for this case yet: another staff device must send it the case key".into(),
+        )
+    })?;
+    let event = seal(
+        identity,
+        key,
+        &EventDraft {
+            case_id: file.case_id,
+            event_id,
+            roster_version,
+            epoch,
+            control,
+        },
+        content,
+        &mut SystemRandomness,
+    )
+    .map_err(|e| ClientError::State(e.to_string()))?;
+    Ok(OutboxRow {
+        case_id: file.case_id.as_bytes().to_vec(),
+        event: event.encode(),
+        content: content.encode_to_vec(),
+        written_at: crate::unix_now(),
+    })
+}
+
+/// What became of one waiting event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// The server has it (`duplicate`: it had it already).
+    Accepted {
+        /// Its sync position.
+        position: u64,
+        /// A resend of an event the server had.
+        duplicate: bool,
+    },
+    /// Refused for good: removed from the outbox (the reason, from the
+    /// server).
+    Refused(String),
+}
+
+/// What a flush did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flushed {
+    /// Events settled, by case and event id.
+    pub settled: Vec<(CaseId, EventId, Fate)>,
+    /// Events still waiting.
+    pub waiting: usize,
+    /// Why sending stopped (the server could not be reached, or a key
+    /// this device does not hold yet), if it did.
+    pub stopped: Option<String>,
+}
+
+fn transient(e: &ClientError) -> bool {
+    match e.code() {
+        Some(ErrorCode::Unavailable | ErrorCode::RateLimited | ErrorCode::Internal) => true,
+        Some(_) => false,
+        None => !matches!(e, ClientError::Refused(_)),
+    }
+}
+
+fn rotated(e: &ClientError) -> bool {
+    matches!(e, ClientError::Refused(w) if w.code == ErrorCode::FailedPrecondition && w.detail.contains("rotated"))
+}
+
+async fn append(session: &Session, row: &OutboxRow) -> Result<(u64, bool), ClientError> {
+    match session
+        .request(&Request::AppendCaseEvent(row.signed()?))
+        .await?
+    {
+        Response::CaseEventAccepted {
+            position,
+            duplicate,
+        } => Ok((position, duplicate)),
+        Response::Error(e) => Err(ClientError::Refused(e)),
+        _ => Err(ClientError::Protocol("an answer of the wrong kind".into())),
+    }
+}
+
+/// Sends every waiting event, oldest first. Stops at the first failure
+/// that is not the event's own (the connection, the server's storage);
+/// an event refused for good is removed and reported.
+pub async fn flush(
+    session: &Session,
+    replica: &mut Replica,
+    identity: &IdentityKeyPair,
+    roster_version: u64,
+) -> Result<Flushed, ClientError> {
+    let mut out = Flushed::default();
+    let rows: Vec<OutboxRow> = replica.outbox().to_vec();
+    let mut rows = rows.into_iter();
+    while let Some(mut row) = rows.next() {
+        let signed = row.signed()?;
+        let header = signed
+            .header_unverified()
+            .map_err(|_| ClientError::State("the case outbox is damaged".into()))?;
+        let case = header.case_id;
+        let mut result = append(session, &row).await;
+        if let Err(e) = &result
+            && rotated(e)
+        {
+            let file = replica.load(&case)?;
+            if file
+                .newest_key()
+                .is_some_and(|(epoch, _)| epoch > header.epoch)
+            {
+                row = seal_row(
+                    identity,
+                    roster_version,
+                    &file,
+                    header.event_id,
+                    header.control,
+                    &row.content()?,
+                )?;
+                replica.replace_waiting(&header.event_id, row.clone())?;
+                result = append(session, &row).await;
+            } else {
+                out.stopped = Some(
+                    "the case key was rotated and this device does not hold the new key yet: the event waits".into(),
+                );
+                out.waiting = 1 + rows.len();
+                return Ok(out);
+            }
+        }
+        match result {
+            Ok((position, duplicate)) => {
+                replica.accepted(&row, position, session.server_time(), identity.public_key())?;
+                out.settled.push((
+                    case,
+                    header.event_id,
+                    Fate::Accepted {
+                        position,
+                        duplicate,
+                    },
+                ));
+            }
+            Err(e) if transient(&e) || rotated(&e) => {
+                out.stopped = Some(e.to_string());
+                out.waiting = 1 + rows.len();
+                return Ok(out);
+            }
+            Err(e) => {
+                replica.drop_waiting(&header.event_id)?;
+                out.settled
+                    .push((case, header.event_id, Fate::Refused(e.to_string())));
+            }
+        }
+    }
+    Ok(out)
+}
