@@ -602,10 +602,10 @@ impl Replica {
     /// Removes a waiting event the server refused for good.
     pub fn drop_waiting(&mut self, event_id: &[u8; 16]) -> Result<(), ClientError> {
         self.index.outbox.retain(|o| {
-            !o.signed()
+            o.signed()
                 .ok()
                 .and_then(|s| s.header_unverified().ok())
-                .is_some_and(|h| h.event_id == *event_id)
+                .is_none_or(|h| h.event_id != *event_id)
         });
         self.save_index()
     }
