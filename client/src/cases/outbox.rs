@@ -116,6 +116,14 @@ fn transient(e: &ClientError) -> bool {
     }
 }
 
+/// A refusal that a later attempt may not get: the server has no roster
+/// yet, or does not serve cases yet. Only a refusal naming the case as
+/// erased, or one of another code (the event is wrong, or this device may
+/// not write it), removes the event.
+fn may_pass_later(e: &ClientError) -> bool {
+    matches!(e, ClientError::Refused(w) if w.code == ErrorCode::FailedPrecondition && !w.detail.contains("erased"))
+}
+
 fn rotated(e: &ClientError) -> bool {
     matches!(e, ClientError::Refused(w) if w.code == ErrorCode::FailedPrecondition && w.detail.contains("rotated"))
 }
@@ -135,8 +143,10 @@ async fn append(session: &Session, row: &OutboxRow) -> Result<(u64, bool), Clien
 }
 
 /// Sends every waiting event, oldest first. Stops at the first failure
-/// that is not the event's own (the connection, the server's storage);
-/// an event refused for good is removed and reported.
+/// that may pass (the connection, the server's storage, a precondition
+/// such as the roster): the event and those after it wait. An event
+/// refused for good (malformed, forbidden, its case erased) is removed
+/// and reported.
 pub async fn flush(
     session: &Session,
     replica: &mut Replica,
@@ -191,7 +201,7 @@ pub async fn flush(
                     },
                 ));
             }
-            Err(e) if transient(&e) || rotated(&e) => {
+            Err(e) if transient(&e) || may_pass_later(&e) => {
                 out.stopped = Some(e.to_string());
                 out.waiting = 1 + rows.len();
                 return Ok(out);
@@ -204,4 +214,124 @@ pub async fn flush(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cases::model::case_field;
+    use crate::cases::testing::{set_text, staff};
+    use crate::state::StateDir;
+    use hotline_proto::WireError;
+    use hotline_proto::case::CaseState;
+    use hotline_proto::case::seal::CaseKey;
+
+    fn setup() -> (tempfile::TempDir, Replica, CaseFile) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let replica = Replica::open(&StateDir::new(dir.path()), &[1; 32]).expect("open");
+        let mut file = CaseFile::new(CaseId::from_bytes([7; 16]));
+        file.keys.insert(1, CaseKey::from_bytes([2; 32]));
+        (dir, replica, file)
+    }
+
+    fn content(summary: &str) -> CaseEventContent {
+        CaseEventContent {
+            timestamp: 1,
+            changes: vec![set_text(case_field::SUMMARY, summary, &[])],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_written_event_waits_in_the_outbox_and_reads_in_the_case_before_it_is_sent() {
+        let (_dir, mut replica, file) = setup();
+        let me = staff(1);
+        let control = CaseControl {
+            state: Some(CaseState::Open),
+            ..CaseControl::default()
+        };
+        let (id, view) =
+            write(&mut replica, &me, 1, &file, control, &content("offline")).expect("written");
+        assert_eq!(view.case_text(case_field::SUMMARY), "offline");
+        assert_eq!(replica.outbox().len(), 1);
+        assert_eq!(replica.summaries()[0].waiting, 1);
+        // Accepted: it moves into the case's events, and stays there.
+        let row = replica.outbox()[0].clone();
+        replica
+            .accepted(&row, 12, 99, me.public_key())
+            .expect("accepted");
+        assert!(replica.outbox().is_empty());
+        let held = replica.load(&file.case_id).expect("load");
+        assert_eq!(held.events.len(), 1);
+        assert_eq!(held.events[0].position, 12);
+        let v = replica.view(&file.case_id).expect("view");
+        assert!(v.has(&id));
+        assert_eq!(v.case_text(case_field::SUMMARY), "offline");
+        assert_eq!(replica.summaries()[0].waiting, 0);
+    }
+
+    #[test]
+    fn a_reseal_under_a_newer_key_keeps_the_event_id_and_the_content() {
+        let (_dir, mut replica, mut file) = setup();
+        let me = staff(1);
+        let (id, _) = write(
+            &mut replica,
+            &me,
+            1,
+            &file,
+            CaseControl::default(),
+            &content("x"),
+        )
+        .expect("written");
+        file.keys.insert(2, CaseKey::from_bytes([3; 32]));
+        let old = replica.outbox()[0].clone();
+        let row = seal_row(
+            &me,
+            1,
+            &file,
+            id,
+            CaseControl::default(),
+            &old.content().expect("content"),
+        )
+        .expect("sealed");
+        replica.replace_waiting(&id, row).expect("replaced");
+        assert_eq!(replica.outbox().len(), 1);
+        let h = replica.outbox()[0]
+            .signed()
+            .expect("signed")
+            .header_unverified()
+            .expect("header");
+        assert_eq!((h.event_id, h.epoch), (id, 2));
+        let (_, c) = replica.outbox()[0]
+            .signed()
+            .expect("signed")
+            .open(&me.public_key(), |_, e| file.keys.get(&e).cloned())
+            .expect("opens under the new key");
+        assert_eq!(c, content("x"));
+    }
+
+    #[test]
+    fn refusals_that_may_pass_keep_the_event_and_the_others_remove_it() {
+        let refused =
+            |code, detail: &str| ClientError::Refused(WireError::new(code, detail.to_owned()));
+        let rotated_away = refused(
+            ErrorCode::FailedPrecondition,
+            "the case key was rotated: seal again under the newest key",
+        );
+        assert!(rotated(&rotated_away));
+        let no_roster = refused(ErrorCode::FailedPrecondition, "no staff roster yet");
+        assert!(may_pass_later(&no_roster) && !transient(&no_roster));
+        let erased = refused(ErrorCode::FailedPrecondition, "this case was erased");
+        assert!(!may_pass_later(&erased) && !transient(&erased));
+        for code in [
+            ErrorCode::InvalidArgument,
+            ErrorCode::Forbidden,
+            ErrorCode::NotFound,
+        ] {
+            let e = refused(code, "no");
+            assert!(!may_pass_later(&e) && !transient(&e), "{code:?}");
+        }
+        assert!(transient(&refused(ErrorCode::Unavailable, "storage full")));
+        assert!(transient(&ClientError::ConnectionLost("gone".into())));
+    }
 }

@@ -517,6 +517,25 @@ impl Replica {
 
     /// Saves a case's file and its refolded summary.
     pub fn save(&mut self, file: &CaseFile) -> Result<CaseView, ClientError> {
+        self.write_file(file)?;
+        self.refresh(file)
+    }
+
+    /// Saves several cases' files, then the index with their refolded
+    /// summaries once (a sync that touches many cases writes the index
+    /// once).
+    pub fn save_all<'a>(
+        &mut self,
+        files: impl IntoIterator<Item = &'a CaseFile>,
+    ) -> Result<(), ClientError> {
+        for file in files {
+            self.write_file(file)?;
+            self.summarise(file);
+        }
+        self.save_index()
+    }
+
+    fn write_file(&self, file: &CaseFile) -> Result<(), ClientError> {
         if self.is_erased(&file.case_id) {
             return Err(ClientError::State("this case was erased".into()));
         }
@@ -524,13 +543,19 @@ impl Replica {
             &file_name(&file.case_id),
             &self.key,
             &file.to_row().encode_to_vec(),
-        )?;
-        self.refresh(file)
+        )
     }
 
     /// Refolds a case's summary (after the outbox changed) and saves the
     /// index.
     fn refresh(&mut self, file: &CaseFile) -> Result<CaseView, ClientError> {
+        let view = self.summarise(file);
+        self.save_index()?;
+        Ok(view)
+    }
+
+    /// Refolds a case's summary in memory.
+    fn summarise(&mut self, file: &CaseFile) -> CaseView {
         let view = file.view(&self.index.outbox);
         let waiting = self.waiting(&file.case_id).len();
         let row = SummaryRow::of(&view, waiting);
@@ -543,8 +568,7 @@ impl Replica {
             Some(s) => *s = row,
             None => self.index.summaries.push(row),
         }
-        self.save_index()?;
-        Ok(view)
+        view
     }
 
     /// Deletes a case's events, keys and summary, and any of its events
@@ -577,6 +601,9 @@ impl Replica {
     /// Puts an event in the outbox (saved before it is sent) and refolds
     /// its case's summary.
     pub fn queue(&mut self, file: &CaseFile, row: OutboxRow) -> Result<CaseView, ClientError> {
+        // The case's file (its key) is on disk before the event that
+        // needs it is.
+        self.write_file(file)?;
         self.index.outbox.push(row);
         self.refresh(file)
     }

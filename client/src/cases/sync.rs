@@ -217,10 +217,7 @@ pub fn apply(
             CaseUpdateKind::Erased { .. } | CaseUpdateKind::ErasureRequested { .. } => {}
         }
     }
-    for file in files.values() {
-        replica.save(file)?;
-    }
-    Ok(())
+    replica.save_all(files.values())
 }
 
 #[cfg(test)]
