@@ -24,7 +24,7 @@ use hotline_proto::DeviceId;
 use hotline_proto::case::content::CaseEventContent;
 use hotline_proto::case::relocation::Stage;
 use hotline_proto::case::seal::{CaseEventError, CaseKey};
-use hotline_proto::case::{CaseId, CaseState, SignedCaseEvent};
+use hotline_proto::case::{CaseId, CaseState, EventHeader, SignedCaseEvent};
 use hotline_proto::identity::{IdentityPublicKey, hex};
 use prost::Message;
 
@@ -255,6 +255,8 @@ pub struct CaseFile {
     pub keys: BTreeMap<u32, CaseKey>,
     /// The defender's request, if it started as one.
     pub request: Option<RequestInfo>,
+    /// (author, event id) of every event in `events`.
+    held: std::collections::BTreeSet<([u8; 16], [u8; 16])>,
 }
 
 fn damaged(what: &str) -> ClientError {
@@ -269,6 +271,7 @@ impl CaseFile {
             events: Vec::new(),
             keys: BTreeMap::new(),
             request: None,
+            held: Default::default(),
         }
     }
 
@@ -310,11 +313,19 @@ impl CaseFile {
                 text: r.text,
             }),
         };
+        let held = events
+            .iter()
+            .filter_map(|e| {
+                let h = e.event.header_unverified().ok()?;
+                Some((*e.event.author.as_bytes(), h.event_id))
+            })
+            .collect();
         Ok(CaseFile {
             case_id,
             events,
             keys,
             request,
+            held,
         })
     }
 
@@ -355,6 +366,10 @@ impl CaseFile {
         let Ok(h) = e.event.header_unverified() else {
             return false;
         };
+        if self.held.insert((*e.event.author.as_bytes(), h.event_id)) {
+            self.events.push(e);
+            return true;
+        }
         let held = self.events.iter_mut().find(|x| {
             x.event.author == e.event.author
                 && x.event
@@ -366,10 +381,8 @@ impl CaseFile {
             // stored when accepted, then synced) has the final time.
             x.at = e.at;
             x.position = e.position;
-            return false;
         }
-        self.events.push(e);
-        true
+        false
     }
 
     /// The newest epoch this device holds a key for, with its key.
@@ -391,47 +404,69 @@ impl CaseFile {
     /// written here, not accepted yet, folded last). Events without a key
     /// are counted; events that fail to open are warnings.
     pub fn view(&self, waiting: &[OutboxRow]) -> CaseView {
+        let mut view = self.fold_stored();
+        fold_waiting(&mut view, waiting);
+        view
+    }
+
+    /// The fold of the events received (and the request), without the
+    /// events waiting to be sent.
+    pub fn fold_stored(&self) -> CaseView {
         let mut view = CaseView::new(self.case_id);
         if let Some(r) = &self.request {
             view.requested(r.clone());
         }
-        let key_for = |_: &CaseId, epoch: u32| self.keys.get(&epoch).cloned();
         for e in &self.events {
-            match e.event.open(&e.author_key, key_for) {
-                Ok((header, content)) => view.apply(&Opened {
-                    position: e.position,
-                    at: e.at,
-                    header,
-                    content,
-                }),
-                Err(CaseEventError::NoKey) => view.unreadable += 1,
-                Err(err) => {
-                    let id = e.event.header_unverified().ok().map(|h| h.event_id);
-                    view.warn(
-                        WarningKind::Skipped,
-                        id,
-                        format!("an event was skipped: {err}"),
-                    );
-                }
-            }
-        }
-        for w in waiting
-            .iter()
-            .filter(|w| w.case_id == self.case_id.as_bytes())
-        {
-            let (Ok(signed), Ok(content)) = (w.signed(), w.content()) else {
-                continue;
-            };
-            if let Ok(header) = signed.header_unverified() {
-                view.apply(&Opened {
-                    position: u64::MAX,
-                    at: w.written_at,
-                    header,
-                    content,
-                });
-            }
+            let opened = e
+                .event
+                .open(&e.author_key, |_, epoch| self.keys.get(&epoch).cloned());
+            fold_one(&mut view, e, opened);
         }
         view
+    }
+}
+
+/// Folds one received event into `view`, opened (or not) by the caller.
+pub fn fold_one(
+    view: &mut CaseView,
+    e: &StoredEvent,
+    opened: Result<(EventHeader, CaseEventContent), CaseEventError>,
+) {
+    match opened {
+        Ok((header, content)) => view.apply(&Opened {
+            position: e.position,
+            at: e.at,
+            header,
+            content,
+        }),
+        Err(CaseEventError::NoKey) => view.unreadable += 1,
+        Err(err) => {
+            let id = e.event.header_unverified().ok().map(|h| h.event_id);
+            view.warn(
+                WarningKind::Skipped,
+                id,
+                format!("an event was skipped: {err}"),
+            );
+        }
+    }
+}
+
+/// Folds the case's events waiting to be sent into `view`, after the
+/// others.
+fn fold_waiting(view: &mut CaseView, waiting: &[OutboxRow]) {
+    let case = view.case_id;
+    for w in waiting.iter().filter(|w| w.case_id == case.as_bytes()) {
+        let (Ok(signed), Ok(content)) = (w.signed(), w.content()) else {
+            continue;
+        };
+        if let Ok(header) = signed.header_unverified() {
+            view.apply(&Opened {
+                position: u64::MAX,
+                at: w.written_at,
+                header,
+                content,
+            });
+        }
     }
 }
 
@@ -440,6 +475,9 @@ pub struct Replica {
     dir: StateDir,
     key: [u8; 32],
     index: IndexRow,
+    /// Cases folded in this run (received events only), kept so that a
+    /// sync folds each new event once instead of refolding its case.
+    folded: BTreeMap<CaseId, CaseView>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -465,6 +503,7 @@ impl Replica {
             dir,
             key: *key,
             index,
+            folded: BTreeMap::new(),
         })
     }
 
@@ -518,12 +557,15 @@ impl Replica {
     /// Saves a case's file and its refolded summary.
     pub fn save(&mut self, file: &CaseFile) -> Result<CaseView, ClientError> {
         self.write_file(file)?;
+        self.folded.remove(&file.case_id);
         self.refresh(file)
     }
 
-    /// Saves several cases' files, then the index with their refolded
-    /// summaries once (a sync that touches many cases writes the index
-    /// once).
+    /// Saves several cases' files and refolds their summaries in memory;
+    /// the index (summaries and cursor together) is saved by
+    /// [`Replica::set_cursor`]. A crash in between leaves the cursor
+    /// where it was: the next sync fetches the same updates again, finds
+    /// the events held, and refolds the summaries.
     pub fn save_all<'a>(
         &mut self,
         files: impl IntoIterator<Item = &'a CaseFile>,
@@ -532,7 +574,7 @@ impl Replica {
             self.write_file(file)?;
             self.summarise(file);
         }
-        self.save_index()
+        Ok(())
     }
 
     fn write_file(&self, file: &CaseFile) -> Result<(), ClientError> {
@@ -556,7 +598,8 @@ impl Replica {
 
     /// Refolds a case's summary in memory.
     fn summarise(&mut self, file: &CaseFile) -> CaseView {
-        let view = file.view(&self.index.outbox);
+        let mut view = self.prepare(file).clone();
+        fold_waiting(&mut view, &self.index.outbox);
         let waiting = self.waiting(&file.case_id).len();
         let row = SummaryRow::of(&view, waiting);
         match self
@@ -571,9 +614,37 @@ impl Replica {
         view
     }
 
+    /// The fold of `file`'s received events, folded now unless this run
+    /// folded it already; [`Replica::fold_added`] then adds each event
+    /// received after.
+    pub fn prepare(&mut self, file: &CaseFile) -> &CaseView {
+        self.folded
+            .entry(file.case_id)
+            .or_insert_with(|| file.fold_stored())
+    }
+
+    /// Folds an event just added to a case prepared with
+    /// [`Replica::prepare`] (opened by the caller, once).
+    pub fn fold_added(
+        &mut self,
+        e: &StoredEvent,
+        case: &CaseId,
+        opened: Result<(EventHeader, CaseEventContent), CaseEventError>,
+    ) {
+        if let Some(view) = self.folded.get_mut(case) {
+            fold_one(view, e, opened);
+        }
+    }
+
+    /// Forgets this run's fold of `case` (its request changed).
+    pub fn unfold(&mut self, case: &CaseId) {
+        self.folded.remove(case);
+    }
+
     /// Deletes a case's events, keys and summary, and any of its events
     /// waiting to be sent; remembers that it was erased.
     pub fn erase(&mut self, case: &CaseId) -> Result<(), ClientError> {
+        self.folded.remove(case);
         self.dir.remove_private(&file_name(case))?;
         let id = case.as_bytes().to_vec();
         self.index.summaries.retain(|s| s.case_id != id);
@@ -581,6 +652,18 @@ impl Replica {
         if !self.index.erased.contains(&id) {
             self.index.erased.push(id);
         }
+        self.save_index()
+    }
+
+    /// Deletes a case whose opening the server refused (it never existed
+    /// anywhere else): its file, summary and waiting events. Unlike
+    /// [`Replica::erase`], it is not remembered.
+    pub fn forget(&mut self, case: &CaseId) -> Result<(), ClientError> {
+        self.folded.remove(case);
+        self.dir.remove_private(&file_name(case))?;
+        let id = case.as_bytes().to_vec();
+        self.index.summaries.retain(|s| s.case_id != id);
+        self.index.outbox.retain(|o| o.case_id != id);
         self.save_index()
     }
 

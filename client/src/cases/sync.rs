@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use hotline_proto::case::seal::CaseEventError;
 use hotline_proto::case::{CaseId, CaseSync, CaseUpdate, CaseUpdateKind};
 use hotline_proto::e2e::roster::Roster;
 use hotline_proto::frame::{self, HEADER_LEN, MAX_FRAME_LEN};
@@ -172,6 +173,7 @@ pub fn apply(
                 if file.request.is_none() {
                     report.requested.push(u.case_id);
                 }
+                replica.unfold(&u.case_id);
                 file.request = Some(RequestInfo {
                     defender: *defender,
                     at: u.at,
@@ -181,38 +183,66 @@ pub fn apply(
                 report.changed.insert(u.case_id);
             }
             CaseUpdateKind::Event { event, author_key } => {
-                let checked = event
-                    .verify_signature(author_key)
-                    .map_err(|_| "an event whose signature does not verify was ignored")
-                    .and_then(|()| {
-                        event
-                            .header_unverified()
-                            .map_err(|_| "an event that cannot be read was ignored")
-                    })
-                    .and_then(|h| {
-                        if h.case_id != u.case_id {
-                            Err("an event filed under another case was ignored")
-                        } else if !on_staff_roster(roster, &event.author, author_key) {
-                            Err("an event signed by a device not on the staff roster was ignored")
-                        } else {
-                            Ok(())
-                        }
-                    });
-                match checked {
-                    Err(w) => report.warnings.push(w.into()),
-                    Ok(()) => {
-                        if file.add(StoredEvent {
-                            position: u.position,
-                            at: u.at,
-                            event: event.clone(),
-                            author_key: *author_key,
-                        }) {
-                            report.events += 1;
-                        }
-                        file.events.sort_by_key(|e| e.position);
-                        report.changed.insert(u.case_id);
+                // The header first, then one signature check (with the
+                // decryption, when the key is held), then the roster.
+                match event.header_unverified() {
+                    Err(_) => {
+                        report
+                            .warnings
+                            .push("an event that cannot be read was ignored".into());
+                        continue;
                     }
+                    Ok(h) if h.case_id != u.case_id => {
+                        report
+                            .warnings
+                            .push("an event filed under another case was ignored".into());
+                        continue;
+                    }
+                    Ok(_) => {}
                 }
+                let opened = event.open(author_key, |_, epoch| file.keys.get(&epoch).cloned());
+                let signed = match &opened {
+                    Err(CaseEventError::BadSignature) => false,
+                    Err(CaseEventError::NoKey) => event.verify_signature(author_key).is_ok(),
+                    _ => true,
+                };
+                if !signed {
+                    report
+                        .warnings
+                        .push("an event whose signature does not verify was ignored".into());
+                    continue;
+                }
+                if !on_staff_roster(roster, &event.author, author_key) {
+                    report.warnings.push(
+                        "an event signed by a device not on the staff roster was ignored".into(),
+                    );
+                    continue;
+                }
+                let stored = StoredEvent {
+                    position: u.position,
+                    at: u.at,
+                    event: event.clone(),
+                    author_key: *author_key,
+                };
+                replica.prepare(file);
+                let in_order = file
+                    .events
+                    .last()
+                    .is_none_or(|last| last.position < u.position);
+                if file.add(stored.clone()) {
+                    report.events += 1;
+                    if in_order {
+                        replica.fold_added(&stored, &u.case_id, opened);
+                    } else {
+                        file.events.sort_by_key(|e| e.position);
+                        replica.unfold(&u.case_id);
+                    }
+                } else {
+                    // A replay, or this device's own event coming back
+                    // with its final position.
+                    file.events.sort_by_key(|e| e.position);
+                }
+                report.changed.insert(u.case_id);
             }
             CaseUpdateKind::Erased { .. } | CaseUpdateKind::ErasureRequested { .. } => {}
         }

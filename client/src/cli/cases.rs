@@ -6,8 +6,8 @@
 use anyhow::{Context as _, bail};
 use hotline_client::StateDir;
 use hotline_client::cases::model::{
-    self, CaseView, DOCUMENTS, PROGRAMMES, RELATIONSHIPS, RISKS, Register, Value, case_field,
-    entity, person_field, relocation_field,
+    self, CaseView, DOCUMENTS, EventId, PROGRAMMES, RELATIONSHIPS, RISKS, Register, Value,
+    case_field, entity, person_field, relocation_field,
 };
 use hotline_client::cases::outbox::{self, Fate, new_id};
 use hotline_client::cases::replica::{CaseFile, Replica, SummaryRow};
@@ -71,7 +71,7 @@ impl Ctx {
                 ctx.session = Some(session);
                 // Neither failure stops the command: it works from what
                 // the replica holds, and says so.
-                if let Err(e) = ctx.flush().await {
+                if let Err(e) = ctx.flush(None).await {
                     eprintln!("WARNING: the case changes waiting here were not sent: {e}");
                 }
                 if let Err(e) = ctx.sync().await {
@@ -116,16 +116,22 @@ impl Ctx {
         Ok(())
     }
 
-    /// Sends the case events waiting; says what became of each.
-    async fn flush(&mut self) -> anyhow::Result<usize> {
+    /// Sends the case events waiting; says what became of each (of those
+    /// refused for good; the caller says what became of its own).
+    async fn flush(&mut self, mine: Option<EventId>) -> anyhow::Result<outbox::Flushed> {
         let Some(session) = &self.session else {
-            return Ok(self.replica.outbox().len());
+            return Ok(outbox::Flushed {
+                waiting: self.replica.outbox().len(),
+                ..Default::default()
+            });
         };
         let version = self.roster_version();
         let out =
             outbox::flush(session, &mut self.replica, self.device.identity(), version).await?;
-        for (case, _, fate) in &out.settled {
-            if let Fate::Refused(why) = fate {
+        for (case, id, fate) in &out.settled {
+            if let Fate::Refused(why) = fate
+                && Some(*id) != mine
+            {
                 eprintln!(
                     "NOT SAVED: a change to case {} was refused by the server and removed from the outbox: {why}",
                     short(case.as_bytes())
@@ -135,7 +141,7 @@ impl Ctx {
         if let Some(why) = &out.stopped {
             eprintln!("{} case change(s) wait in the outbox: {why}", out.waiting);
         }
-        Ok(out.waiting)
+        Ok(out)
     }
 
     fn roster_version(&self) -> u64 {
@@ -160,7 +166,10 @@ impl Ctx {
         done: &str,
     ) -> anyhow::Result<CaseView> {
         let version = self.roster_version();
-        let (_, view) = outbox::write(
+        let opening = file.events.is_empty()
+            && file.request.is_none()
+            && control.state == Some(CaseState::Open);
+        let (id, view) = outbox::write(
             &mut self.replica,
             self.device.identity(),
             version,
@@ -168,16 +177,32 @@ impl Ctx {
             control,
             &content,
         )?;
-        let waiting = self.flush().await?;
-        if self.session.is_some() && waiting == 0 {
-            println!("{done}");
-            Ok(view)
-        } else {
-            println!("{done} (on this device only)");
-            eprintln!(
-                "not sent yet: it waits in this device's case outbox and goes out with the next command that reaches the server"
-            );
-            Err(Queued.into())
+        let out = self.flush(Some(id)).await?;
+        match out
+            .settled
+            .iter()
+            .find(|(_, e, _)| *e == id)
+            .map(|(_, _, f)| f)
+        {
+            Some(Fate::Accepted { .. }) => {
+                println!("{done}");
+                Ok(view)
+            }
+            Some(Fate::Refused(why)) => {
+                if opening {
+                    // A case whose opening the server refused does not
+                    // exist: its key goes too.
+                    self.replica.forget(&file.case_id)?;
+                }
+                bail!("NOT SAVED: the server refused this change ({why}); nothing was written")
+            }
+            None => {
+                println!("{done} (on this device only)");
+                eprintln!(
+                    "not sent yet: it waits in this device's case outbox and goes out with the next command that reaches the server"
+                );
+                Err(Queued.into())
+            }
         }
     }
 
