@@ -15,7 +15,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use hotline_client::StateDir;
-use hotline_client::cases::model::{case_field, entity};
+use hotline_client::cases::fields::{case_field, entity};
 use hotline_client::cases::replica::{CaseFile, Replica};
 use hotline_client::cases::sync::{SyncReport, apply};
 use hotline_proto::IdentityKeyPair;

@@ -1,6 +1,8 @@
 //! Cases on a staff device (docs/cases.md; wire rules in docs/protocol.md,
 //! section 9).
 //!
+//! * [`fields`]: what a case's fields are (entities, field numbers,
+//!   names, value kinds) and how each value reads in words. Pure.
 //! * [`model`]: the fold — a case's events made into what staff read
 //!   (fields as multi-value registers with their conflicts, people,
 //!   relocations and their stage history, timeline, warnings). Pure.
@@ -13,6 +15,7 @@
 //! * [`outbox`]: writing an event (sealed under the case's newest key,
 //!   saved before it is sent) and sending what waits.
 
+pub mod fields;
 pub mod model;
 pub mod outbox;
 pub mod replica;

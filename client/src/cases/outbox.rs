@@ -219,7 +219,7 @@ pub async fn flush(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cases::model::case_field;
+    use crate::cases::fields::case_field;
     use crate::cases::testing::{set_text, staff};
     use crate::state::StateDir;
     use hotline_proto::WireError;

@@ -28,7 +28,8 @@ use hotline_proto::case::{CaseId, CaseState, EventHeader, SignedCaseEvent};
 use hotline_proto::identity::{IdentityPublicKey, hex};
 use prost::Message;
 
-use super::model::{self, CaseView, Opened, RequestInfo, WarningKind};
+use super::fields;
+use super::model::{CaseView, Opened, RequestInfo, WarningKind};
 use crate::error::ClientError;
 use crate::state::StateDir;
 
@@ -121,13 +122,13 @@ impl SummaryRow {
         let opened_at = view.opened.map_or(0, |o| o.0);
         SummaryRow {
             case_id: view.case_id.as_bytes().to_vec(),
-            reference: view.case_text(model::case_field::REFERENCE),
-            summary: view.case_text(model::case_field::SUMMARY),
+            reference: view.case_text(fields::case_field::REFERENCE),
+            summary: view.case_text(fields::case_field::SUMMARY),
             state: view.state.map_or(0, CaseState::to_wire),
-            country: view.case_text(model::case_field::COUNTRY),
+            country: view.case_text(fields::case_field::COUNTRY),
             risk: view
-                .case_value(model::case_field::RISK)
-                .and_then(model::Value::number)
+                .case_value(fields::case_field::RISK)
+                .and_then(fields::Value::number)
                 .unwrap_or(0),
             stages: view
                 .relocations
@@ -788,7 +789,7 @@ mod tests {
         assert_eq!(r.summaries()[0].summary, "a summary");
         assert_eq!(r.summaries()[0].state(), Some(CaseState::Open));
         let v = r.view(&case).expect("view");
-        assert_eq!(v.case_text(model::case_field::SUMMARY), "a summary");
+        assert_eq!(v.case_text(fields::case_field::SUMMARY), "a summary");
         // Nothing readable on disk.
         for f in std::fs::read_dir(dir.path().join(DIR)).expect("dir") {
             let bytes = std::fs::read(f.expect("entry").path()).expect("read");

@@ -253,7 +253,7 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cases::model::case_field;
+    use crate::cases::fields::case_field;
     use crate::cases::testing::{event, set_text, staff};
     use crate::state::StateDir;
     use hotline_proto::Role;

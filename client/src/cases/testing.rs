@@ -14,7 +14,7 @@ pub(crate) fn staff(n: u8) -> IdentityKeyPair {
 /// A case field set to text.
 pub(crate) fn set_text(field: u32, text: &str, based_on: &[[u8; 16]]) -> FieldChange {
     FieldChange {
-        entity: super::model::entity::CASE,
+        entity: super::fields::entity::CASE,
         entity_id: Vec::new().into(),
         field,
         value: Some(FieldValue {

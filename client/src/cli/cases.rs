@@ -5,10 +5,11 @@
 
 use anyhow::{Context as _, bail};
 use hotline_client::StateDir;
-use hotline_client::cases::model::{
-    self, CaseView, DOCUMENTS, EventId, PROGRAMMES, RELATIONSHIPS, RISKS, Register, Value,
-    case_field, entity, person_field, relocation_field,
+use hotline_client::cases::fields::{
+    self, DOCUMENTS, PROGRAMMES, RELATIONSHIPS, RISKS, Value, case_field, entity, person_field,
+    relocation_field,
 };
+use hotline_client::cases::model::{CaseView, EventId, Register};
 use hotline_client::cases::outbox::{self, Fate, new_id};
 use hotline_client::cases::replica::{CaseFile, Replica, SummaryRow};
 use hotline_client::cases::{open_replica, sync};
@@ -390,7 +391,7 @@ fn day(text: &str) -> anyhow::Result<String> {
 }
 
 fn word(names: &[&str], text: &str, what: &str) -> anyhow::Result<u64> {
-    model::number_of(names, text)
+    fields::number_of(names, text)
         .ok_or_else(|| anyhow::anyhow!("not a {what}; the {what}s are: {}", names.join(", ")))
 }
 
@@ -710,7 +711,7 @@ fn list_lines(rows: &[&SummaryRow], now: u64) -> String {
             s.reference.clone(),
             s.state().map_or("?", CaseState::name).to_owned()
                 + if s.legal_hold { " (hold)" } else { "" },
-            model::RISKS
+            fields::RISKS
                 .get(usize::try_from(s.risk).unwrap_or(0).wrapping_sub(1))
                 .copied()
                 .unwrap_or("")
@@ -762,7 +763,7 @@ fn ago(now: u64, at: u64) -> String {
 fn show_field(ctx: &Ctx, view: &CaseView, ent: i32, id: &[u8], field: u32) -> Option<String> {
     let r = view.field(ent, id, field)?;
     let heads = r.heads();
-    let shown = |v: &Value| model::show_value(ent, field, v, &|i| ctx.shown(i));
+    let shown = |v: &Value| fields::show_value(ent, field, v, &|i| ctx.shown(i));
     match heads.as_slice() {
         [] => None,
         [one] => Some(shown(&one.value)),
@@ -811,13 +812,13 @@ fn view_lines(ctx: &Ctx, view: &CaseView) -> Vec<String> {
                 .unwrap_or("(the request's words are not on this device)")
         ));
     }
-    for (n, spec) in (1..=8).filter_map(|n| model::field_spec(entity::CASE, n).map(|s| (n, s))) {
+    for (n, spec) in (1..=8).filter_map(|n| fields::field_spec(entity::CASE, n).map(|s| (n, s))) {
         if let Some(v) = show_field(ctx, view, entity::CASE, &[], n) {
             out.push(format!("  {}: {v}", spec.name));
         }
     }
     for key in view.unknown_fields() {
-        out.push(format!("  {}", model::field_name(key.0, key.2)));
+        out.push(format!("  {}", fields::field_name(key.0, key.2)));
     }
     if !view.people.is_empty() {
         out.push("people:".into());
@@ -877,7 +878,7 @@ fn person_line(ctx: &Ctx, view: &CaseView, p: &[u8]) -> String {
     let mut parts = vec![short(p)];
     for n in 1..=6 {
         if let (Some(spec), Some(v)) = (
-            model::field_spec(entity::PERSON, n),
+            fields::field_spec(entity::PERSON, n),
             show_field(ctx, view, entity::PERSON, p, n),
         ) {
             parts.push(if n == 1 {
@@ -900,7 +901,7 @@ fn relocation_lines(ctx: &Ctx, view: &CaseView, r: &[u8]) -> Vec<String> {
         if n == relocation_field::STAGE {
             continue;
         }
-        let Some(spec) = model::field_spec(entity::RELOCATION, n) else {
+        let Some(spec) = fields::field_spec(entity::RELOCATION, n) else {
             continue;
         };
         let value = if n == relocation_field::PEOPLE {
@@ -1048,11 +1049,11 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
             (ctx.content(""), format!("case {short_id} reopened"))
         }
         Write::Set { field, value } => {
-            let (n, spec) = model::field_by_name(entity::CASE, &field).ok_or_else(|| {
+            let (n, spec) = fields::field_by_name(entity::CASE, &field).ok_or_else(|| {
                 anyhow::anyhow!(
                     "a case has no field {field:?}; its fields are: {}",
                     (1..=8)
-                        .filter_map(|n| model::field_spec(entity::CASE, n))
+                        .filter_map(|n| fields::field_spec(entity::CASE, n))
                         .map(|s| s.name)
                         .collect::<Vec<_>>()
                         .join(", ")
@@ -1117,7 +1118,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
             value,
         } => {
             let p = resolve_entity(&view, &view.people, "person", &person)?;
-            let (n, spec) = model::field_by_name(entity::PERSON, &field).ok_or_else(|| {
+            let (n, spec) = fields::field_by_name(entity::PERSON, &field).ok_or_else(|| {
                 anyhow::anyhow!("a person has no field {field:?}; the fields are: name, relationship, born, document, needs, removed")
             })?;
             let v = parse_value(&ctx, entity::PERSON, n, &value)?;
