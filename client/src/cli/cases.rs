@@ -27,6 +27,7 @@ use hotline_proto::e2e::suite::SystemRandomness;
 use hotline_proto::identity::hex;
 
 use super::Queued;
+use super::case_view::{list_lines, person_line, relocation_lines, short, show_field, view_lines};
 use super::unlock::{after_unlock, open_device};
 
 /// The shortest id prefix accepted.
@@ -239,10 +240,6 @@ impl Ctx {
             s.close().await;
         }
     }
-}
-
-fn short(id: &[u8]) -> String {
-    hex(id).chars().take(8).collect()
 }
 
 /// The case named by `text` among `summaries`.
@@ -672,289 +669,14 @@ pub(super) fn list(state: &StateDir, filter: &ListFilter) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The lines of `case list`: aligned columns, ages in words, a `!` after
-/// the id of a case with a conflict.
-fn list_lines(rows: &[&SummaryRow], now: u64) -> String {
-    if rows.is_empty() {
-        return "no cases\n".into();
-    }
-    let mut table: Vec<[String; 7]> = vec![[
-        "CASE".into(),
-        "REFERENCE".into(),
-        "STATE".into(),
-        "RISK".into(),
-        "STAGE".into(),
-        "UPDATED".into(),
-        "SUMMARY".into(),
-    ]];
-    for s in rows {
-        let stages: Vec<String> = s
-            .stages
-            .iter()
-            .map(|n| {
-                Stage::from_number(*n).map_or_else(|| "conflict".to_owned(), |st| st.to_string())
-            })
-            .collect();
-        let mut id = short(&s.case_id);
-        if s.conflicts > 0 {
-            id.push('!');
-        }
-        let mut summary = s.summary.clone();
-        if s.unreadable > 0 {
-            summary.push_str(&format!(" ({} events not readable here yet)", s.unreadable));
-        }
-        if s.waiting > 0 {
-            summary.push_str(&format!(" ({} changes not sent yet)", s.waiting));
-        }
-        table.push([
-            id,
-            s.reference.clone(),
-            s.state().map_or("?", CaseState::name).to_owned()
-                + if s.legal_hold { " (hold)" } else { "" },
-            fields::RISKS
-                .get(usize::try_from(s.risk).unwrap_or(0).wrapping_sub(1))
-                .copied()
-                .unwrap_or("")
-                .to_owned(),
-            stages.join(", "),
-            ago(now, s.last_at),
-            summary,
-        ]);
-    }
-    let mut widths = [0usize; 7];
-    for r in &table {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for r in &table {
-        let line: Vec<String> = r
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    if rows.iter().any(|s| s.conflicts > 0) {
-        out.push_str("! a field has conflicting values: `hotline case show` lists them\n");
-    }
-    out
-}
-
-/// How long ago `at` was, in words.
-fn ago(now: u64, at: u64) -> String {
-    if at == 0 {
-        return "never".into();
-    }
-    let secs = now.saturating_sub(at);
-    let (n, unit) = match secs {
-        0..60 => return "just now".into(),
-        60..3_600 => (secs / 60, "minute"),
-        3_600..86_400 => (secs / 3_600, "hour"),
-        86_400..2_592_000 => (secs / 86_400, "day"),
-        2_592_000..31_536_000 => (secs / 2_592_000, "month"),
-        _ => (secs / 31_536_000, "year"),
-    };
-    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
-}
-
-fn show_field(ctx: &Ctx, view: &CaseView, ent: i32, id: &[u8], field: u32) -> Option<String> {
-    let r = view.field(ent, id, field)?;
-    let heads = r.heads();
-    let shown = |v: &Value| fields::show_value(ent, field, v, &|i| ctx.shown(i));
-    match heads.as_slice() {
-        [] => None,
-        [one] => Some(shown(&one.value)),
-        many => Some(format!(
-            "CONFLICT: {}",
-            many.iter()
-                .map(|h| format!(
-                    "{:?} by {} ({})",
-                    shown(&h.value),
-                    ctx.shown(h.author.as_bytes()),
-                    hotline_proto::time::date_time(h.at)
-                ))
-                .collect::<Vec<_>>()
-                .join(" / ")
-        )),
-    }
-}
-
-fn view_lines(ctx: &Ctx, view: &CaseView) -> Vec<String> {
-    let mut out = Vec::new();
-    let id = hex(view.case_id.as_bytes());
-    let state = view.state.map_or("unknown", CaseState::name);
-    out.push(format!(
-        "case {id}: {state}{}{}",
-        if view.legal_hold {
-            ", under a legal hold"
-        } else {
-            ""
-        },
-        if view.ledger {
-            " (the statistics ledger)"
-        } else {
-            ""
-        }
-    ));
-    if let Some(reason) = &view.closed_reason {
-        out.push(format!("  closed: {reason}"));
-    }
-    if let Some(r) = &view.request {
-        out.push(format!(
-            "  requested by {} on {}: {}",
-            ctx.device.shown(&r.defender),
-            hotline_proto::time::date_time(r.at),
-            r.text
-                .as_deref()
-                .unwrap_or("(the request's words are not on this device)")
-        ));
-    }
-    for (n, spec) in (1..=8).filter_map(|n| fields::field_spec(entity::CASE, n).map(|s| (n, s))) {
-        if let Some(v) = show_field(ctx, view, entity::CASE, &[], n) {
-            out.push(format!("  {}: {v}", spec.name));
-        }
-    }
-    for key in view.unknown_fields() {
-        out.push(format!("  {}", fields::field_name(key.0, key.2)));
-    }
-    if !view.people.is_empty() {
-        out.push("people:".into());
-        for p in &view.people {
-            out.push(format!("  {}", person_line(ctx, view, p)));
-        }
-    }
-    if !view.relocations.is_empty() {
-        out.push("relocations:".into());
-        for r in &view.relocations {
-            out.extend(relocation_lines(ctx, view, r));
-        }
-    }
-    if !view.shared.is_empty() {
-        out.push("shared with the defender:".into());
-        for s in &view.shared {
-            out.push(format!(
-                "  {} by {}: {}",
-                hotline_proto::time::date_time(s.at),
-                ctx.shown(s.author.as_bytes()),
-                s.text
-            ));
-        }
-    }
-    out.push("timeline:".into());
-    for t in &view.timeline {
-        let when = if t.at == u64::MAX || t.at == 0 {
-            "not sent yet".to_owned()
-        } else {
-            hotline_proto::time::date_time(t.at)
-        };
-        out.push(format!(
-            "  {when}  {}: {}",
-            ctx.shown(t.author.as_bytes()),
-            t.what
-        ));
-    }
-    if view.unreadable > 0 {
-        out.push(format!(
-            "{} events this device cannot read yet (no key)",
-            view.unreadable
-        ));
-    }
-    let waiting = ctx.replica.waiting(&view.case_id).len();
-    if waiting > 0 {
-        out.push(format!(
-            "{waiting} changes made here are not sent yet (they wait in the case outbox)"
-        ));
-    }
-    for w in &view.warnings {
-        out.push(format!("WARNING: {}", w.text));
-    }
-    out
-}
-
-fn person_line(ctx: &Ctx, view: &CaseView, p: &[u8]) -> String {
-    let mut parts = vec![short(p)];
-    for n in 1..=6 {
-        if let (Some(spec), Some(v)) = (
-            fields::field_spec(entity::PERSON, n),
-            show_field(ctx, view, entity::PERSON, p, n),
-        ) {
-            parts.push(if n == 1 {
-                v
-            } else {
-                format!("{}: {v}", spec.name)
-            });
-        }
-    }
-    parts.join(", ")
-}
-
-fn relocation_lines(ctx: &Ctx, view: &CaseView, r: &[u8]) -> Vec<String> {
-    let mut out = vec![format!(
-        "  relocation {}: {}",
-        short(r),
-        show_field(ctx, view, entity::RELOCATION, r, relocation_field::STAGE).unwrap_or_default()
-    )];
-    for n in 1..=11 {
-        if n == relocation_field::STAGE {
-            continue;
-        }
-        let Some(spec) = fields::field_spec(entity::RELOCATION, n) else {
-            continue;
-        };
-        let value = if n == relocation_field::PEOPLE {
-            view.field(entity::RELOCATION, r, n)
-                .and_then(Register::value)
-                .and_then(Value::ids)
-                .map(|ids| {
-                    ids.iter()
-                        .map(|p| person_name(view, p))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-        } else {
-            show_field(ctx, view, entity::RELOCATION, r, n)
-        };
-        if let Some(v) = value {
-            out.push(format!("    {}: {v}", spec.name));
-        }
-    }
-    for m in view
-        .stage_history
-        .get(r)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
-        let note = if m.note.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", m.note)
-        };
-        out.push(format!(
-            "    {} {} by {}{note}",
-            hotline_proto::time::date_time(m.at),
-            m.to,
-            ctx.shown(m.author.as_bytes())
-        ));
-    }
-    out
-}
-
-fn person_name(view: &CaseView, p: &[u8]) -> String {
-    view.field(entity::PERSON, p, person_field::NAME)
-        .and_then(Register::value)
-        .and_then(Value::text)
-        .map_or_else(|| short(p), str::to_owned)
-}
-
 /// `hotline case show`.
 pub(super) async fn show(state: &StateDir, case: &str) -> anyhow::Result<()> {
     let ctx = Ctx::start(state).await?;
     let file = ctx.case(case)?;
     let view = ctx.replica.view(&file.case_id)?;
-    for l in view_lines(&ctx, &view) {
+    let who = |i: &[u8]| ctx.shown(i);
+    let waiting = ctx.replica.waiting(&view.case_id).len();
+    for l in view_lines(&who, &view, waiting) {
         println!("{l}");
     }
     ctx.close().await;
@@ -1223,8 +945,14 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
                 bail!(
                     "relocation {}'s stage is in conflict ({}): nothing was written. Settle it first with a note and an advance from the stage agreed",
                     short(&r),
-                    show_field(&ctx, &view, entity::RELOCATION, &r, relocation_field::STAGE)
-                        .unwrap_or_default()
+                    show_field(
+                        &|i| ctx.shown(i),
+                        &view,
+                        entity::RELOCATION,
+                        &r,
+                        relocation_field::STAGE
+                    )
+                    .unwrap_or_default()
                 );
             };
             relocation::transition(from, to)?;
@@ -1256,7 +984,7 @@ pub(super) async fn people(state: &StateDir, case: &str) -> anyhow::Result<()> {
         println!("no people in this case yet (`hotline case person add`)");
     }
     for p in &view.people {
-        println!("{}", person_line(&ctx, &view, p));
+        println!("{}", person_line(&|i| ctx.shown(i), &view, p));
     }
     ctx.close().await;
     Ok(())
@@ -1268,7 +996,7 @@ pub(super) async fn relocation_show(state: &StateDir, case: &str, rel: &str) -> 
     let file = ctx.case(case)?;
     let view = ctx.replica.view(&file.case_id)?;
     let r = resolve_entity(&view, &view.relocations, "relocation", rel)?;
-    for l in relocation_lines(&ctx, &view, &r) {
+    for l in relocation_lines(&|i| ctx.shown(i), &view, &r) {
         println!("{}", l.trim_start());
     }
     if let Some(s) = view.stage(&r) {
@@ -1330,43 +1058,5 @@ mod tests {
             .expect_err("ambiguous")
             .to_string();
         assert!(many.contains("matches 2 cases"), "{many}");
-    }
-
-    #[test]
-    fn ages_read_in_words() {
-        assert_eq!(ago(1_000, 990), "just now");
-        assert_eq!(ago(10_000, 10_000 - 60), "1 minute ago");
-        assert_eq!(ago(1_000_000, 1_000_000 - 3 * 86_400), "3 days ago");
-        assert_eq!(ago(5, 0), "never");
-    }
-
-    #[test]
-    fn the_list_is_aligned_and_marks_conflicts() {
-        let mut a = row(0xab, "C-1");
-        a.summary = "first".into();
-        a.state = CaseState::Open.to_wire();
-        a.risk = 3;
-        a.stages = vec![Stage::InTransit.number()];
-        a.last_at = 1_000_000 - 11 * 86_400;
-        a.conflicts = 1;
-        let mut b = row(0xcd, "");
-        b.summary = "second".into();
-        b.state = CaseState::Closed.to_wire();
-        b.last_at = 1_000_000;
-        let text = list_lines(&[&a, &b], 1_000_000);
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(
-            lines[0],
-            "CASE       REFERENCE  STATE   RISK  STAGE       UPDATED      SUMMARY"
-        );
-        assert_eq!(
-            lines[1],
-            "abababab!  C-1        open    high  in transit  11 days ago  first"
-        );
-        assert_eq!(
-            lines[2],
-            "cdcdcdcd              closed                    just now     second"
-        );
-        assert!(lines[3].starts_with("! a field has conflicting values"));
     }
 }

@@ -6,7 +6,7 @@
 //! * `alerts`: sos, alerts, ack, resolve, cancel, duty, watch.
 //! * `checkins`: checkin, checkin-setup.
 //! * `org`: trust-org, org init, org show, org sign-roster.
-//! * `cases`: case …, relocation … (staff).
+//! * `cases`: case …, relocation … (staff); `case_view`: how cases read.
 //!
 //! They share `unlock` (the state directory, passphrases, unlocking the
 //! device, connecting), `date` (how a time is shown)
@@ -22,6 +22,7 @@ use hotline_proto::invite::parse_lifetime;
 
 mod alert_view;
 mod alerts;
+mod case_view;
 mod cases;
 mod checkins;
 mod date;
