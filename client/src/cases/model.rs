@@ -158,6 +158,9 @@ pub struct TimelineEntry {
     pub at: u64,
     /// What, in words (field names and stages; a note's text).
     pub what: String,
+    /// Written on this device and not accepted by the server yet (`at` is
+    /// then this device's clock).
+    pub waiting: bool,
 }
 
 /// Something shared with the defender.
@@ -187,6 +190,10 @@ pub struct RequestInfo {
     /// What the defender wrote, when this device holds it.
     pub text: Option<String>,
 }
+
+/// The position an event written here and not accepted yet is folded at
+/// (after every accepted one).
+pub const WAITING: u64 = u64::MAX;
 
 /// An opened event, ready to fold.
 #[derive(Debug, Clone, PartialEq)]
@@ -503,6 +510,7 @@ impl CaseView {
             timestamp: c.timestamp,
             at: e.at,
             what: what.join("; "),
+            waiting: e.position == WAITING,
         });
     }
 

@@ -253,6 +253,7 @@ mod tests {
         let (id, view) =
             write(&mut replica, &me, 1, &file, control, &content("offline")).expect("written");
         assert_eq!(view.case_text(case_field::SUMMARY), "offline");
+        assert!(view.timeline[0].waiting);
         assert_eq!(replica.outbox().len(), 1);
         assert_eq!(replica.summaries()[0].waiting, 1);
         // Accepted: it moves into the case's events, and stays there.
@@ -266,6 +267,7 @@ mod tests {
         assert_eq!(held.events[0].position, 12);
         let v = replica.view(&file.case_id).expect("view");
         assert!(v.has(&id));
+        assert!(!v.timeline[0].waiting);
         assert_eq!(v.case_text(case_field::SUMMARY), "offline");
         assert_eq!(replica.summaries()[0].waiting, 0);
     }

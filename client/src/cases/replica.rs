@@ -29,7 +29,7 @@ use hotline_proto::identity::{IdentityPublicKey, hex};
 use prost::Message;
 
 use super::fields;
-use super::model::{CaseView, Opened, RequestInfo, WarningKind};
+use super::model::{self, CaseView, Opened, RequestInfo, WarningKind};
 use crate::error::ClientError;
 use crate::state::StateDir;
 
@@ -462,7 +462,7 @@ fn fold_waiting(view: &mut CaseView, waiting: &[OutboxRow]) {
         };
         if let Ok(header) = signed.header_unverified() {
             view.apply(&Opened {
-                position: u64::MAX,
+                position: model::WAITING,
                 at: w.written_at,
                 header,
                 content,

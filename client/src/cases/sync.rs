@@ -239,8 +239,9 @@ pub fn apply(
                     }
                 } else {
                     // A replay, or this device's own event coming back
-                    // with its final position.
+                    // with its final position and time: fold it again.
                     file.events.sort_by_key(|e| e.position);
+                    replica.unfold(&u.case_id);
                 }
                 report.changed.insert(u.case_id);
             }

@@ -196,15 +196,12 @@ pub(super) fn view_lines(who: Who<'_>, view: &CaseView, waiting: usize) -> Vec<S
     }
     out.push("timeline:".into());
     for t in &view.timeline {
-        let when = if t.at == u64::MAX || t.at == 0 {
-            "not sent yet".to_owned()
-        } else {
-            hotline_proto::time::date_time(t.at)
-        };
         out.push(format!(
-            "  {when}  {}: {}",
+            "  {}  {}: {}{}",
+            hotline_proto::time::date_time(t.at),
             who(t.author.as_bytes()),
-            t.what
+            t.what,
+            if t.waiting { " (not sent yet)" } else { "" }
         ));
     }
     if view.unreadable > 0 {

@@ -140,7 +140,9 @@ impl Ctx {
                 );
             }
         }
-        if let Some(why) = &out.stopped {
+        if let Some(why) = &out.stopped
+            && mine.is_none()
+        {
             eprintln!("{} case change(s) wait in the outbox: {why}", out.waiting);
         }
         Ok(out)
@@ -200,8 +202,13 @@ impl Ctx {
             }
             None => {
                 println!("{done} (on this device only)");
+                let why = out
+                    .stopped
+                    .as_deref()
+                    .map_or_else(|| "offline".to_owned(), str::to_owned);
                 eprintln!(
-                    "not sent yet: it waits in this device's case outbox and goes out with the next command that reaches the server"
+                    "not sent yet ({why}): {} change(s) wait in this device's case outbox, this one included, and go out with the next command that reaches the server",
+                    out.waiting.max(1)
                 );
                 Err(Queued.into())
             }
@@ -620,6 +627,9 @@ pub(super) struct ListFilter {
 /// `hotline case list`: from the replica only.
 pub(super) fn list(state: &StateDir, filter: &ListFilter) -> anyhow::Result<()> {
     let device = open_device(state)?;
+    if !device.profile().role()?.is_staff() {
+        bail!("cases are kept by staff devices; this device is a defender's");
+    }
     let replica = open_replica(&device)?;
     let wanted_state = match filter
         .state
