@@ -49,6 +49,9 @@ struct IndexRow {
     erased: Vec<Vec<u8>>,
     #[prost(message, repeated, tag = "5")]
     outbox: Vec<OutboxRow>,
+    /// A sync answered: `retention_secs` is the server's.
+    #[prost(bool, tag = "6")]
+    synced: bool,
 }
 
 /// What `case list` shows of a case, folded when the case last changed.
@@ -518,15 +521,17 @@ impl Replica {
         self.index.cursor
     }
 
-    /// The server's retention of closed cases, in seconds, as last said.
-    pub fn retention_secs(&self) -> u64 {
-        self.index.retention_secs
+    /// The server's retention of closed cases, in seconds, as last said
+    /// (`None`: no sync answered yet).
+    pub fn retention_secs(&self) -> Option<u64> {
+        self.index.synced.then_some(self.index.retention_secs)
     }
 
     /// Records how far the sync got (saved).
     pub fn set_cursor(&mut self, cursor: u64, retention_secs: u64) -> Result<(), ClientError> {
         self.index.cursor = self.index.cursor.max(cursor);
         self.index.retention_secs = retention_secs;
+        self.index.synced = true;
         self.save_index()
     }
 
@@ -763,6 +768,7 @@ mod tests {
         let case = CaseId::from_bytes([1; 16]);
         let (me, ck) = (staff(1), CaseKey::from_bytes([2; 32]));
         let mut r = Replica::open(&state, &key).expect("open");
+        assert_eq!(r.retention_secs(), None);
         let mut file = CaseFile::new(case);
         file.keys.insert(1, ck.clone());
         let e = event(&me, &ck, case, [5; 16], 1, Some(CaseState::Open), |c| {
@@ -785,6 +791,7 @@ mod tests {
         r.set_cursor(1, 86_400).expect("cursor");
         let r = Replica::open(&state, &key).expect("reopen");
         assert_eq!(r.cursor(), 1);
+        assert_eq!(r.retention_secs(), Some(86_400));
         assert_eq!(r.summaries().len(), 1);
         assert_eq!(r.summaries()[0].summary, "a summary");
         assert_eq!(r.summaries()[0].state(), Some(CaseState::Open));

@@ -106,7 +106,7 @@ pub async fn sync_cases(
         let frames = fetch(session, after).await?;
         let mut more = false;
         let mut cursor = after;
-        let mut retention = replica.retention_secs();
+        let mut retention = replica.retention_secs().unwrap_or(0);
         for f in &frames {
             apply(replica, &f.updates, roster, request_text, &mut report)?;
             more = f.more;

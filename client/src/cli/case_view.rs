@@ -12,6 +12,11 @@ use hotline_proto::identity::hex;
 /// How a device (or any 16-byte id) is shown: its name and id start.
 pub(super) type Who<'a> = &'a dyn Fn(&[u8]) -> String;
 
+/// "1 change", "3 changes".
+pub(super) fn count(n: u64, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
 /// The first 8 hex digits of an id.
 pub(super) fn short(id: &[u8]) -> String {
     hex(id).chars().take(8).collect()
@@ -46,10 +51,16 @@ pub(super) fn list_lines(rows: &[&SummaryRow], now: u64) -> String {
         }
         let mut summary = s.summary.clone();
         if s.unreadable > 0 {
-            summary.push_str(&format!(" ({} events not readable here yet)", s.unreadable));
+            summary.push_str(&format!(
+                " ({} not readable here yet)",
+                count(s.unreadable.into(), "event")
+            ));
         }
         if s.waiting > 0 {
-            summary.push_str(&format!(" ({} changes not sent yet)", s.waiting));
+            summary.push_str(&format!(
+                " ({} not sent yet)",
+                count(s.waiting.into(), "change")
+            ));
         }
         table.push([
             id,
@@ -206,13 +217,14 @@ pub(super) fn view_lines(who: Who<'_>, view: &CaseView, waiting: usize) -> Vec<S
     }
     if view.unreadable > 0 {
         out.push(format!(
-            "{} events this device cannot read yet (no key)",
-            view.unreadable
+            "{} this device cannot read yet (no key)",
+            count(view.unreadable as u64, "event")
         ));
     }
     if waiting > 0 {
         out.push(format!(
-            "{waiting} changes made here are not sent yet (they wait in the case outbox)"
+            "{} made here not sent yet (waiting in the case outbox)",
+            count(waiting as u64, "change")
         ));
     }
     for w in &view.warnings {
@@ -482,7 +494,7 @@ mod tests {
             "relocations:\n  relocation 03030303: assessed\n    people: Ana",
             "    2026-11-29 00:01 UTC requested by dev1\n    2026-11-29 00:04 UTC assessed by dev2: risk confirmed",
             "  2026-11-29 00:04 UTC  dev2: moved relocation 03030303 from requested to assessed; note: risk confirmed",
-            "1 changes made here are not sent yet (they wait in the case outbox)",
+            "1 change made here not sent yet (waiting in the case outbox)",
             "WARNING: relocation 03030303: a move to hosted was ignored (a relocation that is assessed can move to: approved, cancelled); the stage stays",
         ];
         for e in expect {

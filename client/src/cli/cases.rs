@@ -655,7 +655,13 @@ pub(super) fn list(state: &StateDir, filter: &ListFilter) -> anyhow::Result<()> 
     };
     let country_code = filter.country.as_deref().map(country).transpose()?;
     let now = hotline_client::unix_now();
-    let retention = replica.retention_secs();
+    let retention = match replica.retention_secs() {
+        Some(r) => r,
+        None if filter.erasable => bail!(
+            "this device has not synced cases yet, so it does not know the server's retention period: run any other case command while online first"
+        ),
+        None => 0,
+    };
     let rows: Vec<&SummaryRow> = replica
         .summaries()
         .iter()
@@ -740,11 +746,11 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
         stage.parse::<Stage>()?;
     }
     let mut ctx = Ctx::start(state).await?;
-    let file = ctx.case(case)?;
+    let mut file = ctx.case(case)?;
     let view = ctx.replica.view(&file.case_id)?;
     let mut control = CaseControl::default();
     let short_id = short(file.case_id.as_bytes());
-    let (content, done) = match what {
+    let (mut content, mut done) = match what {
         Write::Note(text) => {
             if text.trim().is_empty() {
                 bail!("the note is empty; nothing was written");
@@ -980,9 +986,46 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
             )
         }
     };
+    if view.state == Some(CaseState::Requested) && file.events.is_empty() {
+        answer_request(&ctx, &mut file, &mut control, &mut content);
+        done = if control.state == Some(CaseState::Closed) {
+            format!("request {short_id} declined: {done}")
+        } else {
+            format!("request {short_id} accepted: the case is open; {done}")
+        };
+    }
     let r = ctx.write(&file, control, content, &done).await;
     ctx.close().await;
     r.map(|_| ())
+}
+
+/// The first staff event of a case a defender requested opens it (or,
+/// closing it, declines the request): this device draws the case key of
+/// epoch 1, and the event copies the request so that staff who join later
+/// read it.
+fn answer_request(
+    ctx: &Ctx,
+    file: &mut CaseFile,
+    control: &mut CaseControl,
+    content: &mut CaseEventContent,
+) {
+    if file.keys.is_empty() {
+        let key = CaseKey::generate(&mut SystemRandomness);
+        send_case_key_to_staff(ctx, &file.case_id, 1, &key);
+        file.keys.insert(1, key);
+    }
+    if control.state.is_none() {
+        control.state = Some(CaseState::Open);
+    }
+    if let Some(r) = &file.request {
+        content.opening = Some(CaseOpening {
+            request_digest: r.envelope_digest.to_vec().into(),
+            requested_by: r.defender.as_bytes().to_vec().into(),
+            requested_at: r.at,
+            request_text: r.text.clone().unwrap_or_default(),
+            ..Default::default()
+        });
+    }
 }
 
 /// `hotline case person list`.
