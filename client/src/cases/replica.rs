@@ -474,6 +474,24 @@ fn fold_waiting(view: &mut CaseView, waiting: &[OutboxRow]) {
     }
 }
 
+/// What became of a case key received from another staff device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOutcome {
+    /// Kept: the case's events of that epoch commit to it, or none is
+    /// held yet (checked when they come: an event that does not match is
+    /// a warning of its case).
+    Kept,
+    /// This device held that very key.
+    AlreadyHeld,
+    /// The case's events of that epoch commit to another key: not kept.
+    Mismatch,
+    /// Another key is held for that epoch and no event tells which is the
+    /// case's yet: the one held is kept.
+    Conflicting,
+    /// The case was erased: no key of it is kept.
+    Erased,
+}
+
 /// The replica: the index in memory, case files read on demand.
 pub struct Replica {
     dir: StateDir,
@@ -659,6 +677,40 @@ impl Replica {
             self.index.erased.push(id);
         }
         self.save_index()
+    }
+
+    /// Keeps a case key received for `epoch` if it is the case's
+    /// (docs/protocol.md, section 9.2): the commitment of the case's events
+    /// of that epoch decides; with no such event held yet, it is kept and
+    /// checked when they come.
+    pub fn add_key(
+        &mut self,
+        case: &CaseId,
+        epoch: u32,
+        key: CaseKey,
+    ) -> Result<KeyOutcome, ClientError> {
+        if self.is_erased(case) {
+            return Ok(KeyOutcome::Erased);
+        }
+        let mut file = self.load(case)?;
+        let committed = file
+            .events
+            .iter()
+            .filter_map(|e| e.event.header_unverified().ok())
+            .find(|h| h.epoch == epoch)
+            .map(|h| h.key_commitment);
+        let mine = key.commitment(case, epoch);
+        let outcome = match (committed, file.keys.get(&epoch)) {
+            (_, Some(held)) if held == &key => return Ok(KeyOutcome::AlreadyHeld),
+            (Some(c), _) if c != mine => return Ok(KeyOutcome::Mismatch),
+            // The events say this one is the case's: it replaces a wrong
+            // one held.
+            (Some(_), _) | (None, None) => KeyOutcome::Kept,
+            (None, Some(_)) => return Ok(KeyOutcome::Conflicting),
+        };
+        file.keys.insert(epoch, key);
+        self.save(&file)?;
+        Ok(outcome)
     }
 
     /// Deletes a case whose opening the server refused (it never existed
@@ -861,5 +913,50 @@ mod tests {
         assert!(r.outbox().is_empty());
         assert!(r.is_erased(&case));
         assert!(r.load(&case).expect("load").keys.is_empty());
+    }
+
+    #[test]
+    fn a_received_key_is_kept_only_if_the_events_of_its_epoch_commit_to_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let mut r = Replica::open(&state, &[4u8; 32]).expect("open");
+        let case = CaseId::from_bytes([1; 16]);
+        let me = staff(1);
+        let (right, wrong) = (CaseKey::from_bytes([2; 32]), CaseKey::from_bytes([3; 32]));
+        // No event yet: the first key is kept, another one is not.
+        assert_eq!(
+            r.add_key(&case, 1, wrong.clone()).expect("add"),
+            KeyOutcome::Kept
+        );
+        assert_eq!(
+            r.add_key(&case, 1, wrong.clone()).expect("add"),
+            KeyOutcome::AlreadyHeld
+        );
+        assert_eq!(
+            r.add_key(&case, 1, right.clone()).expect("add"),
+            KeyOutcome::Conflicting
+        );
+        // An event of epoch 1 under the right key arrives: it cannot be read
+        // with the wrong key (a warning), and the right key now replaces it.
+        let mut file = r.load(&case).expect("load");
+        file.add(StoredEvent {
+            position: 1,
+            at: 1,
+            event: event(&me, &right, case, [5; 16], 1, Some(CaseState::Open), |_| {}),
+            author_key: me.public_key(),
+        });
+        let v = r.save(&file).expect("save");
+        assert_eq!(v.warnings[0].kind, WarningKind::Skipped);
+        assert_eq!(
+            r.add_key(&case, 1, CaseKey::from_bytes([6; 32]))
+                .expect("add"),
+            KeyOutcome::Mismatch
+        );
+        assert_eq!(r.add_key(&case, 1, right).expect("add"), KeyOutcome::Kept);
+        assert_eq!(r.view(&case).expect("view").state, Some(CaseState::Open));
+        // An erased case takes no key back.
+        r.erase(&case).expect("erase");
+        assert_eq!(r.add_key(&case, 1, wrong).expect("add"), KeyOutcome::Erased);
+        assert!(!dir.path().join(DIR).join(file_name(&case)).exists());
     }
 }
