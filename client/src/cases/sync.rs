@@ -402,4 +402,64 @@ mod tests {
         assert!(replica.summaries().is_empty());
         assert!(replica.load(&case).expect("load").request.is_none());
     }
+
+    #[test]
+    fn an_event_under_another_key_or_filed_under_another_case_does_not_stop_the_others() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let mut replica = Replica::open(&state, &[1; 32]).expect("open");
+        let a = staff(1);
+        let (case, other) = (CaseId::from_bytes([7; 16]), CaseId::from_bytes([8; 16]));
+        let key = CaseKey::from_bytes([8; 32]);
+        let mut file = replica.load(&case).expect("load");
+        file.keys.insert(1, key.clone());
+        replica.save(&file).expect("save");
+        let ev = |id: u8, c: CaseId, k: &CaseKey, text: &str, based: &[[u8; 16]]| {
+            let e = event(
+                &a,
+                k,
+                c,
+                [id; 16],
+                1,
+                (id == 1).then_some(CaseState::Open),
+                |x| {
+                    x.changes.push(set_text(case_field::SUMMARY, text, based));
+                },
+            );
+            CaseUpdateKind::Event {
+                event: e,
+                author_key: a.public_key(),
+            }
+        };
+        let updates = vec![
+            update(1, case, ev(1, case, &key, "first", &[])),
+            // Sealed under a key that is not the case's.
+            update(
+                2,
+                case,
+                ev(2, case, &CaseKey::from_bytes([9; 32]), "forged", &[[1; 16]]),
+            ),
+            // An event of another case, filed under this one.
+            update(3, case, ev(3, other, &key, "elsewhere", &[[1; 16]])),
+            update(4, case, ev(4, case, &key, "second", &[[1; 16]])),
+        ];
+        let mut report = SyncReport::default();
+        apply(
+            &mut replica,
+            &updates,
+            &roster(&[&a]),
+            &|_| None,
+            &mut report,
+        )
+        .expect("applied");
+        assert_eq!(
+            report.warnings,
+            ["an event filed under another case was ignored"]
+        );
+        let view = replica.view(&case).expect("view");
+        assert_eq!(view.case_text(case_field::SUMMARY), "second");
+        assert_eq!(view.warnings.len(), 1);
+        assert_eq!(view.warnings[0].event, Some([2; 16]));
+        assert_eq!(replica.summaries().len(), 1);
+    }
 }
