@@ -12,6 +12,8 @@
 //!   state; the messenger sends it.
 //! * [`panic_outbox`]: an SOS raised without the passphrase that could not
 //!   go out yet, its text already sealed; sent first by the next run.
+//! * [`cases`]: a staff device's cases: the fold, the sealed local
+//!   replica, the sync and the outbox of case events.
 //! * [`history`]: the messages a device received and sent, kept sealed.
 //! * [`org`]: the organisation root key (offline) and roster signing.
 //! * [`recipients`]: the devices a message is sealed to, checked against
@@ -22,6 +24,7 @@
 //! * [`error`]: every failure, worded for the person at the keyboard.
 //! * [`enroll`] and [`connect`]: the flows the commands use.
 
+pub mod cases;
 pub mod connection;
 pub mod contacts;
 pub mod error;

@@ -248,6 +248,12 @@ impl Device {
         &self.profile
     }
 
+    /// The key this device's state is sealed under (the case replica is
+    /// sealed under it too).
+    pub(crate) fn storage_key(&self) -> &crate::keystore::StorageKey {
+        &self.storage
+    }
+
     /// The state directory.
     pub fn state(&self) -> &StateDir {
         &self.state

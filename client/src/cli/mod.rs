@@ -6,6 +6,7 @@
 //! * `alerts`: sos, alerts, ack, resolve, cancel, duty, watch.
 //! * `checkins`: checkin, checkin-setup.
 //! * `org`: trust-org, org init, org show, org sign-roster.
+//! * `cases`: case …, relocation … (staff); `case_view`: how cases read.
 //!
 //! They share `unlock` (the state directory, passphrases, unlocking the
 //! device, connecting), `date` (how a time is shown)
@@ -21,6 +22,8 @@ use hotline_proto::invite::parse_lifetime;
 
 mod alert_view;
 mod alerts;
+mod case_view;
+mod cases;
 mod checkins;
 mod date;
 mod devices;
@@ -274,6 +277,214 @@ enum Command {
         #[arg(long)]
         duress_code: Option<String>,
     },
+    /// Cases (staff): open, list, show and change them. Every command but
+    /// `list` syncs first when the server can be reached; offline, it works
+    /// from what this device holds and changes wait in its case outbox.
+    #[command(subcommand)]
+    Case(CaseCommand),
+    /// Relocations of a case (staff): start, advance a stage, show.
+    #[command(subcommand)]
+    Relocation(RelocationCommand),
+}
+
+/// A case as a person names it: at least 4 hex digits of its id (as `hotline
+/// case list` shows it), or its reference ("C-2026-0042").
+const CASE_ARG: &str = "The case: at least 4 hex digits of its id, or its reference";
+
+#[derive(Debug, Subcommand)]
+enum CaseCommand {
+    /// Open a case (the case key is drawn on this device).
+    #[command(after_help = EXIT_STATUSES)]
+    Open {
+        /// The alert it grows from: 35 or #35 (linked to the case).
+        #[arg(long, value_parser = names::parse_alert_id)]
+        from_alert: Option<u64>,
+        /// What the case is about.
+        #[arg(long)]
+        summary: String,
+        /// Country of origin: ISO 3166-1 two-letter code.
+        #[arg(long)]
+        country: Option<String>,
+        /// low, medium, high or critical.
+        #[arg(long)]
+        risk: Option<String>,
+        /// relocation, legal, medical or subsistence.
+        #[arg(long)]
+        programme: Option<String>,
+        /// A short reference ("C-2026-0042").
+        #[arg(long)]
+        reference: Option<String>,
+    },
+    /// List the cases this device holds (no round trip to the server).
+    List {
+        /// requested, open or closed.
+        #[arg(long)]
+        state: Option<String>,
+        /// Cases with a relocation at this stage ("in transit").
+        #[arg(long)]
+        stage: Option<String>,
+        /// Cases this coordinator is assigned to: a device id, its start, a
+        /// name, or "me".
+        #[arg(long)]
+        coordinator: Option<String>,
+        /// Country of origin (two-letter code).
+        #[arg(long)]
+        country: Option<String>,
+        /// Closed cases past the retention period, without a legal hold.
+        #[arg(long)]
+        erasable: bool,
+    },
+    /// Show a case: fields, people, relocations with their stages,
+    /// timeline, conflicts and warnings.
+    Show {
+        #[arg(help = CASE_ARG)]
+        case: String,
+    },
+    /// Add a note to a case.
+    #[command(after_help = EXIT_STATUSES)]
+    Note {
+        #[arg(help = CASE_ARG)]
+        case: String,
+        /// The note.
+        text: String,
+    },
+    /// Set a case's coordinators (device ids, their starts, names or "me").
+    #[command(after_help = EXIT_STATUSES)]
+    Assign {
+        #[arg(help = CASE_ARG)]
+        case: String,
+        /// The coordinators.
+        #[arg(num_args = 1.., required = true)]
+        coordinators: Vec<String>,
+    },
+    /// Close a case, with the reason.
+    #[command(after_help = EXIT_STATUSES)]
+    Close {
+        #[arg(help = CASE_ARG)]
+        case: String,
+        /// Why it is closed.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Reopen a closed case.
+    #[command(after_help = EXIT_STATUSES)]
+    Reopen {
+        #[arg(help = CASE_ARG)]
+        case: String,
+    },
+    /// Set a field of a case: reference, summary, country, risk, programme,
+    /// coordinators, defender devices, linked alerts. Setting a field in
+    /// conflict resolves the conflict.
+    #[command(after_help = EXIT_STATUSES)]
+    Set {
+        #[arg(help = CASE_ARG)]
+        case: String,
+        /// The field.
+        field: String,
+        /// Its new value.
+        value: String,
+    },
+    /// The people a case covers.
+    #[command(subcommand)]
+    Person(PersonCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PersonCommand {
+    /// Add a person to a case.
+    #[command(after_help = EXIT_STATUSES)]
+    Add {
+        #[arg(help = CASE_ARG)]
+        case: String,
+        /// Their name.
+        #[arg(long)]
+        name: String,
+        /// self, spouse or partner, child, parent, sibling, other.
+        #[arg(long)]
+        relationship: String,
+        /// Year of birth.
+        #[arg(long)]
+        born: Option<String>,
+        /// Travel document: none, valid, expired, applied for.
+        #[arg(long)]
+        document: Option<String>,
+        /// Specific needs.
+        #[arg(long)]
+        needs: Option<String>,
+    },
+    /// Change a field of a person: name, relationship, born, document,
+    /// needs, removed.
+    #[command(after_help = EXIT_STATUSES)]
+    Edit {
+        #[arg(help = CASE_ARG)]
+        case: String,
+        /// The person: at least 4 hex digits of their id, or their name.
+        person: String,
+        /// The field.
+        field: String,
+        /// Its new value.
+        value: String,
+    },
+    /// List the people of a case.
+    List {
+        #[arg(help = CASE_ARG)]
+        case: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RelocationCommand {
+    /// Start a relocation (at stage requested).
+    #[command(after_help = EXIT_STATUSES)]
+    Start {
+        #[arg(help = CASE_ARG)]
+        case: String,
+        /// The people it covers: person ids (4 hex digits or more) or
+        /// names, separated by commas.
+        #[arg(long)]
+        people: String,
+        /// Where they leave from.
+        #[arg(long)]
+        origin: String,
+        /// Host country (two-letter code).
+        #[arg(long)]
+        to: String,
+        /// Host city.
+        #[arg(long)]
+        city: String,
+        /// Planned departure, YYYY-MM-DD.
+        #[arg(long)]
+        depart: Option<String>,
+        /// Planned arrival, YYYY-MM-DD.
+        #[arg(long)]
+        arrive: Option<String>,
+        /// Accommodation.
+        #[arg(long)]
+        accommodation: Option<String>,
+    },
+    /// Move a relocation to its next stage (refused here if the lifecycle
+    /// does not allow it).
+    #[command(after_help = EXIT_STATUSES)]
+    Advance {
+        #[arg(help = CASE_ARG)]
+        case: String,
+        /// The relocation: at least 4 hex digits of its id.
+        relocation: String,
+        /// The stage: assessed, approved, travel booked, in transit,
+        /// arrived, hosted, extended, returned, resettled, closed,
+        /// cancelled.
+        stage: String,
+        /// A note for this move.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Show a relocation with its stage history.
+    Show {
+        #[arg(help = CASE_ARG)]
+        case: String,
+        /// The relocation: at least 4 hex digits of its id.
+        relocation: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -351,6 +562,7 @@ fn sends_waiting_panic_sos(command: &Command) -> Option<std::time::Duration> {
         | Command::Label { .. }
         | Command::Org(OrgCommand::Init { .. } | OrgCommand::Show { .. }) => None,
         Command::Outbox { list, drop, .. } if *list || drop.is_some() => None,
+        Command::Case(CaseCommand::List { .. }) => None,
         Command::Sos { .. } => Some(Duration::from_secs(5)),
         Command::Status
         | Command::Invite { .. }
@@ -371,7 +583,9 @@ fn sends_waiting_panic_sos(command: &Command) -> Option<std::time::Duration> {
         | Command::Duty { .. }
         | Command::Watch { .. }
         | Command::Checkin { .. }
-        | Command::CheckinSetup { .. } => Some(Duration::from_secs(20)),
+        | Command::CheckinSetup { .. }
+        | Command::Case(_)
+        | Command::Relocation(_) => Some(Duration::from_secs(20)),
     }
 }
 
@@ -472,5 +686,150 @@ async fn run_command(command: Command, state: StateDir) -> anyhow::Result<()> {
             code,
             duress_code,
         } => checkins::setup(&state, &every, grace, code, duress_code).await,
+        Command::Case(c) => run_case(c, &state).await,
+        Command::Relocation(r) => run_relocation(r, &state).await,
+    }
+}
+
+async fn run_case(command: CaseCommand, state: &StateDir) -> anyhow::Result<()> {
+    use cases::Write;
+    match command {
+        CaseCommand::Open {
+            from_alert,
+            summary,
+            country,
+            risk,
+            programme,
+            reference,
+        } => {
+            cases::open(
+                state,
+                from_alert,
+                &summary,
+                country.as_deref(),
+                risk.as_deref(),
+                programme.as_deref(),
+                reference.as_deref(),
+            )
+            .await
+        }
+        CaseCommand::List {
+            state: case_state,
+            stage,
+            coordinator,
+            country,
+            erasable,
+        } => cases::list(
+            state,
+            &cases::ListFilter {
+                state: case_state,
+                stage,
+                coordinator,
+                country,
+                erasable,
+            },
+        ),
+        CaseCommand::Show { case } => cases::show(state, &case).await,
+        CaseCommand::Note { case, text } => cases::write(state, &case, Write::Note(text)).await,
+        CaseCommand::Assign { case, coordinators } => {
+            cases::write(state, &case, Write::Assign(coordinators)).await
+        }
+        CaseCommand::Close { case, reason } => {
+            cases::write(state, &case, Write::Close(reason)).await
+        }
+        CaseCommand::Reopen { case } => cases::write(state, &case, Write::Reopen).await,
+        CaseCommand::Set { case, field, value } => {
+            cases::write(state, &case, Write::Set { field, value }).await
+        }
+        CaseCommand::Person(PersonCommand::Add {
+            case,
+            name,
+            relationship,
+            born,
+            document,
+            needs,
+        }) => {
+            cases::write(
+                state,
+                &case,
+                Write::PersonAdd {
+                    name,
+                    relationship,
+                    born,
+                    document,
+                    needs,
+                },
+            )
+            .await
+        }
+        CaseCommand::Person(PersonCommand::Edit {
+            case,
+            person,
+            field,
+            value,
+        }) => {
+            cases::write(
+                state,
+                &case,
+                Write::PersonEdit {
+                    person,
+                    field,
+                    value,
+                },
+            )
+            .await
+        }
+        CaseCommand::Person(PersonCommand::List { case }) => cases::people(state, &case).await,
+    }
+}
+
+async fn run_relocation(command: RelocationCommand, state: &StateDir) -> anyhow::Result<()> {
+    use cases::Write;
+    match command {
+        RelocationCommand::Start {
+            case,
+            people,
+            origin,
+            to,
+            city,
+            depart,
+            arrive,
+            accommodation,
+        } => {
+            cases::write(
+                state,
+                &case,
+                Write::RelocationStart {
+                    people,
+                    origin,
+                    to,
+                    city,
+                    depart,
+                    arrive,
+                    accommodation,
+                },
+            )
+            .await
+        }
+        RelocationCommand::Advance {
+            case,
+            relocation,
+            stage,
+            note,
+        } => {
+            cases::write(
+                state,
+                &case,
+                Write::Advance {
+                    relocation,
+                    stage,
+                    note,
+                },
+            )
+            .await
+        }
+        RelocationCommand::Show { case, relocation } => {
+            cases::relocation_show(state, &case, &relocation).await
+        }
     }
 }

@@ -1,0 +1,962 @@
+//! The local replica of the cases: what this staff device received of
+//! them, kept sealed under the device's storage key like the rest of its
+//! state (`StateDir::save_sealed`: written to a temporary file, synced,
+//! renamed).
+//!
+//! ```text
+//! <home>/cases/index.sealed      the sync cursor, the server's retention, one
+//!                                folded summary per case (what `case list`
+//!                                reads), erased case ids, the outbox
+//! <home>/cases/<case id>.sealed  one case: every update received (events
+//!                                still sealed under their case keys, with
+//!                                their author's key), its keys per epoch, the
+//!                                defender's request
+//! ```
+//!
+//! `case list` opens the index only; a case's file is opened and folded
+//! when the case is shown or written to, and its summary is rebuilt
+//! whenever it changes. Erasing a case deletes its file and rewrites the
+//! index without it.
+
+use std::collections::BTreeMap;
+
+use hotline_proto::DeviceId;
+use hotline_proto::case::content::CaseEventContent;
+use hotline_proto::case::relocation::Stage;
+use hotline_proto::case::seal::{CaseEventError, CaseKey};
+use hotline_proto::case::{CaseId, CaseState, EventHeader, SignedCaseEvent};
+use hotline_proto::identity::{IdentityPublicKey, hex};
+use prost::Message;
+
+use super::fields;
+use super::model::{self, CaseView, Opened, RequestInfo, WarningKind};
+use crate::error::ClientError;
+use crate::state::StateDir;
+
+const INDEX_FILE: &str = "index.sealed";
+/// The replica's directory inside the state directory.
+pub const DIR: &str = "cases";
+
+#[derive(Clone, PartialEq, Message)]
+struct IndexRow {
+    #[prost(uint64, tag = "1")]
+    cursor: u64,
+    #[prost(uint64, tag = "2")]
+    retention_secs: u64,
+    #[prost(message, repeated, tag = "3")]
+    summaries: Vec<SummaryRow>,
+    #[prost(bytes = "vec", repeated, tag = "4")]
+    erased: Vec<Vec<u8>>,
+    #[prost(message, repeated, tag = "5")]
+    outbox: Vec<OutboxRow>,
+    /// A sync answered: `retention_secs` is the server's.
+    #[prost(bool, tag = "6")]
+    synced: bool,
+}
+
+/// What `case list` shows of a case, folded when the case last changed.
+#[derive(Clone, PartialEq, Message)]
+pub struct SummaryRow {
+    /// The case id (16 bytes).
+    #[prost(bytes = "vec", tag = "1")]
+    pub case_id: Vec<u8>,
+    /// Its reference (every head's, joined, in a conflict).
+    #[prost(string, tag = "2")]
+    pub reference: String,
+    /// Its summary.
+    #[prost(string, tag = "3")]
+    pub summary: String,
+    /// `CaseState` wire number (0: nothing known yet).
+    #[prost(int32, tag = "4")]
+    pub state: i32,
+    /// Country of origin.
+    #[prost(string, tag = "5")]
+    pub country: String,
+    /// Risk (0: not set or in conflict).
+    #[prost(uint64, tag = "6")]
+    pub risk: u64,
+    /// The current stage number of each relocation (0: in conflict).
+    #[prost(bytes = "vec", tag = "7")]
+    pub stages: Vec<u8>,
+    /// Coordinator device ids.
+    #[prost(bytes = "vec", repeated, tag = "8")]
+    pub coordinators: Vec<Vec<u8>>,
+    /// Fields in conflict.
+    #[prost(uint32, tag = "9")]
+    pub conflicts: u32,
+    /// Newest event's server time.
+    #[prost(uint64, tag = "10")]
+    pub last_at: u64,
+    /// When opened (0: not yet).
+    #[prost(uint64, tag = "11")]
+    pub opened_at: u64,
+    /// When closed (0: not closed).
+    #[prost(uint64, tag = "12")]
+    pub closed_at: u64,
+    /// Under a legal hold.
+    #[prost(bool, tag = "13")]
+    pub legal_hold: bool,
+    /// The statistics ledger.
+    #[prost(bool, tag = "14")]
+    pub ledger: bool,
+    /// Events this device cannot read yet.
+    #[prost(uint32, tag = "15")]
+    pub unreadable: u32,
+    /// Warnings.
+    #[prost(uint32, tag = "16")]
+    pub warnings: u32,
+    /// Events written here and not accepted yet.
+    #[prost(uint32, tag = "17")]
+    pub waiting: u32,
+}
+
+impl SummaryRow {
+    /// The case id.
+    pub fn id(&self) -> Option<CaseId> {
+        CaseId::from_slice(&self.case_id, "case_id").ok()
+    }
+
+    /// The state.
+    pub fn state(&self) -> Option<CaseState> {
+        CaseState::from_wire(self.state, "state").ok().flatten()
+    }
+
+    fn of(view: &CaseView, waiting: usize) -> SummaryRow {
+        let opened_at = view.opened.map_or(0, |o| o.0);
+        SummaryRow {
+            case_id: view.case_id.as_bytes().to_vec(),
+            reference: view.case_text(fields::case_field::REFERENCE),
+            summary: view.case_text(fields::case_field::SUMMARY),
+            state: view.state.map_or(0, CaseState::to_wire),
+            country: view.case_text(fields::case_field::COUNTRY),
+            risk: view
+                .case_value(fields::case_field::RISK)
+                .and_then(fields::Value::number)
+                .unwrap_or(0),
+            stages: view
+                .relocations
+                .iter()
+                .map(|r| view.stage(r).map_or(0, Stage::number))
+                .collect(),
+            coordinators: view.coordinators(),
+            conflicts: u32::try_from(view.conflicts().len()).unwrap_or(u32::MAX),
+            last_at: view.last_at,
+            opened_at: if opened_at == 0 {
+                view.request.as_ref().map_or(0, |r| r.at)
+            } else {
+                opened_at
+            },
+            closed_at: view.closed_at.unwrap_or(0),
+            legal_hold: view.legal_hold,
+            ledger: view.ledger,
+            unreadable: u32::try_from(view.unreadable).unwrap_or(u32::MAX),
+            warnings: u32::try_from(view.warnings.len()).unwrap_or(u32::MAX),
+            waiting: u32::try_from(waiting).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// A case event written here and not accepted by the server yet.
+#[derive(Clone, PartialEq, Message)]
+pub struct OutboxRow {
+    /// The case.
+    #[prost(bytes = "vec", tag = "1")]
+    pub case_id: Vec<u8>,
+    /// The signed event, as sent (`SignedCaseEvent` wire form).
+    #[prost(bytes = "vec", tag = "2")]
+    pub event: Vec<u8>,
+    /// Its content (`CaseEventContent`), to seal it again under a newer
+    /// key with the same event id.
+    #[prost(bytes = "vec", tag = "3")]
+    pub content: Vec<u8>,
+    /// When it was written (this device's clock).
+    #[prost(uint64, tag = "4")]
+    pub written_at: u64,
+}
+
+impl OutboxRow {
+    /// The signed event.
+    pub fn signed(&self) -> Result<SignedCaseEvent, ClientError> {
+        SignedCaseEvent::decode(&self.event)
+            .map_err(|_| ClientError::State("the case outbox is damaged".into()))
+    }
+
+    /// Its content.
+    pub fn content(&self) -> Result<CaseEventContent, ClientError> {
+        CaseEventContent::decode(self.content.as_slice())
+            .map_err(|_| ClientError::State("the case outbox is damaged".into()))
+    }
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct CaseFileRow {
+    #[prost(bytes = "vec", tag = "1")]
+    case_id: Vec<u8>,
+    #[prost(message, repeated, tag = "2")]
+    updates: Vec<UpdateRow>,
+    #[prost(message, repeated, tag = "3")]
+    keys: Vec<KeyRow>,
+    #[prost(message, optional, tag = "4")]
+    request: Option<RequestRow>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct UpdateRow {
+    #[prost(uint64, tag = "1")]
+    position: u64,
+    #[prost(uint64, tag = "2")]
+    at: u64,
+    #[prost(bytes = "vec", tag = "3")]
+    event: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    author_key: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct KeyRow {
+    #[prost(uint32, tag = "1")]
+    epoch: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    commitment: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct RequestRow {
+    #[prost(bytes = "vec", tag = "1")]
+    defender: Vec<u8>,
+    #[prost(uint64, tag = "2")]
+    at: u64,
+    #[prost(bytes = "vec", tag = "3")]
+    digest: Vec<u8>,
+    #[prost(string, optional, tag = "4")]
+    text: Option<String>,
+}
+
+/// An event received, still sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Its sync position.
+    pub position: u64,
+    /// When the server accepted it.
+    pub at: u64,
+    /// The event.
+    pub event: SignedCaseEvent,
+    /// Its author's identity key, as the server sent it and the roster
+    /// confirmed.
+    pub author_key: IdentityPublicKey,
+}
+
+/// One case as the replica holds it.
+#[derive(Debug, Clone)]
+pub struct CaseFile {
+    /// The case.
+    pub case_id: CaseId,
+    /// Events received, in position order.
+    pub events: Vec<StoredEvent>,
+    /// Its keys, by epoch.
+    pub keys: BTreeMap<u32, CaseKey>,
+    /// The defender's request, if it started as one.
+    pub request: Option<RequestInfo>,
+    /// (author, event id) of every event in `events`.
+    held: std::collections::BTreeSet<([u8; 16], [u8; 16])>,
+}
+
+fn damaged(what: &str) -> ClientError {
+    ClientError::State(format!("the case replica is damaged ({what})"))
+}
+
+impl CaseFile {
+    /// An empty case.
+    pub fn new(case_id: CaseId) -> Self {
+        CaseFile {
+            case_id,
+            events: Vec::new(),
+            keys: BTreeMap::new(),
+            request: None,
+            held: Default::default(),
+        }
+    }
+
+    fn from_row(row: CaseFileRow) -> Result<Self, ClientError> {
+        let case_id =
+            CaseId::from_slice(&row.case_id, "case_id").map_err(|_| damaged("case id"))?;
+        let mut events = Vec::with_capacity(row.updates.len());
+        for u in row.updates {
+            events.push(StoredEvent {
+                position: u.position,
+                at: u.at,
+                event: SignedCaseEvent::decode(&u.event).map_err(|_| damaged("event"))?,
+                author_key: <[u8; 32]>::try_from(u.author_key.as_slice())
+                    .ok()
+                    .map(IdentityPublicKey::from_bytes)
+                    .ok_or_else(|| damaged("author key"))?,
+            });
+        }
+        let mut keys = BTreeMap::new();
+        for k in row.keys {
+            let bytes: [u8; 32] = k.key.as_slice().try_into().map_err(|_| damaged("key"))?;
+            keys.insert(k.epoch, CaseKey::from_bytes(bytes));
+        }
+        let request = match row.request {
+            None => None,
+            Some(r) => Some(RequestInfo {
+                defender: DeviceId::from_bytes(
+                    r.defender
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| damaged("request"))?,
+                ),
+                at: r.at,
+                envelope_digest: r
+                    .digest
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| damaged("request"))?,
+                text: r.text,
+            }),
+        };
+        let held = events
+            .iter()
+            .filter_map(|e| {
+                let h = e.event.header_unverified().ok()?;
+                Some((*e.event.author.as_bytes(), h.event_id))
+            })
+            .collect();
+        Ok(CaseFile {
+            case_id,
+            events,
+            keys,
+            request,
+            held,
+        })
+    }
+
+    fn to_row(&self) -> CaseFileRow {
+        CaseFileRow {
+            case_id: self.case_id.as_bytes().to_vec(),
+            updates: self
+                .events
+                .iter()
+                .map(|e| UpdateRow {
+                    position: e.position,
+                    at: e.at,
+                    event: e.event.encode(),
+                    author_key: e.author_key.as_bytes().to_vec(),
+                })
+                .collect(),
+            keys: self
+                .keys
+                .iter()
+                .map(|(epoch, k)| KeyRow {
+                    epoch: *epoch,
+                    key: k.as_bytes().to_vec(),
+                    commitment: k.commitment(&self.case_id, *epoch).to_vec(),
+                })
+                .collect(),
+            request: self.request.as_ref().map(|r| RequestRow {
+                defender: r.defender.as_bytes().to_vec(),
+                at: r.at,
+                digest: r.envelope_digest.to_vec(),
+                text: r.text.clone(),
+            }),
+        }
+    }
+
+    /// Adds an event unless one with its author and id is held (a replay).
+    /// Returns whether it was added.
+    pub fn add(&mut self, e: StoredEvent) -> bool {
+        let Ok(h) = e.event.header_unverified() else {
+            return false;
+        };
+        if self.held.insert((*e.event.author.as_bytes(), h.event_id)) {
+            self.events.push(e);
+            return true;
+        }
+        let held = self.events.iter_mut().find(|x| {
+            x.event.author == e.event.author
+                && x.event
+                    .header_unverified()
+                    .is_ok_and(|xh| xh.event_id == h.event_id)
+        });
+        if let Some(x) = held {
+            // The server's own record of it (a write of this device's,
+            // stored when accepted, then synced) has the final time.
+            x.at = e.at;
+            x.position = e.position;
+        }
+        false
+    }
+
+    /// The newest epoch this device holds a key for, with its key.
+    pub fn newest_key(&self) -> Option<(u32, &CaseKey)> {
+        self.keys.iter().next_back().map(|(e, k)| (*e, k))
+    }
+
+    /// The newest epoch any held event is sealed under (0: none).
+    pub fn newest_epoch(&self) -> u32 {
+        self.events
+            .iter()
+            .filter_map(|e| e.event.header_unverified().ok())
+            .map(|h| h.epoch)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Opens every event it can and folds them with `waiting` (events
+    /// written here, not accepted yet, folded last). Events without a key
+    /// are counted; events that fail to open are warnings.
+    pub fn view(&self, waiting: &[OutboxRow]) -> CaseView {
+        let mut view = self.fold_stored();
+        fold_waiting(&mut view, waiting);
+        view
+    }
+
+    /// The fold of the events received (and the request), without the
+    /// events waiting to be sent.
+    pub fn fold_stored(&self) -> CaseView {
+        let mut view = CaseView::new(self.case_id);
+        if let Some(r) = &self.request {
+            view.requested(r.clone());
+        }
+        for e in &self.events {
+            let opened = e
+                .event
+                .open(&e.author_key, |_, epoch| self.keys.get(&epoch).cloned());
+            fold_one(&mut view, e, opened);
+        }
+        view
+    }
+}
+
+/// Folds one received event into `view`, opened (or not) by the caller.
+pub fn fold_one(
+    view: &mut CaseView,
+    e: &StoredEvent,
+    opened: Result<(EventHeader, CaseEventContent), CaseEventError>,
+) {
+    match opened {
+        Ok((header, content)) => view.apply(&Opened {
+            position: e.position,
+            at: e.at,
+            header,
+            content,
+        }),
+        Err(CaseEventError::NoKey) => view.unreadable += 1,
+        Err(err) => {
+            let id = e.event.header_unverified().ok().map(|h| h.event_id);
+            view.warn(
+                WarningKind::Skipped,
+                id,
+                format!("an event was skipped: {err}"),
+            );
+        }
+    }
+}
+
+/// Folds the case's events waiting to be sent into `view`, after the
+/// others.
+fn fold_waiting(view: &mut CaseView, waiting: &[OutboxRow]) {
+    let case = view.case_id;
+    for w in waiting.iter().filter(|w| w.case_id == case.as_bytes()) {
+        let (Ok(signed), Ok(content)) = (w.signed(), w.content()) else {
+            continue;
+        };
+        if let Ok(header) = signed.header_unverified() {
+            view.apply(&Opened {
+                position: model::WAITING,
+                at: w.written_at,
+                header,
+                content,
+            });
+        }
+    }
+}
+
+/// What became of a case key received from another staff device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOutcome {
+    /// Kept: the case's events of that epoch commit to it, or none is
+    /// held yet (checked when they come: an event that does not match is
+    /// a warning of its case).
+    Kept,
+    /// This device held that very key.
+    AlreadyHeld,
+    /// The case's events of that epoch commit to another key: not kept.
+    Mismatch,
+    /// Another key is held for that epoch and no event tells which is the
+    /// case's yet: the one held is kept.
+    Conflicting,
+    /// The case was erased: no key of it is kept.
+    Erased,
+}
+
+/// The replica: the index in memory, case files read on demand.
+pub struct Replica {
+    dir: StateDir,
+    key: [u8; 32],
+    index: IndexRow,
+    /// Cases folded in this run (received events only), kept so that a
+    /// sync folds each new event once instead of refolding its case.
+    folded: BTreeMap<CaseId, CaseView>,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica").finish_non_exhaustive()
+    }
+}
+
+fn file_name(case: &CaseId) -> String {
+    format!("{}.sealed", hex(case.as_bytes()))
+}
+
+impl Replica {
+    /// Opens the replica in `state`, sealed under `key` (the device's
+    /// storage key); empty if there is none yet.
+    pub fn open(state: &StateDir, key: &[u8; 32]) -> Result<Replica, ClientError> {
+        let dir = StateDir::new(state.path().join(DIR));
+        let index = match dir.load_sealed(INDEX_FILE, key)? {
+            None => IndexRow::default(),
+            Some(bytes) => IndexRow::decode(bytes.as_slice()).map_err(|_| damaged("index"))?,
+        };
+        Ok(Replica {
+            dir,
+            key: *key,
+            index,
+            folded: BTreeMap::new(),
+        })
+    }
+
+    fn save_index(&self) -> Result<(), ClientError> {
+        self.dir
+            .save_sealed(INDEX_FILE, &self.key, &self.index.encode_to_vec())
+    }
+
+    /// The sync position to ask after.
+    pub fn cursor(&self) -> u64 {
+        self.index.cursor
+    }
+
+    /// The server's retention of closed cases, in seconds, as last said
+    /// (`None`: no sync answered yet).
+    pub fn retention_secs(&self) -> Option<u64> {
+        self.index.synced.then_some(self.index.retention_secs)
+    }
+
+    /// Records how far the sync got (saved).
+    pub fn set_cursor(&mut self, cursor: u64, retention_secs: u64) -> Result<(), ClientError> {
+        self.index.cursor = self.index.cursor.max(cursor);
+        self.index.retention_secs = retention_secs;
+        self.index.synced = true;
+        self.save_index()
+    }
+
+    /// Every case's summary.
+    pub fn summaries(&self) -> &[SummaryRow] {
+        &self.index.summaries
+    }
+
+    /// Whether `case` was erased.
+    pub fn is_erased(&self, case: &CaseId) -> bool {
+        self.index.erased.iter().any(|e| e == case.as_bytes())
+    }
+
+    /// The case's file (empty if none is held).
+    pub fn load(&self, case: &CaseId) -> Result<CaseFile, ClientError> {
+        match self.dir.load_sealed(&file_name(case), &self.key)? {
+            None => Ok(CaseFile::new(*case)),
+            Some(bytes) => CaseFile::from_row(
+                CaseFileRow::decode(bytes.as_slice()).map_err(|_| damaged("case file"))?,
+            ),
+        }
+    }
+
+    /// Folds a case: its file and its events waiting in the outbox.
+    pub fn view(&self, case: &CaseId) -> Result<CaseView, ClientError> {
+        Ok(self.load(case)?.view(&self.index.outbox))
+    }
+
+    /// Saves a case's file and its refolded summary.
+    pub fn save(&mut self, file: &CaseFile) -> Result<CaseView, ClientError> {
+        self.write_file(file)?;
+        self.folded.remove(&file.case_id);
+        self.refresh(file)
+    }
+
+    /// Saves several cases' files and refolds their summaries in memory;
+    /// the index (summaries and cursor together) is saved by
+    /// [`Replica::set_cursor`]. A crash in between leaves the cursor
+    /// where it was: the next sync fetches the same updates again, finds
+    /// the events held, and refolds the summaries.
+    pub fn save_all<'a>(
+        &mut self,
+        files: impl IntoIterator<Item = &'a CaseFile>,
+    ) -> Result<(), ClientError> {
+        for file in files {
+            self.write_file(file)?;
+            self.summarise(file);
+        }
+        Ok(())
+    }
+
+    fn write_file(&self, file: &CaseFile) -> Result<(), ClientError> {
+        if self.is_erased(&file.case_id) {
+            return Err(ClientError::State("this case was erased".into()));
+        }
+        self.dir.save_sealed(
+            &file_name(&file.case_id),
+            &self.key,
+            &file.to_row().encode_to_vec(),
+        )
+    }
+
+    /// Refolds a case's summary (after the outbox changed) and saves the
+    /// index.
+    fn refresh(&mut self, file: &CaseFile) -> Result<CaseView, ClientError> {
+        let view = self.summarise(file);
+        self.save_index()?;
+        Ok(view)
+    }
+
+    /// Refolds a case's summary in memory.
+    fn summarise(&mut self, file: &CaseFile) -> CaseView {
+        let mut view = self.prepare(file).clone();
+        fold_waiting(&mut view, &self.index.outbox);
+        let waiting = self.waiting(&file.case_id).len();
+        let row = SummaryRow::of(&view, waiting);
+        match self
+            .index
+            .summaries
+            .iter_mut()
+            .find(|s| s.case_id == row.case_id)
+        {
+            Some(s) => *s = row,
+            None => self.index.summaries.push(row),
+        }
+        view
+    }
+
+    /// The fold of `file`'s received events, folded now unless this run
+    /// folded it already; [`Replica::fold_added`] then adds each event
+    /// received after.
+    pub fn prepare(&mut self, file: &CaseFile) -> &CaseView {
+        self.folded
+            .entry(file.case_id)
+            .or_insert_with(|| file.fold_stored())
+    }
+
+    /// Folds an event just added to a case prepared with
+    /// [`Replica::prepare`] (opened by the caller, once).
+    pub fn fold_added(
+        &mut self,
+        e: &StoredEvent,
+        case: &CaseId,
+        opened: Result<(EventHeader, CaseEventContent), CaseEventError>,
+    ) {
+        if let Some(view) = self.folded.get_mut(case) {
+            fold_one(view, e, opened);
+        }
+    }
+
+    /// Forgets this run's fold of `case` (its request changed).
+    pub fn unfold(&mut self, case: &CaseId) {
+        self.folded.remove(case);
+    }
+
+    /// Deletes a case's events, keys and summary, and any of its events
+    /// waiting to be sent; remembers that it was erased.
+    pub fn erase(&mut self, case: &CaseId) -> Result<(), ClientError> {
+        self.folded.remove(case);
+        self.dir.remove_private(&file_name(case))?;
+        let id = case.as_bytes().to_vec();
+        self.index.summaries.retain(|s| s.case_id != id);
+        self.index.outbox.retain(|o| o.case_id != id);
+        if !self.index.erased.contains(&id) {
+            self.index.erased.push(id);
+        }
+        self.save_index()
+    }
+
+    /// Keeps a case key received for `epoch` if it is the case's
+    /// (docs/protocol.md, section 9.2): the commitment of the case's events
+    /// of that epoch decides; with no such event held yet, it is kept and
+    /// checked when they come.
+    pub fn add_key(
+        &mut self,
+        case: &CaseId,
+        epoch: u32,
+        key: CaseKey,
+    ) -> Result<KeyOutcome, ClientError> {
+        if self.is_erased(case) {
+            return Ok(KeyOutcome::Erased);
+        }
+        let mut file = self.load(case)?;
+        let committed = file
+            .events
+            .iter()
+            .filter_map(|e| e.event.header_unverified().ok())
+            .find(|h| h.epoch == epoch)
+            .map(|h| h.key_commitment);
+        let mine = key.commitment(case, epoch);
+        let outcome = match (committed, file.keys.get(&epoch)) {
+            (_, Some(held)) if held == &key => return Ok(KeyOutcome::AlreadyHeld),
+            (Some(c), _) if c != mine => return Ok(KeyOutcome::Mismatch),
+            // The events say this one is the case's: it replaces a wrong
+            // one held.
+            (Some(_), _) | (None, None) => KeyOutcome::Kept,
+            (None, Some(_)) => return Ok(KeyOutcome::Conflicting),
+        };
+        file.keys.insert(epoch, key);
+        self.save(&file)?;
+        Ok(outcome)
+    }
+
+    /// Deletes a case whose opening the server refused (it never existed
+    /// anywhere else): its file, summary and waiting events. Unlike
+    /// [`Replica::erase`], it is not remembered.
+    pub fn forget(&mut self, case: &CaseId) -> Result<(), ClientError> {
+        self.folded.remove(case);
+        self.dir.remove_private(&file_name(case))?;
+        let id = case.as_bytes().to_vec();
+        self.index.summaries.retain(|s| s.case_id != id);
+        self.index.outbox.retain(|o| o.case_id != id);
+        self.save_index()
+    }
+
+    /// The case's events waiting to be sent.
+    pub fn waiting(&self, case: &CaseId) -> Vec<&OutboxRow> {
+        self.index
+            .outbox
+            .iter()
+            .filter(|o| o.case_id == case.as_bytes())
+            .collect()
+    }
+
+    /// Every event waiting to be sent, oldest first.
+    pub fn outbox(&self) -> &[OutboxRow] {
+        &self.index.outbox
+    }
+
+    /// Puts an event in the outbox (saved before it is sent) and refolds
+    /// its case's summary.
+    pub fn queue(&mut self, file: &CaseFile, row: OutboxRow) -> Result<CaseView, ClientError> {
+        // The case's file (its key) is on disk before the event that
+        // needs it is.
+        self.write_file(file)?;
+        self.index.outbox.push(row);
+        self.refresh(file)
+    }
+
+    /// Replaces a waiting event (sealed again under a newer key).
+    pub fn replace_waiting(
+        &mut self,
+        event_id: &[u8; 16],
+        row: OutboxRow,
+    ) -> Result<(), ClientError> {
+        for o in &mut self.index.outbox {
+            if o.signed()?
+                .header_unverified()
+                .is_ok_and(|h| h.event_id == *event_id)
+            {
+                *o = row;
+                break;
+            }
+        }
+        self.save_index()
+    }
+
+    /// Removes a waiting event the server refused for good.
+    pub fn drop_waiting(&mut self, event_id: &[u8; 16]) -> Result<(), ClientError> {
+        self.index.outbox.retain(|o| {
+            o.signed()
+                .ok()
+                .and_then(|s| s.header_unverified().ok())
+                .is_none_or(|h| h.event_id != *event_id)
+        });
+        self.save_index()
+    }
+
+    /// Removes a waiting event the server accepted: it is added to its
+    /// case's events first (`accepted`: its position and time), so nothing
+    /// the server acknowledged leaves the replica.
+    pub fn accepted(
+        &mut self,
+        row: &OutboxRow,
+        position: u64,
+        at: u64,
+        author_key: IdentityPublicKey,
+    ) -> Result<(), ClientError> {
+        let signed = row.signed()?;
+        let case = CaseId::from_slice(&row.case_id, "case_id").map_err(|_| damaged("outbox"))?;
+        if self.is_erased(&case) {
+            self.index.outbox.retain(|o| o != row);
+            return self.save_index();
+        }
+        let mut file = self.load(&case)?;
+        file.add(StoredEvent {
+            position,
+            at,
+            event: signed,
+            author_key,
+        });
+        file.events.sort_by_key(|e| e.position);
+        self.index.outbox.retain(|o| o != row);
+        self.save(&file).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cases::testing::{event, staff};
+
+    #[test]
+    fn a_case_survives_a_reopen_and_its_summary_is_in_the_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let key = [4u8; 32];
+        let case = CaseId::from_bytes([1; 16]);
+        let (me, ck) = (staff(1), CaseKey::from_bytes([2; 32]));
+        let mut r = Replica::open(&state, &key).expect("open");
+        assert_eq!(r.retention_secs(), None);
+        let mut file = CaseFile::new(case);
+        file.keys.insert(1, ck.clone());
+        let e = event(&me, &ck, case, [5; 16], 1, Some(CaseState::Open), |c| {
+            c.changes
+                .push(crate::cases::testing::set_text(2, "a summary", &[]));
+        });
+        assert!(file.add(StoredEvent {
+            position: 1,
+            at: 10,
+            event: e.clone(),
+            author_key: me.public_key(),
+        }));
+        assert!(!file.add(StoredEvent {
+            position: 2,
+            at: 10,
+            event: e,
+            author_key: me.public_key(),
+        }));
+        r.save(&file).expect("save");
+        r.set_cursor(1, 86_400).expect("cursor");
+        let r = Replica::open(&state, &key).expect("reopen");
+        assert_eq!(r.cursor(), 1);
+        assert_eq!(r.retention_secs(), Some(86_400));
+        assert_eq!(r.summaries().len(), 1);
+        assert_eq!(r.summaries()[0].summary, "a summary");
+        assert_eq!(r.summaries()[0].state(), Some(CaseState::Open));
+        let v = r.view(&case).expect("view");
+        assert_eq!(v.case_text(fields::case_field::SUMMARY), "a summary");
+        // Nothing readable on disk.
+        for f in std::fs::read_dir(dir.path().join(DIR)).expect("dir") {
+            let bytes = std::fs::read(f.expect("entry").path()).expect("read");
+            assert!(!bytes.windows(9).any(|w| w == b"a summary"));
+        }
+        // The wrong storage key opens nothing.
+        assert!(Replica::open(&state, &[5u8; 32]).is_err());
+    }
+
+    #[test]
+    fn events_without_their_key_are_counted_and_wrong_keys_warned() {
+        let case = CaseId::from_bytes([1; 16]);
+        let me = staff(1);
+        let ck = CaseKey::from_bytes([2; 32]);
+        let mut file = CaseFile::new(case);
+        let e = event(&me, &ck, case, [5; 16], 1, Some(CaseState::Open), |_| {});
+        file.add(StoredEvent {
+            position: 1,
+            at: 1,
+            event: e,
+            author_key: me.public_key(),
+        });
+        assert_eq!(file.view(&[]).unreadable, 1);
+        file.keys.insert(1, CaseKey::from_bytes([3; 32]));
+        let v = file.view(&[]);
+        assert_eq!(v.unreadable, 0);
+        assert_eq!(v.warnings[0].kind, WarningKind::Skipped);
+        file.keys.insert(1, ck);
+        assert_eq!(file.view(&[]).state, Some(CaseState::Open));
+    }
+
+    #[test]
+    fn erasing_a_case_deletes_its_file_summary_and_waiting_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let key = [4u8; 32];
+        let case = CaseId::from_bytes([1; 16]);
+        let me = staff(1);
+        let ck = CaseKey::from_bytes([2; 32]);
+        let mut r = Replica::open(&state, &key).expect("open");
+        let mut file = CaseFile::new(case);
+        file.keys.insert(1, ck.clone());
+        r.save(&file).expect("save");
+        let e = event(&me, &ck, case, [6; 16], 1, None, |c| {
+            c.note = "later".into()
+        });
+        r.queue(
+            &file,
+            OutboxRow {
+                case_id: case.as_bytes().to_vec(),
+                event: e.encode(),
+                content: CaseEventContent::default().encode_to_vec(),
+                written_at: 1,
+            },
+        )
+        .expect("queue");
+        assert!(dir.path().join(DIR).join(file_name(&case)).exists());
+        r.erase(&case).expect("erase");
+        assert!(!dir.path().join(DIR).join(file_name(&case)).exists());
+        let r = Replica::open(&state, &key).expect("reopen");
+        assert!(r.summaries().is_empty());
+        assert!(r.outbox().is_empty());
+        assert!(r.is_erased(&case));
+        assert!(r.load(&case).expect("load").keys.is_empty());
+    }
+
+    #[test]
+    fn a_received_key_is_kept_only_if_the_events_of_its_epoch_commit_to_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let mut r = Replica::open(&state, &[4u8; 32]).expect("open");
+        let case = CaseId::from_bytes([1; 16]);
+        let me = staff(1);
+        let (right, wrong) = (CaseKey::from_bytes([2; 32]), CaseKey::from_bytes([3; 32]));
+        // No event yet: the first key is kept, another one is not.
+        assert_eq!(
+            r.add_key(&case, 1, wrong.clone()).expect("add"),
+            KeyOutcome::Kept
+        );
+        assert_eq!(
+            r.add_key(&case, 1, wrong.clone()).expect("add"),
+            KeyOutcome::AlreadyHeld
+        );
+        assert_eq!(
+            r.add_key(&case, 1, right.clone()).expect("add"),
+            KeyOutcome::Conflicting
+        );
+        // An event of epoch 1 under the right key arrives: it cannot be read
+        // with the wrong key (a warning), and the right key now replaces it.
+        let mut file = r.load(&case).expect("load");
+        file.add(StoredEvent {
+            position: 1,
+            at: 1,
+            event: event(&me, &right, case, [5; 16], 1, Some(CaseState::Open), |_| {}),
+            author_key: me.public_key(),
+        });
+        let v = r.save(&file).expect("save");
+        assert_eq!(v.warnings[0].kind, WarningKind::Skipped);
+        assert_eq!(
+            r.add_key(&case, 1, CaseKey::from_bytes([6; 32]))
+                .expect("add"),
+            KeyOutcome::Mismatch
+        );
+        assert_eq!(r.add_key(&case, 1, right).expect("add"), KeyOutcome::Kept);
+        assert_eq!(r.view(&case).expect("view").state, Some(CaseState::Open));
+        // An erased case takes no key back.
+        r.erase(&case).expect("erase");
+        assert_eq!(r.add_key(&case, 1, wrong).expect("add"), KeyOutcome::Erased);
+        assert!(!dir.path().join(DIR).join(file_name(&case)).exists());
+    }
+}

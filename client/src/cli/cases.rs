@@ -1,0 +1,1115 @@
+//! `hotline case …` and `hotline relocation …` (staff): cases read from
+//! this device's replica, synced first when the server can be reached;
+//! writes are sealed, saved in the case outbox and sent (or, offline,
+//! queued for the next command).
+
+use anyhow::{Context as _, bail};
+use hotline_client::StateDir;
+use hotline_client::cases::fields::{
+    self, DOCUMENTS, PROGRAMMES, RELATIONSHIPS, RISKS, Value, case_field, entity, person_field,
+    relocation_field,
+};
+use hotline_client::cases::model::{CaseView, EventId, Register};
+use hotline_client::cases::outbox::{self, Fate, new_id};
+use hotline_client::cases::replica::{CaseFile, Replica, SummaryRow};
+use hotline_client::cases::{open_replica, sync};
+use hotline_client::messenger::Device;
+use hotline_client::{ClientError, Session};
+use hotline_proto::DeviceId;
+use hotline_proto::case::content::{
+    CaseEventContent, CaseOpening, FieldChange, FieldValue, FieldValueKind, IdList,
+};
+use hotline_proto::case::relocation::{self, Stage};
+use hotline_proto::case::seal::CaseKey;
+use hotline_proto::case::{CaseControl, CaseId, CaseState};
+use hotline_proto::e2e::roster::Roster;
+use hotline_proto::e2e::suite::SystemRandomness;
+use hotline_proto::identity::hex;
+
+use super::Queued;
+use super::case_view::{list_lines, person_line, relocation_lines, short, show_field, view_lines};
+use super::unlock::{after_unlock, open_device};
+
+/// The shortest id prefix accepted.
+const MIN_PREFIX: usize = 4;
+
+/// An unlocked staff device with its replica, online or not.
+struct Ctx {
+    device: Device,
+    replica: Replica,
+    session: Option<Session>,
+    roster: Option<Roster>,
+}
+
+fn offline(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Unreachable { .. } | ClientError::ConnectionLost(_)
+    )
+}
+
+impl Ctx {
+    /// Unlocks the device; online, sends the case events waiting and
+    /// syncs; offline, says so and works from the replica.
+    async fn start(state: &StateDir) -> anyhow::Result<Ctx> {
+        let device = open_device(state)?;
+        if !device.profile().role()?.is_staff() {
+            bail!("cases are kept by staff devices; this device is a defender's");
+        }
+        let replica = open_replica(&device)?;
+        let mut ctx = Ctx {
+            device,
+            replica,
+            session: None,
+            roster: None,
+        };
+        match ctx.device.connect().await {
+            Ok(session) => {
+                after_unlock(state, &session).await;
+                match ctx.device.roster(&session).await {
+                    Ok(r) => ctx.roster = Some(r),
+                    Err(e) => eprintln!("WARNING: cases were not synced: {e}"),
+                }
+                ctx.session = Some(session);
+                // Neither failure stops the command: it works from what
+                // the replica holds, and says so.
+                if let Err(e) = ctx.flush(None).await {
+                    eprintln!("WARNING: the case changes waiting here were not sent: {e}");
+                }
+                if let Err(e) = ctx.sync().await {
+                    eprintln!(
+                        "WARNING: cases were not synced ({e}): showing what this device holds"
+                    );
+                }
+            }
+            Err(e) if offline(&e) => {
+                eprintln!(
+                    "offline: {e}\nworking from what this device holds; changes wait in its case outbox"
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(ctx)
+    }
+
+    async fn sync(&mut self) -> anyhow::Result<()> {
+        let (Some(session), Some(roster)) = (&self.session, &self.roster) else {
+            return Ok(());
+        };
+        let report = sync::sync_cases(session, &mut self.replica, roster, &|_| None).await?;
+        for w in &report.warnings {
+            eprintln!("WARNING: {w}");
+        }
+        for c in &report.erased {
+            println!(
+                "case {} was erased: its events and keys are gone from this device",
+                short(c.as_bytes())
+            );
+        }
+        for c in &report.requested {
+            println!("new request from a defender: case {}", short(c.as_bytes()));
+        }
+        for c in &report.erasure_requested {
+            println!(
+                "erasure of case {} was asked for: a second coordinator or admin must confirm it",
+                short(c.as_bytes())
+            );
+        }
+        Ok(())
+    }
+
+    /// Sends the case events waiting; says what became of each (of those
+    /// refused for good; the caller says what became of its own).
+    async fn flush(&mut self, mine: Option<EventId>) -> anyhow::Result<outbox::Flushed> {
+        let Some(session) = &self.session else {
+            return Ok(outbox::Flushed {
+                waiting: self.replica.outbox().len(),
+                ..Default::default()
+            });
+        };
+        let version = self.roster_version();
+        let out =
+            outbox::flush(session, &mut self.replica, self.device.identity(), version).await?;
+        for (case, id, fate) in &out.settled {
+            if let Fate::Refused(why) = fate
+                && Some(*id) != mine
+            {
+                eprintln!(
+                    "NOT SAVED: a change to case {} was refused by the server and removed from the outbox: {why}",
+                    short(case.as_bytes())
+                );
+            }
+        }
+        if let Some(why) = &out.stopped
+            && mine.is_none()
+        {
+            eprintln!("{} case change(s) wait in the outbox: {why}", out.waiting);
+        }
+        Ok(out)
+    }
+
+    fn roster_version(&self) -> u64 {
+        self.roster
+            .as_ref()
+            .map(|r| r.version)
+            .or(self.device.profile().roster_version)
+            .unwrap_or(0)
+    }
+
+    fn me(&self) -> DeviceId {
+        self.device.identity().device_id()
+    }
+
+    /// Writes one event to `file`'s case and sends it (with anything
+    /// waiting before it). Returns the case as it now reads.
+    async fn write(
+        &mut self,
+        file: &CaseFile,
+        control: CaseControl,
+        content: CaseEventContent,
+        done: &str,
+    ) -> anyhow::Result<CaseView> {
+        let version = self.roster_version();
+        let opening = file.events.is_empty()
+            && file.request.is_none()
+            && control.state == Some(CaseState::Open);
+        let (id, view) = outbox::write(
+            &mut self.replica,
+            self.device.identity(),
+            version,
+            file,
+            control,
+            &content,
+        )?;
+        let out = self.flush(Some(id)).await?;
+        match out
+            .settled
+            .iter()
+            .find(|(_, e, _)| *e == id)
+            .map(|(_, _, f)| f)
+        {
+            Some(Fate::Accepted { .. }) => {
+                println!("{done}");
+                Ok(view)
+            }
+            Some(Fate::Refused(why)) => {
+                if opening {
+                    // A case whose opening the server refused does not
+                    // exist: its key goes too.
+                    self.replica.forget(&file.case_id)?;
+                }
+                bail!("NOT SAVED: the server refused this change ({why}); nothing was written")
+            }
+            None => {
+                println!("{done} (on this device only)");
+                let why = out
+                    .stopped
+                    .as_deref()
+                    .map_or_else(|| "offline".to_owned(), str::to_owned);
+                eprintln!(
+                    "not sent yet ({why}): {} change(s) wait in this device's case outbox, this one included, and go out with the next command that reaches the server",
+                    out.waiting.max(1)
+                );
+                Err(Queued.into())
+            }
+        }
+    }
+
+    /// The case named by `text`: a hex prefix of its id (at least 4
+    /// digits) or its reference.
+    fn case(&self, text: &str) -> anyhow::Result<CaseFile> {
+        let id = resolve_case(self.replica.summaries(), text)?;
+        Ok(self.replica.load(&id)?)
+    }
+
+    fn content(&self, note: &str) -> CaseEventContent {
+        CaseEventContent {
+            timestamp: hotline_client::unix_now(),
+            note: note.to_owned(),
+            language: if note.is_empty() {
+                String::new()
+            } else {
+                hotline_client::language()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn shown(&self, id: &[u8]) -> String {
+        match <[u8; 16]>::try_from(id) {
+            Ok(b) => self.device.shown(&DeviceId::from_bytes(b)),
+            Err(_) => "an id this version does not read".into(),
+        }
+    }
+
+    async fn close(self) {
+        if let Some(s) = self.session {
+            s.close().await;
+        }
+    }
+}
+
+/// The case named by `text` among `summaries`.
+fn resolve_case(summaries: &[SummaryRow], text: &str) -> anyhow::Result<CaseId> {
+    let t = text.trim();
+    let by_ref: Vec<&SummaryRow> = summaries
+        .iter()
+        .filter(|s| !s.reference.is_empty() && s.reference.eq_ignore_ascii_case(t))
+        .collect();
+    if let [one] = by_ref.as_slice() {
+        return one.id().context("the case replica is damaged");
+    }
+    let hexed = t.to_ascii_lowercase();
+    if hexed.len() < MIN_PREFIX || !hexed.chars().all(|c| c.is_ascii_hexdigit()) {
+        bail!(
+            "no case here has the reference {t:?}; give a case's reference or at least {MIN_PREFIX} hex digits of its id, as `hotline case list` shows them"
+        );
+    }
+    let found: Vec<&SummaryRow> = summaries
+        .iter()
+        .filter(|s| hex(&s.case_id).starts_with(&hexed))
+        .collect();
+    match found.as_slice() {
+        [one] => one.id().context("the case replica is damaged"),
+        [] => bail!(
+            "no case known on this device starts with {hexed} (`hotline case list` shows them)"
+        ),
+        many => bail!(
+            "{hexed} matches {} cases: give more digits of the id",
+            many.len()
+        ),
+    }
+}
+
+/// An entity of a case (a person or a relocation) named by a hex prefix
+/// of its id, or (people) by name.
+fn resolve_entity(
+    view: &CaseView,
+    ids: &[Vec<u8>],
+    what: &str,
+    text: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let t = text.trim();
+    if what == "person" {
+        let named: Vec<&Vec<u8>> = ids
+            .iter()
+            .filter(|p| {
+                view.field(entity::PERSON, p, person_field::NAME)
+                    .and_then(Register::value)
+                    .and_then(Value::text)
+                    .is_some_and(|n| n.eq_ignore_ascii_case(t))
+            })
+            .collect();
+        if let [one] = named.as_slice() {
+            return Ok((*one).clone());
+        }
+    }
+    let hexed = t.to_ascii_lowercase();
+    if hexed.len() < MIN_PREFIX || !hexed.chars().all(|c| c.is_ascii_hexdigit()) {
+        bail!(
+            "give a {what} by at least {MIN_PREFIX} hex digits of its id{}",
+            if what == "person" { " or by name" } else { "" }
+        );
+    }
+    let found: Vec<&Vec<u8>> = ids.iter().filter(|i| hex(i).starts_with(&hexed)).collect();
+    match found.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => bail!("no {what} of this case starts with {hexed}"),
+        many => bail!(
+            "{hexed} matches {} {what}s of this case: give more digits",
+            many.len()
+        ),
+    }
+}
+
+fn text_value(t: &str) -> Option<FieldValue> {
+    Some(FieldValue {
+        kind: Some(FieldValueKind::Text(t.to_owned())),
+    })
+}
+
+fn number_value(n: u64) -> Option<FieldValue> {
+    Some(FieldValue {
+        kind: Some(FieldValueKind::Number(n)),
+    })
+}
+
+fn ids_value(ids: Vec<Vec<u8>>) -> Option<FieldValue> {
+    Some(FieldValue {
+        kind: Some(FieldValueKind::Ids(IdList {
+            ids: ids.into_iter().map(Into::into).collect(),
+        })),
+    })
+}
+
+/// A change of `field` of (entity, id) to `value`, naming every head it
+/// replaces (so it resolves a conflict).
+fn change(
+    view: &CaseView,
+    ent: i32,
+    id: &[u8],
+    field: u32,
+    value: Option<FieldValue>,
+) -> FieldChange {
+    FieldChange {
+        entity: ent,
+        entity_id: id.to_vec().into(),
+        field,
+        value,
+        based_on: view
+            .field(ent, id, field)
+            .map(|r| {
+                r.head_ids()
+                    .into_iter()
+                    .map(|h| h.to_vec().into())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+fn country(text: &str) -> anyhow::Result<String> {
+    let c = text.trim().to_ascii_uppercase();
+    if c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_uppercase()) {
+        bail!("a country is its two-letter ISO 3166-1 code, such as UA or CO");
+    }
+    Ok(c)
+}
+
+fn day(text: &str) -> anyhow::Result<String> {
+    let t = text.trim();
+    let ok = t.len() == 10
+        && t.char_indices().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
+        && t[5..7].parse::<u32>().is_ok_and(|m| (1..=12).contains(&m))
+        && t[8..10].parse::<u32>().is_ok_and(|d| (1..=31).contains(&d));
+    if !ok {
+        bail!("a date is written YYYY-MM-DD, such as 2026-05-12");
+    }
+    Ok(t.to_owned())
+}
+
+fn word(names: &[&str], text: &str, what: &str) -> anyhow::Result<u64> {
+    fields::number_of(names, text)
+        .ok_or_else(|| anyhow::anyhow!("not a {what}; the {what}s are: {}", names.join(", ")))
+}
+
+/// The value a person typed for `field` of `ent`, as stored.
+fn parse_value(ctx: &Ctx, ent: i32, field: u32, text: &str) -> anyhow::Result<Option<FieldValue>> {
+    Ok(match (ent, field) {
+        (entity::CASE, case_field::COUNTRY)
+        | (entity::RELOCATION, relocation_field::HOST_COUNTRY) => text_value(&country(text)?),
+        (entity::CASE, case_field::RISK) => number_value(word(&RISKS, text, "risk level")?),
+        (entity::CASE, case_field::PROGRAMME) => {
+            number_value(word(&PROGRAMMES, text, "programme")?)
+        }
+        (entity::CASE, case_field::COORDINATORS | case_field::DEFENDERS) => {
+            ids_value(devices(ctx, text)?)
+        }
+        (entity::CASE, case_field::ALERTS) => {
+            let mut ids = Vec::new();
+            for a in text.split(',').filter(|a| !a.trim().is_empty()) {
+                let n = super::names::parse_alert_id(a).map_err(anyhow::Error::msg)?;
+                ids.push(n.to_be_bytes().to_vec());
+            }
+            ids_value(ids)
+        }
+        (entity::PERSON, person_field::RELATIONSHIP) => {
+            number_value(word(&RELATIONSHIPS, text, "relationship")?)
+        }
+        (entity::PERSON, person_field::DOCUMENT) => {
+            number_value(word(&DOCUMENTS, text, "travel document state")?)
+        }
+        (entity::PERSON, person_field::BORN) => {
+            let y: u64 = text
+                .trim()
+                .parse()
+                .ok()
+                .filter(|y| (1900..=2100).contains(y))
+                .context("a year of birth is four digits, such as 1987")?;
+            number_value(y)
+        }
+        (entity::PERSON, person_field::REMOVED) => number_value(1),
+        (entity::RELOCATION, relocation_field::STAGE) => {
+            bail!("a stage is changed with `hotline relocation advance`, which checks the move")
+        }
+        (entity::RELOCATION, relocation_field::PEOPLE) => {
+            bail!("the people of a relocation are set when it starts")
+        }
+        (entity::RELOCATION, 5..=8 | relocation_field::HOSTED_UNTIL) => text_value(&day(text)?),
+        _ => {
+            if text.trim().is_empty() {
+                bail!("give a value");
+            }
+            text_value(text.trim())
+        }
+    })
+}
+
+/// Devices named in a comma-separated list (`me`: this device).
+fn devices(ctx: &Ctx, text: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+    let staff: Vec<DeviceId> = ctx
+        .roster
+        .as_ref()
+        .map(|r| r.entries.iter().map(|e| e.device_id).collect())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let id = if name.eq_ignore_ascii_case("me") {
+            ctx.me()
+        } else {
+            super::names::device_arg(&ctx.device, name, &staff)?
+        };
+        if !out.contains(&id.as_bytes().to_vec()) {
+            out.push(id.as_bytes().to_vec());
+        }
+    }
+    Ok(out)
+}
+
+/// Sends the case key to the other staff devices on the roster.
+///
+/// This version has no CASE_KEYS content to seal it in
+/// (`hotline_proto::e2e::content` does not carry case keys yet), so it
+/// says plainly that only this device can read the case.
+fn send_case_key_to_staff(ctx: &Ctx, _case: &CaseId, _epoch: u32, _key: &CaseKey) {
+    let others = ctx.roster.as_ref().map_or(0, |r| {
+        r.entries
+            .iter()
+            .filter(|e| e.device_id != ctx.me() && e.role.is_staff())
+            .count()
+    });
+    if others > 0 {
+        eprintln!(
+            "WARNING: this version cannot send case keys to other staff devices yet: only this device can read this case; the {others} other staff device(s) on the roster see that it exists and how many events it has, not what they say"
+        );
+    }
+}
+
+/// `hotline case open`.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn open(
+    state: &StateDir,
+    from_alert: Option<u64>,
+    summary: &str,
+    country_code: Option<&str>,
+    risk: Option<&str>,
+    programme: Option<&str>,
+    reference: Option<&str>,
+) -> anyhow::Result<()> {
+    if summary.trim().is_empty() {
+        bail!("give the case a summary (--summary \"…\")");
+    }
+    let country_code = country_code.map(country).transpose()?;
+    let risk = risk.map(|r| word(&RISKS, r, "risk level")).transpose()?;
+    let programme = programme
+        .map(|p| word(&PROGRAMMES, p, "programme"))
+        .transpose()?;
+    let mut ctx = Ctx::start(state).await?;
+    if let Some(r) = reference
+        && ctx
+            .replica
+            .summaries()
+            .iter()
+            .any(|s| s.reference.eq_ignore_ascii_case(r.trim()))
+    {
+        bail!("a case with the reference {r:?} exists already; nothing was written");
+    }
+    let case_id = CaseId::from_bytes(new_id()?);
+    let key = CaseKey::generate(&mut SystemRandomness);
+    let mut file = CaseFile::new(case_id);
+    file.keys.insert(1, key.clone());
+    ctx.replica.save(&file)?;
+    let view = CaseView::new(case_id);
+    let mut content = ctx.content("");
+    let mut changes = vec![change(
+        &view,
+        entity::CASE,
+        &[],
+        case_field::SUMMARY,
+        text_value(summary.trim()),
+    )];
+    if let Some(r) = reference {
+        changes.push(change(
+            &view,
+            entity::CASE,
+            &[],
+            case_field::REFERENCE,
+            text_value(r.trim()),
+        ));
+    }
+    if let Some(c) = country_code {
+        changes.push(change(
+            &view,
+            entity::CASE,
+            &[],
+            case_field::COUNTRY,
+            text_value(&c),
+        ));
+    }
+    if let Some(r) = risk {
+        changes.push(change(
+            &view,
+            entity::CASE,
+            &[],
+            case_field::RISK,
+            number_value(r),
+        ));
+    }
+    if let Some(p) = programme {
+        changes.push(change(
+            &view,
+            entity::CASE,
+            &[],
+            case_field::PROGRAMME,
+            number_value(p),
+        ));
+    }
+    changes.push(change(
+        &view,
+        entity::CASE,
+        &[],
+        case_field::COORDINATORS,
+        ids_value(vec![ctx.me().as_bytes().to_vec()]),
+    ));
+    if let Some(a) = from_alert {
+        changes.push(change(
+            &view,
+            entity::CASE,
+            &[],
+            case_field::ALERTS,
+            ids_value(vec![a.to_be_bytes().to_vec()]),
+        ));
+        if let Some(session) = &ctx.session
+            && let Ok(alerts) = session.alerts(false).await
+            && let Some(alert) = alerts.iter().find(|x| x.id == a)
+        {
+            changes.push(change(
+                &view,
+                entity::CASE,
+                &[],
+                case_field::DEFENDERS,
+                ids_value(vec![alert.defender.as_bytes().to_vec()]),
+            ));
+        }
+    }
+    content.changes = changes;
+    content.opening = Some(CaseOpening {
+        from_alert: from_alert.unwrap_or(0),
+        ..Default::default()
+    });
+    send_case_key_to_staff(&ctx, &case_id, 1, &key);
+    let done = format!("case {} opened", short(case_id.as_bytes()));
+    let control = CaseControl {
+        state: Some(CaseState::Open),
+        ..CaseControl::default()
+    };
+    let r = ctx.write(&file, control, content, &done).await;
+    ctx.close().await;
+    r.map(|_| ())
+}
+
+/// Filters of `hotline case list`.
+#[derive(Debug, Default)]
+pub(super) struct ListFilter {
+    pub(super) state: Option<String>,
+    pub(super) stage: Option<String>,
+    pub(super) coordinator: Option<String>,
+    pub(super) country: Option<String>,
+    pub(super) erasable: bool,
+}
+
+/// `hotline case list`: from the replica only.
+pub(super) fn list(state: &StateDir, filter: &ListFilter) -> anyhow::Result<()> {
+    let device = open_device(state)?;
+    if !device.profile().role()?.is_staff() {
+        bail!("cases are kept by staff devices; this device is a defender's");
+    }
+    let replica = open_replica(&device)?;
+    let wanted_state = match filter
+        .state
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None => None,
+        Some("requested") => Some(CaseState::Requested),
+        Some("open") => Some(CaseState::Open),
+        Some("closed") => Some(CaseState::Closed),
+        Some(_) => bail!("a case state is requested, open or closed"),
+    };
+    let stage = filter
+        .stage
+        .as_deref()
+        .map(str::parse::<Stage>)
+        .transpose()?;
+    let coordinator = match filter.coordinator.as_deref() {
+        None => None,
+        Some(c) if c.eq_ignore_ascii_case("me") => Some(device.identity().device_id()),
+        Some(c) => Some(super::names::device_arg(&device, c, &[])?),
+    };
+    let country_code = filter.country.as_deref().map(country).transpose()?;
+    let now = hotline_client::unix_now();
+    let retention = match replica.retention_secs() {
+        Some(r) => r,
+        None if filter.erasable => bail!(
+            "this device has not synced cases yet, so it does not know the server's retention period: run any other case command while online first"
+        ),
+        None => 0,
+    };
+    let rows: Vec<&SummaryRow> = replica
+        .summaries()
+        .iter()
+        .filter(|s| wanted_state.is_none_or(|w| s.state() == Some(w)))
+        .filter(|s| stage.is_none_or(|st| s.stages.contains(&st.number())))
+        .filter(|s| coordinator.is_none_or(|c| s.coordinators.iter().any(|x| x == c.as_bytes())))
+        .filter(|s| {
+            country_code
+                .as_ref()
+                .is_none_or(|c| s.country.split(" | ").any(|x| x == c))
+        })
+        .filter(|s| {
+            !filter.erasable
+                || (s.state() == Some(CaseState::Closed)
+                    && !s.legal_hold
+                    && !s.ledger
+                    && s.closed_at.saturating_add(retention) <= now)
+        })
+        .collect();
+    print!("{}", list_lines(&rows, now));
+    Ok(())
+}
+
+/// `hotline case show`.
+pub(super) async fn show(state: &StateDir, case: &str) -> anyhow::Result<()> {
+    let ctx = Ctx::start(state).await?;
+    let file = ctx.case(case)?;
+    let view = ctx.replica.view(&file.case_id)?;
+    let who = |i: &[u8]| ctx.shown(i);
+    let waiting = ctx.replica.waiting(&view.case_id).len();
+    for l in view_lines(&who, &view, waiting) {
+        println!("{l}");
+    }
+    ctx.close().await;
+    Ok(())
+}
+
+/// The case commands that write one event.
+#[derive(Debug)]
+pub(super) enum Write {
+    Note(String),
+    Assign(Vec<String>),
+    Close(String),
+    Reopen,
+    Set {
+        field: String,
+        value: String,
+    },
+    PersonAdd {
+        name: String,
+        relationship: String,
+        born: Option<String>,
+        document: Option<String>,
+        needs: Option<String>,
+    },
+    PersonEdit {
+        person: String,
+        field: String,
+        value: String,
+    },
+    RelocationStart {
+        people: String,
+        origin: String,
+        to: String,
+        city: String,
+        depart: Option<String>,
+        arrive: Option<String>,
+        accommodation: Option<String>,
+    },
+    Advance {
+        relocation: String,
+        stage: String,
+        note: Option<String>,
+    },
+}
+
+/// `hotline case note|assign|close|reopen|set|person add|person edit`,
+/// `hotline relocation start|advance`.
+pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::Result<()> {
+    // What can be checked before unlocking is checked first.
+    if let Write::Advance { stage, .. } = &what {
+        stage.parse::<Stage>()?;
+    }
+    let mut ctx = Ctx::start(state).await?;
+    let mut file = ctx.case(case)?;
+    let view = ctx.replica.view(&file.case_id)?;
+    let mut control = CaseControl::default();
+    let short_id = short(file.case_id.as_bytes());
+    let (mut content, mut done) = match what {
+        Write::Note(text) => {
+            if text.trim().is_empty() {
+                bail!("the note is empty; nothing was written");
+            }
+            (ctx.content(&text), format!("note added to case {short_id}"))
+        }
+        Write::Assign(names) => {
+            let ids = devices(&ctx, &names.join(","))?;
+            let mut c = ctx.content("");
+            c.changes.push(change(
+                &view,
+                entity::CASE,
+                &[],
+                case_field::COORDINATORS,
+                ids_value(ids),
+            ));
+            (c, format!("coordinators of case {short_id} set"))
+        }
+        Write::Close(reason) => {
+            if reason.trim().is_empty() {
+                bail!("give the reason for closing (--reason \"…\")");
+            }
+            if view.state == Some(CaseState::Closed) {
+                bail!("case {short_id} is closed already");
+            }
+            control.state = Some(CaseState::Closed);
+            (ctx.content(&reason), format!("case {short_id} closed"))
+        }
+        Write::Reopen => {
+            if view.state != Some(CaseState::Closed) {
+                bail!("case {short_id} is not closed");
+            }
+            control.state = Some(CaseState::Open);
+            (ctx.content(""), format!("case {short_id} reopened"))
+        }
+        Write::Set { field, value } => {
+            let (n, spec) = fields::field_by_name(entity::CASE, &field).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "a case has no field {field:?}; its fields are: {}",
+                    (1..=8)
+                        .filter_map(|n| fields::field_spec(entity::CASE, n))
+                        .map(|s| s.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+            let v = parse_value(&ctx, entity::CASE, n, &value)?;
+            let mut c = ctx.content("");
+            c.changes.push(change(&view, entity::CASE, &[], n, v));
+            (c, format!("{} of case {short_id} set", spec.name))
+        }
+        Write::PersonAdd {
+            name,
+            relationship,
+            born,
+            document,
+            needs,
+        } => {
+            if name.trim().is_empty() {
+                bail!("give the person's name (--name)");
+            }
+            let p = new_id()?.to_vec();
+            let mut c = ctx.content("");
+            c.changes.push(change(
+                &view,
+                entity::PERSON,
+                &p,
+                person_field::NAME,
+                text_value(name.trim()),
+            ));
+            c.changes.push(change(
+                &view,
+                entity::PERSON,
+                &p,
+                person_field::RELATIONSHIP,
+                parse_value(
+                    &ctx,
+                    entity::PERSON,
+                    person_field::RELATIONSHIP,
+                    &relationship,
+                )?,
+            ));
+            for (field, given) in [
+                (person_field::BORN, born),
+                (person_field::DOCUMENT, document),
+                (person_field::NEEDS, needs),
+            ] {
+                if let Some(g) = given {
+                    c.changes.push(change(
+                        &view,
+                        entity::PERSON,
+                        &p,
+                        field,
+                        parse_value(&ctx, entity::PERSON, field, &g)?,
+                    ));
+                }
+            }
+            (c, format!("person {} added to case {short_id}", short(&p)))
+        }
+        Write::PersonEdit {
+            person,
+            field,
+            value,
+        } => {
+            let p = resolve_entity(&view, &view.people, "person", &person)?;
+            let (n, spec) = fields::field_by_name(entity::PERSON, &field).ok_or_else(|| {
+                anyhow::anyhow!("a person has no field {field:?}; the fields are: name, relationship, born, document, needs, removed")
+            })?;
+            let v = parse_value(&ctx, entity::PERSON, n, &value)?;
+            let mut c = ctx.content("");
+            c.changes.push(change(&view, entity::PERSON, &p, n, v));
+            (c, format!("{} of person {} set", spec.name, short(&p)))
+        }
+        Write::RelocationStart {
+            people,
+            origin,
+            to,
+            city,
+            depart,
+            arrive,
+            accommodation,
+        } => {
+            let mut covered = Vec::new();
+            for p in people.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                covered.push(resolve_entity(&view, &view.people, "person", p)?);
+            }
+            if covered.is_empty() {
+                bail!(
+                    "give the people the relocation covers (--people P1,P2: `hotline case person list` shows them)"
+                );
+            }
+            let r = new_id()?.to_vec();
+            let mut c = ctx.content("");
+            c.changes.push(change(
+                &view,
+                entity::RELOCATION,
+                &r,
+                relocation_field::PEOPLE,
+                ids_value(covered),
+            ));
+            c.changes.push(change(
+                &view,
+                entity::RELOCATION,
+                &r,
+                relocation_field::ORIGIN,
+                text_value(origin.trim()),
+            ));
+            c.changes.push(change(
+                &view,
+                entity::RELOCATION,
+                &r,
+                relocation_field::HOST_COUNTRY,
+                text_value(&country(&to)?),
+            ));
+            c.changes.push(change(
+                &view,
+                entity::RELOCATION,
+                &r,
+                relocation_field::HOST_CITY,
+                text_value(city.trim()),
+            ));
+            for (field, given) in [
+                (relocation_field::PLANNED_DEPARTURE, depart),
+                (relocation_field::PLANNED_ARRIVAL, arrive),
+            ] {
+                if let Some(g) = given {
+                    c.changes.push(change(
+                        &view,
+                        entity::RELOCATION,
+                        &r,
+                        field,
+                        text_value(&day(&g)?),
+                    ));
+                }
+            }
+            if let Some(a) = accommodation {
+                c.changes.push(change(
+                    &view,
+                    entity::RELOCATION,
+                    &r,
+                    relocation_field::ACCOMMODATION,
+                    text_value(a.trim()),
+                ));
+            }
+            c.changes.push(change(
+                &view,
+                entity::RELOCATION,
+                &r,
+                relocation_field::STAGE,
+                number_value(u64::from(Stage::Requested.number())),
+            ));
+            (
+                c,
+                format!(
+                    "relocation {} started in case {short_id} (requested)",
+                    short(&r)
+                ),
+            )
+        }
+        Write::Advance {
+            relocation: rel,
+            stage,
+            note,
+        } => {
+            let to: Stage = stage.parse()?;
+            let r = resolve_entity(&view, &view.relocations, "relocation", &rel)?;
+            let Some(from) = view.stage(&r) else {
+                bail!(
+                    "relocation {}'s stage is in conflict ({}): nothing was written. Settle it first with a note and an advance from the stage agreed",
+                    short(&r),
+                    show_field(
+                        &|i| ctx.shown(i),
+                        &view,
+                        entity::RELOCATION,
+                        &r,
+                        relocation_field::STAGE
+                    )
+                    .unwrap_or_default()
+                );
+            };
+            relocation::transition(from, to)?;
+            let mut c = ctx.content(note.as_deref().unwrap_or(""));
+            c.changes.push(change(
+                &view,
+                entity::RELOCATION,
+                &r,
+                relocation_field::STAGE,
+                number_value(u64::from(to.number())),
+            ));
+            (
+                c,
+                format!("relocation {} moved from {from} to {to}", short(&r)),
+            )
+        }
+    };
+    if view.state == Some(CaseState::Requested) && file.events.is_empty() {
+        answer_request(&ctx, &mut file, &mut control, &mut content);
+        done = if control.state == Some(CaseState::Closed) {
+            format!("request {short_id} declined: {done}")
+        } else {
+            format!("request {short_id} accepted: the case is open; {done}")
+        };
+    }
+    let r = ctx.write(&file, control, content, &done).await;
+    ctx.close().await;
+    r.map(|_| ())
+}
+
+/// The first staff event of a case a defender requested opens it (or,
+/// closing it, declines the request): this device draws the case key of
+/// epoch 1, and the event copies the request so that staff who join later
+/// read it.
+fn answer_request(
+    ctx: &Ctx,
+    file: &mut CaseFile,
+    control: &mut CaseControl,
+    content: &mut CaseEventContent,
+) {
+    if file.keys.is_empty() {
+        let key = CaseKey::generate(&mut SystemRandomness);
+        send_case_key_to_staff(ctx, &file.case_id, 1, &key);
+        file.keys.insert(1, key);
+    }
+    if control.state.is_none() {
+        control.state = Some(CaseState::Open);
+    }
+    if let Some(r) = &file.request {
+        content.opening = Some(CaseOpening {
+            request_digest: r.envelope_digest.to_vec().into(),
+            requested_by: r.defender.as_bytes().to_vec().into(),
+            requested_at: r.at,
+            request_text: r.text.clone().unwrap_or_default(),
+            ..Default::default()
+        });
+    }
+}
+
+/// `hotline case person list`.
+pub(super) async fn people(state: &StateDir, case: &str) -> anyhow::Result<()> {
+    let ctx = Ctx::start(state).await?;
+    let file = ctx.case(case)?;
+    let view = ctx.replica.view(&file.case_id)?;
+    if view.people.is_empty() {
+        println!("no people in this case yet (`hotline case person add`)");
+    }
+    for p in &view.people {
+        println!("{}", person_line(&|i| ctx.shown(i), &view, p));
+    }
+    ctx.close().await;
+    Ok(())
+}
+
+/// `hotline relocation show`.
+pub(super) async fn relocation_show(state: &StateDir, case: &str, rel: &str) -> anyhow::Result<()> {
+    let ctx = Ctx::start(state).await?;
+    let file = ctx.case(case)?;
+    let view = ctx.replica.view(&file.case_id)?;
+    let r = resolve_entity(&view, &view.relocations, "relocation", rel)?;
+    for l in relocation_lines(&|i| ctx.shown(i), &view, &r) {
+        println!("{}", l.trim_start());
+    }
+    if let Some(s) = view.stage(&r) {
+        let next = relocation::allowed_next(s);
+        if !next.is_empty() {
+            println!(
+                "next: {}",
+                next.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    for w in view.warnings.iter() {
+        println!("WARNING: {}", w.text);
+    }
+    ctx.close().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: u8, reference: &str) -> SummaryRow {
+        SummaryRow {
+            case_id: [id; 16].to_vec(),
+            reference: reference.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cases_are_named_by_a_unique_prefix_of_four_digits_or_more_or_their_reference() {
+        let rows = vec![row(0xab, "C-2026-0042"), row(0xac, ""), row(0xa1, "")];
+        assert_eq!(
+            resolve_case(&rows, "abab").ok(),
+            Some(CaseId::from_bytes([0xab; 16]))
+        );
+        assert_eq!(
+            resolve_case(&rows, "c-2026-0042").ok(),
+            Some(CaseId::from_bytes([0xab; 16]))
+        );
+        let short = resolve_case(&rows, "aba")
+            .expect_err("too short")
+            .to_string();
+        assert!(short.contains("at least 4 hex digits"), "{short}");
+        let none = resolve_case(&rows, "ffff")
+            .expect_err("unknown")
+            .to_string();
+        assert!(
+            none.contains("no case known on this device starts with ffff"),
+            "{none}"
+        );
+        let rows = vec![row(0xab, ""), {
+            let mut r = row(0xab, "");
+            r.case_id[15] = 0;
+            r
+        }];
+        let many = resolve_case(&rows, "abab")
+            .expect_err("ambiguous")
+            .to_string();
+        assert!(many.contains("matches 2 cases"), "{many}");
+    }
+}
