@@ -1,5 +1,5 @@
 //! Sealing a case event under its case key, and opening it
-//! (docs/protocol.md, section 9.2).
+//! (docs/protocol.md, sections 9.1 and 9.2).
 //!
 //! 1. The content ([`CaseEventContent`]) is encoded and padded to the
 //!    envelope buckets (1, 4, 16 or 64 KiB), so an event's size says only
@@ -151,6 +151,10 @@ pub fn seal(
     if draft.epoch == 0 {
         return Err(DecodeError::Invalid("epoch").into());
     }
+    if draft.control.state == Some(super::CaseState::Requested) {
+        // Only the server puts a case in state requested.
+        return Err(DecodeError::Invalid("control.state").into());
+    }
     let author_id = author.device_id();
     let mut buf = Zeroizing::new(pad(&content.encode_to_vec())?);
     let mut nonce = [0u8; 12];
@@ -256,6 +260,135 @@ mod tests {
                 ..CaseControl::default()
             },
         }
+    }
+
+    #[test]
+    fn the_key_commitment_is_sha256_of_label_case_epoch_and_key() {
+        // Computed independently: Python's hashlib.sha256(b"hotline/1 case
+        // key\x00" + bytes([1]*16) + (1).to_bytes(4, "big") + bytes([7]*32)).
+        let c = CaseKey::from_bytes([7; 32]).commitment(&CaseId::from_bytes([1; 16]), 1);
+        assert_eq!(
+            crate::identity::hex(&c),
+            "6f4f5c1298cd5482459b0d551b7eb87ac029b3aca198d70464f711de3d164226"
+        );
+        // Another epoch or case: another commitment.
+        let k = CaseKey::from_bytes([7; 32]);
+        assert_ne!(k.commitment(&CaseId::from_bytes([1; 16]), 2), c);
+        assert_ne!(k.commitment(&CaseId::from_bytes([9; 16]), 1), c);
+    }
+
+    /// `e`'s nonce and ciphertext under a body that differs as `change`
+    /// says, committed and signed properly.
+    fn moved(
+        author: &IdentityKeyPair,
+        key: &CaseKey,
+        e: &SignedCaseEvent,
+        change: impl FnOnce(&mut pb::CaseEventBody),
+    ) -> SignedCaseEvent {
+        let mut b = pb::CaseEventBody::decode(e.body.as_slice()).expect("body");
+        change(&mut b);
+        let case_id = CaseId::from_slice(&b.case_id, "case_id").expect("case id");
+        b.key_commitment = key.commitment(&case_id, b.epoch).to_vec().into();
+        let body = b.encode_to_vec();
+        let signature = author.sign(&crate::e2e::signed_message(SIGNATURE_LABEL, &body));
+        SignedCaseEvent {
+            author: author.device_id(),
+            body,
+            signature,
+        }
+    }
+
+    #[test]
+    fn a_ciphertext_moved_to_another_event_case_or_epoch_does_not_open() {
+        let author = IdentityKeyPair::from_seed(&[5; 32]);
+        let key = CaseKey::from_bytes([7; 32]);
+        let content = CaseEventContent {
+            note: "moved".into(),
+            ..Default::default()
+        };
+        let e = seal(&author, &key, &draft(), &content, &mut Counter(0)).expect("sealed");
+        let same = moved(&author, &key, &e, |_| {});
+        assert!(
+            same.open(&author.public_key(), |_, _| Some(key.clone()))
+                .is_ok()
+        );
+        let changes: [Box<dyn Fn(&mut pb::CaseEventBody)>; 3] = [
+            Box::new(|b| b.event_id = vec![3; 16].into()),
+            Box::new(|b| b.case_id = vec![4; 16].into()),
+            Box::new(|b| b.epoch = 2),
+        ];
+        for change in changes {
+            let other = moved(&author, &key, &e, change);
+            assert_eq!(
+                other.open(&author.public_key(), |_, _| Some(key.clone())),
+                Err(CaseEventError::Undecryptable)
+            );
+        }
+        // Another author who copies the body under its own name: the
+        // associated data names the author too.
+        let thief = IdentityKeyPair::from_seed(&[6; 32]);
+        let stolen = moved(&thief, &key, &e, |b| {
+            b.author = thief.device_id().as_bytes().to_vec().into();
+        });
+        assert_eq!(
+            stolen.open(&thief.public_key(), |_, _| Some(key.clone())),
+            Err(CaseEventError::Undecryptable)
+        );
+    }
+
+    #[test]
+    fn content_is_padded_to_its_bucket_and_too_large_content_is_refused() {
+        let author = IdentityKeyPair::from_seed(&[5; 32]);
+        let key = CaseKey::from_bytes([7; 32]);
+        let with_note = |len: usize| CaseEventContent {
+            note: "x".repeat(len),
+            ..Default::default()
+        };
+        // The note's tag and length take 2 to 4 bytes, the padding's
+        // length prefix 4.
+        for (len, bucket) in [
+            (0, 1024),
+            (1000, 1024),
+            (1100, 4096),
+            (4100, 16384),
+            (20_000, 65536),
+            (65_000, 65536),
+        ] {
+            let e =
+                seal(&author, &key, &draft(), &with_note(len), &mut Counter(0)).expect("sealed");
+            let h = e.header_unverified().expect("header");
+            assert_eq!(h.ciphertext_len, bucket + 16, "note of {len} bytes");
+            let (_, c) = e
+                .open(&author.public_key(), |_, _| Some(key.clone()))
+                .expect("opened");
+            assert_eq!(c.note.len(), len);
+            assert!(e.body.len() <= crate::case::MAX_EVENT_BODY_LEN);
+        }
+        assert_eq!(
+            seal(&author, &key, &draft(), &with_note(65_536), &mut Counter(0)),
+            Err(CaseEventError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn an_event_is_not_sealed_at_epoch_0_or_into_state_requested() {
+        let author = IdentityKeyPair::from_seed(&[5; 32]);
+        let key = CaseKey::from_bytes([7; 32]);
+        let content = CaseEventContent::default();
+        let mut d = draft();
+        d.epoch = 0;
+        assert!(matches!(
+            seal(&author, &key, &d, &content, &mut Counter(0)),
+            Err(CaseEventError::Decode(DecodeError::Invalid("epoch")))
+        ));
+        let mut d = draft();
+        d.control.state = Some(CaseState::Requested);
+        assert!(matches!(
+            seal(&author, &key, &d, &content, &mut Counter(0)),
+            Err(CaseEventError::Decode(DecodeError::Invalid(
+                "control.state"
+            )))
+        ));
     }
 
     #[test]
