@@ -532,7 +532,7 @@ pub fn decode_sealed_content(bytes: &[u8]) -> Result<Content, EnvelopeError> {
         message_id,
         counter: inner.counter,
         timestamp: inner.timestamp,
-        message: Message::from_wire(&inner),
+        message: Message::from_wire(&inner)?,
         thread: inner.thread,
         sender_label: inner.sender_label,
     })
