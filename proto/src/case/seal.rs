@@ -148,6 +148,21 @@ pub fn seal(
     content: &CaseEventContent,
     rng: &mut impl Randomness,
 ) -> Result<SignedCaseEvent, CaseEventError> {
+    let padded = Zeroizing::new(pad(&content.encode_to_vec())?);
+    seal_padded(author, key, draft, &padded, rng)
+}
+
+/// Seals `padded` as it is (which [`seal`] makes by padding an encoded
+/// `CaseEventContent`); readers refuse anything else. [`seal`] is the way
+/// to write an event; this exists so that the fuzz targets can make the
+/// events a hostile staff device could.
+pub fn seal_padded(
+    author: &IdentityKeyPair,
+    key: &CaseKey,
+    draft: &EventDraft,
+    padded: &[u8],
+    rng: &mut impl Randomness,
+) -> Result<SignedCaseEvent, CaseEventError> {
     if draft.epoch == 0 {
         return Err(DecodeError::Invalid("epoch").into());
     }
@@ -156,7 +171,7 @@ pub fn seal(
         return Err(DecodeError::Invalid("control.state").into());
     }
     let author_id = author.device_id();
-    let mut buf = Zeroizing::new(pad(&content.encode_to_vec())?);
+    let mut buf = Zeroizing::new(padded.to_vec());
     let mut nonce = [0u8; 12];
     rng.fill(&mut nonce);
     let tag = key
