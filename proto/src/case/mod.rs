@@ -563,10 +563,12 @@ mod tests {
         assert!(e.verify_signature(&other.public_key()).is_err());
     }
 
+    type Change = Box<dyn FnOnce(&mut pb::CaseEventBody)>;
+
     #[test]
     fn every_malformed_header_is_refused() {
         let other = IdentityKeyPair::from_seed(&[6; 32]).device_id();
-        let cases: Vec<(Box<dyn FnOnce(&mut pb::CaseEventBody)>, DecodeError)> = vec![
+        let cases: Vec<(Change, DecodeError)> = vec![
             (
                 Box::new(|b| b.version = 2),
                 DecodeError::UnsupportedVersion(2),

@@ -292,6 +292,8 @@ mod tests {
         assert_ne!(k.commitment(&CaseId::from_bytes([9; 16]), 1), c);
     }
 
+    type Change = Box<dyn Fn(&mut pb::CaseEventBody)>;
+
     /// `e`'s nonce and ciphertext under a body that differs as `change`
     /// says, committed and signed properly.
     fn moved(
@@ -327,7 +329,7 @@ mod tests {
             same.open(&author.public_key(), |_, _| Some(key.clone()))
                 .is_ok()
         );
-        let changes: [Box<dyn Fn(&mut pb::CaseEventBody)>; 3] = [
+        let changes: [Change; 3] = [
             Box::new(|b| b.event_id = vec![3; 16].into()),
             Box::new(|b| b.case_id = vec![4; 16].into()),
             Box::new(|b| b.epoch = 2),
