@@ -14,6 +14,7 @@
 //! field or value is shown as such, never guessed), as the version rule
 //! of section 9 says.
 
+pub mod key;
 pub mod relocation;
 pub mod seal;
 
