@@ -336,6 +336,15 @@ mod tests {
     }
 
     #[test]
+    fn the_ciphertext_lengths_are_the_envelope_buckets_and_a_tag() {
+        let want: Vec<usize> = crate::e2e::envelope::BUCKETS
+            .iter()
+            .map(|b| b + 16)
+            .collect();
+        assert_eq!(crate::case::CIPHERTEXT_LENS.to_vec(), want);
+    }
+
+    #[test]
     fn an_event_is_not_sealed_at_epoch_0_or_into_state_requested() {
         let author = IdentityKeyPair::from_seed(&[5; 32]);
         let key = CaseKey::from_bytes([7; 32]);

@@ -17,7 +17,7 @@
 
 use crate::alert::Priority;
 use crate::case::CaseId;
-use crate::case::seal::CaseKey;
+use crate::case::key::CaseKey;
 use crate::error::DecodeError;
 use crate::pb;
 
@@ -28,14 +28,6 @@ pub const MAX_LANGUAGE_LEN: usize = 35;
 /// The most case keys one CASE_KEYS content carries (its encoding, at
 /// most 61 bytes a key, then fits the largest bucket with room to spare).
 pub const MAX_CASE_KEYS: usize = 500;
-
-/// The longest text (in bytes) of a CASE_REQUEST, CASE_SHARE or
-/// CASE_REPLY that always fits the largest bucket, whatever its other
-/// fields hold: [`super::envelope::MAX_BODY_LEN`] less the case fields'
-/// largest encoding (64 bytes, rounded up: 19 for `case_id`, 25 for a
-/// `checkin_offer` of two 10-byte numbers, 12 for a `programme` number;
-/// each with its two-byte tag).
-pub const MAX_CASE_TEXT_LEN: usize = super::envelope::MAX_BODY_LEN - 64;
 
 /// What a content is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -729,18 +721,6 @@ mod tests {
             }),
             Err(DecodeError::Invalid("case_id"))
         );
-        // The envelope holding such a content is refused whole.
-        let content = worst_content(Message::case_reply(case_id(3), "t", ""));
-        let mut c =
-            pb::SealedContent::decode(super::super::envelope::encode_content(&content).as_slice())
-                .expect("decodes");
-        c.case_id = vec![].into();
-        assert_eq!(
-            super::super::envelope::decode_sealed_content(&c.encode_to_vec()),
-            Err(super::super::envelope::EnvelopeError::Decode(
-                DecodeError::Invalid("case_id")
-            ))
-        );
         // Case fields on a kind that has none are ignored.
         let mut c = wire(&Message::chat("hi", "en"));
         c.case_id = vec![1; 3].into();
@@ -761,62 +741,5 @@ mod tests {
         assert_eq!(Programme::from_code(0), None);
         assert_eq!(Programme::from_name("Legal"), Some(Programme::Legal));
         assert_eq!(Programme::Unknown(9).to_string(), "other (programme 9)");
-    }
-
-    fn worst_content(message: Message) -> super::super::envelope::Content {
-        super::super::envelope::Content {
-            message_id: [0xff; 16],
-            counter: u64::MAX,
-            timestamp: u64::MAX,
-            message,
-            thread: u64::MAX,
-            sender_label: "é".repeat(crate::invite::MAX_LABEL_BYTES / 2),
-        }
-    }
-
-    fn fits(c: &super::super::envelope::Content) -> bool {
-        super::super::envelope::pad(&super::super::envelope::encode_content(c)).is_ok()
-    }
-
-    #[test]
-    fn the_most_case_keys_fit_the_largest_bucket() {
-        let keys = (0..MAX_CASE_KEYS)
-            .map(|_| (case_id(0xff), u32::MAX, CaseKey::from_bytes([0xff; 32])))
-            .collect();
-        let c = worst_content(Message::case_keys(keys));
-        let encoded = super::super::envelope::encode_content(&c);
-        assert!(fits(&c));
-        // Well inside: 61 bytes a key at most.
-        assert!(encoded.len() < 32 * 1024, "{}", encoded.len());
-        let back = super::super::envelope::decode_sealed_content(&encoded).expect("reads");
-        assert_eq!(back, c);
-    }
-
-    #[test]
-    fn a_case_text_of_max_case_text_len_always_fits() {
-        let worst = |kind: Kind| Message {
-            kind,
-            category: Some(Category::Unknown(-1)),
-            priority: Some(Priority::Routine),
-            text: "x".repeat(MAX_CASE_TEXT_LEN),
-            language: "abcdefgh-abcdefgh-abcdefgh-abcdefg".into(),
-        };
-        for kind in [
-            Kind::CaseRequest {
-                programme: Programme::Unknown(-1),
-            },
-            Kind::CaseShare {
-                case_id: case_id(0xff),
-                checkin_offer: Some(CheckinOffer {
-                    interval_secs: u64::MAX,
-                    grace_secs: u64::MAX,
-                }),
-            },
-            Kind::CaseReply {
-                case_id: case_id(0xff),
-            },
-        ] {
-            assert!(fits(&worst_content(worst(kind.clone()))), "{kind:?}");
-        }
     }
 }
