@@ -5,7 +5,10 @@
 //! the roster hold. This module holds the typed wire forms every end
 //! shares: what the server may read of an event ([`EventHeader`], read
 //! without the key), the case requests' answers ([`CaseSync`],
-//! [`CaseUpdate`]) and the relocation rules ([`relocation`]).
+//! [`CaseUpdate`]), the statistics ledger's id ([`ledger_id`]) and the
+//! relocation rules ([`relocation`]). [`key`] holds a case key and its
+//! commitment (section 9.2), [`seal`] seals and opens events under it
+//! (section 9.1).
 //!
 //! [`content`] re-exports the protobuf types of what an event *says*
 //! ([`content::CaseEventContent`]). Unlike every other wire message they
