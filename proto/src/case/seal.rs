@@ -114,10 +114,6 @@ pub fn seal_padded(
     if draft.epoch == 0 {
         return Err(DecodeError::Invalid("epoch").into());
     }
-    if draft.control.state == Some(super::CaseState::Requested) {
-        // Only the server puts a case in state requested.
-        return Err(DecodeError::Invalid("control.state").into());
-    }
     let author_id = author.device_id();
     let mut buf = Zeroizing::new(padded.to_vec());
     let mut nonce = [0u8; 12];
@@ -345,7 +341,7 @@ mod tests {
     }
 
     #[test]
-    fn an_event_is_not_sealed_at_epoch_0_or_into_state_requested() {
+    fn an_event_is_not_sealed_at_epoch_0() {
         let author = IdentityKeyPair::from_seed(&[5; 32]);
         let key = CaseKey::from_bytes([7; 32]);
         let content = CaseEventContent::default();
@@ -354,14 +350,6 @@ mod tests {
         assert!(matches!(
             seal(&author, &key, &d, &content, &mut Counter(0)),
             Err(CaseEventError::Decode(DecodeError::Invalid("epoch")))
-        ));
-        let mut d = draft();
-        d.control.state = Some(CaseState::Requested);
-        assert!(matches!(
-            seal(&author, &key, &d, &content, &mut Counter(0)),
-            Err(CaseEventError::Decode(DecodeError::Invalid(
-                "control.state"
-            )))
         ));
     }
 
