@@ -155,12 +155,8 @@ impl History {
                     sos: e.sos,
                     shown: e.shown,
                     via_panic_key: e.via_panic_key,
-                    kind: match e.message.kind {
-                        Kind::Sos => 1,
-                        Kind::Message => 2,
-                        // Never 0, which would read back as the old form.
-                        Kind::Unknown(n) => n,
-                    },
+                    // Never 0, which would read back as the old form.
+                    kind: e.message.kind.code(),
                     category: e.message.category.map_or(0, Category::code),
                     priority: match e.message.priority {
                         None => 0,
@@ -348,13 +344,13 @@ mod tests {
         let h = History::decode(&old).expect("reads");
         let sos = &h.entries()[0].message;
         assert_eq!(
-            (sos.kind, sos.category, sos.text.as_str()),
-            (Kind::Sos, Some(Category::Arrest), "they took him")
+            (&sos.kind, sos.category, sos.text.as_str()),
+            (&Kind::Sos, Some(Category::Arrest), "they took him")
         );
         let reply = &h.entries()[1].message;
         assert_eq!(
-            (reply.kind, reply.text.as_str()),
-            (Kind::Message, "we are on it")
+            (&reply.kind, reply.text.as_str()),
+            (&Kind::Message, "we are on it")
         );
     }
 

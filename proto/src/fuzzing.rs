@@ -1,6 +1,7 @@
 //! What the fuzz targets need beyond the public interface: signing
-//! arbitrary bytes as a roster, prekey or envelope body, so that the fuzzer reaches
-//! the parsers that run only after a signature verifies.
+//! arbitrary bytes as a roster, prekey, envelope or case event body, so
+//! that the fuzzer reaches the parsers that run only after a signature
+//! verifies.
 //!
 //! Nothing else uses these: a real roster or prekey is signed from its
 //! typed form ([`crate::e2e::roster::Roster::sign`],
@@ -45,4 +46,16 @@ pub fn sign_envelope_body(sender: &IdentityKeyPair, body: &[u8]) -> SignedEnvelo
 /// padding): seeds for the fuzz targets.
 pub fn encode_content(content: &crate::e2e::envelope::Content) -> Vec<u8> {
     crate::e2e::envelope::encode_content(content)
+}
+
+/// `body` signed by `author` as a case event, whatever it holds.
+pub fn sign_case_event_body(author: &IdentityKeyPair, body: &[u8]) -> crate::case::SignedCaseEvent {
+    crate::case::SignedCaseEvent {
+        author: author.device_id(),
+        body: body.to_vec(),
+        signature: author.sign(&crate::e2e::signed_message(
+            crate::case::SIGNATURE_LABEL,
+            body,
+        )),
+    }
 }

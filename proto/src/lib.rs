@@ -18,8 +18,10 @@
 //! * [`role`]: what a device may be.
 //! * [`alert`]: alert priorities, states, summaries and server pushes.
 //! * [`time`]: how both ends show a time to a person (UTC).
-//! * [`case`]: cases: signed, sealed case events as the server sees them,
-//!   the case sync, and the relocation lifecycle every reader checks.
+//! * [`case`]: cases: signed, sealed case events as the server sees them
+//!   and as staff seal and open them, case keys and their commitment, the
+//!   statistics ledger's id, the case sync, and the relocation lifecycle
+//!   every reader checks.
 //! * [`e2e`]: end-to-end encryption: organisation root, signed staff
 //!   roster, prekeys, the content message sealed inside envelopes, sealed
 //!   envelopes, replay protection.

@@ -111,11 +111,7 @@ impl Pb {
 /// The `SealedContent` encoding of `c`, rebuilt by [`Pb`].
 fn sealed_content_by_hand(c: &Content) -> Vec<u8> {
     let m = &c.message;
-    let kind = match m.kind {
-        Kind::Sos => 1,
-        Kind::Message => 2,
-        Kind::Unknown(n) => n,
-    };
+    let kind = m.kind.code();
     let priority = priority_code(m.priority);
     Pb::default()
         .bytes(1, &c.message_id)
@@ -163,10 +159,10 @@ fn content_inputs(o: &mut Out, c: &Content) {
     o.hex("sender_label_utf8", c.sender_label.as_bytes());
     o.text(
         "kind",
-        &match m.kind {
+        &match &m.kind {
             Kind::Sos => "1 (CONTENT_KIND_SOS)".to_owned(),
             Kind::Message => "2 (CONTENT_KIND_MESSAGE)".to_owned(),
-            Kind::Unknown(n) => format!("{n}"),
+            k => format!("{}", k.code()),
         },
     );
     o.text(

@@ -14,6 +14,7 @@
 //! (`tests/corpus.rs`), so what a fuzzer once found stays found. See
 //! `fuzz/README.md`.
 
+pub mod case_event;
 pub mod client_files;
 pub mod config;
 pub mod e2e;
@@ -41,6 +42,7 @@ pub const TARGETS: &[Target] = &[
     ("store_codec", store_codec::check),
     ("config", config::check),
     ("client_files", client_files::check),
+    ("case_event", case_event::check),
 ];
 
 /// Splits off the selector byte: which of `n` decoders, and its input.

@@ -1,6 +1,7 @@
 //! Target `request`: every request an authenticated device can send (one
 //! `Request` message per stream), and what the server reads from inside
-//! it without verifying (envelope recipients, roster version).
+//! it without verifying (envelope recipients, roster version, a case
+//! event's header).
 
 use hotline_proto::e2e::envelope::{MAX_RECIPIENTS, SignedEnvelope};
 use hotline_proto::frame::MAX_FRAME_LEN;
@@ -20,6 +21,7 @@ pub fn check(data: &[u8]) {
     let _ = (kind.name(), kind.log_name());
     match &request {
         Request::SendEnvelope(env)
+        | Request::RequestCase(env)
         | Request::SendInThread { envelope: env, .. }
         | Request::RaiseAlert {
             envelope: Some(env),
@@ -31,6 +33,15 @@ pub fn check(data: &[u8]) {
                 assert_eq!(version.ok(), Some(r.version), "two readings of one version");
             }
             let _ = roster.chains_to(None);
+        }
+        Request::AppendCaseEvent(event) => {
+            assert!(
+                event.body.len() <= hotline_proto::case::MAX_EVENT_BODY_LEN,
+                "a case event body over its limit"
+            );
+            if let Ok(h) = event.header_unverified() {
+                assert_eq!(h.author, event.author, "a header of another author");
+            }
         }
         _ => {}
     }

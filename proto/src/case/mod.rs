@@ -5,7 +5,10 @@
 //! the roster hold. This module holds the typed wire forms every end
 //! shares: what the server may read of an event ([`EventHeader`], read
 //! without the key), the case requests' answers ([`CaseSync`],
-//! [`CaseUpdate`]) and the relocation rules ([`relocation`]).
+//! [`CaseUpdate`]), the statistics ledger's id ([`ledger_id`]) and the
+//! relocation rules ([`relocation`]). [`key`] holds a case key and its
+//! commitment (section 9.2), [`seal`] seals and opens events under it
+//! (section 9.1).
 //!
 //! [`content`] re-exports the protobuf types of what an event *says*
 //! ([`content::CaseEventContent`]). Unlike every other wire message they
@@ -14,6 +17,7 @@
 //! field or value is shown as such, never guessed), as the version rule
 //! of section 9 says.
 
+pub mod key;
 pub mod relocation;
 pub mod seal;
 
@@ -40,8 +44,15 @@ pub const VERSION: u32 = 1;
 pub const SIGNATURE_LABEL: &[u8] = b"hotline/1 case event";
 /// The label of a key commitment.
 pub const COMMITMENT_LABEL: &[u8] = b"hotline/1 case key";
+/// The label of the statistics ledger's case id ([`ledger_id`]).
+pub const LEDGER_LABEL: &[u8] = b"hotline/1 ledger";
 /// Length of case, event, person and relocation ids.
 pub const ID_LEN: usize = 16;
+/// The lengths a `CaseEventBody.ciphertext` may have: a padding bucket of
+/// the content (1, 4, 16 or 64 KiB) and the 16-byte tag.
+/// (The envelope buckets plus 16, written out so that this module does
+/// not import the envelope's: [`seal`]'s tests check they agree.)
+pub const CIPHERTEXT_LENS: [usize; 4] = [1024 + 16, 4096 + 16, 16384 + 16, 65536 + 16];
 /// The largest `SignedCaseEvent.body` a server accepts: the largest
 /// padded content (65,536 bytes), its tag, and room for the header
 /// fields.
@@ -68,6 +79,19 @@ impl CaseId {
             bytes.try_into().map_err(|_| DecodeError::Invalid(field))?,
         ))
     }
+}
+
+/// The id of the organisation's statistics ledger: the first 16 bytes of
+/// `SHA-256("hotline/1 ledger" || 0x00 || org root public key)`, so every
+/// client that opens it, online or not, picks the same id.
+pub fn ledger_id(org_root: &crate::e2e::org::OrgPublicKey) -> CaseId {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(LEDGER_LABEL);
+    ctx.update(&[0]);
+    ctx.update(org_root.as_bytes());
+    let mut id = [0u8; ID_LEN];
+    id.copy_from_slice(&ctx.finish().as_ref()[..ID_LEN]);
+    CaseId(id)
 }
 
 /// The case's coarse state, which the server sees and enforces rules by.
@@ -253,8 +277,12 @@ impl SignedCaseEvent {
     /// Reads the header without the key and without checking the
     /// signature (the caller checks it: the server with the author's
     /// enrolled key). Fails on a version other than 1, an author inside
-    /// the body other than the one outside it, a wrong length, epoch 0, or
-    /// an empty ciphertext.
+    /// the body other than the one outside it, a wrong length (ids 16
+    /// bytes, commitment 32, nonce 12), epoch 0, a control holding an
+    /// unknown number, or a ciphertext whose length is not one of
+    /// [`CIPHERTEXT_LENS`] (empty included). A control moving the case to
+    /// requested reads: the server refuses it with its rules (section
+    /// 9.3), as it refuses any move the case's state does not allow.
     pub fn header_unverified(&self) -> Result<EventHeader, DecodeError> {
         let b = pb::CaseEventBody::decode(self.body.as_slice())?;
         if b.version != VERSION {
@@ -270,8 +298,11 @@ impl SignedCaseEvent {
         if b.nonce.len() != 12 {
             return Err(DecodeError::Invalid("nonce"));
         }
-        if b.ciphertext.len() < 16 {
+        if b.ciphertext.is_empty() {
             return Err(DecodeError::Missing("ciphertext"));
+        }
+        if !CIPHERTEXT_LENS.contains(&b.ciphertext.len()) {
+            return Err(DecodeError::Invalid("ciphertext"));
         }
         Ok(EventHeader {
             case_id: CaseId::from_slice(&b.case_id, "case_id")?,
@@ -441,17 +472,351 @@ impl CaseSync {
         }
     }
 
-    /// Parses the wire form.
+    /// Parses the wire form: positions strictly increasing, and `cursor`
+    /// not before the last of them (a client resuming after `cursor` must
+    /// never skip an update it was sent). An event whose body is malformed
+    /// is kept here (its wrapper is well formed): the reader skips it
+    /// alone, with a warning, and the sync goes on.
     pub(crate) fn from_wire(m: pb::CaseSync) -> Result<Self, DecodeError> {
+        let updates: Vec<CaseUpdate> = m
+            .updates
+            .into_iter()
+            .map(CaseUpdate::from_wire)
+            .collect::<Result<_, _>>()?;
+        if updates.windows(2).any(|w| w[0].position >= w[1].position) {
+            return Err(DecodeError::Invalid("position"));
+        }
+        if updates.last().is_some_and(|u| u.position > m.cursor) {
+            return Err(DecodeError::Invalid("cursor"));
+        }
         Ok(CaseSync {
-            updates: m
-                .updates
-                .into_iter()
-                .map(CaseUpdate::from_wire)
-                .collect::<Result<_, _>>()?,
+            updates,
             cursor: m.cursor,
             more: m.more,
             retention_secs: m.retention_secs,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::IdentityKeyPair;
+
+    fn author() -> IdentityKeyPair {
+        IdentityKeyPair::from_seed(&[5; 32])
+    }
+
+    /// A well-formed body by [`author`].
+    fn body() -> pb::CaseEventBody {
+        pb::CaseEventBody {
+            version: VERSION,
+            case_id: vec![1; 16].into(),
+            event_id: vec![2; 16].into(),
+            author: author().device_id().as_bytes().to_vec().into(),
+            roster_version: 3,
+            epoch: 1,
+            key_commitment: vec![4; 32].into(),
+            control: CaseControl {
+                state: Some(CaseState::Open),
+                ..CaseControl::default()
+            }
+            .to_wire(),
+            nonce: vec![6; 12].into(),
+            ciphertext: vec![7; 1024 + 16].into(),
+        }
+    }
+
+    fn signed(b: &pb::CaseEventBody) -> SignedCaseEvent {
+        let body = b.encode_to_vec();
+        let signature = author().sign(&crate::e2e::signed_message(SIGNATURE_LABEL, &body));
+        SignedCaseEvent {
+            author: author().device_id(),
+            body,
+            signature,
+        }
+    }
+
+    fn header_of(change: impl FnOnce(&mut pb::CaseEventBody)) -> Result<EventHeader, DecodeError> {
+        let mut b = body();
+        change(&mut b);
+        signed(&b).header_unverified()
+    }
+
+    #[test]
+    fn a_well_formed_header_reads_without_the_key() {
+        let h = header_of(|_| {}).expect("header");
+        assert_eq!(h.case_id, CaseId::from_bytes([1; 16]));
+        assert_eq!(h.event_id, [2; 16]);
+        assert_eq!(h.author, author().device_id());
+        assert_eq!((h.roster_version, h.epoch), (3, 1));
+        assert_eq!(h.key_commitment, [4; 32]);
+        assert_eq!(h.control.state, Some(CaseState::Open));
+        assert_eq!(h.ciphertext_len, 1040);
+        let e = signed(&body());
+        assert_eq!(e.verify_signature(&author().public_key()), Ok(()));
+        let other = IdentityKeyPair::from_seed(&[6; 32]);
+        assert!(e.verify_signature(&other.public_key()).is_err());
+    }
+
+    type Change = Box<dyn FnOnce(&mut pb::CaseEventBody)>;
+
+    #[test]
+    fn every_malformed_header_is_refused() {
+        let other = IdentityKeyPair::from_seed(&[6; 32]).device_id();
+        let cases: Vec<(Change, DecodeError)> = vec![
+            (
+                Box::new(|b| b.version = 2),
+                DecodeError::UnsupportedVersion(2),
+            ),
+            (
+                Box::new(|b| b.version = 0),
+                DecodeError::UnsupportedVersion(0),
+            ),
+            (
+                Box::new(move |b| b.author = other.as_bytes().to_vec().into()),
+                DecodeError::Invalid("author"),
+            ),
+            (
+                Box::new(|b| b.author = vec![].into()),
+                DecodeError::Invalid("author"),
+            ),
+            (Box::new(|b| b.epoch = 0), DecodeError::Invalid("epoch")),
+            (
+                Box::new(|b| b.case_id = vec![1; 15].into()),
+                DecodeError::Invalid("case_id"),
+            ),
+            (
+                Box::new(|b| b.case_id = vec![].into()),
+                DecodeError::Invalid("case_id"),
+            ),
+            (
+                Box::new(|b| b.event_id = vec![2; 17].into()),
+                DecodeError::Invalid("event_id"),
+            ),
+            (
+                Box::new(|b| b.key_commitment = vec![4; 31].into()),
+                DecodeError::Invalid("key_commitment"),
+            ),
+            (
+                Box::new(|b| b.nonce = vec![6; 24].into()),
+                DecodeError::Invalid("nonce"),
+            ),
+            (
+                Box::new(|b| b.ciphertext = vec![].into()),
+                DecodeError::Missing("ciphertext"),
+            ),
+            (
+                Box::new(|b| b.ciphertext = vec![7; 16].into()),
+                DecodeError::Invalid("ciphertext"),
+            ),
+            (
+                Box::new(|b| b.ciphertext = vec![7; 1024].into()),
+                DecodeError::Invalid("ciphertext"),
+            ),
+            (
+                Box::new(|b| b.ciphertext = vec![7; 1041].into()),
+                DecodeError::Invalid("ciphertext"),
+            ),
+            (
+                Box::new(|b| {
+                    b.control = Some(pb::CaseControl {
+                        state: 9,
+                        ..Default::default()
+                    })
+                }),
+                DecodeError::Invalid("control.state"),
+            ),
+            (
+                Box::new(|b| {
+                    b.control = Some(pb::CaseControl {
+                        legal_hold: 3,
+                        ..Default::default()
+                    })
+                }),
+                DecodeError::Invalid("control.legal_hold"),
+            ),
+        ];
+        for (i, (change, want)) in cases.into_iter().enumerate() {
+            assert_eq!(header_of(change), Err(want), "case {i}");
+        }
+        // Not a CaseEventBody at all.
+        let mut e = signed(&body());
+        e.body = vec![0xff, 0xff, 0xff];
+        assert!(e.header_unverified().is_err());
+        // A move to requested reads (the server's rules refuse it).
+        let h = header_of(|b| {
+            b.control = Some(pb::CaseControl {
+                state: pb::CaseState::Requested as i32,
+                ..Default::default()
+            })
+        })
+        .expect("reads");
+        assert_eq!(h.control.state, Some(CaseState::Requested));
+        // Every bucket's length is accepted.
+        for len in CIPHERTEXT_LENS {
+            assert!(header_of(|b| b.ciphertext = vec![7; len].into()).is_ok());
+        }
+    }
+
+    #[test]
+    fn the_wrapper_refuses_an_empty_or_oversized_body_and_bad_lengths() {
+        let good = signed(&body());
+        assert_eq!(SignedCaseEvent::decode(&good.encode()), Ok(good.clone()));
+        let wire = |f: &dyn Fn(&mut pb::SignedCaseEvent)| {
+            let mut m = good.to_wire();
+            f(&mut m);
+            SignedCaseEvent::decode(&m.encode_to_vec())
+        };
+        assert_eq!(
+            wire(&|m| m.body = vec![].into()),
+            Err(DecodeError::Missing("body"))
+        );
+        assert_eq!(
+            wire(&|m| m.body = vec![0; MAX_EVENT_BODY_LEN + 1].into()),
+            Err(DecodeError::Invalid("body"))
+        );
+        assert!(wire(&|m| m.body = vec![0; MAX_EVENT_BODY_LEN].into()).is_ok());
+        assert_eq!(
+            wire(&|m| m.author = vec![1; 15].into()),
+            Err(DecodeError::Invalid("author"))
+        );
+        assert_eq!(
+            wire(&|m| m.signature = vec![1; 63].into()),
+            Err(DecodeError::Invalid("signature"))
+        );
+    }
+
+    #[test]
+    fn the_ledger_id_depends_on_the_org_root_alone() {
+        let a = crate::e2e::org::OrgKeyPair::from_seed(&[1; 32]).public_key();
+        let b = crate::e2e::org::OrgKeyPair::from_seed(&[2; 32]).public_key();
+        assert_eq!(ledger_id(&a), ledger_id(&a));
+        assert_ne!(ledger_id(&a), ledger_id(&b));
+    }
+
+    fn updates() -> Vec<CaseUpdate> {
+        let case_id = CaseId::from_bytes([1; 16]);
+        let d = |n: u8| IdentityKeyPair::from_seed(&[n; 32]).device_id();
+        vec![
+            CaseUpdate {
+                position: 1,
+                case_id,
+                at: 10,
+                kind: CaseUpdateKind::Requested {
+                    defender: d(9),
+                    envelope_digest: [3; 32],
+                },
+            },
+            CaseUpdate {
+                position: 2,
+                case_id,
+                at: 11,
+                kind: CaseUpdateKind::Event {
+                    event: signed(&body()),
+                    author_key: author().public_key(),
+                },
+            },
+            CaseUpdate {
+                position: 5,
+                case_id,
+                at: 12,
+                kind: CaseUpdateKind::ErasureRequested { requested_by: d(5) },
+            },
+            CaseUpdate {
+                position: 6,
+                case_id,
+                at: 13,
+                kind: CaseUpdateKind::Erased {
+                    requested_by: d(5),
+                    confirmed_by: d(6),
+                },
+            },
+        ]
+    }
+
+    /// Through the wire: encoded and decoded again.
+    fn through_the_wire(s: &CaseSync) -> Result<CaseSync, DecodeError> {
+        let bytes = s.to_wire().encode_to_vec();
+        CaseSync::from_wire(pb::CaseSync::decode(bytes.as_slice())?)
+    }
+
+    #[test]
+    fn a_case_sync_round_trips_every_kind_of_update() {
+        let s = CaseSync {
+            updates: updates(),
+            cursor: 6,
+            more: true,
+            retention_secs: 365 * 86_400,
+        };
+        assert_eq!(through_the_wire(&s), Ok(s));
+        let empty = CaseSync {
+            cursor: 42,
+            ..CaseSync::default()
+        };
+        assert_eq!(through_the_wire(&empty), Ok(empty));
+    }
+
+    #[test]
+    fn a_malformed_case_sync_is_refused() {
+        let base = CaseSync {
+            updates: updates(),
+            cursor: 6,
+            more: false,
+            retention_secs: 0,
+        };
+        let refused = |f: &dyn Fn(&mut pb::CaseSync)| {
+            let mut m = base.to_wire();
+            f(&mut m);
+            CaseSync::from_wire(m)
+        };
+        assert_eq!(
+            refused(&|m| m.updates[0].kind = None),
+            Err(DecodeError::Missing("kind"))
+        );
+        assert_eq!(
+            refused(&|m| m.updates[0].case_id = vec![1; 8].into()),
+            Err(DecodeError::Invalid("case_id"))
+        );
+        assert_eq!(
+            refused(&|m| m.updates[1].author_identity_key = vec![].into()),
+            Err(DecodeError::Invalid("author_identity_key"))
+        );
+        assert!(matches!(
+            refused(&|m| {
+                if let Some(pb::case_update::Kind::Requested(r)) = &mut m.updates[0].kind {
+                    r.envelope_digest = vec![3; 31].into();
+                }
+            }),
+            Err(DecodeError::Invalid("envelope_digest"))
+        ));
+        assert!(matches!(
+            refused(&|m| {
+                if let Some(pb::case_update::Kind::Erased(r)) = &mut m.updates[3].kind {
+                    r.confirmed_by = vec![].into();
+                }
+            }),
+            Err(DecodeError::Invalid("confirmed_by"))
+        ));
+        assert_eq!(
+            refused(&|m| m.updates[2].position = 2),
+            Err(DecodeError::Invalid("position"))
+        );
+        assert_eq!(
+            refused(&|m| m.cursor = 5),
+            Err(DecodeError::Invalid("cursor"))
+        );
+        // An event whose body is malformed is kept in the frame: its
+        // reader skips it alone.
+        let kept = refused(&|m| {
+            if let Some(pb::case_update::Kind::Event(e)) = &mut m.updates[1].kind {
+                e.body = vec![0xff].into();
+            }
+        })
+        .expect("the frame reads");
+        let CaseUpdateKind::Event { event, .. } = &kept.updates[1].kind else {
+            panic!("an event");
+        };
+        assert!(event.header_unverified().is_err());
     }
 }

@@ -1,5 +1,5 @@
 //! Sealing a case event under its case key, and opening it
-//! (docs/protocol.md, section 9.2).
+//! (docs/protocol.md, sections 9.1 and 9.2).
 //!
 //! 1. The content ([`CaseEventContent`]) is encoded and padded to the
 //!    envelope buckets (1, 4, 16 or 64 KiB), so an event's size says only
@@ -12,8 +12,7 @@
 //!    before decrypting.
 
 use prost::Message as _;
-use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
-use ring::digest;
+use ring::aead::{Aad, Nonce};
 use zeroize::Zeroizing;
 
 use crate::e2e::envelope::{EnvelopeError, pad, unpad};
@@ -22,61 +21,10 @@ use crate::error::DecodeError;
 use crate::identity::{IdentityKeyPair, IdentityPublicKey};
 use crate::pb;
 
-use super::{
-    COMMITMENT_LABEL, CaseControl, CaseId, EventHeader, ID_LEN, SIGNATURE_LABEL, SignedCaseEvent,
-    VERSION,
-};
+use super::{CaseControl, CaseId, EventHeader, ID_LEN, SIGNATURE_LABEL, SignedCaseEvent, VERSION};
 
+pub use super::key::CaseKey;
 pub use crate::pb::CaseEventContent;
-
-/// A case key of one epoch: 32 random bytes, never sent to the server.
-#[derive(Clone, PartialEq, Eq)]
-pub struct CaseKey(Zeroizing<[u8; 32]>);
-
-impl std::fmt::Debug for CaseKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CaseKey(..)")
-    }
-}
-
-impl CaseKey {
-    /// A fresh key.
-    pub fn generate(rng: &mut impl Randomness) -> CaseKey {
-        let mut k = Zeroizing::new([0u8; 32]);
-        rng.fill(k.as_mut());
-        CaseKey(k)
-    }
-
-    /// The key from its bytes.
-    pub fn from_bytes(bytes: [u8; 32]) -> CaseKey {
-        CaseKey(Zeroizing::new(bytes))
-    }
-
-    /// Its bytes (to store it sealed, or send it in a CASE_KEYS content).
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// `SHA-256("hotline/1 case key" || 0x00 || case_id || u32be(epoch) || key)`.
-    pub fn commitment(&self, case_id: &CaseId, epoch: u32) -> [u8; 32] {
-        let mut ctx = digest::Context::new(&digest::SHA256);
-        ctx.update(COMMITMENT_LABEL);
-        ctx.update(&[0]);
-        ctx.update(case_id.as_bytes());
-        ctx.update(&epoch.to_be_bytes());
-        ctx.update(self.0.as_ref());
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ctx.finish().as_ref());
-        out
-    }
-
-    fn aead(&self) -> LessSafeKey {
-        LessSafeKey::new(
-            UnboundKey::new(&CHACHA20_POLY1305, self.0.as_ref())
-                .expect("a 32-byte ChaCha20-Poly1305 key"),
-        )
-    }
-}
 
 /// Why a case event could not be sealed or opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -148,11 +96,26 @@ pub fn seal(
     content: &CaseEventContent,
     rng: &mut impl Randomness,
 ) -> Result<SignedCaseEvent, CaseEventError> {
+    let padded = Zeroizing::new(pad(&content.encode_to_vec())?);
+    seal_padded(author, key, draft, &padded, rng)
+}
+
+/// Seals `padded` as it is (which [`seal`] makes by padding an encoded
+/// `CaseEventContent`); readers refuse anything else. [`seal`] is the way
+/// to write an event; this exists so that the fuzz targets can make the
+/// events a hostile staff device could.
+pub fn seal_padded(
+    author: &IdentityKeyPair,
+    key: &CaseKey,
+    draft: &EventDraft,
+    padded: &[u8],
+    rng: &mut impl Randomness,
+) -> Result<SignedCaseEvent, CaseEventError> {
     if draft.epoch == 0 {
         return Err(DecodeError::Invalid("epoch").into());
     }
     let author_id = author.device_id();
-    let mut buf = Zeroizing::new(pad(&content.encode_to_vec())?);
+    let mut buf = Zeroizing::new(padded.to_vec());
     let mut nonce = [0u8; 12];
     rng.fill(&mut nonce);
     let tag = key
@@ -256,6 +219,138 @@ mod tests {
                 ..CaseControl::default()
             },
         }
+    }
+
+    #[test]
+    fn the_key_commitment_is_sha256_of_label_case_epoch_and_key() {
+        // Computed independently: Python's hashlib.sha256(b"hotline/1 case
+        // key\x00" + bytes([1]*16) + (1).to_bytes(4, "big") + bytes([7]*32)).
+        let c = CaseKey::from_bytes([7; 32]).commitment(&CaseId::from_bytes([1; 16]), 1);
+        assert_eq!(
+            crate::identity::hex(&c),
+            "6f4f5c1298cd5482459b0d551b7eb87ac029b3aca198d70464f711de3d164226"
+        );
+        // Another epoch or case: another commitment.
+        let k = CaseKey::from_bytes([7; 32]);
+        assert_ne!(k.commitment(&CaseId::from_bytes([1; 16]), 2), c);
+        assert_ne!(k.commitment(&CaseId::from_bytes([9; 16]), 1), c);
+    }
+
+    type Change = Box<dyn Fn(&mut pb::CaseEventBody)>;
+
+    /// `e`'s nonce and ciphertext under a body that differs as `change`
+    /// says, committed and signed properly.
+    fn moved(
+        author: &IdentityKeyPair,
+        key: &CaseKey,
+        e: &SignedCaseEvent,
+        change: impl FnOnce(&mut pb::CaseEventBody),
+    ) -> SignedCaseEvent {
+        let mut b = pb::CaseEventBody::decode(e.body.as_slice()).expect("body");
+        change(&mut b);
+        let case_id = CaseId::from_slice(&b.case_id, "case_id").expect("case id");
+        b.key_commitment = key.commitment(&case_id, b.epoch).to_vec().into();
+        let body = b.encode_to_vec();
+        let signature = author.sign(&crate::e2e::signed_message(SIGNATURE_LABEL, &body));
+        SignedCaseEvent {
+            author: author.device_id(),
+            body,
+            signature,
+        }
+    }
+
+    #[test]
+    fn a_ciphertext_moved_to_another_event_case_or_epoch_does_not_open() {
+        let author = IdentityKeyPair::from_seed(&[5; 32]);
+        let key = CaseKey::from_bytes([7; 32]);
+        let content = CaseEventContent {
+            note: "moved".into(),
+            ..Default::default()
+        };
+        let e = seal(&author, &key, &draft(), &content, &mut Counter(0)).expect("sealed");
+        let same = moved(&author, &key, &e, |_| {});
+        assert!(
+            same.open(&author.public_key(), |_, _| Some(key.clone()))
+                .is_ok()
+        );
+        let changes: [Change; 3] = [
+            Box::new(|b| b.event_id = vec![3; 16].into()),
+            Box::new(|b| b.case_id = vec![4; 16].into()),
+            Box::new(|b| b.epoch = 2),
+        ];
+        for change in changes {
+            let other = moved(&author, &key, &e, change);
+            assert_eq!(
+                other.open(&author.public_key(), |_, _| Some(key.clone())),
+                Err(CaseEventError::Undecryptable)
+            );
+        }
+        // Another author who copies the body under its own name: the
+        // associated data names the author too.
+        let thief = IdentityKeyPair::from_seed(&[6; 32]);
+        let stolen = moved(&thief, &key, &e, |b| {
+            b.author = thief.device_id().as_bytes().to_vec().into();
+        });
+        assert_eq!(
+            stolen.open(&thief.public_key(), |_, _| Some(key.clone())),
+            Err(CaseEventError::Undecryptable)
+        );
+    }
+
+    #[test]
+    fn content_is_padded_to_its_bucket_and_too_large_content_is_refused() {
+        let author = IdentityKeyPair::from_seed(&[5; 32]);
+        let key = CaseKey::from_bytes([7; 32]);
+        let with_note = |len: usize| CaseEventContent {
+            note: "x".repeat(len),
+            ..Default::default()
+        };
+        // The note's tag and length take 2 to 4 bytes, the padding's
+        // length prefix 4.
+        for (len, bucket) in [
+            (0, 1024),
+            (1000, 1024),
+            (1100, 4096),
+            (4100, 16384),
+            (20_000, 65536),
+            (65_000, 65536),
+        ] {
+            let e =
+                seal(&author, &key, &draft(), &with_note(len), &mut Counter(0)).expect("sealed");
+            let h = e.header_unverified().expect("header");
+            assert_eq!(h.ciphertext_len, bucket + 16, "note of {len} bytes");
+            let (_, c) = e
+                .open(&author.public_key(), |_, _| Some(key.clone()))
+                .expect("opened");
+            assert_eq!(c.note.len(), len);
+            assert!(e.body.len() <= crate::case::MAX_EVENT_BODY_LEN);
+        }
+        assert_eq!(
+            seal(&author, &key, &draft(), &with_note(65_536), &mut Counter(0)),
+            Err(CaseEventError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn the_ciphertext_lengths_are_the_envelope_buckets_and_a_tag() {
+        let want: Vec<usize> = crate::e2e::envelope::BUCKETS
+            .iter()
+            .map(|b| b + 16)
+            .collect();
+        assert_eq!(crate::case::CIPHERTEXT_LENS.to_vec(), want);
+    }
+
+    #[test]
+    fn an_event_is_not_sealed_at_epoch_0() {
+        let author = IdentityKeyPair::from_seed(&[5; 32]);
+        let key = CaseKey::from_bytes([7; 32]);
+        let content = CaseEventContent::default();
+        let mut d = draft();
+        d.epoch = 0;
+        assert!(matches!(
+            seal(&author, &key, &d, &content, &mut Counter(0)),
+            Err(CaseEventError::Decode(DecodeError::Invalid("epoch")))
+        ));
     }
 
     #[test]

@@ -39,6 +39,13 @@ pub const MAX_RECIPIENTS: usize = 256;
 /// label (its bytes, a tag and a length).
 pub const MAX_BODY_LEN: usize =
     BUCKETS[BUCKETS.len() - 1] - 4 - 128 - (crate::invite::MAX_LABEL_BYTES + 2);
+/// The longest text (in bytes) of a CASE_REQUEST, CASE_SHARE or
+/// CASE_REPLY content that always fits the largest bucket, whatever its
+/// other fields hold: [`MAX_BODY_LEN`] less the case fields' largest
+/// encoding (64 bytes, rounded up: 19 for `case_id`, 25 for a
+/// `checkin_offer` of two 10-byte numbers, 12 for a `programme` number;
+/// each with its two-byte tag).
+pub const MAX_CASE_TEXT_LEN: usize = MAX_BODY_LEN - 64;
 pub(crate) const LABEL: &[u8] = b"hotline/1 envelope";
 const CONTENT_LABEL: &[u8] = b"hotline/1 content";
 const WRAP_LABEL: &[u8] = b"hotline/1 wrap";
@@ -532,7 +539,7 @@ pub fn decode_sealed_content(bytes: &[u8]) -> Result<Content, EnvelopeError> {
         message_id,
         counter: inner.counter,
         timestamp: inner.timestamp,
-        message: Message::from_wire(&inner),
+        message: Message::from_wire(&inner)?,
         thread: inner.thread,
         sender_label: inner.sender_label,
     })
@@ -541,6 +548,83 @@ pub fn decode_sealed_content(bytes: &[u8]) -> Result<Content, EnvelopeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::Priority;
+    use crate::case::CaseId;
+    use crate::case::key::CaseKey;
+    use crate::e2e::content::{Category, CheckinOffer, Kind, MAX_CASE_KEYS, Programme};
+
+    fn case_id(n: u8) -> CaseId {
+        CaseId::from_bytes([n; 16])
+    }
+
+    fn worst_content(message: Message) -> Content {
+        Content {
+            message_id: [0xff; 16],
+            counter: u64::MAX,
+            timestamp: u64::MAX,
+            message,
+            thread: u64::MAX,
+            sender_label: "é".repeat(crate::invite::MAX_LABEL_BYTES / 2),
+        }
+    }
+
+    fn fits(c: &Content) -> bool {
+        pad(&encode_content(c)).is_ok()
+    }
+
+    #[test]
+    fn the_most_case_keys_fit_the_largest_bucket() {
+        let keys = (0..MAX_CASE_KEYS)
+            .map(|_| (case_id(0xff), u32::MAX, CaseKey::from_bytes([0xff; 32])))
+            .collect();
+        let c = worst_content(Message::case_keys(keys));
+        let encoded = encode_content(&c);
+        assert!(fits(&c));
+        // Well inside: 61 bytes a key at most.
+        assert!(encoded.len() < 32 * 1024, "{}", encoded.len());
+        let back = decode_sealed_content(&encoded).expect("reads");
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn a_case_text_of_max_case_text_len_always_fits() {
+        let worst = |kind: Kind| Message {
+            kind,
+            category: Some(Category::Unknown(-1)),
+            priority: Some(Priority::Routine),
+            text: "x".repeat(MAX_CASE_TEXT_LEN),
+            language: "abcdefgh-abcdefgh-abcdefgh-abcdefg".into(),
+        };
+        for kind in [
+            Kind::CaseRequest {
+                programme: Programme::Unknown(-1),
+            },
+            Kind::CaseShare {
+                case_id: case_id(0xff),
+                checkin_offer: Some(CheckinOffer {
+                    interval_secs: u64::MAX,
+                    grace_secs: u64::MAX,
+                }),
+            },
+            Kind::CaseReply {
+                case_id: case_id(0xff),
+            },
+        ] {
+            assert!(fits(&worst_content(worst(kind.clone()))), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn an_envelope_whose_case_kind_lacks_its_field_is_refused() {
+        let content = worst_content(Message::case_reply(case_id(3), "t", ""));
+        let mut c =
+            pb::SealedContent::decode(encode_content(&content).as_slice()).expect("decodes");
+        c.case_id = vec![].into();
+        assert_eq!(
+            decode_sealed_content(&c.encode_to_vec()),
+            Err(EnvelopeError::Decode(DecodeError::Invalid("case_id")))
+        );
+    }
 
     #[test]
     fn a_body_of_max_body_len_always_fits_and_one_more_byte_may_not() {

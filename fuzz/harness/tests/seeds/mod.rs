@@ -8,13 +8,20 @@ use hotline_client::keystore;
 use hotline_client::messenger::Device;
 use hotline_client::outbox::Outgoing;
 use hotline_client::{Profile, StateDir};
+use hotline_fuzz_harness::case_event::CaseKeys;
 use hotline_fuzz_harness::e2e::{Keys, NOW, PREKEY_ID};
 use hotline_fuzz_harness::log_record::{SEQ, record_key};
 use hotline_proto::alert::{
     AlertContent, AlertInfo, AlertOrigin, AlertStatus, CloseReason, EscalationTier, Priority, Push,
 };
 use hotline_proto::auth::Nonce;
-use hotline_proto::e2e::content::{Category, Message};
+use hotline_proto::case::content::CaseEventContent;
+use hotline_proto::case::seal::{self as case_seal, CaseKey};
+use hotline_proto::case::{
+    CaseControl, CaseId, CaseState, CaseSync, CaseUpdate, CaseUpdateKind, LegalHold,
+    SignedCaseEvent,
+};
+use hotline_proto::e2e::content::{Category, CheckinOffer, Message, Programme};
 use hotline_proto::e2e::envelope::{self, Content};
 use hotline_proto::e2e::prekey::{Prekey, PrekeyKind};
 use hotline_proto::e2e::replay::ReplayGuard;
@@ -58,7 +65,129 @@ pub fn all() -> Vec<Seed> {
     store(&mut out);
     config(&mut out);
     client_files(&mut out);
+    case_events(&mut out);
     out
+}
+
+/// A case event by the case target's author, under its key.
+fn case_event(control: CaseControl, note: &str) -> SignedCaseEvent {
+    let keys = CaseKeys::new();
+    let draft = hotline_proto::case::seal::EventDraft {
+        control,
+        ..CaseKeys::draft()
+    };
+    let content = CaseEventContent {
+        timestamp: NOW,
+        note: note.into(),
+        language: "en".into(),
+        ..Default::default()
+    };
+    let mut rng = DeterministicRandomness::new(note.as_bytes());
+    case_seal::seal(&keys.author, &keys.key, &draft, &content, &mut rng).expect("seals")
+}
+
+fn case_events(out: &mut Vec<Seed>) {
+    let t = "case_event";
+    let open = case_event(
+        CaseControl {
+            state: Some(CaseState::Open),
+            ..CaseControl::default()
+        },
+        "opened",
+    );
+    let closed = case_event(
+        CaseControl {
+            state: Some(CaseState::Closed),
+            legal_hold: Some(LegalHold::Set),
+            ledger: false,
+        },
+        "closed",
+    );
+    let ledger = case_event(
+        CaseControl {
+            state: Some(CaseState::Open),
+            legal_hold: None,
+            ledger: true,
+        },
+        "ledger",
+    );
+    out.push(seed(t, "event", 0, &open.encode()));
+    out.push(seed(t, "event-closed-legal-hold", 0, &closed.encode()));
+    out.push(seed(t, "event-body", 1, &open.body));
+    out.push(seed(t, "event-body-ledger", 1, &ledger.body));
+    // A CaseEventContent by hand: timestamp (field 1) NOW, note (3) "a
+    // note", one rotated_out (8) device id.
+    let mut content = vec![0x08];
+    let mut v = NOW;
+    while v >= 0x80 {
+        content.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    content.push(v as u8);
+    content.extend_from_slice(&[0x1a, 6]);
+    content.extend_from_slice(b"a note");
+    content.extend_from_slice(&[0x42, 16]);
+    content.extend_from_slice(&[0x65; 16]);
+    out.push(seed(t, "content", 2, &content));
+    out.push(seed(
+        t,
+        "content-padded",
+        3,
+        &envelope::pad(&content).expect("pads"),
+    ));
+}
+
+fn case_sync(keys: &Keys) -> CaseSync {
+    let event = case_event(
+        CaseControl {
+            state: Some(CaseState::Open),
+            ..CaseControl::default()
+        },
+        "opened",
+    );
+    let case_id = CaseId::from_bytes([0x63; 16]);
+    CaseSync {
+        updates: vec![
+            CaseUpdate {
+                position: 1,
+                case_id,
+                at: NOW,
+                kind: CaseUpdateKind::Requested {
+                    defender: keys.sender.device_id(),
+                    envelope_digest: [7; 32],
+                },
+            },
+            CaseUpdate {
+                position: 2,
+                case_id,
+                at: NOW + 1,
+                kind: CaseUpdateKind::Event {
+                    event,
+                    author_key: CaseKeys::new().author.public_key(),
+                },
+            },
+            CaseUpdate {
+                position: 3,
+                case_id,
+                at: NOW + 2,
+                kind: CaseUpdateKind::ErasureRequested {
+                    requested_by: keys.me.device_id(),
+                },
+            },
+            CaseUpdate {
+                position: 4,
+                case_id,
+                at: NOW + 3,
+                kind: CaseUpdateKind::Erased {
+                    requested_by: keys.me.device_id(),
+                    confirmed_by: keys.sender.device_id(),
+                },
+            },
+        ],
+        cursor: 4,
+        more: true,
+        retention_secs: 365 * 86_400,
+    }
 }
 
 fn staff_roster(keys: &Keys, version: u64) -> Roster {
@@ -175,8 +304,58 @@ fn setup(keys: &Keys, out: &mut Vec<Seed>) {
     out.push(seed(t, "refused", 3, &encode_setup_response(&refused)));
 }
 
+fn case_content(message: Message) -> Content {
+    Content {
+        message_id: [0x34; 16],
+        counter: 10,
+        timestamp: NOW,
+        message,
+        thread: 0,
+        sender_label: String::new(),
+    }
+}
+
+/// Every case kind of content (section 7.7), as a sender writes it.
+fn case_contents() -> Vec<(&'static str, Content)> {
+    let case_id = CaseId::from_bytes([0x63; 16]);
+    vec![
+        (
+            "case-keys",
+            case_content(Message::case_keys(vec![
+                (case_id, 1, CaseKey::from_bytes([0x62; 32])),
+                (case_id, 2, CaseKey::from_bytes([0x66; 32])),
+            ])),
+        ),
+        (
+            "case-request",
+            case_content(Message::case_request(
+                Programme::Relocation,
+                "we must leave",
+                "en",
+            )),
+        ),
+        (
+            "case-share",
+            case_content(Message::case_share(
+                case_id,
+                "your visa is ready",
+                "en",
+                Some(CheckinOffer {
+                    interval_secs: 3600,
+                    grace_secs: 600,
+                }),
+            )),
+        ),
+        (
+            "case-reply",
+            case_content(Message::case_reply(case_id, "thank you", "en")),
+        ),
+    ]
+}
+
 fn requests(keys: &Keys, out: &mut Vec<Seed>) {
     let env = sealed(keys, &content(b"hello", 0, ""));
+    let case_request = sealed(keys, &case_contents()[1].1);
     let roster = staff_roster(keys, 1).sign(&keys.root);
     let all = [
         ("status", Request::Status),
@@ -269,6 +448,26 @@ fn requests(keys: &Keys, out: &mut Vec<Seed>) {
         (
             "register-panic-key",
             Request::RegisterPanicKey(keys.sender.public_key()),
+        ),
+        (
+            "append-case-event",
+            Request::AppendCaseEvent(case_event(
+                CaseControl {
+                    state: Some(CaseState::Open),
+                    ..CaseControl::default()
+                },
+                "opened",
+            )),
+        ),
+        ("sync-cases", Request::SyncCases { after: 17 }),
+        ("request-case", Request::RequestCase(case_request.clone())),
+        (
+            "request-case-erasure",
+            Request::RequestCaseErasure(CaseId::from_bytes([0x63; 16])),
+        ),
+        (
+            "confirm-case-erasure",
+            Request::ConfirmCaseErasure(CaseId::from_bytes([0x63; 16])),
         ),
     ];
     for (name, r) in all {
@@ -410,6 +609,30 @@ fn responses(keys: &Keys, out: &mut Vec<Seed>) {
                 holder: keys.me.device_id(),
             },
         ),
+        (
+            "case-event-accepted",
+            Response::CaseEventAccepted {
+                position: 9,
+                duplicate: true,
+            },
+        ),
+        ("case-sync", Response::CaseSync(case_sync(keys))),
+        (
+            "case-request-accepted",
+            Response::CaseRequestAccepted {
+                case_id: CaseId::from_bytes([0x63; 16]),
+                envelope_id: 11,
+                duplicate: false,
+            },
+        ),
+        (
+            "case-erasure",
+            Response::CaseErasure {
+                case_id: CaseId::from_bytes([0x63; 16]),
+                requested_by: keys.me.device_id(),
+                erased: true,
+            },
+        ),
     ];
     for (name, r) in all {
         out.push(seed(t, name, 0, &r.encode()));
@@ -419,6 +642,7 @@ fn responses(keys: &Keys, out: &mut Vec<Seed>) {
         ("push-all-clear", Push::AllClear(12)),
         ("push-message", Push::Message(40)),
         ("push-released", Push::Released(alert(keys))),
+        ("push-cases", Push::Cases(21)),
     ];
     for (name, p) in pushes {
         out.push(seed(t, name, 1, &p.encode()));
@@ -462,6 +686,16 @@ fn e2e(keys: &Keys, out: &mut Vec<Seed>) {
     let p = prekey(keys, PrekeyKind::OneTime, PREKEY_ID).sign(&keys.sender);
     out.push(seed(t, "prekey", 5, &p.encode()));
     out.push(seed(t, "prekey-body", 5, &p.body));
+    for (name, c) in case_contents() {
+        let bytes = hotline_proto::fuzzing::encode_content(&c);
+        out.push(seed(t, &format!("content-{name}"), 2, &bytes));
+        out.push(seed(
+            t,
+            &format!("envelope-{name}"),
+            0,
+            &sealed(keys, &c).encode(),
+        ));
+    }
     let mut guard = ReplayGuard::default();
     guard.check_and_record([1; 16], NOW, NOW).expect("new");
     guard.check_and_record([2; 16], NOW - 60, NOW).expect("new");
