@@ -271,6 +271,11 @@ impl Device {
         self.state.save_sealed(DEVICE_FILE, &self.storage, &bytes)
     }
 
+    /// Adds a warning for the person (see [`Device::take_warnings`]).
+    pub(crate) fn warn(&mut self, text: String) {
+        self.warnings.push(text);
+    }
+
     /// Warnings collected while receiving (keys that did not match), to
     /// show the person loudly.
     pub fn take_warnings(&mut self) -> Vec<String> {
@@ -508,14 +513,17 @@ impl Device {
         let roster = self.roster(session).await?;
         let now = crate::unix_now();
         let me = self.identity.device_id();
+        let case_keys = matches!(message.kind, hotline_proto::e2e::content::Kind::CaseKeys(_));
         let mut ids: Vec<DeviceId> = roster
             .members(now)
+            .filter(|e| !case_keys || (e.role.is_staff() && to.is_none_or(|t| t == e.device_id)))
             .map(|e| e.device_id)
             .filter(|d| *d != me)
             .collect();
         if let Some(to) = to
             && !ids.contains(&to)
             && to != me
+            && !case_keys
         {
             ids.push(to);
         }
@@ -639,6 +647,29 @@ impl Device {
         let id = item.message_id;
         self.save()?;
         Ok((id, true))
+    }
+
+    /// Queues case keys (ContentKind CASE_KEYS, at most
+    /// [`hotline_proto::e2e::content::MAX_CASE_KEYS`]) for every other
+    /// staff device on the roster or, with `to`, for that staff device
+    /// only; saved on disk (sealed) before anything is sent, sent and
+    /// retried like a message, never kept in the history.
+    pub fn queue_case_keys(
+        &mut self,
+        keys: &[(hotline_proto::case::CaseId, u32, hotline_proto::case::key::CaseKey)],
+        to: Option<DeviceId>,
+    ) -> Result<[u8; 16], ClientError> {
+        if keys.is_empty() || keys.len() > hotline_proto::e2e::content::MAX_CASE_KEYS {
+            return Err(ClientError::State(
+                "between 1 and 500 case keys go in one envelope".into(),
+            ));
+        }
+        let body = crate::outbox::case_keys_body(keys);
+        let item = Item::new(&body, Outgoing::CaseKeys { to }, crate::unix_now())?;
+        let id = item.message_id;
+        self.outbox.push(item);
+        self.save()?;
+        Ok(id)
     }
 
     /// Whether the item `id` (as queued) still waits in the outbox.
@@ -1066,6 +1097,7 @@ impl Device {
                 }
                 self.local.inbox_after = self.local.inbox_after.max(item.id);
             }
+            let opened = crate::cases::keys::take_case_keys(self, opened)?;
             // Kept before the server is told they are held.
             if !opened.is_empty() {
                 let mut history = self.history()?;
@@ -1294,6 +1326,8 @@ fn decode_local(
 /// thread (an SOS: its alert's), under which server id.
 fn sent_entry(item: &Item, outcome: &Sent) -> Option<Entry> {
     let (server_id, thread, sos) = match outcome {
+        // Keys are never kept in the history.
+        Sent::Message { .. } if matches!(item.what, Outgoing::CaseKeys { .. }) => return None,
         Sent::Message { id, .. } => (*id, item.what.thread(), false),
         Sent::Alert(a) => (a.envelope_id, a.id, true),
         Sent::Dropped { .. } => return None,

@@ -10,6 +10,8 @@
 
 use hotline_proto::DeviceId;
 use hotline_proto::alert::Priority;
+use hotline_proto::case::CaseId;
+use hotline_proto::case::key::CaseKey;
 use hotline_proto::e2e::content::{Category, Kind, Message as Content};
 use hotline_proto::identity::fill_random;
 use prost::Message;
@@ -37,6 +39,13 @@ pub enum Outgoing {
     /// happened, which goes to every staff device on the roster
     /// (defenders).
     Alert(Priority),
+    /// Case keys (staff, ContentKind CASE_KEYS: `body` holds them, see
+    /// [`case_keys_body`]) for every other staff device on the roster or,
+    /// with `to`, for that staff device only. Never kept in the history.
+    CaseKeys {
+        /// The one staff device (`None`: every other staff device).
+        to: Option<DeviceId>,
+    },
 }
 
 impl Outgoing {
@@ -45,6 +54,7 @@ impl Outgoing {
         match self {
             Outgoing::Message { to } => to,
             Outgoing::Reply { to, .. } => Some(to),
+            Outgoing::CaseKeys { to } => to,
             Outgoing::Alert(_) => None,
         }
     }
@@ -54,9 +64,39 @@ impl Outgoing {
     pub fn thread(self) -> u64 {
         match self {
             Outgoing::Reply { alert, .. } => alert,
-            Outgoing::Message { .. } | Outgoing::Alert(_) => 0,
+            Outgoing::Message { .. } | Outgoing::Alert(_) | Outgoing::CaseKeys { .. } => 0,
         }
     }
+}
+
+/// The length of one case key in an outbox item's body: case id (16),
+/// epoch (4, big-endian), key (32).
+const CASE_KEY_LEN: usize = 52;
+
+/// The body of an [`Outgoing::CaseKeys`] item holding `keys`.
+pub fn case_keys_body(keys: &[(CaseId, u32, CaseKey)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(keys.len() * CASE_KEY_LEN);
+    for (case, epoch, key) in keys {
+        out.extend_from_slice(case.as_bytes());
+        out.extend_from_slice(&epoch.to_be_bytes());
+        out.extend_from_slice(key.as_bytes());
+    }
+    out
+}
+
+/// The keys an [`Outgoing::CaseKeys`] item's body holds (`None`: damaged).
+fn case_keys_of(body: &[u8]) -> Option<Vec<(CaseId, u32, CaseKey)>> {
+    if body.is_empty() || body.len() % CASE_KEY_LEN != 0 {
+        return None;
+    }
+    body.chunks(CASE_KEY_LEN)
+        .map(|c| {
+            let case = CaseId::from_bytes(c[..16].try_into().ok()?);
+            let epoch = u32::from_be_bytes(c[16..20].try_into().ok()?);
+            let key = CaseKey::from_bytes(c[20..].try_into().ok()?);
+            Some((case, epoch, key))
+        })
+        .collect()
 }
 
 /// One item waiting in the outbox.
@@ -114,6 +154,10 @@ impl Item {
             )),
         };
         let what = match (row.alert, row.thread, to) {
+            (0, 0, to) if row.case_keys => {
+                case_keys_of(&row.body).ok_or_else(damaged)?;
+                Outgoing::CaseKeys { to }
+            }
             (0, 0, to) => Outgoing::Message { to },
             (0, alert, Some(to)) => Outgoing::Reply { alert, to },
             (1, 0, None) => Outgoing::Alert(Priority::Immediate),
@@ -143,7 +187,7 @@ impl Item {
                 .map(|d| d.as_bytes().to_vec())
                 .unwrap_or_default(),
             alert: match self.what {
-                Outgoing::Message { .. } | Outgoing::Reply { .. } => 0,
+                Outgoing::Message { .. } | Outgoing::Reply { .. } | Outgoing::CaseKeys { .. } => 0,
                 Outgoing::Alert(Priority::Immediate) => 1,
                 Outgoing::Alert(Priority::Urgent) => 2,
                 Outgoing::Alert(Priority::Routine) => 3,
@@ -153,6 +197,7 @@ impl Item {
             thread: self.what.thread(),
             category: self.category.map_or(0, Category::code),
             language: self.language.clone(),
+            case_keys: matches!(self.what, Outgoing::CaseKeys { .. }),
         }
     }
 
@@ -180,6 +225,10 @@ impl Item {
             }
             Outgoing::Message { .. } | Outgoing::Reply { .. } => {
                 Content::chat(&text, &self.language)
+            }
+            // Checked when the row was read or the item made.
+            Outgoing::CaseKeys { .. } => {
+                Content::case_keys(case_keys_of(&self.body).unwrap_or_default())
             }
         }
     }
@@ -214,6 +263,9 @@ pub(crate) struct OutboxRow {
     /// The language of the text, a BCP 47 tag (empty: not given).
     #[prost(string, tag = "9")]
     language: String,
+    /// An [`Outgoing::CaseKeys`] item (`body`: its keys).
+    #[prost(bool, tag = "10")]
+    case_keys: bool,
 }
 
 #[cfg(test)]

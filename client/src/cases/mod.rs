@@ -14,11 +14,17 @@
 //!   (signature, staff roster), and what each update does to the replica.
 //! * [`outbox`]: writing an event (sealed under the case's newest key,
 //!   saved before it is sent) and sending what waits.
+//! * [`keys`]: case keys among staff devices: sent to staff a roster adds,
+//!   rotated when one drops them, and taken out of the inbox.
+//! * [`stats`]: the statistics tombstone of a case and the figures the
+//!   ledger's tombstones add up to.
 
 pub mod fields;
+pub mod keys;
 pub mod model;
 pub mod outbox;
 pub mod replica;
+pub mod stats;
 pub mod sync;
 
 #[cfg(test)]

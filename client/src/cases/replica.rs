@@ -52,6 +52,36 @@ struct IndexRow {
     /// A sync answered: `retention_secs` is the server's.
     #[prost(bool, tag = "6")]
     synced: bool,
+    /// The staff devices on the newest roster this replica has handled
+    /// (keys: who to send them to when a roster adds staff).
+    #[prost(bytes = "vec", repeated, tag = "7")]
+    roster_staff: Vec<Vec<u8>>,
+    /// `roster_staff` holds a roster's (none handled yet: false).
+    #[prost(bool, tag = "8")]
+    roster_known: bool,
+    /// Cases whose key must be rotated before this device writes to them
+    /// again (a staff device left the roster).
+    #[prost(message, repeated, tag = "9")]
+    rotations: Vec<RotationRow>,
+    /// Cases whose erasure was asked for and not confirmed yet.
+    #[prost(bytes = "vec", repeated, tag = "10")]
+    erasure_requested: Vec<Vec<u8>>,
+}
+
+/// A case whose key must be rotated: the newest epoch when the device
+/// left the roster, and the devices that left.
+#[derive(Clone, PartialEq, Message)]
+pub struct RotationRow {
+    /// The case id (16 bytes).
+    #[prost(bytes = "vec", tag = "1")]
+    pub case_id: Vec<u8>,
+    /// The case's newest epoch when the roster dropped the devices: a
+    /// newer one (rotated by another staff device) settles it.
+    #[prost(uint32, tag = "2")]
+    pub epoch: u32,
+    /// The devices no longer on the roster (16 bytes each).
+    #[prost(bytes = "vec", repeated, tag = "3")]
+    pub removed: Vec<Vec<u8>>,
 }
 
 /// What `case list` shows of a case, folded when the case last changed.
@@ -553,6 +583,95 @@ impl Replica {
         self.save_index()
     }
 
+    /// The staff devices of the newest roster this replica handled
+    /// (`None`: none handled yet).
+    pub fn roster_staff(&self) -> Option<Vec<DeviceId>> {
+        self.index.roster_known.then(|| {
+            self.index
+                .roster_staff
+                .iter()
+                .filter_map(|d| <[u8; 16]>::try_from(d.as_slice()).ok())
+                .map(DeviceId::from_bytes)
+                .collect()
+        })
+    }
+
+    /// Records the staff devices of the newest roster handled (saved).
+    pub fn set_roster_staff(&mut self, staff: &[DeviceId]) -> Result<(), ClientError> {
+        self.index.roster_staff = staff.iter().map(|d| d.as_bytes().to_vec()).collect();
+        self.index.roster_known = true;
+        self.save_index()
+    }
+
+    /// The case's pending rotation, if its key must be rotated before
+    /// this device writes to it.
+    pub fn rotation(&self, case: &CaseId) -> Option<&RotationRow> {
+        self.index
+            .rotations
+            .iter()
+            .find(|r| r.case_id == case.as_bytes())
+    }
+
+    /// Marks every case held (not the erased) for a rotation of its key:
+    /// `removed` left the roster (saved).
+    pub fn mark_rotations(&mut self, removed: &[DeviceId]) -> Result<(), ClientError> {
+        let ids: Vec<CaseId> = self.index.summaries.iter().filter_map(|s| s.id()).collect();
+        for case in ids {
+            let file = self.load(&case)?;
+            let epoch = file
+                .newest_epoch()
+                .max(file.newest_key().map_or(0, |(e, _)| e));
+            if epoch == 0 {
+                continue;
+            }
+            let id = case.as_bytes().to_vec();
+            let at = match self.index.rotations.iter().position(|r| r.case_id == id) {
+                Some(i) => i,
+                None => {
+                    self.index.rotations.push(RotationRow {
+                        case_id: id,
+                        epoch,
+                        removed: Vec::new(),
+                    });
+                    self.index.rotations.len() - 1
+                }
+            };
+            let row = &mut self.index.rotations[at];
+            for d in removed {
+                if !row.removed.iter().any(|r| r == d.as_bytes()) {
+                    row.removed.push(d.as_bytes().to_vec());
+                }
+            }
+        }
+        self.save_index()
+    }
+
+    /// The case's rotation is done (by this device or another): saved.
+    pub fn rotated(&mut self, case: &CaseId) -> Result<(), ClientError> {
+        self.index.rotations.retain(|r| r.case_id != case.as_bytes());
+        self.save_index()
+    }
+
+    /// Records that the erasure of `case` was asked for (or, `false`,
+    /// that it no longer waits): saved.
+    pub fn set_erasure_requested(&mut self, case: &CaseId, waiting: bool) -> Result<(), ClientError> {
+        let id = case.as_bytes().to_vec();
+        self.index.erasure_requested.retain(|c| *c != id);
+        if waiting && !self.is_erased(case) {
+            self.index.erasure_requested.push(id);
+        }
+        self.save_index()
+    }
+
+    /// Whether the erasure of `case` was asked for and waits for a
+    /// confirmation.
+    pub fn erasure_requested(&self, case: &CaseId) -> bool {
+        self.index
+            .erasure_requested
+            .iter()
+            .any(|c| c == case.as_bytes())
+    }
+
     /// Every case's summary.
     pub fn summaries(&self) -> &[SummaryRow] {
         &self.index.summaries
@@ -673,6 +792,8 @@ impl Replica {
         let id = case.as_bytes().to_vec();
         self.index.summaries.retain(|s| s.case_id != id);
         self.index.outbox.retain(|o| o.case_id != id);
+        self.index.rotations.retain(|r| r.case_id != id);
+        self.index.erasure_requested.retain(|c| *c != id);
         if !self.index.erased.contains(&id) {
             self.index.erased.push(id);
         }

@@ -287,6 +287,7 @@ pub(super) fn describe(what: &Outgoing) -> String {
         Outgoing::Message { to: Some(_) } => "a message to one device".into(),
         Outgoing::Reply { alert, .. } => format!("a reply in alert #{alert}"),
         Outgoing::Alert(p) => format!("an SOS ({p})"),
+        Outgoing::CaseKeys { .. } => "case keys for staff devices".into(),
     }
 }
 
