@@ -951,7 +951,7 @@ impl Device {
         let envelope = match &item.sealed {
             Some(sealed) => SignedEnvelope::decode(sealed).map_err(refused)?,
             None => {
-                let env = self
+                let sealed = self
                     .seal(
                         session,
                         item.content(),
@@ -959,7 +959,24 @@ impl Device {
                         item.message_id,
                         item.what.thread(),
                     )
-                    .await?;
+                    .await;
+                let env = match sealed {
+                    // Case keys with no other staff device to go to: the
+                    // keys stay in the case replica, and staff a later
+                    // roster adds get them then.
+                    Err(ClientError::State(why))
+                        if matches!(item.what, Outgoing::CaseKeys { .. })
+                            && why.starts_with("nobody on the roster") =>
+                    {
+                        return Ok(Sent::Dropped {
+                            what: item.what,
+                            code: None,
+                            reason: "no other staff device on the roster to send case keys to"
+                                .into(),
+                        });
+                    }
+                    other => other?,
+                };
                 if let Some(first) = self.outbox.first_mut() {
                     first.sealed = Some(env.encode());
                 }

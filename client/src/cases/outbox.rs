@@ -128,6 +128,14 @@ fn rotated(e: &ClientError) -> bool {
     matches!(e, ClientError::Refused(w) if w.code == ErrorCode::FailedPrecondition && w.detail.contains("rotated"))
 }
 
+/// An event of epoch 2 or more refused as sealed under a key that is not
+/// the case's: another staff device opened that epoch first (two
+/// rotations at once). It waits for the winner's key and is sealed again.
+fn lost_rotation(e: &ClientError, epoch: u32) -> bool {
+    epoch > 1
+        && matches!(e, ClientError::Refused(w) if w.code == ErrorCode::InvalidArgument && w.detail.contains("not the case's"))
+}
+
 async fn append(session: &Session, row: &OutboxRow) -> Result<(u64, bool), ClientError> {
     match session
         .request(&Request::AppendCaseEvent(row.signed()?))
@@ -164,13 +172,16 @@ pub async fn flush(
         let case = header.case_id;
         let mut result = append(session, &row).await;
         if let Err(e) = &result
-            && rotated(e)
+            && (rotated(e) || lost_rotation(e, header.epoch))
         {
             let file = replica.load(&case)?;
-            if file
-                .newest_key()
-                .is_some_and(|(epoch, _)| epoch > header.epoch)
-            {
+            // A newer key, or (a rotation lost) the winner's key for the
+            // same epoch, taken in place of this device's.
+            if file.newest_key().is_some_and(|(epoch, key)| {
+                epoch > header.epoch
+                    || (epoch == header.epoch
+                        && key.commitment(&case, epoch) != header.key_commitment)
+            }) {
                 row = seal_row(
                     identity,
                     roster_version,

@@ -12,7 +12,7 @@ use hotline_client::cases::fields::{
 use hotline_client::cases::model::{CaseView, EventId, Register};
 use hotline_client::cases::outbox::{self, Fate, new_id};
 use hotline_client::cases::replica::{CaseFile, Replica, SummaryRow};
-use hotline_client::cases::{open_replica, sync};
+use hotline_client::cases::{keys, open_replica, sync};
 use hotline_client::messenger::Device;
 use hotline_client::{ClientError, Session};
 use hotline_proto::DeviceId;
@@ -34,11 +34,11 @@ use super::unlock::{after_unlock, open_device};
 const MIN_PREFIX: usize = 4;
 
 /// An unlocked staff device with its replica, online or not.
-struct Ctx {
-    device: Device,
-    replica: Replica,
-    session: Option<Session>,
-    roster: Option<Roster>,
+pub(super) struct Ctx {
+    pub(super) device: Device,
+    pub(super) replica: Replica,
+    pub(super) session: Option<Session>,
+    pub(super) roster: Option<Roster>,
 }
 
 fn offline(e: &ClientError) -> bool {
@@ -51,7 +51,7 @@ fn offline(e: &ClientError) -> bool {
 impl Ctx {
     /// Unlocks the device; online, sends the case events waiting and
     /// syncs; offline, says so and works from the replica.
-    async fn start(state: &StateDir) -> anyhow::Result<Ctx> {
+    pub(super) async fn start(state: &StateDir) -> anyhow::Result<Ctx> {
         let device = open_device(state)?;
         if !device.profile().role()?.is_staff() {
             bail!("cases are kept by staff devices; this device is a defender's");
@@ -81,6 +81,9 @@ impl Ctx {
                         "WARNING: cases were not synced ({e}): showing what this device holds"
                     );
                 }
+                if let Err(e) = ctx.exchange_keys().await {
+                    eprintln!("WARNING: case keys were not exchanged with other staff devices: {e}");
+                }
             }
             Err(e) if offline(&e) => {
                 eprintln!(
@@ -90,6 +93,150 @@ impl Ctx {
             Err(e) => return Err(e.into()),
         }
         Ok(ctx)
+    }
+
+    /// Case keys with the other staff devices (docs/cases.md, "Keys"):
+    /// sends every key of the cases requested or open (and the ledger's)
+    /// to the staff devices a newer roster added, sends what waits in the
+    /// message outbox, takes the keys waiting in the inbox, and sends the
+    /// case events that waited for one.
+    async fn exchange_keys(&mut self) -> anyhow::Result<()> {
+        let me = self.me();
+        if let Some(roster) = &self.roster {
+            let change = keys::roster_seen(&mut self.replica, roster, me)?;
+            if !change.added.is_empty() {
+                let all = keys::keys_to_share(&self.replica)?;
+                if !all.is_empty() {
+                    for d in &change.added {
+                        keys::queue_keys(&mut self.device, &all, Some(*d))?;
+                    }
+                    println!(
+                        "the staff roster adds {} device(s): the keys of {} case(s) go to them, so that they read their history",
+                        change.added.len(),
+                        all.iter().map(|(c, _, _)| c).collect::<std::collections::BTreeSet<_>>().len()
+                    );
+                }
+            }
+            if !change.removed.is_empty() {
+                println!(
+                    "the staff roster drops {} device(s): the next change this device writes to each case opens a new case key they do not hold",
+                    change.removed.len()
+                );
+            }
+        }
+        self.send_messages().await;
+        let Some(session) = &self.session else {
+            return Ok(());
+        };
+        super::messages::fetch_new(&mut self.device, session).await?;
+        // Keys received were written to the replica's files: read it again.
+        self.replica = open_replica(&self.device)?;
+        if !self.replica.outbox().is_empty() {
+            self.flush(None).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends what waits in the message outbox (case keys, and any message
+    /// queued before), saying what could not be sent.
+    pub(super) async fn send_messages(&mut self) {
+        let Some(session) = &self.session else {
+            return;
+        };
+        if self.device.pending().is_empty() {
+            return;
+        }
+        let flushed = self.device.flush_report(session).await;
+        for (_, sent) in &flushed.settled {
+            if let hotline_client::messenger::Sent::Dropped { what, reason, .. } = sent {
+                eprintln!(
+                    "WARNING: {} could not be sent and was removed from the outbox: {reason}",
+                    super::messages::describe(what)
+                );
+            }
+        }
+        if let Some(e) = flushed.stopped {
+            eprintln!(
+                "WARNING: {} item(s) wait in the message outbox (case keys among them, if any): {e}",
+                self.device.pending().len()
+            );
+        }
+        for w in self.device.take_warnings() {
+            eprintln!("WARNING: {w}");
+        }
+    }
+
+    /// After this device's events were accepted: one that opened a new
+    /// key epoch (a rotation) sends its key to the staff on the roster.
+    async fn after_accepted(&mut self, accepted: &[(CaseId, EventId)]) -> anyhow::Result<()> {
+        let mut queued = false;
+        for (case, id) in accepted {
+            let file = self.replica.load(case)?;
+            let Some(e) = file.events.iter().find(|e| {
+                e.event.author == self.me()
+                    && e.event.header_unverified().is_ok_and(|h| h.event_id == *id)
+            }) else {
+                continue;
+            };
+            let Ok((h, content)) = e.event.open(&e.author_key, |_, ep| file.keys.get(&ep).cloned())
+            else {
+                continue;
+            };
+            if h.epoch > 1 && !content.rotated_out.is_empty() {
+                if let Some(key) = file.keys.get(&h.epoch) {
+                    keys::queue_keys(&mut self.device, &[(*case, h.epoch, key.clone())], None)?;
+                    queued = true;
+                }
+                self.replica.rotated(case)?;
+            }
+        }
+        if queued {
+            self.send_messages().await;
+        }
+        Ok(())
+    }
+
+    /// Before this device writes to `file`'s case: if a staff device left
+    /// the roster since the case's newest key epoch began, opens the next
+    /// epoch (a fresh key, an event naming the devices that left, sealed
+    /// under it); its key goes to the roster's staff once the server has
+    /// the event.
+    async fn rotate_if_needed(&mut self, file: &mut CaseFile) -> anyhow::Result<()> {
+        let Some(rot) = self.replica.rotation(&file.case_id).cloned() else {
+            return Ok(());
+        };
+        let newest = file
+            .newest_epoch()
+            .max(file.newest_key().map_or(0, |(e, _)| e));
+        if newest > rot.epoch {
+            // Another staff device (or this one) rotated it already.
+            return Ok(self.replica.rotated(&file.case_id)?);
+        }
+        if file.events.is_empty() || file.newest_key().map(|(e, _)| e) != Some(newest) {
+            // Nothing to rotate yet, or the newest key is not held here:
+            // the write waits for it as any other does.
+            return Ok(());
+        }
+        let epoch = newest + 1;
+        file.keys
+            .insert(epoch, CaseKey::generate(&mut SystemRandomness));
+        let mut content = self.content("");
+        content.rotated_out = rot.removed.iter().map(|d| d.clone().into()).collect();
+        let version = self.roster_version();
+        outbox::write(
+            &mut self.replica,
+            self.device.identity(),
+            version,
+            file,
+            CaseControl::default(),
+            &content,
+        )?;
+        println!(
+            "case {}: a new case key (epoch {epoch}) is opened first, which the {} device(s) that left the roster do not hold",
+            short(file.case_id.as_bytes()),
+            rot.removed.len()
+        );
+        Ok(())
     }
 
     async fn sync(&mut self) -> anyhow::Result<()> {
@@ -110,6 +257,7 @@ impl Ctx {
             println!("new request from a defender: case {}", short(c.as_bytes()));
         }
         for c in &report.erasure_requested {
+            self.replica.set_erasure_requested(c, true)?;
             println!(
                 "erasure of case {} was asked for: a second coordinator or admin must confirm it",
                 short(c.as_bytes())
@@ -130,6 +278,16 @@ impl Ctx {
         let version = self.roster_version();
         let out =
             outbox::flush(session, &mut self.replica, self.device.identity(), version).await?;
+        let accepted: Vec<(CaseId, EventId)> = out
+            .settled
+            .iter()
+            .filter(|(_, _, f)| matches!(f, Fate::Accepted { .. }))
+            .map(|(c, e, _)| (*c, *e))
+            .collect();
+        if !accepted.is_empty() {
+            // Boxed: this and flush call each other through send_messages.
+            Box::pin(self.after_accepted(&accepted)).await?;
+        }
         for (case, id, fate) in &out.settled {
             if let Fate::Refused(why) = fate
                 && Some(*id) != mine
@@ -156,19 +314,23 @@ impl Ctx {
             .unwrap_or(0)
     }
 
-    fn me(&self) -> DeviceId {
+    pub(super) fn me(&self) -> DeviceId {
         self.device.identity().device_id()
     }
 
     /// Writes one event to `file`'s case and sends it (with anything
-    /// waiting before it). Returns the case as it now reads.
-    async fn write(
+    /// waiting before it), opening a new key epoch first if a staff device
+    /// left the roster. Returns the case as it now reads.
+    pub(super) async fn write(
         &mut self,
         file: &CaseFile,
         control: CaseControl,
         content: CaseEventContent,
         done: &str,
     ) -> anyhow::Result<CaseView> {
+        let mut file = file.clone();
+        self.rotate_if_needed(&mut file).await?;
+        let file = &file;
         let version = self.roster_version();
         let opening = file.events.is_empty()
             && file.request.is_none()
@@ -182,6 +344,8 @@ impl Ctx {
             &content,
         )?;
         let out = self.flush(Some(id)).await?;
+        // Case keys this write queued (a case opened) go out now.
+        self.send_messages().await;
         match out
             .settled
             .iter()
@@ -217,12 +381,12 @@ impl Ctx {
 
     /// The case named by `text`: a hex prefix of its id (at least 4
     /// digits) or its reference.
-    fn case(&self, text: &str) -> anyhow::Result<CaseFile> {
+    pub(super) fn case(&self, text: &str) -> anyhow::Result<CaseFile> {
         let id = resolve_case(self.replica.summaries(), text)?;
         Ok(self.replica.load(&id)?)
     }
 
-    fn content(&self, note: &str) -> CaseEventContent {
+    pub(super) fn content(&self, note: &str) -> CaseEventContent {
         CaseEventContent {
             timestamp: hotline_client::unix_now(),
             note: note.to_owned(),
@@ -242,7 +406,7 @@ impl Ctx {
         }
     }
 
-    async fn close(self) {
+    pub(super) async fn close(self) {
         if let Some(s) = self.session {
             s.close().await;
         }
@@ -472,23 +636,30 @@ fn devices(ctx: &Ctx, text: &str) -> anyhow::Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-/// Sends the case key to the other staff devices on the roster.
-///
-/// This version has no CASE_KEYS content to seal it in
-/// (`hotline_proto::e2e::content` does not carry case keys yet), so it
-/// says plainly that only this device can read the case.
-fn send_case_key_to_staff(ctx: &Ctx, _case: &CaseId, _epoch: u32, _key: &CaseKey) {
-    let others = ctx.roster.as_ref().map_or(0, |r| {
+/// Sends the case key of `epoch` to every other staff device on the
+/// roster (this person's other devices included), through the message
+/// outbox: sent with this command's other messages, or, offline, by the
+/// next command that reaches the server.
+pub(super) fn send_case_key_to_staff(
+    ctx: &mut Ctx,
+    case: &CaseId,
+    epoch: u32,
+    key: &CaseKey,
+) -> anyhow::Result<()> {
+    let me = ctx.me();
+    let others = ctx.roster.as_ref().map(|r| {
         r.entries
             .iter()
-            .filter(|e| e.device_id != ctx.me() && e.role.is_staff())
+            .filter(|e| e.device_id != me && e.role.is_staff())
             .count()
     });
-    if others > 0 {
-        eprintln!(
-            "WARNING: this version cannot send case keys to other staff devices yet: only this device can read this case; the {others} other staff device(s) on the roster see that it exists and how many events it has, not what they say"
-        );
+    if others == Some(0) {
+        // Nobody else to send it to; staff added to a later roster get it
+        // from this device then.
+        return Ok(());
     }
+    keys::queue_keys(&mut ctx.device, &[(*case, epoch, key.clone())], None)?;
+    Ok(())
 }
 
 /// `hotline case open`.
@@ -603,7 +774,7 @@ pub(super) async fn open(
         from_alert: from_alert.unwrap_or(0),
         ..Default::default()
     });
-    send_case_key_to_staff(&ctx, &case_id, 1, &key);
+    send_case_key_to_staff(&mut ctx, &case_id, 1, &key)?;
     let done = format!("case {} opened", short(case_id.as_bytes()));
     let control = CaseControl {
         state: Some(CaseState::Open),
@@ -679,9 +850,20 @@ pub(super) fn list(state: &StateDir, filter: &ListFilter) -> anyhow::Result<()> 
                     && !s.legal_hold
                     && !s.ledger
                     && s.closed_at.saturating_add(retention) <= now)
+                || s.id().is_some_and(|c| replica.erasure_requested(&c))
         })
         .collect();
     print!("{}", list_lines(&rows, now));
+    if filter.erasable {
+        for s in &rows {
+            if s.id().is_some_and(|c| replica.erasure_requested(&c)) {
+                let id = short(&s.case_id);
+                println!(
+                    "case {id}: its erasure was asked for and waits for a second coordinator or admin (`hotline case erase {id} --confirm`)"
+                );
+            }
+        }
+    }
     Ok(())
 }
 
@@ -987,7 +1169,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
         }
     };
     if view.state == Some(CaseState::Requested) && file.events.is_empty() {
-        answer_request(&ctx, &mut file, &mut control, &mut content);
+        answer_request(&mut ctx, &mut file, &mut control, &mut content)?;
         done = if control.state == Some(CaseState::Closed) {
             format!("request {short_id} declined: {done}")
         } else {
@@ -1004,14 +1186,14 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
 /// epoch 1, and the event copies the request so that staff who join later
 /// read it.
 fn answer_request(
-    ctx: &Ctx,
+    ctx: &mut Ctx,
     file: &mut CaseFile,
     control: &mut CaseControl,
     content: &mut CaseEventContent,
-) {
+) -> anyhow::Result<()> {
     if file.keys.is_empty() {
         let key = CaseKey::generate(&mut SystemRandomness);
-        send_case_key_to_staff(ctx, &file.case_id, 1, &key);
+        send_case_key_to_staff(ctx, &file.case_id, 1, &key)?;
         file.keys.insert(1, key);
     }
     if control.state.is_none() {
@@ -1026,6 +1208,7 @@ fn answer_request(
             ..Default::default()
         });
     }
+    Ok(())
 }
 
 /// `hotline case person list`.

@@ -6,7 +6,8 @@
 //! * `alerts`: sos, alerts, ack, resolve, cancel, duty, watch.
 //! * `checkins`: checkin, checkin-setup.
 //! * `org`: trust-org, org init, org show, org sign-roster.
-//! * `cases`: case …, relocation … (staff); `case_view`: how cases read.
+//! * `cases`: case …, relocation … (staff); `case_view`: how cases read;
+//!   `case_erase`: case erase, hold and stats.
 //!
 //! They share `unlock` (the state directory, passphrases, unlocking the
 //! device, connecting), `date` (how a time is shown)
@@ -22,6 +23,7 @@ use hotline_proto::invite::parse_lifetime;
 
 mod alert_view;
 mod alerts;
+mod case_erase;
 mod case_view;
 mod cases;
 mod checkins;
@@ -330,10 +332,37 @@ enum CaseCommand {
         /// Country of origin (two-letter code).
         #[arg(long)]
         country: Option<String>,
-        /// Closed cases past the retention period, without a legal hold.
+        /// Closed cases past the retention period, without a legal hold,
+        /// and cases whose erasure waits for a confirmation.
         #[arg(long)]
         erasable: bool,
     },
+    /// Erase a closed case past its retention period (two staff: the
+    /// first asks, writing its statistics into the ledger; a coordinator
+    /// or admin on another device confirms with --confirm).
+    Erase {
+        #[arg(help = CASE_ARG)]
+        case: String,
+        /// Confirm another staff member's request (coordinators, admins).
+        #[arg(long)]
+        confirm: bool,
+    },
+    /// Put a case under a legal hold, which prevents its erasure, or lift
+    /// it (coordinators, admins).
+    #[command(after_help = EXIT_STATUSES)]
+    Hold {
+        #[arg(help = CASE_ARG)]
+        case: String,
+        /// Lift the hold.
+        #[arg(long)]
+        lift: bool,
+        /// Why (kept in the case's timeline).
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Figures of the erased cases, from the statistics ledger: people,
+    /// relocation outcomes, countries, programmes, months.
+    Stats,
     /// Show a case: fields, people, relocations with their stages,
     /// timeline, conflicts and warnings.
     Show {
@@ -730,6 +759,11 @@ async fn run_case(command: CaseCommand, state: &StateDir) -> anyhow::Result<()> 
             },
         ),
         CaseCommand::Show { case } => cases::show(state, &case).await,
+        CaseCommand::Erase { case, confirm } => case_erase::erase(state, &case, confirm).await,
+        CaseCommand::Hold { case, lift, note } => {
+            case_erase::hold(state, &case, lift, note.as_deref()).await
+        }
+        CaseCommand::Stats => case_erase::show_stats(state).await,
         CaseCommand::Note { case, text } => cases::write(state, &case, Write::Note(text)).await,
         CaseCommand::Assign { case, coordinators } => {
             cases::write(state, &case, Write::Assign(coordinators)).await

@@ -1,0 +1,238 @@
+//! `hotline case erase`, `hotline case hold` and `hotline case stats`
+//! (staff): erasing a closed case by two distinct staff members (the first
+//! writes its statistics tombstone into the ledger, a second coordinator
+//! or admin confirms), legal holds, and the figures the ledger keeps.
+
+use anyhow::{Context as _, bail};
+use hotline_client::StateDir;
+use hotline_client::cases::replica::CaseFile;
+use hotline_client::cases::stats;
+use hotline_proto::case::key::CaseKey;
+use hotline_proto::case::{CaseControl, CaseId, CaseState, LegalHold, ledger_id};
+use hotline_proto::e2e::suite::SystemRandomness;
+use hotline_proto::message::{Request, Response};
+
+use super::case_view::short;
+use super::cases::{Ctx, send_case_key_to_staff};
+
+/// A day, in seconds.
+const DAY: u64 = 86_400;
+
+/// Sends an erasure request or confirmation; the server's answer.
+async fn ask(ctx: &Ctx, request: Request) -> anyhow::Result<(bool, hotline_proto::DeviceId)> {
+    let session = ctx
+        .session
+        .as_ref()
+        .context("erasing a case needs the server, and this device is offline: nothing was done")?;
+    match session.request(&request).await? {
+        Response::CaseErasure {
+            erased,
+            requested_by,
+            ..
+        } => Ok((erased, requested_by)),
+        Response::Error(e) => bail!("the server refused: {}. Nothing was erased", e.detail),
+        _ => bail!("the server answered with something else; nothing was erased"),
+    }
+}
+
+/// The statistics ledger's file; this device opens the ledger (its id
+/// derived from the organisation root, so every client picks the same)
+/// if no staff device has yet.
+async fn ledger(ctx: &mut Ctx) -> anyhow::Result<CaseFile> {
+    let root = ctx.device.org_root().context(
+        "no organisation root is pinned on this device, so it cannot find the statistics ledger",
+    )?;
+    let id = ledger_id(&root);
+    let mut file = ctx.replica.load(&id)?;
+    if file.newest_key().is_some() {
+        return Ok(file);
+    }
+    if !file.events.is_empty() {
+        bail!(
+            "another staff device opened the statistics ledger and this device does not hold its key yet (it comes with a command that device runs): try again later. Nothing was erased"
+        );
+    }
+    let key = CaseKey::generate(&mut SystemRandomness);
+    file.keys.insert(1, key.clone());
+    ctx.replica.save(&file)?;
+    send_case_key_to_staff(ctx, &id, 1, &key)?;
+    let control = CaseControl {
+        state: Some(CaseState::Open),
+        ledger: true,
+        ..CaseControl::default()
+    };
+    let content = ctx.content("");
+    ctx.write(&file, control, content, "the statistics ledger was opened")
+        .await
+        .context("the statistics ledger could not be opened; nothing was erased")?;
+    Ok(ctx.replica.load(&id)?)
+}
+
+/// `hotline case erase CASE` and `hotline case erase CASE --confirm`.
+pub(super) async fn erase(state: &StateDir, case: &str, confirm: bool) -> anyhow::Result<()> {
+    let mut ctx = Ctx::start(state).await?;
+    let r = erase_in(&mut ctx, case, confirm).await;
+    ctx.close().await;
+    r
+}
+
+async fn erase_in(ctx: &mut Ctx, case: &str, confirm: bool) -> anyhow::Result<()> {
+    if ctx.session.is_none() {
+        bail!("erasing a case needs the server, and this device is offline: nothing was done");
+    }
+    let file = ctx.case(case)?;
+    let id = file.case_id;
+    let s = short(id.as_bytes());
+    let view = ctx.replica.view(&id)?;
+    if view.ledger {
+        bail!("the statistics ledger is never erased");
+    }
+    if confirm {
+        let (erased, _) = ask(ctx, Request::ConfirmCaseErasure(id)).await?;
+        if !erased {
+            bail!("the server did not erase case {s}; nothing was erased");
+        }
+        ctx.replica.erase(&id)?;
+        println!(
+            "case {s} erased: the server destroyed its key, and every staff device deletes its copy and keys at its next sync (this one did). Its statistics stay in the ledger (`hotline case stats`)"
+        );
+        return Ok(());
+    }
+    match view.state {
+        Some(CaseState::Closed) => {}
+        Some(other) => bail!(
+            "case {s} is {}: only a closed case can be erased (`hotline case close`). Nothing was done",
+            state_word(other)
+        ),
+        None => bail!("this device cannot read case {s} yet: nothing was done"),
+    }
+    if view.legal_hold {
+        bail!(
+            "case {s} is under a legal hold: it cannot be erased until a coordinator or an admin lifts it (`hotline case hold {s} --lift`). Nothing was done"
+        );
+    }
+    let retention = ctx.replica.retention_secs().unwrap_or(0);
+    let closed = view.closed_at.unwrap_or(0);
+    let now = hotline_client::unix_now();
+    if closed.saturating_add(retention) > now {
+        bail!(
+            "case {s} was closed {} day(s) ago; the retention period is {} day(s): it can be erased from {}. Nothing was done",
+            now.saturating_sub(closed) / DAY,
+            retention / DAY,
+            hotline_proto::time::date(closed.saturating_add(retention))
+        );
+    }
+    // The tombstone first: once the case is erased nothing of it can be
+    // counted any more.
+    let ledger = ledger(ctx).await?;
+    let held = stats::tombstones(&ledger)
+        .iter()
+        .any(|t| t.case_id.as_ref() == id.as_bytes());
+    if !held {
+        let mut content = ctx.content("");
+        content.tombstone = Some(stats::tombstone(&view));
+        ctx.write(
+            &ledger,
+            CaseControl::default(),
+            content,
+            &format!("the statistics of case {s} were written to the ledger"),
+        )
+        .await
+        .context("the statistics tombstone could not be written; nothing was erased")?;
+    }
+    let (erased, _) = ask(ctx, Request::RequestCaseErasure(id)).await?;
+    if erased {
+        ctx.replica.erase(&id)?;
+        println!("case {s} erased");
+        return Ok(());
+    }
+    ctx.replica.set_erasure_requested(&id, true)?;
+    println!(
+        "erasure of case {s} asked for: a coordinator or an admin other than this device must confirm it (`hotline case erase {s} --confirm`); until then nothing is erased"
+    );
+    Ok(())
+}
+
+fn state_word(s: CaseState) -> &'static str {
+    match s {
+        CaseState::Requested => "requested",
+        CaseState::Open => "open",
+        CaseState::Closed => "closed",
+    }
+}
+
+/// `hotline case hold CASE [--lift]`.
+pub(super) async fn hold(
+    state: &StateDir,
+    case: &str,
+    lift: bool,
+    note: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut ctx = Ctx::start(state).await?;
+    let file = ctx.case(case)?;
+    let s = short(file.case_id.as_bytes());
+    let view = ctx.replica.view(&file.case_id)?;
+    if view.ledger {
+        bail!("the statistics ledger takes no legal hold");
+    }
+    if lift && !view.legal_hold {
+        bail!("case {s} is not under a legal hold; nothing was written");
+    }
+    if !lift && view.legal_hold {
+        bail!("case {s} is under a legal hold already; nothing was written");
+    }
+    let control = CaseControl {
+        legal_hold: Some(if lift {
+            LegalHold::Lifted
+        } else {
+            LegalHold::Set
+        }),
+        ..CaseControl::default()
+    };
+    let content = ctx.content(note.unwrap_or(""));
+    let done = if lift {
+        format!("legal hold on case {s} lifted")
+    } else {
+        format!("case {s} is under a legal hold: it cannot be erased until a coordinator or an admin lifts it")
+    };
+    let r = ctx.write(&file, control, content, &done).await;
+    ctx.close().await;
+    r.map(|_| ())
+}
+
+/// `hotline case stats`: the figures of the erased cases, from the
+/// statistics ledger's tombstones.
+pub(super) async fn show_stats(state: &StateDir) -> anyhow::Result<()> {
+    let ctx = Ctx::start(state).await?;
+    let root = ctx
+        .device
+        .org_root()
+        .context("no organisation root is pinned on this device, so it cannot find the statistics ledger")?;
+    let file = ctx.replica.load(&ledger_id(&root))?;
+    // A tombstone counts once its case is erased (a case still held here
+    // is waiting for its erasure to be confirmed).
+    let held = |t: &hotline_proto::case::content::StatisticsTombstone| {
+        CaseId::from_slice(&t.case_id, "case_id").is_ok_and(|c| {
+            ctx.replica
+                .summaries()
+                .iter()
+                .any(|s| s.case_id == c.as_bytes())
+        })
+    };
+    let (waiting, erased): (Vec<_>, Vec<_>) =
+        stats::tombstones(&file).into_iter().partition(|t| held(t));
+    for l in stats::lines(&erased) {
+        println!("{l}");
+    }
+    if !waiting.is_empty() {
+        println!(
+            "{} more case(s) wait for their erasure to be confirmed (not counted above)",
+            waiting.len()
+        );
+    }
+    if file.newest_key().is_none() && !file.events.is_empty() {
+        println!("this device does not hold the ledger's key yet: these figures may be incomplete");
+    }
+    ctx.close().await;
+    Ok(())
+}
