@@ -656,7 +656,11 @@ impl Device {
     /// retried like a message, never kept in the history.
     pub fn queue_case_keys(
         &mut self,
-        keys: &[(hotline_proto::case::CaseId, u32, hotline_proto::case::key::CaseKey)],
+        keys: &[(
+            hotline_proto::case::CaseId,
+            u32,
+            hotline_proto::case::key::CaseKey,
+        )],
         to: Option<DeviceId>,
     ) -> Result<[u8; 16], ClientError> {
         if keys.is_empty() || keys.len() > hotline_proto::e2e::content::MAX_CASE_KEYS {

@@ -2938,3 +2938,424 @@ async fn a_running_watch_sends_the_sos_queued_without_the_passphrase() {
     drop(watch);
     server.shutdown().await;
 }
+
+/// The short case id in a line "case 1a2b3c4d opened".
+fn opened_case(o: &Output) -> String {
+    stdout(o)
+        .lines()
+        .find_map(|l| l.strip_prefix("case ")?.strip_suffix(" opened"))
+        .expect("a case opened")
+        .to_owned()
+}
+
+/// Invites a staff device of `role` from `admin`, enrolls it in `home`,
+/// signs a new roster and publishes the new device's prekeys.
+fn join_staff(admin: &Path, home: &Path, role: &str, key: &Path, staff: usize) {
+    let out = hotline(admin, PASS, &["invite", "--role", role]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(home, PASS, &["enroll", &invite_line(&out)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline_org(
+        admin,
+        &["org", "sign-roster", "--key", key.to_str().expect("utf-8")],
+    );
+    assert!(
+        stdout(&out).contains(&format!("{staff} staff devices")),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(home, PASS, &["inbox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Every file under `dir`, with its bytes.
+fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("a directory") {
+            let p = e.expect("an entry").path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let bytes = std::fs::read(&p).expect("readable");
+                out.push((p, bytes));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn case_keys_reach_staff_later_staff_read_the_history_and_a_removed_device_not_what_follows()
+{
+    use hotline_client::StateDir;
+    use hotline_client::cases::{fields::case_field, open_replica, sync};
+    use hotline_client::messenger::Device;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "open",
+            "--summary",
+            "Family of Zofia-MARKER",
+            "--country",
+            "UA",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = opened_case(&out);
+
+    // The admin's device reads it: the key came in a CASE_KEYS envelope,
+    // which is never shown as a message.
+    let out = hotline(&admin, PASS, &["case", "show", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Family of Zofia-MARKER"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("cannot read"), "{}", stdout(&out));
+    let out = hotline(&admin, PASS, &["messages"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("from officer"), "{}", stdout(&out));
+
+    // A coordinator joins later, on a new roster: the officer's next
+    // command sees the roster add it and sends it the keys, so it reads
+    // the whole history.
+    let coordinator = dir.path().join("coordinator");
+    join_staff(
+        &admin,
+        &coordinator,
+        "coordinator",
+        &dir.path().join("org.key"),
+        3,
+    );
+    let out = hotline(&coordinator, PASS, &["case", "show", &case]);
+    assert!(
+        stdout(&out).contains("1 event this device cannot read yet"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "note", &case, "met them at the border"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("the keys of 1 case(s) go to them"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&coordinator, PASS, &["case", "show", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(shown.contains("Family of Zofia-MARKER"), "{shown}");
+    assert!(shown.contains("met them at the border"), "{shown}");
+    assert!(!shown.contains("cannot read"), "{shown}");
+
+    // The coordinator's device leaves: revoked, and off the next roster.
+    let out = hotline(&coordinator, PASS, &["status"]);
+    let coordinator_id = field(&out, "device id: ");
+    let out = hotline(&admin, PASS, &["revoke", &coordinator_id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline_org(
+        &admin,
+        &[
+            "org",
+            "sign-roster",
+            "--key",
+            dir.path().join("org.key").to_str().expect("utf-8"),
+        ],
+    );
+    assert!(stdout(&out).contains("2 staff devices"), "{}", stdout(&out));
+    // The officer's next write opens epoch 2 first; the admin reads it.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "note", &case, "moved to Montevideo-MARKER"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("a new case key (epoch 2)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&admin, PASS, &["case", "show", &case]);
+    assert!(
+        stdout(&out).contains("moved to Montevideo-MARKER"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("cannot read"), "{}", stdout(&out));
+
+    // The device that left, handed every event (as a seized or careless
+    // server would hand them), reads those before it left and not the two
+    // after (the rotation and the note).
+    let mut officer_device = Device::open(&StateDir::new(&officer), PASS).expect("opens");
+    let session = officer_device.connect().await.expect("connects");
+    let roster = officer_device.roster(&session).await.expect("roster");
+    let frames = sync::fetch(&session, 0).await.expect("fetched");
+    session.close().await;
+    drop(officer_device);
+    let removed = Device::open(&StateDir::new(&coordinator), PASS).expect("opens");
+    let mut replica = open_replica(&removed).expect("replica");
+    let mut report = sync::SyncReport::default();
+    for f in &frames {
+        sync::apply(&mut replica, &f.updates, &roster, &|_| None, &mut report).expect("applied");
+    }
+    let id = replica
+        .summaries()
+        .iter()
+        .find_map(|s| {
+            s.id()
+                .filter(|c| hotline_proto::identity::hex(c.as_bytes()).starts_with(&case))
+        })
+        .expect("the case");
+    let view = replica.view(&id).expect("view");
+    assert_eq!(view.unreadable, 2);
+    assert_eq!(
+        view.case_text(case_field::SUMMARY),
+        "Family of Zofia-MARKER"
+    );
+    drop((replica, removed));
+    server.shutdown().await;
+    let out = hotline(&coordinator, PASS, &["case", "show", &case]);
+    let shown = stdout(&out);
+    assert!(
+        shown.contains("2 events this device cannot read yet (no key)"),
+        "{shown}"
+    );
+    assert!(shown.contains("met them at the border"), "{shown}");
+    assert!(!shown.contains("Montevideo"), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_distinct_staff_erase_a_closed_case_and_only_its_statistics_remain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    hotline_server::log::keys::generate_key_file(&dir.path().join("master.key")).expect("key");
+    let server = server_configured(dir.path(), "127.0.0.1:0".parse().expect("addr"), |c| {
+        c.cases.retention_days = 0;
+    })
+    .await;
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let markers = [
+        "Zofia Kowalczyk-MARKER",
+        "Montevideo-MARKER",
+        "Hotel Bellevue-MARKER",
+    ];
+    let open = |summary: &str| {
+        let out = hotline(
+            &officer,
+            PASS,
+            &[
+                "case",
+                "open",
+                "--summary",
+                summary,
+                "--country",
+                "UA",
+                "--programme",
+                "relocation",
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        opened_case(&out)
+    };
+    let case = open("the Kowalczyk family");
+    for args in [
+        vec![
+            "case",
+            "person",
+            "add",
+            &case,
+            "--name",
+            markers[0],
+            "--relationship",
+            "self",
+        ],
+        vec![
+            "case",
+            "person",
+            "add",
+            &case,
+            "--name",
+            "a child",
+            "--relationship",
+            "child",
+        ],
+    ] {
+        let out = hotline(&officer, PASS, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "relocation",
+            "start",
+            &case,
+            "--people",
+            markers[0],
+            "--origin",
+            "Kharkiv",
+            "--to",
+            "UY",
+            "--city",
+            markers[1],
+            "--accommodation",
+            markers[2],
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "erase", &case]);
+    assert!(
+        stderr(&out).contains("only a closed case can be erased"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", &case, "--reason", "settled"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // A legal hold blocks the erasure; an officer may not lift it.
+    let out = hotline(&admin, PASS, &["case", "hold", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "erase", &case]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("under a legal hold"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&officer, PASS, &["case", "hold", &case, "--lift"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("only coordinators and admins"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&admin, PASS, &["case", "hold", &case, "--lift"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The officer asks; nobody may confirm their own request, and an
+    // officer may not confirm.
+    let out = hotline(&officer, PASS, &["case", "erase", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("the statistics of case"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("must confirm it"), "{}", stdout(&out));
+    let out = hotline(&officer, PASS, &["case", "erase", &case, "--confirm"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the server refused"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&officer, PASS, &["case", "list", "--erasable"]);
+    assert!(
+        stdout(&out).contains("waits for a second coordinator or admin"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The same person asking and confirming is refused.
+    let other = open("another family");
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", &other, "--reason", "declined"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&admin, PASS, &["case", "erase", &other]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&admin, PASS, &["case", "erase", &other, "--confirm"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("a second staff member must confirm"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The admin, a distinct coordinator or admin, confirms the first.
+    let out = hotline(&admin, PASS, &["case", "erase", &case, "--confirm"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("case {case} erased")),
+        "{}",
+        stdout(&out)
+    );
+    // The officer's device deletes its copy at its next sync; the
+    // statistics stay in the ledger.
+    let out = hotline(&officer, PASS, &["case", "stats"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("was erased"), "{}", stdout(&out));
+    for h in [&officer, &admin] {
+        let out = hotline(h, PASS, &["case", "stats"]);
+        let s = stdout(&out);
+        assert!(s.contains("erased cases: 1, people covered: 2"), "{s}");
+        assert!(s.contains("requested  1"), "{s}");
+        assert!(s.contains("  UA  1"), "{s}");
+        assert!(s.contains("1 more case(s) wait for their erasure"), "{s}");
+        let out = hotline(h, PASS, &["case", "show", &case]);
+        assert!(!out.status.success());
+        for (path, bytes) in files_under(h) {
+            let name = path.to_string_lossy();
+            assert!(!name.contains(&case), "{name} is the erased case's file");
+            for m in markers {
+                assert!(
+                    !bytes.windows(m.len()).any(|w| w == m.as_bytes()),
+                    "{name} holds {m}"
+                );
+            }
+        }
+    }
+
+    // The server: the chain verifies, the case's records are shredded,
+    // and no event of the case can be read any more.
+    let data = dir.path().join("server");
+    server.shutdown().await;
+    let key = hotline_server::log::keys::KeySource::File(dir.path().join("master.key"));
+    let report = hotline_server::store::verify_store(&data, &key, 1 << 20, None)
+        .expect("the store verifies");
+    assert!(
+        report.verified.shredded >= 5,
+        "{:?}",
+        report.verified.shredded
+    );
+    let keys = hotline_server::store::open_keys(&data, &key, hotline_server::store::Create::Never)
+        .expect("keys");
+    let (store, _) = hotline_server::store::LogStore::open_read_only(&data, keys).expect("opens");
+    let (head, _) = store.log().head();
+    for seq in 1..=head {
+        if let Some(hotline_server::log::Entry::Event(bytes)) =
+            store.log().read(seq).expect("reads")
+            && let Ok(hotline_server::domain::Event::Case(
+                hotline_server::domain::cases::CaseEvent::Appended { header, .. },
+            )) = hotline_server::store::codec::decode_event(&bytes)
+        {
+            assert!(
+                !hotline_proto::identity::hex(header.case_id.as_bytes()).starts_with(&case),
+                "an event of the erased case still reads"
+            );
+        }
+    }
+}

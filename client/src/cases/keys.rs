@@ -83,8 +83,7 @@ pub fn roster_seen(
 pub fn keys_to_share(replica: &Replica) -> Result<Vec<(CaseId, u32, CaseKey)>, ClientError> {
     let mut out = Vec::new();
     for s in replica.summaries() {
-        let wanted =
-            s.ledger || matches!(s.state(), Some(CaseState::Requested | CaseState::Open));
+        let wanted = s.ledger || matches!(s.state(), Some(CaseState::Requested | CaseState::Open));
         let Some(case) = s.id().filter(|_| wanted) else {
             continue;
         };

@@ -648,13 +648,19 @@ impl Replica {
 
     /// The case's rotation is done (by this device or another): saved.
     pub fn rotated(&mut self, case: &CaseId) -> Result<(), ClientError> {
-        self.index.rotations.retain(|r| r.case_id != case.as_bytes());
+        self.index
+            .rotations
+            .retain(|r| r.case_id != case.as_bytes());
         self.save_index()
     }
 
     /// Records that the erasure of `case` was asked for (or, `false`,
     /// that it no longer waits): saved.
-    pub fn set_erasure_requested(&mut self, case: &CaseId, waiting: bool) -> Result<(), ClientError> {
+    pub fn set_erasure_requested(
+        &mut self,
+        case: &CaseId,
+        waiting: bool,
+    ) -> Result<(), ClientError> {
         let id = case.as_bytes().to_vec();
         self.index.erasure_requested.retain(|c| *c != id);
         if waiting && !self.is_erased(case) {

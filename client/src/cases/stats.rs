@@ -158,13 +158,22 @@ mod tests {
             }
         };
         let lines = lines(&[
-            t(3, vec![u32::from(Stage::Resettled.number())], "UA", 1, "2026-05"),
+            t(
+                3,
+                vec![u32::from(Stage::Resettled.number())],
+                "UA",
+                1,
+                "2026-05",
+            ),
             t(1, vec![], "UA", 2, "2026-06"),
             t(2, vec![99], "", 0, ""),
         ]);
         let text = lines.join("\n");
         assert_eq!(lines[0], "erased cases: 3, people covered: 6");
-        assert!(text.contains("relocations by outcome:\n  resettled  1\n  stage 99   1"), "{text}");
+        assert!(
+            text.contains("relocations by outcome:\n  resettled  1\n  stage 99   1"),
+            "{text}"
+        );
         assert!(text.contains("  UA         2"), "{text}");
         assert!(text.contains("  not known  1"), "{text}");
         assert!(text.contains("  legal       1"), "{text}");

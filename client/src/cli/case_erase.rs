@@ -193,7 +193,9 @@ pub(super) async fn hold(
     let done = if lift {
         format!("legal hold on case {s} lifted")
     } else {
-        format!("case {s} is under a legal hold: it cannot be erased until a coordinator or an admin lifts it")
+        format!(
+            "case {s} is under a legal hold: it cannot be erased until a coordinator or an admin lifts it"
+        )
     };
     let r = ctx.write(&file, control, content, &done).await;
     ctx.close().await;
@@ -204,10 +206,9 @@ pub(super) async fn hold(
 /// statistics ledger's tombstones.
 pub(super) async fn show_stats(state: &StateDir) -> anyhow::Result<()> {
     let ctx = Ctx::start(state).await?;
-    let root = ctx
-        .device
-        .org_root()
-        .context("no organisation root is pinned on this device, so it cannot find the statistics ledger")?;
+    let root = ctx.device.org_root().context(
+        "no organisation root is pinned on this device, so it cannot find the statistics ledger",
+    )?;
     let file = ctx.replica.load(&ledger_id(&root))?;
     // A tombstone counts once its case is erased (a case still held here
     // is waiting for its erasure to be confirmed).

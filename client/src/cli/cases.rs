@@ -82,7 +82,9 @@ impl Ctx {
                     );
                 }
                 if let Err(e) = ctx.exchange_keys().await {
-                    eprintln!("WARNING: case keys were not exchanged with other staff devices: {e}");
+                    eprintln!(
+                        "WARNING: case keys were not exchanged with other staff devices: {e}"
+                    );
                 }
             }
             Err(e) if offline(&e) => {
@@ -113,7 +115,10 @@ impl Ctx {
                     println!(
                         "the staff roster adds {} device(s): the keys of {} case(s) go to them, so that they read their history",
                         change.added.len(),
-                        all.iter().map(|(c, _, _)| c).collect::<std::collections::BTreeSet<_>>().len()
+                        all.iter()
+                            .map(|(c, _, _)| c)
+                            .collect::<std::collections::BTreeSet<_>>()
+                            .len()
                     );
                 }
             }
@@ -178,7 +183,9 @@ impl Ctx {
             }) else {
                 continue;
             };
-            let Ok((h, content)) = e.event.open(&e.author_key, |_, ep| file.keys.get(&ep).cloned())
+            let Ok((h, content)) = e
+                .event
+                .open(&e.author_key, |_, ep| file.keys.get(&ep).cloned())
             else {
                 continue;
             };
