@@ -3359,3 +3359,76 @@ async fn two_distinct_staff_erase_a_closed_case_and_only_its_statistics_remain()
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_staff_rotating_one_case_at_once_both_land_under_the_winners_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(&officer, PASS, &["case", "open", "--summary", "a family"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = opened_case(&out);
+    let key = dir.path().join("org.key");
+    let coordinator = dir.path().join("coordinator");
+    join_staff(&admin, &coordinator, "coordinator", &key, 3);
+    // Both staff devices see the roster with the coordinator (the officer
+    // sends it the case key), then without it.
+    for h in [&admin, &officer] {
+        let out = hotline(h, PASS, &["case", "show", &case]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = hotline(&coordinator, PASS, &["case", "show", &case]);
+    assert!(stdout(&out).contains("a family"), "{}", stdout(&out));
+    let out = hotline(&coordinator, PASS, &["status"]);
+    let coordinator_id = field(&out, "device id: ");
+    let out = hotline(&admin, PASS, &["revoke", &coordinator_id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline_org(
+        &admin,
+        &["org", "sign-roster", "--key", key.to_str().expect("utf-8")],
+    );
+    assert!(stdout(&out).contains("2 staff devices"), "{}", stdout(&out));
+    for h in [&admin, &officer] {
+        let out = hotline(h, PASS, &["case", "show", &case]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+
+    // Offline, the officer writes: its rotation and its note wait.
+    server.shutdown().await;
+    let out = hotline(&officer, PASS, &["case", "note", &case, "written offline"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("a new case key (epoch 2)"),
+        "{}",
+        stdout(&out)
+    );
+    // Meanwhile the admin rotates first.
+    let server = server_on(dir.path(), addr).await;
+    let out = hotline(&admin, PASS, &["case", "note", &case, "written online"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("a new case key (epoch 2)"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The officer's events, refused under its own key for epoch 2, wait
+    // for the admin's, are sealed again under it and land.
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(shown.contains("written online"), "{shown}");
+    assert!(shown.contains("written offline"), "{shown}");
+    assert!(!shown.contains("not sent yet"), "{shown}");
+    assert!(!shown.contains("cannot read"), "{shown}");
+    let out = hotline(&admin, PASS, &["case", "show", &case]);
+    let shown = stdout(&out);
+    assert!(shown.contains("written offline"), "{shown}");
+    assert!(!shown.contains("cannot read"), "{shown}");
+    assert!(!shown.contains("skipped"), "{shown}");
+    server.shutdown().await;
+}

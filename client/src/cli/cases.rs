@@ -209,12 +209,29 @@ impl Ctx {
     /// under it); its key goes to the roster's staff once the server has
     /// the event.
     async fn rotate_if_needed(&mut self, file: &mut CaseFile) -> anyhow::Result<()> {
-        let Some(rot) = self.replica.rotation(&file.case_id).cloned() else {
-            return Ok(());
-        };
         let newest = file
             .newest_epoch()
             .max(file.newest_key().map_or(0, |(e, _)| e));
+        // A device that wrote under the newest key and is no longer staff
+        // on the roster held it, even if this device never held a roster
+        // listing it.
+        let gone = self.authors_gone(file, newest);
+        let rot = match self.replica.rotation(&file.case_id).cloned() {
+            Some(mut r) => {
+                for d in gone {
+                    if !r.removed.contains(&d) {
+                        r.removed.push(d);
+                    }
+                }
+                r
+            }
+            None if !gone.is_empty() => hotline_client::cases::replica::RotationRow {
+                case_id: file.case_id.as_bytes().to_vec(),
+                epoch: newest,
+                removed: gone,
+            },
+            None => return Ok(()),
+        };
         if newest > rot.epoch {
             // Another staff device (or this one) rotated it already.
             return Ok(self.replica.rotated(&file.case_id)?);
@@ -244,6 +261,28 @@ impl Ctx {
             rot.removed.len()
         );
         Ok(())
+    }
+
+    /// The authors of `file`'s events of `epoch` that the roster this
+    /// device holds no longer lists as staff (none without a roster).
+    fn authors_gone(&self, file: &CaseFile, epoch: u32) -> Vec<Vec<u8>> {
+        let Some(roster) = &self.roster else {
+            return Vec::new();
+        };
+        let mut gone: Vec<Vec<u8>> = Vec::new();
+        for e in &file.events {
+            let a = e.event.author;
+            if e.event.header_unverified().is_ok_and(|h| h.epoch == epoch)
+                && !roster
+                    .entries
+                    .iter()
+                    .any(|r| r.device_id == a && r.role.is_staff())
+                && !gone.iter().any(|g| g == a.as_bytes())
+            {
+                gone.push(a.as_bytes().to_vec());
+            }
+        }
+        gone
     }
 
     async fn sync(&mut self) -> anyhow::Result<()> {
