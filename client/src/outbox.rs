@@ -86,7 +86,7 @@ pub fn case_keys_body(keys: &[(CaseId, u32, CaseKey)]) -> Vec<u8> {
 
 /// The keys an [`Outgoing::CaseKeys`] item's body holds (`None`: damaged).
 fn case_keys_of(body: &[u8]) -> Option<Vec<(CaseId, u32, CaseKey)>> {
-    if body.is_empty() || body.len() % CASE_KEY_LEN != 0 {
+    if body.is_empty() || !body.len().is_multiple_of(CASE_KEY_LEN) {
         return None;
     }
     body.chunks(CASE_KEY_LEN)
@@ -372,6 +372,40 @@ mod tests {
         let message = Item::new(b"hola", Outgoing::Message { to: None }, 1).expect("item");
         assert_eq!(message.content().kind, Kind::Message);
         assert_eq!(message.content().category, None);
+    }
+
+    /// Case keys wait in the outbox as a row marked with field 10, their
+    /// keys in `body`; they read back as the same keys, sealed as a
+    /// CASE_KEYS content. A marked row whose body does not hold whole keys
+    /// is damage.
+    #[test]
+    fn case_keys_wait_as_a_marked_row_and_read_back_as_the_same_keys() {
+        let keys = vec![
+            (CaseId::from_bytes([1; 16]), 1, CaseKey::from_bytes([7; 32])),
+            (CaseId::from_bytes([2; 16]), 3, CaseKey::from_bytes([8; 32])),
+        ];
+        let to = DeviceId::from_bytes([0x22; 16]);
+        for what in [
+            Outgoing::CaseKeys { to: None },
+            Outgoing::CaseKeys { to: Some(to) },
+        ] {
+            let item = Item::new(&case_keys_body(&keys), what, 1).expect("item");
+            let row = item.to_row();
+            assert!(row.case_keys);
+            let back =
+                Item::from_row(&OutboxRow::decode(row.encode_to_vec().as_slice()).expect("row"))
+                    .expect("item");
+            assert_eq!(back, item);
+            assert_eq!(back.content(), Content::case_keys(keys.clone()));
+            assert_eq!(back.what.thread(), 0);
+        }
+        let mut bad = Item::new(&case_keys_body(&keys), Outgoing::CaseKeys { to: None }, 1)
+            .expect("item")
+            .to_row();
+        bad.body.pop();
+        assert!(matches!(Item::from_row(&bad), Err(ClientError::State(_))));
+        bad.body.clear();
+        assert!(matches!(Item::from_row(&bad), Err(ClientError::State(_))));
     }
 
     #[test]

@@ -3027,6 +3027,19 @@ async fn case_keys_reach_staff_later_staff_read_the_history_and_a_removed_device
     let out = hotline(&admin, PASS, &["messages"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stdout(&out).contains("from officer"), "{}", stdout(&out));
+    for h in [&admin, &officer] {
+        let history = Device::open(&StateDir::new(h), PASS)
+            .expect("opens")
+            .history()
+            .expect("history");
+        assert!(
+            history.entries().iter().all(|e| !matches!(
+                e.message.kind,
+                hotline_proto::e2e::content::Kind::CaseKeys(_)
+            )),
+            "case keys are never kept in the history"
+        );
+    }
 
     // A coordinator joins later, on a new roster: the officer's next
     // command sees the roster add it and sends it the keys, so it reads

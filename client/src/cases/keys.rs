@@ -158,3 +158,98 @@ pub(crate) fn take_case_keys(
     }
     Ok(rest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cases::replica::{CaseFile, StoredEvent};
+    use crate::cases::testing::{event, staff};
+    use crate::state::StateDir;
+    use hotline_proto::Role;
+    use hotline_proto::e2e::roster::RosterEntry;
+
+    fn roster(version: u64, devices: &[(u8, Role)]) -> Roster {
+        Roster {
+            version,
+            issued_at: 0,
+            expires_at: u64::MAX,
+            previous_hash: [0; 32],
+            entries: devices
+                .iter()
+                .map(|(n, role)| RosterEntry {
+                    device_id: staff(*n).device_id(),
+                    role: *role,
+                    identity_key: staff(*n).public_key(),
+                    valid_from: 0,
+                    valid_until: u64::MAX,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_roster_adding_staff_is_told_and_one_dropping_staff_marks_each_case_for_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let mut replica = Replica::open(&state, &[1; 32]).expect("open");
+        let me = staff(1).device_id();
+        let case = CaseId::from_bytes([7; 16]);
+        let key = CaseKey::from_bytes([8; 32]);
+        let mut file = CaseFile::new(case);
+        file.keys.insert(1, key.clone());
+        file.add(StoredEvent {
+            position: 1,
+            at: 1,
+            event: event(
+                &staff(1),
+                &key,
+                case,
+                [1; 16],
+                1,
+                Some(CaseState::Open),
+                |_| {},
+            ),
+            author_key: staff(1).public_key(),
+        });
+        replica.save(&file).expect("save");
+
+        // The first roster handled changes nothing.
+        let v1 = roster(1, &[(1, Role::Officer), (2, Role::Admin)]);
+        assert_eq!(
+            roster_seen(&mut replica, &v1, me).expect("seen"),
+            StaffChange::default()
+        );
+        // A defender on a roster is not staff; a coordinator joins.
+        let v2 = roster(
+            2,
+            &[
+                (1, Role::Officer),
+                (2, Role::Admin),
+                (3, Role::Coordinator),
+                (4, Role::Defender),
+            ],
+        );
+        let change = roster_seen(&mut replica, &v2, me).expect("seen");
+        assert_eq!(change.added, [staff(3).device_id()]);
+        assert!(change.removed.is_empty());
+        assert!(replica.rotation(&case).is_none());
+        assert_eq!(keys_to_share(&replica).expect("keys"), [(case, 1, key)]);
+        // The admin leaves: the case must be rotated past epoch 1.
+        let v3 = roster(3, &[(1, Role::Officer), (3, Role::Coordinator)]);
+        let change = roster_seen(&mut replica, &v3, me).expect("seen");
+        assert_eq!(change.removed, [staff(2).device_id()]);
+        let rot = replica.rotation(&case).expect("marked").clone();
+        assert_eq!(rot.epoch, 1);
+        assert_eq!(rot.removed, [staff(2).device_id().as_bytes().to_vec()]);
+        // Kept across a reopen; settled once rotated.
+        let mut replica = Replica::open(&state, &[1; 32]).expect("open");
+        assert!(replica.rotation(&case).is_some());
+        replica.rotated(&case).expect("rotated");
+        assert!(replica.rotation(&case).is_none());
+        // The same roster again changes nothing.
+        assert_eq!(
+            roster_seen(&mut replica, &v3, me).expect("seen"),
+            StaffChange::default()
+        );
+    }
+}
