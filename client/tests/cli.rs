@@ -3445,3 +3445,52 @@ async fn two_staff_rotating_one_case_at_once_both_land_under_the_winners_key() {
     assert!(!shown.contains("skipped"), "{shown}");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_case_reopened_is_read_by_staff_who_joined_while_it_was_closed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "open", "--summary", "a closed family"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = opened_case(&out);
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", &case, "--reason", "no longer needed"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let coordinator = dir.path().join("coordinator");
+    join_staff(
+        &admin,
+        &coordinator,
+        "coordinator",
+        &dir.path().join("org.key"),
+        3,
+    );
+    // A closed case's keys are not sent to staff who join...
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&coordinator, PASS, &["case", "show", &case]);
+    assert!(
+        stdout(&out).contains("2 events this device cannot read yet"),
+        "{}",
+        stdout(&out)
+    );
+    // ... until it is reopened: the reopening device sends them all.
+    let out = hotline(&officer, PASS, &["case", "reopen", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&coordinator, PASS, &["case", "show", &case]);
+    let shown = stdout(&out);
+    assert!(shown.contains("a closed family"), "{shown}");
+    assert!(shown.contains("no longer needed"), "{shown}");
+    assert!(!shown.contains("cannot read"), "{shown}");
+    server.shutdown().await;
+}

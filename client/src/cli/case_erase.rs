@@ -55,7 +55,6 @@ async fn ledger(ctx: &mut Ctx) -> anyhow::Result<CaseFile> {
     let key = CaseKey::generate(&mut SystemRandomness);
     file.keys.insert(1, key.clone());
     ctx.replica.save(&file)?;
-    send_case_key_to_staff(ctx, &id, 1, &key)?;
     let control = CaseControl {
         state: Some(CaseState::Open),
         ledger: true,
@@ -65,6 +64,11 @@ async fn ledger(ctx: &mut Ctx) -> anyhow::Result<CaseFile> {
     ctx.write(&file, control, content, "the statistics ledger was opened")
         .await
         .context("the statistics ledger could not be opened; nothing was erased")?;
+    // Its key goes out only once the server took this device's opening:
+    // another device may have opened the ledger (same id) first, and its
+    // key is the ledger's.
+    send_case_key_to_staff(ctx, &id, 1, &key)?;
+    ctx.send_messages().await;
     Ok(ctx.replica.load(&id)?)
 }
 

@@ -389,9 +389,10 @@ impl Ctx {
             control,
             &content,
         )?;
-        let out = self.flush(Some(id)).await?;
-        // Case keys this write queued (a case opened) go out now.
+        // The keys this write queued (a case opened or reopened) go out
+        // before its event, so that readers can open it when they see it.
         self.send_messages().await;
+        let out = self.flush(Some(id)).await?;
         match out
             .settled
             .iter()
@@ -692,20 +693,24 @@ pub(super) fn send_case_key_to_staff(
     epoch: u32,
     key: &CaseKey,
 ) -> anyhow::Result<()> {
-    let me = ctx.me();
-    let others = ctx.roster.as_ref().map(|r| {
-        r.entries
-            .iter()
-            .filter(|e| e.device_id != me && e.role.is_staff())
-            .count()
-    });
-    if others == Some(0) {
+    if has_other_staff(ctx) == Some(false) {
         // Nobody else to send it to; staff added to a later roster get it
         // from this device then.
         return Ok(());
     }
     keys::queue_keys(&mut ctx.device, &[(*case, epoch, key.clone())], None)?;
     Ok(())
+}
+
+/// Whether the roster lists a staff device other than this one (`None`:
+/// no roster at hand, offline).
+fn has_other_staff(ctx: &Ctx) -> Option<bool> {
+    let me = ctx.me();
+    ctx.roster.as_ref().map(|r| {
+        r.entries
+            .iter()
+            .any(|e| e.device_id != me && e.role.is_staff())
+    })
 }
 
 /// `hotline case open`.
@@ -1012,6 +1017,15 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
                 bail!("case {short_id} is not closed");
             }
             control.state = Some(CaseState::Open);
+            // Staff who joined while it was closed were not sent its keys.
+            let all: Vec<_> = file
+                .keys
+                .iter()
+                .map(|(e, k)| (file.case_id, *e, k.clone()))
+                .collect();
+            if !all.is_empty() && has_other_staff(&ctx) != Some(false) {
+                keys::queue_keys(&mut ctx.device, &all, None)?;
+            }
             (ctx.content(""), format!("case {short_id} reopened"))
         }
         Write::Set { field, value } => {
