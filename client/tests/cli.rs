@@ -3494,3 +3494,47 @@ async fn a_case_reopened_is_read_by_staff_who_joined_while_it_was_closed() {
     assert!(!shown.contains("cannot read"), "{shown}");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn case_keys_from_a_defender_are_ignored_with_a_warning_and_never_shown() {
+    use hotline_client::StateDir;
+    use hotline_client::messenger::{Device, Sent};
+    use hotline_proto::case::CaseId;
+    use hotline_proto::case::key::CaseKey;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer, &defender] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    // A defender's device sends a CASE_KEYS envelope to the staff.
+    let mut device = Device::open(&StateDir::new(&defender), PASS).expect("opens");
+    let session = device.connect().await.expect("connects");
+    device
+        .queue_case_keys(
+            &[(CaseId::from_bytes([9; 16]), 1, CaseKey::from_bytes([7; 32]))],
+            None,
+        )
+        .expect("queued");
+    let sent = device.flush(&session).await.expect("flushed");
+    assert!(
+        matches!(sent.as_slice(), [Sent::Message { .. }]),
+        "{sent:?}"
+    );
+    session.close().await;
+    drop(device);
+
+    let out = hotline(&admin, PASS, &["case", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&admin, PASS, &["case", "stats"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("case keys from 1 sender(s) not on the staff roster were ignored"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&admin, PASS, &["messages"]);
+    assert!(!stdout(&out).contains("from defender"), "{}", stdout(&out));
+    server.shutdown().await;
+}

@@ -129,8 +129,20 @@ pub(crate) fn take_case_keys(
         );
         return Ok(rest);
     }
-    let mut replica = super::open_replica(device)?;
-    let (mut mismatched, mut refused) = (0usize, 0usize);
+    // A case replica that cannot be read or written never stands between
+    // staff and their messages (an SOS's text among them): the keys are
+    // then lost, loudly, and come again with the next roster change or
+    // reopening.
+    let mut replica = match super::open_replica(device) {
+        Ok(r) => r,
+        Err(e) => {
+            device.warn(format!(
+                "case keys received could not be kept ({e}): ask a staff member to reopen the cases concerned"
+            ));
+            return Ok(rest);
+        }
+    };
+    let (mut mismatched, mut refused, mut failed) = (0usize, 0usize, 0usize);
     for (r, _) in keys {
         let Kind::CaseKeys(list) = r.message.kind else {
             continue;
@@ -140,11 +152,17 @@ pub(crate) fn take_case_keys(
             continue;
         }
         for (case, epoch, key) in list {
-            match replica.add_key(&case, epoch, key)? {
-                KeyOutcome::Kept | KeyOutcome::AlreadyHeld | KeyOutcome::Erased => {}
-                KeyOutcome::Mismatch | KeyOutcome::Conflicting => mismatched += 1,
+            match replica.add_key(&case, epoch, key) {
+                Ok(KeyOutcome::Kept | KeyOutcome::AlreadyHeld | KeyOutcome::Erased) => {}
+                Ok(KeyOutcome::Mismatch | KeyOutcome::Conflicting) => mismatched += 1,
+                Err(_) => failed += 1,
             }
         }
+    }
+    if failed > 0 {
+        device.warn(format!(
+            "{failed} case key(s) received could not be saved in the case replica"
+        ));
     }
     if refused > 0 {
         device.warn(format!(
