@@ -271,11 +271,6 @@ impl Device {
         self.state.save_sealed(DEVICE_FILE, &self.storage, &bytes)
     }
 
-    /// Adds a warning for the person (see [`Device::take_warnings`]).
-    pub(crate) fn warn(&mut self, text: String) {
-        self.warnings.push(text);
-    }
-
     /// Warnings collected while receiving (keys that did not match), to
     /// show the person loudly.
     pub fn take_warnings(&mut self) -> Vec<String> {
@@ -1118,7 +1113,7 @@ impl Device {
                 }
                 self.local.inbox_after = self.local.inbox_after.max(item.id);
             }
-            let opened = crate::cases::keys::take_case_keys(self, opened)?;
+            let opened = self.take_case_keys(opened)?;
             // Kept before the server is told they are held.
             if !opened.is_empty() {
                 let mut history = self.history()?;
@@ -1158,6 +1153,38 @@ impl Device {
             }
         }
         Ok(received)
+    }
+
+    /// Takes the CASE_KEYS envelopes out of what was just opened: their
+    /// keys go to the case replica ([`crate::cases::keys::keep_received`]);
+    /// they are never shown as messages nor kept in the history. Returns
+    /// the rest.
+    fn take_case_keys(
+        &mut self,
+        opened: Vec<(Received, [u8; 16])>,
+    ) -> Result<Vec<(Received, [u8; 16])>, ClientError> {
+        use hotline_proto::e2e::content::Kind;
+        let (keys, rest): (Vec<_>, Vec<_>) = opened
+            .into_iter()
+            .partition(|(r, _)| matches!(r.message.kind, Kind::CaseKeys(_)));
+        let received = keys
+            .into_iter()
+            .filter_map(|(r, _)| match r.message.kind {
+                Kind::CaseKeys(keys) => Some(crate::cases::keys::KeysReceived {
+                    from_staff: r.sender_role.is_some_and(Role::is_staff),
+                    keys,
+                }),
+                _ => None,
+            })
+            .collect();
+        let warnings = crate::cases::keys::keep_received(
+            &self.state,
+            &self.storage,
+            self.profile.role()?.is_staff(),
+            received,
+        );
+        self.warnings.extend(warnings);
+        Ok(rest)
     }
 
     /// The roster to check senders against when reading, and the moment

@@ -3,7 +3,7 @@
 //! drops them, and what a CASE_KEYS envelope received does.
 //!
 //! Keys travel in ordinary envelopes (ContentKind CASE_KEYS, at most
-//! [`MAX_CASE_KEYS`] each) through the message outbox: sealed to the
+//! 500 each) through the message outbox: sealed to the
 //! staff devices on the roster, retried when offline, never kept in the
 //! history. A key received is kept only if it comes from a staff device on
 //! the roster and the case's events of its epoch commit to it
@@ -12,12 +12,11 @@
 use hotline_proto::DeviceId;
 use hotline_proto::case::key::CaseKey;
 use hotline_proto::case::{CaseId, CaseState};
-use hotline_proto::e2e::content::{Kind, MAX_CASE_KEYS};
 use hotline_proto::e2e::roster::Roster;
 
 use super::replica::{KeyOutcome, Replica};
 use crate::error::ClientError;
-use crate::messenger::{Device, Received};
+use crate::state::StateDir;
 
 /// What a newer roster changed among staff devices, as this replica
 /// last saw them.
@@ -93,65 +92,55 @@ pub fn keys_to_share(replica: &Replica) -> Result<Vec<(CaseId, u32, CaseKey)>, C
     Ok(out)
 }
 
-/// Queues `keys` in `device`'s outbox for `to` (or, `None`, every other
-/// staff device on the roster), [`MAX_CASE_KEYS`] an envelope. Returns how
-/// many envelopes wait.
-pub fn queue_keys(
-    device: &mut Device,
-    keys: &[(CaseId, u32, CaseKey)],
-    to: Option<DeviceId>,
-) -> Result<usize, ClientError> {
-    let mut n = 0;
-    for chunk in keys.chunks(MAX_CASE_KEYS) {
-        device.queue_case_keys(chunk, to)?;
-        n += 1;
-    }
-    Ok(n)
+/// Case keys that came in one CASE_KEYS envelope.
+#[derive(Debug, Clone)]
+pub struct KeysReceived {
+    /// Its sender is a staff device on the roster.
+    pub from_staff: bool,
+    /// The keys.
+    pub keys: Vec<(CaseId, u32, CaseKey)>,
 }
 
-/// Takes the CASE_KEYS envelopes out of what `device` just opened: their
-/// keys go to the case replica if their sender is a staff device on the
-/// roster (else they are ignored, with a warning); they are never shown
-/// as messages nor kept in the history. Returns the rest.
-pub(crate) fn take_case_keys(
-    device: &mut Device,
-    opened: Vec<(Received, [u8; 16])>,
-) -> Result<Vec<(Received, [u8; 16])>, ClientError> {
-    let (keys, rest): (Vec<_>, Vec<_>) = opened
-        .into_iter()
-        .partition(|(r, _)| matches!(r.message.kind, Kind::CaseKeys(_)));
-    if keys.is_empty() {
-        return Ok(rest);
+/// Keeps the keys of CASE_KEYS envelopes just opened by a device whose
+/// case replica is in `state`, sealed under `storage_key`: those from a
+/// staff device on the roster go to [`Replica::add_key`]; on a defender's
+/// device (`staff_device` false), or from anyone else, they are ignored.
+/// Returns the warnings for the person. A replica that cannot be read or
+/// written never stops the inbox (an SOS's text may be behind): the keys
+/// are then lost, with a warning, and come again with the next roster
+/// change or reopening.
+pub fn keep_received(
+    state: &StateDir,
+    storage_key: &[u8; 32],
+    staff_device: bool,
+    received: Vec<KeysReceived>,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if received.is_empty() {
+        return warnings;
     }
-    if !device.profile().role()?.is_staff() {
-        device.warn(
+    if !staff_device {
+        warnings.push(
             "case keys were sent to this device, which is not staff's: they were ignored".into(),
         );
-        return Ok(rest);
+        return warnings;
     }
-    // A case replica that cannot be read or written never stands between
-    // staff and their messages (an SOS's text among them): the keys are
-    // then lost, loudly, and come again with the next roster change or
-    // reopening.
-    let mut replica = match super::open_replica(device) {
+    let mut replica = match Replica::open(state, storage_key) {
         Ok(r) => r,
         Err(e) => {
-            device.warn(format!(
+            warnings.push(format!(
                 "case keys received could not be kept ({e}): ask a staff member to reopen the cases concerned"
             ));
-            return Ok(rest);
+            return warnings;
         }
     };
     let (mut mismatched, mut refused, mut failed) = (0usize, 0usize, 0usize);
-    for (r, _) in keys {
-        let Kind::CaseKeys(list) = r.message.kind else {
-            continue;
-        };
-        if !r.sender_role.is_some_and(|role| role.is_staff()) {
+    for r in received {
+        if !r.from_staff {
             refused += 1;
             continue;
         }
-        for (case, epoch, key) in list {
+        for (case, epoch, key) in r.keys {
             match replica.add_key(&case, epoch, key) {
                 Ok(KeyOutcome::Kept | KeyOutcome::AlreadyHeld | KeyOutcome::Erased) => {}
                 Ok(KeyOutcome::Mismatch | KeyOutcome::Conflicting) => mismatched += 1,
@@ -159,22 +148,22 @@ pub(crate) fn take_case_keys(
             }
         }
     }
-    if failed > 0 {
-        device.warn(format!(
-            "{failed} case key(s) received could not be saved in the case replica"
-        ));
-    }
     if refused > 0 {
-        device.warn(format!(
+        warnings.push(format!(
             "case keys from {refused} sender(s) not on the staff roster were ignored"
         ));
     }
     if mismatched > 0 {
-        device.warn(format!(
+        warnings.push(format!(
             "{mismatched} case key(s) received were not kept: the case's events commit to another key"
         ));
     }
-    Ok(rest)
+    if failed > 0 {
+        warnings.push(format!(
+            "{failed} case key(s) received could not be saved in the case replica"
+        ));
+    }
+    warnings
 }
 
 #[cfg(test)]

@@ -110,7 +110,7 @@ impl Ctx {
                 let all = keys::keys_to_share(&self.replica)?;
                 if !all.is_empty() {
                     for d in &change.added {
-                        keys::queue_keys(&mut self.device, &all, Some(*d))?;
+                        queue_keys(&mut self.device, &all, Some(*d))?;
                     }
                     println!(
                         "the staff roster adds {} device(s): the keys of {} case(s) go to them, so that they read their history",
@@ -191,7 +191,7 @@ impl Ctx {
             };
             if h.epoch > 1 && !content.rotated_out.is_empty() {
                 if let Some(key) = file.keys.get(&h.epoch) {
-                    keys::queue_keys(&mut self.device, &[(*case, h.epoch, key.clone())], None)?;
+                    queue_keys(&mut self.device, &[(*case, h.epoch, key.clone())], None)?;
                     queued = true;
                 }
                 self.replica.rotated(case)?;
@@ -698,7 +698,20 @@ pub(super) fn send_case_key_to_staff(
         // from this device then.
         return Ok(());
     }
-    keys::queue_keys(&mut ctx.device, &[(*case, epoch, key.clone())], None)?;
+    queue_keys(&mut ctx.device, &[(*case, epoch, key.clone())], None)?;
+    Ok(())
+}
+
+/// Queues `keys` in the device's message outbox for `to` (or, `None`,
+/// every other staff device on the roster), 500 an envelope.
+fn queue_keys(
+    device: &mut Device,
+    keys: &[(CaseId, u32, CaseKey)],
+    to: Option<DeviceId>,
+) -> anyhow::Result<()> {
+    for chunk in keys.chunks(hotline_proto::e2e::content::MAX_CASE_KEYS) {
+        device.queue_case_keys(chunk, to)?;
+    }
     Ok(())
 }
 
@@ -1024,7 +1037,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
                 .map(|(e, k)| (file.case_id, *e, k.clone()))
                 .collect();
             if !all.is_empty() && has_other_staff(&ctx) != Some(false) {
-                keys::queue_keys(&mut ctx.device, &all, None)?;
+                queue_keys(&mut ctx.device, &all, None)?;
             }
             (ctx.content(""), format!("case {short_id} reopened"))
         }
