@@ -3249,6 +3249,10 @@ async fn two_distinct_staff_erase_a_closed_case_and_only_its_statistics_remain()
     // A legal hold blocks the erasure; an officer may not lift it.
     let out = hotline(&admin, PASS, &["case", "hold", &case]);
     assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "list", "--erasable"]);
+    assert!(!stdout(&out).contains(&case), "{}", stdout(&out));
     let out = hotline(&officer, PASS, &["case", "erase", &case]);
     assert!(!out.status.success());
     assert!(
@@ -3265,6 +3269,10 @@ async fn two_distinct_staff_erase_a_closed_case_and_only_its_statistics_remain()
     );
     let out = hotline(&admin, PASS, &["case", "hold", &case, "--lift"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "list", "--erasable"]);
+    assert!(stdout(&out).contains(&case), "{}", stdout(&out));
 
     // The officer asks; nobody may confirm their own request, and an
     // officer may not confirm.
@@ -3467,6 +3475,17 @@ async fn a_case_reopened_is_read_by_staff_who_joined_while_it_was_closed() {
         &["case", "close", &case, "--reason", "no longer needed"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    // Within the retention period (a year by default) nothing is written,
+    // and the day it becomes possible is named.
+    let out = hotline(&officer, PASS, &["case", "erase", &case]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the retention period is 365 day(s): it can be erased from"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&officer, PASS, &["case", "stats"]);
+    assert!(stdout(&out).contains("no erased case"), "{}", stdout(&out));
     let coordinator = dir.path().join("coordinator");
     join_staff(
         &admin,
