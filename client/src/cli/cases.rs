@@ -34,11 +34,11 @@ use super::unlock::{after_unlock, open_device};
 const MIN_PREFIX: usize = 4;
 
 /// An unlocked staff device with its replica, online or not.
-struct Ctx {
-    device: Device,
-    replica: Replica,
-    session: Option<Session>,
-    roster: Option<Roster>,
+pub(super) struct Ctx {
+    pub(super) device: Device,
+    pub(super) replica: Replica,
+    pub(super) session: Option<Session>,
+    pub(super) roster: Option<Roster>,
 }
 
 fn offline(e: &ClientError) -> bool {
@@ -51,7 +51,7 @@ fn offline(e: &ClientError) -> bool {
 impl Ctx {
     /// Unlocks the device; online, sends the case events waiting and
     /// syncs; offline, says so and works from the replica.
-    async fn start(state: &StateDir) -> anyhow::Result<Ctx> {
+    pub(super) async fn start(state: &StateDir) -> anyhow::Result<Ctx> {
         let device = open_device(state)?;
         if !device.profile().role()?.is_staff() {
             bail!("cases are kept by staff devices; this device is a defender's");
@@ -70,6 +70,9 @@ impl Ctx {
                     Ok(r) => ctx.roster = Some(r),
                     Err(e) => eprintln!("WARNING: cases were not synced: {e}"),
                 }
+                // The inbox first: the words of defenders' requests and
+                // their replies are envelopes to this device.
+                super::case_defender::fetch_inbox(&mut ctx.device, &session).await;
                 ctx.session = Some(session);
                 // Neither failure stops the command: it works from what
                 // the replica holds, and says so.
@@ -96,7 +99,9 @@ impl Ctx {
         let (Some(session), Some(roster)) = (&self.session, &self.roster) else {
             return Ok(());
         };
-        let report = sync::sync_cases(session, &mut self.replica, roster, &|_| None).await?;
+        let history = self.device.history()?;
+        let request_text = |d: &[u8; 32]| super::case_defender::request_text(&history, d);
+        let report = sync::sync_cases(session, &mut self.replica, roster, &request_text).await?;
         for w in &report.warnings {
             eprintln!("WARNING: {w}");
         }
@@ -162,7 +167,7 @@ impl Ctx {
 
     /// Writes one event to `file`'s case and sends it (with anything
     /// waiting before it). Returns the case as it now reads.
-    async fn write(
+    pub(super) async fn write(
         &mut self,
         file: &CaseFile,
         control: CaseControl,
@@ -217,12 +222,12 @@ impl Ctx {
 
     /// The case named by `text`: a hex prefix of its id (at least 4
     /// digits) or its reference.
-    fn case(&self, text: &str) -> anyhow::Result<CaseFile> {
+    pub(super) fn case(&self, text: &str) -> anyhow::Result<CaseFile> {
         let id = resolve_case(self.replica.summaries(), text)?;
         Ok(self.replica.load(&id)?)
     }
 
-    fn content(&self, note: &str) -> CaseEventContent {
+    pub(super) fn content(&self, note: &str) -> CaseEventContent {
         CaseEventContent {
             timestamp: hotline_client::unix_now(),
             note: note.to_owned(),
@@ -242,7 +247,7 @@ impl Ctx {
         }
     }
 
-    async fn close(self) {
+    pub(super) async fn close(self) {
         if let Some(s) = self.session {
             s.close().await;
         }
@@ -322,7 +327,7 @@ fn resolve_entity(
     }
 }
 
-fn text_value(t: &str) -> Option<FieldValue> {
+pub(super) fn text_value(t: &str) -> Option<FieldValue> {
     Some(FieldValue {
         kind: Some(FieldValueKind::Text(t.to_owned())),
     })
@@ -334,7 +339,7 @@ fn number_value(n: u64) -> Option<FieldValue> {
     })
 }
 
-fn ids_value(ids: Vec<Vec<u8>>) -> Option<FieldValue> {
+pub(super) fn ids_value(ids: Vec<Vec<u8>>) -> Option<FieldValue> {
     Some(FieldValue {
         kind: Some(FieldValueKind::Ids(IdList {
             ids: ids.into_iter().map(Into::into).collect(),
@@ -344,7 +349,7 @@ fn ids_value(ids: Vec<Vec<u8>>) -> Option<FieldValue> {
 
 /// A change of `field` of (entity, id) to `value`, naming every head it
 /// replaces (so it resolves a conflict).
-fn change(
+pub(super) fn change(
     view: &CaseView,
     ent: i32,
     id: &[u8],
@@ -689,7 +694,8 @@ pub(super) fn list(state: &StateDir, filter: &ListFilter) -> anyhow::Result<()> 
 pub(super) async fn show(state: &StateDir, case: &str) -> anyhow::Result<()> {
     let ctx = Ctx::start(state).await?;
     let file = ctx.case(case)?;
-    let view = ctx.replica.view(&file.case_id)?;
+    let mut view = ctx.replica.view(&file.case_id)?;
+    super::case_defender::add_defender_side(&ctx.device, &mut view)?;
     let who = |i: &[u8]| ctx.shown(i);
     let waiting = ctx.replica.waiting(&view.case_id).len();
     for l in view_lines(&who, &view, waiting) {
@@ -987,6 +993,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
         }
     };
     if view.state == Some(CaseState::Requested) && file.events.is_empty() {
+        super::case_defender::complete_request(&ctx.device, &view, &mut file, &mut content)?;
         answer_request(&ctx, &mut file, &mut control, &mut content);
         done = if control.state == Some(CaseState::Closed) {
             format!("request {short_id} declined: {done}")

@@ -18,16 +18,19 @@ use clap::{Parser, Subcommand};
 use hotline_client::StateDir;
 use hotline_proto::Role;
 use hotline_proto::alert::Priority;
+use hotline_proto::e2e::content::CheckinOffer;
 use hotline_proto::invite::parse_lifetime;
 
 mod alert_view;
 mod alerts;
+mod case_defender;
 mod case_view;
 mod cases;
 mod checkins;
 mod date;
 mod devices;
 mod messages;
+mod my_case;
 mod names;
 mod org;
 mod panic;
@@ -285,6 +288,37 @@ enum Command {
     /// Relocations of a case (staff): start, advance a stage, show.
     #[command(subcommand)]
     Relocation(RelocationCommand),
+    /// Ask the team for help (defenders): relocation, legal, medical or
+    /// subsistence, with a few words (end-to-end encrypted). The team
+    /// answers in `hotline my-case`. Offline, the request waits in the
+    /// outbox and goes, once, with the next command that reaches the
+    /// server.
+    #[command(after_help = EXIT_STATUSES)]
+    Request {
+        /// relocation, legal, medical or subsistence.
+        programme: String,
+        /// What you need, quoted or not: every word after the programme.
+        #[arg(num_args = 1.., required = true)]
+        text: Vec<String>,
+    },
+    /// Your case (defenders): what the team shared with you (newest last),
+    /// your requests and replies, and check-ins offered for a journey with
+    /// the command that accepts them. `my-case reply "…"` answers the team.
+    MyCase {
+        #[command(subcommand)]
+        command: Option<MyCaseCommand>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MyCaseCommand {
+    /// Answer the team about your case (the newest thing they shared).
+    #[command(after_help = EXIT_STATUSES)]
+    Reply {
+        /// Your answer, quoted or not.
+        #[arg(num_args = 1.., required = true)]
+        text: Vec<String>,
+    },
 }
 
 /// A case as a person names it: at least 4 hex digits of its id (as `hotline
@@ -333,6 +367,26 @@ enum CaseCommand {
         /// Closed cases past the retention period, without a legal hold.
         #[arg(long)]
         erasable: bool,
+        /// Sync with the server first (as every other case command does).
+        #[arg(long)]
+        sync: bool,
+    },
+    /// Share something with the case's defender (its linked defender
+    /// devices; end-to-end encrypted), recorded in the case so every
+    /// staff member sees what was shared and when. With --checkin-every,
+    /// offers the defender check-ins for a journey.
+    #[command(after_help = EXIT_STATUSES)]
+    Share {
+        #[arg(help = CASE_ARG)]
+        case: String,
+        /// What to tell the defender ("travel booked for 12 May").
+        text: String,
+        /// Offer check-ins this often for the journey: 30m, 2h, 1d.
+        #[arg(long, value_parser = parse_lifetime)]
+        checkin_every: Option<u64>,
+        /// With --checkin-every: how late a check-in may be.
+        #[arg(long, default_value = "30m", value_parser = parse_lifetime, requires = "checkin_every")]
+        grace: u64,
     },
     /// Show a case: fields, people, relocations with their stages,
     /// timeline, conflicts and warnings.
@@ -477,6 +531,13 @@ enum RelocationCommand {
         /// A note for this move.
         #[arg(long)]
         note: Option<String>,
+        /// Moving to "in transit": offer the defender check-ins this often
+        /// for the journey (30m, 2h), shared with the case's defender.
+        #[arg(long, value_parser = parse_lifetime)]
+        checkin_every: Option<u64>,
+        /// With --checkin-every: how late a check-in may be.
+        #[arg(long, default_value = "30m", value_parser = parse_lifetime, requires = "checkin_every")]
+        grace: u64,
     },
     /// Show a relocation with its stage history.
     Show {
@@ -562,7 +623,7 @@ fn sends_waiting_panic_sos(command: &Command) -> Option<std::time::Duration> {
         | Command::Label { .. }
         | Command::Org(OrgCommand::Init { .. } | OrgCommand::Show { .. }) => None,
         Command::Outbox { list, drop, .. } if *list || drop.is_some() => None,
-        Command::Case(CaseCommand::List { .. }) => None,
+        Command::Case(CaseCommand::List { sync: false, .. }) => None,
         Command::Sos { .. } => Some(Duration::from_secs(5)),
         Command::Status
         | Command::Invite { .. }
@@ -585,7 +646,9 @@ fn sends_waiting_panic_sos(command: &Command) -> Option<std::time::Duration> {
         | Command::Checkin { .. }
         | Command::CheckinSetup { .. }
         | Command::Case(_)
-        | Command::Relocation(_) => Some(Duration::from_secs(20)),
+        | Command::Relocation(_)
+        | Command::Request { .. }
+        | Command::MyCase { .. } => Some(Duration::from_secs(20)),
     }
 }
 
@@ -688,6 +751,13 @@ async fn run_command(command: Command, state: StateDir) -> anyhow::Result<()> {
         } => checkins::setup(&state, &every, grace, code, duress_code).await,
         Command::Case(c) => run_case(c, &state).await,
         Command::Relocation(r) => run_relocation(r, &state).await,
+        Command::Request { programme, text } => {
+            my_case::request(&state, &programme, &text.join(" ")).await
+        }
+        Command::MyCase { command: None } => my_case::show(&state).await,
+        Command::MyCase {
+            command: Some(MyCaseCommand::Reply { text }),
+        } => my_case::reply(&state, &text.join(" ")).await,
     }
 }
 
@@ -719,16 +789,34 @@ async fn run_case(command: CaseCommand, state: &StateDir) -> anyhow::Result<()> 
             coordinator,
             country,
             erasable,
-        } => cases::list(
-            state,
-            &cases::ListFilter {
-                state: case_state,
-                stage,
-                coordinator,
-                country,
-                erasable,
-            },
-        ),
+            sync,
+        } => {
+            if sync {
+                case_defender::sync_now(state).await?;
+            }
+            cases::list(
+                state,
+                &cases::ListFilter {
+                    state: case_state,
+                    stage,
+                    coordinator,
+                    country,
+                    erasable,
+                },
+            )
+        }
+        CaseCommand::Share {
+            case,
+            text,
+            checkin_every,
+            grace,
+        } => {
+            let offer = checkin_every.map(|interval_secs| CheckinOffer {
+                interval_secs,
+                grace_secs: grace,
+            });
+            case_defender::share(state, &case, &text, offer).await
+        }
         CaseCommand::Show { case } => cases::show(state, &case).await,
         CaseCommand::Note { case, text } => cases::write(state, &case, Write::Note(text)).await,
         CaseCommand::Assign { case, coordinators } => {
@@ -816,7 +904,17 @@ async fn run_relocation(command: RelocationCommand, state: &StateDir) -> anyhow:
             relocation,
             stage,
             note,
+            checkin_every,
+            grace,
         } => {
+            let in_transit = stage
+                .parse::<hotline_proto::case::relocation::Stage>()
+                .is_ok_and(|s| s == hotline_proto::case::relocation::Stage::InTransit);
+            if checkin_every.is_some() && !in_transit {
+                anyhow::bail!(
+                    "check-ins are offered for a journey: --checkin-every goes with the move to \"in transit\"; nothing was written"
+                );
+            }
             cases::write(
                 state,
                 &case,
@@ -826,7 +924,28 @@ async fn run_relocation(command: RelocationCommand, state: &StateDir) -> anyhow:
                     note,
                 },
             )
-            .await
+            .await?;
+            match checkin_every {
+                Some(interval_secs) => {
+                    let offer = CheckinOffer {
+                        interval_secs,
+                        grace_secs: grace,
+                    };
+                    let text = format!(
+                        "Your journey has started. Check in every {} while you travel (grace {}).",
+                        case_defender::duration(interval_secs),
+                        case_defender::duration(grace)
+                    );
+                    case_defender::share(state, &case, &text, Some(offer)).await
+                }
+                None if in_transit => {
+                    println!(
+                        "to offer the defender check-ins for the journey: hotline case share {case} \"…\" --checkin-every 2h --grace 30m"
+                    );
+                    Ok(())
+                }
+                None => Ok(()),
+            }
         }
         RelocationCommand::Show { case, relocation } => {
             cases::relocation_show(state, &case, &relocation).await
