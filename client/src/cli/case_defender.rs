@@ -262,15 +262,13 @@ async fn share_in(
             duration(o.grace_secs)
         );
     }
-    if waiting {
-        if let Some(m) = mine.first() {
-            return Err(super::messages::queued(
-                &ctx.device,
-                *m,
-                &flushed,
-                "The share with the defender",
-            ));
-        }
+    if waiting && let Some(m) = mine.first() {
+        return Err(super::messages::queued(
+            &ctx.device,
+            *m,
+            &flushed,
+            "The share with the defender",
+        ));
     }
     if event_queued {
         return Err(Queued.into());

@@ -76,9 +76,23 @@ pub(super) async fn request(state: &StateDir, programme: &str, text: &str) -> an
 
 /// The entries of this device's history that `my-case` shows: its own
 /// requests and replies, and the shares from staff on the roster (a
-/// share from any other device is left out, with a warning).
+/// share from any other device is left out, with a warning on standard
+/// error).
 fn case_entries(device: &Device, entries: &[Entry]) -> Vec<Entry> {
+    let (kept, warnings) = kept_entries(&|d| device.shown(d), entries);
+    for w in warnings {
+        eprintln!("WARNING: {w}");
+    }
+    kept
+}
+
+/// [`case_entries`], with the warnings returned; `who` names a device.
+fn kept_entries(
+    who: &dyn Fn(&hotline_proto::DeviceId) -> String,
+    entries: &[Entry],
+) -> (Vec<Entry>, Vec<String>) {
     let mut out = Vec::new();
+    let mut warnings = Vec::new();
     for e in entries {
         match (&e.message.kind, e.sent) {
             (Kind::CaseRequest { .. } | Kind::CaseReply { .. }, true) => out.push(e.clone()),
@@ -86,16 +100,16 @@ fn case_entries(device: &Device, entries: &[Entry]) -> Vec<Entry> {
                 if e.sender_role.is_some_and(|r| r.is_staff()) {
                     out.push(e.clone());
                 } else {
-                    eprintln!(
-                        "WARNING: something shared by device {}, which is not staff on the signed roster, was ignored",
-                        e.peer.map(|p| device.shown(&p)).unwrap_or_default()
-                    );
+                    warnings.push(format!(
+                        "something shared by device {}, which is not staff on the signed roster, was ignored",
+                        e.peer.map(|p| who(&p)).unwrap_or_default()
+                    ));
                 }
             }
             _ => {}
         }
     }
-    out
+    (out, warnings)
 }
 
 /// The lines of `my-case` for `entries` (as [`case_entries`] keeps them,
@@ -329,5 +343,31 @@ mod tests {
         let l = lines(&[req]);
         assert!(l[1].ends_with("(waiting for the team's answer)"), "{l:?}");
         assert_eq!(l[2], "nothing shared with you yet");
+    }
+
+    /// A share whose sender is not staff on the roster is ignored with a
+    /// warning naming the device; a staff share, the device's own
+    /// requests and replies are kept; chat messages are not case items.
+    #[test]
+    fn a_share_from_a_device_not_on_the_staff_roster_is_ignored_with_a_warning() {
+        let case = CaseId::from_bytes([5; 16]);
+        let mut forged = entry(1, false, Message::case_share(case, "FORGED", "", None));
+        forged.peer = Some(hotline_proto::DeviceId::from_bytes([9; 16]));
+        let mut staff = entry(2, false, Message::case_share(case, "real", "", None));
+        staff.sender_role = Some(hotline_proto::Role::Officer);
+        let chat = entry(3, false, Message::chat("hello", ""));
+        let reply = entry(4, true, Message::case_reply(case, "ok", ""));
+        let (kept, warnings) = kept_entries(&|_| "dev9".into(), &[forged, staff, chat, reply]);
+        assert_eq!(
+            kept.iter().map(|e| e.message_id[0]).collect::<Vec<_>>(),
+            vec![2, 4]
+        );
+        assert_eq!(
+            warnings,
+            vec![
+                "something shared by device dev9, which is not staff on the signed roster, was ignored"
+            ]
+        );
+        assert!(!lines(&kept).concat().contains("FORGED"));
     }
 }
