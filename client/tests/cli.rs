@@ -3327,3 +3327,73 @@ async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
         stderr(&out)
     );
 }
+
+/// The duress rule holds for cases: a case opened from a duress alert
+/// (which links the defender's device) is never shared with that device;
+/// the defender's my-case and inbox stay as they were.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_case_linking_a_duress_alert_is_never_shared_with_the_defender() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success());
+    let out = hotline(
+        &defender,
+        PASS,
+        &[
+            "checkin-setup",
+            "--every",
+            "6h",
+            "--code",
+            "4711",
+            "--duress-code",
+            "0815",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before = hotline(&defender, PASS, &["my-case"]);
+    assert!(before.status.success(), "{}", stderr(&before));
+    let out = hotline(&defender, PASS, &["checkin", "--code", "0815"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["alerts"]);
+    let duress = stdout(&out)
+        .lines()
+        .find(|l| l.contains("DURESS"))
+        .and_then(|l| l.split_whitespace().next())
+        .map(|w| w.trim_start_matches('#').to_owned())
+        .unwrap_or_else(|| panic!("a duress alert in {}", stdout(&out)));
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "open",
+            "--from-alert",
+            &duress,
+            "--summary",
+            "DURESS-CASE",
+            "--reference",
+            "C-1",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "share", "C-1", "MARKER-SHARE we are coming"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("Nothing was shared"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&officer, PASS, &["outbox", "--list"]);
+    assert!(stdout(&out).contains("nothing waiting"), "{}", stdout(&out));
+    let out = hotline(&officer, PASS, &["case", "show", "C-1"]);
+    assert!(!stdout(&out).contains("MARKER-SHARE"), "{}", stdout(&out));
+    let after = hotline(&defender, PASS, &["my-case"]);
+    assert_eq!(stdout(&after), stdout(&before));
+    let out = hotline(&defender, PASS, &["inbox"]);
+    assert!(stdout(&out).contains("no new messages"), "{}", stdout(&out));
+}

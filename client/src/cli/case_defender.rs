@@ -200,6 +200,7 @@ async fn share_in(
             view.state.map_or("unknown", CaseState::name)
         );
     }
+    refuse_if_duress(ctx, &view, &id).await?;
     let mut content = ctx.content("");
     content.shared = Some(SharedItem {
         text: text.to_owned(),
@@ -272,6 +273,44 @@ async fn share_in(
     }
     if event_queued {
         return Err(Queued.into());
+    }
+    Ok(())
+}
+
+/// The duress rule (nothing of a duress alert ever reaches the
+/// defender's device) for a share: refused if the case links an alert
+/// its defender must never hear about, as a reply in that alert's thread
+/// is. Whether a linked alert is one can only be asked of the server: a
+/// case linking alerts is not shared offline.
+async fn refuse_if_duress(ctx: &Ctx, view: &CaseView, id: &str) -> anyhow::Result<()> {
+    let mut linked = Vec::new();
+    if let Some(r) = view.field(entity::CASE, &[], case_field::ALERTS) {
+        for v in r.heads() {
+            for a in v.value.ids().unwrap_or_default() {
+                if let Ok(b) = <[u8; 8]>::try_from(a.as_slice()) {
+                    linked.push(u64::from_be_bytes(b));
+                }
+            }
+        }
+    }
+    if linked.is_empty() {
+        return Ok(());
+    }
+    let Some(session) = &ctx.session else {
+        bail!(
+            "case {id} links alerts, and whether one of them must stay hidden from its defender (a duress alert) can only be checked with the server: nothing was shared; try again online"
+        );
+    };
+    let alerts = session.alerts(false).await?;
+    if let Some(a) = alerts
+        .iter()
+        .find(|a| linked.contains(&a.id) && !a.origin.shown_to_defender())
+    {
+        bail!(
+            "case {id} links alert #{}, a {} alert: its defender's device must never receive anything about it (the person holding it may be a coercer). Nothing was shared. Reach the defender only by a channel your duress procedure allows",
+            a.id,
+            a.origin.as_str()
+        );
     }
     Ok(())
 }
