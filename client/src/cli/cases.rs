@@ -72,7 +72,9 @@ impl Ctx {
                 }
                 // The inbox first: the words of defenders' requests and
                 // their replies are envelopes to this device.
-                super::case_defender::fetch_inbox(&mut ctx.device, &session).await;
+                if let Err(e) = super::messages::fetch_new(&mut ctx.device, &session).await {
+                    eprintln!("WARNING: new messages could not be fetched: {e}");
+                }
                 ctx.session = Some(session);
                 // Neither failure stops the command: it works from what
                 // the replica holds, and says so.
@@ -100,7 +102,7 @@ impl Ctx {
             return Ok(());
         };
         let history = self.device.history()?;
-        let request_text = |d: &[u8; 32]| super::case_defender::request_text(&history, d);
+        let request_text = |d: &[u8; 32]| super::case_links::request_text(&history, d);
         let report = sync::sync_cases(session, &mut self.replica, roster, &request_text).await?;
         for w in &report.warnings {
             eprintln!("WARNING: {w}");
@@ -327,7 +329,7 @@ fn resolve_entity(
     }
 }
 
-pub(super) fn text_value(t: &str) -> Option<FieldValue> {
+fn text_value(t: &str) -> Option<FieldValue> {
     Some(FieldValue {
         kind: Some(FieldValueKind::Text(t.to_owned())),
     })
@@ -339,7 +341,7 @@ fn number_value(n: u64) -> Option<FieldValue> {
     })
 }
 
-pub(super) fn ids_value(ids: Vec<Vec<u8>>) -> Option<FieldValue> {
+fn ids_value(ids: Vec<Vec<u8>>) -> Option<FieldValue> {
     Some(FieldValue {
         kind: Some(FieldValueKind::Ids(IdList {
             ids: ids.into_iter().map(Into::into).collect(),
@@ -349,7 +351,7 @@ pub(super) fn ids_value(ids: Vec<Vec<u8>>) -> Option<FieldValue> {
 
 /// A change of `field` of (entity, id) to `value`, naming every head it
 /// replaces (so it resolves a conflict).
-pub(super) fn change(
+fn change(
     view: &CaseView,
     ent: i32,
     id: &[u8],
@@ -695,7 +697,7 @@ pub(super) async fn show(state: &StateDir, case: &str) -> anyhow::Result<()> {
     let ctx = Ctx::start(state).await?;
     let file = ctx.case(case)?;
     let mut view = ctx.replica.view(&file.case_id)?;
-    super::case_defender::add_defender_side(&ctx.device, &mut view)?;
+    super::case_links::add_defender_side(&ctx.device, &mut view)?;
     let who = |i: &[u8]| ctx.shown(i);
     let waiting = ctx.replica.waiting(&view.case_id).len();
     for l in view_lines(&who, &view, waiting) {
@@ -993,7 +995,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
         }
     };
     if view.state == Some(CaseState::Requested) && file.events.is_empty() {
-        super::case_defender::complete_request(&ctx.device, &view, &mut file, &mut content)?;
+        super::case_links::complete_request(&ctx.device, &view, &mut file, &mut content)?;
         answer_request(&ctx, &mut file, &mut control, &mut content);
         done = if control.state == Some(CaseState::Closed) {
             format!("request {short_id} declined: {done}")

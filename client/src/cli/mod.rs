@@ -7,6 +7,10 @@
 //! * `checkins`: checkin, checkin-setup.
 //! * `org`: trust-org, org init, org show, org sign-roster.
 //! * `cases`: case …, relocation … (staff); `case_view`: how cases read.
+//! * `case_share`: case share (staff); `case_links`: the defender's side
+//!   of a case as staff read it (request words, linked devices, replies,
+//!   the case a missed check-in in transit names).
+//! * `my_case`: request, my-case, my-case reply (defenders).
 //!
 //! They share `unlock` (the state directory, passphrases, unlocking the
 //! device, connecting), `date` (how a time is shown)
@@ -23,7 +27,8 @@ use hotline_proto::invite::parse_lifetime;
 
 mod alert_view;
 mod alerts;
-mod case_defender;
+mod case_links;
+mod case_share;
 mod case_view;
 mod cases;
 mod checkins;
@@ -792,7 +797,7 @@ async fn run_case(command: CaseCommand, state: &StateDir) -> anyhow::Result<()> 
             sync,
         } => {
             if sync {
-                case_defender::sync_now(state).await?;
+                case_share::sync_now(state).await?;
             }
             cases::list(
                 state,
@@ -815,7 +820,7 @@ async fn run_case(command: CaseCommand, state: &StateDir) -> anyhow::Result<()> 
                 interval_secs,
                 grace_secs: grace,
             });
-            case_defender::share(state, &case, &text, offer).await
+            case_share::share(state, &case, &text, offer).await
         }
         CaseCommand::Show { case } => cases::show(state, &case).await,
         CaseCommand::Note { case, text } => cases::write(state, &case, Write::Note(text)).await,
@@ -933,10 +938,10 @@ async fn run_relocation(command: RelocationCommand, state: &StateDir) -> anyhow:
                     };
                     let text = format!(
                         "Your journey has started. Check in every {} while you travel (grace {}).",
-                        case_defender::duration(interval_secs),
-                        case_defender::duration(grace)
+                        case_links::duration(interval_secs),
+                        case_links::duration(grace)
                     );
-                    case_defender::share(state, &case, &text, Some(offer)).await
+                    case_share::share(state, &case, &text, Some(offer)).await
                 }
                 None if in_transit => {
                     println!(

@@ -17,7 +17,7 @@ use hotline_client::outbox::Outgoing;
 use hotline_proto::case::CaseId;
 use hotline_proto::e2e::content::{Kind, Programme};
 
-use super::case_defender::duration;
+use super::case_links::duration;
 use super::date::date_time;
 use super::messages::{Fate, deliver, fate, fetch_new, mark_shown, queued};
 use super::unlock::open_device;
