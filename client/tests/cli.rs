@@ -3309,6 +3309,21 @@ async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
         "{}",
         stderr(&out)
     );
+    // Five requests waiting for the team at most: the sixth is refused
+    // in words, and does not wait in the outbox.
+    for n in 1..=5 {
+        let out = hotline(&other, PASS, &["request", "medical", &format!("need {n}")]);
+        assert!(out.status.success(), "{n}: {}", stderr(&out));
+    }
+    let out = hotline(&other, PASS, &["request", "medical", "need 6"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("you already have 5 requests waiting for the team"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&other, PASS, &["outbox", "--list"]);
+    assert!(stdout(&out).contains("nothing waiting"), "{}", stdout(&out));
     // A share to a case with no defender device linked is refused, saying how.
     let out = hotline(
         &officer,
