@@ -550,6 +550,46 @@ mod tests {
         }
     }
 
+    /// The stored form of a case share received (fields 16, 18, 19, 20
+    /// after the old ones), spelled out: it must not change.
+    #[test]
+    fn the_stored_form_of_a_case_share_does_not_change() {
+        let mut e = entry(4, false);
+        e.peer = None;
+        e.sender_role = None;
+        e.message = Message::case_share(
+            CaseId::from_bytes([9; 16]),
+            "ok",
+            "",
+            Some(CheckinOffer {
+                interval_secs: 60,
+                grace_secs: 30,
+            }),
+        );
+        e.digest = Some([5; 32]);
+        let mut h = History::default();
+        h.add(e);
+        let expected = concat!(
+            "0a59",
+            "0a1004040404040404040404040404040404",
+            "28ec07",
+            "3a026f6b", // body: the text, "ok"
+            "4028",
+            "6005",                                   // kind: case share
+            "82011009090909090909090909090909090909", // 16: case id
+            "90013c",                                 // 18: offer interval 60
+            "98011e",                                 // 19: grace 30
+            "a20120",                                 // 20: the envelope's digest
+            "0505050505050505050505050505050505050505050505050505050505050505",
+        );
+        assert_eq!(hotline_proto::identity::hex(&h.encode()), expected);
+        assert_eq!(
+            History::decode(&hotline_proto::identity::unhex(expected).expect("hex"))
+                .expect("reads"),
+            h
+        );
+    }
+
     #[test]
     fn the_oldest_entries_go_first() {
         let mut h = History::default();

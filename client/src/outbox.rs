@@ -470,6 +470,21 @@ mod tests {
                 other => panic!("sealed as the wrong kind: {other:?}"),
             }
         }
+        // The stored form of a reply, spelled out: fields 10 and 11 after
+        // the old ones. It must not change.
+        let mut reply = Item::new(b"ok", Outgoing::CaseReply { case_id }, 1000).expect("item");
+        reply.message_id = [0x11; 16];
+        reply.language = String::new();
+        assert_eq!(
+            hex(&reply.to_row().encode_to_vec()),
+            concat!(
+                "0a1011111111111111111111111111111111",
+                "12026f6b",                             // body "ok"
+                "28e807",                               // created_at 1000
+                "5006",                                 // 10: case kind 6, a reply
+                "5a1007070707070707070707070707070707", // 11: case id
+            )
+        );
         // A share to nobody, or a request in a thread, is damage.
         let mut row = Item::new(b"x", Outgoing::CaseReply { case_id }, 1)
             .expect("item")
