@@ -3293,6 +3293,45 @@ async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
         "{}",
         stdout(&out)
     );
+    // Shared offline: the event and the envelope wait, and land once.
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "--server",
+            "127.0.0.1:9",
+            "case",
+            "share",
+            &case,
+            "MARKER-OFFLINE-SHARE",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out)
+            .matches("shared with the defender: MARKER-OFFLINE-SHARE")
+            .count(),
+        1,
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&defender, PASS, &["my-case"]);
+    assert_eq!(
+        stdout(&out)
+            .matches("the team: MARKER-OFFLINE-SHARE")
+            .count(),
+        1,
+        "{}",
+        stdout(&out)
+    );
     // A reply from a device not linked to the case: ignored, with a warning.
     let out = hotline(&other, PASS, &["my-case", "reply", "OTHER-REPLY"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -72,6 +72,11 @@ impl Ctx {
                 }
                 // The inbox first: the words of defenders' requests and
                 // their replies are envelopes to this device.
+                // What waits in the device's outbox (a share's envelopes
+                // written offline) goes too, as with any command.
+                if !ctx.device.pending().is_empty() {
+                    super::messages::send_over(&mut ctx.device, &session, None).await;
+                }
                 if let Err(e) = super::messages::fetch_new(&mut ctx.device, &session).await {
                     eprintln!("WARNING: new messages could not be fetched: {e}");
                 }

@@ -490,10 +490,16 @@ fn case_notice(device: &Device, e: &Entry) -> Option<String> {
         (Kind::CaseRequest { programme }, true) => {
             format!("you asked the team for {programme} help (`hotline my-case`)")
         }
-        (Kind::CaseRequest { programme }, false) => format!(
-            "defender {} asked for {programme} help: a new case request (`hotline case list --sync --state requested`)",
-            sender()
-        ),
+        (Kind::CaseRequest { programme }, false) => match e.sender_role {
+            None => format!(
+                "defender {} asked for {programme} help: a new case request (`hotline case list --sync --state requested`)",
+                sender()
+            ),
+            Some(role) => format!(
+                "{role} {} sent a case request; only a defender's request makes a case, so it was ignored",
+                sender()
+            ),
+        },
         (Kind::CaseReply { .. }, true) => {
             "you replied to the team about your case (`hotline my-case`)".into()
         }

@@ -920,7 +920,7 @@ async fn run_relocation(command: RelocationCommand, state: &StateDir) -> anyhow:
                     "check-ins are offered for a journey: --checkin-every goes with the move to \"in transit\"; nothing was written"
                 );
             }
-            cases::write(
+            let moved = cases::write(
                 state,
                 &case,
                 Write::Advance {
@@ -929,8 +929,15 @@ async fn run_relocation(command: RelocationCommand, state: &StateDir) -> anyhow:
                     note,
                 },
             )
-            .await?;
-            match checkin_every {
+            .await;
+            // A move waiting in the case outbox (offline) still offers the
+            // check-ins: the share waits with it.
+            let queued = match moved {
+                Ok(()) => false,
+                Err(e) if e.is::<Queued>() && checkin_every.is_some() => true,
+                Err(e) => return Err(e),
+            };
+            let shared = match checkin_every {
                 Some(interval_secs) => {
                     let offer = CheckinOffer {
                         interval_secs,
@@ -950,6 +957,10 @@ async fn run_relocation(command: RelocationCommand, state: &StateDir) -> anyhow:
                     Ok(())
                 }
                 None => Ok(()),
+            };
+            match (shared, queued) {
+                (Ok(()), true) => Err(Queued.into()),
+                (r, _) => r,
             }
         }
         RelocationCommand::Show { case, relocation } => {
