@@ -432,6 +432,31 @@ impl Session {
         .await
     }
 
+    /// Hands a defender's case request (an envelope of kind CASE_REQUEST
+    /// to the staff) to the server, which opens a case in state requested;
+    /// returns the case and the envelope's id (the same for a resend,
+    /// marked as a duplicate).
+    pub async fn request_case(
+        &self,
+        envelope: SignedEnvelope,
+    ) -> Result<(hotline_proto::case::CaseId, Accepted), ClientError> {
+        self.ask(&Request::RequestCase(envelope), |r| match r {
+            Response::CaseRequestAccepted {
+                case_id,
+                envelope_id,
+                duplicate,
+            } => Some((
+                case_id,
+                Accepted {
+                    id: envelope_id,
+                    duplicate,
+                },
+            )),
+            _ => None,
+        })
+        .await
+    }
+
     /// Registers a panic key for this defender device (one enrolled
     /// before panic keys existed).
     pub async fn register_panic_key(

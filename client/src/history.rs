@@ -8,7 +8,8 @@
 //! server's ids (which are opaque to a device).
 
 use hotline_proto::alert::Priority;
-use hotline_proto::e2e::content::{Category, Kind, Message};
+use hotline_proto::case::CaseId;
+use hotline_proto::e2e::content::{Category, CheckinOffer, Kind, Message, Programme};
 use hotline_proto::{DeviceId, Role};
 use prost::Message as _;
 
@@ -46,6 +47,14 @@ pub struct Entry {
     /// Received: signed by the sender's panic key (an SOS sent without the
     /// passphrase: whoever held the phone could have sent it).
     pub via_panic_key: bool,
+    /// The envelope's digest ([`hotline_proto::e2e::envelope::SignedEnvelope::digest`]),
+    /// kept for received envelopes and sent case requests: how a staff
+    /// device finds the words of a defender's request a case names
+    /// (`None`: not kept, as in entries written before).
+    pub digest: Option<[u8; 32]>,
+    /// A case request this device sent: the case the server opened for
+    /// it (what the team shares about that case answers it).
+    pub request_case: Option<CaseId>,
 }
 
 /// The history as stored.
@@ -93,6 +102,21 @@ struct EntryRow {
     priority: i32,
     #[prost(string, tag = "15")]
     language: String,
+    /// Fields 16-20 came with cases (absent in rows written before, and
+    /// in rows of kinds without them): the case of a share or a reply.
+    #[prost(bytes = "vec", tag = "16")]
+    case_id: Vec<u8>,
+    /// A case request's `CaseProgramme` (0: none).
+    #[prost(int32, tag = "17")]
+    programme: i32,
+    /// A share's check-in offer: interval (0: no offer) and grace.
+    #[prost(uint64, tag = "18")]
+    offer_interval: u64,
+    #[prost(uint64, tag = "19")]
+    offer_grace: u64,
+    /// The envelope's digest (empty: not kept).
+    #[prost(bytes = "vec", tag = "20")]
+    digest: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -132,6 +156,14 @@ impl History {
                 sos: row.sos,
                 shown: row.shown,
                 via_panic_key: row.via_panic_key,
+                request_case: match (row.kind, row.case_id.len()) {
+                    (4, 16) => CaseId::from_slice(&row.case_id, "case_id").ok(),
+                    _ => None,
+                },
+                digest: match row.digest.len() {
+                    0 => None,
+                    _ => Some(row.digest.as_slice().try_into().map_err(|_| damaged())?),
+                },
             });
         }
         Ok(History { entries })
@@ -165,6 +197,8 @@ impl History {
                         Some(Priority::Routine) => 3,
                     },
                     language: e.message.language.clone(),
+                    digest: e.digest.map(|d| d.to_vec()).unwrap_or_default(),
+                    ..case_fields(&e.message.kind, e.request_case)
                 })
                 .collect(),
         }
@@ -228,18 +262,66 @@ impl History {
     }
 }
 
-/// The message of a stored row: fields 12-15 and the text in `body`, or
+/// The case fields (16-19) of a row (a request's field 16: the case the
+/// server opened for it) holding a content of `kind`.
+fn case_fields(kind: &Kind, request_case: Option<CaseId>) -> EntryRow {
+    let mut row = EntryRow::default();
+    match kind {
+        Kind::CaseRequest { programme } => {
+            row.programme = programme.code();
+            row.case_id = request_case
+                .map(|c| c.as_bytes().to_vec())
+                .unwrap_or_default();
+        }
+        Kind::CaseShare {
+            case_id,
+            checkin_offer,
+        } => {
+            row.case_id = case_id.as_bytes().to_vec();
+            if let Some(o) = checkin_offer {
+                row.offer_interval = o.interval_secs;
+                row.offer_grace = o.grace_secs;
+            }
+        }
+        Kind::CaseReply { case_id } => row.case_id = case_id.as_bytes().to_vec(),
+        Kind::Sos | Kind::Message | Kind::CaseKeys(_) | Kind::Unknown(_) => {}
+    }
+    row
+}
+
+/// The kind of a stored row whose `kind` is not 0, with its case fields
+/// (16-19). A case kind whose fields do not read (only a damaged file
+/// holds one) reads as a kind this version does not know, never lost.
+/// Case keys are never kept in the history: a row of that kind reads
+/// as unknown.
+fn kind_of(row: &EntryRow) -> Kind {
+    let case_id = || CaseId::from_slice(&row.case_id, "case_id").ok();
+    let n = row.kind;
+    let known = match n {
+        1 => Some(Kind::Sos),
+        2 => Some(Kind::Message),
+        4 => Programme::from_code(row.programme).map(|programme| Kind::CaseRequest { programme }),
+        5 => case_id().map(|case_id| Kind::CaseShare {
+            case_id,
+            checkin_offer: (row.offer_interval > 0).then_some(CheckinOffer {
+                interval_secs: row.offer_interval,
+                grace_secs: row.offer_grace,
+            }),
+        }),
+        6 => case_id().map(|case_id| Kind::CaseReply { case_id }),
+        _ => None,
+    };
+    known.unwrap_or(Kind::Unknown(n))
+}
+
+/// The message of a stored row: fields 12-19 and the text in `body`, or
 /// the old form when `kind` is 0.
 fn message_of(row: &EntryRow) -> Message {
     if row.kind == 0 {
         return Message::from_old_body(&row.body);
     }
     Message {
-        kind: match row.kind {
-            1 => Kind::Sos,
-            2 => Kind::Message,
-            n => Kind::Unknown(n),
-        },
+        kind: kind_of(row),
         category: Category::from_code(row.category),
         priority: match row.priority {
             1 => Some(Priority::Immediate),
@@ -297,6 +379,8 @@ mod tests {
             sos: false,
             via_panic_key: false,
             shown: false,
+            digest: None,
+            request_case: None,
         }
     }
 
@@ -428,6 +512,82 @@ mod tests {
             "7a026672", // language "fr"
         );
         assert_eq!(hotline_proto::identity::hex(&h.encode()), expected);
+    }
+
+    /// A case request, share (with a check-in offer) and reply read back
+    /// whole from the history: their kind, case, programme, offer and
+    /// envelope digest, never as a kind this version does not know.
+    #[test]
+    fn case_requests_shares_and_replies_read_back_whole() {
+        let case = CaseId::from_bytes([9; 16]);
+        let kinds = [
+            Message::case_request(Programme::Relocation, "we must leave", "en"),
+            Message::case_share(
+                case,
+                "travel booked for 12 May",
+                "en",
+                Some(CheckinOffer {
+                    interval_secs: 7200,
+                    grace_secs: 1800,
+                }),
+            ),
+            Message::case_share(case, "approved", "", None),
+            Message::case_reply(case, "thank you", "es"),
+        ];
+        let mut h = History::default();
+        for (i, m) in kinds.iter().enumerate() {
+            let mut e = entry(10 + i as u8, i % 2 == 0);
+            e.message = m.clone();
+            e.digest = Some([i as u8 + 1; 32]);
+            e.request_case = (i == 0).then_some(case);
+            h.add(e);
+        }
+        let back = History::decode(&h.encode()).expect("reads back");
+        assert_eq!(back, h);
+        for (e, m) in back.entries().iter().zip(&kinds) {
+            assert_eq!(&e.message.kind, &m.kind);
+            assert!(!matches!(e.message.kind, Kind::Unknown(_)));
+        }
+    }
+
+    /// The stored form of a case share received (fields 16, 18, 19, 20
+    /// after the old ones), spelled out: it must not change.
+    #[test]
+    fn the_stored_form_of_a_case_share_does_not_change() {
+        let mut e = entry(4, false);
+        e.peer = None;
+        e.sender_role = None;
+        e.message = Message::case_share(
+            CaseId::from_bytes([9; 16]),
+            "ok",
+            "",
+            Some(CheckinOffer {
+                interval_secs: 60,
+                grace_secs: 30,
+            }),
+        );
+        e.digest = Some([5; 32]);
+        let mut h = History::default();
+        h.add(e);
+        let expected = concat!(
+            "0a59",
+            "0a1004040404040404040404040404040404",
+            "28ec07",
+            "3a026f6b", // body: the text, "ok"
+            "4028",
+            "6005",                                   // kind: case share
+            "82011009090909090909090909090909090909", // 16: case id
+            "90013c",                                 // 18: offer interval 60
+            "98011e",                                 // 19: grace 30
+            "a20120",                                 // 20: the envelope's digest
+            "0505050505050505050505050505050505050505050505050505050505050505",
+        );
+        assert_eq!(hotline_proto::identity::hex(&h.encode()), expected);
+        assert_eq!(
+            History::decode(&hotline_proto::identity::unhex(expected).expect("hex"))
+                .expect("reads"),
+            h
+        );
     }
 
     #[test]

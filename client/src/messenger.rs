@@ -92,6 +92,16 @@ pub enum Sent {
     },
     /// An alert was raised (or found raised already).
     Alert(AlertInfo),
+    /// A defender's case request was taken: the server's case for it and
+    /// the envelope's id.
+    CaseRequested {
+        /// The case the server opened (in state requested).
+        case_id: hotline_proto::case::CaseId,
+        /// The envelope's id.
+        id: u64,
+        /// It was a retry of something the server already had.
+        duplicate: bool,
+    },
     /// The item can never be sent (the server refused it for good, or it
     /// cannot be sealed): it was removed from the outbox, so that it does
     /// not stand in front of what follows.
@@ -151,6 +161,10 @@ impl std::fmt::Debug for Device {
             .finish_non_exhaustive()
     }
 }
+
+/// An envelope opened from the inbox: what it says, its message id and
+/// the SHA-256 of its wire form.
+type Opened = (Received, [u8; 16], [u8; 32]);
 
 /// A message received and verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -988,6 +1002,14 @@ impl Device {
         // hidden from its defender.
         let a = match item.what {
             Outgoing::Reply { alert, .. } => session.send_in_thread(envelope, alert).await?,
+            Outgoing::CaseRequest(_) => {
+                let (case_id, a) = session.request_case(envelope).await?;
+                return Ok(Sent::CaseRequested {
+                    case_id,
+                    id: a.id,
+                    duplicate: a.duplicate,
+                });
+            }
             _ => session.send_envelope(envelope).await?,
         };
         Ok(Sent::Message {
@@ -1109,7 +1131,11 @@ impl Device {
                     &item.sender_identity_key,
                     item.sender_panic_key.as_ref(),
                 )? {
-                    opened.push((Received { id: item.id, ..r }, message_id));
+                    opened.push((
+                        Received { id: item.id, ..r },
+                        message_id,
+                        item.envelope.digest(),
+                    ));
                 }
                 self.local.inbox_after = self.local.inbox_after.max(item.id);
             }
@@ -1117,7 +1143,7 @@ impl Device {
             // Kept before the server is told they are held.
             if !opened.is_empty() {
                 let mut history = self.history()?;
-                for (r, message_id) in &opened {
+                for (r, message_id, digest) in &opened {
                     history.add(Entry {
                         message_id: *message_id,
                         sent: false,
@@ -1130,11 +1156,13 @@ impl Device {
                         sos: false,
                         shown: false,
                         via_panic_key: r.via_panic_key,
+                        digest: Some(*digest),
+                        request_case: None,
                     });
                 }
                 self.save_history(&history)?;
             }
-            received.extend(opened.into_iter().map(|(r, _)| r));
+            received.extend(opened.into_iter().map(|(r, _, _)| r));
             self.save()?;
             match session.ack_inbox(self.local.inbox_after).await {
                 Ok(()) => {}
@@ -1159,17 +1187,14 @@ impl Device {
     /// keys go to the case replica ([`crate::cases::keys::keep_received`]);
     /// they are never shown as messages nor kept in the history. Returns
     /// the rest.
-    fn take_case_keys(
-        &mut self,
-        opened: Vec<(Received, [u8; 16])>,
-    ) -> Result<Vec<(Received, [u8; 16])>, ClientError> {
+    fn take_case_keys(&mut self, opened: Vec<Opened>) -> Result<Vec<Opened>, ClientError> {
         use hotline_proto::e2e::content::Kind;
         let (keys, rest): (Vec<_>, Vec<_>) = opened
             .into_iter()
-            .partition(|(r, _)| matches!(r.message.kind, Kind::CaseKeys(_)));
+            .partition(|(r, _, _)| matches!(r.message.kind, Kind::CaseKeys(_)));
         let received = keys
             .into_iter()
-            .filter_map(|(r, _)| match r.message.kind {
+            .filter_map(|(r, _, _)| match r.message.kind {
                 Kind::CaseKeys(keys) => Some(crate::cases::keys::KeysReceived {
                     from_staff: r.sender_role.is_some_and(Role::is_staff),
                     keys,
@@ -1376,9 +1401,24 @@ fn sent_entry(item: &Item, outcome: &Sent) -> Option<Entry> {
     let (server_id, thread, sos) = match outcome {
         // Keys are never kept in the history.
         Sent::Message { .. } if matches!(item.what, Outgoing::CaseKeys { .. }) => return None,
-        Sent::Message { id, .. } => (*id, item.what.thread(), false),
+        Sent::Message { id, .. } | Sent::CaseRequested { id, .. } => {
+            (*id, item.what.thread(), false)
+        }
         Sent::Alert(a) => (a.envelope_id, a.id, true),
         Sent::Dropped { .. } => return None,
+    };
+    // A request keeps the case the server opened for it, so that what
+    // the team shares about that case reads as its answer; and its
+    // envelope's digest.
+    let (request_case, digest) = match outcome {
+        Sent::CaseRequested { case_id, .. } => (
+            Some(*case_id),
+            item.sealed
+                .as_deref()
+                .and_then(|b| SignedEnvelope::decode(b).ok())
+                .map(|e| e.digest()),
+        ),
+        _ => (None, None),
     };
     Some(Entry {
         message_id: item.message_id,
@@ -1392,6 +1432,8 @@ fn sent_entry(item: &Item, outcome: &Sent) -> Option<Entry> {
         sos,
         shown: true,
         via_panic_key: false,
+        digest,
+        request_case,
     })
 }
 

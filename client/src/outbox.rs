@@ -12,7 +12,7 @@ use hotline_proto::DeviceId;
 use hotline_proto::alert::Priority;
 use hotline_proto::case::CaseId;
 use hotline_proto::case::key::CaseKey;
-use hotline_proto::e2e::content::{Category, Kind, Message as Content};
+use hotline_proto::e2e::content::{Category, CheckinOffer, Kind, Message as Content, Programme};
 use hotline_proto::identity::fill_random;
 use prost::Message;
 
@@ -46,6 +46,27 @@ pub enum Outgoing {
         /// The one staff device (`None`: every other staff device).
         to: Option<DeviceId>,
     },
+    /// A defender's request for help (CASE_REQUEST) to every staff device
+    /// on the roster, sent with `request_case`: the server opens a case
+    /// in state requested.
+    CaseRequest(Programme),
+    /// Something of a case shared with its defender's device `to`
+    /// (CASE_SHARE), which also goes to every staff device on the roster
+    /// (staff).
+    CaseShare {
+        /// The case.
+        case_id: CaseId,
+        /// The defender's device.
+        to: DeviceId,
+        /// Check-ins suggested for a journey.
+        checkin_offer: Option<CheckinOffer>,
+    },
+    /// A defender's answer about its case (CASE_REPLY) to every staff
+    /// device on the roster.
+    CaseReply {
+        /// The case.
+        case_id: CaseId,
+    },
 }
 
 impl Outgoing {
@@ -53,9 +74,9 @@ impl Outgoing {
     pub fn to(self) -> Option<DeviceId> {
         match self {
             Outgoing::Message { to } => to,
-            Outgoing::Reply { to, .. } => Some(to),
+            Outgoing::Reply { to, .. } | Outgoing::CaseShare { to, .. } => Some(to),
             Outgoing::CaseKeys { to } => to,
-            Outgoing::Alert(_) => None,
+            Outgoing::Alert(_) | Outgoing::CaseRequest(_) | Outgoing::CaseReply { .. } => None,
         }
     }
 
@@ -64,7 +85,12 @@ impl Outgoing {
     pub fn thread(self) -> u64 {
         match self {
             Outgoing::Reply { alert, .. } => alert,
-            Outgoing::Message { .. } | Outgoing::Alert(_) | Outgoing::CaseKeys { .. } => 0,
+            Outgoing::Message { .. }
+            | Outgoing::Alert(_)
+            | Outgoing::CaseRequest(_)
+            | Outgoing::CaseShare { .. }
+            | Outgoing::CaseReply { .. }
+            | Outgoing::CaseKeys { .. } => 0,
         }
     }
 }
@@ -153,16 +179,26 @@ impl Item {
                 row.to.as_slice().try_into().map_err(|_| damaged())?,
             )),
         };
-        let what = match (row.alert, row.thread, to) {
-            (0, 0, to) if row.case_keys => {
+        let what = match (row.case_kind, row.alert, row.thread, to) {
+            (0, ..) => Self::what_of(row.alert, row.thread, to).ok_or_else(damaged)?,
+            (3, 0, 0, to) => {
                 case_keys_of(&row.body).ok_or_else(damaged)?;
                 Outgoing::CaseKeys { to }
             }
-            (0, 0, to) => Outgoing::Message { to },
-            (0, alert, Some(to)) => Outgoing::Reply { alert, to },
-            (1, 0, None) => Outgoing::Alert(Priority::Immediate),
-            (2, 0, None) => Outgoing::Alert(Priority::Urgent),
-            (3, 0, None) => Outgoing::Alert(Priority::Routine),
+            (4, 0, 0, None) => {
+                Outgoing::CaseRequest(Programme::from_code(row.programme).ok_or_else(damaged)?)
+            }
+            (5, 0, 0, Some(to)) => Outgoing::CaseShare {
+                case_id: CaseId::from_slice(&row.case_id, "case_id").map_err(|_| damaged())?,
+                to,
+                checkin_offer: (row.offer_interval > 0).then_some(CheckinOffer {
+                    interval_secs: row.offer_interval,
+                    grace_secs: row.offer_grace,
+                }),
+            },
+            (6, 0, 0, None) => Outgoing::CaseReply {
+                case_id: CaseId::from_slice(&row.case_id, "case_id").map_err(|_| damaged())?,
+            },
             _ => return Err(damaged()),
         };
         Ok(Item {
@@ -173,6 +209,18 @@ impl Item {
             what,
             created_at: row.created_at,
             sealed: (!row.sealed.is_empty()).then(|| row.sealed.clone()),
+        })
+    }
+
+    /// What a row without case fields (as every row was before cases) is.
+    fn what_of(alert: u32, thread: u64, to: Option<DeviceId>) -> Option<Outgoing> {
+        Some(match (alert, thread, to) {
+            (0, 0, to) => Outgoing::Message { to },
+            (0, alert, Some(to)) => Outgoing::Reply { alert, to },
+            (1, 0, None) => Outgoing::Alert(Priority::Immediate),
+            (2, 0, None) => Outgoing::Alert(Priority::Urgent),
+            (3, 0, None) => Outgoing::Alert(Priority::Routine),
+            _ => return None,
         })
     }
 
@@ -187,7 +235,12 @@ impl Item {
                 .map(|d| d.as_bytes().to_vec())
                 .unwrap_or_default(),
             alert: match self.what {
-                Outgoing::Message { .. } | Outgoing::Reply { .. } | Outgoing::CaseKeys { .. } => 0,
+                Outgoing::Message { .. }
+                | Outgoing::Reply { .. }
+                | Outgoing::CaseRequest(_)
+                | Outgoing::CaseShare { .. }
+                | Outgoing::CaseReply { .. }
+                | Outgoing::CaseKeys { .. } => 0,
                 Outgoing::Alert(Priority::Immediate) => 1,
                 Outgoing::Alert(Priority::Urgent) => 2,
                 Outgoing::Alert(Priority::Routine) => 3,
@@ -197,8 +250,38 @@ impl Item {
             thread: self.what.thread(),
             category: self.category.map_or(0, Category::code),
             language: self.language.clone(),
-            case_keys: matches!(self.what, Outgoing::CaseKeys { .. }),
+            ..self.case_fields()
         }
+    }
+
+    /// Fields 10-14 of the row (all absent but for the case kinds).
+    fn case_fields(&self) -> OutboxRow {
+        let mut row = OutboxRow::default();
+        match self.what {
+            Outgoing::CaseRequest(p) => {
+                row.case_kind = 4;
+                row.programme = p.code();
+            }
+            Outgoing::CaseShare {
+                case_id,
+                checkin_offer,
+                ..
+            } => {
+                row.case_kind = 5;
+                row.case_id = case_id.as_bytes().to_vec();
+                if let Some(o) = checkin_offer {
+                    row.offer_interval = o.interval_secs;
+                    row.offer_grace = o.grace_secs;
+                }
+            }
+            Outgoing::CaseReply { case_id } => {
+                row.case_kind = 6;
+                row.case_id = case_id.as_bytes().to_vec();
+            }
+            Outgoing::CaseKeys { .. } => row.case_kind = 3,
+            Outgoing::Message { .. } | Outgoing::Reply { .. } | Outgoing::Alert(_) => {}
+        }
+        row
     }
 
     /// What the item says, as it is sealed: an alert is an SOS (its
@@ -230,6 +313,13 @@ impl Item {
             Outgoing::CaseKeys { .. } => {
                 Content::case_keys(case_keys_of(&self.body).unwrap_or_default())
             }
+            Outgoing::CaseRequest(p) => Content::case_request(p, &text, &self.language),
+            Outgoing::CaseShare {
+                case_id,
+                checkin_offer,
+                ..
+            } => Content::case_share(case_id, &text, &self.language, checkin_offer),
+            Outgoing::CaseReply { case_id } => Content::case_reply(case_id, &text, &self.language),
         }
     }
 }
@@ -263,9 +353,23 @@ pub(crate) struct OutboxRow {
     /// The language of the text, a BCP 47 tag (empty: not given).
     #[prost(string, tag = "9")]
     language: String,
-    /// An [`Outgoing::CaseKeys`] item (`body`: its keys).
-    #[prost(bool, tag = "10")]
-    case_keys: bool,
+    /// Fields 10-14 came with cases; rows written before have none.
+    /// The case kind (`ContentKind` 3 case keys, whose keys are in
+    /// `body`; 4 request, 5 share, 6 reply; 0: not
+    /// a case item).
+    #[prost(int32, tag = "10")]
+    case_kind: i32,
+    /// A share's or reply's case.
+    #[prost(bytes = "vec", tag = "11")]
+    case_id: Vec<u8>,
+    /// A request's `CaseProgramme`.
+    #[prost(int32, tag = "12")]
+    programme: i32,
+    /// A share's check-in offer: interval (0: none) and grace, seconds.
+    #[prost(uint64, tag = "13")]
+    offer_interval: u64,
+    #[prost(uint64, tag = "14")]
+    offer_grace: u64,
 }
 
 #[cfg(test)]
@@ -374,7 +478,7 @@ mod tests {
         assert_eq!(message.content().category, None);
     }
 
-    /// Case keys wait in the outbox as a row marked with field 10, their
+    /// Case keys wait in the outbox as a row marked with field 10 = 3, their
     /// keys in `body`; they read back as the same keys, sealed as a
     /// CASE_KEYS content. A marked row whose body does not hold whole keys
     /// is damage.
@@ -391,7 +495,7 @@ mod tests {
         ] {
             let item = Item::new(&case_keys_body(&keys), what, 1).expect("item");
             let row = item.to_row();
-            assert!(row.case_keys);
+            assert_eq!(row.case_kind, 3);
             let back =
                 Item::from_row(&OutboxRow::decode(row.encode_to_vec().as_slice()).expect("row"))
                     .expect("item");
@@ -406,6 +510,72 @@ mod tests {
         assert!(matches!(Item::from_row(&bad), Err(ClientError::State(_))));
         bad.body.clear();
         assert!(matches!(Item::from_row(&bad), Err(ClientError::State(_))));
+    }
+
+    /// A case request, share and reply wait in the outbox with their
+    /// case fields (10-14), read back as they were and seal as their kind.
+    #[test]
+    fn case_items_read_back_and_seal_as_their_kind() {
+        let case_id = CaseId::from_bytes([7; 16]);
+        let whats = [
+            Outgoing::CaseRequest(Programme::Legal),
+            Outgoing::CaseShare {
+                case_id,
+                to: DeviceId::from_bytes([3; 16]),
+                checkin_offer: Some(CheckinOffer {
+                    interval_secs: 7200,
+                    grace_secs: 1800,
+                }),
+            },
+            Outgoing::CaseReply { case_id },
+        ];
+        for what in whats {
+            let item = Item::new(b"words", what, 1).expect("item");
+            let row = OutboxRow::decode(item.to_row().encode_to_vec().as_slice()).expect("row");
+            let back = Item::from_row(&row).expect("item");
+            assert_eq!(back, item);
+            let content = back.content();
+            assert_eq!(content.text, "words");
+            match (what, content.kind) {
+                (Outgoing::CaseRequest(p), Kind::CaseRequest { programme }) => {
+                    assert_eq!(p, programme)
+                }
+                (
+                    Outgoing::CaseShare {
+                        checkin_offer: o, ..
+                    },
+                    Kind::CaseShare {
+                        case_id: c,
+                        checkin_offer,
+                    },
+                ) => assert_eq!((c, checkin_offer), (case_id, o)),
+                (Outgoing::CaseReply { .. }, Kind::CaseReply { case_id: c }) => {
+                    assert_eq!(c, case_id)
+                }
+                other => panic!("sealed as the wrong kind: {other:?}"),
+            }
+        }
+        // The stored form of a reply, spelled out: fields 10 and 11 after
+        // the old ones. It must not change.
+        let mut reply = Item::new(b"ok", Outgoing::CaseReply { case_id }, 1000).expect("item");
+        reply.message_id = [0x11; 16];
+        reply.language = String::new();
+        assert_eq!(
+            hex(&reply.to_row().encode_to_vec()),
+            concat!(
+                "0a1011111111111111111111111111111111",
+                "12026f6b",                             // body "ok"
+                "28e807",                               // created_at 1000
+                "5006",                                 // 10: case kind 6, a reply
+                "5a1007070707070707070707070707070707", // 11: case id
+            )
+        );
+        // A share to nobody, or a request in a thread, is damage.
+        let mut row = Item::new(b"x", Outgoing::CaseReply { case_id }, 1)
+            .expect("item")
+            .to_row();
+        row.case_kind = 5;
+        assert!(Item::from_row(&row).is_err());
     }
 
     #[test]

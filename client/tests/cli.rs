@@ -3557,3 +3557,516 @@ async fn case_keys_from_a_defender_are_ignored_with_a_warning_and_never_shown() 
     assert!(!stdout(&out).contains("from defender"), "{}", stdout(&out));
     server.shutdown().await;
 }
+
+/// The first word of the line of `out` holding `marker` (a case's short
+/// id in `hotline case list`).
+fn case_of(out: &Output, marker: &str) -> String {
+    let text = stdout(out);
+    text.lines()
+        .find(|l| l.contains(marker))
+        .and_then(|l| l.split_whitespace().next())
+        .map(|w| w.trim_end_matches('!').to_owned())
+        .unwrap_or_else(|| panic!("a case with {marker:?} in {text}"))
+}
+
+/// The device id `hotline status` prints for `home`.
+fn device_id(home: &Path) -> String {
+    let out = hotline(home, PASS, &["status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    field(&out, "device id:")
+}
+
+/// The defender's side of a case, from the command line, against a real
+/// server: a request made offline lands once, staff read its words and
+/// open it, the defender sees exactly what was shared (and nothing of the
+/// case's people, notes, places or another defender's case), accepts the
+/// check-ins offered for the journey with the command `my-case` prints, a
+/// missed check-in in transit names the case on the staff device only, and
+/// a reply reaches the case only from a defender device linked to it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    hotline_server::log::keys::generate_key_file(&dir.path().join("master.key")).expect("key");
+    let server = server_configured(dir.path(), "127.0.0.1:0".parse().expect("addr"), |c| {
+        c.escalation_tick_ms = 100;
+    })
+    .await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for staff in [&admin, &officer] {
+        let out = hotline(staff, PASS, &["inbox"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = hotline(&officer, PASS, &["invite", "--role", "defender"]);
+    let other = dir.path().join("other-defender");
+    assert!(
+        hotline(&other, PASS, &["enroll", &invite_line(&out)])
+            .status
+            .success()
+    );
+    let defender_id = device_id(&defender);
+
+    // Staff cannot make a request; a defender cannot ask for a programme
+    // that does not exist.
+    let out = hotline(&officer, PASS, &["request", "legal", "x"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("defender's device"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&defender, PASS, &["request", "holiday", "x"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("relocation, legal, medical, subsistence"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Offline: the request waits in the outbox (status 3), and the next
+    // command that reaches the server sends it, once.
+    let unreachable = ["--server", "127.0.0.1:9"];
+    let out = hotline(
+        &defender,
+        PASS,
+        &[
+            unreachable[0],
+            unreachable[1],
+            "request",
+            "relocation",
+            "we must leave MARKER-REQUEST",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stdout(&out).contains("NOT SENT YET"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("Your request waits"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&defender, PASS, &["my-case"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("sent from the outbox: your request"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out)
+            .contains("relocation: we must leave MARKER-REQUEST (waiting for the team's answer)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&defender, PASS, &["outbox"]);
+    assert!(stdout(&out).contains("nothing waiting"), "{}", stdout(&out));
+    // Online, the defender is told what happens next.
+    let out = hotline(
+        &other,
+        PASS,
+        &["request", "legal", "a lawyer for OTHER-REQUEST"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("the team has your request; they will answer here: hotline my-case"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Staff: the request's words, once; the inbox points to it rather
+    // than showing it as a chat message.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "list", "--sync", "--state", "requested"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = stdout(&out);
+    assert_eq!(
+        listed
+            .matches("request: we must leave MARKER-REQUEST")
+            .count(),
+        1,
+        "{listed}"
+    );
+    let case = case_of(&out, "MARKER-REQUEST");
+    let other_case = case_of(&out, "OTHER-REQUEST");
+    let out = hotline(&officer, PASS, &["inbox"]);
+    assert!(
+        stdout(&out).contains("asked for relocation help: a new case request"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("MARKER-REQUEST"), "{}", stdout(&out));
+
+    // The officer opens it (which links the defender's device), and fills it.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "set", &case, "reference", "C-2026-0042"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("accepted: the case is open"),
+        "{}",
+        stdout(&out)
+    );
+    let steps: Vec<Vec<&str>> = vec![
+        vec![
+            "case",
+            "person",
+            "add",
+            &case,
+            "--name",
+            "MARKER-NAME",
+            "--relationship",
+            "self",
+        ],
+        vec!["case", "note", &case, "MARKER-NOTE about the family"],
+    ];
+    for s in &steps {
+        let out = hotline(&officer, PASS, s);
+        assert!(out.status.success(), "{s:?}: {}", stderr(&out));
+    }
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "relocation",
+            "start",
+            &case,
+            "--people",
+            "MARKER-NAME",
+            "--origin",
+            "MARKER-ORIGIN",
+            "--to",
+            "UY",
+            "--city",
+            "MARKER-CITY",
+            "--accommodation",
+            "MARKER-HOTEL",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let relocation = stdout(&out)
+        .split_whitespace()
+        .nth(1)
+        .expect("relocation id")
+        .to_owned();
+    for stage in ["assessed", "approved", "travel booked"] {
+        let out = hotline(
+            &officer,
+            PASS,
+            &["relocation", "advance", &case, &relocation, stage],
+        );
+        assert!(out.status.success(), "{stage}: {}", stderr(&out));
+    }
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "share", &case, "travel booked for 12 May"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("shared with the defender's device"),
+        "{}",
+        stdout(&out)
+    );
+    // In transit: check-ins offered for the journey.
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "relocation",
+            "advance",
+            &case,
+            &relocation,
+            "in transit",
+            "--checkin-every",
+            "1s",
+            "--grace",
+            "1s",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("offered check-ins every 1s (grace 1s)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    let shown = stdout(&out);
+    assert!(shown.contains("we must leave MARKER-REQUEST"), "{shown}");
+    assert!(
+        shown.contains("shared with the defender: travel booked for 12 May"),
+        "{shown}"
+    );
+
+    // Another defender's case, with its own share.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "set", &other_case, "summary", "OTHER-CASE"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "share", &other_case, "OTHER-SHARE"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The defender sees exactly what was shared, and nothing else.
+    let out = hotline(&defender, PASS, &["my-case"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mine = stdout(&out);
+    let lines: Vec<&str> = mine.lines().collect();
+    assert_eq!(lines.len(), 8, "{mine}");
+    assert_eq!(lines[0], "your requests:");
+    assert!(
+        lines[1].ends_with("relocation: we must leave MARKER-REQUEST (the team answered)"),
+        "{mine}"
+    );
+    assert_eq!(lines[2], "from the team, and your replies (newest last):");
+    assert!(
+        lines[3].ends_with("the team: travel booked for 12 May"),
+        "{mine}"
+    );
+    assert!(
+        lines[4].contains("the team: Your journey has started"),
+        "{mine}"
+    );
+    assert_eq!(
+        lines[5],
+        "      check-ins offered for your journey: every 1s, 1s grace"
+    );
+    let accept = "hotline checkin-setup --every 1s --grace 1s";
+    assert_eq!(
+        lines[6],
+        format!("to accept the check-ins offered: {accept}")
+    );
+    assert_eq!(lines[7], "to answer the team: hotline my-case reply \"…\"");
+    for marker in [
+        "MARKER-NAME",
+        "MARKER-NOTE",
+        "MARKER-CITY",
+        "MARKER-ORIGIN",
+        "MARKER-HOTEL",
+        "UY",
+        "C-2026-0042",
+        "OTHER",
+        &case,
+        "in transit",
+        "assessed",
+    ] {
+        assert!(!mine.contains(marker), "{marker} in {mine}");
+        assert!(
+            !stderr(&out).contains(marker),
+            "{marker} in {}",
+            stderr(&out)
+        );
+    }
+    // The command it prints works.
+    let mut args: Vec<&str> = accept.split_whitespace().skip(1).collect();
+    args.extend(["--code", "4711", "--duress-code", "0815"]);
+    let out = hotline(&defender, PASS, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Nobody checks in: the missed check-in names the case on staff.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let out = hotline(&officer, PASS, &["alerts"]);
+    let alerts = stdout(&out);
+    assert!(alerts.contains("missed check-in"), "{alerts}");
+    assert!(
+        alerts.contains("case C-2026-0042, relocation in transit to MARKER-CITY since "),
+        "{alerts}"
+    );
+    // ... and nothing of the case on the defender's device.
+    for args in [&["alerts", "--all"][..], &["messages"], &["my-case"]] {
+        let out = hotline(&defender, PASS, args);
+        // Shares are shown by my-case alone, never again as messages.
+        let shared_text = if args == ["messages"] {
+            "travel booked for 12 May"
+        } else {
+            "C-2026-0042"
+        };
+        for marker in [
+            "C-2026-0042",
+            "MARKER-CITY",
+            "relocation in transit",
+            &case,
+            shared_text,
+        ] {
+            assert!(!stdout(&out).contains(marker), "{args:?}: {}", stdout(&out));
+        }
+    }
+
+    // The defender replies; staff read it in the case's timeline.
+    let out = hotline(
+        &defender,
+        PASS,
+        &["my-case", "reply", "thank you MARKER-REPLY"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(
+        stdout(&out).contains("replied: thank you MARKER-REPLY"),
+        "{}",
+        stdout(&out)
+    );
+    // Shared offline: the event and the envelope wait, and land once.
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "--server",
+            "127.0.0.1:9",
+            "case",
+            "share",
+            &case,
+            "MARKER-OFFLINE-SHARE",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out)
+            .matches("shared with the defender: MARKER-OFFLINE-SHARE")
+            .count(),
+        1,
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&defender, PASS, &["my-case"]);
+    assert_eq!(
+        stdout(&out)
+            .matches("the team: MARKER-OFFLINE-SHARE")
+            .count(),
+        1,
+        "{}",
+        stdout(&out)
+    );
+    // A reply from a device not linked to the case: ignored, with a warning.
+    let out = hotline(&other, PASS, &["my-case", "reply", "OTHER-REPLY"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "set", &other_case, "defender devices", &defender_id],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "show", &other_case]);
+    assert!(!stdout(&out).contains("OTHER-REPLY"), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("which is not a defender device linked to it, was ignored"),
+        "{}",
+        stderr(&out)
+    );
+    // Five requests waiting for the team at most: the sixth is refused
+    // in words, and does not wait in the outbox.
+    for n in 1..=5 {
+        let out = hotline(&other, PASS, &["request", "medical", &format!("need {n}")]);
+        assert!(out.status.success(), "{n}: {}", stderr(&out));
+    }
+    let out = hotline(&other, PASS, &["request", "medical", "need 6"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("you already have 5 requests waiting for the team"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&other, PASS, &["outbox", "--list"]);
+    assert!(stdout(&out).contains("nothing waiting"), "{}", stdout(&out));
+    // A share to a case with no defender device linked is refused, saying how.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "open", "--summary", "no defender yet"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "list"]);
+    let lone = case_of(&out, "no defender yet");
+    let out = hotline(&officer, PASS, &["case", "share", &lone, "hello"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("has no defender device linked")
+            && stderr(&out).contains("defender devices"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The duress rule holds for cases: a case opened from a duress alert
+/// (which links the defender's device) is never shared with that device;
+/// the defender's my-case and inbox stay as they were.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_case_linking_a_duress_alert_is_never_shared_with_the_defender() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success());
+    let out = hotline(
+        &defender,
+        PASS,
+        &[
+            "checkin-setup",
+            "--every",
+            "6h",
+            "--code",
+            "4711",
+            "--duress-code",
+            "0815",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before = hotline(&defender, PASS, &["my-case"]);
+    assert!(before.status.success(), "{}", stderr(&before));
+    let out = hotline(&defender, PASS, &["checkin", "--code", "0815"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["alerts"]);
+    let duress = stdout(&out)
+        .lines()
+        .find(|l| l.contains("DURESS"))
+        .and_then(|l| l.split_whitespace().next())
+        .map(|w| w.trim_start_matches('#').to_owned())
+        .unwrap_or_else(|| panic!("a duress alert in {}", stdout(&out)));
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "open",
+            "--from-alert",
+            &duress,
+            "--summary",
+            "DURESS-CASE",
+            "--reference",
+            "C-1",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "share", "C-1", "MARKER-SHARE we are coming"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("Nothing was shared"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&officer, PASS, &["outbox", "--list"]);
+    assert!(stdout(&out).contains("nothing waiting"), "{}", stdout(&out));
+    let out = hotline(&officer, PASS, &["case", "show", "C-1"]);
+    assert!(!stdout(&out).contains("MARKER-SHARE"), "{}", stdout(&out));
+    let after = hotline(&defender, PASS, &["my-case"]);
+    assert_eq!(stdout(&after), stdout(&before));
+    let out = hotline(&defender, PASS, &["inbox"]);
+    assert!(stdout(&out).contains("no new messages"), "{}", stdout(&out));
+}

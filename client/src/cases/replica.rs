@@ -156,7 +156,7 @@ impl SummaryRow {
         SummaryRow {
             case_id: view.case_id.as_bytes().to_vec(),
             reference: view.case_text(fields::case_field::REFERENCE),
-            summary: view.case_text(fields::case_field::SUMMARY),
+            summary: summary_of(view),
             state: view.state.map_or(0, CaseState::to_wire),
             country: view.case_text(fields::case_field::COUNTRY),
             risk: view
@@ -184,6 +184,27 @@ impl SummaryRow {
             waiting: u32::try_from(waiting).unwrap_or(u32::MAX),
         }
     }
+}
+
+/// A case's summary; without one, the words of the defender's request it
+/// answers (when this device holds them), so that a request reads in the
+/// list.
+fn summary_of(view: &CaseView) -> String {
+    let summary = view.case_text(fields::case_field::SUMMARY);
+    if !summary.is_empty() {
+        return summary;
+    }
+    let text = view
+        .request
+        .as_ref()
+        .and_then(|r| r.text.clone())
+        .or_else(|| {
+            view.opening
+                .as_ref()
+                .map(|o| o.request_text.clone())
+                .filter(|t| !t.is_empty())
+        });
+    text.map(|t| format!("request: {t}")).unwrap_or_default()
 }
 
 /// A case event written here and not accepted by the server yet.

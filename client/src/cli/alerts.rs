@@ -126,7 +126,7 @@ pub(super) async fn sos(
             Fate::Settled(Sent::Dropped { reason, .. }) => Some(Err(anyhow::anyhow!(
                 "{reason}. It was removed from the outbox and will not be sent again"
             ))),
-            Fate::Settled(Sent::Message { .. }) => Some(Ok(())),
+            Fate::Settled(Sent::Message { .. } | Sent::CaseRequested { .. }) => Some(Ok(())),
             Fate::SentElsewhere(e) => {
                 println!(
                     "alert {} raised: your SOS was sent by another hotline command running at the same time (`hotline alerts` shows it)",

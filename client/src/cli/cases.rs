@@ -70,6 +70,16 @@ impl Ctx {
                     Ok(r) => ctx.roster = Some(r),
                     Err(e) => eprintln!("WARNING: cases were not synced: {e}"),
                 }
+                // The inbox first: the words of defenders' requests and
+                // their replies are envelopes to this device.
+                // What waits in the device's outbox (a share's envelopes
+                // written offline) goes too, as with any command.
+                if !ctx.device.pending().is_empty() {
+                    super::messages::send_over(&mut ctx.device, &session, None).await;
+                }
+                if let Err(e) = super::messages::fetch_new(&mut ctx.device, &session).await {
+                    eprintln!("WARNING: new messages could not be fetched: {e}");
+                }
                 ctx.session = Some(session);
                 // Neither failure stops the command: it works from what
                 // the replica holds, and says so.
@@ -289,7 +299,9 @@ impl Ctx {
         let (Some(session), Some(roster)) = (&self.session, &self.roster) else {
             return Ok(());
         };
-        let report = sync::sync_cases(session, &mut self.replica, roster, &|_| None).await?;
+        let history = self.device.history()?;
+        let request_text = |d: &[u8; 32]| super::case_links::request_text(&history, d);
+        let report = sync::sync_cases(session, &mut self.replica, roster, &request_text).await?;
         for w in &report.warnings {
             eprintln!("WARNING: {w}");
         }
@@ -935,7 +947,8 @@ pub(super) fn list(state: &StateDir, filter: &ListFilter) -> anyhow::Result<()> 
 pub(super) async fn show(state: &StateDir, case: &str) -> anyhow::Result<()> {
     let ctx = Ctx::start(state).await?;
     let file = ctx.case(case)?;
-    let view = ctx.replica.view(&file.case_id)?;
+    let mut view = ctx.replica.view(&file.case_id)?;
+    super::case_links::add_defender_side(&ctx.device, &mut view)?;
     let who = |i: &[u8]| ctx.shown(i);
     let waiting = ctx.replica.waiting(&view.case_id).len();
     for l in view_lines(&who, &view, waiting) {
@@ -1242,6 +1255,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
         }
     };
     if view.state == Some(CaseState::Requested) && file.events.is_empty() {
+        super::case_links::complete_request(&ctx.device, &view, &mut file, &mut content)?;
         answer_request(&mut ctx, &mut file, &mut control, &mut content)?;
         done = if control.state == Some(CaseState::Closed) {
             format!("request {short_id} declined: {done}")

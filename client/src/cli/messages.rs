@@ -72,7 +72,7 @@ pub(super) async fn send(
         (None, None) => String::new(),
     };
     match fate(&device, &flushed, mine)? {
-        Fate::Settled(Sent::Message { id, .. }) => println!(
+        Fate::Settled(Sent::Message { id, .. } | Sent::CaseRequested { id, .. }) => println!(
             "message {id} sent, end-to-end encrypted, to the staff on the signed roster{also}"
         ),
         Fate::Settled(Sent::Dropped { reason, .. }) => {
@@ -288,6 +288,12 @@ pub(super) fn describe(what: &Outgoing) -> String {
         Outgoing::Reply { alert, .. } => format!("a reply in alert #{alert}"),
         Outgoing::Alert(p) => format!("an SOS ({p})"),
         Outgoing::CaseKeys { .. } => "case keys for staff devices".into(),
+        Outgoing::CaseRequest(p) => format!("a request for {p} help"),
+        Outgoing::CaseShare { case_id, .. } => format!(
+            "a share of case {}",
+            super::case_view::short(case_id.as_bytes())
+        ),
+        Outgoing::CaseReply { .. } => "a reply about your case".into(),
     }
 }
 
@@ -419,6 +425,12 @@ pub(super) async fn mark_shown(
 /// A message as the commands show it: a heading line (when, who, by the
 /// name `device` knows them by, which thread) and the text, indented.
 pub(super) fn show(device: &Device, e: &Entry) -> String {
+    if let Some(line) = case_notice(device, e) {
+        return format!(
+            "[{}] {line}\n",
+            super::alert_view::when(e.timestamp, hotline_client::unix_now())
+        );
+    }
     let thread = if e.thread != 0 {
         format!(" [alert #{}]", e.thread)
     } else {
@@ -468,6 +480,59 @@ pub(super) fn show(device: &Device, e: &Entry) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A case request, share or reply is not a chat message: it is shown
+/// where it belongs (`hotline my-case` on a defender's device, the case on
+/// staff devices), and here only as a line pointing there.
+fn case_notice(device: &Device, e: &Entry) -> Option<String> {
+    let sender = || e.peer.map(|p| device.shown(&p)).unwrap_or_default();
+    Some(match (&e.message.kind, e.sent) {
+        (Kind::CaseRequest { programme }, true) => {
+            format!("you asked the team for {programme} help (`hotline my-case`)")
+        }
+        (Kind::CaseRequest { programme }, false) => match e.sender_role {
+            None => format!(
+                "defender {} asked for {programme} help: a new case request (`hotline case list --sync --state requested`)",
+                sender()
+            ),
+            Some(role) => format!(
+                "{role} {} sent a case request; only a defender's request makes a case, so it was ignored",
+                sender()
+            ),
+        },
+        (Kind::CaseReply { .. }, true) => {
+            "you replied to the team about your case (`hotline my-case`)".into()
+        }
+        (Kind::CaseReply { case_id }, false) => {
+            let id = super::case_view::short(case_id.as_bytes());
+            format!(
+                "defender {} replied about case {id} (`hotline case show {id}`)",
+                sender()
+            )
+        }
+        (Kind::CaseShare { case_id, .. }, true) => format!(
+            "you shared something of case {} with its defender",
+            super::case_view::short(case_id.as_bytes())
+        ),
+        (Kind::CaseShare { case_id, .. }, false) => match e.sender_role {
+            Some(role) if device.profile().role().is_ok_and(|r| r.is_staff()) => {
+                let id = super::case_view::short(case_id.as_bytes());
+                format!(
+                    "{role} {} shared something of case {id} with its defender (`hotline case show {id}`)",
+                    sender()
+                )
+            }
+            Some(_) => {
+                "the team shared something with you about your case (`hotline my-case`)".into()
+            }
+            None => format!(
+                "something shared by device {}, which is not staff on the signed roster, was ignored",
+                sender()
+            ),
+        },
+        _ => return None,
+    })
 }
 
 /// Connects and sends what the outbox holds (see [`send_over`]). A
@@ -520,6 +585,11 @@ pub(super) async fn send_over(
             ),
             Sent::Message { id, .. } => {
                 println!("sent from the outbox: message {id}")
+            }
+            Sent::CaseRequested { .. } => {
+                println!(
+                    "sent from the outbox: your request; the team has it and will answer here: hotline my-case"
+                )
             }
             // Past the open-alert limit it joined an open alert: said as
             // `sos` says it, never as a new alert.

@@ -8,6 +8,10 @@
 //! * `org`: trust-org, org init, org show, org sign-roster.
 //! * `cases`: case …, relocation … (staff); `case_view`: how cases read;
 //!   `case_erase`: case erase, hold and stats.
+//! * `case_share`: case share (staff); `case_links`: the defender's side
+//!   of a case as staff read it (request words, linked devices, replies,
+//!   the case a missed check-in in transit names).
+//! * `my_case`: request, my-case, my-case reply (defenders).
 //!
 //! They share `unlock` (the state directory, passphrases, unlocking the
 //! device, connecting), `date` (how a time is shown)
@@ -19,17 +23,21 @@ use clap::{Parser, Subcommand};
 use hotline_client::StateDir;
 use hotline_proto::Role;
 use hotline_proto::alert::Priority;
+use hotline_proto::e2e::content::CheckinOffer;
 use hotline_proto::invite::parse_lifetime;
 
 mod alert_view;
 mod alerts;
 mod case_erase;
+mod case_links;
+mod case_share;
 mod case_view;
 mod cases;
 mod checkins;
 mod date;
 mod devices;
 mod messages;
+mod my_case;
 mod names;
 mod org;
 mod panic;
@@ -287,6 +295,37 @@ enum Command {
     /// Relocations of a case (staff): start, advance a stage, show.
     #[command(subcommand)]
     Relocation(RelocationCommand),
+    /// Ask the team for help (defenders): relocation, legal, medical or
+    /// subsistence, with a few words (end-to-end encrypted). The team
+    /// answers in `hotline my-case`. Offline, the request waits in the
+    /// outbox and goes, once, with the next command that reaches the
+    /// server.
+    #[command(after_help = EXIT_STATUSES)]
+    Request {
+        /// relocation, legal, medical or subsistence.
+        programme: String,
+        /// What you need, quoted or not: every word after the programme.
+        #[arg(num_args = 1.., required = true)]
+        text: Vec<String>,
+    },
+    /// Your case (defenders): what the team shared with you (newest last),
+    /// your requests and replies, and check-ins offered for a journey with
+    /// the command that accepts them. `my-case reply "…"` answers the team.
+    MyCase {
+        #[command(subcommand)]
+        command: Option<MyCaseCommand>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MyCaseCommand {
+    /// Answer the team about your case (the newest thing they shared).
+    #[command(after_help = EXIT_STATUSES)]
+    Reply {
+        /// Your answer, quoted or not.
+        #[arg(num_args = 1.., required = true)]
+        text: Vec<String>,
+    },
 }
 
 /// A case as a person names it: at least 4 hex digits of its id (as `hotline
@@ -336,6 +375,26 @@ enum CaseCommand {
         /// and cases whose erasure waits for a confirmation.
         #[arg(long)]
         erasable: bool,
+        /// Sync with the server first (as every other case command does).
+        #[arg(long)]
+        sync: bool,
+    },
+    /// Share something with the case's defender (its linked defender
+    /// devices; end-to-end encrypted), recorded in the case so every
+    /// staff member sees what was shared and when. With --checkin-every,
+    /// offers the defender check-ins for a journey.
+    #[command(after_help = EXIT_STATUSES)]
+    Share {
+        #[arg(help = CASE_ARG)]
+        case: String,
+        /// What to tell the defender ("travel booked for 12 May").
+        text: String,
+        /// Offer check-ins this often for the journey: 30m, 2h, 1d.
+        #[arg(long, value_parser = parse_lifetime)]
+        checkin_every: Option<u64>,
+        /// With --checkin-every: how late a check-in may be.
+        #[arg(long, default_value = "30m", value_parser = parse_lifetime, requires = "checkin_every")]
+        grace: u64,
     },
     /// Erase a closed case past its retention period (two staff: the
     /// first asks, writing its statistics into the ledger; a coordinator
@@ -506,6 +565,13 @@ enum RelocationCommand {
         /// A note for this move.
         #[arg(long)]
         note: Option<String>,
+        /// Moving to "in transit": offer the defender check-ins this often
+        /// for the journey (30m, 2h), shared with the case's defender.
+        #[arg(long, value_parser = parse_lifetime)]
+        checkin_every: Option<u64>,
+        /// With --checkin-every: how late a check-in may be.
+        #[arg(long, default_value = "30m", value_parser = parse_lifetime, requires = "checkin_every")]
+        grace: u64,
     },
     /// Show a relocation with its stage history.
     Show {
@@ -591,7 +657,7 @@ fn sends_waiting_panic_sos(command: &Command) -> Option<std::time::Duration> {
         | Command::Label { .. }
         | Command::Org(OrgCommand::Init { .. } | OrgCommand::Show { .. }) => None,
         Command::Outbox { list, drop, .. } if *list || drop.is_some() => None,
-        Command::Case(CaseCommand::List { .. }) => None,
+        Command::Case(CaseCommand::List { sync: false, .. }) => None,
         Command::Sos { .. } => Some(Duration::from_secs(5)),
         Command::Status
         | Command::Invite { .. }
@@ -614,7 +680,9 @@ fn sends_waiting_panic_sos(command: &Command) -> Option<std::time::Duration> {
         | Command::Checkin { .. }
         | Command::CheckinSetup { .. }
         | Command::Case(_)
-        | Command::Relocation(_) => Some(Duration::from_secs(20)),
+        | Command::Relocation(_)
+        | Command::Request { .. }
+        | Command::MyCase { .. } => Some(Duration::from_secs(20)),
     }
 }
 
@@ -717,6 +785,13 @@ async fn run_command(command: Command, state: StateDir) -> anyhow::Result<()> {
         } => checkins::setup(&state, &every, grace, code, duress_code).await,
         Command::Case(c) => run_case(c, &state).await,
         Command::Relocation(r) => run_relocation(r, &state).await,
+        Command::Request { programme, text } => {
+            my_case::request(&state, &programme, &text.join(" ")).await
+        }
+        Command::MyCase { command: None } => my_case::show(&state).await,
+        Command::MyCase {
+            command: Some(MyCaseCommand::Reply { text }),
+        } => my_case::reply(&state, &text.join(" ")).await,
     }
 }
 
@@ -748,16 +823,34 @@ async fn run_case(command: CaseCommand, state: &StateDir) -> anyhow::Result<()> 
             coordinator,
             country,
             erasable,
-        } => cases::list(
-            state,
-            &cases::ListFilter {
-                state: case_state,
-                stage,
-                coordinator,
-                country,
-                erasable,
-            },
-        ),
+            sync,
+        } => {
+            if sync {
+                case_share::sync_now(state).await?;
+            }
+            cases::list(
+                state,
+                &cases::ListFilter {
+                    state: case_state,
+                    stage,
+                    coordinator,
+                    country,
+                    erasable,
+                },
+            )
+        }
+        CaseCommand::Share {
+            case,
+            text,
+            checkin_every,
+            grace,
+        } => {
+            let offer = checkin_every.map(|interval_secs| CheckinOffer {
+                interval_secs,
+                grace_secs: grace,
+            });
+            case_share::share(state, &case, &text, offer).await
+        }
         CaseCommand::Show { case } => cases::show(state, &case).await,
         CaseCommand::Erase { case, confirm } => case_erase::erase(state, &case, confirm).await,
         CaseCommand::Hold { case, lift, note } => {
@@ -850,8 +943,18 @@ async fn run_relocation(command: RelocationCommand, state: &StateDir) -> anyhow:
             relocation,
             stage,
             note,
+            checkin_every,
+            grace,
         } => {
-            cases::write(
+            let in_transit = stage
+                .parse::<hotline_proto::case::relocation::Stage>()
+                .is_ok_and(|s| s == hotline_proto::case::relocation::Stage::InTransit);
+            if checkin_every.is_some() && !in_transit {
+                anyhow::bail!(
+                    "check-ins are offered for a journey: --checkin-every goes with the move to \"in transit\"; nothing was written"
+                );
+            }
+            let moved = cases::write(
                 state,
                 &case,
                 Write::Advance {
@@ -860,7 +963,39 @@ async fn run_relocation(command: RelocationCommand, state: &StateDir) -> anyhow:
                     note,
                 },
             )
-            .await
+            .await;
+            // A move waiting in the case outbox (offline) still offers the
+            // check-ins: the share waits with it.
+            let queued = match moved {
+                Ok(()) => false,
+                Err(e) if e.is::<Queued>() && checkin_every.is_some() => true,
+                Err(e) => return Err(e),
+            };
+            let shared = match checkin_every {
+                Some(interval_secs) => {
+                    let offer = CheckinOffer {
+                        interval_secs,
+                        grace_secs: grace,
+                    };
+                    let text = format!(
+                        "Your journey has started. Check in every {} while you travel (grace {}).",
+                        case_links::duration(interval_secs),
+                        case_links::duration(grace)
+                    );
+                    case_share::share(state, &case, &text, Some(offer)).await
+                }
+                None if in_transit => {
+                    println!(
+                        "to offer the defender check-ins for the journey: hotline case share {case} \"…\" --checkin-every 2h --grace 30m"
+                    );
+                    Ok(())
+                }
+                None => Ok(()),
+            };
+            match (shared, queued) {
+                (Ok(()), true) => Err(Queued.into()),
+                (r, _) => r,
+            }
         }
         RelocationCommand::Show { case, relocation } => {
             cases::relocation_show(state, &case, &relocation).await

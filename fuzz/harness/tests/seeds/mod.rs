@@ -895,6 +895,8 @@ fn client_files(out: &mut Vec<Seed>) {
             sos: true,
             shown: true,
             via_panic_key: false,
+            digest: None,
+            request_case: None,
         },
         Entry {
             message_id: [2; 16],
@@ -908,6 +910,8 @@ fn client_files(out: &mut Vec<Seed>) {
             sos: false,
             shown: false,
             via_panic_key: true,
+            digest: None,
+            request_case: None,
         },
     ]);
     out.push(seed(t, "history", 2, &history));

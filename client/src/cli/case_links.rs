@@ -1,0 +1,213 @@
+//! The defender's side of a case as staff devices read it: the words of
+//! a defender's request (found in this device's history by the
+//! envelope's digest), the defender devices linked to a case, the
+//! defender's replies (kept only from a linked device), and the case a
+//! missed check-in in transit belongs to. Nothing here is sent anywhere:
+//! it reads this device's history and case replica.
+//!
+//! Sharing with the defender is `case_share`; the defender's own
+//! commands are `my_case`.
+
+use hotline_client::cases::fields::{Value, case_field, entity, relocation_field};
+use hotline_client::cases::model::{CaseView, TimelineEntry};
+use hotline_client::cases::replica::{CaseFile, Replica};
+use hotline_client::history::History;
+use hotline_client::messenger::Device;
+use hotline_proto::DeviceId;
+use hotline_proto::alert::{AlertInfo, AlertOrigin};
+use hotline_proto::case::CaseState;
+use hotline_proto::case::content::{
+    CaseEventContent, FieldChange, FieldValue, FieldValueKind, IdList,
+};
+use hotline_proto::case::relocation::Stage;
+use hotline_proto::e2e::content::Kind;
+
+use super::case_view::short;
+
+/// The words of the defender's request whose envelope has `digest`, if
+/// this device received it.
+pub(super) fn request_text(history: &History, digest: &[u8; 32]) -> Option<String> {
+    history
+        .entries()
+        .iter()
+        .find(|e| {
+            !e.sent
+                && e.digest.as_ref() == Some(digest)
+                && matches!(e.message.kind, Kind::CaseRequest { .. })
+        })
+        .map(|e| e.message.text.clone())
+}
+
+/// The defender devices linked to a case (field 7; every head's, while
+/// in conflict).
+pub(super) fn linked_defenders(view: &CaseView) -> Vec<DeviceId> {
+    let mut out = Vec::new();
+    if let Some(r) = view.field(entity::CASE, &[], case_field::DEFENDERS) {
+        for v in r.heads() {
+            for id in v.value.ids().unwrap_or_default() {
+                if let Ok(b) = <[u8; 16]>::try_from(id.as_slice()) {
+                    let d = DeviceId::from_bytes(b);
+                    if !out.contains(&d) {
+                        out.push(d);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Adds to `view` what this device holds of the defender's side: the
+/// request's words (when the sync could not find them) and, in the
+/// timeline, each reply from a defender device linked to the case. A
+/// reply from any other device is left out, with a warning naming it.
+pub(super) fn add_defender_side(device: &Device, view: &mut CaseView) -> anyhow::Result<()> {
+    let history = device.history()?;
+    if let Some(r) = &mut view.request
+        && r.text.is_none()
+    {
+        r.text = request_text(&history, &r.envelope_digest);
+    }
+    let linked = linked_defenders(view);
+    for e in history.entries() {
+        let Kind::CaseReply { case_id } = &e.message.kind else {
+            continue;
+        };
+        if e.sent || *case_id != view.case_id {
+            continue;
+        }
+        let Some(sender) = e.peer else { continue };
+        if !linked.contains(&sender) {
+            eprintln!(
+                "WARNING: a reply about this case from device {}, which is not a defender device linked to it, was ignored",
+                device.shown(&sender)
+            );
+            continue;
+        }
+        view.timeline.push(TimelineEntry {
+            event_id: e.message_id,
+            author: sender,
+            timestamp: e.timestamp,
+            // The defender's clock: the server's time of an envelope is
+            // not kept here.
+            at: e.timestamp,
+            what: format!("replied: {}", e.message.text),
+            waiting: false,
+        });
+    }
+    view.timeline.sort_by_key(|t| t.at);
+    Ok(())
+}
+
+/// Before the first staff event of a case a defender requested: the
+/// request's words from this device's history (if the sync could not find
+/// them), and the requesting device linked as the case's defender device
+/// (unless the event sets that field), so that what staff share reaches it.
+pub(super) fn complete_request(
+    device: &Device,
+    view: &CaseView,
+    file: &mut CaseFile,
+    content: &mut CaseEventContent,
+) -> anyhow::Result<()> {
+    let Some(r) = &mut file.request else {
+        return Ok(());
+    };
+    if r.text.is_none() {
+        r.text = request_text(&device.history()?, &r.envelope_digest);
+    }
+    let sets_defenders = content
+        .changes
+        .iter()
+        .any(|c| c.entity == entity::CASE && c.field == case_field::DEFENDERS);
+    if !sets_defenders {
+        content.changes.push(FieldChange {
+            entity: entity::CASE,
+            entity_id: Vec::new().into(),
+            field: case_field::DEFENDERS,
+            value: Some(FieldValue {
+                kind: Some(FieldValueKind::Ids(IdList {
+                    ids: vec![r.defender.as_bytes().to_vec().into()],
+                })),
+            }),
+            based_on: view
+                .field(entity::CASE, &[], case_field::DEFENDERS)
+                .map(|f| {
+                    f.head_ids()
+                        .into_iter()
+                        .map(|h| h.to_vec().into())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        });
+    }
+    Ok(())
+}
+
+/// A duration as `checkin-setup` takes it: 2h, 30m, 1d, 90s.
+pub(super) fn duration(secs: u64) -> String {
+    match secs {
+        s if s > 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s > 0 && s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// On a staff device, for a missed check-in alert: the case and
+/// relocation in transit of its defender, if this device's replica holds
+/// one ([`in_transit`]). `None` on a defender's device, for any other
+/// alert, or when no case is in transit.
+pub(super) fn missed_checkin_case(device: &Device, a: &AlertInfo) -> Option<String> {
+    if a.origin != AlertOrigin::MissedCheckin || !device.profile().role().ok()?.is_staff() {
+        return None;
+    }
+    let replica = hotline_client::cases::open_replica(device).ok()?;
+    in_transit(&replica, &a.defender)
+}
+
+/// What staff see next to a missed check-in of `defender`: the case and
+/// relocation in transit it belongs to, from this device's replica (never
+/// asked of the server), e.g. "case C-2026-0042, relocation in transit to
+/// Montevideo since 2026-05-12". `None`: no open case of this defender
+/// has a relocation in transit.
+pub(super) fn in_transit(replica: &Replica, defender: &DeviceId) -> Option<String> {
+    for s in replica.summaries() {
+        if s.state() != Some(CaseState::Open) || !s.stages.contains(&Stage::InTransit.number()) {
+            continue;
+        }
+        let Some(case_id) = s.id() else { continue };
+        let Ok(view) = replica.view(&case_id) else {
+            continue;
+        };
+        if !linked_defenders(&view).contains(defender) {
+            continue;
+        }
+        for r in &view.relocations {
+            if view.stage(r) != Some(Stage::InTransit) {
+                continue;
+            }
+            let text = |f| {
+                view.field(entity::RELOCATION, r, f)
+                    .and_then(|reg| reg.value())
+                    .and_then(Value::text)
+                    .map(str::to_owned)
+            };
+            let to = text(relocation_field::HOST_CITY)
+                .or_else(|| text(relocation_field::HOST_COUNTRY))
+                .unwrap_or_else(|| "its host country".into());
+            let since = view
+                .stage_history
+                .get(r)
+                .and_then(|moves| moves.iter().rev().find(|m| m.to == Stage::InTransit))
+                .map(|m| format!(" since {}", hotline_proto::time::date(m.at)))
+                .unwrap_or_default();
+            let name = if s.reference.is_empty() {
+                short(&s.case_id)
+            } else {
+                s.reference.clone()
+            };
+            return Some(format!("case {name}, relocation in transit to {to}{since}"));
+        }
+    }
+    None
+}

@@ -1,0 +1,184 @@
+//! `hotline case share` (staff): something of a case told to its
+//! defender, recorded in the case as a `shared` event (so every staff
+//! member sees what was shared and when) and sent as a CASE_SHARE
+//! envelope to each defender device linked to the case, through the
+//! outbox. Also `case list --sync`.
+
+use anyhow::bail;
+use hotline_client::ClientError;
+use hotline_client::StateDir;
+use hotline_client::cases::fields::{case_field, entity};
+use hotline_client::cases::model::CaseView;
+use hotline_client::messenger::Sent;
+use hotline_client::outbox::Outgoing;
+use hotline_proto::case::CaseState;
+use hotline_proto::case::content::{CheckinOffer as WireCheckinOffer, SharedItem};
+use hotline_proto::e2e::content::CheckinOffer;
+
+use super::Queued;
+use super::case_links::{duration, linked_defenders};
+use super::case_view::short;
+use super::cases::Ctx;
+use super::messages::{Fate, fate, send_over};
+
+/// `hotline case list --sync`: syncs (as every other case command does)
+/// before the list reads the replica.
+pub(super) async fn sync_now(state: &StateDir) -> anyhow::Result<()> {
+    Ctx::start(state).await?.close().await;
+    Ok(())
+}
+
+/// `hotline case share ID "text" [--checkin-every 2h --grace 30m]`: a
+/// `shared` event in the case (so every staff member sees what was shared
+/// and when), then a CASE_SHARE envelope to each defender device linked
+/// to the case (through the outbox: offline, it waits and goes once).
+pub(super) async fn share(
+    state: &StateDir,
+    case: &str,
+    text: &str,
+    checkin_offer: Option<CheckinOffer>,
+) -> anyhow::Result<()> {
+    if text.trim().is_empty() {
+        bail!("say what to share with the defender; nothing was sent");
+    }
+    let mut ctx = Ctx::start(state).await?;
+    let r = share_in(&mut ctx, case, text, checkin_offer).await;
+    ctx.close().await;
+    r
+}
+
+async fn share_in(
+    ctx: &mut Ctx,
+    case: &str,
+    text: &str,
+    checkin_offer: Option<CheckinOffer>,
+) -> anyhow::Result<()> {
+    let file = ctx.case(case)?;
+    let view = ctx.replica.view(&file.case_id)?;
+    let id = short(file.case_id.as_bytes());
+    let defenders = linked_defenders(&view);
+    if defenders.is_empty() {
+        bail!(
+            "case {id} has no defender device linked, so there is nobody to share with; nothing was sent. Link one first: hotline case set {id} \"defender devices\" DEVICE"
+        );
+    }
+    if view.state != Some(CaseState::Open) {
+        bail!(
+            "case {id} is {}: only an open case is shared with its defender; nothing was sent",
+            view.state.map_or("unknown", CaseState::name)
+        );
+    }
+    refuse_if_duress(ctx, &view, &id).await?;
+    let mut content = ctx.content("");
+    content.shared = Some(SharedItem {
+        text: text.to_owned(),
+        checkin_offer: checkin_offer.map(|o| WireCheckinOffer {
+            interval_secs: o.interval_secs,
+            grace_secs: o.grace_secs,
+        }),
+    });
+    let done = format!("recorded in case {id}: shared with the defender");
+    let recorded = ctx.write(&file, Default::default(), content, &done).await;
+    let event_queued = match recorded {
+        Ok(_) => false,
+        Err(e) if e.is::<Queued>() => true,
+        Err(e) => return Err(e),
+    };
+    // The envelopes: one to each linked device (and the staff).
+    let mut mine = Vec::new();
+    for to in &defenders {
+        mine.push(ctx.device.queue_item(
+            text.as_bytes(),
+            Outgoing::CaseShare {
+                case_id: file.case_id,
+                to: *to,
+                checkin_offer,
+            },
+        )?);
+    }
+    let flushed = match &ctx.session {
+        Some(session) => send_over(&mut ctx.device, session, None).await,
+        None => hotline_client::messenger::Flushed {
+            settled: Vec::new(),
+            stopped: Some(ClientError::Unreachable {
+                addr: String::new(),
+                reason: "offline".into(),
+            }),
+        },
+    };
+    let mut waiting = false;
+    for (to, m) in defenders.iter().zip(&mine) {
+        match fate(&ctx.device, &flushed, *m)? {
+            Fate::Settled(Sent::Dropped { reason, .. }) => eprintln!(
+                "NOT SENT to {}: {reason}. It was removed from the outbox",
+                ctx.device.shown(to)
+            ),
+            Fate::Settled(_) | Fate::SentElsewhere(_) => println!(
+                "shared with the defender's device {}, end-to-end encrypted",
+                ctx.device.shown(to)
+            ),
+            Fate::Gone => eprintln!(
+                "the share to {} was removed from the outbox by another command; it was not sent",
+                ctx.device.shown(to)
+            ),
+            Fate::Waiting => waiting = true,
+        }
+    }
+    if let Some(o) = checkin_offer {
+        println!(
+            "the defender is offered check-ins every {} (grace {}) for the journey",
+            duration(o.interval_secs),
+            duration(o.grace_secs)
+        );
+    }
+    if waiting && let Some(m) = mine.first() {
+        return Err(super::messages::queued(
+            &ctx.device,
+            *m,
+            &flushed,
+            "The share with the defender",
+        ));
+    }
+    if event_queued {
+        return Err(Queued.into());
+    }
+    Ok(())
+}
+
+/// The duress rule (nothing of a duress alert ever reaches the
+/// defender's device) for a share: refused if the case links an alert
+/// its defender must never hear about, as a reply in that alert's thread
+/// is. Whether a linked alert is one can only be asked of the server: a
+/// case linking alerts is not shared offline.
+async fn refuse_if_duress(ctx: &Ctx, view: &CaseView, id: &str) -> anyhow::Result<()> {
+    let mut linked = Vec::new();
+    if let Some(r) = view.field(entity::CASE, &[], case_field::ALERTS) {
+        for v in r.heads() {
+            for a in v.value.ids().unwrap_or_default() {
+                if let Ok(b) = <[u8; 8]>::try_from(a.as_slice()) {
+                    linked.push(u64::from_be_bytes(b));
+                }
+            }
+        }
+    }
+    if linked.is_empty() {
+        return Ok(());
+    }
+    let Some(session) = &ctx.session else {
+        bail!(
+            "case {id} links alerts, and whether one of them must stay hidden from its defender (a duress alert) can only be checked with the server: nothing was shared; try again online"
+        );
+    };
+    let alerts = session.alerts(false).await?;
+    if let Some(a) = alerts
+        .iter()
+        .find(|a| linked.contains(&a.id) && !a.origin.shown_to_defender())
+    {
+        bail!(
+            "case {id} links alert #{}, a {} alert: its defender's device must never receive anything about it (the person holding it may be a coercer). Nothing was shared. Reach the defender only by a channel your duress procedure allows",
+            a.id,
+            a.origin.as_str()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,373 @@
+//! The defender's commands about their case: `hotline request PROGRAMME
+//! "…"` (a CASE_REQUEST to the staff on the roster, sent with
+//! `request_case`), `hotline my-case` (exactly what the team shared, the
+//! defender's own requests and replies, and a check-in offer with the
+//! command that accepts it) and `hotline my-case reply "…"` (a
+//! CASE_REPLY to the staff).
+//!
+//! A defender device holds no case key and never syncs cases: everything
+//! shown here comes from its own message history. Nothing else of a case
+//! (people, notes, stages, other cases) ever reaches it.
+
+use anyhow::bail;
+use hotline_client::StateDir;
+use hotline_client::history::Entry;
+use hotline_client::messenger::{Device, Sent};
+use hotline_client::outbox::Outgoing;
+use hotline_proto::case::CaseId;
+use hotline_proto::e2e::content::{Kind, Programme};
+
+use super::case_links::duration;
+use super::date::date_time;
+use super::messages::{Fate, deliver, fate, fetch_new, mark_shown, queued};
+use super::unlock::open_device;
+
+/// What `request` says when the team has the request.
+const NEXT: &str = "the team has your request; they will answer here: hotline my-case";
+
+fn defender_only(device: &Device, what: &str) -> anyhow::Result<()> {
+    if device.profile().role()?.is_staff() {
+        bail!("{what} is for a defender's device; staff use `hotline case …`");
+    }
+    Ok(())
+}
+
+/// `hotline request PROGRAMME "…"`.
+pub(super) async fn request(state: &StateDir, programme: &str, text: &str) -> anyhow::Result<()> {
+    let Some(programme) = Programme::from_name(programme) else {
+        bail!(
+            "{programme:?} is not something the team can be asked for; ask for one of: {}",
+            Programme::ALL.map(Programme::name).join(", ")
+        );
+    };
+    if text.trim().is_empty() {
+        bail!("say in a few words what you need; nothing was sent");
+    }
+    let mut device = open_device(state)?;
+    defender_only(&device, "`hotline request`")?;
+    let mine = device.queue_item(text.as_bytes(), Outgoing::CaseRequest(programme))?;
+    let flushed = deliver(&mut device, Some(mine)).await;
+    match fate(&device, &flushed, mine)? {
+        Fate::Settled(Sent::CaseRequested { duplicate, .. }) => {
+            let again = if duplicate {
+                " (it had reached the team before)"
+            } else {
+                ""
+            };
+            println!(
+                "your request for {programme} help was sent, end-to-end encrypted, to the staff on the signed roster{again}"
+            );
+            println!("{NEXT}");
+        }
+        Fate::Settled(Sent::Dropped { reason, .. }) => {
+            bail!("NOT SENT: {reason}. It was removed from the outbox and will not be sent again")
+        }
+        Fate::Settled(_) | Fate::SentElsewhere(_) => {
+            println!("your request for {programme} help was sent, end-to-end encrypted");
+            println!("{NEXT}");
+        }
+        Fate::Gone => {
+            bail!("the request was removed from the outbox by another command; it was not sent")
+        }
+        Fate::Waiting => return Err(queued(&device, mine, &flushed, "Your request")),
+    }
+    Ok(())
+}
+
+/// The entries of this device's history that `my-case` shows: its own
+/// requests and replies, and the shares from staff on the roster (a
+/// share from any other device is left out, with a warning on standard
+/// error).
+fn case_entries(device: &Device, entries: &[Entry]) -> Vec<Entry> {
+    let (kept, warnings) = kept_entries(&|d| device.shown(d), entries);
+    for w in warnings {
+        eprintln!("WARNING: {w}");
+    }
+    kept
+}
+
+/// [`case_entries`], with the warnings returned; `who` names a device.
+fn kept_entries(
+    who: &dyn Fn(&hotline_proto::DeviceId) -> String,
+    entries: &[Entry],
+) -> (Vec<Entry>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut warnings = Vec::new();
+    for e in entries {
+        match (&e.message.kind, e.sent) {
+            (Kind::CaseRequest { .. } | Kind::CaseReply { .. }, true) => out.push(e.clone()),
+            (Kind::CaseShare { .. }, false) => {
+                if e.sender_role.is_some_and(|r| r.is_staff()) {
+                    out.push(e.clone());
+                } else {
+                    warnings.push(format!(
+                        "something shared by device {}, which is not staff on the signed roster, was ignored",
+                        e.peer.map(|p| who(&p)).unwrap_or_default()
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    (out, warnings)
+}
+
+/// The lines of `my-case` for `entries` (as [`case_entries`] keeps them,
+/// oldest first).
+fn lines(entries: &[Entry]) -> Vec<String> {
+    let mut out = Vec::new();
+    let answered = |case: &Option<CaseId>| {
+        case.is_some_and(|c| {
+            entries
+                .iter()
+                .any(|e| matches!(e.message.kind, Kind::CaseShare { case_id, .. } if case_id == c))
+        })
+    };
+    let requests: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| matches!(e.message.kind, Kind::CaseRequest { .. }))
+        .collect();
+    if requests.is_empty() {
+        out.push(
+            "you have asked the team for nothing yet (`hotline request relocation|legal|medical|subsistence \"…\"`)"
+                .into(),
+        );
+    } else {
+        out.push("your requests:".into());
+        for e in requests {
+            let Kind::CaseRequest { programme } = e.message.kind else {
+                continue;
+            };
+            out.push(format!(
+                "  {}  {programme}: {} ({})",
+                date_time(e.timestamp),
+                e.message.text,
+                if answered(&e.request_case) {
+                    "the team answered"
+                } else {
+                    "waiting for the team's answer"
+                }
+            ));
+        }
+    }
+    let said: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| !matches!(e.message.kind, Kind::CaseRequest { .. }))
+        .collect();
+    if said.is_empty() {
+        out.push("nothing shared with you yet".into());
+        return out;
+    }
+    out.push("from the team, and your replies (newest last):".into());
+    let mut offer = None;
+    for e in said {
+        let who = if e.sent { "you replied" } else { "the team" };
+        out.push(format!(
+            "  {}  {who}: {}",
+            date_time(e.timestamp),
+            e.message.text
+        ));
+        if let Kind::CaseShare {
+            checkin_offer: Some(o),
+            ..
+        } = e.message.kind
+        {
+            out.push(format!(
+                "      check-ins offered for your journey: every {}, {} grace",
+                duration(o.interval_secs),
+                duration(o.grace_secs)
+            ));
+            offer = Some(o);
+        }
+    }
+    if let Some(o) = offer {
+        out.push(format!(
+            "to accept the check-ins offered: hotline checkin-setup --every {} --grace {}",
+            duration(o.interval_secs),
+            duration(o.grace_secs)
+        ));
+    }
+    out.push("to answer the team: hotline my-case reply \"…\"".into());
+    out
+}
+
+/// `hotline my-case`: fetched first when the server can be reached (what
+/// waits in the outbox goes first), else from what this device holds.
+pub(super) async fn show(state: &StateDir) -> anyhow::Result<()> {
+    let mut device = open_device(state)?;
+    defender_only(&device, "`hotline my-case`")?;
+    let session = match device.connect().await {
+        Ok(session) => {
+            super::unlock::after_unlock(device.state(), &session).await;
+            let flushed = super::messages::send_over(&mut device, &session, None).await;
+            if let Some(e) = &flushed.stopped {
+                eprintln!(
+                    "NOT SENT YET: {} item(s) still wait in the outbox: {e}",
+                    device.pending().len()
+                );
+            }
+            if let Err(e) = fetch_new(&mut device, &session).await {
+                eprintln!("WARNING: new messages could not be fetched: {e}");
+            }
+            Some(session)
+        }
+        Err(e) => {
+            eprintln!("offline ({e}); showing what this device holds");
+            None
+        }
+    };
+    let history = device.history()?;
+    let entries = case_entries(&device, history.entries());
+    for l in lines(&entries) {
+        println!("{l}");
+    }
+    let unshown: Vec<Entry> = entries.into_iter().filter(|e| !e.shown).collect();
+    match &session {
+        Some(s) => mark_shown(&mut device, s, &unshown).await?,
+        None => device.mark_shown(&unshown.iter().map(|e| e.message_id).collect::<Vec<_>>())?,
+    }
+    if let Some(s) = session {
+        s.close().await;
+    }
+    Ok(())
+}
+
+/// `hotline my-case reply "…"`: to the staff, about the case of the
+/// newest thing shared with this device (or, before anything was shared,
+/// of its newest request the server opened a case for).
+pub(super) async fn reply(state: &StateDir, text: &str) -> anyhow::Result<()> {
+    if text.trim().is_empty() {
+        bail!("the reply is empty; nothing was sent");
+    }
+    let mut device = open_device(state)?;
+    defender_only(&device, "`hotline my-case reply`")?;
+    // What has arrived since counts: the newest share names the case.
+    if let Ok(session) = device.connect().await {
+        if let Err(e) = fetch_new(&mut device, &session).await {
+            eprintln!("WARNING: new messages could not be fetched: {e}");
+        }
+        session.close().await;
+    }
+    let history = device.history()?;
+    let entries = case_entries(&device, history.entries());
+    let case = entries
+        .iter()
+        .rev()
+        .find_map(|e| match e.message.kind {
+            Kind::CaseShare { case_id, .. } => Some(case_id),
+            _ => None,
+        })
+        .or_else(|| entries.iter().rev().find_map(|e| e.request_case));
+    let Some(case_id) = case else {
+        bail!(
+            "there is nothing to reply to yet: the team has shared nothing with this device, and it has no request the team holds. To ask for help: hotline request relocation|legal|medical|subsistence \"…\""
+        );
+    };
+    let mine = device.queue_item(text.as_bytes(), Outgoing::CaseReply { case_id })?;
+    let flushed = deliver(&mut device, Some(mine)).await;
+    match fate(&device, &flushed, mine)? {
+        Fate::Settled(Sent::Dropped { reason, .. }) => {
+            bail!("NOT SENT: {reason}. It was removed from the outbox and will not be sent again")
+        }
+        Fate::Settled(_) | Fate::SentElsewhere(_) => {
+            println!("your reply was sent, end-to-end encrypted, to the staff on the signed roster")
+        }
+        Fate::Gone => {
+            bail!("the reply was removed from the outbox by another command; it was not sent")
+        }
+        Fate::Waiting => return Err(queued(&device, mine, &flushed, "Your reply")),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hotline_proto::e2e::content::{CheckinOffer, Message};
+
+    fn entry(n: u8, sent: bool, message: Message) -> Entry {
+        Entry {
+            message_id: [n; 16],
+            sent,
+            peer: None,
+            sender_role: None,
+            timestamp: 1_795_910_400 + u64::from(n) * 60,
+            thread: 0,
+            message,
+            server_id: u64::from(n),
+            sos: false,
+            shown: false,
+            via_panic_key: false,
+            digest: None,
+            request_case: None,
+        }
+    }
+
+    #[test]
+    fn my_case_reads_requests_answers_and_the_command_that_accepts_an_offer() {
+        let case = CaseId::from_bytes([5; 16]);
+        let mut req = entry(
+            1,
+            true,
+            Message::case_request(Programme::Relocation, "we must leave", ""),
+        );
+        req.request_case = Some(case);
+        let share = entry(
+            2,
+            false,
+            Message::case_share(
+                case,
+                "travel booked for 12 May",
+                "",
+                Some(CheckinOffer {
+                    interval_secs: 7200,
+                    grace_secs: 1800,
+                }),
+            ),
+        );
+        let reply = entry(3, true, Message::case_reply(case, "thank you", ""));
+        let l = lines(&[req.clone(), share, reply]);
+        assert_eq!(
+            l,
+            vec![
+                "your requests:",
+                "  2026-11-29 00:01 UTC  relocation: we must leave (the team answered)",
+                "from the team, and your replies (newest last):",
+                "  2026-11-29 00:02 UTC  the team: travel booked for 12 May",
+                "      check-ins offered for your journey: every 2h, 30m grace",
+                "  2026-11-29 00:03 UTC  you replied: thank you",
+                "to accept the check-ins offered: hotline checkin-setup --every 2h --grace 30m",
+                "to answer the team: hotline my-case reply \"…\"",
+            ]
+        );
+        let l = lines(&[req]);
+        assert!(l[1].ends_with("(waiting for the team's answer)"), "{l:?}");
+        assert_eq!(l[2], "nothing shared with you yet");
+    }
+
+    /// A share whose sender is not staff on the roster is ignored with a
+    /// warning naming the device; a staff share, the device's own
+    /// requests and replies are kept; chat messages are not case items.
+    #[test]
+    fn a_share_from_a_device_not_on_the_staff_roster_is_ignored_with_a_warning() {
+        let case = CaseId::from_bytes([5; 16]);
+        let mut forged = entry(1, false, Message::case_share(case, "FORGED", "", None));
+        forged.peer = Some(hotline_proto::DeviceId::from_bytes([9; 16]));
+        let mut staff = entry(2, false, Message::case_share(case, "real", "", None));
+        staff.sender_role = Some(hotline_proto::Role::Officer);
+        let chat = entry(3, false, Message::chat("hello", ""));
+        let reply = entry(4, true, Message::case_reply(case, "ok", ""));
+        let (kept, warnings) = kept_entries(&|_| "dev9".into(), &[forged, staff, chat, reply]);
+        assert_eq!(
+            kept.iter().map(|e| e.message_id[0]).collect::<Vec<_>>(),
+            vec![2, 4]
+        );
+        assert_eq!(
+            warnings,
+            vec![
+                "something shared by device dev9, which is not staff on the signed roster, was ignored"
+            ]
+        );
+        assert!(!lines(&kept).concat().contains("FORGED"));
+    }
+}
