@@ -295,13 +295,18 @@ fn fill(
             .map(|w| {
                 let store = &store;
                 s.spawn(move || {
-                    let mut keys = Vec::new();
+                    // Each case's events spread over the whole history,
+                    // as cases that live for months are written: event
+                    // e of every case, then event e + 1.
+                    let mut mine: Vec<CaseWriter> =
+                        (w..cases).step_by(writers).map(CaseWriter::new).collect();
                     let mut events = Vec::new();
-                    for c in (w..cases).step_by(writers) {
-                        let (key, stored) = one_case(store, authors, c, per_case);
-                        keys.push((key.0, key.1));
-                        events.extend(stored);
+                    for e in 0..per_case {
+                        for case in &mut mine {
+                            events.push(case.write(store, authors, e));
+                        }
                     }
+                    let keys: Vec<_> = mine.into_iter().map(|c| (c.case, c.key)).collect();
                     (keys, events)
                 })
             })
@@ -327,29 +332,39 @@ fn fill(
     )
 }
 
-/// One case's events, sealed and stored: its key, and each event with
-/// its position.
-#[allow(clippy::type_complexity)]
-fn one_case(
-    store: &LogStore,
-    authors: &[Author],
-    c: usize,
-    per_case: usize,
-) -> (
-    (CaseId, CaseKey),
-    Vec<(u64, SignedCaseEvent, IdentityPublicKey, CaseId)>,
-) {
-    let mut id = [0u8; 16];
-    hotline_proto::identity::fill_random(&mut id).expect("randomness");
-    let case = CaseId::from_bytes(id);
-    let mut key_bytes = [0u8; 32];
-    hotline_proto::identity::fill_random(&mut key_bytes).expect("randomness");
-    let key = CaseKey::from_bytes(key_bytes);
-    // The newest value of each field (its event id), named in `based_on`.
-    let mut previous: std::collections::BTreeMap<u32, [u8; 16]> = Default::default();
-    let mut stored = Vec::with_capacity(per_case);
-    for e in 0..per_case {
-        let author = &authors[(c + e) % authors.len()];
+/// One case being written.
+struct CaseWriter {
+    n: usize,
+    case: CaseId,
+    key: CaseKey,
+    /// The newest value of each field (its event id), named in `based_on`.
+    previous: std::collections::BTreeMap<u32, [u8; 16]>,
+}
+
+impl CaseWriter {
+    fn new(n: usize) -> CaseWriter {
+        let mut id = [0u8; 16];
+        hotline_proto::identity::fill_random(&mut id).expect("randomness");
+        let mut key = [0u8; 32];
+        hotline_proto::identity::fill_random(&mut key).expect("randomness");
+        CaseWriter {
+            n,
+            case: CaseId::from_bytes(id),
+            key: CaseKey::from_bytes(key),
+            previous: Default::default(),
+        }
+    }
+
+    /// The case's event `e` (the first opens it), sealed by one of the
+    /// authors in turn and stored: its position, the event, its author's
+    /// key and its case.
+    fn write(
+        &mut self,
+        store: &LogStore,
+        authors: &[Author],
+        e: usize,
+    ) -> (u64, SignedCaseEvent, IdentityPublicKey, CaseId) {
+        let author = &authors[(self.n + e) % authors.len()];
         let mut event_id = [0u8; 16];
         hotline_proto::identity::fill_random(&mut event_id).expect("randomness");
         let field = if e % 5 == 0 {
@@ -364,9 +379,10 @@ fn one_case(
                 entity_id: Vec::new().into(),
                 field,
                 value: Some(FieldValue {
-                    kind: Some(FieldValueKind::Text(format!("case {c}, version {e}"))),
+                    kind: Some(FieldValueKind::Text(format!("case {}, version {e}", self.n))),
                 }),
-                based_on: previous
+                based_on: self
+                    .previous
                     .get(&field)
                     .iter()
                     .map(|p| p.to_vec().into())
@@ -376,7 +392,7 @@ fn one_case(
             ..Default::default()
         };
         let draft = EventDraft {
-            case_id: case,
+            case_id: self.case,
             event_id,
             roster_version: 1,
             epoch: 1,
@@ -386,22 +402,16 @@ fn one_case(
             },
         };
         let event =
-            seal(&author.key, &key, &draft, &content, &mut SystemRandomness).expect("sealed");
+            seal(&author.key, &self.key, &draft, &content, &mut SystemRandomness).expect("sealed");
         let header = event.header_unverified().expect("header");
         let (position, duplicate) = store
-            .append_case_event(
-                event.clone(),
-                header,
-                author.role,
-                hotline_server::unix_now(),
-            )
+            .append_case_event(event.clone(), header, author.role, hotline_server::unix_now())
             .expect("stored")
             .expect("accepted");
         assert!(!duplicate);
-        stored.push((position, event, author.key.public_key(), case));
-        previous.insert(field, event_id);
+        self.previous.insert(field, event_id);
+        (position, event, author.key.public_key(), self.case)
     }
-    ((case, key), stored)
 }
 
 /// Starts the server again on its data directory and port.
