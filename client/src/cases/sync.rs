@@ -87,8 +87,18 @@ pub async fn fetch(session: &Session, after: u64) -> Result<Vec<CaseSync>, Clien
     Ok(frames)
 }
 
+/// Event bytes a sync holds in memory before it writes the case files it
+/// changed and moves the cursor (then goes on): each file is written once
+/// per sync below this, instead of once per frame.
+const WRITE_AFTER_BYTES: usize = 64 << 20;
+
 /// Fetches every update after the replica's cursor (asking again while
 /// the server says there are more) and applies them.
+///
+/// Each case file changed is written once, with the cursor after it, at
+/// the end (or each time the files held pass [`WRITE_AFTER_BYTES`]): a
+/// stop before that leaves the cursor where it was, and the next sync
+/// fetches the same updates again.
 ///
 /// `roster` is the newest roster this device holds; `request_text` finds
 /// the words of a defender's request by its envelope digest, if this
@@ -100,24 +110,43 @@ pub async fn sync_cases(
     request_text: &dyn Fn(&[u8; 32]) -> Option<String>,
 ) -> Result<SyncReport, ClientError> {
     let mut report = SyncReport::default();
+    let mut files: BTreeMap<CaseId, CaseFile> = BTreeMap::new();
+    let mut cursor = replica.cursor();
+    let mut retention = replica.retention_secs().unwrap_or(0);
     // Bounded: each round moves the cursor forward or stops.
     for _ in 0..10_000 {
-        let after = replica.cursor();
+        let after = cursor;
         let frames = fetch(session, after).await?;
         let mut more = false;
-        let mut cursor = after;
-        let mut retention = replica.retention_secs().unwrap_or(0);
         for f in &frames {
-            apply(replica, &f.updates, roster, request_text, &mut report)?;
+            apply_held(
+                replica,
+                &f.updates,
+                roster,
+                request_text,
+                &mut report,
+                &mut files,
+            )?;
             more = f.more;
             cursor = cursor.max(f.cursor);
             retention = f.retention_secs;
         }
-        replica.set_cursor(cursor, retention)?;
+        let held: usize = files
+            .values()
+            .flat_map(|f| &f.events)
+            .map(|e| e.event.body.len())
+            .sum();
+        if held > WRITE_AFTER_BYTES {
+            replica.save_all(files.values())?;
+            files.clear();
+            replica.set_cursor(cursor, retention)?;
+        }
         if !more || cursor <= after {
             break;
         }
     }
+    replica.save_all(files.values())?;
+    replica.set_cursor(cursor, retention)?;
     Ok(report)
 }
 
@@ -143,6 +172,22 @@ pub fn apply(
     report: &mut SyncReport,
 ) -> Result<(), ClientError> {
     let mut files: BTreeMap<CaseId, CaseFile> = BTreeMap::new();
+    apply_held(replica, updates, roster, request_text, report, &mut files)?;
+    replica.save_all(files.values())
+}
+
+/// Applies updates to the case files in `files` (loaded from the replica
+/// when first touched), without writing them: the caller saves them
+/// ([`Replica::save_all`]) before it moves the cursor. An erasure deletes
+/// at once.
+fn apply_held(
+    replica: &mut Replica,
+    updates: &[CaseUpdate],
+    roster: &Roster,
+    request_text: &dyn Fn(&[u8; 32]) -> Option<String>,
+    report: &mut SyncReport,
+    files: &mut BTreeMap<CaseId, CaseFile>,
+) -> Result<(), ClientError> {
     for u in updates {
         if replica.is_erased(&u.case_id) {
             continue;
@@ -248,7 +293,7 @@ pub fn apply(
             CaseUpdateKind::Erased { .. } | CaseUpdateKind::ErasureRequested { .. } => {}
         }
     }
-    replica.save_all(files.values())
+    Ok(())
 }
 
 #[cfg(test)]
