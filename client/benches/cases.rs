@@ -379,7 +379,10 @@ impl CaseWriter {
                 entity_id: Vec::new().into(),
                 field,
                 value: Some(FieldValue {
-                    kind: Some(FieldValueKind::Text(format!("case {}, version {e}", self.n))),
+                    kind: Some(FieldValueKind::Text(format!(
+                        "case {}, version {e}",
+                        self.n
+                    ))),
                 }),
                 based_on: self
                     .previous
@@ -401,11 +404,22 @@ impl CaseWriter {
                 ..CaseControl::default()
             },
         };
-        let event =
-            seal(&author.key, &self.key, &draft, &content, &mut SystemRandomness).expect("sealed");
+        let event = seal(
+            &author.key,
+            &self.key,
+            &draft,
+            &content,
+            &mut SystemRandomness,
+        )
+        .expect("sealed");
         let header = event.header_unverified().expect("header");
         let (position, duplicate) = store
-            .append_case_event(event.clone(), header, author.role, hotline_server::unix_now())
+            .append_case_event(
+                event.clone(),
+                header,
+                author.role,
+                hotline_server::unix_now(),
+            )
             .expect("stored")
             .expect("accepted");
         assert!(!duplicate);
