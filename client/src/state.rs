@@ -618,6 +618,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn files_saved_together_read_back_each_under_its_own_name_and_nothing_else_is_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path().join("home"));
+        let key = [3u8; 32];
+        state
+            .save_sealed("old.sealed", &key, b"before")
+            .expect("saved");
+        let files: Vec<(String, Vec<u8>)> = (0..40)
+            .map(|i| (format!("f{i}.sealed"), format!("content {i}").into_bytes()))
+            .chain([("old.sealed".to_owned(), b"after".to_vec())])
+            .collect();
+        state.save_sealed_many(&key, &files).expect("saved");
+        for (name, plain) in &files {
+            assert_eq!(
+                state.load_sealed(name, &key).expect("read").as_ref(),
+                Some(plain)
+            );
+        }
+        // Sealed under the name: a file moved under another name is damaged.
+        std::fs::copy(
+            state.path().join("f1.sealed"),
+            state.path().join("f2.sealed"),
+        )
+        .expect("copy");
+        assert!(state.load_sealed("f2.sealed", &key).is_err());
+        let names: Vec<String> = std::fs::read_dir(state.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 41, "no temporary file left: {names:?}");
+        assert!(names.iter().all(|n| n.ends_with(".sealed")));
+    }
+
+    #[test]
     fn identity_and_profile_survive_a_reload() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = StateDir::new(dir.path().join("home"));

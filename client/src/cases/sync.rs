@@ -49,13 +49,29 @@ fn protocol(e: impl std::fmt::Display) -> ClientError {
 /// Sends `sync_cases { after }` and reads every frame of the answer until
 /// the server finishes the stream.
 pub async fn fetch(session: &Session, after: u64) -> Result<Vec<CaseSync>, ClientError> {
+    let mut frames = Vec::new();
+    fetch_each(session, after, |f| {
+        frames.push(f);
+        Ok(())
+    })
+    .await?;
+    Ok(frames)
+}
+
+/// [`fetch`], handing each frame to `each` as soon as it is read (while
+/// the server prepares the next): how many frames were read.
+pub async fn fetch_each(
+    session: &Session,
+    after: u64,
+    mut each: impl FnMut(CaseSync) -> Result<(), ClientError>,
+) -> Result<usize, ClientError> {
     let framed = frame::encode(&Request::SyncCases { after }.encode()).map_err(protocol)?;
     let conn = session.connection();
     let lost = |e: &dyn std::fmt::Display| ClientError::ConnectionLost(e.to_string());
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
     send.write_all(&framed).await.map_err(|e| lost(&e))?;
     let _ = send.finish();
-    let mut frames = Vec::new();
+    let mut frames = 0usize;
     loop {
         let mut header = [0u8; HEADER_LEN];
         let read = timeout(REQUEST_TIMEOUT, recv.read_exact(&mut header))
@@ -63,7 +79,7 @@ pub async fn fetch(session: &Session, after: u64) -> Result<Vec<CaseSync>, Clien
             .map_err(|_| ClientError::ConnectionLost("the server did not answer in time".into()))?;
         match read {
             Ok(()) => {}
-            Err(quinn::ReadExactError::FinishedEarly(0)) if !frames.is_empty() => break,
+            Err(quinn::ReadExactError::FinishedEarly(0)) if frames > 0 => break,
             Err(quinn::ReadExactError::FinishedEarly(_)) => {
                 return Err(protocol("the case sync ended inside a frame"));
             }
@@ -75,13 +91,14 @@ pub async fn fetch(session: &Session, after: u64) -> Result<Vec<CaseSync>, Clien
             .await
             .map_err(|_| ClientError::ConnectionLost("the server did not answer in time".into()))?
             .map_err(|e| lost(&e))?;
+        frames += 1;
+        if frames > MAX_FRAMES {
+            return Err(protocol("the case sync sent more frames than allowed"));
+        }
         match Response::decode(&payload).map_err(protocol)? {
-            Response::CaseSync(s) => frames.push(s),
+            Response::CaseSync(s) => each(s)?,
             Response::Error(e) => return Err(ClientError::Refused(e)),
             _ => return Err(protocol("an answer of the wrong kind")),
-        }
-        if frames.len() > MAX_FRAMES {
-            return Err(protocol("the case sync sent more frames than allowed"));
         }
     }
     Ok(frames)
@@ -116,9 +133,9 @@ pub async fn sync_cases(
     // Bounded: each round moves the cursor forward or stops.
     for _ in 0..10_000 {
         let after = cursor;
-        let frames = fetch(session, after).await?;
         let mut more = false;
-        for f in &frames {
+        // Each frame applied as it comes, while the server reads the next.
+        let fetched = fetch_each(session, after, |f| {
             apply_held(
                 replica,
                 &f.updates,
@@ -130,6 +147,16 @@ pub async fn sync_cases(
             more = f.more;
             cursor = cursor.max(f.cursor);
             retention = f.retention_secs;
+            Ok(())
+        })
+        .await;
+        if let Err(e) = fetched {
+            // What was applied but not saved must not stay in this run's
+            // folds: the next sync fetches it again.
+            for case in files.keys() {
+                replica.unfold(case);
+            }
+            return Err(e);
         }
         let held: usize = files
             .values()
