@@ -367,7 +367,7 @@ impl CaseWriter {
         let author = &authors[(self.n + e) % authors.len()];
         let mut event_id = [0u8; 16];
         hotline_proto::identity::fill_random(&mut event_id).expect("randomness");
-        let field = if e % 5 == 0 {
+        let field = if e.is_multiple_of(5) {
             case_field::SUMMARY
         } else {
             case_field::REFERENCE

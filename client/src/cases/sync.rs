@@ -425,6 +425,61 @@ mod tests {
     }
 
     #[test]
+    fn frames_applied_in_memory_reach_the_disk_only_when_saved_with_the_cursor() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let mut replica = Replica::open(&state, &[1; 32]).expect("open");
+        let a = staff(1);
+        let case = CaseId::from_bytes([7; 16]);
+        let key = CaseKey::from_bytes([8; 32]);
+        let mut file = replica.load(&case).expect("load");
+        file.keys.insert(1, key.clone());
+        replica.save(&file).expect("save");
+        let ev = |id: u8, text: &str, based: &[[u8; 16]]| CaseUpdateKind::Event {
+            event: event(
+                &a,
+                &key,
+                case,
+                [id; 16],
+                1,
+                (id == 1).then_some(CaseState::Open),
+                |c| {
+                    c.changes.push(set_text(case_field::SUMMARY, text, based));
+                },
+            ),
+            author_key: a.public_key(),
+        };
+        let mut report = SyncReport::default();
+        let mut files = BTreeMap::new();
+        // Two frames with events of one case.
+        for frame in [
+            vec![update(1, case, ev(1, "first", &[]))],
+            vec![update(2, case, ev(2, "second", &[[1; 16]]))],
+        ] {
+            apply_held(
+                &mut replica,
+                &frame,
+                &roster(&[&a]),
+                &|_| None,
+                &mut report,
+                &mut files,
+            )
+            .expect("applied");
+        }
+        assert_eq!(report.events, 2);
+        // A stop now: nothing of them on disk, the cursor where it was.
+        let reopened = Replica::open(&state, &[1; 32]).expect("open");
+        assert!(reopened.load(&case).expect("load").events.is_empty());
+        assert_eq!(reopened.cursor(), 0);
+        replica.save_all(files.values()).expect("saved");
+        replica.set_cursor(2, 0).expect("cursor");
+        let reopened = Replica::open(&state, &[1; 32]).expect("open");
+        assert_eq!(reopened.load(&case).expect("load").events.len(), 2);
+        assert_eq!(reopened.summaries()[0].summary, "second");
+        assert_eq!(reopened.cursor(), 2);
+    }
+
+    #[test]
     fn a_request_shows_its_text_and_an_erasure_deletes_the_case() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = StateDir::new(dir.path());
