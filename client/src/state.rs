@@ -384,6 +384,13 @@ impl StateDir {
     ) -> Result<(), ClientError> {
         /// Files written and flushed at the same time, at most.
         const AT_ONCE: usize = 16;
+        // A name given twice is saved once, with its last content.
+        let files: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(n, p)| (n.as_str(), p.as_slice()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_iter()
+            .collect();
         if files.is_empty() {
             return Ok(());
         }
@@ -408,7 +415,7 @@ impl StateDir {
                 })?
             })
         })?;
-        for (name, _) in files {
+        for (name, _) in &files {
             let path = self.dir.join(name);
             fs::rename(path.with_extension("tmp"), &path).map_err(io("cannot write", &path))?;
         }
@@ -627,15 +634,22 @@ mod tests {
             .expect("saved");
         let files: Vec<(String, Vec<u8>)> = (0..40)
             .map(|i| (format!("f{i}.sealed"), format!("content {i}").into_bytes()))
-            .chain([("old.sealed".to_owned(), b"after".to_vec())])
+            .chain([
+                ("old.sealed".to_owned(), b"between".to_vec()),
+                ("old.sealed".to_owned(), b"after".to_vec()),
+            ])
             .collect();
         state.save_sealed_many(&key, &files).expect("saved");
-        for (name, plain) in &files {
+        for (name, plain) in &files[..40] {
             assert_eq!(
                 state.load_sealed(name, &key).expect("read").as_ref(),
                 Some(plain)
             );
         }
+        assert_eq!(
+            state.load_sealed("old.sealed", &key).expect("read"),
+            Some(b"after".to_vec())
+        );
         // Sealed under the name: a file moved under another name is damaged.
         std::fs::copy(
             state.path().join("f1.sealed"),
