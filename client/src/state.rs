@@ -372,6 +372,102 @@ impl StateDir {
         self.write_atomic(&self.dir.join(name), &out)
     }
 
+    /// [`StateDir::save_sealed`] for many files at once: each sealed and
+    /// written to its temporary file and flushed to disk, several at a
+    /// time (the disk merges their flushes), then each renamed into place,
+    /// then the directory flushed once. A failure leaves each file either
+    /// as it was or as saved.
+    pub fn save_sealed_many(
+        &self,
+        key: &[u8; 32],
+        files: &[(String, Vec<u8>)],
+    ) -> Result<(), ClientError> {
+        /// Files written and flushed at the same time, at most.
+        const AT_ONCE: usize = 16;
+        // A name given twice is saved once, with its last content.
+        let files: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(n, p)| (n.as_str(), p.as_slice()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_iter()
+            .collect();
+        if files.is_empty() {
+            return Ok(());
+        }
+        self.ensure_dir()?;
+        let chunk = files.len().div_ceil(AT_ONCE);
+        std::thread::scope(|s| {
+            let writers: Vec<_> = files
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || -> Result<(), ClientError> {
+                        for (name, plain) in part {
+                            let sealed = self.seal(name, key, plain)?;
+                            self.write_tmp(&self.dir.join(name), &sealed)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            writers.into_iter().try_for_each(|w| {
+                w.join().map_err(|_| {
+                    ClientError::State("a thread writing the case files failed".into())
+                })?
+            })
+        })?;
+        for (name, _) in &files {
+            let path = self.dir.join(name);
+            fs::rename(path.with_extension("tmp"), &path).map_err(io("cannot write", &path))?;
+        }
+        if let Ok(d) = fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// `plain` sealed under `key` for the file `name`: nonce, ciphertext
+    /// and tag, as [`StateDir::save_sealed`] writes it.
+    fn seal(&self, name: &str, key: &[u8; 32], plain: &[u8]) -> Result<Vec<u8>, ClientError> {
+        use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+        let mut nonce = [0u8; 12];
+        hotline_proto::identity::fill_random(&mut nonce)
+            .map_err(|_| ClientError::State("the system random number generator failed".into()))?;
+        let k = LessSafeKey::new(
+            UnboundKey::new(&CHACHA20_POLY1305, key)
+                .map_err(|_| ClientError::State("bad key".into()))?,
+        );
+        let mut out = Vec::with_capacity(12 + plain.len() + 16);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plain);
+        let tag = k
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(name.as_bytes()),
+                &mut out[12..],
+            )
+            .map_err(|_| ClientError::State("sealing failed".into()))?;
+        out.extend_from_slice(tag.as_ref());
+        Ok(out)
+    }
+
+    /// Writes `bytes` to `path` with the extension `tmp`, owner-only, and
+    /// flushes it to disk (the first half of [`StateDir::write_atomic`]).
+    fn write_tmp(&self, path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
+        let tmp = path.with_extension("tmp");
+        let _ = fs::remove_file(&tmp);
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp).map_err(io("cannot write", &tmp))?;
+        f.write_all(bytes).map_err(io("cannot write", &tmp))?;
+        f.sync_all().map_err(io("cannot write", &tmp))?;
+        Ok(())
+    }
+
     /// Loads what [`StateDir::save_sealed`] saved; `None` if there is none.
     pub fn load_sealed(&self, name: &str, key: &[u8; 32]) -> Result<Option<Vec<u8>>, ClientError> {
         use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
@@ -527,6 +623,47 @@ impl StateDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_saved_together_read_back_each_under_its_own_name_and_nothing_else_is_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path().join("home"));
+        let key = [3u8; 32];
+        state
+            .save_sealed("old.sealed", &key, b"before")
+            .expect("saved");
+        let files: Vec<(String, Vec<u8>)> = (0..40)
+            .map(|i| (format!("f{i}.sealed"), format!("content {i}").into_bytes()))
+            .chain([
+                ("old.sealed".to_owned(), b"between".to_vec()),
+                ("old.sealed".to_owned(), b"after".to_vec()),
+            ])
+            .collect();
+        state.save_sealed_many(&key, &files).expect("saved");
+        for (name, plain) in &files[..40] {
+            assert_eq!(
+                state.load_sealed(name, &key).expect("read").as_ref(),
+                Some(plain)
+            );
+        }
+        assert_eq!(
+            state.load_sealed("old.sealed", &key).expect("read"),
+            Some(b"after".to_vec())
+        );
+        // Sealed under the name: a file moved under another name is damaged.
+        std::fs::copy(
+            state.path().join("f1.sealed"),
+            state.path().join("f2.sealed"),
+        )
+        .expect("copy");
+        assert!(state.load_sealed("f2.sealed", &key).is_err());
+        let names: Vec<String> = std::fs::read_dir(state.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 41, "no temporary file left: {names:?}");
+        assert!(names.iter().all(|n| n.ends_with(".sealed")));
+    }
 
     #[test]
     fn identity_and_profile_survive_a_reload() {

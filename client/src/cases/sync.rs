@@ -49,13 +49,29 @@ fn protocol(e: impl std::fmt::Display) -> ClientError {
 /// Sends `sync_cases { after }` and reads every frame of the answer until
 /// the server finishes the stream.
 pub async fn fetch(session: &Session, after: u64) -> Result<Vec<CaseSync>, ClientError> {
+    let mut frames = Vec::new();
+    fetch_each(session, after, |f| {
+        frames.push(f);
+        Ok(())
+    })
+    .await?;
+    Ok(frames)
+}
+
+/// [`fetch`], handing each frame to `each` as soon as it is read (while
+/// the server prepares the next): how many frames were read.
+pub async fn fetch_each(
+    session: &Session,
+    after: u64,
+    mut each: impl FnMut(CaseSync) -> Result<(), ClientError>,
+) -> Result<usize, ClientError> {
     let framed = frame::encode(&Request::SyncCases { after }.encode()).map_err(protocol)?;
     let conn = session.connection();
     let lost = |e: &dyn std::fmt::Display| ClientError::ConnectionLost(e.to_string());
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
     send.write_all(&framed).await.map_err(|e| lost(&e))?;
     let _ = send.finish();
-    let mut frames = Vec::new();
+    let mut frames = 0usize;
     loop {
         let mut header = [0u8; HEADER_LEN];
         let read = timeout(REQUEST_TIMEOUT, recv.read_exact(&mut header))
@@ -63,7 +79,7 @@ pub async fn fetch(session: &Session, after: u64) -> Result<Vec<CaseSync>, Clien
             .map_err(|_| ClientError::ConnectionLost("the server did not answer in time".into()))?;
         match read {
             Ok(()) => {}
-            Err(quinn::ReadExactError::FinishedEarly(0)) if !frames.is_empty() => break,
+            Err(quinn::ReadExactError::FinishedEarly(0)) if frames > 0 => break,
             Err(quinn::ReadExactError::FinishedEarly(_)) => {
                 return Err(protocol("the case sync ended inside a frame"));
             }
@@ -75,20 +91,31 @@ pub async fn fetch(session: &Session, after: u64) -> Result<Vec<CaseSync>, Clien
             .await
             .map_err(|_| ClientError::ConnectionLost("the server did not answer in time".into()))?
             .map_err(|e| lost(&e))?;
+        frames += 1;
+        if frames > MAX_FRAMES {
+            return Err(protocol("the case sync sent more frames than allowed"));
+        }
         match Response::decode(&payload).map_err(protocol)? {
-            Response::CaseSync(s) => frames.push(s),
+            Response::CaseSync(s) => each(s)?,
             Response::Error(e) => return Err(ClientError::Refused(e)),
             _ => return Err(protocol("an answer of the wrong kind")),
-        }
-        if frames.len() > MAX_FRAMES {
-            return Err(protocol("the case sync sent more frames than allowed"));
         }
     }
     Ok(frames)
 }
 
+/// Event bytes a sync holds in memory before it writes the case files it
+/// changed and moves the cursor (then goes on): each file is written once
+/// per sync below this, instead of once per frame.
+const WRITE_AFTER_BYTES: usize = 64 << 20;
+
 /// Fetches every update after the replica's cursor (asking again while
 /// the server says there are more) and applies them.
+///
+/// Each case file changed is written once, with the cursor after it, at
+/// the end (or each time the files held pass [`WRITE_AFTER_BYTES`]): a
+/// stop before that leaves the cursor where it was, and the next sync
+/// fetches the same updates again.
 ///
 /// `roster` is the newest roster this device holds; `request_text` finds
 /// the words of a defender's request by its envelope digest, if this
@@ -100,24 +127,53 @@ pub async fn sync_cases(
     request_text: &dyn Fn(&[u8; 32]) -> Option<String>,
 ) -> Result<SyncReport, ClientError> {
     let mut report = SyncReport::default();
+    let mut files: BTreeMap<CaseId, CaseFile> = BTreeMap::new();
+    let mut cursor = replica.cursor();
+    let mut retention = replica.retention_secs().unwrap_or(0);
     // Bounded: each round moves the cursor forward or stops.
     for _ in 0..10_000 {
-        let after = replica.cursor();
-        let frames = fetch(session, after).await?;
+        let after = cursor;
         let mut more = false;
-        let mut cursor = after;
-        let mut retention = replica.retention_secs().unwrap_or(0);
-        for f in &frames {
-            apply(replica, &f.updates, roster, request_text, &mut report)?;
+        // Each frame applied as it comes, while the server reads the next.
+        let fetched = fetch_each(session, after, |f| {
+            apply_held(
+                replica,
+                &f.updates,
+                roster,
+                request_text,
+                &mut report,
+                &mut files,
+            )?;
             more = f.more;
             cursor = cursor.max(f.cursor);
             retention = f.retention_secs;
+            Ok(())
+        })
+        .await;
+        if let Err(e) = fetched {
+            // What was applied but not saved must not stay in this run's
+            // folds: the next sync fetches it again.
+            for case in files.keys() {
+                replica.unfold(case);
+            }
+            return Err(e);
         }
-        replica.set_cursor(cursor, retention)?;
+        let held: usize = files
+            .values()
+            .flat_map(|f| &f.events)
+            .map(|e| e.event.body.len())
+            .sum();
+        if held > WRITE_AFTER_BYTES {
+            replica.save_all(files.values())?;
+            files.clear();
+            replica.set_cursor(cursor, retention)?;
+        }
         if !more || cursor <= after {
             break;
         }
     }
+    replica.save_all(files.values())?;
+    replica.set_cursor(cursor, retention)?;
     Ok(report)
 }
 
@@ -143,6 +199,22 @@ pub fn apply(
     report: &mut SyncReport,
 ) -> Result<(), ClientError> {
     let mut files: BTreeMap<CaseId, CaseFile> = BTreeMap::new();
+    apply_held(replica, updates, roster, request_text, report, &mut files)?;
+    replica.save_all(files.values())
+}
+
+/// Applies updates to the case files in `files` (loaded from the replica
+/// when first touched), without writing them: the caller saves them
+/// ([`Replica::save_all`]) before it moves the cursor. An erasure deletes
+/// at once.
+fn apply_held(
+    replica: &mut Replica,
+    updates: &[CaseUpdate],
+    roster: &Roster,
+    request_text: &dyn Fn(&[u8; 32]) -> Option<String>,
+    report: &mut SyncReport,
+    files: &mut BTreeMap<CaseId, CaseFile>,
+) -> Result<(), ClientError> {
     for u in updates {
         if replica.is_erased(&u.case_id) {
             continue;
@@ -248,7 +320,7 @@ pub fn apply(
             CaseUpdateKind::Erased { .. } | CaseUpdateKind::ErasureRequested { .. } => {}
         }
     }
-    replica.save_all(files.values())
+    Ok(())
 }
 
 #[cfg(test)]
@@ -350,6 +422,61 @@ mod tests {
         let view = replica.save(&file).expect("save");
         assert_eq!(view.case_text(case_field::SUMMARY), "second");
         assert_eq!(replica.summaries()[0].summary, "second");
+    }
+
+    #[test]
+    fn frames_applied_in_memory_reach_the_disk_only_when_saved_with_the_cursor() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let mut replica = Replica::open(&state, &[1; 32]).expect("open");
+        let a = staff(1);
+        let case = CaseId::from_bytes([7; 16]);
+        let key = CaseKey::from_bytes([8; 32]);
+        let mut file = replica.load(&case).expect("load");
+        file.keys.insert(1, key.clone());
+        replica.save(&file).expect("save");
+        let ev = |id: u8, text: &str, based: &[[u8; 16]]| CaseUpdateKind::Event {
+            event: event(
+                &a,
+                &key,
+                case,
+                [id; 16],
+                1,
+                (id == 1).then_some(CaseState::Open),
+                |c| {
+                    c.changes.push(set_text(case_field::SUMMARY, text, based));
+                },
+            ),
+            author_key: a.public_key(),
+        };
+        let mut report = SyncReport::default();
+        let mut files = BTreeMap::new();
+        // Two frames with events of one case.
+        for frame in [
+            vec![update(1, case, ev(1, "first", &[]))],
+            vec![update(2, case, ev(2, "second", &[[1; 16]]))],
+        ] {
+            apply_held(
+                &mut replica,
+                &frame,
+                &roster(&[&a]),
+                &|_| None,
+                &mut report,
+                &mut files,
+            )
+            .expect("applied");
+        }
+        assert_eq!(report.events, 2);
+        // A stop now: nothing of them on disk, the cursor where it was.
+        let reopened = Replica::open(&state, &[1; 32]).expect("open");
+        assert!(reopened.load(&case).expect("load").events.is_empty());
+        assert_eq!(reopened.cursor(), 0);
+        replica.save_all(files.values()).expect("saved");
+        replica.set_cursor(2, 0).expect("cursor");
+        let reopened = Replica::open(&state, &[1; 32]).expect("open");
+        assert_eq!(reopened.load(&case).expect("load").events.len(), 2);
+        assert_eq!(reopened.summaries()[0].summary, "second");
+        assert_eq!(reopened.cursor(), 2);
     }
 
     #[test]
