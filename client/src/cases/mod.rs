@@ -12,6 +12,8 @@
 //!   case ids and the outbox of events not accepted yet.
 //! * [`sync`]: `sync_cases` over a session, the readers' checks
 //!   (signature, staff roster), and what each update does to the replica.
+//! * [`rosters`]: the staff rosters this device accepted, by version,
+//!   that the readers' checks look an event's author up in.
 //! * [`outbox`]: writing an event (sealed under the case's newest key,
 //!   saved before it is sent) and sending what waits.
 //! * [`keys`]: case keys among staff devices: sent to staff a roster adds,
@@ -24,6 +26,7 @@ pub mod keys;
 pub mod model;
 pub mod outbox;
 pub mod replica;
+pub mod rosters;
 pub mod stats;
 pub mod sync;
 
@@ -35,5 +38,9 @@ use crate::messenger::Device;
 
 /// Opens `device`'s case replica, sealed under its storage key.
 pub fn open_replica(device: &Device) -> Result<replica::Replica, ClientError> {
-    replica::Replica::open(device.state(), device.storage_key())
+    let mut replica = replica::Replica::open(device.state(), device.storage_key())?;
+    if let Some(root) = device.org_root() {
+        replica.set_ledger(hotline_proto::case::ledger_id(&root));
+    }
+    Ok(replica)
 }
