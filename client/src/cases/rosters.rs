@@ -117,14 +117,21 @@ impl RosterBook {
     }
 
     /// Remembers `roster` (one this device accepted: verified under the
-    /// organisation root) and saves the book if it is new. The first
-    /// roster held for a version stays.
+    /// organisation root) and saves the book if it is new, with what
+    /// another holder of the book saved meanwhile. The first roster held
+    /// for a version stays.
     pub fn remember(
         &mut self,
         roster: &Roster,
         dir: &StateDir,
         key: &[u8; 32],
     ) -> Result<(), ClientError> {
+        if self.rosters.contains_key(&roster.version) {
+            return Ok(());
+        }
+        for (version, staff) in RosterBook::load(dir, key)?.rosters {
+            self.rosters.entry(version).or_insert(staff);
+        }
         if self.rosters.contains_key(&roster.version) {
             return Ok(());
         }
@@ -141,6 +148,18 @@ impl RosterBook {
             .collect();
         self.rosters.insert(roster.version, staff);
         self.save(dir, key)
+    }
+
+    /// Remembers a roster a staff device just accepted, in the book of
+    /// its state directory `state` (the case replica's directory), sealed
+    /// under `key`.
+    pub fn remember_accepted(
+        state: &StateDir,
+        key: &[u8; 32],
+        roster: &Roster,
+    ) -> Result<(), ClientError> {
+        let dir = StateDir::new(state.path().join(super::replica::DIR));
+        RosterBook::default().remember(roster, &dir, key)
     }
 
     /// The versions held, oldest first.
