@@ -507,7 +507,7 @@ impl Device {
             return;
         }
         if let Err(e) =
-            crate::cases::rosters::RosterBook::remember_accepted(&self.state, &self.storage, roster)
+            crate::rosters::RosterBook::remember_accepted(&self.state, &self.storage, roster)
         {
             self.warnings.push(format!(
                 "the staff roster was accepted but not saved for the cases ({e})"
@@ -1503,9 +1503,8 @@ mod tests {
         let mut defender = Device::open(&state, PASS).expect("opens");
         defender.accept_roster(&root.public_key(), &v1).expect("v1");
         let versions = |d: &Device| {
-            crate::cases::open_replica(d)
-                .expect("replica")
-                .rosters()
+            crate::rosters::RosterBook::load(d.state(), d.storage_key())
+                .expect("book")
                 .versions()
         };
         assert!(versions(&defender).is_empty());

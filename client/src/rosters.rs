@@ -1,11 +1,11 @@
-//! The staff rosters this device has accepted, by version, kept so that a
-//! case event is checked against the roster its author wrote it under
+//! The staff rosters a staff device has accepted, by version, kept so that
+//! a case event is checked against the roster its author wrote it under
 //! (docs/protocol.md, section 9.5): a device dropped from a later roster
 //! keeps the events it wrote before, on every device, whenever it syncs.
 //!
 //! Only what the check needs is kept of each roster: its staff entries
 //! (device id, identity key, validity window). Sealed under the device's
-//! storage key in `<home>/cases/rosters.sealed`. All are kept: a roster is
+//! storage key in `<home>/rosters.sealed`. All are kept: a roster is
 //! small, and an old event needs the roster of its version.
 
 use std::collections::BTreeMap;
@@ -151,15 +151,13 @@ impl RosterBook {
     }
 
     /// Remembers a roster a staff device just accepted, in the book of
-    /// its state directory `state` (the case replica's directory), sealed
-    /// under `key`.
+    /// its state directory, sealed under `key`.
     pub fn remember_accepted(
         state: &StateDir,
         key: &[u8; 32],
         roster: &Roster,
     ) -> Result<(), ClientError> {
-        let dir = StateDir::new(state.path().join(super::replica::DIR));
-        RosterBook::default().remember(roster, &dir, key)
+        RosterBook::default().remember(roster, state, key)
     }
 
     /// The versions held, oldest first.

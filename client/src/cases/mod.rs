@@ -12,8 +12,6 @@
 //!   case ids and the outbox of events not accepted yet.
 //! * [`sync`]: `sync_cases` over a session, the readers' checks
 //!   (signature, staff roster), and what each update does to the replica.
-//! * [`rosters`]: the staff rosters this device accepted, by version,
-//!   that the readers' checks look an event's author up in.
 //! * [`outbox`]: writing an event (sealed under the case's newest key,
 //!   saved before it is sent) and sending what waits.
 //! * [`keys`]: case keys among staff devices: sent to staff a roster adds,
@@ -26,7 +24,6 @@ pub mod keys;
 pub mod model;
 pub mod outbox;
 pub mod replica;
-pub mod rosters;
 pub mod stats;
 pub mod sync;
 

@@ -30,8 +30,8 @@ use prost::Message;
 
 use super::fields;
 use super::model::{self, CaseView, Opened, RequestInfo, WarningKind};
-use super::rosters::RosterBook;
 use crate::error::ClientError;
+use crate::rosters::RosterBook;
 use crate::state::StateDir;
 
 const INDEX_FILE: &str = "index.sealed";
@@ -609,6 +609,8 @@ pub struct Replica {
     summary_at: BTreeMap<CaseId, usize>,
     /// The staff rosters this device accepted, by version.
     rosters: RosterBook,
+    /// The device's state directory (where the roster book is).
+    home: StateDir,
     /// The id of the organisation's statistics ledger, when the root is
     /// known.
     ledger: Option<CaseId>,
@@ -633,7 +635,7 @@ impl Replica {
             None => IndexRow::default(),
             Some(bytes) => IndexRow::decode(bytes.as_slice()).map_err(|_| damaged("index"))?,
         };
-        let rosters = RosterBook::load(&dir, key)?;
+        let rosters = RosterBook::load(state, key)?;
         let mut replica = Replica {
             dir,
             key: *key,
@@ -642,6 +644,7 @@ impl Replica {
             erased: Default::default(),
             summary_at: BTreeMap::new(),
             rosters,
+            home: state.clone(),
             ledger: None,
         };
         replica.reindex();
@@ -681,7 +684,7 @@ impl Replica {
         &mut self,
         roster: &hotline_proto::e2e::roster::Roster,
     ) -> Result<(), ClientError> {
-        self.rosters.remember(roster, &self.dir, &self.key)
+        self.rosters.remember(roster, &self.home, &self.key)
     }
 
     /// The staff rosters this device accepted.
