@@ -314,6 +314,33 @@ fn kind_of(row: &EntryRow) -> Kind {
     known.unwrap_or(Kind::Unknown(n))
 }
 
+impl History {
+    /// Removes from the history what an erased case leaves in it: the
+    /// defender's replies (CASE_REPLY) and the items shared with them
+    /// (CASE_SHARE) that name `case`, and the defender's request
+    /// (CASE_REQUEST) that `is_request` picks (a request names no case:
+    /// the case names its envelope's digest, `RequestInfo::envelope_digest`,
+    /// which the sync reports in `SyncReport::erased_requests`). Returns
+    /// how many entries went; the caller saves the history.
+    ///
+    /// An entry matches only while its kind is whole: rows stored before
+    /// the history kept case kinds read back as kinds this version does not
+    /// know, and are not matched.
+    pub fn remove_case_texts(
+        &mut self,
+        case: &hotline_proto::case::CaseId,
+        is_request: impl Fn(&Entry) -> bool,
+    ) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|e| match &e.message.kind {
+            Kind::CaseReply { case_id } | Kind::CaseShare { case_id, .. } => case_id != case,
+            Kind::CaseRequest { .. } => !is_request(e),
+            _ => true,
+        });
+        before - self.entries.len()
+    }
+}
+
 /// The message of a stored row: fields 12-19 and the text in `body`, or
 /// the old form when `kind` is 0.
 fn message_of(row: &EntryRow) -> Message {
@@ -355,6 +382,35 @@ pub fn fuzz_encode_history(entries: Vec<Entry>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_erased_cases_replies_shares_and_request_leave_the_history() {
+        use hotline_proto::case::CaseId;
+        use hotline_proto::e2e::content::Programme;
+        let (case, other) = (CaseId::from_bytes([1; 16]), CaseId::from_bytes([2; 16]));
+        let mut h = History::default();
+        let with = |n: u8, kind: Kind| {
+            let mut e = entry(n, false);
+            e.message.kind = kind;
+            e
+        };
+        h.add(entry(1, false));
+        h.add(with(2, Kind::CaseReply { case_id: case }));
+        h.add(with(
+            3,
+            Kind::CaseShare {
+                case_id: case,
+                checkin_offer: None,
+            },
+        ));
+        h.add(with(4, Kind::CaseReply { case_id: other }));
+        let programme = Programme::Legal;
+        h.add(with(5, Kind::CaseRequest { programme }));
+        h.add(with(6, Kind::CaseRequest { programme }));
+        assert_eq!(h.remove_case_texts(&case, |e| e.message_id == [5; 16]), 3);
+        let left: Vec<u8> = h.entries().iter().map(|e| e.message_id[0]).collect();
+        assert_eq!(left, [1, 4, 6]);
+    }
 
     fn entry(n: u8, sent: bool) -> Entry {
         Entry {

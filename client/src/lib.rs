@@ -18,6 +18,8 @@
 //! * [`org`]: the organisation root key (offline) and roster signing.
 //! * [`recipients`]: the devices a message is sealed to, checked against
 //!   the roster.
+//! * [`rosters`]: every staff roster a staff device accepted, by version,
+//!   that the case checks look an event's author up in.
 //! * [`sos`]: sealing an SOS whatever the roster's state (or raising it
 //!   without its text), and the panic key: SOS and check-in without the
 //!   passphrase.
@@ -35,6 +37,7 @@ pub mod org;
 pub mod outbox;
 pub mod panic_outbox;
 pub mod recipients;
+pub mod rosters;
 pub mod sos;
 pub mod state;
 

@@ -506,7 +506,27 @@ impl Device {
         if self.profile.record_roster(signed, &outcome) {
             self.state.save_profile(&self.profile)?;
         }
-        outcome.map_err(refused)
+        let roster = outcome.map_err(refused)?;
+        self.remember_for_cases(&roster);
+        Ok(roster)
+    }
+
+    /// A staff device keeps every roster it accepts, by version: case
+    /// events are checked against the roster they were written under
+    /// (docs/protocol.md, section 9.5).
+    /// A failure to save it never stops what accepted the roster (a
+    /// message, an SOS): it is a warning, and the case sync saves it again.
+    fn remember_for_cases(&mut self, roster: &Roster) {
+        if !self.profile.role().is_ok_and(|r| r.is_staff()) {
+            return;
+        }
+        if let Err(e) =
+            crate::rosters::RosterBook::remember_accepted(&self.state, &self.storage, roster)
+        {
+            self.warnings.push(format!(
+                "the staff roster was accepted but not saved for the cases ({e})"
+            ));
+        }
     }
 
     /// Seals `message` for the staff on the roster (and `to`, for staff),
@@ -1232,6 +1252,7 @@ impl Device {
             self.state.save_profile(&self.profile)?;
         }
         let roster = outcome.map_err(refused)?;
+        self.remember_for_cases(&roster);
         if now >= roster.expires_at {
             self.warnings.push(
                 "the staff roster has expired: messages are checked against its last members; an admin must sign a new one"
@@ -1489,6 +1510,54 @@ mod tests {
             })
             .expect("profile");
         state
+    }
+
+    /// A staff device keeps every roster it accepts for the case checks
+    /// (the roster of an event's version); a defender's keeps none.
+    #[test]
+    fn a_staff_device_keeps_each_roster_it_accepts_for_the_cases() {
+        use hotline_proto::e2e::org::OrgKeyPair;
+        use hotline_proto::e2e::roster::RosterEntry;
+        let root = OrgKeyPair::from_seed(&[3; 32]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = enrolled(dir.path());
+        let mut profile = state.load_profile().expect("profile");
+        let staff = IdentityKeyPair::from_seed(&[1; 32]);
+        let roster = |version: u64, previous_hash: [u8; 32]| {
+            Roster {
+                version,
+                issued_at: 0,
+                expires_at: u64::MAX,
+                previous_hash,
+                entries: vec![RosterEntry {
+                    device_id: staff.device_id(),
+                    role: Role::Officer,
+                    identity_key: staff.public_key(),
+                    valid_from: 0,
+                    valid_until: u64::MAX,
+                }],
+            }
+            .sign(&root)
+        };
+        let v1 = roster(1, [0; 32]);
+        let v2 = roster(2, v1.hash());
+        // A defender's device: nothing kept.
+        let mut defender = Device::open(&state, PASS).expect("opens");
+        defender.accept_roster(&root.public_key(), &v1).expect("v1");
+        let versions = |d: &Device| {
+            crate::rosters::RosterBook::load(d.state(), d.storage_key())
+                .expect("book")
+                .versions()
+        };
+        assert!(versions(&defender).is_empty());
+        profile.role = "officer".into();
+        profile.roster_version = None;
+        profile.roster_hash = None;
+        state.save_profile(&profile).expect("profile");
+        let mut officer = Device::open(&state, PASS).expect("opens");
+        officer.accept_roster(&root.public_key(), &v1).expect("v1");
+        officer.accept_roster(&root.public_key(), &v2).expect("v2");
+        assert_eq!(versions(&officer), [1, 2]);
     }
 
     /// A `hotline watch` keeps its device open for hours while other

@@ -8,6 +8,8 @@
 //!                        sealed (check-ins work without the passphrase)
 //! <home>/device.sealed   prekeys, counters, the outbox (see `messenger`)
 //! <home>/messages.sealed the message history (see `history`)
+//! <home>/rosters.sealed  staff devices: every staff roster accepted, by
+//!                        version, for the case checks (see `rosters`)
 //! <home>/state.lock      held by a command while it changes the files above
 //! <home>/panic.key       a defender device's panic key seed, NOT sealed (see below)
 //! <home>/panic.label     its label from the invite, NOT sealed, for an SOS sent with the panic key

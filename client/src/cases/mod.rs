@@ -35,5 +35,9 @@ use crate::messenger::Device;
 
 /// Opens `device`'s case replica, sealed under its storage key.
 pub fn open_replica(device: &Device) -> Result<replica::Replica, ClientError> {
-    replica::Replica::open(device.state(), device.storage_key())
+    let mut replica = replica::Replica::open(device.state(), device.storage_key())?;
+    if let Some(root) = device.org_root() {
+        replica.set_ledger(hotline_proto::case::ledger_id(&root));
+    }
+    Ok(replica)
 }

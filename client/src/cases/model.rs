@@ -45,6 +45,8 @@ pub struct Version {
 pub struct Register {
     versions: Vec<Version>,
     replaced: BTreeSet<EventId>,
+    /// Where the first version set by each event id is in `versions`.
+    by_id: BTreeMap<EventId, usize>,
 }
 
 impl Register {
@@ -54,6 +56,7 @@ impl Register {
                 self.replaced.insert(*b);
             }
         }
+        self.by_id.entry(v.event_id).or_insert(self.versions.len());
         self.versions.push(v);
     }
 
@@ -86,7 +89,7 @@ impl Register {
 
     /// The version set by `event`.
     pub fn version(&self, event: &EventId) -> Option<&Version> {
-        self.versions.iter().find(|v| v.event_id == *event)
+        self.by_id.get(event).and_then(|i| self.versions.get(*i))
     }
 
     /// Every value ever set, in the order they came.
@@ -247,8 +250,14 @@ pub struct CaseView {
     pub warnings: Vec<Warning>,
     /// Events held that this device cannot read yet (no key).
     pub unreadable: usize,
-    /// Events folded, by id.
-    seen: BTreeSet<EventId>,
+    /// Events folded, by (event id, author): two authors may draw one id,
+    /// and each is its own event (as the server and the replica count
+    /// them).
+    seen: BTreeSet<(EventId, [u8; ID_LEN])>,
+    /// `people` as a set (the fold looks each change up in it).
+    people_set: BTreeSet<Vec<u8>>,
+    /// `relocations` as a set.
+    relocations_set: BTreeSet<Vec<u8>>,
 }
 
 /// One conflict: a field with more than one head.
@@ -287,6 +296,8 @@ impl CaseView {
             warnings: Vec::new(),
             unreadable: 0,
             seen: BTreeSet::new(),
+            people_set: BTreeSet::new(),
+            relocations_set: BTreeSet::new(),
         }
     }
 
@@ -313,16 +324,25 @@ impl CaseView {
         self.warnings.push(Warning { kind, event, text });
     }
 
-    /// Whether `event` was folded.
+    /// Whether an event with this id (by any author) was folded.
     pub fn has(&self, event: &EventId) -> bool {
-        self.seen.contains(event)
+        self.seen
+            .range((*event, [0; ID_LEN])..=(*event, [u8::MAX; ID_LEN]))
+            .next()
+            .is_some()
     }
 
-    /// Folds the next event. An event id already folded is ignored (a
-    /// replay); an event of another case too.
+    /// Whether `author`'s event `event` was folded.
+    pub fn has_from(&self, author: &DeviceId, event: &EventId) -> bool {
+        self.seen.contains(&(*event, *author.as_bytes()))
+    }
+
+    /// Folds the next event. An (author, event id) already folded is
+    /// ignored (a replay); an event of another case too.
     pub fn apply(&mut self, e: &Opened) {
         let id = e.header.event_id;
-        if e.header.case_id != self.case_id || !self.seen.insert(id) {
+        if e.header.case_id != self.case_id || !self.seen.insert((id, *e.header.author.as_bytes()))
+        {
             return;
         }
         let c = &e.content;
@@ -452,8 +472,10 @@ impl CaseView {
                 });
             }
             match key.0 {
-                entity::PERSON if !self.people.contains(&key.1) => self.people.push(key.1.clone()),
-                entity::RELOCATION if !self.relocations.contains(&key.1) => {
+                entity::PERSON if self.people_set.insert(key.1.clone()) => {
+                    self.people.push(key.1.clone())
+                }
+                entity::RELOCATION if self.relocations_set.insert(key.1.clone()) => {
                     self.relocations.push(key.1.clone())
                 }
                 _ => {}
@@ -965,6 +987,69 @@ mod tests {
                 "reopened the case"
             ]
         );
+    }
+
+    #[test]
+    fn another_authors_event_reusing_an_id_is_kept_and_a_replay_of_either_is_not() {
+        let opening = with_state(ev(1, 1, 1, vec![]), CaseState::Open, "");
+        let mine = ev(2, 1, 2, vec![text(case_field::REFERENCE, "mine", &[])]);
+        // Device 2 drew the same event id: its own event, not a replay.
+        let theirs = ev(2, 2, 3, vec![text(case_field::COUNTRY, "SY", &[])]);
+        let v = fold(&[opening, mine.clone(), theirs.clone(), mine, theirs]);
+        assert_eq!(v.timeline.len(), 3);
+        assert_eq!(v.case_text(case_field::REFERENCE), "mine");
+        assert_eq!(v.case_text(case_field::COUNTRY), "SY");
+        assert!(v.has_from(&dev(2), &[2; 16]));
+        assert!(v.has(&[2; 16]));
+        assert!(!v.has_from(&dev(3), &[2; 16]));
+    }
+
+    fn person_name(id: u32, name: &str) -> FieldChange {
+        FieldChange {
+            entity: entity::PERSON,
+            entity_id: id.to_be_bytes().repeat(4).into(),
+            field: crate::cases::fields::person_field::NAME,
+            value: Some(FieldValue {
+                kind: Some(FieldValueKind::Text(name.into())),
+            }),
+            based_on: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_event_creating_2500_people_folds_with_every_person_once_in_order() {
+        let changes: Vec<FieldChange> = (0..2_500).map(|i| person_name(i, "someone")).collect();
+        let mut events = vec![with_state(ev(1, 1, 1, changes), CaseState::Open, "")];
+        // A second event naming every person again adds no one.
+        let again: Vec<FieldChange> = (0..2_500).map(|i| person_name(i, "renamed")).collect();
+        events.push(ev(2, 1, 2, again));
+        let v = fold(&events);
+        assert_eq!(v.people.len(), 2_500);
+        assert_eq!(v.people[0], 0u32.to_be_bytes().repeat(4));
+        assert_eq!(v.people[2_499], 2_499u32.to_be_bytes().repeat(4));
+        assert_eq!(v.fields.len(), 2_500);
+        // Both values of each name are heads: nothing named the first.
+        assert_eq!(v.conflicts().len(), 2_500);
+    }
+
+    #[test]
+    fn a_thousand_cases_of_fifty_events_fold_each_event_once() {
+        for c in 0..1_000u32 {
+            let case = CaseId::from_bytes([9; 16]);
+            let mut events = vec![with_state(ev(0, 1, 1, vec![]), CaseState::Open, "")];
+            for n in 1..50u8 {
+                let prev: Vec<u8> = if n == 1 { vec![] } else { vec![n - 1] };
+                events.push(ev(
+                    n,
+                    1 + n % 3,
+                    1 + u64::from(n),
+                    vec![text(2, "s", &prev)],
+                ));
+            }
+            let v = CaseView::fold(case, &events);
+            assert_eq!(v.timeline.len(), 50, "case {c}");
+            assert!(v.conflicts().is_empty());
+        }
     }
 
     #[test]

@@ -31,6 +31,7 @@ use prost::Message;
 use super::fields;
 use super::model::{self, CaseView, Opened, RequestInfo, WarningKind};
 use crate::error::ClientError;
+use crate::rosters::RosterBook;
 use crate::state::StateDir;
 
 const INDEX_FILE: &str = "index.sealed";
@@ -249,6 +250,11 @@ struct CaseFileRow {
     keys: Vec<KeyRow>,
     #[prost(message, optional, tag = "4")]
     request: Option<RequestRow>,
+    /// (author || event id) of this device's own events whose server time
+    /// is still this device's estimate (set when the server accepted
+    /// them; the sync's record of them settles it once).
+    #[prost(bytes = "vec", repeated, tag = "5")]
+    unsettled: Vec<Vec<u8>>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -310,8 +316,29 @@ pub struct CaseFile {
     pub keys: BTreeMap<u32, CaseKey>,
     /// The defender's request, if it started as one.
     pub request: Option<RequestInfo>,
-    /// (author, event id) of every event in `events`.
-    held: std::collections::BTreeSet<([u8; 16], [u8; 16])>,
+    /// (author, event id) of every event in `events`, with the position
+    /// and time it was first held with.
+    held: BTreeMap<([u8; 16], [u8; 16]), (u64, u64)>,
+    /// Own events accepted by the server whose time is an estimate.
+    unsettled: std::collections::BTreeSet<([u8; 16], [u8; 16])>,
+}
+
+/// What [`CaseFile::add_checked`] made of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// New: added.
+    New,
+    /// Held already with this position and time: nothing changed.
+    Replay,
+    /// One of this device's own events, accepted with an estimated time,
+    /// coming back from the sync at the position the server answered: its
+    /// time is now the server's.
+    Settled,
+    /// Held already with another position or time: the first is kept and
+    /// this one ignored (a server rewriting what it sent).
+    Rewritten,
+    /// Its header cannot be read: not added.
+    Unreadable,
 }
 
 fn damaged(what: &str) -> ClientError {
@@ -326,7 +353,8 @@ impl CaseFile {
             events: Vec::new(),
             keys: BTreeMap::new(),
             request: None,
-            held: Default::default(),
+            held: BTreeMap::new(),
+            unsettled: Default::default(),
         }
     }
 
@@ -368,19 +396,28 @@ impl CaseFile {
                 text: r.text,
             }),
         };
-        let held = events
-            .iter()
-            .filter_map(|e| {
-                let h = e.event.header_unverified().ok()?;
-                Some((*e.event.author.as_bytes(), h.event_id))
-            })
-            .collect();
+        let mut held = BTreeMap::new();
+        for e in &events {
+            if let Ok(h) = e.event.header_unverified() {
+                held.entry((*e.event.author.as_bytes(), h.event_id))
+                    .or_insert((e.position, e.at));
+            }
+        }
+        let mut unsettled = std::collections::BTreeSet::new();
+        for u in &row.unsettled {
+            let (author, id) = u.split_at(u.len().min(16));
+            let (Ok(author), Ok(id)) = (author.try_into(), id.try_into()) else {
+                return Err(damaged("unsettled event"));
+            };
+            unsettled.insert((author, id));
+        }
         Ok(CaseFile {
             case_id,
             events,
             keys,
             request,
             held,
+            unsettled,
         })
     }
 
@@ -412,32 +449,68 @@ impl CaseFile {
                 digest: r.envelope_digest.to_vec(),
                 text: r.text.clone(),
             }),
+            unsettled: self
+                .unsettled
+                .iter()
+                .map(|(a, id)| [a.as_slice(), id.as_slice()].concat())
+                .collect(),
         }
     }
 
     /// Adds an event unless one with its author and id is held (a replay).
     /// Returns whether it was added.
     pub fn add(&mut self, e: StoredEvent) -> bool {
-        let Ok(h) = e.event.header_unverified() else {
-            return false;
-        };
-        if self.held.insert((*e.event.author.as_bytes(), h.event_id)) {
-            self.events.push(e);
-            return true;
+        self.add_checked(e) == Held::New
+    }
+
+    /// Adds one of this device's own events that the server accepted at
+    /// `e.position`; `e.at` is this device's estimate of the server's
+    /// time, which the sync's record of the event settles once.
+    pub fn add_accepted(&mut self, e: StoredEvent) -> Held {
+        let key = e
+            .event
+            .header_unverified()
+            .ok()
+            .map(|h| (*e.event.author.as_bytes(), h.event_id));
+        let held = self.add_checked(e);
+        if let (Held::New, Some(key)) = (held, key) {
+            self.unsettled.insert(key);
         }
-        let held = self.events.iter_mut().find(|x| {
+        held
+    }
+
+    /// Adds an event unless one with its author and id is held. The
+    /// position and time an (author, event id) was first held with stay:
+    /// a re-send with others is [`Held::Rewritten`] and changes nothing,
+    /// except the one settling of an own event's estimated time
+    /// ([`Held::Settled`]).
+    pub fn add_checked(&mut self, e: StoredEvent) -> Held {
+        let Ok(h) = e.event.header_unverified() else {
+            return Held::Unreadable;
+        };
+        let key = (*e.event.author.as_bytes(), h.event_id);
+        let Some(first) = self.held.get(&key).copied() else {
+            self.held.insert(key, (e.position, e.at));
+            self.events.push(e);
+            return Held::New;
+        };
+        if first == (e.position, e.at) {
+            self.unsettled.remove(&key);
+            return Held::Replay;
+        }
+        if first.0 != e.position || !self.unsettled.remove(&key) {
+            return Held::Rewritten;
+        }
+        self.held.insert(key, (e.position, e.at));
+        if let Some(x) = self.events.iter_mut().find(|x| {
             x.event.author == e.event.author
                 && x.event
                     .header_unverified()
                     .is_ok_and(|xh| xh.event_id == h.event_id)
-        });
-        if let Some(x) = held {
-            // The server's own record of it (a write of this device's,
-            // stored when accepted, then synced) has the final time.
+        }) {
             x.at = e.at;
-            x.position = e.position;
         }
-        false
+        Held::Settled
     }
 
     /// The newest epoch this device holds a key for, with its key.
@@ -551,6 +624,17 @@ pub struct Replica {
     /// Cases folded in this run (received events only), kept so that a
     /// sync folds each new event once instead of refolding its case.
     folded: BTreeMap<CaseId, CaseView>,
+    /// `index.erased` as a set.
+    erased: std::collections::BTreeSet<CaseId>,
+    /// Where each case's row is in `index.summaries`.
+    summary_at: BTreeMap<CaseId, usize>,
+    /// The staff rosters this device accepted, by version.
+    rosters: RosterBook,
+    /// The device's state directory (where the roster book is).
+    home: StateDir,
+    /// The id of the organisation's statistics ledger, when the root is
+    /// known.
+    ledger: Option<CaseId>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -572,12 +656,61 @@ impl Replica {
             None => IndexRow::default(),
             Some(bytes) => IndexRow::decode(bytes.as_slice()).map_err(|_| damaged("index"))?,
         };
-        Ok(Replica {
+        let rosters = RosterBook::load(state, key)?;
+        let mut replica = Replica {
             dir,
             key: *key,
             index,
             folded: BTreeMap::new(),
-        })
+            erased: Default::default(),
+            summary_at: BTreeMap::new(),
+            rosters,
+            home: state.clone(),
+            ledger: None,
+        };
+        replica.reindex();
+        Ok(replica)
+    }
+
+    /// Rebuilds the erased set and the summaries' positions from the index.
+    fn reindex(&mut self) {
+        self.erased = self
+            .index
+            .erased
+            .iter()
+            .filter_map(|e| CaseId::from_slice(e, "case_id").ok())
+            .collect();
+        self.summary_at = self
+            .index
+            .summaries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((s.id()?, i)))
+            .collect();
+    }
+
+    /// Names the organisation's statistics ledger (from the pinned root):
+    /// an erasure of it is never applied.
+    pub fn set_ledger(&mut self, ledger: CaseId) {
+        self.ledger = Some(ledger);
+    }
+
+    /// The statistics ledger's id, when the root is known.
+    pub fn ledger(&self) -> Option<CaseId> {
+        self.ledger
+    }
+
+    /// Remembers a roster this device accepted (saved if new).
+    pub fn remember_roster(
+        &mut self,
+        roster: &hotline_proto::e2e::roster::Roster,
+    ) -> Result<(), ClientError> {
+        self.rosters.remember(roster, &self.home, &self.key)
+    }
+
+    /// The staff rosters this device accepted.
+    pub fn rosters(&self) -> &RosterBook {
+        &self.rosters
     }
 
     fn save_index(&self) -> Result<(), ClientError> {
@@ -706,7 +839,7 @@ impl Replica {
 
     /// Whether `case` was erased.
     pub fn is_erased(&self, case: &CaseId) -> bool {
-        self.index.erased.iter().any(|e| e == case.as_bytes())
+        self.erased.contains(case)
     }
 
     /// The case's file (empty if none is held).
@@ -782,13 +915,16 @@ impl Replica {
         let waiting = self.waiting(&file.case_id).len();
         let row = SummaryRow::of(&view, waiting);
         match self
-            .index
-            .summaries
-            .iter_mut()
-            .find(|s| s.case_id == row.case_id)
+            .summary_at
+            .get(&file.case_id)
+            .and_then(|i| self.index.summaries.get_mut(*i))
         {
             Some(s) => *s = row,
-            None => self.index.summaries.push(row),
+            None => {
+                self.summary_at
+                    .insert(file.case_id, self.index.summaries.len());
+                self.index.summaries.push(row);
+            }
         }
         view
     }
@@ -830,9 +966,10 @@ impl Replica {
         self.index.outbox.retain(|o| o.case_id != id);
         self.index.rotations.retain(|r| r.case_id != id);
         self.index.erasure_requested.retain(|c| *c != id);
-        if !self.index.erased.contains(&id) {
+        if self.erased.insert(*case) {
             self.index.erased.push(id);
         }
+        self.reindex();
         self.save_index()
     }
 
@@ -879,6 +1016,7 @@ impl Replica {
         let id = case.as_bytes().to_vec();
         self.index.summaries.retain(|s| s.case_id != id);
         self.index.outbox.retain(|o| o.case_id != id);
+        self.reindex();
         self.save_index()
     }
 
@@ -952,7 +1090,7 @@ impl Replica {
             return self.save_index();
         }
         let mut file = self.load(&case)?;
-        file.add(StoredEvent {
+        file.add_accepted(StoredEvent {
             position,
             at,
             event: signed,

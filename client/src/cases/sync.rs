@@ -2,22 +2,26 @@
 //! with the readers' checks of docs/protocol.md, section 9.5.
 //!
 //! An event is stored only if its signature verifies under the identity
-//! key the server sent AND the newest roster this device holds lists that
-//! key for the author as a staff device; anything else is skipped with a
-//! warning and the sync goes on. Events are stored still sealed: those
-//! this device holds no key for yet are kept and counted.
+//! key the server sent AND the roster of the event's version (or the
+//! newest this device holds, if it does not hold that one) lists that key
+//! for the author as a staff device valid at the event's server time;
+//! anything else is skipped with a warning and the sync goes on. Events
+//! are stored still sealed: those this device holds no key for yet are
+//! kept and counted. What the server says without a signature (a request,
+//! an erasure, an event's position and time) never overrides what the
+//! signed events held here say.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use hotline_proto::case::seal::CaseEventError;
-use hotline_proto::case::{CaseId, CaseSync, CaseUpdate, CaseUpdateKind};
+use hotline_proto::case::{CaseId, CaseState, CaseSync, CaseUpdate, CaseUpdateKind, LegalHold};
 use hotline_proto::e2e::roster::Roster;
 use hotline_proto::frame::{self, HEADER_LEN, MAX_FRAME_LEN};
 use hotline_proto::message::{Request, Response};
 use tokio::time::timeout;
 
 use super::model::RequestInfo;
-use super::replica::{CaseFile, Replica, StoredEvent};
+use super::replica::{CaseFile, Held, Replica, StoredEvent};
 use crate::connection::{REQUEST_TIMEOUT, Session};
 use crate::error::ClientError;
 
@@ -35,6 +39,10 @@ pub struct SyncReport {
     pub requested: Vec<CaseId>,
     /// Cases erased (their events and keys deleted here).
     pub erased: Vec<CaseId>,
+    /// The envelope digests of the defenders' requests of the cases
+    /// erased: what finds those requests in the message history
+    /// ([`crate::history::History::remove_case_texts`]).
+    pub erased_requests: Vec<[u8; 32]>,
     /// Cases whose erasure was asked for (waiting for a second staff
     /// member).
     pub erasure_requested: Vec<CaseId>,
@@ -117,9 +125,10 @@ const WRITE_AFTER_BYTES: usize = 64 << 20;
 /// stop before that leaves the cursor where it was, and the next sync
 /// fetches the same updates again.
 ///
-/// `roster` is the newest roster this device holds; `request_text` finds
-/// the words of a defender's request by its envelope digest, if this
-/// device holds the envelope.
+/// `roster` is the newest roster this device holds (remembered in the
+/// replica with those accepted before); `request_text` finds the words of
+/// a defender's request by its envelope digest, if this device holds the
+/// envelope.
 pub async fn sync_cases(
     session: &Session,
     replica: &mut Replica,
@@ -136,10 +145,15 @@ pub async fn sync_cases(
         let mut more = false;
         // Each frame applied as it comes, while the server reads the next.
         let fetched = fetch_each(session, after, |f| {
+            let checks = Checks {
+                roster,
+                retention_secs: Some(f.retention_secs),
+                now: crate::unix_now(),
+            };
             apply_held(
                 replica,
                 &f.updates,
-                roster,
+                &checks,
                 request_text,
                 &mut report,
                 &mut files,
@@ -177,20 +191,103 @@ pub async fn sync_cases(
     Ok(report)
 }
 
-/// Whether `roster` lists `key` as the identity key of `author`, a staff
-/// device.
-fn on_staff_roster(
-    roster: &Roster,
-    author: &hotline_proto::DeviceId,
-    key: &hotline_proto::IdentityPublicKey,
-) -> bool {
-    roster
-        .entries
-        .iter()
-        .any(|e| e.device_id == *author && e.role.is_staff() && e.identity_key == *key)
+/// What the readers' checks of a batch of updates go by.
+#[derive(Debug, Clone, Copy)]
+pub struct Checks<'a> {
+    /// The newest roster this device accepted.
+    pub roster: &'a Roster,
+    /// The server's retention of closed cases, as it states it in the
+    /// sync (`None`: not known).
+    pub retention_secs: Option<u64>,
+    /// This device's clock.
+    pub now: u64,
 }
 
-/// Applies updates to the replica (each case's file written once).
+fn short(case: &CaseId) -> String {
+    hotline_proto::identity::hex(case.as_bytes())
+        .chars()
+        .take(8)
+        .collect()
+}
+
+const DAY: u64 = 86_400;
+
+/// Why an `Erased` update from the server is not applied to `file`
+/// (`None`: it is). The server's word alone is not signed: a case is
+/// deleted here only if its signed events, as this device holds them,
+/// say it is closed, without a legal hold, for at least the retention
+/// period (from the earliest server time of its closing event held),
+/// and it is not the statistics ledger. A case this device holds nothing
+/// of is recorded as erased.
+fn erasure_refusal(
+    file: &CaseFile,
+    waiting: bool,
+    ledger: Option<CaseId>,
+    checks: &Checks<'_>,
+) -> Option<String> {
+    if ledger == Some(file.case_id) {
+        return Some("the statistics ledger".into());
+    }
+    if waiting {
+        return Some("holding changes written on this device and not sent yet".into());
+    }
+    if file.events.is_empty() && file.request.is_none() {
+        return None;
+    }
+    let mut events: Vec<&StoredEvent> = file.events.iter().collect();
+    events.sort_by_key(|e| e.position);
+    let mut state = file.request.as_ref().map(|_| CaseState::Requested);
+    let (mut closed_at, mut hold, mut is_ledger) = (None::<u64>, false, false);
+    for e in events {
+        let Ok(h) = e.event.header_unverified() else {
+            continue;
+        };
+        is_ledger |= h.control.ledger;
+        match h.control.state {
+            Some(CaseState::Open) => {
+                state = Some(CaseState::Open);
+                closed_at = None;
+            }
+            Some(CaseState::Closed) => {
+                state = Some(CaseState::Closed);
+                closed_at = Some(closed_at.map_or(e.at, |c| c.min(e.at)));
+            }
+            Some(CaseState::Requested) | None => {}
+        }
+        match h.control.legal_hold {
+            Some(LegalHold::Set) => hold = true,
+            Some(LegalHold::Lifted) => hold = false,
+            None => {}
+        }
+    }
+    if is_ledger {
+        return Some("the statistics ledger".into());
+    }
+    match state {
+        Some(CaseState::Closed) => {}
+        Some(CaseState::Open) => return Some("open".into()),
+        Some(CaseState::Requested) => return Some("still a request waiting for the team".into()),
+        None => return Some("in a state this device cannot tell".into()),
+    }
+    if hold {
+        return Some("under a legal hold".into());
+    }
+    let Some(retention) = checks.retention_secs else {
+        return Some("closed, and this device does not know the retention period".into());
+    };
+    let closed = closed_at.unwrap_or(u64::MAX);
+    if closed.saturating_add(retention) > checks.now {
+        return Some(format!(
+            "closed {} days ago; the retention period is {} days",
+            checks.now.saturating_sub(closed) / DAY,
+            retention / DAY
+        ));
+    }
+    None
+}
+
+/// Applies updates to the replica (each case's file written once), with
+/// this device's clock and the retention period it last synced.
 pub fn apply(
     replica: &mut Replica,
     updates: &[CaseUpdate],
@@ -198,30 +295,72 @@ pub fn apply(
     request_text: &dyn Fn(&[u8; 32]) -> Option<String>,
     report: &mut SyncReport,
 ) -> Result<(), ClientError> {
+    let checks = Checks {
+        roster,
+        retention_secs: replica.retention_secs(),
+        now: crate::unix_now(),
+    };
+    apply_with(replica, updates, &checks, request_text, report)
+}
+
+/// Applies updates to the replica (each case's file written once, each
+/// case folded once more at most, however its updates come).
+pub fn apply_with(
+    replica: &mut Replica,
+    updates: &[CaseUpdate],
+    checks: &Checks<'_>,
+    request_text: &dyn Fn(&[u8; 32]) -> Option<String>,
+    report: &mut SyncReport,
+) -> Result<(), ClientError> {
     let mut files: BTreeMap<CaseId, CaseFile> = BTreeMap::new();
-    apply_held(replica, updates, roster, request_text, report, &mut files)?;
+    apply_held(replica, updates, checks, request_text, report, &mut files)?;
     replica.save_all(files.values())
 }
 
 /// Applies updates to the case files in `files` (loaded from the replica
 /// when first touched), without writing them: the caller saves them
 /// ([`Replica::save_all`]) before it moves the cursor. An erasure deletes
-/// at once.
+/// at once. Each case is folded once more at most, however its updates
+/// come.
 fn apply_held(
     replica: &mut Replica,
     updates: &[CaseUpdate],
-    roster: &Roster,
+    checks: &Checks<'_>,
     request_text: &dyn Fn(&[u8; 32]) -> Option<String>,
     report: &mut SyncReport,
     files: &mut BTreeMap<CaseId, CaseFile>,
 ) -> Result<(), ClientError> {
+    replica.remember_roster(checks.roster)?;
+    // Cases whose events came out of position order, or whose times
+    // changed: sorted and folded again once, at the end.
+    let mut stale: BTreeSet<CaseId> = BTreeSet::new();
     for u in updates {
         if replica.is_erased(&u.case_id) {
             continue;
         }
         match &u.kind {
             CaseUpdateKind::Erased { .. } => {
+                let loaded;
+                let file = match files.get(&u.case_id) {
+                    Some(f) => f,
+                    None => {
+                        loaded = replica.load(&u.case_id)?;
+                        &loaded
+                    }
+                };
+                let waiting = !replica.waiting(&u.case_id).is_empty();
+                if let Some(why) = erasure_refusal(file, waiting, replica.ledger(), checks) {
+                    report.warnings.push(format!(
+                        "the server says case {} was erased, but here it is {why}: kept",
+                        short(&u.case_id)
+                    ));
+                    continue;
+                }
+                if let Some(r) = &file.request {
+                    report.erased_requests.push(r.envelope_digest);
+                }
                 files.remove(&u.case_id);
+                stale.remove(&u.case_id);
                 replica.erase(&u.case_id)?;
                 report.changed.remove(&u.case_id);
                 report.erased.push(u.case_id);
@@ -242,22 +381,52 @@ fn apply_held(
                 defender,
                 envelope_digest,
             } => {
-                if file.request.is_none() {
-                    report.requested.push(u.case_id);
-                }
-                replica.unfold(&u.case_id);
-                file.request = Some(RequestInfo {
+                let info = RequestInfo {
                     defender: *defender,
                     at: u.at,
                     envelope_digest: *envelope_digest,
-                    text: request_text(envelope_digest),
-                });
-                report.changed.insert(u.case_id);
+                    text: None,
+                };
+                match &mut file.request {
+                    // The same request again (a sync fetched twice): its
+                    // words, if this device holds them now.
+                    Some(held)
+                        if (held.defender, held.at, held.envelope_digest)
+                            == (info.defender, info.at, info.envelope_digest) =>
+                    {
+                        if held.text.is_none() {
+                            held.text = request_text(envelope_digest);
+                            if held.text.is_some() {
+                                replica.unfold(&u.case_id);
+                                report.changed.insert(u.case_id);
+                            }
+                        }
+                        continue;
+                    }
+                    // Unsigned: it may not replace a request held, nor
+                    // turn a case under way into a request.
+                    Some(_) => {}
+                    None if file.events.is_empty() && replica.waiting(&u.case_id).is_empty() => {
+                        report.requested.push(u.case_id);
+                        replica.unfold(&u.case_id);
+                        file.request = Some(RequestInfo {
+                            text: request_text(envelope_digest),
+                            ..info
+                        });
+                        report.changed.insert(u.case_id);
+                        continue;
+                    }
+                    None => {}
+                }
+                report.warnings.push(format!(
+                    "the server sent a defender's request for case {}, which this device already holds as a request or a case under way: ignored",
+                    short(&u.case_id)
+                ));
             }
             CaseUpdateKind::Event { event, author_key } => {
                 // The header first, then one signature check (with the
                 // decryption, when the key is held), then the roster.
-                match event.header_unverified() {
+                let header = match event.header_unverified() {
                     Err(_) => {
                         report
                             .warnings
@@ -270,8 +439,8 @@ fn apply_held(
                             .push("an event filed under another case was ignored".into());
                         continue;
                     }
-                    Ok(_) => {}
-                }
+                    Ok(h) => h,
+                };
                 let opened = event.open(author_key, |_, epoch| file.keys.get(&epoch).cloned());
                 let signed = match &opened {
                     Err(CaseEventError::BadSignature) => false,
@@ -284,7 +453,12 @@ fn apply_held(
                         .push("an event whose signature does not verify was ignored".into());
                     continue;
                 }
-                if !on_staff_roster(roster, &event.author, author_key) {
+                if !replica.rosters().lists_staff(
+                    header.roster_version,
+                    &event.author,
+                    author_key,
+                    u.at,
+                ) {
                     report.warnings.push(
                         "an event signed by a device not on the staff roster was ignored".into(),
                     );
@@ -296,29 +470,47 @@ fn apply_held(
                     event: event.clone(),
                     author_key: *author_key,
                 };
-                replica.prepare(file);
+                let fresh = !stale.contains(&u.case_id);
+                if fresh {
+                    replica.prepare(file);
+                }
                 let in_order = file
                     .events
                     .last()
                     .is_none_or(|last| last.position < u.position);
-                if file.add(stored.clone()) {
-                    report.events += 1;
-                    if in_order {
-                        replica.fold_added(&stored, &u.case_id, opened);
-                    } else {
-                        file.events.sort_by_key(|e| e.position);
-                        replica.unfold(&u.case_id);
+                match file.add_checked(stored.clone()) {
+                    Held::New => {
+                        report.events += 1;
+                        if fresh && in_order {
+                            replica.fold_added(&stored, &u.case_id, opened);
+                        } else {
+                            stale.insert(u.case_id);
+                            replica.unfold(&u.case_id);
+                        }
+                        report.changed.insert(u.case_id);
                     }
-                } else {
-                    // A replay, or this device's own event coming back
-                    // with its final position and time: fold it again.
-                    file.events.sort_by_key(|e| e.position);
-                    replica.unfold(&u.case_id);
+                    // This device's own event coming back with the
+                    // server's time: folded again, once.
+                    Held::Settled => {
+                        stale.insert(u.case_id);
+                        replica.unfold(&u.case_id);
+                        report.changed.insert(u.case_id);
+                    }
+                    Held::Replay | Held::Unreadable => {}
+                    Held::Rewritten => report.warnings.push(format!(
+                        "the server sent an event of case {} again with another position or time: the first is kept",
+                        short(&u.case_id)
+                    )),
                 }
-                report.changed.insert(u.case_id);
             }
             CaseUpdateKind::Erased { .. } | CaseUpdateKind::ErasureRequested { .. } => {}
         }
+    }
+    for case in &stale {
+        if let Some(file) = files.get_mut(case) {
+            file.events.sort_by_key(|e| e.position);
+        }
+        replica.unfold(case);
     }
     Ok(())
 }
@@ -327,10 +519,10 @@ fn apply_held(
 mod tests {
     use super::*;
     use crate::cases::fields::case_field;
-    use crate::cases::testing::{event, set_text, staff};
+    use crate::cases::testing::{event, event_with, set_text, staff};
     use crate::state::StateDir;
     use hotline_proto::Role;
-    use hotline_proto::case::CaseState;
+    use hotline_proto::case::CaseControl;
     use hotline_proto::case::seal::CaseKey;
     use hotline_proto::e2e::roster::RosterEntry;
 
@@ -394,7 +586,9 @@ mod tests {
             // The key the server sent is not the author's.
             update(3, case, ev(&e2, &a)),
             update(4, case, ev(&e2, &b)),
-            // A replay.
+            // A replay, exactly as sent before: nothing.
+            update(1, case, ev(&e1, &a)),
+            // A replay at another position: the first kept, a warning.
             update(5, case, ev(&e1, &a)),
         ];
         let mut report = SyncReport::default();
@@ -411,7 +605,8 @@ mod tests {
             report.warnings,
             [
                 "an event signed by a device not on the staff roster was ignored",
-                "an event whose signature does not verify was ignored"
+                "an event whose signature does not verify was ignored",
+                "the server sent an event of case 07070707 again with another position or time: the first is kept"
             ]
         );
         // Without the key: kept, counted, not readable.
@@ -480,7 +675,7 @@ mod tests {
     }
 
     #[test]
-    fn a_request_shows_its_text_and_an_erasure_deletes_the_case() {
+    fn a_request_shows_its_text_and_an_erasure_of_it_is_not_applied() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = StateDir::new(dir.path());
         let mut replica = Replica::open(&state, &[1; 32]).expect("open");
@@ -525,9 +720,17 @@ mod tests {
             &mut report,
         )
         .expect("applied");
-        assert_eq!(report.erased, [case]);
-        assert!(replica.summaries().is_empty());
-        assert!(replica.load(&case).expect("load").request.is_none());
+        // Still a request here: the unsigned erasure is not applied.
+        assert!(report.erased.is_empty());
+        assert_eq!(
+            report.warnings,
+            [format!(
+                "the server says case {} was erased, but here it is still a request waiting for the team: kept",
+                short(&case)
+            )]
+        );
+        assert_eq!(replica.summaries().len(), 1);
+        assert!(replica.load(&case).expect("load").request.is_some());
     }
 
     #[test]
@@ -588,5 +791,436 @@ mod tests {
         assert_eq!(view.warnings.len(), 1);
         assert_eq!(view.warnings[0].event, Some([2; 16]));
         assert_eq!(replica.summaries().len(), 1);
+    }
+
+    fn ev_update(
+        position: u64,
+        at: u64,
+        e: &hotline_proto::case::SignedCaseEvent,
+        k: &hotline_proto::IdentityKeyPair,
+    ) -> CaseUpdate {
+        let case = e.header_unverified().expect("header").case_id;
+        CaseUpdate {
+            position,
+            case_id: case,
+            at,
+            kind: CaseUpdateKind::Event {
+                event: e.clone(),
+                author_key: k.public_key(),
+            },
+        }
+    }
+
+    fn erased(position: u64, case: CaseId) -> CaseUpdate {
+        let d = hotline_proto::DeviceId::from_bytes([5; 16]);
+        update(
+            position,
+            case,
+            CaseUpdateKind::Erased {
+                requested_by: d,
+                confirmed_by: d,
+            },
+        )
+    }
+
+    fn control(state: Option<CaseState>, hold: Option<LegalHold>, ledger: bool) -> CaseControl {
+        CaseControl {
+            state,
+            legal_hold: hold,
+            ledger,
+        }
+    }
+
+    const DAY_1: u64 = 1_000_000;
+
+    #[test]
+    fn an_unsigned_erasure_is_applied_only_to_a_closed_case_past_retention_without_hold() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let mut replica = Replica::open(&state, &[1; 32]).expect("open");
+        let a = staff(1);
+        let key = CaseKey::from_bytes([8; 32]);
+        let ids: Vec<CaseId> = (10..16u8).map(|n| CaseId::from_bytes([n; 16])).collect();
+        let [open, recent, held, old, ledger, unknown] = ids[..] else {
+            panic!("six cases")
+        };
+        replica.set_ledger(ledger);
+        let mk = |case: CaseId, n: u8, c: CaseControl| {
+            event_with(&a, &key, case, [n; 16], (1, 1), c, |_| {})
+        };
+        let opening = control(Some(CaseState::Open), None, false);
+        let closing = control(Some(CaseState::Closed), None, false);
+        let mut updates = Vec::new();
+        let mut p = 0;
+        let mut push = |case: CaseId, n: u8, c: CaseControl, at: u64| {
+            p += 1;
+            updates.push(ev_update(p, at, &mk(case, n, c), &a));
+        };
+        push(open, 1, opening, DAY_1);
+        push(recent, 1, opening, DAY_1);
+        push(recent, 2, closing, DAY_1 + 20 * DAY);
+        push(held, 1, opening, DAY_1);
+        push(held, 2, control(None, Some(LegalHold::Set), false), DAY_1);
+        push(held, 3, closing, DAY_1);
+        push(old, 1, opening, DAY_1);
+        push(old, 2, closing, DAY_1);
+        // The ledger, by its id; and one flagged as a ledger by its opening.
+        push(ledger, 1, control(Some(CaseState::Open), None, true), DAY_1);
+        let flagged = CaseId::from_bytes([20; 16]);
+        push(
+            flagged,
+            1,
+            control(Some(CaseState::Open), None, true),
+            DAY_1,
+        );
+        // A defender's request, declined long ago.
+        let declined = CaseId::from_bytes([21; 16]);
+        updates.push(update(
+            50,
+            declined,
+            CaseUpdateKind::Requested {
+                defender: hotline_proto::DeviceId::from_bytes([5; 16]),
+                envelope_digest: [9; 32],
+            },
+        ));
+        updates.push(ev_update(51, DAY_1, &mk(declined, 1, closing), &a));
+        let checks = Checks {
+            roster: &roster(&[&a]),
+            retention_secs: Some(30 * DAY),
+            now: DAY_1 + 32 * DAY,
+        };
+        let mut report = SyncReport::default();
+        apply_with(&mut replica, &updates, &checks, &|_| None, &mut report).expect("applied");
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        let erasures: Vec<CaseUpdate> =
+            [open, recent, held, old, ledger, flagged, unknown, declined]
+                .iter()
+                .enumerate()
+                .map(|(i, c)| erased(100 + i as u64, *c))
+                .collect();
+        let mut report = SyncReport::default();
+        apply_with(&mut replica, &erasures, &checks, &|_| None, &mut report).expect("applied");
+        assert_eq!(report.erased, [old, unknown, declined]);
+        assert_eq!(report.erased_requests, [[9; 32]]);
+        let kept = |c: &CaseId, why: &str| {
+            format!(
+                "the server says case {} was erased, but here it is {why}: kept",
+                short(c)
+            )
+        };
+        assert_eq!(
+            report.warnings,
+            [
+                kept(&open, "open"),
+                kept(
+                    &recent,
+                    "closed 12 days ago; the retention period is 30 days"
+                ),
+                kept(&held, "under a legal hold"),
+                kept(&ledger, "the statistics ledger"),
+                kept(&flagged, "the statistics ledger"),
+            ]
+        );
+        // What was kept is still here after a reopen; what was erased is gone.
+        let replica = Replica::open(&state, &[1; 32]).expect("reopen");
+        for c in [open, recent, held, ledger, flagged] {
+            assert!(!replica.is_erased(&c));
+            assert!(!replica.load(&c).expect("load").events.is_empty());
+        }
+        assert!(replica.is_erased(&old) && replica.is_erased(&unknown));
+        assert!(replica.load(&old).expect("load").events.is_empty());
+        assert_eq!(replica.summaries().len(), 5);
+    }
+
+    #[test]
+    fn a_held_event_sent_again_with_another_position_or_time_keeps_the_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let mut replica = Replica::open(&state, &[1; 32]).expect("open");
+        let a = staff(1);
+        let key = CaseKey::from_bytes([8; 32]);
+        let case = CaseId::from_bytes([7; 16]);
+        let e1 = event(&a, &key, case, [1; 16], 1, Some(CaseState::Open), |_| {});
+        let e2 = event(&a, &key, case, [2; 16], 1, Some(CaseState::Closed), |_| {});
+        let r = roster(&[&a]);
+        let mut report = SyncReport::default();
+        let batch = [ev_update(1, 500, &e1, &a), ev_update(2, 600, &e2, &a)];
+        apply(&mut replica, &batch, &r, &|_| None, &mut report).expect("applied");
+        let mut report = SyncReport::default();
+        let rewritten = [
+            ev_update(1, 500, &e1, &a),
+            ev_update(3, 600, &e2, &a),
+            ev_update(2, 9, &e2, &a),
+        ];
+        apply(&mut replica, &rewritten, &r, &|_| None, &mut report).expect("applied");
+        assert_eq!(report.events, 0);
+        assert_eq!(report.warnings.len(), 2);
+        assert!(report.warnings[0].contains("again with another position or time"));
+        let file = replica.load(&case).expect("load");
+        let meta: Vec<(u64, u64)> = file.events.iter().map(|e| (e.position, e.at)).collect();
+        assert_eq!(meta, [(1, 500), (2, 600)]);
+        let mut file = replica.load(&case).expect("load");
+        file.keys.insert(1, key.clone());
+        assert_eq!(replica.save(&file).expect("save").closed_at, Some(600));
+    }
+
+    #[test]
+    fn an_own_event_accepted_with_an_estimated_time_is_settled_once_by_the_sync() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let mut replica = Replica::open(&state, &[1; 32]).expect("open");
+        let a = staff(1);
+        let key = CaseKey::from_bytes([8; 32]);
+        let case = CaseId::from_bytes([7; 16]);
+        let mut file = CaseFile::new(case);
+        file.keys.insert(1, key.clone());
+        let e1 = event(&a, &key, case, [1; 16], 1, Some(CaseState::Open), |_| {});
+        let row = crate::cases::replica::OutboxRow {
+            case_id: case.as_bytes().to_vec(),
+            event: e1.encode(),
+            content: Vec::new(),
+            written_at: 1,
+        };
+        replica.queue(&file, row.clone()).expect("queue");
+        replica
+            .accepted(&row, 4, 490, a.public_key())
+            .expect("accepted");
+        let r = roster(&[&a]);
+        let mut report = SyncReport::default();
+        apply(
+            &mut replica,
+            &[ev_update(4, 500, &e1, &a)],
+            &r,
+            &|_| None,
+            &mut report,
+        )
+        .expect("applied");
+        assert!(report.warnings.is_empty());
+        assert_eq!(
+            replica.view(&case).expect("view").opened.map(|o| o.0),
+            Some(500)
+        );
+        // Settled: another time now is a rewrite.
+        apply(
+            &mut replica,
+            &[ev_update(4, 510, &e1, &a)],
+            &r,
+            &|_| None,
+            &mut report,
+        )
+        .expect("applied");
+        assert_eq!(report.warnings.len(), 1);
+        assert_eq!(replica.load(&case).expect("load").events[0].at, 500);
+    }
+
+    #[test]
+    fn an_unsigned_request_replaces_no_request_and_no_case_under_way() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let mut replica = Replica::open(&state, &[1; 32]).expect("open");
+        let a = staff(1);
+        let key = CaseKey::from_bytes([8; 32]);
+        let (asked, opened) = (CaseId::from_bytes([7; 16]), CaseId::from_bytes([8; 16]));
+        let d = hotline_proto::DeviceId::from_bytes([5; 16]);
+        let req = |p: u64, case: CaseId, digest: u8| {
+            update(
+                p,
+                case,
+                CaseUpdateKind::Requested {
+                    defender: d,
+                    envelope_digest: [digest; 32],
+                },
+            )
+        };
+        let e = event(&a, &key, opened, [1; 16], 1, Some(CaseState::Open), |_| {});
+        let r = roster(&[&a]);
+        let words = |dg: &[u8; 32]| Some(format!("words {}", dg[0]));
+        let mut report = SyncReport::default();
+        let first = [req(1, asked, 9), ev_update(2, 102, &e, &a)];
+        apply(&mut replica, &first, &r, &words, &mut report).expect("applied");
+        assert_eq!(report.requested, [asked]);
+        let mut report = SyncReport::default();
+        // The same request again (a second fetch): silent; another one for
+        // the requested case or for an open case: ignored with a warning.
+        let again = [req(1, asked, 9), req(3, asked, 6), req(4, opened, 6)];
+        apply(&mut replica, &again, &r, &words, &mut report).expect("applied");
+        assert!(report.requested.is_empty());
+        assert_eq!(report.warnings.len(), 2, "{:?}", report.warnings);
+        assert!(report.warnings[0].contains("already holds"));
+        let asked_view = replica.view(&asked).expect("view");
+        let request = asked_view.request.expect("request");
+        assert_eq!((request.envelope_digest, request.at), ([9; 32], 101));
+        assert_eq!(request.text.as_deref(), Some("words 9"));
+        assert!(replica.load(&opened).expect("load").request.is_none());
+    }
+
+    #[test]
+    fn an_event_is_checked_against_the_roster_of_its_version_and_its_validity_window() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let mut replica = Replica::open(&state, &[1; 32]).expect("open");
+        let (a, dropped) = (staff(1), staff(2));
+        let key = CaseKey::from_bytes([8; 32]);
+        let case = CaseId::from_bytes([7; 16]);
+        let v1 = roster(&[&a, &dropped]);
+        let mut v2 = roster(&[&a]);
+        v2.version = 2;
+        // This device accepted v1 (a sync with nothing new), then v2.
+        let mut report = SyncReport::default();
+        apply(&mut replica, &[], &v1, &|_| None, &mut report).expect("applied");
+        let opening = event(&a, &key, case, [1; 16], 1, Some(CaseState::Open), |_| {});
+        let under = |id: u8, version: u64| {
+            event_with(
+                &dropped,
+                &key,
+                case,
+                [id; 16],
+                (1, version),
+                CaseControl::default(),
+                |c| c.note = "from the dropped device".into(),
+            )
+        };
+        let mut windowed = roster(&[&a]);
+        windowed.version = 3;
+        windowed.entries[0].valid_until = 200;
+        let late = event_with(
+            &a,
+            &key,
+            case,
+            [4; 16],
+            (1, 3),
+            CaseControl::default(),
+            |_| {},
+        );
+        let updates = [
+            ev_update(1, 101, &opening, &a),
+            // Written under v1, which listed it: kept.
+            ev_update(2, 102, &under(2, 1), &dropped),
+            // Claims v2, which dropped it: refused.
+            ev_update(3, 103, &under(3, 2), &dropped),
+        ];
+        apply(&mut replica, &updates, &v2, &|_| None, &mut report).expect("applied");
+        assert_eq!(report.events, 2);
+        assert_eq!(
+            report.warnings,
+            ["an event signed by a device not on the staff roster was ignored"]
+        );
+        // An entry no longer valid at the event's server time: refused.
+        let mut report = SyncReport::default();
+        apply(
+            &mut replica,
+            &[ev_update(4, 250, &late, &a)],
+            &windowed,
+            &|_| None,
+            &mut report,
+        )
+        .expect("applied");
+        assert_eq!(report.events, 0);
+        assert_eq!(report.warnings.len(), 1);
+        assert_eq!(replica.rosters().versions(), [1, 2, 3]);
+        // Both rosters outlive the process.
+        let replica = Replica::open(&state, &[1; 32]).expect("reopen");
+        assert_eq!(replica.rosters().versions(), [1, 2, 3]);
+        assert_eq!(replica.load(&case).expect("load").events.len(), 2);
+    }
+
+    #[test]
+    fn updates_out_of_position_order_fold_as_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let mut replica = Replica::open(&state, &[1; 32]).expect("open");
+        let a = staff(1);
+        let key = CaseKey::from_bytes([8; 32]);
+        let case = CaseId::from_bytes([7; 16]);
+        let mut file = replica.load(&case).expect("load");
+        file.keys.insert(1, key.clone());
+        replica.save(&file).expect("save");
+        let e = |n: u8, based: &[[u8; 16]]| {
+            event(
+                &a,
+                &key,
+                case,
+                [n; 16],
+                1,
+                (n == 1).then_some(CaseState::Open),
+                |c| {
+                    c.changes
+                        .push(set_text(case_field::SUMMARY, &format!("v{n}"), based));
+                    c.note = format!("n{n}");
+                },
+            )
+        };
+        let (e1, e2, e3) = (e(1, &[]), e(2, &[[1; 16]]), e(3, &[[2; 16]]));
+        let updates = [
+            ev_update(1, 101, &e1, &a),
+            ev_update(3, 103, &e3, &a),
+            ev_update(2, 102, &e2, &a),
+        ];
+        let mut report = SyncReport::default();
+        apply(
+            &mut replica,
+            &updates,
+            &roster(&[&a]),
+            &|_| None,
+            &mut report,
+        )
+        .expect("applied");
+        assert_eq!(report.events, 3);
+        let positions: Vec<u64> = replica
+            .load(&case)
+            .expect("load")
+            .events
+            .iter()
+            .map(|e| e.position)
+            .collect();
+        assert_eq!(positions, [1, 2, 3]);
+        let view = replica.view(&case).expect("view");
+        assert_eq!(view.case_text(case_field::SUMMARY), "v3");
+        let notes: Vec<&str> = view.timeline.iter().map(|t| t.what.as_str()).collect();
+        assert_eq!(notes.len(), 3);
+        assert!(
+            notes[1].contains("n2") && notes[2].contains("n3"),
+            "{notes:?}"
+        );
+        assert_eq!(replica.summaries()[0].summary, "v3");
+    }
+
+    #[test]
+    fn another_authors_event_reusing_an_id_is_stored_and_folded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let mut replica = Replica::open(&state, &[1; 32]).expect("open");
+        let (a, b) = (staff(1), staff(2));
+        let key = CaseKey::from_bytes([8; 32]);
+        let case = CaseId::from_bytes([7; 16]);
+        let mut file = replica.load(&case).expect("load");
+        file.keys.insert(1, key.clone());
+        replica.save(&file).expect("save");
+        let e1 = event(&a, &key, case, [1; 16], 1, Some(CaseState::Open), |_| {});
+        let mine = event(&a, &key, case, [2; 16], 1, None, |c| c.note = "a".into());
+        let theirs = event(&b, &key, case, [2; 16], 1, None, |c| c.note = "b".into());
+        let updates = [
+            ev_update(1, 101, &e1, &a),
+            ev_update(2, 102, &mine, &a),
+            ev_update(3, 103, &theirs, &b),
+        ];
+        let mut report = SyncReport::default();
+        apply(
+            &mut replica,
+            &updates,
+            &roster(&[&a, &b]),
+            &|_| None,
+            &mut report,
+        )
+        .expect("applied");
+        assert_eq!(report.events, 3);
+        let whats: Vec<String> = replica
+            .view(&case)
+            .expect("view")
+            .timeline
+            .iter()
+            .map(|t| t.what.clone())
+            .collect();
+        assert_eq!(whats, ["opened the case", "wrote: a", "wrote: b"]);
     }
 }

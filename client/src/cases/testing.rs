@@ -34,6 +34,23 @@ pub(crate) fn event(
     state: Option<CaseState>,
     fill: impl FnOnce(&mut CaseEventContent),
 ) -> SignedCaseEvent {
+    let control = CaseControl {
+        state,
+        ..CaseControl::default()
+    };
+    event_with(author, key, case, event_id, (epoch, 1), control, fill)
+}
+
+/// Like [`event`], with its (epoch, roster version) and control.
+pub(crate) fn event_with(
+    author: &IdentityKeyPair,
+    key: &CaseKey,
+    case: CaseId,
+    event_id: [u8; 16],
+    (epoch, roster_version): (u32, u64),
+    control: CaseControl,
+    fill: impl FnOnce(&mut CaseEventContent),
+) -> SignedCaseEvent {
     let mut content = CaseEventContent {
         timestamp: 1_800_000_000,
         ..Default::default()
@@ -45,12 +62,9 @@ pub(crate) fn event(
         &EventDraft {
             case_id: case,
             event_id,
-            roster_version: 1,
+            roster_version,
             epoch,
-            control: CaseControl {
-                state,
-                ..CaseControl::default()
-            },
+            control,
         },
         &content,
         &mut SystemRandomness,
