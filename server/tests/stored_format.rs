@@ -1210,8 +1210,8 @@ fn the_case_records_of_issue_12_encode_to_their_checked_in_bytes() {
             &rows,
         );
         write_golden(
-            "snapshot-i12.hex",
-            "The state after every event in events.hex, events-v2.hex, events-i11.hex, events-i13.hex, then events-i12.hex.",
+            "snapshot-i12b.hex",
+            "The state after every event in events.hex, events-v2.hex, events-i11.hex, events-i13.hex, then events-i12.hex, as written since an erased case keeps its request's digest (issue 12, point 3).",
             &[("snapshot", snapshot.clone())],
         );
     }
@@ -1222,9 +1222,23 @@ fn the_case_records_of_issue_12_encode_to_their_checked_in_bytes() {
         assert_eq!(hex(&encode_event(event)), hex(stored), "event {name}");
         assert_eq!(&decode_event(stored).expect("decodes"), event, "{name}");
     }
-    let stored = &read_golden("snapshot-i12.hex")["snapshot"];
+    let stored = &read_golden("snapshot-i12b.hex")["snapshot"];
     assert_eq!(hex(&snapshot), hex(stored), "the snapshot's stored format");
     assert_eq!(decode_snapshot(stored).expect("decodes"), state);
+    // The form written before an erased case kept its request's digest
+    // still reads: the same state, but for that digest.
+    let mut without_digest = state.clone();
+    for erased in without_digest.cases.erased.values_mut() {
+        erased.envelope_digest = None;
+    }
+    let without_digest_cases = hotline_server::domain::cases::Cases::with_indexes(
+        without_digest.cases.position,
+        without_digest.cases.cases.clone(),
+        without_digest.cases.erased.clone(),
+    );
+    without_digest.cases = without_digest_cases;
+    let older = &read_golden("snapshot-i12.hex")["snapshot"];
+    assert_eq!(decode_snapshot(older).expect("decodes"), without_digest);
     // A stored case event whose signed bytes were cut is a damaged
     // record, never a guess.
     let mut bad = golden["case_event_opening"].clone();

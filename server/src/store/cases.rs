@@ -340,6 +340,9 @@ impl LogStore {
                         )
                     }
                 };
+                // A first sifting by the sizes the state holds (a lower
+                // bound for a stored event: its ciphertext's length); the
+                // real sizes are added up as the events are read below.
                 size = size.saturating_add(bytes.saturating_add(UPDATE_OVERHEAD));
                 if !pending.is_empty() && size > budget {
                     more = true;
@@ -349,10 +352,18 @@ impl LogStore {
                 cursor = *position;
             }
         }
+        // The real sizes: each event's signed body as stored, plus the
+        // most the rest of its update takes. Events are read one at a
+        // time and the page ends before the one that would pass the
+        // budget, so a page never holds more than `budget` bytes of
+        // updates, whatever bodies were stored (before bodies had to be
+        // canonical, a small ciphertext could ride in a large body).
         let mut updates = Vec::with_capacity(pending.len());
+        let mut size = 0usize;
+        let mut last = after;
         for item in pending {
-            match item {
-                Pending::Ready(u) => updates.push(u),
+            let (position, update) = match item {
+                Pending::Ready(u) => (u.position, Some(u)),
                 Pending::Event {
                     position,
                     case_id,
@@ -368,28 +379,63 @@ impl LogStore {
                                 "a case event's record holds another event".into(),
                             ));
                         };
-                        updates.push(CaseUpdate {
+                        (
                             position,
-                            case_id,
-                            at,
-                            kind: CaseUpdateKind::Event { event, author_key },
-                        });
+                            Some(CaseUpdate {
+                                position,
+                                case_id,
+                                at,
+                                kind: CaseUpdateKind::Event { event, author_key },
+                            }),
+                        )
                     }
                     // Erased since the lock was released: it is gone.
-                    Some(Entry::Shredded) => {}
+                    Some(Entry::Shredded) => (position, None),
                     _ => {
                         return Err(StoreError::Corrupt(
                             "a case event's record is missing".into(),
                         ));
                     }
                 },
+            };
+            if let Some(update) = update {
+                let bytes = update_size(&update);
+                if size.saturating_add(bytes) > budget {
+                    if updates.is_empty() {
+                        // Cannot be: one update is at most
+                        // MAX_EVENT_BODY_LEN + UPDATE_OVERHEAD bytes, far
+                        // below any budget a sync uses (asserted at
+                        // compile time in requests::cases).
+                        return Err(StoreError::Corrupt(
+                            "a case update larger than a sync frame".into(),
+                        ));
+                    }
+                    return Ok(CasePage {
+                        updates,
+                        cursor: last,
+                        more: true,
+                    });
+                }
+                size += bytes;
+                updates.push(update);
             }
+            last = position;
         }
         Ok(CasePage {
             updates,
             cursor,
             more,
         })
+    }
+}
+
+/// The most bytes `update` takes in a sync frame: its event's body as
+/// stored, plus [`UPDATE_OVERHEAD`] for everything else (fixed-size ids,
+/// keys, a signature, numbers and protobuf tags).
+fn update_size(update: &CaseUpdate) -> usize {
+    match &update.kind {
+        CaseUpdateKind::Event { event, .. } => event.body.len().saturating_add(UPDATE_OVERHEAD),
+        _ => UPDATE_OVERHEAD,
     }
 }
 

@@ -213,6 +213,10 @@ struct ErasedRow {
     requested_by: Vec<u8>,
     #[prost(bytes = "vec", tag = "5")]
     confirmed_by: Vec<u8>,
+    /// Added in issue 12 (point 3): the digest of the request that made
+    /// the case (empty: none, or a snapshot written before it).
+    #[prost(bytes = "vec", tag = "6")]
+    envelope_digest: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -299,6 +303,10 @@ pub(super) fn cases_row(cases: &Cases) -> Option<CasesRow> {
                 at: e.at,
                 requested_by: e.requested_by.as_bytes().to_vec(),
                 confirmed_by: e.confirmed_by.as_bytes().to_vec(),
+                envelope_digest: e
+                    .envelope_digest
+                    .map(|d| d.to_vec())
+                    .unwrap_or_default(),
             })
             .collect(),
     })
@@ -377,6 +385,11 @@ pub(super) fn cases_from(row: CasesRow) -> Result<Cases, CodecError> {
                 at: r.at,
                 requested_by: device_id(&r.requested_by)?,
                 confirmed_by: device_id(&r.confirmed_by)?,
+                envelope_digest: if r.envelope_digest.is_empty() {
+                    None
+                } else {
+                    Some(digest(&r.envelope_digest)?)
+                },
             },
         );
     }
