@@ -1233,8 +1233,12 @@ mod tests {
             ledger: true,
             ..CaseControl::default()
         };
-        w.append(&event(&a, &k1, the_case(), 1, 1, ledger, "o"), Role::Officer, 1)
-            .expect("the first opener");
+        w.append(
+            &event(&a, &k1, the_case(), 1, 1, ledger, "o"),
+            Role::Officer,
+            1,
+        )
+        .expect("the first opener");
         // The second opener of the ledger: its epoch 1 is taken.
         let second = event(&b, &k2, the_case(), 1, 1, ledger, "o2");
         assert_eq!(
@@ -1285,8 +1289,12 @@ mod tests {
         assert_eq!(before, Ok(Err(the_case())));
         let (a, c) = (staff(1), staff(2));
         let k = w.keys[0].clone();
-        w.append(&event(&a, &k, the_case(), 1, 1, close(), "declined"), Role::Officer, 2)
-            .expect("declined");
+        w.append(
+            &event(&a, &k, the_case(), 1, 1, close(), "declined"),
+            Role::Officer,
+            2,
+        )
+        .expect("declined");
         match w
             .cases
             .decide_erasure_request(the_case(), a.device_id(), 3, 0)

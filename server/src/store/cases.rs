@@ -565,6 +565,73 @@ mod tests {
         );
     }
 
+    /// Issue 12, point 1: bodies stored before they had to be canonical
+    /// (a small ciphertext in a body padded with an unknown field) never
+    /// make a sync frame pass its budget: each page is sized by the
+    /// bodies' real length, and every update still arrives.
+    #[test]
+    fn sync_pages_fit_their_budget_whatever_bodies_were_stored() {
+        use hotline_proto::case::{CaseSync, MAX_EVENT_BODY_LEN};
+        use hotline_proto::message::Response;
+        use prost::encoding::{WireType, encode_key, encode_varint};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::open_in(dir.path());
+        let a = IdentityKeyPair::from_seed(&[1; 32]);
+        let invite = crate::domain::devices::InviteRecord {
+            role: Role::Officer,
+            created_at: 1,
+            expires_at: u64::MAX,
+            used_at: None,
+            bootstrap: None,
+        };
+        store.put_invite([1; 32], &invite).expect("invite");
+        store.enroll([1; 32], a.public_key(), 2).expect("enrolled");
+        let case = CaseId::from_bytes([1; 16]);
+        for n in 1..=10u8 {
+            let state = (n == 1).then_some(CaseState::Open);
+            let (mut e, _) = sealed(&a, case, n, state);
+            let pad = MAX_EVENT_BODY_LEN - e.body.len() - 4;
+            encode_key(15, WireType::LengthDelimited, &mut e.body);
+            encode_varint(pad as u64, &mut e.body);
+            e.body.resize(e.body.len() + pad, 0);
+            assert!(e.body.len() <= MAX_EVENT_BODY_LEN);
+            assert!(!e.body_is_canonical());
+            let h = e.header_unverified().expect("reads");
+            assert_eq!(h.ciphertext_len, 1_040, "a small ciphertext");
+            store
+                .append_case_event(e, h, Role::Officer, 10)
+                .expect("stored")
+                .expect("accepted");
+        }
+        // The budget of requests::cases::SYNC_FRAME_BUDGET.
+        let budget = hotline_proto::frame::MAX_FRAME_LEN - 4096;
+        let mut after = 0;
+        let mut seen = Vec::new();
+        loop {
+            let page = store.case_updates(after, budget).expect("reads");
+            let frame = Response::CaseSync(CaseSync {
+                updates: page.updates.clone(),
+                cursor: page.cursor,
+                more: page.more,
+                retention_secs: u64::MAX,
+            })
+            .encode();
+            assert!(
+                frame.len() <= hotline_proto::frame::MAX_FRAME_LEN,
+                "a frame of {} bytes",
+                frame.len()
+            );
+            assert!(!page.updates.is_empty());
+            seen.extend(page.updates.iter().map(|u| u.position));
+            after = page.cursor;
+            if !page.more {
+                break;
+            }
+        }
+        assert_eq!(seen, (1..=10).collect::<Vec<_>>());
+    }
+
     /// A stop between the erasure's record and the key's destruction: the
     /// next start's `finish_case_erasures` destroys the key.
     #[test]

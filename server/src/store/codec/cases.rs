@@ -303,10 +303,7 @@ pub(super) fn cases_row(cases: &Cases) -> Option<CasesRow> {
                 at: e.at,
                 requested_by: e.requested_by.as_bytes().to_vec(),
                 confirmed_by: e.confirmed_by.as_bytes().to_vec(),
-                envelope_digest: e
-                    .envelope_digest
-                    .map(|d| d.to_vec())
-                    .unwrap_or_default(),
+                envelope_digest: e.envelope_digest.map(|d| d.to_vec()).unwrap_or_default(),
             })
             .collect(),
     })
