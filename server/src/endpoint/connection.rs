@@ -346,7 +346,7 @@ async fn serve_request(
         Ok(Err(_)) => {}
         Err(_) => {
             debug!("answer not read in time");
-            let _ = send.reset(ErrorCode::Malformed.to_u32().into());
+            let _ = send.reset(ErrorCode::Unavailable.to_u32().into());
         }
     }
     if let Some(e) = close_with {
