@@ -1245,3 +1245,42 @@ fn the_case_records_of_issue_12_encode_to_their_checked_in_bytes() {
     bad.truncate(bad.len() - 3);
     assert!(decode_event(&bad).is_err());
 }
+
+/// The case record added by issue 12, point 4: the case a request
+/// envelope made, by its digest (main key, no defender, no position). The
+/// request itself keeps its form (`case_requested` in events-i12.hex) and
+/// is now sealed under the case's subkey; the older main-key ones still
+/// read.
+#[test]
+fn the_case_request_digest_of_issue_12_encodes_to_its_checked_in_bytes() {
+    use hotline_proto::case::CaseId;
+    use hotline_server::domain::cases::CaseEvent;
+    let events = [(
+        "case_request_digest",
+        Event::Case(CaseEvent::RequestDigest {
+            case_id: CaseId::from_bytes([0xa1; 16]),
+            envelope_digest: [0x4e; 32],
+        }),
+    )];
+    let rows: Vec<(&str, Vec<u8>)> = events.iter().map(|(n, e)| (*n, encode_event(e))).collect();
+    if bless() {
+        write_golden(
+            "events-i12b.hex",
+            "Log events of the forms added for issue 12, point 4 (the case a request envelope made, by its digest).",
+            &rows,
+        );
+    }
+    let golden = read_golden("events-i12b.hex");
+    assert_eq!(golden.len(), rows.len(), "one golden line per event");
+    for (name, event) in &events {
+        let stored = &golden[*name];
+        assert_eq!(hex(&encode_event(event)), hex(stored), "event {name}");
+        assert_eq!(&decode_event(stored).expect("decodes"), event, "{name}");
+    }
+    // The older request form, under the main key, reads as before.
+    let older = &read_golden("events-i12.hex")["case_requested"];
+    assert!(matches!(
+        decode_event(older).expect("decodes"),
+        Event::Case(CaseEvent::Requested { .. })
+    ));
+}

@@ -43,8 +43,12 @@ pub enum CaseEvent {
         /// stored apart from it).
         header: EventHeader,
     },
-    /// A defender asked for a case (recorded with the request's envelope,
-    /// in one record under the main key).
+    /// A defender asked for a case. Since issue 12 (point 4) its record
+    /// is sealed under the case's subkey, so erasing the case shreds the
+    /// link between the defender device and the case; it follows the
+    /// main-key record holding the request's envelope and its
+    /// [`CaseEvent::RequestDigest`]. Older stores hold it under the main
+    /// key, with the envelope, and still read.
     Requested {
         /// Its sync position.
         position: u64,
@@ -54,6 +58,17 @@ pub enum CaseEvent {
         case_id: CaseId,
         /// The defender device.
         defender: DeviceId,
+        /// `SignedEnvelope::digest()` of the request.
+        envelope_digest: [u8; 32],
+    },
+    /// The case a request envelope made, by its digest (a main-key
+    /// record, written with the envelope, before the subkey record of
+    /// [`CaseEvent::Requested`]): what the server keeps of a request after
+    /// its case is erased, so a resend is answered as before. Names no
+    /// defender; takes no sync position (its position is 0).
+    RequestDigest {
+        /// The case.
+        case_id: CaseId,
         /// `SignedEnvelope::digest()` of the request.
         envelope_digest: [u8; 32],
     },
@@ -86,9 +101,11 @@ pub enum CaseEvent {
 }
 
 impl CaseEvent {
-    /// The sync position the event takes.
+    /// The sync position the event takes (0: a
+    /// [`CaseEvent::RequestDigest`], which takes none).
     pub fn position(&self) -> u64 {
         match self {
+            CaseEvent::RequestDigest { .. } => 0,
             CaseEvent::Appended { position, .. }
             | CaseEvent::Requested { position, .. }
             | CaseEvent::ErasureRequested { position, .. }
@@ -101,6 +118,7 @@ impl CaseEvent {
         match self {
             CaseEvent::Appended { header, .. } => header.case_id,
             CaseEvent::Requested { case_id, .. }
+            | CaseEvent::RequestDigest { case_id, .. }
             | CaseEvent::ErasureRequested { case_id, .. }
             | CaseEvent::Erased { case_id, .. } => *case_id,
         }
@@ -474,8 +492,15 @@ impl Cases {
         case_id: CaseId,
         now: u64,
     ) -> Result<Result<CaseEvent, CaseId>, TooManyRequests> {
+        let mut case_id = case_id;
         if let Some(existing) = self.by_envelope.get(&envelope_digest) {
-            return Ok(Err(*existing));
+            if self.cases.contains_key(existing) || self.erased.contains_key(existing) {
+                return Ok(Err(*existing));
+            }
+            // The digest's record is durable but not the case's (the
+            // server stopped between the two): the request was never
+            // answered; the case is made now, under the digest's id.
+            case_id = *existing;
         }
         if self
             .requested_by_defender
@@ -593,6 +618,19 @@ impl Cases {
 
     /// Folds in an event recorded at log sequence number `seq`.
     pub fn apply(&mut self, seq: u64, event: &CaseEvent) -> Result<(), ApplyError> {
+        if let CaseEvent::RequestDigest {
+            case_id,
+            envelope_digest,
+        } = event
+        {
+            if let Some(other) = self.by_envelope.get(envelope_digest)
+                && other != case_id
+            {
+                return Err(ApplyError("a request digest of two cases"));
+            }
+            self.by_envelope.insert(*envelope_digest, *case_id);
+            return Ok(());
+        }
         let position = event.position();
         if position <= self.position {
             return Err(ApplyError("a case position that goes back"));
@@ -686,6 +724,9 @@ impl Cases {
                 self.updates
                     .insert(*position, UpdateRef::Requested(*case_id));
             }
+            CaseEvent::RequestDigest { .. } => {
+                return Err(ApplyError("a request digest applied as a position"));
+            }
             CaseEvent::ErasureRequested {
                 position,
                 at,
@@ -737,6 +778,15 @@ impl Cases {
                         self.dedup.remove(&(e.author, e.event_id));
                         self.updates.remove(&e.position);
                     }
+                }
+                // A replay that could not read the request (shredded)
+                // knows its digest from the main-key record.
+                if envelope_digest.is_none() {
+                    envelope_digest = self
+                        .by_envelope
+                        .iter()
+                        .find(|(_, c)| *c == case_id)
+                        .map(|(d, _)| *d);
                 }
                 self.erased.insert(
                     *case_id,
@@ -1325,6 +1375,45 @@ mod tests {
             again.decide_request(defender, digest, CaseId::from_bytes([3; 16]), 6),
             before
         );
+    }
+
+    /// Issue 12, point 4: a stop between the request's digest record
+    /// and its case's record leaves a digest without a case; the resend
+    /// makes the case then, under the digest's id.
+    #[test]
+    fn a_request_digest_without_its_case_is_finished_by_the_resend() {
+        let mut w = World::new();
+        let defender = DeviceId::from_bytes([7; 16]);
+        let digest = [0x4e; 32];
+        w.cases
+            .apply(
+                1,
+                &CaseEvent::RequestDigest {
+                    case_id: the_case(),
+                    envelope_digest: digest,
+                },
+            )
+            .expect("applies");
+        assert_eq!(w.cases.position, 0, "it takes no position");
+        let r = w
+            .cases
+            .decide_request(defender, digest, CaseId::from_bytes([1; 16]), 2)
+            .expect("allowed")
+            .expect("made now");
+        assert_eq!(r.case_id(), the_case());
+        w.record(r);
+        assert_eq!(w.cases.requested_by_defender[&defender], 1);
+        assert_eq!(
+            w.cases
+                .decide_request(defender, digest, CaseId::from_bytes([2; 16]), 3),
+            Ok(Err(the_case()))
+        );
+        // A digest naming another case contradicts the state.
+        let other = CaseEvent::RequestDigest {
+            case_id: CaseId::from_bytes([3; 16]),
+            envelope_digest: digest,
+        };
+        assert!(w.cases.apply(3, &other).is_err());
     }
 
     #[test]

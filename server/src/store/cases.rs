@@ -109,25 +109,40 @@ impl LogStore {
             Ok(Ok(requested)) => requested,
         };
         let position = requested.position();
+        let case_id = requested.case_id();
+        // What remains after an erasure goes under the main key: the
+        // envelope (staff inboxes hold it) and the digest's case. What
+        // links the defender to the case goes under the case's subkey,
+        // after them, so erasing the case shreds it.
         let known = state.mailbox.digests.get(&digest).copied();
-        let event = match known {
-            // Sent before as a plain message: the case alone is new.
-            Some(_) => Event::Case(requested),
-            None => Event::Batch(vec![
-                Event::Mail(MailEvent::EnvelopeStored {
-                    sender: defender,
-                    digest,
-                    recipients,
-                    bytes,
-                    numbered: true,
-                }),
-                Event::Case(requested),
-            ]),
+        let mut main = Vec::new();
+        if known.is_none() {
+            main.push(Event::Mail(MailEvent::EnvelopeStored {
+                sender: defender,
+                digest,
+                recipients,
+                bytes,
+                numbered: true,
+            }));
+        }
+        if !state.cases.by_envelope.contains_key(&digest) {
+            main.push(Event::Case(CaseEvent::RequestDigest {
+                case_id,
+                envelope_digest: digest,
+            }));
+        }
+        let envelope_seq = match main.len() {
+            0 => None,
+            1 => Some(self.stage(&mut state, RecordKey::Main, main.remove(0))?),
+            _ => Some(self.stage(&mut state, RecordKey::Main, Event::Batch(main))?),
+        }
+        .map(|t| t.seq());
+        let key = self.log.case_key(case_id.as_bytes())?;
+        let ticket = self.stage(&mut state, RecordKey::Case(key), Event::Case(requested))?;
+        let envelope_id = match known.or(envelope_seq) {
+            Some(seq) => state.mailbox.id_seen_by(seq, &defender),
+            None => 0,
         };
-        let ticket = self.stage(&mut state, RecordKey::Main, event)?;
-        let envelope_id = state
-            .mailbox
-            .id_seen_by(known.unwrap_or(ticket.seq()), &defender);
         drop(state);
         self.wait(ticket)?;
         Ok(Ok(CaseRequested {
@@ -630,6 +645,116 @@ mod tests {
             }
         }
         assert_eq!(seen, (1..=10).collect::<Vec<_>>());
+    }
+
+    /// Issue 12, point 4: what links a defender device to the case it
+    /// asked for is sealed under the case's subkey, so an erasure shreds
+    /// it; the main key keeps the digest's case without the defender.
+    /// Waiting counts are right after a restart and a rebuild, and an
+    /// erased case no longer counts.
+    #[test]
+    fn an_erasure_shreds_the_link_between_a_defender_and_its_case() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::open_in(dir.path());
+        let a = IdentityKeyPair::from_seed(&[1; 32]);
+        let defender = DeviceId::from_bytes([9; 16]);
+        let staff = vec![a.device_id()];
+        let first = store
+            .request_case(defender, [0x4e; 32], staff.clone(), b"one".to_vec(), 5)
+            .expect("stored")
+            .expect("accepted");
+        let second = store
+            .request_case(defender, [0x4f; 32], staff.clone(), b"two".to_vec(), 6)
+            .expect("stored")
+            .expect("accepted");
+        assert_eq!(store.state().cases.requested_by_defender[&defender], 2);
+        // The first is declined and erased.
+        let e = seal(
+            &a,
+            &CaseKey::from_bytes([7; 32]),
+            &EventDraft {
+                case_id: first.case_id,
+                event_id: [1; 16],
+                roster_version: 1,
+                epoch: 1,
+                control: CaseControl {
+                    state: Some(CaseState::Closed),
+                    ..CaseControl::default()
+                },
+            },
+            &CaseEventContent::default(),
+            &mut SystemRandomness,
+        )
+        .expect("sealed");
+        let h = e.header_unverified().expect("reads");
+        store
+            .append_case_event(e, h, Role::Officer, 7)
+            .expect("stored")
+            .expect("accepted");
+        let (b, c) = (DeviceId::from_bytes([2; 16]), DeviceId::from_bytes([3; 16]));
+        store
+            .request_case_erasure(first.case_id, b, 8, 0)
+            .expect("stored")
+            .expect("asked");
+        store
+            .confirm_case_erasure(first.case_id, c, 9, 0)
+            .expect("stored")
+            .expect("erased");
+        // No record readable on the server names the defender with the
+        // erased case; the digest's case is still readable.
+        let mut digests = 0;
+        for seq in 1..=store.log().head().0 {
+            let Ok(Some(Entry::Event(bytes))) = store.log().read(seq) else {
+                continue;
+            };
+            let event = crate::store::codec::decode_event(&bytes).expect("decodes");
+            let events = match event {
+                Event::Batch(events) => events,
+                other => vec![other],
+            };
+            for event in events {
+                match event {
+                    Event::Case(CaseEvent::Requested { case_id, .. }) => {
+                        assert_ne!(case_id, first.case_id, "the link is shredded");
+                    }
+                    Event::Case(CaseEvent::RequestDigest { case_id, .. })
+                        if case_id == first.case_id =>
+                    {
+                        digests += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(digests, 1);
+        let live = store.state();
+        assert_eq!(live.cases.requested_by_defender[&defender], 1);
+        // The same answer to a resend, the same counts, after a rebuild
+        // and a restart.
+        let resend = |store: &LogStore| {
+            store
+                .request_case(defender, [0x4e; 32], staff.clone(), b"one".to_vec(), 10)
+                .expect("stored")
+                .expect("answered")
+        };
+        let answer = resend(&store);
+        assert_eq!(
+            (answer.case_id, answer.duplicate, answer.envelope_id),
+            (first.case_id, true, first.envelope_id)
+        );
+        store.rebuild().expect("rebuilds");
+        assert_eq!(store.state().cases, live.cases);
+        store.close().expect("closes");
+        drop(store);
+        let store = crate::store::open_in(dir.path());
+        assert_eq!(store.state().cases, live.cases);
+        assert_eq!(resend(&store), answer);
+        assert_eq!(
+            store.state().cases.cases[&second.case_id]
+                .requested
+                .map(|r| r.defender),
+            Some(defender)
+        );
     }
 
     /// A stop between the erasure's record and the key's destruction: the
