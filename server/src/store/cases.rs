@@ -270,8 +270,16 @@ impl LogStore {
         let mut pending = Vec::new();
         let mut cursor = after;
         let mut more = false;
+        // The newest record to read, and the log's generation then: an
+        // update is in the state from the moment its record is staged,
+        // before it is durable; the page waits for it (a sync never
+        // hands out what a failed write may yet lose, nor reads a record
+        // not written yet).
+        let mut newest = 0;
+        let generation;
         {
             let state = self.lock();
+            generation = self.log.generation();
             let cases = &state.cases;
             let mut size = 0usize;
             for (position, what) in cases.updates.range(after.saturating_add(1)..) {
@@ -284,6 +292,7 @@ impl LogStore {
                                 "a case update without its event".into(),
                             ));
                         };
+                        newest = newest.max(meta.seq);
                         let Some(author) = state.devices.get(&meta.author) else {
                             return Err(StoreError::Corrupt(
                                 "a case event of an unknown author".into(),
@@ -366,6 +375,9 @@ impl LogStore {
                 pending.push(item);
                 cursor = *position;
             }
+        }
+        if newest > 0 {
+            self.log.wait_for_in(newest, generation)?;
         }
         // The real sizes: each event's signed body as stored, plus the
         // most the rest of its update takes. Events are read one at a
@@ -755,6 +767,46 @@ mod tests {
                 .map(|r| r.defender),
             Some(defender)
         );
+    }
+
+    /// A sync that runs while an accepted event's record is staged but
+    /// not yet durable waits for it, and neither reads the store as
+    /// damaged nor hands out what is not durable.
+    #[test]
+    fn a_sync_waits_for_an_event_staged_but_not_yet_durable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::open_in(dir.path());
+        let a = IdentityKeyPair::from_seed(&[1; 32]);
+        let invite = crate::domain::devices::InviteRecord {
+            role: Role::Officer,
+            created_at: 1,
+            expires_at: u64::MAX,
+            used_at: None,
+            bootstrap: None,
+        };
+        store.put_invite([1; 32], &invite).expect("invite");
+        store.enroll([1; 32], a.public_key(), 2).expect("enrolled");
+        let case = CaseId::from_bytes([1; 16]);
+        let (e, h) = sealed(&a, case, 1, Some(CaseState::Open));
+        // As append_case_event does, but the writer has not waited yet.
+        let mut state = store.lock();
+        let record = match state
+            .cases
+            .decide_append(&e, &h, body_digest(&e.body), Role::Officer, 10)
+            .expect("accepted")
+        {
+            AppendOutcome::Record(r) => *r,
+            AppendOutcome::Duplicate(_) => panic!("new"),
+        };
+        let key = store.log().case_key(case.as_bytes()).expect("key");
+        let ticket = store
+            .stage(&mut state, RecordKey::Case(key), Event::Case(record))
+            .expect("staged");
+        drop(state);
+        let page = store.case_updates(0, 1 << 20).expect("reads");
+        assert_eq!(page.updates.len(), 1);
+        assert!(store.check_readable().is_ok(), "not taken as damaged");
+        store.wait(ticket).expect("durable");
     }
 
     /// A stop between the erasure's record and the key's destruction: the
