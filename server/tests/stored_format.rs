@@ -1210,8 +1210,8 @@ fn the_case_records_of_issue_12_encode_to_their_checked_in_bytes() {
             &rows,
         );
         write_golden(
-            "snapshot-i12.hex",
-            "The state after every event in events.hex, events-v2.hex, events-i11.hex, events-i13.hex, then events-i12.hex.",
+            "snapshot-i12b.hex",
+            "The state after every event in events.hex, events-v2.hex, events-i11.hex, events-i13.hex, then events-i12.hex, as written since an erased case keeps its request's digest (issue 12, point 3).",
             &[("snapshot", snapshot.clone())],
         );
     }
@@ -1222,12 +1222,65 @@ fn the_case_records_of_issue_12_encode_to_their_checked_in_bytes() {
         assert_eq!(hex(&encode_event(event)), hex(stored), "event {name}");
         assert_eq!(&decode_event(stored).expect("decodes"), event, "{name}");
     }
-    let stored = &read_golden("snapshot-i12.hex")["snapshot"];
+    let stored = &read_golden("snapshot-i12b.hex")["snapshot"];
     assert_eq!(hex(&snapshot), hex(stored), "the snapshot's stored format");
     assert_eq!(decode_snapshot(stored).expect("decodes"), state);
+    // The form written before an erased case kept its request's digest
+    // still reads: the same state, but for that digest.
+    let mut without_digest = state.clone();
+    for erased in without_digest.cases.erased.values_mut() {
+        erased.envelope_digest = None;
+    }
+    let without_digest_cases = hotline_server::domain::cases::Cases::with_indexes(
+        without_digest.cases.position,
+        without_digest.cases.cases.clone(),
+        without_digest.cases.erased.clone(),
+    );
+    without_digest.cases = without_digest_cases;
+    let older = &read_golden("snapshot-i12.hex")["snapshot"];
+    assert_eq!(decode_snapshot(older).expect("decodes"), without_digest);
     // A stored case event whose signed bytes were cut is a damaged
     // record, never a guess.
     let mut bad = golden["case_event_opening"].clone();
     bad.truncate(bad.len() - 3);
     assert!(decode_event(&bad).is_err());
+}
+
+/// The case record added by issue 12, point 4: the case a request
+/// envelope made, by its digest (main key, no defender, no position). The
+/// request itself keeps its form (`case_requested` in events-i12.hex) and
+/// is now sealed under the case's subkey; the older main-key ones still
+/// read.
+#[test]
+fn the_case_request_digest_of_issue_12_encodes_to_its_checked_in_bytes() {
+    use hotline_proto::case::CaseId;
+    use hotline_server::domain::cases::CaseEvent;
+    let events = [(
+        "case_request_digest",
+        Event::Case(CaseEvent::RequestDigest {
+            case_id: CaseId::from_bytes([0xa1; 16]),
+            envelope_digest: [0x4e; 32],
+        }),
+    )];
+    let rows: Vec<(&str, Vec<u8>)> = events.iter().map(|(n, e)| (*n, encode_event(e))).collect();
+    if bless() {
+        write_golden(
+            "events-i12b.hex",
+            "Log events of the forms added for issue 12, point 4 (the case a request envelope made, by its digest).",
+            &rows,
+        );
+    }
+    let golden = read_golden("events-i12b.hex");
+    assert_eq!(golden.len(), rows.len(), "one golden line per event");
+    for (name, event) in &events {
+        let stored = &golden[*name];
+        assert_eq!(hex(&encode_event(event)), hex(stored), "event {name}");
+        assert_eq!(&decode_event(stored).expect("decodes"), event, "{name}");
+    }
+    // The older request form, under the main key, reads as before.
+    let older = &read_golden("events-i12.hex")["case_requested"];
+    assert!(matches!(
+        decode_event(older).expect("decodes"),
+        Event::Case(CaseEvent::Requested { .. })
+    ));
 }

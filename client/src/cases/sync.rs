@@ -651,10 +651,16 @@ mod tests {
             vec![update(1, case, ev(1, "first", &[]))],
             vec![update(2, case, ev(2, "second", &[[1; 16]]))],
         ] {
+            let r = roster(&[&a]);
+            let checks = Checks {
+                roster: &r,
+                retention_secs: None,
+                now: crate::unix_now(),
+            };
             apply_held(
                 &mut replica,
                 &frame,
-                &roster(&[&a]),
+                &checks,
                 &|_| None,
                 &mut report,
                 &mut files,

@@ -283,6 +283,17 @@ impl SignedCaseEvent {
     /// [`CIPHERTEXT_LENS`] (empty included). A control moving the case to
     /// requested reads: the server refuses it with its rules (section
     /// 9.3), as it refuses any move the case's state does not allow.
+    /// Whether the body is the canonical encoding of its fields: decoded
+    /// and encoded again, it gives the same bytes (fields in number
+    /// order, each once, none at its default, no unknown field). A server
+    /// stores only such bodies (docs/protocol.md, section 9.3, rule 2), so
+    /// a body's length follows from its fields and a sync frame's size
+    /// from the events it holds.
+    pub fn body_is_canonical(&self) -> bool {
+        pb::CaseEventBody::decode(self.body.as_slice())
+            .is_ok_and(|b| b.encode_to_vec() == self.body)
+    }
+
     pub fn header_unverified(&self) -> Result<EventHeader, DecodeError> {
         let b = pb::CaseEventBody::decode(self.body.as_slice())?;
         if b.version != VERSION {

@@ -43,8 +43,12 @@ pub enum CaseEvent {
         /// stored apart from it).
         header: EventHeader,
     },
-    /// A defender asked for a case (recorded with the request's envelope,
-    /// in one record under the main key).
+    /// A defender asked for a case. Since issue 12 (point 4) its record
+    /// is sealed under the case's subkey, so erasing the case shreds the
+    /// link between the defender device and the case; it follows the
+    /// main-key record holding the request's envelope and its
+    /// [`CaseEvent::RequestDigest`]. Older stores hold it under the main
+    /// key, with the envelope, and still read.
     Requested {
         /// Its sync position.
         position: u64,
@@ -54,6 +58,17 @@ pub enum CaseEvent {
         case_id: CaseId,
         /// The defender device.
         defender: DeviceId,
+        /// `SignedEnvelope::digest()` of the request.
+        envelope_digest: [u8; 32],
+    },
+    /// The case a request envelope made, by its digest (a main-key
+    /// record, written with the envelope, before the subkey record of
+    /// [`CaseEvent::Requested`]): what the server keeps of a request after
+    /// its case is erased, so a resend is answered as before. Names no
+    /// defender; takes no sync position (its position is 0).
+    RequestDigest {
+        /// The case.
+        case_id: CaseId,
         /// `SignedEnvelope::digest()` of the request.
         envelope_digest: [u8; 32],
     },
@@ -86,9 +101,11 @@ pub enum CaseEvent {
 }
 
 impl CaseEvent {
-    /// The sync position the event takes.
+    /// The sync position the event takes (0: a
+    /// [`CaseEvent::RequestDigest`], which takes none).
     pub fn position(&self) -> u64 {
         match self {
+            CaseEvent::RequestDigest { .. } => 0,
             CaseEvent::Appended { position, .. }
             | CaseEvent::Requested { position, .. }
             | CaseEvent::ErasureRequested { position, .. }
@@ -101,6 +118,7 @@ impl CaseEvent {
         match self {
             CaseEvent::Appended { header, .. } => header.case_id,
             CaseEvent::Requested { case_id, .. }
+            | CaseEvent::RequestDigest { case_id, .. }
             | CaseEvent::ErasureRequested { case_id, .. }
             | CaseEvent::Erased { case_id, .. } => *case_id,
         }
@@ -195,6 +213,11 @@ pub struct ErasedCase {
     pub requested_by: DeviceId,
     /// Who confirmed.
     pub confirmed_by: DeviceId,
+    /// The digest of the defender's request that made the case, if one
+    /// did: a resend of that request is answered as before the erasure
+    /// (the same case id, `duplicate`), so the defender's device cannot
+    /// tell the case was erased. Names no defender.
+    pub envelope_digest: Option<[u8; 32]>,
 }
 
 /// What a sync position holds.
@@ -244,7 +267,9 @@ pub enum AppendRefusal {
     /// `FAILED_PRECONDITION`: the first staff event of a requested case
     /// must open or decline it.
     RequestedNeedsDecision,
-    /// `INVALID_ARGUMENT`: the commitment is not the epoch's.
+    /// `FAILED_PRECONDITION`: the event is under the case's current
+    /// epoch with another key's commitment (a lost race, or a key kept
+    /// from the others): the writer opens the next epoch.
     WrongKey,
     /// `FAILED_PRECONDITION`: an older epoch.
     Rotated,
@@ -276,7 +301,7 @@ impl AppendRefusal {
             AppendRefusal::RequestedNeedsDecision => {
                 "the first staff event of a requested case must open or decline it (epoch 1, state open or closed)"
             }
-            AppendRefusal::WrongKey => "sealed under a key that is not the case's",
+            AppendRefusal::WrongKey => "another key holds this epoch: open the next epoch",
             AppendRefusal::Rotated => "the case key was rotated: seal again under the newest key",
             AppendRefusal::EpochSkipped => "the event's epoch skips one",
             AppendRefusal::StateRequested => {
@@ -403,9 +428,6 @@ impl Cases {
                 }
             }
             Some(c) => {
-                if control.ledger {
-                    return Err(AppendRefusal::LedgerNotNew);
-                }
                 if c.state == CaseState::Requested
                     && (header.epoch != 1
                         || !matches!(control.state, Some(CaseState::Open | CaseState::Closed)))
@@ -414,7 +436,9 @@ impl Cases {
                 }
             }
         }
-        // (6) Epochs.
+        // (6) Epochs: a second opener of a case (its epoch 1 taken by
+        // another key) is told so here, before anything else of its
+        // control is looked at.
         if let Some(c) = case {
             let current = c.epoch();
             if header.epoch == current {
@@ -425,6 +449,9 @@ impl Cases {
                 return Err(AppendRefusal::Rotated);
             } else if header.epoch > current.saturating_add(1) {
                 return Err(AppendRefusal::EpochSkipped);
+            }
+            if control.ledger {
+                return Err(AppendRefusal::LedgerNotNew);
             }
         }
         // (7) Control.
@@ -465,8 +492,15 @@ impl Cases {
         case_id: CaseId,
         now: u64,
     ) -> Result<Result<CaseEvent, CaseId>, TooManyRequests> {
+        let mut case_id = case_id;
         if let Some(existing) = self.by_envelope.get(&envelope_digest) {
-            return Ok(Err(*existing));
+            if self.cases.contains_key(existing) || self.erased.contains_key(existing) {
+                return Ok(Err(*existing));
+            }
+            // The digest's record is durable but not the case's (the
+            // server stopped between the two): the request was never
+            // answered; the case is made now, under the digest's id.
+            case_id = *existing;
         }
         if self
             .requested_by_defender
@@ -584,6 +618,19 @@ impl Cases {
 
     /// Folds in an event recorded at log sequence number `seq`.
     pub fn apply(&mut self, seq: u64, event: &CaseEvent) -> Result<(), ApplyError> {
+        if let CaseEvent::RequestDigest {
+            case_id,
+            envelope_digest,
+        } = event
+        {
+            if let Some(other) = self.by_envelope.get(envelope_digest)
+                && other != case_id
+            {
+                return Err(ApplyError("a request digest of two cases"));
+            }
+            self.by_envelope.insert(*envelope_digest, *case_id);
+            return Ok(());
+        }
         let position = event.position();
         if position <= self.position {
             return Err(ApplyError("a case position that goes back"));
@@ -677,6 +724,9 @@ impl Cases {
                 self.updates
                     .insert(*position, UpdateRef::Requested(*case_id));
             }
+            CaseEvent::RequestDigest { .. } => {
+                return Err(ApplyError("a request digest applied as a position"));
+            }
             CaseEvent::ErasureRequested {
                 position,
                 at,
@@ -709,13 +759,17 @@ impl Cases {
                 if self.erased.contains_key(case_id) {
                     return Err(ApplyError("a case erased twice"));
                 }
+                let mut envelope_digest = None;
                 if let Some(case) = self.cases.remove(case_id) {
                     if case.state == CaseState::Requested {
                         decrement(&mut self.requested_by_defender, &case.creator);
                     }
+                    // The digest keeps naming the case: a resend of the
+                    // request is answered as before the erasure, so the
+                    // defender learns nothing of it.
                     if let Some(r) = case.requested {
-                        self.by_envelope.remove(&r.envelope_digest);
                         self.updates.remove(&r.position);
+                        envelope_digest = Some(r.envelope_digest);
                     }
                     if let Some(e) = case.erasure {
                         self.updates.remove(&e.position);
@@ -725,6 +779,15 @@ impl Cases {
                         self.updates.remove(&e.position);
                     }
                 }
+                // A replay that could not read the request (shredded)
+                // knows its digest from the main-key record.
+                if envelope_digest.is_none() {
+                    envelope_digest = self
+                        .by_envelope
+                        .iter()
+                        .find(|(_, c)| *c == case_id)
+                        .map(|(d, _)| *d);
+                }
                 self.erased.insert(
                     *case_id,
                     ErasedCase {
@@ -732,6 +795,7 @@ impl Cases {
                         at: *at,
                         requested_by: *requested_by,
                         confirmed_by: *confirmed_by,
+                        envelope_digest,
                     },
                 );
                 self.updates.insert(*position, UpdateRef::Erased(*case_id));
@@ -769,6 +833,9 @@ impl Cases {
             }
         }
         for (id, e) in &erased {
+            if let Some(d) = e.envelope_digest {
+                out.by_envelope.insert(d, *id);
+            }
             out.updates.insert(e.position, UpdateRef::Erased(*id));
         }
         out.cases = cases;
@@ -991,7 +1058,7 @@ mod tests {
             Err(AppendRefusal::EpochSkipped)
         );
         // Two rotations race: the first opens epoch 2, the second (another
-        // key for epoch 2) is refused as sealed under a key not the case's.
+        // key for epoch 2) is told to open the next epoch.
         let first = event(&a, &k2, the_case(), 4, 2, CaseControl::default(), "r1");
         let second = event(&b, &k2b, the_case(), 5, 2, CaseControl::default(), "r2");
         assert_eq!(w.append(&first, Role::Officer, 3), Ok((2, false)));
@@ -1200,6 +1267,153 @@ mod tests {
         let opened = event(&a, &k, ids[1], 3, 1, open(), "taken on");
         w.append(&opened, Role::Officer, 8).expect("opened");
         assert_eq!(w.cases.requested_by_defender[&defender], 3);
+    }
+
+    /// Issue 12, point 5: a second opener of a case, and a writer under
+    /// the current epoch with another key, are told to open the next
+    /// epoch (`FAILED_PRECONDITION`), before anything else of their
+    /// control is looked at; the next epoch then takes.
+    #[test]
+    fn a_second_opener_is_told_to_open_the_next_epoch() {
+        let mut w = World::new();
+        let (a, b) = (staff(1), staff(2));
+        let (k1, k2) = (w.keys[0].clone(), w.keys[1].clone());
+        let ledger = CaseControl {
+            state: Some(CaseState::Open),
+            ledger: true,
+            ..CaseControl::default()
+        };
+        w.append(
+            &event(&a, &k1, the_case(), 1, 1, ledger, "o"),
+            Role::Officer,
+            1,
+        )
+        .expect("the first opener");
+        // The second opener of the ledger: its epoch 1 is taken.
+        let second = event(&b, &k2, the_case(), 1, 1, ledger, "o2");
+        assert_eq!(
+            w.append(&second, Role::Officer, 2),
+            Err(AppendRefusal::WrongKey)
+        );
+        // The same without the ledger flag: the same answer, not "open
+        // already".
+        let plain = event(&b, &k2, the_case(), 2, 1, open(), "o3");
+        assert_eq!(
+            w.append(&plain, Role::Officer, 2),
+            Err(AppendRefusal::WrongKey)
+        );
+        assert_eq!(
+            AppendRefusal::WrongKey.detail(),
+            "another key holds this epoch: open the next epoch"
+        );
+        // An opener under the case's own key is past rule 6: the ledger
+        // flag is then what is wrong.
+        let late = event(&b, &k1, the_case(), 3, 1, ledger, "o4");
+        assert_eq!(
+            w.append(&late, Role::Officer, 2),
+            Err(AppendRefusal::LedgerNotNew)
+        );
+        // The loser opens the next epoch with a fresh key.
+        let next = event(&b, &k2, the_case(), 4, 2, CaseControl::default(), "n");
+        assert_eq!(w.append(&next, Role::Officer, 3), Ok((2, false)));
+    }
+
+    /// Issue 12, point 3: after a requested case is erased, a resend of
+    /// its request is answered as before (the same case, a duplicate),
+    /// also from a snapshot, and the erased case no longer counts as
+    /// waiting.
+    #[test]
+    fn a_request_resent_after_its_case_was_erased_is_answered_as_before() {
+        let mut w = World::new();
+        let defender = DeviceId::from_bytes([7; 16]);
+        let digest = [0x4e; 32];
+        let r = w
+            .cases
+            .decide_request(defender, digest, the_case(), 1)
+            .expect("allowed")
+            .expect("new");
+        w.record(r);
+        let before = w
+            .cases
+            .decide_request(defender, digest, CaseId::from_bytes([1; 16]), 2);
+        assert_eq!(before, Ok(Err(the_case())));
+        let (a, c) = (staff(1), staff(2));
+        let k = w.keys[0].clone();
+        w.append(
+            &event(&a, &k, the_case(), 1, 1, close(), "declined"),
+            Role::Officer,
+            2,
+        )
+        .expect("declined");
+        match w
+            .cases
+            .decide_erasure_request(the_case(), a.device_id(), 3, 0)
+            .expect("asked")
+        {
+            ErasureOutcome::Record(r) => w.record(*r),
+            ErasureOutcome::Pending(_) => panic!("asked once"),
+        }
+        let erased = w
+            .cases
+            .decide_erasure_confirm(the_case(), c.device_id(), 4, 0)
+            .expect("confirmed");
+        w.record(erased);
+        assert!(w.cases.erased.contains_key(&the_case()));
+        let after = w
+            .cases
+            .decide_request(defender, digest, CaseId::from_bytes([2; 16]), 5);
+        assert_eq!(after, before, "the same answer after the erasure");
+        assert!(!w.cases.requested_by_defender.contains_key(&defender));
+        // The state a snapshot keeps answers the same.
+        let again = Cases::with_indexes(
+            w.cases.position,
+            w.cases.cases.clone(),
+            w.cases.erased.clone(),
+        );
+        assert_eq!(again, w.cases);
+        assert_eq!(
+            again.decide_request(defender, digest, CaseId::from_bytes([3; 16]), 6),
+            before
+        );
+    }
+
+    /// Issue 12, point 4: a stop between the request's digest record
+    /// and its case's record leaves a digest without a case; the resend
+    /// makes the case then, under the digest's id.
+    #[test]
+    fn a_request_digest_without_its_case_is_finished_by_the_resend() {
+        let mut w = World::new();
+        let defender = DeviceId::from_bytes([7; 16]);
+        let digest = [0x4e; 32];
+        w.cases
+            .apply(
+                1,
+                &CaseEvent::RequestDigest {
+                    case_id: the_case(),
+                    envelope_digest: digest,
+                },
+            )
+            .expect("applies");
+        assert_eq!(w.cases.position, 0, "it takes no position");
+        let r = w
+            .cases
+            .decide_request(defender, digest, CaseId::from_bytes([1; 16]), 2)
+            .expect("allowed")
+            .expect("made now");
+        assert_eq!(r.case_id(), the_case());
+        w.record(r);
+        assert_eq!(w.cases.requested_by_defender[&defender], 1);
+        assert_eq!(
+            w.cases
+                .decide_request(defender, digest, CaseId::from_bytes([2; 16]), 3),
+            Ok(Err(the_case()))
+        );
+        // A digest naming another case contradicts the state.
+        let other = CaseEvent::RequestDigest {
+            case_id: CaseId::from_bytes([3; 16]),
+            envelope_digest: digest,
+        };
+        assert!(w.cases.apply(3, &other).is_err());
     }
 
     #[test]

@@ -323,17 +323,31 @@ async fn serve_request(
     if let Response::Error(e) = &response {
         debug!(code = %e.code, "request refused");
     }
-    // One frame, or (a case sync) several on the same stream, then the
-    // finish.
-    let mut written = send.write_all(&frame_bytes(&response.encode())).await;
-    for frame in &more {
-        if written.is_err() {
-            break;
+    // One frame, or (a case sync) several on the same stream, each built
+    // once the one before is written, then the finish. The writes have
+    // the request timeout: a reader that does not read in time gets its
+    // stream reset, and the frame it held is dropped.
+    let writes = async {
+        send.write_all(&frame_bytes(&response.encode())).await?;
+        drop(response);
+        let mut rest = more;
+        while let Some(r) = rest {
+            let frame = requests::cases::next_sync_frame(&node.shared, r).await;
+            send.write_all(&frame_bytes(&frame.response.encode()))
+                .await?;
+            rest = frame.rest;
         }
-        written = send.write_all(&frame_bytes(&frame.encode())).await;
-    }
-    if written.is_ok() {
-        let _ = send.finish();
+        Ok::<(), quinn::WriteError>(())
+    };
+    match timeout(node.shared.limits.request_timeout(), writes).await {
+        Ok(Ok(())) => {
+            let _ = send.finish();
+        }
+        Ok(Err(_)) => {}
+        Err(_) => {
+            debug!("answer not read in time");
+            let _ = send.reset(ErrorCode::Unavailable.to_u32().into());
+        }
     }
     if let Some(e) = close_with {
         // Give the answer time to arrive before the close, which would

@@ -560,6 +560,13 @@ impl RunningServer {
 
     /// Stops accepting, closes every connection, and waits (a few seconds
     /// at most) for them to end.
+    /// Frames of case sync answers built and not yet written (at most
+    /// one per stream sending such an answer, however slowly its reader
+    /// reads): what a test can measure of the memory sync answers pin.
+    pub fn case_sync_frames_held(&self) -> usize {
+        self.node.shared.sync_frames_held()
+    }
+
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

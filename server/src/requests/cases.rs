@@ -33,7 +33,6 @@ fn append_error(r: AppendRefusal) -> RequestError {
     match r {
         AppendRefusal::EventIdReused
         | AppendRefusal::LedgerNotNew
-        | AppendRefusal::WrongKey
         | AppendRefusal::EpochSkipped
         | AppendRefusal::StateRequested => RequestError::InvalidArgument(detail),
         AppendRefusal::UnknownCase => RequestError::NotFound(detail),
@@ -41,6 +40,7 @@ fn append_error(r: AppendRefusal) -> RequestError {
         AppendRefusal::Erased
         | AppendRefusal::RequestedNeedsDecision
         | AppendRefusal::Rotated
+        | AppendRefusal::WrongKey
         | AppendRefusal::AlreadyOpen
         | AppendRefusal::AlreadyClosed
         | AppendRefusal::LedgerClosed => RequestError::FailedPrecondition(detail),
@@ -127,6 +127,11 @@ pub(super) async fn append(
     let header = event
         .header_unverified()
         .map_err(|_| RequestError::Malformed("the case event does not decode"))?;
+    if !event.body_is_canonical() {
+        return Err(RequestError::Malformed(
+            "the case event's body is not the canonical encoding of its fields",
+        ));
+    }
     let author = shared.enrolled_device(session.device_id)?;
     event
         .verify_signature(&author.identity_key)
@@ -166,8 +171,108 @@ pub(super) async fn append(
     ))
 }
 
-/// `sync_cases`: every update after `after`, in frames of at most
-/// [`SYNC_FRAME_BUDGET`] bytes of updates, at most [`MAX_SYNC_FRAMES`].
+/// A frame always holds at least one update: the largest update (an
+/// event of the largest body, plus its fixed fields) fits a frame's
+/// budget, so a page never ends before its first update.
+const _ONE_UPDATE_FITS: () = assert!(
+    hotline_proto::case::MAX_EVENT_BODY_LEN + crate::store::cases::UPDATE_OVERHEAD
+        <= SYNC_FRAME_BUDGET
+);
+
+/// Where the rest of a `sync_cases` answer starts: the endpoint builds
+/// each frame after it wrote the one before ([`next_sync_frame`]), so a
+/// stream holds one frame at a time however slowly its reader reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncRest {
+    /// The position the next frame's updates follow.
+    after: u64,
+    /// Frames of this answer built so far.
+    built: usize,
+    /// Said in every frame.
+    retention_secs: u64,
+}
+
+/// One frame of a sync answer past the first, counted among the frames
+/// held (built, not yet written: [`Shared::sync_frames_held`]) until it
+/// is dropped.
+#[derive(Debug)]
+pub struct SyncFrame {
+    /// The frame.
+    pub response: Response,
+    /// What follows it, if anything.
+    pub rest: Option<SyncRest>,
+    _held: Held,
+}
+
+/// Counts a frame held while it lives.
+#[derive(Debug)]
+struct Held(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Held {
+    fn new(count: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Held {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Held(count.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Builds the frame of a sync answer that follows `rest.after`: one
+/// page of at most [`SYNC_FRAME_BUDGET`] bytes of updates, and what
+/// follows it (nothing once the updates are all sent, or once the answer
+/// has [`MAX_SYNC_FRAMES`] frames: then the frame says `more`).
+async fn sync_page(
+    shared: &Shared,
+    rest: SyncRest,
+) -> Result<(Response, Option<SyncRest>), RequestError> {
+    let from = rest.after;
+    let page = shared
+        .store_call(move |s| s.case_updates(from, SYNC_FRAME_BUDGET))
+        .await?;
+    let built = rest.built + 1;
+    let last = !page.more || built == MAX_SYNC_FRAMES;
+    // `more` is said once, in the last frame of an answer cut short:
+    // the frames before it are followed by the rest on this stream.
+    let frame = Response::CaseSync(CaseSync {
+        updates: page.updates,
+        cursor: page.cursor,
+        more: last && page.more,
+        retention_secs: rest.retention_secs,
+    });
+    let next = (!last).then_some(SyncRest {
+        after: page.cursor,
+        built,
+        retention_secs: rest.retention_secs,
+    });
+    Ok((frame, next))
+}
+
+/// The next frame of a sync answer whose previous frame was written. A
+/// failure to read the store becomes an error frame that ends the answer.
+pub async fn next_sync_frame(shared: &Shared, rest: SyncRest) -> SyncFrame {
+    let held = Held::new(&shared.sync_frames_held);
+    match sync_page(shared, rest).await {
+        Ok((response, rest)) => SyncFrame {
+            response,
+            rest,
+            _held: held,
+        },
+        Err(e) => SyncFrame {
+            response: Response::Error(e.into()),
+            rest: None,
+            _held: held,
+        },
+    }
+}
+
+/// `sync_cases`: the first frame of every update after `after`, in
+/// frames of at most [`SYNC_FRAME_BUDGET`] bytes of updates, at most
+/// [`MAX_SYNC_FRAMES`]; the endpoint builds the rest one by one as it
+/// writes them.
 pub(super) async fn sync(
     shared: &Shared,
     session: Session,
@@ -177,33 +282,17 @@ pub(super) async fn sync(
     let retention_secs = shared
         .case_retention_days
         .saturating_mul(crate::domain::cases::DAY_SECS);
-    let mut frames = Vec::new();
-    let mut cursor = after;
-    loop {
-        let from = cursor;
-        let page = shared
-            .store_call(move |s| s.case_updates(from, SYNC_FRAME_BUDGET))
-            .await?;
-        cursor = page.cursor;
-        let last = !page.more || frames.len() + 1 == MAX_SYNC_FRAMES;
-        // `more` is said once, in the last frame of an answer cut short:
-        // the frames before it are followed by the rest on this stream.
-        frames.push(Response::CaseSync(CaseSync {
-            updates: page.updates,
-            cursor,
-            more: last && page.more,
+    let (first, rest) = sync_page(
+        shared,
+        SyncRest {
+            after,
+            built: 0,
             retention_secs,
-        }));
-        if last {
-            break;
-        }
-    }
-    let mut frames = frames.into_iter();
-    let first = frames
-        .next()
-        .ok_or(RequestError::Internal("a sync without a frame"))?;
+        },
+    )
+    .await?;
     Ok(Reply {
-        more: frames.collect(),
+        more: rest,
         ..first.into()
     })
 }

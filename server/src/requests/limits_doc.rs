@@ -126,7 +126,7 @@ fn the_documented_limits_are_the_limits_in_code() {
             "auth_timeout_secs",
         ),
         (
-            "one request, from stream accepted to frame and finish received",
+            "one request, from stream accepted to frame and finish received; again, the writing of its answer",
             Some(vec![d.request_timeout_secs]),
             "request_timeout_secs",
         ),

@@ -81,6 +81,9 @@ pub struct Shared {
     /// Days a closed case is kept before it may be erased
     /// (`cases.retention_days`).
     pub(crate) case_retention_days: u64,
+    /// Frames of case sync answers built and not yet written (each
+    /// stream holds one at a time: [`cases::next_sync_frame`]).
+    pub(crate) sync_frames_held: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Shared {
@@ -107,7 +110,15 @@ impl Shared {
             data_dir: Some(config.data_dir.clone()),
             warn_free_bytes: config.storage.warn_free_bytes,
             case_retention_days: config.cases.retention_days,
+            sync_frames_held: Arc::default(),
         }
+    }
+
+    /// Frames of case sync answers built past their first and not yet
+    /// written: at most one per stream sending such an answer.
+    pub fn sync_frames_held(&self) -> usize {
+        self.sync_frames_held
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// This context, asking `presence` who is connected.
@@ -235,9 +246,10 @@ pub struct Reply {
     /// Close every connection of these devices (they were revoked).
     pub disconnect: Vec<DeviceId>,
     /// Frames sent after `response` on the same stream, before it
-    /// finishes: only a `sync_cases` answer has more than one
-    /// (docs/protocol.md, section 9.3).
-    pub more: Vec<Response>,
+    /// finishes, each built after the one before is written
+    /// ([`cases::next_sync_frame`]): only a `sync_cases` answer has more
+    /// than one (docs/protocol.md, section 9.3).
+    pub more: Option<cases::SyncRest>,
 }
 
 impl From<Response> for Reply {
@@ -247,7 +259,7 @@ impl From<Response> for Reply {
             pushes: Vec::new(),
             close: None,
             disconnect: Vec::new(),
-            more: Vec::new(),
+            more: None,
         }
     }
 }

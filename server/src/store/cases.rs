@@ -109,25 +109,40 @@ impl LogStore {
             Ok(Ok(requested)) => requested,
         };
         let position = requested.position();
+        let case_id = requested.case_id();
+        // What remains after an erasure goes under the main key: the
+        // envelope (staff inboxes hold it) and the digest's case. What
+        // links the defender to the case goes under the case's subkey,
+        // after them, so erasing the case shreds it.
         let known = state.mailbox.digests.get(&digest).copied();
-        let event = match known {
-            // Sent before as a plain message: the case alone is new.
-            Some(_) => Event::Case(requested),
-            None => Event::Batch(vec![
-                Event::Mail(MailEvent::EnvelopeStored {
-                    sender: defender,
-                    digest,
-                    recipients,
-                    bytes,
-                    numbered: true,
-                }),
-                Event::Case(requested),
-            ]),
+        let mut main = Vec::new();
+        if known.is_none() {
+            main.push(Event::Mail(MailEvent::EnvelopeStored {
+                sender: defender,
+                digest,
+                recipients,
+                bytes,
+                numbered: true,
+            }));
+        }
+        if !state.cases.by_envelope.contains_key(&digest) {
+            main.push(Event::Case(CaseEvent::RequestDigest {
+                case_id,
+                envelope_digest: digest,
+            }));
+        }
+        let envelope_seq = match main.len() {
+            0 => None,
+            1 => Some(self.stage(&mut state, RecordKey::Main, main.remove(0))?),
+            _ => Some(self.stage(&mut state, RecordKey::Main, Event::Batch(main))?),
+        }
+        .map(|t| t.seq());
+        let key = self.log.case_key(case_id.as_bytes())?;
+        let ticket = self.stage(&mut state, RecordKey::Case(key), Event::Case(requested))?;
+        let envelope_id = match known.or(envelope_seq) {
+            Some(seq) => state.mailbox.id_seen_by(seq, &defender),
+            None => 0,
         };
-        let ticket = self.stage(&mut state, RecordKey::Main, event)?;
-        let envelope_id = state
-            .mailbox
-            .id_seen_by(known.unwrap_or(ticket.seq()), &defender);
         drop(state);
         self.wait(ticket)?;
         Ok(Ok(CaseRequested {
@@ -255,8 +270,16 @@ impl LogStore {
         let mut pending = Vec::new();
         let mut cursor = after;
         let mut more = false;
+        // The newest record to read, and the log's generation then: an
+        // update is in the state from the moment its record is staged,
+        // before it is durable; the page waits for it (a sync never
+        // hands out what a failed write may yet lose, nor reads a record
+        // not written yet).
+        let mut newest = 0;
+        let generation;
         {
             let state = self.lock();
+            generation = self.log.generation();
             let cases = &state.cases;
             let mut size = 0usize;
             for (position, what) in cases.updates.range(after.saturating_add(1)..) {
@@ -269,6 +292,7 @@ impl LogStore {
                                 "a case update without its event".into(),
                             ));
                         };
+                        newest = newest.max(meta.seq);
                         let Some(author) = state.devices.get(&meta.author) else {
                             return Err(StoreError::Corrupt(
                                 "a case event of an unknown author".into(),
@@ -340,6 +364,9 @@ impl LogStore {
                         )
                     }
                 };
+                // A first sifting by the sizes the state holds (a lower
+                // bound for a stored event: its ciphertext's length); the
+                // real sizes are added up as the events are read below.
                 size = size.saturating_add(bytes.saturating_add(UPDATE_OVERHEAD));
                 if !pending.is_empty() && size > budget {
                     more = true;
@@ -349,10 +376,21 @@ impl LogStore {
                 cursor = *position;
             }
         }
+        if newest > 0 {
+            self.log.wait_for_in(newest, generation)?;
+        }
+        // The real sizes: each event's signed body as stored, plus the
+        // most the rest of its update takes. Events are read one at a
+        // time and the page ends before the one that would pass the
+        // budget, so a page never holds more than `budget` bytes of
+        // updates, whatever bodies were stored (before bodies had to be
+        // canonical, a small ciphertext could ride in a large body).
         let mut updates = Vec::with_capacity(pending.len());
+        let mut size = 0usize;
+        let mut last = after;
         for item in pending {
-            match item {
-                Pending::Ready(u) => updates.push(u),
+            let (position, update) = match item {
+                Pending::Ready(u) => (u.position, Some(u)),
                 Pending::Event {
                     position,
                     case_id,
@@ -368,28 +406,63 @@ impl LogStore {
                                 "a case event's record holds another event".into(),
                             ));
                         };
-                        updates.push(CaseUpdate {
+                        (
                             position,
-                            case_id,
-                            at,
-                            kind: CaseUpdateKind::Event { event, author_key },
-                        });
+                            Some(CaseUpdate {
+                                position,
+                                case_id,
+                                at,
+                                kind: CaseUpdateKind::Event { event, author_key },
+                            }),
+                        )
                     }
                     // Erased since the lock was released: it is gone.
-                    Some(Entry::Shredded) => {}
+                    Some(Entry::Shredded) => (position, None),
                     _ => {
                         return Err(StoreError::Corrupt(
                             "a case event's record is missing".into(),
                         ));
                     }
                 },
+            };
+            if let Some(update) = update {
+                let bytes = update_size(&update);
+                if size.saturating_add(bytes) > budget {
+                    if updates.is_empty() {
+                        // Cannot be: one update is at most
+                        // MAX_EVENT_BODY_LEN + UPDATE_OVERHEAD bytes, far
+                        // below any budget a sync uses (asserted at
+                        // compile time in requests::cases).
+                        return Err(StoreError::Corrupt(
+                            "a case update larger than a sync frame".into(),
+                        ));
+                    }
+                    return Ok(CasePage {
+                        updates,
+                        cursor: last,
+                        more: true,
+                    });
+                }
+                size += bytes;
+                updates.push(update);
             }
+            last = position;
         }
         Ok(CasePage {
             updates,
             cursor,
             more,
         })
+    }
+}
+
+/// The most bytes `update` takes in a sync frame: its event's body as
+/// stored, plus [`UPDATE_OVERHEAD`] for everything else (fixed-size ids,
+/// keys, a signature, numbers and protobuf tags).
+fn update_size(update: &CaseUpdate) -> usize {
+    match &update.kind {
+        CaseUpdateKind::Event { event, .. } => event.body.len().saturating_add(UPDATE_OVERHEAD),
+        _ => UPDATE_OVERHEAD,
     }
 }
 
@@ -517,6 +590,223 @@ mod tests {
             Err(AppendRefusal::EventIdReused),
             "sealed again (another nonce): other bytes, same id"
         );
+    }
+
+    /// Issue 12, point 1: bodies stored before they had to be canonical
+    /// (a small ciphertext in a body padded with an unknown field) never
+    /// make a sync frame pass its budget: each page is sized by the
+    /// bodies' real length, and every update still arrives.
+    #[test]
+    fn sync_pages_fit_their_budget_whatever_bodies_were_stored() {
+        use hotline_proto::case::{CaseSync, MAX_EVENT_BODY_LEN};
+        use hotline_proto::message::Response;
+        use prost::encoding::{WireType, encode_key, encode_varint};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::open_in(dir.path());
+        let a = IdentityKeyPair::from_seed(&[1; 32]);
+        let invite = crate::domain::devices::InviteRecord {
+            role: Role::Officer,
+            created_at: 1,
+            expires_at: u64::MAX,
+            used_at: None,
+            bootstrap: None,
+        };
+        store.put_invite([1; 32], &invite).expect("invite");
+        store.enroll([1; 32], a.public_key(), 2).expect("enrolled");
+        let case = CaseId::from_bytes([1; 16]);
+        for n in 1..=10u8 {
+            let state = (n == 1).then_some(CaseState::Open);
+            let (mut e, _) = sealed(&a, case, n, state);
+            let pad = MAX_EVENT_BODY_LEN - e.body.len() - 4;
+            encode_key(15, WireType::LengthDelimited, &mut e.body);
+            encode_varint(pad as u64, &mut e.body);
+            e.body.resize(e.body.len() + pad, 0);
+            assert!(e.body.len() <= MAX_EVENT_BODY_LEN);
+            assert!(!e.body_is_canonical());
+            let h = e.header_unverified().expect("reads");
+            assert_eq!(h.ciphertext_len, 1_040, "a small ciphertext");
+            store
+                .append_case_event(e, h, Role::Officer, 10)
+                .expect("stored")
+                .expect("accepted");
+        }
+        // The budget of requests::cases::SYNC_FRAME_BUDGET.
+        let budget = hotline_proto::frame::MAX_FRAME_LEN - 4096;
+        let mut after = 0;
+        let mut seen = Vec::new();
+        loop {
+            let page = store.case_updates(after, budget).expect("reads");
+            let frame = Response::CaseSync(CaseSync {
+                updates: page.updates.clone(),
+                cursor: page.cursor,
+                more: page.more,
+                retention_secs: u64::MAX,
+            })
+            .encode();
+            assert!(
+                frame.len() <= hotline_proto::frame::MAX_FRAME_LEN,
+                "a frame of {} bytes",
+                frame.len()
+            );
+            assert!(!page.updates.is_empty());
+            seen.extend(page.updates.iter().map(|u| u.position));
+            after = page.cursor;
+            if !page.more {
+                break;
+            }
+        }
+        assert_eq!(seen, (1..=10).collect::<Vec<_>>());
+    }
+
+    /// Issue 12, point 4: what links a defender device to the case it
+    /// asked for is sealed under the case's subkey, so an erasure shreds
+    /// it; the main key keeps the digest's case without the defender.
+    /// Waiting counts are right after a restart and a rebuild, and an
+    /// erased case no longer counts.
+    #[test]
+    fn an_erasure_shreds_the_link_between_a_defender_and_its_case() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::open_in(dir.path());
+        let a = IdentityKeyPair::from_seed(&[1; 32]);
+        let defender = DeviceId::from_bytes([9; 16]);
+        let staff = vec![a.device_id()];
+        let first = store
+            .request_case(defender, [0x4e; 32], staff.clone(), b"one".to_vec(), 5)
+            .expect("stored")
+            .expect("accepted");
+        let second = store
+            .request_case(defender, [0x4f; 32], staff.clone(), b"two".to_vec(), 6)
+            .expect("stored")
+            .expect("accepted");
+        assert_eq!(store.state().cases.requested_by_defender[&defender], 2);
+        // The first is declined and erased.
+        let e = seal(
+            &a,
+            &CaseKey::from_bytes([7; 32]),
+            &EventDraft {
+                case_id: first.case_id,
+                event_id: [1; 16],
+                roster_version: 1,
+                epoch: 1,
+                control: CaseControl {
+                    state: Some(CaseState::Closed),
+                    ..CaseControl::default()
+                },
+            },
+            &CaseEventContent::default(),
+            &mut SystemRandomness,
+        )
+        .expect("sealed");
+        let h = e.header_unverified().expect("reads");
+        store
+            .append_case_event(e, h, Role::Officer, 7)
+            .expect("stored")
+            .expect("accepted");
+        let (b, c) = (DeviceId::from_bytes([2; 16]), DeviceId::from_bytes([3; 16]));
+        store
+            .request_case_erasure(first.case_id, b, 8, 0)
+            .expect("stored")
+            .expect("asked");
+        store
+            .confirm_case_erasure(first.case_id, c, 9, 0)
+            .expect("stored")
+            .expect("erased");
+        // No record readable on the server names the defender with the
+        // erased case; the digest's case is still readable.
+        let mut digests = 0;
+        for seq in 1..=store.log().head().0 {
+            let Ok(Some(Entry::Event(bytes))) = store.log().read(seq) else {
+                continue;
+            };
+            let event = crate::store::codec::decode_event(&bytes).expect("decodes");
+            let events = match event {
+                Event::Batch(events) => events,
+                other => vec![other],
+            };
+            for event in events {
+                match event {
+                    Event::Case(CaseEvent::Requested { case_id, .. }) => {
+                        assert_ne!(case_id, first.case_id, "the link is shredded");
+                    }
+                    Event::Case(CaseEvent::RequestDigest { case_id, .. })
+                        if case_id == first.case_id =>
+                    {
+                        digests += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(digests, 1);
+        let live = store.state();
+        assert_eq!(live.cases.requested_by_defender[&defender], 1);
+        // The same answer to a resend, the same counts, after a rebuild
+        // and a restart.
+        let resend = |store: &LogStore| {
+            store
+                .request_case(defender, [0x4e; 32], staff.clone(), b"one".to_vec(), 10)
+                .expect("stored")
+                .expect("answered")
+        };
+        let answer = resend(&store);
+        assert_eq!(
+            (answer.case_id, answer.duplicate, answer.envelope_id),
+            (first.case_id, true, first.envelope_id)
+        );
+        store.rebuild().expect("rebuilds");
+        assert_eq!(store.state().cases, live.cases);
+        store.close().expect("closes");
+        drop(store);
+        let store = crate::store::open_in(dir.path());
+        assert_eq!(store.state().cases, live.cases);
+        assert_eq!(resend(&store), answer);
+        assert_eq!(
+            store.state().cases.cases[&second.case_id]
+                .requested
+                .map(|r| r.defender),
+            Some(defender)
+        );
+    }
+
+    /// A sync that runs while an accepted event's record is staged but
+    /// not yet durable waits for it, and neither reads the store as
+    /// damaged nor hands out what is not durable.
+    #[test]
+    fn a_sync_waits_for_an_event_staged_but_not_yet_durable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::open_in(dir.path());
+        let a = IdentityKeyPair::from_seed(&[1; 32]);
+        let invite = crate::domain::devices::InviteRecord {
+            role: Role::Officer,
+            created_at: 1,
+            expires_at: u64::MAX,
+            used_at: None,
+            bootstrap: None,
+        };
+        store.put_invite([1; 32], &invite).expect("invite");
+        store.enroll([1; 32], a.public_key(), 2).expect("enrolled");
+        let case = CaseId::from_bytes([1; 16]);
+        let (e, h) = sealed(&a, case, 1, Some(CaseState::Open));
+        // As append_case_event does, but the writer has not waited yet.
+        let mut state = store.lock();
+        let record = match state
+            .cases
+            .decide_append(&e, &h, body_digest(&e.body), Role::Officer, 10)
+            .expect("accepted")
+        {
+            AppendOutcome::Record(r) => *r,
+            AppendOutcome::Duplicate(_) => panic!("new"),
+        };
+        let key = store.log().case_key(case.as_bytes()).expect("key");
+        let ticket = store
+            .stage(&mut state, RecordKey::Case(key), Event::Case(record))
+            .expect("staged");
+        drop(state);
+        let page = store.case_updates(0, 1 << 20).expect("reads");
+        assert_eq!(page.updates.len(), 1);
+        assert!(store.check_readable().is_ok(), "not taken as damaged");
+        store.wait(ticket).expect("durable");
     }
 
     /// A stop between the erasure's record and the key's destruction: the

@@ -399,6 +399,7 @@ fn kind(event: &Event) -> Option<(u8, &'static str)> {
             CaseEvent::Requested { .. } => (30, "case request(s) by a defender"),
             CaseEvent::ErasureRequested { .. } => (31, "case erasure request(s)"),
             CaseEvent::Erased { .. } => (32, "case(s) erased"),
+            CaseEvent::RequestDigest { .. } => (33, "case request digest(s)"),
         },
         Event::Batch(_) => return None,
     })

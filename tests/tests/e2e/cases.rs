@@ -451,8 +451,11 @@ async fn every_hostile_event_the_server_can_tell_is_refused_and_changes_nothing(
         "r",
     );
     let r = append(&t.coordinator, &racing).await;
-    assert_eq!(code(&r), Some(ErrorCode::InvalidArgument));
-    assert_eq!(detail(&r), "sealed under a key that is not the case's");
+    assert_eq!(code(&r), Some(ErrorCode::FailedPrecondition));
+    assert_eq!(
+        detail(&r),
+        "another key holds this epoch: open the next epoch"
+    );
     let stale = event(
         &t.coordinator.key,
         &k1,
@@ -884,4 +887,247 @@ async fn a_large_sync_comes_in_several_frames() {
         .collect();
     assert_eq!(positions, (1..=10).collect::<Vec<_>>());
     assert_eq!(frames.last().expect("frames").cursor, 10);
+}
+
+/// `body` with an extra length-delimited field `tag` of `len` bytes:
+/// protobuf readers skip it, so the header still reads.
+fn padded_body(body: &[u8], tag: u32, len: usize) -> Vec<u8> {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    let mut out = body.to_vec();
+    encode_key(tag, WireType::LengthDelimited, &mut out);
+    encode_varint(len as u64, &mut out);
+    out.resize(out.len() + len, 0x5a);
+    out
+}
+
+/// Issue 12, point 1: a body that is not the canonical encoding of its
+/// fields (an unknown field riding along, a field twice) is refused as
+/// malformed, even when signed by its author, and changes nothing; the
+/// canonical one is then accepted.
+#[tokio::test]
+async fn a_case_event_body_that_is_not_canonical_is_refused() {
+    let t = team().await;
+    let key = CaseKey::from_bytes([4; 32]);
+    let case = CaseId::from_bytes(random_id());
+    let real = event(&t.officer.key, &key, case, random_id(), 1, open(), "o");
+    assert!(real.body_is_canonical());
+    let junk = padded_body(&real.body, 15, 60_000);
+    // A field twice: the case id again (a reader keeps the last).
+    let twice = padded_body(&real.body, 2, 16);
+    for body in [junk, twice] {
+        let e = SignedCaseEvent {
+            author: t.officer.key.device_id(),
+            signature: t.officer.key.sign(&signed(&body)),
+            body,
+        };
+        assert!(e.header_unverified().is_ok(), "the header reads");
+        let r = append(&t.officer, &e).await;
+        assert_eq!(code(&r), Some(ErrorCode::Malformed));
+        assert_eq!(
+            detail(&r),
+            "the case event's body is not the canonical encoding of its fields"
+        );
+    }
+    assert!(
+        updates(&t.coordinator, 0).await.is_empty(),
+        "nothing stored"
+    );
+    assert_eq!(accepted(&append(&t.officer, &real).await), (1, false));
+}
+
+/// Issue 12, point 2: sync answers nobody reads hold at most one frame
+/// per stream in the server (each frame is built after the one before is
+/// written), and once the request timeout passes the streams are reset
+/// and nothing is held; the server then answers syncs as before.
+#[tokio::test]
+async fn sync_answers_nobody_reads_hold_one_frame_per_stream_and_time_out() {
+    let t = team_with(|c| c.limits.request_timeout_secs = 2).await;
+    let key = CaseKey::from_bytes([8; 32]);
+    let case = CaseId::from_bytes(random_id());
+    let big = "x".repeat(60_000);
+    accepted(
+        &append(
+            &t.officer,
+            &event(&t.officer.key, &key, case, random_id(), 1, open(), &big),
+        )
+        .await,
+    );
+    // About 2.6 MB of updates: 11 frames, more than a stream's receive
+    // window lets through unread.
+    for _ in 0..39 {
+        let e = event(
+            &t.officer.key,
+            &key,
+            case,
+            random_id(),
+            1,
+            CaseControl::default(),
+            &big,
+        );
+        accepted(&append(&t.officer, &e).await);
+    }
+    let running = t.server.server();
+    assert_eq!(running.case_sync_frames_held(), 0);
+    const STREAMS: usize = 8;
+    let mut unread = Vec::new();
+    for _ in 0..STREAMS {
+        let (mut send, recv) = t
+            .coordinator
+            .session
+            .connection()
+            .open_bi()
+            .await
+            .expect("stream");
+        let bytes = frame::encode(&Request::SyncCases { after: 0 }.encode()).expect("frame");
+        send.write_all(&bytes).await.expect("write");
+        let _ = send.finish();
+        unread.push((send, recv));
+    }
+    // While nobody reads: at most one frame per stream is held (before,
+    // each answer was built whole, 11 frames, before its first write).
+    let mut most = 0;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        most = most.max(running.case_sync_frames_held());
+    }
+    assert!(
+        (1..=STREAMS).contains(&most),
+        "{most} frames held for {STREAMS} streams"
+    );
+    // Past the timeout the streams are reset and nothing is held.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(running.case_sync_frames_held(), 0);
+    for (_send, mut recv) in unread {
+        let read = tokio::time::timeout(
+            Duration::from_secs(5),
+            recv.read_to_end(64 * (HEADER_LEN + MAX_FRAME_LEN)),
+        )
+        .await
+        .expect("the stream ends");
+        assert!(
+            matches!(
+                read,
+                Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code)))
+                    if code.into_inner() == u64::from(ErrorCode::Unavailable.to_u32())
+            ),
+            "reset as unavailable, never finished: {read:?}"
+        );
+    }
+    // A reader that reads gets everything.
+    let positions: Vec<u64> = updates(&t.coordinator, 0)
+        .await
+        .iter()
+        .map(|u| u.position)
+        .collect();
+    assert_eq!(positions, (1..=40).collect::<Vec<_>>());
+}
+
+/// Issue 12, point 3: after a requested case is erased, a resend of the
+/// request is answered byte for byte as before (the same case id,
+/// `duplicate`), creates nothing, and says the same after a restart.
+#[tokio::test]
+async fn a_request_resent_after_its_case_was_erased_gets_the_same_answer() {
+    let mut t = team_with(|c| c.cases.retention_days = 0).await;
+    let envelope = request_envelope(&t, "we need to leave");
+    let ask = Request::RequestCase(envelope);
+    let first = t.defender.session.request(&ask).await.expect("answered");
+    let Response::CaseRequestAccepted { case_id, .. } = first else {
+        panic!("{first:?}");
+    };
+    let before = t.defender.session.request(&ask).await.expect("answered");
+    assert!(matches!(
+        before,
+        Response::CaseRequestAccepted {
+            duplicate: true,
+            ..
+        }
+    ));
+    // Declined, then erased by two staff members.
+    let key = CaseKey::from_bytes([6; 32]);
+    let declined = event(&t.officer.key, &key, case_id, random_id(), 1, close(), "d");
+    accepted(&append(&t.officer, &declined).await);
+    for (m, req) in [
+        (&t.officer, Request::RequestCaseErasure(case_id)),
+        (&t.coordinator, Request::ConfirmCaseErasure(case_id)),
+    ] {
+        let r = m.session.request(&req).await.expect("answered");
+        assert!(matches!(r, Response::CaseErasure { .. }), "{r:?}");
+    }
+    let last = updates(&t.officer, 0)
+        .await
+        .last()
+        .expect("updates")
+        .position;
+    let after = t.defender.session.request(&ask).await.expect("answered");
+    assert_eq!(after.encode(), before.encode(), "byte for byte");
+    assert!(
+        updates(&t.officer, last).await.is_empty(),
+        "nothing new for the staff"
+    );
+    // The same after a restart (the state from its snapshot).
+    t.server.restart().await;
+    let info = t.server.info();
+    t.defender.session = authenticate(&info, &t.defender.key)
+        .await
+        .expect("reconnects");
+    let restarted = t.defender.session.request(&ask).await.expect("answered");
+    assert_eq!(restarted.encode(), before.encode(), "byte for byte");
+}
+
+/// Issue 12, point 5: the second opener of the ledger (its epoch 1 taken
+/// by another key) is told to open the next epoch, before its ledger flag
+/// is looked at, and doing so is accepted.
+#[tokio::test]
+async fn a_second_ledger_opener_is_told_to_open_the_next_epoch() {
+    let t = team().await;
+    let ledger = CaseId::from_bytes(random_id());
+    let opening = CaseControl {
+        state: Some(CaseState::Open),
+        ledger: true,
+        ..CaseControl::default()
+    };
+    let (k1, k2) = (CaseKey::from_bytes([1; 32]), CaseKey::from_bytes([2; 32]));
+    let first = event(&t.officer.key, &k1, ledger, random_id(), 1, opening, "l");
+    accepted(&append(&t.officer, &first).await);
+    let second = event(
+        &t.coordinator.key,
+        &k2,
+        ledger,
+        random_id(),
+        1,
+        opening,
+        "l",
+    );
+    let r = append(&t.coordinator, &second).await;
+    assert_eq!(code(&r), Some(ErrorCode::FailedPrecondition));
+    assert_eq!(
+        detail(&r),
+        "another key holds this epoch: open the next epoch"
+    );
+    // Under the case's own key, the ledger flag is what is wrong.
+    let flagged = event(
+        &t.coordinator.key,
+        &k1,
+        ledger,
+        random_id(),
+        1,
+        opening,
+        "l",
+    );
+    let r = append(&t.coordinator, &flagged).await;
+    assert_eq!(code(&r), Some(ErrorCode::InvalidArgument));
+    assert_eq!(
+        detail(&r),
+        "only the event that opens a case may mark it the ledger"
+    );
+    let next = event(
+        &t.coordinator.key,
+        &k2,
+        ledger,
+        random_id(),
+        2,
+        CaseControl::default(),
+        "rotated",
+    );
+    assert_eq!(accepted(&append(&t.coordinator, &next).await), (2, false));
 }

@@ -18,6 +18,9 @@ const APPENDED: u32 = 1;
 const REQUESTED: u32 = 2;
 const ERASURE_REQUESTED: u32 = 3;
 const ERASED: u32 = 4;
+/// Added in issue 12 (point 4): the case a request envelope made (case id
+/// and digest, no position, no defender).
+const REQUEST_DIGEST: u32 = 5;
 
 #[derive(Clone, PartialEq, Message)]
 pub(super) struct CaseEventRow {
@@ -39,7 +42,7 @@ pub(super) struct CaseEventRow {
     /// Erased: who confirmed.
     #[prost(bytes = "vec", tag = "7")]
     confirmed_by: Vec<u8>,
-    /// Requested: the envelope's digest.
+    /// Requested and request digest: the envelope's digest.
     #[prost(bytes = "vec", tag = "8")]
     envelope_digest: Vec<u8>,
 }
@@ -74,6 +77,14 @@ pub(super) fn event_row(event: &CaseEvent) -> CaseEventRow {
             r.device = defender.as_bytes().to_vec();
             r.envelope_digest = envelope_digest.to_vec();
         }
+        CaseEvent::RequestDigest {
+            case_id,
+            envelope_digest,
+        } => {
+            r.kind = REQUEST_DIGEST;
+            r.case_id = case_id.as_bytes().to_vec();
+            r.envelope_digest = envelope_digest.to_vec();
+        }
         CaseEvent::ErasureRequested {
             at, case_id, by, ..
         } => {
@@ -100,6 +111,15 @@ pub(super) fn event_row(event: &CaseEvent) -> CaseEventRow {
 }
 
 pub(super) fn event_from(r: CaseEventRow) -> Result<CaseEvent, CodecError> {
+    if r.kind == REQUEST_DIGEST {
+        if r.position != 0 {
+            return Err(CodecError("a request digest with a position"));
+        }
+        return Ok(CaseEvent::RequestDigest {
+            case_id: case_id(&r.case_id)?,
+            envelope_digest: digest(&r.envelope_digest)?,
+        });
+    }
     if r.position == 0 {
         return Err(CodecError("a case event without a position"));
     }
@@ -213,6 +233,10 @@ struct ErasedRow {
     requested_by: Vec<u8>,
     #[prost(bytes = "vec", tag = "5")]
     confirmed_by: Vec<u8>,
+    /// Added in issue 12 (point 3): the digest of the request that made
+    /// the case (empty: none, or a snapshot written before it).
+    #[prost(bytes = "vec", tag = "6")]
+    envelope_digest: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -299,6 +323,7 @@ pub(super) fn cases_row(cases: &Cases) -> Option<CasesRow> {
                 at: e.at,
                 requested_by: e.requested_by.as_bytes().to_vec(),
                 confirmed_by: e.confirmed_by.as_bytes().to_vec(),
+                envelope_digest: e.envelope_digest.map(|d| d.to_vec()).unwrap_or_default(),
             })
             .collect(),
     })
@@ -377,6 +402,11 @@ pub(super) fn cases_from(row: CasesRow) -> Result<Cases, CodecError> {
                 at: r.at,
                 requested_by: device_id(&r.requested_by)?,
                 confirmed_by: device_id(&r.confirmed_by)?,
+                envelope_digest: if r.envelope_digest.is_empty() {
+                    None
+                } else {
+                    Some(digest(&r.envelope_digest)?)
+                },
             },
         );
     }
