@@ -4070,3 +4070,241 @@ async fn a_case_linking_a_duress_alert_is_never_shared_with_the_defender() {
     let out = hotline(&defender, PASS, &["inbox"]);
     assert!(stdout(&out).contains("no new messages"), "{}", stdout(&out));
 }
+
+/// The events of a case as `case show` lists them in its timeline on the
+/// device of `home` (after its sync).
+fn timeline_len(home: &Path, case: &str) -> usize {
+    let out = hotline(home, PASS, &["case", "show", case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .skip_while(|l| *l != "timeline:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .count()
+}
+
+/// Issue 12, "Must show": an SOS grows into a case opened by the officer
+/// from its alert; a coordinator (another staff device, which got the case
+/// key) adds the defender and two family members, starts their relocation
+/// and moves it through every stage with a note each; the officer's
+/// device shows each stage with its date, author and note; a move the
+/// lifecycle does not allow is refused naming the stages allowed next, and
+/// nothing reaches the server.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_officer_opens_a_case_from_an_alert_a_coordinator_adds_the_family_and_a_relocation_runs_every_stage()
+ {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    let coordinator = dir.path().join("coordinator");
+    join_staff(
+        &admin,
+        &coordinator,
+        "coordinator",
+        &dir.path().join("org.key"),
+        3,
+    );
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(&coordinator, PASS, &["status"]);
+    let coordinator_id = field(&out, "device id: ");
+
+    let out = hotline(&defender, PASS, &["sos", "they are at the door"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let alert = alert_id(&out);
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "open",
+            "--from-alert",
+            &alert,
+            "--summary",
+            "family must leave",
+            "--reference",
+            "C-2026-0007",
+            "--programme",
+            "relocation",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    opened_case(&out);
+
+    // The coordinator got the key with the opening: it reads the case and
+    // adds the people.
+    let out = hotline(&coordinator, PASS, &["case", "show", "C-2026-0007"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(shown.contains("family must leave"), "{shown}");
+    assert!(!shown.contains("cannot read"), "{shown}");
+    for (name, relationship) in [
+        ("Ana Defender", "self"),
+        ("Boris Spouse", "spouse or partner"),
+        ("Clara Child", "child"),
+    ] {
+        let out = hotline(
+            &coordinator,
+            PASS,
+            &[
+                "case",
+                "person",
+                "add",
+                "C-2026-0007",
+                "--name",
+                name,
+                "--relationship",
+                relationship,
+            ],
+        );
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        assert!(
+            stdout(&out).contains("added to case"),
+            "{}",
+            stdout(&out)
+        );
+    }
+    let out = hotline(
+        &coordinator,
+        PASS,
+        &[
+            "relocation",
+            "start",
+            "C-2026-0007",
+            "--people",
+            "Ana Defender, Boris Spouse, Clara Child",
+            "--origin",
+            "Kharkiv",
+            "--to",
+            "UY",
+            "--city",
+            "Montevideo",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("(requested)"), "{}", stdout(&out));
+    let relocation = stdout(&out)
+        .split_whitespace()
+        .nth(1)
+        .expect("relocation id")
+        .to_owned();
+    let stages = [
+        "assessed",
+        "approved",
+        "travel booked",
+        "in transit",
+        "arrived",
+        "hosted",
+        "extended",
+        "resettled",
+        "closed",
+    ];
+    let mut from = "requested";
+    for stage in stages {
+        let note = format!("note on {stage}");
+        if stage == "extended" {
+            // From hosted, a step back is refused, with the allowed next
+            // stages in words; nothing is written or sent.
+            let before = timeline_len(&admin, "C-2026-0007");
+            let out = hotline(
+                &coordinator,
+                PASS,
+                &[
+                    "relocation",
+                    "advance",
+                    "C-2026-0007",
+                    &relocation,
+                    "travel booked",
+                ],
+            );
+            assert!(!out.status.success());
+            assert!(
+                stderr(&out).contains(
+                    "a relocation that is hosted can move to: extended, returned, resettled, cancelled"
+                ),
+                "{}",
+                stderr(&out)
+            );
+            assert_eq!(timeline_len(&admin, "C-2026-0007"), before);
+        }
+        let out = hotline(
+            &coordinator,
+            PASS,
+            &[
+                "relocation",
+                "advance",
+                "C-2026-0007",
+                &relocation,
+                stage,
+                "--note",
+                &note,
+            ],
+        );
+        assert!(out.status.success(), "{stage}: {}", stderr(&out));
+        assert!(
+            stdout(&out).contains(&format!("moved from {from} to {stage}")),
+            "{}",
+            stdout(&out)
+        );
+        from = stage;
+    }
+    // Closed is final: any move is refused, and nothing is sent.
+    let before = timeline_len(&admin, "C-2026-0007");
+    for stage in ["cancelled", "extended"] {
+        let out = hotline(
+            &coordinator,
+            PASS,
+            &["relocation", "advance", "C-2026-0007", &relocation, stage],
+        );
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("a relocation that is closed cannot move any more: closed is final"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(timeline_len(&admin, "C-2026-0007"), before);
+
+    // The officer's device shows every stage, with its date, its author
+    // and its note, in order.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["relocation", "show", "C-2026-0007", &relocation],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(!shown.contains("WARNING"), "{shown}");
+    assert!(!shown.contains("next:"), "closed is final: {shown}");
+    for name in ["Ana Defender", "Boris Spouse", "Clara Child"] {
+        assert!(shown.contains(name), "{name} in {shown}");
+    }
+    let lines: Vec<&str> = shown.lines().collect();
+    let mut at = 0;
+    for stage in std::iter::once("requested").chain(stages) {
+        let found = lines[at..]
+            .iter()
+            .position(|l| {
+                l.contains(&format!(" UTC {stage} by "))
+                    && l.contains(&coordinator_id[..8])
+                    && (stage == "requested" || l.ends_with(&format!(": note on {stage}")))
+            })
+            .unwrap_or_else(|| panic!("stage {stage} in order, dated, by the coordinator, with its note: {shown}"));
+        let line = lines[at + found];
+        assert!(
+            line.trim_start().starts_with("20") && line.contains(':'),
+            "a date: {line}"
+        );
+        at += found + 1;
+    }
+    // The case links the alert it grew from.
+    let out = hotline(&officer, PASS, &["case", "show", "C-2026-0007"]);
+    assert!(
+        stdout(&out).contains(&format!("#{}", alert.trim_start_matches('#'))),
+        "{}",
+        stdout(&out)
+    );
+    server.shutdown().await;
+}
