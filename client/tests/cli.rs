@@ -4308,3 +4308,177 @@ async fn an_officer_opens_a_case_from_an_alert_a_coordinator_adds_the_family_and
     );
     server.shutdown().await;
 }
+
+/// How many times `needle` appears in `hay`.
+fn occurrences(hay: &str, needle: &str) -> usize {
+    hay.matches(needle).count()
+}
+
+/// Issue 12, "Must show": with the server down, `case note` and `case
+/// set` are kept in the case outbox (exit 3, said in words); the next
+/// command once the server is back sends them, and the other staff device
+/// sees each change once. A copy of the device taken while they waited (an
+/// answer lost after the server stored them) sends them again: the server
+/// recognises each as a duplicate and nothing is doubled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_made_offline_lands_once_when_the_network_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "open", "--summary", "before", "--reference", "C-1"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&admin, PASS, &["case", "show", "C-1"]);
+    assert!(stdout(&out).contains("summary: before"), "{}", stdout(&out));
+
+    server.shutdown().await;
+    let out = hotline(&officer, PASS, &["case", "note", "C-1", "MET-AT-BORDER"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("note added to case") && stdout(&out).contains("(on this device only)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("not sent yet")
+            && stderr(&out).contains("1 change(s) wait in this device's case outbox")
+            && stderr(&out).contains("go out with the next command that reaches the server"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&officer, PASS, &["case", "set", "C-1", "summary", "after"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("2 change(s) wait in this device's case outbox"),
+        "{}",
+        stderr(&out)
+    );
+    // The device as it reads offline: both changes shown, marked unsent.
+    let out = hotline(&officer, PASS, &["case", "show", "C-1"]);
+    let shown = stdout(&out);
+    assert!(shown.contains("summary: after"), "{shown}");
+    assert!(
+        shown.contains("2 changes made here not sent yet (waiting in the case outbox)"),
+        "{shown}"
+    );
+    // The device as it was with both changes waiting, kept for later.
+    let copy = dir.path().join("officer-copy");
+    copy_dir(&officer, &copy);
+
+    // The server is back: the officer's next command sends them.
+    let server = server_on(dir.path(), addr).await;
+    let out = hotline(&officer, PASS, &["case", "show", "C-1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("not sent yet"), "{}", stdout(&out));
+    let out = hotline(&admin, PASS, &["case", "show", "C-1"]);
+    let seen = stdout(&out);
+    assert!(seen.contains("summary: after"), "{seen}");
+    assert_eq!(occurrences(&seen, "MET-AT-BORDER"), 1, "{seen}");
+    let events = timeline_len(&admin, "C-1");
+
+    // The copy still holds both in its outbox and sends them again: the
+    // server had them, so the copy is told so and nothing is doubled.
+    let out = hotline(&copy, PASS, &["case", "show", "C-1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!all.contains("not sent yet"), "{all}");
+    assert!(!all.contains("NOT SAVED"), "{all}");
+    assert!(
+        all.contains("2 case change(s) were already on the server (sent before); each counts once"),
+        "{all}"
+    );
+    assert_eq!(occurrences(&stdout(&out), "MET-AT-BORDER"), 1, "{all}");
+    let out = hotline(&admin, PASS, &["case", "show", "C-1"]);
+    assert_eq!(occurrences(&stdout(&out), "MET-AT-BORDER"), 1, "{}", stdout(&out));
+    assert_eq!(timeline_len(&admin, "C-1"), events);
+    server.shutdown().await;
+}
+
+/// Issue 12, "Must show": two staff devices read a case, go offline and
+/// each sets its summary to something else; once both are back, both
+/// devices show the field in conflict with both values, their authors and
+/// times (and `case list` marks the case); one person settles it by
+/// setting it again, and both devices show one value and no conflict.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_concurrent_edits_of_one_field_are_both_kept_and_shown_as_a_conflict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "open", "--summary", "first", "--reference", "C-1"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let officer_id = field(&hotline(&officer, PASS, &["status"]), "device id: ");
+    let admin_id = field(&hotline(&admin, PASS, &["status"]), "device id: ");
+    for h in [&admin, &officer] {
+        let out = hotline(h, PASS, &["case", "show", "C-1"]);
+        assert!(stdout(&out).contains("summary: first"), "{}", stdout(&out));
+    }
+
+    server.shutdown().await;
+    for (h, value) in [(&officer, "from Kyiv"), (&admin, "from Lviv")] {
+        let out = hotline(h, PASS, &["case", "set", "C-1", "summary", value]);
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    }
+    let server = server_on(dir.path(), addr).await;
+    for h in [&officer, &admin] {
+        let out = hotline(h, PASS, &["case", "show", "C-1"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    for h in [&officer, &admin] {
+        let out = hotline(h, PASS, &["case", "show", "C-1"]);
+        let shown = stdout(&out);
+        let line = shown
+            .lines()
+            .find(|l| l.trim_start().starts_with("summary:"))
+            .unwrap_or_else(|| panic!("a summary in {shown}"));
+        assert!(line.contains("CONFLICT"), "{shown}");
+        for (value, author) in [("from Kyiv", &officer_id), ("from Lviv", &admin_id)] {
+            let part = line
+                .split(" / ")
+                .find(|p| p.contains(&format!("\"{value}\" by ")))
+                .unwrap_or_else(|| panic!("{value} in {line}"));
+            assert!(part.contains(&author[..8]), "{value} by its author: {line}");
+            assert!(part.contains(" UTC)"), "{value} with its time: {line}");
+        }
+        let out = hotline(h, PASS, &["case", "list", "--sync"]);
+        let listed = stdout(&out);
+        assert!(
+            listed.lines().any(|l| l.split_whitespace().next().is_some_and(|w| w.ends_with('!'))
+                && l.contains("C-1")),
+            "{listed}"
+        );
+        assert!(listed.contains("! a field has conflicting values"), "{listed}");
+    }
+
+    // The admin settles it.
+    let out = hotline(
+        &admin,
+        PASS,
+        &["case", "set", "C-1", "summary", "from Kyiv, via Lviv"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for h in [&officer, &admin] {
+        let out = hotline(h, PASS, &["case", "show", "C-1"]);
+        let shown = stdout(&out);
+        assert!(shown.contains("summary: from Kyiv, via Lviv"), "{shown}");
+        assert!(!shown.contains("CONFLICT"), "{shown}");
+        let out = hotline(h, PASS, &["case", "list", "--sync"]);
+        let listed = stdout(&out);
+        assert!(!listed.contains('!'), "{listed}");
+    }
+    server.shutdown().await;
+}

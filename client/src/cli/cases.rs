@@ -346,6 +346,18 @@ impl Ctx {
             // Boxed: this and flush call each other through send_messages.
             Box::pin(self.after_accepted(&accepted)).await?;
         }
+        let again = out
+            .settled
+            .iter()
+            .filter(|(_, _, f)| matches!(f, Fate::Accepted { duplicate: true, .. }))
+            .count();
+        if again > 0 {
+            // A resend after an answer that never came back: the server
+            // kept the first, so nothing is doubled.
+            println!(
+                "{again} case change(s) were already on the server (sent before); each counts once"
+            );
+        }
         for (case, id, fate) in &out.settled {
             if let Fate::Refused(why) = fate
                 && Some(*id) != mine
