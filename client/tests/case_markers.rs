@@ -1,0 +1,258 @@
+//! What a seized server gives up of a case written through the real
+//! `hotline` commands: nothing readable. A person's name, a host city and
+//! a hotel typed into `hotline case person add` and `hotline relocation
+//! start` travel through a real server logging at its most verbose level
+//! (`trace`, every line captured); afterwards no file under the server's
+//! data directory and no log line holds them, in UTF-8 or UTF-16LE, while
+//! another staff device reads them back. The same scan finds them when
+//! planted, so it would catch a leak.
+//!
+//! A test binary of its own: it installs the process's log subscriber
+//! before the server starts.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use hotline_proto::Role;
+use hotline_server::{Config, RunningServer};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hotline");
+const PASS: &str = "a long test passphrase";
+const NAME: &str = "Zofia Kowalczyk-MARKER";
+const CITY: &str = "Montevideo-MARKER";
+const HOTEL: &str = "Hotel Bellevue-MARKER";
+
+/// Every log line the process writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("not poisoned").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+fn hotline(home: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("HOTLINE_PASSPHRASE", PASS)
+        .env(
+            "HOTLINE_ORG_PASSPHRASE",
+            "the organisation's own passphrase",
+        )
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("the client binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `hotline` with `args`, which must succeed; its standard output.
+fn ok(home: &Path, args: &[&str]) -> String {
+    let out = hotline(home, args);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+fn invite_line(text: &str) -> String {
+    text.lines()
+        .find(|l| l.trim_start().starts_with("hotline:"))
+        .expect("an invite line")
+        .trim()
+        .to_owned()
+}
+
+/// The forms a marker could leak in.
+fn needles() -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for m in [NAME, CITY, HOTEL] {
+        out.push((format!("{m} (UTF-8)"), m.as_bytes().to_vec()));
+        let utf16: Vec<u8> = m.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        out.push((format!("{m} (UTF-16LE)"), utf16));
+    }
+    out
+}
+
+/// The markers found in `bytes`.
+fn found_in(bytes: &[u8]) -> Vec<String> {
+    needles()
+        .into_iter()
+        .filter(|(_, n)| bytes.windows(n.len()).any(|w| w == n.as_slice()))
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// Every file under `dir` holding a marker, with the markers.
+fn scan_dir(dir: &Path) -> Vec<(String, Vec<String>)> {
+    let mut hits = Vec::new();
+    let mut files = 0;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                files += 1;
+                let found = found_in(&bytes);
+                if !found.is_empty() {
+                    hits.push((path.display().to_string(), found));
+                }
+            }
+        }
+    }
+    assert!(files > 0, "no file scanned under {}", dir.display());
+    hits
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn names_and_places_typed_into_the_client_reach_no_server_file_and_no_log_line() {
+    let logs = Captured::default();
+    tracing::subscriber::set_global_default(hotline_server::logging::subscriber(
+        tracing_subscriber::EnvFilter::new("trace"),
+        logs.clone(),
+        false,
+    ))
+    .expect("the first subscriber of this process");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("master.key");
+    hotline_server::log::keys::generate_key_file(&key_file).expect("key file");
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.path().join("server"),
+        ..Config::default()
+    };
+    let server = RunningServer::start(config, &hotline_server::log::keys::KeySource::File(key_file))
+        .await
+        .expect("server");
+
+    // An admin with the organisation root, and an officer on its roster.
+    let admin = dir.path().join("admin");
+    let officer = dir.path().join("officer");
+    let invite = server
+        .create_invite(Role::Admin, 600)
+        .await
+        .expect("invite")
+        .to_string();
+    ok(&admin, &["enroll", &invite]);
+    let org_key = dir.path().join("org.key");
+    let org_key = org_key.to_str().expect("utf-8");
+    ok(&admin, &["org", "init", "--out", org_key]);
+    let out = ok(&admin, &["invite", "--role", "officer"]);
+    ok(&officer, &["enroll", &invite_line(&out)]);
+    let out = ok(&admin, &["org", "sign-roster", "--key", org_key]);
+    assert!(out.contains("2 staff devices"), "{out}");
+    for h in [&admin, &officer] {
+        ok(h, &["inbox"]);
+    }
+
+    // The officer types the markers in, as a person would.
+    ok(
+        &officer,
+        &["case", "open", "--summary", "a family", "--reference", "C-1"],
+    );
+    ok(
+        &officer,
+        &[
+            "case",
+            "person",
+            "add",
+            "C-1",
+            "--name",
+            NAME,
+            "--relationship",
+            "self",
+            "--needs",
+            &format!("near the {HOTEL}"),
+        ],
+    );
+    let out = ok(
+        &officer,
+        &[
+            "relocation",
+            "start",
+            "C-1",
+            "--people",
+            NAME,
+            "--origin",
+            "Kharkiv",
+            "--to",
+            "UY",
+            "--city",
+            CITY,
+            "--accommodation",
+            HOTEL,
+        ],
+    );
+    let relocation = out.split_whitespace().nth(1).expect("relocation id").to_owned();
+    ok(
+        &officer,
+        &[
+            "relocation",
+            "advance",
+            "C-1",
+            &relocation,
+            "assessed",
+            "--note",
+            &format!("{NAME} may stay at the {HOTEL} in {CITY}"),
+        ],
+    );
+    ok(&officer, &["case", "note", "C-1", &format!("{NAME} called")]);
+    // They went through the server: the admin's device reads them.
+    let shown = ok(&admin, &["relocation", "show", "C-1", &relocation]);
+    for m in [NAME, CITY, HOTEL] {
+        assert!(shown.contains(m), "{m} read back by another device: {shown}");
+    }
+
+    // A snapshot and the closing checkpoint are written at stop.
+    server.shutdown().await;
+
+    let hits = scan_dir(&dir.path().join("server"));
+    assert!(hits.is_empty(), "markers on the server's disk: {hits:?}");
+    let captured = logs.0.lock().expect("not poisoned").clone();
+    let text = String::from_utf8_lossy(&captured);
+    assert!(
+        text.contains("kind=\"append_case_event\"")
+            && text.contains("kind=\"sync_cases\"")
+            && text.contains("DEBUG"),
+        "the server's logs were captured at their most verbose level: {}",
+        &text[..text.len().min(3000)]
+    );
+    assert_eq!(found_in(&captured), Vec::<String>::new(), "markers in the logs");
+
+    // The scan would catch a leak: each marker planted in a file, in
+    // either encoding, and in a log line.
+    let planted = tempfile::tempdir().expect("tempdir");
+    std::fs::write(planted.path().join("clear.txt"), format!("..{CITY}..")).expect("write");
+    let utf16: Vec<u8> = HOTEL.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    std::fs::create_dir_all(planted.path().join("sub")).expect("mkdir");
+    std::fs::write(planted.path().join("sub/wide.bin"), utf16).expect("write");
+    assert_eq!(scan_dir(planted.path()).len(), 2);
+    assert_eq!(
+        found_in(format!("2026 TRACE note=\"{NAME}\"").as_bytes()),
+        vec![format!("{NAME} (UTF-8)")]
+    );
+}
