@@ -145,9 +145,12 @@ async fn names_and_places_typed_into_the_client_reach_no_server_file_and_no_log_
         data_dir: dir.path().join("server"),
         ..Config::default()
     };
-    let server = RunningServer::start(config, &hotline_server::log::keys::KeySource::File(key_file))
-        .await
-        .expect("server");
+    let server = RunningServer::start(
+        config,
+        &hotline_server::log::keys::KeySource::File(key_file),
+    )
+    .await
+    .expect("server");
 
     // An admin with the organisation root, and an officer on its roster.
     let admin = dir.path().join("admin");
@@ -172,7 +175,14 @@ async fn names_and_places_typed_into_the_client_reach_no_server_file_and_no_log_
     // The officer types the markers in, as a person would.
     ok(
         &officer,
-        &["case", "open", "--summary", "a family", "--reference", "C-1"],
+        &[
+            "case",
+            "open",
+            "--summary",
+            "a family",
+            "--reference",
+            "C-1",
+        ],
     );
     ok(
         &officer,
@@ -207,7 +217,11 @@ async fn names_and_places_typed_into_the_client_reach_no_server_file_and_no_log_
             HOTEL,
         ],
     );
-    let relocation = out.split_whitespace().nth(1).expect("relocation id").to_owned();
+    let relocation = out
+        .split_whitespace()
+        .nth(1)
+        .expect("relocation id")
+        .to_owned();
     ok(
         &officer,
         &[
@@ -220,11 +234,17 @@ async fn names_and_places_typed_into_the_client_reach_no_server_file_and_no_log_
             &format!("{NAME} may stay at the {HOTEL} in {CITY}"),
         ],
     );
-    ok(&officer, &["case", "note", "C-1", &format!("{NAME} called")]);
+    ok(
+        &officer,
+        &["case", "note", "C-1", &format!("{NAME} called")],
+    );
     // They went through the server: the admin's device reads them.
     let shown = ok(&admin, &["relocation", "show", "C-1", &relocation]);
     for m in [NAME, CITY, HOTEL] {
-        assert!(shown.contains(m), "{m} read back by another device: {shown}");
+        assert!(
+            shown.contains(m),
+            "{m} read back by another device: {shown}"
+        );
     }
 
     // A snapshot and the closing checkpoint are written at stop.
@@ -241,7 +261,11 @@ async fn names_and_places_typed_into_the_client_reach_no_server_file_and_no_log_
         "the server's logs were captured at their most verbose level: {}",
         &text[..text.len().min(3000)]
     );
-    assert_eq!(found_in(&captured), Vec::<String>::new(), "markers in the logs");
+    assert_eq!(
+        found_in(&captured),
+        Vec::<String>::new(),
+        "markers in the logs"
+    );
 
     // The scan would catch a leak: each marker planted in a file, in
     // either encoding, and in a log line.

@@ -4160,11 +4160,7 @@ async fn an_officer_opens_a_case_from_an_alert_a_coordinator_adds_the_family_and
             ],
         );
         assert!(out.status.success(), "{name}: {}", stderr(&out));
-        assert!(
-            stdout(&out).contains("added to case"),
-            "{}",
-            stdout(&out)
-        );
+        assert!(stdout(&out).contains("added to case"), "{}", stdout(&out));
     }
     let out = hotline(
         &coordinator,
@@ -4260,7 +4256,8 @@ async fn an_officer_opens_a_case_from_an_alert_a_coordinator_adds_the_family_and
         );
         assert!(!out.status.success());
         assert!(
-            stderr(&out).contains("a relocation that is closed cannot move any more: closed is final"),
+            stderr(&out)
+                .contains("a relocation that is closed cannot move any more: closed is final"),
             "{}",
             stderr(&out)
         );
@@ -4291,7 +4288,9 @@ async fn an_officer_opens_a_case_from_an_alert_a_coordinator_adds_the_family_and
                     && l.contains(&coordinator_id[..8])
                     && (stage == "requested" || l.ends_with(&format!(": note on {stage}")))
             })
-            .unwrap_or_else(|| panic!("stage {stage} in order, dated, by the coordinator, with its note: {shown}"));
+            .unwrap_or_else(|| {
+                panic!("stage {stage} in order, dated, by the coordinator, with its note: {shown}")
+            });
         let line = lines[at + found];
         assert!(
             line.trim_start().starts_with("20") && line.contains(':'),
@@ -4342,7 +4341,8 @@ async fn a_change_made_offline_lands_once_when_the_network_returns() {
     let out = hotline(&officer, PASS, &["case", "note", "C-1", "MET-AT-BORDER"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("note added to case") && stdout(&out).contains("(on this device only)"),
+        stdout(&out).contains("note added to case")
+            && stdout(&out).contains("(on this device only)"),
         "{}",
         stdout(&out)
     );
@@ -4396,7 +4396,12 @@ async fn a_change_made_offline_lands_once_when_the_network_returns() {
     );
     assert_eq!(occurrences(&stdout(&out), "MET-AT-BORDER"), 1, "{all}");
     let out = hotline(&admin, PASS, &["case", "show", "C-1"]);
-    assert_eq!(occurrences(&stdout(&out), "MET-AT-BORDER"), 1, "{}", stdout(&out));
+    assert_eq!(
+        occurrences(&stdout(&out), "MET-AT-BORDER"),
+        1,
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(timeline_len(&admin, "C-1"), events);
     server.shutdown().await;
 }
@@ -4457,11 +4462,17 @@ async fn two_concurrent_edits_of_one_field_are_both_kept_and_shown_as_a_conflict
         let out = hotline(h, PASS, &["case", "list", "--sync"]);
         let listed = stdout(&out);
         assert!(
-            listed.lines().any(|l| l.split_whitespace().next().is_some_and(|w| w.ends_with('!'))
+            listed.lines().any(|l| l
+                .split_whitespace()
+                .next()
+                .is_some_and(|w| w.ends_with('!'))
                 && l.contains("C-1")),
             "{listed}"
         );
-        assert!(listed.contains("! a field has conflicting values"), "{listed}");
+        assert!(
+            listed.contains("! a field has conflicting values"),
+            "{listed}"
+        );
     }
 
     // The admin settles it.

@@ -349,7 +349,15 @@ impl Ctx {
         let again = out
             .settled
             .iter()
-            .filter(|(_, _, f)| matches!(f, Fate::Accepted { duplicate: true, .. }))
+            .filter(|(_, _, f)| {
+                matches!(
+                    f,
+                    Fate::Accepted {
+                        duplicate: true,
+                        ..
+                    }
+                )
+            })
             .count();
         if again > 0 {
             // A resend after an answer that never came back: the server
