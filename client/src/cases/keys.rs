@@ -6,7 +6,9 @@
 //! 500 each) through the message outbox: sealed to the
 //! staff devices on the roster, retried when offline, never kept in the
 //! history. A key received is kept only if it comes from a staff device on
-//! the roster and the case's events of its epoch commit to it
+//! the roster and the case's events of its epoch commit to it; before
+//! any event of the epoch is held, every different key received waits
+//! (at most four) until one commits to one of them
 //! ([`Replica::add_key`]).
 
 use hotline_proto::DeviceId;
@@ -134,7 +136,7 @@ pub fn keep_received(
             return warnings;
         }
     };
-    let (mut mismatched, mut refused, mut failed) = (0usize, 0usize, 0usize);
+    let (mut mismatched, mut refused, mut failed, mut dropped) = (0usize, 0usize, 0usize, 0usize);
     for r in received {
         if !r.from_staff {
             refused += 1;
@@ -143,7 +145,10 @@ pub fn keep_received(
         for (case, epoch, key) in r.keys {
             match replica.add_key(&case, epoch, key) {
                 Ok(KeyOutcome::Kept | KeyOutcome::AlreadyHeld | KeyOutcome::Erased) => {}
-                Ok(KeyOutcome::Mismatch | KeyOutcome::Conflicting) => mismatched += 1,
+                Ok(KeyOutcome::Mismatch) => mismatched += 1,
+                Ok(KeyOutcome::Candidate { dropped_oldest }) => {
+                    dropped += usize::from(dropped_oldest)
+                }
                 Err(_) => failed += 1,
             }
         }
@@ -156,6 +161,12 @@ pub fn keep_received(
     if mismatched > 0 {
         warnings.push(format!(
             "{mismatched} case key(s) received were not kept: the case's events commit to another key"
+        ));
+    }
+    if dropped > 0 {
+        warnings.push(format!(
+            "{dropped} case key(s) were dropped: more than {} different keys came for one epoch of a case before any event of it, so the oldest went (a staff device may be sending keys that are not the case's)",
+            crate::cases::replica::MAX_KEYS_PER_EPOCH
         ));
     }
     if failed > 0 {

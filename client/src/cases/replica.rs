@@ -321,7 +321,15 @@ pub struct CaseFile {
     held: BTreeMap<([u8; 16], [u8; 16]), (u64, u64)>,
     /// Own events accepted by the server whose time is an estimate.
     unsettled: std::collections::BTreeSet<([u8; 16], [u8; 16])>,
+    /// Other keys received for an epoch of which no event is held yet,
+    /// oldest first (`keys` holds the first): the first event of the
+    /// epoch says which is the case's (docs/protocol.md, section 9.2).
+    candidates: BTreeMap<u32, Vec<CaseKey>>,
 }
+
+/// The most keys kept for one epoch before an event of it says which is
+/// the case's; beyond, the oldest is dropped.
+pub const MAX_KEYS_PER_EPOCH: usize = 4;
 
 /// What [`CaseFile::add_checked`] made of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -355,6 +363,7 @@ impl CaseFile {
             request: None,
             held: BTreeMap::new(),
             unsettled: Default::default(),
+            candidates: BTreeMap::new(),
         }
     }
 
@@ -374,9 +383,19 @@ impl CaseFile {
             });
         }
         let mut keys = BTreeMap::new();
+        let mut candidates: BTreeMap<u32, Vec<CaseKey>> = BTreeMap::new();
         for k in row.keys {
             let bytes: [u8; 32] = k.key.as_slice().try_into().map_err(|_| damaged("key"))?;
-            keys.insert(k.epoch, CaseKey::from_bytes(bytes));
+            // The first row of an epoch is its key; later ones (rows of
+            // the same epoch) are the candidates still waiting.
+            if keys.contains_key(&k.epoch) {
+                candidates
+                    .entry(k.epoch)
+                    .or_default()
+                    .push(CaseKey::from_bytes(bytes));
+            } else {
+                keys.insert(k.epoch, CaseKey::from_bytes(bytes));
+            }
         }
         let request = match row.request {
             None => None,
@@ -418,6 +437,7 @@ impl CaseFile {
             request,
             held,
             unsettled,
+            candidates,
         })
     }
 
@@ -437,6 +457,11 @@ impl CaseFile {
             keys: self
                 .keys
                 .iter()
+                .chain(
+                    self.candidates
+                        .iter()
+                        .flat_map(|(e, ks)| ks.iter().map(move |k| (e, k))),
+                )
                 .map(|(epoch, k)| KeyRow {
                     epoch: *epoch,
                     key: k.as_bytes().to_vec(),
@@ -490,6 +515,7 @@ impl CaseFile {
         };
         let key = (*e.event.author.as_bytes(), h.event_id);
         let Some(first) = self.held.get(&key).copied() else {
+            self.settle_key(h.epoch, &h.key_commitment);
             self.held.insert(key, (e.position, e.at));
             self.events.push(e);
             return Held::New;
@@ -511,6 +537,93 @@ impl CaseFile {
             x.at = e.at;
         }
         Held::Settled
+    }
+
+    /// The key held for `epoch` whose commitment is `commitment`, among
+    /// the epoch's key and its candidates; else the epoch's key (which
+    /// then fails the event's check).
+    pub fn key_for(&self, epoch: u32, commitment: &[u8; 32]) -> Option<CaseKey> {
+        self.candidates
+            .get(&epoch)
+            .into_iter()
+            .flatten()
+            .chain(self.keys.get(&epoch))
+            .find(|k| k.commitment(&self.case_id, epoch) == *commitment)
+            .or_else(|| self.keys.get(&epoch))
+            .cloned()
+    }
+
+    /// Every key held for `epoch`: its key, then the candidates.
+    pub fn keys_of(&self, epoch: u32) -> Vec<&CaseKey> {
+        self.keys
+            .get(&epoch)
+            .into_iter()
+            .chain(self.candidates.get(&epoch).into_iter().flatten())
+            .collect()
+    }
+
+    /// An event of `epoch` committing to `commitment` is held: of several
+    /// keys held for the epoch, the one it commits to stays and the others
+    /// go. With one key, or none matching, nothing changes.
+    fn settle_key(&mut self, epoch: u32, commitment: &[u8; 32]) {
+        if !self.candidates.contains_key(&epoch) {
+            return;
+        }
+        let case = self.case_id;
+        if let Some(k) = self
+            .keys_of(epoch)
+            .into_iter()
+            .find(|k| k.commitment(&case, epoch) == *commitment)
+            .cloned()
+        {
+            self.keys.insert(epoch, k);
+            self.candidates.remove(&epoch);
+        }
+    }
+
+    /// Drops the key held for `epoch` whose commitment is `commitment`
+    /// (this device's own, refused: another key holds the epoch); the
+    /// oldest candidate left, if any, becomes the epoch's key.
+    pub fn drop_key(&mut self, epoch: u32, commitment: &[u8; 32]) {
+        let case = self.case_id;
+        let matches = |k: &CaseKey| k.commitment(&case, epoch) == *commitment;
+        if let Some(c) = self.candidates.get_mut(&epoch) {
+            c.retain(|k| !matches(k));
+        }
+        if self.keys.get(&epoch).is_some_and(matches) {
+            self.keys.remove(&epoch);
+        }
+        let next = self.candidates.get_mut(&epoch).and_then(|c| {
+            if self.keys.contains_key(&epoch) || c.is_empty() {
+                None
+            } else {
+                Some(c.remove(0))
+            }
+        });
+        if let Some(k) = next {
+            self.keys.insert(epoch, k);
+        }
+        if self.candidates.get(&epoch).is_some_and(Vec::is_empty) {
+            self.candidates.remove(&epoch);
+        }
+    }
+
+    /// Keeps `key` as a candidate for `epoch`, after those held (at most
+    /// [`MAX_KEYS_PER_EPOCH`] in all: beyond, the oldest goes). Returns
+    /// whether one was dropped.
+    fn add_candidate(&mut self, epoch: u32, key: CaseKey) -> bool {
+        if !self.keys.contains_key(&epoch) {
+            self.keys.insert(epoch, key);
+            return false;
+        }
+        let c = self.candidates.entry(epoch).or_default();
+        c.push(key);
+        if c.len() < MAX_KEYS_PER_EPOCH {
+            return false;
+        }
+        let oldest_left = c.remove(0);
+        self.keys.insert(epoch, oldest_left);
+        true
     }
 
     /// The newest epoch this device holds a key for, with its key.
@@ -545,9 +658,11 @@ impl CaseFile {
             view.requested(r.clone());
         }
         for e in &self.events {
-            let opened = e
-                .event
-                .open(&e.author_key, |_, epoch| self.keys.get(&epoch).cloned());
+            let commitment = e.event.header_unverified().map(|h| h.key_commitment);
+            let opened = e.event.open(&e.author_key, |_, epoch| match &commitment {
+                Ok(c) => self.key_for(epoch, c),
+                Err(_) => self.keys.get(&epoch).cloned(),
+            });
             fold_one(&mut view, e, opened);
         }
         view
@@ -610,8 +725,12 @@ pub enum KeyOutcome {
     /// The case's events of that epoch commit to another key: not kept.
     Mismatch,
     /// Another key is held for that epoch and no event tells which is the
-    /// case's yet: the one held is kept.
-    Conflicting,
+    /// case's yet: both are kept until one does (`dropped_oldest`: there
+    /// were [`MAX_KEYS_PER_EPOCH`] already, and the oldest went).
+    Candidate {
+        /// The oldest key held for the epoch was dropped to make room.
+        dropped_oldest: bool,
+    },
     /// The case was erased: no key of it is kept.
     Erased,
 }
@@ -994,15 +1113,28 @@ impl Replica {
             .find(|h| h.epoch == epoch)
             .map(|h| h.key_commitment);
         let mine = key.commitment(case, epoch);
-        let outcome = match (committed, file.keys.get(&epoch)) {
-            (_, Some(held)) if held == &key => return Ok(KeyOutcome::AlreadyHeld),
-            (Some(c), _) if c != mine => return Ok(KeyOutcome::Mismatch),
-            // The events say this one is the case's: it replaces a wrong
-            // one held.
-            (Some(_), _) | (None, None) => KeyOutcome::Kept,
-            (None, Some(_)) => return Ok(KeyOutcome::Conflicting),
+        if file.keys_of(epoch).contains(&&key) {
+            return Ok(KeyOutcome::AlreadyHeld);
+        }
+        let outcome = match committed {
+            Some(c) if c != mine => return Ok(KeyOutcome::Mismatch),
+            // The events say this one is the case's: it replaces any other
+            // held.
+            Some(_) => {
+                file.keys.insert(epoch, key);
+                file.candidates.remove(&epoch);
+                KeyOutcome::Kept
+            }
+            None if !file.keys.contains_key(&epoch) => {
+                file.keys.insert(epoch, key);
+                KeyOutcome::Kept
+            }
+            // No event says which is the case's yet: every candidate waits
+            // for the first one that does.
+            None => KeyOutcome::Candidate {
+                dropped_oldest: file.add_candidate(epoch, key),
+            },
         };
-        file.keys.insert(epoch, key);
         self.save(&file)?;
         Ok(outcome)
     }
@@ -1218,7 +1350,8 @@ mod tests {
         let case = CaseId::from_bytes([1; 16]);
         let me = staff(1);
         let (right, wrong) = (CaseKey::from_bytes([2; 32]), CaseKey::from_bytes([3; 32]));
-        // No event yet: the first key is kept, another one is not.
+        // No event yet: a bogus key first, then the real one; both are kept
+        // (also across a reopen).
         assert_eq!(
             r.add_key(&case, 1, wrong.clone()).expect("add"),
             KeyOutcome::Kept
@@ -1229,10 +1362,18 @@ mod tests {
         );
         assert_eq!(
             r.add_key(&case, 1, right.clone()).expect("add"),
-            KeyOutcome::Conflicting
+            KeyOutcome::Candidate {
+                dropped_oldest: false
+            }
         );
-        // An event of epoch 1 under the right key arrives: it cannot be read
-        // with the wrong key (a warning), and the right key now replaces it.
+        assert_eq!(
+            r.add_key(&case, 1, right.clone()).expect("add"),
+            KeyOutcome::AlreadyHeld
+        );
+        let mut r = Replica::open(&state, &[4u8; 32]).expect("reopen");
+        assert_eq!(r.load(&case).expect("load").keys_of(1).len(), 2);
+        // An event of epoch 1 under the real key arrives: it reads, and the
+        // bogus key goes.
         let mut file = r.load(&case).expect("load");
         file.add(StoredEvent {
             position: 1,
@@ -1241,17 +1382,62 @@ mod tests {
             author_key: me.public_key(),
         });
         let v = r.save(&file).expect("save");
-        assert_eq!(v.warnings[0].kind, WarningKind::Skipped);
+        assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+        assert_eq!(v.state, Some(CaseState::Open));
+        assert_eq!(r.load(&case).expect("load").keys_of(1), [&right]);
         assert_eq!(
             r.add_key(&case, 1, CaseKey::from_bytes([6; 32]))
                 .expect("add"),
             KeyOutcome::Mismatch
         );
-        assert_eq!(r.add_key(&case, 1, right).expect("add"), KeyOutcome::Kept);
+        assert_eq!(
+            r.add_key(&case, 1, right.clone()).expect("add"),
+            KeyOutcome::AlreadyHeld
+        );
         assert_eq!(r.view(&case).expect("view").state, Some(CaseState::Open));
         // An erased case takes no key back.
         r.erase(&case).expect("erase");
         assert_eq!(r.add_key(&case, 1, wrong).expect("add"), KeyOutcome::Erased);
         assert!(!dir.path().join(DIR).join(file_name(&case)).exists());
+    }
+
+    #[test]
+    fn at_most_four_keys_wait_for_an_epoch_and_the_oldest_goes_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let mut r = Replica::open(&state, &[4u8; 32]).expect("open");
+        let case = CaseId::from_bytes([1; 16]);
+        let me = staff(1);
+        let key = |n: u8| CaseKey::from_bytes([n; 32]);
+        for n in 10..14 {
+            assert!(matches!(
+                r.add_key(&case, 2, key(n)).expect("add"),
+                KeyOutcome::Kept
+                    | KeyOutcome::Candidate {
+                        dropped_oldest: false
+                    }
+            ));
+        }
+        assert_eq!(
+            r.add_key(&case, 2, key(14)).expect("add"),
+            KeyOutcome::Candidate {
+                dropped_oldest: true
+            }
+        );
+        let file = r.load(&case).expect("load");
+        assert_eq!(file.keys_of(2), [&key(11), &key(12), &key(13), &key(14)]);
+        // The newest of them reads the epoch's event.
+        let mut file = file;
+        file.keys.insert(1, key(1));
+        file.add(StoredEvent {
+            position: 2,
+            at: 1,
+            event: event(&me, &key(14), case, [5; 16], 2, None, |c| {
+                c.note = "under the real key".into()
+            }),
+            author_key: me.public_key(),
+        });
+        assert_eq!(file.keys_of(2), [&key(14)]);
+        assert!(file.view(&[]).warnings.is_empty());
     }
 }

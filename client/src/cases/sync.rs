@@ -441,7 +441,9 @@ fn apply_held(
                     }
                     Ok(h) => h,
                 };
-                let opened = event.open(author_key, |_, epoch| file.keys.get(&epoch).cloned());
+                let opened = event.open(author_key, |_, epoch| {
+                    file.key_for(epoch, &header.key_commitment)
+                });
                 let signed = match &opened {
                     Err(CaseEventError::BadSignature) => false,
                     Err(CaseEventError::NoKey) => event.verify_signature(author_key).is_ok(),
