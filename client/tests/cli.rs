@@ -3382,7 +3382,7 @@ async fn two_distinct_staff_erase_a_closed_case_and_only_its_statistics_remain()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn two_staff_rotating_one_case_at_once_both_land_under_the_winners_key() {
+async fn two_staff_rotating_one_case_at_once_both_land_and_the_loser_opens_the_next_epoch() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = server(dir.path()).await;
     let addr = server.local_addr();
@@ -3437,20 +3437,40 @@ async fn two_staff_rotating_one_case_at_once_both_land_under_the_winners_key() {
         stdout(&out)
     );
 
-    // The officer's events, refused under its own key for epoch 2, wait
-    // for the admin's, are sealed again under it and land.
+    // The officer's rotation is answered "another key holds this epoch":
+    // it drops its own key for epoch 2, opens epoch 3 itself (never
+    // waiting for the admin's key) and sends both its events under it.
+    // The admin's key for epoch 2, received while the officer held its
+    // own, is kept: the admin's event commits to it.
     let out = hotline(&officer, PASS, &["case", "show", &case]);
     assert!(out.status.success(), "{}", stderr(&out));
     let shown = stdout(&out);
+    assert!(
+        shown.contains("it opened a new case key (epoch 3)"),
+        "{shown}"
+    );
     assert!(shown.contains("written online"), "{shown}");
     assert!(shown.contains("written offline"), "{shown}");
     assert!(!shown.contains("not sent yet"), "{shown}");
     assert!(!shown.contains("cannot read"), "{shown}");
+    assert!(!stderr(&out).contains("WARNING"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("NOT SAVED"), "{}", stderr(&out));
+    // Nothing waits any more, and a second look shows the same.
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    let shown = stdout(&out);
+    assert!(shown.contains("written online"), "{shown}");
+    assert!(shown.contains("written offline"), "{shown}");
+    assert!(!shown.contains("not sent yet"), "{shown}");
+    assert!(!stderr(&out).contains("WARNING"), "{}", stderr(&out));
+    // The admin reads both after syncing (epoch 3's key came from the
+    // officer once the server took its event).
     let out = hotline(&admin, PASS, &["case", "show", &case]);
     let shown = stdout(&out);
+    assert!(shown.contains("written online"), "{shown}");
     assert!(shown.contains("written offline"), "{shown}");
     assert!(!shown.contains("cannot read"), "{shown}");
     assert!(!shown.contains("skipped"), "{shown}");
+    assert!(!stderr(&out).contains("WARNING"), "{}", stderr(&out));
     server.shutdown().await;
 }
 

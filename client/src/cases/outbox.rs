@@ -6,11 +6,16 @@
 //! server, the very same bytes: the server answers a resend as a
 //! duplicate, which counts as delivered. An event refused because the case
 //! key was rotated is sealed again under the newest key, with the same
-//! content and the same event id, and sent again.
+//! content and the same event id, and sent again; one refused because
+//! another key holds its epoch (a rotation race lost, a second opener)
+//! opens the next epoch under a fresh key, sealed again the same way.
+//! A failure that may pass keeps the event and those after it, in order;
+//! any other refusal removes the event (reported) and the others go on
+//! (docs/protocol.md, section 9.5).
 
 use hotline_proto::case::content::CaseEventContent;
-use hotline_proto::case::seal::{EventDraft, seal};
-use hotline_proto::case::{CaseControl, CaseId};
+use hotline_proto::case::seal::{CaseKey, EventDraft, seal};
+use hotline_proto::case::{CaseControl, CaseId, CaseState, EventHeader};
 use hotline_proto::e2e::suite::SystemRandomness;
 use hotline_proto::identity::fill_random;
 use hotline_proto::message::{Request, Response};
@@ -59,6 +64,26 @@ fn seal_row(
             "this device holds no key for this case yet: another staff device must send it the case key".into(),
         )
     })?;
+    seal_row_at(
+        identity,
+        roster_version,
+        file,
+        (epoch, key),
+        event_id,
+        control,
+        content,
+    )
+}
+
+fn seal_row_at(
+    identity: &IdentityKeyPair,
+    roster_version: u64,
+    file: &CaseFile,
+    (epoch, key): (u32, &CaseKey),
+    event_id: EventId,
+    control: CaseControl,
+    content: &CaseEventContent,
+) -> Result<OutboxRow, ClientError> {
     let event = seal(
         identity,
         key,
@@ -91,9 +116,13 @@ pub enum Fate {
         /// A resend of an event the server had.
         duplicate: bool,
     },
-    /// Refused for good: removed from the outbox (the reason, from the
-    /// server).
-    Refused(String),
+    /// Refused for good: removed from the outbox.
+    Refused {
+        /// What the event was, in words ("a note", "closing the case").
+        what: String,
+        /// The reason, from the server.
+        why: String,
+    },
 }
 
 /// What a flush did.
@@ -106,34 +135,127 @@ pub struct Flushed {
     /// Why sending stopped (the server could not be reached, or a key
     /// this device does not hold yet), if it did.
     pub stopped: Option<String>,
+    /// Key epochs this flush opened with a fresh key (another key held
+    /// the epoch its event was sealed under), by case: each key goes to
+    /// the roster's staff devices once the event opening it was accepted
+    /// (it is then in [`Flushed::settled`] as accepted).
+    pub opened: Vec<(CaseId, u32, EventId)>,
 }
 
+/// The most times one event is sealed again in one flush (each time, a
+/// newer key epoch); beyond, it waits for the next flush.
+const MAX_RESEALS: usize = 4;
+
+/// A failure that may pass (docs/protocol.md, section 9.5): no answer
+/// (the connection, the server unreachable), `UNAVAILABLE` (storage
+/// full, a restart), `RATE_LIMITED`, `INTERNAL`, and `FAILED_PRECONDITION`
+/// naming the roster (the server holds none yet, or this device is not on
+/// it yet: an admin signs one). The event, and every event after it, wait
+/// in order.
 fn transient(e: &ClientError) -> bool {
     match e.code() {
         Some(ErrorCode::Unavailable | ErrorCode::RateLimited | ErrorCode::Internal) => true,
+        Some(ErrorCode::FailedPrecondition) => {
+            matches!(e, ClientError::Refused(w) if w.detail.contains("roster"))
+        }
         Some(_) => false,
         None => !matches!(e, ClientError::Refused(_)),
     }
 }
 
-/// A refusal that a later attempt may not get: the server has no roster
-/// yet, or does not serve cases yet. Only a refusal naming the case as
-/// erased, or one of another code (the event is wrong, or this device may
-/// not write it), removes the event.
-fn may_pass_later(e: &ClientError) -> bool {
-    matches!(e, ClientError::Refused(w) if w.code == ErrorCode::FailedPrecondition && !w.detail.contains("erased"))
-}
-
+/// An event under an epoch older than the case's: sealed again under the
+/// newest key held.
 fn rotated(e: &ClientError) -> bool {
     matches!(e, ClientError::Refused(w) if w.code == ErrorCode::FailedPrecondition && w.detail.contains("rotated"))
 }
 
-/// An event of epoch 2 or more refused as sealed under a key that is not
-/// the case's: another staff device opened that epoch first (two
-/// rotations at once). It waits for the winner's key and is sealed again.
-fn lost_rotation(e: &ClientError, epoch: u32) -> bool {
-    epoch > 1
-        && matches!(e, ClientError::Refused(w) if w.code == ErrorCode::InvalidArgument && w.detail.contains("not the case's"))
+/// An event under the case's current epoch with another key's commitment
+/// (a rotation race lost, a second opener, a key kept to itself): this
+/// device opens the next epoch with a fresh key.
+fn another_key(e: &ClientError) -> bool {
+    matches!(e, ClientError::Refused(w) if w.code == ErrorCode::FailedPrecondition && w.detail.contains("open the next epoch"))
+}
+
+/// What a waiting event was, in words, for a refusal shown to the person.
+pub fn describe(control: &CaseControl, content: &CaseEventContent) -> String {
+    let what = match (control.state, control.ledger) {
+        (_, true) => "opening the statistics ledger",
+        (Some(CaseState::Open), _) => "opening (or reopening) the case",
+        (Some(CaseState::Closed), _) => "closing (or declining) the case",
+        (Some(CaseState::Requested), _) => "a request",
+        (None, _) if control.legal_hold.is_some() => "a legal hold change",
+        (None, _) if content.tombstone.is_some() => "an erased case's statistics",
+        (None, _) if content.shared.is_some() => "the record of an item shared with a defender",
+        (None, _) if !content.rotated_out.is_empty() => "a new case key (a rotation)",
+        (None, _) if !content.changes.is_empty() => "a change of the case's fields",
+        (None, _) if !content.note.is_empty() => "a note",
+        (None, _) => "a case event",
+    };
+    what.to_owned()
+}
+
+/// Seals `row`'s event again for the answer `e`, if it is one that a
+/// new seal answers: under the newest key (rotated), or under a fresh key
+/// opening the next epoch (another key holds the epoch). Returns the new
+/// row, or `None` when the newest key is not held yet (the event waits).
+fn reseal(
+    replica: &mut Replica,
+    identity: &IdentityKeyPair,
+    roster_version: u64,
+    row: &OutboxRow,
+    h: &EventHeader,
+    e: &ClientError,
+    out: &mut Flushed,
+) -> Result<Option<OutboxRow>, ClientError> {
+    let case = h.case_id;
+    let mut file = replica.load(&case)?;
+    let content = row.content()?;
+    if another_key(e) {
+        // The server's current epoch is the event's: this device's key
+        // for it is not the case's. It goes, and this device opens the
+        // next epoch itself: never waiting for another device's key.
+        file.drop_key(h.epoch, &h.key_commitment);
+        let next = h.epoch + 1;
+        let fresh = CaseKey::generate(&mut SystemRandomness);
+        file.keys.insert(next, fresh.clone());
+        let mut control = h.control;
+        if h.epoch == 1 && control.state == Some(CaseState::Open) {
+            // It opened the case, which now exists: its opening goes, its
+            // content stays.
+            control.state = None;
+            control.ledger = false;
+        }
+        let new = seal_row_at(
+            identity,
+            roster_version,
+            &file,
+            (next, &fresh),
+            h.event_id,
+            control,
+            &content,
+        )?;
+        // The key is on disk before the event that needs it.
+        replica.save(&file)?;
+        replica.replace_waiting(&h.event_id, new.clone())?;
+        out.opened.push((case, next, h.event_id));
+        return Ok(Some(new));
+    }
+    match file.newest_key() {
+        Some((epoch, key)) if epoch > h.epoch => {
+            let new = seal_row_at(
+                identity,
+                roster_version,
+                &file,
+                (epoch, key),
+                h.event_id,
+                h.control,
+                &content,
+            )?;
+            replica.replace_waiting(&h.event_id, new.clone())?;
+            Ok(Some(new))
+        }
+        _ => Ok(None),
+    }
 }
 
 async fn append(session: &Session, row: &OutboxRow) -> Result<(u64, bool), ClientError> {
@@ -150,11 +272,12 @@ async fn append(session: &Session, row: &OutboxRow) -> Result<(u64, bool), Clien
     }
 }
 
-/// Sends every waiting event, oldest first. Stops at the first failure
-/// that may pass (the connection, the server's storage, a precondition
-/// such as the roster): the event and those after it wait. An event
-/// refused for good (malformed, forbidden, its case erased) is removed
-/// and reported.
+/// Sends every waiting event, oldest first. A failure that may pass
+/// ([`transient`]) stops the flush: the event and those after it wait, in
+/// order. An event refused under a key that is not the case's newest is
+/// sealed again and resent ([`reseal`]). Any other refusal is for good:
+/// the event leaves the outbox, is reported ([`Fate::Refused`]), and the
+/// flush goes on with the next.
 pub async fn flush(
     session: &Session,
     replica: &mut Replica,
@@ -165,40 +288,46 @@ pub async fn flush(
     let rows: Vec<OutboxRow> = replica.outbox().to_vec();
     let mut rows = rows.into_iter();
     while let Some(mut row) = rows.next() {
-        let signed = row.signed()?;
-        let header = signed
+        let mut header = row
+            .signed()?
             .header_unverified()
             .map_err(|_| ClientError::State("the case outbox is damaged".into()))?;
         let case = header.case_id;
         let mut result = append(session, &row).await;
-        if let Err(e) = &result
-            && (rotated(e) || lost_rotation(e, header.epoch))
+        let mut reseals = 0;
+        while let Err(e) = &result
+            && (rotated(e) || another_key(e))
         {
-            let file = replica.load(&case)?;
-            // A newer key, or (a rotation lost) the winner's key for the
-            // same epoch, taken in place of this device's.
-            if file.newest_key().is_some_and(|(epoch, key)| {
-                epoch > header.epoch
-                    || (epoch == header.epoch
-                        && key.commitment(&case, epoch) != header.key_commitment)
-            }) {
-                row = seal_row(
-                    identity,
-                    roster_version,
-                    &file,
-                    header.event_id,
-                    header.control,
-                    &row.content()?,
-                )?;
-                replica.replace_waiting(&header.event_id, row.clone())?;
-                result = append(session, &row).await;
-            } else {
+            if reseals == MAX_RESEALS {
+                out.stopped = Some(format!(
+                    "the case key changed {MAX_RESEALS} times while this device sent one event: it waits for the next command"
+                ));
+                out.waiting = 1 + rows.len();
+                return Ok(out);
+            }
+            reseals += 1;
+            let Some(new) = reseal(
+                replica,
+                identity,
+                roster_version,
+                &row,
+                &header,
+                e,
+                &mut out,
+            )?
+            else {
                 out.stopped = Some(
                     "the case key was rotated and this device does not hold the new key yet: the event waits".into(),
                 );
                 out.waiting = 1 + rows.len();
                 return Ok(out);
-            }
+            };
+            row = new;
+            header = row
+                .signed()?
+                .header_unverified()
+                .map_err(|_| ClientError::State("the case outbox is damaged".into()))?;
+            result = append(session, &row).await;
         }
         match result {
             Ok((position, duplicate)) => {
@@ -212,15 +341,22 @@ pub async fn flush(
                     },
                 ));
             }
-            Err(e) if transient(&e) || may_pass_later(&e) => {
+            Err(e) if transient(&e) => {
                 out.stopped = Some(e.to_string());
                 out.waiting = 1 + rows.len();
                 return Ok(out);
             }
             Err(e) => {
+                let what = describe(&header.control, &row.content()?);
                 replica.drop_waiting(&header.event_id)?;
-                out.settled
-                    .push((case, header.event_id, Fate::Refused(e.to_string())));
+                out.settled.push((
+                    case,
+                    header.event_id,
+                    Fate::Refused {
+                        what,
+                        why: e.to_string(),
+                    },
+                ));
             }
         }
     }
@@ -324,27 +460,129 @@ mod tests {
     }
 
     #[test]
-    fn refusals_that_may_pass_keep_the_event_and_the_others_remove_it() {
+    fn failures_that_may_pass_keep_the_event_and_every_other_refusal_removes_it() {
         let refused =
             |code, detail: &str| ClientError::Refused(WireError::new(code, detail.to_owned()));
+        // Sealed again: under the newest key, or under a fresh next epoch.
         let rotated_away = refused(
             ErrorCode::FailedPrecondition,
             "the case key was rotated: seal again under the newest key",
         );
-        assert!(rotated(&rotated_away));
-        let no_roster = refused(ErrorCode::FailedPrecondition, "no staff roster yet");
-        assert!(may_pass_later(&no_roster) && !transient(&no_roster));
-        let erased = refused(ErrorCode::FailedPrecondition, "this case was erased");
-        assert!(!may_pass_later(&erased) && !transient(&erased));
-        for code in [
-            ErrorCode::InvalidArgument,
-            ErrorCode::Forbidden,
-            ErrorCode::NotFound,
+        assert!(rotated(&rotated_away) && !another_key(&rotated_away));
+        let lost = refused(
+            ErrorCode::FailedPrecondition,
+            "another key holds this epoch: open the next epoch",
+        );
+        assert!(another_key(&lost) && !rotated(&lost));
+        // May pass: they wait, with everything after them.
+        for e in [
+            refused(ErrorCode::Unavailable, "storage full"),
+            refused(ErrorCode::RateLimited, "slow down"),
+            refused(ErrorCode::Internal, "store damaged"),
+            refused(
+                ErrorCode::FailedPrecondition,
+                "no staff roster is stored yet: cases need one; ask an admin to sign a roster (hotline org sign-roster)",
+            ),
+            ClientError::ConnectionLost("gone".into()),
         ] {
-            let e = refused(code, "no");
-            assert!(!may_pass_later(&e) && !transient(&e), "{code:?}");
+            assert!(transient(&e), "{e}");
         }
-        assert!(transient(&refused(ErrorCode::Unavailable, "storage full")));
-        assert!(transient(&ClientError::ConnectionLost("gone".into())));
+        // For good: each leaves the outbox and the flush goes on.
+        for (code, detail) in [
+            (ErrorCode::FailedPrecondition, "this case was erased"),
+            (ErrorCode::FailedPrecondition, "the case is open already"),
+            (ErrorCode::FailedPrecondition, "the case is closed already"),
+            (
+                ErrorCode::FailedPrecondition,
+                "the statistics ledger is never closed",
+            ),
+            (
+                ErrorCode::FailedPrecondition,
+                "the first staff event of a requested case must open or decline it (epoch 1, state open or closed)",
+            ),
+            (ErrorCode::InvalidArgument, "the event's epoch skips one"),
+            (
+                ErrorCode::Forbidden,
+                "this device is not on the staff roster",
+            ),
+            (ErrorCode::NotFound, "no such case"),
+            (ErrorCode::Malformed, "no"),
+            (ErrorCode::BadSignature, "no"),
+        ] {
+            let e = refused(code, detail);
+            assert!(
+                !transient(&e) && !rotated(&e) && !another_key(&e),
+                "{code:?} {detail}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lost_opening_opens_the_next_epoch_under_a_fresh_key_without_its_opening_control() {
+        let (_dir, mut replica, file) = setup();
+        let me = staff(1);
+        let control = CaseControl {
+            state: Some(CaseState::Open),
+            ledger: true,
+            ..CaseControl::default()
+        };
+        let (id, _) =
+            write(&mut replica, &me, 1, &file, control, &content("first")).expect("written");
+        let row = replica.outbox()[0].clone();
+        let h = row
+            .signed()
+            .expect("signed")
+            .header_unverified()
+            .expect("header");
+        let lost = ClientError::Refused(WireError::new(
+            ErrorCode::FailedPrecondition,
+            "another key holds this epoch: open the next epoch".to_owned(),
+        ));
+        let mut out = Flushed::default();
+        let new = reseal(&mut replica, &me, 1, &row, &h, &lost, &mut out)
+            .expect("resealed")
+            .expect("a new seal");
+        let nh = new
+            .signed()
+            .expect("signed")
+            .header_unverified()
+            .expect("header");
+        assert_eq!((nh.event_id, nh.epoch), (id, 2));
+        assert_eq!(nh.control, CaseControl::default());
+        assert_eq!(out.opened, [(file.case_id, 2, id)]);
+        // Its own key for epoch 1 is gone; epoch 2's is held and opens it,
+        // with the same content.
+        let held = replica.load(&file.case_id).expect("load");
+        assert!(held.keys.get(&1).is_none());
+        let (_, c) = new
+            .signed()
+            .expect("signed")
+            .open(&me.public_key(), |_, e| held.keys.get(&e).cloned())
+            .expect("opens under the new key");
+        assert_eq!(c, content("first"));
+        assert_eq!(replica.outbox(), [new]);
+        // A later event of the current epoch keeps its control.
+        let hold = CaseControl {
+            state: Some(CaseState::Closed),
+            ..CaseControl::default()
+        };
+        let mut file2 = held.clone();
+        file2.keys.insert(3, CaseKey::from_bytes([9; 32]));
+        let (_, _) = write(&mut replica, &me, 1, &file2, hold, &content("x")).expect("written");
+        let row = replica.outbox()[1].clone();
+        let h = row
+            .signed()
+            .expect("signed")
+            .header_unverified()
+            .expect("header");
+        let new = reseal(&mut replica, &me, 1, &row, &h, &lost, &mut out)
+            .expect("resealed")
+            .expect("a new seal");
+        let nh = new
+            .signed()
+            .expect("signed")
+            .header_unverified()
+            .expect("header");
+        assert_eq!((nh.epoch, nh.control), (4, hold));
     }
 }

@@ -13,7 +13,7 @@ use hotline_proto::e2e::suite::SystemRandomness;
 use hotline_proto::message::{Request, Response};
 
 use super::case_view::short;
-use super::cases::{Ctx, send_case_key_to_staff};
+use super::cases::Ctx;
 
 /// A day, in seconds.
 const DAY: u64 = 86_400;
@@ -53,7 +53,7 @@ async fn ledger(ctx: &mut Ctx) -> anyhow::Result<CaseFile> {
         );
     }
     let key = CaseKey::generate(&mut SystemRandomness);
-    file.keys.insert(1, key.clone());
+    file.keys.insert(1, key);
     ctx.replica.save(&file)?;
     let control = CaseControl {
         state: Some(CaseState::Open),
@@ -64,11 +64,10 @@ async fn ledger(ctx: &mut Ctx) -> anyhow::Result<CaseFile> {
     ctx.write(&file, control, content, "the statistics ledger was opened")
         .await
         .context("the statistics ledger could not be opened; nothing was erased")?;
-    // Its key goes out only once the server took this device's opening:
+    // Its key went out once the server took this device's opening (the
+    // flush does it, also for an opening sent later from the outbox):
     // another device may have opened the ledger (same id) first, and its
-    // key is the ledger's.
-    send_case_key_to_staff(ctx, &id, 1, &key)?;
-    ctx.send_messages().await;
+    // key is the ledger's; this device then opened epoch 2 and sent that.
     Ok(ctx.replica.load(&id)?)
 }
 

@@ -183,8 +183,23 @@ impl Ctx {
 
     /// After this device's events were accepted: one that opened a new
     /// key epoch (a rotation) sends its key to the staff on the roster.
-    async fn after_accepted(&mut self, accepted: &[(CaseId, EventId)]) -> anyhow::Result<()> {
+    async fn after_accepted(
+        &mut self,
+        accepted: &[(CaseId, EventId)],
+        opened: &[(CaseId, u32)],
+    ) -> anyhow::Result<()> {
         let mut queued = false;
+        let mut sent: std::collections::BTreeSet<(CaseId, u32)> = Default::default();
+        for (case, epoch) in opened {
+            let file = self.replica.load(case)?;
+            if let Some(key) = file.keys.get(epoch)
+                && sent.insert((*case, *epoch))
+            {
+                queue_keys(&mut self.device, &[(*case, *epoch, key.clone())], None)?;
+                queued = true;
+            }
+            self.replica.rotated(case)?;
+        }
         for (case, id) in accepted {
             let file = self.replica.load(case)?;
             let Some(e) = file.events.iter().find(|e| {
@@ -199,8 +214,21 @@ impl Ctx {
             else {
                 continue;
             };
+            // The ledger's opener sends its epoch 1 key only now: another
+            // device may have opened it first (docs/protocol.md, 9.2).
+            if h.epoch == 1 && h.control.ledger {
+                if let Some(key) = file.keys.get(&1)
+                    && sent.insert((*case, 1))
+                {
+                    queue_keys(&mut self.device, &[(*case, 1, key.clone())], None)?;
+                    queued = true;
+                }
+                continue;
+            }
             if h.epoch > 1 && !content.rotated_out.is_empty() {
-                if let Some(key) = file.keys.get(&h.epoch) {
+                if let Some(key) = file.keys.get(&h.epoch)
+                    && sent.insert((*case, h.epoch))
+                {
                     queue_keys(&mut self.device, &[(*case, h.epoch, key.clone())], None)?;
                     queued = true;
                 }
@@ -342,9 +370,24 @@ impl Ctx {
             .filter(|(_, _, f)| matches!(f, Fate::Accepted { .. }))
             .map(|(c, e, _)| (*c, *e))
             .collect();
+        // A key epoch this flush opened (another key held the one its
+        // event was sealed under) goes to the roster's staff once the
+        // event opening it is accepted, as a rotation's key does.
+        let opened: Vec<(CaseId, u32)> = out
+            .opened
+            .iter()
+            .filter(|(c, _, e)| accepted.contains(&(*c, *e)))
+            .map(|(c, epoch, _)| (*c, *epoch))
+            .collect();
+        for (case, epoch, _) in &out.opened {
+            println!(
+                "case {}: another staff device's key holds the epoch this device's change was sealed under: it opened a new case key (epoch {epoch}) and sent the change again under it",
+                short(case.as_bytes())
+            );
+        }
         if !accepted.is_empty() {
             // Boxed: this and flush call each other through send_messages.
-            Box::pin(self.after_accepted(&accepted)).await?;
+            Box::pin(self.after_accepted(&accepted, &opened)).await?;
         }
         let again = out
             .settled
@@ -367,11 +410,11 @@ impl Ctx {
             );
         }
         for (case, id, fate) in &out.settled {
-            if let Fate::Refused(why) = fate
+            if let Fate::Refused { what, why } = fate
                 && Some(*id) != mine
             {
                 eprintln!(
-                    "NOT SAVED: a change to case {} was refused by the server and removed from the outbox: {why}",
+                    "NOT SAVED: {what} in case {}: {why} (refused by the server and removed from this device's case outbox; the changes after it went on)",
                     short(case.as_bytes())
                 );
             }
@@ -435,7 +478,7 @@ impl Ctx {
                 println!("{done}");
                 Ok(view)
             }
-            Some(Fate::Refused(why)) => {
+            Some(Fate::Refused { why, .. }) => {
                 if opening {
                     // A case whose opening the server refused does not
                     // exist: its key goes too.
