@@ -3475,6 +3475,67 @@ async fn two_staff_rotating_one_case_at_once_both_land_and_the_loser_opens_the_n
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_change_refused_for_good_is_shown_once_and_does_not_block_those_after_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(&officer, PASS, &["case", "open", "--summary", "a family"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = opened_case(&out);
+    let out = hotline(&admin, PASS, &["case", "show", &case]);
+    assert!(stdout(&out).contains("a family"), "{}", stdout(&out));
+
+    // Offline, the officer closes the case and writes a note after it.
+    server.shutdown().await;
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", &case, "--reason", "closed offline"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "note", &case, "written after"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // Meanwhile the admin closes it first.
+    let server = server_on(dir.path(), addr).await;
+    let out = hotline(
+        &admin,
+        PASS,
+        &["case", "close", &case, "--reason", "closed online"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The officer's close is refused for good: said once, loudly, and
+    // removed; the note behind it lands.
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "NOT SAVED: closing (or declining) the case in case {}",
+            &case[..8]
+        )),
+        "{err}"
+    );
+    assert!(err.contains("the case is closed already"), "{err}");
+    let shown = stdout(&out);
+    assert!(shown.contains("written after"), "{shown}");
+    assert!(!shown.contains("not sent yet"), "{shown}");
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(!stderr(&out).contains("NOT SAVED"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("written after"), "{}", stdout(&out));
+    let out = hotline(&admin, PASS, &["case", "show", &case]);
+    let shown = stdout(&out);
+    assert!(shown.contains("written after"), "{shown}");
+    assert!(shown.contains("closed online"), "{shown}");
+    assert!(!shown.contains("closed offline"), "{shown}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_case_reopened_is_read_by_staff_who_joined_while_it_was_closed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = server(dir.path()).await;
