@@ -723,6 +723,25 @@ impl Device {
             .save_sealed(HISTORY_FILE, &self.storage, &history.encode())
     }
 
+    /// Removes from the history the words of an erased case: its
+    /// replies and shared items, and the defender's requests whose
+    /// envelope digest is in `requests` (docs/protocol.md, section 9.7).
+    /// The history is saved only if something went. Returns how many
+    /// entries went.
+    pub fn remove_case_texts(
+        &self,
+        case: &hotline_proto::case::CaseId,
+        requests: &[[u8; 32]],
+    ) -> Result<usize, ClientError> {
+        let mut history = self.history()?;
+        let removed =
+            history.remove_case_texts(case, |e| e.digest.is_some_and(|d| requests.contains(&d)));
+        if removed > 0 {
+            self.save_history(&history)?;
+        }
+        Ok(removed)
+    }
+
     /// What this device sent as the item `id`, if the history holds it
     /// (another command may have sent it).
     pub fn sent_entry(&self, id: [u8; 16]) -> Result<Option<Entry>, ClientError> {

@@ -3382,6 +3382,105 @@ async fn two_distinct_staff_erase_a_closed_case_and_only_its_statistics_remain()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_erased_case_takes_its_request_share_and_reply_out_of_staff_histories() {
+    use hotline_client::StateDir;
+    use hotline_client::messenger::Device;
+    let dir = tempfile::tempdir().expect("tempdir");
+    hotline_server::log::keys::generate_key_file(&dir.path().join("master.key")).expect("key");
+    let server = server_configured(dir.path(), "127.0.0.1:0".parse().expect("addr"), |c| {
+        c.cases.retention_days = 0;
+    })
+    .await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let markers = [
+        "ERASE-REQUEST-WORDS",
+        "ERASE-SHARE-WORDS",
+        "ERASE-REPLY-WORDS",
+    ];
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "legal", &format!("we need {}", markers[0])],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "list", "--sync", "--state", "requested"],
+    );
+    let case = case_of(&out, markers[0]);
+    let out = hotline(&officer, PASS, &["case", "set", &case, "reference", "E-1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "share", &case, markers[1]]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&defender, PASS, &["my-case", "reply", markers[2]]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let texts = |h: &Path| -> Vec<String> {
+        Device::open(&StateDir::new(h), PASS)
+            .expect("opens")
+            .history()
+            .expect("history")
+            .entries()
+            .iter()
+            .map(|e| e.message.text.clone())
+            .collect()
+    };
+    for h in [&officer, &admin] {
+        let out = hotline(h, PASS, &["case", "show", &case]);
+        assert!(
+            stdout(&out).contains(&format!("replied: {}", markers[2])),
+            "{}",
+            stdout(&out)
+        );
+        // Before the erasure the history holds the request and the reply
+        // (and the officer its share).
+        let held = texts(h);
+        for m in [markers[0], markers[2]] {
+            assert!(held.iter().any(|t| t.contains(m)), "{m}: {held:?}");
+        }
+    }
+    assert!(texts(&officer).iter().any(|t| t.contains(markers[1])));
+
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", &case, "--reason", "settled"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "erase", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The admin confirms (its copy goes at once), the officer's goes at
+    // its next sync.
+    let out = hotline(&admin, PASS, &["case", "erase", &case, "--confirm"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "list", "--sync"]);
+    assert!(stdout(&out).contains("was erased"), "{}", stdout(&out));
+    for h in [&officer, &admin] {
+        let held = texts(h);
+        for m in markers {
+            assert!(!held.iter().any(|t| t.contains(m)), "{m}: {held:?}");
+        }
+        let out = hotline(h, PASS, &["messages"]);
+        for m in markers {
+            assert!(!stdout(&out).contains(m), "{}", stdout(&out));
+        }
+        for (path, bytes) in files_under(h) {
+            for m in markers {
+                assert!(
+                    !bytes.windows(m.len()).any(|w| w == m.as_bytes()),
+                    "{} holds {m}",
+                    path.display()
+                );
+            }
+        }
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn two_staff_rotating_one_case_at_once_both_land_and_the_loser_opens_the_next_epoch() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = server(dir.path()).await;

@@ -87,6 +87,15 @@ async fn erase_in(ctx: &mut Ctx, case: &str, confirm: bool) -> anyhow::Result<()
     let id = file.case_id;
     let s = short(id.as_bytes());
     let view = ctx.replica.view(&id)?;
+    // The request that made the case, whose words go from the history
+    // with the case.
+    let requests: Vec<[u8; 32]> = ctx
+        .replica
+        .load(&id)?
+        .request
+        .map(|r| r.envelope_digest)
+        .into_iter()
+        .collect();
     if view.ledger {
         bail!("the statistics ledger is never erased");
     }
@@ -96,6 +105,7 @@ async fn erase_in(ctx: &mut Ctx, case: &str, confirm: bool) -> anyhow::Result<()
             bail!("the server did not erase case {s}; nothing was erased");
         }
         ctx.replica.erase(&id)?;
+        ctx.forget_texts(&id, &requests);
         println!(
             "case {s} erased: the server destroyed its key, and every staff device deletes its copy and keys at its next sync (this one did). Its statistics stay in the ledger (`hotline case stats`)"
         );
@@ -146,6 +156,7 @@ async fn erase_in(ctx: &mut Ctx, case: &str, confirm: bool) -> anyhow::Result<()
     let (erased, _) = ask(ctx, Request::RequestCaseErasure(id)).await?;
     if erased {
         ctx.replica.erase(&id)?;
+        ctx.forget_texts(&id, &requests);
         println!("case {s} erased");
         return Ok(());
     }

@@ -334,6 +334,7 @@ impl Ctx {
             eprintln!("WARNING: {w}");
         }
         for c in &report.erased {
+            self.forget_texts(c, &report.erased_requests);
             println!(
                 "case {} was erased: its events and keys are gone from this device",
                 short(c.as_bytes())
@@ -350,6 +351,19 @@ impl Ctx {
             );
         }
         Ok(())
+    }
+
+    /// Removes an erased case's words from the message history: its
+    /// replies and shared items, and the requests among `requests` (their
+    /// envelope digests). A failure is a warning: the case itself is gone
+    /// already.
+    pub(super) fn forget_texts(&self, case: &CaseId, requests: &[[u8; 32]]) {
+        if let Err(e) = self.device.remove_case_texts(case, requests) {
+            eprintln!(
+                "WARNING: the messages of erased case {} could not be removed from this device's history: {e}",
+                short(case.as_bytes())
+            );
+        }
     }
 
     /// Sends the case events waiting; says what became of each (of those
