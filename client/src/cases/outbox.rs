@@ -553,7 +553,7 @@ mod tests {
         // Its own key for epoch 1 is gone; epoch 2's is held and opens it,
         // with the same content.
         let held = replica.load(&file.case_id).expect("load");
-        assert!(held.keys.get(&1).is_none());
+        assert!(!held.keys.contains_key(&1));
         let (_, c) = new
             .signed()
             .expect("signed")

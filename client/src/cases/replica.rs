@@ -388,13 +388,14 @@ impl CaseFile {
             let bytes: [u8; 32] = k.key.as_slice().try_into().map_err(|_| damaged("key"))?;
             // The first row of an epoch is its key; later ones (rows of
             // the same epoch) are the candidates still waiting.
-            if keys.contains_key(&k.epoch) {
-                candidates
+            match keys.entry(k.epoch) {
+                std::collections::btree_map::Entry::Occupied(_) => candidates
                     .entry(k.epoch)
                     .or_default()
-                    .push(CaseKey::from_bytes(bytes));
-            } else {
-                keys.insert(k.epoch, CaseKey::from_bytes(bytes));
+                    .push(CaseKey::from_bytes(bytes)),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(CaseKey::from_bytes(bytes));
+                }
             }
         }
         let request = match row.request {
@@ -612,10 +613,13 @@ impl CaseFile {
     /// [`MAX_KEYS_PER_EPOCH`] in all: beyond, the oldest goes). Returns
     /// whether one was dropped.
     fn add_candidate(&mut self, epoch: u32, key: CaseKey) -> bool {
-        if !self.keys.contains_key(&epoch) {
-            self.keys.insert(epoch, key);
-            return false;
-        }
+        let key = match self.keys.entry(epoch) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(key);
+                return false;
+            }
+            std::collections::btree_map::Entry::Occupied(_) => key,
+        };
         let c = self.candidates.entry(epoch).or_default();
         c.push(key);
         if c.len() < MAX_KEYS_PER_EPOCH {
