@@ -3574,6 +3574,71 @@ async fn two_staff_rotating_one_case_at_once_both_land_and_the_loser_opens_the_n
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn two_staff_taking_on_one_request_at_once_both_land_and_the_second_opens_epoch_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "legal", "a lawyer TAKEN-TWICE"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut case = String::new();
+    for h in [&admin, &officer] {
+        let out = hotline(h, PASS, &["case", "list", "--sync", "--state", "requested"]);
+        case = case_of(&out, "TAKEN-TWICE");
+    }
+    // Offline, the officer takes it on; meanwhile the admin does too.
+    server.shutdown().await;
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "set", &case, "reference", "REF-OFFICER"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let server = server_on(dir.path(), addr).await;
+    let out = hotline(
+        &admin,
+        PASS,
+        &["case", "set", &case, "summary", "SUMMARY-ADMIN"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("the case is open"),
+        "{}",
+        stdout(&out)
+    );
+    // The officer's opening is answered "another key holds this epoch":
+    // its change goes again, without the opening, under epoch 2.
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(
+        shown.contains("it opened a new case key (epoch 2)"),
+        "{shown}"
+    );
+    for word in ["REF-OFFICER", "SUMMARY-ADMIN"] {
+        assert!(shown.contains(word), "{word}: {shown}");
+    }
+    assert!(!shown.contains("not sent yet"), "{shown}");
+    assert!(!shown.contains("cannot read"), "{shown}");
+    assert!(!stderr(&out).contains("NOT SAVED"), "{}", stderr(&out));
+    let out = hotline(&admin, PASS, &["case", "show", &case]);
+    let shown = stdout(&out);
+    for word in ["REF-OFFICER", "SUMMARY-ADMIN"] {
+        assert!(shown.contains(word), "{word}: {shown}");
+    }
+    assert!(!shown.contains("cannot read"), "{shown}");
+    assert!(!shown.contains("skipped"), "{shown}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_change_refused_for_good_is_shown_once_and_does_not_block_those_after_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = server(dir.path()).await;
