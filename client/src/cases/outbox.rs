@@ -217,7 +217,7 @@ fn reseal(
         file.drop_key(h.epoch, &h.key_commitment);
         let next = h.epoch + 1;
         let fresh = CaseKey::generate(&mut SystemRandomness);
-        file.keys.insert(next, fresh.clone());
+        file.take_own_key(next, fresh.clone());
         let mut control = h.control;
         if h.epoch == 1 && control.state == Some(CaseState::Open) {
             // It opened the case, which now exists: its opening goes, its
@@ -569,6 +569,11 @@ mod tests {
         let mut file2 = held.clone();
         file2.keys.insert(3, CaseKey::from_bytes([9; 32]));
         let (_, _) = write(&mut replica, &me, 1, &file2, hold, &content("x")).expect("written");
+        // A key received for epoch 4 (another device's rotation in
+        // flight) stays as a candidate once this device opens epoch 4.
+        let mut file3 = replica.load(&file.case_id).expect("load");
+        file3.keys.insert(4, CaseKey::from_bytes([10; 32]));
+        replica.save(&file3).expect("save");
         let row = replica.outbox()[1].clone();
         let h = row
             .signed()
@@ -584,5 +589,9 @@ mod tests {
             .header_unverified()
             .expect("header");
         assert_eq!((nh.epoch, nh.control), (4, hold));
+        let held = replica.load(&file.case_id).expect("load");
+        assert_eq!(held.keys_of(4).len(), 2);
+        assert_eq!(held.keys_of(4)[1], &CaseKey::from_bytes([10; 32]));
+        assert!(!held.keys.contains_key(&3));
     }
 }

@@ -609,6 +609,19 @@ impl CaseFile {
         }
     }
 
+    /// Makes `key`, drawn by this device to open `epoch`, the epoch's key;
+    /// a key held for it before (received from a device that may open the
+    /// epoch first) stays as a candidate.
+    pub fn take_own_key(&mut self, epoch: u32, key: CaseKey) {
+        if let Some(old) = self.keys.insert(epoch, key)
+            && self.keys.get(&epoch) != Some(&old)
+        {
+            let c = self.candidates.entry(epoch).or_default();
+            c.insert(0, old);
+            c.truncate(MAX_KEYS_PER_EPOCH - 1);
+        }
+    }
+
     /// Keeps `key` as a candidate for `epoch`, after those held (at most
     /// [`MAX_KEYS_PER_EPOCH`] in all: beyond, the oldest goes). Returns
     /// whether one was dropped.
