@@ -7,6 +7,7 @@ use anyhow::{Context as _, bail};
 use hotline_client::StateDir;
 use hotline_client::cases::replica::CaseFile;
 use hotline_client::cases::stats;
+use hotline_proto::case::erasure::{ErasureStep, sign_erasure};
 use hotline_proto::case::key::CaseKey;
 use hotline_proto::case::{CaseControl, CaseId, CaseState, LegalHold, ledger_id};
 use hotline_proto::e2e::suite::SystemRandomness;
@@ -92,7 +93,8 @@ async fn erase_in(ctx: &mut Ctx, case: &str, confirm: bool) -> anyhow::Result<()
         bail!("the statistics ledger is never erased");
     }
     if confirm {
-        let (erased, _) = ask(ctx, Request::ConfirmCaseErasure(id)).await?;
+        let signature = sign_erasure(ctx.device.identity(), &id, ErasureStep::Confirm);
+        let (erased, _) = ask(ctx, Request::ConfirmCaseErasure(id, signature)).await?;
         if !erased {
             bail!("the server did not erase case {s}; nothing was erased");
         }
@@ -128,13 +130,15 @@ async fn erase_in(ctx: &mut Ctx, case: &str, confirm: bool) -> anyhow::Result<()
     }
     // The tombstone first: once the case is erased nothing of it can be
     // counted any more.
+    // A tombstone written before (an erasure asked for, then the case
+    // reopened and closed again) stays only if it still says what the
+    // case says now; else a fresh one is written, and the newest counts.
     let ledger = ledger(ctx).await?;
-    let held = stats::tombstones(&ledger)
-        .iter()
-        .any(|t| t.case_id.as_ref() == id.as_bytes());
+    let fresh = stats::tombstone(&view);
+    let held = stats::tombstones(&ledger).contains(&fresh);
     if !held {
         let mut content = ctx.content("");
-        content.tombstone = Some(stats::tombstone(&view));
+        content.tombstone = Some(fresh);
         ctx.write(
             &ledger,
             CaseControl::default(),
@@ -144,7 +148,8 @@ async fn erase_in(ctx: &mut Ctx, case: &str, confirm: bool) -> anyhow::Result<()
         .await
         .context("the statistics tombstone could not be written; nothing was erased")?;
     }
-    let (erased, _) = ask(ctx, Request::RequestCaseErasure(id)).await?;
+    let signature = sign_erasure(ctx.device.identity(), &id, ErasureStep::Request);
+    let (erased, _) = ask(ctx, Request::RequestCaseErasure(id, signature)).await?;
     if erased {
         ctx.replica.erase(&id)?;
         println!("case {s} erased");

@@ -463,11 +463,25 @@ fn requests(keys: &Keys, out: &mut Vec<Seed>) {
         ("request-case", Request::RequestCase(case_request.clone())),
         (
             "request-case-erasure",
-            Request::RequestCaseErasure(CaseId::from_bytes([0x63; 16])),
+            Request::RequestCaseErasure(
+                CaseId::from_bytes([0x63; 16]),
+                erasure::sign_erasure(
+                    &IdentityKeyPair::from_seed(&[0x63; 32]),
+                    &CaseId::from_bytes([0x63; 16]),
+                    erasure::ErasureStep::Request,
+                ),
+            ),
         ),
         (
             "confirm-case-erasure",
-            Request::ConfirmCaseErasure(CaseId::from_bytes([0x63; 16])),
+            Request::ConfirmCaseErasure(
+                CaseId::from_bytes([0x63; 16]),
+                erasure::sign_erasure(
+                    &IdentityKeyPair::from_seed(&[0x64; 32]),
+                    &CaseId::from_bytes([0x63; 16]),
+                    erasure::ErasureStep::Confirm,
+                ),
+            ),
         ),
     ];
     for (name, r) in all {
