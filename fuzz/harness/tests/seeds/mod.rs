@@ -18,7 +18,7 @@ use hotline_proto::auth::Nonce;
 use hotline_proto::case::content::CaseEventContent;
 use hotline_proto::case::seal::{self as case_seal, CaseKey};
 use hotline_proto::case::{
-    CaseControl, CaseId, CaseState, CaseSync, CaseUpdate, CaseUpdateKind, LegalHold,
+    CaseControl, erasure, CaseId, CaseState, CaseSync, CaseUpdate, CaseUpdateKind, LegalHold,
     SignedCaseEvent,
 };
 use hotline_proto::e2e::content::{Category, CheckinOffer, Message, Programme};
@@ -172,6 +172,11 @@ fn case_sync(keys: &Keys) -> CaseSync {
                 at: NOW + 2,
                 kind: CaseUpdateKind::ErasureRequested {
                     requested_by: keys.me.device_id(),
+                    signature: Some(erasure::sign_erasure(
+                        &keys.me,
+                        &case_id,
+                        erasure::ErasureStep::Request,
+                    )),
                 },
             },
             CaseUpdate {
@@ -181,6 +186,16 @@ fn case_sync(keys: &Keys) -> CaseSync {
                 kind: CaseUpdateKind::Erased {
                     requested_by: keys.me.device_id(),
                     confirmed_by: keys.sender.device_id(),
+                    request_signature: Some(erasure::sign_erasure(
+                        &keys.me,
+                        &case_id,
+                        erasure::ErasureStep::Request,
+                    )),
+                    confirm_signature: Some(erasure::sign_erasure(
+                        &keys.sender,
+                        &case_id,
+                        erasure::ErasureStep::Confirm,
+                    )),
                 },
             },
         ],
