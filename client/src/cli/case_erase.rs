@@ -229,8 +229,14 @@ pub(super) async fn show_stats(state: &StateDir) -> anyhow::Result<()> {
                 .any(|s| s.case_id == c.as_bytes())
         })
     };
-    let (waiting, erased): (Vec<_>, Vec<_>) =
+    // A case held whose erasure is no longer asked for (reopened since)
+    // is neither: its tombstone waits for a fresh request.
+    let asked = |t: &hotline_proto::case::content::StatisticsTombstone| {
+        CaseId::from_slice(&t.case_id, "case_id").is_ok_and(|c| ctx.replica.erasure_requested(&c))
+    };
+    let (held_cases, erased): (Vec<_>, Vec<_>) =
         stats::tombstones(&file).into_iter().partition(|t| held(t));
+    let waiting: Vec<_> = held_cases.into_iter().filter(|t| asked(t)).collect();
     for l in stats::lines(&erased) {
         println!("{l}");
     }
