@@ -3477,7 +3477,11 @@ async fn a_device_offline_from_before_the_closing_to_after_the_erasure_deletes_t
     // ... then reopens it: the request is gone, here as on the server.
     ok(&officer, &["case", "reopen", &case]);
     let out = ok(&officer, &["case", "list", "--erasable"]);
-    assert!(!stdout(&out).contains("waits for a second"), "{}", stdout(&out));
+    assert!(
+        !stdout(&out).contains("waits for a second"),
+        "{}",
+        stdout(&out)
+    );
     ok(
         &officer,
         &[
@@ -3494,7 +3498,11 @@ async fn a_device_offline_from_before_the_closing_to_after_the_erasure_deletes_t
     ok(&officer, &["case", "close", &case, "--reason", "settled"]);
     let out = ok(&officer, &["case", "list", "--erasable"]);
     assert!(stdout(&out).contains(&case), "{}", stdout(&out));
-    assert!(!stdout(&out).contains("waits for a second"), "{}", stdout(&out));
+    assert!(
+        !stdout(&out).contains("waits for a second"),
+        "{}",
+        stdout(&out)
+    );
     let out = ok(&officer, &["case", "stats"]);
     assert!(
         !stdout(&out).contains("wait for their erasure"),

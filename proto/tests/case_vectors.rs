@@ -17,15 +17,15 @@ use hotline_proto::IdentityKeyPair;
 use hotline_proto::case::content::{
     CaseEntity, CaseEventContent, FieldChange, FieldValue, FieldValueKind,
 };
-use hotline_proto::case::seal::{self, CaseKey, EventDraft};
 use hotline_proto::case::erasure::{ErasureStep, erasure_message, sign_erasure};
+use hotline_proto::case::seal::{self, CaseKey, EventDraft};
 use hotline_proto::case::{CaseControl, CaseId, CaseState, LegalHold, ledger_id};
-use hotline_proto::message::Request;
 use hotline_proto::e2e::content::Message;
 use hotline_proto::e2e::envelope::{self, Content};
 use hotline_proto::e2e::org::OrgKeyPair;
 use hotline_proto::e2e::suite::Randomness;
 use hotline_proto::identity::{hex, unhex};
+use hotline_proto::message::Request;
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use ring::signature::{ED25519, KeyPair as _, UnparsedPublicKey};
 

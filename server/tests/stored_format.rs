@@ -1300,8 +1300,16 @@ fn the_signed_erasure_records_of_issue_12_encode_to_their_checked_in_bytes() {
     use hotline_proto::case::erasure::{ErasureStep, sign_erasure};
     use hotline_server::domain::cases::CaseEvent;
     let d = CaseId::from_bytes([0xd4; 16]);
-    let request_signature = sign_erasure(&IdentityKeyPair::from_seed(&[2; 32]), &d, ErasureStep::Request);
-    let confirm_signature = sign_erasure(&IdentityKeyPair::from_seed(&[4; 32]), &d, ErasureStep::Confirm);
+    let request_signature = sign_erasure(
+        &IdentityKeyPair::from_seed(&[2; 32]),
+        &d,
+        ErasureStep::Request,
+    );
+    let confirm_signature = sign_erasure(
+        &IdentityKeyPair::from_seed(&[4; 32]),
+        &d,
+        ErasureStep::Confirm,
+    );
     let events = [
         (
             "case_erasure_requested_signed",

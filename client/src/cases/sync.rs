@@ -15,11 +15,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use hotline_proto::case::erasure::{ErasureStep, verify_erasure};
 use hotline_proto::case::seal::CaseEventError;
-use hotline_proto::{DeviceId, Role, Signature};
 use hotline_proto::case::{CaseId, CaseState, CaseSync, CaseUpdate, CaseUpdateKind, LegalHold};
 use hotline_proto::e2e::roster::Roster;
 use hotline_proto::frame::{self, HEADER_LEN, MAX_FRAME_LEN};
 use hotline_proto::message::{Request, Response};
+use hotline_proto::{DeviceId, Role, Signature};
 use tokio::time::timeout;
 
 use super::model::RequestInfo;
@@ -332,11 +332,21 @@ fn signed_erasure(
         return SignedErasure::Invalid("confirmed by a device not on the staff roster");
     };
     if !matches!(confirmer.role, Role::Coordinator | Role::Admin) {
-        return SignedErasure::Invalid("confirmed by a device that is not a coordinator or an admin");
+        return SignedErasure::Invalid(
+            "confirmed by a device that is not a coordinator or an admin",
+        );
     }
-    if !verify_erasure(&requester.identity_key, case, ErasureStep::Request, request_signature)
-        || !verify_erasure(&confirmer.identity_key, case, ErasureStep::Confirm, confirm_signature)
-    {
+    if !verify_erasure(
+        &requester.identity_key,
+        case,
+        ErasureStep::Request,
+        request_signature,
+    ) || !verify_erasure(
+        &confirmer.identity_key,
+        case,
+        ErasureStep::Confirm,
+        confirm_signature,
+    ) {
         return SignedErasure::Invalid("a signature does not verify");
     }
     SignedErasure::Valid
@@ -429,7 +439,9 @@ fn apply_held(
                     )),
                     // Stored by a server before erasures were signed: only
                     // where this device's signed events agree.
-                    SignedErasure::Unsigned => erasure_refusal(file, waiting, replica.ledger(), checks),
+                    SignedErasure::Unsigned => {
+                        erasure_refusal(file, waiting, replica.ledger(), checks)
+                    }
                 };
                 if let Some(why) = refusal {
                     report.warnings.push(format!(
@@ -968,7 +980,16 @@ mod tests {
         };
         let mut report = SyncReport::default();
         apply_with(&mut replica, &updates, &checks, &|_| None, &mut report).expect("applied");
-        let [good, unsigned, same, by_officer, by_outsider, other_case, half] = ids[..] else {
+        let [
+            good,
+            unsigned,
+            same,
+            by_officer,
+            by_outsider,
+            other_case,
+            half,
+        ] = ids[..]
+        else {
             panic!("seven cases")
         };
         let mut other = signed_erased(105, other_case, &officer, &coordinator);
@@ -1022,7 +1043,10 @@ mod tests {
                     &by_officer,
                     "confirmed by a device that is not a coordinator or an admin"
                 ),
-                forged(&by_outsider, "confirmed by a device not on the staff roster"),
+                forged(
+                    &by_outsider,
+                    "confirmed by a device not on the staff roster"
+                ),
                 forged(&other_case, "a signature does not verify"),
                 forged(&half, "one of the two signatures is missing"),
             ]

@@ -64,9 +64,19 @@ mod tests {
         let k = IdentityKeyPair::from_seed(&[7; 32]);
         let case = CaseId::from_bytes([1; 16]);
         let sig = sign_erasure(&k, &case, ErasureStep::Request);
-        assert!(verify_erasure(&k.public_key(), &case, ErasureStep::Request, &sig));
+        assert!(verify_erasure(
+            &k.public_key(),
+            &case,
+            ErasureStep::Request,
+            &sig
+        ));
         // Not the confirmation, not another case, not another key.
-        assert!(!verify_erasure(&k.public_key(), &case, ErasureStep::Confirm, &sig));
+        assert!(!verify_erasure(
+            &k.public_key(),
+            &case,
+            ErasureStep::Confirm,
+            &sig
+        ));
         assert!(!verify_erasure(
             &k.public_key(),
             &CaseId::from_bytes([2; 16]),
@@ -74,7 +84,12 @@ mod tests {
             &sig
         ));
         let other = IdentityKeyPair::from_seed(&[8; 32]);
-        assert!(!verify_erasure(&other.public_key(), &case, ErasureStep::Request, &sig));
+        assert!(!verify_erasure(
+            &other.public_key(),
+            &case,
+            ErasureStep::Request,
+            &sig
+        ));
         let m = erasure_message(&case, ErasureStep::Confirm);
         assert_eq!(&m[..22], b"hotline/1 case erasure");
         assert_eq!(m[22], 0);

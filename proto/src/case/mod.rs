@@ -395,10 +395,7 @@ fn device(bytes: &[u8], field: &'static str) -> Result<DeviceId, DecodeError> {
 
 /// An erasure signature field: empty is none (stored before signatures
 /// existed), 64 bytes a signature, any other length invalid.
-fn optional_signature(
-    bytes: &[u8],
-    field: &'static str,
-) -> Result<Option<Signature>, DecodeError> {
+fn optional_signature(bytes: &[u8], field: &'static str) -> Result<Option<Signature>, DecodeError> {
     if bytes.is_empty() {
         return Ok(None);
     }

@@ -7,8 +7,8 @@
 //! Logs name the request kind and its outcome only: never a case id, an
 //! event id, a size or anything else of one case.
 
-use hotline_proto::alert::Push;
 use hotline_proto::Signature;
+use hotline_proto::alert::Push;
 use hotline_proto::case::erasure::{ErasureStep, verify_erasure};
 use hotline_proto::case::{CaseId, CaseSync, SignedCaseEvent};
 use hotline_proto::e2e::envelope::SignedEnvelope;

@@ -193,13 +193,14 @@ impl LogStore {
     ) -> Result<Result<(DeviceId, u64), ErasureRefusal>, StoreError> {
         self.check_readable()?;
         let state = self.lock();
-        let record = match state
-            .cases
-            .decide_erasure_confirm(case_id, by, now, retention_days, signature)
-        {
-            Err(r) => return Ok(Err(r)),
-            Ok(record) => record,
-        };
+        let record =
+            match state
+                .cases
+                .decide_erasure_confirm(case_id, by, now, retention_days, signature)
+            {
+                Err(r) => return Ok(Err(r)),
+                Ok(record) => record,
+            };
         let position = record.position();
         let CaseEvent::Erased { requested_by, .. } = record else {
             return Err(StoreError::Corrupt(
@@ -555,11 +556,15 @@ mod tests {
         let b = DeviceId::from_bytes([2; 16]);
         let c = DeviceId::from_bytes([3; 16]);
         assert_eq!(
-            store.request_case_erasure(gone, b, 20, 0, None).expect("stored"),
+            store
+                .request_case_erasure(gone, b, 20, 0, None)
+                .expect("stored"),
             Ok((b, 5))
         );
         assert_eq!(
-            store.confirm_case_erasure(gone, c, 21, 0, None).expect("stored"),
+            store
+                .confirm_case_erasure(gone, c, 21, 0, None)
+                .expect("stored"),
             Ok((b, 6))
         );
         assert!(!store.log().has_case_key(gone.as_bytes()));

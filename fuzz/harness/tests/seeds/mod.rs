@@ -18,8 +18,8 @@ use hotline_proto::auth::Nonce;
 use hotline_proto::case::content::CaseEventContent;
 use hotline_proto::case::seal::{self as case_seal, CaseKey};
 use hotline_proto::case::{
-    CaseControl, erasure, CaseId, CaseState, CaseSync, CaseUpdate, CaseUpdateKind, LegalHold,
-    SignedCaseEvent,
+    CaseControl, CaseId, CaseState, CaseSync, CaseUpdate, CaseUpdateKind, LegalHold,
+    SignedCaseEvent, erasure,
 };
 use hotline_proto::e2e::content::{Category, CheckinOffer, Message, Programme};
 use hotline_proto::e2e::envelope::{self, Content};
