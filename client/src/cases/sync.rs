@@ -572,7 +572,18 @@ fn apply_held(
                     .events
                     .last()
                     .is_none_or(|last| last.position < u.position);
-                match file.add_checked(stored.clone()) {
+                let held = file.add_checked(stored.clone());
+                if matches!(held, Held::New | Held::Settled)
+                    && header.control.state == Some(CaseState::Open)
+                {
+                    // A reopening drops a pending erasure request on the
+                    // server (section 9.7): here too.
+                    report.erasure_requested.retain(|c| *c != u.case_id);
+                    if replica.erasure_requested(&u.case_id) {
+                        replica.set_erasure_requested(&u.case_id, false)?;
+                    }
+                }
+                match held {
                     Held::New => {
                         report.events += 1;
                         if fresh && in_order {
@@ -946,6 +957,73 @@ mod tests {
                 confirm_signature: Some(sign_erasure(confirmer, &case, ErasureStep::Confirm)),
             },
         )
+    }
+
+    /// Finding 9: a reopening synced after an erasure request clears it
+    /// (the server dropped it); a request synced after the reopening
+    /// stands.
+    #[test]
+    fn a_reopening_clears_the_erasure_asked_for_before_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let mut replica = Replica::open(&state, &[1; 32]).expect("open");
+        let a = staff(1);
+        let key = CaseKey::from_bytes([8; 32]);
+        let case = CaseId::from_bytes([40; 16]);
+        let ev = |n: u8, s: CaseState| {
+            event_with(
+                &a,
+                &key,
+                case,
+                [n; 16],
+                (1, 1),
+                control(Some(s), None, false),
+                |_| {},
+            )
+        };
+        let asked = |position: u64| {
+            update(
+                position,
+                case,
+                CaseUpdateKind::ErasureRequested {
+                    requested_by: a.device_id(),
+                    signature: None,
+                },
+            )
+        };
+        let checks = Checks {
+            roster: &roster(&[&a]),
+            retention_secs: Some(0),
+            now: DAY_1,
+        };
+        let mut report = SyncReport::default();
+        let first = [
+            ev_update(1, DAY_1, &ev(1, CaseState::Open), &a),
+            ev_update(2, DAY_1, &ev(2, CaseState::Closed), &a),
+            asked(3),
+        ];
+        apply_with(&mut replica, &first, &checks, &|_| None, &mut report).expect("applied");
+        assert_eq!(report.erasure_requested, [case]);
+        replica.set_erasure_requested(&case, true).expect("saved");
+        let mut report = SyncReport::default();
+        let reopened = [ev_update(4, DAY_1, &ev(3, CaseState::Open), &a)];
+        apply_with(&mut replica, &reopened, &checks, &|_| None, &mut report).expect("applied");
+        assert_eq!(
+            (report.events, &report.warnings),
+            (1, &Vec::<String>::new())
+        );
+        assert!(report.erasure_requested.is_empty());
+        assert!(!replica.erasure_requested(&case));
+        // Closed and asked for again, in one sync: it waits.
+        let mut report = SyncReport::default();
+        let again = [ev_update(5, DAY_1, &ev(4, CaseState::Closed), &a), asked(6)];
+        apply_with(&mut replica, &again, &checks, &|_| None, &mut report).expect("applied");
+        assert_eq!(report.erasure_requested, [case]);
+        // Asked for, then reopened, in one sync: it does not.
+        let mut report = SyncReport::default();
+        let both = [asked(7), ev_update(8, DAY_1, &ev(5, CaseState::Open), &a)];
+        apply_with(&mut replica, &both, &checks, &|_| None, &mut report).expect("applied");
+        assert!(report.erasure_requested.is_empty());
     }
 
     /// A device that missed a case's closing (shredded since) still
