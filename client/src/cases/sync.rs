@@ -460,8 +460,32 @@ fn apply_held(
                 report.erased.push(u.case_id);
                 continue;
             }
-            CaseUpdateKind::ErasureRequested { .. } => {
-                report.erasure_requested.push(u.case_id);
+            CaseUpdateKind::ErasureRequested {
+                requested_by,
+                signature,
+            } => {
+                // Signed (section 9.7): by a staff device on the roster;
+                // unsigned only from a server that stored it before.
+                let signed = signature.as_ref().is_none_or(|sig| {
+                    checks.roster.entries.iter().any(|e| {
+                        e.device_id == *requested_by
+                            && e.role.is_staff()
+                            && verify_erasure(
+                                &e.identity_key,
+                                &u.case_id,
+                                ErasureStep::Request,
+                                sig,
+                            )
+                    })
+                });
+                if signed {
+                    report.erasure_requested.push(u.case_id);
+                } else {
+                    report.warnings.push(format!(
+                        "the server says the erasure of case {} was asked for, but the request is not signed by a staff device on the roster: ignored",
+                        short(&u.case_id)
+                    ));
+                }
                 continue;
             }
             CaseUpdateKind::Requested { .. } | CaseUpdateKind::Event { .. } => {}
@@ -1024,6 +1048,33 @@ mod tests {
         let both = [asked(7), ev_update(8, DAY_1, &ev(5, CaseState::Open), &a)];
         apply_with(&mut replica, &both, &checks, &|_| None, &mut report).expect("applied");
         assert!(report.erasure_requested.is_empty());
+        // A signed request counts; one whose signature is not the
+        // requester's is ignored with a warning.
+        let signed = |position: u64, by: &hotline_proto::IdentityKeyPair| {
+            update(
+                position,
+                case,
+                CaseUpdateKind::ErasureRequested {
+                    requested_by: a.device_id(),
+                    signature: Some(hotline_proto::case::erasure::sign_erasure(
+                        by,
+                        &case,
+                        ErasureStep::Request,
+                    )),
+                },
+            )
+        };
+        let mut report = SyncReport::default();
+        let requests = [signed(9, &a), signed(10, &staff(2))];
+        apply_with(&mut replica, &requests, &checks, &|_| None, &mut report).expect("applied");
+        assert_eq!(report.erasure_requested, [case]);
+        assert_eq!(
+            report.warnings,
+            [format!(
+                "the server says the erasure of case {} was asked for, but the request is not signed by a staff device on the roster: ignored",
+                short(&case)
+            )]
+        );
     }
 
     /// A device that missed a case's closing (shredded since) still
