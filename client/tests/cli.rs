@@ -3381,6 +3381,187 @@ async fn two_distinct_staff_erase_a_closed_case_and_only_its_statistics_remain()
     }
 }
 
+/// The walk-through's flaw: a staff device that did not sync between a
+/// case's closing and its erasure never sees the closing (shredded), yet
+/// deletes the case, because the erasure is signed by the two staff
+/// members; its statistics count the case. And its finding 9: a reopening
+/// clears the erasure asked for before (as on the server), and asking
+/// again after the case changed writes a fresh tombstone, which is the
+/// one counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_offline_from_before_the_closing_to_after_the_erasure_deletes_the_case() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    hotline_server::log::keys::generate_key_file(&dir.path().join("master.key")).expect("key");
+    let server = server_configured(dir.path(), "127.0.0.1:0".parse().expect("addr"), |c| {
+        c.cases.retention_days = 0;
+    })
+    .await;
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let coordinator = dir.path().join("coordinator");
+    join_staff(
+        &admin,
+        &coordinator,
+        "coordinator",
+        &dir.path().join("org.key"),
+        3,
+    );
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success());
+    let markers = [
+        "Zofia Kowalczyk-MARKER",
+        "Montevideo-MARKER",
+        "Hotel Bellevue-MARKER",
+    ];
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "open",
+            "--summary",
+            "the Kowalczyk family",
+            "--country",
+            "UA",
+            "--programme",
+            "relocation",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = opened_case(&out);
+    let ok = |home: &Path, args: &[&str]| {
+        let out = hotline(home, PASS, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        out
+    };
+    ok(
+        &officer,
+        &[
+            "case",
+            "person",
+            "add",
+            &case,
+            "--name",
+            markers[0],
+            "--relationship",
+            "self",
+        ],
+    );
+    ok(
+        &officer,
+        &[
+            "relocation",
+            "start",
+            &case,
+            "--people",
+            markers[0],
+            "--origin",
+            "Kharkiv",
+            "--to",
+            "UY",
+            "--city",
+            markers[1],
+            "--accommodation",
+            markers[2],
+        ],
+    );
+    // The coordinator's device reads the case, then goes offline.
+    let out = ok(&coordinator, &["case", "show", &case]);
+    assert!(stdout(&out).contains(markers[0]), "{}", stdout(&out));
+
+    // The officer closes it and asks for its erasure ...
+    ok(&officer, &["case", "close", &case, "--reason", "settled"]);
+    let out = ok(&officer, &["case", "erase", &case]);
+    assert!(stdout(&out).contains("must confirm it"), "{}", stdout(&out));
+    // ... then reopens it: the request is gone, here as on the server.
+    ok(&officer, &["case", "reopen", &case]);
+    let out = ok(&officer, &["case", "list", "--erasable"]);
+    assert!(
+        !stdout(&out).contains("waits for a second"),
+        "{}",
+        stdout(&out)
+    );
+    ok(
+        &officer,
+        &[
+            "case",
+            "person",
+            "add",
+            &case,
+            "--name",
+            "a child",
+            "--relationship",
+            "child",
+        ],
+    );
+    ok(&officer, &["case", "close", &case, "--reason", "settled"]);
+    let out = ok(&officer, &["case", "list", "--erasable"]);
+    assert!(stdout(&out).contains(&case), "{}", stdout(&out));
+    assert!(
+        !stdout(&out).contains("waits for a second"),
+        "{}",
+        stdout(&out)
+    );
+    let out = ok(&officer, &["case", "stats"]);
+    assert!(
+        !stdout(&out).contains("wait for their erasure"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&admin, PASS, &["case", "erase", &case, "--confirm"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no erasure of this case was asked for"),
+        "{}",
+        stderr(&out)
+    );
+    // Asked for again: the case changed (a second person), so a fresh
+    // tombstone is written; the admin confirms.
+    let out = ok(&officer, &["case", "erase", &case]);
+    assert!(
+        stdout(&out).contains("the statistics of case"),
+        "{}",
+        stdout(&out)
+    );
+    let out = ok(&admin, &["case", "erase", &case, "--confirm"]);
+    assert!(
+        stdout(&out).contains(&format!("case {case} erased")),
+        "{}",
+        stdout(&out)
+    );
+
+    // The coordinator's device comes back: it never saw the closing, and
+    // deletes the case all the same; its statistics count it once, with
+    // both people.
+    let out = ok(&coordinator, &["case", "stats"]);
+    assert!(
+        stdout(&out).contains(&format!("case {case} was erased")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stderr(&out).contains("kept"), "{}", stderr(&out));
+    for h in [&coordinator, &officer, &admin] {
+        let out = ok(h, &["case", "stats"]);
+        let s = stdout(&out);
+        assert!(s.contains("erased cases: 1, people covered: 2"), "{s}");
+        assert!(!s.contains("wait for their erasure"), "{s}");
+        let out = hotline(h, PASS, &["case", "show", &case]);
+        assert!(!out.status.success());
+        for (path, bytes) in files_under(h) {
+            let name = path.to_string_lossy();
+            assert!(!name.contains(&case), "{name} is the erased case's file");
+            for m in markers {
+                assert!(
+                    !bytes.windows(m.len()).any(|w| w == m.as_bytes()),
+                    "{name} holds {m}"
+                );
+            }
+        }
+    }
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_erased_case_takes_its_request_share_and_reply_out_of_staff_histories() {
     use hotline_client::StateDir;

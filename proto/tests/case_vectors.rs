@@ -1,5 +1,5 @@
 //! The published case vectors in `docs/test-vectors/` (`case-event.txt`,
-//! `case-keys-content.txt`, `ledger-id.txt`): computed here by the library
+//! `case-keys-content.txt`, `ledger-id.txt`, `case-erasure.txt`): computed here by the library
 //! from their inputs and compared with the committed files byte for byte,
 //! then read back as another implementer would and every output recomputed
 //! by hand from the values the file states (a protobuf writer independent
@@ -17,6 +17,7 @@ use hotline_proto::IdentityKeyPair;
 use hotline_proto::case::content::{
     CaseEntity, CaseEventContent, FieldChange, FieldValue, FieldValueKind,
 };
+use hotline_proto::case::erasure::{ErasureStep, erasure_message, sign_erasure};
 use hotline_proto::case::seal::{self, CaseKey, EventDraft};
 use hotline_proto::case::{CaseControl, CaseId, CaseState, LegalHold, ledger_id};
 use hotline_proto::e2e::content::Message;
@@ -24,6 +25,7 @@ use hotline_proto::e2e::envelope::{self, Content};
 use hotline_proto::e2e::org::OrgKeyPair;
 use hotline_proto::e2e::suite::Randomness;
 use hotline_proto::identity::{hex, unhex};
+use hotline_proto::message::Request;
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use ring::signature::{ED25519, KeyPair as _, UnparsedPublicKey};
 
@@ -349,6 +351,39 @@ fn ledger_id_vectors() {
     check("ledger-id.txt", &o.0);
 }
 
+/// The erasure signatures (protocol section 9.7): one staff device asks
+/// (step 1), another confirms (step 2), and the requests that carry them.
+fn erasure_cases() -> Vec<(&'static str, [u8; 32], ErasureStep)> {
+    vec![
+        ("case-erasure-request", seed(0x31), ErasureStep::Request),
+        ("case-erasure-confirm", seed(0x41), ErasureStep::Confirm),
+    ]
+}
+
+#[test]
+fn case_erasure_vectors() {
+    let mut o = Out(String::new());
+    let case = CaseId::from_bytes(*b"\xc5erasure-case-01");
+    for (name, s, step) in erasure_cases() {
+        let k = IdentityKeyPair::from_seed(&s);
+        let signature = sign_erasure(&k, &case, step);
+        let request = match step {
+            ErasureStep::Request => Request::RequestCaseErasure(case, signature),
+            ErasureStep::Confirm => Request::ConfirmCaseErasure(case, signature),
+        };
+        o.section(name);
+        o.hex("signer_seed", &s);
+        o.hex("identity_key", k.public_key().as_bytes());
+        o.hex("device_id", k.device_id().as_bytes());
+        o.hex("case_id", case.as_bytes());
+        o.num("step", u64::from(step.byte()));
+        o.hex("signed_bytes", &erasure_message(&case, step));
+        o.hex("signature", signature.as_bytes());
+        o.hex("request", &request.encode());
+    }
+    check("case-erasure.txt", &o.0);
+}
+
 // ---------------------------------------------------------------------------
 // The reader's side: every output recomputed from the file alone.
 
@@ -573,6 +608,35 @@ fn every_case_output_is_recomputed_from_the_inputs_the_files_state() {
         assert_eq!(c, h(&f, "sealed_content"), "{name}");
         assert_eq!(padded_by_hand(&c), h(&f, "padded"), "{name}");
         assert_eq!(n(&f, "padded_len"), 1024, "{name}");
+    }
+
+    for (name, f) in read("case-erasure.txt") {
+        let kp = ring::signature::Ed25519KeyPair::from_seed_unchecked(&h(&f, "signer_seed"))
+            .expect("seed");
+        assert_eq!(kp.public_key().as_ref(), h(&f, "identity_key"), "{name}");
+        let step = n(&f, "step");
+        let mut signed = b"hotline/1 case erasure\x00".to_vec();
+        signed.extend_from_slice(&h(&f, "case_id"));
+        signed.push(u8::try_from(step).expect("a byte"));
+        assert_eq!(signed, h(&f, "signed_bytes"), "{name}");
+        // Ed25519 is deterministic: the signature is recomputed, and it
+        // verifies.
+        assert_eq!(kp.sign(&signed).as_ref(), h(&f, "signature"), "{name}");
+        UnparsedPublicKey::new(&ED25519, h(&f, "identity_key"))
+            .verify(&signed, &h(&f, "signature"))
+            .expect("verifies");
+        // Request field 27 (request_case_erasure) or 28 (confirm):
+        // { case_id = 1, signature = 2 }.
+        let inner = Pb::default()
+            .bytes(1, &h(&f, "case_id"))
+            .bytes(2, &h(&f, "signature"))
+            .done();
+        let field = if step == 1 { 27 } else { 28 };
+        assert_eq!(
+            Pb::default().message(field, &inner).done(),
+            h(&f, "request"),
+            "{name}"
+        );
     }
 
     for (name, f) in read("ledger-id.txt") {

@@ -2676,11 +2676,11 @@ fn verify_passes_after_a_case_is_erased_and_counts_its_records_shredded() {
     let asked = hotline_proto::DeviceId::from_bytes([2; 16]);
     let confirmed = hotline_proto::DeviceId::from_bytes([3; 16]);
     store
-        .request_case_erasure(case, asked, 200, 0)
+        .request_case_erasure(case, asked, 200, 0, None)
         .expect("stored")
         .expect("asked");
     store
-        .confirm_case_erasure(case, confirmed, 201, 0)
+        .confirm_case_erasure(case, confirmed, 201, 0, None)
         .expect("stored")
         .expect("erased");
     store.close().expect("closes");

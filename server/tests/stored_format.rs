@@ -1081,6 +1081,7 @@ fn events_i12() -> Vec<(&'static str, u64, Event)> {
                 at: 1_700_001_300,
                 case_id: CaseId::from_bytes(a),
                 by: id(2),
+                signature: None,
             }),
         ),
         (
@@ -1092,6 +1093,8 @@ fn events_i12() -> Vec<(&'static str, u64, Event)> {
                 case_id: CaseId::from_bytes(a),
                 requested_by: id(2),
                 confirmed_by: id(4),
+                request_signature: None,
+                confirm_signature: None,
             }),
         ),
         (
@@ -1166,6 +1169,7 @@ fn events_i12() -> Vec<(&'static str, u64, Event)> {
                 at: 1_700_002_000,
                 case_id: CaseId::from_bytes(d),
                 by: id(2),
+                signature: None,
             }),
         ),
     ]
@@ -1282,5 +1286,119 @@ fn the_case_request_digest_of_issue_12_encodes_to_its_checked_in_bytes() {
     assert!(matches!(
         decode_event(older).expect("decodes"),
         Event::Case(CaseEvent::Requested { .. })
+    ));
+}
+
+/// The erasure records with their signatures (issue 12, signed erasure):
+/// the requester's signature on an erasure request, both on an erasure,
+/// as optional trailing fields, so the unsigned forms in events-i12.hex
+/// read as before. The snapshots keep them (a pending request's and an
+/// erased case's).
+#[test]
+fn the_signed_erasure_records_of_issue_12_encode_to_their_checked_in_bytes() {
+    use hotline_proto::case::CaseId;
+    use hotline_proto::case::erasure::{ErasureStep, sign_erasure};
+    use hotline_server::domain::cases::CaseEvent;
+    let d = CaseId::from_bytes([0xd4; 16]);
+    let request_signature = sign_erasure(
+        &IdentityKeyPair::from_seed(&[2; 32]),
+        &d,
+        ErasureStep::Request,
+    );
+    let confirm_signature = sign_erasure(
+        &IdentityKeyPair::from_seed(&[4; 32]),
+        &d,
+        ErasureStep::Confirm,
+    );
+    let events = [
+        (
+            "case_erasure_requested_signed",
+            49,
+            Event::Case(CaseEvent::ErasureRequested {
+                position: 12,
+                at: 1_700_002_100,
+                case_id: d,
+                by: id(2),
+                signature: Some(request_signature),
+            }),
+        ),
+        (
+            "case_erased_signed",
+            50,
+            Event::Case(CaseEvent::Erased {
+                position: 13,
+                at: 1_700_002_200,
+                case_id: d,
+                requested_by: id(2),
+                confirmed_by: id(4),
+                request_signature: Some(request_signature),
+                confirm_signature: Some(confirm_signature),
+            }),
+        ),
+    ];
+    let rows: Vec<(&str, Vec<u8>)> = events
+        .iter()
+        .map(|(n, _, e)| (*n, encode_event(e)))
+        .collect();
+    let mut state = State::default();
+    for (name, seq, event) in self::events()
+        .into_iter()
+        .chain(events_v2())
+        .chain(events_i11())
+        .chain(events_i13())
+        .chain(events_i12())
+    {
+        state
+            .apply(seq, &event)
+            .unwrap_or_else(|e| panic!("{name} applies: {e}"));
+    }
+    let mut snapshots = Vec::new();
+    for (name, seq, event) in &events {
+        state
+            .apply(*seq, event)
+            .unwrap_or_else(|e| panic!("{name} applies: {e}"));
+        snapshots.push((*name, encode_snapshot(&state), state.clone()));
+    }
+    assert_eq!(
+        state.cases.erased[&d].confirm_signature,
+        Some(confirm_signature)
+    );
+    if bless() {
+        write_golden(
+            "events-i12c.hex",
+            "Log events of the forms added for issue 12's signed erasure (an erasure request and an erasure with their Ed25519 signatures).",
+            &rows,
+        );
+        write_golden(
+            "snapshot-i12c.hex",
+            "The state after every event in events.hex, events-v2.hex, events-i11.hex, events-i13.hex, events-i12.hex, then each event of events-i12c.hex (snapshots named after it).",
+            &snapshots
+                .iter()
+                .map(|(n, bytes, _)| (*n, bytes.clone()))
+                .collect::<Vec<_>>(),
+        );
+    }
+    let golden = read_golden("events-i12c.hex");
+    assert_eq!(golden.len(), rows.len(), "one golden line per event");
+    for (name, _, event) in &events {
+        let stored = &golden[*name];
+        assert_eq!(hex(&encode_event(event)), hex(stored), "event {name}");
+        assert_eq!(&decode_event(stored).expect("decodes"), event, "{name}");
+    }
+    let golden = read_golden("snapshot-i12c.hex");
+    for (name, bytes, state) in &snapshots {
+        let stored = &golden[*name];
+        assert_eq!(hex(bytes), hex(stored), "snapshot after {name}");
+        assert_eq!(&decode_snapshot(stored).expect("decodes"), state);
+    }
+    // An unsigned request still reads, without a signature.
+    let older = &read_golden("events-i12.hex")["case_erased"];
+    assert!(matches!(
+        decode_event(older).expect("decodes"),
+        Event::Case(CaseEvent::Erased {
+            request_signature: None,
+            confirm_signature: None,
+            ..
+        })
     ));
 }

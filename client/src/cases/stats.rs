@@ -61,10 +61,14 @@ pub fn tombstone(view: &CaseView) -> StatisticsTombstone {
 }
 
 /// The tombstones the ledger's events hold (those this device can read),
-/// one per case (a case written twice counts once: the last).
+/// one per case (a case written twice counts once: the newest, in the
+/// server's position order, so a tombstone written again after the case
+/// changed replaces the stale one).
 pub fn tombstones(ledger: &CaseFile) -> Vec<StatisticsTombstone> {
     let mut by_case: BTreeMap<Vec<u8>, StatisticsTombstone> = BTreeMap::new();
-    for e in &ledger.events {
+    let mut events: Vec<_> = ledger.events.iter().collect();
+    events.sort_by_key(|e| e.position);
+    for e in events {
         let Ok((_, content)) = e
             .event
             .open(&e.author_key, |_, epoch| ledger.keys.get(&epoch).cloned())

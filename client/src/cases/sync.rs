@@ -13,11 +13,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use hotline_proto::case::erasure::{ErasureStep, verify_erasure};
 use hotline_proto::case::seal::CaseEventError;
 use hotline_proto::case::{CaseId, CaseState, CaseSync, CaseUpdate, CaseUpdateKind, LegalHold};
 use hotline_proto::e2e::roster::Roster;
 use hotline_proto::frame::{self, HEADER_LEN, MAX_FRAME_LEN};
 use hotline_proto::message::{Request, Response};
+use hotline_proto::{DeviceId, Role, Signature};
 use tokio::time::timeout;
 
 use super::model::RequestInfo;
@@ -286,6 +288,70 @@ fn erasure_refusal(
     None
 }
 
+/// How an `Erased` update's signatures stand (section 9.7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SignedErasure {
+    /// Both verify under the keys of two distinct staff devices on the
+    /// roster, the confirmer a coordinator or an admin.
+    Valid,
+    /// Neither is there: an erasure a server stored before erasures were
+    /// signed.
+    Unsigned,
+    /// Anything else: why it is not taken.
+    Invalid(&'static str),
+}
+
+/// Checks an erasure's two signatures against `roster` (the newest this
+/// device accepted): the requester a staff device, the confirmer a
+/// coordinator or an admin, two distinct devices, each signature under
+/// the identity key the roster lists for its device.
+fn signed_erasure(
+    case: &CaseId,
+    (requested_by, request_signature): (&DeviceId, Option<&Signature>),
+    (confirmed_by, confirm_signature): (&DeviceId, Option<&Signature>),
+    roster: &Roster,
+) -> SignedErasure {
+    let (request_signature, confirm_signature) = match (request_signature, confirm_signature) {
+        (None, None) => return SignedErasure::Unsigned,
+        (Some(r), Some(c)) => (r, c),
+        _ => return SignedErasure::Invalid("one of the two signatures is missing"),
+    };
+    if requested_by == confirmed_by {
+        return SignedErasure::Invalid("asked for and confirmed by the same device");
+    }
+    let staff = |d: &DeviceId| {
+        roster
+            .entries
+            .iter()
+            .find(|e| e.device_id == *d && e.role.is_staff())
+    };
+    let Some(requester) = staff(requested_by) else {
+        return SignedErasure::Invalid("asked for by a device not on the staff roster");
+    };
+    let Some(confirmer) = staff(confirmed_by) else {
+        return SignedErasure::Invalid("confirmed by a device not on the staff roster");
+    };
+    if !matches!(confirmer.role, Role::Coordinator | Role::Admin) {
+        return SignedErasure::Invalid(
+            "confirmed by a device that is not a coordinator or an admin",
+        );
+    }
+    if !verify_erasure(
+        &requester.identity_key,
+        case,
+        ErasureStep::Request,
+        request_signature,
+    ) || !verify_erasure(
+        &confirmer.identity_key,
+        case,
+        ErasureStep::Confirm,
+        confirm_signature,
+    ) {
+        return SignedErasure::Invalid("a signature does not verify");
+    }
+    SignedErasure::Valid
+}
+
 /// Applies updates to the replica (each case's file written once), with
 /// this device's clock and the retention period it last synced.
 pub fn apply(
@@ -339,7 +405,18 @@ fn apply_held(
             continue;
         }
         match &u.kind {
-            CaseUpdateKind::Erased { .. } => {
+            CaseUpdateKind::Erased {
+                requested_by,
+                confirmed_by,
+                request_signature,
+                confirm_signature,
+            } => {
+                let signed = signed_erasure(
+                    &u.case_id,
+                    (requested_by, request_signature.as_ref()),
+                    (confirmed_by, confirm_signature.as_ref()),
+                    checks.roster,
+                );
                 let loaded;
                 let file = match files.get(&u.case_id) {
                     Some(f) => f,
@@ -349,7 +426,24 @@ fn apply_held(
                     }
                 };
                 let waiting = !replica.waiting(&u.case_id).is_empty();
-                if let Some(why) = erasure_refusal(file, waiting, replica.ledger(), checks) {
+                let refusal = match signed {
+                    // Signed by two staff members on the roster: applied
+                    // whatever this device holds of the case (it may have
+                    // missed the closing, shredded since).
+                    SignedErasure::Valid if replica.ledger() == Some(u.case_id) => {
+                        Some("the statistics ledger".into())
+                    }
+                    SignedErasure::Valid => None,
+                    SignedErasure::Invalid(why) => Some(format!(
+                        "its erasure is not signed by two staff members on the roster ({why})"
+                    )),
+                    // Stored by a server before erasures were signed: only
+                    // where this device's signed events agree.
+                    SignedErasure::Unsigned => {
+                        erasure_refusal(file, waiting, replica.ledger(), checks)
+                    }
+                };
+                if let Some(why) = refusal {
                     report.warnings.push(format!(
                         "the server says case {} was erased, but here it is {why}: kept",
                         short(&u.case_id)
@@ -366,8 +460,32 @@ fn apply_held(
                 report.erased.push(u.case_id);
                 continue;
             }
-            CaseUpdateKind::ErasureRequested { .. } => {
-                report.erasure_requested.push(u.case_id);
+            CaseUpdateKind::ErasureRequested {
+                requested_by,
+                signature,
+            } => {
+                // Signed (section 9.7): by a staff device on the roster;
+                // unsigned only from a server that stored it before.
+                let signed = signature.as_ref().is_none_or(|sig| {
+                    checks.roster.entries.iter().any(|e| {
+                        e.device_id == *requested_by
+                            && e.role.is_staff()
+                            && verify_erasure(
+                                &e.identity_key,
+                                &u.case_id,
+                                ErasureStep::Request,
+                                sig,
+                            )
+                    })
+                });
+                if signed {
+                    report.erasure_requested.push(u.case_id);
+                } else {
+                    report.warnings.push(format!(
+                        "the server says the erasure of case {} was asked for, but the request is not signed by a staff device on the roster: ignored",
+                        short(&u.case_id)
+                    ));
+                }
                 continue;
             }
             CaseUpdateKind::Requested { .. } | CaseUpdateKind::Event { .. } => {}
@@ -480,7 +598,18 @@ fn apply_held(
                     .events
                     .last()
                     .is_none_or(|last| last.position < u.position);
-                match file.add_checked(stored.clone()) {
+                let held = file.add_checked(stored.clone());
+                if matches!(held, Held::New | Held::Settled)
+                    && header.control.state == Some(CaseState::Open)
+                {
+                    // A reopening drops a pending erasure request on the
+                    // server (section 9.7): here too.
+                    report.erasure_requested.retain(|c| *c != u.case_id);
+                    if replica.erasure_requested(&u.case_id) {
+                        replica.set_erasure_requested(&u.case_id, false)?;
+                    }
+                }
+                match held {
                     Held::New => {
                         report.events += 1;
                         if fresh && in_order {
@@ -721,6 +850,8 @@ mod tests {
                 CaseUpdateKind::Erased {
                     requested_by: defender,
                     confirmed_by: defender,
+                    request_signature: None,
+                    confirm_signature: None,
                 },
             )],
             &roster(&[]),
@@ -827,8 +958,237 @@ mod tests {
             CaseUpdateKind::Erased {
                 requested_by: d,
                 confirmed_by: d,
+                request_signature: None,
+                confirm_signature: None,
             },
         )
+    }
+
+    /// An erasure of `case` signed by `requester` (step 1) and
+    /// `confirmer` (step 2).
+    fn signed_erased(
+        position: u64,
+        case: CaseId,
+        requester: &hotline_proto::IdentityKeyPair,
+        confirmer: &hotline_proto::IdentityKeyPair,
+    ) -> CaseUpdate {
+        use hotline_proto::case::erasure::sign_erasure;
+        update(
+            position,
+            case,
+            CaseUpdateKind::Erased {
+                requested_by: requester.device_id(),
+                confirmed_by: confirmer.device_id(),
+                request_signature: Some(sign_erasure(requester, &case, ErasureStep::Request)),
+                confirm_signature: Some(sign_erasure(confirmer, &case, ErasureStep::Confirm)),
+            },
+        )
+    }
+
+    /// Finding 9: a reopening synced after an erasure request clears it
+    /// (the server dropped it); a request synced after the reopening
+    /// stands.
+    #[test]
+    fn a_reopening_clears_the_erasure_asked_for_before_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let mut replica = Replica::open(&state, &[1; 32]).expect("open");
+        let a = staff(1);
+        let key = CaseKey::from_bytes([8; 32]);
+        let case = CaseId::from_bytes([40; 16]);
+        let ev = |n: u8, s: CaseState| {
+            event_with(
+                &a,
+                &key,
+                case,
+                [n; 16],
+                (1, 1),
+                control(Some(s), None, false),
+                |_| {},
+            )
+        };
+        let asked = |position: u64| {
+            update(
+                position,
+                case,
+                CaseUpdateKind::ErasureRequested {
+                    requested_by: a.device_id(),
+                    signature: None,
+                },
+            )
+        };
+        let checks = Checks {
+            roster: &roster(&[&a]),
+            retention_secs: Some(0),
+            now: DAY_1,
+        };
+        let mut report = SyncReport::default();
+        let first = [
+            ev_update(1, DAY_1, &ev(1, CaseState::Open), &a),
+            ev_update(2, DAY_1, &ev(2, CaseState::Closed), &a),
+            asked(3),
+        ];
+        apply_with(&mut replica, &first, &checks, &|_| None, &mut report).expect("applied");
+        assert_eq!(report.erasure_requested, [case]);
+        replica.set_erasure_requested(&case, true).expect("saved");
+        let mut report = SyncReport::default();
+        let reopened = [ev_update(4, DAY_1, &ev(3, CaseState::Open), &a)];
+        apply_with(&mut replica, &reopened, &checks, &|_| None, &mut report).expect("applied");
+        assert_eq!(
+            (report.events, &report.warnings),
+            (1, &Vec::<String>::new())
+        );
+        assert!(report.erasure_requested.is_empty());
+        assert!(!replica.erasure_requested(&case));
+        // Closed and asked for again, in one sync: it waits.
+        let mut report = SyncReport::default();
+        let again = [ev_update(5, DAY_1, &ev(4, CaseState::Closed), &a), asked(6)];
+        apply_with(&mut replica, &again, &checks, &|_| None, &mut report).expect("applied");
+        assert_eq!(report.erasure_requested, [case]);
+        // Asked for, then reopened, in one sync: it does not.
+        let mut report = SyncReport::default();
+        let both = [asked(7), ev_update(8, DAY_1, &ev(5, CaseState::Open), &a)];
+        apply_with(&mut replica, &both, &checks, &|_| None, &mut report).expect("applied");
+        assert!(report.erasure_requested.is_empty());
+        // A signed request counts; one whose signature is not the
+        // requester's is ignored with a warning.
+        let signed = |position: u64, by: &hotline_proto::IdentityKeyPair| {
+            update(
+                position,
+                case,
+                CaseUpdateKind::ErasureRequested {
+                    requested_by: a.device_id(),
+                    signature: Some(hotline_proto::case::erasure::sign_erasure(
+                        by,
+                        &case,
+                        ErasureStep::Request,
+                    )),
+                },
+            )
+        };
+        let mut report = SyncReport::default();
+        let requests = [signed(9, &a), signed(10, &staff(2))];
+        apply_with(&mut replica, &requests, &checks, &|_| None, &mut report).expect("applied");
+        assert_eq!(report.erasure_requested, [case]);
+        assert_eq!(
+            report.warnings,
+            [format!(
+                "the server says the erasure of case {} was asked for, but the request is not signed by a staff device on the roster: ignored",
+                short(&case)
+            )]
+        );
+    }
+
+    /// A device that missed a case's closing (shredded since) still
+    /// deletes it on an erasure signed by two staff members on its
+    /// roster, the confirmer a coordinator or an admin; a forged one (a
+    /// signature under another key, over another case, by one device
+    /// twice, or confirmed by an officer) is refused, the case kept.
+    #[test]
+    fn a_signed_erasure_is_applied_to_an_open_case_and_a_forged_one_is_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let mut replica = Replica::open(&state, &[1; 32]).expect("open");
+        let (officer, coordinator, outsider) = (staff(1), staff(2), staff(3));
+        let mut book = roster(&[&officer, &coordinator]);
+        book.entries[1].role = Role::Coordinator;
+        let key = CaseKey::from_bytes([8; 32]);
+        let ids: Vec<CaseId> = (30..37u8).map(|n| CaseId::from_bytes([n; 16])).collect();
+        let opening = control(Some(CaseState::Open), None, false);
+        // Every case is open here: this device never saw it closed.
+        let updates: Vec<CaseUpdate> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let e = event_with(&officer, &key, *c, [1; 16], (1, 1), opening, |_| {});
+                ev_update(i as u64 + 1, DAY_1, &e, &officer)
+            })
+            .collect();
+        let checks = Checks {
+            roster: &book,
+            retention_secs: Some(30 * DAY),
+            now: DAY_1 + DAY,
+        };
+        let mut report = SyncReport::default();
+        apply_with(&mut replica, &updates, &checks, &|_| None, &mut report).expect("applied");
+        let [
+            good,
+            unsigned,
+            same,
+            by_officer,
+            by_outsider,
+            other_case,
+            half,
+        ] = ids[..]
+        else {
+            panic!("seven cases")
+        };
+        let mut other = signed_erased(105, other_case, &officer, &coordinator);
+        if let CaseUpdateKind::Erased {
+            confirm_signature, ..
+        } = &mut other.kind
+        {
+            *confirm_signature = Some(hotline_proto::case::erasure::sign_erasure(
+                &coordinator,
+                &good,
+                ErasureStep::Confirm,
+            ));
+        }
+        let mut one = signed_erased(106, half, &officer, &coordinator);
+        if let CaseUpdateKind::Erased {
+            request_signature, ..
+        } = &mut one.kind
+        {
+            *request_signature = None;
+        }
+        let erasures = vec![
+            signed_erased(100, good, &officer, &coordinator),
+            erased(101, unsigned),
+            signed_erased(102, same, &coordinator, &coordinator),
+            signed_erased(103, by_officer, &coordinator, &officer),
+            signed_erased(104, by_outsider, &officer, &outsider),
+            other,
+            one,
+        ];
+        let mut report = SyncReport::default();
+        apply_with(&mut replica, &erasures, &checks, &|_| None, &mut report).expect("applied");
+        assert_eq!(report.erased, [good]);
+        let kept = |c: &CaseId, why: &str| {
+            format!(
+                "the server says case {} was erased, but here it is {why}: kept",
+                short(c)
+            )
+        };
+        let forged = |c: &CaseId, why: &str| {
+            kept(
+                c,
+                &format!("its erasure is not signed by two staff members on the roster ({why})"),
+            )
+        };
+        assert_eq!(
+            report.warnings,
+            [
+                kept(&unsigned, "open"),
+                forged(&same, "asked for and confirmed by the same device"),
+                forged(
+                    &by_officer,
+                    "confirmed by a device that is not a coordinator or an admin"
+                ),
+                forged(
+                    &by_outsider,
+                    "confirmed by a device not on the staff roster"
+                ),
+                forged(&other_case, "a signature does not verify"),
+                forged(&half, "one of the two signatures is missing"),
+            ]
+        );
+        let replica = Replica::open(&state, &[1; 32]).expect("reopen");
+        assert!(replica.is_erased(&good));
+        assert!(replica.load(&good).expect("load").events.is_empty());
+        for c in [unsigned, same, by_officer, by_outsider, other_case, half] {
+            assert!(!replica.is_erased(&c));
+            assert_eq!(replica.load(&c).expect("load").events.len(), 1);
+        }
     }
 
     fn control(state: Option<CaseState>, hold: Option<LegalHold>, ledger: bool) -> CaseControl {

@@ -7,6 +7,7 @@ use anyhow::{Context as _, bail};
 use hotline_client::StateDir;
 use hotline_client::cases::replica::CaseFile;
 use hotline_client::cases::stats;
+use hotline_proto::case::erasure::{ErasureStep, sign_erasure};
 use hotline_proto::case::key::CaseKey;
 use hotline_proto::case::{CaseControl, CaseId, CaseState, LegalHold, ledger_id};
 use hotline_proto::e2e::suite::SystemRandomness;
@@ -100,7 +101,8 @@ async fn erase_in(ctx: &mut Ctx, case: &str, confirm: bool) -> anyhow::Result<()
         bail!("the statistics ledger is never erased");
     }
     if confirm {
-        let (erased, _) = ask(ctx, Request::ConfirmCaseErasure(id)).await?;
+        let signature = sign_erasure(ctx.device.identity(), &id, ErasureStep::Confirm);
+        let (erased, _) = ask(ctx, Request::ConfirmCaseErasure(id, signature)).await?;
         if !erased {
             bail!("the server did not erase case {s}; nothing was erased");
         }
@@ -137,13 +139,15 @@ async fn erase_in(ctx: &mut Ctx, case: &str, confirm: bool) -> anyhow::Result<()
     }
     // The tombstone first: once the case is erased nothing of it can be
     // counted any more.
+    // A tombstone written before (an erasure asked for, then the case
+    // reopened and closed again) stays only if it still says what the
+    // case says now; else a fresh one is written, and the newest counts.
     let ledger = ledger(ctx).await?;
-    let held = stats::tombstones(&ledger)
-        .iter()
-        .any(|t| t.case_id.as_ref() == id.as_bytes());
+    let fresh = stats::tombstone(&view);
+    let held = stats::tombstones(&ledger).contains(&fresh);
     if !held {
         let mut content = ctx.content("");
-        content.tombstone = Some(stats::tombstone(&view));
+        content.tombstone = Some(fresh);
         ctx.write(
             &ledger,
             CaseControl::default(),
@@ -153,7 +157,8 @@ async fn erase_in(ctx: &mut Ctx, case: &str, confirm: bool) -> anyhow::Result<()
         .await
         .context("the statistics tombstone could not be written; nothing was erased")?;
     }
-    let (erased, _) = ask(ctx, Request::RequestCaseErasure(id)).await?;
+    let signature = sign_erasure(ctx.device.identity(), &id, ErasureStep::Request);
+    let (erased, _) = ask(ctx, Request::RequestCaseErasure(id, signature)).await?;
     if erased {
         ctx.replica.erase(&id)?;
         ctx.forget_texts(&id, &requests);
@@ -234,8 +239,14 @@ pub(super) async fn show_stats(state: &StateDir) -> anyhow::Result<()> {
                 .any(|s| s.case_id == c.as_bytes())
         })
     };
-    let (waiting, erased): (Vec<_>, Vec<_>) =
+    // A case held whose erasure is no longer asked for (reopened since)
+    // is neither: its tombstone waits for a fresh request.
+    let asked = |t: &hotline_proto::case::content::StatisticsTombstone| {
+        CaseId::from_slice(&t.case_id, "case_id").is_ok_and(|c| ctx.replica.erasure_requested(&c))
+    };
+    let (held_cases, erased): (Vec<_>, Vec<_>) =
         stats::tombstones(&file).into_iter().partition(|t| held(t));
+    let waiting: Vec<_> = held_cases.into_iter().filter(|t| asked(t)).collect();
     for l in stats::lines(&erased) {
         println!("{l}");
     }

@@ -470,6 +470,7 @@ impl Ctx {
         let opening = file.events.is_empty()
             && file.request.is_none()
             && control.state == Some(CaseState::Open);
+        let reopening = !opening && control.state == Some(CaseState::Open);
         let (id, view) = outbox::write(
             &mut self.replica,
             self.device.identity(),
@@ -489,6 +490,11 @@ impl Ctx {
             .map(|(_, _, f)| f)
         {
             Some(Fate::Accepted { .. }) => {
+                // The server dropped any erasure request on the reopening
+                // (section 9.7): so does this device.
+                if reopening && self.replica.erasure_requested(&file.case_id) {
+                    self.replica.set_erasure_requested(&file.case_id, false)?;
+                }
                 println!("{done}");
                 Ok(view)
             }

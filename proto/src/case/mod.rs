@@ -17,6 +17,7 @@
 //! field or value is shown as such, never guessed), as the version rule
 //! of section 9 says.
 
+pub mod erasure;
 pub mod key;
 pub mod relocation;
 pub mod seal;
@@ -357,6 +358,9 @@ pub enum CaseUpdateKind {
     ErasureRequested {
         /// Who asked.
         requested_by: DeviceId,
+        /// Its erasure signature, step 1 ([`erasure`]; `None`: a request
+        /// stored before signatures existed).
+        signature: Option<Signature>,
     },
     /// The case was erased.
     Erased {
@@ -364,6 +368,11 @@ pub enum CaseUpdateKind {
         requested_by: DeviceId,
         /// Who confirmed.
         confirmed_by: DeviceId,
+        /// The requester's erasure signature, step 1 (`None`: an erasure
+        /// stored before signatures existed).
+        request_signature: Option<Signature>,
+        /// The confirmer's erasure signature, step 2 (`None`: as above).
+        confirm_signature: Option<Signature>,
     },
 }
 
@@ -384,6 +393,19 @@ fn device(bytes: &[u8], field: &'static str) -> Result<DeviceId, DecodeError> {
     DeviceId::from_slice(bytes, field)
 }
 
+/// An erasure signature field: empty is none (stored before signatures
+/// existed), 64 bytes a signature, any other length invalid.
+fn optional_signature(bytes: &[u8], field: &'static str) -> Result<Option<Signature>, DecodeError> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    Signature::from_slice(bytes, field).map(Some)
+}
+
+fn signature_bytes(s: &Option<Signature>) -> Vec<u8> {
+    s.map(|s| s.as_bytes().to_vec()).unwrap_or_default()
+}
+
 impl CaseUpdate {
     /// The wire form.
     pub(crate) fn to_wire(&self) -> pb::CaseUpdate {
@@ -401,17 +423,23 @@ impl CaseUpdate {
                 defender: defender.as_bytes().to_vec().into(),
                 envelope_digest: envelope_digest.to_vec().into(),
             }),
-            CaseUpdateKind::ErasureRequested { requested_by } => {
-                Kind::ErasureRequested(pb::CaseErasureRequested {
-                    requested_by: requested_by.as_bytes().to_vec().into(),
-                })
-            }
+            CaseUpdateKind::ErasureRequested {
+                requested_by,
+                signature,
+            } => Kind::ErasureRequested(pb::CaseErasureRequested {
+                requested_by: requested_by.as_bytes().to_vec().into(),
+                signature: signature_bytes(signature).into(),
+            }),
             CaseUpdateKind::Erased {
                 requested_by,
                 confirmed_by,
+                request_signature,
+                confirm_signature,
             } => Kind::Erased(pb::CaseErased {
                 requested_by: requested_by.as_bytes().to_vec().into(),
                 confirmed_by: confirmed_by.as_bytes().to_vec().into(),
+                request_signature: signature_bytes(request_signature).into(),
+                confirm_signature: signature_bytes(confirm_signature).into(),
             }),
         };
         pb::CaseUpdate {
@@ -444,10 +472,13 @@ impl CaseUpdate {
             },
             Kind::ErasureRequested(r) => CaseUpdateKind::ErasureRequested {
                 requested_by: device(&r.requested_by, "requested_by")?,
+                signature: optional_signature(&r.signature, "signature")?,
             },
             Kind::Erased(r) => CaseUpdateKind::Erased {
                 requested_by: device(&r.requested_by, "requested_by")?,
                 confirmed_by: device(&r.confirmed_by, "confirmed_by")?,
+                request_signature: optional_signature(&r.request_signature, "request_signature")?,
+                confirm_signature: optional_signature(&r.confirm_signature, "confirm_signature")?,
             },
         };
         Ok(CaseUpdate {
@@ -732,7 +763,10 @@ mod tests {
                 position: 5,
                 case_id,
                 at: 12,
-                kind: CaseUpdateKind::ErasureRequested { requested_by: d(5) },
+                kind: CaseUpdateKind::ErasureRequested {
+                    requested_by: d(5),
+                    signature: Some(Signature::from_bytes([5; 64])),
+                },
             },
             CaseUpdate {
                 position: 6,
@@ -741,6 +775,8 @@ mod tests {
                 kind: CaseUpdateKind::Erased {
                     requested_by: d(5),
                     confirmed_by: d(6),
+                    request_signature: Some(Signature::from_bytes([5; 64])),
+                    confirm_signature: None,
                 },
             },
         ]
@@ -808,6 +844,14 @@ mod tests {
                 }
             }),
             Err(DecodeError::Invalid("confirmed_by"))
+        ));
+        assert!(matches!(
+            refused(&|m| {
+                if let Some(pb::case_update::Kind::Erased(r)) = &mut m.updates[3].kind {
+                    r.confirm_signature = vec![6; 63].into();
+                }
+            }),
+            Err(DecodeError::Invalid("confirm_signature"))
         ));
         assert_eq!(
             refused(&|m| m.updates[2].position = 2),

@@ -26,7 +26,7 @@ use crate::e2e::envelope::SignedEnvelope;
 use crate::e2e::prekey::SignedPrekey;
 use crate::e2e::roster::SignedRoster;
 use crate::error::{DecodeError, WireError};
-use crate::identity::{DeviceId, IdentityPublicKey};
+use crate::identity::{DeviceId, IdentityPublicKey, Signature};
 use crate::invite::Invite;
 use crate::pb;
 use crate::role::Role;
@@ -165,10 +165,12 @@ pub enum Request {
     },
     /// A defender asks for help; the envelope is sealed to the staff.
     RequestCase(SignedEnvelope),
-    /// Staff ask that a closed case be erased.
-    RequestCaseErasure(CaseId),
-    /// A second, distinct coordinator or admin confirms an erasure.
-    ConfirmCaseErasure(CaseId),
+    /// Staff ask that a closed case be erased, with the device's erasure
+    /// signature of step 1 ([`crate::case::erasure`]).
+    RequestCaseErasure(CaseId, Signature),
+    /// A second, distinct coordinator or admin confirms an erasure, with
+    /// its erasure signature of step 2.
+    ConfirmCaseErasure(CaseId, Signature),
 }
 
 /// What a request asks, without its arguments: the rows of the role table
@@ -346,8 +348,8 @@ impl Request {
             Request::AppendCaseEvent(_) => RequestKind::AppendCaseEvent,
             Request::SyncCases { .. } => RequestKind::SyncCases,
             Request::RequestCase(_) => RequestKind::RequestCase,
-            Request::RequestCaseErasure(_) => RequestKind::RequestCaseErasure,
-            Request::ConfirmCaseErasure(_) => RequestKind::ConfirmCaseErasure,
+            Request::RequestCaseErasure(..) => RequestKind::RequestCaseErasure,
+            Request::ConfirmCaseErasure(..) => RequestKind::ConfirmCaseErasure,
         }
     }
 
@@ -438,14 +440,16 @@ impl Request {
             Request::RequestCase(e) => Kind::RequestCase(pb::RequestCaseRequest {
                 envelope: Some(e.to_wire()),
             }),
-            Request::RequestCaseErasure(id) => {
+            Request::RequestCaseErasure(id, signature) => {
                 Kind::RequestCaseErasure(pb::RequestCaseErasureRequest {
                     case_id: id.as_bytes().to_vec().into(),
+                    signature: signature.as_bytes().to_vec().into(),
                 })
             }
-            Request::ConfirmCaseErasure(id) => {
+            Request::ConfirmCaseErasure(id, signature) => {
                 Kind::ConfirmCaseErasure(pb::ConfirmCaseErasureRequest {
                     case_id: id.as_bytes().to_vec().into(),
+                    signature: signature.as_bytes().to_vec().into(),
                 })
             }
         };
@@ -578,12 +582,14 @@ impl Request {
                 }
                 Request::RequestCase(SignedEnvelope::from_wire(envelope)?)
             }
-            Kind::RequestCaseErasure(r) => {
-                Request::RequestCaseErasure(CaseId::from_slice(&r.case_id, "case_id")?)
-            }
-            Kind::ConfirmCaseErasure(r) => {
-                Request::ConfirmCaseErasure(CaseId::from_slice(&r.case_id, "case_id")?)
-            }
+            Kind::RequestCaseErasure(r) => Request::RequestCaseErasure(
+                CaseId::from_slice(&r.case_id, "case_id")?,
+                Signature::from_slice(&r.signature, "signature")?,
+            ),
+            Kind::ConfirmCaseErasure(r) => Request::ConfirmCaseErasure(
+                CaseId::from_slice(&r.case_id, "case_id")?,
+                Signature::from_slice(&r.signature, "signature")?,
+            ),
         })
     }
 }

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use hotline_proto::case::{CaseId, CaseState, EventHeader, ID_LEN, LegalHold, SignedCaseEvent};
+use hotline_proto::identity::Signature;
 use hotline_proto::{DeviceId, Role};
 
 use super::ApplyError;
@@ -82,6 +83,9 @@ pub enum CaseEvent {
         case_id: CaseId,
         /// Who asked.
         by: DeviceId,
+        /// Its erasure signature, step 1 (checked by the request layer;
+        /// `None`: a record stored before signatures existed).
+        signature: Option<Signature>,
     },
     /// The case was erased (its subkey is destroyed right after this
     /// record is durable).
@@ -97,6 +101,11 @@ pub enum CaseEvent {
         requested_by: DeviceId,
         /// Who confirmed.
         confirmed_by: DeviceId,
+        /// The requester's erasure signature, step 1 (`None`: stored
+        /// before signatures existed).
+        request_signature: Option<Signature>,
+        /// The confirmer's erasure signature, step 2 (as above).
+        confirm_signature: Option<Signature>,
     },
 }
 
@@ -166,6 +175,9 @@ pub struct ErasureRequest {
     pub at: u64,
     /// Who asked.
     pub by: DeviceId,
+    /// Its erasure signature, step 1 (`None`: stored before signatures
+    /// existed).
+    pub signature: Option<Signature>,
 }
 
 /// One case's metadata.
@@ -213,6 +225,11 @@ pub struct ErasedCase {
     pub requested_by: DeviceId,
     /// Who confirmed.
     pub confirmed_by: DeviceId,
+    /// The requester's erasure signature, step 1 (`None`: stored before
+    /// signatures existed).
+    pub request_signature: Option<Signature>,
+    /// The confirmer's erasure signature, step 2 (as above).
+    pub confirm_signature: Option<Signature>,
     /// The digest of the defender's request that made the case, if one
     /// did: a resend of that request is answered as before the erasure
     /// (the same case id, `duplicate`), so the defender's device cannot
@@ -556,6 +573,7 @@ impl Cases {
         by: DeviceId,
         now: u64,
         retention_days: u64,
+        signature: Option<Signature>,
     ) -> Result<ErasureOutcome, ErasureRefusal> {
         let case = self.erasable(&case_id, now, retention_days)?;
         if let Some(pending) = case.erasure {
@@ -567,6 +585,7 @@ impl Cases {
                 at: now,
                 case_id,
                 by,
+                signature,
             },
         )))
     }
@@ -579,6 +598,7 @@ impl Cases {
         by: DeviceId,
         now: u64,
         retention_days: u64,
+        signature: Option<Signature>,
     ) -> Result<CaseEvent, ErasureRefusal> {
         let case = self.erasable(&case_id, now, retention_days)?;
         let pending = case.erasure.ok_or(ErasureRefusal::NotRequested)?;
@@ -591,6 +611,8 @@ impl Cases {
             case_id,
             requested_by: pending.by,
             confirmed_by: by,
+            request_signature: pending.signature,
+            confirm_signature: signature,
         })
     }
 
@@ -732,6 +754,7 @@ impl Cases {
                 at,
                 case_id,
                 by,
+                signature,
             } => {
                 // After a crypto-shredding, a replay no longer sees the
                 // case's events: the request is kept only for a case it
@@ -744,6 +767,7 @@ impl Cases {
                         position: *position,
                         at: *at,
                         by: *by,
+                        signature: *signature,
                     });
                     self.updates
                         .insert(*position, UpdateRef::ErasureRequested(*case_id));
@@ -755,6 +779,8 @@ impl Cases {
                 case_id,
                 requested_by,
                 confirmed_by,
+                request_signature,
+                confirm_signature,
             } => {
                 if self.erased.contains_key(case_id) {
                     return Err(ApplyError("a case erased twice"));
@@ -795,6 +821,8 @@ impl Cases {
                         at: *at,
                         requested_by: *requested_by,
                         confirmed_by: *confirmed_by,
+                        request_signature: *request_signature,
+                        confirm_signature: *confirm_signature,
                         envelope_digest,
                     },
                 );
@@ -1007,6 +1035,7 @@ mod tests {
             at: 1,
             case_id: the_case(),
             by: a.device_id(),
+            signature: None,
         };
         assert!(w.cases.apply(9, &stale).is_err());
     }
@@ -1347,7 +1376,7 @@ mod tests {
         .expect("declined");
         match w
             .cases
-            .decide_erasure_request(the_case(), a.device_id(), 3, 0)
+            .decide_erasure_request(the_case(), a.device_id(), 3, 0, None)
             .expect("asked")
         {
             ErasureOutcome::Record(r) => w.record(*r),
@@ -1355,7 +1384,7 @@ mod tests {
         }
         let erased = w
             .cases
-            .decide_erasure_confirm(the_case(), c.device_id(), 4, 0)
+            .decide_erasure_confirm(the_case(), c.device_id(), 4, 0, None)
             .expect("confirmed");
         w.record(erased);
         assert!(w.cases.erased.contains_key(&the_case()));
@@ -1425,7 +1454,7 @@ mod tests {
         let day = DAY_SECS;
         assert_eq!(
             w.cases
-                .decide_erasure_request(the_case(), a.device_id(), 1, retention),
+                .decide_erasure_request(the_case(), a.device_id(), 1, retention, None),
             Err(ErasureRefusal::UnknownCase)
         );
         w.append(
@@ -1436,7 +1465,7 @@ mod tests {
         .expect("opens");
         assert_eq!(
             w.cases
-                .decide_erasure_request(the_case(), a.device_id(), day, retention),
+                .decide_erasure_request(the_case(), a.device_id(), day, retention, None),
             Err(ErasureRefusal::NotClosed(CaseState::Open))
         );
         w.append(
@@ -1447,7 +1476,7 @@ mod tests {
         .expect("closes");
         let refused = w
             .cases
-            .decide_erasure_request(the_case(), a.device_id(), 14 * day, retention)
+            .decide_erasure_request(the_case(), a.device_id(), 14 * day, retention, None)
             .expect_err("too early");
         assert_eq!(
             refused.detail(),
@@ -1470,7 +1499,7 @@ mod tests {
         w.append(&hold, Role::Coordinator, 3 * day).expect("held");
         assert_eq!(
             w.cases
-                .decide_erasure_request(the_case(), a.device_id(), later, retention),
+                .decide_erasure_request(the_case(), a.device_id(), later, retention, None),
             Err(ErasureRefusal::LegalHold)
         );
         let lift = event(
@@ -1489,12 +1518,12 @@ mod tests {
         // No confirmation without a request.
         assert_eq!(
             w.cases
-                .decide_erasure_confirm(the_case(), c.device_id(), later, retention),
+                .decide_erasure_confirm(the_case(), c.device_id(), later, retention, None),
             Err(ErasureRefusal::NotRequested)
         );
         let ErasureOutcome::Record(asked) = w
             .cases
-            .decide_erasure_request(the_case(), a.device_id(), later, retention)
+            .decide_erasure_request(the_case(), a.device_id(), later, retention, None)
             .expect("asked")
         else {
             panic!("a record");
@@ -1503,22 +1532,22 @@ mod tests {
         // Asked again, by it or another: who asked first.
         assert_eq!(
             w.cases
-                .decide_erasure_request(the_case(), a.device_id(), later, retention),
+                .decide_erasure_request(the_case(), a.device_id(), later, retention, None),
             Ok(ErasureOutcome::Pending(a.device_id()))
         );
         assert_eq!(
             w.cases
-                .decide_erasure_request(the_case(), d.device_id(), later, retention),
+                .decide_erasure_request(the_case(), d.device_id(), later, retention, None),
             Ok(ErasureOutcome::Pending(a.device_id()))
         );
         assert_eq!(
             w.cases
-                .decide_erasure_confirm(the_case(), a.device_id(), later, retention),
+                .decide_erasure_confirm(the_case(), a.device_id(), later, retention, None),
             Err(ErasureRefusal::SameDevice)
         );
         let erased = w
             .cases
-            .decide_erasure_confirm(the_case(), c.device_id(), later, retention)
+            .decide_erasure_confirm(the_case(), c.device_id(), later, retention, None)
             .expect("confirmed");
         let position = erased.position();
         w.record(erased);
@@ -1532,7 +1561,7 @@ mod tests {
         assert_eq!(w.cases.position, position);
         assert_eq!(
             w.cases
-                .decide_erasure_request(the_case(), a.device_id(), later, retention),
+                .decide_erasure_request(the_case(), a.device_id(), later, retention, None),
             Err(ErasureRefusal::Erased)
         );
         let after = event(&a, &k, the_case(), 9, 1, CaseControl::default(), "x");
@@ -1574,7 +1603,7 @@ mod tests {
         .expect("declined");
         let ErasureOutcome::Record(asked) = live
             .cases
-            .decide_erasure_request(the_case(), a.device_id(), 3, 0)
+            .decide_erasure_request(the_case(), a.device_id(), 3, 0, None)
             .expect("asked")
         else {
             panic!("a record");
@@ -1583,7 +1612,7 @@ mod tests {
         live.record(*asked);
         let erased = live
             .cases
-            .decide_erasure_confirm(the_case(), c.device_id(), 4, 0)
+            .decide_erasure_confirm(the_case(), c.device_id(), 4, 0, None)
             .expect("confirmed");
         main.push(erased.clone());
         live.record(erased);

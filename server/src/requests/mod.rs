@@ -639,11 +639,11 @@ async fn dispatch(shared: &Shared, session: Session, req: Request) -> Result<Rep
         Request::AppendCaseEvent(event) => cases::append(shared, session, event).await,
         Request::SyncCases { after } => cases::sync(shared, session, after).await,
         Request::RequestCase(envelope) => cases::request(shared, session, envelope).await,
-        Request::RequestCaseErasure(case_id) => {
-            cases::request_erasure(shared, session, case_id).await
+        Request::RequestCaseErasure(case_id, signature) => {
+            cases::request_erasure(shared, session, case_id, signature).await
         }
-        Request::ConfirmCaseErasure(case_id) => {
-            cases::confirm_erasure(shared, session, case_id).await
+        Request::ConfirmCaseErasure(case_id, signature) => {
+            cases::confirm_erasure(shared, session, case_id, signature).await
         }
     }
 }
@@ -793,12 +793,14 @@ mod tests {
             }
             RequestKind::SyncCases => Request::SyncCases { after: 0 },
             RequestKind::RequestCase => Request::RequestCase(envelope),
-            RequestKind::RequestCaseErasure => {
-                Request::RequestCaseErasure(hotline_proto::case::CaseId::from_bytes([3; 16]))
-            }
-            RequestKind::ConfirmCaseErasure => {
-                Request::ConfirmCaseErasure(hotline_proto::case::CaseId::from_bytes([3; 16]))
-            }
+            RequestKind::RequestCaseErasure => Request::RequestCaseErasure(
+                hotline_proto::case::CaseId::from_bytes([3; 16]),
+                hotline_proto::Signature::from_bytes([3; 64]),
+            ),
+            RequestKind::ConfirmCaseErasure => Request::ConfirmCaseErasure(
+                hotline_proto::case::CaseId::from_bytes([3; 16]),
+                hotline_proto::Signature::from_bytes([3; 64]),
+            ),
         }
     }
 

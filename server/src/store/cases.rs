@@ -5,7 +5,7 @@
 //! a sync reads each event's bytes back from the log by sequence number.
 
 use hotline_proto::case::{CaseId, CaseUpdate, CaseUpdateKind, EventHeader, SignedCaseEvent};
-use hotline_proto::{DeviceId, Role};
+use hotline_proto::{DeviceId, Role, Signature};
 
 use super::{LogStore, StoreError};
 use crate::domain::Event;
@@ -162,12 +162,13 @@ impl LogStore {
         by: DeviceId,
         now: u64,
         retention_days: u64,
+        signature: Option<Signature>,
     ) -> Result<Result<(DeviceId, u64), ErasureRefusal>, StoreError> {
         self.check_readable()?;
         let state = self.lock();
         match state
             .cases
-            .decide_erasure_request(case_id, by, now, retention_days)
+            .decide_erasure_request(case_id, by, now, retention_days, signature)
         {
             Err(r) => Ok(Err(r)),
             Ok(ErasureOutcome::Pending(who)) => Ok(Ok((who, 0))),
@@ -188,16 +189,18 @@ impl LogStore {
         by: DeviceId,
         now: u64,
         retention_days: u64,
+        signature: Option<Signature>,
     ) -> Result<Result<(DeviceId, u64), ErasureRefusal>, StoreError> {
         self.check_readable()?;
         let state = self.lock();
-        let record = match state
-            .cases
-            .decide_erasure_confirm(case_id, by, now, retention_days)
-        {
-            Err(r) => return Ok(Err(r)),
-            Ok(record) => record,
-        };
+        let record =
+            match state
+                .cases
+                .decide_erasure_confirm(case_id, by, now, retention_days, signature)
+            {
+                Err(r) => return Ok(Err(r)),
+                Ok(record) => record,
+            };
         let position = record.position();
         let CaseEvent::Erased { requested_by, .. } = record else {
             return Err(StoreError::Corrupt(
@@ -339,7 +342,10 @@ impl LogStore {
                                 position: *position,
                                 case_id,
                                 at: e.at,
-                                kind: CaseUpdateKind::ErasureRequested { requested_by: e.by },
+                                kind: CaseUpdateKind::ErasureRequested {
+                                    requested_by: e.by,
+                                    signature: e.signature,
+                                },
                             }),
                             0,
                         )
@@ -358,6 +364,8 @@ impl LogStore {
                                 kind: CaseUpdateKind::Erased {
                                     requested_by: e.requested_by,
                                     confirmed_by: e.confirmed_by,
+                                    request_signature: e.request_signature,
+                                    confirm_signature: e.confirm_signature,
                                 },
                             }),
                             0,
@@ -548,11 +556,15 @@ mod tests {
         let b = DeviceId::from_bytes([2; 16]);
         let c = DeviceId::from_bytes([3; 16]);
         assert_eq!(
-            store.request_case_erasure(gone, b, 20, 0).expect("stored"),
+            store
+                .request_case_erasure(gone, b, 20, 0, None)
+                .expect("stored"),
             Ok((b, 5))
         );
         assert_eq!(
-            store.confirm_case_erasure(gone, c, 21, 0).expect("stored"),
+            store
+                .confirm_case_erasure(gone, c, 21, 0, None)
+                .expect("stored"),
             Ok((b, 6))
         );
         assert!(!store.log().has_case_key(gone.as_bytes()));
@@ -705,11 +717,11 @@ mod tests {
             .expect("accepted");
         let (b, c) = (DeviceId::from_bytes([2; 16]), DeviceId::from_bytes([3; 16]));
         store
-            .request_case_erasure(first.case_id, b, 8, 0)
+            .request_case_erasure(first.case_id, b, 8, 0, None)
             .expect("stored")
             .expect("asked");
         store
-            .confirm_case_erasure(first.case_id, c, 9, 0)
+            .confirm_case_erasure(first.case_id, c, 9, 0, None)
             .expect("stored")
             .expect("erased");
         // No record readable on the server names the defender with the
@@ -826,14 +838,14 @@ mod tests {
         }
         let b = DeviceId::from_bytes([2; 16]);
         store
-            .request_case_erasure(case, b, 20, 0)
+            .request_case_erasure(case, b, 20, 0, None)
             .expect("stored")
             .expect("asked");
         // The record only, as if the server stopped right after it.
         let state = store.lock();
         let record = state
             .cases
-            .decide_erasure_confirm(case, DeviceId::from_bytes([3; 16]), 21, 0)
+            .decide_erasure_confirm(case, DeviceId::from_bytes([3; 16]), 21, 0, None)
             .expect("allowed");
         store.commit(state, Event::Case(record)).expect("durable");
         assert!(store.log().has_case_key(case.as_bytes()));

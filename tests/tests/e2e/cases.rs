@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use hotline_client::connection::{Session, authenticate};
 use hotline_proto::alert::Push;
+use hotline_proto::case::erasure::{ErasureStep, sign_erasure};
 use hotline_proto::case::seal::{CaseEventContent, CaseKey, EventDraft, seal};
 use hotline_proto::case::{
     CaseControl, CaseId, CaseState, CaseSync, CaseUpdateKind, LegalHold, MAX_EVENT_BODY_LEN,
@@ -636,6 +637,16 @@ async fn closed_case(t: &Team) -> (CaseId, CaseKey) {
     (case, key)
 }
 
+/// `request_case_erasure` signed by `by` (section 9.7).
+fn ask_erasure(by: &IdentityKeyPair, case: CaseId) -> Request {
+    Request::RequestCaseErasure(case, sign_erasure(by, &case, ErasureStep::Request))
+}
+
+/// `confirm_case_erasure` signed by `by`.
+fn confirm_erasure(by: &IdentityKeyPair, case: CaseId) -> Request {
+    Request::ConfirmCaseErasure(case, sign_erasure(by, &case, ErasureStep::Confirm))
+}
+
 #[tokio::test]
 async fn retention_and_a_legal_hold_keep_a_case_from_erasure() {
     let mut t = team().await;
@@ -643,7 +654,7 @@ async fn retention_and_a_legal_hold_keep_a_case_from_erasure() {
     let r = t
         .officer
         .session
-        .request(&Request::RequestCaseErasure(case))
+        .request(&ask_erasure(&t.officer.key, case))
         .await
         .expect("answered");
     assert_eq!(code(&r), Some(ErrorCode::FailedPrecondition));
@@ -681,7 +692,7 @@ async fn retention_and_a_legal_hold_keep_a_case_from_erasure() {
     let r = t
         .officer
         .session
-        .request(&Request::RequestCaseErasure(case))
+        .request(&ask_erasure(&t.officer.key, case))
         .await
         .expect("answered");
     assert_eq!(code(&r), Some(ErrorCode::FailedPrecondition));
@@ -703,7 +714,7 @@ async fn two_staff_members_erase_a_closed_case_and_its_records_are_shredded() {
     let r = t
         .coordinator
         .session
-        .request(&Request::RequestCaseErasure(case))
+        .request(&ask_erasure(&t.coordinator.key, case))
         .await
         .expect("answered");
     assert_eq!(
@@ -718,7 +729,7 @@ async fn two_staff_members_erase_a_closed_case_and_its_records_are_shredded() {
     let r = t
         .coordinator
         .session
-        .request(&Request::ConfirmCaseErasure(case))
+        .request(&confirm_erasure(&t.coordinator.key, case))
         .await
         .expect("answered");
     assert_eq!(code(&r), Some(ErrorCode::FailedPrecondition));
@@ -726,7 +737,7 @@ async fn two_staff_members_erase_a_closed_case_and_its_records_are_shredded() {
     let r = t
         .officer
         .session
-        .request(&Request::ConfirmCaseErasure(case))
+        .request(&confirm_erasure(&t.officer.key, case))
         .await
         .expect("answered");
     assert_eq!(code(&r), Some(ErrorCode::Forbidden));
@@ -734,15 +745,53 @@ async fn two_staff_members_erase_a_closed_case_and_its_records_are_shredded() {
     let r = t
         .coordinator2
         .session
-        .request(&Request::ConfirmCaseErasure(kept))
+        .request(&confirm_erasure(&t.coordinator2.key, kept))
         .await
         .expect("answered");
     assert_eq!(code(&r), Some(ErrorCode::FailedPrecondition));
+    // ... nor by a confirmation that is not this device's signature of
+    // this step of this case (BAD_SIGNATURE, nothing changed) ...
+    for forged in [
+        Request::ConfirmCaseErasure(
+            case,
+            sign_erasure(&t.coordinator.key, &case, ErasureStep::Confirm),
+        ),
+        Request::ConfirmCaseErasure(
+            case,
+            sign_erasure(&t.coordinator2.key, &case, ErasureStep::Request),
+        ),
+        Request::ConfirmCaseErasure(
+            case,
+            sign_erasure(&t.coordinator2.key, &kept, ErasureStep::Confirm),
+        ),
+    ] {
+        let r = t
+            .coordinator2
+            .session
+            .request(&forged)
+            .await
+            .expect("answered");
+        assert_eq!(code(&r), Some(ErrorCode::BadSignature), "{r:?}");
+        assert_eq!(
+            detail(&r),
+            "the erasure is not signed by this device's identity key"
+        );
+    }
+    let r = t
+        .officer
+        .session
+        .request(&Request::RequestCaseErasure(
+            kept,
+            sign_erasure(&t.coordinator.key, &kept, ErasureStep::Request),
+        ))
+        .await
+        .expect("answered");
+    assert_eq!(code(&r), Some(ErrorCode::BadSignature), "{r:?}");
     // ... and a second coordinator erases it.
     let r = t
         .coordinator2
         .session
-        .request(&Request::ConfirmCaseErasure(case))
+        .request(&confirm_erasure(&t.coordinator2.key, case))
         .await
         .expect("answered");
     assert_eq!(
@@ -766,7 +815,23 @@ async fn two_staff_members_erase_a_closed_case_and_its_records_are_shredded() {
         CaseUpdateKind::Erased {
             requested_by: t.coordinator.key.device_id(),
             confirmed_by: t.coordinator2.key.device_id(),
+            request_signature: Some(sign_erasure(
+                &t.coordinator.key,
+                &case,
+                ErasureStep::Request
+            )),
+            confirm_signature: Some(sign_erasure(
+                &t.coordinator2.key,
+                &case,
+                ErasureStep::Confirm
+            )),
         }
+    );
+    // The other case's erasure was never asked for: the forged request
+    // changed nothing.
+    assert!(
+        all.iter()
+            .all(|u| u.case_id != kept || matches!(u.kind, CaseUpdateKind::Event { .. }))
     );
     assert_eq!(all.iter().filter(|u| u.case_id == kept).count(), 2);
     let last = all.last().expect("updates").position;
@@ -1047,8 +1112,8 @@ async fn a_request_resent_after_its_case_was_erased_gets_the_same_answer() {
     let declined = event(&t.officer.key, &key, case_id, random_id(), 1, close(), "d");
     accepted(&append(&t.officer, &declined).await);
     for (m, req) in [
-        (&t.officer, Request::RequestCaseErasure(case_id)),
-        (&t.coordinator, Request::ConfirmCaseErasure(case_id)),
+        (&t.officer, ask_erasure(&t.officer.key, case_id)),
+        (&t.coordinator, confirm_erasure(&t.coordinator.key, case_id)),
     ] {
         let r = m.session.request(&req).await.expect("answered");
         assert!(matches!(r, Response::CaseErasure { .. }), "{r:?}");

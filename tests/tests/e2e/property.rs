@@ -579,6 +579,22 @@ impl Run {
     /// A case event from `actor`: a real one, sealed and signed by its
     /// key (opening a new case, or closing or noting a known one, at
     /// epoch 1 or another), or bytes that are no event.
+    /// The actor's erasure signature of `step` (section 9.7), or (one in
+    /// three) one that does not verify.
+    fn erasure_signature(
+        &self,
+        actor: Actor,
+        case: hotline_proto::case::CaseId,
+        step: hotline_proto::case::erasure::ErasureStep,
+        rng: &mut Rng,
+    ) -> hotline_proto::Signature {
+        if rng.one_in(3) {
+            return hotline_proto::Signature::from_bytes([0; 64]);
+        }
+        let (key, _) = self.keys(actor);
+        hotline_proto::case::erasure::sign_erasure(key, &case, step)
+    }
+
     fn case_event(&self, actor: Actor, rng: &mut Rng) -> hotline_proto::case::SignedCaseEvent {
         use hotline_proto::case::seal::{CaseEventContent, CaseKey, EventDraft, seal};
         use hotline_proto::case::{CaseControl, CaseState};
@@ -1017,8 +1033,16 @@ impl Run {
                 after: self.some_id(rng),
             },
             RequestKind::RequestCase => Request::RequestCase(self.envelope(actor, rng)),
-            RequestKind::RequestCaseErasure => Request::RequestCaseErasure(self.some_case(rng)),
-            RequestKind::ConfirmCaseErasure => Request::ConfirmCaseErasure(self.some_case(rng)),
+            RequestKind::RequestCaseErasure => {
+                let case = self.some_case(rng);
+                let step = hotline_proto::case::erasure::ErasureStep::Request;
+                Request::RequestCaseErasure(case, self.erasure_signature(actor, case, step, rng))
+            }
+            RequestKind::ConfirmCaseErasure => {
+                let case = self.some_case(rng);
+                let step = hotline_proto::case::erasure::ErasureStep::Confirm;
+                Request::ConfirmCaseErasure(case, self.erasure_signature(actor, case, step, rng))
+            }
         }
     }
 

@@ -19,7 +19,7 @@ use hotline_proto::case::content::CaseEventContent;
 use hotline_proto::case::seal::{self as case_seal, CaseKey};
 use hotline_proto::case::{
     CaseControl, CaseId, CaseState, CaseSync, CaseUpdate, CaseUpdateKind, LegalHold,
-    SignedCaseEvent,
+    SignedCaseEvent, erasure,
 };
 use hotline_proto::e2e::content::{Category, CheckinOffer, Message, Programme};
 use hotline_proto::e2e::envelope::{self, Content};
@@ -172,6 +172,11 @@ fn case_sync(keys: &Keys) -> CaseSync {
                 at: NOW + 2,
                 kind: CaseUpdateKind::ErasureRequested {
                     requested_by: keys.me.device_id(),
+                    signature: Some(erasure::sign_erasure(
+                        &keys.me,
+                        &case_id,
+                        erasure::ErasureStep::Request,
+                    )),
                 },
             },
             CaseUpdate {
@@ -181,6 +186,16 @@ fn case_sync(keys: &Keys) -> CaseSync {
                 kind: CaseUpdateKind::Erased {
                     requested_by: keys.me.device_id(),
                     confirmed_by: keys.sender.device_id(),
+                    request_signature: Some(erasure::sign_erasure(
+                        &keys.me,
+                        &case_id,
+                        erasure::ErasureStep::Request,
+                    )),
+                    confirm_signature: Some(erasure::sign_erasure(
+                        &keys.sender,
+                        &case_id,
+                        erasure::ErasureStep::Confirm,
+                    )),
                 },
             },
         ],
@@ -463,11 +478,25 @@ fn requests(keys: &Keys, out: &mut Vec<Seed>) {
         ("request-case", Request::RequestCase(case_request.clone())),
         (
             "request-case-erasure",
-            Request::RequestCaseErasure(CaseId::from_bytes([0x63; 16])),
+            Request::RequestCaseErasure(
+                CaseId::from_bytes([0x63; 16]),
+                erasure::sign_erasure(
+                    &IdentityKeyPair::from_seed(&[0x63; 32]),
+                    &CaseId::from_bytes([0x63; 16]),
+                    erasure::ErasureStep::Request,
+                ),
+            ),
         ),
         (
             "confirm-case-erasure",
-            Request::ConfirmCaseErasure(CaseId::from_bytes([0x63; 16])),
+            Request::ConfirmCaseErasure(
+                CaseId::from_bytes([0x63; 16]),
+                erasure::sign_erasure(
+                    &IdentityKeyPair::from_seed(&[0x64; 32]),
+                    &CaseId::from_bytes([0x63; 16]),
+                    erasure::ErasureStep::Confirm,
+                ),
+            ),
         ),
     ];
     for (name, r) in all {

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use hotline_proto::Signature;
 use hotline_proto::case::{CaseId, CaseState, SignedCaseEvent};
 use prost::Message;
 
@@ -45,6 +46,26 @@ pub(super) struct CaseEventRow {
     /// Requested and request digest: the envelope's digest.
     #[prost(bytes = "vec", tag = "8")]
     envelope_digest: Vec<u8>,
+    /// Added in issue 12 (signed erasure): erasure requested and erased,
+    /// the requester's erasure signature (empty: stored before it).
+    #[prost(bytes = "vec", tag = "9")]
+    signature: Vec<u8>,
+    /// Erased: the confirmer's erasure signature (empty: as above).
+    #[prost(bytes = "vec", tag = "10")]
+    confirm_signature: Vec<u8>,
+}
+
+fn signature_bytes(s: Option<Signature>) -> Vec<u8> {
+    s.map(|s| s.as_bytes().to_vec()).unwrap_or_default()
+}
+
+fn signature(bytes: &[u8]) -> Result<Option<Signature>, CodecError> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    <[u8; 64]>::try_from(bytes)
+        .map(|b| Some(Signature::from_bytes(b)))
+        .map_err(|_| CodecError("an erasure signature of the wrong length"))
 }
 
 fn case_id(bytes: &[u8]) -> Result<CaseId, CodecError> {
@@ -86,18 +107,25 @@ pub(super) fn event_row(event: &CaseEvent) -> CaseEventRow {
             r.envelope_digest = envelope_digest.to_vec();
         }
         CaseEvent::ErasureRequested {
-            at, case_id, by, ..
+            at,
+            case_id,
+            by,
+            signature,
+            ..
         } => {
             r.kind = ERASURE_REQUESTED;
             r.at = *at;
             r.case_id = case_id.as_bytes().to_vec();
             r.device = by.as_bytes().to_vec();
+            r.signature = signature_bytes(*signature);
         }
         CaseEvent::Erased {
             at,
             case_id,
             requested_by,
             confirmed_by,
+            request_signature,
+            confirm_signature,
             ..
         } => {
             r.kind = ERASED;
@@ -105,6 +133,8 @@ pub(super) fn event_row(event: &CaseEvent) -> CaseEventRow {
             r.case_id = case_id.as_bytes().to_vec();
             r.device = requested_by.as_bytes().to_vec();
             r.confirmed_by = confirmed_by.as_bytes().to_vec();
+            r.signature = signature_bytes(*request_signature);
+            r.confirm_signature = signature_bytes(*confirm_signature);
         }
     }
     r
@@ -149,6 +179,7 @@ pub(super) fn event_from(r: CaseEventRow) -> Result<CaseEvent, CodecError> {
             at: r.at,
             case_id: case_id(&r.case_id)?,
             by: device_id(&r.device)?,
+            signature: signature(&r.signature)?,
         },
         ERASED => CaseEvent::Erased {
             position: r.position,
@@ -156,6 +187,8 @@ pub(super) fn event_from(r: CaseEventRow) -> Result<CaseEvent, CodecError> {
             case_id: case_id(&r.case_id)?,
             requested_by: device_id(&r.device)?,
             confirmed_by: device_id(&r.confirmed_by)?,
+            request_signature: signature(&r.signature)?,
+            confirm_signature: signature(&r.confirm_signature)?,
         },
         _ => return Err(CodecError("unknown case event")),
     })
@@ -219,6 +252,10 @@ struct CaseRow {
     erasure_at: u64,
     #[prost(bytes = "vec", tag = "16")]
     erasure_by: Vec<u8>,
+    /// Added in issue 12 (signed erasure): the pending request's erasure
+    /// signature (empty: none, or stored before it).
+    #[prost(bytes = "vec", tag = "17")]
+    erasure_signature: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -237,6 +274,12 @@ struct ErasedRow {
     /// the case (empty: none, or a snapshot written before it).
     #[prost(bytes = "vec", tag = "6")]
     envelope_digest: Vec<u8>,
+    /// Added in issue 12 (signed erasure): the two erasure signatures
+    /// (empty: stored before them).
+    #[prost(bytes = "vec", tag = "7")]
+    request_signature: Vec<u8>,
+    #[prost(bytes = "vec", tag = "8")]
+    confirm_signature: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -312,6 +355,7 @@ pub(super) fn cases_row(cases: &Cases) -> Option<CasesRow> {
                     .erasure
                     .map(|e| e.by.as_bytes().to_vec())
                     .unwrap_or_default(),
+                erasure_signature: signature_bytes(c.erasure.and_then(|e| e.signature)),
             })
             .collect(),
         erased: cases
@@ -324,6 +368,8 @@ pub(super) fn cases_row(cases: &Cases) -> Option<CasesRow> {
                 requested_by: e.requested_by.as_bytes().to_vec(),
                 confirmed_by: e.confirmed_by.as_bytes().to_vec(),
                 envelope_digest: e.envelope_digest.map(|d| d.to_vec()).unwrap_or_default(),
+                request_signature: signature_bytes(e.request_signature),
+                confirm_signature: signature_bytes(e.confirm_signature),
             })
             .collect(),
     })
@@ -382,6 +428,7 @@ pub(super) fn cases_from(row: CasesRow) -> Result<Cases, CodecError> {
                     position: r.erasure_position,
                     at: r.erasure_at,
                     by: device_id(&r.erasure_by)?,
+                    signature: signature(&r.erasure_signature)?,
                 })
             },
         };
@@ -402,6 +449,8 @@ pub(super) fn cases_from(row: CasesRow) -> Result<Cases, CodecError> {
                 at: r.at,
                 requested_by: device_id(&r.requested_by)?,
                 confirmed_by: device_id(&r.confirmed_by)?,
+                request_signature: signature(&r.request_signature)?,
+                confirm_signature: signature(&r.confirm_signature)?,
                 envelope_digest: if r.envelope_digest.is_empty() {
                     None
                 } else {
