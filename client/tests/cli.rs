@@ -4070,3 +4070,110 @@ async fn a_case_linking_a_duress_alert_is_never_shared_with_the_defender() {
     let out = hotline(&defender, PASS, &["inbox"]);
     assert!(stdout(&out).contains("no new messages"), "{}", stdout(&out));
 }
+
+/// A defender's words are never shown nowhere: a reply about a case a
+/// staff device does not hold (never synced there, or erased) is shown in
+/// `inbox` and `messages` with its words, saying why, and how to answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_about_a_case_this_device_does_not_hold_is_shown_with_its_words() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    hotline_server::log::keys::generate_key_file(&dir.path().join("master.key")).expect("key");
+    let server = server_configured(dir.path(), "127.0.0.1:0".parse().expect("addr"), |c| {
+        c.cases.retention_days = 0;
+    })
+    .await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let defender_id = device_id(&defender);
+    let out = hotline(&defender, PASS, &["request", "relocation", "we must leave"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "list", "--sync", "--state", "requested"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = case_of(&out, "we must leave");
+    let out = hotline(&officer, PASS, &["case", "set", &case, "reference", "C-1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The admin's device never synced the case.
+    let out = hotline(&defender, PASS, &["my-case", "reply", "MARKER-FIRST reply"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&admin, PASS, &["inbox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(shown.contains("MARKER-FIRST reply"), "{shown}");
+    assert!(shown.contains("so no case here shows it"), "{shown}");
+    assert!(
+        shown.contains(&format!("hotline send --to {defender_id}")),
+        "{shown}"
+    );
+    // The officer's device holds the case: the inbox points to it, and
+    // the case shows the words.
+    let out = hotline(&officer, PASS, &["inbox"]);
+    assert!(!stdout(&out).contains("MARKER-FIRST"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("(`hotline case show {case}`)")),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(
+        stdout(&out).contains("MARKER-FIRST reply"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Erased: the next reply is shown with its words, on every staff device.
+    for (h, args) in [
+        (
+            &officer,
+            vec!["case", "close", &case, "--reason", "settled"],
+        ),
+        (&officer, vec!["case", "erase", &case]),
+        (&admin, vec!["case", "erase", &case, "--confirm"]),
+        (&officer, vec!["case", "list", "--sync"]),
+    ] {
+        let out = hotline(h, PASS, &args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    let out = hotline(
+        &defender,
+        PASS,
+        &["my-case", "reply", "are you still there? MARKER-AFTER"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["inbox"]);
+    let shown = stdout(&out);
+    assert!(
+        shown.contains("are you still there? MARKER-AFTER"),
+        "{shown}"
+    );
+    assert!(shown.contains("erased"), "{shown}");
+    assert!(
+        shown.contains(&format!("hotline send --to {defender_id}")),
+        "{shown}"
+    );
+    let out = hotline(&officer, PASS, &["messages"]);
+    assert!(
+        stdout(&out).contains("are you still there? MARKER-AFTER"),
+        "{}",
+        stdout(&out)
+    );
+    // The answer reaches the defender.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["send", "--to", &defender_id, "MARKER-ANSWER we are here"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&defender, PASS, &["inbox"]);
+    assert!(
+        stdout(&out).contains("MARKER-ANSWER we are here"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -211,3 +211,66 @@ pub(super) fn in_transit(replica: &Replica, defender: &DeviceId) -> Option<Strin
     }
     None
 }
+
+/// Why a staff device cannot show a defender's reply or request in a
+/// case: it must then be shown with its words where messages are shown
+/// (`inbox`, `messages`, `watch`), never only as a pointer to a case that
+/// would not show it. `None`: the case shows it.
+pub(super) fn not_in_a_case(
+    device: &Device,
+    case_id: Option<&hotline_proto::case::CaseId>,
+    digest: Option<&[u8; 32]>,
+    sender: Option<DeviceId>,
+) -> Option<&'static str> {
+    let Ok(replica) = hotline_client::cases::open_replica(device) else {
+        return Some("this device's cases could not be read");
+    };
+    let case_id = match case_id {
+        Some(c) => *c,
+        // A request names no case: the case that holds its digest.
+        None => {
+            let digest = digest?;
+            let found = replica
+                .summaries()
+                .iter()
+                .filter_map(|s| s.id())
+                .find(|id| {
+                    replica
+                        .load(id)
+                        .ok()
+                        .and_then(|f| f.request)
+                        .is_some_and(|r| r.envelope_digest == *digest)
+                });
+            return match found {
+                Some(_) => None,
+                None => Some("a case this device does not hold (not synced here yet, or erased)"),
+            };
+        }
+    };
+    if replica.is_erased(&case_id) {
+        return Some("a case erased on this device");
+    }
+    if !replica
+        .summaries()
+        .iter()
+        .any(|s| s.case_id == case_id.as_bytes())
+    {
+        return Some("a case this device does not hold (unknown here, not synced yet, or erased)");
+    }
+    let Ok(view) = replica.view(&case_id) else {
+        return Some("a case this device could not read");
+    };
+    if view.opened.is_none() {
+        return Some(match (view.unreadable, &view.request) {
+            (n, _) if n > 0 => "a case this device cannot read yet (no key)",
+            (_, Some(_)) => "a request not opened as a case yet",
+            (_, None) => "a case this device holds nothing of yet",
+        });
+    }
+    match sender {
+        Some(s) if !linked_defenders(&view).contains(&s) => {
+            Some("a case that does not link this defender's device")
+        }
+        _ => None,
+    }
+}
