@@ -3869,6 +3869,14 @@ async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
     args.extend(["--code", "4711", "--duress-code", "0815"]);
     let out = hotline(&defender, PASS, &args);
     assert!(out.status.success(), "{}", stderr(&out));
+    // Accepted: never offered again.
+    let out = hotline(&defender, PASS, &["my-case"]);
+    assert!(!stdout(&out).contains("to accept"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("after the team's newest offer"),
+        "{}",
+        stdout(&out)
+    );
 
     // Nobody checks in: the missed check-in names the case on staff.
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
