@@ -4185,3 +4185,165 @@ async fn a_reply_about_a_case_this_device_does_not_hold_is_shown_with_its_words(
         stdout(&out)
     );
 }
+
+/// A case opened from an alert: a mistyped alert id is refused, the
+/// alert's defender is linked, a second case for the same alert needs
+/// --again; a staff device is refused as a defender device, and a name
+/// that matches nobody says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_case_from_an_alert_checks_the_alert_and_its_links() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let defender_id = device_id(&defender);
+    let admin_id = device_id(&admin);
+    let out = hotline(&defender, PASS, &["sos", "--category", "threat", "help"]);
+    let alert = alert_id(&out);
+
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "open",
+            "--from-alert",
+            "9999999",
+            "--summary",
+            "typo",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no alert 9999999 visible to this device"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&officer, PASS, &["case", "list"]);
+    assert!(!stdout(&out).contains("typo"), "{}", stdout(&out));
+
+    // Offline: refused, saying why.
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "--server",
+            "127.0.0.1:9",
+            "case",
+            "open",
+            "--from-alert",
+            &alert,
+            "--summary",
+            "offline",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--from-alert needs the server"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "open", "--from-alert", &alert, "--summary", "first"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = opened_case(&out);
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(
+        stdout(&out).contains(&defender_id[..8]),
+        "the alert's defender is linked: {}",
+        stdout(&out)
+    );
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "open",
+            "--from-alert",
+            &alert,
+            "--summary",
+            "second",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("case {case} already links alert {alert}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("--again"), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "open",
+            "--from-alert",
+            &alert,
+            "--summary",
+            "second",
+            "--again",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // A staff device is not a defender device.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "set", &case, "defender devices", &admin_id[..8]],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is a staff device on the roster"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "set",
+            &case,
+            "defender devices",
+            "nobody-by-that-name",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no device known here matches"),
+        "{}",
+        stderr(&out)
+    );
+    // A person's name that matches nobody says so.
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "relocation",
+            "start",
+            &case,
+            "--people",
+            "Nobody Known",
+            "--origin",
+            "Kharkiv",
+            "--to",
+            "UY",
+            "--city",
+            "Montevideo",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no person of this case is named \"Nobody Known\""),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -523,11 +523,23 @@ fn resolve_entity(
                     .is_some_and(|n| n.eq_ignore_ascii_case(t))
             })
             .collect();
-        if let [one] = named.as_slice() {
-            return Ok((*one).clone());
+        match named.as_slice() {
+            [one] => return Ok((*one).clone()),
+            [] => {}
+            many => bail!(
+                "{} people of this case are named {t:?}: give the one meant by its id (`hotline case person list` shows them)",
+                many.len()
+            ),
         }
     }
     let hexed = t.to_ascii_lowercase();
+    if what == "person"
+        && (hexed.len() < MIN_PREFIX || !hexed.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        bail!(
+            "no person of this case is named {t:?} (unknown: `hotline case person list` shows them); give a person by name or by at least {MIN_PREFIX} hex digits of its id"
+        );
+    }
     if hexed.len() < MIN_PREFIX || !hexed.chars().all(|c| c.is_ascii_hexdigit()) {
         bail!(
             "give a {what} by at least {MIN_PREFIX} hex digits of its id{}",
@@ -623,7 +635,12 @@ fn word(names: &[&str], text: &str, what: &str) -> anyhow::Result<u64> {
 }
 
 /// The value a person typed for `field` of `ent`, as stored.
-fn parse_value(ctx: &Ctx, ent: i32, field: u32, text: &str) -> anyhow::Result<Option<FieldValue>> {
+async fn parse_value(
+    ctx: &Ctx,
+    ent: i32,
+    field: u32,
+    text: &str,
+) -> anyhow::Result<Option<FieldValue>> {
     Ok(match (ent, field) {
         (entity::CASE, case_field::COUNTRY)
         | (entity::RELOCATION, relocation_field::HOST_COUNTRY) => text_value(&country(text)?),
@@ -631,9 +648,8 @@ fn parse_value(ctx: &Ctx, ent: i32, field: u32, text: &str) -> anyhow::Result<Op
         (entity::CASE, case_field::PROGRAMME) => {
             number_value(word(&PROGRAMMES, text, "programme")?)
         }
-        (entity::CASE, case_field::COORDINATORS | case_field::DEFENDERS) => {
-            ids_value(devices(ctx, text)?)
-        }
+        (entity::CASE, case_field::COORDINATORS) => ids_value(devices(ctx, text, false).await?),
+        (entity::CASE, case_field::DEFENDERS) => ids_value(devices(ctx, text, true).await?),
         (entity::CASE, case_field::ALERTS) => {
             let mut ids = Vec::new();
             for a in text.split(',').filter(|a| !a.trim().is_empty()) {
@@ -674,20 +690,51 @@ fn parse_value(ctx: &Ctx, ent: i32, field: u32, text: &str) -> anyhow::Result<Op
     })
 }
 
-/// Devices named in a comma-separated list (`me`: this device).
-fn devices(ctx: &Ctx, text: &str) -> anyhow::Result<Vec<Vec<u8>>> {
-    let staff: Vec<DeviceId> = ctx
+/// Devices named in a comma-separated list (`me`: this device): staff
+/// devices on the roster (coordinators), or, with `defenders`, devices
+/// that are not (a case's defender devices, found among the devices known
+/// here and the defenders of the alerts the server lists). Each name must
+/// resolve to exactly one device.
+async fn devices(ctx: &Ctx, text: &str, defenders: bool) -> anyhow::Result<Vec<Vec<u8>>> {
+    let roster: Vec<(DeviceId, String)> = ctx
         .roster
         .as_ref()
-        .map(|r| r.entries.iter().map(|e| e.device_id).collect())
+        .map(|r| {
+            r.entries
+                .iter()
+                .map(|e| (e.device_id, e.role.to_string()))
+                .collect()
+        })
         .unwrap_or_default();
+    // Staff devices are candidates either way, so that one named as a
+    // defender device is refused for what it is.
+    let mut candidates: Vec<DeviceId> = roster.iter().map(|(d, _)| *d).collect();
+    if defenders && let Some(session) = &ctx.session {
+        for a in session.alerts(false).await.unwrap_or_default() {
+            if !candidates.contains(&a.defender) {
+                candidates.push(a.defender);
+            }
+        }
+    }
     let mut out = Vec::new();
     for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         let id = if name.eq_ignore_ascii_case("me") {
             ctx.me()
         } else {
-            super::names::device_arg(&ctx.device, name, &staff)?
+            super::names::device_arg(&ctx.device, name, &candidates)?
         };
+        let staff = roster.iter().find(|(d, _)| *d == id);
+        match (defenders, staff) {
+            (true, Some((_, role))) => bail!(
+                "{name:?} is a staff device on the roster ({role} {}): a case's defender devices are the defenders' own; nothing was written",
+                ctx.device.shown(&id)
+            ),
+            (false, None) if ctx.roster.is_some() => bail!(
+                "{name:?} ({}) is not a staff device on the roster: coordinators are staff devices; nothing was written",
+                ctx.device.shown(&id)
+            ),
+            _ => {}
+        }
         if !out.contains(&id.as_bytes().to_vec()) {
             out.push(id.as_bytes().to_vec());
         }
@@ -742,7 +789,7 @@ fn has_other_staff(ctx: &Ctx) -> Option<bool> {
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn open(
     state: &StateDir,
-    from_alert: Option<u64>,
+    from_alert: Option<(u64, bool)>,
     summary: &str,
     country_code: Option<&str>,
     risk: Option<&str>,
@@ -767,6 +814,11 @@ pub(super) async fn open(
     {
         bail!("a case with the reference {r:?} exists already; nothing was written");
     }
+    let alert_defender = match from_alert {
+        Some((a, again)) => Some(alert_to_open(&ctx, a, again).await?),
+        None => None,
+    };
+    let from_alert = from_alert.map(|(a, _)| a);
     let case_id = CaseId::from_bytes(new_id()?);
     let key = CaseKey::generate(&mut SystemRandomness);
     let mut file = CaseFile::new(case_id);
@@ -832,16 +884,13 @@ pub(super) async fn open(
             case_field::ALERTS,
             ids_value(vec![a.to_be_bytes().to_vec()]),
         ));
-        if let Some(session) = &ctx.session
-            && let Ok(alerts) = session.alerts(false).await
-            && let Some(alert) = alerts.iter().find(|x| x.id == a)
-        {
+        if let Some(defender) = alert_defender {
             changes.push(change(
                 &view,
                 entity::CASE,
                 &[],
                 case_field::DEFENDERS,
-                ids_value(vec![alert.defender.as_bytes().to_vec()]),
+                ids_value(vec![defender.as_bytes().to_vec()]),
             ));
         }
     }
@@ -859,6 +908,54 @@ pub(super) async fn open(
     let r = ctx.write(&file, control, content, &done).await;
     ctx.close().await;
     r.map(|_| ())
+}
+
+/// The defender device of alert `a`, which a new case is opened from:
+/// the alert must exist (asked of the server: offline, refused), and no
+/// case on this device may link it already, unless `again`.
+async fn alert_to_open(ctx: &Ctx, a: u64, again: bool) -> anyhow::Result<DeviceId> {
+    let Some(session) = &ctx.session else {
+        bail!(
+            "--from-alert needs the server, to check that alert {a} exists and find its defender; this device is offline. Nothing was written: try again once online"
+        );
+    };
+    let alerts = session
+        .alerts(false)
+        .await
+        .with_context(|| format!("alert {a} could not be checked; nothing was written"))?;
+    let Some(alert) = alerts.iter().find(|x| x.id == a) else {
+        bail!(
+            "no alert {a} visible to this device (`hotline alerts --all` lists them); nothing was written"
+        );
+    };
+    if !again {
+        let linked = a.to_be_bytes();
+        for s in ctx.replica.summaries() {
+            let Some(id) = s.id() else { continue };
+            let Ok(view) = ctx.replica.view(&id) else {
+                continue;
+            };
+            let links = view
+                .field(entity::CASE, &[], case_field::ALERTS)
+                .is_some_and(|r| {
+                    r.heads().iter().any(|v| {
+                        v.value
+                            .ids()
+                            .unwrap_or_default()
+                            .iter()
+                            .any(|i| i.as_slice() == linked)
+                    })
+                });
+            if links {
+                bail!(
+                    "case {} already links alert {a} (`hotline case show {}`); nothing was written. To open another case for it all the same: add --again",
+                    short(&s.case_id),
+                    short(&s.case_id)
+                );
+            }
+        }
+    }
+    Ok(alert.defender)
 }
 
 /// Filters of `hotline case list`.
@@ -1017,7 +1114,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
             (ctx.content(&text), format!("note added to case {short_id}"))
         }
         Write::Assign(names) => {
-            let ids = devices(&ctx, &names.join(","))?;
+            let ids = devices(&ctx, &names.join(","), false).await?;
             let mut c = ctx.content("");
             c.changes.push(change(
                 &view,
@@ -1065,7 +1162,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
                         .join(", ")
                 )
             })?;
-            let v = parse_value(&ctx, entity::CASE, n, &value)?;
+            let v = parse_value(&ctx, entity::CASE, n, &value).await?;
             let mut c = ctx.content("");
             c.changes.push(change(&view, entity::CASE, &[], n, v));
             (c, format!("{} of case {short_id} set", spec.name))
@@ -1099,7 +1196,8 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
                     entity::PERSON,
                     person_field::RELATIONSHIP,
                     &relationship,
-                )?,
+                )
+                .await?,
             ));
             for (field, given) in [
                 (person_field::BORN, born),
@@ -1112,7 +1210,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
                         entity::PERSON,
                         &p,
                         field,
-                        parse_value(&ctx, entity::PERSON, field, &g)?,
+                        parse_value(&ctx, entity::PERSON, field, &g).await?,
                     ));
                 }
             }
@@ -1127,7 +1225,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
             let (n, spec) = fields::field_by_name(entity::PERSON, &field).ok_or_else(|| {
                 anyhow::anyhow!("a person has no field {field:?}; the fields are: name, relationship, born, document, needs, removed")
             })?;
-            let v = parse_value(&ctx, entity::PERSON, n, &value)?;
+            let v = parse_value(&ctx, entity::PERSON, n, &value).await?;
             let mut c = ctx.content("");
             c.changes.push(change(&view, entity::PERSON, &p, n, v));
             (c, format!("{} of person {} set", spec.name, short(&p)))

@@ -355,6 +355,10 @@ enum CaseCommand {
         /// A short reference ("C-2026-0042").
         #[arg(long)]
         reference: Option<String>,
+        /// With --from-alert: open a second case for an alert a case on
+        /// this device already links.
+        #[arg(long, requires = "from_alert")]
+        again: bool,
     },
     /// List the cases this device holds (no round trip to the server).
     List {
@@ -805,10 +809,11 @@ async fn run_case(command: CaseCommand, state: &StateDir) -> anyhow::Result<()> 
             risk,
             programme,
             reference,
+            again,
         } => {
             cases::open(
                 state,
-                from_alert,
+                from_alert.map(|a| (a, again)),
                 &summary,
                 country.as_deref(),
                 risk.as_deref(),
