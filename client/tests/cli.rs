@@ -4347,3 +4347,87 @@ async fn a_case_from_an_alert_checks_the_alert_and_its_links() {
         stderr(&out)
     );
 }
+
+/// A declined request: the defender's device is told in neutral words
+/// (never the internal reason) and shows the request as answered, unless
+/// staff close it with --no-notice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_declined_request_is_answered_on_the_defenders_device_in_neutral_words() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    for text in ["a lawyer MARKER-ONE", "a lawyer MARKER-TWO"] {
+        let out = hotline(&defender, PASS, &["request", "legal", text]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "list", "--sync", "--state", "requested"],
+    );
+    let one = case_of(&out, "MARKER-ONE");
+    let two = case_of(&out, "MARKER-TWO");
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "close",
+            &one,
+            "--reason",
+            "INTERNAL-REASON not credible",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("the defender is told the request was closed"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "close",
+            &two,
+            "--reason",
+            "duplicate",
+            "--no-notice",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("the defender was not told"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&defender, PASS, &["my-case"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mine = stdout(&out);
+    assert!(
+        mine.contains("legal: a lawyer MARKER-ONE (the team answered)"),
+        "{mine}"
+    );
+    assert!(
+        mine.contains(
+            "the team: The team has closed this request. They may contact you another way."
+        ),
+        "{mine}"
+    );
+    assert!(
+        mine.contains("legal: a lawyer MARKER-TWO (waiting for the team's answer)"),
+        "{mine}"
+    );
+    assert!(!mine.contains("INTERNAL-REASON"), "{mine}");
+    // Other staff see what the defender was told.
+    let out = hotline(&admin, PASS, &["case", "show", &one]);
+    assert!(
+        stdout(&out).contains("The team has closed this request"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -1060,7 +1060,7 @@ pub(super) async fn show(state: &StateDir, case: &str) -> anyhow::Result<()> {
 pub(super) enum Write {
     Note(String),
     Assign(Vec<String>),
-    Close(String),
+    Close(String, bool),
     Reopen,
     Set {
         field: String,
@@ -1106,6 +1106,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
     let view = ctx.replica.view(&file.case_id)?;
     let mut control = CaseControl::default();
     let short_id = short(file.case_id.as_bytes());
+    let mut tell_defender = false;
     let (mut content, mut done) = match what {
         Write::Note(text) => {
             if text.trim().is_empty() {
@@ -1125,7 +1126,8 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
             ));
             (c, format!("coordinators of case {short_id} set"))
         }
-        Write::Close(reason) => {
+        Write::Close(reason, notice) => {
+            tell_defender = notice;
             if reason.trim().is_empty() {
                 bail!("give the reason for closing (--reason \"…\")");
             }
@@ -1352,18 +1354,40 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
             )
         }
     };
+    let mut declined = false;
     if view.state == Some(CaseState::Requested) && file.events.is_empty() {
         super::case_links::complete_request(&ctx.device, &view, &mut file, &mut content)?;
         answer_request(&mut ctx, &mut file, &mut control, &mut content)?;
-        done = if control.state == Some(CaseState::Closed) {
+        declined = control.state == Some(CaseState::Closed);
+        done = if declined {
             format!("request {short_id} declined: {done}")
         } else {
             format!("request {short_id} accepted: the case is open; {done}")
         };
     }
     let r = ctx.write(&file, control, content, &done).await;
+    // A declined request: its defender is told, in neutral words (never
+    // the internal reason), unless --no-notice. Offline, the notice waits
+    // in the outbox behind the closing event.
+    let r = match r {
+        Ok(_) if declined && tell_defender => {
+            super::case_share::decline_notice(&mut ctx, &file.case_id).await
+        }
+        Err(e) if declined && tell_defender && e.is::<Queued>() => {
+            super::case_share::decline_notice(&mut ctx, &file.case_id)
+                .await
+                .and(Err(e))
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    };
+    if declined && !tell_defender && r.is_ok() {
+        println!(
+            "the defender was not told (--no-notice): their device shows the request as waiting for the team's answer"
+        );
+    }
     ctx.close().await;
-    r.map(|_| ())
+    r
 }
 
 /// The first staff event of a case a defender requested opens it (or,
