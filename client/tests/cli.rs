@@ -4431,3 +4431,100 @@ async fn a_declined_request_is_answered_on_the_defenders_device_in_neutral_words
         stdout(&out)
     );
 }
+
+/// Staff who join later get the whole history: the case list reads what
+/// the keys they receive open, the request's words come from the opening
+/// event, and the defender's replies from the events that recorded them
+/// (each shown once).
+#[tokio::test(flavor = "multi_thread")]
+async fn new_staff_read_the_request_and_the_defenders_replies_and_list_the_case() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "relocation", "we must leave MARKER-REQ"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "list", "--sync", "--state", "requested"],
+    );
+    let case = case_of(&out, "MARKER-REQ");
+    let out = hotline(&officer, PASS, &["case", "set", &case, "reference", "C-7"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &defender,
+        PASS,
+        &["my-case", "reply", "thank you, we are ready MARKER-REPLY"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The first staff device that attaches the reply records it.
+    let out = hotline(&officer, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("recorded in case {case}: a reply of its defender")),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert_eq!(
+        stdout(&out).matches("MARKER-REPLY").count(),
+        1,
+        "{}",
+        stdout(&out)
+    );
+    // The admin received it too: it is not recorded twice.
+    let out = hotline(&admin, PASS, &["case", "show", &case]);
+    assert!(
+        !stdout(&out).contains("recorded in case"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        stdout(&out).matches("MARKER-REPLY").count(),
+        1,
+        "{}",
+        stdout(&out)
+    );
+
+    // A coordinator joins and syncs before any key reaches it.
+    let coordinator = dir.path().join("coordinator");
+    join_staff(
+        &admin,
+        &coordinator,
+        "coordinator",
+        &dir.path().join("org.key"),
+        3,
+    );
+    let out = hotline(&coordinator, PASS, &["case", "list", "--sync"]);
+    assert!(
+        stdout(&out).contains("not readable here yet"),
+        "{}",
+        stdout(&out)
+    );
+    // The officer's next command sends it the keys; its next sync reads.
+    let out = hotline(&officer, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &coordinator,
+        PASS,
+        &["case", "list", "--sync", "--state", "open"],
+    );
+    let listed = stdout(&out);
+    assert!(listed.contains(&case), "{listed}");
+    assert!(listed.contains("C-7"), "{listed}");
+    assert!(!listed.contains("not readable"), "{listed}");
+    let out = hotline(&coordinator, PASS, &["case", "list"]);
+    assert!(!stdout(&out).contains("not readable"), "{}", stdout(&out));
+    let out = hotline(&coordinator, PASS, &["case", "show", &case]);
+    let shown = stdout(&out);
+    assert!(shown.contains("we must leave MARKER-REQ"), "{shown}");
+    assert!(!shown.contains("words are not on this device"), "{shown}");
+    assert_eq!(shown.matches("MARKER-REPLY").count(), 1, "{shown}");
+}

@@ -246,6 +246,9 @@ pub struct CaseView {
     pub timeline: Vec<TimelineEntry>,
     /// What was shared with the defender.
     pub shared: Vec<Shared>,
+    /// The envelope digests of the defender's replies the case's events
+    /// record (each shown once, however many staff recorded it).
+    pub replies: BTreeSet<[u8; 32]>,
     /// What a reader must see.
     pub warnings: Vec<Warning>,
     /// Events held that this device cannot read yet (no key).
@@ -293,6 +296,7 @@ impl CaseView {
             stage_history: BTreeMap::new(),
             timeline: Vec::new(),
             shared: Vec::new(),
+            replies: BTreeSet::new(),
             warnings: Vec::new(),
             unreadable: 0,
             seen: BTreeSet::new(),
@@ -502,6 +506,23 @@ impl CaseView {
                     .map(|o| (o.interval_secs, o.grace_secs)),
             });
         }
+        let mut reply_again = false;
+        if let Some(r) = &c.reply {
+            match <[u8; 32]>::try_from(r.envelope_digest.as_ref()) {
+                Ok(digest) if self.replies.insert(digest) => what.push(format!(
+                    "recorded a reply of defender device {} (written {}): {}",
+                    short(&r.defender),
+                    hotline_proto::time::date_time(r.sent_at),
+                    r.text
+                )),
+                Ok(_) => reply_again = true,
+                Err(_) => self.warn(
+                    WarningKind::Inconsistent,
+                    Some(id),
+                    "an event recorded a defender's reply without its envelope digest; it was not shown".into(),
+                ),
+            }
+        }
         if c.tombstone.is_some() {
             what.push("recorded the statistics of an erased case".into());
         }
@@ -524,6 +545,10 @@ impl CaseView {
             }
         }
         if what.is_empty() {
+            // A reply another staff device recorded first: shown once.
+            if reply_again {
+                return;
+            }
             what.push("changed nothing this version shows".into());
         }
         self.timeline.push(TimelineEntry {

@@ -80,6 +80,10 @@ impl Ctx {
                 if let Err(e) = super::messages::fetch_new(&mut ctx.device, &session).await {
                     eprintln!("WARNING: new messages could not be fetched: {e}");
                 }
+                // Case keys received were kept through the inbox's own
+                // handle on the replica: read it again, or the sync would
+                // save this handle's older summaries over the refolded ones.
+                ctx.replica = open_replica(&ctx.device)?;
                 ctx.session = Some(session);
                 // Neither failure stops the command: it works from what
                 // the replica holds, and says so.
@@ -95,6 +99,14 @@ impl Ctx {
                     eprintln!(
                         "WARNING: case keys were not exchanged with other staff devices: {e}"
                     );
+                }
+                // Summaries left stale by the keys received (here, or by
+                // an earlier run) read now what the keys open.
+                if let Err(e) = ctx.replica.refold_unreadable() {
+                    eprintln!("WARNING: the case list could not be refreshed: {e}");
+                }
+                if let Err(e) = ctx.record_replies().await {
+                    eprintln!("WARNING: a defender's reply could not be recorded in its case: {e}");
                 }
             }
             Err(e) if offline(&e) => {
@@ -148,6 +160,58 @@ impl Ctx {
         self.replica = open_replica(&self.device)?;
         if !self.replica.outbox().is_empty() {
             self.flush(None).await?;
+        }
+        Ok(())
+    }
+
+    /// Records in its case each defender's reply this device received and
+    /// no event of the case records yet (docs/protocol.md 9.4, "reply"),
+    /// so that staff who join later read it. Only cases this device reads
+    /// and that were opened.
+    async fn record_replies(&mut self) -> anyhow::Result<()> {
+        let history = self.device.history()?;
+        let mut cases = std::collections::BTreeSet::new();
+        for e in history.entries() {
+            if let hotline_proto::e2e::content::Kind::CaseReply { case_id } = &e.message.kind
+                && !e.sent
+                && e.digest.is_some()
+            {
+                cases.insert(*case_id);
+            }
+        }
+        for case in cases {
+            if !self
+                .replica
+                .summaries()
+                .iter()
+                .any(|s| s.case_id == case.as_bytes())
+            {
+                continue;
+            }
+            let view = self.replica.view(&case)?;
+            if view.opened.is_none()
+                || !matches!(view.state, Some(CaseState::Open | CaseState::Closed))
+            {
+                continue;
+            }
+            for content in super::case_links::unrecorded_replies(&history, &view) {
+                let file = self.replica.load(&case)?;
+                if file.newest_key().is_none() {
+                    break;
+                }
+                let done = format!(
+                    "recorded in case {}: a reply of its defender, so that staff who join later read it",
+                    short(case.as_bytes())
+                );
+                match self
+                    .write(&file, CaseControl::default(), content, &done)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.is::<Queued>() => break,
+                    Err(e) => return Err(e),
+                }
+            }
         }
         Ok(())
     }
@@ -1042,8 +1106,12 @@ pub(super) fn list(state: &StateDir, filter: &ListFilter) -> anyhow::Result<()> 
 
 /// `hotline case show`.
 pub(super) async fn show(state: &StateDir, case: &str) -> anyhow::Result<()> {
-    let ctx = Ctx::start(state).await?;
+    let mut ctx = Ctx::start(state).await?;
     let file = ctx.case(case)?;
+    // The list reads the summary: a stale one is refolded now.
+    if let Err(e) = ctx.replica.refold_if_stale(&file.case_id) {
+        eprintln!("WARNING: the case list could not be refreshed: {e}");
+    }
     let mut view = ctx.replica.view(&file.case_id)?;
     super::case_links::add_defender_side(&ctx.device, &mut view)?;
     let who = |i: &[u8]| ctx.shown(i);
