@@ -981,6 +981,40 @@ mod tests {
         assert!(v.timeline[0].what.contains("entity 9, field 1"));
     }
 
+    /// Several staff recording one reply (one envelope digest): shown
+    /// once, by the first event; a reply without a digest is a warning.
+    #[test]
+    fn a_defenders_reply_recorded_by_several_staff_is_shown_once() {
+        let reply = |n: u8, digest: Vec<u8>| {
+            let mut e = ev(n, n, u64::from(n), vec![]);
+            e.content.reply = Some(hotline_proto::case::content::DefenderReply {
+                defender: vec![7; 16].into(),
+                envelope_digest: digest.into(),
+                sent_at: 1_795_910_400,
+                text: "we are ready".into(),
+                language: String::new(),
+            });
+            e
+        };
+        let v = fold(&[
+            with_state(ev(1, 1, 1, vec![]), CaseState::Open, ""),
+            reply(2, vec![9; 32]),
+            reply(3, vec![9; 32]),
+            reply(4, vec![8; 32]),
+            reply(5, vec![1; 3]),
+        ]);
+        let shown: Vec<&str> = v
+            .timeline
+            .iter()
+            .filter(|t| t.what.contains("we are ready"))
+            .map(|t| t.what.as_str())
+            .collect();
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert!(shown[0].starts_with("recorded a reply of defender device 07070707"));
+        assert_eq!(v.replies.len(), 2);
+        assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
+    }
+
     #[test]
     fn state_reason_hold_and_shared_items_follow_the_events() {
         let mut hold = ev(3, 2, 3, vec![]);
