@@ -510,7 +510,7 @@ impl CaseView {
         if let Some(r) = &c.reply {
             match <[u8; 32]>::try_from(r.envelope_digest.as_ref()) {
                 Ok(digest) if self.replies.insert(digest) => what.push(format!(
-                    "recorded a reply of defender device {} (written {}): {}",
+                    "recorded a reply of defender device {}, written {}: {}",
                     short(&r.defender),
                     hotline_proto::time::date_time(r.sent_at),
                     r.text
