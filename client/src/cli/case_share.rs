@@ -52,10 +52,45 @@ pub(super) async fn share(
 pub(super) const DECLINE_NOTICE: &str =
     "The team has closed this request. They may contact you another way.";
 
+/// `hotline case close ID --reason "…" [--no-notice]`. Closing a
+/// defender's request declines it: its defender is then told, in neutral
+/// words (never the internal reason), unless `notice` is false. Offline,
+/// the notice waits in the outbox behind the closing event.
+pub(super) async fn close(
+    state: &StateDir,
+    case: &str,
+    reason: String,
+    notice: bool,
+) -> anyhow::Result<()> {
+    let mut ctx = Ctx::start(state).await?;
+    let r = close_in(&mut ctx, case, reason, notice).await;
+    ctx.close().await;
+    r
+}
+
+async fn close_in(ctx: &mut Ctx, case: &str, reason: String, notice: bool) -> anyhow::Result<()> {
+    let (declined, r) =
+        super::cases::write_in(ctx, case, super::cases::Write::Close(reason)).await?;
+    let Some(case_id) = declined else {
+        return r;
+    };
+    match r {
+        Ok(()) if notice => decline_notice(ctx, &case_id).await,
+        Err(e) if notice && e.is::<Queued>() => decline_notice(ctx, &case_id).await.and(Err(e)),
+        Ok(()) => {
+            println!(
+                "the defender was not told (--no-notice): their device shows the request as waiting for the team's answer"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// After a request was declined (closed as its first staff event): the
 /// neutral [`DECLINE_NOTICE`] shared with the requesting device, recorded
 /// in the case as any share is.
-pub(super) async fn decline_notice(
+async fn decline_notice(
     ctx: &mut Ctx,
     case_id: &hotline_proto::case::CaseId,
 ) -> anyhow::Result<()> {

@@ -1128,7 +1128,7 @@ pub(super) async fn show(state: &StateDir, case: &str) -> anyhow::Result<()> {
 pub(super) enum Write {
     Note(String),
     Assign(Vec<String>),
-    Close(String, bool),
+    Close(String),
     Reopen,
     Set {
         field: String,
@@ -1170,11 +1170,23 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
         stage.parse::<Stage>()?;
     }
     let mut ctx = Ctx::start(state).await?;
+    let r = write_in(&mut ctx, case, what).await;
+    ctx.close().await;
+    r?.1
+}
+
+/// [`write`] with `ctx` started: the case declined if this write declined
+/// a defender's request (its first staff event closes it), and what became
+/// of the write (`Err`: refused, or `Queued`).
+pub(super) async fn write_in(
+    ctx: &mut Ctx,
+    case: &str,
+    what: Write,
+) -> anyhow::Result<(Option<CaseId>, anyhow::Result<()>)> {
     let mut file = ctx.case(case)?;
     let view = ctx.replica.view(&file.case_id)?;
     let mut control = CaseControl::default();
     let short_id = short(file.case_id.as_bytes());
-    let mut tell_defender = false;
     let (mut content, mut done) = match what {
         Write::Note(text) => {
             if text.trim().is_empty() {
@@ -1183,7 +1195,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
             (ctx.content(&text), format!("note added to case {short_id}"))
         }
         Write::Assign(names) => {
-            let ids = devices(&ctx, &names.join(","), false).await?;
+            let ids = devices(ctx, &names.join(","), false).await?;
             let mut c = ctx.content("");
             c.changes.push(change(
                 &view,
@@ -1194,8 +1206,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
             ));
             (c, format!("coordinators of case {short_id} set"))
         }
-        Write::Close(reason, notice) => {
-            tell_defender = notice;
+        Write::Close(reason) => {
             if reason.trim().is_empty() {
                 bail!("give the reason for closing (--reason \"…\")");
             }
@@ -1216,7 +1227,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
                 .iter()
                 .map(|(e, k)| (file.case_id, *e, k.clone()))
                 .collect();
-            if !all.is_empty() && has_other_staff(&ctx) != Some(false) {
+            if !all.is_empty() && has_other_staff(ctx) != Some(false) {
                 queue_keys(&mut ctx.device, &all, None)?;
             }
             (ctx.content(""), format!("case {short_id} reopened"))
@@ -1232,7 +1243,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
                         .join(", ")
                 )
             })?;
-            let v = parse_value(&ctx, entity::CASE, n, &value).await?;
+            let v = parse_value(ctx, entity::CASE, n, &value).await?;
             let mut c = ctx.content("");
             c.changes.push(change(&view, entity::CASE, &[], n, v));
             (c, format!("{} of case {short_id} set", spec.name))
@@ -1262,7 +1273,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
                 &p,
                 person_field::RELATIONSHIP,
                 parse_value(
-                    &ctx,
+                    ctx,
                     entity::PERSON,
                     person_field::RELATIONSHIP,
                     &relationship,
@@ -1280,7 +1291,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
                         entity::PERSON,
                         &p,
                         field,
-                        parse_value(&ctx, entity::PERSON, field, &g).await?,
+                        parse_value(ctx, entity::PERSON, field, &g).await?,
                     ));
                 }
             }
@@ -1295,7 +1306,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
             let (n, spec) = fields::field_by_name(entity::PERSON, &field).ok_or_else(|| {
                 anyhow::anyhow!("a person has no field {field:?}; the fields are: name, relationship, born, document, needs, removed")
             })?;
-            let v = parse_value(&ctx, entity::PERSON, n, &value).await?;
+            let v = parse_value(ctx, entity::PERSON, n, &value).await?;
             let mut c = ctx.content("");
             c.changes.push(change(&view, entity::PERSON, &p, n, v));
             (c, format!("{} of person {} set", spec.name, short(&p)))
@@ -1425,7 +1436,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
     let mut declined = false;
     if view.state == Some(CaseState::Requested) && file.events.is_empty() {
         super::case_links::complete_request(&ctx.device, &view, &mut file, &mut content)?;
-        answer_request(&mut ctx, &mut file, &mut control, &mut content)?;
+        answer_request(ctx, &mut file, &mut control, &mut content)?;
         declined = control.state == Some(CaseState::Closed);
         done = if declined {
             format!("request {short_id} declined: {done}")
@@ -1434,28 +1445,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
         };
     }
     let r = ctx.write(&file, control, content, &done).await;
-    // A declined request: its defender is told, in neutral words (never
-    // the internal reason), unless --no-notice. Offline, the notice waits
-    // in the outbox behind the closing event.
-    let r = match r {
-        Ok(_) if declined && tell_defender => {
-            super::case_share::decline_notice(&mut ctx, &file.case_id).await
-        }
-        Err(e) if declined && tell_defender && e.is::<Queued>() => {
-            super::case_share::decline_notice(&mut ctx, &file.case_id)
-                .await
-                .and(Err(e))
-        }
-        Ok(_) => Ok(()),
-        Err(e) => Err(e),
-    };
-    if declined && !tell_defender && r.is_ok() {
-        println!(
-            "the defender was not told (--no-notice): their device shows the request as waiting for the team's answer"
-        );
-    }
-    ctx.close().await;
-    r
+    Ok((declined.then_some(file.case_id), r.map(|_| ())))
 }
 
 /// The first staff event of a case a defender requested opens it (or,

@@ -875,7 +875,7 @@ async fn run_case(command: CaseCommand, state: &StateDir) -> anyhow::Result<()> 
             case,
             reason,
             no_notice,
-        } => cases::write(state, &case, Write::Close(reason, !no_notice)).await,
+        } => case_share::close(state, &case, reason, !no_notice).await,
         CaseCommand::Reopen { case } => cases::write(state, &case, Write::Reopen).await,
         CaseCommand::Set { case, field, value } => {
             cases::write(state, &case, Write::Set { field, value }).await
