@@ -6,6 +6,9 @@
 //! <home>/profile.toml    server address, name, certificate pin, device id, role
 //! <home>/checkin.key     the defender's check-in key: 32 random bytes, not
 //!                        sealed (check-ins work without the passphrase)
+//! <home>/checkin.set     when check-ins were last set up or stopped here
+//!                        (8 bytes, big-endian Unix seconds), so `my-case`
+//!                        never offers what was already accepted
 //! <home>/device.sealed   prekeys, counters, the outbox (see `messenger`)
 //! <home>/messages.sealed the message history (see `history`)
 //! <home>/rosters.sealed  staff devices: every staff roster accepted, by
@@ -42,6 +45,7 @@ use crate::keystore;
 const IDENTITY_FILE: &str = "identity.key";
 const PROFILE_FILE: &str = "profile.toml";
 const CHECKIN_KEY_FILE: &str = "checkin.key";
+const CHECKIN_SET_FILE: &str = "checkin.set";
 const LOCK_FILE: &str = "state.lock";
 
 /// An exclusive hold on a state directory: while one command holds it,
@@ -308,6 +312,27 @@ impl StateDir {
     /// Saves the check-in key (owner-only, written atomically).
     pub fn save_checkin_key(&self, key: &CheckinKey) -> Result<(), ClientError> {
         self.write_atomic(&self.dir.join(CHECKIN_KEY_FILE), key.as_bytes())
+    }
+
+    /// When check-ins were last set up or stopped on this device (`None`:
+    /// never, or by a client that did not record it).
+    pub fn load_checkin_set(&self) -> Result<Option<u64>, ClientError> {
+        let path = self.dir.join(CHECKIN_SET_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("cannot read", &path)(e)),
+        };
+        let at: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
+            ClientError::State("checkin.set is damaged: run `hotline checkin-setup` again".into())
+        })?;
+        Ok(Some(u64::from_be_bytes(at)))
+    }
+
+    /// Records that check-ins were set up or stopped at `at` (owner-only,
+    /// written atomically).
+    pub fn save_checkin_set(&self, at: u64) -> Result<(), ClientError> {
+        self.write_atomic(&self.dir.join(CHECKIN_SET_FILE), &at.to_be_bytes())
     }
 
     /// Takes the directory's lock, waiting while another command holds it.

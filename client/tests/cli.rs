@@ -4295,6 +4295,14 @@ async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
     args.extend(["--code", "4711", "--duress-code", "0815"]);
     let out = hotline(&defender, PASS, &args);
     assert!(out.status.success(), "{}", stderr(&out));
+    // Accepted: never offered again.
+    let out = hotline(&defender, PASS, &["my-case"]);
+    assert!(!stdout(&out).contains("to accept"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("after the team's newest offer"),
+        "{}",
+        stdout(&out)
+    );
 
     // Nobody checks in: the missed check-in names the case on staff.
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
@@ -4333,8 +4341,14 @@ async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert_eq!(
+        stdout(&out).matches("thank you MARKER-REPLY").count(),
+        1,
+        "{}",
+        stdout(&out)
+    );
     assert!(
-        stdout(&out).contains("replied: thank you MARKER-REPLY"),
+        stdout(&out).contains("recorded a reply of defender device"),
         "{}",
         stdout(&out)
     );
@@ -4377,14 +4391,16 @@ async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
         "{}",
         stdout(&out)
     );
-    // A reply from a device not linked to the case: ignored, with a warning.
-    let out = hotline(&other, PASS, &["my-case", "reply", "OTHER-REPLY"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    // A reply from a device not linked to the case: ignored, with a
+    // warning. (A reply received while its sender was linked is recorded
+    // in the case, and stays in its history.)
     let out = hotline(
         &officer,
         PASS,
         &["case", "set", &other_case, "defender devices", &defender_id],
     );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&other, PASS, &["my-case", "reply", "OTHER-REPLY"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = hotline(&officer, PASS, &["case", "show", &other_case]);
     assert!(!stdout(&out).contains("OTHER-REPLY"), "{}", stdout(&out));
@@ -4918,4 +4934,454 @@ async fn two_concurrent_edits_of_one_field_are_both_kept_and_shown_as_a_conflict
         assert!(!listed.contains('!'), "{listed}");
     }
     server.shutdown().await;
+}
+
+/// A defender's words are never shown nowhere: a reply about a case a
+/// staff device does not hold (never synced there, or erased) is shown in
+/// `inbox` and `messages` with its words, saying why, and how to answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_about_a_case_this_device_does_not_hold_is_shown_with_its_words() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    hotline_server::log::keys::generate_key_file(&dir.path().join("master.key")).expect("key");
+    let server = server_configured(dir.path(), "127.0.0.1:0".parse().expect("addr"), |c| {
+        c.cases.retention_days = 0;
+    })
+    .await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let defender_id = device_id(&defender);
+    let out = hotline(&defender, PASS, &["request", "relocation", "we must leave"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "list", "--sync", "--state", "requested"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = case_of(&out, "we must leave");
+    let out = hotline(&officer, PASS, &["case", "set", &case, "reference", "C-1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The admin's device never synced the case.
+    let out = hotline(&defender, PASS, &["my-case", "reply", "MARKER-FIRST reply"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&admin, PASS, &["inbox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(shown.contains("MARKER-FIRST reply"), "{shown}");
+    assert!(shown.contains("so no case here shows it"), "{shown}");
+    assert!(
+        shown.contains(&format!("hotline send --to {defender_id}")),
+        "{shown}"
+    );
+    // The officer's device holds the case: the inbox points to it, and
+    // the case shows the words.
+    let out = hotline(&officer, PASS, &["inbox"]);
+    assert!(!stdout(&out).contains("MARKER-FIRST"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("(`hotline case show {case}`)")),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(
+        stdout(&out).contains("MARKER-FIRST reply"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Erased: the next reply is shown with its words, on every staff device.
+    for (h, args) in [
+        (
+            &officer,
+            vec!["case", "close", &case, "--reason", "settled"],
+        ),
+        (&officer, vec!["case", "erase", &case]),
+        (&admin, vec!["case", "erase", &case, "--confirm"]),
+        (&officer, vec!["case", "list", "--sync"]),
+    ] {
+        let out = hotline(h, PASS, &args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    let out = hotline(
+        &defender,
+        PASS,
+        &["my-case", "reply", "are you still there? MARKER-AFTER"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["inbox"]);
+    let shown = stdout(&out);
+    assert!(
+        shown.contains("are you still there? MARKER-AFTER"),
+        "{shown}"
+    );
+    assert!(shown.contains("erased"), "{shown}");
+    assert!(
+        shown.contains(&format!("hotline send --to {defender_id}")),
+        "{shown}"
+    );
+    let out = hotline(&officer, PASS, &["messages"]);
+    assert!(
+        stdout(&out).contains("are you still there? MARKER-AFTER"),
+        "{}",
+        stdout(&out)
+    );
+    // The answer reaches the defender.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["send", "--to", &defender_id, "MARKER-ANSWER we are here"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&defender, PASS, &["inbox"]);
+    assert!(
+        stdout(&out).contains("MARKER-ANSWER we are here"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// A case opened from an alert: a mistyped alert id is refused, the
+/// alert's defender is linked, a second case for the same alert needs
+/// --again; a staff device is refused as a defender device, and a name
+/// that matches nobody says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_case_from_an_alert_checks_the_alert_and_its_links() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let defender_id = device_id(&defender);
+    let admin_id = device_id(&admin);
+    let out = hotline(&defender, PASS, &["sos", "--category", "threat", "help"]);
+    let alert = alert_id(&out);
+
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "open",
+            "--from-alert",
+            "9999999",
+            "--summary",
+            "typo",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no alert 9999999 visible to this device"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&officer, PASS, &["case", "list"]);
+    assert!(!stdout(&out).contains("typo"), "{}", stdout(&out));
+
+    // Offline: refused, saying why.
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "--server",
+            "127.0.0.1:9",
+            "case",
+            "open",
+            "--from-alert",
+            &alert,
+            "--summary",
+            "offline",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--from-alert needs the server"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "open", "--from-alert", &alert, "--summary", "first"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = opened_case(&out);
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(
+        stdout(&out).contains(&defender_id[..8]),
+        "the alert's defender is linked: {}",
+        stdout(&out)
+    );
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "open",
+            "--from-alert",
+            &alert,
+            "--summary",
+            "second",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("case {case} already links alert {alert}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("--again"), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "open",
+            "--from-alert",
+            &alert,
+            "--summary",
+            "second",
+            "--again",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // A staff device is not a defender device.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "set", &case, "defender devices", &admin_id[..8]],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is a staff device on the roster"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "set",
+            &case,
+            "defender devices",
+            "nobody-by-that-name",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no device known here matches"),
+        "{}",
+        stderr(&out)
+    );
+    // A person's name that matches nobody says so.
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "relocation",
+            "start",
+            &case,
+            "--people",
+            "Nobody Known",
+            "--origin",
+            "Kharkiv",
+            "--to",
+            "UY",
+            "--city",
+            "Montevideo",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no person of this case is named \"Nobody Known\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A declined request: the defender's device is told in neutral words
+/// (never the internal reason) and shows the request as answered, unless
+/// staff close it with --no-notice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_declined_request_is_answered_on_the_defenders_device_in_neutral_words() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    for text in ["a lawyer MARKER-ONE", "a lawyer MARKER-TWO"] {
+        let out = hotline(&defender, PASS, &["request", "legal", text]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "list", "--sync", "--state", "requested"],
+    );
+    let one = case_of(&out, "MARKER-ONE");
+    let two = case_of(&out, "MARKER-TWO");
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "close",
+            &one,
+            "--reason",
+            "INTERNAL-REASON not credible",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("the defender is told the request was closed"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "close",
+            &two,
+            "--reason",
+            "duplicate",
+            "--no-notice",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("the defender was not told"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&defender, PASS, &["my-case"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mine = stdout(&out);
+    assert!(
+        mine.contains("legal: a lawyer MARKER-ONE (the team answered)"),
+        "{mine}"
+    );
+    assert!(
+        mine.contains(
+            "the team: The team has closed this request. They may contact you another way."
+        ),
+        "{mine}"
+    );
+    assert!(
+        mine.contains("legal: a lawyer MARKER-TWO (waiting for the team's answer)"),
+        "{mine}"
+    );
+    assert!(!mine.contains("INTERNAL-REASON"), "{mine}");
+    // Other staff see what the defender was told.
+    let out = hotline(&admin, PASS, &["case", "show", &one]);
+    assert!(
+        stdout(&out).contains("The team has closed this request"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// Staff who join later get the whole history: the case list reads what
+/// the keys they receive open, the request's words come from the opening
+/// event, and the defender's replies from the events that recorded them
+/// (each shown once).
+#[tokio::test(flavor = "multi_thread")]
+async fn new_staff_read_the_request_and_the_defenders_replies_and_list_the_case() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "relocation", "we must leave MARKER-REQ"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "list", "--sync", "--state", "requested"],
+    );
+    let case = case_of(&out, "MARKER-REQ");
+    let out = hotline(&officer, PASS, &["case", "set", &case, "reference", "C-7"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &defender,
+        PASS,
+        &["my-case", "reply", "thank you, we are ready MARKER-REPLY"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The first staff device that attaches the reply records it.
+    let out = hotline(&officer, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("recorded in case {case}: a reply of its defender")),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert_eq!(
+        stdout(&out).matches("MARKER-REPLY").count(),
+        1,
+        "{}",
+        stdout(&out)
+    );
+    // The admin received it too: it is not recorded twice.
+    let out = hotline(&admin, PASS, &["case", "show", &case]);
+    assert!(
+        !stdout(&out).contains("recorded in case"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        stdout(&out).matches("MARKER-REPLY").count(),
+        1,
+        "{}",
+        stdout(&out)
+    );
+
+    // A coordinator joins and syncs before any key reaches it.
+    let coordinator = dir.path().join("coordinator");
+    join_staff(
+        &admin,
+        &coordinator,
+        "coordinator",
+        &dir.path().join("org.key"),
+        3,
+    );
+    let out = hotline(&coordinator, PASS, &["case", "list", "--sync"]);
+    assert!(
+        stdout(&out).contains("not readable here yet"),
+        "{}",
+        stdout(&out)
+    );
+    // The officer's next command sends it the keys; its next sync reads.
+    let out = hotline(&officer, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &coordinator,
+        PASS,
+        &["case", "list", "--sync", "--state", "open"],
+    );
+    let listed = stdout(&out);
+    assert!(listed.contains(&case), "{listed}");
+    assert!(listed.contains("C-7"), "{listed}");
+    assert!(!listed.contains("not readable"), "{listed}");
+    let out = hotline(&coordinator, PASS, &["case", "list"]);
+    assert!(!stdout(&out).contains("not readable"), "{}", stdout(&out));
+    let out = hotline(&coordinator, PASS, &["case", "show", &case]);
+    let shown = stdout(&out);
+    assert!(shown.contains("we must leave MARKER-REQ"), "{shown}");
+    assert!(!shown.contains("words are not on this device"), "{shown}");
+    assert_eq!(shown.matches("MARKER-REPLY").count(), 1, "{shown}");
 }

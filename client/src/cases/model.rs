@@ -246,6 +246,9 @@ pub struct CaseView {
     pub timeline: Vec<TimelineEntry>,
     /// What was shared with the defender.
     pub shared: Vec<Shared>,
+    /// The envelope digests of the defender's replies the case's events
+    /// record (each shown once, however many staff recorded it).
+    pub replies: BTreeSet<[u8; 32]>,
     /// What a reader must see.
     pub warnings: Vec<Warning>,
     /// Events held that this device cannot read yet (no key).
@@ -293,6 +296,7 @@ impl CaseView {
             stage_history: BTreeMap::new(),
             timeline: Vec::new(),
             shared: Vec::new(),
+            replies: BTreeSet::new(),
             warnings: Vec::new(),
             unreadable: 0,
             seen: BTreeSet::new(),
@@ -502,6 +506,23 @@ impl CaseView {
                     .map(|o| (o.interval_secs, o.grace_secs)),
             });
         }
+        let mut reply_again = false;
+        if let Some(r) = &c.reply {
+            match <[u8; 32]>::try_from(r.envelope_digest.as_ref()) {
+                Ok(digest) if self.replies.insert(digest) => what.push(format!(
+                    "recorded a reply of defender device {}, written {}: {}",
+                    short(&r.defender),
+                    hotline_proto::time::date_time(r.sent_at),
+                    r.text
+                )),
+                Ok(_) => reply_again = true,
+                Err(_) => self.warn(
+                    WarningKind::Inconsistent,
+                    Some(id),
+                    "an event recorded a defender's reply without its envelope digest; it was not shown".into(),
+                ),
+            }
+        }
         if c.tombstone.is_some() {
             what.push("recorded the statistics of an erased case".into());
         }
@@ -524,6 +545,10 @@ impl CaseView {
             }
         }
         if what.is_empty() {
+            // A reply another staff device recorded first: shown once.
+            if reply_again {
+                return;
+            }
             what.push("changed nothing this version shows".into());
         }
         self.timeline.push(TimelineEntry {
@@ -954,6 +979,40 @@ mod tests {
             "a value this version does not know"
         );
         assert!(v.timeline[0].what.contains("entity 9, field 1"));
+    }
+
+    /// Several staff recording one reply (one envelope digest): shown
+    /// once, by the first event; a reply without a digest is a warning.
+    #[test]
+    fn a_defenders_reply_recorded_by_several_staff_is_shown_once() {
+        let reply = |n: u8, digest: Vec<u8>| {
+            let mut e = ev(n, n, u64::from(n), vec![]);
+            e.content.reply = Some(hotline_proto::case::content::DefenderReply {
+                defender: vec![7; 16].into(),
+                envelope_digest: digest.into(),
+                sent_at: 1_795_910_400,
+                text: "we are ready".into(),
+                language: String::new(),
+            });
+            e
+        };
+        let v = fold(&[
+            with_state(ev(1, 1, 1, vec![]), CaseState::Open, ""),
+            reply(2, vec![9; 32]),
+            reply(3, vec![9; 32]),
+            reply(4, vec![8; 32]),
+            reply(5, vec![1; 3]),
+        ]);
+        let shown: Vec<&str> = v
+            .timeline
+            .iter()
+            .filter(|t| t.what.contains("we are ready"))
+            .map(|t| t.what.as_str())
+            .collect();
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert!(shown[0].starts_with("recorded a reply of defender device 07070707"));
+        assert_eq!(v.replies.len(), 2);
+        assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
     }
 
     #[test]

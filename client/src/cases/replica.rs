@@ -1087,6 +1087,50 @@ impl Replica {
         }
     }
 
+    /// Refolds the summary of `case` if it differs from what the case's
+    /// file folds to now (keys kept meanwhile through another handle on
+    /// the replica, such as the inbox's, or by an older client), and then
+    /// saves the index. Returns whether the summary changed.
+    pub fn refold_if_stale(&mut self, case: &CaseId) -> Result<bool, ClientError> {
+        if self.is_erased(case) {
+            return Ok(false);
+        }
+        let file = self.load(case)?;
+        let mut view = file.fold_stored();
+        fold_waiting(&mut view, &self.index.outbox);
+        let row = SummaryRow::of(&view, self.waiting(case).len());
+        let current = self
+            .summary_at
+            .get(case)
+            .and_then(|i| self.index.summaries.get(*i));
+        if current == Some(&row) {
+            return Ok(false);
+        }
+        self.folded.remove(case);
+        self.refresh(&file)?;
+        Ok(true)
+    }
+
+    /// [`Replica::refold_if_stale`] for every case whose summary counts
+    /// events this device could not read: those its keys may now open.
+    /// Returns how many summaries changed.
+    pub fn refold_unreadable(&mut self) -> Result<usize, ClientError> {
+        let cases: Vec<CaseId> = self
+            .index
+            .summaries
+            .iter()
+            .filter(|s| s.unreadable > 0)
+            .filter_map(SummaryRow::id)
+            .collect();
+        let mut changed = 0;
+        for c in cases {
+            if self.refold_if_stale(&c)? {
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
     /// Forgets this run's fold of `case` (its request changed).
     pub fn unfold(&mut self, case: &CaseId) {
         self.folded.remove(case);

@@ -68,12 +68,42 @@ pub(super) fn add_defender_side(device: &Device, view: &mut CaseView) -> anyhow:
     {
         r.text = request_text(&history, &r.envelope_digest);
     }
+    // No request known here, but the opening event copied one: shown
+    // from there.
+    if view.request.is_none()
+        && let Some(o) = &view.opening
+        && let (Ok(digest), Ok(defender)) = (
+            <[u8; 32]>::try_from(o.request_digest.as_ref()),
+            <[u8; 16]>::try_from(o.requested_by.as_ref()),
+        )
+    {
+        view.request = Some(hotline_client::cases::model::RequestInfo {
+            defender: DeviceId::from_bytes(defender),
+            at: o.requested_at,
+            envelope_digest: digest,
+            text: None,
+        });
+    }
+    // Not received here (a device that joined later): the words the
+    // opening event copied from the request, for the same envelope.
+    if let (Some(r), Some(o)) = (&mut view.request, &view.opening)
+        && r.text.is_none()
+        && !o.request_text.is_empty()
+        && o.request_digest.as_ref() == r.envelope_digest.as_slice()
+    {
+        r.text = Some(o.request_text.clone());
+    }
     let linked = linked_defenders(view);
     for e in history.entries() {
         let Kind::CaseReply { case_id } = &e.message.kind else {
             continue;
         };
         if e.sent || *case_id != view.case_id {
+            continue;
+        }
+        // Recorded as a case event (here or by other staff): shown once,
+        // from there.
+        if e.digest.is_some_and(|d| view.replies.contains(&d)) {
             continue;
         }
         let Some(sender) = e.peer else { continue };
@@ -210,4 +240,105 @@ pub(super) fn in_transit(replica: &Replica, defender: &DeviceId) -> Option<Strin
         }
     }
     None
+}
+
+/// Why a staff device cannot show a defender's reply or request in a
+/// case: it must then be shown with its words where messages are shown
+/// (`inbox`, `messages`, `watch`), never only as a pointer to a case that
+/// would not show it. `None`: the case shows it.
+pub(super) fn not_in_a_case(
+    device: &Device,
+    case_id: Option<&hotline_proto::case::CaseId>,
+    digest: Option<&[u8; 32]>,
+    sender: Option<DeviceId>,
+) -> Option<&'static str> {
+    let Ok(replica) = hotline_client::cases::open_replica(device) else {
+        return Some("this device's cases could not be read");
+    };
+    let case_id = match case_id {
+        Some(c) => *c,
+        // A request names no case: the case that holds its digest.
+        None => {
+            let digest = digest?;
+            let found = replica
+                .summaries()
+                .iter()
+                .filter_map(|s| s.id())
+                .find(|id| {
+                    replica
+                        .load(id)
+                        .ok()
+                        .and_then(|f| f.request)
+                        .is_some_and(|r| r.envelope_digest == *digest)
+                });
+            return match found {
+                Some(_) => None,
+                None => Some("a case this device does not hold (not synced here yet, or erased)"),
+            };
+        }
+    };
+    if replica.is_erased(&case_id) {
+        return Some("a case erased on this device");
+    }
+    if !replica
+        .summaries()
+        .iter()
+        .any(|s| s.case_id == case_id.as_bytes())
+    {
+        return Some("a case this device does not hold (unknown here, not synced yet, or erased)");
+    }
+    let Ok(view) = replica.view(&case_id) else {
+        return Some("a case this device could not read");
+    };
+    if view.opened.is_none() {
+        return Some(match (view.unreadable, &view.request) {
+            (n, _) if n > 0 => "a case this device cannot read yet (no key)",
+            (_, Some(_)) => "a request not opened as a case yet",
+            (_, None) => "a case this device holds nothing of yet",
+        });
+    }
+    match sender {
+        Some(s) if !linked_defenders(&view).contains(&s) => {
+            Some("a case that does not link this defender's device")
+        }
+        _ => None,
+    }
+}
+
+/// The defender's replies about `view`'s case that this device received
+/// from a defender device linked to it, and that no event of the case
+/// records yet (nor one waiting to be sent): the first staff device that
+/// attaches a reply records it, so that staff who join later read it.
+pub(super) fn unrecorded_replies(history: &History, view: &CaseView) -> Vec<CaseEventContent> {
+    let linked = linked_defenders(view);
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for e in history.entries() {
+        let Kind::CaseReply { case_id } = &e.message.kind else {
+            continue;
+        };
+        let (Some(sender), Some(digest)) = (e.peer, e.digest) else {
+            continue;
+        };
+        if e.sent
+            || *case_id != view.case_id
+            || !linked.contains(&sender)
+            || view.replies.contains(&digest)
+            || !seen.insert(digest)
+        {
+            continue;
+        }
+        out.push(CaseEventContent {
+            timestamp: hotline_client::unix_now(),
+            reply: Some(hotline_proto::case::content::DefenderReply {
+                defender: sender.as_bytes().to_vec().into(),
+                envelope_digest: digest.to_vec().into(),
+                sent_at: e.timestamp,
+                text: e.message.text.clone(),
+                language: e.message.language.clone(),
+            }),
+            ..Default::default()
+        });
+    }
+    out
 }

@@ -42,9 +42,60 @@ pub(super) async fn share(
         bail!("say what to share with the defender; nothing was sent");
     }
     let mut ctx = Ctx::start(state).await?;
-    let r = share_in(&mut ctx, case, text, checkin_offer).await;
+    let r = share_in(&mut ctx, case, text, checkin_offer, false).await;
     ctx.close().await;
     r
+}
+
+/// What a defender's device is told when staff decline their request:
+/// neutral words, never the internal reason.
+pub(super) const DECLINE_NOTICE: &str =
+    "The team has closed this request. They may contact you another way.";
+
+/// `hotline case close ID --reason "…" [--no-notice]`. Closing a
+/// defender's request declines it: its defender is then told, in neutral
+/// words (never the internal reason), unless `notice` is false. Offline,
+/// the notice waits in the outbox behind the closing event.
+pub(super) async fn close(
+    state: &StateDir,
+    case: &str,
+    reason: String,
+    notice: bool,
+) -> anyhow::Result<()> {
+    let mut ctx = Ctx::start(state).await?;
+    let r = close_in(&mut ctx, case, reason, notice).await;
+    ctx.close().await;
+    r
+}
+
+async fn close_in(ctx: &mut Ctx, case: &str, reason: String, notice: bool) -> anyhow::Result<()> {
+    let (declined, r) =
+        super::cases::write_in(ctx, case, super::cases::Write::Close(reason)).await?;
+    let Some(case_id) = declined else {
+        return r;
+    };
+    match r {
+        Ok(()) if notice => decline_notice(ctx, &case_id).await,
+        Err(e) if notice && e.is::<Queued>() => decline_notice(ctx, &case_id).await.and(Err(e)),
+        Ok(()) => {
+            println!(
+                "the defender was not told (--no-notice): their device shows the request as waiting for the team's answer"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// After a request was declined (closed as its first staff event): the
+/// neutral [`DECLINE_NOTICE`] shared with the requesting device, recorded
+/// in the case as any share is.
+async fn decline_notice(
+    ctx: &mut Ctx,
+    case_id: &hotline_proto::case::CaseId,
+) -> anyhow::Result<()> {
+    let case = hotline_proto::identity::hex(case_id.as_bytes());
+    share_in(ctx, &case, DECLINE_NOTICE, None, true).await
 }
 
 async fn share_in(
@@ -52,6 +103,7 @@ async fn share_in(
     case: &str,
     text: &str,
     checkin_offer: Option<CheckinOffer>,
+    declined: bool,
 ) -> anyhow::Result<()> {
     let file = ctx.case(case)?;
     let view = ctx.replica.view(&file.case_id)?;
@@ -62,7 +114,7 @@ async fn share_in(
             "case {id} has no defender device linked, so there is nobody to share with; nothing was sent. Link one first: hotline case set {id} \"defender devices\" DEVICE"
         );
     }
-    if view.state != Some(CaseState::Open) {
+    if view.state != Some(CaseState::Open) && !declined {
         bail!(
             "case {id} is {}: only an open case is shared with its defender; nothing was sent",
             view.state.map_or("unknown", CaseState::name)
@@ -77,7 +129,11 @@ async fn share_in(
             grace_secs: o.grace_secs,
         }),
     });
-    let done = format!("recorded in case {id}: shared with the defender");
+    let done = if declined {
+        format!("recorded in case {id}: the defender is told the request was closed: \"{text}\"")
+    } else {
+        format!("recorded in case {id}: shared with the defender")
+    };
     let recorded = ctx.write(&file, Default::default(), content, &done).await;
     let event_queued = match recorded {
         Ok(_) => false,

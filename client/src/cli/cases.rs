@@ -80,6 +80,10 @@ impl Ctx {
                 if let Err(e) = super::messages::fetch_new(&mut ctx.device, &session).await {
                     eprintln!("WARNING: new messages could not be fetched: {e}");
                 }
+                // Case keys received were kept through the inbox's own
+                // handle on the replica: read it again, or the sync would
+                // save this handle's older summaries over the refolded ones.
+                ctx.replica = open_replica(&ctx.device)?;
                 ctx.session = Some(session);
                 // Neither failure stops the command: it works from what
                 // the replica holds, and says so.
@@ -95,6 +99,14 @@ impl Ctx {
                     eprintln!(
                         "WARNING: case keys were not exchanged with other staff devices: {e}"
                     );
+                }
+                // Summaries left stale by the keys received (here, or by
+                // an earlier run) read now what the keys open.
+                if let Err(e) = ctx.replica.refold_unreadable() {
+                    eprintln!("WARNING: the case list could not be refreshed: {e}");
+                }
+                if let Err(e) = ctx.record_replies().await {
+                    eprintln!("WARNING: a defender's reply could not be recorded in its case: {e}");
                 }
             }
             Err(e) if offline(&e) => {
@@ -148,6 +160,58 @@ impl Ctx {
         self.replica = open_replica(&self.device)?;
         if !self.replica.outbox().is_empty() {
             self.flush(None).await?;
+        }
+        Ok(())
+    }
+
+    /// Records in its case each defender's reply this device received and
+    /// no event of the case records yet (docs/protocol.md 9.4, "reply"),
+    /// so that staff who join later read it. Only cases this device reads
+    /// and that were opened.
+    async fn record_replies(&mut self) -> anyhow::Result<()> {
+        let history = self.device.history()?;
+        let mut cases = std::collections::BTreeSet::new();
+        for e in history.entries() {
+            if let hotline_proto::e2e::content::Kind::CaseReply { case_id } = &e.message.kind
+                && !e.sent
+                && e.digest.is_some()
+            {
+                cases.insert(*case_id);
+            }
+        }
+        for case in cases {
+            if !self
+                .replica
+                .summaries()
+                .iter()
+                .any(|s| s.case_id == case.as_bytes())
+            {
+                continue;
+            }
+            let view = self.replica.view(&case)?;
+            if view.opened.is_none()
+                || !matches!(view.state, Some(CaseState::Open | CaseState::Closed))
+            {
+                continue;
+            }
+            for content in super::case_links::unrecorded_replies(&history, &view) {
+                let file = self.replica.load(&case)?;
+                if file.newest_key().is_none() {
+                    break;
+                }
+                let done = format!(
+                    "recorded in case {}: a reply of its defender, so that staff who join later read it",
+                    short(case.as_bytes())
+                );
+                match self
+                    .write(&file, CaseControl::default(), content, &done)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.is::<Queued>() => break,
+                    Err(e) => return Err(e),
+                }
+            }
         }
         Ok(())
     }
@@ -606,11 +670,23 @@ fn resolve_entity(
                     .is_some_and(|n| n.eq_ignore_ascii_case(t))
             })
             .collect();
-        if let [one] = named.as_slice() {
-            return Ok((*one).clone());
+        match named.as_slice() {
+            [one] => return Ok((*one).clone()),
+            [] => {}
+            many => bail!(
+                "{} people of this case are named {t:?}: give the one meant by its id (`hotline case person list` shows them)",
+                many.len()
+            ),
         }
     }
     let hexed = t.to_ascii_lowercase();
+    if what == "person"
+        && (hexed.len() < MIN_PREFIX || !hexed.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        bail!(
+            "no person of this case is named {t:?} (unknown: `hotline case person list` shows them); give a person by name or by at least {MIN_PREFIX} hex digits of its id"
+        );
+    }
     if hexed.len() < MIN_PREFIX || !hexed.chars().all(|c| c.is_ascii_hexdigit()) {
         bail!(
             "give a {what} by at least {MIN_PREFIX} hex digits of its id{}",
@@ -706,7 +782,12 @@ fn word(names: &[&str], text: &str, what: &str) -> anyhow::Result<u64> {
 }
 
 /// The value a person typed for `field` of `ent`, as stored.
-fn parse_value(ctx: &Ctx, ent: i32, field: u32, text: &str) -> anyhow::Result<Option<FieldValue>> {
+async fn parse_value(
+    ctx: &Ctx,
+    ent: i32,
+    field: u32,
+    text: &str,
+) -> anyhow::Result<Option<FieldValue>> {
     Ok(match (ent, field) {
         (entity::CASE, case_field::COUNTRY)
         | (entity::RELOCATION, relocation_field::HOST_COUNTRY) => text_value(&country(text)?),
@@ -714,9 +795,8 @@ fn parse_value(ctx: &Ctx, ent: i32, field: u32, text: &str) -> anyhow::Result<Op
         (entity::CASE, case_field::PROGRAMME) => {
             number_value(word(&PROGRAMMES, text, "programme")?)
         }
-        (entity::CASE, case_field::COORDINATORS | case_field::DEFENDERS) => {
-            ids_value(devices(ctx, text)?)
-        }
+        (entity::CASE, case_field::COORDINATORS) => ids_value(devices(ctx, text, false).await?),
+        (entity::CASE, case_field::DEFENDERS) => ids_value(devices(ctx, text, true).await?),
         (entity::CASE, case_field::ALERTS) => {
             let mut ids = Vec::new();
             for a in text.split(',').filter(|a| !a.trim().is_empty()) {
@@ -757,20 +837,51 @@ fn parse_value(ctx: &Ctx, ent: i32, field: u32, text: &str) -> anyhow::Result<Op
     })
 }
 
-/// Devices named in a comma-separated list (`me`: this device).
-fn devices(ctx: &Ctx, text: &str) -> anyhow::Result<Vec<Vec<u8>>> {
-    let staff: Vec<DeviceId> = ctx
+/// Devices named in a comma-separated list (`me`: this device): staff
+/// devices on the roster (coordinators), or, with `defenders`, devices
+/// that are not (a case's defender devices, found among the devices known
+/// here and the defenders of the alerts the server lists). Each name must
+/// resolve to exactly one device.
+async fn devices(ctx: &Ctx, text: &str, defenders: bool) -> anyhow::Result<Vec<Vec<u8>>> {
+    let roster: Vec<(DeviceId, String)> = ctx
         .roster
         .as_ref()
-        .map(|r| r.entries.iter().map(|e| e.device_id).collect())
+        .map(|r| {
+            r.entries
+                .iter()
+                .map(|e| (e.device_id, e.role.to_string()))
+                .collect()
+        })
         .unwrap_or_default();
+    // Staff devices are candidates either way, so that one named as a
+    // defender device is refused for what it is.
+    let mut candidates: Vec<DeviceId> = roster.iter().map(|(d, _)| *d).collect();
+    if defenders && let Some(session) = &ctx.session {
+        for a in session.alerts(false).await.unwrap_or_default() {
+            if !candidates.contains(&a.defender) {
+                candidates.push(a.defender);
+            }
+        }
+    }
     let mut out = Vec::new();
     for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         let id = if name.eq_ignore_ascii_case("me") {
             ctx.me()
         } else {
-            super::names::device_arg(&ctx.device, name, &staff)?
+            super::names::device_arg(&ctx.device, name, &candidates)?
         };
+        let staff = roster.iter().find(|(d, _)| *d == id);
+        match (defenders, staff) {
+            (true, Some((_, role))) => bail!(
+                "{name:?} is a staff device on the roster ({role} {}): a case's defender devices are the defenders' own; nothing was written",
+                ctx.device.shown(&id)
+            ),
+            (false, None) if ctx.roster.is_some() => bail!(
+                "{name:?} ({}) is not a staff device on the roster: coordinators are staff devices; nothing was written",
+                ctx.device.shown(&id)
+            ),
+            _ => {}
+        }
         if !out.contains(&id.as_bytes().to_vec()) {
             out.push(id.as_bytes().to_vec());
         }
@@ -825,7 +936,7 @@ fn has_other_staff(ctx: &Ctx) -> Option<bool> {
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn open(
     state: &StateDir,
-    from_alert: Option<u64>,
+    from_alert: Option<(u64, bool)>,
     summary: &str,
     country_code: Option<&str>,
     risk: Option<&str>,
@@ -850,6 +961,11 @@ pub(super) async fn open(
     {
         bail!("a case with the reference {r:?} exists already; nothing was written");
     }
+    let alert_defender = match from_alert {
+        Some((a, again)) => Some(alert_to_open(&ctx, a, again).await?),
+        None => None,
+    };
+    let from_alert = from_alert.map(|(a, _)| a);
     let case_id = CaseId::from_bytes(new_id()?);
     let key = CaseKey::generate(&mut SystemRandomness);
     let mut file = CaseFile::new(case_id);
@@ -915,16 +1031,13 @@ pub(super) async fn open(
             case_field::ALERTS,
             ids_value(vec![a.to_be_bytes().to_vec()]),
         ));
-        if let Some(session) = &ctx.session
-            && let Ok(alerts) = session.alerts(false).await
-            && let Some(alert) = alerts.iter().find(|x| x.id == a)
-        {
+        if let Some(defender) = alert_defender {
             changes.push(change(
                 &view,
                 entity::CASE,
                 &[],
                 case_field::DEFENDERS,
-                ids_value(vec![alert.defender.as_bytes().to_vec()]),
+                ids_value(vec![defender.as_bytes().to_vec()]),
             ));
         }
     }
@@ -942,6 +1055,54 @@ pub(super) async fn open(
     let r = ctx.write(&file, control, content, &done).await;
     ctx.close().await;
     r.map(|_| ())
+}
+
+/// The defender device of alert `a`, which a new case is opened from:
+/// the alert must exist (asked of the server: offline, refused), and no
+/// case on this device may link it already, unless `again`.
+async fn alert_to_open(ctx: &Ctx, a: u64, again: bool) -> anyhow::Result<DeviceId> {
+    let Some(session) = &ctx.session else {
+        bail!(
+            "--from-alert needs the server, to check that alert {a} exists and find its defender; this device is offline. Nothing was written: try again once online"
+        );
+    };
+    let alerts = session
+        .alerts(false)
+        .await
+        .with_context(|| format!("alert {a} could not be checked; nothing was written"))?;
+    let Some(alert) = alerts.iter().find(|x| x.id == a) else {
+        bail!(
+            "no alert {a} visible to this device (`hotline alerts --all` lists them); nothing was written"
+        );
+    };
+    if !again {
+        let linked = a.to_be_bytes();
+        for s in ctx.replica.summaries() {
+            let Some(id) = s.id() else { continue };
+            let Ok(view) = ctx.replica.view(&id) else {
+                continue;
+            };
+            let links = view
+                .field(entity::CASE, &[], case_field::ALERTS)
+                .is_some_and(|r| {
+                    r.heads().iter().any(|v| {
+                        v.value
+                            .ids()
+                            .unwrap_or_default()
+                            .iter()
+                            .any(|i| i.as_slice() == linked)
+                    })
+                });
+            if links {
+                bail!(
+                    "case {} already links alert {a} (`hotline case show {}`); nothing was written. To open another case for it all the same: add --again",
+                    short(&s.case_id),
+                    short(&s.case_id)
+                );
+            }
+        }
+    }
+    Ok(alert.defender)
 }
 
 /// Filters of `hotline case list`.
@@ -1028,8 +1189,12 @@ pub(super) fn list(state: &StateDir, filter: &ListFilter) -> anyhow::Result<()> 
 
 /// `hotline case show`.
 pub(super) async fn show(state: &StateDir, case: &str) -> anyhow::Result<()> {
-    let ctx = Ctx::start(state).await?;
+    let mut ctx = Ctx::start(state).await?;
     let file = ctx.case(case)?;
+    // The list reads the summary: a stale one is refolded now.
+    if let Err(e) = ctx.replica.refold_if_stale(&file.case_id) {
+        eprintln!("WARNING: the case list could not be refreshed: {e}");
+    }
     let mut view = ctx.replica.view(&file.case_id)?;
     super::case_links::add_defender_side(&ctx.device, &mut view)?;
     let who = |i: &[u8]| ctx.shown(i);
@@ -1088,6 +1253,19 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
         stage.parse::<Stage>()?;
     }
     let mut ctx = Ctx::start(state).await?;
+    let r = write_in(&mut ctx, case, what).await;
+    ctx.close().await;
+    r?.1
+}
+
+/// [`write`] with `ctx` started: the case declined if this write declined
+/// a defender's request (its first staff event closes it), and what became
+/// of the write (`Err`: refused, or `Queued`).
+pub(super) async fn write_in(
+    ctx: &mut Ctx,
+    case: &str,
+    what: Write,
+) -> anyhow::Result<(Option<CaseId>, anyhow::Result<()>)> {
     let mut file = ctx.case(case)?;
     let view = ctx.replica.view(&file.case_id)?;
     let mut control = CaseControl::default();
@@ -1100,7 +1278,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
             (ctx.content(&text), format!("note added to case {short_id}"))
         }
         Write::Assign(names) => {
-            let ids = devices(&ctx, &names.join(","))?;
+            let ids = devices(ctx, &names.join(","), false).await?;
             let mut c = ctx.content("");
             c.changes.push(change(
                 &view,
@@ -1132,7 +1310,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
                 .iter()
                 .map(|(e, k)| (file.case_id, *e, k.clone()))
                 .collect();
-            if !all.is_empty() && has_other_staff(&ctx) != Some(false) {
+            if !all.is_empty() && has_other_staff(ctx) != Some(false) {
                 queue_keys(&mut ctx.device, &all, None)?;
             }
             (ctx.content(""), format!("case {short_id} reopened"))
@@ -1148,7 +1326,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
                         .join(", ")
                 )
             })?;
-            let v = parse_value(&ctx, entity::CASE, n, &value)?;
+            let v = parse_value(ctx, entity::CASE, n, &value).await?;
             let mut c = ctx.content("");
             c.changes.push(change(&view, entity::CASE, &[], n, v));
             (c, format!("{} of case {short_id} set", spec.name))
@@ -1178,11 +1356,12 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
                 &p,
                 person_field::RELATIONSHIP,
                 parse_value(
-                    &ctx,
+                    ctx,
                     entity::PERSON,
                     person_field::RELATIONSHIP,
                     &relationship,
-                )?,
+                )
+                .await?,
             ));
             for (field, given) in [
                 (person_field::BORN, born),
@@ -1195,7 +1374,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
                         entity::PERSON,
                         &p,
                         field,
-                        parse_value(&ctx, entity::PERSON, field, &g)?,
+                        parse_value(ctx, entity::PERSON, field, &g).await?,
                     ));
                 }
             }
@@ -1210,7 +1389,7 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
             let (n, spec) = fields::field_by_name(entity::PERSON, &field).ok_or_else(|| {
                 anyhow::anyhow!("a person has no field {field:?}; the fields are: name, relationship, born, document, needs, removed")
             })?;
-            let v = parse_value(&ctx, entity::PERSON, n, &value)?;
+            let v = parse_value(ctx, entity::PERSON, n, &value).await?;
             let mut c = ctx.content("");
             c.changes.push(change(&view, entity::PERSON, &p, n, v));
             (c, format!("{} of person {} set", spec.name, short(&p)))
@@ -1337,18 +1516,19 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
             )
         }
     };
+    let mut declined = false;
     if view.state == Some(CaseState::Requested) && file.events.is_empty() {
         super::case_links::complete_request(&ctx.device, &view, &mut file, &mut content)?;
-        answer_request(&mut ctx, &mut file, &mut control, &mut content)?;
-        done = if control.state == Some(CaseState::Closed) {
+        answer_request(ctx, &mut file, &mut control, &mut content)?;
+        declined = control.state == Some(CaseState::Closed);
+        done = if declined {
             format!("request {short_id} declined: {done}")
         } else {
             format!("request {short_id} accepted: the case is open; {done}")
         };
     }
     let r = ctx.write(&file, control, content, &done).await;
-    ctx.close().await;
-    r.map(|_| ())
+    Ok((declined.then_some(file.case_id), r.map(|_| ())))
 }
 
 /// The first staff event of a case a defender requested opens it (or,

@@ -73,6 +73,11 @@ pub(super) async fn setup(
             "check in every {every}; the duty team is alerted if you miss one by more than the grace"
         );
     }
+    // What the server accepted: `my-case` no longer offers check-ins the
+    // team proposed before now. Not saved is only a warning.
+    if let Err(e) = state.save_checkin_set(hotline_client::unix_now()) {
+        eprintln!("WARNING: {e}");
+    }
     session.close().await;
     Ok(())
 }

@@ -425,6 +425,18 @@ pub(super) async fn mark_shown(
 /// A message as the commands show it: a heading line (when, who, by the
 /// name `device` knows them by, which thread) and the text, indented.
 pub(super) fn show(device: &Device, e: &Entry) -> String {
+    if let Some(line) = case_words(device, e) {
+        let mut out = format!(
+            "[{}] {line}\n",
+            super::alert_view::when(e.timestamp, hotline_client::unix_now())
+        );
+        for l in super::screen::printable(e.message.text.as_bytes()).lines() {
+            out.push_str("  ");
+            out.push_str(l);
+            out.push('\n');
+        }
+        return out;
+    }
     if let Some(line) = case_notice(device, e) {
         return format!(
             "[{}] {line}\n",
@@ -480,6 +492,35 @@ pub(super) fn show(device: &Device, e: &Entry) -> String {
         out.push('\n');
     }
     out
+}
+
+/// On a staff device, a defender's reply or request that no case on this
+/// device shows (erased, unknown, not readable yet, or not linking its
+/// sender): the heading of the message shown with its words, saying so and
+/// how to answer. A defender's words are never shown nowhere.
+fn case_words(device: &Device, e: &Entry) -> Option<String> {
+    if e.sent || e.sender_role.is_some() || !device.profile().role().is_ok_and(|r| r.is_staff()) {
+        return None;
+    }
+    let sender = e.peer?;
+    let (what, why) = match &e.message.kind {
+        Kind::CaseReply { case_id } => (
+            format!(
+                "replied about case {}",
+                super::case_view::short(case_id.as_bytes())
+            ),
+            super::case_links::not_in_a_case(device, Some(case_id), None, Some(sender))?,
+        ),
+        Kind::CaseRequest { programme } => (
+            format!("asked for {programme} help"),
+            super::case_links::not_in_a_case(device, None, e.digest.as_ref(), None)?,
+        ),
+        _ => return None,
+    };
+    Some(format!(
+        "defender {} {what}, {why}, so no case here shows it; their words are below. Answer with: hotline send --to {sender} \"…\"",
+        device.shown(&sender)
+    ))
 }
 
 /// A case request, share or reply is not a chat message: it is shown

@@ -355,6 +355,10 @@ enum CaseCommand {
         /// A short reference ("C-2026-0042").
         #[arg(long)]
         reference: Option<String>,
+        /// With --from-alert: open a second case for an alert a case on
+        /// this device already links.
+        #[arg(long, requires = "from_alert")]
+        again: bool,
     },
     /// List the cases this device holds (no round trip to the server).
     List {
@@ -450,9 +454,14 @@ enum CaseCommand {
     Close {
         #[arg(help = CASE_ARG)]
         case: String,
-        /// Why it is closed.
+        /// Why it is closed (kept among staff: never sent to the defender).
         #[arg(long)]
         reason: String,
+        /// Declining a defender's request: do not tell the defender (by
+        /// default their device is told, in neutral words, that the team
+        /// has closed the request).
+        #[arg(long)]
+        no_notice: bool,
     },
     /// Reopen a closed case.
     #[command(after_help = EXIT_STATUSES)]
@@ -805,10 +814,11 @@ async fn run_case(command: CaseCommand, state: &StateDir) -> anyhow::Result<()> 
             risk,
             programme,
             reference,
+            again,
         } => {
             cases::open(
                 state,
-                from_alert,
+                from_alert.map(|a| (a, again)),
                 &summary,
                 country.as_deref(),
                 risk.as_deref(),
@@ -861,9 +871,11 @@ async fn run_case(command: CaseCommand, state: &StateDir) -> anyhow::Result<()> 
         CaseCommand::Assign { case, coordinators } => {
             cases::write(state, &case, Write::Assign(coordinators)).await
         }
-        CaseCommand::Close { case, reason } => {
-            cases::write(state, &case, Write::Close(reason)).await
-        }
+        CaseCommand::Close {
+            case,
+            reason,
+            no_notice,
+        } => case_share::close(state, &case, reason, !no_notice).await,
         CaseCommand::Reopen { case } => cases::write(state, &case, Write::Reopen).await,
         CaseCommand::Set { case, field, value } => {
             cases::write(state, &case, Write::Set { field, value }).await

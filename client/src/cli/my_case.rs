@@ -113,8 +113,9 @@ fn kept_entries(
 }
 
 /// The lines of `my-case` for `entries` (as [`case_entries`] keeps them,
-/// oldest first).
-fn lines(entries: &[Entry]) -> Vec<String> {
+/// oldest first). `checkins_set`: when check-ins were last set up or
+/// stopped on this device; an offer older than that is not offered again.
+fn lines(entries: &[Entry], checkins_set: Option<u64>) -> Vec<String> {
     let mut out = Vec::new();
     let answered = |case: &Option<CaseId>| {
         case.is_some_and(|c| {
@@ -177,15 +178,20 @@ fn lines(entries: &[Entry]) -> Vec<String> {
                 duration(o.interval_secs),
                 duration(o.grace_secs)
             ));
-            offer = Some(o);
+            offer = Some((o, e.timestamp));
         }
     }
-    if let Some(o) = offer {
-        out.push(format!(
+    match (offer, checkins_set) {
+        (Some((_, offered)), Some(set)) if set >= offered => out.push(format!(
+            "check-ins were set on this device on {}, after the team's newest offer",
+            date_time(set)
+        )),
+        (Some((o, _)), _) => out.push(format!(
             "to accept the check-ins offered: hotline checkin-setup --every {} --grace {}",
             duration(o.interval_secs),
             duration(o.grace_secs)
-        ));
+        )),
+        (None, _) => {}
     }
     out.push("to answer the team: hotline my-case reply \"…\"".into());
     out
@@ -218,7 +224,11 @@ pub(super) async fn show(state: &StateDir) -> anyhow::Result<()> {
     };
     let history = device.history()?;
     let entries = case_entries(&device, history.entries());
-    for l in lines(&entries) {
+    let checkins_set = state.load_checkin_set().unwrap_or_else(|e| {
+        eprintln!("WARNING: {e}");
+        None
+    });
+    for l in lines(&entries, checkins_set) {
         println!("{l}");
     }
     let unshown: Vec<Entry> = entries.into_iter().filter(|e| !e.shown).collect();
@@ -326,7 +336,7 @@ mod tests {
             ),
         );
         let reply = entry(3, true, Message::case_reply(case, "thank you", ""));
-        let l = lines(&[req.clone(), share, reply]);
+        let l = lines(&[req.clone(), share.clone(), reply.clone()], None);
         assert_eq!(
             l,
             vec![
@@ -340,9 +350,25 @@ mod tests {
                 "to answer the team: hotline my-case reply \"…\"",
             ]
         );
-        let l = lines(&[req]);
+        let l = lines(&[req.clone()], None);
         assert!(l[1].ends_with("(waiting for the team's answer)"), "{l:?}");
         assert_eq!(l[2], "nothing shared with you yet");
+        // Check-ins set up after the offer: it is not offered again; an
+        // offer newer than the set-up is.
+        let l = lines(
+            &[req.clone(), share.clone(), reply.clone()],
+            Some(share.timestamp),
+        );
+        assert!(!l.concat().contains("to accept"), "{l:?}");
+        assert!(
+            l.contains(&"check-ins were set on this device on 2026-11-29 00:02 UTC, after the team's newest offer".to_owned()),
+            "{l:?}"
+        );
+        let l = lines(&[req, share.clone(), reply], Some(share.timestamp - 1));
+        assert!(
+            l.concat().contains("to accept the check-ins offered"),
+            "{l:?}"
+        );
     }
 
     /// A share whose sender is not staff on the roster is ignored with a
@@ -368,6 +394,6 @@ mod tests {
                 "something shared by device dev9, which is not staff on the signed roster, was ignored"
             ]
         );
-        assert!(!lines(&kept).concat().contains("FORGED"));
+        assert!(!lines(&kept, None).concat().contains("FORGED"));
     }
 }
