@@ -3635,6 +3635,71 @@ async fn two_staff_taking_on_one_request_at_once_both_land_and_the_second_opens_
     }
     assert!(!shown.contains("cannot read"), "{shown}");
     assert!(!shown.contains("skipped"), "{shown}");
+    // The officer's epoch 1 key, sent before its opening lost, is said in
+    // words a coordinator reads, not as keys "not kept".
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!(
+            "case {case}: a key from a staff device that lost a race to open the case (or to renew its key) was not needed"
+        )),
+        "{said}"
+    );
+    assert!(!said.contains("were not kept"), "{said}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decline_that_loses_to_a_take_on_is_not_sent_and_says_the_case_is_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(&defender, PASS, &["request", "legal", "a lawyer DECLINE-RACE"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut case = String::new();
+    for h in [&admin, &officer] {
+        let out = hotline(h, PASS, &["case", "list", "--sync", "--state", "requested"]);
+        case = case_of(&out, "DECLINE-RACE");
+    }
+    // Offline, the officer declines it; meanwhile the admin takes it on.
+    server.shutdown().await;
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", &case, "--reason", "not-ours"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let server = server_on(dir.path(), addr).await;
+    let out = hotline(
+        &admin,
+        PASS,
+        &["case", "set", &case, "summary", "TAKEN-ON"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The officer's decline is not sent: the person is told, once, what
+    // happened and what to type if they still mean it.
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stderr(&out);
+    let told = format!(
+        "NOT SAVED: your decline of request {case}: someone took it on at the same time; the case is open — close it if you still mean to (hotline case close {case} --reason …)"
+    );
+    assert_eq!(said.matches(&told).count(), 1, "{said}");
+    let shown = stdout(&out);
+    assert!(shown.contains("TAKEN-ON"), "{shown}");
+    assert!(!shown.contains("not-ours"), "{shown}");
+    // Both read the case as open (not closed by the decline), and nothing
+    // waits on the officer's device.
+    for h in [&admin, &officer] {
+        let out = hotline(h, PASS, &["case", "list", "--sync", "--state", "open"]);
+        assert!(stdout(&out).contains("TAKEN-ON"), "{}", stdout(&out));
+        let out = hotline(h, PASS, &["case", "list", "--state", "closed"]);
+        assert!(!stdout(&out).contains("TAKEN-ON"), "{}", stdout(&out));
+        assert!(!stderr(&out).contains("wait"), "{}", stderr(&out));
+    }
     server.shutdown().await;
 }
 

@@ -35,8 +35,10 @@ pub fn new_id() -> Result<[u8; 16], ClientError> {
     Ok(id)
 }
 
-/// Seals an event of `file`'s case under its newest key and saves it in
-/// the outbox. Returns its event id and the case as it now reads.
+/// Seals an event of `file`'s case under the key of the epoch this
+/// device writes under ([`CaseFile::write_epoch`]: never a key received
+/// for a later epoch) and saves it in the outbox. Returns its event id and
+/// the case as it now reads.
 pub fn write(
     replica: &mut Replica,
     identity: &IdentityKeyPair,
@@ -46,7 +48,46 @@ pub fn write(
     content: &CaseEventContent,
 ) -> Result<(EventId, CaseView), ClientError> {
     let event_id = new_id()?;
-    let row = seal_row(identity, roster_version, file, event_id, control, content)?;
+    let row = seal_row(
+        identity,
+        roster_version,
+        file,
+        replica.outbox(),
+        event_id,
+        control,
+        content,
+    )?;
+    let view = replica.queue(file, row)?;
+    Ok((event_id, view))
+}
+
+/// Seals an event opening `epoch` of `file`'s case (a rotation: the next
+/// epoch after [`CaseFile::write_epoch`]) under the key this device drew
+/// for it and saves it in the outbox. Returns its event id and the case as
+/// it now reads.
+pub fn write_opening(
+    replica: &mut Replica,
+    identity: &IdentityKeyPair,
+    roster_version: u64,
+    file: &CaseFile,
+    epoch: u32,
+    control: CaseControl,
+    content: &CaseEventContent,
+) -> Result<(EventId, CaseView), ClientError> {
+    let key = file
+        .keys
+        .get(&epoch)
+        .ok_or_else(|| ClientError::State("the key of the new epoch is not held".into()))?;
+    let event_id = new_id()?;
+    let row = seal_row_at(
+        identity,
+        roster_version,
+        file,
+        (epoch, key),
+        event_id,
+        control,
+        content,
+    )?;
     let view = replica.queue(file, row)?;
     Ok((event_id, view))
 }
@@ -55,11 +96,12 @@ fn seal_row(
     identity: &IdentityKeyPair,
     roster_version: u64,
     file: &CaseFile,
+    waiting: &[OutboxRow],
     event_id: EventId,
     control: CaseControl,
     content: &CaseEventContent,
 ) -> Result<OutboxRow, ClientError> {
-    let (epoch, key) = file.newest_key().ok_or_else(|| {
+    let (epoch, key) = file.write_key(waiting).ok_or_else(|| {
         ClientError::State(
             "this device holds no key for this case yet: another staff device must send it the case key".into(),
         )
@@ -123,6 +165,11 @@ pub enum Fate {
         /// The reason, from the server.
         why: String,
     },
+    /// This device's decline of a defender's request, not sent: another
+    /// staff device took the request on at the same time (its opening
+    /// holds the case's first epoch). Removed from the outbox: the case
+    /// is open, and closing it is the person's call, not this device's.
+    DeclineLost,
 }
 
 /// What a flush did.
@@ -148,11 +195,14 @@ const MAX_RESEALS: usize = 4;
 
 /// A failure that may pass (docs/protocol.md, section 9.5): no answer
 /// (the connection, the server unreachable), `UNAVAILABLE` (storage
-/// full, a restart), `RATE_LIMITED`, `INTERNAL`, and `FAILED_PRECONDITION`
-/// naming the roster (the server holds none yet, or this device is not on
-/// it yet: an admin signs one). The event, and every event after it, wait
-/// in order.
+/// full, a restart), `RATE_LIMITED`, `INTERNAL`, `FAILED_PRECONDITION`
+/// naming the roster (the server holds none yet: an admin signs one), and
+/// `FORBIDDEN` "not on the staff roster" ([`not_on_roster`]). The event,
+/// and every event after it, wait in order.
 fn transient(e: &ClientError) -> bool {
+    if not_on_roster(e) {
+        return true;
+    }
     match e.code() {
         Some(ErrorCode::Unavailable | ErrorCode::RateLimited | ErrorCode::Internal) => true,
         Some(ErrorCode::FailedPrecondition) => {
@@ -162,6 +212,19 @@ fn transient(e: &ClientError) -> bool {
         None => !matches!(e, ClientError::Refused(_)),
     }
 }
+
+/// `FORBIDDEN` "this device is not on the staff roster": this device,
+/// connected (so enrolled and not revoked), is not staff on the newest
+/// roster the server holds: not listed yet (an admin has not signed the
+/// roster adding it) or dropped from it. Either way an admin can settle
+/// it, and the person keeps what they wrote: it waits.
+fn not_on_roster(e: &ClientError) -> bool {
+    matches!(e, ClientError::Refused(w) if w.code == ErrorCode::Forbidden && w.detail.contains("not on the staff roster"))
+}
+
+/// What the person is told when the events wait because this device is
+/// not on the roster the server holds.
+pub const NOT_ON_ROSTER: &str = "this device is not on the staff roster the server holds; ask an admin to sign a roster listing it (hotline org sign-roster)";
 
 /// An event under an epoch older than the case's: sealed again under the
 /// newest key held.
@@ -194,10 +257,43 @@ pub fn describe(control: &CaseControl, content: &CaseEventContent) -> String {
     what.to_owned()
 }
 
+/// What a new seal of `row`'s event makes of it.
+#[derive(Debug)]
+enum Resealed {
+    /// Sealed again: this row replaced it in the outbox.
+    Row(OutboxRow),
+    /// The key it needs is not held yet: it waits.
+    Waits,
+    /// A decline of a request that someone took on at the same time: not
+    /// sent, removed from the outbox.
+    DeclineLost,
+}
+
+/// The control of an event sealed again into a later epoch. An opening
+/// (epoch 1, its content's `opening` set or the ledger's, state OPEN or
+/// CLOSED) finds the
+/// case existing by then (another device opened it, or took its request
+/// on): its state change and ledger flag go (its content stays). `None`:
+/// it declined a request (CLOSED), which is not sent at all: two people
+/// disagree, and the case is open. Any other event keeps its control.
+fn control_after_opening(h: &EventHeader, content: &CaseEventContent) -> Option<CaseControl> {
+    let mut control = h.control;
+    if h.epoch == 1 && (content.opening.is_some() || control.ledger) {
+        match control.state {
+            Some(CaseState::Closed) => return None,
+            Some(CaseState::Open) => {
+                control.state = None;
+                control.ledger = false;
+            }
+            _ => {}
+        }
+    }
+    Some(control)
+}
+
 /// Seals `row`'s event again for the answer `e`, if it is one that a
-/// new seal answers: under the newest key (rotated), or under a fresh key
-/// opening the next epoch (another key holds the epoch). Returns the new
-/// row, or `None` when the newest key is not held yet (the event waits).
+/// new seal answers: under the key of the next epoch (rotated), or under
+/// a fresh key opening the next epoch (another key holds the epoch).
 fn reseal(
     replica: &mut Replica,
     identity: &IdentityKeyPair,
@@ -206,10 +302,14 @@ fn reseal(
     h: &EventHeader,
     e: &ClientError,
     out: &mut Flushed,
-) -> Result<Option<OutboxRow>, ClientError> {
+) -> Result<Resealed, ClientError> {
     let case = h.case_id;
     let mut file = replica.load(&case)?;
     let content = row.content()?;
+    let Some(control) = control_after_opening(h, &content) else {
+        replica.drop_waiting(&h.event_id)?;
+        return Ok(Resealed::DeclineLost);
+    };
     if another_key(e) {
         // The server's current epoch is the event's: this device's key
         // for it is not the case's. It goes, and this device opens the
@@ -218,13 +318,6 @@ fn reseal(
         let next = h.epoch + 1;
         let fresh = CaseKey::generate(&mut SystemRandomness);
         file.take_own_key(next, fresh.clone());
-        let mut control = h.control;
-        if h.epoch == 1 && control.state == Some(CaseState::Open) {
-            // It opened the case, which now exists: its opening goes, its
-            // content stays.
-            control.state = None;
-            control.ledger = false;
-        }
         let new = seal_row_at(
             identity,
             roster_version,
@@ -238,23 +331,27 @@ fn reseal(
         replica.save(&file)?;
         replica.replace_waiting(&h.event_id, new.clone())?;
         out.opened.push((case, next, h.event_id));
-        return Ok(Some(new));
+        return Ok(Resealed::Row(new));
     }
-    match file.newest_key() {
-        Some((epoch, key)) if epoch > h.epoch => {
+    // The server's epoch is past the event's: the newest one that events
+    // held here commit to, or else the next one; never a key received for
+    // an epoch beyond (docs/protocol.md, section 9.2).
+    let epoch = file.newest_epoch().max(h.epoch + 1);
+    match file.keys.get(&epoch) {
+        Some(key) => {
             let new = seal_row_at(
                 identity,
                 roster_version,
                 &file,
                 (epoch, key),
                 h.event_id,
-                h.control,
+                control,
                 &content,
             )?;
             replica.replace_waiting(&h.event_id, new.clone())?;
-            Ok(Some(new))
+            Ok(Resealed::Row(new))
         }
-        _ => Ok(None),
+        None => Ok(Resealed::Waits),
     }
 }
 
@@ -306,7 +403,7 @@ pub async fn flush(
                 return Ok(out);
             }
             reseals += 1;
-            let Some(new) = reseal(
+            let new = match reseal(
                 replica,
                 identity,
                 roster_version,
@@ -314,13 +411,16 @@ pub async fn flush(
                 &header,
                 e,
                 &mut out,
-            )?
-            else {
-                out.stopped = Some(
-                    "the case key was rotated and this device does not hold the new key yet: the event waits".into(),
-                );
-                out.waiting = 1 + rows.len();
-                return Ok(out);
+            )? {
+                Resealed::Row(new) => new,
+                Resealed::Waits => {
+                    out.stopped = Some(
+                        "the case key was rotated and this device does not hold the new key yet: the event waits".into(),
+                    );
+                    out.waiting = 1 + rows.len();
+                    return Ok(out);
+                }
+                Resealed::DeclineLost => break,
             };
             row = new;
             header = row
@@ -328,6 +428,13 @@ pub async fn flush(
                 .header_unverified()
                 .map_err(|_| ClientError::State("the case outbox is damaged".into()))?;
             result = append(session, &row).await;
+        }
+        if let Err(e) = &result
+            && (rotated(e) || another_key(e))
+        {
+            // The loop above ended on a decline that lost: not sent.
+            out.settled.push((case, header.event_id, Fate::DeclineLost));
+            continue;
         }
         match result {
             Ok((position, duplicate)) => {
@@ -342,7 +449,11 @@ pub async fn flush(
                 ));
             }
             Err(e) if transient(&e) => {
-                out.stopped = Some(e.to_string());
+                out.stopped = Some(if not_on_roster(&e) {
+                    NOT_ON_ROSTER.to_owned()
+                } else {
+                    e.to_string()
+                });
                 out.waiting = 1 + rows.len();
                 return Ok(out);
             }
