@@ -3657,7 +3657,11 @@ async fn a_decline_that_loses_to_a_take_on_is_not_sent_and_says_the_case_is_open
     for h in [&admin, &officer] {
         assert!(hotline(h, PASS, &["inbox"]).status.success());
     }
-    let out = hotline(&defender, PASS, &["request", "legal", "a lawyer DECLINE-RACE"]);
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "legal", "a lawyer DECLINE-RACE"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let mut case = String::new();
     for h in [&admin, &officer] {
@@ -3673,11 +3677,7 @@ async fn a_decline_that_loses_to_a_take_on_is_not_sent_and_says_the_case_is_open
     );
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let server = server_on(dir.path(), addr).await;
-    let out = hotline(
-        &admin,
-        PASS,
-        &["case", "set", &case, "summary", "TAKEN-ON"],
-    );
+    let out = hotline(&admin, PASS, &["case", "set", &case, "summary", "TAKEN-ON"]);
     assert!(out.status.success(), "{}", stderr(&out));
     // The officer's decline is not sent: the person is told, once, what
     // happened and what to type if they still mean it.

@@ -545,10 +545,11 @@ mod tests {
         .expect("written");
         file.keys.insert(2, CaseKey::from_bytes([3; 32]));
         let old = replica.outbox()[0].clone();
-        let row = seal_row(
+        let row = seal_row_at(
             &me,
             1,
             &file,
+            (2, &CaseKey::from_bytes([3; 32])),
             id,
             CaseControl::default(),
             &old.content().expect("content"),
@@ -594,6 +595,12 @@ mod tests {
                 ErrorCode::FailedPrecondition,
                 "no staff roster is stored yet: cases need one; ask an admin to sign a roster (hotline org sign-roster)",
             ),
+            // Enrolled, not yet on a signed roster (or dropped from it):
+            // an admin settles it, and the person keeps their writes.
+            refused(
+                ErrorCode::Forbidden,
+                "this device is not on the staff roster",
+            ),
             ClientError::ConnectionLost("gone".into()),
         ] {
             assert!(transient(&e), "{e}");
@@ -614,7 +621,7 @@ mod tests {
             (ErrorCode::InvalidArgument, "the event's epoch skips one"),
             (
                 ErrorCode::Forbidden,
-                "this device is not on the staff roster",
+                "only coordinators and admins set a legal hold",
             ),
             (ErrorCode::NotFound, "no such case"),
             (ErrorCode::Malformed, "no"),
@@ -626,6 +633,136 @@ mod tests {
                 "{code:?} {detail}"
             );
         }
+    }
+
+    fn header(row: &OutboxRow) -> EventHeader {
+        row.signed()
+            .expect("signed")
+            .header_unverified()
+            .expect("header")
+    }
+
+    #[test]
+    fn a_key_received_for_a_far_off_epoch_is_never_written_under() {
+        let (_dir, mut replica, file) = setup();
+        replica.save(&file).expect("save");
+        let me = staff(1);
+        // A hostile staff device sends a key for epoch 9, no event of it.
+        replica
+            .add_key(&file.case_id, 9, CaseKey::from_bytes([9; 32]))
+            .expect("kept as a key of epoch 9");
+        let held = replica.load(&file.case_id).expect("load");
+        assert_eq!(held.newest_key().map(|(e, _)| e), Some(9));
+        write(
+            &mut replica,
+            &me,
+            1,
+            &held,
+            CaseControl::default(),
+            &content("x"),
+        )
+        .expect("written");
+        assert_eq!(header(&replica.outbox()[0]).epoch, 1);
+        // Answered "rotated" (the server's epoch is past 1): sealed again
+        // under epoch 2's key, never epoch 9's; without epoch 2's, it waits.
+        let rotated_away = ClientError::Refused(WireError::new(
+            ErrorCode::FailedPrecondition,
+            "the case key was rotated: seal again under the newest key".to_owned(),
+        ));
+        let row = replica.outbox()[0].clone();
+        let mut out = Flushed::default();
+        let r = reseal(
+            &mut replica,
+            &me,
+            1,
+            &row,
+            &header(&row),
+            &rotated_away,
+            &mut out,
+        )
+        .expect("resealed");
+        assert!(matches!(r, Resealed::Waits), "{r:?}");
+        let mut held = replica.load(&file.case_id).expect("load");
+        held.keys.insert(2, CaseKey::from_bytes([4; 32]));
+        replica.save(&held).expect("save");
+        let Resealed::Row(new) = reseal(
+            &mut replica,
+            &me,
+            1,
+            &row,
+            &header(&row),
+            &rotated_away,
+            &mut out,
+        )
+        .expect("resealed") else {
+            panic!("a new seal");
+        };
+        assert_eq!(header(&new).epoch, 2);
+        // The next write follows the waiting event's epoch.
+        let held = replica.load(&file.case_id).expect("load");
+        write(
+            &mut replica,
+            &me,
+            1,
+            &held,
+            CaseControl::default(),
+            &content("y"),
+        )
+        .expect("written");
+        assert_eq!(header(&replica.outbox()[1]).epoch, 2);
+    }
+
+    #[test]
+    fn a_decline_sealed_again_is_not_sent_and_a_take_on_loses_only_its_state() {
+        let (_dir, mut replica, file) = setup();
+        let me = staff(1);
+        let mut answer = content("taken or declined");
+        answer.opening = Some(hotline_proto::case::content::CaseOpening {
+            request_digest: vec![5; 32].into(),
+            ..Default::default()
+        });
+        let lost = ClientError::Refused(WireError::new(
+            ErrorCode::FailedPrecondition,
+            "another key holds this epoch: open the next epoch".to_owned(),
+        ));
+        let closed = CaseControl {
+            state: Some(CaseState::Closed),
+            ..CaseControl::default()
+        };
+        write(&mut replica, &me, 1, &file, closed, &answer).expect("written");
+        let row = replica.outbox()[0].clone();
+        let mut out = Flushed::default();
+        let r =
+            reseal(&mut replica, &me, 1, &row, &header(&row), &lost, &mut out).expect("resealed");
+        assert!(matches!(r, Resealed::DeclineLost), "{r:?}");
+        assert!(replica.outbox().is_empty(), "the decline is not sent");
+        assert!(out.opened.is_empty());
+        // A take-on that lost goes again without its state change.
+        let open = CaseControl {
+            state: Some(CaseState::Open),
+            ..CaseControl::default()
+        };
+        write(&mut replica, &me, 1, &file, open, &answer).expect("written");
+        let row = replica.outbox()[0].clone();
+        let Resealed::Row(new) =
+            reseal(&mut replica, &me, 1, &row, &header(&row), &lost, &mut out).expect("resealed")
+        else {
+            panic!("a new seal");
+        };
+        assert_eq!(
+            (header(&new).epoch, header(&new).control),
+            (2, CaseControl::default())
+        );
+        // A close of epoch 1 that is not an opening keeps its state.
+        let h = EventHeader {
+            control: closed,
+            ..header(&new)
+        };
+        let plain = content("close");
+        assert_eq!(
+            control_after_opening(&EventHeader { epoch: 1, ..h }, &plain),
+            Some(closed)
+        );
     }
 
     #[test]
@@ -650,9 +787,11 @@ mod tests {
             "another key holds this epoch: open the next epoch".to_owned(),
         ));
         let mut out = Flushed::default();
-        let new = reseal(&mut replica, &me, 1, &row, &h, &lost, &mut out)
-            .expect("resealed")
-            .expect("a new seal");
+        let Resealed::Row(new) =
+            reseal(&mut replica, &me, 1, &row, &h, &lost, &mut out).expect("resealed")
+        else {
+            panic!("a new seal");
+        };
         let nh = new
             .signed()
             .expect("signed")
@@ -679,7 +818,9 @@ mod tests {
         };
         let mut file2 = held.clone();
         file2.keys.insert(3, CaseKey::from_bytes([9; 32]));
-        let (_, _) = write(&mut replica, &me, 1, &file2, hold, &content("x")).expect("written");
+        // (Epoch 3 opened by this device: written under it.)
+        let (_, _) =
+            write_opening(&mut replica, &me, 1, &file2, 3, hold, &content("x")).expect("written");
         // A key received for epoch 4 (another device's rotation in
         // flight) stays as a candidate once this device opens epoch 4.
         let mut file3 = replica.load(&file.case_id).expect("load");
@@ -691,9 +832,11 @@ mod tests {
             .expect("signed")
             .header_unverified()
             .expect("header");
-        let new = reseal(&mut replica, &me, 1, &row, &h, &lost, &mut out)
-            .expect("resealed")
-            .expect("a new seal");
+        let Resealed::Row(new) =
+            reseal(&mut replica, &me, 1, &row, &h, &lost, &mut out).expect("resealed")
+        else {
+            panic!("a new seal");
+        };
         let nh = new
             .signed()
             .expect("signed")
