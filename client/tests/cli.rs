@@ -3704,6 +3704,59 @@ async fn a_decline_that_loses_to_a_take_on_is_not_sent_and_says_the_case_is_open
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_staff_device_not_yet_on_the_signed_roster_keeps_its_case_changes_until_it_is() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    // A coordinator is enrolled; the admin has not signed a roster with it.
+    let out = hotline(&admin, PASS, &["invite", "--role", "coordinator"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let coordinator = dir.path().join("coordinator");
+    let out = hotline(&coordinator, PASS, &["enroll", &invite_line(&out)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &coordinator,
+        PASS,
+        &["case", "open", "--summary", "NOT-YET-LISTED"],
+    );
+    // Kept, waiting (exit 3), and said once, in words that say what to do.
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let case = stdout(&out)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("case ")?
+                .strip_suffix(" opened (on this device only)")
+        })
+        .unwrap_or_else(|| panic!("opened here: {}", stdout(&out)))
+        .to_owned();
+    let said = stderr(&out);
+    let told = "case change(s) wait: this device is not on the staff roster the server holds; ask an admin to sign a roster listing it (hotline org sign-roster)";
+    assert_eq!(said.matches(told).count(), 1, "{said}");
+    assert!(!said.contains("NOT SAVED"), "{said}");
+    // Another command: still waiting, said once again, nothing lost.
+    let out = hotline(&coordinator, PASS, &["case", "list", "--sync"]);
+    let said = stderr(&out);
+    assert_eq!(said.matches(&format!("1 {told}")).count(), 1, "{said}");
+    assert!(stdout(&out).contains("NOT-YET-LISTED"), "{}", stdout(&out));
+    // The admin signs a roster listing it: the case lands, and staff read it.
+    let key = dir.path().join("org.key");
+    let out = hotline_org(
+        &admin,
+        &["org", "sign-roster", "--key", key.to_str().expect("utf-8")],
+    );
+    assert!(stdout(&out).contains("3 staff devices"), "{}", stdout(&out));
+    let out = hotline(&coordinator, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("wait"), "{}", stderr(&out));
+    for h in [&admin, &officer] {
+        let out = hotline(h, PASS, &["case", "show", &case]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).contains("NOT-YET-LISTED"), "{}", stdout(&out));
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_change_refused_for_good_is_shown_once_and_does_not_block_those_after_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = server(dir.path()).await;

@@ -187,6 +187,12 @@ pub struct Flushed {
     /// the roster's staff devices once the event opening it was accepted
     /// (it is then in [`Flushed::settled`] as accepted).
     pub opened: Vec<(CaseId, u32, EventId)>,
+    /// Events written while this device was not on the roster they named,
+    /// sealed again naming the newest (by case, key epoch and event id):
+    /// the keys this device sent then were ignored by staff devices that
+    /// did not list it yet, so the key of each goes again once its event
+    /// is accepted.
+    pub relisted: Vec<(CaseId, u32, EventId)>,
 }
 
 /// The most times one event is sealed again in one flush (each time, a
@@ -355,6 +361,36 @@ fn reseal(
     }
 }
 
+/// `row`'s event sealed again naming `roster_version` (same event id,
+/// epoch, key, control and content), replacing it in the outbox; `None`
+/// if its key is not held (it goes as it is).
+fn renamed_roster(
+    replica: &mut Replica,
+    identity: &IdentityKeyPair,
+    roster_version: u64,
+    row: &OutboxRow,
+    h: &EventHeader,
+) -> Result<Option<OutboxRow>, ClientError> {
+    let file = replica.load(&h.case_id)?;
+    let Some(key) = file
+        .key_for(h.epoch, &h.key_commitment)
+        .filter(|k| k.commitment(&h.case_id, h.epoch) == h.key_commitment)
+    else {
+        return Ok(None);
+    };
+    let new = seal_row_at(
+        identity,
+        roster_version,
+        &file,
+        (h.epoch, &key),
+        h.event_id,
+        h.control,
+        &row.content()?,
+    )?;
+    replica.replace_waiting(&h.event_id, new.clone())?;
+    Ok(Some(new))
+}
+
 async fn append(session: &Session, row: &OutboxRow) -> Result<(u64, bool), ClientError> {
     match session
         .request(&Request::AppendCaseEvent(row.signed()?))
@@ -375,11 +411,19 @@ async fn append(session: &Session, row: &OutboxRow) -> Result<(u64, bool), Clien
 /// sealed again and resent ([`reseal`]). Any other refusal is for good:
 /// the event leaves the outbox, is reported ([`Fate::Refused`]), and the
 /// flush goes on with the next.
+///
+/// An event written while this device was not on the roster it names
+/// (`unlisted(version)`: a roster this device holds of that version does
+/// not list it as staff, or it holds none of it), with a newer roster
+/// `roster_version` out since, is sealed again naming that roster (same
+/// event id, key and content): readers check the author against the
+/// roster an event names, and would ignore it.
 pub async fn flush(
     session: &Session,
     replica: &mut Replica,
     identity: &IdentityKeyPair,
     roster_version: u64,
+    unlisted: &dyn Fn(u64) -> bool,
 ) -> Result<Flushed, ClientError> {
     let mut out = Flushed::default();
     let rows: Vec<OutboxRow> = replica.outbox().to_vec();
@@ -389,6 +433,19 @@ pub async fn flush(
             .signed()?
             .header_unverified()
             .map_err(|_| ClientError::State("the case outbox is damaged".into()))?;
+        if header.roster_version < roster_version
+            && unlisted(header.roster_version)
+            && !unlisted(roster_version)
+            && let Some(new) = renamed_roster(replica, identity, roster_version, &row, &header)?
+        {
+            row = new;
+            header = row
+                .signed()?
+                .header_unverified()
+                .map_err(|_| ClientError::State("the case outbox is damaged".into()))?;
+            out.relisted
+                .push((header.case_id, header.epoch, header.event_id));
+        }
         let case = header.case_id;
         let mut result = append(session, &row).await;
         let mut reseals = 0;

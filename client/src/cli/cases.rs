@@ -390,8 +390,39 @@ impl Ctx {
             });
         };
         let version = self.roster_version();
-        let out =
-            outbox::flush(session, &mut self.replica, self.device.identity(), version).await?;
+        // The roster versions that do not list this device as staff (or
+        // that it does not hold): an event naming one, written before an
+        // admin listed the device, is sealed again naming the newest.
+        let me = self.me();
+        let my_key = self.device.identity().public_key();
+        let now = hotline_client::unix_now();
+        let listed: Vec<u64> = self
+            .replica
+            .rosters()
+            .versions()
+            .into_iter()
+            .filter(|v| self.replica.rosters().lists_staff(*v, &me, &my_key, now))
+            .collect();
+        let on_fetched = self.roster.as_ref().is_some_and(|r| {
+            r.entries
+                .iter()
+                .any(|e| e.device_id == me && e.role.is_staff())
+        });
+        let fetched = self.roster.as_ref().map(|r| r.version);
+        let unlisted = |v: u64| {
+            if Some(v) == fetched {
+                return !on_fetched;
+            }
+            !listed.contains(&v)
+        };
+        let out = outbox::flush(
+            session,
+            &mut self.replica,
+            self.device.identity(),
+            version,
+            &unlisted,
+        )
+        .await?;
         let accepted: Vec<(CaseId, EventId)> = out
             .settled
             .iter()
@@ -413,9 +444,27 @@ impl Ctx {
                 short(case.as_bytes())
             );
         }
+        // Keys sent while this device was not on the roster staff devices
+        // held were ignored by them: each goes again once an event under it
+        // is accepted.
+        let mut again_keys: Vec<(CaseId, u32, CaseKey)> = Vec::new();
+        for (case, epoch, id) in &out.relisted {
+            if accepted.contains(&(*case, *id))
+                && !again_keys.iter().any(|(c, e, _)| c == case && e == epoch)
+                && let Some(key) = self.replica.load(case)?.keys.get(epoch)
+            {
+                again_keys.push((*case, *epoch, key.clone()));
+            }
+        }
+        if !again_keys.is_empty() {
+            queue_keys(&mut self.device, &again_keys, None)?;
+        }
         if !accepted.is_empty() {
             // Boxed: this and flush call each other through send_messages.
             Box::pin(self.after_accepted(&accepted, &opened)).await?;
+        }
+        if !again_keys.is_empty() {
+            Box::pin(self.send_messages()).await;
         }
         let again = out
             .settled
