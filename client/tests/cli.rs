@@ -3816,6 +3816,124 @@ async fn two_staff_taking_on_one_request_at_once_both_land_and_the_second_opens_
     }
     assert!(!shown.contains("cannot read"), "{shown}");
     assert!(!shown.contains("skipped"), "{shown}");
+    // The officer's epoch 1 key, sent before its opening lost, is said in
+    // words a coordinator reads, not as keys "not kept".
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!(
+            "case {case}: a key from a staff device that lost a race to open the case (or to renew its key) was not needed"
+        )),
+        "{said}"
+    );
+    assert!(!said.contains("were not kept"), "{said}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decline_that_loses_to_a_take_on_is_not_sent_and_says_the_case_is_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "legal", "a lawyer DECLINE-RACE"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut case = String::new();
+    for h in [&admin, &officer] {
+        let out = hotline(h, PASS, &["case", "list", "--sync", "--state", "requested"]);
+        case = case_of(&out, "DECLINE-RACE");
+    }
+    // Offline, the officer declines it; meanwhile the admin takes it on.
+    server.shutdown().await;
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", &case, "--reason", "not-ours"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let server = server_on(dir.path(), addr).await;
+    let out = hotline(&admin, PASS, &["case", "set", &case, "summary", "TAKEN-ON"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The officer's decline is not sent: the person is told, once, what
+    // happened and what to type if they still mean it.
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stderr(&out);
+    let told = format!(
+        "NOT SAVED: your decline of request {case}: someone took it on at the same time; the case is open — close it if you still mean to (hotline case close {case} --reason …)"
+    );
+    assert_eq!(said.matches(&told).count(), 1, "{said}");
+    let shown = stdout(&out);
+    assert!(shown.contains("TAKEN-ON"), "{shown}");
+    assert!(!shown.contains("not-ours"), "{shown}");
+    // Both read the case as open (not closed by the decline), and nothing
+    // waits on the officer's device.
+    for h in [&admin, &officer] {
+        let out = hotline(h, PASS, &["case", "list", "--sync", "--state", "open"]);
+        assert!(stdout(&out).contains("TAKEN-ON"), "{}", stdout(&out));
+        let out = hotline(h, PASS, &["case", "list", "--state", "closed"]);
+        assert!(!stdout(&out).contains("TAKEN-ON"), "{}", stdout(&out));
+        assert!(!stderr(&out).contains("wait"), "{}", stderr(&out));
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_staff_device_not_yet_on_the_signed_roster_keeps_its_case_changes_until_it_is() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    // A coordinator is enrolled; the admin has not signed a roster with it.
+    let out = hotline(&admin, PASS, &["invite", "--role", "coordinator"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let coordinator = dir.path().join("coordinator");
+    let out = hotline(&coordinator, PASS, &["enroll", &invite_line(&out)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &coordinator,
+        PASS,
+        &["case", "open", "--summary", "NOT-YET-LISTED"],
+    );
+    // Kept, waiting (exit 3), and said once, in words that say what to do.
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let case = stdout(&out)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("case ")?
+                .strip_suffix(" opened (on this device only)")
+        })
+        .unwrap_or_else(|| panic!("opened here: {}", stdout(&out)))
+        .to_owned();
+    let said = stderr(&out);
+    let told = "case change(s) wait: this device is not on the staff roster the server holds; ask an admin to sign a roster listing it (hotline org sign-roster)";
+    assert_eq!(said.matches(told).count(), 1, "{said}");
+    assert!(!said.contains("NOT SAVED"), "{said}");
+    // Another command: still waiting, said once again, nothing lost.
+    let out = hotline(&coordinator, PASS, &["case", "list", "--sync"]);
+    let said = stderr(&out);
+    assert_eq!(said.matches(&format!("1 {told}")).count(), 1, "{said}");
+    assert!(stdout(&out).contains("NOT-YET-LISTED"), "{}", stdout(&out));
+    // The admin signs a roster listing it: the case lands, and staff read it.
+    let key = dir.path().join("org.key");
+    let out = hotline_org(
+        &admin,
+        &["org", "sign-roster", "--key", key.to_str().expect("utf-8")],
+    );
+    assert!(stdout(&out).contains("3 staff devices"), "{}", stdout(&out));
+    let out = hotline(&coordinator, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("wait"), "{}", stderr(&out));
+    for h in [&admin, &officer] {
+        let out = hotline(h, PASS, &["case", "show", &case]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).contains("NOT-YET-LISTED"), "{}", stdout(&out));
+    }
     server.shutdown().await;
 }
 

@@ -316,7 +316,9 @@ fn master_keys_verify_and_rollback_detection_from_the_command_line() {
         ),
         (truncated.as_path(), "truncated or not a master key"),
     ] {
-        for cmd in [&["serve"][..], &["verify"][..]] {
+        // A free port: a listener elsewhere on this machine at the default
+        // address must not decide what this checks.
+        for cmd in [&["serve", "--listen", "127.0.0.1:0"][..], &["verify"][..]] {
             let out = run(cmd, &data, Some(k));
             assert!(!out.status.success(), "{cmd:?} with {}", k.display());
             let err = String::from_utf8_lossy(&out.stderr);

@@ -70,7 +70,17 @@ fn a_key_file_store_given_no_key_is_told_to_give_its_key_file() {
     );
     let before = names(dir.path());
     for command in ["verify", "serve"] {
-        let out = run(&[command, "-d", data.to_str().expect("utf-8")], dir.path());
+        // A free port, as above.
+        let out = run(
+            &[
+                command,
+                "-d",
+                data.to_str().expect("utf-8"),
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            dir.path(),
+        );
         assert!(!out.status.success(), "{command}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -208,7 +218,20 @@ fn a_changed_byte_in_store_header_is_named_as_a_damaged_header_not_a_wrong_key()
     std::fs::write(&header, &bad).expect("write");
     let before = files(&data);
     for command in ["verify", "serve"] {
-        let out = run(&[command, "-d", d, "--master-key-file", k], dir.path());
+        // A free port: a listener elsewhere on this machine at the default
+        // address must not decide what this checks.
+        let out = run(
+            &[
+                command,
+                "-d",
+                d,
+                "--master-key-file",
+                k,
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            dir.path(),
+        );
         assert!(!out.status.success(), "{command}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("store.header is damaged"), "{command}: {err}");

@@ -136,7 +136,9 @@ pub fn keep_received(
             return warnings;
         }
     };
-    let (mut mismatched, mut refused, mut failed, mut dropped) = (0usize, 0usize, 0usize, 0usize);
+    let (mut refused, mut failed, mut dropped) = (0usize, 0usize, 0usize);
+    // Keys the case's events do not use, by case.
+    let mut mismatched: std::collections::BTreeMap<CaseId, usize> = Default::default();
     for r in received {
         if !r.from_staff {
             refused += 1;
@@ -145,7 +147,7 @@ pub fn keep_received(
         for (case, epoch, key) in r.keys {
             match replica.add_key(&case, epoch, key) {
                 Ok(KeyOutcome::Kept | KeyOutcome::AlreadyHeld | KeyOutcome::Erased) => {}
-                Ok(KeyOutcome::Mismatch) => mismatched += 1,
+                Ok(KeyOutcome::Mismatch) => *mismatched.entry(case).or_default() += 1,
                 Ok(KeyOutcome::Candidate { dropped_oldest }) => {
                     dropped += usize::from(dropped_oldest)
                 }
@@ -158,10 +160,8 @@ pub fn keep_received(
             "case keys from {refused} sender(s) not on the staff roster were ignored"
         ));
     }
-    if mismatched > 0 {
-        warnings.push(format!(
-            "{mismatched} case key(s) received were not kept: the case's events commit to another key"
-        ));
+    for (case, n) in mismatched {
+        warnings.push(not_needed(&case, n));
     }
     if dropped > 0 {
         warnings.push(format!(
@@ -175,6 +175,23 @@ pub fn keep_received(
         ));
     }
     warnings
+}
+
+/// The words for `n` keys received for `case` that its events do not use:
+/// most often the key of a staff device that lost a race to open the case
+/// (two took a request on at once) or to renew its key; its change went
+/// again under the case's key, so nothing is lost.
+fn not_needed(case: &CaseId, n: usize) -> String {
+    let id: String = hotline_proto::identity::hex(case.as_bytes())
+        .chars()
+        .take(8)
+        .collect();
+    let keys = if n == 1 {
+        "a key from a staff device that lost a race to open the case (or to renew its key) was"
+    } else {
+        "keys from staff devices that lost a race to open the case (or to renew its key) were"
+    };
+    format!("case {id}: {keys} not needed: the case uses another one, and nothing is lost")
 }
 
 #[cfg(test)]

@@ -35,8 +35,10 @@ pub fn new_id() -> Result<[u8; 16], ClientError> {
     Ok(id)
 }
 
-/// Seals an event of `file`'s case under its newest key and saves it in
-/// the outbox. Returns its event id and the case as it now reads.
+/// Seals an event of `file`'s case under the key of the epoch this
+/// device writes under ([`CaseFile::write_epoch`]: never a key received
+/// for a later epoch) and saves it in the outbox. Returns its event id and
+/// the case as it now reads.
 pub fn write(
     replica: &mut Replica,
     identity: &IdentityKeyPair,
@@ -46,7 +48,46 @@ pub fn write(
     content: &CaseEventContent,
 ) -> Result<(EventId, CaseView), ClientError> {
     let event_id = new_id()?;
-    let row = seal_row(identity, roster_version, file, event_id, control, content)?;
+    let row = seal_row(
+        identity,
+        roster_version,
+        file,
+        replica.outbox(),
+        event_id,
+        control,
+        content,
+    )?;
+    let view = replica.queue(file, row)?;
+    Ok((event_id, view))
+}
+
+/// Seals an event opening `epoch` of `file`'s case (a rotation: the next
+/// epoch after [`CaseFile::write_epoch`]) under the key this device drew
+/// for it and saves it in the outbox. Returns its event id and the case as
+/// it now reads.
+pub fn write_opening(
+    replica: &mut Replica,
+    identity: &IdentityKeyPair,
+    roster_version: u64,
+    file: &CaseFile,
+    epoch: u32,
+    control: CaseControl,
+    content: &CaseEventContent,
+) -> Result<(EventId, CaseView), ClientError> {
+    let key = file
+        .keys
+        .get(&epoch)
+        .ok_or_else(|| ClientError::State("the key of the new epoch is not held".into()))?;
+    let event_id = new_id()?;
+    let row = seal_row_at(
+        identity,
+        roster_version,
+        file,
+        (epoch, key),
+        event_id,
+        control,
+        content,
+    )?;
     let view = replica.queue(file, row)?;
     Ok((event_id, view))
 }
@@ -55,11 +96,12 @@ fn seal_row(
     identity: &IdentityKeyPair,
     roster_version: u64,
     file: &CaseFile,
+    waiting: &[OutboxRow],
     event_id: EventId,
     control: CaseControl,
     content: &CaseEventContent,
 ) -> Result<OutboxRow, ClientError> {
-    let (epoch, key) = file.newest_key().ok_or_else(|| {
+    let (epoch, key) = file.write_key(waiting).ok_or_else(|| {
         ClientError::State(
             "this device holds no key for this case yet: another staff device must send it the case key".into(),
         )
@@ -123,6 +165,11 @@ pub enum Fate {
         /// The reason, from the server.
         why: String,
     },
+    /// This device's decline of a defender's request, not sent: another
+    /// staff device took the request on at the same time (its opening
+    /// holds the case's first epoch). Removed from the outbox: the case
+    /// is open, and closing it is the person's call, not this device's.
+    DeclineLost,
 }
 
 /// What a flush did.
@@ -140,6 +187,12 @@ pub struct Flushed {
     /// the roster's staff devices once the event opening it was accepted
     /// (it is then in [`Flushed::settled`] as accepted).
     pub opened: Vec<(CaseId, u32, EventId)>,
+    /// Events written while this device was not on the roster they named,
+    /// sealed again naming the newest (by case, key epoch and event id):
+    /// the keys this device sent then were ignored by staff devices that
+    /// did not list it yet, so the key of each goes again once its event
+    /// is accepted.
+    pub relisted: Vec<(CaseId, u32, EventId)>,
 }
 
 /// The most times one event is sealed again in one flush (each time, a
@@ -148,11 +201,14 @@ const MAX_RESEALS: usize = 4;
 
 /// A failure that may pass (docs/protocol.md, section 9.5): no answer
 /// (the connection, the server unreachable), `UNAVAILABLE` (storage
-/// full, a restart), `RATE_LIMITED`, `INTERNAL`, and `FAILED_PRECONDITION`
-/// naming the roster (the server holds none yet, or this device is not on
-/// it yet: an admin signs one). The event, and every event after it, wait
-/// in order.
+/// full, a restart), `RATE_LIMITED`, `INTERNAL`, `FAILED_PRECONDITION`
+/// naming the roster (the server holds none yet: an admin signs one), and
+/// `FORBIDDEN` "not on the staff roster" ([`not_on_roster`]). The event,
+/// and every event after it, wait in order.
 fn transient(e: &ClientError) -> bool {
+    if not_on_roster(e) {
+        return true;
+    }
     match e.code() {
         Some(ErrorCode::Unavailable | ErrorCode::RateLimited | ErrorCode::Internal) => true,
         Some(ErrorCode::FailedPrecondition) => {
@@ -162,6 +218,19 @@ fn transient(e: &ClientError) -> bool {
         None => !matches!(e, ClientError::Refused(_)),
     }
 }
+
+/// `FORBIDDEN` "this device is not on the staff roster": this device,
+/// connected (so enrolled and not revoked), is not staff on the newest
+/// roster the server holds: not listed yet (an admin has not signed the
+/// roster adding it) or dropped from it. Either way an admin can settle
+/// it, and the person keeps what they wrote: it waits.
+fn not_on_roster(e: &ClientError) -> bool {
+    matches!(e, ClientError::Refused(w) if w.code == ErrorCode::Forbidden && w.detail.contains("not on the staff roster"))
+}
+
+/// What the person is told when the events wait because this device is
+/// not on the roster the server holds.
+pub const NOT_ON_ROSTER: &str = "this device is not on the staff roster the server holds; ask an admin to sign a roster listing it (hotline org sign-roster)";
 
 /// An event under an epoch older than the case's: sealed again under the
 /// newest key held.
@@ -194,10 +263,43 @@ pub fn describe(control: &CaseControl, content: &CaseEventContent) -> String {
     what.to_owned()
 }
 
+/// What a new seal of `row`'s event makes of it.
+#[derive(Debug)]
+enum Resealed {
+    /// Sealed again: this row replaced it in the outbox.
+    Row(OutboxRow),
+    /// The key it needs is not held yet: it waits.
+    Waits,
+    /// A decline of a request that someone took on at the same time: not
+    /// sent, removed from the outbox.
+    DeclineLost,
+}
+
+/// The control of an event sealed again into a later epoch. An opening
+/// (epoch 1, its content's `opening` set or the ledger's, state OPEN or
+/// CLOSED) finds the
+/// case existing by then (another device opened it, or took its request
+/// on): its state change and ledger flag go (its content stays). `None`:
+/// it declined a request (CLOSED), which is not sent at all: two people
+/// disagree, and the case is open. Any other event keeps its control.
+fn control_after_opening(h: &EventHeader, content: &CaseEventContent) -> Option<CaseControl> {
+    let mut control = h.control;
+    if h.epoch == 1 && (content.opening.is_some() || control.ledger) {
+        match control.state {
+            Some(CaseState::Closed) => return None,
+            Some(CaseState::Open) => {
+                control.state = None;
+                control.ledger = false;
+            }
+            _ => {}
+        }
+    }
+    Some(control)
+}
+
 /// Seals `row`'s event again for the answer `e`, if it is one that a
-/// new seal answers: under the newest key (rotated), or under a fresh key
-/// opening the next epoch (another key holds the epoch). Returns the new
-/// row, or `None` when the newest key is not held yet (the event waits).
+/// new seal answers: under the key of the next epoch (rotated), or under
+/// a fresh key opening the next epoch (another key holds the epoch).
 fn reseal(
     replica: &mut Replica,
     identity: &IdentityKeyPair,
@@ -206,10 +308,14 @@ fn reseal(
     h: &EventHeader,
     e: &ClientError,
     out: &mut Flushed,
-) -> Result<Option<OutboxRow>, ClientError> {
+) -> Result<Resealed, ClientError> {
     let case = h.case_id;
     let mut file = replica.load(&case)?;
     let content = row.content()?;
+    let Some(control) = control_after_opening(h, &content) else {
+        replica.drop_waiting(&h.event_id)?;
+        return Ok(Resealed::DeclineLost);
+    };
     if another_key(e) {
         // The server's current epoch is the event's: this device's key
         // for it is not the case's. It goes, and this device opens the
@@ -218,13 +324,6 @@ fn reseal(
         let next = h.epoch + 1;
         let fresh = CaseKey::generate(&mut SystemRandomness);
         file.take_own_key(next, fresh.clone());
-        let mut control = h.control;
-        if h.epoch == 1 && control.state == Some(CaseState::Open) {
-            // It opened the case, which now exists: its opening goes, its
-            // content stays.
-            control.state = None;
-            control.ledger = false;
-        }
         let new = seal_row_at(
             identity,
             roster_version,
@@ -238,24 +337,58 @@ fn reseal(
         replica.save(&file)?;
         replica.replace_waiting(&h.event_id, new.clone())?;
         out.opened.push((case, next, h.event_id));
-        return Ok(Some(new));
+        return Ok(Resealed::Row(new));
     }
-    match file.newest_key() {
-        Some((epoch, key)) if epoch > h.epoch => {
+    // The server's epoch is past the event's: the newest one that events
+    // held here commit to, or else the next one; never a key received for
+    // an epoch beyond (docs/protocol.md, section 9.2).
+    let epoch = file.newest_epoch().max(h.epoch + 1);
+    match file.keys.get(&epoch) {
+        Some(key) => {
             let new = seal_row_at(
                 identity,
                 roster_version,
                 &file,
                 (epoch, key),
                 h.event_id,
-                h.control,
+                control,
                 &content,
             )?;
             replica.replace_waiting(&h.event_id, new.clone())?;
-            Ok(Some(new))
+            Ok(Resealed::Row(new))
         }
-        _ => Ok(None),
+        None => Ok(Resealed::Waits),
     }
+}
+
+/// `row`'s event sealed again naming `roster_version` (same event id,
+/// epoch, key, control and content), replacing it in the outbox; `None`
+/// if its key is not held (it goes as it is).
+fn renamed_roster(
+    replica: &mut Replica,
+    identity: &IdentityKeyPair,
+    roster_version: u64,
+    row: &OutboxRow,
+    h: &EventHeader,
+) -> Result<Option<OutboxRow>, ClientError> {
+    let file = replica.load(&h.case_id)?;
+    let Some(key) = file
+        .key_for(h.epoch, &h.key_commitment)
+        .filter(|k| k.commitment(&h.case_id, h.epoch) == h.key_commitment)
+    else {
+        return Ok(None);
+    };
+    let new = seal_row_at(
+        identity,
+        roster_version,
+        &file,
+        (h.epoch, &key),
+        h.event_id,
+        h.control,
+        &row.content()?,
+    )?;
+    replica.replace_waiting(&h.event_id, new.clone())?;
+    Ok(Some(new))
 }
 
 async fn append(session: &Session, row: &OutboxRow) -> Result<(u64, bool), ClientError> {
@@ -278,11 +411,19 @@ async fn append(session: &Session, row: &OutboxRow) -> Result<(u64, bool), Clien
 /// sealed again and resent ([`reseal`]). Any other refusal is for good:
 /// the event leaves the outbox, is reported ([`Fate::Refused`]), and the
 /// flush goes on with the next.
+///
+/// An event written while this device was not on the roster it names
+/// (`unlisted(version)`: a roster this device holds of that version does
+/// not list it as staff, or it holds none of it), with a newer roster
+/// `roster_version` out since, is sealed again naming that roster (same
+/// event id, key and content): readers check the author against the
+/// roster an event names, and would ignore it.
 pub async fn flush(
     session: &Session,
     replica: &mut Replica,
     identity: &IdentityKeyPair,
     roster_version: u64,
+    unlisted: &dyn Fn(u64) -> bool,
 ) -> Result<Flushed, ClientError> {
     let mut out = Flushed::default();
     let rows: Vec<OutboxRow> = replica.outbox().to_vec();
@@ -292,6 +433,19 @@ pub async fn flush(
             .signed()?
             .header_unverified()
             .map_err(|_| ClientError::State("the case outbox is damaged".into()))?;
+        if header.roster_version < roster_version
+            && unlisted(header.roster_version)
+            && !unlisted(roster_version)
+            && let Some(new) = renamed_roster(replica, identity, roster_version, &row, &header)?
+        {
+            row = new;
+            header = row
+                .signed()?
+                .header_unverified()
+                .map_err(|_| ClientError::State("the case outbox is damaged".into()))?;
+            out.relisted
+                .push((header.case_id, header.epoch, header.event_id));
+        }
         let case = header.case_id;
         let mut result = append(session, &row).await;
         let mut reseals = 0;
@@ -306,7 +460,7 @@ pub async fn flush(
                 return Ok(out);
             }
             reseals += 1;
-            let Some(new) = reseal(
+            let new = match reseal(
                 replica,
                 identity,
                 roster_version,
@@ -314,13 +468,16 @@ pub async fn flush(
                 &header,
                 e,
                 &mut out,
-            )?
-            else {
-                out.stopped = Some(
-                    "the case key was rotated and this device does not hold the new key yet: the event waits".into(),
-                );
-                out.waiting = 1 + rows.len();
-                return Ok(out);
+            )? {
+                Resealed::Row(new) => new,
+                Resealed::Waits => {
+                    out.stopped = Some(
+                        "the case key was rotated and this device does not hold the new key yet: the event waits".into(),
+                    );
+                    out.waiting = 1 + rows.len();
+                    return Ok(out);
+                }
+                Resealed::DeclineLost => break,
             };
             row = new;
             header = row
@@ -328,6 +485,13 @@ pub async fn flush(
                 .header_unverified()
                 .map_err(|_| ClientError::State("the case outbox is damaged".into()))?;
             result = append(session, &row).await;
+        }
+        if let Err(e) = &result
+            && (rotated(e) || another_key(e))
+        {
+            // The loop above ended on a decline that lost: not sent.
+            out.settled.push((case, header.event_id, Fate::DeclineLost));
+            continue;
         }
         match result {
             Ok((position, duplicate)) => {
@@ -342,7 +506,11 @@ pub async fn flush(
                 ));
             }
             Err(e) if transient(&e) => {
-                out.stopped = Some(e.to_string());
+                out.stopped = Some(if not_on_roster(&e) {
+                    NOT_ON_ROSTER.to_owned()
+                } else {
+                    e.to_string()
+                });
                 out.waiting = 1 + rows.len();
                 return Ok(out);
             }
@@ -434,10 +602,11 @@ mod tests {
         .expect("written");
         file.keys.insert(2, CaseKey::from_bytes([3; 32]));
         let old = replica.outbox()[0].clone();
-        let row = seal_row(
+        let row = seal_row_at(
             &me,
             1,
             &file,
+            (2, &CaseKey::from_bytes([3; 32])),
             id,
             CaseControl::default(),
             &old.content().expect("content"),
@@ -483,6 +652,12 @@ mod tests {
                 ErrorCode::FailedPrecondition,
                 "no staff roster is stored yet: cases need one; ask an admin to sign a roster (hotline org sign-roster)",
             ),
+            // Enrolled, not yet on a signed roster (or dropped from it):
+            // an admin settles it, and the person keeps their writes.
+            refused(
+                ErrorCode::Forbidden,
+                "this device is not on the staff roster",
+            ),
             ClientError::ConnectionLost("gone".into()),
         ] {
             assert!(transient(&e), "{e}");
@@ -503,7 +678,7 @@ mod tests {
             (ErrorCode::InvalidArgument, "the event's epoch skips one"),
             (
                 ErrorCode::Forbidden,
-                "this device is not on the staff roster",
+                "only coordinators and admins set a legal hold",
             ),
             (ErrorCode::NotFound, "no such case"),
             (ErrorCode::Malformed, "no"),
@@ -515,6 +690,136 @@ mod tests {
                 "{code:?} {detail}"
             );
         }
+    }
+
+    fn header(row: &OutboxRow) -> EventHeader {
+        row.signed()
+            .expect("signed")
+            .header_unverified()
+            .expect("header")
+    }
+
+    #[test]
+    fn a_key_received_for_a_far_off_epoch_is_never_written_under() {
+        let (_dir, mut replica, file) = setup();
+        replica.save(&file).expect("save");
+        let me = staff(1);
+        // A hostile staff device sends a key for epoch 9, no event of it.
+        replica
+            .add_key(&file.case_id, 9, CaseKey::from_bytes([9; 32]))
+            .expect("kept as a key of epoch 9");
+        let held = replica.load(&file.case_id).expect("load");
+        assert_eq!(held.newest_key().map(|(e, _)| e), Some(9));
+        write(
+            &mut replica,
+            &me,
+            1,
+            &held,
+            CaseControl::default(),
+            &content("x"),
+        )
+        .expect("written");
+        assert_eq!(header(&replica.outbox()[0]).epoch, 1);
+        // Answered "rotated" (the server's epoch is past 1): sealed again
+        // under epoch 2's key, never epoch 9's; without epoch 2's, it waits.
+        let rotated_away = ClientError::Refused(WireError::new(
+            ErrorCode::FailedPrecondition,
+            "the case key was rotated: seal again under the newest key".to_owned(),
+        ));
+        let row = replica.outbox()[0].clone();
+        let mut out = Flushed::default();
+        let r = reseal(
+            &mut replica,
+            &me,
+            1,
+            &row,
+            &header(&row),
+            &rotated_away,
+            &mut out,
+        )
+        .expect("resealed");
+        assert!(matches!(r, Resealed::Waits), "{r:?}");
+        let mut held = replica.load(&file.case_id).expect("load");
+        held.keys.insert(2, CaseKey::from_bytes([4; 32]));
+        replica.save(&held).expect("save");
+        let Resealed::Row(new) = reseal(
+            &mut replica,
+            &me,
+            1,
+            &row,
+            &header(&row),
+            &rotated_away,
+            &mut out,
+        )
+        .expect("resealed") else {
+            panic!("a new seal");
+        };
+        assert_eq!(header(&new).epoch, 2);
+        // The next write follows the waiting event's epoch.
+        let held = replica.load(&file.case_id).expect("load");
+        write(
+            &mut replica,
+            &me,
+            1,
+            &held,
+            CaseControl::default(),
+            &content("y"),
+        )
+        .expect("written");
+        assert_eq!(header(&replica.outbox()[1]).epoch, 2);
+    }
+
+    #[test]
+    fn a_decline_sealed_again_is_not_sent_and_a_take_on_loses_only_its_state() {
+        let (_dir, mut replica, file) = setup();
+        let me = staff(1);
+        let mut answer = content("taken or declined");
+        answer.opening = Some(hotline_proto::case::content::CaseOpening {
+            request_digest: vec![5; 32].into(),
+            ..Default::default()
+        });
+        let lost = ClientError::Refused(WireError::new(
+            ErrorCode::FailedPrecondition,
+            "another key holds this epoch: open the next epoch".to_owned(),
+        ));
+        let closed = CaseControl {
+            state: Some(CaseState::Closed),
+            ..CaseControl::default()
+        };
+        write(&mut replica, &me, 1, &file, closed, &answer).expect("written");
+        let row = replica.outbox()[0].clone();
+        let mut out = Flushed::default();
+        let r =
+            reseal(&mut replica, &me, 1, &row, &header(&row), &lost, &mut out).expect("resealed");
+        assert!(matches!(r, Resealed::DeclineLost), "{r:?}");
+        assert!(replica.outbox().is_empty(), "the decline is not sent");
+        assert!(out.opened.is_empty());
+        // A take-on that lost goes again without its state change.
+        let open = CaseControl {
+            state: Some(CaseState::Open),
+            ..CaseControl::default()
+        };
+        write(&mut replica, &me, 1, &file, open, &answer).expect("written");
+        let row = replica.outbox()[0].clone();
+        let Resealed::Row(new) =
+            reseal(&mut replica, &me, 1, &row, &header(&row), &lost, &mut out).expect("resealed")
+        else {
+            panic!("a new seal");
+        };
+        assert_eq!(
+            (header(&new).epoch, header(&new).control),
+            (2, CaseControl::default())
+        );
+        // A close of epoch 1 that is not an opening keeps its state.
+        let h = EventHeader {
+            control: closed,
+            ..header(&new)
+        };
+        let plain = content("close");
+        assert_eq!(
+            control_after_opening(&EventHeader { epoch: 1, ..h }, &plain),
+            Some(closed)
+        );
     }
 
     #[test]
@@ -539,9 +844,11 @@ mod tests {
             "another key holds this epoch: open the next epoch".to_owned(),
         ));
         let mut out = Flushed::default();
-        let new = reseal(&mut replica, &me, 1, &row, &h, &lost, &mut out)
-            .expect("resealed")
-            .expect("a new seal");
+        let Resealed::Row(new) =
+            reseal(&mut replica, &me, 1, &row, &h, &lost, &mut out).expect("resealed")
+        else {
+            panic!("a new seal");
+        };
         let nh = new
             .signed()
             .expect("signed")
@@ -568,7 +875,9 @@ mod tests {
         };
         let mut file2 = held.clone();
         file2.keys.insert(3, CaseKey::from_bytes([9; 32]));
-        let (_, _) = write(&mut replica, &me, 1, &file2, hold, &content("x")).expect("written");
+        // (Epoch 3 opened by this device: written under it.)
+        let (_, _) =
+            write_opening(&mut replica, &me, 1, &file2, 3, hold, &content("x")).expect("written");
         // A key received for epoch 4 (another device's rotation in
         // flight) stays as a candidate once this device opens epoch 4.
         let mut file3 = replica.load(&file.case_id).expect("load");
@@ -580,9 +889,11 @@ mod tests {
             .expect("signed")
             .header_unverified()
             .expect("header");
-        let new = reseal(&mut replica, &me, 1, &row, &h, &lost, &mut out)
-            .expect("resealed")
-            .expect("a new seal");
+        let Resealed::Row(new) =
+            reseal(&mut replica, &me, 1, &row, &h, &lost, &mut out).expect("resealed")
+        else {
+            panic!("a new seal");
+        };
         let nh = new
             .signed()
             .expect("signed")

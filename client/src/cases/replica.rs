@@ -648,6 +648,30 @@ impl CaseFile {
         self.keys.iter().next_back().map(|(e, k)| (*e, k))
     }
 
+    /// The epoch this device writes under (docs/protocol.md, section
+    /// 9.2): the newest one that an event held, or one of `waiting` (this
+    /// device's events not accepted yet, of any case), commits to; 1 when
+    /// none does yet. A key received for a later epoch is a candidate
+    /// only, never written under: a hostile staff device could send one
+    /// for a far-off epoch, which the server refuses ("skips one"). A
+    /// device opens the next epoch itself ([`CaseFile::take_own_key`]).
+    pub fn write_epoch(&self, waiting: &[OutboxRow]) -> u32 {
+        let mine = waiting
+            .iter()
+            .filter(|w| w.case_id == self.case_id.as_bytes())
+            .filter_map(|w| w.signed().ok()?.header_unverified().ok())
+            .map(|h| h.epoch)
+            .max()
+            .unwrap_or(0);
+        self.newest_epoch().max(mine).max(1)
+    }
+
+    /// The key of [`CaseFile::write_epoch`], if this device holds it.
+    pub fn write_key(&self, waiting: &[OutboxRow]) -> Option<(u32, &CaseKey)> {
+        let epoch = self.write_epoch(waiting);
+        self.keys.get(&epoch).map(|k| (epoch, k))
+    }
+
     /// The newest epoch any held event is sealed under (0: none).
     pub fn newest_epoch(&self) -> u32 {
         self.events
@@ -908,12 +932,10 @@ impl Replica {
         let ids: Vec<CaseId> = self.index.summaries.iter().filter_map(|s| s.id()).collect();
         for case in ids {
             let file = self.load(&case)?;
-            let epoch = file
-                .newest_epoch()
-                .max(file.newest_key().map_or(0, |(e, _)| e));
-            if epoch == 0 {
+            if file.newest_epoch() == 0 && file.keys.is_empty() {
                 continue;
             }
+            let epoch = file.write_epoch(&self.index.outbox);
             let id = case.as_bytes().to_vec();
             let at = match self.index.rotations.iter().position(|r| r.case_id == id) {
                 Some(i) => i,

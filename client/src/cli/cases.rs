@@ -39,6 +39,17 @@ pub(super) struct Ctx {
     pub(super) replica: Replica,
     pub(super) session: Option<Session>,
     pub(super) roster: Option<Roster>,
+    /// Whether this command said already that case changes wait because
+    /// this device is not on the roster the server holds (said once).
+    told_not_on_roster: bool,
+}
+
+/// What a person whose decline of a request lost a race is told.
+fn decline_lost(case: &CaseId) -> String {
+    let s = short(case.as_bytes());
+    format!(
+        "NOT SAVED: your decline of request {s}: someone took it on at the same time; the case is open — close it if you still mean to (hotline case close {s} --reason …)"
+    )
 }
 
 fn offline(e: &ClientError) -> bool {
@@ -62,6 +73,7 @@ impl Ctx {
             replica,
             session: None,
             roster: None,
+            told_not_on_roster: false,
         };
         match ctx.device.connect().await {
             Ok(session) => {
@@ -311,9 +323,9 @@ impl Ctx {
     /// under it); its key goes to the roster's staff once the server has
     /// the event.
     async fn rotate_if_needed(&mut self, file: &mut CaseFile) -> anyhow::Result<()> {
-        let newest = file
-            .newest_epoch()
-            .max(file.newest_key().map_or(0, |(e, _)| e));
+        // The epoch written under: never one of a key received for an
+        // epoch no event commits to yet (docs/protocol.md, section 9.2).
+        let newest = file.write_epoch(self.replica.outbox());
         // A device that wrote under the newest key and is no longer staff
         // on the roster held it, even if this device never held a roster
         // listing it.
@@ -338,22 +350,24 @@ impl Ctx {
             // Another staff device (or this one) rotated it already.
             return Ok(self.replica.rotated(&file.case_id)?);
         }
-        if file.events.is_empty() || file.newest_key().map(|(e, _)| e) != Some(newest) {
+        if file.events.is_empty() || !file.keys.contains_key(&newest) {
             // Nothing to rotate yet, or the newest key is not held here:
             // the write waits for it as any other does.
             return Ok(());
         }
         let epoch = newest + 1;
-        file.keys
-            .insert(epoch, CaseKey::generate(&mut SystemRandomness));
+        // A key received for that epoch (another device's rotation in
+        // flight) stays a candidate.
+        file.take_own_key(epoch, CaseKey::generate(&mut SystemRandomness));
         let mut content = self.content("");
         content.rotated_out = rot.removed.iter().map(|d| d.clone().into()).collect();
         let version = self.roster_version();
-        outbox::write(
+        outbox::write_opening(
             &mut self.replica,
             self.device.identity(),
             version,
             file,
+            epoch,
             CaseControl::default(),
             &content,
         )?;
@@ -440,8 +454,39 @@ impl Ctx {
             });
         };
         let version = self.roster_version();
-        let out =
-            outbox::flush(session, &mut self.replica, self.device.identity(), version).await?;
+        // The roster versions that do not list this device as staff (or
+        // that it does not hold): an event naming one, written before an
+        // admin listed the device, is sealed again naming the newest.
+        let me = self.me();
+        let my_key = self.device.identity().public_key();
+        let now = hotline_client::unix_now();
+        let listed: Vec<u64> = self
+            .replica
+            .rosters()
+            .versions()
+            .into_iter()
+            .filter(|v| self.replica.rosters().lists_staff(*v, &me, &my_key, now))
+            .collect();
+        let on_fetched = self.roster.as_ref().is_some_and(|r| {
+            r.entries
+                .iter()
+                .any(|e| e.device_id == me && e.role.is_staff())
+        });
+        let fetched = self.roster.as_ref().map(|r| r.version);
+        let unlisted = |v: u64| {
+            if Some(v) == fetched {
+                return !on_fetched;
+            }
+            !listed.contains(&v)
+        };
+        let out = outbox::flush(
+            session,
+            &mut self.replica,
+            self.device.identity(),
+            version,
+            &unlisted,
+        )
+        .await?;
         let accepted: Vec<(CaseId, EventId)> = out
             .settled
             .iter()
@@ -463,9 +508,27 @@ impl Ctx {
                 short(case.as_bytes())
             );
         }
+        // Keys sent while this device was not on the roster staff devices
+        // held were ignored by them: each goes again once an event under it
+        // is accepted.
+        let mut again_keys: Vec<(CaseId, u32, CaseKey)> = Vec::new();
+        for (case, epoch, id) in &out.relisted {
+            if accepted.contains(&(*case, *id))
+                && !again_keys.iter().any(|(c, e, _)| c == case && e == epoch)
+                && let Some(key) = self.replica.load(case)?.keys.get(epoch)
+            {
+                again_keys.push((*case, *epoch, key.clone()));
+            }
+        }
+        if !again_keys.is_empty() {
+            queue_keys(&mut self.device, &again_keys, None)?;
+        }
         if !accepted.is_empty() {
             // Boxed: this and flush call each other through send_messages.
             Box::pin(self.after_accepted(&accepted, &opened)).await?;
+        }
+        if !again_keys.is_empty() {
+            Box::pin(self.send_messages()).await;
         }
         let again = out
             .settled
@@ -496,13 +559,29 @@ impl Ctx {
                     short(case.as_bytes())
                 );
             }
+            if *fate == Fate::DeclineLost && Some(*id) != mine {
+                eprintln!("{}", decline_lost(case));
+            }
         }
         if let Some(why) = &out.stopped
             && mine.is_none()
         {
-            eprintln!("{} case change(s) wait in the outbox: {why}", out.waiting);
+            if why == outbox::NOT_ON_ROSTER {
+                self.tell_not_on_roster(out.waiting);
+            } else {
+                eprintln!("{} case change(s) wait in the outbox: {why}", out.waiting);
+            }
         }
         Ok(out)
+    }
+
+    /// Says, once per command, that `waiting` case changes wait because
+    /// the server's roster does not list this device.
+    fn tell_not_on_roster(&mut self, waiting: usize) {
+        if !self.told_not_on_roster {
+            eprintln!("{waiting} case change(s) wait: {}", outbox::NOT_ON_ROSTER);
+            self.told_not_on_roster = true;
+        }
     }
 
     fn roster_version(&self) -> u64 {
@@ -569,6 +648,12 @@ impl Ctx {
                     self.replica.forget(&file.case_id)?;
                 }
                 bail!("NOT SAVED: the server refused this change ({why}); nothing was written")
+            }
+            Some(Fate::DeclineLost) => bail!("{}", decline_lost(&file.case_id)),
+            None if out.stopped.as_deref() == Some(outbox::NOT_ON_ROSTER) => {
+                println!("{done} (on this device only)");
+                self.tell_not_on_roster(out.waiting.max(1));
+                Err(Queued.into())
             }
             None => {
                 println!("{done} (on this device only)");
