@@ -4493,3 +4493,136 @@ async fn two_concurrent_edits_of_one_field_are_both_kept_and_shown_as_a_conflict
     }
     server.shutdown().await;
 }
+
+/// Issue 12 (walk-through finding 1): two staff move one relocation's
+/// stage while offline (one cancels it, the other assesses it); the stage
+/// is in conflict, and `relocation advance` settles it, either by choosing
+/// one of the conflicting stages or by moving on from one of them; both
+/// devices then show one stage and no conflict. A stage that is neither is
+/// refused, and nothing is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relocation_stage_in_conflict_is_settled_by_an_advance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "open", "--summary", "s", "--reference", "C-9"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "person",
+            "add",
+            "C-9",
+            "--name",
+            "Ana",
+            "--relationship",
+            "self",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "relocation",
+            "start",
+            "C-9",
+            "--people",
+            "Ana",
+            "--origin",
+            "Kharkiv",
+            "--to",
+            "UY",
+            "--city",
+            "Montevideo",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rel = stdout(&out)
+        .split_whitespace()
+        .nth(1)
+        .expect("relocation id")
+        .to_owned();
+    let out = hotline(&admin, PASS, &["relocation", "show", "C-9", &rel]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    server.shutdown().await;
+    for (h, stage) in [(&admin, "cancelled"), (&officer, "assessed")] {
+        let out = hotline(h, PASS, &["relocation", "advance", "C-9", &rel, stage]);
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    }
+    let server = server_on(dir.path(), addr).await;
+    for h in [&officer, &admin, &officer] {
+        let out = hotline(h, PASS, &["case", "show", "C-9"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = hotline(&officer, PASS, &["relocation", "show", "C-9", &rel]);
+    assert!(stdout(&out).contains("CONFLICT"), "{}", stdout(&out));
+
+    // Neither stage nor a move from one: refused, nothing written.
+    let before = timeline_len(&officer, "C-9");
+    let out = hotline(
+        &officer,
+        PASS,
+        &["relocation", "advance", "C-9", &rel, "hosted"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is neither one of those stages nor a move allowed from one of them"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(timeline_len(&officer, "C-9"), before);
+
+    // Choosing one of them settles the conflict on every device.
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "relocation",
+            "advance",
+            "C-9",
+            &rel,
+            "assessed",
+            "--note",
+            "agreed by phone",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("stage conflict")
+            && stdout(&out).contains("settled: assessed chosen"),
+        "{}",
+        stdout(&out)
+    );
+    for h in [&officer, &admin] {
+        let out = hotline(h, PASS, &["relocation", "show", "C-9", &rel]);
+        let shown = stdout(&out);
+        assert!(!shown.contains("CONFLICT"), "{shown}");
+        assert!(!shown.contains("WARNING"), "{shown}");
+        assert!(shown.contains(&format!("{rel}: assessed")), "{shown}");
+    }
+    // And the relocation moves on as usual.
+    let out = hotline(
+        &admin,
+        PASS,
+        &["relocation", "advance", "C-9", &rel, "approved"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("moved from assessed to approved"),
+        "{}",
+        stdout(&out)
+    );
+    server.shutdown().await;
+}

@@ -1245,22 +1245,9 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
         } => {
             let to: Stage = stage.parse()?;
             let r = resolve_entity(&view, &view.relocations, "relocation", &rel)?;
-            let Some(from) = view.stage(&r) else {
-                bail!(
-                    "relocation {}'s stage is in conflict ({}): nothing was written. Settle it first with a note and an advance from the stage agreed",
-                    short(&r),
-                    show_field(
-                        &|i| ctx.shown(i),
-                        &view,
-                        entity::RELOCATION,
-                        &r,
-                        relocation_field::STAGE
-                    )
-                    .unwrap_or_default()
-                );
-            };
-            relocation::transition(from, to)?;
             let mut c = ctx.content(note.as_deref().unwrap_or(""));
+            // Naming every head of the stage (as `change` does), this move
+            // also settles a conflict of stages (protocol.md 9.5).
             c.changes.push(change(
                 &view,
                 entity::RELOCATION,
@@ -1268,10 +1255,57 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
                 relocation_field::STAGE,
                 number_value(u64::from(to.number())),
             ));
-            (
-                c,
-                format!("relocation {} moved from {from} to {to}", short(&r)),
-            )
+            let done = match view.stage(&r) {
+                Some(from) => {
+                    relocation::transition(from, to)?;
+                    format!("relocation {} moved from {from} to {to}", short(&r))
+                }
+                None => {
+                    let heads: Vec<Stage> = view
+                        .field(entity::RELOCATION, &r, relocation_field::STAGE)
+                        .map(|reg| {
+                            reg.heads()
+                                .into_iter()
+                                .filter_map(|v| v.value.number())
+                                .filter_map(|n| u8::try_from(n).ok())
+                                .filter_map(Stage::from_number)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let shown = show_field(
+                        &|i| ctx.shown(i),
+                        &view,
+                        entity::RELOCATION,
+                        &r,
+                        relocation_field::STAGE,
+                    )
+                    .unwrap_or_default();
+                    if heads.len() < 2 {
+                        bail!(
+                            "relocation {} has no stage this version can move from ({shown}); nothing was written",
+                            short(&r)
+                        );
+                    }
+                    let how = if heads.contains(&to) {
+                        format!("{to} chosen")
+                    } else if let Some(from) = heads
+                        .iter()
+                        .find(|f| relocation::transition(**f, to).is_ok())
+                    {
+                        format!("moved on from {from} to {to}")
+                    } else {
+                        bail!(
+                            "relocation {}'s stage is in conflict ({shown}): {to} is neither one of those stages nor a move allowed from one of them; nothing was written. Settle it by advancing to one of them, or to a stage that follows one",
+                            short(&r)
+                        );
+                    };
+                    format!(
+                        "relocation {}'s stage conflict ({shown}) settled: {how}",
+                        short(&r)
+                    )
+                }
+            };
+            (c, done)
         }
     };
     if view.state == Some(CaseState::Requested) && file.events.is_empty() {

@@ -551,7 +551,8 @@ enum RelocationCommand {
         accommodation: Option<String>,
     },
     /// Move a relocation to its next stage (refused here if the lifecycle
-    /// does not allow it).
+    /// does not allow it). A stage in conflict is settled by this move: give
+    /// one of the conflicting stages, or a stage that follows one of them.
     #[command(after_help = EXIT_STATUSES)]
     Advance {
         #[arg(help = CASE_ARG)]
