@@ -4626,3 +4626,131 @@ async fn a_relocation_stage_in_conflict_is_settled_by_an_advance() {
     );
     server.shutdown().await;
 }
+
+/// Issue 12 (walk-through finding 3): what a tired person mistypes is
+/// refused with the real rule, and nothing is written: a year of birth
+/// before 1900 or after this year, a country that is not an ISO 3166-1
+/// code, an arrival before the departure, a person named by part of a
+/// name or by a name two people share.
+#[tokio::test(flavor = "multi_thread")]
+async fn case_input_is_checked_against_the_real_rules_and_nothing_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "open", "--summary", "s", "--reference", "C-3"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in ["Boris Spouse", "Ana", "ana"] {
+        let out = hotline(
+            &officer,
+            PASS,
+            &[
+                "case",
+                "person",
+                "add",
+                "C-3",
+                "--name",
+                name,
+                "--relationship",
+                "other",
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let before = timeline_len(&officer, "C-3");
+    let this_year: u32 = {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        // Days to civil year, good enough away from New Year's Eve.
+        (1970 + secs / 31_556_952) as u32
+    };
+    let next_year = (this_year + 1).to_string();
+    for born in ["1880", next_year.as_str()] {
+        let out = hotline(
+            &officer,
+            PASS,
+            &[
+                "case",
+                "person",
+                "add",
+                "C-3",
+                "--name",
+                "Clara",
+                "--relationship",
+                "child",
+                "--born",
+                born,
+            ],
+        );
+        assert!(!out.status.success(), "{born}");
+        assert!(
+            stderr(&out).contains(&format!(
+                "a year of birth is a year from 1900 to {this_year}"
+            )),
+            "{born}: {}",
+            stderr(&out)
+        );
+    }
+    let start = |people: &str, to: &str, depart: &str, arrive: &str| {
+        hotline(
+            &officer,
+            PASS,
+            &[
+                "relocation",
+                "start",
+                "C-3",
+                "--people",
+                people,
+                "--origin",
+                "Kharkiv",
+                "--to",
+                to,
+                "--city",
+                "Montevideo",
+                "--depart",
+                depart,
+                "--arrive",
+                arrive,
+            ],
+        )
+    };
+    let refused = [
+        (
+            start("Boris Spouse", "XX", "2027-01-02", "2027-01-03"),
+            "XX is not an ISO 3166-1 country code",
+        ),
+        (
+            start("Boris Spouse", "UY", "2027-01-02", "2027-01-01"),
+            "the planned arrival (2027-01-01) is before the planned departure (2027-01-02)",
+        ),
+        (
+            start("Boris", "UY", "2027-01-02", "2027-01-03"),
+            "no person of this case is named exactly \"Boris\"; give the full name or the id of: Boris Spouse (",
+        ),
+        (
+            start("Zoe", "UY", "2027-01-02", "2027-01-03"),
+            "no person of this case is named \"Zoe\"",
+        ),
+        (
+            start("ANA", "UY", "2027-01-02", "2027-01-03"),
+            "ambiguous: 2 people of this case are named \"ANA\": Ana (",
+        ),
+    ];
+    for (out, said) in refused {
+        assert!(!out.status.success(), "{said}");
+        assert!(stderr(&out).contains(said), "{said}: {}", stderr(&out));
+    }
+    assert_eq!(timeline_len(&officer, "C-3"), before);
+    // The same, right: accepted.
+    let out = start("Boris Spouse", "uy", "2027-01-02", "2027-01-02");
+    assert!(out.status.success(), "{}", stderr(&out));
+    server.shutdown().await;
+}

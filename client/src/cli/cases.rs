@@ -499,8 +499,17 @@ fn resolve_case(summaries: &[SummaryRow], text: &str) -> anyhow::Result<CaseId> 
         .iter()
         .filter(|s| !s.reference.is_empty() && s.reference.eq_ignore_ascii_case(t))
         .collect();
-    if let [one] = by_ref.as_slice() {
-        return one.id().context("the case replica is damaged");
+    match by_ref.as_slice() {
+        [one] => return one.id().context("the case replica is damaged"),
+        [] => {}
+        many => bail!(
+            "ambiguous: {} cases have the reference {t:?}: {}; give the case by at least {MIN_PREFIX} hex digits of its id",
+            many.len(),
+            many.iter()
+                .map(|s| short(&s.case_id))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
     let hexed = t.to_ascii_lowercase();
     if hexed.len() < MIN_PREFIX || !hexed.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -533,22 +542,53 @@ fn resolve_entity(
     text: &str,
 ) -> anyhow::Result<Vec<u8>> {
     let t = text.trim();
+    let hexed = t.to_ascii_lowercase();
+    let is_prefix = hexed.len() >= MIN_PREFIX && hexed.chars().all(|c| c.is_ascii_hexdigit());
     if what == "person" {
+        let name_of = |p: &Vec<u8>| {
+            view.field(entity::PERSON, p, person_field::NAME)
+                .and_then(Register::value)
+                .and_then(Value::text)
+                .map(str::to_owned)
+                .unwrap_or_default()
+        };
+        let listed = |ps: &[&Vec<u8>]| {
+            ps.iter()
+                .map(|p| format!("{} ({})", name_of(p), short(p)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let named: Vec<&Vec<u8>> = ids
             .iter()
-            .filter(|p| {
-                view.field(entity::PERSON, p, person_field::NAME)
-                    .and_then(Register::value)
-                    .and_then(Value::text)
-                    .is_some_and(|n| n.eq_ignore_ascii_case(t))
-            })
+            .filter(|p| name_of(p).eq_ignore_ascii_case(t))
             .collect();
-        if let [one] = named.as_slice() {
-            return Ok((*one).clone());
+        match named.as_slice() {
+            [one] => return Ok((*one).clone()),
+            [] => {}
+            many => bail!(
+                "ambiguous: {} people of this case are named {t:?}: {}; give one by its id",
+                many.len(),
+                listed(many)
+            ),
+        }
+        if !is_prefix {
+            let lower = t.to_lowercase();
+            let like: Vec<&Vec<u8>> = ids
+                .iter()
+                .filter(|p| !lower.is_empty() && name_of(p).to_lowercase().contains(&lower))
+                .collect();
+            if like.is_empty() {
+                bail!(
+                    "no person of this case is named {t:?} (`hotline case person list` shows them)"
+                );
+            }
+            bail!(
+                "no person of this case is named exactly {t:?}; give the full name or the id of: {}",
+                listed(&like)
+            );
         }
     }
-    let hexed = t.to_ascii_lowercase();
-    if hexed.len() < MIN_PREFIX || !hexed.chars().all(|c| c.is_ascii_hexdigit()) {
+    if !is_prefix {
         bail!(
             "give a {what} by at least {MIN_PREFIX} hex digits of its id{}",
             if what == "person" { " or by name" } else { "" }
@@ -616,7 +656,30 @@ fn country(text: &str) -> anyhow::Result<String> {
     if c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_uppercase()) {
         bail!("a country is its two-letter ISO 3166-1 code, such as UA or CO");
     }
+    if !super::countries::is_country(&c) {
+        bail!(
+            "{c} is not an ISO 3166-1 country code; a country is its two-letter code, such as UA or CO"
+        );
+    }
     Ok(c)
+}
+
+/// A year of birth: from 1900 to this year.
+fn born(text: &str) -> anyhow::Result<u64> {
+    let this_year: u64 = hotline_proto::time::date(hotline_client::unix_now())
+        .get(..4)
+        .and_then(|y| y.parse().ok())
+        .unwrap_or(9999);
+    text.trim()
+        .parse()
+        .ok()
+        .filter(|y| (1900..=this_year).contains(y))
+        .with_context(|| {
+            format!(
+                "a year of birth is a year from 1900 to {this_year}, such as 1987 (not {:?})",
+                text.trim()
+            )
+        })
 }
 
 fn day(text: &str) -> anyhow::Result<String> {
@@ -668,15 +731,7 @@ fn parse_value(ctx: &Ctx, ent: i32, field: u32, text: &str) -> anyhow::Result<Op
         (entity::PERSON, person_field::DOCUMENT) => {
             number_value(word(&DOCUMENTS, text, "travel document state")?)
         }
-        (entity::PERSON, person_field::BORN) => {
-            let y: u64 = text
-                .trim()
-                .parse()
-                .ok()
-                .filter(|y| (1900..=2100).contains(y))
-                .context("a year of birth is four digits, such as 1987")?;
-            number_value(y)
-        }
+        (entity::PERSON, person_field::BORN) => number_value(born(text)?),
         (entity::PERSON, person_field::REMOVED) => number_value(1),
         (entity::RELOCATION, relocation_field::STAGE) => {
             bail!("a stage is changed with `hotline relocation advance`, which checks the move")
@@ -1200,6 +1255,15 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
                 relocation_field::HOST_CITY,
                 text_value(city.trim()),
             ));
+            let depart = depart.as_deref().map(day).transpose()?;
+            let arrive = arrive.as_deref().map(day).transpose()?;
+            if let (Some(d), Some(a)) = (&depart, &arrive)
+                && a < d
+            {
+                bail!(
+                    "the planned arrival ({a}) is before the planned departure ({d}); nothing was written"
+                );
+            }
             for (field, given) in [
                 (relocation_field::PLANNED_DEPARTURE, depart),
                 (relocation_field::PLANNED_ARRIVAL, arrive),
@@ -1435,5 +1499,16 @@ mod tests {
             .expect_err("ambiguous")
             .to_string();
         assert!(many.contains("matches 2 cases"), "{many}");
+        // Two cases sharing a reference: named by it, both are listed.
+        let rows = vec![row(0xab, "C-7"), row(0xcd, "c-7")];
+        let both = resolve_case(&rows, "C-7")
+            .expect_err("ambiguous")
+            .to_string();
+        assert!(
+            both.contains("ambiguous: 2 cases have the reference \"C-7\"")
+                && both.contains("abababab")
+                && both.contains("cdcdcdcd"),
+            "{both}"
+        );
     }
 }

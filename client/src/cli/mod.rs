@@ -34,6 +34,7 @@ mod case_share;
 mod case_view;
 mod cases;
 mod checkins;
+mod countries;
 mod date;
 mod devices;
 mod messages;
