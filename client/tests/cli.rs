@@ -3709,6 +3709,14 @@ async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
         "{}",
         stdout(&out)
     );
+    // The programme the defender asked for is the case's (no `case set
+    // … programme` needed for the statistics).
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(
+        stdout(&out).contains("programme: relocation"),
+        "{}",
+        stdout(&out)
+    );
     let steps: Vec<Vec<&str>> = vec![
         vec![
             "case",
@@ -4752,5 +4760,80 @@ async fn case_input_is_checked_against_the_real_rules_and_nothing_is_written() {
     // The same, right: accepted.
     let out = start("Boris Spouse", "uy", "2027-01-02", "2027-01-02");
     assert!(out.status.success(), "{}", stderr(&out));
+    server.shutdown().await;
+}
+
+/// Issue 12 (walk-through findings 4 and 6): the statistics ledger is no
+/// case to work on: `case list` does not show it, and closing or changing
+/// it is refused on the device before anything is written (the server
+/// would refuse it, and it would wait in the outbox forever). `case list
+/// --erasable` syncs first, so a retention period changed on the server
+/// shows at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ledger_is_not_listed_nor_changed_and_erasable_follows_the_servers_retention() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    hotline_server::log::keys::generate_key_file(&dir.path().join("master.key")).expect("key");
+    let server = server_configured(dir.path(), "127.0.0.1:0".parse().expect("addr"), |_| {}).await;
+    let addr = server.local_addr();
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "open", "--summary", "s", "--reference", "C-5"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = opened_case(&out);
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", "C-5", "--reason", "done"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "list", "--erasable"]);
+    assert!(!stdout(&out).contains(&case), "{}", stdout(&out));
+
+    // The server's retention becomes 0 days: --erasable shows the case
+    // without --sync.
+    server.shutdown().await;
+    let server = server_configured(dir.path(), addr, |c| c.cases.retention_days = 0).await;
+    let out = hotline(&officer, PASS, &["case", "list", "--erasable"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&case), "{}", stdout(&out));
+
+    // Asking for the erasure writes the tombstone: the ledger exists.
+    let out = hotline(&officer, PASS, &["case", "erase", "C-5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&admin, PASS, &["invite", "--role", "officer"]);
+    let invite: hotline_proto::Invite = invite_line(&out).parse().expect("invite");
+    let ledger = hotline_proto::case::ledger_id(&invite.org_root.expect("a root"));
+    let ledger = hotline_proto::identity::hex(ledger.as_bytes());
+    let ledger = &ledger[..8];
+    for h in [&officer, &admin] {
+        let out = hotline(h, PASS, &["case", "list", "--sync"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).contains(&case), "{}", stdout(&out));
+        assert!(!stdout(&out).contains(ledger), "{}", stdout(&out));
+        let out = hotline(h, PASS, &["case", "stats"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let before = timeline_len(&officer, ledger);
+    for args in [
+        vec!["case", "close", ledger, "--reason", "tidy"],
+        vec!["case", "note", ledger, "hello"],
+    ] {
+        let out = hotline(&officer, PASS, &args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("the statistics ledger is never closed or changed"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = hotline(&officer, PASS, &["outbox"]);
+    assert!(!stdout(&out).contains("case change"), "{}", stdout(&out));
+    assert_eq!(timeline_len(&officer, ledger), before);
     server.shutdown().await;
 }

@@ -987,6 +987,9 @@ pub(super) fn list(state: &StateDir, filter: &ListFilter) -> anyhow::Result<()> 
     let rows: Vec<&SummaryRow> = replica
         .summaries()
         .iter()
+        // The statistics ledger is not a case anyone works on: `case
+        // stats` is its view.
+        .filter(|s| !s.ledger)
         .filter(|s| wanted_state.is_none_or(|w| s.state() == Some(w)))
         .filter(|s| stage.is_none_or(|st| s.stages.contains(&st.number())))
         .filter(|s| coordinator.is_none_or(|c| s.coordinators.iter().any(|x| x == c.as_bytes())))
@@ -1082,6 +1085,13 @@ pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::
     let mut ctx = Ctx::start(state).await?;
     let mut file = ctx.case(case)?;
     let view = ctx.replica.view(&file.case_id)?;
+    if view.ledger {
+        // The server refuses closing it, and a change would only wait in
+        // the outbox: the ledger holds tombstones and nothing else.
+        bail!(
+            "the statistics ledger is never closed or changed: it holds only what stays of erased cases (`hotline case stats` shows it); nothing was written"
+        );
+    }
     let mut control = CaseControl::default();
     let short_id = short(file.case_id.as_bytes());
     let (mut content, mut done) = match what {
@@ -1410,6 +1420,10 @@ fn answer_request(
             requested_by: r.defender.as_bytes().to_vec().into(),
             requested_at: r.at,
             request_text: r.text.clone().unwrap_or_default(),
+            requested_programme: content
+                .opening
+                .as_ref()
+                .map_or(0, |o| o.requested_programme),
             ..Default::default()
         });
     }

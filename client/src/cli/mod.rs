@@ -373,7 +373,8 @@ enum CaseCommand {
         #[arg(long)]
         country: Option<String>,
         /// Closed cases past the retention period, without a legal hold,
-        /// and cases whose erasure waits for a confirmation.
+        /// and cases whose erasure waits for a confirmation. Syncs first
+        /// (the retention period is the server's).
         #[arg(long)]
         erasable: bool,
         /// Sync with the server first (as every other case command does).
@@ -659,7 +660,11 @@ fn sends_waiting_panic_sos(command: &Command) -> Option<std::time::Duration> {
         | Command::Label { .. }
         | Command::Org(OrgCommand::Init { .. } | OrgCommand::Show { .. }) => None,
         Command::Outbox { list, drop, .. } if *list || drop.is_some() => None,
-        Command::Case(CaseCommand::List { sync: false, .. }) => None,
+        Command::Case(CaseCommand::List {
+            sync: false,
+            erasable: false,
+            ..
+        }) => None,
         Command::Sos { .. } => Some(Duration::from_secs(5)),
         Command::Status
         | Command::Invite { .. }
@@ -827,7 +832,10 @@ async fn run_case(command: CaseCommand, state: &StateDir) -> anyhow::Result<()> 
             erasable,
             sync,
         } => {
-            if sync {
+            // What is erasable depends on the server's retention period,
+            // which only a sync brings: --erasable syncs first (offline,
+            // it goes on from the replica).
+            if sync || erasable {
                 case_share::sync_now(state).await?;
             }
             cases::list(
