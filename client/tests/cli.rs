@@ -3709,6 +3709,20 @@ async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
         "{}",
         stdout(&out)
     );
+    // The admin's first case sync: only the request still waiting is
+    // news, not the one the officer accepted.
+    let out = hotline(&admin, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("new request from a defender: case {other_case}")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        !stdout(&out).contains(&format!("new request from a defender: case {case}")),
+        "{}",
+        stdout(&out)
+    );
     // The programme the defender asked for is the case's (no `case set
     // … programme` needed for the statistics).
     let out = hotline(&officer, PASS, &["case", "show", &case]);
@@ -3751,6 +3765,8 @@ async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
             "MARKER-CITY",
             "--accommodation",
             "MARKER-HOTEL",
+            "--arrive",
+            "2027-05-13",
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -3884,9 +3900,10 @@ async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
     let alerts = stdout(&out);
     assert!(alerts.contains("missed check-in"), "{alerts}");
     assert!(
-        alerts.contains("case C-2026-0042, relocation in transit to MARKER-CITY since "),
+        alerts.contains("case C-2026-0042, relocation to MARKER-CITY in transit since "),
         "{alerts}"
     );
+    assert!(alerts.contains(", arrival planned 2027-05-13"), "{alerts}");
     // ... and nothing of the case on the defender's device.
     for args in [&["alerts", "--all"][..], &["messages"], &["my-case"]] {
         let out = hotline(&defender, PASS, args);
@@ -4620,6 +4637,24 @@ async fn a_relocation_stage_in_conflict_is_settled_by_an_advance() {
         assert!(!shown.contains("WARNING"), "{shown}");
         assert!(shown.contains(&format!("{rel}: assessed")), "{shown}");
     }
+    // Each device names its own moves "you"; the other its name or id.
+    let officer_id = device_id(&officer);
+    let out = hotline(&officer, PASS, &["relocation", "show", "C-9", &rel]);
+    assert!(
+        stdout(&out).contains(" assessed by you (") || stdout(&out).contains(" assessed by you, "),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&admin, PASS, &["relocation", "show", "C-9", &rel]);
+    let shown = stdout(&out);
+    assert!(shown.contains(" cancelled by you ("), "{shown}");
+    assert!(
+        shown
+            .lines()
+            .filter(|l| l.contains(" assessed by "))
+            .all(|l| !l.contains("you") && l.contains(&officer_id[..8])),
+        "{shown}"
+    );
     // And the relocation moves on as usual.
     let out = hotline(
         &admin,

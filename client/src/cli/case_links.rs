@@ -213,8 +213,10 @@ pub(super) fn missed_checkin_case(device: &Device, a: &AlertInfo) -> Option<Stri
 
 /// What staff see next to a missed check-in of `defender`: the case and
 /// relocation in transit it belongs to, from this device's replica (never
-/// asked of the server), e.g. "case C-2026-0042, relocation in transit to
-/// Montevideo since 2026-05-12". `None`: no open case of this defender
+/// asked of the server), e.g. "case C-2026-0042, relocation to
+/// Montevideo in transit since 2026-05-12, arrival planned 2026-05-13"
+/// (the date of the move to in transit; the planned arrival if known).
+/// `None`: no open case of this defender
 /// has a relocation in transit.
 pub(super) fn in_transit(replica: &Replica, defender: &DeviceId) -> Option<String> {
     for s in replica.summaries() {
@@ -247,12 +249,17 @@ pub(super) fn in_transit(replica: &Replica, defender: &DeviceId) -> Option<Strin
                 .and_then(|moves| moves.iter().rev().find(|m| m.to == Stage::InTransit))
                 .map(|m| format!(" since {}", hotline_proto::time::date(m.at)))
                 .unwrap_or_default();
+            let arrival = text(relocation_field::PLANNED_ARRIVAL)
+                .map(|a| format!(", arrival planned {a}"))
+                .unwrap_or_default();
             let name = if s.reference.is_empty() {
                 short(&s.case_id)
             } else {
                 s.reference.clone()
             };
-            return Some(format!("case {name}, relocation in transit to {to}{since}"));
+            return Some(format!(
+                "case {name}, relocation to {to} in transit{since}{arrival}"
+            ));
         }
     }
     None

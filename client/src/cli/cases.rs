@@ -312,7 +312,11 @@ impl Ctx {
             );
         }
         for c in &report.requested {
-            println!("new request from a defender: case {}", short(c.as_bytes()));
+            // Only a request still waiting is news: one accepted or
+            // declined long ago (a first sync) is not.
+            if self.replica.view(c)?.state == Some(CaseState::Requested) {
+                println!("new request from a defender: case {}", short(c.as_bytes()));
+            }
         }
         for c in &report.erasure_requested {
             self.replica.set_erasure_requested(c, true)?;
@@ -480,6 +484,16 @@ impl Ctx {
 
     fn shown(&self, id: &[u8]) -> String {
         match <[u8; 16]>::try_from(id) {
+            // This device's own events: "you", as others see its name.
+            Ok(b) if DeviceId::from_bytes(b) == self.me() => {
+                let own = self.device.shown(&self.me());
+                let short: String = hex(id).chars().take(8).collect();
+                if own == short {
+                    format!("you ({short})")
+                } else {
+                    format!("you, {own}")
+                }
+            }
             Ok(b) => self.device.shown(&DeviceId::from_bytes(b)),
             Err(_) => "an id this version does not read".into(),
         }
