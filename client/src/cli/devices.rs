@@ -231,17 +231,9 @@ pub(super) async fn list(state: &StateDir) -> anyhow::Result<()> {
 pub(super) async fn revoke(state: &StateDir, named: &str) -> anyhow::Result<()> {
     let device = open_device(state)?;
     let session = device.connect().await?;
-    // Cutting a device off is not undone: a mistyped short prefix must
-    // not find someone else's.
-    let short = named.trim();
-    if short.len() < hotline_client::contacts::SHOWN_ID_DIGITS
-        && short.chars().all(|c| c.is_ascii_hexdigit())
-    {
-        anyhow::bail!(
-            "to revoke, give at least the first {} digits of the device id (as `hotline devices` shows it), or its name",
-            hotline_client::contacts::SHOWN_ID_DIGITS
-        );
-    }
+    // One rule for naming a device everywhere (at least 4 hex digits of
+    // its id, or its name); a prefix is matched against every device the
+    // server lists, so it names exactly one or is refused as ambiguous.
     let listed = session.devices().await.unwrap_or_default();
     let ids: Vec<DeviceId> = listed.iter().map(|d| d.device_id).collect();
     let device_id = device_arg(&device, named, &ids)?;

@@ -110,8 +110,8 @@ enum Command {
     Devices,
     /// Revoke a device so it can no longer connect (admins).
     Revoke {
-        /// The device: its id as `hotline devices` shows it (the first 8
-        /// digits are enough), or its name.
+        /// The device: at least 4 hex digits of its id (as `hotline
+        /// devices` shows it), or its name.
         device: String,
     },
     /// Name a device for yourself (shown instead of its own label, next to
@@ -133,7 +133,7 @@ enum Command {
         #[arg(num_args = 1.., required = true)]
         message: Vec<String>,
         /// Also send to this device (staff only; for example a defender): its
-        /// id, the start of it (8 digits, as shown next to names), or its name.
+        /// id (at least 4 hex digits, as shown next to names), or its name.
         #[arg(long)]
         to: Option<String>,
         /// In the thread of this alert, to its defender (staff): 35 or #35.
