@@ -188,6 +188,16 @@ pub(super) async fn invite(
     println!("  {invite}");
     println!();
     println!("On the new device: hotline enroll '{invite}'");
+    if let Some(label) = label {
+        // The server never learns the label, nor which invite a device
+        // used: this device learns the name when the new device writes
+        // to it. Until then it is named here by hand.
+        println!(
+            "This device will know it as {label:?} once it writes here; to name it before (for \
+             example to revoke it by name), once it has enrolled: hotline label <its id from \
+             `hotline devices`> {label:?}"
+        );
+    }
     session.close().await;
     Ok(())
 }
