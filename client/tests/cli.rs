@@ -846,12 +846,12 @@ async fn labels_names_prefixes_and_hash_alert_ids() {
         stderr(&out)
     );
 
-    // An admin revokes by the start of the id shown, never by a prefix so
-    // short that a slip finds someone else.
-    let out = hotline(&admin, PASS, &["revoke", &ana_id[..4]]);
+    // An admin revokes by the one rule for naming a device (at least 4
+    // hex digits of its id, or its name), never by fewer digits.
+    let out = hotline(&admin, PASS, &["revoke", &ana_id[..3]]);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("at least the first 8 digits"),
+        stderr(&out).contains("give at least 4 hex digits of its id"),
         "{}",
         stderr(&out)
     );
@@ -872,10 +872,11 @@ async fn labels_names_prefixes_and_hash_alert_ids() {
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
     assert_eq!(out.status.code(), Some(141), "{}", stderr(&out));
 
-    let out = hotline(&admin, PASS, &["revoke", &ana_id[..8]]);
+    // Four digits name it as they do everywhere else.
+    let out = hotline(&admin, PASS, &["revoke", &ana_id[..4]]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains(&format!("device {} revoked", &ana_id[..8])),
+        stdout(&out).contains(&ana_id[..8]) && stdout(&out).contains(" revoked ("),
         "{}",
         stdout(&out)
     );
@@ -4253,6 +4254,28 @@ async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
         "{}",
         stdout(&out)
     );
+    // The admin's first case sync: only the request still waiting is
+    // news, not the one the officer accepted.
+    let out = hotline(&admin, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("new request from a defender: case {other_case}")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        !stdout(&out).contains(&format!("new request from a defender: case {case}")),
+        "{}",
+        stdout(&out)
+    );
+    // The programme the defender asked for is the case's (no `case set
+    // … programme` needed for the statistics).
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(
+        stdout(&out).contains("programme: relocation"),
+        "{}",
+        stdout(&out)
+    );
     let steps: Vec<Vec<&str>> = vec![
         vec![
             "case",
@@ -4287,6 +4310,8 @@ async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
             "MARKER-CITY",
             "--accommodation",
             "MARKER-HOTEL",
+            "--arrive",
+            "2027-05-13",
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -4428,9 +4453,10 @@ async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
     let alerts = stdout(&out);
     assert!(alerts.contains("missed check-in"), "{alerts}");
     assert!(
-        alerts.contains("case C-2026-0042, relocation in transit to MARKER-CITY since "),
+        alerts.contains("case C-2026-0042, relocation to MARKER-CITY in transit since "),
         "{alerts}"
     );
+    assert!(alerts.contains(", arrival planned 2027-05-13"), "{alerts}");
     // ... and nothing of the case on the defender's device.
     for args in [&["alerts", "--all"][..], &["messages"], &["my-case"]] {
         let out = hotline(&defender, PASS, args);
@@ -5502,4 +5528,358 @@ async fn new_staff_read_the_request_and_the_defenders_replies_and_list_the_case(
     assert!(shown.contains("we must leave MARKER-REQ"), "{shown}");
     assert!(!shown.contains("words are not on this device"), "{shown}");
     assert_eq!(shown.matches("MARKER-REPLY").count(), 1, "{shown}");
+}
+
+/// Issue 12 (walk-through finding 1): two staff move one relocation's
+/// stage while offline (one cancels it, the other assesses it); the stage
+/// is in conflict, and `relocation advance` settles it, either by choosing
+/// one of the conflicting stages or by moving on from one of them; both
+/// devices then show one stage and no conflict. A stage that is neither is
+/// refused, and nothing is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relocation_stage_in_conflict_is_settled_by_an_advance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "open", "--summary", "s", "--reference", "C-9"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "person",
+            "add",
+            "C-9",
+            "--name",
+            "Ana",
+            "--relationship",
+            "self",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "relocation",
+            "start",
+            "C-9",
+            "--people",
+            "Ana",
+            "--origin",
+            "Kharkiv",
+            "--to",
+            "UY",
+            "--city",
+            "Montevideo",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rel = stdout(&out)
+        .split_whitespace()
+        .nth(1)
+        .expect("relocation id")
+        .to_owned();
+    let out = hotline(&admin, PASS, &["relocation", "show", "C-9", &rel]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    server.shutdown().await;
+    for (h, stage) in [(&admin, "cancelled"), (&officer, "assessed")] {
+        let out = hotline(h, PASS, &["relocation", "advance", "C-9", &rel, stage]);
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    }
+    let server = server_on(dir.path(), addr).await;
+    for h in [&officer, &admin, &officer] {
+        let out = hotline(h, PASS, &["case", "show", "C-9"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = hotline(&officer, PASS, &["relocation", "show", "C-9", &rel]);
+    assert!(stdout(&out).contains("CONFLICT"), "{}", stdout(&out));
+
+    // Neither stage nor a move from one: refused, nothing written.
+    let before = timeline_len(&officer, "C-9");
+    let out = hotline(
+        &officer,
+        PASS,
+        &["relocation", "advance", "C-9", &rel, "hosted"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is neither one of those stages nor a move allowed from one of them"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(timeline_len(&officer, "C-9"), before);
+
+    // Choosing one of them settles the conflict on every device.
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "relocation",
+            "advance",
+            "C-9",
+            &rel,
+            "assessed",
+            "--note",
+            "agreed by phone",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("stage conflict")
+            && stdout(&out).contains("settled: assessed chosen"),
+        "{}",
+        stdout(&out)
+    );
+    for h in [&officer, &admin] {
+        let out = hotline(h, PASS, &["relocation", "show", "C-9", &rel]);
+        let shown = stdout(&out);
+        assert!(!shown.contains("CONFLICT"), "{shown}");
+        assert!(!shown.contains("WARNING"), "{shown}");
+        assert!(shown.contains(&format!("{rel}: assessed")), "{shown}");
+    }
+    // Each device names its own moves "you"; the other its name or id.
+    let officer_id = device_id(&officer);
+    let out = hotline(&officer, PASS, &["relocation", "show", "C-9", &rel]);
+    assert!(
+        stdout(&out).contains(" assessed by you (") || stdout(&out).contains(" assessed by you, "),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&admin, PASS, &["relocation", "show", "C-9", &rel]);
+    let shown = stdout(&out);
+    assert!(shown.contains(" cancelled by you ("), "{shown}");
+    assert!(
+        shown
+            .lines()
+            .filter(|l| l.contains(" assessed by "))
+            .all(|l| !l.contains("you") && l.contains(&officer_id[..8])),
+        "{shown}"
+    );
+    // And the relocation moves on as usual.
+    let out = hotline(
+        &admin,
+        PASS,
+        &["relocation", "advance", "C-9", &rel, "approved"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("moved from assessed to approved"),
+        "{}",
+        stdout(&out)
+    );
+    server.shutdown().await;
+}
+
+/// Issue 12 (walk-through finding 3): what a tired person mistypes is
+/// refused with the real rule, and nothing is written: a year of birth
+/// before 1900 or after this year, a country that is not an ISO 3166-1
+/// code, an arrival before the departure, a person named by part of a
+/// name or by a name two people share.
+#[tokio::test(flavor = "multi_thread")]
+async fn case_input_is_checked_against_the_real_rules_and_nothing_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "open", "--summary", "s", "--reference", "C-3"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in ["Boris Spouse", "Ana", "ana"] {
+        let out = hotline(
+            &officer,
+            PASS,
+            &[
+                "case",
+                "person",
+                "add",
+                "C-3",
+                "--name",
+                name,
+                "--relationship",
+                "other",
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let before = timeline_len(&officer, "C-3");
+    let this_year: u32 = {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        // Days to civil year, good enough away from New Year's Eve.
+        (1970 + secs / 31_556_952) as u32
+    };
+    let next_year = (this_year + 1).to_string();
+    for born in ["1880", next_year.as_str()] {
+        let out = hotline(
+            &officer,
+            PASS,
+            &[
+                "case",
+                "person",
+                "add",
+                "C-3",
+                "--name",
+                "Clara",
+                "--relationship",
+                "child",
+                "--born",
+                born,
+            ],
+        );
+        assert!(!out.status.success(), "{born}");
+        assert!(
+            stderr(&out).contains(&format!(
+                "a year of birth is a year from 1900 to {this_year}"
+            )),
+            "{born}: {}",
+            stderr(&out)
+        );
+    }
+    let start = |people: &str, to: &str, depart: &str, arrive: &str| {
+        hotline(
+            &officer,
+            PASS,
+            &[
+                "relocation",
+                "start",
+                "C-3",
+                "--people",
+                people,
+                "--origin",
+                "Kharkiv",
+                "--to",
+                to,
+                "--city",
+                "Montevideo",
+                "--depart",
+                depart,
+                "--arrive",
+                arrive,
+            ],
+        )
+    };
+    let refused = [
+        (
+            start("Boris Spouse", "XX", "2027-01-02", "2027-01-03"),
+            "XX is not an ISO 3166-1 country code",
+        ),
+        (
+            start("Boris Spouse", "UY", "2027-01-02", "2027-01-01"),
+            "the planned arrival (2027-01-01) is before the planned departure (2027-01-02)",
+        ),
+        (
+            start("Boris", "UY", "2027-01-02", "2027-01-03"),
+            "no person of this case is named exactly \"Boris\"; give the full name or the id of: Boris Spouse (",
+        ),
+        (
+            start("Zoe", "UY", "2027-01-02", "2027-01-03"),
+            "no person of this case is named \"Zoe\"",
+        ),
+        (
+            start("ANA", "UY", "2027-01-02", "2027-01-03"),
+            "ambiguous: 2 people of this case are named \"ANA\": Ana (",
+        ),
+    ];
+    for (out, said) in refused {
+        assert!(!out.status.success(), "{said}");
+        assert!(stderr(&out).contains(said), "{said}: {}", stderr(&out));
+    }
+    assert_eq!(timeline_len(&officer, "C-3"), before);
+    // The same, right: accepted.
+    let out = start("Boris Spouse", "uy", "2027-01-02", "2027-01-02");
+    assert!(out.status.success(), "{}", stderr(&out));
+    server.shutdown().await;
+}
+
+/// Issue 12 (walk-through findings 4 and 6): the statistics ledger is no
+/// case to work on: `case list` does not show it, and closing or changing
+/// it is refused on the device before anything is written (the server
+/// would refuse it, and it would wait in the outbox forever). `case list
+/// --erasable` syncs first, so a retention period changed on the server
+/// shows at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ledger_is_not_listed_nor_changed_and_erasable_follows_the_servers_retention() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    hotline_server::log::keys::generate_key_file(&dir.path().join("master.key")).expect("key");
+    let server = server_configured(dir.path(), "127.0.0.1:0".parse().expect("addr"), |_| {}).await;
+    let addr = server.local_addr();
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "open", "--summary", "s", "--reference", "C-5"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = opened_case(&out);
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", "C-5", "--reason", "done"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "list", "--erasable"]);
+    assert!(!stdout(&out).contains(&case), "{}", stdout(&out));
+
+    // The server's retention becomes 0 days: --erasable shows the case
+    // without --sync.
+    server.shutdown().await;
+    let server = server_configured(dir.path(), addr, |c| c.cases.retention_days = 0).await;
+    let out = hotline(&officer, PASS, &["case", "list", "--erasable"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&case), "{}", stdout(&out));
+
+    // Asking for the erasure writes the tombstone: the ledger exists.
+    let out = hotline(&officer, PASS, &["case", "erase", "C-5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&admin, PASS, &["invite", "--role", "officer"]);
+    let invite: hotline_proto::Invite = invite_line(&out).parse().expect("invite");
+    let ledger = hotline_proto::case::ledger_id(&invite.org_root.expect("a root"));
+    let ledger = hotline_proto::identity::hex(ledger.as_bytes());
+    let ledger = &ledger[..8];
+    for h in [&officer, &admin] {
+        let out = hotline(h, PASS, &["case", "list", "--sync"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).contains(&case), "{}", stdout(&out));
+        assert!(!stdout(&out).contains(ledger), "{}", stdout(&out));
+        let out = hotline(h, PASS, &["case", "stats"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let before = timeline_len(&officer, ledger);
+    for args in [
+        vec!["case", "close", ledger, "--reason", "tidy"],
+        vec!["case", "note", ledger, "hello"],
+    ] {
+        let out = hotline(&officer, PASS, &args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("the statistics ledger is never closed or changed"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = hotline(&officer, PASS, &["outbox"]);
+    assert!(!stdout(&out).contains("case change"), "{}", stdout(&out));
+    assert_eq!(timeline_len(&officer, ledger), before);
+    server.shutdown().await;
 }

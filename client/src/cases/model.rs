@@ -611,6 +611,11 @@ impl CaseView {
         {
             return Ok(Some(*ok));
         }
+        // Settling a conflict of stages (it names two heads or more):
+        // choosing one of the conflicting stages is legal too.
+        if based_on.len() > 1 && from.contains(&to) {
+            return Ok(Some(to));
+        }
         let why = match from.first() {
             Some(f) => relocation::transition(*f, to)
                 .err()
@@ -953,6 +958,39 @@ mod tests {
         let v = fold(&events);
         assert_eq!(v.stage(&REL), Some(Stage::Approved));
         assert!(v.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_stage_conflict_is_settled_by_choosing_one_of_its_stages() {
+        let conflict = || {
+            vec![
+                ev(1, 1, 1, vec![stage(Stage::Requested, &[])]),
+                ev(2, 1, 2, vec![stage(Stage::Assessed, &[1])]),
+                ev(3, 2, 3, vec![stage(Stage::Cancelled, &[1])]),
+            ]
+        };
+        // Choosing either stage of the conflict settles it.
+        for chosen in [Stage::Assessed, Stage::Cancelled] {
+            let mut events = conflict();
+            events.push(ev(4, 1, 4, vec![stage(chosen, &[2, 3])]));
+            let v = fold(&events);
+            assert_eq!(v.stage(&REL), Some(chosen));
+            assert!(v.conflicts().is_empty());
+            assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+        }
+        // A stage that is neither one of them nor a legal move from one is
+        // still refused: the conflict stays.
+        let mut events = conflict();
+        events.push(ev(4, 1, 4, vec![stage(Stage::Hosted, &[2, 3])]));
+        let v = fold(&events);
+        assert_eq!(v.stage(&REL), None);
+        assert_eq!(v.warnings[0].kind, WarningKind::IllegalStageMove);
+        // Repeating the one stage held is no move (no conflict to settle).
+        let mut events = conflict();
+        events.truncate(2);
+        events.push(ev(4, 1, 4, vec![stage(Stage::Assessed, &[2])]));
+        let v = fold(&events);
+        assert_eq!(v.warnings[0].kind, WarningKind::IllegalStageMove);
     }
 
     #[test]

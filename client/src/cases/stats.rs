@@ -50,7 +50,7 @@ pub fn tombstone(view: &CaseView) -> StatisticsTombstone {
         relocation_outcomes: view
             .relocations
             .iter()
-            .filter_map(|r| view.stage(r))
+            .filter_map(|r| outcome(view, r))
             .map(|s| u32::from(s.number()))
             .collect(),
         country_of_origin: country,
@@ -58,6 +58,22 @@ pub fn tombstone(view: &CaseView) -> StatisticsTombstone {
         opened_month: month(view.opened.map_or(0, |(t, _)| t)),
         closed_month: month(view.closed_at.unwrap_or(0)),
     }
+}
+
+/// A relocation's outcome for the statistics: the stage it closed from
+/// (returned, resettled), or its stage when it was not closed (cancelled,
+/// or still under way when the case closed). `None`: no single stage (in
+/// conflict, or none).
+fn outcome(view: &CaseView, relocation: &[u8]) -> Option<Stage> {
+    let stage = view.stage(relocation)?;
+    if stage != Stage::Closed {
+        return Some(stage);
+    }
+    view.stage_history
+        .get(relocation)
+        .and_then(|moves| moves.iter().rev().find(|m| m.to == Stage::Closed))
+        .and_then(|m| m.from)
+        .or(Some(stage))
 }
 
 /// The tombstones the ledger's events hold (those this device can read),
@@ -119,7 +135,14 @@ pub fn lines(tombstones: &[StatisticsTombstone]) -> Vec<String> {
             let name = u8::try_from(*o)
                 .ok()
                 .and_then(Stage::from_number)
-                .map_or_else(|| format!("stage {o}"), |s| s.name().to_owned());
+                .map_or_else(
+                    || format!("stage {o}"),
+                    |s| match s {
+                        // Written so by a version that kept the last stage.
+                        Stage::Closed => "closed (outcome not recorded)".to_owned(),
+                        s => s.name().to_owned(),
+                    },
+                );
             *outcomes.entry(name).or_insert(0) += 1;
         }
         *countries
@@ -147,6 +170,88 @@ pub fn lines(tombstones: &[StatisticsTombstone]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cases::fields::relocation_field;
+    use crate::cases::model::Opened;
+    use hotline_proto::DeviceId;
+    use hotline_proto::case::content::{CaseEventContent, FieldChange, FieldValue, FieldValueKind};
+    use hotline_proto::case::{CaseControl, CaseId, EventHeader};
+
+    /// A case whose one relocation went through `stages` (each move
+    /// based on the one before).
+    fn relocation_through(stages: &[Stage]) -> CaseView {
+        let events: Vec<Opened> = stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let n = u8::try_from(i + 1).expect("few");
+                Opened {
+                    position: u64::from(n),
+                    at: 1_000 + u64::from(n),
+                    header: EventHeader {
+                        case_id: CaseId::from_bytes([9; 16]),
+                        event_id: [n; 16],
+                        author: DeviceId::from_bytes([1; 16]),
+                        roster_version: 1,
+                        epoch: 1,
+                        key_commitment: [0; 32],
+                        control: CaseControl::default(),
+                        ciphertext_len: 1040,
+                    },
+                    content: CaseEventContent {
+                        changes: vec![FieldChange {
+                            entity: entity::RELOCATION,
+                            entity_id: vec![3; 16].into(),
+                            field: relocation_field::STAGE,
+                            value: Some(FieldValue {
+                                kind: Some(FieldValueKind::Number(u64::from(s.number()))),
+                            }),
+                            based_on: if i == 0 {
+                                Vec::new()
+                            } else {
+                                vec![vec![n - 1; 16].into()]
+                            },
+                        }],
+                        ..Default::default()
+                    },
+                }
+            })
+            .collect();
+        CaseView::fold(CaseId::from_bytes([9; 16]), &events)
+    }
+
+    #[test]
+    fn a_relocation_counts_by_its_outcome_not_by_closed() {
+        use Stage::*;
+        let path = [Requested, Assessed, Approved, TravelBooked, InTransit];
+        let path = [&path[..], &[Arrived, Hosted, Extended]].concat();
+        for (end, counted) in [
+            (vec![Resettled, Closed], Resettled),
+            (vec![Returned, Closed], Returned),
+            (vec![Resettled], Resettled),
+            (vec![Cancelled], Cancelled),
+            (vec![], Extended),
+        ] {
+            let view = relocation_through(&[&path[..], &end].concat());
+            assert!(view.warnings.is_empty(), "{:?}", view.warnings);
+            let t = tombstone(&view);
+            assert_eq!(t.relocation_outcomes, [u32::from(counted.number())]);
+            let text = lines(&[t]).join("\n");
+            assert!(
+                text.contains(&format!("relocations by outcome:\n  {}  1", counted.name())),
+                "{text}"
+            );
+        }
+        // A tombstone written by an older version (closed kept) says so.
+        let old = StatisticsTombstone {
+            relocation_outcomes: vec![u32::from(Closed.number())],
+            ..Default::default()
+        };
+        assert!(
+            lines(&[old])
+                .join("\n")
+                .contains("closed (outcome not recorded)  1")
+        );
+    }
 
     #[test]
     fn the_figures_count_cases_people_outcomes_countries_and_months() {

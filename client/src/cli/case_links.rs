@@ -38,6 +38,21 @@ pub(super) fn request_text(history: &History, digest: &[u8; 32]) -> Option<Strin
         .map(|e| e.message.text.clone())
 }
 
+/// The programme the defender asked for in the request whose envelope
+/// has `digest`, if this device received it (`None`: not held, or a
+/// programme this version does not know).
+pub(super) fn request_programme(history: &History, digest: &[u8; 32]) -> Option<u64> {
+    history
+        .entries()
+        .iter()
+        .find(|e| !e.sent && e.digest.as_ref() == Some(digest))
+        .and_then(|e| match e.message.kind {
+            Kind::CaseRequest { programme } => u64::try_from(programme.code()).ok(),
+            _ => None,
+        })
+        .filter(|n| (1..=4).contains(n))
+}
+
 /// The defender devices linked to a case (field 7; every head's, while
 /// in conflict).
 pub(super) fn linked_defenders(view: &CaseView) -> Vec<DeviceId> {
@@ -142,8 +157,39 @@ pub(super) fn complete_request(
     let Some(r) = &mut file.request else {
         return Ok(());
     };
+    let history = device.history()?;
     if r.text.is_none() {
-        r.text = request_text(&device.history()?, &r.envelope_digest);
+        r.text = request_text(&history, &r.envelope_digest);
+    }
+    // The programme asked for becomes the case's (field 5), unless this
+    // change sets it or the case has one.
+    let programme = request_programme(&history, &r.envelope_digest);
+    if let Some(p) = programme.and_then(|p| i32::try_from(p).ok()) {
+        // `answer_request` completes the opening with the rest.
+        content.opening = Some(hotline_proto::case::content::CaseOpening {
+            requested_programme: p,
+            ..Default::default()
+        });
+    }
+    let sets_programme = content
+        .changes
+        .iter()
+        .any(|c| c.entity == entity::CASE && c.field == case_field::PROGRAMME);
+    if !sets_programme
+        && view
+            .field(entity::CASE, &[], case_field::PROGRAMME)
+            .is_none()
+        && let Some(p) = programme
+    {
+        content.changes.push(FieldChange {
+            entity: entity::CASE,
+            entity_id: Vec::new().into(),
+            field: case_field::PROGRAMME,
+            value: Some(FieldValue {
+                kind: Some(FieldValueKind::Number(p)),
+            }),
+            based_on: Vec::new(),
+        });
     }
     let sets_defenders = content
         .changes
@@ -197,8 +243,10 @@ pub(super) fn missed_checkin_case(device: &Device, a: &AlertInfo) -> Option<Stri
 
 /// What staff see next to a missed check-in of `defender`: the case and
 /// relocation in transit it belongs to, from this device's replica (never
-/// asked of the server), e.g. "case C-2026-0042, relocation in transit to
-/// Montevideo since 2026-05-12". `None`: no open case of this defender
+/// asked of the server), e.g. "case C-2026-0042, relocation to
+/// Montevideo in transit since 2026-05-12, arrival planned 2026-05-13"
+/// (the date of the move to in transit; the planned arrival if known).
+/// `None`: no open case of this defender
 /// has a relocation in transit.
 pub(super) fn in_transit(replica: &Replica, defender: &DeviceId) -> Option<String> {
     for s in replica.summaries() {
@@ -231,12 +279,17 @@ pub(super) fn in_transit(replica: &Replica, defender: &DeviceId) -> Option<Strin
                 .and_then(|moves| moves.iter().rev().find(|m| m.to == Stage::InTransit))
                 .map(|m| format!(" since {}", hotline_proto::time::date(m.at)))
                 .unwrap_or_default();
+            let arrival = text(relocation_field::PLANNED_ARRIVAL)
+                .map(|a| format!(", arrival planned {a}"))
+                .unwrap_or_default();
             let name = if s.reference.is_empty() {
                 short(&s.case_id)
             } else {
                 s.reference.clone()
             };
-            return Some(format!("case {name}, relocation in transit to {to}{since}"));
+            return Some(format!(
+                "case {name}, relocation to {to} in transit{since}{arrival}"
+            ));
         }
     }
     None

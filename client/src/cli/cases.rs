@@ -419,7 +419,11 @@ impl Ctx {
             );
         }
         for c in &report.requested {
-            println!("new request from a defender: case {}", short(c.as_bytes()));
+            // Only a request still waiting is news: one accepted or
+            // declined long ago (a first sync) is not.
+            if self.replica.view(c)?.state == Some(CaseState::Requested) {
+                println!("new request from a defender: case {}", short(c.as_bytes()));
+            }
         }
         for c in &report.erasure_requested {
             self.replica.set_erasure_requested(c, true)?;
@@ -692,6 +696,16 @@ impl Ctx {
 
     fn shown(&self, id: &[u8]) -> String {
         match <[u8; 16]>::try_from(id) {
+            // This device's own events: "you", as others see its name.
+            Ok(b) if DeviceId::from_bytes(b) == self.me() => {
+                let own = self.device.shown(&self.me());
+                let short: String = hex(id).chars().take(8).collect();
+                if own == short {
+                    format!("you ({short})")
+                } else {
+                    format!("you, {own}")
+                }
+            }
             Ok(b) => self.device.shown(&DeviceId::from_bytes(b)),
             Err(_) => "an id this version does not read".into(),
         }
@@ -711,8 +725,17 @@ fn resolve_case(summaries: &[SummaryRow], text: &str) -> anyhow::Result<CaseId> 
         .iter()
         .filter(|s| !s.reference.is_empty() && s.reference.eq_ignore_ascii_case(t))
         .collect();
-    if let [one] = by_ref.as_slice() {
-        return one.id().context("the case replica is damaged");
+    match by_ref.as_slice() {
+        [one] => return one.id().context("the case replica is damaged"),
+        [] => {}
+        many => bail!(
+            "ambiguous: {} cases have the reference {t:?}: {}; give the case by at least {MIN_PREFIX} hex digits of its id",
+            many.len(),
+            many.iter()
+                .map(|s| short(&s.case_id))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
     let hexed = t.to_ascii_lowercase();
     if hexed.len() < MIN_PREFIX || !hexed.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -745,34 +768,53 @@ fn resolve_entity(
     text: &str,
 ) -> anyhow::Result<Vec<u8>> {
     let t = text.trim();
+    let hexed = t.to_ascii_lowercase();
+    let is_prefix = hexed.len() >= MIN_PREFIX && hexed.chars().all(|c| c.is_ascii_hexdigit());
     if what == "person" {
+        let name_of = |p: &Vec<u8>| {
+            view.field(entity::PERSON, p, person_field::NAME)
+                .and_then(Register::value)
+                .and_then(Value::text)
+                .map(str::to_owned)
+                .unwrap_or_default()
+        };
+        let listed = |ps: &[&Vec<u8>]| {
+            ps.iter()
+                .map(|p| format!("{} ({})", name_of(p), short(p)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let named: Vec<&Vec<u8>> = ids
             .iter()
-            .filter(|p| {
-                view.field(entity::PERSON, p, person_field::NAME)
-                    .and_then(Register::value)
-                    .and_then(Value::text)
-                    .is_some_and(|n| n.eq_ignore_ascii_case(t))
-            })
+            .filter(|p| name_of(p).eq_ignore_ascii_case(t))
             .collect();
         match named.as_slice() {
             [one] => return Ok((*one).clone()),
             [] => {}
             many => bail!(
-                "{} people of this case are named {t:?}: give the one meant by its id (`hotline case person list` shows them)",
-                many.len()
+                "ambiguous: {} people of this case are named {t:?}: {}; give one by its id",
+                many.len(),
+                listed(many)
             ),
         }
+        if !is_prefix {
+            let lower = t.to_lowercase();
+            let like: Vec<&Vec<u8>> = ids
+                .iter()
+                .filter(|p| !lower.is_empty() && name_of(p).to_lowercase().contains(&lower))
+                .collect();
+            if like.is_empty() {
+                bail!(
+                    "no person of this case is named {t:?} (`hotline case person list` shows them)"
+                );
+            }
+            bail!(
+                "no person of this case is named exactly {t:?}; give the full name or the id of: {}",
+                listed(&like)
+            );
+        }
     }
-    let hexed = t.to_ascii_lowercase();
-    if what == "person"
-        && (hexed.len() < MIN_PREFIX || !hexed.chars().all(|c| c.is_ascii_hexdigit()))
-    {
-        bail!(
-            "no person of this case is named {t:?} (unknown: `hotline case person list` shows them); give a person by name or by at least {MIN_PREFIX} hex digits of its id"
-        );
-    }
-    if hexed.len() < MIN_PREFIX || !hexed.chars().all(|c| c.is_ascii_hexdigit()) {
+    if !is_prefix {
         bail!(
             "give a {what} by at least {MIN_PREFIX} hex digits of its id{}",
             if what == "person" { " or by name" } else { "" }
@@ -840,7 +882,30 @@ fn country(text: &str) -> anyhow::Result<String> {
     if c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_uppercase()) {
         bail!("a country is its two-letter ISO 3166-1 code, such as UA or CO");
     }
+    if !super::countries::is_country(&c) {
+        bail!(
+            "{c} is not an ISO 3166-1 country code; a country is its two-letter code, such as UA or CO"
+        );
+    }
     Ok(c)
+}
+
+/// A year of birth: from 1900 to this year.
+fn born(text: &str) -> anyhow::Result<u64> {
+    let this_year: u64 = hotline_proto::time::date(hotline_client::unix_now())
+        .get(..4)
+        .and_then(|y| y.parse().ok())
+        .unwrap_or(9999);
+    text.trim()
+        .parse()
+        .ok()
+        .filter(|y| (1900..=this_year).contains(y))
+        .with_context(|| {
+            format!(
+                "a year of birth is a year from 1900 to {this_year}, such as 1987 (not {:?})",
+                text.trim()
+            )
+        })
 }
 
 fn day(text: &str) -> anyhow::Result<String> {
@@ -896,15 +961,7 @@ async fn parse_value(
         (entity::PERSON, person_field::DOCUMENT) => {
             number_value(word(&DOCUMENTS, text, "travel document state")?)
         }
-        (entity::PERSON, person_field::BORN) => {
-            let y: u64 = text
-                .trim()
-                .parse()
-                .ok()
-                .filter(|y| (1900..=2100).contains(y))
-                .context("a year of birth is four digits, such as 1987")?;
-            number_value(y)
-        }
+        (entity::PERSON, person_field::BORN) => number_value(born(text)?),
         (entity::PERSON, person_field::REMOVED) => number_value(1),
         (entity::RELOCATION, relocation_field::STAGE) => {
             bail!("a stage is changed with `hotline relocation advance`, which checks the move")
@@ -1241,6 +1298,9 @@ pub(super) fn list(state: &StateDir, filter: &ListFilter) -> anyhow::Result<()> 
     let rows: Vec<&SummaryRow> = replica
         .summaries()
         .iter()
+        // The statistics ledger is not a case anyone works on: `case
+        // stats` is its view.
+        .filter(|s| !s.ledger)
         .filter(|s| wanted_state.is_none_or(|w| s.state() == Some(w)))
         .filter(|s| stage.is_none_or(|st| s.stages.contains(&st.number())))
         .filter(|s| coordinator.is_none_or(|c| s.coordinators.iter().any(|x| x == c.as_bytes())))
@@ -1353,6 +1413,13 @@ pub(super) async fn write_in(
 ) -> anyhow::Result<(Option<CaseId>, anyhow::Result<()>)> {
     let mut file = ctx.case(case)?;
     let view = ctx.replica.view(&file.case_id)?;
+    if view.ledger {
+        // The server refuses closing it, and a change would only wait in
+        // the outbox: the ledger holds tombstones and nothing else.
+        bail!(
+            "the statistics ledger is never closed or changed: it holds only what stays of erased cases (`hotline case stats` shows it); nothing was written"
+        );
+    }
     let mut control = CaseControl::default();
     let short_id = short(file.case_id.as_bytes());
     let (mut content, mut done) = match what {
@@ -1527,6 +1594,15 @@ pub(super) async fn write_in(
                 relocation_field::HOST_CITY,
                 text_value(city.trim()),
             ));
+            let depart = depart.as_deref().map(day).transpose()?;
+            let arrive = arrive.as_deref().map(day).transpose()?;
+            if let (Some(d), Some(a)) = (&depart, &arrive)
+                && a < d
+            {
+                bail!(
+                    "the planned arrival ({a}) is before the planned departure ({d}); nothing was written"
+                );
+            }
             for (field, given) in [
                 (relocation_field::PLANNED_DEPARTURE, depart),
                 (relocation_field::PLANNED_ARRIVAL, arrive),
@@ -1572,22 +1648,9 @@ pub(super) async fn write_in(
         } => {
             let to: Stage = stage.parse()?;
             let r = resolve_entity(&view, &view.relocations, "relocation", &rel)?;
-            let Some(from) = view.stage(&r) else {
-                bail!(
-                    "relocation {}'s stage is in conflict ({}): nothing was written. Settle it first with a note and an advance from the stage agreed",
-                    short(&r),
-                    show_field(
-                        &|i| ctx.shown(i),
-                        &view,
-                        entity::RELOCATION,
-                        &r,
-                        relocation_field::STAGE
-                    )
-                    .unwrap_or_default()
-                );
-            };
-            relocation::transition(from, to)?;
             let mut c = ctx.content(note.as_deref().unwrap_or(""));
+            // Naming every head of the stage (as `change` does), this move
+            // also settles a conflict of stages (protocol.md 9.5).
             c.changes.push(change(
                 &view,
                 entity::RELOCATION,
@@ -1595,10 +1658,57 @@ pub(super) async fn write_in(
                 relocation_field::STAGE,
                 number_value(u64::from(to.number())),
             ));
-            (
-                c,
-                format!("relocation {} moved from {from} to {to}", short(&r)),
-            )
+            let done = match view.stage(&r) {
+                Some(from) => {
+                    relocation::transition(from, to)?;
+                    format!("relocation {} moved from {from} to {to}", short(&r))
+                }
+                None => {
+                    let heads: Vec<Stage> = view
+                        .field(entity::RELOCATION, &r, relocation_field::STAGE)
+                        .map(|reg| {
+                            reg.heads()
+                                .into_iter()
+                                .filter_map(|v| v.value.number())
+                                .filter_map(|n| u8::try_from(n).ok())
+                                .filter_map(Stage::from_number)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let shown = show_field(
+                        &|i| ctx.shown(i),
+                        &view,
+                        entity::RELOCATION,
+                        &r,
+                        relocation_field::STAGE,
+                    )
+                    .unwrap_or_default();
+                    if heads.len() < 2 {
+                        bail!(
+                            "relocation {} has no stage this version can move from ({shown}); nothing was written",
+                            short(&r)
+                        );
+                    }
+                    let how = if heads.contains(&to) {
+                        format!("{to} chosen")
+                    } else if let Some(from) = heads
+                        .iter()
+                        .find(|f| relocation::transition(**f, to).is_ok())
+                    {
+                        format!("moved on from {from} to {to}")
+                    } else {
+                        bail!(
+                            "relocation {}'s stage is in conflict ({shown}): {to} is neither one of those stages nor a move allowed from one of them; nothing was written. Settle it by advancing to one of them, or to a stage that follows one",
+                            short(&r)
+                        );
+                    };
+                    format!(
+                        "relocation {}'s stage conflict ({shown}) settled: {how}",
+                        short(&r)
+                    )
+                }
+            };
+            (c, done)
         }
     };
     let mut declined = false;
@@ -1640,6 +1750,10 @@ fn answer_request(
             requested_by: r.defender.as_bytes().to_vec().into(),
             requested_at: r.at,
             request_text: r.text.clone().unwrap_or_default(),
+            requested_programme: content
+                .opening
+                .as_ref()
+                .map_or(0, |o| o.requested_programme),
             ..Default::default()
         });
     }
@@ -1729,5 +1843,16 @@ mod tests {
             .expect_err("ambiguous")
             .to_string();
         assert!(many.contains("matches 2 cases"), "{many}");
+        // Two cases sharing a reference: named by it, both are listed.
+        let rows = vec![row(0xab, "C-7"), row(0xcd, "c-7")];
+        let both = resolve_case(&rows, "C-7")
+            .expect_err("ambiguous")
+            .to_string();
+        assert!(
+            both.contains("ambiguous: 2 cases have the reference \"C-7\"")
+                && both.contains("abababab")
+                && both.contains("cdcdcdcd"),
+            "{both}"
+        );
     }
 }

@@ -188,6 +188,16 @@ pub(super) async fn invite(
     println!("  {invite}");
     println!();
     println!("On the new device: hotline enroll '{invite}'");
+    if let Some(label) = label {
+        // The server never learns the label, nor which invite a device
+        // used: this device learns the name when the new device writes
+        // to it. Until then it is named here by hand.
+        println!(
+            "This device will know it as {label:?} once it writes here; to name it before (for \
+             example to revoke it by name), once it has enrolled: hotline label <its id from \
+             `hotline devices`> {label:?}"
+        );
+    }
     session.close().await;
     Ok(())
 }
@@ -231,17 +241,9 @@ pub(super) async fn list(state: &StateDir) -> anyhow::Result<()> {
 pub(super) async fn revoke(state: &StateDir, named: &str) -> anyhow::Result<()> {
     let device = open_device(state)?;
     let session = device.connect().await?;
-    // Cutting a device off is not undone: a mistyped short prefix must
-    // not find someone else's.
-    let short = named.trim();
-    if short.len() < hotline_client::contacts::SHOWN_ID_DIGITS
-        && short.chars().all(|c| c.is_ascii_hexdigit())
-    {
-        anyhow::bail!(
-            "to revoke, give at least the first {} digits of the device id (as `hotline devices` shows it), or its name",
-            hotline_client::contacts::SHOWN_ID_DIGITS
-        );
-    }
+    // One rule for naming a device everywhere (at least 4 hex digits of
+    // its id, or its name); a prefix is matched against every device the
+    // server lists, so it names exactly one or is refused as ambiguous.
     let listed = session.devices().await.unwrap_or_default();
     let ids: Vec<DeviceId> = listed.iter().map(|d| d.device_id).collect();
     let device_id = device_arg(&device, named, &ids)?;

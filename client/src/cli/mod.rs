@@ -34,6 +34,7 @@ mod case_share;
 mod case_view;
 mod cases;
 mod checkins;
+mod countries;
 mod date;
 mod devices;
 mod messages;
@@ -109,8 +110,8 @@ enum Command {
     Devices,
     /// Revoke a device so it can no longer connect (admins).
     Revoke {
-        /// The device: its id as `hotline devices` shows it (the first 8
-        /// digits are enough), or its name.
+        /// The device: at least 4 hex digits of its id (as `hotline
+        /// devices` shows it), or its name.
         device: String,
     },
     /// Name a device for yourself (shown instead of its own label, next to
@@ -132,7 +133,7 @@ enum Command {
         #[arg(num_args = 1.., required = true)]
         message: Vec<String>,
         /// Also send to this device (staff only; for example a defender): its
-        /// id, the start of it (8 digits, as shown next to names), or its name.
+        /// id (at least 4 hex digits, as shown next to names), or its name.
         #[arg(long)]
         to: Option<String>,
         /// In the thread of this alert, to its defender (staff): 35 or #35.
@@ -376,7 +377,8 @@ enum CaseCommand {
         #[arg(long)]
         country: Option<String>,
         /// Closed cases past the retention period, without a legal hold,
-        /// and cases whose erasure waits for a confirmation.
+        /// and cases whose erasure waits for a confirmation. Syncs first
+        /// (the retention period is the server's).
         #[arg(long)]
         erasable: bool,
         /// Sync with the server first (as every other case command does).
@@ -560,7 +562,8 @@ enum RelocationCommand {
         accommodation: Option<String>,
     },
     /// Move a relocation to its next stage (refused here if the lifecycle
-    /// does not allow it).
+    /// does not allow it). A stage in conflict is settled by this move: give
+    /// one of the conflicting stages, or a stage that follows one of them.
     #[command(after_help = EXIT_STATUSES)]
     Advance {
         #[arg(help = CASE_ARG)]
@@ -666,7 +669,11 @@ fn sends_waiting_panic_sos(command: &Command) -> Option<std::time::Duration> {
         | Command::Label { .. }
         | Command::Org(OrgCommand::Init { .. } | OrgCommand::Show { .. }) => None,
         Command::Outbox { list, drop, .. } if *list || drop.is_some() => None,
-        Command::Case(CaseCommand::List { sync: false, .. }) => None,
+        Command::Case(CaseCommand::List {
+            sync: false,
+            erasable: false,
+            ..
+        }) => None,
         Command::Sos { .. } => Some(Duration::from_secs(5)),
         Command::Status
         | Command::Invite { .. }
@@ -835,7 +842,10 @@ async fn run_case(command: CaseCommand, state: &StateDir) -> anyhow::Result<()> 
             erasable,
             sync,
         } => {
-            if sync {
+            // What is erasable depends on the server's retention period,
+            // which only a sync brings: --erasable syncs first (offline,
+            // it goes on from the replica).
+            if sync || erasable {
                 case_share::sync_now(state).await?;
             }
             cases::list(

@@ -36,8 +36,8 @@ pub(super) fn device_arg(
     match contacts::resolve(text, candidates) {
         Resolved::One(id) => Ok(id),
         Resolved::None => bail!(
-            "no device known here matches {text:?}: give its whole id (32 hex digits), at least \
-             its first {} digits, or a name from `hotline label`",
+            "no device known here matches {text:?}: give at least {} hex digits of its id (as \
+             `hotline devices` shows it), or its name (`hotline label` lists them)",
             contacts::MIN_PREFIX_DIGITS
         ),
         Resolved::Many(ids) => {

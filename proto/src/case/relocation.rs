@@ -1,7 +1,8 @@
 //! The relocation lifecycle (issue 12): the stages a relocation moves
 //! through, and which move is allowed from which stage. Pure: no I/O, no
-//! clock, no events yet (the stored case events will carry
-//! [`Stage::number`]).
+//! clock. A stage is stored as [`Stage::number`] in field 10 of a
+//! relocation in the case events; every client checks each move with
+//! [`transition`] when it writes and when it folds (docs/protocol.md 9.5).
 //!
 //! ```text
 //! requested → assessed → approved → travel booked → in transit → arrived
