@@ -1747,6 +1747,100 @@ async fn a_queued_panic_sos_is_sent_by_status_even_without_the_passphrase() {
     server.shutdown().await;
 }
 
+/// An SOS queued with the passphrase (the server could not be reached)
+/// goes out with the next command that connects, WHATEVER it is: each
+/// command below, run once after an SOS was queued, raises it first and
+/// says so (even a command the defender may not use, or one that then
+/// fails), and staff read every SOS's words, each raised once (issue 12,
+/// walk-through: `status` said "connected" and sent nothing).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queued_sos_is_sent_first_by_every_command_that_connects() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server_with_open_alerts(dir.path(), 100).await;
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    // Nothing answers there: an SOS raised through it waits in the outbox.
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let dead = dead.local_addr().expect("addr").to_string();
+    let bogus_root = "ab".repeat(32);
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["status"],
+        vec!["inbox"],
+        vec!["messages"],
+        vec!["alerts"],
+        vec!["delivery", "1"],
+        vec!["send", "a note"],
+        vec!["reply", "--alert", "1", "a note"],
+        vec!["my-case"],
+        vec!["my-case", "reply", "a note"],
+        vec!["request", "legal", "we need a lawyer"],
+        vec!["checkin"],
+        vec!["checkin-setup", "--every", "1h"],
+        vec!["duty"],
+        vec!["ack", "1"],
+        vec!["resolve", "1"],
+        vec!["cancel", "1"],
+        vec!["invite", "--role", "defender"],
+        vec!["devices"],
+        vec!["revoke", "00000000"],
+        vec!["trust-org", &bogus_root],
+        vec!["case", "list", "--sync"],
+        vec!["case", "show", "00000000"],
+        vec!["relocation", "show", "00000000", "00000000"],
+        vec!["outbox"],
+        vec!["watch"],
+    ];
+    for (n, command) in commands.iter().enumerate() {
+        let words = format!("queued sos number {n} before {}", command.join(" "));
+        let out = hotline(
+            &defender,
+            PASS,
+            &["--server", &dead, "sos", "--wait", "0", &words],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{command:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        if command[0] == "watch" {
+            // Sent before it starts watching (its outbox, empty below,
+            // says so: the lines before "watching" are passed over).
+            drop(Watch::start(&defender));
+        } else {
+            let out = hotline(&defender, PASS, command);
+            let sent = format!("{}{}", stdout(&out), stderr(&out));
+            assert!(
+                sent.contains("sent the SOS that was waiting in this device's outbox")
+                    || command[0] == "outbox" && sent.contains("sent from the outbox: an SOS"),
+                "{command:?} did not send the waiting SOS: {sent}"
+            );
+        }
+        let out = hotline(&defender, PASS, &["outbox", "--list"]);
+        assert!(
+            stdout(&out).contains("nothing waiting"),
+            "{command:?}: {}",
+            stdout(&out)
+        );
+    }
+    // Each raised once, and staff read the words of every one.
+    let out = hotline(&officer, PASS, &["alerts", "--all"]);
+    let alerts = stdout(&out);
+    assert_eq!(
+        alerts.lines().filter(|l| l.starts_with('#')).count(),
+        commands.len(),
+        "{alerts}"
+    );
+    let out = hotline(&officer, PASS, &["messages"]);
+    let read = stdout(&out);
+    for (n, command) in commands.iter().enumerate() {
+        let words = format!("queued sos number {n} before {}", command.join(" "));
+        assert!(read.contains(&words), "staff cannot read {words:?}: {read}");
+    }
+    server.shutdown().await;
+}
+
 /// On the defender's own device, its SOS reads as its SOS: a staff message
 /// it received under the same number as the SOS's sent id (each device
 /// counts from 1) was shown as the SOS's text and filed in its thread.

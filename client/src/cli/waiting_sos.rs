@@ -1,0 +1,73 @@
+//! The outbox seen from the commands: an SOS queued with the passphrase
+//! (the server could not be reached when it was raised) goes out first,
+//! with every command that connects, before that command's own work.
+
+use std::time::Duration;
+
+use hotline_client::messenger::Sent;
+use hotline_client::{ClientError, StateDir};
+
+use super::alert_view::raised;
+use super::unlock::{keep_unlocked, open_device};
+
+/// Sends the SOSes waiting in this device's outbox, oldest first, and
+/// says what became of each; the other items wait for the command that
+/// sends them. Needs the passphrase: without it at hand (no terminal, no
+/// `HOTLINE_PASSPHRASE`) nothing is tried here and the command says what
+/// it needs. Never fails the command that called it: what cannot go yet
+/// stays queued, and that is said. The device stays unlocked for the
+/// command (it is not unlocked twice).
+pub(super) async fn send_waiting_sos(state: &StateDir, within: Duration) {
+    let Ok(mut device) = open_device(state) else {
+        return;
+    };
+    if !device.has_waiting_sos() {
+        keep_unlocked(device);
+        return;
+    }
+    eprintln!("sending the SOS waiting in this device's outbox first");
+    let sent = tokio::time::timeout(within, async {
+        let session = device.connect().await?;
+        let flushed = device.flush_sos_report(&session).await;
+        session.close().await;
+        Ok::<_, ClientError>(flushed)
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(ClientError::Unreachable {
+            addr: device
+                .state()
+                .server(device.profile())
+                .map(|s| s.addr)
+                .unwrap_or_default(),
+            reason: "no answer (timed out)".into(),
+        })
+    });
+    let stopped = match sent {
+        Ok(flushed) => {
+            for w in device.take_warnings() {
+                eprintln!("WARNING: {w}");
+            }
+            for (_, s) in &flushed.settled {
+                if let Sent::Alert(a) = s {
+                    println!(
+                        "sent the SOS that was waiting in this device's outbox: the team was paged, alert #{}",
+                        a.id
+                    );
+                    raised(a);
+                }
+            }
+            flushed.stopped
+        }
+        Err(e) => Some(e),
+    };
+    if let Some(e) = stopped
+        && device.has_waiting_sos()
+    {
+        eprintln!(
+            "NOBODY HAS BEEN ALERTED YET: the SOS waiting in this device's outbox could not be sent ({e}); \
+             it stays queued and goes out with the next command that connects"
+        );
+    }
+    keep_unlocked(device);
+}
