@@ -722,8 +722,9 @@ async fn run_command(command: Command, state: StateDir) -> anyhow::Result<()> {
     // An SOS queued on this device without the passphrase goes out first,
     // with the panic key: before any passphrase is asked for, and whatever
     // becomes of the command itself.
+    let mut panic_sent = 0;
     if let Some(within) = sends_waiting_panic_sos(&command) {
-        panic::flush_panic_outbox(&state, within).await;
+        panic_sent = panic::flush_panic_outbox(&state, within).await;
     }
     // An SOS queued in the device's outbox (raised with the passphrase
     // while the server could not be reached) goes out next, whatever the
@@ -733,6 +734,14 @@ async fn run_command(command: Command, state: StateDir) -> anyhow::Result<()> {
     }
     match command {
         Command::Enroll { invite } => devices::enroll(&state, &invite).await,
+        // Sent the waiting SOS, with no passphrase to show the rest: the
+        // defender must read that it worked, not an error.
+        Command::Status if panic_sent > 0 && unlock::device_passphrase().is_err() => {
+            println!(
+                "your waiting SOS was sent. The rest of status (this device's role, server and roster) needs the passphrase, which could not be asked for here (no terminal): run `hotline status` at a terminal, or with HOTLINE_PASSPHRASE set, to see it."
+            );
+            Ok(())
+        }
         Command::Status => devices::status(&state).await,
         Command::Invite { role, ttl, label } => {
             devices::invite(&state, role, ttl, label.as_deref()).await
