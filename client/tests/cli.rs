@@ -1849,6 +1849,79 @@ async fn a_queued_sos_is_sent_first_by_every_command_that_connects() {
     server.shutdown().await;
 }
 
+/// An SOS raised with the panic key while the server is down keeps its
+/// words: the defender device kept the staff's public keys (any command
+/// run with the passphrase while connected), seals the text to them,
+/// queues it sealed (never the plain text) and the next command sends
+/// it; staff read the words (issue 12, walk-through: staff saw "NO TEXT").
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sos_raised_offline_without_the_passphrase_keeps_its_words_for_the_staff() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    let out = hotline(&defender, PASS, &["status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(defender.join("staff-keys").exists());
+    server.shutdown().await;
+
+    let words = "test queued panic sos";
+    let out = hotline_without_passphrase(&defender, &["sos", "--wait", "1", words]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(3), "{all}");
+    assert!(
+        !all.contains("NOT sent"),
+        "the text is sealed and waits: {all}"
+    );
+    let queued = std::fs::read(defender.join("panic-outbox")).expect("queued");
+    assert!(
+        !queued.windows(words.len()).any(|w| w == words.as_bytes()),
+        "never the plain text on the phone"
+    );
+
+    let server = server_on(dir.path(), addr).await;
+    let out = hotline_without_passphrase(&defender, &["status"]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(stdout(&out).contains("your waiting SOS was sent"), "{all}");
+    assert!(!all.contains("NOT sent"), "{all}");
+    let out = hotline(&officer, PASS, &["alerts"]);
+    let alerts = stdout(&out);
+    assert_eq!(
+        alerts.lines().filter(|l| l.starts_with('#')).count(),
+        1,
+        "{alerts}"
+    );
+    assert!(!alerts.contains("NO TEXT"), "{alerts}");
+    let out = hotline(&officer, PASS, &["messages"]);
+    assert!(
+        stdout(&out).contains(words),
+        "staff read the words: {}",
+        stdout(&out)
+    );
+    server.shutdown().await;
+}
+
+/// A device that keeps no staff keys yet (enrolled, never used with the
+/// passphrase since) says exactly that when an SOS raised offline with
+/// the panic key cannot be sealed, never that it has no roster.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_offline_panic_sos_without_kept_staff_keys_says_exactly_why_its_text_is_not_sent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (_admin, _officer, defender) = organisation(dir.path(), &server).await;
+    server.shutdown().await;
+    let out = hotline_without_passphrase(&defender, &["sos", "--wait", "1", "help"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("was NOT sent") && err.contains("keeps no staff keys yet"),
+        "{err}"
+    );
+    assert!(!err.contains("no roster"), "{err}");
+}
+
 /// On the defender's own device, its SOS reads as its SOS: a staff message
 /// it received under the same number as the SOS's sent id (each device
 /// counts from 1) was shown as the SOS's text and filed in its thread.

@@ -372,7 +372,12 @@ async fn sos_with_panic_key(
             // Out of time, the server still out of reach or unable to
             // take it now: queued on this device for the next run.
             Err(e) if e.is_transient() || e.is_superseded() => {
-                return PanicOutcome::Done(queue_panic_sos(state, priority, kept, &e));
+                // Never reached the server to seal it: sealed to the
+                // staff keys this device keeps.
+                let kept = kept.unwrap_or_else(|| {
+                    hotline_client::sos::seal_panic_offline(state, priority, category, body)
+                });
+                return PanicOutcome::Done(queue_panic_sos(state, priority, Some(kept), &e));
             }
             Err(e) => {
                 return PanicOutcome::Done(Err(anyhow::anyhow!(

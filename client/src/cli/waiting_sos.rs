@@ -21,7 +21,14 @@ pub(super) async fn send_waiting_sos(state: &StateDir, within: Duration) {
     let Ok(mut device) = open_device(state) else {
         return;
     };
+    // A defender device keeps the staff's public keys fresh, for an SOS
+    // raised with the panic key while the server is out of reach.
+    let keys_due = hotline_client::sos::has_panic_key(state)
+        && hotline_client::staff_keys::due(state, hotline_client::unix_now());
     if !device.has_waiting_sos() {
+        if keys_due {
+            refresh_staff_keys(&device, within).await;
+        }
         keep_unlocked(device);
         return;
     }
@@ -29,6 +36,9 @@ pub(super) async fn send_waiting_sos(state: &StateDir, within: Duration) {
     let sent = tokio::time::timeout(within, async {
         let session = device.connect().await?;
         let flushed = device.flush_sos_report(&session).await;
+        if keys_due && flushed.stopped.is_none() {
+            keep_staff_keys(device.state(), &session).await;
+        }
         session.close().await;
         Ok::<_, ClientError>(flushed)
     })
@@ -70,4 +80,27 @@ pub(super) async fn send_waiting_sos(state: &StateDir, within: Duration) {
         );
     }
     keep_unlocked(device);
+}
+
+/// Connects (within `within`) and keeps the staff's keys fresh; a failure
+/// is only a warning (the keys kept before stay).
+async fn refresh_staff_keys(device: &hotline_client::messenger::Device, within: Duration) {
+    let _ = tokio::time::timeout(within, async {
+        // Out of reach: the command says so itself.
+        if let Ok(session) = device.connect().await {
+            keep_staff_keys(device.state(), &session).await;
+            session.close().await;
+        }
+    })
+    .await;
+}
+
+/// Keeps the staff's public keys over `session` for an SOS raised
+/// offline with the panic key ([`hotline_client::staff_keys`]).
+async fn keep_staff_keys(state: &StateDir, session: &hotline_client::Session) {
+    if let Err(e) = hotline_client::staff_keys::refresh(state, session).await {
+        eprintln!(
+            "WARNING: the staff's keys could not be kept on this device for an SOS raised offline without the passphrase: {e}"
+        );
+    }
 }

@@ -595,6 +595,9 @@ async fn dispatch(shared: &Shared, session: Session, req: Request) -> Result<Rep
             messaging::publish_prekeys(shared, session, prekeys).await
         }
         Request::FetchPrekeys(devices) => messaging::fetch_prekeys(shared, session, devices).await,
+        Request::FetchLastResortPrekeys(devices) => {
+            messaging::fetch_last_resort_prekeys(shared, session, devices)
+        }
         Request::SendEnvelope(envelope) => {
             messaging::send_envelope(shared, session, envelope, None).await
         }
