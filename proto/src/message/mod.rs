@@ -1018,6 +1018,7 @@ mod tests {
             Request::GetRoster,
             Request::PublishPrekeys(vec![prekey.clone()]),
             Request::FetchPrekeys(vec![pair.device_id()]),
+            Request::FetchLastResortPrekeys(vec![pair.device_id()]),
             Request::SendEnvelope(envelope.clone()),
             Request::SendInThread {
                 envelope: envelope.clone(),
