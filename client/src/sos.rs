@@ -425,7 +425,13 @@ pub fn seal_panic_offline(
         Ok(c) => c,
         Err(e) => return failed(e.to_string()),
     };
-    let mut sealed = crate::staff_keys::seal_offline(state, device, &key, &content, now);
+    let mut sealed = match crate::staff_keys::seal_offline(state, device, &key, &content, now) {
+        Ok((envelope, warnings)) => SealedSos {
+            envelope: Some(envelope),
+            warnings,
+        },
+        Err(reason) => failed(reason),
+    };
     if body.len() < text.len() {
         sealed.warnings.push(format!(
             "the alert's text was too long and was cut to its first {} bytes",

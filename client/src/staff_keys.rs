@@ -14,7 +14,7 @@
 
 use hotline_proto::DeviceId;
 use hotline_proto::IdentityKeyPair;
-use hotline_proto::e2e::envelope::{self, Content, Recipient};
+use hotline_proto::e2e::envelope::{self, Content, Recipient, SignedEnvelope};
 use hotline_proto::e2e::prekey::{PrekeyKind, SignedPrekey};
 use hotline_proto::e2e::roster::{Roster, SeenRoster, SignedRoster};
 use hotline_proto::e2e::suite::SystemRandomness;
@@ -23,7 +23,6 @@ use prost::Message;
 
 use crate::connection::Session;
 use crate::error::ClientError;
-use crate::sos::{SealedSos, not_sent_warning};
 use crate::state::{Profile, StateDir};
 
 /// The file's name in the state directory.
@@ -164,24 +163,22 @@ fn members_at(roster: &Roster, now: u64) -> u64 {
     }
 }
 
+/// An SOS sealed to the kept staff keys, and what the defender must be
+/// told (an expired roster).
+pub type SealedOffline = (SignedEnvelope, Vec<String>);
+
 /// Seals an SOS's `content` from `sender`, signed by its panic key
 /// `signer`, to the staff keys kept on this device, without the server.
 /// What cannot be used (none kept, a roster that no longer checks out,
-/// every kept key expired) gives no envelope and a warning saying
-/// exactly that.
+/// every kept key expired) is the error, saying exactly that.
 pub fn seal_offline(
     state: &StateDir,
     sender: DeviceId,
     signer: &IdentityKeyPair,
     content: &Content,
     now: u64,
-) -> SealedSos {
-    let not_sent = |reason: &str| SealedSos {
-        envelope: None,
-        warnings: vec![not_sent_warning(&format!(
-            "the server cannot be reached now, and {reason}"
-        ))],
-    };
+) -> Result<SealedOffline, String> {
+    let not_sent = |reason: &str| Err(format!("the server cannot be reached now, and {reason}"));
     let Some(kept) = load(state) else {
         return not_sent(
             "this device keeps no staff keys yet (it keeps them after any command run with the passphrase while connected)",
@@ -206,7 +203,7 @@ pub fn seal_offline(
             ));
         }
     };
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
     if now >= roster.expires_at {
         warnings.push(
             "the organisation's staff roster has EXPIRED: your SOS was sealed to its last members anyway; staff added since cannot read it. Tell the team when you can".into(),
@@ -245,24 +242,14 @@ pub fn seal_offline(
             "none of the staff keys kept on this device is valid any more (they expired)",
         );
     }
-    match envelope::seal_signed_by(
+    envelope::seal_signed_by(
         sender,
         signer,
         roster.version,
         &recipients,
         content,
         &mut SystemRandomness,
-    ) {
-        Ok(env) => SealedSos {
-            envelope: Some(env),
-            warnings,
-        },
-        Err(e) => {
-            warnings.push(not_sent_warning(&e.to_string()));
-            SealedSos {
-                envelope: None,
-                warnings,
-            }
-        }
-    }
+    )
+    .map(|env| (env, warnings))
+    .map_err(|e| e.to_string())
 }
