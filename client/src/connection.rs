@@ -423,6 +423,20 @@ impl Session {
         .await
     }
 
+    /// The last-resort prekey of each of `devices` (read, never taken).
+    /// A server older than this request hands out one-time prekeys
+    /// instead: the caller keeps only what is verified as last-resort.
+    pub async fn fetch_last_resort_prekeys(
+        &self,
+        devices: Vec<DeviceId>,
+    ) -> Result<Vec<PrekeyBundle>, ClientError> {
+        self.ask(&Request::FetchLastResortPrekeys(devices), |r| match r {
+            Response::PrekeyBundles(b) => Some(b),
+            _ => None,
+        })
+        .await
+    }
+
     /// Hands an envelope to the server for its recipients.
     pub async fn send_envelope(&self, envelope: SignedEnvelope) -> Result<Accepted, ClientError> {
         self.ask(&Request::SendEnvelope(envelope), |r| match r {

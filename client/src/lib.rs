@@ -23,6 +23,8 @@
 //! * [`sos`]: sealing an SOS whatever the roster's state (or raising it
 //!   without its text), and the panic key: SOS and check-in without the
 //!   passphrase.
+//! * [`staff_keys`]: the staff's public keys a defender device keeps, so
+//!   that an SOS raised with the panic key offline is sealed all the same.
 //! * [`error`]: every failure, worded for the person at the keyboard.
 //! * [`enroll`] and [`connect`]: the flows the commands use.
 
@@ -39,6 +41,7 @@ pub mod panic_outbox;
 pub mod recipients;
 pub mod rosters;
 pub mod sos;
+pub mod staff_keys;
 pub mod state;
 
 pub use connection::{ServerInfo, Session, authenticate};

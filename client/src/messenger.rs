@@ -878,7 +878,23 @@ impl Device {
     /// added to the history.
     pub async fn flush_report(&mut self, session: &Session) -> Flushed {
         let mut settled = Vec::new();
-        let stopped = self.flush_into(session, &mut settled).await.err();
+        let stopped = self.flush_into(session, &mut settled, false).await.err();
+        Flushed { settled, stopped }
+    }
+
+    /// Whether an SOS waits in the outbox.
+    pub fn has_waiting_sos(&self) -> bool {
+        self.outbox
+            .iter()
+            .any(|i| matches!(i.what, Outgoing::Alert(_)))
+    }
+
+    /// [`Device::flush_report`] for the SOSes only: each SOS waiting in
+    /// the outbox goes, oldest first, and every other item stays where it
+    /// is (for the command that sends them).
+    pub async fn flush_sos_report(&mut self, session: &Session) -> Flushed {
+        let mut settled = Vec::new();
+        let stopped = self.flush_into(session, &mut settled, true).await.err();
         Flushed { settled, stopped }
     }
 
@@ -886,6 +902,7 @@ impl Device {
         &mut self,
         session: &Session,
         settled: &mut Vec<([u8; 16], Sent)>,
+        only_sos: bool,
     ) -> Result<(), ClientError> {
         // Alerts first; a stable sort keeps each kind in its order.
         if self
@@ -898,6 +915,9 @@ impl Device {
             self.save()?;
         }
         while let Some(item) = self.outbox.first().cloned() {
+            if only_sos && !matches!(item.what, Outgoing::Alert(_)) {
+                break;
+            }
             let outcome = match self.send_item(session, &item).await {
                 Ok(sent) => sent,
                 Err(e) => match Self::never_sendable(session, &e) {

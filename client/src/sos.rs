@@ -356,6 +356,23 @@ async fn seal_panic_sos(
     category: Category,
     body: &[u8],
 ) -> Result<SealedSos, ClientError> {
+    let (content, now) = panic_content(state, priority, category, body)?;
+    // Sealing may save the profile (a newer roster seen): under the state
+    // directory's lock, over the profile as it is now, so that a command
+    // of this device running meanwhile (a `watch`) neither loses its
+    // own change nor has its save of the same file cut short.
+    let _lock = state.lock()?;
+    *profile = state.load_profile()?;
+    seal_sos(session, state, profile, device, key, content, now).await
+}
+
+/// What a panic-key SOS's envelope holds, and the time it was made.
+fn panic_content(
+    state: &StateDir,
+    priority: Priority,
+    category: Category,
+    body: &[u8],
+) -> Result<(Content, u64), ClientError> {
     let mut message_id = [0u8; 16];
     hotline_proto::identity::fill_random(&mut message_id)
         .map_err(|_| ClientError::State("the system random number generator failed".into()))?;
@@ -377,13 +394,51 @@ async fn seal_panic_sos(
         // label): staff see even a first SOS by name.
         sender_label: state.load_panic_label().unwrap_or_default(),
     };
-    // Sealing may save the profile (a newer roster seen): under the state
-    // directory's lock, over the profile as it is now, so that a command
-    // of this device running meanwhile (a `watch`) neither loses its
-    // own change nor has its save of the same file cut short.
-    let _lock = state.lock()?;
-    *profile = state.load_profile()?;
-    seal_sos(session, state, profile, device, key, content, now).await
+    Ok((content, now))
+}
+
+/// Seals a panic-key SOS's `text` while the server cannot be reached: to
+/// the staff keys this device keeps ([`crate::staff_keys`]), signed by
+/// the panic key, so that it can be queued sealed and its words reach
+/// the staff when it goes out. No envelope, and a warning saying why, if
+/// the kept keys cannot be used.
+pub fn seal_panic_offline(
+    state: &StateDir,
+    priority: Priority,
+    category: Category,
+    text: &str,
+) -> SealedSos {
+    let failed = |reason: String| SealedSos {
+        envelope: None,
+        warnings: vec![not_sent_warning(&reason)],
+    };
+    let (profile, key) = match panic_identity(state) {
+        Ok(p) => p,
+        Err(e) => return failed(e.to_string()),
+    };
+    let device = match profile.device_id() {
+        Ok(d) => d,
+        Err(e) => return failed(e.to_string()),
+    };
+    let body = envelope::cut_to_fit(text.as_bytes());
+    let (content, now) = match panic_content(state, priority, category, body) {
+        Ok(c) => c,
+        Err(e) => return failed(e.to_string()),
+    };
+    let mut sealed = match crate::staff_keys::seal_offline(state, device, &key, &content, now) {
+        Ok((envelope, warnings)) => SealedSos {
+            envelope: Some(envelope),
+            warnings,
+        },
+        Err(reason) => failed(reason),
+    };
+    if body.len() < text.len() {
+        sealed.warnings.push(format!(
+            "the alert's text was too long and was cut to its first {} bytes",
+            body.len()
+        ));
+    }
+    sealed
 }
 
 /// Checks in with `code`, with the panic key, without the passphrase.

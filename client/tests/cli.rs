@@ -1678,7 +1678,8 @@ async fn an_offline_sos_through_the_panic_key_is_queued_and_the_next_run_raises_
         err.contains("giving up in") && err.contains("Ctrl-C stops and nothing is queued"),
         "{err}"
     );
-    assert!(err.contains("was NOT sent"), "the text is not: {err}");
+    // Sealed to the staff keys the device kept at enrollment.
+    assert!(!err.contains("NOT sent"), "the text is sealed: {err}");
     assert!(
         stdout(&out).contains("QUEUED: NOBODY HAS BEEN ALERTED YET")
             && stdout(&out).contains("goes out, once, with the next hotline command that connects"),
@@ -1711,8 +1712,10 @@ async fn an_offline_sos_through_the_panic_key_is_queued_and_the_next_run_raises_
 /// An SOS queued without the passphrase goes out with the next command
 /// that connects, whatever it is: `status` run without a terminal (so
 /// without a passphrase, which it cannot ask for) sends it first with the
-/// panic key and says so, although `status` itself then fails; it is
-/// raised once (issue 13, Q1).
+/// panic key and says so; it is raised once (issue 13, Q1). The defender
+/// reads that it worked: status 0, "your waiting SOS was sent", and what
+/// the rest of status needs (issue 12, walk-through: it exited 1 with
+/// "cannot ask for the passphrase").
 #[tokio::test(flavor = "multi_thread")]
 async fn a_queued_panic_sos_is_sent_by_status_even_without_the_passphrase() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1732,7 +1735,13 @@ async fn a_queued_panic_sos_is_sent_by_status_even_without_the_passphrase() {
             .contains("sent the SOS that was waiting on this device: the team was paged, alert #"),
         "{all}"
     );
-    assert!(all.contains("cannot ask for the passphrase"), "{all}");
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(
+        stdout(&out).contains("your waiting SOS was sent")
+            && stdout(&out).contains("needs the passphrase"),
+        "{all}"
+    );
+    assert!(!all.contains("error"), "{all}");
     assert!(!defender.join("panic-outbox").exists());
     // Once: the next command sends nothing more.
     let out = hotline(&defender, PASS, &["status"]);
@@ -1746,6 +1755,177 @@ async fn a_queued_panic_sos_is_sent_by_status_even_without_the_passphrase() {
         "one alert: {text}"
     );
     server.shutdown().await;
+}
+
+/// An SOS queued with the passphrase (the server could not be reached)
+/// goes out with the next command that connects, WHATEVER it is: each
+/// command below, run once after an SOS was queued, raises it first and
+/// says so (even a command the defender may not use, or one that then
+/// fails), and staff read every SOS's words, each raised once (issue 12,
+/// walk-through: `status` said "connected" and sent nothing).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queued_sos_is_sent_first_by_every_command_that_connects() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server_with_open_alerts(dir.path(), 100).await;
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    // Nothing answers there: an SOS raised through it waits in the outbox.
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let dead = dead.local_addr().expect("addr").to_string();
+    let bogus_root = "ab".repeat(32);
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["status"],
+        vec!["inbox"],
+        vec!["messages"],
+        vec!["alerts"],
+        vec!["delivery", "1"],
+        vec!["send", "a note"],
+        vec!["reply", "--alert", "1", "a note"],
+        vec!["my-case"],
+        vec!["my-case", "reply", "a note"],
+        vec!["request", "legal", "we need a lawyer"],
+        vec!["checkin"],
+        vec!["checkin-setup", "--every", "1h"],
+        vec!["duty"],
+        vec!["ack", "1"],
+        vec!["resolve", "1"],
+        vec!["cancel", "1"],
+        vec!["invite", "--role", "defender"],
+        vec!["devices"],
+        vec!["revoke", "00000000"],
+        vec!["trust-org", &bogus_root],
+        vec!["case", "list", "--sync"],
+        vec!["case", "show", "00000000"],
+        vec!["relocation", "show", "00000000", "00000000"],
+        vec!["outbox"],
+        vec!["watch"],
+    ];
+    for (n, command) in commands.iter().enumerate() {
+        let words = format!("queued sos number {n} before {}", command.join(" "));
+        let out = hotline(
+            &defender,
+            PASS,
+            &["--server", &dead, "sos", "--wait", "0", &words],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{command:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        if command[0] == "watch" {
+            // Sent before it starts watching (its outbox, empty below,
+            // says so: the lines before "watching" are passed over).
+            drop(Watch::start(&defender));
+        } else {
+            let out = hotline(&defender, PASS, command);
+            let sent = format!("{}{}", stdout(&out), stderr(&out));
+            assert!(
+                sent.contains("sent the SOS that was waiting in this device's outbox")
+                    || command[0] == "outbox" && sent.contains("sent from the outbox: an SOS"),
+                "{command:?} did not send the waiting SOS: {sent}"
+            );
+        }
+        let out = hotline(&defender, PASS, &["outbox", "--list"]);
+        assert!(
+            stdout(&out).contains("nothing waiting"),
+            "{command:?}: {}",
+            stdout(&out)
+        );
+    }
+    // Each raised once, and staff read the words of every one.
+    let out = hotline(&officer, PASS, &["alerts", "--all"]);
+    let alerts = stdout(&out);
+    assert_eq!(
+        alerts.lines().filter(|l| l.starts_with('#')).count(),
+        commands.len(),
+        "{alerts}"
+    );
+    let out = hotline(&officer, PASS, &["messages"]);
+    let read = stdout(&out);
+    for (n, command) in commands.iter().enumerate() {
+        let words = format!("queued sos number {n} before {}", command.join(" "));
+        assert!(read.contains(&words), "staff cannot read {words:?}: {read}");
+    }
+    server.shutdown().await;
+}
+
+/// An SOS raised with the panic key while the server is down keeps its
+/// words: the defender device kept the staff's public keys (any command
+/// run with the passphrase while connected), seals the text to them,
+/// queues it sealed (never the plain text) and the next command sends
+/// it; staff read the words (issue 12, walk-through: staff saw "NO TEXT").
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sos_raised_offline_without_the_passphrase_keeps_its_words_for_the_staff() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    let out = hotline(&defender, PASS, &["status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(defender.join("staff-keys").exists());
+    server.shutdown().await;
+
+    let words = "test queued panic sos";
+    let out = hotline_without_passphrase(&defender, &["sos", "--wait", "1", words]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(3), "{all}");
+    assert!(
+        !all.contains("NOT sent"),
+        "the text is sealed and waits: {all}"
+    );
+    let queued = std::fs::read(defender.join("panic-outbox")).expect("queued");
+    assert!(
+        !queued.windows(words.len()).any(|w| w == words.as_bytes()),
+        "never the plain text on the phone"
+    );
+
+    let server = server_on(dir.path(), addr).await;
+    let out = hotline_without_passphrase(&defender, &["status"]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(stdout(&out).contains("your waiting SOS was sent"), "{all}");
+    assert!(!all.contains("NOT sent"), "{all}");
+    let out = hotline(&officer, PASS, &["alerts"]);
+    let alerts = stdout(&out);
+    assert_eq!(
+        alerts.lines().filter(|l| l.starts_with('#')).count(),
+        1,
+        "{alerts}"
+    );
+    assert!(!alerts.contains("NO TEXT"), "{alerts}");
+    let out = hotline(&officer, PASS, &["messages"]);
+    assert!(
+        stdout(&out).contains(words),
+        "staff read the words: {}",
+        stdout(&out)
+    );
+    server.shutdown().await;
+}
+
+/// A device that keeps no staff keys (they are kept at enrollment and by
+/// any command run with the passphrase; removed here) says exactly that
+/// when an SOS raised offline with the panic key cannot be sealed, never
+/// that it has no roster.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_offline_panic_sos_without_kept_staff_keys_says_exactly_why_its_text_is_not_sent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (_admin, _officer, defender) = organisation(dir.path(), &server).await;
+    server.shutdown().await;
+    // Enrolled after the roster was signed: it keeps the staff keys.
+    assert!(defender.join("staff-keys").exists());
+    std::fs::remove_file(defender.join("staff-keys")).expect("remove");
+    let out = hotline_without_passphrase(&defender, &["sos", "--wait", "1", "help"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("was NOT sent") && err.contains("keeps no staff keys yet"),
+        "{err}"
+    );
+    assert!(!err.contains("no roster"), "{err}");
 }
 
 /// On the defender's own device, its SOS reads as its SOS: a staff message

@@ -17,7 +17,7 @@ use super::messages::{
     Fate, fate, fetch_new, fetch_new_listing, finish, mark_shown, send_over, show,
 };
 use super::panic::flush_panic_outbox;
-use super::unlock::{connect, open_device, passphrase, use_panic_key};
+use super::unlock::{connect, open_device, use_panic_key};
 
 /// How often an offline `sos` tries again, at most.
 const SOS_RETRY_EVERY: Duration = Duration::from_secs(5);
@@ -372,7 +372,12 @@ async fn sos_with_panic_key(
             // Out of time, the server still out of reach or unable to
             // take it now: queued on this device for the next run.
             Err(e) if e.is_transient() || e.is_superseded() => {
-                return PanicOutcome::Done(queue_panic_sos(state, priority, kept, &e));
+                // Never reached the server to seal it: sealed to the
+                // staff keys this device keeps.
+                let kept = kept.unwrap_or_else(|| {
+                    hotline_client::sos::seal_panic_offline(state, priority, category, body)
+                });
+                return PanicOutcome::Done(queue_panic_sos(state, priority, Some(kept), &e));
             }
             Err(e) => {
                 return PanicOutcome::Done(Err(anyhow::anyhow!(
@@ -671,7 +676,7 @@ pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> an
     const SHORT_LIVED: Duration = Duration::from_secs(10);
     state.load_profile()?;
     // Asked once: reconnecting at 3 a.m. must not wait for a person.
-    let pass = zeroize::Zeroizing::new(passphrase("Passphrase: ", false)?);
+    let pass = super::unlock::device_passphrase()?;
     let mut device = Device::open(state, &pass)?;
     let bell = if std::io::stdout().is_terminal() {
         "\x07"

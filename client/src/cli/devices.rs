@@ -36,6 +36,9 @@ pub(super) async fn enroll(state: &StateDir, invite: &str) -> anyhow::Result<()>
         println!(
             "`hotline sos` and `hotline checkin` work without the passphrase on this device (its panic key can do nothing else)"
         );
+        // The staff's public keys, for an SOS raised offline with the
+        // panic key (a roster not signed yet: kept by a later command).
+        let _ = hotline_client::staff_keys::refresh(state, &session).await;
     }
     session.close().await;
     Ok(())

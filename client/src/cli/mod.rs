@@ -15,7 +15,8 @@
 //!
 //! They share `unlock` (the state directory, passphrases, unlocking the
 //! device, connecting), `date` (how a time is shown)
-//! and `panic` (sending the SOS queued without the passphrase first).
+//! `panic` (sending the SOS queued without the passphrase first) and
+//! `waiting_sos` (sending the SOS queued with the passphrase first).
 
 use std::path::PathBuf;
 
@@ -44,6 +45,7 @@ mod org;
 mod panic;
 mod screen;
 mod unlock;
+mod waiting_sos;
 
 /// The exit status of a command whose message or SOS was not sent now and
 /// waits in the outbox (it said so).
@@ -702,6 +704,19 @@ fn sends_waiting_panic_sos(command: &Command) -> Option<std::time::Duration> {
     }
 }
 
+/// How long `command` tries to send an SOS waiting in the device's
+/// (passphrase) outbox before doing its own work; `None`: it does not.
+/// Every command that connects with the passphrase does, but `sos` and
+/// `outbox` (they send the whole outbox, SOSes first, themselves) and a
+/// `checkin` made with the panic key (the outbox needs the passphrase).
+fn sends_waiting_outbox_sos(command: &Command, state: &StateDir) -> Option<std::time::Duration> {
+    match command {
+        Command::Sos { .. } | Command::Outbox { .. } => None,
+        Command::Checkin { .. } if unlock::use_panic_key(state) => None,
+        _ => sends_waiting_panic_sos(command),
+    }
+}
+
 /// The roster alarm's version in this state directory's profile, if any.
 fn roster_alarm(state: &StateDir) -> Option<u64> {
     state.load_profile().ok().and_then(|p| p.roster_alarm)
@@ -723,11 +738,26 @@ async fn run_command(command: Command, state: StateDir) -> anyhow::Result<()> {
     // An SOS queued on this device without the passphrase goes out first,
     // with the panic key: before any passphrase is asked for, and whatever
     // becomes of the command itself.
+    let mut panic_sent = 0;
     if let Some(within) = sends_waiting_panic_sos(&command) {
-        panic::flush_panic_outbox(&state, within).await;
+        panic_sent = panic::flush_panic_outbox(&state, within).await;
+    }
+    // An SOS queued in the device's outbox (raised with the passphrase
+    // while the server could not be reached) goes out next, whatever the
+    // command is.
+    if let Some(within) = sends_waiting_outbox_sos(&command, &state) {
+        waiting_sos::send_waiting_sos(&state, within).await;
     }
     match command {
         Command::Enroll { invite } => devices::enroll(&state, &invite).await,
+        // Sent the waiting SOS, with no passphrase to show the rest: the
+        // defender must read that it worked, not an error.
+        Command::Status if panic_sent > 0 && unlock::device_passphrase().is_err() => {
+            println!(
+                "your waiting SOS was sent. The rest of status (this device's role, server and roster) needs the passphrase, which could not be asked for here (no terminal): run `hotline status` at a terminal, or with HOTLINE_PASSPHRASE set, to see it."
+            );
+            Ok(())
+        }
         Command::Status => devices::status(&state).await,
         Command::Invite { role, ttl, label } => {
             devices::invite(&state, role, ttl, label.as_deref()).await

@@ -10,14 +10,15 @@ use super::alert_view::raised;
 /// Sends the SOSes waiting in the panic outbox (queued by an earlier run
 /// without the passphrase), oldest first, before anything else, and says
 /// what became of each. Never fails the command that called it: what
-/// cannot go yet stays queued, and that is said.
-pub(super) async fn flush_panic_outbox(state: &StateDir, within: Duration) {
+/// cannot go yet stays queued, and that is said. Returns how many were
+/// sent.
+pub(super) async fn flush_panic_outbox(state: &StateDir, within: Duration) -> usize {
     let count = match hotline_client::panic_outbox::pending(state) {
-        Ok(waiting) if waiting.is_empty() => return,
+        Ok(waiting) if waiting.is_empty() => return 0,
         Ok(waiting) => waiting.len(),
         Err(e) => {
             eprintln!("WARNING: {e}");
-            return;
+            return 0;
         }
     };
     if count == 1 {
@@ -39,8 +40,10 @@ pub(super) async fn flush_panic_outbox(state: &StateDir, within: Duration) {
                 reason: "no answer (timed out)".into(),
             })
         });
+    let mut sent = 0;
     let (stopped, left) = match flushed {
         Ok(f) => {
+            sent = f.sent.len();
             for (alert, warnings) in f.sent {
                 for w in warnings {
                     eprintln!("WARNING: {w}");
@@ -72,4 +75,5 @@ pub(super) async fn flush_panic_outbox(state: &StateDir, within: Duration) {
             if left == 1 { "it stays" } else { "they stay" },
         );
     }
+    sent
 }

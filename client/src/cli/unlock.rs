@@ -68,20 +68,60 @@ pub(super) fn org_passphrase(confirm: bool) -> anyhow::Result<String> {
 /// an older copy of what this command changes).
 pub(super) fn open_device(state: &StateDir) -> Result<Device, ClientError> {
     state.load_profile()?;
-    let pass =
-        passphrase("Passphrase: ", false).map_err(|e| ClientError::State(format!("{e:#}")))?;
+    if let Some(mut device) = take_unlocked(state) {
+        device.hold()?;
+        return Ok(device);
+    }
+    let pass = device_passphrase()?;
     let mut device = Device::open(state, &pass)?;
     device.hold()?;
     Ok(device)
+}
+
+/// The device's passphrase ([`passphrase`]), asked at most once per run:
+/// a command that first sent the SOS waiting in the outbox does not ask
+/// again.
+pub(super) fn device_passphrase() -> Result<zeroize::Zeroizing<String>, ClientError> {
+    static ASKED: std::sync::OnceLock<zeroize::Zeroizing<String>> = std::sync::OnceLock::new();
+    if let Some(p) = ASKED.get() {
+        return Ok(p.clone());
+    }
+    let pass = zeroize::Zeroizing::new(
+        passphrase("Passphrase: ", false).map_err(|e| ClientError::State(format!("{e:#}")))?,
+    );
+    Ok(ASKED.get_or_init(|| pass).clone())
+}
+
+/// The device unlocked earlier in this run (to send the SOS waiting in
+/// its outbox), kept so that the command does not unlock it again.
+static UNLOCKED: std::sync::Mutex<Option<Device>> = std::sync::Mutex::new(None);
+
+/// Keeps `device` (its lock released) for the command that runs next.
+pub(super) fn keep_unlocked(mut device: Device) {
+    device.release();
+    if let Ok(mut kept) = UNLOCKED.lock() {
+        *kept = Some(device);
+    }
+}
+
+/// The device kept by [`keep_unlocked`], if it is `state`'s.
+fn take_unlocked(state: &StateDir) -> Option<Device> {
+    let device = UNLOCKED.lock().ok()?.take()?;
+    (device.state().path() == state.path()).then_some(device)
 }
 
 /// Connects and authenticates as the enrolled device in `state`.
 pub(super) async fn connect(state: &StateDir) -> Result<Session, ClientError> {
     // Fail on a missing profile before asking for a passphrase.
     state.load_profile()?;
-    let pass =
-        passphrase("Passphrase: ", false).map_err(|e| ClientError::State(format!("{e:#}")))?;
-    let session = hotline_client::connect(state, &pass).await?;
+    let session = match take_unlocked(state) {
+        Some(device) => {
+            let session = device.connect().await;
+            keep_unlocked(device);
+            session?
+        }
+        None => hotline_client::connect(state, &device_passphrase()?).await?,
+    };
     after_unlock(state, &session).await;
     Ok(session)
 }

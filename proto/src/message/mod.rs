@@ -73,6 +73,8 @@ pub enum Request {
     PublishPrekeys(Vec<SignedPrekey>),
     /// One prekey for each listed device.
     FetchPrekeys(Vec<DeviceId>),
+    /// The last-resort prekey of each listed device (read, never taken).
+    FetchLastResortPrekeys(Vec<DeviceId>),
     /// Store an envelope for its recipients.
     SendEnvelope(SignedEnvelope),
     /// Hand an envelope to the server as a reply in an alert's thread,
@@ -329,7 +331,9 @@ impl Request {
             Request::PutRoster(_) => RequestKind::PutRoster,
             Request::GetRoster => RequestKind::GetRoster,
             Request::PublishPrekeys(_) => RequestKind::PublishPrekeys,
-            Request::FetchPrekeys(_) => RequestKind::FetchPrekeys,
+            Request::FetchPrekeys(_) | Request::FetchLastResortPrekeys(_) => {
+                RequestKind::FetchPrekeys
+            }
             Request::SendEnvelope(_) | Request::SendInThread { .. } => RequestKind::SendEnvelope,
             Request::FetchInbox { .. } => RequestKind::FetchInbox,
             Request::AckInbox { .. } => RequestKind::AckInbox,
@@ -377,6 +381,11 @@ impl Request {
             }),
             Request::FetchPrekeys(ids) => Kind::FetchPrekeys(pb::FetchPrekeysRequest {
                 device_ids: ids.iter().map(|d| d.as_bytes().to_vec().into()).collect(),
+                last_resort: false,
+            }),
+            Request::FetchLastResortPrekeys(ids) => Kind::FetchPrekeys(pb::FetchPrekeysRequest {
+                device_ids: ids.iter().map(|d| d.as_bytes().to_vec().into()).collect(),
+                last_resort: true,
             }),
             Request::SendEnvelope(e) => Kind::SendEnvelope(pb::SendEnvelopeRequest {
                 envelope: Some(e.to_wire()),
@@ -497,12 +506,16 @@ impl Request {
                 {
                     return Err(DecodeError::Invalid("device_ids"));
                 }
-                Request::FetchPrekeys(
-                    f.device_ids
-                        .iter()
-                        .map(|d| DeviceId::from_slice(d, "device_ids"))
-                        .collect::<Result<_, _>>()?,
-                )
+                let ids = f
+                    .device_ids
+                    .iter()
+                    .map(|d| DeviceId::from_slice(d, "device_ids"))
+                    .collect::<Result<_, _>>()?;
+                if f.last_resort {
+                    Request::FetchLastResortPrekeys(ids)
+                } else {
+                    Request::FetchPrekeys(ids)
+                }
             }
             Kind::SendEnvelope(e) => {
                 let envelope =
@@ -1011,6 +1024,7 @@ mod tests {
             Request::GetRoster,
             Request::PublishPrekeys(vec![prekey.clone()]),
             Request::FetchPrekeys(vec![pair.device_id()]),
+            Request::FetchLastResortPrekeys(vec![pair.device_id()]),
             Request::SendEnvelope(envelope.clone()),
             Request::SendInThread {
                 envelope: envelope.clone(),

@@ -233,6 +233,39 @@ pub(super) async fn fetch_prekeys(
     Ok(Response::PrekeyBundles(bundles).into())
 }
 
+/// The last-resort prekey of each of `devices` the session may write to
+/// (checked as [`fetch_prekeys`] checks them): only read, nothing is
+/// taken, so no budget applies. A defender device keeps them, to seal an
+/// SOS with its panic key while the server is out of reach.
+pub(super) fn fetch_last_resort_prekeys(
+    shared: &Shared,
+    session: Session,
+    devices: Vec<DeviceId>,
+) -> Result<Reply, RequestError> {
+    let now = crate::unix_now();
+    let mut seen = HashSet::with_capacity(devices.len());
+    let devices: Vec<DeviceId> = devices.into_iter().filter(|d| seen.insert(*d)).collect();
+    let stored = shared.store_read(|s| s.devices_by_id(&devices))?;
+    let mut bundles = Vec::with_capacity(devices.len());
+    for (id, device) in devices.iter().zip(stored) {
+        let Some(device) = check_recipient(session, id, device.as_ref())? else {
+            continue;
+        };
+        let prekey = shared
+            .store_read(|s| s.last_resort_prekey(id, now))?
+            .map(|b| SignedPrekey::decode(&b))
+            .transpose()
+            .map_err(|_| RequestError::Internal("a stored prekey does not decode"))?;
+        bundles.push(PrekeyBundle {
+            device_id: *id,
+            identity_key: device.identity_key,
+            role: device.role,
+            prekey,
+        });
+    }
+    Ok(Response::PrekeyBundles(bundles).into())
+}
+
 fn forbidden_recipient() -> RequestError {
     RequestError::Forbidden("your role may not write to that device".into())
 }

@@ -595,6 +595,9 @@ async fn dispatch(shared: &Shared, session: Session, req: Request) -> Result<Rep
             messaging::publish_prekeys(shared, session, prekeys).await
         }
         Request::FetchPrekeys(devices) => messaging::fetch_prekeys(shared, session, devices).await,
+        Request::FetchLastResortPrekeys(devices) => {
+            messaging::fetch_last_resort_prekeys(shared, session, devices)
+        }
         Request::SendEnvelope(envelope) => {
             messaging::send_envelope(shared, session, envelope, None).await
         }
@@ -1443,6 +1446,88 @@ mod tests {
             Response::Error(e) => assert_eq!(e.code, ErrorCode::BadSignature),
             other => panic!("forged prekey: {other:?}"),
         }
+    }
+
+    /// `fetch_prekeys` with `last_resort` hands out each device's
+    /// last-resort prekey and takes nothing: its one-time prekeys are all
+    /// still there for the people who write to it.
+    #[tokio::test]
+    async fn a_last_resort_fetch_reads_the_last_resort_prekey_and_takes_nothing() {
+        use hotline_proto::e2e::prekey::{Prekey, PrekeyKind, SignedPrekey};
+        use hotline_proto::e2e::suite::EncryptionPublicKey;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, shared) = context(dir.path());
+        let staff = enroll(&store, 1, Role::Officer);
+        let defender = enroll(&store, 2, Role::Defender);
+        let prekey = |kind, id| {
+            Prekey {
+                device_id: staff.device_id(),
+                kind,
+                id,
+                public_key: EncryptionPublicKey::from_bytes([9; 32]),
+                created_at: 1,
+                expires_at: u64::MAX,
+            }
+            .sign(&staff)
+        };
+        let published = handle(
+            &shared,
+            Session {
+                device_id: staff.device_id(),
+                role: Role::Officer,
+                panic: false,
+            },
+            Request::PublishPrekeys(vec![
+                prekey(PrekeyKind::LastResort, 1),
+                prekey(PrekeyKind::OneTime, 2),
+            ]),
+        )
+        .await;
+        assert!(
+            matches!(published.response, Response::PrekeysPublished { .. }),
+            "{:?}",
+            published.response
+        );
+        let asker = Session {
+            device_id: defender.device_id(),
+            role: Role::Defender,
+            panic: false,
+        };
+        for _ in 0..3 {
+            let reply = handle(
+                &shared,
+                asker,
+                Request::FetchLastResortPrekeys(vec![staff.device_id()]),
+            )
+            .await;
+            let Response::PrekeyBundles(bundles) = &reply.response else {
+                panic!("{:?}", reply.response);
+            };
+            let got: &SignedPrekey = bundles[0].prekey.as_ref().expect("a prekey");
+            let got = got.verify(&staff.public_key(), 2).expect("verifies");
+            assert_eq!((got.kind, got.id), (PrekeyKind::LastResort, 1));
+        }
+        let now = crate::unix_now();
+        assert_eq!(
+            store
+                .one_time_prekeys_left(&staff.device_id(), now)
+                .expect("count"),
+            1,
+            "nothing taken"
+        );
+        // The ordinary fetch still hands out the one-time prekey.
+        let reply = handle(
+            &shared,
+            asker,
+            Request::FetchPrekeys(vec![staff.device_id()]),
+        )
+        .await;
+        let Response::PrekeyBundles(bundles) = &reply.response else {
+            panic!("{:?}", reply.response);
+        };
+        let got = bundles[0].prekey.as_ref().expect("a prekey");
+        let got = got.verify(&staff.public_key(), 2).expect("verifies");
+        assert_eq!(got.kind, PrekeyKind::OneTime);
     }
 
     /// A read that must wait for the state lock (held here as a long
