@@ -923,7 +923,28 @@ fn day(text: &str) -> anyhow::Result<String> {
     if !ok {
         bail!("a date is written YYYY-MM-DD, such as 2026-05-12");
     }
+    // A day the calendar has: 2026-02-30, 2026-02-29 (not a leap year)
+    // and 2026-04-31 are typing slips that would go into the case as is.
+    let (year, month, d) = (
+        t[..4].parse::<u32>().unwrap_or(0),
+        t[5..7].parse::<u32>().unwrap_or(0),
+        t[8..10].parse::<u32>().unwrap_or(0),
+    );
+    let last = days_in_month(year, month);
+    if d > last {
+        bail!("{t} is not a day of the calendar: that month has {last} days");
+    }
     Ok(t.to_owned())
+}
+
+/// How many days `month` (1 to 12) of `year` has, in the Gregorian calendar.
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        4 | 6 | 9 | 11 => 30,
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        _ => 31,
+    }
 }
 
 fn word(names: &[&str], text: &str, what: &str) -> anyhow::Result<u64> {
@@ -1803,6 +1824,32 @@ pub(super) async fn relocation_show(state: &StateDir, case: &str, rel: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by a walk-through: 2026-02-30, 2026-02-29 and 2026-04-31
+    /// started relocations and showed as planned dates.
+    #[test]
+    fn a_date_must_be_a_day_of_the_calendar() {
+        for ok in [
+            "2026-05-12",
+            "2028-02-29",
+            "2000-02-29",
+            "2026-04-30",
+            "2026-12-31",
+        ] {
+            assert_eq!(day(ok).expect(ok), ok);
+        }
+        for bad in [
+            "2026-02-30",
+            "2026-02-29",
+            "1900-02-29",
+            "2026-04-31",
+            "2026-06-31",
+        ] {
+            let e = day(bad).expect_err(bad).to_string();
+            assert!(e.contains("is not a day of the calendar"), "{bad}: {e}");
+        }
+        assert!(day("2026-13-01").is_err());
+    }
 
     fn row(id: u8, reference: &str) -> SummaryRow {
         SummaryRow {
