@@ -4641,7 +4641,23 @@ async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
         "{alerts}"
     );
     assert!(alerts.contains(", arrival planned 2027-05-13"), "{alerts}");
-    // ... and nothing of the case on the defender's device.
+    // A duress check-in on the road names the journey too, on staff.
+    let out = hotline(&defender, PASS, &["checkin", "--code", "0815"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["alerts"]);
+    let alerts = stdout(&out);
+    let duress: Vec<&str> = alerts
+        .lines()
+        .skip_while(|l| !l.contains("DURESS"))
+        .take(3)
+        .collect();
+    assert!(
+        duress
+            .iter()
+            .any(|l| l.contains("case C-2026-0042, relocation to MARKER-CITY in transit since ")),
+        "{alerts}"
+    );
+    // ... and nothing of the case (nor of the duress) on the defender's device.
     for args in [&["alerts", "--all"][..], &["messages"], &["my-case"]] {
         let out = hotline(&defender, PASS, args);
         // Shares are shown by my-case alone, never again as messages.
@@ -4654,6 +4670,8 @@ async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
             "C-2026-0042",
             "MARKER-CITY",
             "relocation in transit",
+            "DURESS",
+            "duress",
             &case,
             shared_text,
         ] {

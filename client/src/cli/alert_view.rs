@@ -194,7 +194,7 @@ pub(super) fn lines(device: &Device, history: &History, a: &AlertInfo, now: u64)
             a.joined_count, a.id
         ));
     }
-    if let Some(case) = super::case_links::missed_checkin_case(device, a) {
+    if let Some(case) = super::case_links::alert_case(device, a) {
         out.push(format!("          {case}"));
     }
     out.push(format!("          {}", state_words(device, a, now)));

@@ -14,7 +14,7 @@ use hotline_client::cases::replica::{CaseFile, Replica};
 use hotline_client::history::History;
 use hotline_client::messenger::Device;
 use hotline_proto::DeviceId;
-use hotline_proto::alert::{AlertInfo, AlertOrigin};
+use hotline_proto::alert::AlertInfo;
 use hotline_proto::case::CaseState;
 use hotline_proto::case::content::{
     CaseEventContent, FieldChange, FieldValue, FieldValueKind, IdList,
@@ -229,12 +229,13 @@ pub(super) fn duration(secs: u64) -> String {
     }
 }
 
-/// On a staff device, for a missed check-in alert: the case and
-/// relocation in transit of its defender, if this device's replica holds
-/// one ([`in_transit`]). `None` on a defender's device, for any other
-/// alert, or when no case is in transit.
-pub(super) fn missed_checkin_case(device: &Device, a: &AlertInfo) -> Option<String> {
-    if a.origin != AlertOrigin::MissedCheckin || !device.profile().role().ok()?.is_staff() {
+/// On a staff device, for any alert of a defender (an SOS, a missed
+/// check-in, a duress check-in, …): the case and relocation in transit of
+/// that defender, if this device's replica holds one ([`in_transit`]): a
+/// duty officer paged about someone on the road needs the journey first.
+/// `None` on a defender's device, or when no case is in transit.
+pub(super) fn alert_case(device: &Device, a: &AlertInfo) -> Option<String> {
+    if !device.profile().role().ok()?.is_staff() {
         return None;
     }
     let replica = hotline_client::cases::open_replica(device).ok()?;
