@@ -5086,10 +5086,27 @@ async fn an_officer_opens_a_case_from_an_alert_a_coordinator_adds_the_family_and
         );
         at += found + 1;
     }
+    // The case alone shows its relocations (found by the maintainer's own
+    // walk-through: the relocation id was required).
+    let all = hotline(&officer, PASS, &["relocation", "show", "C-2026-0007"]);
+    assert!(all.status.success(), "{}", stderr(&all));
+    assert_eq!(stdout(&all), shown);
     // The case links the alert it grew from.
     let out = hotline(&officer, PASS, &["case", "show", "C-2026-0007"]);
     assert!(
         stdout(&out).contains(&format!("#{}", alert.trim_start_matches('#'))),
+        "{}",
+        stdout(&out)
+    );
+    // Said back by the reference the person typed, with the id's start.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", "C-2026-0007", "--reason", "resettled"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("case C-2026-0007 (") && stdout(&out).contains(") closed"),
         "{}",
         stdout(&out)
     );

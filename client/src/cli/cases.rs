@@ -1444,7 +1444,12 @@ pub(super) async fn write_in(
         );
     }
     let mut control = CaseControl::default();
-    let short_id = short(file.case_id.as_bytes());
+    // The case as the person named it: its reference (what they typed,
+    // most often) with the start of its id.
+    let short_id = match view.case_text(case_field::REFERENCE) {
+        r if r.is_empty() => short(file.case_id.as_bytes()),
+        r => format!("{r} ({})", short(file.case_id.as_bytes())),
+    };
     let (mut content, mut done) = match what {
         Write::Note(text) => {
             if text.trim().is_empty() {
@@ -1798,22 +1803,40 @@ pub(super) async fn people(state: &StateDir, case: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `hotline relocation show`.
-pub(super) async fn relocation_show(state: &StateDir, case: &str, rel: &str) -> anyhow::Result<()> {
+/// `hotline relocation show`: one relocation, or every relocation of the
+/// case when none is named (a tired person types the case alone).
+pub(super) async fn relocation_show(
+    state: &StateDir,
+    case: &str,
+    rel: Option<&str>,
+) -> anyhow::Result<()> {
     let ctx = Ctx::start(state).await?;
     let file = ctx.case(case)?;
     let view = ctx.replica.view(&file.case_id)?;
-    let r = resolve_entity(&view, &view.relocations, "relocation", rel)?;
-    for l in relocation_lines(&|i| ctx.shown(i), &view, &r) {
-        println!("{}", l.trim_start());
+    let shown: Vec<_> = match rel {
+        Some(rel) => vec![resolve_entity(&view, &view.relocations, "relocation", rel)?],
+        None => view.relocations.to_vec(),
+    };
+    if shown.is_empty() {
+        println!(
+            "case {case} has no relocation yet (`hotline relocation start {case} --people … --origin … --to … --city …`)"
+        );
     }
-    if let Some(s) = view.stage(&r) {
-        let next = relocation::allowed_next(s);
-        if !next.is_empty() {
-            println!(
-                "next: {}",
-                next.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
-            );
+    for (i, r) in shown.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        for l in relocation_lines(&|i| ctx.shown(i), &view, r) {
+            println!("{}", l.trim_start());
+        }
+        if let Some(s) = view.stage(r) {
+            let next = relocation::allowed_next(s);
+            if !next.is_empty() {
+                println!(
+                    "next: {}",
+                    next.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
+                );
+            }
         }
     }
     for w in view.warnings.iter() {

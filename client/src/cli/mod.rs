@@ -587,12 +587,14 @@ enum RelocationCommand {
         #[arg(long, default_value = "30m", value_parser = parse_lifetime, requires = "checkin_every")]
         grace: u64,
     },
-    /// Show a relocation with its stage history.
+    /// Show a relocation with its stage history (every relocation of the
+    /// case when none is named).
     Show {
         #[arg(help = CASE_ARG)]
         case: String,
-        /// The relocation: at least 4 hex digits of its id.
-        relocation: String,
+        /// The relocation: at least 4 hex digits of its id (all of the
+        /// case's when left out).
+        relocation: Option<String>,
     },
 }
 
@@ -1050,7 +1052,7 @@ async fn run_relocation(command: RelocationCommand, state: &StateDir) -> anyhow:
             }
         }
         RelocationCommand::Show { case, relocation } => {
-            cases::relocation_show(state, &case, &relocation).await
+            cases::relocation_show(state, &case, relocation.as_deref()).await
         }
     }
 }
