@@ -264,6 +264,7 @@ mod tests {
                 enrolled_at: 5,
                 revoked_at: None,
                 panic_key: None,
+                invite_digest: None,
             };
             let invite = InviteRecord {
                 role,
@@ -482,6 +483,7 @@ mod tests {
             enrolled_at: 5,
             revoked_at: None,
             panic_key: None,
+            invite_digest: None,
         };
         let events = [
             Event::InviteCreated {
