@@ -325,6 +325,7 @@ mod tests {
     }
 
     /// Enrolls the device of seed `n` with `role` (and `panic`) at `seq`.
+    #[allow(clippy::result_large_err)] // a test's refusal, read once
     fn enroll_at(
         state: &mut State,
         seq: u64,
