@@ -395,12 +395,12 @@ impl Device {
     /// invite this device labelled (the server lists the invite's digest
     /// with the device), and forgets the labels of invites matched, or
     /// expired more than [`INVITE_LABEL_KEPT_SECS`] ago. Returns the
-    /// devices named now. Saved if anything changed.
+    /// devices named now, with the label. Saved if anything changed.
     pub fn learn_invite_labels(
         &mut self,
         listed: &[hotline_proto::message::DeviceInfo],
         now: u64,
-    ) -> Result<Vec<DeviceId>, ClientError> {
+    ) -> Result<Vec<(DeviceId, String)>, ClientError> {
         let before = self.local.invite_labels.len();
         let mut named = Vec::new();
         let rows = std::mem::take(&mut self.local.invite_labels);
@@ -413,9 +413,9 @@ impl Device {
                     let mut contact = self
                         .contact(&d.device_id)
                         .unwrap_or(Contact::unnamed(d.device_id));
-                    contact.invited_as = Some(row.label);
+                    contact.invited_as = Some(row.label.clone());
                     self.put_contact(contact);
-                    named.push(d.device_id);
+                    named.push((d.device_id, row.label));
                 }
                 None if row.expires_at.saturating_add(INVITE_LABEL_KEPT_SECS) < now => {}
                 None => self.local.invite_labels.push(row),

@@ -225,7 +225,7 @@ pub(super) async fn list(state: &StateDir) -> anyhow::Result<()> {
     let devices = session.devices().await?;
     super::names::learn_invite_labels(&mut device, &devices);
     println!(
-        "{:<32}  {:<11}  {:<10}  {:<16}  name",
+        "{:<32}  {:<11}  {:<10}  {:<18}  name",
         "device id", "role", "enrolled", "status"
     );
     for d in devices {
@@ -243,7 +243,7 @@ pub(super) async fn list(state: &StateDir) -> anyhow::Result<()> {
             .and_then(|c| c.called().map(str::to_owned))
             .unwrap_or_default();
         println!(
-            "{}  {:<11}  {:<10}  {status:<16}  {name}{me}",
+            "{}  {:<11}  {:<10}  {status:<18}  {name}{me}",
             d.device_id,
             d.role,
             date(d.enrolled_at)
@@ -316,14 +316,22 @@ pub(super) async fn label(
             println!("no device is known here by name yet");
         }
         for c in contacts {
-            println!(
+            let mut notes = Vec::new();
+            match (&c.name, &c.invited_as) {
+                (Some(_), Some(invited)) => notes.push(format!("invited as {invited:?}")),
+                (None, Some(_)) => notes.push("the label of the invite it enrolled with".into()),
+                _ => {}
+            }
+            if let Some(l) = &c.label {
+                notes.push(format!("calls itself {l:?}"));
+            }
+            let line = format!(
                 "{}  {:<24}  {}",
                 c.device_id,
-                c.name.as_deref().unwrap_or("-"),
-                c.label
-                    .map(|l| format!("calls itself {l:?}"))
-                    .unwrap_or_default()
+                c.name.as_deref().or(c.invited_as.as_deref()).unwrap_or("-"),
+                notes.join("; ")
             );
+            println!("{}", line.trim_end());
         }
         if let Some(own) = device.own_label() {
             println!("this device calls itself {own:?} to those it writes to");

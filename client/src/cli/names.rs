@@ -48,10 +48,16 @@ fn refusal(text: &str, resolved: &Resolved, shown: impl Fn(&DeviceId) -> String)
     match resolved {
         Resolved::Many(ids) => {
             let list: Vec<String> = ids.iter().map(shown).collect();
+            let hex = text.trim().chars().all(|c| c.is_ascii_hexdigit());
             format!(
-                "ambiguous: {text:?} matches {} devices known here: {}; give more hex digits of its id",
+                "ambiguous: {text:?} matches {} devices known here: {}; {}",
                 ids.len(),
-                list.join(", ")
+                list.join(", "),
+                if hex {
+                    "give more hex digits of its id"
+                } else {
+                    "name it by at least 4 hex digits of its id instead"
+                }
             )
         }
         _ => format!("no device known here matches {text:?}: {DEVICE_RULE}"),
@@ -94,11 +100,9 @@ pub(super) fn learn_invite_labels(
 ) {
     match device.learn_invite_labels(listed, hotline_client::unix_now()) {
         Ok(named) => {
-            for id in named {
-                println!(
-                    "device {} enrolled with the invite this device labelled so",
-                    device.shown(&id)
-                );
+            for (id, label) in named {
+                let short = &id.to_string()[..contacts::SHOWN_ID_DIGITS];
+                println!("device {short} enrolled with the invite labelled {label:?}");
             }
         }
         Err(e) => eprintln!("warning: the labels of this device's invites were not saved ({e})"),
@@ -119,6 +123,10 @@ mod tests {
         assert_eq!(
             refusal("abab", &Resolved::Many(vec![a, b]), shown),
             "ambiguous: \"abab\" matches 2 devices known here: abababab, abab01ab; give more hex digits of its id"
+        );
+        assert_eq!(
+            refusal("Cleo", &Resolved::Many(vec![a, b]), shown),
+            "ambiguous: \"Cleo\" matches 2 devices known here: abababab, abab01ab; name it by at least 4 hex digits of its id instead"
         );
         let none = refusal("cleo", &Resolved::None, shown);
         assert!(
