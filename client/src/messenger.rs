@@ -1638,6 +1638,66 @@ mod tests {
         state
     }
 
+    /// The label of an invite names the device the server lists with its
+    /// digest, kept over a reopen; a label nobody used yet waits, and is
+    /// forgotten 90 days after its invite expired.
+    #[test]
+    fn an_invites_label_names_the_device_that_used_it() {
+        use hotline_proto::message::DeviceInfo;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = enrolled(dir.path());
+        let mut device = Device::open(&state, PASS).expect("open");
+        device
+            .remember_invite_label([1; 32], "Cleo", 1_000)
+            .expect("kept");
+        device
+            .remember_invite_label([2; 32], "Dan", 1_000)
+            .expect("kept");
+        let cleo = IdentityKeyPair::from_seed(&[7; 32]);
+        let listed = |digest: Option<[u8; 32]>| DeviceInfo {
+            device_id: cleo.device_id(),
+            role: Role::Officer,
+            enrolled_at: 900,
+            revoked_at: None,
+            identity_key: cleo.public_key(),
+            invite_digest: digest,
+        };
+        // Listed without a digest (an older server): nothing is named.
+        assert!(
+            device
+                .learn_invite_labels(&[listed(None)], 2_000)
+                .expect("learn")
+                .is_empty()
+        );
+        assert_eq!(
+            device
+                .learn_invite_labels(&[listed(Some([1; 32]))], 2_000)
+                .expect("learn"),
+            vec![(cleo.device_id(), "Cleo".to_owned())]
+        );
+        let reopened = Device::open(&state, PASS).expect("open");
+        assert_eq!(
+            reopened.shown(&cleo.device_id()),
+            format!("Cleo ({})", &cleo.device_id().to_string()[..8])
+        );
+        assert_eq!(reopened.local.invite_labels.len(), 1, "Dan's waits");
+        let mut device = reopened;
+        device
+            .learn_invite_labels(&[], 1_000 + INVITE_LABEL_KEPT_SECS)
+            .expect("learn");
+        assert_eq!(device.local.invite_labels.len(), 1, "not yet forgotten");
+        device
+            .learn_invite_labels(&[], 1_001 + INVITE_LABEL_KEPT_SECS)
+            .expect("learn");
+        assert!(
+            Device::open(&state, PASS)
+                .expect("open")
+                .local
+                .invite_labels
+                .is_empty()
+        );
+    }
+
     /// A staff device keeps every roster it accepts for the case checks
     /// (the roster of an event's version); a defender's keeps none.
     #[test]

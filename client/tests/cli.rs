@@ -6166,7 +6166,9 @@ async fn an_admin_names_invited_devices_by_their_invite_label_or_4_digits_and_re
     let out = hotline(&admin, PASS, &["label", "Zed", "Z"]);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("no device known here matches \"Zed\": name a device by its whole id, at least 4 hex digits"),
+        stderr(&out).contains(
+            "no device known here matches \"Zed\": give at least 4 hex digits of its id (its start"
+        ),
         "{}",
         stderr(&out)
     );

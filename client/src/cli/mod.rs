@@ -332,7 +332,7 @@ enum MyCaseCommand {
 
 /// A case as a person names it: at least 4 hex digits of its id (as `hotline
 /// case list` shows it), or its reference ("C-2026-0042").
-const DEVICE_ARG: &str = "The device: its whole id, at least 4 hex digits of its start that match no other device known here, or its name";
+const DEVICE_ARG: &str = "The device: at least 4 hex digits of its id (its start) that match no other device known here, its whole id, or its name";
 
 const CASE_ARG: &str = "The case: at least 4 hex digits of its id, or its reference";
 

@@ -19,7 +19,7 @@ pub(super) fn parse_alert_id(text: &str) -> Result<u64, String> {
 
 /// The one rule for naming a device, said the same way by every command
 /// that takes one (and in the README).
-pub(super) const DEVICE_RULE: &str = "name a device by its whole id, at least 4 hex digits of its start (as `hotline devices` and the names shown next to ids show it) that match no other device known here, or its name (`hotline label` lists the names known here)";
+pub(super) const DEVICE_RULE: &str = "give at least 4 hex digits of its id (its start, as `hotline devices` and the names shown next to ids show it) that match no other device known here, its whole id, or its name (`hotline label` lists the names known here)";
 
 /// The device a person named, among those this device knows by name and
 /// `more` (ids known otherwise: the server's device list, a roster, the
@@ -130,7 +130,7 @@ mod tests {
         );
         let none = refusal("cleo", &Resolved::None, shown);
         assert!(
-            none.starts_with("no device known here matches \"cleo\": name a device by its whole id, at least 4 hex digits"),
+            none.starts_with("no device known here matches \"cleo\": give at least 4 hex digits of its id (its start"),
             "{none}"
         );
     }
