@@ -1,11 +1,15 @@
 //! The devices this one knows by name: the label each gave itself (from
-//! its invite, carried in what it seals) and the name this device's person
-//! chose (`hotline label`). Kept only in the sealed device state: the
-//! server never sees a name.
+//! its invite, carried in what it seals), the label this device gave the
+//! invite it enrolled with (`hotline invite --label`, matched by the
+//! invite's digest the server lists with the device), and the name this
+//! device's person chose (`hotline label`). Kept only in the sealed device
+//! state: the server never sees a name.
 //!
-//! A label is the sender's own word (a hostile device can claim any), so a
-//! device is always shown with the start of its id next to its name, and
-//! the id is what resolves: a name a person set wins over a label.
+//! A label is the sender's own word (a hostile device can claim any), and
+//! which invite a device used is the server's word, so a device is always
+//! shown with the start of its id next to its name, and the id is what
+//! resolves: a name a person set wins over the invite's label, which wins
+//! over the device's own.
 
 use hotline_proto::DeviceId;
 use prost::Message;
@@ -26,6 +30,10 @@ pub(crate) struct ContactRow {
     /// As this device's person named it (empty: not named).
     #[prost(string, tag = "3")]
     name: String,
+    /// The label this device gave the invite it enrolled with (empty:
+    /// none, or not matched yet).
+    #[prost(string, tag = "4")]
+    invited_as: String,
 }
 
 /// A device this one knows something about.
@@ -37,12 +45,28 @@ pub struct Contact {
     pub label: Option<String>,
     /// The name this device's person gave it.
     pub name: Option<String>,
+    /// The label this device gave the invite it enrolled with.
+    pub invited_as: Option<String>,
 }
 
 impl Contact {
-    /// What to call it: the person's name for it, else its own label.
+    /// What to call it: the person's name for it, else the label of the
+    /// invite it enrolled with, else its own label.
     pub fn called(&self) -> Option<&str> {
-        self.name.as_deref().or(self.label.as_deref())
+        self.name
+            .as_deref()
+            .or(self.invited_as.as_deref())
+            .or(self.label.as_deref())
+    }
+
+    /// Nothing known of it by name.
+    pub fn unnamed(device_id: DeviceId) -> Contact {
+        Contact {
+            device_id,
+            label: None,
+            name: None,
+            invited_as: None,
+        }
     }
 
     pub(crate) fn from_row(row: &ContactRow) -> Option<Contact> {
@@ -51,6 +75,7 @@ impl Contact {
             device_id: DeviceId::from_bytes(row.device_id.as_slice().try_into().ok()?),
             label: some(&row.label),
             name: some(&row.name),
+            invited_as: some(&row.invited_as),
         })
     }
 
@@ -59,6 +84,7 @@ impl Contact {
             device_id: self.device_id.as_bytes().to_vec(),
             label: self.label.clone().unwrap_or_default(),
             name: self.name.clone().unwrap_or_default(),
+            invited_as: self.invited_as.clone().unwrap_or_default(),
         }
     }
 }
@@ -107,7 +133,13 @@ pub fn resolve<'a>(
         }
         let names = contact
             .into_iter()
-            .flat_map(|c| [c.name.as_deref(), c.label.as_deref()])
+            .flat_map(|c| {
+                [
+                    c.name.as_deref(),
+                    c.invited_as.as_deref(),
+                    c.label.as_deref(),
+                ]
+            })
             .flatten();
         if names.into_iter().any(|n| n.to_lowercase() == lower) {
             by_name.push(id);
@@ -138,11 +170,13 @@ mod tests {
             device_id: id(0xab),
             label: Some("Ana P.".into()),
             name: None,
+            invited_as: None,
         };
         let maria = Contact {
             device_id: id(0xac),
             label: Some("Ana P.".into()),
             name: Some("Maria".into()),
+            invited_as: None,
         };
         let known = || [(ana.device_id, Some(&ana)), (maria.device_id, Some(&maria))];
         assert_eq!(resolve("abab", known()), Resolved::One(id(0xab)));
@@ -159,5 +193,28 @@ mod tests {
         assert_eq!(resolve(&whole, known()), Resolved::One(id(0x07)));
         assert_eq!(shown(&id(0xac), Some(&maria)), "Maria (acacacac)");
         assert_eq!(shown(&id(0x07), None), "07070707");
+    }
+
+    /// The label an admin gave the invite a device enrolled with names
+    /// it (below a name given here, above the device's own label).
+    #[test]
+    fn the_invites_label_names_a_device_below_a_name_given_here() {
+        let cleo = Contact {
+            device_id: id(0xc1),
+            label: Some("someone".into()),
+            name: None,
+            invited_as: Some("Cleo".into()),
+        };
+        assert_eq!(cleo.called(), Some("Cleo"));
+        assert_eq!(shown(&cleo.device_id, Some(&cleo)), "Cleo (c1c1c1c1)");
+        assert_eq!(
+            resolve("cleo", [(cleo.device_id, Some(&cleo))]),
+            Resolved::One(id(0xc1))
+        );
+        let renamed = Contact {
+            name: Some("Cleo M.".into()),
+            ..cleo
+        };
+        assert_eq!(renamed.called(), Some("Cleo M."));
     }
 }

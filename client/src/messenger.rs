@@ -78,7 +78,28 @@ struct DeviceRow {
     /// The label this device's invite gave it (empty: none).
     #[prost(string, tag = "21")]
     own_label: String,
+    /// The labels of the invites this device made with `--label`, until
+    /// the device that used one is seen in the server's device list.
+    #[prost(message, repeated, tag = "22")]
+    invite_labels: Vec<InviteLabelRow>,
 }
+
+/// The label given to an invite this device made, by the invite's digest.
+#[derive(Clone, PartialEq, Message)]
+struct InviteLabelRow {
+    /// SHA-256 of the invite's token (what the server keeps of it).
+    #[prost(bytes = "vec", tag = "1")]
+    digest: Vec<u8>,
+    #[prost(string, tag = "2")]
+    label: String,
+    /// When the invite stops enrolling.
+    #[prost(uint64, tag = "3")]
+    expires_at: u64,
+}
+
+/// How long after an invite expired its label is kept for the device that
+/// used it to be seen in the server's device list.
+pub const INVITE_LABEL_KEPT_SECS: u64 = 90 * 24 * 3600;
 
 /// What sending one queued item gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -335,11 +356,7 @@ impl Device {
             hotline_proto::invite::check_label(name)
                 .map_err(|_| ClientError::State(bad_label(name)))?;
         }
-        let mut contact = self.contact(&id).unwrap_or(Contact {
-            device_id: id,
-            label: None,
-            name: None,
-        });
+        let mut contact = self.contact(&id).unwrap_or(Contact::unnamed(id));
         contact.name = name.map(str::to_owned);
         self.put_contact(contact);
         self.save()
@@ -347,15 +364,85 @@ impl Device {
 
     /// Records the label a sender gave itself (saved with the inbox).
     fn learn_label(&mut self, id: DeviceId, label: &str) {
-        let mut contact = self.contact(&id).unwrap_or(Contact {
-            device_id: id,
-            label: None,
-            name: None,
-        });
+        let mut contact = self.contact(&id).unwrap_or(Contact::unnamed(id));
         if contact.label.as_deref() != Some(label) {
             contact.label = Some(label.to_owned());
             self.put_contact(contact);
         }
+    }
+
+    /// Remembers `label`, given to the invite whose token has `digest`
+    /// (valid until `expires_at`), so that the device that uses it is
+    /// named so once the server lists it ([`Device::learn_invite_labels`]).
+    /// Saved at once.
+    pub fn remember_invite_label(
+        &mut self,
+        digest: [u8; 32],
+        label: &str,
+        expires_at: u64,
+    ) -> Result<(), ClientError> {
+        hotline_proto::invite::check_label(label)
+            .map_err(|_| ClientError::State(bad_label(label)))?;
+        self.local.invite_labels.push(InviteLabelRow {
+            digest: digest.to_vec(),
+            label: label.to_owned(),
+            expires_at,
+        });
+        self.save()
+    }
+
+    /// Names each device of the server's list that enrolled with an
+    /// invite this device labelled (the server lists the invite's digest
+    /// with the device), and forgets the labels of invites matched, or
+    /// expired more than [`INVITE_LABEL_KEPT_SECS`] ago. Returns the
+    /// devices named now, with the label. Saved if anything changed.
+    pub fn learn_invite_labels(
+        &mut self,
+        listed: &[hotline_proto::message::DeviceInfo],
+        now: u64,
+    ) -> Result<Vec<(DeviceId, String)>, ClientError> {
+        let before = self.local.invite_labels.len();
+        let mut named = Vec::new();
+        let rows = std::mem::take(&mut self.local.invite_labels);
+        for row in rows {
+            let used_by = listed
+                .iter()
+                .find(|d| d.invite_digest.is_some_and(|g| g[..] == row.digest[..]));
+            match used_by {
+                Some(d) => {
+                    let mut contact = self
+                        .contact(&d.device_id)
+                        .unwrap_or(Contact::unnamed(d.device_id));
+                    contact.invited_as = Some(row.label.clone());
+                    self.put_contact(contact);
+                    named.push((d.device_id, row.label));
+                }
+                None if row.expires_at.saturating_add(INVITE_LABEL_KEPT_SECS) < now => {}
+                None => self.local.invite_labels.push(row),
+            }
+        }
+        if !named.is_empty() || self.local.invite_labels.len() != before {
+            self.save()?;
+        }
+        Ok(named)
+    }
+
+    /// The devices this one knows of without asking the server: those
+    /// known by name, the staff of every roster it accepted (a staff
+    /// device), and those its kept messages came from or went to.
+    pub fn known_device_ids(&self) -> Vec<DeviceId> {
+        let mut ids: Vec<DeviceId> = self.contacts().iter().map(|c| c.device_id).collect();
+        if self.profile.role().is_ok_and(|r| r.is_staff())
+            && let Ok(book) = crate::rosters::RosterBook::load(&self.state, &self.storage)
+        {
+            ids.extend(book.device_ids());
+        }
+        if let Ok(history) = self.history() {
+            ids.extend(history.entries().iter().filter_map(|e| e.peer));
+        }
+        ids.sort();
+        ids.dedup();
+        ids
     }
 
     fn put_contact(&mut self, contact: Contact) {
@@ -1549,6 +1636,66 @@ mod tests {
             })
             .expect("profile");
         state
+    }
+
+    /// The label of an invite names the device the server lists with its
+    /// digest, kept over a reopen; a label nobody used yet waits, and is
+    /// forgotten 90 days after its invite expired.
+    #[test]
+    fn an_invites_label_names_the_device_that_used_it() {
+        use hotline_proto::message::DeviceInfo;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = enrolled(dir.path());
+        let mut device = Device::open(&state, PASS).expect("open");
+        device
+            .remember_invite_label([1; 32], "Cleo", 1_000)
+            .expect("kept");
+        device
+            .remember_invite_label([2; 32], "Dan", 1_000)
+            .expect("kept");
+        let cleo = IdentityKeyPair::from_seed(&[7; 32]);
+        let listed = |digest: Option<[u8; 32]>| DeviceInfo {
+            device_id: cleo.device_id(),
+            role: Role::Officer,
+            enrolled_at: 900,
+            revoked_at: None,
+            identity_key: cleo.public_key(),
+            invite_digest: digest,
+        };
+        // Listed without a digest (an older server): nothing is named.
+        assert!(
+            device
+                .learn_invite_labels(&[listed(None)], 2_000)
+                .expect("learn")
+                .is_empty()
+        );
+        assert_eq!(
+            device
+                .learn_invite_labels(&[listed(Some([1; 32]))], 2_000)
+                .expect("learn"),
+            vec![(cleo.device_id(), "Cleo".to_owned())]
+        );
+        let reopened = Device::open(&state, PASS).expect("open");
+        assert_eq!(
+            reopened.shown(&cleo.device_id()),
+            format!("Cleo ({})", &cleo.device_id().to_string()[..8])
+        );
+        assert_eq!(reopened.local.invite_labels.len(), 1, "Dan's waits");
+        let mut device = reopened;
+        device
+            .learn_invite_labels(&[], 1_000 + INVITE_LABEL_KEPT_SECS)
+            .expect("learn");
+        assert_eq!(device.local.invite_labels.len(), 1, "not yet forgotten");
+        device
+            .learn_invite_labels(&[], 1_001 + INVITE_LABEL_KEPT_SECS)
+            .expect("learn");
+        assert!(
+            Device::open(&state, PASS)
+                .expect("open")
+                .local
+                .invite_labels
+                .is_empty()
+        );
     }
 
     /// A staff device keeps every roster it accepts for the case checks

@@ -160,6 +160,19 @@ impl RosterBook {
         RosterBook::default().remember(roster, state, key)
     }
 
+    /// Every staff device of every roster held.
+    pub fn device_ids(&self) -> Vec<DeviceId> {
+        let mut ids: Vec<DeviceId> = self
+            .rosters
+            .values()
+            .flatten()
+            .map(|s| s.device_id)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
     /// The versions held, oldest first.
     pub fn versions(&self) -> Vec<u64> {
         self.rosters.keys().copied().collect()

@@ -6102,3 +6102,110 @@ async fn the_ledger_is_not_listed_nor_changed_and_erasable_follows_the_servers_r
     assert_eq!(timeline_len(&officer, ledger), before);
     server.shutdown().await;
 }
+
+/// Walk-through 2, L: an admin names devices the same way in every
+/// command. A device `hotline devices` lists is named by 4 hex digits of
+/// its id in `hotline label`; the device that took an invite made with
+/// `--label Cleo` is named Cleo in `hotline devices` before it ever wrote
+/// (the server lists the invite's digest with it), `revoke Cleo` finds
+/// it, and revoking it again says when it was revoked and changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_names_invited_devices_by_their_invite_label_or_4_digits_and_revokes_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let admin = dir.path().join("admin");
+    let invite = server
+        .create_invite(Role::Admin, 600)
+        .await
+        .expect("invite")
+        .to_string();
+    assert!(hotline(&admin, PASS, &["enroll", &invite]).status.success());
+
+    // An officer invited with a label, and a defender without one.
+    let out = hotline(
+        &admin,
+        PASS,
+        &["invite", "--role", "officer", "--label", "Cleo"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("`hotline devices` here names it \"Cleo\""),
+        "{}",
+        stdout(&out)
+    );
+    let cleo = dir.path().join("cleo");
+    let out = hotline(&cleo, PASS, &["enroll", &invite_line(&out)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cleo_id = field(&out, "device id:");
+    let out = hotline(&admin, PASS, &["invite", "--role", "defender"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dan = dir.path().join("dan");
+    let out = hotline(&dan, PASS, &["enroll", &invite_line(&out)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dan_id = field(&out, "device id:");
+
+    // 4 hex digits of a device the server lists name it, though it never
+    // wrote to the admin.
+    let out = hotline(&admin, PASS, &["label", &dan_id[..4], "Dan"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("is now called \"Dan\""),
+        "{}",
+        stdout(&out)
+    );
+
+    // The admin's list names both: Cleo by the invite's label.
+    let out = hotline(&admin, PASS, &["devices"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = |id: &str| {
+        stdout(&out)
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{id} listed: {}", stdout(&out)))
+            .to_owned()
+    };
+    assert!(
+        line(&cleo_id).trim_end().ends_with("Cleo"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        line(&dan_id).trim_end().ends_with("Dan"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Revoked by the invite's label.
+    let out = hotline(&admin, PASS, &["revoke", "Cleo"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("device Cleo ({}) revoked", &cleo_id[..8])),
+        "{}",
+        stdout(&out)
+    );
+    let listed = stdout(&hotline(&admin, PASS, &["devices"]));
+    // Twice: said, nothing changed (the revocation time stays the first).
+    let out = hotline(&admin, PASS, &["revoke", &cleo_id[..6]]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "device Cleo ({}) was already revoked on ",
+            &cleo_id[..8]
+        )) && stderr(&out).contains("nothing changed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stdout(&out).contains("revoked ("), "{}", stdout(&out));
+    assert_eq!(stdout(&hotline(&admin, PASS, &["devices"])), listed);
+    // A name nobody has: the one rule, said as everywhere.
+    let out = hotline(&admin, PASS, &["label", "Zed", "Z"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "no device known here matches \"Zed\": give at least 4 hex digits of its id (its start"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    server.shutdown().await;
+}

@@ -32,6 +32,7 @@ fn device(seed: u8, role: Role) -> Device {
         enrolled_at: 1_700_000_100,
         revoked_at: None,
         panic_key: None,
+        invite_digest: None,
     }
 }
 
@@ -1401,4 +1402,96 @@ fn the_signed_erasure_records_of_issue_12_encode_to_their_checked_in_bytes() {
             ..
         })
     ));
+}
+
+/// The form added for issue 12 (walk-through 2, L): an enrollment that
+/// keeps the digest of the invite it spent in the device
+/// (`DeviceRow.invite_digest`, field 6, an optional trailing field), so
+/// that the admin device that made the invite can name the device. The
+/// enrollment in events.hex, written without it, still reads, and leaves
+/// the device without one (and snapshot.hex as it was).
+#[test]
+fn the_invite_digest_kept_with_a_device_encodes_to_its_checked_in_bytes() {
+    let digest = [0x5a; 32];
+    let enrolled = Device {
+        invite_digest: Some(digest),
+        ..device(7, Role::Coordinator)
+    };
+    let events = [
+        (
+            "invite_created",
+            1,
+            Event::InviteCreated {
+                digest,
+                invite: InviteRecord {
+                    role: Role::Coordinator,
+                    created_at: 1_700_000_000,
+                    expires_at: 1_700_003_600,
+                    used_at: None,
+                    bootstrap: None,
+                },
+            },
+        ),
+        (
+            "device_enrolled_with_invite_digest",
+            2,
+            Event::DeviceEnrolled {
+                digest,
+                device: enrolled.clone(),
+            },
+        ),
+    ];
+    let rows: Vec<(&str, Vec<u8>)> = events
+        .iter()
+        .map(|(n, _, e)| (*n, encode_event(e)))
+        .collect();
+    let mut state = State::default();
+    for (name, seq, event) in &events {
+        state
+            .apply(*seq, event)
+            .unwrap_or_else(|e| panic!("{name} applies: {e}"));
+    }
+    assert_eq!(state.devices[&enrolled.id].invite_digest, Some(digest));
+    let snapshot = encode_snapshot(&state);
+    if bless() {
+        write_golden(
+            "events-i12-invite.hex",
+            "Log events of the form added for issue 12, walk-through 2 (an enrollment keeping its invite's digest in the device).",
+            &rows,
+        );
+        write_golden(
+            "snapshot-i12-invite.hex",
+            "The state after the events of events-i12-invite.hex, as a snapshot.",
+            &[("snapshot", snapshot.clone())],
+        );
+    }
+    let golden = read_golden("events-i12-invite.hex");
+    assert_eq!(golden.len(), rows.len(), "one golden line per event");
+    for (name, _, event) in &events {
+        let stored = &golden[*name];
+        assert_eq!(hex(&encode_event(event)), hex(stored), "event {name}");
+        assert_eq!(&decode_event(stored).expect("decodes"), event, "{name}");
+    }
+    let stored = &read_golden("snapshot-i12-invite.hex")["snapshot"];
+    assert_eq!(hex(&snapshot), hex(stored), "the snapshot's stored format");
+    assert_eq!(decode_snapshot(stored).expect("decodes"), state);
+    // The older enrollment reads without a kept digest.
+    let older = &read_golden("events.hex")["device_enrolled"];
+    assert!(matches!(
+        decode_event(older).expect("decodes"),
+        Event::DeviceEnrolled {
+            device: Device {
+                invite_digest: None,
+                ..
+            },
+            ..
+        }
+    ));
+    // An enrollment whose device names another invite than the one it
+    // spends is a damaged record, never a guess.
+    let other = Event::DeviceEnrolled {
+        digest: [0x11; 32],
+        device: enrolled,
+    };
+    assert!(decode_event(&encode_event(&other)).is_err());
 }

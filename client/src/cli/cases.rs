@@ -1021,6 +1021,7 @@ async fn devices(ctx: &Ctx, text: &str, defenders: bool) -> anyhow::Result<Vec<V
     // Staff devices are candidates either way, so that one named as a
     // defender device is refused for what it is.
     let mut candidates: Vec<DeviceId> = roster.iter().map(|(d, _)| *d).collect();
+    candidates.extend(ctx.device.known_device_ids());
     if defenders && let Some(session) = &ctx.session {
         for a in session.alerts(false).await.unwrap_or_default() {
             if !candidates.contains(&a.defender) {
@@ -1307,7 +1308,11 @@ pub(super) fn list(state: &StateDir, filter: &ListFilter) -> anyhow::Result<()> 
     let coordinator = match filter.coordinator.as_deref() {
         None => None,
         Some(c) if c.eq_ignore_ascii_case("me") => Some(device.identity().device_id()),
-        Some(c) => Some(super::names::device_arg(&device, c, &[])?),
+        Some(c) => Some(super::names::device_arg(
+            &device,
+            c,
+            &device.known_device_ids(),
+        )?),
     };
     let country_code = filter.country.as_deref().map(country).transpose()?;
     let now = hotline_client::unix_now();

@@ -8,7 +8,7 @@ use hotline_client::messenger::Device;
 use hotline_proto::e2e::org::OrgPublicKey;
 use hotline_proto::identity::unhex;
 use hotline_proto::invite::{MAX_LABEL_BYTES, check_label};
-use hotline_proto::{DeviceId, Invite, Role};
+use hotline_proto::{Invite, Role};
 
 use super::date::{date, date_time};
 use super::names::device_arg;
@@ -192,14 +192,27 @@ pub(super) async fn invite(
     println!();
     println!("On the new device: hotline enroll '{invite}'");
     if let Some(label) = label {
-        // The server never learns the label, nor which invite a device
-        // used: this device learns the name when the new device writes
-        // to it. Until then it is named here by hand.
-        println!(
-            "This device will know it as {label:?} once it writes here; to name it before (for \
-             example to revoke it by name), once it has enrolled: hotline label <its id from \
-             `hotline devices`> {label:?}"
-        );
+        // The server never learns the label; it keeps the invite's digest
+        // with the device that uses it, and this device keeps the label by
+        // that digest, so `hotline devices` names the device.
+        let kept = open_device(state)
+            .map_err(anyhow::Error::from)
+            .and_then(|mut device| {
+                device
+                    .remember_invite_label(invite.token.digest(), label, invite.expires_at)
+                    .map_err(anyhow::Error::from)
+            });
+        match kept {
+            Ok(()) => println!(
+                "Once a device has enrolled with it, `hotline devices` here names it {label:?} \
+                 (and `hotline revoke {label:?}` or `hotline label {label:?} …` find it)."
+            ),
+            Err(e) => eprintln!(
+                "warning: this device could not keep the label {label:?} of this invite ({e:#}): \
+                 once the new device has enrolled, name it with hotline label <its id from \
+                 `hotline devices`> {label:?}"
+            ),
+        }
     }
     session.close().await;
     Ok(())
@@ -207,11 +220,12 @@ pub(super) async fn invite(
 
 /// `hotline devices`.
 pub(super) async fn list(state: &StateDir) -> anyhow::Result<()> {
-    let device = open_device(state)?;
+    let mut device = open_device(state)?;
     let session = device.connect().await?;
     let devices = session.devices().await?;
+    super::names::learn_invite_labels(&mut device, &devices);
     println!(
-        "{:<32}  {:<11}  {:<10}  {:<16}  name",
+        "{:<32}  {:<11}  {:<10}  {:<18}  name",
         "device id", "role", "enrolled", "status"
     );
     for d in devices {
@@ -229,7 +243,7 @@ pub(super) async fn list(state: &StateDir) -> anyhow::Result<()> {
             .and_then(|c| c.called().map(str::to_owned))
             .unwrap_or_default();
         println!(
-            "{}  {:<11}  {:<10}  {status:<16}  {name}{me}",
+            "{}  {:<11}  {:<10}  {status:<18}  {name}{me}",
             d.device_id,
             d.role,
             date(d.enrolled_at)
@@ -240,16 +254,32 @@ pub(super) async fn list(state: &StateDir) -> anyhow::Result<()> {
 }
 
 /// `hotline revoke`: the device named by its id, the start of it or a
-/// name, among the devices the server lists.
+/// name, among the devices the server lists and those known here. A
+/// device revoked already is not revoked again: the command says when it
+/// was and changes nothing.
 pub(super) async fn revoke(state: &StateDir, named: &str) -> anyhow::Result<()> {
-    let device = open_device(state)?;
+    let mut device = open_device(state)?;
     let session = device.connect().await?;
-    // One rule for naming a device everywhere (at least 4 hex digits of
-    // its id, or its name); a prefix is matched against every device the
-    // server lists, so it names exactly one or is refused as ambiguous.
+    // One rule for naming a device everywhere (names::DEVICE_RULE); a
+    // prefix is matched against every device the server lists and those
+    // known here, so it names exactly one or is refused as ambiguous.
     let listed = session.devices().await.unwrap_or_default();
-    let ids: Vec<DeviceId> = listed.iter().map(|d| d.device_id).collect();
+    super::names::learn_invite_labels(&mut device, &listed);
+    let mut ids = device.known_device_ids();
+    ids.extend(listed.iter().map(|d| d.device_id));
     let device_id = device_arg(&device, named, &ids)?;
+    if let Some(at) = listed
+        .iter()
+        .find(|d| d.device_id == device_id)
+        .and_then(|d| d.revoked_at)
+    {
+        session.close().await;
+        anyhow::bail!(
+            "device {} was already revoked on {}; nothing changed",
+            device.shown(&device_id),
+            date(at)
+        );
+    }
     let at = session.revoke(device_id).await?;
     println!(
         "device {} revoked ({}); its connections were closed, and any alert it held is back with the team.",
@@ -269,8 +299,11 @@ pub(super) async fn revoke(state: &StateDir, named: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// `hotline label`: lists the devices known here by name, or names one.
-pub(super) fn label(
+/// `hotline label`: lists the devices known here by name, or names one:
+/// among the devices known here and, on a staff device that reaches the
+/// server, those it lists (every device, for an admin; the alerts'
+/// defenders).
+pub(super) async fn label(
     state: &StateDir,
     named: Option<&str>,
     name: Option<&str>,
@@ -283,21 +316,45 @@ pub(super) fn label(
             println!("no device is known here by name yet");
         }
         for c in contacts {
-            println!(
+            let mut notes = Vec::new();
+            match (&c.name, &c.invited_as) {
+                (Some(_), Some(invited)) => notes.push(format!("invited as {invited:?}")),
+                (None, Some(_)) => notes.push("the label of the invite it enrolled with".into()),
+                _ => {}
+            }
+            if let Some(l) = &c.label {
+                notes.push(format!("calls itself {l:?}"));
+            }
+            let line = format!(
                 "{}  {:<24}  {}",
                 c.device_id,
-                c.name.as_deref().unwrap_or("-"),
-                c.label
-                    .map(|l| format!("calls itself {l:?}"))
-                    .unwrap_or_default()
+                c.name.as_deref().or(c.invited_as.as_deref()).unwrap_or("-"),
+                notes.join("; ")
             );
+            println!("{}", line.trim_end());
         }
         if let Some(own) = device.own_label() {
             println!("this device calls itself {own:?} to those it writes to");
         }
         return Ok(());
     };
-    let id = device_arg(&device, named, &[])?;
+    let session = match device.profile().role() {
+        Ok(role) if role.is_staff() => match device.connect().await {
+            Ok(session) => Some(session),
+            Err(e) => {
+                eprintln!(
+                    "note: the server could not be reached ({e}): the device is looked for among those known on this device only"
+                );
+                None
+            }
+        },
+        _ => None,
+    };
+    let ids = super::names::known_devices(&mut device, session.as_ref()).await;
+    if let Some(session) = session {
+        session.close().await;
+    }
+    let id = device_arg(&device, named, &ids)?;
     match (name, forget) {
         (Some(name), _) => {
             device.set_name(id, Some(name))?;

@@ -28,7 +28,7 @@ pub(super) async fn send(
 ) -> anyhow::Result<()> {
     let mut device = open_device(state)?;
     let to = match to {
-        Some(named) => Some(recipient(&device, &named).await?),
+        Some(named) => Some(recipient(&mut device, &named).await?),
         None => None,
     };
     let (mine, flushed) = match alert {
@@ -168,18 +168,15 @@ pub(super) fn queued(
 }
 
 /// The device a person named with `--to`: a whole id, the start of one or
-/// a name, among the devices known here by name, or else those of the
-/// alerts this device can see (asked of the server).
-async fn recipient(device: &Device, named: &str) -> anyhow::Result<DeviceId> {
-    if let Ok(id) = super::names::device_arg(device, named, &[]) {
+/// a name, among the devices known here (by name, on a roster, in the
+/// kept messages), or else among those the server lists too (every device
+/// for an admin, the alerts' defenders for staff).
+async fn recipient(device: &mut Device, named: &str) -> anyhow::Result<DeviceId> {
+    if let Ok(id) = super::names::device_arg(device, named, &device.known_device_ids()) {
         return Ok(id);
     }
     let session = device.connect().await?;
-    let seen: Vec<DeviceId> = session
-        .alerts(false)
-        .await
-        .map(|all| all.into_iter().map(|a| a.defender).collect())
-        .unwrap_or_default();
+    let seen = super::names::known_devices(device, Some(&session)).await;
     session.close().await;
     super::names::device_arg(device, named, &seen)
 }

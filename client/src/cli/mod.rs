@@ -112,14 +112,13 @@ enum Command {
     Devices,
     /// Revoke a device so it can no longer connect (admins).
     Revoke {
-        /// The device: at least 4 hex digits of its id (as `hotline
-        /// devices` shows it), or its name.
+        #[arg(help = DEVICE_ARG)]
         device: String,
     },
     /// Name a device for yourself (shown instead of its own label, next to
     /// its id), or list the devices known here by name.
     Label {
-        /// The device: its id, the start of it, or its current name.
+        #[arg(help = DEVICE_ARG)]
         device: Option<String>,
         /// The name to give it.
         name: Option<String>,
@@ -333,6 +332,8 @@ enum MyCaseCommand {
 
 /// A case as a person names it: at least 4 hex digits of its id (as `hotline
 /// case list` shows it), or its reference ("C-2026-0042").
+const DEVICE_ARG: &str = "The device: at least 4 hex digits of its id (its start) that match no other device known here, its whole id, or its name";
+
 const CASE_ARG: &str = "The case: at least 4 hex digits of its id, or its reference";
 
 #[derive(Debug, Subcommand)]
@@ -770,7 +771,7 @@ async fn run_command(command: Command, state: StateDir) -> anyhow::Result<()> {
             device,
             name,
             forget,
-        } => devices::label(&state, device.as_deref(), name.as_deref(), forget),
+        } => devices::label(&state, device.as_deref(), name.as_deref(), forget).await,
         Command::Send { message, to, alert } => {
             messages::send(&state, &message.join(" "), to, alert).await
         }

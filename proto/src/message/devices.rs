@@ -91,6 +91,10 @@ pub struct DeviceInfo {
     pub revoked_at: Option<u64>,
     /// Its identity key (what a roster entry must carry).
     pub identity_key: IdentityPublicKey,
+    /// SHA-256 of the token of the invite it enrolled with
+    /// ([`crate::invite::InviteToken::digest`]), if the server knows it:
+    /// the device that made the invite names it by the label it gave.
+    pub invite_digest: Option<[u8; 32]>,
 }
 
 impl DeviceInfo {
@@ -101,6 +105,11 @@ impl DeviceInfo {
             enrolled_at: self.enrolled_at,
             revoked_at: self.revoked_at.unwrap_or(0),
             identity_key: self.identity_key.as_bytes().to_vec().into(),
+            invite_digest: self
+                .invite_digest
+                .map(|d| d.to_vec())
+                .unwrap_or_default()
+                .into(),
         }
     }
 
@@ -111,6 +120,14 @@ impl DeviceInfo {
             enrolled_at: d.enrolled_at,
             revoked_at: (d.revoked_at != 0).then_some(d.revoked_at),
             identity_key: IdentityPublicKey::from_slice(&d.identity_key, "identity_key")?,
+            invite_digest: match d.invite_digest.len() {
+                0 => None,
+                _ => Some(
+                    d.invite_digest[..]
+                        .try_into()
+                        .map_err(|_| DecodeError::Invalid("invite_digest"))?,
+                ),
+            },
         })
     }
 }

@@ -955,6 +955,7 @@ mod tests {
                     enrolled_at: 1,
                     revoked_at: None,
                     identity_key: pair.public_key(),
+                    invite_digest: Some([9; 32]),
                 },
                 DeviceInfo {
                     device_id: pair.device_id(),
@@ -962,6 +963,7 @@ mod tests {
                     enrolled_at: 1,
                     revoked_at: Some(2),
                     identity_key: pair.public_key(),
+                    invite_digest: None,
                 },
             ]),
             Response::DeviceRevoked {

@@ -24,6 +24,13 @@ pub struct Device {
     /// only raise alerts and check in (none for staff, and for devices
     /// enrolled before panic keys existed).
     pub panic_key: Option<IdentityPublicKey>,
+    /// SHA-256 of the token of the invite it enrolled with, kept since
+    /// issue 12 so that the admin device that made the invite can name it
+    /// (`DeviceInfo.invite_digest`); `None` for a device whose enrollment
+    /// was recorded before (the digest stays in its `DeviceEnrolled`
+    /// event, but the state never took it from there, so that stores
+    /// written before read and snapshot as they did).
+    pub invite_digest: Option<[u8; 32]>,
 }
 
 /// The newest roster the server holds, as the server reads it: it cannot
@@ -143,6 +150,7 @@ impl super::State {
             enrolled_at: now,
             revoked_at: None,
             panic_key,
+            invite_digest: Some(digest),
         };
         let event = super::Event::DeviceEnrolled {
             digest,

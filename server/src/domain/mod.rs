@@ -264,6 +264,7 @@ mod tests {
                 enrolled_at: 5,
                 revoked_at: None,
                 panic_key: None,
+                invite_digest: None,
             };
             let invite = InviteRecord {
                 role,
@@ -324,6 +325,7 @@ mod tests {
     }
 
     /// Enrolls the device of seed `n` with `role` (and `panic`) at `seq`.
+    #[allow(clippy::result_large_err)] // a test's refusal, read once
     fn enroll_at(
         state: &mut State,
         seq: u64,
@@ -482,6 +484,7 @@ mod tests {
             enrolled_at: 5,
             revoked_at: None,
             panic_key: None,
+            invite_digest: None,
         };
         let events = [
             Event::InviteCreated {

@@ -264,6 +264,7 @@ pub(super) async fn list(shared: &Shared) -> Result<Reply, RequestError> {
             enrolled_at: d.enrolled_at,
             revoked_at: d.revoked_at,
             identity_key: d.identity_key,
+            invite_digest: d.invite_digest,
         })
         .collect();
     Ok(Response::DeviceList(list).into())

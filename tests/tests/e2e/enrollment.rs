@@ -144,3 +144,56 @@ async fn a_new_bootstrap_admin_invite_replaces_the_one_before() {
         .await
         .expect("an admin's own invite is unaffected");
 }
+
+/// An admin learns which invite each device spent (the digest of its
+/// token, which the inviting client keeps with the label it gave), across
+/// a restart, and the server never logs it, at the most verbose level.
+#[tokio::test]
+async fn the_device_list_names_the_invite_each_device_spent_and_the_logs_never_do() {
+    let logs = crate::messaging::Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+        .with_writer(move || writer.clone())
+        .finish();
+    // The test's runtime runs every server task on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut server = TestServer::start().await;
+    let (admin, _) = server.enroll(Role::Admin).await;
+    let invite = server.invite(Role::Officer).await;
+    let digest = invite.token.digest();
+    let (officer, _) = IdentityKeyPair::generate().expect("randomness");
+    connection::enroll(&invite, &officer)
+        .await
+        .expect("enrolls");
+    server.restart().await;
+    let session = connection::authenticate(&server.info(), &admin)
+        .await
+        .expect("admin");
+    let listed = session.devices().await.expect("list");
+    let officer = listed
+        .iter()
+        .find(|d| d.device_id == officer.device_id())
+        .expect("listed");
+    assert_eq!(officer.invite_digest, Some(digest));
+    assert!(
+        listed.iter().all(|d| d.invite_digest.is_some()),
+        "the admin's too"
+    );
+    session.close().await;
+    server.stop().await;
+
+    let logs = String::from_utf8_lossy(&logs.0.lock().expect("lock")).into_owned();
+    assert!(logs.contains("device enrolled"), "the capture works");
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let upper = hex.to_uppercase();
+    assert!(
+        !logs.contains(&hex) && !logs.contains(&upper),
+        "the logs hold the digest"
+    );
+    assert!(
+        !logs.contains(&format!("{:?}", &digest[..8])),
+        "the logs hold the digest"
+    );
+}

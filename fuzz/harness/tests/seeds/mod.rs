@@ -567,6 +567,7 @@ fn responses(keys: &Keys, out: &mut Vec<Seed>) {
                 enrolled_at: NOW,
                 revoked_at: Some(NOW + 1),
                 identity_key: keys.me.public_key(),
+                invite_digest: None,
             }]),
         ),
         (

@@ -37,6 +37,12 @@ pub(super) struct DeviceRow {
     /// existed), or 32 bytes.
     #[prost(bytes = "vec", tag = "5")]
     panic_key: Vec<u8>,
+    /// Empty (not kept: a device enrolled before issue 12 kept it), or the
+    /// SHA-256 of the token of the invite it enrolled with. In an
+    /// enrollment event it equals `EnrolledRow.digest`; its presence there
+    /// is what makes the state keep it.
+    #[prost(bytes = "vec", tag = "6")]
+    invite_digest: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -118,6 +124,7 @@ pub(super) fn device_row(d: &Device) -> DeviceRow {
             .panic_key
             .map(|k| k.as_bytes().to_vec())
             .unwrap_or_default(),
+        invite_digest: d.invite_digest.map(|g| g.to_vec()).unwrap_or_default(),
     }
 }
 
@@ -137,6 +144,10 @@ pub(super) fn device_from(row: &DeviceRow) -> Result<Device, CodecError> {
                 .map_err(|_| CodecError("panic key of the wrong length"))?,
         )),
     };
+    let invite_digest = match row.invite_digest.len() {
+        0 => None,
+        _ => Some(digest(&row.invite_digest)?),
+    };
     Ok(Device {
         id: identity_key.device_id(),
         identity_key,
@@ -144,6 +155,7 @@ pub(super) fn device_from(row: &DeviceRow) -> Result<Device, CodecError> {
         enrolled_at: row.enrolled_at,
         revoked_at: (row.revoked_at != 0).then_some(row.revoked_at),
         panic_key,
+        invite_digest,
     })
 }
 
@@ -159,7 +171,12 @@ pub(super) fn enrolled_from(row: &EnrolledRow) -> Result<([u8; 32], Device), Cod
         .device
         .as_ref()
         .ok_or(CodecError("enrollment without device"))?;
-    Ok((digest(&row.digest)?, device_from(device)?))
+    let spent = digest(&row.digest)?;
+    let device = device_from(device)?;
+    if device.invite_digest.is_some_and(|d| d != spent) {
+        return Err(CodecError("an enrollment naming two invites"));
+    }
+    Ok((spent, device))
 }
 
 pub(super) fn revoked_row(device_id: &DeviceId, at: u64) -> RevokedRow {

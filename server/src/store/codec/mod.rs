@@ -467,6 +467,7 @@ mod tests {
             enrolled_at: 10,
             revoked_at: None,
             panic_key: None,
+            invite_digest: None,
         };
         let revoked = Device {
             revoked_at: Some(20),
