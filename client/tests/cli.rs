@@ -6067,3 +6067,110 @@ async fn the_ledger_is_not_listed_nor_changed_and_erasable_follows_the_servers_r
     assert_eq!(timeline_len(&officer, ledger), before);
     server.shutdown().await;
 }
+
+/// Issue 12 (second walk-through, K1): a staff device that joins later
+/// and syncs before any case key reaches it announces only the request
+/// that still waits as new; a request already taken on, and a case staff
+/// opened, are open cases waiting for their keys (said once, listed as
+/// such, never listed as requests), and read in full once the keys come.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_staff_device_announces_only_waiting_requests_and_says_which_cases_wait_for_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    // A request the officer takes on, a case the officer opens, and a
+    // second request nobody answered yet.
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "relocation", "we must leave MARKER-TAKEN"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "list", "--sync"]);
+    let taken = case_of(&out, "MARKER-TAKEN");
+    let out = hotline(&officer, PASS, &["case", "set", &taken, "reference", "C-9"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "open", "--summary", "Family of Zofia-OPENED"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let opened = opened_case(&out);
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "legal", "a lawyer please MARKER-WAITING"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "list", "--sync"]);
+    let waiting = case_of(&out, "MARKER-WAITING");
+
+    let coordinator = dir.path().join("coordinator");
+    join_staff(
+        &admin,
+        &coordinator,
+        "coordinator",
+        &dir.path().join("org.key"),
+        3,
+    );
+    let out = hotline(&coordinator, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert_eq!(
+        said.matches("new request from a defender").count(),
+        1,
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("new request from a defender: case {waiting}")),
+        "{said}"
+    );
+    assert!(
+        said.contains("2 case(s) waiting for their keys from another staff device"),
+        "{said}"
+    );
+    for case in [&taken, &opened] {
+        let line = said
+            .lines()
+            .find(|l| l.starts_with(case.as_str()))
+            .unwrap_or_else(|| panic!("{case} listed in {said}"));
+        assert!(line.contains("open"), "{line}");
+        assert!(
+            line.contains("waiting for its keys from another staff device"),
+            "{line}"
+        );
+    }
+    let out = hotline(
+        &coordinator,
+        PASS,
+        &["case", "list", "--state", "requested"],
+    );
+    let listed = stdout(&out);
+    assert!(listed.contains(&waiting), "{listed}");
+    assert!(!listed.contains(&taken), "{listed}");
+    assert!(!listed.contains(&opened), "{listed}");
+    // Said once: a command that brings nothing new does not repeat it.
+    let out = hotline(&coordinator, PASS, &["case", "list", "--sync"]);
+    assert!(
+        !stdout(&out).contains("waiting for their keys"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("new request"), "{}", stdout(&out));
+
+    // The officer's next command sends the keys; the coordinator's next
+    // sync reads both cases in full.
+    let out = hotline(&officer, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&coordinator, PASS, &["case", "list", "--sync"]);
+    let listed = stdout(&out);
+    assert!(!listed.contains("not readable"), "{listed}");
+    assert!(!listed.contains("waiting for"), "{listed}");
+    assert!(listed.contains("C-9"), "{listed}");
+    assert!(listed.contains("Family of Zofia-OPENED"), "{listed}");
+    server.shutdown().await;
+}

@@ -723,7 +723,11 @@ pub fn fold_one(
             header,
             content,
         }),
-        Err(CaseEventError::NoKey) => view.unreadable += 1,
+        // Stored only after the readers' checks: its signed header counts.
+        Err(CaseEventError::NoKey) => match e.event.header_unverified() {
+            Ok(h) => view.sealed(&h, e.at),
+            Err(_) => view.unreadable += 1,
+        },
         Err(err) => {
             let id = e.event.header_unverified().ok().map(|h| h.event_id);
             view.warn(

@@ -42,6 +42,8 @@ pub(super) struct Ctx {
     /// Whether this command said already that case changes wait because
     /// this device is not on the roster the server holds (said once).
     told_not_on_roster: bool,
+    /// The cases this command's sync changed.
+    synced: std::collections::BTreeSet<CaseId>,
 }
 
 /// What a person whose decline of a request lost a race is told.
@@ -74,6 +76,7 @@ impl Ctx {
             session: None,
             roster: None,
             told_not_on_roster: false,
+            synced: Default::default(),
         };
         match ctx.device.connect().await {
             Ok(session) => {
@@ -117,6 +120,7 @@ impl Ctx {
                 if let Err(e) = ctx.replica.refold_unreadable() {
                     eprintln!("WARNING: the case list could not be refreshed: {e}");
                 }
+                ctx.tell_unreadable();
                 if let Err(e) = ctx.record_replies().await {
                     eprintln!("WARNING: a defender's reply could not be recorded in its case: {e}");
                 }
@@ -411,6 +415,7 @@ impl Ctx {
         for w in &report.warnings {
             eprintln!("WARNING: {w}");
         }
+        self.synced.clone_from(&report.changed);
         for c in &report.erased {
             self.forget_texts(c, &report.erased_requests);
             println!(
@@ -420,7 +425,10 @@ impl Ctx {
         }
         for c in &report.requested {
             // Only a request still waiting is news: one accepted or
-            // declined long ago (a first sync) is not.
+            // declined long ago (a first sync) is not. The state is what
+            // the events' signed control parts say, also those this
+            // device cannot read yet (its keys not arrived): a case open
+            // is never announced as a request.
             if self.replica.view(c)?.state == Some(CaseState::Requested) {
                 println!("new request from a defender: case {}", short(c.as_bytes()));
             }
@@ -433,6 +441,34 @@ impl Ctx {
             );
         }
         Ok(())
+    }
+
+    /// Says once, after the sync and the keys received, how many of the
+    /// cases this sync brought this device cannot read yet (their keys
+    /// come from another staff device), rather than a line for each.
+    fn tell_unreadable(&self) {
+        let (mut waiting, mut closed) = (0usize, 0usize);
+        for s in self.replica.summaries() {
+            let synced = s.id().is_some_and(|c| self.synced.contains(&c));
+            if !synced || s.ledger || s.unreadable == 0 {
+                continue;
+            }
+            if s.state() == Some(CaseState::Closed) {
+                closed += 1;
+            } else {
+                waiting += 1;
+            }
+        }
+        if waiting > 0 {
+            println!(
+                "{waiting} case(s) waiting for their keys from another staff device: `hotline case list` shows them; they read in full once the keys arrive (sent by the next staff device that connects)"
+            );
+        }
+        if closed > 0 {
+            println!(
+                "{closed} closed case(s) this device cannot read: a closed case's keys come only when a staff member reopens it"
+            );
+        }
     }
 
     /// Removes an erased case's words from the message history: its
