@@ -6174,3 +6174,116 @@ async fn a_new_staff_device_announces_only_waiting_requests_and_says_which_cases
     assert!(listed.contains("Family of Zofia-OPENED"), "{listed}");
     server.shutdown().await;
 }
+
+/// The envelopes from `senders` waiting in `home`'s inbox on the server
+/// (none fetched: the device's own cursor is not moved).
+async fn envelopes_waiting_from(home: &Path, senders: &[&str]) -> usize {
+    use hotline_client::StateDir;
+    use hotline_client::messenger::Device;
+    let device = Device::open(&StateDir::new(home), PASS).expect("opens");
+    let session = device.connect().await.expect("connects");
+    let items = session.fetch_inbox(0, 100).await.expect("inbox");
+    session.close().await;
+    items
+        .iter()
+        .filter(|i| {
+            let from = hotline_proto::identity::hex(i.envelope.sender.as_bytes());
+            senders.iter().any(|s| from.starts_with(s))
+        })
+        .count()
+}
+
+/// Issue 12 (second walk-through, K2): when a roster adds a staff
+/// device, the first staff device to see it sends the case keys, sealed
+/// to the new device and copied to the other staff devices; another that
+/// holds the same keys then sends none (one envelope reaches the new
+/// device, not one per staff device), and the new device reads the case.
+/// A device that saw no copy still sends: a key is never left unsent.
+#[tokio::test(flavor = "multi_thread")]
+async fn case_keys_for_a_new_staff_device_are_sent_once_by_the_first_staff_device_to_see_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "open", "--summary", "Family of Zofia-ONCE"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = opened_case(&out);
+    // Both staff devices hold the case's key.
+    let out = hotline(&admin, PASS, &["case", "show", &case]);
+    assert!(
+        stdout(&out).contains("Family of Zofia-ONCE"),
+        "{}",
+        stdout(&out)
+    );
+    let (admin_id, officer_id) = (device_id(&admin), device_id(&officer));
+
+    let coordinator = dir.path().join("coordinator");
+    join_staff(
+        &admin,
+        &coordinator,
+        "coordinator",
+        &dir.path().join("org.key"),
+        3,
+    );
+    let out = hotline(&officer, PASS, &["case", "list", "--sync"]);
+    assert!(
+        stdout(&out).contains("the keys of 1 case(s) go to them"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&admin, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("go to them"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("another staff device sent them the case keys already"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        envelopes_waiting_from(&coordinator, &[&admin_id, &officer_id]).await,
+        1,
+        "one CASE_KEYS envelope for the new device"
+    );
+    let out = hotline(&coordinator, PASS, &["case", "show", &case]);
+    let shown = stdout(&out);
+    assert!(shown.contains("Family of Zofia-ONCE"), "{shown}");
+    assert!(!shown.contains("cannot read"), "{shown}");
+
+    // A fourth staff device: this time the admin's device sees the roster
+    // first and sends; the officer's, which then has the copy, sends none.
+    let second = dir.path().join("second");
+    join_staff(
+        &admin,
+        &second,
+        "coordinator",
+        &dir.path().join("org.key"),
+        4,
+    );
+    let out = hotline(&admin, PASS, &["case", "list", "--sync"]);
+    assert!(
+        stdout(&out).contains("the keys of 1 case(s) go to them"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&officer, PASS, &["case", "list", "--sync"]);
+    assert!(!stdout(&out).contains("go to them"), "{}", stdout(&out));
+    assert_eq!(
+        envelopes_waiting_from(&second, &[&admin_id, &officer_id]).await,
+        1,
+        "one CASE_KEYS envelope for the new device"
+    );
+    let out = hotline(&second, PASS, &["case", "show", &case]);
+    assert!(
+        stdout(&out).contains("Family of Zofia-ONCE"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("cannot read"), "{}", stdout(&out));
+    server.shutdown().await;
+}

@@ -146,17 +146,33 @@ impl Ctx {
             let change = keys::roster_seen(&mut self.replica, roster, me)?;
             if !change.added.is_empty() {
                 let all = keys::keys_to_share(&self.replica)?;
-                if !all.is_empty() {
-                    for d in &change.added {
-                        queue_keys(&mut self.device, &all, Some(*d))?;
+                // One sender in the common case: the first staff device to
+                // handle the roster sends the keys, sealed to the new
+                // device and copied to the other staff devices; a device
+                // that received such a copy sends only what it did not
+                // carry (docs/cases.md, "Keys and rotation").
+                let mut cases = std::collections::BTreeSet::new();
+                let mut served = 0usize;
+                for d in &change.added {
+                    let missing = keys::not_sent_yet(&self.replica, &all, d);
+                    served += usize::from(missing.len() < all.len());
+                    if !missing.is_empty() {
+                        cases.extend(missing.iter().map(|(c, _, _)| *c));
+                        queue_keys(&mut self.device, &missing, Some(*d))?;
                     }
+                }
+                self.replica.forget_keys_sent(&change.added)?;
+                if !cases.is_empty() {
                     println!(
                         "the staff roster adds {} device(s): the keys of {} case(s) go to them, so that they read their history",
                         change.added.len(),
-                        all.iter()
-                            .map(|(c, _, _)| c)
-                            .collect::<std::collections::BTreeSet<_>>()
-                            .len()
+                        cases.len()
+                    );
+                }
+                if served > 0 && cases.is_empty() && !all.is_empty() {
+                    println!(
+                        "the staff roster adds {} device(s): another staff device sent them the case keys already; none go again from here",
+                        change.added.len()
                     );
                 }
             }
