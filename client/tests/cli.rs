@@ -6287,3 +6287,105 @@ async fn case_keys_for_a_new_staff_device_are_sent_once_by_the_first_staff_devic
     assert!(!stdout(&out).contains("cannot read"), "{}", stdout(&out));
     server.shutdown().await;
 }
+
+/// Issue 12 (second walk-through, K3): after the statistics ledger's key
+/// was rotated (a staff device left the roster), a device that holds the
+/// ledger's first key and not the new one says that `case stats` may be
+/// incomplete, instead of counting the tombstones it can read as all.
+#[tokio::test(flavor = "multi_thread")]
+async fn case_stats_says_it_may_be_incomplete_while_the_ledgers_newest_key_has_not_arrived() {
+    use hotline_client::StateDir;
+    use hotline_client::cases::{open_replica, sync};
+    use hotline_client::messenger::Device;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    hotline_server::log::keys::generate_key_file(&dir.path().join("master.key")).expect("key");
+    let server = server_configured(dir.path(), "127.0.0.1:0".parse().expect("addr"), |c| {
+        c.cases.retention_days = 0;
+    })
+    .await;
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let key = dir.path().join("org.key");
+    let coordinator = dir.path().join("coordinator");
+    join_staff(&admin, &coordinator, "coordinator", &key, 3);
+    let erase = |summary: &str| {
+        let out = hotline(&officer, PASS, &["case", "open", "--summary", summary]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let case = opened_case(&out);
+        let out = hotline(
+            &officer,
+            PASS,
+            &["case", "close", &case, "--reason", "done"],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = hotline(&officer, PASS, &["case", "erase", &case]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = hotline(&admin, PASS, &["case", "erase", &case, "--confirm"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    // The ledger is opened (epoch 1); the admin holds its key.
+    erase("a first family");
+    let out = hotline(&admin, PASS, &["case", "stats"]);
+    assert!(
+        !stdout(&out).contains("may be incomplete"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The coordinator leaves: the officer's next tombstone opens epoch 2.
+    let coordinator_id = device_id(&coordinator);
+    let out = hotline(&admin, PASS, &["revoke", &coordinator_id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline_org(
+        &admin,
+        &["org", "sign-roster", "--key", key.to_str().expect("utf-8")],
+    );
+    assert!(stdout(&out).contains("2 staff devices"), "{}", stdout(&out));
+    let out = hotline(&officer, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "open", "--summary", "a second family"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let second = opened_case(&out);
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", &second, "--reason", "done"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "erase", &second]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("a new case key (epoch 2)"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The admin's device syncs the ledger's events before the new key
+    // reaches it (its inbox not fetched), then works offline.
+    let mut admin_device = Device::open(&StateDir::new(&admin), PASS).expect("opens");
+    let session = admin_device.connect().await.expect("connects");
+    let roster = admin_device.roster(&session).await.expect("roster");
+    let mut replica = open_replica(&admin_device).expect("replica");
+    sync::sync_cases(&session, &mut replica, &roster, &|_| None)
+        .await
+        .expect("synced");
+    session.close().await;
+    drop((replica, admin_device));
+    server.shutdown().await;
+    let out = hotline(&admin, PASS, &["case", "stats"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(
+            "this device does not hold the ledger's key yet: these figures may be incomplete"
+        ),
+        "{}",
+        stdout(&out)
+    );
+}
