@@ -188,33 +188,10 @@ async fn names_and_places_typed_into_the_client_reach_no_server_file_and_no_log_
     // A snapshot and the closing checkpoint are written at stop.
     server.shutdown().await;
 
-    let hits = markers::scan_dir(&MARKERS, &dir.path().join("server"));
-    assert!(hits.is_empty(), "markers on the server's disk: {hits:?}");
-    let captured = logs.0.lock().expect("not poisoned").clone();
-    let text = String::from_utf8_lossy(&captured);
-    assert!(
-        text.contains("kind=\"append_case_event\"")
-            && text.contains("kind=\"sync_cases\"")
-            && text.contains("DEBUG"),
-        "the server's logs were captured at their most verbose level: {}",
-        &text[..text.len().min(3000)]
-    );
-    assert_eq!(
-        markers::found_in(&MARKERS, &captured),
-        Vec::<String>::new(),
-        "markers in the logs"
-    );
-
-    // The scan would catch a leak: each marker planted in a file, in
-    // either encoding, and in a log line.
-    let planted = tempfile::tempdir().expect("tempdir");
-    std::fs::write(planted.path().join("clear.txt"), format!("..{CITY}..")).expect("write");
-    let utf16: Vec<u8> = HOTEL.encode_utf16().flat_map(u16::to_le_bytes).collect();
-    std::fs::create_dir_all(planted.path().join("sub")).expect("mkdir");
-    std::fs::write(planted.path().join("sub/wide.bin"), utf16).expect("write");
-    assert_eq!(markers::scan_dir(&MARKERS, planted.path()).len(), 2);
-    assert_eq!(
-        markers::found_in(&MARKERS, format!("2026 TRACE note=\"{NAME}\"").as_bytes()),
-        vec![format!("{NAME} (UTF-8)")]
+    markers::assert_nothing_leaked(
+        &MARKERS,
+        &dir.path().join("server"),
+        &logs,
+        &["append_case_event", "sync_cases"],
     );
 }

@@ -74,3 +74,51 @@ pub fn scan_dir(markers: &[&str], dir: &Path) -> Vec<(String, Vec<String>)> {
     assert!(files > 0, "no file scanned under {}", dir.display());
     hits
 }
+
+/// Asserts what a seizure of the server gives up: no file under `data`
+/// and no line of `logs` holds one of `markers` (at least two), the logs
+/// were captured at their most verbose level (each request kind of
+/// `kinds` logged, and DEBUG lines), and the same scan catches a marker
+/// planted in a file in UTF-8, in a file in UTF-16LE and in a log line,
+/// so it would catch a leak.
+pub fn assert_nothing_leaked(markers: &[&str], data: &Path, logs: &Captured, kinds: &[&str]) {
+    let hits = scan_dir(markers, data);
+    assert!(hits.is_empty(), "markers on the server's disk: {hits:?}");
+    let captured = logs.0.lock().expect("not poisoned").clone();
+    let text = String::from_utf8_lossy(&captured);
+    assert!(
+        kinds
+            .iter()
+            .all(|k| text.contains(&format!("kind=\"{k}\"")))
+            && text.contains("DEBUG"),
+        "the server's logs were captured at their most verbose level: {}",
+        &text[..text.len().min(3000)]
+    );
+    assert_eq!(
+        found_in(markers, &captured),
+        Vec::<String>::new(),
+        "markers in the logs"
+    );
+
+    let planted = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        planted.path().join("clear.txt"),
+        format!("..{}..", markers[1]),
+    )
+    .expect("write");
+    let utf16: Vec<u8> = markers[markers.len() - 1]
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    std::fs::create_dir_all(planted.path().join("sub")).expect("mkdir");
+    std::fs::write(planted.path().join("sub/wide.bin"), utf16).expect("write");
+    let found = scan_dir(markers, planted.path());
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(
+        found_in(
+            markers,
+            format!("2026 TRACE note=\"{}\"", markers[0]).as_bytes()
+        ),
+        vec![format!("{} (UTF-8)", markers[0])]
+    );
+}

@@ -201,37 +201,10 @@ async fn no_file_and_no_log_line_holds_a_case_s_names_or_places() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let data = server.config().data_dir.clone();
-    let hits = markers::scan_dir(&MARKERS, &data);
-    assert!(hits.is_empty(), "markers on disk: {hits:?}");
-    let captured = logs.0.lock().expect("not poisoned").clone();
-    let text_logs = String::from_utf8_lossy(&captured);
-    assert!(
-        text_logs.contains("kind=\"append_case_event\"")
-            && text_logs.contains("kind=\"request_case\"")
-            && text_logs.contains("DEBUG"),
-        "the server's logs were captured at their most verbose level: {}",
-        &text_logs[..text_logs.len().min(3000)]
-    );
-    assert_eq!(
-        markers::found_in(&MARKERS, &captured),
-        Vec::<String>::new(),
-        "markers in the logs"
-    );
-
-    // The scan would catch a leak: a marker planted in a file, in either
-    // encoding, and in a log line.
-    let planted = tempfile::tempdir().expect("tempdir");
-    std::fs::write(planted.path().join("clear.txt"), b"..Montevideo-MARKER..").expect("write");
-    let utf16: Vec<u8> = "Hotel Bellevue-MARKER"
-        .encode_utf16()
-        .flat_map(u16::to_le_bytes)
-        .collect();
-    std::fs::create_dir_all(planted.path().join("sub")).expect("mkdir");
-    std::fs::write(planted.path().join("sub/wide.bin"), utf16).expect("write");
-    let found = markers::scan_dir(&MARKERS, planted.path());
-    assert_eq!(found.len(), 2, "{found:?}");
-    assert_eq!(
-        markers::found_in(&MARKERS, b"2026 INFO note=\"Zofia Kowalczyk-MARKER\""),
-        vec!["Zofia Kowalczyk-MARKER (UTF-8)".to_owned()]
+    markers::assert_nothing_leaked(
+        &MARKERS,
+        &data,
+        &logs,
+        &["append_case_event", "request_case"],
     );
 }
