@@ -6308,9 +6308,40 @@ async fn case_stats_says_it_may_be_incomplete_while_the_ledgers_newest_key_has_n
     for h in [&admin, &officer] {
         assert!(hotline(h, PASS, &["inbox"]).status.success());
     }
+    // A case closed before the coordinator joins: its keys are not sent
+    // to it, so it can neither list it as erasable nor ask its erasure
+    // (the statistics would be made of nothing).
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "open", "--summary", "closed before"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let closed = opened_case(&out);
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", &closed, "--reason", "done"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
     let key = dir.path().join("org.key");
     let coordinator = dir.path().join("coordinator");
     join_staff(&admin, &coordinator, "coordinator", &key, 3);
+    let out = hotline(&coordinator, PASS, &["case", "list", "--sync"]);
+    assert!(
+        stdout(&out).contains("1 closed case(s) this device cannot read"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&coordinator, PASS, &["case", "list", "--erasable"]);
+    assert!(!stdout(&out).contains(&closed), "{}", stdout(&out));
+    let out = hotline(&coordinator, PASS, &["case", "erase", &closed]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot read all of case"),
+        "{}",
+        stderr(&out)
+    );
     let erase = |summary: &str| {
         let out = hotline(&officer, PASS, &["case", "open", "--summary", summary]);
         assert!(out.status.success(), "{}", stderr(&out));

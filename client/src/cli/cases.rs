@@ -1389,6 +1389,9 @@ pub(super) fn list(state: &StateDir, filter: &ListFilter) -> anyhow::Result<()> 
                 || (s.state() == Some(CaseState::Closed)
                     && !s.legal_hold
                     && !s.ledger
+                    // Its erasure is asked for by a device that reads it
+                    // (the statistics tombstone is made of its content).
+                    && s.unreadable == 0
                     && s.closed_at.saturating_add(retention) <= now)
                 || s.id().is_some_and(|c| replica.erasure_requested(&c))
         })
