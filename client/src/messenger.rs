@@ -630,12 +630,20 @@ impl Device {
         let now = crate::unix_now();
         let me = self.identity.device_id();
         let case_keys = matches!(message.kind, hotline_proto::e2e::content::Kind::CaseKeys(_));
+        // Case keys go to staff devices only. Those for one device (a
+        // roster added it) are sealed to the other staff devices too: the
+        // copy tells them the device was sent the keys, so they do not
+        // send them again (docs/protocol.md, section 9.2, "New staff").
         let mut ids: Vec<DeviceId> = roster
             .members(now)
-            .filter(|e| !case_keys || (e.role.is_staff() && to.is_none_or(|t| t == e.device_id)))
+            .filter(|e| !case_keys || e.role.is_staff())
             .map(|e| e.device_id)
             .filter(|d| *d != me)
             .collect();
+        if case_keys && to.is_some_and(|t| !ids.contains(&t)) {
+            // The device they were for is no longer staff on the roster.
+            ids.clear();
+        }
         if let Some(to) = to
             && !ids.contains(&to)
             && to != me
@@ -648,6 +656,16 @@ impl Device {
         }
         let bundles = session.fetch_prekeys(ids).await?;
         let recipients = self.check_bundles(&roster, bundles, to, now)?;
+        if case_keys
+            && let Some(to) = to
+            && !recipients.iter().any(|r| r.device_id == to)
+        {
+            // Kept in the outbox and tried again: the keys are for it.
+            return Err(ClientError::State(
+                "no recipient has published keys yet (the staff device the case keys are for)"
+                    .into(),
+            ));
+        }
         self.local.counter += 1;
         let content = Content {
             message_id,
@@ -1270,6 +1288,9 @@ impl Device {
                 break;
             }
             let mut opened = Vec::new();
+            // Who each CASE_KEYS envelope was sealed to (by digest).
+            let mut sealed_to: std::collections::BTreeMap<[u8; 32], Vec<DeviceId>> =
+                Default::default();
             for item in items {
                 if let Some((r, message_id)) = self.open_one(
                     roster.as_ref().map(|(r, at)| (r, *at)),
@@ -1277,6 +1298,15 @@ impl Device {
                     &item.sender_identity_key,
                     item.sender_panic_key.as_ref(),
                 )? {
+                    if matches!(
+                        r.message.kind,
+                        hotline_proto::e2e::content::Kind::CaseKeys(_)
+                    ) {
+                        sealed_to.insert(
+                            item.envelope.digest(),
+                            item.envelope.recipients_unverified().unwrap_or_default(),
+                        );
+                    }
                     opened.push((
                         Received { id: item.id, ..r },
                         message_id,
@@ -1285,7 +1315,7 @@ impl Device {
                 }
                 self.local.inbox_after = self.local.inbox_after.max(item.id);
             }
-            let opened = self.take_case_keys(opened)?;
+            let opened = self.take_case_keys(opened, &sealed_to)?;
             // Kept before the server is told they are held.
             if !opened.is_empty() {
                 let mut history = self.history()?;
@@ -1333,17 +1363,22 @@ impl Device {
     /// keys go to the case replica ([`crate::cases::keys::keep_received`]);
     /// they are never shown as messages nor kept in the history. Returns
     /// the rest.
-    fn take_case_keys(&mut self, opened: Vec<Opened>) -> Result<Vec<Opened>, ClientError> {
+    fn take_case_keys(
+        &mut self,
+        opened: Vec<Opened>,
+        sealed_to: &std::collections::BTreeMap<[u8; 32], Vec<DeviceId>>,
+    ) -> Result<Vec<Opened>, ClientError> {
         use hotline_proto::e2e::content::Kind;
         let (keys, rest): (Vec<_>, Vec<_>) = opened
             .into_iter()
             .partition(|(r, _, _)| matches!(r.message.kind, Kind::CaseKeys(_)));
         let received = keys
             .into_iter()
-            .filter_map(|(r, _, _)| match r.message.kind {
+            .filter_map(|(r, _, digest)| match r.message.kind {
                 Kind::CaseKeys(keys) => Some(crate::cases::keys::KeysReceived {
                     from_staff: r.sender_role.is_some_and(Role::is_staff),
                     keys,
+                    recipients: sealed_to.get(&digest).cloned().unwrap_or_default(),
                 }),
                 _ => None,
             })

@@ -12,39 +12,20 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
 
 use hotline_proto::Role;
 use hotline_server::{Config, RunningServer};
+
+#[path = "../../tests/support/markers.rs"]
+mod markers;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hotline");
 const PASS: &str = "a long test passphrase";
 const NAME: &str = "Zofia Kowalczyk-MARKER";
 const CITY: &str = "Montevideo-MARKER";
 const HOTEL: &str = "Hotel Bellevue-MARKER";
-
-/// Every log line the process writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("not poisoned").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
+/// Every marker the scan looks for.
+const MARKERS: [&str; 3] = [NAME, CITY, HOTEL];
 
 fn hotline(home: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -84,52 +65,9 @@ fn invite_line(text: &str) -> String {
         .to_owned()
 }
 
-/// The forms a marker could leak in.
-fn needles() -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for m in [NAME, CITY, HOTEL] {
-        out.push((format!("{m} (UTF-8)"), m.as_bytes().to_vec()));
-        let utf16: Vec<u8> = m.encode_utf16().flat_map(u16::to_le_bytes).collect();
-        out.push((format!("{m} (UTF-16LE)"), utf16));
-    }
-    out
-}
-
-/// The markers found in `bytes`.
-fn found_in(bytes: &[u8]) -> Vec<String> {
-    needles()
-        .into_iter()
-        .filter(|(_, n)| bytes.windows(n.len()).any(|w| w == n.as_slice()))
-        .map(|(name, _)| name)
-        .collect()
-}
-
-/// Every file under `dir` holding a marker, with the markers.
-fn scan_dir(dir: &Path) -> Vec<(String, Vec<String>)> {
-    let mut hits = Vec::new();
-    let mut files = 0;
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("read dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                files += 1;
-                let found = found_in(&bytes);
-                if !found.is_empty() {
-                    hits.push((path.display().to_string(), found));
-                }
-            }
-        }
-    }
-    assert!(files > 0, "no file scanned under {}", dir.display());
-    hits
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn names_and_places_typed_into_the_client_reach_no_server_file_and_no_log_line() {
-    let logs = Captured::default();
+    let logs = markers::Captured::default();
     tracing::subscriber::set_global_default(hotline_server::logging::subscriber(
         tracing_subscriber::EnvFilter::new("trace"),
         logs.clone(),
@@ -250,33 +188,10 @@ async fn names_and_places_typed_into_the_client_reach_no_server_file_and_no_log_
     // A snapshot and the closing checkpoint are written at stop.
     server.shutdown().await;
 
-    let hits = scan_dir(&dir.path().join("server"));
-    assert!(hits.is_empty(), "markers on the server's disk: {hits:?}");
-    let captured = logs.0.lock().expect("not poisoned").clone();
-    let text = String::from_utf8_lossy(&captured);
-    assert!(
-        text.contains("kind=\"append_case_event\"")
-            && text.contains("kind=\"sync_cases\"")
-            && text.contains("DEBUG"),
-        "the server's logs were captured at their most verbose level: {}",
-        &text[..text.len().min(3000)]
-    );
-    assert_eq!(
-        found_in(&captured),
-        Vec::<String>::new(),
-        "markers in the logs"
-    );
-
-    // The scan would catch a leak: each marker planted in a file, in
-    // either encoding, and in a log line.
-    let planted = tempfile::tempdir().expect("tempdir");
-    std::fs::write(planted.path().join("clear.txt"), format!("..{CITY}..")).expect("write");
-    let utf16: Vec<u8> = HOTEL.encode_utf16().flat_map(u16::to_le_bytes).collect();
-    std::fs::create_dir_all(planted.path().join("sub")).expect("mkdir");
-    std::fs::write(planted.path().join("sub/wide.bin"), utf16).expect("write");
-    assert_eq!(scan_dir(planted.path()).len(), 2);
-    assert_eq!(
-        found_in(format!("2026 TRACE note=\"{NAME}\"").as_bytes()),
-        vec![format!("{NAME} (UTF-8)")]
+    markers::assert_nothing_leaked(
+        &MARKERS,
+        &dir.path().join("server"),
+        &logs,
+        &["append_case_event", "sync_cases"],
     );
 }

@@ -6209,3 +6209,355 @@ async fn an_admin_names_invited_devices_by_their_invite_label_or_4_digits_and_re
     );
     server.shutdown().await;
 }
+/// Issue 12 (second walk-through, K1): a staff device that joins later
+/// and syncs before any case key reaches it announces only the request
+/// that still waits as new; a request already taken on, and a case staff
+/// opened, are open cases waiting for their keys (said once, listed as
+/// such, never listed as requests), and read in full once the keys come.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_staff_device_announces_only_waiting_requests_and_says_which_cases_wait_for_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    // A request the officer takes on, a case the officer opens, and a
+    // second request nobody answered yet.
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "relocation", "we must leave MARKER-TAKEN"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "list", "--sync"]);
+    let taken = case_of(&out, "MARKER-TAKEN");
+    let out = hotline(&officer, PASS, &["case", "set", &taken, "reference", "C-9"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "open", "--summary", "Family of Zofia-OPENED"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let opened = opened_case(&out);
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "legal", "a lawyer please MARKER-WAITING"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "list", "--sync"]);
+    let waiting = case_of(&out, "MARKER-WAITING");
+
+    let coordinator = dir.path().join("coordinator");
+    join_staff(
+        &admin,
+        &coordinator,
+        "coordinator",
+        &dir.path().join("org.key"),
+        3,
+    );
+    let out = hotline(&coordinator, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert_eq!(
+        said.matches("new request from a defender").count(),
+        1,
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("new request from a defender: case {waiting}")),
+        "{said}"
+    );
+    assert!(
+        said.contains("2 case(s) waiting for their keys from another staff device"),
+        "{said}"
+    );
+    for case in [&taken, &opened] {
+        let line = said
+            .lines()
+            .find(|l| l.starts_with(case.as_str()))
+            .unwrap_or_else(|| panic!("{case} listed in {said}"));
+        assert!(line.contains("open"), "{line}");
+        assert!(
+            line.contains("waiting for its keys from another staff device"),
+            "{line}"
+        );
+    }
+    let out = hotline(
+        &coordinator,
+        PASS,
+        &["case", "list", "--state", "requested"],
+    );
+    let listed = stdout(&out);
+    assert!(listed.contains(&waiting), "{listed}");
+    assert!(!listed.contains(&taken), "{listed}");
+    assert!(!listed.contains(&opened), "{listed}");
+    // Said once: a command that brings nothing new does not repeat it.
+    let out = hotline(&coordinator, PASS, &["case", "list", "--sync"]);
+    assert!(
+        !stdout(&out).contains("waiting for their keys"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("new request"), "{}", stdout(&out));
+
+    // The officer's next command sends the keys; the coordinator's next
+    // sync reads both cases in full.
+    let out = hotline(&officer, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&coordinator, PASS, &["case", "list", "--sync"]);
+    let listed = stdout(&out);
+    assert!(!listed.contains("not readable"), "{listed}");
+    assert!(!listed.contains("waiting for"), "{listed}");
+    assert!(listed.contains("C-9"), "{listed}");
+    assert!(listed.contains("Family of Zofia-OPENED"), "{listed}");
+    server.shutdown().await;
+}
+
+/// The envelopes from `senders` waiting in `home`'s inbox on the server
+/// (none fetched: the device's own cursor is not moved).
+async fn envelopes_waiting_from(home: &Path, senders: &[&str]) -> usize {
+    use hotline_client::StateDir;
+    use hotline_client::messenger::Device;
+    let device = Device::open(&StateDir::new(home), PASS).expect("opens");
+    let session = device.connect().await.expect("connects");
+    let items = session.fetch_inbox(0, 100).await.expect("inbox");
+    session.close().await;
+    items
+        .iter()
+        .filter(|i| {
+            let from = hotline_proto::identity::hex(i.envelope.sender.as_bytes());
+            senders.iter().any(|s| from.starts_with(s))
+        })
+        .count()
+}
+
+/// Issue 12 (second walk-through, K2): when a roster adds a staff
+/// device, the first staff device to see it sends the case keys, sealed
+/// to the new device and copied to the other staff devices; another that
+/// holds the same keys then sends none (one envelope reaches the new
+/// device, not one per staff device), and the new device reads the case.
+/// A device that saw no copy still sends: a key is never left unsent.
+#[tokio::test(flavor = "multi_thread")]
+async fn case_keys_for_a_new_staff_device_are_sent_once_by_the_first_staff_device_to_see_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "open", "--summary", "Family of Zofia-ONCE"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = opened_case(&out);
+    // Both staff devices hold the case's key.
+    let out = hotline(&admin, PASS, &["case", "show", &case]);
+    assert!(
+        stdout(&out).contains("Family of Zofia-ONCE"),
+        "{}",
+        stdout(&out)
+    );
+    let (admin_id, officer_id) = (device_id(&admin), device_id(&officer));
+
+    let coordinator = dir.path().join("coordinator");
+    join_staff(
+        &admin,
+        &coordinator,
+        "coordinator",
+        &dir.path().join("org.key"),
+        3,
+    );
+    let out = hotline(&officer, PASS, &["case", "list", "--sync"]);
+    assert!(
+        stdout(&out).contains("the keys of 1 case(s) go to them"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&admin, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("go to them"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("another staff device sent them the case keys already"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        envelopes_waiting_from(&coordinator, &[&admin_id, &officer_id]).await,
+        1,
+        "one CASE_KEYS envelope for the new device"
+    );
+    let out = hotline(&coordinator, PASS, &["case", "show", &case]);
+    let shown = stdout(&out);
+    assert!(shown.contains("Family of Zofia-ONCE"), "{shown}");
+    assert!(!shown.contains("cannot read"), "{shown}");
+
+    // A fourth staff device: this time the admin's device sees the roster
+    // first and sends; the officer's, which then has the copy, sends none.
+    let second = dir.path().join("second");
+    join_staff(
+        &admin,
+        &second,
+        "coordinator",
+        &dir.path().join("org.key"),
+        4,
+    );
+    let out = hotline(&admin, PASS, &["case", "list", "--sync"]);
+    assert!(
+        stdout(&out).contains("the keys of 1 case(s) go to them"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&officer, PASS, &["case", "list", "--sync"]);
+    assert!(!stdout(&out).contains("go to them"), "{}", stdout(&out));
+    assert_eq!(
+        envelopes_waiting_from(&second, &[&admin_id, &officer_id]).await,
+        1,
+        "one CASE_KEYS envelope for the new device"
+    );
+    let out = hotline(&second, PASS, &["case", "show", &case]);
+    assert!(
+        stdout(&out).contains("Family of Zofia-ONCE"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("cannot read"), "{}", stdout(&out));
+    server.shutdown().await;
+}
+
+/// Issue 12 (second walk-through, K3): after the statistics ledger's key
+/// was rotated (a staff device left the roster), a device that holds the
+/// ledger's first key and not the new one says that `case stats` may be
+/// incomplete, instead of counting the tombstones it can read as all.
+#[tokio::test(flavor = "multi_thread")]
+async fn case_stats_says_it_may_be_incomplete_while_the_ledgers_newest_key_has_not_arrived() {
+    use hotline_client::StateDir;
+    use hotline_client::cases::{open_replica, sync};
+    use hotline_client::messenger::Device;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    hotline_server::log::keys::generate_key_file(&dir.path().join("master.key")).expect("key");
+    let server = server_configured(dir.path(), "127.0.0.1:0".parse().expect("addr"), |c| {
+        c.cases.retention_days = 0;
+    })
+    .await;
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    // A case closed before the coordinator joins: its keys are not sent
+    // to it, so it can neither list it as erasable nor ask its erasure
+    // (the statistics would be made of nothing).
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "open", "--summary", "closed before"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let closed = opened_case(&out);
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", &closed, "--reason", "done"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = dir.path().join("org.key");
+    let coordinator = dir.path().join("coordinator");
+    join_staff(&admin, &coordinator, "coordinator", &key, 3);
+    let out = hotline(&coordinator, PASS, &["case", "list", "--sync"]);
+    assert!(
+        stdout(&out).contains("1 closed case(s) this device cannot read"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&coordinator, PASS, &["case", "list", "--erasable"]);
+    assert!(!stdout(&out).contains(&closed), "{}", stdout(&out));
+    let out = hotline(&coordinator, PASS, &["case", "erase", &closed]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot read all of case"),
+        "{}",
+        stderr(&out)
+    );
+    let erase = |summary: &str| {
+        let out = hotline(&officer, PASS, &["case", "open", "--summary", summary]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let case = opened_case(&out);
+        let out = hotline(
+            &officer,
+            PASS,
+            &["case", "close", &case, "--reason", "done"],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = hotline(&officer, PASS, &["case", "erase", &case]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = hotline(&admin, PASS, &["case", "erase", &case, "--confirm"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    // The ledger is opened (epoch 1); the admin holds its key.
+    erase("a first family");
+    let out = hotline(&admin, PASS, &["case", "stats"]);
+    assert!(
+        !stdout(&out).contains("may be incomplete"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The coordinator leaves: the officer's next tombstone opens epoch 2.
+    let coordinator_id = device_id(&coordinator);
+    let out = hotline(&admin, PASS, &["revoke", &coordinator_id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline_org(
+        &admin,
+        &["org", "sign-roster", "--key", key.to_str().expect("utf-8")],
+    );
+    assert!(stdout(&out).contains("2 staff devices"), "{}", stdout(&out));
+    let out = hotline(&officer, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "open", "--summary", "a second family"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let second = opened_case(&out);
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", &second, "--reason", "done"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "erase", &second]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("a new case key (epoch 2)"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The admin's device syncs the ledger's events before the new key
+    // reaches it (its inbox not fetched), then works offline.
+    let mut admin_device = Device::open(&StateDir::new(&admin), PASS).expect("opens");
+    let session = admin_device.connect().await.expect("connects");
+    let roster = admin_device.roster(&session).await.expect("roster");
+    let mut replica = open_replica(&admin_device).expect("replica");
+    sync::sync_cases(&session, &mut replica, &roster, &|_| None)
+        .await
+        .expect("synced");
+    session.close().await;
+    drop((replica, admin_device));
+    server.shutdown().await;
+    let out = hotline(&admin, PASS, &["case", "stats"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(
+            "this device does not hold the ledger's key yet: these figures may be incomplete"
+        ),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -8,8 +8,6 @@
 //! A test binary of its own: it installs the process's log subscriber
 //! (capturing every line) before the server starts.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hotline_proto::Role;
@@ -24,77 +22,14 @@ use hotline_proto::e2e::suite::{EncryptionKeyPair, SystemRandomness};
 use hotline_proto::message::{Request, Response};
 use hotline_tests::TestServer;
 
+#[path = "../support/markers.rs"]
+mod markers;
+
 const MARKERS: [&str; 3] = [
     "Zofia Kowalczyk-MARKER",
     "Hotel Bellevue-MARKER",
     "Montevideo-MARKER",
 ];
-
-/// Every log line the process writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("not poisoned").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
-/// The forms a marker could leak in.
-fn needles() -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for m in MARKERS {
-        out.push((format!("{m} (UTF-8)"), m.as_bytes().to_vec()));
-        let utf16: Vec<u8> = m.encode_utf16().flat_map(u16::to_le_bytes).collect();
-        out.push((format!("{m} (UTF-16LE)"), utf16));
-    }
-    out
-}
-
-/// The markers found in `bytes`.
-fn found_in(bytes: &[u8]) -> Vec<String> {
-    needles()
-        .into_iter()
-        .filter(|(_, n)| bytes.windows(n.len()).any(|w| w == n.as_slice()))
-        .map(|(name, _)| name)
-        .collect()
-}
-
-/// Every file under `dir` holding a marker, with the markers.
-fn scan_dir(dir: &Path) -> Vec<(String, Vec<String>)> {
-    let mut hits = Vec::new();
-    let mut files = 0;
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("read dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                files += 1;
-                let found = found_in(&bytes);
-                if !found.is_empty() {
-                    hits.push((path.display().to_string(), found));
-                }
-            }
-        }
-    }
-    assert!(files > 0, "no file scanned under {}", dir.display());
-    hits
-}
 
 fn random_id() -> [u8; 16] {
     let mut id = [0u8; 16];
@@ -116,7 +51,7 @@ fn text(entity: CaseEntity, entity_id: &[u8], field: u32, value: &str) -> FieldC
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_file_and_no_log_line_holds_a_case_s_names_or_places() {
-    let logs = Captured::default();
+    let logs = markers::Captured::default();
     tracing::subscriber::set_global_default(hotline_server::logging::subscriber(
         tracing_subscriber::EnvFilter::new("trace"),
         logs.clone(),
@@ -266,37 +201,10 @@ async fn no_file_and_no_log_line_holds_a_case_s_names_or_places() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let data = server.config().data_dir.clone();
-    let hits = scan_dir(&data);
-    assert!(hits.is_empty(), "markers on disk: {hits:?}");
-    let captured = logs.0.lock().expect("not poisoned").clone();
-    let text_logs = String::from_utf8_lossy(&captured);
-    assert!(
-        text_logs.contains("kind=\"append_case_event\"")
-            && text_logs.contains("kind=\"request_case\"")
-            && text_logs.contains("DEBUG"),
-        "the server's logs were captured at their most verbose level: {}",
-        &text_logs[..text_logs.len().min(3000)]
-    );
-    assert_eq!(
-        found_in(&captured),
-        Vec::<String>::new(),
-        "markers in the logs"
-    );
-
-    // The scan would catch a leak: a marker planted in a file, in either
-    // encoding, and in a log line.
-    let planted = tempfile::tempdir().expect("tempdir");
-    std::fs::write(planted.path().join("clear.txt"), b"..Montevideo-MARKER..").expect("write");
-    let utf16: Vec<u8> = "Hotel Bellevue-MARKER"
-        .encode_utf16()
-        .flat_map(u16::to_le_bytes)
-        .collect();
-    std::fs::create_dir_all(planted.path().join("sub")).expect("mkdir");
-    std::fs::write(planted.path().join("sub/wide.bin"), utf16).expect("write");
-    let found = scan_dir(planted.path());
-    assert_eq!(found.len(), 2, "{found:?}");
-    assert_eq!(
-        found_in(b"2026 INFO note=\"Zofia Kowalczyk-MARKER\""),
-        vec!["Zofia Kowalczyk-MARKER (UTF-8)".to_owned()]
+    markers::assert_nothing_leaked(
+        &MARKERS,
+        &data,
+        &logs,
+        &["append_case_event", "request_case"],
     );
 }

@@ -94,6 +94,22 @@ pub fn keys_to_share(replica: &Replica) -> Result<Vec<(CaseId, u32, CaseKey)>, C
     Ok(out)
 }
 
+/// Of `keys` (every key a device a roster adds needs), those no other
+/// staff device was seen sending to `device` (docs/cases.md, "Keys and
+/// rotation": the first staff device to handle the roster sends them, and
+/// the copy of its envelope that reaches the others tells them so).
+pub fn not_sent_yet(
+    replica: &Replica,
+    keys: &[(CaseId, u32, CaseKey)],
+    device: &DeviceId,
+) -> Vec<(CaseId, u32, CaseKey)> {
+    let sent = replica.keys_sent_to(device);
+    keys.iter()
+        .filter(|(c, e, _)| !sent.contains(&(*c, *e)))
+        .cloned()
+        .collect()
+}
+
 /// Case keys that came in one CASE_KEYS envelope.
 #[derive(Debug, Clone)]
 pub struct KeysReceived {
@@ -101,6 +117,9 @@ pub struct KeysReceived {
     pub from_staff: bool,
     /// The keys.
     pub keys: Vec<(CaseId, u32, CaseKey)>,
+    /// The devices the envelope was sealed to (its signed body says so;
+    /// the server stored it for each of them), this one included.
+    pub recipients: Vec<DeviceId>,
 }
 
 /// Keeps the keys of CASE_KEYS envelopes just opened by a device whose
@@ -144,9 +163,13 @@ pub fn keep_received(
             refused += 1;
             continue;
         }
+        // The keys this device now holds as the envelope carried them:
+        // its other recipients were sent them too.
+        let mut held = Vec::new();
         for (case, epoch, key) in r.keys {
             match replica.add_key(&case, epoch, key) {
-                Ok(KeyOutcome::Kept | KeyOutcome::AlreadyHeld | KeyOutcome::Erased) => {}
+                Ok(KeyOutcome::Kept | KeyOutcome::AlreadyHeld) => held.push((case, epoch)),
+                Ok(KeyOutcome::Erased) => {}
                 Ok(KeyOutcome::Mismatch) => *mismatched.entry(case).or_default() += 1,
                 Ok(KeyOutcome::Candidate { dropped_oldest }) => {
                     dropped += usize::from(dropped_oldest)
@@ -154,6 +177,10 @@ pub fn keep_received(
                 Err(_) => failed += 1,
             }
         }
+        // Not recorded (the replica could not be written): this device
+        // sends those keys too when the roster adds the device, which is
+        // harmless.
+        let _ = replica.record_keys_sent(&r.recipients, &held);
     }
     if refused > 0 {
         warnings.push(format!(
@@ -286,5 +313,46 @@ mod tests {
             roster_seen(&mut replica, &v3, me).expect("seen"),
             StaffChange::default()
         );
+    }
+
+    #[test]
+    fn keys_seen_sent_to_a_device_not_yet_on_the_roster_are_not_sent_to_it_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let mut replica = Replica::open(&state, &[1; 32]).expect("open");
+        let me = staff(1).device_id();
+        let (new, other) = (staff(3).device_id(), staff(2).device_id());
+        let (a, b) = (CaseId::from_bytes([7; 16]), CaseId::from_bytes([8; 16]));
+        let all = vec![
+            (a, 1, CaseKey::from_bytes([1; 32])),
+            (a, 2, CaseKey::from_bytes([2; 32])),
+            (b, 1, CaseKey::from_bytes([3; 32])),
+        ];
+        // Before any roster is handled, nothing is recorded (the first
+        // roster handled sends nothing anyway).
+        replica
+            .record_keys_sent(&[new], &[(a, 1)])
+            .expect("recorded");
+        assert_eq!(keys_not_sent(&replica, &all, &new), 3);
+        let v1 = roster(1, &[(1, Role::Officer), (2, Role::Admin)]);
+        roster_seen(&mut replica, &v1, me).expect("seen");
+        // A copy of another staff device's envelope to the new device (and
+        // to this one and a device on the roster) carried case a's keys.
+        replica
+            .record_keys_sent(&[new, me, other], &[(a, 1), (a, 2)])
+            .expect("recorded");
+        assert_eq!(not_sent_yet(&replica, &all, &new), [all[2].clone()]);
+        // Devices already on the roster handled are not recorded.
+        assert_eq!(keys_not_sent(&replica, &all, &other), 3);
+        // Kept across a reopen; forgotten once the roster adding it is
+        // handled.
+        let mut replica = Replica::open(&state, &[1; 32]).expect("open");
+        assert_eq!(keys_not_sent(&replica, &all, &new), 1);
+        replica.forget_keys_sent(&[new]).expect("forgotten");
+        assert_eq!(keys_not_sent(&replica, &all, &new), 3);
+    }
+
+    fn keys_not_sent(replica: &Replica, all: &[(CaseId, u32, CaseKey)], d: &DeviceId) -> usize {
+        not_sent_yet(replica, all, d).len()
     }
 }

@@ -323,6 +323,41 @@ impl CaseView {
         self.request = Some(request);
     }
 
+    /// An event this device cannot open yet (no key): counted, and its
+    /// control part — signed and outside the ciphertext, what the server
+    /// sees and enforces — still moves the case's state, legal hold and
+    /// ledger flag, so that a staff device whose keys have not arrived
+    /// shows an open case as open, not as the request it began as
+    /// (docs/cases.md, "Keys and rotation"). Nothing of its content, and
+    /// no timeline entry.
+    pub fn sealed(&mut self, header: &EventHeader, at: u64) {
+        self.unreadable += 1;
+        if header.case_id != self.case_id {
+            return;
+        }
+        self.last_at = self.last_at.max(at);
+        if header.control.ledger {
+            self.ledger = true;
+        }
+        match header.control.state {
+            Some(CaseState::Open) => {
+                self.state = Some(CaseState::Open);
+                self.closed_reason = None;
+                self.closed_at = None;
+            }
+            Some(CaseState::Closed) => {
+                self.state = Some(CaseState::Closed);
+                self.closed_at = Some(at);
+            }
+            Some(CaseState::Requested) | None => {}
+        }
+        match header.control.legal_hold {
+            Some(LegalHold::Set) => self.legal_hold = true,
+            Some(LegalHold::Lifted) => self.legal_hold = false,
+            None => {}
+        }
+    }
+
     /// A warning that is not about an event's content (a skipped event).
     pub fn warn(&mut self, kind: WarningKind, event: Option<EventId>, text: String) {
         self.warnings.push(Warning { kind, event, text });

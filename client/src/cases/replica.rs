@@ -67,7 +67,30 @@ struct IndexRow {
     /// Cases whose erasure was asked for and not confirmed yet.
     #[prost(bytes = "vec", repeated, tag = "10")]
     erasure_requested: Vec<Vec<u8>>,
+    /// Case keys another staff device was seen sending to a staff device
+    /// that is not on the roster this replica handled yet (a copy of its
+    /// CASE_KEYS came here): not sent again when a roster adds it.
+    #[prost(message, repeated, tag = "11")]
+    keys_sent: Vec<KeySentRow>,
 }
+
+/// A case key seen sent to a device by another staff device.
+#[derive(Clone, PartialEq, Message)]
+pub struct KeySentRow {
+    /// The device it was sealed to (16 bytes).
+    #[prost(bytes = "vec", tag = "1")]
+    pub device_id: Vec<u8>,
+    /// The case id (16 bytes).
+    #[prost(bytes = "vec", tag = "2")]
+    pub case_id: Vec<u8>,
+    /// The key's epoch.
+    #[prost(uint32, tag = "3")]
+    pub epoch: u32,
+}
+
+/// The most keys seen sent that a replica remembers (beyond, the oldest
+/// go: at worst a key is sent once more, which is harmless).
+pub const MAX_KEYS_SENT: usize = 100_000;
 
 /// A case whose key must be rotated: the newest epoch when the device
 /// left the roster, and the devices that left.
@@ -723,7 +746,11 @@ pub fn fold_one(
             header,
             content,
         }),
-        Err(CaseEventError::NoKey) => view.unreadable += 1,
+        // Stored only after the readers' checks: its signed header counts.
+        Err(CaseEventError::NoKey) => match e.event.header_unverified() {
+            Ok(h) => view.sealed(&h, e.at),
+            Err(_) => view.unreadable += 1,
+        },
         Err(err) => {
             let id = e.event.header_unverified().ok().map(|h| h.event_id);
             view.warn(
@@ -914,6 +941,65 @@ impl Replica {
     pub fn set_roster_staff(&mut self, staff: &[DeviceId]) -> Result<(), ClientError> {
         self.index.roster_staff = staff.iter().map(|d| d.as_bytes().to_vec()).collect();
         self.index.roster_known = true;
+        self.save_index()
+    }
+
+    /// Records that another staff device sent the key of each of `keys`
+    /// to each of `devices` (in an envelope the server stored for them, a
+    /// copy of which came here), for the devices not on the roster this
+    /// replica handled: a roster that adds one of them does not make this
+    /// device send those keys again (saved). Nothing before the first
+    /// roster is handled (that one sends nothing).
+    pub fn record_keys_sent(
+        &mut self,
+        devices: &[DeviceId],
+        keys: &[(CaseId, u32)],
+    ) -> Result<(), ClientError> {
+        let Some(handled) = self.roster_staff() else {
+            return Ok(());
+        };
+        let mut added = false;
+        for d in devices.iter().filter(|d| !handled.contains(d)) {
+            for (case, epoch) in keys {
+                let row = KeySentRow {
+                    device_id: d.as_bytes().to_vec(),
+                    case_id: case.as_bytes().to_vec(),
+                    epoch: *epoch,
+                };
+                if !self.index.keys_sent.contains(&row) {
+                    self.index.keys_sent.push(row);
+                    added = true;
+                }
+            }
+        }
+        if !added {
+            return Ok(());
+        }
+        let over = self.index.keys_sent.len().saturating_sub(MAX_KEYS_SENT);
+        self.index.keys_sent.drain(..over);
+        self.save_index()
+    }
+
+    /// The keys another staff device was seen sending to `device`.
+    pub fn keys_sent_to(&self, device: &DeviceId) -> std::collections::BTreeSet<(CaseId, u32)> {
+        self.index
+            .keys_sent
+            .iter()
+            .filter(|r| r.device_id == device.as_bytes())
+            .filter_map(|r| Some((CaseId::from_slice(&r.case_id, "case_id").ok()?, r.epoch)))
+            .collect()
+    }
+
+    /// Forgets the keys seen sent to `devices` (a roster listing them was
+    /// handled): saved if anything went.
+    pub fn forget_keys_sent(&mut self, devices: &[DeviceId]) -> Result<(), ClientError> {
+        let before = self.index.keys_sent.len();
+        self.index
+            .keys_sent
+            .retain(|r| !devices.iter().any(|d| r.device_id == d.as_bytes()));
+        if self.index.keys_sent.len() == before {
+            return Ok(());
+        }
         self.save_index()
     }
 

@@ -45,10 +45,15 @@ async fn ledger(ctx: &mut Ctx) -> anyhow::Result<CaseFile> {
     )?;
     let id = ledger_id(&root);
     let mut file = ctx.replica.load(&id)?;
-    if file.newest_key().is_some() {
+    // The key a tombstone is sealed under: the ledger's newest epoch that
+    // its events (or this device's own waiting ones) commit to, as for
+    // any case (docs/protocol.md, 9.2) — not the newest key held, which
+    // may be an older epoch's after a rotation, or a key received for an
+    // epoch no event commits to.
+    if file.write_key(ctx.replica.outbox()).is_some() {
         return Ok(file);
     }
-    if !file.events.is_empty() {
+    if !file.events.is_empty() || !ctx.replica.waiting(&id).is_empty() {
         bail!(
             "another staff device opened the statistics ledger and this device does not hold its key yet (it comes with a command that device runs): try again later. Nothing was erased"
         );
@@ -112,6 +117,13 @@ async fn erase_in(ctx: &mut Ctx, case: &str, confirm: bool) -> anyhow::Result<()
             "case {s} erased: the server destroyed its key, and every staff device deletes its copy and keys at its next sync (this one did). Its statistics stay in the ledger (`hotline case stats`)"
         );
         return Ok(());
+    }
+    // Its statistics tombstone is made of what the case says: a device
+    // that cannot read all of it would write wrong figures.
+    if view.unreadable > 0 {
+        bail!(
+            "this device cannot read all of case {s} yet (its keys come from another staff device): it cannot write the case's statistics, so nothing was done. A staff device that reads it can ask for its erasure"
+        );
     }
     match view.state {
         Some(CaseState::Closed) => {}
@@ -256,7 +268,10 @@ pub(super) async fn show_stats(state: &StateDir) -> anyhow::Result<()> {
             waiting.len()
         );
     }
-    if file.newest_key().is_none() && !file.events.is_empty() {
+    // Every event of the ledger this device cannot open (no key of its
+    // epoch: the ledger's first key, or one of a later epoch after a
+    // rotation, has not arrived) may hold tombstones not counted above.
+    if ctx.replica.view(&file.case_id)?.unreadable > 0 {
         println!("this device does not hold the ledger's key yet: these figures may be incomplete");
     }
     ctx.close().await;

@@ -51,8 +51,15 @@ pub(super) fn list_lines(rows: &[&SummaryRow], now: u64) -> String {
         }
         let mut summary = s.summary.clone();
         if s.unreadable > 0 {
+            // Its state is the events' signed control part, read without
+            // the key; what it says waits for the keys.
+            let why = if s.state() == Some(CaseState::Closed) {
+                "a closed case's keys come when it is reopened"
+            } else {
+                "waiting for its keys from another staff device"
+            };
             summary.push_str(&format!(
-                " ({} not readable here yet)",
+                " ({} not readable here yet: {why})",
                 count(s.unreadable.into(), "event")
             ));
         }
@@ -74,7 +81,7 @@ pub(super) fn list_lines(rows: &[&SummaryRow], now: u64) -> String {
                 .to_owned(),
             stages.join(", "),
             ago(now, s.last_at),
-            summary,
+            summary.trim_start().to_owned(),
         ]);
     }
     let mut widths = [0usize; 7];

@@ -42,6 +42,8 @@ pub(super) struct Ctx {
     /// Whether this command said already that case changes wait because
     /// this device is not on the roster the server holds (said once).
     told_not_on_roster: bool,
+    /// The cases this command's sync changed.
+    synced: std::collections::BTreeSet<CaseId>,
 }
 
 /// What a person whose decline of a request lost a race is told.
@@ -74,6 +76,7 @@ impl Ctx {
             session: None,
             roster: None,
             told_not_on_roster: false,
+            synced: Default::default(),
         };
         match ctx.device.connect().await {
             Ok(session) => {
@@ -117,6 +120,7 @@ impl Ctx {
                 if let Err(e) = ctx.replica.refold_unreadable() {
                     eprintln!("WARNING: the case list could not be refreshed: {e}");
                 }
+                ctx.tell_unreadable();
                 if let Err(e) = ctx.record_replies().await {
                     eprintln!("WARNING: a defender's reply could not be recorded in its case: {e}");
                 }
@@ -142,17 +146,33 @@ impl Ctx {
             let change = keys::roster_seen(&mut self.replica, roster, me)?;
             if !change.added.is_empty() {
                 let all = keys::keys_to_share(&self.replica)?;
-                if !all.is_empty() {
-                    for d in &change.added {
-                        queue_keys(&mut self.device, &all, Some(*d))?;
+                // One sender in the common case: the first staff device to
+                // handle the roster sends the keys, sealed to the new
+                // device and copied to the other staff devices; a device
+                // that received such a copy sends only what it did not
+                // carry (docs/cases.md, "Keys and rotation").
+                let mut cases = std::collections::BTreeSet::new();
+                let mut served = 0usize;
+                for d in &change.added {
+                    let missing = keys::not_sent_yet(&self.replica, &all, d);
+                    served += usize::from(missing.len() < all.len());
+                    if !missing.is_empty() {
+                        cases.extend(missing.iter().map(|(c, _, _)| *c));
+                        queue_keys(&mut self.device, &missing, Some(*d))?;
                     }
+                }
+                self.replica.forget_keys_sent(&change.added)?;
+                if !cases.is_empty() {
                     println!(
                         "the staff roster adds {} device(s): the keys of {} case(s) go to them, so that they read their history",
                         change.added.len(),
-                        all.iter()
-                            .map(|(c, _, _)| c)
-                            .collect::<std::collections::BTreeSet<_>>()
-                            .len()
+                        cases.len()
+                    );
+                }
+                if served > 0 && cases.is_empty() && !all.is_empty() {
+                    println!(
+                        "the staff roster adds {} device(s): another staff device sent them the case keys already; none go again from here",
+                        change.added.len()
                     );
                 }
             }
@@ -411,6 +431,7 @@ impl Ctx {
         for w in &report.warnings {
             eprintln!("WARNING: {w}");
         }
+        self.synced.clone_from(&report.changed);
         for c in &report.erased {
             self.forget_texts(c, &report.erased_requests);
             println!(
@@ -420,7 +441,10 @@ impl Ctx {
         }
         for c in &report.requested {
             // Only a request still waiting is news: one accepted or
-            // declined long ago (a first sync) is not.
+            // declined long ago (a first sync) is not. The state is what
+            // the events' signed control parts say, also those this
+            // device cannot read yet (its keys not arrived): a case open
+            // is never announced as a request.
             if self.replica.view(c)?.state == Some(CaseState::Requested) {
                 println!("new request from a defender: case {}", short(c.as_bytes()));
             }
@@ -433,6 +457,34 @@ impl Ctx {
             );
         }
         Ok(())
+    }
+
+    /// Says once, after the sync and the keys received, how many of the
+    /// cases this sync brought this device cannot read yet (their keys
+    /// come from another staff device), rather than a line for each.
+    fn tell_unreadable(&self) {
+        let (mut waiting, mut closed) = (0usize, 0usize);
+        for s in self.replica.summaries() {
+            let synced = s.id().is_some_and(|c| self.synced.contains(&c));
+            if !synced || s.ledger || s.unreadable == 0 {
+                continue;
+            }
+            if s.state() == Some(CaseState::Closed) {
+                closed += 1;
+            } else {
+                waiting += 1;
+            }
+        }
+        if waiting > 0 {
+            println!(
+                "{waiting} case(s) waiting for their keys from another staff device: `hotline case list` shows them; they read in full once the keys arrive (sent by the next staff device that connects)"
+            );
+        }
+        if closed > 0 {
+            println!(
+                "{closed} closed case(s) this device cannot read: a closed case's keys come only when a staff member reopens it"
+            );
+        }
     }
 
     /// Removes an erased case's words from the message history: its
@@ -1342,6 +1394,9 @@ pub(super) fn list(state: &StateDir, filter: &ListFilter) -> anyhow::Result<()> 
                 || (s.state() == Some(CaseState::Closed)
                     && !s.legal_hold
                     && !s.ledger
+                    // Its erasure is asked for by a device that reads it
+                    // (the statistics tombstone is made of its content).
+                    && s.unreadable == 0
                     && s.closed_at.saturating_add(retention) <= now)
                 || s.id().is_some_and(|c| replica.erasure_requested(&c))
         })
