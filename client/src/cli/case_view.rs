@@ -174,13 +174,6 @@ pub(super) fn view_lines(who: Who<'_>, view: &CaseView, waiting: usize) -> Vec<S
                 .unwrap_or("(the request's words are not on this device)")
         ));
     }
-    if let Some(o) = view.opening.as_ref().filter(|o| !o.alert_texts.is_empty()) {
-        out.push(format!(
-            "  opened from alert #{}, whose SOS text(s) it holds:",
-            o.from_alert
-        ));
-        out.extend(super::alert_copy::lines(o.from_alert, &o.alert_texts));
-    }
     for (n, spec) in (1..=8).filter_map(|n| fields::field_spec(entity::CASE, n).map(|s| (n, s))) {
         if let Some(v) = show_field(who, view, entity::CASE, &[], n) {
             out.push(format!("  {}: {v}", spec.name));

@@ -1234,7 +1234,11 @@ pub(super) async fn open(
 /// The defender device of alert `a`, which a new case is opened from:
 /// the alert must exist (asked of the server: offline, refused), and no
 /// case on this device may link it already, unless `again`.
-async fn alert_to_open(ctx: &Ctx, a: u64, again: bool) -> anyhow::Result<hotline_proto::alert::AlertInfo> {
+async fn alert_to_open(
+    ctx: &Ctx,
+    a: u64,
+    again: bool,
+) -> anyhow::Result<hotline_proto::alert::AlertInfo> {
     let Some(session) = &ctx.session else {
         bail!(
             "--from-alert needs the server, to check that alert {a} exists and find its defender; this device is offline. Nothing was written: try again once online"
@@ -1411,7 +1415,22 @@ pub(super) async fn show(state: &StateDir, case: &str) -> anyhow::Result<()> {
     super::case_links::add_defender_side(&ctx.device, &mut view)?;
     let who = |i: &[u8]| ctx.shown(i);
     let waiting = ctx.replica.waiting(&view.case_id).len();
-    for l in view_lines(&who, &view, waiting) {
+    let mut lines = view_lines(&who, &view, waiting).into_iter();
+    if let Some(heading) = lines.next() {
+        println!("{heading}");
+    }
+    // The alert's SOS texts copied into the case when it was opened from
+    // it: what staff who cannot read the alert itself read of it.
+    if let Some(o) = view.opening.as_ref().filter(|o| !o.alert_texts.is_empty()) {
+        println!(
+            "  opened from alert #{}, whose SOS text(s) it holds:",
+            o.from_alert
+        );
+        for l in super::alert_copy::lines(o.from_alert, &o.alert_texts) {
+            println!("{l}");
+        }
+    }
+    for l in lines {
         println!("{l}");
     }
     ctx.close().await;

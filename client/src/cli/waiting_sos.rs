@@ -120,4 +120,3 @@ async fn keep_staff_keys(state: &StateDir, session: &hotline_client::Session) {
         );
     }
 }
-
