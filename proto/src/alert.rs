@@ -423,6 +423,14 @@ impl AlertContent {
             Ok(pb::AlertContent::None) => Ok(AlertContent::None),
             Err(_) => Err(DecodeError::Invalid("content")),
         }
+        // `older_roster` qualifies an expired-roster mark only: set with any
+        // other, the message is malformed (what decodes encodes the same).
+        .and_then(|c| match c {
+            AlertContent::Sealed | AlertContent::None if older_roster => {
+                Err(DecodeError::Invalid("older_roster"))
+            }
+            c => Ok(c),
+        })
     }
 
     /// A mark for staff, empty when there is nothing to say. Never casts
@@ -608,6 +616,10 @@ mod tests {
             Ok(AlertContent::ExpiredRoster)
         );
         assert!(!AlertContent::OlderRoster.mark().contains("EXPIRED"));
+        // Set with any other mark: malformed, never read as one of them.
+        for other in [pb::AlertContent::Sealed, pb::AlertContent::None] {
+            assert!(AlertContent::from_wire(other as i32, true).is_err());
+        }
     }
 
     #[test]
