@@ -41,6 +41,7 @@ pub mod panic_outbox;
 pub mod recipients;
 pub mod rosters;
 pub mod sos;
+pub mod sos_waiting;
 pub mod staff_keys;
 pub mod state;
 

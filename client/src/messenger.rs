@@ -232,7 +232,7 @@ impl Device {
             ));
         }
         let (local, replay, outbox, warnings) = read_local(state, &storage)?;
-        Ok(Device {
+        let mut device = Device {
             identity,
             storage,
             state: state.clone(),
@@ -242,7 +242,10 @@ impl Device {
             outbox,
             warnings,
             lock: None,
-        })
+        };
+        // An outbox written by an earlier version has no note beside it.
+        device.note_waiting_sos();
+        Ok(device)
     }
 
     /// Takes the state directory's lock (waiting while another command
@@ -303,7 +306,25 @@ impl Device {
         self.local.replay = self.replay.encode();
         self.local.outbox = self.outbox.iter().map(Item::to_row).collect();
         let bytes = self.local.encode_to_vec();
-        self.state.save_sealed(DEVICE_FILE, &self.storage, &bytes)
+        self.state.save_sealed(DEVICE_FILE, &self.storage, &bytes)?;
+        self.note_waiting_sos();
+        Ok(())
+    }
+
+    /// Records beside the outbox how many SOSes wait in it, for commands
+    /// run without the passphrase ([`crate::sos_waiting`]). A failure is
+    /// only a warning: the outbox itself is saved.
+    fn note_waiting_sos(&mut self) {
+        let n = self
+            .outbox
+            .iter()
+            .filter(|i| matches!(i.what, Outgoing::Alert(_)))
+            .count();
+        if let Err(e) = crate::sos_waiting::record(&self.state, n) {
+            self.warnings.push(format!(
+                "could not note that an SOS waits in the outbox (for commands run without the passphrase): {e}"
+            ));
+        }
     }
 
     /// Warnings collected while receiving (keys that did not match), to

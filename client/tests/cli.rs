@@ -6561,3 +6561,218 @@ async fn case_stats_says_it_may_be_incomplete_while_the_ledgers_newest_key_has_n
         stdout(&out)
     );
 }
+
+/// The `#N` id of the only alert `hotline alerts` lists in `out`.
+fn listed_alert(out: &Output) -> String {
+    stdout(out)
+        .lines()
+        .find_map(|l| l.strip_prefix('#'))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no alert listed: {}", stdout(out)))
+        .to_owned()
+}
+
+/// Issue 12, walk-through 2 (S1): a defender raises an SOS offline (with
+/// the panic key, sealed to the staff keys its device kept: roster v1);
+/// meanwhile the admin signs roster v2, adding a coordinator. When the
+/// SOS arrives, no staff device calls it EXPIRED (it was: a duty officer
+/// reads that as "ignore"): the officer reads that its text was sealed
+/// to an earlier roster and how to pass it on; the coordinator, who
+/// cannot read it, is told so and how it will; the officer opens a case
+/// from the alert, which copies the SOS's words, and the coordinator
+/// reads them in `case show`.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sos_sealed_to_a_replaced_roster_is_never_called_expired_and_new_staff_read_it_in_its_case()
+ {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    // The defender's device keeps the staff keys of roster v1.
+    let out = hotline(&defender, PASS, &["status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(defender.join("staff-keys").exists());
+    server.shutdown().await;
+
+    let words = "offline sos sealed to roster one";
+    let out = hotline_without_passphrase(
+        &defender,
+        &["sos", "--wait", "1", "--category", "arrest", words],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+
+    // Meanwhile the admin adds a coordinator: roster v2.
+    let server = server_on(dir.path(), addr).await;
+    let coordinator = dir.path().join("coordinator");
+    join_staff(
+        &admin,
+        &coordinator,
+        "coordinator",
+        &dir.path().join("org.key"),
+        3,
+    );
+    // The SOS arrives.
+    let out = hotline_without_passphrase(&defender, &["status"]);
+    assert!(
+        stdout(&out).contains("your waiting SOS was sent"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+
+    // The officer: no EXPIRED; what is true, and what to do.
+    let out = hotline(&officer, PASS, &["alerts"]);
+    let seen = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!seen.contains("EXPIRED"), "{seen}");
+    assert!(!seen.to_lowercase().contains("expired"), "{seen}");
+    assert!(
+        seen.contains("text sealed to an earlier staff roster")
+            && seen.contains("staff devices added since cannot read it"),
+        "{seen}"
+    );
+    let id = listed_alert(&out);
+    assert!(
+        seen.contains(&format!("hotline case open --from-alert {id}")),
+        "{seen}"
+    );
+    let out = hotline(&officer, PASS, &["messages", "--alert", &id]);
+    assert!(stdout(&out).contains(words), "{}", stdout(&out));
+
+    // The coordinator added since: told it cannot read it, and how.
+    let out = hotline(&coordinator, PASS, &["alerts"]);
+    let seen = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!seen.to_lowercase().contains("expired"), "{seen}");
+    assert!(
+        seen.contains("this device cannot read its text")
+            && seen.contains(&format!("hotline case open --from-alert {id}")),
+        "{seen}"
+    );
+    assert!(!seen.contains(words), "{seen}");
+
+    // The officer opens a case from the alert: its words go into it.
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "open",
+            "--from-alert",
+            &id,
+            "--summary",
+            "arrest reported offline",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("the case holds the SOS text of alert {id}")),
+        "{}",
+        stdout(&out)
+    );
+    let case = opened_case(&out);
+    // The coordinator reads them in the case.
+    let out = hotline(&coordinator, PASS, &["case", "show", &case]);
+    let shown = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(shown.contains(words), "{shown}");
+    assert!(
+        shown.contains(&format!("SOS of alert #{id} (arrest;"))
+            && shown.contains("sent with the panic key)"),
+        "{shown}"
+    );
+    server.shutdown().await;
+}
+
+/// Issue 12, walk-through 2 (S2): an SOS raised with the passphrase while
+/// the server cannot be reached waits in the device's outbox, which only
+/// the passphrase opens. `hotline status` without the passphrase says so
+/// (it said nothing), exit status 3, and so does any other command; the
+/// note beside the outbox holds a count and nothing of the SOS; once a
+/// command with the passphrase sent it, nothing more is said. A duress
+/// check-in leaves the same (nothing) as a normal one.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_without_the_passphrase_says_an_sos_queued_with_it_is_waiting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    let out = hotline(
+        &defender,
+        PASS,
+        &[
+            "checkin-setup",
+            "--every",
+            "6h",
+            "--code",
+            "4711",
+            "--duress-code",
+            "0815",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A normal and a duress check-in leave the same: nothing waiting.
+    let mut after = Vec::new();
+    for code in ["4711", "0815"] {
+        let out = hotline(&defender, PASS, &["checkin", "--code", code]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(!defender.join("sos-waiting").exists());
+        let out = hotline_without_passphrase(&defender, &["status"]);
+        after.push((out.status.code(), stdout(&out), stderr(&out)));
+    }
+    assert_eq!(
+        after[0], after[1],
+        "a duress check-in shows as a normal one"
+    );
+    assert!(!after[0].1.contains("waiting"), "{:?}", after[0]);
+
+    // Nothing answers there: the SOS waits in the outbox.
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let dead = dead.local_addr().expect("addr").to_string();
+    let words = "queued with the passphrase";
+    let out = hotline(
+        &defender,
+        PASS,
+        &["--server", &dead, "sos", "--wait", "0", words],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let note = std::fs::read(defender.join("sos-waiting")).expect("noted");
+    assert_eq!(note, b"1\n", "a count, nothing of the SOS");
+
+    let out = hotline_without_passphrase(&defender, &["status"]);
+    let said = stdout(&out);
+    assert_eq!(out.status.code(), Some(3), "{said}{}", stderr(&out));
+    assert!(
+        said.contains("1 SOS is waiting in this device's outbox, NOT SENT YET")
+            && said.contains("NOBODY HAS BEEN ALERTED")
+            && said.contains("needs the passphrase")
+            && said.contains("hotline status"),
+        "{said}"
+    );
+    let out = hotline_without_passphrase(&defender, &["inbox"]);
+    assert!(
+        stderr(&out).contains("1 SOS is waiting in this device's outbox"),
+        "{}",
+        stderr(&out)
+    );
+
+    // With the passphrase, any command sends it first; then nothing waits.
+    let out = hotline(&defender, PASS, &["status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("sent the SOS that was waiting in this device's outbox"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!defender.join("sos-waiting").exists());
+    let out = hotline_without_passphrase(&defender, &["status"]);
+    assert!(
+        !format!("{}{}", stdout(&out), stderr(&out)).contains("SOS is waiting"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&officer, PASS, &["messages"]);
+    assert!(stdout(&out).contains(words), "{}", stdout(&out));
+    server.shutdown().await;
+}

@@ -382,16 +382,23 @@ impl EscalationTier {
 }
 
 /// What the server can tell of an alert's message: whether the defender's
-/// device sealed it to the roster the server holds, to one that had
-/// expired (or been replaced, so staff who joined since cannot read it),
-/// or could not seal it at all.
+/// device sealed it to the roster the server holds, to an older one that
+/// a newer roster replaced (staff who joined since cannot read it), to
+/// one that had expired, or could not seal it at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AlertContent {
     /// Sealed to the current roster (or, for check-in alerts, no message
     /// by nature).
     Sealed,
-    /// Sealed to a roster that had expired or been replaced.
+    /// Sealed to the newest roster, which had expired (or, from a server
+    /// that does not tell the two apart, to an expired or replaced one).
     ExpiredRoster,
+    /// Sealed to a roster older than the newest the server held when the
+    /// SOS was raised (replaced, not expired: a defender's device that
+    /// sealed it offline, or before it saw the new roster). Staff devices
+    /// the newer roster added cannot read its text. On the wire:
+    /// `ALERT_CONTENT_EXPIRED_ROSTER` with `older_roster` set.
+    OlderRoster,
     /// Raised without content: the defender's device had no verified
     /// roster to seal to.
     None,
@@ -401,26 +408,42 @@ impl AlertContent {
     fn to_wire(self) -> i32 {
         (match self {
             AlertContent::Sealed => pb::AlertContent::Sealed,
-            AlertContent::ExpiredRoster => pb::AlertContent::ExpiredRoster,
+            AlertContent::ExpiredRoster | AlertContent::OlderRoster => {
+                pb::AlertContent::ExpiredRoster
+            }
             AlertContent::None => pb::AlertContent::None,
         }) as i32
     }
 
-    fn from_wire(v: i32) -> Result<AlertContent, DecodeError> {
+    fn from_wire(v: i32, older_roster: bool) -> Result<AlertContent, DecodeError> {
         match pb::AlertContent::try_from(v) {
             Ok(pb::AlertContent::Sealed) => Ok(AlertContent::Sealed),
+            Ok(pb::AlertContent::ExpiredRoster) if older_roster => Ok(AlertContent::OlderRoster),
             Ok(pb::AlertContent::ExpiredRoster) => Ok(AlertContent::ExpiredRoster),
             Ok(pb::AlertContent::None) => Ok(AlertContent::None),
             Err(_) => Err(DecodeError::Invalid("content")),
         }
+        // `older_roster` qualifies an expired-roster mark only: set with any
+        // other, the message is malformed (what decodes encodes the same).
+        .and_then(|c| match c {
+            AlertContent::Sealed | AlertContent::None if older_roster => {
+                Err(DecodeError::Invalid("older_roster"))
+            }
+            c => Ok(c),
+        })
     }
 
-    /// A mark for staff, empty when there is nothing to say.
+    /// A mark for staff, empty when there is nothing to say. Never casts
+    /// doubt on the SOS itself: the server raised it for the defender's
+    /// enrolled device; only who can read its text is in question.
     pub fn mark(self) -> &'static str {
         match self {
             AlertContent::Sealed => "",
             AlertContent::ExpiredRoster => {
-                "[sealed to an EXPIRED roster: staff added since cannot read it]"
+                "[text sealed to the staff roster after it had EXPIRED: staff added since cannot read it]"
+            }
+            AlertContent::OlderRoster => {
+                "[text sealed to an earlier staff roster (the defender's device had not seen the newest): staff devices added since cannot read it]"
             }
             AlertContent::None => "[NO TEXT: the defender's device had no roster to seal to]",
         }
@@ -460,6 +483,7 @@ impl AlertInfo {
             joined: self.joined.clone(),
             joined_now: self.joined_now,
             paged_again: self.paged_again,
+            older_roster: self.content == AlertContent::OlderRoster,
         }
     }
 
@@ -480,7 +504,7 @@ impl AlertInfo {
             origin: AlertOrigin::from_wire(m.origin)?,
             checked_in_at: (m.checked_in_at != 0).then_some(m.checked_in_at),
             paged_now: m.paged_now,
-            content: AlertContent::from_wire(m.content)?,
+            content: AlertContent::from_wire(m.content, m.older_roster)?,
             tier: EscalationTier::from_wire(m.tier)?,
             step_at: m.step_at,
             exhausted: m.exhausted,
@@ -565,6 +589,37 @@ mod tests {
         assert_ne!(key.tag(&device, "4711"), other.tag(&device, "4711"));
         assert_ne!(key.tag(&device, "4711"), checkin_digest(&device, "4711"));
         assert_eq!(format!("{key:?}"), "CheckinKey(..)");
+    }
+
+    /// A text sealed to a replaced roster travels as "expired roster" with
+    /// `older_roster` set: this version reads it back as such, and a
+    /// reader that does not know the field (an older client) still reads
+    /// the expired-roster mark it knew, never a decoding error.
+    #[test]
+    fn a_text_sealed_to_a_replaced_roster_round_trips_and_older_readers_see_an_old_roster() {
+        for content in [
+            AlertContent::Sealed,
+            AlertContent::ExpiredRoster,
+            AlertContent::OlderRoster,
+            AlertContent::None,
+        ] {
+            let wire = content.to_wire();
+            let older = content == AlertContent::OlderRoster;
+            assert_eq!(AlertContent::from_wire(wire, older), Ok(content));
+        }
+        assert_eq!(
+            AlertContent::OlderRoster.to_wire(),
+            pb::AlertContent::ExpiredRoster as i32
+        );
+        assert_eq!(
+            AlertContent::from_wire(pb::AlertContent::ExpiredRoster as i32, false),
+            Ok(AlertContent::ExpiredRoster)
+        );
+        assert!(!AlertContent::OlderRoster.mark().contains("EXPIRED"));
+        // Set with any other mark: malformed, never read as one of them.
+        for other in [pb::AlertContent::Sealed, pb::AlertContent::None] {
+            assert!(AlertContent::from_wire(other as i32, true).is_err());
+        }
     }
 
     #[test]

@@ -1495,3 +1495,67 @@ fn the_invite_digest_kept_with_a_device_encodes_to_its_checked_in_bytes() {
     };
     assert!(decode_event(&encode_event(&other)).is_err());
 }
+
+/// An alert whose SOS text was sealed to a roster a newer one replaced
+/// (issue 12, walk-through 2: it was stored, and shown, as "expired"):
+/// stored content code 3, after the issue 10 forms it builds on.
+fn events_i12_older_roster() -> Vec<(&'static str, u64, Event)> {
+    let defender = id(2);
+    vec![(
+        "alert_raised_sealed_to_a_replaced_roster",
+        40,
+        Event::Alert(AlertEvent::Raised {
+            id: 0x5eed,
+            defender,
+            priority: Priority::Immediate,
+            at: 1_700_000_500,
+            envelope_id: 40,
+            origin: AlertOrigin::Sos,
+            content: AlertContent::OlderRoster,
+        }),
+    )]
+}
+
+#[test]
+fn an_alert_sealed_to_a_replaced_roster_encodes_to_its_checked_in_bytes() {
+    let events = events_i12_older_roster();
+    let rows: Vec<(&str, Vec<u8>)> = events
+        .iter()
+        .map(|(n, _, e)| (*n, encode_event(e)))
+        .collect();
+    let mut state = State::default();
+    for (name, seq, event) in sos_events().into_iter().chain(events_i12_older_roster()) {
+        state
+            .apply(seq, &event)
+            .unwrap_or_else(|e| panic!("{name} applies: {e}"));
+    }
+    assert_eq!(
+        state.alerts.alerts[&0x5eed].content,
+        AlertContent::OlderRoster
+    );
+    // The alerts stored before keep what they were.
+    assert_eq!(state.alerts.alerts[&6].content, AlertContent::ExpiredRoster);
+    let snapshot = encode_snapshot(&state);
+    if bless() {
+        write_golden(
+            "events-i12-older-roster.hex",
+            "Log events of the form added in issue 12, walk-through 2 (an SOS text sealed to a replaced roster, content code 3).",
+            &rows,
+        );
+        write_golden(
+            "snapshot-i12-older-roster.hex",
+            "The state after every event in sos.hex, then events-i12-older-roster.hex.",
+            &[("snapshot", snapshot.clone())],
+        );
+    }
+    let golden = read_golden("events-i12-older-roster.hex");
+    assert_eq!(golden.len(), rows.len(), "one golden line per event");
+    for (name, _, event) in &events {
+        let stored = &golden[*name];
+        assert_eq!(hex(&encode_event(event)), hex(stored), "event {name}");
+        assert_eq!(&decode_event(stored).expect("decodes"), event, "{name}");
+    }
+    let stored = &read_golden("snapshot-i12-older-roster.hex")["snapshot"];
+    assert_eq!(hex(&snapshot), hex(stored), "the snapshot's stored format");
+    assert_eq!(decode_snapshot(stored).expect("decodes"), state);
+}

@@ -95,11 +95,40 @@ pub(super) fn state_words(device: &Device, a: &AlertInfo, now: u64) -> String {
             ),
         },
     };
-    let mark = match a.content.mark() {
+    let mark = match content_mark(device, a).as_str() {
         "" => String::new(),
         m => format!(" {m}"),
     };
     format!("{words}{}{mark}", late(a.checked_in_at))
+}
+
+/// What staff must know of who can read the alert's text: for a text
+/// sealed to a roster a newer one replaced (raised offline, or before the
+/// defender's device saw the newer roster), whether this device can read
+/// it (the server gave it the envelope: `envelope_id` is not 0) and how
+/// the staff the newer roster added read it: a device that reads it opens
+/// a case from the alert, which copies the words into the case
+/// (docs/cases.md, "A case from an alert"). Never "expired" unless the
+/// roster had expired, and never a word of doubt about the SOS itself.
+pub(super) fn content_mark(device: &Device, a: &AlertInfo) -> String {
+    if a.content != AlertContent::OlderRoster {
+        return a.content.mark().to_owned();
+    }
+    let now = match device.profile().roster_version {
+        Some(v) => format!(" (this device holds roster v{v})"),
+        None => String::new(),
+    };
+    if a.envelope_id == 0 {
+        format!(
+            "[this device cannot read its text: the defender's device sealed it to an earlier staff roster{now}, before this device was on it. A colleague who reads it can copy it into a case: `hotline case open --from-alert {}`; this device then reads it in `hotline case show`]",
+            a.id
+        )
+    } else {
+        format!(
+            "[text sealed to an earlier staff roster{now}: staff devices added since cannot read it; `hotline case open --from-alert {}` copies it into a case they read]",
+            a.id
+        )
+    }
 }
 
 /// ` by …`: who closed it, when the server recorded it. A call-off by the
@@ -209,6 +238,10 @@ pub(super) fn header() -> String {
     )
 }
 
+/// What a defender hears of a text sealed to a roster a newer one
+/// replaced: the team was paged all the same.
+const OLDER_ROSTER: &str = "Your text was sealed to the staff list this device had; the list has changed since: staff added since read it once a colleague passes it on. The team was paged all the same.";
+
 /// Says that the SOS joined the defender's open alert `a` (past its
 /// open-alert limit): whether its staff were paged again now or, paged
 /// less than a minute before, have its new text all the same; and that
@@ -223,6 +256,7 @@ pub(super) fn joined(a: &AlertInfo) {
         AlertContent::ExpiredRoster => println!(
             "Your text was sealed to an expired staff roster: some staff may not be able to read it."
         ),
+        AlertContent::OlderRoster => println!("{OLDER_ROSTER}"),
         AlertContent::None => {
             println!(
                 "Your text could NOT be protected and was NOT sent, but the team knows you need help."
@@ -261,6 +295,7 @@ pub(super) fn raised(a: &AlertInfo) {
         AlertContent::ExpiredRoster => println!(
             "Your text was sealed to an expired staff roster: some staff may not be able to read it."
         ),
+        AlertContent::OlderRoster => println!("{OLDER_ROSTER}"),
         AlertContent::None => println!(
             "Your text could NOT be protected and was NOT sent, but the alert WAS raised: the team knows you need help."
         ),

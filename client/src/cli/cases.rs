@@ -1179,11 +1179,19 @@ pub(super) async fn open(
     {
         bail!("a case with the reference {r:?} exists already; nothing was written");
     }
-    let alert_defender = match from_alert {
+    let alert = match from_alert {
         Some((a, again)) => Some(alert_to_open(&ctx, a, again).await?),
         None => None,
     };
+    let alert_defender = alert.as_ref().map(|a| a.defender);
     let from_alert = from_alert.map(|(a, _)| a);
+    // The alert's SOS texts this device reads go into the case, so that
+    // staff who cannot open the alert's envelope (added to the roster
+    // after the defender's device sealed it) read them there.
+    let alert_texts = match &alert {
+        Some(a) => copied_alert_texts(&mut ctx, a)?,
+        None => Vec::new(),
+    };
     let case_id = CaseId::from_bytes(new_id()?);
     let key = CaseKey::generate(&mut SystemRandomness);
     let mut file = CaseFile::new(case_id);
@@ -1262,6 +1270,7 @@ pub(super) async fn open(
     content.changes = changes;
     content.opening = Some(CaseOpening {
         from_alert: from_alert.unwrap_or(0),
+        alert_texts,
         ..Default::default()
     });
     send_case_key_to_staff(&mut ctx, &case_id, 1, &key)?;
@@ -1278,7 +1287,11 @@ pub(super) async fn open(
 /// The defender device of alert `a`, which a new case is opened from:
 /// the alert must exist (asked of the server: offline, refused), and no
 /// case on this device may link it already, unless `again`.
-async fn alert_to_open(ctx: &Ctx, a: u64, again: bool) -> anyhow::Result<DeviceId> {
+async fn alert_to_open(
+    ctx: &Ctx,
+    a: u64,
+    again: bool,
+) -> anyhow::Result<hotline_proto::alert::AlertInfo> {
     let Some(session) = &ctx.session else {
         bail!(
             "--from-alert needs the server, to check that alert {a} exists and find its defender; this device is offline. Nothing was written: try again once online"
@@ -1320,7 +1333,42 @@ async fn alert_to_open(ctx: &Ctx, a: u64, again: bool) -> anyhow::Result<DeviceI
             }
         }
     }
-    Ok(alert.defender)
+    Ok(alert.clone())
+}
+
+/// The SOS texts of alert `a` this device reads, to copy into the case
+/// opened from it ([`super::alert_copy::texts`]), saying how many, or
+/// that this device reads none (a colleague who does can open the case).
+fn copied_alert_texts(
+    ctx: &mut Ctx,
+    a: &hotline_proto::alert::AlertInfo,
+) -> anyhow::Result<Vec<hotline_proto::case::content::AlertText>> {
+    ctx.device.link_alert(a)?;
+    let history = ctx.device.history()?;
+    let (texts, short) = super::alert_copy::texts(&history, a);
+    match texts.len() {
+        0 if a.origin == hotline_proto::alert::AlertOrigin::Sos => eprintln!(
+            "note: this device cannot read the SOS text of alert {}, so the case does not hold it; a colleague who reads it can open the case from the alert instead (or note its words: hotline case note …)",
+            a.id
+        ),
+        0 => {}
+        n => println!(
+            "the case holds the {} of alert {} (`hotline case show`), for staff who cannot read the alert itself",
+            if n == 1 {
+                "SOS text".to_owned()
+            } else {
+                format!("{n} SOS texts")
+            },
+            a.id
+        ),
+    }
+    if short > 0 {
+        eprintln!(
+            "note: {short} SOS text(s) of alert {} were too long to copy whole; every text stays in `hotline messages --alert {}` on this device",
+            a.id, a.id
+        );
+    }
+    Ok(texts)
 }
 
 /// Filters of `hotline case list`.
@@ -1427,7 +1475,22 @@ pub(super) async fn show(state: &StateDir, case: &str) -> anyhow::Result<()> {
     super::case_links::add_defender_side(&ctx.device, &mut view)?;
     let who = |i: &[u8]| ctx.shown(i);
     let waiting = ctx.replica.waiting(&view.case_id).len();
-    for l in view_lines(&who, &view, waiting) {
+    let mut lines = view_lines(&who, &view, waiting).into_iter();
+    if let Some(heading) = lines.next() {
+        println!("{heading}");
+    }
+    // The alert's SOS texts copied into the case when it was opened from
+    // it: what staff who cannot read the alert itself read of it.
+    if let Some(o) = view.opening.as_ref().filter(|o| !o.alert_texts.is_empty()) {
+        println!(
+            "  opened from alert #{}, whose SOS text(s) it holds:",
+            o.from_alert
+        );
+        for l in super::alert_copy::lines(o.from_alert, &o.alert_texts) {
+            println!("{l}");
+        }
+    }
+    for l in lines {
         println!("{l}");
     }
     ctx.close().await;

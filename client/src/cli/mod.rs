@@ -27,6 +27,7 @@ use hotline_proto::alert::Priority;
 use hotline_proto::e2e::content::CheckinOffer;
 use hotline_proto::invite::parse_lifetime;
 
+mod alert_copy;
 mod alert_view;
 mod alerts;
 mod case_erase;
@@ -748,11 +749,27 @@ async fn run_command(command: Command, state: StateDir) -> anyhow::Result<()> {
     // An SOS queued in the device's outbox (raised with the passphrase
     // while the server could not be reached) goes out next, whatever the
     // command is.
+    let mut locked_sos = None;
     if let Some(within) = sends_waiting_outbox_sos(&command, &state) {
-        waiting_sos::send_waiting_sos(&state, within).await;
+        locked_sos = waiting_sos::send_waiting_sos(&state, within).await;
+    }
+    // An SOS queued with the passphrase that this run could not send (no
+    // passphrase at hand): said, whatever the command (`status` says it
+    // on standard output, and ends there).
+    if let Some(notice) = &locked_sos
+        && !matches!(command, Command::Status)
+    {
+        eprintln!("WARNING: {notice}");
     }
     match command {
         Command::Enroll { invite } => devices::enroll(&state, &invite).await,
+        Command::Status if locked_sos.is_some() => {
+            if panic_sent > 0 {
+                println!("your SOS queued without the passphrase was sent.");
+            }
+            println!("{}", locked_sos.unwrap_or_default());
+            Err(Queued.into())
+        }
         // Sent the waiting SOS, with no passphrase to show the rest: the
         // defender must read that it worked, not an error.
         Command::Status if panic_sent > 0 && unlock::device_passphrase().is_err() => {

@@ -17,9 +17,23 @@ use super::unlock::{keep_unlocked, open_device};
 /// it needs. Never fails the command that called it: what cannot go yet
 /// stays queued, and that is said. The device stays unlocked for the
 /// command (it is not unlocked twice).
-pub(super) async fn send_waiting_sos(state: &StateDir, within: Duration) {
-    let Ok(mut device) = open_device(state) else {
-        return;
+///
+/// Returns, when the device could not be unlocked (no passphrase at
+/// hand, or a wrong one) and SOSes wait in its outbox as recorded beside
+/// it ([`hotline_client::sos_waiting`]), what the person must hear: how
+/// many wait, and why this run could not send them.
+pub(super) async fn send_waiting_sos(state: &StateDir, within: Duration) -> Option<String> {
+    let mut device = match open_device(state) {
+        Ok(device) => device,
+        Err(e) => {
+            let waiting = hotline_client::sos_waiting::count(state);
+            return (waiting > 0).then(|| {
+                format!(
+                    "{} (This run could not unlock the device: {e}.)",
+                    hotline_client::sos_waiting::notice(waiting)
+                )
+            });
+        }
     };
     // A defender device keeps the staff's public keys fresh, for an SOS
     // raised with the panic key while the server is out of reach.
@@ -31,7 +45,7 @@ pub(super) async fn send_waiting_sos(state: &StateDir, within: Duration) {
             refresh_staff_keys(&device, within.min(Duration::from_secs(5))).await;
         }
         keep_unlocked(device);
-        return;
+        return None;
     }
     eprintln!("sending the SOS waiting in this device's outbox first");
     let sent = tokio::time::timeout(within, async {
@@ -81,6 +95,7 @@ pub(super) async fn send_waiting_sos(state: &StateDir, within: Duration) {
         );
     }
     keep_unlocked(device);
+    None
 }
 
 /// Connects (within `within`) and keeps the staff's keys fresh; a failure

@@ -34,8 +34,8 @@ pub mod content {
     pub use crate::pb::CaseKey as WireCaseKey;
     pub use crate::pb::field_value::Kind as FieldValueKind;
     pub use crate::pb::{
-        CaseEntity, CaseEventContent, CaseOpening, CaseProgramme, CheckinOffer, DefenderReply,
-        FieldChange, FieldValue, IdList, SharedItem, StatisticsTombstone,
+        AlertText, CaseEntity, CaseEventContent, CaseOpening, CaseProgramme, CheckinOffer,
+        DefenderReply, FieldChange, FieldValue, IdList, SharedItem, StatisticsTombstone,
     };
 }
 

@@ -154,16 +154,30 @@ pub(crate) fn to_each(shared: &Shared, a: &Alert, devices: Vec<DeviceId>) -> Vec
 }
 
 /// What the server can tell of an SOS's message sealed to roster
-/// `version` at `now`: sealed to the newest roster it holds, or to one
-/// that had expired or been replaced (staff added since cannot read it).
+/// `version` at `now`: sealed to the newest roster it holds, to an older
+/// one a newer roster replaced (staff added since cannot read it: never
+/// called expired, which it need not be), or to the newest after it had
+/// expired.
 fn content_of(shared: &Shared, version: Option<u64>, now: u64) -> AlertContent {
     let Some(version) = version else {
         return AlertContent::Sealed;
     };
     let newest = shared.store_read(|s| s.newest_roster());
     match newest {
-        Ok(Some(r)) if version < r.version || now >= r.expires_at => AlertContent::ExpiredRoster,
+        Ok(Some(r)) => sealed_for(version, r.version, r.expires_at, now),
         _ => AlertContent::Sealed,
+    }
+}
+
+/// [`content_of`]'s rule, for a text sealed to roster `version` when the
+/// newest roster is `newest`, valid until `expires_at`.
+fn sealed_for(version: u64, newest: u64, expires_at: u64, now: u64) -> AlertContent {
+    if version < newest {
+        AlertContent::OlderRoster
+    } else if now >= expires_at {
+        AlertContent::ExpiredRoster
+    } else {
+        AlertContent::Sealed
     }
 }
 
@@ -451,5 +465,22 @@ pub(crate) async fn catch_up(shared: &Shared, device: DeviceId) -> Vec<PushTo> {
             warn!(error = %e, "catch-up failed");
             Vec::new()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A text sealed to a roster a newer one replaced is told apart from
+    /// one sealed to an expired roster: an officer must never read
+    /// "expired" on an SOS sealed offline to the roster the defender's
+    /// device had (issue 12, walk-through 2).
+    #[test]
+    fn a_replaced_roster_is_not_an_expired_one() {
+        assert_eq!(sealed_for(1, 2, 1_000, 500), AlertContent::OlderRoster);
+        assert_eq!(sealed_for(1, 2, 1_000, 2_000), AlertContent::OlderRoster);
+        assert_eq!(sealed_for(2, 2, 1_000, 500), AlertContent::Sealed);
+        assert_eq!(sealed_for(2, 2, 1_000, 1_000), AlertContent::ExpiredRoster);
     }
 }

@@ -97,6 +97,7 @@ fn content(c: AlertContent) -> u32 {
         AlertContent::Sealed => 0,
         AlertContent::ExpiredRoster => 1,
         AlertContent::None => 2,
+        AlertContent::OlderRoster => 3,
     }
 }
 
@@ -105,6 +106,7 @@ fn content_from(v: u32) -> Result<AlertContent, CodecError> {
         0 => Ok(AlertContent::Sealed),
         1 => Ok(AlertContent::ExpiredRoster),
         2 => Ok(AlertContent::None),
+        3 => Ok(AlertContent::OlderRoster),
         _ => Err(CodecError("unknown alert content")),
     }
 }
@@ -510,10 +512,15 @@ mod tests {
         for c in [
             AlertContent::Sealed,
             AlertContent::ExpiredRoster,
+            AlertContent::OlderRoster,
             AlertContent::None,
         ] {
             assert_eq!(content_from(content(c)), Ok(c));
         }
-        assert!(priority_from(0).is_err() && origin_from(7).is_err() && content_from(3).is_err());
+        // Stored codes are fixed: 3 came with issue 12 (a text sealed to
+        // a replaced roster); earlier records keep reading as they did.
+        assert_eq!(content(AlertContent::OlderRoster), 3);
+        assert_eq!(content_from(1), Ok(AlertContent::ExpiredRoster));
+        assert!(priority_from(0).is_err() && origin_from(7).is_err() && content_from(4).is_err());
     }
 }
