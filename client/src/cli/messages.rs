@@ -564,9 +564,16 @@ fn case_notice(device: &Device, e: &Entry) -> Option<String> {
                     sender()
                 )
             }
-            Some(_) => {
-                "the team shared something with you about your case (`hotline my-case`)".into()
-            }
+            // Named from the defender's own request: a decline says
+            // which request it closes.
+            Some(_) => device
+                .history()
+                .ok()
+                .and_then(|h| super::my_case::share_named(h.entries(), case_id, &e.message.text))
+                .map_or_else(
+                    || "the team shared something with you about your case (`hotline my-case`)".into(),
+                    |about| format!("{about} (`hotline my-case`)"),
+                ),
             None => format!(
                 "something shared by device {}, which is not staff on the signed roster, was ignored",
                 sender()
