@@ -4572,31 +4572,34 @@ async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
     assert!(out.status.success(), "{}", stderr(&out));
     let mine = stdout(&out);
     let lines: Vec<&str> = mine.lines().collect();
-    assert_eq!(lines.len(), 8, "{mine}");
-    assert_eq!(lines[0], "your requests:");
+    assert_eq!(lines.len(), 7, "{mine}");
+    assert_eq!(
+        lines[0],
+        "your requests, and what the team shared with you (newest last):"
+    );
     assert!(
         lines[1].ends_with("relocation: we must leave MARKER-REQUEST (the team answered)"),
         "{mine}"
     );
-    assert_eq!(lines[2], "from the team, and your replies (newest last):");
+    assert!(lines[1].starts_with("  1. "), "{mine}");
     assert!(
-        lines[3].ends_with("the team: travel booked for 12 May"),
+        lines[2].ends_with("the team: travel booked for 12 May"),
         "{mine}"
     );
     assert!(
-        lines[4].contains("the team: Your journey has started"),
+        lines[3].contains("the team: Your journey has started"),
         "{mine}"
     );
     assert_eq!(
-        lines[5],
-        "      check-ins offered for your journey: every 1s, 1s grace"
+        lines[4],
+        "           check-ins offered for your journey: every 1s, 1s grace"
     );
     let accept = "hotline checkin-setup --every 1s --grace 1s";
     assert_eq!(
-        lines[6],
+        lines[5],
         format!("to accept the check-ins offered: {accept}")
     );
-    assert_eq!(lines[7], "to answer the team: hotline my-case reply \"…\"");
+    assert_eq!(lines[6], "to answer the team: hotline my-case reply \"…\"");
     for marker in [
         "MARKER-NAME",
         "MARKER-NOTE",
@@ -5594,7 +5597,7 @@ async fn a_declined_request_is_answered_on_the_defenders_device_in_neutral_words
     assert!(out.status.success(), "{}", stderr(&out));
     let mine = stdout(&out);
     assert!(
-        mine.contains("legal: a lawyer MARKER-ONE (the team answered)"),
+        mine.contains("legal: a lawyer MARKER-ONE (the team closed this request)"),
         "{mine}"
     );
     assert!(
@@ -6065,5 +6068,125 @@ async fn the_ledger_is_not_listed_nor_changed_and_erasable_follows_the_servers_r
     let out = hotline(&officer, PASS, &["outbox"]);
     assert!(!stdout(&out).contains("case change"), "{}", stdout(&out));
     assert_eq!(timeline_len(&officer, ledger), before);
+    server.shutdown().await;
+}
+
+/// Walk-through R, point 1: a defender with two requests (one accepted
+/// and shared with, one declined after it) sees each under its number,
+/// with the decline notice under the request it closes and naming it; a
+/// reply without a number is refused with the list and the command to
+/// type; a reply by number reaches the case it names on staff devices,
+/// never the declined one (before: it went to the newest share's case).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_defender_with_two_requests_replies_to_the_one_named_and_the_decline_names_its_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    for (programme, text) in [
+        ("relocation", "we must leave R-OPEN"),
+        ("legal", "a lawyer R-DECLINED"),
+    ] {
+        let out = hotline(&defender, PASS, &["request", programme, text]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "list", "--sync", "--state", "requested"],
+    );
+    let open = case_of(&out, "R-OPEN");
+    let declined = case_of(&out, "R-DECLINED");
+    let out = hotline(&officer, PASS, &["case", "set", &open, "reference", "C-R-1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "share", &open, "SHARED-OPEN"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Declined after the share: its notice is the newest thing shared.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", &declined, "--reason", "not ours"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The notice names the request it closes, from the defender's copy.
+    let out = hotline(&defender, PASS, &["inbox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("the team closed your legal request of ")
+            && stdout(&out).contains("(\"a lawyer R-DECLINED\") (`hotline my-case`)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains(
+            "the team shared something with you about your relocation request of "
+        ),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&defender, PASS, &["my-case"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mine = stdout(&out);
+    let lines: Vec<&str> = mine.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| l.starts_with("  1. ") && l.ends_with("relocation: we must leave R-OPEN (the team answered)"))
+        .unwrap_or_else(|| panic!("{mine}"));
+    assert!(lines[first + 1].ends_with("the team: SHARED-OPEN"), "{mine}");
+    assert!(
+        lines[first + 2].starts_with("  2. ")
+            && lines[first + 2].ends_with("legal: a lawyer R-DECLINED (the team closed this request)"),
+        "{mine}"
+    );
+    assert!(
+        lines[first + 3].ends_with("the team: The team has closed this request. They may contact you another way."),
+        "{mine}"
+    );
+    assert!(
+        mine.contains("to answer the team about one of them: hotline my-case reply --case NUMBER \"…\""),
+        "{mine}"
+    );
+    assert!(!mine.contains("not ours"), "{mine}");
+
+    // No number with two: refused, listing them, nothing queued.
+    let out = hotline(&defender, PASS, &["my-case", "reply", "R-NO-NUMBER"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let said = stderr(&out);
+    for words in [
+        "you have 2 requests or cases with the team: say which one this reply is about. Nothing was sent.",
+        "relocation: we must leave R-OPEN (the team answered)",
+        "legal: a lawyer R-DECLINED (the team closed this request)",
+        "hotline my-case reply --case 1 \"…\"",
+    ] {
+        assert!(said.contains(words), "{words}: {said}");
+    }
+    let out = hotline(&defender, PASS, &["outbox", "--list"]);
+    assert!(stdout(&out).contains("nothing waiting"), "{}", stdout(&out));
+    let out = hotline(&defender, PASS, &["my-case", "reply", "--case", "3", "R-BAD"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+
+    // By number: the reply reaches the open case, not the declined one.
+    let out = hotline(
+        &defender,
+        PASS,
+        &["my-case", "reply", "--case", "1", "R-REPLY-FOR-OPEN"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for h in [&officer, &admin] {
+        let out = hotline(h, PASS, &["case", "show", &open]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).contains("R-REPLY-FOR-OPEN"), "{}", stdout(&out));
+        let out = hotline(h, PASS, &["case", "show", &declined]);
+        assert!(!stdout(&out).contains("R-REPLY-FOR-OPEN"), "{}", stdout(&out));
+        assert!(!stderr(&out).contains("R-REPLY-FOR-OPEN"), "{}", stderr(&out));
+        for args in [&["inbox"][..], &["messages"]] {
+            let out = hotline(h, PASS, args);
+            assert!(!stdout(&out).contains("R-NO-NUMBER"), "{}", stdout(&out));
+            assert!(!stdout(&out).contains("R-BAD"), "{}", stdout(&out));
+        }
+    }
     server.shutdown().await;
 }
