@@ -4050,10 +4050,18 @@ async fn a_decline_that_loses_to_a_take_on_is_not_sent_and_says_the_case_is_open
     let out = hotline(&officer, PASS, &["case", "show", &case]);
     assert!(out.status.success(), "{}", stderr(&out));
     let said = stderr(&out);
-    let told = format!(
-        "NOT SAVED: your decline of request {case}: someone took it on at the same time; the case is open — close it if you still mean to (hotline case close {case} --reason …)"
+    assert_eq!(
+        said.matches("took it on at the same time (").count(),
+        1,
+        "{said}"
     );
-    assert_eq!(said.matches(&told).count(), 1, "{said}");
+    assert!(
+        said.contains(&format!("NOT SAVED: your decline of request {case}: "))
+            && said.contains(&format!(
+                "; the case is open — close it if you still mean to (hotline case close {case} --reason …)"
+            )),
+        "{said}"
+    );
     let shown = stdout(&out);
     assert!(shown.contains("TAKEN-ON"), "{shown}");
     assert!(!shown.contains("not-ours"), "{shown}");
@@ -6188,5 +6196,79 @@ async fn a_defender_with_two_requests_replies_to_the_one_named_and_the_decline_n
             assert!(!stdout(&out).contains("R-BAD"), "{}", stdout(&out));
         }
     }
+    server.shutdown().await;
+}
+
+/// Walk-through R, point 3: a decline that loses to another decline says
+/// "already declined by …" (never "someone took it on"); a taking on that
+/// loses to a decline says the request was declined, by whom, and how to
+/// take it on after all. The defender is told once that the request was
+/// closed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_to_a_request_that_loses_to_a_decline_says_it_was_declined_and_by_whom() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    for text in ["a lawyer TWICE-DECLINED", "a lawyer TAKE-ON-LOST"] {
+        let out = hotline(&defender, PASS, &["request", "legal", text]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let (mut twice, mut lost) = (String::new(), String::new());
+    for h in [&admin, &officer] {
+        let out = hotline(h, PASS, &["case", "list", "--sync", "--state", "requested"]);
+        twice = case_of(&out, "TWICE-DECLINED");
+        lost = case_of(&out, "TAKE-ON-LOST");
+    }
+    // Offline, the officer declines one and takes the other on; meanwhile
+    // the admin declines both.
+    server.shutdown().await;
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", &twice, "--reason", "officer-reason"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "set", &lost, "summary", "OFFICER-SUMMARY"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let server = server_on(dir.path(), addr).await;
+    for case in [&twice, &lost] {
+        let out = hotline(&admin, PASS, &["case", "close", case, "--reason", "admin-reason"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = hotline(&officer, PASS, &["case", "show", &twice]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stderr(&out);
+    let declined = format!("NOT SAVED: your decline of request {twice}: it was already declined by ");
+    assert_eq!(said.matches(&declined).count(), 1, "{said}");
+    assert!(!said.contains("took it on"), "{said}");
+    let taken = format!("NOTE: you did not take on request {lost}: it was declined by ");
+    assert_eq!(said.matches(&taken).count(), 1, "{said}");
+    assert!(
+        said.contains(&format!("to take it on after all: hotline case reopen {lost}")),
+        "{said}"
+    );
+    // Said once: the next command is quiet.
+    let out = hotline(&officer, PASS, &["case", "list"]);
+    assert!(!stderr(&out).contains("declined by"), "{}", stderr(&out));
+    // Both read both requests as declined (closed), by the admin's reason.
+    for h in [&admin, &officer] {
+        let out = hotline(h, PASS, &["case", "show", &lost]);
+        assert!(stdout(&out).contains("admin-reason"), "{}", stdout(&out));
+        let out = hotline(h, PASS, &["case", "list", "--sync", "--state", "open"]);
+        assert!(!stdout(&out).contains(&lost), "{}", stdout(&out));
+        assert!(!stdout(&out).contains(&twice), "{}", stdout(&out));
+    }
+    // The defender is told once per request that it was closed.
+    let out = hotline(&defender, PASS, &["my-case"]);
+    let mine = stdout(&out);
+    assert_eq!(
+        mine.matches("The team has closed this request").count(),
+        2,
+        "{mine}"
+    );
     server.shutdown().await;
 }

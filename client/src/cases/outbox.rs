@@ -193,6 +193,12 @@ pub struct Flushed {
     /// did not list it yet, so the key of each goes again once its event
     /// is accepted.
     pub relisted: Vec<(CaseId, u32, EventId)>,
+    /// This device's taking on of a defender's request (its first staff
+    /// event, opening the case) that found the request answered by
+    /// another staff device at the same time: sealed again without its
+    /// state change (by case and event id). The caller says what the
+    /// other did (took it on too, or declined it).
+    pub take_ons_lost: Vec<(CaseId, EventId)>,
 }
 
 /// The most times one event is sealed again in one flush (each time, a
@@ -316,6 +322,13 @@ fn reseal(
         replica.drop_waiting(&h.event_id)?;
         return Ok(Resealed::DeclineLost);
     };
+    if file.request.is_some()
+        && h.control.state == Some(CaseState::Open)
+        && control.state.is_none()
+        && !out.take_ons_lost.contains(&(case, h.event_id))
+    {
+        out.take_ons_lost.push((case, h.event_id));
+    }
     if another_key(e) {
         // The server's current epoch is the event's: this device's key
         // for it is not the case's. It goes, and this device opens the

@@ -42,14 +42,44 @@ pub(super) struct Ctx {
     /// Whether this command said already that case changes wait because
     /// this device is not on the roster the server holds (said once).
     told_not_on_roster: bool,
+    /// Answers of this device to a request that lost a race (case, and
+    /// whether it was a decline), said once the sync has brought the
+    /// answer that won.
+    lost: Vec<(CaseId, bool)>,
 }
 
-/// What a person whose decline of a request lost a race is told.
-fn decline_lost(case: &CaseId) -> String {
+/// What a person whose answer to a request (a decline, or a taking on)
+/// lost a race is told, from what the other answer was: `other` is the
+/// state the winning event set (open: taken on; closed: declined), its
+/// author as shown, and its server time; `None` if this device does not
+/// hold it yet.
+fn answer_lost(case: &CaseId, decline: bool, other: Option<(CaseState, String, u64)>) -> String {
     let s = short(case.as_bytes());
-    format!(
-        "NOT SAVED: your decline of request {s}: someone took it on at the same time; the case is open — close it if you still mean to (hotline case close {s} --reason …)"
-    )
+    let when = |at: u64| super::date::date_time(at);
+    match (decline, other) {
+        (true, Some((CaseState::Closed, who, at))) => format!(
+            "NOT SAVED: your decline of request {s}: it was already declined by {who} on {}; it stays declined, and nothing more is needed",
+            when(at)
+        ),
+        (true, Some((_, who, at))) => format!(
+            "NOT SAVED: your decline of request {s}: {who} took it on at the same time ({}); the case is open — close it if you still mean to (hotline case close {s} --reason …)",
+            when(at)
+        ),
+        (true, None) => format!(
+            "NOT SAVED: your decline of request {s}: another staff member answered it at the same time (hotline case show {s} says how)"
+        ),
+        (false, Some((CaseState::Closed, who, at))) => format!(
+            "NOTE: you did not take on request {s}: it was declined by {who} at the same time ({}); your change was kept in the declined request — to take it on after all: hotline case reopen {s}",
+            when(at)
+        ),
+        (false, Some((_, who, at))) => format!(
+            "NOTE: request {s} was taken on by {who} at the same time ({}); the case is open and your change is in it",
+            when(at)
+        ),
+        (false, None) => format!(
+            "NOTE: another staff member answered request {s} at the same time as you (hotline case show {s} says how)"
+        ),
+    }
 }
 
 fn offline(e: &ClientError) -> bool {
@@ -74,6 +104,7 @@ impl Ctx {
             session: None,
             roster: None,
             told_not_on_roster: false,
+            lost: Vec::new(),
         };
         match ctx.device.connect().await {
             Ok(session) => {
@@ -107,6 +138,7 @@ impl Ctx {
                         "WARNING: cases were not synced ({e}): showing what this device holds"
                     );
                 }
+                ctx.tell_lost();
                 if let Err(e) = ctx.exchange_keys().await {
                     eprintln!(
                         "WARNING: case keys were not exchanged with other staff devices: {e}"
@@ -564,8 +596,11 @@ impl Ctx {
                 );
             }
             if *fate == Fate::DeclineLost && Some(*id) != mine {
-                eprintln!("{}", decline_lost(case));
+                self.lost.push((*case, true));
             }
+        }
+        for (case, _) in &out.take_ons_lost {
+            self.lost.push((*case, false));
         }
         if let Some(why) = &out.stopped
             && mine.is_none()
@@ -577,6 +612,33 @@ impl Ctx {
             }
         }
         Ok(out)
+    }
+
+    /// The answer that won a race to a request this device answered too:
+    /// the first event of another device that set the case's state.
+    fn winning_answer(&self, case: &CaseId) -> Option<(CaseState, String, u64)> {
+        let me = self.me();
+        let file = self.replica.load(case).ok()?;
+        file.events.iter().find_map(|e| {
+            let h = e.event.header_unverified().ok()?;
+            if h.author == me {
+                return None;
+            }
+            h.control
+                .state
+                .map(|s| (s, self.shown(h.author.as_bytes()), e.at))
+        })
+    }
+
+    /// Says what became of this device's answers to requests that lost a
+    /// race (each once).
+    fn tell_lost(&mut self) {
+        for (case, decline) in std::mem::take(&mut self.lost) {
+            eprintln!(
+                "{}",
+                answer_lost(&case, decline, self.winning_answer(&case))
+            );
+        }
     }
 
     /// Says, once per command, that `waiting` case changes wait because
@@ -630,6 +692,7 @@ impl Ctx {
         // before its event, so that readers can open it when they see it.
         self.send_messages().await;
         let out = self.flush(Some(id)).await?;
+        self.tell_lost();
         match out
             .settled
             .iter()
@@ -653,7 +716,10 @@ impl Ctx {
                 }
                 bail!("NOT SAVED: the server refused this change ({why}); nothing was written")
             }
-            Some(Fate::DeclineLost) => bail!("{}", decline_lost(&file.case_id)),
+            Some(Fate::DeclineLost) => bail!(
+                "{}",
+                answer_lost(&file.case_id, true, self.winning_answer(&file.case_id))
+            ),
             None if out.stopped.as_deref() == Some(outbox::NOT_ON_ROSTER) => {
                 println!("{done} (on this device only)");
                 self.tell_not_on_roster(out.waiting.max(1));

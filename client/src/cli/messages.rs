@@ -503,6 +503,17 @@ fn case_words(device: &Device, e: &Entry) -> Option<String> {
         return None;
     }
     let sender = e.peer?;
+    // A reply about a request staff declined: what is true, and how to
+    // take the request on after all.
+    if let Kind::CaseReply { case_id } = &e.message.kind
+        && let Some(declined) = super::case_links::declined(device, case_id, &sender)
+    {
+        let id = super::case_view::short(case_id.as_bytes());
+        return Some(format!(
+            "defender {} replied about their request {id}, {declined}; their words are below (and in `hotline case show {id}`). To take the request on after all: hotline case reopen {id}. Answer with: hotline send --to {sender} \"…\"",
+            device.shown(&sender)
+        ));
+    }
     let (what, why) = match &e.message.kind {
         Kind::CaseReply { case_id } => (
             format!(
