@@ -6107,7 +6107,11 @@ async fn a_defender_with_two_requests_replies_to_the_one_named_and_the_decline_n
     );
     let open = case_of(&out, "R-OPEN");
     let declined = case_of(&out, "R-DECLINED");
-    let out = hotline(&officer, PASS, &["case", "set", &open, "reference", "C-R-1"]);
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "set", &open, "reference", "C-R-1"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let out = hotline(&officer, PASS, &["case", "share", &open, "SHARED-OPEN"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -6129,9 +6133,8 @@ async fn a_defender_with_two_requests_replies_to_the_one_named_and_the_decline_n
         stdout(&out)
     );
     assert!(
-        stdout(&out).contains(
-            "the team shared something with you about your relocation request of "
-        ),
+        stdout(&out)
+            .contains("the team shared something with you about your relocation request of "),
         "{}",
         stdout(&out)
     );
@@ -6141,20 +6144,31 @@ async fn a_defender_with_two_requests_replies_to_the_one_named_and_the_decline_n
     let lines: Vec<&str> = mine.lines().collect();
     let first = lines
         .iter()
-        .position(|l| l.starts_with("  1. ") && l.ends_with("relocation: we must leave R-OPEN (the team answered)"))
+        .position(|l| {
+            l.starts_with("  1. ")
+                && l.ends_with("relocation: we must leave R-OPEN (the team answered)")
+        })
         .unwrap_or_else(|| panic!("{mine}"));
-    assert!(lines[first + 1].ends_with("the team: SHARED-OPEN"), "{mine}");
+    assert!(
+        lines[first + 1].ends_with("the team: SHARED-OPEN"),
+        "{mine}"
+    );
     assert!(
         lines[first + 2].starts_with("  2. ")
-            && lines[first + 2].ends_with("legal: a lawyer R-DECLINED (the team closed this request)"),
+            && lines[first + 2]
+                .ends_with("legal: a lawyer R-DECLINED (the team closed this request)"),
         "{mine}"
     );
     assert!(
-        lines[first + 3].ends_with("the team: The team has closed this request. They may contact you another way."),
+        lines[first + 3].ends_with(
+            "the team: The team has closed this request. They may contact you another way."
+        ),
         "{mine}"
     );
     assert!(
-        mine.contains("to answer the team about one of them: hotline my-case reply --case NUMBER \"…\""),
+        mine.contains(
+            "to answer the team about one of them: hotline my-case reply --case NUMBER \"…\""
+        ),
         "{mine}"
     );
     assert!(!mine.contains("not ours"), "{mine}");
@@ -6173,7 +6187,11 @@ async fn a_defender_with_two_requests_replies_to_the_one_named_and_the_decline_n
     }
     let out = hotline(&defender, PASS, &["outbox", "--list"]);
     assert!(stdout(&out).contains("nothing waiting"), "{}", stdout(&out));
-    let out = hotline(&defender, PASS, &["my-case", "reply", "--case", "3", "R-BAD"]);
+    let out = hotline(
+        &defender,
+        PASS,
+        &["my-case", "reply", "--case", "3", "R-BAD"],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
 
     // By number: the reply reaches the open case, not the declined one.
@@ -6186,10 +6204,22 @@ async fn a_defender_with_two_requests_replies_to_the_one_named_and_the_decline_n
     for h in [&officer, &admin] {
         let out = hotline(h, PASS, &["case", "show", &open]);
         assert!(out.status.success(), "{}", stderr(&out));
-        assert!(stdout(&out).contains("R-REPLY-FOR-OPEN"), "{}", stdout(&out));
+        assert!(
+            stdout(&out).contains("R-REPLY-FOR-OPEN"),
+            "{}",
+            stdout(&out)
+        );
         let out = hotline(h, PASS, &["case", "show", &declined]);
-        assert!(!stdout(&out).contains("R-REPLY-FOR-OPEN"), "{}", stdout(&out));
-        assert!(!stderr(&out).contains("R-REPLY-FOR-OPEN"), "{}", stderr(&out));
+        assert!(
+            !stdout(&out).contains("R-REPLY-FOR-OPEN"),
+            "{}",
+            stdout(&out)
+        );
+        assert!(
+            !stderr(&out).contains("R-REPLY-FOR-OPEN"),
+            "{}",
+            stderr(&out)
+        );
         for args in [&["inbox"][..], &["messages"]] {
             let out = hotline(h, PASS, args);
             assert!(!stdout(&out).contains("R-NO-NUMBER"), "{}", stdout(&out));
@@ -6232,23 +6262,34 @@ async fn an_answer_to_a_request_that_loses_to_a_decline_says_it_was_declined_and
         &["case", "close", &twice, "--reason", "officer-reason"],
     );
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    let out = hotline(&officer, PASS, &["case", "set", &lost, "summary", "OFFICER-SUMMARY"]);
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "set", &lost, "summary", "OFFICER-SUMMARY"],
+    );
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let server = server_on(dir.path(), addr).await;
     for case in [&twice, &lost] {
-        let out = hotline(&admin, PASS, &["case", "close", case, "--reason", "admin-reason"]);
+        let out = hotline(
+            &admin,
+            PASS,
+            &["case", "close", case, "--reason", "admin-reason"],
+        );
         assert!(out.status.success(), "{}", stderr(&out));
     }
     let out = hotline(&officer, PASS, &["case", "show", &twice]);
     assert!(out.status.success(), "{}", stderr(&out));
     let said = stderr(&out);
-    let declined = format!("NOT SAVED: your decline of request {twice}: it was already declined by ");
+    let declined =
+        format!("NOT SAVED: your decline of request {twice}: it was already declined by ");
     assert_eq!(said.matches(&declined).count(), 1, "{said}");
     assert!(!said.contains("took it on"), "{said}");
     let taken = format!("NOTE: you did not take on request {lost}: it was declined by ");
     assert_eq!(said.matches(&taken).count(), 1, "{said}");
     assert!(
-        said.contains(&format!("to take it on after all: hotline case reopen {lost}")),
+        said.contains(&format!(
+            "to take it on after all: hotline case reopen {lost}"
+        )),
         "{said}"
     );
     // Said once: the next command is quiet.

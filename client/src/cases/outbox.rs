@@ -303,6 +303,18 @@ fn control_after_opening(h: &EventHeader, content: &CaseEventContent) -> Option<
     Some(control)
 }
 
+/// Whether a waiting event declines a defender's request (its first
+/// staff event, closing it): its notice to the defender, waiting in the
+/// device's outbox, must not go before the decline is accepted.
+pub fn is_decline(row: &OutboxRow) -> bool {
+    let (Ok(signed), Ok(content)) = (row.signed(), row.content()) else {
+        return false;
+    };
+    signed
+        .header_unverified()
+        .is_ok_and(|h| control_after_opening(&h, &content).is_none())
+}
+
 /// Seals `row`'s event again for the answer `e`, if it is one that a
 /// new seal answers: under the key of the next epoch (rotated), or under
 /// a fresh key opening the next epoch (another key holds the epoch).
@@ -439,6 +451,7 @@ pub async fn flush(
     unlisted: &dyn Fn(u64) -> bool,
 ) -> Result<Flushed, ClientError> {
     let mut out = Flushed::default();
+    let mut declines_lost: Vec<CaseId> = Vec::new();
     let rows: Vec<OutboxRow> = replica.outbox().to_vec();
     let mut rows = rows.into_iter();
     while let Some(mut row) = rows.next() {
@@ -460,6 +473,12 @@ pub async fn flush(
                 .push((header.case_id, header.epoch, header.event_id));
         }
         let case = header.case_id;
+        // The notice of a decline that lost its race (recorded as a
+        // `shared` event behind it): not sent either, as the decline.
+        if declines_lost.contains(&case) && row.content()?.shared.is_some() {
+            replica.drop_waiting(&header.event_id)?;
+            continue;
+        }
         let mut result = append(session, &row).await;
         let mut reseals = 0;
         while let Err(e) = &result
@@ -504,6 +523,7 @@ pub async fn flush(
         {
             // The loop above ended on a decline that lost: not sent.
             out.settled.push((case, header.event_id, Fate::DeclineLost));
+            declines_lost.push(case);
             continue;
         }
         match result {

@@ -343,7 +343,10 @@ mod tests {
         assert_eq!(t.opened_month, "2026-11");
         assert_eq!(t.closed_month, "2027-01");
         let text = lines(&[t]).join("\n");
-        assert!(text.contains("cases by month opened:\n  2026-11  1"), "{text}");
+        assert!(
+            text.contains("cases by month opened:\n  2026-11  1"),
+            "{text}"
+        );
         assert!(
             !text.contains("cases by month opened:\n  not known"),
             "{text}"

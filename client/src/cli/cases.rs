@@ -113,21 +113,31 @@ impl Ctx {
                     Ok(r) => ctx.roster = Some(r),
                     Err(e) => eprintln!("WARNING: cases were not synced: {e}"),
                 }
+                // A decline written offline goes before its notice to the
+                // defender: if it lost a race, the notice is not sent.
+                ctx.session = Some(session);
+                if ctx.replica.outbox().iter().any(outbox::is_decline)
+                    && let Err(e) = ctx.flush(None).await
+                {
+                    eprintln!("WARNING: the case changes waiting here were not sent: {e}");
+                }
+                let Some(session) = &ctx.session else {
+                    bail!("the connection was lost")
+                };
                 // The inbox first: the words of defenders' requests and
                 // their replies are envelopes to this device.
                 // What waits in the device's outbox (a share's envelopes
                 // written offline) goes too, as with any command.
                 if !ctx.device.pending().is_empty() {
-                    super::messages::send_over(&mut ctx.device, &session, None).await;
+                    super::messages::send_over(&mut ctx.device, session, None).await;
                 }
-                if let Err(e) = super::messages::fetch_new(&mut ctx.device, &session).await {
+                if let Err(e) = super::messages::fetch_new(&mut ctx.device, session).await {
                     eprintln!("WARNING: new messages could not be fetched: {e}");
                 }
                 // Case keys received were kept through the inbox's own
                 // handle on the replica: read it again, or the sync would
                 // save this handle's older summaries over the refolded ones.
                 ctx.replica = open_replica(&ctx.device)?;
-                ctx.session = Some(session);
                 // Neither failure stops the command: it works from what
                 // the replica holds, and says so.
                 if let Err(e) = ctx.flush(None).await {
@@ -523,6 +533,15 @@ impl Ctx {
             &unlisted,
         )
         .await?;
+        // The notices of declines that lost go before anything else is
+        // sent (case keys below send the device's outbox).
+        let declines_lost: Vec<CaseId> = out
+            .settled
+            .iter()
+            .filter(|(_, _, f)| *f == Fate::DeclineLost)
+            .map(|(c, _, _)| *c)
+            .collect();
+        self.drop_notices(&declines_lost);
         let accepted: Vec<(CaseId, EventId)> = out
             .settled
             .iter()
@@ -628,6 +647,25 @@ impl Ctx {
                 .state
                 .map(|s| (s, self.shown(h.author.as_bytes()), e.at))
         })
+    }
+
+    /// Removes from the device's outbox the notices of this device's
+    /// declines of `lost` that lost a race (the envelopes of a share to the
+    /// defender, queued with the decline): the defender is not told a
+    /// request was closed that is open, nor told twice.
+    fn drop_notices(&mut self, lost: &[CaseId]) {
+        if lost.is_empty() {
+            return;
+        }
+        let pending = self.device.pending();
+        for (i, w) in pending.iter().enumerate().rev() {
+            if let hotline_client::outbox::Outgoing::CaseShare { case_id, .. } = w.what
+                && lost.contains(&case_id)
+                && let Err(e) = self.device.drop_pending(i)
+            {
+                eprintln!("WARNING: a notice of a decline not sent stays in the outbox: {e}");
+            }
+        }
     }
 
     /// Says what became of this device's answers to requests that lost a

@@ -582,7 +582,10 @@ fn case_notice(device: &Device, e: &Entry) -> Option<String> {
                 .ok()
                 .and_then(|h| super::my_case::share_named(h.entries(), case_id, &e.message.text))
                 .map_or_else(
-                    || "the team shared something with you about your case (`hotline my-case`)".into(),
+                    || {
+                        "the team shared something with you about your case (`hotline my-case`)"
+                            .into()
+                    },
                     |about| format!("{about} (`hotline my-case`)"),
                 ),
             None => format!(

@@ -399,7 +399,11 @@ pub(super) async fn show(state: &StateDir) -> anyhow::Result<()> {
 /// `hotline my-case reply [--case N] "…"`: to the staff, about the
 /// request or case numbered `handle` in `my-case` (needed only when there
 /// is more than one).
-pub(super) async fn reply(state: &StateDir, handle: Option<&str>, text: &str) -> anyhow::Result<()> {
+pub(super) async fn reply(
+    state: &StateDir,
+    handle: Option<&str>,
+    text: &str,
+) -> anyhow::Result<()> {
     if text.trim().is_empty() {
         bail!("the reply is empty; nothing was sent");
     }
@@ -559,7 +563,11 @@ mod tests {
             Message::case_request(Programme::Legal, "a lawyer for my brother", ""),
         );
         legal.request_case = Some(declined);
-        let share = entry(3, false, Message::case_share(open, "travel booked", "", None));
+        let share = entry(
+            3,
+            false,
+            Message::case_share(open, "travel booked", "", None),
+        );
         let decline = entry(
             4,
             false,
@@ -577,12 +585,18 @@ mod tests {
             "  2. 2026-11-29 00:02 UTC  legal: a lawyer for my brother (the team closed this request)"
         );
         assert!(l[4].contains("The team has closed this request"), "{l:?}");
-        assert!(l.last().is_some_and(|x| x.contains("--case NUMBER")), "{l:?}");
+        assert!(
+            l.last().is_some_and(|x| x.contains("--case NUMBER")),
+            "{l:?}"
+        );
         let g = groups(&all);
         let refused = reply_case(&g, None).expect_err("two: a number is needed");
         let said = refused.to_string();
         assert!(said.contains("you have 2 requests or cases"), "{said}");
-        assert!(said.contains("  1. 2026-11-29 00:01 UTC  relocation"), "{said}");
+        assert!(
+            said.contains("  1. 2026-11-29 00:01 UTC  relocation"),
+            "{said}"
+        );
         assert!(said.contains("hotline my-case reply --case 1"), "{said}");
         assert_eq!(reply_case(&g, Some("1")).expect("1"), open);
         assert_eq!(reply_case(&g, Some("2")).expect("2"), declined);
@@ -593,8 +607,13 @@ mod tests {
         // The decline notice names the request from the defender's copy.
         assert_eq!(
             share_named(&all, &declined, crate::cli::case_share::DECLINE_NOTICE).as_deref(),
-            Some("the team closed your legal request of 2026-11-29 00:02 UTC (\"a lawyer for my brother\")")
+            Some(
+                "the team closed your legal request of 2026-11-29 00:02 UTC (\"a lawyer for my brother\")"
+            )
         );
-        assert_eq!(first_words("one two three four five six seven eight nine"), "one two three four five six seven eight…");
+        assert_eq!(
+            first_words("one two three four five six seven eight nine"),
+            "one two three four five six seven eight…"
+        );
     }
 }
