@@ -6313,3 +6313,62 @@ async fn an_answer_to_a_request_that_loses_to_a_decline_says_it_was_declined_and
     );
     server.shutdown().await;
 }
+
+/// Walk-through R, point 2: a defender's reply about a request staff
+/// declined is shown to staff as what it is (declined, by whom, when),
+/// with its words and the command that takes the request on after all —
+/// never as "a request not opened as a case yet".
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_about_a_declined_request_says_who_declined_it_and_how_to_reopen_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(&defender, PASS, &["request", "legal", "a lawyer R2-REQUEST"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "list", "--sync", "--state", "requested"],
+    );
+    let case = case_of(&out, "R2-REQUEST");
+    let out = hotline(&officer, PASS, &["case", "close", &case, "--reason", "not ours"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&admin, PASS, &["case", "list", "--sync", "--state", "closed"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&defender, PASS, &["my-case", "reply", "please R2-REPLY-WORDS"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let officer_name = {
+        let out = hotline(&admin, PASS, &["devices"]);
+        let id = device_id(&officer);
+        assert!(stdout(&out).contains(&id[..8]), "{}", stdout(&out));
+        id[..8].to_owned()
+    };
+    let out = hotline(&admin, PASS, &["inbox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(
+        shown.contains(&format!("replied about their request {case}, declined by ")),
+        "{shown}"
+    );
+    assert!(shown.contains(&officer_name), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "To take the request on after all: hotline case reopen {case}."
+        )),
+        "{shown}"
+    );
+    assert!(shown.contains("  please R2-REPLY-WORDS"), "{shown}");
+    assert!(!shown.contains("not opened as a case yet"), "{shown}");
+    // The case shows it too, as the notice says; and the command offered
+    // takes the request on.
+    let out = hotline(&admin, PASS, &["case", "show", &case]);
+    assert!(stdout(&out).contains("R2-REPLY-WORDS"), "{}", stdout(&out));
+    let out = hotline(&admin, PASS, &["case", "reopen", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "list", "--sync", "--state", "open"]);
+    assert!(stdout(&out).contains(&case), "{}", stdout(&out));
+    server.shutdown().await;
+}
