@@ -6326,7 +6326,11 @@ async fn a_reply_about_a_declined_request_says_who_declined_it_and_how_to_reopen
     for h in [&admin, &officer] {
         assert!(hotline(h, PASS, &["inbox"]).status.success());
     }
-    let out = hotline(&defender, PASS, &["request", "legal", "a lawyer R2-REQUEST"]);
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "legal", "a lawyer R2-REQUEST"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let out = hotline(
         &officer,
@@ -6334,11 +6338,23 @@ async fn a_reply_about_a_declined_request_says_who_declined_it_and_how_to_reopen
         &["case", "list", "--sync", "--state", "requested"],
     );
     let case = case_of(&out, "R2-REQUEST");
-    let out = hotline(&officer, PASS, &["case", "close", &case, "--reason", "not ours"]);
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", &case, "--reason", "not ours"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = hotline(&admin, PASS, &["case", "list", "--sync", "--state", "closed"]);
+    let out = hotline(
+        &admin,
+        PASS,
+        &["case", "list", "--sync", "--state", "closed"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = hotline(&defender, PASS, &["my-case", "reply", "please R2-REPLY-WORDS"]);
+    let out = hotline(
+        &defender,
+        PASS,
+        &["my-case", "reply", "please R2-REPLY-WORDS"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let officer_name = {
         let out = hotline(&admin, PASS, &["devices"]);
@@ -6368,7 +6384,76 @@ async fn a_reply_about_a_declined_request_says_who_declined_it_and_how_to_reopen
     assert!(stdout(&out).contains("R2-REPLY-WORDS"), "{}", stdout(&out));
     let out = hotline(&admin, PASS, &["case", "reopen", &case]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = hotline(&officer, PASS, &["case", "list", "--sync", "--state", "open"]);
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "list", "--sync", "--state", "open"],
+    );
     assert!(stdout(&out).contains(&case), "{}", stdout(&out));
+    server.shutdown().await;
+}
+
+/// Walk-through R, point 5: an erased case's id, given to `case show`,
+/// says that the case was erased, when and by whom (from the signed
+/// erasure), and that only its statistics remain — not "no case".
+#[tokio::test(flavor = "multi_thread")]
+async fn an_erased_cases_id_says_when_and_by_whom_it_was_erased() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    hotline_server::log::keys::generate_key_file(&dir.path().join("master.key")).expect("key");
+    let server = server_configured(dir.path(), "127.0.0.1:0".parse().expect("addr"), |c| {
+        c.cases.retention_days = 0;
+    })
+    .await;
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "open", "--summary", "s", "--reference", "C-ER-1"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = opened_case(&out);
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", &case, "--reason", "done"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "erase", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&admin, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&admin, PASS, &["case", "erase", &case, "--confirm"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let officer_id = device_id(&officer);
+    let admin_id = device_id(&admin);
+    for (h, who) in [
+        (
+            &officer,
+            format!(
+                "(asked for by you ({}), confirmed by {})",
+                &officer_id[..8],
+                &admin_id[..8]
+            ),
+        ),
+        (&admin, format!("(confirmed by you ({}))", &admin_id[..8])),
+    ] {
+        let prefix = &case[..4];
+        let out = hotline(h, PASS, &["case", "show", prefix]);
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        let said = stderr(&out);
+        assert!(
+            said.contains(&format!("case {case} was erased on ")),
+            "{said}"
+        );
+        assert!(said.contains(&who), "{who}: {said}");
+        assert!(
+            said.contains("nothing of it is kept but its statistics, without names or places (`hotline case stats`)"),
+            "{said}"
+        );
+        assert!(!said.contains("no case known"), "{said}");
+    }
     server.shutdown().await;
 }

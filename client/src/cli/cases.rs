@@ -668,6 +668,42 @@ impl Ctx {
         }
     }
 
+    /// What is said of `text` when no case held here matches it, if it
+    /// names an erased case (by at least 4 hex digits of its id): erased,
+    /// when and by whom (as this device learnt it), and that only its
+    /// statistics remain.
+    fn erased_case(&self, text: &str) -> Option<anyhow::Error> {
+        let hexed = text.trim().to_ascii_lowercase();
+        if hexed.len() < MIN_PREFIX || !hexed.chars().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        let (case, row) = self
+            .replica
+            .erased_cases()
+            .into_iter()
+            .find(|(c, _)| hex(c.as_bytes()).starts_with(&hexed))?;
+        let s = short(case.as_bytes());
+        let row = row.unwrap_or_default();
+        let when = if row.at == 0 {
+            String::new()
+        } else {
+            format!(" on {}", super::date::date_time(row.at))
+        };
+        let by = match (row.requested_by.is_empty(), row.confirmed_by.is_empty()) {
+            (false, false) => format!(
+                " (asked for by {}, confirmed by {})",
+                self.shown(&row.requested_by),
+                self.shown(&row.confirmed_by)
+            ),
+            (false, true) => format!(" (asked for by {})", self.shown(&row.requested_by)),
+            (true, false) => format!(" (confirmed by {})", self.shown(&row.confirmed_by)),
+            (true, true) => String::new(),
+        };
+        Some(anyhow::anyhow!(
+            "case {s} was erased{when}{by}: nothing of it is kept but its statistics, without names or places (`hotline case stats`)"
+        ))
+    }
+
     /// Says what became of this device's answers to requests that lost a
     /// race (each once).
     fn tell_lost(&mut self) {
@@ -781,7 +817,8 @@ impl Ctx {
     /// The case named by `text`: a hex prefix of its id (at least 4
     /// digits) or its reference.
     pub(super) fn case(&self, text: &str) -> anyhow::Result<CaseFile> {
-        let id = resolve_case(self.replica.summaries(), text)?;
+        let id = resolve_case(self.replica.summaries(), text)
+            .map_err(|e| self.erased_case(text).unwrap_or(e))?;
         Ok(self.replica.load(&id)?)
     }
 
