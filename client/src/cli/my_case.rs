@@ -131,11 +131,15 @@ fn groups(entries: &[Entry]) -> Vec<Group<'_>> {
     for e in entries {
         match e.message.kind {
             Kind::CaseRequest { .. } => {
+                // The same request held twice (the server's one case for
+                // it): one group.
                 match out
                     .iter_mut()
-                    .find(|g| g.request.is_none() && g.case.is_some() && g.case == e.request_case)
+                    .find(|g| g.case.is_some() && g.case == e.request_case)
                 {
-                    Some(g) => g.request = Some(e),
+                    Some(g) => {
+                        g.request.get_or_insert(e);
+                    }
                     None => out.push(Group {
                         case: e.request_case,
                         request: Some(e),
@@ -602,6 +606,8 @@ mod tests {
         assert_eq!(reply_case(&g, Some("2")).expect("2"), declined);
         assert!(reply_case(&g, Some("3")).is_err());
         assert!(reply_case(&g, Some("legal")).is_err());
+        // The same request held twice is one.
+        assert_eq!(groups(&[reloc.clone(), reloc.clone()]).len(), 1);
         // One only: no number needed.
         assert_eq!(reply_case(&groups(&all[..1]), None).expect("one"), open);
         // The decline notice names the request from the defender's copy.
