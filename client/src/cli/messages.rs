@@ -580,7 +580,9 @@ fn case_notice(device: &Device, e: &Entry) -> Option<String> {
             Some(_) => device
                 .history()
                 .ok()
-                .and_then(|h| super::my_case::share_named(h.entries(), case_id, &e.message.text))
+                .and_then(|h| {
+                    super::request_words::share_named(h.entries(), case_id, &e.message.text)
+                })
                 .map_or_else(
                     || {
                         "the team shared something with you about your case (`hotline my-case`)"

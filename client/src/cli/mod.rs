@@ -11,7 +11,8 @@
 //! * `case_share`: case share (staff); `case_links`: the defender's side
 //!   of a case as staff read it (request words, linked devices, replies,
 //!   the case a missed check-in in transit names).
-//! * `my_case`: request, my-case, my-case reply (defenders).
+//! * `my_case`: request, my-case, my-case reply (defenders);
+//!   `request_words`: how a defender's device names its own requests.
 //!
 //! They share `unlock` (the state directory, passphrases, unlocking the
 //! device, connecting), `date` (how a time is shown)
@@ -43,6 +44,7 @@ mod my_case;
 mod names;
 mod org;
 mod panic;
+mod request_words;
 mod screen;
 mod unlock;
 mod waiting_sos;

@@ -20,6 +20,7 @@ use hotline_proto::e2e::content::{Kind, Programme};
 use super::case_links::duration;
 use super::date::date_time;
 use super::messages::{Fate, deliver, fate, fetch_new, mark_shown, queued};
+use super::request_words::is_decline;
 use super::unlock::open_device;
 
 /// What `request` says when the team has the request.
@@ -163,44 +164,6 @@ fn groups(entries: &[Entry]) -> Vec<Group<'_>> {
     out
 }
 
-/// The defender's first words of a request: at most 8 words and 60
-/// characters.
-fn first_words(text: &str) -> String {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let mut out = words.iter().take(8).copied().collect::<Vec<_>>().join(" ");
-    let mut cut = words.len() > 8;
-    if out.chars().count() > 60 {
-        out = out.chars().take(60).collect();
-        cut = true;
-    }
-    if cut {
-        out.push('…');
-    }
-    out
-}
-
-/// A request as the defender knows it, from their own copy: "your legal
-/// request of 2026-11-29 00:01 UTC ("a lawyer…")".
-fn request_named(e: &Entry) -> String {
-    let programme = match e.message.kind {
-        Kind::CaseRequest { programme } => programme.to_string(),
-        _ => String::new(),
-    };
-    format!(
-        "your {programme} request of {} (\"{}\")",
-        date_time(e.timestamp),
-        first_words(&e.message.text)
-    )
-}
-
-/// Whether `e` is the team's notice that they closed (declined) the
-/// request.
-fn is_decline(e: &Entry) -> bool {
-    !e.sent
-        && matches!(e.message.kind, Kind::CaseShare { .. })
-        && e.message.text == super::case_share::DECLINE_NOTICE
-}
-
 /// How `g` stands for the defender: waiting, answered, or closed by the
 /// team (its newest share is the decline notice).
 fn standing(g: &Group<'_>) -> &'static str {
@@ -228,25 +191,6 @@ fn heading(n: usize, g: &Group<'_>) -> String {
         }
         None => format!("  {n}. what the team shares with you"),
     }
-}
-
-/// On a defender's device: what the team's share or decline notice about
-/// `case` answers, named from the defender's own request ("the team closed
-/// your legal request of …"). `None`: not about one of their requests.
-pub(super) fn share_named(entries: &[Entry], case: &CaseId, text: &str) -> Option<String> {
-    let request = entries.iter().find(|e| {
-        e.sent
-            && matches!(e.message.kind, Kind::CaseRequest { .. })
-            && e.request_case.as_ref() == Some(case)
-    })?;
-    Some(if text == super::case_share::DECLINE_NOTICE {
-        format!("the team closed {}", request_named(request))
-    } else {
-        format!(
-            "the team shared something with you about {}",
-            request_named(request)
-        )
-    })
 }
 
 /// The lines of `my-case` for `entries` (as [`case_entries`] keeps them,
@@ -575,7 +519,12 @@ mod tests {
         let decline = entry(
             4,
             false,
-            Message::case_share(declined, crate::cli::case_share::DECLINE_NOTICE, "", None),
+            Message::case_share(
+                declined,
+                crate::cli::request_words::DECLINE_NOTICE,
+                "",
+                None,
+            ),
         );
         let all = [reloc.clone(), legal.clone(), share, decline];
         let l = lines(&all, None);
@@ -612,13 +561,18 @@ mod tests {
         assert_eq!(reply_case(&groups(&all[..1]), None).expect("one"), open);
         // The decline notice names the request from the defender's copy.
         assert_eq!(
-            share_named(&all, &declined, crate::cli::case_share::DECLINE_NOTICE).as_deref(),
+            crate::cli::request_words::share_named(
+                &all,
+                &declined,
+                crate::cli::request_words::DECLINE_NOTICE
+            )
+            .as_deref(),
             Some(
                 "the team closed your legal request of 2026-11-29 00:02 UTC (\"a lawyer for my brother\")"
             )
         );
         assert_eq!(
-            first_words("one two three four five six seven eight nine"),
+            crate::cli::request_words::first_words("one two three four five six seven eight nine"),
             "one two three four five six seven eight…"
         );
     }
