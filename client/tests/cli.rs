@@ -4050,10 +4050,18 @@ async fn a_decline_that_loses_to_a_take_on_is_not_sent_and_says_the_case_is_open
     let out = hotline(&officer, PASS, &["case", "show", &case]);
     assert!(out.status.success(), "{}", stderr(&out));
     let said = stderr(&out);
-    let told = format!(
-        "NOT SAVED: your decline of request {case}: someone took it on at the same time; the case is open — close it if you still mean to (hotline case close {case} --reason …)"
+    assert_eq!(
+        said.matches("took it on at the same time (").count(),
+        1,
+        "{said}"
     );
-    assert_eq!(said.matches(&told).count(), 1, "{said}");
+    assert!(
+        said.contains(&format!("NOT SAVED: your decline of request {case}: "))
+            && said.contains(&format!(
+                "; the case is open — close it if you still mean to (hotline case close {case} --reason …)"
+            )),
+        "{said}"
+    );
     let shown = stdout(&out);
     assert!(shown.contains("TAKEN-ON"), "{shown}");
     assert!(!shown.contains("not-ours"), "{shown}");
@@ -4572,31 +4580,34 @@ async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
     assert!(out.status.success(), "{}", stderr(&out));
     let mine = stdout(&out);
     let lines: Vec<&str> = mine.lines().collect();
-    assert_eq!(lines.len(), 8, "{mine}");
-    assert_eq!(lines[0], "your requests:");
+    assert_eq!(lines.len(), 7, "{mine}");
+    assert_eq!(
+        lines[0],
+        "your requests, and what the team shared with you (newest last):"
+    );
     assert!(
         lines[1].ends_with("relocation: we must leave MARKER-REQUEST (the team answered)"),
         "{mine}"
     );
-    assert_eq!(lines[2], "from the team, and your replies (newest last):");
+    assert!(lines[1].starts_with("  1. "), "{mine}");
     assert!(
-        lines[3].ends_with("the team: travel booked for 12 May"),
+        lines[2].ends_with("the team: travel booked for 12 May"),
         "{mine}"
     );
     assert!(
-        lines[4].contains("the team: Your journey has started"),
+        lines[3].contains("the team: Your journey has started"),
         "{mine}"
     );
     assert_eq!(
-        lines[5],
-        "      check-ins offered for your journey: every 1s, 1s grace"
+        lines[4],
+        "           check-ins offered for your journey: every 1s, 1s grace"
     );
     let accept = "hotline checkin-setup --every 1s --grace 1s";
     assert_eq!(
-        lines[6],
+        lines[5],
         format!("to accept the check-ins offered: {accept}")
     );
-    assert_eq!(lines[7], "to answer the team: hotline my-case reply \"…\"");
+    assert_eq!(lines[6], "to answer the team: hotline my-case reply \"…\"");
     for marker in [
         "MARKER-NAME",
         "MARKER-NOTE",
@@ -5629,7 +5640,7 @@ async fn a_declined_request_is_answered_on_the_defenders_device_in_neutral_words
     assert!(out.status.success(), "{}", stderr(&out));
     let mine = stdout(&out);
     assert!(
-        mine.contains("legal: a lawyer MARKER-ONE (the team answered)"),
+        mine.contains("legal: a lawyer MARKER-ONE (the team closed this request)"),
         "{mine}"
     );
     assert!(
@@ -6774,5 +6785,384 @@ async fn status_without_the_passphrase_says_an_sos_queued_with_it_is_waiting() {
     );
     let out = hotline(&officer, PASS, &["messages"]);
     assert!(stdout(&out).contains(words), "{}", stdout(&out));
+    server.shutdown().await;
+}
+
+/// Walk-through R, point 1: a defender with two requests (one accepted
+/// and shared with, one declined after it) sees each under its number,
+/// with the decline notice under the request it closes and naming it; a
+/// reply without a number is refused with the list and the command to
+/// type; a reply by number reaches the case it names on staff devices,
+/// never the declined one (before: it went to the newest share's case).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_defender_with_two_requests_replies_to_the_one_named_and_the_decline_names_its_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    for (programme, text) in [
+        ("relocation", "we must leave R-OPEN"),
+        ("legal", "a lawyer R-DECLINED"),
+    ] {
+        let out = hotline(&defender, PASS, &["request", programme, text]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "list", "--sync", "--state", "requested"],
+    );
+    let open = case_of(&out, "R-OPEN");
+    let declined = case_of(&out, "R-DECLINED");
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "set", &open, "reference", "C-R-1"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "share", &open, "SHARED-OPEN"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Declined after the share: its notice is the newest thing shared.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", &declined, "--reason", "not ours"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The notice names the request it closes, from the defender's copy.
+    let out = hotline(&defender, PASS, &["inbox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("the team closed your legal request of ")
+            && stdout(&out).contains("(\"a lawyer R-DECLINED\") (`hotline my-case`)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out)
+            .contains("the team shared something with you about your relocation request of "),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&defender, PASS, &["my-case"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mine = stdout(&out);
+    let lines: Vec<&str> = mine.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| {
+            l.starts_with("  1. ")
+                && l.ends_with("relocation: we must leave R-OPEN (the team answered)")
+        })
+        .unwrap_or_else(|| panic!("{mine}"));
+    assert!(
+        lines[first + 1].ends_with("the team: SHARED-OPEN"),
+        "{mine}"
+    );
+    assert!(
+        lines[first + 2].starts_with("  2. ")
+            && lines[first + 2]
+                .ends_with("legal: a lawyer R-DECLINED (the team closed this request)"),
+        "{mine}"
+    );
+    assert!(
+        lines[first + 3].ends_with(
+            "the team: The team has closed this request. They may contact you another way."
+        ),
+        "{mine}"
+    );
+    assert!(
+        mine.contains(
+            "to answer the team about one of them: hotline my-case reply --case NUMBER \"…\""
+        ),
+        "{mine}"
+    );
+    assert!(!mine.contains("not ours"), "{mine}");
+
+    // No number with two: refused, listing them, nothing queued.
+    let out = hotline(&defender, PASS, &["my-case", "reply", "R-NO-NUMBER"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let said = stderr(&out);
+    for words in [
+        "you have 2 requests or cases with the team: say which one this reply is about. Nothing was sent.",
+        "relocation: we must leave R-OPEN (the team answered)",
+        "legal: a lawyer R-DECLINED (the team closed this request)",
+        "hotline my-case reply --case 1 \"…\"",
+    ] {
+        assert!(said.contains(words), "{words}: {said}");
+    }
+    let out = hotline(&defender, PASS, &["outbox", "--list"]);
+    assert!(stdout(&out).contains("nothing waiting"), "{}", stdout(&out));
+    let out = hotline(
+        &defender,
+        PASS,
+        &["my-case", "reply", "--case", "3", "R-BAD"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+
+    // By number: the reply reaches the open case, not the declined one.
+    let out = hotline(
+        &defender,
+        PASS,
+        &["my-case", "reply", "--case", "1", "R-REPLY-FOR-OPEN"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for h in [&officer, &admin] {
+        let out = hotline(h, PASS, &["case", "show", &open]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stdout(&out).contains("R-REPLY-FOR-OPEN"),
+            "{}",
+            stdout(&out)
+        );
+        let out = hotline(h, PASS, &["case", "show", &declined]);
+        assert!(
+            !stdout(&out).contains("R-REPLY-FOR-OPEN"),
+            "{}",
+            stdout(&out)
+        );
+        assert!(
+            !stderr(&out).contains("R-REPLY-FOR-OPEN"),
+            "{}",
+            stderr(&out)
+        );
+        for args in [&["inbox"][..], &["messages"]] {
+            let out = hotline(h, PASS, args);
+            assert!(!stdout(&out).contains("R-NO-NUMBER"), "{}", stdout(&out));
+            assert!(!stdout(&out).contains("R-BAD"), "{}", stdout(&out));
+        }
+    }
+    server.shutdown().await;
+}
+
+/// Walk-through R, point 3: a decline that loses to another decline says
+/// "already declined by …" (never "someone took it on"); a taking on that
+/// loses to a decline says the request was declined, by whom, and how to
+/// take it on after all. The defender is told once that the request was
+/// closed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_to_a_request_that_loses_to_a_decline_says_it_was_declined_and_by_whom() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    for text in ["a lawyer TWICE-DECLINED", "a lawyer TAKE-ON-LOST"] {
+        let out = hotline(&defender, PASS, &["request", "legal", text]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let (mut twice, mut lost) = (String::new(), String::new());
+    for h in [&admin, &officer] {
+        let out = hotline(h, PASS, &["case", "list", "--sync", "--state", "requested"]);
+        twice = case_of(&out, "TWICE-DECLINED");
+        lost = case_of(&out, "TAKE-ON-LOST");
+    }
+    // Offline, the officer declines one and takes the other on; meanwhile
+    // the admin declines both.
+    server.shutdown().await;
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", &twice, "--reason", "officer-reason"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "set", &lost, "summary", "OFFICER-SUMMARY"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let server = server_on(dir.path(), addr).await;
+    for case in [&twice, &lost] {
+        let out = hotline(
+            &admin,
+            PASS,
+            &["case", "close", case, "--reason", "admin-reason"],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = hotline(&officer, PASS, &["case", "show", &twice]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stderr(&out);
+    let declined =
+        format!("NOT SAVED: your decline of request {twice}: it was already declined by ");
+    assert_eq!(said.matches(&declined).count(), 1, "{said}");
+    assert!(!said.contains("took it on"), "{said}");
+    let taken = format!("NOTE: you did not take on request {lost}: it was declined by ");
+    assert_eq!(said.matches(&taken).count(), 1, "{said}");
+    assert!(
+        said.contains(&format!(
+            "to take it on after all: hotline case reopen {lost}"
+        )),
+        "{said}"
+    );
+    // Said once: the next command is quiet.
+    let out = hotline(&officer, PASS, &["case", "list"]);
+    assert!(!stderr(&out).contains("declined by"), "{}", stderr(&out));
+    // Both read both requests as declined (closed), by the admin's reason.
+    for h in [&admin, &officer] {
+        let out = hotline(h, PASS, &["case", "show", &lost]);
+        assert!(stdout(&out).contains("admin-reason"), "{}", stdout(&out));
+        let out = hotline(h, PASS, &["case", "list", "--sync", "--state", "open"]);
+        assert!(!stdout(&out).contains(&lost), "{}", stdout(&out));
+        assert!(!stdout(&out).contains(&twice), "{}", stdout(&out));
+    }
+    // The defender is told once per request that it was closed.
+    let out = hotline(&defender, PASS, &["my-case"]);
+    let mine = stdout(&out);
+    assert_eq!(
+        mine.matches("The team has closed this request").count(),
+        2,
+        "{mine}"
+    );
+    server.shutdown().await;
+}
+
+/// Walk-through R, point 2: a defender's reply about a request staff
+/// declined is shown to staff as what it is (declined, by whom, when),
+/// with its words and the command that takes the request on after all —
+/// never as "a request not opened as a case yet".
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_about_a_declined_request_says_who_declined_it_and_how_to_reopen_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "legal", "a lawyer R2-REQUEST"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "list", "--sync", "--state", "requested"],
+    );
+    let case = case_of(&out, "R2-REQUEST");
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", &case, "--reason", "not ours"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &admin,
+        PASS,
+        &["case", "list", "--sync", "--state", "closed"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &defender,
+        PASS,
+        &["my-case", "reply", "please R2-REPLY-WORDS"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let officer_name = {
+        let out = hotline(&admin, PASS, &["devices"]);
+        let id = device_id(&officer);
+        assert!(stdout(&out).contains(&id[..8]), "{}", stdout(&out));
+        id[..8].to_owned()
+    };
+    let out = hotline(&admin, PASS, &["inbox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(
+        shown.contains(&format!("replied about their request {case}, declined by ")),
+        "{shown}"
+    );
+    assert!(shown.contains(&officer_name), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "To take the request on after all: hotline case reopen {case}."
+        )),
+        "{shown}"
+    );
+    assert!(shown.contains("  please R2-REPLY-WORDS"), "{shown}");
+    assert!(!shown.contains("not opened as a case yet"), "{shown}");
+    // The case shows it too, as the notice says; and the command offered
+    // takes the request on.
+    let out = hotline(&admin, PASS, &["case", "show", &case]);
+    assert!(stdout(&out).contains("R2-REPLY-WORDS"), "{}", stdout(&out));
+    let out = hotline(&admin, PASS, &["case", "reopen", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "list", "--sync", "--state", "open"],
+    );
+    assert!(stdout(&out).contains(&case), "{}", stdout(&out));
+    server.shutdown().await;
+}
+
+/// Walk-through R, point 5: an erased case's id, given to `case show`,
+/// says that the case was erased, when and by whom (from the signed
+/// erasure), and that only its statistics remain — not "no case".
+#[tokio::test(flavor = "multi_thread")]
+async fn an_erased_cases_id_says_when_and_by_whom_it_was_erased() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    hotline_server::log::keys::generate_key_file(&dir.path().join("master.key")).expect("key");
+    let server = server_configured(dir.path(), "127.0.0.1:0".parse().expect("addr"), |c| {
+        c.cases.retention_days = 0;
+    })
+    .await;
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "open", "--summary", "s", "--reference", "C-ER-1"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = opened_case(&out);
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", &case, "--reason", "done"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "erase", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&admin, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&admin, PASS, &["case", "erase", &case, "--confirm"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let officer_id = device_id(&officer);
+    let admin_id = device_id(&admin);
+    for (h, who) in [
+        (
+            &officer,
+            format!(
+                "(asked for by you ({}), confirmed by {})",
+                &officer_id[..8],
+                &admin_id[..8]
+            ),
+        ),
+        (&admin, format!("(confirmed by you ({}))", &admin_id[..8])),
+    ] {
+        let prefix = &case[..4];
+        let out = hotline(h, PASS, &["case", "show", prefix]);
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        let said = stderr(&out);
+        assert!(
+            said.contains(&format!("case {case} was erased on ")),
+            "{said}"
+        );
+        assert!(said.contains(&who), "{who}: {said}");
+        assert!(
+            said.contains("nothing of it is kept but its statistics, without names or places (`hotline case stats`)"),
+            "{said}"
+        );
+        assert!(!said.contains("no case known"), "{said}");
+    }
     server.shutdown().await;
 }

@@ -193,6 +193,12 @@ pub struct Flushed {
     /// did not list it yet, so the key of each goes again once its event
     /// is accepted.
     pub relisted: Vec<(CaseId, u32, EventId)>,
+    /// This device's taking on of a defender's request (its first staff
+    /// event, opening the case) that found the request answered by
+    /// another staff device at the same time: sealed again without its
+    /// state change (by case and event id). The caller says what the
+    /// other did (took it on too, or declined it).
+    pub take_ons_lost: Vec<(CaseId, EventId)>,
 }
 
 /// The most times one event is sealed again in one flush (each time, a
@@ -297,6 +303,18 @@ fn control_after_opening(h: &EventHeader, content: &CaseEventContent) -> Option<
     Some(control)
 }
 
+/// Whether a waiting event declines a defender's request (its first
+/// staff event, closing it): its notice to the defender, waiting in the
+/// device's outbox, must not go before the decline is accepted.
+pub fn is_decline(row: &OutboxRow) -> bool {
+    let (Ok(signed), Ok(content)) = (row.signed(), row.content()) else {
+        return false;
+    };
+    signed
+        .header_unverified()
+        .is_ok_and(|h| control_after_opening(&h, &content).is_none())
+}
+
 /// Seals `row`'s event again for the answer `e`, if it is one that a
 /// new seal answers: under the key of the next epoch (rotated), or under
 /// a fresh key opening the next epoch (another key holds the epoch).
@@ -316,6 +334,13 @@ fn reseal(
         replica.drop_waiting(&h.event_id)?;
         return Ok(Resealed::DeclineLost);
     };
+    if file.request.is_some()
+        && h.control.state == Some(CaseState::Open)
+        && control.state.is_none()
+        && !out.take_ons_lost.contains(&(case, h.event_id))
+    {
+        out.take_ons_lost.push((case, h.event_id));
+    }
     if another_key(e) {
         // The server's current epoch is the event's: this device's key
         // for it is not the case's. It goes, and this device opens the
@@ -426,6 +451,7 @@ pub async fn flush(
     unlisted: &dyn Fn(u64) -> bool,
 ) -> Result<Flushed, ClientError> {
     let mut out = Flushed::default();
+    let mut declines_lost: Vec<CaseId> = Vec::new();
     let rows: Vec<OutboxRow> = replica.outbox().to_vec();
     let mut rows = rows.into_iter();
     while let Some(mut row) = rows.next() {
@@ -447,6 +473,12 @@ pub async fn flush(
                 .push((header.case_id, header.epoch, header.event_id));
         }
         let case = header.case_id;
+        // The notice of a decline that lost its race (recorded as a
+        // `shared` event behind it): not sent either, as the decline.
+        if declines_lost.contains(&case) && row.content()?.shared.is_some() {
+            replica.drop_waiting(&header.event_id)?;
+            continue;
+        }
         let mut result = append(session, &row).await;
         let mut reseals = 0;
         while let Err(e) = &result
@@ -491,6 +523,7 @@ pub async fn flush(
         {
             // The loop above ended on a decline that lost: not sent.
             out.settled.push((case, header.event_id, Fate::DeclineLost));
+            declines_lost.push(case);
             continue;
         }
         match result {

@@ -72,6 +72,29 @@ struct IndexRow {
     /// CASE_KEYS came here): not sent again when a roster adds it.
     #[prost(message, repeated, tag = "11")]
     keys_sent: Vec<KeySentRow>,
+    /// When and by whom erased cases were erased, as this device learnt
+    /// it (absent in replicas written before, and for cases erased before).
+    #[prost(message, repeated, tag = "20")]
+    erasures: Vec<ErasureRow>,
+}
+
+/// An erased case as this device recorded it: what `case show` says of
+/// its id once nothing else of it is kept. No content: the id, a server
+/// time and two staff device ids.
+#[derive(Clone, PartialEq, Message)]
+pub struct ErasureRow {
+    /// The case id (16 bytes).
+    #[prost(bytes = "vec", tag = "1")]
+    pub case_id: Vec<u8>,
+    /// When it was erased (server time; 0: not known).
+    #[prost(uint64, tag = "2")]
+    pub at: u64,
+    /// The staff device that asked for the erasure (empty: not known).
+    #[prost(bytes = "vec", tag = "3")]
+    pub requested_by: Vec<u8>,
+    /// The staff device that confirmed it (empty: not known).
+    #[prost(bytes = "vec", tag = "4")]
+    pub confirmed_by: Vec<u8>,
 }
 
 /// A case key seen sent to a device by another staff device.
@@ -1084,6 +1107,50 @@ impl Replica {
     /// Whether `case` was erased.
     pub fn is_erased(&self, case: &CaseId) -> bool {
         self.erased.contains(case)
+    }
+
+    /// The cases erased, each with what this device recorded of its
+    /// erasure (`None`: erased before such records were kept).
+    pub fn erased_cases(&self) -> Vec<(CaseId, Option<ErasureRow>)> {
+        self.erased
+            .iter()
+            .map(|c| {
+                let row = self
+                    .index
+                    .erasures
+                    .iter()
+                    .find(|r| r.case_id == c.as_bytes())
+                    .cloned();
+                (*c, row)
+            })
+            .collect()
+    }
+
+    /// Records when (server time) and by whom (`None`: not known, or not
+    /// signed) `case` was erased; an erasure recorded already is kept.
+    pub fn record_erasure(
+        &mut self,
+        case: &CaseId,
+        at: u64,
+        requested_by: Option<DeviceId>,
+        confirmed_by: Option<DeviceId>,
+    ) -> Result<(), ClientError> {
+        if self
+            .index
+            .erasures
+            .iter()
+            .any(|r| r.case_id == case.as_bytes())
+        {
+            return Ok(());
+        }
+        let bytes = |d: Option<DeviceId>| d.map(|d| d.as_bytes().to_vec()).unwrap_or_default();
+        self.index.erasures.push(ErasureRow {
+            case_id: case.as_bytes().to_vec(),
+            at,
+            requested_by: bytes(requested_by),
+            confirmed_by: bytes(confirmed_by),
+        });
+        self.save_index()
     }
 
     /// The case's file (empty if none is held).

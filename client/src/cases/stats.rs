@@ -55,7 +55,13 @@ pub fn tombstone(view: &CaseView) -> StatisticsTombstone {
             .collect(),
         country_of_origin: country,
         programme,
-        opened_month: month(view.opened.map_or(0, |(t, _)| t)),
+        // A request declined (never opened): the month it was made.
+        opened_month: month(
+            view.opened
+                .map(|(t, _)| t)
+                .or(view.request.as_ref().map(|r| r.at))
+                .unwrap_or(0),
+        ),
         closed_month: month(view.closed_at.unwrap_or(0)),
     }
 }
@@ -290,6 +296,60 @@ mod tests {
         assert_eq!(
             super::lines(&[]),
             ["no erased case in the statistics ledger yet"]
+        );
+    }
+
+    /// A defender's request declined (closed as its first staff event,
+    /// never opened): its month is the month the request was made, not
+    /// "not known".
+    #[test]
+    fn a_declined_request_counts_in_the_month_it_was_made() {
+        use super::super::model::RequestInfo;
+        let case = CaseId::from_bytes([9; 16]);
+        // 2026-11-29 (request), declined 2027-01-05.
+        let (asked, declined) = (1_795_910_400, 1_799_107_200);
+        let mut view = CaseView::fold(
+            case,
+            &[Opened {
+                position: 2,
+                at: declined,
+                header: EventHeader {
+                    case_id: case,
+                    event_id: [1; 16],
+                    author: DeviceId::from_bytes([1; 16]),
+                    roster_version: 1,
+                    epoch: 1,
+                    key_commitment: [0; 32],
+                    control: CaseControl {
+                        state: Some(hotline_proto::case::CaseState::Closed),
+                        ..Default::default()
+                    },
+                    ciphertext_len: 1040,
+                },
+                content: CaseEventContent {
+                    note: "not ours".into(),
+                    ..Default::default()
+                },
+            }],
+        );
+        view.requested(RequestInfo {
+            defender: DeviceId::from_bytes([2; 16]),
+            at: asked,
+            envelope_digest: [3; 32],
+            text: None,
+        });
+        assert!(view.opened.is_none());
+        let t = tombstone(&view);
+        assert_eq!(t.opened_month, "2026-11");
+        assert_eq!(t.closed_month, "2027-01");
+        let text = lines(&[t]).join("\n");
+        assert!(
+            text.contains("cases by month opened:\n  2026-11  1"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("cases by month opened:\n  not known"),
+            "{text}"
         );
     }
 }

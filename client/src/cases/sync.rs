@@ -417,6 +417,9 @@ fn apply_held(
                     (confirmed_by, confirm_signature.as_ref()),
                     checks.roster,
                 );
+                // Who erased it is said only when both signed it.
+                let by = matches!(signed, SignedErasure::Valid)
+                    .then_some((*requested_by, *confirmed_by));
                 let loaded;
                 let file = match files.get(&u.case_id) {
                     Some(f) => f,
@@ -456,6 +459,7 @@ fn apply_held(
                 files.remove(&u.case_id);
                 stale.remove(&u.case_id);
                 replica.erase(&u.case_id)?;
+                replica.record_erasure(&u.case_id, u.at, by.map(|b| b.0), by.map(|b| b.1))?;
                 report.changed.remove(&u.case_id);
                 report.erased.push(u.case_id);
                 continue;

@@ -112,6 +112,9 @@ async fn erase_in(ctx: &mut Ctx, case: &str, confirm: bool) -> anyhow::Result<()
             bail!("the server did not erase case {s}; nothing was erased");
         }
         ctx.replica.erase(&id)?;
+        let me = ctx.me();
+        ctx.replica
+            .record_erasure(&id, hotline_client::unix_now(), None, Some(me))?;
         ctx.forget_texts(&id, &requests);
         println!(
             "case {s} erased: the server destroyed its key, and every staff device deletes its copy and keys at its next sync (this one did). Its statistics stay in the ledger (`hotline case stats`)"
@@ -173,6 +176,9 @@ async fn erase_in(ctx: &mut Ctx, case: &str, confirm: bool) -> anyhow::Result<()
     let (erased, _) = ask(ctx, Request::RequestCaseErasure(id, signature)).await?;
     if erased {
         ctx.replica.erase(&id)?;
+        let me = ctx.me();
+        ctx.replica
+            .record_erasure(&id, hotline_client::unix_now(), Some(me), None)?;
         ctx.forget_texts(&id, &requests);
         println!("case {s} erased");
         return Ok(());

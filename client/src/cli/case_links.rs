@@ -296,6 +296,48 @@ pub(super) fn in_transit(replica: &Replica, defender: &DeviceId) -> Option<Strin
     None
 }
 
+/// On a staff device: the defender's request `case_id`, if staff
+/// declined it (closed it as their first event, never opened it) and it
+/// links `sender`: who declined it and when, in words ("declined by
+/// officer-1 on 2026-11-30 21:04 UTC"). The case shows `sender`'s replies
+/// then, as any case linking them does.
+pub(super) fn declined(
+    device: &Device,
+    case_id: &hotline_proto::case::CaseId,
+    sender: &DeviceId,
+) -> Option<String> {
+    let replica = hotline_client::cases::open_replica(device).ok()?;
+    if replica.is_erased(case_id) {
+        return None;
+    }
+    let view = replica.view(case_id).ok()?;
+    if view.opened.is_some()
+        || view.state != Some(CaseState::Closed)
+        || view.request.is_none()
+        || !linked_defenders(&view).contains(sender)
+    {
+        return None;
+    }
+    let by = view
+        .timeline
+        .iter()
+        .rev()
+        .find(|t| t.what.starts_with("declined the request"))
+        .map(|t| {
+            if t.author == device.identity().device_id() {
+                "you".to_owned()
+            } else {
+                device.shown(&t.author)
+            }
+        })
+        .unwrap_or_else(|| "a staff member".to_owned());
+    let when = view
+        .closed_at
+        .map(|t| format!(" on {}", super::date::date_time(t)))
+        .unwrap_or_default();
+    Some(format!("declined by {by}{when}"))
+}
+
 /// Why a staff device cannot show a defender's reply or request in a
 /// case: it must then be shown with its words where messages are shown
 /// (`inbox`, `messages`, `watch`), never only as a pointer to a case that
@@ -347,6 +389,9 @@ pub(super) fn not_in_a_case(
     if view.opened.is_none() {
         return Some(match (view.unreadable, &view.request) {
             (n, _) if n > 0 => "a case this device cannot read yet (no key)",
+            (_, Some(_)) if view.state == Some(CaseState::Closed) => {
+                "a request staff declined, which does not link this defender's device"
+            }
             (_, Some(_)) => "a request not opened as a case yet",
             (_, None) => "a case this device holds nothing of yet",
         });

@@ -47,10 +47,9 @@ pub(super) async fn share(
     r
 }
 
-/// What a defender's device is told when staff decline their request:
-/// neutral words, never the internal reason.
-pub(super) const DECLINE_NOTICE: &str =
-    "The team has closed this request. They may contact you another way.";
+/// What a defender's device is told when staff decline their request
+/// (the words live with how a defender's device names its requests).
+pub(super) use super::request_words::DECLINE_NOTICE;
 
 /// `hotline case close ID --reason "…" [--no-notice]`. Closing a
 /// defender's request declines it: its defender is then told, in neutral

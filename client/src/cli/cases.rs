@@ -44,14 +44,44 @@ pub(super) struct Ctx {
     told_not_on_roster: bool,
     /// The cases this command's sync changed.
     synced: std::collections::BTreeSet<CaseId>,
+    /// Answers of this device to a request that lost a race (case, and
+    /// whether it was a decline), said once the sync has brought the
+    /// answer that won.
+    lost: Vec<(CaseId, bool)>,
 }
 
-/// What a person whose decline of a request lost a race is told.
-fn decline_lost(case: &CaseId) -> String {
+/// What a person whose answer to a request (a decline, or a taking on)
+/// lost a race is told, from what the other answer was: `other` is the
+/// state the winning event set (open: taken on; closed: declined), its
+/// author as shown, and its server time; `None` if this device does not
+/// hold it yet.
+fn answer_lost(case: &CaseId, decline: bool, other: Option<(CaseState, String, u64)>) -> String {
     let s = short(case.as_bytes());
-    format!(
-        "NOT SAVED: your decline of request {s}: someone took it on at the same time; the case is open — close it if you still mean to (hotline case close {s} --reason …)"
-    )
+    let when = |at: u64| super::date::date_time(at);
+    match (decline, other) {
+        (true, Some((CaseState::Closed, who, at))) => format!(
+            "NOT SAVED: your decline of request {s}: it was already declined by {who} on {}; it stays declined, and nothing more is needed",
+            when(at)
+        ),
+        (true, Some((_, who, at))) => format!(
+            "NOT SAVED: your decline of request {s}: {who} took it on at the same time ({}); the case is open — close it if you still mean to (hotline case close {s} --reason …)",
+            when(at)
+        ),
+        (true, None) => format!(
+            "NOT SAVED: your decline of request {s}: another staff member answered it at the same time (hotline case show {s} says how)"
+        ),
+        (false, Some((CaseState::Closed, who, at))) => format!(
+            "NOTE: you did not take on request {s}: it was declined by {who} at the same time ({}); your change was kept in the declined request — to take it on after all: hotline case reopen {s}",
+            when(at)
+        ),
+        (false, Some((_, who, at))) => format!(
+            "NOTE: request {s} was taken on by {who} at the same time ({}); the case is open and your change is in it",
+            when(at)
+        ),
+        (false, None) => format!(
+            "NOTE: another staff member answered request {s} at the same time as you (hotline case show {s} says how)"
+        ),
+    }
 }
 
 fn offline(e: &ClientError) -> bool {
@@ -77,6 +107,7 @@ impl Ctx {
             roster: None,
             told_not_on_roster: false,
             synced: Default::default(),
+            lost: Vec::new(),
         };
         match ctx.device.connect().await {
             Ok(session) => {
@@ -85,21 +116,31 @@ impl Ctx {
                     Ok(r) => ctx.roster = Some(r),
                     Err(e) => eprintln!("WARNING: cases were not synced: {e}"),
                 }
+                // A decline written offline goes before its notice to the
+                // defender: if it lost a race, the notice is not sent.
+                ctx.session = Some(session);
+                if ctx.replica.outbox().iter().any(outbox::is_decline)
+                    && let Err(e) = ctx.flush(None).await
+                {
+                    eprintln!("WARNING: the case changes waiting here were not sent: {e}");
+                }
+                let Some(session) = &ctx.session else {
+                    bail!("the connection was lost")
+                };
                 // The inbox first: the words of defenders' requests and
                 // their replies are envelopes to this device.
                 // What waits in the device's outbox (a share's envelopes
                 // written offline) goes too, as with any command.
                 if !ctx.device.pending().is_empty() {
-                    super::messages::send_over(&mut ctx.device, &session, None).await;
+                    super::messages::send_over(&mut ctx.device, session, None).await;
                 }
-                if let Err(e) = super::messages::fetch_new(&mut ctx.device, &session).await {
+                if let Err(e) = super::messages::fetch_new(&mut ctx.device, session).await {
                     eprintln!("WARNING: new messages could not be fetched: {e}");
                 }
                 // Case keys received were kept through the inbox's own
                 // handle on the replica: read it again, or the sync would
                 // save this handle's older summaries over the refolded ones.
                 ctx.replica = open_replica(&ctx.device)?;
-                ctx.session = Some(session);
                 // Neither failure stops the command: it works from what
                 // the replica holds, and says so.
                 if let Err(e) = ctx.flush(None).await {
@@ -110,6 +151,7 @@ impl Ctx {
                         "WARNING: cases were not synced ({e}): showing what this device holds"
                     );
                 }
+                ctx.tell_lost();
                 if let Err(e) = ctx.exchange_keys().await {
                     eprintln!(
                         "WARNING: case keys were not exchanged with other staff devices: {e}"
@@ -543,6 +585,15 @@ impl Ctx {
             &unlisted,
         )
         .await?;
+        // The notices of declines that lost go before anything else is
+        // sent (case keys below send the device's outbox).
+        let declines_lost: Vec<CaseId> = out
+            .settled
+            .iter()
+            .filter(|(_, _, f)| *f == Fate::DeclineLost)
+            .map(|(c, _, _)| *c)
+            .collect();
+        self.drop_notices(&declines_lost);
         let accepted: Vec<(CaseId, EventId)> = out
             .settled
             .iter()
@@ -616,8 +667,11 @@ impl Ctx {
                 );
             }
             if *fate == Fate::DeclineLost && Some(*id) != mine {
-                eprintln!("{}", decline_lost(case));
+                self.lost.push((*case, true));
             }
+        }
+        for (case, _) in &out.take_ons_lost {
+            self.lost.push((*case, false));
         }
         if let Some(why) = &out.stopped
             && mine.is_none()
@@ -629,6 +683,88 @@ impl Ctx {
             }
         }
         Ok(out)
+    }
+
+    /// The answer that won a race to a request this device answered too:
+    /// the first event of another device that set the case's state.
+    fn winning_answer(&self, case: &CaseId) -> Option<(CaseState, String, u64)> {
+        let me = self.me();
+        let file = self.replica.load(case).ok()?;
+        file.events.iter().find_map(|e| {
+            let h = e.event.header_unverified().ok()?;
+            if h.author == me {
+                return None;
+            }
+            h.control
+                .state
+                .map(|s| (s, self.shown(h.author.as_bytes()), e.at))
+        })
+    }
+
+    /// Removes from the device's outbox the notices of this device's
+    /// declines of `lost` that lost a race (the envelopes of a share to the
+    /// defender, queued with the decline): the defender is not told a
+    /// request was closed that is open, nor told twice.
+    fn drop_notices(&mut self, lost: &[CaseId]) {
+        if lost.is_empty() {
+            return;
+        }
+        let pending = self.device.pending();
+        for (i, w) in pending.iter().enumerate().rev() {
+            if let hotline_client::outbox::Outgoing::CaseShare { case_id, .. } = w.what
+                && lost.contains(&case_id)
+                && let Err(e) = self.device.drop_pending(i)
+            {
+                eprintln!("WARNING: a notice of a decline not sent stays in the outbox: {e}");
+            }
+        }
+    }
+
+    /// What is said of `text` when no case held here matches it, if it
+    /// names an erased case (by at least 4 hex digits of its id): erased,
+    /// when and by whom (as this device learnt it), and that only its
+    /// statistics remain.
+    fn erased_case(&self, text: &str) -> Option<anyhow::Error> {
+        let hexed = text.trim().to_ascii_lowercase();
+        if hexed.len() < MIN_PREFIX || !hexed.chars().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        let (case, row) = self
+            .replica
+            .erased_cases()
+            .into_iter()
+            .find(|(c, _)| hex(c.as_bytes()).starts_with(&hexed))?;
+        let s = short(case.as_bytes());
+        let row = row.unwrap_or_default();
+        let when = if row.at == 0 {
+            String::new()
+        } else {
+            format!(" on {}", super::date::date_time(row.at))
+        };
+        let by = match (row.requested_by.is_empty(), row.confirmed_by.is_empty()) {
+            (false, false) => format!(
+                " (asked for by {}, confirmed by {})",
+                self.shown(&row.requested_by),
+                self.shown(&row.confirmed_by)
+            ),
+            (false, true) => format!(" (asked for by {})", self.shown(&row.requested_by)),
+            (true, false) => format!(" (confirmed by {})", self.shown(&row.confirmed_by)),
+            (true, true) => String::new(),
+        };
+        Some(anyhow::anyhow!(
+            "case {s} was erased{when}{by}: nothing of it is kept but its statistics, without names or places (`hotline case stats`)"
+        ))
+    }
+
+    /// Says what became of this device's answers to requests that lost a
+    /// race (each once).
+    fn tell_lost(&mut self) {
+        for (case, decline) in std::mem::take(&mut self.lost) {
+            eprintln!(
+                "{}",
+                answer_lost(&case, decline, self.winning_answer(&case))
+            );
+        }
     }
 
     /// Says, once per command, that `waiting` case changes wait because
@@ -682,6 +818,7 @@ impl Ctx {
         // before its event, so that readers can open it when they see it.
         self.send_messages().await;
         let out = self.flush(Some(id)).await?;
+        self.tell_lost();
         match out
             .settled
             .iter()
@@ -705,7 +842,10 @@ impl Ctx {
                 }
                 bail!("NOT SAVED: the server refused this change ({why}); nothing was written")
             }
-            Some(Fate::DeclineLost) => bail!("{}", decline_lost(&file.case_id)),
+            Some(Fate::DeclineLost) => bail!(
+                "{}",
+                answer_lost(&file.case_id, true, self.winning_answer(&file.case_id))
+            ),
             None if out.stopped.as_deref() == Some(outbox::NOT_ON_ROSTER) => {
                 println!("{done} (on this device only)");
                 self.tell_not_on_roster(out.waiting.max(1));
@@ -729,7 +869,8 @@ impl Ctx {
     /// The case named by `text`: a hex prefix of its id (at least 4
     /// digits) or its reference.
     pub(super) fn case(&self, text: &str) -> anyhow::Result<CaseFile> {
-        let id = resolve_case(self.replica.summaries(), text)?;
+        let id = resolve_case(self.replica.summaries(), text)
+            .map_err(|e| self.erased_case(text).unwrap_or(e))?;
         Ok(self.replica.load(&id)?)
     }
 

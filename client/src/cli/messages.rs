@@ -500,6 +500,17 @@ fn case_words(device: &Device, e: &Entry) -> Option<String> {
         return None;
     }
     let sender = e.peer?;
+    // A reply about a request staff declined: what is true, and how to
+    // take the request on after all.
+    if let Kind::CaseReply { case_id } = &e.message.kind
+        && let Some(declined) = super::case_links::declined(device, case_id, &sender)
+    {
+        let id = super::case_view::short(case_id.as_bytes());
+        return Some(format!(
+            "defender {} replied about their request {id}, {declined}; their words are below (and in `hotline case show {id}`). To take the request on after all: hotline case reopen {id}. Answer with: hotline send --to {sender} \"…\"",
+            device.shown(&sender)
+        ));
+    }
     let (what, why) = match &e.message.kind {
         Kind::CaseReply { case_id } => (
             format!(
@@ -561,9 +572,21 @@ fn case_notice(device: &Device, e: &Entry) -> Option<String> {
                     sender()
                 )
             }
-            Some(_) => {
-                "the team shared something with you about your case (`hotline my-case`)".into()
-            }
+            // Named from the defender's own request: a decline says
+            // which request it closes.
+            Some(_) => device
+                .history()
+                .ok()
+                .and_then(|h| {
+                    super::request_words::share_named(h.entries(), case_id, &e.message.text)
+                })
+                .map_or_else(
+                    || {
+                        "the team shared something with you about your case (`hotline my-case`)"
+                            .into()
+                    },
+                    |about| format!("{about} (`hotline my-case`)"),
+                ),
             None => format!(
                 "something shared by device {}, which is not staff on the signed roster, was ignored",
                 sender()

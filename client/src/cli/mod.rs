@@ -11,7 +11,8 @@
 //! * `case_share`: case share (staff); `case_links`: the defender's side
 //!   of a case as staff read it (request words, linked devices, replies,
 //!   the case a missed check-in in transit names).
-//! * `my_case`: request, my-case, my-case reply (defenders).
+//! * `my_case`: request, my-case, my-case reply (defenders);
+//!   `request_words`: how a defender's device names its own requests.
 //!
 //! They share `unlock` (the state directory, passphrases, unlocking the
 //! device, connecting), `date` (how a time is shown)
@@ -44,6 +45,7 @@ mod my_case;
 mod names;
 mod org;
 mod panic;
+mod request_words;
 mod screen;
 mod unlock;
 mod waiting_sos;
@@ -313,7 +315,8 @@ enum Command {
     },
     /// Your case (defenders): what the team shared with you (newest last),
     /// your requests and replies, and check-ins offered for a journey with
-    /// the command that accepts them. `my-case reply "…"` answers the team.
+    /// the command that accepts them, each request or case under a number.
+    /// `my-case reply [--case NUMBER] "…"` answers the team.
     MyCase {
         #[command(subcommand)]
         command: Option<MyCaseCommand>,
@@ -322,9 +325,14 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum MyCaseCommand {
-    /// Answer the team about your case (the newest thing they shared).
+    /// Answer the team about one of your requests or cases. With more
+    /// than one, say which with --case and its number in `hotline my-case`.
     #[command(after_help = EXIT_STATUSES)]
     Reply {
+        /// The request or case this reply is about: its number in
+        /// `hotline my-case` (needed only when it lists more than one).
+        #[arg(long = "case", value_name = "NUMBER")]
+        case: Option<String>,
         /// Your answer, quoted or not.
         #[arg(num_args = 1.., required = true)]
         text: Vec<String>,
@@ -856,8 +864,8 @@ async fn run_command(command: Command, state: StateDir) -> anyhow::Result<()> {
         }
         Command::MyCase { command: None } => my_case::show(&state).await,
         Command::MyCase {
-            command: Some(MyCaseCommand::Reply { text }),
-        } => my_case::reply(&state, &text.join(" ")).await,
+            command: Some(MyCaseCommand::Reply { case, text }),
+        } => my_case::reply(&state, case.as_deref(), &text.join(" ")).await,
     }
 }
 

@@ -20,6 +20,7 @@ use hotline_proto::e2e::content::{Kind, Programme};
 use super::case_links::duration;
 use super::date::date_time;
 use super::messages::{Fate, deliver, fate, fetch_new, mark_shown, queued};
+use super::request_words::is_decline;
 use super::unlock::open_device;
 
 /// What `request` says when the team has the request.
@@ -112,73 +113,129 @@ fn kept_entries(
     (out, warnings)
 }
 
+/// One of the defender's requests, or a case the team opened with them,
+/// as `my-case` lists it under its number (what `my-case reply --case N`
+/// names): the request (if it was one) and what was shared and replied
+/// about its case, oldest first.
+struct Group<'a> {
+    /// The case (`None`: a request the server's answer to was not kept).
+    case: Option<CaseId>,
+    request: Option<&'a Entry>,
+    items: Vec<&'a Entry>,
+}
+
+/// `entries` (as [`case_entries`] keeps them, oldest first) grouped by
+/// request or case, numbered from 1 in the order this device first held
+/// them (a new request or case comes last: numbers do not move).
+fn groups(entries: &[Entry]) -> Vec<Group<'_>> {
+    let mut out: Vec<Group<'_>> = Vec::new();
+    for e in entries {
+        match e.message.kind {
+            Kind::CaseRequest { .. } => {
+                // The same request held twice (the server's one case for
+                // it): one group.
+                match out
+                    .iter_mut()
+                    .find(|g| g.case.is_some() && g.case == e.request_case)
+                {
+                    Some(g) => {
+                        g.request.get_or_insert(e);
+                    }
+                    None => out.push(Group {
+                        case: e.request_case,
+                        request: Some(e),
+                        items: Vec::new(),
+                    }),
+                }
+            }
+            Kind::CaseShare { case_id, .. } | Kind::CaseReply { case_id } => {
+                match out.iter_mut().find(|g| g.case == Some(case_id)) {
+                    Some(g) => g.items.push(e),
+                    None => out.push(Group {
+                        case: Some(case_id),
+                        request: None,
+                        items: vec![e],
+                    }),
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// How `g` stands for the defender: waiting, answered, or closed by the
+/// team (its newest share is the decline notice).
+fn standing(g: &Group<'_>) -> &'static str {
+    match g.items.iter().rev().find(|e| !e.sent) {
+        None if g.request.is_some() => "waiting for the team's answer",
+        None => "",
+        Some(e) if is_decline(e) => "the team closed this request",
+        Some(_) => "the team answered",
+    }
+}
+
+/// The heading line of group number `n`.
+fn heading(n: usize, g: &Group<'_>) -> String {
+    match g.request {
+        Some(e) => {
+            let Kind::CaseRequest { programme } = e.message.kind else {
+                return format!("  {n}. ");
+            };
+            format!(
+                "  {n}. {}  {programme}: {} ({})",
+                date_time(e.timestamp),
+                e.message.text,
+                standing(g)
+            )
+        }
+        None => format!("  {n}. what the team shares with you"),
+    }
+}
+
 /// The lines of `my-case` for `entries` (as [`case_entries`] keeps them,
-/// oldest first). `checkins_set`: when check-ins were last set up or
-/// stopped on this device; an offer older than that is not offered again.
+/// oldest first): each request or case under its number, with what was
+/// shared and replied about it. `checkins_set`: when check-ins were last
+/// set up or stopped on this device; an offer older than that is not
+/// offered again.
 fn lines(entries: &[Entry], checkins_set: Option<u64>) -> Vec<String> {
     let mut out = Vec::new();
-    let answered = |case: &Option<CaseId>| {
-        case.is_some_and(|c| {
-            entries
-                .iter()
-                .any(|e| matches!(e.message.kind, Kind::CaseShare { case_id, .. } if case_id == c))
-        })
-    };
-    let requests: Vec<&Entry> = entries
-        .iter()
-        .filter(|e| matches!(e.message.kind, Kind::CaseRequest { .. }))
-        .collect();
-    if requests.is_empty() {
+    let groups = groups(entries);
+    if groups.iter().all(|g| g.request.is_none()) {
         out.push(
             "you have asked the team for nothing yet (`hotline request relocation|legal|medical|subsistence \"…\"`)"
                 .into(),
         );
-    } else {
-        out.push("your requests:".into());
-        for e in requests {
-            let Kind::CaseRequest { programme } = e.message.kind else {
-                continue;
-            };
-            out.push(format!(
-                "  {}  {programme}: {} ({})",
-                date_time(e.timestamp),
-                e.message.text,
-                if answered(&e.request_case) {
-                    "the team answered"
-                } else {
-                    "waiting for the team's answer"
-                }
-            ));
-        }
     }
-    let said: Vec<&Entry> = entries
-        .iter()
-        .filter(|e| !matches!(e.message.kind, Kind::CaseRequest { .. }))
-        .collect();
-    if said.is_empty() {
+    if groups.is_empty() {
         out.push("nothing shared with you yet".into());
         return out;
     }
-    out.push("from the team, and your replies (newest last):".into());
+    out.push("your requests, and what the team shared with you (newest last):".into());
     let mut offer = None;
-    for e in said {
-        let who = if e.sent { "you replied" } else { "the team" };
-        out.push(format!(
-            "  {}  {who}: {}",
-            date_time(e.timestamp),
-            e.message.text
-        ));
-        if let Kind::CaseShare {
-            checkin_offer: Some(o),
-            ..
-        } = e.message.kind
-        {
+    for (i, g) in groups.iter().enumerate() {
+        out.push(heading(i + 1, g));
+        for e in &g.items {
+            let who = if e.sent { "you replied" } else { "the team" };
             out.push(format!(
-                "      check-ins offered for your journey: every {}, {} grace",
-                duration(o.interval_secs),
-                duration(o.grace_secs)
+                "       {}  {who}: {}",
+                date_time(e.timestamp),
+                e.message.text
             ));
-            offer = Some((o, e.timestamp));
+            if let Kind::CaseShare {
+                checkin_offer: Some(o),
+                ..
+            } = e.message.kind
+            {
+                out.push(format!(
+                    "           check-ins offered for your journey: every {}, {} grace",
+                    duration(o.interval_secs),
+                    duration(o.grace_secs)
+                ));
+                if offer.is_none_or(|(_, at)| e.timestamp >= at) {
+                    offer = Some((o, e.timestamp));
+                }
+            }
         }
     }
     match (offer, checkins_set) {
@@ -193,8 +250,53 @@ fn lines(entries: &[Entry], checkins_set: Option<u64>) -> Vec<String> {
         )),
         (None, _) => {}
     }
-    out.push("to answer the team: hotline my-case reply \"…\"".into());
+    out.push(if groups.len() > 1 {
+        "to answer the team about one of them: hotline my-case reply --case NUMBER \"…\" (NUMBER as listed above)".into()
+    } else {
+        "to answer the team: hotline my-case reply \"…\"".into()
+    });
     out
+}
+
+/// The case a reply goes to: the one of `groups` numbered `handle`, or
+/// the only one there is. Never a guess: with more than one and no
+/// number, or a number that names none, the reply is refused with the
+/// list and the exact command to type.
+fn reply_case(groups: &[Group<'_>], handle: Option<&str>) -> anyhow::Result<CaseId> {
+    let list = || {
+        groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| heading(i + 1, g))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let group = match (handle, groups) {
+        (_, []) => bail!(
+            "there is nothing to reply to yet: the team has shared nothing with this device, and it has no request the team holds. To ask for help: hotline request relocation|legal|medical|subsistence \"…\""
+        ),
+        (None, [one]) => one,
+        (None, _) => bail!(
+            "you have {} requests or cases with the team: say which one this reply is about. Nothing was sent.\n{}\nType: hotline my-case reply --case NUMBER \"…\" (for example: hotline my-case reply --case 1 \"…\")",
+            groups.len(),
+            list()
+        ),
+        (Some(h), _) => {
+            let n = h.trim().trim_start_matches('#').parse::<usize>().ok();
+            match n.and_then(|n| n.checked_sub(1)).and_then(|i| groups.get(i)) {
+                Some(g) => g,
+                None => bail!(
+                    "{h:?} is not one of the numbers `hotline my-case` lists; nothing was sent. They are:\n{}\nType: hotline my-case reply --case NUMBER \"…\"",
+                    list()
+                ),
+            }
+        }
+    };
+    group.case.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the team's answer to this request did not reach this device, so a reply cannot name it; nothing was sent. The team answers in: hotline my-case"
+        )
+    })
 }
 
 /// `hotline my-case`: fetched first when the server can be reached (what
@@ -242,16 +344,21 @@ pub(super) async fn show(state: &StateDir) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `hotline my-case reply "…"`: to the staff, about the case of the
-/// newest thing shared with this device (or, before anything was shared,
-/// of its newest request the server opened a case for).
-pub(super) async fn reply(state: &StateDir, text: &str) -> anyhow::Result<()> {
+/// `hotline my-case reply [--case N] "…"`: to the staff, about the
+/// request or case numbered `handle` in `my-case` (needed only when there
+/// is more than one).
+pub(super) async fn reply(
+    state: &StateDir,
+    handle: Option<&str>,
+    text: &str,
+) -> anyhow::Result<()> {
     if text.trim().is_empty() {
         bail!("the reply is empty; nothing was sent");
     }
     let mut device = open_device(state)?;
     defender_only(&device, "`hotline my-case reply`")?;
-    // What has arrived since counts: the newest share names the case.
+    // What has arrived since counts: a case shared with this device since
+    // `my-case` was read is one of them.
     if let Ok(session) = device.connect().await {
         if let Err(e) = fetch_new(&mut device, &session).await {
             eprintln!("WARNING: new messages could not be fetched: {e}");
@@ -260,19 +367,7 @@ pub(super) async fn reply(state: &StateDir, text: &str) -> anyhow::Result<()> {
     }
     let history = device.history()?;
     let entries = case_entries(&device, history.entries());
-    let case = entries
-        .iter()
-        .rev()
-        .find_map(|e| match e.message.kind {
-            Kind::CaseShare { case_id, .. } => Some(case_id),
-            _ => None,
-        })
-        .or_else(|| entries.iter().rev().find_map(|e| e.request_case));
-    let Some(case_id) = case else {
-        bail!(
-            "there is nothing to reply to yet: the team has shared nothing with this device, and it has no request the team holds. To ask for help: hotline request relocation|legal|medical|subsistence \"…\""
-        );
-    };
+    let case_id = reply_case(&groups(&entries), handle)?;
     let mine = device.queue_item(text.as_bytes(), Outgoing::CaseReply { case_id })?;
     let flushed = deliver(&mut device, Some(mine)).await;
     match fate(&device, &flushed, mine)? {
@@ -340,19 +435,18 @@ mod tests {
         assert_eq!(
             l,
             vec![
-                "your requests:",
-                "  2026-11-29 00:01 UTC  relocation: we must leave (the team answered)",
-                "from the team, and your replies (newest last):",
-                "  2026-11-29 00:02 UTC  the team: travel booked for 12 May",
-                "      check-ins offered for your journey: every 2h, 30m grace",
-                "  2026-11-29 00:03 UTC  you replied: thank you",
+                "your requests, and what the team shared with you (newest last):",
+                "  1. 2026-11-29 00:01 UTC  relocation: we must leave (the team answered)",
+                "       2026-11-29 00:02 UTC  the team: travel booked for 12 May",
+                "           check-ins offered for your journey: every 2h, 30m grace",
+                "       2026-11-29 00:03 UTC  you replied: thank you",
                 "to accept the check-ins offered: hotline checkin-setup --every 2h --grace 30m",
                 "to answer the team: hotline my-case reply \"…\"",
             ]
         );
         let l = lines(&[req.clone()], None);
         assert!(l[1].ends_with("(waiting for the team's answer)"), "{l:?}");
-        assert_eq!(l[2], "nothing shared with you yet");
+        assert_eq!(lines(&[], None)[1], "nothing shared with you yet");
         // Check-ins set up after the offer: it is not offered again; an
         // offer newer than the set-up is.
         let l = lines(
@@ -395,5 +489,91 @@ mod tests {
             ]
         );
         assert!(!lines(&kept, None).concat().contains("FORGED"));
+    }
+
+    /// Two requests: each under its number with what concerns it; the
+    /// decline notice sits under the request it closes; a reply needs the
+    /// number, is refused without it (listing them), and goes to the case
+    /// the number names, never the newest share's.
+    #[test]
+    fn two_requests_are_numbered_and_a_reply_goes_to_the_one_named() {
+        let open = CaseId::from_bytes([5; 16]);
+        let declined = CaseId::from_bytes([6; 16]);
+        let mut reloc = entry(
+            1,
+            true,
+            Message::case_request(Programme::Relocation, "we must leave the city now", ""),
+        );
+        reloc.request_case = Some(open);
+        let mut legal = entry(
+            2,
+            true,
+            Message::case_request(Programme::Legal, "a lawyer for my brother", ""),
+        );
+        legal.request_case = Some(declined);
+        let share = entry(
+            3,
+            false,
+            Message::case_share(open, "travel booked", "", None),
+        );
+        let decline = entry(
+            4,
+            false,
+            Message::case_share(
+                declined,
+                crate::cli::request_words::DECLINE_NOTICE,
+                "",
+                None,
+            ),
+        );
+        let all = [reloc.clone(), legal.clone(), share, decline];
+        let l = lines(&all, None);
+        assert_eq!(
+            l[1],
+            "  1. 2026-11-29 00:01 UTC  relocation: we must leave the city now (the team answered)"
+        );
+        assert_eq!(l[2], "       2026-11-29 00:03 UTC  the team: travel booked");
+        assert_eq!(
+            l[3],
+            "  2. 2026-11-29 00:02 UTC  legal: a lawyer for my brother (the team closed this request)"
+        );
+        assert!(l[4].contains("The team has closed this request"), "{l:?}");
+        assert!(
+            l.last().is_some_and(|x| x.contains("--case NUMBER")),
+            "{l:?}"
+        );
+        let g = groups(&all);
+        let refused = reply_case(&g, None).expect_err("two: a number is needed");
+        let said = refused.to_string();
+        assert!(said.contains("you have 2 requests or cases"), "{said}");
+        assert!(
+            said.contains("  1. 2026-11-29 00:01 UTC  relocation"),
+            "{said}"
+        );
+        assert!(said.contains("hotline my-case reply --case 1"), "{said}");
+        assert_eq!(reply_case(&g, Some("1")).expect("1"), open);
+        assert_eq!(reply_case(&g, Some("2")).expect("2"), declined);
+        assert!(reply_case(&g, Some("3")).is_err());
+        assert!(reply_case(&g, Some("legal")).is_err());
+        // The same request held twice is one.
+        assert_eq!(groups(&[reloc.clone(), reloc.clone()]).len(), 1);
+        // One only: no number needed.
+        assert_eq!(reply_case(&groups(&all[..1]), None).expect("one"), open);
+        // The decline notice names the request from the defender's copy.
+        assert_eq!(
+            crate::cli::request_words::share_named(
+                &all,
+                &declined,
+                crate::cli::request_words::DECLINE_NOTICE
+            )
+            .as_deref(),
+            Some(
+                "the team closed your legal request of 2026-11-29 00:02 UTC (\"a lawyer for my brother\")"
+            )
+        );
+        assert_eq!(
+            crate::cli::request_words::first_words("one two three four five six seven eight nine"),
+            "one two three four five six seven eight…"
+        );
     }
 }
