@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hotline_proto::case::erasure::{ErasureStep, verify_erasure};
+use hotline_proto::case::erasure::{Closing, ErasureStep, verify_erasure};
 use hotline_proto::case::seal::CaseEventError;
 use hotline_proto::case::{CaseId, CaseState, CaseSync, CaseUpdate, CaseUpdateKind, LegalHold};
 use hotline_proto::e2e::roster::Roster;
@@ -212,49 +212,56 @@ fn short(case: &CaseId) -> String {
         .collect()
 }
 
+#[cfg(test)]
 const DAY: u64 = 86_400;
 
-/// Why an `Erased` update from the server is not applied to `file`
-/// (`None`: it is). The server's word alone is not signed: a case is
-/// deleted here only if its signed events, as this device holds them,
-/// say it is closed, without a legal hold, for at least the retention
-/// period (from the earliest server time of its closing event held),
-/// and it is not the statistics ledger. A case this device holds nothing
-/// of is recorded as erased.
-fn erasure_refusal(
-    file: &CaseFile,
-    waiting: bool,
-    ledger: Option<CaseId>,
-    checks: &Checks<'_>,
-) -> Option<String> {
+/// The event that closed `file`'s case, as this replica holds it: the
+/// last event (in position order) that changes the state, if it closed
+/// the case (`None`: open, requested, or no such event held). What an
+/// erasure signs (docs/protocol.md, section 9.7).
+pub fn closing_of(file: &CaseFile) -> Option<Closing> {
+    let mut events: Vec<&StoredEvent> = file.events.iter().collect();
+    events.sort_by_key(|e| e.position);
+    let last = events
+        .iter()
+        .filter_map(|e| e.event.header_unverified().ok())
+        .filter(|h| h.control.state.is_some())
+        .last()?;
+    (last.control.state == Some(CaseState::Closed)).then_some(Closing {
+        author: last.author,
+        event_id: last.event_id,
+    })
+}
+
+/// Why an erasure, signed by two staff members over `closing` (the event
+/// that closed the case), is not applied to `file` (`None`: it is). The
+/// signatures decide one closing: this device refuses an erasure whose
+/// closing its replica shows superseded — a later event reopened the case
+/// (the server drops an erasure request then, so an older signature is a
+/// replay), or the named event did not close it — and one of a case under
+/// a legal hold as its replica holds it, or of the statistics ledger. A
+/// device that never saw the closing, or what superseded it (offline
+/// since before, its events shredded since), applies it: the residue
+/// docs/threat-model.md names.
+fn superseded(file: &CaseFile, ledger: Option<CaseId>, closing: &Closing) -> Option<String> {
     if ledger == Some(file.case_id) {
         return Some("the statistics ledger".into());
     }
-    if waiting {
-        return Some("holding changes written on this device and not sent yet".into());
-    }
-    if file.events.is_empty() && file.request.is_none() {
-        return None;
-    }
     let mut events: Vec<&StoredEvent> = file.events.iter().collect();
     events.sort_by_key(|e| e.position);
-    let mut state = file.request.as_ref().map(|_| CaseState::Requested);
-    let (mut closed_at, mut hold, mut is_ledger) = (None::<u64>, false, false);
+    let (mut seen, mut reopened, mut hold, mut is_ledger) = (false, false, false, false);
     for e in events {
         let Ok(h) = e.event.header_unverified() else {
             continue;
         };
         is_ledger |= h.control.ledger;
-        match h.control.state {
-            Some(CaseState::Open) => {
-                state = Some(CaseState::Open);
-                closed_at = None;
+        if h.author == closing.author && h.event_id == closing.event_id {
+            if h.control.state != Some(CaseState::Closed) {
+                return Some("not closed by the event its erasure names".into());
             }
-            Some(CaseState::Closed) => {
-                state = Some(CaseState::Closed);
-                closed_at = Some(closed_at.map_or(e.at, |c| c.min(e.at)));
-            }
-            Some(CaseState::Requested) | None => {}
+            seen = true;
+        } else if seen && h.control.state.is_some() {
+            reopened = true;
         }
         match h.control.legal_hold {
             Some(LegalHold::Set) => hold = true,
@@ -265,59 +272,35 @@ fn erasure_refusal(
     if is_ledger {
         return Some("the statistics ledger".into());
     }
-    match state {
-        Some(CaseState::Closed) => {}
-        Some(CaseState::Open) => return Some("open".into()),
-        Some(CaseState::Requested) => return Some("still a request waiting for the team".into()),
-        None => return Some("in a state this device cannot tell".into()),
+    if reopened {
+        return Some("reopened after the closing its erasure names".into());
     }
     if hold {
         return Some("under a legal hold".into());
     }
-    let Some(retention) = checks.retention_secs else {
-        return Some("closed, and this device does not know the retention period".into());
-    };
-    let closed = closed_at.unwrap_or(u64::MAX);
-    if closed.saturating_add(retention) > checks.now {
-        return Some(format!(
-            "closed {} days ago; the retention period is {} days",
-            checks.now.saturating_sub(closed) / DAY,
-            retention / DAY
-        ));
-    }
     None
 }
 
-/// How an `Erased` update's signatures stand (section 9.7).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum SignedErasure {
-    /// Both verify under the keys of two distinct staff devices on the
-    /// roster, the confirmer a coordinator or an admin.
-    Valid,
-    /// Neither is there: an erasure a server stored before erasures were
-    /// signed.
-    Unsigned,
-    /// Anything else: why it is not taken.
-    Invalid(&'static str),
-}
-
 /// Checks an erasure's two signatures against `roster` (the newest this
-/// device accepted): the requester a staff device, the confirmer a
-/// coordinator or an admin, two distinct devices, each signature under
-/// the identity key the roster lists for its device.
+/// device accepted): both present with the closing they cover, the
+/// requester a staff device, the confirmer a coordinator or an admin, two
+/// distinct devices, step 1 under the requester's key over the case and
+/// the closing, step 2 under the confirmer's key over the case, the
+/// closing and step 1's signature. The closing, or why not.
 fn signed_erasure(
     case: &CaseId,
+    closing: Option<&Closing>,
     (requested_by, request_signature): (&DeviceId, Option<&Signature>),
     (confirmed_by, confirm_signature): (&DeviceId, Option<&Signature>),
     roster: &Roster,
-) -> SignedErasure {
-    let (request_signature, confirm_signature) = match (request_signature, confirm_signature) {
-        (None, None) => return SignedErasure::Unsigned,
-        (Some(r), Some(c)) => (r, c),
-        _ => return SignedErasure::Invalid("one of the two signatures is missing"),
+) -> Result<Closing, &'static str> {
+    let (Some(closing), Some(request_signature), Some(confirm_signature)) =
+        (closing, request_signature, confirm_signature)
+    else {
+        return Err("it does not carry both signatures and the closing they cover");
     };
     if requested_by == confirmed_by {
-        return SignedErasure::Invalid("asked for and confirmed by the same device");
+        return Err("asked for and confirmed by the same device");
     }
     let staff = |d: &DeviceId| {
         roster
@@ -326,30 +309,30 @@ fn signed_erasure(
             .find(|e| e.device_id == *d && e.role.is_staff())
     };
     let Some(requester) = staff(requested_by) else {
-        return SignedErasure::Invalid("asked for by a device not on the staff roster");
+        return Err("asked for by a device not on the staff roster");
     };
     let Some(confirmer) = staff(confirmed_by) else {
-        return SignedErasure::Invalid("confirmed by a device not on the staff roster");
+        return Err("confirmed by a device not on the staff roster");
     };
     if !matches!(confirmer.role, Role::Coordinator | Role::Admin) {
-        return SignedErasure::Invalid(
-            "confirmed by a device that is not a coordinator or an admin",
-        );
+        return Err("confirmed by a device that is not a coordinator or an admin");
     }
     if !verify_erasure(
         &requester.identity_key,
         case,
         ErasureStep::Request,
+        closing,
         request_signature,
     ) || !verify_erasure(
         &confirmer.identity_key,
         case,
-        ErasureStep::Confirm,
+        ErasureStep::Confirm(*request_signature),
+        closing,
         confirm_signature,
     ) {
-        return SignedErasure::Invalid("a signature does not verify");
+        return Err("a signature does not verify");
     }
-    SignedErasure::Valid
+    Ok(*closing)
 }
 
 /// Applies updates to the replica (each case's file written once), with
@@ -410,9 +393,11 @@ fn apply_held(
                 confirmed_by,
                 request_signature,
                 confirm_signature,
+                closing,
             } => {
                 let signed = signed_erasure(
                     &u.case_id,
+                    closing.as_ref(),
                     (requested_by, request_signature.as_ref()),
                     (confirmed_by, confirm_signature.as_ref()),
                     checks.roster,
@@ -425,23 +410,13 @@ fn apply_held(
                         &loaded
                     }
                 };
-                let waiting = !replica.waiting(&u.case_id).is_empty();
+                // Never the server's word alone: without both signatures
+                // over the closing, nothing is erased here.
                 let refusal = match signed {
-                    // Signed by two staff members on the roster: applied
-                    // whatever this device holds of the case (it may have
-                    // missed the closing, shredded since).
-                    SignedErasure::Valid if replica.ledger() == Some(u.case_id) => {
-                        Some("the statistics ledger".into())
-                    }
-                    SignedErasure::Valid => None,
-                    SignedErasure::Invalid(why) => Some(format!(
+                    Ok(closing) => superseded(file, replica.ledger(), &closing),
+                    Err(why) => Some(format!(
                         "its erasure is not signed by two staff members on the roster ({why})"
                     )),
-                    // Stored by a server before erasures were signed: only
-                    // where this device's signed events agree.
-                    SignedErasure::Unsigned => {
-                        erasure_refusal(file, waiting, replica.ledger(), checks)
-                    }
                 };
                 if let Some(why) = refusal {
                     report.warnings.push(format!(
@@ -463,21 +438,27 @@ fn apply_held(
             CaseUpdateKind::ErasureRequested {
                 requested_by,
                 signature,
+                closing,
             } => {
-                // Signed (section 9.7): by a staff device on the roster;
-                // unsigned only from a server that stored it before.
-                let signed = signature.as_ref().is_none_or(|sig| {
-                    checks.roster.entries.iter().any(|e| {
+                // Signed (section 9.7) over the closing, by a staff device
+                // on the roster; anything else is not a request.
+                let signed = match (signature, closing) {
+                    (Some(sig), Some(closing)) => checks.roster.entries.iter().any(|e| {
                         e.device_id == *requested_by
                             && e.role.is_staff()
                             && verify_erasure(
                                 &e.identity_key,
                                 &u.case_id,
                                 ErasureStep::Request,
+                                closing,
                                 sig,
                             )
-                    })
-                });
+                    }),
+                    _ => false,
+                };
+                if let (true, Some(sig), Some(closing)) = (signed, signature, closing) {
+                    replica.set_erasure_request(&u.case_id, *requested_by, *sig, *closing)?;
+                }
                 if signed {
                     report.erasure_requested.push(u.case_id);
                 } else {

@@ -439,12 +439,25 @@ impl Ctx {
     /// replies and shared items, and the requests among `requests` (their
     /// envelope digests). A failure is a warning: the case itself is gone
     /// already.
-    pub(super) fn forget_texts(&self, case: &CaseId, requests: &[[u8; 32]]) {
+    pub(super) fn forget_texts(&mut self, case: &CaseId, requests: &[[u8; 32]]) {
         if let Err(e) = self.device.remove_case_texts(case, requests) {
             eprintln!(
                 "WARNING: the messages of erased case {} could not be removed from this device's history: {e}",
                 short(case.as_bytes())
             );
+        }
+        // What still waited to go out about it goes too: its shared items
+        // and its keys.
+        match self.device.drop_case_items(case) {
+            Ok(0) => {}
+            Ok(n) => println!(
+                "{n} message(s) about erased case {} that waited to be sent (shared items, case keys) were dropped",
+                short(case.as_bytes())
+            ),
+            Err(e) => eprintln!(
+                "WARNING: the messages about erased case {} waiting to be sent could not be dropped: {e}",
+                short(case.as_bytes())
+            ),
         }
     }
 

@@ -16,8 +16,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use hotline_proto::case::erasure::{Closing, ErasureStep, verify_erasure};
 use hotline_proto::case::{CaseId, CaseState, EventHeader, ID_LEN, LegalHold, SignedCaseEvent};
-use hotline_proto::identity::Signature;
+use hotline_proto::identity::{IdentityPublicKey, Signature};
 use hotline_proto::{DeviceId, Role};
 
 use super::ApplyError;
@@ -83,9 +84,12 @@ pub enum CaseEvent {
         case_id: CaseId,
         /// Who asked.
         by: DeviceId,
-        /// Its erasure signature, step 1 (checked by the request layer;
-        /// `None`: a record stored before signatures existed).
+        /// Its erasure signature, step 1 (checked when decided; `None`: a
+        /// record stored before signatures existed).
         signature: Option<Signature>,
+        /// The event that closed the case, which the signature covers
+        /// (`None`: a record stored before erasures named it).
+        closing: Option<Closing>,
     },
     /// The case was erased (its subkey is destroyed right after this
     /// record is durable).
@@ -106,6 +110,9 @@ pub enum CaseEvent {
         request_signature: Option<Signature>,
         /// The confirmer's erasure signature, step 2 (as above).
         confirm_signature: Option<Signature>,
+        /// The event that closed the case, which both signatures cover
+        /// (`None`: a record stored before erasures named it).
+        closing: Option<Closing>,
     },
 }
 
@@ -178,6 +185,9 @@ pub struct ErasureRequest {
     /// Its erasure signature, step 1 (`None`: stored before signatures
     /// existed).
     pub signature: Option<Signature>,
+    /// The closing it covers (`None`: stored before erasures named it;
+    /// such a request is never confirmed, a new one replaces it).
+    pub closing: Option<Closing>,
 }
 
 /// One case's metadata.
@@ -194,6 +204,8 @@ pub struct Case {
     pub requested: Option<RequestMeta>,
     /// When the event that closed it was accepted (while closed).
     pub closed_at: Option<u64>,
+    /// The event that closed it (while closed): what an erasure signs.
+    pub closed_by: Option<Closing>,
     /// Under a legal hold: never erased.
     pub legal_hold: bool,
     /// The statistics ledger: never closed nor erased.
@@ -230,6 +242,9 @@ pub struct ErasedCase {
     pub request_signature: Option<Signature>,
     /// The confirmer's erasure signature, step 2 (as above).
     pub confirm_signature: Option<Signature>,
+    /// The closing both signatures cover (`None`: stored before erasures
+    /// named it).
+    pub closing: Option<Closing>,
     /// The digest of the defender's request that made the case, if one
     /// did: a resend of that request is answered as before the erasure
     /// (the same case id, `duplicate`), so the defender's device cannot
@@ -345,6 +360,9 @@ pub enum AppendOutcome {
     Record(Box<CaseEvent>),
 }
 
+/// The detail of an erasure whose signature does not verify.
+pub const BAD_ERASURE_SIGNATURE: &str = "the erasure is not signed by this device's identity key over this closing of the case (sync: it may have been reopened and closed again since)";
+
 /// Why an erasure request or confirmation was refused
 /// (`FAILED_PRECONDITION` but [`ErasureRefusal::UnknownCase`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -370,6 +388,13 @@ pub enum ErasureRefusal {
     NotRequested,
     /// A confirmation by the requesting device.
     SameDevice,
+    /// `BAD_SIGNATURE`: the signature does not verify over what it
+    /// decides (this case, its closing event, and for a confirmation the
+    /// pending request's signature).
+    BadSignature,
+    /// The case is closed but this server does not know the event that
+    /// closed it (cannot be once its state was rebuilt from the log).
+    ClosingUnknown,
 }
 
 impl ErasureRefusal {
@@ -393,6 +418,10 @@ impl ErasureRefusal {
                 "no erasure of this case was asked for; ask for it first".into()
             }
             ErasureRefusal::SameDevice => "a second staff member must confirm".into(),
+            ErasureRefusal::BadSignature => BAD_ERASURE_SIGNATURE.into(),
+            ErasureRefusal::ClosingUnknown => {
+                "this server does not know which event closed the case".into()
+            }
         }
     }
 }
@@ -535,20 +564,27 @@ impl Cases {
         }))
     }
 
-    /// The checks both erasure steps make.
-    fn erasable(
-        &self,
-        case_id: &CaseId,
-        now: u64,
-        retention_days: u64,
-    ) -> Result<&Case, ErasureRefusal> {
+    /// The checks both erasure steps make first, in this order: erased
+    /// already, no such case, the ledger, not closed. The case and the
+    /// event that closed it.
+    fn closed_case(&self, case_id: &CaseId) -> Result<(&Case, Closing), ErasureRefusal> {
         if self.erased.contains_key(case_id) {
             return Err(ErasureRefusal::Erased);
         }
         let case = self.cases.get(case_id).ok_or(ErasureRefusal::UnknownCase)?;
+        if case.ledger {
+            return Err(ErasureRefusal::Ledger);
+        }
         if case.state != CaseState::Closed {
             return Err(ErasureRefusal::NotClosed(case.state));
         }
+        let closing = case.closed_by.ok_or(ErasureRefusal::ClosingUnknown)?;
+        Ok((case, closing))
+    }
+
+    /// The checks both steps make after the signature: the retention
+    /// period, then the legal hold.
+    fn erasable_now(case: &Case, now: u64, retention_days: u64) -> Result<(), ErasureRefusal> {
         let closed_at = case.closed_at.unwrap_or(0);
         let closed_secs = now.saturating_sub(closed_at);
         if closed_secs < retention_days.saturating_mul(DAY_SECS) {
@@ -560,23 +596,30 @@ impl Cases {
         if case.legal_hold {
             return Err(ErasureRefusal::LegalHold);
         }
-        if case.ledger {
-            return Err(ErasureRefusal::Ledger);
-        }
-        Ok(case)
+        Ok(())
     }
 
-    /// Decides a staff device's request to erase a case.
+    /// Decides a staff device's request to erase a case: `signature` must
+    /// be `key`'s (the device's enrolled identity key) over the case and
+    /// the event that closed it (docs/protocol.md, section 9.7).
     pub fn decide_erasure_request(
         &self,
         case_id: CaseId,
         by: DeviceId,
+        key: &IdentityPublicKey,
+        signature: Signature,
         now: u64,
         retention_days: u64,
-        signature: Option<Signature>,
     ) -> Result<ErasureOutcome, ErasureRefusal> {
-        let case = self.erasable(&case_id, now, retention_days)?;
-        if let Some(pending) = case.erasure {
+        let (case, closing) = self.closed_case(&case_id)?;
+        if !verify_erasure(key, &case_id, ErasureStep::Request, &closing, &signature) {
+            return Err(ErasureRefusal::BadSignature);
+        }
+        Self::erasable_now(case, now, retention_days)?;
+        // A request stored before erasures named the closing is replaced.
+        if let Some(pending) = case.erasure
+            && pending.closing.is_some()
+        {
             return Ok(ErasureOutcome::Pending(pending.by));
         }
         Ok(ErasureOutcome::Record(Box::new(
@@ -585,23 +628,41 @@ impl Cases {
                 at: now,
                 case_id,
                 by,
-                signature,
+                signature: Some(signature),
+                closing: Some(closing),
             },
         )))
     }
 
     /// Decides a confirmation of a case's erasure by `by` (a coordinator
-    /// or admin: the role table says so).
+    /// or admin: the role table says so): `signature` must be `key`'s over
+    /// the case, its closing event and the pending request's signature.
     pub fn decide_erasure_confirm(
         &self,
         case_id: CaseId,
         by: DeviceId,
+        key: &IdentityPublicKey,
+        signature: Signature,
         now: u64,
         retention_days: u64,
-        signature: Option<Signature>,
     ) -> Result<CaseEvent, ErasureRefusal> {
-        let case = self.erasable(&case_id, now, retention_days)?;
-        let pending = case.erasure.ok_or(ErasureRefusal::NotRequested)?;
+        let (case, closing) = self.closed_case(&case_id)?;
+        // Only a request that names this closing, signed, is confirmed.
+        let pending = case
+            .erasure
+            .filter(|p| p.closing == Some(closing))
+            .ok_or(ErasureRefusal::NotRequested)?;
+        let request_signature = pending.signature.ok_or(ErasureRefusal::NotRequested)?;
+        if !verify_erasure(
+            key,
+            &case_id,
+            ErasureStep::Confirm(request_signature),
+            &closing,
+            &signature,
+        ) {
+            return Err(ErasureRefusal::BadSignature);
+        }
+        Self::erasable_now(case, now, retention_days)?;
         if pending.by == by {
             return Err(ErasureRefusal::SameDevice);
         }
@@ -611,8 +672,9 @@ impl Cases {
             case_id,
             requested_by: pending.by,
             confirmed_by: by,
-            request_signature: pending.signature,
-            confirm_signature: signature,
+            request_signature: Some(request_signature),
+            confirm_signature: Some(signature),
+            closing: Some(closing),
         })
     }
 
@@ -630,6 +692,7 @@ impl Cases {
             CaseState::Closed => {}
             _ => {
                 case.closed_at = None;
+                case.closed_by = None;
                 // A reopened case is no longer one to erase.
                 if let Some(e) = case.erasure.take() {
                     self.updates.remove(&e.position);
@@ -676,6 +739,7 @@ impl Cases {
                     creator: header.author,
                     requested: None,
                     closed_at: None,
+                    closed_by: None,
                     legal_hold: false,
                     ledger: header.control.ledger,
                     epochs: Vec::new(),
@@ -709,6 +773,14 @@ impl Cases {
                     .insert(*position, UpdateRef::Event(header.case_id, index));
                 if let Some(to) = header.control.state {
                     self.set_state(&header.case_id, to, *at);
+                    if to == CaseState::Closed
+                        && let Some(case) = self.cases.get_mut(&header.case_id)
+                    {
+                        case.closed_by = Some(Closing {
+                            author: header.author,
+                            event_id: header.event_id,
+                        });
+                    }
                 }
             }
             CaseEvent::Requested {
@@ -734,6 +806,7 @@ impl Cases {
                             envelope_digest: *envelope_digest,
                         }),
                         closed_at: None,
+                        closed_by: None,
                         legal_hold: false,
                         ledger: false,
                         epochs: Vec::new(),
@@ -755,6 +828,7 @@ impl Cases {
                 case_id,
                 by,
                 signature,
+                closing,
             } => {
                 // After a crypto-shredding, a replay no longer sees the
                 // case's events: the request is kept only for a case it
@@ -768,6 +842,7 @@ impl Cases {
                         at: *at,
                         by: *by,
                         signature: *signature,
+                        closing: *closing,
                     });
                     self.updates
                         .insert(*position, UpdateRef::ErasureRequested(*case_id));
@@ -781,6 +856,7 @@ impl Cases {
                 confirmed_by,
                 request_signature,
                 confirm_signature,
+                closing,
             } => {
                 if self.erased.contains_key(case_id) {
                     return Err(ApplyError("a case erased twice"));
@@ -823,6 +899,7 @@ impl Cases {
                         confirmed_by: *confirmed_by,
                         request_signature: *request_signature,
                         confirm_signature: *confirm_signature,
+                        closing: *closing,
                         envelope_digest,
                     },
                 );

@@ -5,7 +5,7 @@
 //! a sync reads each event's bytes back from the log by sequence number.
 
 use hotline_proto::case::{CaseId, CaseUpdate, CaseUpdateKind, EventHeader, SignedCaseEvent};
-use hotline_proto::{DeviceId, Role, Signature};
+use hotline_proto::{DeviceId, IdentityPublicKey, Role, Signature};
 
 use super::{LogStore, StoreError};
 use crate::domain::Event;
@@ -160,15 +160,16 @@ impl LogStore {
         &self,
         case_id: CaseId,
         by: DeviceId,
+        key: IdentityPublicKey,
+        signature: Signature,
         now: u64,
         retention_days: u64,
-        signature: Option<Signature>,
     ) -> Result<Result<(DeviceId, u64), ErasureRefusal>, StoreError> {
         self.check_readable()?;
         let state = self.lock();
         match state
             .cases
-            .decide_erasure_request(case_id, by, now, retention_days, signature)
+            .decide_erasure_request(case_id, by, &key, signature, now, retention_days)
         {
             Err(r) => Ok(Err(r)),
             Ok(ErasureOutcome::Pending(who)) => Ok(Ok((who, 0))),
@@ -187,16 +188,17 @@ impl LogStore {
         &self,
         case_id: CaseId,
         by: DeviceId,
+        key: IdentityPublicKey,
+        signature: Signature,
         now: u64,
         retention_days: u64,
-        signature: Option<Signature>,
     ) -> Result<Result<(DeviceId, u64), ErasureRefusal>, StoreError> {
         self.check_readable()?;
         let state = self.lock();
         let record =
             match state
                 .cases
-                .decide_erasure_confirm(case_id, by, now, retention_days, signature)
+                .decide_erasure_confirm(case_id, by, &key, signature, now, retention_days)
             {
                 Err(r) => return Ok(Err(r)),
                 Ok(record) => record,
@@ -345,6 +347,7 @@ impl LogStore {
                                 kind: CaseUpdateKind::ErasureRequested {
                                     requested_by: e.by,
                                     signature: e.signature,
+                                    closing: e.closing,
                                 },
                             }),
                             0,
@@ -366,6 +369,7 @@ impl LogStore {
                                     confirmed_by: e.confirmed_by,
                                     request_signature: e.request_signature,
                                     confirm_signature: e.confirm_signature,
+                                    closing: e.closing,
                                 },
                             }),
                             0,
