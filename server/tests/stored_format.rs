@@ -1082,6 +1082,7 @@ fn events_i12() -> Vec<(&'static str, u64, Event)> {
                 case_id: CaseId::from_bytes(a),
                 by: id(2),
                 signature: None,
+                closing: None,
             }),
         ),
         (
@@ -1095,6 +1096,7 @@ fn events_i12() -> Vec<(&'static str, u64, Event)> {
                 confirmed_by: id(4),
                 request_signature: None,
                 confirm_signature: None,
+                closing: None,
             }),
         ),
         (
@@ -1170,6 +1172,7 @@ fn events_i12() -> Vec<(&'static str, u64, Event)> {
                 case_id: CaseId::from_bytes(d),
                 by: id(2),
                 signature: None,
+                closing: None,
             }),
         ),
     ]
@@ -1297,19 +1300,19 @@ fn the_case_request_digest_of_issue_12_encodes_to_its_checked_in_bytes() {
 #[test]
 fn the_signed_erasure_records_of_issue_12_encode_to_their_checked_in_bytes() {
     use hotline_proto::case::CaseId;
-    use hotline_proto::case::erasure::{ErasureStep, sign_erasure};
     use hotline_server::domain::cases::CaseEvent;
     let d = CaseId::from_bytes([0xd4; 16]);
-    let request_signature = sign_erasure(
-        &IdentityKeyPair::from_seed(&[2; 32]),
-        &d,
-        ErasureStep::Request,
-    );
-    let confirm_signature = sign_erasure(
-        &IdentityKeyPair::from_seed(&[4; 32]),
-        &d,
-        ErasureStep::Confirm,
-    );
+    // The signatures of that form covered the case and the step only
+    // (`label || 0x00 || case_id || step`); erasures now sign their
+    // closing too (events-i12e.hex), but these records keep reading.
+    let old_form = |seed: u8, step: u8| {
+        let mut m = b"hotline/1 case erasure\x00".to_vec();
+        m.extend_from_slice(d.as_bytes());
+        m.push(step);
+        IdentityKeyPair::from_seed(&[seed; 32]).sign(&m)
+    };
+    let request_signature = old_form(2, 1);
+    let confirm_signature = old_form(4, 2);
     let events = [
         (
             "case_erasure_requested_signed",
@@ -1320,6 +1323,7 @@ fn the_signed_erasure_records_of_issue_12_encode_to_their_checked_in_bytes() {
                 case_id: d,
                 by: id(2),
                 signature: Some(request_signature),
+                closing: None,
             }),
         ),
         (
@@ -1333,6 +1337,7 @@ fn the_signed_erasure_records_of_issue_12_encode_to_their_checked_in_bytes() {
                 confirmed_by: id(4),
                 request_signature: Some(request_signature),
                 confirm_signature: Some(confirm_signature),
+                closing: None,
             }),
         ),
     ];

@@ -204,8 +204,6 @@ pub struct Case {
     pub requested: Option<RequestMeta>,
     /// When the event that closed it was accepted (while closed).
     pub closed_at: Option<u64>,
-    /// The event that closed it (while closed): what an erasure signs.
-    pub closed_by: Option<Closing>,
     /// Under a legal hold: never erased.
     pub legal_hold: bool,
     /// The statistics ledger: never closed nor erased.
@@ -392,8 +390,8 @@ pub enum ErasureRefusal {
     /// decides (this case, its closing event, and for a confirmation the
     /// pending request's signature).
     BadSignature,
-    /// The case is closed but this server does not know the event that
-    /// closed it (cannot be once its state was rebuilt from the log).
+    /// The event that closed the case could not be read back (the case
+    /// changed while it was read).
     ClosingUnknown,
 }
 
@@ -420,7 +418,7 @@ impl ErasureRefusal {
             ErasureRefusal::SameDevice => "a second staff member must confirm".into(),
             ErasureRefusal::BadSignature => BAD_ERASURE_SIGNATURE.into(),
             ErasureRefusal::ClosingUnknown => {
-                "this server does not know which event closed the case".into()
+                "the case changed while its erasure was decided: sync and ask again".into()
             }
         }
     }
@@ -565,9 +563,8 @@ impl Cases {
     }
 
     /// The checks both erasure steps make first, in this order: erased
-    /// already, no such case, the ledger, not closed. The case and the
-    /// event that closed it.
-    fn closed_case(&self, case_id: &CaseId) -> Result<(&Case, Closing), ErasureRefusal> {
+    /// already, no such case, the ledger, not closed.
+    pub fn closed_case(&self, case_id: &CaseId) -> Result<&Case, ErasureRefusal> {
         if self.erased.contains_key(case_id) {
             return Err(ErasureRefusal::Erased);
         }
@@ -578,8 +575,7 @@ impl Cases {
         if case.state != CaseState::Closed {
             return Err(ErasureRefusal::NotClosed(case.state));
         }
-        let closing = case.closed_by.ok_or(ErasureRefusal::ClosingUnknown)?;
-        Ok((case, closing))
+        Ok(case)
     }
 
     /// The checks both steps make after the signature: the retention
@@ -601,17 +597,22 @@ impl Cases {
 
     /// Decides a staff device's request to erase a case: `signature` must
     /// be `key`'s (the device's enrolled identity key) over the case and
-    /// the event that closed it (docs/protocol.md, section 9.7).
+    /// `closing`, the event that closed it (docs/protocol.md, section
+    /// 9.7), which the store reads back from the log (the state keeps no
+    /// control of events): `None` if it could not.
+    #[allow(clippy::too_many_arguments)]
     pub fn decide_erasure_request(
         &self,
         case_id: CaseId,
         by: DeviceId,
         key: &IdentityPublicKey,
         signature: Signature,
+        closing: Option<Closing>,
         now: u64,
         retention_days: u64,
     ) -> Result<ErasureOutcome, ErasureRefusal> {
-        let (case, closing) = self.closed_case(&case_id)?;
+        let case = self.closed_case(&case_id)?;
+        let closing = closing.ok_or(ErasureRefusal::ClosingUnknown)?;
         if !verify_erasure(key, &case_id, ErasureStep::Request, &closing, &signature) {
             return Err(ErasureRefusal::BadSignature);
         }
@@ -646,12 +647,11 @@ impl Cases {
         now: u64,
         retention_days: u64,
     ) -> Result<CaseEvent, ErasureRefusal> {
-        let (case, closing) = self.closed_case(&case_id)?;
-        // Only a request that names this closing, signed, is confirmed.
-        let pending = case
-            .erasure
-            .filter(|p| p.closing == Some(closing))
-            .ok_or(ErasureRefusal::NotRequested)?;
+        let case = self.closed_case(&case_id)?;
+        // Only a signed request that names the closing is confirmed (a
+        // reopening dropped any request of an earlier closing).
+        let pending = case.erasure.ok_or(ErasureRefusal::NotRequested)?;
+        let closing = pending.closing.ok_or(ErasureRefusal::NotRequested)?;
         let request_signature = pending.signature.ok_or(ErasureRefusal::NotRequested)?;
         if !verify_erasure(
             key,
@@ -692,7 +692,6 @@ impl Cases {
             CaseState::Closed => {}
             _ => {
                 case.closed_at = None;
-                case.closed_by = None;
                 // A reopened case is no longer one to erase.
                 if let Some(e) = case.erasure.take() {
                     self.updates.remove(&e.position);
@@ -739,7 +738,6 @@ impl Cases {
                     creator: header.author,
                     requested: None,
                     closed_at: None,
-                    closed_by: None,
                     legal_hold: false,
                     ledger: header.control.ledger,
                     epochs: Vec::new(),
@@ -773,14 +771,6 @@ impl Cases {
                     .insert(*position, UpdateRef::Event(header.case_id, index));
                 if let Some(to) = header.control.state {
                     self.set_state(&header.case_id, to, *at);
-                    if to == CaseState::Closed
-                        && let Some(case) = self.cases.get_mut(&header.case_id)
-                    {
-                        case.closed_by = Some(Closing {
-                            author: header.author,
-                            event_id: header.event_id,
-                        });
-                    }
                 }
             }
             CaseEvent::Requested {
@@ -806,7 +796,6 @@ impl Cases {
                             envelope_digest: *envelope_digest,
                         }),
                         closed_at: None,
-                        closed_by: None,
                         legal_hold: false,
                         ledger: false,
                         epochs: Vec::new(),
@@ -980,6 +969,62 @@ mod tests {
 
     use super::*;
 
+    /// The closing erasures of `case` sign now, as the store would read
+    /// it (a made-up one when it is not closed: the checks before the
+    /// signature refuse first).
+    fn closing_now(w: &World, case: CaseId) -> Closing {
+        w.closings.get(&case).copied().unwrap_or(Closing {
+            author: DeviceId::from_bytes([0; 16]),
+            event_id: [0; 16],
+        })
+    }
+
+    /// `by` asks for the erasure of `case`, signing its closing.
+    fn ask(
+        w: &World,
+        case: CaseId,
+        by: &hotline_proto::IdentityKeyPair,
+        now: u64,
+        retention: u64,
+    ) -> Result<ErasureOutcome, ErasureRefusal> {
+        let closing = closing_now(w, case);
+        let sig = hotline_proto::case::erasure::sign_erasure(by, &case, ErasureStep::Request, &closing);
+        w.cases.decide_erasure_request(
+            case,
+            by.device_id(),
+            &by.public_key(),
+            sig,
+            Some(closing),
+            now,
+            retention,
+        )
+    }
+
+    /// `by` confirms the pending request of `case`.
+    fn confirm(
+        w: &World,
+        case: CaseId,
+        by: &hotline_proto::IdentityKeyPair,
+        now: u64,
+        retention: u64,
+    ) -> Result<CaseEvent, ErasureRefusal> {
+        let closing = closing_now(w, case);
+        let cases = &w.cases;
+        let request = cases
+            .cases
+            .get(&case)
+            .and_then(|c| c.erasure)
+            .and_then(|e| e.signature)
+            .unwrap_or(Signature::from_bytes([0; 64]));
+        let sig = hotline_proto::case::erasure::sign_erasure(
+            by,
+            &case,
+            ErasureStep::Confirm(request),
+            &closing,
+        );
+        cases.decide_erasure_confirm(case, by.device_id(), &by.public_key(), sig, now, retention)
+    }
+
     const CASE_BYTES: [u8; 16] = [1; 16];
 
     fn the_case() -> CaseId {
@@ -990,6 +1035,9 @@ mod tests {
         cases: Cases,
         seq: u64,
         keys: Vec<CaseKey>,
+        /// The event that closed each closed case (what the store reads
+        /// back from the log).
+        closings: BTreeMap<CaseId, Closing>,
     }
 
     fn staff(n: u8) -> IdentityKeyPair {
@@ -1046,6 +1094,7 @@ mod tests {
                 cases: Cases::default(),
                 seq: 0,
                 keys: (0..4).map(|n| CaseKey::from_bytes([n + 40; 32])).collect(),
+                closings: BTreeMap::new(),
             }
         }
 
@@ -1065,6 +1114,21 @@ mod tests {
                     self.seq += 1;
                     let p = r.position();
                     self.cases.apply(self.seq, &r).expect("applies");
+                    match e.1.control.state {
+                        Some(CaseState::Closed) => {
+                            self.closings.insert(
+                                e.1.case_id,
+                                Closing {
+                                    author: e.1.author,
+                                    event_id: e.1.event_id,
+                                },
+                            );
+                        }
+                        Some(_) => {
+                            self.closings.remove(&e.1.case_id);
+                        }
+                        None => {}
+                    }
                     Ok((p, false))
                 }
             }
@@ -1113,6 +1177,7 @@ mod tests {
             case_id: the_case(),
             by: a.device_id(),
             signature: None,
+            closing: None,
         };
         assert!(w.cases.apply(9, &stale).is_err());
     }
@@ -1451,17 +1516,13 @@ mod tests {
             2,
         )
         .expect("declined");
-        match w
-            .cases
-            .decide_erasure_request(the_case(), a.device_id(), 3, 0, None)
+        match ask(&w, the_case(), &a, 3, 0)
             .expect("asked")
         {
             ErasureOutcome::Record(r) => w.record(*r),
             ErasureOutcome::Pending(_) => panic!("asked once"),
         }
-        let erased = w
-            .cases
-            .decide_erasure_confirm(the_case(), c.device_id(), 4, 0, None)
+        let erased = confirm(&w, the_case(), &c, 4, 0)
             .expect("confirmed");
         w.record(erased);
         assert!(w.cases.erased.contains_key(&the_case()));
@@ -1530,8 +1591,7 @@ mod tests {
         let retention = 30;
         let day = DAY_SECS;
         assert_eq!(
-            w.cases
-                .decide_erasure_request(the_case(), a.device_id(), 1, retention, None),
+            ask(&w, the_case(), &a, 1, retention),
             Err(ErasureRefusal::UnknownCase)
         );
         w.append(
@@ -1541,8 +1601,7 @@ mod tests {
         )
         .expect("opens");
         assert_eq!(
-            w.cases
-                .decide_erasure_request(the_case(), a.device_id(), day, retention, None),
+            ask(&w, the_case(), &a, day, retention),
             Err(ErasureRefusal::NotClosed(CaseState::Open))
         );
         w.append(
@@ -1551,9 +1610,7 @@ mod tests {
             2 * day,
         )
         .expect("closes");
-        let refused = w
-            .cases
-            .decide_erasure_request(the_case(), a.device_id(), 14 * day, retention, None)
+        let refused = ask(&w, the_case(), &a, 14 * day, retention)
             .expect_err("too early");
         assert_eq!(
             refused.detail(),
@@ -1575,8 +1632,7 @@ mod tests {
         );
         w.append(&hold, Role::Coordinator, 3 * day).expect("held");
         assert_eq!(
-            w.cases
-                .decide_erasure_request(the_case(), a.device_id(), later, retention, None),
+            ask(&w, the_case(), &a, later, retention),
             Err(ErasureRefusal::LegalHold)
         );
         let lift = event(
@@ -1594,13 +1650,10 @@ mod tests {
         w.append(&lift, Role::Coordinator, 3 * day).expect("lifted");
         // No confirmation without a request.
         assert_eq!(
-            w.cases
-                .decide_erasure_confirm(the_case(), c.device_id(), later, retention, None),
+            confirm(&w, the_case(), &c, later, retention),
             Err(ErasureRefusal::NotRequested)
         );
-        let ErasureOutcome::Record(asked) = w
-            .cases
-            .decide_erasure_request(the_case(), a.device_id(), later, retention, None)
+        let ErasureOutcome::Record(asked) = ask(&w, the_case(), &a, later, retention)
             .expect("asked")
         else {
             panic!("a record");
@@ -1608,23 +1661,18 @@ mod tests {
         w.record(*asked);
         // Asked again, by it or another: who asked first.
         assert_eq!(
-            w.cases
-                .decide_erasure_request(the_case(), a.device_id(), later, retention, None),
+            ask(&w, the_case(), &a, later, retention),
             Ok(ErasureOutcome::Pending(a.device_id()))
         );
         assert_eq!(
-            w.cases
-                .decide_erasure_request(the_case(), d.device_id(), later, retention, None),
+            ask(&w, the_case(), &d, later, retention),
             Ok(ErasureOutcome::Pending(a.device_id()))
         );
         assert_eq!(
-            w.cases
-                .decide_erasure_confirm(the_case(), a.device_id(), later, retention, None),
+            confirm(&w, the_case(), &a, later, retention),
             Err(ErasureRefusal::SameDevice)
         );
-        let erased = w
-            .cases
-            .decide_erasure_confirm(the_case(), c.device_id(), later, retention, None)
+        let erased = confirm(&w, the_case(), &c, later, retention)
             .expect("confirmed");
         let position = erased.position();
         w.record(erased);
@@ -1637,8 +1685,7 @@ mod tests {
         );
         assert_eq!(w.cases.position, position);
         assert_eq!(
-            w.cases
-                .decide_erasure_request(the_case(), a.device_id(), later, retention, None),
+            ask(&w, the_case(), &a, later, retention),
             Err(ErasureRefusal::Erased)
         );
         let after = event(&a, &k, the_case(), 9, 1, CaseControl::default(), "x");
@@ -1678,18 +1725,14 @@ mod tests {
             2,
         )
         .expect("declined");
-        let ErasureOutcome::Record(asked) = live
-            .cases
-            .decide_erasure_request(the_case(), a.device_id(), 3, 0, None)
+        let ErasureOutcome::Record(asked) = ask(&live, the_case(), &a, 3, 0)
             .expect("asked")
         else {
             panic!("a record");
         };
         main.push(*asked.clone());
         live.record(*asked);
-        let erased = live
-            .cases
-            .decide_erasure_confirm(the_case(), c.device_id(), 4, 0, None)
+        let erased = confirm(&live, the_case(), &c, 4, 0)
             .expect("confirmed");
         main.push(erased.clone());
         live.record(erased);
@@ -1699,5 +1742,144 @@ mod tests {
         }
         assert_eq!(replayed, live.cases);
         assert!(replayed.requested_by_defender.is_empty());
+    }
+
+    /// Review 2, finding E1: an erasure signature decides one closing of
+    /// the case. A step-1 signature kept from before a reopening (the
+    /// request was dropped then) does not ask for the erasure of the case
+    /// closed again, and a confirmation signed over one request does not
+    /// confirm another; both are `BAD_SIGNATURE`, nothing recorded. The
+    /// closing is kept in the records, so a replay reaches the same state.
+    #[test]
+    fn an_erasure_signature_of_an_earlier_closing_or_request_is_refused() {
+        let mut w = World::new();
+        let (a, c, d) = (staff(1), staff(2), staff(3));
+        let k = w.keys[0].clone();
+        w.append(&event(&a, &k, the_case(), 1, 1, open(), "o"), Role::Officer, 1)
+            .expect("opens");
+        w.append(&event(&a, &k, the_case(), 2, 1, close(), "c"), Role::Officer, 2)
+            .expect("closes");
+        let first = closing_now(&w, the_case());
+        assert_eq!(
+            first,
+            Closing {
+                author: a.device_id(),
+                event_id: [2; 16]
+            }
+        );
+        let old = hotline_proto::case::erasure::sign_erasure(
+            &a,
+            &the_case(),
+            ErasureStep::Request,
+            &first,
+        );
+        let ErasureOutcome::Record(asked) = ask(&w, the_case(), &a, 3, 0).expect("asked")
+        else {
+            panic!("a record");
+        };
+        w.record(*asked);
+        // A confirmation of that request, refused at the time (a second
+        // coordinator was still deciding): the seized server keeps it.
+        let kept_confirm = hotline_proto::case::erasure::sign_erasure(
+            &c,
+            &the_case(),
+            ErasureStep::Confirm(old),
+            &first,
+        );
+        // Reopened (the request is dropped), then closed again.
+        w.append(&event(&c, &k, the_case(), 3, 1, open(), "r"), Role::Coordinator, 4)
+            .expect("reopens");
+        assert!(!w.closings.contains_key(&the_case()));
+        w.append(&event(&c, &k, the_case(), 4, 1, close(), "c2"), Role::Coordinator, 5)
+            .expect("closes again");
+        let second = closing_now(&w, the_case());
+        assert_ne!(second, first);
+        let before = w.cases.clone();
+        assert_eq!(
+            w.cases.decide_erasure_request(
+                the_case(),
+                a.device_id(),
+                &a.public_key(),
+                old,
+                Some(second),
+                6,
+                0
+            ),
+            Err(ErasureRefusal::BadSignature)
+        );
+        // A fresh request, by another device; the old confirmation does
+        // not confirm it.
+        let ErasureOutcome::Record(asked) = ask(&w, the_case(), &d, 6, 0).expect("asked")
+        else {
+            panic!("a record");
+        };
+        w.record(*asked);
+        assert_eq!(
+            w.cases.decide_erasure_confirm(
+                the_case(),
+                c.device_id(),
+                &c.public_key(),
+                kept_confirm,
+                7,
+                0
+            ),
+            Err(ErasureRefusal::BadSignature)
+        );
+        assert_eq!(
+            ErasureRefusal::BadSignature.detail(),
+            BAD_ERASURE_SIGNATURE
+        );
+        let erased = confirm(&w, the_case(), &c, 7, 0).expect("confirmed");
+        let CaseEvent::Erased { closing, .. } = &erased else {
+            panic!("an erasure");
+        };
+        assert_eq!(*closing, Some(second));
+        w.record(erased);
+        assert_eq!(w.cases.erased[&the_case()].closing, Some(second));
+        assert_ne!(before, w.cases);
+    }
+
+    /// Review 2, findings 5.9 and 5.2: the ledger's refusal is reachable
+    /// (it comes before "not closed", which every ledger is), and the
+    /// signature is checked after the case's state, before the retention
+    /// period and the legal hold.
+    #[test]
+    fn erasure_refusals_come_in_the_documented_order() {
+        let mut w = World::new();
+        let a = staff(1);
+        let k = w.keys[0].clone();
+        let ledger = CaseControl {
+            state: Some(CaseState::Open),
+            ledger: true,
+            ..CaseControl::default()
+        };
+        w.append(&event(&a, &k, the_case(), 1, 1, ledger, "l"), Role::Officer, 1)
+            .expect("opens the ledger");
+        let refused = ask(&w, the_case(), &a, 2, 0).expect_err("the ledger");
+        assert_eq!(refused, ErasureRefusal::Ledger);
+        assert_eq!(refused.detail(), "the statistics ledger is never erased");
+        // A closed case: a bad signature is refused before the retention.
+        let other = CaseId::from_bytes([0x77; 16]);
+        w.append(&event(&a, &k, other, 2, 1, open(), "o"), Role::Officer, 1)
+            .expect("opens");
+        w.append(&event(&a, &k, other, 3, 1, close(), "c"), Role::Officer, 1)
+            .expect("closes");
+        let forged = Signature::from_bytes([1; 64]);
+        assert_eq!(
+            w.cases.decide_erasure_request(
+                other,
+                a.device_id(),
+                &a.public_key(),
+                forged,
+                Some(closing_now(&w, other)),
+                2,
+                30
+            ),
+            Err(ErasureRefusal::BadSignature)
+        );
+        assert!(matches!(
+            ask(&w, other, &a, 2, 30),
+            Err(ErasureRefusal::Retention { .. })
+        ));
     }
 }

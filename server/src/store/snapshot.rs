@@ -9,7 +9,6 @@ use tracing::{info, warn};
 
 use super::{LogStore, StoreError, codec};
 use crate::domain::State;
-use hotline_proto::case::CaseState;
 use crate::log::{Log, LogError, Verified};
 
 /// A snapshot is written once this many events followed the last one (by
@@ -59,19 +58,6 @@ impl LogStore {
             return None;
         };
         match codec::decode_snapshot(plain) {
-            // A snapshot written before the state kept the event that
-            // closed each case (what an erasure signs) holds a closed case
-            // without it: the log says it, so the state is rebuilt.
-            Ok(state)
-                if state
-                    .cases
-                    .cases
-                    .values()
-                    .any(|c| c.state == CaseState::Closed && c.closed_by.is_none()) =>
-            {
-                warn!("snapshot predates the cases' closing events; rebuilding from the log");
-                None
-            }
             Ok(state) if state.applied_seq == seq => Some(state),
             _ => {
                 warn!("snapshot does not decode; rebuilding from the log");

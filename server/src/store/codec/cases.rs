@@ -283,13 +283,9 @@ struct CaseRow {
     #[prost(bytes = "vec", tag = "17")]
     erasure_signature: Vec<u8>,
     /// Added in issue 12 (erasures bound to the closing): the event that
-    /// closed the case (32 bytes: author, event id; empty: not closed,
-    /// or a snapshot written before, which the store does not use for a
-    /// closed case: it rebuilds from the log).
+    /// closed the case, which the pending request's signature covers (32
+    /// bytes: author, event id; empty: none, or stored before).
     #[prost(bytes = "vec", tag = "18")]
-    closed_by: Vec<u8>,
-    /// The closing the pending request's signature covers (as above).
-    #[prost(bytes = "vec", tag = "19")]
     erasure_closing: Vec<u8>,
 }
 
@@ -395,7 +391,6 @@ pub(super) fn cases_row(cases: &Cases) -> Option<CasesRow> {
                     .map(|e| e.by.as_bytes().to_vec())
                     .unwrap_or_default(),
                 erasure_signature: signature_bytes(c.erasure.and_then(|e| e.signature)),
-                closed_by: closing_bytes(c.closed_by),
                 erasure_closing: closing_bytes(c.erasure.and_then(|e| e.closing)),
             })
             .collect(),
@@ -437,7 +432,6 @@ pub(super) fn cases_from(row: CasesRow) -> Result<Cases, CodecError> {
                 })
             },
             closed_at: r.closed.then_some(r.closed_at),
-            closed_by: closing(&r.closed_by)?,
             legal_hold: r.legal_hold,
             ledger: r.ledger,
             epochs: r
