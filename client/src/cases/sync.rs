@@ -833,6 +833,7 @@ mod tests {
                     confirmed_by: defender,
                     request_signature: None,
                     confirm_signature: None,
+                    closing: None,
                 },
             )],
             &roster(&[]),
@@ -845,7 +846,7 @@ mod tests {
         assert_eq!(
             report.warnings,
             [format!(
-                "the server says case {} was erased, but here it is still a request waiting for the team: kept",
+                "the server says case {} was erased, but here it is its erasure is not signed by two staff members on the roster (it does not carry both signatures and the closing they cover): kept",
                 short(&case)
             )]
         );
@@ -941,27 +942,55 @@ mod tests {
                 confirmed_by: d,
                 request_signature: None,
                 confirm_signature: None,
+                closing: None,
             },
         )
     }
 
-    /// An erasure of `case` signed by `requester` (step 1) and
-    /// `confirmer` (step 2).
+    /// A closing by event `[n; 16]` of `author`.
+    fn closed_by(author: &hotline_proto::IdentityKeyPair, n: u8) -> Closing {
+        Closing {
+            author: author.device_id(),
+            event_id: [n; 16],
+        }
+    }
+
+    /// An erasure of `case` closed by event `[2; 16]` of `requester`,
+    /// signed by `requester` (step 1) and `confirmer` (step 2).
     fn signed_erased(
         position: u64,
         case: CaseId,
         requester: &hotline_proto::IdentityKeyPair,
         confirmer: &hotline_proto::IdentityKeyPair,
     ) -> CaseUpdate {
+        signed_erased_of(position, case, closed_by(requester, 2), requester, confirmer)
+    }
+
+    /// An erasure of `case` closed by `closing`, signed by `requester`
+    /// (step 1) and `confirmer` (step 2).
+    fn signed_erased_of(
+        position: u64,
+        case: CaseId,
+        closing: Closing,
+        requester: &hotline_proto::IdentityKeyPair,
+        confirmer: &hotline_proto::IdentityKeyPair,
+    ) -> CaseUpdate {
         use hotline_proto::case::erasure::sign_erasure;
+        let request = sign_erasure(requester, &case, ErasureStep::Request, &closing);
         update(
             position,
             case,
             CaseUpdateKind::Erased {
                 requested_by: requester.device_id(),
                 confirmed_by: confirmer.device_id(),
-                request_signature: Some(sign_erasure(requester, &case, ErasureStep::Request)),
-                confirm_signature: Some(sign_erasure(confirmer, &case, ErasureStep::Confirm)),
+                request_signature: Some(request),
+                confirm_signature: Some(sign_erasure(
+                    confirmer,
+                    &case,
+                    ErasureStep::Confirm(request),
+                    &closing,
+                )),
+                closing: Some(closing),
             },
         )
     }
@@ -994,7 +1023,13 @@ mod tests {
                 case,
                 CaseUpdateKind::ErasureRequested {
                     requested_by: a.device_id(),
-                    signature: None,
+                    signature: Some(hotline_proto::case::erasure::sign_erasure(
+                        &a,
+                        &case,
+                        ErasureStep::Request,
+                        &closed_by(&a, 2),
+                    )),
+                    closing: Some(closed_by(&a, 2)),
                 },
             )
         };
@@ -1043,7 +1078,9 @@ mod tests {
                         by,
                         &case,
                         ErasureStep::Request,
+                        &closed_by(&a, 2),
                     )),
+                    closing: Some(closed_by(&a, 2)),
                 },
             )
         };
@@ -1109,10 +1146,17 @@ mod tests {
             confirm_signature, ..
         } = &mut other.kind
         {
+            let request = hotline_proto::case::erasure::sign_erasure(
+                &officer,
+                &good,
+                ErasureStep::Request,
+                &closed_by(&officer, 2),
+            );
             *confirm_signature = Some(hotline_proto::case::erasure::sign_erasure(
                 &coordinator,
                 &good,
-                ErasureStep::Confirm,
+                ErasureStep::Confirm(request),
+                &closed_by(&officer, 2),
             ));
         }
         let mut one = signed_erased(106, half, &officer, &coordinator);
@@ -1149,7 +1193,10 @@ mod tests {
         assert_eq!(
             report.warnings,
             [
-                kept(&unsigned, "open"),
+                forged(
+                    &unsigned,
+                    "it does not carry both signatures and the closing they cover"
+                ),
                 forged(&same, "asked for and confirmed by the same device"),
                 forged(
                     &by_officer,
@@ -1160,7 +1207,10 @@ mod tests {
                     "confirmed by a device not on the staff roster"
                 ),
                 forged(&other_case, "a signature does not verify"),
-                forged(&half, "one of the two signatures is missing"),
+                forged(
+                    &half,
+                    "it does not carry both signatures and the closing they cover"
+                ),
             ]
         );
         let replica = Replica::open(&state, &[1; 32]).expect("reopen");
@@ -1183,7 +1233,7 @@ mod tests {
     const DAY_1: u64 = 1_000_000;
 
     #[test]
-    fn an_unsigned_erasure_is_applied_only_to_a_closed_case_past_retention_without_hold() {
+    fn an_erasure_is_applied_unless_its_closing_is_superseded_here_and_never_unsigned() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = StateDir::new(dir.path());
         let mut replica = Replica::open(&state, &[1; 32]).expect("open");
@@ -1241,15 +1291,36 @@ mod tests {
         let mut report = SyncReport::default();
         apply_with(&mut replica, &updates, &checks, &|_| None, &mut report).expect("applied");
         assert!(report.warnings.is_empty(), "{:?}", report.warnings);
-        let erasures: Vec<CaseUpdate> =
-            [open, recent, held, old, ledger, flagged, unknown, declined]
-                .iter()
-                .enumerate()
-                .map(|(i, c)| erased(100 + i as u64, *c))
-                .collect();
+        // Review 2, findings E1 and E2: every erasure signed by two staff
+        // members over the closing it names. Applied unless this replica
+        // shows that closing superseded (a hold in force, the ledger);
+        // one naming a closing this device never saw (the case still
+        // open here, or unknown) is applied: the accepted residue.
+        let mut coordinator = roster(&[&a, &staff(2)]);
+        coordinator.entries[1].role = Role::Coordinator;
+        let c = staff(2);
+        let checks = Checks {
+            roster: &coordinator,
+            ..checks
+        };
+        let named = |case: CaseId, n: u8| (case, closed_by(&a, n));
+        let erasures: Vec<CaseUpdate> = [
+            named(open, 9),
+            named(recent, 2),
+            named(held, 3),
+            named(old, 2),
+            named(ledger, 2),
+            named(flagged, 2),
+            named(unknown, 2),
+            named(declined, 1),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (case, closing))| signed_erased_of(100 + i as u64, *case, *closing, &a, &c))
+        .collect();
         let mut report = SyncReport::default();
         apply_with(&mut replica, &erasures, &checks, &|_| None, &mut report).expect("applied");
-        assert_eq!(report.erased, [old, unknown, declined]);
+        assert_eq!(report.erased, [open, recent, old, unknown, declined]);
         assert_eq!(report.erased_requests, [[9; 32]]);
         let kept = |c: &CaseId, why: &str| {
             format!(
@@ -1260,25 +1331,94 @@ mod tests {
         assert_eq!(
             report.warnings,
             [
-                kept(&open, "open"),
-                kept(
-                    &recent,
-                    "closed 12 days ago; the retention period is 30 days"
-                ),
                 kept(&held, "under a legal hold"),
                 kept(&ledger, "the statistics ledger"),
                 kept(&flagged, "the statistics ledger"),
             ]
         );
         // What was kept is still here after a reopen; what was erased is gone.
-        let replica = Replica::open(&state, &[1; 32]).expect("reopen");
-        for c in [open, recent, held, ledger, flagged] {
+        let mut replica = Replica::open(&state, &[1; 32]).expect("reopen");
+        for c in [held, ledger, flagged] {
             assert!(!replica.is_erased(&c));
             assert!(!replica.load(&c).expect("load").events.is_empty());
         }
         assert!(replica.is_erased(&old) && replica.is_erased(&unknown));
         assert!(replica.load(&old).expect("load").events.is_empty());
-        assert_eq!(replica.summaries().len(), 5);
+        assert_eq!(replica.summaries().len(), 3);
+        // The unsigned form (no signatures, no closing) is never applied,
+        // whatever the retention the server states: here 0, on a closed
+        // case without a hold.
+        let plain = CaseId::from_bytes([22; 16]);
+        let both = [
+            ev_update(200, DAY_1, &mk(plain, 1, opening), &a),
+            ev_update(201, DAY_1, &mk(plain, 2, closing), &a),
+            erased(202, plain),
+        ];
+        let zero = Checks {
+            retention_secs: Some(0),
+            ..checks
+        };
+        let mut report = SyncReport::default();
+        apply_with(&mut replica, &both, &zero, &|_| None, &mut report).expect("applied");
+        assert!(report.erased.is_empty());
+        assert_eq!(
+            report.warnings,
+            [kept(
+                &plain,
+                "its erasure is not signed by two staff members on the roster (it does not carry both signatures and the closing they cover)"
+            )]
+        );
+        assert_eq!(replica.load(&plain).expect("load").events.len(), 2);
+    }
+
+    /// Review 2, finding E1: a seized server that kept a step-1 signature
+    /// of a request dropped by a reopening, and a confirmation of it the
+    /// server refused at the time, cannot wipe the case, reopened and
+    /// closed again since, from a device that saw the reopening; the
+    /// erasure of the new closing is applied.
+    #[test]
+    fn a_replayed_erasure_of_an_earlier_closing_is_refused_with_a_warning() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let mut replica = Replica::open(&state, &[1; 32]).expect("open");
+        let (a, c) = (staff(1), staff(2));
+        let mut book = roster(&[&a, &c]);
+        book.entries[1].role = Role::Coordinator;
+        let key = CaseKey::from_bytes([8; 32]);
+        let case = CaseId::from_bytes([60; 16]);
+        let mk = |n: u8, s: CaseState| {
+            event_with(&a, &key, case, [n; 16], (1, 1), control(Some(s), None, false), |_| {})
+        };
+        let checks = Checks {
+            roster: &book,
+            retention_secs: Some(0),
+            now: DAY_1,
+        };
+        let history = [
+            ev_update(1, DAY_1, &mk(1, CaseState::Open), &a),
+            ev_update(2, DAY_1, &mk(2, CaseState::Closed), &a),
+            ev_update(3, DAY_1, &mk(3, CaseState::Open), &a),
+            ev_update(4, DAY_1, &mk(4, CaseState::Closed), &a),
+        ];
+        let mut report = SyncReport::default();
+        apply_with(&mut replica, &history, &checks, &|_| None, &mut report).expect("applied");
+        assert_eq!(closing_of(&replica.load(&case).expect("load")), Some(closed_by(&a, 4)));
+        let replay = signed_erased_of(5, case, closed_by(&a, 2), &a, &c);
+        let mut report = SyncReport::default();
+        apply_with(&mut replica, &[replay], &checks, &|_| None, &mut report).expect("applied");
+        assert!(report.erased.is_empty());
+        assert_eq!(
+            report.warnings,
+            [format!(
+                "the server says case {} was erased, but here it is reopened after the closing its erasure names: kept",
+                short(&case)
+            )]
+        );
+        assert_eq!(replica.load(&case).expect("load").events.len(), 4);
+        let fresh = signed_erased_of(6, case, closed_by(&a, 4), &a, &c);
+        let mut report = SyncReport::default();
+        apply_with(&mut replica, &[fresh], &checks, &|_| None, &mut report).expect("applied");
+        assert_eq!(report.erased, [case]);
     }
 
     #[test]
