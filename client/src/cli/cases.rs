@@ -84,11 +84,6 @@ impl Ctx {
                 }
                 // The inbox first: the words of defenders' requests and
                 // their replies are envelopes to this device.
-                // What waits in the device's outbox (a share's envelopes
-                // written offline) goes too, as with any command.
-                if !ctx.device.pending().is_empty() {
-                    super::messages::send_over(&mut ctx.device, &session, None).await;
-                }
                 if let Err(e) = super::messages::fetch_new(&mut ctx.device, &session).await {
                     eprintln!("WARNING: new messages could not be fetched: {e}");
                 }
@@ -106,6 +101,15 @@ impl Ctx {
                     eprintln!(
                         "WARNING: cases were not synced ({e}): showing what this device holds"
                     );
+                }
+                // What waits in the device's outbox (a share's envelopes
+                // written offline) goes too, as with any command: after the
+                // sync, which drops what concerns a case erased since
+                // (its shares and keys, docs/protocol.md section 9.7).
+                if !ctx.device.pending().is_empty()
+                    && let Some(session) = &ctx.session
+                {
+                    super::messages::send_over(&mut ctx.device, session, None).await;
                 }
                 if let Err(e) = ctx.exchange_keys().await {
                     eprintln!(
