@@ -6137,7 +6137,11 @@ async fn a_key_for_a_ledger_nobody_opened_does_not_block_erasure() {
         assert!(hotline(h, PASS, &["inbox"]).status.success());
     }
     let case = open_case_as(&officer, "to be erased");
-    let out = hotline(&officer, PASS, &["case", "close", &case, "--reason", "settled"]);
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", &case, "--reason", "settled"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     // The admin's device, hostile here, sends the bogus ledger key.
     let mut hostile = Device::open(&StateDir::new(&admin), PASS).expect("opens");
@@ -6159,11 +6163,7 @@ async fn a_key_for_a_ledger_nobody_opened_does_not_block_erasure() {
     assert!(hotline(&officer, PASS, &["inbox"]).status.success());
     let out = hotline(&officer, PASS, &["case", "erase", &case]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains("must confirm it"),
-        "{}",
-        stdout(&out)
-    );
+    assert!(stdout(&out).contains("must confirm it"), "{}", stdout(&out));
     let out = hotline(&admin, PASS, &["case", "erase", &case, "--confirm"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -6197,7 +6197,11 @@ async fn an_erased_cases_shares_and_keys_waiting_in_the_outbox_are_dropped_not_s
     }
     let case = open_case_as(&officer, "to be erased");
     let kept = open_case_as(&officer, "kept");
-    let out = hotline(&officer, PASS, &["case", "close", &case, "--reason", "settled"]);
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "close", &case, "--reason", "settled"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let out = hotline(&officer, PASS, &["case", "erase", &case]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -224,9 +224,9 @@ pub fn closing_of(file: &CaseFile) -> Option<Closing> {
     events.sort_by_key(|e| e.position);
     let last = events
         .iter()
+        .rev()
         .filter_map(|e| e.event.header_unverified().ok())
-        .filter(|h| h.control.state.is_some())
-        .last()?;
+        .find(|h| h.control.state.is_some())?;
     (last.control.state == Some(CaseState::Closed)).then_some(Closing {
         author: last.author,
         event_id: last.event_id,
@@ -963,7 +963,13 @@ mod tests {
         requester: &hotline_proto::IdentityKeyPair,
         confirmer: &hotline_proto::IdentityKeyPair,
     ) -> CaseUpdate {
-        signed_erased_of(position, case, closed_by(requester, 2), requester, confirmer)
+        signed_erased_of(
+            position,
+            case,
+            closed_by(requester, 2),
+            requester,
+            confirmer,
+        )
     }
 
     /// An erasure of `case` closed by `closing`, signed by `requester`
@@ -1387,7 +1393,15 @@ mod tests {
         let key = CaseKey::from_bytes([8; 32]);
         let case = CaseId::from_bytes([60; 16]);
         let mk = |n: u8, s: CaseState| {
-            event_with(&a, &key, case, [n; 16], (1, 1), control(Some(s), None, false), |_| {})
+            event_with(
+                &a,
+                &key,
+                case,
+                [n; 16],
+                (1, 1),
+                control(Some(s), None, false),
+                |_| {},
+            )
         };
         let checks = Checks {
             roster: &book,
@@ -1402,7 +1416,10 @@ mod tests {
         ];
         let mut report = SyncReport::default();
         apply_with(&mut replica, &history, &checks, &|_| None, &mut report).expect("applied");
-        assert_eq!(closing_of(&replica.load(&case).expect("load")), Some(closed_by(&a, 4)));
+        assert_eq!(
+            closing_of(&replica.load(&case).expect("load")),
+            Some(closed_by(&a, 4))
+        );
         let replay = signed_erased_of(5, case, closed_by(&a, 2), &a, &c);
         let mut report = SyncReport::default();
         apply_with(&mut replica, &[replay], &checks, &|_| None, &mut report).expect("applied");

@@ -5,8 +5,8 @@
 
 use anyhow::{Context as _, bail};
 use hotline_client::StateDir;
-use hotline_client::cases::replica::CaseFile;
 use hotline_client::cases::model::CaseView;
+use hotline_client::cases::replica::CaseFile;
 use hotline_client::cases::{stats, sync};
 use hotline_proto::case::erasure::{ErasureStep, sign_erasure};
 use hotline_proto::case::key::CaseKey;

@@ -414,7 +414,10 @@ fn signature_bytes(s: &Option<Signature>) -> Vec<u8> {
 
 /// The closing fields of an erasure update: both empty is none, both 16
 /// bytes a closing, anything else invalid.
-fn optional_closing(author: &[u8], event_id: &[u8]) -> Result<Option<erasure::Closing>, DecodeError> {
+fn optional_closing(
+    author: &[u8],
+    event_id: &[u8],
+) -> Result<Option<erasure::Closing>, DecodeError> {
     if author.is_empty() && event_id.is_empty() {
         return Ok(None);
     }

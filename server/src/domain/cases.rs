@@ -988,7 +988,8 @@ mod tests {
         retention: u64,
     ) -> Result<ErasureOutcome, ErasureRefusal> {
         let closing = closing_now(w, case);
-        let sig = hotline_proto::case::erasure::sign_erasure(by, &case, ErasureStep::Request, &closing);
+        let sig =
+            hotline_proto::case::erasure::sign_erasure(by, &case, ErasureStep::Request, &closing);
         w.cases.decide_erasure_request(
             case,
             by.device_id(),
@@ -1516,14 +1517,11 @@ mod tests {
             2,
         )
         .expect("declined");
-        match ask(&w, the_case(), &a, 3, 0)
-            .expect("asked")
-        {
+        match ask(&w, the_case(), &a, 3, 0).expect("asked") {
             ErasureOutcome::Record(r) => w.record(*r),
             ErasureOutcome::Pending(_) => panic!("asked once"),
         }
-        let erased = confirm(&w, the_case(), &c, 4, 0)
-            .expect("confirmed");
+        let erased = confirm(&w, the_case(), &c, 4, 0).expect("confirmed");
         w.record(erased);
         assert!(w.cases.erased.contains_key(&the_case()));
         let after = w
@@ -1610,8 +1608,7 @@ mod tests {
             2 * day,
         )
         .expect("closes");
-        let refused = ask(&w, the_case(), &a, 14 * day, retention)
-            .expect_err("too early");
+        let refused = ask(&w, the_case(), &a, 14 * day, retention).expect_err("too early");
         assert_eq!(
             refused.detail(),
             "closed 12 days ago; the retention period is 30 days"
@@ -1653,8 +1650,8 @@ mod tests {
             confirm(&w, the_case(), &c, later, retention),
             Err(ErasureRefusal::NotRequested)
         );
-        let ErasureOutcome::Record(asked) = ask(&w, the_case(), &a, later, retention)
-            .expect("asked")
+        let ErasureOutcome::Record(asked) =
+            ask(&w, the_case(), &a, later, retention).expect("asked")
         else {
             panic!("a record");
         };
@@ -1672,8 +1669,7 @@ mod tests {
             confirm(&w, the_case(), &a, later, retention),
             Err(ErasureRefusal::SameDevice)
         );
-        let erased = confirm(&w, the_case(), &c, later, retention)
-            .expect("confirmed");
+        let erased = confirm(&w, the_case(), &c, later, retention).expect("confirmed");
         let position = erased.position();
         w.record(erased);
         // The case's events left the state; the marker and the counter stay.
@@ -1725,15 +1721,12 @@ mod tests {
             2,
         )
         .expect("declined");
-        let ErasureOutcome::Record(asked) = ask(&live, the_case(), &a, 3, 0)
-            .expect("asked")
-        else {
+        let ErasureOutcome::Record(asked) = ask(&live, the_case(), &a, 3, 0).expect("asked") else {
             panic!("a record");
         };
         main.push(*asked.clone());
         live.record(*asked);
-        let erased = confirm(&live, the_case(), &c, 4, 0)
-            .expect("confirmed");
+        let erased = confirm(&live, the_case(), &c, 4, 0).expect("confirmed");
         main.push(erased.clone());
         live.record(erased);
         let mut replayed = Cases::default();
@@ -1755,10 +1748,18 @@ mod tests {
         let mut w = World::new();
         let (a, c, d) = (staff(1), staff(2), staff(3));
         let k = w.keys[0].clone();
-        w.append(&event(&a, &k, the_case(), 1, 1, open(), "o"), Role::Officer, 1)
-            .expect("opens");
-        w.append(&event(&a, &k, the_case(), 2, 1, close(), "c"), Role::Officer, 2)
-            .expect("closes");
+        w.append(
+            &event(&a, &k, the_case(), 1, 1, open(), "o"),
+            Role::Officer,
+            1,
+        )
+        .expect("opens");
+        w.append(
+            &event(&a, &k, the_case(), 2, 1, close(), "c"),
+            Role::Officer,
+            2,
+        )
+        .expect("closes");
         let first = closing_now(&w, the_case());
         assert_eq!(
             first,
@@ -1773,8 +1774,7 @@ mod tests {
             ErasureStep::Request,
             &first,
         );
-        let ErasureOutcome::Record(asked) = ask(&w, the_case(), &a, 3, 0).expect("asked")
-        else {
+        let ErasureOutcome::Record(asked) = ask(&w, the_case(), &a, 3, 0).expect("asked") else {
             panic!("a record");
         };
         w.record(*asked);
@@ -1787,11 +1787,19 @@ mod tests {
             &first,
         );
         // Reopened (the request is dropped), then closed again.
-        w.append(&event(&c, &k, the_case(), 3, 1, open(), "r"), Role::Coordinator, 4)
-            .expect("reopens");
+        w.append(
+            &event(&c, &k, the_case(), 3, 1, open(), "r"),
+            Role::Coordinator,
+            4,
+        )
+        .expect("reopens");
         assert!(!w.closings.contains_key(&the_case()));
-        w.append(&event(&c, &k, the_case(), 4, 1, close(), "c2"), Role::Coordinator, 5)
-            .expect("closes again");
+        w.append(
+            &event(&c, &k, the_case(), 4, 1, close(), "c2"),
+            Role::Coordinator,
+            5,
+        )
+        .expect("closes again");
         let second = closing_now(&w, the_case());
         assert_ne!(second, first);
         let before = w.cases.clone();
@@ -1809,8 +1817,7 @@ mod tests {
         );
         // A fresh request, by another device; the old confirmation does
         // not confirm it.
-        let ErasureOutcome::Record(asked) = ask(&w, the_case(), &d, 6, 0).expect("asked")
-        else {
+        let ErasureOutcome::Record(asked) = ask(&w, the_case(), &d, 6, 0).expect("asked") else {
             panic!("a record");
         };
         w.record(*asked);
@@ -1825,10 +1832,7 @@ mod tests {
             ),
             Err(ErasureRefusal::BadSignature)
         );
-        assert_eq!(
-            ErasureRefusal::BadSignature.detail(),
-            BAD_ERASURE_SIGNATURE
-        );
+        assert_eq!(ErasureRefusal::BadSignature.detail(), BAD_ERASURE_SIGNATURE);
         let erased = confirm(&w, the_case(), &c, 7, 0).expect("confirmed");
         let CaseEvent::Erased { closing, .. } = &erased else {
             panic!("an erasure");
@@ -1853,8 +1857,12 @@ mod tests {
             ledger: true,
             ..CaseControl::default()
         };
-        w.append(&event(&a, &k, the_case(), 1, 1, ledger, "l"), Role::Officer, 1)
-            .expect("opens the ledger");
+        w.append(
+            &event(&a, &k, the_case(), 1, 1, ledger, "l"),
+            Role::Officer,
+            1,
+        )
+        .expect("opens the ledger");
         let refused = ask(&w, the_case(), &a, 2, 0).expect_err("the ledger");
         assert_eq!(refused, ErasureRefusal::Ledger);
         assert_eq!(refused.detail(), "the statistics ledger is never erased");

@@ -226,7 +226,8 @@ impl LogStore {
                     "a case event's record is missing".into(),
                 ));
             };
-            let Event::Case(CaseEvent::Appended { header, .. }) = super::codec::decode_event(&bytes)?
+            let Event::Case(CaseEvent::Appended { header, .. }) =
+                super::codec::decode_event(&bytes)?
             else {
                 return Err(StoreError::Corrupt(
                     "a case event's record holds another event".into(),
@@ -259,14 +260,17 @@ impl LogStore {
     ) -> Result<Result<(DeviceId, u64), ErasureRefusal>, StoreError> {
         self.check_readable()?;
         let state = self.lock();
-        let record =
-            match state
-                .cases
-                .decide_erasure_confirm(case_id, by, &key, signature, now, retention_days)
-            {
-                Err(r) => return Ok(Err(r)),
-                Ok(record) => record,
-            };
+        let record = match state.cases.decide_erasure_confirm(
+            case_id,
+            by,
+            &key,
+            signature,
+            now,
+            retention_days,
+        ) {
+            Err(r) => return Ok(Err(r)),
+            Ok(record) => record,
+        };
         let position = record.position();
         let CaseEvent::Erased { requested_by, .. } = record else {
             return Err(StoreError::Corrupt(

@@ -673,7 +673,10 @@ async fn erasure_state(t: &Team, case: CaseId) -> (Closing, Option<Signature>) {
 /// 9.7).
 async fn ask_erasure(t: &Team, by: &IdentityKeyPair, case: CaseId) -> Request {
     let (closing, _) = erasure_state(t, case).await;
-    Request::RequestCaseErasure(case, sign_erasure(by, &case, ErasureStep::Request, &closing))
+    Request::RequestCaseErasure(
+        case,
+        sign_erasure(by, &case, ErasureStep::Request, &closing),
+    )
 }
 
 /// `confirm_case_erasure` signed by `by` over the case's closing and the
@@ -1268,7 +1271,10 @@ async fn an_erasure_signature_of_an_earlier_closing_is_refused_after_a_reopening
         .request(&Request::RequestCaseErasure(case, old))
         .await
         .expect("answered");
-    assert!(matches!(r, Response::CaseErasure { erased: false, .. }), "{r:?}");
+    assert!(
+        matches!(r, Response::CaseErasure { erased: false, .. }),
+        "{r:?}"
+    );
     let kept_confirm = sign_erasure(
         &t.coordinator2.key,
         &case,
@@ -1277,7 +1283,15 @@ async fn an_erasure_signature_of_an_earlier_closing_is_refused_after_a_reopening
     );
     // Reopened (the request is dropped) and closed again.
     for control in [open(), close()] {
-        let e = event(&t.coordinator.key, &key, case, random_id(), 1, control, "again");
+        let e = event(
+            &t.coordinator.key,
+            &key,
+            case,
+            random_id(),
+            1,
+            control,
+            "again",
+        );
         accepted(&append(&t.coordinator, &e).await);
     }
     let (second, pending) = erasure_state(&t, case).await;
@@ -1300,7 +1314,10 @@ async fn an_erasure_signature_of_an_earlier_closing_is_refused_after_a_reopening
         .request(&ask_erasure(&t, &t.coordinator.key, case).await)
         .await
         .expect("answered");
-    assert!(matches!(r, Response::CaseErasure { erased: false, .. }), "{r:?}");
+    assert!(
+        matches!(r, Response::CaseErasure { erased: false, .. }),
+        "{r:?}"
+    );
     let r = t
         .coordinator2
         .session
