@@ -831,6 +831,47 @@ impl Device {
         Ok(id)
     }
 
+    /// Drops from the outbox what would still go out about an erased
+    /// case (docs/protocol.md, section 9.7): its shared items (CASE_SHARE)
+    /// and its keys (CASE_KEYS). An item of keys that also holds other
+    /// cases' keys is queued again without the erased case's (a fresh
+    /// item: the one sealed before held them). Saved if anything changed;
+    /// returns how many items were dropped.
+    pub fn drop_case_items(
+        &mut self,
+        case: &hotline_proto::case::CaseId,
+    ) -> Result<usize, ClientError> {
+        let mut dropped = 0;
+        let mut again = Vec::new();
+        let now = crate::unix_now();
+        let mut kept = Vec::with_capacity(self.outbox.len());
+        for item in std::mem::take(&mut self.outbox) {
+            match item.what {
+                Outgoing::CaseShare { case_id, .. } if case_id == *case => dropped += 1,
+                Outgoing::CaseKeys { to } => {
+                    let keys = crate::outbox::case_keys_of(&item.body).unwrap_or_default();
+                    if !keys.iter().any(|(c, ..)| c == case) {
+                        kept.push(item);
+                        continue;
+                    }
+                    dropped += 1;
+                    let rest: Vec<_> = keys.into_iter().filter(|(c, ..)| c != case).collect();
+                    if !rest.is_empty() {
+                        let body = crate::outbox::case_keys_body(&rest);
+                        again.push(Item::new(&body, Outgoing::CaseKeys { to }, now)?);
+                    }
+                }
+                _ => kept.push(item),
+            }
+        }
+        self.outbox = kept;
+        self.outbox.extend(again);
+        if dropped > 0 {
+            self.save()?;
+        }
+        Ok(dropped)
+    }
+
     /// Whether the item `id` (as queued) still waits in the outbox.
     pub fn is_waiting(&self, id: [u8; 16]) -> bool {
         self.outbox.iter().any(|i| i.message_id == id)

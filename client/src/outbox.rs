@@ -111,7 +111,7 @@ pub fn case_keys_body(keys: &[(CaseId, u32, CaseKey)]) -> Vec<u8> {
 }
 
 /// The keys an [`Outgoing::CaseKeys`] item's body holds (`None`: damaged).
-fn case_keys_of(body: &[u8]) -> Option<Vec<(CaseId, u32, CaseKey)>> {
+pub(crate) fn case_keys_of(body: &[u8]) -> Option<Vec<(CaseId, u32, CaseKey)>> {
     if body.is_empty() || !body.len().is_multiple_of(CASE_KEY_LEN) {
         return None;
     }

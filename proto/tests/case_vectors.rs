@@ -17,7 +17,7 @@ use hotline_proto::IdentityKeyPair;
 use hotline_proto::case::content::{
     CaseEntity, CaseEventContent, FieldChange, FieldValue, FieldValueKind,
 };
-use hotline_proto::case::erasure::{ErasureStep, erasure_message, sign_erasure};
+use hotline_proto::case::erasure::{Closing, ErasureStep, erasure_message, sign_erasure};
 use hotline_proto::case::seal::{self, CaseKey, EventDraft};
 use hotline_proto::case::{CaseControl, CaseId, CaseState, LegalHold, ledger_id};
 use hotline_proto::e2e::content::Message;
@@ -352,24 +352,32 @@ fn ledger_id_vectors() {
 }
 
 /// The erasure signatures (protocol section 9.7): one staff device asks
-/// (step 1), another confirms (step 2), and the requests that carry them.
-fn erasure_cases() -> Vec<(&'static str, [u8; 32], ErasureStep)> {
-    vec![
-        ("case-erasure-request", seed(0x31), ErasureStep::Request),
-        ("case-erasure-confirm", seed(0x41), ErasureStep::Confirm),
-    ]
-}
-
+/// (step 1, over the case's closing event), another confirms (step 2, over
+/// the closing and the request's signature), and the requests that carry
+/// them.
 #[test]
 fn case_erasure_vectors() {
     let mut o = Out(String::new());
     let case = CaseId::from_bytes(*b"\xc5erasure-case-01");
-    for (name, s, step) in erasure_cases() {
+    let closing = Closing {
+        author: IdentityKeyPair::from_seed(&seed(0x51)).device_id(),
+        event_id: *b"closing-event-01",
+    };
+    let requester = IdentityKeyPair::from_seed(&seed(0x31));
+    let request_signature = sign_erasure(&requester, &case, ErasureStep::Request, &closing);
+    for (name, s, step) in [
+        ("case-erasure-request", seed(0x31), ErasureStep::Request),
+        (
+            "case-erasure-confirm",
+            seed(0x41),
+            ErasureStep::Confirm(request_signature),
+        ),
+    ] {
         let k = IdentityKeyPair::from_seed(&s);
-        let signature = sign_erasure(&k, &case, step);
+        let signature = sign_erasure(&k, &case, step, &closing);
         let request = match step {
             ErasureStep::Request => Request::RequestCaseErasure(case, signature),
-            ErasureStep::Confirm => Request::ConfirmCaseErasure(case, signature),
+            ErasureStep::Confirm(_) => Request::ConfirmCaseErasure(case, signature),
         };
         o.section(name);
         o.hex("signer_seed", &s);
@@ -377,7 +385,12 @@ fn case_erasure_vectors() {
         o.hex("device_id", k.device_id().as_bytes());
         o.hex("case_id", case.as_bytes());
         o.num("step", u64::from(step.byte()));
-        o.hex("signed_bytes", &erasure_message(&case, step));
+        o.hex("closing_author", closing.author.as_bytes());
+        o.hex("closing_event_id", &closing.event_id);
+        if let ErasureStep::Confirm(r) = step {
+            o.hex("request_signature", r.as_bytes());
+        }
+        o.hex("signed_bytes", &erasure_message(&case, step, &closing));
         o.hex("signature", signature.as_bytes());
         o.hex("request", &request.encode());
     }
@@ -610,6 +623,7 @@ fn every_case_output_is_recomputed_from_the_inputs_the_files_state() {
         assert_eq!(n(&f, "padded_len"), 1024, "{name}");
     }
 
+    let mut request_signature = Vec::new();
     for (name, f) in read("case-erasure.txt") {
         let kp = ring::signature::Ed25519KeyPair::from_seed_unchecked(&h(&f, "signer_seed"))
             .expect("seed");
@@ -618,6 +632,16 @@ fn every_case_output_is_recomputed_from_the_inputs_the_files_state() {
         let mut signed = b"hotline/1 case erasure\x00".to_vec();
         signed.extend_from_slice(&h(&f, "case_id"));
         signed.push(u8::try_from(step).expect("a byte"));
+        signed.extend_from_slice(&h(&f, "closing_author"));
+        signed.extend_from_slice(&h(&f, "closing_event_id"));
+        if step == 2 {
+            // The confirmation confirms the request of the section before.
+            assert_eq!(h(&f, "request_signature"), request_signature, "{name}");
+            signed.extend_from_slice(&h(&f, "request_signature"));
+        } else {
+            request_signature = h(&f, "signature");
+        }
+        assert_eq!(signed.len(), if step == 1 { 72 } else { 136 }, "{name}");
         assert_eq!(signed, h(&f, "signed_bytes"), "{name}");
         // Ed25519 is deterministic: the signature is recomputed, and it
         // verifies.

@@ -2675,14 +2675,31 @@ fn verify_passes_after_a_case_is_erased_and_counts_its_records_shredded() {
             .expect("stored")
             .expect("accepted");
     }
-    let asked = hotline_proto::DeviceId::from_bytes([2; 16]);
-    let confirmed = hotline_proto::DeviceId::from_bytes([3; 16]);
+    use hotline_proto::case::erasure::{Closing, ErasureStep, sign_erasure};
+    let (asked, confirmed) = (
+        IdentityKeyPair::from_seed(&[2; 32]),
+        IdentityKeyPair::from_seed(&[3; 32]),
+    );
+    // The erasure signs the event that closed the case (event 2).
+    let closing = Closing {
+        author: author.device_id(),
+        event_id: [2; 16],
+    };
+    let request = sign_erasure(&asked, &case, ErasureStep::Request, &closing);
     store
-        .request_case_erasure(case, asked, 200, 0, None)
+        .request_case_erasure(case, asked.device_id(), asked.public_key(), request, 200, 0)
         .expect("stored")
         .expect("asked");
+    let confirm = sign_erasure(&confirmed, &case, ErasureStep::Confirm(request), &closing);
     store
-        .confirm_case_erasure(case, confirmed, 201, 0, None)
+        .confirm_case_erasure(
+            case,
+            confirmed.device_id(),
+            confirmed.public_key(),
+            confirm,
+            201,
+            0,
+        )
         .expect("stored")
         .expect("erased");
     store.close().expect("closes");

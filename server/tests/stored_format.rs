@@ -1083,6 +1083,7 @@ fn events_i12() -> Vec<(&'static str, u64, Event)> {
                 case_id: CaseId::from_bytes(a),
                 by: id(2),
                 signature: None,
+                closing: None,
             }),
         ),
         (
@@ -1096,6 +1097,7 @@ fn events_i12() -> Vec<(&'static str, u64, Event)> {
                 confirmed_by: id(4),
                 request_signature: None,
                 confirm_signature: None,
+                closing: None,
             }),
         ),
         (
@@ -1171,6 +1173,7 @@ fn events_i12() -> Vec<(&'static str, u64, Event)> {
                 case_id: CaseId::from_bytes(d),
                 by: id(2),
                 signature: None,
+                closing: None,
             }),
         ),
     ]
@@ -1298,19 +1301,19 @@ fn the_case_request_digest_of_issue_12_encodes_to_its_checked_in_bytes() {
 #[test]
 fn the_signed_erasure_records_of_issue_12_encode_to_their_checked_in_bytes() {
     use hotline_proto::case::CaseId;
-    use hotline_proto::case::erasure::{ErasureStep, sign_erasure};
     use hotline_server::domain::cases::CaseEvent;
     let d = CaseId::from_bytes([0xd4; 16]);
-    let request_signature = sign_erasure(
-        &IdentityKeyPair::from_seed(&[2; 32]),
-        &d,
-        ErasureStep::Request,
-    );
-    let confirm_signature = sign_erasure(
-        &IdentityKeyPair::from_seed(&[4; 32]),
-        &d,
-        ErasureStep::Confirm,
-    );
+    // The signatures of that form covered the case and the step only
+    // (`label || 0x00 || case_id || step`); erasures now sign their
+    // closing too (events-i12e.hex), but these records keep reading.
+    let old_form = |seed: u8, step: u8| {
+        let mut m = b"hotline/1 case erasure\x00".to_vec();
+        m.extend_from_slice(d.as_bytes());
+        m.push(step);
+        IdentityKeyPair::from_seed(&[seed; 32]).sign(&m)
+    };
+    let request_signature = old_form(2, 1);
+    let confirm_signature = old_form(4, 2);
     let events = [
         (
             "case_erasure_requested_signed",
@@ -1321,6 +1324,7 @@ fn the_signed_erasure_records_of_issue_12_encode_to_their_checked_in_bytes() {
                 case_id: d,
                 by: id(2),
                 signature: Some(request_signature),
+                closing: None,
             }),
         ),
         (
@@ -1334,6 +1338,7 @@ fn the_signed_erasure_records_of_issue_12_encode_to_their_checked_in_bytes() {
                 confirmed_by: id(4),
                 request_signature: Some(request_signature),
                 confirm_signature: Some(confirm_signature),
+                closing: None,
             }),
         ),
     ];
@@ -1558,4 +1563,114 @@ fn an_alert_sealed_to_a_replaced_roster_encodes_to_its_checked_in_bytes() {
     let stored = &read_golden("snapshot-i12-older-roster.hex")["snapshot"];
     assert_eq!(hex(&snapshot), hex(stored), "the snapshot's stored format");
     assert_eq!(decode_snapshot(stored).expect("decodes"), state);
+}
+
+/// The erasure records naming the closing their signatures cover (issue
+/// 12, review 2, finding E1): the event that closed the case (its
+/// author, then its event id) as an optional trailing field of the
+/// erasure request and erasure rows, and of the snapshot's pending
+/// request and erased case, so the forms of events-i12.hex and
+/// events-i12c.hex read as before (without a closing).
+#[test]
+fn the_erasure_records_naming_their_closing_encode_to_their_checked_in_bytes() {
+    use hotline_proto::case::CaseId;
+    use hotline_proto::case::erasure::{Closing, ErasureStep, sign_erasure};
+    use hotline_server::domain::cases::CaseEvent;
+    let d = CaseId::from_bytes([0xd4; 16]);
+    let closing = Closing {
+        author: id(2),
+        event_id: [6; 16],
+    };
+    let request_signature = sign_erasure(
+        &IdentityKeyPair::from_seed(&[2; 32]),
+        &d,
+        ErasureStep::Request,
+        &closing,
+    );
+    let confirm_signature = sign_erasure(
+        &IdentityKeyPair::from_seed(&[4; 32]),
+        &d,
+        ErasureStep::Confirm(request_signature),
+        &closing,
+    );
+    let events = [
+        (
+            "case_erasure_requested_closing",
+            49,
+            Event::Case(CaseEvent::ErasureRequested {
+                position: 12,
+                at: 1_700_002_100,
+                case_id: d,
+                by: id(2),
+                signature: Some(request_signature),
+                closing: Some(closing),
+            }),
+        ),
+        (
+            "case_erased_closing",
+            50,
+            Event::Case(CaseEvent::Erased {
+                position: 13,
+                at: 1_700_002_200,
+                case_id: d,
+                requested_by: id(2),
+                confirmed_by: id(4),
+                request_signature: Some(request_signature),
+                confirm_signature: Some(confirm_signature),
+                closing: Some(closing),
+            }),
+        ),
+    ];
+    let rows: Vec<(&str, Vec<u8>)> = events
+        .iter()
+        .map(|(n, _, e)| (*n, encode_event(e)))
+        .collect();
+    let mut state = State::default();
+    for (name, seq, event) in self::events()
+        .into_iter()
+        .chain(events_v2())
+        .chain(events_i11())
+        .chain(events_i13())
+        .chain(events_i12())
+    {
+        state
+            .apply(seq, &event)
+            .unwrap_or_else(|e| panic!("{name} applies: {e}"));
+    }
+    let mut snapshots = Vec::new();
+    for (name, seq, event) in &events {
+        state
+            .apply(*seq, event)
+            .unwrap_or_else(|e| panic!("{name} applies: {e}"));
+        snapshots.push((*name, encode_snapshot(&state), state.clone()));
+    }
+    assert_eq!(state.cases.erased[&d].closing, Some(closing));
+    if bless() {
+        write_golden(
+            "events-i12e.hex",
+            "Log events of the forms added for issue 12's erasures bound to their closing (an erasure request and an erasure naming the event that closed the case).",
+            &rows,
+        );
+        write_golden(
+            "snapshot-i12e.hex",
+            "The state after every event in events.hex, events-v2.hex, events-i11.hex, events-i13.hex, events-i12.hex, then each event of events-i12e.hex (snapshots named after it).",
+            &snapshots
+                .iter()
+                .map(|(n, bytes, _)| (*n, bytes.clone()))
+                .collect::<Vec<_>>(),
+        );
+    }
+    let golden = read_golden("events-i12e.hex");
+    assert_eq!(golden.len(), rows.len(), "one golden line per event");
+    for (name, _, event) in &events {
+        let stored = &golden[*name];
+        assert_eq!(hex(&encode_event(event)), hex(stored), "event {name}");
+        assert_eq!(&decode_event(stored).expect("decodes"), event, "{name}");
+    }
+    let golden = read_golden("snapshot-i12e.hex");
+    for (name, bytes, state) in &snapshots {
+        let stored = &golden[*name];
+        assert_eq!(hex(bytes), hex(stored), "snapshot after {name}");
+        assert_eq!(&decode_snapshot(stored).expect("decodes"), state);
+    }
 }

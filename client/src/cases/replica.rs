@@ -76,6 +76,39 @@ struct IndexRow {
     /// it (absent in replicas written before, and for cases erased before).
     #[prost(message, repeated, tag = "20")]
     erasures: Vec<ErasureRow>,
+    /// Added with erasures bound to the closing: the signed request of
+    /// each case whose erasure waits (what a confirmation signs over).
+    #[prost(message, repeated, tag = "21")]
+    erasure_requests: Vec<ErasureRequestRow>,
+}
+
+/// A signed erasure request this device synced (docs/protocol.md,
+/// section 9.7).
+#[derive(Clone, PartialEq, Message)]
+pub struct ErasureRequestRow {
+    /// The case id (16 bytes).
+    #[prost(bytes = "vec", tag = "1")]
+    pub case_id: Vec<u8>,
+    /// The staff device that asked (16 bytes).
+    #[prost(bytes = "vec", tag = "2")]
+    pub requested_by: Vec<u8>,
+    /// Its step-1 signature (64 bytes).
+    #[prost(bytes = "vec", tag = "3")]
+    pub signature: Vec<u8>,
+    /// The closing it covers: author, then event id (32 bytes).
+    #[prost(bytes = "vec", tag = "4")]
+    pub closing: Vec<u8>,
+}
+
+/// A signed erasure request, as a confirmation needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErasureRequestInfo {
+    /// Who asked.
+    pub requested_by: hotline_proto::DeviceId,
+    /// The step-1 signature.
+    pub signature: hotline_proto::Signature,
+    /// The closing it covers.
+    pub closing: hotline_proto::case::erasure::Closing,
 }
 
 /// An erased case as this device recorded it: what `case show` says of
@@ -1086,8 +1119,53 @@ impl Replica {
         self.index.erasure_requested.retain(|c| *c != id);
         if waiting && !self.is_erased(case) {
             self.index.erasure_requested.push(id);
+        } else {
+            self.index.erasure_requests.retain(|r| r.case_id != id);
         }
         self.save_index()
+    }
+
+    /// Remembers a signed erasure request of `case` (saved), replacing
+    /// one held before.
+    pub fn set_erasure_request(
+        &mut self,
+        case: &CaseId,
+        requested_by: hotline_proto::DeviceId,
+        signature: hotline_proto::Signature,
+        closing: hotline_proto::case::erasure::Closing,
+    ) -> Result<(), ClientError> {
+        if self.is_erased(case) {
+            return Ok(());
+        }
+        let id = case.as_bytes().to_vec();
+        self.index.erasure_requests.retain(|r| r.case_id != id);
+        self.index.erasure_requests.push(ErasureRequestRow {
+            case_id: id,
+            requested_by: requested_by.as_bytes().to_vec(),
+            signature: signature.as_bytes().to_vec(),
+            closing: closing.to_bytes().to_vec(),
+        });
+        self.save_index()
+    }
+
+    /// The signed erasure request of `case` this device synced, if any.
+    pub fn erasure_request(&self, case: &CaseId) -> Option<ErasureRequestInfo> {
+        let r = self
+            .index
+            .erasure_requests
+            .iter()
+            .find(|r| r.case_id == case.as_bytes())?;
+        Some(ErasureRequestInfo {
+            requested_by: hotline_proto::DeviceId::from_bytes(
+                r.requested_by.as_slice().try_into().ok()?,
+            ),
+            signature: hotline_proto::Signature::from_bytes(
+                r.signature.as_slice().try_into().ok()?,
+            ),
+            closing: hotline_proto::case::erasure::Closing::from_bytes(
+                r.closing.as_slice().try_into().ok()?,
+            ),
+        })
     }
 
     /// Whether the erasure of `case` was asked for and waits for a
@@ -1321,6 +1399,7 @@ impl Replica {
         self.index.outbox.retain(|o| o.case_id != id);
         self.index.rotations.retain(|r| r.case_id != id);
         self.index.erasure_requested.retain(|c| *c != id);
+        self.index.erasure_requests.retain(|r| r.case_id != id);
         if self.erased.insert(*case) {
             self.index.erased.push(id);
         }

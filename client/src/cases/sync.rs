@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hotline_proto::case::erasure::{ErasureStep, verify_erasure};
+use hotline_proto::case::erasure::{Closing, ErasureStep, verify_erasure};
 use hotline_proto::case::seal::CaseEventError;
 use hotline_proto::case::{CaseId, CaseState, CaseSync, CaseUpdate, CaseUpdateKind, LegalHold};
 use hotline_proto::e2e::roster::Roster;
@@ -212,49 +212,56 @@ fn short(case: &CaseId) -> String {
         .collect()
 }
 
+#[cfg(test)]
 const DAY: u64 = 86_400;
 
-/// Why an `Erased` update from the server is not applied to `file`
-/// (`None`: it is). The server's word alone is not signed: a case is
-/// deleted here only if its signed events, as this device holds them,
-/// say it is closed, without a legal hold, for at least the retention
-/// period (from the earliest server time of its closing event held),
-/// and it is not the statistics ledger. A case this device holds nothing
-/// of is recorded as erased.
-fn erasure_refusal(
-    file: &CaseFile,
-    waiting: bool,
-    ledger: Option<CaseId>,
-    checks: &Checks<'_>,
-) -> Option<String> {
+/// The event that closed `file`'s case, as this replica holds it: the
+/// last event (in position order) that changes the state, if it closed
+/// the case (`None`: open, requested, or no such event held). What an
+/// erasure signs (docs/protocol.md, section 9.7).
+pub fn closing_of(file: &CaseFile) -> Option<Closing> {
+    let mut events: Vec<&StoredEvent> = file.events.iter().collect();
+    events.sort_by_key(|e| e.position);
+    let last = events
+        .iter()
+        .rev()
+        .filter_map(|e| e.event.header_unverified().ok())
+        .find(|h| h.control.state.is_some())?;
+    (last.control.state == Some(CaseState::Closed)).then_some(Closing {
+        author: last.author,
+        event_id: last.event_id,
+    })
+}
+
+/// Why an erasure, signed by two staff members over `closing` (the event
+/// that closed the case), is not applied to `file` (`None`: it is). The
+/// signatures decide one closing: this device refuses an erasure whose
+/// closing its replica shows superseded — a later event reopened the case
+/// (the server drops an erasure request then, so an older signature is a
+/// replay), or the named event did not close it — and one of a case under
+/// a legal hold as its replica holds it, or of the statistics ledger. A
+/// device that never saw the closing, or what superseded it (offline
+/// since before, its events shredded since), applies it: the residue
+/// docs/threat-model.md names.
+fn superseded(file: &CaseFile, ledger: Option<CaseId>, closing: &Closing) -> Option<String> {
     if ledger == Some(file.case_id) {
         return Some("the statistics ledger".into());
     }
-    if waiting {
-        return Some("holding changes written on this device and not sent yet".into());
-    }
-    if file.events.is_empty() && file.request.is_none() {
-        return None;
-    }
     let mut events: Vec<&StoredEvent> = file.events.iter().collect();
     events.sort_by_key(|e| e.position);
-    let mut state = file.request.as_ref().map(|_| CaseState::Requested);
-    let (mut closed_at, mut hold, mut is_ledger) = (None::<u64>, false, false);
+    let (mut seen, mut reopened, mut hold, mut is_ledger) = (false, false, false, false);
     for e in events {
         let Ok(h) = e.event.header_unverified() else {
             continue;
         };
         is_ledger |= h.control.ledger;
-        match h.control.state {
-            Some(CaseState::Open) => {
-                state = Some(CaseState::Open);
-                closed_at = None;
+        if h.author == closing.author && h.event_id == closing.event_id {
+            if h.control.state != Some(CaseState::Closed) {
+                return Some("not closed by the event its erasure names".into());
             }
-            Some(CaseState::Closed) => {
-                state = Some(CaseState::Closed);
-                closed_at = Some(closed_at.map_or(e.at, |c| c.min(e.at)));
-            }
-            Some(CaseState::Requested) | None => {}
+            seen = true;
+        } else if seen && h.control.state.is_some() {
+            reopened = true;
         }
         match h.control.legal_hold {
             Some(LegalHold::Set) => hold = true,
@@ -265,59 +272,35 @@ fn erasure_refusal(
     if is_ledger {
         return Some("the statistics ledger".into());
     }
-    match state {
-        Some(CaseState::Closed) => {}
-        Some(CaseState::Open) => return Some("open".into()),
-        Some(CaseState::Requested) => return Some("still a request waiting for the team".into()),
-        None => return Some("in a state this device cannot tell".into()),
+    if reopened {
+        return Some("reopened after the closing its erasure names".into());
     }
     if hold {
         return Some("under a legal hold".into());
     }
-    let Some(retention) = checks.retention_secs else {
-        return Some("closed, and this device does not know the retention period".into());
-    };
-    let closed = closed_at.unwrap_or(u64::MAX);
-    if closed.saturating_add(retention) > checks.now {
-        return Some(format!(
-            "closed {} days ago; the retention period is {} days",
-            checks.now.saturating_sub(closed) / DAY,
-            retention / DAY
-        ));
-    }
     None
 }
 
-/// How an `Erased` update's signatures stand (section 9.7).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum SignedErasure {
-    /// Both verify under the keys of two distinct staff devices on the
-    /// roster, the confirmer a coordinator or an admin.
-    Valid,
-    /// Neither is there: an erasure a server stored before erasures were
-    /// signed.
-    Unsigned,
-    /// Anything else: why it is not taken.
-    Invalid(&'static str),
-}
-
 /// Checks an erasure's two signatures against `roster` (the newest this
-/// device accepted): the requester a staff device, the confirmer a
-/// coordinator or an admin, two distinct devices, each signature under
-/// the identity key the roster lists for its device.
+/// device accepted): both present with the closing they cover, the
+/// requester a staff device, the confirmer a coordinator or an admin, two
+/// distinct devices, step 1 under the requester's key over the case and
+/// the closing, step 2 under the confirmer's key over the case, the
+/// closing and step 1's signature. The closing, or why not.
 fn signed_erasure(
     case: &CaseId,
+    closing: Option<&Closing>,
     (requested_by, request_signature): (&DeviceId, Option<&Signature>),
     (confirmed_by, confirm_signature): (&DeviceId, Option<&Signature>),
     roster: &Roster,
-) -> SignedErasure {
-    let (request_signature, confirm_signature) = match (request_signature, confirm_signature) {
-        (None, None) => return SignedErasure::Unsigned,
-        (Some(r), Some(c)) => (r, c),
-        _ => return SignedErasure::Invalid("one of the two signatures is missing"),
+) -> Result<Closing, &'static str> {
+    let (Some(closing), Some(request_signature), Some(confirm_signature)) =
+        (closing, request_signature, confirm_signature)
+    else {
+        return Err("it does not carry both signatures and the closing they cover");
     };
     if requested_by == confirmed_by {
-        return SignedErasure::Invalid("asked for and confirmed by the same device");
+        return Err("asked for and confirmed by the same device");
     }
     let staff = |d: &DeviceId| {
         roster
@@ -326,30 +309,30 @@ fn signed_erasure(
             .find(|e| e.device_id == *d && e.role.is_staff())
     };
     let Some(requester) = staff(requested_by) else {
-        return SignedErasure::Invalid("asked for by a device not on the staff roster");
+        return Err("asked for by a device not on the staff roster");
     };
     let Some(confirmer) = staff(confirmed_by) else {
-        return SignedErasure::Invalid("confirmed by a device not on the staff roster");
+        return Err("confirmed by a device not on the staff roster");
     };
     if !matches!(confirmer.role, Role::Coordinator | Role::Admin) {
-        return SignedErasure::Invalid(
-            "confirmed by a device that is not a coordinator or an admin",
-        );
+        return Err("confirmed by a device that is not a coordinator or an admin");
     }
     if !verify_erasure(
         &requester.identity_key,
         case,
         ErasureStep::Request,
+        closing,
         request_signature,
     ) || !verify_erasure(
         &confirmer.identity_key,
         case,
-        ErasureStep::Confirm,
+        ErasureStep::Confirm(*request_signature),
+        closing,
         confirm_signature,
     ) {
-        return SignedErasure::Invalid("a signature does not verify");
+        return Err("a signature does not verify");
     }
-    SignedErasure::Valid
+    Ok(*closing)
 }
 
 /// Applies updates to the replica (each case's file written once), with
@@ -410,16 +393,17 @@ fn apply_held(
                 confirmed_by,
                 request_signature,
                 confirm_signature,
+                closing,
             } => {
                 let signed = signed_erasure(
                     &u.case_id,
+                    closing.as_ref(),
                     (requested_by, request_signature.as_ref()),
                     (confirmed_by, confirm_signature.as_ref()),
                     checks.roster,
                 );
                 // Who erased it is said only when both signed it.
-                let by = matches!(signed, SignedErasure::Valid)
-                    .then_some((*requested_by, *confirmed_by));
+                let by = signed.is_ok().then_some((*requested_by, *confirmed_by));
                 let loaded;
                 let file = match files.get(&u.case_id) {
                     Some(f) => f,
@@ -428,23 +412,13 @@ fn apply_held(
                         &loaded
                     }
                 };
-                let waiting = !replica.waiting(&u.case_id).is_empty();
+                // Never the server's word alone: without both signatures
+                // over the closing, nothing is erased here.
                 let refusal = match signed {
-                    // Signed by two staff members on the roster: applied
-                    // whatever this device holds of the case (it may have
-                    // missed the closing, shredded since).
-                    SignedErasure::Valid if replica.ledger() == Some(u.case_id) => {
-                        Some("the statistics ledger".into())
-                    }
-                    SignedErasure::Valid => None,
-                    SignedErasure::Invalid(why) => Some(format!(
+                    Ok(closing) => superseded(file, replica.ledger(), &closing),
+                    Err(why) => Some(format!(
                         "its erasure is not signed by two staff members on the roster ({why})"
                     )),
-                    // Stored by a server before erasures were signed: only
-                    // where this device's signed events agree.
-                    SignedErasure::Unsigned => {
-                        erasure_refusal(file, waiting, replica.ledger(), checks)
-                    }
                 };
                 if let Some(why) = refusal {
                     report.warnings.push(format!(
@@ -467,21 +441,27 @@ fn apply_held(
             CaseUpdateKind::ErasureRequested {
                 requested_by,
                 signature,
+                closing,
             } => {
-                // Signed (section 9.7): by a staff device on the roster;
-                // unsigned only from a server that stored it before.
-                let signed = signature.as_ref().is_none_or(|sig| {
-                    checks.roster.entries.iter().any(|e| {
+                // Signed (section 9.7) over the closing, by a staff device
+                // on the roster; anything else is not a request.
+                let signed = match (signature, closing) {
+                    (Some(sig), Some(closing)) => checks.roster.entries.iter().any(|e| {
                         e.device_id == *requested_by
                             && e.role.is_staff()
                             && verify_erasure(
                                 &e.identity_key,
                                 &u.case_id,
                                 ErasureStep::Request,
+                                closing,
                                 sig,
                             )
-                    })
-                });
+                    }),
+                    _ => false,
+                };
+                if let (true, Some(sig), Some(closing)) = (signed, signature, closing) {
+                    replica.set_erasure_request(&u.case_id, *requested_by, *sig, *closing)?;
+                }
                 if signed {
                     report.erasure_requested.push(u.case_id);
                 } else {
@@ -856,6 +836,7 @@ mod tests {
                     confirmed_by: defender,
                     request_signature: None,
                     confirm_signature: None,
+                    closing: None,
                 },
             )],
             &roster(&[]),
@@ -868,7 +849,7 @@ mod tests {
         assert_eq!(
             report.warnings,
             [format!(
-                "the server says case {} was erased, but here it is still a request waiting for the team: kept",
+                "the server says case {} was erased, but here it is its erasure is not signed by two staff members on the roster (it does not carry both signatures and the closing they cover): kept",
                 short(&case)
             )]
         );
@@ -964,27 +945,61 @@ mod tests {
                 confirmed_by: d,
                 request_signature: None,
                 confirm_signature: None,
+                closing: None,
             },
         )
     }
 
-    /// An erasure of `case` signed by `requester` (step 1) and
-    /// `confirmer` (step 2).
+    /// A closing by event `[n; 16]` of `author`.
+    fn closed_by(author: &hotline_proto::IdentityKeyPair, n: u8) -> Closing {
+        Closing {
+            author: author.device_id(),
+            event_id: [n; 16],
+        }
+    }
+
+    /// An erasure of `case` closed by event `[2; 16]` of `requester`,
+    /// signed by `requester` (step 1) and `confirmer` (step 2).
     fn signed_erased(
         position: u64,
         case: CaseId,
         requester: &hotline_proto::IdentityKeyPair,
         confirmer: &hotline_proto::IdentityKeyPair,
     ) -> CaseUpdate {
+        signed_erased_of(
+            position,
+            case,
+            closed_by(requester, 2),
+            requester,
+            confirmer,
+        )
+    }
+
+    /// An erasure of `case` closed by `closing`, signed by `requester`
+    /// (step 1) and `confirmer` (step 2).
+    fn signed_erased_of(
+        position: u64,
+        case: CaseId,
+        closing: Closing,
+        requester: &hotline_proto::IdentityKeyPair,
+        confirmer: &hotline_proto::IdentityKeyPair,
+    ) -> CaseUpdate {
         use hotline_proto::case::erasure::sign_erasure;
+        let request = sign_erasure(requester, &case, ErasureStep::Request, &closing);
         update(
             position,
             case,
             CaseUpdateKind::Erased {
                 requested_by: requester.device_id(),
                 confirmed_by: confirmer.device_id(),
-                request_signature: Some(sign_erasure(requester, &case, ErasureStep::Request)),
-                confirm_signature: Some(sign_erasure(confirmer, &case, ErasureStep::Confirm)),
+                request_signature: Some(request),
+                confirm_signature: Some(sign_erasure(
+                    confirmer,
+                    &case,
+                    ErasureStep::Confirm(request),
+                    &closing,
+                )),
+                closing: Some(closing),
             },
         )
     }
@@ -1017,7 +1032,13 @@ mod tests {
                 case,
                 CaseUpdateKind::ErasureRequested {
                     requested_by: a.device_id(),
-                    signature: None,
+                    signature: Some(hotline_proto::case::erasure::sign_erasure(
+                        &a,
+                        &case,
+                        ErasureStep::Request,
+                        &closed_by(&a, 2),
+                    )),
+                    closing: Some(closed_by(&a, 2)),
                 },
             )
         };
@@ -1066,7 +1087,9 @@ mod tests {
                         by,
                         &case,
                         ErasureStep::Request,
+                        &closed_by(&a, 2),
                     )),
+                    closing: Some(closed_by(&a, 2)),
                 },
             )
         };
@@ -1132,10 +1155,17 @@ mod tests {
             confirm_signature, ..
         } = &mut other.kind
         {
+            let request = hotline_proto::case::erasure::sign_erasure(
+                &officer,
+                &good,
+                ErasureStep::Request,
+                &closed_by(&officer, 2),
+            );
             *confirm_signature = Some(hotline_proto::case::erasure::sign_erasure(
                 &coordinator,
                 &good,
-                ErasureStep::Confirm,
+                ErasureStep::Confirm(request),
+                &closed_by(&officer, 2),
             ));
         }
         let mut one = signed_erased(106, half, &officer, &coordinator);
@@ -1172,7 +1202,10 @@ mod tests {
         assert_eq!(
             report.warnings,
             [
-                kept(&unsigned, "open"),
+                forged(
+                    &unsigned,
+                    "it does not carry both signatures and the closing they cover"
+                ),
                 forged(&same, "asked for and confirmed by the same device"),
                 forged(
                     &by_officer,
@@ -1183,7 +1216,10 @@ mod tests {
                     "confirmed by a device not on the staff roster"
                 ),
                 forged(&other_case, "a signature does not verify"),
-                forged(&half, "one of the two signatures is missing"),
+                forged(
+                    &half,
+                    "it does not carry both signatures and the closing they cover"
+                ),
             ]
         );
         let replica = Replica::open(&state, &[1; 32]).expect("reopen");
@@ -1206,7 +1242,7 @@ mod tests {
     const DAY_1: u64 = 1_000_000;
 
     #[test]
-    fn an_unsigned_erasure_is_applied_only_to_a_closed_case_past_retention_without_hold() {
+    fn an_erasure_is_applied_unless_its_closing_is_superseded_here_and_never_unsigned() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = StateDir::new(dir.path());
         let mut replica = Replica::open(&state, &[1; 32]).expect("open");
@@ -1264,15 +1300,36 @@ mod tests {
         let mut report = SyncReport::default();
         apply_with(&mut replica, &updates, &checks, &|_| None, &mut report).expect("applied");
         assert!(report.warnings.is_empty(), "{:?}", report.warnings);
-        let erasures: Vec<CaseUpdate> =
-            [open, recent, held, old, ledger, flagged, unknown, declined]
-                .iter()
-                .enumerate()
-                .map(|(i, c)| erased(100 + i as u64, *c))
-                .collect();
+        // Review 2, findings E1 and E2: every erasure signed by two staff
+        // members over the closing it names. Applied unless this replica
+        // shows that closing superseded (a hold in force, the ledger);
+        // one naming a closing this device never saw (the case still
+        // open here, or unknown) is applied: the accepted residue.
+        let mut coordinator = roster(&[&a, &staff(2)]);
+        coordinator.entries[1].role = Role::Coordinator;
+        let c = staff(2);
+        let checks = Checks {
+            roster: &coordinator,
+            ..checks
+        };
+        let named = |case: CaseId, n: u8| (case, closed_by(&a, n));
+        let erasures: Vec<CaseUpdate> = [
+            named(open, 9),
+            named(recent, 2),
+            named(held, 3),
+            named(old, 2),
+            named(ledger, 2),
+            named(flagged, 2),
+            named(unknown, 2),
+            named(declined, 1),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (case, closing))| signed_erased_of(100 + i as u64, *case, *closing, &a, &c))
+        .collect();
         let mut report = SyncReport::default();
         apply_with(&mut replica, &erasures, &checks, &|_| None, &mut report).expect("applied");
-        assert_eq!(report.erased, [old, unknown, declined]);
+        assert_eq!(report.erased, [open, recent, old, unknown, declined]);
         assert_eq!(report.erased_requests, [[9; 32]]);
         let kept = |c: &CaseId, why: &str| {
             format!(
@@ -1283,25 +1340,105 @@ mod tests {
         assert_eq!(
             report.warnings,
             [
-                kept(&open, "open"),
-                kept(
-                    &recent,
-                    "closed 12 days ago; the retention period is 30 days"
-                ),
                 kept(&held, "under a legal hold"),
                 kept(&ledger, "the statistics ledger"),
                 kept(&flagged, "the statistics ledger"),
             ]
         );
         // What was kept is still here after a reopen; what was erased is gone.
-        let replica = Replica::open(&state, &[1; 32]).expect("reopen");
-        for c in [open, recent, held, ledger, flagged] {
+        let mut replica = Replica::open(&state, &[1; 32]).expect("reopen");
+        for c in [held, ledger, flagged] {
             assert!(!replica.is_erased(&c));
             assert!(!replica.load(&c).expect("load").events.is_empty());
         }
         assert!(replica.is_erased(&old) && replica.is_erased(&unknown));
         assert!(replica.load(&old).expect("load").events.is_empty());
-        assert_eq!(replica.summaries().len(), 5);
+        assert_eq!(replica.summaries().len(), 3);
+        // The unsigned form (no signatures, no closing) is never applied,
+        // whatever the retention the server states: here 0, on a closed
+        // case without a hold.
+        let plain = CaseId::from_bytes([22; 16]);
+        let both = [
+            ev_update(200, DAY_1, &mk(plain, 1, opening), &a),
+            ev_update(201, DAY_1, &mk(plain, 2, closing), &a),
+            erased(202, plain),
+        ];
+        let zero = Checks {
+            retention_secs: Some(0),
+            ..checks
+        };
+        let mut report = SyncReport::default();
+        apply_with(&mut replica, &both, &zero, &|_| None, &mut report).expect("applied");
+        assert!(report.erased.is_empty());
+        assert_eq!(
+            report.warnings,
+            [kept(
+                &plain,
+                "its erasure is not signed by two staff members on the roster (it does not carry both signatures and the closing they cover)"
+            )]
+        );
+        assert_eq!(replica.load(&plain).expect("load").events.len(), 2);
+    }
+
+    /// Review 2, finding E1: a seized server that kept a step-1 signature
+    /// of a request dropped by a reopening, and a confirmation of it the
+    /// server refused at the time, cannot wipe the case, reopened and
+    /// closed again since, from a device that saw the reopening; the
+    /// erasure of the new closing is applied.
+    #[test]
+    fn a_replayed_erasure_of_an_earlier_closing_is_refused_with_a_warning() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let mut replica = Replica::open(&state, &[1; 32]).expect("open");
+        let (a, c) = (staff(1), staff(2));
+        let mut book = roster(&[&a, &c]);
+        book.entries[1].role = Role::Coordinator;
+        let key = CaseKey::from_bytes([8; 32]);
+        let case = CaseId::from_bytes([60; 16]);
+        let mk = |n: u8, s: CaseState| {
+            event_with(
+                &a,
+                &key,
+                case,
+                [n; 16],
+                (1, 1),
+                control(Some(s), None, false),
+                |_| {},
+            )
+        };
+        let checks = Checks {
+            roster: &book,
+            retention_secs: Some(0),
+            now: DAY_1,
+        };
+        let history = [
+            ev_update(1, DAY_1, &mk(1, CaseState::Open), &a),
+            ev_update(2, DAY_1, &mk(2, CaseState::Closed), &a),
+            ev_update(3, DAY_1, &mk(3, CaseState::Open), &a),
+            ev_update(4, DAY_1, &mk(4, CaseState::Closed), &a),
+        ];
+        let mut report = SyncReport::default();
+        apply_with(&mut replica, &history, &checks, &|_| None, &mut report).expect("applied");
+        assert_eq!(
+            closing_of(&replica.load(&case).expect("load")),
+            Some(closed_by(&a, 4))
+        );
+        let replay = signed_erased_of(5, case, closed_by(&a, 2), &a, &c);
+        let mut report = SyncReport::default();
+        apply_with(&mut replica, &[replay], &checks, &|_| None, &mut report).expect("applied");
+        assert!(report.erased.is_empty());
+        assert_eq!(
+            report.warnings,
+            [format!(
+                "the server says case {} was erased, but here it is reopened after the closing its erasure names: kept",
+                short(&case)
+            )]
+        );
+        assert_eq!(replica.load(&case).expect("load").events.len(), 4);
+        let fresh = signed_erased_of(6, case, closed_by(&a, 4), &a, &c);
+        let mut report = SyncReport::default();
+        apply_with(&mut replica, &[fresh], &checks, &|_| None, &mut report).expect("applied");
+        assert_eq!(report.erased, [case]);
     }
 
     #[test]

@@ -5,8 +5,9 @@
 
 use anyhow::{Context as _, bail};
 use hotline_client::StateDir;
+use hotline_client::cases::model::CaseView;
 use hotline_client::cases::replica::CaseFile;
-use hotline_client::cases::stats;
+use hotline_client::cases::{stats, sync};
 use hotline_proto::case::erasure::{ErasureStep, sign_erasure};
 use hotline_proto::case::key::CaseKey;
 use hotline_proto::case::{CaseControl, CaseId, CaseState, LegalHold, ledger_id};
@@ -45,20 +46,28 @@ async fn ledger(ctx: &mut Ctx) -> anyhow::Result<CaseFile> {
     )?;
     let id = ledger_id(&root);
     let mut file = ctx.replica.load(&id)?;
-    // The key a tombstone is sealed under: the ledger's newest epoch that
-    // its events (or this device's own waiting ones) commit to, as for
-    // any case (docs/protocol.md, 9.2) — not the newest key held, which
-    // may be an older epoch's after a rotation, or a key received for an
-    // epoch no event commits to.
-    if file.write_key(ctx.replica.outbox()).is_some() {
+    // Whether the ledger exists is the server's to say, not a key's: it
+    // does once an event of it reached this replica in a sync (or this
+    // device's own opening waits to be sent). A key held for it without
+    // that (a hostile staff device can send one for the ledger's id
+    // before anyone opened it) is a candidate at most: the opening below
+    // replaces it. Once opened, the key a tombstone is sealed under is
+    // the ledger's newest epoch that its events (or this device's own
+    // waiting ones) commit to, as for any case (docs/protocol.md, 9.2) —
+    // not the newest key held, which may be an older epoch's after a
+    // rotation, or a key received for an epoch no event commits to.
+    let opened = !file.events.is_empty() || !ctx.replica.waiting(&id).is_empty();
+    if opened && file.write_key(ctx.replica.outbox()).is_some() {
         return Ok(file);
     }
-    if !file.events.is_empty() || !ctx.replica.waiting(&id).is_empty() {
+    if opened {
         bail!(
             "another staff device opened the statistics ledger and this device does not hold its key yet (it comes with a command that device runs): try again later. Nothing was erased"
         );
     }
     let key = CaseKey::generate(&mut SystemRandomness);
+    // Keys held for a ledger the server does not have are no one's.
+    file.keys.clear();
     file.keys.insert(1, key);
     ctx.replica.save(&file)?;
     let control = CaseControl {
@@ -105,8 +114,30 @@ async fn erase_in(ctx: &mut Ctx, case: &str, confirm: bool) -> anyhow::Result<()
     if view.ledger {
         bail!("the statistics ledger is never erased");
     }
+    // Both steps check what this device can see before signing: each
+    // signature decides the erasure of the case as closed by one event
+    // (docs/protocol.md, section 9.7).
+    erasable_here(ctx, &view, &s)?;
+    let closing = sync::closing_of(&file).with_context(|| {
+        format!("this device does not hold the event that closed case {s}: nothing was done")
+    })?;
     if confirm {
-        let signature = sign_erasure(ctx.device.identity(), &id, ErasureStep::Confirm);
+        let Some(request) = ctx.replica.erasure_request(&id) else {
+            bail!(
+                "no signed erasure request of case {s} has reached this device: ask for it (`hotline case erase {s}`) or sync again. Nothing was confirmed"
+            );
+        };
+        if request.closing != closing {
+            bail!(
+                "the erasure asked for names an earlier closing of case {s} than the one this device holds (it was reopened since): ask for it again. Nothing was confirmed"
+            );
+        }
+        let signature = sign_erasure(
+            ctx.device.identity(),
+            &id,
+            ErasureStep::Confirm(request.signature),
+            &closing,
+        );
         let (erased, _) = ask(ctx, Request::ConfirmCaseErasure(id, signature)).await?;
         if !erased {
             bail!("the server did not erase case {s}; nothing was erased");
@@ -128,6 +159,48 @@ async fn erase_in(ctx: &mut Ctx, case: &str, confirm: bool) -> anyhow::Result<()
             "this device cannot read all of case {s} yet (its keys come from another staff device): it cannot write the case's statistics, so nothing was done. A staff device that reads it can ask for its erasure"
         );
     }
+    // The tombstone first: once the case is erased nothing of it can be
+    // counted any more.
+    // A tombstone written before (an erasure asked for, then the case
+    // reopened and closed again) stays only if it still says what the
+    // case says now; else a fresh one is written, and the newest counts.
+    let ledger = ledger(ctx).await?;
+    let fresh = stats::tombstone(&view);
+    let held = stats::tombstones(&ledger).contains(&fresh);
+    if !held {
+        let mut content = ctx.content("");
+        content.tombstone = Some(fresh);
+        ctx.write(
+            &ledger,
+            CaseControl::default(),
+            content,
+            &format!("the statistics of case {s} were written to the ledger"),
+        )
+        .await
+        .context("the statistics tombstone could not be written; nothing was erased")?;
+    }
+    let signature = sign_erasure(ctx.device.identity(), &id, ErasureStep::Request, &closing);
+    let (erased, _) = ask(ctx, Request::RequestCaseErasure(id, signature)).await?;
+    if erased {
+        ctx.replica.erase(&id)?;
+        let me = ctx.me();
+        ctx.replica
+            .record_erasure(&id, hotline_client::unix_now(), Some(me), None)?;
+        ctx.forget_texts(&id, &requests);
+        println!("case {s} erased");
+        return Ok(());
+    }
+    ctx.replica.set_erasure_requested(&id, true)?;
+    println!(
+        "erasure of case {s} asked for: a coordinator or an admin other than this device must confirm it (`hotline case erase {s} --confirm`); until then nothing is erased"
+    );
+    Ok(())
+}
+
+/// What this device checks before it signs either step: the case is
+/// closed, under no legal hold, and past the retention period as it last
+/// synced it.
+fn erasable_here(ctx: &Ctx, view: &CaseView, s: &str) -> anyhow::Result<()> {
     match view.state {
         Some(CaseState::Closed) => {}
         Some(other) => bail!(
@@ -152,41 +225,6 @@ async fn erase_in(ctx: &mut Ctx, case: &str, confirm: bool) -> anyhow::Result<()
             hotline_proto::time::date(closed.saturating_add(retention))
         );
     }
-    // The tombstone first: once the case is erased nothing of it can be
-    // counted any more.
-    // A tombstone written before (an erasure asked for, then the case
-    // reopened and closed again) stays only if it still says what the
-    // case says now; else a fresh one is written, and the newest counts.
-    let ledger = ledger(ctx).await?;
-    let fresh = stats::tombstone(&view);
-    let held = stats::tombstones(&ledger).contains(&fresh);
-    if !held {
-        let mut content = ctx.content("");
-        content.tombstone = Some(fresh);
-        ctx.write(
-            &ledger,
-            CaseControl::default(),
-            content,
-            &format!("the statistics of case {s} were written to the ledger"),
-        )
-        .await
-        .context("the statistics tombstone could not be written; nothing was erased")?;
-    }
-    let signature = sign_erasure(ctx.device.identity(), &id, ErasureStep::Request);
-    let (erased, _) = ask(ctx, Request::RequestCaseErasure(id, signature)).await?;
-    if erased {
-        ctx.replica.erase(&id)?;
-        let me = ctx.me();
-        ctx.replica
-            .record_erasure(&id, hotline_client::unix_now(), Some(me), None)?;
-        ctx.forget_texts(&id, &requests);
-        println!("case {s} erased");
-        return Ok(());
-    }
-    ctx.replica.set_erasure_requested(&id, true)?;
-    println!(
-        "erasure of case {s} asked for: a coordinator or an admin other than this device must confirm it (`hotline case erase {s} --confirm`); until then nothing is erased"
-    );
     Ok(())
 }
 

@@ -129,11 +129,6 @@ impl Ctx {
                 };
                 // The inbox first: the words of defenders' requests and
                 // their replies are envelopes to this device.
-                // What waits in the device's outbox (a share's envelopes
-                // written offline) goes too, as with any command.
-                if !ctx.device.pending().is_empty() {
-                    super::messages::send_over(&mut ctx.device, session, None).await;
-                }
                 if let Err(e) = super::messages::fetch_new(&mut ctx.device, session).await {
                     eprintln!("WARNING: new messages could not be fetched: {e}");
                 }
@@ -152,6 +147,15 @@ impl Ctx {
                     );
                 }
                 ctx.tell_lost();
+                // What waits in the device's outbox (a share's envelopes
+                // written offline) goes too, as with any command: after the
+                // sync, which drops what concerns a case erased since
+                // (its shares and keys, docs/protocol.md section 9.7).
+                if !ctx.device.pending().is_empty()
+                    && let Some(session) = &ctx.session
+                {
+                    super::messages::send_over(&mut ctx.device, session, None).await;
+                }
                 if let Err(e) = ctx.exchange_keys().await {
                     eprintln!(
                         "WARNING: case keys were not exchanged with other staff devices: {e}"
@@ -533,12 +537,25 @@ impl Ctx {
     /// replies and shared items, and the requests among `requests` (their
     /// envelope digests). A failure is a warning: the case itself is gone
     /// already.
-    pub(super) fn forget_texts(&self, case: &CaseId, requests: &[[u8; 32]]) {
+    pub(super) fn forget_texts(&mut self, case: &CaseId, requests: &[[u8; 32]]) {
         if let Err(e) = self.device.remove_case_texts(case, requests) {
             eprintln!(
                 "WARNING: the messages of erased case {} could not be removed from this device's history: {e}",
                 short(case.as_bytes())
             );
+        }
+        // What still waited to go out about it goes too: its shared items
+        // and its keys.
+        match self.device.drop_case_items(case) {
+            Ok(0) => {}
+            Ok(n) => println!(
+                "{n} message(s) about erased case {} that waited to be sent (shared items, case keys) were dropped",
+                short(case.as_bytes())
+            ),
+            Err(e) => eprintln!(
+                "WARNING: the messages about erased case {} waiting to be sent could not be dropped: {e}",
+                short(case.as_bytes())
+            ),
         }
     }
 

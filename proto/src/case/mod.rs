@@ -361,6 +361,9 @@ pub enum CaseUpdateKind {
         /// Its erasure signature, step 1 ([`erasure`]; `None`: a request
         /// stored before signatures existed).
         signature: Option<Signature>,
+        /// The closing the signature covers (`None`: a request stored
+        /// before erasures named it).
+        closing: Option<erasure::Closing>,
     },
     /// The case was erased.
     Erased {
@@ -373,6 +376,9 @@ pub enum CaseUpdateKind {
         request_signature: Option<Signature>,
         /// The confirmer's erasure signature, step 2 (`None`: as above).
         confirm_signature: Option<Signature>,
+        /// The closing both signatures cover (`None`: an erasure stored
+        /// before erasures named it).
+        closing: Option<erasure::Closing>,
     },
 }
 
@@ -406,6 +412,28 @@ fn signature_bytes(s: &Option<Signature>) -> Vec<u8> {
     s.map(|s| s.as_bytes().to_vec()).unwrap_or_default()
 }
 
+/// The closing fields of an erasure update: both empty is none, both 16
+/// bytes a closing, anything else invalid.
+fn optional_closing(
+    author: &[u8],
+    event_id: &[u8],
+) -> Result<Option<erasure::Closing>, DecodeError> {
+    if author.is_empty() && event_id.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(erasure::Closing {
+        author: device(author, "closing_author")?,
+        event_id: event_id
+            .try_into()
+            .map_err(|_| DecodeError::Invalid("closing_event_id"))?,
+    }))
+}
+
+fn closing_bytes(c: &Option<erasure::Closing>) -> (Vec<u8>, Vec<u8>) {
+    c.map(|c| (c.author.as_bytes().to_vec(), c.event_id.to_vec()))
+        .unwrap_or_default()
+}
+
 impl CaseUpdate {
     /// The wire form.
     pub(crate) fn to_wire(&self) -> pb::CaseUpdate {
@@ -426,21 +454,33 @@ impl CaseUpdate {
             CaseUpdateKind::ErasureRequested {
                 requested_by,
                 signature,
-            } => Kind::ErasureRequested(pb::CaseErasureRequested {
-                requested_by: requested_by.as_bytes().to_vec().into(),
-                signature: signature_bytes(signature).into(),
-            }),
+                closing,
+            } => {
+                let (closing_author, closing_event_id) = closing_bytes(closing);
+                Kind::ErasureRequested(pb::CaseErasureRequested {
+                    requested_by: requested_by.as_bytes().to_vec().into(),
+                    signature: signature_bytes(signature).into(),
+                    closing_author: closing_author.into(),
+                    closing_event_id: closing_event_id.into(),
+                })
+            }
             CaseUpdateKind::Erased {
                 requested_by,
                 confirmed_by,
                 request_signature,
                 confirm_signature,
-            } => Kind::Erased(pb::CaseErased {
-                requested_by: requested_by.as_bytes().to_vec().into(),
-                confirmed_by: confirmed_by.as_bytes().to_vec().into(),
-                request_signature: signature_bytes(request_signature).into(),
-                confirm_signature: signature_bytes(confirm_signature).into(),
-            }),
+                closing,
+            } => {
+                let (closing_author, closing_event_id) = closing_bytes(closing);
+                Kind::Erased(pb::CaseErased {
+                    requested_by: requested_by.as_bytes().to_vec().into(),
+                    confirmed_by: confirmed_by.as_bytes().to_vec().into(),
+                    request_signature: signature_bytes(request_signature).into(),
+                    confirm_signature: signature_bytes(confirm_signature).into(),
+                    closing_author: closing_author.into(),
+                    closing_event_id: closing_event_id.into(),
+                })
+            }
         };
         pb::CaseUpdate {
             position: self.position,
@@ -473,12 +513,14 @@ impl CaseUpdate {
             Kind::ErasureRequested(r) => CaseUpdateKind::ErasureRequested {
                 requested_by: device(&r.requested_by, "requested_by")?,
                 signature: optional_signature(&r.signature, "signature")?,
+                closing: optional_closing(&r.closing_author, &r.closing_event_id)?,
             },
             Kind::Erased(r) => CaseUpdateKind::Erased {
                 requested_by: device(&r.requested_by, "requested_by")?,
                 confirmed_by: device(&r.confirmed_by, "confirmed_by")?,
                 request_signature: optional_signature(&r.request_signature, "request_signature")?,
                 confirm_signature: optional_signature(&r.confirm_signature, "confirm_signature")?,
+                closing: optional_closing(&r.closing_author, &r.closing_event_id)?,
             },
         };
         Ok(CaseUpdate {
@@ -766,6 +808,10 @@ mod tests {
                 kind: CaseUpdateKind::ErasureRequested {
                     requested_by: d(5),
                     signature: Some(Signature::from_bytes([5; 64])),
+                    closing: Some(erasure::Closing {
+                        author: d(4),
+                        event_id: [4; 16],
+                    }),
                 },
             },
             CaseUpdate {
@@ -777,6 +823,7 @@ mod tests {
                     confirmed_by: d(6),
                     request_signature: Some(Signature::from_bytes([5; 64])),
                     confirm_signature: None,
+                    closing: None,
                 },
             },
         ]
@@ -852,6 +899,23 @@ mod tests {
                 }
             }),
             Err(DecodeError::Invalid("confirm_signature"))
+        ));
+        // A closing is both of its fields, 16 bytes each, or neither.
+        assert!(matches!(
+            refused(&|m| {
+                if let Some(pb::case_update::Kind::ErasureRequested(r)) = &mut m.updates[2].kind {
+                    r.closing_event_id = vec![].into();
+                }
+            }),
+            Err(DecodeError::Invalid("closing_event_id"))
+        ));
+        assert!(matches!(
+            refused(&|m| {
+                if let Some(pb::case_update::Kind::Erased(r)) = &mut m.updates[3].kind {
+                    r.closing_author = vec![4; 16].into();
+                }
+            }),
+            Err(DecodeError::Invalid("closing_event_id"))
         ));
         assert_eq!(
             refused(&|m| m.updates[2].position = 2),

@@ -16,8 +16,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use hotline_proto::case::erasure::{Closing, ErasureStep, verify_erasure};
 use hotline_proto::case::{CaseId, CaseState, EventHeader, ID_LEN, LegalHold, SignedCaseEvent};
-use hotline_proto::identity::Signature;
+use hotline_proto::identity::{IdentityPublicKey, Signature};
 use hotline_proto::{DeviceId, Role};
 
 use super::ApplyError;
@@ -83,9 +84,12 @@ pub enum CaseEvent {
         case_id: CaseId,
         /// Who asked.
         by: DeviceId,
-        /// Its erasure signature, step 1 (checked by the request layer;
-        /// `None`: a record stored before signatures existed).
+        /// Its erasure signature, step 1 (checked when decided; `None`: a
+        /// record stored before signatures existed).
         signature: Option<Signature>,
+        /// The event that closed the case, which the signature covers
+        /// (`None`: a record stored before erasures named it).
+        closing: Option<Closing>,
     },
     /// The case was erased (its subkey is destroyed right after this
     /// record is durable).
@@ -106,6 +110,9 @@ pub enum CaseEvent {
         request_signature: Option<Signature>,
         /// The confirmer's erasure signature, step 2 (as above).
         confirm_signature: Option<Signature>,
+        /// The event that closed the case, which both signatures cover
+        /// (`None`: a record stored before erasures named it).
+        closing: Option<Closing>,
     },
 }
 
@@ -178,6 +185,9 @@ pub struct ErasureRequest {
     /// Its erasure signature, step 1 (`None`: stored before signatures
     /// existed).
     pub signature: Option<Signature>,
+    /// The closing it covers (`None`: stored before erasures named it;
+    /// such a request is never confirmed, a new one replaces it).
+    pub closing: Option<Closing>,
 }
 
 /// One case's metadata.
@@ -230,6 +240,9 @@ pub struct ErasedCase {
     pub request_signature: Option<Signature>,
     /// The confirmer's erasure signature, step 2 (as above).
     pub confirm_signature: Option<Signature>,
+    /// The closing both signatures cover (`None`: stored before erasures
+    /// named it).
+    pub closing: Option<Closing>,
     /// The digest of the defender's request that made the case, if one
     /// did: a resend of that request is answered as before the erasure
     /// (the same case id, `duplicate`), so the defender's device cannot
@@ -345,6 +358,9 @@ pub enum AppendOutcome {
     Record(Box<CaseEvent>),
 }
 
+/// The detail of an erasure whose signature does not verify.
+pub const BAD_ERASURE_SIGNATURE: &str = "the erasure is not signed by this device's identity key over this closing of the case (sync: it may have been reopened and closed again since)";
+
 /// Why an erasure request or confirmation was refused
 /// (`FAILED_PRECONDITION` but [`ErasureRefusal::UnknownCase`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -370,6 +386,13 @@ pub enum ErasureRefusal {
     NotRequested,
     /// A confirmation by the requesting device.
     SameDevice,
+    /// `BAD_SIGNATURE`: the signature does not verify over what it
+    /// decides (this case, its closing event, and for a confirmation the
+    /// pending request's signature).
+    BadSignature,
+    /// The event that closed the case could not be read back (the case
+    /// changed while it was read).
+    ClosingUnknown,
 }
 
 impl ErasureRefusal {
@@ -393,6 +416,10 @@ impl ErasureRefusal {
                 "no erasure of this case was asked for; ask for it first".into()
             }
             ErasureRefusal::SameDevice => "a second staff member must confirm".into(),
+            ErasureRefusal::BadSignature => BAD_ERASURE_SIGNATURE.into(),
+            ErasureRefusal::ClosingUnknown => {
+                "the case changed while its erasure was decided: sync and ask again".into()
+            }
         }
     }
 }
@@ -535,20 +562,25 @@ impl Cases {
         }))
     }
 
-    /// The checks both erasure steps make.
-    fn erasable(
-        &self,
-        case_id: &CaseId,
-        now: u64,
-        retention_days: u64,
-    ) -> Result<&Case, ErasureRefusal> {
+    /// The checks both erasure steps make first, in this order: erased
+    /// already, no such case, the ledger, not closed.
+    pub fn closed_case(&self, case_id: &CaseId) -> Result<&Case, ErasureRefusal> {
         if self.erased.contains_key(case_id) {
             return Err(ErasureRefusal::Erased);
         }
         let case = self.cases.get(case_id).ok_or(ErasureRefusal::UnknownCase)?;
+        if case.ledger {
+            return Err(ErasureRefusal::Ledger);
+        }
         if case.state != CaseState::Closed {
             return Err(ErasureRefusal::NotClosed(case.state));
         }
+        Ok(case)
+    }
+
+    /// The checks both steps make after the signature: the retention
+    /// period, then the legal hold.
+    fn erasable_now(case: &Case, now: u64, retention_days: u64) -> Result<(), ErasureRefusal> {
         let closed_at = case.closed_at.unwrap_or(0);
         let closed_secs = now.saturating_sub(closed_at);
         if closed_secs < retention_days.saturating_mul(DAY_SECS) {
@@ -560,23 +592,35 @@ impl Cases {
         if case.legal_hold {
             return Err(ErasureRefusal::LegalHold);
         }
-        if case.ledger {
-            return Err(ErasureRefusal::Ledger);
-        }
-        Ok(case)
+        Ok(())
     }
 
-    /// Decides a staff device's request to erase a case.
+    /// Decides a staff device's request to erase a case: `signature` must
+    /// be `key`'s (the device's enrolled identity key) over the case and
+    /// `closing`, the event that closed it (docs/protocol.md, section
+    /// 9.7), which the store reads back from the log (the state keeps no
+    /// control of events): `None` if it could not.
+    #[allow(clippy::too_many_arguments)]
     pub fn decide_erasure_request(
         &self,
         case_id: CaseId,
         by: DeviceId,
+        key: &IdentityPublicKey,
+        signature: Signature,
+        closing: Option<Closing>,
         now: u64,
         retention_days: u64,
-        signature: Option<Signature>,
     ) -> Result<ErasureOutcome, ErasureRefusal> {
-        let case = self.erasable(&case_id, now, retention_days)?;
-        if let Some(pending) = case.erasure {
+        let case = self.closed_case(&case_id)?;
+        let closing = closing.ok_or(ErasureRefusal::ClosingUnknown)?;
+        if !verify_erasure(key, &case_id, ErasureStep::Request, &closing, &signature) {
+            return Err(ErasureRefusal::BadSignature);
+        }
+        Self::erasable_now(case, now, retention_days)?;
+        // A request stored before erasures named the closing is replaced.
+        if let Some(pending) = case.erasure
+            && pending.closing.is_some()
+        {
             return Ok(ErasureOutcome::Pending(pending.by));
         }
         Ok(ErasureOutcome::Record(Box::new(
@@ -585,23 +629,40 @@ impl Cases {
                 at: now,
                 case_id,
                 by,
-                signature,
+                signature: Some(signature),
+                closing: Some(closing),
             },
         )))
     }
 
     /// Decides a confirmation of a case's erasure by `by` (a coordinator
-    /// or admin: the role table says so).
+    /// or admin: the role table says so): `signature` must be `key`'s over
+    /// the case, its closing event and the pending request's signature.
     pub fn decide_erasure_confirm(
         &self,
         case_id: CaseId,
         by: DeviceId,
+        key: &IdentityPublicKey,
+        signature: Signature,
         now: u64,
         retention_days: u64,
-        signature: Option<Signature>,
     ) -> Result<CaseEvent, ErasureRefusal> {
-        let case = self.erasable(&case_id, now, retention_days)?;
+        let case = self.closed_case(&case_id)?;
+        // Only a signed request that names the closing is confirmed (a
+        // reopening dropped any request of an earlier closing).
         let pending = case.erasure.ok_or(ErasureRefusal::NotRequested)?;
+        let closing = pending.closing.ok_or(ErasureRefusal::NotRequested)?;
+        let request_signature = pending.signature.ok_or(ErasureRefusal::NotRequested)?;
+        if !verify_erasure(
+            key,
+            &case_id,
+            ErasureStep::Confirm(request_signature),
+            &closing,
+            &signature,
+        ) {
+            return Err(ErasureRefusal::BadSignature);
+        }
+        Self::erasable_now(case, now, retention_days)?;
         if pending.by == by {
             return Err(ErasureRefusal::SameDevice);
         }
@@ -611,8 +672,9 @@ impl Cases {
             case_id,
             requested_by: pending.by,
             confirmed_by: by,
-            request_signature: pending.signature,
-            confirm_signature: signature,
+            request_signature: Some(request_signature),
+            confirm_signature: Some(signature),
+            closing: Some(closing),
         })
     }
 
@@ -755,6 +817,7 @@ impl Cases {
                 case_id,
                 by,
                 signature,
+                closing,
             } => {
                 // After a crypto-shredding, a replay no longer sees the
                 // case's events: the request is kept only for a case it
@@ -768,6 +831,7 @@ impl Cases {
                         at: *at,
                         by: *by,
                         signature: *signature,
+                        closing: *closing,
                     });
                     self.updates
                         .insert(*position, UpdateRef::ErasureRequested(*case_id));
@@ -781,6 +845,7 @@ impl Cases {
                 confirmed_by,
                 request_signature,
                 confirm_signature,
+                closing,
             } => {
                 if self.erased.contains_key(case_id) {
                     return Err(ApplyError("a case erased twice"));
@@ -823,6 +888,7 @@ impl Cases {
                         confirmed_by: *confirmed_by,
                         request_signature: *request_signature,
                         confirm_signature: *confirm_signature,
+                        closing: *closing,
                         envelope_digest,
                     },
                 );
@@ -903,6 +969,63 @@ mod tests {
 
     use super::*;
 
+    /// The closing erasures of `case` sign now, as the store would read
+    /// it (a made-up one when it is not closed: the checks before the
+    /// signature refuse first).
+    fn closing_now(w: &World, case: CaseId) -> Closing {
+        w.closings.get(&case).copied().unwrap_or(Closing {
+            author: DeviceId::from_bytes([0; 16]),
+            event_id: [0; 16],
+        })
+    }
+
+    /// `by` asks for the erasure of `case`, signing its closing.
+    fn ask(
+        w: &World,
+        case: CaseId,
+        by: &hotline_proto::IdentityKeyPair,
+        now: u64,
+        retention: u64,
+    ) -> Result<ErasureOutcome, ErasureRefusal> {
+        let closing = closing_now(w, case);
+        let sig =
+            hotline_proto::case::erasure::sign_erasure(by, &case, ErasureStep::Request, &closing);
+        w.cases.decide_erasure_request(
+            case,
+            by.device_id(),
+            &by.public_key(),
+            sig,
+            Some(closing),
+            now,
+            retention,
+        )
+    }
+
+    /// `by` confirms the pending request of `case`.
+    fn confirm(
+        w: &World,
+        case: CaseId,
+        by: &hotline_proto::IdentityKeyPair,
+        now: u64,
+        retention: u64,
+    ) -> Result<CaseEvent, ErasureRefusal> {
+        let closing = closing_now(w, case);
+        let cases = &w.cases;
+        let request = cases
+            .cases
+            .get(&case)
+            .and_then(|c| c.erasure)
+            .and_then(|e| e.signature)
+            .unwrap_or(Signature::from_bytes([0; 64]));
+        let sig = hotline_proto::case::erasure::sign_erasure(
+            by,
+            &case,
+            ErasureStep::Confirm(request),
+            &closing,
+        );
+        cases.decide_erasure_confirm(case, by.device_id(), &by.public_key(), sig, now, retention)
+    }
+
     const CASE_BYTES: [u8; 16] = [1; 16];
 
     fn the_case() -> CaseId {
@@ -913,6 +1036,9 @@ mod tests {
         cases: Cases,
         seq: u64,
         keys: Vec<CaseKey>,
+        /// The event that closed each closed case (what the store reads
+        /// back from the log).
+        closings: BTreeMap<CaseId, Closing>,
     }
 
     fn staff(n: u8) -> IdentityKeyPair {
@@ -969,6 +1095,7 @@ mod tests {
                 cases: Cases::default(),
                 seq: 0,
                 keys: (0..4).map(|n| CaseKey::from_bytes([n + 40; 32])).collect(),
+                closings: BTreeMap::new(),
             }
         }
 
@@ -988,6 +1115,21 @@ mod tests {
                     self.seq += 1;
                     let p = r.position();
                     self.cases.apply(self.seq, &r).expect("applies");
+                    match e.1.control.state {
+                        Some(CaseState::Closed) => {
+                            self.closings.insert(
+                                e.1.case_id,
+                                Closing {
+                                    author: e.1.author,
+                                    event_id: e.1.event_id,
+                                },
+                            );
+                        }
+                        Some(_) => {
+                            self.closings.remove(&e.1.case_id);
+                        }
+                        None => {}
+                    }
                     Ok((p, false))
                 }
             }
@@ -1036,6 +1178,7 @@ mod tests {
             case_id: the_case(),
             by: a.device_id(),
             signature: None,
+            closing: None,
         };
         assert!(w.cases.apply(9, &stale).is_err());
     }
@@ -1374,18 +1517,11 @@ mod tests {
             2,
         )
         .expect("declined");
-        match w
-            .cases
-            .decide_erasure_request(the_case(), a.device_id(), 3, 0, None)
-            .expect("asked")
-        {
+        match ask(&w, the_case(), &a, 3, 0).expect("asked") {
             ErasureOutcome::Record(r) => w.record(*r),
             ErasureOutcome::Pending(_) => panic!("asked once"),
         }
-        let erased = w
-            .cases
-            .decide_erasure_confirm(the_case(), c.device_id(), 4, 0, None)
-            .expect("confirmed");
+        let erased = confirm(&w, the_case(), &c, 4, 0).expect("confirmed");
         w.record(erased);
         assert!(w.cases.erased.contains_key(&the_case()));
         let after = w
@@ -1453,8 +1589,7 @@ mod tests {
         let retention = 30;
         let day = DAY_SECS;
         assert_eq!(
-            w.cases
-                .decide_erasure_request(the_case(), a.device_id(), 1, retention, None),
+            ask(&w, the_case(), &a, 1, retention),
             Err(ErasureRefusal::UnknownCase)
         );
         w.append(
@@ -1464,8 +1599,7 @@ mod tests {
         )
         .expect("opens");
         assert_eq!(
-            w.cases
-                .decide_erasure_request(the_case(), a.device_id(), day, retention, None),
+            ask(&w, the_case(), &a, day, retention),
             Err(ErasureRefusal::NotClosed(CaseState::Open))
         );
         w.append(
@@ -1474,10 +1608,7 @@ mod tests {
             2 * day,
         )
         .expect("closes");
-        let refused = w
-            .cases
-            .decide_erasure_request(the_case(), a.device_id(), 14 * day, retention, None)
-            .expect_err("too early");
+        let refused = ask(&w, the_case(), &a, 14 * day, retention).expect_err("too early");
         assert_eq!(
             refused.detail(),
             "closed 12 days ago; the retention period is 30 days"
@@ -1498,8 +1629,7 @@ mod tests {
         );
         w.append(&hold, Role::Coordinator, 3 * day).expect("held");
         assert_eq!(
-            w.cases
-                .decide_erasure_request(the_case(), a.device_id(), later, retention, None),
+            ask(&w, the_case(), &a, later, retention),
             Err(ErasureRefusal::LegalHold)
         );
         let lift = event(
@@ -1517,38 +1647,29 @@ mod tests {
         w.append(&lift, Role::Coordinator, 3 * day).expect("lifted");
         // No confirmation without a request.
         assert_eq!(
-            w.cases
-                .decide_erasure_confirm(the_case(), c.device_id(), later, retention, None),
+            confirm(&w, the_case(), &c, later, retention),
             Err(ErasureRefusal::NotRequested)
         );
-        let ErasureOutcome::Record(asked) = w
-            .cases
-            .decide_erasure_request(the_case(), a.device_id(), later, retention, None)
-            .expect("asked")
+        let ErasureOutcome::Record(asked) =
+            ask(&w, the_case(), &a, later, retention).expect("asked")
         else {
             panic!("a record");
         };
         w.record(*asked);
         // Asked again, by it or another: who asked first.
         assert_eq!(
-            w.cases
-                .decide_erasure_request(the_case(), a.device_id(), later, retention, None),
+            ask(&w, the_case(), &a, later, retention),
             Ok(ErasureOutcome::Pending(a.device_id()))
         );
         assert_eq!(
-            w.cases
-                .decide_erasure_request(the_case(), d.device_id(), later, retention, None),
+            ask(&w, the_case(), &d, later, retention),
             Ok(ErasureOutcome::Pending(a.device_id()))
         );
         assert_eq!(
-            w.cases
-                .decide_erasure_confirm(the_case(), a.device_id(), later, retention, None),
+            confirm(&w, the_case(), &a, later, retention),
             Err(ErasureRefusal::SameDevice)
         );
-        let erased = w
-            .cases
-            .decide_erasure_confirm(the_case(), c.device_id(), later, retention, None)
-            .expect("confirmed");
+        let erased = confirm(&w, the_case(), &c, later, retention).expect("confirmed");
         let position = erased.position();
         w.record(erased);
         // The case's events left the state; the marker and the counter stay.
@@ -1560,8 +1681,7 @@ mod tests {
         );
         assert_eq!(w.cases.position, position);
         assert_eq!(
-            w.cases
-                .decide_erasure_request(the_case(), a.device_id(), later, retention, None),
+            ask(&w, the_case(), &a, later, retention),
             Err(ErasureRefusal::Erased)
         );
         let after = event(&a, &k, the_case(), 9, 1, CaseControl::default(), "x");
@@ -1601,19 +1721,12 @@ mod tests {
             2,
         )
         .expect("declined");
-        let ErasureOutcome::Record(asked) = live
-            .cases
-            .decide_erasure_request(the_case(), a.device_id(), 3, 0, None)
-            .expect("asked")
-        else {
+        let ErasureOutcome::Record(asked) = ask(&live, the_case(), &a, 3, 0).expect("asked") else {
             panic!("a record");
         };
         main.push(*asked.clone());
         live.record(*asked);
-        let erased = live
-            .cases
-            .decide_erasure_confirm(the_case(), c.device_id(), 4, 0, None)
-            .expect("confirmed");
+        let erased = confirm(&live, the_case(), &c, 4, 0).expect("confirmed");
         main.push(erased.clone());
         live.record(erased);
         let mut replayed = Cases::default();
@@ -1622,5 +1735,159 @@ mod tests {
         }
         assert_eq!(replayed, live.cases);
         assert!(replayed.requested_by_defender.is_empty());
+    }
+
+    /// Review 2, finding E1: an erasure signature decides one closing of
+    /// the case. A step-1 signature kept from before a reopening (the
+    /// request was dropped then) does not ask for the erasure of the case
+    /// closed again, and a confirmation signed over one request does not
+    /// confirm another; both are `BAD_SIGNATURE`, nothing recorded. The
+    /// closing is kept in the records, so a replay reaches the same state.
+    #[test]
+    fn an_erasure_signature_of_an_earlier_closing_or_request_is_refused() {
+        let mut w = World::new();
+        let (a, c, d) = (staff(1), staff(2), staff(3));
+        let k = w.keys[0].clone();
+        w.append(
+            &event(&a, &k, the_case(), 1, 1, open(), "o"),
+            Role::Officer,
+            1,
+        )
+        .expect("opens");
+        w.append(
+            &event(&a, &k, the_case(), 2, 1, close(), "c"),
+            Role::Officer,
+            2,
+        )
+        .expect("closes");
+        let first = closing_now(&w, the_case());
+        assert_eq!(
+            first,
+            Closing {
+                author: a.device_id(),
+                event_id: [2; 16]
+            }
+        );
+        let old = hotline_proto::case::erasure::sign_erasure(
+            &a,
+            &the_case(),
+            ErasureStep::Request,
+            &first,
+        );
+        let ErasureOutcome::Record(asked) = ask(&w, the_case(), &a, 3, 0).expect("asked") else {
+            panic!("a record");
+        };
+        w.record(*asked);
+        // A confirmation of that request, refused at the time (a second
+        // coordinator was still deciding): the seized server keeps it.
+        let kept_confirm = hotline_proto::case::erasure::sign_erasure(
+            &c,
+            &the_case(),
+            ErasureStep::Confirm(old),
+            &first,
+        );
+        // Reopened (the request is dropped), then closed again.
+        w.append(
+            &event(&c, &k, the_case(), 3, 1, open(), "r"),
+            Role::Coordinator,
+            4,
+        )
+        .expect("reopens");
+        assert!(!w.closings.contains_key(&the_case()));
+        w.append(
+            &event(&c, &k, the_case(), 4, 1, close(), "c2"),
+            Role::Coordinator,
+            5,
+        )
+        .expect("closes again");
+        let second = closing_now(&w, the_case());
+        assert_ne!(second, first);
+        let before = w.cases.clone();
+        assert_eq!(
+            w.cases.decide_erasure_request(
+                the_case(),
+                a.device_id(),
+                &a.public_key(),
+                old,
+                Some(second),
+                6,
+                0
+            ),
+            Err(ErasureRefusal::BadSignature)
+        );
+        // A fresh request, by another device; the old confirmation does
+        // not confirm it.
+        let ErasureOutcome::Record(asked) = ask(&w, the_case(), &d, 6, 0).expect("asked") else {
+            panic!("a record");
+        };
+        w.record(*asked);
+        assert_eq!(
+            w.cases.decide_erasure_confirm(
+                the_case(),
+                c.device_id(),
+                &c.public_key(),
+                kept_confirm,
+                7,
+                0
+            ),
+            Err(ErasureRefusal::BadSignature)
+        );
+        assert_eq!(ErasureRefusal::BadSignature.detail(), BAD_ERASURE_SIGNATURE);
+        let erased = confirm(&w, the_case(), &c, 7, 0).expect("confirmed");
+        let CaseEvent::Erased { closing, .. } = &erased else {
+            panic!("an erasure");
+        };
+        assert_eq!(*closing, Some(second));
+        w.record(erased);
+        assert_eq!(w.cases.erased[&the_case()].closing, Some(second));
+        assert_ne!(before, w.cases);
+    }
+
+    /// Review 2, findings 5.9 and 5.2: the ledger's refusal is reachable
+    /// (it comes before "not closed", which every ledger is), and the
+    /// signature is checked after the case's state, before the retention
+    /// period and the legal hold.
+    #[test]
+    fn erasure_refusals_come_in_the_documented_order() {
+        let mut w = World::new();
+        let a = staff(1);
+        let k = w.keys[0].clone();
+        let ledger = CaseControl {
+            state: Some(CaseState::Open),
+            ledger: true,
+            ..CaseControl::default()
+        };
+        w.append(
+            &event(&a, &k, the_case(), 1, 1, ledger, "l"),
+            Role::Officer,
+            1,
+        )
+        .expect("opens the ledger");
+        let refused = ask(&w, the_case(), &a, 2, 0).expect_err("the ledger");
+        assert_eq!(refused, ErasureRefusal::Ledger);
+        assert_eq!(refused.detail(), "the statistics ledger is never erased");
+        // A closed case: a bad signature is refused before the retention.
+        let other = CaseId::from_bytes([0x77; 16]);
+        w.append(&event(&a, &k, other, 2, 1, open(), "o"), Role::Officer, 1)
+            .expect("opens");
+        w.append(&event(&a, &k, other, 3, 1, close(), "c"), Role::Officer, 1)
+            .expect("closes");
+        let forged = Signature::from_bytes([1; 64]);
+        assert_eq!(
+            w.cases.decide_erasure_request(
+                other,
+                a.device_id(),
+                &a.public_key(),
+                forged,
+                Some(closing_now(&w, other)),
+                2,
+                30
+            ),
+            Err(ErasureRefusal::BadSignature)
+        );
+        assert!(matches!(
+            ask(&w, other, &a, 2, 30),
+            Err(ErasureRefusal::Retention { .. })
+        ));
     }
 }

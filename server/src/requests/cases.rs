@@ -9,7 +9,6 @@
 
 use hotline_proto::Signature;
 use hotline_proto::alert::Push;
-use hotline_proto::case::erasure::{ErasureStep, verify_erasure};
 use hotline_proto::case::{CaseId, CaseSync, SignedCaseEvent};
 use hotline_proto::e2e::envelope::SignedEnvelope;
 use hotline_proto::message::Response;
@@ -52,6 +51,9 @@ fn append_error(r: AppendRefusal) -> RequestError {
 fn erasure_error(r: ErasureRefusal) -> RequestError {
     match r {
         ErasureRefusal::UnknownCase => RequestError::NotFound("no such case"),
+        ErasureRefusal::BadSignature => {
+            RequestError::BadSignature(crate::domain::cases::BAD_ERASURE_SIGNATURE)
+        }
         other => RequestError::FailedPreconditionDetail(other.detail()),
     }
 }
@@ -348,41 +350,24 @@ pub(super) async fn request(
     ))
 }
 
-/// An erasure step's signature (section 9.7) must verify under this
-/// device's enrolled identity key: it travels to every staff device in
-/// the sync, which applies the erasure on the strength of it.
-fn check_erasure_signature(
-    shared: &Shared,
-    session: Session,
-    case_id: &CaseId,
-    step: ErasureStep,
-    signature: &Signature,
-) -> Result<(), RequestError> {
-    let device = shared.enrolled_device(session.device_id)?;
-    if verify_erasure(&device.identity_key, case_id, step, signature) {
-        Ok(())
-    } else {
-        debug!("case erasure signature refused");
-        Err(RequestError::BadSignature(
-            "the erasure is not signed by this device's identity key",
-        ))
-    }
-}
-
-/// `request_case_erasure`: the first of the two staff members.
+/// `request_case_erasure`: the first of the two staff members. The roster
+/// rule first, then the case (section 9.7), whose closing event the
+/// signature must cover, under this device's enrolled identity key: the
+/// signature travels to every staff device in the sync, which applies the
+/// erasure on the strength of it.
 pub(super) async fn request_erasure(
     shared: &Shared,
     session: Session,
     case_id: CaseId,
     signature: Signature,
 ) -> Result<Reply, RequestError> {
-    check_erasure_signature(shared, session, &case_id, ErasureStep::Request, &signature)?;
     require_case_staff(shared, session)?;
+    let key = shared.enrolled_device(session.device_id)?.identity_key;
     let by = session.device_id;
     let now = crate::unix_now();
     let retention = shared.case_retention_days;
     let (requested_by, position) = shared
-        .store_call(move |s| s.request_case_erasure(case_id, by, now, retention, Some(signature)))
+        .store_call(move |s| s.request_case_erasure(case_id, by, key, signature, now, retention))
         .await?
         .map_err(|r| {
             debug!("case erasure request refused");
@@ -398,21 +383,23 @@ pub(super) async fn request_erasure(
     ))
 }
 
-/// `confirm_case_erasure`: a second staff member, coordinator or admin.
+/// `confirm_case_erasure`: a second staff member, coordinator or admin,
+/// whose signature covers the case, its closing event and the pending
+/// request's signature.
 pub(super) async fn confirm_erasure(
     shared: &Shared,
     session: Session,
     case_id: CaseId,
     signature: Signature,
 ) -> Result<Reply, RequestError> {
-    check_erasure_signature(shared, session, &case_id, ErasureStep::Confirm, &signature)?;
     require_case_staff(shared, session)?;
     debug_assert!(matches!(session.role, Role::Coordinator | Role::Admin));
+    let key = shared.enrolled_device(session.device_id)?.identity_key;
     let by = session.device_id;
     let now = crate::unix_now();
     let retention = shared.case_retention_days;
     let (requested_by, position) = shared
-        .store_call(move |s| s.confirm_case_erasure(case_id, by, now, retention, Some(signature)))
+        .store_call(move |s| s.confirm_case_erasure(case_id, by, key, signature, now, retention))
         .await?
         .map_err(|r| {
             debug!("case erasure confirmation refused");

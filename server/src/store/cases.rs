@@ -4,8 +4,11 @@
 //! are main-key records without content. The state keeps metadata only;
 //! a sync reads each event's bytes back from the log by sequence number.
 
-use hotline_proto::case::{CaseId, CaseUpdate, CaseUpdateKind, EventHeader, SignedCaseEvent};
-use hotline_proto::{DeviceId, Role, Signature};
+use hotline_proto::case::erasure::Closing;
+use hotline_proto::case::{
+    CaseId, CaseState, CaseUpdate, CaseUpdateKind, EventHeader, SignedCaseEvent,
+};
+use hotline_proto::{DeviceId, IdentityPublicKey, Role, Signature};
 
 use super::{LogStore, StoreError};
 use crate::domain::Event;
@@ -155,29 +158,92 @@ impl LogStore {
 
     /// A staff device asks for a case's erasure: who asked (this device,
     /// or the one that asked before), and the new update's position (0 if
-    /// nothing was recorded).
+    /// nothing was recorded). The signature must cover the event that
+    /// closed the case, read back from the log here.
     pub fn request_case_erasure(
         &self,
         case_id: CaseId,
         by: DeviceId,
+        key: IdentityPublicKey,
+        signature: Signature,
         now: u64,
         retention_days: u64,
-        signature: Option<Signature>,
     ) -> Result<Result<(DeviceId, u64), ErasureRefusal>, StoreError> {
         self.check_readable()?;
-        let state = self.lock();
-        match state
-            .cases
-            .decide_erasure_request(case_id, by, now, retention_days, signature)
-        {
-            Err(r) => Ok(Err(r)),
-            Ok(ErasureOutcome::Pending(who)) => Ok(Ok((who, 0))),
-            Ok(ErasureOutcome::Record(record)) => {
-                let position = record.position();
-                self.commit(state, Event::Case(*record))?;
-                Ok(Ok((by, position)))
+        // The closing is read without the lock; if the case took an event
+        // meanwhile, it is read again.
+        for _ in 0..3 {
+            let found = self.case_closing(&case_id)?;
+            let state = self.lock();
+            let events = state.cases.cases.get(&case_id).map(|c| c.events.len());
+            if let Some((_, count)) = found
+                && events != Some(count)
+            {
+                continue;
+            }
+            return match state.cases.decide_erasure_request(
+                case_id,
+                by,
+                &key,
+                signature,
+                found.map(|(c, _)| c),
+                now,
+                retention_days,
+            ) {
+                Err(r) => Ok(Err(r)),
+                Ok(ErasureOutcome::Pending(who)) => Ok(Ok((who, 0))),
+                Ok(ErasureOutcome::Record(record)) => {
+                    let position = record.position();
+                    self.commit(state, Event::Case(*record))?;
+                    Ok(Ok((by, position)))
+                }
+            };
+        }
+        Ok(Err(ErasureRefusal::ClosingUnknown))
+    }
+
+    /// The event that closed `case_id` (the last of its events that
+    /// changes its state, read back from the log, once durable), with the
+    /// number of its events then; `None` if the case is not closed.
+    fn case_closing(&self, case_id: &CaseId) -> Result<Option<(Closing, usize)>, StoreError> {
+        let (seqs, generation) = {
+            let state = self.lock();
+            let Some(case) = state.cases.cases.get(case_id) else {
+                return Ok(None);
+            };
+            if case.state != CaseState::Closed {
+                return Ok(None);
+            }
+            let seqs: Vec<u64> = case.events.iter().map(|e| e.seq).collect();
+            (seqs, self.log.generation())
+        };
+        if let Some(newest) = seqs.iter().max() {
+            self.log.wait_for_in(*newest, generation)?;
+        }
+        for seq in seqs.iter().rev() {
+            let Some(Entry::Event(bytes)) = self.log.read(*seq)? else {
+                return Err(StoreError::Corrupt(
+                    "a case event's record is missing".into(),
+                ));
+            };
+            let Event::Case(CaseEvent::Appended { header, .. }) =
+                super::codec::decode_event(&bytes)?
+            else {
+                return Err(StoreError::Corrupt(
+                    "a case event's record holds another event".into(),
+                ));
+            };
+            if let Some(to) = header.control.state {
+                return Ok((to == CaseState::Closed).then_some((
+                    Closing {
+                        author: header.author,
+                        event_id: header.event_id,
+                    },
+                    seqs.len(),
+                )));
             }
         }
+        Ok(None)
     }
 
     /// A coordinator or admin confirms a case's erasure: the erasure is
@@ -187,20 +253,24 @@ impl LogStore {
         &self,
         case_id: CaseId,
         by: DeviceId,
+        key: IdentityPublicKey,
+        signature: Signature,
         now: u64,
         retention_days: u64,
-        signature: Option<Signature>,
     ) -> Result<Result<(DeviceId, u64), ErasureRefusal>, StoreError> {
         self.check_readable()?;
         let state = self.lock();
-        let record =
-            match state
-                .cases
-                .decide_erasure_confirm(case_id, by, now, retention_days, signature)
-            {
-                Err(r) => return Ok(Err(r)),
-                Ok(record) => record,
-            };
+        let record = match state.cases.decide_erasure_confirm(
+            case_id,
+            by,
+            &key,
+            signature,
+            now,
+            retention_days,
+        ) {
+            Err(r) => return Ok(Err(r)),
+            Ok(record) => record,
+        };
         let position = record.position();
         let CaseEvent::Erased { requested_by, .. } = record else {
             return Err(StoreError::Corrupt(
@@ -345,6 +415,7 @@ impl LogStore {
                                 kind: CaseUpdateKind::ErasureRequested {
                                     requested_by: e.by,
                                     signature: e.signature,
+                                    closing: e.closing,
                                 },
                             }),
                             0,
@@ -366,6 +437,7 @@ impl LogStore {
                                     confirmed_by: e.confirmed_by,
                                     request_signature: e.request_signature,
                                     confirm_signature: e.confirm_signature,
+                                    closing: e.closing,
                                 },
                             }),
                             0,
@@ -490,6 +562,50 @@ mod tests {
 
     use super::*;
 
+    /// A staff member's keys, by number.
+    fn key(n: u8) -> IdentityKeyPair {
+        IdentityKeyPair::from_seed(&[n; 32])
+    }
+
+    /// `by` asks for the erasure of `case`, signing its closing as the
+    /// store holds it.
+    fn ask(
+        store: &LogStore,
+        case: CaseId,
+        by: &IdentityKeyPair,
+        now: u64,
+    ) -> Result<Result<(DeviceId, u64), ErasureRefusal>, StoreError> {
+        use hotline_proto::case::erasure::{ErasureStep, sign_erasure};
+        let closing = store.case_closing(&case).expect("reads").expect("closed").0;
+        let sig = sign_erasure(by, &case, ErasureStep::Request, &closing);
+        store.request_case_erasure(case, by.device_id(), by.public_key(), sig, now, 0)
+    }
+
+    /// The signature `by` confirms the pending request of `case` with.
+    fn confirm_signature(store: &LogStore, case: CaseId, by: &IdentityKeyPair) -> Signature {
+        use hotline_proto::case::erasure::{ErasureStep, sign_erasure};
+        let state = store.state();
+        let c = &state.cases.cases[&case];
+        let request = c.erasure.and_then(|e| e.signature).expect("asked");
+        sign_erasure(
+            by,
+            &case,
+            ErasureStep::Confirm(request),
+            &c.erasure.and_then(|e| e.closing).expect("named"),
+        )
+    }
+
+    /// `by` confirms the pending request of `case`.
+    fn confirm(
+        store: &LogStore,
+        case: CaseId,
+        by: &IdentityKeyPair,
+        now: u64,
+    ) -> Result<Result<(DeviceId, u64), ErasureRefusal>, StoreError> {
+        let sig = confirm_signature(store, case, by);
+        store.confirm_case_erasure(case, by.device_id(), by.public_key(), sig, now, 0)
+    }
+
     fn sealed(
         author: &IdentityKeyPair,
         case_id: CaseId,
@@ -553,19 +669,14 @@ mod tests {
                 .expect("accepted");
             assert_eq!((position, duplicate), (u64::from(n), false));
         }
-        let b = DeviceId::from_bytes([2; 16]);
-        let c = DeviceId::from_bytes([3; 16]);
+        let (b, c) = (key(2), key(3));
         assert_eq!(
-            store
-                .request_case_erasure(gone, b, 20, 0, None)
-                .expect("stored"),
-            Ok((b, 5))
+            ask(&store, gone, &b, 20).expect("stored"),
+            Ok((b.device_id(), 5))
         );
         assert_eq!(
-            store
-                .confirm_case_erasure(gone, c, 21, 0, None)
-                .expect("stored"),
-            Ok((b, 6))
+            confirm(&store, gone, &c, 21).expect("stored"),
+            Ok((b.device_id(), 6))
         );
         assert!(!store.log().has_case_key(gone.as_bytes()));
         let live = store.state();
@@ -715,13 +826,11 @@ mod tests {
             .append_case_event(e, h, Role::Officer, 7)
             .expect("stored")
             .expect("accepted");
-        let (b, c) = (DeviceId::from_bytes([2; 16]), DeviceId::from_bytes([3; 16]));
-        store
-            .request_case_erasure(first.case_id, b, 8, 0, None)
+        let (b, c) = (key(2), key(3));
+        ask(&store, first.case_id, &b, 8)
             .expect("stored")
             .expect("asked");
-        store
-            .confirm_case_erasure(first.case_id, c, 9, 0, None)
+        confirm(&store, first.case_id, &c, 9)
             .expect("stored")
             .expect("erased");
         // No record readable on the server names the defender with the
@@ -836,16 +945,16 @@ mod tests {
                 .expect("stored")
                 .expect("accepted");
         }
-        let b = DeviceId::from_bytes([2; 16]);
-        store
-            .request_case_erasure(case, b, 20, 0, None)
+        ask(&store, case, &key(2), 20)
             .expect("stored")
             .expect("asked");
         // The record only, as if the server stopped right after it.
+        let c = key(3);
+        let sig = confirm_signature(&store, case, &c);
         let state = store.lock();
         let record = state
             .cases
-            .decide_erasure_confirm(case, DeviceId::from_bytes([3; 16]), 21, 0, None)
+            .decide_erasure_confirm(case, c.device_id(), &c.public_key(), sig, 21, 0)
             .expect("allowed");
         store.commit(state, Event::Case(record)).expect("durable");
         assert!(store.log().has_case_key(case.as_bytes()));

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hotline_client::connection::{Session, authenticate};
 use hotline_proto::alert::Push;
-use hotline_proto::case::erasure::{ErasureStep, sign_erasure};
+use hotline_proto::case::erasure::{Closing, ErasureStep, sign_erasure};
 use hotline_proto::case::seal::{CaseEventContent, CaseKey, EventDraft, seal};
 use hotline_proto::case::{
     CaseControl, CaseId, CaseState, CaseSync, CaseUpdateKind, LegalHold, MAX_EVENT_BODY_LEN,
@@ -637,14 +637,57 @@ async fn closed_case(t: &Team) -> (CaseId, CaseKey) {
     (case, key)
 }
 
-/// `request_case_erasure` signed by `by` (section 9.7).
-fn ask_erasure(by: &IdentityKeyPair, case: CaseId) -> Request {
-    Request::RequestCaseErasure(case, sign_erasure(by, &case, ErasureStep::Request))
+/// The event that closed `case` (a made-up one if it is not closed) and
+/// the signature of its pending erasure request, as a staff device syncs
+/// them (section 9.7).
+async fn erasure_state(t: &Team, case: CaseId) -> (Closing, Option<Signature>) {
+    let mut closing = None;
+    let mut request = None;
+    for u in updates(&t.coordinator, 0).await {
+        if u.case_id != case {
+            continue;
+        }
+        match &u.kind {
+            CaseUpdateKind::Event { event, .. } => {
+                let h = event.header_unverified().expect("reads");
+                if let Some(s) = h.control.state {
+                    closing = (s == CaseState::Closed).then_some(Closing {
+                        author: h.author,
+                        event_id: h.event_id,
+                    });
+                    request = None;
+                }
+            }
+            CaseUpdateKind::ErasureRequested { signature, .. } => request = *signature,
+            _ => {}
+        }
+    }
+    let closing = closing.unwrap_or(Closing {
+        author: hotline_proto::DeviceId::from_bytes([0; 16]),
+        event_id: [0; 16],
+    });
+    (closing, request)
 }
 
-/// `confirm_case_erasure` signed by `by`.
-fn confirm_erasure(by: &IdentityKeyPair, case: CaseId) -> Request {
-    Request::ConfirmCaseErasure(case, sign_erasure(by, &case, ErasureStep::Confirm))
+/// `request_case_erasure` signed by `by` over the case's closing (section
+/// 9.7).
+async fn ask_erasure(t: &Team, by: &IdentityKeyPair, case: CaseId) -> Request {
+    let (closing, _) = erasure_state(t, case).await;
+    Request::RequestCaseErasure(
+        case,
+        sign_erasure(by, &case, ErasureStep::Request, &closing),
+    )
+}
+
+/// `confirm_case_erasure` signed by `by` over the case's closing and the
+/// pending request's signature.
+async fn confirm_erasure(t: &Team, by: &IdentityKeyPair, case: CaseId) -> Request {
+    let (closing, request) = erasure_state(t, case).await;
+    let request = request.unwrap_or(Signature::from_bytes([0; 64]));
+    Request::ConfirmCaseErasure(
+        case,
+        sign_erasure(by, &case, ErasureStep::Confirm(request), &closing),
+    )
 }
 
 #[tokio::test]
@@ -654,7 +697,7 @@ async fn retention_and_a_legal_hold_keep_a_case_from_erasure() {
     let r = t
         .officer
         .session
-        .request(&ask_erasure(&t.officer.key, case))
+        .request(&ask_erasure(&t, &t.officer.key, case).await)
         .await
         .expect("answered");
     assert_eq!(code(&r), Some(ErrorCode::FailedPrecondition));
@@ -692,7 +735,7 @@ async fn retention_and_a_legal_hold_keep_a_case_from_erasure() {
     let r = t
         .officer
         .session
-        .request(&ask_erasure(&t.officer.key, case))
+        .request(&ask_erasure(&t, &t.officer.key, case).await)
         .await
         .expect("answered");
     assert_eq!(code(&r), Some(ErrorCode::FailedPrecondition));
@@ -714,7 +757,7 @@ async fn two_staff_members_erase_a_closed_case_and_its_records_are_shredded() {
     let r = t
         .coordinator
         .session
-        .request(&ask_erasure(&t.coordinator.key, case))
+        .request(&ask_erasure(&t, &t.coordinator.key, case).await)
         .await
         .expect("answered");
     assert_eq!(
@@ -729,7 +772,7 @@ async fn two_staff_members_erase_a_closed_case_and_its_records_are_shredded() {
     let r = t
         .coordinator
         .session
-        .request(&confirm_erasure(&t.coordinator.key, case))
+        .request(&confirm_erasure(&t, &t.coordinator.key, case).await)
         .await
         .expect("answered");
     assert_eq!(code(&r), Some(ErrorCode::FailedPrecondition));
@@ -737,7 +780,7 @@ async fn two_staff_members_erase_a_closed_case_and_its_records_are_shredded() {
     let r = t
         .officer
         .session
-        .request(&confirm_erasure(&t.officer.key, case))
+        .request(&confirm_erasure(&t, &t.officer.key, case).await)
         .await
         .expect("answered");
     assert_eq!(code(&r), Some(ErrorCode::Forbidden));
@@ -745,24 +788,36 @@ async fn two_staff_members_erase_a_closed_case_and_its_records_are_shredded() {
     let r = t
         .coordinator2
         .session
-        .request(&confirm_erasure(&t.coordinator2.key, kept))
+        .request(&confirm_erasure(&t, &t.coordinator2.key, kept).await)
         .await
         .expect("answered");
     assert_eq!(code(&r), Some(ErrorCode::FailedPrecondition));
     // ... nor by a confirmation that is not this device's signature of
     // this step of this case (BAD_SIGNATURE, nothing changed) ...
+    let (closing, request) = erasure_state(&t, case).await;
+    let request = request.expect("asked for");
     for forged in [
         Request::ConfirmCaseErasure(
             case,
-            sign_erasure(&t.coordinator.key, &case, ErasureStep::Confirm),
+            sign_erasure(
+                &t.coordinator.key,
+                &case,
+                ErasureStep::Confirm(request),
+                &closing,
+            ),
         ),
         Request::ConfirmCaseErasure(
             case,
-            sign_erasure(&t.coordinator2.key, &case, ErasureStep::Request),
+            sign_erasure(&t.coordinator2.key, &case, ErasureStep::Request, &closing),
         ),
         Request::ConfirmCaseErasure(
             case,
-            sign_erasure(&t.coordinator2.key, &kept, ErasureStep::Confirm),
+            sign_erasure(
+                &t.coordinator2.key,
+                &kept,
+                ErasureStep::Confirm(request),
+                &closing,
+            ),
         ),
     ] {
         let r = t
@@ -774,7 +829,7 @@ async fn two_staff_members_erase_a_closed_case_and_its_records_are_shredded() {
         assert_eq!(code(&r), Some(ErrorCode::BadSignature), "{r:?}");
         assert_eq!(
             detail(&r),
-            "the erasure is not signed by this device's identity key"
+            "the erasure is not signed by this device's identity key over this closing of the case (sync: it may have been reopened and closed again since)"
         );
     }
     let r = t
@@ -782,7 +837,12 @@ async fn two_staff_members_erase_a_closed_case_and_its_records_are_shredded() {
         .session
         .request(&Request::RequestCaseErasure(
             kept,
-            sign_erasure(&t.coordinator.key, &kept, ErasureStep::Request),
+            sign_erasure(
+                &t.coordinator.key,
+                &kept,
+                ErasureStep::Request,
+                &erasure_state(&t, kept).await.0,
+            ),
         ))
         .await
         .expect("answered");
@@ -791,7 +851,7 @@ async fn two_staff_members_erase_a_closed_case_and_its_records_are_shredded() {
     let r = t
         .coordinator2
         .session
-        .request(&confirm_erasure(&t.coordinator2.key, case))
+        .request(&confirm_erasure(&t, &t.coordinator2.key, case).await)
         .await
         .expect("answered");
     assert_eq!(
@@ -815,16 +875,14 @@ async fn two_staff_members_erase_a_closed_case_and_its_records_are_shredded() {
         CaseUpdateKind::Erased {
             requested_by: t.coordinator.key.device_id(),
             confirmed_by: t.coordinator2.key.device_id(),
-            request_signature: Some(sign_erasure(
-                &t.coordinator.key,
-                &case,
-                ErasureStep::Request
-            )),
+            request_signature: Some(request),
             confirm_signature: Some(sign_erasure(
                 &t.coordinator2.key,
                 &case,
-                ErasureStep::Confirm
+                ErasureStep::Confirm(request),
+                &closing
             )),
+            closing: Some(closing),
         }
     );
     // The other case's erasure was never asked for: the forged request
@@ -1111,13 +1169,12 @@ async fn a_request_resent_after_its_case_was_erased_gets_the_same_answer() {
     let key = CaseKey::from_bytes([6; 32]);
     let declined = event(&t.officer.key, &key, case_id, random_id(), 1, close(), "d");
     accepted(&append(&t.officer, &declined).await);
-    for (m, req) in [
-        (&t.officer, ask_erasure(&t.officer.key, case_id)),
-        (&t.coordinator, confirm_erasure(&t.coordinator.key, case_id)),
-    ] {
-        let r = m.session.request(&req).await.expect("answered");
-        assert!(matches!(r, Response::CaseErasure { .. }), "{r:?}");
-    }
+    let req = ask_erasure(&t, &t.officer.key, case_id).await;
+    let r = t.officer.session.request(&req).await.expect("answered");
+    assert!(matches!(r, Response::CaseErasure { .. }), "{r:?}");
+    let req = confirm_erasure(&t, &t.coordinator.key, case_id).await;
+    let r = t.coordinator.session.request(&req).await.expect("answered");
+    assert!(matches!(r, Response::CaseErasure { .. }), "{r:?}");
     let last = updates(&t.officer, 0)
         .await
         .last()
@@ -1195,4 +1252,98 @@ async fn a_second_ledger_opener_is_told_to_open_the_next_epoch() {
         "rotated",
     );
     assert_eq!(accepted(&append(&t.coordinator, &next).await), (2, false));
+}
+
+/// Review 2, finding E1: erasure signatures decide one closing. A seized
+/// server that kept a step-1 signature of a request a reopening dropped,
+/// and a confirmation of that request, cannot use them once the case was
+/// closed again: the server refuses both (`BAD_SIGNATURE`, nothing
+/// stored), and the case is still there for every staff device.
+#[tokio::test]
+async fn an_erasure_signature_of_an_earlier_closing_is_refused_after_a_reopening() {
+    let t = team_with(|c| c.cases.retention_days = 0).await;
+    let (case, key) = closed_case(&t).await;
+    let (first, _) = erasure_state(&t, case).await;
+    let old = sign_erasure(&t.officer.key, &case, ErasureStep::Request, &first);
+    let r = t
+        .officer
+        .session
+        .request(&Request::RequestCaseErasure(case, old))
+        .await
+        .expect("answered");
+    assert!(
+        matches!(r, Response::CaseErasure { erased: false, .. }),
+        "{r:?}"
+    );
+    let kept_confirm = sign_erasure(
+        &t.coordinator2.key,
+        &case,
+        ErasureStep::Confirm(old),
+        &first,
+    );
+    // Reopened (the request is dropped) and closed again.
+    for control in [open(), close()] {
+        let e = event(
+            &t.coordinator.key,
+            &key,
+            case,
+            random_id(),
+            1,
+            control,
+            "again",
+        );
+        accepted(&append(&t.coordinator, &e).await);
+    }
+    let (second, pending) = erasure_state(&t, case).await;
+    assert_ne!(first, second);
+    assert_eq!(pending, None, "the reopening dropped the request");
+    let before = updates(&t.coordinator, 0).await;
+    let r = t
+        .officer
+        .session
+        .request(&Request::RequestCaseErasure(case, old))
+        .await
+        .expect("answered");
+    assert_eq!(code(&r), Some(ErrorCode::BadSignature), "{r:?}");
+    assert_eq!(updates(&t.coordinator, 0).await, before, "nothing stored");
+    // A fresh request of the new closing; the kept confirmation does not
+    // confirm it.
+    let r = t
+        .coordinator
+        .session
+        .request(&ask_erasure(&t, &t.coordinator.key, case).await)
+        .await
+        .expect("answered");
+    assert!(
+        matches!(r, Response::CaseErasure { erased: false, .. }),
+        "{r:?}"
+    );
+    let r = t
+        .coordinator2
+        .session
+        .request(&Request::ConfirmCaseErasure(case, kept_confirm))
+        .await
+        .expect("answered");
+    assert_eq!(code(&r), Some(ErrorCode::BadSignature), "{r:?}");
+    let all = updates(&t.officer, 0).await;
+    assert!(
+        all.iter()
+            .all(|u| u.case_id != case || !matches!(u.kind, CaseUpdateKind::Erased { .. }))
+    );
+    assert_eq!(
+        all.iter()
+            .filter(|u| u.case_id == case && matches!(u.kind, CaseUpdateKind::Event { .. }))
+            .count(),
+        4,
+        "every event of the case is still there"
+    );
+    // The erasure request that stands names the new closing.
+    let named: Vec<_> = all
+        .iter()
+        .filter_map(|u| match &u.kind {
+            CaseUpdateKind::ErasureRequested { closing, .. } if u.case_id == case => *closing,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(named, [second]);
 }

@@ -592,7 +592,13 @@ impl Run {
             return hotline_proto::Signature::from_bytes([0; 64]);
         }
         let (key, _) = self.keys(actor);
-        hotline_proto::case::erasure::sign_erasure(key, &case, step)
+        // Over a closing this model does not track: a signature that
+        // verifies only by chance, like the forged one.
+        let closing = hotline_proto::case::erasure::Closing {
+            author: key.device_id(),
+            event_id: [0; 16],
+        };
+        hotline_proto::case::erasure::sign_erasure(key, &case, step, &closing)
     }
 
     fn case_event(&self, actor: Actor, rng: &mut Rng) -> hotline_proto::case::SignedCaseEvent {
@@ -1040,7 +1046,9 @@ impl Run {
             }
             RequestKind::ConfirmCaseErasure => {
                 let case = self.some_case(rng);
-                let step = hotline_proto::case::erasure::ErasureStep::Confirm;
+                let step = hotline_proto::case::erasure::ErasureStep::Confirm(
+                    hotline_proto::Signature::from_bytes([0; 64]),
+                );
                 Request::ConfirmCaseErasure(case, self.erasure_signature(actor, case, step, rng))
             }
         }

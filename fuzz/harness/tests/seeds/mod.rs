@@ -146,6 +146,9 @@ fn case_sync(keys: &Keys) -> CaseSync {
         "opened",
     );
     let case_id = CaseId::from_bytes([0x63; 16]);
+    let closing = seed_closing();
+    let request_signature =
+        erasure::sign_erasure(&keys.me, &case_id, erasure::ErasureStep::Request, &closing);
     CaseSync {
         updates: vec![
             CaseUpdate {
@@ -172,11 +175,8 @@ fn case_sync(keys: &Keys) -> CaseSync {
                 at: NOW + 2,
                 kind: CaseUpdateKind::ErasureRequested {
                     requested_by: keys.me.device_id(),
-                    signature: Some(erasure::sign_erasure(
-                        &keys.me,
-                        &case_id,
-                        erasure::ErasureStep::Request,
-                    )),
+                    signature: Some(request_signature),
+                    closing: Some(closing),
                 },
             },
             CaseUpdate {
@@ -186,16 +186,14 @@ fn case_sync(keys: &Keys) -> CaseSync {
                 kind: CaseUpdateKind::Erased {
                     requested_by: keys.me.device_id(),
                     confirmed_by: keys.sender.device_id(),
-                    request_signature: Some(erasure::sign_erasure(
-                        &keys.me,
-                        &case_id,
-                        erasure::ErasureStep::Request,
-                    )),
+                    request_signature: Some(request_signature),
                     confirm_signature: Some(erasure::sign_erasure(
                         &keys.sender,
                         &case_id,
-                        erasure::ErasureStep::Confirm,
+                        erasure::ErasureStep::Confirm(request_signature),
+                        &closing,
                     )),
+                    closing: Some(closing),
                 },
             },
         ],
@@ -484,6 +482,7 @@ fn requests(keys: &Keys, out: &mut Vec<Seed>) {
                     &IdentityKeyPair::from_seed(&[0x63; 32]),
                     &CaseId::from_bytes([0x63; 16]),
                     erasure::ErasureStep::Request,
+                    &seed_closing(),
                 ),
             ),
         ),
@@ -494,7 +493,8 @@ fn requests(keys: &Keys, out: &mut Vec<Seed>) {
                 erasure::sign_erasure(
                     &IdentityKeyPair::from_seed(&[0x64; 32]),
                     &CaseId::from_bytes([0x63; 16]),
-                    erasure::ErasureStep::Confirm,
+                    erasure::ErasureStep::Confirm(hotline_proto::Signature::from_bytes([0x63; 64])),
+                    &seed_closing(),
                 ),
             ),
         ),
@@ -946,4 +946,12 @@ fn client_files(out: &mut Vec<Seed>) {
     ]);
     out.push(seed(t, "history", 2, &history));
     out.push(seed(t, "identity-key", 3, &sealed_key));
+}
+
+/// The closing the erasure seeds sign.
+fn seed_closing() -> erasure::Closing {
+    erasure::Closing {
+        author: IdentityKeyPair::from_seed(&[0x63; 32]).device_id(),
+        event_id: [0x65; 16],
+    }
 }

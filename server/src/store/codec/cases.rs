@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use hotline_proto::Signature;
+use hotline_proto::case::erasure::Closing;
 use hotline_proto::case::{CaseId, CaseState, SignedCaseEvent};
 use prost::Message;
 
@@ -53,6 +54,25 @@ pub(super) struct CaseEventRow {
     /// Erased: the confirmer's erasure signature (empty: as above).
     #[prost(bytes = "vec", tag = "10")]
     confirm_signature: Vec<u8>,
+    /// Added in issue 12 (erasures bound to the closing): erasure
+    /// requested and erased, the event that closed the case, which the
+    /// signatures cover: its author, then its event id (32 bytes; empty:
+    /// stored before).
+    #[prost(bytes = "vec", tag = "11")]
+    closing: Vec<u8>,
+}
+
+fn closing_bytes(c: Option<Closing>) -> Vec<u8> {
+    c.map(|c| c.to_bytes().to_vec()).unwrap_or_default()
+}
+
+fn closing(bytes: &[u8]) -> Result<Option<Closing>, CodecError> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    <[u8; 32]>::try_from(bytes)
+        .map(|b| Some(Closing::from_bytes(b)))
+        .map_err(|_| CodecError("a case closing of the wrong length"))
 }
 
 fn signature_bytes(s: Option<Signature>) -> Vec<u8> {
@@ -111,9 +131,11 @@ pub(super) fn event_row(event: &CaseEvent) -> CaseEventRow {
             case_id,
             by,
             signature,
+            closing,
             ..
         } => {
             r.kind = ERASURE_REQUESTED;
+            r.closing = closing_bytes(*closing);
             r.at = *at;
             r.case_id = case_id.as_bytes().to_vec();
             r.device = by.as_bytes().to_vec();
@@ -126,9 +148,11 @@ pub(super) fn event_row(event: &CaseEvent) -> CaseEventRow {
             confirmed_by,
             request_signature,
             confirm_signature,
+            closing,
             ..
         } => {
             r.kind = ERASED;
+            r.closing = closing_bytes(*closing);
             r.at = *at;
             r.case_id = case_id.as_bytes().to_vec();
             r.device = requested_by.as_bytes().to_vec();
@@ -180,6 +204,7 @@ pub(super) fn event_from(r: CaseEventRow) -> Result<CaseEvent, CodecError> {
             case_id: case_id(&r.case_id)?,
             by: device_id(&r.device)?,
             signature: signature(&r.signature)?,
+            closing: closing(&r.closing)?,
         },
         ERASED => CaseEvent::Erased {
             position: r.position,
@@ -189,6 +214,7 @@ pub(super) fn event_from(r: CaseEventRow) -> Result<CaseEvent, CodecError> {
             confirmed_by: device_id(&r.confirmed_by)?,
             request_signature: signature(&r.signature)?,
             confirm_signature: signature(&r.confirm_signature)?,
+            closing: closing(&r.closing)?,
         },
         _ => return Err(CodecError("unknown case event")),
     })
@@ -256,6 +282,11 @@ struct CaseRow {
     /// signature (empty: none, or stored before it).
     #[prost(bytes = "vec", tag = "17")]
     erasure_signature: Vec<u8>,
+    /// Added in issue 12 (erasures bound to the closing): the event that
+    /// closed the case, which the pending request's signature covers (32
+    /// bytes: author, event id; empty: none, or stored before).
+    #[prost(bytes = "vec", tag = "18")]
+    erasure_closing: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -280,6 +311,10 @@ struct ErasedRow {
     request_signature: Vec<u8>,
     #[prost(bytes = "vec", tag = "8")]
     confirm_signature: Vec<u8>,
+    /// Added in issue 12 (erasures bound to the closing): the closing the
+    /// signatures cover (empty: stored before).
+    #[prost(bytes = "vec", tag = "9")]
+    closing: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -356,6 +391,7 @@ pub(super) fn cases_row(cases: &Cases) -> Option<CasesRow> {
                     .map(|e| e.by.as_bytes().to_vec())
                     .unwrap_or_default(),
                 erasure_signature: signature_bytes(c.erasure.and_then(|e| e.signature)),
+                erasure_closing: closing_bytes(c.erasure.and_then(|e| e.closing)),
             })
             .collect(),
         erased: cases
@@ -370,6 +406,7 @@ pub(super) fn cases_row(cases: &Cases) -> Option<CasesRow> {
                 envelope_digest: e.envelope_digest.map(|d| d.to_vec()).unwrap_or_default(),
                 request_signature: signature_bytes(e.request_signature),
                 confirm_signature: signature_bytes(e.confirm_signature),
+                closing: closing_bytes(e.closing),
             })
             .collect(),
     })
@@ -429,6 +466,7 @@ pub(super) fn cases_from(row: CasesRow) -> Result<Cases, CodecError> {
                     at: r.erasure_at,
                     by: device_id(&r.erasure_by)?,
                     signature: signature(&r.erasure_signature)?,
+                    closing: closing(&r.erasure_closing)?,
                 })
             },
         };
@@ -451,6 +489,7 @@ pub(super) fn cases_from(row: CasesRow) -> Result<Cases, CodecError> {
                 confirmed_by: device_id(&r.confirmed_by)?,
                 request_signature: signature(&r.request_signature)?,
                 confirm_signature: signature(&r.confirm_signature)?,
+                closing: closing(&r.closing)?,
                 envelope_digest: if r.envelope_digest.is_empty() {
                     None
                 } else {
