@@ -3305,7 +3305,7 @@ async fn case_keys_reach_staff_later_staff_read_the_history_and_a_removed_device
     let mut replica = open_replica(&removed).expect("replica");
     let mut report = sync::SyncReport::default();
     for f in &frames {
-        sync::apply(&mut replica, &f.updates, &roster, &|_| None, &mut report).expect("applied");
+        sync::apply(&mut replica, &f.updates, &roster, &|_, _| None, &mut report).expect("applied");
     }
     let id = replica
         .summaries()

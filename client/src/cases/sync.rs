@@ -119,32 +119,56 @@ pub async fn fetch_each(
 /// per sync below this, instead of once per frame.
 const WRITE_AFTER_BYTES: usize = 64 << 20;
 
+/// How long a sync goes on applying frames without writing them: on a
+/// slow link, what came is saved at least this often (at a frame's end),
+/// so a stop loses little.
+const WRITE_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Fetches every update after the replica's cursor (asking again while
 /// the server says there are more) and applies them.
 ///
 /// Each case file changed is written once, with the cursor after it, at
-/// the end (or each time the files held pass [`WRITE_AFTER_BYTES`]): a
-/// stop before that leaves the cursor where it was, and the next sync
-/// fetches the same updates again.
+/// the end (or each time the files held pass [`WRITE_AFTER_BYTES`] or
+/// [`WRITE_AFTER`] has passed, at the end of a frame). If the answer is
+/// cut (the link fails, the server resets the stream or ends it with an
+/// error), every frame applied whole is saved and the cursor moves to the
+/// last one's: the next sync resumes there and fetches none of them
+/// again (docs/protocol.md, section 9.3). Only a failure to apply or save
+/// leaves the cursor where it was.
 ///
 /// `roster` is the newest roster this device holds (remembered in the
 /// replica with those accepted before); `request_text` finds the words of
 /// a defender's request by its envelope digest, if this device holds the
-/// envelope.
+/// envelope and it was sent by the request's defender device.
 pub async fn sync_cases(
     session: &Session,
     replica: &mut Replica,
     roster: &Roster,
-    request_text: &dyn Fn(&[u8; 32]) -> Option<String>,
+    request_text: &dyn Fn(&[u8; 32], &DeviceId) -> Option<String>,
+) -> Result<SyncReport, ClientError> {
+    sync_cases_each(session, replica, roster, request_text, &mut |_| {}).await
+}
+
+/// [`sync_cases`], calling `on_frame` with each frame once it is applied
+/// (and before the next is read).
+pub async fn sync_cases_each(
+    session: &Session,
+    replica: &mut Replica,
+    roster: &Roster,
+    request_text: &dyn Fn(&[u8; 32], &DeviceId) -> Option<String>,
+    on_frame: &mut dyn FnMut(&CaseSync),
 ) -> Result<SyncReport, ClientError> {
     let mut report = SyncReport::default();
     let mut files: BTreeMap<CaseId, CaseFile> = BTreeMap::new();
     let mut cursor = replica.cursor();
     let mut retention = replica.retention_secs().unwrap_or(0);
+    let mut saved_at = std::time::Instant::now();
     // Bounded: each round moves the cursor forward or stops.
     for _ in 0..10_000 {
         let after = cursor;
         let mut more = false;
+        // Set when applying or saving failed (not the link).
+        let mut failed_here = false;
         // Each frame applied as it comes, while the server reads the next.
         let fetched = fetch_each(session, after, |f| {
             let checks = Checks {
@@ -152,37 +176,55 @@ pub async fn sync_cases(
                 retention_secs: Some(f.retention_secs),
                 now: crate::unix_now(),
             };
-            apply_held(
+            let applied = apply_held(
                 replica,
                 &f.updates,
                 &checks,
                 request_text,
                 &mut report,
                 &mut files,
-            )?;
+            );
+            if let Err(e) = applied {
+                failed_here = true;
+                return Err(e);
+            }
             more = f.more;
             cursor = cursor.max(f.cursor);
             retention = f.retention_secs;
+            let held: usize = files
+                .values()
+                .flat_map(|f| &f.events)
+                .map(|e| e.event.body.len())
+                .sum();
+            if held > WRITE_AFTER_BYTES || saved_at.elapsed() >= WRITE_AFTER {
+                let saved = replica
+                    .save_all(files.values())
+                    .and_then(|()| replica.set_cursor(cursor, retention));
+                if let Err(e) = saved {
+                    failed_here = true;
+                    return Err(e);
+                }
+                files.clear();
+                saved_at = std::time::Instant::now();
+            }
+            on_frame(&f);
             Ok(())
         })
         .await;
         if let Err(e) = fetched {
-            // What was applied but not saved must not stay in this run's
-            // folds: the next sync fetches it again.
-            for case in files.keys() {
-                replica.unfold(case);
+            if failed_here {
+                // What was applied but not saved must not stay in this
+                // run's folds: the next sync fetches it again.
+                for case in files.keys() {
+                    replica.unfold(case);
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
-        let held: usize = files
-            .values()
-            .flat_map(|f| &f.events)
-            .map(|e| e.event.body.len())
-            .sum();
-        if held > WRITE_AFTER_BYTES {
+            // The answer was cut: every frame applied whole is kept, and
+            // the next sync resumes after the last one.
             replica.save_all(files.values())?;
-            files.clear();
             replica.set_cursor(cursor, retention)?;
+            return Err(e);
         }
         if !more || cursor <= after {
             break;
@@ -358,7 +400,7 @@ pub fn apply(
     replica: &mut Replica,
     updates: &[CaseUpdate],
     roster: &Roster,
-    request_text: &dyn Fn(&[u8; 32]) -> Option<String>,
+    request_text: &dyn Fn(&[u8; 32], &DeviceId) -> Option<String>,
     report: &mut SyncReport,
 ) -> Result<(), ClientError> {
     let checks = Checks {
@@ -375,7 +417,7 @@ pub fn apply_with(
     replica: &mut Replica,
     updates: &[CaseUpdate],
     checks: &Checks<'_>,
-    request_text: &dyn Fn(&[u8; 32]) -> Option<String>,
+    request_text: &dyn Fn(&[u8; 32], &DeviceId) -> Option<String>,
     report: &mut SyncReport,
 ) -> Result<(), ClientError> {
     let mut files: BTreeMap<CaseId, CaseFile> = BTreeMap::new();
@@ -392,7 +434,7 @@ fn apply_held(
     replica: &mut Replica,
     updates: &[CaseUpdate],
     checks: &Checks<'_>,
-    request_text: &dyn Fn(&[u8; 32]) -> Option<String>,
+    request_text: &dyn Fn(&[u8; 32], &DeviceId) -> Option<String>,
     report: &mut SyncReport,
     files: &mut BTreeMap<CaseId, CaseFile>,
 ) -> Result<(), ClientError> {
@@ -513,7 +555,7 @@ fn apply_held(
                             == (info.defender, info.at, info.envelope_digest) =>
                     {
                         if held.text.is_none() {
-                            held.text = request_text(envelope_digest);
+                            held.text = request_text(envelope_digest, defender);
                             if held.text.is_some() {
                                 replica.unfold(&u.case_id);
                                 report.changed.insert(u.case_id);
@@ -528,7 +570,7 @@ fn apply_held(
                         report.requested.push(u.case_id);
                         replica.unfold(&u.case_id);
                         file.request = Some(RequestInfo {
-                            text: request_text(envelope_digest),
+                            text: request_text(envelope_digest, defender),
                             ..info
                         });
                         report.changed.insert(u.case_id);
@@ -727,7 +769,7 @@ mod tests {
             &mut replica,
             &updates,
             &roster(&[&a, &b]),
-            &|_| None,
+            &|_, _| None,
             &mut report,
         )
         .expect("applied");
@@ -792,7 +834,7 @@ mod tests {
                 &mut replica,
                 &frame,
                 &checks,
-                &|_| None,
+                &|_, _| None,
                 &mut report,
                 &mut files,
             )
@@ -917,7 +959,7 @@ mod tests {
             &mut replica,
             &updates,
             &roster(&[&a]),
-            &|_| None,
+            &|_, _| None,
             &mut report,
         )
         .expect("applied");
@@ -1028,12 +1070,12 @@ mod tests {
             ev_update(2, DAY_1, &ev(2, CaseState::Closed), &a),
             asked(3),
         ];
-        apply_with(&mut replica, &first, &checks, &|_| None, &mut report).expect("applied");
+        apply_with(&mut replica, &first, &checks, &|_, _| None, &mut report).expect("applied");
         assert_eq!(report.erasure_requested, [case]);
         replica.set_erasure_requested(&case, true).expect("saved");
         let mut report = SyncReport::default();
         let reopened = [ev_update(4, DAY_1, &ev(3, CaseState::Open), &a)];
-        apply_with(&mut replica, &reopened, &checks, &|_| None, &mut report).expect("applied");
+        apply_with(&mut replica, &reopened, &checks, &|_, _| None, &mut report).expect("applied");
         assert_eq!(
             (report.events, &report.warnings),
             (1, &Vec::<String>::new())
@@ -1043,12 +1085,12 @@ mod tests {
         // Closed and asked for again, in one sync: it waits.
         let mut report = SyncReport::default();
         let again = [ev_update(5, DAY_1, &ev(4, CaseState::Closed), &a), asked(6)];
-        apply_with(&mut replica, &again, &checks, &|_| None, &mut report).expect("applied");
+        apply_with(&mut replica, &again, &checks, &|_, _| None, &mut report).expect("applied");
         assert_eq!(report.erasure_requested, [case]);
         // Asked for, then reopened, in one sync: it does not.
         let mut report = SyncReport::default();
         let both = [asked(7), ev_update(8, DAY_1, &ev(5, CaseState::Open), &a)];
-        apply_with(&mut replica, &both, &checks, &|_| None, &mut report).expect("applied");
+        apply_with(&mut replica, &both, &checks, &|_, _| None, &mut report).expect("applied");
         assert!(report.erasure_requested.is_empty());
         // A signed request counts; one whose signature is not the
         // requester's is ignored with a warning.
@@ -1068,7 +1110,7 @@ mod tests {
         };
         let mut report = SyncReport::default();
         let requests = [signed(9, &a), signed(10, &staff(2))];
-        apply_with(&mut replica, &requests, &checks, &|_| None, &mut report).expect("applied");
+        apply_with(&mut replica, &requests, &checks, &|_, _| None, &mut report).expect("applied");
         assert_eq!(report.erasure_requested, [case]);
         assert_eq!(
             report.warnings,
@@ -1110,7 +1152,7 @@ mod tests {
             now: DAY_1 + DAY,
         };
         let mut report = SyncReport::default();
-        apply_with(&mut replica, &updates, &checks, &|_| None, &mut report).expect("applied");
+        apply_with(&mut replica, &updates, &checks, &|_, _| None, &mut report).expect("applied");
         let [
             good,
             unsigned,
@@ -1151,7 +1193,7 @@ mod tests {
             one,
         ];
         let mut report = SyncReport::default();
-        apply_with(&mut replica, &erasures, &checks, &|_| None, &mut report).expect("applied");
+        apply_with(&mut replica, &erasures, &checks, &|_, _| None, &mut report).expect("applied");
         assert_eq!(report.erased, [good]);
         let kept = |c: &CaseId, why: &str| {
             format!(
@@ -1258,7 +1300,7 @@ mod tests {
             now: DAY_1 + 32 * DAY,
         };
         let mut report = SyncReport::default();
-        apply_with(&mut replica, &updates, &checks, &|_| None, &mut report).expect("applied");
+        apply_with(&mut replica, &updates, &checks, &|_, _| None, &mut report).expect("applied");
         assert!(report.warnings.is_empty(), "{:?}", report.warnings);
         let erasures: Vec<CaseUpdate> =
             [open, recent, held, old, ledger, flagged, unknown, declined]
@@ -1267,7 +1309,7 @@ mod tests {
                 .map(|(i, c)| erased(100 + i as u64, *c))
                 .collect();
         let mut report = SyncReport::default();
-        apply_with(&mut replica, &erasures, &checks, &|_| None, &mut report).expect("applied");
+        apply_with(&mut replica, &erasures, &checks, &|_, _| None, &mut report).expect("applied");
         assert_eq!(report.erased, [old, unknown, declined]);
         assert_eq!(report.erased_requests, [[9; 32]]);
         let kept = |c: &CaseId, why: &str| {
@@ -1313,14 +1355,14 @@ mod tests {
         let r = roster(&[&a]);
         let mut report = SyncReport::default();
         let batch = [ev_update(1, 500, &e1, &a), ev_update(2, 600, &e2, &a)];
-        apply(&mut replica, &batch, &r, &|_| None, &mut report).expect("applied");
+        apply(&mut replica, &batch, &r, &|_, _| None, &mut report).expect("applied");
         let mut report = SyncReport::default();
         let rewritten = [
             ev_update(1, 500, &e1, &a),
             ev_update(3, 600, &e2, &a),
             ev_update(2, 9, &e2, &a),
         ];
-        apply(&mut replica, &rewritten, &r, &|_| None, &mut report).expect("applied");
+        apply(&mut replica, &rewritten, &r, &|_, _| None, &mut report).expect("applied");
         assert_eq!(report.events, 0);
         assert_eq!(report.warnings.len(), 2);
         assert!(report.warnings[0].contains("again with another position or time"));
@@ -1359,7 +1401,7 @@ mod tests {
             &mut replica,
             &[ev_update(4, 500, &e1, &a)],
             &r,
-            &|_| None,
+            &|_, _| None,
             &mut report,
         )
         .expect("applied");
@@ -1373,7 +1415,7 @@ mod tests {
             &mut replica,
             &[ev_update(4, 510, &e1, &a)],
             &r,
-            &|_| None,
+            &|_, _| None,
             &mut report,
         )
         .expect("applied");
@@ -1435,7 +1477,7 @@ mod tests {
         v2.version = 2;
         // This device accepted v1 (a sync with nothing new), then v2.
         let mut report = SyncReport::default();
-        apply(&mut replica, &[], &v1, &|_| None, &mut report).expect("applied");
+        apply(&mut replica, &[], &v1, &|_, _| None, &mut report).expect("applied");
         let opening = event(&a, &key, case, [1; 16], 1, Some(CaseState::Open), |_| {});
         let under = |id: u8, version: u64| {
             event_with(
@@ -1467,7 +1509,7 @@ mod tests {
             // Claims v2, which dropped it: refused.
             ev_update(3, 103, &under(3, 2), &dropped),
         ];
-        apply(&mut replica, &updates, &v2, &|_| None, &mut report).expect("applied");
+        apply(&mut replica, &updates, &v2, &|_, _| None, &mut report).expect("applied");
         assert_eq!(report.events, 2);
         assert_eq!(
             report.warnings,
@@ -1479,7 +1521,7 @@ mod tests {
             &mut replica,
             &[ev_update(4, 250, &late, &a)],
             &windowed,
-            &|_| None,
+            &|_, _| None,
             &mut report,
         )
         .expect("applied");
@@ -1529,7 +1571,7 @@ mod tests {
             &mut replica,
             &updates,
             &roster(&[&a]),
-            &|_| None,
+            &|_, _| None,
             &mut report,
         )
         .expect("applied");
@@ -1577,7 +1619,7 @@ mod tests {
             &mut replica,
             &updates,
             &roster(&[&a, &b]),
-            &|_| None,
+            &|_, _| None,
             &mut report,
         )
         .expect("applied");

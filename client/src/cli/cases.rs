@@ -406,7 +406,8 @@ impl Ctx {
             return Ok(());
         };
         let history = self.device.history()?;
-        let request_text = |d: &[u8; 32]| super::case_links::request_text(&history, d);
+        let request_text =
+            |d: &[u8; 32], who: &DeviceId| super::case_links::request_text(&history, d, who);
         let report = sync::sync_cases(session, &mut self.replica, roster, &request_text).await?;
         for w in &report.warnings {
             eprintln!("WARNING: {w}");
@@ -1770,7 +1771,14 @@ fn answer_request(
     if let Some(r) = &file.request {
         content.opening = Some(CaseOpening {
             request_digest: r.envelope_digest.to_vec().into(),
-            requested_by: r.defender.as_bytes().to_vec().into(),
+            // Only a request this device holds from that device
+            // (`complete_request` kept its words): the server's word
+            // alone is not copied into a signed event.
+            requested_by: if r.text.is_some() {
+                r.defender.as_bytes().to_vec().into()
+            } else {
+                Default::default()
+            },
             requested_at: r.at,
             request_text: r.text.clone().unwrap_or_default(),
             requested_programme: content
