@@ -6085,3 +6085,144 @@ async fn the_ledger_is_not_listed_nor_changed_and_erasable_follows_the_servers_r
     assert_eq!(timeline_len(&officer, ledger), before);
     server.shutdown().await;
 }
+
+/// Issue 12, second review, Y point 2: a hostile server announces a
+/// request that names a device of its own as the defender, with the
+/// digest of another defender's real request. The staff device holding
+/// that envelope sees it was sent by another device: the case shows no
+/// words, a warning names both devices, and taking the request on links
+/// no defender device (before, the server's device was linked and every
+/// share of the case went to it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_the_server_announces_for_another_device_links_nothing_and_warns() {
+    use hotline_client::StateDir;
+    use hotline_client::cases::{open_replica, sync};
+    use hotline_client::messenger::Device;
+    use hotline_proto::case::{CaseId, CaseUpdate, CaseUpdateKind};
+    use hotline_proto::e2e::content::Kind;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for staff in [&admin, &officer] {
+        let out = hotline(staff, PASS, &["inbox"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // The server's own device: a defender it enrolled.
+    let out = hotline(&officer, PASS, &["invite", "--role", "defender"]);
+    let mallory = dir.path().join("mallory");
+    assert!(
+        hotline(&mallory, PASS, &["enroll", &invite_line(&out)])
+            .status
+            .success()
+    );
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "relocation", "we must leave MARKER-GENUINE"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["inbox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The forged announcement, handed to the officer's device as the
+    // server's sync would hand it.
+    let mallory_id = Device::open(&StateDir::new(&mallory), PASS)
+        .expect("opens")
+        .identity()
+        .device_id();
+    let mut officer_device = Device::open(&StateDir::new(&officer), PASS).expect("opens");
+    let digest = officer_device
+        .history()
+        .expect("history")
+        .entries()
+        .iter()
+        .find(|e| matches!(e.message.kind, Kind::CaseRequest { .. }))
+        .and_then(|e| e.digest)
+        .expect("the genuine request's digest");
+    let session = officer_device.connect().await.expect("connects");
+    let roster = officer_device.roster(&session).await.expect("roster");
+    session.close().await;
+    let forged = CaseId::from_bytes([0x5e; 16]);
+    let forged_hex = hotline_proto::identity::hex(forged.as_bytes());
+    {
+        let mut replica = open_replica(&officer_device).expect("replica");
+        let history = officer_device.history().expect("history");
+        let mut report = sync::SyncReport::default();
+        let words = |d: &[u8; 32], who: &hotline_proto::DeviceId| {
+            history
+                .entries()
+                .iter()
+                .find(|e| e.digest.as_ref() == Some(d) && e.peer.as_ref() == Some(who))
+                .map(|e| e.message.text.clone())
+        };
+        sync::apply(
+            &mut replica,
+            &[CaseUpdate {
+                position: 1_000,
+                case_id: forged,
+                at: hotline_client::unix_now(),
+                kind: CaseUpdateKind::Requested {
+                    defender: mallory_id,
+                    envelope_digest: digest,
+                },
+            }],
+            &roster,
+            &words,
+            &mut report,
+        )
+        .expect("applied");
+        assert_eq!(report.requested, vec![forged]);
+        let (cursor, retention) = (replica.cursor(), replica.retention_secs());
+        replica
+            .set_cursor(cursor, retention.unwrap_or(0))
+            .expect("index saved");
+    }
+    drop(officer_device);
+
+    let out = hotline(&officer, PASS, &["case", "show", &forged_hex]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stdout(&out).contains("MARKER-GENUINE"),
+        "the words are not shown under another device: {}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("(the request's words are not on this device)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("the request it names was sent by device"),
+        "{}",
+        stderr(&out)
+    );
+    // Taking it on links nothing, with the same warning.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "set", &forged_hex, "reference", "C-FORGED"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("accepted: the case is open"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("answering it links no defender device"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&officer, PASS, &["case", "share", &forged_hex, "hello"]);
+    assert!(!out.status.success(), "shared with: {}", stdout(&out));
+    assert!(
+        stderr(&out).contains("has no defender device linked"),
+        "{}",
+        stderr(&out)
+    );
+    // The server's device received nothing of the case.
+    let out = hotline(&mallory, PASS, &["my-case"]);
+    assert!(!stdout(&out).contains("hello"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("MARKER"), "{}", stdout(&out));
+}
