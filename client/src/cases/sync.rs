@@ -599,6 +599,15 @@ fn apply_held(
                             .push("an event filed under another case was ignored".into());
                         continue;
                     }
+                    // No server stores one (section 9.3, rule 2): bytes a
+                    // reader would skip, or an empty control.
+                    Ok(_) if !event.body_is_canonical() => {
+                        report.warnings.push(
+                            "an event whose body is not the canonical encoding of its fields was ignored"
+                                .into(),
+                        );
+                        continue;
+                    }
                     Ok(h) => h,
                 };
                 let opened = event.open(author_key, |_, epoch| {
@@ -861,7 +870,7 @@ mod tests {
         let case = CaseId::from_bytes([7; 16]);
         let defender = hotline_proto::DeviceId::from_bytes([5; 16]);
         let mut report = SyncReport::default();
-        let lookup = |d: &[u8; 32]| (d == &[9; 32]).then(|| "we must leave".to_owned());
+        let lookup = |d: &[u8; 32], _: &DeviceId| (d == &[9; 32]).then(|| "we must leave".to_owned());
         apply(
             &mut replica,
             &[update(
@@ -1444,7 +1453,7 @@ mod tests {
         };
         let e = event(&a, &key, opened, [1; 16], 1, Some(CaseState::Open), |_| {});
         let r = roster(&[&a]);
-        let words = |dg: &[u8; 32]| Some(format!("words {}", dg[0]));
+        let words = |dg: &[u8; 32], _: &DeviceId| Some(format!("words {}", dg[0]));
         let mut report = SyncReport::default();
         let first = [req(1, asked, 9), ev_update(2, 102, &e, &a)];
         apply(&mut replica, &first, &r, &words, &mut report).expect("applied");
@@ -1632,5 +1641,72 @@ mod tests {
             .map(|t| t.what.clone())
             .collect();
         assert_eq!(whats, ["opened the case", "wrote: a", "wrote: b"]);
+    }
+
+    /// Issue 12, second review, Y point 6: an event holding an empty
+    /// `control` (`42 00`), signed by a staff device on the roster, is not
+    /// the canonical encoding of its fields: skipped with a warning (no
+    /// server stores one), and the sync goes on.
+    #[test]
+    fn an_event_with_an_empty_control_is_skipped_with_a_warning() {
+        use prost::encoding::{WireType, decode_key, decode_varint};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut replica = Replica::open(&StateDir::new(dir.path()), &[1; 32]).expect("open");
+        let a = staff(1);
+        let case = CaseId::from_bytes([7; 16]);
+        let key = CaseKey::from_bytes([8; 32]);
+        let opening = event(&a, &key, case, [1; 16], 1, Some(CaseState::Open), |_| {});
+        let plain = event(&a, &key, case, [2; 16], 1, None, |c| {
+            c.changes.push(set_text(case_field::SUMMARY, "x", &[]));
+        });
+        // The empty control (field 8) before the nonce (field 9).
+        let mut rest = plain.body.as_slice();
+        let at = loop {
+            let before = plain.body.len() - rest.len();
+            let (tag, wire) = decode_key(&mut rest).expect("a key");
+            if tag > 8 {
+                break before;
+            }
+            match wire {
+                WireType::Varint => {
+                    decode_varint(&mut rest).expect("a varint");
+                }
+                _ => {
+                    let len = usize::try_from(decode_varint(&mut rest).expect("a length"))
+                        .expect("a length");
+                    rest = &rest[len..];
+                }
+            }
+        };
+        let mut body = plain.body[..at].to_vec();
+        body.extend_from_slice(&[0x42, 0x00]);
+        body.extend_from_slice(&plain.body[at..]);
+        let empty = hotline_proto::case::SignedCaseEvent {
+            author: a.device_id(),
+            signature: a.sign(
+                &[hotline_proto::case::SIGNATURE_LABEL, &[0], body.as_slice()].concat(),
+            ),
+            body,
+        };
+        assert!(empty.header_unverified().is_ok());
+        let ev = |e: &hotline_proto::case::SignedCaseEvent| CaseUpdateKind::Event {
+            event: e.clone(),
+            author_key: a.public_key(),
+        };
+        let mut report = SyncReport::default();
+        apply(
+            &mut replica,
+            &[update(1, case, ev(&opening)), update(2, case, ev(&empty))],
+            &roster(&[&a]),
+            &|_, _| None,
+            &mut report,
+        )
+        .expect("applied");
+        assert_eq!(report.events, 1, "the opening only");
+        assert_eq!(
+            report.warnings,
+            ["an event whose body is not the canonical encoding of its fields was ignored"]
+        );
+        assert_eq!(replica.load(&case).expect("load").events.len(), 1);
     }
 }

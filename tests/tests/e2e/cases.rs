@@ -1356,3 +1356,68 @@ async fn a_cut_sync_keeps_the_frames_it_applied_and_the_next_resumes_after_them(
     assert_eq!(replica.cursor(), 40);
     assert_eq!(replica.load(&case).expect("the case").events.len(), 40);
 }
+
+/// `body` (written without a control) with an empty `control` (field 8,
+/// `42 00`) put where its field number places it, before the nonce.
+fn with_empty_control(body: &[u8]) -> Vec<u8> {
+    use prost::encoding::{WireType, decode_key, decode_varint};
+    let mut rest = body;
+    loop {
+        let before = body.len() - rest.len();
+        let (tag, wire) = decode_key(&mut rest).expect("a key");
+        if tag > 8 {
+            let mut out = body[..before].to_vec();
+            out.extend_from_slice(&[0x42, 0x00]);
+            out.extend_from_slice(&body[before..]);
+            return out;
+        }
+        match wire {
+            WireType::Varint => {
+                decode_varint(&mut rest).expect("a varint");
+            }
+            WireType::LengthDelimited => {
+                let len = decode_varint(&mut rest).expect("a length") as usize;
+                rest = &rest[len..];
+            }
+            other => panic!("a body holds no {other:?}"),
+        }
+    }
+}
+
+/// Issue 12, second review, Y point 6: an empty `control` (`42 00`, a
+/// field at its default, which writers leave out) is refused as not
+/// canonical, even signed by its author, and changes nothing (before, it
+/// was stored: decoded and encoded again it gives the same bytes).
+#[tokio::test]
+async fn an_event_with_an_empty_control_is_refused_as_not_canonical() {
+    let t = team().await;
+    let key = CaseKey::from_bytes([4; 32]);
+    let case = CaseId::from_bytes(random_id());
+    accepted(&append(&t.officer, &event(&t.officer.key, &key, case, random_id(), 1, open(), "o")).await);
+    let plain = event(
+        &t.officer.key,
+        &key,
+        case,
+        random_id(),
+        1,
+        CaseControl::default(),
+        "a note",
+    );
+    let body = with_empty_control(&plain.body);
+    assert_eq!(body.len(), plain.body.len() + 2);
+    let e = SignedCaseEvent {
+        author: t.officer.key.device_id(),
+        signature: t.officer.key.sign(&signed(&body)),
+        body,
+    };
+    let header = e.header_unverified().expect("the header reads");
+    assert_eq!(header.control, CaseControl::default());
+    let r = append(&t.officer, &e).await;
+    assert_eq!(code(&r), Some(ErrorCode::Malformed));
+    assert_eq!(
+        detail(&r),
+        "the case event's body is not the canonical encoding of its fields"
+    );
+    assert_eq!(updates(&t.coordinator, 0).await.len(), 1, "nothing stored");
+    assert_eq!(accepted(&append(&t.officer, &plain).await), (2, false));
+}
