@@ -1421,3 +1421,82 @@ async fn an_event_with_an_empty_control_is_refused_as_not_canonical() {
     assert_eq!(updates(&t.coordinator, 0).await.len(), 1, "nothing stored");
     assert_eq!(accepted(&append(&t.officer, &plain).await), (2, false));
 }
+
+/// Issue 12, second review, Y point 3: the server takes a case request
+/// from a device only by the rule every reader applies to its events:
+/// its entry on the roster has a staff role and is valid at the server's
+/// time. An officer whose entry expired is refused (before, the server
+/// stored its event and every reader ignored it: an acknowledged write
+/// lost), and a coordinator the roster lists as an officer may not set a
+/// legal hold; both change nothing, and a valid entry still writes.
+#[tokio::test]
+async fn the_server_applies_the_readers_roster_rule_role_and_dates() {
+    let server = TestServer::start().await;
+    let admin = member(&server, Role::Admin).await;
+    let officer = member(&server, Role::Officer).await;
+    let coordinator = member(&server, Role::Coordinator).await;
+    let listed_as_officer = member(&server, Role::Coordinator).await;
+    let now = hotline_server::unix_now();
+    let entry = |m: &Member, role: Role, from: u64, until: u64| RosterEntry {
+        device_id: m.key.device_id(),
+        role,
+        identity_key: m.key.public_key(),
+        valid_from: from,
+        valid_until: until,
+    };
+    let roster = Roster {
+        version: 1,
+        issued_at: now,
+        expires_at: now + 3600,
+        previous_hash: [0; 32],
+        entries: vec![
+            entry(&admin, Role::Admin, 0, now + 3600),
+            // Expired ten minutes ago.
+            entry(&officer, Role::Officer, 0, now - 600),
+            entry(&coordinator, Role::Coordinator, 0, now + 3600),
+            entry(&listed_as_officer, Role::Officer, 0, now + 3600),
+        ],
+    }
+    .sign(&OrgKeyPair::from_seed(&[77; 32]));
+    admin.session.put_roster(roster).await.expect("roster");
+
+    let key = CaseKey::from_bytes([8; 32]);
+    let case = CaseId::from_bytes(random_id());
+    let expired = event(&officer.key, &key, case, random_id(), 1, open(), "o");
+    let r = append(&officer, &expired).await;
+    assert_eq!(code(&r), Some(ErrorCode::Forbidden), "{r:?}");
+    assert_eq!(
+        detail(&r),
+        "this device is not on the staff roster now: its entry's dates do not include this time"
+    );
+    assert!(
+        matches!(sync(&officer, 0).await, Err(Response::Error(e)) if e.code == ErrorCode::Forbidden),
+        "nor does it read"
+    );
+    assert!(updates(&coordinator, 0).await.is_empty(), "nothing stored");
+
+    let opening = event(&coordinator.key, &key, case, random_id(), 1, open(), "o");
+    assert_eq!(accepted(&append(&coordinator, &opening).await), (1, false));
+    let hold = CaseControl {
+        legal_hold: Some(LegalHold::Set),
+        ..CaseControl::default()
+    };
+    let by_roster_officer = event(&listed_as_officer.key, &key, case, random_id(), 1, hold, "h");
+    let r = append(&listed_as_officer, &by_roster_officer).await;
+    assert_eq!(code(&r), Some(ErrorCode::Forbidden), "{r:?}");
+    assert_eq!(
+        detail(&r),
+        "only coordinators and admins set or lift a legal hold"
+    );
+    let note = event(
+        &listed_as_officer.key,
+        &key,
+        case,
+        random_id(),
+        1,
+        CaseControl::default(),
+        "n",
+    );
+    assert_eq!(accepted(&append(&listed_as_officer, &note).await), (2, false));
+    assert_eq!(updates(&admin, 0).await.len(), 2);
+}
