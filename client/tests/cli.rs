@@ -6226,3 +6226,55 @@ async fn a_request_the_server_announces_for_another_device_links_nothing_and_war
     assert!(!stdout(&out).contains("hello"), "{}", stdout(&out));
     assert!(!stdout(&out).contains("MARKER"), "{}", stdout(&out));
 }
+
+/// Issue 12, second review, Y point 5: a defender's reply longer than a
+/// case text may be (65,274 bytes) is refused before it is queued, saying
+/// the limit; one of exactly that length is sent, and the staff device
+/// that takes the case on records it in the case without an error (the
+/// recording event has room for it), and later commands go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_over_the_case_text_limit_is_refused_and_the_longest_is_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for staff in [&admin, &officer] {
+        let out = hotline(staff, PASS, &["inbox"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = hotline(&defender, PASS, &["request", "legal", "a lawyer MARKER-LONG"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let limit = hotline_proto::e2e::envelope::MAX_CASE_TEXT_LEN;
+    assert_eq!(limit, 65_274);
+    let too_long = "y".repeat(limit + 1);
+    let out = hotline(&defender, PASS, &["my-case", "reply", &too_long]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("(65275 bytes; at most 65274 for a request, a share or a reply): nothing was queued"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&defender, PASS, &["outbox"]);
+    assert!(stdout(&out).contains("nothing waiting"), "{}", stdout(&out));
+
+    // The officer takes the request on (linking the defender's device).
+    let out = hotline(&officer, PASS, &["case", "list", "--sync", "--state", "requested"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = case_of(&out, "MARKER-LONG");
+    let out = hotline(&officer, PASS, &["case", "set", &case, "reference", "C-LONG"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let longest = format!("MARKER-REPLY{}", "z".repeat(limit - 12));
+    let out = hotline(&defender, PASS, &["my-case", "reply", &longest]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["inbox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("too long to record"), "{}", stderr(&out));
+    let out = hotline(&admin, PASS, &["case", "show", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("MARKER-REPLY"),
+        "the reply is in the case: {}",
+        stdout(&out)
+    );
+}
