@@ -6278,3 +6278,124 @@ async fn a_reply_over_the_case_text_limit_is_refused_and_the_longest_is_recorded
         stdout(&out)
     );
 }
+
+/// Issue 12, second review, Y point 4: a staff device records a
+/// defender's reply first, under the reply's real envelope digest but
+/// with other words. A staff device holding the genuine envelope shows
+/// the words the defender sent (the envelope's signed sender and text),
+/// not the recorded ones, with a warning naming the recording device
+/// (before, the first recording hid the received copy: the forged words
+/// were all anyone saw).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_recorded_with_other_words_shows_the_genuine_one_and_names_the_recorder() {
+    use hotline_client::StateDir;
+    use hotline_client::cases::open_replica;
+    use hotline_client::messenger::Device;
+    use hotline_proto::case::content::DefenderReply;
+    use hotline_proto::case::seal::{CaseEventContent, EventDraft, seal};
+    use hotline_proto::case::{CaseControl, CaseId};
+    use hotline_proto::e2e::content::Kind;
+    use hotline_proto::e2e::suite::SystemRandomness;
+    use hotline_proto::message::{Request, Response};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for staff in [&admin, &officer] {
+        let out = hotline(staff, PASS, &["inbox"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = hotline(&defender, PASS, &["request", "legal", "a lawyer MARKER-R4"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "list", "--sync", "--state", "requested"]);
+    let case = case_of(&out, "MARKER-R4");
+    let out = hotline(&officer, PASS, &["case", "set", &case, "reference", "C-R4"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The admin's device holds the case key; then the defender replies.
+    let out = hotline(&admin, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &defender,
+        PASS,
+        &["my-case", "reply", "the genuine words MARKER-GENUINE"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&admin, PASS, &["inbox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The admin's device, before any other staff device records the
+    // reply, records it with other words.
+    let mut admin_device = Device::open(&StateDir::new(&admin), PASS).expect("opens");
+    let reply = admin_device
+        .history()
+        .expect("history")
+        .entries()
+        .iter()
+        .find(|e| !e.sent && matches!(e.message.kind, Kind::CaseReply { .. }))
+        .cloned()
+        .expect("the reply");
+    let replica = open_replica(&admin_device).expect("replica");
+    let case_id: CaseId = replica
+        .summaries()
+        .iter()
+        .find_map(|s| {
+            s.id()
+                .filter(|c| hotline_proto::identity::hex(c.as_bytes()).starts_with(&case))
+        })
+        .expect("the case");
+    let file = replica.load(&case_id).expect("the case file");
+    let (epoch, key) = file.newest_key().expect("the case key");
+    let session = admin_device.connect().await.expect("connects");
+    let roster = admin_device.roster(&session).await.expect("roster");
+    let forged = seal(
+        admin_device.identity(),
+        key,
+        &EventDraft {
+            case_id,
+            event_id: [0x4f; 16],
+            roster_version: roster.version,
+            epoch,
+            control: CaseControl::default(),
+        },
+        &CaseEventContent {
+            timestamp: hotline_client::unix_now(),
+            reply: Some(DefenderReply {
+                defender: reply.peer.expect("sender").as_bytes().to_vec().into(),
+                envelope_digest: reply.digest.expect("digest").to_vec().into(),
+                sent_at: reply.timestamp,
+                text: "we no longer need help FORGED".into(),
+                language: String::new(),
+            }),
+            ..Default::default()
+        },
+        &mut SystemRandomness,
+    )
+    .expect("sealed");
+    let r = session
+        .request(&Request::AppendCaseEvent(forged))
+        .await
+        .expect("answered");
+    assert!(matches!(r, Response::CaseEventAccepted { .. }), "{r:?}");
+    session.close().await;
+    drop(admin_device);
+
+    let admin_status = hotline(&admin, PASS, &["status"]);
+    let admin_name = field(&admin_status, "device id:");
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("replied: the genuine words MARKER-GENUINE"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("FORGED"), "{}", stdout(&out));
+    let warning = stderr(&out);
+    assert!(
+        warning.contains("recorded in this case a reply of the defender that does not match the one this device received"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains(&admin_name[..8]),
+        "names the recording device ({admin_name}): {warning}"
+    );
+}

@@ -249,6 +249,10 @@ pub struct CaseView {
     /// The envelope digests of the defender's replies the case's events
     /// record (each shown once, however many staff recorded it).
     pub replies: BTreeSet<[u8; 32]>,
+    /// For each digest in `replies`, what the first event recording it
+    /// says: a device holding the envelope compares it with what it
+    /// received (docs/protocol.md, section 9.5).
+    pub recorded_replies: BTreeMap<[u8; 32], RecordedReply>,
     /// What a reader must see.
     pub warnings: Vec<Warning>,
     /// Events held that this device cannot read yet (no key).
@@ -261,6 +265,22 @@ pub struct CaseView {
     people_set: BTreeSet<Vec<u8>>,
     /// `relocations` as a set.
     relocations_set: BTreeSet<Vec<u8>>,
+}
+
+/// A defender's reply as the first event recording its envelope digest
+/// says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedReply {
+    /// The recording event.
+    pub event_id: EventId,
+    /// The staff device that recorded it.
+    pub author: DeviceId,
+    /// The defender device it names (as recorded: any bytes).
+    pub defender: Vec<u8>,
+    /// The words it records.
+    pub text: String,
+    /// What the recording event's timeline line says of it.
+    pub line: String,
 }
 
 /// One conflict: a field with more than one head.
@@ -297,6 +317,7 @@ impl CaseView {
             timeline: Vec::new(),
             shared: Vec::new(),
             replies: BTreeSet::new(),
+            recorded_replies: BTreeMap::new(),
             warnings: Vec::new(),
             unreadable: 0,
             seen: BTreeSet::new(),
@@ -509,12 +530,25 @@ impl CaseView {
         let mut reply_again = false;
         if let Some(r) = &c.reply {
             match <[u8; 32]>::try_from(r.envelope_digest.as_ref()) {
-                Ok(digest) if self.replies.insert(digest) => what.push(format!(
-                    "recorded a reply of defender device {}, written {}: {}",
-                    short(&r.defender),
-                    hotline_proto::time::date_time(r.sent_at),
-                    r.text
-                )),
+                Ok(digest) if self.replies.insert(digest) => {
+                    let line = format!(
+                        "recorded a reply of defender device {}, written {}: {}",
+                        short(&r.defender),
+                        hotline_proto::time::date_time(r.sent_at),
+                        r.text
+                    );
+                    self.recorded_replies.insert(
+                        digest,
+                        RecordedReply {
+                            event_id: id,
+                            author,
+                            defender: r.defender.to_vec(),
+                            text: r.text.clone(),
+                            line: line.clone(),
+                        },
+                    );
+                    what.push(line);
+                }
                 Ok(_) => reply_again = true,
                 Err(_) => self.warn(
                     WarningKind::Inconsistent,

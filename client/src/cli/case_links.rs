@@ -168,12 +168,34 @@ pub(super) fn add_defender_side(device: &Device, view: &mut CaseView) -> anyhow:
         if e.sent || *case_id != view.case_id {
             continue;
         }
-        // Recorded as a case event (here or by other staff): shown once,
-        // from there.
-        if e.digest.is_some_and(|d| view.replies.contains(&d)) {
-            continue;
-        }
         let Some(sender) = e.peer else { continue };
+        // Recorded as a case event (here or by other staff): shown once,
+        // from there, if the event says what this device received. The
+        // recording is a staff device's word: a sender or words other
+        // than the envelope's (whose sender signed it) are not shown,
+        // the envelope is, with a warning naming the recording device.
+        if let Some(d) = e.digest
+            && view.replies.contains(&d)
+        {
+            let Some(recorded) = view.recorded_replies.get(&d) else {
+                continue;
+            };
+            if recorded.defender == sender.as_bytes() && recorded.text == e.message.text {
+                continue;
+            }
+            eprintln!(
+                "WARNING: device {} recorded in this case a reply of the defender that does not match the one this device received from device {}: the one received is shown",
+                device.shown(&recorded.author),
+                device.shown(&sender)
+            );
+            let (event_id, line) = (recorded.event_id, recorded.line.clone());
+            for t in view.timeline.iter_mut().filter(|t| t.event_id == event_id) {
+                t.what = t.what.replace(
+                    &line,
+                    "recorded a reply of the defender that does not match the one sent (not shown)",
+                );
+            }
+        }
         if !linked.contains(&sender) {
             eprintln!(
                 "WARNING: a reply about this case from device {}, which is not a defender device linked to it, was ignored",
