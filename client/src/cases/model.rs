@@ -627,13 +627,22 @@ impl CaseView {
                 ))
             };
         }
-        // The stages it replaces, as its author saw them; the current ones
-        // if this device does not hold those.
-        let mut from: Vec<Stage> = based_on
+        // `based_on` is a set (docs/protocol.md, section 9.5): an id named
+        // twice counts once. The values it names that this device holds;
+        // ids it does not hold count for nothing.
+        let mut named: Vec<&EventId> = Vec::with_capacity(based_on.len());
+        for b in based_on {
+            if !named.contains(&b) {
+                named.push(b);
+            }
+        }
+        let held: Vec<&Version> = named
             .iter()
             .filter_map(|b| reg.and_then(|r| r.version(b)))
-            .filter_map(stage_at)
             .collect();
+        // The stages it replaces, as its author saw them; the current ones
+        // if this device holds none of them with a stage it knows.
+        let mut from: Vec<Stage> = held.iter().copied().filter_map(stage_at).collect();
         if from.is_empty() {
             from = reg
                 .map(|r| r.heads().into_iter().filter_map(stage_at).collect())
@@ -645,9 +654,10 @@ impl CaseView {
         {
             return Ok(Some(*ok));
         }
-        // Settling a conflict of stages (it names two heads or more):
-        // choosing one of the conflicting stages is legal too.
-        if based_on.len() > 1 && from.contains(&to) {
+        // Settling a conflict of stages (it names two distinct values
+        // this device holds, or more): choosing one of the conflicting
+        // stages is legal too.
+        if held.len() > 1 && from.contains(&to) {
             return Ok(Some(to));
         }
         let why = match from.first() {
@@ -1188,5 +1198,42 @@ mod tests {
         let v = fold(&[ev(1, 1, 1, vec![text(2, "one", &[]), text(2, "two", &[])])]);
         assert_eq!(summaries(&v), ["one"]);
         assert_eq!(v.warnings[0].kind, WarningKind::FieldSetTwice);
+    }
+
+    /// Issue 12, second review, Y point 7(d): `based_on` is a set: naming
+    /// the one stage held twice is no conflict to settle (before, it
+    /// counted as two values and "chose" the stage it was already at);
+    /// ids the reader does not hold count for nothing, so naming one
+    /// beside the held stage does not make a settlement either.
+    #[test]
+    fn a_repeated_or_unknown_based_on_id_does_not_settle_a_stage_conflict() {
+        let start = || {
+            vec![
+                ev(1, 1, 1, vec![stage(Stage::Requested, &[])]),
+                ev(2, 1, 2, vec![stage(Stage::Assessed, &[1])]),
+            ]
+        };
+        for based_on in [&[2u8, 2][..], &[2, 9][..]] {
+            let mut events = start();
+            events.push(ev(4, 1, 4, vec![stage(Stage::Assessed, based_on)]));
+            let v = fold(&events);
+            assert_eq!(
+                v.warnings.first().map(|w| w.kind),
+                Some(WarningKind::IllegalStageMove),
+                "{based_on:?}: {:?}",
+                v.warnings
+            );
+            assert_eq!(
+                v.stage_history.get(&REL.to_vec()).map(Vec::len),
+                Some(2),
+                "no third move recorded"
+            );
+        }
+        // A legal move named with a repeated id is still one legal move.
+        let mut events = start();
+        events.push(ev(4, 1, 4, vec![stage(Stage::Approved, &[2, 2])]));
+        let v = fold(&events);
+        assert_eq!(v.stage(&REL), Some(Stage::Approved));
+        assert!(v.warnings.is_empty(), "{:?}", v.warnings);
     }
 }
