@@ -6241,7 +6241,11 @@ async fn a_reply_over_the_case_text_limit_is_refused_and_the_longest_is_recorded
         let out = hotline(staff, PASS, &["inbox"]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
-    let out = hotline(&defender, PASS, &["request", "legal", "a lawyer MARKER-LONG"]);
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "legal", "a lawyer MARKER-LONG"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let limit = hotline_proto::e2e::envelope::MAX_CASE_TEXT_LEN;
     assert_eq!(limit, 65_274);
@@ -6249,7 +6253,9 @@ async fn a_reply_over_the_case_text_limit_is_refused_and_the_longest_is_recorded
     let out = hotline(&defender, PASS, &["my-case", "reply", &too_long]);
     assert!(!out.status.success(), "{}", stdout(&out));
     assert!(
-        stderr(&out).contains("(65275 bytes; at most 65274 for a request, a share or a reply): nothing was queued"),
+        stderr(&out).contains(
+            "(65275 bytes; at most 65274 for a request, a share or a reply): nothing was queued"
+        ),
         "{}",
         stderr(&out)
     );
@@ -6257,10 +6263,18 @@ async fn a_reply_over_the_case_text_limit_is_refused_and_the_longest_is_recorded
     assert!(stdout(&out).contains("nothing waiting"), "{}", stdout(&out));
 
     // The officer takes the request on (linking the defender's device).
-    let out = hotline(&officer, PASS, &["case", "list", "--sync", "--state", "requested"]);
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "list", "--sync", "--state", "requested"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let case = case_of(&out, "MARKER-LONG");
-    let out = hotline(&officer, PASS, &["case", "set", &case, "reference", "C-LONG"]);
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "set", &case, "reference", "C-LONG"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let longest = format!("MARKER-REPLY{}", "z".repeat(limit - 12));
     let out = hotline(&defender, PASS, &["my-case", "reply", &longest]);
@@ -6269,7 +6283,11 @@ async fn a_reply_over_the_case_text_limit_is_refused_and_the_longest_is_recorded
     assert!(out.status.success(), "{}", stderr(&out));
     let out = hotline(&officer, PASS, &["case", "show", &case]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(!stderr(&out).contains("too long to record"), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("too long to record"),
+        "{}",
+        stderr(&out)
+    );
     let out = hotline(&admin, PASS, &["case", "show", &case]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -6307,7 +6325,11 @@ async fn a_reply_recorded_with_other_words_shows_the_genuine_one_and_names_the_r
     }
     let out = hotline(&defender, PASS, &["request", "legal", "a lawyer MARKER-R4"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = hotline(&officer, PASS, &["case", "list", "--sync", "--state", "requested"]);
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "list", "--sync", "--state", "requested"],
+    );
     let case = case_of(&out, "MARKER-R4");
     let out = hotline(&officer, PASS, &["case", "set", &case, "reference", "C-R4"]);
     assert!(out.status.success(), "{}", stderr(&out));

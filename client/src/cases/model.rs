@@ -1224,7 +1224,7 @@ mod tests {
                 v.warnings
             );
             assert_eq!(
-                v.stage_history.get(&REL.to_vec()).map(Vec::len),
+                v.stage_history.get(REL.as_slice()).map(Vec::len),
                 Some(2),
                 "no third move recorded"
             );

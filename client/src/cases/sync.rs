@@ -870,7 +870,8 @@ mod tests {
         let case = CaseId::from_bytes([7; 16]);
         let defender = hotline_proto::DeviceId::from_bytes([5; 16]);
         let mut report = SyncReport::default();
-        let lookup = |d: &[u8; 32], _: &DeviceId| (d == &[9; 32]).then(|| "we must leave".to_owned());
+        let lookup =
+            |d: &[u8; 32], _: &DeviceId| (d == &[9; 32]).then(|| "we must leave".to_owned());
         apply(
             &mut replica,
             &[update(
@@ -1683,9 +1684,8 @@ mod tests {
         body.extend_from_slice(&plain.body[at..]);
         let empty = hotline_proto::case::SignedCaseEvent {
             author: a.device_id(),
-            signature: a.sign(
-                &[hotline_proto::case::SIGNATURE_LABEL, &[0], body.as_slice()].concat(),
-            ),
+            signature: a
+                .sign(&[hotline_proto::case::SIGNATURE_LABEL, &[0], body.as_slice()].concat()),
             body,
         };
         assert!(empty.header_unverified().is_ok());

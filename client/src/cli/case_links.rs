@@ -73,9 +73,7 @@ pub(super) fn request_programme(
     history
         .entries()
         .iter()
-        .find(|e| {
-            !e.sent && e.digest.as_ref() == Some(digest) && e.peer.as_ref() == Some(defender)
-        })
+        .find(|e| !e.sent && e.digest.as_ref() == Some(digest) && e.peer.as_ref() == Some(defender))
         .and_then(|e| match e.message.kind {
             Kind::CaseRequest { programme } => u64::try_from(programme.code()).ok(),
             _ => None,

@@ -1321,7 +1321,11 @@ async fn a_cut_sync_keeps_the_frames_it_applied_and_the_next_resumes_after_them(
     .await;
     assert!(cut.is_err(), "the sync was cut: {cut:?}");
     assert!(0 < cut_at && cut_at < 40, "cut at {cut_at}");
-    assert_eq!(replica.cursor(), cut_at, "the cursor of the last frame read");
+    assert_eq!(
+        replica.cursor(),
+        cut_at,
+        "the cursor of the last frame read"
+    );
     let held = replica.load(&case).expect("the case").events;
     assert_eq!(
         held.iter().map(|e| e.position).collect::<Vec<_>>(),
@@ -1393,7 +1397,13 @@ async fn an_event_with_an_empty_control_is_refused_as_not_canonical() {
     let t = team().await;
     let key = CaseKey::from_bytes([4; 32]);
     let case = CaseId::from_bytes(random_id());
-    accepted(&append(&t.officer, &event(&t.officer.key, &key, case, random_id(), 1, open(), "o")).await);
+    accepted(
+        &append(
+            &t.officer,
+            &event(&t.officer.key, &key, case, random_id(), 1, open(), "o"),
+        )
+        .await,
+    );
     let plain = event(
         &t.officer.key,
         &key,
@@ -1481,7 +1491,15 @@ async fn the_server_applies_the_readers_roster_rule_role_and_dates() {
         legal_hold: Some(LegalHold::Set),
         ..CaseControl::default()
     };
-    let by_roster_officer = event(&listed_as_officer.key, &key, case, random_id(), 1, hold, "h");
+    let by_roster_officer = event(
+        &listed_as_officer.key,
+        &key,
+        case,
+        random_id(),
+        1,
+        hold,
+        "h",
+    );
     let r = append(&listed_as_officer, &by_roster_officer).await;
     assert_eq!(code(&r), Some(ErrorCode::Forbidden), "{r:?}");
     assert_eq!(
@@ -1497,6 +1515,9 @@ async fn the_server_applies_the_readers_roster_rule_role_and_dates() {
         CaseControl::default(),
         "n",
     );
-    assert_eq!(accepted(&append(&listed_as_officer, &note).await), (2, false));
+    assert_eq!(
+        accepted(&append(&listed_as_officer, &note).await),
+        (2, false)
+    );
     assert_eq!(updates(&admin, 0).await.len(), 2);
 }
