@@ -6421,3 +6421,136 @@ async fn a_reply_recorded_with_other_words_shows_the_genuine_one_and_names_the_r
         "names the recording device ({admin_name}): {warning}"
     );
 }
+
+/// Issue 12, second review, Y point 5: a defender's reply whose words fit
+/// its envelope but not the case event that would record them (another
+/// client's, past the 65,274-byte limit) is skipped with a warning, and
+/// the replies after it are still recorded (before, recording it failed
+/// on every command and no later reply was ever recorded).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_too_long_to_record_is_skipped_and_the_next_is_recorded() {
+    use hotline_client::StateDir;
+    use hotline_client::cases::open_replica;
+    use hotline_client::messenger::Device;
+    use hotline_client::recipients::check_bundles;
+    use hotline_proto::case::CaseId;
+    use hotline_proto::e2e::content::{Kind, Message};
+    use hotline_proto::e2e::envelope::{self, Content};
+    use hotline_proto::e2e::suite::SystemRandomness;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for staff in [&admin, &officer] {
+        let out = hotline(staff, PASS, &["inbox"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "legal", "a lawyer MARKER-SKIP"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "list", "--sync", "--state", "requested"],
+    );
+    let case = case_of(&out, "MARKER-SKIP");
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "set", &case, "reference", "C-SKIP"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&defender, PASS, &["my-case"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Another client's reply: the longest words its envelope holds.
+    let mut device = Device::open(&StateDir::new(&defender), PASS).expect("opens");
+    let case_id: CaseId = device
+        .history()
+        .expect("history")
+        .entries()
+        .iter()
+        .find_map(|e| e.request_case)
+        .expect("the request's case");
+    let session = device.connect().await.expect("connects");
+    let roster = device.roster(&session).await.expect("roster");
+    let now = hotline_client::unix_now();
+    let staff: Vec<_> = roster.members(now).map(|e| e.device_id).collect();
+    let bundles = session.fetch_prekeys(staff).await.expect("prekeys");
+    let to = check_bundles(&roster, bundles, None, false, now, now).expect("recipients");
+    let content = |len: usize| Content {
+        message_id: [0x6c; 16],
+        counter: 1_000,
+        timestamp: now,
+        message: Message::case_reply(case_id, &"w".repeat(len), ""),
+        thread: 0,
+        sender_label: String::new(),
+    };
+    let longest = (60_000..65_532)
+        .rev()
+        .find(|len| {
+            envelope::seal(
+                device.identity(),
+                roster.version,
+                &to,
+                &content(*len),
+                &mut SystemRandomness,
+            )
+            .is_ok()
+        })
+        .expect("some length fits");
+    assert!(
+        longest > hotline_proto::e2e::envelope::MAX_CASE_TEXT_LEN,
+        "{longest}"
+    );
+    let sealed = envelope::seal(
+        device.identity(),
+        roster.version,
+        &to,
+        &content(longest),
+        &mut SystemRandomness,
+    )
+    .expect("sealed");
+    session.send_envelope(sealed).await.expect("sent");
+    session.close().await;
+    drop(device);
+    let out = hotline(
+        &defender,
+        PASS,
+        &["my-case", "reply", "a short one MARKER-AFTER"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is too long to record in the case"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("could not be recorded"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("MARKER-AFTER"), "{}", stdout(&out));
+    // The short reply is recorded in the case (for staff who join later).
+    let officer_device = Device::open(&StateDir::new(&officer), PASS).expect("opens");
+    let history = officer_device.history().expect("history");
+    let after = history
+        .entries()
+        .iter()
+        .find(|e| {
+            matches!(e.message.kind, Kind::CaseReply { .. })
+                && e.message.text.contains("MARKER-AFTER")
+        })
+        .and_then(|e| e.digest)
+        .expect("the short reply");
+    let replica = open_replica(&officer_device).expect("replica");
+    let view = replica.view(&case_id).expect("view");
+    assert!(view.replies.contains(&after), "recorded");
+    assert_eq!(view.replies.len(), 1, "the long one is not");
+}
