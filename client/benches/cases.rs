@@ -221,7 +221,7 @@ async fn run(cases: usize, per_case: usize) {
 
     // The cold sync.
     let start = Instant::now();
-    let report = sync::sync_cases(&session, &mut replica, &roster, &|_| None)
+    let report = sync::sync_cases(&session, &mut replica, &roster, &|_, _| None)
         .await
         .expect("synced");
     let synced = start.elapsed();

@@ -731,6 +731,20 @@ impl Device {
         what: Outgoing,
         category: Option<Category>,
     ) -> Result<[u8; 16], ClientError> {
+        // The words of a request, share or reply: at most
+        // MAX_CASE_TEXT_LEN bytes, which always fit the envelope and the
+        // case event that records them (docs/protocol.md, section 9.6).
+        let case_text = matches!(
+            what,
+            Outgoing::CaseRequest(_) | Outgoing::CaseShare { .. } | Outgoing::CaseReply { .. }
+        );
+        if case_text && body.len() > envelope::MAX_CASE_TEXT_LEN {
+            return Err(ClientError::State(format!(
+                "the text is too long ({} bytes; at most {} for a request, a share or a reply): nothing was queued",
+                body.len(),
+                envelope::MAX_CASE_TEXT_LEN
+            )));
+        }
         let body = if body.len() <= MAX_BODY_LEN {
             body
         } else if matches!(what, Outgoing::Alert(_)) {

@@ -3305,7 +3305,7 @@ async fn case_keys_reach_staff_later_staff_read_the_history_and_a_removed_device
     let mut replica = open_replica(&removed).expect("replica");
     let mut report = sync::SyncReport::default();
     for f in &frames {
-        sync::apply(&mut replica, &f.updates, &roster, &|_| None, &mut report).expect("applied");
+        sync::apply(&mut replica, &f.updates, &roster, &|_, _| None, &mut report).expect("applied");
     }
     let id = replica
         .summaries()
@@ -6558,7 +6558,7 @@ async fn case_stats_says_it_may_be_incomplete_while_the_ledgers_newest_key_has_n
     let session = admin_device.connect().await.expect("connects");
     let roster = admin_device.roster(&session).await.expect("roster");
     let mut replica = open_replica(&admin_device).expect("replica");
-    sync::sync_cases(&session, &mut replica, &roster, &|_| None)
+    sync::sync_cases(&session, &mut replica, &roster, &|_, _| None)
         .await
         .expect("synced");
     session.close().await;
@@ -7344,4 +7344,473 @@ async fn an_erased_cases_shares_and_keys_waiting_in_the_outbox_are_dropped_not_s
     let out = hotline(&defender, PASS, &["inbox"]);
     assert!(!stdout(&out).contains(marker), "{}", stdout(&out));
     server.shutdown().await;
+}
+
+/// Issue 12, second review, Y point 2: a hostile server announces a
+/// request that names a device of its own as the defender, with the
+/// digest of another defender's real request. The staff device holding
+/// that envelope sees it was sent by another device: the case shows no
+/// words, a warning names both devices, and taking the request on links
+/// no defender device (before, the server's device was linked and every
+/// share of the case went to it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_the_server_announces_for_another_device_links_nothing_and_warns() {
+    use hotline_client::StateDir;
+    use hotline_client::cases::{open_replica, sync};
+    use hotline_client::messenger::Device;
+    use hotline_proto::case::{CaseId, CaseUpdate, CaseUpdateKind};
+    use hotline_proto::e2e::content::Kind;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for staff in [&admin, &officer] {
+        let out = hotline(staff, PASS, &["inbox"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // The server's own device: a defender it enrolled.
+    let out = hotline(&officer, PASS, &["invite", "--role", "defender"]);
+    let mallory = dir.path().join("mallory");
+    assert!(
+        hotline(&mallory, PASS, &["enroll", &invite_line(&out)])
+            .status
+            .success()
+    );
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "relocation", "we must leave MARKER-GENUINE"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["inbox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The forged announcement, handed to the officer's device as the
+    // server's sync would hand it.
+    let mallory_id = Device::open(&StateDir::new(&mallory), PASS)
+        .expect("opens")
+        .identity()
+        .device_id();
+    let mut officer_device = Device::open(&StateDir::new(&officer), PASS).expect("opens");
+    let digest = officer_device
+        .history()
+        .expect("history")
+        .entries()
+        .iter()
+        .find(|e| matches!(e.message.kind, Kind::CaseRequest { .. }))
+        .and_then(|e| e.digest)
+        .expect("the genuine request's digest");
+    let session = officer_device.connect().await.expect("connects");
+    let roster = officer_device.roster(&session).await.expect("roster");
+    session.close().await;
+    let forged = CaseId::from_bytes([0x5e; 16]);
+    let forged_hex = hotline_proto::identity::hex(forged.as_bytes());
+    {
+        let mut replica = open_replica(&officer_device).expect("replica");
+        let history = officer_device.history().expect("history");
+        let mut report = sync::SyncReport::default();
+        let words = |d: &[u8; 32], who: &hotline_proto::DeviceId| {
+            history
+                .entries()
+                .iter()
+                .find(|e| e.digest.as_ref() == Some(d) && e.peer.as_ref() == Some(who))
+                .map(|e| e.message.text.clone())
+        };
+        sync::apply(
+            &mut replica,
+            &[CaseUpdate {
+                position: 1_000,
+                case_id: forged,
+                at: hotline_client::unix_now(),
+                kind: CaseUpdateKind::Requested {
+                    defender: mallory_id,
+                    envelope_digest: digest,
+                },
+            }],
+            &roster,
+            &words,
+            &mut report,
+        )
+        .expect("applied");
+        assert_eq!(report.requested, vec![forged]);
+        let (cursor, retention) = (replica.cursor(), replica.retention_secs());
+        replica
+            .set_cursor(cursor, retention.unwrap_or(0))
+            .expect("index saved");
+    }
+    drop(officer_device);
+
+    let out = hotline(&officer, PASS, &["case", "show", &forged_hex]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stdout(&out).contains("MARKER-GENUINE"),
+        "the words are not shown under another device: {}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("(the request's words are not on this device)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("the request it names was sent by device"),
+        "{}",
+        stderr(&out)
+    );
+    // Taking it on links nothing, with the same warning.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "set", &forged_hex, "reference", "C-FORGED"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("accepted: the case is open"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("answering it links no defender device"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&officer, PASS, &["case", "share", &forged_hex, "hello"]);
+    assert!(!out.status.success(), "shared with: {}", stdout(&out));
+    assert!(
+        stderr(&out).contains("has no defender device linked"),
+        "{}",
+        stderr(&out)
+    );
+    // The server's device received nothing of the case.
+    let out = hotline(&mallory, PASS, &["my-case"]);
+    assert!(!stdout(&out).contains("hello"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("MARKER"), "{}", stdout(&out));
+}
+
+/// Issue 12, second review, Y point 5: a defender's reply longer than a
+/// case text may be (65,274 bytes) is refused before it is queued, saying
+/// the limit; one of exactly that length is sent, and the staff device
+/// that takes the case on records it in the case without an error (the
+/// recording event has room for it), and later commands go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_over_the_case_text_limit_is_refused_and_the_longest_is_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for staff in [&admin, &officer] {
+        let out = hotline(staff, PASS, &["inbox"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "legal", "a lawyer MARKER-LONG"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let limit = hotline_proto::e2e::envelope::MAX_CASE_TEXT_LEN;
+    assert_eq!(limit, 65_274);
+    let too_long = "y".repeat(limit + 1);
+    let out = hotline(&defender, PASS, &["my-case", "reply", &too_long]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(
+            "(65275 bytes; at most 65274 for a request, a share or a reply): nothing was queued"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&defender, PASS, &["outbox"]);
+    assert!(stdout(&out).contains("nothing waiting"), "{}", stdout(&out));
+
+    // The officer takes the request on (linking the defender's device).
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "list", "--sync", "--state", "requested"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = case_of(&out, "MARKER-LONG");
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "set", &case, "reference", "C-LONG"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let longest = format!("MARKER-REPLY{}", "z".repeat(limit - 12));
+    let out = hotline(&defender, PASS, &["my-case", "reply", &longest]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["inbox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("too long to record"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&admin, PASS, &["case", "show", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("MARKER-REPLY"),
+        "the reply is in the case: {}",
+        stdout(&out)
+    );
+}
+
+/// Issue 12, second review, Y point 4: a staff device records a
+/// defender's reply first, under the reply's real envelope digest but
+/// with other words. A staff device holding the genuine envelope shows
+/// the words the defender sent (the envelope's signed sender and text),
+/// not the recorded ones, with a warning naming the recording device
+/// (before, the first recording hid the received copy: the forged words
+/// were all anyone saw).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_recorded_with_other_words_shows_the_genuine_one_and_names_the_recorder() {
+    use hotline_client::StateDir;
+    use hotline_client::cases::open_replica;
+    use hotline_client::messenger::Device;
+    use hotline_proto::case::content::DefenderReply;
+    use hotline_proto::case::seal::{CaseEventContent, EventDraft, seal};
+    use hotline_proto::case::{CaseControl, CaseId};
+    use hotline_proto::e2e::content::Kind;
+    use hotline_proto::e2e::suite::SystemRandomness;
+    use hotline_proto::message::{Request, Response};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for staff in [&admin, &officer] {
+        let out = hotline(staff, PASS, &["inbox"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = hotline(&defender, PASS, &["request", "legal", "a lawyer MARKER-R4"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "list", "--sync", "--state", "requested"],
+    );
+    let case = case_of(&out, "MARKER-R4");
+    let out = hotline(&officer, PASS, &["case", "set", &case, "reference", "C-R4"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The admin's device holds the case key; then the defender replies.
+    let out = hotline(&admin, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &defender,
+        PASS,
+        &["my-case", "reply", "the genuine words MARKER-GENUINE"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&admin, PASS, &["inbox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The admin's device, before any other staff device records the
+    // reply, records it with other words.
+    let mut admin_device = Device::open(&StateDir::new(&admin), PASS).expect("opens");
+    let reply = admin_device
+        .history()
+        .expect("history")
+        .entries()
+        .iter()
+        .find(|e| !e.sent && matches!(e.message.kind, Kind::CaseReply { .. }))
+        .cloned()
+        .expect("the reply");
+    let replica = open_replica(&admin_device).expect("replica");
+    let case_id: CaseId = replica
+        .summaries()
+        .iter()
+        .find_map(|s| {
+            s.id()
+                .filter(|c| hotline_proto::identity::hex(c.as_bytes()).starts_with(&case))
+        })
+        .expect("the case");
+    let file = replica.load(&case_id).expect("the case file");
+    let (epoch, key) = file.newest_key().expect("the case key");
+    let session = admin_device.connect().await.expect("connects");
+    let roster = admin_device.roster(&session).await.expect("roster");
+    let forged = seal(
+        admin_device.identity(),
+        key,
+        &EventDraft {
+            case_id,
+            event_id: [0x4f; 16],
+            roster_version: roster.version,
+            epoch,
+            control: CaseControl::default(),
+        },
+        &CaseEventContent {
+            timestamp: hotline_client::unix_now(),
+            reply: Some(DefenderReply {
+                defender: reply.peer.expect("sender").as_bytes().to_vec().into(),
+                envelope_digest: reply.digest.expect("digest").to_vec().into(),
+                sent_at: reply.timestamp,
+                text: "we no longer need help FORGED".into(),
+                language: String::new(),
+            }),
+            ..Default::default()
+        },
+        &mut SystemRandomness,
+    )
+    .expect("sealed");
+    let r = session
+        .request(&Request::AppendCaseEvent(forged))
+        .await
+        .expect("answered");
+    assert!(matches!(r, Response::CaseEventAccepted { .. }), "{r:?}");
+    session.close().await;
+    drop(admin_device);
+
+    let admin_status = hotline(&admin, PASS, &["status"]);
+    let admin_name = field(&admin_status, "device id:");
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("replied: the genuine words MARKER-GENUINE"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("FORGED"), "{}", stdout(&out));
+    let warning = stderr(&out);
+    assert!(
+        warning.contains("recorded in this case a reply of the defender that does not match the one this device received"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains(&admin_name[..8]),
+        "names the recording device ({admin_name}): {warning}"
+    );
+}
+
+/// Issue 12, second review, Y point 5: a defender's reply whose words fit
+/// its envelope but not the case event that would record them (another
+/// client's, past the 65,274-byte limit) is skipped with a warning, and
+/// the replies after it are still recorded (before, recording it failed
+/// on every command and no later reply was ever recorded).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_too_long_to_record_is_skipped_and_the_next_is_recorded() {
+    use hotline_client::StateDir;
+    use hotline_client::cases::open_replica;
+    use hotline_client::messenger::Device;
+    use hotline_client::recipients::check_bundles;
+    use hotline_proto::case::CaseId;
+    use hotline_proto::e2e::content::{Kind, Message};
+    use hotline_proto::e2e::envelope::{self, Content};
+    use hotline_proto::e2e::suite::SystemRandomness;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for staff in [&admin, &officer] {
+        let out = hotline(staff, PASS, &["inbox"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "legal", "a lawyer MARKER-SKIP"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "list", "--sync", "--state", "requested"],
+    );
+    let case = case_of(&out, "MARKER-SKIP");
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "set", &case, "reference", "C-SKIP"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&defender, PASS, &["my-case"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Another client's reply: the longest words its envelope holds.
+    let mut device = Device::open(&StateDir::new(&defender), PASS).expect("opens");
+    let case_id: CaseId = device
+        .history()
+        .expect("history")
+        .entries()
+        .iter()
+        .find_map(|e| e.request_case)
+        .expect("the request's case");
+    let session = device.connect().await.expect("connects");
+    let roster = device.roster(&session).await.expect("roster");
+    let now = hotline_client::unix_now();
+    let staff: Vec<_> = roster.members(now).map(|e| e.device_id).collect();
+    let bundles = session.fetch_prekeys(staff).await.expect("prekeys");
+    let to = check_bundles(&roster, bundles, None, false, now, now).expect("recipients");
+    let content = |len: usize| Content {
+        message_id: [0x6c; 16],
+        counter: 1_000,
+        timestamp: now,
+        message: Message::case_reply(case_id, &"w".repeat(len), ""),
+        thread: 0,
+        sender_label: String::new(),
+    };
+    let longest = (60_000..65_532)
+        .rev()
+        .find(|len| {
+            envelope::seal(
+                device.identity(),
+                roster.version,
+                &to,
+                &content(*len),
+                &mut SystemRandomness,
+            )
+            .is_ok()
+        })
+        .expect("some length fits");
+    assert!(
+        longest > hotline_proto::e2e::envelope::MAX_CASE_TEXT_LEN,
+        "{longest}"
+    );
+    let sealed = envelope::seal(
+        device.identity(),
+        roster.version,
+        &to,
+        &content(longest),
+        &mut SystemRandomness,
+    )
+    .expect("sealed");
+    session.send_envelope(sealed).await.expect("sent");
+    session.close().await;
+    drop(device);
+    let out = hotline(
+        &defender,
+        PASS,
+        &["my-case", "reply", "a short one MARKER-AFTER"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is too long to record in the case"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("could not be recorded"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("MARKER-AFTER"), "{}", stdout(&out));
+    // The short reply is recorded in the case (for staff who join later).
+    let officer_device = Device::open(&StateDir::new(&officer), PASS).expect("opens");
+    let history = officer_device.history().expect("history");
+    let after = history
+        .entries()
+        .iter()
+        .find(|e| {
+            matches!(e.message.kind, Kind::CaseReply { .. })
+                && e.message.text.contains("MARKER-AFTER")
+        })
+        .and_then(|e| e.digest)
+        .expect("the short reply");
+    let replica = open_replica(&officer_device).expect("replica");
+    let view = replica.view(&case_id).expect("view");
+    assert!(view.replies.contains(&after), "recorded");
+    assert_eq!(view.replies.len(), 1, "the long one is not");
 }

@@ -249,6 +249,10 @@ pub struct CaseView {
     /// The envelope digests of the defender's replies the case's events
     /// record (each shown once, however many staff recorded it).
     pub replies: BTreeSet<[u8; 32]>,
+    /// For each digest in `replies`, what the first event recording it
+    /// says: a device holding the envelope compares it with what it
+    /// received (docs/protocol.md, section 9.5).
+    pub recorded_replies: BTreeMap<[u8; 32], RecordedReply>,
     /// What a reader must see.
     pub warnings: Vec<Warning>,
     /// Events held that this device cannot read yet (no key).
@@ -261,6 +265,22 @@ pub struct CaseView {
     people_set: BTreeSet<Vec<u8>>,
     /// `relocations` as a set.
     relocations_set: BTreeSet<Vec<u8>>,
+}
+
+/// A defender's reply as the first event recording its envelope digest
+/// says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedReply {
+    /// The recording event.
+    pub event_id: EventId,
+    /// The staff device that recorded it.
+    pub author: DeviceId,
+    /// The defender device it names (as recorded: any bytes).
+    pub defender: Vec<u8>,
+    /// The words it records.
+    pub text: String,
+    /// What the recording event's timeline line says of it.
+    pub line: String,
 }
 
 /// One conflict: a field with more than one head.
@@ -297,6 +317,7 @@ impl CaseView {
             timeline: Vec::new(),
             shared: Vec::new(),
             replies: BTreeSet::new(),
+            recorded_replies: BTreeMap::new(),
             warnings: Vec::new(),
             unreadable: 0,
             seen: BTreeSet::new(),
@@ -544,12 +565,25 @@ impl CaseView {
         let mut reply_again = false;
         if let Some(r) = &c.reply {
             match <[u8; 32]>::try_from(r.envelope_digest.as_ref()) {
-                Ok(digest) if self.replies.insert(digest) => what.push(format!(
-                    "recorded a reply of defender device {}, written {}: {}",
-                    short(&r.defender),
-                    hotline_proto::time::date_time(r.sent_at),
-                    r.text
-                )),
+                Ok(digest) if self.replies.insert(digest) => {
+                    let line = format!(
+                        "recorded a reply of defender device {}, written {}: {}",
+                        short(&r.defender),
+                        hotline_proto::time::date_time(r.sent_at),
+                        r.text
+                    );
+                    self.recorded_replies.insert(
+                        digest,
+                        RecordedReply {
+                            event_id: id,
+                            author,
+                            defender: r.defender.to_vec(),
+                            text: r.text.clone(),
+                            line: line.clone(),
+                        },
+                    );
+                    what.push(line);
+                }
                 Ok(_) => reply_again = true,
                 Err(_) => self.warn(
                     WarningKind::Inconsistent,
@@ -628,13 +662,22 @@ impl CaseView {
                 ))
             };
         }
-        // The stages it replaces, as its author saw them; the current ones
-        // if this device does not hold those.
-        let mut from: Vec<Stage> = based_on
+        // `based_on` is a set (docs/protocol.md, section 9.5): an id named
+        // twice counts once. The values it names that this device holds;
+        // ids it does not hold count for nothing.
+        let mut named: Vec<&EventId> = Vec::with_capacity(based_on.len());
+        for b in based_on {
+            if !named.contains(&b) {
+                named.push(b);
+            }
+        }
+        let held: Vec<&Version> = named
             .iter()
             .filter_map(|b| reg.and_then(|r| r.version(b)))
-            .filter_map(stage_at)
             .collect();
+        // The stages it replaces, as its author saw them; the current ones
+        // if this device holds none of them with a stage it knows.
+        let mut from: Vec<Stage> = held.iter().copied().filter_map(stage_at).collect();
         if from.is_empty() {
             from = reg
                 .map(|r| r.heads().into_iter().filter_map(stage_at).collect())
@@ -646,9 +689,10 @@ impl CaseView {
         {
             return Ok(Some(*ok));
         }
-        // Settling a conflict of stages (it names two heads or more):
-        // choosing one of the conflicting stages is legal too.
-        if based_on.len() > 1 && from.contains(&to) {
+        // Settling a conflict of stages (it names two distinct values
+        // this device holds, or more): choosing one of the conflicting
+        // stages is legal too.
+        if held.len() > 1 && from.contains(&to) {
             return Ok(Some(to));
         }
         let why = match from.first() {
@@ -1189,5 +1233,42 @@ mod tests {
         let v = fold(&[ev(1, 1, 1, vec![text(2, "one", &[]), text(2, "two", &[])])]);
         assert_eq!(summaries(&v), ["one"]);
         assert_eq!(v.warnings[0].kind, WarningKind::FieldSetTwice);
+    }
+
+    /// Issue 12, second review, Y point 7(d): `based_on` is a set: naming
+    /// the one stage held twice is no conflict to settle (before, it
+    /// counted as two values and "chose" the stage it was already at);
+    /// ids the reader does not hold count for nothing, so naming one
+    /// beside the held stage does not make a settlement either.
+    #[test]
+    fn a_repeated_or_unknown_based_on_id_does_not_settle_a_stage_conflict() {
+        let start = || {
+            vec![
+                ev(1, 1, 1, vec![stage(Stage::Requested, &[])]),
+                ev(2, 1, 2, vec![stage(Stage::Assessed, &[1])]),
+            ]
+        };
+        for based_on in [&[2u8, 2][..], &[2, 9][..]] {
+            let mut events = start();
+            events.push(ev(4, 1, 4, vec![stage(Stage::Assessed, based_on)]));
+            let v = fold(&events);
+            assert_eq!(
+                v.warnings.first().map(|w| w.kind),
+                Some(WarningKind::IllegalStageMove),
+                "{based_on:?}: {:?}",
+                v.warnings
+            );
+            assert_eq!(
+                v.stage_history.get(REL.as_slice()).map(Vec::len),
+                Some(2),
+                "no third move recorded"
+            );
+        }
+        // A legal move named with a repeated id is still one legal move.
+        let mut events = start();
+        events.push(ev(4, 1, 4, vec![stage(Stage::Approved, &[2, 2])]));
+        let v = fold(&events);
+        assert_eq!(v.stage(&REL), Some(Stage::Approved));
+        assert!(v.warnings.is_empty(), "{:?}", v.warnings);
     }
 }

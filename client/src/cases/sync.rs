@@ -119,32 +119,56 @@ pub async fn fetch_each(
 /// per sync below this, instead of once per frame.
 const WRITE_AFTER_BYTES: usize = 64 << 20;
 
+/// How long a sync goes on applying frames without writing them: on a
+/// slow link, what came is saved at least this often (at a frame's end),
+/// so a stop loses little.
+const WRITE_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Fetches every update after the replica's cursor (asking again while
 /// the server says there are more) and applies them.
 ///
 /// Each case file changed is written once, with the cursor after it, at
-/// the end (or each time the files held pass [`WRITE_AFTER_BYTES`]): a
-/// stop before that leaves the cursor where it was, and the next sync
-/// fetches the same updates again.
+/// the end (or each time the files held pass [`WRITE_AFTER_BYTES`] or
+/// [`WRITE_AFTER`] has passed, at the end of a frame). If the answer is
+/// cut (the link fails, the server resets the stream or ends it with an
+/// error), every frame applied whole is saved and the cursor moves to the
+/// last one's: the next sync resumes there and fetches none of them
+/// again (docs/protocol.md, section 9.3). Only a failure to apply or save
+/// leaves the cursor where it was.
 ///
 /// `roster` is the newest roster this device holds (remembered in the
 /// replica with those accepted before); `request_text` finds the words of
 /// a defender's request by its envelope digest, if this device holds the
-/// envelope.
+/// envelope and it was sent by the request's defender device.
 pub async fn sync_cases(
     session: &Session,
     replica: &mut Replica,
     roster: &Roster,
-    request_text: &dyn Fn(&[u8; 32]) -> Option<String>,
+    request_text: &dyn Fn(&[u8; 32], &DeviceId) -> Option<String>,
+) -> Result<SyncReport, ClientError> {
+    sync_cases_each(session, replica, roster, request_text, &mut |_| {}).await
+}
+
+/// [`sync_cases`], calling `on_frame` with each frame once it is applied
+/// (and before the next is read).
+pub async fn sync_cases_each(
+    session: &Session,
+    replica: &mut Replica,
+    roster: &Roster,
+    request_text: &dyn Fn(&[u8; 32], &DeviceId) -> Option<String>,
+    on_frame: &mut dyn FnMut(&CaseSync),
 ) -> Result<SyncReport, ClientError> {
     let mut report = SyncReport::default();
     let mut files: BTreeMap<CaseId, CaseFile> = BTreeMap::new();
     let mut cursor = replica.cursor();
     let mut retention = replica.retention_secs().unwrap_or(0);
+    let mut saved_at = std::time::Instant::now();
     // Bounded: each round moves the cursor forward or stops.
     for _ in 0..10_000 {
         let after = cursor;
         let mut more = false;
+        // Set when applying or saving failed (not the link).
+        let mut failed_here = false;
         // Each frame applied as it comes, while the server reads the next.
         let fetched = fetch_each(session, after, |f| {
             let checks = Checks {
@@ -152,37 +176,55 @@ pub async fn sync_cases(
                 retention_secs: Some(f.retention_secs),
                 now: crate::unix_now(),
             };
-            apply_held(
+            let applied = apply_held(
                 replica,
                 &f.updates,
                 &checks,
                 request_text,
                 &mut report,
                 &mut files,
-            )?;
+            );
+            if let Err(e) = applied {
+                failed_here = true;
+                return Err(e);
+            }
             more = f.more;
             cursor = cursor.max(f.cursor);
             retention = f.retention_secs;
+            let held: usize = files
+                .values()
+                .flat_map(|f| &f.events)
+                .map(|e| e.event.body.len())
+                .sum();
+            if held > WRITE_AFTER_BYTES || saved_at.elapsed() >= WRITE_AFTER {
+                let saved = replica
+                    .save_all(files.values())
+                    .and_then(|()| replica.set_cursor(cursor, retention));
+                if let Err(e) = saved {
+                    failed_here = true;
+                    return Err(e);
+                }
+                files.clear();
+                saved_at = std::time::Instant::now();
+            }
+            on_frame(&f);
             Ok(())
         })
         .await;
         if let Err(e) = fetched {
-            // What was applied but not saved must not stay in this run's
-            // folds: the next sync fetches it again.
-            for case in files.keys() {
-                replica.unfold(case);
+            if failed_here {
+                // What was applied but not saved must not stay in this
+                // run's folds: the next sync fetches it again.
+                for case in files.keys() {
+                    replica.unfold(case);
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
-        let held: usize = files
-            .values()
-            .flat_map(|f| &f.events)
-            .map(|e| e.event.body.len())
-            .sum();
-        if held > WRITE_AFTER_BYTES {
+            // The answer was cut: every frame applied whole is kept, and
+            // the next sync resumes after the last one.
             replica.save_all(files.values())?;
-            files.clear();
             replica.set_cursor(cursor, retention)?;
+            return Err(e);
         }
         if !more || cursor <= after {
             break;
@@ -341,7 +383,7 @@ pub fn apply(
     replica: &mut Replica,
     updates: &[CaseUpdate],
     roster: &Roster,
-    request_text: &dyn Fn(&[u8; 32]) -> Option<String>,
+    request_text: &dyn Fn(&[u8; 32], &DeviceId) -> Option<String>,
     report: &mut SyncReport,
 ) -> Result<(), ClientError> {
     let checks = Checks {
@@ -358,7 +400,7 @@ pub fn apply_with(
     replica: &mut Replica,
     updates: &[CaseUpdate],
     checks: &Checks<'_>,
-    request_text: &dyn Fn(&[u8; 32]) -> Option<String>,
+    request_text: &dyn Fn(&[u8; 32], &DeviceId) -> Option<String>,
     report: &mut SyncReport,
 ) -> Result<(), ClientError> {
     let mut files: BTreeMap<CaseId, CaseFile> = BTreeMap::new();
@@ -375,7 +417,7 @@ fn apply_held(
     replica: &mut Replica,
     updates: &[CaseUpdate],
     checks: &Checks<'_>,
-    request_text: &dyn Fn(&[u8; 32]) -> Option<String>,
+    request_text: &dyn Fn(&[u8; 32], &DeviceId) -> Option<String>,
     report: &mut SyncReport,
     files: &mut BTreeMap<CaseId, CaseFile>,
 ) -> Result<(), ClientError> {
@@ -497,7 +539,7 @@ fn apply_held(
                             == (info.defender, info.at, info.envelope_digest) =>
                     {
                         if held.text.is_none() {
-                            held.text = request_text(envelope_digest);
+                            held.text = request_text(envelope_digest, defender);
                             if held.text.is_some() {
                                 replica.unfold(&u.case_id);
                                 report.changed.insert(u.case_id);
@@ -512,7 +554,7 @@ fn apply_held(
                         report.requested.push(u.case_id);
                         replica.unfold(&u.case_id);
                         file.request = Some(RequestInfo {
-                            text: request_text(envelope_digest),
+                            text: request_text(envelope_digest, defender),
                             ..info
                         });
                         report.changed.insert(u.case_id);
@@ -539,6 +581,15 @@ fn apply_held(
                         report
                             .warnings
                             .push("an event filed under another case was ignored".into());
+                        continue;
+                    }
+                    // No server stores one (section 9.3, rule 2): bytes a
+                    // reader would skip, or an empty control.
+                    Ok(_) if !event.body_is_canonical() => {
+                        report.warnings.push(
+                            "an event whose body is not the canonical encoding of its fields was ignored"
+                                .into(),
+                        );
                         continue;
                     }
                     Ok(h) => h,
@@ -711,7 +762,7 @@ mod tests {
             &mut replica,
             &updates,
             &roster(&[&a, &b]),
-            &|_| None,
+            &|_, _| None,
             &mut report,
         )
         .expect("applied");
@@ -776,7 +827,7 @@ mod tests {
                 &mut replica,
                 &frame,
                 &checks,
-                &|_| None,
+                &|_, _| None,
                 &mut report,
                 &mut files,
             )
@@ -803,7 +854,8 @@ mod tests {
         let case = CaseId::from_bytes([7; 16]);
         let defender = hotline_proto::DeviceId::from_bytes([5; 16]);
         let mut report = SyncReport::default();
-        let lookup = |d: &[u8; 32]| (d == &[9; 32]).then(|| "we must leave".to_owned());
+        let lookup =
+            |d: &[u8; 32], _: &DeviceId| (d == &[9; 32]).then(|| "we must leave".to_owned());
         apply(
             &mut replica,
             &[update(
@@ -902,7 +954,7 @@ mod tests {
             &mut replica,
             &updates,
             &roster(&[&a]),
-            &|_| None,
+            &|_, _| None,
             &mut report,
         )
         .expect("applied");
@@ -1053,12 +1105,12 @@ mod tests {
             ev_update(2, DAY_1, &ev(2, CaseState::Closed), &a),
             asked(3),
         ];
-        apply_with(&mut replica, &first, &checks, &|_| None, &mut report).expect("applied");
+        apply_with(&mut replica, &first, &checks, &|_, _| None, &mut report).expect("applied");
         assert_eq!(report.erasure_requested, [case]);
         replica.set_erasure_requested(&case, true).expect("saved");
         let mut report = SyncReport::default();
         let reopened = [ev_update(4, DAY_1, &ev(3, CaseState::Open), &a)];
-        apply_with(&mut replica, &reopened, &checks, &|_| None, &mut report).expect("applied");
+        apply_with(&mut replica, &reopened, &checks, &|_, _| None, &mut report).expect("applied");
         assert_eq!(
             (report.events, &report.warnings),
             (1, &Vec::<String>::new())
@@ -1068,12 +1120,12 @@ mod tests {
         // Closed and asked for again, in one sync: it waits.
         let mut report = SyncReport::default();
         let again = [ev_update(5, DAY_1, &ev(4, CaseState::Closed), &a), asked(6)];
-        apply_with(&mut replica, &again, &checks, &|_| None, &mut report).expect("applied");
+        apply_with(&mut replica, &again, &checks, &|_, _| None, &mut report).expect("applied");
         assert_eq!(report.erasure_requested, [case]);
         // Asked for, then reopened, in one sync: it does not.
         let mut report = SyncReport::default();
         let both = [asked(7), ev_update(8, DAY_1, &ev(5, CaseState::Open), &a)];
-        apply_with(&mut replica, &both, &checks, &|_| None, &mut report).expect("applied");
+        apply_with(&mut replica, &both, &checks, &|_, _| None, &mut report).expect("applied");
         assert!(report.erasure_requested.is_empty());
         // A signed request counts; one whose signature is not the
         // requester's is ignored with a warning.
@@ -1095,7 +1147,7 @@ mod tests {
         };
         let mut report = SyncReport::default();
         let requests = [signed(9, &a), signed(10, &staff(2))];
-        apply_with(&mut replica, &requests, &checks, &|_| None, &mut report).expect("applied");
+        apply_with(&mut replica, &requests, &checks, &|_, _| None, &mut report).expect("applied");
         assert_eq!(report.erasure_requested, [case]);
         assert_eq!(
             report.warnings,
@@ -1137,7 +1189,7 @@ mod tests {
             now: DAY_1 + DAY,
         };
         let mut report = SyncReport::default();
-        apply_with(&mut replica, &updates, &checks, &|_| None, &mut report).expect("applied");
+        apply_with(&mut replica, &updates, &checks, &|_, _| None, &mut report).expect("applied");
         let [
             good,
             unsigned,
@@ -1185,7 +1237,7 @@ mod tests {
             one,
         ];
         let mut report = SyncReport::default();
-        apply_with(&mut replica, &erasures, &checks, &|_| None, &mut report).expect("applied");
+        apply_with(&mut replica, &erasures, &checks, &|_, _| None, &mut report).expect("applied");
         assert_eq!(report.erased, [good]);
         let kept = |c: &CaseId, why: &str| {
             format!(
@@ -1298,7 +1350,7 @@ mod tests {
             now: DAY_1 + 32 * DAY,
         };
         let mut report = SyncReport::default();
-        apply_with(&mut replica, &updates, &checks, &|_| None, &mut report).expect("applied");
+        apply_with(&mut replica, &updates, &checks, &|_, _| None, &mut report).expect("applied");
         assert!(report.warnings.is_empty(), "{:?}", report.warnings);
         // Review 2, findings E1 and E2: every erasure signed by two staff
         // members over the closing it names. Applied unless this replica
@@ -1328,7 +1380,7 @@ mod tests {
         .map(|(i, (case, closing))| signed_erased_of(100 + i as u64, *case, *closing, &a, &c))
         .collect();
         let mut report = SyncReport::default();
-        apply_with(&mut replica, &erasures, &checks, &|_| None, &mut report).expect("applied");
+        apply_with(&mut replica, &erasures, &checks, &|_, _| None, &mut report).expect("applied");
         assert_eq!(report.erased, [open, recent, old, unknown, declined]);
         assert_eq!(report.erased_requests, [[9; 32]]);
         let kept = |c: &CaseId, why: &str| {
@@ -1368,7 +1420,7 @@ mod tests {
             ..checks
         };
         let mut report = SyncReport::default();
-        apply_with(&mut replica, &both, &zero, &|_| None, &mut report).expect("applied");
+        apply_with(&mut replica, &both, &zero, &|_, _| None, &mut report).expect("applied");
         assert!(report.erased.is_empty());
         assert_eq!(
             report.warnings,
@@ -1418,14 +1470,14 @@ mod tests {
             ev_update(4, DAY_1, &mk(4, CaseState::Closed), &a),
         ];
         let mut report = SyncReport::default();
-        apply_with(&mut replica, &history, &checks, &|_| None, &mut report).expect("applied");
+        apply_with(&mut replica, &history, &checks, &|_, _| None, &mut report).expect("applied");
         assert_eq!(
             closing_of(&replica.load(&case).expect("load")),
             Some(closed_by(&a, 4))
         );
         let replay = signed_erased_of(5, case, closed_by(&a, 2), &a, &c);
         let mut report = SyncReport::default();
-        apply_with(&mut replica, &[replay], &checks, &|_| None, &mut report).expect("applied");
+        apply_with(&mut replica, &[replay], &checks, &|_, _| None, &mut report).expect("applied");
         assert!(report.erased.is_empty());
         assert_eq!(
             report.warnings,
@@ -1437,7 +1489,7 @@ mod tests {
         assert_eq!(replica.load(&case).expect("load").events.len(), 4);
         let fresh = signed_erased_of(6, case, closed_by(&a, 4), &a, &c);
         let mut report = SyncReport::default();
-        apply_with(&mut replica, &[fresh], &checks, &|_| None, &mut report).expect("applied");
+        apply_with(&mut replica, &[fresh], &checks, &|_, _| None, &mut report).expect("applied");
         assert_eq!(report.erased, [case]);
     }
 
@@ -1454,14 +1506,14 @@ mod tests {
         let r = roster(&[&a]);
         let mut report = SyncReport::default();
         let batch = [ev_update(1, 500, &e1, &a), ev_update(2, 600, &e2, &a)];
-        apply(&mut replica, &batch, &r, &|_| None, &mut report).expect("applied");
+        apply(&mut replica, &batch, &r, &|_, _| None, &mut report).expect("applied");
         let mut report = SyncReport::default();
         let rewritten = [
             ev_update(1, 500, &e1, &a),
             ev_update(3, 600, &e2, &a),
             ev_update(2, 9, &e2, &a),
         ];
-        apply(&mut replica, &rewritten, &r, &|_| None, &mut report).expect("applied");
+        apply(&mut replica, &rewritten, &r, &|_, _| None, &mut report).expect("applied");
         assert_eq!(report.events, 0);
         assert_eq!(report.warnings.len(), 2);
         assert!(report.warnings[0].contains("again with another position or time"));
@@ -1500,7 +1552,7 @@ mod tests {
             &mut replica,
             &[ev_update(4, 500, &e1, &a)],
             &r,
-            &|_| None,
+            &|_, _| None,
             &mut report,
         )
         .expect("applied");
@@ -1514,7 +1566,7 @@ mod tests {
             &mut replica,
             &[ev_update(4, 510, &e1, &a)],
             &r,
-            &|_| None,
+            &|_, _| None,
             &mut report,
         )
         .expect("applied");
@@ -1543,7 +1595,7 @@ mod tests {
         };
         let e = event(&a, &key, opened, [1; 16], 1, Some(CaseState::Open), |_| {});
         let r = roster(&[&a]);
-        let words = |dg: &[u8; 32]| Some(format!("words {}", dg[0]));
+        let words = |dg: &[u8; 32], _: &DeviceId| Some(format!("words {}", dg[0]));
         let mut report = SyncReport::default();
         let first = [req(1, asked, 9), ev_update(2, 102, &e, &a)];
         apply(&mut replica, &first, &r, &words, &mut report).expect("applied");
@@ -1576,7 +1628,7 @@ mod tests {
         v2.version = 2;
         // This device accepted v1 (a sync with nothing new), then v2.
         let mut report = SyncReport::default();
-        apply(&mut replica, &[], &v1, &|_| None, &mut report).expect("applied");
+        apply(&mut replica, &[], &v1, &|_, _| None, &mut report).expect("applied");
         let opening = event(&a, &key, case, [1; 16], 1, Some(CaseState::Open), |_| {});
         let under = |id: u8, version: u64| {
             event_with(
@@ -1608,7 +1660,7 @@ mod tests {
             // Claims v2, which dropped it: refused.
             ev_update(3, 103, &under(3, 2), &dropped),
         ];
-        apply(&mut replica, &updates, &v2, &|_| None, &mut report).expect("applied");
+        apply(&mut replica, &updates, &v2, &|_, _| None, &mut report).expect("applied");
         assert_eq!(report.events, 2);
         assert_eq!(
             report.warnings,
@@ -1620,7 +1672,7 @@ mod tests {
             &mut replica,
             &[ev_update(4, 250, &late, &a)],
             &windowed,
-            &|_| None,
+            &|_, _| None,
             &mut report,
         )
         .expect("applied");
@@ -1670,7 +1722,7 @@ mod tests {
             &mut replica,
             &updates,
             &roster(&[&a]),
-            &|_| None,
+            &|_, _| None,
             &mut report,
         )
         .expect("applied");
@@ -1718,7 +1770,7 @@ mod tests {
             &mut replica,
             &updates,
             &roster(&[&a, &b]),
-            &|_| None,
+            &|_, _| None,
             &mut report,
         )
         .expect("applied");
@@ -1731,5 +1783,71 @@ mod tests {
             .map(|t| t.what.clone())
             .collect();
         assert_eq!(whats, ["opened the case", "wrote: a", "wrote: b"]);
+    }
+
+    /// Issue 12, second review, Y point 6: an event holding an empty
+    /// `control` (`42 00`), signed by a staff device on the roster, is not
+    /// the canonical encoding of its fields: skipped with a warning (no
+    /// server stores one), and the sync goes on.
+    #[test]
+    fn an_event_with_an_empty_control_is_skipped_with_a_warning() {
+        use prost::encoding::{WireType, decode_key, decode_varint};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut replica = Replica::open(&StateDir::new(dir.path()), &[1; 32]).expect("open");
+        let a = staff(1);
+        let case = CaseId::from_bytes([7; 16]);
+        let key = CaseKey::from_bytes([8; 32]);
+        let opening = event(&a, &key, case, [1; 16], 1, Some(CaseState::Open), |_| {});
+        let plain = event(&a, &key, case, [2; 16], 1, None, |c| {
+            c.changes.push(set_text(case_field::SUMMARY, "x", &[]));
+        });
+        // The empty control (field 8) before the nonce (field 9).
+        let mut rest = plain.body.as_slice();
+        let at = loop {
+            let before = plain.body.len() - rest.len();
+            let (tag, wire) = decode_key(&mut rest).expect("a key");
+            if tag > 8 {
+                break before;
+            }
+            match wire {
+                WireType::Varint => {
+                    decode_varint(&mut rest).expect("a varint");
+                }
+                _ => {
+                    let len = usize::try_from(decode_varint(&mut rest).expect("a length"))
+                        .expect("a length");
+                    rest = &rest[len..];
+                }
+            }
+        };
+        let mut body = plain.body[..at].to_vec();
+        body.extend_from_slice(&[0x42, 0x00]);
+        body.extend_from_slice(&plain.body[at..]);
+        let empty = hotline_proto::case::SignedCaseEvent {
+            author: a.device_id(),
+            signature: a
+                .sign(&[hotline_proto::case::SIGNATURE_LABEL, &[0], body.as_slice()].concat()),
+            body,
+        };
+        assert!(empty.header_unverified().is_ok());
+        let ev = |e: &hotline_proto::case::SignedCaseEvent| CaseUpdateKind::Event {
+            event: e.clone(),
+            author_key: a.public_key(),
+        };
+        let mut report = SyncReport::default();
+        apply(
+            &mut replica,
+            &[update(1, case, ev(&opening)), update(2, case, ev(&empty))],
+            &roster(&[&a]),
+            &|_, _| None,
+            &mut report,
+        )
+        .expect("applied");
+        assert_eq!(report.events, 1, "the opening only");
+        assert_eq!(
+            report.warnings,
+            ["an event whose body is not the canonical encoding of its fields was ignored"]
+        );
+        assert_eq!(replica.load(&case).expect("load").events.len(), 1);
     }
 }

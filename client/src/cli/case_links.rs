@@ -24,9 +24,10 @@ use hotline_proto::e2e::content::Kind;
 
 use super::case_view::short;
 
-/// The words of the defender's request whose envelope has `digest`, if
-/// this device received it.
-pub(super) fn request_text(history: &History, digest: &[u8; 32]) -> Option<String> {
+/// The device that sent the request whose envelope has `digest`, if this
+/// device received it: the envelope's authenticated sender (its
+/// signature verified when it was opened), whatever the server says.
+pub(super) fn request_sender(history: &History, digest: &[u8; 32]) -> Option<DeviceId> {
     history
         .entries()
         .iter()
@@ -35,22 +36,64 @@ pub(super) fn request_text(history: &History, digest: &[u8; 32]) -> Option<Strin
                 && e.digest.as_ref() == Some(digest)
                 && matches!(e.message.kind, Kind::CaseRequest { .. })
         })
+        .and_then(|e| e.peer)
+}
+
+/// The words of the defender's request whose envelope has `digest`, if
+/// this device received it and it was sent by `defender` (the device the
+/// server's `requested` update names): the server cannot give another
+/// device's request to a device of its own (docs/protocol.md, section
+/// 9.6).
+pub(super) fn request_text(
+    history: &History,
+    digest: &[u8; 32],
+    defender: &DeviceId,
+) -> Option<String> {
+    history
+        .entries()
+        .iter()
+        .find(|e| {
+            !e.sent
+                && e.digest.as_ref() == Some(digest)
+                && e.peer.as_ref() == Some(defender)
+                && matches!(e.message.kind, Kind::CaseRequest { .. })
+        })
         .map(|e| e.message.text.clone())
 }
 
 /// The programme the defender asked for in the request whose envelope
-/// has `digest`, if this device received it (`None`: not held, or a
-/// programme this version does not know).
-pub(super) fn request_programme(history: &History, digest: &[u8; 32]) -> Option<u64> {
+/// has `digest`, if this device received it from `defender` (`None`: not
+/// held, sent by another device, or a programme this version does not
+/// know).
+pub(super) fn request_programme(
+    history: &History,
+    digest: &[u8; 32],
+    defender: &DeviceId,
+) -> Option<u64> {
     history
         .entries()
         .iter()
-        .find(|e| !e.sent && e.digest.as_ref() == Some(digest))
+        .find(|e| !e.sent && e.digest.as_ref() == Some(digest) && e.peer.as_ref() == Some(defender))
         .and_then(|e| match e.message.kind {
             Kind::CaseRequest { programme } => u64::try_from(programme.code()).ok(),
             _ => None,
         })
         .filter(|n| (1..=4).contains(n))
+}
+
+/// The warning shown when the request a case's `requested` update names
+/// was sent by another device than the one the update names (a server
+/// that tries to take a defender's request for a device of its own).
+pub(super) fn request_sender_warning(
+    device: &Device,
+    named: &DeviceId,
+    sender: &DeviceId,
+) -> String {
+    format!(
+        "WARNING: the server says device {} asked for this case, but the request it names was sent by device {}: its words are not used here and answering it links no defender device",
+        device.shown(named),
+        device.shown(sender)
+    )
 }
 
 /// The defender devices linked to a case (field 7; every head's, while
@@ -78,10 +121,17 @@ pub(super) fn linked_defenders(view: &CaseView) -> Vec<DeviceId> {
 /// reply from any other device is left out, with a warning naming it.
 pub(super) fn add_defender_side(device: &Device, view: &mut CaseView) -> anyhow::Result<()> {
     let history = device.history()?;
-    if let Some(r) = &mut view.request
-        && r.text.is_none()
-    {
-        r.text = request_text(&history, &r.envelope_digest);
+    if let Some(r) = &mut view.request {
+        match request_sender(&history, &r.envelope_digest) {
+            Some(sender) if sender != r.defender => {
+                eprintln!("{}", request_sender_warning(device, &r.defender, &sender));
+                r.text = None;
+            }
+            _ if r.text.is_none() => {
+                r.text = request_text(&history, &r.envelope_digest, &r.defender);
+            }
+            _ => {}
+        }
     }
     // No request known here, but the opening event copied one: shown
     // from there.
@@ -116,12 +166,34 @@ pub(super) fn add_defender_side(device: &Device, view: &mut CaseView) -> anyhow:
         if e.sent || *case_id != view.case_id {
             continue;
         }
-        // Recorded as a case event (here or by other staff): shown once,
-        // from there.
-        if e.digest.is_some_and(|d| view.replies.contains(&d)) {
-            continue;
-        }
         let Some(sender) = e.peer else { continue };
+        // Recorded as a case event (here or by other staff): shown once,
+        // from there, if the event says what this device received. The
+        // recording is a staff device's word: a sender or words other
+        // than the envelope's (whose sender signed it) are not shown,
+        // the envelope is, with a warning naming the recording device.
+        if let Some(d) = e.digest
+            && view.replies.contains(&d)
+        {
+            let Some(recorded) = view.recorded_replies.get(&d) else {
+                continue;
+            };
+            if recorded.defender == sender.as_bytes() && recorded.text == e.message.text {
+                continue;
+            }
+            eprintln!(
+                "WARNING: device {} recorded in this case a reply of the defender that does not match the one this device received from device {}: the one received is shown",
+                device.shown(&recorded.author),
+                device.shown(&sender)
+            );
+            let (event_id, line) = (recorded.event_id, recorded.line.clone());
+            for t in view.timeline.iter_mut().filter(|t| t.event_id == event_id) {
+                t.what = t.what.replace(
+                    &line,
+                    "recorded a reply of the defender that does not match the one sent (not shown)",
+                );
+            }
+        }
         if !linked.contains(&sender) {
             eprintln!(
                 "WARNING: a reply about this case from device {}, which is not a defender device linked to it, was ignored",
@@ -158,12 +230,23 @@ pub(super) fn complete_request(
         return Ok(());
     };
     let history = device.history()?;
-    if r.text.is_none() {
-        r.text = request_text(&history, &r.envelope_digest);
+    // The server's `requested` update is not signed: the request's words
+    // are used, and its device linked, only if this device holds the
+    // envelope and its authenticated sender is the device the update
+    // names.
+    let sender = request_sender(&history, &r.envelope_digest);
+    if let Some(s) = sender
+        && s != r.defender
+    {
+        eprintln!("{}", request_sender_warning(device, &r.defender, &s));
     }
+    let genuine = sender == Some(r.defender);
+    r.text = genuine
+        .then(|| request_text(&history, &r.envelope_digest, &r.defender))
+        .flatten();
     // The programme asked for becomes the case's (field 5), unless this
     // change sets it or the case has one.
-    let programme = request_programme(&history, &r.envelope_digest);
+    let programme = request_programme(&history, &r.envelope_digest, &r.defender);
     if let Some(p) = programme.and_then(|p| i32::try_from(p).ok()) {
         // `answer_request` completes the opening with the rest.
         content.opening = Some(hotline_proto::case::content::CaseOpening {
@@ -195,7 +278,7 @@ pub(super) fn complete_request(
         .changes
         .iter()
         .any(|c| c.entity == entity::CASE && c.field == case_field::DEFENDERS);
-    if !sets_defenders {
+    if !sets_defenders && genuine {
         content.changes.push(FieldChange {
             entity: entity::CASE,
             entity_id: Vec::new().into(),

@@ -30,6 +30,10 @@ use super::Queued;
 use super::case_view::{list_lines, person_line, relocation_lines, short, show_field, view_lines};
 use super::unlock::{after_unlock, open_device};
 
+/// The longest content (`C`) a case event holds: the largest padding
+/// bucket less its 4-byte length prefix (docs/protocol.md, section 9.1).
+const MAX_EVENT_CONTENT_LEN: usize = 65_532;
+
 /// The shortest id prefix accepted.
 const MIN_PREFIX: usize = 4;
 
@@ -273,6 +277,17 @@ impl Ctx {
                 continue;
             }
             for content in super::case_links::unrecorded_replies(&history, &view) {
+                // Words too long for one case event (a reply over the
+                // limit of section 9.6, from another client): never
+                // recorded, and never in the way of the replies after it.
+                if prost::Message::encoded_len(&content) > MAX_EVENT_CONTENT_LEN {
+                    eprintln!(
+                        "WARNING: a reply of the defender about case {} is too long to record in the case ({} bytes of words): staff who join later will not read it there; this device shows it with its words among messages and in the case",
+                        short(case.as_bytes()),
+                        content.reply.as_ref().map_or(0, |r| r.text.len())
+                    );
+                    continue;
+                }
                 let file = self.replica.load(&case)?;
                 if file.newest_key().is_none() {
                     break;
@@ -472,7 +487,8 @@ impl Ctx {
             return Ok(());
         };
         let history = self.device.history()?;
-        let request_text = |d: &[u8; 32]| super::case_links::request_text(&history, d);
+        let request_text =
+            |d: &[u8; 32], who: &DeviceId| super::case_links::request_text(&history, d, who);
         let report = sync::sync_cases(session, &mut self.replica, roster, &request_text).await?;
         for w in &report.warnings {
             eprintln!("WARNING: {w}");
@@ -2056,7 +2072,14 @@ fn answer_request(
     if let Some(r) = &file.request {
         content.opening = Some(CaseOpening {
             request_digest: r.envelope_digest.to_vec().into(),
-            requested_by: r.defender.as_bytes().to_vec().into(),
+            // Only a request this device holds from that device
+            // (`complete_request` kept its words): the server's word
+            // alone is not copied into a signed event.
+            requested_by: if r.text.is_some() {
+                r.defender.as_bytes().to_vec().into()
+            } else {
+                Default::default()
+            },
             requested_at: r.at,
             request_text: r.text.clone().unwrap_or_default(),
             requested_programme: content
@@ -2207,5 +2230,46 @@ mod tests {
                 && both.contains("cdcdcdcd"),
             "{both}"
         );
+    }
+
+    /// Issue 12, second review, Y point 5: the event recording a reply of
+    /// the longest words a client sends (MAX_CASE_TEXT_LEN), with every
+    /// other field at its largest, fits one case event (and seals); the
+    /// check that skips a reply too long to record measures the same.
+    #[test]
+    fn a_reply_of_the_longest_words_fits_the_event_that_records_it() {
+        use hotline_proto::e2e::envelope::MAX_CASE_TEXT_LEN;
+        let record = |len: usize| CaseEventContent {
+            timestamp: u64::MAX,
+            reply: Some(hotline_proto::case::content::DefenderReply {
+                defender: vec![0xff; 16].into(),
+                envelope_digest: vec![0xff; 32].into(),
+                sent_at: u64::MAX,
+                text: "x".repeat(len),
+                language: "abcdefgh-abcdefgh-abcdefgh-abcdefg".into(),
+            }),
+            ..Default::default()
+        };
+        let longest = prost::Message::encoded_len(&record(MAX_CASE_TEXT_LEN));
+        assert!(longest <= MAX_EVENT_CONTENT_LEN, "{longest}");
+        let key = CaseKey::from_bytes([1; 32]);
+        let author = hotline_proto::IdentityKeyPair::from_seed(&[2; 32]);
+        hotline_proto::case::seal::seal(
+            &author,
+            &key,
+            &hotline_proto::case::seal::EventDraft {
+                case_id: CaseId::from_bytes([3; 16]),
+                event_id: [4; 16],
+                roster_version: u64::MAX,
+                epoch: u32::MAX,
+                control: CaseControl::default(),
+            },
+            &record(MAX_CASE_TEXT_LEN),
+            &mut SystemRandomness,
+        )
+        .expect("sealed");
+        // Past what fits, the check that skips it says so.
+        let over = MAX_EVENT_CONTENT_LEN - (longest - MAX_CASE_TEXT_LEN) + 1;
+        assert!(prost::Message::encoded_len(&record(over)) > MAX_EVENT_CONTENT_LEN);
     }
 }

@@ -286,13 +286,19 @@ impl SignedCaseEvent {
     /// 9.3), as it refuses any move the case's state does not allow.
     /// Whether the body is the canonical encoding of its fields: decoded
     /// and encoded again, it gives the same bytes (fields in number
-    /// order, each once, none at its default, no unknown field). A server
-    /// stores only such bodies (docs/protocol.md, section 9.3, rule 2), so
-    /// a body's length follows from its fields and a sync frame's size
-    /// from the events it holds.
+    /// order, each once, none at its default, no unknown field), and it
+    /// holds no empty `control` (`42 00`: a message field at its default,
+    /// which writers leave out). A server stores only such bodies and
+    /// readers skip any other (docs/protocol.md, sections 9.1 and 9.3,
+    /// rule 2), so a body's length follows from its fields and a sync
+    /// frame's size from the events it holds.
     pub fn body_is_canonical(&self) -> bool {
-        pb::CaseEventBody::decode(self.body.as_slice())
-            .is_ok_and(|b| b.encode_to_vec() == self.body)
+        pb::CaseEventBody::decode(self.body.as_slice()).is_ok_and(|b| {
+            b.control
+                .as_ref()
+                .is_none_or(|c| *c != pb::CaseControl::default())
+                && b.encode_to_vec() == self.body
+        })
     }
 
     pub fn header_unverified(&self) -> Result<EventHeader, DecodeError> {
@@ -937,5 +943,24 @@ mod tests {
             panic!("an event");
         };
         assert!(event.header_unverified().is_err());
+    }
+
+    /// Issue 12, second review, Y point 6: an empty `control` (`42 00`)
+    /// decodes and encodes again to the same bytes, yet is a field at its
+    /// default: not canonical. Left out, or holding a value, it is.
+    #[test]
+    fn an_empty_control_is_not_canonical() {
+        let mut b = body();
+        b.control = None;
+        assert!(signed(&b).body_is_canonical(), "left out");
+        assert!(signed(&body()).body_is_canonical(), "with a state");
+        b.control = Some(pb::CaseControl::default());
+        let e = signed(&b);
+        assert!(
+            e.body.windows(2).any(|w| w == [0x42, 0x00]),
+            "the empty control is on the wire"
+        );
+        assert!(e.header_unverified().is_ok(), "the header still reads");
+        assert!(!e.body_is_canonical());
     }
 }

@@ -1,7 +1,7 @@
 //! Devices and invites: who is enrolled, with which role, and the
 //! one-time invites they enrolled with.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hotline_proto::e2e::roster::SignedRoster;
 use hotline_proto::message::RosterStanding;
@@ -46,6 +46,33 @@ pub struct RosterView {
     /// The devices it lists (whatever their entries' validity: an expired
     /// roster is still what an SOS is sealed to).
     pub members: BTreeSet<DeviceId>,
+    /// Each listed device's entry: what decides who may read and write
+    /// cases ([`RosterView::case_staff_at`]).
+    pub seats: BTreeMap<DeviceId, Vec<RosterSeat>>,
+}
+
+/// A device's entry on the roster, as the case rules read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RosterSeat {
+    /// The role the roster gives it.
+    pub role: Role,
+    /// The identity key the roster lists for it.
+    pub identity_key: IdentityPublicKey,
+    /// Its entry is valid from this time (inclusive) ...
+    pub valid_from: u64,
+    /// ... until this one (exclusive).
+    pub valid_until: u64,
+}
+
+/// Why a device may not read or write cases (docs/protocol.md, section
+/// 9.3, the roster rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseStaffRefusal {
+    /// The roster does not list it, or lists it with another role than
+    /// officer, coordinator or admin, or with another identity key.
+    NotStaff,
+    /// Its entry is not valid at the time of the request.
+    NotValidNow,
 }
 
 impl RosterView {
@@ -58,7 +85,50 @@ impl RosterView {
             version: roster.version,
             expires_at: roster.expires_at,
             members: roster.entries.iter().map(|e| e.device_id).collect(),
+            // A device listed more than once: every entry counts, as
+            // clients read them.
+            seats: roster.entries.iter().fold(BTreeMap::new(), |mut m, e| {
+                m.entry(e.device_id)
+                    .or_insert_with(Vec::new)
+                    .push(RosterSeat {
+                        role: e.role,
+                        identity_key: e.identity_key,
+                        valid_from: e.valid_from,
+                        valid_until: e.valid_until,
+                    });
+                m
+            }),
         })
+    }
+
+    /// The readers' rule for a case event's author (docs/protocol.md,
+    /// sections 9.3 and 9.5), applied by the server to every case request
+    /// at its time `at` (for an event, the time it records with it): the
+    /// roster lists `id` with identity key `key` and a staff role
+    /// (officer, coordinator or admin), and the entry is valid at `at`
+    /// (`valid_from <= at < valid_until`). The role of that entry is what
+    /// the device may do with cases.
+    pub fn case_staff_at(
+        &self,
+        id: &DeviceId,
+        key: &IdentityPublicKey,
+        at: u64,
+    ) -> Result<Role, CaseStaffRefusal> {
+        let staff: Vec<&RosterSeat> = self
+            .seats
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter(|s| s.role.is_staff() && s.identity_key == *key)
+            .collect();
+        if staff.is_empty() {
+            return Err(CaseStaffRefusal::NotStaff);
+        }
+        staff
+            .iter()
+            .find(|s| s.valid_from <= at && at < s.valid_until)
+            .map(|s| s.role)
+            .ok_or(CaseStaffRefusal::NotValidNow)
     }
 }
 

@@ -324,27 +324,33 @@ async fn serve_request(
         debug!(code = %e.code, "request refused");
     }
     // One frame, or (a case sync) several on the same stream, each built
-    // once the one before is written, then the finish. The writes have
-    // the request timeout: a reader that does not read in time gets its
-    // stream reset, and the frame it held is dropped.
+    // once the one before is written, then the finish. Each frame's write
+    // has the request timeout (docs/protocol.md, section 9.3): a reader
+    // that does not take a frame in time gets its stream reset, and the
+    // frame it held is dropped; a slow link that keeps reading gets the
+    // whole answer, however long it takes.
+    let limit = node.shared.limits.request_timeout();
     let writes = async {
-        send.write_all(&frame_bytes(&response.encode())).await?;
+        let first = frame_bytes(&response.encode());
         drop(response);
+        timeout(limit, send.write_all(&first)).await??;
+        drop(first);
         let mut rest = more;
         while let Some(r) = rest {
             let frame = requests::cases::next_sync_frame(&node.shared, r).await;
-            send.write_all(&frame_bytes(&frame.response.encode()))
-                .await?;
+            let bytes = frame_bytes(&frame.response.encode());
+            drop(frame.response);
+            timeout(limit, send.write_all(&bytes)).await??;
             rest = frame.rest;
         }
-        Ok::<(), quinn::WriteError>(())
+        Ok::<(), WriteFailed>(())
     };
-    match timeout(node.shared.limits.request_timeout(), writes).await {
-        Ok(Ok(())) => {
+    match writes.await {
+        Ok(()) => {
             let _ = send.finish();
         }
-        Ok(Err(_)) => {}
-        Err(_) => {
+        Err(WriteFailed::Stream) => {}
+        Err(WriteFailed::TimedOut) => {
             debug!("answer not read in time");
             let _ = send.reset(ErrorCode::Unavailable.to_u32().into());
         }
@@ -377,6 +383,26 @@ fn frame_error_code(e: FrameError) -> ErrorCode {
 
 fn frame_error(e: FrameError) -> WireError {
     WireError::new(frame_error_code(e), e.to_string())
+}
+
+/// Why an answer's frames were not all written.
+enum WriteFailed {
+    /// A frame was not taken within the request timeout.
+    TimedOut,
+    /// The stream or connection failed underneath.
+    Stream,
+}
+
+impl From<tokio::time::error::Elapsed> for WriteFailed {
+    fn from(_: tokio::time::error::Elapsed) -> Self {
+        WriteFailed::TimedOut
+    }
+}
+
+impl From<quinn::WriteError> for WriteFailed {
+    fn from(_: quinn::WriteError) -> Self {
+        WriteFailed::Stream
+    }
 }
 
 enum ReadFailed {

@@ -17,6 +17,7 @@ use tracing::debug;
 
 use super::{PushTo, Reply, RequestError, Session, Shared, messaging};
 use crate::domain::cases::{AppendRefusal, ErasureRefusal};
+use crate::domain::devices::CaseStaffRefusal;
 
 /// Frames of one `sync_cases` answer, at most; past them the last frame
 /// says `more` and the client asks again after its `cursor`.
@@ -58,27 +59,38 @@ fn erasure_error(r: ErasureRefusal) -> RequestError {
     }
 }
 
-/// Staff on the newest roster only: no roster is `FAILED_PRECONDITION`
-/// (an admin can sign one), a device it does not list (or that is not
-/// staff) `FORBIDDEN`.
-fn require_case_staff(shared: &Shared, session: Session) -> Result<(), RequestError> {
-    let (roster, staff) = shared.store_read(|s| {
+/// Staff on the newest roster only, by the readers' rule (docs/protocol.md,
+/// section 9.3): no roster is `FAILED_PRECONDITION` (an admin can sign
+/// one); a device not enrolled as staff, or whose roster entry (with the
+/// identity key it enrolled with) is missing or not of a staff role,
+/// `FORBIDDEN` "this device is not on the staff roster"; an entry not
+/// valid at `at` (the server's time of the request, the time an event is
+/// recorded with), `FORBIDDEN` naming that. The role of the entry is
+/// what the device may do with cases.
+fn require_case_staff(shared: &Shared, session: Session, at: u64) -> Result<Role, RequestError> {
+    let standing = shared.store_read(|s| {
         let state = s.lock();
-        Ok((
-            state
-                .roster
-                .as_ref()
-                .map(|r| r.members.contains(&session.device_id)),
-            state.staff.contains_key(&session.device_id),
-        ))
+        let enrolled = state
+            .devices
+            .get(&session.device_id)
+            .filter(|_| state.staff.contains_key(&session.device_id))
+            .map(|d| d.identity_key);
+        Ok(state.roster.as_ref().map(|r| {
+            enrolled
+                .ok_or(CaseStaffRefusal::NotStaff)
+                .and_then(|key| r.case_staff_at(&session.device_id, &key, at))
+        }))
     })?;
-    match roster {
+    match standing {
         None => Err(RequestError::FailedPrecondition(
             "no staff roster is stored yet: cases need one; ask an admin to sign a roster (hotline org sign-roster)",
         )),
-        Some(true) if staff => Ok(()),
-        Some(_) => Err(RequestError::Forbidden(
+        Some(Ok(role)) => Ok(role),
+        Some(Err(CaseStaffRefusal::NotStaff)) => Err(RequestError::Forbidden(
             "this device is not on the staff roster".into(),
+        )),
+        Some(Err(CaseStaffRefusal::NotValidNow)) => Err(RequestError::Forbidden(
+            "this device is not on the staff roster now: its entry's dates do not include this time".into(),
         )),
     }
 }
@@ -140,8 +152,10 @@ pub(super) async fn append(
     event
         .verify_signature(&author.identity_key)
         .map_err(|_| RequestError::BadSignature("the case event is not signed by this device"))?;
-    // (3) Staff on the newest roster, naming no newer roster.
-    require_case_staff(shared, session)?;
+    // (3) Staff on the newest roster at the time the event is recorded
+    // with (the readers' rule), naming no newer roster.
+    let now = crate::unix_now();
+    let role = require_case_staff(shared, session, now)?;
     let newest = shared.store_read(|s| Ok(s.lock().roster.as_ref().map_or(0, |r| r.version)))?;
     if header.roster_version > newest {
         return Err(RequestError::InvalidArgument(
@@ -149,8 +163,6 @@ pub(super) async fn append(
         ));
     }
     // (4) to (8).
-    let role = session.role;
-    let now = crate::unix_now();
     let outcome = shared
         .store_call(move |s| s.append_case_event(event, header, role, now))
         .await?;
@@ -282,7 +294,7 @@ pub(super) async fn sync(
     session: Session,
     after: u64,
 ) -> Result<Reply, RequestError> {
-    require_case_staff(shared, session)?;
+    require_case_staff(shared, session, crate::unix_now())?;
     let retention_secs = shared
         .case_retention_days
         .saturating_mul(crate::domain::cases::DAY_SECS);
@@ -361,7 +373,7 @@ pub(super) async fn request_erasure(
     case_id: CaseId,
     signature: Signature,
 ) -> Result<Reply, RequestError> {
-    require_case_staff(shared, session)?;
+    require_case_staff(shared, session, crate::unix_now())?;
     let key = shared.enrolled_device(session.device_id)?.identity_key;
     let by = session.device_id;
     let now = crate::unix_now();
@@ -392,11 +404,20 @@ pub(super) async fn confirm_erasure(
     case_id: CaseId,
     signature: Signature,
 ) -> Result<Reply, RequestError> {
-    require_case_staff(shared, session)?;
+    let now = crate::unix_now();
+    // Readers take a confirmation only from a coordinator or admin by
+    // the roster's entry (section 9.7): the server asks the same.
+    if !matches!(
+        require_case_staff(shared, session, now)?,
+        Role::Coordinator | Role::Admin
+    ) {
+        return Err(RequestError::Forbidden(
+            "only a coordinator or an admin on the staff roster confirms an erasure".into(),
+        ));
+    }
     debug_assert!(matches!(session.role, Role::Coordinator | Role::Admin));
     let key = shared.enrolled_device(session.device_id)?.identity_key;
     let by = session.device_id;
-    let now = crate::unix_now();
     let retention = shared.case_retention_days;
     let (requested_by, position) = shared
         .store_call(move |s| s.confirm_case_erasure(case_id, by, key, signature, now, retention))

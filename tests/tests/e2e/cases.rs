@@ -1347,3 +1347,330 @@ async fn an_erasure_signature_of_an_earlier_closing_is_refused_after_a_reopening
         .collect();
     assert_eq!(named, [second]);
 }
+
+/// The team's staff as a reader's roster (what its devices check events
+/// against): the same entries as the signed one of [`team_with`].
+fn staff_roster(t: &Team) -> Roster {
+    let now = hotline_server::unix_now();
+    Roster {
+        version: 1,
+        issued_at: now,
+        expires_at: now + 3600,
+        previous_hash: [0; 32],
+        entries: [&t.admin, &t.officer, &t.coordinator, &t.coordinator2]
+            .iter()
+            .map(|m| RosterEntry {
+                device_id: m.key.device_id(),
+                role: m.role,
+                identity_key: m.key.public_key(),
+                valid_from: 0,
+                valid_until: now + 3600,
+            })
+            .collect(),
+    }
+}
+
+/// `count` events of about 60 KB each, written by the officer into a new
+/// case (positions from 1 on a new server).
+async fn big_case(t: &Team, count: usize) -> CaseId {
+    let key = CaseKey::from_bytes([8; 32]);
+    let case = CaseId::from_bytes(random_id());
+    let big = "x".repeat(60_000);
+    for n in 0..count {
+        let control = if n == 0 {
+            open()
+        } else {
+            CaseControl::default()
+        };
+        let e = event(&t.officer.key, &key, case, random_id(), 1, control, &big);
+        accepted(&append(&t.officer, &e).await);
+    }
+    case
+}
+
+/// Issue 12, second review, Y point 1: the request timeout applies to
+/// each frame of a sync answer, not to the whole answer: a reader on a
+/// slow link, taking each frame later than the timeout allows for the
+/// whole answer, still gets every frame and the finish (before, the
+/// stream was reset once the whole answer had taken longer).
+#[tokio::test]
+async fn a_slow_reader_gets_the_whole_sync_answer_past_the_request_timeout() {
+    let t = team_with(|c| c.limits.request_timeout_secs = 2).await;
+    big_case(&t, 40).await;
+    let (mut send, mut recv) = t
+        .coordinator
+        .session
+        .connection()
+        .open_bi()
+        .await
+        .expect("stream");
+    let bytes = frame::encode(&Request::SyncCases { after: 0 }.encode()).expect("frame");
+    send.write_all(&bytes).await.expect("write");
+    let _ = send.finish();
+    let started = std::time::Instant::now();
+    let mut positions = Vec::new();
+    loop {
+        let mut header = [0u8; HEADER_LEN];
+        match recv.read_exact(&mut header).await {
+            Ok(()) => {}
+            Err(quinn::ReadExactError::FinishedEarly(0)) => break,
+            Err(e) => panic!("the answer was cut after {positions:?}: {e:?}"),
+        }
+        let len = frame::payload_len(header, MAX_FRAME_LEN).expect("a length");
+        let mut payload = vec![0u8; len];
+        recv.read_exact(&mut payload).await.expect("a whole frame");
+        match Response::decode(&payload).expect("a response") {
+            Response::CaseSync(s) => positions.extend(s.updates.iter().map(|u| u.position)),
+            other => panic!("not a sync frame: {other:?}"),
+        }
+        // A slow link: each frame comes well within the timeout, the
+        // whole answer well past it.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    assert!(
+        started.elapsed() > Duration::from_secs(4),
+        "the answer took {:?}: not slow enough to test anything",
+        started.elapsed()
+    );
+    assert_eq!(positions, (1..=40).collect::<Vec<_>>());
+}
+
+/// Issue 12, second review, Y point 1: a sync whose answer is cut after
+/// some frames keeps what those frames brought, moves its cursor to the
+/// last one's, and the next sync resumes there: the frames already
+/// applied are not fetched again (before, everything applied was thrown
+/// away and the next sync started from the same cursor, so on a slow
+/// link a large backlog never got through).
+#[tokio::test]
+async fn a_cut_sync_keeps_the_frames_it_applied_and_the_next_resumes_after_them() {
+    use hotline_client::cases::replica::Replica;
+    use hotline_client::cases::sync::sync_cases_each;
+    let mut t = team().await;
+    let case = big_case(&t, 40).await;
+    let roster = staff_roster(&t);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = hotline_client::StateDir::new(dir.path());
+    let mut replica = Replica::open(&state, &[3; 32]).expect("replica");
+
+    // The link fails after the third frame.
+    let conn = t.coordinator.session.connection().clone();
+    let mut frames = 0;
+    let mut cut_at = 0;
+    let cut = sync_cases_each(
+        &t.coordinator.session,
+        &mut replica,
+        &roster,
+        &|_, _| None,
+        &mut |f| {
+            // The last frame applied whole (one already received may
+            // still be read after the close).
+            frames += 1;
+            cut_at = f.cursor;
+            if frames == 3 {
+                conn.close(0u32.into(), b"the link failed");
+            }
+        },
+    )
+    .await;
+    assert!(cut.is_err(), "the sync was cut: {cut:?}");
+    assert!(0 < cut_at && cut_at < 40, "cut at {cut_at}");
+    assert_eq!(
+        replica.cursor(),
+        cut_at,
+        "the cursor of the last frame applied"
+    );
+    let held = replica.load(&case).expect("the case").events;
+    assert_eq!(
+        held.iter().map(|e| e.position).collect::<Vec<_>>(),
+        (1..=cut_at).collect::<Vec<_>>(),
+        "what the frames applied brought is kept"
+    );
+    drop(replica);
+
+    // Reopened (as the next command would) and reconnected: the next sync
+    // asks from there, and gets only the rest.
+    let mut replica = Replica::open(&state, &[3; 32]).expect("replica");
+    assert_eq!(replica.cursor(), cut_at, "kept on disk");
+    t.coordinator.session = authenticate(&t.server.info(), &t.coordinator.key)
+        .await
+        .expect("reconnects");
+    let mut first = None;
+    let report = sync_cases_each(
+        &t.coordinator.session,
+        &mut replica,
+        &roster,
+        &|_, _| None,
+        &mut |f| {
+            if first.is_none() {
+                first = f.updates.first().map(|u| u.position);
+            }
+        },
+    )
+    .await
+    .expect("synced");
+    assert_eq!(first, Some(cut_at + 1), "nothing applied is fetched again");
+    assert_eq!(report.events as u64, 40 - cut_at);
+    assert_eq!(replica.cursor(), 40);
+    assert_eq!(replica.load(&case).expect("the case").events.len(), 40);
+}
+
+/// `body` (written without a control) with an empty `control` (field 8,
+/// `42 00`) put where its field number places it, before the nonce.
+fn with_empty_control(body: &[u8]) -> Vec<u8> {
+    use prost::encoding::{WireType, decode_key, decode_varint};
+    let mut rest = body;
+    loop {
+        let before = body.len() - rest.len();
+        let (tag, wire) = decode_key(&mut rest).expect("a key");
+        if tag > 8 {
+            let mut out = body[..before].to_vec();
+            out.extend_from_slice(&[0x42, 0x00]);
+            out.extend_from_slice(&body[before..]);
+            return out;
+        }
+        match wire {
+            WireType::Varint => {
+                decode_varint(&mut rest).expect("a varint");
+            }
+            WireType::LengthDelimited => {
+                let len = decode_varint(&mut rest).expect("a length") as usize;
+                rest = &rest[len..];
+            }
+            other => panic!("a body holds no {other:?}"),
+        }
+    }
+}
+
+/// Issue 12, second review, Y point 6: an empty `control` (`42 00`, a
+/// field at its default, which writers leave out) is refused as not
+/// canonical, even signed by its author, and changes nothing (before, it
+/// was stored: decoded and encoded again it gives the same bytes).
+#[tokio::test]
+async fn an_event_with_an_empty_control_is_refused_as_not_canonical() {
+    let t = team().await;
+    let key = CaseKey::from_bytes([4; 32]);
+    let case = CaseId::from_bytes(random_id());
+    accepted(
+        &append(
+            &t.officer,
+            &event(&t.officer.key, &key, case, random_id(), 1, open(), "o"),
+        )
+        .await,
+    );
+    let plain = event(
+        &t.officer.key,
+        &key,
+        case,
+        random_id(),
+        1,
+        CaseControl::default(),
+        "a note",
+    );
+    let body = with_empty_control(&plain.body);
+    assert_eq!(body.len(), plain.body.len() + 2);
+    let e = SignedCaseEvent {
+        author: t.officer.key.device_id(),
+        signature: t.officer.key.sign(&signed(&body)),
+        body,
+    };
+    let header = e.header_unverified().expect("the header reads");
+    assert_eq!(header.control, CaseControl::default());
+    let r = append(&t.officer, &e).await;
+    assert_eq!(code(&r), Some(ErrorCode::Malformed));
+    assert_eq!(
+        detail(&r),
+        "the case event's body is not the canonical encoding of its fields"
+    );
+    assert_eq!(updates(&t.coordinator, 0).await.len(), 1, "nothing stored");
+    assert_eq!(accepted(&append(&t.officer, &plain).await), (2, false));
+}
+
+/// Issue 12, second review, Y point 3: the server takes a case request
+/// from a device only by the rule every reader applies to its events:
+/// its entry on the roster has a staff role and is valid at the server's
+/// time. An officer whose entry expired is refused (before, the server
+/// stored its event and every reader ignored it: an acknowledged write
+/// lost), and a coordinator the roster lists as an officer may not set a
+/// legal hold; both change nothing, and a valid entry still writes.
+#[tokio::test]
+async fn the_server_applies_the_readers_roster_rule_role_and_dates() {
+    let server = TestServer::start().await;
+    let admin = member(&server, Role::Admin).await;
+    let officer = member(&server, Role::Officer).await;
+    let coordinator = member(&server, Role::Coordinator).await;
+    let listed_as_officer = member(&server, Role::Coordinator).await;
+    let now = hotline_server::unix_now();
+    let entry = |m: &Member, role: Role, from: u64, until: u64| RosterEntry {
+        device_id: m.key.device_id(),
+        role,
+        identity_key: m.key.public_key(),
+        valid_from: from,
+        valid_until: until,
+    };
+    let roster = Roster {
+        version: 1,
+        issued_at: now,
+        expires_at: now + 3600,
+        previous_hash: [0; 32],
+        entries: vec![
+            entry(&admin, Role::Admin, 0, now + 3600),
+            // Expired ten minutes ago.
+            entry(&officer, Role::Officer, 0, now - 600),
+            entry(&coordinator, Role::Coordinator, 0, now + 3600),
+            entry(&listed_as_officer, Role::Officer, 0, now + 3600),
+        ],
+    }
+    .sign(&OrgKeyPair::from_seed(&[77; 32]));
+    admin.session.put_roster(roster).await.expect("roster");
+
+    let key = CaseKey::from_bytes([8; 32]);
+    let case = CaseId::from_bytes(random_id());
+    let expired = event(&officer.key, &key, case, random_id(), 1, open(), "o");
+    let r = append(&officer, &expired).await;
+    assert_eq!(code(&r), Some(ErrorCode::Forbidden), "{r:?}");
+    assert_eq!(
+        detail(&r),
+        "this device is not on the staff roster now: its entry's dates do not include this time"
+    );
+    assert!(
+        matches!(sync(&officer, 0).await, Err(Response::Error(e)) if e.code == ErrorCode::Forbidden),
+        "nor does it read"
+    );
+    assert!(updates(&coordinator, 0).await.is_empty(), "nothing stored");
+
+    let opening = event(&coordinator.key, &key, case, random_id(), 1, open(), "o");
+    assert_eq!(accepted(&append(&coordinator, &opening).await), (1, false));
+    let hold = CaseControl {
+        legal_hold: Some(LegalHold::Set),
+        ..CaseControl::default()
+    };
+    let by_roster_officer = event(
+        &listed_as_officer.key,
+        &key,
+        case,
+        random_id(),
+        1,
+        hold,
+        "h",
+    );
+    let r = append(&listed_as_officer, &by_roster_officer).await;
+    assert_eq!(code(&r), Some(ErrorCode::Forbidden), "{r:?}");
+    assert_eq!(
+        detail(&r),
+        "only coordinators and admins set or lift a legal hold"
+    );
+    let note = event(
+        &listed_as_officer.key,
+        &key,
+        case,
+        random_id(),
+        1,
+        CaseControl::default(),
+        "n",
+    );
+    assert_eq!(
+        accepted(&append(&listed_as_officer, &note).await),
+        (2, false)
+    );
+    assert_eq!(updates(&admin, 0).await.len(), 2);
+}
