@@ -273,6 +273,19 @@ enum Resealed {
     /// A decline of a request that someone took on at the same time: not
     /// sent, removed from the outbox.
     DeclineLost,
+    /// The next epoch would be past the last one (`u32::MAX`): refused
+    /// here, for good.
+    Exhausted,
+}
+
+/// Why an event cannot be sealed into a later epoch: its case's key
+/// epochs are used up (`u32::MAX`).
+pub const EPOCHS_EXHAUSTED: &str =
+    "the case has used every key epoch there is (4,294,967,295): no newer case key can be opened";
+
+/// The epoch after `epoch`, if there is one (`u32::MAX` has none).
+pub fn next_epoch(epoch: u32) -> Option<u32> {
+    epoch.checked_add(1)
 }
 
 /// The control of an event sealed again into a later epoch. An opening
@@ -300,6 +313,11 @@ fn control_after_opening(h: &EventHeader, content: &CaseEventContent) -> Option<
 /// Seals `row`'s event again for the answer `e`, if it is one that a
 /// new seal answers: under the key of the next epoch (rotated), or under
 /// a fresh key opening the next epoch (another key holds the epoch).
+///
+/// `may_open`: this device fetched its inbox and synced the cases in this
+/// command; lacking the key of the epoch it must write under, it opens
+/// the next epoch itself instead of waiting.
+#[allow(clippy::too_many_arguments)]
 fn reseal(
     replica: &mut Replica,
     identity: &IdentityKeyPair,
@@ -307,6 +325,7 @@ fn reseal(
     row: &OutboxRow,
     h: &EventHeader,
     e: &ClientError,
+    may_open: bool,
     out: &mut Flushed,
 ) -> Result<Resealed, ClientError> {
     let case = h.case_id;
@@ -320,8 +339,10 @@ fn reseal(
         // The server's current epoch is the event's: this device's key
         // for it is not the case's. It goes, and this device opens the
         // next epoch itself: never waiting for another device's key.
+        let Some(next) = next_epoch(h.epoch) else {
+            return Ok(Resealed::Exhausted);
+        };
         file.drop_key(h.epoch, &h.key_commitment);
-        let next = h.epoch + 1;
         let fresh = CaseKey::generate(&mut SystemRandomness);
         file.take_own_key(next, fresh.clone());
         let new = seal_row_at(
@@ -342,23 +363,49 @@ fn reseal(
     // The server's epoch is past the event's: the newest one that events
     // held here commit to, or else the next one; never a key received for
     // an epoch beyond (docs/protocol.md, section 9.2).
-    let epoch = file.newest_epoch().max(h.epoch + 1);
-    match file.keys.get(&epoch) {
-        Some(key) => {
-            let new = seal_row_at(
-                identity,
-                roster_version,
-                &file,
-                (epoch, key),
-                h.event_id,
-                control,
-                &content,
-            )?;
-            replica.replace_waiting(&h.event_id, new.clone())?;
-            Ok(Resealed::Row(new))
-        }
-        None => Ok(Resealed::Waits),
+    let Some(after) = next_epoch(h.epoch) else {
+        return Ok(Resealed::Exhausted);
+    };
+    let epoch = file.newest_epoch().max(after);
+    if let Some(key) = file.keys.get(&epoch) {
+        let new = seal_row_at(
+            identity,
+            roster_version,
+            &file,
+            (epoch, key),
+            h.event_id,
+            control,
+            &content,
+        )?;
+        replica.replace_waiting(&h.event_id, new.clone())?;
+        return Ok(Resealed::Row(new));
     }
+    if !may_open {
+        return Ok(Resealed::Waits);
+    }
+    // This device synced its inbox and the cases in this command and
+    // still holds no key of that epoch: whoever opened it kept its key to
+    // itself (or lost it). It opens the next epoch under a fresh key,
+    // which goes to the roster's staff devices once accepted: one device
+    // cannot keep the others out of a case (docs/protocol.md, 9.2).
+    let Some(next) = next_epoch(epoch) else {
+        return Ok(Resealed::Exhausted);
+    };
+    let fresh = CaseKey::generate(&mut SystemRandomness);
+    file.take_own_key(next, fresh.clone());
+    let new = seal_row_at(
+        identity,
+        roster_version,
+        &file,
+        (next, &fresh),
+        h.event_id,
+        control,
+        &content,
+    )?;
+    replica.save(&file)?;
+    replica.replace_waiting(&h.event_id, new.clone())?;
+    out.opened.push((case, next, h.event_id));
+    Ok(Resealed::Row(new))
 }
 
 /// `row`'s event sealed again naming `roster_version` (same event id,
@@ -418,17 +465,29 @@ async fn append(session: &Session, row: &OutboxRow) -> Result<(u64, bool), Clien
 /// `roster_version` out since, is sealed again naming that roster (same
 /// event id, key and content): readers check the author against the
 /// roster an event names, and would ignore it.
+///
+/// An event that waits for a key (or was sealed again too often) holds
+/// the events of its own case after it, never those of other cases.
+/// `may_open`: this device fetched its inbox and synced the cases in this
+/// command ([`reseal`]).
 pub async fn flush(
     session: &Session,
     replica: &mut Replica,
     identity: &IdentityKeyPair,
     roster_version: u64,
     unlisted: &dyn Fn(u64) -> bool,
+    may_open: bool,
 ) -> Result<Flushed, ClientError> {
     let mut out = Flushed::default();
     let rows: Vec<OutboxRow> = replica.outbox().to_vec();
     let mut rows = rows.into_iter();
-    while let Some(mut row) = rows.next() {
+    // Cases whose events wait behind one that waits for a key.
+    let mut held: std::collections::BTreeSet<Vec<u8>> = Default::default();
+    'rows: while let Some(mut row) = rows.next() {
+        if held.contains(&row.case_id) {
+            out.waiting += 1;
+            continue;
+        }
         let mut header = row
             .signed()?
             .header_unverified()
@@ -456,8 +515,7 @@ pub async fn flush(
                 out.stopped = Some(format!(
                     "the case key changed {MAX_RESEALS} times while this device sent one event: it waits for the next command"
                 ));
-                out.waiting = 1 + rows.len();
-                return Ok(out);
+                break;
             }
             reseals += 1;
             let new = match reseal(
@@ -467,6 +525,7 @@ pub async fn flush(
                 &row,
                 &header,
                 e,
+                may_open,
                 &mut out,
             )? {
                 Resealed::Row(new) => new,
@@ -474,10 +533,25 @@ pub async fn flush(
                     out.stopped = Some(
                         "the case key was rotated and this device does not hold the new key yet: the event waits".into(),
                     );
-                    out.waiting = 1 + rows.len();
-                    return Ok(out);
+                    break;
                 }
-                Resealed::DeclineLost => break,
+                Resealed::Exhausted => {
+                    let what = describe(&header.control, &row.content()?);
+                    replica.drop_waiting(&header.event_id)?;
+                    out.settled.push((
+                        case,
+                        header.event_id,
+                        Fate::Refused {
+                            what,
+                            why: EPOCHS_EXHAUSTED.into(),
+                        },
+                    ));
+                    continue 'rows;
+                }
+                Resealed::DeclineLost => {
+                    out.settled.push((case, header.event_id, Fate::DeclineLost));
+                    break;
+                }
             };
             row = new;
             header = row
@@ -489,8 +563,13 @@ pub async fn flush(
         if let Err(e) = &result
             && (rotated(e) || another_key(e))
         {
-            // The loop above ended on a decline that lost: not sent.
-            out.settled.push((case, header.event_id, Fate::DeclineLost));
+            // The loop above ended on a decline that lost (not sent, and
+            // settled), or on an event that waits: it holds its own
+            // case's events after it, and the others go on.
+            if !out.settled.iter().any(|(_, id, _)| *id == header.event_id) {
+                held.insert(row.case_id.clone());
+                out.waiting += 1;
+            }
             continue;
         }
         match result {
@@ -511,7 +590,7 @@ pub async fn flush(
                 } else {
                     e.to_string()
                 });
-                out.waiting = 1 + rows.len();
+                out.waiting += 1 + rows.len();
                 return Ok(out);
             }
             Err(e) => {
@@ -735,6 +814,7 @@ mod tests {
             &row,
             &header(&row),
             &rotated_away,
+            false,
             &mut out,
         )
         .expect("resealed");
@@ -749,6 +829,7 @@ mod tests {
             &row,
             &header(&row),
             &rotated_away,
+            false,
             &mut out,
         )
         .expect("resealed") else {
@@ -790,7 +871,7 @@ mod tests {
         let row = replica.outbox()[0].clone();
         let mut out = Flushed::default();
         let r =
-            reseal(&mut replica, &me, 1, &row, &header(&row), &lost, &mut out).expect("resealed");
+            reseal(&mut replica, &me, 1, &row, &header(&row), &lost, false, &mut out).expect("resealed");
         assert!(matches!(r, Resealed::DeclineLost), "{r:?}");
         assert!(replica.outbox().is_empty(), "the decline is not sent");
         assert!(out.opened.is_empty());
@@ -802,7 +883,7 @@ mod tests {
         write(&mut replica, &me, 1, &file, open, &answer).expect("written");
         let row = replica.outbox()[0].clone();
         let Resealed::Row(new) =
-            reseal(&mut replica, &me, 1, &row, &header(&row), &lost, &mut out).expect("resealed")
+            reseal(&mut replica, &me, 1, &row, &header(&row), &lost, false, &mut out).expect("resealed")
         else {
             panic!("a new seal");
         };
@@ -845,7 +926,7 @@ mod tests {
         ));
         let mut out = Flushed::default();
         let Resealed::Row(new) =
-            reseal(&mut replica, &me, 1, &row, &h, &lost, &mut out).expect("resealed")
+            reseal(&mut replica, &me, 1, &row, &h, &lost, false, &mut out).expect("resealed")
         else {
             panic!("a new seal");
         };
@@ -890,7 +971,7 @@ mod tests {
             .header_unverified()
             .expect("header");
         let Resealed::Row(new) =
-            reseal(&mut replica, &me, 1, &row, &h, &lost, &mut out).expect("resealed")
+            reseal(&mut replica, &me, 1, &row, &h, &lost, false, &mut out).expect("resealed")
         else {
             panic!("a new seal");
         };

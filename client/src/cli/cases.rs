@@ -42,6 +42,11 @@ pub(super) struct Ctx {
     /// Whether this command said already that case changes wait because
     /// this device is not on the roster the server holds (said once).
     told_not_on_roster: bool,
+    /// This command fetched the inbox (where case keys come) and synced
+    /// the cases: a key of the newest epoch not held by now is not on its
+    /// way, and this device opens the next epoch itself to write
+    /// (docs/protocol.md, section 9.2, "A key that never came").
+    synced: bool,
 }
 
 /// What a person whose decline of a request lost a race is told.
@@ -74,6 +79,7 @@ impl Ctx {
             session: None,
             roster: None,
             told_not_on_roster: false,
+            synced: false,
         };
         match ctx.device.connect().await {
             Ok(session) => {
@@ -102,10 +108,11 @@ impl Ctx {
                 if let Err(e) = ctx.flush(None).await {
                     eprintln!("WARNING: the case changes waiting here were not sent: {e}");
                 }
-                if let Err(e) = ctx.sync().await {
-                    eprintln!(
+                match ctx.sync().await {
+                    Ok(()) => ctx.synced = ctx.roster.is_some(),
+                    Err(e) => eprintln!(
                         "WARNING: cases were not synced ({e}): showing what this device holds"
-                    );
+                    ),
                 }
                 if let Err(e) = ctx.exchange_keys().await {
                     eprintln!(
@@ -301,7 +308,15 @@ impl Ctx {
                 }
                 continue;
             }
-            if h.epoch > 1 && !content.rotated_out.is_empty() {
+            // An event that opened its epoch (the first of it the case
+            // holds) under a key this device drew: a rotation, or an
+            // epoch opened because the newest key never came here.
+            let first_of_epoch = file
+                .events
+                .iter()
+                .find(|x| x.event.header_unverified().is_ok_and(|xh| xh.epoch == h.epoch))
+                .is_some_and(|x| std::ptr::eq(x, e));
+            if h.epoch > 1 && (!content.rotated_out.is_empty() || first_of_epoch) {
                 if let Some(key) = file.keys.get(&h.epoch)
                     && sent.insert((*case, h.epoch))
                 {
@@ -350,12 +365,15 @@ impl Ctx {
             // Another staff device (or this one) rotated it already.
             return Ok(self.replica.rotated(&file.case_id)?);
         }
-        if file.events.is_empty() || !file.keys.contains_key(&newest) {
-            // Nothing to rotate yet, or the newest key is not held here:
-            // the write waits for it as any other does.
+        if file.events.is_empty() || (!file.keys.contains_key(&newest) && !self.synced) {
+            // Nothing to rotate yet, or the newest key is not held here
+            // and may still come: the write waits for it as any other
+            // does. Synced, this device rotates without it.
             return Ok(());
         }
-        let epoch = newest + 1;
+        let Some(epoch) = outbox::next_epoch(newest) else {
+            bail!("NOT SAVED: {}", outbox::EPOCHS_EXHAUSTED);
+        };
         // A key received for that epoch (another device's rotation in
         // flight) stays a candidate.
         file.take_own_key(epoch, CaseKey::generate(&mut SystemRandomness));
@@ -377,6 +395,22 @@ impl Ctx {
             rot.removed.len()
         );
         Ok(())
+    }
+
+    /// The epoch this device must open to write to `file`'s case, if any:
+    /// it does not hold the key of the epoch it writes under, it holds a
+    /// key of the case (it reads the case: a device that holds none waits
+    /// for them), and this command fetched its inbox and synced the cases
+    /// (the key is not on its way). `None`: it writes as usual.
+    fn epoch_to_open(&self, file: &CaseFile) -> anyhow::Result<Option<u32>> {
+        let waiting = self.replica.outbox();
+        if !self.synced || file.keys.is_empty() || file.write_key(waiting).is_some() {
+            return Ok(None);
+        }
+        match outbox::next_epoch(file.write_epoch(waiting)) {
+            Some(epoch) => Ok(Some(epoch)),
+            None => bail!("NOT SAVED: {}", outbox::EPOCHS_EXHAUSTED),
+        }
     }
 
     /// The authors of `file`'s events of `epoch` that the roster this
@@ -489,6 +523,7 @@ impl Ctx {
             self.device.identity(),
             version,
             &unlisted,
+            self.synced,
         )
         .await?;
         let accepted: Vec<(CaseId, EventId)> = out
@@ -618,14 +653,38 @@ impl Ctx {
             && file.request.is_none()
             && control.state == Some(CaseState::Open);
         let reopening = !opening && control.state == Some(CaseState::Open);
-        let (id, view) = outbox::write(
-            &mut self.replica,
-            self.device.identity(),
-            version,
-            file,
-            control,
-            &content,
-        )?;
+        let (id, view) = match self.epoch_to_open(file)? {
+            Some(epoch) => {
+                // The newest epoch's key never came (its opener kept it
+                // to itself, or lost it): this change opens the next epoch
+                // under a fresh key, sent to the roster's staff devices
+                // once the server has it (docs/protocol.md, 9.2).
+                let mut file = file.clone();
+                file.take_own_key(epoch, CaseKey::generate(&mut SystemRandomness));
+                println!(
+                    "case {}: this device never received the newest case key (epoch {}): this change opens a new one (epoch {epoch}), which goes to the staff devices on the roster",
+                    short(file.case_id.as_bytes()),
+                    epoch - 1
+                );
+                outbox::write_opening(
+                    &mut self.replica,
+                    self.device.identity(),
+                    version,
+                    &file,
+                    epoch,
+                    control,
+                    &content,
+                )?
+            }
+            None => outbox::write(
+                &mut self.replica,
+                self.device.identity(),
+                version,
+                file,
+                control,
+                &content,
+            )?,
+        };
         // The keys this write queued (a case opened or reopened) go out
         // before its event, so that readers can open it when they see it.
         self.send_messages().await;
