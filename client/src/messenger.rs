@@ -1255,6 +1255,7 @@ impl Device {
             .into_iter()
             .filter_map(|(r, _, _)| match r.message.kind {
                 Kind::CaseKeys(keys) => Some(crate::cases::keys::KeysReceived {
+                    sender: r.sender,
                     from_staff: r.sender_role.is_some_and(Role::is_staff),
                     keys,
                 }),

@@ -97,6 +97,8 @@ pub fn keys_to_share(replica: &Replica) -> Result<Vec<(CaseId, u32, CaseKey)>, C
 /// Case keys that came in one CASE_KEYS envelope.
 #[derive(Debug, Clone)]
 pub struct KeysReceived {
+    /// Its sender.
+    pub sender: DeviceId,
     /// Its sender is a staff device on the roster.
     pub from_staff: bool,
     /// The keys.
@@ -145,12 +147,10 @@ pub fn keep_received(
             continue;
         }
         for (case, epoch, key) in r.keys {
-            match replica.add_key(&case, epoch, key) {
+            match replica.add_key(&case, epoch, key, r.sender) {
                 Ok(KeyOutcome::Kept | KeyOutcome::AlreadyHeld | KeyOutcome::Erased) => {}
                 Ok(KeyOutcome::Mismatch) => *mismatched.entry(case).or_default() += 1,
-                Ok(KeyOutcome::Candidate { dropped_oldest }) => {
-                    dropped += usize::from(dropped_oldest)
-                }
+                Ok(KeyOutcome::Candidate { replaced }) => dropped += usize::from(replaced),
                 Err(_) => failed += 1,
             }
         }
@@ -165,8 +165,7 @@ pub fn keep_received(
     }
     if dropped > 0 {
         warnings.push(format!(
-            "{dropped} case key(s) were dropped: more than {} different keys came for one epoch of a case before any event of it, so the oldest went (a staff device may be sending keys that are not the case's)",
-            crate::cases::replica::MAX_KEYS_PER_EPOCH
+            "{dropped} case key(s) were replaced: a staff device sent another key for an epoch of a case it had sent one for already, before any event of it (only its newest is kept; it may be sending keys that are not the case's)"
         ));
     }
     if failed > 0 {

@@ -785,7 +785,7 @@ mod tests {
         let me = staff(1);
         // A hostile staff device sends a key for epoch 9, no event of it.
         replica
-            .add_key(&file.case_id, 9, CaseKey::from_bytes([9; 32]))
+            .add_key(&file.case_id, 9, CaseKey::from_bytes([9; 32]), hotline_proto::DeviceId::from_bytes([9; 16]))
             .expect("kept as a key of epoch 9");
         let held = replica.load(&file.case_id).expect("load");
         assert_eq!(held.newest_key().map(|(e, _)| e), Some(9));

@@ -277,6 +277,10 @@ struct KeyRow {
     key: Vec<u8>,
     #[prost(bytes = "vec", tag = "3")]
     commitment: Vec<u8>,
+    /// The staff device that sent it, for a key of an epoch no event of
+    /// which is held yet (empty: drawn here, or kept before senders were).
+    #[prost(bytes = "vec", tag = "4")]
+    sender: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -322,14 +326,18 @@ pub struct CaseFile {
     /// Own events accepted by the server whose time is an estimate.
     unsettled: std::collections::BTreeSet<([u8; 16], [u8; 16])>,
     /// Other keys received for an epoch of which no event is held yet,
-    /// oldest first (`keys` holds the first): the first event of the
-    /// epoch says which is the case's (docs/protocol.md, section 9.2).
-    candidates: BTreeMap<u32, Vec<CaseKey>>,
+    /// oldest first (`keys` holds the first), each with its sender: the
+    /// first event of the epoch says which is the case's
+    /// (docs/protocol.md, section 9.2). At most one per sender.
+    candidates: BTreeMap<u32, Vec<(Option<DeviceId>, CaseKey)>>,
+    /// Who sent the key `keys` holds for an epoch of which no event is
+    /// held yet (`None`: drawn here, or not known).
+    senders: BTreeMap<u32, Option<DeviceId>>,
 }
 
-/// The most keys kept for one epoch before an event of it says which is
-/// the case's; beyond, the oldest is dropped.
-pub const MAX_KEYS_PER_EPOCH: usize = 4;
+fn sender_of(bytes: &[u8]) -> Option<DeviceId> {
+    <[u8; 16]>::try_from(bytes).ok().map(DeviceId::from_bytes)
+}
 
 /// What [`CaseFile::add_checked`] made of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -364,6 +372,7 @@ impl CaseFile {
             held: BTreeMap::new(),
             unsettled: Default::default(),
             candidates: BTreeMap::new(),
+            senders: BTreeMap::new(),
         }
     }
 
@@ -383,18 +392,23 @@ impl CaseFile {
             });
         }
         let mut keys = BTreeMap::new();
-        let mut candidates: BTreeMap<u32, Vec<CaseKey>> = BTreeMap::new();
+        let mut candidates: BTreeMap<u32, Vec<(Option<DeviceId>, CaseKey)>> = BTreeMap::new();
+        let mut senders = BTreeMap::new();
         for k in row.keys {
             let bytes: [u8; 32] = k.key.as_slice().try_into().map_err(|_| damaged("key"))?;
+            let sender = sender_of(&k.sender);
             // The first row of an epoch is its key; later ones (rows of
             // the same epoch) are the candidates still waiting.
             match keys.entry(k.epoch) {
                 std::collections::btree_map::Entry::Occupied(_) => candidates
                     .entry(k.epoch)
                     .or_default()
-                    .push(CaseKey::from_bytes(bytes)),
+                    .push((sender, CaseKey::from_bytes(bytes))),
                 std::collections::btree_map::Entry::Vacant(v) => {
                     v.insert(CaseKey::from_bytes(bytes));
+                    if sender.is_some() {
+                        senders.insert(k.epoch, sender);
+                    }
                 }
             }
         }
@@ -439,6 +453,7 @@ impl CaseFile {
             held,
             unsettled,
             candidates,
+            senders,
         })
     }
 
@@ -458,15 +473,17 @@ impl CaseFile {
             keys: self
                 .keys
                 .iter()
+                .map(|(e, k)| (e, self.senders.get(e).copied().flatten(), k))
                 .chain(
                     self.candidates
                         .iter()
-                        .flat_map(|(e, ks)| ks.iter().map(move |k| (e, k))),
+                        .flat_map(|(e, ks)| ks.iter().map(move |(s, k)| (e, *s, k))),
                 )
-                .map(|(epoch, k)| KeyRow {
+                .map(|(epoch, sender, k)| KeyRow {
                     epoch: *epoch,
                     key: k.as_bytes().to_vec(),
                     commitment: k.commitment(&self.case_id, *epoch).to_vec(),
+                    sender: sender.map(|d| d.as_bytes().to_vec()).unwrap_or_default(),
                 })
                 .collect(),
             request: self.request.as_ref().map(|r| RequestRow {
@@ -548,6 +565,7 @@ impl CaseFile {
             .get(&epoch)
             .into_iter()
             .flatten()
+            .map(|(_, k)| k)
             .chain(self.keys.get(&epoch))
             .find(|k| k.commitment(&self.case_id, epoch) == *commitment)
             .or_else(|| self.keys.get(&epoch))
@@ -559,7 +577,13 @@ impl CaseFile {
         self.keys
             .get(&epoch)
             .into_iter()
-            .chain(self.candidates.get(&epoch).into_iter().flatten())
+            .chain(
+                self.candidates
+                    .get(&epoch)
+                    .into_iter()
+                    .flatten()
+                    .map(|(_, k)| k),
+            )
             .collect()
     }
 
@@ -579,6 +603,7 @@ impl CaseFile {
         {
             self.keys.insert(epoch, k);
             self.candidates.remove(&epoch);
+            self.senders.remove(&epoch);
         }
     }
 
@@ -589,10 +614,11 @@ impl CaseFile {
         let case = self.case_id;
         let matches = |k: &CaseKey| k.commitment(&case, epoch) == *commitment;
         if let Some(c) = self.candidates.get_mut(&epoch) {
-            c.retain(|k| !matches(k));
+            c.retain(|(_, k)| !matches(k));
         }
         if self.keys.get(&epoch).is_some_and(matches) {
             self.keys.remove(&epoch);
+            self.senders.remove(&epoch);
         }
         let next = self.candidates.get_mut(&epoch).and_then(|c| {
             if self.keys.contains_key(&epoch) || c.is_empty() {
@@ -601,8 +627,11 @@ impl CaseFile {
                 Some(c.remove(0))
             }
         });
-        if let Some(k) = next {
+        if let Some((sender, k)) = next {
             self.keys.insert(epoch, k);
+            if sender.is_some() {
+                self.senders.insert(epoch, sender);
+            }
         }
         if self.candidates.get(&epoch).is_some_and(Vec::is_empty) {
             self.candidates.remove(&epoch);
@@ -613,34 +642,43 @@ impl CaseFile {
     /// a key held for it before (received from a device that may open the
     /// epoch first) stays as a candidate.
     pub fn take_own_key(&mut self, epoch: u32, key: CaseKey) {
+        let sender = self.senders.remove(&epoch).flatten();
         if let Some(old) = self.keys.insert(epoch, key)
             && self.keys.get(&epoch) != Some(&old)
         {
-            let c = self.candidates.entry(epoch).or_default();
-            c.insert(0, old);
-            c.truncate(MAX_KEYS_PER_EPOCH - 1);
+            self.candidates
+                .entry(epoch)
+                .or_default()
+                .insert(0, (sender, old));
         }
     }
 
-    /// Keeps `key` as a candidate for `epoch`, after those held (at most
-    /// [`MAX_KEYS_PER_EPOCH`] in all: beyond, the oldest goes). Returns
-    /// whether one was dropped.
-    fn add_candidate(&mut self, epoch: u32, key: CaseKey) -> bool {
-        let key = match self.keys.entry(epoch) {
+    /// Keeps `key`, sent by `sender`, as a key of `epoch` waiting for an
+    /// event of it to say which is the case's: at most one per sender (a
+    /// sender's newer key replaces its older one), so that no sender can
+    /// push out another's. Returns whether it replaced one of the same
+    /// sender's.
+    fn add_candidate(&mut self, epoch: u32, key: CaseKey, sender: DeviceId) -> bool {
+        let sender = Some(sender);
+        match self.keys.entry(epoch) {
             std::collections::btree_map::Entry::Vacant(v) => {
                 v.insert(key);
+                self.senders.insert(epoch, sender);
                 return false;
             }
-            std::collections::btree_map::Entry::Occupied(_) => key,
-        };
-        let c = self.candidates.entry(epoch).or_default();
-        c.push(key);
-        if c.len() < MAX_KEYS_PER_EPOCH {
-            return false;
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                if self.senders.get(&epoch) == Some(&sender) {
+                    o.insert(key);
+                    return true;
+                }
+            }
         }
-        let oldest_left = c.remove(0);
-        self.keys.insert(epoch, oldest_left);
-        true
+        let c = self.candidates.entry(epoch).or_default();
+        let before = c.len();
+        c.retain(|(s, _)| *s != sender);
+        let replaced = c.len() != before;
+        c.push((sender, key));
+        replaced
     }
 
     /// The newest epoch this device holds a key for, with its key.
@@ -766,11 +804,12 @@ pub enum KeyOutcome {
     /// The case's events of that epoch commit to another key: not kept.
     Mismatch,
     /// Another key is held for that epoch and no event tells which is the
-    /// case's yet: both are kept until one does (`dropped_oldest`: there
-    /// were [`MAX_KEYS_PER_EPOCH`] already, and the oldest went).
+    /// case's yet: both are kept until one does, at most one per sender
+    /// (`replaced`: this sender's earlier key for the epoch went).
     Candidate {
-        /// The oldest key held for the epoch was dropped to make room.
-        dropped_oldest: bool,
+        /// The sender had sent another key for the epoch: this newer one
+        /// replaced it.
+        replaced: bool,
     },
     /// The case was erased: no key of it is kept.
     Erased,
@@ -1178,12 +1217,14 @@ impl Replica {
     /// Keeps a case key received for `epoch` if it is the case's
     /// (docs/protocol.md, section 9.2): the commitment of the case's events
     /// of that epoch decides; with no such event held yet, it is kept and
-    /// checked when they come.
+    /// checked when they come. `sender`: the staff device that sent it;
+    /// of keys waiting for an epoch's first event, one per sender is kept.
     pub fn add_key(
         &mut self,
         case: &CaseId,
         epoch: u32,
         key: CaseKey,
+        sender: DeviceId,
     ) -> Result<KeyOutcome, ClientError> {
         if self.is_erased(case) {
             return Ok(KeyOutcome::Erased);
@@ -1206,16 +1247,17 @@ impl Replica {
             Some(_) => {
                 file.keys.insert(epoch, key);
                 file.candidates.remove(&epoch);
+                file.senders.remove(&epoch);
                 KeyOutcome::Kept
             }
             None if !file.keys.contains_key(&epoch) => {
-                file.keys.insert(epoch, key);
+                file.add_candidate(epoch, key, sender);
                 KeyOutcome::Kept
             }
             // No event says which is the case's yet: every candidate waits
-            // for the first one that does.
+            // for the first one that does, one per sender.
             None => KeyOutcome::Candidate {
-                dropped_oldest: file.add_candidate(epoch, key),
+                replaced: file.add_candidate(epoch, key, sender),
             },
         };
         self.save(&file)?;
@@ -1433,24 +1475,23 @@ mod tests {
         let case = CaseId::from_bytes([1; 16]);
         let me = staff(1);
         let (right, wrong) = (CaseKey::from_bytes([2; 32]), CaseKey::from_bytes([3; 32]));
+        let (opener, hostile) = (DeviceId::from_bytes([8; 16]), DeviceId::from_bytes([9; 16]));
         // No event yet: a bogus key first, then the real one; both are kept
         // (also across a reopen).
         assert_eq!(
-            r.add_key(&case, 1, wrong.clone()).expect("add"),
+            r.add_key(&case, 1, wrong.clone(), hostile).expect("add"),
             KeyOutcome::Kept
         );
         assert_eq!(
-            r.add_key(&case, 1, wrong.clone()).expect("add"),
+            r.add_key(&case, 1, wrong.clone(), hostile).expect("add"),
             KeyOutcome::AlreadyHeld
         );
         assert_eq!(
-            r.add_key(&case, 1, right.clone()).expect("add"),
-            KeyOutcome::Candidate {
-                dropped_oldest: false
-            }
+            r.add_key(&case, 1, right.clone(), opener).expect("add"),
+            KeyOutcome::Candidate { replaced: false }
         );
         assert_eq!(
-            r.add_key(&case, 1, right.clone()).expect("add"),
+            r.add_key(&case, 1, right.clone(), opener).expect("add"),
             KeyOutcome::AlreadyHeld
         );
         let mut r = Replica::open(&state, &[4u8; 32]).expect("reopen");
@@ -1469,58 +1510,74 @@ mod tests {
         assert_eq!(v.state, Some(CaseState::Open));
         assert_eq!(r.load(&case).expect("load").keys_of(1), [&right]);
         assert_eq!(
-            r.add_key(&case, 1, CaseKey::from_bytes([6; 32]))
+            r.add_key(&case, 1, CaseKey::from_bytes([6; 32]), hostile)
                 .expect("add"),
             KeyOutcome::Mismatch
         );
         assert_eq!(
-            r.add_key(&case, 1, right.clone()).expect("add"),
+            r.add_key(&case, 1, right.clone(), opener).expect("add"),
             KeyOutcome::AlreadyHeld
         );
         assert_eq!(r.view(&case).expect("view").state, Some(CaseState::Open));
         // An erased case takes no key back.
         r.erase(&case).expect("erase");
-        assert_eq!(r.add_key(&case, 1, wrong).expect("add"), KeyOutcome::Erased);
+        assert_eq!(r.add_key(&case, 1, wrong, hostile).expect("add"), KeyOutcome::Erased);
         assert!(!dir.path().join(DIR).join(file_name(&case)).exists());
     }
 
     #[test]
-    fn at_most_four_keys_wait_for_an_epoch_and_the_oldest_goes_first() {
+    fn one_sender_cannot_push_out_another_senders_key_for_an_epoch() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = StateDir::new(dir.path());
         let mut r = Replica::open(&state, &[4u8; 32]).expect("open");
         let case = CaseId::from_bytes([1; 16]);
         let me = staff(1);
         let key = |n: u8| CaseKey::from_bytes([n; 32]);
-        for n in 10..14 {
-            assert!(matches!(
-                r.add_key(&case, 2, key(n)).expect("add"),
-                KeyOutcome::Kept
-                    | KeyOutcome::Candidate {
-                        dropped_oldest: false
-                    }
-            ));
-        }
+        let (opener, hostile) = (DeviceId::from_bytes([8; 16]), DeviceId::from_bytes([9; 16]));
+        // The real key comes first; then a hostile staff device sends
+        // twelve others, before any event of the epoch is held.
         assert_eq!(
-            r.add_key(&case, 2, key(14)).expect("add"),
-            KeyOutcome::Candidate {
-                dropped_oldest: true
-            }
+            r.add_key(&case, 2, key(10), opener).expect("add"),
+            KeyOutcome::Kept
         );
+        assert_eq!(
+            r.add_key(&case, 2, key(11), hostile).expect("add"),
+            KeyOutcome::Candidate { replaced: false }
+        );
+        for n in 12..23 {
+            assert_eq!(
+                r.add_key(&case, 2, key(n), hostile).expect("add"),
+                KeyOutcome::Candidate { replaced: true }
+            );
+        }
+        // One key per sender: the real one stays (also across a reopen),
+        // and the hostile sender's newest.
+        let r = Replica::open(&state, &[4u8; 32]).expect("reopen");
         let file = r.load(&case).expect("load");
-        assert_eq!(file.keys_of(2), [&key(11), &key(12), &key(13), &key(14)]);
-        // The newest of them reads the epoch's event.
+        assert_eq!(file.keys_of(2), [&key(10), &key(22)]);
+        // The epoch's event, under the real key, reads.
         let mut file = file;
         file.keys.insert(1, key(1));
         file.add(StoredEvent {
             position: 2,
             at: 1,
-            event: event(&me, &key(14), case, [5; 16], 2, None, |c| {
+            event: event(&me, &key(10), case, [5; 16], 2, None, |c| {
                 c.note = "under the real key".into()
             }),
             author_key: me.public_key(),
         });
-        assert_eq!(file.keys_of(2), [&key(14)]);
-        assert!(file.view(&[]).warnings.is_empty());
+        assert_eq!(file.keys_of(2), [&key(10)]);
+        let v = file.view(&[]);
+        assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+        assert_eq!(v.unreadable, 0);
+        // The same sender sending its key again for an epoch it sent one
+        // for replaces its own, never another's: the real key, sent
+        // first by the opener, then a hostile key in the first place.
+        let mut r = Replica::open(&state, &[4u8; 32]).expect("reopen");
+        let other = CaseId::from_bytes([2; 16]);
+        r.add_key(&other, 1, key(30), hostile).expect("add");
+        r.add_key(&other, 1, key(31), opener).expect("add");
+        r.add_key(&other, 1, key(32), hostile).expect("add");
+        assert_eq!(r.load(&other).expect("load").keys_of(1), [&key(32), &key(31)]);
     }
 }
