@@ -591,7 +591,14 @@ impl CaseFile {
     /// keys held for the epoch, the one it commits to stays and the others
     /// go. With one key, or none matching, nothing changes.
     fn settle_key(&mut self, epoch: u32, commitment: &[u8; 32]) {
-        if !self.candidates.contains_key(&epoch) {
+        // Only the epoch's first event decides: a later one committing to
+        // another key is ignored by the fold (one key per epoch).
+        if !self.candidates.contains_key(&epoch)
+            || self
+                .events
+                .iter()
+                .any(|e| e.event.header_unverified().is_ok_and(|h| h.epoch == epoch))
+        {
             return;
         }
         let case = self.case_id;
@@ -754,6 +761,14 @@ pub fn fold_one(
     e: &StoredEvent,
     opened: Result<(EventHeader, CaseEventContent), CaseEventError>,
 ) {
+    // Signed by its author (a bad signature is a warning of its own):
+    // its epoch must not go back, nor bring a second key for an epoch.
+    if !matches!(opened, Err(CaseEventError::BadSignature))
+        && let Ok(h) = e.event.header_unverified()
+        && !view.admit_epoch(h.event_id, h.epoch, &h.key_commitment)
+    {
+        return;
+    }
     match opened {
         Ok((header, content)) => view.apply(&Opened {
             position: e.position,
@@ -1579,5 +1594,48 @@ mod tests {
         r.add_key(&other, 1, key(31), opener).expect("add");
         r.add_key(&other, 1, key(32), hostile).expect("add");
         assert_eq!(r.load(&other).expect("load").keys_of(1), [&key(32), &key(31)]);
+    }
+
+    #[test]
+    fn an_event_under_an_older_epoch_or_a_second_key_of_an_epoch_is_ignored_with_a_warning() {
+        let case = CaseId::from_bytes([1; 16]);
+        let (me, dropped) = (staff(1), staff(2));
+        let key = |n: u8| CaseKey::from_bytes([n; 32]);
+        let mut file = CaseFile::new(case);
+        for (e, k) in [(1, key(1)), (2, key(2))] {
+            file.keys.insert(e, k);
+        }
+        let mut position = 0;
+        let mut add = |file: &mut CaseFile, author: &hotline_proto::IdentityKeyPair, k, epoch, note: &str| {
+            position += 1;
+            let note = note.to_owned();
+            file.add(StoredEvent {
+                position,
+                at: position,
+                event: event(author, &k, case, [position as u8; 16], epoch, (position == 1).then_some(CaseState::Open), |c| {
+                    c.note = note
+                }),
+                author_key: author.public_key(),
+            });
+        };
+        add(&mut file, &me, key(1), 1, "one");
+        add(&mut file, &me, key(2), 2, "two");
+        // Injected (a dropped device and a server that broke the rules):
+        // under epoch 1 after epoch 2 opened, and under a second key of
+        // epoch 2 (one this device holds as a candidate, so it would open).
+        add(&mut file, &dropped, key(1), 1, "back-dated");
+        file.candidates.insert(2, vec![(None, key(9))]);
+        add(&mut file, &dropped, key(9), 2, "second key");
+        add(&mut file, &me, key(2), 2, "three");
+        let v = file.view(&[]);
+        let notes: Vec<&str> = v.timeline.iter().map(|t| t.what.as_str()).collect();
+        assert!(notes.iter().any(|n| n.contains("three")), "{notes:?}");
+        assert!(!notes.iter().any(|n| n.contains("back-dated")), "{notes:?}");
+        assert!(!notes.iter().any(|n| n.contains("second key")), "{notes:?}");
+        let warnings: Vec<&str> = v.warnings.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("older than epoch 2"), "{warnings:?}");
+        assert!(warnings[1].contains("an epoch has one key"), "{warnings:?}");
+        assert_eq!(v.unreadable, 0);
     }
 }
