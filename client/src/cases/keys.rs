@@ -138,7 +138,7 @@ pub fn keep_received(
             return warnings;
         }
     };
-    let (mut refused, mut failed, mut dropped) = (0usize, 0usize, 0usize);
+    let (mut refused, mut failed, mut dropped, mut too_many) = (0usize, 0usize, 0usize, 0usize);
     // Keys the case's events do not use, by case.
     let mut mismatched: std::collections::BTreeMap<CaseId, usize> = Default::default();
     for r in received {
@@ -148,12 +148,30 @@ pub fn keep_received(
         }
         for (case, epoch, key) in r.keys {
             match replica.add_key(&case, epoch, key, r.sender) {
-                Ok(KeyOutcome::Kept | KeyOutcome::AlreadyHeld | KeyOutcome::Erased) => {}
+                Ok(
+                    KeyOutcome::Kept
+                    | KeyOutcome::AlreadyHeld
+                    | KeyOutcome::Erased
+                    | KeyOutcome::Pending,
+                ) => {}
+                Ok(KeyOutcome::TooMany) => too_many += 1,
                 Ok(KeyOutcome::Mismatch) => *mismatched.entry(case).or_default() += 1,
                 Ok(KeyOutcome::Candidate { replaced }) => dropped += usize::from(replaced),
                 Err(_) => failed += 1,
             }
         }
+    }
+    // Keys of cases not known yet wait in one file, written once.
+    if let Err(e) = replica.save_pending() {
+        warnings.push(format!(
+            "case keys of cases this device does not know yet could not be kept ({e}): they come again with the next roster change or reopening"
+        ));
+    }
+    if too_many > 0 {
+        warnings.push(format!(
+            "{too_many} case key(s) of cases this device does not know were ignored: their sender has {} keys of unknown cases waiting here already",
+            crate::cases::replica::MAX_PENDING_KEYS_PER_SENDER
+        ));
     }
     if refused > 0 {
         warnings.push(format!(

@@ -35,6 +35,35 @@ use crate::rosters::RosterBook;
 use crate::state::StateDir;
 
 const INDEX_FILE: &str = "index.sealed";
+/// Keys received for cases this device does not know yet.
+const PENDING_FILE: &str = "pending_keys.sealed";
+
+/// The most keys of cases this device does not know yet kept from one
+/// sender; beyond, further ones are ignored (with a warning). A new staff
+/// device is sent every key of every case requested or open before its
+/// first sync: this leaves room for thousands of cases.
+pub const MAX_PENDING_KEYS_PER_SENDER: usize = 20_000;
+
+/// Keys of cases this device does not know yet (no update of them synced):
+/// kept in one sealed file, not as cases, until the server lists the case
+/// at a sync (docs/protocol.md, section 9.2, "Receiving keys").
+#[derive(Clone, PartialEq, Message)]
+struct PendingRow {
+    #[prost(message, repeated, tag = "1")]
+    keys: Vec<PendingKey>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct PendingKey {
+    #[prost(bytes = "vec", tag = "1")]
+    case_id: Vec<u8>,
+    #[prost(uint32, tag = "2")]
+    epoch: u32,
+    #[prost(bytes = "vec", tag = "3")]
+    key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    sender: Vec<u8>,
+}
 /// The replica's directory inside the state directory.
 pub const DIR: &str = "cases";
 
@@ -688,6 +717,43 @@ impl CaseFile {
         replaced
     }
 
+    /// Keeps a key received for `epoch` from `sender` if it is the case's
+    /// (docs/protocol.md, section 9.2): the commitment of the case's
+    /// events of that epoch decides; with no such event held yet, it is
+    /// kept (one per sender) and checked when they come.
+    pub fn add_key(&mut self, epoch: u32, key: CaseKey, sender: DeviceId) -> KeyOutcome {
+        let committed = self
+            .events
+            .iter()
+            .filter_map(|e| e.event.header_unverified().ok())
+            .find(|h| h.epoch == epoch)
+            .map(|h| h.key_commitment);
+        let mine = key.commitment(&self.case_id, epoch);
+        if self.keys_of(epoch).contains(&&key) {
+            return KeyOutcome::AlreadyHeld;
+        }
+        match committed {
+            Some(c) if c != mine => KeyOutcome::Mismatch,
+            // The events say this one is the case's: it replaces any other
+            // held.
+            Some(_) => {
+                self.keys.insert(epoch, key);
+                self.candidates.remove(&epoch);
+                self.senders.remove(&epoch);
+                KeyOutcome::Kept
+            }
+            None if !self.keys.contains_key(&epoch) => {
+                self.add_candidate(epoch, key, sender);
+                KeyOutcome::Kept
+            }
+            // No event says which is the case's yet: every candidate waits
+            // for the first one that does, one per sender.
+            None => KeyOutcome::Candidate {
+                replaced: self.add_candidate(epoch, key, sender),
+            },
+        }
+    }
+
     /// The newest epoch this device holds a key for, with its key.
     pub fn newest_key(&self) -> Option<(u32, &CaseKey)> {
         self.keys.iter().next_back().map(|(e, k)| (*e, k))
@@ -828,6 +894,12 @@ pub enum KeyOutcome {
     },
     /// The case was erased: no key of it is kept.
     Erased,
+    /// The case is not known here yet: the key waits, outside the cases,
+    /// until a sync lists the case.
+    Pending,
+    /// The case is not known here yet and its sender has
+    /// [`MAX_PENDING_KEYS_PER_SENDER`] keys waiting so already: ignored.
+    TooMany,
 }
 
 /// The replica: the index in memory, case files read on demand.
@@ -849,6 +921,9 @@ pub struct Replica {
     /// The id of the organisation's statistics ledger, when the root is
     /// known.
     ledger: Option<CaseId>,
+    /// Keys of cases not known yet (read on first use), and whether they
+    /// changed since read.
+    pending: Option<(PendingRow, bool)>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -881,6 +956,7 @@ impl Replica {
             rosters,
             home: state.clone(),
             ledger: None,
+            pending: None,
         };
         replica.reindex();
         Ok(replica)
@@ -1098,7 +1174,8 @@ impl Replica {
         for file in files {
             self.summarise(file);
         }
-        Ok(())
+        // The keys taken into those files leave the keys waiting only now.
+        self.save_pending()
     }
 
     fn write_file(&self, file: &CaseFile) -> Result<(), ClientError> {
@@ -1222,6 +1299,12 @@ impl Replica {
         self.index.outbox.retain(|o| o.case_id != id);
         self.index.rotations.retain(|r| r.case_id != id);
         self.index.erasure_requested.retain(|c| *c != id);
+        let (row, dirty) = self.pending_mut()?;
+        if row.keys.iter().any(|p| p.case_id == id) {
+            row.keys.retain(|p| p.case_id != id);
+            *dirty = true;
+        }
+        self.save_pending()?;
         if self.erased.insert(*case) {
             self.index.erased.push(id);
         }
@@ -1244,39 +1327,111 @@ impl Replica {
         if self.is_erased(case) {
             return Ok(KeyOutcome::Erased);
         }
+        if !self.knows(case) {
+            return self.add_pending(case, epoch, &key, sender);
+        }
         let mut file = self.load(case)?;
-        let committed = file
-            .events
+        let outcome = file.add_key(epoch, key, sender);
+        if matches!(outcome, KeyOutcome::Kept | KeyOutcome::Candidate { .. }) {
+            self.save(&file)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Whether this device knows `case`: a sync listed it, or it was
+    /// written here.
+    pub fn knows(&self, case: &CaseId) -> bool {
+        self.summary_at.contains_key(case)
+    }
+
+    fn pending_mut(&mut self) -> Result<&mut (PendingRow, bool), ClientError> {
+        if self.pending.is_none() {
+            let row = match self.dir.load_sealed(PENDING_FILE, &self.key)? {
+                None => PendingRow::default(),
+                Some(bytes) => {
+                    PendingRow::decode(bytes.as_slice()).map_err(|_| damaged("keys waiting"))?
+                }
+            };
+            self.pending = Some((row, false));
+        }
+        Ok(self.pending.get_or_insert_with(Default::default))
+    }
+
+    /// Keeps a key of a case not known yet, outside the cases: one per
+    /// (case, epoch, sender), at most [`MAX_PENDING_KEYS_PER_SENDER`] per
+    /// sender. Saved by [`Replica::save_pending`].
+    fn add_pending(
+        &mut self,
+        case: &CaseId,
+        epoch: u32,
+        key: &CaseKey,
+        sender: DeviceId,
+    ) -> Result<KeyOutcome, ClientError> {
+        let (row, dirty) = self.pending_mut()?;
+        let (c, k, s) = (case.as_bytes(), key.as_bytes(), sender.as_bytes());
+        if row
+            .keys
             .iter()
-            .filter_map(|e| e.event.header_unverified().ok())
-            .find(|h| h.epoch == epoch)
-            .map(|h| h.key_commitment);
-        let mine = key.commitment(case, epoch);
-        if file.keys_of(epoch).contains(&&key) {
+            .any(|p| p.case_id == c && p.epoch == epoch && p.key == k)
+        {
             return Ok(KeyOutcome::AlreadyHeld);
         }
-        let outcome = match committed {
-            Some(c) if c != mine => return Ok(KeyOutcome::Mismatch),
-            // The events say this one is the case's: it replaces any other
-            // held.
-            Some(_) => {
-                file.keys.insert(epoch, key);
-                file.candidates.remove(&epoch);
-                file.senders.remove(&epoch);
-                KeyOutcome::Kept
-            }
-            None if !file.keys.contains_key(&epoch) => {
-                file.add_candidate(epoch, key, sender);
-                KeyOutcome::Kept
-            }
-            // No event says which is the case's yet: every candidate waits
-            // for the first one that does, one per sender.
-            None => KeyOutcome::Candidate {
-                replaced: file.add_candidate(epoch, key, sender),
-            },
-        };
-        self.save(&file)?;
-        Ok(outcome)
+        if let Some(p) = row
+            .keys
+            .iter_mut()
+            .find(|p| p.case_id == c && p.epoch == epoch && p.sender == s)
+        {
+            p.key = k.to_vec();
+            *dirty = true;
+            return Ok(KeyOutcome::Pending);
+        }
+        if row.keys.iter().filter(|p| p.sender == s).count() >= MAX_PENDING_KEYS_PER_SENDER {
+            return Ok(KeyOutcome::TooMany);
+        }
+        row.keys.push(PendingKey {
+            case_id: c.to_vec(),
+            epoch,
+            key: k.to_vec(),
+            sender: s.to_vec(),
+        });
+        *dirty = true;
+        Ok(KeyOutcome::Pending)
+    }
+
+    /// Writes the keys of cases not known yet, if they changed.
+    pub fn save_pending(&mut self) -> Result<(), ClientError> {
+        if let Some((row, dirty)) = &mut self.pending
+            && *dirty
+        {
+            self.dir
+                .save_sealed(PENDING_FILE, &self.key, &row.encode_to_vec())?;
+            *dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Adds to `file` the keys waiting for its case (a sync lists it now)
+    /// and takes them out of the keys waiting (saved with the case files,
+    /// after them: [`Replica::save_all`]).
+    pub fn take_pending(&mut self, file: &mut CaseFile) -> Result<(), ClientError> {
+        let case = file.case_id;
+        let (row, dirty) = self.pending_mut()?;
+        if !row.keys.iter().any(|p| p.case_id == case.as_bytes()) {
+            return Ok(());
+        }
+        let (mine, rest): (Vec<PendingKey>, Vec<PendingKey>) = std::mem::take(&mut row.keys)
+            .into_iter()
+            .partition(|p| p.case_id == case.as_bytes());
+        row.keys = rest;
+        *dirty = true;
+        for p in mine {
+            let (Ok(key), Some(sender)) = (<[u8; 32]>::try_from(p.key.as_slice()), sender_of(&p.sender))
+            else {
+                continue;
+            };
+            file.add_key(p.epoch, CaseKey::from_bytes(key), sender);
+        }
+        Ok(())
     }
 
     /// Deletes a case whose opening the server refused (it never existed
@@ -1491,6 +1646,8 @@ mod tests {
         let me = staff(1);
         let (right, wrong) = (CaseKey::from_bytes([2; 32]), CaseKey::from_bytes([3; 32]));
         let (opener, hostile) = (DeviceId::from_bytes([8; 16]), DeviceId::from_bytes([9; 16]));
+        // A case a sync listed.
+        r.save(&CaseFile::new(case)).expect("known");
         // No event yet: a bogus key first, then the real one; both are kept
         // (also across a reopen).
         assert_eq!(
@@ -1549,6 +1706,8 @@ mod tests {
         let me = staff(1);
         let key = |n: u8| CaseKey::from_bytes([n; 32]);
         let (opener, hostile) = (DeviceId::from_bytes([8; 16]), DeviceId::from_bytes([9; 16]));
+        // A case a sync listed.
+        r.save(&CaseFile::new(case)).expect("known");
         // The real key comes first; then a hostile staff device sends
         // twelve others, before any event of the epoch is held.
         assert_eq!(
@@ -1590,6 +1749,7 @@ mod tests {
         // first by the opener, then a hostile key in the first place.
         let mut r = Replica::open(&state, &[4u8; 32]).expect("reopen");
         let other = CaseId::from_bytes([2; 16]);
+        r.save(&CaseFile::new(other)).expect("known");
         r.add_key(&other, 1, key(30), hostile).expect("add");
         r.add_key(&other, 1, key(31), opener).expect("add");
         r.add_key(&other, 1, key(32), hostile).expect("add");

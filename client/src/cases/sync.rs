@@ -567,7 +567,12 @@ fn apply_held(
         }
         let file = match files.entry(u.case_id) {
             std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::btree_map::Entry::Vacant(v) => v.insert(replica.load(&u.case_id)?),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                // Keys received before the case was known join it now.
+                let mut file = replica.load(&u.case_id)?;
+                replica.take_pending(&mut file)?;
+                v.insert(file)
+            }
         };
         match &u.kind {
             CaseUpdateKind::Requested {
@@ -1752,5 +1757,69 @@ mod tests {
         .expect("applied");
         assert_eq!(report.requested, [CaseId::from_bytes([42; 16])]);
         assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    }
+
+    #[test]
+    fn keys_of_cases_not_known_make_no_case_until_a_sync_lists_the_case() {
+        use hotline_proto::case::seal::CaseKey;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let me = staff(1);
+        let sender = me.device_id();
+        let key = CaseKey::from_bytes([3; 32]);
+        let real = CaseId::from_bytes([200; 16]);
+        // 500 keys of random case ids (one CASE_KEYS envelope), and the
+        // key of a case this device will sync.
+        let mut received: Vec<(CaseId, u32, CaseKey)> = (0..500u16)
+            .map(|n| {
+                let mut id = [0u8; 16];
+                id[..2].copy_from_slice(&n.to_be_bytes());
+                (CaseId::from_bytes(id), 1, CaseKey::from_bytes([7; 32]))
+            })
+            .collect();
+        received.push((real, 1, key.clone()));
+        let warnings = crate::cases::keys::keep_received(
+            &state,
+            &[1; 32],
+            true,
+            vec![crate::cases::keys::KeysReceived {
+                sender,
+                from_staff: true,
+                keys: received,
+            }],
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let mut replica = Replica::open(&state, &[1; 32]).expect("open");
+        // No case, no case file: one file of keys waiting.
+        assert!(replica.summaries().is_empty());
+        let names: Vec<String> = std::fs::read_dir(dir.path().join(super::super::replica::DIR))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["pending_keys.sealed"]);
+        // The server lists the case: its key joins it, and it reads.
+        let opening = event(&me, &key, real, [1; 16], 1, Some(CaseState::Open), |c| {
+            c.changes = vec![set_text(case_field::SUMMARY, "a family", &[])]
+        });
+        let mut report = SyncReport::default();
+        apply(
+            &mut replica,
+            &[ev_update(1, 1, &opening, &me)],
+            &roster(&[&me]),
+            &|_| None,
+            &mut report,
+        )
+        .expect("applied");
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        assert_eq!(replica.summaries().len(), 1);
+        let view = replica.view(&real).expect("view");
+        assert_eq!(view.unreadable, 0);
+        assert_eq!(view.case_text(case_field::SUMMARY), "a family");
+        // Across a reopen too (the sync saves the index with its cursor);
+        // the other keys still wait, as no case.
+        replica.set_cursor(1, 0).expect("cursor");
+        let replica = Replica::open(&state, &[1; 32]).expect("reopen");
+        assert_eq!(replica.summaries().len(), 1);
+        assert_eq!(replica.view(&real).expect("view").unreadable, 0);
     }
 }
