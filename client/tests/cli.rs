@@ -6193,9 +6193,17 @@ async fn a_staff_device_keeping_a_new_case_key_to_itself_locks_nobody_out_of_a_c
     // Offline, the officer writes to case A (under epoch 1, all it knows)
     // and then to case B.
     server.shutdown().await;
-    let out = hotline(&officer, PASS, &["case", "note", &a, "written offline in A"]);
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "note", &a, "written offline in A"],
+    );
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    let out = hotline(&officer, PASS, &["case", "note", &b, "written offline in B"]);
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "note", &b, "written offline in B"],
+    );
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let server = server_configured(dir.path(), addr, |c| c.cases.retention_days = 0).await;
 
@@ -6223,7 +6231,11 @@ async fn a_staff_device_keeping_a_new_case_key_to_itself_locks_nobody_out_of_a_c
     assert!(!stdout(&out).contains("not sent yet"), "{}", stdout(&out));
     // A change written online now goes under epoch 3 at once.
     let out = ok(&officer, &["case", "note", &a, "written online in A"]);
-    assert!(!stdout(&out).contains("on this device only"), "{}", stdout(&out));
+    assert!(
+        !stdout(&out).contains("on this device only"),
+        "{}",
+        stdout(&out)
+    );
 
     // The coordinator reads both (epoch 3's key came from the officer);
     // only the hostile device's own event stays unreadable.
@@ -6237,7 +6249,11 @@ async fn a_staff_device_keeping_a_new_case_key_to_itself_locks_nobody_out_of_a_c
         "{shown}"
     );
     let out = ok(&coordinator, &["case", "show", &b]);
-    assert!(stdout(&out).contains("written offline in B"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("written offline in B"),
+        "{}",
+        stdout(&out)
+    );
 
     // The same done to the statistics ledger: an erasure still works.
     assert_eq!(open_an_epoch_and_keep_its_key(&admin, None).await, 2);

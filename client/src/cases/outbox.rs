@@ -785,7 +785,12 @@ mod tests {
         let me = staff(1);
         // A hostile staff device sends a key for epoch 9, no event of it.
         replica
-            .add_key(&file.case_id, 9, CaseKey::from_bytes([9; 32]), hotline_proto::DeviceId::from_bytes([9; 16]))
+            .add_key(
+                &file.case_id,
+                9,
+                CaseKey::from_bytes([9; 32]),
+                hotline_proto::DeviceId::from_bytes([9; 16]),
+            )
             .expect("kept as a key of epoch 9");
         let held = replica.load(&file.case_id).expect("load");
         assert_eq!(held.newest_key().map(|(e, _)| e), Some(9));
@@ -870,8 +875,17 @@ mod tests {
         write(&mut replica, &me, 1, &file, closed, &answer).expect("written");
         let row = replica.outbox()[0].clone();
         let mut out = Flushed::default();
-        let r =
-            reseal(&mut replica, &me, 1, &row, &header(&row), &lost, false, &mut out).expect("resealed");
+        let r = reseal(
+            &mut replica,
+            &me,
+            1,
+            &row,
+            &header(&row),
+            &lost,
+            false,
+            &mut out,
+        )
+        .expect("resealed");
         assert!(matches!(r, Resealed::DeclineLost), "{r:?}");
         assert!(replica.outbox().is_empty(), "the decline is not sent");
         assert!(out.opened.is_empty());
@@ -882,9 +896,17 @@ mod tests {
         };
         write(&mut replica, &me, 1, &file, open, &answer).expect("written");
         let row = replica.outbox()[0].clone();
-        let Resealed::Row(new) =
-            reseal(&mut replica, &me, 1, &row, &header(&row), &lost, false, &mut out).expect("resealed")
-        else {
+        let Resealed::Row(new) = reseal(
+            &mut replica,
+            &me,
+            1,
+            &row,
+            &header(&row),
+            &lost,
+            false,
+            &mut out,
+        )
+        .expect("resealed") else {
             panic!("a new seal");
         };
         assert_eq!(
@@ -985,5 +1007,49 @@ mod tests {
         assert_eq!(held.keys_of(4).len(), 2);
         assert_eq!(held.keys_of(4)[1], &CaseKey::from_bytes([10; 32]));
         assert!(!held.keys.contains_key(&3));
+    }
+
+    #[test]
+    fn no_epoch_is_opened_past_the_last_one() {
+        assert_eq!(next_epoch(7), Some(8));
+        assert_eq!(next_epoch(u32::MAX), None);
+        let (_dir, mut replica, mut file) = setup();
+        let me = staff(1);
+        file.keys.insert(u32::MAX, CaseKey::from_bytes([5; 32]));
+        write_opening(
+            &mut replica,
+            &me,
+            1,
+            &file,
+            u32::MAX,
+            CaseControl::default(),
+            &content("last"),
+        )
+        .expect("written");
+        let row = replica.outbox()[0].clone();
+        let mut out = Flushed::default();
+        for answer in [
+            "another key holds this epoch: open the next epoch",
+            "the case key was rotated: seal again under the newest key",
+        ] {
+            let e = ClientError::Refused(WireError::new(
+                ErrorCode::FailedPrecondition,
+                answer.to_owned(),
+            ));
+            // Never wrapped to epoch 0 nor a panic: refused here.
+            let r = reseal(
+                &mut replica,
+                &me,
+                1,
+                &row,
+                &header(&row),
+                &e,
+                true,
+                &mut out,
+            )
+            .expect("answered");
+            assert!(matches!(r, Resealed::Exhausted), "{answer}: {r:?}");
+        }
+        assert!(out.opened.is_empty());
     }
 }

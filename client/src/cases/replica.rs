@@ -11,6 +11,9 @@
 //!                                still sealed under their case keys, with
 //!                                their author's key), its keys per epoch, the
 //!                                defender's request
+//! <home>/cases/pending_keys.sealed  keys received for cases no sync listed
+//!                                yet (bounded per sender): they join a case
+//!                                when a sync lists it
 //! ```
 //!
 //! `case list` opens the index only; a case's file is opened and folded
@@ -1425,7 +1428,8 @@ impl Replica {
         row.keys = rest;
         *dirty = true;
         for p in mine {
-            let (Ok(key), Some(sender)) = (<[u8; 32]>::try_from(p.key.as_slice()), sender_of(&p.sender))
+            let (Ok(key), Some(sender)) =
+                (<[u8; 32]>::try_from(p.key.as_slice()), sender_of(&p.sender))
             else {
                 continue;
             };
@@ -1693,7 +1697,10 @@ mod tests {
         assert_eq!(r.view(&case).expect("view").state, Some(CaseState::Open));
         // An erased case takes no key back.
         r.erase(&case).expect("erase");
-        assert_eq!(r.add_key(&case, 1, wrong, hostile).expect("add"), KeyOutcome::Erased);
+        assert_eq!(
+            r.add_key(&case, 1, wrong, hostile).expect("add"),
+            KeyOutcome::Erased
+        );
         assert!(!dir.path().join(DIR).join(file_name(&case)).exists());
     }
 
@@ -1753,7 +1760,10 @@ mod tests {
         r.add_key(&other, 1, key(30), hostile).expect("add");
         r.add_key(&other, 1, key(31), opener).expect("add");
         r.add_key(&other, 1, key(32), hostile).expect("add");
-        assert_eq!(r.load(&other).expect("load").keys_of(1), [&key(32), &key(31)]);
+        assert_eq!(
+            r.load(&other).expect("load").keys_of(1),
+            [&key(32), &key(31)]
+        );
     }
 
     #[test]
@@ -1766,18 +1776,25 @@ mod tests {
             file.keys.insert(e, k);
         }
         let mut position = 0;
-        let mut add = |file: &mut CaseFile, author: &hotline_proto::IdentityKeyPair, k, epoch, note: &str| {
-            position += 1;
-            let note = note.to_owned();
-            file.add(StoredEvent {
-                position,
-                at: position,
-                event: event(author, &k, case, [position as u8; 16], epoch, (position == 1).then_some(CaseState::Open), |c| {
-                    c.note = note
-                }),
-                author_key: author.public_key(),
-            });
-        };
+        let mut add =
+            |file: &mut CaseFile, author: &hotline_proto::IdentityKeyPair, k, epoch, note: &str| {
+                position += 1;
+                let note = note.to_owned();
+                file.add(StoredEvent {
+                    position,
+                    at: position,
+                    event: event(
+                        author,
+                        &k,
+                        case,
+                        [position as u8; 16],
+                        epoch,
+                        (position == 1).then_some(CaseState::Open),
+                        |c| c.note = note,
+                    ),
+                    author_key: author.public_key(),
+                });
+            };
         add(&mut file, &me, key(1), 1, "one");
         add(&mut file, &me, key(2), 2, "two");
         // Injected (a dropped device and a server that broke the rules):

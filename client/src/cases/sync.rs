@@ -622,7 +622,10 @@ fn apply_held(
                             ));
                             // Nothing of it is kept: no case file, no
                             // summary.
-                            if file.events.is_empty() && file.request.is_none() && file.keys.is_empty() {
+                            if file.events.is_empty()
+                                && file.request.is_none()
+                                && file.keys.is_empty()
+                            {
                                 files.remove(&u.case_id);
                             }
                             continue;
@@ -1719,7 +1722,12 @@ mod tests {
             .count();
         assert_eq!(files, MAX_REQUESTS_PER_DEFENDER, "one file per case taken");
         // 35 warnings: 20 said one by one, the rest counted on one line.
-        assert_eq!(report.warnings.len(), MAX_WARNINGS + 1, "{:?}", report.warnings);
+        assert_eq!(
+            report.warnings.len(),
+            MAX_WARNINGS + 1,
+            "{:?}",
+            report.warnings
+        );
         assert!(report.warnings[0].contains("5 requests waiting"));
         assert_eq!(
             report.warnings[MAX_WARNINGS],

@@ -314,7 +314,11 @@ impl Ctx {
             let first_of_epoch = file
                 .events
                 .iter()
-                .find(|x| x.event.header_unverified().is_ok_and(|xh| xh.epoch == h.epoch))
+                .find(|x| {
+                    x.event
+                        .header_unverified()
+                        .is_ok_and(|xh| xh.epoch == h.epoch)
+                })
                 .is_some_and(|x| std::ptr::eq(x, e));
             if h.epoch > 1 && (!content.rotated_out.is_empty() || first_of_epoch) {
                 if let Some(key) = file.keys.get(&h.epoch)
