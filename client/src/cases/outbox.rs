@@ -193,6 +193,10 @@ pub struct Flushed {
     /// did not list it yet, so the key of each goes again once its event
     /// is accepted.
     pub relisted: Vec<(CaseId, u32, EventId)>,
+    /// Of [`Flushed::opened`], the epochs opened because the key of the
+    /// epoch before never reached this device (its opener kept it, or
+    /// lost it: docs/protocol.md 9.2, "A key that never came").
+    pub never_came: Vec<(CaseId, u32, EventId)>,
 }
 
 /// The most times one event is sealed again in one flush (each time, a
@@ -405,6 +409,7 @@ fn reseal(
     replica.save(&file)?;
     replica.replace_waiting(&h.event_id, new.clone())?;
     out.opened.push((case, next, h.event_id));
+    out.never_came.push((case, next, h.event_id));
     Ok(Resealed::Row(new))
 }
 

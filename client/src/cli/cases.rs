@@ -95,9 +95,13 @@ impl Ctx {
                 if !ctx.device.pending().is_empty() {
                     super::messages::send_over(&mut ctx.device, &session, None).await;
                 }
-                if let Err(e) = super::messages::fetch_new(&mut ctx.device, &session).await {
-                    eprintln!("WARNING: new messages could not be fetched: {e}");
-                }
+                let fetched = match super::messages::fetch_new(&mut ctx.device, &session).await {
+                    Ok(_) => true,
+                    Err(e) => {
+                        eprintln!("WARNING: new messages could not be fetched: {e}");
+                        false
+                    }
+                };
                 // Case keys received were kept through the inbox's own
                 // handle on the replica: read it again, or the sync would
                 // save this handle's older summaries over the refolded ones.
@@ -109,7 +113,7 @@ impl Ctx {
                     eprintln!("WARNING: the case changes waiting here were not sent: {e}");
                 }
                 match ctx.sync().await {
-                    Ok(()) => ctx.synced = ctx.roster.is_some(),
+                    Ok(()) => ctx.synced = fetched && ctx.roster.is_some(),
                     Err(e) => eprintln!(
                         "WARNING: cases were not synced ({e}): showing what this device holds"
                     ),
@@ -545,7 +549,15 @@ impl Ctx {
             .filter(|(c, _, e)| accepted.contains(&(*c, *e)))
             .map(|(c, epoch, _)| (*c, *epoch))
             .collect();
-        for (case, epoch, _) in &out.opened {
+        for (case, epoch, id) in &out.opened {
+            if out.never_came.contains(&(*case, *epoch, *id)) {
+                println!(
+                    "case {}: the key of epoch {} never reached this device: it opened a new case key (epoch {epoch}) for its waiting change, which goes to the staff devices on the roster",
+                    short(case.as_bytes()),
+                    epoch - 1
+                );
+                continue;
+            }
             println!(
                 "case {}: another staff device's key holds the epoch this device's change was sealed under: it opened a new case key (epoch {epoch}) and sent the change again under it",
                 short(case.as_bytes())
