@@ -46,7 +46,7 @@ pub(super) struct Ctx {
     /// the cases: a key of the newest epoch not held by now is not on its
     /// way, and this device opens the next epoch itself to write
     /// (docs/protocol.md, section 9.2, "A key that never came").
-    synced: bool,
+    keys_fetched_and_synced: bool,
 }
 
 /// What a person whose decline of a request lost a race is told.
@@ -79,7 +79,7 @@ impl Ctx {
             session: None,
             roster: None,
             told_not_on_roster: false,
-            synced: false,
+            keys_fetched_and_synced: false,
         };
         match ctx.device.connect().await {
             Ok(session) => {
@@ -113,7 +113,7 @@ impl Ctx {
                     eprintln!("WARNING: the case changes waiting here were not sent: {e}");
                 }
                 match ctx.sync().await {
-                    Ok(()) => ctx.synced = fetched && ctx.roster.is_some(),
+                    Ok(()) => ctx.keys_fetched_and_synced = fetched && ctx.roster.is_some(),
                     Err(e) => eprintln!(
                         "WARNING: cases were not synced ({e}): showing what this device holds"
                     ),
@@ -373,7 +373,9 @@ impl Ctx {
             // Another staff device (or this one) rotated it already.
             return Ok(self.replica.rotated(&file.case_id)?);
         }
-        if file.events.is_empty() || (!file.keys.contains_key(&newest) && !self.synced) {
+        if file.events.is_empty()
+            || (!file.keys.contains_key(&newest) && !self.keys_fetched_and_synced)
+        {
             // Nothing to rotate yet, or the newest key is not held here
             // and may still come: the write waits for it as any other
             // does. Synced, this device rotates without it.
@@ -412,7 +414,10 @@ impl Ctx {
     /// (the key is not on its way). `None`: it writes as usual.
     fn epoch_to_open(&self, file: &CaseFile) -> anyhow::Result<Option<u32>> {
         let waiting = self.replica.outbox();
-        if !self.synced || file.keys.is_empty() || file.write_key(waiting).is_some() {
+        if !self.keys_fetched_and_synced
+            || file.keys.is_empty()
+            || file.write_key(waiting).is_some()
+        {
             return Ok(None);
         }
         match outbox::next_epoch(file.write_epoch(waiting)) {
@@ -531,7 +536,7 @@ impl Ctx {
             self.device.identity(),
             version,
             &unlisted,
-            self.synced,
+            self.keys_fetched_and_synced,
         )
         .await?;
         let accepted: Vec<(CaseId, EventId)> = out
