@@ -1452,6 +1452,7 @@ impl Device {
             .into_iter()
             .filter_map(|(r, _, digest)| match r.message.kind {
                 Kind::CaseKeys(keys) => Some(crate::cases::keys::KeysReceived {
+                    sender: r.sender,
                     from_staff: r.sender_role.is_some_and(Role::is_staff),
                     keys,
                     recipients: sealed_to.get(&digest).cloned().unwrap_or_default(),

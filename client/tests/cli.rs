@@ -7814,3 +7814,195 @@ async fn a_reply_too_long_to_record_is_skipped_and_the_next_is_recorded() {
     assert!(view.replies.contains(&after), "recorded");
     assert_eq!(view.replies.len(), 1, "the long one is not");
 }
+
+/// A hostile staff device (a real enrolled one, driven through the
+/// library): it appends an event opening the case's next key epoch under a
+/// key it keeps to itself, and sends that key to nobody. Returns the epoch
+/// it opened.
+async fn open_an_epoch_and_keep_its_key(home: &Path, case: Option<&str>) -> u32 {
+    use hotline_client::StateDir;
+    use hotline_client::cases::open_replica;
+    use hotline_client::messenger::Device;
+    use hotline_proto::case::content::CaseEventContent;
+    use hotline_proto::case::seal::{CaseKey, EventDraft, seal};
+    use hotline_proto::e2e::suite::SystemRandomness;
+    use hotline_proto::message::{Request, Response};
+
+    let mut device = Device::open(&StateDir::new(home), PASS).expect("opens");
+    let session = device.connect().await.expect("connects");
+    let roster = device.roster(&session).await.expect("roster");
+    let mut replica = open_replica(&device).expect("replica");
+    hotline_client::cases::sync::sync_cases(&session, &mut replica, &roster, &|_, _| None)
+        .await
+        .expect("synced");
+    let id = match case {
+        Some(prefix) => replica
+            .summaries()
+            .iter()
+            .find_map(|s| {
+                s.id()
+                    .filter(|c| hotline_proto::identity::hex(c.as_bytes()).starts_with(prefix))
+            })
+            .expect("the case"),
+        None => replica.ledger().expect("the ledger's id"),
+    };
+    let epoch = replica.load(&id).expect("load").newest_epoch() + 1;
+    assert!(epoch > 1, "the hostile device synced the case");
+    let mut event_id = [0u8; 16];
+    hotline_proto::identity::fill_random(&mut event_id).expect("randomness");
+    let event = seal(
+        device.identity(),
+        &CaseKey::generate(&mut SystemRandomness),
+        &EventDraft {
+            case_id: id,
+            event_id,
+            roster_version: roster.version,
+            epoch,
+            control: Default::default(),
+        },
+        &CaseEventContent {
+            timestamp: hotline_client::unix_now(),
+            note: "kept to itself".into(),
+            ..Default::default()
+        },
+        &mut SystemRandomness,
+    )
+    .expect("sealed");
+    let answer = session
+        .request(&Request::AppendCaseEvent(event))
+        .await
+        .expect("answered");
+    assert!(
+        matches!(answer, Response::CaseEventAccepted { .. }),
+        "{answer:?}"
+    );
+    session.close().await;
+    epoch
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_staff_device_keeping_a_new_case_key_to_itself_locks_nobody_out_of_a_case_or_the_ledger()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    hotline_server::log::keys::generate_key_file(&dir.path().join("master.key")).expect("key");
+    let server = server_configured(dir.path(), "127.0.0.1:0".parse().expect("addr"), |c| {
+        c.cases.retention_days = 0;
+    })
+    .await;
+    let addr = server.local_addr();
+    let (admin, officer, _defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let key = dir.path().join("org.key");
+    let coordinator = dir.path().join("coordinator");
+    join_staff(&admin, &coordinator, "coordinator", &key, 3);
+    let ok = |home: &Path, args: &[&str]| {
+        let out = hotline(home, PASS, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        out
+    };
+    let open = |summary: &str| opened_case(&ok(&officer, &["case", "open", "--summary", summary]));
+    let a = open("the first family");
+    let b = open("the second family");
+    let c = open("the third family");
+    // The ledger exists: the officer asks to erase a closed case (its
+    // statistics go into the ledger, which it opens).
+    ok(&officer, &["case", "close", &c, "--reason", "settled"]);
+    ok(&officer, &["case", "erase", &c]);
+    for h in [&admin, &officer, &coordinator] {
+        let out = ok(h, &["case", "list"]);
+        assert!(!stderr(&out).contains("WARNING"), "{}", stderr(&out));
+    }
+
+    // The admin's device turns hostile: it opens epoch 2 of case A and
+    // keeps the key to itself.
+    assert_eq!(open_an_epoch_and_keep_its_key(&admin, Some(&a)).await, 2);
+
+    // Offline, the officer writes to case A (under epoch 1, all it knows)
+    // and then to case B.
+    server.shutdown().await;
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "note", &a, "written offline in A"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "note", &b, "written offline in B"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let server = server_configured(dir.path(), addr, |c| c.cases.retention_days = 0).await;
+
+    // Back online: case A's change waits for epoch 2's key, which never
+    // comes; it does not hold case B's back, and once the inbox and the
+    // cases are synced the officer opens epoch 3 itself.
+    let out = ok(&officer, &["case", "show", &b]);
+    assert!(
+        stdout(&out).contains("written offline in B"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("not sent yet"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(
+            "the key of epoch 2 never reached this device: it opened a new case key (epoch 3)"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    let out = ok(&officer, &["case", "show", &a]);
+    assert!(
+        stdout(&out).contains("written offline in A"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("not sent yet"), "{}", stdout(&out));
+    // A change written online now goes under epoch 3 at once.
+    let out = ok(&officer, &["case", "note", &a, "written online in A"]);
+    assert!(
+        !stdout(&out).contains("on this device only"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The coordinator reads both (epoch 3's key came from the officer);
+    // only the hostile device's own event stays unreadable.
+    let out = ok(&coordinator, &["case", "show", &a]);
+    let shown = stdout(&out);
+    assert!(shown.contains("written offline in A"), "{shown}");
+    assert!(shown.contains("written online in A"), "{shown}");
+    assert!(
+        shown.contains("1 events this device cannot read yet")
+            || shown.contains("1 event this device cannot read yet"),
+        "{shown}"
+    );
+    let out = ok(&coordinator, &["case", "show", &b]);
+    assert!(
+        stdout(&out).contains("written offline in B"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The same done to the statistics ledger: an erasure still works.
+    assert_eq!(open_an_epoch_and_keep_its_key(&admin, None).await, 2);
+    ok(&officer, &["case", "close", &b, "--reason", "settled"]);
+    let out = ok(&officer, &["case", "erase", &b]);
+    assert!(
+        stdout(&out).contains("opens a new one (epoch 3)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("must confirm it"), "{}", stdout(&out));
+    let out = ok(&admin, &["case", "erase", &b, "--confirm"]);
+    assert!(
+        stdout(&out).contains(&format!("case {b} erased")),
+        "{}",
+        stdout(&out)
+    );
+    let out = ok(&coordinator, &["case", "stats"]);
+    assert!(stdout(&out).contains("erased cases: 1"), "{}", stdout(&out));
+    server.shutdown().await;
+}

@@ -113,6 +113,8 @@ pub fn not_sent_yet(
 /// Case keys that came in one CASE_KEYS envelope.
 #[derive(Debug, Clone)]
 pub struct KeysReceived {
+    /// Its sender.
+    pub sender: DeviceId,
     /// Its sender is a staff device on the roster.
     pub from_staff: bool,
     /// The keys.
@@ -155,7 +157,7 @@ pub fn keep_received(
             return warnings;
         }
     };
-    let (mut refused, mut failed, mut dropped) = (0usize, 0usize, 0usize);
+    let (mut refused, mut failed, mut dropped, mut too_many) = (0usize, 0usize, 0usize, 0usize);
     // Keys the case's events do not use, by case.
     let mut mismatched: std::collections::BTreeMap<CaseId, usize> = Default::default();
     for r in received {
@@ -167,13 +169,12 @@ pub fn keep_received(
         // its other recipients were sent them too.
         let mut held = Vec::new();
         for (case, epoch, key) in r.keys {
-            match replica.add_key(&case, epoch, key) {
+            match replica.add_key(&case, epoch, key, r.sender) {
                 Ok(KeyOutcome::Kept | KeyOutcome::AlreadyHeld) => held.push((case, epoch)),
-                Ok(KeyOutcome::Erased) => {}
+                Ok(KeyOutcome::Erased | KeyOutcome::Pending) => {}
+                Ok(KeyOutcome::TooMany) => too_many += 1,
                 Ok(KeyOutcome::Mismatch) => *mismatched.entry(case).or_default() += 1,
-                Ok(KeyOutcome::Candidate { dropped_oldest }) => {
-                    dropped += usize::from(dropped_oldest)
-                }
+                Ok(KeyOutcome::Candidate { replaced }) => dropped += usize::from(replaced),
                 Err(_) => failed += 1,
             }
         }
@@ -181,6 +182,18 @@ pub fn keep_received(
         // sends those keys too when the roster adds the device, which is
         // harmless.
         let _ = replica.record_keys_sent(&r.recipients, &held);
+    }
+    // Keys of cases not known yet wait in one file, written once.
+    if let Err(e) = replica.save_pending() {
+        warnings.push(format!(
+            "case keys of cases this device does not know yet could not be kept ({e}): they come again with the next roster change or reopening"
+        ));
+    }
+    if too_many > 0 {
+        warnings.push(format!(
+            "{too_many} case key(s) of cases this device does not know were ignored: their sender has {} keys of unknown cases waiting here already",
+            crate::cases::replica::MAX_PENDING_KEYS_PER_SENDER
+        ));
     }
     if refused > 0 {
         warnings.push(format!(
@@ -192,8 +205,7 @@ pub fn keep_received(
     }
     if dropped > 0 {
         warnings.push(format!(
-            "{dropped} case key(s) were dropped: more than {} different keys came for one epoch of a case before any event of it, so the oldest went (a staff device may be sending keys that are not the case's)",
-            crate::cases::replica::MAX_KEYS_PER_EPOCH
+            "{dropped} case key(s) were replaced: a staff device sent another key for an epoch of a case it had sent one for already, before any event of it (only its newest is kept; it may be sending keys that are not the case's)"
         ));
     }
     if failed > 0 {

@@ -265,6 +265,9 @@ pub struct CaseView {
     people_set: BTreeSet<Vec<u8>>,
     /// `relocations` as a set.
     relocations_set: BTreeSet<Vec<u8>>,
+    /// The key commitment of each epoch, as its first event folded (in
+    /// position order) committed to; the last is the newest epoch opened.
+    epochs: BTreeMap<u32, [u8; 32]>,
 }
 
 /// A defender's reply as the first event recording its envelope digest
@@ -297,6 +300,32 @@ fn short(id: &[u8]) -> String {
 }
 
 impl CaseView {
+    /// Whether an event (signed by its author, folded in position order)
+    /// under `epoch` committing to `commitment` may be folded: epochs only
+    /// move forward, and an epoch has one key (docs/protocol.md, 9.5,
+    /// "Epochs"). An event under an epoch older than the newest opened
+    /// before it, or committing to another key than its epoch's first
+    /// event, is not, with a warning; the server refuses both, so only a
+    /// server that broke the rules (or an injected event) sends one.
+    pub fn admit_epoch(&mut self, event: EventId, epoch: u32, commitment: &[u8; 32]) -> bool {
+        let newest = self.epochs.keys().next_back().copied().unwrap_or(0);
+        let why = match self.epochs.get(&epoch) {
+            _ if epoch < newest => format!(
+                "an event under key epoch {epoch}, older than epoch {newest} which the case had opened before it, was ignored"
+            ),
+            Some(c) if c == commitment => return true,
+            Some(_) => format!(
+                "an event committing to another key than the one of key epoch {epoch} was ignored (an epoch has one key)"
+            ),
+            None => {
+                self.epochs.insert(epoch, *commitment);
+                return true;
+            }
+        };
+        self.warn(WarningKind::Skipped, Some(event), why);
+        false
+    }
+
     /// An empty view of `case_id`.
     pub fn new(case_id: CaseId) -> Self {
         CaseView {
@@ -323,6 +352,7 @@ impl CaseView {
             seen: BTreeSet::new(),
             people_set: BTreeSet::new(),
             relocations_set: BTreeSet::new(),
+            epochs: BTreeMap::new(),
         }
     }
 

@@ -199,6 +199,10 @@ pub struct Flushed {
     /// state change (by case and event id). The caller says what the
     /// other did (took it on too, or declined it).
     pub take_ons_lost: Vec<(CaseId, EventId)>,
+    /// Of [`Flushed::opened`], the epochs opened because the key of the
+    /// epoch before never reached this device (its opener kept it, or
+    /// lost it: docs/protocol.md 9.2, "A key that never came").
+    pub never_came: Vec<(CaseId, u32, EventId)>,
 }
 
 /// The most times one event is sealed again in one flush (each time, a
@@ -279,6 +283,19 @@ enum Resealed {
     /// A decline of a request that someone took on at the same time: not
     /// sent, removed from the outbox.
     DeclineLost,
+    /// The next epoch would be past the last one (`u32::MAX`): refused
+    /// here, for good.
+    Exhausted,
+}
+
+/// Why an event cannot be sealed into a later epoch: its case's key
+/// epochs are used up (`u32::MAX`).
+pub const EPOCHS_EXHAUSTED: &str =
+    "the case has used every key epoch there is (4,294,967,295): no newer case key can be opened";
+
+/// The epoch after `epoch`, if there is one (`u32::MAX` has none).
+pub fn next_epoch(epoch: u32) -> Option<u32> {
+    epoch.checked_add(1)
 }
 
 /// The control of an event sealed again into a later epoch. An opening
@@ -318,6 +335,11 @@ pub fn is_decline(row: &OutboxRow) -> bool {
 /// Seals `row`'s event again for the answer `e`, if it is one that a
 /// new seal answers: under the key of the next epoch (rotated), or under
 /// a fresh key opening the next epoch (another key holds the epoch).
+///
+/// `may_open`: this device fetched its inbox and synced the cases in this
+/// command; lacking the key of the epoch it must write under, it opens
+/// the next epoch itself instead of waiting.
+#[allow(clippy::too_many_arguments)]
 fn reseal(
     replica: &mut Replica,
     identity: &IdentityKeyPair,
@@ -325,6 +347,7 @@ fn reseal(
     row: &OutboxRow,
     h: &EventHeader,
     e: &ClientError,
+    may_open: bool,
     out: &mut Flushed,
 ) -> Result<Resealed, ClientError> {
     let case = h.case_id;
@@ -345,8 +368,10 @@ fn reseal(
         // The server's current epoch is the event's: this device's key
         // for it is not the case's. It goes, and this device opens the
         // next epoch itself: never waiting for another device's key.
+        let Some(next) = next_epoch(h.epoch) else {
+            return Ok(Resealed::Exhausted);
+        };
         file.drop_key(h.epoch, &h.key_commitment);
-        let next = h.epoch + 1;
         let fresh = CaseKey::generate(&mut SystemRandomness);
         file.take_own_key(next, fresh.clone());
         let new = seal_row_at(
@@ -367,23 +392,50 @@ fn reseal(
     // The server's epoch is past the event's: the newest one that events
     // held here commit to, or else the next one; never a key received for
     // an epoch beyond (docs/protocol.md, section 9.2).
-    let epoch = file.newest_epoch().max(h.epoch + 1);
-    match file.keys.get(&epoch) {
-        Some(key) => {
-            let new = seal_row_at(
-                identity,
-                roster_version,
-                &file,
-                (epoch, key),
-                h.event_id,
-                control,
-                &content,
-            )?;
-            replica.replace_waiting(&h.event_id, new.clone())?;
-            Ok(Resealed::Row(new))
-        }
-        None => Ok(Resealed::Waits),
+    let Some(after) = next_epoch(h.epoch) else {
+        return Ok(Resealed::Exhausted);
+    };
+    let epoch = file.newest_epoch().max(after);
+    if let Some(key) = file.keys.get(&epoch) {
+        let new = seal_row_at(
+            identity,
+            roster_version,
+            &file,
+            (epoch, key),
+            h.event_id,
+            control,
+            &content,
+        )?;
+        replica.replace_waiting(&h.event_id, new.clone())?;
+        return Ok(Resealed::Row(new));
     }
+    if !may_open {
+        return Ok(Resealed::Waits);
+    }
+    // This device synced its inbox and the cases in this command and
+    // still holds no key of that epoch: whoever opened it kept its key to
+    // itself (or lost it). It opens the next epoch under a fresh key,
+    // which goes to the roster's staff devices once accepted: one device
+    // cannot keep the others out of a case (docs/protocol.md, 9.2).
+    let Some(next) = next_epoch(epoch) else {
+        return Ok(Resealed::Exhausted);
+    };
+    let fresh = CaseKey::generate(&mut SystemRandomness);
+    file.take_own_key(next, fresh.clone());
+    let new = seal_row_at(
+        identity,
+        roster_version,
+        &file,
+        (next, &fresh),
+        h.event_id,
+        control,
+        &content,
+    )?;
+    replica.save(&file)?;
+    replica.replace_waiting(&h.event_id, new.clone())?;
+    out.opened.push((case, next, h.event_id));
+    out.never_came.push((case, next, h.event_id));
+    Ok(Resealed::Row(new))
 }
 
 /// `row`'s event sealed again naming `roster_version` (same event id,
@@ -443,18 +495,30 @@ async fn append(session: &Session, row: &OutboxRow) -> Result<(u64, bool), Clien
 /// `roster_version` out since, is sealed again naming that roster (same
 /// event id, key and content): readers check the author against the
 /// roster an event names, and would ignore it.
+///
+/// An event that waits for a key (or was sealed again too often) holds
+/// the events of its own case after it, never those of other cases.
+/// `may_open`: this device fetched its inbox and synced the cases in this
+/// command ([`reseal`]).
 pub async fn flush(
     session: &Session,
     replica: &mut Replica,
     identity: &IdentityKeyPair,
     roster_version: u64,
     unlisted: &dyn Fn(u64) -> bool,
+    may_open: bool,
 ) -> Result<Flushed, ClientError> {
     let mut out = Flushed::default();
     let mut declines_lost: Vec<CaseId> = Vec::new();
     let rows: Vec<OutboxRow> = replica.outbox().to_vec();
     let mut rows = rows.into_iter();
-    while let Some(mut row) = rows.next() {
+    // Cases whose events wait behind one that waits for a key.
+    let mut held: std::collections::BTreeSet<Vec<u8>> = Default::default();
+    'rows: while let Some(mut row) = rows.next() {
+        if held.contains(&row.case_id) {
+            out.waiting += 1;
+            continue;
+        }
         let mut header = row
             .signed()?
             .header_unverified()
@@ -488,8 +552,7 @@ pub async fn flush(
                 out.stopped = Some(format!(
                     "the case key changed {MAX_RESEALS} times while this device sent one event: it waits for the next command"
                 ));
-                out.waiting = 1 + rows.len();
-                return Ok(out);
+                break;
             }
             reseals += 1;
             let new = match reseal(
@@ -499,6 +562,7 @@ pub async fn flush(
                 &row,
                 &header,
                 e,
+                may_open,
                 &mut out,
             )? {
                 Resealed::Row(new) => new,
@@ -506,10 +570,25 @@ pub async fn flush(
                     out.stopped = Some(
                         "the case key was rotated and this device does not hold the new key yet: the event waits".into(),
                     );
-                    out.waiting = 1 + rows.len();
-                    return Ok(out);
+                    break;
                 }
-                Resealed::DeclineLost => break,
+                Resealed::Exhausted => {
+                    let what = describe(&header.control, &row.content()?);
+                    replica.drop_waiting(&header.event_id)?;
+                    out.settled.push((
+                        case,
+                        header.event_id,
+                        Fate::Refused {
+                            what,
+                            why: EPOCHS_EXHAUSTED.into(),
+                        },
+                    ));
+                    continue 'rows;
+                }
+                Resealed::DeclineLost => {
+                    out.settled.push((case, header.event_id, Fate::DeclineLost));
+                    break;
+                }
             };
             row = new;
             header = row
@@ -521,9 +600,20 @@ pub async fn flush(
         if let Err(e) = &result
             && (rotated(e) || another_key(e))
         {
-            // The loop above ended on a decline that lost: not sent.
-            out.settled.push((case, header.event_id, Fate::DeclineLost));
-            declines_lost.push(case);
+            // The loop above ended on a decline that lost (not sent, and
+            // settled: its notice is not sent either), or on an event that
+            // waits: it holds its own case's events after it, and the
+            // others go on.
+            if out
+                .settled
+                .iter()
+                .any(|(_, id, f)| *id == header.event_id && matches!(f, Fate::DeclineLost))
+            {
+                declines_lost.push(case);
+            } else if !out.settled.iter().any(|(_, id, _)| *id == header.event_id) {
+                held.insert(row.case_id.clone());
+                out.waiting += 1;
+            }
             continue;
         }
         match result {
@@ -544,7 +634,7 @@ pub async fn flush(
                 } else {
                     e.to_string()
                 });
-                out.waiting = 1 + rows.len();
+                out.waiting += 1 + rows.len();
                 return Ok(out);
             }
             Err(e) => {
@@ -739,7 +829,12 @@ mod tests {
         let me = staff(1);
         // A hostile staff device sends a key for epoch 9, no event of it.
         replica
-            .add_key(&file.case_id, 9, CaseKey::from_bytes([9; 32]))
+            .add_key(
+                &file.case_id,
+                9,
+                CaseKey::from_bytes([9; 32]),
+                hotline_proto::DeviceId::from_bytes([9; 16]),
+            )
             .expect("kept as a key of epoch 9");
         let held = replica.load(&file.case_id).expect("load");
         assert_eq!(held.newest_key().map(|(e, _)| e), Some(9));
@@ -768,6 +863,7 @@ mod tests {
             &row,
             &header(&row),
             &rotated_away,
+            false,
             &mut out,
         )
         .expect("resealed");
@@ -782,6 +878,7 @@ mod tests {
             &row,
             &header(&row),
             &rotated_away,
+            false,
             &mut out,
         )
         .expect("resealed") else {
@@ -822,8 +919,17 @@ mod tests {
         write(&mut replica, &me, 1, &file, closed, &answer).expect("written");
         let row = replica.outbox()[0].clone();
         let mut out = Flushed::default();
-        let r =
-            reseal(&mut replica, &me, 1, &row, &header(&row), &lost, &mut out).expect("resealed");
+        let r = reseal(
+            &mut replica,
+            &me,
+            1,
+            &row,
+            &header(&row),
+            &lost,
+            false,
+            &mut out,
+        )
+        .expect("resealed");
         assert!(matches!(r, Resealed::DeclineLost), "{r:?}");
         assert!(replica.outbox().is_empty(), "the decline is not sent");
         assert!(out.opened.is_empty());
@@ -834,9 +940,17 @@ mod tests {
         };
         write(&mut replica, &me, 1, &file, open, &answer).expect("written");
         let row = replica.outbox()[0].clone();
-        let Resealed::Row(new) =
-            reseal(&mut replica, &me, 1, &row, &header(&row), &lost, &mut out).expect("resealed")
-        else {
+        let Resealed::Row(new) = reseal(
+            &mut replica,
+            &me,
+            1,
+            &row,
+            &header(&row),
+            &lost,
+            false,
+            &mut out,
+        )
+        .expect("resealed") else {
             panic!("a new seal");
         };
         assert_eq!(
@@ -878,7 +992,7 @@ mod tests {
         ));
         let mut out = Flushed::default();
         let Resealed::Row(new) =
-            reseal(&mut replica, &me, 1, &row, &h, &lost, &mut out).expect("resealed")
+            reseal(&mut replica, &me, 1, &row, &h, &lost, false, &mut out).expect("resealed")
         else {
             panic!("a new seal");
         };
@@ -923,7 +1037,7 @@ mod tests {
             .header_unverified()
             .expect("header");
         let Resealed::Row(new) =
-            reseal(&mut replica, &me, 1, &row, &h, &lost, &mut out).expect("resealed")
+            reseal(&mut replica, &me, 1, &row, &h, &lost, false, &mut out).expect("resealed")
         else {
             panic!("a new seal");
         };
@@ -937,5 +1051,49 @@ mod tests {
         assert_eq!(held.keys_of(4).len(), 2);
         assert_eq!(held.keys_of(4)[1], &CaseKey::from_bytes([10; 32]));
         assert!(!held.keys.contains_key(&3));
+    }
+
+    #[test]
+    fn no_epoch_is_opened_past_the_last_one() {
+        assert_eq!(next_epoch(7), Some(8));
+        assert_eq!(next_epoch(u32::MAX), None);
+        let (_dir, mut replica, mut file) = setup();
+        let me = staff(1);
+        file.keys.insert(u32::MAX, CaseKey::from_bytes([5; 32]));
+        write_opening(
+            &mut replica,
+            &me,
+            1,
+            &file,
+            u32::MAX,
+            CaseControl::default(),
+            &content("last"),
+        )
+        .expect("written");
+        let row = replica.outbox()[0].clone();
+        let mut out = Flushed::default();
+        for answer in [
+            "another key holds this epoch: open the next epoch",
+            "the case key was rotated: seal again under the newest key",
+        ] {
+            let e = ClientError::Refused(WireError::new(
+                ErrorCode::FailedPrecondition,
+                answer.to_owned(),
+            ));
+            // Never wrapped to epoch 0 nor a panic: refused here.
+            let r = reseal(
+                &mut replica,
+                &me,
+                1,
+                &row,
+                &header(&row),
+                &e,
+                true,
+                &mut out,
+            )
+            .expect("answered");
+            assert!(matches!(r, Resealed::Exhausted), "{answer}: {r:?}");
+        }
+        assert!(out.opened.is_empty());
     }
 }

@@ -11,6 +11,9 @@
 //!                                still sealed under their case keys, with
 //!                                their author's key), its keys per epoch, the
 //!                                defender's request
+//! <home>/cases/pending_keys.sealed  keys received for cases no sync listed
+//!                                yet (bounded per sender): they join a case
+//!                                when a sync lists it
 //! ```
 //!
 //! `case list` opens the index only; a case's file is opened and folded
@@ -35,6 +38,35 @@ use crate::rosters::RosterBook;
 use crate::state::StateDir;
 
 const INDEX_FILE: &str = "index.sealed";
+/// Keys received for cases this device does not know yet.
+const PENDING_FILE: &str = "pending_keys.sealed";
+
+/// The most keys of cases this device does not know yet kept from one
+/// sender; beyond, further ones are ignored (with a warning). A new staff
+/// device is sent every key of every case requested or open before its
+/// first sync: this leaves room for thousands of cases.
+pub const MAX_PENDING_KEYS_PER_SENDER: usize = 20_000;
+
+/// Keys of cases this device does not know yet (no update of them synced):
+/// kept in one sealed file, not as cases, until the server lists the case
+/// at a sync (docs/protocol.md, section 9.2, "Receiving keys").
+#[derive(Clone, PartialEq, Message)]
+struct PendingRow {
+    #[prost(message, repeated, tag = "1")]
+    keys: Vec<PendingKey>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct PendingKey {
+    #[prost(bytes = "vec", tag = "1")]
+    case_id: Vec<u8>,
+    #[prost(uint32, tag = "2")]
+    epoch: u32,
+    #[prost(bytes = "vec", tag = "3")]
+    key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    sender: Vec<u8>,
+}
 /// The replica's directory inside the state directory.
 pub const DIR: &str = "cases";
 
@@ -356,6 +388,10 @@ struct KeyRow {
     key: Vec<u8>,
     #[prost(bytes = "vec", tag = "3")]
     commitment: Vec<u8>,
+    /// The staff device that sent it, for a key of an epoch no event of
+    /// which is held yet (empty: drawn here, or kept before senders were).
+    #[prost(bytes = "vec", tag = "4")]
+    sender: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -401,14 +437,18 @@ pub struct CaseFile {
     /// Own events accepted by the server whose time is an estimate.
     unsettled: std::collections::BTreeSet<([u8; 16], [u8; 16])>,
     /// Other keys received for an epoch of which no event is held yet,
-    /// oldest first (`keys` holds the first): the first event of the
-    /// epoch says which is the case's (docs/protocol.md, section 9.2).
-    candidates: BTreeMap<u32, Vec<CaseKey>>,
+    /// oldest first (`keys` holds the first), each with its sender: the
+    /// first event of the epoch says which is the case's
+    /// (docs/protocol.md, section 9.2). At most one per sender.
+    candidates: BTreeMap<u32, Vec<(Option<DeviceId>, CaseKey)>>,
+    /// Who sent the key `keys` holds for an epoch of which no event is
+    /// held yet (`None`: drawn here, or not known).
+    senders: BTreeMap<u32, Option<DeviceId>>,
 }
 
-/// The most keys kept for one epoch before an event of it says which is
-/// the case's; beyond, the oldest is dropped.
-pub const MAX_KEYS_PER_EPOCH: usize = 4;
+fn sender_of(bytes: &[u8]) -> Option<DeviceId> {
+    <[u8; 16]>::try_from(bytes).ok().map(DeviceId::from_bytes)
+}
 
 /// What [`CaseFile::add_checked`] made of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -443,6 +483,7 @@ impl CaseFile {
             held: BTreeMap::new(),
             unsettled: Default::default(),
             candidates: BTreeMap::new(),
+            senders: BTreeMap::new(),
         }
     }
 
@@ -462,18 +503,23 @@ impl CaseFile {
             });
         }
         let mut keys = BTreeMap::new();
-        let mut candidates: BTreeMap<u32, Vec<CaseKey>> = BTreeMap::new();
+        let mut candidates: BTreeMap<u32, Vec<(Option<DeviceId>, CaseKey)>> = BTreeMap::new();
+        let mut senders = BTreeMap::new();
         for k in row.keys {
             let bytes: [u8; 32] = k.key.as_slice().try_into().map_err(|_| damaged("key"))?;
+            let sender = sender_of(&k.sender);
             // The first row of an epoch is its key; later ones (rows of
             // the same epoch) are the candidates still waiting.
             match keys.entry(k.epoch) {
                 std::collections::btree_map::Entry::Occupied(_) => candidates
                     .entry(k.epoch)
                     .or_default()
-                    .push(CaseKey::from_bytes(bytes)),
+                    .push((sender, CaseKey::from_bytes(bytes))),
                 std::collections::btree_map::Entry::Vacant(v) => {
                     v.insert(CaseKey::from_bytes(bytes));
+                    if sender.is_some() {
+                        senders.insert(k.epoch, sender);
+                    }
                 }
             }
         }
@@ -518,6 +564,7 @@ impl CaseFile {
             held,
             unsettled,
             candidates,
+            senders,
         })
     }
 
@@ -537,15 +584,17 @@ impl CaseFile {
             keys: self
                 .keys
                 .iter()
+                .map(|(e, k)| (e, self.senders.get(e).copied().flatten(), k))
                 .chain(
                     self.candidates
                         .iter()
-                        .flat_map(|(e, ks)| ks.iter().map(move |k| (e, k))),
+                        .flat_map(|(e, ks)| ks.iter().map(move |(s, k)| (e, *s, k))),
                 )
-                .map(|(epoch, k)| KeyRow {
+                .map(|(epoch, sender, k)| KeyRow {
                     epoch: *epoch,
                     key: k.as_bytes().to_vec(),
                     commitment: k.commitment(&self.case_id, *epoch).to_vec(),
+                    sender: sender.map(|d| d.as_bytes().to_vec()).unwrap_or_default(),
                 })
                 .collect(),
             request: self.request.as_ref().map(|r| RequestRow {
@@ -627,6 +676,7 @@ impl CaseFile {
             .get(&epoch)
             .into_iter()
             .flatten()
+            .map(|(_, k)| k)
             .chain(self.keys.get(&epoch))
             .find(|k| k.commitment(&self.case_id, epoch) == *commitment)
             .or_else(|| self.keys.get(&epoch))
@@ -638,7 +688,13 @@ impl CaseFile {
         self.keys
             .get(&epoch)
             .into_iter()
-            .chain(self.candidates.get(&epoch).into_iter().flatten())
+            .chain(
+                self.candidates
+                    .get(&epoch)
+                    .into_iter()
+                    .flatten()
+                    .map(|(_, k)| k),
+            )
             .collect()
     }
 
@@ -646,7 +702,14 @@ impl CaseFile {
     /// keys held for the epoch, the one it commits to stays and the others
     /// go. With one key, or none matching, nothing changes.
     fn settle_key(&mut self, epoch: u32, commitment: &[u8; 32]) {
-        if !self.candidates.contains_key(&epoch) {
+        // Only the epoch's first event decides: a later one committing to
+        // another key is ignored by the fold (one key per epoch).
+        if !self.candidates.contains_key(&epoch)
+            || self
+                .events
+                .iter()
+                .any(|e| e.event.header_unverified().is_ok_and(|h| h.epoch == epoch))
+        {
             return;
         }
         let case = self.case_id;
@@ -658,6 +721,7 @@ impl CaseFile {
         {
             self.keys.insert(epoch, k);
             self.candidates.remove(&epoch);
+            self.senders.remove(&epoch);
         }
     }
 
@@ -668,10 +732,11 @@ impl CaseFile {
         let case = self.case_id;
         let matches = |k: &CaseKey| k.commitment(&case, epoch) == *commitment;
         if let Some(c) = self.candidates.get_mut(&epoch) {
-            c.retain(|k| !matches(k));
+            c.retain(|(_, k)| !matches(k));
         }
         if self.keys.get(&epoch).is_some_and(matches) {
             self.keys.remove(&epoch);
+            self.senders.remove(&epoch);
         }
         let next = self.candidates.get_mut(&epoch).and_then(|c| {
             if self.keys.contains_key(&epoch) || c.is_empty() {
@@ -680,8 +745,11 @@ impl CaseFile {
                 Some(c.remove(0))
             }
         });
-        if let Some(k) = next {
+        if let Some((sender, k)) = next {
             self.keys.insert(epoch, k);
+            if sender.is_some() {
+                self.senders.insert(epoch, sender);
+            }
         }
         if self.candidates.get(&epoch).is_some_and(Vec::is_empty) {
             self.candidates.remove(&epoch);
@@ -692,34 +760,80 @@ impl CaseFile {
     /// a key held for it before (received from a device that may open the
     /// epoch first) stays as a candidate.
     pub fn take_own_key(&mut self, epoch: u32, key: CaseKey) {
+        let sender = self.senders.remove(&epoch).flatten();
         if let Some(old) = self.keys.insert(epoch, key)
             && self.keys.get(&epoch) != Some(&old)
         {
-            let c = self.candidates.entry(epoch).or_default();
-            c.insert(0, old);
-            c.truncate(MAX_KEYS_PER_EPOCH - 1);
+            self.candidates
+                .entry(epoch)
+                .or_default()
+                .insert(0, (sender, old));
         }
     }
 
-    /// Keeps `key` as a candidate for `epoch`, after those held (at most
-    /// [`MAX_KEYS_PER_EPOCH`] in all: beyond, the oldest goes). Returns
-    /// whether one was dropped.
-    fn add_candidate(&mut self, epoch: u32, key: CaseKey) -> bool {
-        let key = match self.keys.entry(epoch) {
+    /// Keeps `key`, sent by `sender`, as a key of `epoch` waiting for an
+    /// event of it to say which is the case's: at most one per sender (a
+    /// sender's newer key replaces its older one), so that no sender can
+    /// push out another's. Returns whether it replaced one of the same
+    /// sender's.
+    fn add_candidate(&mut self, epoch: u32, key: CaseKey, sender: DeviceId) -> bool {
+        let sender = Some(sender);
+        match self.keys.entry(epoch) {
             std::collections::btree_map::Entry::Vacant(v) => {
                 v.insert(key);
+                self.senders.insert(epoch, sender);
                 return false;
             }
-            std::collections::btree_map::Entry::Occupied(_) => key,
-        };
-        let c = self.candidates.entry(epoch).or_default();
-        c.push(key);
-        if c.len() < MAX_KEYS_PER_EPOCH {
-            return false;
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                if self.senders.get(&epoch) == Some(&sender) {
+                    o.insert(key);
+                    return true;
+                }
+            }
         }
-        let oldest_left = c.remove(0);
-        self.keys.insert(epoch, oldest_left);
-        true
+        let c = self.candidates.entry(epoch).or_default();
+        let before = c.len();
+        c.retain(|(s, _)| *s != sender);
+        let replaced = c.len() != before;
+        c.push((sender, key));
+        replaced
+    }
+
+    /// Keeps a key received for `epoch` from `sender` if it is the case's
+    /// (docs/protocol.md, section 9.2): the commitment of the case's
+    /// events of that epoch decides; with no such event held yet, it is
+    /// kept (one per sender) and checked when they come.
+    pub fn add_key(&mut self, epoch: u32, key: CaseKey, sender: DeviceId) -> KeyOutcome {
+        let committed = self
+            .events
+            .iter()
+            .filter_map(|e| e.event.header_unverified().ok())
+            .find(|h| h.epoch == epoch)
+            .map(|h| h.key_commitment);
+        let mine = key.commitment(&self.case_id, epoch);
+        if self.keys_of(epoch).contains(&&key) {
+            return KeyOutcome::AlreadyHeld;
+        }
+        match committed {
+            Some(c) if c != mine => KeyOutcome::Mismatch,
+            // The events say this one is the case's: it replaces any other
+            // held.
+            Some(_) => {
+                self.keys.insert(epoch, key);
+                self.candidates.remove(&epoch);
+                self.senders.remove(&epoch);
+                KeyOutcome::Kept
+            }
+            None if !self.keys.contains_key(&epoch) => {
+                self.add_candidate(epoch, key, sender);
+                KeyOutcome::Kept
+            }
+            // No event says which is the case's yet: every candidate waits
+            // for the first one that does, one per sender.
+            None => KeyOutcome::Candidate {
+                replaced: self.add_candidate(epoch, key, sender),
+            },
+        }
     }
 
     /// The newest epoch this device holds a key for, with its key.
@@ -795,6 +909,14 @@ pub fn fold_one(
     e: &StoredEvent,
     opened: Result<(EventHeader, CaseEventContent), CaseEventError>,
 ) {
+    // Signed by its author (a bad signature is a warning of its own):
+    // its epoch must not go back, nor bring a second key for an epoch.
+    if !matches!(opened, Err(CaseEventError::BadSignature))
+        && let Ok(h) = e.event.header_unverified()
+        && !view.admit_epoch(h.event_id, h.epoch, &h.key_commitment)
+    {
+        return;
+    }
     match opened {
         Ok((header, content)) => view.apply(&Opened {
             position: e.position,
@@ -849,14 +971,21 @@ pub enum KeyOutcome {
     /// The case's events of that epoch commit to another key: not kept.
     Mismatch,
     /// Another key is held for that epoch and no event tells which is the
-    /// case's yet: both are kept until one does (`dropped_oldest`: there
-    /// were [`MAX_KEYS_PER_EPOCH`] already, and the oldest went).
+    /// case's yet: both are kept until one does, at most one per sender
+    /// (`replaced`: this sender's earlier key for the epoch went).
     Candidate {
-        /// The oldest key held for the epoch was dropped to make room.
-        dropped_oldest: bool,
+        /// The sender had sent another key for the epoch: this newer one
+        /// replaced it.
+        replaced: bool,
     },
     /// The case was erased: no key of it is kept.
     Erased,
+    /// The case is not known here yet: the key waits, outside the cases,
+    /// until a sync lists the case.
+    Pending,
+    /// The case is not known here yet and its sender has
+    /// [`MAX_PENDING_KEYS_PER_SENDER`] keys waiting so already: ignored.
+    TooMany,
 }
 
 /// The replica: the index in memory, case files read on demand.
@@ -878,6 +1007,9 @@ pub struct Replica {
     /// The id of the organisation's statistics ledger, when the root is
     /// known.
     ledger: Option<CaseId>,
+    /// Keys of cases not known yet (read on first use), and whether they
+    /// changed since read.
+    pending: Option<(PendingRow, bool)>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -910,6 +1042,7 @@ impl Replica {
             rosters,
             home: state.clone(),
             ledger: None,
+            pending: None,
         };
         replica.reindex();
         Ok(replica)
@@ -1275,7 +1408,8 @@ impl Replica {
         for file in files {
             self.summarise(file);
         }
-        Ok(())
+        // The keys taken into those files leave the keys waiting only now.
+        self.save_pending()
     }
 
     fn write_file(&self, file: &CaseFile) -> Result<(), ClientError> {
@@ -1400,6 +1534,12 @@ impl Replica {
         self.index.rotations.retain(|r| r.case_id != id);
         self.index.erasure_requested.retain(|c| *c != id);
         self.index.erasure_requests.retain(|r| r.case_id != id);
+        let (row, dirty) = self.pending_mut()?;
+        if row.keys.iter().any(|p| p.case_id == id) {
+            row.keys.retain(|p| p.case_id != id);
+            *dirty = true;
+        }
+        self.save_pending()?;
         if self.erased.insert(*case) {
             self.index.erased.push(id);
         }
@@ -1410,48 +1550,124 @@ impl Replica {
     /// Keeps a case key received for `epoch` if it is the case's
     /// (docs/protocol.md, section 9.2): the commitment of the case's events
     /// of that epoch decides; with no such event held yet, it is kept and
-    /// checked when they come.
+    /// checked when they come. `sender`: the staff device that sent it;
+    /// of keys waiting for an epoch's first event, one per sender is kept.
     pub fn add_key(
         &mut self,
         case: &CaseId,
         epoch: u32,
         key: CaseKey,
+        sender: DeviceId,
     ) -> Result<KeyOutcome, ClientError> {
         if self.is_erased(case) {
             return Ok(KeyOutcome::Erased);
         }
+        if !self.knows(case) {
+            return self.add_pending(case, epoch, &key, sender);
+        }
         let mut file = self.load(case)?;
-        let committed = file
-            .events
+        let outcome = file.add_key(epoch, key, sender);
+        if matches!(outcome, KeyOutcome::Kept | KeyOutcome::Candidate { .. }) {
+            self.save(&file)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Whether this device knows `case`: a sync listed it, or it was
+    /// written here.
+    pub fn knows(&self, case: &CaseId) -> bool {
+        self.summary_at.contains_key(case)
+    }
+
+    fn pending_mut(&mut self) -> Result<&mut (PendingRow, bool), ClientError> {
+        if self.pending.is_none() {
+            let row = match self.dir.load_sealed(PENDING_FILE, &self.key)? {
+                None => PendingRow::default(),
+                Some(bytes) => {
+                    PendingRow::decode(bytes.as_slice()).map_err(|_| damaged("keys waiting"))?
+                }
+            };
+            self.pending = Some((row, false));
+        }
+        Ok(self.pending.get_or_insert_with(Default::default))
+    }
+
+    /// Keeps a key of a case not known yet, outside the cases: one per
+    /// (case, epoch, sender), at most [`MAX_PENDING_KEYS_PER_SENDER`] per
+    /// sender. Saved by [`Replica::save_pending`].
+    fn add_pending(
+        &mut self,
+        case: &CaseId,
+        epoch: u32,
+        key: &CaseKey,
+        sender: DeviceId,
+    ) -> Result<KeyOutcome, ClientError> {
+        let (row, dirty) = self.pending_mut()?;
+        let (c, k, s) = (case.as_bytes(), key.as_bytes(), sender.as_bytes());
+        if row
+            .keys
             .iter()
-            .filter_map(|e| e.event.header_unverified().ok())
-            .find(|h| h.epoch == epoch)
-            .map(|h| h.key_commitment);
-        let mine = key.commitment(case, epoch);
-        if file.keys_of(epoch).contains(&&key) {
+            .any(|p| p.case_id == c && p.epoch == epoch && p.key == k)
+        {
             return Ok(KeyOutcome::AlreadyHeld);
         }
-        let outcome = match committed {
-            Some(c) if c != mine => return Ok(KeyOutcome::Mismatch),
-            // The events say this one is the case's: it replaces any other
-            // held.
-            Some(_) => {
-                file.keys.insert(epoch, key);
-                file.candidates.remove(&epoch);
-                KeyOutcome::Kept
-            }
-            None if !file.keys.contains_key(&epoch) => {
-                file.keys.insert(epoch, key);
-                KeyOutcome::Kept
-            }
-            // No event says which is the case's yet: every candidate waits
-            // for the first one that does.
-            None => KeyOutcome::Candidate {
-                dropped_oldest: file.add_candidate(epoch, key),
-            },
-        };
-        self.save(&file)?;
-        Ok(outcome)
+        if let Some(p) = row
+            .keys
+            .iter_mut()
+            .find(|p| p.case_id == c && p.epoch == epoch && p.sender == s)
+        {
+            p.key = k.to_vec();
+            *dirty = true;
+            return Ok(KeyOutcome::Pending);
+        }
+        if row.keys.iter().filter(|p| p.sender == s).count() >= MAX_PENDING_KEYS_PER_SENDER {
+            return Ok(KeyOutcome::TooMany);
+        }
+        row.keys.push(PendingKey {
+            case_id: c.to_vec(),
+            epoch,
+            key: k.to_vec(),
+            sender: s.to_vec(),
+        });
+        *dirty = true;
+        Ok(KeyOutcome::Pending)
+    }
+
+    /// Writes the keys of cases not known yet, if they changed.
+    pub fn save_pending(&mut self) -> Result<(), ClientError> {
+        if let Some((row, dirty)) = &mut self.pending
+            && *dirty
+        {
+            self.dir
+                .save_sealed(PENDING_FILE, &self.key, &row.encode_to_vec())?;
+            *dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Adds to `file` the keys waiting for its case (a sync lists it now)
+    /// and takes them out of the keys waiting (saved with the case files,
+    /// after them: [`Replica::save_all`]).
+    pub fn take_pending(&mut self, file: &mut CaseFile) -> Result<(), ClientError> {
+        let case = file.case_id;
+        let (row, dirty) = self.pending_mut()?;
+        if !row.keys.iter().any(|p| p.case_id == case.as_bytes()) {
+            return Ok(());
+        }
+        let (mine, rest): (Vec<PendingKey>, Vec<PendingKey>) = std::mem::take(&mut row.keys)
+            .into_iter()
+            .partition(|p| p.case_id == case.as_bytes());
+        row.keys = rest;
+        *dirty = true;
+        for p in mine {
+            let (Ok(key), Some(sender)) =
+                (<[u8; 32]>::try_from(p.key.as_slice()), sender_of(&p.sender))
+            else {
+                continue;
+            };
+            file.add_key(p.epoch, CaseKey::from_bytes(key), sender);
+        }
+        Ok(())
     }
 
     /// Deletes a case whose opening the server refused (it never existed
@@ -1665,24 +1881,25 @@ mod tests {
         let case = CaseId::from_bytes([1; 16]);
         let me = staff(1);
         let (right, wrong) = (CaseKey::from_bytes([2; 32]), CaseKey::from_bytes([3; 32]));
+        let (opener, hostile) = (DeviceId::from_bytes([8; 16]), DeviceId::from_bytes([9; 16]));
+        // A case a sync listed.
+        r.save(&CaseFile::new(case)).expect("known");
         // No event yet: a bogus key first, then the real one; both are kept
         // (also across a reopen).
         assert_eq!(
-            r.add_key(&case, 1, wrong.clone()).expect("add"),
+            r.add_key(&case, 1, wrong.clone(), hostile).expect("add"),
             KeyOutcome::Kept
         );
         assert_eq!(
-            r.add_key(&case, 1, wrong.clone()).expect("add"),
+            r.add_key(&case, 1, wrong.clone(), hostile).expect("add"),
             KeyOutcome::AlreadyHeld
         );
         assert_eq!(
-            r.add_key(&case, 1, right.clone()).expect("add"),
-            KeyOutcome::Candidate {
-                dropped_oldest: false
-            }
+            r.add_key(&case, 1, right.clone(), opener).expect("add"),
+            KeyOutcome::Candidate { replaced: false }
         );
         assert_eq!(
-            r.add_key(&case, 1, right.clone()).expect("add"),
+            r.add_key(&case, 1, right.clone(), opener).expect("add"),
             KeyOutcome::AlreadyHeld
         );
         let mut r = Replica::open(&state, &[4u8; 32]).expect("reopen");
@@ -1701,58 +1918,133 @@ mod tests {
         assert_eq!(v.state, Some(CaseState::Open));
         assert_eq!(r.load(&case).expect("load").keys_of(1), [&right]);
         assert_eq!(
-            r.add_key(&case, 1, CaseKey::from_bytes([6; 32]))
+            r.add_key(&case, 1, CaseKey::from_bytes([6; 32]), hostile)
                 .expect("add"),
             KeyOutcome::Mismatch
         );
         assert_eq!(
-            r.add_key(&case, 1, right.clone()).expect("add"),
+            r.add_key(&case, 1, right.clone(), opener).expect("add"),
             KeyOutcome::AlreadyHeld
         );
         assert_eq!(r.view(&case).expect("view").state, Some(CaseState::Open));
         // An erased case takes no key back.
         r.erase(&case).expect("erase");
-        assert_eq!(r.add_key(&case, 1, wrong).expect("add"), KeyOutcome::Erased);
+        assert_eq!(
+            r.add_key(&case, 1, wrong, hostile).expect("add"),
+            KeyOutcome::Erased
+        );
         assert!(!dir.path().join(DIR).join(file_name(&case)).exists());
     }
 
     #[test]
-    fn at_most_four_keys_wait_for_an_epoch_and_the_oldest_goes_first() {
+    fn one_sender_cannot_push_out_another_senders_key_for_an_epoch() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = StateDir::new(dir.path());
         let mut r = Replica::open(&state, &[4u8; 32]).expect("open");
         let case = CaseId::from_bytes([1; 16]);
         let me = staff(1);
         let key = |n: u8| CaseKey::from_bytes([n; 32]);
-        for n in 10..14 {
-            assert!(matches!(
-                r.add_key(&case, 2, key(n)).expect("add"),
-                KeyOutcome::Kept
-                    | KeyOutcome::Candidate {
-                        dropped_oldest: false
-                    }
-            ));
-        }
+        let (opener, hostile) = (DeviceId::from_bytes([8; 16]), DeviceId::from_bytes([9; 16]));
+        // A case a sync listed.
+        r.save(&CaseFile::new(case)).expect("known");
+        // The real key comes first; then a hostile staff device sends
+        // twelve others, before any event of the epoch is held.
         assert_eq!(
-            r.add_key(&case, 2, key(14)).expect("add"),
-            KeyOutcome::Candidate {
-                dropped_oldest: true
-            }
+            r.add_key(&case, 2, key(10), opener).expect("add"),
+            KeyOutcome::Kept
         );
+        assert_eq!(
+            r.add_key(&case, 2, key(11), hostile).expect("add"),
+            KeyOutcome::Candidate { replaced: false }
+        );
+        for n in 12..23 {
+            assert_eq!(
+                r.add_key(&case, 2, key(n), hostile).expect("add"),
+                KeyOutcome::Candidate { replaced: true }
+            );
+        }
+        // One key per sender: the real one stays (also across a reopen),
+        // and the hostile sender's newest.
+        let r = Replica::open(&state, &[4u8; 32]).expect("reopen");
         let file = r.load(&case).expect("load");
-        assert_eq!(file.keys_of(2), [&key(11), &key(12), &key(13), &key(14)]);
-        // The newest of them reads the epoch's event.
+        assert_eq!(file.keys_of(2), [&key(10), &key(22)]);
+        // The epoch's event, under the real key, reads.
         let mut file = file;
         file.keys.insert(1, key(1));
         file.add(StoredEvent {
             position: 2,
             at: 1,
-            event: event(&me, &key(14), case, [5; 16], 2, None, |c| {
+            event: event(&me, &key(10), case, [5; 16], 2, None, |c| {
                 c.note = "under the real key".into()
             }),
             author_key: me.public_key(),
         });
-        assert_eq!(file.keys_of(2), [&key(14)]);
-        assert!(file.view(&[]).warnings.is_empty());
+        assert_eq!(file.keys_of(2), [&key(10)]);
+        let v = file.view(&[]);
+        assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+        assert_eq!(v.unreadable, 0);
+        // The same sender sending its key again for an epoch it sent one
+        // for replaces its own, never another's: the real key, sent
+        // first by the opener, then a hostile key in the first place.
+        let mut r = Replica::open(&state, &[4u8; 32]).expect("reopen");
+        let other = CaseId::from_bytes([2; 16]);
+        r.save(&CaseFile::new(other)).expect("known");
+        r.add_key(&other, 1, key(30), hostile).expect("add");
+        r.add_key(&other, 1, key(31), opener).expect("add");
+        r.add_key(&other, 1, key(32), hostile).expect("add");
+        assert_eq!(
+            r.load(&other).expect("load").keys_of(1),
+            [&key(32), &key(31)]
+        );
+    }
+
+    #[test]
+    fn an_event_under_an_older_epoch_or_a_second_key_of_an_epoch_is_ignored_with_a_warning() {
+        let case = CaseId::from_bytes([1; 16]);
+        let (me, dropped) = (staff(1), staff(2));
+        let key = |n: u8| CaseKey::from_bytes([n; 32]);
+        let mut file = CaseFile::new(case);
+        for (e, k) in [(1, key(1)), (2, key(2))] {
+            file.keys.insert(e, k);
+        }
+        let mut position = 0;
+        let mut add =
+            |file: &mut CaseFile, author: &hotline_proto::IdentityKeyPair, k, epoch, note: &str| {
+                position += 1;
+                let note = note.to_owned();
+                file.add(StoredEvent {
+                    position,
+                    at: position,
+                    event: event(
+                        author,
+                        &k,
+                        case,
+                        [position as u8; 16],
+                        epoch,
+                        (position == 1).then_some(CaseState::Open),
+                        |c| c.note = note,
+                    ),
+                    author_key: author.public_key(),
+                });
+            };
+        add(&mut file, &me, key(1), 1, "one");
+        add(&mut file, &me, key(2), 2, "two");
+        // Injected (a dropped device and a server that broke the rules):
+        // under epoch 1 after epoch 2 opened, and under a second key of
+        // epoch 2 (one this device holds as a candidate, so it would open).
+        add(&mut file, &dropped, key(1), 1, "back-dated");
+        file.candidates.insert(2, vec![(None, key(9))]);
+        add(&mut file, &dropped, key(9), 2, "second key");
+        add(&mut file, &me, key(2), 2, "three");
+        let v = file.view(&[]);
+        let notes: Vec<&str> = v.timeline.iter().map(|t| t.what.as_str()).collect();
+        assert!(notes.iter().any(|n| n.contains("three")), "{notes:?}");
+        assert!(!notes.iter().any(|n| n.contains("back-dated")), "{notes:?}");
+        assert!(!notes.iter().any(|n| n.contains("second key")), "{notes:?}");
+        let warnings: Vec<&str> = v.warnings.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("older than epoch 2"), "{warnings:?}");
+        assert!(warnings[1].contains("an epoch has one key"), "{warnings:?}");
+        assert_eq!(v.unreadable, 0);
     }
 }

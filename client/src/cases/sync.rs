@@ -48,8 +48,80 @@ pub struct SyncReport {
     /// Cases whose erasure was asked for (waiting for a second staff
     /// member).
     pub erasure_requested: Vec<CaseId>,
-    /// Updates skipped, in words (never their content).
+    /// Updates skipped, in words (never their content): at most
+    /// [`MAX_WARNINGS`], then one line counting the others.
     pub warnings: Vec<String>,
+    /// Warnings left off beyond [`MAX_WARNINGS`].
+    pub left_off: usize,
+    /// Requests waiting (a case in state requested, no event), by
+    /// defender device: counted once per sync when a request comes.
+    waiting_requests: Option<BTreeMap<DeviceId, usize>>,
+}
+
+/// The most requests waiting for the team one defender device may have
+/// (the server's own limit, docs/protocol.md 9.3): an unsigned
+/// `requested` update beyond it is ignored, with a warning.
+pub const MAX_REQUESTS_PER_DEFENDER: usize = 5;
+
+/// The most requests waiting for the team this device keeps, of all
+/// defenders: `requested` updates are not signed, and a server could
+/// otherwise make cases without end.
+pub const MAX_REQUESTS_WAITING: usize = 1_000;
+
+/// Requests waiting on `replica` (cases whose summary says requested) and
+/// in `files` (loaded by this sync), by defender device.
+fn waiting_requests(
+    replica: &Replica,
+    files: &BTreeMap<CaseId, CaseFile>,
+) -> Result<BTreeMap<DeviceId, usize>, ClientError> {
+    let mut ids: BTreeSet<CaseId> = replica
+        .summaries()
+        .iter()
+        .filter(|s| s.state() == Some(CaseState::Requested))
+        .filter_map(|s| s.id())
+        .collect();
+    ids.extend(
+        files
+            .iter()
+            .filter(|(_, f)| f.request.is_some() && f.events.is_empty())
+            .map(|(c, _)| *c),
+    );
+    let mut counts: BTreeMap<DeviceId, usize> = BTreeMap::new();
+    for c in ids {
+        let request = match files.get(&c) {
+            Some(f) => f.events.is_empty().then(|| f.request.clone()).flatten(),
+            None => replica.load(&c)?.request,
+        };
+        if let Some(r) = request {
+            *counts.entry(r.defender).or_default() += 1;
+        }
+    }
+    Ok(counts)
+}
+
+/// The most warnings one sync reports one by one; the others are counted
+/// ("… and N more"): a server sending many bad updates cannot flood the
+/// person's screen or this device's memory.
+pub const MAX_WARNINGS: usize = 20;
+
+impl SyncReport {
+    /// Adds a warning, or counts it once [`MAX_WARNINGS`] are held.
+    pub fn warn(&mut self, warning: String) {
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(warning);
+            return;
+        }
+        self.left_off += 1;
+        let line = format!(
+            "… and {} more warning(s) of this sync like those above",
+            self.left_off
+        );
+        if self.left_off == 1 {
+            self.warnings.push(line);
+        } else if let Some(last) = self.warnings.last_mut() {
+            *last = line;
+        }
+    }
 }
 
 fn protocol(e: impl std::fmt::Display) -> ClientError {
@@ -463,7 +535,7 @@ fn apply_held(
                     )),
                 };
                 if let Some(why) = refusal {
-                    report.warnings.push(format!(
+                    report.warn(format!(
                         "the server says case {} was erased, but here it is {why}: kept",
                         short(&u.case_id)
                     ));
@@ -507,7 +579,7 @@ fn apply_held(
                 if signed {
                     report.erasure_requested.push(u.case_id);
                 } else {
-                    report.warnings.push(format!(
+                    report.warn(format!(
                         "the server says the erasure of case {} was asked for, but the request is not signed by a staff device on the roster: ignored",
                         short(&u.case_id)
                     ));
@@ -516,9 +588,17 @@ fn apply_held(
             }
             CaseUpdateKind::Requested { .. } | CaseUpdateKind::Event { .. } => {}
         }
+        if matches!(u.kind, CaseUpdateKind::Requested { .. }) && report.waiting_requests.is_none() {
+            report.waiting_requests = Some(waiting_requests(replica, files)?);
+        }
         let file = match files.entry(u.case_id) {
             std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::btree_map::Entry::Vacant(v) => v.insert(replica.load(&u.case_id)?),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                // Keys received before the case was known join it now.
+                let mut file = replica.load(&u.case_id)?;
+                replica.take_pending(&mut file)?;
+                v.insert(file)
+            }
         };
         match &u.kind {
             CaseUpdateKind::Requested {
@@ -551,6 +631,32 @@ fn apply_held(
                     // turn a case under way into a request.
                     Some(_) => {}
                     None if file.events.is_empty() && replica.waiting(&u.case_id).is_empty() => {
+                        let counts = report.waiting_requests.get_or_insert_default();
+                        let all: usize = counts.values().sum();
+                        let mine = counts.entry(*defender).or_default();
+                        if *mine >= MAX_REQUESTS_PER_DEFENDER || all >= MAX_REQUESTS_WAITING {
+                            let why = if *mine >= MAX_REQUESTS_PER_DEFENDER {
+                                format!(
+                                    "one defender device already has {MAX_REQUESTS_PER_DEFENDER} requests waiting here (the most the server allows)"
+                                )
+                            } else {
+                                format!("{MAX_REQUESTS_WAITING} requests already wait here")
+                            };
+                            report.warn(format!(
+                                "the server sent a defender's request for case {}, but {why}: ignored (the defender's words stay in the messages)",
+                                short(&u.case_id)
+                            ));
+                            // Nothing of it is kept: no case file, no
+                            // summary.
+                            if file.events.is_empty()
+                                && file.request.is_none()
+                                && file.keys.is_empty()
+                            {
+                                files.remove(&u.case_id);
+                            }
+                            continue;
+                        }
+                        *mine += 1;
                         report.requested.push(u.case_id);
                         replica.unfold(&u.case_id);
                         file.request = Some(RequestInfo {
@@ -562,7 +668,7 @@ fn apply_held(
                     }
                     None => {}
                 }
-                report.warnings.push(format!(
+                report.warn(format!(
                     "the server sent a defender's request for case {}, which this device already holds as a request or a case under way: ignored",
                     short(&u.case_id)
                 ));
@@ -572,15 +678,11 @@ fn apply_held(
                 // decryption, when the key is held), then the roster.
                 let header = match event.header_unverified() {
                     Err(_) => {
-                        report
-                            .warnings
-                            .push("an event that cannot be read was ignored".into());
+                        report.warn("an event that cannot be read was ignored".into());
                         continue;
                     }
                     Ok(h) if h.case_id != u.case_id => {
-                        report
-                            .warnings
-                            .push("an event filed under another case was ignored".into());
+                        report.warn("an event filed under another case was ignored".into());
                         continue;
                     }
                     // No server stores one (section 9.3, rule 2): bytes a
@@ -603,9 +705,7 @@ fn apply_held(
                     _ => true,
                 };
                 if !signed {
-                    report
-                        .warnings
-                        .push("an event whose signature does not verify was ignored".into());
+                    report.warn("an event whose signature does not verify was ignored".into());
                     continue;
                 }
                 if !replica.rosters().lists_staff(
@@ -614,7 +714,7 @@ fn apply_held(
                     author_key,
                     u.at,
                 ) {
-                    report.warnings.push(
+                    report.warn(
                         "an event signed by a device not on the staff roster was ignored".into(),
                     );
                     continue;
@@ -663,7 +763,7 @@ fn apply_held(
                         report.changed.insert(u.case_id);
                     }
                     Held::Replay | Held::Unreadable => {}
-                    Held::Rewritten => report.warnings.push(format!(
+                    Held::Rewritten => report.warn(format!(
                         "the server sent an event of case {} again with another position or time: the first is kept",
                         short(&u.case_id)
                     )),
@@ -1849,5 +1949,152 @@ mod tests {
             ["an event whose body is not the canonical encoding of its fields was ignored"]
         );
         assert_eq!(replica.load(&case).expect("load").events.len(), 1);
+    }
+
+    #[test]
+    fn unsigned_requests_beyond_the_servers_limit_make_no_case_and_warnings_are_capped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let mut replica = Replica::open(&state, &[1; 32]).expect("open");
+        let defender = hotline_proto::DeviceId::from_bytes([5; 16]);
+        let mut report = SyncReport::default();
+        // A server sends 40 requests of one defender device: 5 are taken
+        // (the server's own limit), the others make nothing.
+        let updates: Vec<CaseUpdate> = (1..=40u8)
+            .map(|n| {
+                update(
+                    u64::from(n),
+                    CaseId::from_bytes([n; 16]),
+                    CaseUpdateKind::Requested {
+                        defender,
+                        envelope_digest: [n; 32],
+                    },
+                )
+            })
+            .collect();
+        apply(
+            &mut replica,
+            &updates,
+            &roster(&[]),
+            &|_, _| None,
+            &mut report,
+        )
+        .expect("applied");
+        assert_eq!(report.requested.len(), MAX_REQUESTS_PER_DEFENDER);
+        assert_eq!(replica.summaries().len(), MAX_REQUESTS_PER_DEFENDER);
+        let files = std::fs::read_dir(dir.path().join(super::super::replica::DIR))
+            .expect("dir")
+            .filter(|e| e.as_ref().expect("entry").file_name() != "index.sealed")
+            .count();
+        assert_eq!(files, MAX_REQUESTS_PER_DEFENDER, "one file per case taken");
+        // 35 warnings: 20 said one by one, the rest counted on one line.
+        assert_eq!(
+            report.warnings.len(),
+            MAX_WARNINGS + 1,
+            "{:?}",
+            report.warnings
+        );
+        assert!(report.warnings[0].contains("5 requests waiting"));
+        assert_eq!(
+            report.warnings[MAX_WARNINGS],
+            "… and 15 more warning(s) of this sync like those above"
+        );
+        assert_eq!(report.left_off, 15);
+        // A later sync counts what is held: still no room for that device,
+        // room for another.
+        let mut report = SyncReport::default();
+        let other = hotline_proto::DeviceId::from_bytes([6; 16]);
+        apply(
+            &mut replica,
+            &[
+                update(
+                    41,
+                    CaseId::from_bytes([41; 16]),
+                    CaseUpdateKind::Requested {
+                        defender,
+                        envelope_digest: [41; 32],
+                    },
+                ),
+                update(
+                    42,
+                    CaseId::from_bytes([42; 16]),
+                    CaseUpdateKind::Requested {
+                        defender: other,
+                        envelope_digest: [42; 32],
+                    },
+                ),
+            ],
+            &roster(&[]),
+            &|_, _| None,
+            &mut report,
+        )
+        .expect("applied");
+        assert_eq!(report.requested, [CaseId::from_bytes([42; 16])]);
+        assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    }
+
+    #[test]
+    fn keys_of_cases_not_known_make_no_case_until_a_sync_lists_the_case() {
+        use hotline_proto::case::seal::CaseKey;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let me = staff(1);
+        let sender = me.device_id();
+        let key = CaseKey::from_bytes([3; 32]);
+        let real = CaseId::from_bytes([200; 16]);
+        // 500 keys of random case ids (one CASE_KEYS envelope), and the
+        // key of a case this device will sync.
+        let mut received: Vec<(CaseId, u32, CaseKey)> = (0..500u16)
+            .map(|n| {
+                let mut id = [0u8; 16];
+                id[..2].copy_from_slice(&n.to_be_bytes());
+                (CaseId::from_bytes(id), 1, CaseKey::from_bytes([7; 32]))
+            })
+            .collect();
+        received.push((real, 1, key.clone()));
+        let warnings = crate::cases::keys::keep_received(
+            &state,
+            &[1; 32],
+            true,
+            vec![crate::cases::keys::KeysReceived {
+                sender,
+                from_staff: true,
+                keys: received,
+                recipients: Vec::new(),
+            }],
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let mut replica = Replica::open(&state, &[1; 32]).expect("open");
+        // No case, no case file: one file of keys waiting.
+        assert!(replica.summaries().is_empty());
+        let names: Vec<String> = std::fs::read_dir(dir.path().join(super::super::replica::DIR))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["pending_keys.sealed"]);
+        // The server lists the case: its key joins it, and it reads.
+        let opening = event(&me, &key, real, [1; 16], 1, Some(CaseState::Open), |c| {
+            c.changes = vec![set_text(case_field::SUMMARY, "a family", &[])]
+        });
+        let mut report = SyncReport::default();
+        apply(
+            &mut replica,
+            &[ev_update(1, 1, &opening, &me)],
+            &roster(&[&me]),
+            &|_, _| None,
+            &mut report,
+        )
+        .expect("applied");
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        assert_eq!(replica.summaries().len(), 1);
+        let view = replica.view(&real).expect("view");
+        assert_eq!(view.unreadable, 0);
+        assert_eq!(view.case_text(case_field::SUMMARY), "a family");
+        // Across a reopen too (the sync saves the index with its cursor);
+        // the other keys still wait, as no case.
+        replica.set_cursor(1, 0).expect("cursor");
+        let replica = Replica::open(&state, &[1; 32]).expect("reopen");
+        assert_eq!(replica.summaries().len(), 1);
+        assert_eq!(replica.view(&real).expect("view").unreadable, 0);
     }
 }

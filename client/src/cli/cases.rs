@@ -52,6 +52,11 @@ pub(super) struct Ctx {
     /// whether it was a decline), said once the sync has brought the
     /// answer that won.
     lost: Vec<(CaseId, bool)>,
+    /// This command fetched the inbox (where case keys come) and synced
+    /// the cases: a key of the newest epoch not held by now is not on its
+    /// way, and this device opens the next epoch itself to write
+    /// (docs/protocol.md, section 9.2, "A key that never came").
+    keys_fetched_and_synced: bool,
 }
 
 /// What a person whose answer to a request (a decline, or a taking on)
@@ -112,6 +117,7 @@ impl Ctx {
             told_not_on_roster: false,
             synced: Default::default(),
             lost: Vec::new(),
+            keys_fetched_and_synced: false,
         };
         match ctx.device.connect().await {
             Ok(session) => {
@@ -133,9 +139,13 @@ impl Ctx {
                 };
                 // The inbox first: the words of defenders' requests and
                 // their replies are envelopes to this device.
-                if let Err(e) = super::messages::fetch_new(&mut ctx.device, session).await {
-                    eprintln!("WARNING: new messages could not be fetched: {e}");
-                }
+                let fetched = match super::messages::fetch_new(&mut ctx.device, session).await {
+                    Ok(_) => true,
+                    Err(e) => {
+                        eprintln!("WARNING: new messages could not be fetched: {e}");
+                        false
+                    }
+                };
                 // Case keys received were kept through the inbox's own
                 // handle on the replica: read it again, or the sync would
                 // save this handle's older summaries over the refolded ones.
@@ -145,10 +155,11 @@ impl Ctx {
                 if let Err(e) = ctx.flush(None).await {
                     eprintln!("WARNING: the case changes waiting here were not sent: {e}");
                 }
-                if let Err(e) = ctx.sync().await {
-                    eprintln!(
+                match ctx.sync().await {
+                    Ok(()) => ctx.keys_fetched_and_synced = fetched && ctx.roster.is_some(),
+                    Err(e) => eprintln!(
                         "WARNING: cases were not synced ({e}): showing what this device holds"
-                    );
+                    ),
                 }
                 ctx.tell_lost();
                 // What waits in the device's outbox (a share's envelopes
@@ -382,7 +393,19 @@ impl Ctx {
                 }
                 continue;
             }
-            if h.epoch > 1 && !content.rotated_out.is_empty() {
+            // An event that opened its epoch (the first of it the case
+            // holds) under a key this device drew: a rotation, or an
+            // epoch opened because the newest key never came here.
+            let first_of_epoch = file
+                .events
+                .iter()
+                .find(|x| {
+                    x.event
+                        .header_unverified()
+                        .is_ok_and(|xh| xh.epoch == h.epoch)
+                })
+                .is_some_and(|x| std::ptr::eq(x, e));
+            if h.epoch > 1 && (!content.rotated_out.is_empty() || first_of_epoch) {
                 if let Some(key) = file.keys.get(&h.epoch)
                     && sent.insert((*case, h.epoch))
                 {
@@ -431,12 +454,17 @@ impl Ctx {
             // Another staff device (or this one) rotated it already.
             return Ok(self.replica.rotated(&file.case_id)?);
         }
-        if file.events.is_empty() || !file.keys.contains_key(&newest) {
-            // Nothing to rotate yet, or the newest key is not held here:
-            // the write waits for it as any other does.
+        if file.events.is_empty()
+            || (!file.keys.contains_key(&newest) && !self.keys_fetched_and_synced)
+        {
+            // Nothing to rotate yet, or the newest key is not held here
+            // and may still come: the write waits for it as any other
+            // does. Synced, this device rotates without it.
             return Ok(());
         }
-        let epoch = newest + 1;
+        let Some(epoch) = outbox::next_epoch(newest) else {
+            bail!("NOT SAVED: {}", outbox::EPOCHS_EXHAUSTED);
+        };
         // A key received for that epoch (another device's rotation in
         // flight) stays a candidate.
         file.take_own_key(epoch, CaseKey::generate(&mut SystemRandomness));
@@ -458,6 +486,25 @@ impl Ctx {
             rot.removed.len()
         );
         Ok(())
+    }
+
+    /// The epoch this device must open to write to `file`'s case, if any:
+    /// it does not hold the key of the epoch it writes under, it holds a
+    /// key of the case (it reads the case: a device that holds none waits
+    /// for them), and this command fetched its inbox and synced the cases
+    /// (the key is not on its way). `None`: it writes as usual.
+    fn epoch_to_open(&self, file: &CaseFile) -> anyhow::Result<Option<u32>> {
+        let waiting = self.replica.outbox();
+        if !self.keys_fetched_and_synced
+            || file.keys.is_empty()
+            || file.write_key(waiting).is_some()
+        {
+            return Ok(None);
+        }
+        match outbox::next_epoch(file.write_epoch(waiting)) {
+            Some(epoch) => Ok(Some(epoch)),
+            None => bail!("NOT SAVED: {}", outbox::EPOCHS_EXHAUSTED),
+        }
     }
 
     /// The authors of `file`'s events of `epoch` that the roster this
@@ -616,6 +663,7 @@ impl Ctx {
             self.device.identity(),
             version,
             &unlisted,
+            self.keys_fetched_and_synced,
         )
         .await?;
         // The notices of declines that lost go before anything else is
@@ -642,7 +690,15 @@ impl Ctx {
             .filter(|(c, _, e)| accepted.contains(&(*c, *e)))
             .map(|(c, epoch, _)| (*c, *epoch))
             .collect();
-        for (case, epoch, _) in &out.opened {
+        for (case, epoch, id) in &out.opened {
+            if out.never_came.contains(&(*case, *epoch, *id)) {
+                println!(
+                    "case {}: the key of epoch {} never reached this device: it opened a new case key (epoch {epoch}) for its waiting change, which goes to the staff devices on the roster",
+                    short(case.as_bytes()),
+                    epoch - 1
+                );
+                continue;
+            }
             println!(
                 "case {}: another staff device's key holds the epoch this device's change was sealed under: it opened a new case key (epoch {epoch}) and sent the change again under it",
                 short(case.as_bytes())
@@ -839,14 +895,38 @@ impl Ctx {
             && file.request.is_none()
             && control.state == Some(CaseState::Open);
         let reopening = !opening && control.state == Some(CaseState::Open);
-        let (id, view) = outbox::write(
-            &mut self.replica,
-            self.device.identity(),
-            version,
-            file,
-            control,
-            &content,
-        )?;
+        let (id, view) = match self.epoch_to_open(file)? {
+            Some(epoch) => {
+                // The newest epoch's key never came (its opener kept it
+                // to itself, or lost it): this change opens the next epoch
+                // under a fresh key, sent to the roster's staff devices
+                // once the server has it (docs/protocol.md, 9.2).
+                let mut file = file.clone();
+                file.take_own_key(epoch, CaseKey::generate(&mut SystemRandomness));
+                println!(
+                    "case {}: this device never received the newest case key (epoch {}): this change opens a new one (epoch {epoch}), which goes to the staff devices on the roster",
+                    short(file.case_id.as_bytes()),
+                    epoch - 1
+                );
+                outbox::write_opening(
+                    &mut self.replica,
+                    self.device.identity(),
+                    version,
+                    &file,
+                    epoch,
+                    control,
+                    &content,
+                )?
+            }
+            None => outbox::write(
+                &mut self.replica,
+                self.device.identity(),
+                version,
+                file,
+                control,
+                &content,
+            )?,
+        };
         // The keys this write queued (a case opened or reopened) go out
         // before its event, so that readers can open it when they see it.
         self.send_messages().await;
