@@ -239,9 +239,13 @@ fn lines(entries: &[Entry], checkins_set: Option<u64>) -> Vec<String> {
         }
     }
     match (offer, checkins_set) {
-        (Some((_, offered)), Some(set)) if set >= offered => out.push(format!(
-            "check-ins were set on this device on {}, after the team's newest offer",
-            date_time(set)
+        // Set up, changed or stopped: the file keeps only when (never
+        // whether they run, which the phone does not show).
+        (Some((o, offered)), Some(set)) if set >= offered => out.push(format!(
+            "check-ins were last set up or changed on this device on {}, after the team's newest offer (to set them as offered again: hotline checkin-setup --every {} --grace {})",
+            date_time(set),
+            duration(o.interval_secs),
+            duration(o.grace_secs)
         )),
         (Some((o, _)), _) => out.push(format!(
             "to accept the check-ins offered: hotline checkin-setup --every {} --grace {}",
@@ -455,7 +459,7 @@ mod tests {
         );
         assert!(!l.concat().contains("to accept"), "{l:?}");
         assert!(
-            l.contains(&"check-ins were set on this device on 2026-11-29 00:02 UTC, after the team's newest offer".to_owned()),
+            l.contains(&"check-ins were last set up or changed on this device on 2026-11-29 00:02 UTC, after the team's newest offer (to set them as offered again: hotline checkin-setup --every 2h --grace 30m)".to_owned()),
             "{l:?}"
         );
         let l = lines(&[req, share.clone(), reply], Some(share.timestamp - 1));
