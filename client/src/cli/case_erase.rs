@@ -57,7 +57,12 @@ async fn ledger(ctx: &mut Ctx) -> anyhow::Result<CaseFile> {
     // not the newest key held, which may be an older epoch's after a
     // rotation, or a key received for an epoch no event commits to.
     let opened = !file.events.is_empty() || !ctx.replica.waiting(&id).is_empty();
-    if opened && file.write_key(ctx.replica.outbox()).is_some() {
+    // A device holding an older epoch's key but not the newest one's
+    // writes all the same: the write opens the next epoch itself when
+    // that key never came (docs/protocol.md 9.2, "A key that never
+    // came"), so a staff device keeping a ledger key to itself blocks no
+    // erasure.
+    if opened && (file.write_key(ctx.replica.outbox()).is_some() || !file.keys.is_empty()) {
         return Ok(file);
     }
     if opened {
