@@ -4711,7 +4711,9 @@ async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
         "{}",
         stdout(&out)
     );
-    // Shared offline: the event and the envelope wait, and land once.
+    // Shared offline: refused, since whether the defender's device has
+    // an open duress alert can only be asked of the server; nothing
+    // waits, nothing is recorded, nothing reaches the defender.
     let out = hotline(
         &officer,
         PASS,
@@ -4726,27 +4728,29 @@ async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
     );
     assert_eq!(
         out.status.code(),
-        Some(3),
+        Some(1),
         "{}{}",
         stdout(&out),
         stderr(&out)
     );
+    assert!(
+        stderr(&out).contains("has no open duress alert")
+            && stderr(&out).contains("nothing was shared. Once online, share again."),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&officer, PASS, &["outbox", "--list"]);
+    assert!(stdout(&out).contains("nothing waiting"), "{}", stdout(&out));
     let out = hotline(&officer, PASS, &["case", "show", &case]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        stdout(&out)
-            .matches("shared with the defender: MARKER-OFFLINE-SHARE")
-            .count(),
-        1,
+    assert!(
+        !stdout(&out).contains("MARKER-OFFLINE-SHARE"),
         "{}",
         stdout(&out)
     );
     let out = hotline(&defender, PASS, &["my-case"]);
-    assert_eq!(
-        stdout(&out)
-            .matches("the team: MARKER-OFFLINE-SHARE")
-            .count(),
-        1,
+    assert!(
+        !stdout(&out).contains("MARKER-OFFLINE-SHARE"),
         "{}",
         stdout(&out)
     );
@@ -8004,5 +8008,117 @@ async fn a_staff_device_keeping_a_new_case_key_to_itself_locks_nobody_out_of_a_c
     );
     let out = ok(&coordinator, &["case", "stats"]);
     assert!(stdout(&out).contains("erased cases: 1"), "{}", stdout(&out));
+    server.shutdown().await;
+}
+
+/// Issue 12, WB 1: a defender with an open duress alert receives nothing
+/// from staff — not a share of their other case (not linked to the
+/// alert), not a message `--to` their device; `case show` names the
+/// alert; once it is resolved, the share goes.
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_is_shared_with_a_defender_whose_duress_alert_is_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success());
+    let defender_id = field(&hotline(&defender, PASS, &["status"]), "device id:");
+    let out = hotline(
+        &defender,
+        PASS,
+        &[
+            "checkin-setup",
+            "--every",
+            "6h",
+            "--code",
+            "4711",
+            "--duress-code",
+            "0815",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The defender's relocation case, linked to their device.
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "open",
+            "--summary",
+            "RELOCATION-CASE",
+            "--reference",
+            "C-2",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "set", "C-2", "defender devices", &defender_id],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "share", "C-2", "SHARE-BEFORE"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "show", "C-2"]);
+    assert!(!stdout(&out).contains("DURESS"), "{}", stdout(&out));
+    let before = hotline(&defender, PASS, &["my-case"]);
+    assert!(stdout(&before).contains("SHARE-BEFORE"), "{}", stdout(&before));
+    // The duress check-in.
+    let out = hotline(&defender, PASS, &["checkin", "--code", "0815"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["alerts"]);
+    let duress = stdout(&out)
+        .lines()
+        .find(|l| l.contains("DURESS"))
+        .and_then(|l| l.split_whitespace().next())
+        .map(|w| w.trim_start_matches('#').to_owned())
+        .unwrap_or_else(|| panic!("a duress alert in {}", stdout(&out)));
+    let words = format!("has an open DURESS alert (#{duress}): their phone may be in someone else's hands");
+    // A share of the other case: refused, nothing waits or is recorded.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "share", "C-2", "MARKER-HOST meets you at the station"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&words)
+            && stderr(&out)
+                .contains("Nothing was shared. Once the alert is resolved, share again."),
+        "{}",
+        stderr(&out)
+    );
+    // A message to the device: refused the same way.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["send", "--to", &defender_id, "MARKER-NOTE we are here"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&words) && stderr(&out).contains("Nothing was sent."),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&officer, PASS, &["outbox", "--list"]);
+    assert!(stdout(&out).contains("nothing waiting"), "{}", stdout(&out));
+    // case show says why, to staff.
+    let out = hotline(&officer, PASS, &["case", "show", "C-2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&words), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("MARKER-HOST"), "{}", stdout(&out));
+    // Nothing reached the defender's device.
+    let after = hotline(&defender, PASS, &["my-case"]);
+    assert_eq!(stdout(&after), stdout(&before));
+    let out = hotline(&defender, PASS, &["messages"]);
+    assert!(!stdout(&out).contains("MARKER"), "{}", stdout(&out));
+    // Resolved: the share goes, and case show no longer warns.
+    assert!(hotline(&officer, PASS, &["ack", &duress]).status.success());
+    assert!(hotline(&officer, PASS, &["resolve", &duress]).status.success());
+    let out = hotline(&officer, PASS, &["case", "share", "C-2", "SHARE-AFTER"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "show", "C-2"]);
+    assert!(!stdout(&out).contains(&words), "{}", stdout(&out));
+    let out = hotline(&defender, PASS, &["my-case"]);
+    assert!(stdout(&out).contains("SHARE-AFTER"), "{}", stdout(&out));
     server.shutdown().await;
 }

@@ -60,6 +60,29 @@ pub(super) async fn send(
             (mine, flushed)
         }
         None => {
+            if let Some(to) = to
+                && device.profile().role()?.is_staff()
+            {
+                // The duress rule: nothing reaches a defender's device
+                // while it has an open duress alert (checked before
+                // anything is queued; offline, it cannot be checked).
+                let session = device.connect().await.ok();
+                let checked = super::coerced::refuse_if_coerced(
+                    &device,
+                    session.as_ref(),
+                    &[to],
+                    "sent",
+                    (
+                        "Once online, send it again.",
+                        "Once the alert is resolved, send it again; write to the team meanwhile (`hotline send` without --to).",
+                    ),
+                )
+                .await;
+                if let Some(s) = session {
+                    s.close().await;
+                }
+                checked?;
+            }
             let mine = device.queue_item(message.as_bytes(), Outgoing::Message { to })?;
             (mine, deliver(&mut device, Some(mine)).await)
         }

@@ -37,6 +37,7 @@ mod case_share;
 mod case_view;
 mod cases;
 mod checkins;
+mod coerced;
 mod countries;
 mod date;
 mod devices;
@@ -1074,6 +1075,10 @@ async fn run_relocation(command: RelocationCommand, state: &StateDir) -> anyhow:
             };
             match (shared, queued) {
                 (Ok(()), true) => Err(Queued.into()),
+                (Err(e), _) if checkin_every.is_some() && !e.is::<Queued>() => Err(e.context(format!(
+                    "the move to \"in transit\" is recorded{}, but the check-ins were not offered: to offer them, hotline case share {case} \"…\" --checkin-every 2h --grace 30m",
+                    if queued { " (it waits in the outbox)" } else { "" }
+                ))),
                 (r, _) => r,
             }
         }
