@@ -8061,7 +8061,11 @@ async fn nothing_is_shared_with_a_defender_whose_duress_alert_is_open() {
     let out = hotline(&officer, PASS, &["case", "show", "C-2"]);
     assert!(!stdout(&out).contains("DURESS"), "{}", stdout(&out));
     let before = hotline(&defender, PASS, &["my-case"]);
-    assert!(stdout(&before).contains("SHARE-BEFORE"), "{}", stdout(&before));
+    assert!(
+        stdout(&before).contains("SHARE-BEFORE"),
+        "{}",
+        stdout(&before)
+    );
     // The duress check-in.
     let out = hotline(&defender, PASS, &["checkin", "--code", "0815"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -8072,12 +8076,18 @@ async fn nothing_is_shared_with_a_defender_whose_duress_alert_is_open() {
         .and_then(|l| l.split_whitespace().next())
         .map(|w| w.trim_start_matches('#').to_owned())
         .unwrap_or_else(|| panic!("a duress alert in {}", stdout(&out)));
-    let words = format!("has an open DURESS alert (#{duress}): their phone may be in someone else's hands");
+    let words =
+        format!("has an open DURESS alert (#{duress}): their phone may be in someone else's hands");
     // A share of the other case: refused, nothing waits or is recorded.
     let out = hotline(
         &officer,
         PASS,
-        &["case", "share", "C-2", "MARKER-HOST meets you at the station"],
+        &[
+            "case",
+            "share",
+            "C-2",
+            "MARKER-HOST meets you at the station",
+        ],
     );
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
@@ -8113,12 +8123,102 @@ async fn nothing_is_shared_with_a_defender_whose_duress_alert_is_open() {
     assert!(!stdout(&out).contains("MARKER"), "{}", stdout(&out));
     // Resolved: the share goes, and case show no longer warns.
     assert!(hotline(&officer, PASS, &["ack", &duress]).status.success());
-    assert!(hotline(&officer, PASS, &["resolve", &duress]).status.success());
+    assert!(
+        hotline(&officer, PASS, &["resolve", &duress])
+            .status
+            .success()
+    );
     let out = hotline(&officer, PASS, &["case", "share", "C-2", "SHARE-AFTER"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = hotline(&officer, PASS, &["case", "show", "C-2"]);
     assert!(!stdout(&out).contains(&words), "{}", stdout(&out));
     let out = hotline(&defender, PASS, &["my-case"]);
     assert!(stdout(&out).contains("SHARE-AFTER"), "{}", stdout(&out));
+    server.shutdown().await;
+}
+
+/// Issue 12, WB 2: the paged officer sees the journey of the alert's
+/// defender although they never ran a case command: `watch` prints the
+/// page, then syncs the cases and names the journey; `alerts` syncs
+/// before it lists, so the line follows the relocation (not "in transit"
+/// once it arrived).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paged_officer_who_ran_no_case_command_sees_the_journey_and_it_stays_current() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let defender_id = field(&hotline(&defender, PASS, &["status"]), "device id:");
+    let ok = |args: &[&str]| {
+        let out = hotline(&admin, PASS, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        out
+    };
+    ok(&[
+        "case",
+        "open",
+        "--summary",
+        "a family",
+        "--reference",
+        "C-7",
+    ]);
+    ok(&["case", "set", "C-7", "defender devices", &defender_id]);
+    ok(&[
+        "case",
+        "person",
+        "add",
+        "C-7",
+        "--name",
+        "MARKER-NAME",
+        "--relationship",
+        "self",
+    ]);
+    let out = ok(&[
+        "relocation",
+        "start",
+        "C-7",
+        "--people",
+        "MARKER-NAME",
+        "--origin",
+        "MARKER-ORIGIN",
+        "--to",
+        "PL",
+        "--city",
+        "MARKER-CITY",
+        "--arrive",
+        "2027-05-13",
+    ]);
+    let relocation = stdout(&out)
+        .split_whitespace()
+        .nth(1)
+        .expect("relocation id")
+        .to_owned();
+    for stage in ["assessed", "approved", "travel booked", "in transit"] {
+        ok(&["relocation", "advance", "C-7", &relocation, stage]);
+    }
+    assert!(hotline(&officer, PASS, &["duty", "on"]).status.success());
+    let watch = Watch::start(&officer);
+    watch.wait_for("no open alerts right now");
+    let out = hotline(&defender, PASS, &["sos", "MARKER-SOS"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = alert_id(&out);
+    watch.wait_for(&format!("ALERT #{id} — claim it"));
+    let line = watch.wait_for("relocation to MARKER-CITY in transit since ");
+    assert!(line.contains("case C-7, "), "{line}");
+    drop(watch);
+    // The relocation arrives: the officer's list follows it.
+    let out = hotline(&officer, PASS, &["alerts"]);
+    assert!(
+        stdout(&out).contains("case C-7, relocation to MARKER-CITY in transit since "),
+        "{}",
+        stdout(&out)
+    );
+    ok(&["relocation", "advance", "C-7", &relocation, "arrived"]);
+    let out = hotline(&officer, PASS, &["alerts"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("MARKER-SOS"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("in transit"), "{}", stdout(&out));
     server.shutdown().await;
 }

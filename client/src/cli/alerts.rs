@@ -476,10 +476,56 @@ pub(super) async fn list(state: &StateDir, all: bool) -> anyhow::Result<()> {
     {
         eprintln!("WARNING: new messages could not be fetched: {e}");
     }
+    // A staff device names the journey of an alert's defender from its
+    // case replica: brought up to date first (offline or failing, the
+    // list reads what the replica holds, and says nothing more).
+    if !alerts.is_empty() {
+        let _ = super::alert_sync::sync_cases(&mut device, &session).await;
+    }
     super::unlock::warn_staff(&session);
     session.close().await;
     print_alerts(&device, &alerts, all);
     Ok(())
+}
+
+/// After a page (or the open alerts listed by `watch`) was printed: the
+/// cases synced, then the journey line of each of `alerts` that the sync
+/// changed, said with the alert's number (the page never waits for it).
+async fn journey_after_sync(
+    device: &mut Device,
+    session: &hotline_client::Session,
+    alerts: &[AlertInfo],
+) {
+    let me = device.identity().device_id();
+    let staff = device.profile().role().is_ok_and(|r| r.is_staff());
+    let alerts: Vec<&AlertInfo> = alerts.iter().filter(|a| a.defender != me).collect();
+    if !staff || alerts.is_empty() {
+        return;
+    }
+    let before: Vec<Option<String>> = alerts
+        .iter()
+        .map(|a| super::case_links::alert_case(device, a))
+        .collect();
+    if super::alert_sync::sync_cases(device, session)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    for (a, before) in alerts.iter().zip(before) {
+        let after = super::case_links::alert_case(device, a);
+        if after == before {
+            continue;
+        }
+        let line = after.unwrap_or_else(|| {
+            "no open case of this defender has a relocation in transit now".into()
+        });
+        println!(
+            "[{} UTC] ALERT #{}: {line}",
+            time_of_day(hotline_client::unix_now()),
+            a.id
+        );
+    }
 }
 
 /// A list of alerts under its header row, or a line saying there is none.
@@ -755,6 +801,7 @@ pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> an
                     for a in &open {
                         pages_shown.note(a);
                     }
+                    journey_after_sync(&mut device, &session, &open).await;
                 }
                 Err(e) if gone(&session, &e) => lost = Some(e),
                 Err(e) => eprintln!("WARNING: the open alerts could not be listed: {e}"),
@@ -800,6 +847,9 @@ pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> an
             } else {
                 Duration::from_secs(3600)
             };
+            // Whether a page was printed now: its journey line follows
+            // once the cases are synced (once per page printed).
+            let mut paged = false;
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {
                     session.close().await;
@@ -821,6 +871,7 @@ pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> an
                         // or pushed again): not printed twice.
                         Push::Alert(a) if !pages_shown.note(a) => {}
                         Push::Alert(a) => {
+                            paged = true;
                             println!(
                                 "{bell}[{} UTC] ALERT #{} — claim it: hotline ack {}",
                                 time_of_day(now),
@@ -880,6 +931,9 @@ pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> an
                                         a.id
                                     );
                                 }
+                            }
+                            if shown.is_ok() && paged {
+                                journey_after_sync(&mut device, &session, std::slice::from_ref(&a)).await;
                             }
                             shown
                         }

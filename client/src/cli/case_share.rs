@@ -132,13 +132,20 @@ async fn share_in(
             "The decline is recorded; the defender was not told: their device shows the request as waiting for the team's answer.",
         )
     } else {
-        ("Once online, share again.", "Once the alert is resolved, share again.")
+        (
+            "Once online, share again.",
+            "Once the alert is resolved, share again.",
+        )
     };
     super::coerced::refuse_if_coerced(
         &ctx.device,
         ctx.session.as_ref(),
         &defenders,
-        if declined { "sent to their device" } else { "shared" },
+        if declined {
+            "sent to their device"
+        } else {
+            "shared"
+        },
         again,
     )
     .await?;

@@ -29,6 +29,7 @@ use hotline_proto::e2e::content::CheckinOffer;
 use hotline_proto::invite::parse_lifetime;
 
 mod alert_copy;
+mod alert_sync;
 mod alert_view;
 mod alerts;
 mod case_erase;
