@@ -6645,8 +6645,8 @@ async fn an_sos_sealed_to_a_replaced_roster_is_never_called_expired_and_new_staf
     assert!(!seen.contains("EXPIRED"), "{seen}");
     assert!(!seen.to_lowercase().contains("expired"), "{seen}");
     assert!(
-        seen.contains("text sealed to an earlier staff roster")
-            && seen.contains("staff devices added since cannot read it"),
+        seen.contains("the defender's phone sealed this text to an earlier staff roster")
+            && seen.contains("staff added since cannot read it"),
         "{seen}"
     );
     let id = listed_alert(&out);
@@ -8220,5 +8220,104 @@ async fn a_paged_officer_who_ran_no_case_command_sees_the_journey_and_it_stays_c
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("MARKER-SOS"), "{}", stdout(&out));
     assert!(!stdout(&out).contains("in transit"), "{}", stdout(&out));
+    server.shutdown().await;
+}
+
+/// Issue 12, WB 3: an SOS sealed to a replaced roster is labelled as
+/// what it is — the defender's phone sealed it to an earlier roster than
+/// the current one, named by its version as the server holds it now (a
+/// running watch does not keep the version it began with) — and, once a
+/// case holds its text, points to that case, also in `messages --alert`.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sos_sealed_to_an_earlier_roster_names_the_current_roster_and_the_case_holding_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success());
+    assert!(hotline(&defender, PASS, &["status"]).status.success());
+    server.shutdown().await;
+    let words = "MARKER-OFFLINE-SOS";
+    let out = hotline_without_passphrase(
+        &defender,
+        &["sos", "--wait", "1", "--category", "arrest", words],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let server = server_on(dir.path(), addr).await;
+    assert!(hotline(&officer, PASS, &["duty", "on"]).status.success());
+    let watch = Watch::start_with(&officer, &["--storage-check-every", "1"]);
+    watch.wait_for("no open alerts right now");
+    // Meanwhile the admin adds a coordinator: roster v2.
+    let coordinator = dir.path().join("coordinator");
+    join_staff(
+        &admin,
+        &coordinator,
+        "coordinator",
+        &dir.path().join("org.key"),
+        3,
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let out = hotline_without_passphrase(&defender, &["status"]);
+    assert!(
+        stdout(&out).contains("your waiting SOS was sent"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let line = watch.wait_for("sealed this text to");
+    assert!(
+        line.contains(
+            "[the defender's phone sealed this text to an earlier staff roster than the current one (v2): staff added since cannot read it; `hotline case open --from-alert "
+        ),
+        "{line}"
+    );
+    assert!(!line.contains("this device holds"), "{line}");
+    drop(watch);
+    let out = hotline(&officer, PASS, &["alerts"]);
+    let id = listed_alert(&out);
+    // A case holds its text: the label points there.
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "open",
+            "--from-alert",
+            &id,
+            "--summary",
+            "arrest reported offline",
+            "--reference",
+            "C-9",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["alerts"]);
+    assert!(
+        stdout(&out)
+            .contains("staff added since cannot read it in the alert; its text is in case C-9]"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("--from-alert"), "{}", stdout(&out));
+    let out = hotline(&coordinator, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&coordinator, PASS, &["alerts"]);
+    assert!(
+        stdout(&out).contains(
+            "[this device cannot read the alert itself: the defender's phone sealed its text to an earlier staff roster than the current one (v2), before this device was on it; its text is in case C-9: `hotline case show C-9`]"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&coordinator, PASS, &["messages", "--alert", &id]);
+    assert!(
+        stdout(&out).contains(&format!(
+            "no messages in the thread of alert #{id} on this device; its SOS text is in case C-9: hotline case show C-9"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&coordinator, PASS, &["case", "show", "C-9"]);
+    assert!(stdout(&out).contains(words), "{}", stdout(&out));
     server.shutdown().await;
 }

@@ -793,6 +793,11 @@ pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> an
         // What is open now, so that nothing raised before the watch began
         // (or while it was away) goes unseen.
         if lost.is_none() {
+            // The roster as the server holds it now (a page names the
+            // current roster's version).
+            if device.profile().role().is_ok_and(|r| r.is_staff()) {
+                let _ = device.roster(&session).await;
+            }
             match session.alerts(true).await {
                 Ok(open) if open.is_empty() => println!("no open alerts right now"),
                 Ok(open) => {
@@ -824,6 +829,12 @@ pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> an
             }
             if check_storage && Instant::now() >= next_check {
                 next_check = Instant::now() + storage_check_every;
+                // The roster as the server holds it now: what a page says
+                // of "the current roster" must not be the one this watch
+                // began with. A failure is said by the case commands.
+                if device.profile().role().is_ok_and(|r| r.is_staff()) {
+                    let _ = device.roster(&session).await;
+                }
                 match session.status().await {
                     Ok(status) => {
                         if let Some(line) = storage_seen.note(status.storage.as_ref()) {

@@ -367,7 +367,14 @@ pub(super) async fn messages(state: &StateDir, alert: Option<u64>) -> anyhow::Re
         None => history.entries().to_vec(),
     };
     match (entries.is_empty(), alert) {
-        (true, Some(n)) => println!("no messages in the thread of alert #{n} on this device"),
+        (true, Some(n)) => match super::alert_copy::case_holding(&device, n) {
+            // Sealed to a roster before this device's: its words were
+            // copied into a case this device reads.
+            Some(case) => println!(
+                "no messages in the thread of alert #{n} on this device; its SOS text is in case {case}: hotline case show {case}"
+            ),
+            None => println!("no messages in the thread of alert #{n} on this device"),
+        },
         (true, None) => println!("no messages on this device"),
         _ => {}
     }
