@@ -488,6 +488,18 @@ pub(super) async fn list(state: &StateDir, all: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A watch on a staff device fetches the roster the server holds now
+/// (under the state directory's lock), so that what a page says of "the
+/// current roster" is not the one the watch began with. A failure is
+/// said by the case commands, not here.
+async fn refresh_roster(device: &mut Device, session: &hotline_client::Session) {
+    if !device.profile().role().is_ok_and(|r| r.is_staff()) || device.hold().is_err() {
+        return;
+    }
+    let _ = device.roster(session).await;
+    device.release();
+}
+
 /// After a page (or the open alerts listed by `watch`) was printed: the
 /// cases synced, then the journey line of each of `alerts` that the sync
 /// changed, said with the alert's number (the page never waits for it).
@@ -506,10 +518,13 @@ async fn journey_after_sync(
         .iter()
         .map(|a| super::case_links::alert_case(device, a))
         .collect();
-    if super::alert_sync::sync_cases(device, session)
-        .await
-        .is_err()
-    {
+    // Under the state directory's lock, as every write of a watch.
+    if device.hold().is_err() {
+        return;
+    }
+    let synced = super::alert_sync::sync_cases(device, session).await;
+    device.release();
+    if synced.is_err() {
         return;
     }
     for (a, before) in alerts.iter().zip(before) {
@@ -795,9 +810,7 @@ pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> an
         if lost.is_none() {
             // The roster as the server holds it now (a page names the
             // current roster's version).
-            if device.profile().role().is_ok_and(|r| r.is_staff()) {
-                let _ = device.roster(&session).await;
-            }
+            refresh_roster(&mut device, &session).await;
             match session.alerts(true).await {
                 Ok(open) if open.is_empty() => println!("no open alerts right now"),
                 Ok(open) => {
@@ -832,9 +845,7 @@ pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> an
                 // The roster as the server holds it now: what a page says
                 // of "the current roster" must not be the one this watch
                 // began with. A failure is said by the case commands.
-                if device.profile().role().is_ok_and(|r| r.is_staff()) {
-                    let _ = device.roster(&session).await;
-                }
+                refresh_roster(&mut device, &session).await;
                 match session.status().await {
                     Ok(status) => {
                         if let Some(line) = storage_seen.note(status.storage.as_ref()) {
