@@ -91,3 +91,35 @@ pub(super) fn lines(from_alert: u64, texts: &[AlertText]) -> Vec<String> {
     }
     out
 }
+
+/// The case on this staff device's replica that holds alert `alert`'s
+/// SOS texts (opened from it with its words), named as staff type it: its
+/// reference, or the first digits of its id. `None` on a defender's
+/// device, or when no case holds them.
+pub(super) fn case_holding(
+    device: &hotline_client::messenger::Device,
+    alert: u64,
+) -> Option<String> {
+    if !device.profile().role().ok()?.is_staff() {
+        return None;
+    }
+    let replica = hotline_client::cases::open_replica(device).ok()?;
+    for s in replica.summaries() {
+        let Some(case_id) = s.id() else { continue };
+        let Ok(view) = replica.view(&case_id) else {
+            continue;
+        };
+        if view
+            .opening
+            .as_ref()
+            .is_some_and(|o| o.from_alert == alert && !o.alert_texts.is_empty())
+        {
+            return Some(if s.reference.is_empty() {
+                super::case_view::short(case_id.as_bytes())
+            } else {
+                s.reference.clone()
+            });
+        }
+    }
+    None
+}

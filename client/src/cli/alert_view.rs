@@ -114,20 +114,28 @@ pub(super) fn content_mark(device: &Device, a: &AlertInfo) -> String {
     if a.content != AlertContent::OlderRoster {
         return a.content.mark().to_owned();
     }
-    let now = match device.profile().roster_version {
-        Some(v) => format!(" (this device holds roster v{v})"),
-        None => String::new(),
+    // The roster the phone sealed to is not told to staff (the server
+    // tells only that it was replaced): the current one is named.
+    let earlier = match device.profile().roster_version {
+        Some(v) => format!("an earlier staff roster than the current one (v{v})"),
+        None => "an earlier staff roster than the current one".to_owned(),
     };
-    if a.envelope_id == 0 {
-        format!(
-            "[this device cannot read its text: the defender's device sealed it to an earlier staff roster{now}, before this device was on it. A colleague who reads it can copy it into a case: `hotline case open --from-alert {}`; this device then reads it in `hotline case show`]",
+    let case = super::alert_copy::case_holding(device, a.id);
+    match (a.envelope_id == 0, case) {
+        (true, Some(case)) => format!(
+            "[this device cannot read the alert itself: the defender's phone sealed its text to {earlier}, before this device was on it; its text is in case {case}: `hotline case show {case}`]"
+        ),
+        (true, None) => format!(
+            "[this device cannot read its text: the defender's phone sealed it to {earlier}, before this device was on it. A colleague who reads it can copy it into a case: `hotline case open --from-alert {}`; this device then reads it in `hotline case show`]",
             a.id
-        )
-    } else {
-        format!(
-            "[text sealed to an earlier staff roster{now}: staff devices added since cannot read it; `hotline case open --from-alert {}` copies it into a case they read]",
+        ),
+        (false, Some(case)) => format!(
+            "[the defender's phone sealed this text to {earlier}: staff added since cannot read it in the alert; its text is in case {case}]"
+        ),
+        (false, None) => format!(
+            "[the defender's phone sealed this text to {earlier}: staff added since cannot read it; `hotline case open --from-alert {}` copies it into a case they read]",
             a.id
-        )
+        ),
     }
 }
 

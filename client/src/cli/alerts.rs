@@ -476,10 +476,71 @@ pub(super) async fn list(state: &StateDir, all: bool) -> anyhow::Result<()> {
     {
         eprintln!("WARNING: new messages could not be fetched: {e}");
     }
+    // A staff device names the journey of an alert's defender from its
+    // case replica: brought up to date first (offline or failing, the
+    // list reads what the replica holds, and says nothing more).
+    if !alerts.is_empty() {
+        let _ = super::alert_sync::sync_cases(&mut device, &session).await;
+    }
     super::unlock::warn_staff(&session);
     session.close().await;
     print_alerts(&device, &alerts, all);
     Ok(())
+}
+
+/// A watch on a staff device fetches the roster the server holds now
+/// (under the state directory's lock), so that what a page says of "the
+/// current roster" is not the one the watch began with. A failure is
+/// said by the case commands, not here.
+async fn refresh_roster(device: &mut Device, session: &hotline_client::Session) {
+    if !device.profile().role().is_ok_and(|r| r.is_staff()) || device.hold().is_err() {
+        return;
+    }
+    let _ = device.roster(session).await;
+    device.release();
+}
+
+/// After a page (or the open alerts listed by `watch`) was printed: the
+/// cases synced, then the journey line of each of `alerts` that the sync
+/// changed, said with the alert's number (the page never waits for it).
+async fn journey_after_sync(
+    device: &mut Device,
+    session: &hotline_client::Session,
+    alerts: &[AlertInfo],
+) {
+    let me = device.identity().device_id();
+    let staff = device.profile().role().is_ok_and(|r| r.is_staff());
+    let alerts: Vec<&AlertInfo> = alerts.iter().filter(|a| a.defender != me).collect();
+    if !staff || alerts.is_empty() {
+        return;
+    }
+    let before: Vec<Option<String>> = alerts
+        .iter()
+        .map(|a| super::case_links::alert_case(device, a))
+        .collect();
+    // Under the state directory's lock, as every write of a watch.
+    if device.hold().is_err() {
+        return;
+    }
+    let synced = super::alert_sync::sync_cases(device, session).await;
+    device.release();
+    if synced.is_err() {
+        return;
+    }
+    for (a, before) in alerts.iter().zip(before) {
+        let after = super::case_links::alert_case(device, a);
+        if after == before {
+            continue;
+        }
+        let line = after.unwrap_or_else(|| {
+            "no open case of this defender has a relocation in transit now".into()
+        });
+        println!(
+            "[{} UTC] ALERT #{}: {line}",
+            time_of_day(hotline_client::unix_now()),
+            a.id
+        );
+    }
 }
 
 /// A list of alerts under its header row, or a line saying there is none.
@@ -747,6 +808,9 @@ pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> an
         // What is open now, so that nothing raised before the watch began
         // (or while it was away) goes unseen.
         if lost.is_none() {
+            // The roster as the server holds it now (a page names the
+            // current roster's version).
+            refresh_roster(&mut device, &session).await;
             match session.alerts(true).await {
                 Ok(open) if open.is_empty() => println!("no open alerts right now"),
                 Ok(open) => {
@@ -755,6 +819,7 @@ pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> an
                     for a in &open {
                         pages_shown.note(a);
                     }
+                    journey_after_sync(&mut device, &session, &open).await;
                 }
                 Err(e) if gone(&session, &e) => lost = Some(e),
                 Err(e) => eprintln!("WARNING: the open alerts could not be listed: {e}"),
@@ -777,6 +842,10 @@ pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> an
             }
             if check_storage && Instant::now() >= next_check {
                 next_check = Instant::now() + storage_check_every;
+                // The roster as the server holds it now: what a page says
+                // of "the current roster" must not be the one this watch
+                // began with. A failure is said by the case commands.
+                refresh_roster(&mut device, &session).await;
                 match session.status().await {
                     Ok(status) => {
                         if let Some(line) = storage_seen.note(status.storage.as_ref()) {
@@ -800,6 +869,9 @@ pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> an
             } else {
                 Duration::from_secs(3600)
             };
+            // Whether a page was printed now: its journey line follows
+            // once the cases are synced (once per page printed).
+            let mut paged = false;
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {
                     session.close().await;
@@ -821,6 +893,7 @@ pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> an
                         // or pushed again): not printed twice.
                         Push::Alert(a) if !pages_shown.note(a) => {}
                         Push::Alert(a) => {
+                            paged = true;
                             println!(
                                 "{bell}[{} UTC] ALERT #{} — claim it: hotline ack {}",
                                 time_of_day(now),
@@ -880,6 +953,9 @@ pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> an
                                         a.id
                                     );
                                 }
+                            }
+                            if shown.is_ok() && paged {
+                                journey_after_sync(&mut device, &session, std::slice::from_ref(&a)).await;
                             }
                             shown
                         }

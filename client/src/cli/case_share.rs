@@ -75,7 +75,14 @@ async fn close_in(ctx: &mut Ctx, case: &str, reason: String, notice: bool) -> an
     };
     match r {
         Ok(()) if notice => decline_notice(ctx, &case_id).await,
-        Err(e) if notice && e.is::<Queued>() => decline_notice(ctx, &case_id).await.and(Err(e)),
+        Err(e) if notice && e.is::<Queued>() => {
+            // Offline, whether the defender's device may be reached cannot
+            // be checked: the decline waits, its notice is not sent.
+            if let Err(refused) = decline_notice(ctx, &case_id).await {
+                eprintln!("{refused}");
+            }
+            Err(e)
+        }
         Ok(()) => {
             println!(
                 "the defender was not told (--no-notice): their device shows the request as waiting for the team's answer"
@@ -119,6 +126,29 @@ async fn share_in(
             view.state.map_or("unknown", CaseState::name)
         );
     }
+    let again = if declined {
+        (
+            "The decline is recorded; the defender was not told: their device shows the request as waiting for the team's answer.",
+            "The decline is recorded; the defender was not told: their device shows the request as waiting for the team's answer.",
+        )
+    } else {
+        (
+            "Once online, share again.",
+            "Once the alert is resolved, share again.",
+        )
+    };
+    super::coerced::refuse_if_coerced(
+        &ctx.device,
+        ctx.session.as_ref(),
+        &defenders,
+        if declined {
+            "sent to their device"
+        } else {
+            "shared"
+        },
+        again,
+    )
+    .await?;
     refuse_if_duress(ctx, &view, &id).await?;
     let mut content = ctx.content("");
     content.shared = Some(SharedItem {

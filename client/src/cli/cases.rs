@@ -1747,6 +1747,24 @@ pub(super) async fn show(state: &StateDir, case: &str) -> anyhow::Result<()> {
     for l in lines {
         println!("{l}");
     }
+    // The duress rule, said where staff look before they share: the open
+    // alerts its defender must never hear about (asked of the server).
+    let defenders = super::case_links::linked_defenders(&view);
+    if !defenders.is_empty()
+        && let Some(session) = &ctx.session
+    {
+        match super::coerced::open_hidden_alerts(session, &defenders).await {
+            Ok(open) => {
+                for a in &open {
+                    println!(
+                        "  WARNING: {}. Nothing of this case is shared with them until it is resolved",
+                        super::coerced::alert_words(&ctx.device, a)
+                    );
+                }
+            }
+            Err(e) => eprintln!("WARNING: the open alerts could not be checked: {e}"),
+        }
+    }
     ctx.close().await;
     Ok(())
 }

@@ -60,6 +60,29 @@ pub(super) async fn send(
             (mine, flushed)
         }
         None => {
+            if let Some(to) = to
+                && device.profile().role()?.is_staff()
+            {
+                // The duress rule: nothing reaches a defender's device
+                // while it has an open duress alert (checked before
+                // anything is queued; offline, it cannot be checked).
+                let session = device.connect().await.ok();
+                let checked = super::coerced::refuse_if_coerced(
+                    &device,
+                    session.as_ref(),
+                    &[to],
+                    "sent",
+                    (
+                        "Once online, send it again.",
+                        "Once the alert is resolved, send it again; write to the team meanwhile (`hotline send` without --to).",
+                    ),
+                )
+                .await;
+                if let Some(s) = session {
+                    s.close().await;
+                }
+                checked?;
+            }
             let mine = device.queue_item(message.as_bytes(), Outgoing::Message { to })?;
             (mine, deliver(&mut device, Some(mine)).await)
         }
@@ -344,7 +367,14 @@ pub(super) async fn messages(state: &StateDir, alert: Option<u64>) -> anyhow::Re
         None => history.entries().to_vec(),
     };
     match (entries.is_empty(), alert) {
-        (true, Some(n)) => println!("no messages in the thread of alert #{n} on this device"),
+        (true, Some(n)) => match super::alert_copy::case_holding(&device, n) {
+            // Sealed to a roster before this device's: its words were
+            // copied into a case this device reads.
+            Some(case) => println!(
+                "no messages in the thread of alert #{n} on this device; its SOS text is in case {case}: hotline case show {case}"
+            ),
+            None => println!("no messages in the thread of alert #{n} on this device"),
+        },
         (true, None) => println!("no messages on this device"),
         _ => {}
     }

@@ -29,6 +29,7 @@ use hotline_proto::e2e::content::CheckinOffer;
 use hotline_proto::invite::parse_lifetime;
 
 mod alert_copy;
+mod alert_sync;
 mod alert_view;
 mod alerts;
 mod case_erase;
@@ -37,6 +38,7 @@ mod case_share;
 mod case_view;
 mod cases;
 mod checkins;
+mod coerced;
 mod countries;
 mod date;
 mod devices;
@@ -1074,6 +1076,10 @@ async fn run_relocation(command: RelocationCommand, state: &StateDir) -> anyhow:
             };
             match (shared, queued) {
                 (Ok(()), true) => Err(Queued.into()),
+                (Err(e), _) if checkin_every.is_some() && !e.is::<Queued>() => Err(e.context(format!(
+                    "the move to \"in transit\" is recorded{}, but the check-ins were not offered: to offer them, hotline case share {case} \"…\" --checkin-every 2h --grace 30m",
+                    if queued { " (it waits in the outbox)" } else { "" }
+                ))),
                 (r, _) => r,
             }
         }
