@@ -151,6 +151,19 @@ pub(super) fn show_field(
     }
 }
 
+/// What `case show` says of a request whose words this device does not
+/// hold: why, and (while it waits for an answer) who should take it on.
+fn words_not_here(view: &CaseView) -> String {
+    let why = super::cases::WORDS_NOT_HERE;
+    if view.state == Some(CaseState::Requested) {
+        format!(
+            "(the request's words are not on this device: {why}; a colleague who reads them should take it on)"
+        )
+    } else {
+        format!("(the request's words are not on this device: {why})")
+    }
+}
+
 pub(super) fn view_lines(who: Who<'_>, view: &CaseView, waiting: usize) -> Vec<String> {
     let mut out = Vec::new();
     let id = hex(view.case_id.as_bytes());
@@ -176,9 +189,7 @@ pub(super) fn view_lines(who: Who<'_>, view: &CaseView, waiting: usize) -> Vec<S
             "  requested by {} on {}: {}",
             who(r.defender.as_bytes()),
             hotline_proto::time::date_time(r.at),
-            r.text
-                .as_deref()
-                .unwrap_or("(the request's words are not on this device)")
+            r.text.clone().unwrap_or_else(|| words_not_here(view))
         ));
     }
     for (n, spec) in (1..=8).filter_map(|n| fields::field_spec(entity::CASE, n).map(|s| (n, s))) {

@@ -57,6 +57,24 @@ pub(super) struct Ctx {
     /// way, and this device opens the next epoch itself to write
     /// (docs/protocol.md, section 9.2, "A key that never came").
     keys_fetched_and_synced: bool,
+    /// The cases this device's replica showed as requests waiting for
+    /// an answer before this command's sync: one taken on by a colleague
+    /// since is not closed unawares.
+    requested_before: std::collections::BTreeSet<CaseId>,
+    /// What the person allowed explicitly for this command.
+    pub(super) allow: Allow,
+}
+
+/// What a case command was told explicitly to go ahead with.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Allow {
+    /// `--drop-requester`: a change of "defender devices" may drop the
+    /// device that made the request.
+    pub(super) drop_requester: bool,
+    /// `--without-words`: a request whose words this device does not
+    /// hold may be taken on (the case then says its words were not
+    /// copied).
+    pub(super) without_words: bool,
 }
 
 /// What a person whose answer to a request (a decline, or a taking on)
@@ -109,6 +127,12 @@ impl Ctx {
             bail!("cases are kept by staff devices; this device is a defender's");
         }
         let replica = open_replica(&device)?;
+        let requested_before = replica
+            .summaries()
+            .iter()
+            .filter(|s| s.state() == Some(CaseState::Requested))
+            .filter_map(SummaryRow::id)
+            .collect();
         let mut ctx = Ctx {
             device,
             replica,
@@ -118,6 +142,8 @@ impl Ctx {
             synced: Default::default(),
             lost: Vec::new(),
             keys_fetched_and_synced: false,
+            requested_before,
+            allow: Allow::default(),
         };
         match ctx.device.connect().await {
             Ok(session) => {
@@ -776,7 +802,7 @@ impl Ctx {
 
     /// The answer that won a race to a request this device answered too:
     /// the first event of another device that set the case's state.
-    fn winning_answer(&self, case: &CaseId) -> Option<(CaseState, String, u64)> {
+    pub(super) fn winning_answer(&self, case: &CaseId) -> Option<(CaseState, String, u64)> {
         let me = self.me();
         let file = self.replica.load(case).ok()?;
         file.events.iter().find_map(|e| {
@@ -977,6 +1003,12 @@ impl Ctx {
                 Err(Queued.into())
             }
         }
+    }
+
+    /// Whether this device's replica showed `case` as a request waiting
+    /// for an answer before this command's sync.
+    pub(super) fn was_requested_before(&self, case: &CaseId) -> bool {
+        self.requested_before.contains(case)
     }
 
     /// The case named by `text`: a hex prefix of its id (at least 4
@@ -1793,11 +1825,22 @@ pub(super) enum Write {
 /// `hotline case note|assign|close|reopen|set|person add|person edit`,
 /// `hotline relocation start|advance`.
 pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::Result<()> {
+    write_allowing(state, case, what, Allow::default()).await
+}
+
+/// [`write`], with what the person allowed explicitly.
+pub(super) async fn write_allowing(
+    state: &StateDir,
+    case: &str,
+    what: Write,
+    allow: Allow,
+) -> anyhow::Result<()> {
     // What can be checked before unlocking is checked first.
     if let Write::Advance { stage, .. } = &what {
         stage.parse::<Stage>()?;
     }
     let mut ctx = Ctx::start(state).await?;
+    ctx.allow = allow;
     let r = write_in(&mut ctx, case, what).await;
     ctx.close().await;
     r?.1
@@ -1884,6 +1927,9 @@ pub(super) async fn write_in(
                 )
             })?;
             let v = parse_value(ctx, entity::CASE, n, &value).await?;
+            if n == case_field::DEFENDERS && !ctx.allow.drop_requester {
+                refuse_dropping_requester(ctx, &view, &short_id, v.as_ref())?;
+            }
             let mut c = ctx.content("");
             c.changes.push(change(&view, entity::CASE, &[], n, v));
             (c, format!("{} of case {short_id} set", spec.name))
@@ -2119,6 +2165,22 @@ pub(super) async fn write_in(
     let mut declined = false;
     if view.state == Some(CaseState::Requested) && file.events.is_empty() {
         super::case_links::complete_request(&ctx.device, &view, &mut file, &mut content)?;
+        let taking_on = control.state != Some(CaseState::Closed);
+        let c = short(file.case_id.as_bytes());
+        if taking_on && file.request.as_ref().is_some_and(|r| r.text.is_none()) {
+            if !ctx.allow.without_words {
+                bail!(
+                    "this device does not hold the words of request {short_id}: {WORDS_NOT_HERE}. A colleague who reads them should take it on; nothing was written. To take it on without them: hotline case note {c} \"…\" --without-words (or case set … --without-words)"
+                );
+            }
+            let said = "taken on without the request's words: this device did not hold them, so they were not copied into the case";
+            content.note = if content.note.is_empty() {
+                said.to_owned()
+            } else {
+                format!("{}\n({said})", content.note)
+            };
+            content.language = hotline_client::language();
+        }
         answer_request(ctx, &mut file, &mut control, &mut content)?;
         declined = control.state == Some(CaseState::Closed);
         done = if declined {
@@ -2129,6 +2191,46 @@ pub(super) async fn write_in(
     }
     let r = ctx.write(&file, control, content, &done).await;
     Ok((declined.then_some(file.case_id), r.map(|_| ())))
+}
+
+/// Why a staff device may not hold a request's words.
+pub(super) const WORDS_NOT_HERE: &str = "they were not sealed to this device (most often: the request was sealed to the staff of an earlier roster, before this device joined)";
+
+/// A change of "defender devices" to `new` that drops the device that
+/// made the case's request is refused: the requester's shares would go
+/// to someone else. Names who would be dropped and who added.
+fn refuse_dropping_requester(
+    ctx: &Ctx,
+    view: &CaseView,
+    short_id: &str,
+    new: Option<&FieldValue>,
+) -> anyhow::Result<()> {
+    let Some(requester) = view.request.as_ref().map(|r| r.defender) else {
+        return Ok(());
+    };
+    let new: Vec<Vec<u8>> = match new.and_then(|v| v.kind.as_ref()) {
+        Some(FieldValueKind::Ids(l)) => l.ids.iter().map(|d| d.to_vec()).collect(),
+        _ => Vec::new(),
+    };
+    if new.iter().any(|d| d.as_slice() == requester.as_bytes()) {
+        return Ok(());
+    }
+    let linked = super::case_links::linked_defenders(view);
+    let added: Vec<String> = new
+        .iter()
+        .filter(|d| !linked.iter().any(|l| l.as_bytes() == d.as_slice()))
+        .map(|d| ctx.shown(d))
+        .collect();
+    let added = if added.is_empty() {
+        String::new()
+    } else {
+        format!(" and add {}", added.join(", "))
+    };
+    let who = ctx.shown(requester.as_bytes());
+    let c = short(view.case_id.as_bytes());
+    bail!(
+        "this would drop {who}, the device that made the request of case {short_id}{added}: what is shared would no longer go to {who}. Nothing was written. If that is meant: hotline case set {c} \"defender devices\" … --drop-requester"
+    )
 }
 
 /// The first staff event of a case a defender requested opens it (or,
