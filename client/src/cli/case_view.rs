@@ -131,7 +131,8 @@ pub(super) fn show_field(
     field: u32,
 ) -> Option<String> {
     let r = view.field(ent, id, field)?;
-    let heads = r.heads();
+    // Heads that set equal values are one value (protocol.md 9.5).
+    let heads = r.values();
     let shown = |v: &Value| fields::show_value(ent, field, v, who);
     match heads.as_slice() {
         [] => None,
