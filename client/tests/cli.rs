@@ -7171,20 +7171,23 @@ async fn an_erased_cases_id_says_when_and_by_whom_it_was_erased() {
         ),
         (&admin, format!("(confirmed by you ({}))", &admin_id[..8])),
     ] {
-        let prefix = &case[..4];
-        let out = hotline(h, PASS, &["case", "show", prefix]);
-        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-        let said = stderr(&out);
-        assert!(
-            said.contains(&format!("case {case} was erased on ")),
-            "{said}"
-        );
-        assert!(said.contains(&who), "{who}: {said}");
-        assert!(
-            said.contains("nothing of it is kept but its statistics, without names or places (`hotline case stats`)"),
-            "{said}"
-        );
-        assert!(!said.contains("no case known"), "{said}");
+        // By its id, and (walk-through 3, WA6) by its reference, which
+        // this device's erasure record kept.
+        for named in [&case[..4], "C-ER-1", "c-er-1"] {
+            let out = hotline(h, PASS, &["case", "show", named]);
+            assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+            let said = stderr(&out);
+            assert!(
+                said.contains(&format!("case C-ER-1 ({case}) was erased on ")),
+                "{said}"
+            );
+            assert!(said.contains(&who), "{who}: {said}");
+            assert!(
+                said.contains("nothing of it is kept but its statistics, without names or places (`hotline case stats`)"),
+                "{said}"
+            );
+            assert!(!said.contains("no case"), "{said}");
+        }
     }
     server.shutdown().await;
 }

@@ -840,17 +840,20 @@ impl Ctx {
     /// when and by whom (as this device learnt it), and that only its
     /// statistics remain.
     fn erased_case(&self, text: &str) -> Option<anyhow::Error> {
-        let hexed = text.trim().to_ascii_lowercase();
-        if hexed.len() < MIN_PREFIX || !hexed.chars().all(|c| c.is_ascii_hexdigit()) {
-            return None;
-        }
-        let (case, row) = self
-            .replica
-            .erased_cases()
-            .into_iter()
-            .find(|(c, _)| hex(c.as_bytes()).starts_with(&hexed))?;
-        let s = short(case.as_bytes());
+        let t = text.trim();
+        let hexed = t.to_ascii_lowercase();
+        let by_id = hexed.len() >= MIN_PREFIX && hexed.chars().all(|c| c.is_ascii_hexdigit());
+        // By its id, or by the reference this device's record kept.
+        let (case, row) = self.replica.erased_cases().into_iter().find(|(c, r)| {
+            (by_id && hex(c.as_bytes()).starts_with(&hexed))
+                || r.as_ref()
+                    .is_some_and(|r| !r.reference.is_empty() && r.reference.eq_ignore_ascii_case(t))
+        })?;
         let row = row.unwrap_or_default();
+        let s = match row.reference.as_str() {
+            "" => short(case.as_bytes()),
+            r => format!("{r} ({})", short(case.as_bytes())),
+        };
         let when = if row.at == 0 {
             String::new()
         } else {
