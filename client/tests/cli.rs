@@ -8286,3 +8286,36 @@ async fn a_request_whose_words_this_device_lacks_is_taken_on_only_when_said_expl
         stdout(&out)
     );
 }
+
+/// Issue 12, walk-through 3 (WA7): a brand-new request that reached a
+/// staff device's inbox before its case was synced there reads as a new
+/// request and points to where it is answered (not "a case this device
+/// does not hold … or erased", nor a message to send).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_request_not_synced_yet_reads_as_a_new_request_in_the_inbox() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "relocation", "we must leave MARKER-NEW"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&admin, PASS, &["inbox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(
+        shown.contains(&format!(
+            "a new request from defender {} for relocation help (its words are below): `hotline case list --sync --state requested`",
+            &device_id(&defender)[..8]
+        )),
+        "{shown}"
+    );
+    assert!(shown.contains("MARKER-NEW"), "{shown}");
+    assert!(!shown.contains("or erased"), "{shown}");
+    assert!(!shown.contains("hotline send --to"), "{shown}");
+}
