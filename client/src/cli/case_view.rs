@@ -152,10 +152,13 @@ pub(super) fn show_field(
     }
 }
 
+/// Why a staff device may not hold a request's words.
+pub(super) const WORDS_NOT_HERE: &str = "they were not sealed to this device (most often: the request was sealed to the staff of an earlier roster, before this device joined)";
+
 /// What `case show` says of a request whose words this device does not
 /// hold: why, and (while it waits for an answer) who should take it on.
 fn words_not_here(view: &CaseView) -> String {
-    let why = super::cases::WORDS_NOT_HERE;
+    let why = WORDS_NOT_HERE;
     if view.state == Some(CaseState::Requested) {
         format!(
             "(the request's words are not on this device: {why}; a colleague who reads them should take it on)"

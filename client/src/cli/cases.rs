@@ -27,7 +27,9 @@ use hotline_proto::e2e::suite::SystemRandomness;
 use hotline_proto::identity::hex;
 
 use super::Queued;
-use super::case_view::{list_lines, person_line, relocation_lines, short, show_field, view_lines};
+use super::case_view::{
+    WORDS_NOT_HERE, list_lines, person_line, relocation_lines, short, show_field, view_lines,
+};
 use super::unlock::{after_unlock, open_device};
 
 /// The longest content (`C`) a case event holds: the largest padding
@@ -2195,9 +2197,6 @@ pub(super) async fn write_in(
     let r = ctx.write(&file, control, content, &done).await;
     Ok((declined.then_some(file.case_id), r.map(|_| ())))
 }
-
-/// Why a staff device may not hold a request's words.
-pub(super) const WORDS_NOT_HERE: &str = "they were not sealed to this device (most often: the request was sealed to the staff of an earlier roster, before this device joined)";
 
 /// A change of "defender devices" to `new` that drops the device that
 /// made the case's request is refused: the requester's shares would go
