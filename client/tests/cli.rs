@@ -4756,7 +4756,14 @@ async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
     let out = hotline(
         &officer,
         PASS,
-        &["case", "set", &other_case, "defender devices", &defender_id],
+        &[
+            "case",
+            "set",
+            &other_case,
+            "defender devices",
+            &defender_id,
+            "--drop-requester",
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let out = hotline(&other, PASS, &["my-case", "reply", "OTHER-REPLY"]);

@@ -96,10 +96,13 @@ fn refuse_if_taken_on_since(ctx: &Ctx, case: &str, taken_on_ok: bool) -> anyhow:
 }
 
 /// Whether closing `view` (open) leaves its defender waiting for an
-/// answer that never comes: the case came from a defender's request and
-/// nothing was ever shared with the defender.
+/// answer that never comes: the case came from a defender's request,
+/// links a defender device, and nothing was ever shared with it.
 fn leaves_defender_waiting(view: &CaseView) -> bool {
-    view.state == Some(CaseState::Open) && view.request.is_some() && view.shared.is_empty()
+    view.state == Some(CaseState::Open)
+        && view.request.is_some()
+        && view.shared.is_empty()
+        && !linked_defenders(view).is_empty()
 }
 
 async fn close_in(ctx: &mut Ctx, case: &str, reason: String, notice: bool) -> anyhow::Result<()> {
