@@ -4760,7 +4760,14 @@ async fn a_defender_requests_help_sees_only_what_is_shared_and_replies() {
     let out = hotline(
         &officer,
         PASS,
-        &["case", "set", &other_case, "defender devices", &defender_id],
+        &[
+            "case",
+            "set",
+            &other_case,
+            "defender devices",
+            &defender_id,
+            "--drop-requester",
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let out = hotline(&other, PASS, &["my-case", "reply", "OTHER-REPLY"]);
@@ -6500,6 +6507,26 @@ async fn case_stats_says_it_may_be_incomplete_while_the_ledgers_newest_key_has_n
         "{}",
         stderr(&out)
     );
+    // Nor can it confirm a colleague's erasure of it (walk-through 3,
+    // WA4): it cannot check what it would erase, and nothing is erased.
+    let out = hotline(&officer, PASS, &["case", "erase", &closed]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&coordinator, PASS, &["case", "erase", &closed, "--confirm"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!(
+            "this device cannot read all of case {closed}"
+        )) && stderr(&out).contains(
+            "so it cannot check what it would erase: a staff device that reads it must confirm. Nothing was erased"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = hotline(&officer, PASS, &["case", "show", &closed]);
+    assert!(stdout(&out).contains("closed before"), "{}", stdout(&out));
+    // A device that reads it confirms.
+    let out = hotline(&admin, PASS, &["case", "erase", &closed, "--confirm"]);
+    assert!(out.status.success(), "{}", stderr(&out));
     let erase = |summary: &str| {
         let out = hotline(&officer, PASS, &["case", "open", "--summary", summary]);
         assert!(out.status.success(), "{}", stderr(&out));
@@ -7155,20 +7182,23 @@ async fn an_erased_cases_id_says_when_and_by_whom_it_was_erased() {
         ),
         (&admin, format!("(confirmed by you ({}))", &admin_id[..8])),
     ] {
-        let prefix = &case[..4];
-        let out = hotline(h, PASS, &["case", "show", prefix]);
-        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-        let said = stderr(&out);
-        assert!(
-            said.contains(&format!("case {case} was erased on ")),
-            "{said}"
-        );
-        assert!(said.contains(&who), "{who}: {said}");
-        assert!(
-            said.contains("nothing of it is kept but its statistics, without names or places (`hotline case stats`)"),
-            "{said}"
-        );
-        assert!(!said.contains("no case known"), "{said}");
+        // By its id, and (walk-through 3, WA6) by its reference, which
+        // this device's erasure record kept.
+        for named in [&case[..4], "C-ER-1", "c-er-1"] {
+            let out = hotline(h, PASS, &["case", "show", named]);
+            assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+            let said = stderr(&out);
+            assert!(
+                said.contains(&format!("case C-ER-1 ({case}) was erased on ")),
+                "{said}"
+            );
+            assert!(said.contains(&who), "{who}: {said}");
+            assert!(
+                said.contains("nothing of it is kept but its statistics, without names or places (`hotline case stats`)"),
+                "{said}"
+            );
+            assert!(!said.contains("no case"), "{said}");
+        }
     }
     server.shutdown().await;
 }
@@ -7452,7 +7482,9 @@ async fn a_request_the_server_announces_for_another_device_links_nothing_and_war
         stdout(&out)
     );
     assert!(
-        stdout(&out).contains("(the request's words are not on this device)"),
+        stdout(&out).contains(
+            "(the request's words are not on this device: they were not sealed to this device"
+        ),
         "{}",
         stdout(&out)
     );
@@ -7465,7 +7497,14 @@ async fn a_request_the_server_announces_for_another_device_links_nothing_and_war
     let out = hotline(
         &officer,
         PASS,
-        &["case", "set", &forged_hex, "reference", "C-FORGED"],
+        &[
+            "case",
+            "set",
+            &forged_hex,
+            "reference",
+            "C-FORGED",
+            "--without-words",
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -8320,4 +8359,285 @@ async fn an_sos_sealed_to_an_earlier_roster_names_the_current_roster_and_the_cas
     let out = hotline(&coordinator, PASS, &["case", "show", "C-9"]);
     assert!(stdout(&out).contains(words), "{}", stdout(&out));
     server.shutdown().await;
+}
+
+/// Issue 12, walk-through 3 (WA1): a colleague takes on a request while
+/// another staff member, whose last view showed it waiting, closes it
+/// as a decline: the close is refused, naming who took it on, and
+/// nothing is closed; closing the open case anyway takes a flag, and its
+/// defender (never told anything of the case) is told it was closed
+/// instead of waiting for the team's answer for ever.
+#[tokio::test(flavor = "multi_thread")]
+async fn closing_a_request_a_colleague_took_on_since_is_refused_and_the_defender_is_told_once_closed()
+ {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "relocation", "we must leave MARKER-RACE"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The officer sees it waiting.
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "list", "--sync", "--state", "requested"],
+    );
+    let case = case_of(&out, "MARKER-RACE");
+    // The admin takes it on.
+    let out = hotline(&admin, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&admin, PASS, &["case", "set", &case, "risk", "low"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("accepted: the case is open"),
+        "{}",
+        stdout(&out)
+    );
+    // The officer declines what it last saw as a request.
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "close",
+            &case,
+            "--reason",
+            "declining: out of scope",
+        ],
+    );
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!("request {case} was taken on by"))
+            && said.contains("while you were looking at it: the case is open. Nothing was closed.")
+            && said.contains(&format!(
+                "hotline case close {case} --reason … --taken-on-ok"
+            )),
+        "{said}"
+    );
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(
+        stdout(&out).contains(": open"),
+        "nothing was closed: {}",
+        stdout(&out)
+    );
+    let out = hotline(&defender, PASS, &["my-case"]);
+    assert!(
+        stdout(&out).contains("waiting for the team's answer"),
+        "{}",
+        stdout(&out)
+    );
+    // Closing it anyway, knowingly: the defender is told, in neutral
+    // words, as for a decline.
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "close",
+            &case,
+            "--reason",
+            "out of scope after all",
+            "--taken-on-ok",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("the defender is told the request was closed"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&defender, PASS, &["my-case"]);
+    let mine = stdout(&out);
+    assert!(
+        mine.contains("The team has closed this request. They may contact you another way."),
+        "{mine}"
+    );
+    assert!(!mine.contains("out of scope"), "{mine}");
+}
+
+/// Issue 12, walk-through 3 (WA2): setting a case's "defender devices"
+/// to another defender's device would drop the one that made the
+/// request (and send what is shared to someone else): refused, naming
+/// who is dropped and who added, unless --drop-requester says so; the
+/// case still says who requested it.
+#[tokio::test(flavor = "multi_thread")]
+async fn setting_defender_devices_without_the_requester_is_refused_unless_said_explicitly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(&officer, PASS, &["invite", "--role", "defender"]);
+    let eli = dir.path().join("eli");
+    assert!(
+        hotline(&eli, PASS, &["enroll", &invite_line(&out)])
+            .status
+            .success()
+    );
+    let dana_id = device_id(&defender);
+    let eli_id = device_id(&eli);
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "subsistence", "food money MARKER-DANA"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "list", "--sync"]);
+    let case = case_of(&out, "MARKER-DANA");
+    let out = hotline(&officer, PASS, &["case", "set", &case, "risk", "low"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "set", &case, "defender devices", &eli_id],
+    );
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("this would drop")
+            && said.contains("the device that made the request")
+            && said.contains(&format!("and add {}", &eli_id[..8]))
+            && said.contains("Nothing was written")
+            && said.contains("--drop-requester"),
+        "{said}"
+    );
+    // Nothing changed: a share still goes to the requester only.
+    let out = hotline(&officer, PASS, &["case", "share", &case, "SHARED-ONE"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&eli, PASS, &["inbox"]);
+    assert!(!stdout(&out).contains("SHARED-ONE"), "{}", stdout(&out));
+    // Adding Eli beside Dana drops nobody.
+    let both = format!("{dana_id},{eli_id}");
+    let out = hotline(
+        &officer,
+        PASS,
+        &["case", "set", &case, "defender devices", &both],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Said explicitly, Dana is dropped; the case still says she asked.
+    let out = hotline(
+        &officer,
+        PASS,
+        &[
+            "case",
+            "set",
+            &case,
+            "defender devices",
+            &eli_id,
+            "--drop-requester",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(
+        stdout(&out).contains("requested by") && stdout(&out).contains("MARKER-DANA"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// Issue 12, walk-through 3 (WA3): a staff device added by a later
+/// roster does not hold a waiting request's words: taking it on is
+/// refused (a colleague who reads them should), `case show` says why;
+/// with --without-words it is taken on and the case says its words were
+/// not copied.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_whose_words_this_device_lacks_is_taken_on_only_when_said_explicitly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "legal", "a lawyer MARKER-WORDS"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = dir.path().join("org.key");
+    let coordinator = dir.path().join("coordinator");
+    join_staff(&admin, &coordinator, "coordinator", &key, 3);
+    let out = hotline(&officer, PASS, &["case", "list", "--sync"]);
+    let case = case_of(&out, "MARKER-WORDS");
+    let out = hotline(&coordinator, PASS, &["case", "list", "--sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&coordinator, PASS, &["case", "set", &case, "risk", "high"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!(
+            "this device does not hold the words of request {case}"
+        )) && said.contains("sealed to the staff of an earlier roster")
+            && said.contains("A colleague who reads them should take it on; nothing was written")
+            && said.contains("--without-words"),
+        "{said}"
+    );
+    let out = hotline(&coordinator, PASS, &["case", "show", &case]);
+    assert!(
+        stdout(&out).contains(": requested")
+            && stdout(&out).contains("sealed to the staff of an earlier roster")
+            && stdout(&out).contains("a colleague who reads them should take it on"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(
+        &coordinator,
+        PASS,
+        &["case", "note", &case, "taking it on", "--without-words"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("accepted: the case is open"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(
+        stdout(&out).contains("taken on without the request's words"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// Issue 12, walk-through 3 (WA7): a brand-new request that reached a
+/// staff device's inbox before its case was synced there reads as a new
+/// request and points to where it is answered (not "a case this device
+/// does not hold … or erased", nor a message to send).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_request_not_synced_yet_reads_as_a_new_request_in_the_inbox() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let out = hotline(
+        &defender,
+        PASS,
+        &["request", "relocation", "we must leave MARKER-NEW"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&admin, PASS, &["inbox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(
+        shown.contains(&format!(
+            "a new request from defender {} for relocation help (its words are below): `hotline case list --sync --state requested`",
+            &device_id(&defender)[..8]
+        )),
+        "{shown}"
+    );
+    assert!(shown.contains("MARKER-NEW"), "{shown}");
+    assert!(!shown.contains("or erased"), "{shown}");
+    assert!(!shown.contains("hotline send --to"), "{shown}");
 }

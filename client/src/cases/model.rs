@@ -74,17 +74,30 @@ impl Register {
         self.heads().iter().map(|v| v.event_id).collect()
     }
 
-    /// The value when there is exactly one head.
+    /// The heads with distinct values, in the order they came: heads
+    /// that set equal values are one value (the first of them stands for
+    /// the others), never a conflict (docs/protocol.md, section 9.5).
+    pub fn values(&self) -> Vec<&Version> {
+        let mut out: Vec<&Version> = Vec::new();
+        for h in self.heads() {
+            if !out.iter().any(|o| o.value == h.value) {
+                out.push(h);
+            }
+        }
+        out
+    }
+
+    /// The value when the heads hold exactly one (all heads equal).
     pub fn value(&self) -> Option<&Value> {
-        match self.heads().as_slice() {
+        match self.values().as_slice() {
             [one] => Some(&one.value),
             _ => None,
         }
     }
 
-    /// More than one head.
+    /// More than one distinct value among the heads.
     pub fn is_conflict(&self) -> bool {
-        self.heads().len() > 1
+        self.values().len() > 1
     }
 
     /// The version set by `event`.
@@ -757,7 +770,7 @@ impl CaseView {
         match self.field(entity::CASE, &[], field) {
             None => String::new(),
             Some(r) => r
-                .heads()
+                .values()
                 .iter()
                 .map(|v| v.value.text().unwrap_or("?").to_owned())
                 .collect::<Vec<_>>()
@@ -780,7 +793,7 @@ impl CaseView {
             .filter(|(_, r)| r.is_conflict())
             .map(|(key, r)| Conflict {
                 key,
-                heads: r.heads(),
+                heads: r.values(),
             })
             .collect()
     }
@@ -908,6 +921,31 @@ mod tests {
         assert_eq!(conflicts[0].heads[1].author, dev(2));
         assert_eq!(v.case_text(case_field::SUMMARY), "from laptop | from phone");
         assert_eq!(v.case_value(case_field::SUMMARY), None);
+    }
+
+    /// Walk-through 3 (WA5): two concurrent edits that set the same
+    /// value (a take-on racing a decline, both copying the programme)
+    /// are one value: no conflict; a later change still names both.
+    #[test]
+    fn two_concurrent_edits_setting_equal_values_are_one_value_not_a_conflict() {
+        let v = fold(&[
+            with_state(
+                ev(1, 1, 1, vec![text(2, "first", &[])]),
+                CaseState::Open,
+                "",
+            ),
+            ev(2, 1, 2, vec![text(2, "same", &[1])]),
+            ev(3, 2, 3, vec![text(2, "same", &[1])]),
+        ]);
+        assert!(v.conflicts().is_empty());
+        assert_eq!(v.case_text(case_field::SUMMARY), "same");
+        assert_eq!(
+            v.case_value(case_field::SUMMARY).and_then(Value::text),
+            Some("same")
+        );
+        let r = v.field(entity::CASE, &[], case_field::SUMMARY);
+        assert_eq!(r.map(|r| r.head_ids().len()), Some(2));
+        assert_eq!(r.map(|r| r.values().len()), Some(1));
     }
 
     #[test]

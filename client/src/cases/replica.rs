@@ -160,6 +160,10 @@ pub struct ErasureRow {
     /// The staff device that confirmed it (empty: not known).
     #[prost(bytes = "vec", tag = "4")]
     pub confirmed_by: Vec<u8>,
+    /// The case's reference when this device held it (empty: none, not
+    /// held, or recorded before this field): what staff name it by.
+    #[prost(string, tag = "5")]
+    pub reference: String,
 }
 
 /// A case key seen sent to a device by another staff device.
@@ -1346,20 +1350,29 @@ impl Replica {
         requested_by: Option<DeviceId>,
         confirmed_by: Option<DeviceId>,
     ) -> Result<(), ClientError> {
-        if self
+        let bytes = |d: Option<DeviceId>| d.map(|d| d.as_bytes().to_vec()).unwrap_or_default();
+        if let Some(row) = self
             .index
             .erasures
-            .iter()
-            .any(|r| r.case_id == case.as_bytes())
+            .iter_mut()
+            .find(|r| r.case_id == case.as_bytes())
         {
-            return Ok(());
+            // Kept as recorded; only what the record does not say yet
+            // (a row `erase` started with the case's reference) is added.
+            if row.at != 0 || !row.requested_by.is_empty() || !row.confirmed_by.is_empty() {
+                return Ok(());
+            }
+            row.at = at;
+            row.requested_by = bytes(requested_by);
+            row.confirmed_by = bytes(confirmed_by);
+            return self.save_index();
         }
-        let bytes = |d: Option<DeviceId>| d.map(|d| d.as_bytes().to_vec()).unwrap_or_default();
         self.index.erasures.push(ErasureRow {
             case_id: case.as_bytes().to_vec(),
             at,
             requested_by: bytes(requested_by),
             confirmed_by: bytes(confirmed_by),
+            reference: String::new(),
         });
         self.save_index()
     }
@@ -1524,11 +1537,31 @@ impl Replica {
     }
 
     /// Deletes a case's events, keys and summary, and any of its events
-    /// waiting to be sent; remembers that it was erased.
+    /// waiting to be sent; remembers that it was erased (with its
+    /// reference, when it had one).
     pub fn erase(&mut self, case: &CaseId) -> Result<(), ClientError> {
         self.folded.remove(case);
         self.dir.remove_private(&file_name(case))?;
         let id = case.as_bytes().to_vec();
+        // Its reference stays with the erasure record (sealed like the
+        // rest of the index): staff who name it so are told it was erased.
+        let reference = self
+            .index
+            .summaries
+            .iter()
+            .find(|s| s.case_id == id)
+            .map(|s| s.reference.clone())
+            .unwrap_or_default();
+        if !reference.is_empty() {
+            match self.index.erasures.iter_mut().find(|r| r.case_id == id) {
+                Some(row) => row.reference = reference,
+                None => self.index.erasures.push(ErasureRow {
+                    case_id: id.clone(),
+                    reference,
+                    ..Default::default()
+                }),
+            }
+        }
         self.index.summaries.retain(|s| s.case_id != id);
         self.index.outbox.retain(|o| o.case_id != id);
         self.index.rotations.retain(|r| r.case_id != id);
@@ -1871,6 +1904,47 @@ mod tests {
         assert!(r.outbox().is_empty());
         assert!(r.is_erased(&case));
         assert!(r.load(&case).expect("load").keys.is_empty());
+    }
+
+    /// Walk-through 3 (WA6): an erased case's reference stays in this
+    /// device's sealed erasure record, with when and by whom; a record
+    /// written before the field decodes with no reference.
+    #[test]
+    fn an_erased_cases_reference_is_kept_with_its_erasure_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let key = [4u8; 32];
+        let case = CaseId::from_bytes([1; 16]);
+        let mut r = Replica::open(&state, &key).expect("open");
+        r.index.summaries.push(SummaryRow {
+            case_id: case.as_bytes().to_vec(),
+            reference: "C-2026-0070".into(),
+            ..Default::default()
+        });
+        r.reindex();
+        r.erase(&case).expect("erase");
+        let by = staff(1).device_id();
+        r.record_erasure(&case, 77, Some(by), None)
+            .expect("recorded");
+        let r = Replica::open(&state, &key).expect("reopen");
+        let rows = r.erased_cases();
+        let row = rows[0].1.clone().expect("a record");
+        assert_eq!(row.reference, "C-2026-0070");
+        assert_eq!(row.at, 77);
+        assert_eq!(row.requested_by, by.as_bytes().to_vec());
+        // The form written before: fields 1-4 only.
+        let old = ErasureRow {
+            case_id: vec![1; 16],
+            at: 5,
+            ..Default::default()
+        }
+        .encode_to_vec();
+        assert_eq!(
+            ErasureRow::decode(old.as_slice())
+                .expect("decodes")
+                .reference,
+            ""
+        );
     }
 
     #[test]

@@ -127,6 +127,15 @@ async fn erase_in(ctx: &mut Ctx, case: &str, confirm: bool) -> anyhow::Result<()
         format!("this device does not hold the event that closed case {s}: nothing was done")
     })?;
     if confirm {
+        // Confirming is the last word before the case is gone for good:
+        // a device that cannot read all of it cannot check what it would
+        // erase (docs/protocol.md, section 9.7).
+        if view.unreadable > 0 {
+            bail!(
+                "this device cannot read all of case {s} ({} event(s) not readable here yet: their key comes from another staff device), so it cannot check what it would erase: a staff device that reads it must confirm. Nothing was erased",
+                view.unreadable
+            );
+        }
         let Some(request) = ctx.replica.erasure_request(&id) else {
             bail!(
                 "no signed erasure request of case {s} has reached this device: ask for it (`hotline case erase {s}`) or sync again. Nothing was confirmed"

@@ -421,6 +421,35 @@ pub(super) fn declined(
     Some(format!("declined by {by}{when}"))
 }
 
+/// Why a request's case is not on this device: not synced here yet (a
+/// request's words and case go with an erasure, so it is never erased).
+pub(super) const REQUEST_NOT_SYNCED: &str = "a request not synced here yet";
+
+/// How a case is named to staff: its reference with the start of its id
+/// when this device holds it (or kept it with its erasure), else the
+/// start of its id.
+pub(super) fn case_name(device: &Device, case_id: &hotline_proto::case::CaseId) -> String {
+    let s = super::case_view::short(case_id.as_bytes());
+    let reference = hotline_client::cases::open_replica(device)
+        .ok()
+        .and_then(|r| {
+            r.summaries()
+                .iter()
+                .find(|row| row.case_id == case_id.as_bytes())
+                .map(|row| row.reference.clone())
+                .or_else(|| {
+                    r.erased_cases()
+                        .into_iter()
+                        .find(|(c, _)| c == case_id)
+                        .and_then(|(_, row)| row.map(|row| row.reference))
+                })
+        });
+    match reference {
+        Some(r) if !r.is_empty() => format!("{r} ({s})"),
+        _ => s,
+    }
+}
+
 /// Why a staff device cannot show a defender's reply or request in a
 /// case: it must then be shown with its words where messages are shown
 /// (`inbox`, `messages`, `watch`), never only as a pointer to a case that
@@ -452,7 +481,7 @@ pub(super) fn not_in_a_case(
                 });
             return match found {
                 Some(_) => None,
-                None => Some("a case this device does not hold (not synced here yet, or erased)"),
+                None => Some(REQUEST_NOT_SYNCED),
             };
         }
     };

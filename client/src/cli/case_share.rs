@@ -60,16 +60,68 @@ pub(super) async fn close(
     case: &str,
     reason: String,
     notice: bool,
+    taken_on_ok: bool,
 ) -> anyhow::Result<()> {
     let mut ctx = Ctx::start(state).await?;
-    let r = close_in(&mut ctx, case, reason, notice).await;
+    let r = match refuse_if_taken_on_since(&ctx, case, taken_on_ok) {
+        Ok(()) => close_in(&mut ctx, case, reason, notice).await,
+        Err(e) => Err(e),
+    };
     ctx.close().await;
     r
 }
 
+/// A request this device showed as waiting before this command's sync,
+/// taken on since by a colleague, is not closed unawares: the person is
+/// told who took it on and when, and how to close the open case anyway
+/// (the same words as when the two answers race offline).
+fn refuse_if_taken_on_since(ctx: &Ctx, case: &str, taken_on_ok: bool) -> anyhow::Result<()> {
+    if taken_on_ok {
+        return Ok(());
+    }
+    let file = ctx.case(case)?;
+    if !ctx.was_requested_before(&file.case_id)
+        || ctx.replica.view(&file.case_id)?.state != Some(CaseState::Open)
+    {
+        return Ok(());
+    }
+    let Some((CaseState::Open, who, at)) = ctx.winning_answer(&file.case_id) else {
+        return Ok(());
+    };
+    let s = short(file.case_id.as_bytes());
+    bail!(
+        "request {s} was taken on by {who} at {} while you were looking at it: the case is open. Nothing was closed. To close the open case anyway: hotline case close {s} --reason … --taken-on-ok",
+        super::date::date_time(at)
+    )
+}
+
+/// Whether closing `view` (open) leaves its defender waiting for an
+/// answer that never comes: the case came from a defender's request,
+/// links a defender device, and nothing was ever shared with it.
+fn leaves_defender_waiting(view: &CaseView) -> bool {
+    view.state == Some(CaseState::Open)
+        && view.request.is_some()
+        && view.shared.is_empty()
+        && !linked_defenders(view).is_empty()
+}
+
 async fn close_in(ctx: &mut Ctx, case: &str, reason: String, notice: bool) -> anyhow::Result<()> {
+    let before = ctx
+        .case(case)
+        .and_then(|f| Ok(ctx.replica.view(&f.case_id)?));
+    let waiting = before.as_ref().is_ok_and(leaves_defender_waiting);
     let (declined, r) =
         super::cases::write_in(ctx, case, super::cases::Write::Close(reason)).await?;
+    let declined = match declined {
+        Some(c) => Some(c),
+        // An open case that came from a request and never told its
+        // defender anything: told as a decline is, or the defender's
+        // device waits for the team's answer for ever.
+        None if waiting && (r.is_ok() || r.as_ref().is_err_and(|e| e.is::<Queued>())) => {
+            before.ok().map(|v| v.case_id)
+        }
+        None => None,
+    };
     let Some(case_id) = declined else {
         return r;
     };

@@ -131,7 +131,8 @@ pub(super) fn show_field(
     field: u32,
 ) -> Option<String> {
     let r = view.field(ent, id, field)?;
-    let heads = r.heads();
+    // Heads that set equal values are one value (protocol.md 9.5).
+    let heads = r.values();
     let shown = |v: &Value| fields::show_value(ent, field, v, who);
     match heads.as_slice() {
         [] => None,
@@ -148,6 +149,22 @@ pub(super) fn show_field(
                 .collect::<Vec<_>>()
                 .join(" / ")
         )),
+    }
+}
+
+/// Why a staff device may not hold a request's words.
+pub(super) const WORDS_NOT_HERE: &str = "they were not sealed to this device (most often: the request was sealed to the staff of an earlier roster, before this device joined)";
+
+/// What `case show` says of a request whose words this device does not
+/// hold: why, and (while it waits for an answer) who should take it on.
+fn words_not_here(view: &CaseView) -> String {
+    let why = WORDS_NOT_HERE;
+    if view.state == Some(CaseState::Requested) {
+        format!(
+            "(the request's words are not on this device: {why}; a colleague who reads them should take it on)"
+        )
+    } else {
+        format!("(the request's words are not on this device: {why})")
     }
 }
 
@@ -176,9 +193,7 @@ pub(super) fn view_lines(who: Who<'_>, view: &CaseView, waiting: usize) -> Vec<S
             "  requested by {} on {}: {}",
             who(r.defender.as_bytes()),
             hotline_proto::time::date_time(r.at),
-            r.text
-                .as_deref()
-                .unwrap_or("(the request's words are not on this device)")
+            r.text.clone().unwrap_or_else(|| words_not_here(view))
         ));
     }
     for (n, spec) in (1..=8).filter_map(|n| fields::field_spec(entity::CASE, n).map(|s| (n, s))) {

@@ -27,7 +27,9 @@ use hotline_proto::e2e::suite::SystemRandomness;
 use hotline_proto::identity::hex;
 
 use super::Queued;
-use super::case_view::{list_lines, person_line, relocation_lines, short, show_field, view_lines};
+use super::case_view::{
+    WORDS_NOT_HERE, list_lines, person_line, relocation_lines, short, show_field, view_lines,
+};
 use super::unlock::{after_unlock, open_device};
 
 /// The longest content (`C`) a case event holds: the largest padding
@@ -57,6 +59,24 @@ pub(super) struct Ctx {
     /// way, and this device opens the next epoch itself to write
     /// (docs/protocol.md, section 9.2, "A key that never came").
     keys_fetched_and_synced: bool,
+    /// The cases this device's replica showed as requests waiting for
+    /// an answer before this command's sync: one taken on by a colleague
+    /// since is not closed unawares.
+    requested_before: std::collections::BTreeSet<CaseId>,
+    /// What the person allowed explicitly for this command.
+    pub(super) allow: Allow,
+}
+
+/// What a case command was told explicitly to go ahead with.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Allow {
+    /// `--drop-requester`: a change of "defender devices" may drop the
+    /// device that made the request.
+    pub(super) drop_requester: bool,
+    /// `--without-words`: a request whose words this device does not
+    /// hold may be taken on (the case then says its words were not
+    /// copied).
+    pub(super) without_words: bool,
 }
 
 /// What a person whose answer to a request (a decline, or a taking on)
@@ -109,6 +129,12 @@ impl Ctx {
             bail!("cases are kept by staff devices; this device is a defender's");
         }
         let replica = open_replica(&device)?;
+        let requested_before = replica
+            .summaries()
+            .iter()
+            .filter(|s| s.state() == Some(CaseState::Requested))
+            .filter_map(SummaryRow::id)
+            .collect();
         let mut ctx = Ctx {
             device,
             replica,
@@ -118,6 +144,8 @@ impl Ctx {
             synced: Default::default(),
             lost: Vec::new(),
             keys_fetched_and_synced: false,
+            requested_before,
+            allow: Allow::default(),
         };
         match ctx.device.connect().await {
             Ok(session) => {
@@ -776,7 +804,7 @@ impl Ctx {
 
     /// The answer that won a race to a request this device answered too:
     /// the first event of another device that set the case's state.
-    fn winning_answer(&self, case: &CaseId) -> Option<(CaseState, String, u64)> {
+    pub(super) fn winning_answer(&self, case: &CaseId) -> Option<(CaseState, String, u64)> {
         let me = self.me();
         let file = self.replica.load(case).ok()?;
         file.events.iter().find_map(|e| {
@@ -814,17 +842,20 @@ impl Ctx {
     /// when and by whom (as this device learnt it), and that only its
     /// statistics remain.
     fn erased_case(&self, text: &str) -> Option<anyhow::Error> {
-        let hexed = text.trim().to_ascii_lowercase();
-        if hexed.len() < MIN_PREFIX || !hexed.chars().all(|c| c.is_ascii_hexdigit()) {
-            return None;
-        }
-        let (case, row) = self
-            .replica
-            .erased_cases()
-            .into_iter()
-            .find(|(c, _)| hex(c.as_bytes()).starts_with(&hexed))?;
-        let s = short(case.as_bytes());
+        let t = text.trim();
+        let hexed = t.to_ascii_lowercase();
+        let by_id = hexed.len() >= MIN_PREFIX && hexed.chars().all(|c| c.is_ascii_hexdigit());
+        // By its id, or by the reference this device's record kept.
+        let (case, row) = self.replica.erased_cases().into_iter().find(|(c, r)| {
+            (by_id && hex(c.as_bytes()).starts_with(&hexed))
+                || r.as_ref()
+                    .is_some_and(|r| !r.reference.is_empty() && r.reference.eq_ignore_ascii_case(t))
+        })?;
         let row = row.unwrap_or_default();
+        let s = match row.reference.as_str() {
+            "" => short(case.as_bytes()),
+            r => format!("{r} ({})", short(case.as_bytes())),
+        };
         let when = if row.at == 0 {
             String::new()
         } else {
@@ -977,6 +1008,12 @@ impl Ctx {
                 Err(Queued.into())
             }
         }
+    }
+
+    /// Whether this device's replica showed `case` as a request waiting
+    /// for an answer before this command's sync.
+    pub(super) fn was_requested_before(&self, case: &CaseId) -> bool {
+        self.requested_before.contains(case)
     }
 
     /// The case named by `text`: a hex prefix of its id (at least 4
@@ -1811,11 +1848,22 @@ pub(super) enum Write {
 /// `hotline case note|assign|close|reopen|set|person add|person edit`,
 /// `hotline relocation start|advance`.
 pub(super) async fn write(state: &StateDir, case: &str, what: Write) -> anyhow::Result<()> {
+    write_allowing(state, case, what, Allow::default()).await
+}
+
+/// [`write`], with what the person allowed explicitly.
+pub(super) async fn write_allowing(
+    state: &StateDir,
+    case: &str,
+    what: Write,
+    allow: Allow,
+) -> anyhow::Result<()> {
     // What can be checked before unlocking is checked first.
     if let Write::Advance { stage, .. } = &what {
         stage.parse::<Stage>()?;
     }
     let mut ctx = Ctx::start(state).await?;
+    ctx.allow = allow;
     let r = write_in(&mut ctx, case, what).await;
     ctx.close().await;
     r?.1
@@ -1902,6 +1950,9 @@ pub(super) async fn write_in(
                 )
             })?;
             let v = parse_value(ctx, entity::CASE, n, &value).await?;
+            if n == case_field::DEFENDERS && !ctx.allow.drop_requester {
+                refuse_dropping_requester(ctx, &view, &short_id, v.as_ref())?;
+            }
             let mut c = ctx.content("");
             c.changes.push(change(&view, entity::CASE, &[], n, v));
             (c, format!("{} of case {short_id} set", spec.name))
@@ -2137,6 +2188,22 @@ pub(super) async fn write_in(
     let mut declined = false;
     if view.state == Some(CaseState::Requested) && file.events.is_empty() {
         super::case_links::complete_request(&ctx.device, &view, &mut file, &mut content)?;
+        let taking_on = control.state != Some(CaseState::Closed);
+        let c = short(file.case_id.as_bytes());
+        if taking_on && file.request.as_ref().is_some_and(|r| r.text.is_none()) {
+            if !ctx.allow.without_words {
+                bail!(
+                    "this device does not hold the words of request {short_id}: {WORDS_NOT_HERE}. A colleague who reads them should take it on; nothing was written. To take it on without them: hotline case note {c} \"…\" --without-words (or case set … --without-words)"
+                );
+            }
+            let said = "taken on without the request's words: this device did not hold them, so they were not copied into the case";
+            content.note = if content.note.is_empty() {
+                said.to_owned()
+            } else {
+                format!("{}\n({said})", content.note)
+            };
+            content.language = hotline_client::language();
+        }
         answer_request(ctx, &mut file, &mut control, &mut content)?;
         declined = control.state == Some(CaseState::Closed);
         done = if declined {
@@ -2147,6 +2214,43 @@ pub(super) async fn write_in(
     }
     let r = ctx.write(&file, control, content, &done).await;
     Ok((declined.then_some(file.case_id), r.map(|_| ())))
+}
+
+/// A change of "defender devices" to `new` that drops the device that
+/// made the case's request is refused: the requester's shares would go
+/// to someone else. Names who would be dropped and who added.
+fn refuse_dropping_requester(
+    ctx: &Ctx,
+    view: &CaseView,
+    short_id: &str,
+    new: Option<&FieldValue>,
+) -> anyhow::Result<()> {
+    let Some(requester) = view.request.as_ref().map(|r| r.defender) else {
+        return Ok(());
+    };
+    let new: Vec<Vec<u8>> = match new.and_then(|v| v.kind.as_ref()) {
+        Some(FieldValueKind::Ids(l)) => l.ids.iter().map(|d| d.to_vec()).collect(),
+        _ => Vec::new(),
+    };
+    if new.iter().any(|d| d.as_slice() == requester.as_bytes()) {
+        return Ok(());
+    }
+    let linked = super::case_links::linked_defenders(view);
+    let added: Vec<String> = new
+        .iter()
+        .filter(|d| !linked.iter().any(|l| l.as_bytes() == d.as_slice()))
+        .map(|d| ctx.shown(d))
+        .collect();
+    let added = if added.is_empty() {
+        String::new()
+    } else {
+        format!(" and add {}", added.join(", "))
+    };
+    let who = ctx.shown(requester.as_bytes());
+    let c = short(view.case_id.as_bytes());
+    bail!(
+        "this would drop {who}, the device that made the request of case {short_id}{added}: what is shared would no longer go to {who}. Nothing was written. If that is meant: hotline case set {c} \"defender devices\" … --drop-requester"
+    )
 }
 
 /// The first staff event of a case a defender requested opens it (or,

@@ -545,14 +545,22 @@ fn case_words(device: &Device, e: &Entry) -> Option<String> {
         Kind::CaseReply { case_id } => (
             format!(
                 "replied about case {}",
-                super::case_view::short(case_id.as_bytes())
+                super::case_links::case_name(device, case_id)
             ),
             super::case_links::not_in_a_case(device, Some(case_id), None, Some(sender))?,
         ),
-        Kind::CaseRequest { programme } => (
-            format!("asked for {programme} help"),
-            super::case_links::not_in_a_case(device, None, e.digest.as_ref(), None)?,
-        ),
+        Kind::CaseRequest { programme } => {
+            let why = super::case_links::not_in_a_case(device, None, e.digest.as_ref(), None)?;
+            // A brand-new request: its case comes with the next case
+            // sync, where staff answer it (not by a message).
+            if why == super::case_links::REQUEST_NOT_SYNCED {
+                return Some(format!(
+                    "a new request from defender {} for {programme} help (its words are below): `hotline case list --sync --state requested`",
+                    device.shown(&sender)
+                ));
+            }
+            (format!("asked for {programme} help"), why)
+        }
         _ => return None,
     };
     Some(format!(

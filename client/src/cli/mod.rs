@@ -455,6 +455,11 @@ enum CaseCommand {
         case: String,
         /// The note.
         text: String,
+        /// Taking on a defender's request whose words this device does
+        /// not hold (sealed to the staff of an earlier roster): go ahead
+        /// anyway; the case says its words were not copied.
+        #[arg(long)]
+        without_words: bool,
     },
     /// Set a case's coordinators (device ids, their starts, names or "me").
     #[command(after_help = EXIT_STATUSES)]
@@ -478,6 +483,10 @@ enum CaseCommand {
         /// has closed the request).
         #[arg(long)]
         no_notice: bool,
+        /// Close the case even though a colleague took the request on
+        /// while you were looking at it.
+        #[arg(long)]
+        taken_on_ok: bool,
     },
     /// Reopen a closed case.
     #[command(after_help = EXIT_STATUSES)]
@@ -496,6 +505,16 @@ enum CaseCommand {
         field: String,
         /// Its new value.
         value: String,
+        /// Setting "defender devices" without the device that made the
+        /// request: go ahead anyway (what is shared then no longer goes
+        /// to it).
+        #[arg(long)]
+        drop_requester: bool,
+        /// Taking on a defender's request whose words this device does
+        /// not hold (sealed to the staff of an earlier roster): go ahead
+        /// anyway; the case says its words were not copied.
+        #[arg(long)]
+        without_words: bool,
     },
     /// The people a case covers.
     #[command(subcommand)]
@@ -937,7 +956,17 @@ async fn run_case(command: CaseCommand, state: &StateDir) -> anyhow::Result<()> 
             case_erase::hold(state, &case, lift, note.as_deref()).await
         }
         CaseCommand::Stats => case_erase::show_stats(state).await,
-        CaseCommand::Note { case, text } => cases::write(state, &case, Write::Note(text)).await,
+        CaseCommand::Note {
+            case,
+            text,
+            without_words,
+        } => {
+            let allow = cases::Allow {
+                without_words,
+                ..Default::default()
+            };
+            cases::write_allowing(state, &case, Write::Note(text), allow).await
+        }
         CaseCommand::Assign { case, coordinators } => {
             cases::write(state, &case, Write::Assign(coordinators)).await
         }
@@ -945,10 +974,21 @@ async fn run_case(command: CaseCommand, state: &StateDir) -> anyhow::Result<()> 
             case,
             reason,
             no_notice,
-        } => case_share::close(state, &case, reason, !no_notice).await,
+            taken_on_ok,
+        } => case_share::close(state, &case, reason, !no_notice, taken_on_ok).await,
         CaseCommand::Reopen { case } => cases::write(state, &case, Write::Reopen).await,
-        CaseCommand::Set { case, field, value } => {
-            cases::write(state, &case, Write::Set { field, value }).await
+        CaseCommand::Set {
+            case,
+            field,
+            value,
+            drop_requester,
+            without_words,
+        } => {
+            let allow = cases::Allow {
+                drop_requester,
+                without_words,
+            };
+            cases::write_allowing(state, &case, Write::Set { field, value }, allow).await
         }
         CaseCommand::Person(PersonCommand::Add {
             case,
