@@ -31,6 +31,10 @@ struct RosterRow {
     version: u64,
     #[prost(message, repeated, tag = "2")]
     staff: Vec<StaffRow>,
+    /// Its `previous_hash` (empty in books saved before it was kept): an
+    /// older version fetched later must hash to it.
+    #[prost(bytes = "vec", tag = "3")]
+    previous_hash: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -58,6 +62,8 @@ struct Staff {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RosterBook {
     rosters: BTreeMap<u64, Vec<Staff>>,
+    /// Each version's `previous_hash`, where known.
+    previous: BTreeMap<u64, [u8; 32]>,
 }
 
 fn damaged() -> ClientError {
@@ -72,7 +78,11 @@ impl RosterBook {
         };
         let row = BookRow::decode(bytes.as_slice()).map_err(|_| damaged())?;
         let mut rosters = BTreeMap::new();
+        let mut previous = BTreeMap::new();
         for r in row.rosters {
+            if let Ok(hash) = <[u8; 32]>::try_from(r.previous_hash.as_slice()) {
+                previous.insert(r.version, hash);
+            }
             let mut staff = Vec::with_capacity(r.staff.len());
             for s in r.staff {
                 staff.push(Staff {
@@ -91,7 +101,7 @@ impl RosterBook {
             }
             rosters.insert(r.version, staff);
         }
-        Ok(RosterBook { rosters })
+        Ok(RosterBook { rosters, previous })
     }
 
     fn save(&self, dir: &StateDir, key: &[u8; 32]) -> Result<(), ClientError> {
@@ -101,6 +111,11 @@ impl RosterBook {
                 .iter()
                 .map(|(version, staff)| RosterRow {
                     version: *version,
+                    previous_hash: self
+                        .previous
+                        .get(version)
+                        .map(|h| h.to_vec())
+                        .unwrap_or_default(),
                     staff: staff
                         .iter()
                         .map(|s| StaffRow {
@@ -129,8 +144,12 @@ impl RosterBook {
         if self.rosters.contains_key(&roster.version) {
             return Ok(());
         }
-        for (version, staff) in RosterBook::load(dir, key)?.rosters {
+        let saved = RosterBook::load(dir, key)?;
+        for (version, staff) in saved.rosters {
             self.rosters.entry(version).or_insert(staff);
+        }
+        for (version, hash) in saved.previous {
+            self.previous.entry(version).or_insert(hash);
         }
         if self.rosters.contains_key(&roster.version) {
             return Ok(());
@@ -147,7 +166,19 @@ impl RosterBook {
             })
             .collect();
         self.rosters.insert(roster.version, staff);
+        self.previous.insert(roster.version, roster.previous_hash);
         self.save(dir, key)
+    }
+
+    /// Whether the book holds the roster of `version`.
+    pub fn holds(&self, version: u64) -> bool {
+        self.rosters.contains_key(&version)
+    }
+
+    /// The hash the roster of `version` must have, if this device holds
+    /// the next version and knows its `previous_hash`.
+    pub fn expected_hash(&self, version: u64) -> Option<[u8; 32]> {
+        self.previous.get(&version.checked_add(1)?).copied()
     }
 
     /// Remembers a roster a staff device just accepted, in the book of
