@@ -209,9 +209,11 @@ impl RosterBook {
         self.rosters.keys().copied().collect()
     }
 
-    /// Whether the roster of `version` (or, if this device does not hold
-    /// it, the newest it holds) lists `author` as a staff device with
-    /// `key`, valid at `at` (the event's server time).
+    /// Whether the roster of `version` (exactly that one; for version 0,
+    /// "no roster", the newest held) lists `author` as a staff device
+    /// with `key`, valid at `at` (the event's server time). A version not
+    /// held lists no one: the sync fetches it first (docs/protocol.md,
+    /// section 9.5).
     pub fn lists_staff(
         &self,
         version: u64,
@@ -219,10 +221,11 @@ impl RosterBook {
         key: &IdentityPublicKey,
         at: u64,
     ) -> bool {
-        let staff = self
-            .rosters
-            .get(&version)
-            .or_else(|| self.rosters.values().next_back());
+        let staff = if version == 0 {
+            self.rosters.values().next_back()
+        } else {
+            self.rosters.get(&version)
+        };
         staff.is_some_and(|staff| {
             staff.iter().any(|s| {
                 s.device_id == *author
@@ -280,8 +283,8 @@ mod tests {
         let listed =
             |v, e: &RosterEntry, at| book.lists_staff(v, &e.device_id, &e.identity_key, at);
         assert!(listed(1, &a, 150));
-        // Outside its window, on a roster that dropped it, or unknown
-        // version (the newest held, v2, decides): refused.
+        // Outside its window, on a roster that dropped it, or a version
+        // not held (never another version in its place): refused.
         assert!(!listed(1, &a, 99));
         assert!(!listed(1, &a, 200));
         assert!(!listed(2, &a, 150));
@@ -290,5 +293,23 @@ mod tests {
         assert!(!listed(1, &d, 150));
         assert!(!book.lists_staff(1, &a.device_id, &d.identity_key, 150));
         assert!(RosterBook::load(&state, &[4u8; 32]).is_err());
+    }
+
+    /// An older version fetched later must be the one the next version
+    /// held names; what the book knows of that survives a reopen.
+    #[test]
+    fn the_next_versions_previous_hash_is_kept_to_check_an_older_one_fetched_later() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let key = [3u8; 32];
+        let mut v4 = roster(4, vec![]);
+        v4.previous_hash = [7; 32];
+        let mut book = RosterBook::default();
+        book.remember(&v4, &state, &key).expect("remember");
+        let book = RosterBook::load(&state, &key).expect("load");
+        assert!(book.holds(4) && !book.holds(3));
+        assert_eq!(book.expected_hash(3), Some([7; 32]));
+        assert_eq!(book.expected_hash(2), None, "v3 is not held");
+        assert_eq!(book.expected_hash(u64::MAX), None);
     }
 }

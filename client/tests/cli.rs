@@ -8057,13 +8057,58 @@ async fn a_staff_device_added_later_reads_the_events_of_one_revoked_since() {
     // command sends it the case keys.
     let late = dir.path().join("late");
     join_staff(&admin, &late, "coordinator", &key, 3);
+
+    // A sync that cannot get the roster the leaver wrote under (here: no
+    // root to check it with) stops before those events: it never drops
+    // them as "not on the staff roster", nor shows the case as waiting.
+    {
+        use hotline_client::StateDir;
+        use hotline_client::cases::{open_replica, sync};
+        use hotline_client::messenger::Device;
+        let mut device = Device::open(&StateDir::new(&late), PASS).expect("opens");
+        let session = device.connect().await.expect("connects");
+        let roster = device.roster(&session).await.expect("roster");
+        let mut replica = open_replica(&device).expect("replica");
+        let report = sync::sync_cases(&session, &mut replica, &roster, &|_, _| None)
+            .await
+            .expect("synced");
+        session.close().await;
+        assert!(report.waiting_for_rosters.contains(&2), "{report:?}");
+        assert!(
+            report
+                .warnings
+                .iter()
+                .any(|w| w.contains("case events wait for staff roster v2")),
+            "{:?}",
+            report.warnings
+        );
+        assert!(
+            report
+                .warnings
+                .iter()
+                .all(|w| !w.contains("not on the staff roster")),
+            "{:?}",
+            report.warnings
+        );
+        for s in replica.summaries() {
+            if let Some(id) = s.id() {
+                assert_ne!(
+                    replica.view(&id).expect("view").state,
+                    Some(hotline_proto::case::CaseState::Requested)
+                );
+            }
+        }
+    }
     let out = hotline(&officer, PASS, &["case", "show", &case]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = hotline(&late, PASS, &["case", "show", &case]);
     assert!(out.status.success(), "{}", stderr(&out));
     let shown = stdout(&out);
     assert!(shown.contains(&format!("{case}")), "{shown}");
-    assert!(shown.lines().next().is_some_and(|l| l.ends_with(": open")), "{shown}");
+    assert!(
+        shown.lines().next().is_some_and(|l| l.ends_with(": open")),
+        "{shown}"
+    );
     assert!(shown.contains("reference: C-2026-0060"), "{shown}");
     assert!(
         shown.contains(&format!("{}: accepted the request", &leaver_id[..8])),

@@ -378,7 +378,9 @@ impl Request {
             Request::PutRoster(r) => Kind::PutRoster(pb::PutRosterRequest {
                 roster: Some(r.to_wire()),
             }),
-            Request::GetRoster { version } => Kind::GetRoster(pb::GetRosterRequest { version: *version }),
+            Request::GetRoster { version } => {
+                Kind::GetRoster(pb::GetRosterRequest { version: *version })
+            }
             Request::PublishPrekeys(p) => Kind::PublishPrekeys(pb::PublishPrekeysRequest {
                 prekeys: p.iter().map(SignedPrekey::to_wire).collect(),
             }),

@@ -61,7 +61,9 @@ pub(super) async fn get_roster(shared: &Shared, version: u64) -> Result<Reply, R
     } else {
         // An older version: a reader checks a case event against the
         // roster it names (docs/protocol.md, section 9.5).
-        let found = shared.store_call(move |s| s.roster_of_version(version)).await?;
+        let found = shared
+            .store_call(move |s| s.roster_of_version(version))
+            .await?;
         if found.is_none() {
             return Err(RequestError::NotFound(
                 "the server never accepted a roster of this version",

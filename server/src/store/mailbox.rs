@@ -320,8 +320,8 @@ impl LogStore {
 
 #[cfg(test)]
 mod tests {
-    use hotline_proto::e2e::roster::{Roster, SignedRoster};
     use hotline_proto::e2e::org::OrgKeyPair;
+    use hotline_proto::e2e::roster::{Roster, SignedRoster};
 
     fn signed(version: u64, previous: Option<&SignedRoster>) -> SignedRoster {
         Roster {
@@ -351,14 +351,23 @@ mod tests {
                 .expect("stores")
                 .expect("accepted");
         }
-        assert_eq!(store.roster_of_version(1).expect("reads"), Some(v1.encode()));
+        assert_eq!(
+            store.roster_of_version(1).expect("reads"),
+            Some(v1.encode())
+        );
         // A roster stored after the first read is found too.
         let v4 = signed(4, Some(&v2));
         store
             .put_roster(4, v2.hash(), v4.encode())
             .expect("stores")
             .expect("accepted");
-        for (v, want) in [(1, Some(&v1)), (2, Some(&v2)), (3, None), (4, Some(&v4)), (5, None)] {
+        for (v, want) in [
+            (1, Some(&v1)),
+            (2, Some(&v2)),
+            (3, None),
+            (4, Some(&v4)),
+            (5, None),
+        ] {
             assert_eq!(
                 store.roster_of_version(v).expect("reads"),
                 want.map(SignedRoster::encode),
@@ -369,8 +378,14 @@ mod tests {
         store.close().expect("closes");
         drop(store);
         let store = crate::store::open_in(dir.path());
-        assert_eq!(store.roster_of_version(2).expect("reads"), Some(v2.encode()));
-        assert_eq!(store.roster_of_version(1).expect("reads"), Some(v1.encode()));
+        assert_eq!(
+            store.roster_of_version(2).expect("reads"),
+            Some(v2.encode())
+        );
+        assert_eq!(
+            store.roster_of_version(1).expect("reads"),
+            Some(v1.encode())
+        );
         assert_eq!(store.log().head(), head, "reading wrote nothing");
     }
 }

@@ -1032,7 +1032,9 @@ async fn every_roster_version_accepted_is_served_by_version_and_none_other() {
             .await
             .expect("served")
             .expect("stored");
-        let got = got.verify_even_if_expired(&root, None).expect("signed by the root");
+        let got = got
+            .verify_even_if_expired(&root, None)
+            .expect("signed by the root");
         assert_eq!(&got, want, "version {version}");
     }
     assert_eq!(
