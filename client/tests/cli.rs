@@ -8104,7 +8104,7 @@ async fn a_staff_device_added_later_reads_the_events_of_one_revoked_since() {
     let out = hotline(&late, PASS, &["case", "show", &case]);
     assert!(out.status.success(), "{}", stderr(&out));
     let shown = stdout(&out);
-    assert!(shown.contains(&format!("{case}")), "{shown}");
+    assert!(shown.contains(&case), "{shown}");
     assert!(
         shown.lines().next().is_some_and(|l| l.ends_with(": open")),
         "{shown}"
