@@ -2,9 +2,10 @@
 //! with the readers' checks of docs/protocol.md, section 9.5.
 //!
 //! An event is stored only if its signature verifies under the identity
-//! key the server sent AND the roster of the event's version (or the
-//! newest this device holds, if it does not hold that one) lists that key
-//! for the author as a staff device valid at the event's server time;
+//! key the server sent AND the roster of the event's version (exactly
+//! that one: fetched from the server first if this device does not hold
+//! it; the sync stops before the event if it cannot be had) lists that
+//! key for the author as a staff device valid at the event's server time;
 //! anything else is skipped with a warning and the sync goes on. Events
 //! are stored still sealed: those this device holds no key for yet are
 //! kept and counted. What the server says without a signature (a request,
