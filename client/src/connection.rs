@@ -384,7 +384,17 @@ impl Session {
 
     /// The newest roster the server stores, if any (not yet verified).
     pub async fn get_roster(&self) -> Result<Option<SignedRoster>, ClientError> {
-        self.ask(&Request::GetRoster, |r| match r {
+        self.get_roster_version(0).await
+    }
+
+    /// The roster of `version` the server accepted (0: the newest), if it
+    /// has it (not yet verified). A version it never accepted is an error
+    /// (`NOT_FOUND`).
+    pub async fn get_roster_version(
+        &self,
+        version: u64,
+    ) -> Result<Option<SignedRoster>, ClientError> {
+        self.ask(&Request::GetRoster { version }, |r| match r {
             Response::Roster(r) => Some(r),
             _ => None,
         })

@@ -31,6 +31,10 @@ struct RosterRow {
     version: u64,
     #[prost(message, repeated, tag = "2")]
     staff: Vec<StaffRow>,
+    /// Its `previous_hash` (empty in books saved before it was kept): an
+    /// older version fetched later must hash to it.
+    #[prost(bytes = "vec", tag = "3")]
+    previous_hash: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -58,6 +62,8 @@ struct Staff {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RosterBook {
     rosters: BTreeMap<u64, Vec<Staff>>,
+    /// Each version's `previous_hash`, where known.
+    previous: BTreeMap<u64, [u8; 32]>,
 }
 
 fn damaged() -> ClientError {
@@ -72,7 +78,11 @@ impl RosterBook {
         };
         let row = BookRow::decode(bytes.as_slice()).map_err(|_| damaged())?;
         let mut rosters = BTreeMap::new();
+        let mut previous = BTreeMap::new();
         for r in row.rosters {
+            if let Ok(hash) = <[u8; 32]>::try_from(r.previous_hash.as_slice()) {
+                previous.insert(r.version, hash);
+            }
             let mut staff = Vec::with_capacity(r.staff.len());
             for s in r.staff {
                 staff.push(Staff {
@@ -91,7 +101,7 @@ impl RosterBook {
             }
             rosters.insert(r.version, staff);
         }
-        Ok(RosterBook { rosters })
+        Ok(RosterBook { rosters, previous })
     }
 
     fn save(&self, dir: &StateDir, key: &[u8; 32]) -> Result<(), ClientError> {
@@ -101,6 +111,11 @@ impl RosterBook {
                 .iter()
                 .map(|(version, staff)| RosterRow {
                     version: *version,
+                    previous_hash: self
+                        .previous
+                        .get(version)
+                        .map(|h| h.to_vec())
+                        .unwrap_or_default(),
                     staff: staff
                         .iter()
                         .map(|s| StaffRow {
@@ -129,8 +144,12 @@ impl RosterBook {
         if self.rosters.contains_key(&roster.version) {
             return Ok(());
         }
-        for (version, staff) in RosterBook::load(dir, key)?.rosters {
+        let saved = RosterBook::load(dir, key)?;
+        for (version, staff) in saved.rosters {
             self.rosters.entry(version).or_insert(staff);
+        }
+        for (version, hash) in saved.previous {
+            self.previous.entry(version).or_insert(hash);
         }
         if self.rosters.contains_key(&roster.version) {
             return Ok(());
@@ -147,7 +166,19 @@ impl RosterBook {
             })
             .collect();
         self.rosters.insert(roster.version, staff);
+        self.previous.insert(roster.version, roster.previous_hash);
         self.save(dir, key)
+    }
+
+    /// Whether the book holds the roster of `version`.
+    pub fn holds(&self, version: u64) -> bool {
+        self.rosters.contains_key(&version)
+    }
+
+    /// The hash the roster of `version` must have, if this device holds
+    /// the next version and knows its `previous_hash`.
+    pub fn expected_hash(&self, version: u64) -> Option<[u8; 32]> {
+        self.previous.get(&version.checked_add(1)?).copied()
     }
 
     /// Remembers a roster a staff device just accepted, in the book of
@@ -178,9 +209,11 @@ impl RosterBook {
         self.rosters.keys().copied().collect()
     }
 
-    /// Whether the roster of `version` (or, if this device does not hold
-    /// it, the newest it holds) lists `author` as a staff device with
-    /// `key`, valid at `at` (the event's server time).
+    /// Whether the roster of `version` (exactly that one; for version 0,
+    /// "no roster", the newest held) lists `author` as a staff device
+    /// with `key`, valid at `at` (the event's server time). A version not
+    /// held lists no one: the sync fetches it first (docs/protocol.md,
+    /// section 9.5).
     pub fn lists_staff(
         &self,
         version: u64,
@@ -188,10 +221,11 @@ impl RosterBook {
         key: &IdentityPublicKey,
         at: u64,
     ) -> bool {
-        let staff = self
-            .rosters
-            .get(&version)
-            .or_else(|| self.rosters.values().next_back());
+        let staff = if version == 0 {
+            self.rosters.values().next_back()
+        } else {
+            self.rosters.get(&version)
+        };
         staff.is_some_and(|staff| {
             staff.iter().any(|s| {
                 s.device_id == *author
@@ -249,8 +283,8 @@ mod tests {
         let listed =
             |v, e: &RosterEntry, at| book.lists_staff(v, &e.device_id, &e.identity_key, at);
         assert!(listed(1, &a, 150));
-        // Outside its window, on a roster that dropped it, or unknown
-        // version (the newest held, v2, decides): refused.
+        // Outside its window, on a roster that dropped it, or a version
+        // not held (never another version in its place): refused.
         assert!(!listed(1, &a, 99));
         assert!(!listed(1, &a, 200));
         assert!(!listed(2, &a, 150));
@@ -259,5 +293,23 @@ mod tests {
         assert!(!listed(1, &d, 150));
         assert!(!book.lists_staff(1, &a.device_id, &d.identity_key, 150));
         assert!(RosterBook::load(&state, &[4u8; 32]).is_err());
+    }
+
+    /// An older version fetched later must be the one the next version
+    /// held names; what the book knows of that survives a reopen.
+    #[test]
+    fn the_next_versions_previous_hash_is_kept_to_check_an_older_one_fetched_later() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path());
+        let key = [3u8; 32];
+        let mut v4 = roster(4, vec![]);
+        v4.previous_hash = [7; 32];
+        let mut book = RosterBook::default();
+        book.remember(&v4, &state, &key).expect("remember");
+        let book = RosterBook::load(&state, &key).expect("load");
+        assert!(book.holds(4) && !book.holds(3));
+        assert_eq!(book.expected_hash(3), Some([7; 32]));
+        assert_eq!(book.expected_hash(2), None, "v3 is not held");
+        assert_eq!(book.expected_hash(u64::MAX), None);
     }
 }

@@ -8641,3 +8641,119 @@ async fn a_new_request_not_synced_yet_reads_as_a_new_request_in_the_inbox() {
     assert!(!shown.contains("or erased"), "{shown}");
     assert!(!shown.contains("hotline send --to"), "{shown}");
 }
+
+/// Staff turnover never rewrites case history (docs/protocol.md, section
+/// 9.5): a staff device added by one roster takes on a defender's request,
+/// is revoked and left off the next roster; a staff device added later,
+/// which never held the roster the events were written under, fetches
+/// that roster version from the server, checks it under the root, and
+/// reads the case as everyone else does: open, with the reference, taken
+/// on by the device that left.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_staff_device_added_later_reads_the_events_of_one_revoked_since() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    let key = dir.path().join("org.key");
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let leaver = dir.path().join("leaver");
+    join_staff(&admin, &leaver, "coordinator", &key, 3);
+    let out = hotline(&defender, PASS, &["request", "legal", "a lawyer TURNOVER"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &leaver,
+        PASS,
+        &["case", "list", "--sync", "--state", "requested"],
+    );
+    let case = case_of(&out, "TURNOVER");
+    let out = hotline(
+        &leaver,
+        PASS,
+        &["case", "set", &case, "reference", "C-2026-0060"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(stdout(&out).contains("C-2026-0060"), "{}", stdout(&out));
+
+    // The leaver is revoked and left off the next roster.
+    let out = hotline(&leaver, PASS, &["status"]);
+    let leaver_id = field(&out, "device id: ");
+    let out = hotline(&admin, PASS, &["revoke", &leaver_id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline_org(
+        &admin,
+        &["org", "sign-roster", "--key", key.to_str().expect("utf-8")],
+    );
+    assert!(stdout(&out).contains("2 staff devices"), "{}", stdout(&out));
+
+    // A staff device joins on a newer roster still; the officer's next
+    // command sends it the case keys.
+    let late = dir.path().join("late");
+    join_staff(&admin, &late, "coordinator", &key, 3);
+
+    // A sync that cannot get the roster the leaver wrote under (here: no
+    // root to check it with) stops before those events: it never drops
+    // them as "not on the staff roster", nor shows the case as waiting.
+    {
+        use hotline_client::StateDir;
+        use hotline_client::cases::{open_replica, sync};
+        use hotline_client::messenger::Device;
+        let mut device = Device::open(&StateDir::new(&late), PASS).expect("opens");
+        let session = device.connect().await.expect("connects");
+        let roster = device.roster(&session).await.expect("roster");
+        let mut replica = open_replica(&device).expect("replica");
+        let report = sync::sync_cases(&session, &mut replica, &roster, &|_, _| None)
+            .await
+            .expect("synced");
+        session.close().await;
+        assert!(report.waiting_for_rosters.contains(&2), "{report:?}");
+        assert!(
+            report
+                .warnings
+                .iter()
+                .any(|w| w.contains("case events wait for staff roster v2")),
+            "{:?}",
+            report.warnings
+        );
+        assert!(
+            report
+                .warnings
+                .iter()
+                .all(|w| !w.contains("not on the staff roster")),
+            "{:?}",
+            report.warnings
+        );
+        for s in replica.summaries() {
+            if let Some(id) = s.id() {
+                assert_ne!(
+                    replica.view(&id).expect("view").state,
+                    Some(hotline_proto::case::CaseState::Requested)
+                );
+            }
+        }
+    }
+    let out = hotline(&officer, PASS, &["case", "show", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&late, PASS, &["case", "show", &case]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(shown.contains(&case), "{shown}");
+    assert!(
+        shown.lines().next().is_some_and(|l| l.ends_with(": open")),
+        "{shown}"
+    );
+    assert!(shown.contains("reference: C-2026-0060"), "{shown}");
+    assert!(
+        shown.contains(&format!("{}: accepted the request", &leaver_id[..8])),
+        "{shown}"
+    );
+    assert!(!shown.contains("cannot read"), "{shown}");
+    assert!(
+        !stderr(&out).contains("not on the staff roster"),
+        "{}",
+        stderr(&out)
+    );
+    server.shutdown().await;
+}

@@ -2,9 +2,10 @@
 //! with the readers' checks of docs/protocol.md, section 9.5.
 //!
 //! An event is stored only if its signature verifies under the identity
-//! key the server sent AND the roster of the event's version (or the
-//! newest this device holds, if it does not hold that one) lists that key
-//! for the author as a staff device valid at the event's server time;
+//! key the server sent AND the roster of the event's version (exactly
+//! that one: fetched from the server first if this device does not hold
+//! it; the sync stops before the event if it cannot be had) lists that
+//! key for the author as a staff device valid at the event's server time;
 //! anything else is skipped with a warning and the sync goes on. Events
 //! are stored still sealed: those this device holds no key for yet are
 //! kept and counted. What the server says without a signature (a request,
@@ -16,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use hotline_proto::case::erasure::{Closing, ErasureStep, verify_erasure};
 use hotline_proto::case::seal::CaseEventError;
 use hotline_proto::case::{CaseId, CaseState, CaseSync, CaseUpdate, CaseUpdateKind, LegalHold};
+use hotline_proto::e2e::org::OrgPublicKey;
 use hotline_proto::e2e::roster::Roster;
 use hotline_proto::frame::{self, HEADER_LEN, MAX_FRAME_LEN};
 use hotline_proto::message::{Request, Response};
@@ -56,6 +58,11 @@ pub struct SyncReport {
     /// Requests waiting (a case in state requested, no event), by
     /// defender device: counted once per sync when a request comes.
     waiting_requests: Option<BTreeMap<DeviceId, usize>>,
+    /// Staff roster versions that case events name, that this device does
+    /// not hold and the server did not give: the sync stopped before the
+    /// first such event (nothing after it applied; the next sync tries
+    /// again). Empty: the sync went to the end.
+    pub waiting_for_rosters: BTreeSet<u64>,
 }
 
 /// The most requests waiting for the team one defender device may have
@@ -212,17 +219,41 @@ const WRITE_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 /// replica with those accepted before); `request_text` finds the words of
 /// a defender's request by its envelope digest, if this device holds the
 /// envelope and it was sent by the request's defender device.
+///
+/// An event names the roster version its author wrote it under. This
+/// one fetches no roster: at an event naming a version this device does
+/// not hold, the sync stops (it is never dropped as "not on the roster",
+/// nor is its case folded without it) and the report says which versions
+/// it waits for ([`SyncReport::waiting_for_rosters`]);
+/// [`sync_cases_pinned`] fetches them.
 pub async fn sync_cases(
     session: &Session,
     replica: &mut Replica,
     roster: &Roster,
     request_text: &dyn Fn(&[u8; 32], &DeviceId) -> Option<String>,
 ) -> Result<SyncReport, ClientError> {
-    sync_cases_each(session, replica, roster, request_text, &mut |_| {}).await
+    sync_inner(session, replica, roster, None, request_text, &mut |_| {}).await
 }
 
-/// [`sync_cases`], calling `on_frame` with each frame once it is applied
-/// (and before the next is read).
+/// [`sync_cases`], fetching the roster versions events name that this
+/// device does not hold from the server (`GetRoster` by version) and
+/// checking each under the pinned `root` (its signature, its version, and
+/// that the next version held names its hash) before the events
+/// (section 9.5). What the server cannot give stops the sync as in
+/// [`sync_cases`].
+pub async fn sync_cases_pinned(
+    session: &Session,
+    replica: &mut Replica,
+    roster: &Roster,
+    root: Option<&OrgPublicKey>,
+    request_text: &dyn Fn(&[u8; 32], &DeviceId) -> Option<String>,
+) -> Result<SyncReport, ClientError> {
+    sync_inner(session, replica, roster, root, request_text, &mut |_| {}).await
+}
+
+/// [`sync_cases`] without a pinned root (older roster versions are not
+/// fetched), calling `on_frame` with each frame once it is applied (and
+/// before the next is read).
 pub async fn sync_cases_each(
     session: &Session,
     replica: &mut Replica,
@@ -230,7 +261,76 @@ pub async fn sync_cases_each(
     request_text: &dyn Fn(&[u8; 32], &DeviceId) -> Option<String>,
     on_frame: &mut dyn FnMut(&CaseSync),
 ) -> Result<SyncReport, ClientError> {
+    sync_inner(session, replica, roster, None, request_text, on_frame).await
+}
+
+/// The roster versions the events of `updates` name that `replica` does
+/// not hold (0, "no roster", is never fetched).
+fn rosters_missing(replica: &Replica, updates: &[CaseUpdate]) -> BTreeSet<u64> {
+    updates
+        .iter()
+        .filter_map(|u| match &u.kind {
+            CaseUpdateKind::Event { event, .. } if !replica.is_erased(&u.case_id) => {
+                event.header_unverified().ok().map(|h| h.roster_version)
+            }
+            _ => None,
+        })
+        .filter(|v| *v != 0 && !replica.rosters().holds(*v))
+        .collect()
+}
+
+/// Fetches the roster of `version` from the server, checks it under
+/// `root` (signature, version, and that the next version this device
+/// holds names its hash) and keeps it. `Ok(Err(why))`: not obtained.
+async fn fetch_roster_version(
+    session: &Session,
+    replica: &mut Replica,
+    root: &OrgPublicKey,
+    version: u64,
+) -> Result<Result<(), String>, ClientError> {
+    let signed = match session.get_roster_version(version).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Ok(Err("the server holds no roster".into())),
+        Err(e) => return Ok(Err(format!("the server did not give it: {e}"))),
+    };
+    // An old roster has often expired: what matters is that the root
+    // signed it, under this version.
+    let roster = match signed.verify_even_if_expired(root, None) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(format!("the roster the server gave is refused: {e}"))),
+    };
+    if roster.version != version {
+        return Ok(Err(format!(
+            "the server gave version {} instead",
+            roster.version
+        )));
+    }
+    if replica
+        .rosters()
+        .expected_hash(version)
+        .is_some_and(|h| h != signed.hash())
+    {
+        return Ok(Err(format!(
+            "the roster the server gave is not the one version {} this device holds follows: refused",
+            version.saturating_add(1)
+        )));
+    }
+    replica.remember_roster(&roster)?;
+    Ok(Ok(()))
+}
+
+async fn sync_inner(
+    session: &Session,
+    replica: &mut Replica,
+    roster: &Roster,
+    root: Option<&OrgPublicKey>,
+    request_text: &dyn Fn(&[u8; 32], &DeviceId) -> Option<String>,
+    on_frame: &mut dyn FnMut(&CaseSync),
+) -> Result<SyncReport, ClientError> {
     let mut report = SyncReport::default();
+    // Roster versions the server could not give in this sync, with why.
+    let mut unavailable: BTreeMap<u64, String> = BTreeMap::new();
+    replica.remember_roster(roster)?;
     let mut files: BTreeMap<CaseId, CaseFile> = BTreeMap::new();
     let mut cursor = replica.cursor();
     let mut retention = replica.retention_secs().unwrap_or(0);
@@ -241,8 +341,16 @@ pub async fn sync_cases_each(
         let mut more = false;
         // Set when applying or saving failed (not the link).
         let mut failed_here = false;
+        // Set when a frame names roster versions not held: it is not
+        // applied, and this sync fetches them, then asks again.
+        let mut need: BTreeSet<u64> = BTreeSet::new();
         // Each frame applied as it comes, while the server reads the next.
         let fetched = fetch_each(session, after, |f| {
+            let missing = rosters_missing(replica, &f.updates);
+            if !missing.is_empty() {
+                need = missing;
+                return Err(ClientError::State("case events wait for rosters".into()));
+            }
             let checks = Checks {
                 roster,
                 retention_secs: Some(f.retention_secs),
@@ -283,6 +391,45 @@ pub async fn sync_cases_each(
             Ok(())
         })
         .await;
+        if !need.is_empty() {
+            // What came before that frame was applied whole: kept.
+            replica.save_all(files.values())?;
+            files.clear();
+            replica.set_cursor(cursor, retention)?;
+            let fresh: Vec<u64> = need
+                .iter()
+                .copied()
+                .filter(|v| !unavailable.contains_key(v))
+                .collect();
+            if fresh.is_empty() {
+                let list = need
+                    .iter()
+                    .map(|v| format!("v{v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let why = need
+                    .iter()
+                    .filter_map(|v| unavailable.get(v))
+                    .next()
+                    .cloned()
+                    .unwrap_or_default();
+                report.warn(format!(
+                    "case events wait for staff roster {list}, which this device does not hold and could not get ({why}): the case sync stops before them and tries again next time; the cases may be further along than shown here"
+                ));
+                report.waiting_for_rosters = need;
+                return Ok(report);
+            }
+            for v in fresh {
+                let got = match root {
+                    Some(root) => fetch_roster_version(session, replica, root, v).await?,
+                    None => Err("no organisation root is pinned on this device".into()),
+                };
+                if let Err(why) = got {
+                    unavailable.insert(v, why);
+                }
+            }
+            continue;
+        }
         if let Err(e) = fetched {
             if failed_here {
                 // What was applied but not saved must not stay in this

@@ -564,7 +564,15 @@ impl Ctx {
         let history = self.device.history()?;
         let request_text =
             |d: &[u8; 32], who: &DeviceId| super::case_links::request_text(&history, d, who);
-        let report = sync::sync_cases(session, &mut self.replica, roster, &request_text).await?;
+        let root = self.device.org_root();
+        let report = sync::sync_cases_pinned(
+            session,
+            &mut self.replica,
+            roster,
+            root.as_ref(),
+            &request_text,
+        )
+        .await?;
         for w in &report.warnings {
             eprintln!("WARNING: {w}");
         }
@@ -581,8 +589,11 @@ impl Ctx {
             // declined long ago (a first sync) is not. The state is what
             // the events' signed control parts say, also those this
             // device cannot read yet (its keys not arrived): a case open
-            // is never announced as a request.
-            if self.replica.view(c)?.state == Some(CaseState::Requested) {
+            // is never announced as a request. Nor while events wait for
+            // a roster: what they say is not known yet.
+            if report.waiting_for_rosters.is_empty()
+                && self.replica.view(c)?.state == Some(CaseState::Requested)
+            {
                 println!("new request from a defender: case {}", short(c.as_bytes()));
             }
         }

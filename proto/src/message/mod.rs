@@ -67,8 +67,11 @@ pub enum Request {
     },
     /// Store a roster signed offline by the organisation root (admins only).
     PutRoster(SignedRoster),
-    /// The newest stored roster.
-    GetRoster,
+    /// A stored roster: the newest, or an older one the server accepted.
+    GetRoster {
+        /// The version asked for; 0: the newest.
+        version: u64,
+    },
     /// Publish this device's prekeys.
     PublishPrekeys(Vec<SignedPrekey>),
     /// One prekey for each listed device.
@@ -329,7 +332,7 @@ impl Request {
             Request::ListDevices => RequestKind::ListDevices,
             Request::RevokeDevice { .. } => RequestKind::RevokeDevice,
             Request::PutRoster(_) => RequestKind::PutRoster,
-            Request::GetRoster => RequestKind::GetRoster,
+            Request::GetRoster { .. } => RequestKind::GetRoster,
             Request::PublishPrekeys(_) => RequestKind::PublishPrekeys,
             Request::FetchPrekeys(_) | Request::FetchLastResortPrekeys(_) => {
                 RequestKind::FetchPrekeys
@@ -375,7 +378,9 @@ impl Request {
             Request::PutRoster(r) => Kind::PutRoster(pb::PutRosterRequest {
                 roster: Some(r.to_wire()),
             }),
-            Request::GetRoster => Kind::GetRoster(pb::GetRosterRequest {}),
+            Request::GetRoster { version } => {
+                Kind::GetRoster(pb::GetRosterRequest { version: *version })
+            }
             Request::PublishPrekeys(p) => Kind::PublishPrekeys(pb::PublishPrekeysRequest {
                 prekeys: p.iter().map(SignedPrekey::to_wire).collect(),
             }),
@@ -487,7 +492,7 @@ impl Request {
             Kind::PutRoster(r) => Request::PutRoster(SignedRoster::from_wire(
                 r.roster.ok_or(DecodeError::Missing("roster"))?,
             )?),
-            Kind::GetRoster(_) => Request::GetRoster,
+            Kind::GetRoster(r) => Request::GetRoster { version: r.version },
             Kind::PublishPrekeys(p) => {
                 // None: the device only asks how many the server holds.
                 if p.prekeys.len() > MAX_PREKEYS_PER_REQUEST {
@@ -1023,7 +1028,8 @@ mod tests {
         .expect("seal");
         for r in [
             Request::PutRoster(roster.clone()),
-            Request::GetRoster,
+            Request::GetRoster { version: 0 },
+            Request::GetRoster { version: 3 },
             Request::PublishPrekeys(vec![prekey.clone()]),
             Request::FetchPrekeys(vec![pair.device_id()]),
             Request::FetchLastResortPrekeys(vec![pair.device_id()]),

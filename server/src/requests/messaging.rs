@@ -55,8 +55,22 @@ pub(super) async fn put_roster(
     }
 }
 
-pub(super) async fn get_roster(shared: &Shared) -> Result<Reply, RequestError> {
-    let bytes = shared.store_call(|s| s.roster()).await?;
+pub(super) async fn get_roster(shared: &Shared, version: u64) -> Result<Reply, RequestError> {
+    let bytes = if version == 0 {
+        shared.store_call(|s| s.roster()).await?
+    } else {
+        // An older version: a reader checks a case event against the
+        // roster it names (docs/protocol.md, section 9.5).
+        let found = shared
+            .store_call(move |s| s.roster_of_version(version))
+            .await?;
+        if found.is_none() {
+            return Err(RequestError::NotFound(
+                "the server never accepted a roster of this version",
+            ));
+        }
+        found
+    };
     let roster = bytes
         .map(|b| SignedRoster::decode(&b))
         .transpose()

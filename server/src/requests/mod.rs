@@ -590,7 +590,7 @@ async fn dispatch(shared: &Shared, session: Session, req: Request) -> Result<Rep
         Request::ListDevices => devices::list(shared).await,
         Request::RevokeDevice { device_id } => devices::revoke(shared, device_id).await,
         Request::PutRoster(roster) => messaging::put_roster(shared, roster).await,
-        Request::GetRoster => messaging::get_roster(shared).await,
+        Request::GetRoster { version } => messaging::get_roster(shared, version).await,
         Request::PublishPrekeys(prekeys) => {
             messaging::publish_prekeys(shared, session, prekeys).await
         }
@@ -733,7 +733,7 @@ mod tests {
                 }
                 .sign(&OrgKeyPair::from_seed(&[9; 32])),
             ),
-            RequestKind::GetRoster => Request::GetRoster,
+            RequestKind::GetRoster => Request::GetRoster { version: 0 },
             RequestKind::PublishPrekeys => Request::PublishPrekeys(Vec::new()),
             RequestKind::FetchPrekeys => Request::FetchPrekeys(Vec::new()),
             RequestKind::SendEnvelope => Request::SendEnvelope(envelope),

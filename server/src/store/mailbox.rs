@@ -8,7 +8,19 @@ use hotline_proto::message::DeliveryState;
 use super::{LogStore, StoreError};
 use crate::domain::Event;
 use crate::domain::mailbox::{MailEvent, StoredPrekey};
-use crate::log::RecordKey;
+use crate::log::{Entry, RecordKey};
+
+/// The rosters read back from the log so far, by version, and the last
+/// record read ([`LogStore::roster_of_version`]).
+#[derive(Debug, Default)]
+pub(crate) struct OlderRosters {
+    /// The log generation they were read in: read again in a new one.
+    generation: u64,
+    /// The last record read.
+    scanned: u64,
+    /// The rosters found.
+    rosters: std::collections::BTreeMap<u64, Vec<u8>>,
+}
 
 /// Why [`LogStore::put_roster`] did not store a roster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +70,63 @@ impl LogStore {
     pub fn roster(&self) -> Result<Option<Vec<u8>>, StoreError> {
         self.check_readable()?;
         Ok(self.lock().mailbox.roster.as_ref().map(|(_, b)| b.clone()))
+    }
+
+    /// The wire bytes of the roster of `version` this server accepted
+    /// (the newest, or an older one read back from the log); `None` if it
+    /// never accepted one of that version. Reads only: the rosters found
+    /// are kept in memory, and each record is read once per process (the
+    /// next call reads on from where the last one stopped).
+    pub fn roster_of_version(&self, version: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.check_readable()?;
+        let (newest, head, generation) = {
+            let state = self.lock();
+            let newest = state.mailbox.roster.clone();
+            (newest, self.log.head().0, self.log.generation())
+        };
+        match &newest {
+            Some((v, bytes)) if *v == version => return Ok(Some(bytes.clone())),
+            // Rosters only move forward: none newer than the newest.
+            Some((v, _)) if *v < version => return Ok(None),
+            None => return Ok(None),
+            Some(_) => {}
+        }
+        let mut index = self
+            .older_rosters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if index.generation != generation {
+            *index = OlderRosters {
+                generation,
+                ..OlderRosters::default()
+            };
+        }
+        if let Some(bytes) = index.rosters.get(&version) {
+            return Ok(Some(bytes.clone()));
+        }
+        if index.scanned < head {
+            let from = index.scanned;
+            let mut found = Vec::new();
+            let mut last = from;
+            self.log.replay(from, |seq, entry| {
+                last = seq;
+                if let Entry::Event(bytes) = entry {
+                    // Only roster records matter here; any other event
+                    // is skipped undecoded when it cannot be one.
+                    if let Ok(Event::Mail(MailEvent::RosterStored { version, bytes })) =
+                        super::codec::decode_event(&bytes)
+                    {
+                        found.push((version, bytes));
+                    }
+                }
+                Ok(())
+            })?;
+            index.scanned = last.max(from);
+            for (v, bytes) in found {
+                index.rosters.entry(v).or_insert(bytes);
+            }
+        }
+        Ok(index.rosters.get(&version).cloned())
     }
 
     /// Stores prekeys a device published (already verified).
@@ -246,5 +315,77 @@ impl LogStore {
                 })
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hotline_proto::e2e::org::OrgKeyPair;
+    use hotline_proto::e2e::roster::{Roster, SignedRoster};
+
+    fn signed(version: u64, previous: Option<&SignedRoster>) -> SignedRoster {
+        Roster {
+            version,
+            issued_at: 1,
+            expires_at: u64::MAX,
+            previous_hash: previous.map_or([0; 32], SignedRoster::hash),
+            entries: vec![],
+        }
+        .sign(&OrgKeyPair::from_seed(&[9; 32]))
+    }
+
+    /// A reader checks a case event against the roster version it names:
+    /// every version the server accepted is served, before and after a
+    /// reopen, and reading them changes nothing stored.
+    #[test]
+    fn every_roster_version_accepted_is_served_and_none_other() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::open_in(dir.path());
+        assert_eq!(store.roster_of_version(1).expect("reads"), None);
+        let v1 = signed(1, None);
+        let v2 = signed(2, Some(&v1));
+        for r in [&v1, &v2] {
+            let body = r.read_unverified().expect("reads");
+            store
+                .put_roster(body.version, body.previous_hash, r.encode())
+                .expect("stores")
+                .expect("accepted");
+        }
+        assert_eq!(
+            store.roster_of_version(1).expect("reads"),
+            Some(v1.encode())
+        );
+        // A roster stored after the first read is found too.
+        let v4 = signed(4, Some(&v2));
+        store
+            .put_roster(4, v2.hash(), v4.encode())
+            .expect("stores")
+            .expect("accepted");
+        for (v, want) in [
+            (1, Some(&v1)),
+            (2, Some(&v2)),
+            (3, None),
+            (4, Some(&v4)),
+            (5, None),
+        ] {
+            assert_eq!(
+                store.roster_of_version(v).expect("reads"),
+                want.map(SignedRoster::encode),
+                "version {v}"
+            );
+        }
+        let head = store.log().head();
+        store.close().expect("closes");
+        drop(store);
+        let store = crate::store::open_in(dir.path());
+        assert_eq!(
+            store.roster_of_version(2).expect("reads"),
+            Some(v2.encode())
+        );
+        assert_eq!(
+            store.roster_of_version(1).expect("reads"),
+            Some(v1.encode())
+        );
+        assert_eq!(store.log().head(), head, "reading wrote nothing");
     }
 }

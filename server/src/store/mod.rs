@@ -278,6 +278,10 @@ pub struct LogStore {
     /// What the operator should read at start (a migration done, the old
     /// layout to remove): printed in the start banner.
     start_notes: Vec<String>,
+    /// The rosters the log holds, read back from it when an older version
+    /// is asked for ([`LogStore::roster_of_version`]); not part of the
+    /// state (nothing stored changes).
+    older_rosters: Mutex<mailbox::OlderRosters>,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -552,6 +556,7 @@ impl LogStore {
             _lock: Some(lock),
             snapshot_ahead,
             start_notes,
+            older_rosters: Mutex::default(),
         };
         let started = std::time::Instant::now();
         let replayed = store.replay(from)?;
@@ -635,6 +640,7 @@ impl LogStore {
             _lock: shared,
             snapshot_ahead: None,
             start_notes: Vec::new(),
+            older_rosters: Mutex::default(),
         };
         let replayed = store.replay(0)?;
         tracing::warn!(

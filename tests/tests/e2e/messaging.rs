@@ -1008,3 +1008,53 @@ async fn contents_of_the_old_form_and_of_a_later_version_reach_the_officer() {
         vec![Some(Category::Arrest), Some(Category::Unknown(42)), None]
     );
 }
+
+/// `GetRoster` by version (docs/protocol.md, section 9.5): a reader
+/// checks a case event against the roster version it names, so the
+/// server answers every version it accepted (the newest for 0); a version
+/// it never accepted is a clear NOT_FOUND.
+#[tokio::test]
+async fn every_roster_version_accepted_is_served_by_version_and_none_other() {
+    let server = TestServer::start().await;
+    let mut org = org(&server).await;
+    let root = org.root.public_key();
+    let _officer = person(&server, Role::Officer, "officer", Some(root)).await;
+    let v1 = org.sign().await;
+    let v2 = org.sign().await;
+    let v3 = org.sign().await;
+    let defender = person(&server, Role::Defender, "defender", Some(root)).await;
+    let session = &defender.session;
+    let newest = session.get_roster().await.expect("newest").expect("stored");
+    assert_eq!(newest.read_unverified().expect("reads").version, 3);
+    for (version, want) in [(1, &v1), (2, &v2), (3, &v3)] {
+        let got = session
+            .get_roster_version(version)
+            .await
+            .expect("served")
+            .expect("stored");
+        let got = got
+            .verify_even_if_expired(&root, None)
+            .expect("signed by the root");
+        assert_eq!(&got, want, "version {version}");
+    }
+    assert_eq!(
+        session.get_roster_version(0).await.expect("newest"),
+        Some(newest.clone())
+    );
+    for missing in [4, u64::MAX] {
+        let err = session
+            .get_roster_version(missing)
+            .await
+            .expect_err("never accepted");
+        assert_eq!(
+            hotline_tests::refusal(&err),
+            Some(ErrorCode::NotFound),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("never accepted a roster of this version"),
+            "{err}"
+        );
+    }
+}

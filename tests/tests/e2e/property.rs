@@ -953,7 +953,7 @@ impl Run {
                 Request::RevokeDevice { device_id }
             }
             RequestKind::PutRoster => Request::PutRoster(self.roster(rng)),
-            RequestKind::GetRoster => Request::GetRoster,
+            RequestKind::GetRoster => Request::GetRoster { version: 0 },
             RequestKind::PublishPrekeys => Request::PublishPrekeys(self.prekeys(actor, rng)),
             RequestKind::FetchPrekeys => {
                 let count = match rng.below(6) {

@@ -387,7 +387,7 @@ fn requests(keys: &Keys, out: &mut Vec<Seed>) {
             },
         ),
         ("put-roster", Request::PutRoster(roster)),
-        ("get-roster", Request::GetRoster),
+        ("get-roster", Request::GetRoster { version: 0 }),
         (
             "publish-prekeys",
             Request::PublishPrekeys(vec![
