@@ -372,20 +372,16 @@ fn reseal(
             return Ok(Resealed::Exhausted);
         };
         file.drop_key(h.epoch, &h.key_commitment);
-        let fresh = CaseKey::generate(&mut SystemRandomness);
-        file.take_own_key(next, fresh.clone());
-        let new = seal_row_at(
+        let new = open_epoch(
+            replica,
             identity,
             roster_version,
-            &file,
-            (next, &fresh),
-            h.event_id,
+            &mut file,
+            next,
+            h,
             control,
             &content,
         )?;
-        // The key is on disk before the event that needs it.
-        replica.save(&file)?;
-        replica.replace_waiting(&h.event_id, new.clone())?;
         out.opened.push((case, next, h.event_id));
         return Ok(Resealed::Row(new));
     }
@@ -420,22 +416,50 @@ fn reseal(
     let Some(next) = next_epoch(epoch) else {
         return Ok(Resealed::Exhausted);
     };
+    let new = open_epoch(
+        replica,
+        identity,
+        roster_version,
+        &mut file,
+        next,
+        h,
+        control,
+        &content,
+    )?;
+    out.opened.push((case, next, h.event_id));
+    out.never_came.push((case, next, h.event_id));
+    Ok(Resealed::Row(new))
+}
+
+/// Opens epoch `next` of `file`'s case under a fresh key this device
+/// draws, seals the waiting event `h` again under it (same event id and
+/// content), and keeps both: the key on disk before the event that needs
+/// it.
+#[allow(clippy::too_many_arguments)]
+fn open_epoch(
+    replica: &mut Replica,
+    identity: &IdentityKeyPair,
+    roster_version: u64,
+    file: &mut CaseFile,
+    next: u32,
+    h: &EventHeader,
+    control: CaseControl,
+    content: &CaseEventContent,
+) -> Result<OutboxRow, ClientError> {
     let fresh = CaseKey::generate(&mut SystemRandomness);
     file.take_own_key(next, fresh.clone());
     let new = seal_row_at(
         identity,
         roster_version,
-        &file,
+        file,
         (next, &fresh),
         h.event_id,
         control,
-        &content,
+        content,
     )?;
-    replica.save(&file)?;
+    replica.save(file)?;
     replica.replace_waiting(&h.event_id, new.clone())?;
-    out.opened.push((case, next, h.event_id));
-    out.never_came.push((case, next, h.event_id));
-    Ok(Resealed::Row(new))
+    Ok(new)
 }
 
 /// `row`'s event sealed again naming `roster_version` (same event id,
