@@ -8006,3 +8006,85 @@ async fn a_staff_device_keeping_a_new_case_key_to_itself_locks_nobody_out_of_a_c
     assert!(stdout(&out).contains("erased cases: 1"), "{}", stdout(&out));
     server.shutdown().await;
 }
+
+/// `hotline` with the passphrase and the client's connection log on
+/// (each real try at the server logs "connecting to the server").
+fn hotline_counting_connects(home: &Path, pass: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--home")
+        .arg(home)
+        .args(args)
+        .env("RUST_LOG", "hotline_client::connection=debug")
+        .stdin(std::process::Stdio::null());
+    match pass {
+        Some(p) => cmd.env("HOTLINE_PASSPHRASE", p),
+        None => cmd.env_remove("HOTLINE_PASSPHRASE"),
+    };
+    cmd.output().expect("the client binary runs")
+}
+
+/// Issue 12, third walk-through (WC 3 and 5): `status` without the
+/// passphrase while SOSes queued with the panic key wait and the server
+/// is down says they are queued and exits 3 (QUEUED), never "error:
+/// cannot ask for the passphrase"; the words for two waiting SOSes agree
+/// ("they stay queued … and go out").
+#[tokio::test(flavor = "multi_thread")]
+async fn status_without_the_passphrase_offline_says_the_panic_sos_is_queued_and_exits_3() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (_admin, _officer, defender) = organisation(dir.path(), &server).await;
+    server.shutdown().await;
+    let out = hotline_without_passphrase(&defender, &["sos", "--wait", "1", "men outside"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = hotline_without_passphrase(&defender, &["sos", "--wait", "1", "at the door"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+
+    let out = hotline_without_passphrase(&defender, &["status"]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(3), "{all}");
+    assert!(
+        stdout(&out).contains("NOBODY HAS BEEN ALERTED YET")
+            && stdout(&out).contains("still waits on this device"),
+        "{all}"
+    );
+    assert!(!all.contains("error"), "{all}");
+    assert!(!all.contains("cannot ask for the passphrase"), "{all}");
+    assert!(
+        stderr(&out).contains("they stay queued on this device and go out with the next command"),
+        "{all}"
+    );
+    assert!(defender.join("panic-outbox").exists());
+}
+
+/// Issue 12, third walk-through (WC 4): an offline command tries the
+/// server once: the SOS waiting without the passphrase, the one waiting
+/// in the outbox and the command itself no longer each wait for their
+/// own connect timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_offline_command_tries_the_server_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (_admin, _officer, defender) = organisation(dir.path(), &server).await;
+    server.shutdown().await;
+    // An SOS queued with the panic key: each command tries to send it
+    // first, then does its own work.
+    let out = hotline_without_passphrase(&defender, &["sos", "--wait", "1", "first"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = hotline_counting_connects(&defender, Some(PASS), &["send", "a note"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(err.matches("connecting to the server").count(), 1, "{err}");
+    let out = hotline_counting_connects(&defender, Some(PASS), &["status"]);
+    let err = stderr(&out);
+    assert_eq!(err.matches("connecting to the server").count(), 1, "{err}");
+}
+
+/// Issue 12, third walk-through (WC 5): a mistyped command is answered
+/// with the one meant.
+#[test]
+fn a_mistyped_command_suggests_the_right_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = hotline(dir.path(), PASS, &["my-cases"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("'my-case'"), "{}", stderr(&out));
+}

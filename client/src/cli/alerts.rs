@@ -167,6 +167,9 @@ pub(super) async fn sos(
         let pause = sos_pause(left, superseded, &mut superseded_before);
         eprintln!("  {} ({QUEUED})", next_try(pause, left));
         tokio::time::sleep(pause).await;
+        // A deliberate retry: the server is tried again, not taken as
+        // still out of reach.
+        hotline_client::connection::try_again_now();
         if let Err(e) = device.hold() {
             // The SOS is queued: say so, never a bare error.
             break Flushed {
@@ -355,6 +358,7 @@ async fn sos_with_panic_key(
                 eprintln!("NOBODY HAS BEEN ALERTED YET: {e}");
                 eprintln!("  {} (Ctrl-C stops)", next_try(pause, left));
                 tokio::time::sleep(pause).await;
+                hotline_client::connection::try_again_now();
             }
             Err(e)
                 if matches!(
@@ -697,6 +701,8 @@ pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> an
     // that each change is said once).
     let mut storage_seen = StorageSeen::default();
     loop {
+        // Each (re)connection of the watch really tries the server.
+        hotline_client::connection::try_again_now();
         let connected = tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
             c = device.connect() => c,

@@ -786,6 +786,18 @@ async fn run_command(command: Command, state: StateDir) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        // An SOS queued without the passphrase still waits (the server
+        // out of reach), and the rest of status needs the passphrase, not
+        // at hand: the defender reads that it is queued (status 3), never
+        // an error about the passphrase.
+        Command::Status
+            if panic::panic_sos_waiting(&state) > 0 && unlock::device_passphrase().is_err() =>
+        {
+            println!(
+                "NOBODY HAS BEEN ALERTED YET: your SOS queued without the passphrase still waits on this device and goes out with the next command that connects. The rest of status (this device's role, server and roster) needs the passphrase, which could not be asked for here (no terminal)."
+            );
+            Err(Queued.into())
+        }
         Command::Status => devices::status(&state).await,
         Command::Invite { role, ttl, label } => {
             devices::invite(&state, role, ttl, label.as_deref()).await
