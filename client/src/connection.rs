@@ -557,7 +557,25 @@ impl Session {
         priority: Priority,
         envelope: Option<SignedEnvelope>,
     ) -> Result<AlertInfo, ClientError> {
-        self.ask(&Request::RaiseAlert { priority, envelope }, |r| match r {
+        self.raise_alert_joining(priority, envelope, 0).await
+    }
+
+    /// [`Session::raise_alert_with`], joining the open SOS alert
+    /// `join_alert` of this device (0: none) rather than raising one of
+    /// its own: SOSes queued together go out as one alert
+    /// (docs/protocol.md, section 4.4.1).
+    pub async fn raise_alert_joining(
+        &self,
+        priority: Priority,
+        envelope: Option<SignedEnvelope>,
+        join_alert: u64,
+    ) -> Result<AlertInfo, ClientError> {
+        let request = Request::RaiseAlert {
+            priority,
+            envelope,
+            join_alert,
+        };
+        self.ask(&request, |r| match r {
             Response::Alerts(mut a) if a.len() == 1 => Some(a.remove(0)),
             _ => None,
         })

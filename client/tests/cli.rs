@@ -1162,12 +1162,13 @@ async fn an_offline_sos_says_nobody_is_alerted_and_two_become_one_alert() {
     assert!(stdout(&out).contains("NOT SENT YET"), "{}", stdout(&out));
     let out = hotline(&defender, PASS, &["outbox", "--list"]);
     let list = stdout(&out);
-    assert!(
-        list.contains("  1  an SOS (immediate)"),
-        "one SOS, the more urgent priority: {list}"
-    );
-    assert!(list.contains("  2  a message to the staff"), "{list}");
-    assert!(!list.contains("  3  "), "{list}");
+    // Each SOS waits with its own category and priority (issue 12, third
+    // walk-through): they go out together, as one alert.
+    assert!(list.contains("  1  an SOS (immediate)"), "{list}");
+    assert!(list.contains("  2  an SOS (urgent)"), "{list}");
+    assert!(list.contains("  3  an SOS (immediate)"), "{list}");
+    assert!(list.contains("  4  a message to the staff"), "{list}");
+    assert!(!list.contains("  5  "), "{list}");
     // The message was "item 1" when queued; the SOS came first since.
     // Dropping item 1 now would cost the SOS: refused, nothing removed.
     let out = hotline(&defender, PASS, &["outbox", "--drop", "1"]);
@@ -1179,16 +1180,16 @@ async fn an_offline_sos_says_nobody_is_alerted_and_two_become_one_alert() {
     );
     let out = hotline(&defender, PASS, &["outbox", "--list"]);
     assert!(stdout(&out).contains("  1  an SOS"), "{}", stdout(&out));
-    let out = hotline(&defender, PASS, &["outbox", "--drop", "2"]);
+    let out = hotline(&defender, PASS, &["outbox", "--drop", "4"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = hotline(&defender, PASS, &["outbox", "--list"]);
-    assert!(!stdout(&out).contains("  2  "), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("  4  "), "{}", stdout(&out));
 
-    // Back up: one `outbox` sends the one SOS, which raises one alert.
+    // Back up: one `outbox` sends the three SOSes, which raise one alert.
     let server = server_on(dir.path(), addr).await;
     let out = hotline(&defender, PASS, &["outbox"]);
     assert!(out.status.success(), "{} {}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains("sent 1 of 1"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("sent 3 of 3"), "{}", stdout(&out));
     let out = hotline(&officer, PASS, &["alerts", "--all"]);
     let alerts: Vec<String> = stdout(&out)
         .lines()
@@ -8087,4 +8088,116 @@ fn a_mistyped_command_suggests_the_right_one() {
     let out = hotline(dir.path(), PASS, &["my-cases"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("'my-case'"), "{}", stderr(&out));
+}
+
+/// The officer's open alerts as listed (one line per alert), and the
+/// thread of the only one.
+fn only_alert_and_thread(officer: &Path) -> (String, String) {
+    let out = hotline(officer, PASS, &["alerts", "--all"]);
+    let listed = stdout(&out);
+    let alerts: Vec<&str> = listed.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(alerts.len(), 1, "one alert: {listed}");
+    let id = alerts[0][1..]
+        .split_whitespace()
+        .next()
+        .expect("id")
+        .to_owned();
+    let out = hotline(officer, PASS, &["messages", "--alert", &id]);
+    (listed, stdout(&out))
+}
+
+/// Issue 12, third walk-through (WC 1): two SOSes typed offline with the
+/// passphrase, of two categories, go out as one alert that names both
+/// categories, and the thread shows each text under its own category
+/// (merged into one text, the second's category, "arrest", was lost).
+#[tokio::test(flavor = "multi_thread")]
+async fn two_sos_typed_offline_are_one_alert_and_each_keeps_its_category() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    server.shutdown().await;
+    let args = [
+        "sos",
+        "--wait",
+        "0",
+        "--category",
+        "medical",
+        "bleeding, need doctor",
+    ];
+    let out = hotline(&defender, PASS, &args);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let args = [
+        "sos",
+        "--wait",
+        "0",
+        "--category",
+        "arrest",
+        "they are back",
+    ];
+    let out = hotline(&defender, PASS, &args);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("added to the SOS already waiting"),
+        "{}",
+        stderr(&out)
+    );
+
+    let server = server_on(dir.path(), addr).await;
+    let out = hotline(&defender, PASS, &["status"]);
+    assert!(out.status.success(), "{} {}", stdout(&out), stderr(&out));
+    let (listed, thread) = only_alert_and_thread(&officer);
+    assert!(
+        listed.contains("medical") && listed.contains("arrest"),
+        "both categories: {listed}"
+    );
+    assert!(thread.contains("bleeding, need doctor"), "{thread}");
+    assert!(thread.contains("they are back"), "{thread}");
+    assert!(thread.contains("category arrest"), "{thread}");
+    assert!(thread.contains("category medical"), "{thread}");
+    server.shutdown().await;
+}
+
+/// Issue 12, third walk-through (WC 2): two SOSes typed offline without
+/// the passphrase (the panic key) go out as one alert, as `hotline sos
+/// --help` and the README say: both texts, one page.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_panic_sos_typed_offline_are_one_alert() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    let out = hotline(&defender, PASS, &["status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    server.shutdown().await;
+    let args = [
+        "sos",
+        "--wait",
+        "1",
+        "--category",
+        "attack",
+        "men outside with sticks",
+    ];
+    let out = hotline_without_passphrase(&defender, &args);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = hotline_without_passphrase(&defender, &["sos", "--wait", "1", "breaking the door"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("as one alert"), "{}", stderr(&out));
+
+    let server = server_on(dir.path(), addr).await;
+    let out = hotline_without_passphrase(&defender, &["status"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{} {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let (listed, thread) = only_alert_and_thread(&officer);
+    assert!(listed.contains("attack"), "{listed}");
+    assert!(thread.contains("men outside with sticks"), "{thread}");
+    assert!(thread.contains("breaking the door"), "{thread}");
+    server.shutdown().await;
 }

@@ -423,8 +423,8 @@ fn queue_panic_sos(
                     "added to the SOS already waiting on this device: they go out together, as one alert"
                 ),
                 Q::Added { waiting } => eprintln!(
-                    "kept beside the SOS already waiting on this device: both texts will go, in \
-                     order ({waiting} SOSes wait; each raises its alert or joins your open one)"
+                    "kept beside the SOS already waiting on this device: they go out together, \
+                     as one alert, every text with its own category ({waiting} SOSes wait)"
                 ),
                 Q::AddedOldestDropped => eprintln!(
                     "kept beside the SOSes already waiting on this device: this text and the \
