@@ -8195,6 +8195,11 @@ async fn two_panic_sos_typed_offline_are_one_alert() {
         stdout(&out),
         stderr(&out)
     );
+    assert!(
+        stdout(&out).contains("sent the SOS that was waiting on this device: added to alert #"),
+        "{}",
+        stdout(&out)
+    );
     let (listed, thread) = only_alert_and_thread(&officer);
     assert!(listed.contains("attack"), "{listed}");
     assert!(thread.contains("men outside with sticks"), "{thread}");

@@ -289,8 +289,8 @@ enum PanicOutcome {
 /// `hotline sos` without the passphrase: raises the alert through the
 /// panic key, trying again for up to `wait` seconds while the server
 /// cannot be reached, saying all along that nobody has been alerted yet.
-/// Nothing can be queued without the passphrase (the outbox is sealed
-/// under it), so giving up says so.
+/// The outbox is sealed under the passphrase: giving up queues the SOS in
+/// the panic outbox instead (QUEUED, status 3).
 async fn sos_with_panic_key(
     state: &StateDir,
     priority: Priority,

@@ -54,10 +54,17 @@ pub(super) async fn flush_panic_outbox(state: &StateDir, within: Duration) -> us
                 for w in warnings {
                     eprintln!("WARNING: {w}");
                 }
-                println!(
-                    "sent the SOS that was waiting on this device: the team was paged, alert #{}",
-                    alert.id
-                );
+                if alert.joined_now {
+                    println!(
+                        "sent the SOS that was waiting on this device: added to alert #{}",
+                        alert.id
+                    );
+                } else {
+                    println!(
+                        "sent the SOS that was waiting on this device: the team was paged, alert #{}",
+                        alert.id
+                    );
+                }
                 raised(&alert);
             }
             (f.stopped, f.left)
