@@ -44,6 +44,18 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// that retry on purpose (`sos --wait`, `watch`) call [`try_again_now`].
 pub const UNREACHABLE_KEPT: Duration = Duration::from_secs(3);
 
+/// Whether this process takes a server found unreachable as still so for
+/// [`UNREACHABLE_KEPT`] ([`keep_unreachable_briefly`]; off by default: a
+/// library user decides its own retries).
+static KEEP_UNREACHABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns on, for this process, taking a server found unreachable as still
+/// unreachable for [`UNREACHABLE_KEPT`]: what the `hotline` binary does, so
+/// that one command waits for one connect timeout, not one per step.
+pub fn keep_unreachable_briefly() {
+    KEEP_UNREACHABLE.store(true, Ordering::SeqCst);
+}
+
 /// The server address this process last found unreachable, why, and when
 /// that try ended.
 static UNREACHABLE: std::sync::Mutex<Option<(String, String, std::time::Instant)>> =
@@ -60,6 +72,9 @@ pub fn try_again_now() {
 /// The failure to reuse for `addr`, if this process found it unreachable
 /// less than [`UNREACHABLE_KEPT`] ago.
 fn known_unreachable(addr: &str) -> Option<ClientError> {
+    if !KEEP_UNREACHABLE.load(Ordering::SeqCst) {
+        return None;
+    }
     let u = UNREACHABLE.lock().ok()?;
     let (at_addr, reason, at) = u.as_ref()?;
     (at_addr == addr && at.elapsed() < UNREACHABLE_KEPT).then(|| ClientError::Unreachable {

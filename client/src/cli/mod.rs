@@ -657,6 +657,9 @@ fn parse_server_addr(s: &str) -> Result<String, String> {
 
 /// Runs one command.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
+    // One failed connect per command: its later steps do not each wait
+    // for another timeout (retry loops try again on purpose).
+    hotline_client::connection::keep_unreachable_briefly();
     let mut state = unlock::home(cli.home.as_deref())?;
     if let Some(addr) = cli.server {
         state = state.with_server_addr(addr);
