@@ -37,6 +37,63 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long closing waits for the close to reach the server.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
+/// How long a server this process found unreachable (no answer to the
+/// handshake, [`CONNECT_TIMEOUT`]) is taken as still unreachable without
+/// trying again: the later steps of one command (an SOS waiting, the
+/// outbox, the command itself) each waited a full timeout before. Loops
+/// that retry on purpose (`sos --wait`, `watch`) call [`try_again_now`].
+pub const UNREACHABLE_KEPT: Duration = Duration::from_secs(3);
+
+/// Whether this process takes a server found unreachable as still so for
+/// [`UNREACHABLE_KEPT`] ([`keep_unreachable_briefly`]; off by default: a
+/// library user decides its own retries).
+static KEEP_UNREACHABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns on, for this process, taking a server found unreachable as still
+/// unreachable for [`UNREACHABLE_KEPT`]: what the `hotline` binary does, so
+/// that one command waits for one connect timeout, not one per step.
+pub fn keep_unreachable_briefly() {
+    KEEP_UNREACHABLE.store(true, Ordering::SeqCst);
+}
+
+/// The server address this process last found unreachable, why, and when
+/// that try ended.
+static UNREACHABLE: std::sync::Mutex<Option<(String, String, std::time::Instant)>> =
+    std::sync::Mutex::new(None);
+
+/// Forgets that the server was found unreachable: the next connect tries
+/// again (a deliberate retry, after a pause).
+pub fn try_again_now() {
+    if let Ok(mut u) = UNREACHABLE.lock() {
+        *u = None;
+    }
+}
+
+/// The failure to reuse for `addr`, if this process found it unreachable
+/// less than [`UNREACHABLE_KEPT`] ago.
+fn known_unreachable(addr: &str) -> Option<ClientError> {
+    if !KEEP_UNREACHABLE.load(Ordering::SeqCst) {
+        return None;
+    }
+    let u = UNREACHABLE.lock().ok()?;
+    let (at_addr, reason, at) = u.as_ref()?;
+    (at_addr == addr && at.elapsed() < UNREACHABLE_KEPT).then(|| ClientError::Unreachable {
+        addr: addr.to_owned(),
+        reason: reason.clone(),
+    })
+}
+
+/// Remembers that `addr` did not answer (`reason`).
+fn remember_unreachable(addr: &str, reason: &str) {
+    if let Ok(mut u) = UNREACHABLE.lock() {
+        *u = Some((
+            addr.to_owned(),
+            reason.to_owned(),
+            std::time::Instant::now(),
+        ));
+    }
+}
+
 /// Where a server is and which certificate it must present.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerInfo {
@@ -170,6 +227,24 @@ pub async fn connect_with_alpn(
 /// [`connect_with_alpn`], also returning the endpoint (to move the
 /// connection to another socket when the network changes).
 async fn connect_endpoint(
+    server: &ServerInfo,
+    alpn: &[u8],
+) -> Result<(quinn::Endpoint, quinn::Connection), ClientError> {
+    if let Some(e) = known_unreachable(&server.addr) {
+        return Err(e);
+    }
+    // Counted by tests (RUST_LOG=hotline_client=debug): one failed
+    // connect per command.
+    tracing::debug!("connecting to the server");
+    let result = connect_endpoint_now(server, alpn).await;
+    if let Err(ClientError::Unreachable { reason, .. }) = &result {
+        remember_unreachable(&server.addr, reason);
+    }
+    result
+}
+
+/// [`connect_endpoint`], trying whatever happened before.
+async fn connect_endpoint_now(
     server: &ServerInfo,
     alpn: &[u8],
 ) -> Result<(quinn::Endpoint, quinn::Connection), ClientError> {
@@ -507,7 +582,25 @@ impl Session {
         priority: Priority,
         envelope: Option<SignedEnvelope>,
     ) -> Result<AlertInfo, ClientError> {
-        self.ask(&Request::RaiseAlert { priority, envelope }, |r| match r {
+        self.raise_alert_joining(priority, envelope, 0).await
+    }
+
+    /// [`Session::raise_alert_with`], joining the open SOS alert
+    /// `join_alert` of this device (0: none) rather than raising one of
+    /// its own: SOSes queued together go out as one alert
+    /// (docs/protocol.md, section 4.4.1).
+    pub async fn raise_alert_joining(
+        &self,
+        priority: Priority,
+        envelope: Option<SignedEnvelope>,
+        join_alert: u64,
+    ) -> Result<AlertInfo, ClientError> {
+        let request = Request::RaiseAlert {
+            priority,
+            envelope,
+            join_alert,
+        };
+        self.ask(&request, |r| match r {
             Response::Alerts(mut a) if a.len() == 1 => Some(a.remove(0)),
             _ => None,
         })

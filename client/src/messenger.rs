@@ -766,16 +766,13 @@ impl Device {
         Ok(id)
     }
 
-    /// Queues an SOS of `category` like [`Device::queue_item`], but if an
-    /// SOS not sealed yet (so never sent) already waits in the outbox, adds
-    /// to it instead: its text gets this one's appended, it takes the more
-    /// urgent of the two priorities, and this category if it had none or
-    /// "other". Two SOSes typed while offline raise
-    /// one alert. Returns the item's message id and whether it was added
-    /// to an earlier SOS.
-    ///
-    /// An SOS already sealed may have reached the server (its answer
-    /// lost): it is left as it is, and this one queued on its own.
+    /// Queues an SOS of `category` like [`Device::queue_item`], an item
+    /// of its own (its text, category, language and priority kept as the
+    /// defender gave them). SOSes waiting together go out as one alert:
+    /// the first raises it, the others join it (`RaiseAlert.join_alert`,
+    /// see [`Device::flush_tracked`]), so staff read every text under its
+    /// own category. Returns the item's message id and whether another
+    /// SOS was waiting (this one then joins its alert).
     pub fn queue_sos(
         &mut self,
         body: &[u8],
@@ -784,38 +781,10 @@ impl Device {
     ) -> Result<([u8; 16], bool), ClientError> {
         let waiting = self
             .outbox
-            .iter_mut()
-            .find(|i| matches!(i.what, Outgoing::Alert(_)) && i.sealed.is_none());
-        let Some(item) = waiting else {
-            let id = self.queue_with(body, Outgoing::Alert(priority), Some(category))?;
-            return Ok((id, false));
-        };
-        if item.category.is_none() {
-            // An item of the old form: its category line becomes the field.
-            let old = item.content();
-            item.body = old.text.into_bytes();
-            item.category = old.category;
-        }
-        if matches!(item.category, None | Some(Category::Other)) {
-            item.category = Some(category);
-        }
-        if let Outgoing::Alert(earlier) = item.what {
-            // Immediate sorts first: the smaller is the more urgent.
-            item.what = Outgoing::Alert(earlier.min(priority));
-        }
-        let mut merged = std::mem::take(&mut item.body);
-        merged.extend_from_slice(b"\n---\n");
-        merged.extend_from_slice(body);
-        if merged.len() > MAX_BODY_LEN {
-            self.warnings.push(format!(
-                "the alert's text was too long and was cut to its first {MAX_BODY_LEN} bytes"
-            ));
-            merged = envelope::cut_to_fit(&merged).to_vec();
-        }
-        item.body = merged;
-        let id = item.message_id;
-        self.save()?;
-        Ok((id, true))
+            .iter()
+            .any(|i| matches!(i.what, Outgoing::Alert(_)));
+        let id = self.queue_with(body, Outgoing::Alert(priority), Some(category))?;
+        Ok((id, waiting))
     }
 
     /// Queues case keys (ContentKind CASE_KEYS, at most
@@ -1095,11 +1064,15 @@ impl Device {
                 .sort_by_key(|i| !matches!(i.what, Outgoing::Alert(_)));
             self.save()?;
         }
+        // The SOSes that waited together go out as one alert: the first
+        // raises it (or joins the device's open one), the others join it,
+        // each with its own text, category and language.
+        let mut join = 0;
         while let Some(item) = self.outbox.first().cloned() {
             if only_sos && !matches!(item.what, Outgoing::Alert(_)) {
                 break;
             }
-            let outcome = match self.send_item(session, &item).await {
+            let outcome = match self.send_item(session, &item, join).await {
                 Ok(sent) => sent,
                 Err(e) => match Self::never_sendable(session, &e) {
                     Some(code) => Sent::Dropped {
@@ -1117,6 +1090,11 @@ impl Device {
                 let mut history = self.history()?;
                 history.add(entry);
                 self.save_history(&history)?;
+            }
+            if let Sent::Alert(a) = &outcome
+                && join == 0
+            {
+                join = a.id;
             }
             self.outbox.remove(0);
             self.save()?;
@@ -1166,8 +1144,14 @@ impl Device {
 
     /// Seals the first item of the outbox, `item` (once), and sends it.
     /// An SOS is raised even when its text cannot be sealed
-    /// ([`Device::seal_alert`]).
-    async fn send_item(&mut self, session: &Session, item: &Item) -> Result<Sent, ClientError> {
+    /// ([`Device::seal_alert`]), joining the open alert `join` of this
+    /// device if not 0.
+    async fn send_item(
+        &mut self,
+        session: &Session,
+        item: &Item,
+        join: u64,
+    ) -> Result<Sent, ClientError> {
         if let Outgoing::Alert(priority) = item.what {
             // Never dropped for its text: sealed bytes that no longer
             // decode, a text too large to seal, or an envelope the server
@@ -1192,10 +1176,11 @@ impl Device {
                     other => other?,
                 },
             };
-            return crate::sos::raise_text_or_alone(
+            return crate::sos::raise_text_or_alone_joining(
                 session,
                 priority,
                 envelope,
+                join,
                 &mut self.warnings,
             )
             .await
@@ -1890,37 +1875,32 @@ mod tests {
         );
     }
 
-    /// Two SOSes typed before either went out are one item: both texts,
-    /// the more urgent priority, the first one's id.
+    /// Two SOSes typed before either went out are two items, each with
+    /// its own text, category and priority (issue 12, third walk-through:
+    /// merged into one, the second's category was lost); the second says
+    /// it joins the first.
     #[test]
-    fn an_sos_not_sent_yet_absorbs_the_next() {
+    fn an_sos_typed_while_another_waits_keeps_its_own_category() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = enrolled(dir.path());
         let mut device = Device::open(&state, PASS).expect("opens");
-        let (first, merged) = device
-            .queue_sos(b"followed", Category::Other, Priority::Routine)
+        let (first, joins) = device
+            .queue_sos(b"bleeding", Category::Medical, Priority::Routine)
             .expect("queued");
-        assert!(!merged);
-        let (second, merged) = device
-            .queue_sos(b"they are here", Category::Arrest, Priority::Immediate)
+        assert!(!joins);
+        let (second, joins) = device
+            .queue_sos(b"they are back", Category::Arrest, Priority::Immediate)
             .expect("queued");
-        assert!(merged);
-        assert_eq!(first, second);
+        assert!(joins);
+        assert_ne!(first, second);
         let waiting = device.pending();
-        assert_eq!(waiting.len(), 1);
-        assert_eq!(waiting[0].what, Outgoing::Alert(Priority::Immediate));
-        assert_eq!(device.outbox[0].body, b"followed\n---\nthey are here");
-        // "other" gives way to the category the second one names.
-        assert_eq!(device.outbox[0].category, Some(Category::Arrest));
-        // One already sealed (it may have reached the server) is left as
-        // it is: the next SOS is an item of its own.
-        device.outbox[0].sealed = Some(vec![1, 2, 3]);
-        let (third, merged) = device
-            .queue_sos(b"again", Category::Legal, Priority::Urgent)
-            .expect("queued");
-        assert!(!merged);
-        assert_ne!(third, first);
-        assert_eq!(device.pending().len(), 2);
+        assert_eq!(waiting.len(), 2);
+        assert_eq!(waiting[0].what, Outgoing::Alert(Priority::Routine));
+        assert_eq!(waiting[1].what, Outgoing::Alert(Priority::Immediate));
+        assert_eq!(device.outbox[0].body, b"bleeding");
+        assert_eq!(device.outbox[0].category, Some(Category::Medical));
+        assert_eq!(device.outbox[1].body, b"they are back");
+        assert_eq!(device.outbox[1].category, Some(Category::Arrest));
     }
 
     /// An SOS whose sealed text the server refuses for good (here an

@@ -16,8 +16,9 @@
 //! Up to [`MAX_WAITING`] SOSes wait, oldest first, each sent in turn:
 //! in an emergency the newest words matter most, so a second SOS's text
 //! is kept beside the first's (sealed texts cannot be joined without the
-//! passphrase) and raises its own alert, or joins the device's open one
-//! by the server's rules: both texts reach staff. A second SOS without
+//! passphrase); when they go out, the first raises the alert and the
+//! others join it (`RaiseAlert.join_alert`): one alert, every text with
+//! its own category for staff. A second SOS without
 //! text adds nothing but its priority (if more urgent) to the first; one
 //! with text fills a first that has none. Beyond [`MAX_WAITING`] the
 //! oldest text is dropped (its priority, if more urgent, goes to the next)
@@ -300,17 +301,24 @@ pub async fn flush(state: &StateDir) -> Result<Flushed, ClientError> {
     let session = authenticate_panic(&state.server(&profile)?, profile.device_id()?, &key).await?;
     let mut sent = Vec::new();
     let mut stopped = None;
+    // The SOSes that waited together go out as one alert: the first
+    // raises it (or joins the device's open one), the others join it.
+    let mut join = 0;
     for sos in &waiting {
         let mut warnings = Vec::new();
-        match crate::sos::raise_text_or_alone(
+        match crate::sos::raise_text_or_alone_joining(
             &session,
             sos.priority,
             sos.envelope.clone(),
+            join,
             &mut warnings,
         )
         .await
         {
             Ok(alert) => {
+                if join == 0 {
+                    join = alert.id;
+                }
                 if let Err(e) = remove_if_unchanged(state, sos) {
                     sent.push((alert, warnings));
                     stopped = Some(e);

@@ -212,10 +212,28 @@ pub async fn raise_text_or_alone(
     envelope: Option<SignedEnvelope>,
     warnings: &mut Vec<String>,
 ) -> Result<AlertInfo, ClientError> {
+    raise_text_or_alone_joining(session, priority, envelope, 0, warnings).await
+}
+
+/// [`raise_text_or_alone`], joining the open SOS alert `join_alert` of
+/// this device (0: none): an SOS queued together with the one that raised
+/// it goes out as part of that alert (docs/protocol.md, section 4.4.1).
+pub async fn raise_text_or_alone_joining(
+    session: &Session,
+    priority: Priority,
+    envelope: Option<SignedEnvelope>,
+    join_alert: u64,
+    warnings: &mut Vec<String>,
+) -> Result<AlertInfo, ClientError> {
     let had_text = envelope.is_some();
-    match session.raise_alert_with(priority, envelope).await {
+    match session
+        .raise_alert_joining(priority, envelope, join_alert)
+        .await
+    {
         Err(e) if had_text && text_refused_for_good(session, &e) => {
-            let alert = session.raise_alert_with(priority, None).await?;
+            let alert = session
+                .raise_alert_joining(priority, None, join_alert)
+                .await?;
             warnings.push(not_sent_warning(&format!("the server refused it: {e}")));
             Ok(alert)
         }

@@ -1162,12 +1162,13 @@ async fn an_offline_sos_says_nobody_is_alerted_and_two_become_one_alert() {
     assert!(stdout(&out).contains("NOT SENT YET"), "{}", stdout(&out));
     let out = hotline(&defender, PASS, &["outbox", "--list"]);
     let list = stdout(&out);
-    assert!(
-        list.contains("  1  an SOS (immediate)"),
-        "one SOS, the more urgent priority: {list}"
-    );
-    assert!(list.contains("  2  a message to the staff"), "{list}");
-    assert!(!list.contains("  3  "), "{list}");
+    // Each SOS waits with its own category and priority (issue 12, third
+    // walk-through): they go out together, as one alert.
+    assert!(list.contains("  1  an SOS (immediate)"), "{list}");
+    assert!(list.contains("  2  an SOS (urgent)"), "{list}");
+    assert!(list.contains("  3  an SOS (immediate)"), "{list}");
+    assert!(list.contains("  4  a message to the staff"), "{list}");
+    assert!(!list.contains("  5  "), "{list}");
     // The message was "item 1" when queued; the SOS came first since.
     // Dropping item 1 now would cost the SOS: refused, nothing removed.
     let out = hotline(&defender, PASS, &["outbox", "--drop", "1"]);
@@ -1179,16 +1180,16 @@ async fn an_offline_sos_says_nobody_is_alerted_and_two_become_one_alert() {
     );
     let out = hotline(&defender, PASS, &["outbox", "--list"]);
     assert!(stdout(&out).contains("  1  an SOS"), "{}", stdout(&out));
-    let out = hotline(&defender, PASS, &["outbox", "--drop", "2"]);
+    let out = hotline(&defender, PASS, &["outbox", "--drop", "4"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = hotline(&defender, PASS, &["outbox", "--list"]);
-    assert!(!stdout(&out).contains("  2  "), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("  4  "), "{}", stdout(&out));
 
-    // Back up: one `outbox` sends the one SOS, which raises one alert.
+    // Back up: one `outbox` sends the three SOSes, which raise one alert.
     let server = server_on(dir.path(), addr).await;
     let out = hotline(&defender, PASS, &["outbox"]);
     assert!(out.status.success(), "{} {}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains("sent 1 of 1"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("sent 3 of 3"), "{}", stdout(&out));
     let out = hotline(&officer, PASS, &["alerts", "--all"]);
     let alerts: Vec<String> = stdout(&out)
         .lines()
@@ -3038,7 +3039,7 @@ async fn on_a_full_disk_a_panic_key_sos_is_queued_and_raised_once_by_the_next_ru
     let out = hotline_without_passphrase(&defender, &["sos", "--wait", "1", "they took my phone"]);
     let all = format!("{}{}", stdout(&out), stderr(&out));
     assert_eq!(out.status.code(), Some(3), "{all}");
-    assert!(all.contains("both texts will go"), "{all}");
+    assert!(all.contains("they go out together, as one alert"), "{all}");
     assert!(!all.contains("NOT be sent"), "{all}");
 
     // Space returns; the server heals; the next run raises both, once.
@@ -3070,9 +3071,9 @@ async fn on_a_full_disk_a_panic_key_sos_is_queued_and_raised_once_by_the_next_ru
     let out = hotline(&officer, PASS, &["alerts"]);
     let text = stdout(&out);
     let alerts = text.lines().filter(|l| l.starts_with('#')).count();
-    // The two queued SOSes (a new envelope raises a new alert) and the
-    // last one typed now ("x").
-    assert_eq!(alerts, 3, "{text}");
+    // The two queued SOSes (one alert: the second joined the first,
+    // issue 12, third walk-through) and the last one typed now ("x").
+    assert_eq!(alerts, 2, "{text}");
     let out = hotline(&officer, PASS, &["messages"]);
     for said in ["police at the door", "they took my phone"] {
         assert!(
@@ -8755,5 +8756,204 @@ async fn a_staff_device_added_later_reads_the_events_of_one_revoked_since() {
         "{}",
         stderr(&out)
     );
+    server.shutdown().await;
+}
+
+/// `hotline` with the passphrase and the client's connection log on
+/// (each real try at the server logs "connecting to the server").
+fn hotline_counting_connects(home: &Path, pass: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--home")
+        .arg(home)
+        .args(args)
+        .env("RUST_LOG", "hotline_client::connection=debug")
+        .stdin(std::process::Stdio::null());
+    match pass {
+        Some(p) => cmd.env("HOTLINE_PASSPHRASE", p),
+        None => cmd.env_remove("HOTLINE_PASSPHRASE"),
+    };
+    cmd.output().expect("the client binary runs")
+}
+
+/// Issue 12, third walk-through (WC 3 and 5): `status` without the
+/// passphrase while SOSes queued with the panic key wait and the server
+/// is down says they are queued and exits 3 (QUEUED), never "error:
+/// cannot ask for the passphrase"; the words for two waiting SOSes agree
+/// ("they stay queued … and go out").
+#[tokio::test(flavor = "multi_thread")]
+async fn status_without_the_passphrase_offline_says_the_panic_sos_is_queued_and_exits_3() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (_admin, _officer, defender) = organisation(dir.path(), &server).await;
+    server.shutdown().await;
+    let out = hotline_without_passphrase(&defender, &["sos", "--wait", "1", "men outside"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = hotline_without_passphrase(&defender, &["sos", "--wait", "1", "at the door"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+
+    let out = hotline_without_passphrase(&defender, &["status"]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(3), "{all}");
+    assert!(
+        stdout(&out).contains("NOBODY HAS BEEN ALERTED YET")
+            && stdout(&out).contains("still waits on this device"),
+        "{all}"
+    );
+    assert!(!all.contains("error"), "{all}");
+    assert!(!all.contains("cannot ask for the passphrase"), "{all}");
+    assert!(
+        stderr(&out).contains("they stay queued on this device and go out with the next command"),
+        "{all}"
+    );
+    assert!(defender.join("panic-outbox").exists());
+}
+
+/// Issue 12, third walk-through (WC 4): an offline command tries the
+/// server once: the SOS waiting without the passphrase, the one waiting
+/// in the outbox and the command itself no longer each wait for their
+/// own connect timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_offline_command_tries_the_server_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (_admin, _officer, defender) = organisation(dir.path(), &server).await;
+    server.shutdown().await;
+    // An SOS queued with the panic key: each command tries to send it
+    // first, then does its own work.
+    let out = hotline_without_passphrase(&defender, &["sos", "--wait", "1", "first"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = hotline_counting_connects(&defender, Some(PASS), &["send", "a note"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(err.matches("connecting to the server").count(), 1, "{err}");
+    let out = hotline_counting_connects(&defender, Some(PASS), &["status"]);
+    let err = stderr(&out);
+    assert_eq!(err.matches("connecting to the server").count(), 1, "{err}");
+}
+
+/// Issue 12, third walk-through (WC 5): a mistyped command is answered
+/// with the one meant.
+#[test]
+fn a_mistyped_command_suggests_the_right_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = hotline(dir.path(), PASS, &["my-cases"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("'my-case'"), "{}", stderr(&out));
+}
+
+/// The officer's open alerts as listed (one line per alert), and the
+/// thread of the only one.
+fn only_alert_and_thread(officer: &Path) -> (String, String) {
+    let out = hotline(officer, PASS, &["alerts", "--all"]);
+    let listed = stdout(&out);
+    let alerts: Vec<&str> = listed.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(alerts.len(), 1, "one alert: {listed}");
+    let id = alerts[0][1..]
+        .split_whitespace()
+        .next()
+        .expect("id")
+        .to_owned();
+    let out = hotline(officer, PASS, &["messages", "--alert", &id]);
+    (listed, stdout(&out))
+}
+
+/// Issue 12, third walk-through (WC 1): two SOSes typed offline with the
+/// passphrase, of two categories, go out as one alert that names both
+/// categories, and the thread shows each text under its own category
+/// (merged into one text, the second's category, "arrest", was lost).
+#[tokio::test(flavor = "multi_thread")]
+async fn two_sos_typed_offline_are_one_alert_and_each_keeps_its_category() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    server.shutdown().await;
+    let args = [
+        "sos",
+        "--wait",
+        "0",
+        "--category",
+        "medical",
+        "bleeding, need doctor",
+    ];
+    let out = hotline(&defender, PASS, &args);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let args = [
+        "sos",
+        "--wait",
+        "0",
+        "--category",
+        "arrest",
+        "they are back",
+    ];
+    let out = hotline(&defender, PASS, &args);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("added to the SOS already waiting"),
+        "{}",
+        stderr(&out)
+    );
+
+    let server = server_on(dir.path(), addr).await;
+    let out = hotline(&defender, PASS, &["status"]);
+    assert!(out.status.success(), "{} {}", stdout(&out), stderr(&out));
+    let (listed, thread) = only_alert_and_thread(&officer);
+    assert!(
+        listed.contains("medical") && listed.contains("arrest"),
+        "both categories: {listed}"
+    );
+    assert!(thread.contains("bleeding, need doctor"), "{thread}");
+    assert!(thread.contains("they are back"), "{thread}");
+    assert!(thread.contains("category arrest"), "{thread}");
+    assert!(thread.contains("category medical"), "{thread}");
+    server.shutdown().await;
+}
+
+/// Issue 12, third walk-through (WC 2): two SOSes typed offline without
+/// the passphrase (the panic key) go out as one alert, as `hotline sos
+/// --help` and the README say: both texts, one page.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_panic_sos_typed_offline_are_one_alert() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let addr = server.local_addr();
+    let (_admin, officer, defender) = organisation(dir.path(), &server).await;
+    assert!(hotline(&officer, PASS, &["inbox"]).status.success()); // prekeys
+    let out = hotline(&defender, PASS, &["status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    server.shutdown().await;
+    let args = [
+        "sos",
+        "--wait",
+        "1",
+        "--category",
+        "attack",
+        "men outside with sticks",
+    ];
+    let out = hotline_without_passphrase(&defender, &args);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = hotline_without_passphrase(&defender, &["sos", "--wait", "1", "breaking the door"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("as one alert"), "{}", stderr(&out));
+
+    let server = server_on(dir.path(), addr).await;
+    let out = hotline_without_passphrase(&defender, &["status"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{} {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("sent the SOS that was waiting on this device: added to alert #"),
+        "{}",
+        stdout(&out)
+    );
+    let (listed, thread) = only_alert_and_thread(&officer);
+    assert!(listed.contains("attack"), "{listed}");
+    assert!(thread.contains("men outside with sticks"), "{thread}");
+    assert!(thread.contains("breaking the door"), "{thread}");
     server.shutdown().await;
 }

@@ -167,6 +167,9 @@ pub(super) async fn sos(
         let pause = sos_pause(left, superseded, &mut superseded_before);
         eprintln!("  {} ({QUEUED})", next_try(pause, left));
         tokio::time::sleep(pause).await;
+        // A deliberate retry: the server is tried again, not taken as
+        // still out of reach.
+        hotline_client::connection::try_again_now();
         if let Err(e) = device.hold() {
             // The SOS is queued: say so, never a bare error.
             break Flushed {
@@ -286,8 +289,8 @@ enum PanicOutcome {
 /// `hotline sos` without the passphrase: raises the alert through the
 /// panic key, trying again for up to `wait` seconds while the server
 /// cannot be reached, saying all along that nobody has been alerted yet.
-/// Nothing can be queued without the passphrase (the outbox is sealed
-/// under it), so giving up says so.
+/// The outbox is sealed under the passphrase: giving up queues the SOS in
+/// the panic outbox instead (QUEUED, status 3).
 async fn sos_with_panic_key(
     state: &StateDir,
     priority: Priority,
@@ -355,6 +358,7 @@ async fn sos_with_panic_key(
                 eprintln!("NOBODY HAS BEEN ALERTED YET: {e}");
                 eprintln!("  {} (Ctrl-C stops)", next_try(pause, left));
                 tokio::time::sleep(pause).await;
+                hotline_client::connection::try_again_now();
             }
             Err(e)
                 if matches!(
@@ -419,8 +423,8 @@ fn queue_panic_sos(
                     "added to the SOS already waiting on this device: they go out together, as one alert"
                 ),
                 Q::Added { waiting } => eprintln!(
-                    "kept beside the SOS already waiting on this device: both texts will go, in \
-                     order ({waiting} SOSes wait; each raises its alert or joins your open one)"
+                    "kept beside the SOS already waiting on this device: they go out together, \
+                     as one alert, every text with its own category ({waiting} SOSes wait)"
                 ),
                 Q::AddedOldestDropped => eprintln!(
                     "kept beside the SOSes already waiting on this device: this text and the \
@@ -758,6 +762,8 @@ pub(super) async fn watch(state: &StateDir, storage_check_every: Duration) -> an
     // that each change is said once).
     let mut storage_seen = StorageSeen::default();
     loop {
+        // Each (re)connection of the watch really tries the server.
+        hotline_client::connection::try_again_now();
         let connected = tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
             c = device.connect() => c,

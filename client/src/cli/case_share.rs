@@ -238,8 +238,13 @@ async fn share_in(
         None => hotline_client::messenger::Flushed {
             settled: Vec::new(),
             stopped: Some(ClientError::Unreachable {
-                addr: String::new(),
-                reason: "offline".into(),
+                addr: ctx
+                    .device
+                    .state()
+                    .server(ctx.device.profile())
+                    .map(|s| s.addr)
+                    .unwrap_or_default(),
+                reason: "no connection in this command".into(),
             }),
         },
     };

@@ -678,6 +678,9 @@ fn parse_server_addr(s: &str) -> Result<String, String> {
 
 /// Runs one command.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
+    // One failed connect per command: its later steps do not each wait
+    // for another timeout (retry loops try again on purpose).
+    hotline_client::connection::keep_unreachable_briefly();
     let mut state = unlock::home(cli.home.as_deref())?;
     if let Some(addr) = cli.server {
         state = state.with_server_addr(addr);
@@ -806,6 +809,18 @@ async fn run_command(command: Command, state: StateDir) -> anyhow::Result<()> {
                 "your waiting SOS was sent. The rest of status (this device's role, server and roster) needs the passphrase, which could not be asked for here (no terminal): run `hotline status` at a terminal, or with HOTLINE_PASSPHRASE set, to see it."
             );
             Ok(())
+        }
+        // An SOS queued without the passphrase still waits (the server
+        // out of reach), and the rest of status needs the passphrase, not
+        // at hand: the defender reads that it is queued (status 3), never
+        // an error about the passphrase.
+        Command::Status
+            if panic::panic_sos_waiting(&state) > 0 && unlock::device_passphrase().is_err() =>
+        {
+            println!(
+                "NOBODY HAS BEEN ALERTED YET: your SOS queued without the passphrase still waits on this device and goes out with the next command that connects. The rest of status (this device's role, server and roster) needs the passphrase, which could not be asked for here (no terminal)."
+            );
+            Err(Queued.into())
         }
         Command::Status => devices::status(&state).await,
         Command::Invite { role, ttl, label } => {

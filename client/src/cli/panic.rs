@@ -7,6 +7,12 @@ use hotline_client::StateDir;
 
 use super::alert_view::raised;
 
+/// How many SOSes wait in the panic outbox (none if its file does not
+/// read: that was said when it was tried).
+pub(super) fn panic_sos_waiting(state: &StateDir) -> usize {
+    hotline_client::panic_outbox::pending(state).map_or(0, |w| w.len())
+}
+
 /// Sends the SOSes waiting in the panic outbox (queued by an earlier run
 /// without the passphrase), oldest first, before anything else, and says
 /// what became of each. Never fails the command that called it: what
@@ -48,10 +54,17 @@ pub(super) async fn flush_panic_outbox(state: &StateDir, within: Duration) -> us
                 for w in warnings {
                     eprintln!("WARNING: {w}");
                 }
-                println!(
-                    "sent the SOS that was waiting on this device: the team was paged, alert #{}",
-                    alert.id
-                );
+                if alert.joined_now {
+                    println!(
+                        "sent the SOS that was waiting on this device: added to alert #{}",
+                        alert.id
+                    );
+                } else {
+                    println!(
+                        "sent the SOS that was waiting on this device: the team was paged, alert #{}",
+                        alert.id
+                    );
+                }
                 raised(&alert);
             }
             (f.stopped, f.left)
@@ -65,14 +78,18 @@ pub(super) async fn flush_panic_outbox(state: &StateDir, within: Duration) -> us
         && left > 0
     {
         eprintln!(
-            "NOBODY HAS BEEN ALERTED YET: {} could not be sent ({e}); {} queued on this device and \
-             goes out with the next command that connects",
+            "NOBODY HAS BEEN ALERTED YET: {} could not be sent ({e}); {} with the next command \
+             that connects",
             if left == 1 {
                 "the SOS waiting on this device".to_owned()
             } else {
                 format!("the {left} SOSes waiting on this device")
             },
-            if left == 1 { "it stays" } else { "they stay" },
+            if left == 1 {
+                "it stays queued on this device and goes out"
+            } else {
+                "they stay queued on this device and go out"
+            },
         );
     }
     sent

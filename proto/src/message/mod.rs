@@ -109,6 +109,9 @@ pub enum Request {
         /// when the device had no verified roster to seal to (on the wire:
         /// absent, or with an empty body).
         envelope: Option<SignedEnvelope>,
+        /// An open SOS alert of this device to join rather than raise a
+        /// new one (SOSes queued together on the device); 0: none.
+        join_alert: u64,
     },
     /// Alerts this device may see.
     ListAlerts {
@@ -407,9 +410,14 @@ impl Request {
                 limit: *limit,
             }),
             Request::AckInbox { up_to } => Kind::AckInbox(pb::AckInboxRequest { up_to: *up_to }),
-            Request::RaiseAlert { priority, envelope } => Kind::RaiseAlert(pb::RaiseAlertRequest {
+            Request::RaiseAlert {
+                priority,
+                envelope,
+                join_alert,
+            } => Kind::RaiseAlert(pb::RaiseAlertRequest {
                 priority: priority.to_wire(),
                 envelope: envelope.as_ref().map(SignedEnvelope::to_wire),
+                join_alert: *join_alert,
             }),
             Request::ListAlerts { open_only } => Kind::ListAlerts(pb::ListAlertsRequest {
                 open_only: *open_only,
@@ -546,6 +554,7 @@ impl Request {
                     Some(e) if !e.body.is_empty() => Some(SignedEnvelope::from_wire(e)?),
                     _ => None,
                 },
+                join_alert: r.join_alert,
             },
             Kind::ListAlerts(l) => Request::ListAlerts {
                 open_only: l.open_only,
@@ -1090,12 +1099,14 @@ mod tests {
         let none = Request::RaiseAlert {
             priority: Priority::Immediate,
             envelope: None,
+            join_alert: 0,
         };
         assert_eq!(Request::decode(&none.encode()), Ok(none.clone()));
         let empty = pb::Request {
             kind: Some(pb::request::Kind::RaiseAlert(pb::RaiseAlertRequest {
                 priority: Priority::Immediate.to_wire(),
                 envelope: Some(pb::SignedEnvelope::default()),
+                join_alert: 0,
             })),
         };
         assert_eq!(Request::decode(&empty.encode_to_vec()), Ok(none));
@@ -1107,6 +1118,7 @@ mod tests {
                 body: vec![1, 2, 3],
                 signature: pair.sign(b"x"),
             }),
+            join_alert: 4_821_937,
         };
         assert_eq!(Request::decode(&some.encode()), Ok(some));
     }

@@ -362,6 +362,10 @@ pub struct Sos {
     /// What the server can tell of the message ([`AlertContent::None`]
     /// when there is none).
     pub content: AlertContent,
+    /// An open SOS alert of `defender` this SOS asks to join (SOSes queued
+    /// together on its device), whatever the open-alert limit; 0: none.
+    /// An id that names no open SOS alert of `defender` is ignored.
+    pub join: u64,
 }
 
 /// The end-to-end encrypted message of an SOS.
@@ -869,6 +873,7 @@ impl super::State {
     /// as inbox id `envelope_id`, 0: none, by the `events` given) into its
     /// newest open SOS alert, if it has `open_limit` open SOS alerts or
     /// more; `None` if it may open another.
+    #[allow(clippy::too_many_arguments)]
     fn join(
         &self,
         defender: DeviceId,
@@ -876,8 +881,21 @@ impl super::State {
         envelope_id: u64,
         now: u64,
         open_limit: u32,
-        mut events: Vec<super::Event>,
+        wanted: u64,
+        events: Vec<super::Event>,
     ) -> Option<Raise> {
+        // Asked for by the device (SOSes queued together): that open SOS
+        // alert of its own, if it is one.
+        let asked = (wanted != 0)
+            .then(|| {
+                self.alerts.open().find(|a| {
+                    a.id == wanted && a.defender == defender && a.origin == AlertOrigin::Sos
+                })
+            })
+            .flatten();
+        if let Some(target) = asked {
+            return Some(self.join_into(target, priority, envelope_id, now, events));
+        }
         if open_limit == 0 {
             return None;
         }
@@ -898,6 +916,20 @@ impl super::State {
             }
         }
         let target = newest.filter(|_| open >= open_limit as usize)?;
+        Some(self.join_into(target, priority, envelope_id, now, events))
+    }
+
+    /// The join of an SOS (of `priority`, its message inbox id
+    /// `envelope_id`, 0: none, by the `events` given) into the open alert
+    /// `target`: [`State::join`]'s rules once the alert is chosen.
+    fn join_into(
+        &self,
+        target: &Alert,
+        priority: Priority,
+        envelope_id: u64,
+        now: u64,
+        mut events: Vec<super::Event>,
+    ) -> Raise {
         let more_urgent = priority < target.priority;
         // Its staff were last paged when it was raised, or paged again.
         let last_paged = target.repaged_at.unwrap_or(target.raised_at);
@@ -909,11 +941,11 @@ impl super::State {
             at: now,
             repage,
         }));
-        Some(Raise::Joined {
+        Raise::Joined {
             alert: target.id,
             escalate: more_urgent && target.state == AlertState::Raised,
             events,
-        })
+        }
     }
 
     /// A defender raising `sos` at `now` as alert `id` (random, free), in
@@ -944,6 +976,7 @@ impl super::State {
             priority,
             message,
             content,
+            join: wanted,
         } = sos;
         let Some(SosMessage {
             digest,
@@ -962,7 +995,9 @@ impl super::State {
             }) {
                 return Ok(Raise::Again(open.clone()));
             }
-            if let Some(joined) = self.join(defender, priority, 0, now, open_limit, Vec::new()) {
+            if let Some(joined) =
+                self.join(defender, priority, 0, now, open_limit, wanted, Vec::new())
+            {
                 return Ok(joined);
             }
             return Ok(Raise::New(vec![super::Event::Alert(AlertEvent::Raised {
@@ -991,7 +1026,15 @@ impl super::State {
             bytes: envelope.clone(),
             numbered: true,
         });
-        if let Some(joined) = self.join(defender, priority, seq, now, open_limit, vec![stored]) {
+        if let Some(joined) = self.join(
+            defender,
+            priority,
+            seq,
+            now,
+            open_limit,
+            wanted,
+            vec![stored],
+        ) {
             return Ok(joined);
         }
         Ok(Raise::New(vec![
@@ -1323,6 +1366,7 @@ mod raise_without_content {
             priority,
             message: None,
             content: AlertContent::None,
+            join: 0,
         }
     }
 
@@ -1365,6 +1409,7 @@ mod open_alert_limit {
                 envelope: vec![digest; 8],
             }),
             content: AlertContent::Sealed,
+            join: 0,
         }
     }
 
@@ -1466,5 +1511,56 @@ mod open_alert_limit {
             matches!(r, Raise::Joined { alert: 100, .. }),
             "joins the later: {r:?}"
         );
+    }
+
+    /// Issue 12, third walk-through (WC 1, 2): an SOS that names an open
+    /// SOS alert of its own device (queued together with the SOS that
+    /// raised it) joins it whatever the limit, its text kept with it; an
+    /// id that names no open SOS alert of that device (unknown, closed, or
+    /// another device's) is ignored: the SOS raises its own alert.
+    #[test]
+    fn an_sos_joins_the_open_alert_its_device_names() {
+        let mut state = State::default();
+        let first = state
+            .decide_raise(sos(Priority::Urgent, 1), 2, 102, 1000, 3)
+            .expect("never refused");
+        assert!(matches!(first, Raise::New(_)));
+        apply(&mut state, 2, &first);
+        let mut joining = sos(Priority::Immediate, 2);
+        joining.join = 102;
+        let joined = state
+            .decide_raise(joining, 3, 103, 1001, 3)
+            .expect("never refused");
+        assert!(
+            matches!(
+                joined,
+                Raise::Joined {
+                    alert: 102,
+                    escalate: true,
+                    ..
+                }
+            ),
+            "{joined:?}"
+        );
+        apply(&mut state, 3, &joined);
+        assert_eq!(state.alerts.alerts[&102].joined, vec![3]);
+        assert_eq!(state.alerts.alerts[&102].priority, Priority::Immediate);
+        assert_eq!(state.alerts.open().count(), 1);
+        // Not an open SOS alert of this device: a new alert.
+        for wanted in [999, 0] {
+            let mut other = sos(Priority::Urgent, 3);
+            other.join = wanted;
+            assert!(matches!(
+                state.decide_raise(other, 4, 104, 1002, 3),
+                Ok(Raise::New(_))
+            ));
+        }
+        let mut elsewhere = sos(Priority::Urgent, 3);
+        elsewhere.defender = DeviceId::from_bytes([8; 16]);
+        elsewhere.join = 102;
+        assert!(matches!(
+            state.decide_raise(elsewhere, 4, 104, 1002, 3),
+            Ok(Raise::New(_))
+        ));
     }
 }

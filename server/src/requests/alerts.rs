@@ -189,6 +189,7 @@ pub(super) async fn raise(
     session: Session,
     priority: Priority,
     envelope: Option<SignedEnvelope>,
+    join_alert: u64,
 ) -> Result<Reply, RequestError> {
     let now = crate::unix_now();
     let mut sealed_to = None;
@@ -211,6 +212,7 @@ pub(super) async fn raise(
         priority,
         message,
         content,
+        join: join_alert,
     };
     let policies = shared.policies.clone();
     let on_shift = crate::domain::rota::on_shift(&shared.rota, now);

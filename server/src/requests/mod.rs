@@ -610,9 +610,11 @@ async fn dispatch(shared: &Shared, session: Session, req: Request) -> Result<Rep
         Request::AckInbox { up_to } => messaging::ack_inbox(shared, session, up_to).await,
         Request::MarkRead(ids) => messaging::mark_read(shared, session, ids).await,
         Request::Delivery(ids) => messaging::delivery(shared, session, &ids),
-        Request::RaiseAlert { priority, envelope } => {
-            alerts::raise(shared, session, priority, envelope).await
-        }
+        Request::RaiseAlert {
+            priority,
+            envelope,
+            join_alert,
+        } => alerts::raise(shared, session, priority, envelope, join_alert).await,
         Request::ListAlerts { open_only } => alerts::list(shared, session, open_only).await,
         Request::ClaimAlert { alert_id } => alerts::claim(shared, session, alert_id).await,
         Request::CloseAlert { alert_id, reason } => {
@@ -745,6 +747,7 @@ mod tests {
             RequestKind::RaiseAlert => Request::RaiseAlert {
                 priority: Priority::Immediate,
                 envelope: Some(envelope),
+                join_alert: 0,
             },
             RequestKind::ListAlerts => Request::ListAlerts { open_only: true },
             RequestKind::ClaimAlert => Request::ClaimAlert { alert_id: 999 },
@@ -966,6 +969,7 @@ mod tests {
                 priority: Priority::Routine,
                 message: None,
                 content: AlertContent::None,
+                join: 0,
             };
             store
                 .raise_alert(sos, &Policies::default(), &[], at, 0)
@@ -1243,6 +1247,7 @@ mod tests {
         let raise = Request::RaiseAlert {
             priority: Priority::Immediate,
             envelope: Some(seal(2)),
+            join_alert: 0,
         };
         let reply = handle(&shared, session, raise).await;
         let Response::Alerts(alerts) = reply.response else {
@@ -1308,6 +1313,7 @@ mod tests {
                     Request::RaiseAlert {
                         priority: Priority::Immediate,
                         envelope: Some(envelope),
+                        join_alert: 0,
                     },
                 )
                 .await;

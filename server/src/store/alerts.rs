@@ -474,6 +474,7 @@ mod tests {
                 envelope: vec![0x5a; MAX_ENVELOPE_BYTES - 128],
             }),
             content: AlertContent::Sealed,
+            join: 0,
         };
         let raised = store
             .raise_alert(sos, &Policies::default(), &[], 100, 0)

@@ -532,6 +532,7 @@ fn sos(identity: &IdentityKeyPair, recipients: &[Recipient], n: u64) -> Request 
     Request::RaiseAlert {
         priority: Priority::Immediate,
         envelope: Some(envelope),
+        join_alert: 0,
     }
 }
 

@@ -431,6 +431,7 @@ async fn a_client_mistake_in_an_alert_is_invalid_argument_and_raises_nothing() {
         .request(&Request::RaiseAlert {
             priority: Priority::Immediate,
             envelope: Some(huge),
+            join_alert: 0,
         })
         .await
         .expect("answered");
@@ -462,6 +463,7 @@ async fn a_client_mistake_in_an_alert_is_invalid_argument_and_raises_nothing() {
         .request(&Request::RaiseAlert {
             priority: Priority::Immediate,
             envelope: Some(envelope),
+            join_alert: 0,
         })
         .await
         .expect("answered");

@@ -984,6 +984,7 @@ impl Run {
             RequestKind::RaiseAlert => Request::RaiseAlert {
                 priority: rng.pick(&[Priority::Immediate, Priority::Urgent, Priority::Routine]),
                 envelope: (!rng.one_in(3)).then(|| self.envelope(actor, rng)),
+                join_alert: 0,
             },
             RequestKind::ListAlerts => Request::ListAlerts {
                 open_only: rng.one_in(2),

@@ -420,6 +420,7 @@ fn requests(keys: &Keys, out: &mut Vec<Seed>) {
             Request::RaiseAlert {
                 priority: Priority::Immediate,
                 envelope: Some(env),
+                join_alert: 0,
             },
         ),
         (
@@ -427,6 +428,7 @@ fn requests(keys: &Keys, out: &mut Vec<Seed>) {
             Request::RaiseAlert {
                 priority: Priority::Routine,
                 envelope: None,
+                join_alert: 0,
             },
         ),
         ("list-alerts", Request::ListAlerts { open_only: true }),
