@@ -1433,12 +1433,25 @@ impl Device {
         let (keys, rest): (Vec<_>, Vec<_>) = opened
             .into_iter()
             .partition(|(r, _, _)| matches!(r.message.kind, Kind::CaseKeys(_)));
+        // Staff of any roster this device holds, not only the current
+        // one: keys sent by a staff member revoked since they sent them
+        // are the only copy of that case's key when nobody else held it
+        // (each key is checked against the commitment of the events it
+        // opens, so a key from anyone can open nothing else).
+        let past_staff = if keys.is_empty() {
+            Vec::new()
+        } else {
+            crate::rosters::RosterBook::load(&self.state, &self.storage)
+                .map(|b| b.device_ids())
+                .unwrap_or_default()
+        };
         let received = keys
             .into_iter()
             .filter_map(|(r, _, digest)| match r.message.kind {
                 Kind::CaseKeys(keys) => Some(crate::cases::keys::KeysReceived {
                     sender: r.sender,
-                    from_staff: r.sender_role.is_some_and(Role::is_staff),
+                    from_staff: r.sender_role.is_some_and(Role::is_staff)
+                        || past_staff.contains(&r.sender),
                     keys,
                     recipients: sealed_to.get(&digest).cloned().unwrap_or_default(),
                 }),

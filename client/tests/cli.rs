@@ -8957,3 +8957,61 @@ async fn two_panic_sos_typed_offline_are_one_alert() {
     assert!(thread.contains("breaking the door"), "{thread}");
     server.shutdown().await;
 }
+
+/// The maintainer's walk of the final binaries: a coordinator takes a
+/// request on (its case key goes to the other staff in CASE_KEYS) and is
+/// revoked before any other staff device ran a command; the keys it sent
+/// are the only copy of that case's key. An officer whose first command
+/// comes after the new roster still takes them (the sender was staff on a
+/// roster the officer holds, and each key must match the commitment of
+/// the events it opens): the case reads in full, nothing is "ignored".
+#[tokio::test(flavor = "multi_thread")]
+async fn case_keys_sent_by_a_staff_member_revoked_since_still_open_the_case() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (admin, officer, defender) = organisation(dir.path(), &server).await;
+    let key = dir.path().join("org.key");
+    for h in [&admin, &officer] {
+        assert!(hotline(h, PASS, &["inbox"]).status.success());
+    }
+    let leaver = dir.path().join("leaver");
+    join_staff(&admin, &leaver, "coordinator", &key, 3);
+    let out = hotline(&defender, PASS, &["request", "legal", "a lawyer ONLY-COPY"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(
+        &leaver,
+        PASS,
+        &["case", "list", "--sync", "--state", "requested"],
+    );
+    let case = case_of(&out, "ONLY-COPY");
+    let out = hotline(
+        &leaver,
+        PASS,
+        &["case", "set", &case, "reference", "C-2026-0061"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline(&leaver, PASS, &["status"]);
+    let leaver_id = field(&out, "device id: ");
+    let out = hotline(&admin, PASS, &["revoke", &leaver_id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hotline_org(
+        &admin,
+        &["org", "sign-roster", "--key", key.to_str().expect("utf-8")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = hotline(&officer, PASS, &["case", "show", "C-2026-0061"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(shown.contains("reference: C-2026-0061"), "{shown}");
+    assert!(
+        shown.contains(&format!("{}: accepted the request", &leaver_id[..8])),
+        "{shown}"
+    );
+    assert!(
+        !stderr(&out).contains("not on the staff roster were ignored"),
+        "{}",
+        stderr(&out)
+    );
+    server.shutdown().await;
+}

@@ -279,6 +279,35 @@ fn rosters_missing(replica: &Replica, updates: &[CaseUpdate]) -> BTreeSet<u64> {
         .collect()
 }
 
+/// Fetches every staff roster version up to `newest` that this device
+/// does not hold yet (each checked as [`fetch_roster_version`] does, and
+/// kept): the rosters name who was staff when, which a reader needs for
+/// case events (section 9.5) and for case keys sent by a staff member
+/// revoked since (section 9.2). Each version is fetched once per device;
+/// at most 1,000 in one call. Returns the versions it could not get.
+pub async fn fill_rosters(
+    session: &Session,
+    replica: &mut Replica,
+    root: &OrgPublicKey,
+    newest: u64,
+) -> Result<Vec<u64>, ClientError> {
+    let mut missing = Vec::new();
+    let wanted: Vec<u64> = (1..=newest)
+        .rev()
+        .filter(|v| !replica.rosters().holds(*v))
+        .take(1_000)
+        .collect();
+    for v in wanted {
+        if fetch_roster_version(session, replica, root, v)
+            .await?
+            .is_err()
+        {
+            missing.push(v);
+        }
+    }
+    Ok(missing)
+}
+
 /// Fetches the roster of `version` from the server, checks it under
 /// `root` (signature, version, and that the next version this device
 /// holds names its hash) and keeps it. `Ok(Err(why))`: not obtained.

@@ -165,6 +165,17 @@ impl Ctx {
                 let Some(session) = &ctx.session else {
                     bail!("the connection was lost")
                 };
+                // Every roster version, once: who was staff when decides
+                // which case keys and events count (docs/protocol.md 9.2,
+                // 9.5), also those of a staff member revoked since.
+                if let (Some(roster), Some(root)) = (&ctx.roster, ctx.device.org_root()) {
+                    let newest = roster.version;
+                    if let Err(e) =
+                        sync::fill_rosters(session, &mut ctx.replica, &root, newest).await
+                    {
+                        eprintln!("WARNING: earlier staff rosters could not be fetched: {e}");
+                    }
+                }
                 // The inbox first: the words of defenders' requests and
                 // their replies are envelopes to this device.
                 let fetched = match super::messages::fetch_new(&mut ctx.device, session).await {
