@@ -9015,3 +9015,53 @@ async fn case_keys_sent_by_a_staff_member_revoked_since_still_open_the_case() {
     );
     server.shutdown().await;
 }
+
+/// Walk-through 3: `checkin-setup` with the same code twice was refused
+/// with all three rules at once ("the interval must be …, the grace …,
+/// and the duress code must differ …"): a defender setting codes under
+/// stress is told the one thing that is wrong, and nothing is set.
+#[tokio::test(flavor = "multi_thread")]
+async fn checkin_setup_names_the_one_rule_a_defender_broke() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(dir.path()).await;
+    let (_admin, _officer, defender) = organisation(dir.path(), &server).await;
+    let setup = |every: &str, grace: &str, code: &str, duress: &str| {
+        hotline(
+            &defender,
+            PASS,
+            &[
+                "checkin-setup",
+                "--every",
+                every,
+                "--grace",
+                grace,
+                "--code",
+                code,
+                "--duress-code",
+                duress,
+            ],
+        )
+    };
+    let out = setup("6h", "30m", "4711", "4711");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the duress code must differ from the normal code")
+            && !stderr(&out).contains("interval")
+            && stderr(&out).contains("nothing was set"),
+        "{}",
+        stderr(&out)
+    );
+    let out = setup("31d", "30m", "4711", "0815");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("up to 30 days") && !stderr(&out).contains("duress"),
+        "{}",
+        stderr(&out)
+    );
+    // Nothing was set: the phone records no set-up time.
+    assert!(!defender.join("checkin.set").exists());
+    let out = setup("6h", "30m", "4711", "0815");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(defender.join("checkin.set").exists());
+    server.shutdown().await;
+}

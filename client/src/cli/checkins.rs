@@ -1,7 +1,7 @@
 //! Safety check-ins (defenders): checking in, and the schedule with its
 //! normal and duress codes.
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use hotline_client::StateDir;
 use hotline_proto::invite::parse_lifetime;
 
@@ -66,6 +66,20 @@ pub(super) async fn setup(
             Some(c) => c,
             None => rpassword::prompt_password("Duress code: ").context("cannot read the code")?,
         };
+        // Each reason said alone, before anything is sent (the server's
+        // refusal names all three at once).
+        const MONTH: u64 = 30 * 86_400;
+        if !(1..=MONTH).contains(&interval) {
+            bail!("--every: check-ins can be 1 second to 30 days apart; nothing was set");
+        }
+        if grace > MONTH {
+            bail!("--grace: at most 30 days; nothing was set");
+        }
+        if code == duress {
+            bail!(
+                "the duress code must differ from the normal code (typed instead of it, it raises an alert that looks like a check-in): choose two different codes; nothing was set"
+            );
+        }
         session
             .set_checkin(interval, grace, &key, &code, &duress)
             .await?;
