@@ -11,7 +11,7 @@
 use hotline_client::cases::fields::{Value, case_field, entity, relocation_field};
 use hotline_client::cases::model::{CaseView, TimelineEntry};
 use hotline_client::cases::replica::{CaseFile, Replica};
-use hotline_client::history::History;
+use hotline_client::history::{Entry, History};
 use hotline_client::messenger::Device;
 use hotline_proto::DeviceId;
 use hotline_proto::alert::AlertInfo;
@@ -28,37 +28,39 @@ use super::case_view::short;
 /// device received it: the envelope's authenticated sender (its
 /// signature verified when it was opened), whatever the server says.
 pub(super) fn request_sender(history: &History, digest: &[u8; 32]) -> Option<DeviceId> {
-    history
-        .entries()
-        .iter()
-        .find(|e| {
-            !e.sent
-                && e.digest.as_ref() == Some(digest)
-                && matches!(e.message.kind, Kind::CaseRequest { .. })
-        })
-        .and_then(|e| e.peer)
+    received_request(history, digest).and_then(|e| e.peer)
 }
 
-/// The words of the defender's request whose envelope has `digest`, if
-/// this device received it and it was sent by `defender` (the device the
+/// The defender's request this device received in the envelope with
+/// `digest`, whoever sent it.
+fn received_request<'h>(history: &'h History, digest: &[u8; 32]) -> Option<&'h Entry> {
+    history.entries().iter().find(|e| {
+        !e.sent
+            && e.digest.as_ref() == Some(digest)
+            && matches!(e.message.kind, Kind::CaseRequest { .. })
+    })
+}
+
+/// [`received_request`], only if `defender` sent it (the device the
 /// server's `requested` update names): the server cannot give another
 /// device's request to a device of its own (docs/protocol.md, section
 /// 9.6).
+fn request_from<'h>(
+    history: &'h History,
+    digest: &[u8; 32],
+    defender: &DeviceId,
+) -> Option<&'h Entry> {
+    received_request(history, digest).filter(|e| e.peer.as_ref() == Some(defender))
+}
+
+/// The words of the defender's request whose envelope has `digest`, if
+/// this device received it and it was sent by `defender` ([`request_from`]).
 pub(super) fn request_text(
     history: &History,
     digest: &[u8; 32],
     defender: &DeviceId,
 ) -> Option<String> {
-    history
-        .entries()
-        .iter()
-        .find(|e| {
-            !e.sent
-                && e.digest.as_ref() == Some(digest)
-                && e.peer.as_ref() == Some(defender)
-                && matches!(e.message.kind, Kind::CaseRequest { .. })
-        })
-        .map(|e| e.message.text.clone())
+    request_from(history, digest, defender).map(|e| e.message.text.clone())
 }
 
 /// The programme the defender asked for in the request whose envelope
@@ -70,15 +72,10 @@ pub(super) fn request_programme(
     digest: &[u8; 32],
     defender: &DeviceId,
 ) -> Option<u64> {
-    history
-        .entries()
-        .iter()
-        .find(|e| !e.sent && e.digest.as_ref() == Some(digest) && e.peer.as_ref() == Some(defender))
-        .and_then(|e| match e.message.kind {
-            Kind::CaseRequest { programme } => u64::try_from(programme.code()).ok(),
-            _ => None,
-        })
-        .filter(|n| (1..=4).contains(n))
+    request_from(history, digest, defender).and_then(|e| match e.message.kind {
+        Kind::CaseRequest { programme } => u64::try_from(programme.code()).ok(),
+        _ => None,
+    })
 }
 
 /// The warning shown when the request a case's `requested` update names

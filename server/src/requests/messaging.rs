@@ -193,18 +193,9 @@ pub(super) async fn fetch_prekeys(
     devices: Vec<DeviceId>,
 ) -> Result<Reply, RequestError> {
     let now = crate::unix_now();
-    // A device listed twice is answered once.
-    let mut seen = HashSet::with_capacity(devices.len());
-    let devices: Vec<DeviceId> = devices.into_iter().filter(|d| seen.insert(*d)).collect();
     // Every device is checked before any prekey is taken: a refusal for one
     // (a defender naming another defender, say) costs the others nothing.
-    let stored = shared.store_read(|s| s.devices_by_id(&devices))?;
-    let mut allowed = Vec::with_capacity(devices.len());
-    for (id, device) in devices.iter().zip(stored) {
-        if let Some(device) = check_recipient(session, id, device.as_ref())? {
-            allowed.push((*id, device.clone()));
-        }
-    }
+    let allowed = allowed_recipients(shared, session, devices)?;
     let mut bundles = Vec::with_capacity(allowed.len());
     for (id, device) in allowed {
         let requester = session.device_id;
@@ -257,27 +248,43 @@ pub(super) fn fetch_last_resort_prekeys(
     devices: Vec<DeviceId>,
 ) -> Result<Reply, RequestError> {
     let now = crate::unix_now();
-    let mut seen = HashSet::with_capacity(devices.len());
-    let devices: Vec<DeviceId> = devices.into_iter().filter(|d| seen.insert(*d)).collect();
-    let stored = shared.store_read(|s| s.devices_by_id(&devices))?;
-    let mut bundles = Vec::with_capacity(devices.len());
-    for (id, device) in devices.iter().zip(stored) {
-        let Some(device) = check_recipient(session, id, device.as_ref())? else {
-            continue;
-        };
+    let allowed = allowed_recipients(shared, session, devices)?;
+    let mut bundles = Vec::with_capacity(allowed.len());
+    for (id, device) in allowed {
         let prekey = shared
-            .store_read(|s| s.last_resort_prekey(id, now))?
+            .store_read(|s| s.last_resort_prekey(&id, now))?
             .map(|b| SignedPrekey::decode(&b))
             .transpose()
             .map_err(|_| RequestError::Internal("a stored prekey does not decode"))?;
         bundles.push(PrekeyBundle {
-            device_id: *id,
+            device_id: id,
             identity_key: device.identity_key,
             role: device.role,
             prekey,
         });
     }
     Ok(Response::PrekeyBundles(bundles).into())
+}
+
+/// The devices of `devices` the session may seal to, each once, with
+/// what the store holds of them ([`check_recipient`]); a refusal for one
+/// is the answer for all.
+fn allowed_recipients(
+    shared: &Shared,
+    session: Session,
+    devices: Vec<DeviceId>,
+) -> Result<Vec<(DeviceId, crate::domain::devices::Device)>, RequestError> {
+    // A device listed twice is answered once.
+    let mut seen = HashSet::with_capacity(devices.len());
+    let devices: Vec<DeviceId> = devices.into_iter().filter(|d| seen.insert(*d)).collect();
+    let stored = shared.store_read(|s| s.devices_by_id(&devices))?;
+    let mut allowed = Vec::with_capacity(devices.len());
+    for (id, device) in devices.iter().zip(stored) {
+        if let Some(device) = check_recipient(session, id, device.as_ref())? {
+            allowed.push((*id, device.clone()));
+        }
+    }
+    Ok(allowed)
 }
 
 fn forbidden_recipient() -> RequestError {
